@@ -1,0 +1,334 @@
+//! Configuration, read once from the environment at start-up.
+//!
+//! Every variable is checked here, before a socket is opened, so a bad deployment fails at once with a message
+//! naming the variable, instead of failing on the first sign-in. Secrets are wrapped in [`Secret`], whose `Debug`
+//! never prints the value, so a `{:?}` of the configuration is safe to log.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use url::Url;
+
+/// A value that must never reach a log, an error message or a page.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The raw value, for the one place that needs it (signing, sealing, an `Authorization` header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(\"***\")")
+    }
+}
+
+/// A configuration problem, always naming the variable at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, problem: impl Into<String>) -> Self {
+        Self { variable, problem: problem.into() }
+    }
+}
+
+/// Minimum length of the InsForge JWT secret: HS256 with a shorter key is guessable offline.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// Minimum length of the cookie password, as the WorkOS SDKs require.
+pub const MIN_COOKIE_PASSWORD_CHARS: usize = 32;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub insforge: InsforgeConfig,
+    pub workos: WorkosConfig,
+    pub session: SessionConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub bind_addr: SocketAddr,
+    /// The public origin of the app (`https://todos.example.com`), used for same-origin checks and the
+    /// post-logout return address. No path, no trailing slash.
+    pub app_url: Url,
+    /// Longest time any request may take inside the app before it is answered with 504.
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct InsforgeConfig {
+    /// Base URL of the InsForge project, e.g. `https://abc123.us-east.insforge.app`.
+    pub url: Url,
+    /// The project's JWT secret: every token the bridge mints is signed with it.
+    pub jwt_secret: Secret,
+    pub token_ttl: Duration,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkosConfig {
+    pub api_key: Secret,
+    pub client_id: String,
+    pub redirect_uri: Url,
+    pub api_base_url: Url,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Seals new cookies and opens existing ones.
+    pub cookie_password: Secret,
+    /// Opens cookies sealed before a key rotation; never used to seal.
+    pub previous_cookie_password: Option<Secret>,
+    /// `Secure` cookies, set when the app is served over https.
+    pub secure_cookies: bool,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment (after loading `.env` when present).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, so tests can check it without touching the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
+
+        let redirect_uri = vars.url("WORKOS_REDIRECT_URI")?;
+        let app_url = match vars.optional("APP_URL") {
+            Some(raw) => parse_origin("APP_URL", &raw)?,
+            None => origin_of(&redirect_uri),
+        };
+        let secure_cookies = redirect_uri.scheme() == "https";
+
+        let jwt_secret = vars.required("INSFORGE_JWT_SECRET")?;
+        if jwt_secret.len() < MIN_JWT_SECRET_BYTES {
+            return Err(ConfigError::new(
+                "INSFORGE_JWT_SECRET",
+                format!("must be at least {MIN_JWT_SECRET_BYTES} bytes (it is {})", jwt_secret.len()),
+            ));
+        }
+
+        Ok(Config {
+            server: ServerConfig {
+                bind_addr: vars.parsed("BIND_ADDR", "127.0.0.1:3000")?,
+                app_url,
+                request_timeout: Duration::from_secs(vars.parsed("REQUEST_TIMEOUT_SECONDS", "30")?),
+            },
+            insforge: InsforgeConfig {
+                url: vars.url("INSFORGE_URL")?,
+                jwt_secret: Secret::new(jwt_secret),
+                token_ttl: Duration::from_secs(positive(
+                    "INSFORGE_TOKEN_TTL_SECONDS",
+                    vars.parsed("INSFORGE_TOKEN_TTL_SECONDS", "300")?,
+                )?),
+                connect_timeout: Duration::from_millis(vars.parsed("INSFORGE_CONNECT_TIMEOUT_MS", "2000")?),
+                request_timeout: Duration::from_millis(vars.parsed("INSFORGE_REQUEST_TIMEOUT_MS", "10000")?),
+            },
+            workos: WorkosConfig {
+                api_key: Secret::new(vars.required("WORKOS_API_KEY")?),
+                client_id: vars.required("WORKOS_CLIENT_ID")?,
+                redirect_uri,
+                api_base_url: match vars.optional("WORKOS_API_BASE_URL") {
+                    Some(raw) => parse_url("WORKOS_API_BASE_URL", &raw)?,
+                    None => Url::parse("https://api.workos.com")
+                        .map_err(|e| ConfigError::new("WORKOS_API_BASE_URL", e.to_string()))?,
+                },
+                connect_timeout: Duration::from_millis(vars.parsed("WORKOS_CONNECT_TIMEOUT_MS", "2000")?),
+                request_timeout: Duration::from_millis(vars.parsed("WORKOS_REQUEST_TIMEOUT_MS", "10000")?),
+            },
+            session: SessionConfig {
+                cookie_password: cookie_password("WORKOS_COOKIE_PASSWORD", vars.required("WORKOS_COOKIE_PASSWORD")?)?,
+                previous_cookie_password: vars
+                    .optional("WORKOS_COOKIE_PASSWORD_PREVIOUS")
+                    .map(|p| cookie_password("WORKOS_COOKIE_PASSWORD_PREVIOUS", p))
+                    .transpose()?,
+                secure_cookies,
+            },
+        })
+    }
+}
+
+/// Only the variables the `migrate` subcommand needs, so it runs without the WorkOS settings.
+pub fn database_url_from_env() -> Result<Secret, ConfigError> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    Vars(&lookup).required("DATABASE_URL").map(Secret::new)
+}
+
+struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Vars<'_> {
+    /// A set, non-blank value; blank counts as unset so `FOO=` in a `.env` file does not pass as configured.
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or_else(|| ConfigError::new(name, "is not set (see .env.example)"))
+    }
+
+    fn url(&self, name: &'static str) -> Result<Url, ConfigError> {
+        parse_url(name, &self.required(name)?)
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, name: &'static str, default: &str) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        let raw = self.optional(name).unwrap_or_else(|| default.to_owned());
+        raw.trim().parse().map_err(|e| ConfigError::new(name, format!("cannot parse {raw:?}: {e}")))
+    }
+}
+
+fn positive(name: &'static str, value: u64) -> Result<u64, ConfigError> {
+    if value == 0 { Err(ConfigError::new(name, "must be greater than zero")) } else { Ok(value) }
+}
+
+fn cookie_password(name: &'static str, value: String) -> Result<Secret, ConfigError> {
+    let chars = value.chars().count();
+    if chars < MIN_COOKIE_PASSWORD_CHARS {
+        return Err(ConfigError::new(
+            name,
+            format!("must be at least {MIN_COOKIE_PASSWORD_CHARS} characters (it is {chars})"),
+        ));
+    }
+    Ok(Secret::new(value))
+}
+
+fn parse_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw.trim()).map_err(|e| ConfigError::new(name, format!("is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError::new(name, "must be an http:// or https:// URL with a host"));
+    }
+    Ok(url)
+}
+
+fn parse_origin(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    let url = parse_url(name, raw)?;
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::new(name, "must be an origin only, like https://todos.example.com"));
+    }
+    Ok(url)
+}
+
+/// `https://app.example.com:8443/callback` → `https://app.example.com:8443/`.
+fn origin_of(url: &Url) -> Url {
+    let mut origin = url.clone();
+    origin.set_path("/");
+    origin.set_query(None);
+    origin.set_fragment(None);
+    origin
+}
+
+impl ServerConfig {
+    /// The origin as browsers send it in an `Origin` header: `scheme://host[:port]`, no trailing slash.
+    pub fn origin(&self) -> String {
+        self.app_url.origin().ascii_serialization()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn base() -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("INSFORGE_URL", "http://127.0.0.1:7130".to_owned()),
+            ("INSFORGE_JWT_SECRET", "x".repeat(32)),
+            ("WORKOS_API_KEY", "sk_test_123".to_owned()),
+            ("WORKOS_CLIENT_ID", "client_123".to_owned()),
+            ("WORKOS_REDIRECT_URI", "http://localhost:3000/callback".to_owned()),
+            ("WORKOS_COOKIE_PASSWORD", "p".repeat(32)),
+        ])
+    }
+
+    fn load(vars: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_are_local() {
+        let config = load(&base()).expect("valid configuration");
+        assert_eq!(config.server.bind_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.server.origin(), "http://localhost:3000");
+        assert_eq!(config.workos.api_base_url.as_str(), "https://api.workos.com/");
+        assert_eq!(config.insforge.token_ttl, Duration::from_secs(300));
+        assert!(!config.session.secure_cookies);
+    }
+
+    #[test]
+    fn every_required_variable_is_named_when_missing() {
+        for name in base().keys() {
+            let mut vars = base();
+            vars.insert(name, "  ".to_owned());
+            let error = load(&vars).expect_err("a blank required variable must be refused");
+            assert_eq!(error.variable, *name);
+        }
+    }
+
+    #[test]
+    fn short_secrets_are_refused_by_name() {
+        let mut vars = base();
+        vars.insert("INSFORGE_JWT_SECRET", "x".repeat(31));
+        assert_eq!(load(&vars).expect_err("short").variable, "INSFORGE_JWT_SECRET");
+
+        let mut vars = base();
+        vars.insert("WORKOS_COOKIE_PASSWORD", "p".repeat(31));
+        assert_eq!(load(&vars).expect_err("short").variable, "WORKOS_COOKIE_PASSWORD");
+
+        let mut vars = base();
+        vars.insert("WORKOS_COOKIE_PASSWORD_PREVIOUS", "short".to_owned());
+        assert_eq!(load(&vars).expect_err("short").variable, "WORKOS_COOKIE_PASSWORD_PREVIOUS");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let config = load(&base()).expect("valid configuration");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains(&"x".repeat(32)), "JWT secret leaked: {debug}");
+        assert!(!debug.contains(&"p".repeat(32)), "cookie password leaked");
+        assert!(!debug.contains("sk_test_123"), "API key leaked");
+    }
+
+    #[test]
+    fn app_url_follows_an_https_redirect_uri_and_can_be_overridden() {
+        let mut vars = base();
+        vars.insert("WORKOS_REDIRECT_URI", "https://todos.example.com/callback".to_owned());
+        let config = load(&vars).expect("valid");
+        assert_eq!(config.server.origin(), "https://todos.example.com");
+        assert!(config.session.secure_cookies);
+
+        vars.insert("APP_URL", "https://app.example.com/".to_owned());
+        assert_eq!(load(&vars).expect("valid").server.origin(), "https://app.example.com");
+
+        vars.insert("APP_URL", "https://app.example.com/sub".to_owned());
+        assert_eq!(load(&vars).expect_err("path").variable, "APP_URL");
+    }
+
+    #[test]
+    fn malformed_numbers_and_urls_are_named() {
+        let mut vars = base();
+        vars.insert("INSFORGE_TOKEN_TTL_SECONDS", "five".to_owned());
+        assert_eq!(load(&vars).expect_err("nan").variable, "INSFORGE_TOKEN_TTL_SECONDS");
+
+        let mut vars = base();
+        vars.insert("INSFORGE_URL", "ftp://x".to_owned());
+        assert_eq!(load(&vars).expect_err("scheme").variable, "INSFORGE_URL");
+    }
+}

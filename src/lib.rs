@@ -1,0 +1,14 @@
+//! authbridge: WorkOS AuthKit sign-in in front of InsForge, with PostgreSQL row-level security deciding who
+//! sees which rows.
+//!
+//! The request path runs one way: `http` (extractors decide who the user is) → a handler → `insforge`
+//! (with a token from the minter) → the response. `workos` and `session` sit beside it and answer "who is this?".
+//! `local` holds what runs on a developer's machine instead of the real services: a throwaway PostgreSQL and
+//! stand-ins for InsForge and WorkOS, used by the tests and by `authbridge demo`.
+
+pub mod config;
+pub mod identity;
+pub mod insforge;
+pub mod local;
+pub mod migrate;
+pub mod todo;
