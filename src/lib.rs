@@ -11,4 +11,6 @@ pub mod identity;
 pub mod insforge;
 pub mod local;
 pub mod migrate;
+pub mod session;
 pub mod todo;
+pub mod workos;

@@ -1,0 +1,198 @@
+//! Verifying WorkOS access tokens against the client's JWKS.
+//!
+//! Every request that claims a user is checked here: the cookie's token on every request, and bearer tokens from
+//! API clients. The JWKS is fetched once and cached; an unknown `kid` (WorkOS rotated its key) triggers a refetch,
+//! but at most once a minute, so a flood of forged tokens with random `kid`s cannot turn into a flood of requests
+//! to WorkOS. The algorithm is pinned to RS256: `none` and the HS* family (the "sign with the public key" attack)
+//! are refused before any key is looked at.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use tokio::sync::{Mutex, RwLock};
+
+use super::client::{WorkosClient, WorkosError};
+
+/// Clock skew tolerated on `exp`. Small, because a stolen token should not outlive its stated lifetime by much.
+pub const EXPIRY_LEEWAY: Duration = Duration::from_secs(5);
+/// The fastest the JWKS is refetched because of an unknown `kid`.
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The claims authbridge reads from a WorkOS access token.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AccessClaims {
+    pub sub: String,
+    /// The WorkOS session id, stable across refreshes: sign-out and CSRF tokens are tied to it.
+    #[serde(default)]
+    pub sid: Option<String>,
+    #[serde(default)]
+    pub org_id: Option<String>,
+    /// Present while a WorkOS admin impersonates the user.
+    #[serde(default)]
+    pub act: Option<Actor>,
+    pub exp: u64,
+    #[serde(default)]
+    pub iat: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Actor {
+    pub sub: String,
+}
+
+impl AccessClaims {
+    /// Seconds since the Unix epoch until `exp`, negative once expired.
+    pub fn seconds_left(&self, now: u64) -> i64 {
+        self.exp as i64 - now as i64
+    }
+
+    /// Expired, allowing for [`EXPIRY_LEEWAY`] of clock skew.
+    pub fn is_expired(&self, now: u64) -> bool {
+        self.seconds_left(now) + (EXPIRY_LEEWAY.as_secs() as i64) <= 0
+    }
+
+    /// The lifetime WorkOS gave the token, when it says (`iat` is optional).
+    pub fn lifetime(&self) -> Option<Duration> {
+        self.iat.and_then(|iat| self.exp.checked_sub(iat)).map(Duration::from_secs)
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token's algorithm is not RS256")]
+    WrongAlgorithm,
+    #[error("the token was signed by a key WorkOS does not publish")]
+    UnknownKey,
+    #[error("the token's signature or claims are invalid")]
+    Invalid,
+    #[error("the token has expired")]
+    Expired,
+    /// The keys could not be fetched, so nothing can be verified: this is an outage, not a bad token.
+    #[error("the WorkOS signing keys are unavailable: {0}")]
+    KeysUnavailable(WorkosError),
+}
+
+pub struct AccessTokenVerifier {
+    workos: WorkosClient,
+    keys: RwLock<KeyCache>,
+    /// Serialises refetches so concurrent requests with a new `kid` cause one fetch, not one each.
+    refetch: Mutex<()>,
+}
+
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<String, DecodingKey>,
+    fetched_at: Option<Instant>,
+}
+
+impl KeyCache {
+    fn may_refetch(&self) -> bool {
+        self.fetched_at.is_none_or(|at| at.elapsed() >= JWKS_REFETCH_INTERVAL)
+    }
+}
+
+impl AccessTokenVerifier {
+    pub fn new(workos: WorkosClient) -> Self {
+        Self { workos, keys: RwLock::new(KeyCache::default()), refetch: Mutex::new(()) }
+    }
+
+    /// Verifies signature and algorithm, and that the token has not expired.
+    pub async fn verify(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        let claims = self.verify_signature(token).await?;
+        if claims.is_expired(now()) {
+            return Err(VerifyError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// Verifies signature and algorithm only. The session layer uses this so it can see that a genuine token
+    /// has expired and refresh it, instead of treating it like a forgery.
+    pub async fn verify_signature(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        if header.alg != Algorithm::RS256 {
+            return Err(VerifyError::WrongAlgorithm);
+        }
+        let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
+        let key = self.key(&kid).await?;
+
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.validate_exp = false;
+        // No official SDK checks `iss` or `aud` (workos.md §3): the per-client JWKS is what binds the token to us.
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(|_| VerifyError::Invalid)
+    }
+
+    /// Fetches the keys ahead of the first request, so the first sign-in does not pay for it. Failure is not fatal:
+    /// the keys are fetched again on demand.
+    pub async fn prefetch(&self) -> Result<(), VerifyError> {
+        let _guard = self.refetch.lock().await;
+        self.refresh_keys().await
+    }
+
+    async fn key(&self, kid: &str) -> Result<DecodingKey, VerifyError> {
+        if let Some(key) = self.keys.read().await.keys.get(kid) {
+            return Ok(key.clone());
+        }
+        let _guard = self.refetch.lock().await;
+        // Another request may have fetched the keys while this one waited for the lock.
+        {
+            let cache = self.keys.read().await;
+            if let Some(key) = cache.keys.get(kid) {
+                return Ok(key.clone());
+            }
+            if !cache.may_refetch() {
+                return Err(VerifyError::UnknownKey);
+            }
+        }
+        self.refresh_keys().await?;
+        self.keys.read().await.keys.get(kid).cloned().ok_or(VerifyError::UnknownKey)
+    }
+
+    async fn refresh_keys(&self) -> Result<(), VerifyError> {
+        let fetched = self.workos.fetch_jwks().await;
+        let mut cache = self.keys.write().await;
+        match fetched {
+            Ok(set) => {
+                cache.keys = decoding_keys(&set);
+                cache.fetched_at = Some(Instant::now());
+                tracing::debug!(keys = cache.keys.len(), "fetched the WorkOS JWKS");
+                Ok(())
+            }
+            Err(error) => {
+                // Keep serving with the keys we have, and count the attempt so that tokens with unknown `kid`s do
+                // not hammer a WorkOS that is already struggling.
+                if !cache.keys.is_empty() {
+                    cache.fetched_at = Some(Instant::now());
+                }
+                tracing::warn!(%error, "could not fetch the WorkOS JWKS");
+                Err(VerifyError::KeysUnavailable(error))
+            }
+        }
+    }
+}
+
+/// RS256 keys with a `kid`; anything else in the set (other algorithms, encryption keys) is ignored.
+fn decoding_keys(set: &JwkSet) -> HashMap<String, DecodingKey> {
+    set.keys
+        .iter()
+        .filter_map(|jwk| {
+            let kid = jwk.common.key_id.clone()?;
+            if !matches!(jwk.algorithm, jsonwebtoken::jwk::AlgorithmParameters::RSA(_)) {
+                return None;
+            }
+            DecodingKey::from_jwk(jwk).ok().map(|key| (kid, key))
+        })
+        .collect()
+}
+
+pub fn now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}

@@ -1,0 +1,378 @@
+//! The WorkOS User Management calls authbridge makes, over one pooled HTTP client.
+//!
+//! Only four things are needed (build the authorize URL, exchange a code, refresh, fetch the JWKS), so this is a
+//! thin typed client over reqwest rather than the official SDK, which pins other versions of reqwest and
+//! jsonwebtoken. The contract it follows is `../shared/reference/workos.md`.
+//!
+//! Every failure becomes one [`WorkosError`]; the important split is between "the user's session or code is no
+//! good" ([`WorkosError::InvalidGrant`]) and "WorkOS is having a bad moment" ([`WorkosError::is_transient`]),
+//! because the first ends a session and the second must never do so.
+
+use std::fmt;
+use std::time::Duration;
+
+use jsonwebtoken::jwk::JwkSet;
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::config::{Secret, WorkosConfig};
+
+#[derive(Clone)]
+pub struct WorkosClient {
+    http: reqwest::Client,
+    base_url: Url,
+    client_id: String,
+    api_key: Secret,
+}
+
+/// What the browser is sent to WorkOS with. `state` and `code_challenge` come from the login flow.
+#[derive(Debug, Default)]
+pub struct AuthorizeParams<'a> {
+    pub redirect_uri: &'a str,
+    pub state: &'a str,
+    pub code_challenge: &'a str,
+    /// Routes an enterprise user straight to their organization's SSO; without it, AuthKit's hosted login.
+    pub organization_id: Option<&'a str>,
+    pub login_hint: Option<&'a str>,
+    pub screen_hint: Option<&'a str>,
+}
+
+/// A successful `authenticate` answer, for both the code and the refresh grant.
+#[derive(Clone, Deserialize)]
+pub struct AuthResponse {
+    pub user: WorkosUser,
+    #[serde(default)]
+    pub organization_id: Option<String>,
+    pub access_token: String,
+    pub refresh_token: String,
+    #[serde(default)]
+    pub impersonator: Option<Impersonator>,
+}
+
+// Tokens are credentials: keep them out of `{:?}`, which is what ends up in logs and panics.
+impl fmt::Debug for AuthResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthResponse")
+            .field("user", &self.user)
+            .field("organization_id", &self.organization_id)
+            .field("impersonator", &self.impersonator)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct WorkosUser {
+    pub id: String,
+    pub email: String,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+}
+
+/// Set when a WorkOS admin is signed in as this user (impersonation); the app must show it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Impersonator {
+    pub email: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WorkosError {
+    /// The code or refresh token is invalid, expired or already used: the sign-in or the session is over.
+    #[error("WorkOS refused the grant: {description}")]
+    InvalidGrant { description: String },
+    /// WorkOS refused the request for another reason (bad client credentials, a required extra step such as
+    /// `email_verification_required`). Not transient: retrying the same request will not help.
+    #[error("WorkOS refused the request ({status}, {code}): {message}")]
+    Rejected { status: u16, code: String, message: String },
+    #[error("WorkOS is rate limiting us")]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("WorkOS answered {status}")]
+    Unavailable { status: u16 },
+    #[error("WorkOS did not answer in time")]
+    Timeout,
+    #[error("could not connect to WorkOS")]
+    Connect,
+    #[error("WorkOS sent a response we could not read: {0}")]
+    Malformed(String),
+}
+
+impl WorkosError {
+    /// Failures that are WorkOS's or the network's, not the user's: they must not end a session.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited { .. } | Self::Unavailable { .. } | Self::Timeout | Self::Connect | Self::Malformed(_)
+        )
+    }
+
+    /// How long a client should wait before trying again, for `Retry-After`.
+    pub fn retry_after(&self) -> Duration {
+        match self {
+            Self::RateLimited { retry_after: Some(after) } => *after,
+            _ => Duration::from_secs(5),
+        }
+    }
+
+    fn from_reqwest(error: reqwest::Error) -> Self {
+        if error.is_timeout() {
+            Self::Timeout
+        } else if error.is_connect() {
+            Self::Connect
+        } else if error.is_decode() {
+            Self::Malformed(without_url(&error))
+        } else {
+            // Body or protocol errors mid-response behave like an outage for the caller.
+            Self::Unavailable { status: error.status().map_or(502, |s| s.as_u16()) }
+        }
+    }
+}
+
+/// reqwest's messages include the URL; ours never do, since a URL can carry a code.
+fn without_url(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    if let Some(url) = error.url() {
+        message = message.replace(url.as_str(), "<url>");
+    }
+    message
+}
+
+/// Error bodies come in two shapes (workos.md §2): OAuth `{error, error_description}` and `{code, message}`.
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    error: Option<String>,
+    error_description: Option<String>,
+    code: Option<String>,
+    message: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "grant_type", rename_all = "snake_case")]
+enum Grant<'a> {
+    AuthorizationCode { code: &'a str, code_verifier: &'a str },
+    RefreshToken { refresh_token: &'a str },
+}
+
+#[derive(Serialize)]
+struct AuthenticateBody<'a> {
+    client_id: &'a str,
+    client_secret: &'a str,
+    #[serde(flatten)]
+    grant: Grant<'a>,
+}
+
+impl WorkosClient {
+    pub fn new(config: &WorkosConfig) -> Result<Self, WorkosError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            // WorkOS never redirects API calls; following one could send the API key elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("authbridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| WorkosError::Malformed(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base_url: config.api_base_url.clone(),
+            client_id: config.client_id.clone(),
+            api_key: config.api_key.clone(),
+        })
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    fn endpoint(&self, segments: &[&str]) -> Url {
+        let mut url = self.base_url.clone();
+        // `path_segments_mut` percent-encodes each segment, so a client id can never add path components.
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    pub fn authorization_url(&self, params: &AuthorizeParams<'_>) -> Url {
+        let mut url = self.endpoint(&["user_management", "authorize"]);
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("client_id", &self.client_id)
+                .append_pair("redirect_uri", params.redirect_uri)
+                .append_pair("response_type", "code")
+                .append_pair("state", params.state)
+                .append_pair("code_challenge", params.code_challenge)
+                .append_pair("code_challenge_method", "S256");
+            match params.organization_id {
+                Some(organization_id) => query.append_pair("organization_id", organization_id),
+                None => query.append_pair("provider", "authkit"),
+            };
+            if let Some(hint) = params.login_hint {
+                query.append_pair("login_hint", hint);
+            }
+            if let Some(hint) = params.screen_hint {
+                query.append_pair("screen_hint", hint);
+            }
+        }
+        url
+    }
+
+    pub fn logout_url(&self, session_id: &str, return_to: &Url) -> Url {
+        let mut url = self.endpoint(&["user_management", "sessions", "logout"]);
+        url.query_pairs_mut().append_pair("session_id", session_id).append_pair("return_to", return_to.as_str());
+        url
+    }
+
+    pub fn jwks_url(&self) -> Url {
+        self.endpoint(&["sso", "jwks", &self.client_id])
+    }
+
+    pub async fn authenticate_with_code(&self, code: &str, code_verifier: &str) -> Result<AuthResponse, WorkosError> {
+        self.authenticate(Grant::AuthorizationCode { code, code_verifier }).await
+    }
+
+    pub async fn authenticate_with_refresh_token(&self, refresh_token: &str) -> Result<AuthResponse, WorkosError> {
+        self.authenticate(Grant::RefreshToken { refresh_token }).await
+    }
+
+    /// Never retried: codes and refresh tokens are single-use, so a blind retry after a lost response would
+    /// turn a network blip into `invalid_grant`.
+    async fn authenticate(&self, grant: Grant<'_>) -> Result<AuthResponse, WorkosError> {
+        let body = AuthenticateBody { client_id: &self.client_id, client_secret: self.api_key.expose(), grant };
+        let response = self
+            .http
+            .post(self.endpoint(&["user_management", "authenticate"]))
+            .json(&body)
+            .send()
+            .await
+            .map_err(WorkosError::from_reqwest)?;
+        read_json(response).await
+    }
+
+    pub async fn fetch_jwks(&self) -> Result<JwkSet, WorkosError> {
+        let response = self.http.get(self.jwks_url()).send().await.map_err(WorkosError::from_reqwest)?;
+        read_json(response).await
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> Result<T, WorkosError> {
+    let status = response.status();
+    if status.is_success() {
+        return response.json().await.map_err(WorkosError::from_reqwest);
+    }
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    // A body that is not JSON (a proxy's HTML error page) still yields a useful status-based error.
+    let body: ErrorBody = response.json().await.unwrap_or_default();
+    Err(classify(status, body, retry_after))
+}
+
+fn classify(status: StatusCode, body: ErrorBody, retry_after: Option<Duration>) -> WorkosError {
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return WorkosError::RateLimited { retry_after };
+    }
+    if status.is_server_error() {
+        return WorkosError::Unavailable { status: status.as_u16() };
+    }
+    // The Node SDK's tests see invalid_grant as 400, the Rust SDK's as 401: both mean the grant is dead.
+    if body.error.as_deref() == Some("invalid_grant") {
+        return WorkosError::InvalidGrant {
+            description: body.error_description.unwrap_or_else(|| "the grant is invalid or expired".to_owned()),
+        };
+    }
+    WorkosError::Rejected {
+        status: status.as_u16(),
+        code: body.code.or(body.error).unwrap_or_else(|| "unknown".to_owned()),
+        message: body.message.or(body.error_description).unwrap_or_else(|| status.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base: &str) -> WorkosClient {
+        WorkosClient::new(&WorkosConfig {
+            api_key: Secret::new("sk_test_x"),
+            client_id: "client_1/../x".to_owned(),
+            redirect_uri: Url::parse("http://localhost:3000/callback").expect("url"),
+            api_base_url: Url::parse(base).expect("url"),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        })
+        .expect("client")
+    }
+
+    #[test]
+    fn authorization_url_carries_every_parameter_encoded() {
+        let url = client("https://api.workos.com").authorization_url(&AuthorizeParams {
+            redirect_uri: "http://localhost:3000/callback",
+            state: "st&ate",
+            code_challenge: "abc",
+            login_hint: Some("a+b@example.com"),
+            ..Default::default()
+        });
+        assert_eq!(url.path(), "/user_management/authorize");
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("provider"), Some("authkit"));
+        assert_eq!(get("state"), Some("st&ate"));
+        assert_eq!(get("login_hint"), Some("a+b@example.com"));
+        assert_eq!(get("code_challenge_method"), Some("S256"));
+        assert_eq!(get("response_type"), Some("code"));
+        assert_eq!(get("organization_id"), None);
+    }
+
+    #[test]
+    fn organization_replaces_the_authkit_provider() {
+        let url = client("https://api.workos.com/")
+            .authorization_url(&AuthorizeParams { organization_id: Some("org_1"), ..Default::default() });
+        assert!(url.query_pairs().any(|(k, v)| k == "organization_id" && v == "org_1"));
+        assert!(!url.query_pairs().any(|(k, _)| k == "provider"));
+    }
+
+    #[test]
+    fn client_id_cannot_escape_the_jwks_path() {
+        let url = client("http://127.0.0.1:9/prefix/").jwks_url();
+        assert_eq!(url.path(), "/prefix/sso/jwks/client_1%2F..%2Fx");
+    }
+
+    #[test]
+    fn errors_are_classified_by_meaning() {
+        let body = |error: &str| ErrorBody { error: Some(error.to_owned()), ..Default::default() };
+        assert!(matches!(
+            classify(StatusCode::BAD_REQUEST, body("invalid_grant"), None),
+            WorkosError::InvalidGrant { .. }
+        ));
+        assert!(matches!(
+            classify(StatusCode::UNAUTHORIZED, body("invalid_grant"), None),
+            WorkosError::InvalidGrant { .. }
+        ));
+        let rejected = classify(StatusCode::UNAUTHORIZED, body("invalid_client"), None);
+        assert!(matches!(rejected, WorkosError::Rejected { status: 401, .. }) && !rejected.is_transient());
+        let limited = classify(StatusCode::TOO_MANY_REQUESTS, ErrorBody::default(), Some(Duration::from_secs(7)));
+        assert!(limited.is_transient());
+        assert_eq!(limited.retry_after(), Duration::from_secs(7));
+        assert!(classify(StatusCode::BAD_GATEWAY, ErrorBody::default(), None).is_transient());
+    }
+
+    #[test]
+    fn tokens_stay_out_of_debug_output() {
+        let response = AuthResponse {
+            user: WorkosUser { id: "user_1".into(), email: "a@b.c".into(), first_name: None, last_name: None },
+            organization_id: None,
+            access_token: "ACCESS-SECRET".into(),
+            refresh_token: "REFRESH-SECRET".into(),
+            impersonator: None,
+        };
+        let debug = format!("{response:?}");
+        assert!(!debug.contains("ACCESS-SECRET") && !debug.contains("REFRESH-SECRET"), "{debug}");
+    }
+}

@@ -1,0 +1,7 @@
+//! WorkOS AuthKit: the HTTP client for its User Management API and the verifier for its access tokens.
+
+pub mod access_token;
+pub mod client;
+
+pub use access_token::{AccessClaims, AccessTokenVerifier, VerifyError};
+pub use client::{AuthResponse, AuthorizeParams, Impersonator, WorkosClient, WorkosError, WorkosUser};
