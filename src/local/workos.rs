@@ -1,1 +1,593 @@
+//! A stand-in for WorkOS User Management, speaking the part of its HTTP contract authbridge uses
+//! (/work/shared/reference/workos.md): `authorize`, `authenticate`, the per-client JWKS and session logout.
+//!
+//! It exists so that sign-in, refresh and sign-out run through authbridge's real code paths without a WorkOS
+//! account: the integration tests point `WORKOS_API_BASE_URL` at it, the browser test clicks through its sign-in
+//! page, and `authbridge demo` runs it for newcomers. It is strict where WorkOS is (registered redirect URIs only,
+//! PKCE S256 only, single-use expiring codes, rotating refresh tokens, real RS256 signatures), because a lenient
+//! stand-in would let bugs through that production would then find. Tests can also make it misbehave on purpose
+//! (fail, hang, slow down) and count the calls it received.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use authbridge::local::workos::{WorkosStandIn, WorkosStandInOptions};
+//!
+//! let options = WorkosStandInOptions {
+//!     redirect_uris: vec!["http://127.0.0.1:3000/callback".parse()?],
+//!     ..WorkosStandInOptions::default()
+//! };
+//! let workos = WorkosStandIn::start(options).await?;
+//! // WORKOS_API_BASE_URL = workos.base_url(), WORKOS_CLIENT_ID = workos.client_id(), …
+//! workos.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
+mod controls;
+mod pages;
+mod routes;
+mod store;
+mod token;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use url::Url;
+
+use crate::config::Secret;
+use controls::{Controls, Grant};
+use store::{Impersonator, Session, Store};
+use token::{AccessClaims, SigningKey, TokenError};
+
+pub const DEFAULT_CLIENT_ID: &str = "client_standin";
+pub const DEFAULT_API_KEY: &str = "sk_test_standin";
+/// The redirect URI registered by default: the one `.env.example` uses.
+pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:3000/callback";
+/// The organization Alice and Bob belong to in the default seed.
+pub const ACME_ORGANIZATION_ID: &str = "org_standin_acme";
+pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(5 * 60);
+/// How long an authorization code stays valid, as with WorkOS.
+pub const DEFAULT_CODE_TTL: Duration = Duration::from_secs(10 * 60);
+/// How long [`WorkosStandIn::shutdown`] waits for open connections before cutting them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How to start a stand-in. `Default` gives a loopback server on a free port with Alice, Bob and Carol.
+#[derive(Debug, Clone)]
+pub struct WorkosStandInOptions {
+    /// Loopback by default: the stand-in signs anyone in without a password.
+    pub bind: SocketAddr,
+    pub client_id: String,
+    /// The API key, which `authenticate` also requires as `client_secret`.
+    pub api_key: Secret,
+    /// The only URIs `authorize` redirects to (exact match), and whose origins `logout` may return to.
+    pub redirect_uris: Vec<Url>,
+    pub access_token_ttl: Duration,
+    pub code_ttl: Duration,
+    /// Merged into every access token: roles, permissions, or bulk to test large cookies.
+    pub extra_claims: Map<String, Value>,
+    pub users: Vec<SeedUser>,
+    /// Display names for organizations, shown on the sign-in page.
+    pub organizations: Vec<SeedOrganization>,
+}
+
+impl Default for WorkosStandInOptions {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            client_id: DEFAULT_CLIENT_ID.to_owned(),
+            api_key: Secret::new(DEFAULT_API_KEY),
+            redirect_uris: Url::parse(DEFAULT_REDIRECT_URI).into_iter().collect(),
+            access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
+            code_ttl: DEFAULT_CODE_TTL,
+            extra_claims: Map::new(),
+            users: SeedUser::defaults(),
+            organizations: vec![SeedOrganization { id: ACME_ORGANIZATION_ID.to_owned(), name: "Acme".to_owned() }],
+        }
+    }
+}
+
+impl WorkosStandInOptions {
+    fn validate(&self) -> Result<(), WorkosStandInError> {
+        let invalid = |problem: String| Err(WorkosStandInError::InvalidOptions(problem));
+        if self.client_id.trim().is_empty() {
+            return invalid("client_id is empty".into());
+        }
+        if self.api_key.expose().trim().is_empty() {
+            return invalid("api_key is empty".into());
+        }
+        for uri in &self.redirect_uris {
+            if !matches!(uri.scheme(), "http" | "https") || uri.host().is_none() {
+                return invalid(format!("redirect URI {uri} is not an http(s) URL with a host"));
+            }
+        }
+        for (i, user) in self.users.iter().enumerate() {
+            if user.id.trim().is_empty() || store::normalize_email(&user.email).is_none() {
+                return invalid(format!("seed user {i} needs an id and a plausible email"));
+            }
+            let duplicate = self.users[..i]
+                .iter()
+                .any(|earlier| earlier.id == user.id || earlier.email.eq_ignore_ascii_case(&user.email));
+            if duplicate {
+                return invalid(format!("seed user {} ({}) repeats an earlier id or email", user.id, user.email));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A user the stand-in knows from the start (or created on its sign-in page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedUser {
+    pub id: String,
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// The organization a sign-in lands in unless the request names another.
+    pub organization_id: Option<String>,
+}
+
+impl SeedUser {
+    /// Alice and Bob of Acme, and Carol who belongs to no organization.
+    pub fn defaults() -> Vec<SeedUser> {
+        let user = |id: &str, email: &str, first: &str, last: &str, org: Option<&str>| SeedUser {
+            id: id.to_owned(),
+            email: email.to_owned(),
+            first_name: Some(first.to_owned()),
+            last_name: Some(last.to_owned()),
+            organization_id: org.map(str::to_owned),
+        };
+        vec![
+            user("user_standin_alice", "alice@acme.test", "Alice", "Anderson", Some(ACME_ORGANIZATION_ID)),
+            user("user_standin_bob", "bob@acme.test", "Bob", "Brown", Some(ACME_ORGANIZATION_ID)),
+            user("user_standin_carol", "carol@example.test", "Carol", "Clark", None),
+        ]
+    }
+
+    /// "Alice Anderson", or the email when the user has no name.
+    pub fn display_name(&self) -> String {
+        let name = [self.first_name.as_deref(), self.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>();
+        if name.is_empty() { self.email.clone() } else { name.join(" ") }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedOrganization {
+    pub id: String,
+    pub name: String,
+}
+
+/// The stand-in's endpoints, as test controls and counters name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `GET /user_management/authorize`.
+    Authorize,
+    /// The sign-in page's own form posts (`/user_management/authorize/approve` and `…/deny`), counted apart so
+    /// `calls(Authorize)` stays one per sign-in attempt.
+    SignInForm,
+    /// `POST /user_management/authenticate`, both grants.
+    Authenticate,
+    /// `GET /sso/jwks/{client_id}`.
+    Jwks,
+    /// `GET /user_management/sessions/logout`.
+    Logout,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 5] =
+        [Endpoint::Authorize, Endpoint::SignInForm, Endpoint::Authenticate, Endpoint::Jwks, Endpoint::Logout];
+
+    fn index(self) -> usize {
+        match self {
+            Endpoint::Authorize => 0,
+            Endpoint::SignInForm => 1,
+            Endpoint::Authenticate => 2,
+            Endpoint::Jwks => 3,
+            Endpoint::Logout => 4,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkosStandInError {
+    #[error("the WorkOS stand-in's options are invalid: {0}")]
+    InvalidOptions(String),
+    #[error("the WorkOS stand-in cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the WorkOS stand-in could not create its RSA signing key")]
+    SigningKey,
+}
+
+/// A running stand-in. Dropping it stops the server (in the background); [`WorkosStandIn::shutdown`] also waits.
+pub struct WorkosStandIn {
+    inner: Arc<Inner>,
+    stop: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+}
+
+/// What the request handlers share with the test controls.
+struct Inner {
+    client_id: String,
+    api_key: Secret,
+    redirect_uris: Vec<Url>,
+    base_url: Url,
+    keys: Mutex<KeySet>,
+    store: Mutex<Store>,
+    controls: Controls,
+}
+
+/// The key that signs, and the one before it, which stays in the JWKS so tokens signed before a rotation still
+/// verify (as during a real key rotation).
+#[derive(Clone)]
+struct KeySet {
+    current: Arc<SigningKey>,
+    previous: Option<Arc<SigningKey>>,
+}
+
+impl WorkosStandIn {
+    /// Generates the signing key, binds, and serves until shut down or dropped.
+    pub async fn start(options: WorkosStandInOptions) -> Result<WorkosStandIn, WorkosStandInError> {
+        options.validate()?;
+        let key = generate_key().await?;
+        let listener = TcpListener::bind(options.bind)
+            .await
+            .map_err(|source| WorkosStandInError::Bind { addr: options.bind, source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| WorkosStandInError::Bind { addr: options.bind, source })?;
+        if !local_addr.ip().is_loopback() {
+            tracing::warn!(%local_addr, "the WorkOS stand-in signs anyone in without a password and is reachable beyond this machine");
+        }
+
+        let (stop, stopping) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            client_id: options.client_id,
+            api_key: options.api_key,
+            redirect_uris: options.redirect_uris,
+            base_url: base_url_for(local_addr),
+            keys: Mutex::new(KeySet { current: Arc::new(key), previous: None }),
+            store: Mutex::new(Store::new(
+                options.users,
+                options.organizations,
+                options.access_token_ttl,
+                options.code_ttl,
+                options.extra_claims,
+            )),
+            controls: Controls::new(stopping),
+        });
+
+        let app = routes::router(Arc::clone(&inner));
+        let mut stopped = stop.subscribe();
+        let server = tokio::spawn(async move {
+            let until_stopped = async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            };
+            if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(until_stopped).await {
+                tracing::error!(%error, "the WorkOS stand-in stopped serving");
+            }
+        });
+        tracing::info!(base_url = %inner.base_url, "WorkOS stand-in listening");
+        Ok(WorkosStandIn { inner, stop, server: Some(server) })
+    }
+
+    /// `http://127.0.0.1:PORT/`: the value for `WORKOS_API_BASE_URL`.
+    pub fn base_url(&self) -> Url {
+        self.inner.base_url.clone()
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.inner.client_id
+    }
+
+    pub fn api_key(&self) -> &Secret {
+        &self.inner.api_key
+    }
+
+    /// The seeded users, followed by any created on the sign-in page.
+    pub fn users(&self) -> Vec<SeedUser> {
+        lock(&self.inner.store).users().map(|user| user.seed.clone()).collect()
+    }
+
+    /// The next `n` requests to `endpoint` are answered with `status` and a WorkOS-shaped error body, before any
+    /// processing (so no code or refresh token is spent). Calls add up: `fail_next(e, 1, 429)` then
+    /// `fail_next(e, 1, 503)` fails once with each, in that order.
+    ///
+    /// # Panics
+    /// When `status` is not a 4xx or 5xx status: that is a mistake in the calling test.
+    pub fn fail_next(&self, endpoint: Endpoint, n: usize, status: u16) {
+        let status = StatusCode::from_u16(status)
+            .ok()
+            .filter(|status| status.is_client_error() || status.is_server_error())
+            .unwrap_or_else(|| panic!("fail_next needs a 4xx or 5xx status, not {status}"));
+        self.inner.controls.fail_next(endpoint, n, status);
+    }
+
+    /// The next `n` requests to `endpoint` are held without an answer until the stand-in stops, so callers' timeouts
+    /// fire. They take precedence over injected failures and do not consume them.
+    pub fn hang_next(&self, endpoint: Endpoint, n: usize) {
+        self.inner.controls.hang_next(endpoint, n);
+    }
+
+    /// Every later request to `endpoint` waits `latency` before being handled; `Duration::ZERO` turns it off.
+    pub fn set_latency(&self, endpoint: Endpoint, latency: Duration) {
+        self.inner.controls.set_latency(endpoint, latency);
+    }
+
+    /// Requests received by `endpoint`, counted on arrival, including those failed, delayed or held on purpose.
+    pub fn calls(&self, endpoint: Endpoint) -> usize {
+        self.inner.controls.calls(endpoint)
+    }
+
+    /// `authenticate` requests with `grant_type=refresh_token`, counted on arrival like [`WorkosStandIn::calls`].
+    pub fn refresh_calls(&self) -> usize {
+        self.inner.controls.grant_calls(Grant::RefreshToken)
+    }
+
+    /// `authenticate` requests with `grant_type=authorization_code`, counted on arrival.
+    pub fn code_calls(&self) -> usize {
+        self.inner.controls.grant_calls(Grant::AuthorizationCode)
+    }
+
+    /// Lifetime of access tokens issued from now on.
+    pub fn set_access_token_ttl(&self, ttl: Duration) {
+        lock(&self.inner.store).access_token_ttl = ttl;
+    }
+
+    /// Lifetime of authorization codes. It is checked when a code is exchanged, so shortening it also expires
+    /// codes already issued: `set_code_ttl(Duration::ZERO)` makes every outstanding code expired.
+    pub fn set_code_ttl(&self, ttl: Duration) {
+        lock(&self.inner.store).code_ttl = ttl;
+    }
+
+    /// Replaces the claims merged into access tokens issued from now on. They may add claims or replace the
+    /// optional ones (`role`, `permissions`, …), but not `iss`, `sub`, `sid`, `jti`, `iat` or `exp`.
+    pub fn set_extra_claims(&self, claims: Map<String, Value>) {
+        lock(&self.inner.store).extra_claims = claims;
+    }
+
+    /// The next successful code exchange starts an impersonated session: the response carries `impersonator`,
+    /// and its access tokens (refreshes included) carry `act: {sub: impersonator_email}`.
+    pub fn impersonate_next_login(&self, impersonator_email: &str, reason: Option<&str>) {
+        lock(&self.inner.store).next_impersonation =
+            Some(Impersonator { email: impersonator_email.to_owned(), reason: reason.map(str::to_owned) });
+    }
+
+    /// An access token for `user_id`, valid from now for `ttl`, in its own new session: exactly what
+    /// `authenticate` would issue, for bearer-token tests and the demo's `curl` line. The user need not exist, so
+    /// tests can also mint tokens for strangers.
+    ///
+    /// # Panics
+    /// Only if the crypto library fails to sign, which does not happen with a key it generated.
+    pub fn mint_access_token(&self, user_id: &str, ttl: Duration) -> String {
+        let issued_at = unix_seconds(SystemTime::now());
+        self.mint(user_id, issued_at, issued_at.saturating_add(whole_seconds(ttl)))
+    }
+
+    /// Like [`WorkosStandIn::mint_access_token`], with explicit `iat` and `exp`: an `expires_at` in the past gives
+    /// an expired token that is otherwise perfectly valid.
+    ///
+    /// # Panics
+    /// Only if the crypto library fails to sign.
+    pub fn mint_access_token_with(&self, user_id: &str, issued_at: SystemTime, expires_at: SystemTime) -> String {
+        self.mint(user_id, unix_seconds(issued_at), unix_seconds(expires_at))
+    }
+
+    fn mint(&self, user_id: &str, issued_at: i64, expires_at: i64) -> String {
+        let (session, extra_claims) = lock(&self.inner.store).open_session(user_id);
+        self.inner
+            .access_token(&session, issued_at, expires_at, &extra_claims)
+            .unwrap_or_else(|error| panic!("the WorkOS stand-in could not sign an access token: {error}"))
+    }
+
+    /// The `kid` of the key signing new tokens.
+    pub fn kid(&self) -> String {
+        self.inner.keys().current.kid().to_owned()
+    }
+
+    /// The public key as a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) block, to forge "HS256 signed with the public
+    /// key" tokens.
+    pub fn public_key_pem(&self) -> String {
+        self.inner.keys().current.public_key_pem()
+    }
+
+    /// The public key as SubjectPublicKeyInfo DER.
+    pub fn public_key_der(&self) -> Vec<u8> {
+        self.inner.keys().current.public_key_der().to_vec()
+    }
+
+    /// The JWKS document `GET /sso/jwks/{client_id}` serves.
+    pub fn jwks(&self) -> Value {
+        self.inner.jwks()
+    }
+
+    /// Signs new tokens with a freshly generated key. The JWKS lists the new key and the one before it, so a
+    /// verifier that cached the old JWKS sees an unknown `kid` and must refetch.
+    pub async fn rotate_signing_key(&self) -> Result<(), WorkosStandInError> {
+        let key = Arc::new(generate_key().await?);
+        let mut keys = lock(&self.inner.keys);
+        let previous = Arc::clone(&keys.current);
+        *keys = KeySet { current: key, previous: Some(previous) };
+        Ok(())
+    }
+
+    /// Every refresh token issued so far stops working (sessions stay, so logout still succeeds).
+    pub fn revoke_all_refresh_tokens(&self) {
+        lock(&self.inner.store).revoke_all_refresh_tokens();
+    }
+
+    /// Stops accepting connections, releases held requests, and waits (a few seconds at most) for open ones.
+    pub async fn shutdown(mut self) {
+        self.stop.send_replace(true);
+        if let Some(mut server) = self.server.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err()
+        {
+            tracing::warn!("the WorkOS stand-in did not stop in time; closing its connections");
+            server.abort();
+        }
+    }
+}
+
+impl Drop for WorkosStandIn {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+impl std::fmt::Debug for WorkosStandIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkosStandIn")
+            .field("base_url", &self.inner.base_url.as_str())
+            .field("client_id", &self.inner.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn keys(&self) -> KeySet {
+        lock(&self.keys).clone()
+    }
+
+    /// The issuer WorkOS puts in its tokens is its base URL with a trailing slash; the stand-in does the same.
+    fn issuer(&self) -> &str {
+        self.base_url.as_str()
+    }
+
+    fn access_token(
+        &self,
+        session: &Session,
+        issued_at: i64,
+        expires_at: i64,
+        extra_claims: &Map<String, Value>,
+    ) -> Result<String, TokenError> {
+        let claims = AccessClaims {
+            issuer: self.issuer(),
+            user_id: &session.user_id,
+            session_id: &session.id,
+            organization_id: session.organization_id.as_deref(),
+            impersonator_email: session.impersonator.as_ref().map(|impersonator| impersonator.email.as_str()),
+            issued_at,
+            expires_at,
+        }
+        .into_map(extra_claims);
+        self.keys().current.sign(&claims)
+    }
+
+    fn jwks(&self) -> Value {
+        let keys = self.keys();
+        let jwks: Vec<&Value> = std::iter::once(&keys.current).chain(&keys.previous).map(|key| key.jwk()).collect();
+        json!({ "keys": jwks })
+    }
+
+    /// Exact match, as OAuth requires: no prefix or pattern matching an attacker could stretch.
+    fn is_registered_redirect_uri(&self, uri: &Url) -> bool {
+        self.redirect_uris.iter().any(|registered| registered == uri)
+    }
+
+    /// Logout may only send the browser back to an app that registered a redirect URI here.
+    fn is_allowed_return_to(&self, url: &Url) -> bool {
+        matches!(url.scheme(), "http" | "https")
+            && self.redirect_uris.iter().any(|registered| registered.origin() == url.origin())
+    }
+}
+
+async fn generate_key() -> Result<SigningKey, WorkosStandInError> {
+    // RSA key generation is CPU-bound for a noticeable time: keep it off the async workers.
+    match tokio::task::spawn_blocking(SigningKey::generate).await {
+        Ok(Ok(key)) => Ok(key),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "RSA key generation failed");
+            Err(WorkosStandInError::SigningKey)
+        }
+        Err(error) => {
+            tracing::error!(%error, "the RSA key generation task failed");
+            Err(WorkosStandInError::SigningKey)
+        }
+    }
+}
+
+/// The URL clients use: an unspecified bind address (`0.0.0.0`) is reached through loopback.
+fn base_url_for(addr: SocketAddr) -> Url {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let mut url = Url::parse("http://127.0.0.1/").unwrap_or_else(|_| unreachable!("a constant URL parses"));
+    // Neither call can fail on an http URL with a host, which `url` is.
+    let _ = url.set_ip_host(ip);
+    let _ = url.set_port(Some(addr.port()));
+    url
+}
+
+fn unix_seconds(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |seconds| -seconds),
+    }
+}
+
+/// A token lifetime in whole seconds, rounded up so a sub-second TTL gives a token valid for a moment rather than
+/// one expired at birth; saturating, so `Duration::MAX` means "never" instead of an overflow.
+fn whole_seconds(duration: Duration) -> i64 {
+    let seconds = duration.as_secs().saturating_add(u64::from(duration.subsec_nanos() > 0));
+    i64::try_from(seconds).unwrap_or(i64::MAX)
+}
+
+/// The stand-in's state stays consistent between statements, so a panic elsewhere while a lock was held leaves
+/// nothing half-done: carry on with the data rather than poison every later request.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_base_url_is_reachable_and_ends_with_a_slash() {
+        let url = base_url_for("0.0.0.0:4321".parse().expect("addr"));
+        assert_eq!(url.as_str(), "http://127.0.0.1:4321/");
+        let url = base_url_for("[::1]:4321".parse().expect("addr"));
+        assert_eq!(url.as_str(), "http://[::1]:4321/");
+    }
+
+    #[test]
+    fn default_options_are_valid_and_bad_seeds_are_refused() {
+        WorkosStandInOptions::default().validate().expect("defaults are valid");
+        let mut options = WorkosStandInOptions::default();
+        options.users.push(SeedUser { id: "user_x".into(), ..SeedUser::defaults()[0].clone() });
+        assert!(options.validate().is_err(), "a repeated email is refused");
+        let options = WorkosStandInOptions {
+            redirect_uris: vec![Url::parse("javascript:alert(1)").expect("url")],
+            ..WorkosStandInOptions::default()
+        };
+        assert!(options.validate().is_err(), "a non-http redirect URI is refused");
+    }
+
+    #[test]
+    fn the_handle_can_be_shared_between_tasks() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<WorkosStandIn>();
+    }
+
+    #[test]
+    fn lifetimes_round_up_and_saturate() {
+        assert_eq!(whole_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(whole_seconds(Duration::from_secs(300)), 300);
+        assert_eq!(whole_seconds(Duration::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn times_before_the_epoch_are_negative() {
+        assert_eq!(unix_seconds(UNIX_EPOCH + Duration::from_secs(5)), 5);
+        assert_eq!(unix_seconds(UNIX_EPOCH - Duration::from_secs(5)), -5);
+    }
+}

@@ -1,0 +1,82 @@
+//! The few HTML pages a person sees on the stand-in: the sign-in picker, and short messages (refusals, signed out).
+//!
+//! They are what a newcomer meets in `authbridge demo` and what the browser test clicks, so the buttons have stable
+//! ids and readable names. Templates are askama (HTML-escaped by default: every value shown here came from a query
+//! string or a form). Pages are self-contained, with inline CSS and no scripts, and forbid framing.
+
+use askama::Template;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+/// One button on the picker.
+pub struct UserChoice {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub organization: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "workos_standin/sign_in.html")]
+pub struct SignInPage {
+    pub heading: &'static str,
+    /// Where the user goes next (`localhost:3000`), so they know which app asked.
+    pub destination: String,
+    pub organization: Option<String>,
+    pub error: Option<String>,
+    /// The parked request's opaque id: the forms carry it instead of the authorization parameters.
+    pub request_id: String,
+    pub users: Vec<UserChoice>,
+    /// The email typed before a refusal, so the user can correct it rather than retype it.
+    pub email: String,
+}
+
+pub struct Link {
+    pub href: String,
+    pub text: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "workos_standin/message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+    link: Option<Link>,
+}
+
+pub fn sign_in(status: StatusCode, page: SignInPage) -> Response {
+    render(status, &page)
+}
+
+pub fn message(status: StatusCode, title: &str, message: &str, link: Option<Link>) -> Response {
+    render(status, &MessagePage { title, message, link })
+}
+
+/// A refused browser request. It is shown instead of redirecting whenever the redirect target cannot be trusted.
+pub fn refusal(status: StatusCode, message: &str) -> Response {
+    self::message(status, "This sign-in request cannot be completed", message, None)
+}
+
+fn render(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(body) => {
+            let mut response = (status, Html(body)).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+                ),
+            );
+            headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, "a WorkOS stand-in page failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "The WorkOS stand-in could not render this page.").into_response()
+        }
+    }
+}

@@ -1,0 +1,546 @@
+//! The stand-in's memory: users, sign-in requests waiting on the picker page, authorization codes, sessions and
+//! refresh tokens.
+//!
+//! The rules authbridge depends on live here, apart from HTTP, so each one is in a single place: a code is spent by
+//! its first exchange attempt and expires; PKCE is S256 only; a refresh token works once and only while its session
+//! lasts; an organization switch needs a membership. Everything is in memory: the stand-in is for one test or one
+//! demo run, and starts empty each time.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::digest::{SHA256, digest};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use url::Url;
+use uuid::Uuid;
+
+use super::{SeedOrganization, SeedUser};
+
+/// How long a sign-in request may sit on the picker page before a click on it is refused.
+const PENDING_TTL: Duration = Duration::from_secs(10 * 60);
+/// Spent and expired codes are remembered this long (or the code TTL, if longer), so a replay is reported as a
+/// replay rather than as an unknown code.
+const CODE_RETENTION: Duration = Duration::from_secs(60 * 60);
+
+/// A user as the stand-in keeps them: the seed, when they were created, and the organizations they belong to.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub seed: SeedUser,
+    pub created_at: OffsetDateTime,
+    /// The first entry is the organization a plain AuthKit sign-in lands in.
+    pub memberships: Vec<String>,
+}
+
+/// The `user` object of an `authenticate` response (workos.md §2).
+#[derive(Debug, Serialize)]
+pub struct UserObject {
+    object: &'static str,
+    id: String,
+    email: String,
+    email_verified: bool,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    profile_picture_url: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: OffsetDateTime,
+}
+
+impl UserRecord {
+    pub fn to_object(&self) -> UserObject {
+        UserObject {
+            object: "user",
+            id: self.seed.id.clone(),
+            email: self.seed.email.clone(),
+            email_verified: true,
+            first_name: self.seed.first_name.clone(),
+            last_name: self.seed.last_name.clone(),
+            profile_picture_url: None,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Impersonator {
+    pub email: String,
+    pub reason: Option<String>,
+}
+
+/// The `authentication_method` WorkOS reports; the stand-in picks the one matching how the user signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AuthenticationMethod {
+    Password,
+    #[serde(rename = "SSO")]
+    Sso,
+    MagicAuth,
+    Impersonation,
+}
+
+/// Where an authorization request sends the user: AuthKit, an organization's SSO, or a given connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    AuthKit,
+    Organization(String),
+    Connection(String),
+}
+
+/// An authorization request that passed validation, waiting for the user's choice or already answered.
+#[derive(Debug, Clone)]
+pub struct AuthorizationRequest {
+    pub redirect_uri: Url,
+    pub state: Option<String>,
+    pub code_challenge: Option<String>,
+    pub route: Route,
+    pub sign_up: bool,
+    pub login_hint: Option<String>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    request: AuthorizationRequest,
+    created: Instant,
+}
+
+#[derive(Debug)]
+struct CodeGrant {
+    user_id: String,
+    organization_id: Option<String>,
+    code_challenge: Option<String>,
+    method: AuthenticationMethod,
+    issued: Instant,
+    spent: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub user_id: String,
+    pub organization_id: Option<String>,
+    pub impersonator: Option<Impersonator>,
+    pub method: AuthenticationMethod,
+    ended: bool,
+}
+
+/// Everything needed to answer a successful `authenticate` call, taken out of the store so signing happens
+/// without holding its lock.
+#[derive(Debug)]
+pub struct Issued {
+    pub user: UserRecord,
+    pub session: Session,
+    pub refresh_token: String,
+    pub access_token_ttl: Duration,
+    pub extra_claims: Map<String, Value>,
+}
+
+/// Why a grant was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    /// The OAuth `invalid_grant`: the code or refresh token cannot be used (again).
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    #[error("the user is not a member of organization {0}")]
+    NotAMember(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("no session has this id")]
+pub struct UnknownSession;
+
+pub struct Store {
+    users: Vec<UserRecord>,
+    organizations: Vec<SeedOrganization>,
+    pending: HashMap<String, Pending>,
+    codes: HashMap<String, CodeGrant>,
+    sessions: HashMap<String, Session>,
+    /// Refresh token → session id. Only live tokens are here: a rotated or revoked token is simply gone.
+    refresh_tokens: HashMap<String, String>,
+    pub access_token_ttl: Duration,
+    pub code_ttl: Duration,
+    pub extra_claims: Map<String, Value>,
+    pub next_impersonation: Option<Impersonator>,
+}
+
+impl Store {
+    pub fn new(
+        users: Vec<SeedUser>,
+        organizations: Vec<SeedOrganization>,
+        access_token_ttl: Duration,
+        code_ttl: Duration,
+        extra_claims: Map<String, Value>,
+    ) -> Self {
+        let created_at = OffsetDateTime::now_utc();
+        let users = users
+            .into_iter()
+            .map(|seed| UserRecord { memberships: seed.organization_id.iter().cloned().collect(), seed, created_at })
+            .collect();
+        Self {
+            users,
+            organizations,
+            pending: HashMap::new(),
+            codes: HashMap::new(),
+            sessions: HashMap::new(),
+            refresh_tokens: HashMap::new(),
+            access_token_ttl,
+            code_ttl,
+            extra_claims,
+            next_impersonation: None,
+        }
+    }
+
+    pub fn users(&self) -> impl Iterator<Item = &UserRecord> {
+        self.users.iter()
+    }
+
+    pub fn user(&self, id: &str) -> Option<&UserRecord> {
+        self.users.iter().find(|user| user.seed.id == id)
+    }
+
+    /// Emails are compared without regard to case, as WorkOS does.
+    pub fn user_by_email(&self, email: &str) -> Option<&UserRecord> {
+        self.users.iter().find(|user| user.seed.email.eq_ignore_ascii_case(email.trim()))
+    }
+
+    /// The user with this (already normalised) email, created on the spot when there is none: the picker page's
+    /// "sign in as any email".
+    pub fn user_for_email(&mut self, email: &str) -> UserRecord {
+        if let Some(user) = self.user_by_email(email) {
+            return user.clone();
+        }
+        let (first_name, last_name) = names_from_email(email);
+        let user = UserRecord {
+            seed: SeedUser {
+                id: format!("user_{}", Uuid::new_v4().simple()),
+                email: email.to_owned(),
+                first_name,
+                last_name,
+                organization_id: None,
+            },
+            created_at: OffsetDateTime::now_utc(),
+            memberships: Vec::new(),
+        };
+        self.users.push(user.clone());
+        user
+    }
+
+    pub fn organization_name(&self, id: &str) -> Option<&str> {
+        self.organizations.iter().find(|org| org.id == id).map(|org| org.name.as_str())
+    }
+
+    /// An organization is known when it was seeded or a seeded user belongs to it.
+    pub fn is_known_organization(&self, id: &str) -> bool {
+        self.organization_name(id).is_some() || self.users.iter().any(|user| user.memberships.iter().any(|m| m == id))
+    }
+
+    /// Parks a validated request for the picker page and returns the opaque id its forms carry.
+    pub fn park(&mut self, request: AuthorizationRequest) -> String {
+        self.pending.retain(|_, pending| pending.created.elapsed() < PENDING_TTL);
+        let id = Uuid::new_v4().simple().to_string();
+        self.pending.insert(id.clone(), Pending { request, created: Instant::now() });
+        id
+    }
+
+    pub fn parked(&self, id: &str) -> Option<&AuthorizationRequest> {
+        self.pending.get(id).filter(|pending| pending.created.elapsed() < PENDING_TTL).map(|pending| &pending.request)
+    }
+
+    /// Removes a parked request: each one is answered once, by approval or denial.
+    pub fn unpark(&mut self, id: &str) -> Option<AuthorizationRequest> {
+        let pending = self.pending.remove(id)?;
+        (pending.created.elapsed() < PENDING_TTL).then_some(pending.request)
+    }
+
+    /// Issues an authorization code for `user_id` answering `request`. Signing in through an organization makes
+    /// the user a member of it, as SSO just-in-time provisioning does.
+    pub fn issue_code(
+        &mut self,
+        request: &AuthorizationRequest,
+        user_id: &str,
+        method: AuthenticationMethod,
+    ) -> String {
+        let retention = self.code_ttl.max(CODE_RETENTION);
+        self.codes.retain(|_, code| code.issued.elapsed() < retention);
+
+        let organization_id = match (&request.route, self.users.iter_mut().find(|user| user.seed.id == user_id)) {
+            (Route::Organization(org), Some(user)) => {
+                if !user.memberships.contains(org) {
+                    user.memberships.push(org.clone());
+                }
+                Some(org.clone())
+            }
+            (Route::Organization(org), None) => Some(org.clone()),
+            (_, Some(user)) => user.memberships.first().cloned(),
+            (_, None) => None,
+        };
+        let method = match (&request.route, method) {
+            (Route::Organization(_) | Route::Connection(_), AuthenticationMethod::Password) => {
+                AuthenticationMethod::Sso
+            }
+            (_, method) => method,
+        };
+        let code = Uuid::new_v4().simple().to_string();
+        self.codes.insert(
+            code.clone(),
+            CodeGrant {
+                user_id: user_id.to_owned(),
+                organization_id,
+                code_challenge: request.code_challenge.clone(),
+                method,
+                issued: Instant::now(),
+                spent: false,
+            },
+        );
+        code
+    }
+
+    /// The `authorization_code` grant. The code is spent by this attempt whatever its outcome, so a stolen code
+    /// cannot be tried against many verifiers.
+    pub fn exchange_code(&mut self, code: &str, code_verifier: Option<&str>) -> Result<Issued, GrantError> {
+        let code_ttl = self.code_ttl;
+        let grant = self.codes.get_mut(code).ok_or(GrantError::InvalidGrant("The code is invalid."))?;
+        if grant.spent {
+            return Err(GrantError::InvalidGrant("The code has already been used."));
+        }
+        grant.spent = true;
+        if grant.issued.elapsed() >= code_ttl {
+            return Err(GrantError::InvalidGrant("The code has expired."));
+        }
+        match (grant.code_challenge.as_deref(), code_verifier) {
+            (Some(challenge), Some(verifier)) if pkce_s256_matches(challenge, verifier) => {}
+            (Some(_), Some(_)) => {
+                return Err(GrantError::InvalidGrant("The code_verifier does not match the code_challenge."));
+            }
+            (Some(_), None) => return Err(GrantError::InvalidGrant("A code_verifier is required for this code.")),
+            // Refusing a verifier nobody asked for catches a client that lost its challenge on the way out.
+            (None, Some(_)) => {
+                return Err(GrantError::InvalidGrant(
+                    "A code_verifier was sent, but the code was issued without a code_challenge.",
+                ));
+            }
+            (None, None) => {}
+        }
+        let (user_id, organization_id, mut method) =
+            (grant.user_id.clone(), grant.organization_id.clone(), grant.method);
+
+        let user = self.user(&user_id).cloned().ok_or(GrantError::InvalidGrant("The code's user no longer exists."))?;
+        let impersonator = self.next_impersonation.take();
+        if impersonator.is_some() {
+            method = AuthenticationMethod::Impersonation;
+        }
+        let session = Session {
+            id: format!("session_{}", Uuid::new_v4().simple()),
+            user_id,
+            organization_id,
+            impersonator,
+            method,
+            ended: false,
+        };
+        self.sessions.insert(session.id.clone(), session.clone());
+        let refresh_token = self.new_refresh_token(&session.id);
+        Ok(self.issued(user, session, refresh_token))
+    }
+
+    /// The `refresh_token` grant: the token is replaced by a new one, and the old one stops working.
+    pub fn refresh(&mut self, refresh_token: &str, organization_id: Option<&str>) -> Result<Issued, GrantError> {
+        const REFUSED: GrantError = GrantError::InvalidGrant("The refresh token is invalid, already used, or revoked.");
+        let session_id = self.refresh_tokens.get(refresh_token).ok_or(REFUSED)?.clone();
+        let session = self.sessions.get(&session_id).filter(|session| !session.ended).ok_or(REFUSED)?;
+        let user = self.user(&session.user_id).cloned().ok_or(REFUSED)?;
+        if let Some(org) = organization_id {
+            // Checked before rotating, so a refused switch leaves the session and its token as they were.
+            if !user.memberships.iter().any(|m| m == org) {
+                return Err(GrantError::NotAMember(org.to_owned()));
+            }
+        }
+
+        self.refresh_tokens.remove(refresh_token);
+        let session = self.sessions.get_mut(&session_id).ok_or(REFUSED)?;
+        if let Some(org) = organization_id {
+            session.organization_id = Some(org.to_owned());
+        }
+        let session = session.clone();
+        let refresh_token = self.new_refresh_token(&session_id);
+        Ok(self.issued(user, session, refresh_token))
+    }
+
+    /// A session for a token minted outside any sign-in (bearer-token tests, the demo's `curl` line), so its `sid`
+    /// is real and can be signed out like any other.
+    pub fn open_session(&mut self, user_id: &str) -> (Session, Map<String, Value>) {
+        let session = Session {
+            id: format!("session_{}", Uuid::new_v4().simple()),
+            user_id: user_id.to_owned(),
+            organization_id: self.user(user_id).and_then(|user| user.memberships.first().cloned()),
+            impersonator: None,
+            method: AuthenticationMethod::Password,
+            ended: false,
+        };
+        self.sessions.insert(session.id.clone(), session.clone());
+        (session, self.extra_claims.clone())
+    }
+
+    /// Ends a session: its refresh tokens stop working at once. Ending an ended session is not an error.
+    pub fn end_session(&mut self, session_id: &str) -> Result<(), UnknownSession> {
+        let session = self.sessions.get_mut(session_id).ok_or(UnknownSession)?;
+        session.ended = true;
+        self.refresh_tokens.retain(|_, owner| owner != session_id);
+        Ok(())
+    }
+
+    pub fn revoke_all_refresh_tokens(&mut self) {
+        self.refresh_tokens.clear();
+    }
+
+    fn new_refresh_token(&mut self, session_id: &str) -> String {
+        let token = Uuid::new_v4().simple().to_string();
+        self.refresh_tokens.insert(token.clone(), session_id.to_owned());
+        token
+    }
+
+    fn issued(&self, user: UserRecord, session: Session, refresh_token: String) -> Issued {
+        Issued {
+            user,
+            session,
+            refresh_token,
+            access_token_ttl: self.access_token_ttl,
+            extra_claims: self.extra_claims.clone(),
+        }
+    }
+}
+
+/// A PKCE S256 challenge is the base64url (no padding) SHA-256 of the verifier: always 43 characters.
+pub fn is_valid_s256_challenge(challenge: &str) -> bool {
+    challenge.len() == 43 && challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// RFC 7636 §4.1: 43 to 128 unreserved characters.
+fn is_valid_verifier(verifier: &str) -> bool {
+    (43..=128).contains(&verifier.len())
+        && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+pub fn pkce_s256_matches(challenge: &str, verifier: &str) -> bool {
+    if !is_valid_verifier(verifier) {
+        return false;
+    }
+    let computed = URL_SAFE_NO_PAD.encode(digest(&SHA256, verifier.as_bytes()));
+    aws_lc_rs::constant_time::verify_slices_are_equal(computed.as_bytes(), challenge.as_bytes()).is_ok()
+}
+
+/// Lower-cases and sanity-checks an email typed on the picker page. The check is deliberately loose (one `@`,
+/// something either side, no spaces): it is there to keep nonsense out of the demo, not to validate mail routing.
+pub fn normalize_email(raw: &str) -> Option<String> {
+    let email = raw.trim().to_lowercase();
+    let (local, domain) = email.split_once('@')?;
+    let plausible = !local.is_empty()
+        && local.len() <= 64
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && email.len() <= 254
+        && email.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>' | '"' | '(' | ')' | ',' | ';' | '\\'));
+    plausible.then_some(email)
+}
+
+/// `dana.scully+work@fbi.test` → ("Dana", "Scully"); `dana@fbi.test` → ("Dana", none).
+pub fn names_from_email(email: &str) -> (Option<String>, Option<String>) {
+    let local = email.split('@').next().unwrap_or_default();
+    let local = local.split('+').next().unwrap_or_default();
+    let mut words = local.split(['.', '_', '-']).filter(|word| !word.is_empty()).map(capitalize);
+    let first = words.next();
+    let rest: Vec<String> = words.collect();
+    (first, (!rest.is_empty()).then(|| rest.join(" ")))
+}
+
+fn capitalize(word: &str) -> String {
+    let mut chars = word.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Store {
+        let alice = SeedUser {
+            id: "user_alice".into(),
+            email: "alice@acme.test".into(),
+            first_name: Some("Alice".into()),
+            last_name: None,
+            organization_id: Some("org_acme".into()),
+        };
+        Store::new(vec![alice], Vec::new(), Duration::from_secs(300), Duration::from_secs(600), Map::new())
+    }
+
+    fn request(challenge: Option<&str>) -> AuthorizationRequest {
+        AuthorizationRequest {
+            redirect_uri: Url::parse("http://localhost:3000/callback").expect("url"),
+            state: None,
+            code_challenge: challenge.map(str::to_owned),
+            route: Route::AuthKit,
+            sign_up: false,
+            login_hint: None,
+        }
+    }
+
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    // The worked example of RFC 7636 appendix B.
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+    #[test]
+    fn pkce_follows_the_rfc_example() {
+        assert!(is_valid_s256_challenge(CHALLENGE));
+        assert!(pkce_s256_matches(CHALLENGE, VERIFIER));
+        assert!(!pkce_s256_matches(CHALLENGE, &VERIFIER.replace('d', "e")));
+        assert!(!pkce_s256_matches(CHALLENGE, "short"));
+    }
+
+    #[test]
+    fn a_code_is_spent_by_a_failed_attempt_too() {
+        let mut store = store();
+        let code = store.issue_code(&request(Some(CHALLENGE)), "user_alice", AuthenticationMethod::Password);
+        assert!(matches!(store.exchange_code(&code, Some("x".repeat(43).as_str())), Err(GrantError::InvalidGrant(_))));
+        assert_eq!(
+            store.exchange_code(&code, Some(VERIFIER)).map(|_| ()),
+            Err(GrantError::InvalidGrant("The code has already been used."))
+        );
+    }
+
+    #[test]
+    fn refresh_rotates_and_ending_the_session_stops_it() {
+        let mut store = store();
+        let code = store.issue_code(&request(None), "user_alice", AuthenticationMethod::Password);
+        let first = store.exchange_code(&code, None).expect("exchange");
+        assert_eq!(first.session.organization_id.as_deref(), Some("org_acme"));
+        let second = store.refresh(&first.refresh_token, None).expect("refresh");
+        assert_eq!(second.session.id, first.session.id);
+        assert!(store.refresh(&first.refresh_token, None).is_err(), "the old token is refused");
+        assert_eq!(
+            store.refresh(&second.refresh_token, Some("org_other")).map(|_| ()),
+            Err(GrantError::NotAMember("org_other".into()))
+        );
+        store.end_session(&second.session.id).expect("known session");
+        assert!(store.refresh(&second.refresh_token, None).is_err(), "an ended session cannot refresh");
+    }
+
+    #[test]
+    fn emails_are_normalised_and_named() {
+        assert_eq!(normalize_email("  Dana.Scully@FBI.test "), Some("dana.scully@fbi.test".into()));
+        for bad in ["", "dana", "@fbi.test", "dana@", "da na@fbi.test", "a@b@c", "dana@.test", "<x>@y.z"] {
+            assert_eq!(normalize_email(bad), None, "{bad:?} should be refused");
+        }
+        assert_eq!(names_from_email("dana.scully+work@fbi.test"), (Some("Dana".into()), Some("Scully".into())));
+        assert_eq!(names_from_email("dana@fbi.test"), (Some("Dana".into()), None));
+        assert_eq!(names_from_email("jean_luc-picard@x.test"), (Some("Jean".into()), Some("Luc Picard".into())));
+        assert_eq!(names_from_email("+@x.test"), (None, None));
+    }
+}
