@@ -15,6 +15,9 @@ fn title(text: &str) -> Title {
     Title::parse(text).expect("a valid title")
 }
 
+/// What a canned answer must become.
+type Expectation = fn(&InsforgeError) -> bool;
+
 fn client_for(url: Url) -> InsforgeClient {
     let mut config = insforge_config(url, JWT_SECRET);
     config.connect_timeout = Duration::from_secs(1);
@@ -96,7 +99,7 @@ async fn http_statuses_map_to_typed_errors_in_both_shapes() {
     let postgrest_500 = r#"{"code":"XX000","details":"disk on fire","hint":null,"message":"internal error"}"#;
     let postgrest_409 = r#"{"code":"23505","details":"Key exists","hint":null,"message":"duplicate key value"}"#;
 
-    let cases: Vec<(CannedServer, fn(&InsforgeError) -> bool)> = vec![
+    let cases: Vec<(CannedServer, Expectation)> = vec![
         (
             CannedServer::json(401, insforge_401).await,
             |e| matches!(e, InsforgeError::Unauthorized { message } if message == "AUTH_UNAUTHORIZED: Invalid token"),
