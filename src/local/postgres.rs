@@ -15,7 +15,7 @@
 use std::ffi::OsString;
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Stdio};
@@ -101,7 +101,7 @@ impl TempPostgres {
 
         let (data_dir, temporary) = match &options.data_dir {
             Some(dir) => (absolute(dir)?, false),
-            None => (make_temp_dir()?, true),
+            None => (make_temp_dir().await?, true),
         };
         // From here on a temporary directory must not be left behind if starting fails.
         let mut cleanup = TempDirGuard { path: temporary.then(|| data_dir.clone()) };
@@ -111,7 +111,7 @@ impl TempPostgres {
             attempts += 1;
             // Checked on every attempt: a temporary cluster whose server failed has been removed by its
             // supervisor and is initialised afresh.
-            if !data_dir.join("PG_VERSION").exists() {
+            if !tokio::fs::try_exists(data_dir.join("PG_VERSION")).await.unwrap_or(false) {
                 prepare_empty_dir(&data_dir, &runner).await?;
                 initdb(&bin_dir, &data_dir, &runner, temporary).await?;
             }
@@ -338,11 +338,11 @@ fn absolute(dir: &Path) -> Result<PathBuf, PostgresError> {
     std::path::absolute(dir).map_err(io_error(format!("resolving {}", dir.display())))
 }
 
-fn make_temp_dir() -> Result<PathBuf, PostgresError> {
+async fn make_temp_dir() -> Result<PathBuf, PostgresError> {
     let base = std::env::temp_dir();
     for _ in 0..8 {
         let candidate = base.join(format!("authbridge-pg-{}", uuid::Uuid::new_v4().simple()));
-        match std::fs::DirBuilder::new().mode(0o700).create(&candidate) {
+        match tokio::fs::DirBuilder::new().mode(0o700).create(&candidate).await {
             Ok(()) => return Ok(candidate),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(io_error(format!("creating a directory in {}", base.display()))(e)),
@@ -491,20 +491,21 @@ async fn launch(
             postgres.lifeline = None;
             return Err(PostgresError::Exited { log });
         }
-        if let Ok(connection) = PgConnection::connect(&url).await {
+        // Bounded, in case something that is not PostgreSQL grabbed the port and never answers.
+        if let Ok(Ok(connection)) = tokio::time::timeout(Duration::from_secs(2), PgConnection::connect(&url)).await {
             let _ = connection.close().await;
             return Ok(postgres);
         }
         if Instant::now() >= deadline {
-            let log = read_log_tail(&log);
+            let log = read_log_tail(&log).await;
             return Err(PostgresError::StartTimeout { log });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-fn read_log_tail(path: &Path) -> String {
-    match std::fs::read_to_string(path) {
+async fn read_log_tail(path: &Path) -> String {
+    match tokio::fs::read_to_string(path).await {
         Ok(text) => last_lines(&text, 6),
         Err(_) => "(no server log)".to_owned(),
     }
