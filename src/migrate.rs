@@ -1,1 +1,170 @@
+//! Applying the SQL migrations in `migrations/` to a database: `authbridge migrate`, the tests and the demo.
+//!
+//! The migrations are embedded in the binary, so what runs is what was built and reviewed. Errors are one line
+//! and never contain the connection URL's password: they end up in terminals and CI logs.
 
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+use url::Url;
+
+/// The migrations as built into this binary, in sqlx's default form. Run them with [`run`] or [`migrator`],
+/// which keep sqlx's bookkeeping table out of the `public` schema.
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// Schema of the bookkeeping table. Everything in `public` is reachable through InsForge's records API and, by
+/// InsForge's default privileges, granted to `anon`; a private schema is neither.
+pub const MIGRATIONS_SCHEMA: &str = "authbridge";
+pub const MIGRATIONS_TABLE: &str = "authbridge._sqlx_migrations";
+
+/// How long to wait for the database to accept a connection before giving up with a clear message.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("DATABASE_URL is not a usable PostgreSQL URL: {reason}")]
+    InvalidUrl { reason: String },
+    #[error("cannot connect to the database at {target}: {reason}")]
+    Connect { target: String, reason: String },
+    #[error("the database at {target} did not accept a connection within {} seconds", CONNECT_TIMEOUT.as_secs())]
+    ConnectTimeout { target: String },
+    #[error("migration {version} ({description}) failed: {reason}")]
+    Migration { version: i64, description: String, reason: String },
+    #[error("migrating the database at {target} failed: {reason}")]
+    Other { target: String, reason: String },
+}
+
+/// The embedded migrations, configured to record themselves in [`MIGRATIONS_TABLE`].
+pub fn migrator() -> Migrator {
+    let mut migrator = Migrator::with_migrations(MIGRATOR.iter().cloned().collect());
+    migrator.create_schema(MIGRATIONS_SCHEMA);
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator
+}
+
+/// Applies every migration not yet applied. Idempotent: a second run changes nothing.
+pub async fn run(database_url: &str) -> Result<(), MigrateError> {
+    let redact = Redactor::new(database_url);
+    let target = redact.target.clone();
+    let options = PgConnectOptions::from_str(database_url)
+        .map_err(|e| MigrateError::InvalidUrl { reason: redact.clean(&e.to_string()) })?;
+
+    let mut connection = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+        Err(_elapsed) => return Err(MigrateError::ConnectTimeout { target }),
+        Ok(Err(e)) => return Err(MigrateError::Connect { target, reason: redact.clean(&e.to_string()) }),
+        Ok(Ok(connection)) => connection,
+    };
+
+    let result = migrator().run(&mut connection).await;
+    // Closing politely is best effort; the migration outcome is what matters.
+    let _ = connection.close().await;
+
+    result.map_err(|error| match error {
+        sqlx::migrate::MigrateError::ExecuteMigration(cause, version) => MigrateError::Migration {
+            version,
+            description: description_of(version),
+            reason: redact.clean(&cause.to_string()),
+        },
+        other => MigrateError::Other { target, reason: redact.clean(&other.to_string()) },
+    })
+}
+
+fn description_of(version: i64) -> String {
+    MIGRATOR
+        .iter()
+        .find(|m| m.version == version)
+        .map(|m| m.description.to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Knows the URL's password (raw and percent-decoded) and removes it from any message; names the target
+/// database as `host:port/dbname`, which is safe to print.
+struct Redactor {
+    secrets: Vec<String>,
+    target: String,
+}
+
+impl Redactor {
+    fn new(database_url: &str) -> Self {
+        let Ok(url) = Url::parse(database_url) else {
+            return Redactor { secrets: Vec::new(), target: "the configured database".to_owned() };
+        };
+        let mut secrets = Vec::new();
+        if let Some(password) = url.password() {
+            secrets.push(password.to_owned());
+            if let Ok(decoded) = percent_decode(password) {
+                secrets.push(decoded.into_owned());
+            }
+        }
+        secrets.retain(|s| !s.is_empty());
+        // Longest first, so a decoded password that contains the raw one is removed whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let host = url.host_str().unwrap_or("localhost");
+        let port = url.port().unwrap_or(5432);
+        let database = url.path().trim_start_matches('/');
+        let target = if database.is_empty() { format!("{host}:{port}") } else { format!("{host}:{port}/{database}") };
+        Redactor { secrets, target }
+    }
+
+    fn clean(&self, message: &str) -> String {
+        let mut message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+        for secret in &self.secrets {
+            message = message.replace(secret.as_str(), "***");
+        }
+        message
+    }
+}
+
+/// `%XX` decoding for the URL's userinfo (`url` hands out the password still encoded).
+fn percent_decode(raw: &str) -> Result<Cow<'_, str>, std::str::Utf8Error> {
+    if !raw.contains('%') {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let bytes = raw.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((high * 16 + low) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map(Cow::Owned).map_err(|e| e.utf8_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_never_survives_in_a_message() {
+        let redact = Redactor::new("postgres://app:s3cr%3Ft@db.example.com:6543/todos?sslmode=require");
+        assert_eq!(redact.target, "db.example.com:6543/todos");
+        let cleaned = redact.clean("failed for s3cr%3Ft and s3cr?t\nsecond line");
+        assert_eq!(cleaned, "failed for *** and *** second line");
+    }
+
+    #[test]
+    fn an_unparsable_url_is_not_echoed() {
+        let redact = Redactor::new("not a url with hunter2");
+        assert_eq!(redact.target, "the configured database");
+    }
+
+    #[test]
+    fn the_embedded_migrations_are_numbered_and_described() {
+        let versions: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(description_of(3), "todos");
+    }
+}

@@ -1,1 +1,210 @@
+//! The todo domain: what a todo is, and the few inputs that must be checked before they travel anywhere.
+//!
+//! Inputs are parsed at the edge ("parse, don't validate"): once a [`Title`], [`TodoPatch`] or [`Page`] exists it
+//! is known to be valid, so the InsForge client and the HTTP layer never re-check them. The title rule here is the
+//! same rule as the `todos_title_length` check in the migrations; the database enforces it again for anyone who
+//! writes without going through this type.
 
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The longest title, in characters (Unicode scalar values, not bytes), after trimming.
+pub const MAX_TITLE_CHARS: usize = 500;
+/// Page size when the caller does not ask for one.
+pub const DEFAULT_PAGE_LIMIT: u32 = 50;
+/// The largest page anyone gets, whatever they ask for: one request must not be able to pull a whole table.
+pub const MAX_PAGE_LIMIT: u32 = 100;
+
+/// A todo as the app shows it. `user_id` is deliberately absent: ownership is the database's business (RLS), and
+/// a row's owner id is never sent to a browser. Rows from InsForge carry `user_id`; deserialising ignores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Todo {
+    pub id: Uuid,
+    pub title: String,
+    pub is_complete: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A todo title that satisfies the rule: surrounding whitespace trimmed, then 1 to 500 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Title(String);
+
+/// Why a title was refused, as a sentence a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TitleError {
+    #[error("Title can't be blank.")]
+    Blank,
+    #[error("Title is too long ({chars} characters, {max} at most).", max = MAX_TITLE_CHARS)]
+    TooLong { chars: usize },
+}
+
+impl Title {
+    pub fn parse(raw: &str) -> Result<Title, TitleError> {
+        // `str::trim` removes Unicode White_Space; the database check trims the same set (see the migration).
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(TitleError::Blank);
+        }
+        let chars = trimmed.chars().count();
+        if chars > MAX_TITLE_CHARS {
+            return Err(TitleError::TooLong { chars });
+        }
+        Ok(Title(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl TryFrom<String> for Title {
+    type Error = TitleError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Title::parse(&raw)
+    }
+}
+
+impl From<Title> for String {
+    fn from(title: Title) -> String {
+        title.0
+    }
+}
+
+impl AsRef<str> for Title {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Title {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A change to a todo: a new title, a new completion state, or both. Serialises to exactly the fields that
+/// change, which is the PATCH body InsForge expects; absent fields are left alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TodoPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<Title>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_complete: Option<bool>,
+}
+
+impl TodoPatch {
+    /// A patch that changes nothing; the client refuses it as invalid input rather than sending a no-op.
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none() && self.is_complete.is_none()
+    }
+}
+
+/// Which slice of a list to fetch. Always valid: the limit is between 1 and [`MAX_PAGE_LIMIT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    limit: u32,
+    offset: u32,
+}
+
+impl Page {
+    /// Builds a page from what a caller asked for. Out-of-range limits are clamped, not refused, the way most
+    /// list APIs behave: no limit → [`DEFAULT_PAGE_LIMIT`]; `0` → 1 (a page of nothing is never what was
+    /// meant, and an empty answer would look like "you have no todos"); above [`MAX_PAGE_LIMIT`] → the maximum.
+    /// The answer carries the limit actually used, so a client can see the clamp.
+    pub fn new(limit: Option<u32>, offset: Option<u32>) -> Page {
+        let limit = limit.unwrap_or(DEFAULT_PAGE_LIMIT).clamp(1, MAX_PAGE_LIMIT);
+        Page { limit, offset: offset.unwrap_or(0) }
+    }
+
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    pub fn offset(&self) -> u32 {
+        self.offset
+    }
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Page::new(None, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_trimmed_and_counted_in_characters() {
+        assert_eq!(Title::parse("  buy milk \n").expect("valid").as_str(), "buy milk");
+        // 500 two-byte characters are 1000 bytes but a valid title.
+        let accents = "é".repeat(500);
+        assert_eq!(Title::parse(&accents).expect("500 chars").as_str(), accents);
+        let emoji = "🦀".repeat(500);
+        assert_eq!(Title::parse(&format!("  {emoji}\t")).expect("500 emoji").as_str(), emoji);
+    }
+
+    #[test]
+    fn blank_and_long_titles_are_refused_with_a_sentence() {
+        for blank in ["", "   ", "\t\n", "\u{a0}\u{3000}"] {
+            assert_eq!(Title::parse(blank), Err(TitleError::Blank), "{blank:?}");
+        }
+        assert_eq!(TitleError::Blank.to_string(), "Title can't be blank.");
+
+        let error = Title::parse(&"x".repeat(501)).expect_err("501 chars");
+        assert_eq!(error, TitleError::TooLong { chars: 501 });
+        assert_eq!(error.to_string(), "Title is too long (501 characters, 500 at most).");
+        // Surrounding whitespace does not count against the limit.
+        assert!(Title::parse(&format!("  {}  ", "x".repeat(500))).is_ok());
+    }
+
+    #[test]
+    fn titles_deserialise_through_the_same_rule() {
+        let title: Title = serde_json::from_str(r#"" hi ""#).expect("valid json title");
+        assert_eq!(title.as_str(), "hi");
+        let error = serde_json::from_str::<Title>(r#""  ""#).expect_err("blank");
+        assert!(error.to_string().contains("Title can't be blank."), "{error}");
+    }
+
+    #[test]
+    fn pages_default_and_clamp() {
+        assert_eq!((Page::default().limit(), Page::default().offset()), (50, 0));
+        assert_eq!(Page::new(Some(0), None).limit(), 1);
+        assert_eq!(Page::new(Some(100), Some(7)).limit(), 100);
+        assert_eq!(Page::new(Some(101), None).limit(), MAX_PAGE_LIMIT);
+        assert_eq!(Page::new(Some(u32::MAX), Some(u32::MAX)).offset(), u32::MAX);
+    }
+
+    #[test]
+    fn patches_serialise_only_what_changes() {
+        let patch = TodoPatch { title: None, is_complete: Some(true) };
+        assert_eq!(serde_json::to_string(&patch).expect("json"), r#"{"is_complete":true}"#);
+        assert!(TodoPatch::default().is_empty());
+        assert!(!patch.is_empty());
+    }
+
+    #[test]
+    fn todos_serialise_without_the_owner_and_ignore_it_when_reading() {
+        let row = r#"{"id":"6f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c","user_id":"user_01ABC","title":"t",
+            "is_complete":false,"created_at":"2025-01-02T03:04:05.123456+00:00",
+            "updated_at":"2025-01-02T03:04:06+00:00"}"#;
+        let todo: Todo = serde_json::from_str(row).expect("an InsForge row");
+        let json = serde_json::to_value(&todo).expect("json");
+        let keys: Vec<&str> = json.as_object().expect("object").keys().map(String::as_str).collect();
+        assert_eq!(keys, ["created_at", "id", "is_complete", "title", "updated_at"]);
+        assert_eq!(json["created_at"], "2025-01-02T03:04:05.123456Z");
+    }
+}

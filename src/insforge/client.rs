@@ -1,1 +1,427 @@
+//! The typed client for InsForge's records API: the only place authbridge reads or writes todos.
+//!
+//! Every call carries a token minted for the user it is made for, so PostgreSQL's RLS, not this code, decides
+//! which rows the call can see or touch. The client owns its timeouts, its retry rule and the mapping of every
+//! outcome to one [`InsforgeError`], so handlers only decide which status each error becomes.
+//!
+//! Retry rule: a read (GET) is tried a second time when the first attempt could not connect at all (nothing
+//! reached InsForge, so nothing can have happened twice). Writes are never retried: a write whose answer was
+//! lost may have been applied, and repeating it could create a second todo.
 
+use std::future::Future;
+use std::sync::Arc;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+use uuid::Uuid;
+
+use crate::config::InsforgeConfig;
+use crate::identity::UserIdentity;
+use crate::insforge::minter::{MintError, TokenMinter};
+use crate::todo::{Page, Title, Todo, TodoPatch};
+
+/// The records table the todo feature lives in.
+const TODOS_TABLE: &str = "todos";
+/// Newest first; `id` breaks ties between todos created in the same transaction so pages never overlap.
+const NEWEST_FIRST: &str = "created_at.desc,id.desc";
+/// How much of a non-JSON error body is kept for the logs.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// Everything that can go wrong talking to InsForge, as the app needs to tell it apart.
+///
+/// Messages come from InsForge or PostgREST and are meant for logs, not for end users. No variant ever holds a
+/// token: the client scrubs the token it sent out of anything the server echoes back.
+#[derive(Debug, thiserror::Error)]
+pub enum InsforgeError {
+    /// No row came back: the todo does not exist, or RLS hides it from this user (the two are indistinguishable
+    /// on purpose). The app's 404. An HTTP 404 from InsForge is *not* this: it means the table or route is
+    /// missing (migrations not applied, wrong URL) and is reported as [`InsforgeError::Upstream`].
+    #[error("the todo was not found")]
+    NotFound,
+    /// InsForge refused the input (HTTP 400 or 422), or the request was invalid before it was sent.
+    #[error("InsForge refused the input: {message}")]
+    InvalidInput { message: String },
+    /// HTTP 401: the token was refused (wrong secret, expired, missing).
+    #[error("InsForge refused the credentials: {message}")]
+    Unauthorized { message: String },
+    /// HTTP 403: the token was accepted but the operation is not allowed (an RLS `with check`, a grant).
+    #[error("InsForge forbade the operation: {message}")]
+    Forbidden { message: String },
+    /// Any other answer that is not a success, or a success whose body could not be understood.
+    #[error("InsForge answered HTTP {status}: {message}")]
+    Upstream { status: u16, message: String },
+    /// InsForge did not answer within the configured request (or connect) timeout.
+    #[error("InsForge did not answer in time")]
+    Timeout,
+    /// InsForge could not be reached at all (refused, DNS failure, TLS failure).
+    #[error("could not connect to InsForge")]
+    Connect,
+    /// The connection broke after the request was sent; a write may or may not have been applied.
+    #[error("the connection to InsForge broke during the request")]
+    Transport,
+    #[error(transparent)]
+    Token(#[from] MintError),
+    #[error("INSFORGE_URL cannot be used as the base of the API paths")]
+    BaseUrl,
+    #[error("the HTTP client could not be built: {0}")]
+    HttpClient(String),
+}
+
+/// The InsForge records client. Cloning is cheap (one shared connection pool and signing key).
+#[derive(Clone, Debug)]
+pub struct InsforgeClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    todos_url: Url,
+    health_url: Url,
+    minter: TokenMinter,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Read,
+    Write,
+}
+
+#[derive(Serialize)]
+struct NewTodo<'a> {
+    title: &'a str,
+}
+
+impl InsforgeClient {
+    pub fn new(config: &InsforgeConfig) -> Result<Self, InsforgeError> {
+        let minter = TokenMinter::new(config)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            // The records API never redirects; following one would send a user token somewhere unexpected.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("authbridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| InsforgeError::HttpClient(e.to_string()))?;
+        Ok(InsforgeClient {
+            inner: Arc::new(Inner {
+                http,
+                todos_url: api_url(&config.url, &["api", "database", "records", TODOS_TABLE])?,
+                health_url: api_url(&config.url, &["api", "health"])?,
+                minter,
+            }),
+        })
+    }
+
+    /// The minter this client signs with, for callers that need a token themselves (e.g. the demo's curl line).
+    pub fn minter(&self) -> &TokenMinter {
+        &self.inner.minter
+    }
+
+    /// The user's todos, newest first.
+    pub async fn list_todos(&self, user: &UserIdentity, page: Page) -> Result<Vec<Todo>, InsforgeError> {
+        let token = self.token(user)?;
+        let (limit, offset) = (page.limit().to_string(), page.offset().to_string());
+        let query = [("select", "*"), ("order", NEWEST_FIRST), ("limit", &limit), ("offset", &offset)];
+        let response = self.send(Kind::Read, &token, || self.request(Method::GET, &token).query(&query)).await?;
+        rows(response, &token).await
+    }
+
+    pub async fn get_todo(&self, user: &UserIdentity, id: Uuid) -> Result<Todo, InsforgeError> {
+        let token = self.token(user)?;
+        let filter = eq(id);
+        let query = [("select", "*"), ("id", filter.as_str())];
+        let response = self.send(Kind::Read, &token, || self.request(Method::GET, &token).query(&query)).await?;
+        first_row(response, &token).await
+    }
+
+    pub async fn create_todo(&self, user: &UserIdentity, title: &Title) -> Result<Todo, InsforgeError> {
+        let token = self.token(user)?;
+        // `user_id` is not sent: the column defaults to requesting_user_id(), the `sub` of this very token.
+        let body = [NewTodo { title: title.as_str() }];
+        let response = self
+            .send(Kind::Write, &token, || self.request(Method::POST, &token).query(&[("select", "*")]).json(&body))
+            .await?;
+        match first_row(response, &token).await {
+            Err(InsforgeError::NotFound) => Err(InsforgeError::Upstream {
+                status: StatusCode::CREATED.as_u16(),
+                message: "InsForge reported the todo created but returned no row".to_owned(),
+            }),
+            other => other,
+        }
+    }
+
+    pub async fn update_todo(&self, user: &UserIdentity, id: Uuid, patch: &TodoPatch) -> Result<Todo, InsforgeError> {
+        if patch.is_empty() {
+            return Err(InsforgeError::InvalidInput { message: "Nothing to change.".to_owned() });
+        }
+        let token = self.token(user)?;
+        let filter = eq(id);
+        let query = [("select", "*"), ("id", filter.as_str())];
+        let response =
+            self.send(Kind::Write, &token, || self.request(Method::PATCH, &token).query(&query).json(patch)).await?;
+        first_row(response, &token).await
+    }
+
+    pub async fn delete_todo(&self, user: &UserIdentity, id: Uuid) -> Result<(), InsforgeError> {
+        let token = self.token(user)?;
+        let filter = eq(id);
+        // Asking for the deleted rows back is how "deleted" is told apart from "hidden by RLS / never existed".
+        let query = [("select", "id"), ("id", filter.as_str())];
+        let response = self.send(Kind::Write, &token, || self.request(Method::DELETE, &token).query(&query)).await?;
+        let deleted: Vec<serde_json::Value> = rows(response, &token).await?;
+        if deleted.is_empty() { Err(InsforgeError::NotFound) } else { Ok(()) }
+    }
+
+    /// `GET {INSFORGE_URL}/api/health`, without a user token: is InsForge up? Not retried, so a readiness probe
+    /// sees the truth at once.
+    pub async fn health(&self) -> Result<(), InsforgeError> {
+        let response = self.inner.http.get(self.inner.health_url.clone()).send().await.map_err(transport_error)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.text().await.unwrap_or_default();
+        Err(status_error(status, &body, ""))
+    }
+
+    fn token(&self, user: &UserIdentity) -> Result<String, InsforgeError> {
+        Ok(self.inner.minter.mint(user)?)
+    }
+
+    fn request(&self, method: Method, token: &str) -> RequestBuilder {
+        let builder = self.inner.http.request(method.clone(), self.inner.todos_url.clone()).bearer_auth(token);
+        if method == Method::GET { builder } else { builder.header("Prefer", "return=representation") }
+    }
+
+    /// Sends with the retry rule for `kind`, and turns every non-success status into an error.
+    async fn send(
+        &self,
+        kind: Kind,
+        token: &str,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Response, InsforgeError> {
+        let response = send_with_retry_rule(kind, || build().send()).await.map_err(transport_error)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = match response.text().await {
+            Ok(body) => body,
+            Err(e) => return Err(transport_error(e)),
+        };
+        Err(status_error(status, &body, token))
+    }
+}
+
+/// One attempt, or two for a read whose first attempt never connected.
+async fn send_with_retry_rule<F, Fut>(kind: Kind, mut attempt: F) -> Result<Response, reqwest::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Response, reqwest::Error>>,
+{
+    match attempt().await {
+        // A connect *timeout* is not retried: it already cost the whole connect timeout once.
+        Err(e) if kind == Kind::Read && e.is_connect() && !e.is_timeout() => {
+            tracing::debug!(error = %e, "retrying an InsForge read once after a connection failure");
+            attempt().await
+        }
+        other => other,
+    }
+}
+
+fn api_url(base: &Url, segments: &[&str]) -> Result<Url, InsforgeError> {
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    // Appending segments (instead of `Url::join`) keeps a path prefix such as `https://host/insforge`.
+    url.path_segments_mut().map_err(|()| InsforgeError::BaseUrl)?.pop_if_empty().extend(segments);
+    Ok(url)
+}
+
+/// A PostgREST equality filter on a UUID. The value is then percent-encoded by the query serializer.
+fn eq(id: Uuid) -> String {
+    format!("eq.{id}")
+}
+
+async fn rows<T: DeserializeOwned>(response: Response, token: &str) -> Result<Vec<T>, InsforgeError> {
+    let status = response.status();
+    if status == StatusCode::NO_CONTENT {
+        return Err(InsforgeError::Upstream {
+            status: status.as_u16(),
+            message: "expected the affected rows (Prefer: return=representation) but the body was empty".to_owned(),
+        });
+    }
+    let body = response.bytes().await.map_err(transport_error)?;
+    serde_json::from_slice(&body).map_err(|e| InsforgeError::Upstream {
+        status: status.as_u16(),
+        message: scrub(&format!("malformed response body: {e}"), token),
+    })
+}
+
+async fn first_row(response: Response, token: &str) -> Result<Todo, InsforgeError> {
+    rows::<Todo>(response, token).await?.into_iter().next().ok_or(InsforgeError::NotFound)
+}
+
+fn transport_error(error: reqwest::Error) -> InsforgeError {
+    // reqwest's message names the URL (path and query: table, filters) but never the headers, so no token.
+    if error.is_timeout() {
+        tracing::warn!(error = %error, "InsForge request timed out");
+        InsforgeError::Timeout
+    } else if error.is_connect() {
+        tracing::warn!(error = %error, "could not connect to InsForge");
+        InsforgeError::Connect
+    } else {
+        tracing::warn!(error = %error, "InsForge request failed");
+        InsforgeError::Transport
+    }
+}
+
+fn status_error(status: StatusCode, body: &str, token: &str) -> InsforgeError {
+    let message = scrub(&upstream_message(body), token);
+    match status.as_u16() {
+        400 | 422 => InsforgeError::InvalidInput { message },
+        401 => InsforgeError::Unauthorized { message },
+        403 => InsforgeError::Forbidden { message },
+        status => InsforgeError::Upstream { status, message },
+    }
+}
+
+/// The `message` of either error shape, prefixed by its code, on one line:
+/// InsForge `{"error","message","statusCode"}` or PostgREST `{"code","details","hint","message"}`.
+fn upstream_message(body: &str) -> String {
+    if let Ok(serde_json::Value::Object(object)) = serde_json::from_str::<serde_json::Value>(body) {
+        let text = |key: &str| object.get(key).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+        if let Some(message) = text("message") {
+            return match text("code").or_else(|| text("error")) {
+                Some(code) => one_line(&format!("{code}: {message}")),
+                None => one_line(message),
+            };
+        }
+    }
+    let body = one_line(body);
+    if body.is_empty() {
+        "(empty body)".to_owned()
+    } else if body.chars().count() > MAX_MESSAGE_CHARS {
+        format!("{}…", body.chars().take(MAX_MESSAGE_CHARS).collect::<String>())
+    } else {
+        body
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A server that echoes the request back must not get the token into a log through an error message.
+fn scrub(message: &str, token: &str) -> String {
+    if token.is_empty() { message.to_owned() } else { message.replace(token, "[token]") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    async fn live_server() -> (Url, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                "[]"
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().expect("addr"))).expect("url");
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        (url, hits, task)
+    }
+
+    fn closed_port_url() -> Url {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().expect("addr"))).expect("url");
+        drop(listener);
+        url
+    }
+
+    #[tokio::test]
+    async fn a_read_is_retried_once_after_a_connection_failure() {
+        let (live, hits, _server) = live_server().await;
+        let dead = closed_port_url();
+        let http = reqwest::Client::new();
+        let attempts = AtomicUsize::new(0);
+        // First attempt: a refused connection (a real reqwest connect error); second: a live server.
+        let response = send_with_retry_rule(Kind::Read, || {
+            let n = attempts.fetch_add(1, Ordering::SeqCst);
+            http.get(if n == 0 { dead.clone() } else { live.clone() }).send()
+        })
+        .await
+        .expect("the retry reaches the live server");
+        assert!(response.status().is_success());
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_read_is_not_retried_more_than_once_and_a_write_never() {
+        let dead = closed_port_url();
+        let http = reqwest::Client::new();
+
+        let reads = AtomicUsize::new(0);
+        let error = send_with_retry_rule(Kind::Read, || {
+            reads.fetch_add(1, Ordering::SeqCst);
+            http.get(dead.clone()).send()
+        })
+        .await
+        .expect_err("nothing listens");
+        assert!(error.is_connect());
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+
+        let writes = AtomicUsize::new(0);
+        let error = send_with_retry_rule(Kind::Write, || {
+            writes.fetch_add(1, Ordering::SeqCst);
+            http.post(dead.clone()).send()
+        })
+        .await
+        .expect_err("nothing listens");
+        assert!(error.is_connect());
+        assert_eq!(writes.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn api_paths_keep_a_base_path_prefix() {
+        let base = Url::parse("https://example.com/insforge").expect("url");
+        assert_eq!(
+            api_url(&base, &["api", "health"]).expect("url").as_str(),
+            "https://example.com/insforge/api/health"
+        );
+        let base = Url::parse("https://example.com/").expect("url");
+        assert_eq!(
+            api_url(&base, &["api", "database", "records", "todos"]).expect("url").as_str(),
+            "https://example.com/api/database/records/todos"
+        );
+    }
+
+    #[test]
+    fn error_messages_are_one_line_and_keep_the_upstream_code() {
+        assert_eq!(
+            upstream_message(
+                r#"{"code":"42501","details":null,"hint":null,"message":"permission denied\nfor table todos"}"#
+            ),
+            "42501: permission denied for table todos"
+        );
+        assert_eq!(
+            upstream_message(r#"{"error":"AUTH_UNAUTHORIZED","message":"Invalid token","statusCode":401}"#),
+            "AUTH_UNAUTHORIZED: Invalid token"
+        );
+        assert_eq!(upstream_message("<html>\n<b>Bad gateway</b></html>"), "<html> <b>Bad gateway</b></html>");
+        assert_eq!(upstream_message(""), "(empty body)");
+        assert_eq!(upstream_message(&"x".repeat(1000)).chars().count(), MAX_MESSAGE_CHARS + 1);
+    }
+}

@@ -1,1 +1,467 @@
+//! An InsForge stand-in: the records API over a real PostgreSQL, for the tests and `authbridge demo`.
+//!
+//! It reproduces what authbridge relies on, and only that: `/api/database/records/{table}` (GET, POST, PATCH,
+//! DELETE with PostgREST filters, `select`, `order`, `limit`, `offset`, `Prefer: return=representation`),
+//! `/api/health`, InsForge's authentication rules, and both error shapes with their statuses.
+//!
+//! Like InsForge, it never decides who may see a row. Each request runs in one transaction as the token's role
+//! (`SET LOCAL ROLE`) with `request.jwt.claims` set to `{sub, email, role}`, and PostgreSQL's row-level security
+//! does the rest. If RLS were missing, the stand-in would show every row to everybody, exactly as InsForge would:
+//! that is what makes the tests built on it prove the policies, not the stand-in.
 
+mod errors;
+mod query;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use url::Url;
+
+use crate::config::Secret;
+use errors::ApiError;
+use query::{Column, InsertBody, Operation, Param, QueryParams, Statement, Table, UpdateBody};
+
+/// The three roles InsForge switches to; nothing else is ever passed to `SET ROLE`.
+const ROLES: [&str; 3] = ["anon", "authenticated", "project_admin"];
+
+#[derive(Debug, Clone)]
+pub struct InsforgeStandInOptions {
+    /// A superuser (or any role that may `SET ROLE` to the three API roles) URL of the database to serve.
+    pub database_url: String,
+    /// The project JWT secret user tokens are verified with.
+    pub jwt_secret: Secret,
+    /// The opaque anon key (`anon_…`): requests bearing it run as `anon`.
+    pub anon_key: String,
+    /// The admin API key (`ik_…`): requests bearing it run as `project_admin`.
+    pub admin_key: String,
+    pub bind: SocketAddr,
+}
+
+impl InsforgeStandInOptions {
+    /// Options with freshly generated `anon_…` and `ik_…` keys, bound to a free port on 127.0.0.1.
+    pub fn new(database_url: impl Into<String>, jwt_secret: Secret) -> Self {
+        InsforgeStandInOptions {
+            database_url: database_url.into(),
+            jwt_secret,
+            anon_key: format!("anon_{}", uuid::Uuid::new_v4().simple()),
+            admin_key: format!("ik_{}", uuid::Uuid::new_v4().simple()),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StandInError {
+    #[error("the InsForge stand-in cannot connect to its database: {0}")]
+    Database(String),
+    #[error("the InsForge stand-in cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the InsForge stand-in's URL cannot be formed: {0}")]
+    Url(String),
+}
+
+/// A running stand-in. Stops when dropped or on [`InsforgeStandIn::shutdown`].
+#[derive(Debug)]
+pub struct InsforgeStandIn {
+    url: Url,
+    state: Arc<AppState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+struct AppState {
+    pool: PgPool,
+    jwt_key: DecodingKey,
+    anon_key: String,
+    admin_key: String,
+    controls: Controls,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("controls", &self.controls).finish_non_exhaustive()
+    }
+}
+
+/// Test controls, shared with the running server.
+#[derive(Debug, Default)]
+struct Controls {
+    /// How many more records requests to fail, and with which status.
+    failures: Mutex<Option<(usize, StatusCode)>>,
+    latency: Mutex<Duration>,
+    records_requests: AtomicUsize,
+}
+
+impl InsforgeStandIn {
+    pub async fn start(options: InsforgeStandInOptions) -> Result<InsforgeStandIn, StandInError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(5)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&options.database_url)
+            .await
+            .map_err(|e| StandInError::Database(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(options.bind)
+            .await
+            .map_err(|source| StandInError::Bind { addr: options.bind, source })?;
+        let addr = listener.local_addr().map_err(|source| StandInError::Bind { addr: options.bind, source })?;
+        let url = Url::parse(&format!("http://{addr}/")).map_err(|e| StandInError::Url(e.to_string()))?;
+
+        let state = Arc::new(AppState {
+            pool,
+            jwt_key: DecodingKey::from_secret(options.jwt_secret.expose().as_bytes()),
+            anon_key: options.anon_key,
+            admin_key: options.admin_key,
+            controls: Controls::default(),
+        });
+        let app = Router::new()
+            .route("/api/health", get(health))
+            .route("/api/database/records/{table}", any(records))
+            .fallback(not_found)
+            .layer(middleware::from_fn_with_state(state.clone(), latency))
+            .with_state(state.clone());
+
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let server = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(error) = server.await {
+                tracing::error!(%error, "the InsForge stand-in stopped with an error");
+            }
+        });
+        Ok(InsforgeStandIn { url, state, shutdown: Some(shutdown), task: Some(task) })
+    }
+
+    /// The base URL to use as `INSFORGE_URL`, e.g. `http://127.0.0.1:41234/`.
+    pub fn url(&self) -> Url {
+        self.url.clone()
+    }
+
+    pub fn anon_key(&self) -> &str {
+        &self.state.anon_key
+    }
+
+    pub fn admin_key(&self) -> &str {
+        &self.state.admin_key
+    }
+
+    /// Answers the next `n` records requests with `status` and an InsForge-shaped error body, touching nothing.
+    /// A status that is not a valid HTTP status becomes 500.
+    pub fn fail_next(&self, n: usize, status: u16) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        *lock(&self.state.controls.failures) = (n > 0).then_some((n, status));
+    }
+
+    /// Sleeps this long before handling each request (to make clients time out). `Duration::ZERO` turns it off.
+    pub fn set_latency(&self, latency: Duration) {
+        *lock(&self.state.controls.latency) = latency;
+    }
+
+    /// How many requests reached the records API so far (including refused and failed ones).
+    pub fn records_requests(&self) -> usize {
+        self.state.controls.records_requests.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish, and waits for the server to end.
+    pub async fn shutdown(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.state.pool.close().await;
+    }
+}
+
+impl Drop for InsforgeStandIn {
+    fn drop(&mut self) {
+        // Dropping means "gone now": no graceful wait for requests that may be sleeping on purpose.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A poisoned lock only means a test thread panicked while holding it; the value is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn latency(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let delay = *lock(&state.controls.latency);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    next.run(request).await
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    match sqlx::query("SELECT 1").execute(&state.pool).await {
+        Ok(_) => Json(serde_json::json!({ "status": "ok", "service": "InsForge stand-in" })).into_response(),
+        Err(_) => ApiError::insforge(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "DATABASE_INTERNAL_ERROR",
+            "Database unavailable",
+            "Retry later.",
+        )
+        .into_response(),
+    }
+}
+
+async fn not_found() -> Response {
+    ApiError::insforge(StatusCode::NOT_FOUND, "NOT_FOUND", "Route not found", "Check the API path.").into_response()
+}
+
+/// Who the request runs as, and the claims PostgreSQL sees.
+struct Caller {
+    role: &'static str,
+    claims: String,
+}
+
+#[derive(Deserialize)]
+struct TokenClaims {
+    sub: Option<serde_json::Value>,
+    email: Option<String>,
+    role: Option<String>,
+}
+
+/// InsForge's rules: the anon key → anon; an `ik_` key → project_admin if it is the admin key; anything else
+/// must be an HS256 JWT signed with the project secret, with a `sub`, and a `role` (default authenticated) among
+/// the three. `aud` and `iss` are not checked.
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or_else(ApiError::no_token)?;
+
+    if constant_time_eq(token, &state.anon_key) {
+        return Ok(Caller { role: "anon", claims: serde_json::json!({ "role": "anon" }).to_string() });
+    }
+    if token.starts_with("ik_") {
+        if constant_time_eq(token, &state.admin_key) {
+            return Ok(Caller {
+                role: "project_admin",
+                claims: serde_json::json!({ "role": "project_admin" }).to_string(),
+            });
+        }
+        return Err(ApiError::invalid_api_key());
+    }
+
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    validation.leeway = 0;
+    let claims = jsonwebtoken::decode::<TokenClaims>(token, &state.jwt_key, &validation)
+        .map_err(|_| ApiError::invalid_token("Invalid token"))?
+        .claims;
+    let sub = match claims.sub {
+        Some(serde_json::Value::String(sub)) if !sub.is_empty() => sub,
+        _ => return Err(ApiError::invalid_token("Invalid token subject")),
+    };
+    let requested = claims.role.unwrap_or_else(|| "authenticated".to_owned());
+    let role = ROLES.into_iter().find(|r| *r == requested).ok_or_else(|| ApiError::invalid_role(&requested))?;
+    let mut jwt_claims = serde_json::Map::new();
+    jwt_claims.insert("sub".to_owned(), sub.into());
+    if let Some(email) = claims.email {
+        jwt_claims.insert("email".to_owned(), email.into());
+    }
+    jwt_claims.insert("role".to_owned(), role.into());
+    Ok(Caller { role, claims: serde_json::Value::Object(jwt_claims).to_string() })
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+}
+
+/// How much of the affected rows the client wants back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Return {
+    Representation,
+    Minimal,
+}
+
+fn return_preference(headers: &HeaderMap) -> Return {
+    let representation = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == "return=representation");
+    if representation { Return::Representation } else { Return::Minimal }
+}
+
+async fn records(
+    State(state): State<Arc<AppState>>,
+    Path(table): Path<String>,
+    method: Method,
+    RawQuery(raw_query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state.controls.records_requests.fetch_add(1, Ordering::SeqCst);
+    {
+        let mut failures = lock(&state.controls.failures);
+        if let Some((remaining, status)) = *failures {
+            *failures = (remaining > 1).then_some((remaining - 1, status));
+            return ApiError::injected(status).into_response();
+        }
+    }
+    match handle_records(&state, &table, &method, raw_query.as_deref(), &headers, &body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn handle_records(
+    state: &AppState,
+    table_name: &str,
+    method: &Method,
+    raw_query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let caller = authenticate(state, headers)?;
+    let operation = match *method {
+        Method::GET => Operation::Read,
+        Method::POST => Operation::Insert,
+        Method::PATCH => Operation::Update,
+        Method::DELETE => Operation::Delete,
+        _ => {
+            return Err(ApiError::postgrest(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "PGRST117",
+                format!("Unsupported HTTP method: {method}"),
+                None,
+            ));
+        }
+    };
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw_query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let anon = caller.role == "anon";
+    let db_error = |e: sqlx::Error| ApiError::database(&e, anon);
+
+    let mut tx = state.pool.begin().await.map_err(db_error)?;
+    let table =
+        load_table(&mut tx, table_name).await.map_err(db_error)?.ok_or_else(|| ApiError::unknown_table(table_name))?;
+    let params = QueryParams::parse(&table, &pairs, operation)?;
+    let statement = match operation {
+        Operation::Read => Some(query::select_statement(&table, &params)?),
+        Operation::Insert => {
+            let body = InsertBody::parse(&table, body)?;
+            (!body.is_empty()).then(|| query::insert_statement(&table, &body, &params))
+        }
+        Operation::Update => {
+            let body = UpdateBody::parse(&table, body)?;
+            if body.is_empty() { None } else { Some(query::update_statement(&table, &body, &params)?) }
+        }
+        Operation::Delete => Some(query::delete_statement(&table, &params)?),
+    };
+
+    // The role is one of ROLES (a constant), so formatting it is safe; `SET ROLE` cannot take a parameter.
+    let set_role = format!("SET LOCAL ROLE {}", query::quote_ident(caller.role));
+    sqlx::query(sqlx::AssertSqlSafe(set_role)).execute(&mut *tx).await.map_err(db_error)?;
+    sqlx::query("SELECT set_config('request.jwt.claims', $1, true)")
+        .bind(&caller.claims)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+
+    let rows = match statement {
+        Some(statement) => run(&mut tx, statement).await.map_err(db_error)?,
+        None => Vec::new(),
+    };
+    tx.commit().await.map_err(db_error)?;
+
+    let offset = match operation {
+        Operation::Read => pairs.iter().rev().find(|(k, _)| k == "offset").and_then(|(_, v)| v.parse().ok()),
+        _ => Some(0),
+    };
+    Ok(respond(operation, return_preference(headers), &rows, offset))
+}
+
+/// Reads the table's columns from the catalog; `None` when `public` has no such table or view.
+async fn load_table(tx: &mut Transaction<'_, Postgres>, name: &str) -> Result<Option<Table>, sqlx::Error> {
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
+         FROM pg_catalog.pg_attribute a \
+         JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+           AND a.attnum > 0 AND NOT a.attisdropped \
+         ORDER BY a.attnum",
+    )
+    .bind(name)
+    .fetch_all(&mut **tx)
+    .await?;
+    if columns.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Table {
+        name: name.to_owned(),
+        columns: columns.into_iter().map(|(name, sql_type)| Column { name, sql_type }).collect(),
+    }))
+}
+
+async fn run(tx: &mut Transaction<'_, Postgres>, statement: Statement) -> Result<Vec<String>, sqlx::Error> {
+    // The SQL names only catalog-checked identifiers (quoted) and placeholders; see `query`.
+    let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(statement.sql));
+    for param in statement.params {
+        query = match param {
+            Param::Text(text) => query.bind(text),
+            Param::TextArray(items) => query.bind(items),
+            Param::Int(n) => query.bind(n),
+        };
+    }
+    query.fetch_all(&mut **tx).await
+}
+
+fn respond(operation: Operation, preference: Return, rows: &[String], offset: Option<u64>) -> Response {
+    let body = format!("[{}]", rows.join(","));
+    let range = match (rows.len(), offset) {
+        (0, _) | (_, None) => "*/*".to_owned(),
+        (n, Some(first)) => format!("{first}-{}/*", first + n as u64 - 1),
+    };
+    let (status, body, applied) = match (operation, preference) {
+        (Operation::Read, _) => (StatusCode::OK, Some(body), false),
+        (Operation::Insert, Return::Representation) => (StatusCode::CREATED, Some(body), true),
+        // InsForge turns PostgREST's empty 201 into `[]`.
+        (Operation::Insert, Return::Minimal) => (StatusCode::CREATED, Some("[]".to_owned()), false),
+        (_, Return::Representation) => (StatusCode::OK, Some(body), true),
+        (_, Return::Minimal) => (StatusCode::NO_CONTENT, None, false),
+    };
+    let mut response = match body {
+        Some(body) => (status, [(header::CONTENT_TYPE, "application/json; charset=utf-8")], body).into_response(),
+        None => status.into_response(),
+    };
+    if let Ok(range) = HeaderValue::from_str(&range) {
+        response.headers_mut().insert(header::CONTENT_RANGE, range);
+    }
+    if applied {
+        response.headers_mut().insert("preference-applied", HeaderValue::from_static("return=representation"));
+    }
+    response
+}

@@ -1,0 +1,255 @@
+//! The InsForge stand-in speaks the records API as InsForge does: authentication rules, PostgREST's answers
+//! and headers, both error shapes, the claims PostgreSQL sees, and the test controls other tests rely on.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use authbridge::todo::Title;
+use jsonwebtoken::{EncodingKey, Header};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{JWT_SECRET, TestInsforge, user_a};
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+}
+
+fn sign(claims: Value) -> String {
+    jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(JWT_SECRET.as_bytes())).expect("sign")
+}
+
+#[tokio::test]
+async fn health_answers_without_a_token() {
+    let app = TestInsforge::start().await;
+    let response = app.http.get(app.standin.url().join("api/health").expect("url")).send().await.expect("health");
+    assert_eq!(response.status(), 200);
+    app.client.health().await.expect("the client sees it healthy");
+}
+
+#[tokio::test]
+async fn reads_follow_postgrest_filters_order_paging_and_content_range() {
+    let app = TestInsforge::start().await;
+    for name in ["one", "two", "three", "four"] {
+        app.client.create_todo(&user_a(), &Title::parse(name).expect("valid")).await.expect("create");
+    }
+    let token = app.token_for(&user_a());
+    let page = app
+        .raw(
+            Method::GET,
+            "todos",
+            &[("select", "title"), ("order", "title.asc"), ("limit", "2"), ("offset", "1")],
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert_eq!(page.body, json!([{ "title": "one" }, { "title": "three" }]));
+    assert_eq!(page.header("content-range"), Some("1-2/*"));
+
+    let neq = app
+        .raw(
+            Method::GET,
+            "todos",
+            &[("select", "title"), ("title", "not.like.t*"), ("order", "title.desc")],
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(neq.body, json!([{ "title": "one" }, { "title": "four" }]));
+
+    let none = app.raw(Method::GET, "todos", &[("title", "eq.five")], Some(&token), None).await;
+    assert_eq!((none.status, none.body.clone()), (200, json!([])), "no match is not an error");
+    assert_eq!(none.header("content-range"), Some("*/*"));
+}
+
+#[tokio::test]
+async fn writes_answer_with_rows_only_when_asked() {
+    let app = TestInsforge::start().await;
+    let token = app.token_for(&user_a());
+    let url = app.records_url("todos");
+
+    let minimal =
+        app.http.post(url.clone()).bearer_auth(&token).json(&json!({ "title": "quiet" })).send().await.expect("post");
+    assert_eq!(minimal.status(), 201);
+    assert_eq!(minimal.text().await.expect("body"), "[]");
+
+    let loud = app
+        .http
+        .post(url.clone())
+        .bearer_auth(&token)
+        .header("Prefer", "return=representation")
+        .json(&json!([{ "title": "loud" }, { "title": "louder" }]))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(loud.status(), 201);
+    assert_eq!(loud.headers().get("preference-applied").and_then(|v| v.to_str().ok()), Some("return=representation"));
+    let rows: Vec<Value> = loud.json().await.expect("rows");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["user_id"], user_a().id.as_str(), "user_id came from the token, by default");
+    assert_eq!(rows[0]["is_complete"], false, "absent columns take their defaults");
+
+    let patch = app
+        .http
+        .patch(url.clone())
+        .query(&[("title", "eq.quiet")])
+        .bearer_auth(&token)
+        .json(&json!({ "is_complete": true }))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(patch.status(), 204);
+
+    let delete = app.http.delete(url).query(&[("title", "eq.loud")]).bearer_auth(&token).send().await.expect("delete");
+    assert_eq!(delete.status(), 204);
+
+    let mut left: Vec<(String, bool)> = app
+        .all_rows()
+        .await
+        .iter()
+        .map(|r| (r["title"].as_str().expect("title").to_owned(), r["is_complete"].as_bool().expect("bool")))
+        .collect();
+    left.sort();
+    assert_eq!(left, [("louder".to_owned(), false), ("quiet".to_owned(), true)]);
+}
+
+#[tokio::test]
+async fn malformed_requests_get_postgrest_errors() {
+    let app = TestInsforge::start().await;
+    let token = app.token_for(&user_a());
+
+    let unknown_filter = app.raw(Method::GET, "todos", &[("colour", "eq.red")], Some(&token), None).await;
+    assert_eq!((unknown_filter.status, unknown_filter.body["code"].clone()), (400, json!("42703")));
+
+    let unknown_column = app.raw(Method::POST, "todos", &[], Some(&token), Some(json!({ "colour": "red" }))).await;
+    assert_eq!((unknown_column.status, unknown_column.body["code"].clone()), (400, json!("PGRST204")));
+
+    let bad_json = app
+        .http
+        .post(app.records_url("todos"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(bad_json.status(), 400);
+    let body: Value = bad_json.json().await.expect("json error");
+    assert_eq!(body["code"], "PGRST102");
+    for key in ["code", "details", "hint", "message"] {
+        assert!(body.get(key).is_some(), "PostgREST error shape lacks {key}: {body}");
+    }
+
+    let wrong_type =
+        app.raw(Method::POST, "todos", &[], Some(&token), Some(json!({ "title": "x", "is_complete": "maybe" }))).await;
+    assert_eq!((wrong_type.status, wrong_type.body["code"].clone()), (400, json!("22P02")));
+
+    let null_title = app.raw(Method::POST, "todos", &[], Some(&token), Some(json!({ "title": null }))).await;
+    assert_eq!((null_title.status, null_title.body["code"].clone()), (400, json!("23502")));
+    assert!(app.all_rows().await.is_empty());
+}
+
+#[tokio::test]
+async fn unknown_tables_and_routes_get_insforge_errors() {
+    let app = TestInsforge::start().await;
+    let token = app.token_for(&user_a());
+    for table in ["nope", "pg_authid", "todos;drop", "_sqlx_migrations"] {
+        let response = app.raw(Method::GET, table, &[], Some(&token), None).await;
+        assert_eq!(response.status, 404, "{table}: {response:?}");
+        assert_eq!(response.body["error"], "DATABASE_NOT_FOUND");
+        assert_eq!(response.body["statusCode"], 404);
+    }
+    let route = app.http.get(app.standin.url().join("api/nowhere").expect("url")).send().await.expect("get");
+    assert_eq!(route.status(), 404);
+}
+
+#[tokio::test]
+async fn authentication_follows_insforge_rules() {
+    let app = TestInsforge::start().await;
+    let get = |token: String| {
+        let app = &app;
+        async move { app.raw(Method::GET, "todos", &[], Some(&token), None).await }
+    };
+
+    let no_sub = get(sign(json!({ "role": "authenticated", "exp": now() + 60 }))).await;
+    assert_eq!((no_sub.status, no_sub.body["message"].clone()), (401, json!("Invalid token subject")));
+
+    let bad_role = get(sign(json!({ "sub": "u", "role": "postgres", "exp": now() + 60 }))).await;
+    assert_eq!(bad_role.status, 403, "{bad_role:?}");
+
+    let expired = get(sign(json!({ "sub": "u", "role": "authenticated", "exp": now() - 120 }))).await;
+    assert_eq!((expired.status, expired.body["error"].clone()), (401, json!("AUTH_UNAUTHORIZED")));
+
+    let garbage = get("not.a.jwt".to_owned()).await;
+    assert_eq!(garbage.status, 401);
+
+    let wrong_admin_key = get("ik_0000000000000000".to_owned()).await;
+    assert_eq!((wrong_admin_key.status, wrong_admin_key.body["error"].clone()), (401, json!("AUTH_INVALID_API_KEY")));
+
+    // `aud` is not checked, and `role` defaults to authenticated.
+    let other_audience = get(sign(json!({ "sub": "u", "aud": "somebody-else", "exp": now() + 60 }))).await;
+    assert_eq!((other_audience.status, other_audience.body.clone()), (200, json!([])));
+}
+
+#[tokio::test]
+async fn postgres_sees_the_role_and_only_sub_email_and_role_claims() {
+    let app = TestInsforge::start().await;
+    let mut conn = app.db.connect().await;
+    sqlx::raw_sql(
+        "CREATE VIEW public.whoami AS \
+           SELECT current_user::text AS role, current_setting('request.jwt.claims', true)::json AS claims; \
+         GRANT SELECT ON public.whoami TO authenticated;",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("a view that reports the request's identity");
+
+    let token = sign(json!({
+        "sub": "user_claims", "email": "c@example.com", "role": "authenticated",
+        "aud": "insforge-api", "exp": now() + 60, "org_id": "org_1", "permissions": ["all"],
+    }));
+    let response = app.raw(Method::GET, "whoami", &[], Some(&token), None).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        response.body,
+        json!([{ "role": "authenticated", "claims": { "sub": "user_claims", "email": "c@example.com", "role": "authenticated" } }])
+    );
+}
+
+#[tokio::test]
+async fn test_controls_fail_requests_count_them_and_add_latency() {
+    let app = TestInsforge::start().await;
+    let token = app.token_for(&user_a());
+    let before = app.standin.records_requests();
+
+    app.standin.fail_next(2, 503);
+    for _ in 0..2 {
+        let failed = app.raw(Method::POST, "todos", &[], Some(&token), Some(json!({ "title": "during outage" }))).await;
+        assert_eq!(failed.status, 503, "{failed:?}");
+        assert_eq!(failed.body["statusCode"], 503, "InsForge-shaped: {failed:?}");
+    }
+    let after = app.raw(Method::POST, "todos", &[], Some(&token), Some(json!({ "title": "after" }))).await;
+    assert_eq!(after.status, 201);
+    assert_eq!(app.standin.records_requests() - before, 3);
+    let titles: Vec<Value> = app.all_rows().await.iter().map(|r| r["title"].clone()).collect();
+    assert_eq!(titles, [json!("after")], "failed requests touched nothing");
+
+    app.standin.set_latency(Duration::from_millis(300));
+    let slow = app.client_with(|c| c.request_timeout = Duration::from_millis(100));
+    let timed_out = slow.list_todos(&user_a(), Default::default()).await;
+    assert!(matches!(timed_out, Err(authbridge::insforge::client::InsforgeError::Timeout)), "{timed_out:?}");
+    app.standin.set_latency(Duration::ZERO);
+    slow.list_todos(&user_a(), Default::default()).await.expect("fast again");
+}
+
+#[tokio::test]
+async fn shutdown_stops_the_server() {
+    let app = TestInsforge::start().await;
+    let TestInsforge { standin, http, .. } = app;
+    let health = standin.url().join("api/health").expect("url");
+    assert_eq!(http.get(health.clone()).send().await.expect("up").status(), 200);
+    standin.shutdown().await;
+    let fresh = reqwest::Client::new();
+    let error = fresh.get(health).send().await.expect_err("nothing listens any more");
+    assert!(error.is_connect(), "{error}");
+}

@@ -1,0 +1,246 @@
+//! The migrations: they lock every table down, run again harmlessly, work on a bare PostgreSQL and on one where
+//! InsForge already created the roles and its generous default grants, and encode the same title rule as the app.
+
+use authbridge::local::postgres::{PostgresOptions, TempPostgres};
+use authbridge::todo::Title;
+use sqlx::{Connection, PgConnection, Row};
+
+use crate::helpers::TestDb;
+
+#[tokio::test]
+async fn every_table_in_public_has_row_level_security() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let tables: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT c.relname::text, c.relrowsecurity FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("catalog query");
+    assert!(!tables.is_empty(), "the migrations create tables");
+    assert!(tables.iter().any(|(name, _)| name == "todos"));
+    let without: Vec<&str> = tables.iter().filter(|(_, rls)| !rls).map(|(name, _)| name.as_str()).collect();
+    assert!(without.is_empty(), "tables without RLS: {without:?}");
+}
+
+#[tokio::test]
+async fn one_policy_per_command_for_authenticated_users_only() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let policies: Vec<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT cmd::text, roles::text[] FROM pg_policies WHERE schemaname = 'public' AND tablename = 'todos' \
+         ORDER BY cmd",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("pg_policies");
+    let commands: Vec<&str> = policies.iter().map(|(cmd, _)| cmd.as_str()).collect();
+    assert_eq!(commands, ["DELETE", "INSERT", "SELECT", "UPDATE"]);
+    assert!(policies.iter().all(|(_, roles)| roles == &["authenticated"]), "{policies:?}");
+}
+
+#[tokio::test]
+async fn only_authenticated_and_the_admin_role_hold_privileges_on_todos() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    for (role, expected) in [("anon", false), ("authenticated", true), ("project_admin", true)] {
+        for privilege in ["SELECT", "INSERT", "UPDATE", "DELETE"] {
+            let has: bool = sqlx::query_scalar("SELECT has_table_privilege($1, 'public.todos', $2)")
+                .bind(role)
+                .bind(privilege)
+                .fetch_one(&mut conn)
+                .await
+                .expect("privilege check");
+            assert_eq!(has, expected, "{role} {privilege}");
+        }
+    }
+    // Nothing granted to PUBLIC either (which every role would inherit).
+    let acl: Vec<String> =
+        sqlx::query_scalar("SELECT unnest(relacl)::text FROM pg_class WHERE oid = 'public.todos'::regclass")
+            .fetch_all(&mut conn)
+            .await
+            .expect("acl");
+    assert!(acl.iter().all(|entry| !entry.starts_with('=')), "PUBLIC holds privileges: {acl:?}");
+}
+
+#[tokio::test]
+async fn the_bookkeeping_table_is_out_of_reach_of_api_roles() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let in_public: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE '%migrations%'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("pg_tables");
+    assert_eq!(in_public, 0, "no migrations table in public, where the records API could reach it");
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM authbridge._sqlx_migrations WHERE success")
+        .fetch_one(&mut conn)
+        .await
+        .expect("the bookkeeping table");
+    assert_eq!(applied, 3);
+    for role in ["anon", "authenticated", "project_admin"] {
+        let usage: bool = sqlx::query_scalar("SELECT has_schema_privilege($1, 'authbridge', 'USAGE')")
+            .bind(role)
+            .fetch_one(&mut conn)
+            .await
+            .expect("schema privilege");
+        assert!(!usage, "{role} can use the authbridge schema");
+    }
+}
+
+#[tokio::test]
+async fn migrations_run_twice_without_error() {
+    let db = TestDb::new().await;
+    authbridge::migrate::run(&db.url).await.expect("a second run is a no-op");
+    let mut conn = db.connect().await;
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM authbridge._sqlx_migrations")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count");
+    assert_eq!(applied, 3, "nothing applied twice");
+}
+
+#[tokio::test]
+async fn migrations_run_where_insforge_already_made_the_roles_and_default_grants() {
+    let db = TestDb::empty().await;
+    let mut conn = db.connect().await;
+    // What InsForge has before our migrations: the roles (cluster-wide, present here from other databases or
+    // created now) and default privileges handing every new public table to all three API roles.
+    sqlx::raw_sql(
+        "DO $$ BEGIN
+            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN CREATE ROLE anon NOLOGIN; END IF;
+            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN CREATE ROLE authenticated NOLOGIN; END IF;
+            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'project_admin') THEN CREATE ROLE project_admin NOLOGIN BYPASSRLS; END IF;
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+         END $$;
+         ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO anon, authenticated, project_admin;
+         GRANT USAGE ON SCHEMA public TO anon, authenticated, project_admin;",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("an InsForge-like database");
+
+    authbridge::migrate::run(&db.url).await.expect("the migrations accept existing roles");
+
+    for privilege in ["SELECT", "INSERT", "UPDATE", "DELETE"] {
+        let anon: bool = sqlx::query_scalar("SELECT has_table_privilege('anon', 'public.todos', $1)")
+            .bind(privilege)
+            .fetch_one(&mut conn)
+            .await
+            .expect("privilege check");
+        assert!(!anon, "anon kept {privilege} from the default privileges");
+    }
+}
+
+#[tokio::test]
+async fn migrations_create_the_roles_on_a_bare_cluster() {
+    // Roles are cluster-wide and the shared cluster has them already: this needs a cluster of its own.
+    let postgres = TempPostgres::start(PostgresOptions::default()).await.expect("a private cluster");
+    let mut conn = PgConnection::connect(&postgres.url_for("postgres")).await.expect("connect");
+    let before: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE rolname IN ('anon', 'authenticated', 'project_admin')")
+            .fetch_one(&mut conn)
+            .await
+            .expect("roles");
+    assert_eq!(before, 0, "a bare cluster has none of the roles");
+
+    let first = postgres.create_database("first").await.expect("database");
+    let second = postgres.create_database("second").await.expect("database");
+    // Concurrently, as parallel tests or deployments would: role creation must not race itself into an error.
+    let (a, b) = tokio::join!(authbridge::migrate::run(&first), authbridge::migrate::run(&second));
+    a.expect("first database migrates");
+    b.expect("second database migrates");
+
+    let roles: Vec<(String, bool, bool)> = sqlx::query_as(
+        "SELECT rolname::text, rolcanlogin, rolbypassrls FROM pg_roles \
+         WHERE rolname IN ('anon', 'authenticated', 'project_admin') ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("roles");
+    assert_eq!(
+        roles,
+        [
+            ("anon".to_owned(), false, false),
+            ("authenticated".to_owned(), false, false),
+            ("project_admin".to_owned(), false, true),
+        ]
+    );
+    let _ = conn.close().await;
+    postgres.stop().await;
+}
+
+#[tokio::test]
+async fn the_database_title_check_is_the_title_type_rule() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let candidates = [
+        "a".to_owned(),
+        "   ".to_owned(),
+        String::new(),
+        "\t\n".to_owned(),
+        "\u{a0}\u{3000}\u{2003}".to_owned(),
+        " \u{3000}x\u{a0} ".to_owned(),
+        "x".repeat(500),
+        "x".repeat(501),
+        format!("   {}   ", "x".repeat(500)),
+        "🦀".repeat(500),
+        "🦀".repeat(501),
+        format!("\u{2029}{}\u{85}", "é".repeat(500)),
+    ];
+    for candidate in candidates {
+        let accepted_by_type = Title::parse(&candidate).is_ok();
+        let mut tx = conn.begin().await.expect("transaction");
+        let accepted_by_db = sqlx::query("INSERT INTO public.todos (user_id, title) VALUES ('someone', $1)")
+            .bind(&candidate)
+            .execute(&mut *tx)
+            .await
+            .is_ok();
+        tx.rollback().await.expect("rollback");
+        assert_eq!(
+            accepted_by_type,
+            accepted_by_db,
+            "{:?}… ({} chars): type says {accepted_by_type}, database says {accepted_by_db}",
+            candidate.chars().take(12).collect::<String>(),
+            candidate.chars().count()
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_database_keeps_updated_at_and_defaults_the_owner_from_the_token() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let mut tx = conn.begin().await.expect("transaction");
+    sqlx::query("SELECT set_config('request.jwt.claims', '{\"sub\":\"user_x\",\"role\":\"authenticated\"}', true)")
+        .execute(&mut *tx)
+        .await
+        .expect("claims");
+    let row = sqlx::query(
+        "INSERT INTO public.todos (title, created_at, updated_at) VALUES ('t', '2000-01-01Z', '2000-01-01Z') \
+         RETURNING id, user_id",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .expect("insert");
+    tx.commit().await.expect("commit");
+    let id: uuid::Uuid = row.get("id");
+    let owner: String = row.get("user_id");
+    assert_eq!(owner, "user_x", "user_id defaults to the token's sub");
+
+    let updated: bool = sqlx::query_scalar(
+        "UPDATE public.todos SET is_complete = true WHERE id = $1 RETURNING updated_at > '2000-01-01Z'",
+    )
+    .bind(id)
+    .fetch_one(&mut conn)
+    .await
+    .expect("update");
+    assert!(updated, "the trigger moved updated_at");
+
+    // A pooled connection that saw the setting before reads it back as '' (not NULL): still no user, no error.
+    let nobody: Option<String> =
+        sqlx::query_scalar("SELECT public.requesting_user_id()").fetch_one(&mut conn).await.expect("helper");
+    assert_eq!(nobody, None);
+}

@@ -1,0 +1,155 @@
+//! The throwaway PostgreSQL: a clear error for a busy port, data kept in a chosen directory, and nothing left
+//! behind — after a drop, and after a process that never dropped its cluster has exited.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use authbridge::local::postgres::{PostgresError, PostgresOptions, TempPostgres};
+use sqlx::{Connection, PgConnection};
+
+use crate::helpers::cluster;
+
+/// Set in the environment of the child process the orphan test starts (the test binary itself).
+const CHILD_ENV: &str = "AUTHBRIDGE_TEST_ORPHAN_CHILD";
+
+/// Polls `condition` for up to ten seconds: clean-up happens in another process, asynchronously.
+fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn accepts_tcp(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[tokio::test]
+async fn an_explicit_port_in_use_is_a_clear_error() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = busy.local_addr().expect("addr").port();
+    let error =
+        TempPostgres::start(PostgresOptions { port: Some(port), data_dir: None }).await.expect_err("the port is taken");
+    assert!(matches!(error, PostgresError::PortInUse { port: p } if p == port), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        format!("port {port} on 127.0.0.1 is already in use; choose another port or stop what is using it")
+    );
+
+    // The shared cluster's own port is just as busy.
+    let shared = cluster().await.port();
+    let error = TempPostgres::start(PostgresOptions { port: Some(shared), data_dir: None })
+        .await
+        .expect_err("the shared cluster holds it");
+    assert!(matches!(error, PostgresError::PortInUse { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_dropped_cluster_stops_and_removes_its_directory() {
+    let postgres = TempPostgres::start(PostgresOptions::default()).await.expect("a cluster");
+    let dir = postgres.data_dir().to_owned();
+    let port = postgres.port();
+    assert!(dir.join("PG_VERSION").exists(), "initialised in {dir:?}");
+    assert!(accepts_tcp(port));
+
+    tokio::task::spawn_blocking(move || drop(postgres)).await.expect("drop");
+    assert!(!dir.exists(), "{dir:?} is removed once the drop returns");
+    assert!(!accepts_tcp(port), "nothing listens on {port} any more");
+}
+
+#[tokio::test]
+async fn a_data_dir_keeps_its_data_between_runs() {
+    let parent = std::env::temp_dir().join(format!("authbridge-keep-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir(&parent).expect("parent dir");
+    let data_dir = parent.join("cluster");
+
+    let first = TempPostgres::start(PostgresOptions { port: None, data_dir: Some(data_dir.clone()) })
+        .await
+        .expect("a kept cluster starts");
+    let url = first.create_database("kept").await.expect("database");
+    let mut conn = PgConnection::connect(&url).await.expect("connect");
+    sqlx::raw_sql("CREATE TABLE notes (body text); INSERT INTO notes VALUES ('still here')")
+        .execute(&mut conn)
+        .await
+        .expect("write");
+    conn.close().await.expect("close");
+    first.stop().await;
+    assert!(data_dir.join("PG_VERSION").exists(), "a kept cluster is not removed on stop");
+
+    let second = TempPostgres::start(PostgresOptions { port: None, data_dir: Some(data_dir.clone()) })
+        .await
+        .expect("the same directory starts again");
+    let mut conn = PgConnection::connect(&second.url_for("kept")).await.expect("connect");
+    let body: String = sqlx::query_scalar("SELECT body FROM notes").fetch_one(&mut conn).await.expect("read");
+    assert_eq!(body, "still here");
+    conn.close().await.expect("close");
+    second.stop().await;
+    std::fs::remove_dir_all(&parent).expect("remove the kept cluster");
+}
+
+#[tokio::test]
+async fn database_names_are_checked() {
+    let postgres = cluster().await;
+    for bad in ["", "Upper", "semi;colon", "quote\"d", "9starts_with_digit", &"x".repeat(64)] {
+        let error = postgres.create_database(bad).await.expect_err("refused");
+        assert!(matches!(error, PostgresError::BadDatabaseName(_)), "{bad:?}: {error:?}");
+    }
+}
+
+/// In the child: start a cluster, keep it in a static (never dropped), report it, and exit without any clean-up
+/// code running — as a test binary ending, or a killed demo, would.
+fn orphan_child() -> ! {
+    static HELD: std::sync::OnceLock<TempPostgres> = std::sync::OnceLock::new();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let postgres = runtime.block_on(TempPostgres::start(PostgresOptions::default())).expect("child cluster");
+    let postmaster_pid = std::fs::read_to_string(postgres.data_dir().join("postmaster.pid"))
+        .expect("postmaster.pid")
+        .lines()
+        .next()
+        .expect("pid line")
+        .trim()
+        .to_owned();
+    let held = HELD.get_or_init(|| postgres);
+    println!("ORPHAN {} {} {}", held.data_dir().display(), held.port(), postmaster_pid);
+    std::process::exit(0);
+}
+
+#[test]
+fn a_cluster_never_dropped_is_cleaned_up_when_its_process_exits() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        orphan_child();
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let mut child = Command::new(exe)
+        .args(["temp_postgres::a_cluster_never_dropped_is_cleaned_up_when_its_process_exits", "--exact", "--nocapture"])
+        .env(CHILD_ENV, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("re-run this test binary as the child");
+    let stdout = child.stdout.take().expect("stdout");
+    let report = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("ORPHAN ").map(str::to_owned))
+        .expect("the child reports its cluster");
+    let status = child.wait().expect("the child exits");
+    assert!(status.success(), "child: {status}");
+
+    let mut parts = report.split(' ');
+    let dir = PathBuf::from(parts.next().expect("dir"));
+    let port: u16 = parts.next().expect("port").parse().expect("port number");
+    let pid: u32 = parts.next().expect("pid").parse().expect("pid number");
+    assert!(dir.starts_with(std::env::temp_dir()), "{dir:?}");
+
+    eventually("the orphaned server has stopped", || !process_alive(pid));
+    eventually("the orphaned directory is removed", || !dir.exists());
+    assert!(!accepts_tcp(port), "nothing listens on {port}");
+}
