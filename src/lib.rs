@@ -7,10 +7,13 @@
 //! stand-ins for InsForge and WorkOS, used by the tests and by `authbridge demo`.
 
 pub mod config;
+pub mod demo;
+pub mod http;
 pub mod identity;
 pub mod insforge;
 pub mod local;
 pub mod migrate;
 pub mod session;
+pub mod startup;
 pub mod todo;
 pub mod workos;

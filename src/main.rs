@@ -3,9 +3,16 @@
 //! Errors leave as one line on stderr and a non-zero exit status, never a panic or a `Debug` dump: operators read
 //! them in terminals and CI logs.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+use authbridge::config::Config;
+use authbridge::demo::{self, DemoOptions};
+use authbridge::startup::{Application, shutdown_signal};
 
 #[derive(Parser)]
 #[command(name = "authbridge", version, about = "WorkOS AuthKit sign-in in front of InsForge row-level security")]
@@ -16,46 +23,97 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the app (the default when no subcommand is given).
+    /// Serve the app, configured from the environment or .env (the default when no subcommand is given).
     Serve,
     /// Apply the database migrations to DATABASE_URL (read from the environment or .env).
     Migrate,
+    /// Run everything locally: PostgreSQL, the InsForge and WorkOS stand-ins, and the app. No accounts needed.
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Address the app listens on (loopback only).
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:3000")]
+    bind: SocketAddr,
+    /// Port of the WorkOS stand-in (its sign-in page).
+    #[arg(long, default_value_t = 3001)]
+    workos_port: u16,
+    /// Port of the InsForge stand-in.
+    #[arg(long, default_value_t = 3002)]
+    insforge_port: u16,
+    /// Port of PostgreSQL (default: any free port).
+    #[arg(long)]
+    postgres_port: Option<u16>,
+    /// Keep the database in this directory between runs (default: a throwaway one).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Lifetime of the access tokens the WorkOS stand-in issues, in seconds (short values show refreshing).
+    #[arg(long, default_value_t = 300)]
+    access_token_ttl: u64,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
-            eprintln!("serve: not wired yet");
-            ExitCode::from(2)
-        }
+    if let Err(problem) = load_dotenv() {
+        eprintln!("authbridge: {problem}");
+        return ExitCode::FAILURE;
+    }
+    init_logging();
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve().await,
         Command::Migrate => migrate().await,
+        Command::Demo(args) => run_demo(args).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(problem) => {
+            eprintln!("authbridge: {problem}");
+            ExitCode::FAILURE
+        }
     }
 }
 
-async fn migrate() -> ExitCode {
-    if let Err(problem) = load_dotenv() {
-        eprintln!("authbridge migrate: {problem}");
-        return ExitCode::FAILURE;
+async fn serve() -> Result<(), String> {
+    let config = Config::from_env().map_err(|e| format!("configuration error: {e}"))?;
+    let app = Application::build(config).await.map_err(|e| e.to_string())?;
+    match app.local_addr() {
+        Ok(addr) => tracing::info!(%addr, "authbridge is listening"),
+        Err(error) => tracing::warn!(%error, "authbridge is listening on an unknown address"),
     }
-    let database_url = match authbridge::config::database_url_from_env() {
-        Ok(url) => url,
-        Err(error) => {
-            eprintln!("authbridge migrate: {error}");
-            return ExitCode::FAILURE;
-        }
+    app.run_until_stopped(shutdown_signal()).await.map_err(|e| format!("the server stopped: {e}"))
+}
+
+async fn migrate() -> Result<(), String> {
+    let database_url = authbridge::config::database_url_from_env().map_err(|e| e.to_string())?;
+    authbridge::migrate::run(database_url.expose()).await.map_err(|e| format!("migrate: {e}"))?;
+    let count = authbridge::migrate::MIGRATOR.iter().count();
+    println!("authbridge migrate: the database is up to date ({count} migrations)");
+    Ok(())
+}
+
+async fn run_demo(args: DemoArgs) -> Result<(), String> {
+    let options = DemoOptions {
+        bind: args.bind,
+        workos_port: args.workos_port,
+        insforge_port: args.insforge_port,
+        postgres_port: args.postgres_port,
+        data_dir: args.data_dir,
+        access_token_ttl: Duration::from_secs(args.access_token_ttl.max(1)),
     };
-    match authbridge::migrate::run(database_url.expose()).await {
-        Ok(()) => {
-            let count = authbridge::migrate::MIGRATOR.iter().count();
-            println!("authbridge migrate: the database is up to date ({count} migrations)");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("authbridge migrate: {error}");
-            ExitCode::FAILURE
-        }
+    demo::run(options, shutdown_signal()).await.map_err(|e| format!("demo: {e}"))
+}
+
+/// `RUST_LOG` filters (default `info`); `LOG_FORMAT=json` switches to one JSON object per line for log shippers.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json"));
+    let installed = if json { builder.json().try_init() } else { builder.try_init() };
+    if let Err(error) = installed {
+        eprintln!("authbridge: logging is not available: {error}");
     }
 }
 

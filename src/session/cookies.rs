@@ -49,12 +49,19 @@ impl CookieSpec {
     }
 
     /// The names of this cookie's pieces the browser sent: the plain name and/or `name.N` chunks.
+    /// Names are split out by hand rather than by a cookie parser, so that even a piece whose value no parser
+    /// accepts is found, and can be cleared.
     pub fn present(&self, headers: &HeaderMap) -> Vec<String> {
-        CookieJar::from_headers(headers)
+        let mut names: Vec<String> = headers
+            .get_all(axum::http::header::COOKIE)
             .iter()
-            .map(|c| c.name().to_owned())
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|line| line.split(';'))
+            .filter_map(|pair| pair.split_once('=').map(|(name, _)| name.trim().to_owned()))
             .filter(|name| name == self.name || self.chunk_index(name).is_some())
-            .collect()
+            .collect();
+        names.dedup();
+        names
     }
 
     fn chunk_index(&self, name: &str) -> Option<usize> {

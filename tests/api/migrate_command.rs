@@ -46,7 +46,7 @@ async fn an_unreachable_database_is_one_clear_line_and_a_failure_exit() {
     let output = migrate(&dir, Some(&url)).await;
     assert_eq!(output.status.code(), Some(1));
     let line = assert_one_clean_line(&output);
-    assert!(line.starts_with("authbridge migrate: cannot connect to the database at 127.0.0.1:"), "{line}");
+    assert!(line.starts_with("authbridge: migrate: cannot connect to the database at 127.0.0.1:"), "{line}");
     assert!(line.contains(&format!("127.0.0.1:{port}/app")), "names the target without credentials: {line}");
     std::fs::remove_dir_all(dir).expect("cleanup");
 }
@@ -70,7 +70,7 @@ async fn a_failing_migration_is_named_in_one_line() {
     let output = migrate(&dir, Some(&db.url)).await;
     assert_eq!(output.status.code(), Some(1));
     let line = assert_one_clean_line(&output);
-    assert!(line.starts_with("authbridge migrate: migration 3 (todos) failed: "), "{line}");
+    assert!(line.starts_with("authbridge: migrate: migration 3 (todos) failed: "), "{line}");
     assert!(line.contains("already exists"), "{line}");
     std::fs::remove_dir_all(dir).expect("cleanup");
 }

@@ -24,6 +24,11 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use url::Url;
 
+pub mod app;
+pub mod browser;
+pub mod logs;
+pub mod session;
+
 /// The project JWT secret the stand-in verifies and the client signs with.
 pub const JWT_SECRET: &str = "authbridge-test-secret-0123456789abcdef";
 

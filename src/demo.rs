@@ -1,0 +1,213 @@
+//! `authbridge demo`: the whole system on one machine, with one command and no accounts.
+//!
+//! It starts a PostgreSQL from the machine's binaries, applies the migrations, runs the InsForge and WorkOS
+//! stand-ins, and serves authbridge in front of them, wired with freshly generated secrets. The app is built
+//! exactly as in production (`Application::build_with_listener` with a `Config`); only the upstream URLs differ.
+//! Everything listens on loopback only: the WorkOS stand-in signs anyone in without a password.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tokio::net::TcpListener;
+use url::Url;
+
+use crate::config::{Config, InsforgeConfig, Secret, ServerConfig, SessionConfig, WorkosConfig};
+use crate::local::insforge::{InsforgeStandIn, InsforgeStandInOptions};
+use crate::local::postgres::{PostgresOptions, TempPostgres};
+use crate::local::workos::{WorkosStandIn, WorkosStandInOptions};
+use crate::startup::Application;
+
+/// The demo's database inside its PostgreSQL cluster.
+const DATABASE: &str = "authbridge";
+/// Lifetime of the bearer token printed for `curl`.
+const CURL_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Where authbridge listens; must be a loopback address.
+    pub bind: SocketAddr,
+    pub workos_port: u16,
+    pub insforge_port: u16,
+    /// `None` picks a free port.
+    pub postgres_port: Option<u16>,
+    /// Keep the database here between runs; `None` uses a throwaway one.
+    pub data_dir: Option<PathBuf>,
+    /// Lifetime of the WorkOS stand-in's access tokens (short values exercise refresh).
+    pub access_token_ttl: Duration,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000),
+            workos_port: 3001,
+            insforge_port: 3002,
+            postgres_port: None,
+            data_dir: None,
+            access_token_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("the demo only listens on loopback, but {0} is not a loopback address (unset BIND_ADDR or use 127.0.0.1)")]
+    NotLoopback(IpAddr),
+    #[error("port {port} ({what}) is already in use: stop what uses it or choose another with {flag}")]
+    PortInUse { port: u16, what: &'static str, flag: &'static str },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Postgres(#[from] crate::local::postgres::PostgresError),
+    #[error("applying the migrations failed: {0}")]
+    Migrate(#[from] crate::migrate::MigrateError),
+    #[error("the InsForge stand-in did not start: {0}")]
+    Insforge(#[from] crate::local::insforge::StandInError),
+    #[error("the WorkOS stand-in did not start: {0}")]
+    Workos(#[from] crate::local::workos::WorkosStandInError),
+    #[error("authbridge did not start: {0}")]
+    App(#[from] crate::startup::StartupError),
+    #[error("the system random generator failed")]
+    Random,
+    #[error("the server stopped with an error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs the demo until `shutdown` completes, then stops everything and removes the throwaway data.
+pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), DemoError> {
+    if !options.bind.ip().is_loopback() {
+        return Err(DemoError::NotLoopback(options.bind.ip()));
+    }
+    // Claim every port before starting anything slow, so a clash is reported at once and by name.
+    let app_listener = listen(options.bind, "authbridge", "--port").await?;
+    let loopback = |port| SocketAddr::new(options.bind.ip(), port);
+    let workos_listener = listen(loopback(options.workos_port), "WorkOS stand-in", "--workos-port").await?;
+    let insforge_listener = listen(loopback(options.insforge_port), "InsForge stand-in", "--insforge-port").await?;
+    let app_port = app_listener.local_addr().map_err(|source| DemoError::Bind { addr: options.bind, source })?.port();
+    let app_url = Url::parse(&format!("http://localhost:{app_port}/")).map_err(|_| DemoError::Random)?;
+    let redirect_uri = app_url.join("/callback").map_err(|_| DemoError::Random)?;
+
+    let postgres =
+        TempPostgres::start(PostgresOptions { port: options.postgres_port, data_dir: options.data_dir.clone() })
+            .await?;
+    let database_url = match postgres.create_database(DATABASE).await {
+        Ok(url) => url,
+        // A kept data directory already has the database from the last run.
+        Err(_) if options.data_dir.is_some() => postgres.url_for(DATABASE),
+        Err(error) => return Err(error.into()),
+    };
+    crate::migrate::run(&database_url).await?;
+
+    let jwt_secret = Secret::new(random_secret()?);
+    let mut insforge_options = InsforgeStandInOptions::new(database_url.clone(), jwt_secret.clone());
+    insforge_options.bind = free_for_reuse(insforge_listener);
+    let insforge = InsforgeStandIn::start(insforge_options).await?;
+
+    let mut loopback_redirect = redirect_uri.clone();
+    let _ = loopback_redirect.set_host(Some("127.0.0.1"));
+    let workos = WorkosStandIn::start(WorkosStandInOptions {
+        bind: free_for_reuse(workos_listener),
+        redirect_uris: vec![redirect_uri.clone(), loopback_redirect],
+        access_token_ttl: options.access_token_ttl,
+        ..WorkosStandInOptions::default()
+    })
+    .await?;
+
+    let config = Config {
+        server: ServerConfig {
+            bind_addr: options.bind,
+            app_url: app_url.clone(),
+            request_timeout: Duration::from_secs(30),
+        },
+        insforge: InsforgeConfig {
+            url: insforge.url(),
+            jwt_secret,
+            token_ttl: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+        },
+        workos: WorkosConfig {
+            api_key: workos.api_key().clone(),
+            client_id: workos.client_id().to_owned(),
+            redirect_uri,
+            api_base_url: workos.base_url(),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+        },
+        session: SessionConfig {
+            cookie_password: Secret::new(random_secret()?),
+            previous_cookie_password: None,
+            secure_cookies: false,
+        },
+    };
+    let app = Application::build_with_listener(config, app_listener)?;
+
+    print_welcome(&app_url, &workos, &insforge, &postgres, options.data_dir.as_ref());
+    let served = app.run_until_stopped(shutdown).await;
+
+    insforge.shutdown().await;
+    workos.shutdown().await;
+    postgres.stop().await;
+    println!(
+        "authbridge demo stopped{}.",
+        if options.data_dir.is_some() { "" } else { "; the throwaway database is gone" }
+    );
+    served.map_err(DemoError::Serve)
+}
+
+async fn listen(addr: SocketAddr, what: &'static str, flag: &'static str) -> Result<TcpListener, DemoError> {
+    TcpListener::bind(addr).await.map_err(|source| match source.kind() {
+        std::io::ErrorKind::AddrInUse => DemoError::PortInUse { port: addr.port(), what, flag },
+        _ => DemoError::Bind { addr, source },
+    })
+}
+
+/// The stand-ins bind their own sockets: release the probe listener and hand them its address.
+fn free_for_reuse(listener: TcpListener) -> SocketAddr {
+    let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
+    drop(listener);
+    addr
+}
+
+fn random_secret() -> Result<String, DemoError> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| DemoError::Random)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn print_welcome(
+    app_url: &Url,
+    workos: &WorkosStandIn,
+    insforge: &InsforgeStandIn,
+    postgres: &TempPostgres,
+    data_dir: Option<&PathBuf>,
+) {
+    let users = workos.users();
+    let alice = users.first();
+    let token = alice.map(|user| workos.mint_access_token(&user.id, CURL_TOKEN_TTL)).unwrap_or_default();
+    let todos = app_url.join("/api/todos").map(|u| u.to_string()).unwrap_or_default();
+
+    let mut out = String::new();
+    out.push_str("\n  authbridge demo is running: everything is local, nothing leaves this machine.\n\n");
+    out.push_str(&format!("  Open        {app_url}\n"));
+    for (i, user) in users.iter().enumerate() {
+        let label = if i == 0 { "Sign in as" } else { "" };
+        let org = user.organization_id.as_ref().map(|_| "  (Acme)").unwrap_or_default();
+        out.push_str(&format!("  {label:<10}  {} <{}>{org}\n", user.display_name(), user.email));
+    }
+    out.push_str("              ...or any email address, on the sign-in page\n\n");
+    if let Some(alice) = alice {
+        out.push_str(&format!("  JSON API    (a bearer token for {}, valid for an hour)\n", alice.email));
+        out.push_str(&format!("  curl -H \"Authorization: Bearer {token}\" {todos}\n\n"));
+    }
+    out.push_str(&format!("  WorkOS stand-in     {}\n", workos.base_url()));
+    out.push_str(&format!("  InsForge stand-in   {}\n", insforge.url()));
+    let kept = data_dir.map_or_else(|| "throwaway".to_owned(), |dir| format!("kept in {}", dir.display()));
+    out.push_str(&format!("  PostgreSQL          127.0.0.1:{} ({kept})\n\n", postgres.port()));
+    out.push_str("  Press Ctrl-C to stop.\n");
+    println!("{out}");
+}

@@ -1,0 +1,348 @@
+//! "Who is this user?" as extractors, so no handler reads cookies or headers itself.
+//!
+//! A handler states what it needs in its signature: [`CurrentUser`] (signed in, or the request is refused: a
+//! redirect to `/login` for pages, 401 JSON for the API), or [`MaybeUser`]. Resolution happens at most once per
+//! request and only when a handler asks, so static files and health checks never touch WorkOS.
+//!
+//! Resolving a cookie session may refresh it, which means the *response* has to carry a new cookie. Extractors
+//! cannot touch the response, so [`session_cookies`] (a middleware) leaves a [`SessionContext`] in the request
+//! for the extractor to fill in, and writes the resulting `Set-Cookie` headers on the way out, whatever the
+//! handler answered.
+//!
+//! Bearer tokens (`Authorization: Bearer <WorkOS access token>`) are accepted on `/api/*` only, verified the same
+//! way as the cookie's token, and never refreshed: refreshing is the client's job.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::de::DeserializeOwned;
+use tokio::sync::OnceCell;
+
+use crate::identity::UserIdentity;
+use crate::session::{CookieChange, Outcome};
+use crate::workos::{AccessClaims, Impersonator, VerifyError};
+
+use super::error::{ApiError, AppError, PageError, error_response};
+use super::{AppState, csrf, is_api_path};
+
+/// The signed-in user of this request.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub identity: UserIdentity,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub organization_id: Option<String>,
+    pub impersonator: Option<Impersonator>,
+    /// The WorkOS session id (`sid`): form CSRF tokens and sign-out are tied to it.
+    pub session_id: Option<String>,
+    pub source: AuthSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthSource {
+    Cookie,
+    Bearer,
+}
+
+impl CurrentUser {
+    pub fn id(&self) -> &str {
+        &self.identity.id
+    }
+
+    /// What CSRF tokens are bound to: the WorkOS session, or the user when WorkOS sent no session id.
+    pub fn csrf_binding(&self) -> &str {
+        self.session_id.as_deref().unwrap_or(&self.identity.id)
+    }
+
+    pub fn display_name(&self) -> String {
+        let name =
+            [self.first_name.as_deref(), self.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+        if name.trim().is_empty() {
+            self.identity.email.clone().unwrap_or_else(|| self.identity.id.clone())
+        } else {
+            name
+        }
+    }
+
+    fn from_bearer(claims: AccessClaims) -> Self {
+        Self {
+            // Access tokens carry no email; the minter leaves it out of the InsForge token then.
+            identity: UserIdentity::new(claims.sub, None),
+            first_name: None,
+            last_name: None,
+            organization_id: claims.org_id,
+            impersonator: claims.act.map(|actor| Impersonator { email: actor.sub, reason: None }),
+            session_id: claims.sid,
+            source: AuthSource::Bearer,
+        }
+    }
+}
+
+/// The outcome of looking at a request's credentials, computed once per request.
+#[derive(Clone)]
+enum Auth {
+    User(Arc<CurrentUser>),
+    SignedOut,
+    InvalidBearer,
+    Unavailable { retry_after: Duration },
+}
+
+/// Per-request scratch space shared by the extractors and [`session_cookies`].
+#[derive(Clone, Default)]
+pub struct SessionContext {
+    auth: Arc<OnceCell<Auth>>,
+    cookie: Arc<Mutex<Option<CookieChange>>>,
+}
+
+impl SessionContext {
+    fn set_cookie_change(&self, change: CookieChange) {
+        *self.cookie.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(change);
+    }
+
+    fn take_cookie_change(&self) -> Option<CookieChange> {
+        self.cookie.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    }
+}
+
+/// Middleware: gives extractors a [`SessionContext`] and applies the cookie change they decided on.
+pub async fn session_cookies(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let context = SessionContext::default();
+    request.extensions_mut().insert(context.clone());
+    let request_headers = cookie_headers(request.headers());
+    let mut response = next.run(request).await;
+
+    let set_cookies = match context.take_cookie_change() {
+        None | Some(CookieChange::Keep) => return response,
+        Some(CookieChange::Clear) => state.sessions.clear(&request_headers),
+        Some(CookieChange::Store(session)) => match state.sessions.store(&session, &request_headers) {
+            Ok(values) => values,
+            Err(error) => {
+                // Keep the old cookie: the user stays signed in until the next refresh works.
+                tracing::error!(%error, "could not store the refreshed session");
+                return response;
+            }
+        },
+    };
+    for value in set_cookies {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// Only the `Cookie` headers: all the middleware needs to know which cookie pieces to replace.
+fn cookie_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut only = HeaderMap::new();
+    for value in headers.get_all(header::COOKIE) {
+        only.append(header::COOKIE, value.clone());
+    }
+    only
+}
+
+async fn resolve(parts: &mut Parts, state: &AppState) -> Auth {
+    let context = parts.extensions.get::<SessionContext>().cloned().unwrap_or_default();
+    let api = is_api_path(parts.uri.path());
+    let auth = context.auth.get_or_init(|| compute(&parts.headers, api, state, &context)).await.clone();
+    if let Auth::User(user) = &auth {
+        tracing::Span::current().record("user_id", user.id());
+    }
+    auth
+}
+
+async fn compute(headers: &HeaderMap, api: bool, state: &AppState, context: &SessionContext) -> Auth {
+    if api && let Some(authorization) = headers.get(header::AUTHORIZATION) {
+        let token = authorization.to_str().ok().and_then(bearer_token);
+        let Some(token) = token else { return Auth::InvalidBearer };
+        return match state.sessions.verifier().verify(token).await {
+            Ok(claims) => Auth::User(Arc::new(CurrentUser::from_bearer(claims))),
+            Err(VerifyError::KeysUnavailable(error)) => Auth::Unavailable { retry_after: error.retry_after() },
+            Err(error) => {
+                tracing::debug!(%error, "bearer token refused");
+                Auth::InvalidBearer
+            }
+        };
+    }
+
+    let resolution = state.sessions.resolve(headers).await;
+    context.set_cookie_change(resolution.cookie);
+    match resolution.outcome {
+        Outcome::SignedIn(signed_in) => {
+            let session = signed_in.session;
+            Auth::User(Arc::new(CurrentUser {
+                identity: session.identity(),
+                first_name: session.user.first_name,
+                last_name: session.user.last_name,
+                organization_id: session.organization_id,
+                impersonator: session.impersonator,
+                session_id: signed_in.claims.sid,
+                source: AuthSource::Cookie,
+            }))
+        }
+        Outcome::SignedOut => Auth::SignedOut,
+        Outcome::Unavailable { retry_after } => Auth::Unavailable { retry_after },
+    }
+}
+
+/// `Bearer <token>`, scheme case-insensitive as RFC 6750 allows.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Why a request that needs a user was refused.
+pub enum AuthRejection {
+    /// A page: send the browser to sign in, and back here afterwards.
+    SignIn {
+        return_to: String,
+    },
+    Error {
+        api: bool,
+        error: AppError,
+    },
+}
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        match self {
+            Self::SignIn { return_to } => {
+                let return_to: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+                Redirect::to(&format!("/login?return_to={return_to}")).into_response()
+            }
+            Self::Error { api: true, error } => ApiError(error).into_response(),
+            Self::Error { api: false, error } => PageError(error).into_response(),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let api = is_api_path(parts.uri.path());
+        let refuse = |error| AuthRejection::Error { api, error };
+        match resolve(parts, state).await {
+            Auth::User(user) => {
+                // A cookie rides along on cross-site requests; an unsafe API call must prove it is same-origin.
+                if api && user.source == AuthSource::Cookie && !parts.method.is_safe() {
+                    csrf::require_same_origin(&parts.headers, &state.config.server.origin()).map_err(refuse)?;
+                }
+                Ok(CurrentUser::clone(&user))
+            }
+            Auth::SignedOut if api => Err(refuse(AppError::Unauthorized)),
+            Auth::SignedOut => Err(AuthRejection::SignIn { return_to: return_path(parts) }),
+            Auth::InvalidBearer => Err(refuse(AppError::InvalidToken)),
+            Auth::Unavailable { retry_after } => Err(refuse(AppError::WorkosUnavailable { retry_after })),
+        }
+    }
+}
+
+/// Where to come back to after signing in: this page, for a plain GET; the start page after a refused POST.
+fn return_path(parts: &Parts) -> String {
+    if parts.method == Method::GET {
+        parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned())
+    } else {
+        "/".to_owned()
+    }
+}
+
+/// The user, when there is one. WorkOS being unreachable for an expired session is still an error (503): showing
+/// the signed-out page would look like a logout.
+pub struct MaybeUser(pub Option<CurrentUser>);
+
+impl FromRequestParts<AppState> for MaybeUser {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match CurrentUser::from_request_parts(parts, state).await {
+            Ok(user) => Ok(Self(Some(user))),
+            Err(AuthRejection::SignIn { .. }) | Err(AuthRejection::Error { error: AppError::Unauthorized, .. }) => {
+                Ok(Self(None))
+            }
+            Err(other) => Err(other),
+        }
+    }
+}
+
+/// A JSON body whose every failure is answered in the API's error shape (400, 413, 415), not axum's plain text.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError(json_rejection(rejection))),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> AppError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => AppError::UnsupportedMediaType,
+        JsonRejection::JsonSyntaxError(error) => AppError::MalformedJson(error.body_text()),
+        JsonRejection::JsonDataError(error) => AppError::MalformedJson(error.body_text()),
+        JsonRejection::BytesRejection(error) if error.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            AppError::PayloadTooLarge
+        }
+        other => AppError::BadRequest(other.body_text()),
+    }
+}
+
+/// A form submitted from one of the app's pages: the body must carry a valid [`csrf::FIELD`] for the signed-in
+/// user's session, or nothing happens (403). Used together with [`CurrentUser`], which runs first.
+pub struct CsrfForm<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let path = parts.uri.path().to_owned();
+        let user = CurrentUser::from_request_parts(&mut parts, state).await.map_err(IntoResponse::into_response)?;
+        csrf::require_same_origin(&parts.headers, &state.config.server.origin())
+            .map_err(|error| error_response(&path, error))?;
+
+        let request = Request::from_parts(parts, body);
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
+            let error = if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge
+            } else {
+                AppError::BadRequest("The form could not be read.".to_owned())
+            };
+            error_response(&path, error)
+        })?;
+
+        #[derive(serde::Deserialize)]
+        struct Token {
+            csrf_token: Option<String>,
+        }
+        let token: Token = serde_urlencoded::from_bytes(&bytes).unwrap_or(Token { csrf_token: None });
+        let token = token.csrf_token.unwrap_or_default();
+        state.csrf.verify(user.csrf_binding(), &token).map_err(|error| error_response(&path, error))?;
+
+        serde_urlencoded::from_bytes(&bytes).map(CsrfForm).map_err(|error| {
+            error_response(&path, AppError::BadRequest(format!("The form is incomplete or malformed: {error}.")))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_needs_a_token() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
+}

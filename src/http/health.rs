@@ -1,0 +1,76 @@
+//! Probes for orchestrators: `/healthz` says the process is alive, `/readyz` that it can do its job (InsForge and
+//! the WorkOS JWKS answer).
+//!
+//! Readiness answers come from a short cache, and concurrent probes share one check, so however often a load
+//! balancer asks, the upstreams see at most one probe per [`READINESS_TTL`].
+
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use super::AppState;
+
+pub const READINESS_TTL: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+pub struct Readiness {
+    last: Mutex<Option<(Instant, Report)>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    status: &'static str,
+    insforge: Check,
+    workos: Check,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Check {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Check {
+    fn from<E: std::fmt::Display>(result: Result<(), E>) -> Self {
+        match result {
+            Ok(()) => Self { ok: true, error: None },
+            Err(error) => Self { ok: false, error: Some(error.to_string()) },
+        }
+    }
+}
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let report = state.readiness.report(&state).await;
+    let status = if report.status == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(report)).into_response()
+}
+
+impl Readiness {
+    async fn report(&self, state: &AppState) -> Report {
+        // Holding the lock during the check is the point: concurrent probes wait for this one instead of
+        // starting their own.
+        let mut last = self.last.lock().await;
+        if let Some((at, report)) = last.as_ref()
+            && at.elapsed() < READINESS_TTL
+        {
+            return report.clone();
+        }
+        let (insforge, workos) = tokio::join!(state.insforge.health(), state.workos.fetch_jwks());
+        let insforge = Check::from(insforge);
+        let workos = Check::from(workos.map(|_| ()));
+        let status = if insforge.ok && workos.ok { "ready" } else { "unavailable" };
+        let report = Report { status, insforge, workos };
+        *last = Some((Instant::now(), report.clone()));
+        report
+    }
+}

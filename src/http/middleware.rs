@@ -1,0 +1,111 @@
+//! Cross-cutting layers every route gets: request ids, access logs, security headers, a time limit.
+//!
+//! Access logs record method, *path* (never the query string: `/callback?code=…` carries a credential), status,
+//! latency, request id and, once an extractor has identified them, the user id. Nothing here logs a header, a
+//! cookie or a body.
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Response, header};
+use axum::middleware::Next;
+use axum::response::IntoResponse;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
+use tracing::Span;
+
+use super::AppState;
+use super::error::{AppError, error_response};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn set_request_id() -> SetRequestIdLayer<MakeRequestUuid> {
+    SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid)
+}
+
+pub fn propagate_request_id() -> PropagateRequestIdLayer {
+    PropagateRequestIdLayer::new(REQUEST_ID)
+}
+
+type AccessLog = TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RequestSpan, (), LogResponse, (), (), ()>;
+
+/// The access log: one line per request, written when the response starts (failures are logged by status there).
+pub fn access_log() -> AccessLog {
+    TraceLayer::new_for_http()
+        .make_span_with(RequestSpan)
+        .on_request(())
+        .on_response(LogResponse)
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(())
+}
+
+#[derive(Clone, Copy)]
+pub struct RequestSpan;
+
+impl<B> MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, request: &axum::http::Request<B>) -> Span {
+        let request_id = request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok());
+        tracing::info_span!(
+            "request",
+            request_id = request_id.unwrap_or("-"),
+            method = %request.method(),
+            path = request.uri().path(),
+            user_id = tracing::field::Empty,
+        )
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct LogResponse;
+
+impl<B> OnResponse<B> for LogResponse {
+    fn on_response(self, response: &Response<B>, latency: Duration, _span: &Span) {
+        let status = response.status().as_u16();
+        let latency_ms = latency.as_secs_f64() * 1000.0;
+        if response.status().is_server_error() {
+            tracing::warn!(status, latency_ms, "request finished");
+        } else {
+            tracing::info!(status, latency_ms, "request finished");
+        }
+    }
+}
+
+/// Answers with 504 (in the route's format) when a request takes longer than `REQUEST_TIMEOUT_SECONDS`.
+pub async fn time_limit(State(state): State<AppState>, request: Request, next: Next) -> axum::response::Response {
+    let path = request.uri().path().to_owned();
+    match tokio::time::timeout(state.config.server.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error_response(&path, AppError::RequestTimeout),
+    }
+}
+
+/// Security headers on every response. The policy allows no script at all, styles only from the app, and form
+/// submissions only to the app and to WorkOS (sign-out posts here and is redirected there, and browsers apply
+/// `form-action` to redirects).
+pub async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> axum::response::Response {
+    let is_asset = request.uri().path().starts_with("/assets/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let workos_origin = state.config.workos.api_base_url.origin().ascii_serialization();
+    let policy = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' {workos_origin}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    if let Ok(policy) = HeaderValue::from_str(&policy) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if state.config.server.app_url.scheme() == "https" {
+        headers
+            .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=63072000; includeSubDomains"));
+    }
+    // Pages and API answers are per user: no shared cache may keep them.
+    if !is_asset && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response.into_response()
+}

@@ -1,0 +1,231 @@
+//! The server-rendered todo app: `/` and the forms it posts.
+//!
+//! Plain HTML forms, no JavaScript. Every form carries a CSRF token ([`CsrfForm`]); a successful POST redirects
+//! with 303 so reloading never submits twice; a failed one renders the page again with the message and the text
+//! the user typed, and the status that describes the failure.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::todo::{Page, Title, Todo, TodoPatch};
+
+use super::AppState;
+use super::error::{AppError, PageError};
+use super::extractors::{CsrfForm, CurrentUser, MaybeUser};
+use super::pages::render;
+
+/// Todos per page on `/`.
+const PAGE_SIZE: u32 = 50;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/todos", post(create))
+        .route("/todos/{id}/toggle", post(toggle))
+        .route("/todos/{id}/rename", post(rename))
+        .route("/todos/{id}/delete", post(delete))
+}
+
+#[derive(Template)]
+#[template(path = "landing.html")]
+struct Landing;
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct Home {
+    user: UserView,
+    csrf_token: String,
+    todos: Vec<TodoView>,
+    error: Option<String>,
+    new_title: String,
+    offset: u32,
+    newer_offset: Option<u32>,
+    older_offset: Option<u32>,
+}
+
+struct UserView {
+    name: String,
+    email: String,
+    organization: Option<String>,
+    impersonator: Option<String>,
+}
+
+struct TodoView {
+    id: Uuid,
+    title: String,
+    is_complete: bool,
+    rename_value: String,
+    rename_error: Option<String>,
+}
+
+/// What to show again after a failed form: the message, and the text the user typed where they typed it.
+#[derive(Default)]
+struct Retry {
+    error: Option<String>,
+    new_title: String,
+    rename: Option<(Uuid, String, String)>,
+}
+
+#[derive(Deserialize)]
+struct HomeQuery {
+    offset: Option<u32>,
+}
+
+async fn home(State(state): State<AppState>, MaybeUser(user): MaybeUser, uri: Uri) -> Response {
+    let Some(user) = user else { return render(StatusCode::OK, &Landing) };
+    // A malformed `?offset=` is not worth an error page: show the first page.
+    let query: Option<HomeQuery> = uri.query().and_then(|q| serde_urlencoded::from_str(q).ok());
+    let offset = query.and_then(|q| q.offset).unwrap_or(0);
+    home_page(&state, &user, offset, StatusCode::OK, Retry::default()).await
+}
+
+/// Renders the todo list. When listing fails the page still renders, with the error in place of the list.
+async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, status: StatusCode, retry: Retry) -> Response {
+    // One more than a page, to know whether an "Older" link is needed.
+    let page = Page::new(Some(PAGE_SIZE + 1), Some(offset));
+    let (mut todos, mut error, mut status) = match state.insforge.list_todos(&user.identity, page).await {
+        Ok(todos) => (todos, retry.error, status),
+        Err(failure) => {
+            let failure = AppError::from(failure);
+            let status = failure.status();
+            (Vec::new(), Some(retry.error.unwrap_or_else(|| failure.public_message())), status)
+        }
+    };
+    let has_older = todos.len() > PAGE_SIZE as usize;
+    todos.truncate(PAGE_SIZE as usize);
+
+    let todos: Vec<TodoView> = todos
+        .into_iter()
+        .map(|todo: Todo| {
+            let (rename_value, rename_error) = match &retry.rename {
+                Some((id, typed, message)) if *id == todo.id => (typed.clone(), Some(message.clone())),
+                _ => (todo.title.clone(), None),
+            };
+            TodoView { id: todo.id, title: todo.title, is_complete: todo.is_complete, rename_value, rename_error }
+        })
+        .collect();
+    // A rename error for a todo no longer on the page still needs to be seen.
+    if let Some((id, _, message)) = &retry.rename
+        && !todos.iter().any(|todo| todo.id == *id)
+    {
+        error.get_or_insert_with(|| message.clone());
+        if status.is_success() {
+            status = StatusCode::NOT_FOUND;
+        }
+    }
+
+    let page = Home {
+        user: UserView {
+            name: user.display_name(),
+            email: user.identity.email.clone().unwrap_or_default(),
+            organization: user.organization_id.clone(),
+            impersonator: user.impersonator.as_ref().map(|i| i.email.clone()),
+        },
+        csrf_token: state.csrf.token(user.csrf_binding()),
+        todos,
+        error,
+        new_title: retry.new_title,
+        offset,
+        newer_offset: (offset > 0).then(|| offset.saturating_sub(PAGE_SIZE)),
+        older_offset: has_older.then(|| offset + PAGE_SIZE),
+    };
+    render(status, &page)
+}
+
+fn see_home() -> Response {
+    Redirect::to("/").into_response()
+}
+
+#[derive(Deserialize)]
+struct TitleForm {
+    #[serde(default)]
+    title: String,
+}
+
+async fn create(State(state): State<AppState>, user: CurrentUser, CsrfForm(form): CsrfForm<TitleForm>) -> Response {
+    let outcome = match Title::parse(&form.title) {
+        Ok(title) => state.insforge.create_todo(&user.identity, &title).await.map_err(AppError::from),
+        Err(invalid) => Err(AppError::from(invalid)),
+    };
+    match outcome {
+        Ok(_) => see_home(),
+        Err(error) => {
+            let retry = Retry { error: Some(error.public_message()), new_title: form.title, rename: None };
+            home_page(&state, &user, 0, error.status(), retry).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ToggleForm {
+    is_complete: bool,
+}
+
+async fn toggle(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    CsrfForm(form): CsrfForm<ToggleForm>,
+) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
+    let patch = TodoPatch { title: None, is_complete: Some(form.is_complete) };
+    match state.insforge.update_todo(&user.identity, id, &patch).await {
+        Ok(_) => Ok(see_home()),
+        Err(error) => Ok(failed(&state, &user, error.into()).await),
+    }
+}
+
+async fn rename(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    CsrfForm(form): CsrfForm<TitleForm>,
+) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
+    let outcome = match Title::parse(&form.title) {
+        Ok(title) => {
+            let patch = TodoPatch { title: Some(title), is_complete: None };
+            state.insforge.update_todo(&user.identity, id, &patch).await.map_err(AppError::from)
+        }
+        Err(invalid) => Err(AppError::from(invalid)),
+    };
+    match outcome {
+        Ok(_) => Ok(see_home()),
+        Err(error) => {
+            let retry = Retry { rename: Some((id, form.title, error.public_message())), ..Retry::default() };
+            Ok(home_page(&state, &user, 0, error.status(), retry).await)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct EmptyForm {}
+
+async fn delete(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<EmptyForm>,
+) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
+    match state.insforge.delete_todo(&user.identity, id).await {
+        Ok(()) => Ok(see_home()),
+        Err(error) => Ok(failed(&state, &user, error.into()).await),
+    }
+}
+
+/// The list again, with what went wrong and the matching status.
+async fn failed(state: &AppState, user: &CurrentUser, error: AppError) -> Response {
+    let retry = Retry { error: Some(error.public_message()), ..Retry::default() };
+    home_page(state, user, 0, error.status(), retry).await
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, PageError> {
+    Uuid::parse_str(raw).map_err(|_| PageError(AppError::InvalidId))
+}

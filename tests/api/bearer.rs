@@ -1,0 +1,89 @@
+//! Bearer tokens for API clients: a WorkOS access token in `Authorization` works like a session on `/api/*`,
+//! and anything that is not a genuine, current, RS256 WorkOS token is refused with 401 `invalid_token`.
+
+use std::time::{Duration, SystemTime};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+use crate::helpers::app::{ALICE, TestApp, spawn_app};
+
+fn b64(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("json"))
+}
+
+fn claims(app: &TestApp) -> Value {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("clock").as_secs();
+    json!({ "sub": app.user_id(ALICE), "sid": "session_forged", "iat": now, "exp": now + 300 })
+}
+
+/// A well-formed RS256 token signed by a key WorkOS never published.
+fn signed_by_unknown_key(kid: &str, claims: &Value) -> String {
+    let key = RsaKeyPair::generate(KeySize::Rsa2048).expect("RSA key");
+    let signing_input = format!("{}.{}", b64(&json!({"alg": "RS256", "typ": "JWT", "kid": kid})), b64(claims));
+    let mut signature = vec![0u8; key.public_modulus_len()];
+    key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), signing_input.as_bytes(), &mut signature).expect("sign");
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+async fn assert_refused(app: &TestApp, token: &str, why: &str) {
+    let response = app.bearer_client(token).get("/api/me").await;
+    assert_eq!(response.status, 401, "{why}: {}", response.body);
+    assert_eq!(response.error_code(), "invalid_token", "{why}");
+    assert_eq!(response.header("www-authenticate").as_deref(), Some(r#"Bearer error="invalid_token""#), "{why}");
+}
+
+#[tokio::test]
+async fn a_valid_workos_access_token_authenticates_api_calls() {
+    let app = spawn_app().await;
+    let token = app.workos.mint_access_token(&app.user_id(ALICE), Duration::from_secs(300));
+    let me = app.bearer_client(token).get("/api/me").await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.json()["id"], app.user_id(ALICE));
+    assert!(me.set_cookies().is_empty(), "bearer calls never set a session cookie");
+}
+
+#[tokio::test]
+async fn expired_forged_and_malformed_bearer_tokens_are_refused() {
+    let app = spawn_app().await;
+    let user = app.user_id(ALICE);
+    let now = SystemTime::now();
+
+    let expired =
+        app.workos.mint_access_token_with(&user, now - Duration::from_secs(600), now - Duration::from_secs(60));
+    assert_refused(&app, &expired, "expired").await;
+
+    assert_refused(&app, &signed_by_unknown_key("kid_unknown", &claims(&app)), "unknown kid").await;
+    assert_refused(&app, &signed_by_unknown_key(&app.workos.kid(), &claims(&app)), "known kid, wrong key").await;
+
+    let none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims(&app)));
+    assert_refused(&app, &none, "alg none").await;
+
+    // The classic confusion attack: HS256 keyed with the server's own public key.
+    for public_key in [app.workos.public_key_pem().into_bytes(), app.workos.public_key_der()] {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some(app.workos.kid());
+        let forged = jsonwebtoken::encode(&header, &claims(&app), &jsonwebtoken::EncodingKey::from_secret(&public_key))
+            .expect("HS256 encodes");
+        assert_refused(&app, &forged, "HS256 with the public key").await;
+    }
+
+    let genuine = app.workos.mint_access_token(&user, Duration::from_secs(300));
+    let mut parts: Vec<&str> = genuine.split('.').collect();
+    let tampered_claims = b64(&json!({ "sub": "user_someone_else", "exp": 9_999_999_999u64 }));
+    parts[1] = &tampered_claims;
+    assert_refused(&app, &parts.join("."), "tampered claims").await;
+
+    assert_refused(&app, "not-a-jwt", "garbage").await;
+    let basic = reqwest::Client::new()
+        .get(app.base_url.join("/api/me").expect("url"))
+        .header("authorization", "Basic YWxpY2U6cGFzc3dvcmQ=")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(basic.status(), 401, "another scheme is not a session");
+}

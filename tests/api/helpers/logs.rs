@@ -1,0 +1,35 @@
+//! Captures everything the test binary logs, so a test can prove that no secret ever reaches the logs.
+//!
+//! One global subscriber for the whole binary (tracing allows one), at debug level for every crate, writing into
+//! memory. Tests use unique secrets, so searching the shared buffer for *their* secrets is exact.
+
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+static INSTALLED: OnceLock<()> = OnceLock::new();
+
+struct Capture;
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn capture() {
+    INSTALLED.get_or_init(|| {
+        let filter = tracing_subscriber::EnvFilter::new("debug,sqlx=info");
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(|| Capture).try_init();
+    });
+}
+
+/// Everything logged so far by every test in this binary.
+pub fn captured() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())).into_owned()
+}

@@ -1,0 +1,155 @@
+//! Refreshing WorkOS tokens: transparent when due, never a lost session because of a race or an outage, and the
+//! end of the session when WorkOS says the refresh token is dead.
+
+use std::time::{Duration, SystemTime};
+
+use authbridge::local::workos::Endpoint;
+use authbridge::session::SESSION_COOKIE;
+use futures::future::join_all;
+use reqwest::Method;
+
+use crate::helpers::app::{ALICE, AppOptions, COOKIE_PASSWORD, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::browser::Browser;
+use crate::helpers::session::{read_session, write_session};
+
+/// Rewrites the browser's session so its access token (a genuine one, five minutes long) has `left` seconds to
+/// live; negative means it expired that long ago. Saves a test from sleeping through a token lifetime.
+fn age_token(app: &TestApp, browser: &Browser, left: i64) {
+    let mut session = read_session(browser);
+    let now = SystemTime::now();
+    let expires_at =
+        if left >= 0 { now + Duration::from_secs(left as u64) } else { now - Duration::from_secs(left.unsigned_abs()) };
+    let issued_at = expires_at - Duration::from_secs(300);
+    session.access_token = app.workos.mint_access_token_with(&session.user.id, issued_at, expires_at);
+    write_session(browser, &session, COOKIE_PASSWORD);
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refreshed_transparently() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+    let before = read_session(&browser);
+    age_token(&app, &browser, -120);
+
+    let me = browser.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(app.workos.refresh_calls(), 1);
+    let after = read_session(&browser);
+    assert_ne!(after.refresh_token, before.refresh_token, "the rotated refresh token is stored");
+    assert_ne!(after.access_token, before.access_token);
+
+    // The new token is good for minutes: no further refresh.
+    assert_eq!(browser.api(Method::GET, "/api/me", None).await.status, 200);
+    assert_eq!(app.workos.refresh_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_token_close_to_expiry_is_refreshed_before_it_expires() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+    age_token(&app, &browser, 20); // inside the 30 s margin of a five-minute token
+    assert_eq!(browser.api(Method::GET, "/api/me", None).await.status, 200);
+    assert_eq!(app.workos.refresh_calls(), 1);
+
+    let fresh = app.signed_in(ALICE).await;
+    age_token(&app, &fresh, 200); // well outside it
+    assert_eq!(fresh.api(Method::GET, "/api/me", None).await.status, 200);
+    assert_eq!(app.workos.refresh_calls(), 1, "no refresh while the token has time left");
+}
+
+#[tokio::test]
+async fn invalid_grant_ends_the_session() {
+    let app = spawn_app().await;
+    let api_user = app.signed_in(ALICE).await;
+    let page_user = app.browser();
+    page_user.copy_cookies_from(&api_user);
+    age_token(&app, &api_user, -60);
+    page_user.copy_cookies_from(&api_user);
+    app.workos.revoke_all_refresh_tokens();
+
+    let me = api_user.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 401, "{}", me.body);
+    assert!(api_user.cookie(SESSION_COOKIE).is_none(), "the dead session cookie is cleared");
+
+    // A page that needs a user sends the browser to sign in, and back afterwards.
+    let form = page_user.post_form("/todos", &[("title", "x"), ("csrf_token", "whatever")]).await;
+    assert!(matches!(form.status, 302 | 303), "{} {}", form.status, form.body);
+    assert!(form.location().is_some_and(|l| l.starts_with("/login?return_to=")), "{:?}", form.location());
+    assert!(page_user.cookie(SESSION_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn workos_down_with_a_still_valid_token_serves_the_request_and_keeps_the_cookie() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+    age_token(&app, &browser, 20);
+    let cookie = browser.cookie(SESSION_COOKIE).expect("cookie");
+
+    for status in [500, 502, 503, 429] {
+        app.workos.fail_next(Endpoint::Authenticate, 1, status);
+        let me = browser.api(Method::GET, "/api/me", None).await;
+        assert_eq!(me.status, 200, "WorkOS {status} is not the user's fault: {}", me.body);
+        assert!(me.set_cookies().is_empty(), "the cookie is left alone");
+        assert_eq!(browser.cookie(SESSION_COOKIE).as_deref(), Some(cookie.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn workos_down_with_an_expired_token_answers_503_and_keeps_the_cookie() {
+    let app =
+        spawn_app_with(AppOptions { workos_request_timeout: Duration::from_millis(500), ..AppOptions::default() })
+            .await;
+    let browser = app.signed_in(ALICE).await;
+    age_token(&app, &browser, -60);
+    let cookie = browser.cookie(SESSION_COOKIE).expect("cookie");
+
+    app.workos.fail_next(Endpoint::Authenticate, 1, 503);
+    let me = browser.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 503, "{}", me.body);
+    assert_eq!(me.error_code(), "auth_unavailable");
+    assert!(me.header("retry-after").is_some());
+    assert_eq!(browser.cookie(SESSION_COOKIE).as_deref(), Some(cookie.as_str()), "the session survives");
+
+    app.workos.hang_next(Endpoint::Authenticate, 1);
+    let page = browser.get("/").await;
+    assert_eq!(page.status, 503, "a timeout is an outage too: {}", page.body);
+    assert!(page.header("retry-after").is_some());
+    assert_eq!(browser.cookie(SESSION_COOKIE).as_deref(), Some(cookie.as_str()));
+
+    // WorkOS is back: the same cookie refreshes and the user never noticed a sign-out.
+    let me = browser.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+}
+
+#[tokio::test]
+async fn twenty_concurrent_requests_with_one_near_expiry_cookie_cause_one_refresh_and_all_succeed() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+    age_token(&app, &browser, 10);
+    // Slow WorkOS down so all twenty requests are in flight while the refresh is.
+    app.workos.set_latency(Endpoint::Authenticate, Duration::from_millis(300));
+
+    let tabs: Vec<Browser> = (0..20)
+        .map(|_| {
+            let tab = app.browser();
+            tab.copy_cookies_from(&browser);
+            tab
+        })
+        .collect();
+    let responses = join_all(tabs.iter().map(|tab| tab.api(Method::GET, "/api/me", None))).await;
+
+    for response in &responses {
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+    assert_eq!(app.workos.refresh_calls(), 1, "exactly one refresh reached WorkOS");
+    let tokens: std::collections::HashSet<String> = tabs.iter().map(|tab| read_session(tab).refresh_token).collect();
+    assert_eq!(tokens.len(), 1, "every tab holds the winner's refresh token");
+
+    // A latecomer with the old cookie, after the refresh finished, gets the same result (memo), not invalid_grant.
+    app.workos.set_latency(Endpoint::Authenticate, Duration::ZERO);
+    let late = app.browser();
+    late.copy_cookies_from(&browser);
+    assert_eq!(late.api(Method::GET, "/api/me", None).await.status, 200);
+    assert_eq!(app.workos.refresh_calls(), 1);
+    assert_eq!(read_session(&late).refresh_token, read_session(&tabs[0]).refresh_token);
+}

@@ -1,0 +1,93 @@
+//! Running as a service: health and readiness probes, request ids, graceful shutdown.
+
+use std::time::Duration;
+
+use authbridge::local::workos::Endpoint;
+use serde_json::json;
+
+use crate::helpers::app::{ALICE, AppOptions, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn healthz_and_readyz_report_the_process_and_its_upstreams() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let health = browser.get("/healthz").await;
+    assert_eq!((health.status, health.json()["status"].as_str()), (200, Some("ok")));
+
+    let ready = browser.get("/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    let report = ready.json();
+    assert_eq!(report["status"], "ready");
+    assert_eq!(report["insforge"]["ok"], true);
+    assert_eq!(report["workos"]["ok"], true);
+
+    // Probes are answered from a short cache: a burst reaches WorkOS at most once more.
+    let before = app.workos.calls(Endpoint::Jwks);
+    for _ in 0..10 {
+        assert_eq!(browser.get("/readyz").await.status, 200);
+    }
+    assert!(app.workos.calls(Endpoint::Jwks) - before <= 1, "probes must not flood upstreams");
+}
+
+#[tokio::test]
+async fn readyz_fails_when_insforge_is_unreachable() {
+    let app =
+        spawn_app_with(AppOptions { insforge_url: Some(crate::helpers::closed_port_url()), ..AppOptions::default() })
+            .await;
+    let ready = app.browser().get("/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert_eq!(ready.json()["insforge"]["ok"], false);
+    assert_eq!(app.browser().get("/healthz").await.status, 200, "alive, just not ready");
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let one = browser.get("/healthz").await.header("x-request-id").expect("request id");
+    let two = browser.get("/healthz").await.header("x-request-id").expect("request id");
+    assert_ne!(one, two);
+    assert_eq!(browser.get("/missing").await.status, 404);
+    let given = reqwest::Client::new()
+        .get(app.base_url.join("/healthz").expect("url"))
+        .header("x-request-id", "trace-me-123")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(given.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("trace-me-123"));
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let mut app = spawn_app().await;
+    let token = app.workos.mint_access_token(&app.user_id(ALICE), Duration::from_secs(300));
+    app.insforge.set_latency(Duration::from_millis(800));
+    let client = app.bearer_client(token);
+    let in_flight = tokio::spawn(async move {
+        client.send(reqwest::Method::POST, "/api/todos", Some(json!({"title": "finishing"}))).await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    app.shutdown().await.expect("clean shutdown");
+    let response = in_flight.await.expect("request task");
+    assert_eq!(response.status, 201, "the in-flight request completed: {}", response.body);
+    assert_eq!(app.all_todos().await.len(), 1);
+    assert!(
+        reqwest::get(app.base_url.join("/healthz").expect("url")).await.is_err(),
+        "no new connections after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn a_request_that_takes_too_long_gets_504() {
+    let app = spawn_app_with(AppOptions {
+        request_timeout: Duration::from_millis(300),
+        insforge_request_timeout: Duration::from_secs(5),
+        ..AppOptions::default()
+    })
+    .await;
+    let token = app.workos.mint_access_token(&app.user_id(ALICE), Duration::from_secs(300));
+    app.insforge.set_latency(Duration::from_secs(1));
+    let response = app.bearer_client(token).get("/api/todos").await;
+    assert_eq!((response.status, response.error_code()), (504, "timeout".to_owned()));
+}

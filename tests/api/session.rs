@@ -1,0 +1,97 @@
+//! The session cookie: what breaks it (tampering, truncation, foreign keys) signs the user out cleanly, and a
+//! cookie-password rotation keeps everyone signed in.
+
+use authbridge::session::SESSION_COOKIE;
+use reqwest::Method;
+
+use crate::helpers::app::{ALICE, AppOptions, COOKIE_PASSWORD, PREVIOUS_COOKIE_PASSWORD, spawn_app, spawn_app_with};
+use crate::helpers::session::{read_session, sealer, write_session};
+
+/// Every damaged cookie must read as "signed out": 401 for the API, the public page for `/`, never a 500.
+async fn assert_signed_out(app: &crate::helpers::app::TestApp, cookie: &str) {
+    let browser = app.browser();
+    browser.set_cookie(SESSION_COOKIE, cookie);
+    let me = browser.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 401, "cookie {cookie:.40}…: {}", me.body);
+    assert!(
+        me.set_cookies().iter().any(|line| line.starts_with(&format!("{SESSION_COOKIE}=;"))),
+        "the unreadable cookie is cleared: {:?}",
+        me.set_cookies()
+    );
+
+    browser.set_cookie(SESSION_COOKIE, cookie);
+    let home = browser.get("/").await;
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains("Sign in"), "the signed-out page");
+}
+
+#[tokio::test]
+async fn tampered_truncated_and_garbage_cookies_mean_signed_out() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+    let sealed = browser.cookie(SESSION_COOKIE).expect("a single session cookie");
+
+    let mut tampered = sealed.clone().into_bytes();
+    let middle = tampered.len() / 2;
+    tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
+    assert_signed_out(&app, &String::from_utf8(tampered).expect("ascii")).await;
+    assert_signed_out(&app, &sealed[..sealed.len() / 2]).await;
+    assert_signed_out(&app, "v1.").await;
+    assert_signed_out(&app, "not-a-session").await;
+    assert_signed_out(&app, "%00%ff\"quoted\"").await;
+}
+
+#[tokio::test]
+async fn a_cookie_sealed_with_another_key_means_signed_out() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+    let session = read_session(&browser);
+    let foreign = app.browser();
+    write_session(&foreign, &session, "a-completely-different-password-of-enough-length");
+    assert_signed_out(&app, &foreign.cookie(SESSION_COOKIE).expect("cookie")).await;
+}
+
+#[tokio::test]
+async fn a_cookie_sealed_with_the_previous_password_still_works_and_is_resealed() {
+    let app = spawn_app_with(AppOptions {
+        previous_cookie_password: Some(PREVIOUS_COOKIE_PASSWORD.to_owned()),
+        ..AppOptions::default()
+    })
+    .await;
+    let browser = app.signed_in(ALICE).await;
+
+    // The same session, as a replica still on the old password would have sealed it.
+    let session = read_session(&browser);
+    write_session(&browser, &session, PREVIOUS_COOKIE_PASSWORD);
+    assert!(
+        sealer(COOKIE_PASSWORD)
+            .open(authbridge::session::seal::Purpose::Session, &browser.cookie(SESSION_COOKIE).expect("cookie"))
+            .is_err()
+    );
+
+    let me = browser.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.json()["email"], ALICE);
+
+    let resealed = browser.cookie(SESSION_COOKIE).expect("resealed cookie");
+    let opened = sealer(COOKIE_PASSWORD)
+        .open(authbridge::session::seal::Purpose::Session, &resealed)
+        .expect("resealed with the current password");
+    assert!(!opened.needs_reseal);
+    assert!(
+        sealer(PREVIOUS_COOKIE_PASSWORD).open(authbridge::session::seal::Purpose::Session, &resealed).is_err(),
+        "the previous password never seals"
+    );
+}
+
+#[tokio::test]
+async fn a_session_for_one_user_cannot_carry_another_users_token() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let mut session = read_session(&alice);
+    // Bob's genuine token in Alice's session: the signature is fine, the subject is not.
+    session.access_token =
+        app.workos.mint_access_token(&app.user_id(crate::helpers::app::BOB), std::time::Duration::from_secs(300));
+    write_session(&alice, &session, COOKIE_PASSWORD);
+    assert_eq!(alice.api(Method::GET, "/api/me", None).await.status, 401);
+}

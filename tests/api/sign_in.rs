@@ -1,0 +1,278 @@
+//! Signing in through WorkOS AuthKit (the stand-in), and every way the sign-in can go wrong.
+
+use std::time::Duration;
+
+use authbridge::local::workos::Endpoint;
+use authbridge::session::{SESSION_COOKIE, SIGN_IN_STATE_COOKIE};
+use reqwest::Method;
+use url::Url;
+
+use crate::helpers::app::{ALICE, AppOptions, BOB, spawn_app, spawn_app_with};
+
+fn query(url: &str) -> Vec<(String, String)> {
+    Url::parse(url).expect("absolute URL").query_pairs().into_owned().collect()
+}
+
+fn param(pairs: &[(String, String)], name: &str) -> Option<String> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+#[tokio::test]
+async fn a_user_signs_in_and_the_app_knows_who_they_are() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+
+    let callback = browser.sign_in_to(ALICE, "/?after=signin").await;
+    assert_eq!(callback.status, 302);
+    assert_eq!(callback.location().as_deref(), Some("/?after=signin"), "back where the user started");
+
+    let session_line = callback
+        .set_cookies()
+        .into_iter()
+        .find(|line| line.starts_with(&format!("{SESSION_COOKIE}=")))
+        .expect("a session cookie is set");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(session_line.contains(attribute), "{attribute} missing: {session_line}");
+    }
+    assert!(!session_line.contains("Secure"), "no Secure flag on a plain-http redirect URI");
+    assert!(browser.cookie(SIGN_IN_STATE_COOKIE).is_none(), "the sign-in state cookie is cleared");
+
+    let me = browser.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    let me = me.json();
+    assert_eq!(me["id"], app.user_id(ALICE));
+    assert_eq!(me["email"], ALICE);
+    assert_eq!(me["first_name"], "Alice");
+    assert_eq!(me["last_name"], "Anderson");
+    assert!(me["organization_id"].as_str().is_some_and(|org| org.starts_with("org_")), "{me}");
+    assert!(me["impersonator"].is_null());
+
+    let home = browser.get("/").await;
+    assert!(home.body.contains("Alice Anderson") && home.body.contains(ALICE), "{}", home.body);
+}
+
+#[tokio::test]
+async fn signed_out_api_requests_get_401_json() {
+    let app = spawn_app().await;
+    let me = app.browser().get("/api/me").await;
+    assert_eq!(me.status, 401);
+    assert_eq!(me.error_code(), "unauthorized");
+}
+
+#[tokio::test]
+async fn login_sends_the_browser_to_authkit_with_pkce_and_a_sealed_state() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let login = browser.get("/login?screen_hint=sign-up&login_hint=new%40example.com").await;
+    assert_eq!(login.status, 302);
+    let location = login.location().expect("redirect");
+    assert!(location.starts_with(app.workos.base_url().join("/user_management/authorize").expect("url").as_str()));
+
+    let pairs = query(&location);
+    assert_eq!(param(&pairs, "client_id").as_deref(), Some(app.workos.client_id()));
+    assert_eq!(param(&pairs, "redirect_uri").as_deref(), Some(app.config.workos.redirect_uri.as_str()));
+    assert_eq!(param(&pairs, "response_type").as_deref(), Some("code"));
+    assert_eq!(param(&pairs, "provider").as_deref(), Some("authkit"));
+    assert_eq!(param(&pairs, "code_challenge_method").as_deref(), Some("S256"));
+    assert_eq!(param(&pairs, "code_challenge").map(|c| c.len()), Some(43), "base64url SHA-256");
+    assert_eq!(param(&pairs, "screen_hint").as_deref(), Some("sign-up"));
+    assert_eq!(param(&pairs, "login_hint").as_deref(), Some("new@example.com"));
+    let state = param(&pairs, "state").expect("state");
+    assert!(state.len() >= 32, "an unguessable state");
+
+    let state_cookie = login
+        .set_cookies()
+        .into_iter()
+        .find(|line| line.starts_with(&format!("{SIGN_IN_STATE_COOKIE}=")))
+        .expect("the state is bound to the browser");
+    assert!(state_cookie.contains("HttpOnly") && state_cookie.contains("Max-Age=600"), "{state_cookie}");
+    assert!(!state_cookie.contains(&state), "the cookie is sealed, not the bare nonce");
+
+    let org = browser.get("/login?organization_id=org_123").await;
+    let pairs = query(&org.location().expect("redirect"));
+    assert_eq!(param(&pairs, "organization_id").as_deref(), Some("org_123"));
+    assert_eq!(param(&pairs, "provider"), None, "an organization replaces the AuthKit provider");
+
+    let odd_hint = browser.get("/login?screen_hint=evil").await;
+    assert_eq!(param(&query(&odd_hint.location().expect("redirect")), "screen_hint"), None);
+}
+
+#[tokio::test]
+async fn a_callback_without_the_state_cookie_is_refused_and_creates_no_session() {
+    let app = spawn_app().await;
+    let victim = app.browser();
+    let login = victim.get(&format!("/login?login_hint={ALICE}")).await;
+    let callback = victim.authorize(&login.location().expect("authorize URL")).await;
+
+    // The callback URL lands in another browser (a login-CSRF attempt, or a link shared by mistake).
+    let other = app.browser();
+    let response = other.get(&callback).await;
+    assert_eq!(response.status, 400, "{}", response.body);
+    assert!(response.body.contains("sign in again"), "a clear page: {}", response.body);
+    assert!(other.cookie(SESSION_COOKIE).is_none());
+    assert_eq!(app.workos.code_calls(), 0, "the code is never even exchanged");
+}
+
+#[tokio::test]
+async fn a_callback_with_a_mismatched_state_is_refused() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let login = browser.get(&format!("/login?login_hint={ALICE}")).await;
+    let callback = browser.authorize(&login.location().expect("authorize URL")).await;
+    let tampered = callback.replace("state=", "state=x");
+    let response = browser.get(&tampered).await;
+    assert_eq!(response.status, 400);
+    assert!(browser.cookie(SESSION_COOKIE).is_none());
+
+    let missing = browser.get("/callback?code=abc").await;
+    assert_eq!(missing.status, 400);
+}
+
+#[tokio::test]
+async fn a_replayed_code_is_refused_with_401_and_no_session() {
+    let app = spawn_app().await;
+    let first = app.browser();
+    let login = first.get(&format!("/login?login_hint={ALICE}")).await;
+    let state_cookie = first.cookie(SIGN_IN_STATE_COOKIE).expect("state cookie");
+    let callback = first.authorize(&login.location().expect("authorize URL")).await;
+    assert_eq!(first.get(&callback).await.status, 302, "the first use signs in");
+
+    // Someone replays the same callback, with the same state cookie.
+    let replay = app.browser();
+    replay.set_cookie(SIGN_IN_STATE_COOKIE, &state_cookie);
+    let response = replay.get(&callback).await;
+    assert_eq!(response.status, 401, "{}", response.body);
+    assert!(response.body.contains("already used"), "{}", response.body);
+    assert!(replay.cookie(SESSION_COOKIE).is_none(), "no session from a replayed code");
+}
+
+#[tokio::test]
+async fn an_expired_code_is_refused() {
+    let app = spawn_app().await;
+    app.workos.set_code_ttl(Duration::from_millis(1));
+    let browser = app.browser();
+    let login = browser.get(&format!("/login?login_hint={ALICE}")).await;
+    let callback = browser.authorize(&login.location().expect("authorize URL")).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let response = browser.get(&callback).await;
+    assert_eq!(response.status, 401);
+    assert!(browser.cookie(SESSION_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn an_error_from_workos_is_shown_escaped_with_400() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    browser.get("/login").await;
+    let response =
+        browser.get("/callback?error=access_denied&error_description=%3Cscript%3Ealert(1)%3C%2Fscript%3E+denied").await;
+    assert_eq!(response.status, 400);
+    assert!(response.body.contains("&#60;script&#62;alert(1)&#60;/script&#62; denied"), "{}", response.body);
+    assert!(!response.body.contains("<script>"));
+    assert!(browser.cookie(SESSION_COOKIE).is_none());
+    assert!(browser.cookie(SIGN_IN_STATE_COOKIE).is_none(), "the spent state is cleared");
+}
+
+#[tokio::test]
+async fn workos_failing_during_the_code_exchange_gives_502_or_503_and_no_session() {
+    let app =
+        spawn_app_with(AppOptions { workos_request_timeout: Duration::from_millis(500), ..AppOptions::default() })
+            .await;
+
+    for (break_it, expected) in [
+        (
+            Box::new(|w: &authbridge::local::workos::WorkosStandIn| w.fail_next(Endpoint::Authenticate, 1, 500))
+                as Box<dyn Fn(&authbridge::local::workos::WorkosStandIn)>,
+            502,
+        ),
+        (Box::new(|w| w.fail_next(Endpoint::Authenticate, 1, 429)), 503),
+        (Box::new(|w| w.hang_next(Endpoint::Authenticate, 1)), 503),
+    ] {
+        let browser = app.browser();
+        let login = browser.get(&format!("/login?login_hint={BOB}")).await;
+        let callback = browser.authorize(&login.location().expect("authorize URL")).await;
+        break_it(&app.workos);
+        let response = browser.get(&callback).await;
+        assert_eq!(response.status, expected, "{}", response.body);
+        assert!(browser.cookie(SESSION_COOKIE).is_none(), "no half-made session");
+        assert!(response.body.contains("try again"), "{}", response.body);
+        if expected == 503 {
+            assert!(response.header("retry-after").is_some());
+        }
+    }
+}
+
+#[tokio::test]
+async fn return_to_never_leaves_the_site() {
+    let app = spawn_app().await;
+    let attempts = [
+        "//evil.example",
+        "//evil.example/path",
+        "https://evil.example/",
+        "http:evil.example",
+        "/\\evil.example",
+        "\\\\evil.example",
+        "/%2F%2Fevil.example",
+        "%2F%2Fevil.example",
+        "/%5Cevil.example",
+        "/%252F%252Fevil.example",
+        "javascript:alert(1)",
+        "/\t/evil.example",
+        " //evil.example",
+        "evil.example",
+        "",
+    ];
+    for attempt in attempts {
+        let browser = app.browser();
+        let response = browser.sign_in_to(ALICE, attempt).await;
+        assert_eq!(response.status, 302);
+        assert_eq!(response.location().as_deref(), Some("/"), "return_to={attempt:?} must fall back to /");
+    }
+
+    let browser = app.browser();
+    let response = browser.sign_in_to(ALICE, "/todos?page=2").await;
+    assert_eq!(response.location().as_deref(), Some("/todos?page=2"), "a same-site path is kept");
+}
+
+#[tokio::test]
+async fn sign_out_needs_a_post_with_csrf_and_ends_the_workos_session() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+
+    let confirm = browser.get("/logout").await;
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.body.contains("Sign out") && confirm.body.contains(ALICE));
+
+    let forged = browser.post_form("/logout", &[("csrf_token", "forged")]).await;
+    assert_eq!(forged.status, 403);
+    assert!(browser.cookie(SESSION_COOKIE).is_some(), "a forged sign-out changes nothing");
+
+    let session_id = crate::helpers::session::session_id(&browser);
+    let out = browser.submit("/logout", &[]).await;
+    assert_eq!(out.status, 302);
+    let location = out.location().expect("redirect to WorkOS");
+    assert!(
+        location.starts_with(app.workos.base_url().join("/user_management/sessions/logout").expect("url").as_str())
+    );
+    let pairs = query(&location);
+    assert_eq!(param(&pairs, "session_id"), Some(session_id));
+    assert_eq!(param(&pairs, "return_to").as_deref(), Some(app.base_url.as_str()));
+    assert!(browser.cookie(SESSION_COOKIE).is_none(), "the session cookie is cleared");
+    assert_eq!(browser.get("/api/me").await.status, 401);
+
+    // Following the redirect ends the WorkOS session: its refresh token is dead.
+    let followed = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(&location)
+        .send()
+        .await
+        .expect("WorkOS stand-in answers");
+    assert_eq!(followed.status(), 302);
+    assert_eq!(app.workos.calls(Endpoint::Logout), 1);
+
+    let nobody = app.browser().post_form("/logout", &[]).await;
+    assert_eq!(nobody.status, 302);
+    assert_eq!(nobody.location().as_deref(), Some("/"), "signing out while signed out just goes home");
+}

@@ -1,0 +1,295 @@
+//! The JSON API, as `curl` and API clients use it: every operation with a session cookie and with a bearer token,
+//! each user confined to their own todos by RLS, and every error status in the API's JSON shape.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::app::{ALICE, AppOptions, BOB, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::browser::{ApiClient, Browser, TestResponse};
+
+/// One way of calling the API: a signed-in browser (cookie) or a bearer-token client.
+enum Caller {
+    Cookie(Browser),
+    Bearer(ApiClient),
+}
+
+impl Caller {
+    async fn cookie(app: &TestApp, email: &str) -> Self {
+        Self::Cookie(app.signed_in(email).await)
+    }
+
+    fn bearer(app: &TestApp, email: &str) -> Self {
+        Self::Bearer(app.bearer_client(app.workos.mint_access_token(&app.user_id(email), Duration::from_secs(300))))
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> TestResponse {
+        match self {
+            Self::Cookie(browser) => browser.api(method, path, body).await,
+            Self::Bearer(client) => client.send(method, path, body).await,
+        }
+    }
+}
+
+fn assert_todo_shape(todo: &Value) {
+    let mut keys: Vec<&str> = todo.as_object().expect("a todo is an object").keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["created_at", "id", "is_complete", "title", "updated_at"], "{todo}");
+}
+
+async fn crud(app: &TestApp, me: &Caller) {
+    let created = me.call(Method::POST, "/api/todos", Some(json!({ "title": "Buy milk" }))).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let todo = created.json();
+    assert_todo_shape(&todo);
+    assert_eq!(todo["title"], "Buy milk");
+    assert_eq!(todo["is_complete"], false);
+    let id = todo["id"].as_str().expect("id").to_owned();
+    assert_eq!(created.location(), Some(format!("/api/todos/{id}")));
+
+    let second = me.call(Method::POST, "/api/todos", Some(json!({ "title": "  Call mum  " }))).await;
+    assert_eq!(second.json()["title"], "Call mum", "surrounding whitespace is trimmed");
+
+    let fetched = me.call(Method::GET, &format!("/api/todos/{id}"), None).await;
+    assert_eq!(fetched.status, 200);
+    assert_eq!(fetched.json(), todo);
+
+    let list = me.call(Method::GET, "/api/todos", None).await;
+    assert_eq!(list.status, 200);
+    let list = list.json();
+    let titles: Vec<&str> =
+        list["todos"].as_array().expect("array").iter().map(|t| t["title"].as_str().unwrap_or("")).collect();
+    assert_eq!(titles, ["Call mum", "Buy milk"], "newest first");
+    assert_eq!(list["offset"], 0);
+    assert!(list["limit"].as_u64().is_some());
+
+    let done = me.call(Method::PATCH, &format!("/api/todos/{id}"), Some(json!({ "is_complete": true }))).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.json()["is_complete"], true);
+    assert_eq!(done.json()["title"], "Buy milk");
+
+    let renamed = me.call(Method::PATCH, &format!("/api/todos/{id}"), Some(json!({ "title": "Buy oat milk" }))).await;
+    assert_eq!(renamed.json()["title"], "Buy oat milk");
+    assert_eq!(renamed.json()["is_complete"], true, "a rename keeps the completion");
+
+    let deleted = me.call(Method::DELETE, &format!("/api/todos/{id}"), None).await;
+    assert_eq!(deleted.status, 204);
+    assert!(deleted.body.is_empty());
+    assert_eq!(me.call(Method::GET, &format!("/api/todos/{id}"), None).await.status, 404);
+    assert_eq!(app.all_todos().await.len(), 1, "only the other todo is left in the database");
+}
+
+#[tokio::test]
+async fn every_operation_works_with_a_session_cookie() {
+    let app = spawn_app().await;
+    crud(&app, &Caller::cookie(&app, ALICE).await).await;
+}
+
+#[tokio::test]
+async fn every_operation_works_with_a_bearer_token() {
+    let app = spawn_app().await;
+    crud(&app, &Caller::bearer(&app, ALICE)).await;
+}
+
+#[tokio::test]
+async fn each_user_sees_and_changes_only_their_own_todos() {
+    let app = spawn_app().await;
+    let alice = Caller::cookie(&app, ALICE).await;
+    let bob_cookie = Caller::cookie(&app, BOB).await;
+    let bob_bearer = Caller::bearer(&app, BOB);
+
+    let todo = alice.call(Method::POST, "/api/todos", Some(json!({ "title": "Alice's secret" }))).await.json();
+    let path = format!("/api/todos/{}", todo["id"].as_str().expect("id"));
+    bob_cookie.call(Method::POST, "/api/todos", Some(json!({ "title": "Bob's" }))).await;
+
+    for bob in [&bob_cookie, &bob_bearer] {
+        let list = bob.call(Method::GET, "/api/todos", None).await.json();
+        let titles: Vec<&str> =
+            list["todos"].as_array().expect("array").iter().map(|t| t["title"].as_str().unwrap_or("")).collect();
+        assert_eq!(titles, ["Bob's"], "Bob sees only his own");
+
+        for (method, body) in [
+            (Method::GET, None),
+            (Method::PATCH, Some(json!({ "title": "pwned", "is_complete": true }))),
+            (Method::DELETE, None),
+        ] {
+            let response = bob.call(method.clone(), &path, body).await;
+            assert_eq!(response.status, 404, "{method} of another user's todo: {}", response.body);
+            assert_eq!(response.error_code(), "not_found");
+        }
+    }
+
+    let still = alice.call(Method::GET, &path, None).await.json();
+    assert_eq!(still, todo, "Alice's todo is untouched");
+    let mut rows = app.all_todos().await;
+    rows.sort();
+    assert_eq!(rows, vec![(app.user_id(ALICE), "Alice's secret".to_owned()), (app.user_id(BOB), "Bob's".to_owned())]);
+}
+
+#[tokio::test]
+async fn pagination_uses_limit_and_offset_and_caps_the_limit() {
+    let app = spawn_app().await;
+    let me = Caller::bearer(&app, ALICE);
+    for i in 0..5 {
+        me.call(Method::POST, "/api/todos", Some(json!({ "title": format!("todo {i}") }))).await;
+    }
+    let page = me.call(Method::GET, "/api/todos?limit=2&offset=1", None).await.json();
+    let titles: Vec<&str> =
+        page["todos"].as_array().expect("array").iter().map(|t| t["title"].as_str().unwrap_or("")).collect();
+    assert_eq!(titles, ["todo 3", "todo 2"]);
+    assert_eq!((page["limit"].as_u64(), page["offset"].as_u64()), (Some(2), Some(1)));
+
+    let capped = me.call(Method::GET, "/api/todos?limit=100000", None).await.json();
+    assert_eq!(capped["limit"], 100);
+
+    let bad = me.call(Method::GET, "/api/todos?limit=many", None).await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.error_code(), "bad_request");
+}
+
+#[tokio::test]
+async fn every_client_error_has_its_status_and_a_json_body() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let bearer = Caller::bearer(&app, ALICE);
+    let url = |path: &str| app.base_url.join(path).expect("url");
+    let raw = reqwest::Client::new();
+    let cookie = alice.cookie_header();
+    let same_origin = |request: reqwest::RequestBuilder| {
+        request.header("cookie", &cookie).header("origin", alice.origin()).header("sec-fetch-site", "same-origin")
+    };
+
+    let malformed = same_origin(raw.post(url("/api/todos")))
+        .header("content-type", "application/json")
+        .body("{\"title\": ")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(malformed.status(), 400);
+    let body: Value = malformed.json().await.expect("json error");
+    assert_eq!(body["error"]["code"], "malformed_json");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+
+    let wrong_type = bearer.call(Method::POST, "/api/todos", Some(json!({ "title": 5 }))).await;
+    assert_eq!(wrong_type.status, 400);
+
+    let not_uuid = bearer.call(Method::GET, "/api/todos/not-a-uuid", None).await;
+    assert_eq!((not_uuid.status, not_uuid.error_code()), (400, "invalid_id".to_owned()));
+    let hostile = bearer.call(Method::PATCH, "/api/todos/1,2)or(1=1", Some(json!({ "is_complete": true }))).await;
+    assert_eq!(hostile.status, 400);
+
+    let anonymous =
+        ApiClient::new(app.base_url.clone(), None).send(Method::POST, "/api/todos", Some(json!({"title": "x"}))).await;
+    assert_eq!((anonymous.status, anonymous.error_code()), (401, "unauthorized".to_owned()));
+
+    let missing = bearer.call(Method::GET, &format!("/api/todos/{}", uuid::Uuid::new_v4()), None).await;
+    assert_eq!((missing.status, missing.error_code()), (404, "not_found".to_owned()));
+
+    let huge = json!({ "title": "x".repeat(70 * 1024) });
+    let too_large = bearer.call(Method::POST, "/api/todos", Some(huge)).await;
+    assert_eq!((too_large.status, too_large.error_code()), (413, "payload_too_large".to_owned()));
+
+    let text = same_origin(raw.post(url("/api/todos")))
+        .header("content-type", "text/plain")
+        .body("{\"title\":\"x\"}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(text.status(), 415);
+    let body: Value = text.json().await.expect("json error");
+    assert_eq!(body["error"]["code"], "unsupported_media_type");
+
+    for title in [json!(""), json!("   "), json!("x".repeat(501))] {
+        let invalid = bearer.call(Method::POST, "/api/todos", Some(json!({ "title": title }))).await;
+        assert_eq!((invalid.status, invalid.error_code()), (422, "invalid_title".to_owned()), "{}", invalid.body);
+    }
+    let nothing = bearer.call(Method::POST, "/api/todos", Some(json!({}))).await;
+    assert_eq!(nothing.status, 422);
+    let ok = bearer.call(Method::POST, "/api/todos", Some(json!({ "title": "x".repeat(500) }))).await;
+    assert_eq!(ok.status, 201, "500 characters is the limit, inclusive");
+    let id = ok.json()["id"].as_str().expect("id").to_owned();
+    let empty_patch = bearer.call(Method::PATCH, &format!("/api/todos/{id}"), Some(json!({}))).await;
+    assert_eq!(empty_patch.status, 422);
+    let unknown_field = bearer.call(Method::PATCH, &format!("/api/todos/{id}"), Some(json!({ "titel": "typo" }))).await;
+    assert_eq!(unknown_field.status, 400, "a misspelt field is not silently ignored");
+
+    assert_eq!(app.all_todos().await.len(), 1, "none of the refused requests wrote anything");
+}
+
+#[tokio::test]
+async fn a_cookie_cannot_be_used_to_write_from_another_site() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let raw = reqwest::Client::new();
+    let post = |origin: Option<&str>, site: Option<&str>| {
+        let mut request = raw
+            .post(app.base_url.join("/api/todos").expect("url"))
+            .header("cookie", alice.cookie_header())
+            .json(&json!({ "title": "forged" }));
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(site) = site {
+            request = request.header("sec-fetch-site", site);
+        }
+        request.send()
+    };
+
+    for (origin, site) in [
+        (Some("https://evil.example"), None),
+        (Some("null"), None),
+        (None, Some("cross-site")),
+        (Some("https://evil.example"), Some("cross-site")),
+    ] {
+        let response = post(origin, site).await.expect("request");
+        assert_eq!(response.status(), 403, "origin {origin:?}, sec-fetch-site {site:?}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "csrf_failed");
+    }
+    let delete = raw
+        .delete(app.base_url.join(&format!("/api/todos/{}", uuid::Uuid::new_v4())).expect("url"))
+        .header("cookie", alice.cookie_header())
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(delete.status(), 403, "a body-less DELETE is checked too");
+    assert!(app.all_todos().await.is_empty(), "nothing was written");
+
+    let own = alice.api(Method::POST, "/api/todos", Some(json!({ "title": "mine" }))).await;
+    assert_eq!(own.status, 201, "the app's own origin may write");
+}
+
+#[tokio::test]
+async fn insforge_failures_become_502_and_504_and_nothing_is_written_twice() {
+    let app =
+        spawn_app_with(AppOptions { insforge_request_timeout: Duration::from_millis(400), ..AppOptions::default() })
+            .await;
+    let me = Caller::bearer(&app, ALICE);
+
+    app.insforge.fail_next(1, 500);
+    let failed = me.call(Method::POST, "/api/todos", Some(json!({ "title": "during an outage" }))).await;
+    assert_eq!((failed.status, failed.error_code()), (502, "upstream_failed".to_owned()));
+    assert!(
+        !failed.body.contains("stand-in") && !failed.body.to_lowercase().contains("sql"),
+        "no internals: {}",
+        failed.body
+    );
+    assert!(app.all_todos().await.is_empty(), "nothing was written");
+
+    app.insforge.set_latency(Duration::from_millis(1_500));
+    let slow = me.call(Method::POST, "/api/todos", Some(json!({ "title": "slow" }))).await;
+    assert_eq!((slow.status, slow.error_code()), (504, "upstream_timeout".to_owned()));
+    let slow_read = me.call(Method::GET, "/api/todos", None).await;
+    assert_eq!(slow_read.status, 504);
+    app.insforge.set_latency(Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert!(app.all_todos().await.len() <= 1, "a timed-out write is never retried into a duplicate");
+
+    let down =
+        spawn_app_with(AppOptions { insforge_url: Some(crate::helpers::closed_port_url()), ..AppOptions::default() })
+            .await;
+    let refused = Caller::bearer(&down, ALICE).call(Method::GET, "/api/todos", None).await;
+    assert_eq!((refused.status, refused.error_code()), (502, "upstream_failed".to_owned()));
+}

@@ -1,0 +1,233 @@
+//! The server-rendered app, driven like a browser: forms with CSRF tokens, redirects after success, errors shown on
+//! the page with the typed text kept, output escaped, and each user confined to their own todos.
+
+use std::time::Duration;
+
+use crate::helpers::app::{ALICE, AppOptions, BOB, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::browser::Browser;
+
+/// The id of the todo titled `title` on the browser's start page.
+async fn todo_id(browser: &Browser, title: &str) -> String {
+    let page = browser.get("/").await;
+    let marker = format!("data-title=\"{}\"", askama_escape(title));
+    let at = page.body.find(&marker).unwrap_or_else(|| panic!("{title:?} is not on the page: {}", page.body));
+    let before = &page.body[..at];
+    let start = before.rfind("id=\"todo-").expect("todo id") + "id=\"todo-".len();
+    page.body[start..start + 36].to_owned()
+}
+
+/// HTML escaping as the templates do it (numeric entities).
+fn askama_escape(text: &str) -> String {
+    text.replace('&', "&#38;").replace('<', "&#60;").replace('>', "&#62;").replace('"', "&#34;").replace('\'', "&#39;")
+}
+
+async fn add(browser: &Browser, title: &str) {
+    let response = browser.submit("/todos", &[("title", title)]).await;
+    assert_eq!(response.status, 303, "adding {title:?}: {}", response.body);
+    assert_eq!(response.location().as_deref(), Some("/"), "redirect after POST");
+}
+
+#[tokio::test]
+async fn the_signed_out_page_invites_to_sign_in() {
+    let app = spawn_app().await;
+    let page = app.browser().get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("href=\"/login\""), "{}", page.body);
+    assert!(!page.body.contains("csrf_token"), "no forms for strangers");
+}
+
+#[tokio::test]
+async fn a_user_manages_todos_through_the_pages() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+
+    let empty = alice.get("/").await;
+    assert!(empty.body.contains("Alice Anderson") && empty.body.contains(ALICE));
+    assert!(empty.body.contains("Nothing to do yet"));
+    assert!(empty.body.contains("Sign out"));
+
+    add(&alice, "Buy milk").await;
+    add(&alice, "Water the plants").await;
+    let page = alice.get("/").await;
+    let milk = page.body.find("Buy milk").expect("first todo shown");
+    let plants = page.body.find("Water the plants").expect("second todo shown");
+    assert!(plants < milk, "newest first");
+
+    let id = todo_id(&alice, "Buy milk").await;
+    let done = alice.submit(&format!("/todos/{id}/toggle"), &[("is_complete", "true")]).await;
+    assert_eq!(done.status, 303);
+    let page = alice.get("/").await;
+    assert!(page.body.contains(&format!("class=\"todo done\" id=\"todo-{id}\"")), "marked done: {}", page.body);
+
+    let undone = alice.submit(&format!("/todos/{id}/toggle"), &[("is_complete", "false")]).await;
+    assert_eq!(undone.status, 303);
+    assert!(alice.get("/").await.body.contains(&format!("class=\"todo\" id=\"todo-{id}\"")));
+
+    let renamed = alice.submit(&format!("/todos/{id}/rename"), &[("title", "Buy oat milk")]).await;
+    assert_eq!(renamed.status, 303);
+    let page = alice.get("/").await;
+    assert!(page.body.contains("Buy oat milk") && !page.body.contains(">Buy milk<"));
+
+    let deleted = alice.submit(&format!("/todos/{id}/delete"), &[]).await;
+    assert_eq!(deleted.status, 303);
+    let page = alice.get("/").await;
+    assert!(!page.body.contains("Buy oat milk") && page.body.contains("Water the plants"));
+    assert_eq!(app.all_todos().await, vec![(app.user_id(ALICE), "Water the plants".to_owned())]);
+}
+
+#[tokio::test]
+async fn another_users_todo_is_not_found_through_the_pages() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let bob = app.signed_in(BOB).await;
+    add(&alice, "Alice only").await;
+    let id = todo_id(&alice, "Alice only").await;
+
+    assert!(!bob.get("/").await.body.contains("Alice only"), "Bob's list does not show it");
+    for (action, fields) in
+        [("toggle", vec![("is_complete", "true")]), ("rename", vec![("title", "Bob was here")]), ("delete", vec![])]
+    {
+        let response = bob.submit(&format!("/todos/{id}/{action}"), &fields).await;
+        assert_eq!(response.status, 404, "Bob's {action}: {}", response.body);
+    }
+    assert_eq!(app.all_todos().await, vec![(app.user_id(ALICE), "Alice only".to_owned())], "untouched");
+}
+
+#[tokio::test]
+async fn forms_without_a_valid_csrf_token_change_nothing() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let bob = app.signed_in(BOB).await;
+    let bobs_token = bob.csrf_token().await;
+
+    for token in [None, Some(""), Some("forged"), Some(bobs_token.as_str())] {
+        let mut fields = vec![("title", "forged todo")];
+        if let Some(token) = token {
+            fields.push(("csrf_token", token));
+        }
+        let response = alice.post_form("/todos", &fields).await;
+        assert_eq!(response.status, 403, "token {token:?}: {}", response.body);
+        assert!(response.body.contains("Reload the page"), "a clear page");
+    }
+
+    // A valid token does not help a request another site sends.
+    let token = alice.csrf_token().await;
+    let cross_site = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .post(app.base_url.join("/todos").expect("url"))
+        .header("cookie", alice.cookie_header())
+        .header("origin", "https://evil.example")
+        .form(&[("title", "forged"), ("csrf_token", token.as_str())])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(cross_site.status(), 403);
+    assert!(app.all_todos().await.is_empty(), "nothing was written");
+}
+
+#[tokio::test]
+async fn invalid_titles_are_explained_on_the_page_with_the_text_kept() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+
+    let blank = alice.submit("/todos", &[("title", "   ")]).await;
+    assert_eq!(blank.status, 422);
+    assert!(blank.body.contains(&askama_escape("Title can't be blank.")), "{}", blank.body);
+
+    let long = "y".repeat(501);
+    let too_long = alice.submit("/todos", &[("title", &long)]).await;
+    assert_eq!(too_long.status, 422);
+    assert!(too_long.body.contains("too long"), "{}", too_long.body);
+    assert!(too_long.body.contains(&format!("value=\"{long}\"")), "the typed text is kept in the form");
+
+    add(&alice, "Keep me").await;
+    let id = todo_id(&alice, "Keep me").await;
+    let rename = alice.submit(&format!("/todos/{id}/rename"), &[("title", &long)]).await;
+    assert_eq!(rename.status, 422);
+    assert!(rename.body.contains(&format!("value=\"{long}\"")), "the rename text is kept");
+    assert_eq!(app.all_todos().await, vec![(app.user_id(ALICE), "Keep me".to_owned())], "nothing else written");
+}
+
+#[tokio::test]
+async fn titles_are_shown_as_text_never_as_html() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    add(&alice, "<script>alert(1)</script>").await;
+    add(&alice, "\"><img src=x onerror=alert(2)>").await;
+    let page = alice.get("/").await;
+    assert!(page.body.contains(&askama_escape("<script>alert(1)</script>")), "{}", page.body);
+    assert!(!page.body.contains("<script>alert(1)</script>"));
+    assert!(!page.body.contains("<img src=x"));
+    let policy = page.header("content-security-policy").expect("a CSP");
+    assert!(policy.contains("default-src 'none'") && !policy.contains("unsafe-inline"), "{policy}");
+}
+
+#[tokio::test]
+async fn an_insforge_outage_is_shown_on_the_page_with_the_text_kept() {
+    let app =
+        spawn_app_with(AppOptions { insforge_request_timeout: Duration::from_millis(400), ..AppOptions::default() })
+            .await;
+    let alice = app.signed_in(ALICE).await;
+    let token = alice.csrf_token().await;
+
+    app.insforge.fail_next(1, 500);
+    let failed = alice.post_form("/todos", &[("csrf_token", token.as_str()), ("title", "Remember this")]).await;
+    assert_eq!(failed.status, 502, "{}", failed.body);
+    assert!(failed.body.contains("try again"));
+    assert!(failed.body.contains("value=\"Remember this\""), "the typed text survives the outage");
+
+    app.insforge.set_latency(Duration::from_millis(1_000));
+    let slow = alice.get("/").await;
+    assert_eq!(slow.status, 504, "{}", slow.body);
+    assert!(slow.body.contains("did not answer in time"));
+    app.insforge.set_latency(Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(app.all_todos().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_impersonated_session_says_so() {
+    let app = spawn_app().await;
+    app.workos.impersonate_next_login("admin@acme.test", Some("Support ticket 42"));
+    let alice = app.signed_in(ALICE).await;
+    let page = alice.get("/").await;
+    assert!(page.body.contains("impersonated by <strong>admin@acme.test</strong>"), "{}", page.body);
+    let me = alice.api(reqwest::Method::GET, "/api/me", None).await.json();
+    assert_eq!(me["impersonator"]["email"], "admin@acme.test");
+    assert_eq!(me["impersonator"]["reason"], "Support ticket 42");
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers_and_the_stylesheet_is_served() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let page = browser.get("/").await;
+    assert_eq!(page.header("x-content-type-options").as_deref(), Some("nosniff"));
+    assert!(page.header("referrer-policy").is_some());
+    let policy = page.header("content-security-policy").expect("CSP");
+    assert!(policy.contains("frame-ancestors 'none'") && policy.contains("default-src 'none'"), "{policy}");
+    assert!(page.header("strict-transport-security").is_none(), "no HSTS over plain http");
+    assert_eq!(page.header("cache-control").as_deref(), Some("no-store"));
+
+    let css = browser.get("/assets/style.css").await;
+    assert_eq!(css.status, 200);
+    assert!(css.header("content-type").is_some_and(|t| t.starts_with("text/css")));
+    assert!(css.body.contains("@media"), "readable on a phone");
+
+    let missing = browser.get("/nope").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("Not found"));
+}
+
+#[tokio::test]
+async fn hsts_is_sent_when_the_app_is_served_over_https() {
+    let app: TestApp = spawn_app_with(AppOptions {
+        app_url: Some("https://todos.example.com".parse().expect("url")),
+        ..AppOptions::default()
+    })
+    .await;
+    let page = app.browser().get("/").await;
+    assert!(page.header("strict-transport-security").is_some_and(|v| v.contains("max-age=")));
+}
