@@ -152,10 +152,11 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()> + Send
     insforge.shutdown().await;
     workos.shutdown().await;
     postgres.stop().await;
-    println!(
-        "authbridge demo stopped{}.",
-        if options.data_dir.is_some() { "" } else { "; the throwaway database is gone" }
-    );
+    say(if options.data_dir.is_some() {
+        "authbridge demo stopped."
+    } else {
+        "authbridge demo stopped; the throwaway database is gone."
+    });
     served.map_err(DemoError::Serve)
 }
 
@@ -209,5 +210,12 @@ fn print_welcome(
     let kept = data_dir.map_or_else(|| "throwaway".to_owned(), |dir| format!("kept in {}", dir.display()));
     out.push_str(&format!("  PostgreSQL          127.0.0.1:{} ({kept})\n\n", postgres.port()));
     out.push_str("  Press Ctrl-C to stop.\n");
-    println!("{out}");
+    say(&out);
+}
+
+/// Prints to stdout, ignoring a closed stdout (`authbridge demo | head`): the demo must keep serving regardless.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
 }

@@ -21,6 +21,7 @@ mod sign_in;
 mod workos_standin;
 
 // The todo app.
+mod demo;
 mod logs;
 mod service;
 mod todos_api;

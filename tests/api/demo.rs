@@ -1,0 +1,174 @@
+//! `authbridge demo`, run as a newcomer runs it: the built binary, its printed instructions, Ctrl-C/SIGTERM, and
+//! the clear refusals (non-loopback address, ports in use).
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::browser::Browser;
+
+struct Ports {
+    app: u16,
+    workos: u16,
+    insforge: u16,
+}
+
+impl Ports {
+    /// Three distinct free ports: all are held at once while choosing, so they cannot coincide.
+    fn free() -> Self {
+        let listeners: Vec<std::net::TcpListener> =
+            (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port")).collect();
+        let port = |i: usize| listeners[i].local_addr().expect("addr").port();
+        Self { app: port(0), workos: port(1), insforge: port(2) }
+    }
+}
+
+fn demo(ports: &Ports, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_authbridge"));
+    command.arg("demo");
+    if !extra.contains(&"--bind") {
+        command.args(["--bind", &format!("127.0.0.1:{}", ports.app)]);
+    }
+    command
+        .args(["--workos-port", &ports.workos.to_string()])
+        .args(["--insforge-port", &ports.insforge.to_string()])
+        .args(extra)
+        .env_remove("BIND_ADDR")
+        .env("RUST_LOG", "warn")
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs a demo that is expected to refuse to start; returns its stderr.
+async fn refused(ports: &Ports, extra: &[&str]) -> String {
+    let output = tokio::time::timeout(Duration::from_secs(60), demo(ports, extra).output())
+        .await
+        .expect("a refusal is quick")
+        .expect("the demo runs");
+    assert_eq!(output.status.code(), Some(1), "stdout: {}", String::from_utf8_lossy(&output.stdout));
+    assert!(output.stdout.is_empty(), "nothing else is printed: {}", String::from_utf8_lossy(&output.stdout));
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+    stderr
+}
+
+/// Starts a demo and reads its stdout until the welcome block is complete.
+async fn started(ports: &Ports) -> (Child, String) {
+    let mut child = demo(ports, &[]).spawn().expect("the demo starts");
+    // Drained so the demo never blocks on a full pipe, and shown when a test fails.
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("demo: {line}");
+            }
+        });
+    }
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut printed = String::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("the demo did not finish starting; it printed: {printed}"))
+            .expect("read stdout");
+        let Some(line) = line else { panic!("the demo exited while starting; it printed: {printed}") };
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.contains("Press Ctrl-C to stop") {
+            break;
+        }
+    }
+    (child, printed)
+}
+
+async fn stop(mut child: Child) {
+    let pid = child.id().expect("a running demo").to_string();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the demo stops promptly on SIGTERM")
+        .expect("wait");
+    assert!(exit.success(), "a clean exit: {exit:?}");
+}
+
+#[tokio::test]
+async fn the_demo_serves_the_app_prints_a_working_curl_line_and_stops_cleanly() {
+    let ports = Ports::free();
+    let (child, printed) = started(&ports).await;
+    let url = format!("http://localhost:{}/", ports.app);
+    assert!(printed.contains(&url), "{printed}");
+    assert!(printed.contains("alice@acme.test") && printed.contains("bob@acme.test"), "{printed}");
+
+    // The printed curl line works as printed.
+    let curl = printed.lines().find(|l| l.trim_start().starts_with("curl ")).expect("a curl line");
+    let token = curl.split("Bearer ").nth(1).and_then(|rest| rest.split('"').next()).expect("a bearer token");
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{url}api/todos"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "title": "made with the printed token" }))
+        .send()
+        .await
+        .expect("the API answers");
+    assert_eq!(created.status(), 201);
+
+    // And a person can sign in through the stand-in's sign-in flow and see that todo (they are Alice).
+    let browser = Browser::new(url.parse().expect("url"));
+    assert_eq!(browser.sign_in("alice@acme.test").await.status, 302);
+    assert!(browser.get("/").await.body.contains("made with the printed token"));
+
+    let data_dir = std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("authbridge-pg-"))
+        .count();
+    assert!(data_dir >= 1, "a throwaway cluster directory exists while running");
+    stop(child).await;
+
+    // Right after, the same ports are free again and a second demo starts.
+    let (again, _) = started(&ports).await;
+    let health = reqwest::get(format!("{url}healthz")).await.expect("the second demo answers");
+    assert_eq!(health.status(), 200);
+    stop(again).await;
+}
+
+#[tokio::test]
+async fn the_demo_refuses_to_listen_beyond_loopback() {
+    let stderr = refused(&Ports::free(), &["--bind", "0.0.0.0:3000"]).await;
+    assert!(stderr.contains("loopback") && stderr.contains("0.0.0.0"), "{stderr}");
+
+    // The same through BIND_ADDR, as a `.env` written for production would set it.
+    let output = Command::new(env!("CARGO_BIN_EXE_authbridge"))
+        .arg("demo")
+        .env("BIND_ADDR", "0.0.0.0:3000")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .await
+        .expect("the demo runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("loopback"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_named_with_the_flag_that_moves_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+
+    let ports = Ports { app: port, ..Ports::free() };
+    let stderr = refused(&ports, &[]).await;
+    assert!(stderr.contains(&format!("port {port}")) && stderr.contains("--port"), "{stderr}");
+
+    let ports = Ports { workos: port, ..Ports::free() };
+    let stderr = refused(&ports, &[]).await;
+    assert!(stderr.contains(&format!("port {port}")) && stderr.contains("--workos-port"), "{stderr}");
+}
