@@ -87,12 +87,14 @@ pub struct AccessTokenVerifier {
 #[derive(Default)]
 struct KeyCache {
     keys: HashMap<String, DecodingKey>,
-    fetched_at: Option<Instant>,
+    /// When an unknown `kid` last caused a fetch. Only those fetches are rate-limited: the first token signed
+    /// with a freshly rotated key must be accepted at once, not a minute after the start-up fetch.
+    unknown_kid_fetch_at: Option<Instant>,
 }
 
 impl KeyCache {
-    fn may_refetch(&self) -> bool {
-        self.fetched_at.is_none_or(|at| at.elapsed() >= JWKS_REFETCH_INTERVAL)
+    fn may_fetch_for_unknown_kid(&self) -> bool {
+        self.keys.is_empty() || self.unknown_kid_fetch_at.is_none_or(|at| at.elapsed() >= JWKS_REFETCH_INTERVAL)
     }
 }
 
@@ -144,13 +146,14 @@ impl AccessTokenVerifier {
         let _guard = self.refetch.lock().await;
         // Another request may have fetched the keys while this one waited for the lock.
         {
-            let cache = self.keys.read().await;
+            let mut cache = self.keys.write().await;
             if let Some(key) = cache.keys.get(kid) {
                 return Ok(key.clone());
             }
-            if !cache.may_refetch() {
+            if !cache.may_fetch_for_unknown_kid() {
                 return Err(VerifyError::UnknownKey);
             }
+            cache.unknown_kid_fetch_at = Some(Instant::now());
         }
         self.refresh_keys().await?;
         self.keys.read().await.keys.get(kid).cloned().ok_or(VerifyError::UnknownKey)
@@ -162,16 +165,11 @@ impl AccessTokenVerifier {
         match fetched {
             Ok(set) => {
                 cache.keys = decoding_keys(&set);
-                cache.fetched_at = Some(Instant::now());
                 tracing::debug!(keys = cache.keys.len(), "fetched the WorkOS JWKS");
                 Ok(())
             }
             Err(error) => {
-                // Keep serving with the keys we have, and count the attempt so that tokens with unknown `kid`s do
-                // not hammer a WorkOS that is already struggling.
-                if !cache.keys.is_empty() {
-                    cache.fetched_at = Some(Instant::now());
-                }
+                // Keep serving with the keys we have; only a token with a key we lack fails.
                 tracing::warn!(%error, "could not fetch the WorkOS JWKS");
                 Err(VerifyError::KeysUnavailable(error))
             }

@@ -87,3 +87,28 @@ async fn expired_forged_and_malformed_bearer_tokens_are_refused() {
         .expect("request");
     assert_eq!(basic.status(), 401, "another scheme is not a session");
 }
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_picked_up_but_unknown_keys_cannot_flood_workos() {
+    let app = spawn_app().await;
+    let user = app.user_id(ALICE);
+    let before = app.bearer_client(app.workos.mint_access_token(&user, Duration::from_secs(300))).get("/api/me").await;
+    assert_eq!(before.status, 200);
+
+    // WorkOS rotates its key: the first token with the new `kid` makes the app refetch the JWKS, and it verifies.
+    app.workos.rotate_signing_key().await.expect("rotation");
+    let fetches = app.workos.calls(authbridge::local::workos::Endpoint::Jwks);
+    let rotated = app.bearer_client(app.workos.mint_access_token(&user, Duration::from_secs(300))).get("/api/me").await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    assert_eq!(app.workos.calls(authbridge::local::workos::Endpoint::Jwks), fetches + 1);
+
+    // Forged tokens with ever-new `kid`s do not each cost a JWKS fetch: at most one a minute.
+    for i in 0..10 {
+        assert_refused(&app, &signed_by_unknown_key(&format!("kid_random_{i}"), &claims(&app)), "random kid").await;
+    }
+    assert_eq!(
+        app.workos.calls(authbridge::local::workos::Endpoint::Jwks),
+        fetches + 1,
+        "no refetch within the minute"
+    );
+}
