@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tokio::net::TcpListener;
 use url::Url;
 
-use crate::config::{Config, InsforgeConfig, Secret, ServerConfig, SessionConfig, WorkosConfig};
+use crate::config::Secret;
 use crate::local::insforge::{InsforgeStandIn, InsforgeStandInOptions};
 use crate::local::postgres::{PostgresOptions, TempPostgres};
 use crate::local::workos::{WorkosStandIn, WorkosStandInOptions};
@@ -73,6 +73,8 @@ pub enum DemoError {
     App(#[from] crate::startup::StartupError),
     #[error("the system random generator failed")]
     Random,
+    #[error("cannot form the demo's URLs: {0}")]
+    Url(#[from] url::ParseError),
     #[error("the server stopped with an error: {0}")]
     Serve(std::io::Error),
 }
@@ -88,8 +90,8 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()> + Send
     let workos_listener = listen(loopback(options.workos_port), "WorkOS stand-in", "--workos-port").await?;
     let insforge_listener = listen(loopback(options.insforge_port), "InsForge stand-in", "--insforge-port").await?;
     let app_port = app_listener.local_addr().map_err(|source| DemoError::Bind { addr: options.bind, source })?.port();
-    let app_url = Url::parse(&format!("http://localhost:{app_port}/")).map_err(|_| DemoError::Random)?;
-    let redirect_uri = app_url.join("/callback").map_err(|_| DemoError::Random)?;
+    let app_url = Url::parse(&format!("http://localhost:{app_port}/"))?;
+    let redirect_uri = app_url.join("/callback")?;
 
     let postgres =
         TempPostgres::start(PostgresOptions { port: options.postgres_port, data_dir: options.data_dir.clone() })
@@ -117,33 +119,14 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()> + Send
     })
     .await?;
 
-    let config = Config {
-        server: ServerConfig {
-            bind_addr: options.bind,
-            app_url: app_url.clone(),
-            request_timeout: Duration::from_secs(30),
-        },
-        insforge: InsforgeConfig {
-            url: insforge.url(),
-            jwt_secret,
-            token_ttl: Duration::from_secs(300),
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(10),
-        },
-        workos: WorkosConfig {
-            api_key: workos.api_key().clone(),
-            client_id: workos.client_id().to_owned(),
-            redirect_uri,
-            api_base_url: workos.base_url(),
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(10),
-        },
-        session: SessionConfig {
-            cookie_password: Secret::new(random_secret()?),
-            previous_cookie_password: None,
-            secure_cookies: false,
-        },
-    };
+    let config = crate::local::app_config(
+        options.bind,
+        app_url.clone(),
+        &insforge,
+        jwt_secret,
+        &workos,
+        Secret::new(random_secret()?),
+    )?;
     let app = Application::build_with_listener(config, app_listener)?;
 
     print_welcome(&app_url, &workos, &insforge, &postgres, options.data_dir.as_ref());

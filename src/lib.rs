@@ -13,6 +13,7 @@ pub mod identity;
 pub mod insforge;
 pub mod local;
 pub mod migrate;
+pub mod outbound;
 pub mod session;
 pub mod startup;
 pub mod todo;

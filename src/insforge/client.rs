@@ -97,13 +97,7 @@ struct NewTodo<'a> {
 impl InsforgeClient {
     pub fn new(config: &InsforgeConfig) -> Result<Self, InsforgeError> {
         let minter = TokenMinter::new(config)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            // The records API never redirects; following one would send a user token somewhere unexpected.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("authbridge/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let http = crate::outbound::client(config.connect_timeout, config.request_timeout)
             .map_err(|e| InsforgeError::HttpClient(e.to_string()))?;
         Ok(InsforgeClient {
             inner: Arc::new(Inner {

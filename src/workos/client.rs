@@ -166,13 +166,7 @@ struct AuthenticateBody<'a> {
 
 impl WorkosClient {
     pub fn new(config: &WorkosConfig) -> Result<Self, WorkosError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            // WorkOS never redirects API calls; following one could send the API key elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("authbridge/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let http = crate::outbound::client(config.connect_timeout, config.request_timeout)
             .map_err(|e| WorkosError::Malformed(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             http,

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use authbridge::config::{Config, InsforgeConfig, Secret, ServerConfig, SessionConfig, WorkosConfig};
+use authbridge::config::{Config, Secret};
 use authbridge::local::insforge::{InsforgeStandIn, InsforgeStandInOptions};
 use authbridge::local::workos::{WorkosStandIn, WorkosStandInOptions};
 use authbridge::startup::Application;
@@ -82,33 +82,24 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     workos_options.redirect_uris = vec![redirect_uri.clone()];
     let workos = WorkosStandIn::start(workos_options).await.expect("WorkOS stand-in starts");
 
-    let config = Config {
-        server: ServerConfig {
-            bind_addr: addr,
-            app_url: options.app_url.unwrap_or_else(|| base_url.clone()),
-            request_timeout: options.request_timeout,
-        },
-        insforge: InsforgeConfig {
-            url: options.insforge_url.unwrap_or_else(|| insforge.url()),
-            jwt_secret,
-            token_ttl: Duration::from_secs(300),
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: options.insforge_request_timeout,
-        },
-        workos: WorkosConfig {
-            api_key: workos.api_key().clone(),
-            client_id: workos.client_id().to_owned(),
-            redirect_uri,
-            api_base_url: workos.base_url(),
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: options.workos_request_timeout,
-        },
-        session: SessionConfig {
-            cookie_password: Secret::new(options.cookie_password),
-            previous_cookie_password: options.previous_cookie_password.map(Secret::new),
-            secure_cookies: false,
-        },
-    };
+    let mut config = authbridge::local::app_config(
+        addr,
+        options.app_url.unwrap_or_else(|| base_url.clone()),
+        &insforge,
+        jwt_secret,
+        &workos,
+        Secret::new(options.cookie_password),
+    )
+    .expect("a local configuration");
+    // The public origin may differ from where the test reaches the app; the callback stays on the test's address.
+    config.workos.redirect_uri = redirect_uri;
+    config.server.request_timeout = options.request_timeout;
+    config.insforge.request_timeout = options.insforge_request_timeout;
+    config.workos.request_timeout = options.workos_request_timeout;
+    config.session.previous_cookie_password = options.previous_cookie_password.map(Secret::new);
+    if let Some(url) = options.insforge_url {
+        config.insforge.url = url;
+    }
 
     let app = Application::build_with_listener(config.clone(), listener).expect("application builds");
     let (shutdown, stopped) = oneshot::channel::<()>();
