@@ -231,3 +231,15 @@ async fn hsts_is_sent_when_the_app_is_served_over_https() {
     let page = app.browser().get("/").await;
     assert!(page.header("strict-transport-security").is_some_and(|v| v.contains("max-age=")));
 }
+
+#[tokio::test]
+async fn an_unreachable_insforge_gives_a_502_page() {
+    let app =
+        spawn_app_with(AppOptions { insforge_url: Some(crate::helpers::closed_port_url()), ..AppOptions::default() })
+            .await;
+    let alice = app.signed_in(ALICE).await;
+    let page = alice.get("/").await;
+    assert_eq!(page.status, 502, "{}", page.body);
+    assert!(page.body.contains("try again"), "{}", page.body);
+    assert!(page.body.contains("Sign out"), "the page still works around the failure");
+}
