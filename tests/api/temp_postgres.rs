@@ -94,6 +94,25 @@ async fn a_data_dir_keeps_its_data_between_runs() {
     std::fs::remove_dir_all(&parent).expect("remove the kept cluster");
 }
 
+/// Unix-domain socket paths are limited to 107 bytes: a cluster in a deep directory must not need one.
+#[tokio::test]
+async fn a_data_dir_with_a_long_path_starts() {
+    let parent = std::env::temp_dir().join(format!("authbridge-long-{}", uuid::Uuid::new_v4().simple()));
+    let data_dir = parent.join("a-directory-name-long-enough-to-push-a-socket-path-in-it-past-the-limit");
+    assert!(data_dir.join(".s.PGSQL.65535").as_os_str().len() > 107, "{data_dir:?} is long enough");
+
+    let postgres = TempPostgres::start(PostgresOptions { port: None, data_dir: Some(data_dir.clone()) })
+        .await
+        .expect("a cluster in a long path starts");
+    let url = postgres.create_database("deep").await.expect("database");
+    let mut conn = PgConnection::connect(&url).await.expect("connect");
+    let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut conn).await.expect("query");
+    assert_eq!(one, 1);
+    conn.close().await.expect("close");
+    postgres.stop().await;
+    std::fs::remove_dir_all(&parent).expect("remove the kept cluster");
+}
+
 #[tokio::test]
 async fn database_names_are_checked() {
     let postgres = cluster().await;

@@ -1,0 +1,440 @@
+//! The browser end-to-end test: what a person sees when they run `authbridge demo` and use it in Chromium.
+//!
+//! It starts the real `authbridge demo` binary (PostgreSQL, the InsForge and WorkOS stand-ins, and the app, exactly
+//! as a newcomer would), drives Debian's headless Chromium through chromedriver, and walks the issue's scenario:
+//! sign in as Alice on the WorkOS sign-in page, add, complete, rename and delete todos, see that a title with markup
+//! shows as text, keep working after the access token expired (the demo issues 10-second tokens), sign out, and
+//! see that Bob, signing in next, sees none of Alice's todos. Finally it stops the demo with SIGTERM and starts a
+//! second one on the same ports.
+//!
+//! The API tests (`tests/api`) prove the same behaviour over HTTP; this test catches what only a browser does:
+//! following redirects across the two origins, applying the Content-Security-Policy (including `form-action` on
+//! redirects), keeping or dropping cookies by their attributes, and rendering escaped text.
+//!
+//! Every step saves a screenshot to `target/e2e/NN-step.png`; a failed expectation names its screenshot and
+//! quotes the page text. Chromium and chromedriver come from the Debian packages that `scripts/test` installs.
+
+mod demo;
+mod output;
+mod webdriver;
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use url::Url;
+
+use demo::{Demo, Ports};
+use webdriver::{Browser, WebDriverError};
+
+/// The lifetime of the demo's access tokens: short, so the scenario outlives one.
+const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(10);
+/// How long a page may take to show what a step expects (it is normally there at once).
+const PATIENCE: Duration = Duration::from_secs(10);
+
+const FIRST: &str = "Buy milk";
+const RENAMED: &str = "Buy oat milk";
+const SECOND: &str = "Write the report";
+const MARKUP: &str = "<b>html</b>";
+const AFTER_EXPIRY: &str = "Added after the access token expired";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_uses_the_demo_in_a_real_browser() {
+    let ports = Ports::free();
+    let demo = Demo::start(ports, ACCESS_TOKEN_TTL).await;
+    let browser = match Browser::start().await {
+        Ok(browser) => browser,
+        Err(error) => {
+            let _ = demo.stop().await;
+            panic!("cannot start the browser: {error}");
+        }
+    };
+    let shots = screenshot_dir().await;
+
+    // The demo and the browser are stopped however the scenario ends, then its panic (if any) goes on.
+    let outcome = AssertUnwindSafe(scenario(&browser, &demo.url, ports, &shots)).catch_unwind().await;
+    let closed = browser.quit().await;
+    let printed = demo.output();
+    let warnings = demo.warnings();
+    let status = demo.stop().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    closed.expect("the browser closes");
+
+    let app_url = format!("http://localhost:{}/", ports.app);
+    assert!(printed.contains(&app_url), "the demo did not print the URL to open ({app_url}); it said:\n{printed}");
+    assert!(status.success(), "after SIGTERM the demo exited with {status}, not 0; it said:\n{printed}");
+    assert!(warnings.is_empty(), "the demo logged warnings or errors during the scenario:\n{}", warnings.join("\n"));
+
+    // "A second `authbridge demo` right after works (no port or directory left behind)": `stop` has checked the
+    // directory, and this start needs the very same ports.
+    let again = Demo::start(ports, ACCESS_TOKEN_TTL).await;
+    let printed = again.output();
+    let status = again.stop().await;
+    assert!(status.success(), "the second demo exited with {status}, not 0; it said:\n{printed}");
+}
+
+async fn scenario(browser: &Browser, app: &Url, ports: Ports, shots: &std::path::Path) {
+    let mut journey = Journey { browser, shots: shots.to_owned(), count: 0 };
+    let app_origin = app.origin().ascii_serialization();
+    let workos_logout = format!("http://127.0.0.1:{}/user_management/sessions/logout?", ports.workos);
+
+    journey
+        .step("landing", async |b| {
+            b.goto(app.as_str()).await?;
+            wait_for_text(b, "Your todos, behind enterprise sign-in").await?;
+            expect_url(b, app.as_str()).await
+        })
+        .await;
+
+    journey
+        .step("workos-sign-in-page", async |b| {
+            b.find("header a.button").await?.click().await?;
+            wait_for_text(b, "alice@acme.test").await?;
+            // The stand-in's page names the app the person is signing in to.
+            wait_for_text(b, &format!("to continue to {}", app.authority())).await?;
+            let url = b.current_url().await?;
+            if url.starts_with(&app_origin) || !url.contains("/user_management/authorize") {
+                return Err(Failure(format!(
+                    "expected the WorkOS stand-in's sign-in page, but the browser is at {url}"
+                )));
+            }
+            Ok(())
+        })
+        .await;
+
+    journey
+        .step("alice-signed-in", async |b| {
+            b.find(r#"button[data-user="alice@acme.test"]"#).await?.click().await?;
+            wait_for_text(b, "Nothing to do yet").await?;
+            expect_url(b, app.as_str()).await?;
+            expect_header(b, "Alice Anderson").await
+        })
+        .await;
+
+    journey
+        .step("two-todos-added", async |b| {
+            add_todo(b, FIRST).await?;
+            add_todo(b, SECOND).await?;
+            expect_titles(b, &[FIRST, SECOND]).await
+        })
+        .await;
+
+    journey
+        .step("one-marked-done", async |b| {
+            b.find(&format!("{} form[action$='/toggle'] button", todo(FIRST))).await?.click().await?;
+            wait_for_element(b, &format!("{}.done", todo(FIRST))).await?;
+            expect_done(b, FIRST, true).await?;
+            expect_done(b, SECOND, false).await
+        })
+        .await;
+
+    journey
+        .step("one-renamed", async |b| {
+            // The rename form sits in a closed <details>, as a person finds it.
+            b.find(&format!("{} summary", todo(FIRST))).await?.click().await?;
+            let input = b.find(&format!("{} form.rename input[name='title']", todo(FIRST))).await?;
+            input.clear().await?;
+            input.send_keys(RENAMED).await?;
+            b.find(&format!("{} form.rename button", todo(FIRST))).await?.click().await?;
+            wait_for_element(b, &todo(RENAMED)).await?;
+            expect_titles(b, &[RENAMED, SECOND]).await?;
+            expect_done(b, RENAMED, true).await
+        })
+        .await;
+
+    journey
+        .step("one-deleted", async |b| {
+            b.find(&format!("{} form[action$='/delete'] button", todo(SECOND))).await?.click().await?;
+            wait_for_absence(b, &todo(SECOND)).await?;
+            expect_titles(b, &[RENAMED]).await
+        })
+        .await;
+
+    journey
+        .step("markup-shown-as-text", async |b| {
+            add_todo(b, MARKUP).await?;
+            expect_titles(b, &[RENAMED, MARKUP]).await?;
+            wait_for_text(b, MARKUP).await?;
+            let bold = b.find_all("ul.todos b").await?;
+            if !bold.is_empty() {
+                return Err(Failure(format!("the title {MARKUP:?} became markup: the todo list has a <b> element")));
+            }
+            Ok(())
+        })
+        .await;
+
+    let mut cookie_before = String::new();
+    journey
+        .step("state-kept-after-reload", async |b| {
+            b.refresh().await?;
+            wait_for_element(b, &todo(MARKUP)).await?;
+            expect_titles(b, &[RENAMED, MARKUP]).await?;
+            expect_done(b, RENAMED, true).await?;
+            expect_done(b, MARKUP, false).await?;
+            cookie_before = session_cookie(b).await?;
+            if cookie_before.is_empty() {
+                return Err(Failure("Alice's browser holds no session cookie".into()));
+            }
+            Ok(())
+        })
+        .await;
+
+    // The access token in the cookie read above was issued before this instant: a TTL later, it has expired.
+    let expired_at = Instant::now() + ACCESS_TOKEN_TTL + Duration::from_secs(1);
+    tokio::time::sleep_until(expired_at.into()).await;
+
+    journey
+        .step("still-signed-in-after-the-access-token-expired", async |b| {
+            add_todo(b, AFTER_EXPIRY).await?;
+            b.refresh().await?;
+            wait_for_element(b, &todo(AFTER_EXPIRY)).await?;
+            expect_titles(b, &[RENAMED, MARKUP, AFTER_EXPIRY]).await?;
+            expect_header(b, "Alice Anderson").await?;
+            // The app refreshed the WorkOS session: the browser holds a newly sealed session cookie.
+            let cookie_after = session_cookie(b).await?;
+            if cookie_after == cookie_before {
+                return Err(Failure(
+                    "the session cookie was not renewed after the access token expired (the app did not refresh it)"
+                        .into(),
+                ));
+            }
+            Ok(())
+        })
+        .await;
+
+    journey
+        .step("signed-out", async |b| {
+            b.document_requests().await?;
+            b.find("header form[action='/logout'] button").await?.click().await?;
+            wait_for_text(b, "Your todos, behind enterprise sign-in").await?;
+            expect_url(b, app.as_str()).await?;
+            // The app ended the WorkOS session too: it sent the browser through the stand-in's logout endpoint,
+            // which sent it back (the CSP's `form-action` has to allow both hops of that redirect).
+            let went = b.document_requests().await?;
+            let through_workos = went.iter().position(|url| url.starts_with(&workos_logout));
+            let back_home = went.iter().rposition(|url| url == app.as_str());
+            if !matches!((through_workos, back_home), (Some(out), Some(back)) if out < back) {
+                return Err(Failure(format!(
+                    "signing out should go through {workos_logout}… and back to {app}, but the browser went {went:?}"
+                )));
+            }
+            if !session_cookie(b).await?.is_empty() {
+                return Err(Failure("the session cookie is still in the browser after signing out".into()));
+            }
+            Ok(())
+        })
+        .await;
+
+    journey
+        .step("workos-sign-in-page-again", async |b| {
+            b.find("header a.button").await?.click().await?;
+            wait_for_text(b, "bob@acme.test").await
+        })
+        .await;
+
+    journey
+        .step("bob-signed-in-sees-none-of-alices-todos", async |b| {
+            b.find(r#"button[data-user="bob@acme.test"]"#).await?.click().await?;
+            wait_for_text(b, "Nothing to do yet").await?;
+            expect_url(b, app.as_str()).await?;
+            expect_header(b, "Bob Brown").await?;
+            expect_titles(b, &[]).await?;
+            let text = b.page_text().await?;
+            for title in [RENAMED, MARKUP, AFTER_EXPIRY, "Alice"] {
+                if text.contains(title) {
+                    return Err(Failure(format!("Bob's page shows {title:?}, which belongs to Alice")));
+                }
+            }
+            Ok(())
+        })
+        .await;
+}
+
+/// The scenario's steps, numbered, each ending with a screenshot.
+struct Journey<'b> {
+    browser: &'b Browser,
+    shots: PathBuf,
+    count: usize,
+}
+
+/// Why a step failed, as a sentence. WebDriver errors convert into it, so steps use `?` throughout.
+struct Failure(String);
+
+impl From<WebDriverError> for Failure {
+    fn from(error: WebDriverError) -> Self {
+        Self(error.to_string())
+    }
+}
+
+type Check = Result<(), Failure>;
+
+impl Journey<'_> {
+    /// Runs one step and saves `NN-name.png`. A failure panics with the screenshot's path, the URL and the page
+    /// text: what a person would have seen at that moment.
+    async fn step(&mut self, name: &str, body: impl AsyncFnOnce(&Browser) -> Check) {
+        self.count += 1;
+        let path = self.shots.join(format!("{:02}-{name}.png", self.count));
+        let outcome = body(self.browser).await;
+        let saved = match self.browser.screenshot().await {
+            Ok(png) => tokio::fs::write(&path, png).await.map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        let screenshot = match &saved {
+            Ok(()) => path.display().to_string(),
+            Err(error) => format!("(none: {error})"),
+        };
+        if let Err(Failure(why)) = outcome {
+            let url = self.browser.current_url().await.unwrap_or_else(|e| format!("(unknown: {e})"));
+            let text = self.browser.page_text().await.unwrap_or_else(|e| format!("(unreadable: {e})"));
+            panic!(
+                "step {:02} \"{name}\" failed: {why}\n  screenshot: {screenshot}\n  page: {url}\n  page text:\n{}",
+                self.count,
+                indent(&text)
+            );
+        }
+        if let Err(error) = saved {
+            panic!("step {:02} \"{name}\": the screenshot {} could not be saved: {error}", self.count, path.display());
+        }
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|line| format!("    | {line}")).collect::<Vec<_>>().join("\n")
+}
+
+/// `target/e2e/`, emptied, so every screenshot in it is from this run.
+async fn screenshot_dir() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => manifest.join(dir),
+        _ => manifest.join("target"),
+    };
+    let dir = target.join("e2e");
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    tokio::fs::create_dir_all(&dir).await.unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+// ---- what a person does --------------------------------------------------------------------------------------
+
+async fn add_todo(b: &Browser, title: &str) -> Check {
+    let input = b.find("#new-title").await?;
+    input.clear().await?;
+    input.send_keys(title).await?;
+    b.find("form.add button[type='submit']").await?.click().await?;
+    wait_for_element(b, &todo(title)).await?;
+    if !b.find_all(".flash.error").await?.is_empty() {
+        return Err(Failure(format!("adding {title:?} showed an error")));
+    }
+    Ok(())
+}
+
+/// The list item of the todo with this title (the page writes the title into `data-title`).
+fn todo(title: &str) -> String {
+    format!("ul.todos li.todo[data-title=\"{}\"]", title.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+// ---- what a person sees --------------------------------------------------------------------------------------
+
+/// Waits until the page says `needle` (rendered text, not HTML source).
+async fn wait_for_text(b: &Browser, needle: &str) -> Check {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match b.page_text().await {
+            Ok(text) if text.contains(needle) => return Ok(()),
+            // A page being replaced by the next one: try again.
+            Ok(_) | Err(WebDriverError::Command { .. }) if Instant::now() < deadline => {}
+            Ok(_) => return Err(Failure(format!("the page does not say {needle:?}"))),
+            Err(error) => return Err(error.into()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_for_element(b: &Browser, css: &str) -> Check {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match b.find_all(css).await {
+            Ok(found) if !found.is_empty() => return Ok(()),
+            Ok(_) | Err(WebDriverError::Command { .. }) if Instant::now() < deadline => {}
+            Ok(_) => return Err(Failure(format!("the page has no {css}"))),
+            Err(error) => return Err(error.into()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_for_absence(b: &Browser, css: &str) -> Check {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match b.find_all(css).await {
+            Ok(found) if found.is_empty() => return Ok(()),
+            Ok(_) | Err(WebDriverError::Command { .. }) if Instant::now() < deadline => {}
+            Ok(_) => return Err(Failure(format!("the page still has {css}"))),
+            Err(error) => return Err(error.into()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn expect_url(b: &Browser, expected: &str) -> Check {
+    let url = b.current_url().await?;
+    if url != expected {
+        return Err(Failure(format!("expected the browser at {expected}, but it is at {url}")));
+    }
+    Ok(())
+}
+
+/// The header names who is signed in.
+async fn expect_header(b: &Browser, name: &str) -> Check {
+    let header = b.find("header").await?.text().await?;
+    if !header.contains(name) {
+        return Err(Failure(format!("the header should name {name:?} but reads {header:?}")));
+    }
+    Ok(())
+}
+
+/// The todo list shows exactly these titles (in any order), as rendered text.
+async fn expect_titles(b: &Browser, expected: &[&str]) -> Check {
+    let mut shown = Vec::new();
+    for title in b.find_all("ul.todos li.todo .title").await? {
+        shown.push(title.text().await?);
+    }
+    let mut sorted_shown = shown.clone();
+    sorted_shown.sort();
+    let mut sorted_expected: Vec<String> = expected.iter().map(|t| (*t).to_owned()).collect();
+    sorted_expected.sort();
+    if sorted_shown != sorted_expected {
+        return Err(Failure(format!("the todo list shows {shown:?}, expected {expected:?}")));
+    }
+    Ok(())
+}
+
+async fn expect_done(b: &Browser, title: &str, done: bool) -> Check {
+    let class = b.find(&todo(title)).await?.attribute("class").await?.unwrap_or_default();
+    let is_done = class.split_whitespace().any(|c| c == "done");
+    let button = b.find(&format!("{} form[action$='/toggle'] button", todo(title))).await?.text().await?;
+    let expected_button = if done { "Undo" } else { "Done" };
+    if is_done != done || button != expected_button {
+        return Err(Failure(format!(
+            "{title:?} should be {}: its class is {class:?} and its button reads {button:?}",
+            if done { "done" } else { "not done" }
+        )));
+    }
+    Ok(())
+}
+
+/// The session cookie as the browser holds it (all its chunks, in order), or "" when there is none.
+async fn session_cookie(b: &Browser) -> Result<String, Failure> {
+    let mut pieces: Vec<(String, String)> = b
+        .cookies()
+        .await?
+        .into_iter()
+        .filter(|(name, _)| name == "wos-session" || name.starts_with("wos-session."))
+        .collect();
+    pieces.sort();
+    Ok(pieces.into_iter().map(|(_, value)| value).collect::<Vec<_>>().join(""))
+}
