@@ -114,7 +114,8 @@ impl Config {
             Some(raw) => parse_origin("APP_URL", &raw)?,
             None => origin_of(&redirect_uri),
         };
-        let secure_cookies = redirect_uri.scheme() == "https";
+        // One source of truth for "served over https": the public origin decides Secure cookies and HSTS alike.
+        let secure_cookies = app_url.scheme() == "https";
 
         let jwt_secret = vars.required("INSFORGE_JWT_SECRET")?;
         if jwt_secret.len() < MIN_JWT_SECRET_BYTES {

@@ -10,8 +10,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -71,8 +69,8 @@ pub enum DemoError {
     Workos(#[from] crate::local::workos::WorkosStandInError),
     #[error("authbridge did not start: {0}")]
     App(#[from] crate::startup::StartupError),
-    #[error("the system random generator failed")]
-    Random,
+    #[error(transparent)]
+    Random(#[from] crate::random::RandomError),
     #[error("cannot form the demo's URLs: {0}")]
     Url(#[from] url::ParseError),
     #[error("the server stopped with an error: {0}")]
@@ -89,31 +87,61 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()> + Send
     let loopback = |port| SocketAddr::new(options.bind.ip(), port);
     let workos_listener = listen(loopback(options.workos_port), "WorkOS stand-in", "--workos-port").await?;
     let insforge_listener = listen(loopback(options.insforge_port), "InsForge stand-in", "--insforge-port").await?;
-    let app_port = app_listener.local_addr().map_err(|source| DemoError::Bind { addr: options.bind, source })?.port();
-    let app_url = Url::parse(&format!("http://localhost:{app_port}/"))?;
-    let redirect_uri = app_url.join("/callback")?;
 
     let postgres =
         TempPostgres::start(PostgresOptions { port: options.postgres_port, data_dir: options.data_dir.clone() })
             .await?;
+    let served = serve(
+        &options,
+        &postgres,
+        Listeners { app: app_listener, workos: workos_listener, insforge: insforge_listener },
+        shutdown,
+    )
+    .await;
+    // Stopped here on every path, success or not, so the throwaway directory never outlives the demo.
+    postgres.stop().await;
+    if served.is_ok() {
+        say(if options.data_dir.is_some() {
+            "authbridge demo stopped."
+        } else {
+            "authbridge demo stopped; the throwaway database is gone."
+        });
+    }
+    served
+}
+
+struct Listeners {
+    app: TcpListener,
+    workos: TcpListener,
+    insforge: TcpListener,
+}
+
+/// Everything that runs on top of PostgreSQL: migrations, stand-ins, the app, until `shutdown`.
+async fn serve(
+    options: &DemoOptions,
+    postgres: &TempPostgres,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DemoError> {
+    let app_port = listeners.app.local_addr().map_err(|source| DemoError::Bind { addr: options.bind, source })?.port();
+    let app_url = Url::parse(&format!("http://localhost:{app_port}/"))?;
+
     let database_url = match postgres.create_database(DATABASE).await {
         Ok(url) => url,
         // A kept data directory already has the database from the last run.
-        Err(_) if options.data_dir.is_some() => postgres.url_for(DATABASE),
+        Err(_) if !postgres.is_temporary() => postgres.url_for(DATABASE),
         Err(error) => return Err(error.into()),
     };
     crate::migrate::run(&database_url).await?;
 
-    let jwt_secret = Secret::new(random_secret()?);
+    let jwt_secret = Secret::new(crate::random::token()?);
     let mut insforge_options = InsforgeStandInOptions::new(database_url.clone(), jwt_secret.clone());
-    insforge_options.bind = free_for_reuse(insforge_listener);
+    insforge_options.bind = free_for_reuse(listeners.insforge);
     let insforge = InsforgeStandIn::start(insforge_options).await?;
 
-    let mut loopback_redirect = redirect_uri.clone();
-    let _ = loopback_redirect.set_host(Some("127.0.0.1"));
     let workos = WorkosStandIn::start(WorkosStandInOptions {
-        bind: free_for_reuse(workos_listener),
-        redirect_uris: vec![redirect_uri.clone(), loopback_redirect],
+        bind: free_for_reuse(listeners.workos),
+        redirect_uris: vec![app_url.join("/callback")?],
         access_token_ttl: options.access_token_ttl,
         ..WorkosStandInOptions::default()
     })
@@ -125,21 +153,14 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()> + Send
         &insforge,
         jwt_secret,
         &workos,
-        Secret::new(random_secret()?),
+        Secret::new(crate::random::token()?),
     )?;
-    let app = Application::build_with_listener(config, app_listener)?;
+    let app = Application::build_with_listener(config, listeners.app)?;
 
-    print_welcome(&app_url, &workos, &insforge, &postgres, options.data_dir.as_ref());
+    print_welcome(&app_url, &workos, &insforge, postgres);
     let served = app.run_until_stopped(shutdown).await;
-
     insforge.shutdown().await;
     workos.shutdown().await;
-    postgres.stop().await;
-    say(if options.data_dir.is_some() {
-        "authbridge demo stopped."
-    } else {
-        "authbridge demo stopped; the throwaway database is gone."
-    });
     served.map_err(DemoError::Serve)
 }
 
@@ -157,19 +178,7 @@ fn free_for_reuse(listener: TcpListener) -> SocketAddr {
     addr
 }
 
-fn random_secret() -> Result<String, DemoError> {
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| DemoError::Random)?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
-}
-
-fn print_welcome(
-    app_url: &Url,
-    workos: &WorkosStandIn,
-    insforge: &InsforgeStandIn,
-    postgres: &TempPostgres,
-    data_dir: Option<&PathBuf>,
-) {
+fn print_welcome(app_url: &Url, workos: &WorkosStandIn, insforge: &InsforgeStandIn, postgres: &TempPostgres) {
     let users = workos.users();
     let alice = users.first();
     let token = alice.map(|user| workos.mint_access_token(&user.id, CURL_TOKEN_TTL)).unwrap_or_default();
@@ -190,8 +199,9 @@ fn print_welcome(
     }
     out.push_str(&format!("  WorkOS stand-in     {}\n", workos.base_url()));
     out.push_str(&format!("  InsForge stand-in   {}\n", insforge.url()));
-    let kept = data_dir.map_or_else(|| "throwaway".to_owned(), |dir| format!("kept in {}", dir.display()));
-    out.push_str(&format!("  PostgreSQL          127.0.0.1:{} ({kept})\n\n", postgres.port()));
+    let kept = if postgres.is_temporary() { "throwaway, removed on exit" } else { "kept between runs" };
+    out.push_str(&format!("  PostgreSQL          127.0.0.1:{} ({kept})\n", postgres.port()));
+    out.push_str(&format!("  Data directory      {}\n\n", postgres.data_dir().display()));
     out.push_str("  Press Ctrl-C to stop.\n");
     say(&out);
 }

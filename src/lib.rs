@@ -14,6 +14,7 @@ pub mod insforge;
 pub mod local;
 pub mod migrate;
 pub mod outbound;
+pub mod random;
 pub mod session;
 pub mod startup;
 pub mod todo;

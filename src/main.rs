@@ -55,11 +55,12 @@ struct DemoArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Before parsing: flags such as `demo --bind` fall back to variables, which `.env` may set.
     if let Err(problem) = load_dotenv() {
         eprintln!("authbridge: {problem}");
         return ExitCode::FAILURE;
     }
+    let cli = Cli::parse();
     init_logging();
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,

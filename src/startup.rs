@@ -39,7 +39,7 @@ impl Application {
         // Warm the JWKS cache so the first sign-in does not wait for it; a failure here is retried on demand.
         let verifier_state = state.clone();
         tokio::spawn(async move {
-            if let Err(error) = verifier_state.sessions.verifier().prefetch().await {
+            if let Err(error) = verifier_state.sessions.verifier().fetch_keys().await {
                 tracing::warn!(%error, "could not prefetch the WorkOS JWKS; will retry on the first request");
             }
         });

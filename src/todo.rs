@@ -62,10 +62,6 @@ impl Title {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    pub fn into_inner(self) -> String {
-        self.0
-    }
 }
 
 impl TryFrom<String> for Title {

@@ -14,7 +14,6 @@ use serde_json::json;
 
 use crate::insforge::client::InsforgeError;
 use crate::todo::TitleError;
-use crate::workos::WorkosError;
 
 use super::pages;
 
@@ -32,10 +31,14 @@ pub enum AppError {
     InvalidToken,
     #[error("{0}")]
     SignInFailed(String),
+    #[error("This sign-in link has expired or was started in another browser. Please sign in again.")]
+    SignInExpired,
     #[error("This request did not come from the app's own pages (CSRF check failed). Reload the page and try again.")]
     Csrf,
     #[error("Not found.")]
     NotFound,
+    #[error("That method is not allowed here.")]
+    MethodNotAllowed,
     #[error("The request body is larger than 64 KiB.")]
     PayloadTooLarge,
     #[error("Send the request body as application/json.")]
@@ -61,10 +64,13 @@ pub enum AppError {
 impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) | Self::MalformedJson(_) | Self::InvalidId => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::MalformedJson(_) | Self::InvalidId | Self::SignInExpired => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Unauthorized | Self::InvalidToken | Self::SignInFailed(_) => StatusCode::UNAUTHORIZED,
             Self::Csrf => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidTitle(_) | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -84,8 +90,10 @@ impl AppError {
             Self::Unauthorized => "unauthorized",
             Self::InvalidToken => "invalid_token",
             Self::SignInFailed(_) => "sign_in_failed",
+            Self::SignInExpired => "sign_in_expired",
             Self::Csrf => "csrf_failed",
             Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::InvalidTitle(_) => "invalid_title",
@@ -160,13 +168,6 @@ impl From<InsforgeError> for AppError {
     }
 }
 
-impl From<WorkosError> for AppError {
-    fn from(error: WorkosError) -> Self {
-        tracing::warn!(%error, "WorkOS request failed");
-        Self::WorkosUnavailable { retry_after: error.retry_after() }
-    }
-}
-
 /// An [`AppError`] answered as JSON, for `/api/*`.
 #[derive(Debug)]
 pub struct ApiError(pub AppError);
@@ -202,7 +203,9 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let error = self.0;
         error.log();
-        let mut response = pages::error_page(error.status(), &error.public_message());
+        let offer_sign_in =
+            matches!(error, AppError::SignInFailed(_) | AppError::SignInExpired | AppError::Unauthorized);
+        let mut response = pages::error_page(error.status(), &error.public_message(), offer_sign_in);
         error.headers(&mut response);
         response
     }

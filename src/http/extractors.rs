@@ -26,7 +26,7 @@ use tokio::sync::OnceCell;
 
 use crate::identity::UserIdentity;
 use crate::session::{CookieChange, Outcome};
-use crate::workos::{AccessClaims, Impersonator, VerifyError};
+use crate::workos::{AccessClaims, Impersonator, TokenSource, VerifyError};
 
 use super::error::{ApiError, AppError, PageError, error_response};
 use super::{AppState, csrf, is_api_path};
@@ -158,7 +158,7 @@ async fn compute(headers: &HeaderMap, api: bool, state: &AppState, context: &Ses
     if api && let Some(authorization) = headers.get(header::AUTHORIZATION) {
         let token = authorization.to_str().ok().and_then(bearer_token);
         let Some(token) = token else { return Auth::InvalidBearer };
-        return match state.sessions.verifier().verify(token).await {
+        return match state.sessions.verifier().verify(token, TokenSource::Untrusted).await {
             Ok(claims) => Auth::User(Arc::new(CurrentUser::from_bearer(claims))),
             Err(VerifyError::KeysUnavailable(error)) => Auth::Unavailable { retry_after: error.retry_after() },
             Err(error) => {
@@ -230,7 +230,7 @@ impl FromRequestParts<AppState> for CurrentUser {
             Auth::User(user) => {
                 // A cookie rides along on cross-site requests; an unsafe API call must prove it is same-origin.
                 if api && user.source == AuthSource::Cookie && !parts.method.is_safe() {
-                    csrf::require_same_origin(&parts.headers, &state.config.server.origin()).map_err(refuse)?;
+                    csrf::require_same_origin(&parts.headers, &state.origin).map_err(refuse)?;
                 }
                 Ok(CurrentUser::clone(&user))
             }
@@ -306,31 +306,32 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
         let (mut parts, body) = request.into_parts();
         let path = parts.uri.path().to_owned();
         let user = CurrentUser::from_request_parts(&mut parts, state).await.map_err(IntoResponse::into_response)?;
-        csrf::require_same_origin(&parts.headers, &state.config.server.origin())
+        let bytes = checked_form(Request::from_parts(parts, body), state, user.csrf_binding())
+            .await
             .map_err(|error| error_response(&path, error))?;
-
-        let request = Request::from_parts(parts, body);
-        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
-            let error = if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::PayloadTooLarge
-            } else {
-                AppError::BadRequest("The form could not be read.".to_owned())
-            };
-            error_response(&path, error)
-        })?;
-
-        #[derive(serde::Deserialize)]
-        struct Token {
-            csrf_token: Option<String>,
-        }
-        let token: Token = serde_urlencoded::from_bytes(&bytes).unwrap_or(Token { csrf_token: None });
-        let token = token.csrf_token.unwrap_or_default();
-        state.csrf.verify(user.csrf_binding(), &token).map_err(|error| error_response(&path, error))?;
-
         serde_urlencoded::from_bytes(&bytes).map(CsrfForm).map_err(|error| {
             error_response(&path, AppError::BadRequest(format!("The form is incomplete or malformed: {error}.")))
         })
     }
+}
+
+/// The body of a form posted from the app's own pages with a valid CSRF token for `binding` (the WorkOS session),
+/// or why not. The one CSRF check for every form, including sign-out.
+pub async fn checked_form(request: Request, state: &AppState, binding: &str) -> Result<axum::body::Bytes, AppError> {
+    csrf::require_same_origin(request.headers(), &state.origin)?;
+    let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge
+        } else {
+            AppError::BadRequest("The form could not be read.".to_owned())
+        }
+    })?;
+    let token = url::form_urlencoded::parse(&bytes)
+        .find(|(name, _)| name == csrf::FIELD)
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default();
+    state.csrf.verify(binding, &token)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -29,19 +29,18 @@ pub struct Report {
     workos: Check,
 }
 
+/// Only up or down: the probe is unauthenticated, so what went wrong goes to the log, not to whoever asks.
 #[derive(Debug, Clone, Serialize)]
 struct Check {
     ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
 }
 
 impl Check {
-    fn from<E: std::fmt::Display>(result: Result<(), E>) -> Self {
-        match result {
-            Ok(()) => Self { ok: true, error: None },
-            Err(error) => Self { ok: false, error: Some(error.to_string()) },
+    fn from<E: std::fmt::Display>(upstream: &str, result: Result<(), E>) -> Self {
+        if let Err(error) = &result {
+            tracing::warn!(upstream, %error, "readiness check failed");
         }
+        Self { ok: result.is_ok() }
     }
 }
 
@@ -65,9 +64,10 @@ impl Readiness {
         {
             return report.clone();
         }
-        let (insforge, workos) = tokio::join!(state.insforge.health(), state.workos.fetch_jwks());
-        let insforge = Check::from(insforge);
-        let workos = Check::from(workos.map(|_| ()));
+        // The WorkOS check refreshes the verifier's own key cache: one JWKS path, and a probe that keeps it warm.
+        let (insforge, workos) = tokio::join!(state.insforge.health(), state.sessions.verifier().fetch_keys());
+        let insforge = Check::from("InsForge", insforge);
+        let workos = Check::from("WorkOS JWKS", workos);
         let status = if insforge.ok && workos.ok { "ready" } else { "unavailable" };
         let report = Report { status, insforge, workos };
         *last = Some((Instant::now(), report.clone()));

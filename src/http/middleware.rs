@@ -20,6 +20,22 @@ use super::error::{AppError, error_response};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// A caller's own `x-request-id` is kept (so one id can follow a request across services) only when it looks like
+/// an id: at most 64 characters of `[A-Za-z0-9._-]`. Anything else is dropped and replaced by a fresh UUID, so
+/// nobody can write arbitrary text into our logs through it.
+pub async fn drop_odd_request_id(mut request: Request, next: Next) -> axum::response::Response {
+    let acceptable = |value: &HeaderValue| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 64
+            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    if request.headers().get(&REQUEST_ID).is_some_and(|value| !acceptable(value)) {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    next.run(request).await
+}
+
 pub fn set_request_id() -> SetRequestIdLayer<MakeRequestUuid> {
     SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid)
 }
@@ -81,21 +97,12 @@ pub async fn time_limit(State(state): State<AppState>, request: Request, next: N
     }
 }
 
-/// Security headers on every response. The policy allows no script at all, styles only from the app, and form
-/// submissions only to the app and to WorkOS (sign-out posts here and is redirected there, and browsers apply
-/// `form-action` to redirects).
+/// Security headers on every response (the Content-Security-Policy itself is built once, in `AppState`).
 pub async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> axum::response::Response {
     let is_asset = request.uri().path().starts_with("/assets/");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    let workos_origin = state.config.workos.api_base_url.origin().ascii_serialization();
-    let policy = format!(
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' {workos_origin}; \
-         frame-ancestors 'none'; base-uri 'none'"
-    );
-    if let Ok(policy) = HeaderValue::from_str(&policy) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
-    }
+    headers.insert(header::CONTENT_SECURITY_POLICY, state.content_security_policy.clone());
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

@@ -44,15 +44,19 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/assets/style.css", get(stylesheet))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(middleware::drop_odd_request_id))
                 .layer(middleware::set_request_id())
                 .layer(middleware::access_log())
                 .layer(middleware::propagate_request_id())
                 .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::security_headers))
+                // Outside the time limit: when a request times out after its session was refreshed, the 504 must
+                // still carry the new cookie, or the rotated refresh token would be lost with the response.
+                .layer(axum::middleware::from_fn_with_state(state.clone(), extractors::session_cookies))
                 .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::time_limit))
-                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-                .layer(axum::middleware::from_fn_with_state(state.clone(), extractors::session_cookies)),
+                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         );
     app.with_state(state)
 }
@@ -69,4 +73,8 @@ async fn stylesheet() -> impl IntoResponse {
 
 async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
     error::error_response(uri.path(), error::AppError::NotFound)
+}
+
+async fn method_not_allowed(uri: axum::http::Uri) -> axum::response::Response {
+    error::error_response(uri.path(), error::AppError::MethodNotAllowed)
 }

@@ -30,7 +30,7 @@ struct ErrorPage<'a> {
     offer_sign_in: bool,
 }
 
-pub fn error_page(status: StatusCode, message: &str) -> Response {
+pub fn error_page(status: StatusCode, message: &str, offer_sign_in: bool) -> Response {
     let heading = match status {
         StatusCode::BAD_REQUEST => "That request didn't work",
         StatusCode::UNAUTHORIZED => "Sign-in didn't work",
@@ -41,7 +41,6 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
         }
         _ => "Something went wrong",
     };
-    let offer_sign_in = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST);
     render(status, &ErrorPage { status: status.as_u16(), heading, message, offer_sign_in })
 }
 

@@ -16,11 +16,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
 use crate::session::{SIGN_IN_STATE_TTL, Session, SignInState};
-use crate::workos::{AuthorizeParams, Impersonator, WorkosError, access_token};
+use crate::workos::{AuthorizeParams, Impersonator, TokenSource, WorkosError, access_token};
 
 use super::AppState;
 use super::error::{AppError, PageError};
-use super::extractors::{CurrentUser, MaybeUser};
+use super::extractors::{CurrentUser, MaybeUser, checked_form};
 use super::pages::{LogoutPage, render};
 
 #[derive(Deserialize)]
@@ -32,8 +32,9 @@ pub struct LoginQuery {
 }
 
 pub async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Result<Response, PageError> {
-    let nonce = random_token()?;
-    let code_verifier = random_token()?;
+    let random = |_| AppError::Internal("the system random generator failed".to_owned());
+    let nonce = crate::random::token().map_err(random)?;
+    let code_verifier = crate::random::token().map_err(random)?;
     let code_challenge = URL_SAFE_NO_PAD.encode(digest(&SHA256, code_verifier.as_bytes()));
     let sign_in = SignInState {
         return_to: safe_return_path(query.return_to.as_deref()),
@@ -64,15 +65,8 @@ pub async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery
     Ok(response)
 }
 
-/// 32 random bytes, base64url: state nonces and PKCE verifiers (43 characters, within RFC 7636's 43–128).
-fn random_token() -> Result<String, AppError> {
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| AppError::Internal("the system random generator failed".into()))?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
-}
-
-/// `return_to` accepted only as a path on this site; anything else (other hosts, `//host`, `/\host`, schemes,
-/// control characters, or encoded forms of those) falls back to `/`.
+/// `return_to` accepted only as a path on this site; anything else (other hosts, `//host`, `/\\host`, schemes,
+/// dot segments, control characters, or encoded forms of those) falls back to `/`.
 pub fn safe_return_path(raw: Option<&str>) -> String {
     const HOME: &str = "/";
     let Some(raw) = raw else { return HOME.to_owned() };
@@ -85,20 +79,24 @@ pub fn safe_return_path(raw: Option<&str>) -> String {
         }
         decoded = next;
     }
+    // `/..//evil` normalises to `//evil`: no legitimate return path needs dot segments, so refuse them outright.
+    let has_dot_segment = |path: &str| {
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        path.split('/').any(|segment| segment == "." || segment == "..")
+    };
     let unsafe_path = |path: &str| {
         !path.starts_with('/')
             || path.starts_with("//")
             || path.contains('\\')
             || path.chars().any(|c| c.is_control() || c.is_whitespace())
+            || has_dot_segment(path)
     };
     if unsafe_path(raw) || unsafe_path(&decoded) {
         return HOME.to_owned();
     }
-    // Final check by the same parser browsers use: resolved against a placeholder origin, it must stay there.
-    let base = match url::Url::parse("http://authbridge.invalid/") {
-        Ok(base) => base,
-        Err(_) => return HOME.to_owned(),
-    };
+    // Final check by the same parser browsers use: resolved against a placeholder origin, it must stay there, and
+    // what it resolved to must pass the same checks.
+    let Ok(base) = url::Url::parse("http://authbridge.invalid/") else { return HOME.to_owned() };
     match base.join(raw) {
         Ok(url) if url.origin() == base.origin() => {
             let mut path = url.path().to_owned();
@@ -106,7 +104,7 @@ pub fn safe_return_path(raw: Option<&str>) -> String {
                 path.push('?');
                 path.push_str(query);
             }
-            path
+            if unsafe_path(&path) { HOME.to_owned() } else { path }
         }
         _ => HOME.to_owned(),
     }
@@ -145,20 +143,17 @@ pub async fn callback(
 }
 
 async fn complete_sign_in(state: &AppState, headers: &HeaderMap, query: CallbackQuery) -> Result<Response, PageError> {
+    // The state comes first, even for errors: only a redirect that answers this browser's own sign-in may put
+    // WorkOS's words on our page (anyone can craft a `/callback?error=…` link).
+    let sign_in = state.sessions.sign_in_state(headers).ok_or(AppError::SignInExpired)?;
+    let returned_state = query.state.unwrap_or_default();
+    if verify_slices_are_equal(returned_state.as_bytes(), sign_in.nonce.as_bytes()).is_err() {
+        return Err(AppError::SignInExpired.into());
+    }
     if let Some(error) = query.error {
         tracing::info!(error = %error, "WorkOS returned a sign-in error");
         let detail = query.error_description.unwrap_or_else(|| error.replace('_', " "));
         return Err(AppError::BadRequest(format!("Sign-in was not completed: {detail}")).into());
-    }
-    let stale = || {
-        AppError::BadRequest(
-            "This sign-in link has expired or was started in another browser. Please sign in again.".to_owned(),
-        )
-    };
-    let sign_in = state.sessions.sign_in_state(headers).ok_or_else(stale)?;
-    let returned_state = query.state.unwrap_or_default();
-    if verify_slices_are_equal(returned_state.as_bytes(), sign_in.nonce.as_bytes()).is_err() {
-        return Err(stale().into());
     }
     let code = query
         .code
@@ -166,7 +161,7 @@ async fn complete_sign_in(state: &AppState, headers: &HeaderMap, query: Callback
         .ok_or_else(|| AppError::BadRequest("WorkOS sent no sign-in code.".to_owned()))?;
 
     let auth = state.workos.authenticate_with_code(&code, &sign_in.code_verifier).await.map_err(code_exchange_error)?;
-    let claims = state.sessions.verifier().verify(&auth.access_token).await.map_err(|error| {
+    let claims = state.sessions.verifier().verify(&auth.access_token, TokenSource::Trusted).await.map_err(|error| {
         tracing::error!(%error, "WorkOS issued an access token that does not verify");
         match error {
             access_token::VerifyError::KeysUnavailable(error) => {
@@ -200,6 +195,8 @@ fn code_exchange_error(error: WorkosError) -> PageError {
         WorkosError::InvalidGrant { .. } => AppError::SignInFailed(
             "This sign-in code has expired or was already used. Please sign in again.".to_owned(),
         ),
+        // WorkOS refusing *our* credentials (a wrong API key or client id) is a server problem, not the user's.
+        WorkosError::Rejected { status: 401 | 403, .. } => AppError::WorkosFailed,
         WorkosError::Rejected { message, .. } => {
             AppError::SignInFailed(format!("WorkOS did not accept this sign-in: {message}"))
         }
@@ -242,8 +239,8 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, request: 
         .and_then(|claims| claims.sid);
 
     let binding = session_id.clone().unwrap_or_else(|| session.user.id.clone());
-    if let Err(response) = check_logout_form(&state, &binding, request).await {
-        return response;
+    if let Err(error) = checked_form(request, &state, &binding).await {
+        return PageError(error).into_response();
     }
 
     let destination = match &session_id {
@@ -262,17 +259,6 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, request: 
 #[derive(Deserialize)]
 struct UnverifiedSid {
     sid: Option<String>,
-}
-
-async fn check_logout_form(state: &AppState, binding: &str, request: axum::extract::Request) -> Result<(), Response> {
-    use axum::extract::FromRequest;
-    super::csrf::require_same_origin(request.headers(), &state.config.server.origin())
-        .map_err(|error| PageError(error).into_response())?;
-    let axum::Form(form) = axum::Form::<std::collections::HashMap<String, String>>::from_request(request, state)
-        .await
-        .map_err(|_| PageError(AppError::Csrf).into_response())?;
-    let token = form.get(super::csrf::FIELD).map(String::as_str).unwrap_or_default();
-    state.csrf.verify(binding, token).map_err(|error| PageError(error).into_response())
 }
 
 /// `GET /api/me`: who the API thinks you are.

@@ -76,11 +76,6 @@ impl TokenMinter {
         })
     }
 
-    /// How long each token lives.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// A token for `user`: `sub`, `email` (only when known), `role: authenticated`, `aud`, `iat`, `exp`.
     pub fn mint(&self, user: &UserIdentity) -> Result<String, MintError> {
         if user.id.is_empty() {

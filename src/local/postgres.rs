@@ -25,6 +25,9 @@ use sqlx::{Connection, PgConnection};
 
 /// The superuser `initdb` creates (`-U`), whatever the operating-system user is.
 pub const SUPERUSER: &str = "postgres";
+/// Where the superuser's generated password is kept, inside the (mode 0700) data directory, so a kept cluster
+/// (`--data-dir`) can be reopened.
+const PASSWORD_FILE: &str = "authbridge-superuser-password";
 /// The operating-system user the server runs as when this process is root.
 const SERVICE_USER: &str = "postgres";
 /// How long the server may take to accept connections.
@@ -89,6 +92,9 @@ pub struct TempPostgres {
     port: u16,
     data_dir: PathBuf,
     temporary: bool,
+    /// The superuser's password. Loopback is not a boundary on a shared machine: without a password, any local
+    /// user could connect as superuser (and run programs through `COPY … TO PROGRAM`).
+    password: String,
     supervisor: Option<Child>,
     /// Closing this pipe is the stop signal.
     lifeline: Option<ChildStdin>,
@@ -111,10 +117,12 @@ impl TempPostgres {
             attempts += 1;
             // Checked on every attempt: a temporary cluster whose server failed has been removed by its
             // supervisor and is initialised afresh.
-            if !tokio::fs::try_exists(data_dir.join("PG_VERSION")).await.unwrap_or(false) {
+            let password = if tokio::fs::try_exists(data_dir.join("PG_VERSION")).await.unwrap_or(false) {
+                existing_password(&data_dir).await?
+            } else {
                 prepare_empty_dir(&data_dir, &runner).await?;
-                initdb(&bin_dir, &data_dir, &runner, temporary).await?;
-            }
+                initdb(&bin_dir, &data_dir, &runner, temporary).await?
+            };
             let port = match options.port {
                 Some(port) => {
                     ensure_port_free(port)?;
@@ -122,7 +130,7 @@ impl TempPostgres {
                 }
                 None => free_port()?,
             };
-            match launch(&bin_dir, &data_dir, port, temporary, &runner).await {
+            match launch(&bin_dir, &data_dir, port, temporary, password, &runner).await {
                 Ok(postgres) => break postgres,
                 Err(PostgresError::Exited { log }) if log.contains("could not bind") => {
                     // Someone took the port between our probe and the server's bind: with a free port, pick
@@ -156,10 +164,10 @@ impl TempPostgres {
         self.temporary
     }
 
-    /// A superuser connection URL for `database`. The server listens on 127.0.0.1 only and trusts local TCP
-    /// connections, as a throwaway development cluster; never expose it.
+    /// A superuser connection URL for `database` (with the generated password). The server listens on 127.0.0.1
+    /// only.
     pub fn url_for(&self, database: &str) -> String {
-        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.port)
+        format!("postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}", self.password, self.port)
     }
 
     /// Creates an empty database and returns its superuser URL.
@@ -374,14 +382,60 @@ async fn prepare_empty_dir(dir: &Path, runner: &Runner) -> Result<(), PostgresEr
     Ok(())
 }
 
-async fn initdb(bin_dir: &Path, data_dir: &Path, runner: &Runner, temporary: bool) -> Result<(), PostgresError> {
+/// The password of a cluster this module initialised earlier. A cluster from before passwords were generated
+/// still trusts local connections and ignores whatever password is sent, so a fresh one does no harm there.
+async fn existing_password(data_dir: &Path) -> Result<String, PostgresError> {
+    match tokio::fs::read_to_string(data_dir.join(PASSWORD_FILE)).await {
+        Ok(password) => Ok(password.trim().to_owned()),
+        Err(_) => Ok(crate::random::token().map_err(|e| io_error("generating a password")(std::io::Error::other(e)))?),
+    }
+}
+
+/// Initialises the cluster with password authentication and returns the superuser's new password.
+async fn initdb(bin_dir: &Path, data_dir: &Path, runner: &Runner, temporary: bool) -> Result<String, PostgresError> {
+    let password = crate::random::token().map_err(|e| io_error("generating a password")(std::io::Error::other(e)))?;
+    // initdb reads the password from a file (never the command line, which other users can see in `ps`); the
+    // file sits beside the data directory, readable only by the user initdb runs as, and is removed right after.
+    let pwfile = data_dir.with_file_name(format!(
+        ".{}-pw",
+        data_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    write_private(&pwfile, &password, runner).await?;
+    let result = run_initdb(bin_dir, data_dir, &pwfile, runner, temporary).await;
+    let _ = tokio::fs::remove_file(&pwfile).await;
+    result?;
+    write_private(&data_dir.join(PASSWORD_FILE), &password, runner).await?;
+    Ok(password)
+}
+
+/// Writes `contents` to a new file of mode 0600, owned by the user the server runs as.
+async fn write_private(path: &Path, contents: &str, runner: &Runner) -> Result<(), PostgresError> {
+    let action = || format!("writing {}", path.display());
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true).mode(0o600);
+    let mut file = options.open(path).await.map_err(io_error(action()))?;
+    tokio::io::AsyncWriteExt::write_all(&mut file, contents.as_bytes()).await.map_err(io_error(action()))?;
+    if let Runner::AsServiceUser { uid, gid, .. } = runner {
+        std::os::unix::fs::chown(path, Some(*uid), Some(*gid)).map_err(io_error(action()))?;
+    }
+    Ok(())
+}
+
+async fn run_initdb(
+    bin_dir: &Path,
+    data_dir: &Path,
+    pwfile: &Path,
+    runner: &Runner,
+    temporary: bool,
+) -> Result<(), PostgresError> {
     let argv = runner.command(&bin_dir.join("initdb"));
     let mut command = tokio::process::Command::new(&argv[0]);
     command
         .args(&argv[1..])
         .arg("--pgdata")
         .arg(data_dir)
-        .args(["--username", SUPERUSER, "--auth", "trust", "--encoding", "UTF8", "--locale", "C"])
+        .arg(format!("--pwfile={}", pwfile.display()))
+        .args(["--username", SUPERUSER, "--auth", "scram-sha-256", "--encoding", "UTF8", "--locale", "C"])
         .stdin(Stdio::null())
         // initdb may be run from a directory the service user cannot enter (e.g. /root).
         .current_dir("/");
@@ -435,6 +489,7 @@ async fn launch(
     data_dir: &Path,
     port: u16,
     temporary: bool,
+    password: String,
     runner: &Runner,
 ) -> Result<TempPostgres, PostgresError> {
     let log = data_dir.join("authbridge-postgres.log");
@@ -478,8 +533,14 @@ async fn launch(
         .map_err(io_error("starting PostgreSQL under sh"))?;
     let lifeline = supervisor.stdin.take();
 
-    let mut postgres =
-        TempPostgres { port, data_dir: data_dir.to_owned(), temporary, supervisor: Some(supervisor), lifeline };
+    let mut postgres = TempPostgres {
+        port,
+        data_dir: data_dir.to_owned(),
+        temporary,
+        password,
+        supervisor: Some(supervisor),
+        lifeline,
+    };
 
     let deadline = Instant::now() + START_TIMEOUT;
     let url = postgres.url_for("postgres");

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::SessionConfig;
 use crate::identity::UserIdentity;
-use crate::workos::access_token::{self, AccessClaims, AccessTokenVerifier, VerifyError};
+use crate::workos::access_token::{self, AccessClaims, AccessTokenVerifier, TokenSource, VerifyError};
 use crate::workos::{AuthResponse, Impersonator, WorkosError};
 use cookies::{CookieSpec, CookieTooLarge};
 use refresh::Refresher;
@@ -27,6 +27,10 @@ use seal::{Purpose, SealError, Sealer};
 
 pub const SESSION_COOKIE: &str = "wos-session";
 pub const SIGN_IN_STATE_COOKIE: &str = "wos-auth-state";
+/// Over https the cookies carry the `__Host-` prefix, which browsers accept only from this exact host, `Secure`,
+/// with `Path=/` and no `Domain`: a sibling subdomain cannot plant a session of its own choosing.
+const SECURE_SESSION_COOKIE: &str = "__Host-wos-session";
+const SECURE_SIGN_IN_STATE_COOKIE: &str = "__Host-wos-auth-state";
 /// Browsers cap cookie lifetimes at 400 days; the WorkOS session (refresh token) is what really ends a session.
 const SESSION_MAX_AGE: Duration = Duration::from_secs(400 * 24 * 3600);
 /// How long a sign-in may take between `/login` and `/callback`.
@@ -149,12 +153,12 @@ impl SessionManager {
         Ok(Self {
             sealer: Sealer::new(&config.cookie_password, config.previous_cookie_password.as_ref())?,
             session_cookie: CookieSpec {
-                name: SESSION_COOKIE,
+                name: if config.secure_cookies { SECURE_SESSION_COOKIE } else { SESSION_COOKIE },
                 secure: config.secure_cookies,
                 max_age: Some(SESSION_MAX_AGE),
             },
             state_cookie: CookieSpec {
-                name: SIGN_IN_STATE_COOKIE,
+                name: if config.secure_cookies { SECURE_SIGN_IN_STATE_COOKIE } else { SIGN_IN_STATE_COOKIE },
                 secure: config.secure_cookies,
                 max_age: Some(SIGN_IN_STATE_TTL),
             },
@@ -194,7 +198,7 @@ impl SessionManager {
             return Resolution::signed_out(if garbage { CookieChange::Clear } else { CookieChange::Keep });
         };
 
-        let claims = match self.verifier.verify_signature(&session.access_token).await {
+        let claims = match self.verifier.verify_signature(&session.access_token, TokenSource::Trusted).await {
             Ok(claims) if claims.sub == session.user.id => claims,
             Ok(_) => {
                 tracing::warn!("session token belongs to another user than the session; ending the session");
@@ -238,10 +242,16 @@ impl SessionManager {
 
     async fn refresh(&self, session: &Session) -> Result<SignedIn, RefreshFailure> {
         let auth = self.refresher.refresh(&session.refresh_token).await.map_err(|error| match error {
-            WorkosError::InvalidGrant { .. } | WorkosError::Rejected { .. } => RefreshFailure::SessionOver,
+            // Only WorkOS saying the refresh token is dead ends a session.
+            WorkosError::InvalidGrant { .. } => RefreshFailure::SessionOver,
+            // Any other refusal (a bad API key, a proxy's 403) is our problem, not the user's: keep the session.
+            rejected @ WorkosError::Rejected { .. } => {
+                tracing::error!(error = %rejected, "WorkOS refused a refresh for a reason other than invalid_grant");
+                RefreshFailure::Transient { retry_after: rejected.retry_after() }
+            }
             transient => RefreshFailure::Transient { retry_after: transient.retry_after() },
         })?;
-        let claims = self.verifier.verify(&auth.access_token).await.map_err(|error| {
+        let claims = self.verifier.verify(&auth.access_token, TokenSource::Trusted).await.map_err(|error| {
             tracing::warn!(%error, "WorkOS returned a refreshed token that does not verify");
             RefreshFailure::Transient { retry_after: Duration::from_secs(5) }
         })?;
@@ -302,6 +312,37 @@ pub fn refresh_margin(lifetime: Option<Duration>) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn manager(secure_cookies: bool) -> SessionManager {
+        let workos = crate::workos::WorkosClient::new(&crate::config::WorkosConfig {
+            api_key: crate::config::Secret::new("sk_test"),
+            client_id: "client_test".to_owned(),
+            redirect_uri: url::Url::parse("https://todos.example.com/callback").expect("url"),
+            api_base_url: url::Url::parse("https://api.workos.com").expect("url"),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        })
+        .expect("client");
+        let config = SessionConfig {
+            cookie_password: crate::config::Secret::new("p".repeat(32)),
+            previous_cookie_password: None,
+            secure_cookies,
+        };
+        SessionManager::new(&config, Arc::new(AccessTokenVerifier::new(workos.clone())), Refresher::new(workos))
+            .expect("manager")
+    }
+
+    #[test]
+    fn over_https_cookies_are_secure_and_host_only() {
+        let state = SignInState { nonce: "n".into(), code_verifier: "v".into(), return_to: "/".into(), expires_at: 0 };
+        for (secure, prefix) in [(true, "__Host-wos-auth-state="), (false, "wos-auth-state=")] {
+            let lines = manager(secure).store_sign_in_state(&state).expect("sealed");
+            let line = lines[0].to_str().expect("ascii");
+            assert!(line.starts_with(prefix), "{line}");
+            assert_eq!(line.contains("; Secure"), secure, "{line}");
+            assert!(line.contains("Path=/") && !line.contains("Domain"), "{line}");
+        }
+    }
 
     #[test]
     fn refresh_margin_follows_the_token_lifetime() {

@@ -12,7 +12,8 @@
 //! - **no cancellation**: the WorkOS call runs in its own task, so a browser that gives up mid-request cannot
 //!   consume the refresh token and throw away its replacement.
 //!
-//! Transient failures (WorkOS down, rate limited) are not memoised: the next request simply tries again.
+//! Failures other than `invalid_grant` (WorkOS down, rate limited, refusing our credentials) are not memoised:
+//! the next request simply tries again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -88,8 +89,9 @@ impl Refresher {
                 Ok(_) => tracing::debug!("refreshed a WorkOS session"),
                 Err(error) => tracing::info!(%error, "WorkOS session refresh failed"),
             }
-            if outcome.as_ref().is_err_and(WorkosError::is_transient) {
-                // Forget the failure at once so the next request tries again instead of replaying an outage.
+            if outcome.as_ref().is_err_and(|error| !matches!(error, WorkosError::InvalidGrant { .. })) {
+                // Remember only answers about the token itself (new tokens, or "this token is dead"). Forget any
+                // other failure at once, so the next request tries again instead of replaying an outage.
                 let mut flights = flights.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 if flights.get(&key).is_some_and(|flight| flight.id == id) {
                     flights.remove(&key);

@@ -18,8 +18,21 @@ use super::client::{WorkosClient, WorkosError};
 
 /// Clock skew tolerated on `exp`. Small, because a stolen token should not outlive its stated lifetime by much.
 pub const EXPIRY_LEEWAY: Duration = Duration::from_secs(5);
-/// The fastest the JWKS is refetched because of an unknown `kid`.
+/// The fastest the JWKS is refetched because a bearer token names an unknown `kid`.
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+/// After a failed fetch, how long requests get "unavailable" at once instead of each waiting on another attempt.
+const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Where a token came from, which decides whether its unknown `kid` may cost a call to WorkOS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    /// Straight from WorkOS, or from our own sealed cookie (which only ever holds tokens WorkOS gave us): an unknown
+    /// `kid` means WorkOS rotated its key, so the keys are fetched at once.
+    Trusted,
+    /// An `Authorization` header, which anyone can send: unknown `kid`s refetch at most once a minute, so forged
+    /// tokens cannot turn into a flood of requests to WorkOS.
+    Untrusted,
+}
 
 /// The claims authbridge reads from a WorkOS access token.
 #[derive(Debug, Clone, Deserialize)]
@@ -87,14 +100,20 @@ pub struct AccessTokenVerifier {
 #[derive(Default)]
 struct KeyCache {
     keys: HashMap<String, DecodingKey>,
-    /// When an unknown `kid` last caused a fetch. Only those fetches are rate-limited: the first token signed
-    /// with a freshly rotated key must be accepted at once, not a minute after the start-up fetch.
-    unknown_kid_fetch_at: Option<Instant>,
+    /// When an untrusted token's unknown `kid` last caused a fetch. Only those fetches are rate-limited: the first
+    /// genuine token signed with a freshly rotated key must be accepted at once.
+    untrusted_fetch_at: Option<Instant>,
+    /// The last failed fetch, answered for a few seconds without asking WorkOS again.
+    failure: Option<(Instant, WorkosError)>,
 }
 
 impl KeyCache {
-    fn may_fetch_for_unknown_kid(&self) -> bool {
-        self.keys.is_empty() || self.unknown_kid_fetch_at.is_none_or(|at| at.elapsed() >= JWKS_REFETCH_INTERVAL)
+    fn recent_failure(&self) -> Option<WorkosError> {
+        self.failure.as_ref().filter(|(at, _)| at.elapsed() < FAILED_FETCH_BACKOFF).map(|(_, error)| error.clone())
+    }
+
+    fn untrusted_fetch_allowed(&self) -> bool {
+        self.keys.is_empty() || self.untrusted_fetch_at.is_none_or(|at| at.elapsed() >= JWKS_REFETCH_INTERVAL)
     }
 }
 
@@ -104,8 +123,8 @@ impl AccessTokenVerifier {
     }
 
     /// Verifies signature and algorithm, and that the token has not expired.
-    pub async fn verify(&self, token: &str) -> Result<AccessClaims, VerifyError> {
-        let claims = self.verify_signature(token).await?;
+    pub async fn verify(&self, token: &str, source: TokenSource) -> Result<AccessClaims, VerifyError> {
+        let claims = self.verify_signature(token, source).await?;
         if claims.is_expired(now()) {
             return Err(VerifyError::Expired);
         }
@@ -114,13 +133,13 @@ impl AccessTokenVerifier {
 
     /// Verifies signature and algorithm only. The session layer uses this so it can see that a genuine token
     /// has expired and refresh it, instead of treating it like a forgery.
-    pub async fn verify_signature(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+    pub async fn verify_signature(&self, token: &str, source: TokenSource) -> Result<AccessClaims, VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         if header.alg != Algorithm::RS256 {
             return Err(VerifyError::WrongAlgorithm);
         }
         let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
-        let key = self.key(&kid).await?;
+        let key = self.key(&kid, source).await?;
 
         let mut validation = Validation::new(Algorithm::RS256);
         validation.validate_exp = false;
@@ -132,31 +151,37 @@ impl AccessTokenVerifier {
             .map_err(|_| VerifyError::Invalid)
     }
 
-    /// Fetches the keys ahead of the first request, so the first sign-in does not pay for it. Failure is not fatal:
-    /// the keys are fetched again on demand.
-    pub async fn prefetch(&self) -> Result<(), VerifyError> {
+    /// Fetches the keys now: at start-up, so the first sign-in does not wait for them, and from the readiness
+    /// probe, which keeps them fresh. Failure is not fatal: keys are fetched again on demand.
+    pub async fn fetch_keys(&self) -> Result<(), VerifyError> {
         let _guard = self.refetch.lock().await;
         self.refresh_keys().await
     }
 
-    async fn key(&self, kid: &str) -> Result<DecodingKey, VerifyError> {
+    async fn key(&self, kid: &str, source: TokenSource) -> Result<DecodingKey, VerifyError> {
         if let Some(key) = self.keys.read().await.keys.get(kid) {
             return Ok(key.clone());
         }
         let _guard = self.refetch.lock().await;
         // Another request may have fetched the keys while this one waited for the lock.
         {
-            let mut cache = self.keys.write().await;
+            let cache = self.keys.read().await;
             if let Some(key) = cache.keys.get(kid) {
                 return Ok(key.clone());
             }
-            if !cache.may_fetch_for_unknown_kid() {
+            if let Some(error) = cache.recent_failure() {
+                return Err(VerifyError::KeysUnavailable(error));
+            }
+            if source == TokenSource::Untrusted && !cache.untrusted_fetch_allowed() {
                 return Err(VerifyError::UnknownKey);
             }
-            cache.unknown_kid_fetch_at = Some(Instant::now());
         }
         self.refresh_keys().await?;
-        self.keys.read().await.keys.get(kid).cloned().ok_or(VerifyError::UnknownKey)
+        let mut cache = self.keys.write().await;
+        if source == TokenSource::Untrusted {
+            cache.untrusted_fetch_at = Some(Instant::now());
+        }
+        cache.keys.get(kid).cloned().ok_or(VerifyError::UnknownKey)
     }
 
     async fn refresh_keys(&self) -> Result<(), VerifyError> {
@@ -165,12 +190,14 @@ impl AccessTokenVerifier {
         match fetched {
             Ok(set) => {
                 cache.keys = decoding_keys(&set);
+                cache.failure = None;
                 tracing::debug!(keys = cache.keys.len(), "fetched the WorkOS JWKS");
                 Ok(())
             }
             Err(error) => {
-                // Keep serving with the keys we have; only a token with a key we lack fails.
+                // Keep serving with the keys we have; only a token with a key we lack fails, and quickly.
                 tracing::warn!(%error, "could not fetch the WorkOS JWKS");
+                cache.failure = Some((Instant::now(), error.clone()));
                 Err(VerifyError::KeysUnavailable(error))
             }
         }

@@ -3,5 +3,5 @@
 pub mod access_token;
 pub mod client;
 
-pub use access_token::{AccessClaims, AccessTokenVerifier, VerifyError};
+pub use access_token::{AccessClaims, AccessTokenVerifier, TokenSource, VerifyError};
 pub use client::{AuthResponse, AuthorizeParams, Impersonator, WorkosClient, WorkosError, WorkosUser};

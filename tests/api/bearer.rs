@@ -112,3 +112,17 @@ async fn a_rotated_signing_key_is_picked_up_but_unknown_keys_cannot_flood_workos
         "no refetch within the minute"
     );
 }
+
+#[tokio::test]
+async fn a_flood_of_unknown_kids_does_not_lock_out_sessions_after_a_key_rotation() {
+    let app = spawn_app().await;
+    // Forged bearer tokens use up the refetch allowance for untrusted tokens...
+    for i in 0..3 {
+        assert_refused(&app, &signed_by_unknown_key(&format!("kid_flood_{i}"), &claims(&app)), "flood").await;
+    }
+    // ...then WorkOS rotates its key, and a real sign-in brings a token with the new kid. It must still verify.
+    app.workos.rotate_signing_key().await.expect("rotation");
+    let browser = app.signed_in(ALICE).await;
+    let me = browser.api(reqwest::Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+}

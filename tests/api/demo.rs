@@ -126,13 +126,14 @@ async fn the_demo_serves_the_app_prints_a_working_curl_line_and_stops_cleanly() 
     assert_eq!(browser.sign_in("alice@acme.test").await.status, 302);
     assert!(browser.get("/").await.body.contains("made with the printed token"));
 
-    let data_dir = std::fs::read_dir(std::env::temp_dir())
-        .expect("temp dir")
-        .filter_map(Result::ok)
-        .filter(|entry| entry.file_name().to_string_lossy().starts_with("authbridge-pg-"))
-        .count();
-    assert!(data_dir >= 1, "a throwaway cluster directory exists while running");
+    let data_dir = printed
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Data directory"))
+        .map(|dir| std::path::PathBuf::from(dir.trim()))
+        .expect("the data directory is printed");
+    assert!(data_dir.join("PG_VERSION").exists(), "the throwaway cluster lives in {}", data_dir.display());
     stop(child).await;
+    assert!(!data_dir.exists(), "SIGTERM removed the throwaway data in {}", data_dir.display());
 
     // Right after, the same ports are free again and a second demo starts.
     let (again, _) = started(&ports).await;

@@ -85,7 +85,9 @@ async fn workos_down_with_a_still_valid_token_serves_the_request_and_keeps_the_c
     age_token(&app, &browser, 20);
     let cookie = browser.cookie(SESSION_COOKIE).expect("cookie");
 
-    for status in [500, 502, 503, 429] {
+    // Outages, rate limits, and refusals other than invalid_grant (a bad API key, a proxy's 403): none of them is
+    // the user's fault, and none ends the session.
+    for status in [500, 502, 503, 429, 400, 401, 403, 404] {
         app.workos.fail_next(Endpoint::Authenticate, 1, status);
         let me = browser.api(Method::GET, "/api/me", None).await;
         assert_eq!(me.status, 200, "WorkOS {status} is not the user's fault: {}", me.body);
@@ -103,12 +105,14 @@ async fn workos_down_with_an_expired_token_answers_503_and_keeps_the_cookie() {
     age_token(&app, &browser, -60);
     let cookie = browser.cookie(SESSION_COOKIE).expect("cookie");
 
-    app.workos.fail_next(Endpoint::Authenticate, 1, 503);
-    let me = browser.api(Method::GET, "/api/me", None).await;
-    assert_eq!(me.status, 503, "{}", me.body);
-    assert_eq!(me.error_code(), "auth_unavailable");
-    assert!(me.header("retry-after").is_some());
-    assert_eq!(browser.cookie(SESSION_COOKIE).as_deref(), Some(cookie.as_str()), "the session survives");
+    for status in [503, 401] {
+        app.workos.fail_next(Endpoint::Authenticate, 1, status);
+        let me = browser.api(Method::GET, "/api/me", None).await;
+        assert_eq!(me.status, 503, "WorkOS {status}: {}", me.body);
+        assert_eq!(me.error_code(), "auth_unavailable");
+        assert!(me.header("retry-after").is_some());
+        assert_eq!(browser.cookie(SESSION_COOKIE).as_deref(), Some(cookie.as_str()), "the session survives");
+    }
 
     app.workos.hang_next(Endpoint::Authenticate, 1);
     let page = browser.get("/").await;
@@ -152,4 +156,24 @@ async fn twenty_concurrent_requests_with_one_near_expiry_cookie_cause_one_refres
     assert_eq!(late.api(Method::GET, "/api/me", None).await.status, 200);
     assert_eq!(app.workos.refresh_calls(), 1);
     assert_eq!(read_session(&late).refresh_token, read_session(&tabs[0]).refresh_token);
+}
+
+#[tokio::test]
+async fn a_request_that_times_out_after_refreshing_still_hands_over_the_new_session() {
+    let app = spawn_app_with(AppOptions { request_timeout: Duration::from_millis(700), ..AppOptions::default() }).await;
+    let browser = app.signed_in(ALICE).await;
+    let before = read_session(&browser);
+    age_token(&app, &browser, -60);
+    app.insforge.set_latency(Duration::from_secs(2));
+
+    let slow = browser.api(Method::GET, "/api/todos", None).await;
+    assert_eq!(slow.status, 504, "{}", slow.body);
+    assert_eq!(app.workos.refresh_calls(), 1);
+    let after = read_session(&browser);
+    assert_ne!(after.refresh_token, before.refresh_token, "the 504 carried the rotated tokens");
+
+    // The old refresh token is spent; the browser holds the new one, so the session lives on.
+    app.insforge.set_latency(Duration::ZERO);
+    assert_eq!(browser.api(Method::GET, "/api/todos", None).await.status, 200);
+    assert_eq!(app.workos.refresh_calls(), 1);
 }

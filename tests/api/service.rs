@@ -55,6 +55,14 @@ async fn every_response_carries_a_request_id() {
         .await
         .expect("request");
     assert_eq!(given.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("trace-me-123"));
+    let odd = reqwest::Client::new()
+        .get(app.base_url.join("/healthz").expect("url"))
+        .header("x-request-id", "forged log line\\n user_id=admin")
+        .send()
+        .await
+        .expect("request");
+    let replaced = odd.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(uuid::Uuid::parse_str(&replaced).is_ok(), "an id that is not an id is replaced: {replaced}");
 }
 
 #[tokio::test]

@@ -163,14 +163,31 @@ async fn an_expired_code_is_refused() {
 async fn an_error_from_workos_is_shown_escaped_with_400() {
     let app = spawn_app().await;
     let browser = app.browser();
-    browser.get("/login").await;
-    let response =
-        browser.get("/callback?error=access_denied&error_description=%3Cscript%3Ealert(1)%3C%2Fscript%3E+denied").await;
+    let login = browser.get("/login").await;
+    let state = param(&query(&login.location().expect("authorize URL")), "state").expect("state");
+    let response = browser
+        .get(&format!(
+            "/callback?error=access_denied&error_description=%3Cscript%3Ealert(1)%3C%2Fscript%3E+denied&state={state}"
+        ))
+        .await;
     assert_eq!(response.status, 400);
     assert!(response.body.contains("&#60;script&#62;alert(1)&#60;/script&#62; denied"), "{}", response.body);
     assert!(!response.body.contains("<script>"));
     assert!(browser.cookie(SESSION_COOKIE).is_none());
     assert!(browser.cookie(SIGN_IN_STATE_COOKIE).is_none(), "the spent state is cleared");
+}
+
+#[tokio::test]
+async fn a_crafted_error_link_cannot_put_its_words_on_the_page() {
+    let app = spawn_app().await;
+    let victim = app.browser();
+    victim.get("/login").await;
+    // A link from someone else: it cannot know this browser's state.
+    let response =
+        victim.get("/callback?error=access_denied&error_description=Call+0800+SCAM+to+unlock&state=guess").await;
+    assert_eq!(response.status, 400);
+    assert!(!response.body.contains("SCAM"), "{}", response.body);
+    assert!(response.body.contains("sign in again"));
 }
 
 #[tokio::test]
@@ -216,6 +233,10 @@ async fn return_to_never_leaves_the_site() {
         "%2F%2Fevil.example",
         "/%5Cevil.example",
         "/%252F%252Fevil.example",
+        "/..//evil.example",
+        "/.//evil.example",
+        "/%2e%2e//evil.example",
+        "/x/../..//evil.example",
         "javascript:alert(1)",
         "/\t/evil.example",
         " //evil.example",

@@ -214,6 +214,9 @@ async fn every_client_error_has_its_status_and_a_json_body() {
     let unknown_field = bearer.call(Method::PATCH, &format!("/api/todos/{id}"), Some(json!({ "titel": "typo" }))).await;
     assert_eq!(unknown_field.status, 400, "a misspelt field is not silently ignored");
 
+    let wrong_method = bearer.call(Method::PUT, "/api/todos", Some(json!({ "title": "x" }))).await;
+    assert_eq!((wrong_method.status, wrong_method.error_code()), (405, "method_not_allowed".to_owned()));
+
     assert_eq!(app.all_todos().await.len(), 1, "none of the refused requests wrote anything");
 }
 

@@ -142,6 +142,10 @@ async fn invalid_titles_are_explained_on_the_page_with_the_text_kept() {
     assert!(too_long.body.contains("too long"), "{}", too_long.body);
     assert!(too_long.body.contains(&format!("value=\"{long}\"")), "the typed text is kept in the form");
 
+    let huge = "z".repeat(70 * 1024);
+    let too_large = alice.submit("/todos", &[("title", &huge)]).await;
+    assert_eq!(too_large.status, 413, "a form body over 64 KiB");
+
     add(&alice, "Keep me").await;
     let id = todo_id(&alice, "Keep me").await;
     let rename = alice.submit(&format!("/todos/{id}/rename"), &[("title", &long)]).await;
