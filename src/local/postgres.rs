@@ -49,8 +49,9 @@ pub struct PostgresOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum PostgresError {
     #[error(
-        "PostgreSQL server binaries (initdb, postgres) were not found on PATH, through pg_config, or in \
-         /usr/lib/postgresql/*/bin; install them (Debian/Ubuntu: `apt-get install postgresql`)"
+        "PostgreSQL server binaries (initdb, postgres) were not found (in PG_BINDIR when set, else on PATH, \
+         through pg_config, or in /usr/lib/postgresql/*/bin); install them (Debian/Ubuntu: `apt-get install \
+         postgresql`)"
     )]
     BinariesNotFound,
     #[error(
@@ -102,7 +103,13 @@ pub struct TempPostgres {
 
 impl TempPostgres {
     pub async fn start(options: PostgresOptions) -> Result<TempPostgres, PostgresError> {
-        let bin_dir = find_bin_dir(std::env::var_os("PATH"), Path::new("/usr/lib/postgresql")).await?;
+        // PG_BINDIR picks one installation (of several versions, or outside the usual places) and is then the
+        // only place looked at.
+        let bin_dir = match std::env::var_os("PG_BINDIR").filter(|dir| !dir.is_empty()) {
+            Some(dir) if has_server_binaries(Path::new(&dir)) => PathBuf::from(dir),
+            Some(_) => return Err(PostgresError::BinariesNotFound),
+            None => find_bin_dir(std::env::var_os("PATH"), Path::new("/usr/lib/postgresql")).await?,
+        };
         let runner = Runner::detect().await?;
 
         let (data_dir, temporary) = match &options.data_dir {

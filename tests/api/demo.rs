@@ -173,3 +173,18 @@ async fn a_port_in_use_is_named_with_the_flag_that_moves_it() {
     let stderr = refused(&ports, &[]).await;
     assert!(stderr.contains(&format!("port {port}")) && stderr.contains("--workos-port"), "{stderr}");
 }
+
+#[tokio::test]
+async fn without_postgresql_the_demo_names_the_package_to_install_and_nothing_else() {
+    let empty = std::env::temp_dir().join(format!("authbridge-no-postgres-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&empty).expect("an empty directory");
+    let mut command = demo(&Ports::free(), &[]);
+    command.env("PG_BINDIR", &empty);
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output()).await.expect("quick").expect("runs");
+    std::fs::remove_dir_all(&empty).expect("cleanup");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty(), "nothing else is printed: {}", String::from_utf8_lossy(&output.stdout));
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("apt-get install postgresql"), "{stderr}");
+}
