@@ -45,6 +45,16 @@ impl ConfigError {
     }
 }
 
+/// What `serve` cannot start without.
+const REQUIRED: [&str; 6] = [
+    "WORKOS_API_KEY",
+    "WORKOS_CLIENT_ID",
+    "WORKOS_REDIRECT_URI",
+    "WORKOS_COOKIE_PASSWORD",
+    "INSFORGE_URL",
+    "INSFORGE_JWT_SECRET",
+];
+
 /// Minimum length of the InsForge JWT secret: HS256 with a shorter key is guessable offline.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// Minimum length of the cookie password, as the WorkOS SDKs require.
@@ -108,6 +118,17 @@ impl Config {
     /// Reads the configuration through `lookup`, so tests can check it without touching the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let vars = Vars(&lookup);
+
+        // All missing variables at once: a newcomer filling in `.env` should not need one restart per variable.
+        let missing: Vec<&'static str> =
+            REQUIRED.iter().copied().filter(|name| vars.optional(name).is_none()).collect();
+        if let [first, rest @ ..] = missing.as_slice() {
+            let problem = match rest {
+                [] => "is not set (see .env.example)".to_owned(),
+                _ => format!("is not set, nor are {} (see .env.example)", rest.join(", ")),
+            };
+            return Err(ConfigError::new(first, problem));
+        }
 
         let redirect_uri = vars.url("WORKOS_REDIRECT_URI")?;
         let app_url = match vars.optional("APP_URL") {
@@ -280,6 +301,15 @@ mod tests {
             vars.insert(name, "  ".to_owned());
             let error = load(&vars).expect_err("a blank required variable must be refused");
             assert_eq!(error.variable, *name);
+        }
+    }
+
+    #[test]
+    fn every_missing_variable_is_named_at_once() {
+        let error = load(&HashMap::new()).expect_err("nothing is set");
+        let message = error.to_string();
+        for name in REQUIRED {
+            assert!(message.contains(name), "{name} missing from {message}");
         }
     }
 
