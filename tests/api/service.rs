@@ -74,7 +74,12 @@ async fn shutdown_lets_in_flight_requests_finish() {
     let in_flight = tokio::spawn(async move {
         client.send(reqwest::Method::POST, "/api/todos", Some(json!({"title": "finishing"}))).await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Shut down only once the request is in flight (it has reached InsForge), however slow the machine is.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.insforge.records_requests() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the request never reached InsForge");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     app.shutdown().await.expect("clean shutdown");
     let response = in_flight.await.expect("request task");
