@@ -233,13 +233,17 @@ async fn bad_requests_for_a_registered_uri_go_back_to_the_app_as_errors() {
     for (overrides, error) in cases {
         let response = client().get(authorize_url(&workos, &pkce, overrides)).send().await.expect("authorize");
         assert_eq!(response.status(), StatusCode::FOUND, "{overrides:?}");
-        let location = location(&response);
-        assert_eq!(&location[..url::Position::AfterPath], REDIRECT_URI);
-        assert_eq!(query_param(&location, "error").as_deref(), Some(error), "{overrides:?}");
-        assert!(query_param(&location, "error_description").is_some());
-        assert_eq!(query_param(&location, "state").as_deref(), Some("state-123"));
-        assert_eq!(query_param(&location, "code"), None);
+        assert_error_redirect(&location(&response), error);
     }
+}
+
+/// An OAuth error sent back to the app: `error`, a description and the state, and no code.
+fn assert_error_redirect(location: &Url, error: &str) {
+    assert_eq!(&location[..url::Position::AfterPath], REDIRECT_URI);
+    assert_eq!(query_param(location, "error").as_deref(), Some(error), "{location}");
+    assert!(query_param(location, "error_description").is_some());
+    assert_eq!(query_param(location, "state").as_deref(), Some("state-123"));
+    assert_eq!(query_param(location, "code"), None);
 }
 
 // ---- the sign-in page ------------------------------------------------------------------------------------------
@@ -337,12 +341,7 @@ async fn deny_goes_back_to_the_app_with_access_denied_and_the_state() {
     let response = post_form(&workos, "user_management/authorize/deny", &[("request", &request_id(&page))]).await;
 
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let location = location(&response);
-    assert_eq!(&location[..url::Position::AfterPath], REDIRECT_URI);
-    assert_eq!(query_param(&location, "error").as_deref(), Some("access_denied"));
-    assert!(query_param(&location, "error_description").is_some());
-    assert_eq!(query_param(&location, "state").as_deref(), Some("state-123"));
-    assert_eq!(query_param(&location, "code"), None);
+    assert_error_redirect(&location(&response), "access_denied");
 }
 
 // ---- authenticate: codes ---------------------------------------------------------------------------------------
