@@ -17,5 +17,6 @@ pub mod outbound;
 pub mod random;
 pub mod session;
 pub mod startup;
+pub mod sync;
 pub mod todo;
 pub mod workos;

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::http::{self, AppState, state::StateError};
+use crate::http::{self, AppState, StateError};
 
 pub struct Application {
     listener: TcpListener,
@@ -37,9 +37,9 @@ impl Application {
     pub fn build_with_listener(config: Config, listener: TcpListener) -> Result<Self, StartupError> {
         let state = AppState::new(config)?;
         // Warm the JWKS cache so the first sign-in does not wait for it; a failure here is retried on demand.
-        let verifier_state = state.clone();
+        let warm_up = state.clone();
         tokio::spawn(async move {
-            if let Err(error) = verifier_state.sessions.verifier().fetch_keys().await {
+            if let Err(error) = warm_up.sessions.provider().warm_up().await {
                 tracing::warn!(%error, "could not prefetch the WorkOS JWKS; will retry on the first request");
             }
         });

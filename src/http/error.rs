@@ -1,21 +1,29 @@
-//! The one error type of the HTTP layer, and its two renderings.
+//! The one error type of the HTTP layer, and the one place that renders and logs it.
 //!
-//! Each [`AppError`] variant *is* a status code with a stable machine-readable `code`. Handlers of the JSON API
-//! return [`ApiError`] (`{"error":{"code","message"}}`), page handlers return [`PageError`] (an HTML page); both
-//! convert from the lower layers' errors with `?`. Messages are written for the person reading them; internal
-//! details (upstream messages, SQL errors) go to the log, never to the client.
+//! Each [`AppError`] variant *is* a status code with a stable machine-readable `code`. Handlers and extractors
+//! return it and convert lower layers' errors with `?`. Turning it into a response only leaves the error in the
+//! response's extensions; the [`render_errors`] middleware (the shape of axum's `error-handling` example) then
+//! decides, by the request's path, whether the client gets JSON (`{"error":{"code","message"}}` under `/api/`) or a
+//! page (or, for a page that needs a signed-in user, the way to sign in), and writes the one log line about it.
+//! Messages are written for the person reading them; internal details (upstream messages, SQL errors) go to the
+//! log, never to the client.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 
 use crate::insforge::client::InsforgeError;
+use crate::session::provider::{CheckError, ProviderError};
+use crate::session::sign_in::SignInError;
 use crate::todo::TitleError;
 
-use super::pages;
+use super::{is_api_path, pages};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -25,6 +33,7 @@ pub enum AppError {
     MalformedJson(String),
     #[error("That is not a valid todo id.")]
     InvalidId,
+    /// Nobody is signed in. A page is answered with the way to sign in (and back), the API with 401.
     #[error("Sign in to continue.")]
     Unauthorized,
     #[error("The access token is invalid or has expired.")]
@@ -47,14 +56,19 @@ pub enum AppError {
     InvalidTitle(#[from] TitleError),
     #[error("{0}")]
     Unprocessable(String),
+    /// InsForge refused input that only the database checks; its wording (constraint names, SQL) is for the log.
+    #[error("The todo service refused this input.")]
+    InsforgeRefused(String),
+    /// Our minted token or the RLS setup is wrong, or InsForge failed: a server-side failure, not the user's.
     #[error("The todo service failed; nothing was changed. Please try again.")]
-    InsforgeFailed,
-    #[error("WorkOS returned an error during sign-in. Please try again.")]
-    WorkosFailed,
-    #[error("Sign-in is temporarily unavailable. Please try again shortly.")]
-    WorkosUnavailable { retry_after: Duration },
+    InsforgeFailed(InsforgeError),
     #[error("The todo service did not answer in time. Please try again.")]
     InsforgeTimeout,
+    /// The identity provider failed in a way the user cannot fix (the detail is for the log).
+    #[error("The sign-in service returned an error. Please try again.")]
+    AuthUpstreamFailed(String),
+    #[error("Sign-in is temporarily unavailable. Please try again shortly.")]
+    AuthUnavailable { retry_after: Duration },
     #[error("The request took too long.")]
     RequestTimeout,
     #[error("Something went wrong on our side.")]
@@ -73,9 +87,11 @@ impl AppError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::InvalidTitle(_) | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::InsforgeFailed | Self::WorkosFailed => StatusCode::BAD_GATEWAY,
-            Self::WorkosUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InvalidTitle(_) | Self::Unprocessable(_) | Self::InsforgeRefused(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::InsforgeFailed(_) | Self::AuthUpstreamFailed(_) => StatusCode::BAD_GATEWAY,
+            Self::AuthUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::InsforgeTimeout | Self::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -97,50 +113,47 @@ impl AppError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::InvalidTitle(_) => "invalid_title",
-            Self::Unprocessable(_) => "unprocessable",
-            Self::InsforgeFailed => "upstream_failed",
-            Self::WorkosFailed => "auth_upstream_failed",
-            Self::WorkosUnavailable { .. } => "auth_unavailable",
+            Self::Unprocessable(_) | Self::InsforgeRefused(_) => "unprocessable",
+            Self::InsforgeFailed(_) => "upstream_failed",
+            Self::AuthUpstreamFailed(_) => "auth_upstream_failed",
+            Self::AuthUnavailable { .. } => "auth_unavailable",
             Self::InsforgeTimeout => "upstream_timeout",
             Self::RequestTimeout => "timeout",
             Self::Internal(_) => "internal",
         }
     }
 
-    /// The text shown to the client. Internal errors keep their detail for the log only.
+    /// The text shown to the client. Internal details stay in the log.
     pub fn public_message(&self) -> String {
         self.to_string()
     }
 
+    /// One log line per error, at a level that matches whose problem it is.
     fn log(&self) {
+        let code = self.code();
         match self {
-            Self::Internal(detail) => tracing::error!(detail = %detail, "internal error"),
-            Self::InsforgeFailed
-            | Self::InsforgeTimeout
-            | Self::WorkosFailed
-            | Self::WorkosUnavailable { .. }
-            | Self::RequestTimeout => {
-                tracing::warn!(code = self.code(), "request failed upstream")
+            Self::Internal(detail) => tracing::error!(code, detail = %detail, "internal error"),
+            Self::InsforgeFailed(error) => tracing::error!(code, %error, "InsForge request failed"),
+            Self::AuthUpstreamFailed(detail) => tracing::error!(code, detail = %detail, "identity provider failed"),
+            Self::InsforgeRefused(detail) => tracing::warn!(code, detail = %detail, "InsForge refused the input"),
+            Self::InsforgeTimeout | Self::AuthUnavailable { .. } | Self::RequestTimeout => {
+                tracing::warn!(code, "request failed upstream")
             }
-            _ => tracing::debug!(code = self.code(), "request refused"),
+            _ => tracing::debug!(code, "request refused"),
         }
     }
 
-    fn headers(&self, response: &mut Response) {
+    fn add_headers(&self, response: &mut Response) {
+        let headers = response.headers_mut();
         match self {
-            Self::WorkosUnavailable { retry_after } => {
-                let seconds = retry_after.as_secs().max(1);
-                if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-                    response.headers_mut().insert(header::RETRY_AFTER, value);
-                }
+            Self::AuthUnavailable { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
             }
             Self::Unauthorized => {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             Self::InvalidToken => {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
             }
             _ => {}
         }
@@ -151,67 +164,121 @@ impl From<InsforgeError> for AppError {
     fn from(error: InsforgeError) -> Self {
         match error {
             InsforgeError::NotFound => Self::NotFound,
-            // Titles are validated before they are sent, so this is a rule only the database knows; its wording
-            // (constraint names, SQL) stays in the log.
-            InsforgeError::InvalidInput { message } => {
-                tracing::warn!(%message, "InsForge refused the input");
-                Self::Unprocessable("The todo service refused this input.".to_owned())
-            }
+            // Titles are validated before they are sent, so this is a rule only the database knows.
+            InsforgeError::InvalidInput { message } => Self::InsforgeRefused(message),
             InsforgeError::Timeout => Self::InsforgeTimeout,
-            // 401/403 from InsForge mean our minted token or the RLS setup is wrong, not that the user did
-            // something: it is a server-side failure, logged with InsForge's message.
-            other => {
-                tracing::error!(error = %other, "InsForge request failed");
-                Self::InsforgeFailed
-            }
+            other => Self::InsforgeFailed(other),
         }
     }
 }
 
-/// An [`AppError`] answered as JSON, for `/api/*`.
-#[derive(Debug)]
-pub struct ApiError(pub AppError);
-
-impl<E: Into<AppError>> From<E> for ApiError {
-    fn from(error: E) -> Self {
-        Self(error.into())
+impl From<ProviderError> for AppError {
+    fn from(error: ProviderError) -> Self {
+        match error {
+            ProviderError::GrantRejected(_) => {
+                Self::SignInFailed("This sign-in code has expired or was already used. Please sign in again.".into())
+            }
+            ProviderError::Declined(message) => {
+                Self::SignInFailed(format!("The identity provider did not accept this sign-in: {message}"))
+            }
+            ProviderError::Failed(detail) => Self::AuthUpstreamFailed(detail),
+            ProviderError::Unavailable { retry_after } => Self::AuthUnavailable { retry_after },
+        }
     }
 }
 
-impl IntoResponse for ApiError {
+impl From<SignInError> for AppError {
+    fn from(error: SignInError) -> Self {
+        match error {
+            SignInError::Expired => Self::SignInExpired,
+            SignInError::Denied(detail) => Self::BadRequest(format!("Sign-in was not completed: {detail}")),
+            SignInError::MissingCode => Self::BadRequest("The identity provider sent no sign-in code.".to_owned()),
+            SignInError::Provider(error) => error.into(),
+            other @ (SignInError::Random | SignInError::Store(_)) => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<CheckError> for AppError {
+    fn from(error: CheckError) -> Self {
+        match error {
+            CheckError::Invalid(_) => Self::InvalidToken,
+            CheckError::Unavailable { retry_after } => Self::AuthUnavailable { retry_after },
+        }
+    }
+}
+
+/// An error travelling in a response's extensions to [`render_errors`].
+#[derive(Clone)]
+struct ErrorReport {
+    error: Arc<AppError>,
+    /// The handler already showed the error in its own page (a form with the message next to what was typed):
+    /// only log it.
+    shown: bool,
+}
+
+impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let error = self.0;
-        error.log();
-        let body = json!({ "error": { "code": error.code(), "message": error.public_message() } });
-        let mut response = (error.status(), Json(body)).into_response();
-        error.headers(&mut response);
+        let mut response = self.status().into_response();
+        response.extensions_mut().insert(ErrorReport { error: Arc::new(self), shown: false });
         response
     }
 }
 
-/// An [`AppError`] answered as an HTML page, for the browser routes.
-#[derive(Debug)]
-pub struct PageError(pub AppError);
-
-impl<E: Into<AppError>> From<E> for PageError {
-    fn from(error: E) -> Self {
-        Self(error.into())
-    }
+/// `response`, a page the handler rendered around `error`, marked so that the error is logged like any other.
+pub fn shown_in_page(mut response: Response, error: AppError) -> Response {
+    response.extensions_mut().insert(ErrorReport { error: Arc::new(error), shown: true });
+    response
 }
 
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        let error = self.0;
-        error.log();
-        let offer_sign_in =
-            matches!(error, AppError::SignInFailed(_) | AppError::SignInExpired | AppError::Unauthorized);
-        let mut response = pages::error_page(error.status(), &error.public_message(), offer_sign_in);
-        error.headers(&mut response);
-        response
+/// Middleware: renders (and logs) every [`AppError`] that comes back, in the format the request's path expects.
+/// Headers the inner layers added to the error response (a cleared cookie, a refreshed one) are kept.
+pub async fn render_errors(request: Request, next: Next) -> Response {
+    let api = is_api_path(request.uri().path());
+    let return_to = (request.method() == Method::GET)
+        .then(|| request.uri().path_and_query().map(|pq| pq.as_str().to_owned()))
+        .flatten();
+    let mut response = next.run(request).await;
+    let Some(report) = response.extensions_mut().remove::<ErrorReport>() else { return response };
+    let error = report.error;
+    error.log();
+    if report.shown {
+        return response;
     }
+
+    let rendered = if api {
+        render_json(&error)
+    } else if matches!(*error, AppError::Unauthorized) {
+        sign_in_redirect(return_to.as_deref().unwrap_or("/"))
+    } else {
+        render_page(&error)
+    };
+    let (mut parts, _) = response.into_parts();
+    let (rendered_parts, body) = rendered.into_parts();
+    parts.status = rendered_parts.status;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in &rendered_parts.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, body)
 }
 
-/// Renders the error the way the request expects: JSON under `/api/`, a page elsewhere.
-pub fn error_response(path: &str, error: AppError) -> Response {
-    if super::is_api_path(path) { ApiError(error).into_response() } else { PageError(error).into_response() }
+fn render_json(error: &AppError) -> Response {
+    let body = json!({ "error": { "code": error.code(), "message": error.public_message() } });
+    let mut response = (error.status(), Json(body)).into_response();
+    error.add_headers(&mut response);
+    response
+}
+
+fn render_page(error: &AppError) -> Response {
+    let offer_sign_in = matches!(error, AppError::SignInFailed(_) | AppError::SignInExpired);
+    let mut response = pages::error_page(error.status(), &error.public_message(), offer_sign_in);
+    error.add_headers(&mut response);
+    response
+}
+
+/// A page that needs a signed-in user sends the browser to sign in, and back here afterwards.
+fn sign_in_redirect(return_to: &str) -> Response {
+    let return_to: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+    Redirect::to(&format!("/login?return_to={return_to}")).into_response()
 }

@@ -1,7 +1,9 @@
 //! "Who is this user?" as extractors, so no handler reads cookies or headers itself.
 //!
 //! A handler states what it needs in its signature: [`CurrentUser`] (signed in, or the request is refused: a
-//! redirect to `/login` for pages, 401 JSON for the API), or [`MaybeUser`]. Resolution happens at most once per
+//! redirect to `/login` for pages, 401 JSON for the API), or [`MaybeUser`]. The other extractors here parse the
+//! rest of a request (JSON bodies, query strings, todo ids, CSRF-checked forms) so that every refusal is an
+//! [`AppError`], answered in the route's format. Resolution happens at most once per
 //! request and only when a handler asks, so static files and health checks never touch WorkOS.
 //!
 //! Resolving a cookie session may refresh it, which means the *response* has to carry a new cookie. Extractors
@@ -9,37 +11,37 @@
 //! for the extractor to fill in, and writes the resulting `Set-Cookie` headers on the way out, whatever the
 //! handler answered.
 //!
-//! Bearer tokens (`Authorization: Bearer <WorkOS access token>`) are accepted on `/api/*` only, verified the same
-//! way as the cookie's token, and never refreshed: refreshing is the client's job.
+//! Bearer tokens (`Authorization: Bearer <provider access token>`) are accepted on `/api/*` only, verified by the
+//! identity provider, and never refreshed: refreshing is the client's job.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
+use uuid::Uuid;
 
-use crate::identity::UserIdentity;
-use crate::session::{CookieChange, Outcome};
-use crate::workos::{AccessClaims, Impersonator, TokenSource, VerifyError};
+use crate::identity::{Impersonator, UserIdentity, UserProfile};
+use crate::session::provider::CheckError;
+use crate::session::{CookieChange, Outcome, Principal};
+use crate::sync::lock;
 
-use super::error::{ApiError, AppError, PageError, error_response};
+use super::error::AppError;
 use super::{AppState, csrf, is_api_path};
 
 /// The signed-in user of this request.
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
-    pub identity: UserIdentity,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
+    pub user: UserProfile,
     pub organization_id: Option<String>,
     pub impersonator: Option<Impersonator>,
-    /// The WorkOS session id (`sid`): form CSRF tokens and sign-out are tied to it.
+    /// The provider's session id: form CSRF tokens and sign-out are tied to it.
     pub session_id: Option<String>,
     pub source: AuthSource,
 }
@@ -51,36 +53,23 @@ pub enum AuthSource {
 }
 
 impl CurrentUser {
+    fn new(principal: Principal, source: AuthSource) -> Self {
+        let Principal { user, organization_id, impersonator, session_id } = principal;
+        Self { user, organization_id, impersonator, session_id, source }
+    }
+
     pub fn id(&self) -> &str {
-        &self.identity.id
+        &self.user.id
     }
 
-    /// What CSRF tokens are bound to: the WorkOS session, or the user when WorkOS sent no session id.
+    /// Who the data path acts for.
+    pub fn identity(&self) -> UserIdentity {
+        self.user.identity()
+    }
+
+    /// What CSRF tokens are bound to: the provider's session, or the user when it names no session.
     pub fn csrf_binding(&self) -> &str {
-        self.session_id.as_deref().unwrap_or(&self.identity.id)
-    }
-
-    pub fn display_name(&self) -> String {
-        let name =
-            [self.first_name.as_deref(), self.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
-        if name.trim().is_empty() {
-            self.identity.email.clone().unwrap_or_else(|| self.identity.id.clone())
-        } else {
-            name
-        }
-    }
-
-    fn from_bearer(claims: AccessClaims) -> Self {
-        Self {
-            // Access tokens carry no email; the minter leaves it out of the InsForge token then.
-            identity: UserIdentity::new(claims.sub, None),
-            first_name: None,
-            last_name: None,
-            organization_id: claims.org_id,
-            impersonator: claims.act.map(|actor| Impersonator { email: actor.sub, reason: None }),
-            session_id: claims.sid,
-            source: AuthSource::Bearer,
-        }
+        self.session_id.as_deref().unwrap_or(&self.user.id)
     }
 }
 
@@ -102,11 +91,11 @@ pub struct SessionContext {
 
 impl SessionContext {
     fn set_cookie_change(&self, change: CookieChange) {
-        *self.cookie.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(change);
+        *lock(&self.cookie) = Some(change);
     }
 
     fn take_cookie_change(&self) -> Option<CookieChange> {
-        self.cookie.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+        lock(&self.cookie).take()
     }
 }
 
@@ -158,11 +147,11 @@ async fn compute(headers: &HeaderMap, api: bool, state: &AppState, context: &Ses
     if api && let Some(authorization) = headers.get(header::AUTHORIZATION) {
         let token = authorization.to_str().ok().and_then(bearer_token);
         let Some(token) = token else { return Auth::InvalidBearer };
-        return match state.sessions.verifier().verify(token, TokenSource::Untrusted).await {
-            Ok(claims) => Auth::User(Arc::new(CurrentUser::from_bearer(claims))),
-            Err(VerifyError::KeysUnavailable(error)) => Auth::Unavailable { retry_after: error.retry_after() },
-            Err(error) => {
-                tracing::debug!(%error, "bearer token refused");
+        return match state.sessions.authenticate_bearer(token).await {
+            Ok(principal) => Auth::User(Arc::new(CurrentUser::new(principal, AuthSource::Bearer))),
+            Err(CheckError::Unavailable { retry_after }) => Auth::Unavailable { retry_after },
+            Err(CheckError::Invalid(reason)) => {
+                tracing::debug!(%reason, "bearer token refused");
                 Auth::InvalidBearer
             }
         };
@@ -171,18 +160,7 @@ async fn compute(headers: &HeaderMap, api: bool, state: &AppState, context: &Ses
     let resolution = state.sessions.resolve(headers).await;
     context.set_cookie_change(resolution.cookie);
     match resolution.outcome {
-        Outcome::SignedIn(signed_in) => {
-            let session = signed_in.session;
-            Auth::User(Arc::new(CurrentUser {
-                identity: session.identity(),
-                first_name: session.user.first_name,
-                last_name: session.user.last_name,
-                organization_id: session.organization_id,
-                impersonator: session.impersonator,
-                session_id: signed_in.claims.sid,
-                source: AuthSource::Cookie,
-            }))
-        }
+        Outcome::SignedIn(principal) => Auth::User(Arc::new(CurrentUser::new(*principal, AuthSource::Cookie))),
         Outcome::SignedOut => Auth::SignedOut,
         Outcome::Unavailable { retry_after } => Auth::Unavailable { retry_after },
     }
@@ -195,75 +173,37 @@ fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Why a request that needs a user was refused.
-pub enum AuthRejection {
-    /// A page: send the browser to sign in, and back here afterwards.
-    SignIn {
-        return_to: String,
-    },
-    Error {
-        api: bool,
-        error: AppError,
-    },
-}
-
-impl IntoResponse for AuthRejection {
-    fn into_response(self) -> Response {
-        match self {
-            Self::SignIn { return_to } => {
-                let return_to: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
-                Redirect::to(&format!("/login?return_to={return_to}")).into_response()
-            }
-            Self::Error { api: true, error } => ApiError(error).into_response(),
-            Self::Error { api: false, error } => PageError(error).into_response(),
-        }
-    }
-}
-
 impl FromRequestParts<AppState> for CurrentUser {
-    type Rejection = AuthRejection;
+    type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let api = is_api_path(parts.uri.path());
-        let refuse = |error| AuthRejection::Error { api, error };
         match resolve(parts, state).await {
             Auth::User(user) => {
                 // A cookie rides along on cross-site requests; an unsafe API call must prove it is same-origin.
-                if api && user.source == AuthSource::Cookie && !parts.method.is_safe() {
-                    csrf::require_same_origin(&parts.headers, &state.origin).map_err(refuse)?;
+                if is_api_path(parts.uri.path()) && user.source == AuthSource::Cookie && !parts.method.is_safe() {
+                    csrf::require_same_origin(&parts.headers, &state.origin)?;
                 }
                 Ok(CurrentUser::clone(&user))
             }
-            Auth::SignedOut if api => Err(refuse(AppError::Unauthorized)),
-            Auth::SignedOut => Err(AuthRejection::SignIn { return_to: return_path(parts) }),
-            Auth::InvalidBearer => Err(refuse(AppError::InvalidToken)),
-            Auth::Unavailable { retry_after } => Err(refuse(AppError::WorkosUnavailable { retry_after })),
+            // Pages are sent to sign in, the API gets 401: `error::render_errors` decides by path.
+            Auth::SignedOut => Err(AppError::Unauthorized),
+            Auth::InvalidBearer => Err(AppError::InvalidToken),
+            Auth::Unavailable { retry_after } => Err(AppError::AuthUnavailable { retry_after }),
         }
     }
 }
 
-/// Where to come back to after signing in: this page, for a plain GET; the start page after a refused POST.
-fn return_path(parts: &Parts) -> String {
-    if parts.method == Method::GET {
-        parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned())
-    } else {
-        "/".to_owned()
-    }
-}
-
-/// The user, when there is one. WorkOS being unreachable for an expired session is still an error (503): showing
-/// the signed-out page would look like a logout.
+/// The user, when there is one. The provider being unreachable for an expired session is still an error (503):
+/// showing the signed-out page would look like a logout.
 pub struct MaybeUser(pub Option<CurrentUser>);
 
 impl FromRequestParts<AppState> for MaybeUser {
-    type Rejection = AuthRejection;
+    type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match CurrentUser::from_request_parts(parts, state).await {
             Ok(user) => Ok(Self(Some(user))),
-            Err(AuthRejection::SignIn { .. }) | Err(AuthRejection::Error { error: AppError::Unauthorized, .. }) => {
-                Ok(Self(None))
-            }
+            Err(AppError::Unauthorized) => Ok(Self(None)),
             Err(other) => Err(other),
         }
     }
@@ -273,13 +213,38 @@ impl FromRequestParts<AppState> for MaybeUser {
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
-    type Rejection = ApiError;
+    type Rejection = AppError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError(json_rejection(rejection))),
+            Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// Query parameters whose parse errors answer in the route's error format.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequestParts<AppState> for ApiQuery<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
+            .map(ApiQuery)
+            .map_err(|error| AppError::BadRequest(format!("Invalid query parameters: {error}.")))
+    }
+}
+
+/// The `{id}` of a todo route, refused with 400 when it is not a UUID (before anything reaches InsForge).
+pub struct TodoId(pub Uuid);
+
+impl FromRequestParts<AppState> for TodoId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| AppError::InvalidId)?;
+        Uuid::parse_str(&raw).map(TodoId).map_err(|_| AppError::InvalidId)
     }
 }
 
@@ -300,18 +265,15 @@ fn json_rejection(rejection: JsonRejection) -> AppError {
 pub struct CsrfForm<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
-    type Rejection = Response;
+    type Rejection = AppError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
-        let path = parts.uri.path().to_owned();
-        let user = CurrentUser::from_request_parts(&mut parts, state).await.map_err(IntoResponse::into_response)?;
-        let bytes = checked_form(Request::from_parts(parts, body), state, user.csrf_binding())
-            .await
-            .map_err(|error| error_response(&path, error))?;
-        serde_urlencoded::from_bytes(&bytes).map(CsrfForm).map_err(|error| {
-            error_response(&path, AppError::BadRequest(format!("The form is incomplete or malformed: {error}.")))
-        })
+        let user = CurrentUser::from_request_parts(&mut parts, state).await?;
+        let bytes = checked_form(Request::from_parts(parts, body), state, user.csrf_binding()).await?;
+        serde_urlencoded::from_bytes(&bytes)
+            .map(CsrfForm)
+            .map_err(|error| AppError::BadRequest(format!("The form is incomplete or malformed: {error}.")))
     }
 }
 

@@ -6,8 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -44,11 +45,15 @@ impl Check {
     }
 }
 
-pub async fn healthz() -> Json<serde_json::Value> {
+pub fn router() -> Router<AppState> {
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-pub async fn readyz(State(state): State<AppState>) -> Response {
+async fn readyz(State(state): State<AppState>) -> Response {
     let report = state.readiness.report(&state).await;
     let status = if report.status == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(report)).into_response()
@@ -65,7 +70,7 @@ impl Readiness {
             return report.clone();
         }
         // The WorkOS check refreshes the verifier's own key cache: one JWKS path, and a probe that keeps it warm.
-        let (insforge, workos) = tokio::join!(state.insforge.health(), state.sessions.verifier().fetch_keys());
+        let (insforge, workos) = tokio::join!(state.insforge.health(), state.sessions.provider().warm_up());
         let insforge = Check::from("InsForge", insforge);
         let workos = Check::from("WorkOS JWKS", workos);
         let status = if insforge.ok && workos.ok { "ready" } else { "unavailable" };

@@ -16,7 +16,7 @@ use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 use tracing::Span;
 
 use super::AppState;
-use super::error::{AppError, error_response};
+use super::error::AppError;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -90,10 +90,9 @@ impl<B> OnResponse<B> for LogResponse {
 
 /// Answers with 504 (in the route's format) when a request takes longer than `REQUEST_TIMEOUT_SECONDS`.
 pub async fn time_limit(State(state): State<AppState>, request: Request, next: Next) -> axum::response::Response {
-    let path = request.uri().path().to_owned();
     match tokio::time::timeout(state.config.server.request_timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => error_response(&path, AppError::RequestTimeout),
+        Err(_) => AppError::RequestTimeout.into_response(),
     }
 }
 

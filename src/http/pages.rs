@@ -1,11 +1,30 @@
-//! Server-rendered pages shared by several features: the error page and the sign-out confirmation.
+//! Server-rendered pages shared by several features: the error page, the sign-out confirmation, and the one
+//! stylesheet they all use.
 //!
 //! Templates live in `templates/` (askama, compiled into the binary, HTML-escaped by default). Rendering goes
 //! through [`render`] so that a template error becomes a logged 500 page, never a panic.
 
 use askama::Template;
-use axum::http::StatusCode;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use super::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/assets/style.css", get(stylesheet))
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+        ],
+        include_str!("../../assets/style.css"),
+    )
+}
 
 /// Renders `template` with `status`.
 pub fn render(status: StatusCode, template: &impl Template) -> Response {

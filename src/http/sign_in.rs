@@ -1,218 +1,55 @@
-//! Signing in and out with WorkOS AuthKit: `/login`, `/callback`, `/logout`, and `/api/me`.
+//! Signing in and out over HTTP: `/login`, `/callback`, `/logout`, and `/api/me`.
 //!
-//! `/login` binds the sign-in to this browser before sending it to WorkOS: a random `state` nonce and a PKCE
-//! verifier, sealed in a short-lived cookie together with where to return. `/callback` accepts a code only with
-//! that cookie and a matching `state`, exchanges it with the verifier, verifies the access token, and only then
-//! creates the session, so a failure at any step leaves no half-made session behind.
+//! The steps themselves (state, PKCE, code exchange, verification) belong to the session
+//! (`session::sign_in`); these handlers only translate between HTTP and those calls.
 
-use aws_lc_rs::constant_time::verify_slices_are_equal;
-use aws_lc_rs::digest::{SHA256, digest};
-use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Serialize};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
 
-use crate::session::{SIGN_IN_STATE_TTL, Session, SignInState};
-use crate::workos::{AuthorizeParams, Impersonator, TokenSource, WorkosError, access_token};
+use crate::identity::Impersonator;
+use crate::session::sign_in::{Callback, SignInRequest};
 
 use super::AppState;
-use super::error::{AppError, PageError};
+use super::error::AppError;
 use super::extractors::{CurrentUser, MaybeUser, checked_form};
 use super::pages::{LogoutPage, render};
 
-#[derive(Deserialize)]
-pub struct LoginQuery {
-    return_to: Option<String>,
-    organization_id: Option<String>,
-    login_hint: Option<String>,
-    screen_hint: Option<String>,
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login))
+        .route("/callback", get(callback))
+        .route("/logout", get(logout_page).post(logout))
+        .route("/api/me", get(me))
 }
 
-pub async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Result<Response, PageError> {
-    let random = |_| AppError::Internal("the system random generator failed".to_owned());
-    let nonce = crate::random::token().map_err(random)?;
-    let code_verifier = crate::random::token().map_err(random)?;
-    let code_challenge = URL_SAFE_NO_PAD.encode(digest(&SHA256, code_verifier.as_bytes()));
-    let sign_in = SignInState {
-        return_to: safe_return_path(query.return_to.as_deref()),
-        expires_at: access_token::now() + SIGN_IN_STATE_TTL.as_secs(),
-        nonce,
-        code_verifier,
-    };
-    let set_cookies = state
-        .sessions
-        .store_sign_in_state(&sign_in)
-        .map_err(|error| AppError::Internal(format!("cannot seal the sign-in state: {error}")))?;
-
-    let screen_hint = query.screen_hint.as_deref().filter(|hint| matches!(*hint, "sign-in" | "sign-up"));
-    let url = state.workos.authorization_url(&AuthorizeParams {
-        redirect_uri: state.config.workos.redirect_uri.as_str(),
-        state: &sign_in.nonce,
-        code_challenge: &code_challenge,
-        organization_id: query.organization_id.as_deref().filter(|id| !id.trim().is_empty()),
-        login_hint: query.login_hint.as_deref().filter(|hint| !hint.trim().is_empty()),
-        screen_hint,
-    });
-
-    let mut response = Redirect::to(url.as_str()).into_response();
-    *response.status_mut() = StatusCode::FOUND;
-    for value in set_cookies {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-    Ok(response)
+/// `GET /login`: binds a sign-in to this browser and sends it to the identity provider.
+async fn login(State(state): State<AppState>, Query(request): Query<SignInRequest>) -> Result<Response, AppError> {
+    let start = state.sessions.begin_sign_in(&request)?;
+    Ok(found(start.authorization_url.as_str(), start.set_cookies))
 }
 
-/// `return_to` accepted only as a path on this site; anything else (other hosts, `//host`, `/\\host`, schemes,
-/// dot segments, control characters, or encoded forms of those) falls back to `/`.
-pub fn safe_return_path(raw: Option<&str>) -> String {
-    const HOME: &str = "/";
-    let Some(raw) = raw else { return HOME.to_owned() };
-    // Decode repeatedly so `%2F%2Fevil` and `%252F%252Fevil` are judged by what they become.
-    let mut decoded = raw.to_owned();
-    for _ in 0..3 {
-        let next = percent_decode(&decoded);
-        if next == decoded {
-            break;
-        }
-        decoded = next;
-    }
-    // `/..//evil` normalises to `//evil`: no legitimate return path needs dot segments, so refuse them outright.
-    let has_dot_segment = |path: &str| {
-        let path = path.split(['?', '#']).next().unwrap_or_default();
-        path.split('/').any(|segment| segment == "." || segment == "..")
-    };
-    let unsafe_path = |path: &str| {
-        !path.starts_with('/')
-            || path.starts_with("//")
-            || path.contains('\\')
-            || path.chars().any(|c| c.is_control() || c.is_whitespace())
-            || has_dot_segment(path)
-    };
-    if unsafe_path(raw) || unsafe_path(&decoded) {
-        return HOME.to_owned();
-    }
-    // Final check by the same parser browsers use: resolved against a placeholder origin, it must stay there, and
-    // what it resolved to must pass the same checks.
-    let Ok(base) = url::Url::parse("http://authbridge.invalid/") else { return HOME.to_owned() };
-    match base.join(raw) {
-        Ok(url) if url.origin() == base.origin() => {
-            let mut path = url.path().to_owned();
-            if let Some(query) = url.query() {
-                path.push('?');
-                path.push_str(query);
-            }
-            if unsafe_path(&path) { HOME.to_owned() } else { path }
-        }
-        _ => HOME.to_owned(),
-    }
-}
-
-fn percent_decode(input: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", input.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, value)| value.into_owned())
-        .unwrap_or_default()
-}
-
-#[derive(Deserialize)]
-pub struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
-}
-
-pub async fn callback(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<CallbackQuery>,
-) -> Response {
+/// `GET /callback`: where the identity provider sends the browser back with a code (or an error).
+async fn callback(State(state): State<AppState>, headers: HeaderMap, Query(callback): Query<Callback>) -> Response {
     // Whatever happens next, the sign-in state is spent: clear it on every answer.
     let clear_state = state.sessions.clear_sign_in_state(&headers);
-    let mut response = match complete_sign_in(&state, &headers, query).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+    let mut response = match state.sessions.finish_sign_in(&headers, callback).await {
+        Ok(signed_in) => found(&signed_in.return_to, signed_in.set_cookies),
+        Err(error) => AppError::from(error).into_response(),
     };
-    for value in clear_state {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    append_cookies(&mut response, clear_state);
     response
-}
-
-async fn complete_sign_in(state: &AppState, headers: &HeaderMap, query: CallbackQuery) -> Result<Response, PageError> {
-    // The state comes first, even for errors: only a redirect that answers this browser's own sign-in may put
-    // WorkOS's words on our page (anyone can craft a `/callback?error=…` link).
-    let sign_in = state.sessions.sign_in_state(headers).ok_or(AppError::SignInExpired)?;
-    let returned_state = query.state.unwrap_or_default();
-    if verify_slices_are_equal(returned_state.as_bytes(), sign_in.nonce.as_bytes()).is_err() {
-        return Err(AppError::SignInExpired.into());
-    }
-    if let Some(error) = query.error {
-        tracing::info!(error = %error, "WorkOS returned a sign-in error");
-        let detail = query.error_description.unwrap_or_else(|| error.replace('_', " "));
-        return Err(AppError::BadRequest(format!("Sign-in was not completed: {detail}")).into());
-    }
-    let code = query
-        .code
-        .filter(|code| !code.is_empty())
-        .ok_or_else(|| AppError::BadRequest("WorkOS sent no sign-in code.".to_owned()))?;
-
-    let auth = state.workos.authenticate_with_code(&code, &sign_in.code_verifier).await.map_err(code_exchange_error)?;
-    let claims = state.sessions.verifier().verify(&auth.access_token, TokenSource::Trusted).await.map_err(|error| {
-        tracing::error!(%error, "WorkOS issued an access token that does not verify");
-        match error {
-            access_token::VerifyError::KeysUnavailable(error) => {
-                AppError::WorkosUnavailable { retry_after: error.retry_after() }
-            }
-            _ => AppError::WorkosFailed,
-        }
-    })?;
-    if claims.sub != auth.user.id {
-        tracing::error!("WorkOS access token subject does not match the signed-in user");
-        return Err(AppError::WorkosFailed.into());
-    }
-
-    let session = Session::from_auth(&auth);
-    let set_cookies = state
-        .sessions
-        .store(&session, headers)
-        .map_err(|error| AppError::Internal(format!("cannot store the session: {error}")))?;
-    tracing::info!(user_id = %session.user.id, "signed in");
-    let mut response = Redirect::to(&sign_in.return_to).into_response();
-    *response.status_mut() = StatusCode::FOUND;
-    for value in set_cookies {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-    Ok(response)
-}
-
-fn code_exchange_error(error: WorkosError) -> PageError {
-    tracing::warn!(%error, "WorkOS code exchange failed");
-    let error = match error {
-        WorkosError::InvalidGrant { .. } => AppError::SignInFailed(
-            "This sign-in code has expired or was already used. Please sign in again.".to_owned(),
-        ),
-        // WorkOS refusing *our* credentials (a wrong API key or client id) is a server problem, not the user's.
-        WorkosError::Rejected { status: 401 | 403, .. } => AppError::WorkosFailed,
-        WorkosError::Rejected { message, .. } => {
-            AppError::SignInFailed(format!("WorkOS did not accept this sign-in: {message}"))
-        }
-        WorkosError::Timeout | WorkosError::Connect => AppError::WorkosUnavailable { retry_after: error.retry_after() },
-        WorkosError::RateLimited { .. } => AppError::WorkosUnavailable { retry_after: error.retry_after() },
-        WorkosError::Unavailable { .. } | WorkosError::Malformed(_) => AppError::WorkosFailed,
-    };
-    PageError(error)
 }
 
 /// `GET /logout`: a confirmation page, because signing out must be a POST (a link or an `<img>` on another site
 /// must not be able to sign anyone out).
-pub async fn logout_page(State(state): State<AppState>, user: MaybeUser) -> Response {
-    let (email, csrf_token) = match &user.0 {
+async fn logout_page(State(state): State<AppState>, MaybeUser(user): MaybeUser) -> Response {
+    let (email, csrf_token) = match &user {
         Some(user) => (
-            Some(user.identity.email.clone().unwrap_or_else(|| user.id().to_owned())),
+            Some(user.user.email.clone().unwrap_or_else(|| user.id().to_owned())),
             state.csrf.token(user.csrf_binding()),
         ),
         None => (None, String::new()),
@@ -220,50 +57,39 @@ pub async fn logout_page(State(state): State<AppState>, user: MaybeUser) -> Resp
     render(StatusCode::OK, &LogoutPage { email, csrf_token })
 }
 
-/// `POST /logout`: clears the session cookie and ends the WorkOS session too, so the next sign-in asks again.
+/// `POST /logout`: clears the session cookie and ends the provider's session too, so the next sign-in asks again.
 ///
-/// The session is opened without verifying or refreshing its tokens: signing out must work when the access token
-/// has long expired or WorkOS is down. The CSRF check still needs a session to tie the token to.
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap, request: axum::extract::Request) -> Response {
+/// The session is opened without checking or refreshing its tokens: signing out must work when the access token
+/// has long expired or the provider is down. The CSRF check still needs a session to tie the token to.
+async fn logout(State(state): State<AppState>, headers: HeaderMap, request: axum::extract::Request) -> Response {
     let Some((session, _)) = state.sessions.open(&headers) else {
-        let mut response = Redirect::to("/").into_response();
-        *response.status_mut() = StatusCode::FOUND;
-        for value in state.sessions.clear(&headers) {
-            response.headers_mut().append(header::SET_COOKIE, value);
-        }
-        return response;
+        return found("/", state.sessions.clear(&headers));
     };
-    // The WorkOS session id, read from the sealed (hence trusted) token; signature checks would need WorkOS.
-    let session_id = jsonwebtoken::dangerous::insecure_decode_claims::<UnverifiedSid>(&session.access_token)
-        .ok()
-        .and_then(|claims| claims.sid);
-
-    let binding = session_id.clone().unwrap_or_else(|| session.user.id.clone());
-    if let Err(error) = checked_form(request, &state, &binding).await {
-        return PageError(error).into_response();
+    if let Err(error) = checked_form(request, &state, session.csrf_binding()).await {
+        return error.into_response();
     }
+    let sign_out = state.sessions.sign_out(&session, &headers, &state.config.server.app_url);
+    found(&sign_out.destination, sign_out.set_cookies)
+}
 
-    let destination = match &session_id {
-        Some(sid) => state.workos.logout_url(sid, &state.config.server.app_url).to_string(),
-        None => "/".to_owned(),
-    };
-    tracing::info!(user_id = %session.user.id, "signed out");
-    let mut response = Redirect::to(&destination).into_response();
+/// A 302 to `location` carrying `set_cookies` (the status RFC 6749's examples use for these redirects; browsers
+/// follow it with a GET).
+fn found(location: &str, set_cookies: Vec<HeaderValue>) -> Response {
+    let mut response = Redirect::to(location).into_response();
     *response.status_mut() = StatusCode::FOUND;
-    for value in state.sessions.clear(&headers) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    append_cookies(&mut response, set_cookies);
     response
 }
 
-#[derive(Deserialize)]
-struct UnverifiedSid {
-    sid: Option<String>,
+fn append_cookies(response: &mut Response, set_cookies: Vec<HeaderValue>) {
+    for value in set_cookies {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
 }
 
 /// `GET /api/me`: who the API thinks you are.
 #[derive(Serialize)]
-pub struct Me {
+struct Me {
     id: String,
     email: Option<String>,
     first_name: Option<String>,
@@ -272,12 +98,12 @@ pub struct Me {
     impersonator: Option<Impersonator>,
 }
 
-pub async fn me(user: CurrentUser) -> Json<Me> {
+async fn me(user: CurrentUser) -> Json<Me> {
     Json(Me {
-        id: user.identity.id,
-        email: user.identity.email,
-        first_name: user.first_name,
-        last_name: user.last_name,
+        id: user.user.id,
+        email: user.user.email,
+        first_name: user.user.first_name,
+        last_name: user.user.last_name,
         organization_id: user.organization_id,
         impersonator: user.impersonator,
     })

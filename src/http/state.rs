@@ -8,9 +8,10 @@ use axum::http::HeaderValue;
 use crate::config::Config;
 use crate::insforge::client::{InsforgeClient, InsforgeError};
 use crate::session::SessionManager;
-use crate::session::refresh::Refresher;
+use crate::session::provider::IdentityProvider;
 use crate::session::seal::SealError;
-use crate::workos::{AccessTokenVerifier, WorkosClient, WorkosError};
+use crate::session::workos::WorkosProvider;
+use crate::workos::{WorkosClient, WorkosError};
 
 use super::csrf::CsrfKeys;
 use super::health::Readiness;
@@ -22,7 +23,6 @@ pub struct AppState {
     pub origin: Arc<str>,
     /// The Content-Security-Policy header, built once.
     pub content_security_policy: HeaderValue,
-    pub workos: WorkosClient,
     pub sessions: Arc<SessionManager>,
     pub csrf: Arc<CsrfKeys>,
     pub insforge: InsforgeClient,
@@ -44,17 +44,21 @@ pub enum StateError {
 impl AppState {
     pub fn new(config: Config) -> Result<Self, StateError> {
         let workos = WorkosClient::new(&config.workos)?;
-        let verifier = Arc::new(AccessTokenVerifier::new(workos.clone()));
-        let sessions = SessionManager::new(&config.session, verifier, Refresher::new(workos.clone()))?;
-        let insforge = InsforgeClient::new(&config.insforge)?;
-        // No script at all, styles only from the app, and form submissions only to the app and to WorkOS: sign-out
-        // posts here and is redirected there, and browsers apply `form-action` to redirects.
-        let workos_origin = config.workos.api_base_url.origin().ascii_serialization();
+        let provider = IdentityProvider::Workos(WorkosProvider::new(
+            workos,
+            &config.workos.redirect_uri,
+            &config.workos.api_base_url,
+        ));
+        // No script at all, styles only from the app, and form submissions only to the app and to the identity
+        // provider: sign-out posts here and is redirected there, and browsers apply `form-action` to redirects.
+        let provider_origin = provider.origin();
         let content_security_policy = HeaderValue::from_str(&format!(
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' {workos_origin}; \
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' {provider_origin}; \
              frame-ancestors 'none'; base-uri 'none'"
         ))
         .map_err(|_| StateError::Policy)?;
+        let sessions = SessionManager::new(&config.session, provider)?;
+        let insforge = InsforgeClient::new(&config.insforge)?;
         Ok(Self {
             origin: config.server.origin().into(),
             content_security_policy,
@@ -62,7 +66,6 @@ impl AppState {
             readiness: Arc::new(Readiness::default()),
             sessions: Arc::new(sessions),
             config: Arc::new(config),
-            workos,
             insforge,
         })
     }

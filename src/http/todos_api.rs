@@ -1,23 +1,21 @@
 //! The JSON API for todos: `/api/todos` and `/api/todos/{id}`.
 //!
-//! Authenticated by the session cookie or `Authorization: Bearer <WorkOS access token>` ([`CurrentUser`]). Every
+//! Authenticated by the session cookie or `Authorization: Bearer <access token>` ([`CurrentUser`]). Every
 //! call goes to InsForge with a token minted for this user, so RLS decides what exists: another user's todo is
 //! simply not found (404), exactly like a todo that never existed.
 
 use axum::Router;
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::todo::{Page, Title, Todo, TodoPatch};
 
 use super::AppState;
-use super::error::{ApiError, AppError};
-use super::extractors::{ApiJson, CurrentUser};
+use super::error::AppError;
+use super::extractors::{ApiJson, ApiQuery, CurrentUser, TodoId};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -42,9 +40,9 @@ async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AppError> {
     let page = Page::new(query.limit, query.offset);
-    let todos = state.insforge.list_todos(&user.identity, page).await?;
+    let todos = state.insforge.list_todos(&user.identity(), page).await?;
     Ok(axum::Json(TodoList { todos, limit: page.limit(), offset: page.offset() }).into_response())
 }
 
@@ -59,16 +57,16 @@ async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(body): ApiJson<CreateTodo>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AppError> {
     let title = Title::parse(body.title.as_deref().unwrap_or_default())?;
-    let todo = state.insforge.create_todo(&user.identity, &title).await?;
+    let todo = state.insforge.create_todo(&user.identity(), &title).await?;
     let location = HeaderValue::from_str(&format!("/api/todos/{}", todo.id))
         .map_err(|_| AppError::Internal("a todo id is not a valid header value".to_owned()))?;
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(todo)).into_response())
 }
 
-async fn show(State(state): State<AppState>, user: CurrentUser, TodoId(id): TodoId) -> Result<Response, ApiError> {
-    let todo = state.insforge.get_todo(&user.identity, id).await?;
+async fn show(State(state): State<AppState>, user: CurrentUser, TodoId(id): TodoId) -> Result<Response, AppError> {
+    let todo = state.insforge.get_todo(&user.identity(), id).await?;
     Ok(axum::Json(todo).into_response())
 }
 
@@ -84,42 +82,17 @@ async fn update(
     user: CurrentUser,
     TodoId(id): TodoId,
     ApiJson(body): ApiJson<UpdateTodo>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AppError> {
     if body.title.is_none() && body.is_complete.is_none() {
-        return Err(AppError::Unprocessable("Send a new \"title\", \"is_complete\", or both.".to_owned()).into());
+        return Err(AppError::Unprocessable("Send a new \"title\", \"is_complete\", or both.".to_owned()));
     }
     let patch =
         TodoPatch { title: body.title.as_deref().map(Title::parse).transpose()?, is_complete: body.is_complete };
-    let todo = state.insforge.update_todo(&user.identity, id, &patch).await?;
+    let todo = state.insforge.update_todo(&user.identity(), id, &patch).await?;
     Ok(axum::Json(todo).into_response())
 }
 
-async fn remove(State(state): State<AppState>, user: CurrentUser, TodoId(id): TodoId) -> Result<StatusCode, ApiError> {
-    state.insforge.delete_todo(&user.identity, id).await?;
+async fn remove(State(state): State<AppState>, user: CurrentUser, TodoId(id): TodoId) -> Result<StatusCode, AppError> {
+    state.insforge.delete_todo(&user.identity(), id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// The `{id}` of a todo route, refused with 400 when it is not a UUID (before anything reaches InsForge).
-pub struct TodoId(pub Uuid);
-
-impl FromRequestParts<AppState> for TodoId {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| AppError::InvalidId)?;
-        Uuid::parse_str(&raw).map(TodoId).map_err(|_| ApiError(AppError::InvalidId))
-    }
-}
-
-/// Query parameters whose parse errors answer in the API's JSON error shape.
-pub struct ApiQuery<T>(pub T);
-
-impl<T: serde::de::DeserializeOwned> FromRequestParts<AppState> for ApiQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
-        serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
-            .map(ApiQuery)
-            .map_err(|error| ApiError(AppError::BadRequest(format!("Invalid query parameters: {error}."))))
-    }
 }

@@ -6,7 +6,7 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -16,8 +16,8 @@ use uuid::Uuid;
 use crate::todo::{Page, Title, Todo, TodoPatch};
 
 use super::AppState;
-use super::error::{AppError, PageError};
-use super::extractors::{CsrfForm, CurrentUser, MaybeUser};
+use super::error::{AppError, shown_in_page};
+use super::extractors::{CsrfForm, CurrentUser, MaybeUser, TodoId};
 use super::pages::render;
 
 /// Todos per page on `/`.
@@ -64,12 +64,13 @@ struct TodoView {
     rename_error: Option<String>,
 }
 
-/// What to show again after a failed form: the message, and the text the user typed where they typed it.
+/// What to show again after a failed form: what went wrong, and the text the user typed where they typed it.
 #[derive(Default)]
 struct Retry {
-    error: Option<String>,
+    error: Option<AppError>,
     new_title: String,
-    rename: Option<(Uuid, String, String)>,
+    /// The todo whose rename failed, with the text typed for it.
+    rename: Option<(Uuid, String)>,
 }
 
 #[derive(Deserialize)]
@@ -82,48 +83,40 @@ async fn home(State(state): State<AppState>, MaybeUser(user): MaybeUser, uri: Ur
     // A malformed `?offset=` is not worth an error page: show the first page.
     let query: Option<HomeQuery> = uri.query().and_then(|q| serde_urlencoded::from_str(q).ok());
     let offset = query.and_then(|q| q.offset).unwrap_or(0);
-    home_page(&state, &user, offset, StatusCode::OK, Retry::default()).await
+    home_page(&state, &user, offset, Retry::default()).await
 }
 
-/// Renders the todo list. When listing fails the page still renders, with the error in place of the list.
-async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, status: StatusCode, retry: Retry) -> Response {
+/// Renders the todo list, with the failure of the form that led here (if any) shown on the page and answered with
+/// its status. When listing fails the page still renders, with the error in place of the list.
+async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Retry) -> Response {
     // One more than a page, to know whether an "Older" link is needed.
     let page = Page::new(Some(PAGE_SIZE + 1), Some(offset));
-    let (mut todos, mut error, mut status) = match state.insforge.list_todos(&user.identity, page).await {
-        Ok(todos) => (todos, retry.error, status),
-        Err(failure) => {
-            let failure = AppError::from(failure);
-            let status = failure.status();
-            (Vec::new(), Some(retry.error.unwrap_or_else(|| failure.public_message())), status)
-        }
+    let (mut todos, failure) = match state.insforge.list_todos(&user.identity(), page).await {
+        Ok(todos) => (todos, retry.error),
+        // The form's own failure, when there was one, is what the user needs to read first.
+        Err(listing) => (Vec::new(), Some(retry.error.unwrap_or_else(|| AppError::from(listing)))),
     };
+    let status = failure.as_ref().map_or(StatusCode::OK, AppError::status);
+    let mut error = failure.as_ref().map(AppError::public_message);
     let has_older = todos.len() > PAGE_SIZE as usize;
     todos.truncate(PAGE_SIZE as usize);
 
     let todos: Vec<TodoView> = todos
         .into_iter()
         .map(|todo: Todo| {
+            // A rename error goes next to its todo; for a todo not on this page it stays at the top.
             let (rename_value, rename_error) = match &retry.rename {
-                Some((id, typed, message)) if *id == todo.id => (typed.clone(), Some(message.clone())),
+                Some((id, typed)) if *id == todo.id => (typed.clone(), error.take()),
                 _ => (todo.title.clone(), None),
             };
             TodoView { id: todo.id, title: todo.title, is_complete: todo.is_complete, rename_value, rename_error }
         })
         .collect();
-    // A rename error for a todo no longer on the page still needs to be seen.
-    if let Some((id, _, message)) = &retry.rename
-        && !todos.iter().any(|todo| todo.id == *id)
-    {
-        error.get_or_insert_with(|| message.clone());
-        if status.is_success() {
-            status = StatusCode::NOT_FOUND;
-        }
-    }
 
     let page = Home {
         user: UserView {
-            name: user.display_name(),
-            email: user.identity.email.clone().unwrap_or_default(),
+            name: user.user.display_name(),
+            email: user.user.email.clone().unwrap_or_default(),
             organization: user.organization_id.clone(),
             impersonator: user.impersonator.as_ref().map(|i| i.email.clone()),
         },
@@ -135,7 +128,11 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, status: St
         newer_offset: (offset > 0).then(|| offset.saturating_sub(PAGE_SIZE)),
         older_offset: has_older.then(|| offset + PAGE_SIZE),
     };
-    render(status, &page)
+    let response = render(status, &page);
+    match failure {
+        Some(failure) => shown_in_page(response, failure),
+        None => response,
+    }
 }
 
 fn see_home() -> Response {
@@ -150,15 +147,12 @@ struct TitleForm {
 
 async fn create(State(state): State<AppState>, user: CurrentUser, CsrfForm(form): CsrfForm<TitleForm>) -> Response {
     let outcome = match Title::parse(&form.title) {
-        Ok(title) => state.insforge.create_todo(&user.identity, &title).await.map_err(AppError::from),
+        Ok(title) => state.insforge.create_todo(&user.identity(), &title).await.map_err(AppError::from),
         Err(invalid) => Err(AppError::from(invalid)),
     };
     match outcome {
         Ok(_) => see_home(),
-        Err(error) => {
-            let retry = Retry { error: Some(error.public_message()), new_title: form.title, rename: None };
-            home_page(&state, &user, 0, error.status(), retry).await
-        }
+        Err(error) => home_page(&state, &user, 0, Retry { error: Some(error), new_title: form.title, rename: None }).await,
     }
 }
 
@@ -170,36 +164,34 @@ struct ToggleForm {
 async fn toggle(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    TodoId(id): TodoId,
     CsrfForm(form): CsrfForm<ToggleForm>,
-) -> Result<Response, PageError> {
-    let id = parse_id(&id)?;
+) -> Response {
     let patch = TodoPatch { title: None, is_complete: Some(form.is_complete) };
-    match state.insforge.update_todo(&user.identity, id, &patch).await {
-        Ok(_) => Ok(see_home()),
-        Err(error) => Ok(failed(&state, &user, error.into()).await),
+    match state.insforge.update_todo(&user.identity(), id, &patch).await {
+        Ok(_) => see_home(),
+        Err(error) => failed(&state, &user, error.into()).await,
     }
 }
 
 async fn rename(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    TodoId(id): TodoId,
     CsrfForm(form): CsrfForm<TitleForm>,
-) -> Result<Response, PageError> {
-    let id = parse_id(&id)?;
+) -> Response {
     let outcome = match Title::parse(&form.title) {
         Ok(title) => {
             let patch = TodoPatch { title: Some(title), is_complete: None };
-            state.insforge.update_todo(&user.identity, id, &patch).await.map_err(AppError::from)
+            state.insforge.update_todo(&user.identity(), id, &patch).await.map_err(AppError::from)
         }
         Err(invalid) => Err(AppError::from(invalid)),
     };
     match outcome {
-        Ok(_) => Ok(see_home()),
+        Ok(_) => see_home(),
         Err(error) => {
-            let retry = Retry { rename: Some((id, form.title, error.public_message())), ..Retry::default() };
-            Ok(home_page(&state, &user, 0, error.status(), retry).await)
+            let retry = Retry { error: Some(error), rename: Some((id, form.title)), ..Retry::default() };
+            home_page(&state, &user, 0, retry).await
         }
     }
 }
@@ -210,22 +202,16 @@ struct EmptyForm {}
 async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    TodoId(id): TodoId,
     CsrfForm(_): CsrfForm<EmptyForm>,
-) -> Result<Response, PageError> {
-    let id = parse_id(&id)?;
-    match state.insforge.delete_todo(&user.identity, id).await {
-        Ok(()) => Ok(see_home()),
-        Err(error) => Ok(failed(&state, &user, error.into()).await),
+) -> Response {
+    match state.insforge.delete_todo(&user.identity(), id).await {
+        Ok(()) => see_home(),
+        Err(error) => failed(&state, &user, error.into()).await,
     }
 }
 
 /// The list again, with what went wrong and the matching status.
 async fn failed(state: &AppState, user: &CurrentUser, error: AppError) -> Response {
-    let retry = Retry { error: Some(error.public_message()), ..Retry::default() };
-    home_page(state, user, 0, error.status(), retry).await
-}
-
-fn parse_id(raw: &str) -> Result<Uuid, PageError> {
-    Uuid::parse_str(raw).map_err(|_| PageError(AppError::InvalidId))
+    home_page(state, user, 0, Retry { error: Some(error), ..Retry::default() }).await
 }

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::config::InsforgeConfig;
 use crate::identity::UserIdentity;
 use crate::insforge::minter::{MintError, TokenMinter};
+use crate::outbound::{self, Failure};
 use crate::todo::{Page, Title, Todo, TodoPatch};
 
 /// The records table the todo feature lives in.
@@ -97,21 +98,17 @@ struct NewTodo<'a> {
 impl InsforgeClient {
     pub fn new(config: &InsforgeConfig) -> Result<Self, InsforgeError> {
         let minter = TokenMinter::new(config)?;
-        let http = crate::outbound::client(config.connect_timeout, config.request_timeout)
+        let http = outbound::client(config.connect_timeout, config.request_timeout)
             .map_err(|e| InsforgeError::HttpClient(e.to_string()))?;
+        let api_url = |segments: &[&str]| outbound::endpoint(&config.url, segments).ok_or(InsforgeError::BaseUrl);
         Ok(InsforgeClient {
             inner: Arc::new(Inner {
                 http,
-                todos_url: api_url(&config.url, &["api", "database", "records", TODOS_TABLE])?,
-                health_url: api_url(&config.url, &["api", "health"])?,
+                todos_url: api_url(&["api", "database", "records", TODOS_TABLE])?,
+                health_url: api_url(&["api", "health"])?,
                 minter,
             }),
         })
-    }
-
-    /// The minter this client signs with, for callers that need a token themselves (e.g. the demo's curl line).
-    pub fn minter(&self) -> &TokenMinter {
-        &self.inner.minter
     }
 
     /// The user's todos, newest first.
@@ -226,15 +223,6 @@ where
     }
 }
 
-fn api_url(base: &Url, segments: &[&str]) -> Result<Url, InsforgeError> {
-    let mut url = base.clone();
-    url.set_query(None);
-    url.set_fragment(None);
-    // Appending segments (instead of `Url::join`) keeps a path prefix such as `https://host/insforge`.
-    url.path_segments_mut().map_err(|()| InsforgeError::BaseUrl)?.pop_if_empty().extend(segments);
-    Ok(url)
-}
-
 /// A PostgREST equality filter on a UUID. The value is then percent-encoded by the query serializer.
 fn eq(id: Uuid) -> String {
     format!("eq.{id}")
@@ -260,16 +248,21 @@ async fn first_row(response: Response, token: &str) -> Result<Todo, InsforgeErro
 }
 
 fn transport_error(error: reqwest::Error) -> InsforgeError {
-    // reqwest's message names the URL (path and query: table, filters) but never the headers, so no token.
-    if error.is_timeout() {
-        tracing::warn!(error = %error, "InsForge request timed out");
-        InsforgeError::Timeout
-    } else if error.is_connect() {
-        tracing::warn!(error = %error, "could not connect to InsForge");
-        InsforgeError::Connect
-    } else {
-        tracing::warn!(error = %error, "InsForge request failed");
-        InsforgeError::Transport
+    // The message, without the URL (filters are user data), goes to the log; the kind decides the answer.
+    let message = outbound::message_without_url(&error);
+    match Failure::of(&error) {
+        Failure::Timeout => {
+            tracing::warn!(error = %message, "InsForge request timed out");
+            InsforgeError::Timeout
+        }
+        Failure::Connect => {
+            tracing::warn!(error = %message, "could not connect to InsForge");
+            InsforgeError::Connect
+        }
+        Failure::Decode | Failure::Broken => {
+            tracing::warn!(error = %message, "InsForge request failed");
+            InsforgeError::Transport
+        }
     }
 }
 
@@ -392,12 +385,12 @@ mod tests {
     fn api_paths_keep_a_base_path_prefix() {
         let base = Url::parse("https://example.com/insforge").expect("url");
         assert_eq!(
-            api_url(&base, &["api", "health"]).expect("url").as_str(),
+            outbound::endpoint(&base, &["api", "health"]).expect("url").as_str(),
             "https://example.com/insforge/api/health"
         );
         let base = Url::parse("https://example.com/").expect("url");
         assert_eq!(
-            api_url(&base, &["api", "database", "records", "todos"]).expect("url").as_str(),
+            outbound::endpoint(&base, &["api", "database", "records", "todos"]).expect("url").as_str(),
             "https://example.com/api/database/records/todos"
         );
     }

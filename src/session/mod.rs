@@ -1,14 +1,21 @@
-//! The browser session: WorkOS tokens in a sealed cookie, verified on every request, refreshed before they expire.
+//! The browser session: the provider's tokens in a sealed cookie, checked on every request, refreshed before
+//! they expire.
 //!
 //! [`SessionManager::resolve`] turns a request's cookies into "signed in as …", "signed out" or "can't tell right
-//! now (WorkOS unavailable)", together with what the response must do to the cookie (nothing, store a refreshed or
-//! resealed session, or clear a dead one). The HTTP layer calls it lazily, only for routes that ask who the user is.
+//! now (the provider is unavailable)", together with what the response must do to the cookie (nothing, store a
+//! refreshed or resealed session, or clear a dead one). The HTTP layer calls it lazily, only for routes that ask
+//! who the user is. Signing in and out are steps of the session too (`sign_in`), so handlers only translate HTTP.
 //!
-//! Submodules: `seal` (encryption), `cookies` (chunking within browser limits), `refresh` (single-flight refresh).
+//! Submodules: `seal` (encryption), `cookies` (chunking within browser limits), `refresh` (single-flight
+//! refresh), `sign_in` (PKCE, state, callback, sign-out), `provider` (the identity-provider interface) and one
+//! module per provider (`workos`).
 
 pub mod cookies;
+pub mod provider;
 pub mod refresh;
 pub mod seal;
+pub mod sign_in;
+pub mod workos;
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,12 +25,12 @@ use axum::http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use crate::config::SessionConfig;
-use crate::identity::UserIdentity;
-use crate::workos::access_token::{self, AccessClaims, AccessTokenVerifier, TokenSource, VerifyError};
-use crate::workos::{AuthResponse, Impersonator, WorkosError};
+use crate::identity::{Impersonator, UserIdentity, UserProfile};
 use cookies::{CookieSpec, CookieTooLarge};
+use provider::{CheckError, IdentityProvider, ProviderError};
 use refresh::Refresher;
 use seal::{Purpose, SealError, Sealer};
+pub use sign_in::{SIGN_IN_STATE_TTL, SignInState};
 
 pub const SESSION_COOKIE: &str = "wos-session";
 pub const SIGN_IN_STATE_COOKIE: &str = "wos-auth-state";
@@ -31,27 +38,21 @@ pub const SIGN_IN_STATE_COOKIE: &str = "wos-auth-state";
 /// with `Path=/` and no `Domain`: a sibling subdomain cannot plant a session of its own choosing.
 const SECURE_SESSION_COOKIE: &str = "__Host-wos-session";
 const SECURE_SIGN_IN_STATE_COOKIE: &str = "__Host-wos-auth-state";
-/// Browsers cap cookie lifetimes at 400 days; the WorkOS session (refresh token) is what really ends a session.
+/// Browsers cap cookie lifetimes at 400 days; the provider's session (refresh token) is what really ends a session.
 const SESSION_MAX_AGE: Duration = Duration::from_secs(400 * 24 * 3600);
-/// How long a sign-in may take between `/login` and `/callback`.
-pub const SIGN_IN_STATE_TTL: Duration = Duration::from_secs(10 * 60);
 
 /// What the session cookie holds, and nothing more.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
     pub access_token: String,
     pub refresh_token: String,
-    pub user: SessionUser,
+    pub user: UserProfile,
     pub organization_id: Option<String>,
     pub impersonator: Option<Impersonator>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SessionUser {
-    pub id: String,
-    pub email: String,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
+    /// The provider's session id (WorkOS `sid`), stable across refreshes: sign-out and CSRF tokens are tied to it.
+    /// Absent from cookies sealed before it was kept; [`SessionManager::resolve`] fills it in.
+    #[serde(default)]
+    pub session_id: Option<String>,
 }
 
 impl fmt::Debug for Session {
@@ -64,50 +65,48 @@ impl fmt::Debug for Session {
 }
 
 impl Session {
-    pub fn from_auth(auth: &AuthResponse) -> Self {
-        Self {
-            access_token: auth.access_token.clone(),
-            refresh_token: auth.refresh_token.clone(),
-            user: SessionUser {
-                id: auth.user.id.clone(),
-                email: auth.user.email.clone(),
-                first_name: auth.user.first_name.clone(),
-                last_name: auth.user.last_name.clone(),
-            },
-            organization_id: auth.organization_id.clone(),
-            impersonator: auth.impersonator.clone(),
-        }
+    pub fn identity(&self) -> UserIdentity {
+        self.user.identity()
     }
 
-    pub fn identity(&self) -> UserIdentity {
-        UserIdentity::new(&self.user.id, Some(self.user.email.clone()))
+    /// What CSRF tokens are bound to: the provider's session, or the user when the provider names no session.
+    pub fn csrf_binding(&self) -> &str {
+        self.session_id.as_deref().unwrap_or(&self.user.id)
+    }
+
+    fn principal(&self) -> Principal {
+        Principal {
+            user: self.user.clone(),
+            organization_id: self.organization_id.clone(),
+            impersonator: self.impersonator.clone(),
+            session_id: self.session_id.clone(),
+        }
     }
 }
 
-/// What `/login` keeps in the browser until `/callback`: it binds the WorkOS redirect to this browser.
-#[derive(Serialize, Deserialize)]
-pub struct SignInState {
-    /// Echoed by WorkOS as `state`; must match, so a code cannot be injected from another browser's sign-in.
-    pub nonce: String,
-    pub code_verifier: String,
-    pub return_to: String,
-    /// Unix seconds. The cookie's Max-Age is not trusted alone: a cookie can be replayed after it is "expired".
-    pub expires_at: u64,
+/// Who a request is from, whichever way they proved it (session cookie or bearer token).
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: UserProfile,
+    pub organization_id: Option<String>,
+    pub impersonator: Option<Impersonator>,
+    pub session_id: Option<String>,
+}
+
+impl Principal {
+    /// What CSRF tokens are bound to; the same rule as [`Session::csrf_binding`].
+    pub fn csrf_binding(&self) -> &str {
+        self.session_id.as_deref().unwrap_or(&self.user.id)
+    }
 }
 
 /// Who the request is from, as far as the session cookie says.
 pub enum Outcome {
-    SignedIn(Box<SignedIn>),
+    SignedIn(Box<Principal>),
     SignedOut,
-    /// WorkOS could not be reached to refresh an expired token: the user is probably fine, just not right now.
-    Unavailable {
-        retry_after: Duration,
-    },
-}
-
-pub struct SignedIn {
-    pub session: Session,
-    pub claims: AccessClaims,
+    /// The provider could not be reached to check or refresh the tokens: the user is probably fine, just not
+    /// right now.
+    Unavailable { retry_after: Duration },
 }
 
 /// What the response must do with the session cookie.
@@ -126,6 +125,16 @@ impl Resolution {
     fn signed_out(cookie: CookieChange) -> Self {
         Self { outcome: Outcome::SignedOut, cookie }
     }
+
+    fn unavailable(retry_after: Duration) -> Self {
+        Self { outcome: Outcome::Unavailable { retry_after }, cookie: CookieChange::Keep }
+    }
+
+    fn signed_in(session: Session, store: bool) -> Self {
+        let outcome = Outcome::SignedIn(Box::new(session.principal()));
+        let cookie = if store { CookieChange::Store(Box::new(session)) } else { CookieChange::Keep };
+        Self { outcome, cookie }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,16 +149,13 @@ pub struct SessionManager {
     sealer: Sealer,
     session_cookie: CookieSpec,
     state_cookie: CookieSpec,
-    verifier: Arc<AccessTokenVerifier>,
+    provider: Arc<IdentityProvider>,
     refresher: Refresher,
 }
 
 impl SessionManager {
-    pub fn new(
-        config: &SessionConfig,
-        verifier: Arc<AccessTokenVerifier>,
-        refresher: Refresher,
-    ) -> Result<Self, SealError> {
+    pub fn new(config: &SessionConfig, provider: IdentityProvider) -> Result<Self, SealError> {
+        let provider = Arc::new(provider);
         Ok(Self {
             sealer: Sealer::new(&config.cookie_password, config.previous_cookie_password.as_ref())?,
             session_cookie: CookieSpec {
@@ -162,17 +168,17 @@ impl SessionManager {
                 secure: config.secure_cookies,
                 max_age: Some(SIGN_IN_STATE_TTL),
             },
-            verifier,
-            refresher,
+            refresher: Refresher::new(Arc::clone(&provider)),
+            provider,
         })
     }
 
-    pub fn verifier(&self) -> &AccessTokenVerifier {
-        &self.verifier
+    pub fn provider(&self) -> &IdentityProvider {
+        &self.provider
     }
 
-    /// Opens the session cookie without verifying or refreshing the tokens inside. For sign-out, which must work
-    /// even when WorkOS is down or the token has long expired. The seal already proves the app wrote it.
+    /// Opens the session cookie without checking or refreshing the tokens inside. For sign-out, which must work
+    /// even when the provider is down or the token has long expired. The seal already proves the app wrote it.
     pub fn open(&self, headers: &HeaderMap) -> Option<(Session, bool)> {
         let sealed = self.session_cookie.read(headers)?;
         match self.sealer.open(Purpose::Session, &sealed) {
@@ -191,75 +197,59 @@ impl SessionManager {
         }
     }
 
-    /// Who the request is from, refreshing the WorkOS tokens when they are about to expire.
+    /// Who the request is from, refreshing the tokens when they are about to expire.
     pub async fn resolve(&self, headers: &HeaderMap) -> Resolution {
-        let Some((session, needs_reseal)) = self.open(headers) else {
+        let Some((mut session, needs_reseal)) = self.open(headers) else {
             let garbage = !self.session_cookie.present(headers).is_empty();
             return Resolution::signed_out(if garbage { CookieChange::Clear } else { CookieChange::Keep });
         };
 
-        let claims = match self.verifier.verify_signature(&session.access_token, TokenSource::Trusted).await {
-            Ok(claims) if claims.sub == session.user.id => claims,
-            Ok(_) => {
-                tracing::warn!("session token belongs to another user than the session; ending the session");
-                return Resolution::signed_out(CookieChange::Clear);
-            }
-            Err(VerifyError::KeysUnavailable(error)) => {
-                return Resolution {
-                    outcome: Outcome::Unavailable { retry_after: error.retry_after() },
-                    cookie: CookieChange::Keep,
-                };
-            }
-            Err(error) => {
-                tracing::debug!(%error, "session token failed verification; ending the session");
+        let check = match self.provider.check(&session).await {
+            Ok(check) => check,
+            Err(CheckError::Unavailable { retry_after }) => return Resolution::unavailable(retry_after),
+            Err(CheckError::Invalid(reason)) => {
+                tracing::debug!(%reason, "session token failed verification; ending the session");
                 return Resolution::signed_out(CookieChange::Clear);
             }
         };
-
-        let now = access_token::now();
-        if claims.seconds_left(now) > refresh_margin(claims.lifetime()).as_secs() as i64 {
-            let cookie = if needs_reseal { CookieChange::Store(Box::new(session.clone())) } else { CookieChange::Keep };
-            return Resolution { outcome: Outcome::SignedIn(Box::new(SignedIn { session, claims })), cookie };
+        let mut store = needs_reseal;
+        if session.session_id.is_none() && check.session_id.is_some() {
+            session.session_id = check.session_id.clone();
+            store = true;
         }
 
+        let now = unix_now();
+        if check.seconds_left(now) > refresh_margin(check.lifetime).as_secs() as i64 {
+            return Resolution::signed_in(session, store);
+        }
         match self.refresh(&session).await {
-            Ok(signed_in) => Resolution {
-                cookie: CookieChange::Store(Box::new(signed_in.session.clone())),
-                outcome: Outcome::SignedIn(Box::new(signed_in)),
-            },
+            Ok(fresh) => Resolution::signed_in(fresh, true),
             Err(RefreshFailure::SessionOver) => Resolution::signed_out(CookieChange::Clear),
             // Not the user's fault: carry on with the token we have while it is still good.
-            Err(RefreshFailure::Transient { .. }) if !claims.is_expired(now) => {
-                let cookie =
-                    if needs_reseal { CookieChange::Store(Box::new(session.clone())) } else { CookieChange::Keep };
-                Resolution { outcome: Outcome::SignedIn(Box::new(SignedIn { session, claims })), cookie }
-            }
-            Err(RefreshFailure::Transient { retry_after }) => {
-                Resolution { outcome: Outcome::Unavailable { retry_after }, cookie: CookieChange::Keep }
-            }
+            Err(RefreshFailure::Transient { .. }) if !check.is_expired(now) => Resolution::signed_in(session, store),
+            Err(RefreshFailure::Transient { retry_after }) => Resolution::unavailable(retry_after),
         }
     }
 
-    async fn refresh(&self, session: &Session) -> Result<SignedIn, RefreshFailure> {
-        let auth = self.refresher.refresh(&session.refresh_token).await.map_err(|error| match error {
-            // Only WorkOS saying the refresh token is dead ends a session.
-            WorkosError::InvalidGrant { .. } => RefreshFailure::SessionOver,
-            // Any other refusal (a bad API key, a proxy's 403) is our problem, not the user's: keep the session.
-            rejected @ WorkosError::Rejected { .. } => {
-                tracing::error!(error = %rejected, "WorkOS refused a refresh for a reason other than invalid_grant");
-                RefreshFailure::Transient { retry_after: rejected.retry_after() }
+    async fn refresh(&self, session: &Session) -> Result<Session, RefreshFailure> {
+        let fresh = self.refresher.refresh(&session.refresh_token).await.map_err(|error| match error {
+            // Only the provider saying the refresh token is dead ends a session.
+            ProviderError::GrantRejected(_) => RefreshFailure::SessionOver,
+            ProviderError::Unavailable { retry_after } => RefreshFailure::Transient { retry_after },
+            ProviderError::Declined(_) | ProviderError::Failed(_) => {
+                RefreshFailure::Transient { retry_after: Duration::from_secs(5) }
             }
-            transient => RefreshFailure::Transient { retry_after: transient.retry_after() },
         })?;
-        let claims = self.verifier.verify(&auth.access_token, TokenSource::Trusted).await.map_err(|error| {
-            tracing::warn!(%error, "WorkOS returned a refreshed token that does not verify");
-            RefreshFailure::Transient { retry_after: Duration::from_secs(5) }
-        })?;
-        if claims.sub != session.user.id || auth.user.id != session.user.id {
+        if fresh.user.id != session.user.id {
             tracing::warn!("refresh returned another user's tokens; ending the session");
             return Err(RefreshFailure::SessionOver);
         }
-        Ok(SignedIn { session: Session::from_auth(&auth), claims })
+        Ok(Session::clone(&fresh))
+    }
+
+    /// Who a bearer token is for (API clients; never refreshed: that is the client's job).
+    pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal, CheckError> {
+        self.provider.verify_bearer(token).await
     }
 
     /// `Set-Cookie` values storing `session`, replacing whatever pieces the request carried.
@@ -273,29 +263,16 @@ impl SessionManager {
     pub fn clear(&self, request: &HeaderMap) -> Vec<HeaderValue> {
         self.session_cookie.clear(&self.session_cookie.present(request))
     }
-
-    pub fn store_sign_in_state(&self, state: &SignInState) -> Result<Vec<HeaderValue>, SessionError> {
-        let json = serde_json::to_vec(state).map_err(|_| SealError)?;
-        let sealed = self.sealer.seal(Purpose::SignInState, &json)?;
-        Ok(self.state_cookie.write(&sealed, &[])?)
-    }
-
-    /// The sign-in state, if the browser holds one that opens and has not expired.
-    pub fn sign_in_state(&self, request: &HeaderMap) -> Option<SignInState> {
-        let sealed = self.state_cookie.read(request)?;
-        let opened = self.sealer.open(Purpose::SignInState, &sealed).ok()?;
-        let state: SignInState = serde_json::from_slice(&opened.plaintext).ok()?;
-        (state.expires_at > access_token::now()).then_some(state)
-    }
-
-    pub fn clear_sign_in_state(&self, request: &HeaderMap) -> Vec<HeaderValue> {
-        self.state_cookie.clear(&self.state_cookie.present(request))
-    }
 }
 
 enum RefreshFailure {
     SessionOver,
     Transient { retry_after: Duration },
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// How long before expiry a token is refreshed: 60 s, or 30 s for tokens of five minutes or less (as WorkOS's
@@ -312,37 +289,6 @@ pub fn refresh_margin(lifetime: Option<Duration>) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn manager(secure_cookies: bool) -> SessionManager {
-        let workos = crate::workos::WorkosClient::new(&crate::config::WorkosConfig {
-            api_key: crate::config::Secret::new("sk_test"),
-            client_id: "client_test".to_owned(),
-            redirect_uri: url::Url::parse("https://todos.example.com/callback").expect("url"),
-            api_base_url: url::Url::parse("https://api.workos.com").expect("url"),
-            connect_timeout: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(1),
-        })
-        .expect("client");
-        let config = SessionConfig {
-            cookie_password: crate::config::Secret::new("p".repeat(32)),
-            previous_cookie_password: None,
-            secure_cookies,
-        };
-        SessionManager::new(&config, Arc::new(AccessTokenVerifier::new(workos.clone())), Refresher::new(workos))
-            .expect("manager")
-    }
-
-    #[test]
-    fn over_https_cookies_are_secure_and_host_only() {
-        let state = SignInState { nonce: "n".into(), code_verifier: "v".into(), return_to: "/".into(), expires_at: 0 };
-        for (secure, prefix) in [(true, "__Host-wos-auth-state="), (false, "wos-auth-state=")] {
-            let lines = manager(secure).store_sign_in_state(&state).expect("sealed");
-            let line = lines[0].to_str().expect("ascii");
-            assert!(line.starts_with(prefix), "{line}");
-            assert_eq!(line.contains("; Secure"), secure, "{line}");
-            assert!(line.contains("Path=/") && !line.contains("Domain"), "{line}");
-        }
-    }
 
     #[test]
     fn refresh_margin_follows_the_token_lifetime() {

@@ -1,19 +1,19 @@
-//! Refreshing WorkOS tokens without ever logging a user out by accident.
+//! Refreshing a session's tokens without ever logging a user out by accident.
 //!
-//! WorkOS refresh tokens are single-use. When two requests of one browser (two tabs, parallel fetches) arrive with
+//! Refresh tokens are single-use (WorkOS always, Auth0 with rotation). When two requests of one browser (two tabs, parallel fetches) arrive with
 //! the same near-expiry cookie, a naive implementation refreshes twice: the first wins, the second gets
 //! `invalid_grant`, and its response clears the session the first just renewed. This module makes that impossible
 //! within one process:
 //!
-//! - **single flight**: concurrent refreshes of the same token share one call to WorkOS;
+//! - **single flight**: concurrent refreshes of the same token share one call to the provider;
 //! - **memo**: the outcome stays available for [`MEMO_TTL`] after the call, keyed by a SHA-256 of the old refresh
 //!   token (never the token itself), so a request that arrives a moment later with the old cookie receives the new
 //!   tokens instead of burning through `invalid_grant`;
-//! - **no cancellation**: the WorkOS call runs in its own task, so a browser that gives up mid-request cannot
+//! - **no cancellation**: the provider call runs in its own task, so a browser that gives up mid-request cannot
 //!   consume the refresh token and throw away its replacement.
 //!
-//! Failures other than `invalid_grant` (WorkOS down, rate limited, refusing our credentials) are not memoised:
-//! the next request simply tries again.
+//! What is shared is the *verified* new session. Failures other than a rejected grant (the provider down, rate
+//! limited, refusing our credentials) are not memoised: the next request simply tries again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,17 +22,19 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::digest::{SHA256, digest};
 use tokio::sync::watch;
 
-use crate::workos::{AuthResponse, WorkosClient, WorkosError};
+use super::Session;
+use super::provider::{IdentityProvider, ProviderError};
+use crate::sync::lock;
 
 /// How long a finished refresh is remembered for latecomers holding the old refresh token.
 pub const MEMO_TTL: Duration = Duration::from_secs(30);
 
-type Outcome = Result<Arc<AuthResponse>, WorkosError>;
+type Outcome = Result<Arc<Session>, ProviderError>;
 type TokenHash = [u8; 32];
 
 #[derive(Clone)]
 pub struct Refresher {
-    workos: WorkosClient,
+    provider: Arc<IdentityProvider>,
     flights: Arc<Mutex<HashMap<TokenHash, Flight>>>,
 }
 
@@ -49,16 +51,16 @@ impl Flight {
 }
 
 impl Refresher {
-    pub fn new(workos: WorkosClient) -> Self {
-        Self { workos, flights: Arc::default() }
+    pub fn new(provider: Arc<IdentityProvider>) -> Self {
+        Self { provider, flights: Arc::default() }
     }
 
-    /// New tokens for `refresh_token`, from WorkOS or from a refresh of the same token that is under way or
-    /// just finished.
+    /// The verified session `refresh_token` turns into, from the provider or from a refresh of the same token
+    /// that is under way or just finished.
     pub async fn refresh(&self, refresh_token: &str) -> Outcome {
         let key = hash(refresh_token);
         let mut outcome = {
-            let mut flights = self.flights.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut flights = lock(&self.flights);
             flights.retain(|_, flight| !flight.is_stale());
             match flights.get(&key) {
                 Some(flight) => flight.outcome.clone(),
@@ -70,10 +72,11 @@ impl Refresher {
                 }
             }
         };
+        // The task died without an answer (it panicked): report an outage, which keeps the session.
+        let died = || Err(ProviderError::Unavailable { retry_after: Duration::from_secs(5) });
         match outcome.wait_for(Option::is_some).await {
-            Ok(done) => done.clone().unwrap_or(Err(WorkosError::Unavailable { status: 500 })),
-            // The task died without an answer (it panicked): report an outage, which keeps the session.
-            Err(_) => Err(WorkosError::Unavailable { status: 500 }),
+            Ok(done) => done.clone().unwrap_or_else(died),
+            Err(_) => died(),
         }
     }
 
@@ -81,18 +84,18 @@ impl Refresher {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (sender, receiver) = watch::channel(None);
-        let workos = self.workos.clone();
+        let provider = Arc::clone(&self.provider);
         let flights = Arc::clone(&self.flights);
         tokio::spawn(async move {
-            let outcome = workos.authenticate_with_refresh_token(&refresh_token).await.map(Arc::new);
+            let outcome = provider.refresh(&refresh_token).await.map(Arc::new);
             match &outcome {
-                Ok(_) => tracing::debug!("refreshed a WorkOS session"),
-                Err(error) => tracing::info!(%error, "WorkOS session refresh failed"),
+                Ok(_) => tracing::debug!("refreshed a session"),
+                Err(error) => tracing::info!(%error, "session refresh failed"),
             }
-            if outcome.as_ref().is_err_and(|error| !matches!(error, WorkosError::InvalidGrant { .. })) {
+            if outcome.as_ref().is_err_and(|error| !matches!(error, ProviderError::GrantRejected(_))) {
                 // Remember only answers about the token itself (new tokens, or "this token is dead"). Forget any
                 // other failure at once, so the next request tries again instead of replaying an outage.
-                let mut flights = flights.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut flights = lock(&flights);
                 if flights.get(&key).is_some_and(|flight| flight.id == id) {
                     flights.remove(&key);
                 }

@@ -1,14 +1,15 @@
 //! The WorkOS User Management calls authbridge makes, over one pooled HTTP client.
 //!
-//! Only four things are needed (build the authorize URL, exchange a code, refresh, fetch the JWKS), so this is a
-//! thin typed client over reqwest rather than the official SDK, which pins other versions of reqwest and
-//! jsonwebtoken. The contract it follows is `../shared/reference/workos.md`.
+//! Only a few calls are needed (build the authorize URL, exchange a code, refresh, fetch the JWKS, the logout
+//! URL), so this is a thin typed client over reqwest rather than the official SDK, which pins other versions of
+//! reqwest and jsonwebtoken. The contract it follows is written down in `docs/workos.md`.
 //!
 //! Every failure becomes one [`WorkosError`]; the important split is between "the user's session or code is no
-//! good" ([`WorkosError::InvalidGrant`]) and "WorkOS is having a bad moment" ([`WorkosError::is_transient`]),
-//! because the first ends a session and the second must never do so.
+//! good" ([`WorkosError::InvalidGrant`]) and everything else (WorkOS down, rate limiting, our own credentials
+//! refused), because the first ends a session and the others must never do so.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::jwk::JwkSet;
@@ -17,13 +18,23 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::config::{Secret, WorkosConfig};
+use crate::identity::{Impersonator, UserProfile};
+use crate::outbound::{self, Failure};
 
+/// Cloning is cheap: one shared connection pool and the endpoint URLs, formed once.
 #[derive(Clone)]
 pub struct WorkosClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     http: reqwest::Client,
-    base_url: Url,
     client_id: String,
     api_key: Secret,
+    authorize_url: Url,
+    authenticate_url: Url,
+    logout_url: Url,
+    jwks_url: Url,
 }
 
 /// What the browser is sent to WorkOS with. `state` and `code_challenge` come from the login flow.
@@ -41,7 +52,7 @@ pub struct AuthorizeParams<'a> {
 /// A successful `authenticate` answer, for both the code and the refresh grant.
 #[derive(Clone, Deserialize)]
 pub struct AuthResponse {
-    pub user: WorkosUser,
+    pub user: UserProfile,
     #[serde(default)]
     pub organization_id: Option<String>,
     pub access_token: String,
@@ -59,24 +70,6 @@ impl fmt::Debug for AuthResponse {
             .field("impersonator", &self.impersonator)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-pub struct WorkosUser {
-    pub id: String,
-    pub email: String,
-    #[serde(default)]
-    pub first_name: Option<String>,
-    #[serde(default)]
-    pub last_name: Option<String>,
-}
-
-/// Set when a WorkOS admin is signed in as this user (impersonation); the app must show it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-pub struct Impersonator {
-    pub email: String,
-    #[serde(default)]
-    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -101,14 +94,6 @@ pub enum WorkosError {
 }
 
 impl WorkosError {
-    /// Failures that are WorkOS's or the network's, not the user's: they must not end a session.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::RateLimited { .. } | Self::Unavailable { .. } | Self::Timeout | Self::Connect | Self::Malformed(_)
-        )
-    }
-
     /// How long a client should wait before trying again, for `Retry-After`.
     pub fn retry_after(&self) -> Duration {
         match self {
@@ -118,26 +103,14 @@ impl WorkosError {
     }
 
     fn from_reqwest(error: reqwest::Error) -> Self {
-        if error.is_timeout() {
-            Self::Timeout
-        } else if error.is_connect() {
-            Self::Connect
-        } else if error.is_decode() {
-            Self::Malformed(without_url(&error))
-        } else {
+        match Failure::of(&error) {
+            Failure::Timeout => Self::Timeout,
+            Failure::Connect => Self::Connect,
+            Failure::Decode => Self::Malformed(outbound::message_without_url(&error)),
             // Body or protocol errors mid-response behave like an outage for the caller.
-            Self::Unavailable { status: error.status().map_or(502, |s| s.as_u16()) }
+            Failure::Broken => Self::Unavailable { status: error.status().map_or(502, |s| s.as_u16()) },
         }
     }
-}
-
-/// reqwest's messages include the URL; ours never do, since a URL can carry a code.
-fn without_url(error: &reqwest::Error) -> String {
-    let mut message = error.to_string();
-    if let Some(url) = error.url() {
-        message = message.replace(url.as_str(), "<url>");
-    }
-    message
 }
 
 /// Error bodies come in two shapes (workos.md §2): OAuth `{error, error_description}` and `{code, message}`.
@@ -166,35 +139,31 @@ struct AuthenticateBody<'a> {
 
 impl WorkosClient {
     pub fn new(config: &WorkosConfig) -> Result<Self, WorkosError> {
-        let http = crate::outbound::client(config.connect_timeout, config.request_timeout)
+        let http = outbound::client(config.connect_timeout, config.request_timeout)
             .map_err(|e| WorkosError::Malformed(format!("cannot build the HTTP client: {e}")))?;
+        let endpoint = |segments: &[&str]| {
+            outbound::endpoint(&config.api_base_url, segments)
+                .ok_or_else(|| WorkosError::Malformed("WORKOS_API_BASE_URL cannot be a base URL".to_owned()))
+        };
         Ok(Self {
-            http,
-            base_url: config.api_base_url.clone(),
-            client_id: config.client_id.clone(),
-            api_key: config.api_key.clone(),
+            inner: Arc::new(Inner {
+                authorize_url: endpoint(&["user_management", "authorize"])?,
+                authenticate_url: endpoint(&["user_management", "authenticate"])?,
+                logout_url: endpoint(&["user_management", "sessions", "logout"])?,
+                jwks_url: endpoint(&["sso", "jwks", &config.client_id])?,
+                http,
+                client_id: config.client_id.clone(),
+                api_key: config.api_key.clone(),
+            }),
         })
     }
 
-    pub fn client_id(&self) -> &str {
-        &self.client_id
-    }
-
-    fn endpoint(&self, segments: &[&str]) -> Url {
-        let mut url = self.base_url.clone();
-        // `path_segments_mut` percent-encodes each segment, so a client id can never add path components.
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segments);
-        }
-        url
-    }
-
     pub fn authorization_url(&self, params: &AuthorizeParams<'_>) -> Url {
-        let mut url = self.endpoint(&["user_management", "authorize"]);
+        let mut url = self.inner.authorize_url.clone();
         {
             let mut query = url.query_pairs_mut();
             query
-                .append_pair("client_id", &self.client_id)
+                .append_pair("client_id", &self.inner.client_id)
                 .append_pair("redirect_uri", params.redirect_uri)
                 .append_pair("response_type", "code")
                 .append_pair("state", params.state)
@@ -215,13 +184,13 @@ impl WorkosClient {
     }
 
     pub fn logout_url(&self, session_id: &str, return_to: &Url) -> Url {
-        let mut url = self.endpoint(&["user_management", "sessions", "logout"]);
+        let mut url = self.inner.logout_url.clone();
         url.query_pairs_mut().append_pair("session_id", session_id).append_pair("return_to", return_to.as_str());
         url
     }
 
-    pub fn jwks_url(&self) -> Url {
-        self.endpoint(&["sso", "jwks", &self.client_id])
+    pub fn jwks_url(&self) -> &Url {
+        &self.inner.jwks_url
     }
 
     pub async fn authenticate_with_code(&self, code: &str, code_verifier: &str) -> Result<AuthResponse, WorkosError> {
@@ -235,10 +204,11 @@ impl WorkosClient {
     /// Never retried: codes and refresh tokens are single-use, so a blind retry after a lost response would
     /// turn a network blip into `invalid_grant`.
     async fn authenticate(&self, grant: Grant<'_>) -> Result<AuthResponse, WorkosError> {
-        let body = AuthenticateBody { client_id: &self.client_id, client_secret: self.api_key.expose(), grant };
-        let response = self
+        let inner = &self.inner;
+        let body = AuthenticateBody { client_id: &inner.client_id, client_secret: inner.api_key.expose(), grant };
+        let response = inner
             .http
-            .post(self.endpoint(&["user_management", "authenticate"]))
+            .post(inner.authenticate_url.clone())
             .json(&body)
             .send()
             .await
@@ -247,7 +217,8 @@ impl WorkosClient {
     }
 
     pub async fn fetch_jwks(&self) -> Result<JwkSet, WorkosError> {
-        let response = self.http.get(self.jwks_url()).send().await.map_err(WorkosError::from_reqwest)?;
+        let response =
+            self.inner.http.get(self.inner.jwks_url.clone()).send().await.map_err(WorkosError::from_reqwest)?;
         read_json(response).await
     }
 }
@@ -334,7 +305,7 @@ mod tests {
 
     #[test]
     fn client_id_cannot_escape_the_jwks_path() {
-        let url = client("http://127.0.0.1:9/prefix/").jwks_url();
+        let url = client("http://127.0.0.1:9/prefix/").jwks_url().clone();
         assert_eq!(url.path(), "/prefix/sso/jwks/client_1%2F..%2Fx");
     }
 
@@ -350,17 +321,20 @@ mod tests {
             WorkosError::InvalidGrant { .. }
         ));
         let rejected = classify(StatusCode::UNAUTHORIZED, body("invalid_client"), None);
-        assert!(matches!(rejected, WorkosError::Rejected { status: 401, .. }) && !rejected.is_transient());
+        assert!(matches!(rejected, WorkosError::Rejected { status: 401, .. }));
         let limited = classify(StatusCode::TOO_MANY_REQUESTS, ErrorBody::default(), Some(Duration::from_secs(7)));
-        assert!(limited.is_transient());
+        assert!(matches!(limited, WorkosError::RateLimited { .. }));
         assert_eq!(limited.retry_after(), Duration::from_secs(7));
-        assert!(classify(StatusCode::BAD_GATEWAY, ErrorBody::default(), None).is_transient());
+        assert!(matches!(
+            classify(StatusCode::BAD_GATEWAY, ErrorBody::default(), None),
+            WorkosError::Unavailable { status: 502 }
+        ));
     }
 
     #[test]
     fn tokens_stay_out_of_debug_output() {
         let response = AuthResponse {
-            user: WorkosUser { id: "user_1".into(), email: "a@b.c".into(), first_name: None, last_name: None },
+            user: UserProfile::id_only("user_1"),
             organization_id: None,
             access_token: "ACCESS-SECRET".into(),
             refresh_token: "REFRESH-SECRET".into(),

@@ -4,4 +4,4 @@ pub mod access_token;
 pub mod client;
 
 pub use access_token::{AccessClaims, AccessTokenVerifier, TokenSource, VerifyError};
-pub use client::{AuthResponse, AuthorizeParams, Impersonator, WorkosClient, WorkosError, WorkosUser};
+pub use client::{AuthResponse, AuthorizeParams, WorkosClient, WorkosError};

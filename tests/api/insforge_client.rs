@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use authbridge::insforge::client::{InsforgeClient, InsforgeError};
+use authbridge::insforge::minter::TokenMinter;
 use authbridge::todo::{MAX_PAGE_LIMIT, Page, Title, TodoPatch};
 use reqwest::Method;
 use serde_json::json;
@@ -220,7 +221,8 @@ async fn health_reports_an_unhealthy_insforge() {
 async fn errors_never_show_the_token_even_when_the_server_echoes_it() {
     let server = CannedServer::echo_authorization(401).await;
     let client = client_for(server.url.clone());
-    let token = client.minter().mint(&user_a()).expect("a token like the one the client sends");
+    let minter = TokenMinter::new(&insforge_config(server.url.clone(), JWT_SECRET)).expect("minter");
+    let token = minter.mint(&user_a()).expect("a token like the one the client sends");
     let error = client.list_todos(&user_a(), Page::default()).await.expect_err("401");
     let InsforgeError::Unauthorized { message } = &error else { panic!("expected Unauthorized, got {error:?}") };
     assert!(message.contains("Invalid token: Bearer [token]"), "{message}");

@@ -1,0 +1,300 @@
+//! Signing in and out: the steps between "send me to the provider" and "here is your session".
+//!
+//! [`SessionManager::begin_sign_in`] binds the sign-in to this browser before it leaves for the provider: a random
+//! `state` nonce and a PKCE verifier, sealed in a short-lived cookie together with where to return.
+//! [`SessionManager::finish_sign_in`] accepts a code only with that cookie and a matching `state`, exchanges it
+//! with the verifier, and gets back a session whose tokens the provider module has verified; only then is the
+//! session cookie written, so a failure at any step leaves no half-made session behind.
+//! [`SessionManager::sign_out`] clears the cookie and says where the provider's own session ends.
+
+use std::time::Duration;
+
+use aws_lc_rs::constant_time::verify_slices_are_equal;
+use aws_lc_rs::digest::{SHA256, digest};
+use axum::http::{HeaderMap, HeaderValue};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::provider::{AuthorizationRequest, ProviderError, ScreenHint};
+use super::seal::{Purpose, SealError};
+use super::{Session, SessionError, SessionManager, unix_now};
+
+/// How long a sign-in may take between `/login` and `/callback`.
+pub const SIGN_IN_STATE_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// What `/login` keeps in the browser until `/callback`: it binds the provider's redirect to this browser.
+#[derive(Serialize, Deserialize)]
+pub struct SignInState {
+    /// Echoed by the provider as `state`; must match, so a code cannot be injected from another browser's sign-in.
+    pub nonce: String,
+    pub code_verifier: String,
+    pub return_to: String,
+    /// Unix seconds. The cookie's Max-Age is not trusted alone: a cookie can be replayed after it is "expired".
+    pub expires_at: u64,
+}
+
+/// What `/login` was asked for, as the browser sent it (nothing here is trusted yet).
+#[derive(Debug, Default, Deserialize)]
+pub struct SignInRequest {
+    pub return_to: Option<String>,
+    pub organization_id: Option<String>,
+    pub login_hint: Option<String>,
+    pub screen_hint: Option<String>,
+}
+
+/// Where to send the browser, and the sign-in state cookie to set on the way.
+pub struct SignInStart {
+    pub authorization_url: Url,
+    pub set_cookies: Vec<HeaderValue>,
+}
+
+/// The provider's redirect back to `/callback`.
+#[derive(Debug, Default, Deserialize)]
+pub struct Callback {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+/// A finished sign-in: where to go, and the session cookie to set.
+pub struct SignedIn {
+    pub return_to: String,
+    pub set_cookies: Vec<HeaderValue>,
+}
+
+/// Where a sign-out sends the browser, and the cookies that end the app's session.
+pub struct SignOut {
+    pub destination: String,
+    pub set_cookies: Vec<HeaderValue>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// No sign-in state, or one that does not open, has expired, or does not match the returned `state`.
+    #[error("the sign-in state is missing, expired or does not match")]
+    Expired,
+    /// The provider sent the user back with an error (they cancelled, or were refused).
+    #[error("the provider ended the sign-in: {0}")]
+    Denied(String),
+    #[error("the provider sent no sign-in code")]
+    MissingCode,
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error("the system random generator failed")]
+    Random,
+    #[error("cannot store the sign-in: {0}")]
+    Store(#[from] SessionError),
+}
+
+impl From<SealError> for SignInError {
+    fn from(error: SealError) -> Self {
+        Self::Store(error.into())
+    }
+}
+
+impl SessionManager {
+    pub fn begin_sign_in(&self, request: &SignInRequest) -> Result<SignInStart, SignInError> {
+        let random = |_| SignInError::Random;
+        let state = SignInState {
+            nonce: crate::random::token().map_err(random)?,
+            code_verifier: crate::random::token().map_err(random)?,
+            return_to: safe_return_path(request.return_to.as_deref()),
+            expires_at: unix_now() + SIGN_IN_STATE_TTL.as_secs(),
+        };
+        let code_challenge = URL_SAFE_NO_PAD.encode(digest(&SHA256, state.code_verifier.as_bytes()));
+        let json = serde_json::to_vec(&state).map_err(|_| SealError)?;
+        let sealed = self.sealer.seal(Purpose::SignInState, &json)?;
+        let set_cookies = self.state_cookie.write(&sealed, &[]).map_err(SessionError::from)?;
+
+        let authorization_url = self.provider.authorization_url(&AuthorizationRequest {
+            state: &state.nonce,
+            code_challenge: &code_challenge,
+            organization_id: present(&request.organization_id),
+            login_hint: present(&request.login_hint),
+            screen_hint: match request.screen_hint.as_deref() {
+                Some("sign-in") => Some(ScreenHint::SignIn),
+                Some("sign-up") => Some(ScreenHint::SignUp),
+                _ => None,
+            },
+        });
+        Ok(SignInStart { authorization_url, set_cookies })
+    }
+
+    /// The sign-in state, if the browser holds one that opens and has not expired.
+    fn sign_in_state(&self, request: &HeaderMap) -> Option<SignInState> {
+        let sealed = self.state_cookie.read(request)?;
+        let opened = self.sealer.open(Purpose::SignInState, &sealed).ok()?;
+        let state: SignInState = serde_json::from_slice(&opened.plaintext).ok()?;
+        (state.expires_at > unix_now()).then_some(state)
+    }
+
+    /// `Set-Cookie` values deleting the sign-in state: it is spent by every answer of `/callback`.
+    pub fn clear_sign_in_state(&self, request: &HeaderMap) -> Vec<HeaderValue> {
+        self.state_cookie.clear(&self.state_cookie.present(request))
+    }
+
+    pub async fn finish_sign_in(&self, headers: &HeaderMap, callback: Callback) -> Result<SignedIn, SignInError> {
+        // The state comes first, even for errors: only a redirect that answers this browser's own sign-in may put
+        // the provider's words on our page (anyone can craft a `/callback?error=…` link).
+        let state = self.sign_in_state(headers).ok_or(SignInError::Expired)?;
+        let returned_state = callback.state.unwrap_or_default();
+        if verify_slices_are_equal(returned_state.as_bytes(), state.nonce.as_bytes()).is_err() {
+            return Err(SignInError::Expired);
+        }
+        if let Some(error) = callback.error {
+            tracing::info!(error = %error, "the identity provider returned a sign-in error");
+            return Err(SignInError::Denied(callback.error_description.unwrap_or_else(|| error.replace('_', " "))));
+        }
+        let code = callback.code.filter(|code| !code.is_empty()).ok_or(SignInError::MissingCode)?;
+
+        let session = self.provider.exchange_code(&code, &state.code_verifier).await?;
+        let set_cookies = self.store(&session, headers)?;
+        tracing::info!(user_id = %session.user.id, "signed in");
+        Ok(SignedIn { return_to: state.return_to, set_cookies })
+    }
+
+    /// Ends the app's session. The caller has already checked that the request may do so (CSRF).
+    pub fn sign_out(&self, session: &Session, headers: &HeaderMap, return_to: &Url) -> SignOut {
+        let destination =
+            self.provider.logout_url(session, return_to).map_or_else(|| "/".to_owned(), |url| url.to_string());
+        tracing::info!(user_id = %session.user.id, "signed out");
+        SignOut { destination, set_cookies: self.clear(headers) }
+    }
+}
+
+/// A parameter that was sent and is not blank.
+fn present(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|value| !value.is_empty())
+}
+
+/// `return_to` accepted only as a path on this site; anything else (other hosts, `//host`, `/\\host`, schemes,
+/// dot segments, control characters, or encoded forms of those) falls back to `/`.
+pub fn safe_return_path(raw: Option<&str>) -> String {
+    const HOME: &str = "/";
+    let Some(raw) = raw else { return HOME.to_owned() };
+    // Decode repeatedly so `%2F%2Fevil` and `%252F%252Fevil` are judged by what they become.
+    let mut decoded = raw.to_owned();
+    for _ in 0..3 {
+        let next = percent_encoding::percent_decode_str(&decoded).decode_utf8_lossy().into_owned();
+        if next == decoded {
+            break;
+        }
+        decoded = next;
+    }
+    // `/..//evil` normalises to `//evil`: no legitimate return path needs dot segments, so refuse them outright.
+    let has_dot_segment = |path: &str| {
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        path.split('/').any(|segment| segment == "." || segment == "..")
+    };
+    let unsafe_path = |path: &str| {
+        !path.starts_with('/')
+            || path.starts_with("//")
+            || path.contains('\\')
+            || path.chars().any(|c| c.is_control() || c.is_whitespace())
+            || has_dot_segment(path)
+    };
+    if unsafe_path(raw) || unsafe_path(&decoded) {
+        return HOME.to_owned();
+    }
+    // Final check by the same parser browsers use: resolved against a placeholder origin, it must stay there, and
+    // what it resolved to must pass the same checks.
+    let Ok(base) = Url::parse("http://authbridge.invalid/") else { return HOME.to_owned() };
+    match base.join(raw) {
+        Ok(url) if url.origin() == base.origin() => {
+            let mut path = url.path().to_owned();
+            if let Some(query) = url.query() {
+                path.push('?');
+                path.push_str(query);
+            }
+            if unsafe_path(&path) { HOME.to_owned() } else { path }
+        }
+        _ => HOME.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Secret, SessionConfig, WorkosConfig};
+    use crate::session::provider::IdentityProvider;
+    use crate::session::workos::WorkosProvider;
+    use crate::workos::WorkosClient;
+
+    fn manager(secure_cookies: bool) -> SessionManager {
+        let config = WorkosConfig {
+            api_key: Secret::new("sk_test"),
+            client_id: "client_test".to_owned(),
+            redirect_uri: Url::parse("https://todos.example.com/callback").expect("url"),
+            api_base_url: Url::parse("https://api.workos.com").expect("url"),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        };
+        let client = WorkosClient::new(&config).expect("client");
+        let provider = WorkosProvider::new(client, &config.redirect_uri, &config.api_base_url);
+        let session = SessionConfig {
+            cookie_password: Secret::new("p".repeat(32)),
+            previous_cookie_password: None,
+            secure_cookies,
+        };
+        SessionManager::new(&session, IdentityProvider::Workos(provider)).expect("manager")
+    }
+
+    #[test]
+    fn over_https_cookies_are_secure_and_host_only() {
+        for (secure, prefix) in [(true, "__Host-wos-auth-state="), (false, "wos-auth-state=")] {
+            let start = manager(secure).begin_sign_in(&SignInRequest::default()).expect("sealed");
+            let line = start.set_cookies[0].to_str().expect("ascii");
+            assert!(line.starts_with(prefix), "{line}");
+            assert_eq!(line.contains("; Secure"), secure, "{line}");
+            assert!(line.contains("Path=/") && !line.contains("Domain"), "{line}");
+        }
+    }
+
+    #[test]
+    fn the_authorization_url_carries_a_pkce_challenge_of_the_sealed_verifier() {
+        let manager = manager(false);
+        let start = manager
+            .begin_sign_in(&SignInRequest {
+                return_to: Some("/todos?x=1".into()),
+                login_hint: Some("  ".into()),
+                screen_hint: Some("sign-up".into()),
+                ..SignInRequest::default()
+            })
+            .expect("sealed");
+        let mut headers = HeaderMap::new();
+        let cookie = start.set_cookies[0].to_str().expect("ascii").split(';').next().expect("pair").to_owned();
+        headers.insert(axum::http::header::COOKIE, HeaderValue::from_str(&cookie).expect("header"));
+        let state = manager.sign_in_state(&headers).expect("the state opens");
+        assert_eq!(state.return_to, "/todos?x=1");
+
+        let query: Vec<(String, String)> = start.authorization_url.query_pairs().into_owned().collect();
+        let get = |key: &str| query.iter().find(|(name, _)| name == key).map(|(_, value)| value.clone());
+        assert_eq!(get("state"), Some(state.nonce.clone()));
+        let challenge = URL_SAFE_NO_PAD.encode(digest(&SHA256, state.code_verifier.as_bytes()));
+        assert_eq!(get("code_challenge"), Some(challenge));
+        assert_eq!(get("screen_hint").as_deref(), Some("sign-up"));
+        assert_eq!(get("login_hint"), None, "a blank hint is not sent");
+    }
+
+    #[test]
+    fn return_paths_stay_on_this_site() {
+        for (raw, expected) in [
+            (None, "/"),
+            (Some("/todos?page=2"), "/todos?page=2"),
+            (Some("https://evil.example/"), "/"),
+            (Some("//evil.example"), "/"),
+            (Some("/%2F%2Fevil.example"), "/"),
+            (Some("/%252F%252Fevil.example"), "/"),
+            (Some("/\\evil.example"), "/"),
+            (Some("/..//evil.example"), "/"),
+            (Some("/%2e%2e//evil.example"), "/"),
+            (Some("/a\nb"), "/"),
+            (Some("relative"), "/"),
+        ] {
+            assert_eq!(safe_return_path(raw), expected, "{raw:?}");
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! WorkOS AuthKit as an identity provider: its answers turned into verified sessions.
+//!
+//! The one rule both the code exchange and the refresh follow lives in [`WorkosProvider::verified_session`]: a
+//! session exists only once its access token verifies against WorkOS's keys and names the user WorkOS says signed
+//! in. How a failure is answered differs by step: at sign-in an outage is shown to the user, while during a
+//! refresh anything but `invalid_grant` keeps the session (the user did nothing wrong).
+
+use url::Url;
+
+use super::provider::{AuthorizationRequest, CheckError, ProviderError, ScreenHint, TokenCheck};
+use super::{Principal, Session};
+use crate::identity::{Impersonator, UserProfile};
+use crate::workos::access_token::{AccessClaims, AccessTokenVerifier, TokenSource, VerifyError};
+use crate::workos::{AuthResponse, AuthorizeParams, WorkosClient, WorkosError};
+
+pub struct WorkosProvider {
+    client: WorkosClient,
+    verifier: AccessTokenVerifier,
+    redirect_uri: String,
+    origin: String,
+}
+
+/// Why an `authenticate` answer did not make a session.
+enum Unverified {
+    KeysUnavailable(WorkosError),
+    Invalid(VerifyError),
+    /// The token's `sub` is not the user WorkOS said signed in.
+    WrongUser,
+}
+
+impl WorkosProvider {
+    pub fn new(client: WorkosClient, redirect_uri: &Url, api_base_url: &Url) -> Self {
+        Self {
+            verifier: AccessTokenVerifier::new(client.clone()),
+            client,
+            redirect_uri: redirect_uri.to_string(),
+            origin: api_base_url.origin().ascii_serialization(),
+        }
+    }
+
+    pub fn origin(&self) -> String {
+        self.origin.clone()
+    }
+
+    pub fn authorization_url(&self, request: &AuthorizationRequest<'_>) -> Url {
+        self.client.authorization_url(&AuthorizeParams {
+            redirect_uri: &self.redirect_uri,
+            state: request.state,
+            code_challenge: request.code_challenge,
+            organization_id: request.organization_id,
+            login_hint: request.login_hint,
+            screen_hint: request.screen_hint.map(|hint| match hint {
+                ScreenHint::SignIn => "sign-in",
+                ScreenHint::SignUp => "sign-up",
+            }),
+        })
+    }
+
+    pub async fn exchange_code(&self, code: &str, code_verifier: &str) -> Result<Session, ProviderError> {
+        let auth = self.client.authenticate_with_code(code, code_verifier).await.map_err(|error| {
+            tracing::warn!(%error, "WorkOS code exchange failed");
+            match error {
+                WorkosError::InvalidGrant { description } => ProviderError::GrantRejected(description),
+                // WorkOS refusing *our* credentials (a wrong API key or client id) is a server problem.
+                WorkosError::Rejected { status: 401 | 403, .. } => ProviderError::Failed(error.to_string()),
+                WorkosError::Rejected { message, .. } => ProviderError::Declined(message),
+                WorkosError::Timeout | WorkosError::Connect | WorkosError::RateLimited { .. } => {
+                    ProviderError::Unavailable { retry_after: error.retry_after() }
+                }
+                WorkosError::Unavailable { .. } | WorkosError::Malformed(_) => ProviderError::Failed(error.to_string()),
+            }
+        })?;
+        self.verified_session(&auth).await.map_err(|unverified| match unverified {
+            Unverified::KeysUnavailable(error) => ProviderError::Unavailable { retry_after: error.retry_after() },
+            Unverified::Invalid(error) => {
+                ProviderError::Failed(format!("WorkOS issued an access token that does not verify: {error}"))
+            }
+            Unverified::WrongUser => {
+                ProviderError::Failed("the access token's subject is not the signed-in user".to_owned())
+            }
+        })
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Session, ProviderError> {
+        let auth = self.client.authenticate_with_refresh_token(refresh_token).await.map_err(|error| match error {
+            WorkosError::InvalidGrant { description } => ProviderError::GrantRejected(description),
+            // Any other refusal (a bad API key, a proxy's 403) is our problem, not the user's: keep the session.
+            rejected @ WorkosError::Rejected { .. } => {
+                tracing::error!(error = %rejected, "WorkOS refused a refresh for a reason other than invalid_grant");
+                ProviderError::Unavailable { retry_after: rejected.retry_after() }
+            }
+            transient => ProviderError::Unavailable { retry_after: transient.retry_after() },
+        })?;
+        self.verified_session(&auth).await.map_err(|unverified| match unverified {
+            Unverified::WrongUser => ProviderError::GrantRejected("refresh returned another user's tokens".to_owned()),
+            Unverified::KeysUnavailable(error) => ProviderError::Unavailable { retry_after: error.retry_after() },
+            Unverified::Invalid(error) => {
+                tracing::warn!(%error, "WorkOS returned a refreshed token that does not verify");
+                ProviderError::Unavailable { retry_after: std::time::Duration::from_secs(5) }
+            }
+        })
+    }
+
+    /// The session an `authenticate` answer stands for, once its access token has been verified.
+    async fn verified_session(&self, auth: &AuthResponse) -> Result<Session, Unverified> {
+        let claims = self.verifier.verify(&auth.access_token, TokenSource::Trusted).await.map_err(|error| match error {
+            VerifyError::KeysUnavailable(error) => Unverified::KeysUnavailable(error),
+            other => Unverified::Invalid(other),
+        })?;
+        if claims.sub != auth.user.id {
+            tracing::error!("WorkOS access token subject does not match the signed-in user");
+            return Err(Unverified::WrongUser);
+        }
+        Ok(Session {
+            access_token: auth.access_token.clone(),
+            refresh_token: auth.refresh_token.clone(),
+            user: auth.user.clone(),
+            organization_id: auth.organization_id.clone(),
+            impersonator: auth.impersonator.clone(),
+            session_id: claims.sid,
+        })
+    }
+
+    pub async fn check(&self, session: &Session) -> Result<TokenCheck, CheckError> {
+        // Signature only: an expired but genuine token is what a refresh is for.
+        let claims = self
+            .verifier
+            .verify_signature(&session.access_token, TokenSource::Trusted)
+            .await
+            .map_err(check_error)?;
+        if claims.sub != session.user.id {
+            return Err(CheckError::Invalid("the session's token belongs to another user".to_owned()));
+        }
+        Ok(TokenCheck { expires_at: claims.exp, lifetime: claims.lifetime(), session_id: claims.sid })
+    }
+
+    pub async fn verify_bearer(&self, token: &str) -> Result<Principal, CheckError> {
+        let claims: AccessClaims = self.verifier.verify(token, TokenSource::Untrusted).await.map_err(check_error)?;
+        Ok(Principal {
+            // Access tokens carry no email; the minter leaves it out of the InsForge token then.
+            user: UserProfile::id_only(claims.sub),
+            organization_id: claims.org_id,
+            impersonator: claims.act.map(|actor| Impersonator { email: actor.sub, reason: None }),
+            session_id: claims.sid,
+        })
+    }
+
+    pub fn logout_url(&self, session: &Session, return_to: &Url) -> Option<Url> {
+        session.session_id.as_deref().map(|sid| self.client.logout_url(sid, return_to))
+    }
+
+    pub async fn warm_up(&self) -> Result<(), CheckError> {
+        self.verifier.fetch_keys().await.map_err(check_error)
+    }
+}
+
+fn check_error(error: VerifyError) -> CheckError {
+    match error {
+        VerifyError::KeysUnavailable(error) => CheckError::Unavailable { retry_after: error.retry_after() },
+        other => CheckError::Invalid(other.to_string()),
+    }
+}
