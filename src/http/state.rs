@@ -10,8 +10,7 @@ use crate::insforge::client::{InsforgeClient, InsforgeError};
 use crate::session::SessionManager;
 use crate::session::provider::IdentityProvider;
 use crate::session::seal::SealError;
-use crate::session::workos::WorkosProvider;
-use crate::workos::{WorkosClient, WorkosError};
+use crate::workos::WorkosError;
 
 use super::csrf::CsrfKeys;
 use super::health::Readiness;
@@ -43,12 +42,7 @@ pub enum StateError {
 
 impl AppState {
     pub fn new(config: Config) -> Result<Self, StateError> {
-        let workos = WorkosClient::new(&config.workos)?;
-        let provider = IdentityProvider::Workos(WorkosProvider::new(
-            workos,
-            &config.workos.redirect_uri,
-            &config.workos.api_base_url,
-        ));
+        let provider = IdentityProvider::from_config(&config)?;
         // No script at all, styles only from the app, and form submissions only to the app and to the identity
         // provider: sign-out posts here and is redirected there, and browsers apply `form-action` to redirects.
         let provider_origin = provider.origin();

@@ -12,6 +12,8 @@ use url::Url;
 
 use super::{Principal, Session};
 use super::workos::WorkosProvider;
+use crate::config::Config;
+use crate::workos::{WorkosClient, WorkosError};
 use crate::workos::access_token::EXPIRY_LEEWAY;
 
 pub enum IdentityProvider {
@@ -89,6 +91,12 @@ pub enum CheckError {
 }
 
 impl IdentityProvider {
+    /// The provider the configuration names, with its clients built (no network calls yet).
+    pub fn from_config(config: &Config) -> Result<Self, WorkosError> {
+        let client = WorkosClient::new(&config.workos)?;
+        Ok(Self::Workos(WorkosProvider::new(client, &config.workos.redirect_uri, &config.workos.api_base_url)))
+    }
+
     pub fn authorization_url(&self, request: &AuthorizationRequest<'_>) -> Url {
         match self {
             Self::Workos(workos) => workos.authorization_url(request),
