@@ -36,6 +36,9 @@ struct DemoArgs {
     /// Address the app listens on (loopback only).
     #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:3000")]
     bind: SocketAddr,
+    /// Port the app listens on (replaces the port of --bind).
+    #[arg(long)]
+    port: Option<u16>,
     /// Port of the WorkOS stand-in (its sign-in page).
     #[arg(long, default_value_t = 3001)]
     workos_port: u16,
@@ -95,8 +98,9 @@ async fn migrate() -> Result<(), String> {
 }
 
 async fn run_demo(args: DemoArgs) -> Result<(), String> {
+    let bind = args.port.map_or(args.bind, |port| SocketAddr::new(args.bind.ip(), port));
     let options = DemoOptions {
-        bind: args.bind,
+        bind,
         workos_port: args.workos_port,
         insforge_port: args.insforge_port,
         postgres_port: args.postgres_port,
@@ -129,5 +133,80 @@ fn load_dotenv() -> Result<(), String> {
         }
         Err(dotenvy::Error::Io(e)) => Err(format!(".env could not be read: {}", e.kind())),
         Err(_) => Err(".env could not be loaded".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    const README: &str = include_str!("../README.md");
+    /// Flags of cargo itself, which the README's command lines also use.
+    const CARGO_FLAGS: [&str; 5] = ["--release", "--locked", "--workspace", "--no-default-features", "--features"];
+
+    /// Every command line the README shows for this binary (`cargo run --release -- …` or `authbridge …`), as
+    /// the arguments the binary would receive.
+    fn readme_command_lines() -> Vec<Vec<String>> {
+        let mut lines = Vec::new();
+        for text in README.lines().flat_map(|line| line.split('`')) {
+            let text = text.split(" #").next().unwrap_or_default().trim();
+            let args = if let Some((_, args)) = text.split_once("cargo run --release --") {
+                args
+            } else if let Some(args) = text.strip_prefix("authbridge ") {
+                args
+            } else {
+                continue;
+            };
+            let mut argv = vec!["authbridge".to_owned()];
+            argv.extend(args.split_whitespace().map(str::to_owned));
+            lines.push(argv);
+        }
+        lines
+    }
+
+    #[test]
+    fn every_readme_command_line_parses() {
+        let lines = readme_command_lines();
+        assert!(lines.iter().any(|argv| argv.get(1).map(String::as_str) == Some("demo")), "{lines:?}");
+        for argv in lines {
+            if let Err(error) = Cli::try_parse_from(&argv)
+                && !matches!(error.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion)
+            {
+                panic!("README shows `{}`, which the binary refuses:\n{error}", argv.join(" "));
+            }
+        }
+    }
+
+    #[test]
+    fn every_flag_the_readme_names_exists() {
+        let command = Cli::command();
+        let mut known: Vec<String> = command
+            .get_subcommands()
+            .flat_map(|sub| sub.get_arguments())
+            .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
+            .collect();
+        known.extend(["--help".to_owned(), "--version".to_owned()]);
+        let named = README
+            .lines()
+            .flat_map(|line| line.split('`').skip(1).step_by(2))
+            .flat_map(str::split_whitespace)
+            .filter(|word| word.starts_with("--") && word.len() > 2)
+            .map(|word| word.trim_end_matches([',', ';', '.']));
+        for flag in named {
+            assert!(
+                known.iter().any(|k| k == flag) || CARGO_FLAGS.contains(&flag),
+                "README names {flag}, which no subcommand has (known: {known:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn port_moves_the_demo_but_keeps_the_loopback_address() {
+        let cli = Cli::try_parse_from(["authbridge", "demo", "--port", "8080"]).expect("parses");
+        let Some(Command::Demo(args)) = cli.command else { panic!("the demo subcommand") };
+        assert_eq!(args.port, Some(8080));
+        assert!(args.bind.ip().is_loopback());
     }
 }

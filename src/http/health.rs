@@ -7,10 +7,10 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::Serialize;
 use tokio::sync::Mutex;
 

@@ -152,7 +152,9 @@ async fn create(State(state): State<AppState>, user: CurrentUser, CsrfForm(form)
     };
     match outcome {
         Ok(_) => see_home(),
-        Err(error) => home_page(&state, &user, 0, Retry { error: Some(error), new_title: form.title, rename: None }).await,
+        Err(error) => {
+            home_page(&state, &user, 0, Retry { error: Some(error), new_title: form.title, rename: None }).await
+        }
     }
 }
 

@@ -106,7 +106,9 @@ pub enum Outcome {
     SignedOut,
     /// The provider could not be reached to check or refresh the tokens: the user is probably fine, just not
     /// right now.
-    Unavailable { retry_after: Duration },
+    Unavailable {
+        retry_after: Duration,
+    },
 }
 
 /// What the response must do with the session cookie.

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::{Principal, Session};
 use super::workos::WorkosProvider;
+use super::{Principal, Session};
 use crate::config::Config;
-use crate::workos::{WorkosClient, WorkosError};
 use crate::workos::access_token::EXPIRY_LEEWAY;
+use crate::workos::{WorkosClient, WorkosError};
 
 pub enum IdentityProvider {
     Workos(WorkosProvider),

@@ -103,10 +103,11 @@ impl WorkosProvider {
 
     /// The session an `authenticate` answer stands for, once its access token has been verified.
     async fn verified_session(&self, auth: &AuthResponse) -> Result<Session, Unverified> {
-        let claims = self.verifier.verify(&auth.access_token, TokenSource::Trusted).await.map_err(|error| match error {
-            VerifyError::KeysUnavailable(error) => Unverified::KeysUnavailable(error),
-            other => Unverified::Invalid(other),
-        })?;
+        let claims =
+            self.verifier.verify(&auth.access_token, TokenSource::Trusted).await.map_err(|error| match error {
+                VerifyError::KeysUnavailable(error) => Unverified::KeysUnavailable(error),
+                other => Unverified::Invalid(other),
+            })?;
         if claims.sub != auth.user.id {
             tracing::error!("WorkOS access token subject does not match the signed-in user");
             return Err(Unverified::WrongUser);
@@ -123,11 +124,8 @@ impl WorkosProvider {
 
     pub async fn check(&self, session: &Session) -> Result<TokenCheck, CheckError> {
         // Signature only: an expired but genuine token is what a refresh is for.
-        let claims = self
-            .verifier
-            .verify_signature(&session.access_token, TokenSource::Trusted)
-            .await
-            .map_err(check_error)?;
+        let claims =
+            self.verifier.verify_signature(&session.access_token, TokenSource::Trusted).await.map_err(check_error)?;
         if claims.sub != session.user.id {
             return Err(CheckError::Invalid("the session's token belongs to another user".to_owned()));
         }
