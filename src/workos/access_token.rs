@@ -143,7 +143,7 @@ impl AccessTokenVerifier {
 
         let mut validation = Validation::new(Algorithm::RS256);
         validation.validate_exp = false;
-        // No official SDK checks `iss` or `aud` (workos.md §3): the per-client JWKS is what binds the token to us.
+        // No official SDK checks `iss` or `aud` (docs/workos.md §1.4): the per-client JWKS is what binds the token to us.
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "sub"]);
         jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)

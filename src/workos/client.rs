@@ -113,7 +113,7 @@ impl WorkosError {
     }
 }
 
-/// Error bodies come in two shapes (workos.md §2): OAuth `{error, error_description}` and `{code, message}`.
+/// Error bodies come in two shapes (docs/workos.md §1.3, §8.1): OAuth `{error, error_description}` and `{code, message}`.
 #[derive(Deserialize, Default)]
 struct ErrorBody {
     error: Option<String>,
