@@ -76,6 +76,10 @@ pub struct ServerConfig {
     pub app_url: Url,
     /// Longest time any request may take inside the app before it is answered with 504.
     pub request_timeout: Duration,
+    /// Longest a client may take to send a request's headers (and longest an idle keep-alive connection stays).
+    pub header_read_timeout: Duration,
+    /// Most connections served at once; more wait to be accepted.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +155,11 @@ impl Config {
                 bind_addr: vars.parsed("BIND_ADDR", "127.0.0.1:3000")?,
                 app_url,
                 request_timeout: Duration::from_secs(vars.parsed("REQUEST_TIMEOUT_SECONDS", "30")?),
+                header_read_timeout: Duration::from_secs(positive(
+                    "HEADER_READ_TIMEOUT_SECONDS",
+                    vars.parsed("HEADER_READ_TIMEOUT_SECONDS", "5")?,
+                )?),
+                max_connections: positive("MAX_CONNECTIONS", vars.parsed("MAX_CONNECTIONS", "1024")?)? as usize,
             },
             insforge: InsforgeConfig {
                 url: vars.url("INSFORGE_URL")?,

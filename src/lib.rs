@@ -15,6 +15,7 @@ pub mod local;
 pub mod migrate;
 pub mod outbound;
 pub mod random;
+pub mod server;
 pub mod session;
 pub mod startup;
 pub mod sync;

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::http::{self, AppState, StateError};
+use crate::server::ServerLimits;
 
 pub struct Application {
     listener: TcpListener,
@@ -55,8 +56,10 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let app = http::router(self.state);
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await
+        let server = &self.state.config.server;
+        let limits =
+            ServerLimits { header_read_timeout: server.header_read_timeout, max_connections: server.max_connections };
+        crate::server::serve(self.listener, http::router(self.state), limits, shutdown).await
     }
 }
 

@@ -88,6 +88,21 @@ impl<B> OnResponse<B> for LogResponse {
     }
 }
 
+/// Refuses a request whose declared `Content-Length` is over the body limit at once, before any of the body is
+/// read: otherwise the connection would be held open while the client sends (or trickles) bytes that will be
+/// thrown away. Bodies without a declared length are still cut off at the limit while they are read.
+pub async fn refuse_oversized_bodies(request: Request, next: Next) -> axum::response::Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > super::MAX_BODY_BYTES as u64) {
+        return AppError::PayloadTooLarge.into_response();
+    }
+    next.run(request).await
+}
+
 /// Answers with 504 (in the route's format) when a request takes longer than `REQUEST_TIMEOUT_SECONDS`.
 pub async fn time_limit(State(state): State<AppState>, request: Request, next: Next) -> axum::response::Response {
     match tokio::time::timeout(state.config.server.request_timeout, next.run(request)).await {

@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(middleware::propagate_request_id())
                 .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::security_headers))
                 .layer(axum::middleware::from_fn(error::render_errors))
+                .layer(axum::middleware::from_fn(middleware::refuse_oversized_bodies))
                 // Outside the time limit: when a request times out after its session was refreshed, the 504 must
                 // still carry the new cookie, or the rotated refresh token would be lost with the response.
                 .layer(axum::middleware::from_fn_with_state(state.clone(), extractors::session_cookies))

@@ -68,7 +68,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, request: axum
     if let Err(error) = checked_form(request, &state, session.csrf_binding()).await {
         return error.into_response();
     }
-    let sign_out = state.sessions.sign_out(&session, &headers, &state.config.server.app_url);
+    let sign_out = state.sessions.sign_out(&session, &headers, &state.config.server.app_url).await;
     found(&sign_out.destination, sign_out.set_cookies)
 }
 

@@ -25,7 +25,13 @@ pub fn app_config(
 ) -> Result<Config, url::ParseError> {
     let redirect_uri = app_url.join("/callback")?;
     Ok(Config {
-        server: ServerConfig { bind_addr, app_url, request_timeout: Duration::from_secs(30) },
+        server: ServerConfig {
+            bind_addr,
+            app_url,
+            request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(5),
+            max_connections: 1024,
+        },
         insforge: InsforgeConfig {
             url: insforge.url(),
             jwt_secret,

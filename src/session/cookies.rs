@@ -48,7 +48,9 @@ impl CookieSpec {
         format!("{}.{index}", self.name)
     }
 
-    /// The names of this cookie's pieces the browser sent: the plain name and/or `name.N` chunks.
+    /// The names of this cookie's pieces the browser sent: the plain name and/or `name.N` chunks — only names the
+    /// app could have written (`N` below [`MAX_CHUNKS`], written the way the app writes it), so a request carrying
+    /// thousands of made-up chunk names cannot make the response expire each of them.
     /// Names are split out by hand rather than by a cookie parser, so that even a piece whose value no parser
     /// accepts is found, and can be cleared.
     pub fn present(&self, headers: &HeaderMap) -> Vec<String> {
@@ -57,15 +59,19 @@ impl CookieSpec {
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|line| line.split(';'))
-            .filter_map(|pair| pair.split_once('=').map(|(name, _)| name.trim().to_owned()))
-            .filter(|name| name == self.name || self.chunk_index(name).is_some())
+            .filter_map(|pair| pair.split_once('=').map(|(name, _)| name.trim()))
+            .filter(|name| *name == self.name || self.is_chunk_name(name))
+            .map(str::to_owned)
             .collect();
+        names.sort_unstable();
         names.dedup();
         names
     }
 
-    fn chunk_index(&self, name: &str) -> Option<usize> {
-        name.strip_prefix(self.name)?.strip_prefix('.')?.parse().ok()
+    fn is_chunk_name(&self, name: &str) -> bool {
+        let Some(digits) = name.strip_prefix(self.name).and_then(|rest| rest.strip_prefix('.')) else { return false };
+        // Only the spelling the app writes: `0` to `15`, no sign, no leading zeros.
+        digits.parse::<usize>().is_ok_and(|index| index < MAX_CHUNKS && index.to_string() == digits)
     }
 
     /// The value as the browser holds it, joined from its chunks when it was split.
@@ -106,6 +112,16 @@ impl CookieSpec {
         let written: Vec<String> = pieces.iter().map(|c| c.name().to_owned()).collect();
         let stale = present.iter().filter(|name| !written.contains(name)).map(|name| self.expired(name.clone()));
         Ok(pieces.into_iter().chain(stale).filter_map(|c| HeaderValue::from_str(&c.to_string()).ok()).collect())
+    }
+
+    /// The `Set-Cookie` value storing `value` as one cookie, or an error when it would need chunks: for values that
+    /// must stay small whatever a request asks for (the sign-in state).
+    pub fn write_single(&self, value: &str) -> Result<HeaderValue, CookieTooLarge> {
+        let line = self.build(self.name.to_owned(), value.to_owned()).to_string();
+        if line.len() > MAX_SET_COOKIE_BYTES {
+            return Err(CookieTooLarge { bytes: value.len() });
+        }
+        HeaderValue::from_str(&line).map_err(|_| CookieTooLarge { bytes: value.len() })
     }
 
     /// `Set-Cookie` values that delete every piece the browser sent (and the plain name, in case it was not sent).
@@ -208,6 +224,25 @@ mod tests {
         headers.insert(COOKIE, HeaderValue::from_static("wos-session-other=1; wos-session.x=2; theme=dark"));
         assert!(spec().present(&headers).is_empty());
         assert_eq!(spec().read(&headers), None);
+    }
+
+    #[test]
+    fn only_chunk_names_the_app_writes_are_found() {
+        let mut headers = HeaderMap::new();
+        let made_up: Vec<String> = (0..2_000).map(|i| format!("wos-session.{i}=x")).collect();
+        let line =
+            format!("wos-session=a; {}; wos-session.01=x; wos-session.+1=x; wos-session.3=y", made_up.join("; "));
+        headers.insert(COOKIE, HeaderValue::from_str(&line).expect("ascii"));
+        let present = spec().present(&headers);
+        assert_eq!(present.len(), MAX_CHUNKS + 1, "{present:?}");
+        assert!(present.iter().all(|name| name == "wos-session" || spec().is_chunk_name(name)));
+        assert_eq!(spec().clear(&present).len(), MAX_CHUNKS + 1);
+    }
+
+    #[test]
+    fn single_cookies_are_never_chunked() {
+        assert!(spec().write_single(&"s".repeat(3_000)).is_ok());
+        assert!(spec().write_single(&"s".repeat(4_100)).is_err());
     }
 
     #[test]

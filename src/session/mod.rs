@@ -13,6 +13,7 @@
 pub mod cookies;
 pub mod provider;
 pub mod refresh;
+pub mod revocations;
 pub mod seal;
 pub mod sign_in;
 pub mod workos;
@@ -29,6 +30,7 @@ use crate::identity::{Impersonator, UserIdentity, UserProfile};
 use cookies::{CookieSpec, CookieTooLarge};
 use provider::{CheckError, IdentityProvider, ProviderError};
 use refresh::Refresher;
+use revocations::Revocations;
 use seal::{Purpose, SealError, Sealer};
 pub use sign_in::{SIGN_IN_STATE_TTL, SignInState};
 
@@ -153,6 +155,7 @@ pub struct SessionManager {
     state_cookie: CookieSpec,
     provider: Arc<IdentityProvider>,
     refresher: Refresher,
+    revocations: Revocations,
 }
 
 impl SessionManager {
@@ -172,6 +175,7 @@ impl SessionManager {
             },
             refresher: Refresher::new(Arc::clone(&provider)),
             provider,
+            revocations: Revocations::default(),
         })
     }
 
@@ -219,6 +223,10 @@ impl SessionManager {
             session.session_id = check.session_id.clone();
             store = true;
         }
+        if self.is_revoked(session.session_id.as_deref()) {
+            tracing::debug!("the session was ended (signed out or revoked); clearing its cookie");
+            return Resolution::signed_out(CookieChange::Clear);
+        }
 
         let now = unix_now();
         if check.seconds_left(now) > refresh_margin(check.lifetime).as_secs() as i64 {
@@ -251,7 +259,15 @@ impl SessionManager {
 
     /// Who a bearer token is for (API clients; never refreshed: that is the client's job).
     pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal, CheckError> {
-        self.provider.verify_bearer(token).await
+        let principal = self.provider.verify_bearer(token).await?;
+        if self.is_revoked(principal.session_id.as_deref()) {
+            return Err(CheckError::Invalid("the token's session has ended".to_owned()));
+        }
+        Ok(principal)
+    }
+
+    fn is_revoked(&self, session_id: Option<&str>) -> bool {
+        session_id.is_some_and(|id| self.revocations.is_revoked(id))
     }
 
     /// `Set-Cookie` values storing `session`, replacing whatever pieces the request carried.

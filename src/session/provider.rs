@@ -139,6 +139,13 @@ impl IdentityProvider {
         }
     }
 
+    /// Ends the provider's session server-side, so its refresh token can never be used again.
+    pub async fn revoke(&self, session: &Session) -> Result<(), ProviderError> {
+        match self {
+            Self::Workos(workos) => workos.revoke(session).await,
+        }
+    }
+
     /// Fetches what verification needs (signing keys) now: at start-up and from the readiness probe.
     pub async fn warm_up(&self) -> Result<(), CheckError> {
         match self {

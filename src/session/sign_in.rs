@@ -107,7 +107,9 @@ impl SessionManager {
         let code_challenge = URL_SAFE_NO_PAD.encode(digest(&SHA256, state.code_verifier.as_bytes()));
         let json = serde_json::to_vec(&state).map_err(|_| SealError)?;
         let sealed = self.sealer.seal(Purpose::SignInState, &json)?;
-        let set_cookies = self.state_cookie.write(&sealed, &[]).map_err(SessionError::from)?;
+        // Always one small cookie, whatever `return_to` was: a sign-in link must not be able to plant kilobytes of
+        // cookies in someone's browser.
+        let set_cookies = vec![self.state_cookie.write_single(&sealed).map_err(SessionError::from)?];
 
         let authorization_url = self.provider.authorization_url(&AuthorizationRequest {
             state: &state.nonce,
@@ -156,8 +158,16 @@ impl SessionManager {
         Ok(SignedIn { return_to: state.return_to, set_cookies })
     }
 
-    /// Ends the app's session. The caller has already checked that the request may do so (CSRF).
-    pub fn sign_out(&self, session: &Session, headers: &HeaderMap, return_to: &Url) -> SignOut {
+    /// Ends the session everywhere: refused by this app from now on (whatever copy of the cookie or token is
+    /// presented), revoked at the provider (so it can never be refreshed), and the cookie cleared. A provider
+    /// failure is logged and does not stop the sign-out. The caller has already checked the request (CSRF).
+    pub async fn sign_out(&self, session: &Session, headers: &HeaderMap, return_to: &Url) -> SignOut {
+        if let Some(session_id) = session.session_id.as_deref() {
+            self.revocations.revoke(session_id);
+        }
+        if let Err(error) = self.provider.revoke(session).await {
+            tracing::error!(%error, user_id = %session.user.id, "could not revoke the session at the provider");
+        }
         let destination =
             self.provider.logout_url(session, return_to).map_or_else(|| "/".to_owned(), |url| url.to_string());
         tracing::info!(user_id = %session.user.id, "signed out");
@@ -170,11 +180,16 @@ fn present(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|value| !value.is_empty())
 }
 
+/// The longest `return_to` kept; a longer one falls back to `/`. It travels in the sign-in state cookie, which
+/// must stay one small cookie.
+pub const MAX_RETURN_PATH_BYTES: usize = 2048;
+
 /// `return_to` accepted only as a path on this site; anything else (other hosts, `//host`, `/\\host`, schemes,
-/// dot segments, control characters, or encoded forms of those) falls back to `/`.
+/// dot segments, control characters, encoded forms of those, or more than [`MAX_RETURN_PATH_BYTES`]) falls back
+/// to `/`.
 pub fn safe_return_path(raw: Option<&str>) -> String {
     const HOME: &str = "/";
-    let Some(raw) = raw else { return HOME.to_owned() };
+    let Some(raw) = raw.filter(|raw| raw.len() <= MAX_RETURN_PATH_BYTES) else { return HOME.to_owned() };
     // Decode repeatedly so `%2F%2Fevil` and `%252F%252Fevil` are judged by what they become.
     let mut decoded = raw.to_owned();
     for _ in 0..3 {
@@ -277,6 +292,26 @@ mod tests {
         assert_eq!(get("code_challenge"), Some(challenge));
         assert_eq!(get("screen_hint").as_deref(), Some("sign-up"));
         assert_eq!(get("login_hint"), None, "a blank hint is not sent");
+    }
+
+    #[test]
+    fn long_return_paths_fall_back_home_and_the_state_stays_one_cookie() {
+        let manager = manager(false);
+        let kept = format!("/{}", "a".repeat(MAX_RETURN_PATH_BYTES - 1));
+        assert_eq!(safe_return_path(Some(&kept)), kept);
+        for length in [MAX_RETURN_PATH_BYTES + 1, 20_000, 50_000] {
+            let raw = format!("/{}", "a".repeat(length - 1));
+            assert_eq!(safe_return_path(Some(&raw)), "/");
+            let start = manager
+                .begin_sign_in(&SignInRequest { return_to: Some(raw), ..SignInRequest::default() })
+                .expect("a long return_to is not an error");
+            assert_eq!(start.set_cookies.len(), 1);
+            assert!(start.set_cookies[0].len() < 1_000, "{} bytes", start.set_cookies[0].len());
+        }
+        let start = manager
+            .begin_sign_in(&SignInRequest { return_to: Some(kept), ..SignInRequest::default() })
+            .expect("the longest kept return_to still fits one cookie");
+        assert_eq!(start.set_cookies.len(), 1);
     }
 
     #[test]

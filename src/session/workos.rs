@@ -147,6 +147,16 @@ impl WorkosProvider {
         session.session_id.as_deref().map(|sid| self.client.logout_url(sid, return_to))
     }
 
+    pub async fn revoke(&self, session: &Session) -> Result<(), ProviderError> {
+        let Some(session_id) = session.session_id.as_deref() else { return Ok(()) };
+        match self.client.revoke_session(session_id).await {
+            Ok(()) => Ok(()),
+            // Unknown or already ended: what sign-out wanted.
+            Err(WorkosError::Rejected { status: 400 | 404, .. }) => Ok(()),
+            Err(error) => Err(ProviderError::Failed(error.to_string())),
+        }
+    }
+
     pub async fn warm_up(&self) -> Result<(), CheckError> {
         self.verifier.fetch_keys().await.map_err(check_error)
     }

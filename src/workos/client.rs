@@ -34,6 +34,7 @@ struct Inner {
     authorize_url: Url,
     authenticate_url: Url,
     logout_url: Url,
+    revoke_url: Url,
     jwks_url: Url,
 }
 
@@ -150,6 +151,7 @@ impl WorkosClient {
                 authorize_url: endpoint(&["user_management", "authorize"])?,
                 authenticate_url: endpoint(&["user_management", "authenticate"])?,
                 logout_url: endpoint(&["user_management", "sessions", "logout"])?,
+                revoke_url: endpoint(&["user_management", "sessions", "revoke"])?,
                 jwks_url: endpoint(&["sso", "jwks", &config.client_id])?,
                 http,
                 client_id: config.client_id.clone(),
@@ -187,6 +189,28 @@ impl WorkosClient {
         let mut url = self.inner.logout_url.clone();
         url.query_pairs_mut().append_pair("session_id", session_id).append_pair("return_to", return_to.as_str());
         url
+    }
+
+    /// Ends a WorkOS session server-side (docs/workos.md §2.1): its refresh token is refused from then on, so a
+    /// copy of the session cookie can never be refreshed again. Any 2xx is success (the body is not documented).
+    pub async fn revoke_session(&self, session_id: &str) -> Result<(), WorkosError> {
+        #[derive(Serialize)]
+        struct RevokeBody<'a> {
+            session_id: &'a str,
+        }
+        let inner = &self.inner;
+        let response = inner
+            .http
+            .post(inner.revoke_url.clone())
+            .bearer_auth(inner.api_key.expose())
+            .json(&RevokeBody { session_id })
+            .send()
+            .await
+            .map_err(WorkosError::from_reqwest)?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        read_json::<serde::de::IgnoredAny>(response).await.map(|_| ())
     }
 
     pub fn jwks_url(&self) -> &Url {

@@ -1,0 +1,99 @@
+//! The HTTP server loop: hyper, configured so that slow or idle clients cannot hold the process hostage.
+//!
+//! `axum::serve` runs hyper without a timer, so hyper's header-read timeout never fires: a client that opens a
+//! connection and never finishes its headers (slowloris), or keeps an idle keep-alive connection open, holds a
+//! socket and its buffers forever. This loop serves the same router with
+//! - a **header-read timeout**: a request's headers must arrive in full within [`ServerLimits::header_read_timeout`]
+//!   of hyper starting to wait for them. hyper starts that wait as soon as a connection is idle, so the same
+//!   timeout also closes idle keep-alive connections;
+//! - a **cap on concurrent connections**: beyond [`ServerLimits::max_connections`], new connections wait in the
+//!   kernel's accept queue until one closes, so memory and file descriptors stay bounded whatever clients do;
+//! - a **bound on header size**, so one connection cannot grow its read buffer without limit;
+//! - graceful shutdown: on the shutdown signal, stop accepting, let in-flight requests finish, close idle
+//!   connections.
+//!
+//! Request bodies are bounded by the router (a declared `Content-Length` over the limit is refused before any of
+//! the body is read), and whole requests by its time limit.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+/// Request headers larger than this are refused with 431 (browsers send a few KB; a chunked session cookie fits).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then waits for open connections to finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .keep_alive(true);
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        // A permit first: at the cap, stop accepting rather than accept and queue without bound.
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, a connection reset before accept: not fatal, and retrying at once
+                    // would spin, so pause a moment.
+                    tracing::warn!(%error, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Small responses should leave at once rather than wait for Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
+
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let router = router.clone();
+            async move { router.oneshot(request).await }
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // A client that vanished or timed out is routine, not worth more than a debug line.
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
