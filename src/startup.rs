@@ -50,10 +50,6 @@ impl Application {
         self.listener.local_addr()
     }
 
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let app = http::router(self.state);
         axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await

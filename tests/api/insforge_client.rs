@@ -1,15 +1,13 @@
 //! The InsForge client: typed todo operations against the stand-in, and one typed error for every way a call
 //! can end — including servers that answer oddly, refuse connections, or never answer.
 
-use std::time::Duration;
-
 use authbridge::insforge::client::{InsforgeClient, InsforgeError};
 use authbridge::todo::{MAX_PAGE_LIMIT, Page, Title, TodoPatch};
 use reqwest::Method;
 use serde_json::json;
 use url::Url;
 
-use crate::helpers::{CannedServer, JWT_SECRET, TestInsforge, closed_port_url, insforge_config, user_a};
+use crate::helpers::{CannedServer, TestInsforge, closed_port_url, insforge_config, user_a};
 
 fn title(text: &str) -> Title {
     Title::parse(text).expect("a valid title")
@@ -19,9 +17,8 @@ fn title(text: &str) -> Title {
 type Expectation = fn(&InsforgeError) -> bool;
 
 fn client_for(url: Url) -> InsforgeClient {
-    let mut config = insforge_config(url, JWT_SECRET);
-    config.connect_timeout = Duration::from_secs(1);
-    config.request_timeout = Duration::from_secs(2);
+    let config =
+        insforge_config(&url, &[("INSFORGE_CONNECT_TIMEOUT_MS", "1000"), ("INSFORGE_REQUEST_TIMEOUT_MS", "2000")]);
     InsforgeClient::new(&config).expect("client")
 }
 
@@ -185,8 +182,7 @@ async fn a_server_that_is_down_is_a_connection_error() {
 #[tokio::test]
 async fn a_server_that_never_answers_is_a_timeout() {
     let server = CannedServer::hanging().await;
-    let mut config = insforge_config(server.url.clone(), JWT_SECRET);
-    config.request_timeout = Duration::from_millis(300);
+    let config = insforge_config(&server.url, &[("INSFORGE_REQUEST_TIMEOUT_MS", "300")]);
     let client = InsforgeClient::new(&config).expect("client");
 
     let read = client.get_todo(&user_a(), uuid::Uuid::new_v4()).await;
