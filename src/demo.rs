@@ -1,22 +1,29 @@
 //! `authbridge demo`: the whole system on one machine, with one command and no accounts.
 //!
 //! It starts a PostgreSQL from the machine's binaries, applies the migrations, runs the InsForge and WorkOS
-//! stand-ins, and serves authbridge in front of them, wired with freshly generated secrets. The app is built
-//! exactly as in production (`Application::build_with_listener` with a `Config`); only the upstream URLs differ.
-//! Everything listens on loopback only: the WorkOS stand-in signs anyone in without a password.
+//! stand-ins (from the `authbridge-standins` crate), and serves authbridge in front of them, wired with freshly
+//! generated secrets. The app is configured and built exactly as in production: the demo hands
+//! [`Config::from_lookup`] the environment variables an operator would set, so every default and every check is
+//! production's, and only the upstream URLs differ. Everything listens on loopback only: the WorkOS stand-in signs
+//! anyone in without a password.
+//!
+//! This module exists only with the `demo` feature (on by default), so a production build can leave the stand-ins
+//! out entirely.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use standins::StandInSecret;
+use standins::insforge_standin::{InsforgeStandIn, InsforgeStandInError, InsforgeStandInOptions};
+use standins::temp_postgres::{PostgresError, PostgresOptions, TempPostgres};
+use standins::workos_standin::{WorkosStandIn, WorkosStandInError, WorkosStandInOptions};
 use tokio::net::TcpListener;
 use url::Url;
 
-use crate::config::Secret;
-use crate::local::insforge::{InsforgeStandIn, InsforgeStandInOptions};
-use crate::local::postgres::{PostgresOptions, TempPostgres};
-use crate::local::workos::{WorkosStandIn, WorkosStandInOptions};
+use crate::config::{Config, ConfigError};
 use crate::startup::Application;
 
 /// The demo's database inside its PostgreSQL cluster.
@@ -38,19 +45,6 @@ pub struct DemoOptions {
     pub access_token_ttl: Duration,
 }
 
-impl Default for DemoOptions {
-    fn default() -> Self {
-        Self {
-            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000),
-            workos_port: 3001,
-            insforge_port: 3002,
-            postgres_port: None,
-            data_dir: None,
-            access_token_ttl: Duration::from_secs(300),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("the demo only listens on loopback, but {0} is not a loopback address (unset BIND_ADDR or use 127.0.0.1)")]
@@ -60,13 +54,15 @@ pub enum DemoError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
-    Postgres(#[from] crate::local::postgres::PostgresError),
+    Postgres(#[from] PostgresError),
     #[error("applying the migrations failed: {0}")]
     Migrate(#[from] crate::migrate::MigrateError),
     #[error("the InsForge stand-in did not start: {0}")]
-    Insforge(#[from] crate::local::insforge::StandInError),
+    Insforge(#[from] InsforgeStandInError),
     #[error("the WorkOS stand-in did not start: {0}")]
-    Workos(#[from] crate::local::workos::WorkosStandInError),
+    Workos(#[from] WorkosStandInError),
+    #[error("the demo's configuration was refused: {0}")]
+    Config(#[from] ConfigError),
     #[error("authbridge did not start: {0}")]
     App(#[from] crate::startup::StartupError),
     #[error(transparent)]
@@ -134,27 +130,34 @@ async fn serve(
     };
     crate::migrate::run(&database_url).await?;
 
-    let jwt_secret = Secret::new(crate::random::token()?);
-    let mut insforge_options = InsforgeStandInOptions::new(database_url.clone(), jwt_secret.clone());
+    let jwt_secret = crate::random::token()?;
+    let mut insforge_options =
+        InsforgeStandInOptions::new(database_url.clone(), StandInSecret::new(jwt_secret.clone()));
     insforge_options.bind = free_for_reuse(listeners.insforge);
     let insforge = InsforgeStandIn::start(insforge_options).await?;
 
+    let redirect_uri = app_url.join("/callback")?;
     let workos = WorkosStandIn::start(WorkosStandInOptions {
         bind: free_for_reuse(listeners.workos),
-        redirect_uris: vec![app_url.join("/callback")?],
+        redirect_uris: vec![redirect_uri.clone()],
         access_token_ttl: options.access_token_ttl,
         ..WorkosStandInOptions::default()
     })
     .await?;
 
-    let config = crate::local::app_config(
-        options.bind,
-        app_url.clone(),
-        &insforge,
-        jwt_secret,
-        &workos,
-        Secret::new(crate::random::token()?),
-    )?;
+    // What an operator would put in `.env`; everything not named here takes its production default.
+    let environment = HashMap::from([
+        ("BIND_ADDR", options.bind.to_string()),
+        ("APP_URL", app_url.to_string()),
+        ("WORKOS_API_KEY", workos.api_key().expose().to_owned()),
+        ("WORKOS_CLIENT_ID", workos.client_id().to_owned()),
+        ("WORKOS_REDIRECT_URI", redirect_uri.to_string()),
+        ("WORKOS_API_BASE_URL", workos.base_url().to_string()),
+        ("WORKOS_COOKIE_PASSWORD", crate::random::token()?),
+        ("INSFORGE_URL", insforge.url().to_string()),
+        ("INSFORGE_JWT_SECRET", jwt_secret),
+    ]);
+    let config = Config::from_lookup(|name| environment.get(name).cloned())?;
     let app = Application::build_with_listener(config, listeners.app)?;
 
     print_welcome(&app_url, &workos, &insforge, postgres);

@@ -3,15 +3,11 @@
 //! Errors leave as one line on stderr and a non-zero exit status, never a panic or a `Debug` dump: operators read
 //! them in terminals and CI logs.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use authbridge::config::Config;
-use authbridge::demo::{self, DemoOptions};
 use authbridge::startup::{Application, shutdown_signal};
 
 #[derive(Parser)]
@@ -28,32 +24,8 @@ enum Command {
     /// Apply the database migrations to DATABASE_URL (read from the environment or .env).
     Migrate,
     /// Run everything locally: PostgreSQL, the InsForge and WorkOS stand-ins, and the app. No accounts needed.
-    Demo(DemoArgs),
-}
-
-#[derive(clap::Args)]
-struct DemoArgs {
-    /// Address the app listens on (loopback only).
-    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:3000")]
-    bind: SocketAddr,
-    /// Port the app listens on (replaces the port of --bind).
-    #[arg(long)]
-    port: Option<u16>,
-    /// Port of the WorkOS stand-in (its sign-in page).
-    #[arg(long, default_value_t = 3001)]
-    workos_port: u16,
-    /// Port of the InsForge stand-in.
-    #[arg(long, default_value_t = 3002)]
-    insforge_port: u16,
-    /// Port of PostgreSQL (default: any free port).
-    #[arg(long)]
-    postgres_port: Option<u16>,
-    /// Keep the database in this directory between runs (default: a throwaway one).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Lifetime of the access tokens the WorkOS stand-in issues, in seconds (short values show refreshing).
-    #[arg(long, default_value_t = 300)]
-    access_token_ttl: u64,
+    #[cfg(feature = "demo")]
+    Demo(demo_command::DemoArgs),
 }
 
 #[tokio::main]
@@ -68,7 +40,8 @@ async fn main() -> ExitCode {
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Migrate => migrate().await,
-        Command::Demo(args) => run_demo(args).await,
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => demo_command::run(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -97,19 +70,6 @@ async fn migrate() -> Result<(), String> {
     Ok(())
 }
 
-async fn run_demo(args: DemoArgs) -> Result<(), String> {
-    let bind = args.port.map_or(args.bind, |port| SocketAddr::new(args.bind.ip(), port));
-    let options = DemoOptions {
-        bind,
-        workos_port: args.workos_port,
-        insforge_port: args.insforge_port,
-        postgres_port: args.postgres_port,
-        data_dir: args.data_dir,
-        access_token_ttl: Duration::from_secs(args.access_token_ttl.max(1)),
-    };
-    demo::run(options, shutdown_signal()).await.map_err(|e| format!("demo: {e}"))
-}
-
 /// `RUST_LOG` filters (default `info`); `LOG_FORMAT=json` switches to one JSON object per line for log shippers.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -136,7 +96,58 @@ fn load_dotenv() -> Result<(), String> {
     }
 }
 
-#[cfg(test)]
+/// `authbridge demo`: only with the `demo` feature (on by default), so a production build has neither the
+/// subcommand nor the stand-ins it runs.
+#[cfg(feature = "demo")]
+mod demo_command {
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use authbridge::demo::{self, DemoOptions};
+    use authbridge::startup::shutdown_signal;
+
+    #[derive(clap::Args)]
+    pub struct DemoArgs {
+        /// Address the app listens on (loopback only).
+        #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:3000")]
+        pub bind: SocketAddr,
+        /// Port the app listens on (replaces the port of --bind).
+        #[arg(long)]
+        pub port: Option<u16>,
+        /// Port of the WorkOS stand-in (its sign-in page).
+        #[arg(long, default_value_t = 3001)]
+        workos_port: u16,
+        /// Port of the InsForge stand-in.
+        #[arg(long, default_value_t = 3002)]
+        insforge_port: u16,
+        /// Port of PostgreSQL (default: any free port).
+        #[arg(long)]
+        postgres_port: Option<u16>,
+        /// Keep the database in this directory between runs (default: a throwaway one).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Lifetime of the access tokens the WorkOS stand-in issues, in seconds (short values show refreshing).
+        #[arg(long, default_value_t = 300)]
+        access_token_ttl: u64,
+    }
+
+    pub async fn run(args: DemoArgs) -> Result<(), String> {
+        let bind = args.port.map_or(args.bind, |port| SocketAddr::new(args.bind.ip(), port));
+        let options = DemoOptions {
+            bind,
+            workos_port: args.workos_port,
+            insforge_port: args.insforge_port,
+            postgres_port: args.postgres_port,
+            data_dir: args.data_dir,
+            access_token_ttl: Duration::from_secs(args.access_token_ttl.max(1)),
+        };
+        demo::run(options, shutdown_signal()).await.map_err(|e| format!("demo: {e}"))
+    }
+}
+
+/// The README's command lines and flags are what users copy: they must parse. Only with the demo (which they show).
+#[cfg(all(test, feature = "demo"))]
 mod tests {
     use clap::CommandFactory;
 

@@ -51,10 +51,6 @@ impl Application {
         self.listener.local_addr()
     }
 
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let server = &self.state.config.server;
         let limits =

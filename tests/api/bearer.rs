@@ -97,20 +97,16 @@ async fn a_rotated_signing_key_is_picked_up_but_unknown_keys_cannot_flood_workos
 
     // WorkOS rotates its key: the first token with the new `kid` makes the app refetch the JWKS, and it verifies.
     app.workos.rotate_signing_key().await.expect("rotation");
-    let fetches = app.workos.calls(authbridge::local::workos::Endpoint::Jwks);
+    let fetches = app.workos.calls(standins::workos_standin::Endpoint::Jwks);
     let rotated = app.bearer_client(app.workos.mint_access_token(&user, Duration::from_secs(300))).get("/api/me").await;
     assert_eq!(rotated.status, 200, "{}", rotated.body);
-    assert_eq!(app.workos.calls(authbridge::local::workos::Endpoint::Jwks), fetches + 1);
+    assert_eq!(app.workos.calls(standins::workos_standin::Endpoint::Jwks), fetches + 1);
 
     // Forged tokens with ever-new `kid`s do not each cost a JWKS fetch: at most one a minute.
     for i in 0..10 {
         assert_refused(&app, &signed_by_unknown_key(&format!("kid_random_{i}"), &claims(&app)), "random kid").await;
     }
-    assert_eq!(
-        app.workos.calls(authbridge::local::workos::Endpoint::Jwks),
-        fetches + 1,
-        "no refetch within the minute"
-    );
+    assert_eq!(app.workos.calls(standins::workos_standin::Endpoint::Jwks), fetches + 1, "no refetch within the minute");
 }
 
 #[tokio::test]

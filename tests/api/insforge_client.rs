@@ -1,8 +1,6 @@
 //! The InsForge client: typed todo operations against the stand-in, and one typed error for every way a call
 //! can end — including servers that answer oddly, refuse connections, or never answer.
 
-use std::time::Duration;
-
 use authbridge::insforge::client::{InsforgeClient, InsforgeError};
 use authbridge::insforge::minter::TokenMinter;
 use authbridge::todo::{MAX_PAGE_LIMIT, Page, Title, TodoPatch};
@@ -10,7 +8,7 @@ use reqwest::Method;
 use serde_json::json;
 use url::Url;
 
-use crate::helpers::{CannedServer, JWT_SECRET, TestInsforge, closed_port_url, insforge_config, user_a};
+use crate::helpers::{CannedServer, TestInsforge, closed_port_url, insforge_config, user_a};
 
 fn title(text: &str) -> Title {
     Title::parse(text).expect("a valid title")
@@ -20,9 +18,8 @@ fn title(text: &str) -> Title {
 type Expectation = fn(&InsforgeError) -> bool;
 
 fn client_for(url: Url) -> InsforgeClient {
-    let mut config = insforge_config(url, JWT_SECRET);
-    config.connect_timeout = Duration::from_secs(1);
-    config.request_timeout = Duration::from_secs(2);
+    let config =
+        insforge_config(&url, &[("INSFORGE_CONNECT_TIMEOUT_MS", "1000"), ("INSFORGE_REQUEST_TIMEOUT_MS", "2000")]);
     InsforgeClient::new(&config).expect("client")
 }
 
@@ -186,8 +183,7 @@ async fn a_server_that_is_down_is_a_connection_error() {
 #[tokio::test]
 async fn a_server_that_never_answers_is_a_timeout() {
     let server = CannedServer::hanging().await;
-    let mut config = insforge_config(server.url.clone(), JWT_SECRET);
-    config.request_timeout = Duration::from_millis(300);
+    let config = insforge_config(&server.url, &[("INSFORGE_REQUEST_TIMEOUT_MS", "300")]);
     let client = InsforgeClient::new(&config).expect("client");
 
     let read = client.get_todo(&user_a(), uuid::Uuid::new_v4()).await;
@@ -221,7 +217,7 @@ async fn health_reports_an_unhealthy_insforge() {
 async fn errors_never_show_the_token_even_when_the_server_echoes_it() {
     let server = CannedServer::echo_authorization(401).await;
     let client = client_for(server.url.clone());
-    let minter = TokenMinter::new(&insforge_config(server.url.clone(), JWT_SECRET)).expect("minter");
+    let minter = TokenMinter::new(&insforge_config(&server.url, &[])).expect("minter");
     let token = minter.mint(&user_a()).expect("a token like the one the client sends");
     let error = client.list_todos(&user_a(), Page::default()).await.expect_err("401");
     let InsforgeError::Unauthorized { message } = &error else { panic!("expected Unauthorized, got {error:?}") };

@@ -1,16 +1,14 @@
 //! The integration tests: one binary, so one link step and one throwaway PostgreSQL cluster serve them all (see
-//! `helpers`). Each file specifies one feature.
+//! `helpers`). Each file specifies one feature. The stand-ins' own tests live with them, in `crates/standins/tests`.
 
 mod helpers;
 
-// The data path: migrations, RLS, the InsForge client and stand-in.
+// The data path: migrations, RLS, the InsForge client.
 mod hostile_values;
 mod insforge_client;
-mod insforge_standin;
 mod migrate_command;
 mod migrations;
 mod rls;
-mod temp_postgres;
 
 // Signing in with WorkOS.
 mod bearer;
@@ -18,9 +16,9 @@ mod cookie_size;
 mod refresh;
 mod session;
 mod sign_in;
-mod workos_standin;
 
 // The todo app.
+#[cfg(feature = "demo")]
 mod demo;
 mod logs;
 mod service;

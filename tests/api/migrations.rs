@@ -1,9 +1,9 @@
 //! The migrations: they lock every table down, run again harmlessly, work on a bare PostgreSQL and on one where
 //! InsForge already created the roles and its generous default grants, and encode the same title rule as the app.
 
-use authbridge::local::postgres::{PostgresOptions, TempPostgres};
 use authbridge::todo::Title;
 use sqlx::{Connection, PgConnection, Row};
+use standins::temp_postgres::{PostgresOptions, TempPostgres};
 
 use crate::helpers::TestDb;
 

@@ -111,9 +111,7 @@ async fn no_token_and_the_anon_key_can_neither_read_nor_write() {
 async fn a_token_signed_with_another_secret_is_refused() {
     let app = TestInsforge::start().await;
     app.client.create_todo(&user_a(), &title("exists")).await.expect("A creates");
-    let forger = app.client_with(|config| {
-        config.jwt_secret = authbridge::config::Secret::new("another-secret-entirely-0123456789abcdef");
-    });
+    let forger = app.client_with(&[("INSFORGE_JWT_SECRET", "another-secret-entirely-0123456789abcdef")]);
     assert_ne!(JWT_SECRET, "another-secret-entirely-0123456789abcdef");
 
     let read = forger.list_todos(&user_a(), Page::default()).await;

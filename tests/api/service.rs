@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use authbridge::local::workos::Endpoint;
 use serde_json::json;
+use standins::workos_standin::Endpoint;
 
 use crate::helpers::app::{ALICE, AppOptions, spawn_app, spawn_app_with};
 
@@ -31,9 +31,7 @@ async fn healthz_and_readyz_report_the_process_and_its_upstreams() {
 
 #[tokio::test]
 async fn readyz_fails_when_insforge_is_unreachable() {
-    let app =
-        spawn_app_with(AppOptions { insforge_url: Some(crate::helpers::closed_port_url()), ..AppOptions::default() })
-            .await;
+    let app = spawn_app_with(AppOptions::default().var("INSFORGE_URL", crate::helpers::closed_port_url())).await;
     let ready = app.browser().get("/readyz").await;
     assert_eq!(ready.status, 503, "{}", ready.body);
     assert_eq!(ready.json()["insforge"]["ok"], false);
@@ -93,14 +91,13 @@ async fn shutdown_lets_in_flight_requests_finish() {
 
 #[tokio::test]
 async fn a_request_that_takes_too_long_gets_504() {
-    let app = spawn_app_with(AppOptions {
-        request_timeout: Duration::from_millis(300),
-        insforge_request_timeout: Duration::from_secs(5),
-        ..AppOptions::default()
-    })
+    let app = spawn_app_with(
+        AppOptions::default().var("REQUEST_TIMEOUT_SECONDS", 1).var("INSFORGE_REQUEST_TIMEOUT_MS", 5000),
+    )
     .await;
     let token = app.workos.mint_access_token(&app.user_id(ALICE), Duration::from_secs(300));
-    app.insforge.set_latency(Duration::from_secs(1));
+    // Longer than the app's own limit (a whole second, the smallest it takes) and shorter than InsForge's.
+    app.insforge.set_latency(Duration::from_secs(2));
     let response = app.bearer_client(token).get("/api/todos").await;
     assert_eq!((response.status, response.error_code()), (504, "timeout".to_owned()));
 }

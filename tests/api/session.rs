@@ -53,11 +53,8 @@ async fn a_cookie_sealed_with_another_key_means_signed_out() {
 
 #[tokio::test]
 async fn a_cookie_sealed_with_the_previous_password_still_works_and_is_resealed() {
-    let app = spawn_app_with(AppOptions {
-        previous_cookie_password: Some(PREVIOUS_COOKIE_PASSWORD.to_owned()),
-        ..AppOptions::default()
-    })
-    .await;
+    let app =
+        spawn_app_with(AppOptions::default().var("WORKOS_COOKIE_PASSWORD_PREVIOUS", PREVIOUS_COOKIE_PASSWORD)).await;
     let browser = app.signed_in(ALICE).await;
 
     // The same session, as a replica still on the old password would have sealed it.

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use authbridge::local::workos::Endpoint;
 use authbridge::session::{SESSION_COOKIE, SIGN_IN_STATE_COOKIE};
 use reqwest::Method;
+use standins::workos_standin::Endpoint;
 use url::Url;
 
 use crate::helpers::app::{ALICE, AppOptions, BOB, spawn_app, spawn_app_with};
@@ -192,14 +192,12 @@ async fn a_crafted_error_link_cannot_put_its_words_on_the_page() {
 
 #[tokio::test]
 async fn workos_failing_during_the_code_exchange_gives_502_or_503_and_no_session() {
-    let app =
-        spawn_app_with(AppOptions { workos_request_timeout: Duration::from_millis(500), ..AppOptions::default() })
-            .await;
+    let app = spawn_app_with(AppOptions::default().var("WORKOS_REQUEST_TIMEOUT_MS", 500)).await;
 
     for (break_it, expected) in [
         (
-            Box::new(|w: &authbridge::local::workos::WorkosStandIn| w.fail_next(Endpoint::Authenticate, 1, 500))
-                as Box<dyn Fn(&authbridge::local::workos::WorkosStandIn)>,
+            Box::new(|w: &standins::workos_standin::WorkosStandIn| w.fail_next(Endpoint::Authenticate, 1, 500))
+                as Box<dyn Fn(&standins::workos_standin::WorkosStandIn)>,
             502,
         ),
         (Box::new(|w| w.fail_next(Endpoint::Authenticate, 1, 429)), 503),

@@ -266,9 +266,7 @@ async fn a_cookie_cannot_be_used_to_write_from_another_site() {
 
 #[tokio::test]
 async fn insforge_failures_become_502_and_504_and_nothing_is_written_twice() {
-    let app =
-        spawn_app_with(AppOptions { insforge_request_timeout: Duration::from_millis(400), ..AppOptions::default() })
-            .await;
+    let app = spawn_app_with(AppOptions::default().var("INSFORGE_REQUEST_TIMEOUT_MS", 400)).await;
     let me = Caller::bearer(&app, ALICE);
 
     app.insforge.fail_next(1, 500);
@@ -290,9 +288,7 @@ async fn insforge_failures_become_502_and_504_and_nothing_is_written_twice() {
     tokio::time::sleep(Duration::from_millis(1_600)).await;
     assert!(app.all_todos().await.len() <= 1, "a timed-out write is never retried into a duplicate");
 
-    let down =
-        spawn_app_with(AppOptions { insforge_url: Some(crate::helpers::closed_port_url()), ..AppOptions::default() })
-            .await;
+    let down = spawn_app_with(AppOptions::default().var("INSFORGE_URL", crate::helpers::closed_port_url())).await;
     let refused = Caller::bearer(&down, ALICE).call(Method::GET, "/api/todos", None).await;
     assert_eq!((refused.status, refused.error_code()), (502, "upstream_failed".to_owned()));
 }

@@ -170,9 +170,7 @@ async fn titles_are_shown_as_text_never_as_html() {
 
 #[tokio::test]
 async fn an_insforge_outage_is_shown_on_the_page_with_the_text_kept() {
-    let app =
-        spawn_app_with(AppOptions { insforge_request_timeout: Duration::from_millis(400), ..AppOptions::default() })
-            .await;
+    let app = spawn_app_with(AppOptions::default().var("INSFORGE_REQUEST_TIMEOUT_MS", 400)).await;
     let alice = app.signed_in(ALICE).await;
     let token = alice.csrf_token().await;
 
@@ -227,20 +225,14 @@ async fn pages_carry_security_headers_and_the_stylesheet_is_served() {
 
 #[tokio::test]
 async fn hsts_is_sent_when_the_app_is_served_over_https() {
-    let app: TestApp = spawn_app_with(AppOptions {
-        app_url: Some("https://todos.example.com".parse().expect("url")),
-        ..AppOptions::default()
-    })
-    .await;
+    let app: TestApp = spawn_app_with(AppOptions::default().var("APP_URL", "https://todos.example.com")).await;
     let page = app.browser().get("/").await;
     assert!(page.header("strict-transport-security").is_some_and(|v| v.contains("max-age=")));
 }
 
 #[tokio::test]
 async fn an_unreachable_insforge_gives_a_502_page() {
-    let app =
-        spawn_app_with(AppOptions { insforge_url: Some(crate::helpers::closed_port_url()), ..AppOptions::default() })
-            .await;
+    let app = spawn_app_with(AppOptions::default().var("INSFORGE_URL", crate::helpers::closed_port_url())).await;
     let alice = app.signed_in(ALICE).await;
     let page = alice.get("/").await;
     assert_eq!(page.status, 502, "{}", page.body);

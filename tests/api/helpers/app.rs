@@ -1,13 +1,17 @@
 //! `spawn_app()`: the real application on a free port, wired to the WorkOS and InsForge stand-ins over a fresh,
 //! migrated PostgreSQL database. Each test gets its own app, stand-ins and database.
+//!
+//! The app is configured as an operator would configure it: environment variables, read by
+//! `Config::from_lookup`. A test changes the configuration by setting variables ([`AppOptions::var`]).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use authbridge::config::{Config, Secret};
-use authbridge::local::insforge::{InsforgeStandIn, InsforgeStandInOptions};
-use authbridge::local::workos::{WorkosStandIn, WorkosStandInOptions};
+use authbridge::config::Config;
 use authbridge::startup::Application;
+use standins::StandInSecret;
+use standins::insforge_standin::{InsforgeStandIn, InsforgeStandInOptions};
+use standins::workos_standin::{WorkosStandIn, WorkosStandInOptions};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -21,32 +25,29 @@ pub const PREVIOUS_COOKIE_PASSWORD: &str = "old-cookie-password-0123456789-abcde
 pub const ALICE: &str = "alice@acme.test";
 pub const BOB: &str = "bob@acme.test";
 
+/// Variables every test app starts with, beyond those naming the stand-ins: upstream and request time limits
+/// shorter than production's, so a test that hangs by mistake fails sooner.
+const TEST_DEFAULTS: [(&str, &str); 4] = [
+    ("WORKOS_COOKIE_PASSWORD", COOKIE_PASSWORD),
+    ("WORKOS_REQUEST_TIMEOUT_MS", "5000"),
+    ("INSFORGE_REQUEST_TIMEOUT_MS", "5000"),
+    ("REQUEST_TIMEOUT_SECONDS", "20"),
+];
+
 /// Knobs a test may turn before the app starts.
+#[derive(Default)]
 pub struct AppOptions {
     pub workos: WorkosStandInOptions,
-    pub cookie_password: String,
-    pub previous_cookie_password: Option<String>,
-    pub insforge_request_timeout: Duration,
-    pub workos_request_timeout: Duration,
-    pub request_timeout: Duration,
-    /// Points the app at this InsForge URL instead of the stand-in (e.g. a closed port).
-    pub insforge_url: Option<Url>,
-    /// The app's public origin, when it differs from where the test reaches it (to test https behaviour).
-    pub app_url: Option<Url>,
+    /// Environment variables set after the ones `spawn_app` derives, so they win: shorter timeouts,
+    /// `WORKOS_COOKIE_PASSWORD_PREVIOUS`, an `INSFORGE_URL` where nothing listens, an https `APP_URL`…
+    pub env: Vec<(&'static str, String)>,
 }
 
-impl Default for AppOptions {
-    fn default() -> Self {
-        Self {
-            workos: WorkosStandInOptions::default(),
-            cookie_password: COOKIE_PASSWORD.to_owned(),
-            previous_cookie_password: None,
-            insforge_request_timeout: Duration::from_secs(5),
-            workos_request_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(20),
-            insforge_url: None,
-            app_url: None,
-        }
+impl AppOptions {
+    /// Sets the environment variable `name` for the app.
+    pub fn var(mut self, name: &'static str, value: impl std::fmt::Display) -> Self {
+        self.env.push((name, value.to_string()));
+        self
     }
 }
 
@@ -68,38 +69,34 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     super::logs::capture();
     let db = TestDb::new().await;
-    let jwt_secret = Secret::new(format!("test-insforge-secret-{}", uuid::Uuid::new_v4()));
-    let insforge = InsforgeStandIn::start(InsforgeStandInOptions::new(db.url.clone(), jwt_secret.clone()))
-        .await
-        .expect("InsForge stand-in starts");
+    let jwt_secret = format!("test-insforge-secret-{}", uuid::Uuid::new_v4());
+    let insforge =
+        InsforgeStandIn::start(InsforgeStandInOptions::new(db.url.clone(), StandInSecret::new(jwt_secret.clone())))
+            .await
+            .expect("InsForge stand-in starts");
 
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
     let addr = listener.local_addr().expect("local address");
     let base_url = Url::parse(&format!("http://{addr}/")).expect("base url");
+    // The callback is on the test's address even when a test sets another public origin (APP_URL).
     let redirect_uri = base_url.join("/callback").expect("redirect uri");
 
     let mut workos_options = options.workos;
     workos_options.redirect_uris = vec![redirect_uri.clone()];
     let workos = WorkosStandIn::start(workos_options).await.expect("WorkOS stand-in starts");
 
-    let mut config = authbridge::local::app_config(
-        addr,
-        options.app_url.unwrap_or_else(|| base_url.clone()),
-        &insforge,
-        jwt_secret,
-        &workos,
-        Secret::new(options.cookie_password),
-    )
-    .expect("a local configuration");
-    // The public origin may differ from where the test reaches the app; the callback stays on the test's address.
-    config.workos.redirect_uri = redirect_uri;
-    config.server.request_timeout = options.request_timeout;
-    config.insforge.request_timeout = options.insforge_request_timeout;
-    config.workos.request_timeout = options.workos_request_timeout;
-    config.session.previous_cookie_password = options.previous_cookie_password.map(Secret::new);
-    if let Some(url) = options.insforge_url {
-        config.insforge.url = url;
-    }
+    let mut env: HashMap<&str, String> = HashMap::from([
+        ("BIND_ADDR", addr.to_string()),
+        ("WORKOS_API_KEY", workos.api_key().expose().to_owned()),
+        ("WORKOS_CLIENT_ID", workos.client_id().to_owned()),
+        ("WORKOS_REDIRECT_URI", redirect_uri.to_string()),
+        ("WORKOS_API_BASE_URL", workos.base_url().to_string()),
+        ("INSFORGE_URL", insforge.url().to_string()),
+        ("INSFORGE_JWT_SECRET", jwt_secret),
+    ]);
+    env.extend(TEST_DEFAULTS.map(|(name, value)| (name, value.to_owned())));
+    env.extend(options.env);
+    let config = Config::from_lookup(|name| env.get(name).cloned()).expect("the test app's configuration is valid");
 
     let app = Application::build_with_listener(config.clone(), listener).expect("application builds");
     let (shutdown, stopped) = oneshot::channel::<()>();

@@ -4,24 +4,30 @@
 //! The cluster lives in a `static`. Each `#[tokio::test]` has its own runtime that dies with the test, so the
 //! cluster is started on a dedicated thread with a runtime of its own and holds nothing tied to any runtime
 //! afterwards. Statics are never dropped: the cluster is stopped and its directory removed by its supervisor
-//! when this process exits (see `authbridge::local::postgres`).
+//! when this process exits (see `standins::temp_postgres`).
+//!
+//! Configuration is read the way production reads it, through `Config::from_lookup` over a map of environment
+//! variables, so the tests run with production's defaults and checks; a test that needs a shorter timeout sets the
+//! variable for it.
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use authbridge::config::{InsforgeConfig, Secret};
+use authbridge::config::{Config, InsforgeConfig};
 use authbridge::identity::UserIdentity;
 use authbridge::insforge::client::InsforgeClient;
 use authbridge::insforge::minter::TokenMinter;
-use authbridge::local::insforge::{InsforgeStandIn, InsforgeStandInOptions};
-use authbridge::local::postgres::{PostgresOptions, TempPostgres};
 use reqwest::Method;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
+use standins::StandInSecret;
+use standins::insforge_standin::{InsforgeStandIn, InsforgeStandInOptions};
+use standins::temp_postgres::{PostgresOptions, TempPostgres};
 use url::Url;
 
 pub mod app;
@@ -92,14 +98,20 @@ pub fn user_b() -> UserIdentity {
     UserIdentity::new(r#"auth0|b'o"b),(&%\ 🦀"#, None)
 }
 
-pub fn insforge_config(url: Url, secret: &str) -> InsforgeConfig {
-    InsforgeConfig {
-        url,
-        jwt_secret: Secret::new(secret),
-        token_ttl: Duration::from_secs(300),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(10),
-    }
+/// The InsForge part of a configuration read as production reads it: `INSFORGE_URL` is `url`,
+/// `INSFORGE_JWT_SECRET` is [`JWT_SECRET`], and `overrides` sets or replaces any other variable (timeouts, another
+/// secret). The WorkOS variables are placeholders: `Config` requires them, and nothing here uses them.
+pub fn insforge_config(url: &Url, overrides: &[(&'static str, &str)]) -> InsforgeConfig {
+    let mut env: HashMap<&str, String> = HashMap::from([
+        ("INSFORGE_URL", url.to_string()),
+        ("INSFORGE_JWT_SECRET", JWT_SECRET.to_owned()),
+        ("WORKOS_API_KEY", "sk_test_unused".to_owned()),
+        ("WORKOS_CLIENT_ID", "client_unused".to_owned()),
+        ("WORKOS_REDIRECT_URI", "http://localhost:3000/callback".to_owned()),
+        ("WORKOS_COOKIE_PASSWORD", "unused-cookie-password-0123456789-abcdef".to_owned()),
+    ]);
+    env.extend(overrides.iter().map(|(name, value)| (*name, (*value).to_owned())));
+    Config::from_lookup(|name| env.get(name).cloned()).expect("the test's InsForge configuration is valid").insforge
 }
 
 /// A migrated database, the stand-in serving it, and a client + minter pointed at the stand-in.
@@ -134,19 +146,18 @@ impl RawResponse {
 impl TestInsforge {
     pub async fn start() -> TestInsforge {
         let db = TestDb::new().await;
-        let standin = InsforgeStandIn::start(InsforgeStandInOptions::new(&db.url, Secret::new(JWT_SECRET)))
+        let standin = InsforgeStandIn::start(InsforgeStandInOptions::new(&db.url, StandInSecret::new(JWT_SECRET)))
             .await
             .expect("the InsForge stand-in starts");
-        let config = insforge_config(standin.url(), JWT_SECRET);
+        let config = insforge_config(&standin.url(), &[]);
         let client = InsforgeClient::new(&config).expect("a client for the stand-in");
         let minter = TokenMinter::new(&config).expect("a minter with the test secret");
         TestInsforge { db, standin, config, client, minter, http: reqwest::Client::new() }
     }
 
-    /// A client for the same stand-in with a changed configuration (another secret, shorter timeouts).
-    pub fn client_with(&self, change: impl FnOnce(&mut InsforgeConfig)) -> InsforgeClient {
-        let mut config = self.config.clone();
-        change(&mut config);
+    /// A client for the same stand-in configured with further variables (another secret, shorter timeouts).
+    pub fn client_with(&self, overrides: &[(&'static str, &str)]) -> InsforgeClient {
+        let config = insforge_config(&self.standin.url(), overrides);
         InsforgeClient::new(&config).expect("a client with the changed configuration")
     }
 

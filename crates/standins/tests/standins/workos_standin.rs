@@ -1,12 +1,9 @@
-//! The WorkOS stand-in honours the contract in workos.md, over real HTTP: authorize (with and without the sign-in
-//! page), authenticate (codes with PKCE, rotating refresh tokens), the JWKS, logout, and the test controls other
-//! suites rely on (injected failures, latency, hangs, call counters).
+//! The WorkOS stand-in honours WorkOS's documented API (<https://workos.com/docs/reference/authkit>), over real
+//! HTTP: authorize (with and without the sign-in page), authenticate (codes with PKCE, rotating refresh tokens), the
+//! JWKS, logout, and the test controls other suites rely on (injected failures, latency, hangs, call counters).
 
 use std::time::{Duration, SystemTime};
 
-use authbridge::local::workos::{
-    ACME_ORGANIZATION_ID, Endpoint, SeedOrganization, WorkosStandIn, WorkosStandInOptions,
-};
 use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -15,6 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, TokenData, Validation};
 use reqwest::StatusCode;
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use serde_json::{Map, Value, json};
+use standins::workos_standin::{ACME_ORGANIZATION_ID, Endpoint, SeedOrganization, WorkosStandIn, WorkosStandInOptions};
 use url::Url;
 
 const REDIRECT_URI: &str = "http://localhost:3000/callback";

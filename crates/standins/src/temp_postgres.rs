@@ -394,13 +394,23 @@ async fn prepare_empty_dir(dir: &Path, runner: &Runner) -> Result<(), PostgresEr
 async fn existing_password(data_dir: &Path) -> Result<String, PostgresError> {
     match tokio::fs::read_to_string(data_dir.join(PASSWORD_FILE)).await {
         Ok(password) => Ok(password.trim().to_owned()),
-        Err(_) => Ok(crate::random::token().map_err(|e| io_error("generating a password")(std::io::Error::other(e)))?),
+        Err(_) => generate_password(),
     }
+}
+
+/// 32 random bytes from the operating system, base64url: a password nobody can guess, safe in a connection URL.
+fn generate_password() -> Result<String, PostgresError> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| PostgresError::Io {
+        action: "generating a password".to_owned(),
+        source: std::io::Error::other("the system random number generator failed"),
+    })?;
+    Ok(base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes))
 }
 
 /// Initialises the cluster with password authentication and returns the superuser's new password.
 async fn initdb(bin_dir: &Path, data_dir: &Path, runner: &Runner, temporary: bool) -> Result<String, PostgresError> {
-    let password = crate::random::token().map_err(|e| io_error("generating a password")(std::io::Error::other(e)))?;
+    let password = generate_password()?;
     // initdb reads the password from a file (never the command line, which other users can see in `ps`); the
     // file sits beside the data directory, readable only by the user initdb runs as, and is removed right after.
     let pwfile = data_dir.with_file_name(format!(

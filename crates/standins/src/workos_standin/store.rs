@@ -35,7 +35,8 @@ pub struct UserRecord {
     pub memberships: Vec<String>,
 }
 
-/// The `user` object of an `authenticate` response (workos.md §2).
+/// The `user` object of an `authenticate` response, as WorkOS documents it
+/// (<https://workos.com/docs/reference/authkit/user>).
 #[derive(Debug, Serialize)]
 pub struct UserObject {
     object: &'static str,
@@ -68,7 +69,7 @@ impl UserRecord {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Impersonator {
+pub struct StandInImpersonator {
     pub email: String,
     pub reason: Option<String>,
 }
@@ -119,11 +120,11 @@ struct CodeGrant {
 }
 
 #[derive(Debug, Clone)]
-pub struct Session {
+pub struct StandInSession {
     pub id: String,
     pub user_id: String,
     pub organization_id: Option<String>,
-    pub impersonator: Option<Impersonator>,
+    pub impersonator: Option<StandInImpersonator>,
     pub method: AuthenticationMethod,
     ended: bool,
 }
@@ -133,7 +134,7 @@ pub struct Session {
 #[derive(Debug)]
 pub struct Issued {
     pub user: UserRecord,
-    pub session: Session,
+    pub session: StandInSession,
     pub refresh_token: String,
     pub access_token_ttl: Duration,
     pub extra_claims: Map<String, Value>,
@@ -158,13 +159,13 @@ pub struct Store {
     organizations: Vec<SeedOrganization>,
     pending: HashMap<String, Pending>,
     codes: HashMap<String, CodeGrant>,
-    sessions: HashMap<String, Session>,
+    sessions: HashMap<String, StandInSession>,
     /// Refresh token → session id. Only live tokens are here: a rotated or revoked token is simply gone.
     refresh_tokens: HashMap<String, String>,
     pub access_token_ttl: Duration,
     pub code_ttl: Duration,
     pub extra_claims: Map<String, Value>,
-    pub next_impersonation: Option<Impersonator>,
+    pub next_impersonation: Option<StandInImpersonator>,
 }
 
 impl Store {
@@ -333,7 +334,7 @@ impl Store {
         if impersonator.is_some() {
             method = AuthenticationMethod::Impersonation;
         }
-        let session = Session {
+        let session = StandInSession {
             id: format!("session_{}", Uuid::new_v4().simple()),
             user_id,
             organization_id,
@@ -371,8 +372,8 @@ impl Store {
 
     /// A session for a token minted outside any sign-in (bearer-token tests, the demo's `curl` line), so its `sid`
     /// is real and can be signed out like any other.
-    pub fn open_session(&mut self, user_id: &str) -> (Session, Map<String, Value>) {
-        let session = Session {
+    pub fn open_session(&mut self, user_id: &str) -> (StandInSession, Map<String, Value>) {
+        let session = StandInSession {
             id: format!("session_{}", Uuid::new_v4().simple()),
             user_id: user_id.to_owned(),
             organization_id: self.user(user_id).and_then(|user| user.memberships.first().cloned()),
@@ -402,7 +403,7 @@ impl Store {
         token
     }
 
-    fn issued(&self, user: UserRecord, session: Session, refresh_token: String) -> Issued {
+    fn issued(&self, user: UserRecord, session: StandInSession, refresh_token: String) -> Issued {
         Issued {
             user,
             session,

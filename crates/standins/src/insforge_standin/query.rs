@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::errors::ApiError;
+use super::errors::RecordsApiError;
 
 /// A table of the `public` schema as the catalog describes it.
 #[derive(Debug, Clone)]
@@ -23,8 +23,8 @@ pub(super) struct Column {
 }
 
 impl Table {
-    fn column(&self, name: &str) -> Result<&Column, ApiError> {
-        self.columns.iter().find(|c| c.name == name).ok_or_else(|| ApiError::unknown_column(&self.name, name))
+    fn column(&self, name: &str) -> Result<&Column, RecordsApiError> {
+        self.columns.iter().find(|c| c.name == name).ok_or_else(|| RecordsApiError::unknown_column(&self.name, name))
     }
 
     fn qualified(&self) -> String {
@@ -105,7 +105,7 @@ struct OrderTerm {
 
 impl QueryParams {
     /// Parses decoded query pairs against the table. Unknown columns and malformed operators are 400s.
-    pub fn parse(table: &Table, pairs: &[(String, String)], operation: Operation) -> Result<Self, ApiError> {
+    pub fn parse(table: &Table, pairs: &[(String, String)], operation: Operation) -> Result<Self, RecordsApiError> {
         let mut params = QueryParams::default();
         for (key, value) in pairs {
             match key.as_str() {
@@ -114,7 +114,9 @@ impl QueryParams {
                 "limit" if operation == Operation::Read => params.limit = Some(parse_count("limit", value)?),
                 "offset" if operation == Operation::Read => params.offset = Some(parse_count("offset", value)?),
                 "order" | "limit" | "offset" | "columns" | "on_conflict" | "or" | "and" | "not" => {
-                    return Err(ApiError::parse(format!("\"{key}\" is not supported by the InsForge stand-in here")));
+                    return Err(RecordsApiError::parse(format!(
+                        "\"{key}\" is not supported by the InsForge stand-in here"
+                    )));
                 }
                 column => {
                     table.column(column)?;
@@ -126,7 +128,7 @@ impl QueryParams {
     }
 }
 
-fn parse_select(table: &Table, value: &str) -> Result<Option<Vec<String>>, ApiError> {
+fn parse_select(table: &Table, value: &str) -> Result<Option<Vec<String>>, RecordsApiError> {
     let value = value.trim();
     if value.is_empty() || value == "*" {
         return Ok(None);
@@ -135,20 +137,20 @@ fn parse_select(table: &Table, value: &str) -> Result<Option<Vec<String>>, ApiEr
     for item in value.split(',') {
         let item = item.trim();
         if item.is_empty() || item.contains(['(', ')', ':']) {
-            return Err(ApiError::parse(format!("failed to parse select parameter ({value})")));
+            return Err(RecordsApiError::parse(format!("failed to parse select parameter ({value})")));
         }
         columns.push(table.column(item)?.name.clone());
     }
     Ok(Some(columns))
 }
 
-fn parse_order(table: &Table, value: &str) -> Result<Vec<OrderTerm>, ApiError> {
+fn parse_order(table: &Table, value: &str) -> Result<Vec<OrderTerm>, RecordsApiError> {
     let mut terms = Vec::new();
     for item in value.split(',') {
         let mut parts = item.split('.');
         let column = parts.next().unwrap_or_default();
         if column.is_empty() {
-            return Err(ApiError::parse(format!("failed to parse order ({value})")));
+            return Err(RecordsApiError::parse(format!("failed to parse order ({value})")));
         }
         let column = table.column(column)?.name.clone();
         let mut term = OrderTerm { column, descending: false, nulls: None };
@@ -158,7 +160,7 @@ fn parse_order(table: &Table, value: &str) -> Result<Vec<OrderTerm>, ApiError> {
                 "desc" => term.descending = true,
                 "nullsfirst" => term.nulls = Some("NULLS FIRST"),
                 "nullslast" => term.nulls = Some("NULLS LAST"),
-                _ => return Err(ApiError::parse(format!("failed to parse order ({value})"))),
+                _ => return Err(RecordsApiError::parse(format!("failed to parse order ({value})"))),
             }
         }
         terms.push(term);
@@ -166,15 +168,14 @@ fn parse_order(table: &Table, value: &str) -> Result<Vec<OrderTerm>, ApiError> {
     Ok(terms)
 }
 
-fn parse_count(name: &str, value: &str) -> Result<i64, ApiError> {
-    value
-        .parse::<u32>()
-        .map(i64::from)
-        .map_err(|_| ApiError::parse(format!("failed to parse {name}: \"{value}\" is not a non-negative integer")))
+fn parse_count(name: &str, value: &str) -> Result<i64, RecordsApiError> {
+    value.parse::<u32>().map(i64::from).map_err(|_| {
+        RecordsApiError::parse(format!("failed to parse {name}: \"{value}\" is not a non-negative integer"))
+    })
 }
 
-fn parse_filter(column: &str, value: &str) -> Result<Filter, ApiError> {
-    let bad = || ApiError::parse(format!("failed to parse filter ({column}={value})"));
+fn parse_filter(column: &str, value: &str) -> Result<Filter, RecordsApiError> {
+    let bad = || RecordsApiError::parse(format!("failed to parse filter ({column}={value})"));
     let (negated, rest) = match value.strip_prefix("not.") {
         Some(rest) => (true, rest),
         None => (false, value),
@@ -257,30 +258,33 @@ pub(super) struct InsertBody {
 }
 
 impl InsertBody {
-    pub fn parse(table: &Table, body: &[u8]) -> Result<Self, ApiError> {
-        let value: Value = serde_json::from_slice(body).map_err(|_| ApiError::invalid_body("Empty or invalid json"))?;
+    pub fn parse(table: &Table, body: &[u8]) -> Result<Self, RecordsApiError> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|_| RecordsApiError::invalid_body("Empty or invalid json"))?;
         let rows = match value {
             Value::Array(rows) => rows,
             object @ Value::Object(_) => vec![object],
-            _ => return Err(ApiError::invalid_body("A JSON object or an array of objects is required")),
+            _ => return Err(RecordsApiError::invalid_body("A JSON object or an array of objects is required")),
         };
         let mut columns: Option<Vec<String>> = None;
         for row in &rows {
             let Value::Object(object) = row else {
-                return Err(ApiError::invalid_body("A JSON object or an array of objects is required"));
+                return Err(RecordsApiError::invalid_body("A JSON object or an array of objects is required"));
             };
             let mut keys: Vec<String> = object.keys().cloned().collect();
             keys.sort();
             match &columns {
                 None => columns = Some(keys),
-                Some(first) if *first != keys => return Err(ApiError::invalid_body("All object keys must match")),
+                Some(first) if *first != keys => {
+                    return Err(RecordsApiError::invalid_body("All object keys must match"));
+                }
                 Some(_) => {}
             }
         }
         let columns = columns.unwrap_or_default();
         for column in &columns {
             if table.column(column).is_err() {
-                return Err(ApiError::column_not_in_payload(&table.name, column));
+                return Err(RecordsApiError::column_not_in_payload(&table.name, column));
             }
         }
         Ok(InsertBody { columns, rows: Value::Array(rows) })
@@ -299,15 +303,16 @@ pub(super) struct UpdateBody {
 }
 
 impl UpdateBody {
-    pub fn parse(table: &Table, body: &[u8]) -> Result<Self, ApiError> {
-        let value: Value = serde_json::from_slice(body).map_err(|_| ApiError::invalid_body("Empty or invalid json"))?;
+    pub fn parse(table: &Table, body: &[u8]) -> Result<Self, RecordsApiError> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|_| RecordsApiError::invalid_body("Empty or invalid json"))?;
         let Value::Object(object) = &value else {
-            return Err(ApiError::invalid_body("A JSON object is required to update rows"));
+            return Err(RecordsApiError::invalid_body("A JSON object is required to update rows"));
         };
         let columns: Vec<String> = object.keys().cloned().collect();
         for column in &columns {
             if table.column(column).is_err() {
-                return Err(ApiError::column_not_in_payload(&table.name, column));
+                return Err(RecordsApiError::column_not_in_payload(&table.name, column));
             }
         }
         Ok(UpdateBody { columns, row: value })
@@ -319,7 +324,7 @@ impl UpdateBody {
 }
 
 /// `WHERE` conditions on `_t` for the filters, binding every value.
-fn where_clause(table: &Table, filters: &[Filter], statement: &mut Statement) -> Result<String, ApiError> {
+fn where_clause(table: &Table, filters: &[Filter], statement: &mut Statement) -> Result<String, RecordsApiError> {
     let mut conditions = Vec::new();
     for filter in filters {
         let column = table.column(&filter.column)?;
@@ -356,7 +361,7 @@ fn row_json(alias: &str, select: &Option<Vec<String>>) -> String {
     }
 }
 
-pub(super) fn select_statement(table: &Table, params: &QueryParams) -> Result<Statement, ApiError> {
+pub(super) fn select_statement(table: &Table, params: &QueryParams) -> Result<Statement, RecordsApiError> {
     let mut statement = Statement::new();
     let conditions = where_clause(table, &params.filters, &mut statement)?;
     let mut sql = format!("SELECT {} FROM {} AS _t{conditions}", row_json("_t", &params.select), table.qualified());
@@ -409,7 +414,11 @@ pub(super) fn insert_statement(table: &Table, body: &InsertBody, params: &QueryP
     statement
 }
 
-pub(super) fn update_statement(table: &Table, body: &UpdateBody, params: &QueryParams) -> Result<Statement, ApiError> {
+pub(super) fn update_statement(
+    table: &Table,
+    body: &UpdateBody,
+    params: &QueryParams,
+) -> Result<Statement, RecordsApiError> {
     let mut statement = Statement::new();
     let row = statement.bind(Param::Text(body.row.to_string()));
     let conditions = where_clause(table, &params.filters, &mut statement)?;
@@ -424,7 +433,7 @@ pub(super) fn update_statement(table: &Table, body: &UpdateBody, params: &QueryP
     Ok(statement)
 }
 
-pub(super) fn delete_statement(table: &Table, params: &QueryParams) -> Result<Statement, ApiError> {
+pub(super) fn delete_statement(table: &Table, params: &QueryParams) -> Result<Statement, RecordsApiError> {
     let mut statement = Statement::new();
     let conditions = where_clause(table, &params.filters, &mut statement)?;
     statement.sql = format!(

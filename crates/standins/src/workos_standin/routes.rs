@@ -19,15 +19,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use super::controls::Grant;
+use super::controls::GrantType;
 use super::pages::{self, Link, SignInPage, UserChoice};
 use super::store::{
-    AuthenticationMethod, AuthorizationRequest, GrantError, Impersonator, Issued, Route, Store, UserObject,
+    AuthenticationMethod, AuthorizationRequest, GrantError, Issued, Route, StandInImpersonator, Store, UserObject,
     is_valid_s256_challenge, normalize_email,
 };
-use super::{Endpoint, Inner, lock, unix_seconds, whole_seconds};
+use super::{Endpoint, WorkosStandInState, lock, unix_seconds, whole_seconds};
 
-pub fn router(inner: Arc<Inner>) -> Router {
+pub fn router(inner: Arc<WorkosStandInState>) -> Router {
     Router::new()
         .route("/user_management/authorize", get(authorize))
         .route("/user_management/authorize/approve", post(approve))
@@ -42,7 +42,7 @@ pub fn router(inner: Arc<Inner>) -> Router {
 // ---- authorize -------------------------------------------------------------------------------------------------
 
 #[derive(Debug, Deserialize)]
-struct AuthorizeParams {
+struct StandInAuthorizeParams {
     client_id: Option<String>,
     redirect_uri: Option<String>,
     response_type: Option<String>,
@@ -57,11 +57,11 @@ struct AuthorizeParams {
 }
 
 /// An authorization request refused with OAuth's `?error=…&error_description=…`.
-type AppError = (&'static str, &'static str);
+type OAuthRedirectError = (&'static str, &'static str);
 
 async fn authorize(
-    State(inner): State<Arc<Inner>>,
-    params: Result<Query<AuthorizeParams>, QueryRejection>,
+    State(inner): State<Arc<WorkosStandInState>>,
+    params: Result<Query<StandInAuthorizeParams>, QueryRejection>,
 ) -> Response {
     if let Some(response) = inner.controls.gate(Endpoint::Authorize).await {
         return response;
@@ -99,7 +99,7 @@ async fn authorize(
     pages::sign_in(StatusCode::OK, page)
 }
 
-fn trusted_redirect_uri(inner: &Inner, params: &AuthorizeParams) -> Result<Url, &'static str> {
+fn trusted_redirect_uri(inner: &WorkosStandInState, params: &StandInAuthorizeParams) -> Result<Url, &'static str> {
     if params.client_id.as_deref() != Some(inner.client_id.as_str()) {
         return Err("The client_id is missing or is not a client of this WorkOS stand-in.");
     }
@@ -113,10 +113,10 @@ fn trusted_redirect_uri(inner: &Inner, params: &AuthorizeParams) -> Result<Url, 
 
 /// Everything but the client and redirect URI, which [`trusted_redirect_uri`] has checked.
 fn validate_authorization(
-    inner: &Inner,
-    params: AuthorizeParams,
+    inner: &WorkosStandInState,
+    params: StandInAuthorizeParams,
     redirect_uri: Url,
-) -> Result<AuthorizationRequest, AppError> {
+) -> Result<AuthorizationRequest, OAuthRedirectError> {
     if params.response_type.as_deref() != Some("code") {
         return Err(("unsupported_response_type", "response_type must be \"code\"."));
     }
@@ -207,7 +207,10 @@ struct DecisionForm {
 const STALE_REQUEST: &str =
     "This sign-in request has expired or was already answered. Go back to the application and sign in again.";
 
-async fn approve(State(inner): State<Arc<Inner>>, form: Result<Form<DecisionForm>, FormRejection>) -> Response {
+async fn approve(
+    State(inner): State<Arc<WorkosStandInState>>,
+    form: Result<Form<DecisionForm>, FormRejection>,
+) -> Response {
     if let Some(response) = inner.controls.gate(Endpoint::SignInForm).await {
         return response;
     }
@@ -241,7 +244,10 @@ async fn approve(State(inner): State<Arc<Inner>>, form: Result<Form<DecisionForm
     redirect(StatusCode::SEE_OTHER, &code_redirect(&request, &code))
 }
 
-async fn deny(State(inner): State<Arc<Inner>>, form: Result<Form<DecisionForm>, FormRejection>) -> Response {
+async fn deny(
+    State(inner): State<Arc<WorkosStandInState>>,
+    form: Result<Form<DecisionForm>, FormRejection>,
+) -> Response {
     if let Some(response) = inner.controls.gate(Endpoint::SignInForm).await {
         return response;
     }
@@ -268,7 +274,7 @@ fn code_redirect(request: &AuthorizationRequest, code: &str) -> Url {
 /// Both grants' fields; which are required depends on `grant_type`. `ip_address` and `user_agent` are accepted
 /// and ignored, as unknown fields are.
 #[derive(Debug, Deserialize)]
-struct AuthenticateBody {
+struct StandInAuthenticateBody {
     grant_type: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
@@ -286,17 +292,17 @@ struct AuthenticateResponse {
     refresh_token: String,
     authentication_method: AuthenticationMethod,
     #[serde(skip_serializing_if = "Option::is_none")]
-    impersonator: Option<Impersonator>,
+    impersonator: Option<StandInImpersonator>,
 }
 
-async fn authenticate(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn authenticate(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderMap, body: Bytes) -> Response {
     // Counted before any injected failure, per grant too: tests assert how many refreshes reached WorkOS.
     inner.controls.count(Endpoint::Authenticate);
     let body = parse_authenticate_body(&headers, &body);
     if let Ok(body) = &body {
         match body.grant_type.as_deref() {
-            Some("authorization_code") => inner.controls.count_grant(Grant::AuthorizationCode),
-            Some("refresh_token") => inner.controls.count_grant(Grant::RefreshToken),
+            Some("authorization_code") => inner.controls.count_grant(GrantType::AuthorizationCode),
+            Some("refresh_token") => inner.controls.count_grant(GrantType::RefreshToken),
             _ => {}
         }
     }
@@ -344,7 +350,7 @@ async fn authenticate(State(inner): State<Arc<Inner>>, headers: HeaderMap, body:
 }
 
 /// WorkOS takes JSON; form encoding is accepted too, as OAuth token endpoints traditionally do.
-fn parse_authenticate_body(headers: &HeaderMap, body: &[u8]) -> Result<AuthenticateBody, String> {
+fn parse_authenticate_body(headers: &HeaderMap, body: &[u8]) -> Result<StandInAuthenticateBody, String> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -360,7 +366,7 @@ fn parse_authenticate_body(headers: &HeaderMap, body: &[u8]) -> Result<Authentic
     }
 }
 
-fn client_is_authenticated(inner: &Inner, body: &AuthenticateBody) -> bool {
+fn client_is_authenticated(inner: &WorkosStandInState, body: &StandInAuthenticateBody) -> bool {
     let client_matches = body.client_id.as_deref() == Some(inner.client_id.as_str());
     let secret_matches = body.client_secret.as_deref().is_some_and(|secret| {
         aws_lc_rs::constant_time::verify_slices_are_equal(secret.as_bytes(), inner.api_key.expose().as_bytes()).is_ok()
@@ -368,7 +374,7 @@ fn client_is_authenticated(inner: &Inner, body: &AuthenticateBody) -> bool {
     client_matches && secret_matches
 }
 
-fn authenticated(inner: &Inner, issued: Issued) -> Response {
+fn authenticated(inner: &WorkosStandInState, issued: Issued) -> Response {
     let issued_at = unix_seconds(SystemTime::now());
     let expires_at = issued_at.saturating_add(whole_seconds(issued.access_token_ttl));
     let access_token = match inner.access_token(&issued.session, issued_at, expires_at, &issued.extra_claims) {
@@ -392,7 +398,7 @@ fn authenticated(inner: &Inner, issued: Issued) -> Response {
 
 // ---- JWKS and logout -------------------------------------------------------------------------------------------
 
-async fn jwks(State(inner): State<Arc<Inner>>, Path(client_id): Path<String>) -> Response {
+async fn jwks(State(inner): State<Arc<WorkosStandInState>>, Path(client_id): Path<String>) -> Response {
     if let Some(response) = inner.controls.gate(Endpoint::Jwks).await {
         return response;
     }
@@ -408,7 +414,10 @@ struct LogoutParams {
     return_to: Option<String>,
 }
 
-async fn logout(State(inner): State<Arc<Inner>>, params: Result<Query<LogoutParams>, QueryRejection>) -> Response {
+async fn logout(
+    State(inner): State<Arc<WorkosStandInState>>,
+    params: Result<Query<LogoutParams>, QueryRejection>,
+) -> Response {
     if let Some(response) = inner.controls.gate(Endpoint::Logout).await {
         return response;
     }

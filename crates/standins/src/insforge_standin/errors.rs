@@ -9,14 +9,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 #[derive(Debug)]
-pub(super) struct ApiError {
+pub(super) struct RecordsApiError {
     pub status: StatusCode,
     pub body: Value,
 }
 
-impl ApiError {
+impl RecordsApiError {
     pub fn insforge(status: StatusCode, error: &str, message: impl Into<String>, next_actions: &str) -> Self {
-        ApiError {
+        RecordsApiError {
             status,
             body: json!({
                 "error": error,
@@ -28,7 +28,10 @@ impl ApiError {
     }
 
     pub fn postgrest(status: StatusCode, code: &str, message: impl Into<String>, details: Option<String>) -> Self {
-        ApiError { status, body: json!({ "code": code, "details": details, "hint": null, "message": message.into() }) }
+        RecordsApiError {
+            status,
+            body: json!({ "code": code, "details": details, "hint": null, "message": message.into() }),
+        }
     }
 
     pub fn no_token() -> Self {
@@ -124,7 +127,10 @@ impl ApiError {
             None => (None, None),
         };
         let status = status_for_sqlstate(&code, role_is_anon);
-        ApiError { status, body: json!({ "code": code, "details": details, "hint": hint, "message": db.message() }) }
+        RecordsApiError {
+            status,
+            body: json!({ "code": code, "details": details, "hint": hint, "message": db.message() }),
+        }
     }
 }
 
@@ -155,7 +161,7 @@ pub(super) fn status_for_sqlstate(code: &str, role_is_anon: bool) -> StatusCode 
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for RecordsApiError {
     fn into_response(self) -> Response {
         (self.status, Json(self.body)).into_response()
     }

@@ -1,5 +1,6 @@
-//! A stand-in for WorkOS User Management, speaking the part of its HTTP contract authbridge uses
-//! (/work/shared/reference/workos.md): `authorize`, `authenticate`, the per-client JWKS and session logout.
+//! A stand-in for WorkOS User Management, speaking the part of its HTTP API that authbridge uses (WorkOS's AuthKit
+//! API reference, <https://workos.com/docs/reference/authkit>): `authorize`, `authenticate`, the per-client JWKS
+//! and session logout.
 //!
 //! It exists so that sign-in, refresh and sign-out run through authbridge's real code paths without a WorkOS
 //! account: the integration tests point `WORKOS_API_BASE_URL` at it, the browser test clicks through its sign-in
@@ -10,7 +11,7 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use authbridge::local::workos::{WorkosStandIn, WorkosStandInOptions};
+//! use standins::workos_standin::{WorkosStandIn, WorkosStandInOptions};
 //!
 //! let options = WorkosStandInOptions {
 //!     redirect_uris: vec!["http://127.0.0.1:3000/callback".parse()?],
@@ -40,10 +41,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use crate::config::Secret;
-use controls::{Controls, Grant};
-use store::{Impersonator, Session, Store};
-use token::{AccessClaims, SigningKey, TokenError};
+use crate::StandInSecret;
+use controls::{GrantType, WorkosFaultControls};
+use store::{StandInImpersonator, StandInSession, Store};
+use token::{SigningKey, StandInAccessClaims, TokenError};
 
 pub const DEFAULT_CLIENT_ID: &str = "client_standin";
 pub const DEFAULT_API_KEY: &str = "sk_test_standin";
@@ -64,7 +65,7 @@ pub struct WorkosStandInOptions {
     pub bind: SocketAddr,
     pub client_id: String,
     /// The API key, which `authenticate` also requires as `client_secret`.
-    pub api_key: Secret,
+    pub api_key: StandInSecret,
     /// The only URIs `authorize` redirects to (exact match), and whose origins `logout` may return to.
     pub redirect_uris: Vec<Url>,
     pub access_token_ttl: Duration,
@@ -81,7 +82,7 @@ impl Default for WorkosStandInOptions {
         Self {
             bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             client_id: DEFAULT_CLIENT_ID.to_owned(),
-            api_key: Secret::new(DEFAULT_API_KEY),
+            api_key: StandInSecret::new(DEFAULT_API_KEY),
             redirect_uris: Url::parse(DEFAULT_REDIRECT_URI).into_iter().collect(),
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
             code_ttl: DEFAULT_CODE_TTL,
@@ -209,20 +210,20 @@ pub enum WorkosStandInError {
 
 /// A running stand-in. Dropping it stops the server (in the background); [`WorkosStandIn::shutdown`] also waits.
 pub struct WorkosStandIn {
-    inner: Arc<Inner>,
+    inner: Arc<WorkosStandInState>,
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
 }
 
 /// What the request handlers share with the test controls.
-struct Inner {
+struct WorkosStandInState {
     client_id: String,
-    api_key: Secret,
+    api_key: StandInSecret,
     redirect_uris: Vec<Url>,
     base_url: Url,
     keys: Mutex<KeySet>,
     store: Mutex<Store>,
-    controls: Controls,
+    controls: WorkosFaultControls,
 }
 
 /// The key that signs, and the one before it, which stays in the JWKS so tokens signed before a rotation still
@@ -248,7 +249,7 @@ impl WorkosStandIn {
         }
 
         let (stop, stopping) = watch::channel(false);
-        let inner = Arc::new(Inner {
+        let inner = Arc::new(WorkosStandInState {
             client_id: options.client_id,
             api_key: options.api_key,
             redirect_uris: options.redirect_uris,
@@ -261,7 +262,7 @@ impl WorkosStandIn {
                 options.code_ttl,
                 options.extra_claims,
             )),
-            controls: Controls::new(stopping),
+            controls: WorkosFaultControls::new(stopping),
         });
 
         let app = routes::router(Arc::clone(&inner));
@@ -287,7 +288,7 @@ impl WorkosStandIn {
         &self.inner.client_id
     }
 
-    pub fn api_key(&self) -> &Secret {
+    pub fn api_key(&self) -> &StandInSecret {
         &self.inner.api_key
     }
 
@@ -328,12 +329,12 @@ impl WorkosStandIn {
 
     /// `authenticate` requests with `grant_type=refresh_token`, counted on arrival like [`WorkosStandIn::calls`].
     pub fn refresh_calls(&self) -> usize {
-        self.inner.controls.grant_calls(Grant::RefreshToken)
+        self.inner.controls.grant_calls(GrantType::RefreshToken)
     }
 
     /// `authenticate` requests with `grant_type=authorization_code`, counted on arrival.
     pub fn code_calls(&self) -> usize {
-        self.inner.controls.grant_calls(Grant::AuthorizationCode)
+        self.inner.controls.grant_calls(GrantType::AuthorizationCode)
     }
 
     /// Lifetime of access tokens issued from now on.
@@ -357,7 +358,7 @@ impl WorkosStandIn {
     /// and its access tokens (refreshes included) carry `act: {sub: impersonator_email}`.
     pub fn impersonate_next_login(&self, impersonator_email: &str, reason: Option<&str>) {
         lock(&self.inner.store).next_impersonation =
-            Some(Impersonator { email: impersonator_email.to_owned(), reason: reason.map(str::to_owned) });
+            Some(StandInImpersonator { email: impersonator_email.to_owned(), reason: reason.map(str::to_owned) });
     }
 
     /// An access token for `user_id`, valid from now for `ttl`, in its own new session: exactly what
@@ -450,7 +451,7 @@ impl std::fmt::Debug for WorkosStandIn {
     }
 }
 
-impl Inner {
+impl WorkosStandInState {
     fn keys(&self) -> KeySet {
         lock(&self.keys).clone()
     }
@@ -462,12 +463,12 @@ impl Inner {
 
     fn access_token(
         &self,
-        session: &Session,
+        session: &StandInSession,
         issued_at: i64,
         expires_at: i64,
         extra_claims: &Map<String, Value>,
     ) -> Result<String, TokenError> {
-        let claims = AccessClaims {
+        let claims = StandInAccessClaims {
             issuer: self.issuer(),
             user_id: &session.user_id,
             session_id: &session.id,

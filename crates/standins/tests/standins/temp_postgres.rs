@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use authbridge::local::postgres::{PostgresError, PostgresOptions, TempPostgres};
 use sqlx::{Connection, PgConnection};
+use standins::temp_postgres::{PostgresError, PostgresOptions, TempPostgres};
 
 use crate::helpers::cluster;
 

@@ -21,7 +21,7 @@ use super::{Endpoint, lock};
 
 /// The two `authenticate` grants, counted apart because the concurrency test asserts on refreshes alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Grant {
+pub enum GrantType {
     AuthorizationCode,
     RefreshToken,
 }
@@ -33,7 +33,7 @@ struct Plan {
     latency: Duration,
 }
 
-pub struct Controls {
+pub struct WorkosFaultControls {
     calls: [AtomicUsize; Endpoint::ALL.len()],
     code_calls: AtomicUsize,
     refresh_calls: AtomicUsize,
@@ -42,7 +42,7 @@ pub struct Controls {
     stopping: watch::Receiver<bool>,
 }
 
-impl Controls {
+impl WorkosFaultControls {
     pub fn new(stopping: watch::Receiver<bool>) -> Self {
         Self {
             calls: Default::default(),
@@ -72,10 +72,10 @@ impl Controls {
         self.calls[endpoint.index()].load(Ordering::SeqCst)
     }
 
-    pub fn grant_calls(&self, grant: Grant) -> usize {
+    pub fn grant_calls(&self, grant: GrantType) -> usize {
         match grant {
-            Grant::AuthorizationCode => self.code_calls.load(Ordering::SeqCst),
-            Grant::RefreshToken => self.refresh_calls.load(Ordering::SeqCst),
+            GrantType::AuthorizationCode => self.code_calls.load(Ordering::SeqCst),
+            GrantType::RefreshToken => self.refresh_calls.load(Ordering::SeqCst),
         }
     }
 
@@ -83,10 +83,10 @@ impl Controls {
         self.calls[endpoint.index()].fetch_add(1, Ordering::SeqCst);
     }
 
-    pub fn count_grant(&self, grant: Grant) {
+    pub fn count_grant(&self, grant: GrantType) {
         match grant {
-            Grant::AuthorizationCode => self.code_calls.fetch_add(1, Ordering::SeqCst),
-            Grant::RefreshToken => self.refresh_calls.fetch_add(1, Ordering::SeqCst),
+            GrantType::AuthorizationCode => self.code_calls.fetch_add(1, Ordering::SeqCst),
+            GrantType::RefreshToken => self.refresh_calls.fetch_add(1, Ordering::SeqCst),
         };
     }
 
@@ -163,7 +163,7 @@ mod tests {
     #[tokio::test]
     async fn failures_are_served_in_order_after_counting_and_then_stop() {
         let (_stop, stopping) = watch::channel(false);
-        let controls = Controls::new(stopping);
+        let controls = WorkosFaultControls::new(stopping);
         controls.fail_next(Endpoint::Jwks, 1, StatusCode::TOO_MANY_REQUESTS);
         controls.fail_next(Endpoint::Jwks, 1, StatusCode::BAD_GATEWAY);
 
@@ -181,7 +181,7 @@ mod tests {
     #[tokio::test]
     async fn a_held_request_is_released_when_the_stand_in_stops() {
         let (stop, stopping) = watch::channel(false);
-        let controls = Controls::new(stopping);
+        let controls = WorkosFaultControls::new(stopping);
         controls.hang_next(Endpoint::Authenticate, 1);
         let held = tokio::spawn(async move { controls.gate(Endpoint::Authenticate).await.map(|r| r.status()) });
         stop.send_replace(true);

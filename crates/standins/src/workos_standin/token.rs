@@ -3,7 +3,7 @@
 //! authbridge verifies WorkOS access tokens against the JWKS, so the stand-in must sign real RS256 JWTs with a real
 //! RSA key and publish the matching JWK; a fake signature would leave the verification path untested. The JWT is
 //! assembled by hand (it is three base64url parts) so the stand-in signs with aws-lc-rs directly, the same crypto
-//! library the rest of the crate uses.
+//! library authbridge uses.
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
@@ -104,7 +104,7 @@ impl SigningKey {
 }
 
 /// What goes into an access token besides the extra claims a test asks for.
-pub struct AccessClaims<'a> {
+pub struct StandInAccessClaims<'a> {
     pub issuer: &'a str,
     pub user_id: &'a str,
     pub session_id: &'a str,
@@ -118,7 +118,7 @@ pub struct AccessClaims<'a> {
 /// a token whose `sub` or `exp` came from a test's claim map would make the stand-in contradict its own records.
 const IDENTIFYING_CLAIMS: [&str; 6] = ["iss", "sub", "sid", "jti", "iat", "exp"];
 
-impl AccessClaims<'_> {
+impl StandInAccessClaims<'_> {
     /// The claim set WorkOS puts in an access token, with `extra` merged over the optional claims (`role`,
     /// `permissions`, `act`, …) so tests can exercise roles, permissions and very large tokens.
     pub fn into_map(self, extra: &Map<String, Value>) -> Map<String, Value> {
@@ -154,7 +154,7 @@ mod tests {
     #[test]
     fn a_signed_token_verifies_with_the_published_key_and_carries_the_kid() {
         let key = SigningKey::generate().expect("key generation");
-        let claims = AccessClaims {
+        let claims = StandInAccessClaims {
             issuer: "http://127.0.0.1:1/",
             user_id: "user_1",
             session_id: "session_1",
@@ -183,7 +183,7 @@ mod tests {
             "sub": "someone_else", "exp": 1, "role": "admin", "permissions": ["todos:delete"], "big": "x"
         }))
         .expect("map");
-        let claims = AccessClaims {
+        let claims = StandInAccessClaims {
             issuer: "i",
             user_id: "user_1",
             session_id: "s",

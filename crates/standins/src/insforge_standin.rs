@@ -32,8 +32,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use crate::config::Secret;
-use errors::ApiError;
+use crate::StandInSecret;
+use errors::RecordsApiError;
 use query::{Column, InsertBody, Operation, Param, QueryParams, Statement, Table, UpdateBody};
 
 /// The three roles InsForge switches to; nothing else is ever passed to `SET ROLE`.
@@ -44,7 +44,7 @@ pub struct InsforgeStandInOptions {
     /// A superuser (or any role that may `SET ROLE` to the three API roles) URL of the database to serve.
     pub database_url: String,
     /// The project JWT secret user tokens are verified with.
-    pub jwt_secret: Secret,
+    pub jwt_secret: StandInSecret,
     /// The opaque anon key (`anon_…`): requests bearing it run as `anon`.
     pub anon_key: String,
     /// The admin API key (`ik_…`): requests bearing it run as `project_admin`.
@@ -54,7 +54,7 @@ pub struct InsforgeStandInOptions {
 
 impl InsforgeStandInOptions {
     /// Options with freshly generated `anon_…` and `ik_…` keys, bound to a free port on 127.0.0.1.
-    pub fn new(database_url: impl Into<String>, jwt_secret: Secret) -> Self {
+    pub fn new(database_url: impl Into<String>, jwt_secret: StandInSecret) -> Self {
         InsforgeStandInOptions {
             database_url: database_url.into(),
             jwt_secret,
@@ -66,7 +66,7 @@ impl InsforgeStandInOptions {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum StandInError {
+pub enum InsforgeStandInError {
     #[error("the InsForge stand-in cannot connect to its database: {0}")]
     Database(String),
     #[error("the InsForge stand-in cannot listen on {addr}: {source}")]
@@ -83,28 +83,28 @@ pub enum StandInError {
 #[derive(Debug)]
 pub struct InsforgeStandIn {
     url: Url,
-    state: Arc<AppState>,
+    state: Arc<InsforgeStandInState>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
 
-struct AppState {
+struct InsforgeStandInState {
     pool: PgPool,
     jwt_key: DecodingKey,
     anon_key: String,
     admin_key: String,
-    controls: Controls,
+    controls: InsforgeFaultControls,
 }
 
-impl std::fmt::Debug for AppState {
+impl std::fmt::Debug for InsforgeStandInState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("controls", &self.controls).finish_non_exhaustive()
+        f.debug_struct("InsforgeStandInState").field("controls", &self.controls).finish_non_exhaustive()
     }
 }
 
 /// Test controls, shared with the running server.
 #[derive(Debug, Default)]
-struct Controls {
+struct InsforgeFaultControls {
     /// How many more records requests to fail, and with which status.
     failures: Mutex<Option<(usize, StatusCode)>>,
     latency: Mutex<Duration>,
@@ -112,25 +112,25 @@ struct Controls {
 }
 
 impl InsforgeStandIn {
-    pub async fn start(options: InsforgeStandInOptions) -> Result<InsforgeStandIn, StandInError> {
+    pub async fn start(options: InsforgeStandInOptions) -> Result<InsforgeStandIn, InsforgeStandInError> {
         let pool = PgPoolOptions::new()
             .max_connections(5)
             .acquire_timeout(Duration::from_secs(10))
             .connect(&options.database_url)
             .await
-            .map_err(|e| StandInError::Database(e.to_string()))?;
+            .map_err(|e| InsforgeStandInError::Database(e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(options.bind)
             .await
-            .map_err(|source| StandInError::Bind { addr: options.bind, source })?;
-        let addr = listener.local_addr().map_err(|source| StandInError::Bind { addr: options.bind, source })?;
-        let url = Url::parse(&format!("http://{addr}/")).map_err(|e| StandInError::Url(e.to_string()))?;
+            .map_err(|source| InsforgeStandInError::Bind { addr: options.bind, source })?;
+        let addr = listener.local_addr().map_err(|source| InsforgeStandInError::Bind { addr: options.bind, source })?;
+        let url = Url::parse(&format!("http://{addr}/")).map_err(|e| InsforgeStandInError::Url(e.to_string()))?;
 
-        let state = Arc::new(AppState {
+        let state = Arc::new(InsforgeStandInState {
             pool,
             jwt_key: DecodingKey::from_secret(options.jwt_secret.expose().as_bytes()),
             anon_key: options.anon_key,
             admin_key: options.admin_key,
-            controls: Controls::default(),
+            controls: InsforgeFaultControls::default(),
         });
         let app = Router::new()
             .route("/api/health", get(health))
@@ -207,7 +207,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn latency(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+async fn latency(State(state): State<Arc<InsforgeStandInState>>, request: Request, next: Next) -> Response {
     let delay = *lock(&state.controls.latency);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -215,10 +215,10 @@ async fn latency(State(state): State<Arc<AppState>>, request: Request, next: Nex
     next.run(request).await
 }
 
-async fn health(State(state): State<Arc<AppState>>) -> Response {
+async fn health(State(state): State<Arc<InsforgeStandInState>>) -> Response {
     match sqlx::query("SELECT 1").execute(&state.pool).await {
         Ok(_) => Json(serde_json::json!({ "status": "ok", "service": "InsForge stand-in" })).into_response(),
-        Err(_) => ApiError::insforge(
+        Err(_) => RecordsApiError::insforge(
             StatusCode::SERVICE_UNAVAILABLE,
             "DATABASE_INTERNAL_ERROR",
             "Database unavailable",
@@ -229,7 +229,8 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn not_found() -> Response {
-    ApiError::insforge(StatusCode::NOT_FOUND, "NOT_FOUND", "Route not found", "Check the API path.").into_response()
+    RecordsApiError::insforge(StatusCode::NOT_FOUND, "NOT_FOUND", "Route not found", "Check the API path.")
+        .into_response()
 }
 
 /// Who the request runs as, and the claims PostgreSQL sees.
@@ -248,14 +249,14 @@ struct TokenClaims {
 /// InsForge's rules: the anon key → anon; an `ik_` key → project_admin if it is the admin key; anything else
 /// must be an HS256 JWT signed with the project secret, with a `sub`, and a `role` (default authenticated) among
 /// the three. `aud` and `iss` are not checked.
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+fn authenticate(state: &InsforgeStandInState, headers: &HeaderMap) -> Result<Caller, RecordsApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|token| !token.is_empty())
-        .ok_or_else(ApiError::no_token)?;
+        .ok_or_else(RecordsApiError::no_token)?;
 
     if constant_time_eq(token, &state.anon_key) {
         return Ok(Caller { role: "anon", claims: serde_json::json!({ "role": "anon" }).to_string() });
@@ -267,7 +268,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiErro
                 claims: serde_json::json!({ "role": "project_admin" }).to_string(),
             });
         }
-        return Err(ApiError::invalid_api_key());
+        return Err(RecordsApiError::invalid_api_key());
     }
 
     let mut validation = Validation::new(Algorithm::HS256);
@@ -275,14 +276,14 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiErro
     validation.required_spec_claims.clear();
     validation.leeway = 0;
     let claims = jsonwebtoken::decode::<TokenClaims>(token, &state.jwt_key, &validation)
-        .map_err(|_| ApiError::invalid_token("Invalid token"))?
+        .map_err(|_| RecordsApiError::invalid_token("Invalid token"))?
         .claims;
     let sub = match claims.sub {
         Some(serde_json::Value::String(sub)) if !sub.is_empty() => sub,
-        _ => return Err(ApiError::invalid_token("Invalid token subject")),
+        _ => return Err(RecordsApiError::invalid_token("Invalid token subject")),
     };
     let requested = claims.role.unwrap_or_else(|| "authenticated".to_owned());
-    let role = ROLES.into_iter().find(|r| *r == requested).ok_or_else(|| ApiError::invalid_role(&requested))?;
+    let role = ROLES.into_iter().find(|r| *r == requested).ok_or_else(|| RecordsApiError::invalid_role(&requested))?;
     let mut jwt_claims = serde_json::Map::new();
     jwt_claims.insert("sub".to_owned(), sub.into());
     if let Some(email) = claims.email {
@@ -314,7 +315,7 @@ fn return_preference(headers: &HeaderMap) -> Return {
 }
 
 async fn records(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<InsforgeStandInState>>,
     Path(table): Path<String>,
     method: Method,
     RawQuery(raw_query): RawQuery,
@@ -326,7 +327,7 @@ async fn records(
         let mut failures = lock(&state.controls.failures);
         if let Some((remaining, status)) = *failures {
             *failures = (remaining > 1).then_some((remaining - 1, status));
-            return ApiError::injected(status).into_response();
+            return RecordsApiError::injected(status).into_response();
         }
     }
     match handle_records(&state, &table, &method, raw_query.as_deref(), &headers, &body).await {
@@ -336,13 +337,13 @@ async fn records(
 }
 
 async fn handle_records(
-    state: &AppState,
+    state: &InsforgeStandInState,
     table_name: &str,
     method: &Method,
     raw_query: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Response, ApiError> {
+) -> Result<Response, RecordsApiError> {
     let caller = authenticate(state, headers)?;
     let operation = match *method {
         Method::GET => Operation::Read,
@@ -350,7 +351,7 @@ async fn handle_records(
         Method::PATCH => Operation::Update,
         Method::DELETE => Operation::Delete,
         _ => {
-            return Err(ApiError::postgrest(
+            return Err(RecordsApiError::postgrest(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "PGRST117",
                 format!("Unsupported HTTP method: {method}"),
@@ -362,11 +363,13 @@ async fn handle_records(
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     let anon = caller.role == "anon";
-    let db_error = |e: sqlx::Error| ApiError::database(&e, anon);
+    let db_error = |e: sqlx::Error| RecordsApiError::database(&e, anon);
 
     let mut tx = state.pool.begin().await.map_err(db_error)?;
-    let table =
-        load_table(&mut tx, table_name).await.map_err(db_error)?.ok_or_else(|| ApiError::unknown_table(table_name))?;
+    let table = load_table(&mut tx, table_name)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| RecordsApiError::unknown_table(table_name))?;
     let params = QueryParams::parse(&table, &pairs, operation)?;
     let statement = match operation {
         Operation::Read => Some(query::select_statement(&table, &params)?),

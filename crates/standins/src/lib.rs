@@ -1,0 +1,21 @@
+//! Stand-ins for what authbridge talks to, so that its tests and `authbridge demo` run on one machine, with no
+//! accounts and nothing downloaded.
+//!
+//! - [`workos_standin`]: WorkOS User Management (AuthKit sign-in page, code and refresh grants, JWKS, logout), with
+//!   controls that make it fail, hang or slow down on purpose.
+//! - [`insforge_standin`]: InsForge's records API over a real PostgreSQL, leaving every row decision to
+//!   row-level security as InsForge does.
+//! - [`temp_postgres`]: a throwaway PostgreSQL cluster from the machine's own binaries.
+//!
+//! This crate is test scaffolding, kept apart from the product so that a production build compiles none of it
+//! (authbridge pulls it in only through its `demo` feature and as a dev-dependency). It does not depend on
+//! authbridge either: it imitates the real services from the outside, with types of its own, so nothing here can
+//! quietly agree with a bug in the product.
+
+pub mod insforge_standin;
+pub mod temp_postgres;
+pub mod workos_standin;
+
+mod secret;
+
+pub use secret::StandInSecret;
