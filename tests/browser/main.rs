@@ -22,6 +22,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use fantoccini::error::CmdError;
 use futures::FutureExt;
 use url::Url;
 
@@ -32,6 +33,9 @@ use webdriver::{Browser, WebDriverError};
 const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(10);
 /// How long a page may take to show what a step expects (it is normally there at once).
 const PATIENCE: Duration = Duration::from_secs(10);
+/// No step may take longer, however stuck the browser is: the test then fails, not CI. (A step is a few page loads
+/// and waits of [`PATIENCE`]; it normally takes a second or two.)
+const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 
 const FIRST: &str = "Buy milk";
 const RENAMED: &str = "Buy oat milk";
@@ -269,6 +273,13 @@ impl From<WebDriverError> for Failure {
     }
 }
 
+/// An element's command failed.
+impl From<CmdError> for Failure {
+    fn from(error: CmdError) -> Self {
+        Self(format!("WebDriver: {error}"))
+    }
+}
+
 type Check = Result<(), Failure>;
 
 impl Journey<'_> {
@@ -277,7 +288,9 @@ impl Journey<'_> {
     async fn step(&mut self, name: &str, body: impl AsyncFnOnce(&Browser) -> Check) {
         self.count += 1;
         let path = self.shots.join(format!("{:02}-{name}.png", self.count));
-        let outcome = body(self.browser).await;
+        let outcome = tokio::time::timeout(STEP_TIMEOUT, body(self.browser))
+            .await
+            .unwrap_or_else(|_| Err(Failure(format!("the step took longer than {STEP_TIMEOUT:?}"))));
         let saved = match self.browser.screenshot().await {
             Ok(png) => tokio::fs::write(&path, png).await.map_err(|e| e.to_string()),
             Err(error) => Err(error.to_string()),
@@ -346,7 +359,7 @@ async fn wait_for_text(b: &Browser, needle: &str) -> Check {
         match b.page_text().await {
             Ok(text) if text.contains(needle) => return Ok(()),
             // A page being replaced by the next one: try again.
-            Ok(_) | Err(WebDriverError::Command { .. }) if Instant::now() < deadline => {}
+            Ok(_) | Err(WebDriverError::Command(CmdError::Standard(_))) if Instant::now() < deadline => {}
             Ok(_) => return Err(Failure(format!("the page does not say {needle:?}"))),
             Err(error) => return Err(error.into()),
         }
@@ -359,7 +372,7 @@ async fn wait_for_element(b: &Browser, css: &str) -> Check {
     loop {
         match b.find_all(css).await {
             Ok(found) if !found.is_empty() => return Ok(()),
-            Ok(_) | Err(WebDriverError::Command { .. }) if Instant::now() < deadline => {}
+            Ok(_) | Err(WebDriverError::Command(CmdError::Standard(_))) if Instant::now() < deadline => {}
             Ok(_) => return Err(Failure(format!("the page has no {css}"))),
             Err(error) => return Err(error.into()),
         }
@@ -372,7 +385,7 @@ async fn wait_for_absence(b: &Browser, css: &str) -> Check {
     loop {
         match b.find_all(css).await {
             Ok(found) if found.is_empty() => return Ok(()),
-            Ok(_) | Err(WebDriverError::Command { .. }) if Instant::now() < deadline => {}
+            Ok(_) | Err(WebDriverError::Command(CmdError::Standard(_))) if Instant::now() < deadline => {}
             Ok(_) => return Err(Failure(format!("the page still has {css}"))),
             Err(error) => return Err(error.into()),
         }
@@ -414,7 +427,7 @@ async fn expect_titles(b: &Browser, expected: &[&str]) -> Check {
 }
 
 async fn expect_done(b: &Browser, title: &str, done: bool) -> Check {
-    let class = b.find(&todo(title)).await?.attribute("class").await?.unwrap_or_default();
+    let class = b.find(&todo(title)).await?.attr("class").await?.unwrap_or_default();
     let is_done = class.split_whitespace().any(|c| c == "done");
     let button = b.find(&format!("{} form[action$='/toggle'] button", todo(title))).await?.text().await?;
     let expected_button = if done { "Undo" } else { "Done" };

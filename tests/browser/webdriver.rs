@@ -1,28 +1,31 @@
-//! A small W3C WebDriver client (<https://www.w3.org/TR/webdriver2/>): just the commands the browser test uses,
-//! over reqwest, driving Debian's `chromium` through Debian's `chromedriver`.
+//! Debian's headless `chromium`, driven through Debian's `chromedriver` with fantoccini, a maintained W3C WebDriver
+//! client (<https://www.w3.org/TR/webdriver2/>).
 //!
-//! Why not fantoccini or thirtyfour: the dozen commands needed fit on a page, reqwest is already in the crate with
-//! aws-lc-rs, and those clients bring their own TLS stacks (fantoccini's rustls feature pulls in `ring`, which must
-//! not share a process with aws-lc-rs) or download a driver at run time (thirtyfour's default), which this machine
-//! cannot do. The browser and the driver always come from the system packages.
+//! fantoccini is built without a TLS feature and given a plain-HTTP connector: chromedriver listens on loopback, so
+//! the test process gets no TLS stack from it, and in particular no second rustls crypto provider beside the
+//! aws-lc-rs one the rest of the crate uses. The browser and the driver always come from the system packages; this
+//! module starts chromedriver itself and never downloads either.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use reqwest::Method;
+use axum::http::Method;
+use fantoccini::elements::Element;
+use fantoccini::error::{CmdError, NewSessionError};
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
+use url::Url;
 
 use crate::output::Output;
 
-/// The key under which WebDriver sends a web element's reference (fixed by the specification).
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
-/// How long chromedriver may take to answer `/status` after it starts.
+/// How long chromedriver may take to accept connections after it starts.
 const DRIVER_START_TIMEOUT: Duration = Duration::from_secs(20);
-/// No single command (page loads included) should take longer; a stuck browser then fails the test, not CI.
+/// No single command of [`Browser`] (page loads included) should take longer; a stuck browser then fails the test,
+/// not CI. Commands on an [`Element`] are bounded by the test's per-step limit.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 const INSTALL_HINT: &str = "run scripts/test, which installs chromium and chromium-driver \
                             (or: apt-get install chromium chromium-driver)";
@@ -37,12 +40,14 @@ pub enum WebDriverError {
     Profile { path: String, source: std::io::Error },
     #[error("chromedriver did not become ready within {timeout:?}; its output:\n{output}")]
     DriverNotReady { timeout: Duration, output: String },
-    #[error("the WebDriver request {command} got no answer: {source}")]
-    Http { command: String, source: reqwest::Error },
-    #[error("WebDriver {command} failed ({error}): {message}")]
-    Command { command: String, error: String, message: String },
+    #[error("chromedriver did not open a browser session: {source}; its output:\n{output}")]
+    Session { source: NewSessionError, output: String },
+    #[error("WebDriver: {0}")]
+    Command(#[from] CmdError),
+    #[error("a WebDriver command got no answer within {COMMAND_TIMEOUT:?}")]
+    TimedOut,
     #[error("WebDriver {command} answered with something unexpected: {body}")]
-    Malformed { command: String, body: String },
+    Malformed { command: &'static str, body: String },
 }
 
 type Result<T, E = WebDriverError> = std::result::Result<T, E>;
@@ -50,11 +55,8 @@ type Result<T, E = WebDriverError> = std::result::Result<T, E>;
 /// A headless Chromium, its chromedriver, and the WebDriver session joining them. Call [`Browser::quit`] at the
 /// end; dropping it without that kills chromedriver and Chromium outright.
 pub struct Browser {
-    http: reqwest::Client,
-    /// `http://127.0.0.1:<port>/session/<id>`: every command's URL starts with it.
-    session: String,
+    client: Client,
     driver: Child,
-    driver_output: Output,
     profile: PathBuf,
     /// Set by `quit`, after which `Drop` has nothing left to do.
     stopped: bool,
@@ -86,167 +88,82 @@ impl Browser {
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| WebDriverError::Spawn { program: chromedriver.display().to_string(), source })?;
-        let driver_output = Output::capture(&mut driver);
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(COMMAND_TIMEOUT)
-            .build()
-            .map_err(|source| WebDriverError::Http { command: "building the client".into(), source })?;
-        let base = format!("http://127.0.0.1:{port}");
-        let mut browser = Self { http, session: String::new(), driver, driver_output, profile, stopped: false };
-        browser.wait_for_driver(&base).await?;
-
-        let capabilities = json!({
-            "capabilities": {
-                "alwaysMatch": {
-                    "browserName": "chrome",
-                    "pageLoadStrategy": "normal",
-                    // Elements are waited for explicitly, so a check that something is absent is instant.
-                    "timeouts": { "implicit": 0, "pageLoad": 30_000, "script": 30_000 },
-                    // Chromium's network events, to see the redirects a click went through.
-                    "goog:loggingPrefs": { "performance": "ALL" },
-                    "goog:chromeOptions": {
-                        "binary": chromium.display().to_string(),
-                        "perfLoggingPrefs": { "enableNetwork": true, "enablePage": false },
-                        "args": [
-                            "--headless=new",
-                            // Needed as root (CI) and in containers, where Chromium's sandbox cannot start.
-                            "--no-sandbox",
-                            "--disable-gpu",
-                            "--disable-dev-shm-usage",
-                            // No calls home: this machine reaches package registries only.
-                            "--disable-background-networking",
-                            "--disable-component-update",
-                            "--disable-sync",
-                            "--no-first-run",
-                            "--disable-quic",
-                            format!("--user-data-dir={}", browser.profile.display()),
-                            "--window-size=1280,900",
-                        ],
-                    },
-                },
-            },
-        });
-        let created = browser.send(Method::POST, &format!("{base}/session"), Some(capabilities)).await?;
-        let id = created["sessionId"]
-            .as_str()
-            .ok_or_else(|| WebDriverError::Malformed { command: "new session".into(), body: created.to_string() })?;
-        browser.session = format!("{base}/session/{id}");
-        Ok(browser)
-    }
-
-    async fn wait_for_driver(&mut self, base: &str) -> Result<()> {
-        let deadline = Instant::now() + DRIVER_START_TIMEOUT;
-        loop {
-            if let Ok(status) = self.send(Method::GET, &format!("{base}/status"), None).await
-                && status["ready"].as_bool() == Some(true)
-            {
-                return Ok(());
+        let output = Output::capture(&mut driver);
+        let started = async {
+            wait_for_driver(&mut driver, port, &output).await?;
+            let mut builder = ClientBuilder::new(HttpConnector::new());
+            builder.capabilities(capabilities(&chromium, &profile));
+            let driver_url = format!("http://127.0.0.1:{port}");
+            match tokio::time::timeout(COMMAND_TIMEOUT, builder.connect(&driver_url)).await {
+                Ok(Ok(client)) => Ok(client),
+                Ok(Err(source)) => Err(WebDriverError::Session { source, output: output.tail(30) }),
+                Err(_) => Err(WebDriverError::TimedOut),
             }
-            let exited = matches!(self.driver.try_wait(), Ok(Some(_)));
-            if exited || Instant::now() > deadline {
-                return Err(WebDriverError::DriverNotReady {
-                    timeout: DRIVER_START_TIMEOUT,
-                    output: self.driver_output.tail(30),
-                });
+        };
+        match started.await {
+            Ok(client) => Ok(Self { client, driver, profile, stopped: false }),
+            Err(error) => {
+                kill_group(&driver).await;
+                let _ = tokio::fs::remove_dir_all(&profile).await;
+                Err(error)
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// One WebDriver command: the answer's `value`, or its error as a [`WebDriverError::Command`].
-    async fn send(&self, method: Method, url: &str, body: Option<Value>) -> Result<Value> {
-        let command = format!("{method} {}", url.strip_prefix(&self.session).unwrap_or(url));
-        let mut request = self.http.request(method, url);
-        if let Some(body) = body {
-            request = request.json(&body);
+    /// One command, bounded by [`COMMAND_TIMEOUT`].
+    async fn bounded<T>(&self, command: impl Future<Output = Result<T, CmdError>>) -> Result<T> {
+        match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(WebDriverError::TimedOut),
         }
-        let response =
-            request.send().await.map_err(|source| WebDriverError::Http { command: command.clone(), source })?;
-        let ok = response.status().is_success();
-        let text = response.text().await.map_err(|source| WebDriverError::Http { command: command.clone(), source })?;
-        let mut answer: Value = serde_json::from_str(&text)
-            .map_err(|_| WebDriverError::Malformed { command: command.clone(), body: text.clone() })?;
-        let value = answer["value"].take();
-        if ok {
-            return Ok(value);
-        }
-        Err(WebDriverError::Command {
-            command,
-            error: value["error"].as_str().unwrap_or("unknown error").to_owned(),
-            message: value["message"].as_str().unwrap_or(&text).to_owned(),
-        })
-    }
-
-    /// A command of this session; POSTs without parameters still send `{}`, as the specification requires.
-    async fn session_command(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
-        let body = if method == Method::POST { Some(body.unwrap_or_else(|| json!({}))) } else { body };
-        self.send(method, &format!("{}{path}", self.session), body).await
     }
 
     pub async fn goto(&self, url: &str) -> Result<()> {
-        self.session_command(Method::POST, "/url", Some(json!({ "url": url }))).await.map(drop)
+        self.bounded(self.client.goto(url)).await
     }
 
     pub async fn current_url(&self) -> Result<String> {
-        let value = self.session_command(Method::GET, "/url", None).await?;
-        value.as_str().map(str::to_owned).ok_or_else(|| malformed("current URL", &value))
+        self.bounded(self.client.current_url()).await.map(String::from)
     }
 
     /// The browser's reload button.
     pub async fn refresh(&self) -> Result<()> {
-        self.session_command(Method::POST, "/refresh", None).await.map(drop)
+        self.bounded(self.client.refresh()).await
     }
 
     /// The first element matching a CSS selector.
-    pub async fn find(&self, css: &str) -> Result<Element<'_>> {
-        let value = self
-            .session_command(Method::POST, "/element", Some(json!({ "using": "css selector", "value": css })))
-            .await?;
-        self.element(&value)
+    pub async fn find(&self, css: &str) -> Result<Element> {
+        self.bounded(self.client.find(Locator::Css(css))).await
     }
 
     /// Every element matching a CSS selector (none is not an error).
-    pub async fn find_all(&self, css: &str) -> Result<Vec<Element<'_>>> {
-        let value = self
-            .session_command(Method::POST, "/elements", Some(json!({ "using": "css selector", "value": css })))
-            .await?;
-        let list = value.as_array().ok_or_else(|| malformed("find elements", &value))?;
-        list.iter().map(|item| self.element(item)).collect()
-    }
-
-    fn element(&self, value: &Value) -> Result<Element<'_>> {
-        let id = value[ELEMENT_KEY].as_str().ok_or_else(|| malformed("find element", value))?;
-        Ok(Element { browser: self, id: id.to_owned() })
+    pub async fn find_all(&self, css: &str) -> Result<Vec<Element>> {
+        self.bounded(self.client.find_all(Locator::Css(css))).await
     }
 
     /// What a person reads on the page: the rendered text of `body` (hidden elements excluded).
     pub async fn page_text(&self) -> Result<String> {
-        self.find("body").await?.text().await
+        self.bounded(async { self.client.find(Locator::Css("body")).await?.text().await }).await
     }
 
     /// The visible part of the page, as PNG bytes.
     pub async fn screenshot(&self) -> Result<Vec<u8>> {
-        let value = self.session_command(Method::GET, "/screenshot", None).await?;
-        let encoded = value.as_str().ok_or_else(|| malformed("screenshot", &value))?;
-        STANDARD.decode(encoded).map_err(|_| malformed("screenshot", &Value::String("(not base64)".into())))
+        self.bounded(self.client.screenshot()).await
     }
 
     /// The cookies the browser holds for the current page, `HttpOnly` ones included, as (name, value) pairs.
     pub async fn cookies(&self) -> Result<Vec<(String, String)>> {
-        let value = self.session_command(Method::GET, "/cookie", None).await?;
-        let list = value.as_array().ok_or_else(|| malformed("cookies", &value))?;
-        Ok(list
-            .iter()
-            .filter_map(|cookie| Some((cookie["name"].as_str()?.to_owned(), cookie["value"].as_str()?.to_owned())))
-            .collect())
+        let cookies = self.bounded(self.client.get_all_cookies()).await?;
+        Ok(cookies.iter().map(|cookie| (cookie.name().to_owned(), cookie.value().to_owned())).collect())
     }
 
     /// The pages (not images, styles…) the browser requested since the last call, redirects included, in order.
     /// WebDriver itself only shows where navigation ended; this is chromedriver's performance log.
     pub async fn document_requests(&self) -> Result<Vec<String>> {
-        let value = self.session_command(Method::POST, "/se/log", Some(json!({ "type": "performance" }))).await?;
-        let entries = value.as_array().ok_or_else(|| malformed("performance log", &value))?;
+        let value = self.bounded(self.client.issue_cmd(PerformanceLog)).await?;
+        let entries = value
+            .as_array()
+            .ok_or_else(|| WebDriverError::Malformed { command: "performance log", body: value.to_string() })?;
         let urls = entries
             .iter()
             .filter_map(|entry| serde_json::from_str::<Value>(entry["message"].as_str()?).ok())
@@ -261,16 +178,10 @@ impl Browser {
 
     /// Closes the browser (ending the session makes chromedriver stop Chromium), then stops chromedriver.
     pub async fn quit(mut self) -> Result<()> {
-        let closed = if self.session.is_empty() {
-            Ok(())
-        } else {
-            self.session_command(Method::DELETE, "", None).await.map(drop)
-        };
-        if closed.is_err()
-            && let Some(group) = self.driver.id()
-        {
+        let closed = self.bounded(self.client.clone().close()).await;
+        if closed.is_err() {
             // Chromium did not close: stop it with its driver, or it outlives the test.
-            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{group}")]).status().await;
+            kill_group(&self.driver).await;
         }
         let _ = self.driver.kill().await;
         let _ = tokio::fs::remove_dir_all(&self.profile).await;
@@ -294,50 +205,80 @@ impl Drop for Browser {
     }
 }
 
-/// A reference to one element of the current page (stale once the page changes).
-pub struct Element<'a> {
-    browser: &'a Browser,
-    id: String,
-}
-
-impl Element<'_> {
-    async fn command(&self, method: Method, what: &str, body: Option<Value>) -> Result<Value> {
-        self.browser.session_command(method, &format!("/element/{}{what}", self.id), body).await
-    }
-
-    /// A real click: scrolled into view, and refused when something covers the element.
-    pub async fn click(&self) -> Result<()> {
-        self.command(Method::POST, "/click", None).await.map(drop)
-    }
-
-    /// Types into the element, key by key.
-    pub async fn send_keys(&self, text: &str) -> Result<()> {
-        self.command(Method::POST, "/value", Some(json!({ "text": text }))).await.map(drop)
-    }
-
-    pub async fn clear(&self) -> Result<()> {
-        self.command(Method::POST, "/clear", None).await.map(drop)
-    }
-
-    /// The rendered text, as a person reads it.
-    pub async fn text(&self) -> Result<String> {
-        let value = self.command(Method::GET, "/text", None).await?;
-        value.as_str().map(str::to_owned).ok_or_else(|| malformed("element text", &value))
-    }
-
-    /// An HTML attribute as written in the page, `None` when absent.
-    pub async fn attribute(&self, name: &str) -> Result<Option<String>> {
-        let value = self.command(Method::GET, &format!("/attribute/{name}"), None).await?;
-        Ok(value.as_str().map(str::to_owned))
+/// What the session asks of chromedriver: Debian's Chromium, headless, with a fresh profile and no calls home.
+fn capabilities(chromium: &Path, profile: &Path) -> serde_json::Map<String, Value> {
+    let capabilities = json!({
+        "browserName": "chrome",
+        "pageLoadStrategy": "normal",
+        // Elements are waited for explicitly, so a check that something is absent is instant.
+        "timeouts": { "implicit": 0, "pageLoad": 30_000, "script": 30_000 },
+        // Chromium's network events, to see the redirects a click went through.
+        "goog:loggingPrefs": { "performance": "ALL" },
+        "goog:chromeOptions": {
+            "binary": chromium.display().to_string(),
+            "perfLoggingPrefs": { "enableNetwork": true, "enablePage": false },
+            "args": [
+                "--headless=new",
+                // Needed as root (CI) and in containers, where Chromium's sandbox cannot start.
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                // No calls home: this machine reaches package registries only.
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+                format!("--user-data-dir={}", profile.display()),
+                "--window-size=1280,900",
+            ],
+        },
+    });
+    match capabilities {
+        Value::Object(map) => map,
+        _ => unreachable!("the capabilities are a JSON object literal"),
     }
 }
 
-fn malformed(command: &str, value: &Value) -> WebDriverError {
-    WebDriverError::Malformed { command: command.to_owned(), body: value.to_string() }
+/// chromedriver's log of Chromium's DevTools events (`POST /session/{id}/se/log`), which the W3C commands do not
+/// cover. Reading it empties it.
+#[derive(Debug)]
+struct PerformanceLog;
+
+impl WebDriverCompatibleCommand for PerformanceLog {
+    fn endpoint(&self, base_url: &Url, session_id: Option<&str>) -> Result<Url, url::ParseError> {
+        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _request_url: &Url) -> (Method, Option<String>) {
+        (Method::POST, Some(json!({ "type": "performance" }).to_string()))
+    }
+}
+
+/// Waits until chromedriver accepts connections on `port` (it answers commands as soon as it does).
+async fn wait_for_driver(driver: &mut Child, port: u16, output: &Output) -> Result<()> {
+    let deadline = Instant::now() + DRIVER_START_TIMEOUT;
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        let exited = matches!(driver.try_wait(), Ok(Some(_)));
+        if exited || Instant::now() > deadline {
+            return Err(WebDriverError::DriverNotReady { timeout: DRIVER_START_TIMEOUT, output: output.tail(30) });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Stops chromedriver and every Chromium process it started (they share its process group).
+async fn kill_group(driver: &Child) {
+    if let Some(group) = driver.id() {
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{group}")]).status().await;
+    }
 }
 
 /// The first of `names` found on `PATH`, then in `/usr/bin` (where Debian puts them, in case PATH is minimal).
-pub async fn find_program(names: &[&str]) -> Option<PathBuf> {
+async fn find_program(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
     dirs.push(PathBuf::from("/usr/bin"));
@@ -358,7 +299,7 @@ async fn is_executable(path: &Path) -> bool {
 }
 
 /// A port nobody listens on right now (the OS picks it; it is released at once for the child to take).
-pub fn free_port() -> u16 {
+fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
