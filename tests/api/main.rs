@@ -10,9 +10,10 @@ mod migrate_command;
 mod migrations;
 mod rls;
 
-// Signing in with WorkOS.
+// Signing in with WorkOS, and what attackers try against it.
 mod bearer;
 mod cookie_size;
+mod hardening;
 mod refresh;
 mod session;
 mod sign_in;

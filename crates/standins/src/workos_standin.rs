@@ -177,11 +177,19 @@ pub enum Endpoint {
     Jwks,
     /// `GET /user_management/sessions/logout`.
     Logout,
+    /// `POST /user_management/sessions/revoke`.
+    RevokeSession,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 5] =
-        [Endpoint::Authorize, Endpoint::SignInForm, Endpoint::Authenticate, Endpoint::Jwks, Endpoint::Logout];
+    pub const ALL: [Endpoint; 6] = [
+        Endpoint::Authorize,
+        Endpoint::SignInForm,
+        Endpoint::Authenticate,
+        Endpoint::Jwks,
+        Endpoint::Logout,
+        Endpoint::RevokeSession,
+    ];
 
     fn index(self) -> usize {
         match self {
@@ -190,6 +198,7 @@ impl Endpoint {
             Endpoint::Authenticate => 2,
             Endpoint::Jwks => 3,
             Endpoint::Logout => 4,
+            Endpoint::RevokeSession => 5,
         }
     }
 }

@@ -130,6 +130,19 @@ impl TestApp {
         self.workos.users().into_iter().find(|user| user.email == email).map(|user| user.id).expect("seeded user")
     }
 
+    /// Another replica of the app: the same configuration (cookie passwords, upstreams) on its own port, as a
+    /// second process behind a load balancer would be. It stops when the returned handle is dropped.
+    pub async fn replica(&self) -> Replica {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
+        let addr = listener.local_addr().expect("local address");
+        let app = Application::build_with_listener(self.config.clone(), listener).expect("the replica builds");
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        Replica { base_url: Url::parse(&format!("http://{addr}/")).expect("base url"), _shutdown: shutdown }
+    }
+
     /// Stops accepting connections and waits for in-flight requests, as SIGTERM does.
     pub async fn shutdown(&mut self) -> std::io::Result<()> {
         if let Some(shutdown) = self.shutdown.take() {
@@ -151,6 +164,20 @@ impl TestApp {
                 .expect("read todos");
         pool.close().await;
         rows
+    }
+}
+
+pub struct Replica {
+    pub base_url: Url,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl Replica {
+    /// A browser talking to this replica, holding a copy of `other`'s cookies.
+    pub fn browser_like(&self, other: &Browser) -> Browser {
+        let browser = Browser::new(self.base_url.clone());
+        browser.copy_cookies_from(other);
+        browser
     }
 }
 

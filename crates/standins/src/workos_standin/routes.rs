@@ -35,6 +35,7 @@ pub fn router(inner: Arc<WorkosStandInState>) -> Router {
         .route("/user_management/authenticate", post(authenticate))
         .route("/sso/jwks/{client_id}", get(jwks))
         .route("/user_management/sessions/logout", get(logout))
+        .route("/user_management/sessions/revoke", post(revoke_session))
         .fallback(unknown_endpoint)
         .with_state(inner)
 }
@@ -449,6 +450,37 @@ async fn logout(
             None,
         ),
     }
+}
+
+#[derive(Deserialize)]
+struct RevokeSessionBody {
+    session_id: Option<String>,
+}
+
+/// `POST /user_management/sessions/revoke` `{session_id}` with the API key: the session ends at once, so its refresh
+/// tokens get `invalid_grant` from then on (docs/workos.md §2.1). WorkOS answers 200 with no documented body.
+async fn revoke_session(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(response) = inner.controls.gate(Endpoint::RevokeSession).await {
+        return response;
+    }
+    if !has_api_key(&inner, &headers) {
+        return workos_error(StatusCode::UNAUTHORIZED, "unauthorized", "Invalid API key.");
+    }
+    let Ok(RevokeSessionBody { session_id: Some(session_id) }) = serde_json::from_slice(&body) else {
+        return workos_error(StatusCode::BAD_REQUEST, "invalid_request", "The body must be {\"session_id\": \"…\"}.");
+    };
+    match lock(&inner.store).end_session(&session_id) {
+        Ok(()) => (StatusCode::OK, Json(json!({}))).into_response(),
+        Err(_) => workos_error(StatusCode::NOT_FOUND, "entity_not_found", "No session has this id."),
+    }
+}
+
+/// `Authorization: Bearer <API key>`, compared in constant time.
+fn has_api_key(inner: &WorkosStandInState, headers: &HeaderMap) -> bool {
+    let sent = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+    sent.and_then(|value| value.strip_prefix("Bearer ")).is_some_and(|key| {
+        aws_lc_rs::constant_time::verify_slices_are_equal(key.as_bytes(), inner.api_key.expose().as_bytes()).is_ok()
+    })
 }
 
 /// A wrong path is most often a base-URL join gone wrong (`//user_management/…`): name it, so the mistake shows.

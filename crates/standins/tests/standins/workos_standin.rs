@@ -782,6 +782,48 @@ async fn logout_ends_the_session_and_returns_to_the_app() {
 }
 
 #[tokio::test]
+async fn revoking_a_session_needs_the_api_key_and_kills_its_refresh_token() {
+    let workos = start().await;
+    let session = signed_in(&workos, ALICE).await;
+    let sid = claims(&workos, text(&session["access_token"])).await["sid"].clone();
+    let revoke = |key: &str| {
+        client()
+            .post(url(&workos, "user_management/sessions/revoke"))
+            .bearer_auth(key)
+            .json(&json!({ "session_id": text(&sid) }))
+            .send()
+    };
+
+    let refused = revoke("sk_test_wrong").await.expect("revoke");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let (status, _) = authenticate(&workos, refresh_grant(&workos, text(&session["refresh_token"]))).await;
+    assert_eq!(status, StatusCode::OK, "a refused revoke changes nothing");
+
+    let session = signed_in(&workos, ALICE).await;
+    let sid = claims(&workos, text(&session["access_token"])).await["sid"].clone();
+    let revoked = client()
+        .post(url(&workos, "user_management/sessions/revoke"))
+        .bearer_auth(workos.api_key().expose())
+        .json(&json!({ "session_id": text(&sid) }))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let (status, body) = authenticate(&workos, refresh_grant(&workos, text(&session["refresh_token"]))).await;
+    assert_eq!((status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("invalid_grant")));
+    assert_eq!(workos.calls(Endpoint::RevokeSession), 2);
+
+    let unknown = client()
+        .post(url(&workos, "user_management/sessions/revoke"))
+        .bearer_auth(workos.api_key().expose())
+        .json(&json!({ "session_id": "session_unknown" }))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn logout_never_redirects_outside_the_registered_apps() {
     let workos = start().await;
     for return_to in [

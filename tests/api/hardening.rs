@@ -1,0 +1,242 @@
+//! What an attacker tries from outside: connections that never finish, oversized bodies announced up front,
+//! cookie bombs planted through a sign-in link, Set-Cookie amplification, and a copied cookie outliving sign-out.
+
+use std::time::{Duration, Instant};
+
+use authbridge::session::{SESSION_COOKIE, SIGN_IN_STATE_COOKIE};
+use reqwest::Method;
+use standins::workos_standin::Endpoint;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::app::{ALICE, AppOptions, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::logs;
+use crate::helpers::session::{read_session, session_id, write_session};
+
+async fn app_with_header_timeout(seconds: u64, max_connections: usize) -> TestApp {
+    spawn_app_with(
+        AppOptions::default().var("HEADER_READ_TIMEOUT_SECONDS", seconds).var("MAX_CONNECTIONS", max_connections),
+    )
+    .await
+}
+
+/// Reads until the server closes the connection; how long that took, or `None` if it was still open at `limit`.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((started + limit).into(), stream.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+async fn connect(app: &TestApp) -> TcpStream {
+    TcpStream::connect(app.addr).await.expect("the app accepts connections")
+}
+
+/// The number of file descriptors this process has open (both ends of every loopback connection count).
+fn open_files() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|entries| entries.count()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_headers_is_closed_within_the_timeout() {
+    let app = app_with_header_timeout(1, 1024).await;
+
+    // Headers started, then one more line every 300 ms: never finished.
+    let mut trickling = connect(&app).await;
+    trickling.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+    let trickle = async {
+        for i in 0..20 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if trickling.write_all(format!("X-Slow-{i}: 1\r\n").as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    };
+    let mut silent = connect(&app).await;
+    let (_, silent_closed) = tokio::join!(trickle, closed_within(&mut silent, Duration::from_secs(4)));
+    let trickling_closed = closed_within(&mut trickling, Duration::from_secs(1)).await;
+
+    assert!(silent_closed.is_some(), "a connection that sends nothing is closed");
+    assert!(trickling_closed.is_some(), "a connection that trickles headers is closed");
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let app = app_with_header_timeout(1, 1024).await;
+    let mut stream = connect(&app).await;
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    let mut answer = vec![0u8; 1024];
+    let read = stream.read(&mut answer).await.expect("an answer");
+    assert!(String::from_utf8_lossy(&answer[..read]).starts_with("HTTP/1.1 200"), "the request is served");
+
+    let closed = closed_within(&mut stream, Duration::from_secs(4)).await;
+    assert!(closed.is_some(), "the idle connection is closed");
+}
+
+#[tokio::test]
+async fn stalled_connections_stay_bounded_and_do_not_stop_normal_requests() {
+    const CAP: usize = 32;
+    const STALLED: usize = 100;
+    let app = app_with_header_timeout(2, CAP).await;
+    let http = reqwest::Client::new();
+    let healthz = app.base_url.join("/healthz").expect("url");
+
+    // A few stalled connections, well under the cap: normal requests go straight through.
+    let mut few = Vec::new();
+    for _ in 0..8 {
+        let mut stream = connect(&app).await;
+        stream.write_all(b"GET /healthz HTTP/1.1\r\n").await.expect("write");
+        few.push(stream);
+    }
+    let started = Instant::now();
+    let response = http.get(healthz.clone()).send().await.expect("the app answers");
+    assert_eq!(response.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(1), "not delayed by stalled clients: {:?}", started.elapsed());
+    drop(few);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Many more than the cap: the app holds at most CAP of them; the rest wait to be accepted.
+    let before = open_files();
+    let mut stalled = Vec::new();
+    for _ in 0..STALLED {
+        let mut stream = connect(&app).await;
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\n").await;
+        stalled.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = open_files();
+    assert!(
+        during <= before + STALLED + CAP + 8,
+        "the app holds at most {CAP} connections: {before} files before, {during} with {STALLED} stalled clients"
+    );
+
+    // A normal request waits at most about one header timeout for a free slot, and is served.
+    let started = Instant::now();
+    let response = http.get(healthz.clone()).timeout(Duration::from_secs(10)).send().await.expect("served");
+    assert_eq!(response.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+
+    // Every stalled connection is closed in turn, and the app is back to normal.
+    for stream in &mut stalled {
+        assert!(closed_within(stream, Duration::from_secs(15)).await.is_some(), "every stalled client is closed");
+    }
+    drop(stalled);
+    let started = Instant::now();
+    assert_eq!(http.get(healthz).send().await.expect("served").status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_refused_before_it_is_sent() {
+    let app = spawn_app().await;
+    let mut stream = connect(&app).await;
+    let request = "POST /api/todos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                   Content-Length: 10000000\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut answer))
+        .await
+        .expect("answered without waiting for the body")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "in the API's error shape: {answer}");
+}
+
+#[tokio::test]
+async fn a_long_return_to_plants_one_small_cookie_and_never_fails() {
+    let app = spawn_app().await;
+    for length in [20_000, 50_000] {
+        let browser = app.browser();
+        let path =
+            format!("/login?login_hint={}&return_to=/{}", crate::helpers::browser::enc(ALICE), "a".repeat(length));
+        let response = browser.get(&path).await;
+        assert_eq!(response.status, 302, "{length} characters: {}", response.body);
+        let cookies = response.set_cookies();
+        assert_eq!(cookies.len(), 1, "{length} characters: {cookies:?}");
+        assert!(cookies[0].starts_with(&format!("{SIGN_IN_STATE_COOKIE}=")), "{}", cookies[0]);
+        assert!(cookies[0].len() < 1_000, "{} bytes of cookie for a {length}-character return_to", cookies[0].len());
+
+        // The sign-in still works, and lands on the start page.
+        let code_url = browser.authorize(&response.location().expect("to WorkOS")).await;
+        let callback = browser.get(&code_url).await;
+        assert_eq!(callback.status, 302);
+        assert_eq!(callback.location().as_deref(), Some("/"));
+    }
+}
+
+#[tokio::test]
+async fn made_up_session_cookie_names_are_not_expired_one_by_one() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::new();
+    let me = app.base_url.join("/api/me").expect("url");
+
+    let names = |count: usize| (0..count).map(|i| format!("{SESSION_COOKIE}.{i}=x")).collect::<Vec<_>>().join("; ");
+    let response = http.get(me.clone()).header("cookie", names(1_000)).send().await.expect("answered");
+    assert_eq!(response.status(), 401);
+    let expired = response.headers().get_all("set-cookie").iter().count();
+    assert!(expired <= 17, "{expired} Set-Cookie headers for 1,000 made-up chunk names");
+
+    // Twenty thousand names do not fit in the request headers the app accepts at all.
+    let response = http.get(me).header("cookie", names(20_000)).send().await.expect("answered");
+    assert_eq!(response.status(), 431);
+    assert_eq!(response.headers().get_all("set-cookie").iter().count(), 0);
+}
+
+#[tokio::test]
+async fn a_copy_of_the_cookie_is_refused_once_signed_out_and_can_never_refresh() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+    let copy = app.browser();
+    copy.copy_cookies_from(&browser);
+    let stolen = read_session(&copy);
+    let replica = app.replica().await;
+    let on_replica = replica.browser_like(&browser);
+
+    let out = browser.submit("/logout", &[]).await;
+    assert_eq!(out.status, 302);
+    assert_eq!(app.workos.calls(Endpoint::RevokeSession), 1, "the session is revoked at WorkOS");
+
+    // At once, without following the redirect and while the copy's access token is still valid.
+    let refused = copy.api(Method::GET, "/api/me", None).await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(copy.cookie(SESSION_COOKIE).is_none(), "the copy's cookie is cleared");
+
+    // A replica that did not see the sign-out: the copy's token is still valid there until it expires, but the
+    // session can never be refreshed again (WorkOS answers invalid_grant), so it ends at the first refresh.
+    let mut aged = stolen.clone();
+    aged.access_token = app.workos.mint_access_token_with(
+        &stolen.user.id,
+        std::time::SystemTime::now() - Duration::from_secs(400),
+        std::time::SystemTime::now() - Duration::from_secs(100),
+    );
+    write_session(&on_replica, &aged, crate::helpers::app::COOKIE_PASSWORD);
+    let refreshed = on_replica.api(Method::GET, "/api/me", None).await;
+    assert_eq!(refreshed.status, 401, "{}", refreshed.body);
+    assert!(on_replica.cookie(SESSION_COOKIE).is_none());
+    assert!(app.workos.refresh_calls() >= 1, "the replica tried to refresh, and WorkOS refused");
+}
+
+#[tokio::test]
+async fn sign_out_still_signs_the_browser_out_when_workos_fails_and_says_so_in_the_log() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+    let copy = app.browser();
+    copy.copy_cookies_from(&browser);
+    let sid = session_id(&browser);
+    app.workos.fail_next(Endpoint::RevokeSession, 1, 500);
+
+    let out = browser.submit("/logout", &[]).await;
+    assert_eq!(out.status, 302);
+    assert!(browser.cookie(SESSION_COOKIE).is_none());
+    assert_eq!(copy.api(Method::GET, "/api/me", None).await.status, 401, "still refused by this app");
+    assert!(
+        logs::captured().contains("could not revoke the session at the provider"),
+        "the failure is logged (session {sid})"
+    );
+}
