@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use crate::StandInSecret;
+use crate::{StandInSecret, lock};
 use errors::RecordsApiError;
 use query::{Column, InsertBody, Operation, Param, QueryParams, Statement, Table, UpdateBody};
 
@@ -200,11 +200,6 @@ impl Drop for InsforgeStandIn {
             task.abort();
         }
     }
-}
-
-/// A poisoned lock only means a test thread panicked while holding it; the value is still usable.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn latency(State(state): State<Arc<InsforgeStandInState>>, request: Request, next: Next) -> Response {

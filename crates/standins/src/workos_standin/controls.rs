@@ -17,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{Endpoint, lock};
+use super::Endpoint;
+use crate::lock;
 
 /// The two `authenticate` grants, counted apart because the concurrency test asserts on refreshes alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,7 +25,8 @@ use super::store::{
     AuthenticationMethod, AuthorizationRequest, GrantError, Issued, Route, StandInImpersonator, Store, UserObject,
     is_valid_s256_challenge, normalize_email,
 };
-use super::{Endpoint, WorkosStandInState, lock, unix_seconds, whole_seconds};
+use super::{Endpoint, WorkosStandInState, unix_seconds, whole_seconds};
+use crate::lock;
 
 pub fn router(inner: Arc<WorkosStandInState>) -> Router {
     Router::new()
