@@ -80,6 +80,11 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Most connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Most requests handled at once; more are answered 503 with `Retry-After` at once (load shedding).
+    pub max_concurrent_requests: usize,
+    /// Where `GET /metrics` (Prometheus) is served; `None` (the default) serves no metrics at all. Never the
+    /// public listener.
+    pub metrics_bind_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +165,18 @@ impl Config {
                     vars.parsed("HEADER_READ_TIMEOUT_SECONDS", "5")?,
                 )?),
                 max_connections: positive("MAX_CONNECTIONS", vars.parsed("MAX_CONNECTIONS", "1024")?)? as usize,
+                max_concurrent_requests: positive(
+                    "MAX_CONCURRENT_REQUESTS",
+                    vars.parsed("MAX_CONCURRENT_REQUESTS", "512")?,
+                )? as usize,
+                metrics_bind_addr: vars
+                    .optional("METRICS_BIND_ADDR")
+                    .map(|raw| {
+                        raw.trim()
+                            .parse()
+                            .map_err(|e| ConfigError::new("METRICS_BIND_ADDR", format!("cannot parse {raw:?}: {e}")))
+                    })
+                    .transpose()?,
             },
             insforge: InsforgeConfig {
                 url: vars.url("INSFORGE_URL")?,
@@ -359,6 +376,26 @@ mod tests {
 
         vars.insert("APP_URL", "https://app.example.com/sub".to_owned());
         assert_eq!(load(&vars).expect_err("path").variable, "APP_URL");
+    }
+
+    #[test]
+    fn metrics_are_off_unless_given_an_address_and_the_request_limit_is_positive() {
+        let config = load(&base()).expect("valid configuration");
+        assert_eq!(config.server.metrics_bind_addr, None);
+        assert_eq!(config.server.max_concurrent_requests, 512);
+
+        let mut vars = base();
+        vars.insert("METRICS_BIND_ADDR", "127.0.0.1:9464".to_owned());
+        vars.insert("MAX_CONCURRENT_REQUESTS", "64".to_owned());
+        let config = load(&vars).expect("valid configuration");
+        assert_eq!(config.server.metrics_bind_addr.map(|addr| addr.to_string()).as_deref(), Some("127.0.0.1:9464"));
+        assert_eq!(config.server.max_concurrent_requests, 64);
+
+        vars.insert("METRICS_BIND_ADDR", "localhost".to_owned());
+        assert_eq!(load(&vars).expect_err("no port").variable, "METRICS_BIND_ADDR");
+        let mut vars = base();
+        vars.insert("MAX_CONCURRENT_REQUESTS", "0".to_owned());
+        assert_eq!(load(&vars).expect_err("zero").variable, "MAX_CONCURRENT_REQUESTS");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod http;
 pub mod identity;
 pub mod insforge;
+pub mod metrics;
 pub mod migrate;
 pub mod outbound;
 pub mod random;

@@ -3,9 +3,11 @@
 //!
 //! Each upstream gets exactly one pooled client, built here at start-up, so connections are reused across
 //! requests. Redirects are never followed: every request carries a credential (the WorkOS API key, a user's
-//! InsForge token), and a redirect must not carry it to another host.
+//! InsForge token), and a redirect must not carry it to another host. Every call goes through [`observed`], which
+//! counts it and times it for `/metrics`.
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use url::Url;
 
@@ -27,6 +29,49 @@ pub fn endpoint(base: &Url, segments: &[&str]) -> Option<Url> {
     url.set_fragment(None);
     url.path_segments_mut().ok()?.pop_if_empty().extend(segments);
     Some(url)
+}
+
+/// The services authbridge calls, as the metrics name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    Workos,
+    Insforge,
+}
+
+impl Upstream {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Workos => "workos",
+            Self::Insforge => "insforge",
+        }
+    }
+}
+
+/// Awaits one call to `upstream` and records it: `authbridge_upstream_requests_total` and
+/// `authbridge_upstream_request_duration_seconds`, by upstream and outcome (`2xx`, `4xx`, `5xx`, or why no answer
+/// came). The answer itself passes through untouched.
+pub async fn observed(
+    upstream: Upstream,
+    call: impl Future<Output = reqwest::Result<reqwest::Response>>,
+) -> reqwest::Result<reqwest::Response> {
+    let started = Instant::now();
+    let result = call.await;
+    let outcome = match &result {
+        Ok(response) if response.status().is_success() => "2xx",
+        Ok(response) if response.status().is_client_error() => "4xx",
+        Ok(response) if response.status().is_server_error() => "5xx",
+        Ok(_) => "other",
+        Err(error) => match Failure::of(error) {
+            Failure::Timeout => "timeout",
+            Failure::Connect => "connect",
+            Failure::Decode | Failure::Broken => "broken",
+        },
+    };
+    let upstream = upstream.label();
+    metrics::counter!("authbridge_upstream_requests_total", "upstream" => upstream, "outcome" => outcome).increment(1);
+    metrics::histogram!("authbridge_upstream_request_duration_seconds", "upstream" => upstream, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    result
 }
 
 /// Why a request got no usable answer, as both clients need to tell it apart.

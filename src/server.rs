@@ -9,6 +9,10 @@
 //! - a **cap on concurrent connections**: beyond [`ServerLimits::max_connections`], new connections wait in the
 //!   kernel's accept queue until one closes, so memory and file descriptors stay bounded whatever clients do;
 //! - a **bound on header size**, so one connection cannot grow its read buffer without limit;
+//! - **load shedding**: beyond [`ServerLimits::max_concurrent_requests`] requests in flight, a request is answered
+//!   503 with `Retry-After` at once, before the router sees it. Nothing queues: under a flood, memory stays what
+//!   the limit allows, the requests let in keep their latency, and the process recovers the moment the flood stops
+//!   (`/healthz` is always answered, so an orchestrator does not restart a process that is merely busy);
 //! - graceful shutdown: on the shutdown signal, stop accepting, let in-flight requests finish, close idle
 //!   connections.
 //!
@@ -20,6 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderValue, Response, StatusCode, header};
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -35,6 +41,8 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 pub struct ServerLimits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    /// Requests handled at once; more are answered 503 at once.
+    pub max_concurrent_requests: usize,
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then waits for open connections to finish.
@@ -50,6 +58,7 @@ pub async fn serve(
         .max_buf_size(MAX_HEADER_BYTES)
         .keep_alive(true);
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let requests = Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1)));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
 
@@ -79,9 +88,20 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
 
         let router = router.clone();
+        let requests = Arc::clone(&requests);
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let router = router.clone();
-            async move { router.oneshot(request).await }
+            // Decided now, not queued: a request either gets a slot at once or is shed.
+            let slot =
+                if request.uri().path() == "/healthz" { None } else { Some(Arc::clone(&requests).try_acquire_owned()) };
+            async move {
+                match slot {
+                    Some(Err(_)) => Ok(overloaded(request.uri().path())),
+                    // The slot is held until the response's head is ready; bodies here are small and already built.
+                    Some(Ok(_slot)) => router.oneshot(request).await,
+                    None => router.oneshot(request).await,
+                }
+            }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
@@ -96,4 +116,25 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// The answer to a request over the concurrency limit: 503, `Retry-After: 1`, in the route's format (the API's
+/// error JSON under `/api/`), built without touching the router or anything it holds.
+fn overloaded(path: &str) -> Response<Body> {
+    metrics::counter!("authbridge_http_requests_shed_total").increment(1);
+    let (content_type, body) = if path == "/api" || path.starts_with("/api/") {
+        (
+            "application/json",
+            r#"{"error":{"code":"overloaded","message":"The service is busy. Please try again in a moment."}}"#,
+        )
+    } else {
+        ("text/plain; charset=utf-8", "The service is busy. Please try again in a moment.\n")
+    };
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

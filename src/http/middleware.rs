@@ -1,12 +1,13 @@
-//! Cross-cutting layers every route gets: request ids, access logs, security headers, a time limit.
+//! Cross-cutting layers every route gets: request ids, access logs, security headers, a time limit, and (when
+//! `METRICS_BIND_ADDR` is set) request metrics.
 //!
 //! Access logs record method, *path* (never the query string: `/callback?code=…` carries a credential), status,
 //! latency, request id and, once an extractor has identified them, the user id. Nothing here logs a header, a
 //! cookie or a body.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Response, header};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
@@ -24,16 +25,18 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// an id: at most 64 characters of `[A-Za-z0-9._-]`. Anything else is dropped and replaced by a fresh UUID, so
 /// nobody can write arbitrary text into our logs through it.
 pub async fn drop_odd_request_id(mut request: Request, next: Next) -> axum::response::Response {
-    let acceptable = |value: &HeaderValue| {
-        let bytes = value.as_bytes();
-        !bytes.is_empty()
-            && bytes.len() <= 64
-            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    };
-    if request.headers().get(&REQUEST_ID).is_some_and(|value| !acceptable(value)) {
+    if request.headers().get(&REQUEST_ID).is_some_and(|value| !is_acceptable_request_id(value)) {
         request.headers_mut().remove(&REQUEST_ID);
     }
     next.run(request).await
+}
+
+/// At most 64 characters of `[A-Za-z0-9._-]`, and at least one.
+pub fn is_acceptable_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 pub fn set_request_id() -> SetRequestIdLayer<MakeRequestUuid> {
@@ -86,6 +89,32 @@ impl<B> OnResponse<B> for LogResponse {
             tracing::info!(status, latency_ms, "request finished");
         }
     }
+}
+
+/// Counts and times every request by route template (`/api/todos/{id}`, never the path itself: ids and paths are
+/// unbounded and may be personal), method and final status. Only installed when metrics are served.
+pub async fn record_metrics(request: Request, next: Next) -> axum::response::Response {
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    // A fixed set of label values: a client inventing methods must not invent series.
+    let method: &'static str = match request.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("authbridge_http_request_duration_seconds", "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("authbridge_http_requests_total", "route" => route, "method" => method, "status" => status)
+        .increment(1);
+    response
 }
 
 /// Refuses a request whose declared `Content-Length` is over the body limit at once, before any of the body is

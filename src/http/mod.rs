@@ -12,6 +12,8 @@ mod extractors;
 mod health;
 mod middleware;
 mod pages;
+#[cfg(test)]
+mod properties;
 mod sign_in;
 mod state;
 mod todos_api;
@@ -57,6 +59,12 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::time_limit))
                 .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         );
+    // Outermost, so it sees the status the client gets; only when metrics are served, so it costs nothing otherwise.
+    let app = if state.config.server.metrics_bind_addr.is_some() {
+        app.layer(axum::middleware::from_fn(middleware::record_metrics))
+    } else {
+        app
+    };
     app.with_state(state)
 }
 

@@ -24,9 +24,9 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<u32>,
-    offset: Option<u32>,
+pub(super) struct ListQuery {
+    pub(super) limit: Option<u32>,
+    pub(super) offset: Option<u32>,
 }
 
 #[derive(Serialize)]

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::config::InsforgeConfig;
 use crate::identity::UserIdentity;
 use crate::insforge::minter::{MintError, TokenMinter};
-use crate::outbound::{self, Failure};
+use crate::outbound::{self, Failure, Upstream};
 use crate::todo::{Page, Title, Todo, TodoPatch};
 
 /// The records table the todo feature lives in.
@@ -169,7 +169,8 @@ impl InsforgeClient {
     /// `GET {INSFORGE_URL}/api/health`, without a user token: is InsForge up? Not retried, so a readiness probe
     /// sees the truth at once.
     pub async fn health(&self) -> Result<(), InsforgeError> {
-        let response = self.inner.http.get(self.inner.health_url.clone()).send().await.map_err(transport_error)?;
+        let health = self.inner.http.get(self.inner.health_url.clone()).send();
+        let response = outbound::observed(Upstream::Insforge, health).await.map_err(transport_error)?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -194,7 +195,8 @@ impl InsforgeClient {
         token: &str,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<Response, InsforgeError> {
-        let response = send_with_retry_rule(kind, || build().send()).await.map_err(transport_error)?;
+        let attempt = || outbound::observed(Upstream::Insforge, build().send());
+        let response = send_with_retry_rule(kind, attempt).await.map_err(transport_error)?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);

@@ -11,6 +11,8 @@
 //! module per provider (`workos`).
 
 pub mod cookies;
+#[cfg(test)]
+mod properties;
 pub mod provider;
 pub mod refresh;
 pub mod revocations;

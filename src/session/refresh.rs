@@ -63,8 +63,12 @@ impl Refresher {
             let mut flights = lock(&self.flights);
             flights.retain(|_, flight| !flight.is_stale());
             match flights.get(&key) {
-                Some(flight) => flight.outcome.clone(),
+                Some(flight) => {
+                    metrics::counter!("authbridge_session_refreshes_total", "event" => "merged").increment(1);
+                    flight.outcome.clone()
+                }
                 None => {
+                    metrics::counter!("authbridge_session_refreshes_total", "event" => "started").increment(1);
                     let flight = self.start(key, refresh_token.to_owned());
                     let receiver = flight.outcome.clone();
                     flights.insert(key, flight);
@@ -89,8 +93,14 @@ impl Refresher {
         tokio::spawn(async move {
             let outcome = provider.refresh(&refresh_token).await.map(Arc::new);
             match &outcome {
-                Ok(_) => tracing::debug!("refreshed a session"),
-                Err(error) => tracing::info!(%error, "session refresh failed"),
+                Ok(_) => {
+                    metrics::counter!("authbridge_session_refreshes_total", "event" => "succeeded").increment(1);
+                    tracing::debug!("refreshed a session");
+                }
+                Err(error) => {
+                    metrics::counter!("authbridge_session_refreshes_total", "event" => "failed").increment(1);
+                    tracing::info!(%error, "session refresh failed");
+                }
             }
             if outcome.as_ref().is_err_and(|error| !matches!(error, ProviderError::GrantRejected(_))) {
                 // Remember only answers about the token itself (new tokens, or "this token is dead"). Forget any

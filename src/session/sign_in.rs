@@ -126,7 +126,7 @@ impl SessionManager {
     }
 
     /// The sign-in state, if the browser holds one that opens and has not expired.
-    fn sign_in_state(&self, request: &HeaderMap) -> Option<SignInState> {
+    pub(super) fn sign_in_state(&self, request: &HeaderMap) -> Option<SignInState> {
         let sealed = self.state_cookie.read(request)?;
         let opened = self.sealer.open(Purpose::SignInState, &sealed).ok()?;
         let state: SignInState = serde_json::from_slice(&opened.plaintext).ok()?;
@@ -231,7 +231,7 @@ pub fn safe_return_path(raw: Option<&str>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{Secret, SessionConfig, WorkosConfig};
     use crate::session::provider::IdentityProvider;
@@ -239,6 +239,11 @@ mod tests {
     use crate::workos::WorkosClient;
 
     fn manager(secure_cookies: bool) -> SessionManager {
+        manager_with_password(&"p".repeat(32), secure_cookies)
+    }
+
+    /// A session manager whose provider is WorkOS at an address nothing here calls.
+    pub(crate) fn manager_with_password(password: &str, secure_cookies: bool) -> SessionManager {
         let config = WorkosConfig {
             api_key: Secret::new("sk_test"),
             client_id: "client_test".to_owned(),
@@ -249,11 +254,8 @@ mod tests {
         };
         let client = WorkosClient::new(&config).expect("client");
         let provider = WorkosProvider::new(client, &config.redirect_uri, &config.api_base_url);
-        let session = SessionConfig {
-            cookie_password: Secret::new("p".repeat(32)),
-            previous_cookie_password: None,
-            secure_cookies,
-        };
+        let session =
+            SessionConfig { cookie_password: Secret::new(password), previous_cookie_password: None, secure_cookies };
         SessionManager::new(&session, IdentityProvider::Workos(provider)).expect("manager")
     }
 

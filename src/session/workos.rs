@@ -118,7 +118,7 @@ impl WorkosProvider {
             user: auth.user.clone(),
             organization_id: auth.organization_id.clone(),
             impersonator: auth.impersonator.clone(),
-            session_id: claims.sid,
+            session_id: claims.sid.clone(),
         })
     }
 
@@ -129,17 +129,18 @@ impl WorkosProvider {
         if claims.sub != session.user.id {
             return Err(CheckError::Invalid("the session's token belongs to another user".to_owned()));
         }
-        Ok(TokenCheck { expires_at: claims.exp, lifetime: claims.lifetime(), session_id: claims.sid })
+        Ok(TokenCheck { expires_at: claims.exp, lifetime: claims.lifetime(), session_id: claims.sid.clone() })
     }
 
     pub async fn verify_bearer(&self, token: &str) -> Result<Principal, CheckError> {
-        let claims: AccessClaims = self.verifier.verify(token, TokenSource::Untrusted).await.map_err(check_error)?;
+        let claims = self.verifier.verify(token, TokenSource::Untrusted).await.map_err(check_error)?;
+        let claims: &AccessClaims = &claims;
         Ok(Principal {
             // Access tokens carry no email; the minter leaves it out of the InsForge token then.
-            user: UserProfile::id_only(claims.sub),
-            organization_id: claims.org_id,
-            impersonator: claims.act.map(|actor| Impersonator { email: actor.sub, reason: None }),
-            session_id: claims.sid,
+            user: UserProfile::id_only(claims.sub.clone()),
+            organization_id: claims.org_id.clone(),
+            impersonator: claims.act.as_ref().map(|actor| Impersonator { email: actor.sub.clone(), reason: None }),
+            session_id: claims.sid.clone(),
         })
     }
 

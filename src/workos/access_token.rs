@@ -5,9 +5,21 @@
 //! but at most once a minute, so a flood of forged tokens with random `kid`s cannot turn into a flood of requests
 //! to WorkOS. The algorithm is pinned to RS256: `none` and the HS* family (the "sign with the public key" attack)
 //! are refused before any key is looked at.
+//!
+//! **Verify once.** A browser presents the same access token on every request for minutes, and checking its RSA
+//! signature each time was the largest single cost of a request. So a token whose signature verified is
+//! remembered: a bounded cache from the SHA-256 of the token (never the token itself) to its claims, kept until
+//! the token's `exp` and evicted by size ([`VERIFIED_TOKENS`]). Only a successful verification is ever stored,
+//! so a forged or damaged token is checked (and refused) every time. When a JWKS refetch drops a key, every token
+//! that key signed is forgotten at once, so it is refused from then on. Whether the token's *session* has ended
+//! (signed out, revoked) is not the verifier's business: the session layer checks that on every request, cached
+//! claims or not.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use aws_lc_rs::digest::{SHA256, digest};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -22,6 +34,8 @@ pub const EXPIRY_LEEWAY: Duration = Duration::from_secs(5);
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 /// After a failed fetch, how long requests get "unavailable" at once instead of each waiting on another attempt.
 const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(5);
+/// How many verified tokens are remembered (a few hundred bytes each): beyond it, the least used go first.
+pub const VERIFIED_TOKENS: usize = 10_000;
 
 /// Where a token came from, which decides whether its unknown `kid` may cost a call to WorkOS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +109,18 @@ pub struct AccessTokenVerifier {
     keys: RwLock<KeyCache>,
     /// Serialises refetches so concurrent requests with a new `kid` cause one fetch, not one each.
     refetch: Mutex<()>,
+    /// Tokens whose signature verified, by fingerprint; `None` when built without a cache.
+    verified: Option<quick_cache::sync::Cache<Fingerprint, Verified>>,
+}
+
+/// The SHA-256 of a token: what the cache is keyed by, so it never holds a credential.
+type Fingerprint = [u8; 32];
+
+/// A token that verified: its claims, and the key that signed it (forgotten if that key is withdrawn).
+#[derive(Clone)]
+struct Verified {
+    claims: Arc<AccessClaims>,
+    kid: Arc<str>,
 }
 
 #[derive(Default)]
@@ -118,12 +144,24 @@ impl KeyCache {
 }
 
 impl AccessTokenVerifier {
+    /// A verifier that remembers up to [`VERIFIED_TOKENS`] verified tokens.
     pub fn new(workos: WorkosClient) -> Self {
-        Self { workos, keys: RwLock::new(KeyCache::default()), refetch: Mutex::new(()) }
+        Self::with_capacity(workos, VERIFIED_TOKENS)
+    }
+
+    /// A verifier that remembers up to `capacity` verified tokens; `0` verifies every signature every time (what
+    /// the benchmarks measure as "cold").
+    pub fn with_capacity(workos: WorkosClient, capacity: usize) -> Self {
+        Self {
+            workos,
+            keys: RwLock::new(KeyCache::default()),
+            refetch: Mutex::new(()),
+            verified: (capacity > 0).then(|| quick_cache::sync::Cache::new(capacity)),
+        }
     }
 
     /// Verifies signature and algorithm, and that the token has not expired.
-    pub async fn verify(&self, token: &str, source: TokenSource) -> Result<AccessClaims, VerifyError> {
+    pub async fn verify(&self, token: &str, source: TokenSource) -> Result<Arc<AccessClaims>, VerifyError> {
         let claims = self.verify_signature(token, source).await?;
         if claims.is_expired(now()) {
             return Err(VerifyError::Expired);
@@ -133,7 +171,29 @@ impl AccessTokenVerifier {
 
     /// Verifies signature and algorithm only. The session layer uses this so it can see that a genuine token
     /// has expired and refresh it, instead of treating it like a forgery.
-    pub async fn verify_signature(&self, token: &str, source: TokenSource) -> Result<AccessClaims, VerifyError> {
+    pub async fn verify_signature(&self, token: &str, source: TokenSource) -> Result<Arc<AccessClaims>, VerifyError> {
+        let Some(cache) = &self.verified else {
+            return self.verify_with_keys(token, source).await.map(|verified| verified.claims);
+        };
+        let fingerprint = fingerprint(token);
+        if let Some(known) = cache.get(&fingerprint) {
+            if known.claims.exp > now() {
+                metrics::counter!("authbridge_token_cache_total", "result" => "hit").increment(1);
+                return Ok(known.claims);
+            }
+            cache.remove(&fingerprint);
+        }
+        metrics::counter!("authbridge_token_cache_total", "result" => "miss").increment(1);
+        let verified = self.verify_with_keys(token, source).await?;
+        // Kept until `exp` only: past it, the claims are read again from a fresh check (for a refresh, once).
+        if verified.claims.exp > now() {
+            cache.insert(fingerprint, verified.clone());
+        }
+        Ok(verified.claims)
+    }
+
+    /// The full check: header, algorithm, key, RSA signature, required claims.
+    async fn verify_with_keys(&self, token: &str, source: TokenSource) -> Result<Verified, VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         if header.alg != Algorithm::RS256 {
             return Err(VerifyError::WrongAlgorithm);
@@ -146,9 +206,10 @@ impl AccessTokenVerifier {
         // No official SDK checks `iss` or `aud` (docs/workos.md §1.4): the per-client JWKS is what binds the token to us.
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
             .map(|data| data.claims)
-            .map_err(|_| VerifyError::Invalid)
+            .map_err(|_| VerifyError::Invalid)?;
+        Ok(Verified { claims: Arc::new(claims), kid: kid.into() })
     }
 
     /// Fetches the keys now: at start-up, so the first sign-in does not wait for them, and from the readiness
@@ -189,7 +250,19 @@ impl AccessTokenVerifier {
         let mut cache = self.keys.write().await;
         match fetched {
             Ok(set) => {
-                cache.keys = decoding_keys(&set);
+                let keys = decoding_keys(&set);
+                let withdrawn: Vec<&String> = cache.keys.keys().filter(|kid| !keys.contains_key(*kid)).collect();
+                if !withdrawn.is_empty()
+                    && let Some(verified) = &self.verified
+                {
+                    // A withdrawn key vouches for nothing any more, including tokens it signed before.
+                    verified.retain(|_, token| !withdrawn.iter().any(|kid| **kid == *token.kid));
+                    tracing::info!(
+                        withdrawn = withdrawn.len(),
+                        "WorkOS withdrew signing keys; forgot the tokens they signed"
+                    );
+                }
+                cache.keys = keys;
                 cache.failure = None;
                 tracing::debug!(keys = cache.keys.len(), "fetched the WorkOS JWKS");
                 Ok(())
@@ -220,4 +293,154 @@ fn decoding_keys(set: &JwkSet) -> HashMap<String, DecodingKey> {
 
 pub fn now() -> u64 {
     jsonwebtoken::get_current_timestamp()
+}
+
+fn fingerprint(token: &str) -> Fingerprint {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use standins::workos_standin::{WorkosStandIn, WorkosStandInOptions};
+    use url::Url;
+
+    use super::*;
+    use crate::config::{Secret, WorkosConfig};
+
+    async fn standin() -> (WorkosStandIn, String) {
+        let workos = WorkosStandIn::start(WorkosStandInOptions::default()).await.expect("the WorkOS stand-in starts");
+        let user = workos.users().into_iter().next().expect("a seeded user").id;
+        (workos, user)
+    }
+
+    async fn verifier(workos: &WorkosStandIn, capacity: usize) -> AccessTokenVerifier {
+        let config = WorkosConfig {
+            api_key: Secret::new(workos.api_key().expose()),
+            client_id: workos.client_id().to_owned(),
+            redirect_uri: Url::parse("http://localhost:3000/callback").expect("url"),
+            api_base_url: workos.base_url(),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+        };
+        let verifier = AccessTokenVerifier::with_capacity(WorkosClient::new(&config).expect("client"), capacity);
+        verifier.fetch_keys().await.expect("the JWKS loads");
+        verifier
+    }
+
+    fn is_cached(verifier: &AccessTokenVerifier, token: &str) -> bool {
+        verifier.verified.as_ref().is_some_and(|cache| cache.get(&fingerprint(token)).is_some())
+    }
+
+    /// `token` with the last character of its signature changed: same header and claims, a signature that fails.
+    fn forged(token: &str) -> String {
+        let mut bytes = token.as_bytes().to_vec();
+        let last = bytes.len() - 2;
+        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(bytes).expect("ascii")
+    }
+
+    #[tokio::test]
+    async fn a_genuine_token_is_verified_once_then_answered_from_the_cache() {
+        let (workos, user) = standin().await;
+        let verifier = verifier(&workos, VERIFIED_TOKENS).await;
+        let token = workos.mint_access_token(&user, Duration::from_secs(300));
+        assert!(!is_cached(&verifier, &token));
+
+        let first = verifier.verify(&token, TokenSource::Untrusted).await.expect("a genuine token verifies");
+        assert_eq!(first.sub, user);
+        assert!(is_cached(&verifier, &token));
+        let second = verifier.verify_signature(&token, TokenSource::Trusted).await.expect("still genuine");
+        assert!(Arc::ptr_eq(&first, &second), "the second check is answered with the first one's claims");
+
+        // The cache is keyed by a digest of the token, never the token itself.
+        assert_eq!(fingerprint(&token).as_slice(), digest(&SHA256, token.as_bytes()).as_ref());
+    }
+
+    #[tokio::test]
+    async fn forged_misalgorithmed_and_expired_tokens_are_never_cached_as_valid() {
+        let (workos, user) = standin().await;
+        let verifier = verifier(&workos, VERIFIED_TOKENS).await;
+        let genuine = workos.mint_access_token(&user, Duration::from_secs(300));
+        verifier.verify(&genuine, TokenSource::Trusted).await.expect("genuine");
+
+        let forged = forged(&genuine);
+        for _ in 0..2 {
+            assert!(matches!(verifier.verify(&forged, TokenSource::Untrusted).await, Err(VerifyError::Invalid)));
+            assert!(!is_cached(&verifier, &forged), "a forgery next to a cached genuine token stays refused");
+        }
+
+        // The genuine token's claims under an `alg: HS256` header: refused before any key is looked at.
+        let (_, rest) = genuine.split_once('.').expect("a JWT");
+        let hs256 = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#));
+        assert!(matches!(verifier.verify(&hs256, TokenSource::Untrusted).await, Err(VerifyError::WrongAlgorithm)));
+        assert!(!is_cached(&verifier, &hs256));
+        assert!(matches!(verifier.verify("not.a.jwt", TokenSource::Untrusted).await, Err(VerifyError::Malformed)));
+
+        // Genuine but expired: its claims are read (a session refreshes it), but nothing is kept past `exp`.
+        let now = SystemTime::now();
+        let expired =
+            workos.mint_access_token_with(&user, now - Duration::from_secs(600), now - Duration::from_secs(300));
+        assert!(verifier.verify_signature(&expired, TokenSource::Trusted).await.is_ok());
+        assert!(matches!(verifier.verify(&expired, TokenSource::Trusted).await, Err(VerifyError::Expired)));
+        assert!(!is_cached(&verifier, &expired));
+    }
+
+    #[tokio::test]
+    async fn a_cached_entry_past_its_exp_is_not_trusted() {
+        let (workos, user) = standin().await;
+        let verifier = verifier(&workos, VERIFIED_TOKENS).await;
+        let forged = forged(&workos.mint_access_token(&user, Duration::from_secs(300)));
+        // An entry for this (forged) token that expired a second ago: it must be thrown away, not answered.
+        let stale = AccessClaims { sub: user, sid: None, org_id: None, act: None, exp: now() - 1, iat: None };
+        let cache = verifier.verified.as_ref().expect("a cache");
+        cache.insert(fingerprint(&forged), Verified { claims: Arc::new(stale), kid: workos.kid().into() });
+
+        assert!(matches!(verifier.verify_signature(&forged, TokenSource::Trusted).await, Err(VerifyError::Invalid)));
+        assert!(!is_cached(&verifier, &forged), "the stale entry is gone");
+    }
+
+    #[tokio::test]
+    async fn a_withdrawn_signing_key_takes_the_tokens_it_signed_out_of_the_cache() {
+        let (workos, user) = standin().await;
+        let verifier = verifier(&workos, VERIFIED_TOKENS).await;
+        let token = workos.mint_access_token(&user, Duration::from_secs(300));
+        verifier.verify(&token, TokenSource::Untrusted).await.expect("genuine");
+
+        // One rotation: WorkOS publishes the new key and still the old one, so the token stays good.
+        workos.rotate_signing_key().await.expect("rotates");
+        verifier.fetch_keys().await.expect("refetch");
+        assert!(is_cached(&verifier, &token), "a key still published keeps its tokens");
+
+        // A second rotation withdraws the key that signed the token.
+        workos.rotate_signing_key().await.expect("rotates");
+        verifier.fetch_keys().await.expect("refetch");
+        assert!(!is_cached(&verifier, &token));
+        assert!(matches!(verifier.verify(&token, TokenSource::Trusted).await, Err(VerifyError::UnknownKey)));
+        let fresh = workos.mint_access_token(&user, Duration::from_secs(300));
+        assert!(verifier.verify(&fresh, TokenSource::Trusted).await.is_ok(), "the new key's tokens verify");
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded_and_can_be_turned_off() {
+        let (workos, user) = standin().await;
+        let verifier_of_8 = verifier(&workos, 8).await;
+        let tokens: Vec<String> = (0..24).map(|_| workos.mint_access_token(&user, Duration::from_secs(300))).collect();
+        for token in &tokens {
+            verifier_of_8.verify(token, TokenSource::Trusted).await.expect("genuine");
+        }
+        let kept = tokens.iter().filter(|token| is_cached(&verifier_of_8, token)).count();
+        assert!((1..=8).contains(&kept), "{kept} of 24 tokens kept by a cache of 8");
+
+        let uncached = verifier(&workos, 0).await;
+        let first = uncached.verify(&tokens[0], TokenSource::Trusted).await.expect("genuine");
+        let second = uncached.verify(&tokens[0], TokenSource::Trusted).await.expect("genuine");
+        assert!(!Arc::ptr_eq(&first, &second), "without a cache every check verifies afresh");
+        assert!(!is_cached(&uncached, &tokens[0]));
+    }
 }

@@ -19,7 +19,7 @@ use url::Url;
 
 use crate::config::{Secret, WorkosConfig};
 use crate::identity::{Impersonator, UserProfile};
-use crate::outbound::{self, Failure};
+use crate::outbound::{self, Failure, Upstream};
 
 /// Cloning is cheap: one shared connection pool and the endpoint URLs, formed once.
 #[derive(Clone)]
@@ -199,14 +199,12 @@ impl WorkosClient {
             session_id: &'a str,
         }
         let inner = &self.inner;
-        let response = inner
+        let revoke = inner
             .http
             .post(inner.revoke_url.clone())
             .bearer_auth(inner.api_key.expose())
-            .json(&RevokeBody { session_id })
-            .send()
-            .await
-            .map_err(WorkosError::from_reqwest)?;
+            .json(&RevokeBody { session_id });
+        let response = outbound::observed(Upstream::Workos, revoke.send()).await.map_err(WorkosError::from_reqwest)?;
         if response.status().is_success() {
             return Ok(());
         }
@@ -230,19 +228,14 @@ impl WorkosClient {
     async fn authenticate(&self, grant: Grant<'_>) -> Result<AuthResponse, WorkosError> {
         let inner = &self.inner;
         let body = AuthenticateBody { client_id: &inner.client_id, client_secret: inner.api_key.expose(), grant };
-        let response = inner
-            .http
-            .post(inner.authenticate_url.clone())
-            .json(&body)
-            .send()
-            .await
-            .map_err(WorkosError::from_reqwest)?;
+        let authenticate = inner.http.post(inner.authenticate_url.clone()).json(&body).send();
+        let response = outbound::observed(Upstream::Workos, authenticate).await.map_err(WorkosError::from_reqwest)?;
         read_json(response).await
     }
 
     pub async fn fetch_jwks(&self) -> Result<JwkSet, WorkosError> {
-        let response =
-            self.inner.http.get(self.inner.jwks_url.clone()).send().await.map_err(WorkosError::from_reqwest)?;
+        let jwks = self.inner.http.get(self.inner.jwks_url.clone()).send();
+        let response = outbound::observed(Upstream::Workos, jwks).await.map_err(WorkosError::from_reqwest)?;
         read_json(response).await
     }
 }

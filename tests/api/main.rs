@@ -22,6 +22,8 @@ mod sign_in;
 #[cfg(feature = "demo")]
 mod demo;
 mod logs;
+mod metrics;
+mod overload;
 mod service;
 mod todos_api;
 mod todos_pages;

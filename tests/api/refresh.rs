@@ -14,7 +14,7 @@ use crate::helpers::session::{read_session, write_session};
 
 /// Rewrites the browser's session so its access token (a genuine one, five minutes long) has `left` seconds to
 /// live; negative means it expired that long ago. Saves a test from sleeping through a token lifetime.
-fn age_token(app: &TestApp, browser: &Browser, left: i64) {
+pub fn age_token(app: &TestApp, browser: &Browser, left: i64) {
     let mut session = read_session(browser);
     let now = SystemTime::now();
     let expires_at =
@@ -175,4 +175,56 @@ async fn a_request_that_times_out_after_refreshing_still_hands_over_the_new_sess
     app.insforge.set_latency(Duration::ZERO);
     assert_eq!(browser.api(Method::GET, "/api/todos", None).await.status, 200);
     assert_eq!(app.workos.refresh_calls(), 1);
+}
+
+#[tokio::test]
+async fn two_users_refreshing_at_the_same_moment_each_keep_their_own_session() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let bob = app.signed_in(crate::helpers::app::BOB).await;
+    age_token(&app, &alice, 10);
+    age_token(&app, &bob, 10);
+    // Both refreshes are in flight together.
+    app.workos.set_latency(Endpoint::Authenticate, Duration::from_millis(300));
+
+    let tabs = |browser: &Browser| -> Vec<Browser> {
+        (0..5)
+            .map(|_| {
+                let tab = app.browser();
+                tab.copy_cookies_from(browser);
+                tab
+            })
+            .collect()
+    };
+    let (alice_tabs, bob_tabs) = (tabs(&alice), tabs(&bob));
+    let all: Vec<&Browser> = alice_tabs.iter().zip(&bob_tabs).flat_map(|(a, b)| [a, b]).collect();
+    let responses = join_all(all.iter().map(|tab| tab.api(Method::GET, "/api/me", None))).await;
+
+    assert_eq!(app.workos.refresh_calls(), 2, "one refresh per session, not one for both");
+    for (tab, response) in all.iter().zip(&responses) {
+        assert_eq!(response.status, 200, "{}", response.body);
+        let me = response.json();
+        let holder = read_session(tab).user;
+        assert_eq!(me["id"], holder.id.as_str(), "each tab is still its own user");
+        assert_eq!(me["email"], holder.email.as_deref().unwrap_or_default());
+    }
+    let alice_id = app.user_id(ALICE);
+    assert!(alice_tabs.iter().all(|tab| read_session(tab).user.id == alice_id));
+    assert!(bob_tabs.iter().all(|tab| read_session(tab).user.id != alice_id));
+}
+
+#[tokio::test]
+async fn a_refresh_answered_with_another_users_tokens_ends_the_session() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let mut session = read_session(&alice);
+    // Alice's cookie, but the refresh token is Bob's: WorkOS will answer with Bob's tokens.
+    let bob = app.signed_in(crate::helpers::app::BOB).await;
+    session.refresh_token = read_session(&bob).refresh_token;
+    write_session(&alice, &session, COOKIE_PASSWORD);
+    age_token(&app, &alice, -60);
+
+    let me = alice.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 401, "never Bob's session in Alice's cookie: {}", me.body);
+    assert!(alice.cookie(SESSION_COOKIE).is_none(), "the session is cleared");
 }

@@ -108,7 +108,42 @@ struct InsforgeFaultControls {
     /// How many more records requests to fail, and with which status.
     failures: Mutex<Option<(usize, StatusCode)>>,
     latency: Mutex<Duration>,
+    recurring: Mutex<RecurringFaults>,
     records_requests: AtomicUsize,
+}
+
+/// Faults that recur for as long as they are set, for soak tests: a fixed share of records requests fails or
+/// hangs, chosen by the request's number, so a run is the same every time. The two never hit the same request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecurringFaults {
+    /// Every n-th records request (n, 2n, …) is answered with this status, touching nothing (10 → 10%).
+    pub fail_every: Option<(usize, u16)>,
+    /// Every n-th records request (1, n + 1, 2n + 1, …) is held this long before it is handled; a client that gave
+    /// up by then has closed the connection, and the request is dropped unhandled (100 → 1%).
+    pub hang_every: Option<(usize, Duration)>,
+}
+
+/// What [`RecurringFaults`] does to the records request numbered `n` (from 1).
+enum Fault {
+    Fail(StatusCode),
+    Hang(Duration),
+}
+
+impl RecurringFaults {
+    fn for_request(&self, n: usize) -> Option<Fault> {
+        if let Some((every, hang)) = self.hang_every
+            && every > 0
+            && n % every == 1 % every
+        {
+            return Some(Fault::Hang(hang));
+        }
+        match self.fail_every {
+            Some((every, status)) if every > 0 && n.is_multiple_of(every) => {
+                Some(Fault::Fail(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl InsforgeStandIn {
@@ -169,6 +204,12 @@ impl InsforgeStandIn {
     pub fn fail_next(&self, n: usize, status: u16) {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         *lock(&self.state.controls.failures) = (n > 0).then_some((n, status));
+    }
+
+    /// Makes a share of all records requests fail or hang from now on (see [`RecurringFaults`]); the default value
+    /// turns it off.
+    pub fn set_recurring_faults(&self, faults: RecurringFaults) {
+        *lock(&self.state.controls.recurring) = faults;
     }
 
     /// Sleeps this long before handling each request (to make clients time out). `Duration::ZERO` turns it off.
@@ -317,7 +358,13 @@ async fn records(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    state.controls.records_requests.fetch_add(1, Ordering::SeqCst);
+    let number = state.controls.records_requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let recurring = lock(&state.controls.recurring).for_request(number);
+    match recurring {
+        Some(Fault::Fail(status)) => return RecordsApiError::injected(status).into_response(),
+        Some(Fault::Hang(hang)) => tokio::time::sleep(hang).await,
+        None => {}
+    }
     {
         let mut failures = lock(&state.controls.failures);
         if let Some((remaining, status)) = *failures {

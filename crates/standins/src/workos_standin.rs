@@ -322,6 +322,19 @@ impl WorkosStandIn {
         self.inner.controls.fail_next(endpoint, n, status);
     }
 
+    /// Every request to `endpoint` is answered with `status` for the next `duration` (an outage), before any
+    /// processing, like [`WorkosStandIn::fail_next`].
+    ///
+    /// # Panics
+    /// When `status` is not a 4xx or 5xx status: that is a mistake in the calling test.
+    pub fn fail_for(&self, endpoint: Endpoint, duration: Duration, status: u16) {
+        let status = StatusCode::from_u16(status)
+            .ok()
+            .filter(|status| status.is_client_error() || status.is_server_error())
+            .unwrap_or_else(|| panic!("fail_for needs a 4xx or 5xx status, not {status}"));
+        self.inner.controls.fail_for(endpoint, duration, status);
+    }
+
     /// The next `n` requests to `endpoint` are held without an answer until the stand-in stops, so callers' timeouts
     /// fire. They take precedence over injected failures and do not consume them.
     pub fn hang_next(&self, endpoint: Endpoint, n: usize) {

@@ -53,6 +53,8 @@ impl AppOptions {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when the test set `METRICS_BIND_ADDR`.
+    pub metrics_addr: Option<SocketAddr>,
     pub base_url: Url,
     pub config: Config,
     pub workos: WorkosStandIn,
@@ -99,12 +101,23 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let config = Config::from_lookup(|name| env.get(name).cloned()).expect("the test app's configuration is valid");
 
     let app = Application::build_with_listener(config.clone(), listener).expect("application builds");
+    let metrics_addr = app.metrics_addr();
     let (shutdown, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
 
-    TestApp { addr, base_url, config, workos, insforge, db, shutdown: Some(shutdown), server: Some(server) }
+    TestApp {
+        addr,
+        metrics_addr,
+        base_url,
+        config,
+        workos,
+        insforge,
+        db,
+        shutdown: Some(shutdown),
+        server: Some(server),
+    }
 }
 
 impl TestApp {

@@ -231,4 +231,10 @@ impl ApiClient {
     pub async fn get(&self, path: &str) -> TestResponse {
         self.send(Method::GET, path, None).await
     }
+
+    /// A GET that may find nothing listening yet (a process still starting).
+    pub async fn try_get(&self, path: &str) -> Option<TestResponse> {
+        let response = self.http.get(self.base.join(path).ok()?).send().await.ok()?;
+        Some(read(response).await)
+    }
 }

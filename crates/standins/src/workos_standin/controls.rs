@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -30,6 +30,8 @@ pub enum GrantType {
 #[derive(Default)]
 struct Plan {
     failures: VecDeque<StatusCode>,
+    /// Every request fails with this status until then (an outage of a few seconds).
+    failing_until: Option<(Instant, StatusCode)>,
     hangs: usize,
     latency: Duration,
 }
@@ -57,6 +59,10 @@ impl WorkosFaultControls {
     pub fn fail_next(&self, endpoint: Endpoint, n: usize, status: StatusCode) {
         let mut plans = lock(&self.plans);
         plans.entry(endpoint).or_default().failures.extend(std::iter::repeat_n(status, n));
+    }
+
+    pub fn fail_for(&self, endpoint: Endpoint, duration: Duration, status: StatusCode) {
+        lock(&self.plans).entry(endpoint).or_default().failing_until = Some((Instant::now() + duration, status));
     }
 
     pub fn hang_next(&self, endpoint: Endpoint, n: usize) {
@@ -108,7 +114,8 @@ impl WorkosFaultControls {
                 plan.hangs -= 1;
             }
             // A held request never reaches the failure queue, so it must not consume an injected failure either.
-            let failure = if hang { None } else { plan.failures.pop_front() };
+            let outage = plan.failing_until.filter(|(until, _)| Instant::now() < *until).map(|(_, status)| status);
+            let failure = if hang { None } else { outage.or_else(|| plan.failures.pop_front()) };
             (hang, plan.latency, failure)
         };
 
@@ -177,6 +184,20 @@ mod tests {
         assert!(controls.gate(Endpoint::Logout).await.is_none(), "other endpoints are unaffected");
         assert_eq!(controls.calls(Endpoint::Jwks), 3);
         assert_eq!(controls.calls(Endpoint::Logout), 1);
+    }
+
+    #[tokio::test]
+    async fn an_outage_fails_every_request_until_it_ends() {
+        let (_stop, stopping) = watch::channel(false);
+        let controls = WorkosFaultControls::new(stopping);
+        controls.fail_for(Endpoint::Authenticate, Duration::from_secs(3600), StatusCode::SERVICE_UNAVAILABLE);
+        for _ in 0..3 {
+            let response = controls.gate(Endpoint::Authenticate).await.expect("fails during the outage");
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        assert!(controls.gate(Endpoint::Jwks).await.is_none(), "other endpoints are unaffected");
+        controls.fail_for(Endpoint::Authenticate, Duration::ZERO, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(controls.gate(Endpoint::Authenticate).await.is_none(), "the outage is over");
     }
 
     #[tokio::test]

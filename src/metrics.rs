@@ -1,0 +1,94 @@
+//! Prometheus metrics, served on a listener of their own (`METRICS_BIND_ADDR`; unset = off), never on the public
+//! one: they describe traffic, which is nobody's business but the operator's.
+//!
+//! Code records through the `metrics` facade (`metrics::counter!` …), which costs next to nothing while no
+//! recorder is installed; [`install`] installs the Prometheus recorder once per process and hands back the handle
+//! that renders it. Every series is prefixed `authbridge_`; labels are routes, methods, statuses, upstream names
+//! and outcomes, never a user, a token or a session id.
+//!
+//! | series | labels | what |
+//! |---|---|---|
+//! | `authbridge_http_requests_total` | `route`, `method`, `status` | requests answered, by route template (`/api/todos/{id}`) |
+//! | `authbridge_http_request_duration_seconds` | `route` | histogram of the time to the response's head |
+//! | `authbridge_http_requests_shed_total` | — | requests refused with 503 because `MAX_CONCURRENT_REQUESTS` were in flight |
+//! | `authbridge_upstream_requests_total` | `upstream` (`workos`, `insforge`), `outcome` | calls to each upstream |
+//! | `authbridge_upstream_request_duration_seconds` | `upstream`, `outcome` | histogram of their latency |
+//! | `authbridge_session_refreshes_total` | `event` (`started`, `merged`, `succeeded`, `failed`) | token refreshes: calls made, requests that shared one, results |
+//! | `authbridge_token_cache_total` | `result` (`hit`, `miss`) | access-token checks answered by the verify-once cache, or not |
+//! | `authbridge_webhook_events_total` | — | WorkOS events received (registered now, fed by the events consumer) |
+//! | `authbridge_webhook_event_lag_seconds` | — | histogram of the delay between an event's creation and its handling (likewise) |
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Histogram buckets for every `*_seconds` series: 100 µs to 10 s.
+const BUCKETS: [f64; 15] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process's Prometheus recorder, installed on first call. `None` if another recorder was installed first
+/// (nothing in authbridge does that).
+pub fn install() -> Option<PrometheusHandle> {
+    RECORDER
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &BUCKETS)
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            // Histograms keep raw samples until rendered: drain them regularly even when nobody scrapes.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".to_owned())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok()?;
+            Some(handle)
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_histogram};
+    describe_counter!("authbridge_http_requests_total", "Requests answered, by route template, method and status.");
+    describe_histogram!("authbridge_http_request_duration_seconds", Unit::Seconds, "Time to the response's head.");
+    describe_counter!("authbridge_http_requests_shed_total", "Requests refused with 503 at the concurrency limit.");
+    describe_counter!("authbridge_upstream_requests_total", "Calls to WorkOS and InsForge, by outcome.");
+    describe_histogram!("authbridge_upstream_request_duration_seconds", Unit::Seconds, "Latency of upstream calls.");
+    describe_counter!("authbridge_session_refreshes_total", "Session refreshes: started, merged, succeeded, failed.");
+    describe_counter!("authbridge_token_cache_total", "Access-token checks answered from the verify-once cache.");
+    describe_counter!("authbridge_webhook_events_total", "WorkOS events received.");
+    describe_histogram!("authbridge_webhook_event_lag_seconds", Unit::Seconds, "Delay from an event to its handling.");
+    // Series that may stay at zero for long are written from the start, so dashboards and alerts find them.
+    metrics::counter!("authbridge_http_requests_shed_total").absolute(0);
+    metrics::counter!("authbridge_webhook_events_total").absolute(0);
+    for event in ["started", "merged", "succeeded", "failed"] {
+        metrics::counter!("authbridge_session_refreshes_total", "event" => event).absolute(0);
+    }
+}
+
+/// The metrics listener's router: `GET /metrics` and nothing else.
+pub fn router(handle: PrometheusHandle) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let handle = handle.clone();
+            async move {
+                let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+                ([(header::CONTENT_TYPE, content_type)], handle.render()).into_response()
+            }
+        }),
+    )
+}

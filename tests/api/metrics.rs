@@ -1,0 +1,95 @@
+//! `GET /metrics`: Prometheus text on its own listener (`METRICS_BIND_ADDR`), never on the public one, with the
+//! series operators need and nothing that identifies a user or carries a credential.
+//!
+//! The recorder is one per process (the `metrics` facade), and the tests of this binary run in parallel, so
+//! counts are checked as "at least what this test caused", never as exact totals.
+
+use reqwest::Method;
+
+use crate::helpers::app::{ALICE, AppOptions, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::session::{read_session, session_id};
+
+async fn scrape(app: &TestApp) -> String {
+    let addr = app.metrics_addr.expect("metrics are served");
+    let response = reqwest::get(format!("http://{addr}/metrics")).await.expect("the metrics listener answers");
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert!(content_type.is_some_and(|t| t.starts_with("text/plain")), "Prometheus text format");
+    response.text().await.expect("a body")
+}
+
+/// The value of the series whose line starts with `name{` and contains every one of `labels`.
+fn value(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_are_off_by_default_and_never_on_the_public_listener() {
+    let app = spawn_app().await;
+    assert_eq!(app.metrics_addr, None);
+    let response = app.browser().get("/metrics").await;
+    assert_eq!(response.status, 404);
+
+    let app = spawn_app_with(AppOptions::default().var("METRICS_BIND_ADDR", "127.0.0.1:0")).await;
+    assert!(app.metrics_addr.is_some_and(|addr| addr != app.addr));
+    assert_eq!(app.browser().get("/metrics").await.status, 404, "the public listener serves no metrics");
+    assert!(scrape(&app).await.contains("authbridge_http_requests_shed_total"));
+}
+
+#[tokio::test]
+async fn requests_upstream_calls_refreshes_and_the_token_cache_are_counted_without_personal_data() {
+    let app = spawn_app_with(AppOptions::default().var("METRICS_BIND_ADDR", "127.0.0.1:0")).await;
+    let before = scrape(&app).await;
+    let browser = app.signed_in(ALICE).await;
+    for _ in 0..3 {
+        assert_eq!(browser.api(Method::GET, "/api/todos", None).await.status, 200);
+    }
+    assert_eq!(browser.api(Method::GET, "/api/todos/not-a-uuid", None).await.status, 400);
+    assert_eq!(browser.get("/no/such/page").await.status, 404);
+    let after = scrape(&app).await;
+
+    let delta = |name: &str, labels: &[&str]| value(&after, name, labels) - value(&before, name, labels);
+    let todos = [r#"route="/api/todos""#, r#"method="GET""#, r#"status="200""#];
+    assert!(delta("authbridge_http_requests_total", &todos) >= 3.0, "{after}");
+    let invalid = [r#"route="/api/todos/{id}""#, r#"status="400""#];
+    assert!(delta("authbridge_http_requests_total", &invalid) >= 1.0);
+    assert!(delta("authbridge_http_requests_total", &[r#"route="unmatched""#, r#"status="404""#]) >= 1.0);
+    assert!(delta("authbridge_http_request_duration_seconds_count", &[r#"route="/api/todos""#]) >= 3.0);
+    let insforge = [r#"upstream="insforge""#, r#"outcome="2xx""#];
+    assert!(delta("authbridge_upstream_requests_total", &insforge) >= 3.0);
+    assert!(delta("authbridge_upstream_request_duration_seconds_count", &insforge) >= 3.0);
+    assert!(delta("authbridge_upstream_requests_total", &[r#"upstream="workos""#]) >= 1.0, "the code exchange");
+    // The same cookie three times: its token is verified once, then found in the cache.
+    assert!(delta("authbridge_token_cache_total", &[r#"result="hit""#]) >= 2.0);
+    for series in ["authbridge_webhook_events_total", "authbridge_session_refreshes_total"] {
+        assert!(after.contains(series), "{series} is exported from the start");
+    }
+
+    // No user, session, token or cookie in any label.
+    let session = read_session(&browser);
+    for secret in [app.user_id(ALICE), session_id(&browser), session.access_token, session.refresh_token] {
+        assert!(!after.contains(&secret), "the metrics leak {secret:.12}…");
+    }
+    assert!(!after.contains("not-a-uuid") && !after.contains("/no/such/page"), "paths are never labels");
+}
+
+#[tokio::test]
+async fn a_refresh_is_counted_as_started_and_succeeded() {
+    let app = spawn_app_with(AppOptions::default().var("METRICS_BIND_ADDR", "127.0.0.1:0")).await;
+    let browser = app.signed_in(ALICE).await;
+    let before = scrape(&app).await;
+    crate::refresh::age_token(&app, &browser, -60);
+    assert_eq!(browser.api(Method::GET, "/api/me", None).await.status, 200);
+    assert_eq!(app.workos.refresh_calls(), 1);
+    let after = scrape(&app).await;
+    for event in ["started", "succeeded"] {
+        let label = format!(r#"event="{event}""#);
+        let delta = value(&after, "authbridge_session_refreshes_total", &[&label])
+            - value(&before, "authbridge_session_refreshes_total", &[&label]);
+        assert!(delta >= 1.0, "{event}: {after}");
+    }
+}
