@@ -40,6 +40,11 @@ pub fn twenty_rows() -> String {
     format!("[{}]", rows.join(","))
 }
 
+#[derive(serde::Deserialize)]
+struct Sid {
+    sid: Option<String>,
+}
+
 struct Fixture {
     runtime: tokio::runtime::Runtime,
     _workos: WorkosStandIn,
@@ -91,7 +96,8 @@ fn fixture() -> Fixture {
         user: user.clone(),
         organization_id: alice.organization_id.clone(),
         impersonator: None,
-        session_id: None,
+        // As the app stores it after sign-in: with the token's session id, so no request needs to reseal it.
+        session_id: jsonwebtoken::dangerous::insecure_decode_claims::<Sid>(&access_token).expect("claims").sid,
     };
     let sealer = Sealer::new(&config.session.cookie_password, None).expect("keys");
     let sealed = sealer.seal(Purpose::Session, &serde_json::to_vec(&session).expect("json")).expect("seal");

@@ -47,5 +47,9 @@ async fn main() -> Result<(), String> {
     let upstream = Upstream { http, todos_url: format!("{}/api/database/records/todos", base.trim_end_matches('/')) };
     let app = Router::new().route("/api/todos", get(list)).with_state(upstream);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| e.to_string())?;
-    axum::serve(listener, app).await.map_err(|e| e.to_string())
+    // Ctrl-C (SIGINT) ends it cleanly, which is how scripts/bench stops it, also under valgrind.
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    axum::serve(listener, app).with_graceful_shutdown(stop).await.map_err(|e| e.to_string())
 }

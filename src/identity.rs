@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A signed-in user as the data path sees them: the provider's stable user id, and an email when known.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct UserIdentity {
     /// The identity provider's user id (`user_01…` for WorkOS). It becomes `sub` in the InsForge token,
     /// and RLS compares it with `todos.user_id`.

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue};
-use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use axum_extra::extract::cookie::{Cookie, SameSite};
 
 /// The most a browser is guaranteed to store for one cookie, attributes included (RFC 6265 §6.1).
 pub const MAX_SET_COOKIE_BYTES: usize = 4096;
@@ -54,12 +54,8 @@ impl CookieSpec {
     /// Names are split out by hand rather than by a cookie parser, so that even a piece whose value no parser
     /// accepts is found, and can be cleared.
     pub fn present(&self, headers: &HeaderMap) -> Vec<String> {
-        let mut names: Vec<String> = headers
-            .get_all(axum::http::header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|line| line.split(';'))
-            .filter_map(|pair| pair.split_once('=').map(|(name, _)| name.trim()))
+        let mut names: Vec<String> = cookie_pairs(headers)
+            .map(|(name, _)| name)
             .filter(|name| *name == self.name || self.is_chunk_name(name))
             .map(str::to_owned)
             .collect();
@@ -69,26 +65,37 @@ impl CookieSpec {
     }
 
     fn is_chunk_name(&self, name: &str) -> bool {
-        let Some(digits) = name.strip_prefix(self.name).and_then(|rest| rest.strip_prefix('.')) else { return false };
-        // Only the spelling the app writes: `0` to `15`, no sign, no leading zeros.
-        digits.parse::<usize>().is_ok_and(|index| index < MAX_CHUNKS && index.to_string() == digits)
+        self.chunk_index(name).is_some()
     }
 
-    /// The value as the browser holds it, joined from its chunks when it was split.
+    /// `N` of a chunk name `name.N`, spelled only the way the app writes it: `0` to `15`, no sign, no leading zeros.
+    fn chunk_index(&self, name: &str) -> Option<usize> {
+        let digits = name.strip_prefix(self.name)?.strip_prefix('.')?;
+        let canonical = !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && (digits == "0" || !digits.starts_with('0'));
+        digits.parse::<usize>().ok().filter(|index| canonical && *index < MAX_CHUNKS)
+    }
+
+    /// The value as the browser holds it, joined from its chunks when it was split. Read straight from the
+    /// `Cookie` header rather than through a cookie parser: the app's values are base64url, so there is nothing to
+    /// decode, and no other cookie the browser sends is parsed or copied on the way (this runs on every request).
+    /// When a name repeats, the last one counts, as with a cookie jar.
     pub fn read(&self, headers: &HeaderMap) -> Option<String> {
-        let jar = CookieJar::from_headers(headers);
-        if let Some(whole) = jar.get(self.name) {
-            return Some(whole.value().to_owned());
-        }
-        let mut value = String::new();
-        for index in 0..MAX_CHUNKS {
-            match jar.get(&self.chunk_name(index)) {
-                Some(chunk) => value.push_str(chunk.value()),
-                None if index == 0 => return None,
-                None => break,
+        let mut whole = None;
+        let mut chunks = [None; MAX_CHUNKS];
+        for (name, value) in cookie_pairs(headers) {
+            if name == self.name {
+                whole = Some(value);
+            } else if let Some(index) = self.chunk_index(name) {
+                chunks[index] = Some(value);
             }
         }
-        Some(value)
+        if let Some(whole) = whole {
+            return Some(whole.to_owned());
+        }
+        chunks[0]?;
+        Some(chunks.iter().map_while(|chunk| *chunk).collect())
     }
 
     /// `Set-Cookie` values that store `value`, each within [`MAX_SET_COOKIE_BYTES`], and expire the pieces in
@@ -134,6 +141,17 @@ impl CookieSpec {
     }
 }
 
+/// Every `name=value` pair of the request's `Cookie` headers, trimmed, in order. Pairs without `=` are skipped.
+fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|line| line.split(';'))
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| (name.trim(), value.trim()))
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("a {bytes}-byte cookie value is more than the browser can be asked to keep")]
 pub struct CookieTooLarge {
@@ -144,6 +162,7 @@ pub struct CookieTooLarge {
 mod tests {
     use super::*;
     use axum::http::header::COOKIE;
+    use axum_extra::extract::cookie::CookieJar;
 
     fn spec() -> CookieSpec {
         CookieSpec { name: "wos-session", secure: true, max_age: Some(Duration::from_secs(400 * 24 * 3600)) }
@@ -216,6 +235,24 @@ mod tests {
         let cleared = browser_after(&jar_of(&headers), &spec().clear(&spec().present(&headers)));
         assert!(jar_of(&cleared).is_empty());
         assert_eq!(spec().read(&cleared), None);
+    }
+
+    #[test]
+    fn reading_takes_the_last_of_a_repeated_name_and_only_contiguous_chunks() {
+        let read = |line: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(COOKIE, HeaderValue::from_str(line).expect("ascii"));
+            spec().read(&headers)
+        };
+        assert_eq!(read("wos-session=old; theme=dark; wos-session=new").as_deref(), Some("new"));
+        assert_eq!(read(" wos-session = v1.abc ;other=1").as_deref(), Some("v1.abc"));
+        assert_eq!(read("wos-session.0=ab; wos-session.1=cd; wos-session.3=zz").as_deref(), Some("abcd"));
+        assert_eq!(read("wos-session.1=cd; wos-session.0=ab").as_deref(), Some("abcd"), "order of pairs does not matter");
+        assert_eq!(read("wos-session.1=cd"), None, "no first chunk, no value");
+        assert_eq!(read("wos-session.00=ab; wos-session.+0=cd; wos-session.16=ef"), None, "names the app never writes");
+        assert_eq!(read("wos-session=whole; wos-session.0=chunk").as_deref(), Some("whole"));
+        assert_eq!(read("wos-session"), None, "a name without a value is no cookie");
+        assert_eq!(read("wos-session=").as_deref(), Some(""));
     }
 
     #[test]
