@@ -14,6 +14,7 @@ pub mod http;
 pub mod identity;
 pub mod insforge;
 pub mod migrate;
+pub mod oidc;
 pub mod outbound;
 pub mod random;
 pub mod server;

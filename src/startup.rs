@@ -37,13 +37,10 @@ impl Application {
     /// the tests and the demo bind first, then configure.
     pub fn build_with_listener(config: Config, listener: TcpListener) -> Result<Self, StartupError> {
         let state = AppState::new(config)?;
-        // Warm the JWKS cache so the first sign-in does not wait for it; a failure here is retried on demand.
-        let warm_up = state.clone();
-        tokio::spawn(async move {
-            if let Err(error) = warm_up.sessions.provider().warm_up().await {
-                tracing::warn!(%error, "could not prefetch the WorkOS JWKS; will retry on the first request");
-            }
-        });
+        // In the background, so the server answers (`/healthz`, and `/readyz` saying "not ready") meanwhile: warm
+        // the WorkOS JWKS cache, or discover the OpenID Connect provider (retried until it succeeds).
+        let prepare = state.clone();
+        tokio::spawn(async move { prepare.sessions.provider().prepare().await });
         Ok(Self { listener, state })
     }
 
@@ -51,11 +48,28 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// Serves until `shutdown` completes, or until the identity provider proves unusable with this configuration
+    /// (an OpenID Connect issuer that does not match its discovery document): then the server stops and the reason
+    /// is the error, for the operator to read.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let server = &self.state.config.server;
         let limits =
             ServerLimits { header_read_timeout: server.header_read_timeout, max_connections: server.max_connections };
-        crate::server::serve(self.listener, http::router(self.state), limits, shutdown).await
+        let (misconfigured_tx, misconfigured_rx) = tokio::sync::oneshot::channel::<String>();
+        let sessions = std::sync::Arc::clone(&self.state.sessions);
+        let stop = async move {
+            tokio::select! {
+                () = shutdown => {}
+                reason = sessions.provider().misconfigured() => {
+                    let _ = misconfigured_tx.send(reason);
+                }
+            }
+        };
+        crate::server::serve(self.listener, http::router(self.state), limits, stop).await?;
+        match misconfigured_rx.await {
+            Ok(reason) => Err(std::io::Error::other(reason)),
+            Err(_) => Ok(()),
+        }
     }
 }
 
