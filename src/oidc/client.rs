@@ -8,6 +8,8 @@
 //! end-session endpoints, and the token endpoint's client authentication (`client_secret_basic` unless only
 //! `client_secret_post` is offered). The one thing not published that is used is Auth0's own logout endpoint,
 //! `/v2/logout`, for Auth0 tenants that do not publish an `end_session_endpoint` (Auth0's documented fallback).
+//! Token revocation (RFC 7009) is made here rather than through the crate, which refuses plain-http endpoints
+//! outright, loopback included (the stand-in's); it is one form post with the same client authentication.
 //!
 //! Token-endpoint failures become one [`TokenError`], split the way the session layer needs: `invalid_grant` (the
 //! code or refresh token is dead; Auth0 answers it with 403) apart from everything else. The crate's parse errors
@@ -17,13 +19,13 @@ use std::time::Duration;
 
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreErrorResponseType, CoreIdToken,
-    CoreProviderMetadata, CoreResponseType, CoreRevocableToken, CoreTokenResponse,
+    CoreProviderMetadata, CoreResponseType, CoreTokenResponse,
 };
 use openidconnect::{
     AdditionalProviderMetadata, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndSessionUrl,
     EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, LoginHint, Nonce, OAuth2TokenResponse,
-    PkceCodeVerifier, ProviderMetadata, RedirectUrl, RefreshToken, RequestTokenError, ResponseTypes,
-    RevocationErrorResponseType, RevocationUrl, Scope, StandardErrorResponse, TokenResponse,
+    PkceCodeVerifier, ProviderMetadata, RedirectUrl, RefreshToken, RequestTokenError, ResponseTypes, RevocationUrl,
+    Scope, StandardErrorResponse, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -32,7 +34,7 @@ use super::access_token::{AccessClaims, AccessTokenError, AccessTokenVerifier};
 use super::http::{HttpError, OidcHttp};
 use super::id_token::{ALLOWED_ALGS, IdTokenClaims, IdTokenError, IdTokenVerifier, NonceRule};
 use super::keys::{KeysError, SigningKeys, TokenSource, describe};
-use crate::config::OidcConfig;
+use crate::config::{OidcConfig, Secret};
 
 /// The discovery fields authbridge reads beyond the crate's core set.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -73,9 +75,6 @@ const _: fn(CoreProviderMetadata) = |_| {};
 
 /// The crate's client after discovery: authorization URL set, token and userinfo endpoints "maybe" (checked).
 type Client = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
-/// The same, with the revocation endpoint set.
-type RevokingClient =
-    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointSet, EndpointMaybeSet, EndpointMaybeSet>;
 
 /// Where signing out sends the browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +90,10 @@ pub enum Logout {
 pub struct OidcClient {
     http: OidcHttp,
     client: Client,
-    revoking: Option<RevokingClient>,
+    revocation_endpoint: Option<Url>,
+    /// `client_secret_basic` (else `client_secret_post`), for the requests made without the crate.
+    basic_auth: bool,
+    client_secret: Secret,
     client_id: ClientId,
     issuer: IssuerUrl,
     scopes: Vec<String>,
@@ -184,6 +186,7 @@ impl OidcClient {
         check_metadata(&metadata).map_err(Misconfigured)?;
 
         let auth_type = choose_auth_type(metadata.token_endpoint_auth_methods_supported());
+        let basic_auth = matches!(auth_type, AuthType::BasicAuth);
         let client_id = ClientId::new(config.client_id.clone());
         let redirect_uri = RedirectUrl::from_url(config.redirect_uri.clone());
         let client = CoreClient::from_provider_metadata(
@@ -194,7 +197,7 @@ impl OidcClient {
         .set_redirect_uri(redirect_uri)
         .set_auth_type(auth_type);
         let extra = metadata.additional_metadata();
-        let revoking = extra.revocation_endpoint.clone().map(|url| client.clone().set_revocation_url(url));
+        let revocation_endpoint = extra.revocation_endpoint.as_ref().map(|url| url.url().clone());
         let logout = match (&extra.end_session_endpoint, is_auth0(&metadata)) {
             (Some(endpoint), _) => Logout::EndSession(endpoint.url().clone()),
             (None, true) => crate::outbound::endpoint(issuer.url(), &["v2", "logout"]).map_or(Logout::LocalOnly, Logout::Auth0),
@@ -224,7 +227,9 @@ impl OidcClient {
             access_tokens: config.audience.as_deref().map(|audience| AccessTokenVerifier::new(&config.issuer, audience)),
             userinfo_endpoint: metadata.userinfo_endpoint().map(|url| url.url().clone()),
             client,
-            revoking,
+            revocation_endpoint,
+            basic_auth,
+            client_secret: config.client_secret.clone(),
             client_id,
             issuer,
             scopes: config.scopes.clone(),
@@ -253,7 +258,7 @@ impl OidcClient {
     }
 
     pub fn revocation_supported(&self) -> bool {
-        self.revoking.is_some()
+        self.revocation_endpoint.is_some()
     }
 
     /// The authorization-code request with PKCE S256, `state` and `nonce` (all three from the sign-in state).
@@ -301,10 +306,38 @@ impl OidcClient {
 
     /// Revokes a refresh token (RFC 7009), when the provider publishes a revocation endpoint.
     pub async fn revoke(&self, refresh_token: &str) -> Result<(), TokenError> {
-        let Some(revoking) = &self.revoking else { return Ok(()) };
-        let token = CoreRevocableToken::RefreshToken(RefreshToken::new(refresh_token.to_owned()));
-        let request = revoking.revoke_token(token).map_err(|error| TokenError::Malformed(error.to_string()))?;
-        request.request_async(&self.http).await.map_err(revocation_error)
+        let Some(endpoint) = &self.revocation_endpoint else { return Ok(()) };
+        let mut form = vec![("token", refresh_token), ("token_type_hint", "refresh_token")];
+        let mut request = self.http.client().post(endpoint.clone());
+        if self.basic_auth {
+            // RFC 6749 §2.3.1: both parts form-encoded, then Basic.
+            let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+            request = request.basic_auth(encode(self.client_id.as_str()), Some(encode(self.client_secret.expose())));
+        } else {
+            form.push(("client_id", self.client_id.as_str()));
+            form.push(("client_secret", self.client_secret.expose()));
+        }
+        let response = request.form(&form).send().await.map_err(|error| HttpError::of(&error))?;
+        if let Some(error) = HttpError::from_status(response.status(), response.headers()) {
+            return Err(error.into());
+        }
+        if response.status().is_success() {
+            return Ok(());
+        }
+        #[derive(Deserialize)]
+        struct OAuthError {
+            error: String,
+            #[serde(default)]
+            error_description: Option<String>,
+        }
+        let status = response.status();
+        match response.json::<OAuthError>().await {
+            Ok(body) => Err(TokenError::Refused {
+                error: short(&body.error),
+                description: body.error_description.as_deref().map(short).unwrap_or_default(),
+            }),
+            Err(_) => Err(TokenError::Malformed(format!("the revocation endpoint answered {status}"))),
+        }
     }
 
     pub async fn verify_id_token(
@@ -506,18 +539,6 @@ fn token_error(error: CoreTokenError) -> TokenError {
     }
 }
 
-fn revocation_error(error: RequestTokenError<HttpError, StandardErrorResponse<RevocationErrorResponseType>>) -> TokenError {
-    match error {
-        RequestTokenError::ServerResponse(response) => TokenError::Refused {
-            error: short(&response.error().to_string()),
-            description: response.error_description().map(|text| short(text)).unwrap_or_default(),
-        },
-        RequestTokenError::Request(error) => TokenError::Unavailable(error),
-        RequestTokenError::Parse(error, _body) => TokenError::Malformed(format!("it does not parse at `{}`", error.path())),
-        RequestTokenError::Other(message) => TokenError::Malformed(short(&message)),
-    }
-}
-
 /// Provider-written text, bounded (it ends up in logs and, for refusals, on a page).
 fn short(text: &str) -> String {
     const MAX: usize = 300;
@@ -559,5 +580,34 @@ mod tests {
         assert_eq!(short("fine"), "fine");
         let long = "é".repeat(1000);
         assert_eq!(short(&long).chars().count(), 301);
+    }
+}
+
+#[cfg(test)]
+mod metadata_tests {
+    use super::*;
+
+    #[test]
+    fn the_extra_discovery_fields_are_read() {
+        let document = serde_json::json!({
+            "issuer": "https://tenant.auth0.com/",
+            "authorization_endpoint": "https://tenant.auth0.com/authorize",
+            "token_endpoint": "https://tenant.auth0.com/oauth/token",
+            "jwks_uri": "https://tenant.auth0.com/.well-known/jwks.json",
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["HS256", "RS256"],
+            "end_session_endpoint": "https://tenant.auth0.com/oidc/logout",
+            "revocation_endpoint": "https://tenant.auth0.com/oauth/revoke",
+            "code_challenge_methods_supported": ["S256", "plain"],
+            "mfa_challenge_endpoint": "https://tenant.auth0.com/mfa/challenge",
+        });
+        let metadata: Metadata = serde_json::from_value(document).expect("metadata");
+        let extra = metadata.additional_metadata();
+        assert!(extra.end_session_endpoint.is_some());
+        assert!(extra.revocation_endpoint.is_some());
+        assert_eq!(extra.code_challenge_methods_supported.as_deref(), Some(&["S256".to_owned(), "plain".to_owned()][..]));
+        assert!(is_auth0(&metadata));
+        assert_eq!(check_metadata(&metadata), Ok(()));
     }
 }

@@ -233,27 +233,28 @@ impl OidcProvider {
         let mut user = session.user.clone();
         let mut claims = None;
         if let Some(id_token) = &answer.id_token {
-            let verified = client
-                .verify_id_token(id_token, NonceRule::AbsentOrEqual(&previous.nonce))
-                .await
-                .map_err(|error| match error {
-                    IdTokenError::Keys(_) => ProviderError::Unavailable { retry_after: Duration::from_secs(5) },
-                    IdTokenError::Invalid(reason) => {
-                        tracing::warn!(%reason, "the provider returned a refreshed ID token that does not verify");
-                        ProviderError::Unavailable { retry_after: Duration::from_secs(5) }
-                    }
-                })?;
-            if verified.subject != session.user.id {
-                // OIDC Core §12.2: same `iss`, `sub`, `aud` as the original.
-                return Err(ProviderError::GrantRejected("the refreshed ID token is another user's".to_owned()));
+            match client.verify_id_token(id_token, NonceRule::AbsentOrEqual(&previous.nonce)).await {
+                Ok(verified) if verified.subject != session.user.id => {
+                    // OIDC Core §12.2: same `iss`, `sub`, `aud` as the original.
+                    return Err(ProviderError::GrantRejected("the refreshed ID token is another user's".to_owned()));
+                }
+                Ok(verified) => {
+                    let fresh = profile(&verified);
+                    user.email = fresh.email.or(user.email);
+                    user.first_name = fresh.first_name.or(user.first_name);
+                    user.last_name = fresh.last_name.or(user.last_name);
+                    claims = Some(verified);
+                }
+                // The refresh itself succeeded and its refresh token has already replaced ours (rotation): dropping
+                // the answer would lose the session at the next refresh. Keep the new tokens, but none of this ID
+                // token's claims: the user stays who the sign-in's verified ID token said.
+                Err(error) => tracing::warn!(%error, "ignored a refreshed ID token that does not verify"),
             }
-            let fresh = profile(&verified);
-            user.email = fresh.email.or(user.email);
-            user.first_name = fresh.first_name.or(user.first_name);
-            user.last_name = fresh.last_name.or(user.last_name);
-            claims = Some(verified);
         }
-        let id_token = answer.id_token.as_ref().map_or_else(|| previous.id_token.clone(), ToString::to_string);
+        let id_token = match (&answer.id_token, &claims) {
+            (Some(id_token), Some(_)) => id_token.to_string(),
+            _ => previous.id_token.clone(),
+        };
         let oidc = tokens(client, &answer, id_token, previous.nonce.clone(), claims.as_ref());
         Ok(Session {
             access_token: answer.access_token,

@@ -589,6 +589,7 @@ impl State {
         claims.insert("exp".into(), Value::from(expires_at));
         claims.insert("auth_time".into(), Value::from(grant.auth_time));
         claims.insert("sid".into(), Value::from(grant.session_id.as_str()));
+        claims.insert("jti".into(), Value::from(uuid::Uuid::new_v4().simple().to_string()));
         let nonce = match fault {
             Some(IdTokenFault::MissingNonce) => None,
             Some(IdTokenFault::WrongNonce) => Some("not-the-nonce-of-this-sign-in".to_owned()),
