@@ -249,9 +249,9 @@ impl Config {
             },
             provider,
             session: SessionConfig {
-                cookie_password: vars.cookie_password(COOKIE_PASSWORD)?.ok_or_else(|| {
-                    ConfigError::new(COOKIE_PASSWORD.0, "is not set (see .env.example)")
-                })?,
+                cookie_password: vars
+                    .cookie_password(COOKIE_PASSWORD)?
+                    .ok_or_else(|| ConfigError::new(COOKIE_PASSWORD.0, "is not set (see .env.example)"))?,
                 previous_cookie_password: vars.cookie_password(PREVIOUS_COOKIE_PASSWORD)?,
                 secure_cookies,
             },
@@ -317,7 +317,10 @@ fn oidc_config(vars: &Vars<'_>, redirect_uri: Url, app_url: &Url) -> Result<Oidc
         .map(str::to_owned)
         .collect();
     if !scopes.iter().any(|scope| scope == "openid") {
-        return Err(ConfigError::new("OIDC_SCOPES", "must include `openid` (it is what makes the sign-in OpenID Connect)"));
+        return Err(ConfigError::new(
+            "OIDC_SCOPES",
+            "must include `openid` (it is what makes the sign-in OpenID Connect)",
+        ));
     }
     let audience = vars.optional("OIDC_AUDIENCE").map(|audience| audience.trim().to_owned());
     if audience.as_deref() == Some(client_id.as_str()) {
@@ -359,7 +362,9 @@ fn oidc_issuer(raw: &str) -> Result<String, ConfigError> {
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}
-        "http" => return Err(ConfigError::new(NAME, "must be an https:// URL (plain http only on a loopback address)")),
+        "http" => {
+            return Err(ConfigError::new(NAME, "must be an https:// URL (plain http only on a loopback address)"));
+        }
         _ => return Err(ConfigError::new(NAME, "must be an https:// URL")),
     }
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {

@@ -44,6 +44,19 @@ impl Application {
         Ok(Self { listener, state })
     }
 
+    /// Waits (at most `within`) until the identity provider can serve: at once for WorkOS, after discovery for
+    /// an OpenID Connect provider. `false` when it is not ready in time.
+    pub async fn wait_for_identity_provider(&self, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.state.sessions.provider().is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        true
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }

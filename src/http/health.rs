@@ -83,8 +83,7 @@ impl Readiness {
         }
         // The provider check refreshes the verifier's own key cache: one JWKS path, and a probe that keeps it warm.
         let (insforge, keys) = tokio::join!(state.insforge.health(), provider.warm_up());
-        let report =
-            Report::new(Check::from("InsForge", insforge), kind, Check::from("identity provider JWKS", keys));
+        let report = Report::new(Check::from("InsForge", insforge), kind, Check::from("identity provider JWKS", keys));
         *last = Some((Instant::now(), report.clone()));
         report
     }

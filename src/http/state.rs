@@ -45,10 +45,8 @@ impl AppState {
     pub fn new(config: Config) -> Result<Self, StateError> {
         let provider = IdentityProvider::from_config(&config)?;
         let origins = provider.browser_origins().to_owned();
-        let content_security_policy = Arc::new(RwLock::new((
-            origins.clone(),
-            content_security_policy(&origins).ok_or(StateError::Policy)?,
-        )));
+        let content_security_policy =
+            Arc::new(RwLock::new((origins.clone(), content_security_policy(&origins).ok_or(StateError::Policy)?)));
         let sessions = SessionManager::new(&config.session, provider)?;
         let insforge = InsforgeClient::new(&config.insforge)?;
         Ok(Self {

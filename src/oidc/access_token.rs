@@ -58,7 +58,8 @@ impl AccessTokenVerifier {
         }
         let family = family_of(header.alg).ok_or(Invalid("its algorithm is not an asymmetric one"))?;
         let kid = header.kid.ok_or(Invalid("it names no key"))?;
-        let key = self.key(keys, &kid).await?.ok_or(Invalid("it is signed with a key the provider does not publish"))?;
+        let key =
+            self.key(keys, &kid).await?.ok_or(Invalid("it is signed with a key the provider does not publish"))?;
         if key.family != family || key.algorithm.is_some_and(|algorithm| algorithm != header.alg) {
             return Err(Invalid("its algorithm does not match its key"));
         }

@@ -18,14 +18,14 @@
 use std::time::Duration;
 
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreErrorResponseType, CoreIdToken,
-    CoreProviderMetadata, CoreResponseType, CoreTokenResponse,
+    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreErrorResponseType, CoreIdToken, CoreProviderMetadata,
+    CoreResponseType, CoreTokenResponse,
 };
 use openidconnect::{
     AdditionalProviderMetadata, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndSessionUrl,
-    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, LoginHint, Nonce, OAuth2TokenResponse,
-    PkceCodeVerifier, ProviderMetadata, RedirectUrl, RefreshToken, RequestTokenError, ResponseTypes, RevocationUrl,
-    Scope, StandardErrorResponse, TokenResponse,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, LoginHint, Nonce, OAuth2TokenResponse, PkceCodeVerifier,
+    ProviderMetadata, RedirectUrl, RefreshToken, RequestTokenError, ResponseTypes, RevocationUrl, Scope,
+    StandardErrorResponse, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -74,7 +74,8 @@ type Metadata = ProviderMetadata<
 const _: fn(CoreProviderMetadata) = |_| {};
 
 /// The crate's client after discovery: authorization URL set, token and userinfo endpoints "maybe" (checked).
-type Client = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+type Client =
+    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
 
 /// Where signing out sends the browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,7 +201,9 @@ impl OidcClient {
         let revocation_endpoint = extra.revocation_endpoint.as_ref().map(|url| url.url().clone());
         let logout = match (&extra.end_session_endpoint, is_auth0(&metadata)) {
             (Some(endpoint), _) => Logout::EndSession(endpoint.url().clone()),
-            (None, true) => crate::outbound::endpoint(issuer.url(), &["v2", "logout"]).map_or(Logout::LocalOnly, Logout::Auth0),
+            (None, true) => {
+                crate::outbound::endpoint(issuer.url(), &["v2", "logout"]).map_or(Logout::LocalOnly, Logout::Auth0)
+            }
             (None, false) => Logout::LocalOnly,
         };
         let mut browser_origins = vec![issuer.url().origin().ascii_serialization()];
@@ -224,7 +227,10 @@ impl OidcClient {
             http: http.clone(),
             keys: SigningKeys::new(http.clone(), metadata.jwks_uri().clone(), metadata.jwks().clone()),
             id_tokens: IdTokenVerifier::new(client_id.clone(), issuer.clone()),
-            access_tokens: config.audience.as_deref().map(|audience| AccessTokenVerifier::new(&config.issuer, audience)),
+            access_tokens: config
+                .audience
+                .as_deref()
+                .map(|audience| AccessTokenVerifier::new(&config.issuer, audience)),
             userinfo_endpoint: metadata.userinfo_endpoint().map(|url| url.url().clone()),
             client,
             revocation_endpoint,
@@ -266,9 +272,11 @@ impl OidcClient {
         let (state, nonce) = (request.state.to_owned(), request.nonce.to_owned());
         let mut authorize = self
             .client
-            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, move || CsrfToken::new(state), move || {
-                Nonce::new(nonce)
-            })
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(state),
+                move || Nonce::new(nonce),
+            )
             // The crate adds `openid` itself.
             .add_scopes(self.scopes.iter().filter(|scope| *scope != "openid").map(|scope| Scope::new(scope.clone())))
             .add_extra_param("code_challenge", request.code_challenge)
@@ -378,8 +386,9 @@ impl OidcClient {
             return Err(UserInfoError::Failed(format!("it answered {}", response.status())));
         }
         let body = response.bytes().await.map_err(|error| HttpError::of(&error))?;
-        let claims: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
-            .map_err(|_| UserInfoError::Failed("its answer is not a JSON object (signed userinfo is not supported)".into()))?;
+        let claims: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body).map_err(|_| {
+            UserInfoError::Failed("its answer is not a JSON object (signed userinfo is not supported)".into())
+        })?;
         if claims.get("sub").and_then(|sub| sub.as_str()) != Some(subject) {
             return Err(UserInfoError::Failed("its `sub` is not the signed-in user".to_owned()));
         }
@@ -477,11 +486,13 @@ fn check_metadata(metadata: &Metadata) -> Result<(), String> {
         return Err("the provider does not support PKCE with S256".to_owned());
     }
     if let Some(methods) = metadata.token_endpoint_auth_methods_supported()
-        && !methods
-            .iter()
-            .any(|method| matches!(method, CoreClientAuthMethod::ClientSecretBasic | CoreClientAuthMethod::ClientSecretPost))
+        && !methods.iter().any(|method| {
+            matches!(method, CoreClientAuthMethod::ClientSecretBasic | CoreClientAuthMethod::ClientSecretPost)
+        })
     {
-        return Err("the provider's token endpoint accepts neither client_secret_basic nor client_secret_post".to_owned());
+        return Err(
+            "the provider's token endpoint accepts neither client_secret_basic nor client_secret_post".to_owned()
+        );
     }
     Ok(())
 }
@@ -606,7 +617,10 @@ mod metadata_tests {
         let extra = metadata.additional_metadata();
         assert!(extra.end_session_endpoint.is_some());
         assert!(extra.revocation_endpoint.is_some());
-        assert_eq!(extra.code_challenge_methods_supported.as_deref(), Some(&["S256".to_owned(), "plain".to_owned()][..]));
+        assert_eq!(
+            extra.code_challenge_methods_supported.as_deref(),
+            Some(&["S256".to_owned(), "plain".to_owned()][..])
+        );
         assert!(is_auth0(&metadata));
         assert_eq!(check_metadata(&metadata), Ok(()));
     }

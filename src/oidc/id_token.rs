@@ -101,7 +101,9 @@ impl IdTokenVerifier {
                 {
                     refetched = true;
                     if !keys.refetch_for_unknown_key(snapshot.generation, source).await? {
-                        return Err(IdTokenError::Invalid("it is signed with a key the provider does not publish".into()));
+                        return Err(IdTokenError::Invalid(
+                            "it is signed with a key the provider does not publish".into(),
+                        ));
                     }
                 }
                 Err(error) => return Err(IdTokenError::Invalid(error.to_string())),

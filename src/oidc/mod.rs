@@ -13,6 +13,8 @@ pub mod http;
 pub mod id_token;
 pub mod keys;
 
-pub use client::{Authorization, DiscoveryFailure, Logout, OidcClient, TokenAnswer, TokenError, UserInfo, UserInfoError};
+pub use client::{
+    Authorization, DiscoveryFailure, Logout, OidcClient, TokenAnswer, TokenError, UserInfo, UserInfoError,
+};
 pub use http::{HttpError, OidcHttp};
 pub use id_token::{IdTokenClaims, IdTokenError, NonceRule};

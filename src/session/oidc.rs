@@ -29,8 +29,8 @@ use crate::config::OidcConfig;
 use crate::identity::UserProfile;
 use crate::oidc::access_token::AccessTokenError;
 use crate::oidc::{
-    Authorization, DiscoveryFailure, IdTokenClaims, IdTokenError, NonceRule, OidcClient, OidcHttp,
-    TokenAnswer, TokenError, UserInfo, UserInfoError,
+    Authorization, DiscoveryFailure, IdTokenClaims, IdTokenError, NonceRule, OidcClient, OidcHttp, TokenAnswer,
+    TokenError, UserInfo, UserInfoError,
 };
 
 /// First wait after a failed discovery; doubled after each failure up to [`DISCOVERY_MAX_BACKOFF`].
@@ -43,7 +43,8 @@ const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 pub struct OidcProvider {
     config: OidcConfig,
     http: OidcHttp,
-    client: OnceLock<OidcClient>,
+    /// Boxed: the discovered provider (endpoints, keys, the crate's client) is large, and absent until discovery.
+    client: OnceLock<Box<OidcClient>>,
     /// The issuer's origin, for the Content-Security-Policy until discovery names the others.
     issuer_origin: String,
     browser_origins: OnceLock<String>,
@@ -52,7 +53,8 @@ pub struct OidcProvider {
 
 impl OidcProvider {
     pub fn new(config: &OidcConfig) -> reqwest::Result<Self> {
-        let issuer_origin = url::Url::parse(&config.issuer).map(|url| url.origin().ascii_serialization()).unwrap_or_default();
+        let issuer_origin =
+            url::Url::parse(&config.issuer).map(|url| url.origin().ascii_serialization()).unwrap_or_default();
         Ok(Self {
             http: OidcHttp::new(config.connect_timeout, config.request_timeout)?,
             config: config.clone(),
@@ -72,7 +74,7 @@ impl OidcProvider {
                 Ok(client) => {
                     self.announce(&client);
                     let _ = self.browser_origins.set(client.browser_origins().join(" "));
-                    let _ = self.client.set(client);
+                    let _ = self.client.set(Box::new(client));
                     return;
                 }
                 Err(DiscoveryFailure::Misconfigured(reason)) => {
@@ -121,7 +123,7 @@ impl OidcProvider {
     }
 
     fn client(&self) -> Result<&OidcClient, ProviderError> {
-        self.client.get().ok_or(ProviderError::Unavailable { retry_after: Duration::from_secs(2) })
+        self.client.get().map(AsRef::as_ref).ok_or(ProviderError::Unavailable { retry_after: Duration::from_secs(2) })
     }
 
     pub fn browser_origins(&self) -> &str {
@@ -146,7 +148,14 @@ impl OidcProvider {
                 TokenError::InvalidGrant(description) => ProviderError::GrantRejected(description),
                 // Our client credentials or registration refused: a server problem, not the user's.
                 TokenError::Refused { ref error, .. }
-                    if matches!(error.as_str(), "invalid_client" | "unauthorized_client" | "invalid_request" | "unsupported_grant_type" | "invalid_scope") =>
+                    if matches!(
+                        error.as_str(),
+                        "invalid_client"
+                            | "unauthorized_client"
+                            | "invalid_request"
+                            | "unsupported_grant_type"
+                            | "invalid_scope"
+                    ) =>
                 {
                     ProviderError::Failed(error.to_string())
                 }
@@ -158,18 +167,21 @@ impl OidcProvider {
             }
         })?;
         let Some(id_token) = &answer.id_token else {
-            return Err(ProviderError::Failed("the token answer has no id_token (is `openid` a granted scope?)".into()));
+            return Err(ProviderError::Failed(
+                "the token answer has no id_token (is `openid` a granted scope?)".into(),
+            ));
         };
-        let claims = client.verify_id_token(id_token, NonceRule::Required(nonce)).await.map_err(|error| match error {
-            IdTokenError::Keys(error) => {
-                tracing::warn!(%error, "the ID token cannot be checked: no signing keys");
-                ProviderError::Unavailable { retry_after: Duration::from_secs(5) }
-            }
-            IdTokenError::Invalid(reason) => {
-                tracing::error!(%reason, "refused the ID token of a sign-in");
-                ProviderError::Failed(format!("the provider's ID token was refused: {reason}"))
-            }
-        })?;
+        let claims =
+            client.verify_id_token(id_token, NonceRule::Required(nonce)).await.map_err(|error| match error {
+                IdTokenError::Keys(error) => {
+                    tracing::warn!(%error, "the ID token cannot be checked: no signing keys");
+                    ProviderError::Unavailable { retry_after: Duration::from_secs(5) }
+                }
+                IdTokenError::Invalid(reason) => {
+                    tracing::error!(%reason, "refused the ID token of a sign-in");
+                    ProviderError::Failed(format!("the provider's ID token was refused: {reason}"))
+                }
+            })?;
         let mut user = profile(&claims);
         if user.email.is_none() || (user.first_name.is_none() && user.last_name.is_none()) {
             // Strict providers put profile and email only behind the userinfo endpoint.
@@ -434,7 +446,10 @@ mod tests {
         assert_eq!(user.email.as_deref(), Some("alice@example.com"), "the ID token's email stays");
 
         let mut user = UserProfile::id_only("auth0|bob");
-        merge(&mut user, &UserInfo { email: Some("bob@example.com".into()), email_verified: Some(false), ..UserInfo::default() });
+        merge(
+            &mut user,
+            &UserInfo { email: Some("bob@example.com".into()), email_verified: Some(false), ..UserInfo::default() },
+        );
         assert_eq!(user.email, None, "an unverified email is left out");
     }
 }

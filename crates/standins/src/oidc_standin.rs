@@ -468,7 +468,8 @@ impl OidcStandIn {
     /// Only if signing fails.
     pub fn mint_access_token_for(&self, subject: &str, audience: &str, ttl: Duration) -> String {
         let now = unix_seconds(SystemTime::now());
-        let claims = self.inner.access_token_claims(subject, audience, "openid profile email", now, now + whole_seconds(ttl));
+        let claims =
+            self.inner.access_token_claims(subject, audience, "openid profile email", now, now + whole_seconds(ttl));
         self.inner
             .keys()
             .current
@@ -532,9 +533,11 @@ impl State {
 
     fn is_allowed_logout_uri(&self, uri: &Url) -> bool {
         if self.options.post_logout_redirect_uris.is_empty() {
-            return self.options.redirect_uris.iter().any(|registered| {
-                registered.origin() == uri.origin() && uri.path() == "/" && uri.query().is_none()
-            });
+            return self
+                .options
+                .redirect_uris
+                .iter()
+                .any(|registered| registered.origin() == uri.origin() && uri.path() == "/" && uri.query().is_none());
         }
         self.options.post_logout_redirect_uris.iter().any(|registered| registered == uri)
     }

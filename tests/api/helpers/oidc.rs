@@ -25,6 +25,9 @@ use super::app::{COOKIE_PASSWORD, Replica};
 use super::browser::{ApiClient, Browser};
 use super::session::{read_session, write_session};
 
+/// Variables computed from the running stand-in.
+pub type EnvFromStandIn = fn(&OidcStandIn) -> Vec<(&'static str, String)>;
+
 pub struct OidcAppOptions {
     pub oidc: OidcStandInOptions,
     /// Set after the derived variables, so they win (or blank one out with "").
@@ -33,7 +36,7 @@ pub struct OidcAppOptions {
     /// Discovery requests the stand-in fails (503) before the app starts.
     pub discovery_failures: usize,
     /// Variables that depend on the running stand-in (its issuer, say), set last.
-    pub env_from_standin: Option<fn(&OidcStandIn) -> Vec<(&'static str, String)>>,
+    pub env_from_standin: Option<EnvFromStandIn>,
 }
 
 impl Default for OidcAppOptions {

@@ -30,7 +30,8 @@ async fn not_ready_until_discovery_succeeds_which_is_retried_with_backoff() {
 
     app.wait_until_ready(Duration::from_secs(10)).await;
     assert_eq!(app.oidc.calls(Endpoint::Discovery), 4, "three failures, then success");
-    let report: Value = reqwest::get(app.base_url.join("/readyz").expect("url")).await.expect("ok").json().await.expect("json");
+    let report: Value =
+        reqwest::get(app.base_url.join("/readyz").expect("url")).await.expect("ok").json().await.expect("json");
     assert_eq!(report, json!({ "status": "ready", "insforge": { "ok": true }, "oidc": { "ok": true } }));
     assert_eq!(app.browser().sign_in(ALICE).await.status, 302);
 }
@@ -60,7 +61,10 @@ async fn provider_publishing(discovery_path: &'static str, document: &'static st
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let body = document.replace("{base}", &base);
     let app = axum::Router::new()
-        .route(discovery_path, axum::routing::get(move || async move { ([("content-type", "application/json")], body) }))
+        .route(
+            discovery_path,
+            axum::routing::get(move || async move { ([("content-type", "application/json")], body) }),
+        )
         .route("/jwks", axum::routing::get(|| async { axum::Json(json!({ "keys": [] })) }));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -82,11 +86,15 @@ const DOCUMENT: &str = r#"{
 async fn an_issuer_with_an_extra_trailing_slash_stops_the_server_too() {
     let base = provider_publishing("/realms/acme/.well-known/openid-configuration", DOCUMENT).await;
     let configured = format!("{base}/realms/acme/");
-    let options = OidcAppOptions { wait_until_ready: false, ..OidcAppOptions::default() }.var("OIDC_ISSUER", &configured);
+    let options =
+        OidcAppOptions { wait_until_ready: false, ..OidcAppOptions::default() }.var("OIDC_ISSUER", &configured);
     let mut app = spawn_oidc_app_with(options).await;
     let stopped = app.stopped_within(Duration::from_secs(10)).await.expect("the server stops by itself");
     let message = stopped.expect_err("with an error").to_string();
-    assert!(message.contains(&format!("`{base}/realms/acme`")) && message.contains(&format!("`{configured}`")), "{message}");
+    assert!(
+        message.contains(&format!("`{base}/realms/acme`")) && message.contains(&format!("`{configured}`")),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -112,8 +120,8 @@ async fn a_document_authbridge_cannot_work_with_stops_the_server_with_the_reason
         ),
     ] {
         let base = provider_publishing("/.well-known/openid-configuration", document).await;
-        let options =
-            OidcAppOptions { wait_until_ready: false, ..OidcAppOptions::default() }.var("OIDC_ISSUER", format!("{base}/"));
+        let options = OidcAppOptions { wait_until_ready: false, ..OidcAppOptions::default() }
+            .var("OIDC_ISSUER", format!("{base}/"));
         let mut app = spawn_oidc_app_with(options).await;
         let stopped = app.stopped_within(Duration::from_secs(10)).await.expect("the server stops by itself");
         let message = stopped.expect_err("with an error").to_string();

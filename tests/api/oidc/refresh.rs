@@ -147,10 +147,8 @@ async fn without_a_refresh_token_the_session_lasts_until_its_tokens_expire() {
     let browser = app.signed_in(ALICE).await;
     assert!(read_session(&browser).refresh_token.is_none());
     let user_id = app.subject(ALICE);
-    let said = captured()
-        .lines()
-        .filter(|line| line.contains("issued no refresh token") && line.contains(&user_id))
-        .count();
+    let said =
+        captured().lines().filter(|line| line.contains("issued no refresh token") && line.contains(&user_id)).count();
     assert!(said >= 1, "the sign-in says so in the logs");
 
     app.age_session(&browser, 10);

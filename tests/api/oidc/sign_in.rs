@@ -14,7 +14,12 @@ use crate::helpers::oidc::{OidcAppOptions, spawn_oidc_app, spawn_oidc_app_with};
 use crate::helpers::session::read_session;
 
 fn titles(list: &serde_json::Value) -> Vec<String> {
-    list["todos"].as_array().expect("a list").iter().map(|t| t["title"].as_str().unwrap_or_default().to_owned()).collect()
+    list["todos"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|t| t["title"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 #[tokio::test]
@@ -213,9 +218,7 @@ async fn a_provider_error_redirect_is_shown_as_a_page_escaped() {
     let login = browser.get("/login").await;
     let state = param(&query(&login.location().expect("authorize URL")), "state").expect("state");
     let response = browser
-        .get(&format!(
-            "/callback?error=access_denied&error_description=%3Cb%3EUser%3C%2Fb%3E+is+blocked&state={state}"
-        ))
+        .get(&format!("/callback?error=access_denied&error_description=%3Cb%3EUser%3C%2Fb%3E+is+blocked&state={state}"))
         .await;
     assert_eq!(response.status, 400);
     assert!(response.body.contains("&#60;b&#62;User&#60;/b&#62; is blocked"), "{}", response.body);
@@ -225,11 +228,17 @@ async fn a_provider_error_redirect_is_shown_as_a_page_escaped() {
 #[tokio::test]
 async fn the_token_endpoint_failing_answers_502_or_503_and_makes_no_session() {
     let app = spawn_oidc_app().await;
-    let cases: [(Box<dyn Fn(&standins::oidc_standin::OidcStandIn)>, u16); 4] = [
+    type BreakIt = Box<dyn Fn(&standins::oidc_standin::OidcStandIn)>;
+    let cases: [(BreakIt, u16); 4] = [
         (Box::new(|oidc| oidc.fail_next(Endpoint::Token, 1, 500)), 503),
         (Box::new(|oidc| oidc.fail_next(Endpoint::Token, 1, 429)), 503),
         // Our client credentials refused: the operator's problem, not the user's.
-        (Box::new(|oidc| oidc.answer_next(Endpoint::Token, 401, "application/json", r#"{"error":"invalid_client"}"#)), 502),
+        (
+            Box::new(|oidc| {
+                oidc.answer_next(Endpoint::Token, 401, "application/json", r#"{"error":"invalid_client"}"#)
+            }),
+            502,
+        ),
         (Box::new(|oidc| oidc.answer_next(Endpoint::Token, 200, "text/html", "<html>not JSON</html>")), 502),
     ];
     for (break_it, expected) in cases {

@@ -82,9 +82,7 @@ impl SigningKey {
         let input = signing_input(header, claims)?;
         let mut signature = vec![0; self.key_pair.public_modulus_len()];
         let rng = aws_lc_rs::rand::SystemRandom::new();
-        self.key_pair
-            .sign(&RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut signature)
-            .map_err(|_| KeyError::Signing)?;
+        self.key_pair.sign(&RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut signature).map_err(|_| KeyError::Signing)?;
         Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
 
@@ -98,9 +96,12 @@ impl SigningKey {
         }
         let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
         let public = aws_lc_rs::signature::KeyPair::public_key(&self.key_pair);
-        aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256, public.as_ref())
-            .verify(format!("{}.{payload}", token.split('.').next()?).as_bytes(), &signature)
-            .ok()?;
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+            public.as_ref(),
+        )
+        .verify(format!("{}.{payload}", token.split('.').next()?).as_bytes(), &signature)
+        .ok()?;
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
     }
 }

@@ -25,7 +25,9 @@ use uuid::Uuid;
 
 use super::pages::{self, SignInPage, UserChoice};
 use super::store::{AuthorizeRequest, is_s256_challenge};
-use super::{ClientAuth, ClientAuthMethods, Endpoint, RefreshIdToken, State, profile_claims, unix_seconds, whole_seconds};
+use super::{
+    ClientAuth, ClientAuthMethods, Endpoint, RefreshIdToken, State, profile_claims, unix_seconds, whole_seconds,
+};
 use crate::lock;
 
 type Shared = AxumState<Arc<State>>;
@@ -214,7 +216,11 @@ fn sign_in_page(
         request_id,
         users: users
             .iter()
-            .map(|user| UserChoice { subject: user.subject.clone(), name: user.display_name(), email: user.email.clone() })
+            .map(|user| UserChoice {
+                subject: user.subject.clone(),
+                name: user.display_name(),
+                email: user.email.clone(),
+            })
             .collect(),
         email,
     }
@@ -244,7 +250,8 @@ async fn approve(AxumState(inner): Shared, form: Result<Form<DecisionForm>, Form
     let user = match (form.email, form.subject) {
         (Some(typed), _) => {
             let typed = typed.trim().to_owned();
-            let plausible = typed.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+            let plausible =
+                typed.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
             if !plausible {
                 let error = "That is not an email address. Try one like dana@example.test.".to_owned();
                 let page = sign_in_page(store.users(), form.request, &request, Some(error), typed);
@@ -257,7 +264,9 @@ async fn approve(AxumState(inner): Shared, form: Result<Form<DecisionForm>, Form
             Some(user) => user.clone(),
             None => return pages::refusal(StatusCode::BAD_REQUEST, "Pick one of the listed users, or type an email."),
         },
-        (None, None) => return pages::refusal(StatusCode::BAD_REQUEST, "Pick one of the listed users, or type an email."),
+        (None, None) => {
+            return pages::refusal(StatusCode::BAD_REQUEST, "Pick one of the listed users, or type an email.");
+        }
     };
     if store.unpark(&form.request).is_none() {
         return pages::refusal(StatusCode::BAD_REQUEST, STALE_REQUEST);
@@ -297,17 +306,19 @@ async fn token(AxumState(inner): Shared, headers: HeaderMap, body: Bytes) -> Res
     }
     let form = match form_body(&headers, &body) {
         Ok(form) => form,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
-    if let Err(response) = authenticate_client(&inner, &headers, &form) {
-        return response;
+    if let Err(refused) = authenticate_client(&inner, &headers, &form) {
+        return refused.into_response();
     }
     let field = |name: &str| form.get(name).map(String::as_str);
     let rotate = inner.options.rotate_refresh_tokens;
     let (outcome, refreshed) = match field("grant_type") {
         Some("authorization_code") => {
             lock(&inner.controls).code_calls += 1;
-            let Some(code) = field("code") else { return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: code") };
+            let Some(code) = field("code") else {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: code");
+            };
             let exchanged = lock(&inner.store).exchange_code(
                 code,
                 field("redirect_uri"),
@@ -319,12 +330,18 @@ async fn token(AxumState(inner): Shared, headers: HeaderMap, body: Bytes) -> Res
         Some("refresh_token") => {
             lock(&inner.controls).refresh_calls += 1;
             let Some(refresh_token) = field("refresh_token") else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: refresh_token");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "Missing required parameter: refresh_token",
+                );
             };
             (lock(&inner.store).refresh(refresh_token, rotate), true)
         }
         Some(_) => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Unsupported grant type"),
-        None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: grant_type"),
+        None => {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: grant_type");
+        }
     };
     let (grant, refresh_token) = match outcome {
         Ok(issued) => issued,
@@ -337,7 +354,8 @@ async fn token(AxumState(inner): Shared, headers: HeaderMap, body: Bytes) -> Res
     let scope = grant.scopes.join(" ");
     let access_token = match &grant.audience {
         Some(audience) => {
-            let claims = inner.access_token_claims(&grant.user.subject, audience, &scope, now, now + whole_seconds(ttl));
+            let claims =
+                inner.access_token_claims(&grant.user.subject, audience, &scope, now, now + whole_seconds(ttl));
             match inner.keys().current.sign(inner.options.access_token_typ, &claims) {
                 Ok(token) => token,
                 Err(error) => return server_error(&error.to_string()),
@@ -373,27 +391,44 @@ async fn token(AxumState(inner): Shared, headers: HeaderMap, body: Bytes) -> Res
     no_store(Json(answer).into_response())
 }
 
+/// An OAuth error answer, built where the handler returns it.
+struct Refusal {
+    status: StatusCode,
+    error: &'static str,
+    description: &'static str,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        oauth_error(self.status, self.error, self.description)
+    }
+}
+
+fn refusal(status: StatusCode, error: &'static str, description: &'static str) -> Refusal {
+    Refusal { status, error, description }
+}
+
 /// `application/x-www-form-urlencoded` only, as RFC 6749 requires; a repeated parameter is refused.
-fn form_body(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, Response> {
+fn form_body(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, Refusal> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split(';').next())
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
     if !is_form {
-        return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "The body must be form-encoded."));
+        return Err(refusal(StatusCode::BAD_REQUEST, "invalid_request", "The body must be form-encoded."));
     }
     let mut form = HashMap::new();
     for (name, value) in url::form_urlencoded::parse(body) {
         if form.insert(name.clone().into_owned(), value.into_owned()).is_some() {
-            return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "A parameter is repeated."));
+            return Err(refusal(StatusCode::BAD_REQUEST, "invalid_request", "A parameter is repeated."));
         }
     }
     Ok(form)
 }
 
 /// RFC 6749 §2.3.1: HTTP Basic (id and secret form-encoded first) or the body, one of them, as discovery lists.
-fn authenticate_client(inner: &State, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<(), Response> {
+fn authenticate_client(inner: &State, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<(), Refusal> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -405,11 +440,12 @@ fn authenticate_client(inner: &State, headers: &HeaderMap, form: &HashMap<String
                 Some((form_decode(id), form_decode(secret)))
             })
         });
-    let posted = form.get("client_secret").map(|secret| (form.get("client_id").cloned().unwrap_or_default(), secret.clone()));
-    let unauthorized = || oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized");
+    let posted =
+        form.get("client_secret").map(|secret| (form.get("client_id").cloned().unwrap_or_default(), secret.clone()));
+    let unauthorized = || refusal(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized");
     let (method, (id, secret)) = match (basic, posted) {
         (Some(_), Some(_)) => {
-            return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Use one client authentication method."));
+            return Err(refusal(StatusCode::BAD_REQUEST, "invalid_request", "Use one client authentication method."));
         }
         (Some(Some(credentials)), None) => (ClientAuth::Basic, credentials),
         (Some(None), None) => return Err(unauthorized()),
@@ -433,7 +469,10 @@ fn authenticate_client(inner: &State, headers: &HeaderMap, form: &HashMap<String
 }
 
 fn form_decode(part: &str) -> String {
-    url::form_urlencoded::parse(format!("v={part}").as_bytes()).next().map(|(_, value)| value.into_owned()).unwrap_or_default()
+    url::form_urlencoded::parse(format!("v={part}").as_bytes())
+        .next()
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default()
 }
 
 // ---- userinfo --------------------------------------------------------------------------------------------------
@@ -457,7 +496,10 @@ async fn userinfo(AxumState(inner): Shared, headers: HeaderMap) -> Response {
         let keys = inner.keys();
         let claims = std::iter::once(&keys.current).chain(&keys.previous).find_map(|key| key.verify(token))?;
         let userinfo = inner.endpoint("userinfo");
-        let for_userinfo = claims.get("aud").and_then(Value::as_array).is_some_and(|aud| aud.iter().any(|a| a == &Value::from(userinfo.as_str())));
+        let for_userinfo = claims
+            .get("aud")
+            .and_then(Value::as_array)
+            .is_some_and(|aud| aud.iter().any(|a| a == &Value::from(userinfo.as_str())));
         let live = claims.get("exp").and_then(Value::as_i64).is_some_and(|exp| exp > now);
         (for_userinfo && live).then(|| claims.get("sub").and_then(Value::as_str).map(str::to_owned)).flatten()
     });
@@ -504,15 +546,26 @@ async fn end_session(AxumState(inner): Shared, params: Result<Query<EndSessionPa
     if let Some(hint) = &params.id_token_hint {
         let keys = inner.keys();
         let claims = std::iter::once(&keys.current).chain(&keys.previous).find_map(|key| key.verify(hint));
-        let ours = claims.as_ref().is_some_and(|claims| claims.get("aud") == Some(&Value::from(inner.options.client_id.as_str())));
+        let ours = claims
+            .as_ref()
+            .is_some_and(|claims| claims.get("aud") == Some(&Value::from(inner.options.client_id.as_str())));
         if !ours {
-            return pages::message(StatusCode::BAD_REQUEST, REFUSED, "The id_token_hint is not an ID token of this client.", None);
+            return pages::message(
+                StatusCode::BAD_REQUEST,
+                REFUSED,
+                "The id_token_hint is not an ID token of this client.",
+                None,
+            );
         }
         session_id = claims.and_then(|claims| claims.get("sid").and_then(Value::as_str).map(str::to_owned));
     }
     let return_to = match params.post_logout_redirect_uri.as_deref().map(Url::parse) {
         None => None,
-        Some(Ok(url)) if inner.is_allowed_logout_uri(&url) && (params.id_token_hint.is_some() || params.client_id.is_some()) => Some(url),
+        Some(Ok(url))
+            if inner.is_allowed_logout_uri(&url) && (params.id_token_hint.is_some() || params.client_id.is_some()) =>
+        {
+            Some(url)
+        }
         Some(_) => {
             let message = "The post_logout_redirect_uri is not in the application's Allowed Logout URLs.";
             return pages::message(StatusCode::BAD_REQUEST, REFUSED, message, None);
@@ -552,7 +605,9 @@ async fn auth0_logout(AxumState(inner): Shared, params: Result<Query<Auth0Logout
     match params.return_to.as_deref().map(Url::parse) {
         None => pages::message(StatusCode::OK, "You are signed out", "Your session has ended.", None),
         Some(Ok(url)) if inner.is_allowed_logout_uri(&url) => redirect(StatusCode::FOUND, &url),
-        Some(_) => pages::message(StatusCode::BAD_REQUEST, REFUSED, "The returnTo URL is not an Allowed Logout URL.", None),
+        Some(_) => {
+            pages::message(StatusCode::BAD_REQUEST, REFUSED, "The returnTo URL is not an Allowed Logout URL.", None)
+        }
     }
 }
 
@@ -563,10 +618,10 @@ async fn revoke(AxumState(inner): Shared, headers: HeaderMap, body: Bytes) -> Re
     }
     let form = match form_body(&headers, &body) {
         Ok(form) => form,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
-    if let Err(response) = authenticate_client(&inner, &headers, &form) {
-        return response;
+    if let Err(refused) = authenticate_client(&inner, &headers, &form) {
+        return refused.into_response();
     }
     let Some(token) = form.get("token") else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: token");

@@ -338,7 +338,8 @@ mod tests {
         let mut store = store();
         let user = store.users()[0].clone();
         let code = store.issue_code(&request(), user, 0);
-        let (_, first) = store.exchange_code(&code, Some("http://127.0.0.1:1/callback"), Some("verifier"), true).expect("ok");
+        let (_, first) =
+            store.exchange_code(&code, Some("http://127.0.0.1:1/callback"), Some("verifier"), true).expect("ok");
         let first = first.expect("refresh token");
         let (_, second) = store.refresh(&first, true).expect("rotates");
         let second = second.expect("a new token");
@@ -352,7 +353,8 @@ mod tests {
         let mut store = store();
         let user = store.users()[0].clone();
         let code = store.issue_code(&request(), user, 0);
-        let (_, token) = store.exchange_code(&code, Some("http://127.0.0.1:1/callback"), Some("verifier"), true).expect("ok");
+        let (_, token) =
+            store.exchange_code(&code, Some("http://127.0.0.1:1/callback"), Some("verifier"), true).expect("ok");
         let token = token.expect("refresh token");
         for _ in 0..3 {
             let (_, next) = store.refresh(&token, false).expect("works again");
