@@ -184,10 +184,16 @@ impl Config {
             missing.push(COOKIE_PASSWORD.0);
         }
         if let [first, rest @ ..] = missing.as_slice() {
-            let problem = match rest {
+            let mut problem = match rest {
                 [] => "is not set (see .env.example)".to_owned(),
                 _ => format!("is not set, nor are {} (see .env.example)", rest.join(", ")),
             };
+            let oidc_meant =
+                kind == ProviderKind::Workos && OIDC_VARIABLES.iter().any(|name| vars.optional(name).is_some());
+            if oidc_meant && missing.iter().any(|name| REQUIRED_FOR_WORKOS.contains(name)) {
+                problem
+                    .push_str("; OIDC_* variables are set: for an OpenID Connect provider, set IDENTITY_PROVIDER=oidc");
+            }
             return Err(ConfigError::new(first, problem));
         }
 
@@ -291,7 +297,8 @@ fn provider_kind(vars: &Vars<'_>) -> Result<ProviderKind, ConfigError> {
         Some(other) => Err(ConfigError::new(NAME, format!("must be `workos` or `oidc`, not {other:?}"))),
         None => {
             let oidc: Vec<&str> = OIDC_VARIABLES.iter().copied().filter(|name| vars.optional(name).is_some()).collect();
-            let workos_set = REQUIRED_FOR_WORKOS.iter().any(|name| vars.optional(name).is_some());
+            // The redirect URI is not evidence: `.env.example` fills it in for WorkOS.
+            let workos_set = ["WORKOS_API_KEY", "WORKOS_CLIENT_ID"].iter().any(|name| vars.optional(name).is_some());
             if oidc.is_empty() || workos_set {
                 return Ok(ProviderKind::Workos);
             }
@@ -671,6 +678,18 @@ mod tests {
         vars.insert("OIDC_ISSUER", "https://tenant.us.auth0.com/".to_owned());
         assert!(load(&vars).expect("WorkOS by default").workos().is_some());
 
+        // `.env.example`'s WorkOS redirect URI left in place is no reason to pick WorkOS.
+        let mut vars = oidc_base();
+        vars.remove("IDENTITY_PROVIDER");
+        vars.insert("WORKOS_REDIRECT_URI", "http://localhost:3000/callback".to_owned());
+        assert_eq!(load(&vars).expect_err("ambiguous").variable, "IDENTITY_PROVIDER");
+
+        // Saying `workos` with only OIDC settings names the WorkOS variables, and says what was probably meant.
+        let mut vars = oidc_base();
+        vars.insert("IDENTITY_PROVIDER", "workos".to_owned());
+        let message = load(&vars).expect_err("no WorkOS settings").to_string();
+        assert!(message.contains("WORKOS_API_KEY") && message.contains("IDENTITY_PROVIDER=oidc"), "{message}");
+
         let mut vars = oidc_base();
         vars.insert("IDENTITY_PROVIDER", "auth0".to_owned());
         let error = load(&vars).expect_err("unknown provider");
@@ -720,5 +739,21 @@ mod tests {
     fn the_oidc_client_secret_never_shows_in_debug_output() {
         let config = load(&oidc_base()).expect("valid");
         assert!(!format!("{config:?}").contains("oidc-secret-do-not-log"));
+    }
+
+    #[test]
+    fn every_provider_variable_is_documented_in_env_example_and_the_readme() {
+        const ENV_EXAMPLE: &str = include_str!("../.env.example");
+        const README: &str = include_str!("../README.md");
+        let names = OIDC_VARIABLES
+            .iter()
+            .chain(&REQUIRED_FOR_WORKOS)
+            .chain(&REQUIRED)
+            .copied()
+            .chain(["IDENTITY_PROVIDER", COOKIE_PASSWORD.0, COOKIE_PASSWORD.1, PREVIOUS_COOKIE_PASSWORD.0]);
+        for name in names {
+            assert!(ENV_EXAMPLE.contains(name), "{name} is missing from .env.example");
+            assert!(README.contains(&format!("`{name}`")), "{name} is missing from the README");
+        }
     }
 }
