@@ -5,7 +5,8 @@
 //! reqwest client (`http`). What the crate leaves to its caller is here, each rule in one module: key rotation
 //! (`keys`), the ID-token rules it does not apply by default (`id_token`), and bearer access tokens, which it does
 //! not verify at all (`access_token`). `client` is the provider as discovery describes it. Turning its answers
-//! into sessions is the session layer's job (`session::oidc`), as for WorkOS.
+//! into sessions is the session layer's job (`session::oidc`), as for WorkOS. The contract followed, with its public
+//! sources, is `docs/oidc.md`.
 
 pub mod access_token;
 pub mod client;
