@@ -745,12 +745,12 @@ mod tests {
     fn every_provider_variable_is_documented_in_env_example_and_the_readme() {
         const ENV_EXAMPLE: &str = include_str!("../.env.example");
         const README: &str = include_str!("../README.md");
-        let names = OIDC_VARIABLES
-            .iter()
-            .chain(&REQUIRED_FOR_WORKOS)
-            .chain(&REQUIRED)
-            .copied()
-            .chain(["IDENTITY_PROVIDER", COOKIE_PASSWORD.0, COOKIE_PASSWORD.1, PREVIOUS_COOKIE_PASSWORD.0]);
+        let names = OIDC_VARIABLES.iter().chain(&REQUIRED_FOR_WORKOS).chain(&REQUIRED).copied().chain([
+            "IDENTITY_PROVIDER",
+            COOKIE_PASSWORD.0,
+            COOKIE_PASSWORD.1,
+            PREVIOUS_COOKIE_PASSWORD.0,
+        ]);
         for name in names {
             assert!(ENV_EXAMPLE.contains(name), "{name} is missing from .env.example");
             assert!(README.contains(&format!("`{name}`")), "{name} is missing from the README");

@@ -56,6 +56,8 @@ pub struct OidcUser {
     pub email: String,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
+    /// `email_verified`, as the provider reports it.
+    pub email_verified: bool,
 }
 
 impl OidcUser {
@@ -66,6 +68,7 @@ impl OidcUser {
             email: email.to_owned(),
             given_name: Some(given.to_owned()),
             family_name: Some(family.to_owned()),
+            email_verified: true,
         };
         vec![
             user("auth0|standin-alice", "alice@acme.test", "Alice", "Anderson"),
@@ -639,7 +642,7 @@ fn profile_claims(user: &OidcUser, scopes: &[String]) -> Map<String, Value> {
     }
     if granted("email") {
         claims.insert("email".into(), Value::from(user.email.as_str()));
-        claims.insert("email_verified".into(), Value::from(true));
+        claims.insert("email_verified".into(), Value::from(user.email_verified));
     }
     claims
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use authbridge::session::{SESSION_COOKIE, SIGN_IN_STATE_COOKIE};
 use reqwest::Method;
 use serde_json::json;
-use standins::oidc_standin::{ClientAuth, ClientAuthMethods, Endpoint, OidcStandInOptions};
+use standins::oidc_standin::{ClientAuth, ClientAuthMethods, Endpoint, OidcStandInOptions, OidcUser};
 
 use super::{param, query};
 use crate::helpers::app::{ALICE, BOB, COOKIE_PASSWORD};
@@ -139,6 +139,10 @@ async fn login_sends_the_browser_to_the_provider_with_pkce_state_nonce_and_the_h
 
     let cookie = browser.cookie(SIGN_IN_STATE_COOKIE).expect("the sign-in is bound to the browser");
     assert!(!cookie.contains(&state) && !cookie.contains(&nonce), "sealed, not in the clear");
+    // Sign-out posts to the app and is redirected to the provider: the policy lets forms go there.
+    let policy = login.header("content-security-policy").expect("a CSP");
+    let issuer_origin = app.oidc.issuer().origin().ascii_serialization();
+    assert!(policy.contains(&format!("form-action 'self' {issuer_origin};")), "{policy}");
 
     let plain = browser.get("/login").await;
     let pairs = query(&plain.location().expect("redirect"));
@@ -172,6 +176,30 @@ async fn profile_and_email_come_from_userinfo_when_the_id_token_lacks_them() {
     let response = other.sign_in(ALICE).await;
     assert_eq!(response.status, 503, "{}", response.body);
     assert!(other.cookie(SESSION_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn an_email_the_provider_says_is_unverified_is_left_out() {
+    let mut users = OidcUser::defaults();
+    users.push(OidcUser {
+        subject: "auth0|standin-dana".into(),
+        email: "dana@example.test".into(),
+        given_name: Some("Dana".into()),
+        family_name: None,
+        email_verified: false,
+    });
+    for profile_in_id_token in [true, false] {
+        let options = OidcAppOptions {
+            oidc: OidcStandInOptions { users: users.clone(), profile_in_id_token, ..OidcStandInOptions::default() },
+            ..OidcAppOptions::default()
+        };
+        let app = spawn_oidc_app_with(options).await;
+        let dana = app.signed_in("dana@example.test").await;
+        let me = dana.api(Method::GET, "/api/me", None).await.json();
+        assert_eq!(me["id"], "auth0|standin-dana");
+        assert!(me["email"].is_null(), "profile in ID token: {profile_in_id_token}: {me}");
+        assert_eq!(me["first_name"], "Dana");
+    }
 }
 
 #[tokio::test]

@@ -513,3 +513,53 @@ async fn injected_failures_come_before_any_processing() {
     assert_eq!(oidc.calls(Endpoint::Token), 2);
     assert_eq!(oidc.code_calls(), 1);
 }
+
+/// The parked request's id from the sign-in page's forms.
+fn request_id(page: &str) -> String {
+    let marker = r#"name="request" value=""#;
+    let start = page.find(marker).expect("a sign-in form") + marker.len();
+    page[start..start + page[start..].find('"').expect("the value ends")].to_owned()
+}
+
+#[tokio::test]
+async fn the_sign_in_page_approves_a_listed_user_or_any_email_and_can_deny() {
+    let oidc = start().await;
+    let page = |overrides: &'static [(&'static str, &'static str)]| {
+        let url = authorize_url(&oidc, overrides);
+        async move { client().get(url).send().await.expect("page").text().await.expect("html") }
+    };
+    let approve = |fields: Vec<(&'static str, String)>| {
+        let url = url(&oidc, "authorize/approve");
+        async move { client().post(url).form(&fields).send().await.expect("answers") }
+    };
+
+    let listed = page(&[("login_hint", "")]).await;
+    let response = approve(vec![("request", request_id(&listed)), ("subject", "auth0|standin-bob".to_owned())]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let code = query(response.headers()[LOCATION].to_str().expect("ascii"))["code"].clone();
+    let (_, answer) = exchange(&oidc, &code).await;
+    assert_eq!(payload(answer["id_token"].as_str().expect("id token"))["sub"], "auth0|standin-bob");
+
+    // The same request cannot be answered twice.
+    let again = approve(vec![("request", request_id(&listed)), ("subject", "auth0|standin-bob".to_owned())]).await;
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+
+    let typed = page(&[("login_hint", "")]).await;
+    let bad = approve(vec![("request", request_id(&typed)), ("email", "not an email".to_owned())]).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "the page again, with the error");
+    let response = approve(vec![("request", request_id(&typed)), ("email", "dana@example.test".to_owned())]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(oidc.users().iter().any(|user| user.email == "dana@example.test" && user.subject.starts_with("auth0|")));
+
+    let denied = page(&[("login_hint", "")]).await;
+    let response = client()
+        .post(url(&oidc, "authorize/deny"))
+        .form(&[("request", request_id(&denied))])
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let params = query(response.headers()[LOCATION].to_str().expect("ascii"));
+    assert_eq!(params["error"], "access_denied");
+    assert_eq!(params["state"], "the-state");
+}
