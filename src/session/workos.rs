@@ -8,7 +8,7 @@
 use url::Url;
 
 use super::provider::{AuthorizationRequest, CheckError, ProviderError, ScreenHint, TokenCheck};
-use super::{Principal, Session};
+use super::{AuthSource, Principal, Session};
 use crate::identity::{Impersonator, UserProfile};
 use crate::workos::access_token::{AccessClaims, AccessTokenVerifier, TokenSource, VerifyError};
 use crate::workos::{AuthResponse, AuthorizeParams, WorkosClient, WorkosError};
@@ -147,6 +147,7 @@ impl WorkosProvider {
             organization_id: claims.org_id,
             impersonator: claims.act.map(|actor| Impersonator { email: actor.sub, reason: None }),
             session_id: claims.sid,
+            source: AuthSource::Bearer,
         })
     }
 
