@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::provider::{AuthorizationRequest, CheckError, ProviderError, ScreenHint, TokenCheck};
-use super::{OidcTokens, Principal, Session, unix_now};
+use super::{AuthSource, OidcTokens, Principal, Session, unix_now};
 use crate::config::OidcConfig;
 use crate::identity::UserProfile;
 use crate::oidc::access_token::AccessTokenError;
@@ -309,6 +309,7 @@ impl OidcProvider {
             organization_id: None,
             impersonator: None,
             session_id: claims.sid,
+            source: AuthSource::Bearer,
         })
     }
 
