@@ -332,3 +332,36 @@ async fn a_full_oidc_sign_in_leaves_no_secret_in_the_logs() {
         assert!(!logs.contains(secret), "the {what} appears in the logs");
     }
 }
+
+#[tokio::test]
+async fn a_session_made_by_the_other_provider_is_refused_and_cleared() {
+    // Both apps seal with the same cookie password, as after switching IDENTITY_PROVIDER in place.
+    let workos_app = crate::helpers::app::spawn_app().await;
+    let oidc_app = spawn_oidc_app().await;
+
+    let from_workos = workos_app.signed_in(ALICE).await;
+    let presented = oidc_app.browser();
+    presented.copy_cookies_from(&from_workos);
+    let me = presented.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 401, "{}", me.body);
+    assert!(presented.cookie(SESSION_COOKIE).is_none(), "the foreign session's cookie is cleared");
+
+    let from_oidc = oidc_app.signed_in(ALICE).await;
+    let presented = workos_app.browser();
+    presented.copy_cookies_from(&from_oidc);
+    let me = presented.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 401, "{}", me.body);
+    assert!(presented.cookie(SESSION_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn a_session_from_another_issuer_is_refused() {
+    // Another tenant (another OIDC_ISSUER) with the same cookie password: its `sub`s mean other people here.
+    let tenant_a = spawn_oidc_app().await;
+    let tenant_b = spawn_oidc_app().await;
+    let signed_in = tenant_a.signed_in(ALICE).await;
+    let presented = tenant_b.browser();
+    presented.copy_cookies_from(&signed_in);
+    assert_eq!(presented.api(Method::GET, "/api/me", None).await.status, 401);
+    assert!(presented.cookie(SESSION_COOKIE).is_none());
+}
