@@ -170,6 +170,18 @@ async fn profile_and_email_come_from_userinfo_when_the_id_token_lacks_them() {
     assert_eq!((me["first_name"].as_str(), me["last_name"].as_str()), (Some("Bob"), Some("Brown")));
     assert_eq!(app.oidc.calls(Endpoint::UserInfo), 1);
 
+    // A userinfo answer about someone else is refused (OIDC Core 5.3.4).
+    app.oidc.answer_next(
+        Endpoint::UserInfo,
+        200,
+        "application/json",
+        r#"{"sub":"auth0|someone-else","email":"x@y.z"}"#,
+    );
+    let other = app.browser();
+    let response = other.sign_in(ALICE).await;
+    assert_eq!(response.status, 502, "{}", response.body);
+    assert!(other.cookie(SESSION_COOKIE).is_none());
+
     // The userinfo endpoint down at sign-in: try again later, no half-made session.
     app.oidc.fail_next(Endpoint::UserInfo, 1, 503);
     let other = app.browser();
@@ -257,7 +269,7 @@ async fn a_provider_error_redirect_is_shown_as_a_page_escaped() {
 async fn the_token_endpoint_failing_answers_502_or_503_and_makes_no_session() {
     let app = spawn_oidc_app().await;
     type BreakIt = Box<dyn Fn(&standins::oidc_standin::OidcStandIn)>;
-    let cases: [(BreakIt, u16); 4] = [
+    let cases: [(BreakIt, u16); 5] = [
         (Box::new(|oidc| oidc.fail_next(Endpoint::Token, 1, 500)), 503),
         (Box::new(|oidc| oidc.fail_next(Endpoint::Token, 1, 429)), 503),
         // Our client credentials refused: the operator's problem, not the user's.
@@ -268,6 +280,13 @@ async fn the_token_endpoint_failing_answers_502_or_503_and_makes_no_session() {
             502,
         ),
         (Box::new(|oidc| oidc.answer_next(Endpoint::Token, 200, "text/html", "<html>not JSON</html>")), 502),
+        (
+            Box::new(|oidc| {
+                let body = r#"{"access_token":"x","token_type":"Bearer","expires_in":60,"id_token":"not.a.jwt"}"#;
+                oidc.answer_next(Endpoint::Token, 200, "application/json", body)
+            }),
+            502,
+        ),
     ];
     for (break_it, expected) in cases {
         let browser = app.browser();
