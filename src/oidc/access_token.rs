@@ -21,8 +21,6 @@ pub const EXPIRY_LEEWAY: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Deserialize)]
 pub struct AccessClaims {
     pub sub: String,
-    #[serde(default)]
-    pub sid: Option<String>,
     pub exp: u64,
     /// Only ID tokens have one: present means someone sent an ID token as an access token.
     #[serde(default)]

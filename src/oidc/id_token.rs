@@ -16,12 +16,9 @@
 use std::time::Duration;
 
 use aws_lc_rs::constant_time::verify_slices_are_equal;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use openidconnect::core::{CoreIdToken, CoreIdTokenClaims, CoreIdTokenVerifier, CoreJwsSigningAlgorithm};
 use openidconnect::{ClaimsVerificationError, ClientId, IssuerUrl, Nonce, SignatureVerificationError};
-use serde::Deserialize;
 
 use super::keys::{KeysError, SigningKeys, TokenSource};
 
@@ -54,8 +51,6 @@ pub enum NonceRule<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdTokenClaims {
     pub subject: String,
-    /// The provider's session id (`sid`, OIDC Front-/Back-Channel Logout), when it sends one.
-    pub session_id: Option<String>,
     pub email: Option<String>,
     pub email_verified: Option<bool>,
     pub given_name: Option<String>,
@@ -109,7 +104,7 @@ impl IdTokenVerifier {
                 Err(error) => return Err(IdTokenError::Invalid(error.to_string())),
                 Ok(claims) => {
                     self.check_authorized_party(&claims)?;
-                    return Ok(summary(&claims, token));
+                    return Ok(summary(&claims));
                 }
             }
         }
@@ -163,11 +158,10 @@ impl IdTokenVerifier {
     }
 }
 
-fn summary(claims: &CoreIdTokenClaims, token: &CoreIdToken) -> IdTokenClaims {
+fn summary(claims: &CoreIdTokenClaims) -> IdTokenClaims {
     let seconds = |time: chrono::DateTime<Utc>| u64::try_from(time.timestamp()).unwrap_or(0);
     IdTokenClaims {
         subject: claims.subject().as_str().to_owned(),
-        session_id: session_id(&token.to_string()),
         email: claims.email().map(|email| email.as_str().to_owned()),
         email_verified: claims.email_verified(),
         given_name: claims.given_name().and_then(|name| name.get(None)).map(|name| name.as_str().to_owned()),
@@ -176,15 +170,4 @@ fn summary(claims: &CoreIdTokenClaims, token: &CoreIdToken) -> IdTokenClaims {
         expires_at: seconds(claims.expiration()),
         issued_at: seconds(claims.issue_time()),
     }
-}
-
-/// `sid` is not among the claims the crate knows; it is read from the payload of the (already verified) token.
-fn session_id(token: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Sid {
-        sid: Option<String>,
-    }
-    let payload = token.split('.').nth(1)?;
-    let json = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    serde_json::from_slice::<Sid>(&json).ok()?.sid.filter(|sid| !sid.is_empty())
 }

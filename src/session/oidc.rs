@@ -178,7 +178,6 @@ impl OidcProvider {
                     ProviderError::Unavailable { retry_after: Duration::from_secs(5) }
                 }
                 IdTokenError::Invalid(reason) => {
-                    tracing::error!(%reason, "refused the ID token of a sign-in");
                     ProviderError::Failed(format!("the provider's ID token was refused: {reason}"))
                 }
             })?;
@@ -204,13 +203,11 @@ impl OidcProvider {
                  session ends when its tokens expire, and the user then signs in again"
             );
         }
-        let session_id = match &claims.session_id {
-            Some(sid) => sid.clone(),
-            // No `sid` from the provider: a random one of our own, so sign-out can still end this session everywhere
-            // the app sees it.
-            None => crate::random::token()
-                .map_err(|_| ProviderError::Failed("the system random generator failed".to_owned()))?,
-        };
+        // The app's own id for this session, not the provider's `sid`: sign-out refuses the session by its id from
+        // then on, and a provider's single-sign-on session can outlive a sign-out here (a browser that never reached
+        // the provider's logout page), so its `sid` may come back with the next sign-in, which must not be refused.
+        let session_id = crate::random::token()
+            .map_err(|_| ProviderError::Failed("the system random generator failed".to_owned()))?;
         let oidc = tokens(client, &answer, id_token.to_string(), nonce.to_owned(), Some(&claims));
         Ok(Session {
             access_token: answer.access_token,
@@ -275,7 +272,7 @@ impl OidcProvider {
             user,
             organization_id: session.organization_id.clone(),
             impersonator: None,
-            session_id: claims.and_then(|claims| claims.session_id).or_else(|| session.session_id.clone()),
+            session_id: session.session_id.clone(),
             oidc: Some(oidc),
         })
     }
@@ -308,7 +305,8 @@ impl OidcProvider {
             user: UserProfile::id_only(claims.sub),
             organization_id: None,
             impersonator: None,
-            session_id: claims.sid,
+            // Bearer tokens belong to the client that holds them, not to a session of this app.
+            session_id: None,
             source: AuthSource::Bearer,
         })
     }
@@ -392,7 +390,6 @@ mod tests {
     fn claims() -> IdTokenClaims {
         IdTokenClaims {
             subject: "auth0|alice".into(),
-            session_id: None,
             email: Some("alice@example.com".into()),
             email_verified: Some(true),
             given_name: None,
