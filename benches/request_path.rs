@@ -92,12 +92,13 @@ fn fixture() -> Fixture {
     let access_token = workos.mint_access_token(&alice.id, Duration::from_secs(3600));
     let session = Session {
         access_token: access_token.clone(),
-        refresh_token: "refresh-token-not-used-by-the-benchmark".to_owned(),
+        refresh_token: Some("refresh-token-not-used-by-the-benchmark".to_owned()),
         user: user.clone(),
         organization_id: alice.organization_id.clone(),
         impersonator: None,
         // As the app stores it after sign-in: with the token's session id, so no request needs to reseal it.
         session_id: jsonwebtoken::dangerous::insecure_decode_claims::<Sid>(&access_token).expect("claims").sid,
+        oidc: None,
     };
     let sealer = Sealer::new(&config.session.cookie_password, None).expect("keys");
     let sealed = sealer.seal(Purpose::Session, &serde_json::to_vec(&session).expect("json")).expect("seal");
@@ -113,14 +114,15 @@ fn benches(c: &mut Criterion) {
         b.iter(|| f.state.sessions.open(std::hint::black_box(&f.cookie)).expect("opens"));
     });
 
-    let cold = AccessTokenVerifier::with_capacity(WorkosClient::new(&f.config.workos).expect("client"), 0);
+    let cold =
+        AccessTokenVerifier::with_capacity(WorkosClient::new(f.config.workos().expect("WorkOS")).expect("client"), 0);
     f.runtime.block_on(cold.fetch_keys()).expect("keys");
     c.bench_function("verify_cold", |b| {
         b.to_async(&f.runtime).iter(|| async {
             cold.verify_signature(std::hint::black_box(&f.access_token), TokenSource::Trusted).await.expect("valid")
         });
     });
-    let cached = AccessTokenVerifier::new(WorkosClient::new(&f.config.workos).expect("client"));
+    let cached = AccessTokenVerifier::new(WorkosClient::new(f.config.workos().expect("WorkOS")).expect("client"));
     f.runtime.block_on(cached.fetch_keys()).expect("keys");
     c.bench_function("verify_cached", |b| {
         b.to_async(&f.runtime).iter(|| async {

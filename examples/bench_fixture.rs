@@ -64,7 +64,7 @@ async fn main() -> Result<(), String> {
         // As the app stores it after sign-in: with the token's session id, so no request needs to reseal it.
         session_id: session_id(&access_token)?,
         access_token,
-        refresh_token: "not-used: the token outlives the benchmark".to_owned(),
+        refresh_token: Some("not-used: the token outlives the benchmark".to_owned()),
         user: UserProfile {
             id: alice.id.clone(),
             email: Some(alice.email.clone()),
@@ -73,6 +73,7 @@ async fn main() -> Result<(), String> {
         },
         organization_id: alice.organization_id.clone(),
         impersonator: None,
+        oidc: None,
     };
     let sealer = Sealer::new(&password, None).map_err(|e| e.to_string())?;
     let json = serde_json::to_vec(&session).map_err(|e| e.to_string())?;

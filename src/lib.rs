@@ -15,6 +15,7 @@ pub mod identity;
 pub mod insforge;
 pub mod metrics;
 pub mod migrate;
+pub mod oidc;
 pub mod outbound;
 pub mod random;
 pub mod server;

@@ -55,14 +55,24 @@ impl Application {
             None => None,
         };
         let state = AppState::new(config)?;
-        // Warm the JWKS cache so the first sign-in does not wait for it; a failure here is retried on demand.
-        let warm_up = state.clone();
-        tokio::spawn(async move {
-            if let Err(error) = warm_up.sessions.provider().warm_up().await {
-                tracing::warn!(%error, "could not prefetch the WorkOS JWKS; will retry on the first request");
-            }
-        });
+        // In the background, so the server answers (`/healthz`, and `/readyz` saying "not ready") meanwhile: warm
+        // the WorkOS JWKS cache, or discover the OpenID Connect provider (retried until it succeeds).
+        let prepare = state.clone();
+        tokio::spawn(async move { prepare.sessions.provider().prepare().await });
         Ok(Self { listener, state, metrics })
+    }
+
+    /// Waits (at most `within`) until the identity provider can serve: at once for WorkOS, after discovery for
+    /// an OpenID Connect provider. `false` when it is not ready in time.
+    pub async fn wait_for_identity_provider(&self, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.state.sessions.provider().is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        true
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -74,6 +84,9 @@ impl Application {
         self.metrics.as_ref().and_then(|(listener, _)| listener.local_addr().ok())
     }
 
+    /// Serves until `shutdown` completes, or until the identity provider proves unusable with this configuration
+    /// (an OpenID Connect issuer that does not match its discovery document): then the server stops and the reason
+    /// is the error, for the operator to read. The metrics listener, when there is one, stops with it.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let server = &self.state.config.server;
         let limits = ServerLimits {
@@ -81,28 +94,45 @@ impl Application {
             max_connections: server.max_connections,
             max_concurrent_requests: server.max_concurrent_requests,
         };
-        let Some((metrics_listener, handle)) = self.metrics else {
-            return crate::server::serve(self.listener, http::router(self.state), limits, shutdown).await;
+        let (misconfigured_tx, misconfigured_rx) = tokio::sync::oneshot::channel::<String>();
+        let sessions = std::sync::Arc::clone(&self.state.sessions);
+        let stop = async move {
+            tokio::select! {
+                () = shutdown => {}
+                reason = sessions.provider().misconfigured() => {
+                    let _ = misconfigured_tx.send(reason);
+                }
+            }
         };
-        // One shutdown signal for both listeners.
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
+        let served = match self.metrics {
+            None => crate::server::serve(self.listener, http::router(self.state), limits, stop).await,
+            Some((metrics_listener, handle)) => {
+                // One stop signal for both listeners.
+                let (stop_tx, stopped) = tokio::sync::watch::channel(false);
+                let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                tokio::spawn(async move {
+                    stop.await;
+                    let _ = stop_tx.send(true);
+                });
+                let metrics_limits = ServerLimits { max_concurrent_requests: 16, max_connections: 16, ..limits };
+                let metrics = crate::server::serve(
+                    metrics_listener,
+                    crate::metrics::router(handle),
+                    metrics_limits,
+                    wait(stopped.clone()),
+                );
+                let app = crate::server::serve(self.listener, http::router(self.state), limits, wait(stopped));
+                let (app, metrics) = tokio::join!(app, metrics);
+                app.and(metrics)
+            }
         };
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop.send(true);
-        });
-        let metrics_limits = ServerLimits { max_concurrent_requests: 16, max_connections: 16, ..limits };
-        let metrics = crate::server::serve(
-            metrics_listener,
-            crate::metrics::router(handle),
-            metrics_limits,
-            wait(stopped.clone()),
-        );
-        let app = crate::server::serve(self.listener, http::router(self.state), limits, wait(stopped));
-        let (app, metrics) = tokio::join!(app, metrics);
-        app.and(metrics)
+        served?;
+        match misconfigured_rx.await {
+            Ok(reason) => Err(std::io::Error::other(reason)),
+            Err(_) => Ok(()),
+        }
     }
 }
 

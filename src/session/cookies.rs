@@ -247,7 +247,11 @@ mod tests {
         assert_eq!(read("wos-session=old; theme=dark; wos-session=new").as_deref(), Some("new"));
         assert_eq!(read(" wos-session = v1.abc ;other=1").as_deref(), Some("v1.abc"));
         assert_eq!(read("wos-session.0=ab; wos-session.1=cd; wos-session.3=zz").as_deref(), Some("abcd"));
-        assert_eq!(read("wos-session.1=cd; wos-session.0=ab").as_deref(), Some("abcd"), "order of pairs does not matter");
+        assert_eq!(
+            read("wos-session.1=cd; wos-session.0=ab").as_deref(),
+            Some("abcd"),
+            "order of pairs does not matter"
+        );
         assert_eq!(read("wos-session.1=cd"), None, "no first chunk, no value");
         assert_eq!(read("wos-session.00=ab; wos-session.+0=cd; wos-session.16=ef"), None, "names the app never writes");
         assert_eq!(read("wos-session=whole; wos-session.0=chunk").as_deref(), Some("whole"));

@@ -153,10 +153,11 @@ proptest! {
 fn session() -> super::Session {
     super::Session {
         access_token: "a".repeat(5_000),
-        refresh_token: "refresh".to_owned(),
+        refresh_token: Some("refresh".to_owned()),
         user: crate::identity::UserProfile::id_only("user_1"),
         organization_id: None,
         impersonator: None,
         session_id: Some("session_1".to_owned()),
+        oidc: None,
     }
 }

@@ -82,14 +82,15 @@ async fn memory_stays_bounded_through_waves_of_overload() {
     let app = spawn_app_with(AppOptions::default()).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
     let config = &app.config;
+    let workos = config.workos().expect("the test app signs in with WorkOS");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_authbridge"))
         .arg("serve")
         .env_clear()
         .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("WORKOS_API_KEY", config.workos.api_key.expose())
-        .env("WORKOS_CLIENT_ID", &config.workos.client_id)
-        .env("WORKOS_REDIRECT_URI", config.workos.redirect_uri.as_str())
-        .env("WORKOS_API_BASE_URL", config.workos.api_base_url.as_str())
+        .env("WORKOS_API_KEY", workos.api_key.expose())
+        .env("WORKOS_CLIENT_ID", &workos.client_id)
+        .env("WORKOS_REDIRECT_URI", workos.redirect_uri.as_str())
+        .env("WORKOS_API_BASE_URL", workos.api_base_url.as_str())
         .env("WORKOS_COOKIE_PASSWORD", config.session.cookie_password.expose())
         .env("INSFORGE_URL", config.insforge.url.as_str())
         .env("INSFORGE_JWT_SECRET", config.insforge.jwt_secret.expose())

@@ -33,6 +33,7 @@ use url::Url;
 pub mod app;
 pub mod browser;
 pub mod logs;
+pub mod oidc;
 pub mod session;
 
 /// The project JWT secret the stand-in verifies and the client signs with.

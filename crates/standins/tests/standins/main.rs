@@ -8,5 +8,6 @@
 mod helpers;
 
 mod insforge_standin;
+mod oidc_standin;
 mod temp_postgres;
 mod workos_standin;
