@@ -8,6 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use standins::insforge_standin::RecurringFaults;
+
 use crate::helpers::{TestInsforge, sign, user_a};
 
 fn now() -> u64 {
@@ -239,6 +241,47 @@ async fn test_controls_fail_requests_count_them_and_add_latency() {
     assert!(timed_out.is_timeout(), "{timed_out:?}");
     app.standin.set_latency(Duration::ZERO);
     assert_eq!(list().await.expect("fast again").status(), 200);
+}
+
+#[tokio::test]
+async fn recurring_faults_fail_and_hold_a_fixed_share_of_requests_by_number() {
+    let app = TestInsforge::start().await;
+    let token = app.token_for(&user_a());
+    let first = app.standin.records_requests() + 1;
+    app.standin.set_recurring_faults(RecurringFaults {
+        fail_every: Some((4, 500)),
+        hang_every: Some((6, Duration::from_secs(60))),
+    });
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().expect("client");
+    let mut outcomes = Vec::new();
+    for title in 0..12 {
+        let created = impatient
+            .post(app.records_url("todos"))
+            .bearer_auth(&token)
+            .header("Prefer", "return=representation")
+            .json(&json!({ "title": format!("todo {title}") }))
+            .send()
+            .await;
+        let number = first + title;
+        outcomes.push((number, created.map(|response| response.status().as_u16()).map_err(|e| e.is_timeout())));
+    }
+    for (number, outcome) in &outcomes {
+        let expected = if number % 6 == 1 {
+            Err(true) // held past the client's patience
+        } else if number % 4 == 0 {
+            Ok(500)
+        } else {
+            Ok(201)
+        };
+        assert_eq!(outcome, &expected, "request {number}");
+    }
+
+    app.standin.set_recurring_faults(RecurringFaults::default());
+    let after = app.raw(Method::POST, "todos", &[], Some(&token), Some(json!({ "title": "after" }))).await;
+    assert_eq!(after.status, 201, "turned off");
+    let stored = app.all_rows().await.len();
+    let created = outcomes.iter().filter(|(_, outcome)| *outcome == Ok(201)).count();
+    assert_eq!(stored, created + 1, "failed and held requests stored nothing");
 }
 
 #[tokio::test]
