@@ -229,3 +229,12 @@ async fn a_refresh_answered_with_another_users_tokens_ends_the_session() {
     assert_eq!(me.status, 401, "never Bob's session in Alice's cookie: {}", me.body);
     assert!(alice.cookie(SESSION_COOKIE).is_none(), "the session is cleared");
 }
+
+#[tokio::test]
+async fn a_token_with_exactly_the_margin_left_is_refreshed() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+    age_token(&app, &browser, 30); // a five-minute token's margin is 30 s: at 30 s left, refresh
+    assert_eq!(browser.api(Method::GET, "/api/me", None).await.status, 200);
+    assert_eq!(app.workos.refresh_calls(), 1);
+}

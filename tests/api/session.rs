@@ -92,3 +92,32 @@ async fn a_session_for_one_user_cannot_carry_another_users_token() {
     write_session(&alice, &session, COOKIE_PASSWORD);
     assert_eq!(alice.api(Method::GET, "/api/me", None).await.status, 401);
 }
+
+#[tokio::test]
+async fn the_session_cookie_lives_as_long_as_browsers_allow_and_debug_output_names_only_the_user() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let signed_in = browser.sign_in(ALICE).await;
+    let line = signed_in
+        .set_cookies()
+        .into_iter()
+        .find(|line| line.starts_with(&format!("{SESSION_COOKIE}=")))
+        .expect("the session cookie is set");
+    // 400 days, the longest a browser keeps a cookie: the provider's session is what really ends it.
+    assert!(line.contains("Max-Age=34560000"), "{line}");
+
+    let mut session = read_session(&browser);
+    session.oidc = Some(authbridge::session::OidcTokens {
+        issuer: "https://issuer.example".to_owned(),
+        id_token: "ID-TOKEN-SECRET".to_owned(),
+        nonce: "NONCE-SECRET".to_owned(),
+        issued_at: 1,
+        expires_at: 2,
+    });
+    let debug = format!("{session:?}");
+    assert!(debug.contains(&session.user.id) && debug.contains("https://issuer.example"), "{debug}");
+    let refresh_token = session.refresh_token.clone().expect("WorkOS issues refresh tokens");
+    for secret in [session.access_token.as_str(), refresh_token.as_str(), "ID-TOKEN-SECRET", "NONCE-SECRET"] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
+}

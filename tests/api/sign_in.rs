@@ -298,3 +298,25 @@ async fn sign_out_needs_a_post_with_csrf_and_ends_the_workos_session() {
     assert_eq!(nobody.status, 302);
     assert_eq!(nobody.location().as_deref(), Some("/"), "signing out while signed out just goes home");
 }
+
+#[tokio::test]
+async fn a_sign_in_state_is_refused_from_the_second_it_expires() {
+    let app = spawn_app().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let state = authbridge::session::SignInState {
+        nonce: "nonce-at-its-last-second".to_owned(),
+        code_verifier: "verifier".to_owned(),
+        id_token_nonce: String::new(),
+        return_to: "/".to_owned(),
+        expires_at: now,
+    };
+    let sealed = crate::helpers::session::sealer(crate::helpers::app::COOKIE_PASSWORD)
+        .seal(authbridge::session::seal::Purpose::SignInState, &serde_json::to_vec(&state).expect("json"))
+        .expect("seal");
+    let browser = app.browser();
+    browser.set_cookie(SIGN_IN_STATE_COOKIE, &sealed);
+    let callback = browser.get("/callback?code=any-code&state=nonce-at-its-last-second").await;
+    assert_eq!(callback.status, 400, "an expired state, not an attempted code exchange: {}", callback.body);
+    assert_eq!(app.workos.code_calls(), 0, "the code never reached WorkOS");
+    assert!(browser.cookie(SESSION_COOKIE).is_none());
+}
