@@ -66,6 +66,9 @@ pub struct Config {
     pub insforge: InsforgeConfig,
     pub workos: WorkosConfig,
     pub session: SessionConfig,
+    /// The enterprise lifecycle (webhooks, the Events API, deprovisioning): `None` without `DATABASE_URL`, and then
+    /// the app runs without it.
+    pub lifecycle: Option<LifecycleConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +114,29 @@ pub struct SessionConfig {
     pub previous_cookie_password: Option<Secret>,
     /// `Secure` cookies, set when the app is served over https.
     pub secure_cookies: bool,
+}
+
+/// Connections in the bookkeeping pool: the revocation check, webhooks, the consumer and sign-in sync each hold one
+/// only for a few statements.
+pub const DATABASE_MAX_CONNECTIONS: u32 = 5;
+/// Longest a request waits for a database connection: well inside the request time limit, so an outage is answered
+/// 503 (and retried by WorkOS) instead of running into a 504.
+pub const DATABASE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The Events API poll interval when `DATABASE_URL` is set and `WORKOS_EVENTS_POLL_SECONDS` is not.
+pub const DEFAULT_EVENTS_POLL_SECONDS: u64 = 30;
+
+#[derive(Debug, Clone)]
+pub struct LifecycleConfig {
+    /// A direct connection to the InsForge project's PostgreSQL, used only for the `authbridge` schema.
+    pub database_url: Secret,
+    pub database_max_connections: u32,
+    pub database_acquire_timeout: Duration,
+    /// Signs `POST /webhooks/workos` deliveries; without it the route does not exist.
+    pub webhook_secret: Option<Secret>,
+    /// Also accepted while a webhook secret is being rotated.
+    pub previous_webhook_secret: Option<Secret>,
+    /// How often the Events API is read; `None` (`WORKOS_EVENTS_POLL_SECONDS=0`) turns the consumer off.
+    pub events_poll_interval: Option<Duration>,
 }
 
 impl Config {
@@ -191,8 +217,49 @@ impl Config {
                     .transpose()?,
                 secure_cookies,
             },
+            lifecycle: lifecycle(&vars)?,
         })
     }
+}
+
+/// `DATABASE_URL` turns the lifecycle on; the other lifecycle variables mean nothing without it, so setting one of
+/// them alone is a mistake worth stopping for.
+fn lifecycle(vars: &Vars<'_>) -> Result<Option<LifecycleConfig>, ConfigError> {
+    let webhook_secret = vars.optional("WORKOS_WEBHOOK_SECRET").map(Secret::new);
+    let previous_webhook_secret = vars.optional("WORKOS_WEBHOOK_SECRET_PREVIOUS").map(Secret::new);
+    if previous_webhook_secret.is_some() && webhook_secret.is_none() {
+        return Err(ConfigError::new(
+            "WORKOS_WEBHOOK_SECRET_PREVIOUS",
+            "is only read during a rotation, next to WORKOS_WEBHOOK_SECRET, which is not set",
+        ));
+    }
+    let poll_seconds: Option<u64> = match vars.optional("WORKOS_EVENTS_POLL_SECONDS") {
+        Some(_) => Some(vars.parsed("WORKOS_EVENTS_POLL_SECONDS", "0")?),
+        None => None,
+    };
+    let Some(database_url) = vars.optional("DATABASE_URL") else {
+        if webhook_secret.is_some() {
+            return Err(ConfigError::new("WORKOS_WEBHOOK_SECRET", "needs DATABASE_URL, where webhooks are recorded"));
+        }
+        if poll_seconds.is_some_and(|seconds| seconds > 0) {
+            return Err(ConfigError::new("WORKOS_EVENTS_POLL_SECONDS", "needs DATABASE_URL, where events are recorded"));
+        }
+        return Ok(None);
+    };
+    // Checked here so a typo stops the start; the message never repeats the value, which holds a password.
+    let is_postgres = Url::parse(database_url.trim()).is_ok_and(|url| matches!(url.scheme(), "postgres" | "postgresql"));
+    if !is_postgres {
+        return Err(ConfigError::new("DATABASE_URL", "must be a postgres:// connection URL"));
+    }
+    let poll_seconds = poll_seconds.unwrap_or(DEFAULT_EVENTS_POLL_SECONDS);
+    Ok(Some(LifecycleConfig {
+        database_url: Secret::new(database_url),
+        database_max_connections: DATABASE_MAX_CONNECTIONS,
+        database_acquire_timeout: DATABASE_ACQUIRE_TIMEOUT,
+        webhook_secret,
+        previous_webhook_secret,
+        events_poll_interval: (poll_seconds > 0).then(|| Duration::from_secs(poll_seconds)),
+    }))
 }
 
 /// Only the variables the `migrate` subcommand needs, so it runs without the WorkOS settings.
@@ -359,6 +426,55 @@ mod tests {
 
         vars.insert("APP_URL", "https://app.example.com/sub".to_owned());
         assert_eq!(load(&vars).expect_err("path").variable, "APP_URL");
+    }
+
+    #[test]
+    fn without_a_database_the_lifecycle_is_off_and_its_variables_are_refused() {
+        let config = load(&base()).expect("valid");
+        assert!(config.lifecycle.is_none(), "no DATABASE_URL, no lifecycle");
+
+        let mut vars = base();
+        vars.insert("WORKOS_WEBHOOK_SECRET", "whsec".to_owned());
+        assert_eq!(load(&vars).expect_err("needs a database").variable, "WORKOS_WEBHOOK_SECRET");
+
+        let mut vars = base();
+        vars.insert("WORKOS_EVENTS_POLL_SECONDS", "10".to_owned());
+        assert_eq!(load(&vars).expect_err("needs a database").variable, "WORKOS_EVENTS_POLL_SECONDS");
+
+        let mut vars = base();
+        vars.insert("WORKOS_EVENTS_POLL_SECONDS", "0".to_owned());
+        assert!(load(&vars).expect("off is fine without a database").lifecycle.is_none());
+    }
+
+    #[test]
+    fn with_a_database_the_consumer_polls_every_30_seconds_unless_told_otherwise() {
+        let mut vars = base();
+        vars.insert("DATABASE_URL", "postgres://authbridge:pw@db.example.com/insforge".to_owned());
+        let lifecycle = load(&vars).expect("valid").lifecycle.expect("on");
+        assert_eq!(lifecycle.events_poll_interval, Some(Duration::from_secs(30)));
+        assert!(lifecycle.webhook_secret.is_none());
+        assert!(lifecycle.database_acquire_timeout < Duration::from_secs(30), "inside the request time limit");
+
+        vars.insert("WORKOS_EVENTS_POLL_SECONDS", "0".to_owned());
+        assert_eq!(load(&vars).expect("valid").lifecycle.expect("on").events_poll_interval, None);
+
+        let mut typo = vars.clone();
+        typo.insert("DATABASE_URL", "mysql://u:hunter2@x/db".to_owned());
+        let error = load(&typo).expect_err("not PostgreSQL");
+        assert_eq!(error.variable, "DATABASE_URL");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        vars.insert("WORKOS_EVENTS_POLL_SECONDS", "soon".to_owned());
+        assert_eq!(load(&vars).expect_err("nan").variable, "WORKOS_EVENTS_POLL_SECONDS");
+
+        vars.insert("WORKOS_EVENTS_POLL_SECONDS", "5".to_owned());
+        vars.insert("WORKOS_WEBHOOK_SECRET_PREVIOUS", "old".to_owned());
+        assert_eq!(load(&vars).expect_err("previous alone").variable, "WORKOS_WEBHOOK_SECRET_PREVIOUS");
+        vars.insert("WORKOS_WEBHOOK_SECRET", "new".to_owned());
+        let lifecycle = load(&vars).expect("valid").lifecycle.expect("on");
+        assert_eq!(lifecycle.webhook_secret.as_ref().map(Secret::expose), Some("new"));
+        assert_eq!(lifecycle.events_poll_interval, Some(Duration::from_secs(5)));
+        let debug = format!("{lifecycle:?}");
+        assert!(!debug.contains("pw@") && !debug.contains("\"new\""), "secrets leaked: {debug}");
     }
 
     #[test]

@@ -164,7 +164,8 @@ mod tests {
     #[test]
     fn the_embedded_migrations_are_numbered_and_described() {
         let versions: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 4]);
         assert_eq!(description_of(3), "todos");
+        assert_eq!(description_of(4), "lifecycle");
     }
 }

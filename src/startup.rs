@@ -7,15 +7,21 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::http::{self, AppState, StateError};
+use crate::lifecycle::consumer::{ConsumerOptions, EventsConsumer};
 use crate::server::ServerLimits;
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// Stops the background tasks (the Events API consumer) when the server stops, or when this is dropped.
+    stop_background: watch::Sender<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -24,13 +30,26 @@ pub enum StartupError {
     State(#[from] StateError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("the database at DATABASE_URL lacks authbridge's latest migration: run `authbridge migrate` first")]
+    NotMigrated,
 }
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let addr = config.server.bind_addr;
         let listener = TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
-        Self::build_with_listener(config, listener)
+        let app = Self::build_with_listener(config, listener)?;
+        if let Some(lifecycle) = &app.state.lifecycle {
+            // Every lifecycle statement would fail against an older schema: better to say so now than answer 500s.
+            match lifecycle.database().is_migrated().await {
+                Ok(true) => {}
+                Ok(false) => return Err(StartupError::NotMigrated),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot reach the database at start-up; the lifecycle answers 503 until it is back");
+                }
+            }
+        }
+        Ok(app)
     }
 
     /// For callers that must know the port before the configuration is complete (the redirect URI contains it):
@@ -44,7 +63,20 @@ impl Application {
                 tracing::warn!(%error, "could not prefetch the WorkOS JWKS; will retry on the first request");
             }
         });
-        Ok(Self { listener, state })
+        let (stop_background, stopping) = watch::channel(false);
+        match (&state.lifecycle, state.config.lifecycle.as_ref().and_then(|lifecycle| lifecycle.events_poll_interval)) {
+            (Some(lifecycle), Some(interval)) => {
+                let revocations = Some(Arc::clone(state.sessions.revocations()));
+                let consumer = EventsConsumer::new(Arc::clone(lifecycle), revocations, ConsumerOptions::every(interval));
+                tokio::spawn(consumer.run(stopping));
+            }
+            (Some(_), None) => tracing::info!("the WorkOS Events API consumer is off (WORKOS_EVENTS_POLL_SECONDS=0)"),
+            (None, _) => tracing::info!(
+                "the enterprise lifecycle is off: no DATABASE_URL, so no webhooks, Events API, organizations or \
+                 deprovisioning (see README, \"Enterprise lifecycle\")"
+            ),
+        }
+        Ok(Self { listener, state, stop_background })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -55,7 +87,9 @@ impl Application {
         let server = &self.state.config.server;
         let limits =
             ServerLimits { header_read_timeout: server.header_read_timeout, max_connections: server.max_connections };
-        crate::server::serve(self.listener, http::router(self.state), limits, shutdown).await
+        let served = crate::server::serve(self.listener, http::router(self.state), limits, shutdown).await;
+        self.stop_background.send_replace(true);
+        served
     }
 }
 

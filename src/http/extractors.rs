@@ -254,7 +254,7 @@ fn json_rejection(rejection: JsonRejection) -> AppError {
         JsonRejection::JsonSyntaxError(error) => AppError::MalformedJson(error.body_text()),
         JsonRejection::JsonDataError(error) => AppError::MalformedJson(error.body_text()),
         JsonRejection::BytesRejection(error) if error.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-            AppError::PayloadTooLarge
+            AppError::PayloadTooLarge { limit: super::MAX_BODY_BYTES }
         }
         other => AppError::BadRequest(other.body_text()),
     }
@@ -283,7 +283,7 @@ pub async fn checked_form(request: Request, state: &AppState, binding: &str) -> 
     csrf::require_same_origin(request.headers(), &state.origin)?;
     let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            AppError::PayloadTooLarge
+            AppError::PayloadTooLarge { limit: super::MAX_BODY_BYTES }
         } else {
             AppError::BadRequest("The form could not be read.".to_owned())
         }

@@ -155,7 +155,7 @@ pub struct SessionManager {
     state_cookie: CookieSpec,
     provider: Arc<IdentityProvider>,
     refresher: Refresher,
-    revocations: Revocations,
+    revocations: Arc<Revocations>,
 }
 
 impl SessionManager {
@@ -175,12 +175,24 @@ impl SessionManager {
             },
             refresher: Refresher::new(Arc::clone(&provider)),
             provider,
-            revocations: Revocations::default(),
+            revocations: Arc::default(),
         })
+    }
+
+    /// Checks sessions against `revocations` (the shared, database-backed list when the lifecycle is on) instead
+    /// of a list of this replica's own.
+    pub fn with_revocations(mut self, revocations: Arc<Revocations>) -> Self {
+        self.revocations = revocations;
+        self
     }
 
     pub fn provider(&self) -> &IdentityProvider {
         &self.provider
+    }
+
+    /// The list every request is checked against: the webhook handler and the consumer tell it what they ended.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
     }
 
     /// Opens the session cookie without checking or refreshing the tokens inside. For sign-out, which must work
@@ -223,9 +235,13 @@ impl SessionManager {
             session.session_id = check.session_id.clone();
             store = true;
         }
-        if self.is_revoked(session.session_id.as_deref()) {
-            tracing::debug!("the session was ended (signed out or revoked); clearing its cookie");
-            return Resolution::signed_out(CookieChange::Clear);
+        match self.revocations.has_ended(&session.user.id, session.session_id.as_deref()).await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::info!(user_id = %session.user.id, "the session was ended (signed out, revoked or the user deleted); clearing its cookie");
+                return Resolution::signed_out(CookieChange::Clear);
+            }
+            Err(unavailable) => return Resolution::unavailable(unavailable.retry_after),
         }
 
         let now = unix_now();
@@ -260,14 +276,11 @@ impl SessionManager {
     /// Who a bearer token is for (API clients; never refreshed: that is the client's job).
     pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal, CheckError> {
         let principal = self.provider.verify_bearer(token).await?;
-        if self.is_revoked(principal.session_id.as_deref()) {
-            return Err(CheckError::Invalid("the token's session has ended".to_owned()));
+        match self.revocations.has_ended(&principal.user.id, principal.session_id.as_deref()).await {
+            Ok(false) => Ok(principal),
+            Ok(true) => Err(CheckError::Invalid("the token's session or user has ended".to_owned())),
+            Err(unavailable) => Err(CheckError::Unavailable { retry_after: unavailable.retry_after }),
         }
-        Ok(principal)
-    }
-
-    fn is_revoked(&self, session_id: Option<&str>) -> bool {
-        session_id.is_some_and(|id| self.revocations.is_revoked(id))
     }
 
     /// `Set-Cookie` values storing `session`, replacing whatever pieces the request carried.

@@ -153,6 +153,13 @@ impl IdentityProvider {
         }
     }
 
+    /// Records the user's organization memberships after every sign-in and refresh (the enterprise lifecycle).
+    pub fn attach_membership_sync(&mut self, sync: crate::lifecycle::sync::MembershipSync) {
+        match self {
+            Self::Workos(workos) => workos.attach_membership_sync(sync),
+        }
+    }
+
     /// The origin the browser is sent to for sign-in and sign-out, for the Content-Security-Policy.
     pub fn origin(&self) -> String {
         match self {

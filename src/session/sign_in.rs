@@ -162,8 +162,12 @@ impl SessionManager {
     /// presented), revoked at the provider (so it can never be refreshed), and the cookie cleared. A provider
     /// failure is logged and does not stop the sign-out. The caller has already checked the request (CSRF).
     pub async fn sign_out(&self, session: &Session, headers: &HeaderMap, return_to: &Url) -> SignOut {
-        if let Some(session_id) = session.session_id.as_deref() {
-            self.revocations.revoke(session_id);
+        if let Some(session_id) = session.session_id.as_deref()
+            && let Err(error) = self.revocations.record_sign_out(session_id, &session.user.id).await
+        {
+            // This replica refuses the session already, and WorkOS revokes it below; other replicas refuse it at
+            // its next refresh at the latest.
+            tracing::error!(%error, user_id = %session.user.id, "could not record the sign-out in the database");
         }
         if let Err(error) = self.provider.revoke(session).await {
             tracing::error!(%error, user_id = %session.user.id, "could not revoke the session at the provider");

@@ -4,12 +4,17 @@
 //! session exists only once its access token verifies against WorkOS's keys and names the user WorkOS says signed
 //! in. How a failure is answered differs by step: at sign-in an outage is shown to the user, while during a
 //! refresh anything but `invalid_grant` keeps the session (the user did nothing wrong).
+//!
+//! With the enterprise lifecycle on, each new or refreshed session also reads the user's organization memberships
+//! from WorkOS (`lifecycle::sync`), so the app knows them even where no webhook is configured. That step can only
+//! log a failure, never fail the sign-in or the refresh.
 
 use url::Url;
 
 use super::provider::{AuthorizationRequest, CheckError, ProviderError, ScreenHint, TokenCheck};
 use super::{Principal, Session};
 use crate::identity::{Impersonator, UserProfile};
+use crate::lifecycle::sync::MembershipSync;
 use crate::workos::access_token::{AccessClaims, AccessTokenVerifier, TokenSource, VerifyError};
 use crate::workos::{AuthResponse, AuthorizeParams, WorkosClient, WorkosError};
 
@@ -18,6 +23,7 @@ pub struct WorkosProvider {
     verifier: AccessTokenVerifier,
     redirect_uri: String,
     origin: String,
+    membership_sync: Option<MembershipSync>,
 }
 
 /// Why an `authenticate` answer did not make a session.
@@ -35,6 +41,19 @@ impl WorkosProvider {
             client,
             redirect_uri: redirect_uri.to_string(),
             origin: api_base_url.origin().ascii_serialization(),
+            membership_sync: None,
+        }
+    }
+
+    /// Reads the user's memberships after every sign-in and refresh from now on.
+    pub fn attach_membership_sync(&mut self, sync: MembershipSync) {
+        self.membership_sync = Some(sync);
+    }
+
+    /// After a session is made or renewed: record the user's memberships (never fails; see the module notes).
+    async fn sync_memberships(&self, session: &Session) {
+        if let Some(sync) = &self.membership_sync {
+            sync.after_sign_in(&session.user).await;
         }
     }
 
@@ -70,7 +89,7 @@ impl WorkosProvider {
                 WorkosError::Unavailable { .. } | WorkosError::Malformed(_) => ProviderError::Failed(error.to_string()),
             }
         })?;
-        self.verified_session(&auth).await.map_err(|unverified| match unverified {
+        let session = self.verified_session(&auth).await.map_err(|unverified| match unverified {
             Unverified::KeysUnavailable(error) => ProviderError::Unavailable { retry_after: error.retry_after() },
             Unverified::Invalid(error) => {
                 ProviderError::Failed(format!("WorkOS issued an access token that does not verify: {error}"))
@@ -78,7 +97,9 @@ impl WorkosProvider {
             Unverified::WrongUser => {
                 ProviderError::Failed("the access token's subject is not the signed-in user".to_owned())
             }
-        })
+        })?;
+        self.sync_memberships(&session).await;
+        Ok(session)
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Result<Session, ProviderError> {
@@ -91,14 +112,16 @@ impl WorkosProvider {
             }
             transient => ProviderError::Unavailable { retry_after: transient.retry_after() },
         })?;
-        self.verified_session(&auth).await.map_err(|unverified| match unverified {
+        let session = self.verified_session(&auth).await.map_err(|unverified| match unverified {
             Unverified::WrongUser => ProviderError::GrantRejected("refresh returned another user's tokens".to_owned()),
             Unverified::KeysUnavailable(error) => ProviderError::Unavailable { retry_after: error.retry_after() },
             Unverified::Invalid(error) => {
                 tracing::warn!(%error, "WorkOS returned a refreshed token that does not verify");
                 ProviderError::Unavailable { retry_after: std::time::Duration::from_secs(5) }
             }
-        })
+        })?;
+        self.sync_memberships(&session).await;
+        Ok(session)
     }
 
     /// The session an `authenticate` answer stands for, once its access token has been verified.

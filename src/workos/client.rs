@@ -36,6 +36,8 @@ struct Inner {
     logout_url: Url,
     revoke_url: Url,
     jwks_url: Url,
+    /// `WORKOS_API_BASE_URL`, for the management calls (`management.rs`), which form their URLs per call.
+    base_url: Url,
 }
 
 /// What the browser is sent to WorkOS with. `state` and `code_challenge` come from the login flow.
@@ -153,6 +155,7 @@ impl WorkosClient {
                 logout_url: endpoint(&["user_management", "sessions", "logout"])?,
                 revoke_url: endpoint(&["user_management", "sessions", "revoke"])?,
                 jwks_url: endpoint(&["sso", "jwks", &config.client_id])?,
+                base_url: config.api_base_url.clone(),
                 http,
                 client_id: config.client_id.clone(),
                 api_key: config.api_key.clone(),
@@ -234,6 +237,27 @@ impl WorkosClient {
             .http
             .post(inner.authenticate_url.clone())
             .json(&body)
+            .send()
+            .await
+            .map_err(WorkosError::from_reqwest)?;
+        read_json(response).await
+    }
+
+    /// `GET {base}/<segments>?<query>` with the API key, its JSON answer read as `T`. Each segment is
+    /// percent-encoded, so an id can never add path components. For the management calls in `management.rs`.
+    pub(super) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<T, WorkosError> {
+        let inner = &self.inner;
+        let url = outbound::endpoint(&inner.base_url, segments)
+            .ok_or_else(|| WorkosError::Malformed("WORKOS_API_BASE_URL cannot be a base URL".to_owned()))?;
+        let response = inner
+            .http
+            .get(url)
+            .bearer_auth(inner.api_key.expose())
+            .query(query)
             .send()
             .await
             .map_err(WorkosError::from_reqwest)?;

@@ -79,7 +79,7 @@ async fn the_bookkeeping_table_is_out_of_reach_of_api_roles() {
         .fetch_one(&mut conn)
         .await
         .expect("the bookkeeping table");
-    assert_eq!(applied, 3);
+    assert_eq!(applied, authbridge::migrate::MIGRATOR.iter().count() as i64);
     for role in ["anon", "authenticated", "project_admin"] {
         let usage: bool = sqlx::query_scalar("SELECT has_schema_privilege($1, 'authbridge', 'USAGE')")
             .bind(role)
@@ -99,7 +99,7 @@ async fn migrations_run_twice_without_error() {
         .fetch_one(&mut conn)
         .await
         .expect("count");
-    assert_eq!(applied, 3, "nothing applied twice");
+    assert_eq!(applied, authbridge::migrate::MIGRATOR.iter().count() as i64, "nothing applied twice");
 }
 
 #[tokio::test]

@@ -1,0 +1,89 @@
+//! The WorkOS management calls the enterprise lifecycle makes: the Events API, organizations and memberships
+//! (`docs/workos.md` §4, §6). All are reads with the API key; none is retried here (the callers decide: the
+//! consumer backs off, sign-in gives up quietly).
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::WorkosError;
+use super::client::WorkosClient;
+use super::objects::{EventEnvelope, ListPage, Membership, Organization};
+
+/// The most a WorkOS list returns per page.
+pub const PAGE_LIMIT: &str = "100";
+/// Every membership status: by default WorkOS lists only active memberships (§6.2), which would hide a
+/// deactivation.
+const ALL_STATUSES: &str = "active,inactive,pending";
+
+/// Where a page of events starts.
+#[derive(Debug, Clone)]
+pub enum EventsFrom<'a> {
+    /// After the event with this (opaque) id: the cursor.
+    After(&'a str),
+    /// From this time on: when there is no cursor yet, or WorkOS refused the one we had.
+    RangeStart(OffsetDateTime),
+}
+
+/// Whose memberships to list.
+#[derive(Debug, Clone, Copy)]
+pub enum MembershipsOf<'a> {
+    User(&'a str),
+    Organization(&'a str),
+}
+
+impl WorkosClient {
+    /// `GET /events`, oldest first, at most 100 events of `types`. `order=asc` is sent explicitly: WorkOS defaults
+    /// to `desc`, which would make `after` page backwards (§4.1).
+    pub async fn list_events(
+        &self,
+        types: &[&str],
+        from: &EventsFrom<'_>,
+    ) -> Result<ListPage<EventEnvelope>, WorkosError> {
+        let types = types.join(",");
+        let mut query = vec![("events", types.as_str()), ("order", "asc"), ("limit", PAGE_LIMIT)];
+        let range_start;
+        match from {
+            EventsFrom::After(cursor) => query.push(("after", cursor)),
+            EventsFrom::RangeStart(at) => {
+                range_start = at.format(&Rfc3339).map_err(|e| WorkosError::Malformed(e.to_string()))?;
+                query.push(("range_start", range_start.as_str()));
+            }
+        }
+        self.get_json(&["events"], &query).await
+    }
+
+    /// One page of every organization, following `after` (an organization id) from the previous page.
+    pub async fn list_organizations(&self, after: Option<&str>) -> Result<ListPage<Organization>, WorkosError> {
+        let mut query = vec![("limit", PAGE_LIMIT)];
+        if let Some(after) = after {
+            query.push(("after", after));
+        }
+        self.get_json(&["organizations"], &query).await
+    }
+
+    /// `GET /organizations/{id}`; `None` when WorkOS does not know it (404).
+    pub async fn get_organization(&self, id: &str) -> Result<Option<Organization>, WorkosError> {
+        match self.get_json(&["organizations", id], &[]).await {
+            Ok(organization) => Ok(Some(organization)),
+            Err(WorkosError::Rejected { status: 404, .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// One page of memberships in every status (active, inactive, pending).
+    pub async fn list_memberships(
+        &self,
+        of: MembershipsOf<'_>,
+        after: Option<&str>,
+    ) -> Result<ListPage<Membership>, WorkosError> {
+        let mut query = vec![("statuses", ALL_STATUSES), ("limit", PAGE_LIMIT)];
+        match of {
+            MembershipsOf::User(id) => query.push(("user_id", id)),
+            MembershipsOf::Organization(id) => query.push(("organization_id", id)),
+        }
+        if let Some(after) = after {
+            query.push(("after", after));
+        }
+        self.get_json(&["user_management", "organization_memberships"], &query).await
+    }
+}
