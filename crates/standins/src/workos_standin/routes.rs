@@ -37,6 +37,7 @@ pub fn router(inner: Arc<WorkosStandInState>) -> Router {
         .route("/sso/jwks/{client_id}", get(jwks))
         .route("/user_management/sessions/logout", get(logout))
         .route("/user_management/sessions/revoke", post(revoke_session))
+        .merge(super::management::router())
         .fallback(unknown_endpoint)
         .with_state(inner)
 }
@@ -173,7 +174,7 @@ fn sign_in_page(
             id: user.seed.id.clone(),
             name: user.seed.display_name(),
             email: user.seed.email.clone(),
-            organization: user.memberships.first().map(|org| organization_name(org)),
+            organization: store.active_organizations(&user.seed.id).first().map(|org| organization_name(org)),
         })
         .collect();
     let organization = match &request.route {
@@ -434,7 +435,9 @@ async fn logout(
     let Some(session_id) = params.session_id.filter(|id| !id.is_empty()) else {
         return pages::message(StatusCode::BAD_REQUEST, REFUSED, "The request has no session_id.", None);
     };
-    if lock(&inner.store).end_session(&session_id).is_err() {
+    let ended = lock(&inner.store).end_session(&session_id);
+    inner.webhooks.wake();
+    if ended.is_err() {
         let message = "No session has this id, so there was nothing to sign out of.";
         return pages::message(StatusCode::BAD_REQUEST, REFUSED, message, return_to.as_ref().map(back_link));
     }
@@ -470,14 +473,16 @@ async fn revoke_session(State(inner): State<Arc<WorkosStandInState>>, headers: H
     let Ok(RevokeSessionBody { session_id: Some(session_id) }) = serde_json::from_slice(&body) else {
         return workos_error(StatusCode::BAD_REQUEST, "invalid_request", "The body must be {\"session_id\": \"…\"}.");
     };
-    match lock(&inner.store).end_session(&session_id) {
+    let ended = lock(&inner.store).end_session(&session_id);
+    inner.webhooks.wake();
+    match ended {
         Ok(()) => (StatusCode::OK, Json(json!({}))).into_response(),
         Err(_) => workos_error(StatusCode::NOT_FOUND, "entity_not_found", "No session has this id."),
     }
 }
 
 /// `Authorization: Bearer <API key>`, compared in constant time.
-fn has_api_key(inner: &WorkosStandInState, headers: &HeaderMap) -> bool {
+pub(super) fn has_api_key(inner: &WorkosStandInState, headers: &HeaderMap) -> bool {
     let sent = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
     sent.and_then(|value| value.strip_prefix("Bearer ")).is_some_and(|key| {
         aws_lc_rs::constant_time::verify_slices_are_equal(key.as_bytes(), inner.api_key.expose().as_bytes()).is_ok()
@@ -517,7 +522,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     no_store((status, Json(json!({ "error": error, "error_description": description }))).into_response())
 }
 
-fn workos_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(super) fn workos_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({ "code": code, "message": message }))).into_response()
 }
 

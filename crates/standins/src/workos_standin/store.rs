@@ -1,10 +1,10 @@
 //! The stand-in's memory: users, sign-in requests waiting on the picker page, authorization codes, sessions and
-//! refresh tokens.
+//! refresh tokens; and (in `organizations`) organizations, memberships, directory users and the event history.
 //!
 //! The rules authbridge depends on live here, apart from HTTP, so each one is in a single place: a code is spent by
 //! its first exchange attempt and expires; PKCE is S256 only; a refresh token works once and only while its session
-//! lasts; an organization switch needs a membership. Everything is in memory: the stand-in is for one test or one
-//! demo run, and starts empty each time.
+//! lasts; an organization switch needs an active membership; every change is recorded as a WorkOS event.
+//! Everything is in memory: the stand-in is for one test or one demo run, and starts empty each time.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -18,6 +18,8 @@ use time::OffsetDateTime;
 use url::Url;
 use uuid::Uuid;
 
+use super::events::{StandInEventLog, timestamp};
+use super::organizations::{StandInDirectoryUser, StandInMembership, StandInOrganization};
 use super::{SeedOrganization, SeedUser};
 
 /// How long a sign-in request may sit on the picker page before a click on it is refused.
@@ -26,16 +28,16 @@ const PENDING_TTL: Duration = Duration::from_secs(10 * 60);
 /// replay rather than as an unknown code.
 const CODE_RETENTION: Duration = Duration::from_secs(60 * 60);
 
-/// A user as the stand-in keeps them: the seed, when they were created, and the organizations they belong to.
+/// A user as the stand-in keeps them: the seed and their timestamps (memberships are kept apart, in
+/// `organizations`).
 #[derive(Debug, Clone)]
 pub struct UserRecord {
     pub seed: SeedUser,
     pub created_at: OffsetDateTime,
-    /// The first entry is the organization a plain AuthKit sign-in lands in.
-    pub memberships: Vec<String>,
+    pub updated_at: OffsetDateTime,
 }
 
-/// The `user` object of an `authenticate` response, as WorkOS documents it
+/// The `user` object of an `authenticate` response and of `user.*` events, as WorkOS documents it
 /// (<https://workos.com/docs/reference/authkit/user>).
 #[derive(Debug, Serialize)]
 pub struct UserObject {
@@ -46,10 +48,8 @@ pub struct UserObject {
     first_name: Option<String>,
     last_name: Option<String>,
     profile_picture_url: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    updated_at: OffsetDateTime,
+    created_at: String,
+    updated_at: String,
 }
 
 impl UserRecord {
@@ -62,9 +62,13 @@ impl UserRecord {
             first_name: self.seed.first_name.clone(),
             last_name: self.seed.last_name.clone(),
             profile_picture_url: None,
-            created_at: self.created_at,
-            updated_at: self.created_at,
+            created_at: timestamp(self.created_at),
+            updated_at: timestamp(self.updated_at),
         }
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self.to_object()).unwrap_or(Value::Null)
     }
 }
 
@@ -126,7 +130,30 @@ pub struct StandInSession {
     pub organization_id: Option<String>,
     pub impersonator: Option<StandInImpersonator>,
     pub method: AuthenticationMethod,
-    ended: bool,
+    pub created_at: OffsetDateTime,
+    pub(super) ended: bool,
+}
+
+impl StandInSession {
+    /// The session object of `session.*` events (docs/workos.md §2), as it is when revoked at `at`.
+    pub fn revoked_object(&self, at: OffsetDateTime) -> Value {
+        let auth_method = match self.method {
+            AuthenticationMethod::Password => "password",
+            AuthenticationMethod::Sso => "sso",
+            AuthenticationMethod::MagicAuth => "magic_code",
+            AuthenticationMethod::Impersonation => "impersonation",
+        };
+        let mut object = serde_json::json!({
+            "object": "session", "id": self.id, "user_id": self.user_id, "status": "revoked",
+            "auth_method": auth_method, "ip_address": null, "user_agent": null,
+            "expires_at": timestamp(self.created_at + time::Duration::days(7)), "ended_at": timestamp(at),
+            "created_at": timestamp(self.created_at), "updated_at": timestamp(at),
+        });
+        if let Some(organization_id) = &self.organization_id {
+            object["organization_id"] = Value::String(organization_id.clone());
+        }
+        object
+    }
 }
 
 /// Everything needed to answer a successful `authenticate` call, taken out of the store so signing happens
@@ -155,11 +182,14 @@ pub enum GrantError {
 pub struct UnknownSession;
 
 pub struct Store {
-    users: Vec<UserRecord>,
-    organizations: Vec<SeedOrganization>,
+    pub(super) users: Vec<UserRecord>,
+    pub(super) organizations: Vec<StandInOrganization>,
+    pub(super) memberships: Vec<StandInMembership>,
+    pub(super) directory_users: Vec<StandInDirectoryUser>,
+    pub(super) events: StandInEventLog,
     pending: HashMap<String, Pending>,
     codes: HashMap<String, CodeGrant>,
-    sessions: HashMap<String, StandInSession>,
+    pub(super) sessions: HashMap<String, StandInSession>,
     /// Refresh token → session id. Only live tokens are here: a rotated or revoked token is simply gone.
     refresh_tokens: HashMap<String, String>,
     pub access_token_ttl: Duration,
@@ -169,6 +199,7 @@ pub struct Store {
 }
 
 impl Store {
+    /// A store holding the seeds, with their creation recorded as events (the history a real environment has).
     pub fn new(
         users: Vec<SeedUser>,
         organizations: Vec<SeedOrganization>,
@@ -176,14 +207,12 @@ impl Store {
         code_ttl: Duration,
         extra_claims: Map<String, Value>,
     ) -> Self {
-        let created_at = OffsetDateTime::now_utc();
-        let users = users
-            .into_iter()
-            .map(|seed| UserRecord { memberships: seed.organization_id.iter().cloned().collect(), seed, created_at })
-            .collect();
-        Self {
-            users,
-            organizations,
+        let mut store = Self {
+            users: Vec::new(),
+            organizations: Vec::new(),
+            memberships: Vec::new(),
+            directory_users: Vec::new(),
+            events: StandInEventLog::default(),
             pending: HashMap::new(),
             codes: HashMap::new(),
             sessions: HashMap::new(),
@@ -192,7 +221,31 @@ impl Store {
             code_ttl,
             extra_claims,
             next_impersonation: None,
+        };
+        for organization in organizations {
+            store.create_organization_with_id(&organization.id, &organization.name);
         }
+        for seed in users {
+            let organization_id = seed.organization_id.clone();
+            let user_id = seed.id.clone();
+            store.add_user(seed);
+            if let Some(organization_id) = organization_id {
+                if !store.is_known_organization(&organization_id) {
+                    store.create_organization_with_id(&organization_id, &organization_id);
+                }
+                // Both ids exist: this cannot fail.
+                let _ = store.add_membership(&user_id, &organization_id, &[]);
+            }
+        }
+        store
+    }
+
+    fn add_user(&mut self, seed: SeedUser) -> UserRecord {
+        let now = self.events.tick();
+        let user = UserRecord { seed, created_at: now, updated_at: now };
+        self.users.push(user.clone());
+        self.events.emit("user.created", user.to_value());
+        user
     }
 
     pub fn users(&self) -> impl Iterator<Item = &UserRecord> {
@@ -215,28 +268,13 @@ impl Store {
             return user.clone();
         }
         let (first_name, last_name) = names_from_email(email);
-        let user = UserRecord {
-            seed: SeedUser {
-                id: format!("user_{}", Uuid::new_v4().simple()),
-                email: email.to_owned(),
-                first_name,
-                last_name,
-                organization_id: None,
-            },
-            created_at: OffsetDateTime::now_utc(),
-            memberships: Vec::new(),
-        };
-        self.users.push(user.clone());
-        user
-    }
-
-    pub fn organization_name(&self, id: &str) -> Option<&str> {
-        self.organizations.iter().find(|org| org.id == id).map(|org| org.name.as_str())
-    }
-
-    /// An organization is known when it was seeded or a seeded user belongs to it.
-    pub fn is_known_organization(&self, id: &str) -> bool {
-        self.organization_name(id).is_some() || self.users.iter().any(|user| user.memberships.iter().any(|m| m == id))
+        self.add_user(SeedUser {
+            id: format!("user_{}", Uuid::new_v4().simple()),
+            email: email.to_owned(),
+            first_name,
+            last_name,
+            organization_id: None,
+        })
     }
 
     /// Parks a validated request for the picker page and returns the opaque id its forms carry.
@@ -268,16 +306,15 @@ impl Store {
         let retention = self.code_ttl.max(CODE_RETENTION);
         self.codes.retain(|_, code| code.issued.elapsed() < retention);
 
-        let organization_id = match (&request.route, self.users.iter_mut().find(|user| user.seed.id == user_id)) {
-            (Route::Organization(org), Some(user)) => {
-                if !user.memberships.contains(org) {
-                    user.memberships.push(org.clone());
+        let organization_id = match &request.route {
+            Route::Organization(org) => {
+                if self.user(user_id).is_some() && !self.active_organizations(user_id).contains(org) {
+                    // Both exist (the route was validated against known organizations): this cannot fail.
+                    let _ = self.add_membership(user_id, org, &[]);
                 }
                 Some(org.clone())
             }
-            (Route::Organization(org), None) => Some(org.clone()),
-            (_, Some(user)) => user.memberships.first().cloned(),
-            (_, None) => None,
+            Route::AuthKit | Route::Connection(_) => self.active_organizations(user_id).into_iter().next(),
         };
         let method = match (&request.route, method) {
             (Route::Organization(_) | Route::Connection(_), AuthenticationMethod::Password) => {
@@ -340,6 +377,7 @@ impl Store {
             organization_id,
             impersonator,
             method,
+            created_at: self.events.tick(),
             ended: false,
         };
         self.sessions.insert(session.id.clone(), session.clone());
@@ -355,7 +393,7 @@ impl Store {
         let user = self.user(&session.user_id).cloned().ok_or(REFUSED)?;
         if let Some(org) = organization_id {
             // Checked before rotating, so a refused switch leaves the session and its token as they were.
-            if !user.memberships.iter().any(|m| m == org) {
+            if !self.active_organizations(&user.seed.id).iter().any(|m| m == org) {
                 return Err(GrantError::NotAMember(org.to_owned()));
             }
         }
@@ -376,20 +414,28 @@ impl Store {
         let session = StandInSession {
             id: format!("session_{}", Uuid::new_v4().simple()),
             user_id: user_id.to_owned(),
-            organization_id: self.user(user_id).and_then(|user| user.memberships.first().cloned()),
+            organization_id: self.active_organizations(user_id).into_iter().next(),
             impersonator: None,
             method: AuthenticationMethod::Password,
+            created_at: self.events.tick(),
             ended: false,
         };
         self.sessions.insert(session.id.clone(), session.clone());
         (session, self.extra_claims.clone())
     }
 
-    /// Ends a session: its refresh tokens stop working at once. Ending an ended session is not an error.
+    /// Ends a session: its refresh tokens stop working at once, and `session.revoked` is emitted. Ending an ended
+    /// session is not an error, and emits nothing.
     pub fn end_session(&mut self, session_id: &str) -> Result<(), UnknownSession> {
         let session = self.sessions.get_mut(session_id).ok_or(UnknownSession)?;
+        let was_active = !session.ended;
         session.ended = true;
+        let session = session.clone();
         self.refresh_tokens.retain(|_, owner| owner != session_id);
+        if was_active {
+            let at = self.events.tick();
+            self.events.emit("session.revoked", session.revoked_object(at));
+        }
         Ok(())
     }
 
