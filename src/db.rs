@@ -40,10 +40,13 @@ impl From<sqlx::Error> for DbError {
     fn from(error: sqlx::Error) -> Self {
         let message = error.to_string();
         match &error {
+            // `Protocol` included: a server that closes the connection mid-handshake (restarting, failing over, a
+            // proxy in between cut off) shows up as an unexpected answer rather than an I/O error.
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => Self::Unavailable(message),
             sqlx::Error::Database(db) => match db.code().as_deref() {
                 // Connection exceptions (08…), too many connections / out of resources (53…), shutting down or

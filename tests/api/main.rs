@@ -18,6 +18,14 @@ mod refresh;
 mod session;
 mod sign_in;
 
+// The enterprise lifecycle: webhooks, the Events API, deprovisioning.
+mod database_outage;
+mod deprovisioning;
+mod events_consumer;
+mod lifecycle_events;
+mod organizations;
+mod webhooks;
+
 // The todo app.
 #[cfg(feature = "demo")]
 mod demo;

@@ -32,7 +32,9 @@ use url::Url;
 
 pub mod app;
 pub mod browser;
+pub mod lifecycle;
 pub mod logs;
+pub mod proxy;
 pub mod session;
 
 /// The project JWT secret the stand-in verifies and the client signs with.
