@@ -244,3 +244,61 @@ async fn the_database_keeps_updated_at_and_defaults_the_owner_from_the_token() {
         sqlx::query_scalar("SELECT public.requesting_user_id()").fetch_one(&mut conn).await.expect("helper");
     assert_eq!(nobody, None);
 }
+
+#[tokio::test]
+async fn the_lifecycle_tables_are_private_and_the_deny_check_is_a_pinned_security_definer_function() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'authbridge' ORDER BY 1")
+            .fetch_all(&mut conn)
+            .await
+            .expect("tables");
+    for table in ["applied_events", "directory_users", "events_cursor", "organization_memberships", "organizations", "revoked_sessions", "users"] {
+        assert!(tables.iter().any(|name| name == table), "{table} missing from {tables:?}");
+    }
+    for table in &tables {
+        for role in ["anon", "authenticated", "project_admin"] {
+            for privilege in ["SELECT", "INSERT", "UPDATE", "DELETE"] {
+                let has: bool = sqlx::query_scalar("SELECT has_table_privilege($1, 'authbridge.' || $2, $3)")
+                    .bind(role)
+                    .bind(table)
+                    .bind(privilege)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("privilege check");
+                assert!(!has, "{role} has {privilege} on authbridge.{table}");
+            }
+        }
+    }
+
+    let (definer, config): (bool, Vec<String>) = sqlx::query_as(
+        "SELECT prosecdef, coalesce(proconfig, '{}')::text[] FROM pg_proc \
+         WHERE oid = 'public.requesting_user_deprovisioned()'::regprocedure",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("the function");
+    assert!(definer, "SECURITY DEFINER");
+    assert_eq!(config, ["search_path=pg_catalog, pg_temp"], "a pinned search_path");
+    for (role, expected) in [("authenticated", true), ("anon", false)] {
+        let may: bool = sqlx::query_scalar(
+            "SELECT has_function_privilege($1, 'public.requesting_user_deprovisioned()', 'EXECUTE')",
+        )
+        .bind(role)
+        .fetch_one(&mut conn)
+        .await
+        .expect("function privilege");
+        assert_eq!(may, expected, "{role}");
+    }
+    // Every todos policy carries the check.
+    let policies: Vec<String> = sqlx::query_scalar(
+        "SELECT coalesce(qual, '') || ' ' || coalesce(with_check, '') FROM pg_policies \
+         WHERE schemaname = 'public' AND tablename = 'todos'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("policies");
+    assert_eq!(policies.len(), 4);
+    assert!(policies.iter().all(|text| text.contains("requesting_user_deprovisioned")), "{policies:?}");
+}
