@@ -2,7 +2,10 @@
 //!
 //! It starts a PostgreSQL from the machine's binaries, applies the migrations, runs the InsForge and WorkOS
 //! stand-ins (from the `authbridge-standins` crate), and serves authbridge in front of them, wired with freshly
-//! generated secrets. The app is configured and built exactly as in production: the demo hands
+//! generated secrets. The enterprise lifecycle is on, as an operator would turn it on: `DATABASE_URL`, a webhook
+//! secret, the app's `/webhooks/workos` registered with the WorkOS stand-in, and the Events API consumer; the demo
+//! prints two commands that change things at the stand-in (remove Bob from Acme, delete Carol), so the effect can
+//! be watched on the next reload. The app is configured and built exactly as in production: the demo hands
 //! [`Config::from_lookup`] the environment variables an operator would set, so every default and every check is
 //! production's, and only the upstream URLs differ. Everything listens on loopback only: the WorkOS stand-in signs
 //! anyone in without a password.
@@ -19,7 +22,7 @@ use std::time::Duration;
 use standins::StandInSecret;
 use standins::insforge_standin::{InsforgeStandIn, InsforgeStandInError, InsforgeStandInOptions};
 use standins::temp_postgres::{PostgresError, PostgresOptions, TempPostgres};
-use standins::workos_standin::{WorkosStandIn, WorkosStandInError, WorkosStandInOptions};
+use standins::workos_standin::{ACME_ORGANIZATION_ID, WorkosStandIn, WorkosStandInError, WorkosStandInOptions};
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -145,8 +148,15 @@ async fn serve(
     })
     .await?;
 
+    // As an operator sets up the webhook in the WorkOS dashboard: the endpoint, and the secret WorkOS signs with.
+    let webhook_secret = crate::random::token()?;
+    let webhook_url = Url::parse(&format!("http://{}/webhooks/workos", options.bind))?;
+    workos.register_webhook_endpoint(webhook_url, StandInSecret::new(webhook_secret.clone()));
+
     // What an operator would put in `.env`; everything not named here takes its production default.
     let environment = HashMap::from([
+        ("DATABASE_URL", database_url.clone()),
+        ("WORKOS_WEBHOOK_SECRET", webhook_secret),
         ("BIND_ADDR", options.bind.to_string()),
         ("APP_URL", app_url.to_string()),
         ("WORKOS_API_KEY", workos.api_key().expose().to_owned()),
@@ -200,6 +210,7 @@ fn print_welcome(app_url: &Url, workos: &WorkosStandIn, insforge: &InsforgeStand
         out.push_str(&format!("  JSON API    (a bearer token for {}, valid for an hour)\n", alice.email));
         out.push_str(&format!("  curl -H \"Authorization: Bearer {token}\" {todos}\n\n"));
     }
+    out.push_str(&lifecycle_commands(workos));
     out.push_str(&format!("  WorkOS stand-in     {}\n", workos.base_url()));
     out.push_str(&format!("  InsForge stand-in   {}\n", insforge.url()));
     let kept = if postgres.is_temporary() { "throwaway, removed on exit" } else { "kept between runs" };
@@ -207,6 +218,33 @@ fn print_welcome(app_url: &Url, workos: &WorkosStandIn, insforge: &InsforgeStand
     out.push_str(&format!("  Data directory      {}\n\n", postgres.data_dir().display()));
     out.push_str("  Press Ctrl-C to stop.\n");
     say(&out);
+}
+
+/// The two ready-to-paste commands that change things at WorkOS (the stand-in's real API, with its API key), and
+/// what to watch afterwards.
+fn lifecycle_commands(workos: &WorkosStandIn) -> String {
+    let users = workos.users();
+    let find = |email: &str| users.iter().find(|user| user.email == email);
+    let api = workos.base_url();
+    let key = workos.api_key().expose();
+    let mut out = String::from(
+        "  Lifecycle   WorkOS tells the app about changes by webhook; paste one, then reload the signed-in page:\n",
+    );
+    if let Some(bob) = find("bob@acme.test")
+        && let Some(membership) = workos.membership_of(&bob.id, ACME_ORGANIZATION_ID)
+        && let Ok(url) = api.join(&format!("user_management/organization_memberships/{}", membership.id))
+    {
+        out.push_str("  Remove Bob from Acme (Acme disappears from his page and /api/organizations):\n");
+        out.push_str(&format!("  curl -X DELETE -H \"Authorization: Bearer {key}\" {url}\n"));
+    }
+    if let Some(carol) = find("carol@example.test")
+        && let Ok(url) = api.join(&format!("user_management/users/{}", carol.id))
+    {
+        out.push_str("  Delete Carol (she is signed out at once, and the database refuses her queries):\n");
+        out.push_str(&format!("  curl -X DELETE -H \"Authorization: Bearer {key}\" {url}\n"));
+    }
+    out.push('\n');
+    out
 }
 
 /// Prints to stdout, ignoring a closed stdout (`authbridge demo | head`): the demo must keep serving regardless.

@@ -117,7 +117,7 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
         user: UserView {
             name: user.user.display_name(),
             email: user.user.email.clone().unwrap_or_default(),
-            organization: user.organization_id.clone(),
+            organization: organizations_shown(state, user).await,
             impersonator: user.impersonator.as_ref().map(|i| i.email.clone()),
         },
         csrf_token: state.csrf.token(user.csrf_binding()),
@@ -132,6 +132,24 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
     match failure {
         Some(failure) => shown_in_page(response, failure),
         None => response,
+    }
+}
+
+/// What the header says about the user's organizations: with the lifecycle on, the names of their active
+/// memberships as the database has them (so a removal shows on the next reload); without it, the session's
+/// organization id. Only a label: a failure to read it is logged and leaves it out.
+async fn organizations_shown(state: &AppState, user: &CurrentUser) -> Option<String> {
+    let Some(lifecycle) = &state.lifecycle else { return user.organization_id.clone() };
+    match lifecycle.active_memberships(user.id()).await {
+        Ok(memberships) => {
+            let names: Vec<String> =
+                memberships.into_iter().map(|membership| membership.name.unwrap_or(membership.id)).collect();
+            (!names.is_empty()).then(|| names.join(", "))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not read the user's organizations for the page header");
+            None
+        }
     }
 }
 
