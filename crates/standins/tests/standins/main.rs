@@ -9,4 +9,5 @@ mod helpers;
 
 mod insforge_standin;
 mod temp_postgres;
+mod workos_lifecycle;
 mod workos_standin;
