@@ -33,10 +33,12 @@ async fn main() {
     let database_url = postgres.create_database("bench").await.expect("a database");
     authbridge::migrate::run(&database_url).await.expect("migrations");
     let jwt_secret = "bench-insforge-secret-0123456789abcdef".to_owned();
-    let insforge =
-        InsforgeStandIn::start(InsforgeStandInOptions::new(database_url.clone(), StandInSecret::new(jwt_secret.clone())))
-            .await
-            .expect("InsForge stand-in");
+    let insforge = InsforgeStandIn::start(InsforgeStandInOptions::new(
+        database_url.clone(),
+        StandInSecret::new(jwt_secret.clone()),
+    ))
+    .await
+    .expect("InsForge stand-in");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let redirect_uri = Url::parse(&format!("http://{addr}/callback")).expect("url");
@@ -109,7 +111,13 @@ impl std::fmt::Display for Report {
     }
 }
 
-async fn run(http: &reqwest::Client, endpoint: &Arc<Url>, label: &'static str, events: usize, senders: usize) -> Report {
+async fn run(
+    http: &reqwest::Client,
+    endpoint: &Arc<Url>,
+    label: &'static str,
+    events: usize,
+    senders: usize,
+) -> Report {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for sender in 0..senders {

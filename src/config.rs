@@ -242,12 +242,16 @@ fn lifecycle(vars: &Vars<'_>) -> Result<Option<LifecycleConfig>, ConfigError> {
             return Err(ConfigError::new("WORKOS_WEBHOOK_SECRET", "needs DATABASE_URL, where webhooks are recorded"));
         }
         if poll_seconds.is_some_and(|seconds| seconds > 0) {
-            return Err(ConfigError::new("WORKOS_EVENTS_POLL_SECONDS", "needs DATABASE_URL, where events are recorded"));
+            return Err(ConfigError::new(
+                "WORKOS_EVENTS_POLL_SECONDS",
+                "needs DATABASE_URL, where events are recorded",
+            ));
         }
         return Ok(None);
     };
     // Checked here so a typo stops the start; the message never repeats the value, which holds a password.
-    let is_postgres = Url::parse(database_url.trim()).is_ok_and(|url| matches!(url.scheme(), "postgres" | "postgresql"));
+    let is_postgres =
+        Url::parse(database_url.trim()).is_ok_and(|url| matches!(url.scheme(), "postgres" | "postgresql"));
     if !is_postgres {
         return Err(ConfigError::new("DATABASE_URL", "must be a postgres:// connection URL"));
     }

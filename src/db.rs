@@ -52,7 +52,10 @@ impl From<sqlx::Error> for DbError {
                 // Connection exceptions (08…), too many connections / out of resources (53…), shutting down or
                 // restarting (57P0…), and our own statement timeout (57014): all "try again later".
                 Some(code)
-                    if code.starts_with("08") || code.starts_with("53") || code.starts_with("57P0") || code == "57014" =>
+                    if code.starts_with("08")
+                        || code.starts_with("53")
+                        || code.starts_with("57P0")
+                        || code == "57014" =>
                 {
                     Self::Unavailable(message)
                 }

@@ -67,7 +67,8 @@ impl Application {
         match (&state.lifecycle, state.config.lifecycle.as_ref().and_then(|lifecycle| lifecycle.events_poll_interval)) {
             (Some(lifecycle), Some(interval)) => {
                 let revocations = Some(Arc::clone(state.sessions.revocations()));
-                let consumer = EventsConsumer::new(Arc::clone(lifecycle), revocations, ConsumerOptions::every(interval));
+                let consumer =
+                    EventsConsumer::new(Arc::clone(lifecycle), revocations, ConsumerOptions::every(interval));
                 tokio::spawn(consumer.run(stopping));
             }
             (Some(_), None) => tracing::info!("the WorkOS Events API consumer is off (WORKOS_EVENTS_POLL_SECONDS=0)"),

@@ -92,7 +92,11 @@ impl<B> OnResponse<B> for LogResponse {
 /// any of the body is read: otherwise the connection would be held open while the client sends (or trickles) bytes
 /// that will be thrown away. Bodies without a declared length are still cut off at the limit while they are read
 /// (`DefaultBodyLimit`, set next to this layer by `http::with_body_limit`).
-pub async fn refuse_oversized_bodies(State(limit): State<usize>, request: Request, next: Next) -> axum::response::Response {
+pub async fn refuse_oversized_bodies(
+    State(limit): State<usize>,
+    request: Request,
+    next: Next,
+) -> axum::response::Response {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -21,8 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
 
-use crate::lifecycle::store::Source;
 use crate::lifecycle::events::Outcome;
+use crate::lifecycle::store::Source;
 use crate::lifecycle::webhook::SIGNATURE_HEADER;
 use crate::workos::objects::EventEnvelope;
 

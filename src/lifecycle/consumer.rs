@@ -188,7 +188,9 @@ impl EventsConsumer {
                     if matches!(position, Position::After(_)) && !cursor_refused =>
                 {
                     // Not documented, but possible once the cursor's event is past WorkOS's retention.
-                    tracing::warn!("WorkOS refused the Events API cursor; reading on from the last event's time instead");
+                    tracing::warn!(
+                        "WorkOS refused the Events API cursor; reading on from the last event's time instead"
+                    );
                     cursor_refused = true;
                     let since = last_event_at.unwrap_or_else(OffsetDateTime::now_utc);
                     position = Position::RangeStart(since - RESUME_OVERLAP);
@@ -223,10 +225,16 @@ impl EventsConsumer {
                 self.follow_up(&applied.effects).await;
             }
             if replayed > 0 {
-                tracing::info!(replayed, "the Events API returned events already applied (delivered by webhook, or replayed); nothing changed");
+                tracing::info!(
+                    replayed,
+                    "the Events API returned events already applied (delivered by webhook, or replayed); nothing changed"
+                );
             }
             if unasked > 0 {
-                tracing::info!(unasked, "the Events API returned event types that were not asked for; recorded and ignored");
+                tracing::info!(
+                    unasked,
+                    "the Events API returned event types that were not asked for; recorded and ignored"
+                );
             }
             match page.list_metadata.after {
                 Some(_) => position = Position::After(last_id),
@@ -265,8 +273,7 @@ impl EventsConsumer {
                         .list_memberships(MembershipsOf::Organization(&organization.id), members_after.as_deref())
                         .await?;
                     for membership in &members.data {
-                        store::upsert_membership(conn, membership, &Version::of_object(membership.updated_at))
-                            .await?;
+                        store::upsert_membership(conn, membership, &Version::of_object(membership.updated_at)).await?;
                     }
                     match members.list_metadata.after {
                         Some(next) if !members.data.is_empty() => members_after = Some(next),

@@ -112,10 +112,16 @@ impl Outcome {
 /// What the rest of the app must hear about at once (the database already has it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    SessionRevoked { session_id: String },
-    UserDeleted { user_id: String },
+    SessionRevoked {
+        session_id: String,
+    },
+    UserDeleted {
+        user_id: String,
+    },
     /// A membership names an organization the database has no row for: fetch it, for its name.
-    OrganizationMissing { organization_id: String },
+    OrganizationMissing {
+        organization_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,15 +145,9 @@ pub async fn apply(
         Parsed::Unreadable(_) => "rejected",
     };
     let mut tx = conn.begin().await?;
-    let first = store::record_event(
-        &mut tx,
-        &envelope.id,
-        &envelope.event_type,
-        source,
-        recorded_as,
-        envelope.created_at,
-    )
-    .await?;
+    let first =
+        store::record_event(&mut tx, &envelope.id, &envelope.event_type, source, recorded_as, envelope.created_at)
+            .await?;
     let mut effects = Vec::new();
     let outcome = match parsed {
         _ if !first => Outcome::Duplicate,

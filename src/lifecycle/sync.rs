@@ -70,9 +70,8 @@ impl Lifecycle {
                     }
                     store::upsert_membership(&mut conn, membership, &Version::of_object(membership.updated_at)).await?;
                     if !store::organization_is_known(&mut conn, &membership.organization_id).await? {
-                        missing.push(Effect::OrganizationMissing {
-                            organization_id: membership.organization_id.clone(),
-                        });
+                        missing
+                            .push(Effect::OrganizationMissing { organization_id: membership.organization_id.clone() });
                     }
                     count += 1;
                 }

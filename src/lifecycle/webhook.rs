@@ -57,9 +57,10 @@ impl WebhookSecrets {
         message.extend_from_slice(signature.timestamp_text.as_bytes());
         message.push(b'.');
         message.extend_from_slice(body);
-        let matches = self.keys.iter().any(|key| {
-            signature.candidates.iter().any(|candidate| hmac::verify(key, &message, candidate).is_ok())
-        });
+        let matches = self
+            .keys
+            .iter()
+            .any(|key| signature.candidates.iter().any(|candidate| hmac::verify(key, &message, candidate).is_ok()));
         if matches { Ok(()) } else { Err(SignatureError::Mismatch) }
     }
 }
@@ -93,7 +94,7 @@ impl<'a> Signature<'a> {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || text.len() > 128 {
+    if !text.len().is_multiple_of(2) || text.len() > 128 {
         return None;
     }
     let nibble = |byte: u8| (byte as char).to_digit(16).map(|value| value as u8);

@@ -133,7 +133,11 @@ impl Revocations {
 
     /// Records a sign-out in the database, for every replica. Best effort: the caller logs a failure (this replica
     /// refuses the session anyway, and WorkOS has revoked it).
-    pub async fn record_sign_out(&self, session_id: &str, user_id: &str) -> Result<(), crate::lifecycle::LifecycleError> {
+    pub async fn record_sign_out(
+        &self,
+        session_id: &str,
+        user_id: &str,
+    ) -> Result<(), crate::lifecycle::LifecycleError> {
         self.revoke(session_id);
         match &self.shared {
             Some(shared) => shared.lifecycle.record_sign_out(session_id, user_id).await,

@@ -12,10 +12,9 @@ use crate::helpers::app::{AppOptions, BOB, LifecycleOptions, TestApp, spawn_app_
 use crate::helpers::lifecycle::{ORGANIZATIONS, eventually};
 
 async fn app_behind_a_cuttable_database() -> TestApp {
-    spawn_app_with(AppOptions::default().lifecycle_with(LifecycleOptions {
-        through_proxy: true,
-        ..LifecycleOptions::default()
-    }))
+    spawn_app_with(
+        AppOptions::default().lifecycle_with(LifecycleOptions { through_proxy: true, ..LifecycleOptions::default() }),
+    )
     .await
 }
 
@@ -43,7 +42,8 @@ async fn an_outage_during_a_webhook_answers_503_and_the_retried_delivery_succeed
     })
     .await;
     assert!(delivered, "the retry succeeded: {:?}", app.workos.webhook_attempts());
-    let attempts: Vec<_> = app.workos.webhook_attempts().into_iter().filter(|attempt| attempt.event_id == event.id).collect();
+    let attempts: Vec<_> =
+        app.workos.webhook_attempts().into_iter().filter(|attempt| attempt.event_id == event.id).collect();
     assert!(attempts.iter().all(|attempt| attempt.signed_at_ms == attempts[0].signed_at_ms), "same body and signature");
     assert_eq!(app.membership_row(&acme.id).await.map(|row| row.2), Some(true));
     assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]));
@@ -69,6 +69,9 @@ async fn requests_that_need_the_database_answer_503_within_seconds_during_an_out
     assert!(response.set_cookies().is_empty(), "the cookie is kept: the user did nothing wrong");
 
     proxy.restore();
-    let back = eventually(Duration::from_secs(10), || async { browser.api(Method::GET, ORGANIZATIONS, None).await.status == 200 }).await;
+    let back = eventually(Duration::from_secs(10), || async {
+        browser.api(Method::GET, ORGANIZATIONS, None).await.status == 200
+    })
+    .await;
     assert!(back, "the pool reconnects by itself");
 }

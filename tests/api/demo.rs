@@ -102,7 +102,11 @@ async fn stop(mut child: Child) {
 
 /// Runs a printed command line in a shell, as a newcomer pasting it would.
 async fn paste(line: &str) {
-    let output = Command::new("sh").args(["-c", &format!("{line} --silent --show-error --fail")]).output().await.expect("sh runs");
+    let output = Command::new("sh")
+        .args(["-c", &format!("{line} --silent --show-error --fail")])
+        .output()
+        .await
+        .expect("sh runs");
     assert!(output.status.success(), "`{line}` failed: {}", String::from_utf8_lossy(&output.stderr));
 }
 

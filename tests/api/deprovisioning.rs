@@ -9,7 +9,9 @@ use serde_json::json;
 use standins::workos_standin::ACME_ORGANIZATION_ID;
 
 use crate::helpers::app::{ALICE, AppOptions, BOB, LifecycleOptions, TestApp, spawn_app_with};
-use crate::helpers::lifecycle::{ORGANIZATIONS, at, event, eventually, membership, organization_ids, session, ts, user};
+use crate::helpers::lifecycle::{
+    ORGANIZATIONS, at, event, eventually, membership, organization_ids, session, ts, user,
+};
 use crate::helpers::session::{read_session, session_id};
 
 async fn lifecycle_app() -> TestApp {
@@ -19,10 +21,9 @@ async fn lifecycle_app() -> TestApp {
 /// Waits until the app has recorded the stand-in's latest event of `event_type` (delivered by webhook).
 async fn delivered(app: &TestApp, event_type: &str) {
     let event = app.workos.events().into_iter().rev().find(|event| event.event_type == event_type).expect("emitted");
-    let arrived = eventually(Duration::from_secs(10), || async {
-        app.ledger().await.iter().any(|(id, ..)| *id == event.id)
-    })
-    .await;
+    let arrived =
+        eventually(Duration::from_secs(10), || async { app.ledger().await.iter().any(|(id, ..)| *id == event.id) })
+            .await;
     assert!(arrived, "the {event_type} webhook was not applied");
 }
 
@@ -154,7 +155,8 @@ async fn deleting_a_user_at_workos_ends_their_access_and_the_database_refuses_th
     let identity = stolen.identity();
     let listed = app.insforge_client().list_todos(&identity, authbridge::todo::Page::default()).await.expect("a list");
     assert!(listed.is_empty(), "{listed:?}");
-    let created = app.insforge_client().create_todo(&identity, &authbridge::todo::Title::parse("x").expect("title")).await;
+    let created =
+        app.insforge_client().create_todo(&identity, &authbridge::todo::Title::parse("x").expect("title")).await;
     assert!(created.is_err(), "the write is refused: {created:?}");
     assert_eq!(app.all_todos().await.len(), 1, "Carol's todo is still there, just out of her reach");
 }

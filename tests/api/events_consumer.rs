@@ -15,7 +15,8 @@ use crate::helpers::logs;
 /// The lifecycle with neither webhooks nor the app's own consumer: the test drives consumers itself.
 async fn app_without_push() -> TestApp {
     spawn_app_with(
-        AppOptions::default().lifecycle_with(LifecycleOptions { webhooks_from_standin: false, ..LifecycleOptions::default() }),
+        AppOptions::default()
+            .lifecycle_with(LifecycleOptions { webhooks_from_standin: false, ..LifecycleOptions::default() }),
     )
     .await
 }
@@ -109,8 +110,11 @@ async fn two_consumers_at_once_never_apply_an_event_twice() {
 
     // The lock is a real PostgreSQL advisory lock: held by anyone else, nobody consumes.
     let mut holder = app.db.connect().await;
-    let held: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LOCK_KEY).fetch_one(&mut holder).await.expect("lock");
+    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(LOCK_KEY)
+        .fetch_one(&mut holder)
+        .await
+        .expect("lock");
     assert!(held);
     let blocked = first.poll_once().await.expect("a poll");
     assert!(!blocked.leader, "{blocked:?}");
@@ -153,7 +157,9 @@ async fn a_server_that_ignores_the_type_filter_or_forgets_the_cursor_does_no_har
     let first = app.consumer(options()).poll_once().await.expect("a poll");
     assert!(first.ignored >= 2, "types not asked for are recorded and ignored: {first:?}");
     let ledger = app.ledger().await;
-    assert!(ledger.iter().any(|(_, event_type, _, outcome)| event_type == "connection.activated" && outcome == "ignored"));
+    assert!(
+        ledger.iter().any(|(_, event_type, _, outcome)| event_type == "connection.activated" && outcome == "ignored")
+    );
 
     // The server forgets every cursor and starts again from the first event: all duplicates, nothing changes.
     let state_before = app.ledger().await.len();
@@ -194,6 +200,7 @@ async fn the_app_runs_the_consumer_when_configured_and_it_alone_keeps_the_app_ri
     assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
     let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("seeded");
     app.workos.delete_membership(&acme.id).expect("removed");
-    let gone = eventually(Duration::from_secs(10), || async { browser.get(ORGANIZATIONS).await.json() == json!([]) }).await;
+    let gone =
+        eventually(Duration::from_secs(10), || async { browser.get(ORGANIZATIONS).await.json() == json!([]) }).await;
     assert!(gone, "the app's own consumer applied the removal");
 }

@@ -254,7 +254,15 @@ async fn the_lifecycle_tables_are_private_and_the_deny_check_is_a_pinned_securit
             .fetch_all(&mut conn)
             .await
             .expect("tables");
-    for table in ["applied_events", "directory_users", "events_cursor", "organization_memberships", "organizations", "revoked_sessions", "users"] {
+    for table in [
+        "applied_events",
+        "directory_users",
+        "events_cursor",
+        "organization_memberships",
+        "organizations",
+        "revoked_sessions",
+        "users",
+    ] {
         assert!(tables.iter().any(|name| name == table), "{table} missing from {tables:?}");
     }
     for table in &tables {

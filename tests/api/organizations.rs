@@ -15,7 +15,8 @@ use crate::helpers::session::{read_session, write_session};
 
 /// The lifecycle with no webhooks and no consumer: only sign-in and refresh tell the app anything.
 fn sign_in_only() -> AppOptions {
-    AppOptions::default().lifecycle_with(LifecycleOptions { webhooks_from_standin: false, ..LifecycleOptions::default() })
+    AppOptions::default()
+        .lifecycle_with(LifecycleOptions { webhooks_from_standin: false, ..LifecycleOptions::default() })
 }
 
 #[tokio::test]

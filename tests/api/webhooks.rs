@@ -24,8 +24,10 @@ async fn assert_nothing_applied(app: &TestApp, membership_id: &str, why: &str) {
 
 #[tokio::test]
 async fn deliveries_signed_with_the_current_or_the_previous_secret_are_applied() {
-    let app = spawn_app_with(AppOptions::default().lifecycle().var("WORKOS_WEBHOOK_SECRET_PREVIOUS", PREVIOUS_WEBHOOK_SECRET))
-        .await;
+    let app = spawn_app_with(
+        AppOptions::default().lifecycle().var("WORKOS_WEBHOOK_SECRET_PREVIOUS", PREVIOUS_WEBHOOK_SECRET),
+    )
+    .await;
     for (secret, id) in [(WEBHOOK_SECRET, "om_current"), (PREVIOUS_WEBHOOK_SECRET, "om_previous")] {
         let body = serde_json::to_vec(&created(id)).expect("json");
         let response = app.post_webhook(&body, Some(sign(secret, SystemTime::now(), &body))).await;

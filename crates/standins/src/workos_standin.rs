@@ -57,8 +57,8 @@ pub use organizations::{
 };
 use store::{StandInImpersonator, StandInSession, Store};
 use token::{SigningKey, StandInAccessClaims, TokenError};
-pub use webhooks::{StandInWebhookAttempt, StandInWebhookOrder, signature_header};
 use webhooks::StandInWebhooks;
+pub use webhooks::{StandInWebhookAttempt, StandInWebhookOrder, signature_header};
 
 pub const DEFAULT_CLIENT_ID: &str = "client_standin";
 pub const DEFAULT_API_KEY: &str = "sk_test_standin";

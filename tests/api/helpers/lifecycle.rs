@@ -144,12 +144,15 @@ impl TestApp {
             .execute(&mut *tx)
             .await
             .expect("claims");
-        let visible: i64 = sqlx::query_scalar("SELECT count(*) FROM public.todos").fetch_one(&mut *tx).await.expect("count");
+        let visible: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM public.todos").fetch_one(&mut *tx).await.expect("count");
         let inserted = sqlx::query("INSERT INTO public.todos (title) VALUES ('written in SQL')")
             .execute(&mut *tx)
             .await
             .map(|_| ())
-            .map_err(|error| error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned()).unwrap_or_default());
+            .map_err(|error| {
+                error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned()).unwrap_or_default()
+            });
         tx.rollback().await.expect("rollback");
         (visible, inserted)
     }
@@ -176,7 +179,13 @@ where
 /// The organization ids of a `GET /api/organizations` answer.
 pub fn organization_ids(response: &TestResponse) -> Vec<String> {
     assert_eq!(response.status, 200, "{}", response.body);
-    response.json().as_array().expect("an array").iter().map(|org| org["id"].as_str().unwrap_or_default().to_owned()).collect()
+    response
+        .json()
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|org| org["id"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 pub const ORGANIZATIONS: &str = "/api/organizations";

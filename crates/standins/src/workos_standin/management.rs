@@ -61,6 +61,11 @@ fn value(query: &Option<String>, name: &str) -> Option<String> {
     values(query, name).into_iter().next()
 }
 
+/// A 422 `invalid_request_parameters`, WorkOS's answer to a malformed request.
+fn invalid(message: &str) -> StandInRefusal {
+    StandInRefusal { status: 422, code: "invalid_request_parameters", message: message.to_owned() }
+}
+
 fn refusal(refusal: StandInRefusal) -> Response {
     let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
     workos_error(status, refusal.code, &refusal.message)
@@ -72,14 +77,12 @@ fn changed(inner: &WorkosStandInState, response: Response) -> Response {
 }
 
 /// One page of `items` (oldest first), WorkOS style.
-fn page(items: Vec<(String, Value)>, query: &Option<String>) -> Result<Value, Response> {
+fn page(items: Vec<(String, Value)>, query: &Option<String>) -> Result<Value, StandInRefusal> {
     let limit = match value(query, "limit") {
         None => 10,
         Some(raw) => match raw.parse::<usize>() {
             Ok(limit) if (1..=100).contains(&limit) => limit,
-            _ => {
-                return Err(workos_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_parameters", "limit must be between 1 and 100."));
-            }
+            _ => return Err(invalid("limit must be between 1 and 100.")),
         },
     };
     let mut items = items;
@@ -98,7 +101,11 @@ fn page(items: Vec<(String, Value)>, query: &Option<String>) -> Result<Value, Re
 
 // ---- events ------------------------------------------------------------------------------------------------------
 
-async fn list_events(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+async fn list_events(
+    State(inner): State<Arc<WorkosStandInState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     if let Some(response) = admit(&inner, Endpoint::Events, &headers).await {
         return response;
     }
@@ -118,7 +125,8 @@ async fn list_events(State(inner): State<Arc<WorkosStandInState>>, headers: Head
     };
     let page = lock(&inner.store).events.page(&parsed, honour_types, unknown_cursor);
     match page {
-        Ok(page) => Json(json!({ "object": "list", "data": page.data, "list_metadata": { "after": page.after } })).into_response(),
+        Ok(page) => Json(json!({ "object": "list", "data": page.data, "list_metadata": { "after": page.after } }))
+            .into_response(),
         Err(error) => (StatusCode::BAD_REQUEST, Json(json!({ "message": error.0 }))).into_response(),
     }
 }
@@ -130,38 +138,51 @@ struct OrganizationBody {
     name: Option<String>,
 }
 
-async fn list_organizations(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+async fn list_organizations(
+    State(inner): State<Arc<WorkosStandInState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     if let Some(response) = admit(&inner, Endpoint::Organizations, &headers).await {
         return response;
     }
     let items = lock(&inner.store).organizations().iter().map(|org| (org.id.clone(), org.to_value())).collect();
-    page(items, &query).map_or_else(|response| response, |list| Json(list).into_response())
+    page(items, &query).map_or_else(refusal, |list| Json(list).into_response())
 }
 
-async fn get_organization(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn get_organization(
+    State(inner): State<Arc<WorkosStandInState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Some(response) = admit(&inner, Endpoint::Organizations, &headers).await {
         return response;
     }
     match lock(&inner.store).organization(&id) {
         Some(organization) => Json(organization.to_value()).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({ "message": format!("Organization not found: '{id}'.") }))).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({ "message": format!("Organization not found: '{id}'.") })))
+            .into_response(),
     }
 }
 
-fn organization_name(body: &Bytes) -> Result<String, Response> {
+fn organization_name(body: &Bytes) -> Result<String, StandInRefusal> {
     match serde_json::from_slice::<OrganizationBody>(body) {
         Ok(OrganizationBody { name: Some(name) }) if !name.trim().is_empty() => Ok(name.trim().to_owned()),
-        _ => Err(workos_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_parameters", "The body must be {\"name\": \"…\"}.")),
+        _ => Err(invalid("The body must be {\"name\": \"…\"}.")),
     }
 }
 
-async fn create_organization(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_organization(
+    State(inner): State<Arc<WorkosStandInState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Some(response) = admit(&inner, Endpoint::Organizations, &headers).await {
         return response;
     }
     let name = match organization_name(&body) {
         Ok(name) => name,
-        Err(response) => return response,
+        Err(error) => return refusal(error),
     };
     let organization = lock(&inner.store).create_organization(&name);
     changed(&inner, (StatusCode::CREATED, Json(organization.to_value())).into_response())
@@ -178,7 +199,7 @@ async fn update_organization(
     }
     let name = match organization_name(&body) {
         Ok(name) => name,
-        Err(response) => return response,
+        Err(error) => return refusal(error),
     };
     let renamed = lock(&inner.store).rename_organization(&id, &name);
     match renamed {
@@ -187,7 +208,11 @@ async fn update_organization(
     }
 }
 
-async fn delete_organization(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn delete_organization(
+    State(inner): State<Arc<WorkosStandInState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Some(response) = admit(&inner, Endpoint::Organizations, &headers).await {
         return response;
     }
@@ -209,7 +234,11 @@ fn membership_object(store: &Store, membership: &StandInMembership) -> Value {
     object
 }
 
-async fn list_memberships(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+async fn list_memberships(
+    State(inner): State<Arc<WorkosStandInState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     if let Some(response) = admit(&inner, Endpoint::Memberships, &headers).await {
         return response;
     }
@@ -222,7 +251,9 @@ async fn list_memberships(State(inner): State<Arc<WorkosStandInState>>, headers:
     for raw in values(&query, "statuses") {
         match StandInMembershipStatus::parse(&raw) {
             Some(status) => statuses.push(status),
-            None => return workos_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_parameters", "Unknown status."),
+            None => {
+                return workos_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_parameters", "Unknown status.");
+            }
         }
     }
     // "By default only active memberships are returned" (§6.2).
@@ -240,10 +271,14 @@ async fn list_memberships(State(inner): State<Arc<WorkosStandInState>>, headers:
             .map(|m| (m.id.clone(), membership_object(&store, m)))
             .collect()
     };
-    page(items, &query).map_or_else(|response| response, |list| Json(list).into_response())
+    page(items, &query).map_or_else(refusal, |list| Json(list).into_response())
 }
 
-async fn get_membership(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn get_membership(
+    State(inner): State<Arc<WorkosStandInState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Some(response) = admit(&inner, Endpoint::Memberships, &headers).await {
         return response;
     }
@@ -263,13 +298,9 @@ struct MembershipBody {
 }
 
 impl MembershipBody {
-    fn roles(&self) -> Result<Vec<String>, Response> {
+    fn roles(&self) -> Result<Vec<String>, StandInRefusal> {
         match (&self.role_slug, &self.role_slugs) {
-            (Some(_), Some(_)) => Err(workos_error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_request_parameters",
-                "role_slug and role_slugs are mutually exclusive.",
-            )),
+            (Some(_), Some(_)) => Err(invalid("role_slug and role_slugs are mutually exclusive.")),
             (Some(slug), None) => Ok(vec![slug.clone()]),
             (None, Some(slugs)) => Ok(slugs.clone()),
             (None, None) => Ok(Vec::new()),
@@ -277,10 +308,8 @@ impl MembershipBody {
     }
 }
 
-fn membership_body(body: &Bytes) -> Result<MembershipBody, Response> {
-    serde_json::from_slice(body).map_err(|_| {
-        workos_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_parameters", "The body is not a JSON object.")
-    })
+fn membership_body(body: &Bytes) -> Result<MembershipBody, StandInRefusal> {
+    serde_json::from_slice(body).map_err(|_| invalid("The body is not a JSON object."))
 }
 
 async fn create_membership(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -289,14 +318,18 @@ async fn create_membership(State(inner): State<Arc<WorkosStandInState>>, headers
     }
     let body = match membership_body(&body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(error) => return refusal(error),
     };
     let (roles, Some(user_id), Some(organization_id)) = (body.roles(), &body.user_id, &body.organization_id) else {
-        return workos_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_parameters", "user_id and organization_id are required.");
+        return workos_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request_parameters",
+            "user_id and organization_id are required.",
+        );
     };
     let roles = match roles {
         Ok(roles) => roles,
-        Err(response) => return response,
+        Err(error) => return refusal(error),
     };
     let mut store = lock(&inner.store);
     match store.add_membership(user_id, organization_id, &roles) {
@@ -320,19 +353,27 @@ async fn update_membership(
     }
     let roles = match membership_body(&body).and_then(|body| body.roles()) {
         Ok(roles) => roles,
-        Err(response) => return response,
+        Err(error) => return refusal(error),
     };
     membership_change(&inner, |store| store.set_membership_roles(&id, &roles))
 }
 
-async fn deactivate_membership(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn deactivate_membership(
+    State(inner): State<Arc<WorkosStandInState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Some(response) = admit(&inner, Endpoint::Memberships, &headers).await {
         return response;
     }
     membership_change(&inner, |store| store.deactivate_membership(&id))
 }
 
-async fn reactivate_membership(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn reactivate_membership(
+    State(inner): State<Arc<WorkosStandInState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Some(response) = admit(&inner, Endpoint::Memberships, &headers).await {
         return response;
     }
@@ -354,7 +395,11 @@ fn membership_change(
     }
 }
 
-async fn delete_membership(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn delete_membership(
+    State(inner): State<Arc<WorkosStandInState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Some(response) = admit(&inner, Endpoint::Memberships, &headers).await {
         return response;
     }
@@ -367,7 +412,11 @@ async fn delete_membership(State(inner): State<Arc<WorkosStandInState>>, headers
 
 // ---- users -------------------------------------------------------------------------------------------------------
 
-async fn get_user(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn get_user(
+    State(inner): State<Arc<WorkosStandInState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Some(response) = admit(&inner, Endpoint::Users, &headers).await {
         return response;
     }
@@ -377,7 +426,11 @@ async fn get_user(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderM
     }
 }
 
-async fn delete_user(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn delete_user(
+    State(inner): State<Arc<WorkosStandInState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Some(response) = admit(&inner, Endpoint::Users, &headers).await {
         return response;
     }

@@ -312,8 +312,11 @@ impl Store {
 
     /// `DELETE /user_management/users/{id}`: sessions revoked, memberships deleted, then the user (§6.4).
     pub fn delete_user(&mut self, id: &str) -> Result<(), StandInRefusal> {
-        let index =
-            self.users.iter().position(|user| user.seed.id == id).ok_or_else(|| StandInRefusal::not_found("User", id))?;
+        let index = self
+            .users
+            .iter()
+            .position(|user| user.seed.id == id)
+            .ok_or_else(|| StandInRefusal::not_found("User", id))?;
         self.revoke_sessions_of(id);
         let memberships: Vec<String> =
             self.memberships.iter().filter(|m| m.user_id == id).map(|m| m.id.clone()).collect();
@@ -346,7 +349,11 @@ impl Store {
             .ok_or_else(|| StandInRefusal::not_found("Organization membership", id))
     }
 
-    fn set_status(&mut self, index: usize, status: StandInMembershipStatus) -> Result<StandInMembership, StandInRefusal> {
+    fn set_status(
+        &mut self,
+        index: usize,
+        status: StandInMembershipStatus,
+    ) -> Result<StandInMembership, StandInRefusal> {
         let now = self.events.tick();
         let membership = &mut self.memberships[index];
         membership.status = status;
@@ -432,7 +439,8 @@ impl Store {
         }
         let user = user.clone();
         let event_type = if member { "dsync.group.user_added" } else { "dsync.group.user_removed" };
-        let data = json!({ "directory_id": user.directory_id, "user": user.to_value(), "group": user.group_value(group) });
+        let data =
+            json!({ "directory_id": user.directory_id, "user": user.to_value(), "group": user.group_value(group) });
         self.events.emit(event_type, data);
         Ok(user)
     }
@@ -476,10 +484,7 @@ mod tests {
         store.open_session("user_standin_bob");
         let mark = store.events.len();
         store.delete_user("user_standin_bob").expect("known user");
-        assert_eq!(
-            types_since(&store, mark),
-            ["session.revoked", "organization_membership.deleted", "user.deleted"]
-        );
+        assert_eq!(types_since(&store, mark), ["session.revoked", "organization_membership.deleted", "user.deleted"]);
         assert!(store.user("user_standin_bob").is_none());
         assert!(store.active_organizations("user_standin_bob").is_empty());
     }
