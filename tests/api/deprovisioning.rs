@@ -135,7 +135,8 @@ async fn deleting_a_user_at_workos_ends_their_access_and_the_database_refuses_th
     let stolen = read_session(&browser);
     assert_eq!(browser.api(Method::POST, "/api/todos", Some(json!({ "title": "Carol's" }))).await.status, 201);
     let bearer = app.bearer_client(app.workos.mint_access_token(&carol, Duration::from_secs(300)));
-    assert_eq!(app.as_authenticated(&carol).await, (1, Ok(())), "before: Carol's todo, and she may write");
+    let before = SqlAccess { visible: 1, updated: 1, deleted: 1, inserted: Ok(()) };
+    assert_eq!(app.as_authenticated(&carol).await, before, "before: Carol's todo, and she may change it");
 
     app.workos.delete_user(&carol).expect("deleted");
     delivered(&app, "user.deleted").await;
@@ -147,10 +148,9 @@ async fn deleting_a_user_at_workos_ends_their_access_and_the_database_refuses_th
     assert_eq!(browser.api(Method::GET, "/api/todos", None).await.status, 401);
     assert_eq!(bearer.get("/api/me").await.status, 401);
 
-    // PostgreSQL, as `authenticated` with Carol's claims: no rows, and writes refused.
-    let (visible, insert) = app.as_authenticated(&carol).await;
-    assert_eq!(visible, 0, "a deleted user sees nothing");
-    assert_eq!(insert, Err("42501".to_owned()), "a deleted user's insert violates the policy");
+    // PostgreSQL, as `authenticated` with Carol's claims: no rows to see, update or delete, and inserts refused.
+    let after = SqlAccess { visible: 0, updated: 0, deleted: 0, inserted: Err("42501".to_owned()) };
+    assert_eq!(app.as_authenticated(&carol).await, after, "a deleted user can do nothing");
     // Even if the app had a bug and let the request through, InsForge (and so RLS) refuses the user.
     let identity = stolen.identity();
     let listed = app.insforge_client().list_todos(&identity, authbridge::todo::Page::default()).await.expect("a list");
@@ -229,7 +229,8 @@ async fn a_brand_new_user_the_database_has_never_heard_of_still_works() {
     let app = lifecycle_app().await;
     // A sign-up whose `user.created` has not arrived yet (and no sign-in sync either): deny-list, not allow-list.
     let stranger = "user_brand_new";
-    assert_eq!(app.as_authenticated(stranger).await, (0, Ok(())));
+    let access = app.as_authenticated(stranger).await;
+    assert_eq!((access.visible, access.inserted), (0, Ok(())));
     let bearer = app.bearer_client(app.workos.mint_access_token(stranger, Duration::from_secs(300)));
     assert_eq!(bearer.send(Method::POST, "/api/todos", Some(json!({ "title": "first!" }))).await.status, 201);
 }

@@ -23,6 +23,7 @@ mod database_outage;
 mod deprovisioning;
 mod events_consumer;
 mod lifecycle_events;
+mod lifecycle_startup;
 mod organizations;
 mod webhooks;
 

@@ -131,9 +131,9 @@ impl TestApp {
         EventsConsumer::new(self.lifecycle(), None, options)
     }
 
-    /// Counts the todos `user_id` sees and tries to insert one, as InsForge would run it: role `authenticated`,
-    /// the user's claims in `request.jwt.claims`. (count, whether the insert was allowed).
-    pub async fn as_authenticated(&self, user_id: &str) -> (i64, Result<(), String>) {
+    /// What `user_id` may do to the todos table, as InsForge would run it: role `authenticated`, the user's claims in
+    /// `request.jwt.claims`, everything rolled back afterwards.
+    pub async fn as_authenticated(&self, user_id: &str) -> SqlAccess {
         use sqlx::Connection;
         let mut conn = self.db.connect().await;
         let claims = json!({ "sub": user_id, "role": "authenticated" }).to_string();
@@ -146,16 +146,32 @@ impl TestApp {
             .expect("claims");
         let visible: i64 =
             sqlx::query_scalar("SELECT count(*) FROM public.todos").fetch_one(&mut *tx).await.expect("count");
+        let updated = sqlx::query("UPDATE public.todos SET is_complete = NOT is_complete")
+            .execute(&mut *tx)
+            .await
+            .expect("update")
+            .rows_affected();
+        let deleted = sqlx::query("DELETE FROM public.todos").execute(&mut *tx).await.expect("delete").rows_affected();
         let inserted = sqlx::query("INSERT INTO public.todos (title) VALUES ('written in SQL')")
             .execute(&mut *tx)
             .await
             .map(|_| ())
             .map_err(|error| {
-                error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned()).unwrap_or_default()
+                error.as_database_error().and_then(|e| e.code()).map(|code| code.into_owned()).unwrap_or_default()
             });
         tx.rollback().await.expect("rollback");
-        (visible, inserted)
+        SqlAccess { visible, updated, deleted, inserted }
     }
+}
+
+/// What a user could do in SQL: rows seen, updated and deleted, and whether an insert was allowed (else its
+/// SQLSTATE).
+#[derive(Debug, PartialEq, Eq)]
+pub struct SqlAccess {
+    pub visible: i64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub inserted: Result<(), String>,
 }
 
 /// Waits until `check` holds, up to `limit`; `false` if it never did.
