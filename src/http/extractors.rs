@@ -27,49 +27,22 @@ use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use crate::identity::{Impersonator, UserIdentity, UserProfile};
 use crate::session::provider::CheckError;
-use crate::session::{CookieChange, Outcome, Principal};
+use crate::session::{AuthSource, CookieChange, Outcome, Principal};
 use crate::sync::lock;
 
 use super::error::AppError;
 use super::{AppState, csrf, is_api_path};
 
-/// The signed-in user of this request.
+/// The signed-in user of this request (derefs to the session layer's [`Principal`]).
 #[derive(Debug, Clone)]
-pub struct CurrentUser {
-    pub user: UserProfile,
-    pub organization_id: Option<String>,
-    pub impersonator: Option<Impersonator>,
-    /// The provider's session id: form CSRF tokens and sign-out are tied to it.
-    pub session_id: Option<String>,
-    pub source: AuthSource,
-}
+pub struct CurrentUser(pub Principal);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthSource {
-    Cookie,
-    Bearer,
-}
+impl std::ops::Deref for CurrentUser {
+    type Target = Principal;
 
-impl CurrentUser {
-    fn new(principal: Principal, source: AuthSource) -> Self {
-        let Principal { user, organization_id, impersonator, session_id } = principal;
-        Self { user, organization_id, impersonator, session_id, source }
-    }
-
-    pub fn id(&self) -> &str {
-        &self.user.id
-    }
-
-    /// Who the data path acts for.
-    pub fn identity(&self) -> UserIdentity {
-        self.user.identity()
-    }
-
-    /// What CSRF tokens are bound to: the provider's session, or the user when it names no session.
-    pub fn csrf_binding(&self) -> &str {
-        self.session_id.as_deref().unwrap_or(&self.user.id)
+    fn deref(&self) -> &Principal {
+        &self.0
     }
 }
 
@@ -148,7 +121,7 @@ async fn compute(headers: &HeaderMap, api: bool, state: &AppState, context: &Ses
         let token = authorization.to_str().ok().and_then(bearer_token);
         let Some(token) = token else { return Auth::InvalidBearer };
         return match state.sessions.authenticate_bearer(token).await {
-            Ok(principal) => Auth::User(Arc::new(CurrentUser::new(principal, AuthSource::Bearer))),
+            Ok(principal) => Auth::User(Arc::new(CurrentUser(principal))),
             Err(CheckError::Unavailable { retry_after }) => Auth::Unavailable { retry_after },
             Err(CheckError::Invalid(reason)) => {
                 tracing::debug!(%reason, "bearer token refused");
@@ -160,7 +133,7 @@ async fn compute(headers: &HeaderMap, api: bool, state: &AppState, context: &Ses
     let resolution = state.sessions.resolve(headers).await;
     context.set_cookie_change(resolution.cookie);
     match resolution.outcome {
-        Outcome::SignedIn(principal) => Auth::User(Arc::new(CurrentUser::new(*principal, AuthSource::Cookie))),
+        Outcome::SignedIn(principal) => Auth::User(Arc::new(CurrentUser(*principal))),
         Outcome::SignedOut => Auth::SignedOut,
         Outcome::Unavailable { retry_after } => Auth::Unavailable { retry_after },
     }

@@ -98,13 +98,13 @@ struct Me {
     impersonator: Option<Impersonator>,
 }
 
-async fn me(user: CurrentUser) -> Json<Me> {
+async fn me(CurrentUser(principal): CurrentUser) -> Json<Me> {
     Json(Me {
-        id: user.user.id,
-        email: user.user.email,
-        first_name: user.user.first_name,
-        last_name: user.user.last_name,
-        organization_id: user.organization_id,
-        impersonator: user.impersonator,
+        id: principal.user.id,
+        email: principal.user.email,
+        first_name: principal.user.first_name,
+        last_name: principal.user.last_name,
+        organization_id: principal.organization_id,
+        impersonator: principal.impersonator,
     })
 }

@@ -82,20 +82,41 @@ impl Session {
             organization_id: self.organization_id.clone(),
             impersonator: self.impersonator.clone(),
             session_id: self.session_id.clone(),
+            source: AuthSource::Cookie,
         }
     }
 }
 
-/// Who a request is from, whichever way they proved it (session cookie or bearer token).
+/// Who a request is from, whichever way they proved it.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user: UserProfile,
     pub organization_id: Option<String>,
     pub impersonator: Option<Impersonator>,
+    /// The provider's session id: form CSRF tokens and sign-out are tied to it.
     pub session_id: Option<String>,
+    pub source: AuthSource,
+}
+
+/// How a request proved who it is from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthSource {
+    /// The sealed session cookie: a browser, which sends it on cross-site requests too.
+    Cookie,
+    /// An `Authorization: Bearer` token, which a browser never attaches on its own.
+    Bearer,
 }
 
 impl Principal {
+    pub fn id(&self) -> &str {
+        &self.user.id
+    }
+
+    /// Who the data path acts for.
+    pub fn identity(&self) -> UserIdentity {
+        self.user.identity()
+    }
+
     /// What CSRF tokens are bound to; the same rule as [`Session::csrf_binding`].
     pub fn csrf_binding(&self) -> &str {
         self.session_id.as_deref().unwrap_or(&self.user.id)

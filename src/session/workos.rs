@@ -12,7 +12,7 @@
 use url::Url;
 
 use super::provider::{AuthorizationRequest, CheckError, ProviderError, ScreenHint, TokenCheck};
-use super::{Principal, Session};
+use super::{AuthSource, Principal, Session};
 use crate::identity::{Impersonator, UserProfile};
 use crate::lifecycle::sync::MembershipSync;
 use crate::workos::access_token::{AccessClaims, AccessTokenVerifier, TokenSource, VerifyError};
@@ -163,6 +163,7 @@ impl WorkosProvider {
             organization_id: claims.org_id,
             impersonator: claims.act.map(|actor| Impersonator { email: actor.sub, reason: None }),
             session_id: claims.sid,
+            source: AuthSource::Bearer,
         })
     }
 
