@@ -10,7 +10,7 @@ use standins::workos_standin::ACME_ORGANIZATION_ID;
 
 use crate::helpers::app::{ALICE, AppOptions, BOB, LifecycleOptions, TestApp, spawn_app_with};
 use crate::helpers::lifecycle::{
-    ORGANIZATIONS, at, event, eventually, membership, organization_ids, session, ts, user,
+    ORGANIZATIONS, SqlAccess, at, event, eventually, membership, organization_ids, session, ts, user,
 };
 use crate::helpers::session::{read_session, session_id};
 
