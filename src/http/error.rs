@@ -4,8 +4,8 @@
 //! return it and convert lower layers' errors with `?`. Turning it into a response only leaves the error in the
 //! response's extensions; the [`render_errors`] middleware (the shape of axum's `error-handling` example) then
 //! decides, by the request's path, whether the client gets JSON (`{"error":{"code","message"}}` under `/api/` and
-//! `/webhooks/`) or a
-//! page (or, for a page that needs a signed-in user, the way to sign in), and writes the one log line about it.
+//! `/webhooks/`) or a page (or, for a page that needs a signed-in user, the way to sign in), and writes the one
+//! log line about it.
 //! Messages are written for the person reading them; internal details (upstream messages, SQL errors) go to the
 //! log, never to the client.
 
