@@ -482,6 +482,24 @@ mod tests {
     }
 
     #[test]
+    fn every_variable_read_is_documented_in_env_example_and_the_readme() {
+        let read = std::sync::Mutex::new(Vec::<String>::new());
+        let vars = base();
+        let _ = Config::from_lookup(|name| {
+            crate::sync::lock(&read).push(name.to_owned());
+            vars.get(name).cloned()
+        });
+        let read = read.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        assert!(read.iter().any(|name| name == "WORKOS_EVENTS_POLL_SECONDS"), "{read:?}");
+        let env_example = include_str!("../.env.example");
+        let readme = include_str!("../README.md");
+        for name in read {
+            assert!(env_example.contains(&format!("{name}=")), "{name} is missing from .env.example");
+            assert!(readme.contains(&format!("`{name}`")), "{name} is missing from the README's table");
+        }
+    }
+
+    #[test]
     fn malformed_numbers_and_urls_are_named() {
         let mut vars = base();
         vars.insert("INSFORGE_TOKEN_TTL_SECONDS", "five".to_owned());

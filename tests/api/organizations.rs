@@ -104,3 +104,22 @@ async fn without_a_database_the_route_does_not_exist() {
     assert_eq!(response.status, 404, "{}", response.body);
     assert_eq!(response.error_code(), "not_found");
 }
+
+#[tokio::test]
+async fn a_webhook_naming_an_unknown_organization_gets_its_name_fetched() {
+    let app = spawn_app_with(sign_in_only()).await;
+    let bob = app.user_id(BOB);
+    // The organization exists at WorkOS, but no event about it reached the app: only the membership's does.
+    let initech = app.workos.create_organization("Initech");
+    let membership = app.workos.add_membership(&bob, &initech.id, &[]).expect("member");
+    let event = app.workos.events().into_iter().find(|e| e.data["id"] == membership.id.as_str()).expect("emitted");
+    let payload = event.envelope();
+    assert_eq!(app.deliver_ok(&payload).await, "applied");
+
+    let bearer = app.bearer_client(app.workos.mint_access_token(&bob, Duration::from_secs(300)));
+    let named = crate::helpers::lifecycle::eventually(Duration::from_secs(5), || async {
+        bearer.get(ORGANIZATIONS).await.json() == json!([{ "id": initech.id, "name": "Initech", "role": "member" }])
+    })
+    .await;
+    assert!(named, "{}", bearer.get(ORGANIZATIONS).await.body);
+}
