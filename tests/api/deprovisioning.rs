@@ -108,8 +108,13 @@ async fn a_deleted_user_has_no_access_on_the_next_request_with_a_cookie_or_a_bea
     let alice = app.user_id(ALICE);
     let browser = app.signed_in(ALICE).await;
     assert_eq!(browser.api(Method::POST, "/api/todos", Some(json!({ "title": "mine" }))).await.status, 201);
-    let bearer = app.bearer_client(app.workos.mint_access_token(&alice, Duration::from_secs(300)));
+    let token = app.workos.mint_access_token(&alice, Duration::from_secs(300));
+    let bearer = app.bearer_client(token.clone());
     assert_eq!(bearer.get("/api/todos").await.status, 200);
+    // A replica that will not receive the webhook, and has just seen this user.
+    let replica = app.replica().await;
+    let on_replica = replica.browser_like(&browser);
+    assert_eq!(on_replica.api(Method::GET, "/api/me", None).await.status, 200);
 
     // Only `user.deleted` (no session events): the user id alone ends every session.
     app.deliver_ok(&event("user.deleted", user(&alice, ALICE, 1), at(1))).await;
@@ -125,6 +130,15 @@ async fn a_deleted_user_has_no_access_on_the_next_request_with_a_cookie_or_a_bea
     assert_eq!(api.status, 401, "{}", api.body);
     assert_eq!(api.error_code(), "invalid_token");
     assert_eq!(bearer.send(Method::POST, "/api/todos", Some(json!({ "title": "after" }))).await.status, 401);
+
+    // The replica learns it from the database within its cache time, for the cookie and the token alike.
+    let replica_bearer = crate::helpers::browser::ApiClient::new(replica.base_url.clone(), Some(token));
+    let refused = eventually(Duration::from_secs(5), || async {
+        on_replica.api(Method::GET, "/api/me", None).await.status == 401
+            && replica_bearer.get("/api/me").await.status == 401
+    })
+    .await;
+    assert!(refused, "the replica still lets the deleted user in");
 }
 
 #[tokio::test]
