@@ -45,15 +45,35 @@ impl ConfigError {
     }
 }
 
-/// What `serve` cannot start without.
-const REQUIRED: [&str; 6] = [
-    "WORKOS_API_KEY",
-    "WORKOS_CLIENT_ID",
-    "WORKOS_REDIRECT_URI",
-    "WORKOS_COOKIE_PASSWORD",
-    "INSFORGE_URL",
-    "INSFORGE_JWT_SECRET",
+/// What `serve` cannot start without, whichever provider signs people in. The cookie password is required too,
+/// under either of its names ([`COOKIE_PASSWORD`]).
+const REQUIRED: [&str; 2] = ["INSFORGE_URL", "INSFORGE_JWT_SECRET"];
+/// What WorkOS AuthKit needs (`IDENTITY_PROVIDER=workos`, the default).
+const REQUIRED_FOR_WORKOS: [&str; 3] = ["WORKOS_API_KEY", "WORKOS_CLIENT_ID", "WORKOS_REDIRECT_URI"];
+/// What an OpenID Connect provider needs (`IDENTITY_PROVIDER=oidc`).
+const REQUIRED_FOR_OIDC: [&str; 4] = ["OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_REDIRECT_URI"];
+/// Every `OIDC_*` variable, to notice a configuration meant for OIDC that forgot to say so.
+const OIDC_VARIABLES: [&str; 7] = [
+    "OIDC_ISSUER",
+    "OIDC_CLIENT_ID",
+    "OIDC_CLIENT_SECRET",
+    "OIDC_REDIRECT_URI",
+    "OIDC_SCOPES",
+    "OIDC_AUDIENCE",
+    "OIDC_POST_LOGOUT_REDIRECT_URI",
 ];
+
+/// The session cookie's password, the same for both providers: `SESSION_COOKIE_PASSWORD`, or its older name
+/// `WORKOS_COOKIE_PASSWORD`, which keeps working (from before there was a second provider).
+pub const COOKIE_PASSWORD: (&str, &str) = ("SESSION_COOKIE_PASSWORD", "WORKOS_COOKIE_PASSWORD");
+/// The previous password during a rotation, under the same two names.
+pub const PREVIOUS_COOKIE_PASSWORD: (&str, &str) =
+    ("SESSION_COOKIE_PASSWORD_PREVIOUS", "WORKOS_COOKIE_PASSWORD_PREVIOUS");
+/// The scopes asked for when `OIDC_SCOPES` is not set: `offline_access` for a refresh token.
+pub const DEFAULT_OIDC_SCOPES: &str = "openid profile email offline_access";
+/// Timeouts for calls to the OpenID Connect provider (discovery, keys, tokens, userinfo).
+const OIDC_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const OIDC_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Minimum length of the InsForge JWT secret: HS256 with a shorter key is guessable offline.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -64,11 +84,20 @@ pub const MIN_COOKIE_PASSWORD_CHARS: usize = 32;
 pub struct Config {
     pub server: ServerConfig,
     pub insforge: InsforgeConfig,
-    pub workos: WorkosConfig,
+    /// Who signs people in (`IDENTITY_PROVIDER`).
+    pub provider: ProviderConfig,
     pub session: SessionConfig,
     /// The enterprise lifecycle (webhooks, the Events API, deprovisioning): `None` without `DATABASE_URL`, and then
     /// the app runs without it.
     pub lifecycle: Option<LifecycleConfig>,
+}
+
+/// The identity provider sessions are made with, and its settings. Only the chosen provider's variables are read
+/// (and required).
+#[derive(Debug, Clone)]
+pub enum ProviderConfig {
+    Workos(WorkosConfig),
+    Oidc(OidcConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +131,26 @@ pub struct WorkosConfig {
     pub client_id: String,
     pub redirect_uri: Url,
     pub api_base_url: Url,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// A generic OpenID Connect provider (Auth0, Okta, Entra ID, Keycloak, Google…), found through discovery.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// Exactly as configured: the discovery document's `issuer` must be this string, character for character
+    /// (Auth0's ends with `/`). Https, or plain http on a loopback host.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub redirect_uri: Url,
+    /// Always includes `openid`.
+    pub scopes: Vec<String>,
+    /// The API the access tokens are for (Auth0's `audience`, RFC 8707's `resource`); bearer tokens on `/api/*`
+    /// must be issued for it. Without it, no bearer token is accepted.
+    pub audience: Option<String>,
+    /// Where the provider sends the browser after signing out; registered at the provider.
+    pub post_logout_redirect_uri: Url,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
 }
@@ -148,19 +197,36 @@ impl Config {
     /// Reads the configuration through `lookup`, so tests can check it without touching the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let vars = Vars(&lookup);
+        let kind = provider_kind(&vars)?;
 
         // All missing variables at once: a newcomer filling in `.env` should not need one restart per variable.
-        let missing: Vec<&'static str> =
-            REQUIRED.iter().copied().filter(|name| vars.optional(name).is_none()).collect();
+        let for_provider: &[&'static str] = match kind {
+            ProviderKind::Workos => &REQUIRED_FOR_WORKOS,
+            ProviderKind::Oidc => &REQUIRED_FOR_OIDC,
+        };
+        let mut missing: Vec<&'static str> =
+            REQUIRED.iter().chain(for_provider).copied().filter(|name| vars.optional(name).is_none()).collect();
+        if vars.either(COOKIE_PASSWORD).is_none() {
+            missing.push(COOKIE_PASSWORD.0);
+        }
         if let [first, rest @ ..] = missing.as_slice() {
-            let problem = match rest {
+            let mut problem = match rest {
                 [] => "is not set (see .env.example)".to_owned(),
                 _ => format!("is not set, nor are {} (see .env.example)", rest.join(", ")),
             };
+            let oidc_meant =
+                kind == ProviderKind::Workos && OIDC_VARIABLES.iter().any(|name| vars.optional(name).is_some());
+            if oidc_meant && missing.iter().any(|name| REQUIRED_FOR_WORKOS.contains(name)) {
+                problem
+                    .push_str("; OIDC_* variables are set: for an OpenID Connect provider, set IDENTITY_PROVIDER=oidc");
+            }
             return Err(ConfigError::new(first, problem));
         }
 
-        let redirect_uri = vars.url("WORKOS_REDIRECT_URI")?;
+        let redirect_uri = match kind {
+            ProviderKind::Workos => vars.url("WORKOS_REDIRECT_URI")?,
+            ProviderKind::Oidc => vars.url("OIDC_REDIRECT_URI")?,
+        };
         let app_url = match vars.optional("APP_URL") {
             Some(raw) => parse_origin("APP_URL", &raw)?,
             None => origin_of(&redirect_uri),
@@ -175,6 +241,22 @@ impl Config {
                 format!("must be at least {MIN_JWT_SECRET_BYTES} bytes (it is {})", jwt_secret.len()),
             ));
         }
+
+        let provider = match kind {
+            ProviderKind::Workos => ProviderConfig::Workos(WorkosConfig {
+                api_key: Secret::new(vars.required("WORKOS_API_KEY")?),
+                client_id: vars.required("WORKOS_CLIENT_ID")?,
+                redirect_uri,
+                api_base_url: match vars.optional("WORKOS_API_BASE_URL") {
+                    Some(raw) => parse_url("WORKOS_API_BASE_URL", &raw)?,
+                    None => Url::parse("https://api.workos.com")
+                        .map_err(|e| ConfigError::new("WORKOS_API_BASE_URL", e.to_string()))?,
+                },
+                connect_timeout: Duration::from_millis(vars.parsed("WORKOS_CONNECT_TIMEOUT_MS", "2000")?),
+                request_timeout: Duration::from_millis(vars.parsed("WORKOS_REQUEST_TIMEOUT_MS", "10000")?),
+            }),
+            ProviderKind::Oidc => ProviderConfig::Oidc(oidc_config(&vars, redirect_uri, &app_url)?),
+        };
 
         Ok(Config {
             server: ServerConfig {
@@ -197,34 +279,161 @@ impl Config {
                 connect_timeout: Duration::from_millis(vars.parsed("INSFORGE_CONNECT_TIMEOUT_MS", "2000")?),
                 request_timeout: Duration::from_millis(vars.parsed("INSFORGE_REQUEST_TIMEOUT_MS", "10000")?),
             },
-            workos: WorkosConfig {
-                api_key: Secret::new(vars.required("WORKOS_API_KEY")?),
-                client_id: vars.required("WORKOS_CLIENT_ID")?,
-                redirect_uri,
-                api_base_url: match vars.optional("WORKOS_API_BASE_URL") {
-                    Some(raw) => parse_url("WORKOS_API_BASE_URL", &raw)?,
-                    None => Url::parse("https://api.workos.com")
-                        .map_err(|e| ConfigError::new("WORKOS_API_BASE_URL", e.to_string()))?,
-                },
-                connect_timeout: Duration::from_millis(vars.parsed("WORKOS_CONNECT_TIMEOUT_MS", "2000")?),
-                request_timeout: Duration::from_millis(vars.parsed("WORKOS_REQUEST_TIMEOUT_MS", "10000")?),
-            },
+            provider,
             session: SessionConfig {
-                cookie_password: cookie_password("WORKOS_COOKIE_PASSWORD", vars.required("WORKOS_COOKIE_PASSWORD")?)?,
-                previous_cookie_password: vars
-                    .optional("WORKOS_COOKIE_PASSWORD_PREVIOUS")
-                    .map(|p| cookie_password("WORKOS_COOKIE_PASSWORD_PREVIOUS", p))
-                    .transpose()?,
+                cookie_password: vars
+                    .cookie_password(COOKIE_PASSWORD)?
+                    .ok_or_else(|| ConfigError::new(COOKIE_PASSWORD.0, "is not set (see .env.example)"))?,
+                previous_cookie_password: vars.cookie_password(PREVIOUS_COOKIE_PASSWORD)?,
                 secure_cookies,
             },
-            lifecycle: lifecycle(&vars)?,
+            lifecycle: lifecycle(&vars, kind)?,
         })
+    }
+
+    /// The WorkOS settings, when WorkOS is the provider.
+    pub fn workos(&self) -> Option<&WorkosConfig> {
+        match &self.provider {
+            ProviderConfig::Workos(workos) => Some(workos),
+            ProviderConfig::Oidc(_) => None,
+        }
+    }
+
+    /// The OpenID Connect settings, when an OIDC provider is the provider.
+    pub fn oidc(&self) -> Option<&OidcConfig> {
+        match &self.provider {
+            ProviderConfig::Oidc(oidc) => Some(oidc),
+            ProviderConfig::Workos(_) => None,
+        }
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProviderKind {
+    Workos,
+    Oidc,
+}
+
+/// `IDENTITY_PROVIDER`, defaulting to WorkOS. Left unset while only `OIDC_*` variables are present, it is an error
+/// rather than a guess: starting with WorkOS would only fail later, on variables the operator never meant to set.
+fn provider_kind(vars: &Vars<'_>) -> Result<ProviderKind, ConfigError> {
+    const NAME: &str = "IDENTITY_PROVIDER";
+    match vars.optional(NAME).map(|raw| raw.trim().to_ascii_lowercase()).as_deref() {
+        Some("workos") => Ok(ProviderKind::Workos),
+        Some("oidc") => Ok(ProviderKind::Oidc),
+        Some(other) => Err(ConfigError::new(NAME, format!("must be `workos` or `oidc`, not {other:?}"))),
+        None => {
+            let oidc: Vec<&str> = OIDC_VARIABLES.iter().copied().filter(|name| vars.optional(name).is_some()).collect();
+            // The redirect URI is not evidence: `.env.example` fills it in for WorkOS.
+            let workos_set = ["WORKOS_API_KEY", "WORKOS_CLIENT_ID"].iter().any(|name| vars.optional(name).is_some());
+            if oidc.is_empty() || workos_set {
+                return Ok(ProviderKind::Workos);
+            }
+            Err(ConfigError::new(
+                NAME,
+                format!(
+                    "is not set, and {} {} set but no WorkOS variable is: set IDENTITY_PROVIDER=oidc to sign in \
+                     with that OpenID Connect provider (or IDENTITY_PROVIDER=workos for WorkOS)",
+                    oidc.join(", "),
+                    if oidc.len() == 1 { "is" } else { "are" },
+                ),
+            ))
+        }
+    }
+}
+
+fn oidc_config(vars: &Vars<'_>, redirect_uri: Url, app_url: &Url) -> Result<OidcConfig, ConfigError> {
+    let client_id = vars.required("OIDC_CLIENT_ID")?.trim().to_owned();
+    let scopes: Vec<String> = vars
+        .optional("OIDC_SCOPES")
+        .unwrap_or_else(|| DEFAULT_OIDC_SCOPES.to_owned())
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    if !scopes.iter().any(|scope| scope == "openid") {
+        return Err(ConfigError::new(
+            "OIDC_SCOPES",
+            "must include `openid` (it is what makes the sign-in OpenID Connect)",
+        ));
+    }
+    let audience = vars.optional("OIDC_AUDIENCE").map(|audience| audience.trim().to_owned());
+    if audience.as_deref() == Some(client_id.as_str()) {
+        return Err(ConfigError::new(
+            "OIDC_AUDIENCE",
+            "must be the identifier of an API, not the client id: ID tokens are issued for the client id and must \
+             never pass as access tokens",
+        ));
+    }
+    Ok(OidcConfig {
+        issuer: oidc_issuer(&vars.required("OIDC_ISSUER")?)?,
+        client_id,
+        client_secret: Secret::new(vars.required("OIDC_CLIENT_SECRET")?),
+        redirect_uri,
+        scopes,
+        audience,
+        post_logout_redirect_uri: match vars.optional("OIDC_POST_LOGOUT_REDIRECT_URI") {
+            Some(raw) => parse_url("OIDC_POST_LOGOUT_REDIRECT_URI", &raw)?,
+            None => app_url.clone(),
+        },
+        connect_timeout: OIDC_CONNECT_TIMEOUT,
+        request_timeout: OIDC_REQUEST_TIMEOUT,
+    })
+}
+
+/// The issuer as typed (trimmed), once it is known to be an https URL (or http on loopback, for local runs and
+/// tests) with nothing but a path. Its trailing slash is left as it is: whether it is right is for discovery to
+/// say, by comparing it with the `issuer` the provider publishes.
+fn oidc_issuer(raw: &str) -> Result<String, ConfigError> {
+    const NAME: &str = "OIDC_ISSUER";
+    let raw = raw.trim();
+    let url = Url::parse(raw).map_err(|e| ConfigError::new(NAME, format!("is not a URL: {e}")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(ConfigError::new(NAME, "must be an https:// URL (plain http only on a loopback address)"));
+        }
+        _ => return Err(ConfigError::new(NAME, "must be an https:// URL")),
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::new(NAME, "must have no query, fragment or credentials"));
+    }
+    if url.path().contains("//") {
+        return Err(ConfigError::new(NAME, format!("has a doubled slash in its path: {raw}")));
+    }
+    Ok(raw.to_owned())
+}
+
 /// `DATABASE_URL` turns the lifecycle on; the other lifecycle variables mean nothing without it, so setting one of
-/// them alone is a mistake worth stopping for.
-fn lifecycle(vars: &Vars<'_>) -> Result<Option<LifecycleConfig>, ConfigError> {
+/// them alone is a mistake worth stopping for. The lifecycle follows WorkOS (its webhooks, its Events API, its
+/// memberships): with an OpenID Connect provider it is off, and asking for its parts is refused; `DATABASE_URL`
+/// alone is then for `authbridge migrate` only.
+fn lifecycle(vars: &Vars<'_>, kind: ProviderKind) -> Result<Option<LifecycleConfig>, ConfigError> {
+    if kind == ProviderKind::Oidc {
+        for name in ["WORKOS_WEBHOOK_SECRET", "WORKOS_WEBHOOK_SECRET_PREVIOUS"] {
+            if vars.optional(name).is_some() {
+                return Err(ConfigError::new(
+                    name,
+                    "belongs to the WorkOS lifecycle, which needs IDENTITY_PROVIDER=workos",
+                ));
+            }
+        }
+        if vars.optional("WORKOS_EVENTS_POLL_SECONDS").is_some()
+            && vars.parsed::<u64>("WORKOS_EVENTS_POLL_SECONDS", "0")? > 0
+        {
+            return Err(ConfigError::new(
+                "WORKOS_EVENTS_POLL_SECONDS",
+                "belongs to the WorkOS lifecycle, which needs IDENTITY_PROVIDER=workos",
+            ));
+        }
+        return Ok(None);
+    }
     let webhook_secret = vars.optional("WORKOS_WEBHOOK_SECRET").map(Secret::new);
     let previous_webhook_secret = vars.optional("WORKOS_WEBHOOK_SECRET_PREVIOUS").map(Secret::new);
     if previous_webhook_secret.is_some() && webhook_secret.is_none() {
@@ -282,6 +491,27 @@ impl Vars<'_> {
 
     fn required(&self, name: &'static str) -> Result<String, ConfigError> {
         self.optional(name).ok_or_else(|| ConfigError::new(name, "is not set (see .env.example)"))
+    }
+
+    /// Whichever of two names for the same setting is set, with its value; both set to different values is
+    /// refused (which one would win is not obvious to whoever reads the configuration).
+    fn either(
+        &self,
+        (name, old_name): (&'static str, &'static str),
+    ) -> Option<Result<(&'static str, String), ConfigError>> {
+        match (self.optional(name), self.optional(old_name)) {
+            (Some(value), Some(old)) if value != old => Some(Err(ConfigError::new(
+                name,
+                format!("and {old_name} are both set, to different values: set only {name}"),
+            ))),
+            (Some(value), _) => Some(Ok((name, value))),
+            (None, Some(value)) => Some(Ok((old_name, value))),
+            (None, None) => None,
+        }
+    }
+
+    fn cookie_password(&self, names: (&'static str, &'static str)) -> Result<Option<Secret>, ConfigError> {
+        self.either(names).transpose()?.map(|(name, password)| cookie_password(name, password)).transpose()
     }
 
     fn url(&self, name: &'static str) -> Result<Url, ConfigError> {
@@ -356,7 +586,21 @@ mod tests {
             ("WORKOS_API_KEY", "sk_test_123".to_owned()),
             ("WORKOS_CLIENT_ID", "client_123".to_owned()),
             ("WORKOS_REDIRECT_URI", "http://localhost:3000/callback".to_owned()),
-            ("WORKOS_COOKIE_PASSWORD", "p".repeat(32)),
+            ("SESSION_COOKIE_PASSWORD", "p".repeat(32)),
+        ])
+    }
+
+    /// An OIDC configuration with nothing of WorkOS in it.
+    fn oidc_base() -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("IDENTITY_PROVIDER", "oidc".to_owned()),
+            ("INSFORGE_URL", "http://127.0.0.1:7130".to_owned()),
+            ("INSFORGE_JWT_SECRET", "x".repeat(32)),
+            ("OIDC_ISSUER", "https://tenant.us.auth0.com/".to_owned()),
+            ("OIDC_CLIENT_ID", "abcClientId".to_owned()),
+            ("OIDC_CLIENT_SECRET", "oidc-secret-do-not-log".to_owned()),
+            ("OIDC_REDIRECT_URI", "https://todos.example.com/callback".to_owned()),
+            ("SESSION_COOKIE_PASSWORD", "p".repeat(32)),
         ])
     }
 
@@ -369,7 +613,8 @@ mod tests {
         let config = load(&base()).expect("valid configuration");
         assert_eq!(config.server.bind_addr.to_string(), "127.0.0.1:3000");
         assert_eq!(config.server.origin(), "http://localhost:3000");
-        assert_eq!(config.workos.api_base_url.as_str(), "https://api.workos.com/");
+        let workos = config.workos().expect("WorkOS is the default provider");
+        assert_eq!(workos.api_base_url.as_str(), "https://api.workos.com/");
         assert_eq!(config.insforge.token_ttl, Duration::from_secs(300));
         assert!(!config.session.secure_cookies);
     }
@@ -388,7 +633,7 @@ mod tests {
     fn every_missing_variable_is_named_at_once() {
         let error = load(&HashMap::new()).expect_err("nothing is set");
         let message = error.to_string();
-        for name in REQUIRED {
+        for name in REQUIRED.iter().chain(&REQUIRED_FOR_WORKOS).chain([&COOKIE_PASSWORD.0]) {
             assert!(message.contains(name), "{name} missing from {message}");
         }
     }
@@ -400,6 +645,11 @@ mod tests {
         assert_eq!(load(&vars).expect_err("short").variable, "INSFORGE_JWT_SECRET");
 
         let mut vars = base();
+        vars.insert("SESSION_COOKIE_PASSWORD", "p".repeat(31));
+        assert_eq!(load(&vars).expect_err("short").variable, "SESSION_COOKIE_PASSWORD");
+
+        let mut vars = base();
+        vars.remove("SESSION_COOKIE_PASSWORD");
         vars.insert("WORKOS_COOKIE_PASSWORD", "p".repeat(31));
         assert_eq!(load(&vars).expect_err("short").variable, "WORKOS_COOKIE_PASSWORD");
 
@@ -482,7 +732,29 @@ mod tests {
     }
 
     #[test]
-    fn every_variable_read_is_documented_in_env_example_and_the_readme() {
+    fn the_lifecycle_follows_workos_and_is_refused_with_an_oidc_provider() {
+        let mut vars = oidc_base();
+        vars.insert("DATABASE_URL", "postgres://authbridge:pw@db.example.com/insforge".to_owned());
+        assert!(load(&vars).expect("DATABASE_URL alone is for migrate").lifecycle.is_none());
+        for (name, value) in [
+            ("WORKOS_WEBHOOK_SECRET", "whsec"),
+            ("WORKOS_WEBHOOK_SECRET_PREVIOUS", "old"),
+            ("WORKOS_EVENTS_POLL_SECONDS", "5"),
+        ] {
+            let mut vars = vars.clone();
+            vars.insert(name, value.to_owned());
+            let error = load(&vars).expect_err("a WorkOS lifecycle variable with OIDC");
+            assert_eq!(error.variable, name);
+            assert!(error.problem.contains("IDENTITY_PROVIDER=workos"), "{error}");
+        }
+        vars.insert("WORKOS_EVENTS_POLL_SECONDS", "0".to_owned());
+        assert!(load(&vars).is_ok(), "off is fine");
+    }
+
+    #[test]
+    fn every_lifecycle_variable_is_read_and_documented_in_env_example_and_the_readme() {
+        const LIFECYCLE_VARIABLES: [&str; 4] =
+            ["DATABASE_URL", "WORKOS_WEBHOOK_SECRET", "WORKOS_WEBHOOK_SECRET_PREVIOUS", "WORKOS_EVENTS_POLL_SECONDS"];
         let read = std::sync::Mutex::new(Vec::<String>::new());
         let vars = base();
         let _ = Config::from_lookup(|name| {
@@ -490,12 +762,12 @@ mod tests {
             vars.get(name).cloned()
         });
         let read = read.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
-        assert!(read.iter().any(|name| name == "WORKOS_EVENTS_POLL_SECONDS"), "{read:?}");
         let env_example = include_str!("../.env.example");
         let readme = include_str!("../README.md");
-        for name in read {
+        for name in LIFECYCLE_VARIABLES {
+            assert!(read.iter().any(|read| read == name), "{name} is not read by the configuration: {read:?}");
             assert!(env_example.contains(&format!("{name}=")), "{name} is missing from .env.example");
-            assert!(readme.contains(&format!("`{name}`")), "{name} is missing from the README's table");
+            assert!(readme.contains(&format!("| `{name}` |")), "{name} is missing from the README's table");
         }
     }
 
@@ -508,5 +780,161 @@ mod tests {
         let mut vars = base();
         vars.insert("INSFORGE_URL", "ftp://x".to_owned());
         assert_eq!(load(&vars).expect_err("scheme").variable, "INSFORGE_URL");
+    }
+
+    #[test]
+    fn the_cookie_password_keeps_its_workos_name_for_either_provider() {
+        for mut vars in [base(), oidc_base()] {
+            vars.remove("SESSION_COOKIE_PASSWORD");
+            vars.insert("WORKOS_COOKIE_PASSWORD", "w".repeat(32));
+            vars.insert("WORKOS_COOKIE_PASSWORD_PREVIOUS", "o".repeat(32));
+            let config = load(&vars).expect("the old names still work");
+            assert_eq!(config.session.cookie_password.expose(), "w".repeat(32));
+            assert_eq!(config.session.previous_cookie_password.map(|p| p.expose().to_owned()), Some("o".repeat(32)));
+
+            vars.insert("SESSION_COOKIE_PASSWORD", "w".repeat(32));
+            assert!(load(&vars).is_ok(), "both names with the same value are fine");
+            vars.insert("SESSION_COOKIE_PASSWORD", "s".repeat(32));
+            let error = load(&vars).expect_err("two different passwords");
+            assert_eq!(error.variable, "SESSION_COOKIE_PASSWORD");
+            assert!(error.to_string().contains("WORKOS_COOKIE_PASSWORD"), "{error}");
+            assert!(!error.to_string().contains(&"s".repeat(32)), "no password in the message: {error}");
+        }
+    }
+
+    #[test]
+    fn oidc_needs_no_workos_variable_and_takes_the_issue_defaults() {
+        let config = load(&oidc_base()).expect("valid OIDC configuration");
+        assert!(config.workos().is_none());
+        let oidc = config.oidc().expect("OIDC is the provider");
+        assert_eq!(oidc.issuer, "https://tenant.us.auth0.com/", "kept exactly as typed");
+        assert_eq!(oidc.client_id, "abcClientId");
+        assert_eq!(oidc.scopes, ["openid", "profile", "email", "offline_access"]);
+        assert_eq!(oidc.audience, None);
+        assert_eq!(config.server.origin(), "https://todos.example.com", "APP_URL follows OIDC_REDIRECT_URI");
+        assert_eq!(oidc.post_logout_redirect_uri.as_str(), "https://todos.example.com/", "defaults to APP_URL");
+        assert!(config.session.secure_cookies);
+
+        let mut vars = oidc_base();
+        vars.insert("OIDC_SCOPES", "openid email".to_owned());
+        vars.insert("OIDC_AUDIENCE", "https://api.example.com".to_owned());
+        vars.insert("OIDC_POST_LOGOUT_REDIRECT_URI", "https://todos.example.com/bye".to_owned());
+        vars.insert("IDENTITY_PROVIDER", " OIDC ".to_owned());
+        let config = load(&vars).expect("valid");
+        let oidc = config.oidc().expect("oidc");
+        assert_eq!(oidc.scopes, ["openid", "email"]);
+        assert_eq!(oidc.audience.as_deref(), Some("https://api.example.com"));
+        assert_eq!(oidc.post_logout_redirect_uri.as_str(), "https://todos.example.com/bye");
+
+        let mut vars = oidc_base();
+        vars.insert("OIDC_ISSUER", "https://tenant.us.auth0.com".to_owned());
+        let issuer = load(&vars).expect("valid").oidc().expect("oidc").issuer.clone();
+        assert_eq!(issuer, "https://tenant.us.auth0.com", "no slash is added: discovery judges it");
+    }
+
+    #[test]
+    fn every_missing_oidc_variable_is_named_and_no_workos_one() {
+        let mut vars = oidc_base();
+        for name in REQUIRED_FOR_OIDC {
+            vars.remove(name);
+        }
+        let message = load(&vars).expect_err("nothing of OIDC is set").to_string();
+        for name in REQUIRED_FOR_OIDC {
+            assert!(message.contains(name), "{name} missing from {message}");
+        }
+        assert!(!message.contains("WORKOS"), "{message}");
+    }
+
+    #[test]
+    fn only_oidc_variables_without_identity_provider_is_an_error_not_a_guess() {
+        let mut vars = oidc_base();
+        vars.remove("IDENTITY_PROVIDER");
+        let error = load(&vars).expect_err("ambiguous");
+        assert_eq!(error.variable, "IDENTITY_PROVIDER");
+        let message = error.to_string();
+        assert!(message.contains("OIDC_ISSUER") && message.contains("IDENTITY_PROVIDER=oidc"), "{message}");
+
+        // With WorkOS configured too, the default (WorkOS) stands.
+        let mut vars = base();
+        vars.insert("OIDC_ISSUER", "https://tenant.us.auth0.com/".to_owned());
+        assert!(load(&vars).expect("WorkOS by default").workos().is_some());
+
+        // `.env.example`'s WorkOS redirect URI left in place is no reason to pick WorkOS.
+        let mut vars = oidc_base();
+        vars.remove("IDENTITY_PROVIDER");
+        vars.insert("WORKOS_REDIRECT_URI", "http://localhost:3000/callback".to_owned());
+        assert_eq!(load(&vars).expect_err("ambiguous").variable, "IDENTITY_PROVIDER");
+
+        // Saying `workos` with only OIDC settings names the WorkOS variables, and says what was probably meant.
+        let mut vars = oidc_base();
+        vars.insert("IDENTITY_PROVIDER", "workos".to_owned());
+        let message = load(&vars).expect_err("no WorkOS settings").to_string();
+        assert!(message.contains("WORKOS_API_KEY") && message.contains("IDENTITY_PROVIDER=oidc"), "{message}");
+
+        let mut vars = oidc_base();
+        vars.insert("IDENTITY_PROVIDER", "auth0".to_owned());
+        let error = load(&vars).expect_err("unknown provider");
+        assert_eq!(error.variable, "IDENTITY_PROVIDER");
+        assert!(error.to_string().contains("`workos` or `oidc`"), "{error}");
+    }
+
+    #[test]
+    fn the_issuer_is_https_or_loopback_http_and_a_plain_url() {
+        for (issuer, accepted) in [
+            ("https://tenant.us.auth0.com/", true),
+            ("https://login.example.com/realms/acme", true),
+            ("http://127.0.0.1:4000/", true),
+            ("http://localhost:4000", true),
+            ("http://[::1]:4000/", true),
+            ("http://tenant.us.auth0.com/", false),
+            ("ftp://tenant.us.auth0.com/", false),
+            ("https://tenant.us.auth0.com//", false),
+            ("https://tenant.us.auth0.com/?x=1", false),
+            ("https://user:pw@tenant.us.auth0.com/", false),
+            ("tenant.us.auth0.com", false),
+        ] {
+            let mut vars = oidc_base();
+            vars.insert("OIDC_ISSUER", issuer.to_owned());
+            match load(&vars) {
+                Ok(_) => assert!(accepted, "{issuer} was accepted"),
+                Err(error) => {
+                    assert!(!accepted, "{issuer} was refused: {error}");
+                    assert_eq!(error.variable, "OIDC_ISSUER");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn oidc_scopes_need_openid_and_the_audience_is_not_the_client() {
+        let mut vars = oidc_base();
+        vars.insert("OIDC_SCOPES", "profile email".to_owned());
+        assert_eq!(load(&vars).expect_err("no openid").variable, "OIDC_SCOPES");
+
+        let mut vars = oidc_base();
+        vars.insert("OIDC_AUDIENCE", "abcClientId".to_owned());
+        assert_eq!(load(&vars).expect_err("audience = client id").variable, "OIDC_AUDIENCE");
+    }
+
+    #[test]
+    fn the_oidc_client_secret_never_shows_in_debug_output() {
+        let config = load(&oidc_base()).expect("valid");
+        assert!(!format!("{config:?}").contains("oidc-secret-do-not-log"));
+    }
+
+    #[test]
+    fn every_provider_variable_is_documented_in_env_example_and_the_readme() {
+        const ENV_EXAMPLE: &str = include_str!("../.env.example");
+        const README: &str = include_str!("../README.md");
+        let names = OIDC_VARIABLES.iter().chain(&REQUIRED_FOR_WORKOS).chain(&REQUIRED).copied().chain([
+            "IDENTITY_PROVIDER",
+            COOKIE_PASSWORD.0,
+            COOKIE_PASSWORD.1,
+            PREVIOUS_COOKIE_PASSWORD.0,
+        ]);
+        for name in names {
+            assert!(ENV_EXAMPLE.contains(name), "{name} is missing from .env.example");
+            assert!(README.contains(&format!("`{name}`")), "{name} is missing from the README");
+        }
     }
 }

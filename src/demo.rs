@@ -1,14 +1,15 @@
 //! `authbridge demo`: the whole system on one machine, with one command and no accounts.
 //!
-//! It starts a PostgreSQL from the machine's binaries, applies the migrations, runs the InsForge and WorkOS
-//! stand-ins (from the `authbridge-standins` crate), and serves authbridge in front of them, wired with freshly
-//! generated secrets. The enterprise lifecycle is on, as an operator would turn it on: `DATABASE_URL`, a webhook
+//! It starts a PostgreSQL from the machine's binaries, applies the migrations, runs the InsForge stand-in and an
+//! identity provider's (WorkOS by default, or an OpenID Connect provider shaped like Auth0 with `--provider oidc`;
+//! both from the `authbridge-standins` crate), and serves authbridge in front of them, wired with freshly generated
+//! secrets. With WorkOS the enterprise lifecycle is on, as an operator would turn it on: `DATABASE_URL`, a webhook
 //! secret, the app's `/webhooks/workos` registered with the WorkOS stand-in, and the Events API consumer; the demo
 //! prints two commands that change things at the stand-in (remove Bob from Acme, delete Carol), so the effect can
 //! be watched on the next reload. The app is configured and built exactly as in production: the demo hands
 //! [`Config::from_lookup`] the environment variables an operator would set, so every default and every check is
-//! production's, and only the upstream URLs differ. Everything listens on loopback only: the WorkOS stand-in signs
-//! anyone in without a password.
+//! production's, and only the upstream URLs differ. Everything listens on loopback only: the stand-ins sign anyone
+//! in without a password.
 //!
 //! This module exists only with the `demo` feature (on by default), so a production build can leave the stand-ins
 //! out entirely.
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use standins::StandInSecret;
 use standins::insforge_standin::{InsforgeStandIn, InsforgeStandInError, InsforgeStandInOptions};
+use standins::oidc_standin::{OidcStandIn, OidcStandInError, OidcStandInOptions};
 use standins::temp_postgres::{PostgresError, PostgresOptions, TempPostgres};
 use standins::workos_standin::{ACME_ORGANIZATION_ID, WorkosStandIn, WorkosStandInError, WorkosStandInOptions};
 use tokio::net::TcpListener;
@@ -33,18 +35,30 @@ use crate::startup::Application;
 const DATABASE: &str = "authbridge";
 /// Lifetime of the bearer token printed for `curl`.
 const CURL_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// How long the app may take to discover the OpenID Connect stand-in before the demo gives up.
+const DISCOVERY_WAIT: Duration = Duration::from_secs(10);
+
+/// Which identity provider the demo signs people in with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoProvider {
+    Workos,
+    /// A generic OpenID Connect provider (the stand-in is shaped like an Auth0 tenant).
+    Oidc,
+}
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     /// Where authbridge listens; must be a loopback address.
     pub bind: SocketAddr,
+    pub provider: DemoProvider,
     pub workos_port: u16,
+    pub oidc_port: u16,
     pub insforge_port: u16,
     /// `None` picks a free port.
     pub postgres_port: Option<u16>,
     /// Keep the database here between runs; `None` uses a throwaway one.
     pub data_dir: Option<PathBuf>,
-    /// Lifetime of the WorkOS stand-in's access tokens (short values exercise refresh).
+    /// Lifetime of the identity provider stand-in's access tokens (short values exercise refresh).
     pub access_token_ttl: Duration,
 }
 
@@ -64,6 +78,10 @@ pub enum DemoError {
     Insforge(#[from] InsforgeStandInError),
     #[error("the WorkOS stand-in did not start: {0}")]
     Workos(#[from] WorkosStandInError),
+    #[error("the OpenID Connect stand-in did not start: {0}")]
+    Oidc(#[from] OidcStandInError),
+    #[error("authbridge could not discover the OpenID Connect stand-in within {0:?}")]
+    Discovery(Duration),
     #[error("the demo's configuration was refused: {0}")]
     Config(#[from] ConfigError),
     #[error("authbridge did not start: {0}")]
@@ -84,7 +102,10 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()> + Send
     // Claim every port before starting anything slow, so a clash is reported at once and by name.
     let app_listener = listen(options.bind, "authbridge", "--port").await?;
     let loopback = |port| SocketAddr::new(options.bind.ip(), port);
-    let workos_listener = listen(loopback(options.workos_port), "WorkOS stand-in", "--workos-port").await?;
+    let provider_listener = match options.provider {
+        DemoProvider::Workos => listen(loopback(options.workos_port), "WorkOS stand-in", "--workos-port").await?,
+        DemoProvider::Oidc => listen(loopback(options.oidc_port), "OpenID Connect stand-in", "--oidc-port").await?,
+    };
     let insforge_listener = listen(loopback(options.insforge_port), "InsForge stand-in", "--insforge-port").await?;
 
     let postgres =
@@ -93,7 +114,7 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()> + Send
     let served = serve(
         &options,
         &postgres,
-        Listeners { app: app_listener, workos: workos_listener, insforge: insforge_listener },
+        Listeners { app: app_listener, provider: provider_listener, insforge: insforge_listener },
         shutdown,
     )
     .await;
@@ -111,8 +132,123 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()> + Send
 
 struct Listeners {
     app: TcpListener,
-    workos: TcpListener,
+    /// The identity provider stand-in's.
+    provider: TcpListener,
     insforge: TcpListener,
+}
+
+/// A user the welcome offers to sign in as.
+struct DemoUser {
+    name: String,
+    email: String,
+    organization: Option<&'static str>,
+}
+
+/// The identity provider stand-in the demo runs.
+enum ProviderStandIn {
+    Workos(WorkosStandIn),
+    Oidc(OidcStandIn),
+}
+
+impl ProviderStandIn {
+    async fn start(options: &DemoOptions, listener: TcpListener, redirect_uri: &Url) -> Result<Self, DemoError> {
+        Ok(match options.provider {
+            DemoProvider::Workos => Self::Workos(
+                WorkosStandIn::start(WorkosStandInOptions {
+                    bind: free_for_reuse(listener),
+                    redirect_uris: vec![redirect_uri.clone()],
+                    access_token_ttl: options.access_token_ttl,
+                    ..WorkosStandInOptions::default()
+                })
+                .await?,
+            ),
+            DemoProvider::Oidc => Self::Oidc(
+                OidcStandIn::start(OidcStandInOptions {
+                    bind: free_for_reuse(listener),
+                    redirect_uris: vec![redirect_uri.clone()],
+                    access_token_ttl: options.access_token_ttl,
+                    ..OidcStandInOptions::default()
+                })
+                .await?,
+            ),
+        })
+    }
+
+    /// What an operator would put in `.env` for this provider.
+    fn environment(&self, redirect_uri: &Url) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Workos(workos) => vec![
+                ("WORKOS_API_KEY", workos.api_key().expose().to_owned()),
+                ("WORKOS_CLIENT_ID", workos.client_id().to_owned()),
+                ("WORKOS_REDIRECT_URI", redirect_uri.to_string()),
+                ("WORKOS_API_BASE_URL", workos.base_url().to_string()),
+            ],
+            Self::Oidc(oidc) => vec![
+                ("IDENTITY_PROVIDER", "oidc".to_owned()),
+                ("OIDC_ISSUER", oidc.issuer().to_string()),
+                ("OIDC_CLIENT_ID", oidc.client_id().to_owned()),
+                ("OIDC_CLIENT_SECRET", oidc.client_secret().expose().to_owned()),
+                ("OIDC_REDIRECT_URI", redirect_uri.to_string()),
+                ("OIDC_AUDIENCE", oidc.audience().to_owned()),
+            ],
+        }
+    }
+
+    /// The users to sign in as, and a bearer token for the first.
+    fn users_and_token(&self) -> (Vec<DemoUser>, Option<String>) {
+        match self {
+            Self::Workos(workos) => {
+                let users = workos.users();
+                let token = users.first().map(|user| workos.mint_access_token(&user.id, CURL_TOKEN_TTL));
+                let listed = users
+                    .iter()
+                    .map(|user| DemoUser {
+                        name: user.display_name(),
+                        email: user.email.clone(),
+                        organization: user.organization_id.as_ref().map(|_| "Acme"),
+                    })
+                    .collect();
+                (listed, token)
+            }
+            Self::Oidc(oidc) => {
+                let users = oidc.users();
+                let token = users.first().map(|user| oidc.mint_access_token(&user.subject, CURL_TOKEN_TTL));
+                let listed = users
+                    .iter()
+                    .map(|user| DemoUser { name: user.display_name(), email: user.email.clone(), organization: None })
+                    .collect();
+                (listed, token)
+            }
+        }
+    }
+
+    /// The enterprise lifecycle's settings, which follow WorkOS: as an operator sets up the webhook in the WorkOS
+    /// dashboard (the endpoint, and the secret WorkOS signs with), plus `DATABASE_URL`. Nothing for OIDC.
+    fn lifecycle_environment(
+        &self,
+        options: &DemoOptions,
+        database_url: &str,
+    ) -> Result<Vec<(&'static str, String)>, DemoError> {
+        let Self::Workos(workos) = self else { return Ok(Vec::new()) };
+        let webhook_secret = crate::random::token()?;
+        let webhook_url = Url::parse(&format!("http://{}/webhooks/workos", options.bind))?;
+        workos.register_webhook_endpoint(webhook_url, StandInSecret::new(webhook_secret.clone()));
+        Ok(vec![("DATABASE_URL", database_url.to_owned()), ("WORKOS_WEBHOOK_SECRET", webhook_secret)])
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Workos(workos) => format!("  WorkOS stand-in     {}\n", workos.base_url()),
+            Self::Oidc(oidc) => format!("  OIDC stand-in       {} (issuer; shaped like Auth0)\n", oidc.issuer()),
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Self::Workos(workos) => workos.shutdown().await,
+            Self::Oidc(oidc) => oidc.shutdown().await,
+        }
+    }
 }
 
 /// Everything that runs on top of PostgreSQL: migrations, stand-ins, the app, until `shutdown`.
@@ -140,40 +276,31 @@ async fn serve(
     let insforge = InsforgeStandIn::start(insforge_options).await?;
 
     let redirect_uri = app_url.join("/callback")?;
-    let workos = WorkosStandIn::start(WorkosStandInOptions {
-        bind: free_for_reuse(listeners.workos),
-        redirect_uris: vec![redirect_uri.clone()],
-        access_token_ttl: options.access_token_ttl,
-        ..WorkosStandInOptions::default()
-    })
-    .await?;
-
-    // As an operator sets up the webhook in the WorkOS dashboard: the endpoint, and the secret WorkOS signs with.
-    let webhook_secret = crate::random::token()?;
-    let webhook_url = Url::parse(&format!("http://{}/webhooks/workos", options.bind))?;
-    workos.register_webhook_endpoint(webhook_url, StandInSecret::new(webhook_secret.clone()));
+    let provider = ProviderStandIn::start(options, listeners.provider, &redirect_uri).await?;
 
     // What an operator would put in `.env`; everything not named here takes its production default.
-    let environment = HashMap::from([
-        ("DATABASE_URL", database_url.clone()),
-        ("WORKOS_WEBHOOK_SECRET", webhook_secret),
+    let mut environment = HashMap::from([
         ("BIND_ADDR", options.bind.to_string()),
         ("APP_URL", app_url.to_string()),
-        ("WORKOS_API_KEY", workos.api_key().expose().to_owned()),
-        ("WORKOS_CLIENT_ID", workos.client_id().to_owned()),
-        ("WORKOS_REDIRECT_URI", redirect_uri.to_string()),
-        ("WORKOS_API_BASE_URL", workos.base_url().to_string()),
-        ("WORKOS_COOKIE_PASSWORD", crate::random::token()?),
+        ("SESSION_COOKIE_PASSWORD", crate::random::token()?),
         ("INSFORGE_URL", insforge.url().to_string()),
         ("INSFORGE_JWT_SECRET", jwt_secret),
     ]);
+    environment.extend(provider.environment(&redirect_uri));
+    environment.extend(provider.lifecycle_environment(options, &database_url)?);
     let config = Config::from_lookup(|name| environment.get(name).cloned())?;
     let app = Application::build_with_listener(config, listeners.app)?;
+    // The welcome promises a working sign-in: an OpenID Connect provider must have been discovered first.
+    if !app.wait_for_identity_provider(DISCOVERY_WAIT).await {
+        insforge.shutdown().await;
+        provider.shutdown().await;
+        return Err(DemoError::Discovery(DISCOVERY_WAIT));
+    }
 
-    print_welcome(&app_url, &workos, &insforge, postgres);
+    print_welcome(&app_url, &provider, &insforge, postgres);
     let served = app.run_until_stopped(shutdown).await;
     insforge.shutdown().await;
-    workos.shutdown().await;
+    provider.shutdown().await;
     served.map_err(DemoError::Serve)
 }
 
@@ -191,10 +318,8 @@ fn free_for_reuse(listener: TcpListener) -> SocketAddr {
     addr
 }
 
-fn print_welcome(app_url: &Url, workos: &WorkosStandIn, insforge: &InsforgeStandIn, postgres: &TempPostgres) {
-    let users = workos.users();
-    let alice = users.first();
-    let token = alice.map(|user| workos.mint_access_token(&user.id, CURL_TOKEN_TTL)).unwrap_or_default();
+fn print_welcome(app_url: &Url, provider: &ProviderStandIn, insforge: &InsforgeStandIn, postgres: &TempPostgres) {
+    let (users, token) = provider.users_and_token();
     let todos = app_url.join("/api/todos").map(|u| u.to_string()).unwrap_or_default();
 
     let mut out = String::new();
@@ -202,16 +327,18 @@ fn print_welcome(app_url: &Url, workos: &WorkosStandIn, insforge: &InsforgeStand
     out.push_str(&format!("  Open        {app_url}\n"));
     for (i, user) in users.iter().enumerate() {
         let label = if i == 0 { "Sign in as" } else { "" };
-        let org = user.organization_id.as_ref().map(|_| "  (Acme)").unwrap_or_default();
-        out.push_str(&format!("  {label:<10}  {} <{}>{org}\n", user.display_name(), user.email));
+        let org = user.organization.map(|org| format!("  ({org})")).unwrap_or_default();
+        out.push_str(&format!("  {label:<10}  {} <{}>{org}\n", user.name, user.email));
     }
     out.push_str("              ...or any email address, on the sign-in page\n\n");
-    if let Some(alice) = alice {
-        out.push_str(&format!("  JSON API    (a bearer token for {}, valid for an hour)\n", alice.email));
+    if let (Some(first), Some(token)) = (users.first(), token) {
+        out.push_str(&format!("  JSON API    (a bearer token for {}, valid for an hour)\n", first.email));
         out.push_str(&format!("  curl -H \"Authorization: Bearer {token}\" {todos}\n\n"));
     }
-    out.push_str(&lifecycle_commands(workos));
-    out.push_str(&format!("  WorkOS stand-in     {}\n", workos.base_url()));
+    if let ProviderStandIn::Workos(workos) = provider {
+        out.push_str(&lifecycle_commands(workos));
+    }
+    out.push_str(&provider.describe());
     out.push_str(&format!("  InsForge stand-in   {}\n", insforge.url()));
     let kept = if postgres.is_temporary() { "throwaway, removed on exit" } else { "kept between runs" };
     out.push_str(&format!("  PostgreSQL          127.0.0.1:{} ({kept})\n", postgres.port()));

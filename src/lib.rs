@@ -18,6 +18,7 @@ pub mod identity;
 pub mod insforge;
 pub mod lifecycle;
 pub mod migrate;
+pub mod oidc;
 pub mod outbound;
 pub mod random;
 pub mod server;

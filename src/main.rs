@@ -11,7 +11,11 @@ use authbridge::config::Config;
 use authbridge::startup::{Application, shutdown_signal};
 
 #[derive(Parser)]
-#[command(name = "authbridge", version, about = "WorkOS AuthKit sign-in in front of InsForge row-level security")]
+#[command(
+    name = "authbridge",
+    version,
+    about = "Enterprise sign-in (WorkOS AuthKit, Auth0 or any OpenID Connect provider) in front of InsForge row-level security"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -23,7 +27,8 @@ enum Command {
     Serve,
     /// Apply the database migrations to DATABASE_URL (read from the environment or .env).
     Migrate,
-    /// Run everything locally: PostgreSQL, the InsForge and WorkOS stand-ins, and the app. No accounts needed.
+    /// Run everything locally: PostgreSQL, the InsForge stand-in, a WorkOS or OpenID Connect stand-in, and the app.
+    /// No accounts needed.
     #[cfg(feature = "demo")]
     Demo(demo_command::DemoArgs),
 }
@@ -104,8 +109,17 @@ mod demo_command {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    use authbridge::demo::{self, DemoOptions};
+    use authbridge::demo::{self, DemoOptions, DemoProvider};
     use authbridge::startup::shutdown_signal;
+
+    /// The identity provider the demo signs people in with.
+    #[derive(Clone, Copy, clap::ValueEnum)]
+    pub enum Provider {
+        /// WorkOS AuthKit (its stand-in).
+        Workos,
+        /// An OpenID Connect provider (a stand-in shaped like an Auth0 tenant).
+        Oidc,
+    }
 
     #[derive(clap::Args)]
     pub struct DemoArgs {
@@ -115,9 +129,15 @@ mod demo_command {
         /// Port the app listens on (replaces the port of --bind).
         #[arg(long)]
         pub port: Option<u16>,
-        /// Port of the WorkOS stand-in (its sign-in page).
+        /// Who signs people in: WorkOS, or an OpenID Connect provider (Auth0-shaped).
+        #[arg(long, value_enum, default_value = "workos")]
+        provider: Provider,
+        /// Port of the WorkOS stand-in (its sign-in page), with --provider workos.
         #[arg(long, default_value_t = 3001)]
         workos_port: u16,
+        /// Port of the OpenID Connect stand-in (the issuer and its sign-in page), with --provider oidc.
+        #[arg(long, default_value_t = 3001)]
+        oidc_port: u16,
         /// Port of the InsForge stand-in.
         #[arg(long, default_value_t = 3002)]
         insforge_port: u16,
@@ -127,7 +147,8 @@ mod demo_command {
         /// Keep the database in this directory between runs (default: a throwaway one).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Lifetime of the access tokens the WorkOS stand-in issues, in seconds (short values show refreshing).
+        /// Lifetime of the access tokens the identity provider stand-in issues, in seconds (short values show
+        /// refreshing).
         #[arg(long, default_value_t = 300)]
         access_token_ttl: u64,
     }
@@ -136,7 +157,12 @@ mod demo_command {
         let bind = args.port.map_or(args.bind, |port| SocketAddr::new(args.bind.ip(), port));
         let options = DemoOptions {
             bind,
+            provider: match args.provider {
+                Provider::Workos => DemoProvider::Workos,
+                Provider::Oidc => DemoProvider::Oidc,
+            },
             workos_port: args.workos_port,
+            oidc_port: args.oidc_port,
             insforge_port: args.insforge_port,
             postgres_port: args.postgres_port,
             data_dir: args.data_dir,

@@ -6,13 +6,12 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, ProviderConfig};
 use crate::http::{self, AppState, StateError};
 use crate::lifecycle::consumer::{ConsumerOptions, EventsConsumer};
 use crate::server::ServerLimits;
@@ -56,41 +55,77 @@ impl Application {
     /// the tests and the demo bind first, then configure.
     pub fn build_with_listener(config: Config, listener: TcpListener) -> Result<Self, StartupError> {
         let state = AppState::new(config)?;
-        // Warm the JWKS cache so the first sign-in does not wait for it; a failure here is retried on demand.
-        let warm_up = state.clone();
-        tokio::spawn(async move {
-            if let Err(error) = warm_up.sessions.provider().warm_up().await {
-                tracing::warn!(%error, "could not prefetch the WorkOS JWKS; will retry on the first request");
-            }
-        });
+        // In the background, so the server answers (`/healthz`, and `/readyz` saying "not ready") meanwhile: warm
+        // the WorkOS JWKS cache, or discover the OpenID Connect provider (retried until it succeeds).
+        let prepare = state.clone();
+        tokio::spawn(async move { prepare.sessions.provider().prepare().await });
         let (stop_background, stopping) = watch::channel(false);
-        match (&state.lifecycle, state.config.lifecycle.as_ref().and_then(|lifecycle| lifecycle.events_poll_interval)) {
-            (Some(lifecycle), Some(interval)) => {
-                let revocations = Some(Arc::clone(state.sessions.revocations()));
-                let consumer =
-                    EventsConsumer::new(Arc::clone(lifecycle), revocations, ConsumerOptions::every(interval));
-                tokio::spawn(consumer.run(stopping));
-            }
-            (Some(_), None) => tracing::info!("the WorkOS Events API consumer is off (WORKOS_EVENTS_POLL_SECONDS=0)"),
-            (None, _) => tracing::info!(
-                "the enterprise lifecycle is off: no DATABASE_URL, so no webhooks, Events API, organizations or \
-                 deprovisioning (see README, \"Enterprise lifecycle\")"
-            ),
-        }
+        start_lifecycle(&state, stopping);
         Ok(Self { listener, state, stop_background })
+    }
+
+    /// Waits (at most `within`) until the identity provider can serve: at once for WorkOS, after discovery for
+    /// an OpenID Connect provider. `false` when it is not ready in time.
+    pub async fn wait_for_identity_provider(&self, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.state.sessions.provider().is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        true
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
+    /// Serves until `shutdown` completes, or until the identity provider proves unusable with this configuration
+    /// (an OpenID Connect issuer that does not match its discovery document): then the server stops and the reason
+    /// is the error, for the operator to read.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let server = &self.state.config.server;
         let limits =
             ServerLimits { header_read_timeout: server.header_read_timeout, max_connections: server.max_connections };
-        let served = crate::server::serve(self.listener, http::router(self.state), limits, shutdown).await;
+        let (misconfigured_tx, misconfigured_rx) = tokio::sync::oneshot::channel::<String>();
+        let sessions = std::sync::Arc::clone(&self.state.sessions);
+        let stop = async move {
+            tokio::select! {
+                () = shutdown => {}
+                reason = sessions.provider().misconfigured() => {
+                    let _ = misconfigured_tx.send(reason);
+                }
+            }
+        };
+        let served = crate::server::serve(self.listener, http::router(self.state), limits, stop).await;
         self.stop_background.send_replace(true);
-        served
+        served?;
+        match misconfigured_rx.await {
+            Ok(reason) => Err(std::io::Error::other(reason)),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Starts the Events API consumer when the lifecycle is on and polling, or says once why the lifecycle is off.
+fn start_lifecycle(state: &AppState, stopping: watch::Receiver<bool>) {
+    let poll = state.config.lifecycle.as_ref().and_then(|lifecycle| lifecycle.events_poll_interval);
+    match (&state.lifecycle, poll) {
+        (Some(lifecycle), Some(interval)) => {
+            let revocations = Some(Arc::clone(state.sessions.revocations()));
+            let consumer = EventsConsumer::new(Arc::clone(lifecycle), revocations, ConsumerOptions::every(interval));
+            tokio::spawn(consumer.run(stopping));
+        }
+        (Some(_), None) => tracing::info!("the WorkOS Events API consumer is off (WORKOS_EVENTS_POLL_SECONDS=0)"),
+        (None, _) if matches!(state.config.provider, ProviderConfig::Oidc(_)) => tracing::info!(
+            "the enterprise lifecycle is off: it follows WorkOS, and IDENTITY_PROVIDER=oidc (DATABASE_URL is only \
+             for `authbridge migrate` then)"
+        ),
+        (None, _) => tracing::info!(
+            "the enterprise lifecycle is off: no DATABASE_URL, so no webhooks, Events API, organizations or \
+             deprovisioning (see README, \"Enterprise lifecycle\")"
+        ),
     }
 }
 

@@ -1,8 +1,10 @@
 //! Probes for orchestrators: `/healthz` says the process is alive, `/readyz` that it can do its job (InsForge and
-//! the WorkOS JWKS answer).
+//! the identity provider's JWKS answer; an OpenID Connect provider must have been discovered first).
 //!
 //! Readiness answers come from a short cache, and concurrent probes share one check, so however often a load
-//! balancer asks, the upstreams see at most one probe per [`READINESS_TTL`].
+//! balancer asks, the upstreams see at most one probe per [`READINESS_TTL`]. Until an OpenID Connect provider is
+//! discovered the answer is "not ready" at once, without a probe and without caching, so the first probe after
+//! discovery sees the truth.
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +29,11 @@ pub struct Readiness {
 pub struct Report {
     status: &'static str,
     insforge: Check,
-    workos: Check,
+    /// The identity provider's check, named after it (`workos` or `oidc`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workos: Option<Check>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oidc: Option<Check>,
 }
 
 /// Only up or down: the probe is unauthenticated, so what went wrong goes to the log, not to whoever asks.
@@ -69,13 +75,24 @@ impl Readiness {
         {
             return report.clone();
         }
-        // The WorkOS check refreshes the verifier's own key cache: one JWKS path, and a probe that keeps it warm.
-        let (insforge, workos) = tokio::join!(state.insforge.health(), state.sessions.provider().warm_up());
-        let insforge = Check::from("InsForge", insforge);
-        let workos = Check::from("WorkOS JWKS", workos);
-        let status = if insforge.ok && workos.ok { "ready" } else { "unavailable" };
-        let report = Report { status, insforge, workos };
+        let provider = state.sessions.provider();
+        let kind = provider.kind();
+        if !provider.is_ready() {
+            tracing::debug!(provider = kind, "not ready: the identity provider has not been discovered yet");
+            return Report::new(Check { ok: false }, kind, Check { ok: false });
+        }
+        // The provider check refreshes the verifier's own key cache: one JWKS path, and a probe that keeps it warm.
+        let (insforge, keys) = tokio::join!(state.insforge.health(), provider.warm_up());
+        let report = Report::new(Check::from("InsForge", insforge), kind, Check::from("identity provider JWKS", keys));
         *last = Some((Instant::now(), report.clone()));
         report
+    }
+}
+
+impl Report {
+    fn new(insforge: Check, provider_kind: &str, provider: Check) -> Self {
+        let status = if insforge.ok && provider.ok { "ready" } else { "unavailable" };
+        let (workos, oidc) = if provider_kind == "oidc" { (None, Some(provider)) } else { (Some(provider), None) };
+        Self { status, insforge, workos, oidc }
     }
 }

@@ -116,12 +116,12 @@ pub async fn time_limit(State(state): State<AppState>, request: Request, next: N
     }
 }
 
-/// Security headers on every response (the Content-Security-Policy itself is built once, in `AppState`).
+/// Security headers on every response (the Content-Security-Policy itself is built in `AppState`).
 pub async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> axum::response::Response {
     let is_asset = request.uri().path().starts_with("/assets/");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, state.content_security_policy.clone());
+    headers.insert(header::CONTENT_SECURITY_POLICY, state.content_security_policy());
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

@@ -1,7 +1,7 @@
 //! Everything a handler can reach, built once at start-up: one pooled client per upstream, the cached JWKS, the
 //! derived keys. Cloning is cheap (reference counts), which is how axum hands it to every request.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::http::HeaderValue;
 
@@ -12,10 +12,11 @@ use crate::lifecycle::Lifecycle;
 use crate::lifecycle::sync::MembershipSync;
 use crate::lifecycle::webhook::WebhookSecrets;
 use crate::session::SessionManager;
-use crate::session::provider::IdentityProvider;
+use crate::session::provider::{IdentityProvider, SetupError};
 use crate::session::revocations::Revocations;
 use crate::session::seal::SealError;
-use crate::workos::{WorkosClient, WorkosError};
+use crate::sync::{read, write};
+use crate::workos::WorkosClient;
 
 use super::csrf::CsrfKeys;
 use super::health::Readiness;
@@ -25,8 +26,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The app's origin as browsers send it in `Origin` (`https://todos.example.com`), for same-origin checks.
     pub origin: Arc<str>,
-    /// The Content-Security-Policy header, built once.
-    pub content_security_policy: HeaderValue,
+    /// The Content-Security-Policy header, built again only when the provider's origins change (once, when an
+    /// OpenID Connect provider is discovered).
+    content_security_policy: Arc<RwLock<(String, HeaderValue)>>,
     pub sessions: Arc<SessionManager>,
     pub csrf: Arc<CsrfKeys>,
     pub insforge: InsforgeClient,
@@ -39,13 +41,13 @@ pub struct AppState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("cannot set up the WorkOS client: {0}")]
-    Workos(#[from] WorkosError),
+    #[error(transparent)]
+    Provider(#[from] SetupError),
     #[error("cannot set up the InsForge client: {0}")]
     Insforge(#[from] InsforgeError),
-    #[error("cannot derive the cookie keys from WORKOS_COOKIE_PASSWORD")]
+    #[error("cannot derive the cookie keys from the session cookie password")]
     Keys(#[from] SealError),
-    #[error("WORKOS_API_BASE_URL cannot be written into a Content-Security-Policy header")]
+    #[error("the identity provider's address cannot be written into a Content-Security-Policy header")]
     Policy,
     #[error("cannot set up the database pool: {0}")]
     Database(#[from] DbError),
@@ -53,25 +55,22 @@ pub enum StateError {
 
 impl AppState {
     pub fn new(config: Config) -> Result<Self, StateError> {
-        let lifecycle = match &config.lifecycle {
-            Some(lifecycle) => {
+        // The lifecycle follows WorkOS: configuration only enables it with the WorkOS provider.
+        let lifecycle = match (&config.lifecycle, config.workos()) {
+            (Some(lifecycle), Some(workos)) => {
                 let database = Database::connect_lazy(lifecycle)?;
-                Some(Arc::new(Lifecycle::new(database, WorkosClient::new(&config.workos)?)))
+                let client = WorkosClient::new(workos).map_err(SetupError::from)?;
+                Some(Arc::new(Lifecycle::new(database, client)))
             }
-            None => None,
+            _ => None,
         };
         let mut provider = IdentityProvider::from_config(&config)?;
         if let Some(lifecycle) = &lifecycle {
             provider.attach_membership_sync(MembershipSync::new(Arc::clone(lifecycle)));
         }
-        // No script at all, styles only from the app, and form submissions only to the app and to the identity
-        // provider: sign-out posts here and is redirected there, and browsers apply `form-action` to redirects.
-        let provider_origin = provider.origin();
-        let content_security_policy = HeaderValue::from_str(&format!(
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' {provider_origin}; \
-             frame-ancestors 'none'; base-uri 'none'"
-        ))
-        .map_err(|_| StateError::Policy)?;
+        let origins = provider.browser_origins().to_owned();
+        let content_security_policy =
+            Arc::new(RwLock::new((origins.clone(), content_security_policy(&origins).ok_or(StateError::Policy)?)));
         let mut sessions = SessionManager::new(&config.session, provider)?;
         if let Some(lifecycle) = &lifecycle {
             sessions = sessions.with_revocations(Arc::new(Revocations::shared(Arc::clone(lifecycle))));
@@ -93,4 +92,32 @@ impl AppState {
             webhook_secrets,
         })
     }
+
+    /// The Content-Security-Policy for the provider's current origins.
+    pub fn content_security_policy(&self) -> HeaderValue {
+        let origins = self.sessions.provider().browser_origins();
+        {
+            let cached = read(&self.content_security_policy);
+            if cached.0 == origins {
+                return cached.1.clone();
+            }
+        }
+        let Some(policy) = content_security_policy(origins) else {
+            // Discovery published an origin that cannot be a header (it was checked to be a URL): keep the old one.
+            tracing::error!("the identity provider's origins cannot be written into a Content-Security-Policy");
+            return read(&self.content_security_policy).1.clone();
+        };
+        *write(&self.content_security_policy) = (origins.to_owned(), policy.clone());
+        policy
+    }
+}
+
+/// No script at all, styles only from the app, and form submissions only to the app and to the identity provider:
+/// sign-out posts here and is redirected there, and browsers apply `form-action` to redirects.
+fn content_security_policy(provider_origins: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' {provider_origins}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    ))
+    .ok()
 }

@@ -8,9 +8,10 @@
 //!
 //! Submodules: `seal` (encryption), `cookies` (chunking within browser limits), `refresh` (single-flight
 //! refresh), `sign_in` (PKCE, state, callback, sign-out), `provider` (the identity-provider interface) and one
-//! module per provider (`workos`).
+//! module per provider (`workos`, `oidc`).
 
 pub mod cookies;
+pub mod oidc;
 pub mod provider;
 pub mod refresh;
 pub mod revocations;
@@ -47,7 +48,10 @@ const SESSION_MAX_AGE: Duration = Duration::from_secs(400 * 24 * 3600);
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
     pub access_token: String,
-    pub refresh_token: String,
+    /// Absent when the provider issued none (an OpenID Connect provider may ignore `offline_access`): the session
+    /// then ends when its tokens expire. WorkOS always issues one.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
     pub user: UserProfile,
     pub organization_id: Option<String>,
     pub impersonator: Option<Impersonator>,
@@ -55,6 +59,34 @@ pub struct Session {
     /// Absent from cookies sealed before it was kept; [`SessionManager::resolve`] fills it in.
     #[serde(default)]
     pub session_id: Option<String>,
+    /// What an OpenID Connect sign-in keeps besides; absent for WorkOS sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcTokens>,
+}
+
+/// The OpenID Connect part of a session.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct OidcTokens {
+    /// The issuer that signed the user in: a session of another issuer (a changed configuration) is refused.
+    pub issuer: String,
+    /// The latest ID token, sent back as sign-out's `id_token_hint`.
+    pub id_token: String,
+    /// The sign-in's nonce, which a refreshed ID token may repeat (or leave out).
+    pub nonce: String,
+    /// Unix seconds: when the tokens were issued, and when the first of them (access or ID token) expires. The
+    /// session is refreshed before then, or ends then when there is no refresh token.
+    pub issued_at: u64,
+    pub expires_at: u64,
+}
+
+impl fmt::Debug for OidcTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OidcTokens")
+            .field("issuer", &self.issuer)
+            .field("issued_at", &self.issued_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for Session {
@@ -272,6 +304,12 @@ impl SessionManager {
         match self.refresh(&session).await {
             Ok(fresh) => Resolution::signed_in(fresh, true),
             Err(RefreshFailure::SessionOver) => Resolution::signed_out(CookieChange::Clear),
+            // Nothing to refresh with: the session lasts as long as its tokens.
+            Err(RefreshFailure::NoRefreshToken) if !check.is_expired(now) => Resolution::signed_in(session, store),
+            Err(RefreshFailure::NoRefreshToken) => {
+                tracing::debug!("the session's tokens expired and there is no refresh token; ending the session");
+                Resolution::signed_out(CookieChange::Clear)
+            }
             // Not the user's fault: carry on with the token we have while it is still good.
             Err(RefreshFailure::Transient { .. }) if !check.is_expired(now) => Resolution::signed_in(session, store),
             Err(RefreshFailure::Transient { retry_after }) => Resolution::unavailable(retry_after),
@@ -279,7 +317,8 @@ impl SessionManager {
     }
 
     async fn refresh(&self, session: &Session) -> Result<Session, RefreshFailure> {
-        let fresh = self.refresher.refresh(&session.refresh_token).await.map_err(|error| match error {
+        let Some(refresh_token) = session.refresh_token.as_deref() else { return Err(RefreshFailure::NoRefreshToken) };
+        let fresh = self.refresher.refresh(refresh_token, session).await.map_err(|error| match error {
             // Only the provider saying the refresh token is dead ends a session.
             ProviderError::GrantRejected(_) => RefreshFailure::SessionOver,
             ProviderError::Unavailable { retry_after } => RefreshFailure::Transient { retry_after },
@@ -291,7 +330,12 @@ impl SessionManager {
             tracing::warn!("refresh returned another user's tokens; ending the session");
             return Err(RefreshFailure::SessionOver);
         }
-        Ok(Session::clone(&fresh))
+        let mut fresh = Session::clone(&fresh);
+        // The session stays the same session: sign-out and CSRF tokens are tied to its id.
+        if fresh.session_id.is_none() {
+            fresh.session_id = session.session_id.clone();
+        }
+        Ok(fresh)
     }
 
     /// Who a bearer token is for (API clients; never refreshed: that is the client's job).
@@ -319,6 +363,7 @@ impl SessionManager {
 
 enum RefreshFailure {
     SessionOver,
+    NoRefreshToken,
     Transient { retry_after: Duration },
 }
 

@@ -2,27 +2,41 @@
 //!
 //! Sign-in, refresh, sign-out and bearer tokens all go through [`IdentityProvider`], so the session cookie, the
 //! CSRF binding, the refresh rules and the HTTP handlers exist once, whichever provider signs people in. Each
-//! provider lives in a module of its own (`session::workos` for WorkOS AuthKit) and answers in the neutral types
-//! below. An enum rather than a trait object: the set of providers is closed and known at compile time, and the
+//! provider lives in a module of its own (`session::workos` for WorkOS AuthKit, `session::oidc` for any OpenID
+//! Connect provider) and answers in the neutral types below. An enum rather than a trait object: the set of providers is closed and known at compile time, and the
 //! per-request token check stays a plain (allocation-free) call.
 
 use std::time::Duration;
 
 use url::Url;
 
+use super::oidc::OidcProvider;
 use super::workos::WorkosProvider;
 use super::{Principal, Session};
-use crate::config::Config;
+use crate::config::{Config, ProviderConfig};
 use crate::workos::access_token::EXPIRY_LEEWAY;
 use crate::workos::{WorkosClient, WorkosError};
 
 pub enum IdentityProvider {
     Workos(WorkosProvider),
+    Oidc(OidcProvider),
 }
 
-/// What the browser is sent to the provider with. `state` and `code_challenge` come from the sign-in state.
+/// Why a provider could not be set up from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot set up the WorkOS client: {0}")]
+    Workos(#[from] WorkosError),
+    #[error("cannot set up the OpenID Connect client: {0}")]
+    Oidc(String),
+}
+
+/// What the browser is sent to the provider with. `state`, `nonce` and `code_challenge` come from the sign-in
+/// state.
 pub struct AuthorizationRequest<'a> {
     pub state: &'a str,
+    /// Bound into the ID token (OpenID Connect), so a token issued for another sign-in is refused.
+    pub nonce: &'a str,
     pub code_challenge: &'a str,
     /// Routes an enterprise user straight to their organization's SSO.
     pub organization_id: Option<&'a str>,
@@ -92,29 +106,78 @@ pub enum CheckError {
 
 impl IdentityProvider {
     /// The provider the configuration names, with its clients built (no network calls yet).
-    pub fn from_config(config: &Config) -> Result<Self, WorkosError> {
-        let client = WorkosClient::new(&config.workos)?;
-        Ok(Self::Workos(WorkosProvider::new(client, &config.workos.redirect_uri, &config.workos.api_base_url)))
-    }
-
-    pub fn authorization_url(&self, request: &AuthorizationRequest<'_>) -> Url {
-        match self {
-            Self::Workos(workos) => workos.authorization_url(request),
+    pub fn from_config(config: &Config) -> Result<Self, SetupError> {
+        match &config.provider {
+            ProviderConfig::Workos(workos) => {
+                let client = WorkosClient::new(workos)?;
+                Ok(Self::Workos(WorkosProvider::new(client, &workos.redirect_uri, &workos.api_base_url)))
+            }
+            ProviderConfig::Oidc(oidc) => {
+                OidcProvider::new(oidc).map(Self::Oidc).map_err(|error| SetupError::Oidc(error.to_string()))
+            }
         }
     }
 
-    /// Exchanges a sign-in code for a session whose tokens have been verified.
-    pub async fn exchange_code(&self, code: &str, code_verifier: &str) -> Result<Session, ProviderError> {
+    /// What the provider is called in logs and the readiness report (`workos`, `oidc`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Workos(_) => "workos",
+            Self::Oidc(_) => "oidc",
+        }
+    }
+
+    /// Gets the provider ready to serve, in the background of a starting server: WorkOS prefetches its keys,
+    /// an OpenID Connect provider is discovered (retried with backoff until it succeeds or proves misconfigured).
+    pub async fn prepare(&self) {
+        match self {
+            Self::Workos(workos) => {
+                if let Err(error) = workos.warm_up().await {
+                    tracing::warn!(%error, "could not prefetch the WorkOS JWKS; will retry on the first request");
+                }
+            }
+            Self::Oidc(oidc) => oidc.discover_until_ready().await,
+        }
+    }
+
+    /// Completes, with the reason, when the provider has proved it can never work with this configuration (an
+    /// OIDC issuer that does not match its discovery document): the server stops rather than serve nobody.
+    pub async fn misconfigured(&self) -> String {
+        match self {
+            Self::Workos(_) => std::future::pending().await,
+            Self::Oidc(oidc) => oidc.misconfigured().await,
+        }
+    }
+
+    /// Whether the provider can serve requests: always for WorkOS, once discovered for OpenID Connect.
+    pub fn is_ready(&self) -> bool {
+        match self {
+            Self::Workos(_) => true,
+            Self::Oidc(oidc) => oidc.is_discovered(),
+        }
+    }
+
+    /// Where to send the browser to sign in; unavailable while an OIDC provider has not been discovered yet.
+    pub fn authorization_url(&self, request: &AuthorizationRequest<'_>) -> Result<Url, ProviderError> {
+        match self {
+            Self::Workos(workos) => Ok(workos.authorization_url(request)),
+            Self::Oidc(oidc) => oidc.authorization_url(request),
+        }
+    }
+
+    /// Exchanges a sign-in code for a session whose tokens have been verified; `nonce` is the sign-in's.
+    pub async fn exchange_code(&self, code: &str, code_verifier: &str, nonce: &str) -> Result<Session, ProviderError> {
         match self {
             Self::Workos(workos) => workos.exchange_code(code, code_verifier).await,
+            Self::Oidc(oidc) => oidc.exchange_code(code, code_verifier, nonce).await,
         }
     }
 
-    /// New tokens for a session, verified. Single-use refresh tokens make this dangerous to call twice: callers
-    /// go through `session::refresh::Refresher`.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<Session, ProviderError> {
+    /// New tokens for a session (which has a refresh token), verified. Single-use refresh tokens make this
+    /// dangerous to call twice: callers go through `session::refresh::Refresher`.
+    pub async fn refresh(&self, session: &Session) -> Result<Session, ProviderError> {
         match self {
-            Self::Workos(workos) => workos.refresh(refresh_token).await,
+            Self::Workos(workos) => workos.refresh(session).await,
+            Self::Oidc(oidc) => oidc.refresh(session).await,
         }
     }
 
@@ -122,6 +185,7 @@ impl IdentityProvider {
     pub async fn check(&self, session: &Session) -> Result<TokenCheck, CheckError> {
         match self {
             Self::Workos(workos) => workos.check(session).await,
+            Self::Oidc(oidc) => oidc.check(session),
         }
     }
 
@@ -129,6 +193,7 @@ impl IdentityProvider {
     pub async fn verify_bearer(&self, token: &str) -> Result<Principal, CheckError> {
         match self {
             Self::Workos(workos) => workos.verify_bearer(token).await,
+            Self::Oidc(oidc) => oidc.verify_bearer(token).await,
         }
     }
 
@@ -136,6 +201,7 @@ impl IdentityProvider {
     pub fn logout_url(&self, session: &Session, return_to: &Url) -> Option<Url> {
         match self {
             Self::Workos(workos) => workos.logout_url(session, return_to),
+            Self::Oidc(oidc) => oidc.logout_url(session),
         }
     }
 
@@ -143,27 +209,33 @@ impl IdentityProvider {
     pub async fn revoke(&self, session: &Session) -> Result<(), ProviderError> {
         match self {
             Self::Workos(workos) => workos.revoke(session).await,
+            Self::Oidc(oidc) => oidc.revoke(session).await,
         }
     }
 
-    /// Fetches what verification needs (signing keys) now: at start-up and from the readiness probe.
+    /// Fetches what verification needs (signing keys) now: from the readiness probe, which it keeps honest.
     pub async fn warm_up(&self) -> Result<(), CheckError> {
         match self {
             Self::Workos(workos) => workos.warm_up().await,
+            Self::Oidc(oidc) => oidc.warm_up().await,
         }
     }
 
-    /// Records the user's organization memberships after every sign-in and refresh (the enterprise lifecycle).
+    /// Records the user's organization memberships after every sign-in and refresh (the enterprise lifecycle, which
+    /// follows WorkOS: an OpenID Connect provider has no WorkOS memberships to read).
     pub fn attach_membership_sync(&mut self, sync: crate::lifecycle::sync::MembershipSync) {
         match self {
             Self::Workos(workos) => workos.attach_membership_sync(sync),
+            Self::Oidc(_) => {}
         }
     }
 
-    /// The origin the browser is sent to for sign-in and sign-out, for the Content-Security-Policy.
-    pub fn origin(&self) -> String {
+    /// The origins (space-separated) the browser is sent to for sign-in and sign-out, for the
+    /// Content-Security-Policy. An OIDC provider's are known once it is discovered (its issuer's until then).
+    pub fn browser_origins(&self) -> &str {
         match self {
             Self::Workos(workos) => workos.origin(),
+            Self::Oidc(oidc) => oidc.browser_origins(),
         }
     }
 }

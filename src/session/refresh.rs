@@ -55,9 +55,9 @@ impl Refresher {
         Self { provider, flights: Arc::default() }
     }
 
-    /// The verified session `refresh_token` turns into, from the provider or from a refresh of the same token
-    /// that is under way or just finished.
-    pub async fn refresh(&self, refresh_token: &str) -> Outcome {
+    /// The verified session `refresh_token` (the refresh token of `session`) turns into, from the provider or from a
+    /// refresh of the same token that is under way or just finished.
+    pub async fn refresh(&self, refresh_token: &str, session: &Session) -> Outcome {
         let key = hash(refresh_token);
         let mut outcome = {
             let mut flights = lock(&self.flights);
@@ -65,7 +65,7 @@ impl Refresher {
             match flights.get(&key) {
                 Some(flight) => flight.outcome.clone(),
                 None => {
-                    let flight = self.start(key, refresh_token.to_owned());
+                    let flight = self.start(key, session.clone());
                     let receiver = flight.outcome.clone();
                     flights.insert(key, flight);
                     receiver
@@ -80,14 +80,14 @@ impl Refresher {
         }
     }
 
-    fn start(&self, key: TokenHash, refresh_token: String) -> Flight {
+    fn start(&self, key: TokenHash, session: Session) -> Flight {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (sender, receiver) = watch::channel(None);
         let provider = Arc::clone(&self.provider);
         let flights = Arc::clone(&self.flights);
         tokio::spawn(async move {
-            let outcome = provider.refresh(&refresh_token).await.map(Arc::new);
+            let outcome = provider.refresh(&session).await.map(Arc::new);
             match &outcome {
                 Ok(_) => tracing::debug!("refreshed a session"),
                 Err(error) => tracing::info!(%error, "session refresh failed"),

@@ -1,10 +1,11 @@
 //! Signing in and out: the steps between "send me to the provider" and "here is your session".
 //!
 //! [`SessionManager::begin_sign_in`] binds the sign-in to this browser before it leaves for the provider: a random
-//! `state` nonce and a PKCE verifier, sealed in a short-lived cookie together with where to return.
-//! [`SessionManager::finish_sign_in`] accepts a code only with that cookie and a matching `state`, exchanges it
-//! with the verifier, and gets back a session whose tokens the provider module has verified; only then is the
-//! session cookie written, so a failure at any step leaves no half-made session behind.
+//! `state` nonce, a PKCE verifier and an ID-token nonce (OpenID Connect), sealed in a short-lived cookie together
+//! with where to return. [`SessionManager::finish_sign_in`] accepts a code only with that cookie and a matching
+//! `state`, exchanges it with the verifier, and gets back a session whose tokens the provider module has verified
+//! (for OpenID Connect, an ID token carrying this sign-in's nonce); only then is the session cookie written, so a
+//! failure at any step leaves no half-made session behind. The steps are the same for every provider.
 //! [`SessionManager::sign_out`] clears the cookie and says where the provider's own session ends.
 
 use std::time::Duration;
@@ -30,6 +31,10 @@ pub struct SignInState {
     /// Echoed by the provider as `state`; must match, so a code cannot be injected from another browser's sign-in.
     pub nonce: String,
     pub code_verifier: String,
+    /// The OpenID Connect `nonce` the ID token must carry, so a token issued for another sign-in is refused.
+    /// Absent from states sealed before it existed (WorkOS does not use it).
+    #[serde(default)]
+    pub id_token_nonce: String,
     pub return_to: String,
     /// Unix seconds. The cookie's Max-Age is not trusted alone: a cookie can be replayed after it is "expired".
     pub expires_at: u64,
@@ -101,6 +106,7 @@ impl SessionManager {
         let state = SignInState {
             nonce: crate::random::token().map_err(random)?,
             code_verifier: crate::random::token().map_err(random)?,
+            id_token_nonce: crate::random::token().map_err(random)?,
             return_to: safe_return_path(request.return_to.as_deref()),
             expires_at: unix_now() + SIGN_IN_STATE_TTL.as_secs(),
         };
@@ -113,6 +119,7 @@ impl SessionManager {
 
         let authorization_url = self.provider.authorization_url(&AuthorizationRequest {
             state: &state.nonce,
+            nonce: &state.id_token_nonce,
             code_challenge: &code_challenge,
             organization_id: present(&request.organization_id),
             login_hint: present(&request.login_hint),
@@ -121,7 +128,7 @@ impl SessionManager {
                 Some("sign-up") => Some(ScreenHint::SignUp),
                 _ => None,
             },
-        });
+        })?;
         Ok(SignInStart { authorization_url, set_cookies })
     }
 
@@ -152,7 +159,7 @@ impl SessionManager {
         }
         let code = callback.code.filter(|code| !code.is_empty()).ok_or(SignInError::MissingCode)?;
 
-        let session = self.provider.exchange_code(&code, &state.code_verifier).await?;
+        let session = self.provider.exchange_code(&code, &state.code_verifier, &state.id_token_nonce).await?;
         let set_cookies = self.store(&session, headers)?;
         tracing::info!(user_id = %session.user.id, "signed in");
         Ok(SignedIn { return_to: state.return_to, set_cookies })

@@ -57,8 +57,8 @@ impl WorkosProvider {
         }
     }
 
-    pub fn origin(&self) -> String {
-        self.origin.clone()
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     pub fn authorization_url(&self, request: &AuthorizationRequest<'_>) -> Url {
@@ -102,7 +102,10 @@ impl WorkosProvider {
         Ok(session)
     }
 
-    pub async fn refresh(&self, refresh_token: &str) -> Result<Session, ProviderError> {
+    pub async fn refresh(&self, session: &Session) -> Result<Session, ProviderError> {
+        let Some(refresh_token) = session.refresh_token.as_deref() else {
+            return Err(ProviderError::GrantRejected("the session has no refresh token".to_owned()));
+        };
         let auth = self.client.authenticate_with_refresh_token(refresh_token).await.map_err(|error| match error {
             WorkosError::InvalidGrant { description } => ProviderError::GrantRejected(description),
             // Any other refusal (a bad API key, a proxy's 403) is our problem, not the user's: keep the session.
@@ -137,15 +140,19 @@ impl WorkosProvider {
         }
         Ok(Session {
             access_token: auth.access_token.clone(),
-            refresh_token: auth.refresh_token.clone(),
+            refresh_token: Some(auth.refresh_token.clone()),
             user: auth.user.clone(),
             organization_id: auth.organization_id.clone(),
             impersonator: auth.impersonator.clone(),
             session_id: claims.sid,
+            oidc: None,
         })
     }
 
     pub async fn check(&self, session: &Session) -> Result<TokenCheck, CheckError> {
+        if session.oidc.is_some() {
+            return Err(CheckError::Invalid("the session was made by an OpenID Connect provider".to_owned()));
+        }
         // Signature only: an expired but genuine token is what a refresh is for.
         let claims =
             self.verifier.verify_signature(&session.access_token, TokenSource::Trusted).await.map_err(check_error)?;

@@ -60,7 +60,11 @@ async fn refused(ports: &Ports, extra: &[&str]) -> String {
 
 /// Starts a demo and reads its stdout until the welcome block is complete.
 async fn started(ports: &Ports) -> (Child, String) {
-    let mut child = demo(ports, &[]).spawn().expect("the demo starts");
+    started_with(ports, &[]).await
+}
+
+async fn started_with(ports: &Ports, extra: &[&str]) -> (Child, String) {
+    let mut child = demo(ports, extra).spawn().expect("the demo starts");
     // Drained so the demo never blocks on a full pipe, and shown when a test fails.
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(async move {
@@ -190,6 +194,39 @@ async fn the_demo_serves_the_app_prints_a_working_curl_line_and_stops_cleanly() 
     let health = reqwest::get(format!("{url}healthz")).await.expect("the second demo answers");
     assert_eq!(health.status(), 200);
     stop(again).await;
+}
+
+#[tokio::test]
+async fn the_oidc_demo_signs_in_through_the_oidc_stand_in_and_its_curl_line_works() {
+    let ports = Ports::free();
+    let oidc_port = ports.workos.to_string();
+    let (child, printed) = started_with(&ports, &["--provider", "oidc", "--oidc-port", &oidc_port]).await;
+    let url = format!("http://localhost:{}/", ports.app);
+    assert!(printed.contains(&url), "{printed}");
+    assert!(printed.contains("alice@acme.test") && printed.contains("bob@acme.test"), "{printed}");
+    assert!(printed.contains(&format!("OIDC stand-in       http://127.0.0.1:{oidc_port}/")), "{printed}");
+
+    let curl = printed.lines().find(|l| l.trim_start().starts_with("curl ")).expect("a curl line");
+    let token = curl.split("Bearer ").nth(1).and_then(|rest| rest.split('"').next()).expect("a bearer token");
+    let created = reqwest::Client::new()
+        .post(format!("{url}api/todos"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "title": "made through Auth0-shaped OIDC" }))
+        .send()
+        .await
+        .expect("the API answers");
+    assert_eq!(created.status(), 201);
+
+    // Signing in on the stand-in as Alice gives the same user as the printed token: RLS shows her the todo.
+    let browser = Browser::new(url.parse().expect("url"));
+    assert_eq!(browser.sign_in("alice@acme.test").await.status, 302);
+    let home = browser.get("/").await;
+    assert!(
+        home.body.contains("made through Auth0-shaped OIDC") && home.body.contains("Alice Anderson"),
+        "{}",
+        home.body
+    );
+    stop(child).await;
 }
 
 #[tokio::test]

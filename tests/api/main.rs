@@ -18,6 +18,9 @@ mod refresh;
 mod session;
 mod sign_in;
 
+// Signing in with any OpenID Connect provider (Auth0 the example) instead.
+mod oidc;
+
 // The enterprise lifecycle: webhooks, the Events API, deprovisioning.
 mod database_outage;
 mod deprovisioning;

@@ -70,7 +70,10 @@ async fn login_sends_the_browser_to_authkit_with_pkce_and_a_sealed_state() {
 
     let pairs = query(&location);
     assert_eq!(param(&pairs, "client_id").as_deref(), Some(app.workos.client_id()));
-    assert_eq!(param(&pairs, "redirect_uri").as_deref(), Some(app.config.workos.redirect_uri.as_str()));
+    assert_eq!(
+        param(&pairs, "redirect_uri").as_deref(),
+        app.config.workos().map(|workos| workos.redirect_uri.as_str())
+    );
     assert_eq!(param(&pairs, "response_type").as_deref(), Some("code"));
     assert_eq!(param(&pairs, "provider").as_deref(), Some("authkit"));
     assert_eq!(param(&pairs, "code_challenge_method").as_deref(), Some("S256"));

@@ -46,6 +46,11 @@ pub struct Demo {
 impl Demo {
     /// Starts `authbridge demo` and returns once `/healthz` answers.
     pub async fn start(ports: Ports, access_token_ttl: Duration) -> Self {
+        Self::start_with(ports, access_token_ttl, &[]).await
+    }
+
+    /// The same, with more command-line arguments (`--provider oidc`).
+    pub async fn start_with(ports: Ports, access_token_ttl: Duration, extra: &[&str]) -> Self {
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let tmpdir = std::env::temp_dir().join(format!("ab-e2e-{}", &unique[..12]));
         tokio::fs::create_dir_all(&tmpdir).await.expect("create the demo's TMPDIR");
@@ -60,6 +65,7 @@ impl Demo {
             .args(["--workos-port", &ports.workos.to_string()])
             .args(["--insforge-port", &ports.insforge.to_string()])
             .args(["--access-token-ttl", &access_token_ttl.as_secs().to_string()])
+            .args(extra)
             .env("TMPDIR", &tmpdir)
             .env("RUST_LOG", "info,sqlx=warn")
             // Plain log lines, so the test can read their levels.

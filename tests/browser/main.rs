@@ -5,7 +5,8 @@
 //! sign in as Alice on the WorkOS sign-in page, add, complete, rename and delete todos, see that a title with markup
 //! shows as text, keep working after the access token expired (the demo issues 10-second tokens), sign out, and
 //! see that Bob, signing in next, sees none of Alice's todos. Finally it stops the demo with SIGTERM and starts a
-//! second one on the same ports.
+//! second one on the same ports. A second, shorter scenario does the same with `authbridge demo --provider oidc`:
+//! sign in on the OpenID Connect stand-in's page, sign out through its `end_session_endpoint`.
 //!
 //! The API tests (`tests/api`) prove the same behaviour over HTTP; this test catches what only a browser does:
 //! following redirects across the two origins, applying the Content-Security-Policy (including `form-action` on
@@ -43,8 +44,12 @@ const SECOND: &str = "Write the report";
 const MARKUP: &str = "<b>html</b>";
 const AFTER_EXPIRY: &str = "Added after the access token expired";
 
+/// One browser at a time: the machine has two cores, and each scenario runs a demo and a Chromium.
+static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_uses_the_demo_in_a_real_browser() {
+    let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
     let ports = Ports::free();
     let demo = Demo::start(ports, ACCESS_TOKEN_TTL).await;
     let browser = match Browser::start().await {
@@ -251,6 +256,105 @@ async fn scenario(browser: &Browser, app: &Url, ports: Ports, shots: &std::path:
                 if text.contains(title) {
                     return Err(Failure(format!("Bob's page shows {title:?}, which belongs to Alice")));
                 }
+            }
+            Ok(())
+        })
+        .await;
+}
+
+/// The same app with an OpenID Connect provider (`authbridge demo --provider oidc`, its stand-in shaped like Auth0):
+/// sign in on the provider's page, use the app, sign out through the provider's `end_session_endpoint` (which the
+/// Content-Security-Policy must let the sign-out form's redirect reach), and Bob sees none of Alice's todos.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_through_an_openid_connect_provider_in_a_real_browser() {
+    let _one_at_a_time = ONE_BROWSER_AT_A_TIME.lock().await;
+    let ports = Ports::free();
+    let oidc_port = ports.workos.to_string();
+    let demo = Demo::start_with(ports, ACCESS_TOKEN_TTL, &["--provider", "oidc", "--oidc-port", &oidc_port]).await;
+    let browser = match Browser::start().await {
+        Ok(browser) => browser,
+        Err(error) => {
+            let _ = demo.stop().await;
+            panic!("cannot start the browser: {error}");
+        }
+    };
+    let shots = screenshot_dir().await.join("oidc");
+    let _ = tokio::fs::create_dir_all(&shots).await;
+    let outcome = AssertUnwindSafe(oidc_scenario(&browser, &demo.url, ports, &shots)).catch_unwind().await;
+    let closed = browser.quit().await;
+    let warnings = demo.warnings();
+    let printed = demo.output();
+    let status = demo.stop().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    closed.expect("the browser closes");
+    assert!(status.success(), "after SIGTERM the demo exited with {status}, not 0; it said:\n{printed}");
+    assert!(warnings.is_empty(), "the demo logged warnings or errors during the scenario:\n{}", warnings.join("\n"));
+}
+
+async fn oidc_scenario(browser: &Browser, app: &Url, ports: Ports, shots: &std::path::Path) {
+    let mut journey = Journey { browser, shots: shots.to_owned(), count: 0 };
+    let issuer = format!("http://127.0.0.1:{}/", ports.workos);
+    let end_session = format!("{issuer}oidc/logout?");
+    const TITLE: &str = "Signed in with OpenID Connect";
+
+    journey
+        .step("oidc-sign-in-page", async |b| {
+            b.goto(app.as_str()).await?;
+            b.find("header a.button").await?.click().await?;
+            wait_for_text(b, "alice@acme.test").await?;
+            wait_for_text(b, &format!("to continue to {}", app.authority())).await?;
+            let url = b.current_url().await?;
+            if !url.starts_with(&format!("{issuer}authorize?")) {
+                return Err(Failure(format!("expected the OIDC stand-in's sign-in page, but the browser is at {url}")));
+            }
+            Ok(())
+        })
+        .await;
+
+    journey
+        .step("oidc-alice-signed-in", async |b| {
+            b.find(r#"button[data-user="alice@acme.test"]"#).await?.click().await?;
+            wait_for_text(b, "Nothing to do yet").await?;
+            expect_url(b, app.as_str()).await?;
+            expect_header(b, "Alice Anderson").await?;
+            add_todo(b, TITLE).await?;
+            expect_titles(b, &[TITLE]).await
+        })
+        .await;
+
+    journey
+        .step("oidc-signed-out-through-the-provider", async |b| {
+            b.document_requests().await?;
+            b.find("header form[action='/logout'] button").await?.click().await?;
+            wait_for_text(b, "Your todos, behind enterprise sign-in").await?;
+            expect_url(b, app.as_str()).await?;
+            let went = b.document_requests().await?;
+            let through_provider = went.iter().position(|url| url.starts_with(&end_session));
+            let back_home = went.iter().rposition(|url| url == app.as_str());
+            if !matches!((through_provider, back_home), (Some(out), Some(back)) if out < back) {
+                return Err(Failure(format!(
+                    "signing out should go through {end_session}… and back to {app}, but the browser went {went:?}"
+                )));
+            }
+            if !session_cookie(b).await?.is_empty() {
+                return Err(Failure("the session cookie is still in the browser after signing out".into()));
+            }
+            Ok(())
+        })
+        .await;
+
+    journey
+        .step("oidc-bob-sees-none-of-alices-todos", async |b| {
+            b.find("header a.button").await?.click().await?;
+            wait_for_text(b, "bob@acme.test").await?;
+            b.find(r#"button[data-user="bob@acme.test"]"#).await?.click().await?;
+            wait_for_text(b, "Nothing to do yet").await?;
+            expect_header(b, "Bob Brown").await?;
+            expect_titles(b, &[]).await?;
+            if b.page_text().await?.contains(TITLE) {
+                return Err(Failure("Bob's page shows Alice's todo".into()));
             }
             Ok(())
         })

@@ -3,6 +3,9 @@
 //!
 //! - [`workos_standin`]: WorkOS User Management (AuthKit sign-in page, code and refresh grants, JWKS, logout), with
 //!   controls that make it fail, hang or slow down on purpose.
+//! - [`oidc_standin`]: an OpenID Connect provider shaped like an Auth0 tenant (discovery, JWKS with rotation,
+//!   sign-in page, code + PKCE, rotating refresh tokens with reuse detection, userinfo, logout, revocation), with
+//!   fault controls, including ID tokens that break one rule on purpose.
 //! - [`insforge_standin`]: InsForge's records API over a real PostgreSQL, leaving every row decision to
 //!   row-level security as InsForge does.
 //! - [`temp_postgres`]: a throwaway PostgreSQL cluster from the machine's own binaries.
@@ -13,6 +16,7 @@
 //! quietly agree with a bug in the product.
 
 pub mod insforge_standin;
+pub mod oidc_standin;
 pub mod temp_postgres;
 pub mod workos_standin;
 

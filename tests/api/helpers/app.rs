@@ -231,6 +231,10 @@ pub struct Replica {
 }
 
 impl Replica {
+    pub fn new(base_url: Url, shutdown: oneshot::Sender<()>) -> Self {
+        Self { base_url, _shutdown: shutdown }
+    }
+
     /// A browser talking to this replica, holding a copy of `other`'s cookies.
     pub fn browser_like(&self, other: &Browser) -> Browser {
         let browser = Browser::new(self.base_url.clone());

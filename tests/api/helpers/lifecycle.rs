@@ -118,7 +118,10 @@ impl TestApp {
     pub fn lifecycle(&self) -> Arc<Lifecycle> {
         let config = self.config.lifecycle.as_ref().expect("the app runs the lifecycle");
         let database = Database::connect_lazy(config).expect("a pool");
-        Arc::new(Lifecycle::new(database, WorkosClient::new(&self.config.workos).expect("a WorkOS client")))
+        Arc::new(Lifecycle::new(
+            database,
+            WorkosClient::new(self.config.workos().expect("WorkOS is the provider")).expect("a WorkOS client"),
+        ))
     }
 
     /// An InsForge client as the app's, for calling InsForge the way the app would (as if the app skipped a check).

@@ -34,6 +34,7 @@ pub mod app;
 pub mod browser;
 pub mod lifecycle;
 pub mod logs;
+pub mod oidc;
 pub mod proxy;
 pub mod session;
 

@@ -1,0 +1,113 @@
+//! Verifying bearer access tokens: JWTs the provider issued for our API (`OIDC_AUDIENCE`).
+//!
+//! The `openidconnect` crate verifies ID tokens only, so access tokens go through `jsonwebtoken`, with the same
+//! keys ([`super::keys`]). A token is accepted when it is signed by one of the provider's asymmetric keys, its
+//! `iss` is the issuer and its `aud` (a string or an array, as Auth0's is) contains the audience; `exp`, `iss`,
+//! `aud` and `sub` must all be there (`jsonwebtoken` checks `iss` and `aud` only when present otherwise). The header
+//! must say it is a JWT access token (`typ` `JWT`, `at+jwt` or `application/at+jwt`). An ID token is refused twice
+//! over: its audience is the client id, not the API, and it carries a `nonce`, which no access token does.
+
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+
+use super::keys::{BearerKey, KeyFamily, KeysError, SigningKeys, TokenSource};
+
+/// Clock skew tolerated on `exp`: small, so a stolen token does not outlive its stated lifetime by much.
+pub const EXPIRY_LEEWAY: Duration = Duration::from_secs(5);
+
+/// The claims read from a verified access token.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AccessClaims {
+    pub sub: String,
+    pub exp: u64,
+    /// Only ID tokens have one: present means someone sent an ID token as an access token.
+    #[serde(default)]
+    nonce: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AccessTokenError {
+    #[error("the access token is not valid: {0}")]
+    Invalid(&'static str),
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+}
+
+pub struct AccessTokenVerifier {
+    issuer: String,
+    audience: String,
+}
+
+impl AccessTokenVerifier {
+    pub fn new(issuer: &str, audience: &str) -> Self {
+        Self { issuer: issuer.to_owned(), audience: audience.to_owned() }
+    }
+
+    pub async fn verify(&self, keys: &SigningKeys, token: &str) -> Result<AccessClaims, AccessTokenError> {
+        use AccessTokenError::Invalid;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Invalid("it is not a well-formed JWT"))?;
+        let typ_ok = header.typ.as_deref().is_some_and(|typ| {
+            ["JWT", "at+jwt", "application/at+jwt"].iter().any(|accepted| typ.eq_ignore_ascii_case(accepted))
+        });
+        if !typ_ok {
+            return Err(Invalid("its typ is not JWT or at+jwt"));
+        }
+        let family = family_of(header.alg).ok_or(Invalid("its algorithm is not an asymmetric one"))?;
+        let kid = header.kid.ok_or(Invalid("it names no key"))?;
+        let key =
+            self.key(keys, &kid).await?.ok_or(Invalid("it is signed with a key the provider does not publish"))?;
+        if key.family != family || key.algorithm.is_some_and(|algorithm| algorithm != header.alg) {
+            return Err(Invalid("its algorithm does not match its key"));
+        }
+
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = EXPIRY_LEEWAY.as_secs();
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &validation)
+            .map(|data| data.claims)
+            .map_err(|error| {
+                use jsonwebtoken::errors::ErrorKind;
+                Invalid(match error.kind() {
+                    ErrorKind::ExpiredSignature => "it has expired",
+                    ErrorKind::InvalidAudience => "it is not for this API (aud)",
+                    ErrorKind::InvalidIssuer => "it is from another issuer",
+                    ErrorKind::MissingRequiredClaim(_) => "it lacks exp, iss, aud or sub",
+                    _ => "its signature or claims are invalid",
+                })
+            })?;
+        if claims.nonce.is_some() {
+            return Err(Invalid("it is an ID token"));
+        }
+        Ok(claims)
+    }
+
+    /// The key named `kid`, fetching the keys again (at most once a minute for bearer tokens) when it is unknown.
+    async fn key(&self, keys: &SigningKeys, kid: &str) -> Result<Option<BearerKey>, KeysError> {
+        let (key, generation) = keys.bearer_key(kid);
+        if key.is_some() {
+            return Ok(key);
+        }
+        if keys.refetch_for_unknown_key(generation, TokenSource::Untrusted).await? {
+            return Ok(keys.bearer_key(kid).0);
+        }
+        Ok(None)
+    }
+}
+
+fn family_of(algorithm: Algorithm) -> Option<KeyFamily> {
+    match algorithm {
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => Some(KeyFamily::Rsa),
+        Algorithm::ES256 | Algorithm::ES384 => Some(KeyFamily::EllipticCurve),
+        Algorithm::EdDSA => Some(KeyFamily::OctetKeyPair),
+        _ => None,
+    }
+}

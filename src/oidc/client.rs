@@ -1,0 +1,627 @@
+//! An OpenID Connect provider as discovery describes it, and the calls authbridge makes to it.
+//!
+//! [`OidcClient::discover`] reads the issuer's `/.well-known/openid-configuration` through the `openidconnect`
+//! crate (which joins the path without doubling `/` and compares the published `issuer` with the configured one
+//! exactly), then checks what the crate leaves open: https endpoints (plain http only on loopback), a token
+//! endpoint, an asymmetric ID-token algorithm, PKCE S256, a client authentication method we can use. Everything
+//! afterwards uses only what the document publishes: the authorization, token, userinfo, JWKS, revocation and
+//! end-session endpoints, and the token endpoint's client authentication (`client_secret_basic` unless only
+//! `client_secret_post` is offered). The one thing not published that is used is Auth0's own logout endpoint,
+//! `/v2/logout`, for Auth0 tenants that do not publish an `end_session_endpoint` (Auth0's documented fallback).
+//! Token revocation (RFC 7009) is made here rather than through the crate, which refuses plain-http endpoints
+//! outright, loopback included (the stand-in's); it is one form post with the same client authentication.
+//!
+//! Token-endpoint failures become one [`TokenError`], split the way the session layer needs: `invalid_grant` (the
+//! code or refresh token is dead; Auth0 answers it with 403) apart from everything else. The crate's parse errors
+//! carry the raw answer, which may hold tokens: only the failing field's path is kept.
+
+use std::time::Duration;
+
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreErrorResponseType, CoreIdToken, CoreProviderMetadata,
+    CoreResponseType, CoreTokenResponse,
+};
+use openidconnect::{
+    AdditionalProviderMetadata, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndSessionUrl,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, LoginHint, Nonce, OAuth2TokenResponse, PkceCodeVerifier,
+    ProviderMetadata, RedirectUrl, RefreshToken, RequestTokenError, ResponseTypes, RevocationUrl, Scope,
+    StandardErrorResponse, TokenResponse,
+};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::access_token::{AccessClaims, AccessTokenError, AccessTokenVerifier};
+use super::http::{HttpError, OidcHttp};
+use super::id_token::{ALLOWED_ALGS, IdTokenClaims, IdTokenError, IdTokenVerifier, NonceRule};
+use super::keys::{KeysError, SigningKeys, TokenSource, describe};
+use crate::config::{OidcConfig, Secret};
+
+/// The discovery fields authbridge reads beyond the crate's core set.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct ExtraMetadata {
+    /// OpenID Connect RP-Initiated Logout 1.0.
+    #[serde(default)]
+    pub end_session_endpoint: Option<EndSessionUrl>,
+    /// RFC 7009 token revocation (RFC 8414 §2).
+    #[serde(default)]
+    pub revocation_endpoint: Option<RevocationUrl>,
+    /// RFC 8414 §2 (PKCE methods).
+    #[serde(default)]
+    pub code_challenge_methods_supported: Option<Vec<String>>,
+    /// Published by Auth0 and nobody else: how an Auth0 tenant on a custom domain is recognised.
+    #[serde(default)]
+    pub mfa_challenge_endpoint: Option<String>,
+}
+
+impl AdditionalProviderMetadata for ExtraMetadata {}
+
+type Metadata = ProviderMetadata<
+    ExtraMetadata,
+    openidconnect::core::CoreAuthDisplay,
+    CoreClientAuthMethod,
+    openidconnect::core::CoreClaimName,
+    openidconnect::core::CoreClaimType,
+    openidconnect::core::CoreGrantType,
+    openidconnect::core::CoreJweContentEncryptionAlgorithm,
+    openidconnect::core::CoreJweKeyManagementAlgorithm,
+    openidconnect::core::CoreJsonWebKey,
+    openidconnect::core::CoreResponseMode,
+    CoreResponseType,
+    openidconnect::core::CoreSubjectIdentifierType,
+>;
+
+// Keeps the alias honest: the core metadata type, plus our extra fields.
+const _: fn(CoreProviderMetadata) = |_| {};
+
+/// The crate's client after discovery: authorization URL set, token and userinfo endpoints "maybe" (checked).
+type Client =
+    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+
+/// Where signing out sends the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Logout {
+    /// RP-Initiated Logout: `end_session_endpoint` with `id_token_hint`, `post_logout_redirect_uri`, `client_id`.
+    EndSession(Url),
+    /// Auth0 without RP-initiated logout discovery: `/v2/logout?client_id=…&returnTo=…`.
+    Auth0(Url),
+    /// The provider offers neither: only the app's session ends.
+    LocalOnly,
+}
+
+pub struct OidcClient {
+    http: OidcHttp,
+    client: Client,
+    revocation_endpoint: Option<Url>,
+    /// `client_secret_basic` (else `client_secret_post`), for the requests made without the crate.
+    basic_auth: bool,
+    client_secret: Secret,
+    client_id: ClientId,
+    issuer: IssuerUrl,
+    scopes: Vec<String>,
+    audience: Option<String>,
+    userinfo_endpoint: Option<Url>,
+    logout: Logout,
+    keys: SigningKeys,
+    id_tokens: IdTokenVerifier,
+    access_tokens: Option<AccessTokenVerifier>,
+    /// Origins the browser is sent to (sign-in, sign-out), for the Content-Security-Policy.
+    browser_origins: Vec<String>,
+    refresh_supported: bool,
+}
+
+/// Why discovery did not produce a client.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DiscoveryFailure {
+    /// The provider could not be reached or answered badly: try again later.
+    #[error("{0}")]
+    Transient(String),
+    /// The provider and the configuration disagree: retrying cannot help.
+    #[error("{0}")]
+    Misconfigured(String),
+}
+
+/// What the token endpoint answered, for both grants.
+pub struct TokenAnswer {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub id_token: Option<CoreIdToken>,
+    pub expires_in: Option<Duration>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TokenError {
+    /// The code or refresh token is invalid, expired, used or revoked (`invalid_grant`).
+    #[error("the provider refused the grant: {0}")]
+    InvalidGrant(String),
+    /// Any other OAuth error (`invalid_client`, `unauthorized_client`, `access_denied`…).
+    #[error("the provider refused the request ({error}): {description}")]
+    Refused { error: String, description: String },
+    #[error(transparent)]
+    Unavailable(#[from] HttpError),
+    #[error("the provider's answer cannot be read: {0}")]
+    Malformed(String),
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UserInfoError {
+    #[error(transparent)]
+    Unavailable(#[from] HttpError),
+    #[error("the userinfo endpoint failed: {0}")]
+    Failed(String),
+}
+
+/// The userinfo claims authbridge reads, parsed leniently: providers disagree on types (Auth0's `updated_at` is a
+/// string, Cognito's `email_verified` too), and nothing else here matters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserInfo {
+    pub email: Option<String>,
+    pub email_verified: Option<bool>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub name: Option<String>,
+}
+
+/// What the browser is sent to the provider with.
+pub struct Authorization<'a> {
+    pub state: &'a str,
+    pub nonce: &'a str,
+    pub code_challenge: &'a str,
+    pub login_hint: Option<&'a str>,
+    /// Asks for the sign-up page (Auth0's `screen_hint=signup`; other providers ignore it).
+    pub sign_up: bool,
+}
+
+impl OidcClient {
+    pub async fn discover(config: &OidcConfig, http: &OidcHttp) -> Result<Self, DiscoveryFailure> {
+        use DiscoveryFailure::{Misconfigured, Transient};
+        let issuer = IssuerUrl::new(config.issuer.clone())
+            .map_err(|error| Misconfigured(format!("OIDC_ISSUER is not a URL: {error}")))?;
+        let metadata = Metadata::discover_async(issuer.clone(), http).await.map_err(|error| match error {
+            openidconnect::DiscoveryError::Validation(message) => Misconfigured(format!(
+                "OIDC_ISSUER does not match the issuer the provider publishes at {}.well-known/openid-configuration \
+                 ({message}): set OIDC_ISSUER to exactly the published issuer, trailing slash included",
+                with_slash(&config.issuer),
+            )),
+            other => Transient(format!("discovery at {} failed: {}", config.issuer, describe(&other))),
+        })?;
+        check_metadata(&metadata).map_err(Misconfigured)?;
+
+        let auth_type = choose_auth_type(metadata.token_endpoint_auth_methods_supported());
+        let basic_auth = matches!(auth_type, AuthType::BasicAuth);
+        let client_id = ClientId::new(config.client_id.clone());
+        let redirect_uri = RedirectUrl::from_url(config.redirect_uri.clone());
+        let client = CoreClient::from_provider_metadata(
+            metadata.clone(),
+            client_id.clone(),
+            Some(ClientSecret::new(config.client_secret.expose().to_owned())),
+        )
+        .set_redirect_uri(redirect_uri)
+        .set_auth_type(auth_type);
+        let extra = metadata.additional_metadata();
+        let revocation_endpoint = extra.revocation_endpoint.as_ref().map(|url| url.url().clone());
+        let logout = match (&extra.end_session_endpoint, is_auth0(&metadata)) {
+            (Some(endpoint), _) => Logout::EndSession(endpoint.url().clone()),
+            (None, true) => {
+                crate::outbound::endpoint(issuer.url(), &["v2", "logout"]).map_or(Logout::LocalOnly, Logout::Auth0)
+            }
+            (None, false) => Logout::LocalOnly,
+        };
+        let mut browser_origins = vec![issuer.url().origin().ascii_serialization()];
+        let logout_origin = match &logout {
+            Logout::EndSession(url) | Logout::Auth0(url) => Some(url.origin().ascii_serialization()),
+            Logout::LocalOnly => None,
+        };
+        for origin in [Some(metadata.authorization_endpoint().url().origin().ascii_serialization()), logout_origin]
+            .into_iter()
+            .flatten()
+        {
+            if !browser_origins.contains(&origin) {
+                browser_origins.push(origin);
+            }
+        }
+        let refresh_supported = metadata
+            .grant_types_supported()
+            .is_none_or(|grants| grants.iter().any(|grant| grant == &openidconnect::core::CoreGrantType::RefreshToken));
+
+        Ok(Self {
+            http: http.clone(),
+            keys: SigningKeys::new(http.clone(), metadata.jwks_uri().clone(), metadata.jwks().clone()),
+            id_tokens: IdTokenVerifier::new(client_id.clone(), issuer.clone()),
+            access_tokens: config
+                .audience
+                .as_deref()
+                .map(|audience| AccessTokenVerifier::new(&config.issuer, audience)),
+            userinfo_endpoint: metadata.userinfo_endpoint().map(|url| url.url().clone()),
+            client,
+            revocation_endpoint,
+            basic_auth,
+            client_secret: config.client_secret.clone(),
+            client_id,
+            issuer,
+            scopes: config.scopes.clone(),
+            audience: config.audience.clone(),
+            logout,
+            browser_origins,
+            refresh_supported,
+        })
+    }
+
+    pub fn logout(&self) -> &Logout {
+        &self.logout
+    }
+
+    pub fn browser_origins(&self) -> &[String] {
+        &self.browser_origins
+    }
+
+    pub fn issuer(&self) -> &str {
+        self.issuer.as_str()
+    }
+
+    /// Whether the provider says it grants refresh tokens at all (absent from discovery: assume it does).
+    pub fn refresh_supported(&self) -> bool {
+        self.refresh_supported
+    }
+
+    pub fn revocation_supported(&self) -> bool {
+        self.revocation_endpoint.is_some()
+    }
+
+    /// The authorization-code request with PKCE S256, `state` and `nonce` (all three from the sign-in state).
+    pub fn authorization_url(&self, request: &Authorization<'_>) -> Url {
+        let (state, nonce) = (request.state.to_owned(), request.nonce.to_owned());
+        let mut authorize = self
+            .client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(state),
+                move || Nonce::new(nonce),
+            )
+            // The crate adds `openid` itself.
+            .add_scopes(self.scopes.iter().filter(|scope| *scope != "openid").map(|scope| Scope::new(scope.clone())))
+            .add_extra_param("code_challenge", request.code_challenge)
+            .add_extra_param("code_challenge_method", "S256");
+        if let Some(audience) = &self.audience {
+            // Auth0 knows `audience`, RFC 8707 providers `resource`; each ignores the one it does not know.
+            authorize = authorize.add_extra_param("audience", audience).add_extra_param("resource", audience);
+        }
+        if let Some(hint) = request.login_hint {
+            authorize = authorize.set_login_hint(LoginHint::new(hint.to_owned()));
+        }
+        if request.sign_up {
+            authorize = authorize.add_extra_param("screen_hint", "signup");
+        }
+        authorize.url().0
+    }
+
+    pub async fn exchange_code(&self, code: &str, code_verifier: &str) -> Result<TokenAnswer, TokenError> {
+        let request = self
+            .client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .map_err(|error| TokenError::Malformed(error.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(code_verifier.to_owned()));
+        request.request_async(&self.http).await.map(TokenAnswer::from).map_err(token_error)
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenAnswer, TokenError> {
+        let refresh_token = RefreshToken::new(refresh_token.to_owned());
+        let request = self
+            .client
+            .exchange_refresh_token(&refresh_token)
+            .map_err(|error| TokenError::Malformed(error.to_string()))?;
+        request.request_async(&self.http).await.map(TokenAnswer::from).map_err(token_error)
+    }
+
+    /// Revokes a refresh token (RFC 7009), when the provider publishes a revocation endpoint.
+    pub async fn revoke(&self, refresh_token: &str) -> Result<(), TokenError> {
+        let Some(endpoint) = &self.revocation_endpoint else { return Ok(()) };
+        let mut form = vec![("token", refresh_token), ("token_type_hint", "refresh_token")];
+        let mut request = self.http.client().post(endpoint.clone());
+        if self.basic_auth {
+            // RFC 6749 §2.3.1: both parts form-encoded, then Basic.
+            let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+            request = request.basic_auth(encode(self.client_id.as_str()), Some(encode(self.client_secret.expose())));
+        } else {
+            form.push(("client_id", self.client_id.as_str()));
+            form.push(("client_secret", self.client_secret.expose()));
+        }
+        let response = request.form(&form).send().await.map_err(|error| HttpError::of(&error))?;
+        if let Some(error) = HttpError::from_status(response.status(), response.headers()) {
+            return Err(error.into());
+        }
+        if response.status().is_success() {
+            return Ok(());
+        }
+        #[derive(Deserialize)]
+        struct OAuthError {
+            error: String,
+            #[serde(default)]
+            error_description: Option<String>,
+        }
+        let status = response.status();
+        match response.json::<OAuthError>().await {
+            Ok(body) => Err(TokenError::Refused {
+                error: short(&body.error),
+                description: body.error_description.as_deref().map(short).unwrap_or_default(),
+            }),
+            Err(_) => Err(TokenError::Malformed(format!("the revocation endpoint answered {status}"))),
+        }
+    }
+
+    pub async fn verify_id_token(
+        &self,
+        token: &CoreIdToken,
+        nonce: NonceRule<'_>,
+    ) -> Result<IdTokenClaims, IdTokenError> {
+        self.id_tokens.verify(&self.keys, token, nonce, TokenSource::Trusted).await
+    }
+
+    /// A bearer token sent to the API; `None` when no `OIDC_AUDIENCE` is configured (nothing can be accepted).
+    pub async fn verify_access_token(&self, token: &str) -> Option<Result<AccessClaims, AccessTokenError>> {
+        let verifier = self.access_tokens.as_ref()?;
+        Some(verifier.verify(&self.keys, token).await)
+    }
+
+    pub async fn fetch_keys(&self) -> Result<(), KeysError> {
+        self.keys.fetch().await
+    }
+
+    /// The userinfo claims for the user the access token was issued to; `sub` must be `subject` (OIDC Core 5.3.4).
+    /// `Ok(None)` when the provider has no userinfo endpoint.
+    pub async fn userinfo(&self, access_token: &str, subject: &str) -> Result<Option<UserInfo>, UserInfoError> {
+        let Some(endpoint) = &self.userinfo_endpoint else { return Ok(None) };
+        let response = self
+            .http
+            .client()
+            .get(endpoint.clone())
+            .bearer_auth(access_token)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|error| HttpError::of(&error))?;
+        if let Some(error) = HttpError::from_status(response.status(), response.headers()) {
+            return Err(error.into());
+        }
+        if !response.status().is_success() {
+            return Err(UserInfoError::Failed(format!("it answered {}", response.status())));
+        }
+        let body = response.bytes().await.map_err(|error| HttpError::of(&error))?;
+        let claims: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body).map_err(|_| {
+            UserInfoError::Failed("its answer is not a JSON object (signed userinfo is not supported)".into())
+        })?;
+        if claims.get("sub").and_then(|sub| sub.as_str()) != Some(subject) {
+            return Err(UserInfoError::Failed("its `sub` is not the signed-in user".to_owned()));
+        }
+        let text = |name: &str| claims.get(name).and_then(|value| value.as_str()).map(str::to_owned);
+        Ok(Some(UserInfo {
+            email: text("email"),
+            email_verified: match claims.get("email_verified") {
+                Some(serde_json::Value::Bool(verified)) => Some(*verified),
+                Some(serde_json::Value::String(verified)) => verified.parse().ok(),
+                _ => None,
+            },
+            given_name: text("given_name"),
+            family_name: text("family_name"),
+            name: text("name"),
+        }))
+    }
+
+    /// Where to send the browser so the provider's session ends too; `None` when the provider offers no way.
+    pub fn logout_url(&self, id_token_hint: Option<&str>, post_logout_redirect_uri: &Url) -> Option<Url> {
+        match &self.logout {
+            Logout::EndSession(endpoint) => {
+                let mut url = endpoint.clone();
+                {
+                    let mut query = url.query_pairs_mut();
+                    if let Some(hint) = id_token_hint {
+                        query.append_pair("id_token_hint", hint);
+                    }
+                    query
+                        .append_pair("post_logout_redirect_uri", post_logout_redirect_uri.as_str())
+                        .append_pair("client_id", self.client_id.as_str());
+                }
+                Some(url)
+            }
+            Logout::Auth0(endpoint) => {
+                let mut url = endpoint.clone();
+                url.query_pairs_mut()
+                    .append_pair("client_id", self.client_id.as_str())
+                    .append_pair("returnTo", post_logout_redirect_uri.as_str());
+                Some(url)
+            }
+            Logout::LocalOnly => None,
+        }
+    }
+}
+
+impl From<CoreTokenResponse> for TokenAnswer {
+    fn from(response: CoreTokenResponse) -> Self {
+        Self {
+            access_token: response.access_token().secret().clone(),
+            refresh_token: response.refresh_token().map(|token| token.secret().clone()),
+            id_token: response.id_token().cloned(),
+            expires_in: response.expires_in(),
+        }
+    }
+}
+
+/// The configured issuer with one trailing slash, as the crate forms the discovery URL.
+fn with_slash(issuer: &str) -> String {
+    if issuer.ends_with('/') { issuer.to_owned() } else { format!("{issuer}/") }
+}
+
+/// What the crate accepts but authbridge cannot work with. Each is a configuration to fix, not an outage.
+fn check_metadata(metadata: &Metadata) -> Result<(), String> {
+    let extra = metadata.additional_metadata();
+    let mut endpoints = vec![
+        ("authorization_endpoint", Some(metadata.authorization_endpoint().url())),
+        ("token_endpoint", metadata.token_endpoint().map(|url| url.url())),
+        ("userinfo_endpoint", metadata.userinfo_endpoint().map(|url| url.url())),
+        ("jwks_uri", Some(metadata.jwks_uri().url())),
+        ("end_session_endpoint", extra.end_session_endpoint.as_ref().map(|url| url.url())),
+        ("revocation_endpoint", extra.revocation_endpoint.as_ref().map(|url| url.url())),
+    ];
+    if metadata.token_endpoint().is_none() {
+        return Err("the provider's discovery document has no token_endpoint".to_owned());
+    }
+    for (name, url) in endpoints.drain(..) {
+        if let Some(url) = url
+            && !is_secure(url)
+        {
+            return Err(format!("the provider's {name} ({url}) is not https (plain http is allowed only on loopback)"));
+        }
+    }
+    let code = ResponseTypes::new(vec![CoreResponseType::Code]);
+    if !metadata.response_types_supported().contains(&code) {
+        return Err("the provider does not support the authorization code flow (response_type=code)".to_owned());
+    }
+    if !metadata.id_token_signing_alg_values_supported().iter().any(|alg| ALLOWED_ALGS.contains(alg)) {
+        return Err("the provider signs ID tokens with no asymmetric algorithm (an Auth0 application set to HS256 \
+                    must be switched to RS256 under Advanced Settings → OAuth)"
+            .to_owned());
+    }
+    if let Some(methods) = &extra.code_challenge_methods_supported
+        && !methods.iter().any(|method| method == "S256")
+    {
+        return Err("the provider does not support PKCE with S256".to_owned());
+    }
+    if let Some(methods) = metadata.token_endpoint_auth_methods_supported()
+        && !methods.iter().any(|method| {
+            matches!(method, CoreClientAuthMethod::ClientSecretBasic | CoreClientAuthMethod::ClientSecretPost)
+        })
+    {
+        return Err(
+            "the provider's token endpoint accepts neither client_secret_basic nor client_secret_post".to_owned()
+        );
+    }
+    Ok(())
+}
+
+/// Https, or http on a loopback host (local runs and tests).
+fn is_secure(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host() {
+            Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// `client_secret_basic` unless only `client_secret_post` is offered; an absent list means basic (Discovery §3).
+fn choose_auth_type(supported: Option<&Vec<CoreClientAuthMethod>>) -> AuthType {
+    match supported {
+        Some(methods)
+            if !methods.contains(&CoreClientAuthMethod::ClientSecretBasic)
+                && methods.contains(&CoreClientAuthMethod::ClientSecretPost) =>
+        {
+            AuthType::RequestBody
+        }
+        _ => AuthType::BasicAuth,
+    }
+}
+
+/// An Auth0 tenant: its issuer host (`*.auth0.com`), or, on a custom domain, the discovery field only Auth0 publishes.
+fn is_auth0(metadata: &Metadata) -> bool {
+    let host = metadata.issuer().url().host_str().unwrap_or_default().to_ascii_lowercase();
+    host.ends_with(".auth0.com") || metadata.additional_metadata().mfa_challenge_endpoint.is_some()
+}
+
+type CoreTokenError = RequestTokenError<HttpError, StandardErrorResponse<CoreErrorResponseType>>;
+
+fn token_error(error: CoreTokenError) -> TokenError {
+    match error {
+        RequestTokenError::ServerResponse(response) => {
+            let description = response.error_description().map(|text| short(text)).unwrap_or_default();
+            match response.error() {
+                CoreErrorResponseType::InvalidGrant => TokenError::InvalidGrant(description),
+                other => TokenError::Refused { error: short(other.as_ref()), description },
+            }
+        }
+        RequestTokenError::Request(error) => TokenError::Unavailable(error),
+        // The body may hold tokens: only where parsing failed is kept.
+        RequestTokenError::Parse(error, _body) => {
+            TokenError::Malformed(format!("it does not parse at `{}`", error.path()))
+        }
+        RequestTokenError::Other(message) => TokenError::Malformed(short(&message)),
+    }
+}
+
+/// Provider-written text, bounded (it ends up in logs and, for refusals, on a page).
+fn short(text: &str) -> String {
+    const MAX: usize = 300;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_unless_only_post_is_offered() {
+        use CoreClientAuthMethod::{ClientSecretBasic, ClientSecretPost, PrivateKeyJwt};
+        let basic = |auth: AuthType| matches!(auth, AuthType::BasicAuth);
+        assert!(basic(choose_auth_type(None)));
+        assert!(basic(choose_auth_type(Some(&vec![ClientSecretPost, ClientSecretBasic]))));
+        assert!(matches!(choose_auth_type(Some(&vec![ClientSecretPost, PrivateKeyJwt])), AuthType::RequestBody));
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        for (url, secure) in [
+            ("https://tenant.auth0.com/authorize", true),
+            ("http://127.0.0.1:4000/authorize", true),
+            ("http://localhost:4000/authorize", true),
+            ("http://[::1]:4000/authorize", true),
+            ("http://tenant.auth0.com/authorize", false),
+            ("http://10.0.0.1/authorize", false),
+        ] {
+            assert_eq!(is_secure(&Url::parse(url).expect("url")), secure, "{url}");
+        }
+    }
+
+    #[test]
+    fn provider_text_is_bounded() {
+        assert_eq!(short("fine"), "fine");
+        let long = "é".repeat(1000);
+        assert_eq!(short(&long).chars().count(), 301);
+    }
+}
+
+#[cfg(test)]
+mod metadata_tests {
+    use super::*;
+
+    #[test]
+    fn the_extra_discovery_fields_are_read() {
+        let document = serde_json::json!({
+            "issuer": "https://tenant.auth0.com/",
+            "authorization_endpoint": "https://tenant.auth0.com/authorize",
+            "token_endpoint": "https://tenant.auth0.com/oauth/token",
+            "jwks_uri": "https://tenant.auth0.com/.well-known/jwks.json",
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["HS256", "RS256"],
+            "end_session_endpoint": "https://tenant.auth0.com/oidc/logout",
+            "revocation_endpoint": "https://tenant.auth0.com/oauth/revoke",
+            "code_challenge_methods_supported": ["S256", "plain"],
+            "mfa_challenge_endpoint": "https://tenant.auth0.com/mfa/challenge",
+        });
+        let metadata: Metadata = serde_json::from_value(document).expect("metadata");
+        let extra = metadata.additional_metadata();
+        assert!(extra.end_session_endpoint.is_some());
+        assert!(extra.revocation_endpoint.is_some());
+        assert_eq!(
+            extra.code_challenge_methods_supported.as_deref(),
+            Some(&["S256".to_owned(), "plain".to_owned()][..])
+        );
+        assert!(is_auth0(&metadata));
+        assert_eq!(check_metadata(&metadata), Ok(()));
+    }
+}

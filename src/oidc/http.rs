@@ -1,0 +1,110 @@
+//! The `openidconnect` crate's HTTP client trait over the app's own reqwest client.
+//!
+//! The crate's built-in client is reqwest 0.12 with its own TLS stack; this newtype lets it use the one pooled
+//! reqwest 0.13 client authbridge builds for the provider (`outbound::client`: no redirects, timeouts, rustls with
+//! aws-lc-rs), so there is one TLS stack and one connection pool per upstream.
+//!
+//! Two things are decided here, once for every call (discovery, keys, tokens, revocation): answers are capped at
+//! [`MAX_BODY`], and an overloaded or failing provider (429, any 5xx) becomes [`HttpError::Status`] before the crate
+//! parses anything, so callers see "unavailable, retry" rather than a parse error about an HTML error page.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use openidconnect::{AsyncHttpClient, HttpRequest, HttpResponse};
+
+use crate::outbound::{self, Failure};
+
+/// Discovery documents, key sets and token answers are a few KiB; anything near this is not one of them.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The provider's HTTP client (cloning shares the pool).
+#[derive(Clone)]
+pub struct OidcHttp(reqwest::Client);
+
+impl OidcHttp {
+    pub fn new(connect_timeout: Duration, request_timeout: Duration) -> reqwest::Result<Self> {
+        outbound::client(connect_timeout, request_timeout).map(Self)
+    }
+
+    /// The client itself, for the calls the crate does not make (userinfo).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.0
+    }
+}
+
+/// Why a call to the provider got no answer the crate could read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HttpError {
+    #[error("the identity provider did not answer in time")]
+    Timeout,
+    #[error("could not connect to the identity provider")]
+    Connect,
+    /// 429 or 5xx: the provider is overloaded or failing.
+    #[error("the identity provider answered {status}")]
+    Status { status: u16, retry_after: Option<Duration> },
+    #[error("the identity provider's answer is larger than {MAX_BODY} bytes")]
+    TooLarge,
+    #[error("the request to the identity provider failed: {0}")]
+    Broken(String),
+}
+
+impl HttpError {
+    /// How long to wait before asking again.
+    pub fn retry_after(&self) -> Duration {
+        match self {
+            Self::Status { retry_after: Some(after), .. } => *after,
+            _ => Duration::from_secs(5),
+        }
+    }
+
+    pub fn of(error: &reqwest::Error) -> Self {
+        match Failure::of(error) {
+            Failure::Timeout => Self::Timeout,
+            Failure::Connect => Self::Connect,
+            Failure::Decode | Failure::Broken => Self::Broken(outbound::message_without_url(error)),
+        }
+    }
+
+    /// A 429 or 5xx answer, with its `Retry-After` (seconds) when it has one.
+    pub fn from_status(status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap) -> Option<Self> {
+        (status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error()).then(|| Self::Status {
+            status: status.as_u16(),
+            retry_after: headers
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .map(|seconds| Duration::from_secs(seconds.min(300))),
+        })
+    }
+}
+
+impl<'c> AsyncHttpClient<'c> for OidcHttp {
+    type Error = HttpError;
+    // `Send`, so the crate's futures can run in axum handlers and spawned tasks.
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let request = reqwest::Request::try_from(request).map_err(|error| HttpError::of(&error))?;
+            let mut response = self.0.execute(request).await.map_err(|error| HttpError::of(&error))?;
+            if let Some(error) = HttpError::from_status(response.status(), response.headers()) {
+                return Err(error);
+            }
+            let mut builder =
+                openidconnect::http::Response::builder().status(response.status()).version(response.version());
+            if let Some(headers) = builder.headers_mut() {
+                *headers = response.headers().clone();
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|error| HttpError::of(&error))? {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(HttpError::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            builder.body(body).map_err(|error| HttpError::Broken(error.to_string()))
+        })
+    }
+}

@@ -1,0 +1,157 @@
+//! Bearer tokens on `/api/*` with an OpenID Connect provider: JWT access tokens issued for `OIDC_AUDIENCE`, checked
+//! against the provider's keys, `iss` and `aud`; anything else is 401 with `WWW-Authenticate`.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::Method;
+use serde_json::{Value, json};
+use standins::oidc_standin::{Endpoint, OidcStandInOptions};
+
+use crate::helpers::app::{ALICE, BOB};
+use crate::helpers::oidc::{OidcApp, OidcAppOptions, spawn_oidc_app, spawn_oidc_app_with};
+use crate::helpers::session::read_session;
+
+fn now() -> i64 {
+    authbridge::session::unix_now() as i64
+}
+
+/// Access-token claims as Auth0 issues them, for `subject`.
+fn claims(app: &OidcApp, subject: &str) -> Value {
+    json!({
+        "iss": app.oidc.issuer().as_str(),
+        "sub": subject,
+        "aud": [app.oidc.audience(), format!("{}userinfo", app.oidc.issuer())],
+        "azp": app.oidc.client_id(),
+        "scope": "openid profile email",
+        "iat": now(),
+        "exp": now() + 300,
+    })
+}
+
+async fn assert_refused(app: &OidcApp, token: &str, what: &str) {
+    let response = app.bearer_client(token).get("/api/todos").await;
+    assert_eq!(response.status, 401, "{what}: {}", response.body);
+    assert_eq!(response.error_code(), "invalid_token", "{what}");
+    assert_eq!(response.header("www-authenticate").as_deref(), Some(r#"Bearer error="invalid_token""#), "{what}");
+}
+
+#[tokio::test]
+async fn access_tokens_for_the_api_work_and_each_user_sees_only_their_own_todos() {
+    let app = spawn_oidc_app().await;
+    let alice = app.bearer_client(app.oidc.mint_access_token(&app.subject(ALICE), Duration::from_secs(300)));
+    let bob = app.bearer_client(app.oidc.mint_access_token(&app.subject(BOB), Duration::from_secs(300)));
+
+    let created = alice.send(Method::POST, "/api/todos", Some(json!({ "title": "Alice's, by curl" }))).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let path = format!("/api/todos/{}", created.json()["id"].as_str().expect("id"));
+    assert_eq!(alice.get(&path).await.status, 200);
+    assert_eq!(bob.get(&path).await.status, 404, "RLS hides Alice's todo from Bob");
+    assert_eq!(bob.get("/api/todos").await.json()["todos"], json!([]));
+    let me = alice.get("/api/me").await.json();
+    assert_eq!(me["id"], "auth0|standin-alice");
+    assert!(me["email"].is_null(), "access tokens carry no email");
+}
+
+#[tokio::test]
+async fn aud_may_be_a_string_or_an_array_and_typ_jwt_or_at_jwt() {
+    let app = spawn_oidc_app().await;
+    let subject = app.subject(ALICE);
+    let mut as_string = claims(&app, &subject);
+    as_string["aud"] = Value::from(app.oidc.audience());
+    for (typ, claims) in [("JWT", claims(&app, &subject)), ("JWT", as_string), ("at+jwt", claims(&app, &subject))] {
+        let token = app.oidc.sign(typ, claims.clone());
+        let response = app.bearer_client(token).get("/api/me").await;
+        assert_eq!(response.status, 200, "typ {typ}, aud {}: {}", claims["aud"], response.body);
+    }
+
+    // The RFC 9068 profile end to end: the provider issues `at+jwt` access tokens.
+    let options = OidcAppOptions {
+        oidc: OidcStandInOptions { access_token_typ: "at+jwt", ..OidcStandInOptions::default() },
+        ..OidcAppOptions::default()
+    };
+    let app = spawn_oidc_app_with(options).await;
+    let token = app.oidc.mint_access_token(&app.subject(ALICE), Duration::from_secs(60));
+    assert_eq!(app.bearer_client(token).get("/api/me").await.status, 200);
+}
+
+#[tokio::test]
+async fn wrong_audience_id_tokens_opaque_and_forged_tokens_are_refused_with_401() {
+    let app = spawn_oidc_app().await;
+    let subject = app.subject(ALICE);
+
+    let other_api = app.oidc.mint_access_token_for(&subject, "https://another-api.example/", Duration::from_secs(60));
+    assert_refused(&app, &other_api, "another API's access token").await;
+
+    let browser = app.signed_in(ALICE).await;
+    let session = read_session(&browser);
+    assert_refused(&app, &session.oidc.expect("oidc").id_token, "an ID token").await;
+
+    // The access token of a sign-in without an audience is opaque: only the provider's userinfo takes it.
+    let no_audience = spawn_oidc_app_with(OidcAppOptions::default().var("OIDC_AUDIENCE", "")).await;
+    let opaque_holder = no_audience.signed_in(ALICE).await;
+    let opaque = read_session(&opaque_holder).access_token;
+    assert!(opaque.starts_with("opaque."), "{opaque}");
+    assert_refused(&app, &opaque, "an opaque access token").await;
+    assert_refused(&no_audience, &opaque, "an opaque access token, no OIDC_AUDIENCE").await;
+    let jwt = no_audience.oidc.mint_access_token(&subject, Duration::from_secs(60));
+    assert_refused(&no_audience, &jwt, "any JWT when no OIDC_AUDIENCE is configured").await;
+
+    let mut wrong_issuer = claims(&app, &subject);
+    wrong_issuer["iss"] = Value::from("https://someone-else.example/");
+    assert_refused(&app, &app.oidc.sign("JWT", wrong_issuer), "another issuer").await;
+
+    let mut expired = claims(&app, &subject);
+    expired["exp"] = Value::from(now() - 60);
+    assert_refused(&app, &app.oidc.sign("JWT", expired), "expired").await;
+
+    let mut no_aud = claims(&app, &subject);
+    no_aud.as_object_mut().expect("object").remove("aud");
+    assert_refused(&app, &app.oidc.sign("JWT", no_aud), "no aud").await;
+
+    let mut with_nonce = claims(&app, &subject);
+    with_nonce["nonce"] = Value::from("abc");
+    assert_refused(&app, &app.oidc.sign("JWT", with_nonce), "a token with a nonce (an ID token)").await;
+
+    assert_refused(&app, &app.oidc.sign("id_token+jwt", claims(&app, &subject)), "typ not JWT/at+jwt").await;
+
+    let encode = |value: &Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("json"));
+    let payload = encode(&claims(&app, &subject));
+    let none = format!("{}.{payload}.", encode(&json!({ "alg": "none", "typ": "JWT" })));
+    assert_refused(&app, &none, "alg none").await;
+
+    let header = encode(&json!({ "alg": "HS256", "typ": "JWT", "kid": app.oidc.kid() }));
+    let input = format!("{header}.{payload}");
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, app.oidc.public_key_pem().as_bytes());
+    let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+    let hs256 = format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
+    assert_refused(&app, &hs256, "HS256 signed with the public key").await;
+
+    let genuine = app.oidc.mint_access_token(&subject, Duration::from_secs(60));
+    let tampered = format!("{}x", &genuine[..genuine.len() - 1]);
+    assert_refused(&app, &tampered, "a tampered signature").await;
+    assert_refused(&app, "not-a-jwt", "garbage").await;
+}
+
+#[tokio::test]
+async fn unknown_kids_in_bearer_tokens_refetch_the_keys_at_most_once_a_minute() {
+    let app = spawn_oidc_app().await;
+    let subject = app.subject(ALICE);
+    let fetches = app.oidc.calls(Endpoint::Jwks);
+    app.oidc.rotate_signing_key().await.expect("a new key");
+
+    // A genuine token with the new key: one fetch, accepted.
+    let rotated = app.oidc.mint_access_token(&subject, Duration::from_secs(60));
+    assert_eq!(app.bearer_client(rotated).get("/api/me").await.status, 200);
+    assert_eq!(app.oidc.calls(Endpoint::Jwks), fetches + 1);
+
+    // Forged kids right after: no more fetches, just 401.
+    for i in 0..5 {
+        let header = json!({ "alg": "RS256", "typ": "JWT", "kid": format!("forged-{i}") });
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(&app, &subject)).expect("json"));
+        let token = format!("{}.{payload}.c2ln", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("json")));
+        assert_refused(&app, &token, "an unknown kid").await;
+    }
+    assert_eq!(app.oidc.calls(Endpoint::Jwks), fetches + 1, "forged kids cost the provider nothing");
+}

@@ -1,0 +1,175 @@
+//! Start-up with an OpenID Connect provider: discovery in the background, retried with backoff, `/readyz` not ready
+//! until it succeeds; a discovery document that contradicts the configuration stops the server with a clear reason.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use standins::oidc_standin::Endpoint;
+
+use crate::helpers::app::ALICE;
+use crate::helpers::oidc::{OidcAppOptions, spawn_oidc_app_with};
+
+#[tokio::test]
+async fn not_ready_until_discovery_succeeds_which_is_retried_with_backoff() {
+    let options = OidcAppOptions { wait_until_ready: false, discovery_failures: 3, ..OidcAppOptions::default() };
+    let app = spawn_oidc_app_with(options).await;
+
+    let ready = reqwest::get(app.base_url.join("/readyz").expect("url")).await.expect("answers");
+    assert_eq!(ready.status(), 503);
+    let report: Value = ready.json().await.expect("json");
+    assert_eq!(report, json!({ "status": "unavailable", "insforge": { "ok": false }, "oidc": { "ok": false } }));
+    assert_eq!(reqwest::get(app.base_url.join("/healthz").expect("url")).await.expect("answers").status(), 200);
+
+    let login = app.browser().get("/login").await;
+    assert_eq!(login.status, 503, "{}", login.body);
+    assert!(login.header("retry-after").is_some());
+    let bearer = app.bearer_client("eyJhbGciOiJSUzI1NiJ9.e30.c2ln").get("/api/me").await;
+    assert_eq!(bearer.status, 503, "an outage, not a bad token: {}", bearer.body);
+
+    app.wait_until_ready(Duration::from_secs(10)).await;
+    assert_eq!(app.oidc.calls(Endpoint::Discovery), 4, "three failures, then success");
+    let report: Value =
+        reqwest::get(app.base_url.join("/readyz").expect("url")).await.expect("ok").json().await.expect("json");
+    assert_eq!(report, json!({ "status": "ready", "insforge": { "ok": true }, "oidc": { "ok": true } }));
+    assert_eq!(app.browser().sign_in(ALICE).await.status, 302);
+}
+
+#[tokio::test]
+async fn an_issuer_without_its_trailing_slash_stops_the_server_naming_both_values() {
+    // The stand-in's issuer ends with `/`, as Auth0's does; the configuration leaves it out.
+    let options = OidcAppOptions {
+        wait_until_ready: false,
+        env_from_standin: Some(|oidc| vec![("OIDC_ISSUER", oidc.issuer().as_str().trim_end_matches('/').to_owned())]),
+        ..OidcAppOptions::default()
+    };
+    let mut app = spawn_oidc_app_with(options).await;
+    let published = app.oidc.issuer().to_string();
+    let configured = published.trim_end_matches('/');
+    let stopped = app.stopped_within(Duration::from_secs(10)).await.expect("the server stops by itself");
+    let message = stopped.expect_err("with an error").to_string();
+    assert!(message.contains("OIDC_ISSUER"), "{message}");
+    assert!(message.contains(&format!("`{published}`")) && message.contains(&format!("`{configured}`")), "{message}");
+    assert!(message.contains("trailing slash"), "{message}");
+}
+
+/// A provider that publishes `document` (with `{base}` replaced by its own address) at `discovery_path`, and an
+/// empty JWKS at `/jwks`: for documents the stand-in would never publish.
+async fn provider_publishing(discovery_path: &'static str, document: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let body = document.replace("{base}", &base);
+    let app = axum::Router::new()
+        .route(
+            discovery_path,
+            axum::routing::get(move || async move { ([("content-type", "application/json")], body) }),
+        )
+        .route("/jwks", axum::routing::get(|| async { axum::Json(json!({ "keys": [] })) }));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    base
+}
+
+const DOCUMENT: &str = r#"{
+    "issuer": "{base}/realms/acme",
+    "authorization_endpoint": "{base}/authorize",
+    "token_endpoint": "{base}/token",
+    "jwks_uri": "{base}/jwks",
+    "response_types_supported": ["code"],
+    "subject_types_supported": ["public"],
+    "id_token_signing_alg_values_supported": ["RS256"]
+}"#;
+
+#[tokio::test]
+async fn an_issuer_with_an_extra_trailing_slash_stops_the_server_too() {
+    let base = provider_publishing("/realms/acme/.well-known/openid-configuration", DOCUMENT).await;
+    let configured = format!("{base}/realms/acme/");
+    let options =
+        OidcAppOptions { wait_until_ready: false, ..OidcAppOptions::default() }.var("OIDC_ISSUER", &configured);
+    let mut app = spawn_oidc_app_with(options).await;
+    let stopped = app.stopped_within(Duration::from_secs(10)).await.expect("the server stops by itself");
+    let message = stopped.expect_err("with an error").to_string();
+    assert!(
+        message.contains(&format!("`{base}/realms/acme`")) && message.contains(&format!("`{configured}`")),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_document_authbridge_cannot_work_with_stops_the_server_with_the_reason() {
+    for (document, reason) in [
+        (
+            r#"{"issuer": "{base}/", "authorization_endpoint": "{base}/authorize", "token_endpoint": "http://auth.example.com/token",
+                "jwks_uri": "{base}/jwks", "response_types_supported": ["code"], "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"]}"#,
+            "token_endpoint",
+        ),
+        (
+            r#"{"issuer": "{base}/", "authorization_endpoint": "{base}/authorize", "token_endpoint": "{base}/token",
+                "jwks_uri": "{base}/jwks", "response_types_supported": ["code"], "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["HS256"]}"#,
+            "HS256",
+        ),
+        (
+            r#"{"issuer": "{base}/", "authorization_endpoint": "{base}/authorize", "token_endpoint": "{base}/token",
+                "jwks_uri": "{base}/jwks", "response_types_supported": ["code"], "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"], "code_challenge_methods_supported": ["plain"]}"#,
+            "S256",
+        ),
+    ] {
+        let base = provider_publishing("/.well-known/openid-configuration", document).await;
+        let options = OidcAppOptions { wait_until_ready: false, ..OidcAppOptions::default() }
+            .var("OIDC_ISSUER", format!("{base}/"));
+        let mut app = spawn_oidc_app_with(options).await;
+        let stopped = app.stopped_within(Duration::from_secs(10)).await.expect("the server stops by itself");
+        let message = stopped.expect_err("with an error").to_string();
+        assert!(message.contains(reason), "{reason}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn a_misconfigured_oidc_issuer_fails_the_serve_command_with_one_line() {
+    // The binary as an operator runs it, with only OIDC and InsForge variables (no WorkOS one).
+    let base = provider_publishing("/.well-known/openid-configuration", DOCUMENT).await;
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_authbridge"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .env("IDENTITY_PROVIDER", "oidc")
+            .env("OIDC_ISSUER", format!("{base}/"))
+            .env("OIDC_CLIENT_ID", "client")
+            .env("OIDC_CLIENT_SECRET", "a-secret-that-must-not-be-printed")
+            .env("OIDC_REDIRECT_URI", "http://localhost:3000/callback")
+            .env("SESSION_COOKIE_PASSWORD", "p".repeat(32))
+            .env("INSFORGE_URL", "http://127.0.0.1:9")
+            .env("INSFORGE_JWT_SECRET", "x".repeat(32))
+            .env("RUST_LOG", "off")
+            .current_dir(std::env::temp_dir())
+            .output(),
+    )
+    .await
+    .expect("it stops by itself")
+    .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("OIDC_ISSUER") && stderr.contains(&format!("`{base}/realms/acme`")), "{stderr}");
+    assert!(!stderr.contains("a-secret-that-must-not-be-printed"));
+}
+
+#[tokio::test]
+async fn the_app_serves_requests_while_discovery_is_retried() {
+    let options = OidcAppOptions { wait_until_ready: false, discovery_failures: 1000, ..OidcAppOptions::default() };
+    let app = spawn_oidc_app_with(options).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(app.oidc.calls(Endpoint::Discovery) >= 2, "retried");
+    let page = app.browser().get("/").await;
+    assert_eq!(page.status, 200, "the signed-out start page still renders: {}", page.body);
+    let api = app.browser().api(Method::GET, "/api/me", None).await;
+    assert_eq!(api.status, 401);
+}

@@ -1,0 +1,386 @@
+//! The whole path through the app with an OpenID Connect provider, and the ways a sign-in can go wrong.
+
+use std::time::Duration;
+
+use authbridge::session::{SESSION_COOKIE, SIGN_IN_STATE_COOKIE};
+use reqwest::Method;
+use serde_json::json;
+use standins::oidc_standin::{ClientAuth, ClientAuthMethods, Endpoint, OidcStandInOptions, OidcUser};
+
+use super::{param, query};
+use crate::helpers::app::{ALICE, BOB, COOKIE_PASSWORD};
+use crate::helpers::logs::captured;
+use crate::helpers::oidc::{OidcAppOptions, spawn_oidc_app, spawn_oidc_app_with};
+use crate::helpers::session::read_session;
+
+fn titles(list: &serde_json::Value) -> Vec<String> {
+    list["todos"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|t| t["title"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn sign_in_todos_refresh_and_sign_out_with_alice_and_bob_isolated_by_rls() {
+    let app = spawn_oidc_app().await;
+
+    // Sign in: the user is the provider's `sub`, named and mailed from the ID token.
+    let alice = app.browser();
+    let callback = alice.sign_in_to(ALICE, "/?from=oidc").await;
+    assert_eq!(callback.status, 302, "{}", callback.body);
+    assert_eq!(callback.location().as_deref(), Some("/?from=oidc"));
+    assert!(alice.cookie(SIGN_IN_STATE_COOKIE).is_none(), "the sign-in state is spent");
+    let me = alice.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    let me = me.json();
+    assert_eq!(me["id"], "auth0|standin-alice");
+    assert_eq!(me["email"], ALICE);
+    assert_eq!((me["first_name"].as_str(), me["last_name"].as_str()), (Some("Alice"), Some("Anderson")));
+    assert_eq!(app.oidc.calls(Endpoint::UserInfo), 0, "the ID token had the profile: no userinfo call");
+    let home = alice.get("/").await;
+    assert!(home.body.contains("Alice Anderson") && home.body.contains(ALICE), "{}", home.body);
+
+    // Todos, through the JSON API and the page form.
+    let created = alice.api(Method::POST, "/api/todos", Some(json!({ "title": "Alice's secret" }))).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let alice_todo = format!("/api/todos/{}", created.json()["id"].as_str().expect("id"));
+    assert_eq!(alice.submit("/todos", &[("title", "Alice's form todo")]).await.status, 303);
+
+    // Bob, signed in at the same time, sees none of it, and cannot reach it by id.
+    let bob = app.signed_in(BOB).await;
+    assert_eq!(bob.api(Method::POST, "/api/todos", Some(json!({ "title": "Bob's" }))).await.status, 201);
+    let bobs = bob.api(Method::GET, "/api/todos", None).await;
+    assert_eq!(titles(&bobs.json()), ["Bob's"]);
+    assert_eq!(bob.api(Method::GET, &alice_todo, None).await.status, 404);
+    let hijack = bob.api(Method::PATCH, &alice_todo, Some(json!({ "title": "Bob was here" }))).await;
+    assert_eq!(hijack.status, 404);
+    assert_eq!(bob.api(Method::DELETE, &alice_todo, None).await.status, 404);
+    let mut alices = titles(&alice.api(Method::GET, "/api/todos", None).await.json());
+    alices.sort();
+    assert_eq!(alices, ["Alice's form todo", "Alice's secret"]);
+    // RLS compared the rows' text ids with the minted tokens' `sub`: the provider's ids, `|` and all.
+    let mut owners: Vec<String> = app.all_todos().await.into_iter().map(|(owner, _)| owner).collect();
+    owners.sort();
+    owners.dedup();
+    assert_eq!(owners, ["auth0|standin-alice", "auth0|standin-bob"]);
+
+    // Refresh: a session near its expiry is renewed with the rotated refresh token, transparently.
+    let before = read_session(&alice);
+    app.age_session(&alice, 10);
+    let list = alice.api(Method::GET, "/api/todos", None).await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(app.oidc.refresh_calls(), 1);
+    let after = read_session(&alice);
+    assert_ne!(after.refresh_token, before.refresh_token, "the rotated refresh token is stored");
+    assert!(after.oidc.as_ref().expect("oidc").expires_at > authbridge::session::unix_now() + 60);
+    assert_eq!(after.session_id, before.session_id, "still the same session");
+    assert_eq!(alice.api(Method::GET, "/api/todos", None).await.status, 200);
+    assert_eq!(app.oidc.refresh_calls(), 1, "no second refresh while the new tokens are fresh");
+
+    // Sign out: the cookie goes, the refresh token is revoked, the browser is sent to the provider's
+    // end_session_endpoint with the ID token as a hint, and comes back to the app.
+    let copied = app.browser();
+    copied.copy_cookies_from(&alice);
+    let id_token = read_session(&alice).oidc.expect("oidc").id_token;
+    let out = alice.submit("/logout", &[]).await;
+    assert_eq!(out.status, 302, "{}", out.body);
+    let location = out.location().expect("to the provider");
+    assert!(location.starts_with(&format!("{}oidc/logout?", app.oidc.issuer())), "{location}");
+    let pairs = query(&location);
+    assert_eq!(param(&pairs, "id_token_hint"), Some(id_token));
+    assert_eq!(param(&pairs, "post_logout_redirect_uri").as_deref(), Some(app.base_url.as_str()));
+    assert_eq!(param(&pairs, "client_id").as_deref(), Some(app.oidc.client_id()));
+    assert!(alice.cookie(SESSION_COOKIE).is_none());
+    assert_eq!(app.oidc.revocations(), 1, "the refresh token was revoked at the provider");
+    let followed = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(&location)
+        .send()
+        .await
+        .expect("the provider answers");
+    assert_eq!(followed.status(), 302, "the provider accepts the hint and the return address");
+    assert_eq!(
+        followed.headers().get("location").and_then(|l| l.to_str().ok()),
+        Some(app.base_url.as_str()),
+        "and sends the browser back to the app"
+    );
+    assert_eq!(app.oidc.ended_sessions().len(), 1);
+    assert_eq!(alice.get("/api/me").await.status, 401);
+    assert_eq!(copied.get("/api/me").await.status, 401, "a copy of the signed-out cookie is refused too");
+    assert_eq!(bob.api(Method::GET, "/api/me", None).await.status, 200, "Bob is still signed in");
+}
+
+#[tokio::test]
+async fn login_sends_the_browser_to_the_provider_with_pkce_state_nonce_and_the_hints() {
+    let app = spawn_oidc_app().await;
+    let browser = app.browser();
+    let login = browser.get("/login?login_hint=new%40example.com&screen_hint=sign-up").await;
+    assert_eq!(login.status, 302);
+    let location = login.location().expect("redirect");
+    assert!(location.starts_with(&format!("{}authorize?", app.oidc.issuer())), "{location}");
+    let pairs = query(&location);
+    assert_eq!(param(&pairs, "response_type").as_deref(), Some("code"));
+    assert_eq!(param(&pairs, "client_id").as_deref(), Some(app.oidc.client_id()));
+    assert_eq!(param(&pairs, "redirect_uri"), Some(app.base_url.join("/callback").expect("url").to_string()));
+    assert_eq!(param(&pairs, "scope").as_deref(), Some("openid profile email offline_access"));
+    assert_eq!(param(&pairs, "code_challenge_method").as_deref(), Some("S256"));
+    assert_eq!(param(&pairs, "code_challenge").map(|c| c.len()), Some(43));
+    assert_eq!(param(&pairs, "login_hint").as_deref(), Some("new@example.com"));
+    assert_eq!(param(&pairs, "screen_hint").as_deref(), Some("signup"), "Auth0's spelling");
+    assert_eq!(param(&pairs, "audience").as_deref(), Some(app.oidc.audience()));
+    assert_eq!(param(&pairs, "resource").as_deref(), Some(app.oidc.audience()));
+    let state = param(&pairs, "state").expect("state");
+    let nonce = param(&pairs, "nonce").expect("nonce");
+    assert!(state.len() >= 32 && nonce.len() >= 32 && state != nonce, "unguessable and distinct");
+
+    let cookie = browser.cookie(SIGN_IN_STATE_COOKIE).expect("the sign-in is bound to the browser");
+    assert!(!cookie.contains(&state) && !cookie.contains(&nonce), "sealed, not in the clear");
+    // Sign-out posts to the app and is redirected to the provider: the policy lets forms go there.
+    let policy = login.header("content-security-policy").expect("a CSP");
+    let issuer_origin = app.oidc.issuer().origin().ascii_serialization();
+    assert!(policy.contains(&format!("form-action 'self' {issuer_origin};")), "{policy}");
+
+    let plain = browser.get("/login").await;
+    let pairs = query(&plain.location().expect("redirect"));
+    assert_eq!(param(&pairs, "screen_hint"), None);
+    assert_eq!(param(&pairs, "login_hint"), None);
+
+    // Without OIDC_AUDIENCE, neither audience parameter is sent.
+    let app = spawn_oidc_app_with(OidcAppOptions::default().var("OIDC_AUDIENCE", "")).await;
+    let login = app.browser().get("/login").await;
+    let pairs = query(&login.location().expect("redirect"));
+    assert_eq!((param(&pairs, "audience"), param(&pairs, "resource")), (None, None));
+}
+
+#[tokio::test]
+async fn profile_and_email_come_from_userinfo_when_the_id_token_lacks_them() {
+    let options = OidcAppOptions {
+        oidc: OidcStandInOptions { profile_in_id_token: false, ..OidcStandInOptions::default() },
+        ..OidcAppOptions::default()
+    };
+    let app = spawn_oidc_app_with(options).await;
+    let browser = app.signed_in(BOB).await;
+    let me = browser.api(Method::GET, "/api/me", None).await.json();
+    assert_eq!(me["id"], "auth0|standin-bob");
+    assert_eq!(me["email"], BOB);
+    assert_eq!((me["first_name"].as_str(), me["last_name"].as_str()), (Some("Bob"), Some("Brown")));
+    assert_eq!(app.oidc.calls(Endpoint::UserInfo), 1);
+
+    // A userinfo answer about someone else is refused (OIDC Core 5.3.4).
+    app.oidc.answer_next(
+        Endpoint::UserInfo,
+        200,
+        "application/json",
+        r#"{"sub":"auth0|someone-else","email":"x@y.z"}"#,
+    );
+    let other = app.browser();
+    let response = other.sign_in(ALICE).await;
+    assert_eq!(response.status, 502, "{}", response.body);
+    assert!(other.cookie(SESSION_COOKIE).is_none());
+
+    // The userinfo endpoint down at sign-in: try again later, no half-made session.
+    app.oidc.fail_next(Endpoint::UserInfo, 1, 503);
+    let other = app.browser();
+    let response = other.sign_in(ALICE).await;
+    assert_eq!(response.status, 503, "{}", response.body);
+    assert!(other.cookie(SESSION_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn an_email_the_provider_says_is_unverified_is_left_out() {
+    let mut users = OidcUser::defaults();
+    users.push(OidcUser {
+        subject: "auth0|standin-dana".into(),
+        email: "dana@example.test".into(),
+        given_name: Some("Dana".into()),
+        family_name: None,
+        email_verified: false,
+    });
+    for profile_in_id_token in [true, false] {
+        let options = OidcAppOptions {
+            oidc: OidcStandInOptions { users: users.clone(), profile_in_id_token, ..OidcStandInOptions::default() },
+            ..OidcAppOptions::default()
+        };
+        let app = spawn_oidc_app_with(options).await;
+        let dana = app.signed_in("dana@example.test").await;
+        let me = dana.api(Method::GET, "/api/me", None).await.json();
+        assert_eq!(me["id"], "auth0|standin-dana");
+        assert!(me["email"].is_null(), "profile in ID token: {profile_in_id_token}: {me}");
+        assert_eq!(me["first_name"], "Dana");
+    }
+}
+
+#[tokio::test]
+async fn a_mismatched_or_missing_state_is_refused_and_the_code_never_exchanged() {
+    let app = spawn_oidc_app().await;
+    let browser = app.browser();
+    let login = browser.get(&format!("/login?login_hint={ALICE}")).await;
+    let callback = browser.authorize(&login.location().expect("authorize URL")).await;
+
+    let tampered = browser.get(&callback.replace("state=", "state=x")).await;
+    assert_eq!(tampered.status, 400, "{}", tampered.body);
+    assert!(browser.cookie(SESSION_COOKIE).is_none());
+
+    // The genuine callback in a browser that did not start this sign-in (login CSRF).
+    let stranger = app.browser();
+    let response = stranger.get(&callback).await;
+    assert_eq!(response.status, 400);
+    assert!(response.body.contains("sign in again"), "{}", response.body);
+    assert!(stranger.cookie(SESSION_COOKIE).is_none());
+    assert_eq!(app.oidc.code_calls(), 0, "no code was ever exchanged");
+}
+
+#[tokio::test]
+async fn a_replayed_code_is_refused_with_no_session() {
+    let app = spawn_oidc_app().await;
+    let first = app.browser();
+    let login = first.get(&format!("/login?login_hint={ALICE}")).await;
+    let state_cookie = first.cookie(SIGN_IN_STATE_COOKIE).expect("state cookie");
+    let callback = first.authorize(&login.location().expect("authorize URL")).await;
+    assert_eq!(first.get(&callback).await.status, 302, "the first use signs in");
+
+    let replay = app.browser();
+    replay.set_cookie(SIGN_IN_STATE_COOKIE, &state_cookie);
+    let response = replay.get(&callback).await;
+    assert_eq!(response.status, 401, "{}", response.body);
+    assert!(response.body.contains("already used"), "{}", response.body);
+    assert!(replay.cookie(SESSION_COOKIE).is_none(), "no session from a replayed code");
+}
+
+#[tokio::test]
+async fn a_provider_error_redirect_is_shown_as_a_page_escaped() {
+    let app = spawn_oidc_app().await;
+    let browser = app.browser();
+    let login = browser.get("/login").await;
+    let state = param(&query(&login.location().expect("authorize URL")), "state").expect("state");
+    let response = browser
+        .get(&format!("/callback?error=access_denied&error_description=%3Cb%3EUser%3C%2Fb%3E+is+blocked&state={state}"))
+        .await;
+    assert_eq!(response.status, 400);
+    assert!(response.body.contains("&#60;b&#62;User&#60;/b&#62; is blocked"), "{}", response.body);
+    assert!(browser.cookie(SESSION_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn the_token_endpoint_failing_answers_502_or_503_and_makes_no_session() {
+    let app = spawn_oidc_app().await;
+    type BreakIt = Box<dyn Fn(&standins::oidc_standin::OidcStandIn)>;
+    let cases: [(BreakIt, u16); 5] = [
+        (Box::new(|oidc| oidc.fail_next(Endpoint::Token, 1, 500)), 503),
+        (Box::new(|oidc| oidc.fail_next(Endpoint::Token, 1, 429)), 503),
+        // Our client credentials refused: the operator's problem, not the user's.
+        (
+            Box::new(|oidc| {
+                oidc.answer_next(Endpoint::Token, 401, "application/json", r#"{"error":"invalid_client"}"#)
+            }),
+            502,
+        ),
+        (Box::new(|oidc| oidc.answer_next(Endpoint::Token, 200, "text/html", "<html>not JSON</html>")), 502),
+        (
+            Box::new(|oidc| {
+                let body = r#"{"access_token":"x","token_type":"Bearer","expires_in":60,"id_token":"not.a.jwt"}"#;
+                oidc.answer_next(Endpoint::Token, 200, "application/json", body)
+            }),
+            502,
+        ),
+    ];
+    for (break_it, expected) in cases {
+        let browser = app.browser();
+        let login = browser.get(&format!("/login?login_hint={BOB}")).await;
+        let callback = browser.authorize(&login.location().expect("authorize URL")).await;
+        break_it(&app.oidc);
+        let response = browser.get(&callback).await;
+        assert_eq!(response.status, expected, "{}", response.body);
+        assert!(browser.cookie(SESSION_COOKIE).is_none(), "no half-made session");
+        if expected == 503 {
+            assert!(response.header("retry-after").is_some());
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_client_authenticates_with_basic_unless_only_post_is_offered() {
+    let app = spawn_oidc_app().await;
+    app.signed_in(ALICE).await;
+    assert_eq!(app.oidc.last_client_auth(), Some(ClientAuth::Basic));
+
+    let options = OidcAppOptions {
+        oidc: OidcStandInOptions { client_auth_methods: ClientAuthMethods::PostOnly, ..OidcStandInOptions::default() },
+        ..OidcAppOptions::default()
+    };
+    let app = spawn_oidc_app_with(options).await;
+    app.signed_in(ALICE).await;
+    assert_eq!(app.oidc.last_client_auth(), Some(ClientAuth::Post));
+}
+
+#[tokio::test]
+async fn a_full_oidc_sign_in_leaves_no_secret_in_the_logs() {
+    let app = spawn_oidc_app().await;
+    let browser = app.browser();
+    let login = browser.get(&format!("/login?login_hint={ALICE}")).await;
+    let pairs = query(&login.location().expect("authorize URL"));
+    let (state, nonce) = (param(&pairs, "state").expect("state"), param(&pairs, "nonce").expect("nonce"));
+    let callback = browser.authorize(&login.location().expect("authorize URL")).await;
+    let code = param(&query(&format!("http://x{callback}")), "code").expect("code");
+    assert_eq!(browser.get(&callback).await.status, 302);
+    app.age_session(&browser, 5);
+    assert_eq!(browser.api(Method::GET, "/api/me", None).await.status, 200, "refreshed");
+    let session = read_session(&browser);
+    let bearer = app.oidc.mint_access_token(&app.subject(ALICE), Duration::from_secs(60));
+    assert_eq!(app.bearer_client(bearer.clone()).get("/api/todos").await.status, 200);
+    assert_eq!(browser.submit("/logout", &[]).await.status, 302);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let logs = captured();
+    let oidc = session.oidc.expect("oidc");
+    for (what, secret) in [
+        ("authorization code", code.as_str()),
+        ("state", state.as_str()),
+        ("nonce", nonce.as_str()),
+        ("ID token", oidc.id_token.as_str()),
+        ("access token", session.access_token.as_str()),
+        ("refresh token", session.refresh_token.as_deref().expect("a refresh token")),
+        ("bearer token", bearer.as_str()),
+        ("client secret", app.oidc.client_secret().expose()),
+        ("cookie password", COOKIE_PASSWORD),
+    ] {
+        assert!(!logs.contains(secret), "the {what} appears in the logs");
+    }
+}
+
+#[tokio::test]
+async fn a_session_made_by_the_other_provider_is_refused_and_cleared() {
+    // Both apps seal with the same cookie password, as after switching IDENTITY_PROVIDER in place.
+    let workos_app = crate::helpers::app::spawn_app().await;
+    let oidc_app = spawn_oidc_app().await;
+
+    let from_workos = workos_app.signed_in(ALICE).await;
+    let presented = oidc_app.browser();
+    presented.copy_cookies_from(&from_workos);
+    let me = presented.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 401, "{}", me.body);
+    assert!(presented.cookie(SESSION_COOKIE).is_none(), "the foreign session's cookie is cleared");
+
+    let from_oidc = oidc_app.signed_in(ALICE).await;
+    let presented = workos_app.browser();
+    presented.copy_cookies_from(&from_oidc);
+    let me = presented.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 401, "{}", me.body);
+    assert!(presented.cookie(SESSION_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn a_session_from_another_issuer_is_refused() {
+    // Another tenant (another OIDC_ISSUER) with the same cookie password: its `sub`s mean other people here.
+    let tenant_a = spawn_oidc_app().await;
+    let tenant_b = spawn_oidc_app().await;
+    let signed_in = tenant_a.signed_in(ALICE).await;
+    let presented = tenant_b.browser();
+    presented.copy_cookies_from(&signed_in);
+    assert_eq!(presented.api(Method::GET, "/api/me", None).await.status, 401);
+    assert!(presented.cookie(SESSION_COOKIE).is_none());
+}
