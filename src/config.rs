@@ -112,6 +112,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Most connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Whether an impersonated session (WorkOS support staff signed in as a user) may change anything
+    /// (`IMPERSONATION_ALLOW_WRITES`, off by default: impersonation is for looking).
+    pub impersonation_allow_writes: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -268,6 +271,7 @@ impl Config {
                     vars.parsed("HEADER_READ_TIMEOUT_SECONDS", "5")?,
                 )?),
                 max_connections: positive("MAX_CONNECTIONS", vars.parsed("MAX_CONNECTIONS", "1024")?)? as usize,
+                impersonation_allow_writes: boolean(&vars, "IMPERSONATION_ALLOW_WRITES", false)?,
             },
             insforge: InsforgeConfig {
                 url: vars.url("INSFORGE_URL")?,
@@ -408,6 +412,18 @@ fn oidc_issuer(raw: &str) -> Result<String, ConfigError> {
         return Err(ConfigError::new(NAME, format!("has a doubled slash in its path: {raw}")));
     }
     Ok(raw.to_owned())
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, any case); `default` when unset.
+fn boolean(vars: &Vars<'_>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match vars.optional(name) {
+        None => Ok(default),
+        Some(raw) => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err(ConfigError::new(name, "must be true or false")),
+        },
+    }
 }
 
 /// `DATABASE_URL` turns the lifecycle on; the other lifecycle variables mean nothing without it, so setting one of

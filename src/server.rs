@@ -62,9 +62,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors, a connection reset before accept: not fatal, and retrying at once
                     // would spin, so pause a moment.
@@ -79,8 +79,10 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
 
         let router = router.clone();
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             let router = router.clone();
+            // Who is at the other end, for the audit trail's `location`.
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
             async move { router.oneshot(request).await }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));

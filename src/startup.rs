@@ -108,14 +108,22 @@ impl Application {
     }
 }
 
-/// Starts the Events API consumer when the lifecycle is on and polling, or says once why the lifecycle is off.
+/// Starts the Events API consumer when the lifecycle is on and polling, and the Audit Log deliverer whenever it is
+/// on; or says once why the lifecycle is off.
 fn start_lifecycle(state: &AppState, stopping: watch::Receiver<bool>) {
+    if let Some(audit) = &state.audit {
+        let deliverer = audit.deliverer(crate::audit::DelivererOptions::default());
+        let mut stop = stopping.clone();
+        tokio::spawn(deliverer.run(async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }));
+    }
     let poll = state.config.lifecycle.as_ref().and_then(|lifecycle| lifecycle.events_poll_interval);
     match (&state.lifecycle, poll) {
         (Some(lifecycle), Some(interval)) => {
             let revocations = Some(Arc::clone(state.sessions.revocations()));
             let consumer = EventsConsumer::new(Arc::clone(lifecycle), revocations, ConsumerOptions::every(interval));
-            tokio::spawn(consumer.run(stopping));
+            tokio::spawn(consumer.run(stopping.clone()));
         }
         (Some(_), None) => tracing::info!("the WorkOS Events API consumer is off (WORKOS_EVENTS_POLL_SECONDS=0)"),
         (None, _) if matches!(state.config.provider, ProviderConfig::Oidc(_)) => tracing::info!(

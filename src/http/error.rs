@@ -49,6 +49,25 @@ pub enum AppError {
     Csrf,
     #[error("Not found.")]
     NotFound,
+    /// Listing, creating or switching in an organization the user is not an active member of (per the database).
+    #[error("You are not an active member of that organization.")]
+    NotAMember,
+    /// Signed in and a member, but not allowed this (deleting another member's todo, the admin portal).
+    #[error("{0}")]
+    Forbidden(String),
+    /// An impersonated session tried to change something while `IMPERSONATION_ALLOW_WRITES` is off.
+    #[error(
+        "You are impersonating this user: changes are not allowed (IMPERSONATION_ALLOW_WRITES is off). Stop impersonating to make changes as yourself."
+    )]
+    ImpersonationReadOnly,
+    /// The organization asks the user to sign in to it (its SSO or MFA) before switching: go to `location`.
+    #[error("This organization asks you to sign in to it first: continue at {location}.")]
+    OrganizationSignInRequired { location: String },
+    /// Organizations need WorkOS and `DATABASE_URL` (the enterprise lifecycle); without them everything is personal.
+    #[error(
+        "Organizations are not available here: they need WorkOS as the identity provider and DATABASE_URL. Your todos are personal."
+    )]
+    OrganizationsUnavailable,
     #[error("That method is not allowed here.")]
     MethodNotAllowed,
     #[error("The request body is larger than {} KiB.", limit / 1024)]
@@ -93,8 +112,12 @@ impl AppError {
             Self::Unauthorized | Self::InvalidToken | Self::SignInFailed(_) | Self::InvalidSignature => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::Csrf => StatusCode::FORBIDDEN,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Csrf
+            | Self::NotAMember
+            | Self::Forbidden(_)
+            | Self::ImpersonationReadOnly
+            | Self::OrganizationSignInRequired { .. } => StatusCode::FORBIDDEN,
+            Self::NotFound | Self::OrganizationsUnavailable => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -120,6 +143,11 @@ impl AppError {
             Self::SignInExpired => "sign_in_expired",
             Self::Csrf => "csrf_failed",
             Self::NotFound => "not_found",
+            Self::NotAMember => "not_a_member",
+            Self::Forbidden(_) => "forbidden",
+            Self::ImpersonationReadOnly => "impersonation_read_only",
+            Self::OrganizationSignInRequired { .. } => "organization_sign_in_required",
+            Self::OrganizationsUnavailable => "organizations_unavailable",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -170,6 +198,11 @@ impl AppError {
             Self::InvalidToken => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
             }
+            Self::OrganizationSignInRequired { location } => {
+                if let Ok(value) = HeaderValue::from_str(location) {
+                    headers.insert(header::LOCATION, value);
+                }
+            }
             _ => {}
         }
     }
@@ -179,6 +212,9 @@ impl From<InsforgeError> for AppError {
     fn from(error: InsforgeError) -> Self {
         match error {
             InsforgeError::NotFound => Self::NotFound,
+            InsforgeError::NotDeletable => {
+                Self::Forbidden("Only its author or an admin of the organization can delete this todo.".to_owned())
+            }
             // Titles are validated before they are sent, so this is a rule only the database knows.
             InsforgeError::InvalidInput { message } => Self::InsforgeRefused(message),
             InsforgeError::Timeout => Self::InsforgeTimeout,
@@ -209,6 +245,13 @@ impl From<ProviderError> for AppError {
             }
             ProviderError::Failed(detail) => Self::AuthUpstreamFailed(detail),
             ProviderError::Unavailable { retry_after } => Self::AuthUnavailable { retry_after },
+            // The sign-in and switch handlers act on these before they get here.
+            ProviderError::OrganizationSelectionRequired(_) => {
+                Self::SignInFailed("Choose an organization to finish signing in. Please sign in again.".into())
+            }
+            ProviderError::OrganizationAuthRequired { .. } => {
+                Self::SignInFailed("This organization asks you to sign in to it. Please sign in again.".into())
+            }
         }
     }
 }
@@ -219,6 +262,9 @@ impl From<SignInError> for AppError {
             SignInError::Expired => Self::SignInExpired,
             SignInError::Denied(detail) => Self::BadRequest(format!("Sign-in was not completed: {detail}")),
             SignInError::MissingCode => Self::BadRequest("The identity provider sent no sign-in code.".to_owned()),
+            SignInError::NotOffered => {
+                Self::BadRequest("Choose one of the organizations listed on the page.".to_owned())
+            }
             SignInError::Provider(error) => error.into(),
             other @ (SignInError::Random | SignInError::Store(_)) => Self::Internal(other.to_string()),
         }
@@ -272,12 +318,13 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
         return response;
     }
 
+    let banner = response.extensions_mut().remove::<pages::Banner>();
     let rendered = if api {
         render_json(&error)
     } else if matches!(*error, AppError::Unauthorized) {
         sign_in_redirect(return_to.as_deref().unwrap_or("/"))
     } else {
-        render_page(&error)
+        render_page(&error, banner)
     };
     let (mut parts, _) = response.into_parts();
     let (rendered_parts, body) = rendered.into_parts();
@@ -296,9 +343,9 @@ fn render_json(error: &AppError) -> Response {
     response
 }
 
-fn render_page(error: &AppError) -> Response {
+fn render_page(error: &AppError, banner: Option<pages::Banner>) -> Response {
     let offer_sign_in = matches!(error, AppError::SignInFailed(_) | AppError::SignInExpired);
-    let mut response = pages::error_page(error.status(), &error.public_message(), offer_sign_in);
+    let mut response = pages::error_page(error.status(), &error.public_message(), offer_sign_in, banner);
     error.add_headers(&mut response);
     response
 }

@@ -15,6 +15,7 @@ mod middleware;
 mod organizations;
 mod pages;
 mod sign_in;
+mod spaces;
 mod state;
 mod todos_api;
 mod todos_pages;

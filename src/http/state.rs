@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use axum::http::HeaderValue;
 
+use crate::audit::AuditTrail;
 use crate::config::Config;
 use crate::db::{Database, DbError};
 use crate::insforge::client::{InsforgeClient, InsforgeError};
@@ -37,6 +38,8 @@ pub struct AppState {
     pub lifecycle: Option<Arc<Lifecycle>>,
     /// What `POST /webhooks/workos` verifies deliveries with; `None` without `WORKOS_WEBHOOK_SECRET`.
     pub webhook_secrets: Option<Arc<WebhookSecrets>>,
+    /// Audit Log events and impersonation records; with the lifecycle only.
+    pub audit: Option<Arc<AuditTrail>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +83,9 @@ impl AppState {
             Some(Arc::new(WebhookSecrets::new(current, lifecycle.previous_webhook_secret.as_ref())))
         });
         let insforge = InsforgeClient::new(&config.insforge)?;
+        let audit = lifecycle.as_ref().map(|lifecycle| Arc::new(AuditTrail::new(Arc::clone(lifecycle))));
         Ok(Self {
+            audit,
             origin: config.server.origin().into(),
             content_security_policy,
             csrf: Arc::new(CsrfKeys::new(&config.session)),

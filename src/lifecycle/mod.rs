@@ -113,6 +113,12 @@ impl Lifecycle {
         Ok(store::active_memberships(&mut conn, user_id).await?)
     }
 
+    /// The emails known for these users (authors of shared todos), by id.
+    pub async fn user_emails(&self, ids: &[String]) -> Result<Vec<(String, String)>, LifecycleError> {
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(store::user_emails(&mut conn, ids).await?)
+    }
+
     /// Whether the user has been deleted or the session revoked.
     pub async fn access_state(&self, user_id: &str, session_id: Option<&str>) -> Result<AccessState, LifecycleError> {
         let mut conn = self.db.pool().acquire().await?;

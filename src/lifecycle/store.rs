@@ -392,6 +392,16 @@ pub struct ActiveMembership {
     /// `None` only until the organization itself has been fetched or delivered.
     pub name: Option<String>,
     pub role: Option<String>,
+    /// Every role slug of the membership (several when WorkOS has multiple roles enabled).
+    #[serde(skip)]
+    pub roles: Vec<String>,
+}
+
+impl ActiveMembership {
+    /// An admin of the organization: the role slug `admin`, as the todos' delete policy has it.
+    pub fn is_admin(&self) -> bool {
+        self.role.as_deref() == Some("admin") || self.roles.iter().any(|role| role == "admin")
+    }
 }
 
 /// The user's memberships that are active now: not deleted, status `active`, in an organization that is not
@@ -399,8 +409,8 @@ pub struct ActiveMembership {
 /// with the user's email (WorkOS links them by email) deny the membership when there are some and none of them is
 /// active; re-adding a person to the directory (a new, active directory user) restores it.
 pub async fn active_memberships(conn: &mut PgConnection, user_id: &str) -> Result<Vec<ActiveMembership>, sqlx::Error> {
-    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT m.organization_id, o.name, m.role \
+    let rows: Vec<(String, Option<String>, Option<String>, Vec<String>)> = sqlx::query_as(
+        "SELECT m.organization_id, o.name, m.role, m.role_slugs \
          FROM authbridge.organization_memberships m \
          LEFT JOIN authbridge.organizations o ON o.id = m.organization_id \
          LEFT JOIN authbridge.users u ON u.id = m.user_id \
@@ -414,7 +424,7 @@ pub async fn active_memberships(conn: &mut PgConnection, user_id: &str) -> Resul
     .bind(user_id)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|(id, name, role)| ActiveMembership { id, name, role }).collect())
+    Ok(rows.into_iter().map(|(id, name, role, roles)| ActiveMembership { id, name, role, roles }).collect())
 }
 
 /// Where the Events API consumer stands.
@@ -484,4 +494,12 @@ pub async fn try_lock(conn: &mut PgConnection, key: i64) -> Result<bool, sqlx::E
 
 pub async fn unlock(conn: &mut PgConnection, key: i64) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT pg_advisory_unlock($1)").bind(key).fetch_one(conn).await
+}
+
+/// The emails the database knows for `ids` (users it has heard of), to name the authors of shared todos.
+pub async fn user_emails(conn: &mut PgConnection, ids: &[String]) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, email FROM authbridge.users WHERE id = ANY($1) AND email IS NOT NULL")
+        .bind(ids)
+        .fetch_all(conn)
+        .await
 }

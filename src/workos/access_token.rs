@@ -46,6 +46,12 @@ pub struct AccessClaims {
     /// Present while a WorkOS admin impersonates the user.
     #[serde(default)]
     pub act: Option<Actor>,
+    /// Only with a JWT template that adds it (`email`, or `user_email` as InsForge's WorkOS guide names it): plain
+    /// WorkOS access tokens carry no email.
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub user_email: Option<String>,
     pub exp: u64,
     #[serde(default)]
     pub iat: Option<u64>,

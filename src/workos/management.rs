@@ -7,7 +7,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::WorkosError;
 use super::client::WorkosClient;
-use super::objects::{EventEnvelope, ListPage, Membership, Organization};
+use super::objects::{EventEnvelope, ListPage, Membership, Organization, User};
 
 /// The most a WorkOS list returns per page.
 pub const PAGE_LIMIT: &str = "100";
@@ -85,5 +85,101 @@ impl WorkosClient {
             query.push(("after", after));
         }
         self.get_json(&["user_management", "organization_memberships"], &query).await
+    }
+}
+
+/// What an organization admin sets up in the Admin Portal (`POST /portal/generate_link`'s `intent`, §7.1): the four
+/// the app offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortalIntent {
+    Sso,
+    Dsync,
+    AuditLogs,
+    DomainVerification,
+}
+
+impl PortalIntent {
+    pub const ALL: [PortalIntent; 4] =
+        [PortalIntent::Sso, PortalIntent::Dsync, PortalIntent::AuditLogs, PortalIntent::DomainVerification];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sso => "sso",
+            Self::Dsync => "dsync",
+            Self::AuditLogs => "audit_logs",
+            Self::DomainVerification => "domain_verification",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|intent| intent.as_str() == raw)
+    }
+
+    /// What the settings page's button says.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Sso => "Set up SSO",
+            Self::Dsync => "Set up directory sync",
+            Self::AuditLogs => "Audit logs",
+            Self::DomainVerification => "Domain verification",
+        }
+    }
+}
+
+impl WorkosClient {
+    /// `GET /user_management/users/{id}` (§6.3); `None` when WorkOS does not know the user (404).
+    pub async fn get_user(&self, id: &str) -> Result<Option<User>, WorkosError> {
+        match self.get_json(&["user_management", "users", id], &[]).await {
+            Ok(user) => Ok(Some(user)),
+            Err(WorkosError::Rejected { status: 404, .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `POST /portal/generate_link` (§7.1): a short-lived Admin Portal link for `organization_id`. The link is a
+    /// bearer secret: callers redirect to it and never log it.
+    pub async fn generate_portal_link(
+        &self,
+        organization_id: &str,
+        intent: PortalIntent,
+        return_url: &url::Url,
+        success_url: &url::Url,
+    ) -> Result<url::Url, WorkosError> {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            organization: &'a str,
+            intent: &'a str,
+            return_url: &'a str,
+            success_url: &'a str,
+        }
+        #[derive(serde::Deserialize)]
+        struct Link {
+            link: String,
+        }
+        let body = Body {
+            organization: organization_id,
+            intent: intent.as_str(),
+            return_url: return_url.as_str(),
+            success_url: success_url.as_str(),
+        };
+        let Link { link } = self.post_json(&["portal", "generate_link"], &body, None).await?;
+        // Never the link itself in the error: it is a credential.
+        url::Url::parse(&link)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "https" | "http"))
+            .ok_or_else(|| WorkosError::Malformed("the portal link is not an http(s) URL".to_owned()))
+    }
+
+    /// `POST /audit_logs/events` (§7.2) with a stable `Idempotency-Key`, so a resend of the same event after a lost
+    /// answer is the same event to WorkOS.
+    pub async fn create_audit_log_event(
+        &self,
+        organization_id: &str,
+        event: &serde_json::Value,
+        idempotency_key: &str,
+    ) -> Result<(), WorkosError> {
+        let body = serde_json::json!({ "organization_id": organization_id, "event": event });
+        let _: serde::de::IgnoredAny = self.post_json(&["audit_logs", "events"], &body, Some(idempotency_key)).await?;
+        Ok(())
     }
 }

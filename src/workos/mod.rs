@@ -6,6 +6,7 @@ pub mod access_token;
 pub mod client;
 pub mod management;
 pub mod objects;
+pub mod user_emails;
 
 pub use access_token::{AccessClaims, AccessTokenVerifier, TokenSource, VerifyError};
-pub use client::{AuthResponse, AuthorizeParams, WorkosClient, WorkosError};
+pub use client::{AuthResponse, AuthorizeParams, OrganizationChoice, PendingSelection, WorkosClient, WorkosError};

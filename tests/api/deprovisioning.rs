@@ -167,10 +167,20 @@ async fn deleting_a_user_at_workos_ends_their_access_and_the_database_refuses_th
     assert_eq!(app.as_authenticated(&carol).await, after, "a deleted user can do nothing");
     // Even if the app had a bug and let the request through, InsForge (and so RLS) refuses the user.
     let identity = stolen.identity();
-    let listed = app.insforge_client().list_todos(&identity, authbridge::todo::Page::default()).await.expect("a list");
+    let listed = app
+        .insforge_client()
+        .list_todos(&identity, &authbridge::todo::Space::Personal, authbridge::todo::Page::default())
+        .await
+        .expect("a list");
     assert!(listed.is_empty(), "{listed:?}");
-    let created =
-        app.insforge_client().create_todo(&identity, &authbridge::todo::Title::parse("x").expect("title")).await;
+    let created = app
+        .insforge_client()
+        .create_todo(
+            &identity,
+            &authbridge::todo::Title::parse("x").expect("title"),
+            &authbridge::todo::Space::Personal,
+        )
+        .await;
     assert!(created.is_err(), "the write is refused: {created:?}");
     assert_eq!(app.all_todos().await.len(), 1, "Carol's todo is still there, just out of her reach");
 }
