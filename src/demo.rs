@@ -24,7 +24,9 @@ use standins::StandInSecret;
 use standins::insforge_standin::{InsforgeStandIn, InsforgeStandInError, InsforgeStandInOptions};
 use standins::oidc_standin::{OidcStandIn, OidcStandInError, OidcStandInOptions};
 use standins::temp_postgres::{PostgresError, PostgresOptions, TempPostgres};
-use standins::workos_standin::{ACME_ORGANIZATION_ID, WorkosStandIn, WorkosStandInError, WorkosStandInOptions};
+use standins::workos_standin::{
+    ACME_ORGANIZATION_ID, StandInMembershipStatus, WorkosStandIn, WorkosStandInError, WorkosStandInOptions,
+};
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -141,7 +143,8 @@ struct Listeners {
 struct DemoUser {
     name: String,
     email: String,
-    organization: Option<&'static str>,
+    /// "Acme (admin), Globex", or nothing.
+    organizations: Option<String>,
 }
 
 /// The identity provider stand-in the demo runs.
@@ -158,7 +161,7 @@ impl ProviderStandIn {
                     bind: free_for_reuse(listener),
                     redirect_uris: vec![redirect_uri.clone()],
                     access_token_ttl: options.access_token_ttl,
-                    ..WorkosStandInOptions::default()
+                    ..WorkosStandInOptions::demo()
                 })
                 .await?,
             ),
@@ -200,12 +203,30 @@ impl ProviderStandIn {
             Self::Workos(workos) => {
                 let users = workos.users();
                 let token = users.first().map(|user| workos.mint_access_token(&user.id, CURL_TOKEN_TTL));
+                let organizations = workos.organizations();
+                let memberships = workos.memberships();
                 let listed = users
                     .iter()
-                    .map(|user| DemoUser {
-                        name: user.display_name(),
-                        email: user.email.clone(),
-                        organization: user.organization_id.as_ref().map(|_| "Acme"),
+                    .map(|user| {
+                        let described: Vec<String> = memberships
+                            .iter()
+                            .filter(|m| m.user_id == user.id && m.status == StandInMembershipStatus::Active)
+                            .map(|m| {
+                                let name = organizations
+                                    .iter()
+                                    .find(|org| org.id == m.organization_id)
+                                    .map_or(m.organization_id.as_str(), |org| org.name.as_str());
+                                match m.roles.first().map(String::as_str) {
+                                    Some("admin") => format!("{name} (admin)"),
+                                    _ => name.to_owned(),
+                                }
+                            })
+                            .collect();
+                        DemoUser {
+                            name: user.display_name(),
+                            email: user.email.clone(),
+                            organizations: (!described.is_empty()).then(|| described.join(", ")),
+                        }
                     })
                     .collect();
                 (listed, token)
@@ -215,7 +236,7 @@ impl ProviderStandIn {
                 let token = users.first().map(|user| oidc.mint_access_token(&user.subject, CURL_TOKEN_TTL));
                 let listed = users
                     .iter()
-                    .map(|user| DemoUser { name: user.display_name(), email: user.email.clone(), organization: None })
+                    .map(|user| DemoUser { name: user.display_name(), email: user.email.clone(), organizations: None })
                     .collect();
                 (listed, token)
             }
@@ -327,10 +348,14 @@ fn print_welcome(app_url: &Url, provider: &ProviderStandIn, insforge: &InsforgeS
     out.push_str(&format!("  Open        {app_url}\n"));
     for (i, user) in users.iter().enumerate() {
         let label = if i == 0 { "Sign in as" } else { "" };
-        let org = user.organization.map(|org| format!("  ({org})")).unwrap_or_default();
+        let org = user.organizations.as_ref().map(|org| format!("  ({org})")).unwrap_or_default();
         out.push_str(&format!("  {label:<10}  {} <{}>{org}\n", user.name, user.email));
     }
-    out.push_str("              ...or any email address, on the sign-in page\n\n");
+    out.push_str("              ...or any email address, on the sign-in page\n");
+    if matches!(provider, ProviderStandIn::Workos(_)) {
+        out.push_str("              ...or support@authbridge.test impersonating Bob (read-only, audited)\n");
+    }
+    out.push('\n');
     if let (Some(first), Some(token)) = (users.first(), token) {
         out.push_str(&format!("  JSON API    (a bearer token for {}, valid for an hour)\n", first.email));
         out.push_str(&format!("  curl -H \"Authorization: Bearer {token}\" {todos}\n\n"));

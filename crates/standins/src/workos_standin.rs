@@ -27,6 +27,7 @@
 //! ```
 
 mod controls;
+mod enterprise;
 mod events;
 mod management;
 mod organizations;
@@ -51,6 +52,7 @@ use url::Url;
 
 use crate::StandInSecret;
 use controls::{GrantType, WorkosFaultControls};
+pub use enterprise::{PORTAL_INTENTS, StandInAuditEvent, StandInPortalLink};
 pub use events::{StandInEvent, StandInEventsQuery, UnknownCursor};
 pub use organizations::{
     StandInDirectoryUser, StandInMembership, StandInMembershipStatus, StandInOrganization, StandInRefusal,
@@ -66,6 +68,8 @@ pub const DEFAULT_API_KEY: &str = "sk_test_standin";
 pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:3000/callback";
 /// The organization Alice and Bob belong to in the default seed.
 pub const ACME_ORGANIZATION_ID: &str = "org_standin_acme";
+/// The demo's second organization, which Bob belongs to as well.
+pub const GLOBEX_ORGANIZATION_ID: &str = "org_standin_globex";
 pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(5 * 60);
 /// How long an authorization code stays valid, as with WorkOS.
 pub const DEFAULT_CODE_TTL: Duration = Duration::from_secs(10 * 60);
@@ -89,6 +93,30 @@ pub struct WorkosStandInOptions {
     pub users: Vec<SeedUser>,
     /// Display names for organizations, shown on the sign-in page.
     pub organizations: Vec<SeedOrganization>,
+    /// Memberships besides each user's `organization_id` (several organizations, roles): created, or given these
+    /// roles when the user is a member already.
+    pub memberships: Vec<SeedMembership>,
+    /// Impersonated sign-ins offered on the sign-in page (support staff signing in as a user).
+    pub impersonations: Vec<SeedImpersonation>,
+    /// Whether an AuthKit sign-in of a member of several organizations answers `organization_selection_required`
+    /// (as WorkOS does); on by default.
+    pub organization_selection: bool,
+}
+
+/// A membership to seed: `roles` empty means `member`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedMembership {
+    pub user_id: String,
+    pub organization_id: String,
+    pub roles: Vec<String>,
+}
+
+/// An impersonated sign-in listed on the sign-in page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedImpersonation {
+    pub user_id: String,
+    pub impersonator_email: String,
+    pub reason: Option<String>,
 }
 
 impl Default for WorkosStandInOptions {
@@ -103,6 +131,41 @@ impl Default for WorkosStandInOptions {
             extra_claims: Map::new(),
             users: SeedUser::defaults(),
             organizations: vec![SeedOrganization { id: ACME_ORGANIZATION_ID.to_owned(), name: "Acme".to_owned() }],
+            memberships: Vec::new(),
+            impersonations: Vec::new(),
+            organization_selection: true,
+        }
+    }
+}
+
+impl WorkosStandInOptions {
+    /// What `authbridge demo` seeds: Alice (admin of Acme), Bob (member of Acme and of Globex), Carol (no
+    /// organization), and an impersonated sign-in of Bob by a support user, all on the sign-in page.
+    pub fn demo() -> Self {
+        let defaults = Self::default();
+        Self {
+            organizations: vec![
+                SeedOrganization { id: ACME_ORGANIZATION_ID.to_owned(), name: "Acme".to_owned() },
+                SeedOrganization { id: GLOBEX_ORGANIZATION_ID.to_owned(), name: "Globex".to_owned() },
+            ],
+            memberships: vec![
+                SeedMembership {
+                    user_id: "user_standin_alice".to_owned(),
+                    organization_id: ACME_ORGANIZATION_ID.to_owned(),
+                    roles: vec!["admin".to_owned()],
+                },
+                SeedMembership {
+                    user_id: "user_standin_bob".to_owned(),
+                    organization_id: GLOBEX_ORGANIZATION_ID.to_owned(),
+                    roles: vec!["member".to_owned()],
+                },
+            ],
+            impersonations: vec![SeedImpersonation {
+                user_id: "user_standin_bob".to_owned(),
+                impersonator_email: "support@authbridge.test".to_owned(),
+                reason: Some("Ticket #4821: Bob cannot find an Acme todo".to_owned()),
+            }],
+            ..defaults
         }
     }
 }
@@ -201,10 +264,14 @@ pub enum Endpoint {
     Memberships,
     /// `/user_management/users/{id}`.
     Users,
+    /// `POST /portal/generate_link`.
+    Portal,
+    /// `POST /audit_logs/events`.
+    AuditLogs,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 10] = [
+    pub const ALL: [Endpoint; 12] = [
         Endpoint::Authorize,
         Endpoint::SignInForm,
         Endpoint::Authenticate,
@@ -215,6 +282,8 @@ impl Endpoint {
         Endpoint::Organizations,
         Endpoint::Memberships,
         Endpoint::Users,
+        Endpoint::Portal,
+        Endpoint::AuditLogs,
     ];
 
     fn index(self) -> usize {
@@ -229,6 +298,8 @@ impl Endpoint {
             Endpoint::Organizations => 7,
             Endpoint::Memberships => 8,
             Endpoint::Users => 9,
+            Endpoint::Portal => 10,
+            Endpoint::AuditLogs => 11,
         }
     }
 }
@@ -265,6 +336,8 @@ struct WorkosStandInState {
     controls: WorkosFaultControls,
     webhooks: StandInWebhooks,
     events_controls: Mutex<EventsControls>,
+    enterprise: Mutex<enterprise::Enterprise>,
+    impersonations: Vec<SeedImpersonation>,
 }
 
 /// How `GET /events` misbehaves on request, and what it was asked.
@@ -303,13 +376,19 @@ impl WorkosStandIn {
             redirect_uris: options.redirect_uris,
             base_url: base_url_for(local_addr),
             keys: Mutex::new(KeySet { current: Arc::new(key), previous: None }),
-            store: Mutex::new(Store::new(
-                options.users,
-                options.organizations,
-                options.access_token_ttl,
-                options.code_ttl,
-                options.extra_claims,
-            )),
+            store: Mutex::new(seeded_store(
+                Store::new(
+                    options.users,
+                    options.organizations,
+                    options.access_token_ttl,
+                    options.code_ttl,
+                    options.extra_claims,
+                ),
+                &options.memberships,
+                options.organization_selection,
+            )?),
+            enterprise: Mutex::default(),
+            impersonations: options.impersonations,
             controls: WorkosFaultControls::new(stopping.clone()),
             webhooks: StandInWebhooks::new(),
             events_controls: Mutex::new(EventsControls {
@@ -439,7 +518,7 @@ impl WorkosStandIn {
     fn mint(&self, user_id: &str, issued_at: i64, expires_at: i64) -> String {
         let (session, extra_claims) = lock(&self.inner.store).open_session(user_id);
         self.inner
-            .access_token(&session, issued_at, expires_at, &extra_claims)
+            .access_token(&session, &[], issued_at, expires_at, &extra_claims)
             .unwrap_or_else(|error| panic!("the WorkOS stand-in could not sign an access token: {error}"))
     }
 
@@ -472,6 +551,38 @@ impl WorkosStandIn {
         let previous = Arc::clone(&keys.current);
         *keys = KeySet { current: key, previous: Some(previous) };
         Ok(())
+    }
+
+    /// Switching a session to `organization_id` answers `sso_required` from now on (its SSO is enforced), so the
+    /// app must send the browser through the organization's sign-in.
+    pub fn require_sso_for_switch(&self, organization_id: &str) {
+        lock(&self.inner.store).sso_required.push(organization_id.to_owned());
+    }
+
+    /// Turns `organization_selection_required` at sign-in on or off.
+    pub fn set_organization_selection(&self, on: bool) {
+        lock(&self.inner.store).organization_selection = on;
+    }
+
+    /// Every Admin Portal link issued so far.
+    pub fn portal_links(&self) -> Vec<StandInPortalLink> {
+        lock(&self.inner.enterprise).links().to_vec()
+    }
+
+    /// The Audit Log events accepted so far (once per idempotency key and body), oldest first.
+    pub fn audit_log_events(&self) -> Vec<StandInAuditEvent> {
+        lock(&self.inner.enterprise).audit_events().to_vec()
+    }
+
+    /// The `Idempotency-Key` of every `POST /audit_logs/events` that reached the endpoint, failed or not (injected
+    /// failures through [`WorkosStandIn::fail_next`] are counted by [`WorkosStandIn::calls`] only).
+    pub fn audit_log_requests(&self) -> Vec<Option<String>> {
+        lock(&self.inner.enterprise).audit_requests().to_vec()
+    }
+
+    /// While `down`, `POST /audit_logs/events` answers 503 (an outage), recording nothing.
+    pub fn set_audit_logs_down(&self, down: bool) {
+        lock(&self.inner.enterprise).set_audit_down(down);
     }
 
     /// Every refresh token issued so far stops working (sessions stay, so logout still succeeds).
@@ -694,6 +805,7 @@ impl WorkosStandInState {
     fn access_token(
         &self,
         session: &StandInSession,
+        roles: &[String],
         issued_at: i64,
         expires_at: i64,
         extra_claims: &Map<String, Value>,
@@ -704,6 +816,7 @@ impl WorkosStandInState {
             session_id: &session.id,
             organization_id: session.organization_id.as_deref(),
             impersonator_email: session.impersonator.as_ref().map(|impersonator| impersonator.email.as_str()),
+            roles,
             issued_at,
             expires_at,
         }
@@ -727,6 +840,28 @@ impl WorkosStandInState {
         matches!(url.scheme(), "http" | "https")
             && self.redirect_uris.iter().any(|registered| registered.origin() == url.origin())
     }
+}
+
+/// The store with the extra memberships seeded.
+fn seeded_store(
+    mut store: Store,
+    memberships: &[SeedMembership],
+    organization_selection: bool,
+) -> Result<Store, WorkosStandInError> {
+    store.organization_selection = organization_selection;
+    for seed in memberships {
+        let refused = |refusal: StandInRefusal| {
+            WorkosStandInError::InvalidOptions(format!(
+                "seed membership of {} in {}: {}",
+                seed.user_id, seed.organization_id, refusal.message
+            ))
+        };
+        let membership = store.add_membership(&seed.user_id, &seed.organization_id, &seed.roles).map_err(refused)?;
+        if !seed.roles.is_empty() && membership.roles != seed.roles {
+            store.set_membership_roles(&membership.id, &seed.roles).map_err(refused)?;
+        }
+    }
+    Ok(store)
 }
 
 async fn generate_key() -> Result<SigningKey, WorkosStandInError> {

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use url::Url;
 
 use super::controls::GrantType;
-use super::pages::{self, Link, SignInPage, UserChoice};
+use super::pages::{self, ImpersonationChoice, Link, SignInPage, UserChoice};
 use super::store::{
     AuthenticationMethod, AuthorizationRequest, GrantError, Issued, Route, StandInImpersonator, Store, UserObject,
     is_valid_s256_challenge, normalize_email,
@@ -38,6 +38,7 @@ pub fn router(inner: Arc<WorkosStandInState>) -> Router {
         .route("/user_management/sessions/logout", get(logout))
         .route("/user_management/sessions/revoke", post(revoke_session))
         .merge(super::management::router())
+        .merge(super::enterprise::router())
         .fallback(unknown_endpoint)
         .with_state(inner)
 }
@@ -97,7 +98,7 @@ async fn authorize(
     }
     let request_id = store.park(request.clone());
     let email = request.login_hint.clone().unwrap_or_default();
-    let page = sign_in_page(&store, request_id, &request, None, email);
+    let page = sign_in_page(&store, &inner.impersonations, request_id, &request, None, email);
     drop(store);
     pages::sign_in(StatusCode::OK, page)
 }
@@ -162,19 +163,45 @@ fn validate_authorization(
 
 fn sign_in_page(
     store: &Store,
+    impersonations: &[super::SeedImpersonation],
     request_id: String,
     request: &AuthorizationRequest,
     error: Option<String>,
     email: String,
 ) -> SignInPage {
     let organization_name = |id: &str| store.organization_name(id).unwrap_or(id).to_owned();
+    let organizations_of = |user_id: &str| {
+        let described: Vec<String> = store
+            .memberships()
+            .iter()
+            .filter(|m| m.user_id == user_id && m.status == super::StandInMembershipStatus::Active)
+            .map(|m| match m.roles.first().map(String::as_str) {
+                Some("admin") => format!("{} (admin)", organization_name(&m.organization_id)),
+                _ => organization_name(&m.organization_id),
+            })
+            .collect();
+        (!described.is_empty()).then(|| described.join(", "))
+    };
     let users = store
         .users()
         .map(|user| UserChoice {
             id: user.seed.id.clone(),
             name: user.seed.display_name(),
             email: user.seed.email.clone(),
-            organization: store.active_organizations(&user.seed.id).first().map(|org| organization_name(org)),
+            organization: organizations_of(&user.seed.id),
+        })
+        .collect();
+    let impersonations = impersonations
+        .iter()
+        .filter_map(|seed| {
+            let user = store.user(&seed.user_id)?;
+            Some(ImpersonationChoice {
+                user_id: seed.user_id.clone(),
+                user_name: user.seed.display_name(),
+                user_email: user.seed.email.clone(),
+                impersonator: seed.impersonator_email.clone(),
+                reason: seed.reason.clone().unwrap_or_default(),
+            })
         })
         .collect();
     let organization = match &request.route {
@@ -193,6 +220,7 @@ fn sign_in_page(
         error,
         request_id,
         users,
+        impersonations,
         email,
     }
 }
@@ -205,6 +233,8 @@ struct DecisionForm {
     request: String,
     user_id: Option<String>,
     email: Option<String>,
+    /// An impersonated sign-in (one of those the page lists): the support staff member's email.
+    impersonator: Option<String>,
 }
 
 const STALE_REQUEST: &str =
@@ -230,7 +260,7 @@ async fn approve(
             None => {
                 // The request stays parked, so the corrected email can be sent from the same page.
                 let error = "That is not an email address. Try one like dana@example.test.".to_owned();
-                let page = sign_in_page(&store, form.request, &request, Some(error), typed);
+                let page = sign_in_page(&store, &inner.impersonations, form.request, &request, Some(error), typed);
                 drop(store);
                 return pages::sign_in(StatusCode::BAD_REQUEST, page);
             }
@@ -238,10 +268,22 @@ async fn approve(
         (None, Some(user_id)) if store.user(&user_id).is_some() => (user_id, AuthenticationMethod::Password),
         (None, _) => return pages::refusal(StatusCode::BAD_REQUEST, "Pick one of the listed users, or type an email."),
     };
+    // Only the impersonations the page offers can be started from it.
+    let impersonator = match form.impersonator {
+        None => None,
+        Some(email) => {
+            match inner.impersonations.iter().find(|s| s.user_id == user_id && s.impersonator_email == email) {
+                Some(seed) => {
+                    Some(StandInImpersonator { email: seed.impersonator_email.clone(), reason: seed.reason.clone() })
+                }
+                None => return pages::refusal(StatusCode::BAD_REQUEST, "That impersonation is not offered here."),
+            }
+        }
+    };
     if store.unpark(&form.request).is_none() {
         return pages::refusal(StatusCode::BAD_REQUEST, STALE_REQUEST);
     }
-    let code = store.issue_code(&request, &user_id, method);
+    let code = store.issue_code_as(&request, &user_id, method, impersonator);
     drop(store);
     // 303: the browser follows a form post with a GET.
     redirect(StatusCode::SEE_OTHER, &code_redirect(&request, &code))
@@ -285,6 +327,7 @@ struct StandInAuthenticateBody {
     code_verifier: Option<String>,
     refresh_token: Option<String>,
     organization_id: Option<String>,
+    pending_authentication_token: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -335,8 +378,17 @@ async fn authenticate(State(inner): State<Arc<WorkosStandInState>>, headers: Hea
             };
             lock(&inner.store).refresh(&refresh_token, body.organization_id.as_deref())
         }
+        Some(ORGANIZATION_SELECTION_GRANT) => {
+            let (Some(pending), Some(organization_id)) = (body.pending_authentication_token, body.organization_id)
+            else {
+                let description = "The pending_authentication_token and organization_id are required.";
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", description);
+            };
+            lock(&inner.store).select_organization(&pending, &organization_id)
+        }
         Some(_) => {
-            let description = "grant_type must be \"authorization_code\" or \"refresh_token\".";
+            let description =
+                "grant_type must be \"authorization_code\", \"refresh_token\" or the organization-selection grant.";
             return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", description);
         }
         None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "The grant_type is missing."),
@@ -349,8 +401,39 @@ async fn authenticate(State(inner): State<Arc<WorkosStandInState>>, headers: Hea
         Err(error @ GrantError::NotAMember(_)) => {
             workos_error(StatusCode::BAD_REQUEST, "organization_membership_not_found", &error.to_string())
         }
+        Err(GrantError::SelectionRequired { pending_token, user, organizations }) => {
+            let organizations: Vec<Value> = {
+                let store = lock(&inner.store);
+                organizations
+                    .iter()
+                    .map(|id| json!({ "id": id, "name": store.organization_name(id).unwrap_or(id) }))
+                    .collect()
+            };
+            let body = json!({
+                "code": "organization_selection_required",
+                "message": "The user must choose an organization to finish their authentication.",
+                "pending_authentication_token": pending_token,
+                "organizations": organizations,
+                "user": user.to_value(),
+            });
+            no_store((StatusCode::FORBIDDEN, Json(body)).into_response())
+        }
+        Err(error @ GrantError::InvalidPendingToken) => {
+            workos_error(StatusCode::BAD_REQUEST, "invalid_pending_authentication_token", &error.to_string())
+        }
+        Err(GrantError::SsoRequired { email }) => {
+            let body = json!({
+                "error": "sso_required",
+                "error_description": "User must authenticate using one of the matching connections.",
+                "email": email, "connection_ids": ["conn_standin_sso"],
+            });
+            no_store((StatusCode::BAD_REQUEST, Json(body)).into_response())
+        }
     }
 }
+
+/// WorkOS's organization-selection grant type (docs/workos.md §1.2).
+const ORGANIZATION_SELECTION_GRANT: &str = "urn:workos:oauth:grant-type:organization-selection";
 
 /// WorkOS takes JSON; form encoding is accepted too, as OAuth token endpoints traditionally do.
 fn parse_authenticate_body(headers: &HeaderMap, body: &[u8]) -> Result<StandInAuthenticateBody, String> {
@@ -380,14 +463,15 @@ fn client_is_authenticated(inner: &WorkosStandInState, body: &StandInAuthenticat
 fn authenticated(inner: &WorkosStandInState, issued: Issued) -> Response {
     let issued_at = unix_seconds(SystemTime::now());
     let expires_at = issued_at.saturating_add(whole_seconds(issued.access_token_ttl));
-    let access_token = match inner.access_token(&issued.session, issued_at, expires_at, &issued.extra_claims) {
-        Ok(token) => token,
-        Err(error) => {
-            tracing::error!(%error, "the WorkOS stand-in could not sign an access token");
-            let message = "The stand-in could not sign the access token.";
-            return workos_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message);
-        }
-    };
+    let access_token =
+        match inner.access_token(&issued.session, &issued.roles, issued_at, expires_at, &issued.extra_claims) {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::error!(%error, "the WorkOS stand-in could not sign an access token");
+                let message = "The stand-in could not sign the access token.";
+                return workos_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message);
+            }
+        };
     let response = AuthenticateResponse {
         user: issued.user.to_object(),
         organization_id: issued.session.organization_id,

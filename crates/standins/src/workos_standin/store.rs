@@ -30,7 +30,7 @@ const CODE_RETENTION: Duration = Duration::from_secs(60 * 60);
 
 /// A user as the stand-in keeps them: the seed and their timestamps (memberships are kept apart, in
 /// `organizations`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
     pub seed: SeedUser,
     pub created_at: OffsetDateTime,
@@ -117,11 +117,28 @@ struct Pending {
 struct CodeGrant {
     user_id: String,
     organization_id: Option<String>,
+    /// The user's organizations when they must choose one before the sign-in finishes (AuthKit sign-in of a member
+    /// of several): the exchange then answers `organization_selection_required`.
+    select_among: Vec<String>,
+    impersonator: Option<StandInImpersonator>,
     code_challenge: Option<String>,
     method: AuthenticationMethod,
     issued: Instant,
     spent: bool,
 }
+
+/// A sign-in waiting for the organization-selection grant.
+#[derive(Debug)]
+struct PendingAuthentication {
+    user_id: String,
+    organizations: Vec<String>,
+    impersonator: Option<StandInImpersonator>,
+    method: AuthenticationMethod,
+    created: Instant,
+}
+
+/// How long a pending authentication token can finish a sign-in.
+const PENDING_AUTHENTICATION_TTL: Duration = Duration::from_secs(10 * 60);
 
 #[derive(Debug, Clone)]
 pub struct StandInSession {
@@ -165,6 +182,8 @@ pub struct Issued {
     pub refresh_token: String,
     pub access_token_ttl: Duration,
     pub extra_claims: Map<String, Value>,
+    /// The session's organization membership's role slugs, for the token's `role` and `roles`.
+    pub roles: Vec<String>,
 }
 
 /// Why a grant was refused.
@@ -175,6 +194,16 @@ pub enum GrantError {
     InvalidGrant(&'static str),
     #[error("the user is not a member of organization {0}")]
     NotAMember(String),
+    /// The user must pick one of their organizations (403 `organization_selection_required`).
+    #[error("the user must choose an organization to finish their authentication")]
+    SelectionRequired { pending_token: String, user: Box<UserRecord>, organizations: Vec<String> },
+    /// The pending authentication token is unknown, spent or expired.
+    #[error("the pending authentication token is invalid or expired")]
+    InvalidPendingToken,
+    /// The organization requires its own sign-in (400 `sso_required`), as an SSO-enforcing organization does on a
+    /// switch.
+    #[error("the organization requires SSO")]
+    SsoRequired { email: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +218,12 @@ pub struct Store {
     pub(super) events: StandInEventLog,
     pending: HashMap<String, Pending>,
     codes: HashMap<String, CodeGrant>,
+    pending_authentications: HashMap<String, PendingAuthentication>,
+    /// Organizations whose switch answers `sso_required` (their SSO is enforced).
+    pub(super) sso_required: Vec<String>,
+    /// Whether an AuthKit sign-in of a member of several organizations asks which one (WorkOS's
+    /// `organization_selection_required`).
+    pub organization_selection: bool,
     pub(super) sessions: HashMap<String, StandInSession>,
     /// Refresh token → session id. Only live tokens are here: a rotated or revoked token is simply gone.
     refresh_tokens: HashMap<String, String>,
@@ -215,6 +250,9 @@ impl Store {
             events: StandInEventLog::default(),
             pending: HashMap::new(),
             codes: HashMap::new(),
+            pending_authentications: HashMap::new(),
+            sso_required: Vec::new(),
+            organization_selection: true,
             sessions: HashMap::new(),
             refresh_tokens: HashMap::new(),
             access_token_ttl,
@@ -303,9 +341,22 @@ impl Store {
         user_id: &str,
         method: AuthenticationMethod,
     ) -> String {
+        self.issue_code_as(request, user_id, method, None)
+    }
+
+    /// Like [`Store::issue_code`], for a session that `impersonator` starts as the user (WorkOS's impersonation:
+    /// the staff member picks the organization, so there is no selection).
+    pub fn issue_code_as(
+        &mut self,
+        request: &AuthorizationRequest,
+        user_id: &str,
+        method: AuthenticationMethod,
+        impersonator: Option<StandInImpersonator>,
+    ) -> String {
         let retention = self.code_ttl.max(CODE_RETENTION);
         self.codes.retain(|_, code| code.issued.elapsed() < retention);
 
+        let mut select_among = Vec::new();
         let organization_id = match &request.route {
             Route::Organization(org) => {
                 if self.user(user_id).is_some() && !self.active_organizations(user_id).contains(org) {
@@ -314,7 +365,13 @@ impl Store {
                 }
                 Some(org.clone())
             }
-            Route::AuthKit | Route::Connection(_) => self.active_organizations(user_id).into_iter().next(),
+            Route::AuthKit | Route::Connection(_) => {
+                let organizations = self.active_organizations(user_id);
+                if self.organization_selection && impersonator.is_none() && organizations.len() > 1 {
+                    select_among.clone_from(&organizations);
+                }
+                organizations.into_iter().next()
+            }
         };
         let method = match (&request.route, method) {
             (Route::Organization(_) | Route::Connection(_), AuthenticationMethod::Password) => {
@@ -328,6 +385,8 @@ impl Store {
             CodeGrant {
                 user_id: user_id.to_owned(),
                 organization_id,
+                select_among,
+                impersonator,
                 code_challenge: request.code_challenge.clone(),
                 method,
                 issued: Instant::now(),
@@ -365,12 +424,59 @@ impl Store {
         }
         let (user_id, organization_id, mut method) =
             (grant.user_id.clone(), grant.organization_id.clone(), grant.method);
+        let select_among = grant.select_among.clone();
+        let granted_impersonator = grant.impersonator.clone();
 
         let user = self.user(&user_id).cloned().ok_or(GrantError::InvalidGrant("The code's user no longer exists."))?;
-        let impersonator = self.next_impersonation.take();
+        let impersonator = granted_impersonator.or_else(|| self.next_impersonation.take());
         if impersonator.is_some() {
             method = AuthenticationMethod::Impersonation;
         }
+        if !select_among.is_empty() {
+            self.pending_authentications.retain(|_, pending| pending.created.elapsed() < PENDING_AUTHENTICATION_TTL);
+            let pending_token = Uuid::new_v4().simple().to_string();
+            self.pending_authentications.insert(
+                pending_token.clone(),
+                PendingAuthentication {
+                    user_id,
+                    organizations: select_among.clone(),
+                    impersonator,
+                    method,
+                    created: Instant::now(),
+                },
+            );
+            return Err(GrantError::SelectionRequired {
+                pending_token,
+                user: Box::new(user),
+                organizations: select_among,
+            });
+        }
+        self.open_signed_in_session(user, organization_id, impersonator, method)
+    }
+
+    /// The organization-selection grant: a pending sign-in finished in `organization_id`, one of the user's active
+    /// organizations. The pending token is spent by this attempt whatever its outcome.
+    pub fn select_organization(&mut self, pending_token: &str, organization_id: &str) -> Result<Issued, GrantError> {
+        let pending = self.pending_authentications.remove(pending_token).ok_or(GrantError::InvalidPendingToken)?;
+        if pending.created.elapsed() >= PENDING_AUTHENTICATION_TTL {
+            return Err(GrantError::InvalidPendingToken);
+        }
+        let offered = pending.organizations.iter().any(|org| org == organization_id);
+        if !offered || !self.active_organizations(&pending.user_id).iter().any(|org| org == organization_id) {
+            return Err(GrantError::NotAMember(organization_id.to_owned()));
+        }
+        let user = self.user(&pending.user_id).cloned().ok_or(GrantError::InvalidPendingToken)?;
+        self.open_signed_in_session(user, Some(organization_id.to_owned()), pending.impersonator, pending.method)
+    }
+
+    fn open_signed_in_session(
+        &mut self,
+        user: UserRecord,
+        organization_id: Option<String>,
+        impersonator: Option<StandInImpersonator>,
+        method: AuthenticationMethod,
+    ) -> Result<Issued, GrantError> {
+        let user_id = user.seed.id.clone();
         let session = StandInSession {
             id: format!("session_{}", Uuid::new_v4().simple()),
             user_id,
@@ -395,6 +501,10 @@ impl Store {
             // Checked before rotating, so a refused switch leaves the session and its token as they were.
             if !self.active_organizations(&user.seed.id).iter().any(|m| m == org) {
                 return Err(GrantError::NotAMember(org.to_owned()));
+            }
+            let already_there = session.organization_id.as_deref() == Some(org);
+            if !already_there && self.sso_required.iter().any(|required| required == org) {
+                return Err(GrantError::SsoRequired { email: user.seed.email.clone() });
             }
         }
 
@@ -450,12 +560,25 @@ impl Store {
     }
 
     fn issued(&self, user: UserRecord, session: StandInSession, refresh_token: String) -> Issued {
+        let roles = session
+            .organization_id
+            .as_deref()
+            .and_then(|org| {
+                self.memberships.iter().find(|m| {
+                    m.user_id == session.user_id
+                        && m.organization_id == org
+                        && m.status == super::organizations::StandInMembershipStatus::Active
+                })
+            })
+            .map(|membership| membership.roles.clone())
+            .unwrap_or_default();
         Issued {
             user,
             session,
             refresh_token,
             access_token_ttl: self.access_token_ttl,
             extra_claims: self.extra_claims.clone(),
+            roles,
         }
     }
 }
