@@ -83,35 +83,35 @@ ALTER POLICY todos_select_own ON public.todos
     USING (
         NOT (SELECT public.requesting_user_deprovisioned())
         AND CASE WHEN organization_id IS NULL THEN user_id = public.requesting_user_id()
-                 ELSE organization_id = ANY ((SELECT public.requesting_user_organization_ids())) END
+                 ELSE organization_id = ANY ((SELECT public.requesting_user_organization_ids())::text[]) END
     );
 
 ALTER POLICY todos_insert_own ON public.todos
     WITH CHECK (
         NOT (SELECT public.requesting_user_deprovisioned())
         AND user_id = public.requesting_user_id()
-        AND (organization_id IS NULL OR organization_id = ANY ((SELECT public.requesting_user_organization_ids())))
+        AND (organization_id IS NULL OR organization_id = ANY ((SELECT public.requesting_user_organization_ids())::text[]))
     );
 
 ALTER POLICY todos_update_own ON public.todos
     USING (
         NOT (SELECT public.requesting_user_deprovisioned())
         AND CASE WHEN organization_id IS NULL THEN user_id = public.requesting_user_id()
-                 ELSE organization_id = ANY ((SELECT public.requesting_user_organization_ids())) END
+                 ELSE organization_id = ANY ((SELECT public.requesting_user_organization_ids())::text[]) END
     )
     WITH CHECK (
         NOT (SELECT public.requesting_user_deprovisioned())
         AND CASE WHEN organization_id IS NULL THEN user_id = public.requesting_user_id()
-                 ELSE organization_id = ANY ((SELECT public.requesting_user_organization_ids())) END
+                 ELSE organization_id = ANY ((SELECT public.requesting_user_organization_ids())::text[]) END
     );
 
 ALTER POLICY todos_delete_own ON public.todos
     USING (
         NOT (SELECT public.requesting_user_deprovisioned())
         AND CASE WHEN organization_id IS NULL THEN user_id = public.requesting_user_id()
-                 ELSE organization_id = ANY ((SELECT public.requesting_user_organization_ids()))
+                 ELSE organization_id = ANY ((SELECT public.requesting_user_organization_ids())::text[])
                       AND (user_id = public.requesting_user_id()
-                           OR organization_id = ANY ((SELECT public.requesting_user_admin_organization_ids())))
+                           OR organization_id = ANY ((SELECT public.requesting_user_admin_organization_ids())::text[]))
             END
     );
 

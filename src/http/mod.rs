@@ -78,7 +78,9 @@ pub fn router(state: AppState) -> Router {
     app.with_state(state)
 }
 
-async fn not_found() -> Response {
+/// Unknown paths. The user is resolved (when there is a session) so that an impersonated session's banner is on
+/// this page too; whatever resolving answers, the page is a 404.
+async fn not_found(_user: Result<extractors::MaybeUser, AppError>) -> Response {
     AppError::NotFound.into_response()
 }
 

@@ -30,6 +30,14 @@ mod lifecycle_startup;
 mod organizations;
 mod webhooks;
 
+// Organizations: shared todos under RLS, switching, selection at sign-in, the admin portal, impersonation, Audit Logs.
+mod admin_portal;
+mod audit_logs;
+mod impersonation;
+mod organization_selection;
+mod organization_switching;
+mod organization_todos;
+
 // The todo app.
 #[cfg(feature = "demo")]
 mod demo;

@@ -559,6 +559,11 @@ impl WorkosStandIn {
         lock(&self.inner.store).sso_required.push(organization_id.to_owned());
     }
 
+    /// Pending authentication tokens issued by `organization_selection_required` and not yet spent.
+    pub fn pending_authentication_tokens(&self) -> Vec<String> {
+        lock(&self.inner.store).pending_authentication_tokens()
+    }
+
     /// Turns `organization_selection_required` at sign-in on or off.
     pub fn set_organization_selection(&self, on: bool) {
         lock(&self.inner.store).organization_selection = on;

@@ -35,6 +35,7 @@ pub mod browser;
 pub mod lifecycle;
 pub mod logs;
 pub mod oidc;
+pub mod organizations;
 pub mod proxy;
 pub mod session;
 

@@ -454,6 +454,11 @@ impl Store {
         self.open_signed_in_session(user, organization_id, impersonator, method)
     }
 
+    /// The pending authentication tokens not yet spent (for tests that check none leaks).
+    pub fn pending_authentication_tokens(&self) -> Vec<String> {
+        self.pending_authentications.keys().cloned().collect()
+    }
+
     /// The organization-selection grant: a pending sign-in finished in `organization_id`, one of the user's active
     /// organizations. The pending token is spent by this attempt whatever its outcome.
     pub fn select_organization(&mut self, pending_token: &str, organization_id: &str) -> Result<Issued, GrantError> {
