@@ -40,7 +40,11 @@ async fn an_outage_then_recovery_delivers_each_event_exactly_once_and_slows_no_r
     assert_eq!(bob.api(Method::PATCH, &path, Some(json!({ "is_complete": true }))).await.status, 200);
     assert_eq!(bob.api(Method::DELETE, &format!("/api/todos/{second}"), None).await.status, 204);
     create(&bob, "Personal, not audited", None).await;
-    assert!(started.elapsed() < Duration::from_secs(3), "WorkOS being down slowed the requests: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "WorkOS being down slowed the requests: {:?}",
+        started.elapsed()
+    );
 
     let expected = ["user.signed_in", "todo.created", "todo.created", "todo.renamed", "todo.completed", "todo.deleted"];
     let written: Vec<String> = outbox(&app).await.into_iter().map(|row| row.1).collect();
@@ -75,7 +79,8 @@ async fn an_outage_then_recovery_delivers_each_event_exactly_once_and_slows_no_r
     }
     // The retries sent the same key again.
     let requests = app.workos.audit_log_requests();
-    let retried = keys.keys().filter(|key| requests.iter().filter(|sent| sent.as_deref() == Some(key.as_str())).count() > 1);
+    let retried =
+        keys.keys().filter(|key| requests.iter().filter(|sent| sent.as_deref() == Some(key.as_str())).count() > 1);
     assert!(retried.count() > 0, "retried with the same key: {requests:?}");
     let created = accepted.iter().find(|event| event.event["action"] == "todo.created").expect("created");
     assert_eq!(created.event["targets"][0]["type"], "todo");

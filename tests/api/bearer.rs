@@ -189,7 +189,8 @@ async fn a_failing_email_lookup_leaves_it_null_and_never_fails_the_request() {
     // Not remembered: the next request asks again, and gets it.
     assert_eq!(client.get("/api/me").await.json()["email"], crate::helpers::app::BOB);
     app.workos.hang_next(Endpoint::Users, 1);
-    let stranger = app.bearer_client(app.workos.mint_access_token("user_unknown_to_the_cache", Duration::from_secs(300)));
+    let stranger =
+        app.bearer_client(app.workos.mint_access_token("user_unknown_to_the_cache", Duration::from_secs(300)));
     let started = std::time::Instant::now();
     assert_eq!(stranger.get("/api/me").await.status, 200);
     assert!(started.elapsed() < Duration::from_secs(4), "a hanging WorkOS holds the request for seconds at most");

@@ -164,12 +164,20 @@ async fn the_demo_serves_the_app_prints_a_working_curl_line_and_stops_cleanly() 
             .unwrap_or_else(|| panic!("a command with {marker}: {printed}"))
             .to_owned()
     };
+    // Bob belongs to Acme and Globex: he picks Acme on the way in.
     let bob = Browser::new(url.parse().expect("url"));
-    assert_eq!(bob.sign_in("bob@acme.test").await.status, 302);
+    let callback = bob.sign_in("bob@acme.test").await;
+    assert_eq!(callback.location().as_deref(), Some("/login/organization"), "{}", callback.body);
+    let choice = bob.get("/login/organization").await;
+    assert!(choice.body.contains("Acme") && choice.body.contains("Globex"), "{}", choice.body);
+    let token = crate::helpers::browser::extract_csrf_token(&choice.body).expect("a CSRF token");
+    let picked =
+        bob.post_form("/login/organization", &[("csrf_token", &token), ("organization_id", "org_standin_acme")]).await;
+    assert_eq!(picked.status, 303, "{}", picked.body);
     assert!(bob.get("/api/organizations").await.body.contains("\"Acme\""));
     assert!(bob.get("/").await.body.contains("Acme"), "the page header names Bob's organization");
     paste(&command("/organization_memberships/")).await;
-    let removed = wait_until(|| async { bob.get("/api/organizations").await.body == "[]" }).await;
+    let removed = wait_until(|| async { !bob.get("/api/organizations").await.body.contains("Acme") }).await;
     assert!(removed, "Acme is gone from Bob's organizations");
     assert!(!bob.get("/").await.body.contains("Acme"), "and from his page, on the next reload");
 

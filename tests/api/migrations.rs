@@ -45,7 +45,7 @@ async fn only_authenticated_and_the_admin_role_hold_privileges_on_todos() {
     let db = TestDb::new().await;
     let mut conn = db.connect().await;
     for (role, expected) in [("anon", false), ("authenticated", true), ("project_admin", true)] {
-        for privilege in ["SELECT", "INSERT", "UPDATE", "DELETE"] {
+        for privilege in ["SELECT", "INSERT", "DELETE"] {
             let has: bool = sqlx::query_scalar("SELECT has_table_privilege($1, 'public.todos', $2)")
                 .bind(role)
                 .bind(privilege)
@@ -54,6 +54,25 @@ async fn only_authenticated_and_the_admin_role_hold_privileges_on_todos() {
                 .expect("privilege check");
             assert_eq!(has, expected, "{role} {privilege}");
         }
+    }
+    // Updates: the admin role anything; end users the title and the completion only (never the author or the
+    // space, 0005_organizations.sql); anon nothing.
+    for (role, column, expected) in [
+        ("project_admin", "user_id", true),
+        ("authenticated", "title", true),
+        ("authenticated", "is_complete", true),
+        ("authenticated", "user_id", false),
+        ("authenticated", "organization_id", false),
+        ("authenticated", "created_at", false),
+        ("anon", "title", false),
+    ] {
+        let has: bool = sqlx::query_scalar("SELECT has_column_privilege($1, 'public.todos', $2, 'UPDATE')")
+            .bind(role)
+            .bind(column)
+            .fetch_one(&mut conn)
+            .await
+            .expect("privilege check");
+        assert_eq!(has, expected, "{role} UPDATE ({column})");
     }
     // Nothing granted to PUBLIC either (which every role would inherit).
     let acl: Vec<String> =
@@ -256,8 +275,10 @@ async fn the_lifecycle_tables_are_private_and_the_deny_check_is_a_pinned_securit
             .expect("tables");
     for table in [
         "applied_events",
+        "audit_log_outbox",
         "directory_users",
         "events_cursor",
+        "impersonation_audit",
         "organization_memberships",
         "organizations",
         "revoked_sessions",
@@ -280,24 +301,29 @@ async fn the_lifecycle_tables_are_private_and_the_deny_check_is_a_pinned_securit
         }
     }
 
-    let (definer, config): (bool, Vec<String>) = sqlx::query_as(
-        "SELECT prosecdef, coalesce(proconfig, '{}')::text[] FROM pg_proc \
-         WHERE oid = 'public.requesting_user_deprovisioned()'::regprocedure",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .expect("the function");
-    assert!(definer, "SECURITY DEFINER");
-    assert_eq!(config, ["search_path=pg_catalog, pg_temp"], "a pinned search_path");
-    for (role, expected) in [("authenticated", true), ("anon", false)] {
-        let may: bool = sqlx::query_scalar(
-            "SELECT has_function_privilege($1, 'public.requesting_user_deprovisioned()', 'EXECUTE')",
+    for function in [
+        "public.requesting_user_deprovisioned()",
+        "public.requesting_user_organization_ids()",
+        "public.requesting_user_admin_organization_ids()",
+    ] {
+        let (definer, config): (bool, Vec<String>) = sqlx::query_as(
+            "SELECT prosecdef, coalesce(proconfig, '{}')::text[] FROM pg_proc WHERE oid = $1::regprocedure",
         )
-        .bind(role)
+        .bind(function)
         .fetch_one(&mut conn)
         .await
-        .expect("function privilege");
-        assert_eq!(may, expected, "{role}");
+        .expect("the function");
+        assert!(definer, "{function}: SECURITY DEFINER");
+        assert_eq!(config, ["search_path=pg_catalog, pg_temp"], "{function}: a pinned search_path");
+        for (role, expected) in [("authenticated", true), ("anon", false), ("public", false)] {
+            let may: bool = sqlx::query_scalar("SELECT has_function_privilege($1, $2, 'EXECUTE')")
+                .bind(role)
+                .bind(function)
+                .fetch_one(&mut conn)
+                .await
+                .expect("function privilege");
+            assert_eq!(may, expected, "{function}: {role}");
+        }
     }
     // Every todos policy carries the check.
     let policies: Vec<String> = sqlx::query_scalar(

@@ -43,7 +43,9 @@ async fn a_member_of_several_organizations_picks_one_and_the_pending_token_never
     let page = browser.get("/login/organization").await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains(">Acme<") && page.body.contains(">Globex<"), "{}", page.body);
-    for seen in [page.body.as_str(), &browser.cookie_header(), &logs::captured(), &callback.location().unwrap_or_default()] {
+    for seen in
+        [page.body.as_str(), &browser.cookie_header(), &logs::captured(), &callback.location().unwrap_or_default()]
+    {
         assert!(!seen.contains(&pending), "the pending token leaked");
     }
 

@@ -137,7 +137,7 @@ async fn an_organization_that_wants_its_own_sign_in_sends_the_browser_through_lo
     assert_eq!(api.location().as_deref(), Some(expected.as_str()));
     assert_eq!(read_session(&browser).organization_id.as_deref(), Some(ACME_ORGANIZATION_ID), "nothing changed");
     // And that sign-in lands in Globex.
-    let login = browser.get(&expected).await;
+    let login = browser.get(&format!("{expected}&login_hint={}", crate::helpers::browser::enc(BOB))).await;
     let callback = browser.authorize(&login.location().expect("to WorkOS")).await;
     assert_eq!(browser.get(&callback).await.status, 302);
     assert_eq!(read_session(&browser).organization_id.as_deref(), Some(GLOBEX_ORGANIZATION_ID));
@@ -171,14 +171,18 @@ async fn switching_needs_csrf_and_a_browser_session() {
     let (app, browser) = two_organizations().await;
     let forged = browser.post_form("/organizations/switch", &[("organization_id", GLOBEX_ORGANIZATION_ID)]).await;
     assert_eq!(forged.status, 403, "no CSRF token");
-    let cross_site = browser
-        .request(Method::POST, SWITCH_API, |request| {
-            request.header("Origin", "https://evil.example").json(&json!({ "organization_id": GLOBEX_ORGANIZATION_ID }))
-        })
-        .await;
-    assert_eq!(cross_site.status, 403);
+    let cross_site = reqwest::Client::new()
+        .post(app.base_url.join(SWITCH_API).expect("url"))
+        .header("Cookie", browser.cookie_header())
+        .header("Origin", "https://evil.example")
+        .json(&json!({ "organization_id": GLOBEX_ORGANIZATION_ID }))
+        .send()
+        .await
+        .expect("the app answers");
+    assert_eq!(cross_site.status().as_u16(), 403);
     assert_eq!(read_session(&browser).organization_id.as_deref(), Some(ACME_ORGANIZATION_ID));
     let bearer = app.bearer_client(app.workos.mint_access_token(&app.user_id(BOB), Duration::from_secs(60)));
-    let response = bearer.send(Method::POST, SWITCH_API, Some(json!({ "organization_id": GLOBEX_ORGANIZATION_ID }))).await;
+    let response =
+        bearer.send(Method::POST, SWITCH_API, Some(json!({ "organization_id": GLOBEX_ORGANIZATION_ID }))).await;
     assert_eq!(response.status, 400, "{}", response.body);
 }

@@ -126,9 +126,8 @@ async fn the_active_space_is_the_default_and_personal_or_null_means_personal() {
     let author = app.signed_in(AUTHOR).await;
     let in_acme = author.api(Method::POST, "/api/todos", Some(json!({ "title": "Default space" }))).await;
     assert_eq!(in_acme.json()["organization_id"], ACME, "omitted: the active organization");
-    let personal = author
-        .api(Method::POST, "/api/todos", Some(json!({ "title": "Mine", "organization_id": "personal" })))
-        .await;
+    let personal =
+        author.api(Method::POST, "/api/todos", Some(json!({ "title": "Mine", "organization_id": "personal" }))).await;
     assert_eq!(personal.json()["organization_id"], serde_json::Value::Null);
     let listed = author.get("/api/todos?organization_id=personal").await.json();
     assert_eq!(listed["organization_id"], serde_json::Value::Null);
@@ -190,7 +189,9 @@ async fn in_sql(app: &TestApp, user_id: &str, todo: &str) -> Commands {
     let inserts = run(
         &mut conn,
         &claims,
-        &format!("INSERT INTO public.todos (title, organization_id) SELECT 'in SQL', '{ACME}' WHERE $1::text IS NOT NULL"),
+        &format!(
+            "INSERT INTO public.todos (title, organization_id) SELECT 'in SQL', '{ACME}' WHERE $1::text IS NOT NULL"
+        ),
         todo,
     )
     .await;
@@ -226,7 +227,8 @@ async fn every_command_for_every_kind_of_user_straight_in_sql() {
     let todo = id_of(&create(&author, "Shared in SQL", Some(ACME)).await);
     remove_from_acme(&app, REMOVED).await;
 
-    let expect = |sees, inserts_in_acme, renames, deletes| Commands { sees, inserts_in_acme, renames, deletes, moves: false };
+    let expect =
+        |sees, inserts_in_acme, renames, deletes| Commands { sees, inserts_in_acme, renames, deletes, moves: false };
     for (email, expected) in [
         (AUTHOR, expect(true, true, true, true)),
         (MEMBER, expect(true, true, true, false)),

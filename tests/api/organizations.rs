@@ -42,6 +42,8 @@ async fn an_organization_the_database_does_not_know_is_fetched_for_its_name() {
     let app = spawn_app_with(sign_in_only()).await;
     let globex = app.workos.create_organization("Globex Corporation");
     app.workos.add_membership(&app.user_id(BOB), &globex.id, &["admin"]).expect("member");
+    // Straight into his first organization (choosing one at sign-in has its own tests).
+    app.workos.set_organization_selection(false);
     let fetched_before = app.workos.calls(Endpoint::Organizations);
 
     let browser = app.signed_in(BOB).await;
