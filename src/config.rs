@@ -788,6 +788,21 @@ mod tests {
     }
 
     #[test]
+    fn impersonation_writes_are_off_unless_said_and_the_variable_is_documented() {
+        assert!(!load(&base()).expect("valid").server.impersonation_allow_writes, "off by default");
+        for (raw, expected) in [("true", true), ("TRUE", true), ("1", true), ("false", false), ("no", false)] {
+            let mut vars = base();
+            vars.insert("IMPERSONATION_ALLOW_WRITES", raw.to_owned());
+            assert_eq!(load(&vars).expect("valid").server.impersonation_allow_writes, expected, "{raw}");
+        }
+        let mut vars = base();
+        vars.insert("IMPERSONATION_ALLOW_WRITES", "sometimes".to_owned());
+        assert_eq!(load(&vars).expect_err("not a boolean").variable, "IMPERSONATION_ALLOW_WRITES");
+        assert!(include_str!("../.env.example").contains("IMPERSONATION_ALLOW_WRITES="));
+        assert!(include_str!("../README.md").contains("| `IMPERSONATION_ALLOW_WRITES` |"));
+    }
+
+    #[test]
     fn malformed_numbers_and_urls_are_named() {
         let mut vars = base();
         vars.insert("INSFORGE_TOKEN_TTL_SECONDS", "five".to_owned());

@@ -409,7 +409,9 @@ impl ActiveMembership {
 /// with the user's email (WorkOS links them by email) deny the membership when there are some and none of them is
 /// active; re-adding a person to the directory (a new, active directory user) restores it.
 pub async fn active_memberships(conn: &mut PgConnection, user_id: &str) -> Result<Vec<ActiveMembership>, sqlx::Error> {
-    let rows: Vec<(String, Option<String>, Option<String>, Vec<String>)> = sqlx::query_as(
+    /// Organization id, its name, the main role, every role.
+    type Row = (String, Option<String>, Option<String>, Vec<String>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT m.organization_id, o.name, m.role, m.role_slugs \
          FROM authbridge.organization_memberships m \
          LEFT JOIN authbridge.organizations o ON o.id = m.organization_id \

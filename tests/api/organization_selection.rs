@@ -57,7 +57,7 @@ async fn a_member_of_several_organizations_picks_one_and_the_pending_token_never
         .post_form("/login/organization", &[("csrf_token", &token), ("organization_id", "org_someone_elses")])
         .await;
     assert_eq!(other.status, 400, "{}", other.body);
-    assert_eq!(app.workos.pending_authentication_tokens(), [pending.clone()], "the grant was not tried");
+    assert_eq!(app.workos.pending_authentication_tokens(), std::slice::from_ref(&pending), "the grant was not tried");
 
     let chosen = browser
         .post_form("/login/organization", &[("csrf_token", &token), ("organization_id", GLOBEX_ORGANIZATION_ID)])
