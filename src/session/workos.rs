@@ -249,7 +249,13 @@ impl WorkosProvider {
 
 /// How a failed sign-in step (code exchange, organization selection) is answered.
 fn sign_in_error(error: WorkosError) -> ProviderError {
-    tracing::warn!(%error, "WorkOS sign-in failed");
+    match &error {
+        // A step of the sign-in, not a failure.
+        WorkosError::OrganizationSelectionRequired(_) => {
+            tracing::info!("WorkOS asks the user to choose an organization")
+        }
+        _ => tracing::warn!(%error, "WorkOS sign-in failed"),
+    }
     match error {
         WorkosError::InvalidGrant { description } => ProviderError::GrantRejected(description),
         WorkosError::OrganizationSelectionRequired(pending) => ProviderError::OrganizationSelectionRequired(pending),
