@@ -195,3 +195,26 @@ async fn a_failing_email_lookup_leaves_it_null_and_never_fails_the_request() {
     assert_eq!(stranger.get("/api/me").await.status, 200);
     assert!(started.elapsed() < Duration::from_secs(4), "a hanging WorkOS holds the request for seconds at most");
 }
+
+#[tokio::test]
+async fn the_email_cache_is_bounded_and_forgets_after_its_lifetime() {
+    use authbridge::workos::WorkosClient;
+    use authbridge::workos::user_emails::UserEmails;
+    use standins::workos_standin::Endpoint;
+    let app = spawn_app().await;
+    let client = WorkosClient::new(app.config.workos().expect("WorkOS")).expect("client");
+    let emails = UserEmails::with_limits(client, Duration::from_millis(300), 2);
+    let users: Vec<String> = app.workos.users().into_iter().map(|user| user.id).collect();
+    assert_eq!(users.len(), 3);
+    for id in &users {
+        assert!(emails.email_of(id).await.is_some());
+    }
+    assert_eq!(emails.cached(), 2, "never more than its capacity");
+    let calls = app.workos.calls(Endpoint::Users);
+    emails.email_of(&users[2]).await;
+    assert_eq!(app.workos.calls(Endpoint::Users), calls, "the newest is remembered");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    emails.email_of(&users[2]).await;
+    assert_eq!(app.workos.calls(Endpoint::Users), calls + 1, "asked again once the lifetime is over");
+    assert_eq!(emails.email_of("user_nobody_knows").await, None, "an unknown user has no email");
+}
