@@ -310,6 +310,11 @@ async fn serve(
     environment.extend(provider.environment(&redirect_uri));
     environment.extend(provider.lifecycle_environment(options, &database_url)?);
     let config = Config::from_lookup(|name| environment.get(name).cloned())?;
+    // The welcome's curl line works at once: the seeded users' memberships are in the database before it is
+    // printed (the Events API consumer would record them too, moments later).
+    if let ProviderStandIn::Workos(workos) = &provider {
+        record_seeded_memberships(&config, workos).await;
+    }
     let app = Application::build_with_listener(config, listeners.app)?;
     // The welcome promises a working sign-in: an OpenID Connect provider must have been discovered first.
     if !app.wait_for_identity_provider(DISCOVERY_WAIT).await {
@@ -323,6 +328,27 @@ async fn serve(
     insforge.shutdown().await;
     provider.shutdown().await;
     served.map_err(DemoError::Serve)
+}
+
+/// Reads each seeded user's memberships from the WorkOS stand-in into the database, the way a sign-in does.
+async fn record_seeded_memberships(config: &Config, workos: &WorkosStandIn) {
+    let (Some(lifecycle), Some(workos_config)) = (&config.lifecycle, config.workos()) else { return };
+    let lifecycle =
+        match (crate::db::Database::connect_lazy(lifecycle), crate::workos::WorkosClient::new(workos_config)) {
+            (Ok(database), Ok(client)) => crate::lifecycle::Lifecycle::new(database, client),
+            _ => return,
+        };
+    for user in workos.users() {
+        let profile = crate::identity::UserProfile {
+            id: user.id.clone(),
+            email: Some(user.email.clone()),
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+        };
+        if let Err(error) = lifecycle.sync_memberships(&profile).await {
+            tracing::warn!(%error, user = %user.email, "could not record a seeded user's memberships");
+        }
+    }
 }
 
 async fn listen(addr: SocketAddr, what: &'static str, flag: &'static str) -> Result<TcpListener, DemoError> {
