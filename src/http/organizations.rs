@@ -6,8 +6,8 @@
 //! - `POST /organizations/switch` (form, CSRF) and `POST /api/organizations/switch` (JSON): switch the active
 //!   space. `personal` is an app-side choice kept in the session; an organization needs an active membership in
 //!   the database first (else 403 and nothing changes), then the session is refreshed at WorkOS with
-//!   `organization_id` (as its `switchToOrganization` does). An organization that wants its own sign-in (SSO, MFA)
-//!   sends the browser through `/login?organization_id=…`.
+//!   `organization_id` (as its `switchToOrganization` does). An organization that wants its own sign-in (SSO, MFA,
+//!   or WorkOS naming a redirect URL) sends the browser through `/login?organization_id=…`.
 //! - `GET /organizations/{id}`: the settings page, with the Admin Portal's four setups for the organization's
 //!   admins (per the database, role slug `admin`); `POST /organizations/{id}/portal` (CSRF) makes a portal link
 //!   at WorkOS and redirects there (303). The link is a credential: it is never logged or shown.
@@ -83,9 +83,9 @@ async fn switch(
         current.session.clone()
     } else {
         state.sessions.switch_organization(&current.session, organization_id).await.map_err(|error| match error {
-            ProviderError::OrganizationAuthRequired { redirect_url } => AppError::OrganizationSignInRequired {
-                location: sign_in_location(state, organization_id, redirect_url),
-            },
+            ProviderError::OrganizationAuthRequired { .. } => {
+                AppError::OrganizationSignInRequired { location: sign_in_location(organization_id) }
+            }
             // WorkOS does not count them a member (yet): the database was ahead of it.
             ProviderError::Declined(_) => AppError::NotAMember,
             ProviderError::GrantRejected(_) => AppError::Unauthorized,
@@ -99,16 +99,10 @@ async fn switch(
     Ok(Some(membership))
 }
 
-/// Where the browser signs in to the organization: WorkOS's own address when it named one on its API origin
-/// (never anywhere else: no open redirect), else the app's sign-in with `organization_id`.
-fn sign_in_location(state: &AppState, organization_id: &str, redirect_url: Option<String>) -> String {
-    let workos_origin = state.config.workos().map(|workos| workos.api_base_url.origin());
-    if let Some(url) = redirect_url.as_deref().and_then(|raw| url::Url::parse(raw).ok())
-        && matches!(url.scheme(), "https" | "http")
-        && Some(url.origin()) == workos_origin
-    {
-        return url.to_string();
-    }
+/// Where the browser signs in to the organization: always the app's own sign-in with `organization_id`, so the
+/// sign-in carries this browser's state and PKCE. (WorkOS may name an `authkit_redirect_url`; following it would
+/// bring the browser back to `/callback` without a sign-in state of ours, which is refused.)
+fn sign_in_location(organization_id: &str) -> String {
     let id: String = url::form_urlencoded::byte_serialize(organization_id.as_bytes()).collect();
     format!("/login?organization_id={id}&return_to=%2F")
 }

@@ -488,6 +488,17 @@ mod tests {
             classify(StatusCode::BAD_GATEWAY, ErrorBody::default(), None),
             WorkosError::Unavailable { status: 502 }
         ));
+        // A switch the organization wants its own sign-in for, however WorkOS says it.
+        for body in [
+            body("sso_required"),
+            ErrorBody { code: Some("mfa_enrollment".into()), ..Default::default() },
+            ErrorBody { authkit_redirect_url: Some("https://auth.example.com/x".into()), ..Default::default() },
+        ] {
+            assert!(matches!(
+                classify(StatusCode::BAD_REQUEST, body, None),
+                WorkosError::OrganizationAuthRequired { .. }
+            ));
+        }
     }
 
     #[test]
