@@ -99,6 +99,7 @@ fn fixture() -> Fixture {
         // As the app stores it after sign-in: with the token's session id, so no request needs to reseal it.
         session_id: jsonwebtoken::dangerous::insecure_decode_claims::<Sid>(&access_token).expect("claims").sid,
         oidc: None,
+        personal: false,
     };
     let sealer = Sealer::new(&config.session.cookie_password, None).expect("keys");
     let sealed = sealer.seal(Purpose::Session, &serde_json::to_vec(&session).expect("json")).expect("seal");

@@ -73,6 +73,7 @@ async fn main() -> Result<(), String> {
         },
         organization_id: alice.organization_id.clone(),
         impersonator: None,
+        personal: false,
         oidc: None,
     };
     let sealer = Sealer::new(&password, None).map_err(|e| e.to_string())?;

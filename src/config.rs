@@ -87,6 +87,9 @@ pub struct Config {
     /// Who signs people in (`IDENTITY_PROVIDER`).
     pub provider: ProviderConfig,
     pub session: SessionConfig,
+    /// The enterprise lifecycle (webhooks, the Events API, deprovisioning): `None` without `DATABASE_URL`, and then
+    /// the app runs without it.
+    pub lifecycle: Option<LifecycleConfig>,
 }
 
 /// The identity provider sessions are made with, and its settings. Only the chosen provider's variables are read
@@ -114,6 +117,9 @@ pub struct ServerConfig {
     /// Where `GET /metrics` (Prometheus) is served; `None` (the default) serves no metrics at all. Never the
     /// public listener.
     pub metrics_bind_addr: Option<SocketAddr>,
+    /// Whether an impersonated session (WorkOS support staff signed in as a user) may change anything
+    /// (`IMPERSONATION_ALLOW_WRITES`, off by default: impersonation is for looking).
+    pub impersonation_allow_writes: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +171,29 @@ pub struct SessionConfig {
     pub previous_cookie_password: Option<Secret>,
     /// `Secure` cookies, set when the app is served over https.
     pub secure_cookies: bool,
+}
+
+/// Connections in the bookkeeping pool: the revocation check, webhooks, the consumer and sign-in sync each hold one
+/// only for a few statements.
+pub const DATABASE_MAX_CONNECTIONS: u32 = 5;
+/// Longest a request waits for a database connection: well inside the request time limit, so an outage is answered
+/// 503 (and retried by WorkOS) instead of running into a 504.
+pub const DATABASE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The Events API poll interval when `DATABASE_URL` is set and `WORKOS_EVENTS_POLL_SECONDS` is not.
+pub const DEFAULT_EVENTS_POLL_SECONDS: u64 = 30;
+
+#[derive(Debug, Clone)]
+pub struct LifecycleConfig {
+    /// A direct connection to the InsForge project's PostgreSQL, used only for the `authbridge` schema.
+    pub database_url: Secret,
+    pub database_max_connections: u32,
+    pub database_acquire_timeout: Duration,
+    /// Signs `POST /webhooks/workos` deliveries; without it the route does not exist.
+    pub webhook_secret: Option<Secret>,
+    /// Also accepted while a webhook secret is being rotated.
+    pub previous_webhook_secret: Option<Secret>,
+    /// How often the Events API is read; `None` (`WORKOS_EVENTS_POLL_SECONDS=0`) turns the consumer off.
+    pub events_poll_interval: Option<Duration>,
 }
 
 impl Config {
@@ -259,6 +288,7 @@ impl Config {
                             .map_err(|e| ConfigError::new("METRICS_BIND_ADDR", format!("cannot parse {raw:?}: {e}")))
                     })
                     .transpose()?,
+                impersonation_allow_writes: boolean(&vars, "IMPERSONATION_ALLOW_WRITES", false)?,
             },
             insforge: InsforgeConfig {
                 url: vars.url("INSFORGE_URL")?,
@@ -278,6 +308,7 @@ impl Config {
                 previous_cookie_password: vars.cookie_password(PREVIOUS_COOKIE_PASSWORD)?,
                 secure_cookies,
             },
+            lifecycle: lifecycle(&vars, kind)?,
         })
     }
 
@@ -398,6 +429,83 @@ fn oidc_issuer(raw: &str) -> Result<String, ConfigError> {
         return Err(ConfigError::new(NAME, format!("has a doubled slash in its path: {raw}")));
     }
     Ok(raw.to_owned())
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, any case); `default` when unset.
+fn boolean(vars: &Vars<'_>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match vars.optional(name) {
+        None => Ok(default),
+        Some(raw) => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err(ConfigError::new(name, "must be true or false")),
+        },
+    }
+}
+
+/// `DATABASE_URL` turns the lifecycle on; the other lifecycle variables mean nothing without it, so setting one of
+/// them alone is a mistake worth stopping for. The lifecycle follows WorkOS (its webhooks, its Events API, its
+/// memberships): with an OpenID Connect provider it is off, and asking for its parts is refused; `DATABASE_URL`
+/// alone is then for `authbridge migrate` only.
+fn lifecycle(vars: &Vars<'_>, kind: ProviderKind) -> Result<Option<LifecycleConfig>, ConfigError> {
+    if kind == ProviderKind::Oidc {
+        for name in ["WORKOS_WEBHOOK_SECRET", "WORKOS_WEBHOOK_SECRET_PREVIOUS"] {
+            if vars.optional(name).is_some() {
+                return Err(ConfigError::new(
+                    name,
+                    "belongs to the WorkOS lifecycle, which needs IDENTITY_PROVIDER=workos",
+                ));
+            }
+        }
+        if vars.optional("WORKOS_EVENTS_POLL_SECONDS").is_some()
+            && vars.parsed::<u64>("WORKOS_EVENTS_POLL_SECONDS", "0")? > 0
+        {
+            return Err(ConfigError::new(
+                "WORKOS_EVENTS_POLL_SECONDS",
+                "belongs to the WorkOS lifecycle, which needs IDENTITY_PROVIDER=workos",
+            ));
+        }
+        return Ok(None);
+    }
+    let webhook_secret = vars.optional("WORKOS_WEBHOOK_SECRET").map(Secret::new);
+    let previous_webhook_secret = vars.optional("WORKOS_WEBHOOK_SECRET_PREVIOUS").map(Secret::new);
+    if previous_webhook_secret.is_some() && webhook_secret.is_none() {
+        return Err(ConfigError::new(
+            "WORKOS_WEBHOOK_SECRET_PREVIOUS",
+            "is only read during a rotation, next to WORKOS_WEBHOOK_SECRET, which is not set",
+        ));
+    }
+    let poll_seconds: Option<u64> = match vars.optional("WORKOS_EVENTS_POLL_SECONDS") {
+        Some(_) => Some(vars.parsed("WORKOS_EVENTS_POLL_SECONDS", "0")?),
+        None => None,
+    };
+    let Some(database_url) = vars.optional("DATABASE_URL") else {
+        if webhook_secret.is_some() {
+            return Err(ConfigError::new("WORKOS_WEBHOOK_SECRET", "needs DATABASE_URL, where webhooks are recorded"));
+        }
+        if poll_seconds.is_some_and(|seconds| seconds > 0) {
+            return Err(ConfigError::new(
+                "WORKOS_EVENTS_POLL_SECONDS",
+                "needs DATABASE_URL, where events are recorded",
+            ));
+        }
+        return Ok(None);
+    };
+    // Checked here so a typo stops the start; the message never repeats the value, which holds a password.
+    let is_postgres =
+        Url::parse(database_url.trim()).is_ok_and(|url| matches!(url.scheme(), "postgres" | "postgresql"));
+    if !is_postgres {
+        return Err(ConfigError::new("DATABASE_URL", "must be a postgres:// connection URL"));
+    }
+    let poll_seconds = poll_seconds.unwrap_or(DEFAULT_EVENTS_POLL_SECONDS);
+    Ok(Some(LifecycleConfig {
+        database_url: Secret::new(database_url),
+        database_max_connections: DATABASE_MAX_CONNECTIONS,
+        database_acquire_timeout: DATABASE_ACQUIRE_TIMEOUT,
+        webhook_secret,
+        previous_webhook_secret,
+        events_poll_interval: (poll_seconds > 0).then(|| Duration::from_secs(poll_seconds)),
+    }))
 }
 
 /// Only the variables the `migrate` subcommand needs, so it runs without the WorkOS settings.
@@ -625,6 +733,110 @@ mod tests {
         let mut vars = base();
         vars.insert("MAX_CONCURRENT_REQUESTS", "0".to_owned());
         assert_eq!(load(&vars).expect_err("zero").variable, "MAX_CONCURRENT_REQUESTS");
+    }
+
+    #[test]
+    fn without_a_database_the_lifecycle_is_off_and_its_variables_are_refused() {
+        let config = load(&base()).expect("valid");
+        assert!(config.lifecycle.is_none(), "no DATABASE_URL, no lifecycle");
+
+        let mut vars = base();
+        vars.insert("WORKOS_WEBHOOK_SECRET", "whsec".to_owned());
+        assert_eq!(load(&vars).expect_err("needs a database").variable, "WORKOS_WEBHOOK_SECRET");
+
+        let mut vars = base();
+        vars.insert("WORKOS_EVENTS_POLL_SECONDS", "10".to_owned());
+        assert_eq!(load(&vars).expect_err("needs a database").variable, "WORKOS_EVENTS_POLL_SECONDS");
+
+        let mut vars = base();
+        vars.insert("WORKOS_EVENTS_POLL_SECONDS", "0".to_owned());
+        assert!(load(&vars).expect("off is fine without a database").lifecycle.is_none());
+    }
+
+    #[test]
+    fn with_a_database_the_consumer_polls_every_30_seconds_unless_told_otherwise() {
+        let mut vars = base();
+        vars.insert("DATABASE_URL", "postgres://authbridge:pw@db.example.com/insforge".to_owned());
+        let lifecycle = load(&vars).expect("valid").lifecycle.expect("on");
+        assert_eq!(lifecycle.events_poll_interval, Some(Duration::from_secs(30)));
+        assert!(lifecycle.webhook_secret.is_none());
+        assert!(lifecycle.database_acquire_timeout < Duration::from_secs(30), "inside the request time limit");
+
+        vars.insert("WORKOS_EVENTS_POLL_SECONDS", "0".to_owned());
+        assert_eq!(load(&vars).expect("valid").lifecycle.expect("on").events_poll_interval, None);
+
+        let mut typo = vars.clone();
+        typo.insert("DATABASE_URL", "mysql://u:hunter2@x/db".to_owned());
+        let error = load(&typo).expect_err("not PostgreSQL");
+        assert_eq!(error.variable, "DATABASE_URL");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        vars.insert("WORKOS_EVENTS_POLL_SECONDS", "soon".to_owned());
+        assert_eq!(load(&vars).expect_err("nan").variable, "WORKOS_EVENTS_POLL_SECONDS");
+
+        vars.insert("WORKOS_EVENTS_POLL_SECONDS", "5".to_owned());
+        vars.insert("WORKOS_WEBHOOK_SECRET_PREVIOUS", "old".to_owned());
+        assert_eq!(load(&vars).expect_err("previous alone").variable, "WORKOS_WEBHOOK_SECRET_PREVIOUS");
+        vars.insert("WORKOS_WEBHOOK_SECRET", "new".to_owned());
+        let lifecycle = load(&vars).expect("valid").lifecycle.expect("on");
+        assert_eq!(lifecycle.webhook_secret.as_ref().map(Secret::expose), Some("new"));
+        assert_eq!(lifecycle.events_poll_interval, Some(Duration::from_secs(5)));
+        let debug = format!("{lifecycle:?}");
+        assert!(!debug.contains("pw@") && !debug.contains("\"new\""), "secrets leaked: {debug}");
+    }
+
+    #[test]
+    fn the_lifecycle_follows_workos_and_is_refused_with_an_oidc_provider() {
+        let mut vars = oidc_base();
+        vars.insert("DATABASE_URL", "postgres://authbridge:pw@db.example.com/insforge".to_owned());
+        assert!(load(&vars).expect("DATABASE_URL alone is for migrate").lifecycle.is_none());
+        for (name, value) in [
+            ("WORKOS_WEBHOOK_SECRET", "whsec"),
+            ("WORKOS_WEBHOOK_SECRET_PREVIOUS", "old"),
+            ("WORKOS_EVENTS_POLL_SECONDS", "5"),
+        ] {
+            let mut vars = vars.clone();
+            vars.insert(name, value.to_owned());
+            let error = load(&vars).expect_err("a WorkOS lifecycle variable with OIDC");
+            assert_eq!(error.variable, name);
+            assert!(error.problem.contains("IDENTITY_PROVIDER=workos"), "{error}");
+        }
+        vars.insert("WORKOS_EVENTS_POLL_SECONDS", "0".to_owned());
+        assert!(load(&vars).is_ok(), "off is fine");
+    }
+
+    #[test]
+    fn every_lifecycle_variable_is_read_and_documented_in_env_example_and_the_readme() {
+        const LIFECYCLE_VARIABLES: [&str; 4] =
+            ["DATABASE_URL", "WORKOS_WEBHOOK_SECRET", "WORKOS_WEBHOOK_SECRET_PREVIOUS", "WORKOS_EVENTS_POLL_SECONDS"];
+        let read = std::sync::Mutex::new(Vec::<String>::new());
+        let vars = base();
+        let _ = Config::from_lookup(|name| {
+            crate::sync::lock(&read).push(name.to_owned());
+            vars.get(name).cloned()
+        });
+        let read = read.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let env_example = include_str!("../.env.example");
+        let readme = include_str!("../README.md");
+        for name in LIFECYCLE_VARIABLES {
+            assert!(read.iter().any(|read| read == name), "{name} is not read by the configuration: {read:?}");
+            assert!(env_example.contains(&format!("{name}=")), "{name} is missing from .env.example");
+            assert!(readme.contains(&format!("| `{name}` |")), "{name} is missing from the README's table");
+        }
+    }
+
+    #[test]
+    fn impersonation_writes_are_off_unless_said_and_the_variable_is_documented() {
+        assert!(!load(&base()).expect("valid").server.impersonation_allow_writes, "off by default");
+        for (raw, expected) in [("true", true), ("TRUE", true), ("1", true), ("false", false), ("no", false)] {
+            let mut vars = base();
+            vars.insert("IMPERSONATION_ALLOW_WRITES", raw.to_owned());
+            assert_eq!(load(&vars).expect("valid").server.impersonation_allow_writes, expected, "{raw}");
+        }
+        let mut vars = base();
+        vars.insert("IMPERSONATION_ALLOW_WRITES", "sometimes".to_owned());
+        assert_eq!(load(&vars).expect_err("not a boolean").variable, "IMPERSONATION_ALLOW_WRITES");
+        assert!(include_str!("../.env.example").contains("IMPERSONATION_ALLOW_WRITES="));
+        assert!(include_str!("../README.md").contains("| `IMPERSONATION_ALLOW_WRITES` |"));
     }
 
     #[test]

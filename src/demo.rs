@@ -3,7 +3,10 @@
 //! It starts a PostgreSQL from the machine's binaries, applies the migrations, runs the InsForge stand-in and an
 //! identity provider's (WorkOS by default, or an OpenID Connect provider shaped like Auth0 with `--provider oidc`;
 //! both from the `authbridge-standins` crate), and serves authbridge in front of them, wired with freshly generated
-//! secrets. The app is configured and built exactly as in production: the demo hands
+//! secrets. With WorkOS the enterprise lifecycle is on, as an operator would turn it on: `DATABASE_URL`, a webhook
+//! secret, the app's `/webhooks/workos` registered with the WorkOS stand-in, and the Events API consumer; the demo
+//! prints two commands that change things at the stand-in (remove Bob from Acme, delete Carol), so the effect can
+//! be watched on the next reload. The app is configured and built exactly as in production: the demo hands
 //! [`Config::from_lookup`] the environment variables an operator would set, so every default and every check is
 //! production's, and only the upstream URLs differ. Everything listens on loopback only: the stand-ins sign anyone
 //! in without a password.
@@ -21,7 +24,9 @@ use standins::StandInSecret;
 use standins::insforge_standin::{InsforgeStandIn, InsforgeStandInError, InsforgeStandInOptions};
 use standins::oidc_standin::{OidcStandIn, OidcStandInError, OidcStandInOptions};
 use standins::temp_postgres::{PostgresError, PostgresOptions, TempPostgres};
-use standins::workos_standin::{WorkosStandIn, WorkosStandInError, WorkosStandInOptions};
+use standins::workos_standin::{
+    ACME_ORGANIZATION_ID, StandInMembershipStatus, WorkosStandIn, WorkosStandInError, WorkosStandInOptions,
+};
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -138,7 +143,8 @@ struct Listeners {
 struct DemoUser {
     name: String,
     email: String,
-    organization: Option<&'static str>,
+    /// "Acme (admin), Globex", or nothing.
+    organizations: Option<String>,
 }
 
 /// The identity provider stand-in the demo runs.
@@ -155,7 +161,7 @@ impl ProviderStandIn {
                     bind: free_for_reuse(listener),
                     redirect_uris: vec![redirect_uri.clone()],
                     access_token_ttl: options.access_token_ttl,
-                    ..WorkosStandInOptions::default()
+                    ..WorkosStandInOptions::demo()
                 })
                 .await?,
             ),
@@ -197,12 +203,30 @@ impl ProviderStandIn {
             Self::Workos(workos) => {
                 let users = workos.users();
                 let token = users.first().map(|user| workos.mint_access_token(&user.id, CURL_TOKEN_TTL));
+                let organizations = workos.organizations();
+                let memberships = workos.memberships();
                 let listed = users
                     .iter()
-                    .map(|user| DemoUser {
-                        name: user.display_name(),
-                        email: user.email.clone(),
-                        organization: user.organization_id.as_ref().map(|_| "Acme"),
+                    .map(|user| {
+                        let described: Vec<String> = memberships
+                            .iter()
+                            .filter(|m| m.user_id == user.id && m.status == StandInMembershipStatus::Active)
+                            .map(|m| {
+                                let name = organizations
+                                    .iter()
+                                    .find(|org| org.id == m.organization_id)
+                                    .map_or(m.organization_id.as_str(), |org| org.name.as_str());
+                                match m.roles.first().map(String::as_str) {
+                                    Some("admin") => format!("{name} (admin)"),
+                                    _ => name.to_owned(),
+                                }
+                            })
+                            .collect();
+                        DemoUser {
+                            name: user.display_name(),
+                            email: user.email.clone(),
+                            organizations: (!described.is_empty()).then(|| described.join(", ")),
+                        }
                     })
                     .collect();
                 (listed, token)
@@ -212,11 +236,25 @@ impl ProviderStandIn {
                 let token = users.first().map(|user| oidc.mint_access_token(&user.subject, CURL_TOKEN_TTL));
                 let listed = users
                     .iter()
-                    .map(|user| DemoUser { name: user.display_name(), email: user.email.clone(), organization: None })
+                    .map(|user| DemoUser { name: user.display_name(), email: user.email.clone(), organizations: None })
                     .collect();
                 (listed, token)
             }
         }
+    }
+
+    /// The enterprise lifecycle's settings, which follow WorkOS: as an operator sets up the webhook in the WorkOS
+    /// dashboard (the endpoint, and the secret WorkOS signs with), plus `DATABASE_URL`. Nothing for OIDC.
+    fn lifecycle_environment(
+        &self,
+        options: &DemoOptions,
+        database_url: &str,
+    ) -> Result<Vec<(&'static str, String)>, DemoError> {
+        let Self::Workos(workos) = self else { return Ok(Vec::new()) };
+        let webhook_secret = crate::random::token()?;
+        let webhook_url = Url::parse(&format!("http://{}/webhooks/workos", options.bind))?;
+        workos.register_webhook_endpoint(webhook_url, StandInSecret::new(webhook_secret.clone()));
+        Ok(vec![("DATABASE_URL", database_url.to_owned()), ("WORKOS_WEBHOOK_SECRET", webhook_secret)])
     }
 
     fn describe(&self) -> String {
@@ -270,7 +308,13 @@ async fn serve(
         ("INSFORGE_JWT_SECRET", jwt_secret),
     ]);
     environment.extend(provider.environment(&redirect_uri));
+    environment.extend(provider.lifecycle_environment(options, &database_url)?);
     let config = Config::from_lookup(|name| environment.get(name).cloned())?;
+    // The welcome's curl line works at once: the seeded users' memberships are in the database before it is
+    // printed (the Events API consumer would record them too, moments later).
+    if let ProviderStandIn::Workos(workos) = &provider {
+        record_seeded_memberships(&config, workos).await;
+    }
     let app = Application::build_with_listener(config, listeners.app)?;
     // The welcome promises a working sign-in: an OpenID Connect provider must have been discovered first.
     if !app.wait_for_identity_provider(DISCOVERY_WAIT).await {
@@ -284,6 +328,27 @@ async fn serve(
     insforge.shutdown().await;
     provider.shutdown().await;
     served.map_err(DemoError::Serve)
+}
+
+/// Reads each seeded user's memberships from the WorkOS stand-in into the database, the way a sign-in does.
+async fn record_seeded_memberships(config: &Config, workos: &WorkosStandIn) {
+    let (Some(lifecycle), Some(workos_config)) = (&config.lifecycle, config.workos()) else { return };
+    let lifecycle =
+        match (crate::db::Database::connect_lazy(lifecycle), crate::workos::WorkosClient::new(workos_config)) {
+            (Ok(database), Ok(client)) => crate::lifecycle::Lifecycle::new(database, client),
+            _ => return,
+        };
+    for user in workos.users() {
+        let profile = crate::identity::UserProfile {
+            id: user.id.clone(),
+            email: Some(user.email.clone()),
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+        };
+        if let Err(error) = lifecycle.sync_memberships(&profile).await {
+            tracing::warn!(%error, user = %user.email, "could not record a seeded user's memberships");
+        }
+    }
 }
 
 async fn listen(addr: SocketAddr, what: &'static str, flag: &'static str) -> Result<TcpListener, DemoError> {
@@ -309,13 +374,20 @@ fn print_welcome(app_url: &Url, provider: &ProviderStandIn, insforge: &InsforgeS
     out.push_str(&format!("  Open        {app_url}\n"));
     for (i, user) in users.iter().enumerate() {
         let label = if i == 0 { "Sign in as" } else { "" };
-        let org = user.organization.map(|org| format!("  ({org})")).unwrap_or_default();
+        let org = user.organizations.as_ref().map(|org| format!("  ({org})")).unwrap_or_default();
         out.push_str(&format!("  {label:<10}  {} <{}>{org}\n", user.name, user.email));
     }
-    out.push_str("              ...or any email address, on the sign-in page\n\n");
+    out.push_str("              ...or any email address, on the sign-in page\n");
+    if matches!(provider, ProviderStandIn::Workos(_)) {
+        out.push_str("              ...or support@authbridge.test impersonating Bob (read-only, audited)\n");
+    }
+    out.push('\n');
     if let (Some(first), Some(token)) = (users.first(), token) {
         out.push_str(&format!("  JSON API    (a bearer token for {}, valid for an hour)\n", first.email));
         out.push_str(&format!("  curl -H \"Authorization: Bearer {token}\" {todos}\n\n"));
+    }
+    if let ProviderStandIn::Workos(workos) = provider {
+        out.push_str(&lifecycle_commands(workos));
     }
     out.push_str(&provider.describe());
     out.push_str(&format!("  InsForge stand-in   {}\n", insforge.url()));
@@ -324,6 +396,33 @@ fn print_welcome(app_url: &Url, provider: &ProviderStandIn, insforge: &InsforgeS
     out.push_str(&format!("  Data directory      {}\n\n", postgres.data_dir().display()));
     out.push_str("  Press Ctrl-C to stop.\n");
     say(&out);
+}
+
+/// The two ready-to-paste commands that change things at WorkOS (the stand-in's real API, with its API key), and
+/// what to watch afterwards.
+fn lifecycle_commands(workos: &WorkosStandIn) -> String {
+    let users = workos.users();
+    let find = |email: &str| users.iter().find(|user| user.email == email);
+    let api = workos.base_url();
+    let key = workos.api_key().expose();
+    let mut out = String::from(
+        "  Lifecycle   WorkOS tells the app about changes by webhook; paste one, then reload the signed-in page:\n",
+    );
+    if let Some(bob) = find("bob@acme.test")
+        && let Some(membership) = workos.membership_of(&bob.id, ACME_ORGANIZATION_ID)
+        && let Ok(url) = api.join(&format!("user_management/organization_memberships/{}", membership.id))
+    {
+        out.push_str("  Remove Bob from Acme (Acme disappears from his page and /api/organizations):\n");
+        out.push_str(&format!("  curl -X DELETE -H \"Authorization: Bearer {key}\" {url}\n"));
+    }
+    if let Some(carol) = find("carol@example.test")
+        && let Ok(url) = api.join(&format!("user_management/users/{}", carol.id))
+    {
+        out.push_str("  Delete Carol (she is signed out at once, and the database refuses her queries):\n");
+        out.push_str(&format!("  curl -X DELETE -H \"Authorization: Bearer {key}\" {url}\n"));
+    }
+    out.push('\n');
+    out
 }
 
 /// Prints to stdout, ignoring a closed stdout (`authbridge demo | head`): the demo must keep serving regardless.

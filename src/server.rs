@@ -71,9 +71,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors, a connection reset before accept: not fatal, and retrying at once
                     // would spin, so pause a moment.
@@ -89,8 +89,10 @@ pub async fn serve(
 
         let router = router.clone();
         let requests = Arc::clone(&requests);
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             let router = router.clone();
+            // Who is at the other end, for the audit trail's `location`.
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
             // Decided now, not queued: a request either gets a slot at once or is shed.
             let slot =
                 if request.uri().path() == "/healthz" { None } else { Some(Arc::clone(&requests).try_acquire_owned()) };

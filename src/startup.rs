@@ -7,18 +7,23 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, ProviderConfig};
 use crate::http::{self, AppState, StateError};
+use crate::lifecycle::consumer::{ConsumerOptions, EventsConsumer};
 use crate::server::ServerLimits;
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     metrics: Option<(TcpListener, PrometheusHandle)>,
+    /// Stops the background tasks (the Events API consumer) when the server stops, or when this is dropped.
+    stop_background: watch::Sender<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,13 +36,26 @@ pub enum StartupError {
     MetricsBind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot install the metrics recorder: another one is installed in this process")]
     MetricsRecorder,
+    #[error("the database at DATABASE_URL lacks authbridge's latest migration: run `authbridge migrate` first")]
+    NotMigrated,
 }
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let addr = config.server.bind_addr;
         let listener = TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
-        Self::build_with_listener(config, listener)
+        let app = Self::build_with_listener(config, listener)?;
+        if let Some(lifecycle) = &app.state.lifecycle {
+            // Every lifecycle statement would fail against an older schema: better to say so now than answer 500s.
+            match lifecycle.database().is_migrated().await {
+                Ok(true) => {}
+                Ok(false) => return Err(StartupError::NotMigrated),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot reach the database at start-up; the lifecycle answers 503 until it is back");
+                }
+            }
+        }
+        Ok(app)
     }
 
     /// For callers that must know the port before the configuration is complete (the redirect URI contains it):
@@ -59,7 +77,9 @@ impl Application {
         // the WorkOS JWKS cache, or discover the OpenID Connect provider (retried until it succeeds).
         let prepare = state.clone();
         tokio::spawn(async move { prepare.sessions.provider().prepare().await });
-        Ok(Self { listener, state, metrics })
+        let (stop_background, stopping) = watch::channel(false);
+        start_lifecycle(&state, stopping);
+        Ok(Self { listener, state, metrics, stop_background })
     }
 
     /// Waits (at most `within`) until the identity provider can serve: at once for WorkOS, after discovery for
@@ -128,11 +148,41 @@ impl Application {
                 app.and(metrics)
             }
         };
+        self.stop_background.send_replace(true);
         served?;
         match misconfigured_rx.await {
             Ok(reason) => Err(std::io::Error::other(reason)),
             Err(_) => Ok(()),
         }
+    }
+}
+
+/// Starts the Events API consumer when the lifecycle is on and polling, and the Audit Log deliverer whenever it is
+/// on; or says once why the lifecycle is off.
+fn start_lifecycle(state: &AppState, stopping: watch::Receiver<bool>) {
+    if let Some(audit) = &state.audit {
+        let deliverer = audit.deliverer(crate::audit::DelivererOptions::default());
+        let mut stop = stopping.clone();
+        tokio::spawn(deliverer.run(async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }));
+    }
+    let poll = state.config.lifecycle.as_ref().and_then(|lifecycle| lifecycle.events_poll_interval);
+    match (&state.lifecycle, poll) {
+        (Some(lifecycle), Some(interval)) => {
+            let revocations = Some(Arc::clone(state.sessions.revocations()));
+            let consumer = EventsConsumer::new(Arc::clone(lifecycle), revocations, ConsumerOptions::every(interval));
+            tokio::spawn(consumer.run(stopping.clone()));
+        }
+        (Some(_), None) => tracing::info!("the WorkOS Events API consumer is off (WORKOS_EVENTS_POLL_SECONDS=0)"),
+        (None, _) if matches!(state.config.provider, ProviderConfig::Oidc(_)) => tracing::info!(
+            "the enterprise lifecycle is off: it follows WorkOS, and IDENTITY_PROVIDER=oidc (DATABASE_URL is only \
+             for `authbridge migrate` then)"
+        ),
+        (None, _) => tracing::info!(
+            "the enterprise lifecycle is off: no DATABASE_URL, so no webhooks, Events API, organizations or \
+             deprovisioning (see README, \"Enterprise lifecycle\")"
+        ),
     }
 }
 

@@ -18,17 +18,42 @@ pub const DEFAULT_PAGE_LIMIT: u32 = 50;
 /// The largest page anyone gets, whatever they ask for: one request must not be able to pull a whole table.
 pub const MAX_PAGE_LIMIT: u32 = 100;
 
-/// A todo as the app shows it. `user_id` is deliberately absent: ownership is the database's business (RLS), and
-/// a row's owner id is never sent to a browser. Rows from InsForge carry `user_id`; deserialising ignores it.
+/// A todo as the app shows it. Who may see or change it is the database's business (RLS); `user_id` (its author)
+/// and `organization_id` (the organization it is shared with, `None` for a personal todo) are carried so that an
+/// organization's shared list can say who wrote what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Todo {
     pub id: Uuid,
     pub title: String,
     pub is_complete: bool,
+    pub user_id: String,
+    #[serde(default)]
+    pub organization_id: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+/// Where a todo lives: the user's own list, or an organization's shared one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Space {
+    Personal,
+    Organization(String),
+}
+
+impl Space {
+    /// The `organization_id` column's value for this space.
+    pub fn organization_id(&self) -> Option<&str> {
+        match self {
+            Space::Personal => None,
+            Space::Organization(id) => Some(id),
+        }
+    }
+
+    pub fn of(organization_id: Option<&str>) -> Space {
+        organization_id.map_or(Space::Personal, |id| Space::Organization(id.to_owned()))
+    }
 }
 
 /// A todo title that satisfies the rule: surrounding whitespace trimmed, then 1 to 500 characters.
@@ -193,14 +218,17 @@ mod tests {
     }
 
     #[test]
-    fn todos_serialise_without_the_owner_and_ignore_it_when_reading() {
+    fn todos_carry_their_author_and_space() {
         let row = r#"{"id":"6f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c","user_id":"user_01ABC","title":"t",
             "is_complete":false,"created_at":"2025-01-02T03:04:05.123456+00:00",
-            "updated_at":"2025-01-02T03:04:06+00:00"}"#;
+            "updated_at":"2025-01-02T03:04:06+00:00","organization_id":null}"#;
         let todo: Todo = serde_json::from_str(row).expect("an InsForge row");
         let json = serde_json::to_value(&todo).expect("json");
         let keys: Vec<&str> = json.as_object().expect("object").keys().map(String::as_str).collect();
-        assert_eq!(keys, ["created_at", "id", "is_complete", "title", "updated_at"]);
+        assert_eq!(keys, ["created_at", "id", "is_complete", "organization_id", "title", "updated_at", "user_id"]);
         assert_eq!(json["created_at"], "2025-01-02T03:04:05.123456Z");
+        assert_eq!(json["organization_id"], serde_json::Value::Null);
+        assert_eq!(json["user_id"], "user_01ABC");
+        assert_eq!(Space::of(Some("org_1")).organization_id(), Some("org_1"));
     }
 }

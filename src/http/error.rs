@@ -3,8 +3,9 @@
 //! Each [`AppError`] variant *is* a status code with a stable machine-readable `code`. Handlers and extractors
 //! return it and convert lower layers' errors with `?`. Turning it into a response only leaves the error in the
 //! response's extensions; the [`render_errors`] middleware (the shape of axum's `error-handling` example) then
-//! decides, by the request's path, whether the client gets JSON (`{"error":{"code","message"}}` under `/api/`) or a
-//! page (or, for a page that needs a signed-in user, the way to sign in), and writes the one log line about it.
+//! decides, by the request's path, whether the client gets JSON (`{"error":{"code","message"}}` under `/api/` and
+//! `/webhooks/`) or a page (or, for a page that needs a signed-in user, the way to sign in), and writes the one
+//! log line about it.
 //! Messages are written for the person reading them; internal details (upstream messages, SQL errors) go to the
 //! log, never to the client.
 
@@ -18,12 +19,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 
+use crate::db::DbError;
 use crate::insforge::client::InsforgeError;
+use crate::lifecycle::LifecycleError;
 use crate::session::provider::{CheckError, ProviderError};
 use crate::session::sign_in::SignInError;
 use crate::todo::TitleError;
 
-use super::{is_api_path, pages};
+use super::{answers_json, pages};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -46,10 +49,29 @@ pub enum AppError {
     Csrf,
     #[error("Not found.")]
     NotFound,
+    /// Listing, creating or switching in an organization the user is not an active member of (per the database).
+    #[error("You are not an active member of that organization.")]
+    NotAMember,
+    /// Signed in and a member, but not allowed this (deleting another member's todo, the admin portal).
+    #[error("{0}")]
+    Forbidden(String),
+    /// An impersonated session tried to change something while `IMPERSONATION_ALLOW_WRITES` is off.
+    #[error(
+        "You are impersonating this user: changes are not allowed (IMPERSONATION_ALLOW_WRITES is off). Stop impersonating to make changes as yourself."
+    )]
+    ImpersonationReadOnly,
+    /// The organization asks the user to sign in to it (its SSO or MFA) before switching: go to `location`.
+    #[error("This organization asks you to sign in to it first: continue at {location}.")]
+    OrganizationSignInRequired { location: String },
+    /// Organizations need WorkOS and `DATABASE_URL` (the enterprise lifecycle); without them everything is personal.
+    #[error(
+        "Organizations are not available here: they need WorkOS as the identity provider and DATABASE_URL. Your todos are personal."
+    )]
+    OrganizationsUnavailable,
     #[error("That method is not allowed here.")]
     MethodNotAllowed,
-    #[error("The request body is larger than 64 KiB.")]
-    PayloadTooLarge,
+    #[error("The request body is larger than {} KiB.", limit / 1024)]
+    PayloadTooLarge { limit: usize },
     #[error("Send the request body as application/json.")]
     UnsupportedMediaType,
     #[error("{0}")]
@@ -69,6 +91,12 @@ pub enum AppError {
     AuthUpstreamFailed(String),
     #[error("Sign-in is temporarily unavailable. Please try again shortly.")]
     AuthUnavailable { retry_after: Duration },
+    /// A webhook whose `WorkOS-Signature` is missing, malformed, stale or from another secret: nothing applied.
+    #[error("The webhook signature is missing, invalid or too old.")]
+    InvalidSignature,
+    /// authbridge's own database cannot be reached: try again (WorkOS retries webhooks answered so).
+    #[error("The service's database is temporarily unavailable. Please try again shortly.")]
+    DatabaseUnavailable { retry_after: Duration },
     #[error("The request took too long.")]
     RequestTimeout,
     #[error("Something went wrong on our side.")]
@@ -81,17 +109,23 @@ impl AppError {
             Self::BadRequest(_) | Self::MalformedJson(_) | Self::InvalidId | Self::SignInExpired => {
                 StatusCode::BAD_REQUEST
             }
-            Self::Unauthorized | Self::InvalidToken | Self::SignInFailed(_) => StatusCode::UNAUTHORIZED,
-            Self::Csrf => StatusCode::FORBIDDEN,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Unauthorized | Self::InvalidToken | Self::SignInFailed(_) | Self::InvalidSignature => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::Csrf
+            | Self::NotAMember
+            | Self::Forbidden(_)
+            | Self::ImpersonationReadOnly
+            | Self::OrganizationSignInRequired { .. } => StatusCode::FORBIDDEN,
+            Self::NotFound | Self::OrganizationsUnavailable => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidTitle(_) | Self::Unprocessable(_) | Self::InsforgeRefused(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::InsforgeFailed(_) | Self::AuthUpstreamFailed(_) => StatusCode::BAD_GATEWAY,
-            Self::AuthUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AuthUnavailable { .. } | Self::DatabaseUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::InsforgeTimeout | Self::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -109,14 +143,21 @@ impl AppError {
             Self::SignInExpired => "sign_in_expired",
             Self::Csrf => "csrf_failed",
             Self::NotFound => "not_found",
+            Self::NotAMember => "not_a_member",
+            Self::Forbidden(_) => "forbidden",
+            Self::ImpersonationReadOnly => "impersonation_read_only",
+            Self::OrganizationSignInRequired { .. } => "organization_sign_in_required",
+            Self::OrganizationsUnavailable => "organizations_unavailable",
             Self::MethodNotAllowed => "method_not_allowed",
-            Self::PayloadTooLarge => "payload_too_large",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::InvalidTitle(_) => "invalid_title",
             Self::Unprocessable(_) | Self::InsforgeRefused(_) => "unprocessable",
             Self::InsforgeFailed(_) => "upstream_failed",
             Self::AuthUpstreamFailed(_) => "auth_upstream_failed",
             Self::AuthUnavailable { .. } => "auth_unavailable",
+            Self::InvalidSignature => "invalid_signature",
+            Self::DatabaseUnavailable { .. } => "database_unavailable",
             Self::InsforgeTimeout => "upstream_timeout",
             Self::RequestTimeout => "timeout",
             Self::Internal(_) => "internal",
@@ -136,9 +177,11 @@ impl AppError {
             Self::InsforgeFailed(error) => tracing::error!(code, %error, "InsForge request failed"),
             Self::AuthUpstreamFailed(detail) => tracing::error!(code, detail = %detail, "identity provider failed"),
             Self::InsforgeRefused(detail) => tracing::warn!(code, detail = %detail, "InsForge refused the input"),
-            Self::InsforgeTimeout | Self::AuthUnavailable { .. } | Self::RequestTimeout => {
-                tracing::warn!(code, "request failed upstream")
-            }
+            Self::InsforgeTimeout
+            | Self::AuthUnavailable { .. }
+            | Self::DatabaseUnavailable { .. }
+            | Self::RequestTimeout => tracing::warn!(code, "request failed upstream"),
+            Self::InvalidSignature => tracing::warn!(code, "webhook refused: bad signature"),
             _ => tracing::debug!(code, "request refused"),
         }
     }
@@ -146,7 +189,7 @@ impl AppError {
     fn add_headers(&self, response: &mut Response) {
         let headers = response.headers_mut();
         match self {
-            Self::AuthUnavailable { retry_after } => {
+            Self::AuthUnavailable { retry_after } | Self::DatabaseUnavailable { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
             }
             Self::Unauthorized => {
@@ -154,6 +197,11 @@ impl AppError {
             }
             Self::InvalidToken => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
+            }
+            Self::OrganizationSignInRequired { location } => {
+                if let Ok(value) = HeaderValue::from_str(location) {
+                    headers.insert(header::LOCATION, value);
+                }
             }
             _ => {}
         }
@@ -164,10 +212,24 @@ impl From<InsforgeError> for AppError {
     fn from(error: InsforgeError) -> Self {
         match error {
             InsforgeError::NotFound => Self::NotFound,
+            InsforgeError::NotDeletable => {
+                Self::Forbidden("Only its author or an admin of the organization can delete this todo.".to_owned())
+            }
             // Titles are validated before they are sent, so this is a rule only the database knows.
             InsforgeError::InvalidInput { message } => Self::InsforgeRefused(message),
             InsforgeError::Timeout => Self::InsforgeTimeout,
             other => Self::InsforgeFailed(other),
+        }
+    }
+}
+
+impl From<LifecycleError> for AppError {
+    fn from(error: LifecycleError) -> Self {
+        match error {
+            LifecycleError::Database(DbError::Unavailable(_)) => {
+                Self::DatabaseUnavailable { retry_after: crate::db::RETRY_AFTER }
+            }
+            other => Self::Internal(other.to_string()),
         }
     }
 }
@@ -183,6 +245,13 @@ impl From<ProviderError> for AppError {
             }
             ProviderError::Failed(detail) => Self::AuthUpstreamFailed(detail),
             ProviderError::Unavailable { retry_after } => Self::AuthUnavailable { retry_after },
+            // The sign-in and switch handlers act on these before they get here.
+            ProviderError::OrganizationSelectionRequired(_) => {
+                Self::SignInFailed("Choose an organization to finish signing in. Please sign in again.".into())
+            }
+            ProviderError::OrganizationAuthRequired { .. } => {
+                Self::SignInFailed("This organization asks you to sign in to it. Please sign in again.".into())
+            }
         }
     }
 }
@@ -193,6 +262,9 @@ impl From<SignInError> for AppError {
             SignInError::Expired => Self::SignInExpired,
             SignInError::Denied(detail) => Self::BadRequest(format!("Sign-in was not completed: {detail}")),
             SignInError::MissingCode => Self::BadRequest("The identity provider sent no sign-in code.".to_owned()),
+            SignInError::NotOffered => {
+                Self::BadRequest("Choose one of the organizations listed on the page.".to_owned())
+            }
             SignInError::Provider(error) => error.into(),
             other @ (SignInError::Random | SignInError::Store(_)) => Self::Internal(other.to_string()),
         }
@@ -234,7 +306,7 @@ pub fn shown_in_page(mut response: Response, error: AppError) -> Response {
 /// Middleware: renders (and logs) every [`AppError`] that comes back, in the format the request's path expects.
 /// Headers the inner layers added to the error response (a cleared cookie, a refreshed one) are kept.
 pub async fn render_errors(request: Request, next: Next) -> Response {
-    let api = is_api_path(request.uri().path());
+    let api = answers_json(request.uri().path());
     let return_to = (request.method() == Method::GET)
         .then(|| request.uri().path_and_query().map(|pq| pq.as_str().to_owned()))
         .flatten();
@@ -246,12 +318,13 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
         return response;
     }
 
+    let banner = response.extensions_mut().remove::<pages::Banner>();
     let rendered = if api {
         render_json(&error)
     } else if matches!(*error, AppError::Unauthorized) {
         sign_in_redirect(return_to.as_deref().unwrap_or("/"))
     } else {
-        render_page(&error)
+        render_page(&error, banner)
     };
     let (mut parts, _) = response.into_parts();
     let (rendered_parts, body) = rendered.into_parts();
@@ -270,9 +343,9 @@ fn render_json(error: &AppError) -> Response {
     response
 }
 
-fn render_page(error: &AppError) -> Response {
+fn render_page(error: &AppError, banner: Option<pages::Banner>) -> Response {
     let offer_sign_in = matches!(error, AppError::SignInFailed(_) | AppError::SignInExpired);
-    let mut response = pages::error_page(error.status(), &error.public_message(), offer_sign_in);
+    let mut response = pages::error_page(error.status(), &error.public_message(), offer_sign_in, banner);
     error.add_headers(&mut response);
     response
 }

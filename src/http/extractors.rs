@@ -27,8 +27,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
+use crate::audit::ImpersonatedRequest;
 use crate::session::provider::CheckError;
-use crate::session::{AuthSource, CookieChange, Outcome, Principal};
+use crate::session::{AuthSource, CookieChange, Outcome, Principal, Session};
 use crate::sync::lock;
 
 use super::error::AppError;
@@ -67,17 +68,63 @@ impl SessionContext {
         *lock(&self.cookie) = Some(change);
     }
 
+    /// The session this request's response will store, when resolving it refreshed it.
+    fn stored_session(&self) -> Option<Session> {
+        match &*lock(&self.cookie) {
+            Some(CookieChange::Store(session)) => Some(Session::clone(session)),
+            _ => None,
+        }
+    }
+
+    /// The signed-in user of this request, once an extractor resolved one.
+    fn user(&self) -> Option<Arc<CurrentUser>> {
+        match self.auth.get() {
+            Some(Auth::User(user)) => Some(Arc::clone(user)),
+            _ => None,
+        }
+    }
+
     fn take_cookie_change(&self) -> Option<CookieChange> {
         lock(&self.cookie).take()
     }
 }
 
-/// Middleware: gives extractors a [`SessionContext`] and applies the cookie change they decided on.
+/// Middleware: gives extractors a [`SessionContext`] and applies the cookie change they decided on. For a request of
+/// an impersonated session it also writes the audit record (whatever the answer) and marks the response so that
+/// an error page shows the impersonation banner too.
 pub async fn session_cookies(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let context = SessionContext::default();
     request.extensions_mut().insert(context.clone());
     let request_headers = cookie_headers(request.headers());
+    let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
+    let request_context = super::spaces::request_context(request.headers(), request.extensions());
     let mut response = next.run(request).await;
+
+    if let Some(user) = context.user()
+        && let Some(impersonator) = &user.impersonator
+    {
+        response.extensions_mut().insert(super::pages::Banner::new(&state, &user));
+        if let Some(audit) = &state.audit {
+            let record = ImpersonatedRequest {
+                impersonator: impersonator.email.clone(),
+                reason: impersonator.reason.clone(),
+                user_id: user.id().to_owned(),
+                user_name: user.user.display_name(),
+                session_id: user.session_id.clone(),
+                organization_id: user.active_organization().map(str::to_owned),
+                method,
+                path,
+                status: response.status().as_u16(),
+                context: request_context,
+            };
+            match tokio::time::timeout(IMPERSONATION_AUDIT_LIMIT, audit.record_impersonated_request(&record)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "could not record a request of an impersonated session"),
+                Err(_) => tracing::error!("recording a request of an impersonated session timed out"),
+            }
+        }
+    }
 
     let set_cookies = match context.take_cookie_change() {
         None | Some(CookieChange::Keep) => return response,
@@ -95,6 +142,14 @@ pub async fn session_cookies(State(state): State<AppState>, mut request: Request
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
+}
+
+/// Longest the audit record of an impersonated request may hold its response.
+const IMPERSONATION_AUDIT_LIMIT: Duration = Duration::from_secs(3);
+
+/// Paths an impersonated session may post to even when writes are refused: choosing which space to look at.
+fn allowed_while_impersonating(path: &str) -> bool {
+    matches!(path, "/organizations/switch" | "/api/organizations/switch")
 }
 
 /// Only the `Cookie` headers: all the middleware needs to know which cookie pieces to replace.
@@ -156,6 +211,14 @@ impl FromRequestParts<AppState> for CurrentUser {
                 if is_api_path(parts.uri.path()) && user.source == AuthSource::Cookie && !parts.method.is_safe() {
                     csrf::require_same_origin(&parts.headers, &state.origin)?;
                 }
+                // Support staff signed in as the user look, they do not change things (unless the operator allows).
+                if user.impersonator.is_some()
+                    && !parts.method.is_safe()
+                    && !state.config.server.impersonation_allow_writes
+                    && !allowed_while_impersonating(parts.uri.path())
+                {
+                    return Err(AppError::ImpersonationReadOnly);
+                }
                 Ok(CurrentUser::clone(&user))
             }
             // Pages are sent to sign in, the API gets 401: `error::render_errors` decides by path.
@@ -163,6 +226,46 @@ impl FromRequestParts<AppState> for CurrentUser {
             Auth::InvalidBearer => Err(AppError::InvalidToken),
             Auth::Unavailable { retry_after } => Err(AppError::AuthUnavailable { retry_after }),
         }
+    }
+}
+
+/// The signed-in user's session itself (cookie sessions only), for the handlers that change it (switching the
+/// active organization). The response stores whatever [`CurrentSession::replace`] is given.
+pub struct CurrentSession {
+    pub user: CurrentUser,
+    pub session: Session,
+    context: SessionContext,
+}
+
+impl CurrentSession {
+    /// Makes the response store `session` as the new session cookie.
+    pub fn replace(&self, session: Session) {
+        self.context.set_cookie_change(CookieChange::Store(Box::new(session)));
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentSession {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        if user.source != AuthSource::Cookie {
+            return Err(AppError::BadRequest(
+                "A bearer token's organization is chosen when it is issued: refresh it at WorkOS with \
+                 organization_id. This route switches the organization of a browser session."
+                    .to_owned(),
+            ));
+        }
+        let context = parts.extensions.get::<SessionContext>().cloned().unwrap_or_default();
+        // The session as this request resolved it: refreshed just now, or the cookie as it came.
+        let session = match context.stored_session() {
+            Some(session) => session,
+            None => state.sessions.open(&parts.headers).map(|(session, _)| session).ok_or(AppError::Unauthorized)?,
+        };
+        if session.user.id != user.id() {
+            return Err(AppError::Unauthorized);
+        }
+        Ok(Self { user, session, context })
     }
 }
 
@@ -227,7 +330,7 @@ fn json_rejection(rejection: JsonRejection) -> AppError {
         JsonRejection::JsonSyntaxError(error) => AppError::MalformedJson(error.body_text()),
         JsonRejection::JsonDataError(error) => AppError::MalformedJson(error.body_text()),
         JsonRejection::BytesRejection(error) if error.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-            AppError::PayloadTooLarge
+            AppError::PayloadTooLarge { limit: super::MAX_BODY_BYTES }
         }
         other => AppError::BadRequest(other.body_text()),
     }
@@ -256,7 +359,7 @@ pub async fn checked_form(request: Request, state: &AppState, binding: &str) -> 
     csrf::require_same_origin(request.headers(), &state.origin)?;
     let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            AppError::PayloadTooLarge
+            AppError::PayloadTooLarge { limit: super::MAX_BODY_BYTES }
         } else {
             AppError::BadRequest("The form could not be read.".to_owned())
         }

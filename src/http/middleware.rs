@@ -117,17 +117,22 @@ pub async fn record_metrics(request: Request, next: Next) -> axum::response::Res
     response
 }
 
-/// Refuses a request whose declared `Content-Length` is over the body limit at once, before any of the body is
-/// read: otherwise the connection would be held open while the client sends (or trickles) bytes that will be
-/// thrown away. Bodies without a declared length are still cut off at the limit while they are read.
-pub async fn refuse_oversized_bodies(request: Request, next: Next) -> axum::response::Response {
+/// Refuses a request whose declared `Content-Length` is over its route's body limit (the state) at once, before
+/// any of the body is read: otherwise the connection would be held open while the client sends (or trickles) bytes
+/// that will be thrown away. Bodies without a declared length are still cut off at the limit while they are read
+/// (`DefaultBodyLimit`, set next to this layer by `http::with_body_limit`).
+pub async fn refuse_oversized_bodies(
+    State(limit): State<usize>,
+    request: Request,
+    next: Next,
+) -> axum::response::Response {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
-    if declared.is_some_and(|length| length > super::MAX_BODY_BYTES as u64) {
-        return AppError::PayloadTooLarge.into_response();
+    if declared.is_some_and(|length| length > limit as u64) {
+        return AppError::PayloadTooLarge { limit }.into_response();
     }
     next.run(request).await
 }

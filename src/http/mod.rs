@@ -1,23 +1,27 @@
 //! The HTTP face of authbridge: routes, middleware, extractors, errors.
 //!
-//! One router per feature (`sign_in`, `todos_pages`, `todos_api`, `health`, and `pages` for the stylesheet),
-//! merged in [`router`], under one stack of layers. Read a request's path top to bottom: `middleware` (request
-//! id, log, security headers, time limit) → `extractors` (who is this?) → the feature's handler → `insforge` →
-//! back out through `error`, which renders any error as JSON or a page. Submodules are private: the binary, the
-//! demo and the tests need only [`router`] (through `startup`) and [`AppState`].
+//! One router per feature (`sign_in`, `todos_pages`, `todos_api`, `organizations`, `webhooks`, `health`, and
+//! `pages` for the stylesheet), merged in [`router`], under one stack of layers. Each router gets its own body
+//! limit: 64 KiB for pages and the API, 1 MiB for WorkOS webhooks. Read a request's path top to bottom:
+//! `middleware` (request id, log, security headers, time limit) → `extractors` (who is this?) → the feature's
+//! handler → `insforge` → back out through `error`, which renders any error as JSON or a page. Submodules are
+//! private: the binary, the demo and the tests need only [`router`] (through `startup`) and [`AppState`].
 
 mod csrf;
 mod error;
 mod extractors;
 mod health;
 mod middleware;
+mod organizations;
 mod pages;
 #[cfg(test)]
 mod properties;
 mod sign_in;
+mod spaces;
 mod state;
 mod todos_api;
 mod todos_pages;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -30,18 +34,34 @@ pub use state::{AppState, StateError};
 /// Request bodies larger than this are refused with 413: a todo is a short title, not a document.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// JSON (not HTML) answers are for paths under `/api/`.
+/// The API: paths under `/api/`, where bearer tokens are accepted.
 fn is_api_path(path: &str) -> bool {
     path == "/api" || path.starts_with("/api/")
 }
 
+/// JSON (not HTML) answers are for the API and for the webhook receivers, which no person reads.
+fn answers_json(path: &str) -> bool {
+    is_api_path(path) || path.starts_with("/webhooks/")
+}
+
+/// `router`'s routes with a body limit of `limit` bytes: a declared `Content-Length` over it is answered 413 at
+/// once, and an undeclared body is cut off there.
+fn with_body_limit(router: Router<AppState>, limit: usize) -> Router<AppState> {
+    router
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(limit, middleware::refuse_oversized_bodies))
+}
+
 pub fn router(state: AppState) -> Router {
-    let app = Router::new()
+    let pages_and_api = Router::new()
         .merge(sign_in::router())
         .merge(todos_pages::router())
         .merge(todos_api::router())
+        .merge(organizations::router())
         .merge(health::router())
-        .merge(pages::router())
+        .merge(pages::router());
+    let app = with_body_limit(pages_and_api, MAX_BODY_BYTES)
+        .merge(with_body_limit(webhooks::router(), webhooks::MAX_WEBHOOK_BODY_BYTES))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
@@ -52,12 +72,10 @@ pub fn router(state: AppState) -> Router {
                 .layer(middleware::propagate_request_id())
                 .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::security_headers))
                 .layer(axum::middleware::from_fn(error::render_errors))
-                .layer(axum::middleware::from_fn(middleware::refuse_oversized_bodies))
                 // Outside the time limit: when a request times out after its session was refreshed, the 504 must
                 // still carry the new cookie, or the rotated refresh token would be lost with the response.
                 .layer(axum::middleware::from_fn_with_state(state.clone(), extractors::session_cookies))
-                .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::time_limit))
-                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+                .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::time_limit)),
         );
     // Outermost, so it sees the status the client gets; only when metrics are served, so it costs nothing otherwise.
     let app = if state.config.server.metrics_bind_addr.is_some() {
@@ -68,7 +86,9 @@ pub fn router(state: AppState) -> Router {
     app.with_state(state)
 }
 
-async fn not_found() -> Response {
+/// Unknown paths. The user is resolved (when there is a session) so that an impersonated session's banner is on
+/// this page too; whatever resolving answers, the page is a 404.
+async fn not_found(_user: Result<extractors::MaybeUser, AppError>) -> Response {
     AppError::NotFound.into_response()
 }
 

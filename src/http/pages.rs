@@ -11,6 +11,39 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use super::AppState;
+use super::extractors::CurrentUser;
+
+/// The banner every page shows while support staff impersonate the user: who, by whom, why, and a way to stop
+/// (signing out ends the impersonated session).
+#[derive(Debug, Clone)]
+pub struct Banner {
+    /// The impersonated user, as people name them.
+    pub user: String,
+    pub impersonator: String,
+    pub reason: Option<String>,
+    /// For the "Stop impersonating" (sign-out) form.
+    pub csrf_token: String,
+}
+
+impl Banner {
+    pub fn new(state: &AppState, user: &CurrentUser) -> Self {
+        let (impersonator, reason) = match &user.impersonator {
+            Some(impersonator) => (impersonator.email.clone(), impersonator.reason.clone()),
+            None => (String::new(), None),
+        };
+        Self {
+            user: user.user.display_name(),
+            impersonator,
+            reason: reason.filter(|reason| !reason.trim().is_empty()),
+            csrf_token: state.csrf.token(user.csrf_binding()),
+        }
+    }
+
+    /// The banner, when the session is impersonated.
+    pub fn of(state: &AppState, user: &CurrentUser) -> Option<Self> {
+        user.impersonator.is_some().then(|| Self::new(state, user))
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/assets/style.css", get(stylesheet))
@@ -43,13 +76,14 @@ const FALLBACK_ERROR_PAGE: &str = "<!doctype html><title>Error</title><h1>Someth
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
+    banner: Option<Banner>,
     status: u16,
     heading: &'a str,
     message: &'a str,
     offer_sign_in: bool,
 }
 
-pub fn error_page(status: StatusCode, message: &str, offer_sign_in: bool) -> Response {
+pub fn error_page(status: StatusCode, message: &str, offer_sign_in: bool, banner: Option<Banner>) -> Response {
     let heading = match status {
         StatusCode::BAD_REQUEST => "That request didn't work",
         StatusCode::UNAUTHORIZED => "Sign-in didn't work",
@@ -60,12 +94,13 @@ pub fn error_page(status: StatusCode, message: &str, offer_sign_in: bool) -> Res
         }
         _ => "Something went wrong",
     };
-    render(status, &ErrorPage { status: status.as_u16(), heading, message, offer_sign_in })
+    render(status, &ErrorPage { banner, status: status.as_u16(), heading, message, offer_sign_in })
 }
 
 #[derive(Template)]
 #[template(path = "logout.html")]
 pub struct LogoutPage {
+    pub banner: Option<Banner>,
     pub email: Option<String>,
     pub csrf_token: String,
 }

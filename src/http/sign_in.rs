@@ -10,18 +10,29 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
+use crate::lifecycle::store::ActiveMembership;
+
+use askama::Template;
+use serde::Deserialize;
+
+use crate::audit::{Actor, RequestContext, Target};
 use crate::identity::Impersonator;
-use crate::session::sign_in::{Callback, SignInRequest};
+use crate::session::Session;
+use crate::session::provider::ProviderError;
+use crate::session::sign_in::{Callback, CallbackOutcome, SignInError, SignInRequest};
+use crate::workos::OrganizationChoice;
 
 use super::AppState;
 use super::error::AppError;
 use super::extractors::{CurrentUser, MaybeUser, checked_form};
-use super::pages::{LogoutPage, render};
+use super::pages::{Banner, LogoutPage, render};
+use super::spaces::{self, RequestMeta};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/login", get(login))
         .route("/callback", get(callback))
+        .route("/login/organization", get(selection_page).post(select_organization))
         .route("/logout", get(logout_page).post(logout))
         .route("/api/me", get(me))
 }
@@ -33,14 +44,112 @@ async fn login(State(state): State<AppState>, Query(request): Query<SignInReques
 }
 
 /// `GET /callback`: where the identity provider sends the browser back with a code (or an error).
-async fn callback(State(state): State<AppState>, headers: HeaderMap, Query(callback): Query<Callback>) -> Response {
+async fn callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RequestMeta(request_context): RequestMeta,
+    Query(callback): Query<Callback>,
+) -> Response {
     // Whatever happens next, the sign-in state is spent: clear it on every answer.
     let clear_state = state.sessions.clear_sign_in_state(&headers);
     let mut response = match state.sessions.finish_sign_in(&headers, callback).await {
-        Ok(signed_in) => found(&signed_in.return_to, signed_in.set_cookies),
+        Ok(CallbackOutcome::SignedIn(signed_in)) => {
+            audit_sign_in(&state, &signed_in.session, &request_context).await;
+            found(&signed_in.return_to, signed_in.set_cookies)
+        }
+        Ok(CallbackOutcome::ChooseOrganization { set_cookies }) => found(SELECTION_PAGE, set_cookies),
         Err(error) => AppError::from(error).into_response(),
     };
     append_cookies(&mut response, clear_state);
+    response
+}
+
+const SELECTION_PAGE: &str = "/login/organization";
+
+/// `user.signed_in` for the organization a sign-in lands in.
+async fn audit_sign_in(state: &AppState, session: &Session, context: &RequestContext) {
+    let (Some(audit), Some(organization_id)) = (&state.audit, session.organization_id.as_deref()) else { return };
+    let actor = Actor {
+        id: session.user.id.clone(),
+        name: session.user.display_name(),
+        impersonator: session.impersonator.as_ref().map(|impersonator| impersonator.email.clone()),
+    };
+    let target = Target { kind: "organization", id: organization_id.to_owned(), name: None };
+    if let Err(error) = audit.record(organization_id, "user.signed_in", &actor, &[target], context).await {
+        tracing::error!(%error, "could not queue the sign-in's audit log event");
+    }
+}
+
+#[derive(Template)]
+#[template(path = "select_organization.html")]
+struct SelectionPage {
+    banner: Option<Banner>,
+    user_name: Option<String>,
+    organizations: Vec<OrganizationChoice>,
+    csrf_token: String,
+}
+
+/// `GET /login/organization`: the organizations the sign-in may continue in, to pick one.
+async fn selection_page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+    let pending = state.sessions.pending_sign_in(&headers).ok_or(AppError::SignInExpired)?;
+    let page = SelectionPage {
+        banner: None,
+        user_name: pending.user_name.clone(),
+        csrf_token: state.csrf.token(&pending.csrf_nonce),
+        organizations: pending.organizations,
+    };
+    Ok(render(StatusCode::OK, &page))
+}
+
+#[derive(Deserialize)]
+struct SelectionForm {
+    #[serde(default)]
+    organization_id: String,
+}
+
+/// `POST /login/organization`: finishes the sign-in in the organization picked (the organization-selection
+/// grant). The form's CSRF token is bound to the pending sign-in, since there is no session yet.
+async fn select_organization(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RequestMeta(context): RequestMeta,
+    request: axum::extract::Request,
+) -> Response {
+    let Some(pending) = state.sessions.pending_sign_in(&headers) else {
+        return AppError::SignInExpired.into_response();
+    };
+    let body = match checked_form(request, &state, &pending.csrf_nonce).await {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
+    };
+    let Ok(form) = serde_urlencoded::from_bytes::<SelectionForm>(&body) else {
+        return AppError::BadRequest("The form is incomplete.".to_owned()).into_response();
+    };
+    match state.sessions.finish_organization_selection(&headers, &pending, &form.organization_id).await {
+        Ok(signed_in) => {
+            audit_sign_in(&state, &signed_in.session, &context).await;
+            let mut cookies = signed_in.set_cookies;
+            cookies.extend(state.sessions.clear_pending_sign_in(&headers));
+            see_other(&signed_in.return_to, cookies)
+        }
+        // Picking again may work: the pending sign-in stays.
+        Err(error @ (SignInError::NotOffered | SignInError::Provider(ProviderError::Unavailable { .. }))) => {
+            AppError::from(error).into_response()
+        }
+        // Anything else spent or broke the pending sign-in: start over.
+        Err(error) => {
+            let mut response = AppError::from(error).into_response();
+            append_cookies(&mut response, state.sessions.clear_pending_sign_in(&headers));
+            response
+        }
+    }
+}
+
+/// A 303 (after a form post) to `location` carrying `set_cookies`.
+fn see_other(location: &str, set_cookies: Vec<HeaderValue>) -> Response {
+    let mut response = Redirect::to(location).into_response();
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    append_cookies(&mut response, set_cookies);
     response
 }
 
@@ -54,7 +163,8 @@ async fn logout_page(State(state): State<AppState>, MaybeUser(user): MaybeUser) 
         ),
         None => (None, String::new()),
     };
-    render(StatusCode::OK, &LogoutPage { email, csrf_token })
+    let banner = user.as_ref().and_then(|user| Banner::of(&state, user));
+    render(StatusCode::OK, &LogoutPage { banner, email, csrf_token })
 }
 
 /// `POST /logout`: clears the session cookie and ends the provider's session too, so the next sign-in asks again.
@@ -91,20 +201,32 @@ fn append_cookies(response: &mut Response, set_cookies: Vec<HeaderValue>) {
 #[derive(Serialize)]
 struct Me {
     id: String,
+    /// From the session, or for a bearer token from its `email`/`user_email` claim or WorkOS (null when unknown).
     email: Option<String>,
     first_name: Option<String>,
     last_name: Option<String>,
+    /// The active organization's id (null when personal).
     organization_id: Option<String>,
+    /// The active organization as the database has it (null when personal, or no longer a member).
+    organization: Option<ActiveMembership>,
+    /// Set while support staff impersonate the user.
     impersonator: Option<Impersonator>,
 }
 
-async fn me(CurrentUser(principal): CurrentUser) -> Json<Me> {
-    Json(Me {
+async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Me>, AppError> {
+    let organization = match (state.lifecycle.is_some(), user.active_organization()) {
+        (true, Some(id)) => spaces::memberships(&state, &user).await?.into_iter().find(|m| m.id == id),
+        _ => None,
+    };
+    let CurrentUser(principal) = user;
+    let organization_id = principal.active_organization().map(str::to_owned);
+    Ok(Json(Me {
         id: principal.user.id,
         email: principal.user.email,
         first_name: principal.user.first_name,
         last_name: principal.user.last_name,
-        organization_id: principal.organization_id,
+        organization_id,
+        organization,
         impersonator: principal.impersonator,
-    })
+    }))
 }

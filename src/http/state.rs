@@ -5,12 +5,19 @@ use std::sync::{Arc, RwLock};
 
 use axum::http::HeaderValue;
 
+use crate::audit::AuditTrail;
 use crate::config::Config;
+use crate::db::{Database, DbError};
 use crate::insforge::client::{InsforgeClient, InsforgeError};
+use crate::lifecycle::Lifecycle;
+use crate::lifecycle::sync::MembershipSync;
+use crate::lifecycle::webhook::WebhookSecrets;
 use crate::session::SessionManager;
 use crate::session::provider::{IdentityProvider, SetupError};
+use crate::session::revocations::Revocations;
 use crate::session::seal::SealError;
 use crate::sync::{read, write};
+use crate::workos::WorkosClient;
 
 use super::csrf::CsrfKeys;
 use super::health::Readiness;
@@ -27,6 +34,12 @@ pub struct AppState {
     pub csrf: Arc<CsrfKeys>,
     pub insforge: InsforgeClient,
     pub readiness: Arc<Readiness>,
+    /// The enterprise lifecycle; `None` without `DATABASE_URL`.
+    pub lifecycle: Option<Arc<Lifecycle>>,
+    /// What `POST /webhooks/workos` verifies deliveries with; `None` without `WORKOS_WEBHOOK_SECRET`.
+    pub webhook_secrets: Option<Arc<WebhookSecrets>>,
+    /// Audit Log events and impersonation records; with the lifecycle only.
+    pub audit: Option<Arc<AuditTrail>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,17 +52,40 @@ pub enum StateError {
     Keys(#[from] SealError),
     #[error("the identity provider's address cannot be written into a Content-Security-Policy header")]
     Policy,
+    #[error("cannot set up the database pool: {0}")]
+    Database(#[from] DbError),
 }
 
 impl AppState {
     pub fn new(config: Config) -> Result<Self, StateError> {
-        let provider = IdentityProvider::from_config(&config)?;
+        // The lifecycle follows WorkOS: configuration only enables it with the WorkOS provider.
+        let lifecycle = match (&config.lifecycle, config.workos()) {
+            (Some(lifecycle), Some(workos)) => {
+                let database = Database::connect_lazy(lifecycle)?;
+                let client = WorkosClient::new(workos).map_err(SetupError::from)?;
+                Some(Arc::new(Lifecycle::new(database, client)))
+            }
+            _ => None,
+        };
+        let mut provider = IdentityProvider::from_config(&config)?;
+        if let Some(lifecycle) = &lifecycle {
+            provider.attach_membership_sync(MembershipSync::new(Arc::clone(lifecycle)));
+        }
         let origins = provider.browser_origins().to_owned();
         let content_security_policy =
             Arc::new(RwLock::new((origins.clone(), content_security_policy(&origins).ok_or(StateError::Policy)?)));
-        let sessions = SessionManager::new(&config.session, provider)?;
+        let mut sessions = SessionManager::new(&config.session, provider)?;
+        if let Some(lifecycle) = &lifecycle {
+            sessions = sessions.with_revocations(Arc::new(Revocations::shared(Arc::clone(lifecycle))));
+        }
+        let webhook_secrets = config.lifecycle.as_ref().and_then(|lifecycle| {
+            let current = lifecycle.webhook_secret.as_ref()?;
+            Some(Arc::new(WebhookSecrets::new(current, lifecycle.previous_webhook_secret.as_ref())))
+        });
         let insforge = InsforgeClient::new(&config.insforge)?;
+        let audit = lifecycle.as_ref().map(|lifecycle| Arc::new(AuditTrail::new(Arc::clone(lifecycle))));
         Ok(Self {
+            audit,
             origin: config.server.origin().into(),
             content_security_policy,
             csrf: Arc::new(CsrfKeys::new(&config.session)),
@@ -57,6 +93,8 @@ impl AppState {
             sessions: Arc::new(sessions),
             config: Arc::new(config),
             insforge,
+            lifecycle,
+            webhook_secrets,
         })
     }
 

@@ -2,20 +2,26 @@
 //!
 //! Authenticated by the session cookie or `Authorization: Bearer <access token>` ([`CurrentUser`]). Every
 //! call goes to InsForge with a token minted for this user, so RLS decides what exists: another user's todo is
-//! simply not found (404), exactly like a todo that never existed.
+//! simply not found (404), exactly like a todo that never existed. Lists and new todos belong to a space: the
+//! user's personal todos or an organization's shared ones (`organization_id`, `spaces`); listing or creating in an
+//! organization the user is not an active member of is refused (403) before anything reaches InsForge. Changes to
+//! an organization's todos are sent to its Audit Logs (`audit`).
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::audit::Target;
+use crate::insforge::client::InsforgeError;
 use crate::todo::{Page, Title, Todo, TodoPatch};
 
 use super::AppState;
 use super::error::AppError;
 use super::extractors::{ApiJson, ApiQuery, CurrentUser, TodoId};
+use super::spaces::{self, RequestMeta, Requested};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -27,11 +33,15 @@ pub fn router() -> Router<AppState> {
 pub(super) struct ListQuery {
     pub(super) limit: Option<u32>,
     pub(super) offset: Option<u32>,
+    /// An organization's id, or `personal`; absent: the active space.
+    pub(super) organization_id: Option<String>,
 }
 
 #[derive(Serialize)]
 struct TodoList {
     todos: Vec<Todo>,
+    /// The space listed: an organization's id, or `null` for personal todos.
+    organization_id: Option<String>,
     limit: u32,
     offset: u32,
 }
@@ -42,8 +52,10 @@ async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, AppError> {
     let page = Page::new(query.limit, query.offset);
-    let todos = state.insforge.list_todos(&user.identity(), page).await?;
-    Ok(axum::Json(TodoList { todos, limit: page.limit(), offset: page.offset() }).into_response())
+    let resolved = spaces::resolve(&state, &user, &Requested::from_param(query.organization_id.as_deref())).await?;
+    let todos = state.insforge.list_todos(&user.identity(), &resolved.space, page).await?;
+    let organization_id = resolved.space.organization_id().map(str::to_owned);
+    Ok(axum::Json(TodoList { todos, organization_id, limit: page.limit(), offset: page.offset() }).into_response())
 }
 
 #[derive(Deserialize)]
@@ -51,15 +63,44 @@ async fn list(
 struct CreateTodo {
     #[serde(default)]
     title: Option<String>,
+    /// Absent: the active space; `null` or `"personal"`: personal; else an organization's id.
+    #[serde(default, deserialize_with = "present")]
+    organization_id: Option<Option<String>>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+fn todo_target(todo: &Todo) -> Target {
+    Target { kind: "todo", id: todo.id.to_string(), name: Some(todo.title.clone()) }
 }
 
 async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
+    RequestMeta(context): RequestMeta,
     ApiJson(body): ApiJson<CreateTodo>,
 ) -> Result<Response, AppError> {
     let title = Title::parse(body.title.as_deref().unwrap_or_default())?;
-    let todo = state.insforge.create_todo(&user.identity(), &title).await?;
+    let requested = match &body.organization_id {
+        None => Requested::Active,
+        Some(None) => Requested::Personal,
+        Some(Some(raw)) if raw.trim().is_empty() => {
+            return Err(AppError::Unprocessable("\"organization_id\" is empty.".to_owned()));
+        }
+        Some(Some(raw)) => Requested::from_param(Some(raw)),
+    };
+    let resolved = spaces::resolve(&state, &user, &requested).await?;
+    let todo = state.insforge.create_todo(&user.identity(), &title, &resolved.space).await.map_err(|error| {
+        match (error, resolved.space.organization_id()) {
+            // The membership ended between the check and the insert: PostgreSQL refused it, nothing was written.
+            (InsforgeError::Forbidden { .. }, Some(_)) => AppError::NotAMember,
+            (error, _) => AppError::from(error),
+        }
+    })?;
+    audit_create(&state, &user, &todo, &context).await;
     let location = HeaderValue::from_str(&format!("/api/todos/{}", todo.id))
         .map_err(|_| AppError::Internal("a todo id is not a valid header value".to_owned()))?;
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(todo)).into_response())
@@ -80,6 +121,7 @@ struct UpdateTodo {
 async fn update(
     State(state): State<AppState>,
     user: CurrentUser,
+    RequestMeta(context): RequestMeta,
     TodoId(id): TodoId,
     ApiJson(body): ApiJson<UpdateTodo>,
 ) -> Result<Response, AppError> {
@@ -89,10 +131,59 @@ async fn update(
     let patch =
         TodoPatch { title: body.title.as_deref().map(Title::parse).transpose()?, is_complete: body.is_complete };
     let todo = state.insforge.update_todo(&user.identity(), id, &patch).await?;
+    audit_update(&state, &user, &todo, &patch, &context).await;
     Ok(axum::Json(todo).into_response())
 }
 
-async fn remove(State(state): State<AppState>, user: CurrentUser, TodoId(id): TodoId) -> Result<StatusCode, AppError> {
-    state.insforge.delete_todo(&user.identity(), id).await?;
+/// The Audit Log events of a change to an organization's todo: renamed, completed or reopened.
+pub(super) async fn audit_update(
+    state: &AppState,
+    user: &CurrentUser,
+    todo: &Todo,
+    patch: &TodoPatch,
+    context: &crate::audit::RequestContext,
+) {
+    let Some(organization_id) = todo.organization_id.as_deref() else { return };
+    if patch.title.is_some() {
+        spaces::audit(state, organization_id, "todo.renamed", user, &[todo_target(todo)], context).await;
+    }
+    if let Some(done) = patch.is_complete {
+        let action = if done { "todo.completed" } else { "todo.reopened" };
+        spaces::audit(state, organization_id, action, user, &[todo_target(todo)], context).await;
+    }
+}
+
+/// The Audit Log event of a deleted organization todo.
+pub(super) async fn audit_delete(
+    state: &AppState,
+    user: &CurrentUser,
+    todo: &Todo,
+    context: &crate::audit::RequestContext,
+) {
+    if let Some(organization_id) = todo.organization_id.as_deref() {
+        spaces::audit(state, organization_id, "todo.deleted", user, &[todo_target(todo)], context).await;
+    }
+}
+
+/// The Audit Log event of a created organization todo.
+pub(super) async fn audit_create(
+    state: &AppState,
+    user: &CurrentUser,
+    todo: &Todo,
+    context: &crate::audit::RequestContext,
+) {
+    if let Some(organization_id) = todo.organization_id.as_deref() {
+        spaces::audit(state, organization_id, "todo.created", user, &[todo_target(todo)], context).await;
+    }
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    RequestMeta(context): RequestMeta,
+    TodoId(id): TodoId,
+) -> Result<StatusCode, AppError> {
+    let todo = state.insforge.delete_todo(&user.identity(), id).await?;
+    audit_delete(&state, &user, &todo, &context).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,6 +3,14 @@
 //! Plain HTML forms, no JavaScript. Every form carries a CSRF token ([`CsrfForm`]); a successful POST redirects
 //! with 303 so reloading never submits twice; a failed one renders the page again with the message and the text
 //! the user typed, and the status that describes the failure.
+//!
+//! The page shows one space: the active organization's shared todos (each with its author) or the user's personal
+//! ones, with a switcher in the header (`organizations`). When the session's organization is no longer one the
+//! user is an active member of (removed at WorkOS while signed in), the page says so and shows their personal todos
+//! instead: the shared list is gone on the next reload, as the database decides. The add form names the space it
+//! was shown for, and adding there is checked again.
+
+use std::collections::HashMap;
 
 use askama::Template;
 use axum::Router;
@@ -13,12 +21,15 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::todo::{Page, Title, Todo, TodoPatch};
+use crate::lifecycle::store::ActiveMembership;
+use crate::todo::{Page, Space, Title, Todo, TodoPatch};
 
 use super::AppState;
 use super::error::{AppError, shown_in_page};
 use super::extractors::{CsrfForm, CurrentUser, MaybeUser, TodoId};
-use super::pages::render;
+use super::pages::{Banner, render};
+use super::spaces::{self, RequestMeta, Requested, Resolved};
+use super::todos_api::{audit_create, audit_delete, audit_update};
 
 /// Todos per page on `/`.
 const PAGE_SIZE: u32 = 50;
@@ -34,15 +45,20 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Template)]
 #[template(path = "landing.html")]
-struct Landing;
+struct Landing {
+    banner: Option<Banner>,
+}
 
 #[derive(Template)]
 #[template(path = "home.html")]
 struct Home {
+    banner: Option<Banner>,
     user: UserView,
+    header: SpaceHeader,
     csrf_token: String,
     todos: Vec<TodoView>,
     error: Option<String>,
+    notice: Option<String>,
     new_title: String,
     offset: u32,
     newer_offset: Option<u32>,
@@ -52,14 +68,59 @@ struct Home {
 struct UserView {
     name: String,
     email: String,
-    organization: Option<String>,
-    impersonator: Option<String>,
+}
+
+/// The header's space: its name, the switcher, and the organization's settings link.
+pub struct SpaceHeader {
+    /// "Personal", or the organization's name (never its id).
+    pub name: String,
+    pub is_organization: bool,
+    /// What the add form posts as `organization_id`: the organization's id, or `personal`.
+    pub form_value: String,
+    /// `/organizations/{id}` for the active organization.
+    pub settings_href: Option<String>,
+    /// Every space the user can switch to; empty without organizations.
+    pub switcher: Vec<SwitchOption>,
+}
+
+pub struct SwitchOption {
+    pub value: String,
+    pub label: String,
+    pub current: bool,
+}
+
+impl SpaceHeader {
+    pub fn new(resolved: &Resolved, memberships: &[ActiveMembership]) -> Self {
+        let current = resolved.space.organization_id();
+        let mut switcher = Vec::new();
+        if !memberships.is_empty() {
+            switcher.push(SwitchOption {
+                value: "personal".into(),
+                label: "Personal".into(),
+                current: current.is_none(),
+            });
+            switcher.extend(memberships.iter().map(|membership| SwitchOption {
+                value: membership.id.clone(),
+                label: spaces::display_name(membership),
+                current: current == Some(membership.id.as_str()),
+            }));
+        }
+        Self {
+            name: resolved.organization_name().unwrap_or_else(|| "Personal".to_owned()),
+            is_organization: current.is_some(),
+            form_value: current.unwrap_or("personal").to_owned(),
+            settings_href: current.map(|id| format!("/organizations/{}", super::organizations::path_segment(id))),
+            switcher,
+        }
+    }
 }
 
 struct TodoView {
     id: Uuid,
     title: String,
     is_complete: bool,
+    /// Who wrote it, for an organization's todos.
+    author: Option<String>,
     rename_value: String,
     rename_error: Option<String>,
 }
@@ -79,11 +140,40 @@ struct HomeQuery {
 }
 
 async fn home(State(state): State<AppState>, MaybeUser(user): MaybeUser, uri: Uri) -> Response {
-    let Some(user) = user else { return render(StatusCode::OK, &Landing) };
+    let Some(user) = user else { return render(StatusCode::OK, &Landing { banner: None }) };
     // A malformed `?offset=` is not worth an error page: show the first page.
     let query: Option<HomeQuery> = uri.query().and_then(|q| serde_urlencoded::from_str(q).ok());
     let offset = query.and_then(|q| q.offset).unwrap_or(0);
     home_page(&state, &user, offset, Retry::default()).await
+}
+
+/// The space the page shows: the active organization while the user is an active member of it, else their
+/// personal todos, with a notice saying why.
+async fn page_space(
+    state: &AppState,
+    user: &CurrentUser,
+) -> Result<(Resolved, Vec<ActiveMembership>, Option<String>), AppError> {
+    let memberships = spaces::memberships(state, user).await?;
+    let personal = Resolved { space: Space::Personal, membership: None };
+    match (state.lifecycle.is_some(), user.active_organization()) {
+        (true, Some(id)) => match memberships.iter().find(|membership| membership.id == id) {
+            Some(membership) => {
+                let resolved =
+                    Resolved { space: Space::Organization(id.to_owned()), membership: Some(membership.clone()) };
+                Ok((resolved, memberships, None))
+            }
+            None => Ok((
+                personal,
+                memberships,
+                Some(
+                    "You are no longer a member of the organization you were working in, so its todos are gone \
+                     from here. These are your personal todos."
+                        .to_owned(),
+                ),
+            )),
+        },
+        _ => Ok((personal, memberships, None)),
+    }
 }
 
 /// Renders the todo list, with the failure of the form that led here (if any) shown on the page and answered with
@@ -91,15 +181,23 @@ async fn home(State(state): State<AppState>, MaybeUser(user): MaybeUser, uri: Ur
 async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Retry) -> Response {
     // One more than a page, to know whether an "Older" link is needed.
     let page = Page::new(Some(PAGE_SIZE + 1), Some(offset));
-    let (mut todos, failure) = match state.insforge.list_todos(&user.identity(), page).await {
+    let (resolved, memberships, notice, listed) = match page_space(state, user).await {
+        Ok((resolved, memberships, notice)) => {
+            let listed = state.insforge.list_todos(&user.identity(), &resolved.space, page).await;
+            (resolved, memberships, notice, listed.map_err(AppError::from))
+        }
+        Err(error) => (Resolved { space: Space::Personal, membership: None }, Vec::new(), None, Err(error)),
+    };
+    let (mut todos, failure) = match listed {
         Ok(todos) => (todos, retry.error),
         // The form's own failure, when there was one, is what the user needs to read first.
-        Err(listing) => (Vec::new(), Some(retry.error.unwrap_or_else(|| AppError::from(listing)))),
+        Err(listing) => (Vec::new(), Some(retry.error.unwrap_or(listing))),
     };
     let status = failure.as_ref().map_or(StatusCode::OK, AppError::status);
     let mut error = failure.as_ref().map(AppError::public_message);
     let has_older = todos.len() > PAGE_SIZE as usize;
     todos.truncate(PAGE_SIZE as usize);
+    let authors = authors(state, user, &todos).await;
 
     let todos: Vec<TodoView> = todos
         .into_iter()
@@ -109,20 +207,29 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
                 Some((id, typed)) if *id == todo.id => (typed.clone(), error.take()),
                 _ => (todo.title.clone(), None),
             };
-            TodoView { id: todo.id, title: todo.title, is_complete: todo.is_complete, rename_value, rename_error }
+            let author = todo
+                .organization_id
+                .as_ref()
+                .map(|_| authors.get(&todo.user_id).cloned().unwrap_or_else(|| "another member".to_owned()));
+            TodoView {
+                id: todo.id,
+                title: todo.title,
+                is_complete: todo.is_complete,
+                author,
+                rename_value,
+                rename_error,
+            }
         })
         .collect();
 
     let page = Home {
-        user: UserView {
-            name: user.user.display_name(),
-            email: user.user.email.clone().unwrap_or_default(),
-            organization: user.organization_id.clone(),
-            impersonator: user.impersonator.as_ref().map(|i| i.email.clone()),
-        },
+        banner: Banner::of(state, user),
+        user: UserView { name: user.user.display_name(), email: user.user.email.clone().unwrap_or_default() },
+        header: SpaceHeader::new(&resolved, &memberships),
         csrf_token: state.csrf.token(user.csrf_binding()),
         todos,
         error,
+        notice,
         new_title: retry.new_title,
         offset,
         newer_offset: (offset > 0).then(|| offset.saturating_sub(PAGE_SIZE)),
@@ -135,23 +242,59 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
     }
 }
 
+/// Names for the authors of an organization's todos: "you", their email as the database knows it, or (for someone
+/// it has not heard of) nothing, which the page shows as "another member".
+async fn authors(state: &AppState, user: &CurrentUser, todos: &[Todo]) -> HashMap<String, String> {
+    let mut names = HashMap::from([(user.id().to_owned(), "you".to_owned())]);
+    let others: Vec<String> = todos
+        .iter()
+        .filter(|todo| todo.organization_id.is_some() && todo.user_id != user.id())
+        .map(|todo| todo.user_id.clone())
+        .collect();
+    if let (Some(lifecycle), false) = (&state.lifecycle, others.is_empty()) {
+        match lifecycle.user_emails(&others).await {
+            Ok(emails) => names.extend(emails),
+            Err(error) => tracing::warn!(%error, "could not read the authors of the organization's todos"),
+        }
+    }
+    names
+}
+
 fn see_home() -> Response {
     Redirect::to("/").into_response()
 }
 
 #[derive(Deserialize)]
-struct TitleForm {
+struct NewTodoForm {
     #[serde(default)]
     title: String,
+    /// The space the page was showing (`personal` or an organization's id); absent: the active space.
+    #[serde(default)]
+    organization_id: Option<String>,
 }
 
-async fn create(State(state): State<AppState>, user: CurrentUser, CsrfForm(form): CsrfForm<TitleForm>) -> Response {
+async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    RequestMeta(context): RequestMeta,
+    CsrfForm(form): CsrfForm<NewTodoForm>,
+) -> Response {
     let outcome = match Title::parse(&form.title) {
-        Ok(title) => state.insforge.create_todo(&user.identity(), &title).await.map_err(AppError::from),
+        Ok(title) => {
+            match spaces::resolve(&state, &user, &Requested::from_param(form.organization_id.as_deref())).await {
+                Ok(resolved) => {
+                    state.insforge.create_todo(&user.identity(), &title, &resolved.space).await.map_err(AppError::from)
+                }
+                Err(error) => Err(error),
+            }
+        }
         Err(invalid) => Err(AppError::from(invalid)),
     };
     match outcome {
-        Ok(_) => see_home(),
+        Ok(todo) => {
+            audit_create(&state, &user, &todo, &context).await;
+            see_home()
+        }
         Err(error) => {
             home_page(&state, &user, 0, Retry { error: Some(error), new_title: form.title, rename: None }).await
         }
@@ -166,31 +309,48 @@ struct ToggleForm {
 async fn toggle(
     State(state): State<AppState>,
     user: CurrentUser,
+    RequestMeta(context): RequestMeta,
     TodoId(id): TodoId,
     CsrfForm(form): CsrfForm<ToggleForm>,
 ) -> Response {
     let patch = TodoPatch { title: None, is_complete: Some(form.is_complete) };
     match state.insforge.update_todo(&user.identity(), id, &patch).await {
-        Ok(_) => see_home(),
+        Ok(todo) => {
+            audit_update(&state, &user, &todo, &patch, &context).await;
+            see_home()
+        }
         Err(error) => failed(&state, &user, error.into()).await,
     }
+}
+
+#[derive(Deserialize)]
+struct TitleForm {
+    #[serde(default)]
+    title: String,
 }
 
 async fn rename(
     State(state): State<AppState>,
     user: CurrentUser,
+    RequestMeta(context): RequestMeta,
     TodoId(id): TodoId,
     CsrfForm(form): CsrfForm<TitleForm>,
 ) -> Response {
     let outcome = match Title::parse(&form.title) {
         Ok(title) => {
             let patch = TodoPatch { title: Some(title), is_complete: None };
-            state.insforge.update_todo(&user.identity(), id, &patch).await.map_err(AppError::from)
+            match state.insforge.update_todo(&user.identity(), id, &patch).await {
+                Ok(todo) => {
+                    audit_update(&state, &user, &todo, &patch, &context).await;
+                    Ok(())
+                }
+                Err(error) => Err(AppError::from(error)),
+            }
         }
         Err(invalid) => Err(AppError::from(invalid)),
     };
     match outcome {
-        Ok(_) => see_home(),
+        Ok(()) => see_home(),
         Err(error) => {
             let retry = Retry { error: Some(error), rename: Some((id, form.title)), ..Retry::default() };
             home_page(&state, &user, 0, retry).await
@@ -204,11 +364,15 @@ struct EmptyForm {}
 async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,
+    RequestMeta(context): RequestMeta,
     TodoId(id): TodoId,
     CsrfForm(_): CsrfForm<EmptyForm>,
 ) -> Response {
     match state.insforge.delete_todo(&user.identity(), id).await {
-        Ok(()) => see_home(),
+        Ok(todo) => {
+            audit_delete(&state, &user, &todo, &context).await;
+            see_home()
+        }
         Err(error) => failed(&state, &user, error.into()).await,
     }
 }

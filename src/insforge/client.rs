@@ -21,7 +21,7 @@ use crate::config::InsforgeConfig;
 use crate::identity::UserIdentity;
 use crate::insforge::minter::{MintError, TokenMinter};
 use crate::outbound::{self, Failure, Upstream};
-use crate::todo::{Page, Title, Todo, TodoPatch};
+use crate::todo::{Page, Space, Title, Todo, TodoPatch};
 
 /// The records table the todo feature lives in.
 const TODOS_TABLE: &str = "todos";
@@ -50,6 +50,10 @@ pub enum InsforgeError {
     /// HTTP 403: the token was accepted but the operation is not allowed (an RLS `with check`, a grant).
     #[error("InsForge forbade the operation: {message}")]
     Forbidden { message: String },
+    /// A delete RLS refused for a todo RLS lets the user see (an organization todo of another member, deleted by
+    /// someone who is neither its author nor an admin).
+    #[error("the todo is visible but may not be deleted by this user")]
+    NotDeletable,
     /// Any other answer that is not a success, or a success whose body could not be understood.
     #[error("InsForge answered HTTP {status}: {message}")]
     Upstream { status: u16, message: String },
@@ -93,6 +97,8 @@ enum Kind {
 #[derive(Serialize)]
 struct NewTodo<'a> {
     title: &'a str,
+    /// `null` for a personal todo; RLS accepts an organization only from its active members.
+    organization_id: Option<&'a str>,
 }
 
 impl InsforgeClient {
@@ -111,11 +117,23 @@ impl InsforgeClient {
         })
     }
 
-    /// The user's todos, newest first.
-    pub async fn list_todos(&self, user: &UserIdentity, page: Page) -> Result<Vec<Todo>, InsforgeError> {
+    /// The todos of one space the user can see, newest first. The space is a choice of list, not a permission:
+    /// RLS alone decides which rows of it come back (a personal list holds only the user's own todos, an
+    /// organization's only while they are an active member).
+    pub async fn list_todos(&self, user: &UserIdentity, space: &Space, page: Page) -> Result<Vec<Todo>, InsforgeError> {
         let token = self.token(user)?;
         let (limit, offset) = (page.limit().to_string(), page.offset().to_string());
-        let query = [("select", "*"), ("order", NEWEST_FIRST), ("limit", &limit), ("offset", &offset)];
+        let space_filter = match space {
+            Space::Personal => "is.null".to_owned(),
+            Space::Organization(id) => format!("eq.{id}"),
+        };
+        let query = [
+            ("select", "*"),
+            ("organization_id", space_filter.as_str()),
+            ("order", NEWEST_FIRST),
+            ("limit", &limit),
+            ("offset", &offset),
+        ];
         let response = self.send(Kind::Read, &token, || self.request(Method::GET, &token).query(&query)).await?;
         rows(response, &token).await
     }
@@ -128,10 +146,10 @@ impl InsforgeClient {
         first_row(response, &token).await
     }
 
-    pub async fn create_todo(&self, user: &UserIdentity, title: &Title) -> Result<Todo, InsforgeError> {
+    pub async fn create_todo(&self, user: &UserIdentity, title: &Title, space: &Space) -> Result<Todo, InsforgeError> {
         let token = self.token(user)?;
         // `user_id` is not sent: the column defaults to requesting_user_id(), the `sub` of this very token.
-        let body = [NewTodo { title: title.as_str() }];
+        let body = [NewTodo { title: title.as_str(), organization_id: space.organization_id() }];
         let response = self
             .send(Kind::Write, &token, || self.request(Method::POST, &token).query(&[("select", "*")]).json(&body))
             .await?;
@@ -156,14 +174,25 @@ impl InsforgeClient {
         first_row(response, &token).await
     }
 
-    pub async fn delete_todo(&self, user: &UserIdentity, id: Uuid) -> Result<(), InsforgeError> {
+    /// Deletes the todo and returns it as it was.
+    pub async fn delete_todo(&self, user: &UserIdentity, id: Uuid) -> Result<Todo, InsforgeError> {
         let token = self.token(user)?;
         let filter = eq(id);
         // Asking for the deleted rows back is how "deleted" is told apart from "hidden by RLS / never existed".
-        let query = [("select", "id"), ("id", filter.as_str())];
+        let query = [("select", "*"), ("id", filter.as_str())];
         let response = self.send(Kind::Write, &token, || self.request(Method::DELETE, &token).query(&query)).await?;
-        let deleted: Vec<serde_json::Value> = rows(response, &token).await?;
-        if deleted.is_empty() { Err(InsforgeError::NotFound) } else { Ok(()) }
+        let deleted: Vec<Todo> = rows(response, &token).await?;
+        if let Some(todo) = deleted.into_iter().next() {
+            return Ok(todo);
+        }
+        // Nothing deleted: either RLS hides the todo (404), or the user sees it but may not delete it (an
+        // organization todo of someone else, for a member who is not an admin). Asking again tells them apart; the
+        // database decided both answers.
+        match self.get_todo(user, id).await {
+            Ok(_) => Err(InsforgeError::NotDeletable),
+            Err(InsforgeError::NotFound) => Err(InsforgeError::NotFound),
+            Err(other) => Err(other),
+        }
     }
 
     /// `GET {INSFORGE_URL}/api/health`, without a user token: is InsForge up? Not retried, so a readiness probe

@@ -35,14 +35,16 @@ use provider::{CheckError, IdentityProvider, ProviderError};
 use refresh::Refresher;
 use revocations::Revocations;
 use seal::{Purpose, SealError, Sealer};
-pub use sign_in::{SIGN_IN_STATE_TTL, SignInState};
+pub use sign_in::{ORGANIZATION_SELECTION_TTL, PendingSignIn, SIGN_IN_STATE_TTL, SignInState};
 
 pub const SESSION_COOKIE: &str = "wos-session";
 pub const SIGN_IN_STATE_COOKIE: &str = "wos-auth-state";
+pub const ORGANIZATION_SELECTION_COOKIE: &str = "wos-org-selection";
 /// Over https the cookies carry the `__Host-` prefix, which browsers accept only from this exact host, `Secure`,
 /// with `Path=/` and no `Domain`: a sibling subdomain cannot plant a session of its own choosing.
 const SECURE_SESSION_COOKIE: &str = "__Host-wos-session";
 const SECURE_SIGN_IN_STATE_COOKIE: &str = "__Host-wos-auth-state";
+const SECURE_ORGANIZATION_SELECTION_COOKIE: &str = "__Host-wos-org-selection";
 /// Browsers cap cookie lifetimes at 400 days; the provider's session (refresh token) is what really ends a session.
 const SESSION_MAX_AGE: Duration = Duration::from_secs(400 * 24 * 3600);
 
@@ -64,6 +66,10 @@ pub struct Session {
     /// What an OpenID Connect sign-in keeps besides; absent for WorkOS sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<OidcTokens>,
+    /// The user chose their personal space ("Personal" in the switcher) over the session's organization: an
+    /// app-side choice, no WorkOS call. A switch to an organization clears it; refreshes keep it.
+    #[serde(default)]
+    pub personal: bool,
 }
 
 /// The OpenID Connect part of a session.
@@ -114,6 +120,7 @@ impl Session {
         Principal {
             user: self.user.clone(),
             organization_id: self.organization_id.clone(),
+            personal: self.personal,
             impersonator: self.impersonator.clone(),
             session_id: self.session_id.clone(),
             source: AuthSource::Cookie,
@@ -125,7 +132,10 @@ impl Session {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user: UserProfile,
+    /// The organization the provider's session is scoped to (WorkOS `org_id`).
     pub organization_id: Option<String>,
+    /// The user chose their personal space over that organization (cookie sessions only).
+    pub personal: bool,
     pub impersonator: Option<Impersonator>,
     /// The provider's session id: form CSRF tokens and sign-out are tied to it.
     pub session_id: Option<String>,
@@ -154,6 +164,12 @@ impl Principal {
     /// What CSRF tokens are bound to; the same rule as [`Session::csrf_binding`].
     pub fn csrf_binding(&self) -> &str {
         self.session_id.as_deref().unwrap_or(&self.user.id)
+    }
+
+    /// The organization the user is working in, unless they chose their personal space. Whether they are still an
+    /// active member of it is the database's to say (`organizations`).
+    pub fn active_organization(&self) -> Option<&str> {
+        if self.personal { None } else { self.organization_id.as_deref() }
     }
 }
 
@@ -208,9 +224,10 @@ pub struct SessionManager {
     sealer: Sealer,
     session_cookie: CookieSpec,
     state_cookie: CookieSpec,
+    selection_cookie: CookieSpec,
     provider: Arc<IdentityProvider>,
     refresher: Refresher,
-    revocations: Revocations,
+    revocations: Arc<Revocations>,
 }
 
 impl SessionManager {
@@ -228,14 +245,35 @@ impl SessionManager {
                 secure: config.secure_cookies,
                 max_age: Some(SIGN_IN_STATE_TTL),
             },
+            selection_cookie: CookieSpec {
+                name: if config.secure_cookies {
+                    SECURE_ORGANIZATION_SELECTION_COOKIE
+                } else {
+                    ORGANIZATION_SELECTION_COOKIE
+                },
+                secure: config.secure_cookies,
+                max_age: Some(ORGANIZATION_SELECTION_TTL),
+            },
             refresher: Refresher::new(Arc::clone(&provider)),
             provider,
-            revocations: Revocations::default(),
+            revocations: Arc::default(),
         })
+    }
+
+    /// Checks sessions against `revocations` (the shared, database-backed list when the lifecycle is on) instead
+    /// of a list of this replica's own.
+    pub fn with_revocations(mut self, revocations: Arc<Revocations>) -> Self {
+        self.revocations = revocations;
+        self
     }
 
     pub fn provider(&self) -> &IdentityProvider {
         &self.provider
+    }
+
+    /// The list every request is checked against: the webhook handler and the consumer tell it what they ended.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
     }
 
     /// Opens the session cookie without checking or refreshing the tokens inside. For sign-out, which must work
@@ -278,9 +316,13 @@ impl SessionManager {
             session.session_id = check.session_id.clone();
             store = true;
         }
-        if self.is_revoked(session.session_id.as_deref()) {
-            tracing::debug!("the session was ended (signed out or revoked); clearing its cookie");
-            return Resolution::signed_out(CookieChange::Clear);
+        match self.revocations.has_ended(&session.user.id, session.session_id.as_deref()).await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::info!(user_id = %session.user.id, "the session was ended (signed out, revoked or the user deleted); clearing its cookie");
+                return Resolution::signed_out(CookieChange::Clear);
+            }
+            Err(unavailable) => return Resolution::unavailable(unavailable.retry_after),
         }
 
         let now = unix_now();
@@ -308,7 +350,10 @@ impl SessionManager {
             // Only the provider saying the refresh token is dead ends a session.
             ProviderError::GrantRejected(_) => RefreshFailure::SessionOver,
             ProviderError::Unavailable { retry_after } => RefreshFailure::Transient { retry_after },
-            ProviderError::Declined(_) | ProviderError::Failed(_) => {
+            ProviderError::Declined(_)
+            | ProviderError::Failed(_)
+            | ProviderError::OrganizationSelectionRequired(_)
+            | ProviderError::OrganizationAuthRequired { .. } => {
                 RefreshFailure::Transient { retry_after: Duration::from_secs(5) }
             }
         })?;
@@ -321,20 +366,40 @@ impl SessionManager {
         if fresh.session_id.is_none() {
             fresh.session_id = session.session_id.clone();
         }
+        // An ordinary refresh keeps the space the user is in (WorkOS keeps the organization; "Personal" is ours).
+        fresh.personal = session.personal;
+        Ok(fresh)
+    }
+
+    /// `session` switched to `organization_id` at the provider (a refresh scoped to it), sharing the refresher's
+    /// single flight so a switch and an ordinary refresh never spend one refresh token twice. The caller has checked
+    /// the membership in the database first.
+    pub async fn switch_organization(
+        &self,
+        session: &Session,
+        organization_id: &str,
+    ) -> Result<Session, ProviderError> {
+        let fresh = self.refresher.switch(session, organization_id).await?;
+        if fresh.user.id != session.user.id {
+            tracing::warn!("a switch returned another user's tokens; refusing it");
+            return Err(ProviderError::Failed("the switch returned another user's tokens".to_owned()));
+        }
+        let mut fresh = Session::clone(&fresh);
+        if fresh.session_id.is_none() {
+            fresh.session_id = session.session_id.clone();
+        }
+        fresh.personal = false;
         Ok(fresh)
     }
 
     /// Who a bearer token is for (API clients; never refreshed: that is the client's job).
     pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal, CheckError> {
         let principal = self.provider.verify_bearer(token).await?;
-        if self.is_revoked(principal.session_id.as_deref()) {
-            return Err(CheckError::Invalid("the token's session has ended".to_owned()));
+        match self.revocations.has_ended(&principal.user.id, principal.session_id.as_deref()).await {
+            Ok(false) => Ok(principal),
+            Ok(true) => Err(CheckError::Invalid("the token's session or user has ended".to_owned())),
+            Err(unavailable) => Err(CheckError::Unavailable { retry_after: unavailable.retry_after }),
         }
-        Ok(principal)
-    }
-
-    fn is_revoked(&self, session_id: Option<&str>) -> bool {
-        session_id.is_some_and(|id| self.revocations.is_revoked(id))
     }
 
     /// `Set-Cookie` values storing `session`, replacing whatever pieces the request carried.

@@ -216,6 +216,7 @@ impl OidcProvider {
             organization_id: None,
             impersonator: None,
             session_id: Some(session_id),
+            personal: false,
             oidc: Some(oidc),
         })
     }
@@ -273,6 +274,7 @@ impl OidcProvider {
             organization_id: session.organization_id.clone(),
             impersonator: None,
             session_id: session.session_id.clone(),
+            personal: false,
             oidc: Some(oidc),
         })
     }
@@ -301,6 +303,7 @@ impl OidcProvider {
             AccessTokenError::Invalid(reason) => CheckError::Invalid(reason.to_owned()),
         })?;
         Ok(Principal {
+            personal: false,
             // Access tokens carry no email; the minter leaves it out of the InsForge token then.
             user: UserProfile::id_only(claims.sub),
             organization_id: None,

@@ -159,5 +159,6 @@ fn session() -> super::Session {
         impersonator: None,
         session_id: Some("session_1".to_owned()),
         oidc: None,
+        personal: false,
     }
 }

@@ -15,7 +15,7 @@ use super::workos::WorkosProvider;
 use super::{Principal, Session};
 use crate::config::{Config, ProviderConfig};
 use crate::workos::access_token::EXPIRY_LEEWAY;
-use crate::workos::{WorkosClient, WorkosError};
+use crate::workos::{PendingSelection, WorkosClient, WorkosError};
 
 pub enum IdentityProvider {
     Workos(WorkosProvider),
@@ -91,6 +91,14 @@ pub enum ProviderError {
     /// The provider could not be reached or is rate limiting: try again after `retry_after`.
     #[error("the provider is unavailable")]
     Unavailable { retry_after: Duration },
+    /// The sign-in needs the user to choose one of several organizations first (WorkOS
+    /// `organization_selection_required`).
+    #[error("the user must choose an organization to finish signing in")]
+    OrganizationSelectionRequired(Box<PendingSelection>),
+    /// Switching to the organization needs the user to sign in to it (its SSO or MFA): send the browser through the
+    /// sign-in with `organization_id`, or to `redirect_url` when the provider named one.
+    #[error("the organization requires its own sign-in")]
+    OrganizationAuthRequired { redirect_url: Option<String> },
 }
 
 /// Why a token could not be accepted.
@@ -181,6 +189,32 @@ impl IdentityProvider {
         }
     }
 
+    /// The session switched to `organization_id` (a refresh scoped to it, as WorkOS's `switchToOrganization`
+    /// does). Like [`IdentityProvider::refresh`], callers go through `session::refresh::Refresher`. Only WorkOS has
+    /// organizations.
+    pub async fn switch_organization(
+        &self,
+        session: &Session,
+        organization_id: &str,
+    ) -> Result<Session, ProviderError> {
+        match self {
+            Self::Workos(workos) => workos.switch_organization(session, organization_id).await,
+            Self::Oidc(_) => Err(ProviderError::Declined("this identity provider has no organizations".to_owned())),
+        }
+    }
+
+    /// Finishes a sign-in that needed an organization chosen, in the one the user picked.
+    pub async fn complete_organization_selection(
+        &self,
+        pending: &PendingSelection,
+        organization_id: &str,
+    ) -> Result<Session, ProviderError> {
+        match self {
+            Self::Workos(workos) => workos.complete_organization_selection(pending, organization_id).await,
+            Self::Oidc(_) => Err(ProviderError::Declined("this identity provider has no organizations".to_owned())),
+        }
+    }
+
     /// Checks the tokens of a session read from our own (sealed) cookie.
     pub async fn check(&self, session: &Session) -> Result<TokenCheck, CheckError> {
         match self {
@@ -218,6 +252,15 @@ impl IdentityProvider {
         match self {
             Self::Workos(workos) => workos.warm_up().await,
             Self::Oidc(oidc) => oidc.warm_up().await,
+        }
+    }
+
+    /// Records the user's organization memberships after every sign-in and refresh (the enterprise lifecycle, which
+    /// follows WorkOS: an OpenID Connect provider has no WorkOS memberships to read).
+    pub fn attach_membership_sync(&mut self, sync: crate::lifecycle::sync::MembershipSync) {
+        match self {
+            Self::Workos(workos) => workos.attach_membership_sync(sync),
+            Self::Oidc(_) => {}
         }
     }
 

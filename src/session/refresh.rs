@@ -12,6 +12,10 @@
 //! - **no cancellation**: the provider call runs in its own task, so a browser that gives up mid-request cannot
 //!   consume the refresh token and throw away its replacement.
 //!
+//! - **switches ride along**: switching organization is a refresh scoped to the organization, under the same key,
+//!   so a switch and an ordinary refresh of one session never race on its refresh token: a switch that finds a
+//!   refresh of its token under way (or just done) waits for it and switches with the refresh token that came out.
+//!
 //! What is shared is the *verified* new session. Failures other than a rejected grant (the provider down, rate
 //! limited, refusing our credentials) are not memoised: the next request simply tries again.
 
@@ -69,29 +73,72 @@ impl Refresher {
                 }
                 None => {
                     metrics::counter!("authbridge_session_refreshes_total", "event" => "started").increment(1);
-                    let flight = self.start(key, session.clone());
+                    let flight = self.start(key, session.clone(), None);
                     let receiver = flight.outcome.clone();
                     flights.insert(key, flight);
                     receiver
                 }
             }
         };
-        // The task died without an answer (it panicked): report an outage, which keeps the session.
-        let died = || Err(ProviderError::Unavailable { retry_after: Duration::from_secs(5) });
         match outcome.wait_for(Option::is_some).await {
             Ok(done) => done.clone().unwrap_or_else(died),
             Err(_) => died(),
         }
     }
 
-    fn start(&self, key: TokenHash, session: Session) -> Flight {
+    /// `session` switched to `organization_id`. Waits for a refresh of the same token under way (or remembered) and
+    /// switches with its result; a switch to the same organization under way is shared as it is.
+    pub async fn switch(&self, session: &Session, organization_id: &str) -> Outcome {
+        /// Each hop follows a refresh token that someone else just spent; a few is more than a browser makes.
+        const MAX_HOPS: usize = 4;
+        let mut current = Arc::new(session.clone());
+        for _ in 0..MAX_HOPS {
+            let Some(refresh_token) = current.refresh_token.as_deref() else {
+                return Err(ProviderError::GrantRejected("the session has no refresh token".to_owned()));
+            };
+            let key = hash(refresh_token);
+            let (mut outcome, mine) = {
+                let mut flights = lock(&self.flights);
+                flights.retain(|_, flight| !flight.is_stale());
+                match flights.get(&key) {
+                    Some(flight) => (flight.outcome.clone(), false),
+                    None => {
+                        let flight = self.start(key, Session::clone(&current), Some(organization_id.to_owned()));
+                        let receiver = flight.outcome.clone();
+                        flights.insert(key, flight);
+                        (receiver, true)
+                    }
+                }
+            };
+            let done = match outcome.wait_for(Option::is_some).await {
+                Ok(done) => done.clone().unwrap_or_else(died),
+                Err(_) => died(),
+            };
+            if mine {
+                return done;
+            }
+            let fresh = done?;
+            if fresh.organization_id.as_deref() == Some(organization_id) {
+                return Ok(fresh);
+            }
+            // Someone refreshed this token first (for another organization, or none): switch the new one.
+            current = fresh;
+        }
+        Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) })
+    }
+
+    fn start(&self, key: TokenHash, session: Session, organization_id: Option<String>) -> Flight {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (sender, receiver) = watch::channel(None);
         let provider = Arc::clone(&self.provider);
         let flights = Arc::clone(&self.flights);
         tokio::spawn(async move {
-            let outcome = provider.refresh(&session).await.map(Arc::new);
+            let outcome = match &organization_id {
+                None => provider.refresh(&session).await,
+                Some(organization_id) => provider.switch_organization(&session, organization_id).await,
+            }
+            .map(Arc::new);
             match &outcome {
                 Ok(_) => {
                     metrics::counter!("authbridge_session_refreshes_total", "event" => "succeeded").increment(1);
@@ -115,6 +162,11 @@ impl Refresher {
         });
         Flight { id, started: Instant::now(), outcome: receiver }
     }
+}
+
+/// The task died without an answer (it panicked): report an outage, which keeps the session.
+fn died() -> Outcome {
+    Err(ProviderError::Unavailable { retry_after: Duration::from_secs(5) })
 }
 
 fn hash(token: &str) -> TokenHash {

@@ -1,46 +1,148 @@
-//! Sessions that have ended before their tokens have.
+//! Sessions and users whose access has ended before their tokens have.
 //!
-//! Signing out revokes the provider's session, so its refresh token is dead, but access tokens already issued
-//! stay cryptographically valid until they expire (minutes): a copy of the cookie, or a bearer token of that
-//! session, would keep working until then. Every request's session id is checked against this list first, so
-//! an ended session is refused at once, refresh or not.
+//! Access tokens stay cryptographically valid until they expire (minutes), and a cookie or a bearer token can be
+//! copied: so every signed-in request, cookie or bearer, asks here first whether its session or its user is still
+//! allowed. Two sources feed the answer:
 //!
-//! Entries are kept for [`KEEP`], longer than any access token lives, and the list is bounded: when full, the
-//! oldest entries go first (their tokens have long expired).
+//! - **this replica's own list**: sessions signed out here, and what this replica's webhook handler or Events API
+//!   consumer has just applied (a `session.revoked`, a `user.deleted`). Refused at once.
+//! - **the database** (with `DATABASE_URL`), shared by every replica: `authbridge.revoked_sessions` (sign-outs
+//!   anywhere, `session.revoked` from either channel) and deleted users. A "still allowed" answer is cached for at
+//!   most [`SHARED_CACHE_TTL`], so another replica's sign-out or a webhook applied elsewhere is honoured within
+//!   seconds. When the database cannot be asked and no fresh answer is cached, the request is answered 503 rather
+//!   than let through: that database is InsForge's own, so nothing else would work either.
+//!
+//! Local entries are kept for [`KEEP`], longer than any access token lives (the database keeps them for good), and
+//! the lists are bounded: when full, the oldest entries go first.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::lifecycle::Lifecycle;
+use crate::lifecycle::events::Effect;
 use crate::sync::lock;
 
-/// How long a revoked session id is remembered: past the expiry of any token issued before the revocation.
+/// How long a revoked session id or deleted user id is remembered locally: past the expiry of any token issued
+/// before.
 const KEEP: Duration = Duration::from_secs(24 * 3600);
-/// The most ids remembered at once.
+/// The most ids (or cached answers) remembered at once.
 const CAPACITY: usize = 100_000;
+/// How long "still allowed" from the database is trusted: the "few seconds" within which every replica honours a
+/// revocation it did not see itself.
+pub const SHARED_CACHE_TTL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Ended {
+    Session(String),
+    User(String),
+}
+
+/// The database could not be asked: try again after `retry_after`.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckUnavailable {
+    pub retry_after: Duration,
+}
 
 #[derive(Default)]
 pub struct Revocations {
-    revoked: Mutex<HashMap<String, Instant>>,
+    local: Mutex<HashMap<Ended, Instant>>,
+    shared: Option<SharedCheck>,
+}
+
+struct SharedCheck {
+    lifecycle: Arc<Lifecycle>,
+    /// (user id, session id) → when the database last said "still allowed".
+    allowed: Mutex<HashMap<(String, Option<String>), Instant>>,
 }
 
 impl Revocations {
-    pub fn revoke(&self, session_id: &str) {
-        let mut revoked = lock(&self.revoked);
-        let now = Instant::now();
-        if revoked.len() >= CAPACITY {
-            revoked.retain(|_, at| now.duration_since(*at) < KEEP);
-        }
-        if revoked.len() >= CAPACITY
-            && let Some(oldest) = revoked.iter().min_by_key(|(_, at)| **at).map(|(id, _)| id.clone())
-        {
-            revoked.remove(&oldest);
-        }
-        revoked.insert(session_id.to_owned(), now);
+    /// Checks the database too, so every replica sees what any of them (or WorkOS) ended.
+    pub fn shared(lifecycle: Arc<Lifecycle>) -> Self {
+        Self { local: Mutex::default(), shared: Some(SharedCheck { lifecycle, allowed: Mutex::default() }) }
     }
 
-    pub fn is_revoked(&self, session_id: &str) -> bool {
-        lock(&self.revoked).get(session_id).is_some_and(|at| at.elapsed() < KEEP)
+    /// Refuses this session from now on, on this replica (sign-out writes the database separately).
+    pub fn revoke(&self, session_id: &str) {
+        self.remember(Ended::Session(session_id.to_owned()));
+    }
+
+    /// Hears what applying an event ended, so this replica refuses it without waiting for its cache.
+    pub fn note(&self, effects: &[Effect]) {
+        for effect in effects {
+            match effect {
+                Effect::SessionRevoked { session_id } => self.remember(Ended::Session(session_id.clone())),
+                Effect::UserDeleted { user_id } => self.remember(Ended::User(user_id.clone())),
+                Effect::OrganizationMissing { .. } => {}
+            }
+        }
+    }
+
+    fn remember(&self, ended: Ended) {
+        let mut local = lock(&self.local);
+        let now = Instant::now();
+        if local.len() >= CAPACITY {
+            local.retain(|_, at| now.duration_since(*at) < KEEP);
+        }
+        if local.len() >= CAPACITY
+            && let Some(oldest) = local.iter().min_by_key(|(_, at)| **at).map(|(id, _)| id.clone())
+        {
+            local.remove(&oldest);
+        }
+        local.insert(ended, now);
+    }
+
+    fn ended_locally(&self, user_id: &str, session_id: Option<&str>) -> bool {
+        let local = lock(&self.local);
+        let known = |ended: Ended| local.get(&ended).is_some_and(|at| at.elapsed() < KEEP);
+        known(Ended::User(user_id.to_owned())) || session_id.is_some_and(|id| known(Ended::Session(id.to_owned())))
+    }
+
+    /// Whether this user's access, or this session, has ended.
+    pub async fn has_ended(&self, user_id: &str, session_id: Option<&str>) -> Result<bool, CheckUnavailable> {
+        if self.ended_locally(user_id, session_id) {
+            return Ok(true);
+        }
+        let Some(shared) = &self.shared else { return Ok(false) };
+        let key = (user_id.to_owned(), session_id.map(str::to_owned));
+        if lock(&shared.allowed).get(&key).is_some_and(|at| at.elapsed() < SHARED_CACHE_TTL) {
+            return Ok(false);
+        }
+        let state = shared.lifecycle.access_state(user_id, session_id).await.map_err(|error| {
+            tracing::warn!(%error, "cannot check whether the session was revoked or the user deleted");
+            CheckUnavailable { retry_after: crate::db::RETRY_AFTER }
+        })?;
+        if state.user_deleted {
+            self.remember(Ended::User(user_id.to_owned()));
+        }
+        if let (true, Some(session_id)) = (state.session_revoked, session_id) {
+            self.remember(Ended::Session(session_id.to_owned()));
+        }
+        if state.ended() {
+            return Ok(true);
+        }
+        let mut allowed = lock(&shared.allowed);
+        if allowed.len() >= CAPACITY {
+            allowed.retain(|_, at| at.elapsed() < SHARED_CACHE_TTL);
+        }
+        if allowed.len() < CAPACITY {
+            allowed.insert(key, Instant::now());
+        }
+        Ok(false)
+    }
+
+    /// Records a sign-out in the database, for every replica. Best effort: the caller logs a failure (this replica
+    /// refuses the session anyway, and WorkOS has revoked it).
+    pub async fn record_sign_out(
+        &self,
+        session_id: &str,
+        user_id: &str,
+    ) -> Result<(), crate::lifecycle::LifecycleError> {
+        self.revoke(session_id);
+        match &self.shared {
+            Some(shared) => shared.lifecycle.record_sign_out(session_id, user_id).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -48,12 +150,15 @@ impl Revocations {
 mod tests {
     use super::*;
 
-    #[test]
-    fn revoked_ids_are_refused_and_others_are_not() {
+    #[tokio::test]
+    async fn revoked_sessions_and_deleted_users_are_refused_and_others_are_not() {
         let revocations = Revocations::default();
-        assert!(!revocations.is_revoked("session_1"));
+        assert!(!revocations.has_ended("user_1", Some("session_1")).await.expect("local only"));
         revocations.revoke("session_1");
-        assert!(revocations.is_revoked("session_1"));
-        assert!(!revocations.is_revoked("session_2"));
+        assert!(revocations.has_ended("user_1", Some("session_1")).await.expect("local only"));
+        assert!(!revocations.has_ended("user_1", Some("session_2")).await.expect("local only"));
+        revocations.note(&[Effect::UserDeleted { user_id: "user_2".into() }]);
+        assert!(revocations.has_ended("user_2", None).await.expect("local only"), "every session of the user");
+        assert!(revocations.has_ended("user_2", Some("session_9")).await.expect("local only"));
     }
 }

@@ -24,6 +24,8 @@ const HKDF_SALT: &[u8] = b"authbridge seal v1";
 pub enum Purpose {
     Session,
     SignInState,
+    /// A sign-in waiting for the user to pick an organization (it holds WorkOS's pending token).
+    OrganizationSelection,
 }
 
 impl Purpose {
@@ -31,6 +33,7 @@ impl Purpose {
         match self {
             Purpose::Session => b"session",
             Purpose::SignInState => b"sign-in state",
+            Purpose::OrganizationSelection => b"organization selection",
         }
     }
 }
@@ -53,6 +56,7 @@ pub struct Sealer {
 struct PurposeKeys {
     session: RandomizedNonceKey,
     sign_in_state: RandomizedNonceKey,
+    organization_selection: RandomizedNonceKey,
 }
 
 impl PurposeKeys {
@@ -63,13 +67,18 @@ impl PurposeKeys {
             prk.expand(&[purpose.info()], &AES_256_GCM).and_then(|okm| okm.fill(&mut bytes)).map_err(|_| SealError)?;
             RandomizedNonceKey::new(&AES_256_GCM, &bytes).map_err(|_| SealError)
         };
-        Ok(Self { session: key(Purpose::Session)?, sign_in_state: key(Purpose::SignInState)? })
+        Ok(Self {
+            session: key(Purpose::Session)?,
+            sign_in_state: key(Purpose::SignInState)?,
+            organization_selection: key(Purpose::OrganizationSelection)?,
+        })
     }
 
     fn get(&self, purpose: Purpose) -> &RandomizedNonceKey {
         match purpose {
             Purpose::Session => &self.session,
             Purpose::SignInState => &self.sign_in_state,
+            Purpose::OrganizationSelection => &self.organization_selection,
         }
     }
 }
@@ -166,6 +175,9 @@ mod tests {
         let sealer = sealer(A, None);
         let state = sealer.seal(Purpose::SignInState, b"state").expect("seal");
         assert_eq!(sealer.open(Purpose::Session, &state).err(), Some(SealError));
+        let pending = sealer.seal(Purpose::OrganizationSelection, b"pending").expect("seal");
+        assert_eq!(sealer.open(Purpose::Session, &pending).err(), Some(SealError));
+        assert_eq!(sealer.open(Purpose::SignInState, &pending).err(), Some(SealError));
     }
 
     #[test]

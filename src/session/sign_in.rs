@@ -21,6 +21,8 @@ use url::Url;
 use super::provider::{AuthorizationRequest, ProviderError, ScreenHint};
 use super::seal::{Purpose, SealError};
 use super::{Session, SessionError, SessionManager, unix_now};
+use crate::config::Secret;
+use crate::workos::{OrganizationChoice, PendingSelection};
 
 /// How long a sign-in may take between `/login` and `/callback`.
 pub const SIGN_IN_STATE_TTL: Duration = Duration::from_secs(10 * 60);
@@ -64,10 +66,45 @@ pub struct Callback {
     pub error_description: Option<String>,
 }
 
-/// A finished sign-in: where to go, and the session cookie to set.
+/// A finished sign-in: where to go, the session cookie to set, and the session (for the audit trail).
 pub struct SignedIn {
     pub return_to: String,
     pub set_cookies: Vec<HeaderValue>,
+    pub session: Box<Session>,
+}
+
+/// What `/callback` leads to: a session, or a page where the user picks one of their organizations first.
+pub enum CallbackOutcome {
+    SignedIn(SignedIn),
+    /// The pending sign-in is sealed in `set_cookies`; the browser goes to the selection page.
+    ChooseOrganization {
+        set_cookies: Vec<HeaderValue>,
+    },
+}
+
+/// How long a user may take to pick an organization (WorkOS's pending tokens are short-lived too).
+pub const ORGANIZATION_SELECTION_TTL: Duration = Duration::from_secs(10 * 60);
+/// Most organizations offered on the selection page (the pending sign-in must stay one small cookie).
+const MAX_OFFERED_ORGANIZATIONS: usize = 25;
+
+/// A sign-in waiting for the user to pick an organization: sealed in its own short-lived cookie (its own seal
+/// purpose), never in a URL or a log, because WorkOS's pending token finishes the sign-in.
+#[derive(Serialize, Deserialize)]
+pub struct PendingSignIn {
+    pending_authentication_token: String,
+    pub organizations: Vec<OrganizationChoice>,
+    /// Who is signing in, for the page ("Choose an organization, Bob").
+    pub user_name: Option<String>,
+    pub return_to: String,
+    /// The selection form's CSRF tokens are bound to this (there is no session yet).
+    pub csrf_nonce: String,
+    pub expires_at: u64,
+}
+
+impl std::fmt::Debug for PendingSignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingSignIn").field("organizations", &self.organizations).finish_non_exhaustive()
+    }
 }
 
 /// Where a sign-out sends the browser, and the cookies that end the app's session.
@@ -86,6 +123,9 @@ pub enum SignInError {
     Denied(String),
     #[error("the provider sent no sign-in code")]
     MissingCode,
+    /// The organization picked is not one the sign-in offered.
+    #[error("that organization was not offered for this sign-in")]
+    NotOffered,
     #[error(transparent)]
     Provider(#[from] ProviderError),
     #[error("the system random generator failed")]
@@ -145,7 +185,11 @@ impl SessionManager {
         self.state_cookie.clear(&self.state_cookie.present(request))
     }
 
-    pub async fn finish_sign_in(&self, headers: &HeaderMap, callback: Callback) -> Result<SignedIn, SignInError> {
+    pub async fn finish_sign_in(
+        &self,
+        headers: &HeaderMap,
+        callback: Callback,
+    ) -> Result<CallbackOutcome, SignInError> {
         // The state comes first, even for errors: only a redirect that answers this browser's own sign-in may put
         // the provider's words on our page (anyone can craft a `/callback?error=…` link).
         let state = self.sign_in_state(headers).ok_or(SignInError::Expired)?;
@@ -159,18 +203,96 @@ impl SessionManager {
         }
         let code = callback.code.filter(|code| !code.is_empty()).ok_or(SignInError::MissingCode)?;
 
-        let session = self.provider.exchange_code(&code, &state.code_verifier, &state.id_token_nonce).await?;
+        let session = match self.provider.exchange_code(&code, &state.code_verifier, &state.id_token_nonce).await {
+            Ok(session) => session,
+            Err(ProviderError::OrganizationSelectionRequired(pending)) => {
+                let set_cookies = self.begin_organization_selection(&pending, state.return_to)?;
+                return Ok(CallbackOutcome::ChooseOrganization { set_cookies });
+            }
+            Err(error) => return Err(error.into()),
+        };
         let set_cookies = self.store(&session, headers)?;
         tracing::info!(user_id = %session.user.id, "signed in");
-        Ok(SignedIn { return_to: state.return_to, set_cookies })
+        Ok(CallbackOutcome::SignedIn(SignedIn { return_to: state.return_to, set_cookies, session: Box::new(session) }))
+    }
+
+    /// Seals the pending sign-in into its cookie.
+    fn begin_organization_selection(
+        &self,
+        pending: &PendingSelection,
+        return_to: String,
+    ) -> Result<Vec<HeaderValue>, SignInError> {
+        let organizations: Vec<OrganizationChoice> = pending
+            .organizations
+            .iter()
+            .take(MAX_OFFERED_ORGANIZATIONS)
+            .map(|choice| OrganizationChoice { id: choice.id.clone(), name: choice.name.chars().take(100).collect() })
+            .collect();
+        if organizations.is_empty() {
+            return Err(SignInError::Provider(ProviderError::Failed(
+                "WorkOS asked for an organization to be chosen but offered none".to_owned(),
+            )));
+        }
+        let pending = PendingSignIn {
+            pending_authentication_token: pending.pending_authentication_token.expose().to_owned(),
+            organizations,
+            user_name: pending.user.as_ref().map(crate::identity::UserProfile::display_name),
+            return_to,
+            csrf_nonce: crate::random::token().map_err(|_| SignInError::Random)?,
+            expires_at: unix_now() + ORGANIZATION_SELECTION_TTL.as_secs(),
+        };
+        let json = serde_json::to_vec(&pending).map_err(|_| SealError)?;
+        let sealed = self.sealer.seal(Purpose::OrganizationSelection, &json)?;
+        tracing::info!("sign-in waits for the user to choose an organization");
+        Ok(vec![self.selection_cookie.write_single(&sealed).map_err(SessionError::from)?])
+    }
+
+    /// The sign-in waiting for an organization to be picked, if the browser holds one that opens and has not
+    /// expired.
+    pub fn pending_sign_in(&self, headers: &HeaderMap) -> Option<PendingSignIn> {
+        let sealed = self.selection_cookie.read(headers)?;
+        let opened = self.sealer.open(Purpose::OrganizationSelection, &sealed).ok()?;
+        let pending: PendingSignIn = serde_json::from_slice(&opened.plaintext).ok()?;
+        (pending.expires_at > unix_now()).then_some(pending)
+    }
+
+    /// `Set-Cookie` values deleting the pending sign-in.
+    pub fn clear_pending_sign_in(&self, request: &HeaderMap) -> Vec<HeaderValue> {
+        self.selection_cookie.clear(&self.selection_cookie.present(request))
+    }
+
+    /// Finishes the pending sign-in in `organization_id`, one of those offered (the caller checked the form's
+    /// CSRF token against the pending sign-in).
+    pub async fn finish_organization_selection(
+        &self,
+        headers: &HeaderMap,
+        pending: &PendingSignIn,
+        organization_id: &str,
+    ) -> Result<SignedIn, SignInError> {
+        if !pending.organizations.iter().any(|choice| choice.id == organization_id) {
+            return Err(SignInError::NotOffered);
+        }
+        let selection = PendingSelection {
+            pending_authentication_token: Secret::new(pending.pending_authentication_token.clone()),
+            organizations: pending.organizations.clone(),
+            user: None,
+        };
+        let session = self.provider.complete_organization_selection(&selection, organization_id).await?;
+        let set_cookies = self.store(&session, headers)?;
+        tracing::info!(user_id = %session.user.id, "signed in after choosing an organization");
+        Ok(SignedIn { return_to: pending.return_to.clone(), set_cookies, session: Box::new(session) })
     }
 
     /// Ends the session everywhere: refused by this app from now on (whatever copy of the cookie or token is
     /// presented), revoked at the provider (so it can never be refreshed), and the cookie cleared. A provider
     /// failure is logged and does not stop the sign-out. The caller has already checked the request (CSRF).
     pub async fn sign_out(&self, session: &Session, headers: &HeaderMap, return_to: &Url) -> SignOut {
-        if let Some(session_id) = session.session_id.as_deref() {
-            self.revocations.revoke(session_id);
+        if let Some(session_id) = session.session_id.as_deref()
+            && let Err(error) = self.revocations.record_sign_out(session_id, &session.user.id).await
+        {
+            // This replica refuses the session already, and WorkOS revokes it below; other replicas refuse it at
+            // its next refresh at the latest.
+            tracing::error!(%error, user_id = %session.user.id, "could not record the sign-out in the database");
         }
         if let Err(error) = self.provider.revoke(session).await {
             tracing::error!(%error, user_id = %session.user.id, "could not revoke the session at the provider");

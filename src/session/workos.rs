@@ -4,20 +4,32 @@
 //! session exists only once its access token verifies against WorkOS's keys and names the user WorkOS says signed
 //! in. How a failure is answered differs by step: at sign-in an outage is shown to the user, while during a
 //! refresh anything but `invalid_grant` keeps the session (the user did nothing wrong).
+//!
+//! With the enterprise lifecycle on, each new or refreshed session also reads the user's organization memberships
+//! from WorkOS (`lifecycle::sync`), so the app knows them even where no webhook is configured. That step can only
+//! log a failure, never fail the sign-in or the refresh.
 
 use url::Url;
 
 use super::provider::{AuthorizationRequest, CheckError, ProviderError, ScreenHint, TokenCheck};
 use super::{AuthSource, Principal, Session};
 use crate::identity::{Impersonator, UserProfile};
+use crate::lifecycle::sync::MembershipSync;
 use crate::workos::access_token::{AccessClaims, AccessTokenVerifier, TokenSource, VerifyError};
-use crate::workos::{AuthResponse, AuthorizeParams, WorkosClient, WorkosError};
+use crate::workos::user_emails::UserEmails;
+use crate::workos::{AuthResponse, AuthorizeParams, PendingSelection, WorkosClient, WorkosError};
+
+/// Where an organization admin is sent for the Admin Portal (docs/workos.md §7.1): the browser is redirected there
+/// after a form post, so the Content-Security-Policy's `form-action` must allow it.
+pub const ADMIN_PORTAL_ORIGIN: &str = "https://setup.workos.com";
 
 pub struct WorkosProvider {
     client: WorkosClient,
     verifier: AccessTokenVerifier,
     redirect_uri: String,
     origin: String,
+    membership_sync: Option<MembershipSync>,
+    emails: UserEmails,
 }
 
 /// Why an `authenticate` answer did not make a session.
@@ -32,9 +44,24 @@ impl WorkosProvider {
     pub fn new(client: WorkosClient, redirect_uri: &Url, api_base_url: &Url) -> Self {
         Self {
             verifier: AccessTokenVerifier::new(client.clone()),
+            emails: UserEmails::new(client.clone()),
             client,
             redirect_uri: redirect_uri.to_string(),
-            origin: api_base_url.origin().ascii_serialization(),
+            // The API's origin (sign-in, sign-out) and the Admin Portal's.
+            origin: format!("{} {ADMIN_PORTAL_ORIGIN}", api_base_url.origin().ascii_serialization()),
+            membership_sync: None,
+        }
+    }
+
+    /// Reads the user's memberships after every sign-in and refresh from now on.
+    pub fn attach_membership_sync(&mut self, sync: MembershipSync) {
+        self.membership_sync = Some(sync);
+    }
+
+    /// After a session is made or renewed: record the user's memberships (never fails; see the module notes).
+    async fn sync_memberships(&self, session: &Session) {
+        if let Some(sync) = &self.membership_sync {
+            sync.after_sign_in(&session.user).await;
         }
     }
 
@@ -57,20 +84,28 @@ impl WorkosProvider {
     }
 
     pub async fn exchange_code(&self, code: &str, code_verifier: &str) -> Result<Session, ProviderError> {
-        let auth = self.client.authenticate_with_code(code, code_verifier).await.map_err(|error| {
-            tracing::warn!(%error, "WorkOS code exchange failed");
-            match error {
-                WorkosError::InvalidGrant { description } => ProviderError::GrantRejected(description),
-                // WorkOS refusing *our* credentials (a wrong API key or client id) is a server problem.
-                WorkosError::Rejected { status: 401 | 403, .. } => ProviderError::Failed(error.to_string()),
-                WorkosError::Rejected { message, .. } => ProviderError::Declined(message),
-                WorkosError::Timeout | WorkosError::Connect | WorkosError::RateLimited { .. } => {
-                    ProviderError::Unavailable { retry_after: error.retry_after() }
-                }
-                WorkosError::Unavailable { .. } | WorkosError::Malformed(_) => ProviderError::Failed(error.to_string()),
-            }
-        })?;
-        self.verified_session(&auth).await.map_err(|unverified| match unverified {
+        let auth = self.client.authenticate_with_code(code, code_verifier).await.map_err(sign_in_error)?;
+        self.signed_in(&auth).await
+    }
+
+    /// The organization-selection grant: the sign-in that answered `organization_selection_required`, finished in
+    /// the organization the user picked.
+    pub async fn complete_organization_selection(
+        &self,
+        pending: &PendingSelection,
+        organization_id: &str,
+    ) -> Result<Session, ProviderError> {
+        let auth = self
+            .client
+            .authenticate_with_organization_selection(&pending.pending_authentication_token, organization_id)
+            .await
+            .map_err(sign_in_error)?;
+        self.signed_in(&auth).await
+    }
+
+    /// The session an `authenticate` answer of a sign-in stands for, verified, with the memberships recorded.
+    async fn signed_in(&self, auth: &AuthResponse) -> Result<Session, ProviderError> {
+        let session = self.verified_session(auth).await.map_err(|unverified| match unverified {
             Unverified::KeysUnavailable(error) => ProviderError::Unavailable { retry_after: error.retry_after() },
             Unverified::Invalid(error) => {
                 ProviderError::Failed(format!("WorkOS issued an access token that does not verify: {error}"))
@@ -78,30 +113,62 @@ impl WorkosProvider {
             Unverified::WrongUser => {
                 ProviderError::Failed("the access token's subject is not the signed-in user".to_owned())
             }
-        })
+        })?;
+        self.sync_memberships(&session).await;
+        Ok(session)
     }
 
     pub async fn refresh(&self, session: &Session) -> Result<Session, ProviderError> {
+        self.refresh_in(session, None).await
+    }
+
+    /// A refresh scoped to `organization_id`: WorkOS's way of switching organizations (docs/workos.md §1.5).
+    pub async fn switch_organization(
+        &self,
+        session: &Session,
+        organization_id: &str,
+    ) -> Result<Session, ProviderError> {
+        self.refresh_in(session, Some(organization_id)).await
+    }
+
+    async fn refresh_in(&self, session: &Session, organization_id: Option<&str>) -> Result<Session, ProviderError> {
         let Some(refresh_token) = session.refresh_token.as_deref() else {
             return Err(ProviderError::GrantRejected("the session has no refresh token".to_owned()));
         };
-        let auth = self.client.authenticate_with_refresh_token(refresh_token).await.map_err(|error| match error {
-            WorkosError::InvalidGrant { description } => ProviderError::GrantRejected(description),
-            // Any other refusal (a bad API key, a proxy's 403) is our problem, not the user's: keep the session.
-            rejected @ WorkosError::Rejected { .. } => {
-                tracing::error!(error = %rejected, "WorkOS refused a refresh for a reason other than invalid_grant");
-                ProviderError::Unavailable { retry_after: rejected.retry_after() }
-            }
-            transient => ProviderError::Unavailable { retry_after: transient.retry_after() },
-        })?;
-        self.verified_session(&auth).await.map_err(|unverified| match unverified {
+        let switching = organization_id.is_some();
+        let auth = self.client.authenticate_with_refresh_token(refresh_token, organization_id).await.map_err(
+            |error| match error {
+                WorkosError::InvalidGrant { description } => ProviderError::GrantRejected(description),
+                // The organization wants its own sign-in (SSO, MFA): for a switch, the browser goes there; for an
+                // ordinary refresh it ends the session, as WorkOS's SDKs treat it.
+                WorkosError::OrganizationAuthRequired { redirect_url, .. } if switching => {
+                    ProviderError::OrganizationAuthRequired { redirect_url }
+                }
+                WorkosError::OrganizationAuthRequired { code, .. } => ProviderError::GrantRejected(code),
+                // A switch WorkOS refuses (not a member there, no such organization): the session stays as it is.
+                WorkosError::Rejected { status: 400 | 404 | 422, message, .. } if switching => {
+                    ProviderError::Declined(message)
+                }
+                // Any other refusal (a bad API key, a proxy's 403) is our problem, not the user's: keep the session.
+                rejected @ (WorkosError::Rejected { .. }
+                | WorkosError::OrganizationSelectionRequired(_)
+                | WorkosError::Malformed(_)) => {
+                    tracing::error!(error = %rejected, "WorkOS refused a refresh for a reason other than invalid_grant");
+                    ProviderError::Unavailable { retry_after: rejected.retry_after() }
+                }
+                transient => ProviderError::Unavailable { retry_after: transient.retry_after() },
+            },
+        )?;
+        let session = self.verified_session(&auth).await.map_err(|unverified| match unverified {
             Unverified::WrongUser => ProviderError::GrantRejected("refresh returned another user's tokens".to_owned()),
             Unverified::KeysUnavailable(error) => ProviderError::Unavailable { retry_after: error.retry_after() },
             Unverified::Invalid(error) => {
                 tracing::warn!(%error, "WorkOS returned a refreshed token that does not verify");
                 ProviderError::Unavailable { retry_after: std::time::Duration::from_secs(5) }
             }
-        })
+        })?;
+        self.sync_memberships(&session).await;
+        Ok(session)
     }
 
     /// The session an `authenticate` answer stands for, once its access token has been verified.
@@ -123,6 +190,7 @@ impl WorkosProvider {
             impersonator: auth.impersonator.clone(),
             session_id: claims.sid.clone(),
             oidc: None,
+            personal: false,
         })
     }
 
@@ -142,10 +210,20 @@ impl WorkosProvider {
     pub async fn verify_bearer(&self, token: &str) -> Result<Principal, CheckError> {
         let claims = self.verifier.verify(token, TokenSource::Untrusted).await.map_err(check_error)?;
         let claims: &AccessClaims = &claims;
+        // Plain access tokens carry no email: a JWT template's claim when there is one, else WorkOS's answer for
+        // the user (cached; `None` when it cannot be had, which never fails the request). The minted InsForge
+        // token carries whatever is found.
+        let email = match claims.email.as_ref().or(claims.user_email.as_ref()).filter(|email| !email.trim().is_empty())
+        {
+            Some(email) => Some(email.clone()),
+            None => self.emails.email_of(&claims.sub).await,
+        };
+        let mut user = UserProfile::id_only(claims.sub.clone());
+        user.email = email;
         Ok(Principal {
-            // Access tokens carry no email; the minter leaves it out of the InsForge token then.
-            user: UserProfile::id_only(claims.sub.clone()),
+            user,
             organization_id: claims.org_id.clone(),
+            personal: false,
             impersonator: claims.act.as_ref().map(|actor| Impersonator { email: actor.sub.clone(), reason: None }),
             session_id: claims.sid.clone(),
             source: AuthSource::Bearer,
@@ -168,6 +246,31 @@ impl WorkosProvider {
 
     pub async fn warm_up(&self) -> Result<(), CheckError> {
         self.verifier.fetch_keys().await.map_err(check_error)
+    }
+}
+
+/// How a failed sign-in step (code exchange, organization selection) is answered.
+fn sign_in_error(error: WorkosError) -> ProviderError {
+    match &error {
+        // A step of the sign-in, not a failure.
+        WorkosError::OrganizationSelectionRequired(_) => {
+            tracing::info!("WorkOS asks the user to choose an organization")
+        }
+        _ => tracing::warn!(%error, "WorkOS sign-in failed"),
+    }
+    match error {
+        WorkosError::InvalidGrant { description } => ProviderError::GrantRejected(description),
+        WorkosError::OrganizationSelectionRequired(pending) => ProviderError::OrganizationSelectionRequired(pending),
+        // WorkOS refusing *our* credentials (a wrong API key or client id) is a server problem.
+        WorkosError::Rejected { status: 401 | 403, .. } => ProviderError::Failed(error.to_string()),
+        WorkosError::Rejected { message, .. } => ProviderError::Declined(message),
+        WorkosError::OrganizationAuthRequired { redirect_url, .. } => {
+            ProviderError::OrganizationAuthRequired { redirect_url }
+        }
+        WorkosError::Timeout | WorkosError::Connect | WorkosError::RateLimited { .. } => {
+            ProviderError::Unavailable { retry_after: error.retry_after() }
+        }
+        WorkosError::Unavailable { .. } | WorkosError::Malformed(_) => ProviderError::Failed(error.to_string()),
     }
 }
 

@@ -60,6 +60,12 @@ pub struct AccessClaims {
     /// Present while a WorkOS admin impersonates the user.
     #[serde(default)]
     pub act: Option<Actor>,
+    /// Only with a JWT template that adds it (`email`, or `user_email` as InsForge's WorkOS guide names it): plain
+    /// WorkOS access tokens carry no email.
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub user_email: Option<String>,
     pub exp: u64,
     #[serde(default)]
     pub iat: Option<u64>,
@@ -397,7 +403,16 @@ mod tests {
         let verifier = verifier(&workos, VERIFIED_TOKENS).await;
         let forged = forged(&workos.mint_access_token(&user, Duration::from_secs(300)));
         // An entry for this (forged) token that expired a second ago: it must be thrown away, not answered.
-        let stale = AccessClaims { sub: user, sid: None, org_id: None, act: None, exp: now() - 1, iat: None };
+        let stale = AccessClaims {
+            sub: user,
+            sid: None,
+            org_id: None,
+            act: None,
+            exp: now() - 1,
+            iat: None,
+            email: None,
+            user_email: None,
+        };
         let cache = verifier.verified.as_ref().expect("a cache");
         cache.insert(fingerprint(&forged), Verified { claims: Arc::new(stale), kid: workos.kid().into() });
 

@@ -36,6 +36,8 @@ struct Inner {
     logout_url: Url,
     revoke_url: Url,
     jwks_url: Url,
+    /// `WORKOS_API_BASE_URL`, for the management calls (`management.rs`), which form their URLs per call.
+    base_url: Url,
 }
 
 /// What the browser is sent to WorkOS with. `state` and `code_challenge` come from the login flow.
@@ -92,6 +94,50 @@ pub enum WorkosError {
     Connect,
     #[error("WorkOS sent a response we could not read: {0}")]
     Malformed(String),
+    /// The code exchange needs the user to pick one of several organizations first (403
+    /// `organization_selection_required`, docs/workos.md §1.3), to be finished with the organization-selection
+    /// grant and the pending token.
+    #[error("WorkOS asks the user to choose an organization")]
+    OrganizationSelectionRequired(Box<PendingSelection>),
+    /// The organization needs its own sign-in first (`sso_required`, `mfa_enrollment`, or an answer carrying an
+    /// `authkit_redirect_url`): the browser must go through the authorization URL with `organization_id`.
+    #[error("WorkOS requires the user to sign in to the organization ({code})")]
+    OrganizationAuthRequired { code: String, redirect_url: Option<String> },
+}
+
+/// What an `organization_selection_required` answer carries. The pending token is a credential (it finishes the
+/// sign-in): it stays out of `{:?}` and never leaves the server (sealed in a cookie only).
+#[derive(Clone)]
+pub struct PendingSelection {
+    pub pending_authentication_token: Secret,
+    pub organizations: Vec<OrganizationChoice>,
+    pub user: Option<UserProfile>,
+}
+
+impl fmt::Debug for PendingSelection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingSelection")
+            .field("organizations", &self.organizations)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One organization the user may pick at sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrganizationChoice {
+    pub id: String,
+    pub name: String,
+}
+
+/// The `organization_selection_required` body (docs/workos.md §1.3).
+#[derive(Deserialize)]
+struct SelectionBody {
+    pending_authentication_token: String,
+    #[serde(default)]
+    organizations: Vec<OrganizationChoice>,
+    #[serde(default)]
+    user: Option<UserProfile>,
 }
 
 impl WorkosError {
@@ -121,13 +167,28 @@ struct ErrorBody {
     error_description: Option<String>,
     code: Option<String>,
     message: Option<String>,
+    /// Not documented; the Next.js SDK follows it when a switch needs the user to sign in again (§1.3).
+    authkit_redirect_url: Option<String>,
 }
 
 #[derive(Serialize)]
 #[serde(tag = "grant_type", rename_all = "snake_case")]
 enum Grant<'a> {
-    AuthorizationCode { code: &'a str, code_verifier: &'a str },
-    RefreshToken { refresh_token: &'a str },
+    AuthorizationCode {
+        code: &'a str,
+        code_verifier: &'a str,
+    },
+    RefreshToken {
+        refresh_token: &'a str,
+        /// Present: re-scope the session to this organization (switching, §1.5); absent: keep its organization.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        organization_id: Option<&'a str>,
+    },
+    #[serde(rename = "urn:workos:oauth:grant-type:organization-selection")]
+    OrganizationSelection {
+        pending_authentication_token: &'a str,
+        organization_id: &'a str,
+    },
 }
 
 #[derive(Serialize)]
@@ -153,6 +214,7 @@ impl WorkosClient {
                 logout_url: endpoint(&["user_management", "sessions", "logout"])?,
                 revoke_url: endpoint(&["user_management", "sessions", "revoke"])?,
                 jwks_url: endpoint(&["sso", "jwks", &config.client_id])?,
+                base_url: config.api_base_url.clone(),
                 http,
                 client_id: config.client_id.clone(),
                 api_key: config.api_key.clone(),
@@ -219,8 +281,23 @@ impl WorkosClient {
         self.authenticate(Grant::AuthorizationCode { code, code_verifier }).await
     }
 
-    pub async fn authenticate_with_refresh_token(&self, refresh_token: &str) -> Result<AuthResponse, WorkosError> {
-        self.authenticate(Grant::RefreshToken { refresh_token }).await
+    /// The refresh grant; with `organization_id`, the session is switched to that organization.
+    pub async fn authenticate_with_refresh_token(
+        &self,
+        refresh_token: &str,
+        organization_id: Option<&str>,
+    ) -> Result<AuthResponse, WorkosError> {
+        self.authenticate(Grant::RefreshToken { refresh_token, organization_id }).await
+    }
+
+    /// Finishes a sign-in that answered `organization_selection_required`, in the organization the user picked.
+    pub async fn authenticate_with_organization_selection(
+        &self,
+        pending_authentication_token: &Secret,
+        organization_id: &str,
+    ) -> Result<AuthResponse, WorkosError> {
+        let pending_authentication_token = pending_authentication_token.expose();
+        self.authenticate(Grant::OrganizationSelection { pending_authentication_token, organization_id }).await
     }
 
     /// Never retried: codes and refresh tokens are single-use, so a blind retry after a lost response would
@@ -230,6 +307,46 @@ impl WorkosClient {
         let body = AuthenticateBody { client_id: &inner.client_id, client_secret: inner.api_key.expose(), grant };
         let authenticate = inner.http.post(inner.authenticate_url.clone()).json(&body).send();
         let response = outbound::observed(Upstream::Workos, authenticate).await.map_err(WorkosError::from_reqwest)?;
+        read_json(response).await
+    }
+
+    /// `GET {base}/<segments>?<query>` with the API key, its JSON answer read as `T`. Each segment is
+    /// percent-encoded, so an id can never add path components. For the management calls in `management.rs`.
+    pub(super) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<T, WorkosError> {
+        let inner = &self.inner;
+        let url = outbound::endpoint(&inner.base_url, segments)
+            .ok_or_else(|| WorkosError::Malformed("WORKOS_API_BASE_URL cannot be a base URL".to_owned()))?;
+        let response = inner
+            .http
+            .get(url)
+            .bearer_auth(inner.api_key.expose())
+            .query(query)
+            .send()
+            .await
+            .map_err(WorkosError::from_reqwest)?;
+        read_json(response).await
+    }
+
+    /// `POST {base}/<segments>` with the API key and a JSON body (and an `Idempotency-Key` when given), its JSON
+    /// answer read as `T`. For the management calls in `management.rs`; never retried here.
+    pub(super) async fn post_json<B: Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &B,
+        idempotency_key: Option<&str>,
+    ) -> Result<T, WorkosError> {
+        let inner = &self.inner;
+        let url = outbound::endpoint(&inner.base_url, segments)
+            .ok_or_else(|| WorkosError::Malformed("WORKOS_API_BASE_URL cannot be a base URL".to_owned()))?;
+        let mut request = inner.http.post(url).bearer_auth(inner.api_key.expose()).json(body);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.map_err(WorkosError::from_reqwest)?;
         read_json(response).await
     }
 
@@ -252,7 +369,18 @@ async fn read_json<T: serde::de::DeserializeOwned>(response: reqwest::Response) 
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     // A body that is not JSON (a proxy's HTML error page) still yields a useful status-based error.
-    let body: ErrorBody = response.json().await.unwrap_or_default();
+    let bytes = response.bytes().await.unwrap_or_default();
+    let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
+    if body.code.as_deref() == Some("organization_selection_required") {
+        return Err(match serde_json::from_slice::<SelectionBody>(&bytes) {
+            Ok(selection) => WorkosError::OrganizationSelectionRequired(Box::new(PendingSelection {
+                pending_authentication_token: Secret::new(selection.pending_authentication_token),
+                organizations: selection.organizations,
+                user: selection.user,
+            })),
+            Err(error) => WorkosError::Malformed(format!("an organization_selection_required answer: {error}")),
+        });
+    }
     Err(classify(status, body, retry_after))
 }
 
@@ -262,6 +390,13 @@ fn classify(status: StatusCode, body: ErrorBody, retry_after: Option<Duration>) 
     }
     if status.is_server_error() {
         return WorkosError::Unavailable { status: status.as_u16() };
+    }
+    let code = body.code.as_deref().or(body.error.as_deref()).unwrap_or_default();
+    if matches!(code, "sso_required" | "mfa_enrollment") || body.authkit_redirect_url.is_some() {
+        return WorkosError::OrganizationAuthRequired {
+            code: code.to_owned(),
+            redirect_url: body.authkit_redirect_url,
+        };
     }
     // The Node SDK's tests see invalid_grant as 400, the Rust SDK's as 401: both mean the grant is dead.
     if body.error.as_deref() == Some("invalid_grant") {
@@ -346,6 +481,17 @@ mod tests {
             classify(StatusCode::BAD_GATEWAY, ErrorBody::default(), None),
             WorkosError::Unavailable { status: 502 }
         ));
+        // A switch the organization wants its own sign-in for, however WorkOS says it.
+        for body in [
+            body("sso_required"),
+            ErrorBody { code: Some("mfa_enrollment".into()), ..Default::default() },
+            ErrorBody { authkit_redirect_url: Some("https://auth.example.com/x".into()), ..Default::default() },
+        ] {
+            assert!(matches!(
+                classify(StatusCode::BAD_REQUEST, body, None),
+                WorkosError::OrganizationAuthRequired { .. }
+            ));
+        }
     }
 
     #[test]

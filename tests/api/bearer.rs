@@ -122,3 +122,99 @@ async fn a_flood_of_unknown_kids_does_not_lock_out_sessions_after_a_key_rotation
     let me = browser.api(reqwest::Method::GET, "/api/me", None).await;
     assert_eq!(me.status, 200, "{}", me.body);
 }
+
+/// Records the email of the InsForge token each todo insert runs with (what PostgreSQL sees in
+/// `request.jwt.claims`), in a table of the test's own.
+async fn record_token_emails(app: &TestApp) {
+    let mut conn = app.db.connect().await;
+    for statement in [
+        "CREATE SCHEMA probe",
+        "CREATE TABLE probe.token_emails (email text)",
+        "CREATE FUNCTION probe.record_email() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
+         SET search_path = pg_catalog AS $$ BEGIN \
+           INSERT INTO probe.token_emails VALUES (current_setting('request.jwt.claims', true)::json ->> 'email'); \
+           RETURN NEW; END $$",
+        "CREATE TRIGGER record_email BEFORE INSERT ON public.todos FOR EACH ROW EXECUTE FUNCTION probe.record_email()",
+    ] {
+        sqlx::query(statement).execute(&mut conn).await.expect(statement);
+    }
+}
+
+async fn token_emails(app: &TestApp) -> Vec<Option<String>> {
+    let mut conn = app.db.connect().await;
+    sqlx::query_scalar("SELECT email FROM probe.token_emails").fetch_all(&mut conn).await.expect("emails")
+}
+
+#[tokio::test]
+async fn a_bearer_tokens_email_comes_from_its_claim_else_from_workos_cached_and_reaches_the_database() {
+    use standins::workos_standin::Endpoint;
+    let app = spawn_app().await;
+    record_token_emails(&app).await;
+    let alice = app.user_id(ALICE);
+
+    // A JWT template's `user_email` claim (InsForge's WorkOS guide): no lookup.
+    let template = json!({ "user_email": "alice.template@acme.test" });
+    app.workos.set_extra_claims(template.as_object().cloned().expect("object"));
+    let client = app.bearer_client(app.workos.mint_access_token(&alice, Duration::from_secs(300)));
+    assert_eq!(client.get("/api/me").await.json()["email"], "alice.template@acme.test");
+    assert_eq!(app.workos.calls(Endpoint::Users), 0);
+    let created = client.send(reqwest::Method::POST, "/api/todos", Some(json!({ "title": "from a template" }))).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    // No claim: WorkOS's user, looked up once and remembered.
+    app.workos.set_extra_claims(serde_json::Map::new());
+    let plain = app.bearer_client(app.workos.mint_access_token(&alice, Duration::from_secs(300)));
+    assert_eq!(plain.get("/api/me").await.json()["email"], ALICE);
+    assert_eq!(plain.get("/api/me").await.json()["email"], ALICE);
+    assert_eq!(app.workos.calls(Endpoint::Users), 1, "cached");
+    let created = plain.send(reqwest::Method::POST, "/api/todos", Some(json!({ "title": "looked up" }))).await;
+    assert_eq!(created.status, 201);
+    assert_eq!(
+        token_emails(&app).await,
+        [Some("alice.template@acme.test".to_owned()), Some(ALICE.to_owned())],
+        "the minted InsForge tokens carried the email"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_email_lookup_leaves_it_null_and_never_fails_the_request() {
+    use standins::workos_standin::Endpoint;
+    let app = spawn_app().await;
+    let bob = app.user_id(crate::helpers::app::BOB);
+    app.workos.fail_next(Endpoint::Users, 1, 500);
+    let client = app.bearer_client(app.workos.mint_access_token(&bob, Duration::from_secs(300)));
+    let me = client.get("/api/me").await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.json()["email"], Value::Null);
+    // Not remembered: the next request asks again, and gets it.
+    assert_eq!(client.get("/api/me").await.json()["email"], crate::helpers::app::BOB);
+    app.workos.hang_next(Endpoint::Users, 1);
+    let stranger =
+        app.bearer_client(app.workos.mint_access_token("user_unknown_to_the_cache", Duration::from_secs(300)));
+    let started = std::time::Instant::now();
+    assert_eq!(stranger.get("/api/me").await.status, 200);
+    assert!(started.elapsed() < Duration::from_secs(4), "a hanging WorkOS holds the request for seconds at most");
+}
+
+#[tokio::test]
+async fn the_email_cache_is_bounded_and_forgets_after_its_lifetime() {
+    use authbridge::workos::WorkosClient;
+    use authbridge::workos::user_emails::UserEmails;
+    use standins::workos_standin::Endpoint;
+    let app = spawn_app().await;
+    let client = WorkosClient::new(app.config.workos().expect("WorkOS")).expect("client");
+    let emails = UserEmails::with_limits(client, Duration::from_millis(300), 2);
+    let users: Vec<String> = app.workos.users().into_iter().map(|user| user.id).collect();
+    assert_eq!(users.len(), 3);
+    for id in &users {
+        assert!(emails.email_of(id).await.is_some());
+    }
+    assert_eq!(emails.cached(), 2, "never more than its capacity");
+    let calls = app.workos.calls(Endpoint::Users);
+    emails.email_of(&users[2]).await;
+    assert_eq!(app.workos.calls(Endpoint::Users), calls, "the newest is remembered");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    emails.email_of(&users[2]).await;
+    assert_eq!(app.workos.calls(Endpoint::Users), calls + 1, "asked again once the lifetime is over");
+    assert_eq!(emails.email_of("user_nobody_knows").await, None, "an unknown user has no email");
+}

@@ -104,6 +104,31 @@ async fn stop(mut child: Child) {
     assert!(exit.success(), "a clean exit: {exit:?}");
 }
 
+/// Runs a printed command line in a shell, as a newcomer pasting it would.
+async fn paste(line: &str) {
+    let output = Command::new("sh")
+        .args(["-c", &format!("{line} --silent --show-error --fail")])
+        .output()
+        .await
+        .expect("sh runs");
+    assert!(output.status.success(), "`{line}` failed: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+async fn wait_until<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 #[tokio::test]
 async fn the_demo_serves_the_app_prints_a_working_curl_line_and_stops_cleanly() {
     let ports = Ports::free();
@@ -129,6 +154,39 @@ async fn the_demo_serves_the_app_prints_a_working_curl_line_and_stops_cleanly() 
     let browser = Browser::new(url.parse().expect("url"));
     assert_eq!(browser.sign_in("alice@acme.test").await.status, 302);
     assert!(browser.get("/").await.body.contains("made with the printed token"));
+
+    // The two lifecycle commands work as printed, pasted into a shell: Bob loses Acme, Carol loses everything.
+    let command = |marker: &str| {
+        printed
+            .lines()
+            .map(str::trim)
+            .find(|line| line.starts_with("curl -X DELETE") && line.contains(marker))
+            .unwrap_or_else(|| panic!("a command with {marker}: {printed}"))
+            .to_owned()
+    };
+    // Bob belongs to Acme and Globex: he picks Acme on the way in.
+    let bob = Browser::new(url.parse().expect("url"));
+    let callback = bob.sign_in("bob@acme.test").await;
+    assert_eq!(callback.location().as_deref(), Some("/login/organization"), "{}", callback.body);
+    let choice = bob.get("/login/organization").await;
+    assert!(choice.body.contains("Acme") && choice.body.contains("Globex"), "{}", choice.body);
+    let token = crate::helpers::browser::extract_csrf_token(&choice.body).expect("a CSRF token");
+    let picked =
+        bob.post_form("/login/organization", &[("csrf_token", &token), ("organization_id", "org_standin_acme")]).await;
+    assert_eq!(picked.status, 303, "{}", picked.body);
+    assert!(bob.get("/api/organizations").await.body.contains("\"Acme\""));
+    assert!(bob.get("/").await.body.contains("Acme"), "the page header names Bob's organization");
+    paste(&command("/organization_memberships/")).await;
+    let removed = wait_until(|| async { !bob.get("/api/organizations").await.body.contains("Acme") }).await;
+    assert!(removed, "Acme is gone from Bob's organizations");
+    assert!(!bob.get("/").await.body.contains("Acme"), "and from his page, on the next reload");
+
+    let carol = Browser::new(url.parse().expect("url"));
+    assert_eq!(carol.sign_in("carol@example.test").await.status, 302);
+    assert_eq!(carol.get("/api/me").await.status, 200);
+    paste(&command("/users/")).await;
+    let deleted = wait_until(|| async { carol.get("/api/me").await.status == 401 }).await;
+    assert!(deleted, "Carol is signed out once deleted");
 
     let data_dir = printed
         .lines()

@@ -36,14 +36,22 @@ async fn hostile_titles_round_trip_exactly() {
     for raw in hostile_titles() {
         let title = Title::parse(&raw).expect("a valid, if hostile, title");
         assert_eq!(title.as_str(), raw, "nothing to trim in these");
-        let todo = app.client.create_todo(&user, &title).await.unwrap_or_else(|e| panic!("create {raw:?}: {e}"));
+        let todo = app
+            .client
+            .create_todo(&user, &title, &authbridge::todo::Space::Personal)
+            .await
+            .unwrap_or_else(|e| panic!("create {raw:?}: {e}"));
         assert_eq!(todo.title, raw);
         let fetched = app.client.get_todo(&user, todo.id).await.expect("get");
         assert_eq!(fetched.title, raw);
         created.push(todo);
     }
 
-    let listed = app.client.list_todos(&user, Page::new(Some(100), None)).await.expect("list");
+    let listed = app
+        .client
+        .list_todos(&user, &authbridge::todo::Space::Personal, Page::new(Some(100), None))
+        .await
+        .expect("list");
     let mut listed_titles: Vec<String> = listed.into_iter().map(|t| t.title).collect();
     let mut expected = hostile_titles();
     listed_titles.sort();
@@ -64,7 +72,10 @@ async fn hostile_values_in_filters_match_exactly_and_only_as_values() {
     let app = TestInsforge::start().await;
     let user = user_a();
     for raw in hostile_titles() {
-        app.client.create_todo(&user, &Title::parse(&raw).expect("valid")).await.expect("create");
+        app.client
+            .create_todo(&user, &Title::parse(&raw).expect("valid"), &authbridge::todo::Space::Personal)
+            .await
+            .expect("create");
     }
     let token = app.token_for(&user);
     for raw in hostile_titles() {
@@ -98,7 +109,11 @@ async fn hostile_values_in_filters_match_exactly_and_only_as_values() {
 #[tokio::test]
 async fn hostile_ids_get_a_clean_400_and_touch_nothing() {
     let app = TestInsforge::start().await;
-    let todo = app.client.create_todo(&user_a(), &Title::parse("survivor").expect("valid")).await.expect("create");
+    let todo = app
+        .client
+        .create_todo(&user_a(), &Title::parse("survivor").expect("valid"), &authbridge::todo::Space::Personal)
+        .await
+        .expect("create");
     let token = app.token_for(&user_a());
     let hostile_ids = [
         "'; DROP TABLE todos; --",
@@ -160,7 +175,11 @@ async fn blank_and_501_character_titles_are_refused_and_nothing_is_written() {
     assert!(app.all_rows().await.is_empty(), "nothing was written");
 
     // An update to a bad title leaves the row as it was.
-    let todo = app.client.create_todo(&user_a(), &Title::parse("fine").expect("valid")).await.expect("create");
+    let todo = app
+        .client
+        .create_todo(&user_a(), &Title::parse("fine").expect("valid"), &authbridge::todo::Space::Personal)
+        .await
+        .expect("create");
     let filter = format!("eq.{}", todo.id);
     let response =
         app.raw(Method::PATCH, "todos", &[("id", &filter)], Some(&token), Some(json!({ "title": too_long }))).await;

@@ -27,17 +27,24 @@ fn client_for(url: Url) -> InsforgeClient {
 async fn todos_are_created_read_listed_newest_first_updated_and_deleted() {
     let app = TestInsforge::start().await;
     let user = user_a();
-    let first = app.client.create_todo(&user, &title("first")).await.expect("create");
-    let second = app.client.create_todo(&user, &title("second")).await.expect("create");
-    let third = app.client.create_todo(&user, &title("third")).await.expect("create");
+    let first =
+        app.client.create_todo(&user, &title("first"), &authbridge::todo::Space::Personal).await.expect("create");
+    let second =
+        app.client.create_todo(&user, &title("second"), &authbridge::todo::Space::Personal).await.expect("create");
+    let third =
+        app.client.create_todo(&user, &title("third"), &authbridge::todo::Space::Personal).await.expect("create");
     assert!(!first.is_complete);
     assert_eq!(first.created_at, first.updated_at);
 
     assert_eq!(app.client.get_todo(&user, second.id).await.expect("get"), second);
 
-    let all = app.client.list_todos(&user, Page::default()).await.expect("list");
+    let all = app.client.list_todos(&user, &authbridge::todo::Space::Personal, Page::default()).await.expect("list");
     assert_eq!(all.iter().map(|t| t.id).collect::<Vec<_>>(), [third.id, second.id, first.id]);
-    let page = app.client.list_todos(&user, Page::new(Some(1), Some(1))).await.expect("page");
+    let page = app
+        .client
+        .list_todos(&user, &authbridge::todo::Space::Personal, Page::new(Some(1), Some(1)))
+        .await
+        .expect("page");
     assert_eq!(page.iter().map(|t| t.id).collect::<Vec<_>>(), [second.id]);
 
     let done = app
@@ -65,7 +72,8 @@ async fn todos_are_created_read_listed_newest_first_updated_and_deleted() {
 #[tokio::test]
 async fn an_empty_patch_is_invalid_input_and_sends_nothing() {
     let app = TestInsforge::start().await;
-    let todo = app.client.create_todo(&user_a(), &title("x")).await.expect("create");
+    let todo =
+        app.client.create_todo(&user_a(), &title("x"), &authbridge::todo::Space::Personal).await.expect("create");
     let before = app.standin.records_requests();
     let result = app.client.update_todo(&user_a(), todo.id, &TodoPatch::default()).await;
     assert!(matches!(result, Err(InsforgeError::InvalidInput { .. })), "{result:?}");
@@ -81,9 +89,17 @@ async fn a_page_never_holds_more_than_the_maximum() {
     let created = app.raw(Method::POST, "todos", &[], Some(&admin), Some(json!(rows))).await;
     assert_eq!(created.status, 201, "{created:?}");
 
-    let page = app.client.list_todos(&user_a(), Page::new(Some(10_000), None)).await.expect("list");
+    let page = app
+        .client
+        .list_todos(&user_a(), &authbridge::todo::Space::Personal, Page::new(Some(10_000), None))
+        .await
+        .expect("list");
     assert_eq!(page.len(), MAX_PAGE_LIMIT as usize);
-    let rest = app.client.list_todos(&user_a(), Page::new(Some(100), Some(100))).await.expect("list");
+    let rest = app
+        .client
+        .list_todos(&user_a(), &authbridge::todo::Space::Personal, Page::new(Some(100), Some(100)))
+        .await
+        .expect("list");
     assert_eq!(rest.len(), 5);
 }
 
@@ -151,7 +167,7 @@ async fn writes_map_errors_the_same_way_and_are_never_retried() {
     let client = client_for(server.url.clone());
     let id = uuid::Uuid::new_v4();
 
-    let create = client.create_todo(&user_a(), &title("x")).await;
+    let create = client.create_todo(&user_a(), &title("x"), &authbridge::todo::Space::Personal).await;
     assert!(matches!(&create, Err(InsforgeError::Upstream { status: 503, .. })), "{create:?}");
     assert_eq!(server.hits(), 1, "a failed create is not repeated");
 
@@ -164,7 +180,7 @@ async fn writes_map_errors_the_same_way_and_are_never_retried() {
     assert_eq!(server.hits(), 3);
 
     // A read that got an answer, even a failing one, is not retried either: only a failed connection is.
-    let read = client.list_todos(&user_a(), Page::default()).await;
+    let read = client.list_todos(&user_a(), &authbridge::todo::Space::Personal, Page::default()).await;
     assert!(matches!(read, Err(InsforgeError::Upstream { status: 503, .. })), "{read:?}");
     assert_eq!(server.hits(), 4);
 }
@@ -172,9 +188,9 @@ async fn writes_map_errors_the_same_way_and_are_never_retried() {
 #[tokio::test]
 async fn a_server_that_is_down_is_a_connection_error() {
     let client = client_for(closed_port_url());
-    let read = client.list_todos(&user_a(), Page::default()).await;
+    let read = client.list_todos(&user_a(), &authbridge::todo::Space::Personal, Page::default()).await;
     assert!(matches!(read, Err(InsforgeError::Connect)), "{read:?}");
-    let write = client.create_todo(&user_a(), &title("x")).await;
+    let write = client.create_todo(&user_a(), &title("x"), &authbridge::todo::Space::Personal).await;
     assert!(matches!(write, Err(InsforgeError::Connect)), "{write:?}");
     let health = client.health().await;
     assert!(matches!(health, Err(InsforgeError::Connect)), "{health:?}");
@@ -188,7 +204,7 @@ async fn a_server_that_never_answers_is_a_timeout() {
 
     let read = client.get_todo(&user_a(), uuid::Uuid::new_v4()).await;
     assert!(matches!(read, Err(InsforgeError::Timeout)), "{read:?}");
-    let write = client.create_todo(&user_a(), &title("x")).await;
+    let write = client.create_todo(&user_a(), &title("x"), &authbridge::todo::Space::Personal).await;
     assert!(matches!(write, Err(InsforgeError::Timeout)), "{write:?}");
     assert_eq!(server.hits(), 2, "a timed-out read is not retried");
     let health = client.health().await;
@@ -199,9 +215,13 @@ async fn a_server_that_never_answers_is_a_timeout() {
 async fn an_injected_outage_is_an_upstream_error_and_then_passes() {
     let app = TestInsforge::start().await;
     app.standin.fail_next(1, 500);
-    let during = app.client.create_todo(&user_a(), &title("x")).await;
+    let during = app.client.create_todo(&user_a(), &title("x"), &authbridge::todo::Space::Personal).await;
     assert!(matches!(&during, Err(InsforgeError::Upstream { status: 500, .. })), "{during:?}");
-    let after = app.client.create_todo(&user_a(), &title("x")).await.expect("the outage is over");
+    let after = app
+        .client
+        .create_todo(&user_a(), &title("x"), &authbridge::todo::Space::Personal)
+        .await
+        .expect("the outage is over");
     assert_eq!(app.all_rows().await.len(), 1, "only the second create wrote a row");
     assert_eq!(after.title, "x");
 }
@@ -219,7 +239,8 @@ async fn errors_never_show_the_token_even_when_the_server_echoes_it() {
     let client = client_for(server.url.clone());
     let minter = TokenMinter::new(&insforge_config(&server.url, &[])).expect("minter");
     let token = minter.mint(&user_a()).expect("a token like the one the client sends");
-    let error = client.list_todos(&user_a(), Page::default()).await.expect_err("401");
+    let error =
+        client.list_todos(&user_a(), &authbridge::todo::Space::Personal, Page::default()).await.expect_err("401");
     let InsforgeError::Unauthorized { message } = &error else { panic!("expected Unauthorized, got {error:?}") };
     assert!(message.contains("Invalid token: Bearer [token]"), "{message}");
     // The token minted above differs (iat) at most by a second; check the shape, not just this one value.

@@ -21,6 +21,23 @@ mod sign_in;
 // Signing in with any OpenID Connect provider (Auth0 the example) instead.
 mod oidc;
 
+// The enterprise lifecycle: webhooks, the Events API, deprovisioning.
+mod database_outage;
+mod deprovisioning;
+mod events_consumer;
+mod lifecycle_events;
+mod lifecycle_startup;
+mod organizations;
+mod webhooks;
+
+// Organizations: shared todos under RLS, switching, selection at sign-in, the admin portal, impersonation, Audit Logs.
+mod admin_portal;
+mod audit_logs;
+mod impersonation;
+mod organization_selection;
+mod organization_switching;
+mod organization_todos;
+
 // The todo app.
 #[cfg(feature = "demo")]
 mod demo;

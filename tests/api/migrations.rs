@@ -45,7 +45,7 @@ async fn only_authenticated_and_the_admin_role_hold_privileges_on_todos() {
     let db = TestDb::new().await;
     let mut conn = db.connect().await;
     for (role, expected) in [("anon", false), ("authenticated", true), ("project_admin", true)] {
-        for privilege in ["SELECT", "INSERT", "UPDATE", "DELETE"] {
+        for privilege in ["SELECT", "INSERT", "DELETE"] {
             let has: bool = sqlx::query_scalar("SELECT has_table_privilege($1, 'public.todos', $2)")
                 .bind(role)
                 .bind(privilege)
@@ -54,6 +54,25 @@ async fn only_authenticated_and_the_admin_role_hold_privileges_on_todos() {
                 .expect("privilege check");
             assert_eq!(has, expected, "{role} {privilege}");
         }
+    }
+    // Updates: the admin role anything; end users the title and the completion only (never the author or the
+    // space, 0005_organizations.sql); anon nothing.
+    for (role, column, expected) in [
+        ("project_admin", "user_id", true),
+        ("authenticated", "title", true),
+        ("authenticated", "is_complete", true),
+        ("authenticated", "user_id", false),
+        ("authenticated", "organization_id", false),
+        ("authenticated", "created_at", false),
+        ("anon", "title", false),
+    ] {
+        let has: bool = sqlx::query_scalar("SELECT has_column_privilege($1, 'public.todos', $2, 'UPDATE')")
+            .bind(role)
+            .bind(column)
+            .fetch_one(&mut conn)
+            .await
+            .expect("privilege check");
+        assert_eq!(has, expected, "{role} UPDATE ({column})");
     }
     // Nothing granted to PUBLIC either (which every role would inherit).
     let acl: Vec<String> =
@@ -79,7 +98,7 @@ async fn the_bookkeeping_table_is_out_of_reach_of_api_roles() {
         .fetch_one(&mut conn)
         .await
         .expect("the bookkeeping table");
-    assert_eq!(applied, 3);
+    assert_eq!(applied, authbridge::migrate::MIGRATOR.iter().count() as i64);
     for role in ["anon", "authenticated", "project_admin"] {
         let usage: bool = sqlx::query_scalar("SELECT has_schema_privilege($1, 'authbridge', 'USAGE')")
             .bind(role)
@@ -99,7 +118,7 @@ async fn migrations_run_twice_without_error() {
         .fetch_one(&mut conn)
         .await
         .expect("count");
-    assert_eq!(applied, 3, "nothing applied twice");
+    assert_eq!(applied, authbridge::migrate::MIGRATOR.iter().count() as i64, "nothing applied twice");
 }
 
 #[tokio::test]
@@ -243,4 +262,77 @@ async fn the_database_keeps_updated_at_and_defaults_the_owner_from_the_token() {
     let nobody: Option<String> =
         sqlx::query_scalar("SELECT public.requesting_user_id()").fetch_one(&mut conn).await.expect("helper");
     assert_eq!(nobody, None);
+}
+
+#[tokio::test]
+async fn the_lifecycle_tables_are_private_and_the_deny_check_is_a_pinned_security_definer_function() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'authbridge' ORDER BY 1")
+            .fetch_all(&mut conn)
+            .await
+            .expect("tables");
+    for table in [
+        "applied_events",
+        "audit_log_outbox",
+        "directory_users",
+        "events_cursor",
+        "impersonation_audit",
+        "organization_memberships",
+        "organizations",
+        "revoked_sessions",
+        "users",
+    ] {
+        assert!(tables.iter().any(|name| name == table), "{table} missing from {tables:?}");
+    }
+    for table in &tables {
+        for role in ["anon", "authenticated", "project_admin"] {
+            for privilege in ["SELECT", "INSERT", "UPDATE", "DELETE"] {
+                let has: bool = sqlx::query_scalar("SELECT has_table_privilege($1, 'authbridge.' || $2, $3)")
+                    .bind(role)
+                    .bind(table)
+                    .bind(privilege)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("privilege check");
+                assert!(!has, "{role} has {privilege} on authbridge.{table}");
+            }
+        }
+    }
+
+    for function in [
+        "public.requesting_user_deprovisioned()",
+        "public.requesting_user_organization_ids()",
+        "public.requesting_user_admin_organization_ids()",
+    ] {
+        let (definer, config): (bool, Vec<String>) = sqlx::query_as(
+            "SELECT prosecdef, coalesce(proconfig, '{}')::text[] FROM pg_proc WHERE oid = $1::regprocedure",
+        )
+        .bind(function)
+        .fetch_one(&mut conn)
+        .await
+        .expect("the function");
+        assert!(definer, "{function}: SECURITY DEFINER");
+        assert_eq!(config, ["search_path=pg_catalog, pg_temp"], "{function}: a pinned search_path");
+        for (role, expected) in [("authenticated", true), ("anon", false), ("public", false)] {
+            let may: bool = sqlx::query_scalar("SELECT has_function_privilege($1, $2, 'EXECUTE')")
+                .bind(role)
+                .bind(function)
+                .fetch_one(&mut conn)
+                .await
+                .expect("function privilege");
+            assert_eq!(may, expected, "{function}: {role}");
+        }
+    }
+    // Every todos policy carries the check.
+    let policies: Vec<String> = sqlx::query_scalar(
+        "SELECT coalesce(qual, '') || ' ' || coalesce(with_check, '') FROM pg_policies \
+         WHERE schemaname = 'public' AND tablename = 'todos'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("policies");
+    assert_eq!(policies.len(), 4);
+    assert!(policies.iter().all(|text| text.contains("requesting_user_deprovisioned")), "{policies:?}");
 }

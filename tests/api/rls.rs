@@ -16,22 +16,40 @@ fn title(text: &str) -> Title {
 #[tokio::test]
 async fn each_user_lists_only_their_own_todos() {
     let app = TestInsforge::start().await;
-    let a1 = app.client.create_todo(&user_a(), &title("A's first")).await.expect("A creates");
-    let a2 = app.client.create_todo(&user_a(), &title("A's second")).await.expect("A creates");
-    let b1 = app.client.create_todo(&user_b(), &title("B's only")).await.expect("B creates");
+    let a1 = app
+        .client
+        .create_todo(&user_a(), &title("A's first"), &authbridge::todo::Space::Personal)
+        .await
+        .expect("A creates");
+    let a2 = app
+        .client
+        .create_todo(&user_a(), &title("A's second"), &authbridge::todo::Space::Personal)
+        .await
+        .expect("A creates");
+    let b1 = app
+        .client
+        .create_todo(&user_b(), &title("B's only"), &authbridge::todo::Space::Personal)
+        .await
+        .expect("B creates");
 
-    let a_list = app.client.list_todos(&user_a(), Page::default()).await.expect("A lists");
+    let a_list =
+        app.client.list_todos(&user_a(), &authbridge::todo::Space::Personal, Page::default()).await.expect("A lists");
     let a_ids: Vec<_> = a_list.iter().map(|t| t.id).collect();
     assert_eq!(a_ids, [a2.id, a1.id], "A sees exactly A's todos, newest first");
 
-    let b_list = app.client.list_todos(&user_b(), Page::default()).await.expect("B lists");
+    let b_list =
+        app.client.list_todos(&user_b(), &authbridge::todo::Space::Personal, Page::default()).await.expect("B lists");
     assert_eq!(b_list, [b1], "B sees exactly B's todo");
 }
 
 #[tokio::test]
 async fn another_users_todo_is_not_found_for_get_update_and_delete() {
     let app = TestInsforge::start().await;
-    let a_todo = app.client.create_todo(&user_a(), &title("private to A")).await.expect("A creates");
+    let a_todo = app
+        .client
+        .create_todo(&user_a(), &title("private to A"), &authbridge::todo::Space::Personal)
+        .await
+        .expect("A creates");
 
     let get = app.client.get_todo(&user_b(), a_todo.id).await;
     assert!(matches!(get, Err(InsforgeError::NotFound)), "B's get: {get:?}");
@@ -68,7 +86,8 @@ async fn nobody_can_create_a_todo_owned_by_someone_else() {
 #[tokio::test]
 async fn nobody_can_hand_their_todo_over_to_someone_else() {
     let app = TestInsforge::start().await;
-    let a_todo = app.client.create_todo(&user_a(), &title("mine")).await.expect("A creates");
+    let a_todo =
+        app.client.create_todo(&user_a(), &title("mine"), &authbridge::todo::Space::Personal).await.expect("A creates");
     let a_token = app.token_for(&user_a());
     let filter = format!("eq.{}", a_todo.id);
     let response = app
@@ -84,7 +103,7 @@ async fn nobody_can_hand_their_todo_over_to_someone_else() {
 #[tokio::test]
 async fn no_token_and_the_anon_key_can_neither_read_nor_write() {
     let app = TestInsforge::start().await;
-    app.client.create_todo(&user_a(), &title("exists")).await.expect("A creates");
+    app.client.create_todo(&user_a(), &title("exists"), &authbridge::todo::Space::Personal).await.expect("A creates");
     let anon = app.anon_key();
 
     for bearer in [None, Some(anon.as_str())] {
@@ -110,13 +129,13 @@ async fn no_token_and_the_anon_key_can_neither_read_nor_write() {
 #[tokio::test]
 async fn a_token_signed_with_another_secret_is_refused() {
     let app = TestInsforge::start().await;
-    app.client.create_todo(&user_a(), &title("exists")).await.expect("A creates");
+    app.client.create_todo(&user_a(), &title("exists"), &authbridge::todo::Space::Personal).await.expect("A creates");
     let forger = app.client_with(&[("INSFORGE_JWT_SECRET", "another-secret-entirely-0123456789abcdef")]);
     assert_ne!(JWT_SECRET, "another-secret-entirely-0123456789abcdef");
 
-    let read = forger.list_todos(&user_a(), Page::default()).await;
+    let read = forger.list_todos(&user_a(), &authbridge::todo::Space::Personal, Page::default()).await;
     assert!(matches!(read, Err(InsforgeError::Unauthorized { .. })), "{read:?}");
-    let write = forger.create_todo(&user_a(), &title("forged")).await;
+    let write = forger.create_todo(&user_a(), &title("forged"), &authbridge::todo::Space::Personal).await;
     assert!(matches!(write, Err(InsforgeError::Unauthorized { .. })), "{write:?}");
     assert_eq!(app.all_rows().await.len(), 1, "the forged write did not happen");
 }
@@ -124,8 +143,10 @@ async fn a_token_signed_with_another_secret_is_refused() {
 #[tokio::test]
 async fn the_admin_key_sees_every_users_rows_so_filtering_is_the_databases() {
     let app = TestInsforge::start().await;
-    let a_todo = app.client.create_todo(&user_a(), &title("A's")).await.expect("A creates");
-    let b_todo = app.client.create_todo(&user_b(), &title("B's")).await.expect("B creates");
+    let a_todo =
+        app.client.create_todo(&user_a(), &title("A's"), &authbridge::todo::Space::Personal).await.expect("A creates");
+    let b_todo =
+        app.client.create_todo(&user_b(), &title("B's"), &authbridge::todo::Space::Personal).await.expect("B creates");
 
     // The very same request the client makes for a user, with the admin key instead of a user token.
     let admin = app.admin_key();

@@ -35,7 +35,11 @@ impl Caller {
 fn assert_todo_shape(todo: &Value) {
     let mut keys: Vec<&str> = todo.as_object().expect("a todo is an object").keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["created_at", "id", "is_complete", "title", "updated_at"], "{todo}");
+    assert_eq!(
+        keys,
+        ["created_at", "id", "is_complete", "organization_id", "title", "updated_at", "user_id"],
+        "{todo}"
+    );
 }
 
 async fn crud(app: &TestApp, me: &Caller) {

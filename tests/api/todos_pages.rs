@@ -195,7 +195,8 @@ async fn an_impersonated_session_says_so() {
     app.workos.impersonate_next_login("admin@acme.test", Some("Support ticket 42"));
     let alice = app.signed_in(ALICE).await;
     let page = alice.get("/").await;
-    assert!(page.body.contains("impersonated by <strong>admin@acme.test</strong>"), "{}", page.body);
+    let banner = "You are impersonating <strong>Alice Anderson</strong> (by <strong>admin@acme.test</strong>: Support ticket 42)";
+    assert!(page.body.contains(banner), "{}", page.body);
     let me = alice.api(reqwest::Method::GET, "/api/me", None).await.json();
     assert_eq!(me["impersonator"]["email"], "admin@acme.test");
     assert_eq!(me["impersonator"]["reason"], "Support ticket 42");

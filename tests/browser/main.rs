@@ -4,7 +4,9 @@
 //! as a newcomer would), drives Debian's headless Chromium through chromedriver, and walks the issue's scenario:
 //! sign in as Alice on the WorkOS sign-in page, add, complete, rename and delete todos, see that a title with markup
 //! shows as text, keep working after the access token expired (the demo issues 10-second tokens), sign out, and
-//! see that Bob, signing in next, sees none of Alice's todos. Finally it stops the demo with SIGTERM and starts a
+//! see that Bob, signing in next (choosing Acme among his two organizations), sees Alice's Acme todo but none of her
+//! personal ones, and that once Alice removes him from Acme at the WorkOS stand-in, his next reload no longer shows
+//! it. Finally it stops the demo with SIGTERM and starts a
 //! second one on the same ports. A second, shorter scenario does the same with `authbridge demo --provider oidc`:
 //! sign in on the OpenID Connect stand-in's page, sign out through its `end_session_endpoint`.
 //!
@@ -43,6 +45,7 @@ const RENAMED: &str = "Buy oat milk";
 const SECOND: &str = "Write the report";
 const MARKUP: &str = "<b>html</b>";
 const AFTER_EXPIRY: &str = "Added after the access token expired";
+const SHARED: &str = "Acme: plan the offsite";
 
 /// One browser at a time: the machine has two cores, and each scenario runs a demo and a Chromium.
 static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -62,7 +65,8 @@ async fn a_person_uses_the_demo_in_a_real_browser() {
     let shots = screenshot_dir().await;
 
     // The demo and the browser are stopped however the scenario ends, then its panic (if any) goes on.
-    let outcome = AssertUnwindSafe(scenario(&browser, &demo.url, ports, &shots)).catch_unwind().await;
+    let welcome = demo.output();
+    let outcome = AssertUnwindSafe(scenario(&browser, &demo.url, &welcome, ports, &shots)).catch_unwind().await;
     let closed = browser.quit().await;
     let printed = demo.output();
     let warnings = demo.warnings();
@@ -85,7 +89,7 @@ async fn a_person_uses_the_demo_in_a_real_browser() {
     assert!(status.success(), "the second demo exited with {status}, not 0; it said:\n{printed}");
 }
 
-async fn scenario(browser: &Browser, app: &Url, ports: Ports, shots: &std::path::Path) {
+async fn scenario(browser: &Browser, app: &Url, printed: &str, ports: Ports, shots: &std::path::Path) {
     let mut journey = Journey { browser, shots: shots.to_owned(), count: 0 };
     let app_origin = app.origin().ascii_serialization();
     let workos_logout = format!("http://127.0.0.1:{}/user_management/sessions/logout?", ports.workos);
@@ -120,6 +124,15 @@ async fn scenario(browser: &Browser, app: &Url, ports: Ports, shots: &std::path:
             wait_for_text(b, "Nothing to do yet").await?;
             expect_url(b, app.as_str()).await?;
             expect_header(b, "Alice Anderson").await
+        })
+        .await;
+
+    journey
+        .step("alice-in-acme-switches-to-personal", async |b| {
+            // Her sign-in lands in her organization; her own todos are under "Personal".
+            expect_space(b, "Acme").await?;
+            switch_space(b, "personal").await?;
+            expect_space(b, "Personal").await
         })
         .await;
 
@@ -215,6 +228,17 @@ async fn scenario(browser: &Browser, app: &Url, ports: Ports, shots: &std::path:
         .await;
 
     journey
+        .step("alice-adds-an-acme-todo", async |b| {
+            switch_space(b, "org_standin_acme").await?;
+            expect_space(b, "Acme").await?;
+            expect_titles(b, &[]).await?;
+            add_todo(b, SHARED).await?;
+            expect_titles(b, &[SHARED]).await?;
+            wait_for_text(b, "by you").await
+        })
+        .await;
+
+    journey
         .step("signed-out", async |b| {
             b.document_requests().await?;
             b.find("header form[action='/logout'] button").await?.click().await?;
@@ -245,21 +269,97 @@ async fn scenario(browser: &Browser, app: &Url, ports: Ports, shots: &std::path:
         .await;
 
     journey
-        .step("bob-signed-in-sees-none-of-alices-todos", async |b| {
+        .step("bob-chooses-acme", async |b| {
+            // Bob belongs to Acme and Globex: WorkOS asks which, and the app shows the choice.
             b.find(r#"button[data-user="bob@acme.test"]"#).await?.click().await?;
-            wait_for_text(b, "Nothing to do yet").await?;
+            wait_for_text(b, "Choose an organization").await?;
+            wait_for_text(b, "Globex").await?;
+            b.find(r#"button[data-organization="Acme"]"#).await?.click().await?;
+            // The selection page has no header space: seeing one means the app's page has loaded.
+            wait_for_element(b, "#active-space").await?;
             expect_url(b, app.as_str()).await?;
             expect_header(b, "Bob Brown").await?;
-            expect_titles(b, &[]).await?;
+            expect_space(b, "Acme").await
+        })
+        .await;
+
+    journey
+        .step("bob-sees-the-acme-todo-and-none-of-alices-own", async |b| {
+            wait_for_element(b, &todo(SHARED)).await?;
+            expect_titles(b, &[SHARED]).await?;
+            wait_for_text(b, "by alice@acme.test").await?;
             let text = b.page_text().await?;
-            for title in [RENAMED, MARKUP, AFTER_EXPIRY, "Alice"] {
+            for title in [RENAMED, MARKUP, AFTER_EXPIRY] {
                 if text.contains(title) {
-                    return Err(Failure(format!("Bob's page shows {title:?}, which belongs to Alice")));
+                    return Err(Failure(format!("Bob's page shows {title:?}, a personal todo of Alice's")));
                 }
             }
             Ok(())
         })
         .await;
+
+    // Alice removes Bob from Acme at (the stand-in of) WorkOS, with the command the demo printed for it.
+    remove_bob_from_acme(printed).await;
+
+    journey
+        .step("bob-reloads-and-the-acme-todo-is-gone", async |b| {
+            // The webhook arrives within moments; each reload asks the database again. (A reload made while the
+            // webhook is being applied may see the list already empty but the membership not yet gone.)
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                b.refresh().await?;
+                let gone = b.find_all(&todo(SHARED)).await?.is_empty();
+                if gone && b.page_text().await?.contains("no longer a member") {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(Failure(format!("Bob still sees {SHARED:?} or Acme after his removal from Acme")));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            expect_space(b, "Personal").await
+        })
+        .await;
+}
+
+/// Runs the demo's printed "remove Bob from Acme" command (`curl -X DELETE -H "Authorization: Bearer …" URL`), as a
+/// person pasting it would.
+async fn remove_bob_from_acme(printed: &str) {
+    let line = printed
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("curl -X DELETE") && line.contains("/organization_memberships/"))
+        .unwrap_or_else(|| panic!("the demo printed no command removing Bob from Acme:\n{printed}"));
+    let key = line.split("Bearer ").nth(1).and_then(|rest| rest.split('"').next()).expect("the API key");
+    let url = line.rsplit(' ').next().expect("the URL");
+    let response = reqwest::Client::new().delete(url).bearer_auth(key).send().await.expect("the stand-in answers");
+    assert!(response.status().is_success(), "removing Bob from Acme: {}", response.status());
+}
+
+/// Picks `value` (an organization's id, or `personal`) in the header's switcher.
+async fn switch_space(b: &Browser, value: &str) -> Check {
+    b.find("#switch-space").await?.select_by_value(value).await?;
+    b.find("#switch-space-button").await?.click().await?;
+    wait_for_element(b, "#active-space").await
+}
+
+/// The header names the active space.
+async fn expect_space(b: &Browser, name: &str) -> Check {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        // During a navigation the element may be missing or stale: look again.
+        let shown = match b.find("#active-space").await {
+            Ok(element) => element.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if shown == name {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Failure(format!("the header names the space {shown:?}, not {name:?}")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The same app with an OpenID Connect provider (`authbridge demo --provider oidc`, its stand-in shaped like Auth0):

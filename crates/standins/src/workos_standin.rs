@@ -1,13 +1,15 @@
 //! A stand-in for WorkOS User Management, speaking the part of its HTTP API that authbridge uses (WorkOS's AuthKit
-//! API reference, <https://workos.com/docs/reference/authkit>): `authorize`, `authenticate`, the per-client JWKS
-//! and session logout.
+//! API reference, <https://workos.com/docs/reference/authkit>): `authorize`, `authenticate`, the per-client JWKS,
+//! session logout and revocation; and for the enterprise lifecycle, organizations, memberships, user deletion,
+//! Directory Sync users, the Events API (`GET /events`) and signed webhook delivery to registered endpoints.
 //!
 //! It exists so that sign-in, refresh and sign-out run through authbridge's real code paths without a WorkOS
 //! account: the integration tests point `WORKOS_API_BASE_URL` at it, the browser test clicks through its sign-in
 //! page, and `authbridge demo` runs it for newcomers. It is strict where WorkOS is (registered redirect URIs only,
 //! PKCE S256 only, single-use expiring codes, rotating refresh tokens, real RS256 signatures), because a lenient
 //! stand-in would let bugs through that production would then find. Tests can also make it misbehave on purpose
-//! (fail, hang, slow down) and count the calls it received.
+//! (fail, hang, slow down) and count the calls it received; deliver webhooks out of order or twice; have the Events
+//! API ignore its type filter or forget cursors.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,10 +27,15 @@
 //! ```
 
 mod controls;
+mod enterprise;
+mod events;
+mod management;
+mod organizations;
 mod pages;
 mod routes;
 mod store;
 mod token;
+mod webhooks;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -45,8 +52,15 @@ use url::Url;
 
 use crate::StandInSecret;
 use controls::{GrantType, WorkosFaultControls};
+pub use enterprise::{PORTAL_INTENTS, StandInAuditEvent, StandInPortalLink};
+pub use events::{StandInEvent, StandInEventsQuery, UnknownCursor};
+pub use organizations::{
+    StandInDirectoryUser, StandInMembership, StandInMembershipStatus, StandInOrganization, StandInRefusal,
+};
 use store::{StandInImpersonator, StandInSession, Store};
 use token::{SigningKey, StandInAccessClaims, TokenError};
+use webhooks::StandInWebhooks;
+pub use webhooks::{StandInWebhookAttempt, StandInWebhookOrder, signature_header};
 
 pub const DEFAULT_CLIENT_ID: &str = "client_standin";
 pub const DEFAULT_API_KEY: &str = "sk_test_standin";
@@ -54,6 +68,8 @@ pub const DEFAULT_API_KEY: &str = "sk_test_standin";
 pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:3000/callback";
 /// The organization Alice and Bob belong to in the default seed.
 pub const ACME_ORGANIZATION_ID: &str = "org_standin_acme";
+/// The demo's second organization, which Bob belongs to as well.
+pub const GLOBEX_ORGANIZATION_ID: &str = "org_standin_globex";
 pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(5 * 60);
 /// How long an authorization code stays valid, as with WorkOS.
 pub const DEFAULT_CODE_TTL: Duration = Duration::from_secs(10 * 60);
@@ -77,6 +93,30 @@ pub struct WorkosStandInOptions {
     pub users: Vec<SeedUser>,
     /// Display names for organizations, shown on the sign-in page.
     pub organizations: Vec<SeedOrganization>,
+    /// Memberships besides each user's `organization_id` (several organizations, roles): created, or given these
+    /// roles when the user is a member already.
+    pub memberships: Vec<SeedMembership>,
+    /// Impersonated sign-ins offered on the sign-in page (support staff signing in as a user).
+    pub impersonations: Vec<SeedImpersonation>,
+    /// Whether an AuthKit sign-in of a member of several organizations answers `organization_selection_required`
+    /// (as WorkOS does); on by default.
+    pub organization_selection: bool,
+}
+
+/// A membership to seed: `roles` empty means `member`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedMembership {
+    pub user_id: String,
+    pub organization_id: String,
+    pub roles: Vec<String>,
+}
+
+/// An impersonated sign-in listed on the sign-in page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedImpersonation {
+    pub user_id: String,
+    pub impersonator_email: String,
+    pub reason: Option<String>,
 }
 
 impl Default for WorkosStandInOptions {
@@ -91,6 +131,41 @@ impl Default for WorkosStandInOptions {
             extra_claims: Map::new(),
             users: SeedUser::defaults(),
             organizations: vec![SeedOrganization { id: ACME_ORGANIZATION_ID.to_owned(), name: "Acme".to_owned() }],
+            memberships: Vec::new(),
+            impersonations: Vec::new(),
+            organization_selection: true,
+        }
+    }
+}
+
+impl WorkosStandInOptions {
+    /// What `authbridge demo` seeds: Alice (admin of Acme), Bob (member of Acme and of Globex), Carol (no
+    /// organization), and an impersonated sign-in of Bob by a support user, all on the sign-in page.
+    pub fn demo() -> Self {
+        let defaults = Self::default();
+        Self {
+            organizations: vec![
+                SeedOrganization { id: ACME_ORGANIZATION_ID.to_owned(), name: "Acme".to_owned() },
+                SeedOrganization { id: GLOBEX_ORGANIZATION_ID.to_owned(), name: "Globex".to_owned() },
+            ],
+            memberships: vec![
+                SeedMembership {
+                    user_id: "user_standin_alice".to_owned(),
+                    organization_id: ACME_ORGANIZATION_ID.to_owned(),
+                    roles: vec!["admin".to_owned()],
+                },
+                SeedMembership {
+                    user_id: "user_standin_bob".to_owned(),
+                    organization_id: GLOBEX_ORGANIZATION_ID.to_owned(),
+                    roles: vec!["member".to_owned()],
+                },
+            ],
+            impersonations: vec![SeedImpersonation {
+                user_id: "user_standin_bob".to_owned(),
+                impersonator_email: "support@authbridge.test".to_owned(),
+                reason: Some("Ticket #4821: Bob cannot find an Acme todo".to_owned()),
+            }],
+            ..defaults
         }
     }
 }
@@ -181,16 +256,34 @@ pub enum Endpoint {
     Logout,
     /// `POST /user_management/sessions/revoke`.
     RevokeSession,
+    /// `GET /events`.
+    Events,
+    /// `/organizations` and `/organizations/{id}`.
+    Organizations,
+    /// `/user_management/organization_memberships…`.
+    Memberships,
+    /// `/user_management/users/{id}`.
+    Users,
+    /// `POST /portal/generate_link`.
+    Portal,
+    /// `POST /audit_logs/events`.
+    AuditLogs,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 6] = [
+    pub const ALL: [Endpoint; 12] = [
         Endpoint::Authorize,
         Endpoint::SignInForm,
         Endpoint::Authenticate,
         Endpoint::Jwks,
         Endpoint::Logout,
         Endpoint::RevokeSession,
+        Endpoint::Events,
+        Endpoint::Organizations,
+        Endpoint::Memberships,
+        Endpoint::Users,
+        Endpoint::Portal,
+        Endpoint::AuditLogs,
     ];
 
     fn index(self) -> usize {
@@ -201,6 +294,12 @@ impl Endpoint {
             Endpoint::Jwks => 3,
             Endpoint::Logout => 4,
             Endpoint::RevokeSession => 5,
+            Endpoint::Events => 6,
+            Endpoint::Organizations => 7,
+            Endpoint::Memberships => 8,
+            Endpoint::Users => 9,
+            Endpoint::Portal => 10,
+            Endpoint::AuditLogs => 11,
         }
     }
 }
@@ -235,6 +334,17 @@ struct WorkosStandInState {
     keys: Mutex<KeySet>,
     store: Mutex<Store>,
     controls: WorkosFaultControls,
+    webhooks: StandInWebhooks,
+    events_controls: Mutex<EventsControls>,
+    enterprise: Mutex<enterprise::Enterprise>,
+    impersonations: Vec<SeedImpersonation>,
+}
+
+/// How `GET /events` misbehaves on request, and what it was asked.
+struct EventsControls {
+    honour_types: bool,
+    unknown_cursor: UnknownCursor,
+    queries: Vec<StandInEventsQuery>,
 }
 
 /// The key that signs, and the one before it, which stays in the JWKS so tokens signed before a rotation still
@@ -266,16 +376,29 @@ impl WorkosStandIn {
             redirect_uris: options.redirect_uris,
             base_url: base_url_for(local_addr),
             keys: Mutex::new(KeySet { current: Arc::new(key), previous: None }),
-            store: Mutex::new(Store::new(
-                options.users,
-                options.organizations,
-                options.access_token_ttl,
-                options.code_ttl,
-                options.extra_claims,
-            )),
-            controls: WorkosFaultControls::new(stopping),
+            store: Mutex::new(seeded_store(
+                Store::new(
+                    options.users,
+                    options.organizations,
+                    options.access_token_ttl,
+                    options.code_ttl,
+                    options.extra_claims,
+                ),
+                &options.memberships,
+                options.organization_selection,
+            )?),
+            enterprise: Mutex::default(),
+            impersonations: options.impersonations,
+            controls: WorkosFaultControls::new(stopping.clone()),
+            webhooks: StandInWebhooks::new(),
+            events_controls: Mutex::new(EventsControls {
+                honour_types: true,
+                unknown_cursor: UnknownCursor::default(),
+                queries: Vec::new(),
+            }),
         });
 
+        tokio::spawn(webhooks::run_deliveries(Arc::clone(&inner), stopping));
         let app = routes::router(Arc::clone(&inner));
         let mut stopped = stop.subscribe();
         let server = tokio::spawn(async move {
@@ -303,7 +426,7 @@ impl WorkosStandIn {
         &self.inner.api_key
     }
 
-    /// The seeded users, followed by any created on the sign-in page.
+    /// The seeded users, followed by any created on the sign-in page (deleted users are gone).
     pub fn users(&self) -> Vec<SeedUser> {
         lock(&self.inner.store).users().map(|user| user.seed.clone()).collect()
     }
@@ -408,7 +531,7 @@ impl WorkosStandIn {
     fn mint(&self, user_id: &str, issued_at: i64, expires_at: i64) -> String {
         let (session, extra_claims) = lock(&self.inner.store).open_session(user_id);
         self.inner
-            .access_token(&session, issued_at, expires_at, &extra_claims)
+            .access_token(&session, &[], issued_at, expires_at, &extra_claims)
             .unwrap_or_else(|error| panic!("the WorkOS stand-in could not sign an access token: {error}"))
     }
 
@@ -443,9 +566,221 @@ impl WorkosStandIn {
         Ok(())
     }
 
+    /// Switching a session to `organization_id` answers `sso_required` from now on (its SSO is enforced), so the
+    /// app must send the browser through the organization's sign-in.
+    pub fn require_sso_for_switch(&self, organization_id: &str) {
+        lock(&self.inner.store).sso_required.push(organization_id.to_owned());
+    }
+
+    /// Pending authentication tokens issued by `organization_selection_required` and not yet spent.
+    pub fn pending_authentication_tokens(&self) -> Vec<String> {
+        lock(&self.inner.store).pending_authentication_tokens()
+    }
+
+    /// Turns `organization_selection_required` at sign-in on or off.
+    pub fn set_organization_selection(&self, on: bool) {
+        lock(&self.inner.store).organization_selection = on;
+    }
+
+    /// Every Admin Portal link issued so far.
+    pub fn portal_links(&self) -> Vec<StandInPortalLink> {
+        lock(&self.inner.enterprise).links().to_vec()
+    }
+
+    /// The Audit Log events accepted so far (once per idempotency key and body), oldest first.
+    pub fn audit_log_events(&self) -> Vec<StandInAuditEvent> {
+        lock(&self.inner.enterprise).audit_events().to_vec()
+    }
+
+    /// The `Idempotency-Key` of every `POST /audit_logs/events` that reached the endpoint, failed or not (injected
+    /// failures through [`WorkosStandIn::fail_next`] are counted by [`WorkosStandIn::calls`] only).
+    pub fn audit_log_requests(&self) -> Vec<Option<String>> {
+        lock(&self.inner.enterprise).audit_requests().to_vec()
+    }
+
+    /// While `down`, `POST /audit_logs/events` answers 503 (an outage), recording nothing.
+    pub fn set_audit_logs_down(&self, down: bool) {
+        lock(&self.inner.enterprise).set_audit_down(down);
+    }
+
     /// Every refresh token issued so far stops working (sessions stay, so logout still succeeds).
     pub fn revoke_all_refresh_tokens(&self) {
         lock(&self.inner.store).revoke_all_refresh_tokens();
+    }
+
+    // ---- the enterprise lifecycle: organizations, memberships, users, directories ---------------------------
+
+    /// Runs a change on the store, then wakes webhook delivery for the events it recorded.
+    fn change<T>(&self, change: impl FnOnce(&mut Store) -> T) -> T {
+        let outcome = change(&mut lock(&self.inner.store));
+        self.inner.webhooks.wake();
+        outcome
+    }
+
+    /// The organizations, as `GET /organizations` lists them.
+    pub fn organizations(&self) -> Vec<StandInOrganization> {
+        lock(&self.inner.store).organizations().to_vec()
+    }
+
+    /// Every membership, whatever its status.
+    pub fn memberships(&self) -> Vec<StandInMembership> {
+        lock(&self.inner.store).memberships().to_vec()
+    }
+
+    /// The membership of `user_id` in `organization_id`, whatever its status.
+    pub fn membership_of(&self, user_id: &str, organization_id: &str) -> Option<StandInMembership> {
+        self.memberships().into_iter().find(|m| m.user_id == user_id && m.organization_id == organization_id)
+    }
+
+    pub fn create_organization(&self, name: &str) -> StandInOrganization {
+        self.change(|store| store.create_organization(name))
+    }
+
+    pub fn rename_organization(&self, id: &str, name: &str) -> Result<StandInOrganization, StandInRefusal> {
+        self.change(|store| store.rename_organization(id, name))
+    }
+
+    pub fn delete_organization(&self, id: &str) -> Result<(), StandInRefusal> {
+        self.change(|store| store.delete_organization(id))
+    }
+
+    /// A new active membership (or the user's inactive one reactivated); no roles means `member`.
+    pub fn add_membership(
+        &self,
+        user_id: &str,
+        organization_id: &str,
+        roles: &[&str],
+    ) -> Result<StandInMembership, StandInRefusal> {
+        let roles: Vec<String> = roles.iter().map(|role| (*role).to_owned()).collect();
+        self.change(|store| store.add_membership(user_id, organization_id, &roles))
+    }
+
+    pub fn set_membership_roles(&self, id: &str, roles: &[&str]) -> Result<StandInMembership, StandInRefusal> {
+        let roles: Vec<String> = roles.iter().map(|role| (*role).to_owned()).collect();
+        self.change(|store| store.set_membership_roles(id, &roles))
+    }
+
+    /// `inactive`, and every active session of the user revoked (as WorkOS does).
+    pub fn deactivate_membership(&self, id: &str) -> Result<StandInMembership, StandInRefusal> {
+        self.change(|store| store.deactivate_membership(id))
+    }
+
+    pub fn reactivate_membership(&self, id: &str) -> Result<StandInMembership, StandInRefusal> {
+        self.change(|store| store.reactivate_membership(id))
+    }
+
+    pub fn delete_membership(&self, id: &str) -> Result<(), StandInRefusal> {
+        self.change(|store| store.delete_membership(id))
+    }
+
+    /// Revokes the user's sessions, deletes their memberships, then the user, with the events of each.
+    pub fn delete_user(&self, id: &str) -> Result<(), StandInRefusal> {
+        self.change(|store| store.delete_user(id))
+    }
+
+    /// Ends a session as `POST /user_management/sessions/revoke` does (`session.revoked`).
+    pub fn revoke_session(&self, session_id: &str) -> bool {
+        self.change(|store| store.end_session(session_id).is_ok())
+    }
+
+    /// A person provisioned into the organization's directory by its identity provider.
+    pub fn provision_directory_user(
+        &self,
+        organization_id: &str,
+        email: &str,
+    ) -> Result<StandInDirectoryUser, StandInRefusal> {
+        self.change(|store| store.provision_directory_user(organization_id, email))
+    }
+
+    /// The identity provider sets the person's state (`inactive` or `suspended` deprovisions).
+    pub fn set_directory_user_state(&self, id: &str, state: &str) -> Result<StandInDirectoryUser, StandInRefusal> {
+        self.change(|store| store.set_directory_user_state(id, state))
+    }
+
+    pub fn remove_directory_user(&self, id: &str) -> Result<(), StandInRefusal> {
+        self.change(|store| store.remove_directory_user(id))
+    }
+
+    /// Adds the directory user to `group` (`member`) or removes them from it.
+    pub fn set_directory_group_member(
+        &self,
+        id: &str,
+        group: &str,
+        member: bool,
+    ) -> Result<StandInDirectoryUser, StandInRefusal> {
+        self.change(|store| store.set_directory_group_member(id, group, member))
+    }
+
+    /// Records an arbitrary event (a type authbridge does not handle, a malformed payload): delivered and listed like
+    /// any other. Returns its id.
+    pub fn emit_event(&self, event_type: &str, data: Value) -> String {
+        self.change(|store| store.events.emit(event_type, data))
+    }
+
+    /// The whole event history, oldest first.
+    pub fn events(&self) -> Vec<StandInEvent> {
+        lock(&self.inner.store).events.all().to_vec()
+    }
+
+    // ---- the Events API's misbehaviour -------------------------------------------------------------------------
+
+    /// With `false`, `GET /events` ignores its `events` filter and returns every type, as some servers do.
+    pub fn honour_events_type_filter(&self, honour: bool) {
+        lock(&self.inner.events_controls).honour_types = honour;
+    }
+
+    /// How an `after` the stand-in does not know is answered (restart from the beginning, or 400).
+    pub fn set_unknown_event_cursor(&self, behaviour: UnknownCursor) {
+        lock(&self.inner.events_controls).unknown_cursor = behaviour;
+    }
+
+    /// Every event id issued so far stops working as a cursor, as if past retention.
+    pub fn forget_event_cursors(&self) {
+        lock(&self.inner.store).events.forget_cursors();
+    }
+
+    /// Every `GET /events` request so far, as understood.
+    pub fn events_queries(&self) -> Vec<StandInEventsQuery> {
+        lock(&self.inner.events_controls).queries.clone()
+    }
+
+    // ---- webhooks -----------------------------------------------------------------------------------------------
+
+    /// Delivers every event emitted from now on to `url`, signed with `secret`, as an endpoint set up in the
+    /// WorkOS dashboard.
+    pub fn register_webhook_endpoint(&self, url: Url, secret: StandInSecret) {
+        let next_event = lock(&self.inner.store).events.len();
+        self.inner.webhooks.register(url, secret, next_event);
+    }
+
+    /// Holds deliveries (first attempts) until [`WorkosStandIn::release_held_webhooks`].
+    pub fn hold_webhooks(&self) {
+        self.inner.webhooks.hold(true);
+    }
+
+    /// Deliveries waiting to be released.
+    pub fn held_webhooks(&self) -> usize {
+        self.inner.webhooks.held()
+    }
+
+    /// Sends the held deliveries in `order` (waiting for each first attempt), and stops holding.
+    pub async fn release_held_webhooks(&self, order: StandInWebhookOrder) {
+        self.inner.webhooks.release(order).await;
+    }
+
+    /// Each of the next `deliveries` deliveries is sent twice.
+    pub fn duplicate_next_webhooks(&self, deliveries: usize) {
+        self.inner.webhooks.duplicate_next(deliveries);
+    }
+
+    /// The waits between attempts of a failed delivery (their number + 1 is the number of attempts).
+    pub fn set_webhook_retry_delays(&self, delays: Vec<Duration>) {
+        self.inner.webhooks.set_retry_delays(delays);
+    }
+
+    /// Every delivery attempt so far.
+    pub fn webhook_attempts(&self) -> Vec<StandInWebhookAttempt> {
+        self.inner.webhooks.attempts()
     }
 
     /// Stops accepting connections, releases held requests, and waits (a few seconds at most) for open ones.
@@ -488,6 +823,7 @@ impl WorkosStandInState {
     fn access_token(
         &self,
         session: &StandInSession,
+        roles: &[String],
         issued_at: i64,
         expires_at: i64,
         extra_claims: &Map<String, Value>,
@@ -498,6 +834,7 @@ impl WorkosStandInState {
             session_id: &session.id,
             organization_id: session.organization_id.as_deref(),
             impersonator_email: session.impersonator.as_ref().map(|impersonator| impersonator.email.as_str()),
+            roles,
             issued_at,
             expires_at,
         }
@@ -521,6 +858,28 @@ impl WorkosStandInState {
         matches!(url.scheme(), "http" | "https")
             && self.redirect_uris.iter().any(|registered| registered.origin() == url.origin())
     }
+}
+
+/// The store with the extra memberships seeded.
+fn seeded_store(
+    mut store: Store,
+    memberships: &[SeedMembership],
+    organization_selection: bool,
+) -> Result<Store, WorkosStandInError> {
+    store.organization_selection = organization_selection;
+    for seed in memberships {
+        let refused = |refusal: StandInRefusal| {
+            WorkosStandInError::InvalidOptions(format!(
+                "seed membership of {} in {}: {}",
+                seed.user_id, seed.organization_id, refusal.message
+            ))
+        };
+        let membership = store.add_membership(&seed.user_id, &seed.organization_id, &seed.roles).map_err(refused)?;
+        if !seed.roles.is_empty() && membership.roles != seed.roles {
+            store.set_membership_roles(&membership.id, &seed.roles).map_err(refused)?;
+        }
+    }
+    Ok(store)
 }
 
 async fn generate_key() -> Result<SigningKey, WorkosStandInError> {

@@ -19,6 +19,7 @@ use url::Url;
 
 use super::TestDb;
 use super::browser::{ApiClient, Browser};
+use super::proxy::TcpProxy;
 
 pub const COOKIE_PASSWORD: &str = "test-cookie-password-0123456789-abcdefghij";
 pub const PREVIOUS_COOKIE_PASSWORD: &str = "old-cookie-password-0123456789-abcdefghijk";
@@ -34,6 +35,10 @@ const TEST_DEFAULTS: [(&str, &str); 4] = [
     ("REQUEST_TIMEOUT_SECONDS", "20"),
 ];
 
+/// The webhook secret of test apps with the lifecycle on.
+pub const WEBHOOK_SECRET: &str = "whsec_test_0123456789abcdef";
+pub const PREVIOUS_WEBHOOK_SECRET: &str = "whsec_previous_0123456789abcdef";
+
 /// Knobs a test may turn before the app starts.
 #[derive(Default)]
 pub struct AppOptions {
@@ -41,12 +46,43 @@ pub struct AppOptions {
     /// Environment variables set after the ones `spawn_app` derives, so they win: shorter timeouts,
     /// `WORKOS_COOKIE_PASSWORD_PREVIOUS`, an `INSFORGE_URL` where nothing listens, an https `APP_URL`…
     pub env: Vec<(&'static str, String)>,
+    /// The enterprise lifecycle, when the test wants it (off by default: without `DATABASE_URL` the app must run
+    /// exactly as it did before the lifecycle existed, and every other test proves it).
+    pub lifecycle: Option<LifecycleOptions>,
+}
+
+/// How a test app runs the lifecycle.
+#[derive(Debug, Clone, Copy)]
+pub struct LifecycleOptions {
+    /// Register the app's `/webhooks/workos` with the WorkOS stand-in, so its changes are pushed.
+    pub webhooks_from_standin: bool,
+    /// `WORKOS_EVENTS_POLL_SECONDS`: 0 (the default here) leaves the consumer to the test.
+    pub poll_seconds: u64,
+    /// Reach the database through a proxy the test can cut, to stage an outage.
+    pub through_proxy: bool,
+}
+
+impl Default for LifecycleOptions {
+    fn default() -> Self {
+        Self { webhooks_from_standin: true, poll_seconds: 0, through_proxy: false }
+    }
 }
 
 impl AppOptions {
     /// Sets the environment variable `name` for the app.
     pub fn var(mut self, name: &'static str, value: impl std::fmt::Display) -> Self {
         self.env.push((name, value.to_string()));
+        self
+    }
+
+    /// The lifecycle on: `DATABASE_URL` (the test's database), `WORKOS_WEBHOOK_SECRET`, webhooks from the
+    /// stand-in, no consumer.
+    pub fn lifecycle(self) -> Self {
+        self.lifecycle_with(LifecycleOptions::default())
+    }
+
+    pub fn lifecycle_with(mut self, lifecycle: LifecycleOptions) -> Self {
+        self.lifecycle = Some(lifecycle);
         self
     }
 }
@@ -60,6 +96,8 @@ pub struct TestApp {
     pub workos: WorkosStandIn,
     pub insforge: InsforgeStandIn,
     pub db: TestDb,
+    /// The proxy between the app and its database, when the test asked for one.
+    pub db_proxy: Option<TcpProxy>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -97,6 +135,26 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         ("INSFORGE_JWT_SECRET", jwt_secret),
     ]);
     env.extend(TEST_DEFAULTS.map(|(name, value)| (name, value.to_owned())));
+    let mut db_proxy = None;
+    if let Some(lifecycle) = options.lifecycle {
+        let database_url = if lifecycle.through_proxy {
+            let mut url = Url::parse(&db.url).expect("a database URL");
+            let upstream = SocketAddr::from(([127, 0, 0, 1], url.port().expect("a port")));
+            let proxy = TcpProxy::start(upstream).await;
+            url.set_port(Some(proxy.port())).expect("a port can be set");
+            db_proxy = Some(proxy);
+            url.to_string()
+        } else {
+            db.url.clone()
+        };
+        env.insert("DATABASE_URL", database_url);
+        env.insert("WORKOS_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned());
+        env.insert("WORKOS_EVENTS_POLL_SECONDS", lifecycle.poll_seconds.to_string());
+        if lifecycle.webhooks_from_standin {
+            let endpoint = base_url.join("/webhooks/workos").expect("webhook URL");
+            workos.register_webhook_endpoint(endpoint, StandInSecret::new(WEBHOOK_SECRET));
+        }
+    }
     env.extend(options.env);
     let config = Config::from_lookup(|name| env.get(name).cloned()).expect("the test app's configuration is valid");
 
@@ -115,6 +173,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         workos,
         insforge,
         db,
+        db_proxy,
         shutdown: Some(shutdown),
         server: Some(server),
     }

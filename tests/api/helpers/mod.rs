@@ -32,8 +32,11 @@ use url::Url;
 
 pub mod app;
 pub mod browser;
+pub mod lifecycle;
 pub mod logs;
 pub mod oidc;
+pub mod organizations;
+pub mod proxy;
 pub mod session;
 
 /// The project JWT secret the stand-in verifies and the client signs with.

@@ -16,6 +16,15 @@ pub struct UserChoice {
     pub organization: Option<String>,
 }
 
+/// An impersonated sign-in on the picker.
+pub struct ImpersonationChoice {
+    pub user_id: String,
+    pub user_name: String,
+    pub user_email: String,
+    pub impersonator: String,
+    pub reason: String,
+}
+
 #[derive(Template)]
 #[template(path = "workos_standin/sign_in.html")]
 pub struct SignInPage {
@@ -27,6 +36,7 @@ pub struct SignInPage {
     /// The parked request's opaque id: the forms carry it instead of the authorization parameters.
     pub request_id: String,
     pub users: Vec<UserChoice>,
+    pub impersonations: Vec<ImpersonationChoice>,
     /// The email typed before a refusal, so the user can correct it rather than retype it.
     pub email: String,
 }
@@ -42,6 +52,28 @@ struct MessagePage<'a> {
     title: &'a str,
     message: &'a str,
     link: Option<Link>,
+}
+
+#[derive(Template)]
+#[template(path = "workos_standin/portal.html")]
+struct PortalPage<'a> {
+    intent: &'a str,
+    organization: &'a str,
+    return_url: Option<&'a str>,
+    success_url: Option<&'a str>,
+}
+
+/// The page an Admin Portal link opens: which setup, for which organization.
+pub fn portal(link: &super::StandInPortalLink, organization: &str) -> Response {
+    render(
+        StatusCode::OK,
+        &PortalPage {
+            intent: &link.intent,
+            organization,
+            return_url: link.return_url.as_deref(),
+            success_url: link.success_url.as_deref(),
+        },
+    )
 }
 
 pub fn sign_in(status: StatusCode, page: SignInPage) -> Response {

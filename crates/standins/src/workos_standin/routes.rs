@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use url::Url;
 
 use super::controls::GrantType;
-use super::pages::{self, Link, SignInPage, UserChoice};
+use super::pages::{self, ImpersonationChoice, Link, SignInPage, UserChoice};
 use super::store::{
     AuthenticationMethod, AuthorizationRequest, GrantError, Issued, Route, StandInImpersonator, Store, UserObject,
     is_valid_s256_challenge, normalize_email,
@@ -37,6 +37,8 @@ pub fn router(inner: Arc<WorkosStandInState>) -> Router {
         .route("/sso/jwks/{client_id}", get(jwks))
         .route("/user_management/sessions/logout", get(logout))
         .route("/user_management/sessions/revoke", post(revoke_session))
+        .merge(super::management::router())
+        .merge(super::enterprise::router())
         .fallback(unknown_endpoint)
         .with_state(inner)
 }
@@ -96,7 +98,7 @@ async fn authorize(
     }
     let request_id = store.park(request.clone());
     let email = request.login_hint.clone().unwrap_or_default();
-    let page = sign_in_page(&store, request_id, &request, None, email);
+    let page = sign_in_page(&store, &inner.impersonations, request_id, &request, None, email);
     drop(store);
     pages::sign_in(StatusCode::OK, page)
 }
@@ -161,19 +163,45 @@ fn validate_authorization(
 
 fn sign_in_page(
     store: &Store,
+    impersonations: &[super::SeedImpersonation],
     request_id: String,
     request: &AuthorizationRequest,
     error: Option<String>,
     email: String,
 ) -> SignInPage {
     let organization_name = |id: &str| store.organization_name(id).unwrap_or(id).to_owned();
+    let organizations_of = |user_id: &str| {
+        let described: Vec<String> = store
+            .memberships()
+            .iter()
+            .filter(|m| m.user_id == user_id && m.status == super::StandInMembershipStatus::Active)
+            .map(|m| match m.roles.first().map(String::as_str) {
+                Some("admin") => format!("{} (admin)", organization_name(&m.organization_id)),
+                _ => organization_name(&m.organization_id),
+            })
+            .collect();
+        (!described.is_empty()).then(|| described.join(", "))
+    };
     let users = store
         .users()
         .map(|user| UserChoice {
             id: user.seed.id.clone(),
             name: user.seed.display_name(),
             email: user.seed.email.clone(),
-            organization: user.memberships.first().map(|org| organization_name(org)),
+            organization: organizations_of(&user.seed.id),
+        })
+        .collect();
+    let impersonations = impersonations
+        .iter()
+        .filter_map(|seed| {
+            let user = store.user(&seed.user_id)?;
+            Some(ImpersonationChoice {
+                user_id: seed.user_id.clone(),
+                user_name: user.seed.display_name(),
+                user_email: user.seed.email.clone(),
+                impersonator: seed.impersonator_email.clone(),
+                reason: seed.reason.clone().unwrap_or_default(),
+            })
         })
         .collect();
     let organization = match &request.route {
@@ -192,6 +220,7 @@ fn sign_in_page(
         error,
         request_id,
         users,
+        impersonations,
         email,
     }
 }
@@ -204,6 +233,8 @@ struct DecisionForm {
     request: String,
     user_id: Option<String>,
     email: Option<String>,
+    /// An impersonated sign-in (one of those the page lists): the support staff member's email.
+    impersonator: Option<String>,
 }
 
 const STALE_REQUEST: &str =
@@ -229,7 +260,7 @@ async fn approve(
             None => {
                 // The request stays parked, so the corrected email can be sent from the same page.
                 let error = "That is not an email address. Try one like dana@example.test.".to_owned();
-                let page = sign_in_page(&store, form.request, &request, Some(error), typed);
+                let page = sign_in_page(&store, &inner.impersonations, form.request, &request, Some(error), typed);
                 drop(store);
                 return pages::sign_in(StatusCode::BAD_REQUEST, page);
             }
@@ -237,10 +268,22 @@ async fn approve(
         (None, Some(user_id)) if store.user(&user_id).is_some() => (user_id, AuthenticationMethod::Password),
         (None, _) => return pages::refusal(StatusCode::BAD_REQUEST, "Pick one of the listed users, or type an email."),
     };
+    // Only the impersonations the page offers can be started from it.
+    let impersonator = match form.impersonator {
+        None => None,
+        Some(email) => {
+            match inner.impersonations.iter().find(|s| s.user_id == user_id && s.impersonator_email == email) {
+                Some(seed) => {
+                    Some(StandInImpersonator { email: seed.impersonator_email.clone(), reason: seed.reason.clone() })
+                }
+                None => return pages::refusal(StatusCode::BAD_REQUEST, "That impersonation is not offered here."),
+            }
+        }
+    };
     if store.unpark(&form.request).is_none() {
         return pages::refusal(StatusCode::BAD_REQUEST, STALE_REQUEST);
     }
-    let code = store.issue_code(&request, &user_id, method);
+    let code = store.issue_code_as(&request, &user_id, method, impersonator);
     drop(store);
     // 303: the browser follows a form post with a GET.
     redirect(StatusCode::SEE_OTHER, &code_redirect(&request, &code))
@@ -284,6 +327,7 @@ struct StandInAuthenticateBody {
     code_verifier: Option<String>,
     refresh_token: Option<String>,
     organization_id: Option<String>,
+    pending_authentication_token: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -334,8 +378,17 @@ async fn authenticate(State(inner): State<Arc<WorkosStandInState>>, headers: Hea
             };
             lock(&inner.store).refresh(&refresh_token, body.organization_id.as_deref())
         }
+        Some(ORGANIZATION_SELECTION_GRANT) => {
+            let (Some(pending), Some(organization_id)) = (body.pending_authentication_token, body.organization_id)
+            else {
+                let description = "The pending_authentication_token and organization_id are required.";
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", description);
+            };
+            lock(&inner.store).select_organization(&pending, &organization_id)
+        }
         Some(_) => {
-            let description = "grant_type must be \"authorization_code\" or \"refresh_token\".";
+            let description =
+                "grant_type must be \"authorization_code\", \"refresh_token\" or the organization-selection grant.";
             return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", description);
         }
         None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "The grant_type is missing."),
@@ -348,8 +401,39 @@ async fn authenticate(State(inner): State<Arc<WorkosStandInState>>, headers: Hea
         Err(error @ GrantError::NotAMember(_)) => {
             workos_error(StatusCode::BAD_REQUEST, "organization_membership_not_found", &error.to_string())
         }
+        Err(GrantError::SelectionRequired { pending_token, user, organizations }) => {
+            let organizations: Vec<Value> = {
+                let store = lock(&inner.store);
+                organizations
+                    .iter()
+                    .map(|id| json!({ "id": id, "name": store.organization_name(id).unwrap_or(id) }))
+                    .collect()
+            };
+            let body = json!({
+                "code": "organization_selection_required",
+                "message": "The user must choose an organization to finish their authentication.",
+                "pending_authentication_token": pending_token,
+                "organizations": organizations,
+                "user": user.to_value(),
+            });
+            no_store((StatusCode::FORBIDDEN, Json(body)).into_response())
+        }
+        Err(error @ GrantError::InvalidPendingToken) => {
+            workos_error(StatusCode::BAD_REQUEST, "invalid_pending_authentication_token", &error.to_string())
+        }
+        Err(GrantError::SsoRequired { email }) => {
+            let body = json!({
+                "error": "sso_required",
+                "error_description": "User must authenticate using one of the matching connections.",
+                "email": email, "connection_ids": ["conn_standin_sso"],
+            });
+            no_store((StatusCode::BAD_REQUEST, Json(body)).into_response())
+        }
     }
 }
+
+/// WorkOS's organization-selection grant type (docs/workos.md §1.2).
+const ORGANIZATION_SELECTION_GRANT: &str = "urn:workos:oauth:grant-type:organization-selection";
 
 /// WorkOS takes JSON; form encoding is accepted too, as OAuth token endpoints traditionally do.
 fn parse_authenticate_body(headers: &HeaderMap, body: &[u8]) -> Result<StandInAuthenticateBody, String> {
@@ -379,14 +463,15 @@ fn client_is_authenticated(inner: &WorkosStandInState, body: &StandInAuthenticat
 fn authenticated(inner: &WorkosStandInState, issued: Issued) -> Response {
     let issued_at = unix_seconds(SystemTime::now());
     let expires_at = issued_at.saturating_add(whole_seconds(issued.access_token_ttl));
-    let access_token = match inner.access_token(&issued.session, issued_at, expires_at, &issued.extra_claims) {
-        Ok(token) => token,
-        Err(error) => {
-            tracing::error!(%error, "the WorkOS stand-in could not sign an access token");
-            let message = "The stand-in could not sign the access token.";
-            return workos_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message);
-        }
-    };
+    let access_token =
+        match inner.access_token(&issued.session, &issued.roles, issued_at, expires_at, &issued.extra_claims) {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::error!(%error, "the WorkOS stand-in could not sign an access token");
+                let message = "The stand-in could not sign the access token.";
+                return workos_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message);
+            }
+        };
     let response = AuthenticateResponse {
         user: issued.user.to_object(),
         organization_id: issued.session.organization_id,
@@ -434,7 +519,9 @@ async fn logout(
     let Some(session_id) = params.session_id.filter(|id| !id.is_empty()) else {
         return pages::message(StatusCode::BAD_REQUEST, REFUSED, "The request has no session_id.", None);
     };
-    if lock(&inner.store).end_session(&session_id).is_err() {
+    let ended = lock(&inner.store).end_session(&session_id);
+    inner.webhooks.wake();
+    if ended.is_err() {
         let message = "No session has this id, so there was nothing to sign out of.";
         return pages::message(StatusCode::BAD_REQUEST, REFUSED, message, return_to.as_ref().map(back_link));
     }
@@ -470,14 +557,16 @@ async fn revoke_session(State(inner): State<Arc<WorkosStandInState>>, headers: H
     let Ok(RevokeSessionBody { session_id: Some(session_id) }) = serde_json::from_slice(&body) else {
         return workos_error(StatusCode::BAD_REQUEST, "invalid_request", "The body must be {\"session_id\": \"…\"}.");
     };
-    match lock(&inner.store).end_session(&session_id) {
+    let ended = lock(&inner.store).end_session(&session_id);
+    inner.webhooks.wake();
+    match ended {
         Ok(()) => (StatusCode::OK, Json(json!({}))).into_response(),
         Err(_) => workos_error(StatusCode::NOT_FOUND, "entity_not_found", "No session has this id."),
     }
 }
 
 /// `Authorization: Bearer <API key>`, compared in constant time.
-fn has_api_key(inner: &WorkosStandInState, headers: &HeaderMap) -> bool {
+pub(super) fn has_api_key(inner: &WorkosStandInState, headers: &HeaderMap) -> bool {
     let sent = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
     sent.and_then(|value| value.strip_prefix("Bearer ")).is_some_and(|key| {
         aws_lc_rs::constant_time::verify_slices_are_equal(key.as_bytes(), inner.api_key.expose().as_bytes()).is_ok()
@@ -517,7 +606,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     no_store((status, Json(json!({ "error": error, "error_description": description }))).into_response())
 }
 
-fn workos_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(super) fn workos_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({ "code": code, "message": message }))).into_response()
 }
 

@@ -1,10 +1,10 @@
 //! The stand-in's memory: users, sign-in requests waiting on the picker page, authorization codes, sessions and
-//! refresh tokens.
+//! refresh tokens; and (in `organizations`) organizations, memberships, directory users and the event history.
 //!
 //! The rules authbridge depends on live here, apart from HTTP, so each one is in a single place: a code is spent by
 //! its first exchange attempt and expires; PKCE is S256 only; a refresh token works once and only while its session
-//! lasts; an organization switch needs a membership. Everything is in memory: the stand-in is for one test or one
-//! demo run, and starts empty each time.
+//! lasts; an organization switch needs an active membership; every change is recorded as a WorkOS event.
+//! Everything is in memory: the stand-in is for one test or one demo run, and starts empty each time.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -18,6 +18,8 @@ use time::OffsetDateTime;
 use url::Url;
 use uuid::Uuid;
 
+use super::events::{StandInEventLog, timestamp};
+use super::organizations::{StandInDirectoryUser, StandInMembership, StandInOrganization};
 use super::{SeedOrganization, SeedUser};
 
 /// How long a sign-in request may sit on the picker page before a click on it is refused.
@@ -26,16 +28,16 @@ const PENDING_TTL: Duration = Duration::from_secs(10 * 60);
 /// replay rather than as an unknown code.
 const CODE_RETENTION: Duration = Duration::from_secs(60 * 60);
 
-/// A user as the stand-in keeps them: the seed, when they were created, and the organizations they belong to.
-#[derive(Debug, Clone)]
+/// A user as the stand-in keeps them: the seed and their timestamps (memberships are kept apart, in
+/// `organizations`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
     pub seed: SeedUser,
     pub created_at: OffsetDateTime,
-    /// The first entry is the organization a plain AuthKit sign-in lands in.
-    pub memberships: Vec<String>,
+    pub updated_at: OffsetDateTime,
 }
 
-/// The `user` object of an `authenticate` response, as WorkOS documents it
+/// The `user` object of an `authenticate` response and of `user.*` events, as WorkOS documents it
 /// (<https://workos.com/docs/reference/authkit/user>).
 #[derive(Debug, Serialize)]
 pub struct UserObject {
@@ -46,10 +48,8 @@ pub struct UserObject {
     first_name: Option<String>,
     last_name: Option<String>,
     profile_picture_url: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    updated_at: OffsetDateTime,
+    created_at: String,
+    updated_at: String,
 }
 
 impl UserRecord {
@@ -62,9 +62,13 @@ impl UserRecord {
             first_name: self.seed.first_name.clone(),
             last_name: self.seed.last_name.clone(),
             profile_picture_url: None,
-            created_at: self.created_at,
-            updated_at: self.created_at,
+            created_at: timestamp(self.created_at),
+            updated_at: timestamp(self.updated_at),
         }
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self.to_object()).unwrap_or(Value::Null)
     }
 }
 
@@ -113,11 +117,28 @@ struct Pending {
 struct CodeGrant {
     user_id: String,
     organization_id: Option<String>,
+    /// The user's organizations when they must choose one before the sign-in finishes (AuthKit sign-in of a member
+    /// of several): the exchange then answers `organization_selection_required`.
+    select_among: Vec<String>,
+    impersonator: Option<StandInImpersonator>,
     code_challenge: Option<String>,
     method: AuthenticationMethod,
     issued: Instant,
     spent: bool,
 }
+
+/// A sign-in waiting for the organization-selection grant.
+#[derive(Debug)]
+struct PendingAuthentication {
+    user_id: String,
+    organizations: Vec<String>,
+    impersonator: Option<StandInImpersonator>,
+    method: AuthenticationMethod,
+    created: Instant,
+}
+
+/// How long a pending authentication token can finish a sign-in.
+const PENDING_AUTHENTICATION_TTL: Duration = Duration::from_secs(10 * 60);
 
 #[derive(Debug, Clone)]
 pub struct StandInSession {
@@ -126,7 +147,30 @@ pub struct StandInSession {
     pub organization_id: Option<String>,
     pub impersonator: Option<StandInImpersonator>,
     pub method: AuthenticationMethod,
-    ended: bool,
+    pub created_at: OffsetDateTime,
+    pub(super) ended: bool,
+}
+
+impl StandInSession {
+    /// The session object of `session.*` events (docs/workos.md §2), as it is when revoked at `at`.
+    pub fn revoked_object(&self, at: OffsetDateTime) -> Value {
+        let auth_method = match self.method {
+            AuthenticationMethod::Password => "password",
+            AuthenticationMethod::Sso => "sso",
+            AuthenticationMethod::MagicAuth => "magic_code",
+            AuthenticationMethod::Impersonation => "impersonation",
+        };
+        let mut object = serde_json::json!({
+            "object": "session", "id": self.id, "user_id": self.user_id, "status": "revoked",
+            "auth_method": auth_method, "ip_address": null, "user_agent": null,
+            "expires_at": timestamp(self.created_at + time::Duration::days(7)), "ended_at": timestamp(at),
+            "created_at": timestamp(self.created_at), "updated_at": timestamp(at),
+        });
+        if let Some(organization_id) = &self.organization_id {
+            object["organization_id"] = Value::String(organization_id.clone());
+        }
+        object
+    }
 }
 
 /// Everything needed to answer a successful `authenticate` call, taken out of the store so signing happens
@@ -138,6 +182,8 @@ pub struct Issued {
     pub refresh_token: String,
     pub access_token_ttl: Duration,
     pub extra_claims: Map<String, Value>,
+    /// The session's organization membership's role slugs, for the token's `role` and `roles`.
+    pub roles: Vec<String>,
 }
 
 /// Why a grant was refused.
@@ -148,6 +194,16 @@ pub enum GrantError {
     InvalidGrant(&'static str),
     #[error("the user is not a member of organization {0}")]
     NotAMember(String),
+    /// The user must pick one of their organizations (403 `organization_selection_required`).
+    #[error("the user must choose an organization to finish their authentication")]
+    SelectionRequired { pending_token: String, user: Box<UserRecord>, organizations: Vec<String> },
+    /// The pending authentication token is unknown, spent or expired.
+    #[error("the pending authentication token is invalid or expired")]
+    InvalidPendingToken,
+    /// The organization requires its own sign-in (400 `sso_required`), as an SSO-enforcing organization does on a
+    /// switch.
+    #[error("the organization requires SSO")]
+    SsoRequired { email: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,11 +211,20 @@ pub enum GrantError {
 pub struct UnknownSession;
 
 pub struct Store {
-    users: Vec<UserRecord>,
-    organizations: Vec<SeedOrganization>,
+    pub(super) users: Vec<UserRecord>,
+    pub(super) organizations: Vec<StandInOrganization>,
+    pub(super) memberships: Vec<StandInMembership>,
+    pub(super) directory_users: Vec<StandInDirectoryUser>,
+    pub(super) events: StandInEventLog,
     pending: HashMap<String, Pending>,
     codes: HashMap<String, CodeGrant>,
-    sessions: HashMap<String, StandInSession>,
+    pending_authentications: HashMap<String, PendingAuthentication>,
+    /// Organizations whose switch answers `sso_required` (their SSO is enforced).
+    pub(super) sso_required: Vec<String>,
+    /// Whether an AuthKit sign-in of a member of several organizations asks which one (WorkOS's
+    /// `organization_selection_required`).
+    pub organization_selection: bool,
+    pub(super) sessions: HashMap<String, StandInSession>,
     /// Refresh token → session id. Only live tokens are here: a rotated or revoked token is simply gone.
     refresh_tokens: HashMap<String, String>,
     pub access_token_ttl: Duration,
@@ -169,6 +234,7 @@ pub struct Store {
 }
 
 impl Store {
+    /// A store holding the seeds, with their creation recorded as events (the history a real environment has).
     pub fn new(
         users: Vec<SeedUser>,
         organizations: Vec<SeedOrganization>,
@@ -176,23 +242,48 @@ impl Store {
         code_ttl: Duration,
         extra_claims: Map<String, Value>,
     ) -> Self {
-        let created_at = OffsetDateTime::now_utc();
-        let users = users
-            .into_iter()
-            .map(|seed| UserRecord { memberships: seed.organization_id.iter().cloned().collect(), seed, created_at })
-            .collect();
-        Self {
-            users,
-            organizations,
+        let mut store = Self {
+            users: Vec::new(),
+            organizations: Vec::new(),
+            memberships: Vec::new(),
+            directory_users: Vec::new(),
+            events: StandInEventLog::default(),
             pending: HashMap::new(),
             codes: HashMap::new(),
+            pending_authentications: HashMap::new(),
+            sso_required: Vec::new(),
+            organization_selection: true,
             sessions: HashMap::new(),
             refresh_tokens: HashMap::new(),
             access_token_ttl,
             code_ttl,
             extra_claims,
             next_impersonation: None,
+        };
+        for organization in organizations {
+            store.create_organization_with_id(&organization.id, &organization.name);
         }
+        for seed in users {
+            let organization_id = seed.organization_id.clone();
+            let user_id = seed.id.clone();
+            store.add_user(seed);
+            if let Some(organization_id) = organization_id {
+                if !store.is_known_organization(&organization_id) {
+                    store.create_organization_with_id(&organization_id, &organization_id);
+                }
+                // Both ids exist: this cannot fail.
+                let _ = store.add_membership(&user_id, &organization_id, &[]);
+            }
+        }
+        store
+    }
+
+    fn add_user(&mut self, seed: SeedUser) -> UserRecord {
+        let now = self.events.tick();
+        let user = UserRecord { seed, created_at: now, updated_at: now };
+        self.users.push(user.clone());
+        self.events.emit("user.created", user.to_value());
+        user
     }
 
     pub fn users(&self) -> impl Iterator<Item = &UserRecord> {
@@ -215,28 +306,13 @@ impl Store {
             return user.clone();
         }
         let (first_name, last_name) = names_from_email(email);
-        let user = UserRecord {
-            seed: SeedUser {
-                id: format!("user_{}", Uuid::new_v4().simple()),
-                email: email.to_owned(),
-                first_name,
-                last_name,
-                organization_id: None,
-            },
-            created_at: OffsetDateTime::now_utc(),
-            memberships: Vec::new(),
-        };
-        self.users.push(user.clone());
-        user
-    }
-
-    pub fn organization_name(&self, id: &str) -> Option<&str> {
-        self.organizations.iter().find(|org| org.id == id).map(|org| org.name.as_str())
-    }
-
-    /// An organization is known when it was seeded or a seeded user belongs to it.
-    pub fn is_known_organization(&self, id: &str) -> bool {
-        self.organization_name(id).is_some() || self.users.iter().any(|user| user.memberships.iter().any(|m| m == id))
+        self.add_user(SeedUser {
+            id: format!("user_{}", Uuid::new_v4().simple()),
+            email: email.to_owned(),
+            first_name,
+            last_name,
+            organization_id: None,
+        })
     }
 
     /// Parks a validated request for the picker page and returns the opaque id its forms carry.
@@ -265,19 +341,37 @@ impl Store {
         user_id: &str,
         method: AuthenticationMethod,
     ) -> String {
+        self.issue_code_as(request, user_id, method, None)
+    }
+
+    /// Like [`Store::issue_code`], for a session that `impersonator` starts as the user (WorkOS's impersonation:
+    /// the staff member picks the organization, so there is no selection).
+    pub fn issue_code_as(
+        &mut self,
+        request: &AuthorizationRequest,
+        user_id: &str,
+        method: AuthenticationMethod,
+        impersonator: Option<StandInImpersonator>,
+    ) -> String {
         let retention = self.code_ttl.max(CODE_RETENTION);
         self.codes.retain(|_, code| code.issued.elapsed() < retention);
 
-        let organization_id = match (&request.route, self.users.iter_mut().find(|user| user.seed.id == user_id)) {
-            (Route::Organization(org), Some(user)) => {
-                if !user.memberships.contains(org) {
-                    user.memberships.push(org.clone());
+        let mut select_among = Vec::new();
+        let organization_id = match &request.route {
+            Route::Organization(org) => {
+                if self.user(user_id).is_some() && !self.active_organizations(user_id).contains(org) {
+                    // Both exist (the route was validated against known organizations): this cannot fail.
+                    let _ = self.add_membership(user_id, org, &[]);
                 }
                 Some(org.clone())
             }
-            (Route::Organization(org), None) => Some(org.clone()),
-            (_, Some(user)) => user.memberships.first().cloned(),
-            (_, None) => None,
+            Route::AuthKit | Route::Connection(_) => {
+                let organizations = self.active_organizations(user_id);
+                if self.organization_selection && impersonator.is_none() && organizations.len() > 1 {
+                    select_among.clone_from(&organizations);
+                }
+                organizations.into_iter().next()
+            }
         };
         let method = match (&request.route, method) {
             (Route::Organization(_) | Route::Connection(_), AuthenticationMethod::Password) => {
@@ -291,6 +385,8 @@ impl Store {
             CodeGrant {
                 user_id: user_id.to_owned(),
                 organization_id,
+                select_among,
+                impersonator,
                 code_challenge: request.code_challenge.clone(),
                 method,
                 issued: Instant::now(),
@@ -328,18 +424,71 @@ impl Store {
         }
         let (user_id, organization_id, mut method) =
             (grant.user_id.clone(), grant.organization_id.clone(), grant.method);
+        let select_among = grant.select_among.clone();
+        let granted_impersonator = grant.impersonator.clone();
 
         let user = self.user(&user_id).cloned().ok_or(GrantError::InvalidGrant("The code's user no longer exists."))?;
-        let impersonator = self.next_impersonation.take();
+        let impersonator = granted_impersonator.or_else(|| self.next_impersonation.take());
         if impersonator.is_some() {
             method = AuthenticationMethod::Impersonation;
         }
+        if !select_among.is_empty() {
+            self.pending_authentications.retain(|_, pending| pending.created.elapsed() < PENDING_AUTHENTICATION_TTL);
+            let pending_token = Uuid::new_v4().simple().to_string();
+            self.pending_authentications.insert(
+                pending_token.clone(),
+                PendingAuthentication {
+                    user_id,
+                    organizations: select_among.clone(),
+                    impersonator,
+                    method,
+                    created: Instant::now(),
+                },
+            );
+            return Err(GrantError::SelectionRequired {
+                pending_token,
+                user: Box::new(user),
+                organizations: select_among,
+            });
+        }
+        self.open_signed_in_session(user, organization_id, impersonator, method)
+    }
+
+    /// The pending authentication tokens not yet spent (for tests that check none leaks).
+    pub fn pending_authentication_tokens(&self) -> Vec<String> {
+        self.pending_authentications.keys().cloned().collect()
+    }
+
+    /// The organization-selection grant: a pending sign-in finished in `organization_id`, one of the user's active
+    /// organizations. The pending token is spent by this attempt whatever its outcome.
+    pub fn select_organization(&mut self, pending_token: &str, organization_id: &str) -> Result<Issued, GrantError> {
+        let pending = self.pending_authentications.remove(pending_token).ok_or(GrantError::InvalidPendingToken)?;
+        if pending.created.elapsed() >= PENDING_AUTHENTICATION_TTL {
+            return Err(GrantError::InvalidPendingToken);
+        }
+        let offered = pending.organizations.iter().any(|org| org == organization_id);
+        if !offered || !self.active_organizations(&pending.user_id).iter().any(|org| org == organization_id) {
+            return Err(GrantError::NotAMember(organization_id.to_owned()));
+        }
+        let user = self.user(&pending.user_id).cloned().ok_or(GrantError::InvalidPendingToken)?;
+        self.open_signed_in_session(user, Some(organization_id.to_owned()), pending.impersonator, pending.method)
+    }
+
+    fn open_signed_in_session(
+        &mut self,
+        user: UserRecord,
+        organization_id: Option<String>,
+        impersonator: Option<StandInImpersonator>,
+        method: AuthenticationMethod,
+    ) -> Result<Issued, GrantError> {
+        let user_id = user.seed.id.clone();
         let session = StandInSession {
             id: format!("session_{}", Uuid::new_v4().simple()),
             user_id,
             organization_id,
             impersonator,
             method,
+            created_at: self.events.tick(),
             ended: false,
         };
         self.sessions.insert(session.id.clone(), session.clone());
@@ -355,8 +504,12 @@ impl Store {
         let user = self.user(&session.user_id).cloned().ok_or(REFUSED)?;
         if let Some(org) = organization_id {
             // Checked before rotating, so a refused switch leaves the session and its token as they were.
-            if !user.memberships.iter().any(|m| m == org) {
+            if !self.active_organizations(&user.seed.id).iter().any(|m| m == org) {
                 return Err(GrantError::NotAMember(org.to_owned()));
+            }
+            let already_there = session.organization_id.as_deref() == Some(org);
+            if !already_there && self.sso_required.iter().any(|required| required == org) {
+                return Err(GrantError::SsoRequired { email: user.seed.email.clone() });
             }
         }
 
@@ -376,20 +529,28 @@ impl Store {
         let session = StandInSession {
             id: format!("session_{}", Uuid::new_v4().simple()),
             user_id: user_id.to_owned(),
-            organization_id: self.user(user_id).and_then(|user| user.memberships.first().cloned()),
+            organization_id: self.active_organizations(user_id).into_iter().next(),
             impersonator: None,
             method: AuthenticationMethod::Password,
+            created_at: self.events.tick(),
             ended: false,
         };
         self.sessions.insert(session.id.clone(), session.clone());
         (session, self.extra_claims.clone())
     }
 
-    /// Ends a session: its refresh tokens stop working at once. Ending an ended session is not an error.
+    /// Ends a session: its refresh tokens stop working at once, and `session.revoked` is emitted. Ending an ended
+    /// session is not an error, and emits nothing.
     pub fn end_session(&mut self, session_id: &str) -> Result<(), UnknownSession> {
         let session = self.sessions.get_mut(session_id).ok_or(UnknownSession)?;
+        let was_active = !session.ended;
         session.ended = true;
+        let session = session.clone();
         self.refresh_tokens.retain(|_, owner| owner != session_id);
+        if was_active {
+            let at = self.events.tick();
+            self.events.emit("session.revoked", session.revoked_object(at));
+        }
         Ok(())
     }
 
@@ -404,12 +565,25 @@ impl Store {
     }
 
     fn issued(&self, user: UserRecord, session: StandInSession, refresh_token: String) -> Issued {
+        let roles = session
+            .organization_id
+            .as_deref()
+            .and_then(|org| {
+                self.memberships.iter().find(|m| {
+                    m.user_id == session.user_id
+                        && m.organization_id == org
+                        && m.status == super::organizations::StandInMembershipStatus::Active
+                })
+            })
+            .map(|membership| membership.roles.clone())
+            .unwrap_or_default();
         Issued {
             user,
             session,
             refresh_token,
             access_token_ttl: self.access_token_ttl,
             extra_claims: self.extra_claims.clone(),
+            roles,
         }
     }
 }

@@ -110,6 +110,8 @@ pub struct StandInAccessClaims<'a> {
     pub session_id: &'a str,
     pub organization_id: Option<&'a str>,
     pub impersonator_email: Option<&'a str>,
+    /// The membership's role slugs in the organization (the first is `role`); `member` when none are known.
+    pub roles: &'a [String],
     pub issued_at: i64,
     pub expires_at: i64,
 }
@@ -130,8 +132,11 @@ impl StandInAccessClaims<'_> {
         claims.insert("iat".into(), Value::from(self.issued_at));
         claims.insert("exp".into(), Value::from(self.expires_at));
         if let Some(org_id) = self.organization_id {
+            let roles: Vec<String> =
+                if self.roles.is_empty() { vec!["member".to_owned()] } else { self.roles.to_vec() };
             claims.insert("org_id".into(), Value::from(org_id));
-            claims.insert("role".into(), Value::from("member"));
+            claims.insert("role".into(), Value::from(roles[0].clone()));
+            claims.insert("roles".into(), Value::from(roles));
             claims.insert("permissions".into(), Value::Array(Vec::new()));
         }
         if let Some(email) = self.impersonator_email {
@@ -160,6 +165,7 @@ mod tests {
             session_id: "session_1",
             organization_id: Some("org_1"),
             impersonator_email: None,
+            roles: &[],
             issued_at: 100,
             expires_at: 400,
         }
@@ -189,6 +195,7 @@ mod tests {
             session_id: "s",
             organization_id: Some("org_1"),
             impersonator_email: Some("admin@example.test"),
+            roles: &[],
             issued_at: 1,
             expires_at: 2,
         }

@@ -10,4 +10,5 @@ mod helpers;
 mod insforge_standin;
 mod oidc_standin;
 mod temp_postgres;
+mod workos_lifecycle;
 mod workos_standin;

@@ -952,3 +952,168 @@ async fn a_port_in_use_is_reported_clearly() {
     let error = WorkosStandIn::start(options).await.expect_err("the port is taken");
     assert!(error.to_string().contains(&format!("cannot listen on 127.0.0.1:{taken}")), "{error}");
 }
+
+// ---- organizations: selection, switching, roles, impersonation, the portal, Audit Logs ---------------------------
+
+fn selection_grant(workos: &WorkosStandIn, pending: &str, organization_id: &str) -> Value {
+    json!({
+        "grant_type": "urn:workos:oauth:grant-type:organization-selection",
+        "client_id": workos.client_id(),
+        "client_secret": workos.api_key().expose(),
+        "pending_authentication_token": pending,
+        "organization_id": organization_id,
+    })
+}
+
+#[tokio::test]
+async fn a_member_of_several_organizations_chooses_one_with_the_selection_grant() {
+    use standins::workos_standin::{ACME_ORGANIZATION_ID, GLOBEX_ORGANIZATION_ID};
+    let workos = start_with(WorkosStandInOptions::demo()).await;
+    let pkce = pkce();
+    let code = code_for(&workos, "bob@acme.test", &pkce, &[]).await;
+    let (status, body) = authenticate(&workos, code_grant(&workos, &code, &pkce.verifier)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "organization_selection_required");
+    assert_eq!(body["user"]["email"], "bob@acme.test");
+    let names: Vec<&str> = body["organizations"].as_array().expect("list").iter().map(|o| text(&o["name"])).collect();
+    assert_eq!(names, ["Acme", "Globex"]);
+    let pending = text(&body["pending_authentication_token"]).to_owned();
+
+    let (status, refused) = authenticate(&workos, selection_grant(&workos, &pending, "org_nobody")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["code"], "organization_membership_not_found");
+    let (status, _) = authenticate(&workos, selection_grant(&workos, &pending, GLOBEX_ORGANIZATION_ID)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the pending token was spent by the refused attempt");
+
+    let code = code_for(&workos, "bob@acme.test", &pkce, &[]).await;
+    let (_, body) = authenticate(&workos, code_grant(&workos, &code, &pkce.verifier)).await;
+    let pending = text(&body["pending_authentication_token"]).to_owned();
+    let (status, chosen) = authenticate(&workos, selection_grant(&workos, &pending, GLOBEX_ORGANIZATION_ID)).await;
+    assert_eq!(status, StatusCode::OK, "{chosen}");
+    assert_eq!(chosen["organization_id"], GLOBEX_ORGANIZATION_ID);
+    assert_eq!(claims(&workos, text(&chosen["access_token"])).await["org_id"], GLOBEX_ORGANIZATION_ID);
+
+    // One organization, or a sign-in through an organization: no selection. Alice is Acme's admin.
+    let alice = signed_in(&workos, "alice@acme.test").await;
+    let token = claims(&workos, text(&alice["access_token"])).await;
+    assert_eq!((token["org_id"].clone(), token["role"].clone()), (json!(ACME_ORGANIZATION_ID), json!("admin")));
+    assert_eq!(token["roles"], json!(["admin"]));
+    let code =
+        code_for(&workos, "bob@acme.test", &pkce, &[("provider", ""), ("organization_id", ACME_ORGANIZATION_ID)]).await;
+    let (status, _) = authenticate(&workos, code_grant(&workos, &code, &pkce.verifier)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_switch_to_an_organization_that_enforces_sso_answers_sso_required_and_changes_nothing() {
+    use standins::workos_standin::{ACME_ORGANIZATION_ID, GLOBEX_ORGANIZATION_ID};
+    let workos =
+        start_with(WorkosStandInOptions { organization_selection: false, ..WorkosStandInOptions::demo() }).await;
+    let bob = signed_in(&workos, "bob@acme.test").await;
+    assert_eq!(bob["organization_id"], ACME_ORGANIZATION_ID, "no selection: the first organization");
+    workos.require_sso_for_switch(GLOBEX_ORGANIZATION_ID);
+    let mut grant = refresh_grant(&workos, text(&bob["refresh_token"]));
+    grant["organization_id"] = json!(GLOBEX_ORGANIZATION_ID);
+    let (status, body) = authenticate(&workos, grant).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "sso_required");
+    // The refresh token still works, in the old organization.
+    let (status, body) = authenticate(&workos, refresh_grant(&workos, text(&bob["refresh_token"]))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["organization_id"], ACME_ORGANIZATION_ID);
+}
+
+#[tokio::test]
+async fn the_sign_in_page_offers_the_seeded_impersonation_and_only_that_one() {
+    let workos = start_with(WorkosStandInOptions::demo()).await;
+    let pkce = pkce();
+    let page = sign_in_page(&workos, &pkce).await;
+    assert!(page.contains("support@authbridge.test as Bob Brown"), "{page}");
+    assert!(page.contains("Acme (admin)") && page.contains("Acme, Globex"), "organizations and roles: {page}");
+    let forged = post_form(
+        &workos,
+        "user_management/authorize/approve",
+        &[("request", &request_id(&page)), ("user_id", ALICE_ID), ("impersonator", "support@authbridge.test")],
+    )
+    .await;
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST, "not offered for Alice");
+    let approved = post_form(
+        &workos,
+        "user_management/authorize/approve",
+        &[
+            ("request", &request_id(&page)),
+            ("user_id", "user_standin_bob"),
+            ("impersonator", "support@authbridge.test"),
+        ],
+    )
+    .await;
+    assert_eq!(approved.status(), StatusCode::SEE_OTHER);
+    let code = query_param(&location(&approved), "code").expect("a code");
+    let (status, body) = authenticate(&workos, code_grant(&workos, &code, &pkce.verifier)).await;
+    assert_eq!(status, StatusCode::OK, "impersonation skips the selection: {body}");
+    assert_eq!(body["impersonator"]["email"], "support@authbridge.test");
+    assert_eq!(body["authentication_method"], "Impersonation");
+    assert_eq!(claims(&workos, text(&body["access_token"])).await["act"], json!({ "sub": "support@authbridge.test" }));
+}
+
+async fn api_post(workos: &WorkosStandIn, path: &str, body: Value, key: Option<&str>) -> (StatusCode, Value) {
+    let mut request = client().post(url(workos, path)).bearer_auth(workos.api_key().expose()).json(&body);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().await.expect("send");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn portal_links_open_a_page_naming_the_intent_and_organization() {
+    use standins::workos_standin::ACME_ORGANIZATION_ID;
+    let workos = start().await;
+    let body = json!({ "organization": ACME_ORGANIZATION_ID, "intent": "sso",
+                       "return_url": "http://localhost:3000/organizations/x", "success_url": "http://localhost:3000/" });
+    let (status, answer) = api_post(&workos, "portal/generate_link", body, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let page = client().get(text(&answer["link"])).send().await.expect("page").text().await.expect("html");
+    assert!(
+        page.contains(r#"id="portal-intent">sso<"#) && page.contains(r#"id="portal-organization">Acme<"#),
+        "{page}"
+    );
+    assert!(page.contains("http://localhost:3000/organizations/x"));
+    for (body, expected) in [
+        (json!({ "organization": "org_unknown", "intent": "sso" }), StatusCode::NOT_FOUND),
+        (json!({ "organization": ACME_ORGANIZATION_ID, "intent": "everything" }), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({ "intent": "sso" }), StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        assert_eq!(api_post(&workos, "portal/generate_link", body, None).await.0, expected);
+    }
+}
+
+#[tokio::test]
+async fn audit_log_events_are_validated_recorded_once_per_key_and_can_be_made_to_fail() {
+    use standins::workos_standin::ACME_ORGANIZATION_ID;
+    let workos = start().await;
+    let event = json!({ "organization_id": ACME_ORGANIZATION_ID, "event": {
+        "action": "todo.created", "occurred_at": "2026-01-15T12:00:00Z",
+        "actor": { "type": "user", "id": "user_1" }, "targets": [{ "type": "todo", "id": "t1" }],
+        "context": { "location": "127.0.0.1" } } });
+    for _ in 0..3 {
+        let (status, body) = api_post(&workos, "audit_logs/events", event.clone(), Some("key-1")).await;
+        assert_eq!((status, body), (StatusCode::OK, json!({ "success": true })));
+    }
+    assert_eq!(workos.audit_log_events().len(), 1, "the same key and body: one event");
+    let mut missing = event.clone();
+    missing["event"]["context"] = json!({});
+    let (status, body) = api_post(&workos, "audit_logs/events", missing, Some("key-2")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["field"], "event.context.location");
+    workos.set_audit_logs_down(true);
+    assert_eq!(
+        api_post(&workos, "audit_logs/events", event.clone(), Some("key-3")).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    workos.set_audit_logs_down(false);
+    assert_eq!(api_post(&workos, "audit_logs/events", event, Some("key-3")).await.0, StatusCode::OK);
+    assert_eq!(workos.audit_log_events().len(), 2);
+    assert_eq!(workos.audit_log_requests().len(), 6, "every request that reached the endpoint");
+}

@@ -1,0 +1,208 @@
+//! The enterprise features an organization's admins and auditors meet: the Admin Portal (`POST
+//! /portal/generate_link` and the page a link opens) and Audit Logs (`POST /audit_logs/events`), as
+//! docs/workos.md §7 describes them.
+//!
+//! A portal link opens a page of the stand-in's own that says which setup (intent) and which organization it was
+//! made for, with links back to the app's return and success URLs. Audit Log events are validated the way WorkOS
+//! validates them (the required fields, a known organization), answered `200 {"success": true}`, and recorded,
+//! once per `Idempotency-Key` and body: a repeat with the same key and body is answered the same and recorded
+//! no second time, as WorkOS's 24-hour idempotency promises. Tests read what was received and can make the
+//! endpoint fail (injected failures through the usual controls, or "down" until told otherwise).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::routes::{has_api_key, workos_error};
+use super::{Endpoint, WorkosStandInState, pages};
+use crate::lock;
+
+/// How long a portal link works (WorkOS: five minutes).
+const PORTAL_LINK_TTL: Duration = Duration::from_secs(5 * 60);
+/// The setups a portal link can be made for.
+pub const PORTAL_INTENTS: [&str; 7] =
+    ["sso", "dsync", "audit_logs", "log_streams", "domain_verification", "certificate_renewal", "bring_your_own_key"];
+
+/// A portal link the stand-in issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandInPortalLink {
+    pub token: String,
+    pub organization_id: String,
+    pub intent: String,
+    pub return_url: Option<String>,
+    pub success_url: Option<String>,
+    created: Instant,
+}
+
+/// An Audit Log event as the stand-in accepted it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StandInAuditEvent {
+    pub idempotency_key: Option<String>,
+    pub organization_id: String,
+    pub event: Value,
+}
+
+#[derive(Default)]
+pub struct Enterprise {
+    links: Vec<StandInPortalLink>,
+    audit_events: Vec<StandInAuditEvent>,
+    /// Every `POST /audit_logs/events` that reached the handler (after injected failures), by key.
+    audit_requests: Vec<Option<String>>,
+    audit_down: bool,
+}
+
+impl Enterprise {
+    pub fn links(&self) -> &[StandInPortalLink] {
+        &self.links
+    }
+
+    pub fn audit_events(&self) -> &[StandInAuditEvent] {
+        &self.audit_events
+    }
+
+    pub fn audit_requests(&self) -> &[Option<String>] {
+        &self.audit_requests
+    }
+
+    pub fn set_audit_down(&mut self, down: bool) {
+        self.audit_down = down;
+    }
+}
+
+pub fn router() -> Router<Arc<WorkosStandInState>> {
+    Router::new()
+        .route("/portal/generate_link", post(generate_link))
+        .route("/portal/{token}", get(portal_page))
+        .route("/audit_logs/events", post(create_audit_event))
+}
+
+async fn generate_link(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(response) = inner.controls.gate(Endpoint::Portal).await {
+        return response;
+    }
+    if !has_api_key(&inner, &headers) {
+        return workos_error(StatusCode::UNAUTHORIZED, "unauthorized", "Invalid API key.");
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return message(StatusCode::UNPROCESSABLE_ENTITY, "The body must be a JSON object.");
+    };
+    let text = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_owned);
+    let Some(organization_id) = text("organization") else {
+        return message(StatusCode::UNPROCESSABLE_ENTITY, "organization is required.");
+    };
+    let intent = text("intent").unwrap_or_default();
+    if !PORTAL_INTENTS.contains(&intent.as_str()) {
+        return message(StatusCode::UNPROCESSABLE_ENTITY, "intent must be one of the Admin Portal's intents.");
+    }
+    for name in ["return_url", "success_url"] {
+        if let Some(url) = text(name)
+            && !url::Url::parse(&url).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
+        {
+            return message(StatusCode::UNPROCESSABLE_ENTITY, &format!("{name} must be an http(s) URL."));
+        }
+    }
+    if !lock(&inner.store).is_known_organization(&organization_id) {
+        return message(StatusCode::NOT_FOUND, &format!("Organization not found: '{organization_id}'."));
+    }
+    let token = Uuid::new_v4().simple().to_string();
+    let link = StandInPortalLink {
+        token: token.clone(),
+        organization_id,
+        intent,
+        return_url: text("return_url"),
+        success_url: text("success_url"),
+        created: Instant::now(),
+    };
+    lock(&inner.enterprise).links.push(link);
+    let url = inner.base_url.join(&format!("portal/{token}")).map(|url| url.to_string()).unwrap_or_default();
+    (StatusCode::CREATED, Json(json!({ "link": url }))).into_response()
+}
+
+async fn portal_page(State(inner): State<Arc<WorkosStandInState>>, Path(token): Path<String>) -> Response {
+    let link = lock(&inner.enterprise).links.iter().find(|link| link.token == token).cloned();
+    let Some(link) = link.filter(|link| link.created.elapsed() < PORTAL_LINK_TTL) else {
+        return pages::message(
+            StatusCode::NOT_FOUND,
+            "This Admin Portal link has expired",
+            "Portal links work for five minutes. Go back to the application and open the portal again.",
+            None,
+        );
+    };
+    let organization = lock(&inner.store).organization_name(&link.organization_id).map(str::to_owned);
+    let organization = organization.unwrap_or_else(|| link.organization_id.clone());
+    pages::portal(&link, &organization)
+}
+
+async fn create_audit_event(State(inner): State<Arc<WorkosStandInState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(response) = inner.controls.gate(Endpoint::AuditLogs).await {
+        return response;
+    }
+    if !has_api_key(&inner, &headers) {
+        return workos_error(StatusCode::UNAUTHORIZED, "unauthorized", "Invalid API key.");
+    }
+    let key = headers.get("idempotency-key").and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let mut enterprise = lock(&inner.enterprise);
+    enterprise.audit_requests.push(key.clone());
+    if enterprise.audit_down {
+        return workos_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "Service Unavailable");
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return validation_failed("body");
+    };
+    if let Some(field) = missing_field(&body) {
+        return validation_failed(field);
+    }
+    let organization_id = body["organization_id"].as_str().unwrap_or_default().to_owned();
+    if !lock(&inner.store).is_known_organization(&organization_id) {
+        return message(StatusCode::NOT_FOUND, &format!("Organization not found: '{organization_id}'."));
+    }
+    let event = body["event"].clone();
+    // The same key and body: the same answer, and no second event.
+    let repeat =
+        key.is_some() && enterprise.audit_events.iter().any(|seen| seen.idempotency_key == key && seen.event == event);
+    if !repeat {
+        enterprise.audit_events.push(StandInAuditEvent { idempotency_key: key, organization_id, event });
+    }
+    Json(json!({ "success": true })).into_response()
+}
+
+/// The first required field the body lacks (docs/workos.md §7.2).
+fn missing_field(body: &Value) -> Option<&'static str> {
+    let text = |value: &Value| value.as_str().is_some_and(|text| !text.is_empty());
+    let event = &body["event"];
+    if !text(&body["organization_id"]) {
+        return Some("organization_id");
+    }
+    for (field, value) in [
+        ("event.action", &event["action"]),
+        ("event.occurred_at", &event["occurred_at"]),
+        ("event.actor.id", &event["actor"]["id"]),
+        ("event.actor.type", &event["actor"]["type"]),
+        ("event.context.location", &event["context"]["location"]),
+    ] {
+        if !text(value) {
+            return Some(field);
+        }
+    }
+    let targets_ok = event["targets"]
+        .as_array()
+        .is_some_and(|targets| targets.iter().all(|target| text(&target["id"]) && text(&target["type"])));
+    (!targets_ok).then_some("event.targets")
+}
+
+fn validation_failed(field: &str) -> Response {
+    let body = json!({ "message": "Validation failed.", "errors": [{ "code": "required", "field": field }] });
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+}
+
+fn message(status: StatusCode, text: &str) -> Response {
+    (status, Json(json!({ "message": text }))).into_response()
+}

@@ -1,0 +1,344 @@
+//! The paper trail: Audit Log events for the customer (sent to WorkOS, which shows them to the organization's
+//! admins in the Admin Portal), and the record of what impersonated sessions did.
+//!
+//! Never on a request's critical path. A request that changes something in an organization writes its event to an
+//! outbox table in authbridge's private schema (`authbridge.audit_log_outbox`) and goes on; [`AuditDeliverer`]
+//! sends the rows to `POST /audit_logs/events` in the background, each with the `Idempotency-Key` it was given
+//! when it was written, retrying with backoff (1 s, doubling, up to 5 min) while WorkOS is unreachable. An outage
+//! therefore loses no event and slows no request, and a resend after a lost answer is the same event to WorkOS.
+//! Several replicas may deliver: a row is claimed (`FOR UPDATE SKIP LOCKED`, then leased by moving its next
+//! attempt ahead) before it is sent, so two replicas never send it at once. WorkOS refusing an event for good (a
+//! 4xx other than 408/409/429, e.g. an action not configured in its dashboard) marks the row failed and logs it.
+//!
+//! Each request of an impersonated session is written to `authbridge.impersonation_audit` (time, impersonator,
+//! user, method, path, status), together with its Audit Log event when the session is in an organization, in one
+//! transaction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::Notify;
+
+use crate::lifecycle::{Lifecycle, LifecycleError};
+use crate::workos::WorkosError;
+
+/// What did it: a user (and the support staff impersonating them, when that is the case).
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub id: String,
+    pub name: String,
+    pub impersonator: Option<String>,
+}
+
+/// What it was done to.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub kind: &'static str,
+    pub id: String,
+    pub name: Option<String>,
+}
+
+/// Where the request came from, as WorkOS's `context` has it.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The client's IP address (the peer's; behind a proxy, the proxy's).
+    pub location: String,
+    pub user_agent: Option<String>,
+}
+
+/// One request of an impersonated session.
+#[derive(Debug, Clone)]
+pub struct ImpersonatedRequest {
+    pub impersonator: String,
+    pub reason: Option<String>,
+    pub user_id: String,
+    pub user_name: String,
+    pub session_id: Option<String>,
+    pub organization_id: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub context: RequestContext,
+}
+
+/// Writes audit events (the outbox) and impersonation records; wakes the deliverer.
+pub struct AuditTrail {
+    lifecycle: Arc<Lifecycle>,
+    wake: Arc<Notify>,
+}
+
+/// The `event` object WorkOS receives (docs/workos.md §7.2).
+pub fn event(action: &str, actor: &Actor, targets: &[Target], context: &RequestContext) -> Value {
+    let occurred_at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+    let mut actor_json = json!({ "type": "user", "id": actor.id, "name": actor.name });
+    if let Some(impersonator) = &actor.impersonator {
+        actor_json["metadata"] = json!({ "impersonator": impersonator });
+    }
+    let targets: Vec<Value> = targets
+        .iter()
+        .map(|target| {
+            let mut value = json!({ "type": target.kind, "id": target.id });
+            if let Some(name) = &target.name {
+                // WorkOS limits names; a todo title can be 500 characters.
+                value["name"] = Value::String(name.chars().take(200).collect());
+            }
+            value
+        })
+        .collect();
+    let mut context_json = json!({ "location": context.location });
+    if let Some(user_agent) = &context.user_agent {
+        context_json["user_agent"] = Value::String(user_agent.chars().take(500).collect());
+    }
+    json!({
+        "action": action, "occurred_at": occurred_at, "version": 1,
+        "actor": actor_json, "targets": targets, "context": context_json,
+    })
+}
+
+impl AuditTrail {
+    pub fn new(lifecycle: Arc<Lifecycle>) -> Self {
+        Self { lifecycle, wake: Arc::new(Notify::new()) }
+    }
+
+    /// The deliverer for this trail's outbox, woken whenever an event is written.
+    pub fn deliverer(&self, options: DelivererOptions) -> AuditDeliverer {
+        AuditDeliverer { lifecycle: Arc::clone(&self.lifecycle), wake: Arc::clone(&self.wake), options }
+    }
+
+    /// Queues an Audit Log event for `organization_id`. A failure is the caller's to log: what the user did has
+    /// happened, and they must not be told otherwise.
+    pub async fn record(
+        &self,
+        organization_id: &str,
+        action: &str,
+        actor: &Actor,
+        targets: &[Target],
+        context: &RequestContext,
+    ) -> Result<(), LifecycleError> {
+        let event = event(action, actor, targets, context);
+        let mut conn = self.lifecycle.database().pool().acquire().await?;
+        insert_outbox(&mut conn, organization_id, &event).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Records one request of an impersonated session, and its Audit Log event when it happened in an organization.
+    pub async fn record_impersonated_request(&self, request: &ImpersonatedRequest) -> Result<(), LifecycleError> {
+        let mut tx = self.lifecycle.database().pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO authbridge.impersonation_audit \
+                 (impersonator, reason, user_id, session_id, method, path, status) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&request.impersonator)
+        .bind(&request.reason)
+        .bind(&request.user_id)
+        .bind(&request.session_id)
+        .bind(&request.method)
+        .bind(&request.path)
+        .bind(i16::try_from(request.status).unwrap_or(i16::MAX))
+        .execute(&mut *tx)
+        .await?;
+        if let Some(organization_id) = &request.organization_id {
+            let actor = Actor {
+                id: request.user_id.clone(),
+                name: request.user_name.clone(),
+                impersonator: Some(request.impersonator.clone()),
+            };
+            let target = Target {
+                kind: "request",
+                id: format!("{} {}", request.method, request.path),
+                name: Some(format!("{} {} → {}", request.method, request.path, request.status)),
+            };
+            let event = event("user.impersonated_request", &actor, &[target], &request.context);
+            insert_outbox(&mut tx, organization_id, &event).await?;
+        }
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+async fn insert_outbox(conn: &mut sqlx::PgConnection, organization_id: &str, event: &Value) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO authbridge.audit_log_outbox (idempotency_key, organization_id, event) VALUES ($1, $2, $3)",
+    )
+    .bind(uuid::Uuid::new_v4())
+    .bind(organization_id)
+    .bind(event)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// How the deliverer paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct DelivererOptions {
+    /// The wait after a row's first failed attempt; it doubles with each further one.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How often the outbox is looked at when nothing wakes the deliverer.
+    pub poll_interval: Duration,
+    /// Rows claimed at once.
+    pub batch: i64,
+    /// How long a claimed row is left alone by other deliverers (longer than one send can take).
+    pub lease: Duration,
+}
+
+impl Default for DelivererOptions {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(1),
+            batch: 20,
+            lease: Duration::from_secs(60),
+        }
+    }
+}
+
+impl DelivererOptions {
+    /// The wait after the `attempts`-th failed attempt.
+    pub fn backoff(&self, attempts: i32) -> Duration {
+        let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+        self.initial_backoff.saturating_mul(1 << doublings).min(self.max_backoff)
+    }
+}
+
+/// Sends the outbox to WorkOS in the background.
+pub struct AuditDeliverer {
+    lifecycle: Arc<Lifecycle>,
+    wake: Arc<Notify>,
+    options: DelivererOptions,
+}
+
+/// What one pass over the outbox did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub delivered: usize,
+    pub retrying: usize,
+    pub failed: usize,
+}
+
+impl AuditDeliverer {
+    /// Delivers until `shutdown` completes.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            match self.deliver_due().await {
+                Ok(pass) if pass.delivered + pass.retrying + pass.failed > 0 => {
+                    tracing::debug!(?pass, "audit log outbox pass");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "could not read the audit log outbox; will try again"),
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.options.poll_interval) => {}
+            }
+        }
+    }
+
+    /// Claims the rows that are due, sends each once, and records the outcome.
+    pub async fn deliver_due(&self) -> Result<Delivery, LifecycleError> {
+        let pool = self.lifecycle.database().pool();
+        let claimed: Vec<(i64, uuid::Uuid, String, Value, i32)> = sqlx::query_as(
+            "UPDATE authbridge.audit_log_outbox SET attempts = attempts + 1, \
+                 next_attempt_at = now() + make_interval(secs => $2) \
+             WHERE id IN (SELECT id FROM authbridge.audit_log_outbox \
+                          WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now() \
+                          ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, idempotency_key, organization_id, event, attempts",
+        )
+        .bind(self.options.batch)
+        .bind(self.options.lease.as_secs_f64())
+        .fetch_all(pool)
+        .await?;
+        let mut pass = Delivery::default();
+        for (id, key, organization_id, event, attempts) in claimed {
+            let sent = self.lifecycle.workos().create_audit_log_event(&organization_id, &event, &key.to_string()).await;
+            match sent {
+                Ok(()) => {
+                    sqlx::query(
+                        "UPDATE authbridge.audit_log_outbox SET delivered_at = now(), last_error = NULL WHERE id = $1",
+                    )
+                    .bind(id)
+                    .execute(pool)
+                    .await?;
+                    pass.delivered += 1;
+                }
+                Err(error) if is_permanent(&error) => {
+                    tracing::warn!(%error, action = %event["action"], "WorkOS refused an audit log event; it will not be retried");
+                    sqlx::query(
+                        "UPDATE authbridge.audit_log_outbox SET failed_at = now(), last_error = $2 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(error.to_string())
+                    .execute(pool)
+                    .await?;
+                    pass.failed += 1;
+                }
+                Err(error) => {
+                    let wait = match &error {
+                        WorkosError::RateLimited { retry_after: Some(after) } => *after,
+                        _ => self.options.backoff(attempts),
+                    };
+                    tracing::info!(%error, attempts, retry_in_ms = wait.as_millis() as u64, "audit log event not delivered yet");
+                    sqlx::query(
+                        "UPDATE authbridge.audit_log_outbox \
+                         SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(wait.as_secs_f64())
+                    .bind(error.to_string())
+                    .execute(pool)
+                    .await?;
+                    pass.retrying += 1;
+                }
+            }
+        }
+        Ok(pass)
+    }
+}
+
+/// A refusal that sending the same event again cannot change.
+fn is_permanent(error: &WorkosError) -> bool {
+    match error {
+        WorkosError::Rejected { status, .. } => !matches!(status, 401 | 403 | 408 | 409 | 429),
+        WorkosError::Malformed(_) => false,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let options = DelivererOptions::default();
+        assert_eq!(options.backoff(1), Duration::from_secs(1));
+        assert_eq!(options.backoff(2), Duration::from_secs(2));
+        assert_eq!(options.backoff(4), Duration::from_secs(8));
+        assert_eq!(options.backoff(30), Duration::from_secs(300));
+        assert_eq!(options.backoff(0), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn events_have_workos_shape_and_cut_long_names() {
+        let actor = Actor { id: "user_1".into(), name: "Alice".into(), impersonator: Some("s@x.test".into()) };
+        let target = Target { kind: "todo", id: "t1".into(), name: Some("x".repeat(600)) };
+        let context = RequestContext { location: "127.0.0.1".into(), user_agent: None };
+        let event = event("todo.created", &actor, &[target], &context);
+        assert_eq!(event["action"], "todo.created");
+        assert_eq!(event["actor"]["type"], "user");
+        assert_eq!(event["actor"]["metadata"]["impersonator"], "s@x.test");
+        assert_eq!(event["targets"][0]["name"].as_str().map(str::len), Some(200));
+        assert_eq!(event["context"]["location"], "127.0.0.1");
+        assert!(event["occurred_at"].as_str().is_some_and(|at| at.ends_with('Z')));
+    }
+}

@@ -1,0 +1,101 @@
+//! authbridge's own connection to PostgreSQL (`DATABASE_URL`), for its bookkeeping schema only.
+//!
+//! Todos never go through here: they go through InsForge with a minted token, so row-level security applies. This
+//! pool serves the enterprise lifecycle (events, memberships, revoked sessions), and it is built to fail fast: a few
+//! connections, a short acquire timeout and a statement timeout, so a database outage becomes a 503 in seconds
+//! instead of requests piling up until the request time limit answers 504. The pool connects lazily: the app starts
+//! (and serves everything else) while the database is down, and reconnects by itself when it is back.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::config::LifecycleConfig;
+
+/// Longest any one statement may run: our statements are single-row lookups and upserts.
+const STATEMENT_TIMEOUT: &str = "5s";
+/// How long a client should wait before retrying when the database is unavailable (`Retry-After`).
+pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// A cheap-to-clone handle on the pool.
+#[derive(Clone)]
+pub struct Database {
+    pool: PgPool,
+}
+
+/// Why a database call failed, in the two kinds callers act on.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DbError {
+    /// The database could not be reached or did not answer in time: retry later (503).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database answered with an error: a bug or a schema that is not migrated (500, logged).
+    #[error("a database statement failed: {0}")]
+    Failed(String),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(error: sqlx::Error) -> Self {
+        let message = error.to_string();
+        match &error {
+            // `Protocol` included: a server that closes the connection mid-handshake (restarting, failing over, a
+            // proxy in between cut off) shows up as an unexpected answer rather than an I/O error.
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(message),
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                // Connection exceptions (08…), too many connections / out of resources (53…), shutting down or
+                // restarting (57P0…), and our own statement timeout (57014): all "try again later".
+                Some(code)
+                    if code.starts_with("08")
+                        || code.starts_with("53")
+                        || code.starts_with("57P0")
+                        || code == "57014" =>
+                {
+                    Self::Unavailable(message)
+                }
+                _ => Self::Failed(message),
+            },
+            _ => Self::Failed(message),
+        }
+    }
+}
+
+impl Database {
+    /// The pool, not yet connected: the first statement connects.
+    pub fn connect_lazy(config: &LifecycleConfig) -> Result<Self, DbError> {
+        let options = PgConnectOptions::from_str(config.database_url.expose())
+            // Never the URL itself in the message: it holds the password.
+            .map_err(|_| DbError::Failed("DATABASE_URL is not a usable PostgreSQL URL".to_owned()))?
+            .application_name("authbridge")
+            .options([("statement_timeout", STATEMENT_TIMEOUT)]);
+        let pool = PgPoolOptions::new()
+            .max_connections(config.database_max_connections)
+            .acquire_timeout(config.database_acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Whether the database has every migration this binary knows, so `serve` can refuse to start against a
+    /// database that `authbridge migrate` has not brought up to date (every lifecycle statement would fail).
+    pub async fn is_migrated(&self) -> Result<bool, DbError> {
+        let latest = crate::migrate::MIGRATOR.iter().map(|migration| migration.version).max().unwrap_or_default();
+        // The table is `migrate::MIGRATIONS_TABLE`; sqlx wants statements as literals.
+        let query = "SELECT EXISTS (SELECT 1 FROM authbridge._sqlx_migrations WHERE version = $1 AND success)";
+        match sqlx::query_scalar::<_, bool>(query).bind(latest).fetch_one(&self.pool).await {
+            Ok(applied) => Ok(applied),
+            // No bookkeeping table at all: never migrated.
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P01") => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Organizations over HTTP: the user's memberships, switching the active one, and an organization's settings page
+//! with the Admin Portal.
+//!
+//! - `GET /api/organizations` (cookie or bearer): a bare JSON array of the user's **active** memberships as the
+//!   database has them, `[{"id", "name", "role"}]` (`[]` when none; 404 without `DATABASE_URL`).
+//! - `POST /organizations/switch` (form, CSRF) and `POST /api/organizations/switch` (JSON): switch the active
+//!   space. `personal` is an app-side choice kept in the session; an organization needs an active membership in
+//!   the database first (else 403 and nothing changes), then the session is refreshed at WorkOS with
+//!   `organization_id` (as its `switchToOrganization` does). An organization that wants its own sign-in (SSO, MFA,
+//!   or WorkOS naming a redirect URL) sends the browser through `/login?organization_id=…`.
+//! - `GET /organizations/{id}`: the settings page, with the Admin Portal's four setups for the organization's
+//!   admins (per the database, role slug `admin`); `POST /organizations/{id}/portal` (CSRF) makes a portal link
+//!   at WorkOS and redirects there (303). The link is a credential: it is never logged or shown.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{RequestContext, Target};
+use crate::lifecycle::store::ActiveMembership;
+use crate::session::provider::ProviderError;
+use crate::workos::WorkosError;
+use crate::workos::management::PortalIntent;
+
+use super::AppState;
+use super::error::AppError;
+use super::extractors::{ApiJson, CsrfForm, CurrentSession, CurrentUser};
+use super::pages::{Banner, render};
+use super::spaces::{self, RequestMeta, Requested};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/organizations", get(list))
+        .route("/api/organizations/switch", post(switch_api))
+        .route("/organizations/switch", post(switch_page))
+        .route("/organizations/{id}", get(settings))
+        .route("/organizations/{id}/portal", post(portal))
+}
+
+/// An organization id as one path segment.
+pub fn path_segment(id: &str) -> String {
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'-');
+    utf8_percent_encode(id, SEGMENT).to_string()
+}
+
+async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Vec<ActiveMembership>>, AppError> {
+    let lifecycle = state.lifecycle.as_ref().ok_or(AppError::NotFound)?;
+    Ok(Json(lifecycle.active_memberships(user.id()).await?))
+}
+
+/// Switches `current`'s session to `requested`: the new session is stored by the response. Returns the membership
+/// switched to (`None` for personal).
+async fn switch(
+    state: &AppState,
+    current: &CurrentSession,
+    requested: &Requested,
+    context: &RequestContext,
+) -> Result<Option<ActiveMembership>, AppError> {
+    let user = &current.user;
+    let organization_id = match requested {
+        Requested::Personal => {
+            let mut session = current.session.clone();
+            session.personal = true;
+            current.replace(session);
+            return Ok(None);
+        }
+        Requested::Organization(id) => id,
+        Requested::Active => {
+            return Err(AppError::Unprocessable(
+                "Name the organization to switch to (\"organization_id\"), or \"personal\".".to_owned(),
+            ));
+        }
+    };
+    // The database first: a member removed at WorkOS may still hold a token naming the organization.
+    let membership = spaces::membership(state, user, organization_id).await?;
+    let mut session = if current.session.organization_id.as_deref() == Some(organization_id.as_str()) {
+        // Already the session's organization (the user had chosen Personal): no WorkOS call needed.
+        current.session.clone()
+    } else {
+        state.sessions.switch_organization(&current.session, organization_id).await.map_err(|error| match error {
+            ProviderError::OrganizationAuthRequired { .. } => {
+                AppError::OrganizationSignInRequired { location: sign_in_location(organization_id) }
+            }
+            // WorkOS does not count them a member (yet): the database was ahead of it.
+            ProviderError::Declined(_) => AppError::NotAMember,
+            ProviderError::GrantRejected(_) => AppError::Unauthorized,
+            other => AppError::from(other),
+        })?
+    };
+    session.personal = false;
+    current.replace(session);
+    let target = Target { kind: "organization", id: organization_id.clone(), name: membership.name.clone() };
+    spaces::audit(state, organization_id, "organization.switched", user, &[target], context).await;
+    Ok(Some(membership))
+}
+
+/// Where the browser signs in to the organization: always the app's own sign-in with `organization_id`, so the
+/// sign-in carries this browser's state and PKCE. (WorkOS may name an `authkit_redirect_url`; following it would
+/// bring the browser back to `/callback` without a sign-in state of ours, which is refused.)
+fn sign_in_location(organization_id: &str) -> String {
+    let id: String = url::form_urlencoded::byte_serialize(organization_id.as_bytes()).collect();
+    format!("/login?organization_id={id}&return_to=%2F")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwitchBody {
+    /// An organization's id, or `"personal"`/`null` for the personal space.
+    organization_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Switched {
+    organization: Option<ActiveMembership>,
+}
+
+async fn switch_api(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    RequestMeta(context): RequestMeta,
+    ApiJson(body): ApiJson<SwitchBody>,
+) -> Result<Json<Switched>, AppError> {
+    let requested = match body.organization_id.as_deref().map(str::trim) {
+        None | Some("personal") => Requested::Personal,
+        Some("") => return Err(AppError::Unprocessable("\"organization_id\" is empty.".to_owned())),
+        Some(id) => Requested::Organization(id.to_owned()),
+    };
+    let organization = switch(&state, &current, &requested, &context).await?;
+    Ok(Json(Switched { organization }))
+}
+
+#[derive(Deserialize)]
+struct SwitchForm {
+    #[serde(default)]
+    organization_id: String,
+}
+
+async fn switch_page(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    RequestMeta(context): RequestMeta,
+    CsrfForm(form): CsrfForm<SwitchForm>,
+) -> Result<Response, AppError> {
+    let requested = Requested::from_param(Some(&form.organization_id));
+    match switch(&state, &current, &requested, &context).await {
+        Ok(_) => Ok(Redirect::to("/").into_response()),
+        // The browser goes to sign in to the organization.
+        Err(AppError::OrganizationSignInRequired { location }) => Ok(Redirect::to(&location).into_response()),
+        Err(error) => Err(error),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "organization.html")]
+struct SettingsPage {
+    banner: Option<Banner>,
+    name: String,
+    id_segment: String,
+    role: String,
+    is_admin: bool,
+    intents: Vec<IntentButton>,
+    setup_done: bool,
+    csrf_token: String,
+}
+
+struct IntentButton {
+    value: &'static str,
+    label: &'static str,
+}
+
+#[derive(Deserialize)]
+struct SettingsQuery {
+    setup: Option<String>,
+}
+
+/// `GET /organizations/{id}`: for the organization's active members; its admins get the Admin Portal buttons.
+async fn settings(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+) -> Result<Response, AppError> {
+    // A malformed query is not worth an error page.
+    let query: Option<SettingsQuery> = uri.query().and_then(|q| serde_urlencoded::from_str(q).ok());
+    let membership = spaces::membership(&state, &user, &id).await?;
+    let page = SettingsPage {
+        banner: Banner::of(&state, &user),
+        name: spaces::display_name(&membership),
+        id_segment: path_segment(&id),
+        role: membership.role.clone().unwrap_or_else(|| "member".to_owned()),
+        is_admin: membership.is_admin(),
+        intents: PortalIntent::ALL
+            .into_iter()
+            .map(|intent| IntentButton { value: intent.as_str(), label: intent.label() })
+            .collect(),
+        setup_done: query.is_some_and(|q| q.setup.as_deref() == Some("done")),
+        csrf_token: state.csrf.token(user.csrf_binding()),
+    };
+    Ok(render(StatusCode::OK, &page))
+}
+
+#[derive(Deserialize)]
+struct PortalForm {
+    #[serde(default)]
+    intent: String,
+}
+
+/// `POST /organizations/{id}/portal`: an Admin Portal link for one of the four setups, for admins only.
+async fn portal(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    CsrfForm(form): CsrfForm<PortalForm>,
+) -> Result<Response, AppError> {
+    let intent = PortalIntent::parse(form.intent.trim()).ok_or_else(|| {
+        AppError::Unprocessable("Choose SSO, directory sync, audit logs or domain verification.".to_owned())
+    })?;
+    let membership = spaces::membership(&state, &user, &id).await?;
+    if !membership.is_admin() {
+        return Err(AppError::Forbidden(format!(
+            "Only admins of {} can open the Admin Portal.",
+            spaces::display_name(&membership)
+        )));
+    }
+    let lifecycle = state.lifecycle.as_ref().ok_or(AppError::OrganizationsUnavailable)?;
+    let back = state
+        .config
+        .server
+        .app_url
+        .join(&format!("/organizations/{}", path_segment(&id)))
+        .map_err(|error| AppError::Internal(format!("the settings page's address: {error}")))?;
+    let mut done = back.clone();
+    done.set_query(Some("setup=done"));
+    let link =
+        lifecycle.workos().generate_portal_link(&id, intent, &back, &done).await.map_err(|error| match error {
+            WorkosError::Timeout
+            | WorkosError::Connect
+            | WorkosError::RateLimited { .. }
+            | WorkosError::Unavailable { .. } => AppError::AuthUnavailable { retry_after: error.retry_after() },
+            // The message never holds the link (there is none on failure), only WorkOS's reason.
+            other => AppError::AuthUpstreamFailed(format!("the Admin Portal link could not be made: {other}")),
+        })?;
+    tracing::info!(organization_id = %id, intent = intent.as_str(), "opening the Admin Portal");
+    let location = HeaderValue::from_str(link.as_str())
+        .map_err(|_| AppError::Internal("the Admin Portal link is not a valid header value".to_owned()))?;
+    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response())
+}

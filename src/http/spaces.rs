@@ -1,0 +1,149 @@
+//! Which space a request works in — an organization or the user's personal todos — and the membership check that
+//! comes first.
+//!
+//! The active space is the session's organization (the access token's `org_id`, set by a switch) unless the user
+//! chose "Personal". Whether the user is still an active member is read from the database on every request (the
+//! lifecycle's tables, which webhooks, the Events API and every sign-in keep current): the token may still name an
+//! organization the user was removed from. RLS enforces the same rule again in PostgreSQL; this check is what lets
+//! the app answer 403 (not an empty list) and write nothing.
+//!
+//! Organizations follow WorkOS and the lifecycle: without `DATABASE_URL` (or with an OpenID Connect provider)
+//! everything is personal, and asking for an organization is answered `organizations_unavailable`.
+
+use axum::extract::ConnectInfo;
+use axum::http::{Extensions, HeaderMap, header};
+
+use crate::audit::{Actor, RequestContext, Target};
+use crate::lifecycle::store::ActiveMembership;
+use crate::todo::Space;
+
+use super::AppState;
+use super::error::AppError;
+use super::extractors::CurrentUser;
+
+/// A space as a request names it: `organization_id=org_…`, `personal` (or JSON `null`), or nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requested {
+    /// The active space: the active organization, else personal.
+    Active,
+    Personal,
+    Organization(String),
+}
+
+impl Requested {
+    /// From a query parameter or form field: absent or empty → the active space.
+    pub fn from_param(raw: Option<&str>) -> Self {
+        match raw.map(str::trim) {
+            None | Some("") => Self::Active,
+            Some("personal") => Self::Personal,
+            Some(id) => Self::Organization(id.to_owned()),
+        }
+    }
+}
+
+/// The space a request works in, and the membership that lets it (`None` for personal).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub space: Space,
+    pub membership: Option<ActiveMembership>,
+}
+
+impl Resolved {
+    fn personal() -> Self {
+        Self { space: Space::Personal, membership: None }
+    }
+
+    /// The organization's name for people: its synced name, never its id (until the name is known, "your
+    /// organization").
+    pub fn organization_name(&self) -> Option<String> {
+        self.membership.as_ref().map(display_name)
+    }
+}
+
+/// What a person calls an organization.
+pub fn display_name(membership: &ActiveMembership) -> String {
+    membership.name.clone().unwrap_or_else(|| "Your organization".to_owned())
+}
+
+/// The user's active memberships (none without the lifecycle).
+pub async fn memberships(state: &AppState, user: &CurrentUser) -> Result<Vec<ActiveMembership>, AppError> {
+    match &state.lifecycle {
+        Some(lifecycle) => Ok(lifecycle.active_memberships(user.id()).await?),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The user's active membership in `organization_id`, or why there is none.
+pub async fn membership(
+    state: &AppState,
+    user: &CurrentUser,
+    organization_id: &str,
+) -> Result<ActiveMembership, AppError> {
+    if state.lifecycle.is_none() {
+        return Err(AppError::OrganizationsUnavailable);
+    }
+    memberships(state, user).await?.into_iter().find(|m| m.id == organization_id).ok_or(AppError::NotAMember)
+}
+
+/// The space a request works in; an organization only for an active member (else 403, and nothing happens).
+pub async fn resolve(state: &AppState, user: &CurrentUser, requested: &Requested) -> Result<Resolved, AppError> {
+    match requested {
+        Requested::Personal => Ok(Resolved::personal()),
+        Requested::Organization(id) => {
+            let membership = membership(state, user, id).await?;
+            Ok(Resolved { space: Space::Organization(id.clone()), membership: Some(membership) })
+        }
+        Requested::Active => match (state.lifecycle.is_some(), user.active_organization()) {
+            (true, Some(id)) => {
+                let membership = membership(state, user, id).await?;
+                Ok(Resolved { space: Space::Organization(id.to_owned()), membership: Some(membership) })
+            }
+            // No organization chosen, or no organizations here at all: personal.
+            _ => Ok(Resolved::personal()),
+        },
+    }
+}
+
+/// Where a request came from (an extractor that never refuses), for audit events.
+pub struct RequestMeta(pub RequestContext);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestMeta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(request_context(&parts.headers, &parts.extensions)))
+    }
+}
+
+/// Where a request came from, for an audit event's `context`.
+pub fn request_context(headers: &HeaderMap, extensions: &Extensions) -> RequestContext {
+    let location = extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |ConnectInfo(peer)| peer.ip().to_string());
+    let user_agent = headers.get(header::USER_AGENT).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    RequestContext { location, user_agent }
+}
+
+/// The user as an audit event's actor.
+pub fn actor(user: &CurrentUser) -> Actor {
+    Actor {
+        id: user.id().to_owned(),
+        name: user.user.display_name(),
+        impersonator: user.impersonator.as_ref().map(|impersonator| impersonator.email.clone()),
+    }
+}
+
+/// Queues an Audit Log event for an organization; a failure is logged, never shown: what it records happened.
+pub async fn audit(
+    state: &AppState,
+    organization_id: &str,
+    action: &str,
+    user: &CurrentUser,
+    targets: &[Target],
+    context: &RequestContext,
+) {
+    let Some(audit) = &state.audit else { return };
+    if let Err(error) = audit.record(organization_id, action, &actor(user), targets, context).await {
+        tracing::error!(%error, action, "could not queue an audit log event");
+    }
+}

@@ -1,0 +1,312 @@
+//! The Events API consumer: reads `GET /events` with a cursor and applies each event, so nothing WorkOS reported is
+//! missed even when webhooks were lost, late or never configured.
+//!
+//! - **One consumer at a time**, across every replica: a poll runs only while its connection holds a PostgreSQL
+//!   advisory lock (`pg_try_advisory_lock`); a replica that does not get it skips that poll. The lock belongs to the
+//!   connection that applies the events, so if that connection dies, the lock goes with the work it protected.
+//! - **The cursor moves with the events**: each event is applied, and the cursor set to its id, in one transaction.
+//!   A restart resumes right after the last event applied; a crash in between loses nothing and repeats nothing.
+//! - **Nothing is assumed about the server**: event ids are opaque (never compared or parsed); types are filtered
+//!   here too (a server that ignores `events=` only costs ledger rows); a server that restarts from the beginning
+//!   for an unknown `after` only replays events the ledger already has; a refused cursor falls back to
+//!   `range_start` at the last event's time. Each of these is logged.
+//! - **WorkOS down** is retried with exponential backoff (honouring `Retry-After`); the cursor has not moved, so no
+//!   event is lost.
+//! - **First start** (no cursor): the current organizations and memberships are read from the REST API, then
+//!   events are read from shortly before that moment on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use super::events::{self, Effect, HANDLED_EVENT_TYPES, Outcome};
+use super::store::{self, Source, Version};
+use super::{Lifecycle, LifecycleError};
+use crate::session::revocations::Revocations;
+use crate::workos::WorkosError;
+use crate::workos::management::{EventsFrom, MembershipsOf};
+
+/// The advisory lock every replica's consumer competes for ("authbrid" in ASCII): one key for the whole cluster.
+pub const LOCK_KEY: i64 = 0x6175_7468_6272_6964;
+/// How far before the last known moment reading resumes from a time: events already applied are simply skipped,
+/// and the margin covers clock skew between WorkOS and us.
+const RESUME_OVERLAP: time::Duration = time::Duration::minutes(5);
+/// Pages read in one poll at most (10 000 events): a poll ends, releases the lock and lets the next one go on, even
+/// against a server that never stops paging.
+const MAX_PAGES_PER_POLL: usize = 100;
+/// Pages of organizations (and of each one's memberships) read when reconciling.
+const MAX_RECONCILE_PAGES: usize = 1_000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerOptions {
+    pub poll_interval: Duration,
+    /// The first retry after a failure waits this long, doubling on each further failure up to `backoff_max`.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl ConsumerOptions {
+    pub fn every(poll_interval: Duration) -> Self {
+        Self { poll_interval, backoff_base: Duration::from_secs(1), backoff_max: Duration::from_secs(300) }
+    }
+
+    /// The wait before retry number `failures` (1, 2, …): doubling, capped, with up to 25 % random jitter so
+    /// replicas do not retry in step, and never shorter than the server's `Retry-After`.
+    pub fn backoff(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
+        let doubled = self.backoff_base.saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(20)));
+        let capped = doubled.min(self.backoff_max);
+        let mut byte = [0u8; 1];
+        let jitter = match aws_lc_rs::rand::fill(&mut byte) {
+            Ok(()) => capped.mul_f64(f64::from(byte[0]) / 255.0 * 0.25),
+            Err(_) => Duration::ZERO,
+        };
+        (capped + jitter).max(retry_after.unwrap_or_default())
+    }
+}
+
+/// What one poll did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollReport {
+    /// Whether this consumer held the lock; when not, it did nothing else.
+    pub leader: bool,
+    /// Whether it read the current state from the REST API first (no cursor yet).
+    pub reconciled: bool,
+    pub pages: usize,
+    pub applied: usize,
+    pub duplicates: usize,
+    pub ignored: usize,
+    pub rejected: usize,
+}
+
+/// Where the next page starts.
+enum Position {
+    After(String),
+    RangeStart(OffsetDateTime),
+}
+
+pub struct EventsConsumer {
+    lifecycle: Arc<Lifecycle>,
+    revocations: Option<Arc<Revocations>>,
+    options: ConsumerOptions,
+}
+
+impl EventsConsumer {
+    /// `revocations` hears about revoked sessions and deleted users at once, so this replica refuses them without
+    /// waiting for its cache.
+    pub fn new(lifecycle: Arc<Lifecycle>, revocations: Option<Arc<Revocations>>, options: ConsumerOptions) -> Self {
+        Self { lifecycle, revocations, options }
+    }
+
+    /// Polls until `stop` turns true (or its sender is dropped): every `poll_interval` after a success, with
+    /// backoff after a failure.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut failures: u32 = 0;
+        loop {
+            let delay = match self.poll_once().await {
+                Ok(report) => {
+                    failures = 0;
+                    if report.applied > 0 || report.rejected > 0 {
+                        tracing::info!(
+                            applied = report.applied,
+                            duplicates = report.duplicates,
+                            ignored = report.ignored,
+                            rejected = report.rejected,
+                            "applied events from the WorkOS Events API"
+                        );
+                    }
+                    self.options.poll_interval
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    let retry_after = match &error {
+                        LifecycleError::Workos(WorkosError::RateLimited { retry_after }) => *retry_after,
+                        _ => None,
+                    };
+                    let delay = self.options.backoff(failures, retry_after);
+                    tracing::warn!(%error, failures, retry_in_ms = delay.as_millis() as u64, "reading the WorkOS Events API failed; will retry");
+                    delay
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                changed = stop.changed() => if changed.is_err() { return },
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// One poll: take the lock or step aside, then read and apply every page there is.
+    pub async fn poll_once(&self) -> Result<PollReport, LifecycleError> {
+        let mut conn = self.lifecycle.database().pool().acquire().await?;
+        if !store::try_lock(&mut conn, LOCK_KEY).await? {
+            tracing::debug!("another replica is reading the Events API");
+            return Ok(PollReport::default());
+        }
+        let outcome = self.consume(&mut conn).await;
+        if !matches!(store::unlock(&mut conn, LOCK_KEY).await, Ok(true)) {
+            // A connection that may still hold the lock must never go back to the pool: closing it releases it.
+            conn.close_on_drop();
+        }
+        outcome
+    }
+
+    async fn consume(&self, conn: &mut PgConnection) -> Result<PollReport, LifecycleError> {
+        let mut report = PollReport { leader: true, ..PollReport::default() };
+        let cursor = store::cursor(conn).await?;
+        let mut position = match &cursor.after_event_id {
+            Some(id) => Position::After(id.clone()),
+            None => {
+                let reconciled_at = match cursor.reconciled_at {
+                    Some(at) => at,
+                    None => {
+                        let at = OffsetDateTime::now_utc();
+                        self.reconcile(conn).await?;
+                        store::mark_reconciled(conn, at).await?;
+                        report.reconciled = true;
+                        at
+                    }
+                };
+                Position::RangeStart(reconciled_at - RESUME_OVERLAP)
+            }
+        };
+        let mut last_event_at = cursor.last_event_at;
+        let mut cursor_refused = false;
+
+        for _ in 0..MAX_PAGES_PER_POLL {
+            let from = match &position {
+                Position::After(id) => EventsFrom::After(id),
+                Position::RangeStart(at) => EventsFrom::RangeStart(*at),
+            };
+            let page = match self.lifecycle.workos().list_events(&HANDLED_EVENT_TYPES, &from).await {
+                Ok(page) => page,
+                Err(WorkosError::Rejected { status: 400 | 404 | 422, .. })
+                    if matches!(position, Position::After(_)) && !cursor_refused =>
+                {
+                    // Not documented, but possible once the cursor's event is past WorkOS's retention.
+                    tracing::warn!(
+                        "WorkOS refused the Events API cursor; reading on from the last event's time instead"
+                    );
+                    cursor_refused = true;
+                    let since = last_event_at.unwrap_or_else(OffsetDateTime::now_utc);
+                    position = Position::RangeStart(since - RESUME_OVERLAP);
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            report.pages += 1;
+            let Some(last) = page.data.last() else { break };
+            let last_id = last.id.clone();
+
+            let (mut replayed, mut unasked) = (0usize, 0usize);
+            for envelope in &page.data {
+                if !HANDLED_EVENT_TYPES.contains(&envelope.event_type.as_str()) {
+                    unasked += 1;
+                }
+                let applied = events::apply(conn, envelope, Source::EventsApi, true).await?;
+                last_event_at = Some(envelope.created_at);
+                match &applied.outcome {
+                    Outcome::Applied => report.applied += 1,
+                    Outcome::Duplicate => {
+                        report.duplicates += 1;
+                        replayed += 1;
+                    }
+                    Outcome::Ignored => report.ignored += 1,
+                    Outcome::Rejected(why) => {
+                        report.rejected += 1;
+                        tracing::error!(event_id = %envelope.id, event_type = %envelope.event_type, %why,
+                            "a WorkOS event could not be read; it is recorded as rejected and skipped");
+                    }
+                }
+                self.follow_up(&applied.effects).await;
+            }
+            if replayed > 0 {
+                tracing::info!(
+                    replayed,
+                    "the Events API returned events already applied (delivered by webhook, or replayed); nothing changed"
+                );
+            }
+            if unasked > 0 {
+                tracing::info!(
+                    unasked,
+                    "the Events API returned event types that were not asked for; recorded and ignored"
+                );
+            }
+            match page.list_metadata.after {
+                Some(_) => position = Position::After(last_id),
+                None => break,
+            }
+        }
+        if let Err(error) = store::prune_ledger(conn).await {
+            tracing::warn!(%error, "could not prune old entries of the event ledger");
+        }
+        Ok(report)
+    }
+
+    /// Tells this replica's revocation list at once, and fetches organizations a membership named.
+    async fn follow_up(&self, effects: &[Effect]) {
+        if let Some(revocations) = &self.revocations {
+            revocations.note(effects);
+        }
+        if let Err(error) = self.lifecycle.fetch_missing_organizations(effects).await {
+            tracing::warn!(%error, "could not fetch an organization named by a membership; its name shows later");
+        }
+    }
+
+    /// Reads every organization and its memberships (every status) from the REST API, at their own versions.
+    async fn reconcile(&self, conn: &mut PgConnection) -> Result<(), LifecycleError> {
+        let workos = self.lifecycle.workos();
+        let mut after: Option<String> = None;
+        let mut organizations = 0usize;
+        for _ in 0..MAX_RECONCILE_PAGES {
+            let page = workos.list_organizations(after.as_deref()).await?;
+            for organization in &page.data {
+                store::upsert_organization(conn, organization, &Version::of_object(organization.updated_at)).await?;
+                organizations += 1;
+                let mut members_after: Option<String> = None;
+                for _ in 0..MAX_RECONCILE_PAGES {
+                    let members = workos
+                        .list_memberships(MembershipsOf::Organization(&organization.id), members_after.as_deref())
+                        .await?;
+                    for membership in &members.data {
+                        store::upsert_membership(conn, membership, &Version::of_object(membership.updated_at)).await?;
+                    }
+                    match members.list_metadata.after {
+                        Some(next) if !members.data.is_empty() => members_after = Some(next),
+                        _ => break,
+                    }
+                }
+            }
+            match page.list_metadata.after {
+                Some(next) if !page.data.is_empty() => after = Some(next),
+                _ => break,
+            }
+        }
+        tracing::info!(organizations, "read the current organizations and memberships from WorkOS");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_is_capped_and_honours_retry_after() {
+        let options = ConsumerOptions {
+            poll_interval: Duration::from_secs(30),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        };
+        for (failures, low) in [(1, 1), (2, 2), (3, 4), (7, 60), (40, 60)] {
+            let wait = options.backoff(failures, None);
+            let low = Duration::from_secs(low);
+            assert!(wait >= low && wait <= low.mul_f64(1.25), "attempt {failures}: {wait:?}");
+        }
+        assert!(options.backoff(1, Some(Duration::from_secs(90))) >= Duration::from_secs(90));
+    }
+}

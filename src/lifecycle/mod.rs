@@ -1,0 +1,136 @@
+//! The enterprise lifecycle: what WorkOS says about people and organizations, kept in authbridge's private schema so
+//! that access ends when WorkOS says so, not when a token or a cookie happens to expire.
+//!
+//! WorkOS tells the app in two ways, and both end in the same [`events::apply`]: signed webhooks, pushed to
+//! `POST /webhooks/workos` (`webhook` verifies them, `http::webhooks` receives them), and the Events API, pulled
+//! with a cursor by one replica at a time (`consumer`). Sign-in and every refresh read the user's memberships from
+//! the REST API too (`sync`), so the app is right even where no webhook is configured. All SQL is in `store`.
+//!
+//! Applying is idempotent (a ledger of event ids), order-independent (versioned writes, permanent tombstones) and
+//! atomic (one transaction per event). What it changes is enforced twice: by the app (`session::revocations`
+//! refuses a revoked session or a deleted user on the next request; `GET /api/organizations` lists active
+//! memberships only) and by PostgreSQL itself (the `todos` policies refuse a deleted user's queries, whatever the
+//! app does).
+//!
+//! Without `DATABASE_URL` none of this runs, and the app behaves as it did before.
+
+pub mod consumer;
+pub mod events;
+pub mod store;
+pub mod sync;
+pub mod webhook;
+
+use crate::db::{Database, DbError};
+use crate::workos::{WorkosClient, WorkosError};
+use events::{Applied, Effect};
+use store::{AccessState, ActiveMembership, RevokedBy, Source, Version};
+
+use crate::workos::objects::EventEnvelope;
+
+/// The lifecycle's database and WorkOS client. Shared (in an `Arc`) by the HTTP handlers, the consumer and
+/// sign-in.
+pub struct Lifecycle {
+    db: Database,
+    workos: WorkosClient,
+}
+
+/// One error type for the lifecycle layer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("WorkOS: {0}")]
+    Workos(#[from] WorkosError),
+}
+
+impl From<sqlx::Error> for LifecycleError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error.into())
+    }
+}
+
+impl LifecycleError {
+    /// The database or WorkOS is unreachable: worth retrying, not a bug.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Database(DbError::Unavailable(_)) => true,
+            Self::Database(DbError::Failed(_)) => false,
+            Self::Workos(error) => matches!(
+                error,
+                WorkosError::Timeout
+                    | WorkosError::Connect
+                    | WorkosError::RateLimited { .. }
+                    | WorkosError::Unavailable { .. }
+            ),
+        }
+    }
+}
+
+impl Lifecycle {
+    pub fn new(db: Database, workos: WorkosClient) -> Self {
+        Self { db, workos }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn workos(&self) -> &WorkosClient {
+        &self.workos
+    }
+
+    /// Applies one event (from a webhook; the consumer applies on its own locked connection).
+    pub async fn apply(&self, envelope: &EventEnvelope, source: Source) -> Result<Applied, LifecycleError> {
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(events::apply(&mut conn, envelope, source, false).await?)
+    }
+
+    /// Fetches, for their names, the organizations that `effects` found missing. A failure is the caller's to log:
+    /// the membership itself is already recorded.
+    pub async fn fetch_missing_organizations(&self, effects: &[Effect]) -> Result<(), LifecycleError> {
+        for effect in effects {
+            if let Effect::OrganizationMissing { organization_id } = effect {
+                self.fetch_organization(organization_id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `GET /organizations/{id}`, recorded at the version WorkOS gives it (an event about it wins a tie).
+    async fn fetch_organization(&self, id: &str) -> Result<(), LifecycleError> {
+        let Some(organization) = self.workos.get_organization(id).await? else {
+            tracing::info!(organization_id = %id, "WorkOS does not know an organization a membership names");
+            return Ok(());
+        };
+        let mut conn = self.db.pool().acquire().await?;
+        store::upsert_organization(&mut conn, &organization, &Version::of_object(organization.updated_at)).await?;
+        Ok(())
+    }
+
+    /// The user's active memberships, as `GET /api/organizations` shows them.
+    pub async fn active_memberships(&self, user_id: &str) -> Result<Vec<ActiveMembership>, LifecycleError> {
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(store::active_memberships(&mut conn, user_id).await?)
+    }
+
+    /// The emails known for these users (authors of shared todos), by id.
+    pub async fn user_emails(&self, ids: &[String]) -> Result<Vec<(String, String)>, LifecycleError> {
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(store::user_emails(&mut conn, ids).await?)
+    }
+
+    /// Whether the user has been deleted or the session revoked.
+    pub async fn access_state(&self, user_id: &str, session_id: Option<&str>) -> Result<AccessState, LifecycleError> {
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(store::access_state(&mut conn, user_id, session_id).await?)
+    }
+
+    /// A sign-out here: every replica refuses the session from now on.
+    pub async fn record_sign_out(&self, session_id: &str, user_id: &str) -> Result<(), LifecycleError> {
+        let now = time::OffsetDateTime::now_utc();
+        let version = Version { updated_at: now, event_at: now, event_id: String::new() };
+        let mut conn = self.db.pool().acquire().await?;
+        store::revoke_session(&mut conn, session_id, Some(user_id), RevokedBy::SignOut, &version).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,507 @@
+//! Every SQL statement of the lifecycle, against the private `authbridge` schema (`migrations/0004_lifecycle.sql`).
+//!
+//! Each write is one statement that decides for itself whether it lands: an upsert whose `WHERE` compares versions
+//! (and skips tombstones), so two writers racing on one object cannot interleave a read and a write, and an older
+//! event never overwrites newer state. The functions take a connection, so callers put them in the transaction of
+//! the event they belong to.
+
+use serde::Serialize;
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+
+use crate::workos::objects::{DirectoryUser, Membership, Organization};
+
+/// The version a row was written at: the object's `updated_at`, then the event's `created_at`, then the event id.
+/// Compared in that order, as a PostgreSQL row comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub updated_at: OffsetDateTime,
+    pub event_at: OffsetDateTime,
+    pub event_id: String,
+}
+
+/// `version_event_at` of rows read from the REST API (no event): before any event, so an event about the same
+/// object state wins.
+const NO_EVENT_AT: OffsetDateTime = time::macros::datetime!(0001-01-01 0:00 UTC);
+
+impl Version {
+    /// The version of an object read from WorkOS's REST API rather than delivered by an event.
+    pub fn of_object(updated_at: OffsetDateTime) -> Self {
+        Self { updated_at, event_at: NO_EVENT_AT, event_id: String::new() }
+    }
+
+    /// Lower than anything WorkOS will ever send: for what the app learns at sign-in without a version.
+    pub fn lowest() -> Self {
+        Self::of_object(NO_EVENT_AT)
+    }
+}
+
+/// Which channel delivered an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Webhook,
+    EventsApi,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::EventsApi => "events_api",
+        }
+    }
+}
+
+/// Records an event id in the idempotency ledger. `false` when it was already there: the event has been handled
+/// before (by either channel) and must change nothing now.
+pub async fn record_event(
+    conn: &mut PgConnection,
+    id: &str,
+    event_type: &str,
+    source: Source,
+    outcome: &str,
+    created_at: OffsetDateTime,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO authbridge.applied_events (id, event_type, source, outcome, event_created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(event_type)
+    .bind(source.as_str())
+    .bind(outcome)
+    .bind(created_at)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+pub async fn upsert_user(
+    conn: &mut PgConnection,
+    id: &str,
+    email: Option<&str>,
+    version: &Version,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO authbridge.users AS t (id, email, version_updated_at, version_event_at, version_event_id) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, \
+             version_updated_at = EXCLUDED.version_updated_at, version_event_at = EXCLUDED.version_event_at, \
+             version_event_id = EXCLUDED.version_event_id \
+         WHERE t.deleted_at IS NULL AND (EXCLUDED.version_updated_at, EXCLUDED.version_event_at, EXCLUDED.version_event_id) \
+             > (t.version_updated_at, t.version_event_at, t.version_event_id)",
+    )
+    .bind(id)
+    .bind(email)
+    .bind(version.updated_at)
+    .bind(version.event_at)
+    .bind(&version.event_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A user as sign-in knows them (id and email, no version): written only when the user is not known at all, so
+/// any event about them wins and a tombstone is never touched.
+pub async fn note_signed_in_user(conn: &mut PgConnection, id: &str, email: Option<&str>) -> Result<(), sqlx::Error> {
+    let version = Version::lowest();
+    sqlx::query(
+        "INSERT INTO authbridge.users (id, email, version_updated_at, version_event_at, version_event_id) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(email)
+    .bind(version.updated_at)
+    .bind(version.event_at)
+    .bind(&version.event_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes a user for good: a tombstone, written even for a user never seen before (so a late `user.created`
+/// cannot bring them back), and left alone once written.
+pub async fn tombstone_user(
+    conn: &mut PgConnection,
+    id: &str,
+    email: Option<&str>,
+    version: &Version,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO authbridge.users AS t (id, email, deleted_at, version_updated_at, version_event_at, version_event_id) \
+         VALUES ($1, $2, now(), $3, $4, $5) \
+         ON CONFLICT (id) DO UPDATE SET deleted_at = now(), version_updated_at = EXCLUDED.version_updated_at, \
+             version_event_at = EXCLUDED.version_event_at, version_event_id = EXCLUDED.version_event_id \
+         WHERE t.deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(email)
+    .bind(version.updated_at)
+    .bind(version.event_at)
+    .bind(&version.event_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn upsert_organization(
+    conn: &mut PgConnection,
+    organization: &Organization,
+    version: &Version,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO authbridge.organizations AS t (id, name, version_updated_at, version_event_at, version_event_id) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, \
+             version_updated_at = EXCLUDED.version_updated_at, version_event_at = EXCLUDED.version_event_at, \
+             version_event_id = EXCLUDED.version_event_id \
+         WHERE t.deleted_at IS NULL AND (EXCLUDED.version_updated_at, EXCLUDED.version_event_at, EXCLUDED.version_event_id) \
+             > (t.version_updated_at, t.version_event_at, t.version_event_id)",
+    )
+    .bind(&organization.id)
+    .bind(&organization.name)
+    .bind(version.updated_at)
+    .bind(version.event_at)
+    .bind(&version.event_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn tombstone_organization(
+    conn: &mut PgConnection,
+    organization: &Organization,
+    version: &Version,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO authbridge.organizations AS t (id, name, deleted_at, version_updated_at, version_event_at, version_event_id) \
+         VALUES ($1, $2, now(), $3, $4, $5) \
+         ON CONFLICT (id) DO UPDATE SET deleted_at = now(), version_updated_at = EXCLUDED.version_updated_at, \
+             version_event_at = EXCLUDED.version_event_at, version_event_id = EXCLUDED.version_event_id \
+         WHERE t.deleted_at IS NULL",
+    )
+    .bind(&organization.id)
+    .bind(&organization.name)
+    .bind(version.updated_at)
+    .bind(version.event_at)
+    .bind(&version.event_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn organization_is_known(conn: &mut PgConnection, id: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM authbridge.organizations WHERE id = $1)")
+        .bind(id)
+        .fetch_one(conn)
+        .await
+}
+
+pub async fn upsert_membership(
+    conn: &mut PgConnection,
+    membership: &Membership,
+    version: &Version,
+) -> Result<(), sqlx::Error> {
+    let roles = membership.role_slugs();
+    sqlx::query(
+        "INSERT INTO authbridge.organization_memberships AS t \
+             (id, user_id, organization_id, status, role, role_slugs, directory_managed, \
+              version_updated_at, version_event_at, version_event_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (id) DO UPDATE SET user_id = EXCLUDED.user_id, organization_id = EXCLUDED.organization_id, \
+             status = EXCLUDED.status, role = EXCLUDED.role, role_slugs = EXCLUDED.role_slugs, \
+             directory_managed = EXCLUDED.directory_managed, \
+             version_updated_at = EXCLUDED.version_updated_at, version_event_at = EXCLUDED.version_event_at, \
+             version_event_id = EXCLUDED.version_event_id \
+         WHERE t.deleted_at IS NULL AND (EXCLUDED.version_updated_at, EXCLUDED.version_event_at, EXCLUDED.version_event_id) \
+             > (t.version_updated_at, t.version_event_at, t.version_event_id)",
+    )
+    .bind(&membership.id)
+    .bind(&membership.user_id)
+    .bind(&membership.organization_id)
+    .bind(membership.status.as_str())
+    .bind(roles.first().map(String::as_str))
+    .bind(&roles)
+    .bind(membership.directory_managed)
+    .bind(version.updated_at)
+    .bind(version.event_at)
+    .bind(&version.event_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends a membership for good. The tombstone keeps the membership as the event described it, status and all, but
+/// a tombstoned membership is never listed.
+pub async fn tombstone_membership(
+    conn: &mut PgConnection,
+    membership: &Membership,
+    version: &Version,
+) -> Result<(), sqlx::Error> {
+    let roles = membership.role_slugs();
+    sqlx::query(
+        "INSERT INTO authbridge.organization_memberships AS t \
+             (id, user_id, organization_id, status, role, role_slugs, directory_managed, deleted_at, \
+              version_updated_at, version_event_at, version_event_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9, $10) \
+         ON CONFLICT (id) DO UPDATE SET deleted_at = now(), version_updated_at = EXCLUDED.version_updated_at, \
+             version_event_at = EXCLUDED.version_event_at, version_event_id = EXCLUDED.version_event_id \
+         WHERE t.deleted_at IS NULL",
+    )
+    .bind(&membership.id)
+    .bind(&membership.user_id)
+    .bind(&membership.organization_id)
+    .bind(membership.status.as_str())
+    .bind(roles.first().map(String::as_str))
+    .bind(&roles)
+    .bind(membership.directory_managed)
+    .bind(version.updated_at)
+    .bind(version.event_at)
+    .bind(&version.event_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn upsert_directory_user(
+    conn: &mut PgConnection,
+    user: &DirectoryUser,
+    version: &Version,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO authbridge.directory_users AS t \
+             (id, directory_id, organization_id, email, state, version_updated_at, version_event_at, version_event_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (id) DO UPDATE SET directory_id = EXCLUDED.directory_id, \
+             organization_id = EXCLUDED.organization_id, email = EXCLUDED.email, state = EXCLUDED.state, \
+             version_updated_at = EXCLUDED.version_updated_at, version_event_at = EXCLUDED.version_event_at, \
+             version_event_id = EXCLUDED.version_event_id \
+         WHERE t.deleted_at IS NULL AND (EXCLUDED.version_updated_at, EXCLUDED.version_event_at, EXCLUDED.version_event_id) \
+             > (t.version_updated_at, t.version_event_at, t.version_event_id)",
+    )
+    .bind(&user.id)
+    .bind(&user.directory_id)
+    .bind(&user.organization_id)
+    .bind(&user.email)
+    .bind(&user.state)
+    .bind(version.updated_at)
+    .bind(version.event_at)
+    .bind(&version.event_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A directory user removed from the directory: a tombstone, which also counts as "not active" for the deny rule.
+pub async fn tombstone_directory_user(
+    conn: &mut PgConnection,
+    user: &DirectoryUser,
+    version: &Version,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO authbridge.directory_users AS t \
+             (id, directory_id, organization_id, email, state, deleted_at, \
+              version_updated_at, version_event_at, version_event_id) \
+         VALUES ($1, $2, $3, $4, $5, now(), $6, $7, $8) \
+         ON CONFLICT (id) DO UPDATE SET deleted_at = now(), version_updated_at = EXCLUDED.version_updated_at, \
+             version_event_at = EXCLUDED.version_event_at, version_event_id = EXCLUDED.version_event_id \
+         WHERE t.deleted_at IS NULL",
+    )
+    .bind(&user.id)
+    .bind(&user.directory_id)
+    .bind(&user.organization_id)
+    .bind(&user.email)
+    .bind(&user.state)
+    .bind(version.updated_at)
+    .bind(version.event_at)
+    .bind(&version.event_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Whose request ended the session.
+#[derive(Debug, Clone, Copy)]
+pub enum RevokedBy {
+    Event,
+    SignOut,
+}
+
+/// A session that has ended. Permanent: revoking twice changes nothing.
+pub async fn revoke_session(
+    conn: &mut PgConnection,
+    id: &str,
+    user_id: Option<&str>,
+    by: RevokedBy,
+    version: &Version,
+) -> Result<(), sqlx::Error> {
+    let source = match by {
+        RevokedBy::Event => "event",
+        RevokedBy::SignOut => "sign_out",
+    };
+    sqlx::query(
+        "INSERT INTO authbridge.revoked_sessions (id, user_id, source, version_updated_at, version_event_at, version_event_id) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(user_id)
+    .bind(source)
+    .bind(version.updated_at)
+    .bind(version.event_at)
+    .bind(&version.event_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Whether a request's user has been deleted, or its session revoked: either ends its access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessState {
+    pub user_deleted: bool,
+    pub session_revoked: bool,
+}
+
+impl AccessState {
+    pub fn ended(self) -> bool {
+        self.user_deleted || self.session_revoked
+    }
+}
+
+pub async fn access_state(
+    conn: &mut PgConnection,
+    user_id: &str,
+    session_id: Option<&str>,
+) -> Result<AccessState, sqlx::Error> {
+    let (user_deleted, session_revoked): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM authbridge.users WHERE id = $1 AND deleted_at IS NOT NULL), \
+                EXISTS (SELECT 1 FROM authbridge.revoked_sessions WHERE id = $2)",
+    )
+    .bind(user_id)
+    .bind(session_id)
+    .fetch_one(conn)
+    .await?;
+    Ok(AccessState { user_deleted, session_revoked })
+}
+
+/// One organization a user is an active member of, as `GET /api/organizations` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActiveMembership {
+    /// The organization's id.
+    pub id: String,
+    /// `None` only until the organization itself has been fetched or delivered.
+    pub name: Option<String>,
+    pub role: Option<String>,
+    /// Every role slug of the membership (several when WorkOS has multiple roles enabled).
+    #[serde(skip)]
+    pub roles: Vec<String>,
+}
+
+impl ActiveMembership {
+    /// An admin of the organization: the role slug `admin`, as the todos' delete policy has it.
+    pub fn is_admin(&self) -> bool {
+        self.role.as_deref() == Some("admin") || self.roles.iter().any(|role| role == "admin")
+    }
+}
+
+/// The user's memberships that are active now: not deleted, status `active`, in an organization that is not
+/// deleted, and not deprovisioned by the directory. The directory rule: the directory users of that organization
+/// with the user's email (WorkOS links them by email) deny the membership when there are some and none of them is
+/// active; re-adding a person to the directory (a new, active directory user) restores it.
+pub async fn active_memberships(conn: &mut PgConnection, user_id: &str) -> Result<Vec<ActiveMembership>, sqlx::Error> {
+    /// Organization id, its name, the main role, every role.
+    type Row = (String, Option<String>, Option<String>, Vec<String>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT m.organization_id, o.name, m.role, m.role_slugs \
+         FROM authbridge.organization_memberships m \
+         LEFT JOIN authbridge.organizations o ON o.id = m.organization_id \
+         LEFT JOIN authbridge.users u ON u.id = m.user_id \
+         WHERE m.user_id = $1 AND m.deleted_at IS NULL AND m.status = 'active' AND o.deleted_at IS NULL \
+           AND COALESCE(( \
+                 SELECT bool_or(d.state = 'active' AND d.deleted_at IS NULL) FROM authbridge.directory_users d \
+                 WHERE d.organization_id = m.organization_id AND lower(d.email) = lower(u.email) \
+               ), true) \
+         ORDER BY o.name NULLS LAST, m.organization_id",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(id, name, role, roles)| ActiveMembership { id, name, role, roles }).collect())
+}
+
+/// Where the Events API consumer stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// The id of the last event applied, passed as `after`.
+    pub after_event_id: Option<String>,
+    /// That event's time, for resuming with `range_start` should WorkOS refuse the cursor.
+    pub last_event_at: Option<OffsetDateTime>,
+    /// When the current state was first read from the REST API; `None` until then.
+    pub reconciled_at: Option<OffsetDateTime>,
+}
+
+pub async fn cursor(conn: &mut PgConnection) -> Result<Cursor, sqlx::Error> {
+    let row: Option<(Option<String>, Option<OffsetDateTime>, Option<OffsetDateTime>)> = sqlx::query_as(
+        "SELECT after_event_id, last_event_at, reconciled_at FROM authbridge.events_cursor WHERE id = 1",
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row
+        .map(|(after_event_id, last_event_at, reconciled_at)| Cursor { after_event_id, last_event_at, reconciled_at })
+        .unwrap_or_default())
+}
+
+/// Moves the cursor to `event_id`; called in the transaction that applies that event.
+pub async fn advance_cursor(
+    conn: &mut PgConnection,
+    event_id: &str,
+    event_at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO authbridge.events_cursor (id, after_event_id, last_event_at, updated_at) VALUES (1, $1, $2, now()) \
+         ON CONFLICT (id) DO UPDATE SET after_event_id = EXCLUDED.after_event_id, \
+             last_event_at = EXCLUDED.last_event_at, updated_at = now()",
+    )
+    .bind(event_id)
+    .bind(event_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_reconciled(conn: &mut PgConnection, at: OffsetDateTime) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO authbridge.events_cursor (id, reconciled_at, updated_at) VALUES (1, $1, now()) \
+         ON CONFLICT (id) DO UPDATE SET reconciled_at = EXCLUDED.reconciled_at, updated_at = now()",
+    )
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets ledger entries older than any delivery WorkOS can still make (webhook retries last days, the Events
+/// API keeps 90 days); the versions on each row keep protecting against anything older.
+pub async fn prune_ledger(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM authbridge.applied_events WHERE applied_at < now() - interval '120 days'")
+        .execute(conn)
+        .await?
+        .rows_affected())
+}
+
+/// A PostgreSQL advisory lock held by this connection's session: at most one holder in the whole cluster.
+pub async fn try_lock(conn: &mut PgConnection, key: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(conn).await
+}
+
+pub async fn unlock(conn: &mut PgConnection, key: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_advisory_unlock($1)").bind(key).fetch_one(conn).await
+}
+
+/// The emails the database knows for `ids` (users it has heard of), to name the authors of shared todos.
+pub async fn user_emails(conn: &mut PgConnection, ids: &[String]) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, email FROM authbridge.users WHERE id = ANY($1) AND email IS NOT NULL")
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+}

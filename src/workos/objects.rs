@@ -1,0 +1,211 @@
+//! The WorkOS objects authbridge reads for the enterprise lifecycle (users, organizations, memberships, sessions,
+//! directory users, events), as `docs/workos.md` §4–§6 records them.
+//!
+//! Parsing is lenient where WorkOS's own sources disagree (the event envelope's `object`, `roles`, timestamps with
+//! or without a zone) and strict where authbridge depends on a field (ids, `updated_at`, a membership's status).
+//! Unknown fields are ignored: WorkOS adds fields without notice.
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+
+/// An event envelope, from a webhook body or a page of `GET /events` (§4.3). `data` stays raw until its type is
+/// known: unknown event types are recorded, not parsed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventEnvelope {
+    pub id: String,
+    #[serde(rename = "event")]
+    pub event_type: String,
+    #[serde(default)]
+    pub data: Value,
+    #[serde(deserialize_with = "timestamp")]
+    pub created_at: OffsetDateTime,
+}
+
+/// A page of a WorkOS list endpoint (§6): `{"data": […], "list_metadata": {"after": …}}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListPage<T> {
+    pub data: Vec<T>,
+    #[serde(default)]
+    pub list_metadata: ListMetadata,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ListMetadata {
+    #[serde(default)]
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct User {
+    pub id: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(deserialize_with = "timestamp")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Organization {
+    pub id: String,
+    pub name: String,
+    #[serde(deserialize_with = "timestamp")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MembershipStatus {
+    Active,
+    Inactive,
+    Pending,
+}
+
+impl MembershipStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Inactive => "inactive",
+            Self::Pending => "pending",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoleRef {
+    pub slug: String,
+}
+
+/// An organization membership, from an `organization_membership.*` event or the REST API (§5.3, §6.2).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Membership {
+    pub id: String,
+    pub user_id: String,
+    pub organization_id: String,
+    pub status: MembershipStatus,
+    #[serde(default)]
+    pub role: Option<RoleRef>,
+    /// Present when the environment has multiple roles enabled.
+    #[serde(default)]
+    pub roles: Option<Vec<RoleRef>>,
+    #[serde(default)]
+    pub directory_managed: bool,
+    #[serde(deserialize_with = "timestamp")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl Membership {
+    pub fn role_slugs(&self) -> Vec<String> {
+        match (&self.roles, &self.role) {
+            (Some(roles), _) if !roles.is_empty() => roles.iter().map(|role| role.slug.clone()).collect(),
+            (_, Some(role)) => vec![role.slug.clone()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A session, from `session.revoked` (§5.4). Only its id and user matter: the event type is the signal.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Session {
+    pub id: String,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default, deserialize_with = "optional_timestamp")]
+    pub updated_at: Option<OffsetDateTime>,
+}
+
+/// A Directory Sync user (§5.5). `state` other than `active` (`inactive`, `suspended`) means deprovisioned.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DirectoryUser {
+    pub id: String,
+    #[serde(default)]
+    pub directory_id: Option<String>,
+    #[serde(default)]
+    pub organization_id: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    pub state: String,
+    #[serde(deserialize_with = "timestamp")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// `dsync.group.user_added` / `dsync.group.user_removed`: the directory user as it is now, and the group.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DirectoryGroupChange {
+    pub user: DirectoryUser,
+}
+
+/// ISO 8601 first, then the `YYYY-MM-DD HH:MM:SS[.fraction]` (UTC) some published samples use (§4.4).
+pub fn parse_timestamp(raw: &str) -> Option<OffsetDateTime> {
+    if let Ok(at) = OffsetDateTime::parse(raw, &Rfc3339) {
+        return Some(at);
+    }
+    let with_fraction = format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond]");
+    let without = format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::PrimitiveDateTime::parse(raw, with_fraction)
+        .or_else(|_| time::PrimitiveDateTime::parse(raw, without))
+        .ok()
+        .map(time::PrimitiveDateTime::assume_utc)
+}
+
+fn timestamp<'de, D: Deserializer<'de>>(deserializer: D) -> Result<OffsetDateTime, D::Error> {
+    let raw = String::deserialize(deserializer)?;
+    parse_timestamp(&raw).ok_or_else(|| serde::de::Error::custom(format!("not a timestamp: {raw:?}")))
+}
+
+fn optional_timestamp<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<OffsetDateTime>, D::Error> {
+    match Option::<String>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(raw) => parse_timestamp(&raw).map(Some).ok_or_else(|| serde::de::Error::custom("not a timestamp")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn both_timestamp_forms_parse_as_utc() {
+        let iso = parse_timestamp("2026-01-15T12:00:00.000Z").expect("ISO 8601");
+        let spaced = parse_timestamp("2026-01-15 12:00:00.000").expect("the spaced sample form");
+        assert_eq!(iso, spaced);
+        assert_eq!(parse_timestamp("2020-05-06 04:21:48"), parse_timestamp("2020-05-06T04:21:48Z"));
+        assert!(parse_timestamp("yesterday").is_none());
+    }
+
+    #[test]
+    fn an_envelope_parses_with_or_without_object_and_context() {
+        let envelope: EventEnvelope = serde_json::from_value(json!({
+            "id": "event_1", "event": "user.deleted", "data": {"id": "user_1"},
+            "created_at": "2026-01-15T12:00:00.000Z"
+        }))
+        .expect("no object, no context");
+        assert_eq!(envelope.event_type, "user.deleted");
+        let envelope: EventEnvelope = serde_json::from_value(json!({
+            "object": "event", "id": "event_2", "event": "x.y", "data": {}, "context": {"actor": null},
+            "created_at": "2023-04-28 20:05:31.093", "extra": 1
+        }))
+        .expect("object, context and unknown fields");
+        assert_eq!(envelope.id, "event_2");
+    }
+
+    #[test]
+    fn membership_roles_prefer_the_list_then_the_single_role() {
+        let membership: Membership = serde_json::from_value(json!({
+            "id": "om_1", "user_id": "user_1", "organization_id": "org_1", "status": "active",
+            "role": {"slug": "member"}, "roles": [{"slug": "admin"}, {"slug": "billing"}],
+            "updated_at": "2026-01-15T12:00:00.000Z"
+        }))
+        .expect("membership");
+        assert_eq!(membership.role_slugs(), ["admin", "billing"]);
+        assert!(!membership.directory_managed);
+        let bad = serde_json::from_value::<Membership>(json!({
+            "id": "om_1", "user_id": "user_1", "organization_id": "org_1", "status": "gone",
+            "updated_at": "2026-01-15T12:00:00.000Z"
+        }));
+        assert!(bad.is_err(), "an unknown status is not guessed at");
+    }
+}

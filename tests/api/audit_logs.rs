@@ -1,0 +1,108 @@
+//! Audit Logs for the customer: organization todo changes, switches, sign-ins into an organization and impersonated
+//! requests become WorkOS Audit Log events, written to an outbox in the same request and delivered in the
+//! background with a stable `Idempotency-Key`. A WorkOS outage slows no request and loses no event: after it, each
+//! event is delivered exactly once.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+use standins::workos_standin::{ACME_ORGANIZATION_ID, Endpoint};
+
+use crate::helpers::app::TestApp;
+use crate::helpers::lifecycle::eventually;
+use crate::helpers::organizations::{ADMIN, AUTHOR, cast_app, create, id_of};
+
+async fn outbox(app: &TestApp) -> Vec<(String, String, bool, bool)> {
+    let mut conn = app.db.connect().await;
+    sqlx::query_as(
+        "SELECT idempotency_key::text, event->>'action', delivered_at IS NOT NULL, failed_at IS NOT NULL \
+         FROM authbridge.audit_log_outbox ORDER BY id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("outbox")
+}
+
+#[tokio::test]
+async fn an_outage_then_recovery_delivers_each_event_exactly_once_and_slows_no_request() {
+    let app = cast_app().await;
+    app.workos.set_audit_logs_down(true);
+    let bob = app.signed_in(AUTHOR).await;
+
+    let started = Instant::now();
+    let first = id_of(&create(&bob, "Plan the offsite", Some(ACME_ORGANIZATION_ID)).await);
+    let second = id_of(&create(&bob, "Book the venue", Some(ACME_ORGANIZATION_ID)).await);
+    let path = format!("/api/todos/{first}");
+    let renamed = bob.api(Method::PATCH, &path, Some(json!({ "title": "Plan the offsite (Q3)" }))).await;
+    assert_eq!(renamed.status, 200);
+    assert_eq!(bob.api(Method::PATCH, &path, Some(json!({ "is_complete": true }))).await.status, 200);
+    assert_eq!(bob.api(Method::DELETE, &format!("/api/todos/{second}"), None).await.status, 204);
+    create(&bob, "Personal, not audited", None).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "WorkOS being down slowed the requests: {:?}",
+        started.elapsed()
+    );
+
+    let expected = ["user.signed_in", "todo.created", "todo.created", "todo.renamed", "todo.completed", "todo.deleted"];
+    let written: Vec<String> = outbox(&app).await.into_iter().map(|row| row.1).collect();
+    assert_eq!(written, expected, "written in the requests, in order");
+    let tried = eventually(Duration::from_secs(10), || async { app.workos.audit_log_requests().len() >= 6 }).await;
+    assert!(tried, "the deliverer tried during the outage");
+    assert!(app.workos.audit_log_events().is_empty(), "nothing accepted while down");
+
+    app.workos.set_audit_logs_down(false);
+    let delivered = eventually(Duration::from_secs(20), || async {
+        outbox(&app).await.iter().all(|(_, _, delivered, _)| *delivered)
+    })
+    .await;
+    assert!(delivered, "{:?}", outbox(&app).await);
+    // Give a duplicate every chance to show up.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let accepted = app.workos.audit_log_events();
+    let mut actions: Vec<String> =
+        accepted.iter().map(|event| event.event["action"].as_str().unwrap_or_default().to_owned()).collect();
+    let mut wanted: Vec<String> = expected.iter().map(|action| (*action).to_owned()).collect();
+    actions.sort();
+    wanted.sort();
+    assert_eq!(actions, wanted, "each event exactly once");
+    let keys: HashMap<String, String> = outbox(&app).await.into_iter().map(|(key, action, ..)| (key, action)).collect();
+    assert_eq!(keys.len(), expected.len(), "one key per event");
+    for event in &accepted {
+        let key = event.idempotency_key.clone().expect("an Idempotency-Key");
+        assert!(keys.contains_key(&key), "the outbox row's own key: {key}");
+        assert_eq!(event.organization_id, ACME_ORGANIZATION_ID);
+        assert_eq!(event.event["actor"]["id"], app.user_id(AUTHOR));
+    }
+    // The retries sent the same key again.
+    let requests = app.workos.audit_log_requests();
+    let retried =
+        keys.keys().filter(|key| requests.iter().filter(|sent| sent.as_deref() == Some(key.as_str())).count() > 1);
+    assert!(retried.count() > 0, "retried with the same key: {requests:?}");
+    let created = accepted.iter().find(|event| event.event["action"] == "todo.created").expect("created");
+    assert_eq!(created.event["targets"][0]["type"], "todo");
+    assert!(created.event["context"]["location"].as_str().is_some_and(|ip| ip.starts_with("127.")));
+}
+
+#[tokio::test]
+async fn an_event_workos_refuses_for_good_is_kept_as_failed_and_not_retried() {
+    let app = cast_app().await;
+    app.workos.fail_next(Endpoint::AuditLogs, 1, 400);
+    let alice = app.signed_in(ADMIN).await;
+    let failed = eventually(Duration::from_secs(10), || async {
+        outbox(&app).await.first().is_some_and(|(_, _, _, failed)| *failed)
+    })
+    .await;
+    assert!(failed, "{:?}", outbox(&app).await);
+    create(&alice, "After the refusal", Some(ACME_ORGANIZATION_ID)).await;
+    let later = eventually(Duration::from_secs(10), || async {
+        outbox(&app).await.get(1).is_some_and(|(_, _, delivered, _)| *delivered)
+    })
+    .await;
+    assert!(later, "later events still go");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(app.workos.calls(Endpoint::AuditLogs), 2, "the refused one was sent once");
+}

@@ -1,0 +1,77 @@
+//! authbridge's database going away: requests that need it answer 503 within seconds (never hang into a 504), a
+//! webhook that arrives meanwhile is answered 503 and nothing is half-applied, and WorkOS's retry of it succeeds
+//! once the database is back.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+use standins::workos_standin::ACME_ORGANIZATION_ID;
+
+use crate::helpers::app::{AppOptions, BOB, LifecycleOptions, TestApp, spawn_app_with};
+use crate::helpers::lifecycle::{ORGANIZATIONS, eventually};
+
+async fn app_behind_a_cuttable_database() -> TestApp {
+    spawn_app_with(
+        AppOptions::default().lifecycle_with(LifecycleOptions { through_proxy: true, ..LifecycleOptions::default() }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_outage_during_a_webhook_answers_503_and_the_retried_delivery_succeeds() {
+    let app = app_behind_a_cuttable_database().await;
+    let proxy = app.db_proxy.as_ref().expect("a proxy");
+    let bob = app.user_id(BOB);
+    let browser = app.signed_in(BOB).await;
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("seeded");
+    app.workos.set_webhook_retry_delays(vec![Duration::from_secs(1); 5]);
+
+    proxy.cut();
+    app.workos.delete_membership(&acme.id).expect("removed at WorkOS");
+    let event = app.workos.events().last().cloned().expect("the deletion's event");
+    let refused = eventually(Duration::from_secs(15), || async {
+        app.workos.webhook_attempts().iter().any(|attempt| attempt.event_id == event.id && attempt.status == Some(503))
+    })
+    .await;
+    assert!(refused, "the delivery during the outage was answered 503: {:?}", app.workos.webhook_attempts());
+    proxy.restore();
+
+    let delivered = eventually(Duration::from_secs(15), || async {
+        app.workos.webhook_attempts().iter().any(|attempt| attempt.event_id == event.id && attempt.status == Some(200))
+    })
+    .await;
+    assert!(delivered, "the retry succeeded: {:?}", app.workos.webhook_attempts());
+    let attempts: Vec<_> =
+        app.workos.webhook_attempts().into_iter().filter(|attempt| attempt.event_id == event.id).collect();
+    assert!(attempts.iter().all(|attempt| attempt.signed_at_ms == attempts[0].signed_at_ms), "same body and signature");
+    assert_eq!(app.membership_row(&acme.id).await.map(|row| row.2), Some(true));
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]));
+}
+
+#[tokio::test]
+async fn requests_that_need_the_database_answer_503_within_seconds_during_an_outage() {
+    let app = app_behind_a_cuttable_database().await;
+    let proxy = app.db_proxy.as_ref().expect("a proxy");
+    let browser = app.signed_in(BOB).await;
+    assert_eq!(browser.get(ORGANIZATIONS).await.status, 200);
+    // Let the cached "still allowed" answer expire, so the next request must ask the database.
+    tokio::time::sleep(authbridge::session::revocations::SHARED_CACHE_TTL + Duration::from_millis(200)).await;
+
+    proxy.cut();
+    let started = Instant::now();
+    let response = browser.get(ORGANIZATIONS).await;
+    let took = started.elapsed();
+    assert_eq!(response.status, 503, "{}", response.body);
+    assert_eq!(response.error_code(), "auth_unavailable", "whether the session still stands cannot be checked");
+    assert!(response.header("retry-after").is_some());
+    assert!(took < Duration::from_secs(10), "503 within the acquire timeout, not a 504: {took:?}");
+    assert!(response.set_cookies().is_empty(), "the cookie is kept: the user did nothing wrong");
+
+    proxy.restore();
+    let back = eventually(Duration::from_secs(10), || async {
+        browser.api(Method::GET, ORGANIZATIONS, None).await.status == 200
+    })
+    .await;
+    assert!(back, "the pool reconnects by itself");
+}

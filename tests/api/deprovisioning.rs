@@ -1,0 +1,260 @@
+//! Deprovisioning, as a user experiences it: a membership removed, deactivated or deprovisioned by the directory is
+//! gone from `/api/organizations` on the next request; a deleted user or a revoked session has no access at all on
+//! the next request, with a cookie or a bearer token, and PostgreSQL itself refuses a deleted user's queries.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+use standins::workos_standin::ACME_ORGANIZATION_ID;
+
+use crate::helpers::app::{ALICE, AppOptions, BOB, LifecycleOptions, TestApp, spawn_app_with};
+use crate::helpers::lifecycle::{
+    ORGANIZATIONS, SqlAccess, at, event, eventually, membership, organization_ids, session, ts, user,
+};
+use crate::helpers::session::{read_session, session_id};
+
+async fn lifecycle_app() -> TestApp {
+    spawn_app_with(AppOptions::default().lifecycle()).await
+}
+
+/// Waits until the app has recorded the stand-in's latest event of `event_type` (delivered by webhook).
+async fn delivered(app: &TestApp, event_type: &str) {
+    let event = app.workos.events().into_iter().rev().find(|event| event.event_type == event_type).expect("emitted");
+    let arrived =
+        eventually(Duration::from_secs(10), || async { app.ledger().await.iter().any(|(id, ..)| *id == event.id) })
+            .await;
+    assert!(arrived, "the {event_type} webhook was not applied");
+}
+
+#[tokio::test]
+async fn a_membership_removed_at_workos_is_gone_on_the_next_request_with_a_cookie_or_a_bearer_token() {
+    let app = lifecycle_app().await;
+    let bob = app.user_id(BOB);
+    let browser = app.signed_in(BOB).await;
+    let bearer = app.bearer_client(app.workos.mint_access_token(&bob, Duration::from_secs(300)));
+    let listed = browser.get(ORGANIZATIONS).await;
+    assert_eq!(listed.json(), json!([{ "id": ACME_ORGANIZATION_ID, "name": "Acme", "role": "member" }]));
+    assert_eq!(organization_ids(&bearer.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
+
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
+    app.workos.delete_membership(&acme.id).expect("removed");
+    delivered(&app, "organization_membership.deleted").await;
+
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]));
+    assert_eq!(bearer.get(ORGANIZATIONS).await.json(), json!([]));
+    assert_eq!(browser.get("/api/me").await.status, 200, "Bob himself still has access");
+}
+
+#[tokio::test]
+async fn a_deactivated_membership_is_gone_on_the_next_request() {
+    let app = lifecycle_app().await;
+    let bob = app.user_id(BOB);
+    let browser = app.signed_in(BOB).await;
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
+    assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
+
+    // The event alone (as from a directory deprovisioning): inactive, newer than what the database has.
+    let now = time::OffsetDateTime::now_utc();
+    let mut inactive = membership(&acme.id, &bob, ACME_ORGANIZATION_ID, "inactive", "member", 0);
+    inactive["updated_at"] = json!(ts(now));
+    app.deliver_ok(&event("organization_membership.updated", inactive, now)).await;
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]));
+}
+
+#[tokio::test]
+async fn deactivation_at_workos_also_revokes_the_sessions_and_signing_in_again_shows_no_membership() {
+    let app = lifecycle_app().await;
+    let bob = app.user_id(BOB);
+    let browser = app.signed_in(BOB).await;
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
+
+    app.workos.deactivate_membership(&acme.id).expect("deactivated");
+    delivered(&app, "session.revoked").await;
+    delivered(&app, "organization_membership.updated").await;
+    assert_eq!(browser.get(ORGANIZATIONS).await.status, 401, "WorkOS revoked Bob's sessions");
+
+    let again = app.signed_in(BOB).await;
+    assert_eq!(again.get(ORGANIZATIONS).await.json(), json!([]), "the membership is inactive");
+}
+
+#[tokio::test]
+async fn a_directory_user_set_inactive_takes_the_membership_away_and_reactivation_brings_it_back() {
+    let app = lifecycle_app().await;
+    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
+    let browser = app.signed_in(BOB).await;
+    delivered(&app, "dsync.user.created").await;
+    assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
+
+    // Soft deprovisioning: `dsync.user.updated` with `state: "inactive"`, and nothing else.
+    app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
+    delivered(&app, "dsync.user.updated").await;
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]));
+
+    app.workos.set_directory_user_state(&directory_user.id, "active").expect("reactivated");
+    delivered(&app, "dsync.user.updated").await;
+    assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
+
+    // A group change carries the directory user as it is now: suspended there, deprovisioned here.
+    app.workos.set_directory_user_state(&directory_user.id, "suspended").expect("suspended");
+    app.workos.set_directory_group_member(&directory_user.id, "Engineering", false).expect("removed from group");
+    delivered(&app, "dsync.group.user_removed").await;
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]));
+}
+
+#[tokio::test]
+async fn a_deleted_user_has_no_access_on_the_next_request_with_a_cookie_or_a_bearer_token() {
+    let app = lifecycle_app().await;
+    let alice = app.user_id(ALICE);
+    let browser = app.signed_in(ALICE).await;
+    assert_eq!(browser.api(Method::POST, "/api/todos", Some(json!({ "title": "mine" }))).await.status, 201);
+    let token = app.workos.mint_access_token(&alice, Duration::from_secs(300));
+    let bearer = app.bearer_client(token.clone());
+    assert_eq!(bearer.get("/api/todos").await.status, 200);
+    // A replica that will not receive the webhook, and has just seen this user.
+    let replica = app.replica().await;
+    let on_replica = replica.browser_like(&browser);
+    assert_eq!(on_replica.api(Method::GET, "/api/me", None).await.status, 200);
+
+    // Only `user.deleted` (no session events): the user id alone ends every session.
+    app.deliver_ok(&event("user.deleted", user(&alice, ALICE, 1), at(1))).await;
+
+    // A form posted from the page she still has open is sent to sign in; the cookie is cleared.
+    let form = browser.post_form("/todos", &[("title", "after deletion")]).await;
+    assert_eq!(form.status, 303, "{}", form.body);
+    assert!(form.location().is_some_and(|to| to.starts_with("/login")), "{:?}", form.location());
+    assert!(browser.cookie(authbridge::session::SESSION_COOKIE).is_none(), "the cookie is cleared");
+    assert!(browser.get("/").await.body.contains("Sign in"), "the start page is the signed-out one");
+    assert_eq!(app.all_todos().await.len(), 1, "nothing was written");
+    let api = bearer.get("/api/todos").await;
+    assert_eq!(api.status, 401, "{}", api.body);
+    assert_eq!(api.error_code(), "invalid_token");
+    assert_eq!(bearer.send(Method::POST, "/api/todos", Some(json!({ "title": "after" }))).await.status, 401);
+
+    // The replica learns it from the database within its cache time, for the cookie and the token alike.
+    let replica_bearer = crate::helpers::browser::ApiClient::new(replica.base_url.clone(), Some(token));
+    let refused = eventually(Duration::from_secs(5), || async {
+        on_replica.api(Method::GET, "/api/me", None).await.status == 401
+            && replica_bearer.get("/api/me").await.status == 401
+    })
+    .await;
+    assert!(refused, "the replica still lets the deleted user in");
+}
+
+#[tokio::test]
+async fn deleting_a_user_at_workos_ends_their_access_and_the_database_refuses_them_too() {
+    let app = lifecycle_app().await;
+    let carol = app.user_id("carol@example.test");
+    let browser = app.signed_in("carol@example.test").await;
+    let stolen = read_session(&browser);
+    assert_eq!(browser.api(Method::POST, "/api/todos", Some(json!({ "title": "Carol's" }))).await.status, 201);
+    let bearer = app.bearer_client(app.workos.mint_access_token(&carol, Duration::from_secs(300)));
+    let before = SqlAccess { visible: 1, updated: 1, deleted: 1, inserted: Ok(()) };
+    assert_eq!(app.as_authenticated(&carol).await, before, "before: Carol's todo, and she may change it");
+
+    app.workos.delete_user(&carol).expect("deleted");
+    delivered(&app, "user.deleted").await;
+    let types: Vec<String> = app.ledger().await.into_iter().map(|(_, event_type, ..)| event_type).collect();
+    let revoked = types.iter().position(|t| t == "session.revoked");
+    let deleted = types.iter().position(|t| t == "user.deleted");
+    assert!(revoked.is_some() && revoked < deleted, "session.revoked then user.deleted: {types:?}");
+
+    assert_eq!(browser.api(Method::GET, "/api/todos", None).await.status, 401);
+    assert_eq!(bearer.get("/api/me").await.status, 401);
+
+    // PostgreSQL, as `authenticated` with Carol's claims: no rows to see, update or delete, and inserts refused.
+    let after = SqlAccess { visible: 0, updated: 0, deleted: 0, inserted: Err("42501".to_owned()) };
+    assert_eq!(app.as_authenticated(&carol).await, after, "a deleted user can do nothing");
+    // Even if the app had a bug and let the request through, InsForge (and so RLS) refuses the user.
+    let identity = stolen.identity();
+    let listed = app
+        .insforge_client()
+        .list_todos(&identity, &authbridge::todo::Space::Personal, authbridge::todo::Page::default())
+        .await
+        .expect("a list");
+    assert!(listed.is_empty(), "{listed:?}");
+    let created = app
+        .insforge_client()
+        .create_todo(
+            &identity,
+            &authbridge::todo::Title::parse("x").expect("title"),
+            &authbridge::todo::Space::Personal,
+        )
+        .await;
+    assert!(created.is_err(), "the write is refused: {created:?}");
+    assert_eq!(app.all_todos().await.len(), 1, "Carol's todo is still there, just out of her reach");
+}
+
+#[tokio::test]
+async fn a_revoked_session_is_signed_out_on_the_next_request_and_other_sessions_are_not() {
+    let app = lifecycle_app().await;
+    let first = app.signed_in(ALICE).await;
+    let second = app.signed_in(ALICE).await;
+    let revoked_sid = session_id(&first);
+    let token_of_that_session = read_session(&first).access_token;
+
+    assert!(app.workos.revoke_session(&revoked_sid), "revoked at WorkOS (e.g. from the dashboard)");
+    delivered(&app, "session.revoked").await;
+
+    let api = first.api(Method::GET, "/api/me", None).await;
+    assert_eq!(api.status, 401, "{}", api.body);
+    assert!(first.cookie(authbridge::session::SESSION_COOKIE).is_none(), "the cookie is cleared");
+    let bearer = app.bearer_client(token_of_that_session).get("/api/me").await;
+    assert_eq!(bearer.status, 401, "the same session as a bearer token: {}", bearer.body);
+    assert_eq!(second.api(Method::GET, "/api/me", None).await.status, 200, "Alice's other session is untouched");
+
+    // Directly, as crafted by hand: a session.revoked for the second session.
+    let sid = session_id(&second);
+    app.deliver_ok(&event("session.revoked", session(&sid, &app.user_id(ALICE)), at(1))).await;
+    let page = second.get("/").await;
+    assert!(page.body.contains("Sign in") && !page.body.contains("csrf_token"), "signed out: {}", page.body);
+    assert!(second.cookie(authbridge::session::SESSION_COOKIE).is_none(), "the cookie is cleared");
+}
+
+#[tokio::test]
+async fn another_replica_honours_a_revocation_within_seconds() {
+    let app = spawn_app_with(AppOptions::default().lifecycle_with(LifecycleOptions::default())).await;
+    let replica = app.replica().await;
+    let browser = app.signed_in(ALICE).await;
+    let on_replica = replica.browser_like(&browser);
+    assert_eq!(on_replica.api(Method::GET, "/api/me", None).await.status, 200, "the replica knows the session");
+
+    app.workos.revoke_session(&session_id(&browser));
+    delivered(&app, "session.revoked").await;
+    let started = std::time::Instant::now();
+    let refused = eventually(Duration::from_secs(5), || async {
+        on_replica.api(Method::GET, "/api/me", None).await.status == 401
+    })
+    .await;
+    assert!(refused, "the replica never refused the revoked session");
+    assert!(started.elapsed() <= authbridge::session::revocations::SHARED_CACHE_TTL + Duration::from_millis(800));
+}
+
+#[tokio::test]
+async fn signing_out_is_recorded_for_every_replica() {
+    let app = spawn_app_with(AppOptions::default().lifecycle()).await;
+    let replica = app.replica().await;
+    let browser = app.signed_in(ALICE).await;
+    let sid = session_id(&browser);
+    let on_replica = replica.browser_like(&browser);
+
+    assert_eq!(browser.submit("/logout", &[]).await.status, 302);
+    let recorded = app.query_scalar_i64(
+        "SELECT count(*) FROM authbridge.revoked_sessions WHERE id = $1 AND source = 'sign_out'",
+        &sid,
+    );
+    assert_eq!(recorded.await, 1);
+    // The replica never saw the sign-out, and the copy's access token is still valid: the database says no.
+    assert_eq!(on_replica.api(Method::GET, "/api/me", None).await.status, 401);
+}
+
+#[tokio::test]
+async fn a_brand_new_user_the_database_has_never_heard_of_still_works() {
+    let app = lifecycle_app().await;
+    // A sign-up whose `user.created` has not arrived yet (and no sign-in sync either): deny-list, not allow-list.
+    let stranger = "user_brand_new";
+    let access = app.as_authenticated(stranger).await;
+    assert_eq!((access.visible, access.inserted), (0, Ok(())));
+    let bearer = app.bearer_client(app.workos.mint_access_token(stranger, Duration::from_secs(300)));
+    assert_eq!(bearer.send(Method::POST, "/api/todos", Some(json!({ "title": "first!" }))).await.status, 201);
+}

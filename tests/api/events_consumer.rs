@@ -1,0 +1,206 @@
+//! The Events API consumer: it reconciles on first start, resumes from its cursor after a restart, never applies an
+//! event twice even with two consumers at once, rides out WorkOS being down with backoff and loses nothing, and
+//! takes a server that ignores its filter or forgets its cursor in its stride.
+
+use std::time::{Duration, Instant};
+
+use authbridge::lifecycle::consumer::{ConsumerOptions, LOCK_KEY};
+use serde_json::json;
+use standins::workos_standin::{ACME_ORGANIZATION_ID, Endpoint, UnknownCursor};
+
+use crate::helpers::app::{ALICE, AppOptions, BOB, LifecycleOptions, TestApp, spawn_app_with};
+use crate::helpers::lifecycle::{ORGANIZATIONS, eventually, organization_ids};
+use crate::helpers::logs;
+
+/// The lifecycle with neither webhooks nor the app's own consumer: the test drives consumers itself.
+async fn app_without_push() -> TestApp {
+    spawn_app_with(
+        AppOptions::default()
+            .lifecycle_with(LifecycleOptions { webhooks_from_standin: false, ..LifecycleOptions::default() }),
+    )
+    .await
+}
+
+fn options() -> ConsumerOptions {
+    ConsumerOptions {
+        poll_interval: Duration::from_millis(200),
+        backoff_base: Duration::from_millis(200),
+        backoff_max: Duration::from_secs(2),
+    }
+}
+
+async fn cursor(app: &TestApp) -> Option<String> {
+    let mut conn = app.db.connect().await;
+    sqlx::query_scalar("SELECT after_event_id FROM authbridge.events_cursor WHERE id = 1")
+        .fetch_optional(&mut conn)
+        .await
+        .expect("cursor")
+        .flatten()
+}
+
+#[tokio::test]
+async fn the_first_poll_reconciles_from_the_rest_api_then_reads_events() {
+    let app = app_without_push().await;
+    let report = app.consumer(options()).poll_once().await.expect("a poll");
+    assert!(report.leader && report.reconciled, "{report:?}");
+    assert!(app.workos.calls(Endpoint::Organizations) >= 1 && app.workos.calls(Endpoint::Memberships) >= 1);
+    let first_query = app.workos.events_queries().into_iter().next().expect("an events request");
+    assert_eq!(first_query.order.as_deref(), Some("asc"), "oldest first, said explicitly");
+    assert_eq!(first_query.limit.as_deref(), Some("100"));
+    assert!(first_query.range_start.is_some() && first_query.after.is_none(), "{first_query:?}");
+    assert!(first_query.types.contains(&"organization_membership.deleted".to_owned()));
+    assert_eq!(cursor(&app).await, app.workos.events().last().map(|event| event.id.clone()));
+
+    let browser = app.signed_in(ALICE).await;
+    assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
+    let again = app.consumer(options()).poll_once().await.expect("a poll");
+    assert!(!again.reconciled, "only once");
+}
+
+#[tokio::test]
+async fn a_restart_resumes_from_the_cursor() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("the first run");
+    let cursor_before = cursor(&app).await.expect("a cursor");
+
+    let bob = app.user_id(BOB);
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("seeded");
+    app.workos.delete_membership(&acme.id).expect("removed");
+    app.workos.create_organization("Initech");
+
+    // A new process: nothing in memory, only the database.
+    let report = app.consumer(options()).poll_once().await.expect("after the restart");
+    assert_eq!((report.applied, report.duplicates, report.reconciled), (2, 0, false), "{report:?}");
+    let query = app.workos.events_queries().pop().expect("a query");
+    assert_eq!(query.after.as_deref(), Some(cursor_before.as_str()), "it asked for what came after its cursor");
+    assert_eq!(cursor(&app).await, app.workos.events().last().map(|event| event.id.clone()), "and moved it on");
+    assert_eq!(app.membership_row(&acme.id).await.map(|row| row.2), Some(true));
+}
+
+#[tokio::test]
+async fn two_consumers_at_once_never_apply_an_event_twice() {
+    let app = app_without_push().await;
+    let (first, second) = (app.consumer(options()), app.consumer(options()));
+
+    // While one consumer is inside a poll (its Events API call held for a second), the other steps aside.
+    app.workos.set_latency(Endpoint::Events, Duration::from_secs(1));
+    let calls = app.workos.calls(Endpoint::Events);
+    let (a, b) = tokio::join!(first.poll_once(), async {
+        assert!(eventually(Duration::from_secs(10), || async { app.workos.calls(Endpoint::Events) > calls }).await);
+        second.poll_once().await
+    });
+    let (a, b) = (a.expect("first"), b.expect("second"));
+    assert!(a.leader && !b.leader, "{a:?} {b:?}");
+    app.workos.set_latency(Endpoint::Events, Duration::from_millis(100));
+
+    // Racing rounds with new events each time: every event applied by exactly one of them, once.
+    let mut applied = a.applied;
+    for round in 0..4 {
+        for i in 0..5 {
+            app.workos.create_organization(&format!("Org {round}.{i}"));
+        }
+        let (a, b) = tokio::join!(first.poll_once(), second.poll_once());
+        let (a, b) = (a.expect("first"), b.expect("second"));
+        applied += a.applied + b.applied;
+        assert_eq!(a.duplicates + b.duplicates, 0, "nothing was read twice: {a:?} {b:?}");
+    }
+    let ledger = app.ledger().await;
+    assert_eq!(applied, ledger.len(), "every application is one ledger row");
+    assert!(ledger.len() >= 20, "the 20 new events at least: {}", ledger.len());
+
+    // The lock is a real PostgreSQL advisory lock: held by anyone else, nobody consumes.
+    let mut holder = app.db.connect().await;
+    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(LOCK_KEY)
+        .fetch_one(&mut holder)
+        .await
+        .expect("lock");
+    assert!(held);
+    let blocked = first.poll_once().await.expect("a poll");
+    assert!(!blocked.leader, "{blocked:?}");
+}
+
+#[tokio::test]
+async fn workos_down_is_retried_with_backoff_and_no_event_is_lost() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("caught up");
+    let bob = app.user_id(BOB);
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("seeded");
+    app.workos.deactivate_membership(&acme.id).expect("deactivated");
+    app.workos.create_organization("Hooli");
+    let last_event = app.workos.events().last().map(|event| event.id.clone());
+
+    let calls_before = app.workos.calls(Endpoint::Events);
+    app.workos.fail_next(Endpoint::Events, 3, 503);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let running = tokio::spawn(app.consumer(options()).run(stopping));
+    let caught_up = eventually(Duration::from_secs(15), || async { cursor(&app).await == last_event }).await;
+    let took = started.elapsed();
+    stop.send_replace(true);
+    running.await.expect("the consumer stops when told");
+
+    assert!(caught_up, "the events after the outage were applied");
+    assert!(app.workos.calls(Endpoint::Events) >= calls_before + 4, "three failures, then success");
+    // 200 ms, 400 ms, 800 ms (each plus up to 25 % jitter) before the fourth attempt.
+    assert!(took >= Duration::from_millis(1400), "retried with backoff, not in a tight loop: {took:?}");
+    assert_eq!(app.membership_row(&acme.id).await.map(|row| row.0), Some("inactive".to_owned()));
+    assert!(logs::captured().contains("reading the WorkOS Events API failed; will retry"));
+}
+
+#[tokio::test]
+async fn a_server_that_ignores_the_type_filter_or_forgets_the_cursor_does_no_harm() {
+    let app = app_without_push().await;
+    app.workos.honour_events_type_filter(false);
+    app.workos.emit_event("connection.activated", json!({ "id": "conn_1" }));
+    app.workos.emit_event("session.created", json!({ "id": "session_x", "user_id": "user_x" }));
+    let first = app.consumer(options()).poll_once().await.expect("a poll");
+    assert!(first.ignored >= 2, "types not asked for are recorded and ignored: {first:?}");
+    let ledger = app.ledger().await;
+    assert!(
+        ledger.iter().any(|(_, event_type, _, outcome)| event_type == "connection.activated" && outcome == "ignored")
+    );
+
+    // The server forgets every cursor and starts again from the first event: all duplicates, nothing changes.
+    let state_before = app.ledger().await.len();
+    app.workos.forget_event_cursors();
+    let replay = app.consumer(options()).poll_once().await.expect("a poll");
+    assert_eq!(replay.applied, 0, "{replay:?}");
+    assert!(replay.duplicates > 0, "{replay:?}");
+    assert_eq!(app.ledger().await.len(), state_before);
+    assert_eq!(cursor(&app).await, app.workos.events().last().map(|event| event.id.clone()), "back at the end");
+    assert!(logs::captured().contains("the Events API returned events already applied"));
+    assert!(logs::captured().contains("returned event types that were not asked for"));
+}
+
+#[tokio::test]
+async fn a_refused_cursor_falls_back_to_the_last_events_time() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("caught up");
+    app.workos.set_unknown_event_cursor(UnknownCursor::Refuse);
+    app.workos.forget_event_cursors();
+    let org = app.workos.create_organization("Umbrella");
+    let report = app.consumer(options()).poll_once().await.expect("a poll despite the refused cursor");
+    assert_eq!(report.applied, 1, "{report:?}");
+    let known = app.query_scalar_i64("SELECT count(*) FROM authbridge.organizations WHERE id = $1", &org.id).await;
+    assert_eq!(known, 1);
+    assert!(logs::captured().contains("WorkOS refused the Events API cursor"));
+}
+
+#[tokio::test]
+async fn the_app_runs_the_consumer_when_configured_and_it_alone_keeps_the_app_right() {
+    let app = spawn_app_with(AppOptions::default().lifecycle_with(LifecycleOptions {
+        webhooks_from_standin: false,
+        poll_seconds: 1,
+        ..LifecycleOptions::default()
+    }))
+    .await;
+    let bob = app.user_id(BOB);
+    let browser = app.signed_in(BOB).await;
+    assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("seeded");
+    app.workos.delete_membership(&acme.id).expect("removed");
+    let gone =
+        eventually(Duration::from_secs(10), || async { browser.get(ORGANIZATIONS).await.json() == json!([]) }).await;
+    assert!(gone, "the app's own consumer applied the removal");
+}

@@ -1,0 +1,104 @@
+//! Impersonation: support staff signed in as a user. Every page shows who is impersonated, by whom and why, with a
+//! way to stop; `/api/me` says so; every request is written to the private audit table (and, in an organization,
+//! sent to its Audit Logs); changes are refused (403) unless `IMPERSONATION_ALLOW_WRITES=true`.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::app::{AppOptions, BOB, TestApp, spawn_app_with};
+use crate::helpers::browser::Browser;
+use crate::helpers::lifecycle::eventually;
+
+const SUPPORT: &str = "support@authbridge.test";
+const REASON: &str = "Ticket #4821";
+
+async fn impersonated(options: AppOptions) -> (TestApp, Browser) {
+    let app = spawn_app_with(options.lifecycle()).await;
+    app.workos.impersonate_next_login(SUPPORT, Some(REASON));
+    let browser = app.signed_in(BOB).await;
+    (app, browser)
+}
+
+async fn audit_rows(app: &TestApp) -> Vec<(String, String, String, String, i16)> {
+    let mut conn = app.db.connect().await;
+    sqlx::query_as("SELECT impersonator, user_id, method, path, status FROM authbridge.impersonation_audit ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .expect("audit rows")
+}
+
+#[tokio::test]
+async fn the_banner_is_on_every_page_and_api_me_reports_it() {
+    let (_app, browser) = impersonated(AppOptions::default()).await;
+    let banner = format!("You are impersonating <strong>Bob Brown</strong> (by <strong>{SUPPORT}</strong>: {REASON})");
+    for path in ["/", "/logout", "/organizations/org_standin_acme", "/no-such-page"] {
+        let page = browser.get(path).await;
+        assert!(page.body.contains(&banner), "{path} ({}): {}", page.status, page.body);
+        assert!(page.body.contains("Stop impersonating"), "{path}");
+    }
+    let me = browser.get("/api/me").await.json();
+    assert_eq!(me["impersonator"], json!({ "email": SUPPORT, "reason": REASON }));
+}
+
+#[tokio::test]
+async fn every_request_is_audited_and_writes_are_refused() {
+    let (app, browser) = impersonated(AppOptions::default()).await;
+    let bob = app.user_id(BOB);
+    assert_eq!(browser.get("/").await.status, 200);
+    let write = browser.api(Method::POST, "/api/todos", Some(json!({ "title": "Written by support" }))).await;
+    assert_eq!(write.status, 403, "{}", write.body);
+    assert_eq!(write.error_code(), "impersonation_read_only");
+    assert!(write.json()["error"]["message"].as_str().unwrap_or_default().contains("impersonating"));
+    let form = browser.submit("/todos", &[("title", "Also refused")]).await;
+    assert_eq!(form.status, 403);
+    assert!(app.all_todos().await.is_empty(), "nothing was written");
+
+    let rows = audit_rows(&app).await;
+    let seen: Vec<(&str, &str, i16)> = rows.iter().map(|r| (r.2.as_str(), r.3.as_str(), r.4)).collect();
+    assert!(seen.contains(&("GET", "/", 200)), "{seen:?}");
+    assert!(seen.contains(&("POST", "/api/todos", 403)), "{seen:?}");
+    assert!(seen.contains(&("POST", "/todos", 403)), "{seen:?}");
+    assert!(rows.iter().all(|row| row.0 == SUPPORT && row.1 == bob), "{rows:?}");
+
+    // In an organization, each is an Audit Log event too.
+    let mut conn = app.db.connect().await;
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM authbridge.audit_log_outbox WHERE event->>'action' = 'user.impersonated_request' \
+         AND event->'actor'->'metadata'->>'impersonator' = $1",
+    )
+    .bind(SUPPORT)
+    .fetch_one(&mut conn)
+    .await
+    .expect("outbox");
+    assert_eq!(events as usize, rows.len());
+}
+
+#[tokio::test]
+async fn writes_are_allowed_when_the_operator_says_so_and_still_audited() {
+    let (app, browser) = impersonated(AppOptions::default().var("IMPERSONATION_ALLOW_WRITES", "true")).await;
+    let write = browser.api(Method::POST, "/api/todos", Some(json!({ "title": "Fixed by support" }))).await;
+    assert_eq!(write.status, 201, "{}", write.body);
+    let rows = audit_rows(&app).await;
+    assert!(rows.iter().any(|row| row.2 == "POST" && row.3 == "/api/todos" && row.4 == 201), "{rows:?}");
+}
+
+#[tokio::test]
+async fn a_bearer_token_with_an_actor_is_read_only_too_and_others_are_not_affected() {
+    let app = spawn_app_with(AppOptions::default().lifecycle()).await;
+    let bob = app.user_id(BOB);
+    let claims = json!({ "act": { "sub": SUPPORT } });
+    app.workos.set_extra_claims(claims.as_object().cloned().expect("object"));
+    let bearer = app.bearer_client(app.workos.mint_access_token(&bob, Duration::from_secs(300)));
+    let refused = bearer.send(Method::POST, "/api/todos", Some(json!({ "title": "x" }))).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(bearer.get("/api/me").await.json()["impersonator"]["email"], SUPPORT);
+    let recorded = eventually(Duration::from_secs(5), || async { !audit_rows(&app).await.is_empty() }).await;
+    assert!(recorded);
+
+    app.workos.set_extra_claims(serde_json::Map::new());
+    let plain = app.signed_in("carol@example.test").await;
+    assert_eq!(plain.api(Method::POST, "/api/todos", Some(json!({ "title": "mine" }))).await.status, 201);
+    assert!(!plain.get("/").await.body.contains("You are impersonating"));
+}

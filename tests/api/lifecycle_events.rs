@@ -1,0 +1,167 @@
+//! Applying events: once per event id whichever channel and however often it arrives, and in any order without an
+//! older event overwriting newer state or a deleted object coming back.
+
+use std::time::Duration;
+
+use authbridge::lifecycle::consumer::ConsumerOptions;
+use futures::future::join_all;
+use standins::workos_standin::StandInWebhookOrder;
+
+use crate::helpers::app::{ALICE, AppOptions, BOB, LifecycleOptions, spawn_app_with};
+use crate::helpers::lifecycle::{
+    ORGANIZATIONS, at, event, eventually, membership, organization, organization_ids, user,
+};
+
+fn lifecycle_without_standin_webhooks() -> AppOptions {
+    AppOptions::default()
+        .lifecycle_with(LifecycleOptions { webhooks_from_standin: false, ..LifecycleOptions::default() })
+}
+
+#[tokio::test]
+async fn the_same_event_five_times_at_once_is_applied_once() {
+    let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
+    let created = event(
+        "organization_membership.created",
+        membership("om_5x", "user_5x", "org_5x", "active", "member", 1),
+        at(1),
+    );
+    let outcomes: Vec<String> = join_all((0..5).map(|_| app.deliver_ok(&created))).await;
+    assert_eq!(outcomes.iter().filter(|outcome| *outcome == "applied").count(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|outcome| *outcome == "duplicate").count(), 4, "{outcomes:?}");
+    assert_eq!(app.ledger().await.len(), 1);
+
+    // A retry long after, once the membership has moved on, changes nothing either.
+    let deactivated = event(
+        "organization_membership.updated",
+        membership("om_5x", "user_5x", "org_5x", "inactive", "member", 2),
+        at(2),
+    );
+    assert_eq!(app.deliver_ok(&deactivated).await, "applied");
+    assert_eq!(app.deliver_ok(&created).await, "duplicate");
+    assert_eq!(app.membership_row("om_5x").await, Some(("inactive".into(), Some("member".into()), false)));
+}
+
+#[tokio::test]
+async fn an_event_delivered_by_webhook_and_read_from_the_events_api_is_applied_once() {
+    let app = spawn_app_with(AppOptions::default().lifecycle()).await;
+    let bob = app.user_id(BOB);
+    let acme = app.workos.membership_of(&bob, standins::workos_standin::ACME_ORGANIZATION_ID).expect("Bob is in Acme");
+    app.workos.set_membership_roles(&acme.id, &["admin"]).expect("known membership");
+    let updated = app.workos.events().last().cloned().expect("the update's event");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            app.ledger().await.iter().any(|(id, _, source, _)| *id == updated.id && source == "webhook")
+        })
+        .await,
+        "the webhook delivered it"
+    );
+
+    let report = app.consumer(ConsumerOptions::every(Duration::from_secs(60))).poll_once().await.expect("a poll");
+    assert!(report.duplicates >= 1, "the consumer met it again: {report:?}");
+    let rows = app.ledger().await;
+    assert_eq!(rows.iter().filter(|(id, ..)| *id == updated.id).count(), 1, "one ledger row");
+    assert_eq!(app.membership_row(&acme.id).await, Some(("active".into(), Some("admin".into()), false)));
+}
+
+#[tokio::test]
+async fn deleted_before_created_stays_deleted() {
+    let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
+    let deleted =
+        event("organization_membership.deleted", membership("om_d", "user_d", "org_d", "active", "member", 1), at(2));
+    let created =
+        event("organization_membership.created", membership("om_d", "user_d", "org_d", "active", "member", 1), at(1));
+    assert_eq!(app.deliver_ok(&deleted).await, "applied");
+    assert_eq!(app.deliver_ok(&created).await, "applied");
+    assert_eq!(app.membership_row("om_d").await.map(|row| row.2), Some(true), "still a tombstone");
+
+    // The same for users: a late `user.created` (or a retried `user.updated`) cannot bring a deleted user back.
+    assert_eq!(app.deliver_ok(&event("user.deleted", user("user_d", "d@example.com", 1), at(3))).await, "applied");
+    assert_eq!(app.deliver_ok(&event("user.created", user("user_d", "d@example.com", 0), at(1))).await, "applied");
+    assert_eq!(app.deliver_ok(&event("user.updated", user("user_d", "d@example.com", 9), at(9))).await, "applied");
+    let deleted_users = app
+        .query_scalar_i64("SELECT count(*) FROM authbridge.users WHERE id = $1 AND deleted_at IS NOT NULL", "user_d")
+        .await;
+    assert_eq!(deleted_users, 1);
+}
+
+#[tokio::test]
+async fn updated_before_created_keeps_the_update() {
+    let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
+    let updated =
+        event("organization_membership.updated", membership("om_u", "user_u", "org_u", "active", "admin", 2), at(2));
+    let created =
+        event("organization_membership.created", membership("om_u", "user_u", "org_u", "active", "member", 1), at(1));
+    app.deliver_ok(&updated).await;
+    app.deliver_ok(&created).await;
+    assert_eq!(app.membership_row("om_u").await, Some(("active".into(), Some("admin".into()), false)));
+}
+
+#[tokio::test]
+async fn an_old_update_after_a_new_one_changes_nothing() {
+    let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
+    let old =
+        event("organization_membership.updated", membership("om_o", "user_o", "org_o", "active", "member", 1), at(1));
+    let new =
+        event("organization_membership.updated", membership("om_o", "user_o", "org_o", "inactive", "member", 2), at(2));
+    app.deliver_ok(&new).await;
+    app.deliver_ok(&old).await;
+    assert_eq!(app.membership_row("om_o").await, Some(("inactive".into(), Some("member".into()), false)));
+
+    // Organizations too: an old name arriving late does not replace the new one.
+    app.deliver_ok(&event("organization.updated", organization("org_o", "New Name", 5), at(5))).await;
+    app.deliver_ok(&event("organization.updated", organization("org_o", "Old Name", 4), at(4))).await;
+    let renamed = app
+        .query_scalar_i64("SELECT count(*) FROM authbridge.organizations WHERE id = $1 AND name = 'New Name'", "org_o")
+        .await;
+    assert_eq!(renamed, 1);
+}
+
+#[tokio::test]
+async fn with_equal_updated_at_the_event_time_decides_and_a_delete_wins() {
+    let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
+    // Two updates of one object state moment: the event created later wins.
+    let first =
+        event("organization_membership.updated", membership("om_t", "user_t", "org_t", "active", "member", 3), at(3));
+    let second =
+        event("organization_membership.updated", membership("om_t", "user_t", "org_t", "active", "admin", 3), at(4));
+    app.deliver_ok(&second).await;
+    app.deliver_ok(&first).await;
+    assert_eq!(app.membership_row("om_t").await, Some(("active".into(), Some("admin".into()), false)));
+    // A delete carrying the same updated_at as the update before it still deletes, whatever order they come in.
+    let deleted =
+        event("organization_membership.deleted", membership("om_t", "user_t", "org_t", "active", "admin", 3), at(5));
+    app.deliver_ok(&deleted).await;
+    app.deliver_ok(&second).await;
+    assert_eq!(app.membership_row("om_t").await.map(|row| row.2), Some(true));
+}
+
+#[tokio::test]
+async fn the_stand_ins_events_released_in_reverse_end_in_the_right_state() {
+    let app = spawn_app_with(AppOptions::default().lifecycle()).await;
+    let alice = app.user_id(ALICE);
+    let browser = app.signed_in(ALICE).await;
+    assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), ["org_standin_acme"]);
+
+    // Created, promoted, then deleted at WorkOS; delivered newest first, each one retried (sent twice).
+    app.workos.hold_webhooks();
+    let globex = app.workos.create_organization("Globex");
+    let membership = app.workos.add_membership(&alice, &globex.id, &[]).expect("member");
+    app.workos.set_membership_roles(&membership.id, &["admin"]).expect("promoted");
+    app.workos.delete_membership(&membership.id).expect("deleted");
+    assert!(eventually(Duration::from_secs(5), || async { app.workos.held_webhooks() >= 4 }).await);
+    app.workos.duplicate_next_webhooks(10);
+    app.workos.release_held_webhooks(StandInWebhookOrder::Reversed).await;
+
+    assert_eq!(app.membership_row(&membership.id).await.map(|row| row.2), Some(true), "deleted, not resurrected");
+    assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), ["org_standin_acme"], "Globex is not listed");
+    let created = app
+        .workos
+        .events()
+        .into_iter()
+        .find(|e| e.event_type == "organization_membership.created" && e.data["id"] == membership.id.as_str())
+        .expect("the created event");
+    let sent = app.workos.webhook_attempts().into_iter().filter(|attempt| attempt.event_id == created.id).count();
+    assert_eq!(sent, 2, "the late created event arrived twice");
+    let recorded = app.ledger().await.into_iter().filter(|(id, ..)| *id == created.id).count();
+    assert_eq!(recorded, 1, "and was recorded once");
+}

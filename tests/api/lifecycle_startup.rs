@@ -1,0 +1,59 @@
+//! Starting with and without the lifecycle: without `DATABASE_URL` the app says once that the lifecycle is off and
+//! otherwise runs as before; with it, `serve` refuses a database `authbridge migrate` has not brought up to date,
+//! and starts anyway (answering 503 where the database is needed) when the database is down.
+
+use std::collections::HashMap;
+
+use authbridge::config::Config;
+use authbridge::startup::{Application, StartupError};
+
+use crate::helpers::TestDb;
+use crate::helpers::app::{ALICE, spawn_app};
+use crate::helpers::logs;
+
+fn config(database_url: &str) -> Config {
+    let env = HashMap::from([
+        ("BIND_ADDR", "127.0.0.1:0".to_owned()),
+        ("WORKOS_API_KEY", "sk_test_unused".to_owned()),
+        ("WORKOS_CLIENT_ID", "client_unused".to_owned()),
+        ("WORKOS_REDIRECT_URI", "http://localhost:3000/callback".to_owned()),
+        ("WORKOS_API_BASE_URL", crate::helpers::closed_port_url().to_string()),
+        ("WORKOS_COOKIE_PASSWORD", "unused-cookie-password-0123456789-abcdef".to_owned()),
+        ("INSFORGE_URL", crate::helpers::closed_port_url().to_string()),
+        ("INSFORGE_JWT_SECRET", "unused-insforge-secret-0123456789abcdef".to_owned()),
+        ("DATABASE_URL", database_url.to_owned()),
+        ("WORKOS_EVENTS_POLL_SECONDS", "0".to_owned()),
+    ]);
+    Config::from_lookup(|name| env.get(name).cloned()).expect("a valid configuration")
+}
+
+#[tokio::test]
+async fn without_a_database_the_app_says_the_lifecycle_is_off_and_works_as_before() {
+    let app = spawn_app().await;
+    assert!(app.config.lifecycle.is_none());
+    assert!(logs::captured().contains("the enterprise lifecycle is off: no DATABASE_URL"));
+    let browser = app.signed_in(ALICE).await;
+    assert_eq!(browser.get("/api/me").await.status, 200);
+}
+
+#[tokio::test]
+async fn serve_refuses_a_database_that_is_not_migrated() {
+    logs::capture();
+    let db = TestDb::empty().await;
+    let refused = Application::build(config(&db.url)).await;
+    assert!(matches!(refused, Err(StartupError::NotMigrated)), "{:?}", refused.err());
+    let message = StartupError::NotMigrated.to_string();
+    assert!(message.contains("authbridge migrate"), "the way out is named: {message}");
+
+    authbridge::migrate::run(&db.url).await.expect("migrated");
+    assert!(Application::build(config(&db.url)).await.is_ok(), "and starts once migrated");
+}
+
+#[tokio::test]
+async fn serve_starts_while_the_database_is_down() {
+    logs::capture();
+    let port = crate::helpers::closed_port_url().port().expect("a port");
+    let started = Application::build(config(&format!("postgres://authbridge@127.0.0.1:{port}/nowhere"))).await;
+    assert!(started.is_ok(), "{:?}", started.err());
+    assert!(logs::captured().contains("cannot reach the database at start-up"));
+}

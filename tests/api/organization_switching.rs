@@ -1,0 +1,188 @@
+//! Switching the active organization: the database's membership first (403 and nothing changes otherwise), then
+//! a WorkOS refresh scoped to the organization, sharing the refresher's single flight; "Personal" is the app's own
+//! choice; an organization that wants its own sign-in sends the browser through `/login?organization_id=…`;
+//! ordinary refreshes keep the organization (and the personal choice).
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::Method;
+use serde_json::json;
+use standins::workos_standin::{ACME_ORGANIZATION_ID, Endpoint, GLOBEX_ORGANIZATION_ID, SeedOrganization};
+
+use crate::helpers::app::{AppOptions, BOB, COOKIE_PASSWORD, TestApp, spawn_app_with};
+use crate::helpers::browser::Browser;
+use crate::helpers::session::{read_session, write_session};
+
+const SWITCH_API: &str = "/api/organizations/switch";
+
+/// Bob in Acme (his sign-in lands there) and Globex, with the lifecycle on.
+async fn two_organizations() -> (TestApp, Browser) {
+    let mut options = AppOptions::default();
+    options.workos.organizations.push(SeedOrganization { id: GLOBEX_ORGANIZATION_ID.into(), name: "Globex".into() });
+    options.workos.organization_selection = false;
+    let app = spawn_app_with(options.lifecycle()).await;
+    app.workos.add_membership(&app.user_id(BOB), GLOBEX_ORGANIZATION_ID, &["admin"]).expect("member");
+    let browser = app.signed_in(BOB).await;
+    assert_eq!(read_session(&browser).organization_id.as_deref(), Some(ACME_ORGANIZATION_ID));
+    (app, browser)
+}
+
+fn expire_access_token(app: &TestApp, browser: &Browser) {
+    let mut session = read_session(browser);
+    session.access_token = app.workos.mint_access_token_with(
+        &session.user.id,
+        SystemTime::now() - Duration::from_secs(400),
+        SystemTime::now() - Duration::from_secs(100),
+    );
+    write_session(browser, &session, COOKIE_PASSWORD);
+}
+
+async fn outbox_actions(app: &TestApp) -> Vec<String> {
+    let mut conn = app.db.connect().await;
+    sqlx::query_scalar("SELECT event->>'action' FROM authbridge.audit_log_outbox ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .expect("outbox")
+}
+
+#[tokio::test]
+async fn switching_to_an_organization_one_is_not_a_member_of_is_refused_and_changes_nothing() {
+    let (app, browser) = two_organizations().await;
+    let initech = app.workos.create_organization("Initech");
+    let refreshes = app.workos.refresh_calls();
+    let cookie_before = crate::helpers::session::sealed_value(&browser);
+
+    let api = browser.api(Method::POST, SWITCH_API, Some(json!({ "organization_id": initech.id }))).await;
+    assert_eq!(api.status, 403, "{}", api.body);
+    assert_eq!(api.error_code(), "not_a_member");
+    assert!(api.set_cookies().is_empty(), "no new session");
+    let form = browser.submit("/organizations/switch", &[("organization_id", &initech.id)]).await;
+    assert_eq!(form.status, 403, "{}", form.body);
+    assert_eq!(app.workos.refresh_calls(), refreshes, "WorkOS was never asked");
+    assert_eq!(crate::helpers::session::sealed_value(&browser), cookie_before, "the session is as it was");
+    assert_eq!(browser.get("/api/me").await.json()["organization"]["id"], ACME_ORGANIZATION_ID);
+}
+
+#[tokio::test]
+async fn switching_refreshes_at_workos_with_the_organization_and_personal_needs_no_call() {
+    let (app, browser) = two_organizations().await;
+    browser.api(Method::POST, "/api/todos", Some(json!({ "title": "Acme work" }))).await;
+
+    let switched = browser.submit("/organizations/switch", &[("organization_id", GLOBEX_ORGANIZATION_ID)]).await;
+    assert_eq!(switched.status, 303, "{}", switched.body);
+    assert_eq!(switched.location().as_deref(), Some("/"));
+    assert_eq!(app.workos.refresh_calls(), 1, "one refresh, scoped to Globex");
+    let session = read_session(&browser);
+    assert_eq!(session.organization_id.as_deref(), Some(GLOBEX_ORGANIZATION_ID));
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        org_id: String,
+        role: String,
+    }
+    let claims = jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(&session.access_token).expect("claims");
+    assert_eq!((claims.org_id.as_str(), claims.role.as_str()), (GLOBEX_ORGANIZATION_ID, "admin"));
+    let me = browser.get("/api/me").await.json();
+    assert_eq!(me["organization"], json!({ "id": GLOBEX_ORGANIZATION_ID, "name": "Globex", "role": "admin" }));
+    let listed = browser.get("/api/todos").await.json();
+    assert_eq!(listed["organization_id"], GLOBEX_ORGANIZATION_ID);
+    assert_eq!(listed["todos"], json!([]), "Acme's todo is not Globex's");
+    let page = browser.get("/").await;
+    assert!(page.body.contains(r#"<span class="space" id="active-space">Globex</span>"#), "{}", page.body);
+    assert!(outbox_actions(&app).await.contains(&"organization.switched".to_owned()));
+
+    // Personal: the app's own choice, no WorkOS call.
+    let personal = browser.api(Method::POST, SWITCH_API, Some(json!({ "organization_id": "personal" }))).await;
+    assert_eq!(personal.status, 200, "{}", personal.body);
+    assert_eq!(personal.json(), json!({ "organization": null }));
+    assert_eq!(app.workos.refresh_calls(), 1);
+    assert_eq!(browser.get("/api/me").await.json()["organization"], serde_json::Value::Null);
+    assert_eq!(browser.get("/api/todos").await.json()["organization_id"], serde_json::Value::Null);
+    let page = browser.get("/").await;
+    assert!(page.body.contains(r#"id="active-space">Personal</span>"#), "{}", page.body);
+
+    // Back to the session's own organization: no WorkOS call either.
+    let back = browser.api(Method::POST, SWITCH_API, Some(json!({ "organization_id": GLOBEX_ORGANIZATION_ID }))).await;
+    assert_eq!(back.json()["organization"]["id"], GLOBEX_ORGANIZATION_ID);
+    assert_eq!(app.workos.refresh_calls(), 1);
+}
+
+#[tokio::test]
+async fn an_ordinary_refresh_keeps_the_organization_and_the_personal_choice() {
+    let (app, browser) = two_organizations().await;
+    browser.api(Method::POST, SWITCH_API, Some(json!({ "organization_id": GLOBEX_ORGANIZATION_ID }))).await;
+    expire_access_token(&app, &browser);
+    let refreshes = app.workos.refresh_calls();
+    assert_eq!(browser.get("/api/me").await.json()["organization"]["id"], GLOBEX_ORGANIZATION_ID);
+    assert_eq!(app.workos.refresh_calls(), refreshes + 1, "the request refreshed the session");
+    assert_eq!(read_session(&browser).organization_id.as_deref(), Some(GLOBEX_ORGANIZATION_ID));
+
+    browser.api(Method::POST, SWITCH_API, Some(json!({ "organization_id": null }))).await;
+    expire_access_token(&app, &browser);
+    assert_eq!(browser.get("/api/me").await.json()["organization"], serde_json::Value::Null);
+    assert_eq!(app.workos.refresh_calls(), refreshes + 2);
+    assert!(read_session(&browser).personal, "still personal after the refresh");
+}
+
+#[tokio::test]
+async fn an_organization_that_wants_its_own_sign_in_sends_the_browser_through_login() {
+    let (app, browser) = two_organizations().await;
+    app.workos.require_sso_for_switch(GLOBEX_ORGANIZATION_ID);
+    let form = browser.submit("/organizations/switch", &[("organization_id", GLOBEX_ORGANIZATION_ID)]).await;
+    assert_eq!(form.status, 303, "{}", form.body);
+    let expected = format!("/login?organization_id={GLOBEX_ORGANIZATION_ID}&return_to=%2F");
+    assert_eq!(form.location().as_deref(), Some(expected.as_str()));
+    let api = browser.api(Method::POST, SWITCH_API, Some(json!({ "organization_id": GLOBEX_ORGANIZATION_ID }))).await;
+    assert_eq!(api.status, 403, "{}", api.body);
+    assert_eq!(api.error_code(), "organization_sign_in_required");
+    assert_eq!(api.location().as_deref(), Some(expected.as_str()));
+    assert_eq!(read_session(&browser).organization_id.as_deref(), Some(ACME_ORGANIZATION_ID), "nothing changed");
+    // And that sign-in lands in Globex.
+    let login = browser.get(&format!("{expected}&login_hint={}", crate::helpers::browser::enc(BOB))).await;
+    let callback = browser.authorize(&login.location().expect("to WorkOS")).await;
+    assert_eq!(browser.get(&callback).await.status, 302);
+    assert_eq!(read_session(&browser).organization_id.as_deref(), Some(GLOBEX_ORGANIZATION_ID));
+}
+
+#[tokio::test]
+async fn a_switch_and_an_ordinary_refresh_never_spend_one_refresh_token_twice() {
+    let (app, browser) = two_organizations().await;
+    expire_access_token(&app, &browser);
+    // Slow WorkOS down so the two overlap.
+    app.workos.set_latency(Endpoint::Authenticate, Duration::from_millis(300));
+    let other_tab = app.browser();
+    other_tab.copy_cookies_from(&browser);
+    let (refreshed, switched) = tokio::join!(
+        other_tab.get("/api/todos"),
+        browser.api(Method::POST, SWITCH_API, Some(json!({ "organization_id": GLOBEX_ORGANIZATION_ID }))),
+    );
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    assert_eq!(switched.status, 200, "{}", switched.body);
+    app.workos.set_latency(Endpoint::Authenticate, Duration::ZERO);
+    // Neither request burnt the other's token: both sessions still work and refresh.
+    for tab in [&browser, &other_tab] {
+        expire_access_token(&app, tab);
+        assert_eq!(tab.get("/api/me").await.status, 200);
+    }
+    assert_eq!(read_session(&browser).organization_id.as_deref(), Some(GLOBEX_ORGANIZATION_ID));
+}
+
+#[tokio::test]
+async fn switching_needs_csrf_and_a_browser_session() {
+    let (app, browser) = two_organizations().await;
+    let forged = browser.post_form("/organizations/switch", &[("organization_id", GLOBEX_ORGANIZATION_ID)]).await;
+    assert_eq!(forged.status, 403, "no CSRF token");
+    let cross_site = reqwest::Client::new()
+        .post(app.base_url.join(SWITCH_API).expect("url"))
+        .header("Cookie", browser.cookie_header())
+        .header("Origin", "https://evil.example")
+        .json(&json!({ "organization_id": GLOBEX_ORGANIZATION_ID }))
+        .send()
+        .await
+        .expect("the app answers");
+    assert_eq!(cross_site.status().as_u16(), 403);
+    assert_eq!(read_session(&browser).organization_id.as_deref(), Some(ACME_ORGANIZATION_ID));
+    let bearer = app.bearer_client(app.workos.mint_access_token(&app.user_id(BOB), Duration::from_secs(60)));
+    let response =
+        bearer.send(Method::POST, SWITCH_API, Some(json!({ "organization_id": GLOBEX_ORGANIZATION_ID }))).await;
+    assert_eq!(response.status, 400, "{}", response.body);
+}

@@ -1,0 +1,278 @@
+//! Organization todos under row-level security: every command (list, read, create, rename/complete, delete) for
+//! the author, another member, an admin, a removed member, a non-member and a member of another organization;
+//! through the app (which answers 403 for a space the user is not a member of, 404 for a todo RLS hides, 403 for
+//! a visible todo they may not delete) and straight in SQL as `authenticated` with each user's claims (so the
+//! database decides even if the app had a bug). Personal todos stay their author's only.
+
+use reqwest::Method;
+use serde_json::json;
+use sqlx::Connection;
+use standins::workos_standin::{ACME_ORGANIZATION_ID, GLOBEX_ORGANIZATION_ID};
+
+use crate::helpers::app::TestApp;
+use crate::helpers::organizations::{
+    ADMIN, AUTHOR, MEMBER, NON_MEMBER, OTHER_ORG, REMOVED, cast_app, create, id_of, remove_from_acme, titles,
+};
+
+const ACME: &str = ACME_ORGANIZATION_ID;
+
+#[tokio::test]
+async fn every_command_for_every_kind_of_user_through_the_app() {
+    let app = cast_app().await;
+    let author = app.signed_in(AUTHOR).await;
+    let member = app.signed_in(MEMBER).await;
+    let admin = app.signed_in(ADMIN).await;
+    let removed = app.signed_in(REMOVED).await;
+    let non_member = app.signed_in(NON_MEMBER).await;
+    let other_org = app.signed_in(OTHER_ORG).await;
+
+    let shared = id_of(&create(&author, "Shared plan", Some(ACME)).await);
+    let to_delete_by_admin = id_of(&create(&author, "Admin removes this", Some(ACME)).await);
+    let private = id_of(&create(&author, "Bob's own", None).await);
+    remove_from_acme(&app, REMOVED).await;
+
+    // select: the organization's list and the todo itself.
+    for browser in [&author, &member, &admin] {
+        let listed = titles(browser, ACME).await.expect("a member lists Acme");
+        assert!(listed.contains(&"Shared plan".to_owned()), "{listed:?}");
+        assert!(!listed.contains(&"Bob's own".to_owned()), "personal todos are not in the organization's list");
+        let shown = browser.get(&format!("/api/todos/{shared}")).await;
+        assert_eq!(shown.status, 200, "{}", shown.body);
+        assert_eq!(shown.json()["user_id"], app.user_id(AUTHOR), "the author is kept");
+        assert_eq!(shown.json()["organization_id"], ACME);
+    }
+    for browser in [&removed, &non_member, &other_org] {
+        assert_eq!(titles(browser, ACME).await, Err(403), "listing a space one is not a member of");
+        let response = browser.get(&format!("/api/todos?organization_id={ACME}")).await;
+        assert_eq!(response.error_code(), "not_a_member");
+        assert_eq!(browser.get(&format!("/api/todos/{shared}")).await.status, 404, "hidden by RLS");
+    }
+    // Personal todos: as before, the author's only.
+    assert_eq!(author.get(&format!("/api/todos/{private}")).await.status, 200);
+    for browser in [&member, &admin, &non_member, &other_org] {
+        assert_eq!(browser.get(&format!("/api/todos/{private}")).await.status, 404);
+    }
+
+    // insert: members only; refused before anything is written.
+    let before = app.all_todos().await.len();
+    for browser in [&author, &member, &admin] {
+        assert_eq!(create(browser, "Another", Some(ACME)).await.status, 201);
+    }
+    for browser in [&removed, &non_member, &other_org] {
+        let refused = create(browser, "Sneaked in", Some(ACME)).await;
+        assert_eq!(refused.status, 403, "{}", refused.body);
+    }
+    assert_eq!(app.all_todos().await.len(), before + 3, "only the members' todos were written");
+    assert!(!app.all_todos().await.iter().any(|(_, title)| title == "Sneaked in"));
+
+    // update: title and completion, by any active member.
+    let rename = |title: &'static str| json!({ "title": title });
+    for (browser, title) in [(&author, "By Bob"), (&member, "By Erin"), (&admin, "By Alice")] {
+        let response = browser.api(Method::PATCH, &format!("/api/todos/{shared}"), Some(rename(title))).await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert_eq!(response.json()["title"], title);
+        assert_eq!(response.json()["user_id"], app.user_id(AUTHOR), "editing keeps the author");
+    }
+    let completed =
+        member.api(Method::PATCH, &format!("/api/todos/{shared}"), Some(json!({ "is_complete": true }))).await;
+    assert_eq!(completed.json()["is_complete"], true);
+    for browser in [&removed, &non_member, &other_org] {
+        let response = browser.api(Method::PATCH, &format!("/api/todos/{shared}"), Some(rename("Taken"))).await;
+        assert_eq!(response.status, 404, "{}", response.body);
+    }
+
+    // delete: the author or an admin; a member sees it but may not (403); others do not see it (404).
+    let refused = member.api(Method::DELETE, &format!("/api/todos/{shared}"), None).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(refused.error_code(), "forbidden");
+    for browser in [&removed, &non_member, &other_org] {
+        assert_eq!(browser.api(Method::DELETE, &format!("/api/todos/{shared}"), None).await.status, 404);
+    }
+    assert_eq!(admin.api(Method::DELETE, &format!("/api/todos/{to_delete_by_admin}"), None).await.status, 204);
+    assert_eq!(author.api(Method::DELETE, &format!("/api/todos/{shared}"), None).await.status, 204);
+    let left: Vec<String> = app.all_todos().await.into_iter().map(|(_, title)| title).collect();
+    assert!(!left.contains(&"By Alice".to_owned()) && !left.contains(&"Admin removes this".to_owned()), "{left:?}");
+}
+
+#[tokio::test]
+async fn a_member_removed_while_signed_in_sees_no_organization_todos_on_the_next_request() {
+    let app = cast_app().await;
+    let author = app.signed_in(AUTHOR).await;
+    let removed = app.signed_in(REMOVED).await;
+    create(&author, "Quarterly report", Some(ACME)).await;
+    // Frank's session is in Acme (his token names it): the default list is Acme's.
+    let before = removed.get("/api/todos").await;
+    assert_eq!(before.json()["organization_id"], ACME);
+    assert_eq!(before.json()["todos"][0]["title"], "Quarterly report");
+    let page = removed.get("/").await;
+    assert!(page.body.contains("Quarterly report") && page.body.contains("by bob@acme.test"), "{}", page.body);
+
+    remove_from_acme(&app, REMOVED).await;
+
+    // The very next requests: the token still names Acme, the database says no.
+    let listed = removed.get("/api/todos").await;
+    assert_eq!(listed.status, 403, "{}", listed.body);
+    assert_eq!(titles(&removed, ACME).await, Err(403));
+    let page = removed.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("Quarterly report"), "{}", page.body);
+    assert!(page.body.contains("no longer a member"), "the page says why: {}", page.body);
+    assert_eq!(removed.get("/api/me").await.json()["organization"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn the_active_space_is_the_default_and_personal_or_null_means_personal() {
+    let app = cast_app().await;
+    let author = app.signed_in(AUTHOR).await;
+    let in_acme = author.api(Method::POST, "/api/todos", Some(json!({ "title": "Default space" }))).await;
+    assert_eq!(in_acme.json()["organization_id"], ACME, "omitted: the active organization");
+    let personal =
+        author.api(Method::POST, "/api/todos", Some(json!({ "title": "Mine", "organization_id": "personal" }))).await;
+    assert_eq!(personal.json()["organization_id"], serde_json::Value::Null);
+    let listed = author.get("/api/todos?organization_id=personal").await.json();
+    assert_eq!(listed["organization_id"], serde_json::Value::Null);
+    assert_eq!(listed["todos"].as_array().map(Vec::len), Some(1));
+    let bad = author.api(Method::POST, "/api/todos", Some(json!({ "title": "x", "organization_id": 7 }))).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let empty = author.api(Method::POST, "/api/todos", Some(json!({ "title": "x", "organization_id": " " }))).await;
+    assert_eq!(empty.status, 422, "{}", empty.body);
+}
+
+#[tokio::test]
+async fn without_a_database_everything_is_personal_and_organizations_are_refused_clearly() {
+    let app = crate::helpers::app::spawn_app().await;
+    let bob = app.signed_in(AUTHOR).await;
+    let created = bob.api(Method::POST, "/api/todos", Some(json!({ "title": "Personal" }))).await;
+    assert_eq!(created.status, 201);
+    assert_eq!(created.json()["organization_id"], serde_json::Value::Null, "the token's organization is ignored");
+    let refused = create(&bob, "Org", Some(ACME)).await;
+    assert_eq!(refused.status, 404, "{}", refused.body);
+    assert_eq!(refused.error_code(), "organizations_unavailable");
+    let switch = bob.api(Method::POST, "/api/organizations/switch", Some(json!({ "organization_id": ACME }))).await;
+    assert_eq!(switch.error_code(), "organizations_unavailable");
+    assert_eq!(bob.get("/api/me").await.json()["organization"], serde_json::Value::Null);
+}
+
+/// What `user_id` may do to `todo` (an Acme todo) in SQL, as InsForge would run it.
+#[derive(Debug, PartialEq, Eq)]
+struct Commands {
+    sees: bool,
+    inserts_in_acme: bool,
+    renames: bool,
+    deletes: bool,
+    /// Re-pointing the author or the organization: refused (column privileges) for everyone.
+    moves: bool,
+}
+
+async fn in_sql(app: &TestApp, user_id: &str, todo: &str) -> Commands {
+    let mut conn = app.db.connect().await;
+    let claims = json!({ "sub": user_id, "role": "authenticated" }).to_string();
+    // Each command in its own transaction, rolled back: one refusal must not hide the next command's answer.
+    async fn run(conn: &mut sqlx::PgConnection, claims: &str, sql: &str, todo: &str) -> Result<u64, String> {
+        let mut tx = conn.begin().await.expect("transaction");
+        sqlx::query("SET LOCAL ROLE authenticated").execute(&mut *tx).await.expect("role");
+        sqlx::query("SELECT set_config('request.jwt.claims', $1, true)")
+            .bind(claims)
+            .execute(&mut *tx)
+            .await
+            .expect("claims");
+        let outcome = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .bind(todo)
+            .execute(&mut *tx)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(|error| error.as_database_error().and_then(|e| e.code()).unwrap_or_default().into_owned());
+        tx.rollback().await.expect("rollback");
+        outcome
+    }
+    let sees = run(&mut conn, &claims, "SELECT 1 FROM public.todos WHERE id = $1::uuid", todo).await == Ok(1);
+    let inserts = run(
+        &mut conn,
+        &claims,
+        &format!(
+            "INSERT INTO public.todos (title, organization_id) SELECT 'in SQL', '{ACME}' WHERE $1::text IS NOT NULL"
+        ),
+        todo,
+    )
+    .await;
+    let renames = run(&mut conn, &claims, "UPDATE public.todos SET title = 'renamed in SQL' WHERE id = $1::uuid", todo)
+        .await
+        == Ok(1);
+    let deletes = run(&mut conn, &claims, "DELETE FROM public.todos WHERE id = $1::uuid", todo).await == Ok(1);
+    let moves_author =
+        run(&mut conn, &claims, &format!("UPDATE public.todos SET user_id = '{user_id}' WHERE id = $1::uuid"), todo)
+            .await;
+    let moves_space =
+        run(&mut conn, &claims, "UPDATE public.todos SET organization_id = NULL WHERE id = $1::uuid", todo).await;
+    for moved in [&moves_author, &moves_space] {
+        assert!(matches!(moved, Err(code) if code == "42501"), "{user_id}: {moved:?}");
+    }
+    Commands {
+        sees,
+        inserts_in_acme: inserts == Ok(1),
+        renames,
+        deletes,
+        moves: moves_author.is_ok() || moves_space.is_ok(),
+    }
+}
+
+#[tokio::test]
+async fn every_command_for_every_kind_of_user_straight_in_sql() {
+    let app = cast_app().await;
+    // Signing in records each membership in the database, as in production.
+    let author = app.signed_in(AUTHOR).await;
+    for email in [MEMBER, ADMIN, REMOVED, NON_MEMBER, OTHER_ORG] {
+        app.signed_in(email).await;
+    }
+    let todo = id_of(&create(&author, "Shared in SQL", Some(ACME)).await);
+    remove_from_acme(&app, REMOVED).await;
+
+    let expect =
+        |sees, inserts_in_acme, renames, deletes| Commands { sees, inserts_in_acme, renames, deletes, moves: false };
+    for (email, expected) in [
+        (AUTHOR, expect(true, true, true, true)),
+        (MEMBER, expect(true, true, true, false)),
+        (ADMIN, expect(true, true, true, true)),
+        (REMOVED, expect(false, false, false, false)),
+        (NON_MEMBER, expect(false, false, false, false)),
+        (OTHER_ORG, expect(false, false, false, false)),
+    ] {
+        assert_eq!(in_sql(&app, &app.user_id(email), &todo).await, expected, "{email}");
+    }
+    // A Globex member can use Globex, not Acme: the rule is per organization.
+    let dana = app.user_id(OTHER_ORG);
+    let mut conn = app.db.connect().await;
+    let mut tx = conn.begin().await.expect("tx");
+    sqlx::query("SET LOCAL ROLE authenticated").execute(&mut *tx).await.expect("role");
+    sqlx::query("SELECT set_config('request.jwt.claims', $1, true)")
+        .bind(json!({ "sub": dana, "role": "authenticated" }).to_string())
+        .execute(&mut *tx)
+        .await
+        .expect("claims");
+    sqlx::query("INSERT INTO public.todos (title, organization_id) VALUES ('Globex plan', $1)")
+        .bind(GLOBEX_ORGANIZATION_ID)
+        .execute(&mut *tx)
+        .await
+        .expect("a Globex member writes in Globex");
+    tx.rollback().await.expect("rollback");
+}
+
+#[tokio::test]
+async fn a_deleted_user_loses_organization_todos_in_sql_too() {
+    let app = cast_app().await;
+    let author = app.signed_in(AUTHOR).await;
+    app.signed_in(MEMBER).await;
+    let todo = id_of(&create(&author, "Before the deletion", Some(ACME)).await);
+    let erin = app.user_id(MEMBER);
+    assert!(in_sql(&app, &erin, &todo).await.sees);
+    app.workos.delete_user(&erin).expect("deleted");
+    let gone = crate::helpers::lifecycle::eventually(std::time::Duration::from_secs(10), || async {
+        !in_sql(&app, &erin, &todo).await.sees
+    })
+    .await;
+    assert!(gone, "a deleted member sees nothing");
+    assert_eq!(
+        in_sql(&app, &erin, &todo).await,
+        Commands { sees: false, inserts_in_acme: false, renames: false, deletes: false, moves: false }
+    );
+}
