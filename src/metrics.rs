@@ -15,8 +15,8 @@
 //! | `authbridge_upstream_request_duration_seconds` | `upstream`, `outcome` | histogram of their latency |
 //! | `authbridge_session_refreshes_total` | `event` (`started`, `merged`, `succeeded`, `failed`) | token refreshes: calls made, requests that shared one, results |
 //! | `authbridge_token_cache_total` | `result` (`hit`, `miss`) | access-token checks answered by the verify-once cache, or not |
-//! | `authbridge_webhook_events_total` | — | WorkOS events received (registered now, fed by the events consumer) |
-//! | `authbridge_webhook_event_lag_seconds` | — | histogram of the delay between an event's creation and its handling (likewise) |
+//! | `authbridge_webhook_events_total` | `source` (`webhook`, `events_api`), `outcome` (`applied`, `duplicate`, `ignored`, `rejected`) | WorkOS events handled, from either channel |
+//! | `authbridge_webhook_event_lag_seconds` | `source` | histogram of the delay from an event's creation at WorkOS to its first handling here |
 
 use std::sync::OnceLock;
 
@@ -73,7 +73,9 @@ fn describe() {
     describe_histogram!("authbridge_webhook_event_lag_seconds", Unit::Seconds, "Delay from an event to its handling.");
     // Series that may stay at zero for long are written from the start, so dashboards and alerts find them.
     metrics::counter!("authbridge_http_requests_shed_total").absolute(0);
-    metrics::counter!("authbridge_webhook_events_total").absolute(0);
+    for source in ["webhook", "events_api"] {
+        metrics::counter!("authbridge_webhook_events_total", "source" => source, "outcome" => "applied").absolute(0);
+    }
     for event in ["started", "merged", "succeeded", "failed"] {
         metrics::counter!("authbridge_session_refreshes_total", "event" => event).absolute(0);
     }

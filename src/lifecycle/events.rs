@@ -162,7 +162,20 @@ pub async fn apply(
         store::advance_cursor(&mut tx, &envelope.id, envelope.created_at).await?;
     }
     tx.commit().await?;
+    record_metrics(envelope, source, &outcome);
     Ok(Applied { outcome, effects })
+}
+
+/// Counts the event by channel and outcome and, for the first handling only, how long after its creation at WorkOS
+/// it took effect here (a duplicate's lag would say nothing about freshness).
+fn record_metrics(envelope: &EventEnvelope, source: Source, outcome: &Outcome) {
+    metrics::counter!("authbridge_webhook_events_total", "source" => source.as_str(), "outcome" => outcome.as_str())
+        .increment(1);
+    if matches!(outcome, Outcome::Applied | Outcome::Ignored) {
+        let lag = time::OffsetDateTime::now_utc() - envelope.created_at;
+        metrics::histogram!("authbridge_webhook_event_lag_seconds", "source" => source.as_str())
+            .record(lag.as_seconds_f64().max(0.0));
+    }
 }
 
 fn version(updated_at: time::OffsetDateTime, envelope: &EventEnvelope) -> Version {

@@ -44,7 +44,7 @@ pub enum Source {
 }
 
 impl Source {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Webhook => "webhook",
             Self::EventsApi => "events_api",

@@ -94,3 +94,24 @@ async fn a_refresh_is_counted_as_started_and_succeeded() {
         assert!(delta >= 1.0, "{event}: {after}");
     }
 }
+
+#[tokio::test]
+async fn webhook_events_are_counted_by_channel_and_outcome_with_their_lag() {
+    use crate::helpers::lifecycle::{event, membership};
+    let app = spawn_app_with(AppOptions::default().lifecycle().var("METRICS_BIND_ADDR", "127.0.0.1:0")).await;
+    let before = scrape(&app).await;
+    let created = event(
+        "organization_membership.created",
+        membership("om_metrics", "user_metrics", "org_metrics", "active", "member", 1),
+        time::OffsetDateTime::now_utc(),
+    );
+    app.deliver_ok(&created).await;
+    app.deliver_ok(&created).await; // WorkOS retries: the same event again
+    let after = scrape(&app).await;
+    let delta = |name: &str, labels: &[&str]| value(&after, name, labels) - value(&before, name, labels);
+    let webhook = r#"source="webhook""#;
+    assert!(delta("authbridge_webhook_events_total", &[webhook, r#"outcome="applied""#]) >= 1.0, "{after}");
+    assert!(delta("authbridge_webhook_events_total", &[webhook, r#"outcome="duplicate""#]) >= 1.0, "{after}");
+    assert!(delta("authbridge_webhook_event_lag_seconds_count", &[webhook]) >= 1.0, "{after}");
+    assert!(!after.contains("om_metrics") && !after.contains("user_metrics"), "no ids in labels");
+}
