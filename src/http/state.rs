@@ -15,7 +15,8 @@ use crate::lifecycle::webhook::WebhookSecrets;
 use crate::session::SessionManager;
 use crate::session::provider::{IdentityProvider, SetupError};
 use crate::session::revocations::Revocations;
-use crate::session::seal::SealError;
+use crate::session::seal::{SealError, Sealer};
+use crate::session::shared_refresh::SharedRefreshes;
 use crate::sync::{read, write};
 use crate::workos::WorkosClient;
 
@@ -77,6 +78,9 @@ impl AppState {
         let mut sessions = SessionManager::new(&config.session, provider)?;
         if let Some(lifecycle) = &lifecycle {
             sessions = sessions.with_revocations(Arc::new(Revocations::shared(Arc::clone(lifecycle))));
+            let sealer =
+                Sealer::new(&config.session.cookie_password, config.session.previous_cookie_password.as_ref())?;
+            sessions = sessions.with_shared_refreshes(SharedRefreshes::new(lifecycle.database().clone(), sealer));
         }
         let webhook_secrets = config.lifecycle.as_ref().and_then(|lifecycle| {
             let current = lifecycle.webhook_secret.as_ref()?;

@@ -18,6 +18,7 @@ pub mod provider;
 pub mod refresh;
 pub mod revocations;
 pub mod seal;
+pub mod shared_refresh;
 pub mod sign_in;
 pub mod workos;
 
@@ -264,6 +265,13 @@ impl SessionManager {
     /// of a list of this replica's own.
     pub fn with_revocations(mut self, revocations: Arc<Revocations>) -> Self {
         self.revocations = revocations;
+        self
+    }
+
+    /// Shares refreshes with the other replicas through the database, so a refresh token that reaches several
+    /// replicas at once is spent once (`shared_refresh`).
+    pub fn with_shared_refreshes(mut self, shared: shared_refresh::SharedRefreshes) -> Self {
+        self.refresher = self.refresher.with_shared(shared);
         self
     }
 

@@ -16,6 +16,9 @@
 //!   so a switch and an ordinary refresh of one session never race on its refresh token: a switch that finds a
 //!   refresh of its token under way (or just done) waits for it and switches with the refresh token that came out.
 //!
+//! - **across replicas** (with `DATABASE_URL`): the call goes through [`SharedRefreshes`], so replicas that get the
+//!   same cookie at once spend its refresh token once too.
+//!
 //! What is shared is the *verified* new session. Failures other than a rejected grant (the provider down, rate
 //! limited, refusing our credentials) are not memoised: the next request simply tries again.
 
@@ -28,6 +31,7 @@ use tokio::sync::watch;
 
 use super::Session;
 use super::provider::{IdentityProvider, ProviderError};
+use super::shared_refresh::SharedRefreshes;
 use crate::sync::lock;
 
 /// How long a finished refresh is remembered for latecomers holding the old refresh token.
@@ -40,6 +44,8 @@ type TokenHash = [u8; 32];
 pub struct Refresher {
     provider: Arc<IdentityProvider>,
     flights: Arc<Mutex<HashMap<TokenHash, Flight>>>,
+    /// With `DATABASE_URL`: the same, across replicas.
+    shared: Option<Arc<SharedRefreshes>>,
 }
 
 struct Flight {
@@ -56,7 +62,13 @@ impl Flight {
 
 impl Refresher {
     pub fn new(provider: Arc<IdentityProvider>) -> Self {
-        Self { provider, flights: Arc::default() }
+        Self { provider, flights: Arc::default(), shared: None }
+    }
+
+    /// Shares refreshes with the other replicas through the database.
+    pub fn with_shared(mut self, shared: SharedRefreshes) -> Self {
+        self.shared = Some(Arc::new(shared));
+        self
     }
 
     /// The verified session `refresh_token` (the refresh token of `session`) turns into, from the provider or from a
@@ -97,16 +109,16 @@ impl Refresher {
                 return Err(ProviderError::GrantRejected("the session has no refresh token".to_owned()));
             };
             let key = hash(refresh_token);
-            let (mut outcome, mine) = {
+            let mut outcome = {
                 let mut flights = lock(&self.flights);
                 flights.retain(|_, flight| !flight.is_stale());
                 match flights.get(&key) {
-                    Some(flight) => (flight.outcome.clone(), false),
+                    Some(flight) => flight.outcome.clone(),
                     None => {
                         let flight = self.start(key, Session::clone(&current), Some(organization_id.to_owned()));
                         let receiver = flight.outcome.clone();
                         flights.insert(key, flight);
-                        (receiver, true)
+                        receiver
                     }
                 }
             };
@@ -114,14 +126,12 @@ impl Refresher {
                 Ok(done) => done.clone().unwrap_or_else(died),
                 Err(_) => died(),
             };
-            if mine {
-                return done;
-            }
             let fresh = done?;
             if fresh.organization_id.as_deref() == Some(organization_id) {
                 return Ok(fresh);
             }
-            // Someone refreshed this token first (for another organization, or none): switch the new one.
+            // Someone refreshed this token first (for another organization, or none; here or on another replica):
+            // switch the new one.
             current = fresh;
         }
         Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) })
@@ -133,10 +143,17 @@ impl Refresher {
         let (sender, receiver) = watch::channel(None);
         let provider = Arc::clone(&self.provider);
         let flights = Arc::clone(&self.flights);
+        let shared = self.shared.clone();
         tokio::spawn(async move {
-            let outcome = match &organization_id {
-                None => provider.refresh(&session).await,
-                Some(organization_id) => provider.switch_organization(&session, organization_id).await,
+            let call = || async {
+                match &organization_id {
+                    None => provider.refresh(&session).await,
+                    Some(organization_id) => provider.switch_organization(&session, organization_id).await,
+                }
+            };
+            let outcome = match &shared {
+                Some(shared) => shared.refresh(&key, call).await,
+                None => call().await,
             }
             .map(Arc::new);
             match &outcome {

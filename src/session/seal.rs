@@ -26,6 +26,8 @@ pub enum Purpose {
     SignInState,
     /// A sign-in waiting for the user to pick an organization (it holds WorkOS's pending token).
     OrganizationSelection,
+    /// A refreshed session one replica shares with the others through the database (`session::shared_refresh`).
+    SharedRefresh,
 }
 
 impl Purpose {
@@ -34,6 +36,7 @@ impl Purpose {
             Purpose::Session => b"session",
             Purpose::SignInState => b"sign-in state",
             Purpose::OrganizationSelection => b"organization selection",
+            Purpose::SharedRefresh => b"shared refresh",
         }
     }
 }
@@ -57,6 +60,7 @@ struct PurposeKeys {
     session: RandomizedNonceKey,
     sign_in_state: RandomizedNonceKey,
     organization_selection: RandomizedNonceKey,
+    shared_refresh: RandomizedNonceKey,
 }
 
 impl PurposeKeys {
@@ -71,6 +75,7 @@ impl PurposeKeys {
             session: key(Purpose::Session)?,
             sign_in_state: key(Purpose::SignInState)?,
             organization_selection: key(Purpose::OrganizationSelection)?,
+            shared_refresh: key(Purpose::SharedRefresh)?,
         })
     }
 
@@ -79,6 +84,7 @@ impl PurposeKeys {
             Purpose::Session => &self.session,
             Purpose::SignInState => &self.sign_in_state,
             Purpose::OrganizationSelection => &self.organization_selection,
+            Purpose::SharedRefresh => &self.shared_refresh,
         }
     }
 }

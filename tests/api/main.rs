@@ -44,6 +44,7 @@ mod demo;
 mod logs;
 mod metrics;
 mod overload;
+mod replicas;
 mod service;
 mod todos_api;
 mod todos_pages;

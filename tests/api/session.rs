@@ -115,7 +115,7 @@ async fn the_session_cookie_lives_as_long_as_browsers_allow_and_debug_output_nam
         expires_at: 2,
     });
     let debug = format!("{session:?}");
-    assert!(debug.contains(&session.user.id) && debug.contains("https://issuer.example"), "{debug}");
+    assert!(debug.contains(&session.user.id), "{debug}");
     let refresh_token = session.refresh_token.clone().expect("WorkOS issues refresh tokens");
     for secret in [session.access_token.as_str(), refresh_token.as_str(), "ID-TOKEN-SECRET", "NONCE-SECRET"] {
         assert!(!debug.contains(secret), "{debug}");

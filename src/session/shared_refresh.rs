@@ -1,0 +1,216 @@
+//! One refresh per refresh token across every replica, through PostgreSQL (`authbridge.refresh_results`,
+//! `migrations/0006_shared_refreshes.sql`).
+//!
+//! Within one process, [`super::refresh::Refresher`] already makes concurrent requests share one refresh. Behind a
+//! load balancer the same cookie reaches several replicas at once, and each would spend the single-use refresh
+//! token: the provider answers the second one `invalid_grant`, and the user is signed out. With `DATABASE_URL` the
+//! replicas coordinate here:
+//!
+//! 1. **claim**: `INSERT … ON CONFLICT DO NOTHING` on the SHA-256 of the refresh token. Whoever inserts the row
+//!    calls the provider.
+//! 2. **record**: the claimant writes what came out — the new session sealed with the cookie keys (a purpose of its
+//!    own, so a row can never be replayed as a cookie), or the provider's refusal. A failure that says nothing
+//!    about the token (the provider down) deletes the claim, so the next request anywhere tries again.
+//! 3. **reuse**: everyone else polls the row until it has an outcome and uses it instead of calling the provider.
+//!    A claim left unfinished for [`CLAIM_TIMEOUT`] (its replica died mid-call) is taken over.
+//!
+//! Rows are deleted after [`KEEP`]. When the database cannot be reached, the replica refreshes on its own: that is
+//! exactly the behaviour without `DATABASE_URL`, and far better than failing the request.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use super::Session;
+use super::provider::ProviderError;
+use super::seal::{Purpose, Sealer};
+use crate::db::Database;
+
+/// How long an unfinished claim is honoured: longer than any provider call may take (their timeouts are seconds).
+pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a result stays readable for replicas still holding the old cookie: as long as the in-process memo.
+pub const KEEP: Duration = super::refresh::MEMO_TTL;
+/// How often a waiting replica looks for the claimant's result.
+const POLL: Duration = Duration::from_millis(50);
+
+type Outcome = Result<Session, ProviderError>;
+
+pub struct SharedRefreshes {
+    db: Database,
+    sealer: Sealer,
+}
+
+/// What the row for a token says.
+enum Claim {
+    /// This replica owns the refresh.
+    Mine,
+    /// Another replica finished it.
+    Finished(Outcome),
+    /// Another replica is still at it.
+    Pending,
+}
+
+impl SharedRefreshes {
+    pub fn new(db: Database, sealer: Sealer) -> Self {
+        Self { db, sealer }
+    }
+
+    /// The outcome of refreshing the token whose hash is `key`: from another replica when one refreshed (or is
+    /// refreshing) it, else from `call`, whose result is then shared.
+    pub async fn refresh<F, Fut>(&self, key: &[u8; 32], call: F) -> Outcome
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Outcome>,
+    {
+        let started = Instant::now();
+        loop {
+            let claim = match self.claim(key).await {
+                Ok(claim) => claim,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot share the session refresh through the database; refreshing alone");
+                    return call().await;
+                }
+            };
+            match claim {
+                Claim::Finished(outcome) => {
+                    metrics::counter!("authbridge_session_refreshes_total", "event" => "shared").increment(1);
+                    return outcome;
+                }
+                Claim::Mine => {
+                    let outcome = call().await;
+                    if let Err(error) = self.record(key, &outcome).await {
+                        tracing::warn!(%error, "cannot record the session refresh for the other replicas");
+                    }
+                    return outcome;
+                }
+                Claim::Pending if started.elapsed() > CLAIM_TIMEOUT * 2 => {
+                    // The claim keeps being renewed without an answer: do not hold the request any longer.
+                    return Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) });
+                }
+                Claim::Pending => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+
+    async fn claim(&self, key: &[u8; 32]) -> Result<Claim, sqlx::Error> {
+        let pool = self.db.pool();
+        let inserted = sqlx::query_scalar::<_, bool>(
+            "INSERT INTO authbridge.refresh_results (token_hash) VALUES ($1) ON CONFLICT (token_hash) DO NOTHING \
+             RETURNING true",
+        )
+        .bind(key.as_slice())
+        .fetch_optional(pool)
+        .await?;
+        if inserted.is_some() {
+            // Rare (once per refresh), and the table holds only the last minute's refreshes: tidy up here.
+            sqlx::query("DELETE FROM authbridge.refresh_results WHERE claimed_at < now() - $1::interval")
+                .bind(interval(KEEP * 2))
+                .execute(pool)
+                .await?;
+            return Ok(Claim::Mine);
+        }
+        let row = sqlx::query_as::<_, (Option<String>, Option<String>, Option<String>, bool, bool)>(
+            "SELECT outcome, sealed_session, rejected_reason, \
+                    finished_at IS NOT NULL AND finished_at < now() - $2::interval, \
+                    finished_at IS NULL AND claimed_at < now() - $3::interval \
+             FROM authbridge.refresh_results WHERE token_hash = $1",
+        )
+        .bind(key.as_slice())
+        .bind(interval(KEEP))
+        .bind(interval(CLAIM_TIMEOUT))
+        .fetch_optional(pool)
+        .await?;
+        let Some((outcome, sealed, reason, expired, abandoned)) = row else {
+            // Released a moment ago (the claimant's provider call failed): claim it ourselves on the next turn.
+            return Ok(Claim::Pending);
+        };
+        if expired || abandoned {
+            // A result too old to trust, or a claimant that died: take the row over, if nobody else just did.
+            let taken = sqlx::query_scalar::<_, bool>(
+                "UPDATE authbridge.refresh_results \
+                 SET claimed_at = now(), finished_at = NULL, outcome = NULL, sealed_session = NULL, \
+                     rejected_reason = NULL \
+                 WHERE token_hash = $1 AND ((finished_at IS NOT NULL AND finished_at < now() - $2::interval) \
+                                            OR (finished_at IS NULL AND claimed_at < now() - $3::interval)) \
+                 RETURNING true",
+            )
+            .bind(key.as_slice())
+            .bind(interval(KEEP))
+            .bind(interval(CLAIM_TIMEOUT))
+            .fetch_optional(pool)
+            .await?;
+            return Ok(if taken.is_some() { Claim::Mine } else { Claim::Pending });
+        }
+        Ok(match (outcome.as_deref(), sealed) {
+            (Some("refreshed"), Some(sealed)) => match self.open(&sealed) {
+                Some(session) => Claim::Finished(Ok(session)),
+                // Sealed with keys this replica does not have (a password rotation half rolled out): ask the
+                // provider ourselves rather than fail; at worst this is the race the table exists to prevent.
+                None => Claim::Mine,
+            },
+            (Some("rejected"), _) => Claim::Finished(Err(ProviderError::GrantRejected(
+                reason.unwrap_or_else(|| "refused during another replica's refresh".to_owned()),
+            ))),
+            _ => Claim::Pending,
+        })
+    }
+
+    /// Records the claimant's outcome: the new session or the refusal for everyone; any other failure releases the
+    /// claim so the next request (here or elsewhere) asks the provider again.
+    async fn record(&self, key: &[u8; 32], outcome: &Outcome) -> Result<(), RecordError> {
+        let pool = self.db.pool();
+        match outcome {
+            Ok(session) => {
+                let sealed = self.sealer.seal(Purpose::SharedRefresh, &serde_json::to_vec(session)?)?;
+                sqlx::query(
+                    "UPDATE authbridge.refresh_results \
+                     SET outcome = 'refreshed', sealed_session = $2, rejected_reason = NULL, finished_at = now() \
+                     WHERE token_hash = $1",
+                )
+                .bind(key.as_slice())
+                .bind(sealed)
+                .execute(pool)
+                .await?;
+            }
+            Err(ProviderError::GrantRejected(reason)) => {
+                // Never over a session someone recorded: if a replica that took over was refused because the
+                // first one spent the token after all, the first one's new session is the truth.
+                sqlx::query(
+                    "UPDATE authbridge.refresh_results \
+                     SET outcome = 'rejected', rejected_reason = $2, finished_at = now() \
+                     WHERE token_hash = $1 AND outcome IS NULL",
+                )
+                .bind(key.as_slice())
+                .bind(reason)
+                .execute(pool)
+                .await?;
+            }
+            Err(_) => {
+                sqlx::query("DELETE FROM authbridge.refresh_results WHERE token_hash = $1 AND outcome IS NULL")
+                    .bind(key.as_slice())
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn open(&self, sealed: &str) -> Option<Session> {
+        let opened = self.sealer.open(Purpose::SharedRefresh, sealed).ok()?;
+        serde_json::from_slice(&opened.plaintext).ok()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error("{0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot seal the session")]
+    Seal(#[from] super::seal::SealError),
+    #[error("cannot serialise the session: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A PostgreSQL interval literal for a whole number of milliseconds.
+fn interval(duration: Duration) -> String {
+    format!("{} milliseconds", duration.as_millis())
+}

@@ -1,0 +1,194 @@
+//! Several replicas, one session: with `DATABASE_URL`, replicas that receive the same expiring cookie at once spend
+//! its single-use refresh token once and share the result through PostgreSQL (`authbridge.refresh_results`).
+
+use std::time::Duration;
+
+use reqwest::Method;
+use standins::workos_standin::Endpoint;
+
+use crate::helpers::app::{ALICE, AppOptions, BOB, COOKIE_PASSWORD, LifecycleOptions, TestApp, spawn_app_with};
+use crate::helpers::browser::Browser;
+use crate::helpers::session::read_session;
+use crate::refresh::age_token;
+
+const CAROL: &str = "carol@example.test";
+
+async fn lifecycle_app() -> TestApp {
+    spawn_app_with(AppOptions::default().lifecycle()).await
+}
+
+/// The rows of `authbridge.refresh_results`: (token hash length, outcome, sealed session).
+async fn refresh_rows(app: &TestApp) -> Vec<(i32, Option<String>, Option<String>)> {
+    let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect as owner");
+    let rows = sqlx::query_as(
+        "SELECT octet_length(token_hash), outcome, sealed_session FROM authbridge.refresh_results ORDER BY claimed_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("read refresh_results");
+    pool.close().await;
+    rows
+}
+
+#[tokio::test]
+async fn three_replicas_refresh_one_expiring_session_once_and_nobody_is_signed_out() {
+    let app = lifecycle_app().await;
+    let browser = app.signed_in(ALICE).await;
+    let before = read_session(&browser);
+    age_token(&app, &browser, -60);
+    // A slow provider widens the race: every replica is asking while the first call is still out.
+    app.workos.set_latency(Endpoint::Authenticate, Duration::from_millis(300));
+    let replicas = [app.replica().await, app.replica().await];
+
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let copy = match i % 3 {
+            0 => {
+                let copy = Browser::new(app.base_url.clone());
+                copy.copy_cookies_from(&browser);
+                copy
+            }
+            n => replicas[n - 1].browser_like(&browser),
+        };
+        requests.spawn(async move {
+            let me = copy.api(Method::GET, "/api/me", None).await;
+            (me.status, me.body.clone(), copy)
+        });
+    }
+    let mut refreshed = Vec::new();
+    while let Some(joined) = requests.join_next().await {
+        let (status, body, copy) = joined.expect("the request task");
+        assert_eq!(status, 200, "nobody is signed out: {body}");
+        refreshed.push(read_session(&copy));
+    }
+    assert_eq!(app.workos.refresh_calls(), 1, "one refresh for the three replicas");
+    let rotated = refreshed[0].refresh_token.clone();
+    assert_ne!(rotated, before.refresh_token);
+    assert!(
+        refreshed.iter().all(|session| session.refresh_token == rotated && session.user.id == before.user.id),
+        "every request got the one rotated session"
+    );
+
+    // The row holds a hash of the old token and a sealed session: no token in the clear.
+    let rows = refresh_rows(&app).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (hash_len, outcome, sealed) = &rows[0];
+    assert_eq!((*hash_len, outcome.as_deref()), (32, Some("refreshed")));
+    let sealed = sealed.as_deref().expect("a sealed session");
+    for secret in [before.refresh_token.as_deref(), rotated.as_deref(), Some(refreshed[0].access_token.as_str())] {
+        assert!(!sealed.contains(secret.expect("a token")), "a token in the clear");
+    }
+    // Sealed for this purpose only: it never opens as a session cookie.
+    let sealer = crate::helpers::session::sealer(COOKIE_PASSWORD);
+    assert!(sealer.open(authbridge::session::seal::Purpose::Session, sealed).is_err());
+}
+
+#[tokio::test]
+async fn two_users_refreshing_on_two_replicas_at_once_each_keep_their_own_session() {
+    let app = lifecycle_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let bob = app.signed_in(BOB).await;
+    age_token(&app, &alice, -60);
+    age_token(&app, &bob, -60);
+    app.workos.set_latency(Endpoint::Authenticate, Duration::from_millis(200));
+    let replica = app.replica().await;
+    let on_replica = [replica.browser_like(&alice), replica.browser_like(&bob)];
+
+    let (a, b, ra, rb) = tokio::join!(
+        alice.api(Method::GET, "/api/me", None),
+        bob.api(Method::GET, "/api/me", None),
+        on_replica[0].api(Method::GET, "/api/me", None),
+        on_replica[1].api(Method::GET, "/api/me", None),
+    );
+    for response in [&a, &b, &ra, &rb] {
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+    assert_eq!(app.workos.refresh_calls(), 2, "one refresh per user");
+    for (browser, user) in [(&alice, ALICE), (&on_replica[0], ALICE), (&bob, BOB), (&on_replica[1], BOB)] {
+        assert_eq!(read_session(browser).user.id, app.user_id(user), "each keeps their own session");
+    }
+    assert_eq!(ra.json()["id"], a.json()["id"]);
+    assert_eq!(rb.json()["id"], b.json()["id"]);
+    assert_ne!(a.json()["id"], b.json()["id"]);
+}
+
+#[tokio::test]
+async fn a_late_copy_of_the_old_cookie_on_another_replica_gets_the_same_new_session() {
+    let app = lifecycle_app().await;
+    let browser = app.signed_in(ALICE).await;
+    age_token(&app, &browser, -60);
+    let stale = read_session(&browser);
+    // The session is refreshed on one replica; a copy of the old cookie then reaches another one a moment later:
+    // it gets the same new session, not an `invalid_grant` that signs the user out.
+    let copy = Browser::new(app.base_url.clone());
+    copy.copy_cookies_from(&browser);
+    assert_eq!(browser.api(Method::GET, "/api/me", None).await.status, 200);
+    let replica = app.replica().await;
+    let late = replica.browser_like(&copy);
+    assert_eq!(late.api(Method::GET, "/api/me", None).await.status, 200, "the late copy is not signed out");
+    assert_eq!(read_session(&late).refresh_token, read_session(&browser).refresh_token);
+    assert_eq!(app.workos.refresh_calls(), 1);
+    assert_ne!(read_session(&late).refresh_token, stale.refresh_token);
+}
+
+#[tokio::test]
+async fn a_provider_outage_releases_the_claim_so_the_next_request_refreshes() {
+    let app = lifecycle_app().await;
+    let browser = app.signed_in(ALICE).await;
+    age_token(&app, &browser, -60);
+    app.workos.fail_next(Endpoint::Authenticate, 1, 503);
+    let outage = browser.api(Method::GET, "/api/me", None).await;
+    assert_eq!(outage.status, 503, "{}", outage.body);
+    assert!(refresh_rows(&app).await.is_empty(), "an outage says nothing about the token: the claim is released");
+
+    let replica = app.replica().await;
+    let on_replica = replica.browser_like(&browser);
+    assert_eq!(on_replica.api(Method::GET, "/api/me", None).await.status, 200, "another replica refreshes at once");
+    assert_eq!(app.workos.refresh_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_claim_whose_replica_died_is_taken_over() {
+    let app = lifecycle_app().await;
+    let browser = app.signed_in(ALICE).await;
+    age_token(&app, &browser, -60);
+    let refresh_token = read_session(&browser).refresh_token.expect("a refresh token");
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, refresh_token.as_bytes());
+    // A replica claimed this token 20 s ago and never finished (it crashed mid-call).
+    let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect as owner");
+    sqlx::query("INSERT INTO authbridge.refresh_results (token_hash, claimed_at) VALUES ($1, now() - interval '20 s')")
+        .bind(hash.as_ref())
+        .execute(&pool)
+        .await
+        .expect("insert an abandoned claim");
+    pool.close().await;
+
+    let me = browser.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(app.workos.refresh_calls(), 1);
+    let rows = refresh_rows(&app).await;
+    assert_eq!(rows.first().and_then(|row| row.1.as_deref()), Some("refreshed"), "{rows:?}");
+}
+
+#[tokio::test]
+async fn with_the_database_down_a_replica_refreshes_on_its_own() {
+    let app = spawn_app_with(
+        AppOptions::default().lifecycle_with(LifecycleOptions { through_proxy: true, ..LifecycleOptions::default() }),
+    )
+    .await;
+    // Carol belongs to no organization, so `/api/me` needs the database for nothing but the session checks.
+    let browser = app.signed_in(CAROL).await;
+    // The revocation check's "still allowed" is cached for two seconds, so the next request needs the database only
+    // to share its refresh.
+    assert_eq!(browser.api(Method::GET, "/api/me", None).await.status, 200);
+    let before = read_session(&browser);
+    age_token(&app, &browser, -60);
+    let proxy = app.db_proxy.as_ref().expect("a proxy");
+    proxy.cut();
+    let me = browser.api(Method::GET, "/api/me", None).await;
+    proxy.restore();
+    assert_eq!(me.status, 200, "refreshed alone rather than failed: {}", me.body);
+    assert_eq!(app.workos.refresh_calls(), 1);
+    assert_ne!(read_session(&browser).refresh_token, before.refresh_token, "the rotated session is kept");
+    assert!(refresh_rows(&app).await.is_empty(), "nothing could be recorded");
+}
