@@ -13,7 +13,7 @@
 //! | `authbridge_http_requests_shed_total` | — | requests refused with 503 because `MAX_CONCURRENT_REQUESTS` were in flight |
 //! | `authbridge_upstream_requests_total` | `upstream` (`workos`, `insforge`), `outcome` | calls to each upstream |
 //! | `authbridge_upstream_request_duration_seconds` | `upstream`, `outcome` | histogram of their latency |
-//! | `authbridge_session_refreshes_total` | `event` (`started`, `merged`, `succeeded`, `failed`) | token refreshes: calls made, requests that shared one, results |
+//! | `authbridge_session_refreshes_total` | `event` (`started`, `merged`, `shared`, `succeeded`, `failed`) | token refreshes: started here, requests that joined one under way here, results taken from another replica, results |
 //! | `authbridge_token_cache_total` | `result` (`hit`, `miss`) | access-token checks answered by the verify-once cache, or not |
 //! | `authbridge_webhook_events_total` | `source` (`webhook`, `events_api`), `outcome` (`applied`, `duplicate`, `ignored`, `rejected`) | WorkOS events handled, from either channel |
 //! | `authbridge_webhook_event_lag_seconds` | `source` | histogram of the delay from an event's creation at WorkOS to its first handling here |
@@ -67,7 +67,7 @@ fn describe() {
     describe_counter!("authbridge_http_requests_shed_total", "Requests refused with 503 at the concurrency limit.");
     describe_counter!("authbridge_upstream_requests_total", "Calls to WorkOS and InsForge, by outcome.");
     describe_histogram!("authbridge_upstream_request_duration_seconds", Unit::Seconds, "Latency of upstream calls.");
-    describe_counter!("authbridge_session_refreshes_total", "Session refreshes: started, merged, succeeded, failed.");
+    describe_counter!("authbridge_session_refreshes_total", "Session refreshes: started, merged, shared, succeeded, failed.");
     describe_counter!("authbridge_token_cache_total", "Access-token checks answered from the verify-once cache.");
     describe_counter!("authbridge_webhook_events_total", "WorkOS events received.");
     describe_histogram!("authbridge_webhook_event_lag_seconds", Unit::Seconds, "Delay from an event to its handling.");
@@ -76,7 +76,7 @@ fn describe() {
     for source in ["webhook", "events_api"] {
         metrics::counter!("authbridge_webhook_events_total", "source" => source, "outcome" => "applied").absolute(0);
     }
-    for event in ["started", "merged", "succeeded", "failed"] {
+    for event in ["started", "merged", "shared", "succeeded", "failed"] {
         metrics::counter!("authbridge_session_refreshes_total", "event" => event).absolute(0);
     }
 }

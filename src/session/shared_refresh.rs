@@ -44,7 +44,7 @@ enum Claim {
     /// This replica owns the refresh.
     Mine,
     /// Another replica finished it.
-    Finished(Outcome),
+    Finished(Box<Outcome>),
     /// Another replica is still at it.
     Pending,
 }
@@ -73,7 +73,7 @@ impl SharedRefreshes {
             match claim {
                 Claim::Finished(outcome) => {
                     metrics::counter!("authbridge_session_refreshes_total", "event" => "shared").increment(1);
-                    return outcome;
+                    return *outcome;
                 }
                 Claim::Mine => {
                     let outcome = call().await;
@@ -142,14 +142,14 @@ impl SharedRefreshes {
         }
         Ok(match (outcome.as_deref(), sealed) {
             (Some("refreshed"), Some(sealed)) => match self.open(&sealed) {
-                Some(session) => Claim::Finished(Ok(session)),
+                Some(session) => Claim::Finished(Box::new(Ok(session))),
                 // Sealed with keys this replica does not have (a password rotation half rolled out): ask the
                 // provider ourselves rather than fail; at worst this is the race the table exists to prevent.
                 None => Claim::Mine,
             },
-            (Some("rejected"), _) => Claim::Finished(Err(ProviderError::GrantRejected(
+            (Some("rejected"), _) => Claim::Finished(Box::new(Err(ProviderError::GrantRejected(
                 reason.unwrap_or_else(|| "refused during another replica's refresh".to_owned()),
-            ))),
+            )))),
             _ => Claim::Pending,
         })
     }
