@@ -67,7 +67,10 @@ fn describe() {
     describe_counter!("authbridge_http_requests_shed_total", "Requests refused with 503 at the concurrency limit.");
     describe_counter!("authbridge_upstream_requests_total", "Calls to WorkOS and InsForge, by outcome.");
     describe_histogram!("authbridge_upstream_request_duration_seconds", Unit::Seconds, "Latency of upstream calls.");
-    describe_counter!("authbridge_session_refreshes_total", "Session refreshes: started, merged, shared, succeeded, failed.");
+    describe_counter!(
+        "authbridge_session_refreshes_total",
+        "Session refreshes: started, merged, shared, succeeded, failed."
+    );
     describe_counter!("authbridge_token_cache_total", "Access-token checks answered from the verify-once cache.");
     describe_counter!("authbridge_webhook_events_total", "WorkOS events received.");
     describe_histogram!("authbridge_webhook_event_lag_seconds", Unit::Seconds, "Delay from an event to its handling.");

@@ -10,21 +10,12 @@ use standins::workos_standin::ACME_ORGANIZATION_ID;
 
 use crate::helpers::app::{ALICE, AppOptions, BOB, LifecycleOptions, TestApp, spawn_app_with};
 use crate::helpers::lifecycle::{
-    ORGANIZATIONS, SqlAccess, at, event, eventually, membership, organization_ids, session, ts, user,
+    ORGANIZATIONS, SqlAccess, at, delivered, event, eventually, membership, organization_ids, session, ts, user,
 };
 use crate::helpers::session::{read_session, session_id};
 
 async fn lifecycle_app() -> TestApp {
     spawn_app_with(AppOptions::default().lifecycle()).await
-}
-
-/// Waits until the app has recorded the stand-in's latest event of `event_type` (delivered by webhook).
-async fn delivered(app: &TestApp, event_type: &str) {
-    let event = app.workos.events().into_iter().rev().find(|event| event.event_type == event_type).expect("emitted");
-    let arrived =
-        eventually(Duration::from_secs(10), || async { app.ledger().await.iter().any(|(id, ..)| *id == event.id) })
-            .await;
-    assert!(arrived, "the {event_type} webhook was not applied");
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use sqlx::Connection;
 use standins::workos_standin::{ACME_ORGANIZATION_ID, GLOBEX_ORGANIZATION_ID};
 
 use crate::helpers::app::TestApp;
+use crate::helpers::lifecycle::{SqlAccess, delivered, event, membership, ts};
 use crate::helpers::organizations::{
     ADMIN, AUTHOR, MEMBER, NON_MEMBER, OTHER_ORG, REMOVED, cast_app, create, id_of, remove_from_acme, titles,
 };
@@ -73,13 +74,24 @@ async fn every_command_for_every_kind_of_user_through_the_app() {
         assert_eq!(response.json()["title"], title);
         assert_eq!(response.json()["user_id"], app.user_id(AUTHOR), "editing keeps the author");
     }
-    let completed =
-        member.api(Method::PATCH, &format!("/api/todos/{shared}"), Some(json!({ "is_complete": true }))).await;
-    assert_eq!(completed.json()["is_complete"], true);
     for browser in [&removed, &non_member, &other_org] {
         let response = browser.api(Method::PATCH, &format!("/api/todos/{shared}"), Some(rename("Taken"))).await;
         assert_eq!(response.status, 404, "{}", response.body);
     }
+    // Completion, for every kind of user: each active member toggles it (the admin leaves it done); the others
+    // do not see the todo, so their attempt is a 404 and changes nothing.
+    let complete = |done: bool| json!({ "is_complete": done });
+    for (browser, done) in [(&author, true), (&member, false), (&admin, true)] {
+        let response = browser.api(Method::PATCH, &format!("/api/todos/{shared}"), Some(complete(done))).await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert_eq!(response.json()["is_complete"], done);
+        assert_eq!(response.json()["user_id"], app.user_id(AUTHOR), "completing keeps the author");
+    }
+    for browser in [&removed, &non_member, &other_org] {
+        let response = browser.api(Method::PATCH, &format!("/api/todos/{shared}"), Some(complete(false))).await;
+        assert_eq!(response.status, 404, "{}", response.body);
+    }
+    assert_eq!(todo_row(&app, &shared).await, Some(("By Alice".to_owned(), true)), "as the admin left it");
 
     // delete: the author or an admin; a member sees it but may not (403); others do not see it (404).
     let refused = member.api(Method::DELETE, &format!("/api/todos/{shared}"), None).await;
@@ -159,6 +171,8 @@ struct Commands {
     sees: bool,
     inserts_in_acme: bool,
     renames: bool,
+    /// Flips `is_complete` (the other column `authenticated` may update).
+    completes: bool,
     deletes: bool,
     /// Re-pointing the author or the organization: refused (column privileges) for everyone.
     moves: bool,
@@ -198,6 +212,10 @@ async fn in_sql(app: &TestApp, user_id: &str, todo: &str) -> Commands {
     let renames = run(&mut conn, &claims, "UPDATE public.todos SET title = 'renamed in SQL' WHERE id = $1::uuid", todo)
         .await
         == Ok(1);
+    let completes =
+        run(&mut conn, &claims, "UPDATE public.todos SET is_complete = NOT is_complete WHERE id = $1::uuid", todo)
+            .await
+            == Ok(1);
     let deletes = run(&mut conn, &claims, "DELETE FROM public.todos WHERE id = $1::uuid", todo).await == Ok(1);
     let moves_author =
         run(&mut conn, &claims, &format!("UPDATE public.todos SET user_id = '{user_id}' WHERE id = $1::uuid"), todo)
@@ -211,6 +229,7 @@ async fn in_sql(app: &TestApp, user_id: &str, todo: &str) -> Commands {
         sees,
         inserts_in_acme: inserts == Ok(1),
         renames,
+        completes,
         deletes,
         moves: moves_author.is_ok() || moves_space.is_ok(),
     }
@@ -227,15 +246,21 @@ async fn every_command_for_every_kind_of_user_straight_in_sql() {
     let todo = id_of(&create(&author, "Shared in SQL", Some(ACME)).await);
     remove_from_acme(&app, REMOVED).await;
 
-    let expect =
-        |sees, inserts_in_acme, renames, deletes| Commands { sees, inserts_in_acme, renames, deletes, moves: false };
+    let expect = |sees, inserts_in_acme, renames, completes, deletes| Commands {
+        sees,
+        inserts_in_acme,
+        renames,
+        completes,
+        deletes,
+        moves: false,
+    };
     for (email, expected) in [
-        (AUTHOR, expect(true, true, true, true)),
-        (MEMBER, expect(true, true, true, false)),
-        (ADMIN, expect(true, true, true, true)),
-        (REMOVED, expect(false, false, false, false)),
-        (NON_MEMBER, expect(false, false, false, false)),
-        (OTHER_ORG, expect(false, false, false, false)),
+        (AUTHOR, expect(true, true, true, true, true)),
+        (MEMBER, expect(true, true, true, true, false)),
+        (ADMIN, expect(true, true, true, true, true)),
+        (REMOVED, expect(false, false, false, false, false)),
+        (NON_MEMBER, expect(false, false, false, false, false)),
+        (OTHER_ORG, expect(false, false, false, false, false)),
     ] {
         assert_eq!(in_sql(&app, &app.user_id(email), &todo).await, expected, "{email}");
     }
@@ -271,8 +296,106 @@ async fn a_deleted_user_loses_organization_todos_in_sql_too() {
     })
     .await;
     assert!(gone, "a deleted member sees nothing");
+    assert_eq!(in_sql(&app, &erin, &todo).await, NOTHING);
+}
+
+/// What a user who is not (or no longer) an active member may do to an organization todo in SQL.
+const NOTHING: Commands =
+    Commands { sees: false, inserts_in_acme: false, renames: false, completes: false, deletes: false, moves: false };
+
+/// A todo as stored (title, completion), read as the database owner, bypassing RLS: the ground truth.
+async fn todo_row(app: &TestApp, id: &str) -> Option<(String, bool)> {
+    let mut conn = app.db.connect().await;
+    sqlx::query_as("SELECT title, is_complete FROM public.todos WHERE id = $1::uuid")
+        .bind(id)
+        .fetch_optional(&mut conn)
+        .await
+        .expect("the todo's row")
+}
+
+/// Frank (whose session is in Acme, holding a personal todo) while the database still counts him a member of
+/// Acme: he sees `todo` in the app and in SQL. Checked before taking access away, so that "refused" afterwards is
+/// the deactivation's doing and not a set-up that never let him in.
+async fn frank_sees_the_acme_todo(app: &TestApp, frank: &crate::helpers::browser::Browser, todo: &str) {
+    assert_eq!(titles(frank, ACME).await, Ok(vec!["Team plan".to_owned()]));
+    assert_eq!(frank.get(&format!("/api/todos/{todo}")).await.status, 200);
+    assert!(in_sql(app, &app.user_id(REMOVED), todo).await.sees, "the database counts Frank a member");
+}
+
+/// Frank, no longer an active member of Acme per the database (his token still names Acme), on his very next
+/// requests: no Acme todos listed or shown, none created, the todo neither renamed, completed nor deleted, through
+/// the app and straight in SQL as `authenticated`. His personal todo is still his: only the organization is gone.
+async fn frank_has_lost_acme(app: &TestApp, frank: &crate::helpers::browser::Browser, todo: &str) {
+    let frank_id = app.user_id(REMOVED);
+    let before = app.all_todos().await;
+
+    let listed = frank.get("/api/todos").await;
+    assert_eq!(listed.status, 403, "the session's organization: {}", listed.body);
+    assert_eq!(listed.error_code(), "not_a_member");
+    assert_eq!(titles(frank, ACME).await, Err(403));
+    let page = frank.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("Team plan") && page.body.contains("no longer a member"), "{}", page.body);
+    assert_eq!(frank.get(&format!("/api/todos/{todo}")).await.status, 404, "hidden by RLS");
+    let created = create(frank, "After losing access", Some(ACME)).await;
+    assert_eq!(created.status, 403, "{}", created.body);
+    for change in [json!({ "title": "Taken over" }), json!({ "is_complete": true })] {
+        let response = frank.api(Method::PATCH, &format!("/api/todos/{todo}"), Some(change)).await;
+        assert_eq!(response.status, 404, "{}", response.body);
+    }
+    assert_eq!(frank.api(Method::DELETE, &format!("/api/todos/{todo}"), None).await.status, 404);
+    assert_eq!(app.all_todos().await, before, "nothing written or deleted");
+    assert_eq!(todo_row(app, todo).await, Some(("Team plan".to_owned(), false)), "nothing changed");
+    assert_eq!(titles(frank, "personal").await, Ok(vec!["Frank's own".to_owned()]), "personal todos stay");
+
+    // PostgreSQL decides the same without the app: not the Acme todo, only his personal one.
+    assert_eq!(in_sql(app, &frank_id, todo).await, NOTHING);
+    let access = app.as_authenticated(&frank_id).await;
+    assert_eq!(access, SqlAccess { visible: 1, updated: 1, deleted: 1, inserted: Ok(()) }, "his personal todo only");
+}
+
+#[tokio::test]
+async fn a_member_deactivated_while_signed_in_loses_organization_todos_on_the_next_request() {
+    let app = cast_app().await;
+    let author = app.signed_in(AUTHOR).await;
+    let frank = app.signed_in(REMOVED).await;
+    let todo = id_of(&create(&author, "Team plan", Some(ACME)).await);
+    id_of(&create(&frank, "Frank's own", None).await);
+    frank_sees_the_acme_todo(&app, &frank, &todo).await;
+
+    // `organization_membership.updated` with status `inactive` (as a directory or an admin deactivating him
+    // sends it), newer than what the database has; the membership is not deleted.
+    let frank_id = app.user_id(REMOVED);
+    let acme = app.workos.membership_of(&frank_id, ACME).expect("Frank's membership");
+    let now = time::OffsetDateTime::now_utc();
+    let mut inactive = membership(&acme.id, &frank_id, ACME, "inactive", "member", 0);
+    inactive["updated_at"] = json!(ts(now));
+    app.deliver_ok(&event("organization_membership.updated", inactive, now)).await;
+    assert_eq!(app.membership_row(&acme.id).await, Some(("inactive".to_owned(), Some("member".to_owned()), false)));
+
+    frank_has_lost_acme(&app, &frank, &todo).await;
+}
+
+#[tokio::test]
+async fn a_member_deprovisioned_by_the_directory_loses_organization_todos_on_the_next_request() {
+    let app = cast_app().await;
+    let directory_user = app.workos.provision_directory_user(ACME, REMOVED).expect("provisioned");
+    delivered(&app, "dsync.user.created").await;
+    let author = app.signed_in(AUTHOR).await;
+    let frank = app.signed_in(REMOVED).await;
+    let todo = id_of(&create(&author, "Team plan", Some(ACME)).await);
+    id_of(&create(&frank, "Frank's own", None).await);
+    frank_sees_the_acme_todo(&app, &frank, &todo).await;
+
+    // Soft deprovisioning: the directory user becomes `inactive`, and nothing else. The membership itself stays
+    // active in the database: the directory-user condition alone must take Acme away.
+    app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
+    delivered(&app, "dsync.user.updated").await;
+    let acme = app.workos.membership_of(&app.user_id(REMOVED), ACME).expect("Frank's membership");
     assert_eq!(
-        in_sql(&app, &erin, &todo).await,
-        Commands { sees: false, inserts_in_acme: false, renames: false, deletes: false, moves: false }
+        app.membership_row(&acme.id).await.map(|(status, _, deleted)| (status, deleted)),
+        Some(("active".to_owned(), false))
     );
+
+    frank_has_lost_acme(&app, &frank, &todo).await;
 }

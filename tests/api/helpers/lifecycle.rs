@@ -195,6 +195,15 @@ where
     }
 }
 
+/// Waits until the app has recorded the stand-in's latest event of `event_type` (delivered by webhook).
+pub async fn delivered(app: &TestApp, event_type: &str) {
+    let event = app.workos.events().into_iter().rev().find(|event| event.event_type == event_type).expect("emitted");
+    let arrived =
+        eventually(Duration::from_secs(10), || async { app.ledger().await.iter().any(|(id, ..)| *id == event.id) })
+            .await;
+    assert!(arrived, "the {event_type} webhook was not applied");
+}
+
 /// The organization ids of a `GET /api/organizations` answer.
 pub fn organization_ids(response: &TestResponse) -> Vec<String> {
     assert_eq!(response.status, 200, "{}", response.body);
