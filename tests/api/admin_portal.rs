@@ -1,12 +1,19 @@
 //! The organization settings page and the Admin Portal: an admin (per the database) gets the four setups and is
 //! sent (303) to a portal link WorkOS made for the organization and intent; a member sees the page without them and
-//! is refused (403); the link never reaches a log. The header names the organization and links here.
+//! is refused (403); the link never reaches a log. The header names the organization and links here. The role in
+//! the access token decides nothing: a role changed at WorkOS after sign-in counts at once.
 
+use std::time::Duration;
+
+use reqwest::Method;
 use standins::workos_standin::{ACME_ORGANIZATION_ID, Endpoint};
 
+use crate::helpers::app::TestApp;
 use crate::helpers::browser::{Browser, extract_csrf_token};
+use crate::helpers::lifecycle::eventually;
 use crate::helpers::logs;
-use crate::helpers::organizations::{ADMIN, AUTHOR, NON_MEMBER, cast_app};
+use crate::helpers::organizations::{ADMIN, AUTHOR, MEMBER, NON_MEMBER, cast_app, create, id_of};
+use crate::helpers::session::read_session;
 
 const SETTINGS: &str = "/organizations/org_standin_acme";
 const PORTAL: &str = "/organizations/org_standin_acme/portal";
@@ -77,4 +84,66 @@ async fn the_portal_form_needs_csrf_and_a_known_intent() {
     let failed = alice.post_form(PORTAL, &[("csrf_token", &token), ("intent", "sso")]).await;
     assert_eq!(failed.status, 503, "WorkOS down: try again, {}", failed.body);
     assert_eq!(app.workos.calls(Endpoint::Portal), 1);
+}
+
+/// The `role` claim of the browser's access token.
+fn token_role(browser: &Browser) -> String {
+    let token = read_session(browser).access_token;
+    let claims = jsonwebtoken::dangerous::insecure_decode_claims::<serde_json::Value>(&token).expect("claims");
+    claims["role"].as_str().expect("a role claim").to_owned()
+}
+
+/// Changes `email`'s Acme roles at WorkOS after they signed in (their access token keeps the old role until it is
+/// refreshed) and waits until the database has the new role from the webhook.
+async fn change_role_at_workos(app: &TestApp, email: &str, role: &str) {
+    let membership = app.workos.membership_of(&app.user_id(email), ACME_ORGANIZATION_ID).expect("an Acme member");
+    app.workos.set_membership_roles(&membership.id, &[role]).expect("roles set");
+    let recorded = eventually(Duration::from_secs(10), || async {
+        app.membership_row(&membership.id).await.is_some_and(|(_, stored, _)| stored.as_deref() == Some(role))
+    })
+    .await;
+    assert!(recorded, "the organization_membership.updated webhook reached the database");
+}
+
+/// Who may open the portal and delete others' organization todos is what the database says, not the role the
+/// access token was issued with: a member promoted after signing in is an admin at once, and an admin demoted
+/// after signing in is one no longer, though each token still says otherwise.
+#[tokio::test]
+async fn admin_rights_follow_the_database_not_the_role_in_the_token() {
+    let app = cast_app().await;
+    let bob = app.signed_in(AUTHOR).await;
+    let erin = app.signed_in(MEMBER).await;
+    let alice = app.signed_in(ADMIN).await;
+    assert_eq!((token_role(&erin).as_str(), token_role(&alice).as_str()), ("member", "admin"));
+    let for_erin = id_of(&create(&bob, "Erin may delete this", Some(ACME_ORGANIZATION_ID)).await);
+    let for_alice = id_of(&create(&bob, "Alice may not delete this", Some(ACME_ORGANIZATION_ID)).await);
+
+    change_role_at_workos(&app, MEMBER, "admin").await;
+    change_role_at_workos(&app, ADMIN, "member").await;
+
+    // The database says admin, the token member.
+    let page = erin.get(SETTINGS).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(r#"id="portal-sso""#) && !page.body.contains(r#"id="admins-only""#), "{}", page.body);
+    assert!(page.body.contains(r#"id="organization-role">admin<"#), "{}", page.body);
+    let token = settings_token(&erin).await;
+    let opened = erin.post_form(PORTAL, &[("csrf_token", &token), ("intent", "sso")]).await;
+    assert_eq!(opened.status, 303, "{}", opened.body);
+    assert_eq!(erin.api(Method::DELETE, &format!("/api/todos/{for_erin}"), None).await.status, 204);
+
+    // The database says member, the token admin.
+    let page = alice.get(SETTINGS).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(r#"id="admins-only""#) && !page.body.contains("portal-sso"), "{}", page.body);
+    let token = alice.csrf_token().await;
+    let refused = alice.post_form(PORTAL, &[("csrf_token", &token), ("intent", "sso")]).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let delete = alice.api(Method::DELETE, &format!("/api/todos/{for_alice}"), None).await;
+    assert_eq!(delete.status, 403, "{}", delete.body);
+
+    assert_eq!(app.workos.portal_links().len(), 1, "only Erin's link was made");
+    let left: Vec<String> = app.all_todos().await.into_iter().map(|(_, title)| title).collect();
+    assert_eq!(left, ["Alice may not delete this"]);
+    // The tokens were not refreshed meanwhile: each still names the role it was issued with.
+    assert_eq!((token_role(&erin).as_str(), token_role(&alice).as_str()), ("member", "admin"));
 }
