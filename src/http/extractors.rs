@@ -84,6 +84,11 @@ impl SessionContext {
         }
     }
 
+    /// Whether an extractor looked at the request's credentials (whatever it concluded).
+    fn looked(&self) -> bool {
+        self.auth.initialized()
+    }
+
     fn take_cookie_change(&self) -> Option<CookieChange> {
         lock(&self.cookie).take()
     }
@@ -92,6 +97,11 @@ impl SessionContext {
 /// Middleware: gives extractors a [`SessionContext`] and applies the cookie change they decided on. For a request of
 /// an impersonated session it also writes the audit record (whatever the answer) and marks the response so that
 /// an error page shows the impersonation banner too.
+///
+/// "Every request of an impersonated session" includes those no extractor looked at: the banner's "Stop
+/// impersonating" (`POST /logout`, which opens the session without checking its tokens so that signing out always
+/// works), the stylesheet, `/login`. Their session is read from the sealed cookie itself, which only this app can
+/// have written. A request an extractor found signed out (a session ended or expired) is no longer the session's.
 pub async fn session_cookies(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let context = SessionContext::default();
     request.extensions_mut().insert(context.clone());
@@ -101,28 +111,39 @@ pub async fn session_cookies(State(state): State<AppState>, mut request: Request
     let request_context = super::spaces::request_context(request.headers(), request.extensions());
     let mut response = next.run(request).await;
 
-    if let Some(user) = context.user()
-        && let Some(impersonator) = &user.impersonator
+    let impersonated = match context.user() {
+        Some(user) if user.impersonator.is_some() => {
+            response.extensions_mut().insert(super::pages::Banner::new(&state, &user));
+            Some(user.0.clone())
+        }
+        Some(_) => None,
+        // Opening the cookie costs a decryption: only worth it when there is an audit table to write to.
+        None if state.audit.is_some() && !context.looked() => state
+            .sessions
+            .open(&request_headers)
+            .filter(|(session, _)| session.impersonator.is_some())
+            .map(|(session, _)| session.principal()),
+        None => None,
+    };
+    if let (Some(principal), Some(audit)) = (impersonated, &state.audit)
+        && let Some(impersonator) = &principal.impersonator
     {
-        response.extensions_mut().insert(super::pages::Banner::new(&state, &user));
-        if let Some(audit) = &state.audit {
-            let record = ImpersonatedRequest {
-                impersonator: impersonator.email.clone(),
-                reason: impersonator.reason.clone(),
-                user_id: user.id().to_owned(),
-                user_name: user.user.display_name(),
-                session_id: user.session_id.clone(),
-                organization_id: user.active_organization().map(str::to_owned),
-                method,
-                path,
-                status: response.status().as_u16(),
-                context: request_context,
-            };
-            match tokio::time::timeout(IMPERSONATION_AUDIT_LIMIT, audit.record_impersonated_request(&record)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::error!(%error, "could not record a request of an impersonated session"),
-                Err(_) => tracing::error!("recording a request of an impersonated session timed out"),
-            }
+        let record = ImpersonatedRequest {
+            impersonator: impersonator.email.clone(),
+            reason: impersonator.reason.clone(),
+            user_id: principal.id().to_owned(),
+            user_name: principal.user.display_name(),
+            session_id: principal.session_id.clone(),
+            organization_id: principal.active_organization().map(str::to_owned),
+            method,
+            path,
+            status: response.status().as_u16(),
+            context: request_context,
+        };
+        match tokio::time::timeout(IMPERSONATION_AUDIT_LIMIT, audit.record_impersonated_request(&record)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "could not record a request of an impersonated session"),
+            Err(_) => tracing::error!("recording a request of an impersonated session timed out"),
         }
     }
 

@@ -117,7 +117,8 @@ impl Session {
         self.session_id.as_deref().unwrap_or(&self.user.id)
     }
 
-    fn principal(&self) -> Principal {
+    /// Who the session says the user is, as the cookie holds it (nothing checked with the provider).
+    pub fn principal(&self) -> Principal {
         Principal {
             user: self.user.clone(),
             organization_id: self.organization_id.clone(),

@@ -102,3 +102,39 @@ async fn a_bearer_token_with_an_actor_is_read_only_too_and_others_are_not_affect
     assert_eq!(plain.api(Method::POST, "/api/todos", Some(json!({ "title": "mine" }))).await.status, 201);
     assert!(!plain.get("/").await.body.contains("You are impersonating"));
 }
+
+/// The banner's "Stop impersonating" is a sign-out: a request of the impersonated session like any other, so it is
+/// in the audit table (and, in an organization, its Audit Logs) although the sign-out never checks the session's
+/// tokens with WorkOS.
+#[tokio::test]
+async fn stopping_the_impersonation_by_signing_out_is_audited_too() {
+    let (app, browser) = impersonated(AppOptions::default()).await;
+    let bob = app.user_id(BOB);
+    // A request no handler asks "who is this?" of is the session's too.
+    assert_eq!(browser.get("/assets/style.css").await.status, 200);
+    let token = browser.csrf_token().await;
+    let signed_out = browser.post_form("/logout", &[("csrf_token", &token)]).await;
+    assert_eq!(signed_out.status, 302, "{}", signed_out.body);
+    assert!(browser.cookie(authbridge::session::SESSION_COOKIE).is_none(), "signed out");
+
+    let rows = audit_rows(&app).await;
+    let row = |method: &str, path: &str, status| {
+        (SUPPORT.to_owned(), bob.clone(), method.to_owned(), path.to_owned(), status)
+    };
+    assert!(rows.contains(&row("GET", "/assets/style.css", 200)), "{rows:?}");
+    assert!(rows.contains(&row("POST", "/logout", 302)), "{rows:?}");
+    let mut conn = app.db.connect().await;
+    let event: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM authbridge.audit_log_outbox WHERE event->>'action' = 'user.impersonated_request' \
+         AND event->'targets'->0->>'id' = 'POST /logout'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("outbox");
+    assert_eq!(event, 1, "the sign-out is in the organization's Audit Logs");
+
+    // Signed out, the browser's requests are nobody's: nothing more is written.
+    let before = audit_rows(&app).await.len();
+    assert_eq!(browser.get("/").await.status, 200);
+    assert_eq!(audit_rows(&app).await.len(), before);
+}
