@@ -71,6 +71,13 @@ async fn an_outage_then_recovery_delivers_each_event_exactly_once_and_slows_no_r
     assert_eq!(actions, wanted, "each event exactly once");
     let keys: HashMap<String, String> = outbox(&app).await.into_iter().map(|(key, action, ..)| (key, action)).collect();
     assert_eq!(keys.len(), expected.len(), "one key per event");
+    // The stand-in records a repeated key once, as WorkOS does, which would hide an event sent again after it
+    // had gone through: count the sends it answered with success instead. Each key exactly one, none other.
+    let successful_sends = app.workos.audit_log_accepted_sends();
+    for (key, action) in &keys {
+        assert_eq!(successful_sends.get(key), Some(&1), "{action} ({key}): {successful_sends:?}");
+    }
+    assert_eq!(successful_sends.len(), keys.len(), "no send under another key: {successful_sends:?}");
     for event in &accepted {
         let key = event.idempotency_key.clone().expect("an Idempotency-Key");
         assert!(keys.contains_key(&key), "the outbox row's own key: {key}");

@@ -598,6 +598,13 @@ impl WorkosStandIn {
         lock(&self.inner.enterprise).audit_requests().to_vec()
     }
 
+    /// How many sends of each `Idempotency-Key` `POST /audit_logs/events` answered with success, repeats included:
+    /// the stand-in records a repeated event once (as WorkOS does), so this is where a client sending the same event
+    /// twice shows. Refused, failed and injected-failure sends are not counted.
+    pub fn audit_log_accepted_sends(&self) -> std::collections::HashMap<String, usize> {
+        lock(&self.inner.enterprise).audit_accepted().clone()
+    }
+
     /// While `down`, `POST /audit_logs/events` answers 503 (an outage), recording nothing.
     pub fn set_audit_logs_down(&self, down: bool) {
         lock(&self.inner.enterprise).set_audit_down(down);

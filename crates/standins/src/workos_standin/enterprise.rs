@@ -6,9 +6,12 @@
 //! made for, with links back to the app's return and success URLs. Audit Log events are validated the way WorkOS
 //! validates them (the required fields, a known organization), answered `200 {"success": true}`, and recorded,
 //! once per `Idempotency-Key` and body: a repeat with the same key and body is answered the same and recorded
-//! no second time, as WorkOS's 24-hour idempotency promises. Tests read what was received and can make the
-//! endpoint fail (injected failures through the usual controls, or "down" until told otherwise).
+//! no second time, as WorkOS's 24-hour idempotency promises. Because that hides a client sending an event twice,
+//! the stand-in also counts, per `Idempotency-Key`, every send it answered with success, repeats included. Tests read
+//! what was received and can make the endpoint fail (injected failures through the usual controls, or "down" until
+//! told otherwise).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,6 +59,9 @@ pub struct Enterprise {
     audit_events: Vec<StandInAuditEvent>,
     /// Every `POST /audit_logs/events` that reached the handler (after injected failures), by key.
     audit_requests: Vec<Option<String>>,
+    /// Sends answered `200 {"success": true}`, by `Idempotency-Key`, repeats included (keyless sends are never
+    /// deduplicated, so `audit_events` shows each of them already).
+    audit_accepted: HashMap<String, usize>,
     audit_down: bool,
 }
 
@@ -70,6 +76,10 @@ impl Enterprise {
 
     pub fn audit_requests(&self) -> &[Option<String>] {
         &self.audit_requests
+    }
+
+    pub fn audit_accepted(&self) -> &HashMap<String, usize> {
+        &self.audit_accepted
     }
 
     pub fn set_audit_down(&mut self, down: bool) {
@@ -168,6 +178,9 @@ async fn create_audit_event(State(inner): State<Arc<WorkosStandInState>>, header
     // The same key and body: the same answer, and no second event.
     let repeat =
         key.is_some() && enterprise.audit_events.iter().any(|seen| seen.idempotency_key == key && seen.event == event);
+    if let Some(key) = &key {
+        *enterprise.audit_accepted.entry(key.clone()).or_default() += 1;
+    }
     if !repeat {
         enterprise.audit_events.push(StandInAuditEvent { idempotency_key: key, organization_id, event });
     }

@@ -1117,3 +1117,43 @@ async fn audit_log_events_are_validated_recorded_once_per_key_and_can_be_made_to
     assert_eq!(workos.audit_log_events().len(), 2);
     assert_eq!(workos.audit_log_requests().len(), 6, "every request that reached the endpoint");
 }
+
+#[tokio::test]
+async fn audit_log_sends_answered_with_success_are_counted_per_key_repeats_included() {
+    let workos = start().await;
+    let event = json!({ "organization_id": ACME_ORGANIZATION_ID, "event": {
+        "action": "todo.created", "occurred_at": "2026-01-15T12:00:00Z",
+        "actor": { "type": "user", "id": "user_1" }, "targets": [{ "type": "todo", "id": "t1" }],
+        "context": { "location": "127.0.0.1" } } });
+    // A repeat is recorded once, but each successful send is counted: a client resending shows here.
+    for _ in 0..2 {
+        assert_eq!(api_post(&workos, "audit_logs/events", event.clone(), Some("twice")).await.0, StatusCode::OK);
+    }
+    // Sends that did not succeed are not counted: down, an injected failure, a refusal.
+    workos.set_audit_logs_down(true);
+    assert_eq!(
+        api_post(&workos, "audit_logs/events", event.clone(), Some("once")).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    workos.set_audit_logs_down(false);
+    workos.fail_next(Endpoint::AuditLogs, 1, 500);
+    assert_eq!(
+        api_post(&workos, "audit_logs/events", event.clone(), Some("once")).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(api_post(&workos, "audit_logs/events", event.clone(), Some("once")).await.0, StatusCode::OK);
+    let mut invalid = event.clone();
+    invalid["event"]["actor"] = json!({});
+    assert_eq!(
+        api_post(&workos, "audit_logs/events", invalid, Some("refused")).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // Without a key nothing is deduplicated, and nothing counted here.
+    assert_eq!(api_post(&workos, "audit_logs/events", event, None).await.0, StatusCode::OK);
+
+    let accepted = workos.audit_log_accepted_sends();
+    assert_eq!(accepted.get("twice"), Some(&2));
+    assert_eq!(accepted.get("once"), Some(&1));
+    assert_eq!(accepted.len(), 2, "{accepted:?}");
+    assert_eq!(workos.audit_log_events().len(), 3, "twice (once), once, and the keyless one");
+}
