@@ -1,5 +1,6 @@
 //! The migrations: they lock every table down, run again harmlessly, work on a bare PostgreSQL and on one where
-//! InsForge already created the roles and its generous default grants, and encode the same title rule as the app.
+//! InsForge already created the roles and its generous default grants, encode the same title rule as the app, and
+//! carry data written under older migrations forward.
 
 use authbridge::todo::Title;
 use sqlx::{Connection, PgConnection, Row};
@@ -335,4 +336,93 @@ async fn the_lifecycle_tables_are_private_and_the_deny_check_is_a_pinned_securit
     .expect("policies");
     assert_eq!(policies.len(), 4);
     assert!(policies.iter().all(|text| text.contains("requesting_user_deprovisioned")), "{policies:?}");
+}
+
+/// `sql` run as `user_id` would run it through InsForge (role `authenticated`, their claims), in a transaction
+/// rolled back afterwards: the rows it touched, or the SQLSTATE it failed with.
+async fn as_user(conn: &mut PgConnection, user_id: &str, sql: &'static str) -> Result<u64, String> {
+    let mut tx = conn.begin().await.expect("transaction");
+    sqlx::query("SET LOCAL ROLE authenticated").execute(&mut *tx).await.expect("role");
+    sqlx::query("SELECT set_config('request.jwt.claims', $1, true)")
+        .bind(serde_json::json!({ "sub": user_id, "role": "authenticated" }).to_string())
+        .execute(&mut *tx)
+        .await
+        .expect("claims");
+    let outcome = sqlx::query(sql).execute(&mut *tx).await.map(|done| done.rows_affected()).map_err(|error| {
+        error.as_database_error().and_then(|e| e.code()).map(|code| code.into_owned()).unwrap_or_default()
+    });
+    tx.rollback().await.expect("rollback");
+    outcome
+}
+
+/// A database that ran the app before organizations existed (migrations up to 0004) and holds personal todos,
+/// migrated forward: the todos are all still there, personal (`organization_id` NULL), and their authors see and
+/// edit them exactly as before, under the new policies; nobody else does.
+#[tokio::test]
+async fn personal_todos_written_before_organizations_stay_their_authors_after_migrating_forward() {
+    let db = TestDb::empty().await;
+    let mut conn = db.connect().await;
+    let before_organizations: Vec<_> =
+        authbridge::migrate::MIGRATOR.iter().filter(|migration| migration.version <= 4).cloned().collect();
+    assert_eq!(before_organizations.len(), 4, "0001 to 0004");
+    let mut migrator = sqlx::migrate::Migrator::with_migrations(before_organizations);
+    migrator.create_schema(authbridge::migrate::MIGRATIONS_SCHEMA);
+    migrator.dangerous_set_table_name(authbridge::migrate::MIGRATIONS_TABLE);
+    migrator.run(&mut conn).await.expect("0001 to 0004 apply");
+    let has_column: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name = 'todos' AND column_name = 'organization_id')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("catalog");
+    assert!(!has_column, "the old schema, before organizations");
+
+    // Written as the app wrote them then: through InsForge, as each author.
+    for (author, sql) in [
+        ("user_old_a", "INSERT INTO public.todos (title) VALUES ('Water the plants')"),
+        ("user_old_a", "INSERT INTO public.todos (title, is_complete) VALUES ('File the taxes', true)"),
+        ("user_old_b", "INSERT INTO public.todos (title) VALUES ('Walk the dog')"),
+    ] {
+        let mut tx = conn.begin().await.expect("transaction");
+        sqlx::query("SET LOCAL ROLE authenticated").execute(&mut *tx).await.expect("role");
+        sqlx::query("SELECT set_config('request.jwt.claims', $1, true)")
+            .bind(serde_json::json!({ "sub": author, "role": "authenticated" }).to_string())
+            .execute(&mut *tx)
+            .await
+            .expect("claims");
+        sqlx::query(sql).execute(&mut *tx).await.expect("an author writes their todo");
+        tx.commit().await.expect("commit");
+    }
+
+    authbridge::migrate::run(&db.url).await.expect("0005 onwards apply over existing data");
+
+    let rows: Vec<(String, String, bool, Option<String>)> =
+        sqlx::query_as("SELECT user_id, title, is_complete, organization_id FROM public.todos ORDER BY user_id, title")
+            .fetch_all(&mut conn)
+            .await
+            .expect("the todos, as the owner sees them");
+    let expected = [
+        ("user_old_a", "File the taxes", true),
+        ("user_old_a", "Water the plants", false),
+        ("user_old_b", "Walk the dog", false),
+    ]
+    .map(|(user, title, done)| (user.to_owned(), title.to_owned(), done, None));
+    assert_eq!(rows, expected, "every todo kept as it was, and personal");
+
+    // Through RLS, as before: each author sees, renames, completes and deletes their own, and only those.
+    assert_eq!(as_user(&mut conn, "user_old_a", "SELECT 1 FROM public.todos").await, Ok(2));
+    assert_eq!(as_user(&mut conn, "user_old_b", "SELECT 1 FROM public.todos").await, Ok(1));
+    assert_eq!(as_user(&mut conn, "user_someone_else", "SELECT 1 FROM public.todos").await, Ok(0));
+    for sql in [
+        "UPDATE public.todos SET title = 'Renamed after the migration'",
+        "UPDATE public.todos SET is_complete = NOT is_complete",
+        "DELETE FROM public.todos",
+    ] {
+        assert_eq!(as_user(&mut conn, "user_old_a", sql).await, Ok(2), "{sql}");
+        assert_eq!(as_user(&mut conn, "user_someone_else", sql).await, Ok(0), "{sql}: nobody else's");
+    }
+    let write = "INSERT INTO public.todos (title) VALUES ('Written after the migration')";
+    assert_eq!(as_user(&mut conn, "user_old_a", write).await, Ok(1), "and they keep writing personal todos");
+    let _ = conn.close().await;
 }
