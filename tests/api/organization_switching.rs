@@ -186,3 +186,96 @@ async fn switching_needs_csrf_and_a_browser_session() {
         bearer.send(Method::POST, SWITCH_API, Some(json!({ "organization_id": GLOBEX_ORGANIZATION_ID }))).await;
     assert_eq!(response.status, 400, "{}", response.body);
 }
+
+/// The `<option>`s of the header's switcher: (value, label, selected).
+fn switcher_options(page: &str) -> Vec<(String, String, bool)> {
+    let start = page.find(r#"<select id="switch-space""#).expect("the switcher");
+    let end = start + page[start..].find("</select>").expect("the switcher's end");
+    page[start..end]
+        .split("<option ")
+        .skip(1)
+        .map(|option| {
+            let value = option.split('"').nth(1).expect("a value").to_owned();
+            let (attributes, rest) = option.split_once('>').expect("an option tag");
+            let label = rest.split_once("</option>").expect("a label").0.to_owned();
+            (value, label, attributes.contains("selected"))
+        })
+        .collect()
+}
+
+/// What a person reads on the page: the text between the tags (scripts and styles left out).
+fn visible_text(page: &str) -> String {
+    let mut text = String::new();
+    let mut rest = page;
+    while let Some(open) = rest.find('<') {
+        text.push_str(&rest[..open]);
+        rest = &rest[open..];
+        let skip_to = ["<script", "<style"]
+            .iter()
+            .find(|tag| rest.starts_with(**tag))
+            .map(|tag| format!("</{}>", &tag[1..]))
+            .unwrap_or_else(|| ">".to_owned());
+        rest = rest.find(skip_to.as_str()).map_or("", |close| &rest[close + skip_to.len()..]);
+    }
+    text.push_str(rest);
+    text
+}
+
+#[tokio::test]
+async fn the_header_switcher_lists_every_active_organization_by_name_and_personal_and_no_id_is_shown() {
+    let (app, browser) = two_organizations().await;
+    let bob = app.user_id(BOB);
+    // A third organization whose membership is inactive, and a fourth Bob was never in: neither is listed.
+    let initech = app.workos.create_organization("Initech");
+    let umbrella = app.workos.create_organization("Umbrella");
+    let membership = app.workos.add_membership(&bob, &initech.id, &[]).expect("member");
+    crate::helpers::lifecycle::delivered(&app, "organization_membership.created").await;
+    // Later than the stand-in's own timestamps, which run a few milliseconds ahead when changes come in a burst.
+    let now = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    let mut inactive =
+        crate::helpers::lifecycle::membership(&membership.id, &bob, &initech.id, "inactive", "member", 0);
+    inactive["updated_at"] = json!(crate::helpers::lifecycle::ts(now));
+    app.deliver_ok(&crate::helpers::lifecycle::event("organization_membership.updated", inactive, now)).await;
+    assert_eq!(app.membership_row(&membership.id).await.map(|row| row.0), Some("inactive".to_owned()));
+
+    let page = browser.get("/").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let expected = [
+        ("personal", "Personal", false),
+        (ACME_ORGANIZATION_ID, "Acme", true),
+        (GLOBEX_ORGANIZATION_ID, "Globex", false),
+    ]
+    .map(|(value, label, selected)| (value.to_owned(), label.to_owned(), selected));
+    assert_eq!(switcher_options(&page.body), expected, "by name, the active one selected");
+
+    let ids = [ACME_ORGANIZATION_ID, GLOBEX_ORGANIZATION_ID, initech.id.as_str(), umbrella.id.as_str()];
+    let text = visible_text(&page.body);
+    assert!(text.contains("Acme") && text.contains("Personal"), "{text}");
+    for id in ids {
+        assert!(!text.contains(id), "{id} is on screen: {text}");
+    }
+    assert!(!text.contains("org_"), "{text}");
+    // In the markup, an id is only ever a form's value (the switcher, the add form) or the settings link's address.
+    for id in ids {
+        for (at, _) in page.body.match_indices(id) {
+            let before = &page.body[..at];
+            assert!(
+                before.ends_with(r#"value=""#) || before.ends_with(r#"href="/organizations/"#),
+                "{id} outside a form value: …{}",
+                &before[before.len().saturating_sub(80)..]
+            );
+        }
+    }
+    assert!(!page.body.contains("Initech") && !page.body.contains("Umbrella"), "not listed");
+
+    // Switched to Personal, the switcher still lists them all, Personal selected.
+    let token = browser.csrf_token().await;
+    let switched =
+        browser.post_form("/organizations/switch", &[("csrf_token", &token), ("organization_id", "personal")]).await;
+    assert_eq!(switched.status, 303, "{}", switched.body);
+    let page = browser.get("/").await;
+    let selected: Vec<String> =
+        switcher_options(&page.body).into_iter().filter(|option| option.2).map(|option| option.1).collect();
+    assert_eq!(selected, ["Personal"]);
+    assert_eq!(switcher_options(&page.body).len(), 3);
+}
