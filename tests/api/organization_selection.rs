@@ -70,6 +70,20 @@ async fn a_member_of_several_organizations_picks_one_and_the_pending_token_never
     let me = browser.get("/api/me").await.json();
     assert_eq!(me["organization"]["name"], "Globex");
     assert!(!logs::captured().contains(&pending), "the pending token is not logged");
+    // The sign-in is in the chosen organization's Audit Logs (written in the request, to the outbox), and only
+    // there: the code exchange that asked for a choice signed nobody in.
+    let mut conn = app.db.connect().await;
+    let signed_in: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT organization_id, event FROM authbridge.audit_log_outbox WHERE event->>'action' = 'user.signed_in'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("outbox");
+    assert_eq!(signed_in.len(), 1, "{signed_in:?}");
+    let (organization_id, event) = &signed_in[0];
+    assert_eq!(organization_id, GLOBEX_ORGANIZATION_ID);
+    assert_eq!(event["actor"]["id"], app.user_id(BOB));
+    assert_eq!(event["targets"][0], serde_json::json!({ "type": "organization", "id": GLOBEX_ORGANIZATION_ID }));
 
     // Replaying the form: the pending sign-in is gone.
     let again = browser
