@@ -191,3 +191,21 @@ fn hash(token: &str) -> TokenHash {
     out.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flight_is_forgotten_only_once_finished_and_older_than_the_memo() {
+        let (sender, receiver) = watch::channel(None);
+        let long_ago =
+            Instant::now().checked_sub(MEMO_TTL + Duration::from_secs(1)).expect("a monotonic clock past 31 s");
+        let old = Flight { id: 0, started: long_ago, outcome: receiver.clone() };
+        assert!(!old.is_stale(), "a call still under way is never forgotten, or a second one would spend the token");
+        let recent = Flight { id: 1, started: Instant::now(), outcome: receiver };
+        sender.send(Some(Err(ProviderError::GrantRejected("spent".to_owned())))).expect("a receiver");
+        assert!(old.is_stale(), "a finished call older than the memo is forgotten");
+        assert!(!recent.is_stale(), "a finished call is remembered for latecomers");
+    }
+}

@@ -167,6 +167,27 @@ async fn a_switch_and_an_ordinary_refresh_never_spend_one_refresh_token_twice() 
 }
 
 #[tokio::test]
+async fn a_switch_with_a_fresh_token_waits_for_another_tabs_refresh_of_the_same_refresh_token() {
+    let (app, browser) = two_organizations().await;
+    // Two tabs, one refresh token: the other tab's access token has expired (it refreshes), this tab's has not (its
+    // switch spends the refresh token directly). The switch must wait for that refresh and use what came out.
+    let other_tab = app.browser();
+    other_tab.copy_cookies_from(&browser);
+    expire_access_token(&app, &other_tab);
+    app.workos.set_latency(Endpoint::Authenticate, Duration::from_millis(400));
+    let (refreshed, switched) = tokio::join!(other_tab.get("/api/me"), async {
+        tokio::time::sleep(Duration::from_millis(100)).await; // the refresh is under way by now
+        browser.api(Method::POST, SWITCH_API, Some(json!({ "organization_id": GLOBEX_ORGANIZATION_ID }))).await
+    });
+    app.workos.set_latency(Endpoint::Authenticate, Duration::ZERO);
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    assert_eq!(switched.status, 200, "the refresh token was not spent twice: {}", switched.body);
+    assert_eq!(read_session(&browser).organization_id.as_deref(), Some(GLOBEX_ORGANIZATION_ID));
+    expire_access_token(&app, &browser);
+    assert_eq!(browser.get("/api/me").await.status, 200, "the switched session refreshes");
+}
+
+#[tokio::test]
 async fn switching_needs_csrf_and_a_browser_session() {
     let (app, browser) = two_organizations().await;
     let forged = browser.post_form("/organizations/switch", &[("organization_id", GLOBEX_ORGANIZATION_ID)]).await;
