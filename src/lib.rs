@@ -30,3 +30,11 @@ pub mod startup;
 pub mod sync;
 pub mod todo;
 pub mod workos;
+
+/// How many cases each property test runs: 10,000, unless `PROPTEST_CASES` lowers it (mutation testing reruns every
+/// test once per mutant).
+#[cfg(test)]
+pub(crate) fn proptest_cases() -> proptest::test_runner::Config {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(10_000);
+    proptest::test_runner::Config { cases, failure_persistence: None, ..proptest::test_runner::Config::default() }
+}

@@ -15,12 +15,6 @@ use super::middleware::{REQUEST_ID, is_acceptable_request_id};
 use super::{AppState, router};
 use crate::config::Config;
 
-/// 10,000 cases; `PROPTEST_CASES` may lower it for mutation testing, which reruns every test per mutant.
-fn cases() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(10_000);
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
-
 /// The app, configured with upstreams where nothing listens: none of these requests may need one.
 fn state() -> AppState {
     let env: HashMap<&str, String> = HashMap::from([
@@ -68,7 +62,7 @@ fn get(path_and_query: &str) -> Option<Request<Body>> {
 }
 
 proptest! {
-    #![proptest_config(cases())]
+    #![proptest_config(crate::proptest_cases())]
 
     #[test]
     fn any_request_id_is_kept_only_when_it_looks_like_an_id(raw in prop::collection::vec(any::<u8>(), 0..100)) {

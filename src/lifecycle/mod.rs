@@ -16,6 +16,8 @@
 
 pub mod consumer;
 pub mod events;
+#[cfg(test)]
+mod properties;
 pub mod store;
 pub mod sync;
 pub mod webhook;

@@ -17,12 +17,6 @@ use crate::config::Secret;
 
 const PASSWORD: &str = "property-test-cookie-password-0123456789";
 
-/// 10,000 cases; `PROPTEST_CASES` may lower it for mutation testing, which reruns every test per mutant.
-fn cases() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(10_000);
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
-
 /// Built once: key derivation and an HTTP client per case would dwarf what is being tested.
 static SEALER: LazyLock<Sealer> = LazyLock::new(|| Sealer::new(&Secret::new(PASSWORD), None).expect("keys derive"));
 static MANAGER: LazyLock<SessionManager> =
@@ -66,7 +60,7 @@ fn cookie_line() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(cases())]
+    #![proptest_config(crate::proptest_cases())]
 
     #[test]
     fn no_string_opens_as_a_sealed_value(value in "\\PC{0,400}") {
