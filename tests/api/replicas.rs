@@ -192,3 +192,34 @@ async fn with_the_database_down_a_replica_refreshes_on_its_own() {
     assert_ne!(read_session(&browser).refresh_token, before.refresh_token, "the rotated session is kept");
     assert!(refresh_rows(&app).await.is_empty(), "nothing could be recorded");
 }
+
+#[tokio::test]
+async fn a_refusal_another_replica_recorded_ends_the_session_without_asking_workos_again() {
+    let app = lifecycle_app().await;
+    let alice = app.signed_in(ALICE).await;
+    age_token(&app, &alice, -60);
+    let refresh_token = read_session(&alice).refresh_token.expect("a refresh token");
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, refresh_token.as_bytes());
+    // Another replica asked WorkOS 20 s ago and was told the token is dead: within the 30 s a result is kept.
+    let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect as owner");
+    sqlx::query(
+        "INSERT INTO authbridge.refresh_results (token_hash, claimed_at, finished_at, outcome, rejected_reason) \
+         VALUES ($1, now() - interval '20 s', now() - interval '20 s', 'rejected', 'invalid_grant')",
+    )
+    .bind(hash.as_ref())
+    .execute(&pool)
+    .await
+    .expect("insert a recorded refusal");
+    pool.close().await;
+
+    // Bob's refresh, meanwhile, tidies the table: it must keep results that are still within their 30 s.
+    let bob = app.signed_in(BOB).await;
+    age_token(&app, &bob, -60);
+    assert_eq!(bob.api(Method::GET, "/api/me", None).await.status, 200);
+    assert_eq!(app.workos.refresh_calls(), 1);
+
+    let me = alice.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 401, "the recorded refusal ends the session: {}", me.body);
+    assert!(alice.cookie(authbridge::session::SESSION_COOKIE).is_none(), "the cookie is cleared");
+    assert_eq!(app.workos.refresh_calls(), 1, "WorkOS was not asked about a token known to be dead");
+}
