@@ -319,6 +319,50 @@ mod tests {
     use super::*;
     use crate::config::{Secret, WorkosConfig};
 
+    fn claims(iat: Option<u64>, exp: u64) -> AccessClaims {
+        AccessClaims {
+            sub: "user_1".to_owned(),
+            sid: None,
+            org_id: None,
+            act: None,
+            exp,
+            iat,
+            email: None,
+            user_email: None,
+        }
+    }
+
+    #[test]
+    fn a_token_is_expired_only_past_the_leeway_for_clock_skew() {
+        let now = 1_000_000;
+        let leeway = EXPIRY_LEEWAY.as_secs();
+        assert!(!claims(None, now + 60).is_expired(now));
+        assert!(!claims(None, now - leeway + 1).is_expired(now), "a second inside the leeway");
+        assert!(claims(None, now - leeway).is_expired(now), "at the leeway's end");
+        assert!(claims(None, now - 3600).is_expired(now));
+    }
+
+    #[test]
+    fn the_lifetime_is_known_only_from_iat() {
+        assert_eq!(claims(Some(100), 400).lifetime(), Some(Duration::from_secs(300)));
+        assert_eq!(claims(None, 400).lifetime(), None);
+        assert_eq!(claims(Some(500), 400).lifetime(), None, "issued after it expires: no lifetime");
+    }
+
+    #[test]
+    fn a_failed_key_fetch_is_answered_from_memory_for_the_backoff_only() {
+        let mut cache = KeyCache {
+            failure: Some((Instant::now(), WorkosError::Unavailable { status: 503 })),
+            ..KeyCache::default()
+        };
+        assert!(cache.recent_failure().is_some(), "just failed: do not ask WorkOS again at once");
+        let long_ago = Instant::now()
+            .checked_sub(FAILED_FETCH_BACKOFF + Duration::from_secs(1))
+            .expect("a monotonic clock past 6 s");
+        cache.failure = Some((long_ago, WorkosError::Unavailable { status: 503 }));
+        assert!(cache.recent_failure().is_none(), "after the backoff, ask again");
+    }
+
     async fn standin() -> (WorkosStandIn, String) {
         let workos = WorkosStandIn::start(WorkosStandInOptions::default()).await.expect("the WorkOS stand-in starts");
         let user = workos.users().into_iter().next().expect("a seeded user").id;
