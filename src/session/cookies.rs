@@ -290,4 +290,30 @@ mod tests {
     fn absurd_values_are_refused() {
         assert!(spec().write(&"z".repeat(200_000), &[]).is_err());
     }
+
+    #[test]
+    fn a_value_filling_every_chunk_exactly_is_stored_and_one_byte_more_is_refused() {
+        let spec = spec();
+        let room = MAX_SET_COOKIE_BYTES - spec.build(spec.chunk_name(MAX_CHUNKS), String::new()).to_string().len();
+        let cookies = spec.write(&"v".repeat(room * MAX_CHUNKS), &[]).expect("the largest value that fits");
+        assert_eq!(cookies.len(), MAX_CHUNKS);
+        assert!(spec.write(&"v".repeat(room * MAX_CHUNKS + 1), &[]).is_err());
+    }
+
+    #[test]
+    fn a_single_cookie_may_fill_its_line_exactly_and_no_more() {
+        let spec = spec();
+        let room = MAX_SET_COOKIE_BYTES - spec.build(spec.name.to_owned(), String::new()).to_string().len();
+        let line = spec.write_single(&"s".repeat(room)).expect("a line of exactly the limit");
+        assert_eq!(line.len(), MAX_SET_COOKIE_BYTES);
+        assert!(spec.write_single(&"s".repeat(room + 1)).is_err());
+    }
+
+    #[test]
+    fn clearing_expires_each_name_once() {
+        let spec = spec();
+        assert_eq!(spec.clear(&["wos-session".to_owned()]).len(), 1, "the plain name, not twice");
+        assert_eq!(spec.clear(&["wos-session.0".to_owned()]).len(), 2, "the chunk and the plain name");
+        assert_eq!(spec.clear(&[]).len(), 1);
+    }
 }
