@@ -161,4 +161,22 @@ mod tests {
         assert!(revocations.has_ended("user_2", None).await.expect("local only"), "every session of the user");
         assert!(revocations.has_ended("user_2", Some("session_9")).await.expect("local only"));
     }
+
+    #[tokio::test]
+    async fn the_local_list_keeps_every_id_until_full_then_forgets_only_the_oldest() {
+        let revocations = Revocations::default();
+        let ended = |id: &str| {
+            let id = id.to_owned();
+            let revocations = &revocations;
+            async move { revocations.has_ended("user_1", Some(&id)).await.expect("local only") }
+        };
+        revocations.revoke("first");
+        revocations.revoke("second");
+        assert!(ended("first").await && ended("second").await, "a new id never pushes out another below the bound");
+        for i in 0..CAPACITY {
+            revocations.revoke(&format!("session_{i}"));
+        }
+        assert!(!ended("first").await, "full: the oldest is forgotten first");
+        assert!(ended("session_0").await && ended(&format!("session_{}", CAPACITY - 1)).await, "the rest are kept");
+    }
 }
