@@ -21,6 +21,7 @@ pub mod temp_postgres;
 pub mod workos_standin;
 
 mod secret;
+mod web;
 
 pub use secret::StandInSecret;
 

@@ -19,9 +19,9 @@ mod pages;
 mod routes;
 mod store;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
@@ -29,6 +29,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use url::Url;
+
+use crate::web::{base_url_for, unix_seconds, whole_seconds};
 
 use crate::{StandInSecret, lock};
 use faults::{Faults, Scripted};
@@ -680,30 +682,6 @@ async fn generate_key() -> Result<SigningKey, OidcStandInError> {
             Err(OidcStandInError::SigningKey)
         }
     }
-}
-
-fn base_url_for(addr: SocketAddr) -> Url {
-    let ip = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    let mut url = Url::parse("http://127.0.0.1/").unwrap_or_else(|_| unreachable!("a constant URL parses"));
-    let _ = url.set_ip_host(ip);
-    let _ = url.set_port(Some(addr.port()));
-    url
-}
-
-fn unix_seconds(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-        Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |seconds| -seconds),
-    }
-}
-
-fn whole_seconds(duration: Duration) -> i64 {
-    let seconds = duration.as_secs().saturating_add(u64::from(duration.subsec_nanos() > 0));
-    i64::try_from(seconds).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

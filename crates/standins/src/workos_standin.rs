@@ -37,11 +37,11 @@ mod store;
 mod token;
 mod webhooks;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use crate::lock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
@@ -49,6 +49,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use url::Url;
+
+use crate::web::{base_url_for, unix_seconds, whole_seconds};
 
 use crate::StandInSecret;
 use controls::{GrantType, WorkosFaultControls};
@@ -904,45 +906,9 @@ async fn generate_key() -> Result<SigningKey, WorkosStandInError> {
     }
 }
 
-/// The URL clients use: an unspecified bind address (`0.0.0.0`) is reached through loopback.
-fn base_url_for(addr: SocketAddr) -> Url {
-    let ip = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    let mut url = Url::parse("http://127.0.0.1/").unwrap_or_else(|_| unreachable!("a constant URL parses"));
-    // Neither call can fail on an http URL with a host, which `url` is.
-    let _ = url.set_ip_host(ip);
-    let _ = url.set_port(Some(addr.port()));
-    url
-}
-
-fn unix_seconds(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-        Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |seconds| -seconds),
-    }
-}
-
-/// A token lifetime in whole seconds, rounded up so a sub-second TTL gives a token valid for a moment rather than
-/// one expired at birth; saturating, so `Duration::MAX` means "never" instead of an overflow.
-fn whole_seconds(duration: Duration) -> i64 {
-    let seconds = duration.as_secs().saturating_add(u64::from(duration.subsec_nanos() > 0));
-    i64::try_from(seconds).unwrap_or(i64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_base_url_is_reachable_and_ends_with_a_slash() {
-        let url = base_url_for("0.0.0.0:4321".parse().expect("addr"));
-        assert_eq!(url.as_str(), "http://127.0.0.1:4321/");
-        let url = base_url_for("[::1]:4321".parse().expect("addr"));
-        assert_eq!(url.as_str(), "http://[::1]:4321/");
-    }
 
     #[test]
     fn default_options_are_valid_and_bad_seeds_are_refused() {
@@ -961,18 +927,5 @@ mod tests {
     fn the_handle_can_be_shared_between_tasks() {
         fn shareable<T: Send + Sync>() {}
         shareable::<WorkosStandIn>();
-    }
-
-    #[test]
-    fn lifetimes_round_up_and_saturate() {
-        assert_eq!(whole_seconds(Duration::from_millis(1500)), 2);
-        assert_eq!(whole_seconds(Duration::from_secs(300)), 300);
-        assert_eq!(whole_seconds(Duration::MAX), i64::MAX);
-    }
-
-    #[test]
-    fn times_before_the_epoch_are_negative() {
-        assert_eq!(unix_seconds(UNIX_EPOCH + Duration::from_secs(5)), 5);
-        assert_eq!(unix_seconds(UNIX_EPOCH - Duration::from_secs(5)), -5);
     }
 }

@@ -4,8 +4,8 @@
 //! scripts, no framing. The buttons have stable ids for the browser test and the demo.
 
 use askama::Template;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 
 pub struct UserChoice {
     pub subject: String,
@@ -46,25 +46,5 @@ pub fn refusal(status: StatusCode, message: &str) -> Response {
 }
 
 fn render(status: StatusCode, template: &impl Template) -> Response {
-    match template.render() {
-        Ok(body) => {
-            let mut response = (status, Html(body)).into_response();
-            let headers = response.headers_mut();
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-            headers.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-                ),
-            );
-            headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-            response
-        }
-        Err(error) => {
-            tracing::error!(%error, "an OIDC stand-in page failed to render");
-            (StatusCode::INTERNAL_SERVER_ERROR, "The OIDC stand-in could not render this page.").into_response()
-        }
-    }
+    crate::web::render_page(status, template, "OIDC")
 }

@@ -29,6 +29,7 @@ use super::{
     ClientAuth, ClientAuthMethods, Endpoint, RefreshIdToken, State, profile_claims, unix_seconds, whole_seconds,
 };
 use crate::lock;
+use crate::web::{no_store, oauth_error, with_query};
 
 type Shared = AxumState<Arc<State>>;
 
@@ -639,19 +640,6 @@ async fn unknown_endpoint(method: Method, uri: Uri) -> Response {
 
 // ---- response helpers ------------------------------------------------------------------------------------------
 
-fn with_query(base: &Url, pairs: &[(&str, Option<&str>)]) -> Url {
-    let mut url = base.clone();
-    if pairs.iter().any(|(_, value)| value.is_some()) {
-        let mut query = url.query_pairs_mut();
-        for (name, value) in pairs {
-            if let Some(value) = value {
-                query.append_pair(name, value);
-            }
-        }
-    }
-    url
-}
-
 fn redirect(status: StatusCode, to: &Url) -> Response {
     match HeaderValue::from_str(to.as_str()) {
         Ok(location) => no_store((status, [(header::LOCATION, location)]).into_response()),
@@ -659,16 +647,7 @@ fn redirect(status: StatusCode, to: &Url) -> Response {
     }
 }
 
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    no_store((status, Json(json!({ "error": error, "error_description": description }))).into_response())
-}
-
 fn server_error(detail: &str) -> Response {
     tracing::error!(detail, "the OIDC stand-in could not sign a token");
     oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "The stand-in could not sign the token.")
-}
-
-fn no_store(mut response: Response) -> Response {
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }

@@ -5,8 +5,8 @@
 //! string or a form). Pages are self-contained, with inline CSS and no scripts, and forbid framing.
 
 use askama::Template;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 
 /// One button on the picker.
 pub struct UserChoice {
@@ -90,25 +90,5 @@ pub fn refusal(status: StatusCode, message: &str) -> Response {
 }
 
 fn render(status: StatusCode, template: &impl Template) -> Response {
-    match template.render() {
-        Ok(body) => {
-            let mut response = (status, Html(body)).into_response();
-            let headers = response.headers_mut();
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-            headers.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-                ),
-            );
-            headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-            response
-        }
-        Err(error) => {
-            tracing::error!(%error, "a WorkOS stand-in page failed to render");
-            (StatusCode::INTERNAL_SERVER_ERROR, "The WorkOS stand-in could not render this page.").into_response()
-        }
-    }
+    crate::web::render_page(status, template, "WorkOS")
 }

@@ -27,6 +27,7 @@ use super::store::{
 };
 use super::{Endpoint, WorkosStandInState, unix_seconds, whole_seconds};
 use crate::lock;
+use crate::web::{no_store, oauth_error, with_query};
 
 pub fn router(inner: Arc<WorkosStandInState>) -> Router {
     Router::new()
@@ -582,19 +583,6 @@ async fn unknown_endpoint(method: Method, uri: Uri) -> Response {
 
 // ---- response helpers ------------------------------------------------------------------------------------------
 
-fn with_query(base: &Url, pairs: &[(&str, Option<&str>)]) -> Url {
-    let mut url = base.clone();
-    {
-        let mut query = url.query_pairs_mut();
-        for (name, value) in pairs {
-            if let Some(value) = value {
-                query.append_pair(name, value);
-            }
-        }
-    }
-    url
-}
-
 fn redirect(status: StatusCode, to: &Url) -> Response {
     match HeaderValue::from_str(to.as_str()) {
         Ok(location) => no_store((status, [(header::LOCATION, location)]).into_response()),
@@ -602,16 +590,6 @@ fn redirect(status: StatusCode, to: &Url) -> Response {
     }
 }
 
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    no_store((status, Json(json!({ "error": error, "error_description": description }))).into_response())
-}
-
 pub(super) fn workos_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({ "code": code, "message": message }))).into_response()
-}
-
-/// Tokens, codes and their errors must not be cached anywhere on the way (RFC 6749 §5.1).
-fn no_store(mut response: Response) -> Response {
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
