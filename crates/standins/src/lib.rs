@@ -20,6 +20,7 @@ pub mod oidc_standin;
 pub mod temp_postgres;
 pub mod workos_standin;
 
+mod jwt;
 mod secret;
 mod web;
 

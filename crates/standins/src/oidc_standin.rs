@@ -14,7 +14,6 @@
 //! `auth0|standin-alice`, `auth0|standin-bob`, `google-oauth2|standin-carol`.
 
 mod faults;
-mod keys;
 mod pages;
 mod routes;
 mod store;
@@ -32,9 +31,9 @@ use url::Url;
 
 use crate::web::{base_url_for, unix_seconds, whole_seconds};
 
+use crate::jwt::{self as keys, SigningKey};
 use crate::{StandInSecret, lock};
 use faults::{Faults, Scripted};
-use keys::SigningKey;
 use store::{Grant, Store};
 
 pub use faults::failure;
@@ -49,6 +48,8 @@ pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_ID_TOKEN_TTL: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_CODE_TTL: Duration = Duration::from_secs(60);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How the stand-in's key ids begin.
+const KID_PREFIX: &str = "standin-";
 
 /// A user of the stand-in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,7 +290,7 @@ struct Controls {
 impl OidcStandIn {
     pub async fn start(options: OidcStandInOptions) -> Result<OidcStandIn, OidcStandInError> {
         validate(&options)?;
-        let key = generate_key().await?;
+        let key = keys::generate_key(KID_PREFIX).await.ok_or(OidcStandInError::SigningKey)?;
         let listener = TcpListener::bind(options.bind)
             .await
             .map_err(|source| OidcStandInError::Bind { addr: options.bind, source })?;
@@ -443,7 +444,7 @@ impl OidcStandIn {
 
     /// Signs new tokens with a fresh key; the JWKS lists it and the one before it.
     pub async fn rotate_signing_key(&self) -> Result<(), OidcStandInError> {
-        let key = Arc::new(generate_key().await?);
+        let key = Arc::new(keys::generate_key(KID_PREFIX).await.ok_or(OidcStandInError::SigningKey)?);
         let mut keys = lock(&self.inner.keys);
         let previous = Arc::clone(&keys.current);
         *keys = KeySet { current: key, previous: Some(previous) };
@@ -620,7 +621,7 @@ impl State {
             Some(IdTokenFault::Hs256WithClientSecret) => {
                 keys::hs256(self.options.client_secret.expose().as_bytes(), keys.current.kid(), &claims)
             }
-            Some(IdTokenFault::UnknownKey) => SigningKey::generate()?.sign("JWT", &claims),
+            Some(IdTokenFault::UnknownKey) => SigningKey::generate(KID_PREFIX)?.sign("JWT", &claims),
             Some(IdTokenFault::AccessTokenType) => keys.current.sign("at+jwt", &claims),
             _ => keys.current.sign("JWT", &claims),
         }
@@ -668,20 +669,6 @@ fn validate(options: &OidcStandInOptions) -> Result<(), OidcStandInError> {
         }
     }
     Ok(())
-}
-
-async fn generate_key() -> Result<SigningKey, OidcStandInError> {
-    match tokio::task::spawn_blocking(SigningKey::generate).await {
-        Ok(Ok(key)) => Ok(key),
-        Ok(Err(error)) => {
-            tracing::error!(%error, "RSA key generation failed");
-            Err(OidcStandInError::SigningKey)
-        }
-        Err(error) => {
-            tracing::error!(%error, "the RSA key generation task failed");
-            Err(OidcStandInError::SigningKey)
-        }
-    }
 }
 
 #[cfg(test)]

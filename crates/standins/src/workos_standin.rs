@@ -53,6 +53,7 @@ use url::Url;
 use crate::web::{base_url_for, unix_seconds, whole_seconds};
 
 use crate::StandInSecret;
+use crate::jwt::{self, KeyError, SigningKey};
 use controls::{GrantType, WorkosFaultControls};
 pub use enterprise::{PORTAL_INTENTS, StandInAuditEvent, StandInPortalLink};
 pub use events::{StandInEvent, StandInEventsQuery, UnknownCursor};
@@ -60,12 +61,14 @@ pub use organizations::{
     StandInDirectoryUser, StandInMembership, StandInMembershipStatus, StandInOrganization, StandInRefusal,
 };
 use store::{StandInImpersonator, StandInSession, Store};
-use token::{SigningKey, StandInAccessClaims, TokenError};
+use token::StandInAccessClaims;
 use webhooks::StandInWebhooks;
 pub use webhooks::{StandInWebhookAttempt, StandInWebhookOrder, signature_header};
 
 pub const DEFAULT_CLIENT_ID: &str = "client_standin";
 pub const DEFAULT_API_KEY: &str = "sk_test_standin";
+/// Key ids shaped like WorkOS's own, so logs from the stand-in read like logs from production.
+const KID_PREFIX: &str = "sso_oidc_key_pair_";
 /// The redirect URI registered by default: the one `.env.example` uses.
 pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:3000/callback";
 /// The organization Alice and Bob belong to in the default seed.
@@ -361,7 +364,7 @@ impl WorkosStandIn {
     /// Generates the signing key, binds, and serves until shut down or dropped.
     pub async fn start(options: WorkosStandInOptions) -> Result<WorkosStandIn, WorkosStandInError> {
         options.validate()?;
-        let key = generate_key().await?;
+        let key = jwt::generate_key(KID_PREFIX).await.ok_or(WorkosStandInError::SigningKey)?;
         let listener = TcpListener::bind(options.bind)
             .await
             .map_err(|source| WorkosStandInError::Bind { addr: options.bind, source })?;
@@ -561,7 +564,7 @@ impl WorkosStandIn {
     /// Signs new tokens with a freshly generated key. The JWKS lists the new key and the one before it, so a
     /// verifier that cached the old JWKS sees an unknown `kid` and must refetch.
     pub async fn rotate_signing_key(&self) -> Result<(), WorkosStandInError> {
-        let key = Arc::new(generate_key().await?);
+        let key = Arc::new(jwt::generate_key(KID_PREFIX).await.ok_or(WorkosStandInError::SigningKey)?);
         let mut keys = lock(&self.inner.keys);
         let previous = Arc::clone(&keys.current);
         *keys = KeySet { current: key, previous: Some(previous) };
@@ -836,7 +839,7 @@ impl WorkosStandInState {
         issued_at: i64,
         expires_at: i64,
         extra_claims: &Map<String, Value>,
-    ) -> Result<String, TokenError> {
+    ) -> Result<String, KeyError> {
         let claims = StandInAccessClaims {
             issuer: self.issuer(),
             user_id: &session.user_id,
@@ -848,7 +851,7 @@ impl WorkosStandInState {
             expires_at,
         }
         .into_map(extra_claims);
-        self.keys().current.sign(&claims)
+        self.keys().current.sign("JWT", &claims)
     }
 
     fn jwks(&self) -> Value {
@@ -889,21 +892,6 @@ fn seeded_store(
         }
     }
     Ok(store)
-}
-
-async fn generate_key() -> Result<SigningKey, WorkosStandInError> {
-    // RSA key generation is CPU-bound for a noticeable time: keep it off the async workers.
-    match tokio::task::spawn_blocking(SigningKey::generate).await {
-        Ok(Ok(key)) => Ok(key),
-        Ok(Err(error)) => {
-            tracing::error!(%error, "RSA key generation failed");
-            Err(WorkosStandInError::SigningKey)
-        }
-        Err(error) => {
-            tracing::error!(%error, "the RSA key generation task failed");
-            Err(WorkosStandInError::SigningKey)
-        }
-    }
 }
 
 #[cfg(test)]

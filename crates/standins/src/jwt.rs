@@ -1,9 +1,10 @@
-//! The OIDC stand-in's signing keys and the JWTs it signs, honest or deliberately broken.
+//! The stand-ins' signing keys and the JWTs they sign, honest or deliberately broken.
 //!
-//! A relying party's ID-token checks are only tested if the tokens are real: RS256 with a real RSA key, published
-//! as a JWK. The attacks a relying party must refuse are real too: `alg: none`, HS256 signed with the public key
+//! authbridge verifies WorkOS access tokens and OIDC ID tokens against a JWKS, so the stand-ins sign real RS256
+//! JWTs with a real RSA key and publish the matching JWK: a fake signature would leave the verification path
+//! untested. The attacks a relying party must refuse are real too: `alg: none`, HS256 signed with the public key
 //! (or the client secret), a key nobody publishes. JWTs are assembled by hand (three base64url parts) so any header
-//! can be written, signed with aws-lc-rs.
+//! can be written, signed with aws-lc-rs, the same crypto library authbridge uses.
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
@@ -34,10 +35,11 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
-    /// A fresh 2048-bit key (tens of milliseconds of CPU: async callers use the blocking pool).
-    pub fn generate() -> Result<Self, KeyError> {
+    /// A fresh 2048-bit key whose id starts with `kid_prefix` (shaped like the vendor's own, so the stand-in's
+    /// logs read like production's). Tens of milliseconds of CPU: async code uses [`generate_key`].
+    pub fn generate(kid_prefix: &str) -> Result<Self, KeyError> {
         let key_pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| KeyError::Generation)?;
-        let kid = format!("standin-{}", Uuid::new_v4().simple());
+        let kid = format!("{kid_prefix}{}", Uuid::new_v4().simple());
         let public = aws_lc_rs::signature::KeyPair::public_key(&key_pair);
         let components = PublicKeyComponents::<Vec<u8>>::from(public);
         let jwk = json!({
@@ -56,8 +58,14 @@ impl SigningKey {
         &self.kid
     }
 
+    /// The public key as a JWK object, as it appears in the JWKS `keys` array.
     pub fn jwk(&self) -> &Value {
         &self.jwk
+    }
+
+    /// SubjectPublicKeyInfo (X.509) DER, the form PEM `PUBLIC KEY` blocks carry.
+    pub fn public_key_der(&self) -> &[u8] {
+        &self.spki_der
     }
 
     /// The public key as a PEM `PUBLIC KEY` block: what the "HS256 with the public key" attack uses as its secret.
@@ -106,6 +114,22 @@ impl SigningKey {
     }
 }
 
+/// [`SigningKey::generate`] on the blocking pool (RSA key generation is CPU-bound for a noticeable time: keep it
+/// off the async workers). A failure is logged here; callers turn it into their own start-up error.
+pub async fn generate_key(kid_prefix: &'static str) -> Option<SigningKey> {
+    match tokio::task::spawn_blocking(move || SigningKey::generate(kid_prefix)).await {
+        Ok(Ok(key)) => Some(key),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "RSA key generation failed");
+            None
+        }
+        Err(error) => {
+            tracing::error!(%error, "the RSA key generation task failed");
+            None
+        }
+    }
+}
+
 /// `alg: none`, no signature: what a verifier that trusts the header would accept.
 pub fn unsigned(claims: &Map<String, Value>) -> Result<String, KeyError> {
     Ok(format!("{}.", signing_input(&json!({ "alg": "none", "typ": "JWT" }), claims)?))
@@ -134,8 +158,8 @@ mod tests {
 
     #[test]
     fn a_signed_token_verifies_and_a_forged_one_does_not() {
-        let key = SigningKey::generate().expect("key");
-        let other = SigningKey::generate().expect("key");
+        let key = SigningKey::generate("test-").expect("key");
+        let other = SigningKey::generate("test-").expect("key");
         let claims: Map<String, Value> =
             serde_json::from_value(json!({ "sub": "auth0|alice", "aud": "client" })).expect("claims");
         let token = key.sign("JWT", &claims).expect("signed");
