@@ -307,9 +307,9 @@ pub fn shown_in_page(mut response: Response, error: AppError) -> Response {
 /// Headers the inner layers added to the error response (a cleared cookie, a refreshed one) are kept.
 pub async fn render_errors(request: Request, next: Next) -> Response {
     let api = answers_json(request.uri().path());
-    let return_to = (request.method() == Method::GET)
-        .then(|| request.uri().path_and_query().map(|pq| pq.as_str().to_owned()))
-        .flatten();
+    // Where a signed-out GET comes back to after signing in (a clone of the URI shares its bytes: most requests
+    // never need it).
+    let get_uri = (request.method() == Method::GET).then(|| request.uri().clone());
     let mut response = next.run(request).await;
     let Some(report) = response.extensions_mut().remove::<ErrorReport>() else { return response };
     let error = report.error;
@@ -322,7 +322,7 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
     let rendered = if api {
         render_json(&error)
     } else if matches!(*error, AppError::Unauthorized) {
-        sign_in_redirect(return_to.as_deref().unwrap_or("/"))
+        sign_in_redirect(get_uri.as_ref().and_then(|uri| uri.path_and_query()).map_or("/", |pq| pq.as_str()))
     } else {
         render_page(&error, banner)
     };

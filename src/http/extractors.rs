@@ -106,9 +106,11 @@ pub async fn session_cookies(State(state): State<AppState>, mut request: Request
     let context = SessionContext::default();
     request.extensions_mut().insert(context.clone());
     let request_headers = cookie_headers(request.headers());
-    let method = request.method().to_string();
-    let path = request.uri().path().to_owned();
-    let request_context = super::spaces::request_context(request.headers(), request.extensions());
+    // Kept for the audit record of an impersonated request; turned into text only when there is one to write
+    // (these clones share the request's bytes rather than copying them).
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let origin = super::spaces::RequestOrigin::of(request.headers(), request.extensions());
     let mut response = next.run(request).await;
 
     let impersonated = match context.user() {
@@ -135,12 +137,14 @@ pub async fn session_cookies(State(state): State<AppState>, mut request: Request
             user_name: principal.user.display_name(),
             session_id: principal.session_id.clone(),
             organization_id: principal.active_organization().map(str::to_owned),
-            method,
-            path,
+            method: method.to_string(),
+            path: uri.path().to_owned(),
             status: response.status().as_u16(),
-            context: request_context,
+            context: origin.context(),
         };
-        match tokio::time::timeout(IMPERSONATION_AUDIT_LIMIT, audit.record_impersonated_request(&record)).await {
+        // Boxed: this middleware's future is built (and moved) on every request; the insert's is kilobytes.
+        let insert = Box::pin(audit.record_impersonated_request(&record));
+        match tokio::time::timeout(IMPERSONATION_AUDIT_LIMIT, insert).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::error!(%error, "could not record a request of an impersonated session"),
             Err(_) => tracing::error!("recording a request of an impersonated session timed out"),

@@ -23,12 +23,13 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A caller's own `x-request-id` is kept (so one id can follow a request across services) only when it looks like
 /// an id: at most 64 characters of `[A-Za-z0-9._-]`. Anything else is dropped and replaced by a fresh UUID, so
-/// nobody can write arbitrary text into our logs through it.
-pub async fn drop_odd_request_id(mut request: Request, next: Next) -> axum::response::Response {
+/// nobody can write arbitrary text into our logs through it. (A plain request mapping, like
+/// [`security_headers`]: unlike `from_fn` middleware, it boxes nothing per request.)
+pub fn drop_odd_request_id(mut request: Request) -> Request {
     if request.headers().get(&REQUEST_ID).is_some_and(|value| !is_acceptable_request_id(value)) {
         request.headers_mut().remove(&REQUEST_ID);
     }
-    next.run(request).await
+    request
 }
 
 /// At most 64 characters of `[A-Za-z0-9._-]`, and at least one.
@@ -145,10 +146,15 @@ pub async fn time_limit(State(state): State<AppState>, request: Request, next: N
     }
 }
 
-/// Security headers on every response (the Content-Security-Policy itself is built in `AppState`).
-pub async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> axum::response::Response {
-    let is_asset = request.uri().path().starts_with("/assets/");
-    let mut response = next.run(request).await;
+/// Security headers on every response (the Content-Security-Policy itself is built in `AppState`), as a response
+/// mapping for `ServiceBuilder::map_response`.
+pub fn security_headers(
+    state: AppState,
+) -> impl Fn(axum::response::Response) -> axum::response::Response + Clone + Send + Sync + 'static {
+    move |response| add_security_headers(&state, response)
+}
+
+fn add_security_headers(state: &AppState, mut response: axum::response::Response) -> axum::response::Response {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, state.content_security_policy());
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -158,9 +164,9 @@ pub async fn security_headers(State(state): State<AppState>, request: Request, n
         headers
             .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=63072000; includeSubDomains"));
     }
-    // Pages and API answers are per user: no shared cache may keep them.
-    if !is_asset && !headers.contains_key(header::CACHE_CONTROL) {
+    // Pages and API answers are per user: no shared cache may keep them. (The stylesheet says it is public.)
+    if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    response.into_response()
+    response
 }

@@ -66,11 +66,11 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
             ServiceBuilder::new()
-                .layer(axum::middleware::from_fn(middleware::drop_odd_request_id))
+                .map_request(middleware::drop_odd_request_id)
                 .layer(middleware::set_request_id())
                 .layer(middleware::access_log())
                 .layer(middleware::propagate_request_id())
-                .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::security_headers))
+                .map_response(middleware::security_headers(state.clone()))
                 .layer(axum::middleware::from_fn(error::render_errors))
                 // Outside the time limit: when a request times out after its session was refreshed, the 504 must
                 // still carry the new cookie, or the rotated refresh token would be lost with the response.

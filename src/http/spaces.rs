@@ -11,7 +11,7 @@
 //! everything is personal, and asking for an organization is answered `organizations_unavailable`.
 
 use axum::extract::ConnectInfo;
-use axum::http::{Extensions, HeaderMap, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, header};
 
 use crate::audit::{Actor, RequestContext, Target};
 use crate::lifecycle::store::ActiveMembership;
@@ -68,7 +68,8 @@ pub fn display_name(membership: &ActiveMembership) -> String {
 /// The user's active memberships (none without the lifecycle).
 pub async fn memberships(state: &AppState, user: &CurrentUser) -> Result<Vec<ActiveMembership>, AppError> {
     match &state.lifecycle {
-        Some(lifecycle) => Ok(lifecycle.active_memberships(user.id()).await?),
+        // Boxed: the query's future is kilobytes; unboxed, it would grow (and be moved with) every handler's future.
+        Some(lifecycle) => Ok(Box::pin(lifecycle.active_memberships(user.id())).await?),
         None => Ok(Vec::new()),
     }
 }
@@ -111,17 +112,29 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestMeta {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(request_context(&parts.headers, &parts.extensions)))
+        Ok(Self(RequestOrigin::of(&parts.headers, &parts.extensions).context()))
     }
 }
 
-/// Where a request came from, for an audit event's `context`.
-pub fn request_context(headers: &HeaderMap, extensions: &Extensions) -> RequestContext {
-    let location = extensions
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |ConnectInfo(peer)| peer.ip().to_string());
-    let user_agent = headers.get(header::USER_AGENT).and_then(|value| value.to_str().ok()).map(str::to_owned);
-    RequestContext { location, user_agent }
+/// Where a request came from, as it arrived: cheap to keep (no text is made) until an audit record needs it.
+pub struct RequestOrigin {
+    peer: Option<std::net::SocketAddr>,
+    user_agent: Option<HeaderValue>,
+}
+
+impl RequestOrigin {
+    pub fn of(headers: &HeaderMap, extensions: &Extensions) -> Self {
+        let peer = extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|ConnectInfo(peer)| *peer);
+        Self { peer, user_agent: headers.get(header::USER_AGENT).cloned() }
+    }
+
+    /// An audit event's `context`: the peer's address and the user agent (when it is text).
+    pub fn context(&self) -> RequestContext {
+        RequestContext {
+            location: self.peer.map_or_else(|| "unknown".to_owned(), |peer| peer.ip().to_string()),
+            user_agent: self.user_agent.as_ref().and_then(|value| value.to_str().ok()).map(str::to_owned),
+        }
+    }
 }
 
 /// The user as an audit event's actor.

@@ -1,5 +1,6 @@
 //! Everything a handler can reach, built once at start-up: one pooled client per upstream, the cached JWKS, the
-//! derived keys. Cloning is cheap (reference counts), which is how axum hands it to every request.
+//! derived keys. Cloning is one reference count (every layer and extractor of every request clones it), and it
+//! derefs to [`AppParts`], whose fields are what handlers use.
 
 use std::sync::{Arc, RwLock};
 
@@ -24,7 +25,17 @@ use super::csrf::CsrfKeys;
 use super::health::Readiness;
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+pub struct AppParts {
     pub config: Arc<Config>,
     /// The app's origin as browsers send it in `Origin` (`https://todos.example.com`), for same-origin checks.
     pub origin: Arc<str>,
@@ -88,7 +99,7 @@ impl AppState {
         });
         let insforge = InsforgeClient::new(&config.insforge)?;
         let audit = lifecycle.as_ref().map(|lifecycle| Arc::new(AuditTrail::new(Arc::clone(lifecycle))));
-        Ok(Self {
+        Ok(Self(Arc::new(AppParts {
             audit,
             origin: config.server.origin().into(),
             content_security_policy,
@@ -99,9 +110,11 @@ impl AppState {
             insforge,
             lifecycle,
             webhook_secrets,
-        })
+        })))
     }
+}
 
+impl AppParts {
     /// The Content-Security-Policy for the provider's current origins.
     pub fn content_security_policy(&self) -> HeaderValue {
         let origins = self.sessions.provider().browser_origins();

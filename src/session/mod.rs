@@ -457,4 +457,16 @@ mod tests {
         assert_eq!(refresh_margin(Some(Duration::from_secs(10))), Duration::from_secs(5));
         assert_eq!(refresh_margin(None), Duration::from_secs(60));
     }
+
+    /// Every request builds (and moves) the future of its session check: the database query and the key fetch it
+    /// may need are boxed, so that it stays small (it was 15 KB when they were not).
+    #[test]
+    fn the_session_check_future_stays_small() {
+        let manager = crate::session::sign_in::tests::manager_with_password(&"p".repeat(32), false);
+        let headers = HeaderMap::new();
+        let size = std::mem::size_of_val(&manager.resolve(&headers));
+        assert!(size <= 2048, "resolving a session is a {size}-byte future");
+        let has_ended = std::mem::size_of_val(&manager.revocations.has_ended("user_1", Some("session_1")));
+        assert!(has_ended <= 512, "the revocation check is a {has_ended}-byte future");
+    }
 }

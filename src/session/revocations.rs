@@ -108,7 +108,9 @@ impl Revocations {
         if lock(&shared.allowed).get(&key).is_some_and(|at| at.elapsed() < SHARED_CACHE_TTL) {
             return Ok(false);
         }
-        let state = shared.lifecycle.access_state(user_id, session_id).await.map_err(|error| {
+        // Boxed: the query's future is kilobytes, and every request's future would otherwise carry (and move) it
+        // even when the answer comes from memory above.
+        let state = Box::pin(shared.lifecycle.access_state(user_id, session_id)).await.map_err(|error| {
             tracing::warn!(%error, "cannot check whether the session was revoked or the user deleted");
             CheckUnavailable { retry_after: crate::db::RETRY_AFTER }
         })?;

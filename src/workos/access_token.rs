@@ -179,7 +179,7 @@ impl AccessTokenVerifier {
     /// has expired and refresh it, instead of treating it like a forgery.
     pub async fn verify_signature(&self, token: &str, source: TokenSource) -> Result<Arc<AccessClaims>, VerifyError> {
         let Some(cache) = &self.verified else {
-            return self.verify_with_keys(token, source).await.map(|verified| verified.claims);
+            return Box::pin(self.verify_with_keys(token, source)).await.map(|verified| verified.claims);
         };
         let fingerprint = fingerprint(token);
         if let Some(known) = cache.get(&fingerprint) {
@@ -190,7 +190,9 @@ impl AccessTokenVerifier {
             cache.remove(&fingerprint);
         }
         metrics::counter!("authbridge_token_cache_total", "result" => "miss").increment(1);
-        let verified = self.verify_with_keys(token, source).await?;
+        // Boxed: a full check may fetch the keys, a future far larger than the cached path; unboxed, every request's
+        // future would carry (and move) it.
+        let verified = Box::pin(self.verify_with_keys(token, source)).await?;
         // Kept until `exp` only: past it, the claims are read again from a fresh check (for a refresh, once).
         if verified.claims.exp > now() {
             cache.insert(fingerprint, verified.clone());
