@@ -459,8 +459,83 @@ pub(crate) mod tests {
             (Some("/%2e%2e//evil.example"), "/"),
             (Some("/a\nb"), "/"),
             (Some("relative"), "/"),
+            // Each check on its own, where the browser's parser alone would have made something harmless of it:
+            (Some("/todos/../admin"), "/"),
+            (Some("/./todos"), "/"),
+            (Some("/a b"), "/"),
+            (Some("/a\u{7f}b"), "/"),
         ] {
             assert_eq!(safe_return_path(raw), expected, "{raw:?}");
+        }
+    }
+
+    /// The request headers of a browser holding the cookie a `Set-Cookie` value sets.
+    fn holding(set_cookie: &HeaderValue) -> HeaderMap {
+        let pair = set_cookie.to_str().expect("ascii").split(';').next().expect("pair").to_owned();
+        let mut headers = HeaderMap::new();
+        headers.insert(axum::http::header::COOKIE, HeaderValue::from_str(&pair).expect("header"));
+        headers
+    }
+
+    #[test]
+    fn the_sign_in_state_lasts_ten_minutes_and_is_refused_from_the_second_it_expires() {
+        let manager = manager(false);
+        let request = SignInRequest { screen_hint: Some("sign-in".into()), ..SignInRequest::default() };
+        let start = manager.begin_sign_in(&request).expect("sealed");
+        let state = manager.sign_in_state(&holding(&start.set_cookies[0])).expect("the state opens");
+        let left = state.expires_at.saturating_sub(unix_now());
+        assert!((598..=600).contains(&left), "{left} s left of the state's ten minutes");
+        let hint = start.authorization_url.query_pairs().find(|(name, _)| name == "screen_hint").map(|(_, v)| v);
+        assert_eq!(hint.as_deref(), Some("sign-in"), "the hosted page opens on signing in");
+
+        for (expires_at, opens) in [(unix_now() + 60, true), (unix_now(), false)] {
+            let json = serde_json::to_vec(&SignInState { expires_at, ..state_like(&state) }).expect("json");
+            let sealed = manager.sealer.seal(Purpose::SignInState, &json).expect("sealed");
+            let cookie = manager.state_cookie.write_single(&sealed).expect("one cookie");
+            assert_eq!(manager.sign_in_state(&holding(&cookie)).is_some(), opens, "expires at {expires_at}");
+        }
+    }
+
+    fn state_like(state: &SignInState) -> SignInState {
+        SignInState {
+            nonce: state.nonce.clone(),
+            code_verifier: state.code_verifier.clone(),
+            id_token_nonce: state.id_token_nonce.clone(),
+            return_to: state.return_to.clone(),
+            expires_at: state.expires_at,
+        }
+    }
+
+    #[test]
+    fn a_pending_organization_choice_lasts_ten_minutes_and_is_refused_from_the_second_it_expires() {
+        let manager = manager(false);
+        let choice = OrganizationChoice { id: "org_1".into(), name: "Acme".into() };
+        let selection = PendingSelection {
+            pending_authentication_token: Secret::new("pending_token"),
+            organizations: vec![choice],
+            user: None,
+        };
+        let cookies = manager.begin_organization_selection(&selection, "/".into()).expect("sealed");
+        let pending = manager.pending_sign_in(&holding(&cookies[0])).expect("the pending sign-in opens");
+        let left = pending.expires_at.saturating_sub(unix_now());
+        assert!((598..=600).contains(&left), "{left} s left of the choice's ten minutes");
+
+        for (expires_at, opens) in [(unix_now() + 60, true), (unix_now(), false)] {
+            let json = serde_json::to_vec(&PendingSignIn { expires_at, ..pending_like(&pending) }).expect("json");
+            let sealed = manager.sealer.seal(Purpose::OrganizationSelection, &json).expect("sealed");
+            let cookie = manager.selection_cookie.write_single(&sealed).expect("one cookie");
+            assert_eq!(manager.pending_sign_in(&holding(&cookie)).is_some(), opens, "expires at {expires_at}");
+        }
+    }
+
+    fn pending_like(pending: &PendingSignIn) -> PendingSignIn {
+        PendingSignIn {
+            pending_authentication_token: pending.pending_authentication_token.clone(),
+            organizations: pending.organizations.clone(),
+            user_name: pending.user_name.clone(),
+            return_to: pending.return_to.clone(),
+            csrf_nonce: pending.csrf_nonce.clone(),
+            expires_at: pending.expires_at,
         }
     }
 }
