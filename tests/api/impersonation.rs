@@ -101,6 +101,22 @@ async fn a_bearer_token_with_an_actor_is_read_only_too_and_others_are_not_affect
     let plain = app.signed_in("carol@example.test").await;
     assert_eq!(plain.api(Method::POST, "/api/todos", Some(json!({ "title": "mine" }))).await.status, 201);
     assert!(!plain.get("/").await.body.contains("You are impersonating"));
+    let error_page = plain.get("/no-such-page").await;
+    assert_eq!(error_page.status, 404);
+    assert!(!error_page.body.contains("You are impersonating"), "error pages get the banner only when impersonated");
+}
+
+/// Choosing which space to look at is looking, not changing: allowed while impersonating (and audited).
+#[tokio::test]
+async fn choosing_a_space_is_allowed_while_impersonating() {
+    let (app, browser) = impersonated(AppOptions::default()).await;
+    let form = browser.submit("/organizations/switch", &[("organization_id", "personal")]).await;
+    assert_eq!(form.status, 303, "{}", form.body);
+    let api = browser.api(Method::POST, "/api/organizations/switch", Some(json!({ "organization_id": "personal" })));
+    let api = api.await;
+    assert_eq!(api.status, 200, "{}", api.body);
+    let rows = audit_rows(&app).await;
+    assert!(rows.iter().any(|row| row.3 == "/organizations/switch" && row.4 == 303), "{rows:?}");
 }
 
 /// The banner's "Stop impersonating" is a sign-out: a request of the impersonated session like any other, so it is
