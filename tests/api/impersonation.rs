@@ -128,6 +128,8 @@ async fn stopping_the_impersonation_by_signing_out_is_audited_too() {
     let bob = app.user_id(BOB);
     // A request no handler asks "who is this?" of is the session's too.
     assert_eq!(browser.get("/assets/style.css").await.status, 200);
+    let copy = app.browser();
+    copy.copy_cookies_from(&browser);
     let token = browser.csrf_token().await;
     let signed_out = browser.post_form("/logout", &[("csrf_token", &token)]).await;
     assert_eq!(signed_out.status, 302, "{}", signed_out.body);
@@ -149,8 +151,11 @@ async fn stopping_the_impersonation_by_signing_out_is_audited_too() {
     .expect("outbox");
     assert_eq!(event, 1, "the sign-out is in the organization's Audit Logs");
 
-    // Signed out, the browser's requests are nobody's: nothing more is written.
+    // Signed out, the browser's requests are nobody's: nothing more is written. Nor are those of a copy of the
+    // ended session's cookie, which still opens but which the app found ended.
     let before = audit_rows(&app).await.len();
     assert_eq!(browser.get("/").await.status, 200);
-    assert_eq!(audit_rows(&app).await.len(), before);
+    let ended = copy.get("/").await;
+    assert!(!ended.body.contains("You are impersonating"), "the ended session is signed out");
+    assert_eq!(audit_rows(&app).await.len(), before, "{:?}", audit_rows(&app).await);
 }

@@ -300,3 +300,20 @@ async fn the_header_switcher_lists_every_active_organization_by_name_and_persona
     assert_eq!(selected, ["Personal"]);
     assert_eq!(switcher_options(&page.body).len(), 3);
 }
+
+/// A switch on the very request whose expired token was refreshed stores the switch on top of the refreshed
+/// session, never on the cookie as it came (whose tokens are spent).
+#[tokio::test]
+async fn switching_to_personal_on_the_request_that_refreshes_keeps_the_fresh_tokens() {
+    let (app, browser) = two_organizations().await;
+    expire_access_token(&app, &browser);
+    let before = read_session(&browser);
+
+    let personal = browser.api(Method::POST, SWITCH_API, Some(json!({ "organization_id": "personal" }))).await;
+    assert_eq!(personal.status, 200, "{}", personal.body);
+    assert_eq!(app.workos.refresh_calls(), 1, "the expired token was refreshed once");
+    let after = read_session(&browser);
+    assert!(after.personal, "the switch is stored");
+    assert_ne!(after.access_token, before.access_token, "with the refreshed access token");
+    assert_ne!(after.refresh_token, before.refresh_token, "and the rotated refresh token");
+}

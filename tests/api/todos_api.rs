@@ -266,6 +266,29 @@ async fn a_cookie_cannot_be_used_to_write_from_another_site() {
 
     let own = alice.api(Method::POST, "/api/todos", Some(json!({ "title": "mine" }))).await;
     assert_eq!(own.status, 201, "the app's own origin may write");
+
+    // Only cookie *writes* are checked: another site may make the browser read (CORS keeps the answer from it), and
+    // a bearer token is never sent by a browser on its own, so its origin says nothing.
+    let read = raw
+        .get(app.base_url.join("/api/todos").expect("url"))
+        .header("cookie", alice.cookie_header())
+        .header("origin", "https://evil.example")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(read.status(), 200, "a cross-site read with the cookie is not a forgery");
+    let token = app.workos.mint_access_token(&app.user_id(ALICE), Duration::from_secs(300));
+    let bearer_write = raw
+        .post(app.base_url.join("/api/todos").expect("url"))
+        .bearer_auth(token)
+        .header("origin", "https://tools.example")
+        .header("sec-fetch-site", "cross-site")
+        .json(&json!({ "title": "from a script" }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(bearer_write.status(), 201, "a bearer write from anywhere is the token holder's");
 }
 
 #[tokio::test]
