@@ -148,6 +148,55 @@ async fn a_declared_body_over_the_limit_is_refused_before_it_is_sent() {
     assert!(answer.contains("payload_too_large"), "in the API's error shape: {answer}");
 }
 
+/// A body over the limit sent without a declared length (chunked) is cut off at the limit while it is read, and
+/// answered 413 like a declared one: by the JSON API in its error shape, and for a page's form too.
+#[tokio::test]
+async fn an_undeclared_body_over_the_limit_is_cut_off_and_answered_413() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let token = alice.csrf_token().await;
+    let json = format!(r#"{{"title":"{}"}}"#, "a".repeat(70_000));
+    let form = format!("csrf_token={token}&title={}", "a".repeat(70_000));
+    for (path, content_type, body) in
+        [("/api/todos", "application/json", json), ("/todos", "application/x-www-form-urlencoded", form)]
+    {
+        let mut stream = connect(&app).await;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: {content_type}\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n",
+            alice.cookie_header(),
+            alice.origin(),
+            body.len(),
+        );
+        // The server may answer (and stop reading) before all of it is sent.
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(body.as_bytes()).await;
+        let _ = stream.write_all(b"\r\n0\r\n\r\n").await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
+        if path.starts_with("/api/") {
+            assert!(answer.contains("payload_too_large"), "in the API's error shape: {answer}");
+        }
+    }
+
+    // A body that breaks off (a malformed chunk) is a bad request, not a large one.
+    let mut stream = connect(&app).await;
+    let head = format!(
+        "POST /api/todos HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\n{{\"tit\r\nzz\r\n",
+        alice.cookie_header(),
+        alice.origin(),
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(app.all_todos().await.is_empty(), "nothing was written");
+}
+
 #[tokio::test]
 async fn a_long_return_to_plants_one_small_cookie_and_never_fails() {
     let app = spawn_app().await;
