@@ -211,12 +211,16 @@ async fn pages_carry_security_headers_and_the_stylesheet_is_served() {
     assert!(page.header("referrer-policy").is_some());
     let policy = page.header("content-security-policy").expect("CSP");
     assert!(policy.contains("frame-ancestors 'none'") && policy.contains("default-src 'none'"), "{policy}");
+    // Forms post to the app and to WorkOS only (sign-out is redirected there, and browsers check redirects too).
+    let workos = app.workos.base_url().origin().ascii_serialization();
+    assert!(policy.contains(&format!("form-action 'self' {workos} ")), "{policy}");
     assert!(page.header("strict-transport-security").is_none(), "no HSTS over plain http");
     assert_eq!(page.header("cache-control").as_deref(), Some("no-store"));
 
     let css = browser.get("/assets/style.css").await;
     assert_eq!(css.status, 200);
     assert!(css.header("content-type").is_some_and(|t| t.starts_with("text/css")));
+    assert_eq!(css.header("cache-control").as_deref(), Some("public, max-age=3600"), "the stylesheet is not per user");
     assert!(css.body.contains("@media"), "readable on a phone");
 
     let missing = browser.get("/nope").await;
