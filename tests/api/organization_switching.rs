@@ -317,3 +317,16 @@ async fn switching_to_personal_on_the_request_that_refreshes_keeps_the_fresh_tok
     assert_ne!(after.access_token, before.access_token, "with the refreshed access token");
     assert_ne!(after.refresh_token, before.refresh_token, "and the rotated refresh token");
 }
+
+/// A switch WorkOS itself refuses (a 400: WorkOS does not count the user a member there, whatever our copy of the
+/// memberships says) is the user's 403, not an outage; the session stays in its organization and keeps working.
+#[tokio::test]
+async fn a_switch_workos_refuses_is_a_403_and_the_session_is_unchanged() {
+    let (app, browser) = two_organizations().await;
+    app.workos.fail_next(Endpoint::Authenticate, 1, 400);
+    let api = browser.api(Method::POST, SWITCH_API, Some(json!({ "organization_id": GLOBEX_ORGANIZATION_ID }))).await;
+    assert_eq!(api.status, 403, "{}", api.body);
+    assert_eq!(api.error_code(), "not_a_member");
+    assert_eq!(read_session(&browser).organization_id.as_deref(), Some(ACME_ORGANIZATION_ID), "nothing changed");
+    assert_eq!(browser.get("/api/todos").await.status, 200);
+}
