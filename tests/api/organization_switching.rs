@@ -330,3 +330,15 @@ async fn a_switch_workos_refuses_is_a_403_and_the_session_is_unchanged() {
     assert_eq!(read_session(&browser).organization_id.as_deref(), Some(ACME_ORGANIZATION_ID), "nothing changed");
     assert_eq!(browser.get("/api/todos").await.status, 200);
 }
+
+/// An ordinary refresh that WorkOS answers with `sso_required` (the organization began enforcing SSO) ends the
+/// session, as WorkOS's SDKs end it: signing in again is the way back, not waiting out an "outage".
+#[tokio::test]
+async fn an_ordinary_refresh_answered_sso_required_ends_the_session() {
+    let (app, browser) = two_organizations().await;
+    app.workos.require_sso_on_refresh(ACME_ORGANIZATION_ID);
+    expire_access_token(&app, &browser);
+    let me = browser.get("/api/me").await;
+    assert_eq!(me.status, 401, "{}", me.body);
+    assert!(browser.cookie(authbridge::session::SESSION_COOKIE).is_none(), "the cookie is cleared");
+}

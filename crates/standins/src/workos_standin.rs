@@ -577,6 +577,12 @@ impl WorkosStandIn {
         lock(&self.inner.store).sso_required.push(organization_id.to_owned());
     }
 
+    /// Ordinary refreshes of sessions in `organization_id` answer `sso_required` from now on (the organization began
+    /// enforcing SSO after these sessions signed in).
+    pub fn require_sso_on_refresh(&self, organization_id: &str) {
+        lock(&self.inner.store).sso_required_on_refresh.push(organization_id.to_owned());
+    }
+
     /// Pending authentication tokens issued by `organization_selection_required` and not yet spent.
     pub fn pending_authentication_tokens(&self) -> Vec<String> {
         lock(&self.inner.store).pending_authentication_tokens()

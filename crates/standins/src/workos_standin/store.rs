@@ -221,6 +221,8 @@ pub struct Store {
     pending_authentications: HashMap<String, PendingAuthentication>,
     /// Organizations whose switch answers `sso_required` (their SSO is enforced).
     pub(super) sso_required: Vec<String>,
+    /// Organizations whose sessions' ordinary refreshes answer `sso_required` (a policy that changed under them).
+    pub(super) sso_required_on_refresh: Vec<String>,
     /// Whether an AuthKit sign-in of a member of several organizations asks which one (WorkOS's
     /// `organization_selection_required`).
     pub organization_selection: bool,
@@ -252,6 +254,7 @@ impl Store {
             codes: HashMap::new(),
             pending_authentications: HashMap::new(),
             sso_required: Vec::new(),
+            sso_required_on_refresh: Vec::new(),
             organization_selection: true,
             sessions: HashMap::new(),
             refresh_tokens: HashMap::new(),
@@ -502,6 +505,11 @@ impl Store {
         let session_id = self.refresh_tokens.get(refresh_token).ok_or(REFUSED)?.clone();
         let session = self.sessions.get(&session_id).filter(|session| !session.ended).ok_or(REFUSED)?;
         let user = self.user(&session.user_id).cloned().ok_or(REFUSED)?;
+        let in_enforcing_organization =
+            session.organization_id.as_ref().is_some_and(|org| self.sso_required_on_refresh.contains(org));
+        if organization_id.is_none() && in_enforcing_organization {
+            return Err(GrantError::SsoRequired { email: user.seed.email.clone() });
+        }
         if let Some(org) = organization_id {
             // Checked before rotating, so a refused switch leaves the session and its token as they were.
             if !self.active_organizations(&user.seed.id).iter().any(|m| m == org) {
