@@ -273,3 +273,26 @@ impl IdentityProvider {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expiring_at(expires_at: u64) -> TokenCheck {
+        TokenCheck { expires_at, lifetime: None, session_id: None }
+    }
+
+    /// A token is still good for a few seconds past its `exp` (clock skew between WorkOS and us), and expired from
+    /// the moment the leeway runs out.
+    #[test]
+    fn a_token_is_expired_only_once_the_leeway_past_its_exp_has_run_out() {
+        let now = 1_000_000;
+        let leeway = EXPIRY_LEEWAY.as_secs();
+        assert!(leeway > 1, "a leeway of a few seconds");
+        assert!(!expiring_at(now + 1).is_expired(now), "not yet at its exp");
+        assert!(!expiring_at(now).is_expired(now), "at its exp, within the leeway");
+        assert!(!expiring_at(now - (leeway - 1)).is_expired(now), "a second before the leeway runs out");
+        assert!(expiring_at(now - leeway).is_expired(now), "the leeway has run out");
+        assert_eq!(expiring_at(now - 5).seconds_left(now), -5);
+    }
+}
