@@ -410,10 +410,7 @@ pub(crate) mod tests {
                 ..SignInRequest::default()
             })
             .expect("sealed");
-        let mut headers = HeaderMap::new();
-        let cookie = start.set_cookies[0].to_str().expect("ascii").split(';').next().expect("pair").to_owned();
-        headers.insert(axum::http::header::COOKIE, HeaderValue::from_str(&cookie).expect("header"));
-        let state = manager.sign_in_state(&headers).expect("the state opens");
+        let state = manager.sign_in_state(&holding(&start.set_cookies[0])).expect("the state opens");
         assert_eq!(state.return_to, "/todos?x=1");
 
         let query: Vec<(String, String)> = start.authorization_url.query_pairs().into_owned().collect();
@@ -489,21 +486,23 @@ pub(crate) mod tests {
         assert_eq!(hint.as_deref(), Some("sign-in"), "the hosted page opens on signing in");
 
         for (expires_at, opens) in [(unix_now() + 60, true), (unix_now(), false)] {
-            let json = serde_json::to_vec(&SignInState { expires_at, ..state_like(&state) }).expect("json");
-            let sealed = manager.sealer.seal(Purpose::SignInState, &json).expect("sealed");
-            let cookie = manager.state_cookie.write_single(&sealed).expect("one cookie");
-            assert_eq!(manager.sign_in_state(&holding(&cookie)).is_some(), opens, "expires at {expires_at}");
+            let cookie = resealed(&manager, Purpose::SignInState, &manager.state_cookie, &state, expires_at);
+            assert_eq!(manager.sign_in_state(&cookie).is_some(), opens, "expires at {expires_at}");
         }
     }
 
-    fn state_like(state: &SignInState) -> SignInState {
-        SignInState {
-            nonce: state.nonce.clone(),
-            code_verifier: state.code_verifier.clone(),
-            id_token_nonce: state.id_token_nonce.clone(),
-            return_to: state.return_to.clone(),
-            expires_at: state.expires_at,
-        }
+    /// A browser holding `value` sealed for `purpose` in the cookie `spec` names, with its `expires_at` replaced.
+    fn resealed(
+        manager: &SessionManager,
+        purpose: Purpose,
+        spec: &super::super::cookies::CookieSpec,
+        value: &impl Serialize,
+        expires_at: u64,
+    ) -> HeaderMap {
+        let mut json = serde_json::to_value(value).expect("json");
+        json["expires_at"] = expires_at.into();
+        let sealed = manager.sealer.seal(purpose, &serde_json::to_vec(&json).expect("json")).expect("sealed");
+        holding(&spec.write_single(&sealed).expect("one cookie"))
     }
 
     #[test]
@@ -521,21 +520,9 @@ pub(crate) mod tests {
         assert!((598..=600).contains(&left), "{left} s left of the choice's ten minutes");
 
         for (expires_at, opens) in [(unix_now() + 60, true), (unix_now(), false)] {
-            let json = serde_json::to_vec(&PendingSignIn { expires_at, ..pending_like(&pending) }).expect("json");
-            let sealed = manager.sealer.seal(Purpose::OrganizationSelection, &json).expect("sealed");
-            let cookie = manager.selection_cookie.write_single(&sealed).expect("one cookie");
-            assert_eq!(manager.pending_sign_in(&holding(&cookie)).is_some(), opens, "expires at {expires_at}");
-        }
-    }
-
-    fn pending_like(pending: &PendingSignIn) -> PendingSignIn {
-        PendingSignIn {
-            pending_authentication_token: pending.pending_authentication_token.clone(),
-            organizations: pending.organizations.clone(),
-            user_name: pending.user_name.clone(),
-            return_to: pending.return_to.clone(),
-            csrf_nonce: pending.csrf_nonce.clone(),
-            expires_at: pending.expires_at,
+            let cookie =
+                resealed(&manager, Purpose::OrganizationSelection, &manager.selection_cookie, &pending, expires_at);
+            assert_eq!(manager.pending_sign_in(&cookie).is_some(), opens, "expires at {expires_at}");
         }
     }
 }

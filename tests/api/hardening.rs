@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::app::{ALICE, AppOptions, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::browser::Browser;
 use crate::helpers::logs;
 use crate::helpers::session::{read_session, session_id, write_session};
 
@@ -148,6 +149,23 @@ async fn a_declared_body_over_the_limit_is_refused_before_it_is_sent() {
     assert!(answer.contains("payload_too_large"), "in the API's error shape: {answer}");
 }
 
+/// Posts `chunked` (a body already in chunked transfer encoding, possibly malformed) to `path` as `browser`, and reads
+/// the answer. The server may answer (and stop reading) before all of it is sent.
+async fn post_chunked(app: &TestApp, browser: &Browser, path: &str, content_type: &str, chunked: &[u8]) -> String {
+    let mut stream = connect(app).await;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: {content_type}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        browser.cookie_header(),
+        browser.origin(),
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(chunked).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// A body over the limit sent without a declared length (chunked) is cut off at the limit while it is read, and
 /// answered 413 like a declared one: by the JSON API in its error shape, and for a page's form too.
 #[tokio::test]
@@ -160,21 +178,8 @@ async fn an_undeclared_body_over_the_limit_is_cut_off_and_answered_413() {
     for (path, content_type, body) in
         [("/api/todos", "application/json", json), ("/todos", "application/x-www-form-urlencoded", form)]
     {
-        let mut stream = connect(&app).await;
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: {content_type}\r\n\
-             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n",
-            alice.cookie_header(),
-            alice.origin(),
-            body.len(),
-        );
-        // The server may answer (and stop reading) before all of it is sent.
-        let _ = stream.write_all(head.as_bytes()).await;
-        let _ = stream.write_all(body.as_bytes()).await;
-        let _ = stream.write_all(b"\r\n0\r\n\r\n").await;
-        let mut answer = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
-        let answer = String::from_utf8_lossy(&answer);
+        let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+        let answer = post_chunked(&app, &alice, path, content_type, chunked.as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
         if path.starts_with("/api/") {
             assert!(answer.contains("payload_too_large"), "in the API's error shape: {answer}");
@@ -182,17 +187,7 @@ async fn an_undeclared_body_over_the_limit_is_cut_off_and_answered_413() {
     }
 
     // A body that breaks off (a malformed chunk) is a bad request, not a large one.
-    let mut stream = connect(&app).await;
-    let head = format!(
-        "POST /api/todos HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: application/json\r\n\
-         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\n{{\"tit\r\nzz\r\n",
-        alice.cookie_header(),
-        alice.origin(),
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = post_chunked(&app, &alice, "/api/todos", "application/json", b"5\r\n{\"tit\r\nzz\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(app.all_todos().await.is_empty(), "nothing was written");
 }
