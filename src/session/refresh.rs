@@ -55,8 +55,9 @@ struct Flight {
 }
 
 impl Flight {
-    fn is_stale(&self) -> bool {
-        self.started.elapsed() > MEMO_TTL && self.outcome.borrow().is_some()
+    /// Finished, and started more than [`MEMO_TTL`] before `now`.
+    fn is_stale(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.started) > MEMO_TTL && self.outcome.borrow().is_some()
     }
 }
 
@@ -77,7 +78,8 @@ impl Refresher {
         let key = hash(refresh_token);
         let mut outcome = {
             let mut flights = lock(&self.flights);
-            flights.retain(|_, flight| !flight.is_stale());
+            let now = Instant::now();
+            flights.retain(|_, flight| !flight.is_stale(now));
             match flights.get(&key) {
                 Some(flight) => {
                     metrics::counter!("authbridge_session_refreshes_total", "event" => "merged").increment(1);
@@ -111,7 +113,8 @@ impl Refresher {
             let key = hash(refresh_token);
             let mut outcome = {
                 let mut flights = lock(&self.flights);
-                flights.retain(|_, flight| !flight.is_stale());
+                let now = Instant::now();
+                flights.retain(|_, flight| !flight.is_stale(now));
                 match flights.get(&key) {
                     Some(flight) => flight.outcome.clone(),
                     None => {
@@ -199,13 +202,17 @@ mod tests {
     #[test]
     fn a_flight_is_forgotten_only_once_finished_and_older_than_the_memo() {
         let (sender, receiver) = watch::channel(None);
-        let long_ago =
-            Instant::now().checked_sub(MEMO_TTL + Duration::from_secs(1)).expect("a monotonic clock past 31 s");
-        let old = Flight { id: 0, started: long_ago, outcome: receiver.clone() };
-        assert!(!old.is_stale(), "a call still under way is never forgotten, or a second one would spend the token");
-        let recent = Flight { id: 1, started: Instant::now(), outcome: receiver };
+        let started = Instant::now();
+        let flight = Flight { id: 0, started, outcome: receiver };
+        let past_the_memo = started + MEMO_TTL + Duration::from_nanos(1);
+        assert!(
+            !flight.is_stale(past_the_memo),
+            "a call still under way is never forgotten, or a second one would spend the token"
+        );
         sender.send(Some(Err(ProviderError::GrantRejected("spent".to_owned())))).expect("a receiver");
-        assert!(old.is_stale(), "a finished call older than the memo is forgotten");
-        assert!(!recent.is_stale(), "a finished call is remembered for latecomers");
+        assert!(flight.is_stale(past_the_memo), "a finished call older than the memo is forgotten");
+        assert!(!flight.is_stale(started + MEMO_TTL), "a finished call is remembered for the memo's whole time");
+        assert!(!flight.is_stale(started + Duration::from_secs(1)), "a finished call is remembered for latecomers");
+        assert!(!flight.is_stale(started), "a clock read before the call started is not a reason to forget it");
     }
 }

@@ -13,7 +13,8 @@
 //!   than let through: that database is InsForge's own, so nothing else would work either.
 //!
 //! Local entries are kept for [`KEEP`], longer than any access token lives (the database keeps them for good), and
-//! the lists are bounded: when full, the oldest entries go first.
+//! the lists are bounded: when the list of ended ids is full the oldest goes first; the cache of "still allowed"
+//! answers, which only saves a query, forgets whichever its cache chooses.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -53,13 +54,19 @@ pub struct Revocations {
 struct SharedCheck {
     lifecycle: Arc<Lifecycle>,
     /// (user id, session id) → when the database last said "still allowed".
-    allowed: Mutex<HashMap<(String, Option<String>), Instant>>,
+    allowed: quick_cache::sync::Cache<(String, Option<String>), Instant>,
+}
+
+/// Whether an answer given at `at` is still to be trusted at `now`.
+fn allowed_recently(at: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(at) < SHARED_CACHE_TTL
 }
 
 impl Revocations {
     /// Checks the database too, so every replica sees what any of them (or WorkOS) ended.
     pub fn shared(lifecycle: Arc<Lifecycle>) -> Self {
-        Self { local: Mutex::default(), shared: Some(SharedCheck { lifecycle, allowed: Mutex::default() }) }
+        let allowed = quick_cache::sync::Cache::new(CAPACITY);
+        Self { local: Mutex::default(), shared: Some(SharedCheck { lifecycle, allowed }) }
     }
 
     /// Refuses this session from now on, on this replica (sign-out writes the database separately).
@@ -78,34 +85,33 @@ impl Revocations {
         }
     }
 
+    /// Full, the list forgets its oldest id (ids past [`KEEP`] are no longer refused anyway; ending a session is
+    /// rare enough that a scan of the list then costs nothing that matters).
     fn remember(&self, ended: Ended) {
         let mut local = lock(&self.local);
-        let now = Instant::now();
-        if local.len() >= CAPACITY {
-            local.retain(|_, at| now.duration_since(*at) < KEEP);
-        }
         if local.len() >= CAPACITY
             && let Some(oldest) = local.iter().min_by_key(|(_, at)| **at).map(|(id, _)| id.clone())
         {
             local.remove(&oldest);
         }
-        local.insert(ended, now);
+        local.insert(ended, Instant::now());
     }
 
-    fn ended_locally(&self, user_id: &str, session_id: Option<&str>) -> bool {
+    fn ended_locally(&self, user_id: &str, session_id: Option<&str>, now: Instant) -> bool {
         let local = lock(&self.local);
-        let known = |ended: Ended| local.get(&ended).is_some_and(|at| at.elapsed() < KEEP);
+        let known = |ended: Ended| local.get(&ended).is_some_and(|at| now.saturating_duration_since(*at) < KEEP);
         known(Ended::User(user_id.to_owned())) || session_id.is_some_and(|id| known(Ended::Session(id.to_owned())))
     }
 
     /// Whether this user's access, or this session, has ended.
     pub async fn has_ended(&self, user_id: &str, session_id: Option<&str>) -> Result<bool, CheckUnavailable> {
-        if self.ended_locally(user_id, session_id) {
+        let now = Instant::now();
+        if self.ended_locally(user_id, session_id, now) {
             return Ok(true);
         }
         let Some(shared) = &self.shared else { return Ok(false) };
         let key = (user_id.to_owned(), session_id.map(str::to_owned));
-        if lock(&shared.allowed).get(&key).is_some_and(|at| at.elapsed() < SHARED_CACHE_TTL) {
+        if shared.allowed.get(&key).is_some_and(|at| allowed_recently(at, now)) {
             return Ok(false);
         }
         // Boxed: the query's future is kilobytes, and every request's future would otherwise carry (and move) it
@@ -123,13 +129,7 @@ impl Revocations {
         if state.ended() {
             return Ok(true);
         }
-        let mut allowed = lock(&shared.allowed);
-        if allowed.len() >= CAPACITY {
-            allowed.retain(|_, at| at.elapsed() < SHARED_CACHE_TTL);
-        }
-        if allowed.len() < CAPACITY {
-            allowed.insert(key, Instant::now());
-        }
+        shared.allowed.insert(key, Instant::now());
         Ok(false)
     }
 
@@ -180,5 +180,30 @@ mod tests {
         }
         assert!(!ended("first").await, "full: the oldest is forgotten first");
         assert!(ended("session_0").await && ended(&format!("session_{}", CAPACITY - 1)).await, "the rest are kept");
+    }
+
+    #[test]
+    fn an_ended_id_is_refused_for_a_day_and_then_forgotten() {
+        let revocations = Revocations::default();
+        revocations.revoke("session_1");
+        revocations.note(&[Effect::UserDeleted { user_id: "user_2".into() }]);
+        let at = |id: Ended| *lock(&revocations.local).get(&id).expect("remembered");
+        let revoked = at(Ended::Session("session_1".into()));
+        let deleted = at(Ended::User("user_2".into()));
+        for (user, session, since) in [("user_1", Some("session_1"), revoked), ("user_2", None, deleted)] {
+            assert!(revocations.ended_locally(user, session, since), "at once");
+            assert!(revocations.ended_locally(user, session, since + Duration::from_secs(2 * 3600)), "hours later");
+            assert!(revocations.ended_locally(user, session, since + KEEP - Duration::from_nanos(1)), "to the end");
+            assert!(!revocations.ended_locally(user, session, since + KEEP), "forgotten once the day is over");
+        }
+    }
+
+    #[test]
+    fn a_still_allowed_answer_is_trusted_for_two_seconds_only() {
+        let at = Instant::now();
+        assert!(allowed_recently(at, at));
+        assert!(allowed_recently(at, at + SHARED_CACHE_TTL - Duration::from_nanos(1)));
+        assert!(!allowed_recently(at, at + SHARED_CACHE_TTL), "from the second it runs out, the database is asked");
+        assert!(allowed_recently(at + Duration::from_secs(1), at), "a clock read earlier is not a reason to ask");
     }
 }

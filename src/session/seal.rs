@@ -120,10 +120,7 @@ impl Sealer {
 }
 
 fn open_with(key: &RandomizedNonceKey, purpose: Purpose, bytes: &[u8]) -> Option<Vec<u8>> {
-    if bytes.len() < NONCE_LEN {
-        return None;
-    }
-    let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+    let (nonce, ciphertext) = bytes.split_at_checked(NONCE_LEN)?;
     let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
     let mut in_out = ciphertext.to_vec();
     let plaintext = key.open_in_place(nonce, Aad::from(purpose.info()), &mut in_out).ok()?;

@@ -16,6 +16,7 @@
 //! claims or not.
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,6 +88,11 @@ impl AccessClaims {
         self.seconds_left(now) + (EXPIRY_LEEWAY.as_secs() as i64) <= 0
     }
 
+    /// Before `exp` (no leeway): while a verified token's claims are kept and answered from memory.
+    fn is_current(&self, now: u64) -> bool {
+        self.exp > now
+    }
+
     /// The lifetime WorkOS gave the token, when it says (`iat` is optional).
     pub fn lifetime(&self) -> Option<Duration> {
         self.iat.and_then(|iat| self.exp.checked_sub(iat)).map(Duration::from_secs)
@@ -140,8 +146,10 @@ struct KeyCache {
 }
 
 impl KeyCache {
-    fn recent_failure(&self) -> Option<WorkosError> {
-        self.failure.as_ref().filter(|(at, _)| at.elapsed() < FAILED_FETCH_BACKOFF).map(|(_, error)| error.clone())
+    /// The last key fetch's failure, when it is younger than the backoff at `now`.
+    fn recent_failure(&self, now: Instant) -> Option<WorkosError> {
+        let recent = |(at, _): &&(Instant, WorkosError)| now.saturating_duration_since(*at) < FAILED_FETCH_BACKOFF;
+        self.failure.as_ref().filter(recent).map(|(_, error)| error.clone())
     }
 
     fn untrusted_fetch_allowed(&self) -> bool {
@@ -162,7 +170,7 @@ impl AccessTokenVerifier {
             workos,
             keys: RwLock::new(KeyCache::default()),
             refetch: Mutex::new(()),
-            verified: (capacity > 0).then(|| quick_cache::sync::Cache::new(capacity)),
+            verified: NonZeroUsize::new(capacity).map(|capacity| quick_cache::sync::Cache::new(capacity.get())),
         }
     }
 
@@ -183,7 +191,7 @@ impl AccessTokenVerifier {
         };
         let fingerprint = fingerprint(token);
         if let Some(known) = cache.get(&fingerprint) {
-            if known.claims.exp > now() {
+            if known.claims.is_current(now()) {
                 metrics::counter!("authbridge_token_cache_total", "result" => "hit").increment(1);
                 return Ok(known.claims);
             }
@@ -194,7 +202,7 @@ impl AccessTokenVerifier {
         // future would carry (and move) it.
         let verified = Box::pin(self.verify_with_keys(token, source)).await?;
         // Kept until `exp` only: past it, the claims are read again from a fresh check (for a refresh, once).
-        if verified.claims.exp > now() {
+        if verified.claims.is_current(now()) {
             cache.insert(fingerprint, verified.clone());
         }
         Ok(verified.claims)
@@ -238,7 +246,7 @@ impl AccessTokenVerifier {
             if let Some(key) = cache.keys.get(kid) {
                 return Ok(key.clone());
             }
-            if let Some(error) = cache.recent_failure() {
+            if let Some(error) = cache.recent_failure(Instant::now()) {
                 return Err(VerifyError::KeysUnavailable(error));
             }
             if source == TokenSource::Untrusted && !cache.untrusted_fetch_allowed() {
@@ -345,6 +353,13 @@ mod tests {
     }
 
     #[test]
+    fn verified_claims_are_kept_until_exp_and_not_a_second_longer() {
+        assert!(claims(None, 400).is_current(399));
+        assert!(!claims(None, 400).is_current(400), "from the second of exp, the token is checked again");
+        assert!(!claims(None, 400).is_current(401));
+    }
+
+    #[test]
     fn the_lifetime_is_known_only_from_iat() {
         assert_eq!(claims(Some(100), 400).lifetime(), Some(Duration::from_secs(300)));
         assert_eq!(claims(None, 400).lifetime(), None);
@@ -353,16 +368,14 @@ mod tests {
 
     #[test]
     fn a_failed_key_fetch_is_answered_from_memory_for_the_backoff_only() {
-        let mut cache = KeyCache {
-            failure: Some((Instant::now(), WorkosError::Unavailable { status: 503 })),
-            ..KeyCache::default()
-        };
-        assert!(cache.recent_failure().is_some(), "just failed: do not ask WorkOS again at once");
-        let long_ago = Instant::now()
-            .checked_sub(FAILED_FETCH_BACKOFF + Duration::from_secs(1))
-            .expect("a monotonic clock past 6 s");
-        cache.failure = Some((long_ago, WorkosError::Unavailable { status: 503 }));
-        assert!(cache.recent_failure().is_none(), "after the backoff, ask again");
+        let failed = Instant::now();
+        let cache =
+            KeyCache { failure: Some((failed, WorkosError::Unavailable { status: 503 })), ..KeyCache::default() };
+        assert!(cache.recent_failure(failed).is_some(), "just failed: do not ask WorkOS again at once");
+        let almost = failed + FAILED_FETCH_BACKOFF - Duration::from_nanos(1);
+        assert!(cache.recent_failure(almost).is_some(), "for the whole backoff");
+        assert!(cache.recent_failure(failed + FAILED_FETCH_BACKOFF).is_none(), "from the backoff's end, ask again");
+        assert!(KeyCache::default().recent_failure(failed).is_none(), "no failure, nothing to answer with");
     }
 
     async fn standin() -> (WorkosStandIn, String) {
