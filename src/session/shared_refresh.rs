@@ -82,7 +82,7 @@ impl SharedRefreshes {
                     }
                     return outcome;
                 }
-                Claim::Pending if started.elapsed() > CLAIM_TIMEOUT * 2 => {
+                Claim::Pending if waited_too_long(started, Instant::now()) => {
                     // The claim keeps being renewed without an answer: do not hold the request any longer.
                     return Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) });
                 }
@@ -213,4 +213,26 @@ enum RecordError {
 /// A PostgreSQL interval literal for a whole number of milliseconds.
 fn interval(duration: Duration) -> String {
     format!("{} milliseconds", duration.as_millis())
+}
+
+/// A waiter started at `started` gives up at `now`: twice [`CLAIM_TIMEOUT`], long enough for the claim to be taken
+/// over once (by this replica or another) and its call to end. Only a claim that replicas keep taking over without
+/// ever finishing gets this far.
+fn waited_too_long(started: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(started) > CLAIM_TIMEOUT * 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiter_gives_up_only_after_twice_the_claim_timeout() {
+        let started = Instant::now();
+        assert!(!waited_too_long(started, started));
+        assert!(!waited_too_long(started, started + CLAIM_TIMEOUT), "one takeover's worth: keep waiting");
+        assert!(!waited_too_long(started, started + CLAIM_TIMEOUT * 2), "up to twice the timeout");
+        assert!(waited_too_long(started, started + CLAIM_TIMEOUT * 2 + Duration::from_nanos(1)), "then no longer");
+        assert!(!waited_too_long(started + Duration::from_secs(1), started), "a clock read earlier is no reason");
+    }
 }
