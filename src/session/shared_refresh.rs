@@ -82,11 +82,13 @@ impl SharedRefreshes {
                     }
                     return outcome;
                 }
-                Claim::Pending if waited_too_long(started, Instant::now()) => {
-                    // The claim keeps being renewed without an answer: do not hold the request any longer.
-                    return Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) });
+                Claim::Pending => {
+                    if waited_too_long(started, Instant::now()) {
+                        // The claim keeps being renewed without an answer: do not hold the request any longer.
+                        return Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) });
+                    }
+                    tokio::time::sleep(POLL).await;
                 }
-                Claim::Pending => tokio::time::sleep(POLL).await,
             }
         }
     }
