@@ -39,6 +39,18 @@ async fn readyz_fails_when_insforge_is_unreachable() {
 }
 
 #[tokio::test]
+async fn readyz_fails_when_the_workos_keys_cannot_be_fetched() {
+    let app = spawn_app().await;
+    app.workos.fail_for(Endpoint::Jwks, Duration::from_secs(60), 503);
+    let ready = app.browser().get("/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    let report = ready.json();
+    assert_eq!((report["status"].as_str(), &report["workos"]["ok"]), (Some("unavailable"), &json!(false)));
+    assert_eq!(report["insforge"]["ok"], true, "only the failing upstream is reported");
+    assert_eq!(app.browser().get("/healthz").await.status, 200, "alive, just not ready");
+}
+
+#[tokio::test]
 async fn every_response_carries_a_request_id() {
     let app = spawn_app().await;
     let browser = app.browser();
