@@ -13,8 +13,8 @@
 //!   than let through: that database is InsForge's own, so nothing else would work either.
 //!
 //! Local entries are kept for [`KEEP`], longer than any access token lives (the database keeps them for good), and
-//! the lists are bounded: when the list of ended ids is full the oldest goes first; the cache of "still allowed"
-//! answers, which only saves a query, forgets whichever its cache chooses.
+//! the lists are bounded: when the list of ended ids is full, the ids past `KEEP` go, then the oldest; the cache of
+//! "still allowed" answers, which only saves a query, forgets whichever its cache chooses.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -85,16 +85,24 @@ impl Revocations {
         }
     }
 
-    /// Full, the list forgets its oldest id (ids past [`KEEP`] are no longer refused anyway; ending a session is
-    /// rare enough that a scan of the list then costs nothing that matters).
     fn remember(&self, ended: Ended) {
+        self.remember_at(ended, Instant::now());
+    }
+
+    /// Once the list is full, it first drops the ids past [`KEEP`] (no longer refused anyway), so that a
+    /// long-running process pays for that scan once rather than on every id; if it is still full, it forgets its
+    /// oldest id.
+    fn remember_at(&self, ended: Ended, now: Instant) {
         let mut local = lock(&self.local);
+        if local.len() >= CAPACITY {
+            local.retain(|_, at| now.saturating_duration_since(*at) < KEEP);
+        }
         if local.len() >= CAPACITY
             && let Some(oldest) = local.iter().min_by_key(|(_, at)| **at).map(|(id, _)| id.clone())
         {
             local.remove(&oldest);
         }
-        local.insert(ended, Instant::now());
+        local.insert(ended, now);
     }
 
     fn ended_locally(&self, user_id: &str, session_id: Option<&str>, now: Instant) -> bool {
@@ -180,6 +188,27 @@ mod tests {
         }
         assert!(!ended("first").await, "full: the oldest is forgotten first");
         assert!(ended("session_0").await && ended(&format!("session_{}", CAPACITY - 1)).await, "the rest are kept");
+    }
+
+    #[test]
+    fn a_full_list_drops_the_ids_past_keep_first_and_only_then() {
+        let revocations = Revocations::default();
+        let start = Instant::now();
+        let size = || lock(&revocations.local).len();
+        revocations.remember_at(Ended::Session("old_1".into()), start);
+        revocations.remember_at(Ended::Session("old_2".into()), start);
+        revocations.remember_at(Ended::Session("late".into()), start + KEEP);
+        assert_eq!(size(), 3, "below the bound nothing is tidied away");
+        {
+            let mut local = lock(&revocations.local);
+            for i in 3..CAPACITY {
+                local.insert(Ended::Session(format!("old_{i}")), start);
+            }
+        }
+        assert_eq!(size(), CAPACITY);
+        revocations.remember_at(Ended::Session("new".into()), start + KEEP);
+        assert_eq!(size(), 2, "full: every id a day old is dropped at once (`late` and `new` stay)");
+        assert!(revocations.ended_locally("user", Some("late"), start + KEEP));
     }
 
     #[test]
