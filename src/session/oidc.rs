@@ -85,7 +85,7 @@ impl OidcProvider {
                 Err(DiscoveryFailure::Transient(reason)) => {
                     tracing::warn!(%reason, retry_in_ms = backoff.as_millis() as u64, "OpenID Connect discovery failed; retrying");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(DISCOVERY_MAX_BACKOFF);
+                    backoff = next_discovery_backoff(backoff);
                 }
             }
         }
@@ -386,9 +386,22 @@ fn verified_email(email: Option<String>, verified: Option<bool>) -> Option<Strin
     email.filter(|email| !email.trim().is_empty() && verified != Some(false))
 }
 
+/// The wait after the next failed discovery: twice this one, at most [`DISCOVERY_MAX_BACKOFF`].
+fn next_discovery_backoff(backoff: Duration) -> Duration {
+    (backoff * 2).min(DISCOVERY_MAX_BACKOFF)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn discovery_waits_twice_as_long_after_each_failure_up_to_thirty_seconds() {
+        assert_eq!(next_discovery_backoff(DISCOVERY_FIRST_BACKOFF), Duration::from_millis(500));
+        assert_eq!(next_discovery_backoff(Duration::from_secs(10)), Duration::from_secs(20));
+        assert_eq!(next_discovery_backoff(Duration::from_secs(20)), DISCOVERY_MAX_BACKOFF);
+        assert_eq!(next_discovery_backoff(DISCOVERY_MAX_BACKOFF), DISCOVERY_MAX_BACKOFF);
+    }
 
     fn claims() -> IdTokenClaims {
         IdTokenClaims {

@@ -30,6 +30,13 @@ async fn not_ready_until_discovery_succeeds_which_is_retried_with_backoff() {
 
     app.wait_until_ready(Duration::from_secs(10)).await;
     assert_eq!(app.oidc.calls(Endpoint::Discovery), 4, "three failures, then success");
+    // One line tells the operator what was found (this test's issuer is on its own port: the line is this app's).
+    let issuer = app.oidc.issuer().to_string();
+    let logs = crate::helpers::logs::captured();
+    let announced =
+        logs.lines().find(|line| line.contains("OpenID Connect provider discovered") && line.contains(&issuer));
+    let announced = announced.unwrap_or_else(|| panic!("no discovery line for {issuer}"));
+    assert!(announced.contains("logout=") && announced.contains("refresh_tokens="), "{announced}");
     let report: Value =
         reqwest::get(app.base_url.join("/readyz").expect("url")).await.expect("ok").json().await.expect("json");
     assert_eq!(report, json!({ "status": "ready", "insforge": { "ok": true }, "oidc": { "ok": true } }));
