@@ -266,11 +266,19 @@ async fn a_provider_error_redirect_is_shown_as_a_page_escaped() {
 }
 
 #[tokio::test]
-async fn the_token_endpoint_failing_answers_502_or_503_and_makes_no_session() {
+async fn the_token_endpoint_failing_answers_502_or_503_or_its_refusal_and_makes_no_session() {
     let app = spawn_oidc_app().await;
     type BreakIt = Box<dyn Fn(&standins::oidc_standin::OidcStandIn)>;
-    let cases: [(BreakIt, u16); 5] = [
+    let cases: [(BreakIt, u16); 6] = [
         (Box::new(|oidc| oidc.fail_next(Endpoint::Token, 1, 500)), 503),
+        // The provider declining this sign-in, rather than our registration: a failed sign-in (401) with its reason.
+        (
+            Box::new(|oidc| {
+                let body = r#"{"error":"access_denied","error_description":"Consent was withdrawn"}"#;
+                oidc.answer_next(Endpoint::Token, 400, "application/json", body)
+            }),
+            401,
+        ),
         (Box::new(|oidc| oidc.fail_next(Endpoint::Token, 1, 429)), 503),
         // Our client credentials refused: the operator's problem, not the user's.
         (
