@@ -139,6 +139,8 @@ pub enum IdTokenFault {
     UnknownKey,
     /// Header `typ: at+jwt`: an access token passed off as an ID token.
     AccessTokenType,
+    /// Valid in every other way, but about another user (`sub`).
+    AnotherSubject,
 }
 
 /// How to start a stand-in. `Default`: loopback, a free port, Alice, Bob and Carol, Auth0-like behaviour.
@@ -583,7 +585,11 @@ impl State {
             _ => self.issuer.to_string(),
         };
         claims.insert("iss".into(), Value::from(issuer));
-        claims.insert("sub".into(), Value::from(grant.user.subject.as_str()));
+        let subject = match fault {
+            Some(IdTokenFault::AnotherSubject) => "another-user",
+            _ => grant.user.subject.as_str(),
+        };
+        claims.insert("sub".into(), Value::from(subject));
         let client_id = self.options.client_id.as_str();
         let audience = match fault {
             Some(IdTokenFault::WrongAudience) => json!("another-client"),

@@ -90,6 +90,20 @@ async fn a_refreshed_id_token_may_repeat_the_nonce_or_have_none() {
     }
 }
 
+/// OIDC Core §12.2: a refreshed ID token must be about the same user. One about someone else ends the session
+/// (it is not merely ignored like a token breaking another rule).
+#[tokio::test]
+async fn a_refreshed_id_token_about_another_user_ends_the_session() {
+    let app = spawn_oidc_app().await;
+    let browser = app.signed_in(ALICE).await;
+    app.age_session(&browser, 20);
+    app.oidc.tamper_next_id_token(IdTokenFault::AnotherSubject);
+    let me = browser.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 401, "{}", me.body);
+    assert_eq!(app.oidc.refresh_calls(), 1);
+    assert!(browser.cookie(SESSION_COOKIE).is_none(), "the session cookie is cleared");
+}
+
 #[tokio::test]
 async fn a_refreshed_id_token_breaking_a_rule_is_not_taken_but_the_session_and_its_new_refresh_token_are() {
     let app = spawn_oidc_app().await;
