@@ -279,6 +279,8 @@ struct KeySet {
 
 struct Controls {
     next_id_token_fault: Option<IdTokenFault>,
+    /// Profile claims the next ID token leaves out (as a provider that keeps some of them for userinfo does).
+    next_id_token_omits: Vec<&'static str>,
     refresh_id_token: RefreshIdToken,
     access_token_ttl: Duration,
     code_calls: usize,
@@ -306,6 +308,7 @@ impl OidcStandIn {
             faults: Faults::new(stopping),
             controls: Mutex::new(Controls {
                 next_id_token_fault: None,
+                next_id_token_omits: Vec::new(),
                 refresh_id_token: RefreshIdToken::WithNonce,
                 access_token_ttl: options.access_token_ttl,
                 code_calls: 0,
@@ -420,6 +423,11 @@ impl OidcStandIn {
     }
 
     /// The next ID token issued (by either grant) breaks `fault`'s rule.
+    /// The next ID token leaves these claims out (`email`, `family_name`, …); the userinfo endpoint still has them.
+    pub fn omit_from_next_id_token(&self, claims: &[&'static str]) {
+        lock(&self.inner.controls).next_id_token_omits = claims.to_vec();
+    }
+
     pub fn tamper_next_id_token(&self, fault: IdTokenFault) {
         lock(&self.inner.controls).next_id_token_fault = Some(fault);
     }
@@ -616,6 +624,9 @@ impl State {
         }
         if self.options.profile_in_id_token {
             claims.extend(profile_claims(&grant.user, &grant.scopes));
+        }
+        for omitted in std::mem::take(&mut lock(&self.controls).next_id_token_omits) {
+            claims.remove(omitted);
         }
 
         let keys = self.keys();

@@ -156,6 +156,25 @@ async fn login_sends_the_browser_to_the_provider_with_pkce_state_nonce_and_the_h
     assert_eq!((param(&pairs, "audience"), param(&pairs, "resource")), (None, None));
 }
 
+/// Userinfo is asked when the ID token has no email, or no name at all; an email with part of a name is enough.
+#[tokio::test]
+async fn userinfo_is_asked_only_for_a_missing_email_or_a_missing_name() {
+    let app = spawn_oidc_app().await;
+
+    app.oidc.omit_from_next_id_token(&["email", "email_verified"]);
+    let browser = app.signed_in(ALICE).await;
+    let me = browser.api(Method::GET, "/api/me", None).await.json();
+    assert_eq!((me["email"].as_str(), me["first_name"].as_str()), (Some(ALICE), Some("Alice")), "{me}");
+    assert_eq!(app.oidc.calls(Endpoint::UserInfo), 1, "names but no email: the email comes from userinfo");
+
+    app.oidc.omit_from_next_id_token(&["family_name"]);
+    let browser = app.signed_in(BOB).await;
+    let me = browser.api(Method::GET, "/api/me", None).await.json();
+    assert_eq!((me["email"].as_str(), me["first_name"].as_str()), (Some(BOB), Some("Bob")), "{me}");
+    assert!(me["last_name"].is_null(), "{me}");
+    assert_eq!(app.oidc.calls(Endpoint::UserInfo), 1, "an email and a first name: userinfo is not asked");
+}
+
 #[tokio::test]
 async fn profile_and_email_come_from_userinfo_when_the_id_token_lacks_them() {
     let options = OidcAppOptions {
