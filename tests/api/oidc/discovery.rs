@@ -44,6 +44,18 @@ async fn not_ready_until_discovery_succeeds_which_is_retried_with_backoff() {
 }
 
 #[tokio::test]
+async fn once_discovered_readyz_fails_while_the_providers_keys_cannot_be_fetched() {
+    let app = spawn_oidc_app_with(OidcAppOptions::default()).await;
+    // The probe's answer is kept for five seconds (so a burst of probes reaches the provider once): let it expire.
+    tokio::time::sleep(Duration::from_millis(5_100)).await;
+    app.oidc.fail_next(Endpoint::Jwks, 100, 503);
+    let ready = reqwest::get(app.base_url.join("/readyz").expect("url")).await.expect("answers");
+    assert_eq!(ready.status(), 503);
+    let report: Value = ready.json().await.expect("json");
+    assert_eq!(report, json!({ "status": "unavailable", "insforge": { "ok": true }, "oidc": { "ok": false } }));
+}
+
+#[tokio::test]
 async fn an_issuer_without_its_trailing_slash_stops_the_server_naming_both_values() {
     // The stand-in's issuer ends with `/`, as Auth0's does; the configuration leaves it out.
     let options = OidcAppOptions {

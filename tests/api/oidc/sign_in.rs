@@ -175,6 +175,26 @@ async fn userinfo_is_asked_only_for_a_missing_email_or_a_missing_name() {
     assert_eq!(app.oidc.calls(Endpoint::UserInfo), 1, "an email and a first name: userinfo is not asked");
 }
 
+/// Names come as a set from one source: userinfo's fill in only when the ID token had none, and its `name` only when
+/// it has neither a given nor a family name.
+#[tokio::test]
+async fn names_come_from_one_source_and_a_full_name_only_when_there_are_no_parts() {
+    let app = spawn_oidc_app().await;
+
+    // No email and only a first name in the ID token: userinfo gives the email; the names stay the ID token's.
+    app.oidc.omit_from_next_id_token(&["email", "email_verified", "family_name"]);
+    let me = app.signed_in(ALICE).await.api(Method::GET, "/api/me", None).await.json();
+    assert_eq!((me["email"].as_str(), me["first_name"].as_str()), (Some(ALICE), Some("Alice")), "{me}");
+    assert!(me["last_name"].is_null(), "not mixed with userinfo's family name: {me}");
+
+    // No names in the ID token, a given name but no family name from userinfo: the given name, not the full name.
+    app.oidc.omit_from_next_id_token(&["name", "given_name", "family_name"]);
+    let body = r#"{"sub":"auth0|standin-alice","given_name":"Alice","name":"Alice Anderson"}"#;
+    app.oidc.answer_next(Endpoint::UserInfo, 200, "application/json", body);
+    let me = app.signed_in(ALICE).await.api(Method::GET, "/api/me", None).await.json();
+    assert_eq!((me["first_name"].as_str(), me["last_name"].as_str()), (Some("Alice"), None), "{me}");
+}
+
 #[tokio::test]
 async fn profile_and_email_come_from_userinfo_when_the_id_token_lacks_them() {
     let options = OidcAppOptions {
