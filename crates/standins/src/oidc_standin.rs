@@ -422,12 +422,12 @@ impl OidcStandIn {
         lock(&self.inner.controls).ended_sessions.clone()
     }
 
-    /// The next ID token issued (by either grant) breaks `fault`'s rule.
     /// The next ID token leaves these claims out (`email`, `family_name`, …); the userinfo endpoint still has them.
     pub fn omit_from_next_id_token(&self, claims: &[&'static str]) {
         lock(&self.inner.controls).next_id_token_omits = claims.to_vec();
     }
 
+    /// The next ID token issued (by either grant) breaks `fault`'s rule.
     pub fn tamper_next_id_token(&self, fault: IdTokenFault) {
         lock(&self.inner.controls).next_id_token_fault = Some(fault);
     }
