@@ -69,7 +69,7 @@ fn describe() {
     describe_histogram!("authbridge_upstream_request_duration_seconds", Unit::Seconds, "Latency of upstream calls.");
     describe_counter!(
         "authbridge_session_refreshes_total",
-        "Session refreshes: started, merged, shared, succeeded, failed."
+        "Session refreshes: started, merged, shared, succeeded, failed, held_back."
     );
     describe_counter!("authbridge_token_cache_total", "Access-token checks answered from the verify-once cache.");
     describe_counter!("authbridge_webhook_events_total", "WorkOS events received.");
@@ -79,7 +79,7 @@ fn describe() {
     for source in ["webhook", "events_api"] {
         metrics::counter!("authbridge_webhook_events_total", "source" => source, "outcome" => "applied").absolute(0);
     }
-    for event in ["started", "merged", "shared", "succeeded", "failed"] {
+    for event in ["started", "merged", "shared", "succeeded", "failed", "held_back"] {
         metrics::counter!("authbridge_session_refreshes_total", "event" => event).absolute(0);
     }
 }

@@ -19,8 +19,13 @@
 //! - **across replicas** (with `DATABASE_URL`): the call goes through [`SharedRefreshes`], so replicas that get the
 //!   same cookie at once spend its refresh token once too.
 //!
-//! What is shared is the *verified* new session. Failures other than a rejected grant (the provider down, rate
-//! limited, refusing our credentials) are not memoised: the next request simply tries again.
+//! - **backoff after a failure**: a refresh that fails for a reason other than the token itself (the provider down,
+//!   rate limiting, refusing our credentials) is not memoised as an outcome, but the same refresh token is not tried
+//!   again for [`FAILURE_BACKOFF`]: during an outage each session asks the provider at most once per backoff
+//!   instead of on every request. Meanwhile its requests carry on with the access token they have, or get a 503
+//!   with `Retry-After` once it has expired. (Switching organization is not held back: it is one deliberate click.)
+//!
+//! What is shared is the *verified* new session, and a provider's "this token is dead".
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,6 +42,9 @@ use crate::sync::lock;
 /// How long a finished refresh is remembered for latecomers holding the old refresh token.
 pub const MEMO_TTL: Duration = Duration::from_secs(30);
 
+/// How long a refresh token whose refresh failed for a reason other than the token is not tried again.
+pub const FAILURE_BACKOFF: Duration = Duration::from_secs(2);
+
 type Outcome = Result<Arc<Session>, ProviderError>;
 type TokenHash = [u8; 32];
 
@@ -44,6 +52,9 @@ type TokenHash = [u8; 32];
 pub struct Refresher {
     provider: Arc<IdentityProvider>,
     flights: Arc<Mutex<HashMap<TokenHash, Flight>>>,
+    /// Refresh tokens whose last refresh failed for a reason other than the token, with that failure. Always locked
+    /// after `flights` when both are.
+    failures: Arc<Mutex<HashMap<TokenHash, Failure>>>,
     /// With `DATABASE_URL`: the same, across replicas.
     shared: Option<Arc<SharedRefreshes>>,
 }
@@ -61,9 +72,22 @@ impl Flight {
     }
 }
 
+/// A refresh that failed for a reason other than the token, and when it did.
+struct Failure {
+    at: Instant,
+    error: ProviderError,
+}
+
+impl Failure {
+    /// Whether the token is still held back from the provider at `now`: for [`FAILURE_BACKOFF`] after the failure.
+    fn holds_back(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.at) < FAILURE_BACKOFF
+    }
+}
+
 impl Refresher {
     pub fn new(provider: Arc<IdentityProvider>) -> Self {
-        Self { provider, flights: Arc::default(), shared: None }
+        Self { provider, flights: Arc::default(), failures: Arc::default(), shared: None }
     }
 
     /// Shares refreshes with the other replicas through the database.
@@ -86,6 +110,10 @@ impl Refresher {
                     flight.outcome.clone()
                 }
                 None => {
+                    if let Some(error) = self.held_back(&key, now) {
+                        metrics::counter!("authbridge_session_refreshes_total", "event" => "held_back").increment(1);
+                        return Err(error);
+                    }
                     metrics::counter!("authbridge_session_refreshes_total", "event" => "started").increment(1);
                     let flight = self.start(key, session.clone(), None);
                     let receiver = flight.outcome.clone();
@@ -140,12 +168,21 @@ impl Refresher {
         Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) })
     }
 
+    /// The failure `key`'s last refresh ended in, while it holds the token back at `now`. Forgets failures that no
+    /// longer hold anything back, so the map stays as small as the sessions failing right now.
+    fn held_back(&self, key: &TokenHash, now: Instant) -> Option<ProviderError> {
+        let mut failures = lock(&self.failures);
+        failures.retain(|_, failure| failure.holds_back(now));
+        failures.get(key).map(|failure| failure.error.clone())
+    }
+
     fn start(&self, key: TokenHash, session: Session, organization_id: Option<String>) -> Flight {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (sender, receiver) = watch::channel(None);
         let provider = Arc::clone(&self.provider);
         let flights = Arc::clone(&self.flights);
+        let failures = Arc::clone(&self.failures);
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let call = || async {
@@ -169,10 +206,16 @@ impl Refresher {
                     tracing::info!(%error, "session refresh failed");
                 }
             }
-            if outcome.as_ref().is_err_and(|error| !matches!(error, ProviderError::GrantRejected(_))) {
-                // Remember only answers about the token itself (new tokens, or "this token is dead"). Forget any
-                // other failure at once, so the next request tries again instead of replaying an outage.
+            if let Err(error) = &outcome
+                && !matches!(error, ProviderError::GrantRejected(_))
+            {
+                // Remember as an outcome only answers about the token itself (new tokens, or "this token is dead"):
+                // any other failure says nothing about it. An ordinary refresh holds the token back for the backoff
+                // (recorded before the flight goes, so no request can slip in between); a switch does not.
                 let mut flights = lock(&flights);
+                if organization_id.is_none() {
+                    lock(&failures).insert(key, Failure { at: Instant::now(), error: error.clone() });
+                }
                 if flights.get(&key).is_some_and(|flight| flight.id == id) {
                     flights.remove(&key);
                 }
@@ -214,5 +257,15 @@ mod tests {
         assert!(!flight.is_stale(started + MEMO_TTL), "a finished call is remembered for the memo's whole time");
         assert!(!flight.is_stale(started + Duration::from_secs(1)), "a finished call is remembered for latecomers");
         assert!(!flight.is_stale(started), "a clock read before the call started is not a reason to forget it");
+    }
+
+    #[test]
+    fn a_failure_holds_the_token_back_for_the_backoff_only() {
+        let at = Instant::now();
+        let failure = Failure { at, error: ProviderError::Unavailable { retry_after: Duration::from_secs(1) } };
+        assert!(failure.holds_back(at), "just failed: do not ask the provider again at once");
+        assert!(failure.holds_back(at + FAILURE_BACKOFF - Duration::from_nanos(1)), "for the whole backoff");
+        assert!(!failure.holds_back(at + FAILURE_BACKOFF), "from the backoff's end, ask again");
+        assert!(failure.holds_back(at - Duration::from_secs(1)), "a clock read before the failure still holds back");
     }
 }

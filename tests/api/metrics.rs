@@ -96,6 +96,25 @@ async fn a_refresh_is_counted_as_started_and_succeeded() {
 }
 
 #[tokio::test]
+async fn a_failed_refresh_is_counted_and_so_are_the_requests_it_holds_back() {
+    let app = spawn_app_with(AppOptions::default().var("METRICS_BIND_ADDR", "127.0.0.1:0")).await;
+    let browser = app.signed_in(ALICE).await;
+    let before = scrape(&app).await;
+    crate::refresh::age_token(&app, &browser, -60);
+    app.workos.fail_next(standins::workos_standin::Endpoint::Authenticate, 1, 503);
+    assert_eq!(browser.api(Method::GET, "/api/me", None).await.status, 503);
+    assert_eq!(browser.api(Method::GET, "/api/me", None).await.status, 503);
+    assert_eq!(app.workos.refresh_calls(), 1, "the second request was held back");
+    let after = scrape(&app).await;
+    for event in ["failed", "held_back"] {
+        let label = format!(r#"event="{event}""#);
+        let delta = value(&after, "authbridge_session_refreshes_total", &[&label])
+            - value(&before, "authbridge_session_refreshes_total", &[&label]);
+        assert!(delta >= 1.0, "{event}: {after}");
+    }
+}
+
+#[tokio::test]
 async fn webhook_events_are_counted_by_channel_and_outcome_with_their_lag() {
     use crate::helpers::lifecycle::{event, membership};
     let app = spawn_app_with(AppOptions::default().lifecycle().var("METRICS_BIND_ADDR", "127.0.0.1:0")).await;

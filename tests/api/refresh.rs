@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use authbridge::session::SESSION_COOKIE;
+use authbridge::session::refresh::FAILURE_BACKOFF;
 use futures::future::join_all;
 use reqwest::Method;
 use standins::workos_standin::Endpoint;
@@ -81,16 +82,19 @@ async fn invalid_grant_ends_the_session() {
 #[tokio::test]
 async fn workos_down_with_a_still_valid_token_serves_the_request_and_keeps_the_cookie() {
     let app = spawn_app().await;
-    let browser = app.signed_in(ALICE).await;
-    age_token(&app, &browser, 20);
-    let cookie = browser.cookie(SESSION_COOKIE).expect("cookie");
 
     // Outages, rate limits, and refusals other than invalid_grant (a bad API key, a proxy's 403): none of them is
-    // the user's fault, and none ends the session.
+    // the user's fault, and none ends the session. (A session of its own for each: after a failure, its refresh
+    // token is held back from WorkOS for a moment.)
     for status in [500, 502, 503, 429, 400, 401, 403, 404] {
+        let browser = app.signed_in(ALICE).await;
+        age_token(&app, &browser, 20);
+        let cookie = browser.cookie(SESSION_COOKIE).expect("cookie");
+        let calls = app.workos.refresh_calls();
         app.workos.fail_next(Endpoint::Authenticate, 1, status);
         let me = browser.api(Method::GET, "/api/me", None).await;
         assert_eq!(me.status, 200, "WorkOS {status} is not the user's fault: {}", me.body);
+        assert_eq!(app.workos.refresh_calls(), calls + 1, "WorkOS {status}: it was asked");
         assert!(me.set_cookies().is_empty(), "the cookie is left alone");
         assert_eq!(browser.cookie(SESSION_COOKIE).as_deref(), Some(cookie.as_str()));
     }
@@ -99,11 +103,11 @@ async fn workos_down_with_a_still_valid_token_serves_the_request_and_keeps_the_c
 #[tokio::test]
 async fn workos_down_with_an_expired_token_answers_503_and_keeps_the_cookie() {
     let app = spawn_app_with(AppOptions::default().var("WORKOS_REQUEST_TIMEOUT_MS", 500)).await;
-    let browser = app.signed_in(ALICE).await;
-    age_token(&app, &browser, -60);
-    let cookie = browser.cookie(SESSION_COOKIE).expect("cookie");
 
     for status in [503, 401] {
+        let browser = app.signed_in(ALICE).await;
+        age_token(&app, &browser, -60);
+        let cookie = browser.cookie(SESSION_COOKIE).expect("cookie");
         app.workos.fail_next(Endpoint::Authenticate, 1, status);
         let me = browser.api(Method::GET, "/api/me", None).await;
         assert_eq!(me.status, 503, "WorkOS {status}: {}", me.body);
@@ -112,15 +116,52 @@ async fn workos_down_with_an_expired_token_answers_503_and_keeps_the_cookie() {
         assert_eq!(browser.cookie(SESSION_COOKIE).as_deref(), Some(cookie.as_str()), "the session survives");
     }
 
+    let browser = app.signed_in(ALICE).await;
+    age_token(&app, &browser, -60);
+    let cookie = browser.cookie(SESSION_COOKIE).expect("cookie");
     app.workos.hang_next(Endpoint::Authenticate, 1);
     let page = browser.get("/").await;
     assert_eq!(page.status, 503, "a timeout is an outage too: {}", page.body);
     assert!(page.header("retry-after").is_some());
     assert_eq!(browser.cookie(SESSION_COOKIE).as_deref(), Some(cookie.as_str()));
 
-    // WorkOS is back: the same cookie refreshes and the user never noticed a sign-out.
+    // WorkOS is back: once the backoff is over, the same cookie refreshes and the user never noticed a sign-out.
+    tokio::time::sleep(FAILURE_BACKOFF).await;
     let me = browser.api(Method::GET, "/api/me", None).await;
     assert_eq!(me.status, 200, "{}", me.body);
+}
+
+/// During an outage a session asks WorkOS at most once per backoff, not on every request (which would multiply the
+/// load on a struggling WorkOS by the request rate); meanwhile a valid token keeps working, an expired one gets 503
+/// with `Retry-After`, and the first request after the backoff refreshes.
+#[tokio::test]
+async fn after_a_failed_refresh_a_session_waits_out_the_backoff_before_asking_workos_again() {
+    let app = spawn_app().await;
+    let valid = app.signed_in(ALICE).await;
+    age_token(&app, &valid, 20);
+    let expired = app.signed_in(ALICE).await;
+    age_token(&app, &expired, -60);
+    app.workos.fail_next(Endpoint::Authenticate, 2, 503);
+    assert_eq!(valid.api(Method::GET, "/api/me", None).await.status, 200);
+    assert_eq!(expired.api(Method::GET, "/api/me", None).await.status, 503);
+    assert_eq!(app.workos.refresh_calls(), 2);
+
+    for _ in 0..5 {
+        assert_eq!(valid.api(Method::GET, "/api/todos", None).await.status, 200, "the valid token still serves");
+        let me = expired.api(Method::GET, "/api/me", None).await;
+        assert_eq!(me.status, 503, "{}", me.body);
+        assert_eq!(me.error_code(), "auth_unavailable");
+        assert!(me.header("retry-after").is_some());
+    }
+    assert_eq!(app.workos.refresh_calls(), 2, "neither session asked WorkOS again during the backoff");
+    assert!(expired.cookie(SESSION_COOKIE).is_some(), "the session survives");
+
+    tokio::time::sleep(FAILURE_BACKOFF).await;
+    let before = read_session(&valid);
+    assert_eq!(valid.api(Method::GET, "/api/me", None).await.status, 200);
+    assert_ne!(read_session(&valid).refresh_token, before.refresh_token, "refreshed after the backoff");
+    assert_eq!(expired.api(Method::GET, "/api/me", None).await.status, 200);
+    assert_eq!(app.workos.refresh_calls(), 4);
 }
 
 #[tokio::test]

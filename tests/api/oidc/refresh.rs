@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use authbridge::session::SESSION_COOKIE;
+use authbridge::session::refresh::FAILURE_BACKOFF;
 use futures::future::join_all;
 use reqwest::Method;
 use standins::oidc_standin::{Endpoint, OidcStandInOptions};
@@ -73,11 +74,9 @@ async fn refresh_token_reuse_signs_the_user_out_cleanly() {
 #[tokio::test]
 async fn only_invalid_grant_ends_the_session() {
     let app = spawn_oidc_app().await;
-    let browser = app.signed_in(ALICE).await;
 
-    // Outages and refusals other than invalid_grant, with a still-valid token: served, cookie untouched.
-    app.age_session(&browser, 20);
-    let cookie = browser.cookie(SESSION_COOKIE).expect("cookie");
+    // Outages and refusals other than invalid_grant, with a still-valid token: served, cookie untouched. (A session
+    // of its own for each: after a failure, its refresh token is held back from the provider for a moment.)
     for (status, body) in [
         (500, r#"{"error":"server_error"}"#),
         (503, "<html>maintenance</html>"),
@@ -85,13 +84,19 @@ async fn only_invalid_grant_ends_the_session() {
         (401, r#"{"error":"invalid_client","error_description":"Unauthorized"}"#),
         (403, r#"{"error":"unauthorized_client"}"#),
     ] {
+        let browser = app.signed_in(ALICE).await;
+        app.age_session(&browser, 20);
+        let cookie = browser.cookie(SESSION_COOKIE).expect("cookie");
+        let calls = app.oidc.calls(Endpoint::Token);
         app.oidc.answer_next(Endpoint::Token, status, "application/json", body);
         let me = browser.api(Method::GET, "/api/me", None).await;
         assert_eq!(me.status, 200, "{status} {body}: {}", me.body);
+        assert_eq!(app.oidc.calls(Endpoint::Token), calls + 1, "{status}: the provider was asked");
         assert_eq!(browser.cookie(SESSION_COOKIE).as_deref(), Some(cookie.as_str()), "{status}: kept");
     }
 
     // The same with an expired token: 503 with Retry-After, and the session survives it.
+    let browser = app.signed_in(ALICE).await;
     app.age_session(&browser, -60);
     let expired = browser.cookie(SESSION_COOKIE).expect("cookie");
     app.oidc.fail_next(Endpoint::Token, 1, 503);
@@ -100,7 +105,8 @@ async fn only_invalid_grant_ends_the_session() {
     assert!(me.header("retry-after").is_some());
     assert_eq!(browser.cookie(SESSION_COOKIE).as_deref(), Some(expired.as_str()));
 
-    // The provider is back: the same cookie refreshes.
+    // The provider is back: once the backoff is over, the same cookie refreshes.
+    tokio::time::sleep(FAILURE_BACKOFF).await;
     assert_eq!(browser.api(Method::GET, "/api/me", None).await.status, 200);
 
     // invalid_grant, as Auth0 sends it (403): the session is over.
