@@ -316,6 +316,19 @@ async fn the_lifecycle_tables_are_private_and_the_deny_check_is_a_pinned_securit
         .expect("the function");
         assert!(definer, "{function}: SECURITY DEFINER");
         assert_eq!(config, ["search_path=pg_catalog, pg_temp"], "{function}: a pinned search_path");
+        // Cheap on every request (migrations/0008): PL/pgSQL keeps its query plans for the connection (a SQL
+        // function with SECURITY DEFINER is planned on every call), and the requester's id is read once per call
+        // rather than once per row scanned.
+        let (language, body): (String, String) = sqlx::query_as(
+            "SELECT l.lanname::text, p.prosrc FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang \
+             WHERE p.oid = $1::regprocedure",
+        )
+        .bind(function)
+        .fetch_one(&mut conn)
+        .await
+        .expect("the function's language and body");
+        assert_eq!(language, "plpgsql", "{function}");
+        assert!(body.contains("(SELECT public.requesting_user_id())"), "{function}: the requester's id read once");
         for (role, expected) in [("authenticated", true), ("anon", false), ("public", false)] {
             let may: bool = sqlx::query_scalar("SELECT has_function_privilege($1, $2, 'EXECUTE')")
                 .bind(role)
