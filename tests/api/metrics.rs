@@ -27,6 +27,21 @@ fn value(text: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
+/// How much the series `name` with `labels` grew from the scrape `before` to the scrape `after`.
+fn increase(before: &str, after: &str, name: &str, labels: &[&str]) -> f64 {
+    value(after, name, labels) - value(before, name, labels)
+}
+
+/// Checks that each of `events` of `authbridge_session_refreshes_total` was counted at least once between the
+/// scrapes.
+fn assert_refresh_events_counted(before: &str, after: &str, events: &[&str]) {
+    for event in events {
+        let label = format!(r#"event="{event}""#);
+        let delta = increase(before, after, "authbridge_session_refreshes_total", &[&label]);
+        assert!(delta >= 1.0, "{event}: {after}");
+    }
+}
+
 #[tokio::test]
 async fn metrics_are_off_by_default_and_never_on_the_public_listener() {
     let app = spawn_app().await;
@@ -52,7 +67,7 @@ async fn requests_upstream_calls_refreshes_and_the_token_cache_are_counted_witho
     assert_eq!(browser.get("/no/such/page").await.status, 404);
     let after = scrape(&app).await;
 
-    let delta = |name: &str, labels: &[&str]| value(&after, name, labels) - value(&before, name, labels);
+    let delta = |name: &str, labels: &[&str]| increase(&before, &after, name, labels);
     let todos = [r#"route="/api/todos""#, r#"method="GET""#, r#"status="200""#];
     assert!(delta("authbridge_http_requests_total", &todos) >= 3.0, "{after}");
     let invalid = [r#"route="/api/todos/{id}""#, r#"status="400""#];
@@ -87,12 +102,7 @@ async fn a_refresh_is_counted_as_started_and_succeeded() {
     assert_eq!(browser.api(Method::GET, "/api/me", None).await.status, 200);
     assert_eq!(app.workos.refresh_calls(), 1);
     let after = scrape(&app).await;
-    for event in ["started", "succeeded"] {
-        let label = format!(r#"event="{event}""#);
-        let delta = value(&after, "authbridge_session_refreshes_total", &[&label])
-            - value(&before, "authbridge_session_refreshes_total", &[&label]);
-        assert!(delta >= 1.0, "{event}: {after}");
-    }
+    assert_refresh_events_counted(&before, &after, &["started", "succeeded"]);
 }
 
 #[tokio::test]
@@ -106,12 +116,7 @@ async fn a_failed_refresh_is_counted_and_so_are_the_requests_it_holds_back() {
     assert_eq!(browser.api(Method::GET, "/api/me", None).await.status, 503);
     assert_eq!(app.workos.refresh_calls(), 1, "the second request was held back");
     let after = scrape(&app).await;
-    for event in ["failed", "held_back"] {
-        let label = format!(r#"event="{event}""#);
-        let delta = value(&after, "authbridge_session_refreshes_total", &[&label])
-            - value(&before, "authbridge_session_refreshes_total", &[&label]);
-        assert!(delta >= 1.0, "{event}: {after}");
-    }
+    assert_refresh_events_counted(&before, &after, &["failed", "held_back"]);
 }
 
 #[tokio::test]
@@ -127,7 +132,7 @@ async fn webhook_events_are_counted_by_channel_and_outcome_with_their_lag() {
     app.deliver_ok(&created).await;
     app.deliver_ok(&created).await; // WorkOS retries: the same event again
     let after = scrape(&app).await;
-    let delta = |name: &str, labels: &[&str]| value(&after, name, labels) - value(&before, name, labels);
+    let delta = |name: &str, labels: &[&str]| increase(&before, &after, name, labels);
     let webhook = r#"source="webhook""#;
     assert!(delta("authbridge_webhook_events_total", &[webhook, r#"outcome="applied""#]) >= 1.0, "{after}");
     assert!(delta("authbridge_webhook_events_total", &[webhook, r#"outcome="duplicate""#]) >= 1.0, "{after}");
