@@ -6,10 +6,16 @@
 //! end up being one that was never checked. The header is parsed by key, tolerant of spaces and order. Either the
 //! current or the previous secret (during a rotation) may have signed it. The timestamp must be within
 //! [`TOLERANCE`] of now in both directions, so a captured delivery cannot be replayed later. The comparison is
-//! constant-time (`aws_lc_rs::hmac::verify`).
+//! constant-time.
+//!
+//! The header is outside input on a route anyone can reach, and the body may be a megabyte: the HMAC is computed
+//! once per configured secret, never once per `v1` value the sender chose to send, and a header with more than
+//! [`MAX_CANDIDATES`] of them is refused before any hashing. (Verifying each candidate separately, as
+//! `hmac::verify` would, let one unsigned request make the server hash the body a thousand times.)
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::hmac;
 
 use crate::config::Secret;
@@ -17,6 +23,8 @@ use crate::config::Secret;
 /// How far a signature's timestamp may be from now, either way (the tolerance WorkOS's SDKs use).
 pub const TOLERANCE: Duration = Duration::from_secs(180);
 pub const SIGNATURE_HEADER: &str = "workos-signature";
+/// Most `v1` values a header may carry. WorkOS sends one; a few leave room for signing with two keys at once.
+pub const MAX_CANDIDATES: usize = 4;
 
 /// The secrets a delivery may be signed with.
 pub struct WebhookSecrets {
@@ -57,10 +65,10 @@ impl WebhookSecrets {
         message.extend_from_slice(signature.timestamp_text.as_bytes());
         message.push(b'.');
         message.extend_from_slice(body);
-        let matches = self
-            .keys
-            .iter()
-            .any(|key| signature.candidates.iter().any(|candidate| hmac::verify(key, &message, candidate).is_ok()));
+        let matches = self.keys.iter().any(|key| {
+            let expected = hmac::sign(key, &message);
+            signature.candidates.iter().any(|candidate| verify_slices_are_equal(expected.as_ref(), candidate).is_ok())
+        });
         if matches { Ok(()) } else { Err(SignatureError::Mismatch) }
     }
 }
@@ -80,13 +88,14 @@ impl<'a> Signature<'a> {
             let Some((key, value)) = part.split_once('=') else { continue };
             match key.trim() {
                 "t" => timestamp = Some(value.trim()),
+                "v1" if candidates.len() == MAX_CANDIDATES => return Err(SignatureError::Malformed),
                 "v1" => candidates.push(decode_hex(value.trim()).ok_or(SignatureError::Malformed)?),
                 _ => {}
             }
         }
         let timestamp_text = timestamp.ok_or(SignatureError::Malformed)?;
         let timestamp_ms = timestamp_text.parse::<i64>().map_err(|_| SignatureError::Malformed)?;
-        if candidates.is_empty() {
+        if candidates.is_empty() || candidates.len() > MAX_CANDIDATES {
             return Err(SignatureError::Malformed);
         }
         Ok(Self { timestamp_text, timestamp_ms, candidates })
@@ -170,6 +179,21 @@ mod tests {
         assert_eq!(right.verify(Some(VECTOR_HEADER), &tampered, now), Err(SignatureError::Mismatch));
         let wrong = secrets("another_secret", None);
         assert_eq!(wrong.verify(Some(VECTOR_HEADER), body, now), Err(SignatureError::Mismatch));
+    }
+
+    #[test]
+    fn a_signature_among_a_few_v1_values_verifies_but_a_header_with_more_is_refused_before_any_hashing() {
+        let (t, v1) = VECTOR_HEADER.split_once(", ").expect("two parts");
+        let decoy = format!("v1={}", "0".repeat(64));
+        let body = VECTOR_BODY.as_bytes();
+        let secrets = secrets(VECTOR_SECRET, Some("the_previous_secret"));
+        let few = format!("{t}, {}, {v1}", vec![decoy.as_str(); MAX_CANDIDATES - 1].join(", "));
+        assert_eq!(secrets.verify(Some(&few), body, at_vector_time()), Ok(()));
+        // One more, even with the right one among them: a sender may not make us try a thousand.
+        let many = format!("{t}, {}, {v1}", vec![decoy.as_str(); MAX_CANDIDATES].join(", "));
+        assert_eq!(secrets.verify(Some(&many), body, at_vector_time()), Err(SignatureError::Malformed));
+        let flood = format!("{t}, {}", vec![decoy.as_str(); 900].join(", "));
+        assert_eq!(secrets.verify(Some(&flood), body, at_vector_time()), Err(SignatureError::Malformed));
     }
 
     #[test]
