@@ -142,12 +142,16 @@ impl CookieSpec {
 }
 
 /// Every `name=value` pair of the request's `Cookie` headers, trimmed, in order. Pairs without `=` are skipped.
+///
+/// The header is split as bytes and each pair decoded on its own: another cookie of the site with a non-ASCII
+/// value (set by a sibling subdomain, or by a script) skips only that pair. Read as one string, such a header
+/// would hide every cookie in it, ours included: the user would look signed out, and stay so.
 fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
     headers
         .get_all(axum::http::header::COOKIE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|line| line.split(';'))
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b';'))
+        .filter_map(|pair| std::str::from_utf8(pair).ok())
         .filter_map(|pair| pair.split_once('='))
         .map(|(name, value)| (name.trim(), value.trim()))
 }
@@ -265,6 +269,16 @@ mod tests {
         headers.insert(COOKIE, HeaderValue::from_static("wos-session-other=1; wos-session.x=2; theme=dark"));
         assert!(spec().present(&headers).is_empty());
         assert_eq!(spec().read(&headers), None);
+    }
+
+    #[test]
+    fn a_non_ascii_cookie_beside_ours_hides_nothing() {
+        let mut headers = HeaderMap::new();
+        // UTF-8 in one cookie, a Latin-1 byte in another (not UTF-8 at all): neither is ours, neither may hide ours.
+        let line = b"pref=caf\xc3\xa9; wos-session=abc; legacy=\xe9t\xe9";
+        headers.insert(COOKIE, HeaderValue::from_bytes(line).expect("obs-text is a valid header value"));
+        assert_eq!(spec().read(&headers).as_deref(), Some("abc"));
+        assert_eq!(spec().present(&headers), ["wos-session"]);
     }
 
     #[test]

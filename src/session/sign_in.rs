@@ -198,7 +198,8 @@ impl SessionManager {
             return Err(SignInError::Expired);
         }
         if let Some(error) = callback.error {
-            tracing::info!(error = %error, "the identity provider returned a sign-in error");
+            // Debug formatting: the text is the sender's, and a newline in it must not start a line of its own in the log.
+            tracing::info!(error = ?error, "the identity provider returned a sign-in error");
             return Err(SignInError::Denied(callback.error_description.unwrap_or_else(|| error.replace('_', " "))));
         }
         let code = callback.code.filter(|code| !code.is_empty()).ok_or(SignInError::MissingCode)?;
