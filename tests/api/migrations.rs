@@ -303,9 +303,9 @@ async fn the_lifecycle_tables_are_private_and_the_deny_check_is_a_pinned_securit
     }
 
     for function in [
-        "public.requesting_user_deprovisioned()",
-        "public.requesting_user_organization_ids()",
-        "public.requesting_user_admin_organization_ids()",
+        "authbridge_rls.requesting_user_deprovisioned()",
+        "authbridge_rls.requesting_user_organization_ids()",
+        "authbridge_rls.requesting_user_admin_organization_ids()",
     ] {
         let (definer, config): (bool, Vec<String>) = sqlx::query_as(
             "SELECT prosecdef, coalesce(proconfig, '{}')::text[] FROM pg_proc WHERE oid = $1::regprocedure",
@@ -338,6 +338,31 @@ async fn the_lifecycle_tables_are_private_and_the_deny_check_is_a_pinned_securit
                 .expect("function privilege");
             assert_eq!(may, expected, "{function}: {role}");
         }
+    }
+    // Nothing that runs as its owner is left in `public`, where InsForge would hand it to `project_admin`; the
+    // helpers' own schema holds them and nothing else, and only `authenticated` may look into it.
+    let definers_in_public: Vec<String> = sqlx::query_scalar(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("definer functions in public");
+    assert!(definers_in_public.is_empty(), "{definers_in_public:?}");
+    let (functions, relations): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM pg_proc WHERE pronamespace = 'authbridge_rls'::regnamespace), \
+                (SELECT count(*) FROM pg_class WHERE relnamespace = 'authbridge_rls'::regnamespace)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("the helpers' schema");
+    assert_eq!((functions, relations), (3, 0));
+    for (role, expected) in [("authenticated", true), ("anon", false), ("project_admin", false)] {
+        let may: bool = sqlx::query_scalar("SELECT has_schema_privilege($1, 'authbridge_rls', 'USAGE')")
+            .bind(role)
+            .fetch_one(&mut conn)
+            .await
+            .expect("schema privilege");
+        assert_eq!(may, expected, "USAGE on authbridge_rls: {role}");
     }
     // Every todos policy carries the check.
     let policies: Vec<String> = sqlx::query_scalar(
@@ -464,5 +489,63 @@ async fn personal_todos_written_before_organizations_stay_their_authors_after_mi
     }
     let write = "INSERT INTO public.todos (title) VALUES ('Written after the migration')";
     assert_eq!(as_user(&mut conn, "user_old_a", write).await, Ok(1), "and they keep writing personal todos");
+    let _ = conn.close().await;
+}
+
+/// What InsForge does after every DDL statement run through its unrestricted SQL endpoint (the dashboard's SQL
+/// editor, the MCP server's raw SQL tool) and once in its migration 063: every table and function in `public` not
+/// owned by `project_admin` is handed to `project_admin`. Written here in our own words, to the same effect.
+const INSFORGE_OWNERSHIP_SWEEP: &str = "
+    DO $$
+    DECLARE
+        object record;
+    BEGIN
+        FOR object IN
+            SELECT p.oid::regprocedure AS name FROM pg_proc p
+            WHERE p.pronamespace = 'public'::regnamespace AND pg_get_userbyid(p.proowner) <> 'project_admin'
+        LOOP
+            EXECUTE format('ALTER FUNCTION %s OWNER TO project_admin', object.name);
+        END LOOP;
+        FOR object IN
+            SELECT c.oid::regclass AS name FROM pg_class c
+            WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+              AND pg_get_userbyid(c.relowner) <> 'project_admin'
+        LOOP
+            EXECUTE format('ALTER TABLE %s OWNER TO project_admin', object.name);
+        END LOOP;
+    END
+    $$";
+
+/// The policies' helpers read the private `authbridge` schema as their owner (SECURITY DEFINER), and
+/// `project_admin` may not read it. Were they in `public`, InsForge's ownership sweep would make them run as
+/// `project_admin`, and every todo request would fail with "permission denied for schema authbridge" after an
+/// operator's first `CREATE TABLE` in the SQL editor. Swept before and after the migration that moves them, a
+/// database keeps serving each user their own todos and keeps refusing a deleted user.
+#[tokio::test]
+async fn the_policies_keep_working_after_insforge_hands_public_objects_to_project_admin() {
+    let db = TestDb::empty().await;
+    let mut conn = db.connect().await;
+    let before_the_move: Vec<_> =
+        authbridge::migrate::MIGRATOR.iter().filter(|migration| migration.version <= 8).cloned().collect();
+    let mut migrator = sqlx::migrate::Migrator::with_migrations(before_the_move);
+    migrator.create_schema(authbridge::migrate::MIGRATIONS_SCHEMA);
+    migrator.dangerous_set_table_name(authbridge::migrate::MIGRATIONS_TABLE);
+    migrator.run(&mut conn).await.expect("0001 to 0008 apply");
+    sqlx::raw_sql(INSFORGE_OWNERSHIP_SWEEP).execute(&mut conn).await.expect("the sweep, on a database as it was");
+    authbridge::migrate::run(&db.url).await.expect("the rest applies over a swept database");
+    sqlx::raw_sql(INSFORGE_OWNERSHIP_SWEEP).execute(&mut conn).await.expect("the sweep, after the next DDL");
+
+    let write = "INSERT INTO public.todos (title) VALUES ('Still mine')";
+    assert_eq!(as_user(&mut conn, "user_swept", write).await, Ok(1), "a user still writes their todo");
+    assert_eq!(as_user(&mut conn, "user_swept", "SELECT 1 FROM public.todos").await, Ok(0), "rolled back");
+    sqlx::raw_sql(
+        "INSERT INTO authbridge.users (id, email, deleted_at, version_updated_at, version_event_at, version_event_id) \
+         VALUES ('user_gone', 'gone@example.com', now(), now(), now(), 'event_gone')",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("a deleted user");
+    let refused = as_user(&mut conn, "user_gone", write).await;
+    assert_eq!(refused, Err("42501".to_owned()), "a deleted user is still refused by the database");
     let _ = conn.close().await;
 }
