@@ -209,6 +209,12 @@ async fn the_database_title_check_is_the_title_type_rule() {
         "🦀".repeat(500),
         "🦀".repeat(501),
         format!("\u{2029}{}\u{85}", "é".repeat(500)),
+        // The vertical tab is White_Space; the letter v is not (0003 wrote `\v`, which PostgreSQL reads as "v").
+        "v".to_owned(),
+        "vvv".to_owned(),
+        "\u{b}".to_owned(),
+        "\u{b}x\u{b}".to_owned(),
+        "\u{c}\r\u{b}".to_owned(),
     ];
     for candidate in candidates {
         let accepted_by_type = Title::parse(&candidate).is_ok();
