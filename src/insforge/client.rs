@@ -25,6 +25,9 @@ use crate::todo::{Page, Space, Title, Todo, TodoPatch};
 
 /// The records table the todo feature lives in.
 const TODOS_TABLE: &str = "todos";
+/// Who the readiness probe asks as: an id no identity provider issues (WorkOS ids start `user_`, Auth0's carry a
+/// `|`), so the probe can never see anyone's todos.
+pub const READINESS_PROBE_USER: &str = "authbridge-readiness-probe";
 /// Newest first; `id` breaks ties between todos created in the same transaction so pages never overlap.
 const NEWEST_FIRST: &str = "created_at.desc,id.desc";
 /// How much of a non-JSON error body is kept for the logs.
@@ -84,7 +87,6 @@ pub struct InsforgeClient {
 struct Inner {
     http: reqwest::Client,
     todos_url: Url,
-    health_url: Url,
     minter: TokenMinter,
 }
 
@@ -111,7 +113,6 @@ impl InsforgeClient {
             inner: Arc::new(Inner {
                 http,
                 todos_url: api_url(&["api", "database", "records", TODOS_TABLE])?,
-                health_url: api_url(&["api", "health"])?,
                 minter,
             }),
         })
@@ -195,17 +196,22 @@ impl InsforgeClient {
         }
     }
 
-    /// `GET {INSFORGE_URL}/api/health`, without a user token: is InsForge up? Not retried, so a readiness probe
-    /// sees the truth at once.
+    /// Can InsForge serve todos? A real records call (`GET …/records/todos?select=id&limit=1`) with a token minted
+    /// for [`READINESS_PROBE_USER`]: it takes the whole path a request takes — the token and `INSFORGE_JWT_SECRET`,
+    /// PostgREST, PostgreSQL, the table, its grants and its policies — and, since nobody has that id, RLS gives it
+    /// no rows. InsForge's own `GET /api/health` touches none of these (a constant answer from its Node process,
+    /// `docs/insforge.md` §5.1), so it would call an InsForge ready whose database is down. Not retried, so a
+    /// readiness probe sees the truth at once.
     pub async fn health(&self) -> Result<(), InsforgeError> {
-        let health = self.inner.http.get(self.inner.health_url.clone()).send();
-        let response = outbound::observed(Upstream::Insforge, health).await.map_err(transport_error)?;
+        let token = self.token(&UserIdentity::new(READINESS_PROBE_USER, None))?;
+        let probe = self.request(Method::GET, &token).query(&[("select", "id"), ("limit", "1")]).send();
+        let response = outbound::observed(Upstream::Insforge, probe).await.map_err(transport_error)?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
         let body = response.text().await.unwrap_or_default();
-        Err(status_error(status, &body, ""))
+        Err(status_error(status, &body, &token))
     }
 
     fn token(&self, user: &UserIdentity) -> Result<String, InsforgeError> {

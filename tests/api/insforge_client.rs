@@ -226,6 +226,28 @@ async fn an_injected_outage_is_an_upstream_error_and_then_passes() {
     assert_eq!(after.title, "x");
 }
 
+/// Readiness is a records call made as a user, not InsForge's `/api/health` (a constant answer that touches neither
+/// PostgREST nor the database): a failing database or a token InsForge cannot verify makes it fail, and the user
+/// it asks as sees nobody's todos.
+#[tokio::test]
+async fn readiness_is_a_records_call_that_a_failing_database_or_a_wrong_secret_fails() {
+    let app = TestInsforge::start().await;
+    app.client.create_todo(&user_a(), &title("private"), &authbridge::todo::Space::Personal).await.expect("a todo");
+    app.client.health().await.expect("ready");
+    let probe_user = authbridge::identity::UserIdentity::new(authbridge::insforge::client::READINESS_PROBE_USER, None);
+    let seen = app.client.list_todos(&probe_user, &authbridge::todo::Space::Personal, Page::default()).await;
+    assert_eq!(seen.expect("a list").len(), 0, "the probe's user sees nobody's todos");
+
+    app.standin.fail_next(1, 500);
+    let failing = app.client.health().await;
+    assert!(matches!(failing, Err(InsforgeError::Upstream { status: 500, .. })), "{failing:?}");
+    app.client.health().await.expect("ready again");
+
+    let wrong_secret = app.client_with(&[("INSFORGE_JWT_SECRET", "a-secret-insforge-does-not-have-0123456789")]);
+    let refused = wrong_secret.health().await;
+    assert!(matches!(refused, Err(InsforgeError::Unauthorized { .. })), "{refused:?}");
+}
+
 #[tokio::test]
 async fn health_reports_an_unhealthy_insforge() {
     let server = CannedServer::json(503, r#"{"error":"INTERNAL_ERROR","message":"starting","statusCode":503}"#).await;

@@ -251,17 +251,10 @@ async fn latency(State(state): State<Arc<InsforgeStandInState>>, request: Reques
     next.run(request).await
 }
 
-async fn health(State(state): State<Arc<InsforgeStandInState>>) -> Response {
-    match sqlx::query("SELECT 1").execute(&state.pool).await {
-        Ok(_) => Json(serde_json::json!({ "status": "ok", "service": "InsForge stand-in" })).into_response(),
-        Err(_) => RecordsApiError::insforge(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "DATABASE_INTERNAL_ERROR",
-            "Database unavailable",
-            "Retry later.",
-        )
-        .into_response(),
-    }
+/// InsForge's `GET /api/health`: a constant answer from the Node process, which touches neither PostgREST nor the
+/// database (InsForge `backend/src/server.ts`), so a client cannot learn from it whether records can be served.
+async fn health() -> Response {
+    Json(serde_json::json!({ "status": "ok", "version": "2.3.1", "service": "Insforge OSS Backend" })).into_response()
 }
 
 async fn not_found() -> Response {
