@@ -232,11 +232,15 @@ impl WorkosClient {
                 .append_pair("response_type", "code")
                 .append_pair("state", params.state)
                 .append_pair("code_challenge", params.code_challenge)
-                .append_pair("code_challenge_method", "S256");
-            match params.organization_id {
-                Some(organization_id) => query.append_pair("organization_id", organization_id),
-                None => query.append_pair("provider", "authkit"),
-            };
+                .append_pair("code_challenge_method", "S256")
+                // Always AuthKit, even into one organization: `organization_id` alone would select that
+                // organization's SSO connection, which fails for an organization that requires MFA but has no SSO
+                // (or has several connections). AuthKit with the organization handles every case, as
+                // authkit-nextjs's switchToOrganization sends it (docs/workos.md §1.1).
+                .append_pair("provider", "authkit");
+            if let Some(organization_id) = params.organization_id {
+                query.append_pair("organization_id", organization_id);
+            }
             if let Some(hint) = params.login_hint {
                 query.append_pair("login_hint", hint);
             }
@@ -448,11 +452,16 @@ mod tests {
     }
 
     #[test]
-    fn organization_replaces_the_authkit_provider() {
-        let url = client("https://api.workos.com/")
-            .authorization_url(&AuthorizeParams { organization_id: Some("org_1"), ..Default::default() });
-        assert!(url.query_pairs().any(|(k, v)| k == "organization_id" && v == "org_1"));
-        assert!(!url.query_pairs().any(|(k, _)| k == "provider"));
+    fn an_organization_scopes_the_authkit_sign_in_rather_than_replacing_it() {
+        let url = client("https://api.workos.com/").authorization_url(&AuthorizeParams {
+            organization_id: Some("org_1"),
+            screen_hint: Some("sign-up"),
+            ..Default::default()
+        });
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!((get("provider"), get("organization_id")), (Some("authkit"), Some("org_1")));
+        assert_eq!(get("screen_hint"), Some("sign-up"), "a screen hint needs provider=authkit, which is there");
     }
 
     #[test]

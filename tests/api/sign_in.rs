@@ -94,7 +94,7 @@ async fn login_sends_the_browser_to_authkit_with_pkce_and_a_sealed_state() {
     let org = browser.get("/login?organization_id=org_123").await;
     let pairs = query(&org.location().expect("redirect"));
     assert_eq!(param(&pairs, "organization_id").as_deref(), Some("org_123"));
-    assert_eq!(param(&pairs, "provider"), None, "an organization replaces the AuthKit provider");
+    assert_eq!(param(&pairs, "provider").as_deref(), Some("authkit"), "AuthKit, scoped to the organization");
 
     let odd_hint = browser.get("/login?screen_hint=evil").await;
     assert_eq!(param(&query(&odd_hint.location().expect("redirect")), "screen_hint"), None);

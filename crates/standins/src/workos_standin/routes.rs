@@ -125,11 +125,17 @@ fn validate_authorization(
     if params.response_type.as_deref() != Some("code") {
         return Err(("unsupported_response_type", "response_type must be \"code\"."));
     }
-    let route = match (params.provider, params.organization_id, params.connection_id) {
-        (Some(provider), None, None) if provider == "authkit" => Route::AuthKit,
+    let authkit = params.provider.as_deref() == Some("authkit");
+    let route = match (params.provider.as_deref(), params.organization_id, params.connection_id) {
+        (Some("authkit"), None, None) => Route::AuthKit,
         (Some(_), None, None) => return Err(("invalid_request", "The only provider supported is \"authkit\".")),
-        (None, Some(org), None) if lock(&inner.store).is_known_organization(&org) => Route::Organization(org),
-        (None, Some(_), None) => return Err(("invalid_request", "The organization_id is not known.")),
+        // `organization_id` alone starts the organization's SSO; beside `provider=authkit` it scopes the AuthKit
+        // sign-in to the organization (how an app sends someone into an organization that requires its own
+        // sign-in, as authkit-nextjs's switchToOrganization does). Both end in a session of that organization.
+        (None | Some("authkit"), Some(org), None) if lock(&inner.store).is_known_organization(&org) => {
+            Route::Organization(org)
+        }
+        (None | Some("authkit"), Some(_), None) => return Err(("invalid_request", "The organization_id is not known.")),
         (None, None, Some(connection)) if connection.starts_with("conn_") => Route::Connection(connection),
         (None, None, Some(_)) => return Err(("invalid_request", "The connection_id is not a connection id.")),
         _ => {
@@ -147,6 +153,8 @@ fn validate_authorization(
         (Some(_), _) => return Err(("invalid_request", "Transform algorithm not supported: use S256.")),
     };
     let sign_up = match params.screen_hint.as_deref() {
+        // The hint picks an AuthKit screen; WorkOS's SDKs refuse it with any other selector.
+        Some(_) if !authkit => return Err(("invalid_request", "screen_hint requires provider=authkit.")),
         None | Some("sign-in") => false,
         Some("sign-up") => true,
         Some(_) => return Err(("invalid_request", "screen_hint must be \"sign-in\" or \"sign-up\".")),

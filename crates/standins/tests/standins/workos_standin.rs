@@ -226,7 +226,7 @@ async fn bad_requests_for_a_registered_uri_go_back_to_the_app_as_errors() {
         (&[("provider", "")], "invalid_request"),
         (&[("provider", "GoogleOAuth")], "invalid_request"),
         (&[("provider", ""), ("organization_id", "org_unknown")], "invalid_request"),
-        (&[("organization_id", ACME_ORGANIZATION_ID)], "invalid_request"),
+        (&[("provider", ""), ("organization_id", ACME_ORGANIZATION_ID), ("screen_hint", "sign-up")], "invalid_request"),
     ];
     for (overrides, error) in cases {
         let response = client().get(authorize_url(&workos, &pkce, overrides)).send().await.expect("authorize");
@@ -584,6 +584,11 @@ async fn refresh_can_switch_to_another_organization_of_the_user() {
     assert_eq!(body["organization_id"], "org_globex");
     assert_eq!(body["authentication_method"], "SSO");
     assert_eq!(claims(&workos, text(&body["access_token"])).await["org_id"], "org_globex");
+
+    // AuthKit scoped to the organization (`provider=authkit` kept beside it) ends the same way.
+    let scoped = code_for(&workos, ALICE, &pkce, &[("organization_id", "org_globex")]).await;
+    let (status, scoped) = authenticate(&workos, code_grant(&workos, &scoped, &pkce.verifier)).await;
+    assert_eq!((status, &scoped["organization_id"]), (StatusCode::OK, &json!("org_globex")), "{scoped}");
 
     let mut switch = refresh_grant(&workos, text(&body["refresh_token"]));
     switch["organization_id"] = json!("org_initech");
