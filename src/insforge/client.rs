@@ -110,11 +110,7 @@ impl InsforgeClient {
             .map_err(|e| InsforgeError::HttpClient(e.to_string()))?;
         let api_url = |segments: &[&str]| outbound::endpoint(&config.url, segments).ok_or(InsforgeError::BaseUrl);
         Ok(InsforgeClient {
-            inner: Arc::new(Inner {
-                http,
-                todos_url: api_url(&["api", "database", "records", TODOS_TABLE])?,
-                minter,
-            }),
+            inner: Arc::new(Inner { http, todos_url: api_url(&["api", "database", "records", TODOS_TABLE])?, minter }),
         })
     }
 

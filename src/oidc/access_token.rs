@@ -4,7 +4,7 @@
 //! keys ([`super::keys`]). A token is accepted when it is signed by one of the provider's asymmetric keys, its
 //! `iss` is the issuer and its `aud` (a string or an array, as Auth0's is) contains the audience; `exp`, `iss`,
 //! `aud` and `sub` must all be there (`jsonwebtoken` checks `iss` and `aud` only when present otherwise). The header
-//! must say it is a JWT access token (`typ` `JWT`, `at+jwt` or `application/at+jwt`). An ID token is refused twice
+//! must not say it is anything but a JWT access token (`typ` `JWT`, `at+jwt`, `application/at+jwt`, or none). An ID token is refused twice
 //! over: its audience is the client id, not the API, and it carries a `nonce`, which no access token does.
 
 use std::time::Duration;
@@ -48,7 +48,10 @@ impl AccessTokenVerifier {
     pub async fn verify(&self, keys: &SigningKeys, token: &str) -> Result<AccessClaims, AccessTokenError> {
         use AccessTokenError::Invalid;
         let header = jsonwebtoken::decode_header(token).map_err(|_| Invalid("it is not a well-formed JWT"))?;
-        let typ_ok = header.typ.as_deref().is_some_and(|typ| {
+        // `typ` is optional in a JWS (RFC 7515 §4.1.9), and Okta's authorization servers leave it out of their
+        // access tokens; any other value than these is some other kind of token. (An ID token, whatever its
+        // `typ`, fails the audience check below: its `aud` is the client id.)
+        let typ_ok = header.typ.as_deref().is_none_or(|typ| {
             ["JWT", "at+jwt", "application/at+jwt"].iter().any(|accepted| typ.eq_ignore_ascii_case(accepted))
         });
         if !typ_ok {

@@ -282,8 +282,11 @@ impl OidcClient {
             .add_extra_param("code_challenge", request.code_challenge)
             .add_extra_param("code_challenge_method", "S256");
         if let Some(audience) = &self.audience {
-            // Auth0 knows `audience`, RFC 8707 providers `resource`; each ignores the one it does not know.
-            authorize = authorize.add_extra_param("audience", audience).add_extra_param("resource", audience);
+            // Auth0 knows `audience`, RFC 8707 providers `resource`; most ignore the one they do not know.
+            authorize = authorize.add_extra_param("audience", audience);
+            if sends_resource(self.issuer.url(), audience) {
+                authorize = authorize.add_extra_param("resource", audience);
+            }
         }
         if let Some(hint) = request.login_hint {
             authorize = authorize.set_login_hint(LoginHint::new(hint.to_owned()));
@@ -524,6 +527,15 @@ fn choose_auth_type(supported: Option<&Vec<CoreClientAuthMethod>>) -> AuthType {
     }
 }
 
+/// Whether `audience` also goes out as RFC 8707's `resource`: only as the absolute URI that RFC requires (§2: a
+/// provider may answer anything else with `invalid_target`, and Auth0 API identifiers need not be URIs), and never
+/// to Microsoft Entra ID, whose v2.0 endpoint refuses any `resource` parameter (AADSTS901002) and takes the API
+/// from the scopes instead (`api://…/.default` in `OIDC_SCOPES`).
+fn sends_resource(issuer: &Url, audience: &str) -> bool {
+    let entra = issuer.host_str().is_some_and(|host| host.eq_ignore_ascii_case("login.microsoftonline.com"));
+    !entra && Url::parse(audience).is_ok_and(|uri| uri.has_host() || uri.scheme() == "urn")
+}
+
 /// An Auth0 tenant: its issuer host (`*.auth0.com`), or, on a custom domain, the discovery field only Auth0 publishes.
 fn is_auth0(metadata: &Metadata) -> bool {
     let host = metadata.issuer().url().host_str().unwrap_or_default().to_ascii_lowercase();
@@ -597,6 +609,18 @@ mod tests {
 #[cfg(test)]
 mod metadata_tests {
     use super::*;
+
+    #[test]
+    fn the_audience_goes_out_as_a_resource_only_where_that_cannot_break_the_sign_in() {
+        let url = |text: &str| Url::parse(text).expect("a URL");
+        let auth0 = url("https://tenant.us.auth0.com/");
+        assert!(sends_resource(&auth0, "https://api.example.com/"));
+        assert!(sends_resource(&auth0, "urn:example:api"));
+        assert!(!sends_resource(&auth0, "my-api"), "RFC 8707 wants an absolute URI; Auth0 identifiers need not be");
+        let entra = url("https://login.microsoftonline.com/tenant-id/v2.0");
+        assert!(!sends_resource(&entra, "api://5d7e4c1a-0000-4000-8000-000000000000"), "Entra refuses `resource`");
+        assert!(!sends_resource(&entra, "https://api.example.com/"));
+    }
 
     #[test]
     fn the_extra_discovery_fields_are_read() {

@@ -55,7 +55,7 @@ async fn access_tokens_for_the_api_work_and_each_user_sees_only_their_own_todos(
 }
 
 #[tokio::test]
-async fn aud_may_be_a_string_or_an_array_and_typ_jwt_or_at_jwt() {
+async fn aud_may_be_a_string_or_an_array_and_typ_jwt_at_jwt_or_absent() {
     let app = spawn_oidc_app().await;
     let subject = app.subject(ALICE);
     let mut as_string = claims(&app, &subject);
@@ -65,6 +65,10 @@ async fn aud_may_be_a_string_or_an_array_and_typ_jwt_or_at_jwt() {
         let response = app.bearer_client(token).get("/api/me").await;
         assert_eq!(response.status, 200, "typ {typ}, aud {}: {}", claims["aud"], response.body);
     }
+    // No `typ` at all, as Okta's authorization servers issue them (a JWS may leave it out).
+    let untyped = app.oidc.sign_with_header(json!({ "alg": "RS256", "kid": app.oidc.kid() }), claims(&app, &subject));
+    let response = app.bearer_client(untyped).get("/api/me").await;
+    assert_eq!(response.status, 200, "no typ: {}", response.body);
 
     // The RFC 9068 profile end to end: the provider issues `at+jwt` access tokens.
     let options = OidcAppOptions {

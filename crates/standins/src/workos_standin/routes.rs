@@ -135,7 +135,9 @@ fn validate_authorization(
         (None | Some("authkit"), Some(org), None) if lock(&inner.store).is_known_organization(&org) => {
             Route::Organization(org)
         }
-        (None | Some("authkit"), Some(_), None) => return Err(("invalid_request", "The organization_id is not known.")),
+        (None | Some("authkit"), Some(_), None) => {
+            return Err(("invalid_request", "The organization_id is not known."));
+        }
         (None, None, Some(connection)) if connection.starts_with("conn_") => Route::Connection(connection),
         (None, None, Some(_)) => return Err(("invalid_request", "The connection_id is not a connection id.")),
         _ => {
