@@ -187,12 +187,12 @@ mod tests {
         let decoy = format!("v1={}", "0".repeat(64));
         let body = VECTOR_BODY.as_bytes();
         let secrets = secrets(VECTOR_SECRET, Some("the_previous_secret"));
-        let few = format!("{t}, {}, {v1}", vec![decoy.as_str(); MAX_CANDIDATES - 1].join(", "));
+        let few = format!("{t}, {}, {v1}", [decoy.as_str(); MAX_CANDIDATES - 1].join(", "));
         assert_eq!(secrets.verify(Some(&few), body, at_vector_time()), Ok(()));
         // One more, even with the right one among them: a sender may not make us try a thousand.
-        let many = format!("{t}, {}, {v1}", vec![decoy.as_str(); MAX_CANDIDATES].join(", "));
+        let many = format!("{t}, {}, {v1}", [decoy.as_str(); MAX_CANDIDATES].join(", "));
         assert_eq!(secrets.verify(Some(&many), body, at_vector_time()), Err(SignatureError::Malformed));
-        let flood = format!("{t}, {}", vec![decoy.as_str(); 900].join(", "));
+        let flood = format!("{t}, {}", [decoy.as_str(); 900].join(", "));
         assert_eq!(secrets.verify(Some(&flood), body, at_vector_time()), Err(SignatureError::Malformed));
     }
 
