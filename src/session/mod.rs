@@ -418,9 +418,16 @@ impl SessionManager {
         Ok(self.session_cookie.write(&sealed, &self.session_cookie.present(request))?)
     }
 
-    /// `Set-Cookie` values deleting the session cookie and all its chunks.
+    /// `Set-Cookie` values deleting the session cookie and all its chunks, as far as the request carried them. A
+    /// request without any (another site's form posting to `/logout`, which a `SameSite=Lax` cookie does not ride
+    /// along with) deletes nothing: browsers apply the `Set-Cookie` of a cross-site navigation's response, so
+    /// another site could otherwise sign anyone out.
     pub fn clear(&self, request: &HeaderMap) -> Vec<HeaderValue> {
-        self.session_cookie.clear(&self.session_cookie.present(request))
+        let present = self.session_cookie.present(request);
+        if present.is_empty() {
+            return Vec::new();
+        }
+        self.session_cookie.clear(&present)
     }
 }
 

@@ -297,6 +297,11 @@ async fn sign_out_needs_a_post_with_csrf_and_ends_the_workos_session() {
     let nobody = app.browser().post_form("/logout", &[]).await;
     assert_eq!(nobody.status, 302);
     assert_eq!(nobody.location().as_deref(), Some("/"), "signing out while signed out just goes home");
+    // A request without the cookie (as another site's form posts it: a SameSite=Lax cookie stays home) deletes
+    // nothing: browsers apply a cross-site response's Set-Cookie, and it would sign the user out.
+    let deletions: Vec<String> =
+        nobody.set_cookies().into_iter().filter(|line| line.starts_with(SESSION_COOKIE)).collect();
+    assert!(deletions.is_empty(), "{deletions:?}");
 }
 
 #[tokio::test]
