@@ -82,7 +82,7 @@ pub enum AppError {
     #[error("The todo service refused this input.")]
     InsforgeRefused(String),
     /// Our minted token or the RLS setup is wrong, or InsForge failed: a server-side failure, not the user's.
-    #[error("The todo service failed; nothing was changed. Please try again.")]
+    #[error("The todo service failed. Please try again.")]
     InsforgeFailed(InsforgeError),
     #[error("The todo service did not answer in time. Please try again.")]
     InsforgeTimeout,

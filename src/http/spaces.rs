@@ -14,12 +14,22 @@ use axum::extract::ConnectInfo;
 use axum::http::{Extensions, HeaderMap, HeaderValue, header};
 
 use crate::audit::{Actor, RequestContext, Target};
+use crate::insforge::client::InsforgeError;
 use crate::lifecycle::store::ActiveMembership;
 use crate::todo::Space;
 
 use super::AppState;
 use super::error::AppError;
 use super::extractors::CurrentUser;
+
+/// A failed create in `space`, as the user should hear it. PostgreSQL refusing an insert into an organization means
+/// the membership ended between the check above and the insert: 403 `not_a_member`, and nothing was written.
+pub fn create_failed(error: InsforgeError, space: &Space) -> AppError {
+    match (error, space.organization_id()) {
+        (InsforgeError::Forbidden { .. }, Some(_)) => AppError::NotAMember,
+        (error, _) => AppError::from(error),
+    }
+}
 
 /// A space as a request names it: `organization_id=org_…`, `personal` (or JSON `null`), or nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,5 +168,20 @@ pub async fn audit(
     let Some(audit) = &state.audit else { return };
     if let Err(error) = audit.record(organization_id, action, &actor(user), targets, context).await {
         tracing::error!(%error, action, "could not queue an audit log event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_insert_into_an_organization_is_a_membership_that_just_ended() {
+        let refused = || InsforgeError::Forbidden { message: "42501: new row violates row-level security".to_owned() };
+        let organization = Space::of(Some("org_1"));
+        assert!(matches!(create_failed(refused(), &organization), AppError::NotAMember));
+        // In the personal space the same refusal is a server-side failure (our token or policies are wrong).
+        assert!(!matches!(create_failed(refused(), &Space::Personal), AppError::NotAMember));
+        assert!(!matches!(create_failed(InsforgeError::Timeout, &organization), AppError::NotAMember));
     }
 }

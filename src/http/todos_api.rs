@@ -15,7 +15,6 @@ use axum::routing::get;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::audit::Target;
-use crate::insforge::client::InsforgeError;
 use crate::todo::{Page, Title, Todo, TodoPatch};
 
 use super::AppState;
@@ -93,13 +92,11 @@ async fn create(
         Some(Some(raw)) => Requested::from_param(Some(raw)),
     };
     let resolved = spaces::resolve(&state, &user, &requested).await?;
-    let todo = state.insforge.create_todo(&user.identity(), &title, &resolved.space).await.map_err(|error| {
-        match (error, resolved.space.organization_id()) {
-            // The membership ended between the check and the insert: PostgreSQL refused it, nothing was written.
-            (InsforgeError::Forbidden { .. }, Some(_)) => AppError::NotAMember,
-            (error, _) => AppError::from(error),
-        }
-    })?;
+    let todo = state
+        .insforge
+        .create_todo(&user.identity(), &title, &resolved.space)
+        .await
+        .map_err(|error| spaces::create_failed(error, &resolved.space))?;
     audit_create(&state, &user, &todo, &context).await;
     let location = HeaderValue::from_str(&format!("/api/todos/{}", todo.id))
         .map_err(|_| AppError::Internal("a todo id is not a valid header value".to_owned()))?;

@@ -282,9 +282,11 @@ async fn create(
     let outcome = match Title::parse(&form.title) {
         Ok(title) => {
             match spaces::resolve(&state, &user, &Requested::from_param(form.organization_id.as_deref())).await {
-                Ok(resolved) => {
-                    state.insforge.create_todo(&user.identity(), &title, &resolved.space).await.map_err(AppError::from)
-                }
+                Ok(resolved) => state
+                    .insforge
+                    .create_todo(&user.identity(), &title, &resolved.space)
+                    .await
+                    .map_err(|error| spaces::create_failed(error, &resolved.space)),
                 Err(error) => Err(error),
             }
         }
