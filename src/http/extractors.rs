@@ -337,6 +337,21 @@ impl<T: DeserializeOwned> FromRequestParts<AppState> for ApiQuery<T> {
     }
 }
 
+/// The `{id}` of an organization route. An id that is not text (`/organizations/%FF`) is a 400 in the route's
+/// format, like every other refusal, not axum's plain-text one.
+pub struct OrganizationId(pub String);
+
+impl FromRequestParts<AppState> for OrganizationId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::BadRequest("The organization id in the address is not valid.".to_owned()))?;
+        Ok(Self(id))
+    }
+}
+
 /// The `{id}` of a todo route, refused with 400 when it is not a UUID (before anything reaches InsForge).
 pub struct TodoId(pub Uuid);
 

@@ -13,7 +13,7 @@
 //!   at WorkOS and redirects there (303). The link is a credential: it is never logged or shown.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -29,7 +29,7 @@ use crate::workos::management::PortalIntent;
 
 use super::AppState;
 use super::error::AppError;
-use super::extractors::{ApiJson, CsrfForm, CurrentSession, CurrentUser};
+use super::extractors::{ApiJson, CsrfForm, CurrentSession, CurrentUser, OrganizationId};
 use super::pages::{Banner, render};
 use super::spaces::{self, RequestMeta, Requested};
 
@@ -182,7 +182,7 @@ struct SettingsQuery {
 async fn settings(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    OrganizationId(id): OrganizationId,
     uri: axum::http::Uri,
 ) -> Result<Response, AppError> {
     // A malformed query is not worth an error page.
@@ -214,7 +214,7 @@ struct PortalForm {
 async fn portal(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    OrganizationId(id): OrganizationId,
     CsrfForm(form): CsrfForm<PortalForm>,
 ) -> Result<Response, AppError> {
     let intent = PortalIntent::parse(form.intent.trim()).ok_or_else(|| {

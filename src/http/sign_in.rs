@@ -3,7 +3,7 @@
 //! The steps themselves (state, PKCE, code exchange, verification) belong to the session
 //! (`session::sign_in`); these handlers only translate between HTTP and those calls.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -24,7 +24,7 @@ use crate::workos::OrganizationChoice;
 
 use super::AppState;
 use super::error::AppError;
-use super::extractors::{CurrentUser, MaybeUser, checked_form};
+use super::extractors::{ApiQuery, CurrentUser, MaybeUser, checked_form};
 use super::pages::{Banner, LogoutPage, render};
 use super::spaces::{self, RequestMeta};
 
@@ -38,7 +38,10 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `GET /login`: binds a sign-in to this browser and sends it to the identity provider.
-async fn login(State(state): State<AppState>, Query(request): Query<SignInRequest>) -> Result<Response, AppError> {
+async fn login(
+    State(state): State<AppState>,
+    ApiQuery(request): ApiQuery<SignInRequest>,
+) -> Result<Response, AppError> {
     let start = state.sessions.begin_sign_in(&request)?;
     Ok(found(start.authorization_url.as_str(), start.set_cookies))
 }
@@ -48,17 +51,21 @@ async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
     RequestMeta(request_context): RequestMeta,
-    Query(callback): Query<Callback>,
+    callback: Result<ApiQuery<Callback>, AppError>,
 ) -> Response {
-    // Whatever happens next, the sign-in state is spent: clear it on every answer.
+    // Whatever happens next, the sign-in state is spent: clear it on every answer, a malformed one included.
     let clear_state = state.sessions.clear_sign_in_state(&headers);
-    let mut response = match state.sessions.finish_sign_in(&headers, callback).await {
+    let outcome = match callback {
+        Ok(ApiQuery(callback)) => state.sessions.finish_sign_in(&headers, callback).await.map_err(AppError::from),
+        Err(malformed) => Err(malformed),
+    };
+    let mut response = match outcome {
         Ok(CallbackOutcome::SignedIn(signed_in)) => {
             audit_sign_in(&state, &signed_in.session, &request_context).await;
             found(&signed_in.return_to, signed_in.set_cookies)
         }
         Ok(CallbackOutcome::ChooseOrganization { set_cookies }) => found(SELECTION_PAGE, set_cookies),
-        Err(error) => AppError::from(error).into_response(),
+        Err(error) => error.into_response(),
     };
     append_cookies(&mut response, clear_state);
     response

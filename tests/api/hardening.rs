@@ -284,3 +284,27 @@ async fn sign_out_still_signs_the_browser_out_when_workos_fails_and_says_so_in_t
         "the failure is logged (session {sid})"
     );
 }
+
+/// Malformed query strings and paths are refused in the app's own format — its error page (the API's JSON under
+/// `/api/`) — not axum's plain-text rejection; and a malformed callback still spends the sign-in state.
+#[tokio::test]
+async fn malformed_queries_and_paths_get_the_apps_own_400() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    assert_eq!(browser.get("/login").await.status, 302);
+    assert!(browser.cookie(SIGN_IN_STATE_COOKIE).is_some(), "a sign-in under way");
+    for path in ["/login?return_to=/a&return_to=/b", "/callback?code=a&code=b&state=s"] {
+        let response = browser.get(path).await;
+        assert_eq!(response.status, 400, "{path}: {}", response.body);
+        let content_type = response.header("content-type").unwrap_or_default();
+        assert!(content_type.starts_with("text/html"), "{path}: {content_type}");
+    }
+    assert!(browser.cookie(SIGN_IN_STATE_COOKIE).is_none(), "the malformed callback spent the sign-in state");
+
+    let signed_in = app.signed_in(ALICE).await;
+    let response = signed_in.get("/organizations/%FF").await;
+    assert_eq!(response.status, 400, "{}", response.body);
+    assert!(response.header("content-type").unwrap_or_default().starts_with("text/html"));
+    let api = signed_in.get("/api/todos?limit=1&limit=2").await;
+    assert_eq!((api.status, api.json()["error"]["code"].as_str()), (400, Some("bad_request")), "{}", api.body);
+}
