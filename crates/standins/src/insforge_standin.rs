@@ -5,7 +5,8 @@
 //! `/api/health`, InsForge's authentication rules, and both error shapes with their statuses.
 //!
 //! Like InsForge, it never decides who may see a row. Each request runs in one transaction as the token's role
-//! (`SET LOCAL ROLE`) with `request.jwt.claims` set to `{sub, email, role}`, and PostgreSQL's row-level security
+//! (`SET LOCAL ROLE`) with `request.jwt.claims` set as InsForge sets them (`{sub, email, role, iat, exp}` for a
+//! user, `{role}` alone for the anon and admin keys), and PostgreSQL's row-level security
 //! does the rest. If RLS were missing, the stand-in would show every row to everybody, exactly as InsForge would:
 //! that is what makes the tests built on it prove the policies, not the stand-in.
 
@@ -282,8 +283,8 @@ fn authenticate(state: &InsforgeStandInState, headers: &HeaderMap) -> Result<Cal
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-        .map(str::trim)
+        // Exactly `Bearer <token>`, as InsForge's `auth.ts` reads it: no other spelling, nothing trimmed.
+        .and_then(|value| value.strip_prefix("Bearer "))
         .filter(|token| !token.is_empty())
         .ok_or_else(RecordsApiError::no_token)?;
 
@@ -313,12 +314,22 @@ fn authenticate(state: &InsforgeStandInState, headers: &HeaderMap) -> Result<Cal
     };
     let requested = claims.role.unwrap_or_else(|| "authenticated".to_owned());
     let role = ROLES.into_iter().find(|r| *r == requested).ok_or_else(|| RecordsApiError::invalid_role(&requested))?;
+    if role != "authenticated" {
+        // InsForge forwards an `anon` or `project_admin` token down its anon or admin path, whose internal token
+        // carries the role alone: no `sub`, no `email`.
+        return Ok(Caller { role, claims: serde_json::json!({ "role": role }).to_string() });
+    }
+    // A user's request reaches PostgREST under a token InsForge signs itself, valid five minutes: PostgreSQL sees
+    // its `sub`, `email` and `role`, and the `iat` and `exp` it was signed with.
+    let iat = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
     let mut jwt_claims = serde_json::Map::new();
     jwt_claims.insert("sub".to_owned(), sub.into());
     if let Some(email) = claims.email {
         jwt_claims.insert("email".to_owned(), email.into());
     }
     jwt_claims.insert("role".to_owned(), role.into());
+    jwt_claims.insert("iat".to_owned(), iat.into());
+    jwt_claims.insert("exp".to_owned(), (iat + 300).into());
     Ok(Caller { role, claims: serde_json::Value::Object(jwt_claims).to_string() })
 }
 

@@ -192,7 +192,7 @@ async fn authentication_follows_insforge_rules() {
 }
 
 #[tokio::test]
-async fn postgres_sees_the_role_and_only_sub_email_and_role_claims() {
+async fn postgres_sees_the_role_and_only_sub_email_role_and_insforges_own_iat_and_exp() {
     let app = TestInsforge::start().await;
     let mut conn = app.db.connect().await;
     sqlx::raw_sql(
@@ -210,10 +210,16 @@ async fn postgres_sees_the_role_and_only_sub_email_and_role_claims() {
     }));
     let response = app.raw(Method::GET, "whoami", &[], Some(&token), None).await;
     assert_eq!(response.status, 200, "{response:?}");
+    let mut seen = response.body.clone();
+    let claims = seen[0]["claims"].as_object_mut().expect("claims");
+    let (iat, exp) = (claims.remove("iat"), claims.remove("exp"));
     assert_eq!(
-        response.body,
+        seen,
         json!([{ "role": "authenticated", "claims": { "sub": "user_claims", "email": "c@example.com", "role": "authenticated" } }])
     );
+    // InsForge's own five-minute token, not the caller's: its `iat` and `exp`, nothing else of the caller's.
+    let (iat, exp) = (iat.and_then(|v| v.as_u64()).expect("iat"), exp.and_then(|v| v.as_u64()).expect("exp"));
+    assert_eq!(exp - iat, 300);
 }
 
 #[tokio::test]
