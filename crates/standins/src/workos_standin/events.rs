@@ -156,6 +156,10 @@ impl StandInEventLog {
                 .transpose()
         };
         let (range_start, range_end) = (range(&query.range_start)?, range(&query.range_end)?);
+        // WorkOS reads either a cursor or a time range, never both (docs `/events/data-syncing/events-api`).
+        if query.after.is_some() && (range_start.is_some() || range_end.is_some()) {
+            return Err(EventsQueryError("after cannot be combined with range_start or range_end".to_owned()));
+        }
 
         let mut ordered: Vec<&StandInEvent> = self
             .events
