@@ -34,6 +34,11 @@ pub const LOCK_KEY: i64 = 0x6175_7468_6272_6964;
 /// How far before the last known moment reading resumes from a time: events already applied are simply skipped,
 /// and the margin covers clock skew between WorkOS and us.
 const RESUME_OVERLAP: time::Duration = time::Duration::minutes(5);
+/// The furthest back a `range_start` reaches: WorkOS keeps events 90 days and answers "up to 30 days of events per
+/// request" (docs `/events/data-syncing/events-api`). A quiet environment whose consumer has never seen an event
+/// would otherwise ask from its first reconciliation forever, and once that is past the window WorkOS may refuse the
+/// request on every poll.
+const MAX_LOOKBACK: time::Duration = time::Duration::days(29);
 /// Pages read in one poll at most (10 000 events): a poll ends, releases the lock and lets the next one go on, even
 /// against a server that never stops paging.
 const MAX_PAGES_PER_POLL: usize = 100;
@@ -82,6 +87,12 @@ pub struct PollReport {
 }
 
 /// Where the next page starts.
+/// Where reading by time resumes for a last known moment `at`: a little before it, but never further back than
+/// [`MAX_LOOKBACK`].
+fn resume_from(at: OffsetDateTime) -> OffsetDateTime {
+    (at - RESUME_OVERLAP).max(OffsetDateTime::now_utc() - MAX_LOOKBACK)
+}
+
 enum Position {
     After(String),
     RangeStart(OffsetDateTime),
@@ -171,7 +182,7 @@ impl EventsConsumer {
                         at
                     }
                 };
-                Position::RangeStart(reconciled_at - RESUME_OVERLAP)
+                Position::RangeStart(resume_from(reconciled_at))
             }
         };
         let mut last_event_at = cursor.last_event_at;
@@ -193,7 +204,7 @@ impl EventsConsumer {
                     );
                     cursor_refused = true;
                     let since = last_event_at.unwrap_or_else(OffsetDateTime::now_utc);
-                    position = Position::RangeStart(since - RESUME_OVERLAP);
+                    position = Position::RangeStart(resume_from(since));
                     continue;
                 }
                 Err(error) => return Err(error.into()),

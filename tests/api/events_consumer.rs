@@ -204,3 +204,26 @@ async fn the_app_runs_the_consumer_when_configured_and_it_alone_keeps_the_app_ri
         eventually(Duration::from_secs(10), || async { browser.get(ORGANIZATIONS).await.json() == json!([]) }).await;
     assert!(gone, "the app's own consumer applied the removal");
 }
+
+/// A consumer that has never seen an event (a quiet environment) reads by time from its first reconciliation; a
+/// month later that is past what WorkOS serves, so it never asks from further back than 29 days.
+#[tokio::test]
+async fn reading_by_time_never_reaches_past_the_events_api_window() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("caught up");
+    let mut conn = app.db.connect().await;
+    sqlx::query(
+        "UPDATE authbridge.events_cursor SET after_event_id = NULL, last_event_at = NULL, \
+         reconciled_at = now() - interval '60 days' WHERE id = 1",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("a consumer quiet for two months");
+    app.consumer(options()).poll_once().await.expect("a poll");
+    let query = app.workos.events_queries().into_iter().last().expect("an events request");
+    let range_start = query.range_start.expect("read by time");
+    let range_start = time::OffsetDateTime::parse(&range_start, &time::format_description::well_known::Rfc3339)
+        .expect("an RFC 3339 time");
+    let oldest = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+    assert!(range_start > oldest, "range_start {range_start} is more than 30 days ago");
+}
