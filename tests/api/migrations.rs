@@ -426,6 +426,17 @@ async fn a_personal_list_is_found_through_the_user_id_index_not_by_reading_the_w
     assert!(!plan.contains("Seq Scan on todos"), "no read of the whole table:\n{plan}");
 }
 
+/// Applies migrations 0001 to `last` only, recorded where `authbridge migrate` records them, as a database that ran
+/// an older release would have them.
+async fn migrate_up_to(conn: &mut PgConnection, last: i64) {
+    let older: Vec<_> = authbridge::migrate::MIGRATOR.iter().filter(|m| m.version <= last).cloned().collect();
+    assert_eq!(older.len(), usize::try_from(last).expect("a small number"), "0001 to {last:04}");
+    let mut migrator = sqlx::migrate::Migrator::with_migrations(older);
+    migrator.create_schema(authbridge::migrate::MIGRATIONS_SCHEMA);
+    migrator.dangerous_set_table_name(authbridge::migrate::MIGRATIONS_TABLE);
+    migrator.run(conn).await.unwrap_or_else(|error| panic!("0001 to {last:04} apply: {error}"));
+}
+
 /// A database that ran the app before organizations existed (migrations up to 0004) and holds personal todos,
 /// migrated forward: the todos are all still there, personal (`organization_id` NULL), and their authors see and
 /// edit them exactly as before, under the new policies; nobody else does.
@@ -433,13 +444,7 @@ async fn a_personal_list_is_found_through_the_user_id_index_not_by_reading_the_w
 async fn personal_todos_written_before_organizations_stay_their_authors_after_migrating_forward() {
     let db = TestDb::empty().await;
     let mut conn = db.connect().await;
-    let before_organizations: Vec<_> =
-        authbridge::migrate::MIGRATOR.iter().filter(|migration| migration.version <= 4).cloned().collect();
-    assert_eq!(before_organizations.len(), 4, "0001 to 0004");
-    let mut migrator = sqlx::migrate::Migrator::with_migrations(before_organizations);
-    migrator.create_schema(authbridge::migrate::MIGRATIONS_SCHEMA);
-    migrator.dangerous_set_table_name(authbridge::migrate::MIGRATIONS_TABLE);
-    migrator.run(&mut conn).await.expect("0001 to 0004 apply");
+    migrate_up_to(&mut conn, 4).await;
     let has_column: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
          WHERE table_schema = 'public' AND table_name = 'todos' AND column_name = 'organization_id')",
@@ -531,12 +536,7 @@ const INSFORGE_OWNERSHIP_SWEEP: &str = "
 async fn the_policies_keep_working_after_insforge_hands_public_objects_to_project_admin() {
     let db = TestDb::empty().await;
     let mut conn = db.connect().await;
-    let before_the_move: Vec<_> =
-        authbridge::migrate::MIGRATOR.iter().filter(|migration| migration.version <= 8).cloned().collect();
-    let mut migrator = sqlx::migrate::Migrator::with_migrations(before_the_move);
-    migrator.create_schema(authbridge::migrate::MIGRATIONS_SCHEMA);
-    migrator.dangerous_set_table_name(authbridge::migrate::MIGRATIONS_TABLE);
-    migrator.run(&mut conn).await.expect("0001 to 0008 apply");
+    migrate_up_to(&mut conn, 8).await;
     sqlx::raw_sql(INSFORGE_OWNERSHIP_SWEEP).execute(&mut conn).await.expect("the sweep, on a database as it was");
     authbridge::migrate::run(&db.url).await.expect("the rest applies over a swept database");
     sqlx::raw_sql(INSFORGE_OWNERSHIP_SWEEP).execute(&mut conn).await.expect("the sweep, after the next DDL");
