@@ -88,7 +88,6 @@ impl<'a> Signature<'a> {
             let Some((key, value)) = part.split_once('=') else { continue };
             match key.trim() {
                 "t" => timestamp = Some(value.trim()),
-                "v1" if candidates.len() == MAX_CANDIDATES => return Err(SignatureError::Malformed),
                 "v1" => candidates.push(decode_hex(value.trim()).ok_or(SignatureError::Malformed)?),
                 _ => {}
             }
