@@ -103,11 +103,18 @@ impl SharedRefreshes {
         .fetch_optional(pool)
         .await?;
         if inserted.is_some() {
-            // Rare (once per refresh), and the table holds only the last minute's refreshes: tidy up here.
-            sqlx::query("DELETE FROM authbridge.refresh_results WHERE claimed_at < now() - $1::interval")
-                .bind(interval(KEEP * 2))
-                .execute(pool)
-                .await?;
+            // Rare (once per refresh), and the table holds only the last minute's refreshes: tidy up here. Best
+            // effort: the claim is ours whatever happens to the tidying, and giving it up now would spend the token
+            // without sharing the result, leaving the other replicas to wait out the claim and then re-send a spent
+            // token, which signs the user out.
+            if let Err(error) =
+                sqlx::query("DELETE FROM authbridge.refresh_results WHERE claimed_at < now() - $1::interval")
+                    .bind(interval(KEEP * 2))
+                    .execute(pool)
+                    .await
+            {
+                tracing::warn!(%error, "could not remove old shared refresh results; they are removed at the next refresh");
+            }
             return Ok(Claim::Mine);
         }
         let row = sqlx::query_as::<_, (Option<String>, Option<String>, Option<String>, bool, bool)>(

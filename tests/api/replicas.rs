@@ -131,6 +131,36 @@ async fn a_late_copy_of_the_old_cookie_on_another_replica_gets_the_same_new_sess
     assert_ne!(read_session(&late).refresh_token, stale.refresh_token);
 }
 
+/// The claimant tidies up old rows after claiming; should that fail, the claim is still its own and its result is
+/// still shared: a copy of the old cookie on another replica gets the new session rather than re-sending the spent
+/// refresh token (which WorkOS would refuse, signing the user out).
+#[tokio::test]
+async fn a_failed_tidy_up_after_claiming_still_shares_the_refresh() {
+    let app = lifecycle_app().await;
+    let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect as owner");
+    sqlx::raw_sql(
+        "CREATE FUNCTION authbridge.refuse_delete() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN RAISE EXCEPTION 'no deleting today'; END $$; \
+         CREATE TRIGGER refuse_delete BEFORE DELETE ON authbridge.refresh_results \
+           FOR EACH STATEMENT EXECUTE FUNCTION authbridge.refuse_delete();",
+    )
+    .execute(&pool)
+    .await
+    .expect("every DELETE on refresh_results fails");
+    pool.close().await;
+
+    let browser = app.signed_in(ALICE).await;
+    age_token(&app, &browser, -60);
+    let copy = Browser::new(app.base_url.clone());
+    copy.copy_cookies_from(&browser);
+    assert_eq!(browser.api(Method::GET, "/api/me", None).await.status, 200);
+    let replica = app.replica().await;
+    let late = replica.browser_like(&copy);
+    assert_eq!(late.api(Method::GET, "/api/me", None).await.status, 200, "the late copy is not signed out");
+    assert_eq!(read_session(&late).refresh_token, read_session(&browser).refresh_token);
+    assert_eq!(app.workos.refresh_calls(), 1, "the token was spent once");
+}
+
 #[tokio::test]
 async fn a_provider_outage_releases_the_claim_so_the_next_request_refreshes() {
     let app = lifecycle_app().await;
