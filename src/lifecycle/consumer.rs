@@ -86,13 +86,13 @@ pub struct PollReport {
     pub rejected: usize,
 }
 
-/// Where the next page starts.
 /// Where reading by time resumes for a last known moment `at`: a little before it, but never further back than
 /// [`MAX_LOOKBACK`].
 fn resume_from(at: OffsetDateTime) -> OffsetDateTime {
     (at - RESUME_OVERLAP).max(OffsetDateTime::now_utc() - MAX_LOOKBACK)
 }
 
+/// Where the next page starts.
 enum Position {
     After(String),
     RangeStart(OffsetDateTime),

@@ -532,7 +532,12 @@ fn choose_auth_type(supported: Option<&Vec<CoreClientAuthMethod>>) -> AuthType {
 /// to Microsoft Entra ID, whose v2.0 endpoint refuses any `resource` parameter (AADSTS901002) and takes the API
 /// from the scopes instead (`api://…/.default` in `OIDC_SCOPES`).
 fn sends_resource(issuer: &Url, audience: &str) -> bool {
-    let entra = issuer.host_str().is_some_and(|host| host.eq_ignore_ascii_case("login.microsoftonline.com"));
+    // Entra's issuers: the global cloud, the national clouds (`.us`, `.partner.microsoftonline.cn`, `.de`), and
+    // External ID tenants (`<tenant>.ciamlogin.com`).
+    let host = issuer.host_str().unwrap_or_default().to_ascii_lowercase();
+    let entra = host.starts_with("login.microsoftonline.")
+        || host.starts_with("login.partner.microsoftonline.")
+        || host.ends_with(".ciamlogin.com");
     !entra && Url::parse(audience).is_ok_and(|uri| uri.has_host() || uri.scheme() == "urn")
 }
 
@@ -620,6 +625,9 @@ mod metadata_tests {
         let entra = url("https://login.microsoftonline.com/tenant-id/v2.0");
         assert!(!sends_resource(&entra, "api://5d7e4c1a-0000-4000-8000-000000000000"), "Entra refuses `resource`");
         assert!(!sends_resource(&entra, "https://api.example.com/"));
+        for issuer in ["https://login.microsoftonline.us/t/v2.0", "https://contoso.ciamlogin.com/t/v2.0"] {
+            assert!(!sends_resource(&url(issuer), "https://api.example.com/"), "{issuer}");
+        }
     }
 
     #[test]

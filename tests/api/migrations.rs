@@ -334,7 +334,10 @@ async fn the_lifecycle_tables_are_private_and_the_deny_check_is_a_pinned_securit
         .await
         .expect("the function's language and body");
         assert_eq!(language, "plpgsql", "{function}");
-        assert!(body.contains("(SELECT public.requesting_user_id())"), "{function}: the requester's id read once");
+        assert!(
+            body.contains("(SELECT authbridge_rls.requesting_user_id())") && !body.contains("public."),
+            "{function}: the requester's id read once, and nothing called from public"
+        );
         for (role, expected) in [("authenticated", true), ("anon", false), ("public", false)] {
             let may: bool = sqlx::query_scalar("SELECT has_function_privilege($1, $2, 'EXECUTE')")
                 .bind(role)
@@ -361,8 +364,10 @@ async fn the_lifecycle_tables_are_private_and_the_deny_check_is_a_pinned_securit
     .fetch_one(&mut conn)
     .await
     .expect("the helpers' schema");
-    assert_eq!((functions, relations), (3, 0));
-    for (role, expected) in [("authenticated", true), ("anon", false), ("project_admin", false)] {
+    assert_eq!((functions, relations), (4, 0), "the three helpers and their own copy of requesting_user_id()");
+    // No role but their owner looks into it: the policies hold the functions themselves, and a definer function
+    // looks names up as its owner. Nor does any of them call into `public`, which InsForge hands to project_admin.
+    for (role, expected) in [("authenticated", false), ("anon", false), ("project_admin", false)] {
         let may: bool = sqlx::query_scalar("SELECT has_schema_privilege($1, 'authbridge_rls', 'USAGE')")
             .bind(role)
             .fetch_one(&mut conn)
@@ -553,5 +558,27 @@ async fn the_policies_keep_working_after_insforge_hands_public_objects_to_projec
     .expect("a deleted user");
     let refused = as_user(&mut conn, "user_gone", write).await;
     assert_eq!(refused, Err("42501".to_owned()), "a deleted user is still refused by the database");
+
+    // Now owner of everything in `public`, `project_admin` (through the admin key or the SQL editor) may replace
+    // `public.requesting_user_id()`. Its body must never run with the rights of the role that owns the helpers
+    // (here the superuser): were the helpers to call it, this one would refuse every todo request.
+    sqlx::raw_sql(
+        "GRANT CREATE ON SCHEMA public TO project_admin;
+         SET ROLE project_admin;
+         CREATE OR REPLACE FUNCTION public.requesting_user_id() RETURNS text LANGUAGE plpgsql STABLE AS $$
+         BEGIN
+             IF current_user NOT IN ('authenticated', 'anon', 'project_admin') THEN
+                 RAISE EXCEPTION 'project_admin''s code ran as %', current_user;
+             END IF;
+             RETURN NULLIF(NULLIF(current_setting('request.jwt.claims', true), '')::json ->> 'sub', '');
+         END
+         $$;
+         RESET ROLE;",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("project_admin replaces the public helper it now owns");
+    assert_eq!(as_user(&mut conn, "user_swept", write).await, Ok(1), "the helpers never call it as their owner");
+    assert_eq!(as_user(&mut conn, "user_gone", write).await, Err("42501".to_owned()));
     let _ = conn.close().await;
 }
