@@ -15,7 +15,7 @@
 //! transaction.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -184,7 +184,8 @@ pub struct DelivererOptions {
     pub poll_interval: Duration,
     /// Rows claimed at once.
     pub batch: i64,
-    /// How long a claimed row is left alone by other deliverers (longer than one send can take).
+    /// How long a claimed row is left alone by other deliverers: at least twice as long as one send can take (a
+    /// batch stops starting sends once half of it is gone).
     pub lease: Duration,
 }
 
@@ -258,8 +259,14 @@ impl AuditDeliverer {
         .bind(self.options.lease.as_secs_f64())
         .fetch_all(pool)
         .await?;
+        let claimed_at = Instant::now();
         let mut pass = Delivery::default();
+        let mut unsent = Vec::new();
         for (id, key, organization_id, event, attempts) in claimed {
+            if !may_still_send(claimed_at, Instant::now(), self.options.lease) {
+                unsent.push(id);
+                continue;
+            }
             let sent = self.lifecycle.workos().create_audit_log_event(&organization_id, &event, &key.to_string()).await;
             match sent {
                 Ok(()) => {
@@ -301,6 +308,16 @@ impl AuditDeliverer {
                 }
             }
         }
+        if !unsent.is_empty() {
+            // Due again at once, for this deliverer's next pass or another replica's, and not counted as tried.
+            sqlx::query(
+                "UPDATE authbridge.audit_log_outbox SET next_attempt_at = now(), attempts = attempts - 1 \
+                 WHERE id = ANY($1) AND delivered_at IS NULL AND failed_at IS NULL",
+            )
+            .bind(&unsent)
+            .execute(pool)
+            .await?;
+        }
         Ok(pass)
     }
 }
@@ -314,9 +331,27 @@ fn is_permanent(error: &WorkosError) -> bool {
     }
 }
 
+/// Whether a row of a batch claimed at `claimed` may still be sent at `now`. The batch shares one lease but its rows
+/// go out one after another, so a slow WorkOS could make the last ones outlive it, and another replica would then
+/// claim and send them too. A send starts only while half the lease is left: it is bounded by the WorkOS request
+/// timeout (10 s by default, against a 60-s lease), so it ends while the row is still this deliverer's.
+fn may_still_send(claimed: Instant, now: Instant, lease: Duration) -> bool {
+    now.saturating_duration_since(claimed) < lease / 2
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claimed_row_is_sent_only_while_half_its_lease_is_left() {
+        let claimed = Instant::now();
+        let lease = Duration::from_secs(60);
+        assert!(may_still_send(claimed, claimed, lease));
+        assert!(may_still_send(claimed, claimed + Duration::from_millis(29_999), lease));
+        assert!(!may_still_send(claimed, claimed + Duration::from_secs(30), lease), "half the lease gone: stop");
+        assert!(!may_still_send(claimed, claimed + Duration::from_secs(61), lease));
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
