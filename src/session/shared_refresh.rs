@@ -20,6 +20,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use time::OffsetDateTime;
+
 use super::Session;
 use super::provider::ProviderError;
 use super::seal::{Purpose, Sealer};
@@ -41,8 +43,9 @@ pub struct SharedRefreshes {
 
 /// What the row for a token says.
 enum Claim {
-    /// This replica owns the refresh.
-    Mine,
+    /// This replica owns the refresh: since the row's `claimed_at` (`None`: the row is another's, which this
+    /// replica cannot read, so it refreshes without owning it).
+    Mine(Option<OffsetDateTime>),
     /// Another replica finished it.
     Finished(Box<Outcome>),
     /// Another replica is still at it.
@@ -75,9 +78,9 @@ impl SharedRefreshes {
                     metrics::counter!("authbridge_session_refreshes_total", "event" => "shared").increment(1);
                     return *outcome;
                 }
-                Claim::Mine => {
+                Claim::Mine(claimed_at) => {
                     let outcome = call().await;
-                    if let Err(error) = self.record(key, &outcome).await {
+                    if let Err(error) = self.record(key, &outcome, claimed_at).await {
                         tracing::warn!(%error, "cannot record the session refresh for the other replicas");
                     }
                     return outcome;
@@ -95,9 +98,9 @@ impl SharedRefreshes {
 
     async fn claim(&self, key: &[u8; 32]) -> Result<Claim, sqlx::Error> {
         let pool = self.db.pool();
-        let inserted = sqlx::query_scalar::<_, bool>(
+        let inserted = sqlx::query_scalar::<_, OffsetDateTime>(
             "INSERT INTO authbridge.refresh_results (token_hash) VALUES ($1) ON CONFLICT (token_hash) DO NOTHING \
-             RETURNING true",
+             RETURNING claimed_at",
         )
         .bind(key.as_slice())
         .fetch_optional(pool)
@@ -115,7 +118,7 @@ impl SharedRefreshes {
             {
                 tracing::warn!(%error, "could not remove old shared refresh results; they are removed at the next refresh");
             }
-            return Ok(Claim::Mine);
+            return Ok(Claim::Mine(inserted));
         }
         let row = sqlx::query_as::<_, (Option<String>, Option<String>, Option<String>, bool, bool)>(
             "SELECT outcome, sealed_session, rejected_reason, \
@@ -134,27 +137,27 @@ impl SharedRefreshes {
         };
         if expired || abandoned {
             // A result too old to trust, or a claimant that died: take the row over, if nobody else just did.
-            let taken = sqlx::query_scalar::<_, bool>(
+            let taken = sqlx::query_scalar::<_, OffsetDateTime>(
                 "UPDATE authbridge.refresh_results \
                  SET claimed_at = now(), finished_at = NULL, outcome = NULL, sealed_session = NULL, \
                      rejected_reason = NULL \
                  WHERE token_hash = $1 AND ((finished_at IS NOT NULL AND finished_at < now() - $2::interval) \
                                             OR (finished_at IS NULL AND claimed_at < now() - $3::interval)) \
-                 RETURNING true",
+                 RETURNING claimed_at",
             )
             .bind(key.as_slice())
             .bind(interval(KEEP))
             .bind(interval(CLAIM_TIMEOUT))
             .fetch_optional(pool)
             .await?;
-            return Ok(if taken.is_some() { Claim::Mine } else { Claim::Pending });
+            return Ok(if taken.is_some() { Claim::Mine(taken) } else { Claim::Pending });
         }
         Ok(match (outcome.as_deref(), sealed) {
             (Some("refreshed"), Some(sealed)) => match self.open(&sealed) {
                 Some(session) => Claim::Finished(Box::new(Ok(session))),
                 // Sealed with keys this replica does not have (a password rotation half rolled out): ask the
                 // provider ourselves rather than fail; at worst this is the race the table exists to prevent.
-                None => Claim::Mine,
+                None => Claim::Mine(None),
             },
             (Some("rejected"), _) => Claim::Finished(Box::new(Err(ProviderError::GrantRejected(
                 reason.unwrap_or_else(|| "refused during another replica's refresh".to_owned()),
@@ -165,7 +168,12 @@ impl SharedRefreshes {
 
     /// Records the claimant's outcome: the new session or the refusal for everyone; any other failure releases the
     /// claim so the next request (here or elsewhere) asks the provider again.
-    async fn record(&self, key: &[u8; 32], outcome: &Outcome) -> Result<(), RecordError> {
+    async fn record(
+        &self,
+        key: &[u8; 32],
+        outcome: &Outcome,
+        claimed_at: Option<OffsetDateTime>,
+    ) -> Result<(), RecordError> {
         let pool = self.db.pool();
         match outcome {
             Ok(session) => {
@@ -193,11 +201,19 @@ impl SharedRefreshes {
                 .execute(pool)
                 .await?;
             }
+            // Only this replica's own claim: should another have taken the row over meanwhile (this call outlived
+            // CLAIM_TIMEOUT), its claim is live, and deleting it would leave its result unshared.
             Err(_) => {
-                sqlx::query("DELETE FROM authbridge.refresh_results WHERE token_hash = $1 AND outcome IS NULL")
+                if let Some(claimed_at) = claimed_at {
+                    sqlx::query(
+                        "DELETE FROM authbridge.refresh_results \
+                         WHERE token_hash = $1 AND outcome IS NULL AND claimed_at = $2",
+                    )
                     .bind(key.as_slice())
+                    .bind(claimed_at)
                     .execute(pool)
                     .await?;
+                }
             }
         }
         Ok(())

@@ -253,3 +253,38 @@ async fn a_refusal_another_replica_recorded_ends_the_session_without_asking_work
     assert!(alice.cookie(authbridge::session::SESSION_COOKIE).is_none(), "the cookie is cleared");
     assert_eq!(app.workos.refresh_calls(), 1, "WorkOS was not asked about a token known to be dead");
 }
+
+/// A replica whose provider call outlived the claim timeout, so that another replica took the row over, and then
+/// failed: it releases only its own claim, never the other replica's live one (whose result would then go unshared,
+/// and the old cookie's next request would re-send a spent token).
+#[tokio::test]
+async fn a_failed_refresh_releases_only_its_own_claim() {
+    use authbridge::config::Secret;
+    use authbridge::session::provider::ProviderError;
+    use authbridge::session::seal::Sealer;
+    use authbridge::session::shared_refresh::SharedRefreshes;
+
+    let app = lifecycle_app().await;
+    let config = app.config.lifecycle.as_ref().expect("the lifecycle's database");
+    let database = authbridge::db::Database::connect_lazy(config).expect("a pool");
+    let shared = SharedRefreshes::new(database, Sealer::new(&Secret::new(COOKIE_PASSWORD), None).expect("a sealer"));
+    let key = [7u8; 32];
+    let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect as owner");
+    let outcome = shared
+        .refresh(&key, || async {
+            // Meanwhile, another replica found the claim abandoned and took the row over.
+            sqlx::query("UPDATE authbridge.refresh_results SET claimed_at = now() + interval '1 second'")
+                .execute(&pool)
+                .await
+                .expect("the takeover");
+            Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) })
+        })
+        .await;
+    assert!(matches!(outcome, Err(ProviderError::Unavailable { .. })));
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM authbridge.refresh_results WHERE outcome IS NULL")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(left, 1, "the other replica's claim is still there");
+    pool.close().await;
+}
