@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -157,9 +158,37 @@ impl Application {
     }
 }
 
+/// How often each replica removes what the bookkeeping tables no longer need (every replica may: the deletes are
+/// idempotent and cheap).
+const PRUNE_EVERY: Duration = Duration::from_secs(6 * 3600);
+
+/// Keeps the lifecycle's tables bounded (`lifecycle::store::prune_bookkeeping`): soon after start, then every
+/// [`PRUNE_EVERY`], until the app stops.
+async fn prune_bookkeeping(lifecycle: Arc<crate::lifecycle::Lifecycle>, mut stopping: watch::Receiver<bool>) {
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = stopping.wait_for(|stopped| *stopped) => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = PRUNE_EVERY;
+        let pruned = match lifecycle.database().pool().acquire().await {
+            Ok(mut conn) => crate::lifecycle::store::prune_bookkeeping(&mut conn).await,
+            Err(error) => Err(error),
+        };
+        match pruned {
+            Ok(removed) => tracing::debug!(removed, "pruned the bookkeeping tables"),
+            Err(error) => tracing::warn!(%error, "could not prune the bookkeeping tables; will try again"),
+        }
+    }
+}
+
 /// Starts the Events API consumer when the lifecycle is on and polling, and the Audit Log deliverer whenever it is
 /// on; or says once why the lifecycle is off.
 fn start_lifecycle(state: &AppState, stopping: watch::Receiver<bool>) {
+    if let Some(lifecycle) = &state.lifecycle {
+        tokio::spawn(prune_bookkeeping(Arc::clone(lifecycle), stopping.clone()));
+    }
     if let Some(audit) = &state.audit {
         let deliverer = audit.deliverer(crate::audit::DelivererOptions::default());
         let mut stop = stopping.clone();

@@ -489,6 +489,28 @@ pub async fn prune_ledger(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
         .rows_affected())
 }
 
+/// Forgets what no request can need any more, so that the bookkeeping tables stay bounded whatever the traffic:
+/// the event ledger (as [`prune_ledger`]: the consumer prunes it after each poll, but a deployment may run on
+/// webhooks alone); ended sessions once no browser can still hold their cookie (browsers keep a cookie 400 days
+/// at most, and a copy replayed later still needs its refresh token, which WorkOS revoked at sign-out); and Audit
+/// Log events delivered or given up on 90 days ago (what WorkOS keeps is the record; ours was only the queue).
+/// Returns the rows removed.
+pub async fn prune_bookkeeping(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
+    let mut removed = prune_ledger(&mut *conn).await?;
+    removed += sqlx::query("DELETE FROM authbridge.revoked_sessions WHERE revoked_at < now() - interval '401 days'")
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    removed += sqlx::query(
+        "DELETE FROM authbridge.audit_log_outbox \
+         WHERE coalesce(delivered_at, failed_at) < now() - interval '90 days'",
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(removed)
+}
+
 /// A PostgreSQL advisory lock held by this connection's session: at most one holder in the whole cluster.
 pub async fn try_lock(conn: &mut PgConnection, key: i64) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(conn).await

@@ -165,3 +165,40 @@ async fn the_stand_ins_events_released_in_reverse_end_in_the_right_state() {
     let recorded = app.ledger().await.into_iter().filter(|(id, ..)| *id == created.id).count();
     assert_eq!(recorded, 1, "and was recorded once");
 }
+
+/// The bookkeeping tables stay bounded: ledger entries past any redelivery, ended sessions past any cookie's life,
+/// and Audit Log events long delivered or given up on are removed; everything still needed stays.
+#[tokio::test]
+async fn the_bookkeeping_tables_are_pruned_of_what_no_request_can_need() {
+    let db = crate::helpers::TestDb::new().await;
+    let mut conn = db.connect().await;
+    sqlx::raw_sql(
+        "INSERT INTO authbridge.applied_events (id, event_type, source, outcome, applied_at) VALUES
+           ('event_old', 'user.deleted', 'webhook', 'applied', now() - interval '121 days'),
+           ('event_new', 'user.deleted', 'webhook', 'applied', now() - interval '119 days');
+         INSERT INTO authbridge.revoked_sessions
+             (id, user_id, revoked_at, source, version_updated_at, version_event_at, version_event_id) VALUES
+           ('session_old', 'user_1', now() - interval '402 days', 'sign_out', now(), now(), 'e1'),
+           ('session_new', 'user_1', now() - interval '399 days', 'sign_out', now(), now(), 'e2');
+         INSERT INTO authbridge.audit_log_outbox
+             (idempotency_key, organization_id, event, created_at, delivered_at, failed_at) VALUES
+           (gen_random_uuid(), 'org_1', '{\"n\":\"delivered long ago\"}', now() - interval '100 days', now() - interval '91 days', NULL),
+           (gen_random_uuid(), 'org_1', '{\"n\":\"failed long ago\"}', now() - interval '100 days', NULL, now() - interval '91 days'),
+           (gen_random_uuid(), 'org_1', '{\"n\":\"delivered lately\"}', now() - interval '10 days', now() - interval '9 days', NULL),
+           (gen_random_uuid(), 'org_1', '{\"n\":\"never delivered\"}', now() - interval '200 days', NULL, NULL);",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("rows old and new");
+
+    let removed = authbridge::lifecycle::store::prune_bookkeeping(&mut conn).await.expect("pruned");
+    assert_eq!(removed, 4);
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM authbridge.applied_events UNION ALL SELECT id FROM authbridge.revoked_sessions \
+         UNION ALL SELECT event->>'n' FROM authbridge.audit_log_outbox ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("what is left");
+    assert_eq!(left, ["delivered lately", "event_new", "never delivered", "session_new"]);
+}
