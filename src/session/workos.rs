@@ -3,7 +3,9 @@
 //! The one rule both the code exchange and the refresh follow lives in [`WorkosProvider::verified_session`]: a
 //! session exists only once its access token verifies against WorkOS's keys and names the user WorkOS says signed
 //! in. How a failure is answered differs by step: at sign-in an outage is shown to the user, while during a
-//! refresh anything but `invalid_grant` keeps the session (the user did nothing wrong).
+//! refresh anything but `invalid_grant` keeps the session (the user did nothing wrong). One exception, for the
+//! refresh only: when WorkOS answered but its keys cannot be fetched, the old refresh token is already spent, so
+//! the new tokens are kept on the strength of the TLS answer to our own call and verified on the next request.
 //!
 //! With the enterprise lifecycle on, each new or refreshed session also reads the user's organization memberships
 //! from WorkOS (`lifecycle::sync`), so the app knows them even where no webhook is configured. That step can only
@@ -15,7 +17,9 @@ use super::provider::{AuthorizationRequest, CheckError, ProviderError, ScreenHin
 use super::{AuthSource, Principal, Session};
 use crate::identity::{Impersonator, UserProfile};
 use crate::lifecycle::sync::MembershipSync;
-use crate::workos::access_token::{AccessClaims, AccessTokenVerifier, TokenSource, VerifyError};
+use crate::workos::access_token::{
+    AccessClaims, AccessTokenVerifier, TokenSource, VerifyError, claims_from_workos_unverified,
+};
 use crate::workos::user_emails::UserEmails;
 use crate::workos::{AuthResponse, AuthorizeParams, PendingSelection, WorkosClient, WorkosError};
 
@@ -159,7 +163,20 @@ impl WorkosProvider {
                 transient => ProviderError::Unavailable { retry_after: transient.retry_after() },
             },
         )?;
-        let session = self.verified_session(&auth).await.map_err(|unverified| match unverified {
+        let verified = match self.verified_session(&auth).await {
+            // WorkOS has already spent the old refresh token: answering "unavailable" now would keep the session on
+            // it, and the next refresh would be refused (`invalid_grant`), signing the user out. The answer came
+            // from WorkOS itself, to our own call over TLS, so its tokens are kept; the next request verifies the
+            // new access token as usual (and waits with a 503 while the keys are still out of reach).
+            Err(Unverified::KeysUnavailable(error)) => {
+                tracing::warn!(%error, "kept a refreshed session whose token cannot be verified yet: the keys are unavailable");
+                claims_from_workos_unverified(&auth.access_token)
+                    .map_err(Unverified::Invalid)
+                    .and_then(|claims| session_from(&auth, &claims))
+            }
+            other => other,
+        };
+        let session = verified.map_err(|unverified| match unverified {
             Unverified::WrongUser => ProviderError::GrantRejected("refresh returned another user's tokens".to_owned()),
             Unverified::KeysUnavailable(error) => ProviderError::Unavailable { retry_after: error.retry_after() },
             Unverified::Invalid(error) => {
@@ -178,20 +195,7 @@ impl WorkosProvider {
                 VerifyError::KeysUnavailable(error) => Unverified::KeysUnavailable(error),
                 other => Unverified::Invalid(other),
             })?;
-        if claims.sub != auth.user.id {
-            tracing::error!("WorkOS access token subject does not match the signed-in user");
-            return Err(Unverified::WrongUser);
-        }
-        Ok(Session {
-            access_token: auth.access_token.clone(),
-            refresh_token: Some(auth.refresh_token.clone()),
-            user: auth.user.clone(),
-            organization_id: auth.organization_id.clone(),
-            impersonator: auth.impersonator.clone(),
-            session_id: claims.sid.clone(),
-            oidc: None,
-            personal: false,
-        })
+        session_from(auth, &claims)
     }
 
     pub async fn check(&self, session: &Session) -> Result<TokenCheck, CheckError> {
@@ -247,6 +251,25 @@ impl WorkosProvider {
     pub async fn warm_up(&self) -> Result<(), CheckError> {
         self.verifier.fetch_keys().await.map_err(check_error)
     }
+}
+
+/// The session an `authenticate` answer stands for, given its access token's claims (verified, or read as they are
+/// after a refresh while the keys are unavailable: see [`claims_from_workos_unverified`]).
+fn session_from(auth: &AuthResponse, claims: &AccessClaims) -> Result<Session, Unverified> {
+    if claims.sub != auth.user.id {
+        tracing::error!("WorkOS access token subject does not match the signed-in user");
+        return Err(Unverified::WrongUser);
+    }
+    Ok(Session {
+        access_token: auth.access_token.clone(),
+        refresh_token: Some(auth.refresh_token.clone()),
+        user: auth.user.clone(),
+        organization_id: auth.organization_id.clone(),
+        impersonator: auth.impersonator.clone(),
+        session_id: claims.sid.clone(),
+        oidc: None,
+        personal: false,
+    })
 }
 
 /// How a failed sign-in step (code exchange, organization selection) is answered.

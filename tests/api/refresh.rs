@@ -131,6 +131,44 @@ async fn workos_down_with_an_expired_token_answers_503_and_keeps_the_cookie() {
     assert_eq!(me.status, 200, "{}", me.body);
 }
 
+/// WorkOS answers a refresh (spending the old refresh token) with a token signed by a key just rotated in, and the
+/// keys cannot be fetched at that moment. Keeping the old session would sign the user out at the next refresh
+/// (`invalid_grant`): the new tokens are kept, and verified as soon as the keys are back.
+#[tokio::test]
+async fn a_refresh_whose_new_token_cannot_be_verified_yet_keeps_the_new_tokens() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+    let before = read_session(&browser);
+    age_token(&app, &browser, -60);
+    app.workos.rotate_signing_key().await.expect("rotation");
+    app.workos.fail_for(Endpoint::Jwks, Duration::from_secs(1), 503);
+
+    let me = browser.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 200, "WorkOS answered the refresh: {}", me.body);
+    assert_eq!(app.workos.refresh_calls(), 1);
+    let after = read_session(&browser);
+    assert_ne!(after.refresh_token, before.refresh_token, "the rotated refresh token is stored");
+    assert_eq!(after.session_id, before.session_id, "the same session");
+
+    // While the keys are still out of reach the new token cannot be checked: an outage, the session kept.
+    let waiting = browser.api(Method::GET, "/api/me", None).await;
+    assert_eq!(waiting.status, 503, "{}", waiting.body);
+    assert_eq!(read_session(&browser).refresh_token, after.refresh_token);
+
+    // The keys are back (after the verifier's own backoff): the new token verifies, no second refresh.
+    let mut status = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        status = browser.api(Method::GET, "/api/me", None).await.status;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "only ever an outage, never a sign-out");
+    }
+    assert_eq!(status, 200);
+    assert_eq!(app.workos.refresh_calls(), 1, "the spent refresh token was never sent again");
+}
+
 /// During an outage a session asks WorkOS at most once per backoff, not on every request (which would multiply the
 /// load on a struggling WorkOS by the request rate); meanwhile a valid token keeps working, an expired one gets 503
 /// with `Retry-After`, and the first request after the backoff refreshes.
