@@ -12,12 +12,18 @@
 //!    own, so a row can never be replayed as a cookie), or the provider's refusal. A failure that says nothing
 //!    about the token (the provider down) deletes the claim, so the next request anywhere tries again.
 //! 3. **reuse**: everyone else polls the row until it has an outcome and uses it instead of calling the provider.
-//!    A claim left unfinished for [`CLAIM_TIMEOUT`] (its replica died mid-call) is taken over.
+//!
+//! While its call is under way the claimant renews the claim every third of [`CLAIM_TIMEOUT`], so a slow call
+//! (a refresh may take a provider request, a key fetch and the membership sync, each with its own timeout, longer
+//! together than the claim timeout) is never mistaken for a dead replica. A claim left unrenewed for
+//! [`CLAIM_TIMEOUT`] (its replica died mid-call) is taken over.
 //!
 //! Rows are deleted after [`KEEP`]. When the database cannot be reached, the replica refreshes on its own: that is
 //! exactly the behaviour without `DATABASE_URL`, and far better than failing the request.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
@@ -26,8 +32,9 @@ use super::Session;
 use super::provider::ProviderError;
 use super::seal::{Purpose, Sealer};
 use crate::db::Database;
+use crate::sync::lock;
 
-/// How long an unfinished claim is honoured: longer than any provider call may take (their timeouts are seconds).
+/// How long a claim nobody renews is honoured: its claimant renews it three times as often while it is alive.
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a result stays readable for replicas still holding the old cookie: as long as the in-process memo.
 pub const KEEP: Duration = super::refresh::MEMO_TTL;
@@ -39,6 +46,7 @@ type Outcome = Result<Session, ProviderError>;
 pub struct SharedRefreshes {
     db: Database,
     sealer: Sealer,
+    claim_timeout: Duration,
 }
 
 /// What the row for a token says.
@@ -54,7 +62,13 @@ enum Claim {
 
 impl SharedRefreshes {
     pub fn new(db: Database, sealer: Sealer) -> Self {
-        Self { db, sealer }
+        Self { db, sealer, claim_timeout: CLAIM_TIMEOUT }
+    }
+
+    /// Another claim timeout than [`CLAIM_TIMEOUT`] (the tests use a short one).
+    pub fn with_claim_timeout(mut self, claim_timeout: Duration) -> Self {
+        self.claim_timeout = claim_timeout;
+        self
     }
 
     /// The outcome of refreshing the token whose hash is `key`: from another replica when one refreshed (or is
@@ -79,14 +93,19 @@ impl SharedRefreshes {
                     return *outcome;
                 }
                 Claim::Mine(claimed_at) => {
-                    let outcome = call().await;
+                    let lease = Mutex::new(claimed_at);
+                    let outcome = tokio::select! {
+                        outcome = call() => outcome,
+                        never = self.renew_while_alive(key, &lease) => match never {},
+                    };
+                    let claimed_at = *lock(&lease);
                     if let Err(error) = self.record(key, &outcome, claimed_at).await {
                         tracing::warn!(%error, "cannot record the session refresh for the other replicas");
                     }
                     return outcome;
                 }
                 Claim::Pending => {
-                    if waited_too_long(started, Instant::now()) {
+                    if waited_too_long(started, Instant::now(), self.claim_timeout) {
                         // The claim keeps being renewed without an answer: do not hold the request any longer.
                         return Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) });
                     }
@@ -94,6 +113,34 @@ impl SharedRefreshes {
                 }
             }
         }
+    }
+
+    /// Renews this replica's claim (`lease`: since when it holds it) every third of the claim timeout, for as long
+    /// as the caller polls this, which is while its provider call runs. Stops renewing, without failing the call,
+    /// once the claim is no longer this replica's (taken over after the database was out of reach too long).
+    async fn renew_while_alive(&self, key: &[u8; 32], lease: &Mutex<Option<OffsetDateTime>>) -> Infallible {
+        loop {
+            tokio::time::sleep(self.claim_timeout / 3).await;
+            let Some(claimed_at) = *lock(lease) else { break };
+            let renewed = sqlx::query_scalar::<_, OffsetDateTime>(
+                "UPDATE authbridge.refresh_results SET claimed_at = now() \
+                 WHERE token_hash = $1 AND outcome IS NULL AND claimed_at = $2 RETURNING claimed_at",
+            )
+            .bind(key.as_slice())
+            .bind(claimed_at)
+            .fetch_optional(self.db.pool())
+            .await;
+            match renewed {
+                Ok(Some(renewed)) => *lock(lease) = Some(renewed),
+                Ok(None) => {
+                    tracing::warn!("another replica took over a session refresh this replica is still making");
+                    break;
+                }
+                // Try again next time: a claim is only taken over after three missed renewals.
+                Err(error) => tracing::warn!(%error, "could not renew the claim on a session refresh"),
+            }
+        }
+        std::future::pending().await
     }
 
     async fn claim(&self, key: &[u8; 32]) -> Result<Claim, sqlx::Error> {
@@ -128,7 +175,7 @@ impl SharedRefreshes {
         )
         .bind(key.as_slice())
         .bind(interval(KEEP))
-        .bind(interval(CLAIM_TIMEOUT))
+        .bind(interval(self.claim_timeout))
         .fetch_optional(pool)
         .await?;
         let Some((outcome, sealed, reason, expired, abandoned)) = row else {
@@ -147,7 +194,7 @@ impl SharedRefreshes {
             )
             .bind(key.as_slice())
             .bind(interval(KEEP))
-            .bind(interval(CLAIM_TIMEOUT))
+            .bind(interval(self.claim_timeout))
             .fetch_optional(pool)
             .await?;
             return Ok(if taken.is_some() { Claim::Mine(taken) } else { Claim::Pending });
@@ -201,8 +248,8 @@ impl SharedRefreshes {
                 .execute(pool)
                 .await?;
             }
-            // Only this replica's own claim: should another have taken the row over meanwhile (this call outlived
-            // CLAIM_TIMEOUT), its claim is live, and deleting it would leave its result unshared.
+            // Only this replica's own claim: should another have taken the row over meanwhile (the database was out
+            // of reach for the renewals), its claim is live, and deleting it would leave its result unshared.
             Err(_) => {
                 if let Some(claimed_at) = claimed_at {
                     sqlx::query(
@@ -240,11 +287,12 @@ fn interval(duration: Duration) -> String {
     format!("{} milliseconds", duration.as_millis())
 }
 
-/// A waiter started at `started` gives up at `now`: twice [`CLAIM_TIMEOUT`], long enough for the claim to be taken
+/// A waiter started at `started` gives up at `now`: twice the claim timeout, long enough for the claim to be taken
 /// over once (by this replica or another) and its call to end. Only a claim that replicas keep taking over without
-/// ever finishing gets this far.
-fn waited_too_long(started: Instant, now: Instant) -> bool {
-    now.saturating_duration_since(started) > CLAIM_TIMEOUT * 2
+/// ever finishing, or a call slower than any timeout allows, gets this far: the request is then answered "try again
+/// shortly", and the result, once recorded, serves the next one.
+fn waited_too_long(started: Instant, now: Instant, claim_timeout: Duration) -> bool {
+    now.saturating_duration_since(started) > claim_timeout * 2
 }
 
 #[cfg(test)]
@@ -254,10 +302,19 @@ mod tests {
     #[test]
     fn a_waiter_gives_up_only_after_twice_the_claim_timeout() {
         let started = Instant::now();
-        assert!(!waited_too_long(started, started));
-        assert!(!waited_too_long(started, started + CLAIM_TIMEOUT), "one takeover's worth: keep waiting");
-        assert!(!waited_too_long(started, started + CLAIM_TIMEOUT * 2), "up to twice the timeout");
-        assert!(waited_too_long(started, started + CLAIM_TIMEOUT * 2 + Duration::from_nanos(1)), "then no longer");
-        assert!(!waited_too_long(started + Duration::from_secs(1), started), "a clock read earlier is no reason");
+        assert!(!waited_too_long(started, started, CLAIM_TIMEOUT));
+        assert!(
+            !waited_too_long(started, started + CLAIM_TIMEOUT, CLAIM_TIMEOUT),
+            "one takeover's worth: keep waiting"
+        );
+        assert!(!waited_too_long(started, started + CLAIM_TIMEOUT * 2, CLAIM_TIMEOUT), "up to twice the timeout");
+        assert!(
+            waited_too_long(started, started + CLAIM_TIMEOUT * 2 + Duration::from_nanos(1), CLAIM_TIMEOUT),
+            "then no longer"
+        );
+        assert!(
+            !waited_too_long(started + Duration::from_secs(1), started, CLAIM_TIMEOUT),
+            "a clock read earlier is no reason"
+        );
     }
 }

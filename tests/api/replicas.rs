@@ -282,3 +282,52 @@ async fn a_failed_refresh_releases_only_its_own_claim() {
     assert_eq!(left, 1, "the other replica's claim is still there");
     pool.close().await;
 }
+
+/// A provider call slower than the claim timeout (a refresh may take a WorkOS request, a key fetch and the membership
+/// sync, each with its own timeout) keeps its claim renewed: a replica that arrives meanwhile waits for its result
+/// instead of taking the claim over and sending the refresh token a second time.
+#[tokio::test]
+async fn a_slow_refresh_keeps_its_claim_and_the_other_replicas_wait_for_it() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use authbridge::config::Secret;
+    use authbridge::session::provider::ProviderError;
+    use authbridge::session::seal::Sealer;
+    use authbridge::session::shared_refresh::SharedRefreshes;
+
+    const CLAIM_TIMEOUT: Duration = Duration::from_millis(900);
+    let app = lifecycle_app().await;
+    let browser = app.signed_in(ALICE).await;
+    let refreshed = read_session(&browser);
+    let config = app.config.lifecycle.as_ref().expect("the lifecycle's database");
+    let replica = || {
+        let database = authbridge::db::Database::connect_lazy(config).expect("a pool");
+        let sealer = Sealer::new(&Secret::new(COOKIE_PASSWORD), None).expect("a sealer");
+        SharedRefreshes::new(database, sealer).with_claim_timeout(CLAIM_TIMEOUT)
+    };
+    let (first, second) = (replica(), replica());
+    let key = [9u8; 32];
+    let second_calls = AtomicUsize::new(0);
+
+    let slow = first.refresh(&key, || async {
+        tokio::time::sleep(CLAIM_TIMEOUT * 2).await;
+        Ok(refreshed.clone())
+    });
+    let late = async {
+        // Well past the claim timeout, well before the first call ends.
+        tokio::time::sleep(CLAIM_TIMEOUT * 4 / 3).await;
+        second
+            .refresh(&key, || async {
+                second_calls.fetch_add(1, Ordering::SeqCst);
+                Err(ProviderError::GrantRejected("the refresh token was already used".to_owned()))
+            })
+            .await
+    };
+    let (first_outcome, second_outcome) = tokio::join!(slow, late);
+
+    assert_eq!(second_calls.load(Ordering::SeqCst), 0, "the second replica never sent the refresh token");
+    let first_session = first_outcome.expect("the slow refresh");
+    let second_session = second_outcome.expect("the second replica got the first one's result");
+    assert_eq!(second_session.refresh_token, first_session.refresh_token);
+    assert_eq!(second_session.access_token, refreshed.access_token);
+}
