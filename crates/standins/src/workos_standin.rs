@@ -55,7 +55,7 @@ use crate::web::{base_url_for, unix_seconds, whole_seconds};
 use crate::StandInSecret;
 use crate::jwt::{self, KeyError, SigningKey};
 use controls::{GrantType, WorkosFaultControls};
-pub use enterprise::{PORTAL_INTENTS, StandInAuditEvent, StandInPortalLink};
+pub use enterprise::{CONFIGURED_AUDIT_LOG_SCHEMAS, PORTAL_INTENTS, StandInAuditEvent, StandInPortalLink};
 pub use events::{StandInEvent, StandInEventsQuery, UnknownCursor};
 pub use organizations::{
     StandInDirectoryUser, StandInMembership, StandInMembershipStatus, StandInOrganization, StandInRefusal,
@@ -619,6 +619,12 @@ impl WorkosStandIn {
     /// While `down`, `POST /audit_logs/events` answers 503 (an outage), recording nothing.
     pub fn set_audit_logs_down(&self, down: bool) {
         lock(&self.inner.enterprise).set_audit_down(down);
+    }
+
+    /// `action` has no Audit Log schema from now on (removed from the dashboard): its events are refused with 400
+    /// `invalid_audit_log_event`.
+    pub fn remove_audit_log_schema(&self, action: &str) {
+        lock(&self.inner.enterprise).remove_audit_schema(action);
     }
 
     /// Every refresh token issued so far stops working (sessions stay, so logout still succeeds).

@@ -10,6 +10,11 @@
 //! the stand-in also counts, per `Idempotency-Key`, every send it answered with success, repeats included. Tests read
 //! what was received and can make the endpoint fail (injected failures through the usual controls, or "down" until
 //! told otherwise).
+//!
+//! WorkOS accepts an event only for an action configured in its dashboard, with the target types its schema lists
+//! (400 `invalid_audit_log_event` otherwise). The stand-in starts with the schemas authbridge's README tells
+//! operators to configure ([`CONFIGURED_AUDIT_LOG_SCHEMAS`]), so an event the app sends that an operator following
+//! the README would not have configured is refused here too; tests can remove a schema.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +38,19 @@ const PORTAL_LINK_TTL: Duration = Duration::from_secs(5 * 60);
 /// The setups a portal link can be made for.
 pub const PORTAL_INTENTS: [&str; 7] =
     ["sso", "dsync", "audit_logs", "log_streams", "domain_verification", "certificate_renewal", "bring_your_own_key"];
+
+/// The Audit Log actions configured "in the dashboard" when the stand-in starts, with the target types of each:
+/// what authbridge's README tells operators to configure.
+pub const CONFIGURED_AUDIT_LOG_SCHEMAS: [(&str, &[&str]); 8] = [
+    ("todo.created", &["todo"]),
+    ("todo.renamed", &["todo"]),
+    ("todo.completed", &["todo"]),
+    ("todo.reopened", &["todo"]),
+    ("todo.deleted", &["todo"]),
+    ("organization.switched", &["organization"]),
+    ("user.signed_in", &["organization"]),
+    ("user.impersonated_request", &["request"]),
+];
 
 /// A portal link the stand-in issued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +81,8 @@ pub struct Enterprise {
     /// deduplicated, so `audit_events` shows each of them already).
     audit_accepted: HashMap<String, usize>,
     audit_down: bool,
+    /// Actions whose schema a test removed from the dashboard.
+    audit_removed: Vec<String>,
 }
 
 impl Enterprise {
@@ -84,6 +104,18 @@ impl Enterprise {
 
     pub fn set_audit_down(&mut self, down: bool) {
         self.audit_down = down;
+    }
+
+    pub fn remove_audit_schema(&mut self, action: &str) {
+        self.audit_removed.push(action.to_owned());
+    }
+
+    /// The target types `action`'s schema allows, when one is configured.
+    fn audit_schema(&self, action: &str) -> Option<&'static [&'static str]> {
+        if self.audit_removed.iter().any(|removed| removed == action) {
+            return None;
+        }
+        CONFIGURED_AUDIT_LOG_SCHEMAS.iter().find(|(configured, _)| *configured == action).map(|(_, targets)| *targets)
     }
 }
 
@@ -175,6 +207,14 @@ async fn create_audit_event(State(inner): State<Arc<WorkosStandInState>>, header
         return message(StatusCode::NOT_FOUND, &format!("Organization not found: '{organization_id}'."));
     }
     let event = body["event"].clone();
+    if let Some(path) = schema_mismatch(&enterprise, &event) {
+        let body = json!({
+            "message": "Invalid Audit Log event.",
+            "code": "invalid_audit_log_event",
+            "errors": [{ "instancePath": path }],
+        });
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    }
     // The same key and body: the same answer, and no second event.
     let repeat =
         key.is_some() && enterprise.audit_events.iter().any(|seen| seen.idempotency_key == key && seen.event == event);
@@ -209,6 +249,17 @@ fn missing_field(body: &Value) -> Option<&'static str> {
         .as_array()
         .is_some_and(|targets| targets.iter().all(|target| text(&target["id"]) && text(&target["type"])));
     (!targets_ok).then_some("event.targets")
+}
+
+/// Where `event` departs from the schema configured for its action: no schema at all, or a target type the schema
+/// does not list.
+fn schema_mismatch(enterprise: &Enterprise, event: &Value) -> Option<&'static str> {
+    let Some(target_types) = enterprise.audit_schema(event["action"].as_str().unwrap_or_default()) else {
+        return Some("/action");
+    };
+    let targets = event["targets"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let unknown = targets.iter().any(|target| !target_types.contains(&target["type"].as_str().unwrap_or_default()));
+    unknown.then_some("/targets")
 }
 
 fn validation_failed(field: &str) -> Response {

@@ -1123,6 +1123,30 @@ async fn audit_log_events_are_validated_recorded_once_per_key_and_can_be_made_to
     assert_eq!(workos.audit_log_requests().len(), 6, "every request that reached the endpoint");
 }
 
+/// WorkOS takes events only for actions configured in its dashboard, with the target types of their schema.
+#[tokio::test]
+async fn audit_log_events_must_match_a_configured_schema() {
+    use standins::workos_standin::ACME_ORGANIZATION_ID;
+    let workos = start().await;
+    let event = |action: &str, target_type: &str| {
+        json!({ "organization_id": ACME_ORGANIZATION_ID, "event": {
+            "action": action, "occurred_at": "2026-01-15T12:00:00Z",
+            "actor": { "type": "user", "id": "user_1" }, "targets": [{ "type": target_type, "id": "t1" }],
+            "context": { "location": "127.0.0.1" } } })
+    };
+    assert_eq!(api_post(&workos, "audit_logs/events", event("todo.created", "todo"), None).await.0, StatusCode::OK);
+    for (body, path) in [(event("todo.exploded", "todo"), "/action"), (event("todo.created", "user"), "/targets")] {
+        let (status, answer) = api_post(&workos, "audit_logs/events", body, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["code"], "invalid_audit_log_event");
+        assert_eq!(answer["errors"][0]["instancePath"], path);
+    }
+    workos.remove_audit_log_schema("todo.created");
+    let (status, answer) = api_post(&workos, "audit_logs/events", event("todo.created", "todo"), None).await;
+    assert_eq!((status, answer["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_audit_log_event")));
+    assert_eq!(workos.audit_log_events().len(), 1, "only the first was recorded");
+}
+
 #[tokio::test]
 async fn audit_log_sends_answered_with_success_are_counted_per_key_repeats_included() {
     let workos = start().await;
