@@ -7,7 +7,7 @@
 //! counts it and times it for `/metrics`.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use url::Url;
 
@@ -29,6 +29,17 @@ pub fn endpoint(base: &Url, segments: &[&str]) -> Option<Url> {
     url.set_fragment(None);
     url.path_segments_mut().ok()?.pop_if_empty().extend(segments);
     Some(url)
+}
+
+/// An answer's `Retry-After` (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date, read as the time left until it
+/// (none left for a date already past). `None` when absent or unreadable.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
 }
 
 /// The services authbridge calls, as the metrics name them.
@@ -121,5 +132,23 @@ mod tests {
         assert_eq!(url.as_str(), "https://host/prefix/sso/jwks/client_1%2F..%2Fx");
         let bare = Url::parse("https://host").expect("url");
         assert_eq!(endpoint(&bare, &["api", "health"]).expect("path").as_str(), "https://host/api/health");
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        let answer = |value: &str| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::RETRY_AFTER, value.parse().expect("a header value"));
+            retry_after(&headers)
+        };
+        assert_eq!(answer("7"), Some(Duration::from_secs(7)));
+        assert_eq!(answer(" 120 "), Some(Duration::from_secs(120)));
+        let in_a_minute = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(60));
+        let wait = answer(&in_a_minute).expect("an HTTP-date");
+        assert!(wait > Duration::from_secs(55) && wait <= Duration::from_secs(60), "{wait:?}");
+        assert_eq!(answer("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO), "a date already past: no wait");
+        assert_eq!(answer("soon"), None);
+        assert_eq!(answer("-5"), None);
+        assert_eq!(retry_after(&reqwest::header::HeaderMap::new()), None);
     }
 }

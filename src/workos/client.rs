@@ -366,12 +366,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(response: reqwest::Response) 
     if status.is_success() {
         return response.json().await.map_err(WorkosError::from_reqwest);
     }
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = outbound::retry_after(response.headers());
     // A body that is not JSON (a proxy's HTML error page) still yields a useful status-based error.
     let bytes = response.bytes().await.unwrap_or_default();
     let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
