@@ -305,6 +305,14 @@ fn status_error(status: StatusCode, body: &str, token: &str) -> InsforgeError {
         400 | 422 => InsforgeError::InvalidInput { message },
         401 => InsforgeError::Unauthorized { message },
         403 => InsforgeError::Forbidden { message },
+        // PostgREST's answer for a table it does not know, passed through by InsForge (`{}` from PostgREST 12,
+        // `PGRST205` from 13 on), or InsForge's own for an unknown route: a deployment problem, never a missing todo.
+        404 => InsforgeError::Upstream {
+            status: 404,
+            message: format!(
+                "no such table or route (have the migrations been applied? is INSFORGE_URL right?): {message}"
+            ),
+        },
         status => InsforgeError::Upstream { status, message },
     }
 }

@@ -313,7 +313,7 @@ fn authenticate(state: &InsforgeStandInState, headers: &HeaderMap) -> Result<Cal
         _ => return Err(RecordsApiError::invalid_token("Invalid token subject")),
     };
     let requested = claims.role.unwrap_or_else(|| "authenticated".to_owned());
-    let role = ROLES.into_iter().find(|r| *r == requested).ok_or_else(|| RecordsApiError::invalid_role(&requested))?;
+    let role = ROLES.into_iter().find(|r| *r == requested).ok_or_else(RecordsApiError::invalid_role)?;
     if role != "authenticated" {
         // InsForge forwards an `anon` or `project_admin` token down its anon or admin path, whose internal token
         // carries the role alone: no `sub`, no `email`.
@@ -391,6 +391,10 @@ async fn handle_records(
     body: &[u8],
 ) -> Result<Response, RecordsApiError> {
     let caller = authenticate(state, headers)?;
+    // InsForge's own check (`IDENTIFIER_REGEX`), after authentication and before PostgREST sees the name.
+    if table_name.chars().any(|c| c == '"' || c.is_control()) {
+        return Err(RecordsApiError::invalid_table_name());
+    }
     let operation = match *method {
         Method::GET => Operation::Read,
         Method::POST => Operation::Insert,
@@ -412,10 +416,7 @@ async fn handle_records(
     let db_error = |e: sqlx::Error| RecordsApiError::database(&e, anon);
 
     let mut tx = state.pool.begin().await.map_err(db_error)?;
-    let table = load_table(&mut tx, table_name)
-        .await
-        .map_err(db_error)?
-        .ok_or_else(|| RecordsApiError::unknown_table(table_name))?;
+    let table = load_table(&mut tx, table_name).await.map_err(db_error)?.ok_or_else(RecordsApiError::unknown_table)?;
     let params = QueryParams::parse(&table, &pairs, operation)?;
     let statement = match operation {
         Operation::Read => Some(query::select_statement(&table, &params)?),

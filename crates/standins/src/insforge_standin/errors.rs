@@ -1,5 +1,5 @@
 //! The stand-in's error answers, in the two shapes a real InsForge produces: its own
-//! `{error, message, statusCode, nextActions}` (authentication, unknown table) and PostgREST's
+//! `{error, message, statusCode, nextActions}` (authentication, table names) and PostgREST's
 //! `{code, details, hint, message}` (everything the database or the query parser refuses), with PostgREST's
 //! SQLSTATE → HTTP status table.
 
@@ -61,23 +61,30 @@ impl RecordsApiError {
         )
     }
 
-    pub fn invalid_role(role: &str) -> Self {
-        Self::insforge(
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
-            format!("Invalid role: {role}"),
-            "Use one of the roles anon, authenticated or project_admin.",
-        )
+    /// A role InsForge cannot route (docs/insforge.md §2.4): thrown by its proxy service, without `nextActions`.
+    pub fn invalid_role() -> Self {
+        RecordsApiError {
+            status: StatusCode::FORBIDDEN,
+            body: json!({ "error": "AUTH_UNAUTHORIZED", "message": "Invalid user role claim", "statusCode": 403 }),
+        }
     }
 
-    pub fn unknown_table(table: &str) -> Self {
-        Self::insforge(
-            StatusCode::NOT_FOUND,
-            "DATABASE_NOT_FOUND",
-            format!("Table \"{table}\" does not exist"),
-            "The resource you are trying to access does not exist. Please check the table with get metadata tool \
-             and try again.",
-        )
+    /// A table name with a double quote or a control character, which InsForge refuses before asking PostgREST.
+    pub fn invalid_table_name() -> Self {
+        RecordsApiError {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({
+                "error": "DATABASE_VALIDATION_ERROR",
+                "message": "Invalid table name: cannot contain quotes or control characters",
+                "statusCode": 400,
+            }),
+        }
+    }
+
+    /// A table PostgREST does not know: InsForge passes PostgREST 12's answer through, 404 with an empty object
+    /// (docs/insforge.md §3.2; `PGRST205` only came with PostgREST 13).
+    pub fn unknown_table() -> Self {
+        RecordsApiError { status: StatusCode::NOT_FOUND, body: json!({}) }
     }
 
     pub fn injected(status: StatusCode) -> Self {
