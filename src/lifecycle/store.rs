@@ -232,6 +232,27 @@ pub async fn upsert_membership(
     Ok(())
 }
 
+/// Ends `user_id`'s memberships that a complete listing from WorkOS (`listed`, every status) did not contain and
+/// that last changed before `changed_before` (`lifecycle::sync`): deleted at WorkOS, their deletion event lost.
+/// Returns how many were ended.
+pub async fn end_memberships_not_listed(
+    conn: &mut PgConnection,
+    user_id: &str,
+    listed: &[String],
+    changed_before: OffsetDateTime,
+) -> Result<u64, sqlx::Error> {
+    let ended = sqlx::query(
+        "UPDATE authbridge.organization_memberships SET deleted_at = now() \
+         WHERE user_id = $1 AND deleted_at IS NULL AND NOT (id = ANY($2)) AND version_updated_at < $3",
+    )
+    .bind(user_id)
+    .bind(listed)
+    .bind(changed_before)
+    .execute(conn)
+    .await?;
+    Ok(ended.rows_affected())
+}
+
 /// Ends a membership for good. The tombstone keeps the membership as the event described it, status and all, but
 /// a tombstoned membership is never listed.
 pub async fn tombstone_membership(

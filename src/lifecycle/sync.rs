@@ -4,8 +4,15 @@
 //! The memberships are applied the same versioned way events are (`store::upsert_membership`, at the version of
 //! the object read), so a newer event already recorded is never overwritten by an older REST read, and a tombstone
 //! is never touched. Every status is asked for: WorkOS lists only active memberships by default, which would hide
-//! a deactivation. Absence from the list is not taken as deletion (a membership created while the list was being
-//! read would be wrongly tombstoned for ever); deletions arrive as events.
+//! a deactivation.
+//!
+//! Deletions normally arrive as events. One that never arrives (webhooks given up after days of failures, a consumer
+//! down for longer than the Events API keeps events) would leave a removed member in the organization for good, so
+//! a complete listing also ends what it no longer contains: a membership the database holds for the user that none
+//! of the pages listed has been deleted at WorkOS. Only rows last changed [`SWEEP_MARGIN`] before the listing
+//! started are ended, so a membership created while the list was being read (and recorded from its event
+//! meanwhile) is never mistaken for a deleted one, even with the clocks a little apart. An incomplete listing (a
+//! failure, too many pages) ends nothing.
 //!
 //! This must never fail a sign-in or a refresh: [`MembershipSync::after_sign_in`] runs within a time limit and logs
 //! what went wrong.
@@ -23,6 +30,8 @@ use crate::workos::management::MembershipsOf;
 pub const SYNC_TIME_LIMIT: Duration = Duration::from_secs(3);
 /// More pages than any person's memberships fill: a bound in case a server never stops paging.
 const MAX_PAGES: usize = 10;
+/// How long before a complete listing started a membership must have last changed for its absence to end it.
+pub const SWEEP_MARGIN: Duration = Duration::from_secs(60);
 
 /// The sync as the session layer holds it.
 #[derive(Clone)]
@@ -56,8 +65,9 @@ impl Lifecycle {
             let mut conn = self.database().pool().acquire().await?;
             store::note_signed_in_user(&mut conn, &user.id, user.email.as_deref()).await?;
         }
+        let started = time::OffsetDateTime::now_utc();
         let mut after: Option<String> = None;
-        let mut count = 0;
+        let mut listed: Vec<String> = Vec::new();
         for _ in 0..MAX_PAGES {
             let page = self.workos().list_memberships(MembershipsOf::User(&user.id), after.as_deref()).await?;
             let mut missing = Vec::new();
@@ -73,16 +83,28 @@ impl Lifecycle {
                         missing
                             .push(Effect::OrganizationMissing { organization_id: membership.organization_id.clone() });
                     }
-                    count += 1;
+                    listed.push(membership.id.clone());
                 }
             }
             self.fetch_missing_organizations(&missing).await?;
             match page.list_metadata.after {
                 Some(next) if !page.data.is_empty() => after = Some(next),
-                _ => return Ok(count),
+                _ => {
+                    let mut conn = self.database().pool().acquire().await?;
+                    let ended =
+                        store::end_memberships_not_listed(&mut conn, &user.id, &listed, started - SWEEP_MARGIN).await?;
+                    if ended > 0 {
+                        tracing::warn!(
+                            user_id = %user.id,
+                            ended,
+                            "memberships deleted at WorkOS without a deletion event reaching us were ended"
+                        );
+                    }
+                    return Ok(listed.len());
+                }
             }
         }
         tracing::warn!(user_id = %user.id, "WorkOS listed more membership pages than expected; stopped reading");
-        Ok(count)
+        Ok(listed.len())
     }
 }

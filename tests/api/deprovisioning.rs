@@ -37,6 +37,64 @@ async fn a_membership_removed_at_workos_is_gone_on_the_next_request_with_a_cooki
     assert_eq!(browser.get("/api/me").await.status, 200, "Bob himself still has access");
 }
 
+/// A membership deleted at WorkOS whose deletion event never reached the app (no webhook, no consumer: as after
+/// webhooks given up for days, or a consumer down past the Events API's 30 days) is ended by the next complete
+/// listing of the user's memberships, at sign-in or refresh. A membership the listing does not show but that changed
+/// moments ago (created while the list was being read) is left alone.
+#[tokio::test]
+async fn a_membership_whose_deletion_event_was_lost_is_ended_at_the_next_sign_in() {
+    let options = LifecycleOptions { webhooks_from_standin: false, ..LifecycleOptions::default() };
+    let app = spawn_app_with(AppOptions::default().lifecycle_with(options)).await;
+    let bob = app.user_id(BOB);
+    let browser = app.signed_in(BOB).await;
+    assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
+
+    let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect as owner");
+    // Recorded an hour ago; and another membership recorded a moment ago that WorkOS will not list.
+    sqlx::query(
+        "UPDATE authbridge.organization_memberships SET version_updated_at = now() - interval '1 hour' WHERE id = $1",
+    )
+    .bind(&acme.id)
+    .execute(&pool)
+    .await
+    .expect("backdate");
+    sqlx::query(
+        "INSERT INTO authbridge.organization_memberships \
+             (id, user_id, organization_id, status, role, role_slugs, directory_managed, \
+              version_updated_at, version_event_at, version_event_id) \
+         VALUES ('om_just_created', $1, $2, 'active', 'member', '{member}', false, now(), now(), 'event_x')",
+    )
+    .bind(&bob)
+    .bind(ACME_ORGANIZATION_ID)
+    .execute(&pool)
+    .await
+    .expect("a membership recorded moments ago");
+
+    app.workos.delete_membership(&acme.id).expect("removed at WorkOS");
+    assert_eq!(
+        live_memberships(&pool, &bob).await,
+        [acme.id.clone(), "om_just_created".to_owned()],
+        "no event arrived: the app cannot know yet"
+    );
+
+    app.signed_in(BOB).await;
+    let after = live_memberships(&pool, &bob).await;
+    pool.close().await;
+    assert_eq!(after, ["om_just_created"], "the deleted one is ended; the one of a moment ago is kept");
+}
+
+/// The ids of `user`'s memberships the database holds and has not ended.
+async fn live_memberships(pool: &sqlx::PgPool, user: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT id FROM authbridge.organization_memberships WHERE user_id = $1 AND deleted_at IS NULL ORDER BY id",
+    )
+    .bind(user)
+    .fetch_all(pool)
+    .await
+    .expect("read memberships")
+}
+
 #[tokio::test]
 async fn a_deactivated_membership_is_gone_on_the_next_request() {
     let app = lifecycle_app().await;
