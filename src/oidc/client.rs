@@ -142,10 +142,24 @@ pub enum TokenError {
     Malformed(String),
 }
 
+/// OAuth and OpenID Connect error codes that are about the user rather than the request: the provider wants the user
+/// to sign in again (`interaction_required`, `login_required`, `consent_required`, `account_selection_required`:
+/// OpenID Connect Core §3.1.2.6; Microsoft Entra answers a refresh so when Conditional Access asks for MFA), or
+/// refuses them (`access_denied`: Auth0 when an Action denies the sign-in or the refresh).
+pub fn is_refusal_of_the_user(error: &str) -> bool {
+    matches!(
+        error,
+        "access_denied" | "interaction_required" | "login_required" | "consent_required" | "account_selection_required"
+    )
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UserInfoError {
     #[error(transparent)]
     Unavailable(#[from] HttpError),
+    /// A 4xx: the access token is not one the endpoint takes (issued for another API).
+    #[error("the userinfo endpoint refused the access token: {0}")]
+    Refused(String),
     #[error("the userinfo endpoint failed: {0}")]
     Failed(String),
 }
@@ -384,6 +398,9 @@ impl OidcClient {
             .map_err(|error| HttpError::of(&error))?;
         if let Some(error) = HttpError::from_status(response.status(), response.headers()) {
             return Err(error.into());
+        }
+        if response.status().is_client_error() {
+            return Err(UserInfoError::Refused(format!("it answered {}", response.status())));
         }
         if !response.status().is_success() {
             return Err(UserInfoError::Failed(format!("it answered {}", response.status())));

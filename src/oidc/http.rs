@@ -6,7 +6,10 @@
 //!
 //! Two things are decided here, once for every call (discovery, keys, tokens, revocation): answers are capped at
 //! [`MAX_BODY`], and an overloaded or failing provider (429, any 5xx) becomes [`HttpError::Status`] before the crate
-//! parses anything, so callers see "unavailable, retry" rather than a parse error about an HTML error page.
+//! parses anything, so callers see "unavailable, retry" rather than a parse error about an HTML error page. One
+//! exception: a 5xx whose body is an OAuth error about the grant or the user (`invalid_grant`, `access_denied`,
+//! `login_required`…) is the refusal it says, whatever its status — Auth0 answers 500 when an Action denies a
+//! sign-in or a refresh — and goes to the crate, which reads it as one.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -85,8 +88,11 @@ impl<'c> AsyncHttpClient<'c> for OidcHttp {
         Box::pin(async move {
             let request = reqwest::Request::try_from(request).map_err(|error| HttpError::of(&error))?;
             let mut response = self.0.execute(request).await.map_err(|error| HttpError::of(&error))?;
-            if let Some(error) = HttpError::from_status(response.status(), response.headers()) {
-                return Err(error);
+            let failing = HttpError::from_status(response.status(), response.headers());
+            if let Some(error) = &failing
+                && response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS
+            {
+                return Err(error.clone());
             }
             let mut builder =
                 openidconnect::http::Response::builder().status(response.status()).version(response.version());
@@ -100,7 +106,22 @@ impl<'c> AsyncHttpClient<'c> for OidcHttp {
                 }
                 body.extend_from_slice(&chunk);
             }
+            if let Some(error) = failing
+                && !refuses_the_grant_or_user(&body)
+            {
+                return Err(error);
+            }
             builder.body(body).map_err(|error| HttpError::Broken(error.to_string()))
         })
     }
+}
+
+/// Whether `body` is an OAuth error object (RFC 6749 §5.2) whose `error` is about the grant or the user.
+fn refuses_the_grant_or_user(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct OAuthError {
+        error: String,
+    }
+    serde_json::from_slice::<OAuthError>(body)
+        .is_ok_and(|body| body.error == "invalid_grant" || super::client::is_refusal_of_the_user(&body.error))
 }

@@ -16,6 +16,7 @@ pub mod keys;
 
 pub use client::{
     Authorization, DiscoveryFailure, Logout, OidcClient, TokenAnswer, TokenError, UserInfo, UserInfoError,
+    is_refusal_of_the_user,
 };
 pub use http::{HttpError, OidcHttp};
 pub use id_token::{IdTokenClaims, IdTokenError, NonceRule};

@@ -30,7 +30,7 @@ use crate::identity::UserProfile;
 use crate::oidc::access_token::AccessTokenError;
 use crate::oidc::{
     Authorization, DiscoveryFailure, IdTokenClaims, IdTokenError, NonceRule, OidcClient, OidcHttp, TokenAnswer,
-    TokenError, UserInfo, UserInfoError,
+    TokenError, UserInfo, UserInfoError, is_refusal_of_the_user,
 };
 
 /// First wait after a failed discovery; doubled after each failure up to [`DISCOVERY_MAX_BACKOFF`].
@@ -191,6 +191,11 @@ impl OidcProvider {
                     tracing::warn!(%error, "the userinfo endpoint is unavailable");
                     return Err(ProviderError::Unavailable { retry_after: error.retry_after() });
                 }
+                // The profile is optional; the sign-in is not. (Microsoft Entra's userinfo is Microsoft Graph's,
+                // which refuses an access token issued for another API: `OIDC_AUDIENCE` or an `api://` scope.)
+                Err(UserInfoError::Refused(reason)) => {
+                    tracing::warn!(%reason, "the userinfo endpoint refused the access token; signing in without its profile");
+                }
                 Err(UserInfoError::Failed(reason)) => {
                     return Err(ProviderError::Failed(format!("the userinfo endpoint: {reason}")));
                 }
@@ -228,6 +233,12 @@ impl OidcProvider {
         let client = self.client()?;
         let answer = client.refresh(refresh_token).await.map_err(|error| match error {
             TokenError::InvalidGrant(description) => ProviderError::GrantRejected(description),
+            // The provider wants the user to sign in again (Entra's Conditional Access asking for MFA), or refuses
+            // them (an Auth0 Action denying the refresh): keeping the session would answer 503 forever.
+            TokenError::Refused { error, description } if is_refusal_of_the_user(&error) => {
+                tracing::info!(%error, %description, "the provider refused to refresh the session; the user signs in again");
+                ProviderError::GrantRejected(error)
+            }
             // Any other refusal (our credentials, a proxy) is our problem, not the user's: keep the session.
             refused @ TokenError::Refused { .. } => {
                 tracing::error!(error = %refused, "the provider refused a refresh for a reason other than invalid_grant");

@@ -122,6 +122,26 @@ async fn only_invalid_grant_ends_the_session() {
     assert!(browser.cookie(SESSION_COOKIE).is_none());
 }
 
+/// A refresh the provider refuses because of the user — Microsoft Entra asking for MFA under Conditional Access
+/// (`interaction_required`), an Auth0 Action denying it (`access_denied`, sent with a 500) — ends the session, so
+/// the user is sent to sign in again rather than answered 503 for as long as the cookie lives.
+#[tokio::test]
+async fn a_refresh_refused_because_of_the_user_ends_the_session() {
+    let app = spawn_oidc_app().await;
+    for (status, body) in [
+        (400, r#"{"error":"interaction_required","error_description":"AADSTS50076: use multi-factor authentication"}"#),
+        (500, r#"{"error":"access_denied","error_description":"Blocked by an Action"}"#),
+        (400, r#"{"error":"login_required"}"#),
+    ] {
+        let browser = app.signed_in(ALICE).await;
+        app.age_session(&browser, -60);
+        app.oidc.answer_next(Endpoint::Token, status, "application/json", body);
+        let me = browser.api(Method::GET, "/api/me", None).await;
+        assert_eq!(me.status, 401, "{status} {body}: {}", me.body);
+        assert!(browser.cookie(SESSION_COOKIE).is_none(), "{status} {body}: the cookie is cleared");
+    }
+}
+
 #[tokio::test]
 async fn concurrent_requests_near_expiry_share_one_refresh() {
     let app = spawn_oidc_app().await;

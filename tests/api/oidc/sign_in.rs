@@ -221,6 +221,15 @@ async fn profile_and_email_come_from_userinfo_when_the_id_token_lacks_them() {
     assert_eq!(response.status, 502, "{}", response.body);
     assert!(other.cookie(SESSION_COOKIE).is_none());
 
+    // The userinfo endpoint refusing the access token (Microsoft Entra's, which is Microsoft Graph's, refuses a token
+    // issued for another API): the profile is optional, the sign-in goes on without it.
+    app.oidc.answer_next(Endpoint::UserInfo, 401, "application/json", r#"{"error":"invalid_token"}"#);
+    let other = app.browser();
+    let response = other.sign_in(ALICE).await;
+    assert_eq!(response.status, 302, "{}", response.body);
+    let me = other.api(Method::GET, "/api/me", None).await.json();
+    assert_eq!((me["id"].as_str(), me["email"].as_str()), (Some("auth0|standin-alice"), None), "{me}");
+
     // The userinfo endpoint down at sign-in: try again later, no half-made session.
     app.oidc.fail_next(Endpoint::UserInfo, 1, 503);
     let other = app.browser();
@@ -308,8 +317,16 @@ async fn a_provider_error_redirect_is_shown_as_a_page_escaped() {
 async fn the_token_endpoint_failing_answers_502_or_503_or_its_refusal_and_makes_no_session() {
     let app = spawn_oidc_app().await;
     type BreakIt = Box<dyn Fn(&standins::oidc_standin::OidcStandIn)>;
-    let cases: [(BreakIt, u16); 6] = [
+    let cases: [(BreakIt, u16); 7] = [
         (Box::new(|oidc| oidc.fail_next(Endpoint::Token, 1, 500)), 503),
+        // Auth0 answers 500 when an Action denies the sign-in: a refusal all the same, shown as one.
+        (
+            Box::new(|oidc| {
+                let body = r#"{"error":"access_denied","error_description":"Blocked by an Action"}"#;
+                oidc.answer_next(Endpoint::Token, 500, "application/json", body)
+            }),
+            401,
+        ),
         // The provider declining this sign-in, rather than our registration: a failed sign-in (401) with its reason.
         (
             Box::new(|oidc| {
