@@ -252,7 +252,7 @@ impl OidcClient {
             client_secret: config.client_secret.clone(),
             client_id,
             issuer,
-            scopes: config.scopes.clone(),
+            scopes: scopes_to_ask(&config.scopes, metadata.scopes_supported().map(Vec::as_slice)),
             audience: config.audience.clone(),
             logout,
             browser_origins,
@@ -584,6 +584,17 @@ fn token_error(error: CoreTokenError) -> TokenError {
     }
 }
 
+/// The scopes an authorization request asks for. The default scopes ask for a refresh token with `offline_access`
+/// (core §11); a provider that publishes the scopes it supports without that one refuses the whole sign-in over it
+/// (Google: `invalid_scope`), so there the default leaves it out. Scopes an operator chose are sent as they are.
+fn scopes_to_ask(configured: &[String], supported: Option<&[Scope]>) -> Vec<String> {
+    let default = configured.iter().map(String::as_str).eq(crate::config::DEFAULT_OIDC_SCOPES.split_whitespace());
+    let unsupported = |scope: &String| {
+        scope == "offline_access" && supported.is_some_and(|supported| !supported.iter().any(|s| s.as_str() == scope))
+    };
+    configured.iter().filter(|scope| !(default && unsupported(scope))).cloned().collect()
+}
+
 /// Provider-written text, bounded (it ends up in logs and, for refusals, on a page).
 fn short(text: &str) -> String {
     const MAX: usize = 300;
@@ -596,6 +607,19 @@ fn short(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_scopes_leave_out_offline_access_where_the_provider_does_not_list_it() {
+        let owned = |text: &str| text.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        let default = owned(crate::config::DEFAULT_OIDC_SCOPES);
+        let google = [Scope::new("openid".into()), Scope::new("email".into()), Scope::new("profile".into())];
+        let auth0 = [Scope::new("openid".into()), Scope::new("offline_access".into())];
+        assert_eq!(scopes_to_ask(&default, Some(&google)), owned("openid profile email"));
+        assert_eq!(scopes_to_ask(&default, Some(&auth0)), default, "listed: asked for");
+        assert_eq!(scopes_to_ask(&default, None), default, "nothing published: asked for");
+        let chosen = owned("openid email offline_access");
+        assert_eq!(scopes_to_ask(&chosen, Some(&google)), chosen, "the operator's choice is sent as it is");
+    }
 
     #[test]
     fn basic_unless_only_post_is_offered() {

@@ -173,6 +173,9 @@ pub struct OidcStandInOptions {
     pub rotate_refresh_tokens: bool,
     /// The JWT `typ` of access tokens: `JWT` (Auth0's default profile) or `at+jwt` (RFC 9068 profile).
     pub access_token_typ: &'static str,
+    /// Knows the `offline_access` scope (publishes it in `scopes_supported`). Off, like Google: it is left out of
+    /// the discovery document and an authorization request asking for it is refused with `invalid_scope`.
+    pub offline_access_scope: bool,
 }
 
 impl Default for OidcStandInOptions {
@@ -195,6 +198,7 @@ impl Default for OidcStandInOptions {
             issue_refresh_tokens: true,
             rotate_refresh_tokens: true,
             access_token_typ: "JWT",
+            offline_access_scope: true,
         }
     }
 }

@@ -156,6 +156,23 @@ async fn login_sends_the_browser_to_the_provider_with_pkce_state_nonce_and_the_h
     assert_eq!((param(&pairs, "audience"), param(&pairs, "resource")), (None, None));
 }
 
+/// A provider that does not list `offline_access` among its scopes and refuses it (Google) still signs people in
+/// with the default scopes: the scope is left out (and the session lasts as long as its tokens).
+#[tokio::test]
+async fn the_default_scopes_work_with_a_provider_that_refuses_offline_access() {
+    let options = OidcAppOptions {
+        oidc: OidcStandInOptions { offline_access_scope: false, ..OidcStandInOptions::default() },
+        ..OidcAppOptions::default()
+    };
+    let app = spawn_oidc_app_with(options).await;
+    let browser = app.browser();
+    let login = browser.get("/login").await;
+    let scope = param(&query(&login.location().expect("redirect")), "scope").expect("a scope");
+    assert_eq!(scope, "openid profile email");
+    assert_eq!(browser.sign_in(ALICE).await.status, 302);
+    assert_eq!(browser.api(Method::GET, "/api/me", None).await.status, 200);
+}
+
 /// Userinfo is asked when the ID token has no email, or no name at all; an email with part of a name is enough.
 #[tokio::test]
 async fn userinfo_is_asked_only_for_a_missing_email_or_a_missing_name() {

@@ -84,6 +84,11 @@ async fn discovery(AxumState(inner): Shared) -> Response {
         "id_token_signing_alg_values_supported": ["HS256", "RS256", "PS256"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
     });
+    if !inner.options.offline_access_scope
+        && let Some(scopes) = document["scopes_supported"].as_array_mut()
+    {
+        scopes.retain(|scope| scope != "offline_access");
+    }
     if inner.options.end_session_endpoint {
         document["end_session_endpoint"] = Value::from(inner.endpoint("oidc/logout"));
     }
@@ -170,6 +175,9 @@ fn validate(inner: &State, params: AuthorizeParams, redirect_uri: Url) -> Result
     let scopes: Vec<String> = params.scope.unwrap_or_default().split_whitespace().map(str::to_owned).collect();
     if !scopes.iter().any(|scope| scope == "openid") {
         return Err(("invalid_scope", "The scope must include openid."));
+    }
+    if !inner.options.offline_access_scope && scopes.iter().any(|scope| scope == "offline_access") {
+        return Err(("invalid_scope", "Some requested scopes were invalid. {invalid=[offline_access]}"));
     }
     let code_challenge = match (params.code_challenge, params.code_challenge_method.as_deref()) {
         (Some(challenge), Some("S256")) if is_s256_challenge(&challenge) => challenge,
