@@ -67,6 +67,8 @@ impl AccessTokenVerifier {
 
         let mut validation = Validation::new(header.alg);
         validation.leeway = EXPIRY_LEEWAY.as_secs();
+        // RFC 7519 §4.1.5: not before `nbf`, when the token has one (Microsoft Entra's do).
+        validation.validate_nbf = true;
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -76,6 +78,7 @@ impl AccessTokenVerifier {
                 use jsonwebtoken::errors::ErrorKind;
                 Invalid(match error.kind() {
                     ErrorKind::ExpiredSignature => "it has expired",
+                    ErrorKind::ImmatureSignature => "it is not valid yet (nbf)",
                     ErrorKind::InvalidAudience => "it is not for this API (aud)",
                     ErrorKind::InvalidIssuer => "it is from another issuer",
                     ErrorKind::MissingRequiredClaim(_) => "it lacks exp, iss, aud or sub",

@@ -110,6 +110,14 @@ async fn wrong_audience_id_tokens_opaque_and_forged_tokens_are_refused_with_401(
     expired["exp"] = Value::from(now() - 60);
     assert_refused(&app, &app.oidc.sign("JWT", expired), "expired").await;
 
+    let mut not_yet = claims(&app, &subject);
+    not_yet["nbf"] = Value::from(now() + 3600);
+    assert_refused(&app, &app.oidc.sign("JWT", not_yet), "not valid before an hour from now (nbf)").await;
+    let mut valid_since = claims(&app, &subject);
+    valid_since["nbf"] = Value::from(now() - 10);
+    let accepted = app.bearer_client(app.oidc.sign("JWT", valid_since)).get("/api/todos").await;
+    assert_eq!(accepted.status, 200, "an nbf in the past: {}", accepted.body);
+
     let mut no_aud = claims(&app, &subject);
     no_aud.as_object_mut().expect("object").remove("aud");
     assert_refused(&app, &app.oidc.sign("JWT", no_aud), "no aud").await;
