@@ -321,8 +321,8 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
     let banner = response.extensions_mut().remove::<pages::Banner>();
     let rendered = if api {
         render_json(&error)
-    } else if matches!(*error, AppError::Unauthorized) {
-        sign_in_redirect(get_uri.as_ref().and_then(|uri| uri.path_and_query()).map_or("/", |pq| pq.as_str()))
+    } else if let (AppError::Unauthorized, Some(uri)) = (&*error, &get_uri) {
+        sign_in_redirect(uri.path_and_query().map_or("/", |pq| pq.as_str()))
     } else {
         render_page(&error, banner)
     };
@@ -343,9 +343,30 @@ fn render_json(error: &AppError) -> Response {
     response
 }
 
+/// An error as a page. Where the way on is a sign-in, it is a link the person follows, never a redirect from a form
+/// post: browsers apply the Content-Security-Policy's `form-action` to every redirect after a form post, and a
+/// sign-in's redirects go on to origins the policy cannot name (the AuthKit domain, an organization's own identity
+/// provider), so such a chain would end on a blocked page.
 fn render_page(error: &AppError, banner: Option<pages::Banner>) -> Response {
-    let offer_sign_in = matches!(error, AppError::SignInFailed(_) | AppError::SignInExpired);
-    let mut response = pages::error_page(error.status(), &error.public_message(), offer_sign_in, banner);
+    let link = |href: &str, label| Some(pages::SignInLink { href: href.to_owned(), label });
+    let (heading, message, sign_in) = match error {
+        AppError::SignInFailed(_) | AppError::SignInExpired => {
+            (None, error.public_message(), link("/login", "Sign in again"))
+        }
+        // A form posted after the session ended (signed out in another tab, revoked): nothing was saved.
+        AppError::Unauthorized => (
+            Some("You are signed out"),
+            "Your session has ended, so this was not saved. Sign in again to continue.".to_owned(),
+            link("/login", "Sign in again"),
+        ),
+        AppError::OrganizationSignInRequired { location } => (
+            Some("Sign in to the organization"),
+            "This organization asks you to sign in to it first.".to_owned(),
+            link(location, "Continue to its sign-in"),
+        ),
+        _ => (None, error.public_message(), None),
+    };
+    let mut response = pages::error_page(error.status(), heading, &message, sign_in, banner);
     error.add_headers(&mut response);
     response
 }

@@ -147,12 +147,9 @@ async fn switch_page(
     CsrfForm(form): CsrfForm<SwitchForm>,
 ) -> Result<Response, AppError> {
     let requested = Requested::from_param(Some(&form.organization_id));
-    match switch(&state, &current, &requested, &context).await {
-        Ok(_) => Ok(Redirect::to("/").into_response()),
-        // The browser goes to sign in to the organization.
-        Err(AppError::OrganizationSignInRequired { location }) => Ok(Redirect::to(&location).into_response()),
-        Err(error) => Err(error),
-    }
+    // An organization that wants its own sign-in is answered with a page linking to it (`error::render_page`).
+    switch(&state, &current, &requested, &context).await?;
+    Ok(Redirect::to("/").into_response())
 }
 
 #[derive(Template)]

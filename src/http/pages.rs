@@ -80,11 +80,24 @@ struct ErrorPage<'a> {
     status: u16,
     heading: &'a str,
     message: &'a str,
-    offer_sign_in: bool,
+    sign_in: Option<SignInLink>,
 }
 
-pub fn error_page(status: StatusCode, message: &str, offer_sign_in: bool, banner: Option<Banner>) -> Response {
-    let heading = match status {
+/// The way on from an error page to a sign-in: where the button goes, and what it says.
+pub struct SignInLink {
+    pub href: String,
+    pub label: &'static str,
+}
+
+/// An error page; `heading` `None`: the usual heading for `status`.
+pub fn error_page(
+    status: StatusCode,
+    heading: Option<&str>,
+    message: &str,
+    sign_in: Option<SignInLink>,
+    banner: Option<Banner>,
+) -> Response {
+    let heading = heading.unwrap_or(match status {
         StatusCode::BAD_REQUEST => "That request didn't work",
         StatusCode::UNAUTHORIZED => "Sign-in didn't work",
         StatusCode::FORBIDDEN => "Not allowed",
@@ -93,8 +106,8 @@ pub fn error_page(status: StatusCode, message: &str, offer_sign_in: bool, banner
             "Temporarily unavailable"
         }
         _ => "Something went wrong",
-    };
-    render(status, &ErrorPage { banner, status: status.as_u16(), heading, message, offer_sign_in })
+    });
+    render(status, &ErrorPage { banner, status: status.as_u16(), heading, message, sign_in })
 }
 
 #[derive(Template)]
