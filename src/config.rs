@@ -239,6 +239,22 @@ impl Config {
             Some(raw) => parse_origin("APP_URL", &raw)?,
             None => origin_of(&redirect_uri),
         };
+        // The sign-in's cookies belong to the host that sets them: a callback on another origin than the app would
+        // never see the sign-in state set by `/login` (and the app's same-origin checks would refuse its forms).
+        if app_url.origin() != redirect_uri.origin() {
+            let redirect_variable = match kind {
+                ProviderKind::Workos => "WORKOS_REDIRECT_URI",
+                ProviderKind::Oidc => "OIDC_REDIRECT_URI",
+            };
+            return Err(ConfigError::new(
+                "APP_URL",
+                format!(
+                    "must be the origin of {redirect_variable} ({}): the sign-in comes back there, and its cookies \
+                     are that host's only",
+                    redirect_uri.origin().ascii_serialization()
+                ),
+            ));
+        }
         // One source of truth for "served over https": the public origin decides Secure cookies and HSTS alike.
         let secure_cookies = app_url.scheme() == "https";
 
@@ -701,18 +717,26 @@ mod tests {
     }
 
     #[test]
-    fn app_url_follows_an_https_redirect_uri_and_can_be_overridden() {
+    fn app_url_follows_the_redirect_uri_and_must_be_its_origin() {
         let mut vars = base();
         vars.insert("WORKOS_REDIRECT_URI", "https://todos.example.com/callback".to_owned());
         let config = load(&vars).expect("valid");
         assert_eq!(config.server.origin(), "https://todos.example.com");
         assert!(config.session.secure_cookies);
 
-        vars.insert("APP_URL", "https://app.example.com/".to_owned());
-        assert_eq!(load(&vars).expect("valid").server.origin(), "https://app.example.com");
+        vars.insert("APP_URL", "https://todos.example.com/".to_owned());
+        assert_eq!(load(&vars).expect("valid").server.origin(), "https://todos.example.com");
 
-        vars.insert("APP_URL", "https://app.example.com/sub".to_owned());
+        vars.insert("APP_URL", "https://todos.example.com/sub".to_owned());
         assert_eq!(load(&vars).expect_err("path").variable, "APP_URL");
+
+        // Another origin than the callback's: the sign-in state cookie set by `/login` would never reach it.
+        for other in ["https://app.example.com", "http://todos.example.com", "https://todos.example.com:8443"] {
+            vars.insert("APP_URL", other.to_owned());
+            let refused = load(&vars).expect_err("another origin");
+            assert_eq!(refused.variable, "APP_URL", "{other}");
+            assert!(refused.to_string().contains("WORKOS_REDIRECT_URI"), "{refused}");
+        }
     }
 
     #[test]

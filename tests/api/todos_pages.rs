@@ -230,7 +230,10 @@ async fn pages_carry_security_headers_and_the_stylesheet_is_served() {
 
 #[tokio::test]
 async fn hsts_is_sent_when_the_app_is_served_over_https() {
-    let app: TestApp = spawn_app_with(AppOptions::default().var("APP_URL", "https://todos.example.com")).await;
+    let options = AppOptions::default()
+        .var("APP_URL", "https://todos.example.com")
+        .var("WORKOS_REDIRECT_URI", "https://todos.example.com/callback");
+    let app: TestApp = spawn_app_with(options).await;
     let page = app.browser().get("/").await;
     assert!(page.header("strict-transport-security").is_some_and(|v| v.contains("max-age=")));
 }
