@@ -79,6 +79,7 @@ impl Application {
         let prepare = state.clone();
         tokio::spawn(async move { prepare.sessions.provider().prepare().await });
         let (stop_background, stopping) = watch::channel(false);
+        tokio::spawn(refresh_signing_keys(state.clone(), stopping.clone()));
         start_lifecycle(&state, stopping);
         Ok(Self { listener, state, metrics, stop_background })
     }
@@ -179,6 +180,25 @@ async fn prune_bookkeeping(lifecycle: Arc<crate::lifecycle::Lifecycle>, mut stop
         match pruned {
             Ok(removed) => tracing::debug!(removed, "pruned the bookkeeping tables"),
             Err(error) => tracing::warn!(%error, "could not prune the bookkeeping tables; will try again"),
+        }
+    }
+}
+
+/// How often the identity provider's signing keys are fetched again even when nothing probes `/readyz`: a key the
+/// provider withdraws stops verifying (and the WorkOS tokens it signed are forgotten) within this long.
+const KEY_REFRESH_EVERY: Duration = Duration::from_secs(10 * 60);
+
+async fn refresh_signing_keys(state: AppState, mut stopping: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stopping.wait_for(|stopped| *stopped) => return,
+            () = tokio::time::sleep(KEY_REFRESH_EVERY) => {}
+        }
+        let provider = state.sessions.provider();
+        if provider.is_ready()
+            && let Err(error) = provider.warm_up().await
+        {
+            tracing::warn!(%error, "could not fetch the identity provider's signing keys; will try again");
         }
     }
 }

@@ -1,5 +1,7 @@
-//! Probes for orchestrators: `/healthz` says the process is alive, `/readyz` that it can do its job (InsForge and
-//! the identity provider's JWKS answer; an OpenID Connect provider must have been discovered first).
+//! Probes for orchestrators: `/healthz` says the process is alive, `/readyz` that it can do its job (InsForge
+//! answers a real records call, and the identity provider's signing keys are held — fetched again by the probe,
+//! whose failure alone does not make the app unready while the keys held still verify; an OpenID Connect provider
+//! must have been discovered first).
 //!
 //! Readiness answers come from a short cache, and concurrent probes share one check, so however often a load
 //! balancer asks, the upstreams see at most one probe per [`READINESS_TTL`]. Until an OpenID Connect provider is

@@ -383,6 +383,10 @@ impl OidcClient {
         self.keys.fetch().await
     }
 
+    pub fn has_keys(&self) -> bool {
+        self.keys.has_keys()
+    }
+
     /// The userinfo claims for the user the access token was issued to; `sub` must be `subject` (OIDC Core 5.3.4).
     /// `Ok(None)` when the provider has no userinfo endpoint.
     pub async fn userinfo(&self, access_token: &str, subject: &str) -> Result<Option<UserInfo>, UserInfoError> {

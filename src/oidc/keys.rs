@@ -135,6 +135,11 @@ impl SigningKeys {
         self.fetch_locked().await.map(|()| true)
     }
 
+    /// Whether any key is held (from discovery or a fetch since): tokens can be verified.
+    pub fn has_keys(&self) -> bool {
+        !read(&self.cache).id_token_keys.keys().is_empty()
+    }
+
     /// Fetches the set now (the readiness probe keeps it fresh this way).
     pub async fn fetch(&self) -> Result<(), KeysError> {
         let _fetching = self.fetching.lock().await;

@@ -247,7 +247,9 @@ impl IdentityProvider {
         }
     }
 
-    /// Fetches what verification needs (signing keys) now: from the readiness probe, which it keeps honest.
+    /// Fetches what verification needs (signing keys) now: from the readiness probe, which it keeps honest, and
+    /// every few minutes. A failed fetch is an error only when no keys are held from before: with them, every
+    /// replica can still verify, and declaring them all unready over a blip at the provider would be an outage.
     pub async fn warm_up(&self) -> Result<(), CheckError> {
         match self {
             Self::Workos(workos) => workos.warm_up().await,

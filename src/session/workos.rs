@@ -248,8 +248,16 @@ impl WorkosProvider {
         }
     }
 
+    /// Fetches the signing keys again; `Ok` while the keys held from before still verify, should the fetch fail.
     pub async fn warm_up(&self) -> Result<(), CheckError> {
-        self.verifier.fetch_keys().await.map_err(check_error)
+        match self.verifier.fetch_keys().await {
+            Ok(()) => Ok(()),
+            Err(error) if self.verifier.has_keys().await => {
+                tracing::warn!(%error, "could not fetch the WorkOS JWKS again; verifying with the keys held");
+                Ok(())
+            }
+            Err(error) => Err(check_error(error)),
+        }
     }
 }
 

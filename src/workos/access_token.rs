@@ -235,6 +235,11 @@ impl AccessTokenVerifier {
         self.refresh_keys().await
     }
 
+    /// Whether any signing key is held (fetched now or before): tokens can be verified.
+    pub async fn has_keys(&self) -> bool {
+        !self.keys.read().await.keys.is_empty()
+    }
+
     async fn key(&self, kid: &str, source: TokenSource) -> Result<DecodingKey, VerifyError> {
         if let Some(key) = self.keys.read().await.keys.get(kid) {
             return Ok(key.clone());

@@ -38,10 +38,23 @@ async fn readyz_fails_when_insforge_is_unreachable() {
     assert_eq!(app.browser().get("/healthz").await.status, 200, "alive, just not ready");
 }
 
+/// A failed refetch of the keys alone does not take the app out of service: every replica would go at once, though
+/// the keys they hold still verify every session. Without any key, nothing can be verified: not ready.
 #[tokio::test]
-async fn readyz_fails_when_the_workos_keys_cannot_be_fetched() {
+async fn readyz_stays_ready_on_the_keys_held_and_fails_without_any() {
     let app = spawn_app().await;
+    assert_eq!(app.browser().get("/readyz").await.status, 200, "the keys were fetched at start");
+    // The probe's answer is kept for five seconds: let it expire.
+    tokio::time::sleep(Duration::from_millis(5_100)).await;
     app.workos.fail_for(Endpoint::Jwks, Duration::from_secs(60), 503);
+    let fetches = app.workos.calls(Endpoint::Jwks);
+    let ready = app.browser().get("/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(app.workos.calls(Endpoint::Jwks), fetches + 1, "the probe asked for the keys again");
+    let signed_in = app.signed_in(ALICE).await;
+    assert_eq!(signed_in.api(reqwest::Method::GET, "/api/me", None).await.status, 200, "and they verify");
+
+    let app = spawn_app_with(AppOptions::default().var("WORKOS_API_BASE_URL", crate::helpers::closed_port_url())).await;
     let ready = app.browser().get("/readyz").await;
     assert_eq!(ready.status, 503, "{}", ready.body);
     let report = ready.json();
