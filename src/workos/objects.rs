@@ -2,7 +2,8 @@
 //! directory users, events), as `docs/workos.md` §4–§6 records them.
 //!
 //! Parsing is lenient where WorkOS's own sources disagree (the event envelope's `object`, `roles`, timestamps with
-//! or without a zone) and strict where authbridge depends on a field (ids, `updated_at`, a membership's status).
+//! or without a zone) and strict where authbridge depends on a field (ids, `updated_at`); a membership status it
+//! does not know counts as inactive (it grants nothing) rather than making the object unreadable.
 //! Unknown fields are ignored: WorkOS adds fields without notice.
 
 use serde::{Deserialize, Deserializer};
@@ -59,8 +60,11 @@ pub struct Organization {
 #[serde(rename_all = "lowercase")]
 pub enum MembershipStatus {
     Active,
-    Inactive,
     Pending,
+    /// Also any status this code does not know (WorkOS's own generated SDKs accept unknown values): such a
+    /// membership grants nothing, and one odd value cannot make a whole page of memberships unreadable.
+    #[serde(other)]
+    Inactive,
 }
 
 impl MembershipStatus {
@@ -137,16 +141,21 @@ pub struct DirectoryGroupChange {
     pub user: DirectoryUser,
 }
 
-/// ISO 8601 first, then the `YYYY-MM-DD HH:MM:SS[.fraction]` (UTC) some published samples use (§4.4).
+/// ISO 8601 with a zone first, then without one, `T` or space between date and time (`YYYY-MM-DD HH:MM:SS[.fraction]`,
+/// as some published samples have it, §4.4), read as UTC.
 pub fn parse_timestamp(raw: &str) -> Option<OffsetDateTime> {
     if let Ok(at) = OffsetDateTime::parse(raw, &Rfc3339) {
         return Some(at);
     }
-    let with_fraction = format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond]");
-    let without = format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    time::PrimitiveDateTime::parse(raw, with_fraction)
-        .or_else(|_| time::PrimitiveDateTime::parse(raw, without))
-        .ok()
+    let forms = [
+        format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond]"),
+        format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond]"),
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
+    ];
+    forms
+        .iter()
+        .find_map(|form| time::PrimitiveDateTime::parse(raw, form).ok())
         .map(time::PrimitiveDateTime::assume_utc)
 }
 
@@ -173,7 +182,26 @@ mod tests {
         let spaced = parse_timestamp("2026-01-15 12:00:00.000").expect("the spaced sample form");
         assert_eq!(iso, spaced);
         assert_eq!(parse_timestamp("2020-05-06 04:21:48"), parse_timestamp("2020-05-06T04:21:48Z"));
+        assert_eq!(parse_timestamp("2026-01-15T12:00:00.000"), Some(iso), "ISO 8601 without a zone: UTC");
+        assert_eq!(parse_timestamp("2020-05-06T04:21:48"), parse_timestamp("2020-05-06T04:21:48Z"));
         assert!(parse_timestamp("yesterday").is_none());
+    }
+
+    #[test]
+    fn a_membership_status_this_code_does_not_know_grants_nothing() {
+        let membership = |status: &str| {
+            serde_json::from_value::<Membership>(serde_json::json!({
+                "id": "om_1", "user_id": "user_1", "organization_id": "org_1", "status": status,
+                "updated_at": "2026-01-15T12:00:00.000Z",
+            }))
+            .expect("a membership")
+            .status
+        };
+        assert_eq!(membership("active"), MembershipStatus::Active);
+        assert_eq!(membership("pending"), MembershipStatus::Pending);
+        assert_eq!(membership("inactive"), MembershipStatus::Inactive);
+        assert_eq!(membership("suspended"), MembershipStatus::Inactive);
+        assert_eq!(membership("Active"), MembershipStatus::Inactive, "only the exact value grants access");
     }
 
     #[test]
@@ -202,10 +230,5 @@ mod tests {
         .expect("membership");
         assert_eq!(membership.role_slugs(), ["admin", "billing"]);
         assert!(!membership.directory_managed);
-        let bad = serde_json::from_value::<Membership>(json!({
-            "id": "om_1", "user_id": "user_1", "organization_id": "org_1", "status": "gone",
-            "updated_at": "2026-01-15T12:00:00.000Z"
-        }));
-        assert!(bad.is_err(), "an unknown status is not guessed at");
     }
 }
