@@ -290,6 +290,11 @@ impl OidcProvider {
         })
     }
 
+    /// The configured issuer, exactly as the provider must name itself.
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+
     pub fn check(&self, session: &Session) -> Result<TokenCheck, CheckError> {
         let Some(oidc) = &session.oidc else {
             return Err(CheckError::Invalid("the session was not made by an OpenID Connect provider".to_owned()));

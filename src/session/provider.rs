@@ -156,6 +156,15 @@ impl IdentityProvider {
         }
     }
 
+    /// Whether `iss`, as an authorization answer names its server (RFC 9207), is this provider: the configured
+    /// issuer for OpenID Connect. WorkOS documents no `iss` in its answer, so none is held against it.
+    pub fn is_own_issuer(&self, iss: &str) -> bool {
+        match self {
+            Self::Workos(_) => true,
+            Self::Oidc(oidc) => oidc.issuer() == iss,
+        }
+    }
+
     /// Whether the provider can serve requests: always for WorkOS, once discovered for OpenID Connect.
     pub fn is_ready(&self) -> bool {
         match self {

@@ -64,6 +64,8 @@ pub struct Callback {
     pub state: Option<String>,
     pub error: Option<String>,
     pub error_description: Option<String>,
+    /// The authorization server's own name for itself (RFC 9207), when it sends one.
+    pub iss: Option<String>,
 }
 
 /// A finished sign-in: where to go, the session cookie to set, and the session (for the audit trail).
@@ -196,6 +198,13 @@ impl SessionManager {
         let returned_state = callback.state.unwrap_or_default();
         if verify_slices_are_equal(returned_state.as_bytes(), state.nonce.as_bytes()).is_err() {
             return Err(SignInError::Expired);
+        }
+        // RFC 9207: an answer that names its authorization server must name ours (a mix-up defence; WorkOS sends none).
+        if let Some(iss) = &callback.iss
+            && !self.provider.is_own_issuer(iss)
+        {
+            tracing::warn!(iss = ?iss, "a sign-in answer named another authorization server; refused");
+            return Err(SignInError::Denied("The sign-in answer came from another identity provider.".to_owned()));
         }
         if let Some(error) = callback.error {
             // Debug formatting: the text is the sender's, and a newline in it must not start a line of its own in the log.

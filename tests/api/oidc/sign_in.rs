@@ -279,6 +279,29 @@ async fn an_email_the_provider_says_is_unverified_is_left_out() {
     }
 }
 
+/// RFC 9207: a sign-in answer that names another authorization server is refused and its code never exchanged; one
+/// naming ours signs in.
+#[tokio::test]
+async fn an_answer_naming_another_authorization_server_is_refused() {
+    use crate::helpers::browser::enc;
+    let app = spawn_oidc_app().await;
+    let browser = app.browser();
+    let login = browser.get(&format!("/login?login_hint={ALICE}")).await;
+    let callback = browser.authorize(&login.location().expect("authorize URL")).await;
+    let mixed_up = browser.get(&format!("{callback}&iss={}", enc("https://attacker.example/"))).await;
+    assert_eq!(mixed_up.status, 400, "{}", mixed_up.body);
+    assert!(mixed_up.body.contains("another identity provider"), "{}", mixed_up.body);
+    assert!(browser.cookie(SESSION_COOKIE).is_none());
+    assert_eq!(app.oidc.code_calls(), 0, "the code was never exchanged");
+
+    let browser = app.browser();
+    let login = browser.get(&format!("/login?login_hint={ALICE}")).await;
+    let callback = browser.authorize(&login.location().expect("authorize URL")).await;
+    let ours = browser.get(&format!("{callback}&iss={}", enc(app.oidc.issuer().as_str()))).await;
+    assert_eq!(ours.status, 302, "{}", ours.body);
+    assert!(browser.cookie(SESSION_COOKIE).is_some());
+}
+
 #[tokio::test]
 async fn a_mismatched_or_missing_state_is_refused_and_the_code_never_exchanged() {
     let app = spawn_oidc_app().await;
