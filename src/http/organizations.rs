@@ -84,7 +84,7 @@ async fn switch(
     } else {
         state.sessions.switch_organization(&current.session, organization_id).await.map_err(|error| match error {
             ProviderError::OrganizationAuthRequired { .. } => {
-                AppError::OrganizationSignInRequired { location: sign_in_location(organization_id) }
+                AppError::OrganizationSignInRequired { location: sign_in_location(organization_id, "/") }
             }
             // WorkOS does not count them a member (yet): the database was ahead of it.
             ProviderError::Declined(_) => AppError::NotAMember,
@@ -102,9 +102,9 @@ async fn switch(
 /// Where the browser signs in to the organization: always the app's own sign-in with `organization_id`, so the
 /// sign-in carries this browser's state and PKCE. (WorkOS may name an `authkit_redirect_url`; following it would
 /// bring the browser back to `/callback` without a sign-in state of ours, which is refused.)
-fn sign_in_location(organization_id: &str) -> String {
-    let id: String = url::form_urlencoded::byte_serialize(organization_id.as_bytes()).collect();
-    format!("/login?organization_id={id}&return_to=%2F")
+pub(super) fn sign_in_location(organization_id: &str, return_to: &str) -> String {
+    let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+    format!("/login?organization_id={}&return_to={}", encode(organization_id), encode(return_to))
 }
 
 #[derive(Deserialize)]

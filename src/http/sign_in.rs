@@ -143,6 +143,15 @@ async fn select_organization(
         Err(error @ (SignInError::NotOffered | SignInError::Provider(ProviderError::Unavailable { .. }))) => {
             AppError::from(error).into_response()
         }
+        // The organization picked wants its own sign-in (it enforces SSO or MFA): a fresh sign-in into it, which
+        // the hosted AuthKit takes through that step; signing in again the ordinary way would only bring the same
+        // choice back. A link, not a redirect after this form post (see `error::render_page`).
+        Err(SignInError::Provider(ProviderError::OrganizationAuthRequired { .. })) => {
+            let location = super::organizations::sign_in_location(&form.organization_id, &pending.return_to);
+            let mut response = AppError::OrganizationSignInRequired { location }.into_response();
+            append_cookies(&mut response, state.sessions.clear_pending_sign_in(&headers));
+            response
+        }
         // Anything else spent or broke the pending sign-in: start over.
         Err(error) => {
             let mut response = AppError::from(error).into_response();

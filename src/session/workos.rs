@@ -37,10 +37,14 @@ pub struct WorkosProvider {
 }
 
 /// Why an `authenticate` answer did not make a session.
+#[derive(Debug, thiserror::Error)]
 enum Unverified {
+    #[error("the signing keys are unavailable: {0}")]
     KeysUnavailable(WorkosError),
+    #[error("{0}")]
     Invalid(VerifyError),
     /// The token's `sub` is not the user WorkOS said signed in.
+    #[error("the token names another user")]
     WrongUser,
 }
 
@@ -166,10 +170,12 @@ impl WorkosProvider {
         let verified = match self.verified_session(&auth).await {
             // WorkOS has already spent the old refresh token: answering "unavailable" now would keep the session on
             // it, and the next refresh would be refused (`invalid_grant`), signing the user out. The answer came
-            // from WorkOS itself, to our own call over TLS, so its tokens are kept; the next request verifies the
-            // new access token as usual (and waits with a 503 while the keys are still out of reach).
-            Err(Unverified::KeysUnavailable(error)) => {
-                tracing::warn!(%error, "kept a refreshed session whose token cannot be verified yet: the keys are unavailable");
+            // from WorkOS itself, to our own call over TLS, so its tokens are kept (as WorkOS's own libraries keep
+            // refreshed tokens, unverified); the next request verifies the new access token as usual, waiting with a
+            // 503 while the keys are out of reach, and ending the session if it never verifies.
+            // (Also a key rotated in before the JWKS lists it, or clocks apart.)
+            Err(unverified @ (Unverified::KeysUnavailable(_) | Unverified::Invalid(_))) => {
+                tracing::warn!(reason = %unverified, "kept a refreshed session whose token does not verify yet; the next request checks it");
                 claims_from_workos_unverified(&auth.access_token)
                     .map_err(Unverified::Invalid)
                     .and_then(|claims| session_from(&auth, &claims))
@@ -292,8 +298,9 @@ fn sign_in_error(error: WorkosError) -> ProviderError {
     match error {
         WorkosError::InvalidGrant { description } => ProviderError::GrantRejected(description),
         WorkosError::OrganizationSelectionRequired(pending) => ProviderError::OrganizationSelectionRequired(pending),
-        // WorkOS refusing *our* credentials (a wrong API key or client id) is a server problem.
-        WorkosError::Rejected { status: 401 | 403, .. } => ProviderError::Failed(error.to_string()),
+        // WorkOS refusing *our* credentials (a wrong API key or client id) is a server problem. (WorkOS says so with
+        // 401; its 403s on this endpoint are steps of the user's sign-in.)
+        WorkosError::Rejected { status: 401, .. } => ProviderError::Failed(error.to_string()),
         WorkosError::Rejected { message, .. } => ProviderError::Declined(message),
         WorkosError::OrganizationAuthRequired { redirect_url, .. } => {
             ProviderError::OrganizationAuthRequired { redirect_url }

@@ -99,8 +99,9 @@ pub enum WorkosError {
     /// grant and the pending token.
     #[error("WorkOS asks the user to choose an organization")]
     OrganizationSelectionRequired(Box<PendingSelection>),
-    /// The organization needs its own sign-in first (`sso_required`, `mfa_enrollment`, or an answer carrying an
-    /// `authkit_redirect_url`): the browser must go through the authorization URL with `organization_id`.
+    /// A sign-in step is needed first (`sso_required`, `mfa_challenge`, `email_verification_required`… or an answer
+    /// carrying an `authkit_redirect_url`): the browser must go through the authorization URL (with
+    /// `organization_id`, for an organization's own sign-in).
     #[error("WorkOS requires the user to sign in to the organization ({code})")]
     OrganizationAuthRequired { code: String, redirect_url: Option<String> },
 }
@@ -383,6 +384,25 @@ async fn read_json<T: serde::de::DeserializeOwned>(response: reqwest::Response) 
     Err(classify(status, body, retry_after))
 }
 
+/// The codes with which WorkOS asks the user to go through a sign-in step before it issues tokens (docs
+/// `/reference/authkit/authentication-errors`; node `authentication.exception.ts`): the hosted AuthKit handles each
+/// of them, so the browser is sent through the authorization URL (with the organization's id, for a switch).
+fn is_sign_in_step(code: &str) -> bool {
+    matches!(
+        code,
+        "sso_required"
+            | "mfa_enrollment"
+            | "mfa_challenge"
+            | "mfa_verification"
+            | "email_verification_required"
+            | "organization_authentication_methods_required"
+            | "authentication_method_not_allowed"
+            | "radar_challenge"
+            | "radar_email_challenge"
+            | "radar_sms_challenge"
+    )
+}
+
 fn classify(status: StatusCode, body: ErrorBody, retry_after: Option<Duration>) -> WorkosError {
     if status == StatusCode::TOO_MANY_REQUESTS {
         return WorkosError::RateLimited { retry_after };
@@ -391,9 +411,11 @@ fn classify(status: StatusCode, body: ErrorBody, retry_after: Option<Duration>) 
         return WorkosError::Unavailable { status: status.as_u16() };
     }
     let code = body.code.as_deref().or(body.error.as_deref()).unwrap_or_default();
-    if matches!(code, "sso_required" | "mfa_enrollment") || body.authkit_redirect_url.is_some() {
+    // The one documented answer without a code: the organization picked at selection enforces SSO.
+    let must_use_sso = code.is_empty() && body.message.as_deref().is_some_and(|m| m.starts_with("Must use SSO"));
+    if is_sign_in_step(code) || must_use_sso || body.authkit_redirect_url.is_some() {
         return WorkosError::OrganizationAuthRequired {
-            code: code.to_owned(),
+            code: if must_use_sso { "sso_required".to_owned() } else { code.to_owned() },
             redirect_url: body.authkit_redirect_url,
         };
     }
@@ -486,9 +508,15 @@ mod tests {
             WorkosError::Unavailable { status: 502 }
         ));
         // A switch the organization wants its own sign-in for, however WorkOS says it.
+        let code = |code: &str| ErrorBody { code: Some(code.to_owned()), ..Default::default() };
         for body in [
             body("sso_required"),
-            ErrorBody { code: Some("mfa_enrollment".into()), ..Default::default() },
+            code("mfa_enrollment"),
+            code("mfa_challenge"),
+            code("email_verification_required"),
+            body("organization_authentication_methods_required"),
+            code("radar_challenge"),
+            ErrorBody { message: Some("Must use SSO for selected organization".into()), ..Default::default() },
             ErrorBody { authkit_redirect_url: Some("https://auth.example.com/x".into()), ..Default::default() },
         ] {
             assert!(matches!(
@@ -496,6 +524,13 @@ mod tests {
                 WorkosError::OrganizationAuthRequired { .. }
             ));
         }
+        // Other refusals stay what they are.
+        assert!(matches!(
+            classify(StatusCode::BAD_REQUEST, code("organization_membership_not_found"), None),
+            WorkosError::Rejected { .. }
+        ));
+        let message = ErrorBody { message: Some("Organization not found".into()), ..Default::default() };
+        assert!(matches!(classify(StatusCode::NOT_FOUND, message, None), WorkosError::Rejected { status: 404, .. }));
     }
 
     #[test]

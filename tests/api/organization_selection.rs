@@ -92,6 +92,28 @@ async fn a_member_of_several_organizations_picks_one_and_the_pending_token_never
     assert_eq!(again.status, 400, "{}", again.body);
 }
 
+/// Picking an organization that enforces SSO: WorkOS answers "Must use SSO for selected organization". Signing in
+/// again the ordinary way would only bring the same choice back, so the page links to a sign-in into that
+/// organization (a link: a redirect after the form post would carry its `form-action` check on to the
+/// organization's identity provider).
+#[tokio::test]
+async fn picking_an_organization_that_enforces_sso_leads_to_its_own_sign_in() {
+    let app = bob_in_two_organizations().await;
+    app.workos.require_sso_for_switch(GLOBEX_ORGANIZATION_ID);
+    let browser = app.browser();
+    start(&app, &browser).await;
+    let page = browser.get("/login/organization").await;
+    let token = extract_csrf_token(&page.body).expect("a CSRF token");
+    let chosen = browser
+        .post_form("/login/organization", &[("csrf_token", &token), ("organization_id", GLOBEX_ORGANIZATION_ID)])
+        .await;
+    assert_eq!(chosen.status, 403, "{}", chosen.body);
+    let link = format!("/login?organization_id={GLOBEX_ORGANIZATION_ID}&#38;return_to=%2F%3Foffset%3D0");
+    assert!(chosen.body.contains(&format!(r#"href="{link}""#)), "{}", chosen.body);
+    assert!(browser.cookie(SELECTION_COOKIE).is_none(), "the pending sign-in is cleared");
+    assert!(browser.cookie(authbridge::session::SESSION_COOKIE).is_none(), "not signed in");
+}
+
 #[tokio::test]
 async fn the_selection_page_needs_a_pending_sign_in_of_this_browser() {
     let app = bob_in_two_organizations().await;

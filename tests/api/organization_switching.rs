@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::Method;
 use serde_json::json;
-use standins::workos_standin::{ACME_ORGANIZATION_ID, Endpoint, GLOBEX_ORGANIZATION_ID, SeedOrganization};
+use standins::workos_standin::{
+    ACME_ORGANIZATION_ID, Endpoint, GLOBEX_ORGANIZATION_ID, SeedOrganization, StandInSignInRequirement,
+};
 
 use crate::helpers::app::{AppOptions, BOB, COOKIE_PASSWORD, TestApp, spawn_app_with};
 use crate::helpers::browser::Browser;
@@ -333,14 +335,41 @@ async fn a_switch_workos_refuses_is_a_403_and_the_session_is_unchanged() {
     assert_eq!(browser.get("/api/todos").await.status, 200);
 }
 
-/// An ordinary refresh that WorkOS answers with `sso_required` (the organization began enforcing SSO) ends the
-/// session, as WorkOS's SDKs end it: signing in again is the way back, not waiting out an "outage".
+/// An ordinary refresh that WorkOS answers with a sign-in step (`sso_required`: the organization began enforcing
+/// SSO; `mfa_challenge`; `organization_authentication_methods_required`) ends the session, as WorkOS's SDKs end it:
+/// signing in again is the way back, not waiting out an "outage".
 #[tokio::test]
-async fn an_ordinary_refresh_answered_sso_required_ends_the_session() {
-    let (app, browser) = two_organizations().await;
-    app.workos.require_sso_on_refresh(ACME_ORGANIZATION_ID);
-    expire_access_token(&app, &browser);
-    let me = browser.get("/api/me").await;
-    assert_eq!(me.status, 401, "{}", me.body);
-    assert!(browser.cookie(authbridge::session::SESSION_COOKIE).is_none(), "the cookie is cleared");
+async fn an_ordinary_refresh_answered_with_a_sign_in_step_ends_the_session() {
+    for requirement in [
+        StandInSignInRequirement::Sso,
+        StandInSignInRequirement::MfaChallenge,
+        StandInSignInRequirement::AuthenticationMethods,
+    ] {
+        let (app, browser) = two_organizations().await;
+        app.workos.require_on_refresh(ACME_ORGANIZATION_ID, requirement);
+        expire_access_token(&app, &browser);
+        let me = browser.get("/api/me").await;
+        assert_eq!(me.status, 401, "{requirement:?}: {}", me.body);
+        assert!(
+            browser.cookie(authbridge::session::SESSION_COOKIE).is_none(),
+            "{requirement:?}: the cookie is cleared"
+        );
+    }
+}
+
+/// A switch WorkOS answers with an MFA challenge or the organization's authentication-method policy is the
+/// organization's own sign-in too (the hosted AuthKit takes the user through it): never "not a member", never 503.
+#[tokio::test]
+async fn a_switch_answered_with_any_sign_in_step_goes_through_the_organizations_sign_in() {
+    for requirement in [StandInSignInRequirement::MfaChallenge, StandInSignInRequirement::AuthenticationMethods] {
+        let (app, browser) = two_organizations().await;
+        app.workos.require_for_switch(GLOBEX_ORGANIZATION_ID, requirement);
+        let api =
+            browser.api(Method::POST, SWITCH_API, Some(json!({ "organization_id": GLOBEX_ORGANIZATION_ID }))).await;
+        assert_eq!(api.status, 403, "{requirement:?}: {}", api.body);
+        assert_eq!(api.error_code(), "organization_sign_in_required", "{requirement:?}");
+        let expected = format!("/login?organization_id={GLOBEX_ORGANIZATION_ID}&return_to=%2F");
+        assert_eq!(api.location().as_deref(), Some(expected.as_str()), "{requirement:?}");
+        assert_eq!(read_session(&browser).organization_id.as_deref(), Some(ACME_ORGANIZATION_ID), "nothing changed");
+    }
 }

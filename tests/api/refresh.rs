@@ -175,6 +175,28 @@ async fn a_refresh_whose_new_token_cannot_be_verified_yet_keeps_the_new_tokens()
     assert_eq!(app.workos.refresh_calls(), 1, "the spent refresh token was never sent again");
 }
 
+/// WorkOS signs a refreshed token with a key its JWKS does not list yet (a rotation published late): the refresh
+/// spent the old refresh token, so the new tokens are kept, and verified once the key is published.
+#[tokio::test]
+async fn a_refreshed_token_signed_with_a_key_not_yet_published_keeps_the_new_tokens() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+    let before = read_session(&browser);
+    age_token(&app, &browser, -60);
+    app.workos.rotate_signing_key().await.expect("rotation");
+    app.workos.set_signing_key_unpublished(true);
+
+    let me = browser.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 200, "WorkOS answered the refresh: {}", me.body);
+    let after = read_session(&browser);
+    assert_ne!(after.refresh_token, before.refresh_token, "the rotated refresh token is stored");
+
+    app.workos.set_signing_key_unpublished(false);
+    let me = browser.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 200, "the new token verifies once its key is published: {}", me.body);
+    assert_eq!(app.workos.refresh_calls(), 1, "the spent refresh token was never sent again");
+}
+
 /// During an outage a session asks WorkOS at most once per backoff, not on every request (which would multiply the
 /// load on a struggling WorkOS by the request rate); meanwhile a valid token keeps working, an expired one gets 503
 /// with `Retry-After`, and the first request after the backoff refreshes.

@@ -60,6 +60,7 @@ pub use events::{StandInEvent, StandInEventsQuery, UnknownCursor};
 pub use organizations::{
     StandInDirectoryUser, StandInMembership, StandInMembershipStatus, StandInOrganization, StandInRefusal,
 };
+pub use store::StandInSignInRequirement;
 use store::{StandInImpersonator, StandInSession, Store};
 use token::StandInAccessClaims;
 use webhooks::StandInWebhooks;
@@ -358,6 +359,8 @@ struct EventsControls {
 struct KeySet {
     current: Arc<SigningKey>,
     previous: Option<Arc<SigningKey>>,
+    /// The JWKS leaves the signing key out (published late): tokens name a `kid` nobody can fetch yet.
+    current_unpublished: bool,
 }
 
 impl WorkosStandIn {
@@ -380,7 +383,7 @@ impl WorkosStandIn {
             api_key: options.api_key,
             redirect_uris: options.redirect_uris,
             base_url: base_url_for(local_addr),
-            keys: Mutex::new(KeySet { current: Arc::new(key), previous: None }),
+            keys: Mutex::new(KeySet { current: Arc::new(key), previous: None, current_unpublished: false }),
             store: Mutex::new(seeded_store(
                 Store::new(
                     options.users,
@@ -567,20 +570,38 @@ impl WorkosStandIn {
         let key = Arc::new(jwt::generate_key(KID_PREFIX).await.ok_or(WorkosStandInError::SigningKey)?);
         let mut keys = lock(&self.inner.keys);
         let previous = Arc::clone(&keys.current);
-        *keys = KeySet { current: key, previous: Some(previous) };
+        *keys = KeySet { current: key, previous: Some(previous), current_unpublished: false };
         Ok(())
     }
 
+    /// While `unpublished`, the JWKS lists only the key before the signing one: a rotation whose new key is not in the
+    /// JWKS yet, so tokens signed now cannot be verified until it is.
+    pub fn set_signing_key_unpublished(&self, unpublished: bool) {
+        lock(&self.inner.keys).current_unpublished = unpublished;
+    }
+
     /// Switching a session to `organization_id` answers `sso_required` from now on (its SSO is enforced), so the
-    /// app must send the browser through the organization's sign-in.
+    /// app must send the browser through the organization's sign-in. Choosing it at organization selection is
+    /// answered "Must use SSO for selected organization".
     pub fn require_sso_for_switch(&self, organization_id: &str) {
-        lock(&self.inner.store).sso_required.push(organization_id.to_owned());
+        self.require_for_switch(organization_id, StandInSignInRequirement::Sso);
+    }
+
+    /// Switching a session to `organization_id` asks for its own sign-in from now on, as `requirement` says.
+    pub fn require_for_switch(&self, organization_id: &str, requirement: StandInSignInRequirement) {
+        lock(&self.inner.store).switch_requirements.push((organization_id.to_owned(), requirement));
     }
 
     /// Ordinary refreshes of sessions in `organization_id` answer `sso_required` from now on (the organization began
     /// enforcing SSO after these sessions signed in).
     pub fn require_sso_on_refresh(&self, organization_id: &str) {
-        lock(&self.inner.store).sso_required_on_refresh.push(organization_id.to_owned());
+        self.require_on_refresh(organization_id, StandInSignInRequirement::Sso);
+    }
+
+    /// Ordinary refreshes of sessions in `organization_id` ask for its own sign-in from now on, as `requirement`
+    /// says.
+    pub fn require_on_refresh(&self, organization_id: &str, requirement: StandInSignInRequirement) {
+        lock(&self.inner.store).refresh_requirements.push((organization_id.to_owned(), requirement));
     }
 
     /// Pending authentication tokens issued by `organization_selection_required` and not yet spent.
@@ -868,7 +889,8 @@ impl WorkosStandInState {
 
     fn jwks(&self) -> Value {
         let keys = self.keys();
-        let jwks: Vec<&Value> = std::iter::once(&keys.current).chain(&keys.previous).map(|key| key.jwk()).collect();
+        let current = (!keys.current_unpublished).then_some(&keys.current);
+        let jwks: Vec<&Value> = current.into_iter().chain(&keys.previous).map(|key| key.jwk()).collect();
         json!({ "keys": jwks })
     }
 

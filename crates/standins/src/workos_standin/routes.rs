@@ -18,12 +18,13 @@ use axum::{Form, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use url::Url;
+use uuid::Uuid;
 
 use super::controls::GrantType;
 use super::pages::{self, ImpersonationChoice, Link, SignInPage, UserChoice};
 use super::store::{
-    AuthenticationMethod, AuthorizationRequest, GrantError, Issued, Route, StandInImpersonator, Store, UserObject,
-    is_valid_s256_challenge, normalize_email,
+    AuthenticationMethod, AuthorizationRequest, GrantError, Issued, Route, StandInImpersonator,
+    StandInSignInRequirement, Store, UserObject, is_valid_s256_challenge, normalize_email,
 };
 use super::{Endpoint, WorkosStandInState, unix_seconds, whole_seconds};
 use crate::lock;
@@ -432,13 +433,41 @@ async fn authenticate(State(inner): State<Arc<WorkosStandInState>>, headers: Hea
         Err(error @ GrantError::InvalidPendingToken) => {
             workos_error(StatusCode::BAD_REQUEST, "invalid_pending_authentication_token", &error.to_string())
         }
-        Err(GrantError::SsoRequired { email }) => {
-            let body = json!({
-                "error": "sso_required",
-                "error_description": "User must authenticate using one of the matching connections.",
-                "email": email, "connection_ids": ["conn_standin_sso"],
-            });
-            no_store((StatusCode::BAD_REQUEST, Json(body)).into_response())
+        Err(GrantError::SignInRequired { email, requirement }) => {
+            // The bodies of docs/workos.md §1.3: the `error` style for SSO and authentication methods, the `code`
+            // style (403) for an MFA challenge.
+            let (status, body) = match requirement {
+                StandInSignInRequirement::Sso => (
+                    StatusCode::BAD_REQUEST,
+                    json!({
+                        "error": "sso_required",
+                        "error_description": "User must authenticate using one of the matching connections.",
+                        "email": email, "connection_ids": ["conn_standin_sso"],
+                    }),
+                ),
+                StandInSignInRequirement::MfaChallenge => (
+                    StatusCode::FORBIDDEN,
+                    json!({
+                        "code": "mfa_challenge",
+                        "message": "The user must complete an MFA challenge to finish authenticating.",
+                        "pending_authentication_token": Uuid::new_v4().simple().to_string(),
+                        "authentication_factors": [{ "id": "auth_factor_standin", "type": "totp" }],
+                    }),
+                ),
+                StandInSignInRequirement::AuthenticationMethods => (
+                    StatusCode::BAD_REQUEST,
+                    json!({
+                        "error": "organization_authentication_methods_required",
+                        "error_description": "The organization does not allow the authentication method used.",
+                        "email": email, "sso_connection_ids": ["conn_standin_sso"],
+                        "auth_methods": { "sso": true, "password": false, "magic_auth": false },
+                    }),
+                ),
+            };
+            no_store((status, Json(body)).into_response())
+        }
+        Err(error @ GrantError::MustUseSso) => {
+            no_store((StatusCode::BAD_REQUEST, Json(json!({ "message": error.to_string() }))).into_response())
         }
     }
 }

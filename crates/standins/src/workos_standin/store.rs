@@ -200,10 +200,25 @@ pub enum GrantError {
     /// The pending authentication token is unknown, spent or expired.
     #[error("the pending authentication token is invalid or expired")]
     InvalidPendingToken,
-    /// The organization requires its own sign-in (400 `sso_required`), as an SSO-enforcing organization does on a
-    /// switch.
-    #[error("the organization requires SSO")]
-    SsoRequired { email: String },
+    /// The organization requires its own sign-in (`sso_required`, `mfa_challenge`,
+    /// `organization_authentication_methods_required`), as an organization enforcing SSO or MFA does on a switch.
+    #[error("the organization requires its own sign-in")]
+    SignInRequired { email: String, requirement: StandInSignInRequirement },
+    /// The organization-selection grant picked an organization that enforces SSO: WorkOS answers with a message
+    /// alone (400 `{"message":"Must use SSO for selected organization"}`).
+    #[error("Must use SSO for selected organization")]
+    MustUseSso,
+}
+
+/// What an organization asks of a user before WorkOS issues tokens for it (docs/workos.md §1.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandInSignInRequirement {
+    /// 400 `sso_required`: its SSO is enforced.
+    Sso,
+    /// 403 `mfa_challenge`: the user has a factor and must use it.
+    MfaChallenge,
+    /// 400 `organization_authentication_methods_required`: its policy forbids the method the user signed in with.
+    AuthenticationMethods,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,10 +234,11 @@ pub struct Store {
     pending: HashMap<String, Pending>,
     codes: HashMap<String, CodeGrant>,
     pending_authentications: HashMap<String, PendingAuthentication>,
-    /// Organizations whose switch answers `sso_required` (their SSO is enforced).
-    pub(super) sso_required: Vec<String>,
-    /// Organizations whose sessions' ordinary refreshes answer `sso_required` (a policy that changed under them).
-    pub(super) sso_required_on_refresh: Vec<String>,
+    /// Organizations whose switch (and organization selection) asks for their own sign-in, and how.
+    pub(super) switch_requirements: Vec<(String, StandInSignInRequirement)>,
+    /// Organizations whose sessions' ordinary refreshes ask for their own sign-in (a policy that changed under
+    /// them), and how.
+    pub(super) refresh_requirements: Vec<(String, StandInSignInRequirement)>,
     /// Whether an AuthKit sign-in of a member of several organizations asks which one (WorkOS's
     /// `organization_selection_required`).
     pub organization_selection: bool,
@@ -253,8 +269,8 @@ impl Store {
             pending: HashMap::new(),
             codes: HashMap::new(),
             pending_authentications: HashMap::new(),
-            sso_required: Vec::new(),
-            sso_required_on_refresh: Vec::new(),
+            switch_requirements: Vec::new(),
+            refresh_requirements: Vec::new(),
             organization_selection: true,
             sessions: HashMap::new(),
             refresh_tokens: HashMap::new(),
@@ -473,6 +489,9 @@ impl Store {
         if !offered || !self.active_organizations(&pending.user_id).iter().any(|org| org == organization_id) {
             return Err(GrantError::NotAMember(organization_id.to_owned()));
         }
+        if requirement_of(&self.switch_requirements, organization_id) == Some(StandInSignInRequirement::Sso) {
+            return Err(GrantError::MustUseSso);
+        }
         let user = self.user(&pending.user_id).cloned().ok_or(GrantError::InvalidPendingToken)?;
         self.open_signed_in_session(user, Some(organization_id.to_owned()), pending.impersonator, pending.method)
     }
@@ -505,10 +524,9 @@ impl Store {
         let session_id = self.refresh_tokens.get(refresh_token).ok_or(REFUSED)?.clone();
         let session = self.sessions.get(&session_id).filter(|session| !session.ended).ok_or(REFUSED)?;
         let user = self.user(&session.user_id).cloned().ok_or(REFUSED)?;
-        let in_enforcing_organization =
-            session.organization_id.as_ref().is_some_and(|org| self.sso_required_on_refresh.contains(org));
-        if organization_id.is_none() && in_enforcing_organization {
-            return Err(GrantError::SsoRequired { email: user.seed.email.clone() });
+        let enforced = session.organization_id.as_ref().and_then(|org| requirement_of(&self.refresh_requirements, org));
+        if let (None, Some(requirement)) = (organization_id, enforced) {
+            return Err(GrantError::SignInRequired { email: user.seed.email.clone(), requirement });
         }
         if let Some(org) = organization_id {
             // Checked before rotating, so a refused switch leaves the session and its token as they were.
@@ -516,8 +534,8 @@ impl Store {
                 return Err(GrantError::NotAMember(org.to_owned()));
             }
             let already_there = session.organization_id.as_deref() == Some(org);
-            if !already_there && self.sso_required.iter().any(|required| required == org) {
-                return Err(GrantError::SsoRequired { email: user.seed.email.clone() });
+            if let (false, Some(requirement)) = (already_there, requirement_of(&self.switch_requirements, org)) {
+                return Err(GrantError::SignInRequired { email: user.seed.email.clone(), requirement });
             }
         }
 
@@ -726,4 +744,12 @@ mod tests {
         assert_eq!(names_from_email("jean_luc-picard@x.test"), (Some("Jean".into()), Some("Luc Picard".into())));
         assert_eq!(names_from_email("+@x.test"), (None, None));
     }
+}
+
+/// What `requirements` ask of `organization_id`, if anything.
+fn requirement_of(
+    requirements: &[(String, StandInSignInRequirement)],
+    organization_id: &str,
+) -> Option<StandInSignInRequirement> {
+    requirements.iter().find(|(org, _)| org == organization_id).map(|(_, requirement)| *requirement)
 }
