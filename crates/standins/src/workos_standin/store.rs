@@ -667,6 +667,14 @@ fn capitalize(word: &str) -> String {
     }
 }
 
+/// What `requirements` ask of `organization_id`, if anything.
+fn requirement_of(
+    requirements: &[(String, StandInSignInRequirement)],
+    organization_id: &str,
+) -> Option<StandInSignInRequirement> {
+    requirements.iter().find(|(org, _)| org == organization_id).map(|(_, requirement)| *requirement)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -744,12 +752,4 @@ mod tests {
         assert_eq!(names_from_email("jean_luc-picard@x.test"), (Some("Jean".into()), Some("Luc Picard".into())));
         assert_eq!(names_from_email("+@x.test"), (None, None));
     }
-}
-
-/// What `requirements` ask of `organization_id`, if anything.
-fn requirement_of(
-    requirements: &[(String, StandInSignInRequirement)],
-    organization_id: &str,
-) -> Option<StandInSignInRequirement> {
-    requirements.iter().find(|(org, _)| org == organization_id).map(|(_, requirement)| *requirement)
 }
