@@ -99,8 +99,8 @@ impl SessionContext {
 /// an error page shows the impersonation banner too.
 ///
 /// "Every request of an impersonated session" includes those no extractor looked at: the banner's "Stop
-/// impersonating" (`POST /logout`, which opens the session without checking its tokens so that signing out always
-/// works), the stylesheet, `/login`. Their session is read from the sealed cookie itself, which only this app can
+/// impersonating" and the sign-out page (`POST` and `GET /logout`, which open the session without checking its
+/// tokens so that signing out always works), the stylesheet, `/login`. Their session is read from the sealed cookie itself, which only this app can
 /// have written. A request an extractor found signed out (a session ended or expired) is no longer the session's.
 pub async fn session_cookies(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let context = SessionContext::default();

@@ -24,7 +24,7 @@ use crate::workos::OrganizationChoice;
 
 use super::AppState;
 use super::error::AppError;
-use super::extractors::{ApiQuery, CurrentUser, MaybeUser, checked_form};
+use super::extractors::{ApiQuery, CurrentUser, checked_form};
 use super::pages::{Banner, LogoutPage, render};
 use super::spaces::{self, RequestMeta};
 
@@ -162,16 +162,25 @@ fn see_other(location: &str, set_cookies: Vec<HeaderValue>) -> Response {
 
 /// `GET /logout`: a confirmation page, because signing out must be a POST (a link or an `<img>` on another site
 /// must not be able to sign anyone out).
-async fn logout_page(State(state): State<AppState>, MaybeUser(user): MaybeUser) -> Response {
-    let (email, csrf_token) = match &user {
-        Some(user) => (
-            Some(user.user.email.clone().unwrap_or_else(|| user.id().to_owned())),
-            state.csrf.token(user.csrf_binding()),
-        ),
-        None => (None, String::new()),
+///
+/// Built from the sealed cookie as `POST /logout` opens it, without checking or refreshing the tokens: with an
+/// expired access token and the provider (or the revocation database) down, resolving the session answers 503,
+/// and the user could not get the CSRF token that signing out needs just when they may want out. The token is
+/// bound to the session the cookie holds, which is the binding `POST /logout` checks.
+async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some((session, _)) = state.sessions.open(&headers) else {
+        let mut response = render(StatusCode::OK, &LogoutPage { banner: None, email: None, csrf_token: String::new() });
+        // A cookie that does not open is of no use to anyone: delete it, as resolving it would have.
+        append_cookies(&mut response, state.sessions.clear(&headers));
+        return response;
     };
-    let banner = user.as_ref().and_then(|user| Banner::of(&state, user));
-    render(StatusCode::OK, &LogoutPage { banner, email, csrf_token })
+    let user = CurrentUser(session.principal());
+    let page = LogoutPage {
+        banner: Banner::of(&state, &user),
+        email: Some(user.user.email.clone().unwrap_or_else(|| user.id().to_owned())),
+        csrf_token: state.csrf.token(session.csrf_binding()),
+    };
+    render(StatusCode::OK, &page)
 }
 
 /// `POST /logout`: clears the session cookie and ends the provider's session too, so the next sign-in asks again.

@@ -8,6 +8,7 @@ use standins::workos_standin::Endpoint;
 use url::Url;
 
 use crate::helpers::app::{ALICE, AppOptions, BOB, spawn_app, spawn_app_with};
+use crate::helpers::browser::extract_csrf_token;
 
 fn query(url: &str) -> Vec<(String, String)> {
     Url::parse(url).expect("absolute URL").query_pairs().into_owned().collect()
@@ -302,6 +303,25 @@ async fn sign_out_needs_a_post_with_csrf_and_ends_the_workos_session() {
     let deletions: Vec<String> =
         nobody.set_cookies().into_iter().filter(|line| line.starts_with(SESSION_COOKIE)).collect();
     assert!(deletions.is_empty(), "{deletions:?}");
+}
+
+/// Signing out works in an outage: the confirmation page is built from the cookie as `POST /logout` opens it, so
+/// an expired token that WorkOS cannot refresh right now does not keep the user from the sign-out's CSRF token.
+#[tokio::test]
+async fn the_sign_out_page_works_while_an_expired_session_cannot_be_refreshed() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+    crate::refresh::age_token(&app, &browser, -60);
+    app.workos.fail_for(Endpoint::Authenticate, Duration::from_secs(60), 503);
+    assert_eq!(browser.get("/api/me").await.status, 503, "the session cannot be resolved during the outage");
+
+    let confirm = browser.get("/logout").await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    assert!(confirm.body.contains(ALICE), "{}", confirm.body);
+    let token = extract_csrf_token(&confirm.body).expect("the page carries the sign-out's CSRF token");
+    let out = browser.post_form("/logout", &[("csrf_token", &token)]).await;
+    assert_eq!(out.status, 302, "the token is the one the sign-out accepts: {}", out.body);
+    assert!(browser.cookie(SESSION_COOKIE).is_none(), "the session cookie is cleared");
 }
 
 #[tokio::test]
