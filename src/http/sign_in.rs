@@ -3,7 +3,7 @@
 //! The steps themselves (state, PKCE, code exchange, verification) belong to the session
 //! (`session::sign_in`); these handlers only translate between HTTP and those calls.
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -50,11 +50,18 @@ async fn login(
 async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     RequestMeta(request_context): RequestMeta,
     callback: Result<ApiQuery<Callback>, AppError>,
 ) -> Response {
-    // Whatever happens next, the sign-in state is spent: clear it on every answer, a malformed one included.
-    let clear_state = state.sessions.clear_sign_in_state(&headers);
+    // A callback answering this browser's sign-in spends its state whatever happens next, a malformed one included
+    // (its `state` read from the raw query, as the parse may have failed); one answering another sign-in leaves it.
+    let query = query.unwrap_or_default();
+    let returned_states: Vec<_> = url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(name, _)| name == "state")
+        .map(|(_, value)| value)
+        .collect();
+    let clear_state = state.sessions.spent_sign_in_state(&headers, returned_states.iter().map(AsRef::as_ref));
     let outcome = match callback {
         Ok(ApiQuery(callback)) => state.sessions.finish_sign_in(&headers, callback).await.map_err(AppError::from),
         Err(malformed) => Err(malformed),
