@@ -121,10 +121,11 @@ pub async fn serve(
 }
 
 /// The answer to a request over the concurrency limit: 503, `Retry-After: 1`, in the route's format (the API's
-/// error JSON under `/api/`), built without touching the router or anything it holds.
+/// error JSON under `/api/` and `/webhooks/`, as every other error there), built without touching the router or
+/// anything it holds.
 fn overloaded(path: &str) -> Response<Body> {
     metrics::counter!("authbridge_http_requests_shed_total").increment(1);
-    let (content_type, body) = if path == "/api" || path.starts_with("/api/") {
+    let (content_type, body) = if crate::http::answers_json(path) {
         (
             "application/json",
             r#"{"error":{"code":"overloaded","message":"The service is busy. Please try again in a moment."}}"#,

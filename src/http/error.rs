@@ -376,3 +376,126 @@ fn sign_in_redirect(return_to: &str) -> Response {
     let return_to: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
     Redirect::to(&format!("/login?return_to={return_to}")).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One error of each variant.
+    fn one_of_each() -> Vec<AppError> {
+        let none = Duration::ZERO;
+        let all = vec![
+            AppError::BadRequest(String::new()),
+            AppError::MalformedJson(String::new()),
+            AppError::InvalidId,
+            AppError::Unauthorized,
+            AppError::InvalidToken,
+            AppError::SignInFailed(String::new()),
+            AppError::SignInExpired,
+            AppError::Csrf,
+            AppError::NotFound,
+            AppError::NotAMember,
+            AppError::Forbidden(String::new()),
+            AppError::ImpersonationReadOnly,
+            AppError::OrganizationSignInRequired { location: String::new() },
+            AppError::OrganizationsUnavailable,
+            AppError::MethodNotAllowed,
+            AppError::PayloadTooLarge { limit: 0 },
+            AppError::UnsupportedMediaType,
+            AppError::InvalidTitle(TitleError::Blank),
+            AppError::Unprocessable(String::new()),
+            AppError::InsforgeRefused(String::new()),
+            AppError::InsforgeFailed(InsforgeError::NotDeletable),
+            AppError::InsforgeTimeout,
+            AppError::AuthUpstreamFailed(String::new()),
+            AppError::AuthUnavailable { retry_after: none },
+            AppError::InvalidSignature,
+            AppError::DatabaseUnavailable { retry_after: none },
+            AppError::RequestTimeout,
+            AppError::Internal(String::new()),
+        ];
+        // Exhaustive on purpose: a new variant does not compile here until it is named, with a sample above.
+        for error in &all {
+            match error {
+                AppError::BadRequest(_)
+                | AppError::MalformedJson(_)
+                | AppError::InvalidId
+                | AppError::Unauthorized
+                | AppError::InvalidToken
+                | AppError::SignInFailed(_)
+                | AppError::SignInExpired
+                | AppError::Csrf
+                | AppError::NotFound
+                | AppError::NotAMember
+                | AppError::Forbidden(_)
+                | AppError::ImpersonationReadOnly
+                | AppError::OrganizationSignInRequired { .. }
+                | AppError::OrganizationsUnavailable
+                | AppError::MethodNotAllowed
+                | AppError::PayloadTooLarge { .. }
+                | AppError::UnsupportedMediaType
+                | AppError::InvalidTitle(_)
+                | AppError::Unprocessable(_)
+                | AppError::InsforgeRefused(_)
+                | AppError::InsforgeFailed(_)
+                | AppError::InsforgeTimeout
+                | AppError::AuthUpstreamFailed(_)
+                | AppError::AuthUnavailable { .. }
+                | AppError::InvalidSignature
+                | AppError::DatabaseUnavailable { .. }
+                | AppError::RequestTimeout
+                | AppError::Internal(_) => {}
+            }
+        }
+        all
+    }
+
+    /// The README's list of the API's errors ("Errors are always …") as (status, code): every code written
+    /// (backquoted, in snake case) after a status.
+    fn readme_errors() -> Vec<(u16, String)> {
+        const README: &str = include_str!("../../README.md");
+        let start = README.find("- Errors are always").expect("the README lists the API's errors");
+        let list = &README[start..];
+        let list = &list[..list.find("\n\n").unwrap_or(list.len())];
+        let mut status = None;
+        let mut listed = Vec::new();
+        for (index, piece) in list.split('`').enumerate() {
+            if index % 2 == 0 {
+                let mut numbers = piece.split(|c: char| !c.is_ascii_digit()).filter(|word| word.len() == 3);
+                status = numbers.next_back().and_then(|word| word.parse().ok()).or(status);
+            } else if let Some(status) = status
+                && piece.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            {
+                listed.push((status, piece.to_owned()));
+            }
+        }
+        listed
+    }
+
+    /// Every code the API and the webhook route can answer is in the README's list with its status, and the list
+    /// names no code (or status) the app does not answer. The sign-in's own errors are answered on its pages
+    /// (`/callback`, the organization picker), never as JSON; `overloaded` is the server loop's, answered before
+    /// the router (`server::overloaded`).
+    #[test]
+    fn the_readme_lists_every_api_error_with_its_status() {
+        let mut answered: Vec<(u16, &str)> = one_of_each()
+            .iter()
+            .filter(|error| !matches!(error, AppError::SignInFailed(_) | AppError::SignInExpired))
+            .map(|error| (error.status().as_u16(), error.code()))
+            .collect();
+        answered.push((503, "overloaded"));
+        let listed = readme_errors();
+        for (status, code) in &answered {
+            assert!(
+                listed.iter().any(|(s, c)| s == status && c == code),
+                "README, \"Errors are always\": {status} `{code}` is missing (listed: {listed:?})"
+            );
+        }
+        for (status, code) in &listed {
+            assert!(
+                answered.iter().any(|(s, c)| s == status && c == code),
+                "README, \"Errors are always\": {status} `{code}` is not an error the app answers"
+            );
+        }
+    }
+}

@@ -12,7 +12,9 @@
 //! handler answered.
 //!
 //! Bearer tokens (`Authorization: Bearer <provider access token>`) are accepted on `/api/*` only, verified by the
-//! identity provider, and never refreshed: refreshing is the client's job.
+//! identity provider, and never refreshed: refreshing is the client's job. An `Authorization` header of another
+//! scheme (`Basic`, which browsers add by themselves behind HTTP Basic auth) is not a bearer attempt: the cookie
+//! decides.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +22,7 @@ use std::time::Duration;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde::de::DeserializeOwned;
@@ -99,8 +101,8 @@ impl SessionContext {
 /// an error page shows the impersonation banner too.
 ///
 /// "Every request of an impersonated session" includes those no extractor looked at: the banner's "Stop
-/// impersonating" (`POST /logout`, which opens the session without checking its tokens so that signing out always
-/// works), the stylesheet, `/login`. Their session is read from the sealed cookie itself, which only this app can
+/// impersonating" and the sign-out page (`POST` and `GET /logout`, which open the session without checking its
+/// tokens so that signing out always works), the stylesheet, `/login`. Their session is read from the sealed cookie itself, which only this app can
 /// have written. A request an extractor found signed out (a session ended or expired) is no longer the session's.
 pub async fn session_cookies(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let context = SessionContext::default();
@@ -197,7 +199,7 @@ async fn resolve(parts: &mut Parts, state: &AppState) -> Auth {
 }
 
 async fn compute(headers: &HeaderMap, api: bool, state: &AppState, context: &SessionContext) -> Auth {
-    if api && let Some(authorization) = headers.get(header::AUTHORIZATION) {
+    if api && let Some(authorization) = headers.get(header::AUTHORIZATION).filter(|value| is_bearer_attempt(value)) {
         let token = authorization.to_str().ok().and_then(bearer_token);
         let Some(token) = token else { return Auth::InvalidBearer };
         return match state.sessions.authenticate_bearer(token).await {
@@ -217,6 +219,15 @@ async fn compute(headers: &HeaderMap, api: bool, state: &AppState, context: &Ses
         Outcome::SignedOut => Auth::SignedOut,
         Outcome::Unavailable { retry_after } => Auth::Unavailable { retry_after },
     }
+}
+
+/// Whether an `Authorization` header is meant for us: its scheme is `Bearer` (case-insensitive, RFC 6750), with or
+/// without a usable token. Other schemes are not ours and are ignored: browsers send `Basic` credentials by
+/// themselves on every request to a site behind HTTP Basic auth (a staging proxy), and treating them as a failed
+/// bearer token would hide the session cookie from every same-origin fetch.
+fn is_bearer_attempt(value: &HeaderValue) -> bool {
+    let scheme = value.as_bytes().trim_ascii_start().split(u8::is_ascii_whitespace).next().unwrap_or_default();
+    scheme.eq_ignore_ascii_case(b"bearer")
 }
 
 /// `Bearer <token>`, scheme case-insensitive as RFC 6750 allows.
@@ -423,5 +434,16 @@ mod tests {
         assert_eq!(bearer_token("Basic abc"), None);
         assert_eq!(bearer_token("Bearer "), None);
         assert_eq!(bearer_token("Bearer"), None);
+    }
+
+    #[test]
+    fn only_the_bearer_scheme_is_a_bearer_attempt() {
+        let attempt = |value: &'static str| is_bearer_attempt(&HeaderValue::from_static(value));
+        for value in ["Bearer abc", "bearer abc", " BEARER\tabc", "Bearer", "Bearer "] {
+            assert!(attempt(value), "{value:?}");
+        }
+        for value in ["Basic dTpw", "Digest username=\"u\"", "Bearerabc", "", "Token abc"] {
+            assert!(!attempt(value), "{value:?}");
+        }
     }
 }

@@ -39,8 +39,9 @@ fn is_api_path(path: &str) -> bool {
     path == "/api" || path.starts_with("/api/")
 }
 
-/// JSON (not HTML) answers are for the API and for the webhook receivers, which no person reads.
-fn answers_json(path: &str) -> bool {
+/// JSON (not HTML) answers are for the API and for the webhook receivers, which no person reads. The one rule for
+/// every error answer, the server loop's load shedding included.
+pub(crate) fn answers_json(path: &str) -> bool {
     is_api_path(path) || path.starts_with("/webhooks/")
 }
 

@@ -2,7 +2,8 @@
 //! with the Admin Portal.
 //!
 //! - `GET /api/organizations` (cookie or bearer): a bare JSON array of the user's **active** memberships as the
-//!   database has them, `[{"id", "name", "role"}]` (`[]` when none; 404 without `DATABASE_URL`).
+//!   database has them, `[{"id", "name", "role"}]` (`[]` when none; 404 `organizations_unavailable` without
+//!   `DATABASE_URL`, like every other request for organizations then).
 //! - `POST /organizations/switch` (form, CSRF) and `POST /api/organizations/switch` (JSON): switch the active
 //!   space. `personal` is an app-side choice kept in the session; an organization needs an active membership in
 //!   the database first (else 403 and nothing changes), then the session is refreshed at WorkOS with
@@ -49,7 +50,7 @@ pub fn path_segment(id: &str) -> String {
 }
 
 async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Vec<ActiveMembership>>, AppError> {
-    let lifecycle = state.lifecycle.as_ref().ok_or(AppError::NotFound)?;
+    let lifecycle = state.lifecycle.as_ref().ok_or(AppError::OrganizationsUnavailable)?;
     Ok(Json(lifecycle.active_memberships(user.id()).await?))
 }
 

@@ -3,7 +3,7 @@
 //! The steps themselves (state, PKCE, code exchange, verification) belong to the session
 //! (`session::sign_in`); these handlers only translate between HTTP and those calls.
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -24,7 +24,7 @@ use crate::workos::OrganizationChoice;
 
 use super::AppState;
 use super::error::AppError;
-use super::extractors::{ApiQuery, CurrentUser, MaybeUser, checked_form};
+use super::extractors::{ApiQuery, CurrentUser, checked_form};
 use super::pages::{Banner, LogoutPage, render};
 use super::spaces::{self, RequestMeta};
 
@@ -50,11 +50,18 @@ async fn login(
 async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     RequestMeta(request_context): RequestMeta,
     callback: Result<ApiQuery<Callback>, AppError>,
 ) -> Response {
-    // Whatever happens next, the sign-in state is spent: clear it on every answer, a malformed one included.
-    let clear_state = state.sessions.clear_sign_in_state(&headers);
+    // A callback answering this browser's sign-in spends its state whatever happens next, a malformed one included
+    // (its `state` read from the raw query, as the parse may have failed); one answering another sign-in leaves it.
+    let query = query.unwrap_or_default();
+    let returned_states: Vec<_> = url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(name, _)| name == "state")
+        .map(|(_, value)| value)
+        .collect();
+    let clear_state = state.sessions.spent_sign_in_state(&headers, returned_states.iter().map(AsRef::as_ref));
     let outcome = match callback {
         Ok(ApiQuery(callback)) => state.sessions.finish_sign_in(&headers, callback).await.map_err(AppError::from),
         Err(malformed) => Err(malformed),
@@ -171,16 +178,25 @@ fn see_other(location: &str, set_cookies: Vec<HeaderValue>) -> Response {
 
 /// `GET /logout`: a confirmation page, because signing out must be a POST (a link or an `<img>` on another site
 /// must not be able to sign anyone out).
-async fn logout_page(State(state): State<AppState>, MaybeUser(user): MaybeUser) -> Response {
-    let (email, csrf_token) = match &user {
-        Some(user) => (
-            Some(user.user.email.clone().unwrap_or_else(|| user.id().to_owned())),
-            state.csrf.token(user.csrf_binding()),
-        ),
-        None => (None, String::new()),
+///
+/// Built from the sealed cookie as `POST /logout` opens it, without checking or refreshing the tokens: with an
+/// expired access token and the provider (or the revocation database) down, resolving the session answers 503,
+/// and the user could not get the CSRF token that signing out needs just when they may want out. The token is
+/// bound to the session the cookie holds, which is the binding `POST /logout` checks.
+async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some((session, _)) = state.sessions.open(&headers) else {
+        let mut response = render(StatusCode::OK, &LogoutPage { banner: None, email: None, csrf_token: String::new() });
+        // A cookie that does not open is of no use to anyone: delete it, as resolving it would have.
+        append_cookies(&mut response, state.sessions.clear(&headers));
+        return response;
     };
-    let banner = user.as_ref().and_then(|user| Banner::of(&state, user));
-    render(StatusCode::OK, &LogoutPage { banner, email, csrf_token })
+    let user = CurrentUser(session.principal());
+    let page = LogoutPage {
+        banner: Banner::of(&state, &user),
+        email: Some(user.user.email.clone().unwrap_or_else(|| user.id().to_owned())),
+        csrf_token: state.csrf.token(session.csrf_binding()),
+    };
+    render(StatusCode::OK, &page)
 }
 
 /// `POST /logout`: clears the session cookie and ends the provider's session too, so the next sign-in asks again.

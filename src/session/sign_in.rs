@@ -42,6 +42,13 @@ pub struct SignInState {
     pub expires_at: u64,
 }
 
+impl SignInState {
+    /// Whether a callback's `state` is this sign-in's (compared in constant time: it is a secret of this browser).
+    fn answered_by(&self, returned_state: &str) -> bool {
+        verify_slices_are_equal(returned_state.as_bytes(), self.nonce.as_bytes()).is_ok()
+    }
+}
+
 /// What `/login` was asked for, as the browser sent it (nothing here is trusted yet).
 #[derive(Debug, Default, Deserialize)]
 pub struct SignInRequest {
@@ -182,9 +189,25 @@ impl SessionManager {
         (state.expires_at > unix_now()).then_some(state)
     }
 
-    /// `Set-Cookie` values deleting the sign-in state: it is spent by every answer of `/callback`.
-    pub fn clear_sign_in_state(&self, request: &HeaderMap) -> Vec<HeaderValue> {
-        self.state_cookie.clear(&self.state_cookie.present(request))
+    /// `Set-Cookie` values deleting the sign-in state when a `/callback` carrying `returned_states` (its `state`
+    /// parameters: one, or none or several in a malformed one) spends it: one of them is this sign-in's (the
+    /// sign-in is over, whatever the outcome), or the cookie does not open or has expired (no callback can use it).
+    /// A callback answering another sign-in leaves it alone: there is one state cookie per browser, and an older
+    /// tab's callback, or another site's link to `/callback?state=x`, must not cancel the sign-in under way.
+    pub fn spent_sign_in_state<'a>(
+        &self,
+        request: &HeaderMap,
+        returned_states: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<HeaderValue> {
+        let present = self.state_cookie.present(request);
+        if present.is_empty() {
+            return Vec::new();
+        }
+        let spent = match self.sign_in_state(request) {
+            Some(state) => returned_states.into_iter().any(|returned| state.answered_by(returned)),
+            None => true,
+        };
+        if spent { self.state_cookie.clear(&present) } else { Vec::new() }
     }
 
     pub async fn finish_sign_in(
@@ -195,8 +218,7 @@ impl SessionManager {
         // The state comes first, even for errors: only a redirect that answers this browser's own sign-in may put
         // the provider's words on our page (anyone can craft a `/callback?error=…` link).
         let state = self.sign_in_state(headers).ok_or(SignInError::Expired)?;
-        let returned_state = callback.state.unwrap_or_default();
-        if verify_slices_are_equal(returned_state.as_bytes(), state.nonce.as_bytes()).is_err() {
+        if !state.answered_by(callback.state.as_deref().unwrap_or_default()) {
             return Err(SignInError::Expired);
         }
         // RFC 9207: an answer that names its authorization server must name ours (a mix-up defence; WorkOS sends none).

@@ -8,6 +8,7 @@ use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::app::{ALICE, TestApp, spawn_app};
@@ -86,6 +87,27 @@ async fn expired_forged_and_malformed_bearer_tokens_are_refused() {
         .await
         .expect("request");
     assert_eq!(basic.status(), 401, "another scheme is not a session");
+}
+
+/// Browsers add `Authorization: Basic …` by themselves to every request to a site behind HTTP Basic auth (a staging
+/// proxy). Only the `Bearer` scheme is a bearer attempt: with any other, the session cookie decides; a `Bearer`
+/// header without a token is still refused, cookie or not.
+#[tokio::test]
+async fn another_authorization_scheme_leaves_the_session_cookie_in_charge() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+    let with_authorization =
+        |value: &'static str| move |request: reqwest::RequestBuilder| request.header("authorization", value);
+
+    let me = browser.request(Method::GET, "/api/me", with_authorization("Basic dTpw")).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.json()["id"], app.user_id(ALICE));
+
+    for malformed in ["Bearer", "bearer  "] {
+        let refused = browser.request(Method::GET, "/api/me", with_authorization(malformed)).await;
+        assert_eq!(refused.status, 401, "{malformed:?}: {}", refused.body);
+        assert_eq!(refused.error_code(), "invalid_token", "{malformed:?}");
+    }
 }
 
 #[tokio::test]

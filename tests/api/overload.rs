@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use futures::future::join_all;
+use reqwest::Method;
 
 use crate::helpers::app::{ALICE, AppOptions, TestApp, spawn_app_with};
 use crate::helpers::browser::{ApiClient, TestResponse};
@@ -64,6 +65,35 @@ async fn at_twenty_times_the_limit_the_excess_is_refused_at_once_and_the_app_rec
     for _ in 0..3 * LIMIT {
         assert_eq!(client.get("/api/todos").await.status, 200, "the flood is over: everything is served");
     }
+}
+
+/// While every slot is taken, a request is refused in its route's format: the error JSON under `/api/` and under
+/// `/webhooks/` (whose answers WorkOS reads, like every other error there), plain text for the pages.
+#[tokio::test]
+async fn a_shed_request_is_refused_in_its_routes_format() {
+    const SLOTS: usize = 2;
+    let app = spawn_app_with(AppOptions::default().var("MAX_CONCURRENT_REQUESTS", SLOTS)).await;
+    let client = app.bearer_client(bearer(&app));
+    app.insforge.set_latency(Duration::from_secs(2));
+
+    let (held, (api, webhook, page)) = tokio::join!(join_all((0..SLOTS).map(|_| client.get("/api/todos"))), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let anonymous = ApiClient::new(app.base_url.clone(), None);
+        (
+            client.get("/api/todos").await,
+            anonymous.send(Method::POST, "/webhooks/workos", Some(serde_json::json!({}))).await,
+            anonymous.get("/").await,
+        )
+    });
+    assert!(held.iter().all(|r| r.status == 200), "{:?}", held.iter().map(|r| r.status).collect::<Vec<_>>());
+    for (what, response) in [("the API", &api), ("the webhook", &webhook)] {
+        assert_eq!(response.status, 503, "{what}: {}", response.body);
+        assert_eq!(response.header("content-type").as_deref(), Some("application/json"), "{what}");
+        assert_eq!(response.error_code(), "overloaded", "{what}");
+        assert_eq!(response.header("retry-after").as_deref(), Some("1"), "{what}");
+    }
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.header("content-type").is_some_and(|t| t.starts_with("text/plain")), "{:?}", page.headers);
 }
 
 /// Resident memory of a process, in KiB.

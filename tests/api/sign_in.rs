@@ -8,6 +8,7 @@ use standins::workos_standin::Endpoint;
 use url::Url;
 
 use crate::helpers::app::{ALICE, AppOptions, BOB, spawn_app, spawn_app_with};
+use crate::helpers::browser::extract_csrf_token;
 
 fn query(url: &str) -> Vec<(String, String)> {
     Url::parse(url).expect("absolute URL").query_pairs().into_owned().collect()
@@ -129,6 +130,32 @@ async fn a_callback_with_a_mismatched_state_is_refused() {
 
     let missing = browser.get("/callback?code=abc").await;
     assert_eq!(missing.status, 400);
+}
+
+/// One state cookie per browser: a callback answering another sign-in (an older tab's, or another site's link) is
+/// refused and leaves the sign-in under way alone.
+#[tokio::test]
+async fn a_stale_or_foreign_callback_does_not_cancel_the_sign_in_under_way() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let tab_a = browser.get(&format!("/login?login_hint={ALICE}")).await;
+    let callback_a = browser.authorize(&tab_a.location().expect("authorize URL")).await;
+    let tab_b = browser.get(&format!("/login?login_hint={ALICE}&return_to=%2Ftodos")).await;
+    let callback_b = browser.authorize(&tab_b.location().expect("authorize URL")).await;
+    let state_b = browser.cookie(SIGN_IN_STATE_COOKIE).expect("tab B's sign-in state");
+
+    let stale = browser.get(&callback_a).await;
+    assert_eq!(stale.status, 400, "tab A's sign-in was replaced by tab B's: {}", stale.body);
+    let foreign = browser.get("/callback?state=x").await;
+    assert_eq!(foreign.status, 400, "{}", foreign.body);
+    assert_eq!(browser.cookie(SIGN_IN_STATE_COOKIE), Some(state_b), "tab B's sign-in state is kept");
+    assert_eq!(app.workos.code_calls(), 0);
+
+    let signed_in = browser.get(&callback_b).await;
+    assert_eq!(signed_in.status, 302, "{}", signed_in.body);
+    assert_eq!(signed_in.location().as_deref(), Some("/todos"));
+    assert!(browser.cookie(SESSION_COOKIE).is_some());
+    assert!(browser.cookie(SIGN_IN_STATE_COOKIE).is_none(), "spent by its own callback");
 }
 
 #[tokio::test]
@@ -304,6 +331,25 @@ async fn sign_out_needs_a_post_with_csrf_and_ends_the_workos_session() {
     assert!(deletions.is_empty(), "{deletions:?}");
 }
 
+/// Signing out works in an outage: the confirmation page is built from the cookie as `POST /logout` opens it, so
+/// an expired token that WorkOS cannot refresh right now does not keep the user from the sign-out's CSRF token.
+#[tokio::test]
+async fn the_sign_out_page_works_while_an_expired_session_cannot_be_refreshed() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+    crate::refresh::age_token(&app, &browser, -60);
+    app.workos.fail_for(Endpoint::Authenticate, Duration::from_secs(60), 503);
+    assert_eq!(browser.get("/api/me").await.status, 503, "the session cannot be resolved during the outage");
+
+    let confirm = browser.get("/logout").await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    assert!(confirm.body.contains(ALICE), "{}", confirm.body);
+    let token = extract_csrf_token(&confirm.body).expect("the page carries the sign-out's CSRF token");
+    let out = browser.post_form("/logout", &[("csrf_token", &token)]).await;
+    assert_eq!(out.status, 302, "the token is the one the sign-out accepts: {}", out.body);
+    assert!(browser.cookie(SESSION_COOKIE).is_none(), "the session cookie is cleared");
+}
+
 #[tokio::test]
 async fn a_sign_in_state_is_refused_from_the_second_it_expires() {
     let app = spawn_app().await;
@@ -324,4 +370,10 @@ async fn a_sign_in_state_is_refused_from_the_second_it_expires() {
     assert_eq!(callback.status, 400, "an expired state, not an attempted code exchange: {}", callback.body);
     assert_eq!(app.workos.code_calls(), 0, "the code never reached WorkOS");
     assert!(browser.cookie(SESSION_COOKIE).is_none());
+    assert!(browser.cookie(SIGN_IN_STATE_COOKIE).is_none(), "an expired state is of no use to any callback");
+
+    // Nor is one that does not open, whatever state the callback carries.
+    browser.set_cookie(SIGN_IN_STATE_COOKIE, "not-a-sealed-value");
+    assert_eq!(browser.get("/callback?code=any-code&state=other").await.status, 400);
+    assert!(browser.cookie(SIGN_IN_STATE_COOKIE).is_none());
 }
