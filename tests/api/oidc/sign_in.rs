@@ -279,6 +279,28 @@ async fn an_email_the_provider_says_is_unverified_is_left_out() {
     }
 }
 
+/// Answers from the provider are read up to `oidc::http::MAX_BODY` bytes: a token answer of exactly that size is read
+/// (and refused for what it lacks, 502), one byte more is not read at all (503, as an outage).
+#[tokio::test]
+async fn provider_answers_are_read_up_to_the_size_limit_and_no_further() {
+    use authbridge::oidc::http::MAX_BODY;
+    let app = spawn_oidc_app().await;
+    let answer_of = |size: usize| {
+        let head = r#"{"access_token":"x","token_type":"Bearer","expires_in":60,"padding":""#;
+        let tail = r#""}"#;
+        format!("{head}{}{tail}", "a".repeat(size - head.len() - tail.len()))
+    };
+    for (size, expected) in [(MAX_BODY, 502), (MAX_BODY + 1, 503)] {
+        let browser = app.browser();
+        let login = browser.get(&format!("/login?login_hint={ALICE}")).await;
+        let callback = browser.authorize(&login.location().expect("authorize URL")).await;
+        app.oidc.answer_next(Endpoint::Token, 200, "application/json", &answer_of(size));
+        let response = browser.get(&callback).await;
+        assert_eq!(response.status, expected, "{size} bytes: {}", response.body);
+        assert!(browser.cookie(SESSION_COOKIE).is_none(), "{size} bytes: no session");
+    }
+}
+
 /// RFC 9207: a sign-in answer that names another authorization server is refused and its code never exchanged; one
 /// naming ours signs in.
 #[tokio::test]
