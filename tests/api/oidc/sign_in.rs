@@ -277,6 +277,14 @@ async fn an_email_the_provider_says_is_unverified_is_left_out() {
         assert!(me["email"].is_null(), "profile in ID token: {profile_in_id_token}: {me}");
         assert_eq!(me["first_name"], "Dana");
     }
+
+    // Some providers (Amazon Cognito) send `email_verified` from userinfo as a string: "false" is still a no.
+    let app = spawn_oidc_app().await;
+    app.oidc.omit_from_next_id_token(&["email", "email_verified"]);
+    let body = r#"{"sub":"auth0|standin-alice","email":"alice@example.test","email_verified":"false"}"#;
+    app.oidc.answer_next(Endpoint::UserInfo, 200, "application/json", body);
+    let me = app.signed_in(ALICE).await.api(Method::GET, "/api/me", None).await.json();
+    assert!(me["email"].is_null(), "{me}");
 }
 
 /// Answers from the provider are read up to `oidc::http::MAX_BODY` bytes: a token answer of exactly that size is read
