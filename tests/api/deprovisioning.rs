@@ -84,6 +84,46 @@ async fn a_membership_whose_deletion_event_was_lost_is_ended_at_the_next_sign_in
     assert_eq!(after, ["om_just_created"], "the deleted one is ended; the one of a moment ago is kept");
 }
 
+/// A user in more organizations than one page of WorkOS's list holds (100): the listing reads every page before it
+/// ends anything, so the memberships on the later pages are kept.
+#[tokio::test]
+async fn the_listing_reads_every_page_before_it_ends_a_membership() {
+    let options = LifecycleOptions { webhooks_from_standin: false, ..LifecycleOptions::default() };
+    let app = spawn_app_with(AppOptions::default().lifecycle_with(options)).await;
+    let bob = app.user_id(BOB);
+    // (A member of several organizations would be asked to pick one at sign-in.)
+    app.workos.set_organization_selection(false);
+    let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect as owner");
+    for i in 0..120 {
+        let organization = app.workos.create_organization(&format!("Organization {i}"));
+        app.workos.add_membership(&bob, &organization.id, &[]).expect("a member");
+        // Known to the database already, so the sign-in does not fetch 120 organizations within its time limit.
+        sqlx::query(
+            "INSERT INTO authbridge.organizations (id, name, version_updated_at, version_event_at, version_event_id) \
+             VALUES ($1, $2, now(), now(), '')",
+        )
+        .bind(&organization.id)
+        .bind(&organization.name)
+        .execute(&pool)
+        .await
+        .expect("an organization");
+    }
+    app.signed_in(BOB).await;
+    assert_eq!(live_memberships(&pool, &bob).await.len(), 121, "all recorded, Acme's too");
+    sqlx::query(
+        "UPDATE authbridge.organization_memberships SET version_updated_at = now() - interval '1 hour' \
+         WHERE user_id = $1",
+    )
+    .bind(&bob)
+    .execute(&pool)
+    .await
+    .expect("backdate");
+
+    app.signed_in(BOB).await;
+    assert_eq!(live_memberships(&pool, &bob).await.len(), 121, "none ended: every page was read");
+    pool.close().await;
+}
+
 /// The ids of `user`'s memberships the database holds and has not ended.
 async fn live_memberships(pool: &sqlx::PgPool, user: &str) -> Vec<String> {
     sqlx::query_scalar(
