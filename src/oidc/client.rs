@@ -349,14 +349,8 @@ impl OidcClient {
         if response.status().is_success() {
             return Ok(());
         }
-        #[derive(Deserialize)]
-        struct OAuthError {
-            error: String,
-            #[serde(default)]
-            error_description: Option<String>,
-        }
         let status = response.status();
-        match response.json::<OAuthError>().await {
+        match response.json::<super::http::OAuthError>().await {
             Ok(body) => Err(TokenError::Refused {
                 error: short(&body.error),
                 description: body.error_description.as_deref().map(short).unwrap_or_default(),

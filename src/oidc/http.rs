@@ -116,12 +116,16 @@ impl<'c> AsyncHttpClient<'c> for OidcHttp {
     }
 }
 
-/// Whether `body` is an OAuth error object (RFC 6749 §5.2) whose `error` is about the grant or the user.
+/// An OAuth error answer (RFC 6749 §5.2).
+#[derive(serde::Deserialize)]
+pub(super) struct OAuthError {
+    pub error: String,
+    #[serde(default)]
+    pub error_description: Option<String>,
+}
+
+/// Whether `body` is an OAuth error object whose `error` is about the grant or the user.
 fn refuses_the_grant_or_user(body: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct OAuthError {
-        error: String,
-    }
     serde_json::from_slice::<OAuthError>(body)
         .is_ok_and(|body| body.error == "invalid_grant" || super::client::is_refusal_of_the_user(&body.error))
 }

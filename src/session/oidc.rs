@@ -346,17 +346,15 @@ impl OidcProvider {
         client.revoke(refresh_token).await.map_err(|error| ProviderError::Failed(error.to_string()))
     }
 
-    /// Fetches the signing keys again; `Ok` while the keys held from before still verify, should the fetch fail.
-    pub async fn warm_up(&self) -> Result<(), CheckError> {
+    /// Fetches the signing keys now (once discovered).
+    pub async fn fetch_keys(&self) -> Result<(), CheckError> {
         let client = self.client().map_err(|_| CheckError::Unavailable { retry_after: Duration::from_secs(2) })?;
-        match client.fetch_keys().await {
-            Ok(()) => Ok(()),
-            Err(error) if client.has_keys() => {
-                tracing::warn!(%error, "could not fetch the signing keys again; verifying with the ones held");
-                Ok(())
-            }
-            Err(_) => Err(CheckError::Unavailable { retry_after: Duration::from_secs(5) }),
-        }
+        client.fetch_keys().await.map_err(|_| CheckError::Unavailable { retry_after: Duration::from_secs(5) })
+    }
+
+    /// Whether any signing key is held (from discovery or a fetch since).
+    pub fn has_keys(&self) -> bool {
+        self.client().is_ok_and(|client| client.has_keys())
     }
 }
 

@@ -139,7 +139,7 @@ impl IdentityProvider {
     pub async fn prepare(&self) {
         match self {
             Self::Workos(workos) => {
-                if let Err(error) = workos.warm_up().await {
+                if let Err(error) = workos.fetch_keys().await {
                     tracing::warn!(%error, "could not prefetch the WorkOS JWKS; will retry on the first request");
                 }
             }
@@ -260,9 +260,24 @@ impl IdentityProvider {
     /// every few minutes. A failed fetch is an error only when no keys are held from before: with them, every
     /// replica can still verify, and declaring them all unready over a blip at the provider would be an outage.
     pub async fn warm_up(&self) -> Result<(), CheckError> {
+        let fetched = match self {
+            Self::Workos(workos) => workos.fetch_keys().await,
+            Self::Oidc(oidc) => oidc.fetch_keys().await,
+        };
+        match fetched {
+            Err(error) if self.has_keys().await => {
+                // (The fetch's own failure is logged where it happened.)
+                tracing::warn!(%error, "could not fetch the signing keys again; verifying with the keys held");
+                Ok(())
+            }
+            fetched => fetched,
+        }
+    }
+
+    async fn has_keys(&self) -> bool {
         match self {
-            Self::Workos(workos) => workos.warm_up().await,
-            Self::Oidc(oidc) => oidc.warm_up().await,
+            Self::Workos(workos) => workos.has_keys().await,
+            Self::Oidc(oidc) => oidc.has_keys(),
         }
     }
 

@@ -254,16 +254,14 @@ impl WorkosProvider {
         }
     }
 
-    /// Fetches the signing keys again; `Ok` while the keys held from before still verify, should the fetch fail.
-    pub async fn warm_up(&self) -> Result<(), CheckError> {
-        match self.verifier.fetch_keys().await {
-            Ok(()) => Ok(()),
-            Err(error) if self.verifier.has_keys().await => {
-                tracing::warn!(%error, "could not fetch the WorkOS JWKS again; verifying with the keys held");
-                Ok(())
-            }
-            Err(error) => Err(check_error(error)),
-        }
+    /// Fetches the signing keys now.
+    pub async fn fetch_keys(&self) -> Result<(), CheckError> {
+        self.verifier.fetch_keys().await.map_err(check_error)
+    }
+
+    /// Whether any signing key is held (fetched now or before).
+    pub async fn has_keys(&self) -> bool {
+        self.verifier.has_keys().await
     }
 }
 
