@@ -236,30 +236,87 @@ fn start_lifecycle(state: &AppState, stopping: watch::Receiver<bool>) {
 }
 
 /// Completes on Ctrl-C or SIGTERM (what `docker stop` and Kubernetes send).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
+///
+/// The handlers are installed when this is called, not when the future is first polled: a signal that arrives in
+/// between (a service manager stopping a process that has just answered its health check) is then kept for the
+/// future instead of killing the process the default way, which would skip the shutdown and leave the demo's
+/// throwaway database behind. Call it from within the runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    let interrupt = listen_for(Stop::Interrupt);
+    let terminate = listen_for(Stop::Terminate);
+    async move {
+        tokio::select! {
+            () = interrupt => {},
+            () = terminate => {},
         }
+        tracing::info!("shutting down: finishing in-flight requests");
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Interrupt,
+    Terminate,
+}
+
+#[cfg(unix)]
+fn listen_for(stop: Stop) -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let kind = match stop {
+        Stop::Interrupt => SignalKind::interrupt(),
+        Stop::Terminate => SignalKind::terminate(),
     };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    let installed = signal(kind);
+    async move {
+        match installed {
             Ok(mut signal) => {
                 signal.recv().await;
             }
             Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
+                tracing::error!(%error, signal = ?stop, "cannot listen for this signal");
                 std::future::pending::<()>().await;
             }
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Elsewhere only Ctrl-C, which tokio can only listen for once polled.
+#[cfg(not(unix))]
+fn listen_for(stop: Stop) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        match stop {
+            Stop::Interrupt => {
+                if let Err(error) = tokio::signal::ctrl_c().await {
+                    tracing::error!(%error, "cannot listen for Ctrl-C");
+                    std::future::pending::<()>().await;
+                }
+            }
+            Stop::Terminate => std::future::pending::<()>().await,
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::time::Duration;
+
+    use super::shutdown_signal;
+
+    /// SIGTERM sent after `shutdown_signal()` returned but before its future is polled must be kept for the future.
+    /// If the handler were installed on the first poll instead, this SIGTERM would kill the whole test process.
+    #[tokio::test]
+    async fn a_sigterm_before_the_first_poll_is_kept_for_the_shutdown() {
+        let stop = shutdown_signal();
+        let sent = tokio::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(sent.success(), "kill could not send SIGTERM to this test process");
+        // Give the signal time to arrive while nothing polls `stop`.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::timeout(Duration::from_secs(5), stop)
+            .await
+            .expect("the SIGTERM sent before the first poll completes the shutdown future");
+    }
 }
