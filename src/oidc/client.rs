@@ -51,6 +51,9 @@ pub struct ExtraMetadata {
     /// Published by Auth0 and nobody else: how an Auth0 tenant on a custom domain is recognised.
     #[serde(default)]
     pub mfa_challenge_endpoint: Option<String>,
+    /// RFC 9207 §3: the provider names itself (`iss`) in every authorization response.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: Option<bool>,
 }
 
 impl AdditionalProviderMetadata for ExtraMetadata {}
@@ -97,6 +100,8 @@ pub struct OidcClient {
     client_secret: Secret,
     client_id: ClientId,
     issuer: IssuerUrl,
+    /// Every authorization response must carry `iss` (the provider said so in discovery, RFC 9207 §2.4).
+    names_itself_in_answers: bool,
     scopes: Vec<String>,
     audience: Option<String>,
     userinfo_endpoint: Option<Url>,
@@ -252,6 +257,7 @@ impl OidcClient {
             client_secret: config.client_secret.clone(),
             client_id,
             issuer,
+            names_itself_in_answers: extra.authorization_response_iss_parameter_supported == Some(true),
             scopes: scopes_to_ask(&config.scopes, metadata.scopes_supported().map(Vec::as_slice)),
             audience: config.audience.clone(),
             logout,
@@ -270,6 +276,11 @@ impl OidcClient {
 
     pub fn issuer(&self) -> &str {
         self.issuer.as_str()
+    }
+
+    /// Whether the provider promised `iss` in its authorization responses (RFC 9207), so one without it is refused.
+    pub fn names_itself_in_answers(&self) -> bool {
+        self.names_itself_in_answers
     }
 
     /// Whether the provider says it grants refresh tokens at all (absent from discovery: assume it does).

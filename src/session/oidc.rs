@@ -295,6 +295,15 @@ impl OidcProvider {
         &self.config.issuer
     }
 
+    /// RFC 9207 §2.4: `iss` must name the configured issuer when present, and must be present when discovery said
+    /// it would be. (Before discovery nothing is known; such a callback cannot exchange its code anyway.)
+    pub fn accepts_answer_from(&self, iss: Option<&str>) -> bool {
+        match iss {
+            Some(iss) => iss == self.config.issuer,
+            None => self.client().map_or(true, |client| !client.names_itself_in_answers()),
+        }
+    }
+
     pub fn check(&self, session: &Session) -> Result<TokenCheck, CheckError> {
         let Some(oidc) = &session.oidc else {
             return Err(CheckError::Invalid("the session was not made by an OpenID Connect provider".to_owned()));

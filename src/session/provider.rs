@@ -156,12 +156,13 @@ impl IdentityProvider {
         }
     }
 
-    /// Whether `iss`, as an authorization answer names its server (RFC 9207), is this provider: the configured
-    /// issuer for OpenID Connect. WorkOS documents no `iss` in its answer, so none is held against it.
-    pub fn is_own_issuer(&self, iss: &str) -> bool {
+    /// Whether an authorization answer's `iss` (RFC 9207), or its absence, is acceptable from this provider: an
+    /// answer naming another server never is, nor one without `iss` from an OpenID Connect provider that promised to
+    /// send it. WorkOS documents no `iss` in its answer, so none is held against it.
+    pub fn accepts_answer_from(&self, iss: Option<&str>) -> bool {
         match self {
             Self::Workos(_) => true,
-            Self::Oidc(oidc) => oidc.issuer() == iss,
+            Self::Oidc(oidc) => oidc.accepts_answer_from(iss),
         }
     }
 

@@ -221,12 +221,18 @@ impl SessionManager {
         if !state.answered_by(callback.state.as_deref().unwrap_or_default()) {
             return Err(SignInError::Expired);
         }
-        // RFC 9207: an answer that names its authorization server must name ours (a mix-up defence; WorkOS sends none).
-        if let Some(iss) = &callback.iss
-            && !self.provider.is_own_issuer(iss)
-        {
-            tracing::warn!(iss = ?iss, "a sign-in answer named another authorization server; refused");
-            return Err(SignInError::Denied("The sign-in answer came from another identity provider.".to_owned()));
+        // RFC 9207, a mix-up defence: the answer must name our authorization server, or name none where that is
+        // allowed (WorkOS sends none; an OpenID Connect provider that promised `iss` must send it).
+        if !self.provider.accepts_answer_from(callback.iss.as_deref()) {
+            tracing::warn!(iss = ?callback.iss, "a sign-in answer did not name this app's authorization server; refused");
+            return Err(SignInError::Denied(
+                if callback.iss.is_some() {
+                    "The sign-in answer came from another identity provider."
+                } else {
+                    "The sign-in answer did not say which identity provider sent it, although this one always does."
+                }
+                .to_owned(),
+            ));
         }
         if let Some(error) = callback.error {
             // Debug formatting: the text is the sender's, and a newline in it must not start a line of its own in the log.

@@ -176,6 +176,9 @@ pub struct OidcStandInOptions {
     /// Knows the `offline_access` scope (publishes it in `scopes_supported`). Off, like Google: it is left out of
     /// the discovery document and an authorization request asking for it is refused with `invalid_scope`.
     pub offline_access_scope: bool,
+    /// Names itself in every authorization response (`iss`, RFC 9207) and says so in discovery
+    /// (`authorization_response_iss_parameter_supported`), as Keycloak and Okta do. Off, like Auth0: neither.
+    pub authorization_response_iss: bool,
 }
 
 impl Default for OidcStandInOptions {
@@ -199,6 +202,7 @@ impl Default for OidcStandInOptions {
             rotate_refresh_tokens: true,
             access_token_typ: "JWT",
             offline_access_scope: true,
+            authorization_response_iss: false,
         }
     }
 }

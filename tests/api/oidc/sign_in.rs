@@ -332,6 +332,37 @@ async fn an_answer_naming_another_authorization_server_is_refused() {
     assert!(browser.cookie(SESSION_COOKIE).is_some());
 }
 
+/// RFC 9207 §2.4: a provider that promises `iss` in discovery (Keycloak, Okta) must send it. An answer without it is
+/// refused and its code never exchanged; the answer as sent, with `iss`, signs in.
+#[tokio::test]
+async fn an_answer_without_the_promised_issuer_is_refused() {
+    let options = OidcAppOptions {
+        oidc: OidcStandInOptions { authorization_response_iss: true, ..OidcStandInOptions::default() },
+        ..OidcAppOptions::default()
+    };
+    let app = spawn_oidc_app_with(options).await;
+    let browser = app.browser();
+    let login = browser.get(&format!("/login?login_hint={ALICE}")).await;
+    let callback = browser.authorize(&login.location().expect("authorize URL")).await;
+    let mut stripped = url::Url::parse(&format!("http://app.invalid{callback}")).expect("the callback is a URL path");
+    let kept: Vec<(String, String)> = stripped
+        .query_pairs()
+        .filter(|(name, _)| name != "iss")
+        .map(|(n, v)| (n.into_owned(), v.into_owned()))
+        .collect();
+    assert!(kept.len() < stripped.query_pairs().count(), "the stand-in sent iss: {callback}");
+    stripped.query_pairs_mut().clear().extend_pairs(&kept);
+    let without = browser.get(&format!("{}?{}", stripped.path(), stripped.query().unwrap_or_default())).await;
+    assert_eq!(without.status, 400, "{}", without.body);
+    assert!(without.body.contains("did not say which identity provider"), "{}", without.body);
+    assert!(browser.cookie(SESSION_COOKIE).is_none());
+    assert_eq!(app.oidc.code_calls(), 0, "the code was never exchanged");
+
+    let browser = app.browser();
+    assert_eq!(browser.sign_in(ALICE).await.status, 302, "the answer as sent, with iss, signs in");
+    assert!(browser.cookie(SESSION_COOKIE).is_some());
+}
+
 #[tokio::test]
 async fn a_mismatched_or_missing_state_is_refused_and_the_code_never_exchanged() {
     let app = spawn_oidc_app().await;

@@ -89,6 +89,9 @@ async fn discovery(AxumState(inner): Shared) -> Response {
     {
         scopes.retain(|scope| scope != "offline_access");
     }
+    if inner.options.authorization_response_iss {
+        document["authorization_response_iss_parameter_supported"] = Value::from(true);
+    }
     if inner.options.end_session_endpoint {
         document["end_session_endpoint"] = Value::from(inner.endpoint("oidc/logout"));
     }
@@ -149,7 +152,7 @@ async fn authorize(AxumState(inner): Shared, params: Result<Query<AuthorizeParam
         Ok(request) => request,
         Err((error, description)) => {
             let pairs = [("error", Some(error)), ("error_description", Some(description)), ("state", state.as_deref())];
-            return redirect(StatusCode::FOUND, &with_query(&redirect_uri, &pairs));
+            return redirect(StatusCode::FOUND, &authorization_response(&inner, &redirect_uri, &pairs));
         }
     };
 
@@ -158,7 +161,7 @@ async fn authorize(AxumState(inner): Shared, params: Result<Query<AuthorizeParam
     if let Some(user) = request.login_hint.as_deref().and_then(|hint| store.user_by_email(hint)).cloned() {
         let code = store.issue_code(&request, user, unix_seconds(SystemTime::now()));
         drop(store);
-        return redirect(StatusCode::FOUND, &code_redirect(&request, &code));
+        return redirect(StatusCode::FOUND, &code_redirect(&inner, &request, &code));
     }
     let request_id = store.park(request.clone());
     let page = sign_in_page(store.users(), request_id, &request, None, request.login_hint.clone().unwrap_or_default());
@@ -282,7 +285,7 @@ async fn approve(AxumState(inner): Shared, form: Result<Form<DecisionForm>, Form
     }
     let code = store.issue_code(&request, user, unix_seconds(SystemTime::now()));
     drop(store);
-    redirect(StatusCode::SEE_OTHER, &code_redirect(&request, &code))
+    redirect(StatusCode::SEE_OTHER, &code_redirect(&inner, &request, &code))
 }
 
 async fn deny(AxumState(inner): Shared, form: Result<Form<DecisionForm>, FormRejection>) -> Response {
@@ -300,11 +303,20 @@ async fn deny(AxumState(inner): Shared, form: Result<Form<DecisionForm>, FormRej
         ("error_description", Some("The user denied the sign-in request.")),
         ("state", request.state.as_deref()),
     ];
-    redirect(StatusCode::SEE_OTHER, &with_query(&request.redirect_uri, &pairs))
+    redirect(StatusCode::SEE_OTHER, &authorization_response(&inner, &request.redirect_uri, &pairs))
 }
 
-fn code_redirect(request: &AuthorizeRequest, code: &str) -> Url {
-    with_query(&request.redirect_uri, &[("code", Some(code)), ("state", request.state.as_deref())])
+fn code_redirect(inner: &State, request: &AuthorizeRequest, code: &str) -> Url {
+    authorization_response(inner, &request.redirect_uri, &[("code", Some(code)), ("state", request.state.as_deref())])
+}
+
+/// The redirect back to the client, success or error, with RFC 9207's `iss` when the provider publishes it.
+fn authorization_response(inner: &State, redirect_uri: &Url, pairs: &[(&str, Option<&str>)]) -> Url {
+    let mut to = with_query(redirect_uri, pairs);
+    if inner.options.authorization_response_iss {
+        to.query_pairs_mut().append_pair("iss", inner.issuer.as_str());
+    }
+    to
 }
 
 // ---- token -----------------------------------------------------------------------------------------------------
