@@ -60,6 +60,9 @@ pub async fn run(database_url: &str) -> Result<(), MigrateError> {
     };
 
     let result = migrator().run(&mut connection).await;
+    if result.is_ok() {
+        reload_postgrest_schema(&mut connection).await;
+    }
     // Closing politely is best effort; the migration outcome is what matters.
     let _ = connection.close().await;
 
@@ -71,6 +74,17 @@ pub async fn run(database_url: &str) -> Result<(), MigrateError> {
         },
         other => MigrateError::Other { target, reason: redact.clean(&other.to_string()) },
     })
+}
+
+/// InsForge's PostgREST plans every request from a schema cache it reads at start-up, so a new table or column is
+/// refused (404, or 400 `PGRST204`) until it is told to reload. It listens on the `pgrst` channel for that
+/// (<https://docs.postgrest.org/en/v12/references/schema_cache.html#schema-cache-reloading>), as InsForge's own
+/// migrations do. Sent after every successful run: harmless where nobody listens (a plain PostgreSQL, the tests).
+async fn reload_postgrest_schema(connection: &mut PgConnection) {
+    if let Err(error) = sqlx::query("NOTIFY pgrst, 'reload schema'").execute(connection).await {
+        // The migrations are in; only the reload is not. A restart of InsForge's PostgREST reloads as well.
+        tracing::warn!(%error, "the migrations are applied, but PostgREST could not be told to reload its schema");
+    }
 }
 
 fn description_of(version: i64) -> String {

@@ -582,3 +582,18 @@ async fn the_policies_keep_working_after_insforge_hands_public_objects_to_projec
     assert_eq!(as_user(&mut conn, "user_gone", write).await, Err("42501".to_owned()));
     let _ = conn.close().await;
 }
+
+/// InsForge's PostgREST serves from a schema cache: after the migrations it must be told to reload (`NOTIFY pgrst,
+/// 'reload schema'`), or a table or column they add is refused until PostgREST restarts.
+#[tokio::test]
+async fn a_migration_run_tells_postgrest_to_reload_its_schema() {
+    let db = TestDb::empty().await;
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.expect("a listening connection");
+    listener.listen("pgrst").await.expect("LISTEN pgrst");
+    authbridge::migrate::run(&db.url).await.expect("the migrations apply");
+    let notification = tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv())
+        .await
+        .expect("a notification on the pgrst channel")
+        .expect("the listening connection stays up");
+    assert_eq!(notification.payload(), "reload schema");
+}
