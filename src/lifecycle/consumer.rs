@@ -34,8 +34,9 @@ pub const LOCK_KEY: i64 = 0x6175_7468_6272_6964;
 /// How far before the last known moment reading resumes from a time: events already applied are simply skipped,
 /// and the margin covers clock skew between WorkOS and us.
 const RESUME_OVERLAP: time::Duration = time::Duration::minutes(5);
-/// The furthest back a `range_start` reaches: WorkOS keeps events 90 days and answers "up to 30 days of events per
-/// request" (docs `/events/data-syncing/events-api`). A quiet environment whose consumer has never seen an event
+/// The furthest back a `range_start` reaches, inside WorkOS's window: its API reference returns "events up to 30
+/// days old" (docs `/reference/events`), its guide speaks of 90 days kept (`/events/data-syncing/events-api`); the
+/// shorter figure holds. A quiet environment whose consumer has never seen an event
 /// would otherwise ask from its first reconciliation forever, and once that is past the window WorkOS may refuse the
 /// request on every poll.
 const MAX_LOOKBACK: time::Duration = time::Duration::days(29);

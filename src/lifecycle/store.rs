@@ -221,7 +221,7 @@ pub async fn upsert_membership(
     .bind(&membership.user_id)
     .bind(&membership.organization_id)
     .bind(membership.status.as_str())
-    .bind(roles.first().map(String::as_str))
+    .bind(membership.primary_role())
     .bind(&roles)
     .bind(membership.directory_managed)
     .bind(version.updated_at)
@@ -274,7 +274,7 @@ pub async fn tombstone_membership(
     .bind(&membership.user_id)
     .bind(&membership.organization_id)
     .bind(membership.status.as_str())
-    .bind(roles.first().map(String::as_str))
+    .bind(membership.primary_role())
     .bind(&roles)
     .bind(membership.directory_managed)
     .bind(version.updated_at)
@@ -502,7 +502,7 @@ pub async fn mark_reconciled(conn: &mut PgConnection, at: OffsetDateTime) -> Res
 }
 
 /// Forgets ledger entries older than any delivery WorkOS can still make (webhook retries last days, the Events
-/// API keeps 90 days); the versions on each row keep protecting against anything older.
+/// API reaches back 30 days, 90 by its guide); the versions on each row keep protecting against anything older.
 pub async fn prune_ledger(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query("DELETE FROM authbridge.applied_events WHERE applied_at < now() - interval '120 days'")
         .execute(conn)

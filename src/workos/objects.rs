@@ -101,6 +101,15 @@ pub struct Membership {
 }
 
 impl Membership {
+    /// The primary role: `role`, which WorkOS documents as "the primary role assigned to the user within the
+    /// organization" (the order of `roles` is not documented); the first of `roles` only when `role` is absent.
+    pub fn primary_role(&self) -> Option<&str> {
+        self.role
+            .as_ref()
+            .or_else(|| self.roles.as_ref().and_then(|roles| roles.first()))
+            .map(|role| role.slug.as_str())
+    }
+
     pub fn role_slugs(&self) -> Vec<String> {
         match (&self.roles, &self.role) {
             (Some(roles), _) if !roles.is_empty() => roles.iter().map(|role| role.slug.clone()).collect(),
@@ -229,6 +238,14 @@ mod tests {
         }))
         .expect("membership");
         assert_eq!(membership.role_slugs(), ["admin", "billing"]);
+        assert_eq!(membership.primary_role(), Some("member"), "the primary role is `role`, not the first of `roles`");
         assert!(!membership.directory_managed);
+
+        let only_roles: Membership = serde_json::from_value(json!({
+            "id": "om_1", "user_id": "user_1", "organization_id": "org_1", "status": "active",
+            "roles": [{"slug": "billing"}, {"slug": "admin"}], "updated_at": "2026-01-15T12:00:00.000Z"
+        }))
+        .expect("membership");
+        assert_eq!(only_roles.primary_role(), Some("billing"));
     }
 }

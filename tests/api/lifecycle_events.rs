@@ -96,6 +96,17 @@ async fn updated_before_created_keeps_the_update() {
     assert_eq!(app.membership_row("om_u").await, Some(("active".into(), Some("admin".into()), false)));
 }
 
+/// With multiple roles, `role` is WorkOS's primary role and the order of `roles` is undocumented: the primary role
+/// recorded (and shown) is `role`, with every slug of `roles` kept beside it.
+#[tokio::test]
+async fn the_primary_role_is_roles_own_field_not_the_first_of_the_list() {
+    let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
+    let mut data = membership("om_r", "user_r", "org_r", "active", "member", 1);
+    data["roles"] = serde_json::json!([{ "slug": "admin" }, { "slug": "member" }]);
+    app.deliver_ok(&event("organization_membership.created", data, at(1))).await;
+    assert_eq!(app.membership_row("om_r").await, Some(("active".into(), Some("member".into()), false)));
+}
+
 #[tokio::test]
 async fn an_old_update_after_a_new_one_changes_nothing() {
     let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
