@@ -7,8 +7,8 @@
 //! - 401 for a missing, malformed, stale or foreign signature: nothing is applied (and nothing is recorded);
 //! - 200 for an event applied now, applied before (a retry, or the Events API got there first) or ignored;
 //! - 503 when authbridge's database is unavailable, so WorkOS retries later, and nothing is half-applied;
-//! - 400 for a signed body that is not an event, 422 for an event whose payload cannot be read (recorded as
-//!   rejected: a retry would fare no better).
+//! - 400 for a signed body that is not an event, 422 for an event whose payload cannot be read, on every delivery
+//!   of it (recorded as rejected, which is not final: once a deployed fix can read a retry, it is applied).
 
 use std::time::SystemTime;
 

@@ -150,13 +150,15 @@ pub async fn apply(
             .await?;
     let mut effects = Vec::new();
     let outcome = match parsed {
+        // Unreadable is unreadable however often it comes: every delivery is refused alike (a webhook retry too,
+        // so WorkOS's dashboard keeps showing the failure).
+        Parsed::Unreadable(why) => Outcome::Rejected(why),
         _ if !first => Outcome::Duplicate,
         Parsed::Known(change) => {
             effects = apply_change(&mut tx, &change, envelope).await?;
             Outcome::Applied
         }
         Parsed::Unknown => Outcome::Ignored,
-        Parsed::Unreadable(why) => Outcome::Rejected(why),
     };
     if advance_cursor {
         store::advance_cursor(&mut tx, &envelope.id, envelope.created_at).await?;

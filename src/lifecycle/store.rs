@@ -53,7 +53,9 @@ impl Source {
 }
 
 /// Records an event id in the idempotency ledger. `false` when it was already there: the event has been handled
-/// before (by either channel) and must change nothing now.
+/// before (by either channel) and must change nothing now. An entry recorded as `rejected` (a payload that could
+/// not be read) is not final: a later delivery that can be read takes it over and is applied (a fix deployed while
+/// WorkOS still retries, or the other channel's copy).
 pub async fn record_event(
     conn: &mut PgConnection,
     id: &str,
@@ -62,9 +64,11 @@ pub async fn record_event(
     outcome: &str,
     created_at: OffsetDateTime,
 ) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO authbridge.applied_events (id, event_type, source, outcome, event_created_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+    let recorded = sqlx::query(
+        "INSERT INTO authbridge.applied_events AS t (id, event_type, source, outcome, event_created_at) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (id) DO UPDATE SET source = EXCLUDED.source, outcome = EXCLUDED.outcome, applied_at = now() \
+         WHERE t.outcome = 'rejected' AND EXCLUDED.outcome <> 'rejected'",
     )
     .bind(id)
     .bind(event_type)
@@ -74,7 +78,7 @@ pub async fn record_event(
     .execute(conn)
     .await?
     .rows_affected();
-    Ok(inserted == 1)
+    Ok(recorded == 1)
 }
 
 pub async fn upsert_user(

@@ -127,10 +127,18 @@ async fn unknown_event_types_are_recorded_and_ignored_and_unreadable_ones_refuse
     assert_eq!(ledger.len(), 1);
     assert_eq!((ledger[0].1.as_str(), ledger[0].3.as_str()), ("connection.activated", "ignored"));
 
-    let unreadable = event("organization_membership.updated", json!({ "id": "om_x" }), at(1));
-    let response = app.deliver(&unreadable).await;
-    assert_eq!(response.status, 422, "{}", response.body);
+    let mut unreadable = event("organization_membership.updated", json!({ "id": "om_x" }), at(1));
+    for delivery in ["first", "retry"] {
+        let response = app.deliver(&unreadable).await;
+        assert_eq!(response.status, 422, "{delivery}: every delivery is refused alike: {}", response.body);
+    }
     assert_eq!(app.membership_row("om_x").await, None);
+    assert_eq!(app.ledger().await.iter().filter(|entry| entry.3 == "rejected").count(), 1);
+    // Rejected is not final: a delivery of the same event that can be read (as after a fix) is applied.
+    unreadable["data"] = membership("om_x", "user_x", "org_x", "active", "member", 1);
+    assert_eq!(app.deliver_ok(&unreadable).await, "applied");
+    assert_eq!(app.membership_row("om_x").await, Some(("active".into(), Some("member".into()), false)));
+    assert_eq!(app.deliver_ok(&unreadable).await, "duplicate", "and only once");
 
     let not_an_event = b"[1, 2, 3]";
     let response = app.post_webhook(not_an_event, Some(sign(WEBHOOK_SECRET, SystemTime::now(), not_an_event))).await;
