@@ -183,7 +183,9 @@ impl EventsConsumer {
                         at
                     }
                 };
-                Position::RangeStart(resume_from(reconciled_at))
+                // After a refused cursor the last event's time is kept, and is later than the reconciliation.
+                let since = cursor.last_event_at.map_or(reconciled_at, |at| at.max(reconciled_at));
+                Position::RangeStart(resume_from(since))
             }
         };
         let mut last_event_at = cursor.last_event_at;
@@ -204,6 +206,9 @@ impl EventsConsumer {
                         "WorkOS refused the Events API cursor; reading on from the last event's time instead"
                     );
                     cursor_refused = true;
+                    // Forgotten for good, so that a quiet environment (no new event to move it on) does not send
+                    // the refused cursor again on every poll.
+                    store::forget_cursor_event(conn).await?;
                     let since = last_event_at.unwrap_or_else(OffsetDateTime::now_utc);
                     position = Position::RangeStart(resume_from(since));
                     continue;

@@ -494,6 +494,15 @@ pub async fn advance_cursor(
     Ok(())
 }
 
+/// Drops the cursor's event id (WorkOS refused it) and keeps its time, from which reading resumes with
+/// `range_start`.
+pub async fn forget_cursor_event(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE authbridge.events_cursor SET after_event_id = NULL, updated_at = now() WHERE id = 1")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn mark_reconciled(conn: &mut PgConnection, at: OffsetDateTime) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO authbridge.events_cursor (id, reconciled_at, updated_at) VALUES (1, $1, now()) \

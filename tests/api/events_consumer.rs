@@ -187,6 +187,33 @@ async fn a_refused_cursor_falls_back_to_the_last_events_time() {
     assert!(logs::captured().contains("WorkOS refused the Events API cursor"));
 }
 
+/// In a quiet environment no new event moves a refused cursor on: it is forgotten, not sent again on every poll.
+#[tokio::test]
+async fn a_refused_cursor_is_not_sent_again_when_no_event_follows() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("caught up");
+    let refused = cursor(&app).await.expect("a cursor");
+    app.workos.set_unknown_event_cursor(UnknownCursor::Refuse);
+    app.workos.expire_events();
+    app.consumer(options()).poll_once().await.expect("a poll despite the refused cursor");
+    let asked_before = app.workos.events_queries().len();
+    let report = app.consumer(options()).poll_once().await.expect("the next poll");
+    assert_eq!(report.applied, 0, "{report:?}");
+    let next: Vec<_> = app.workos.events_queries().into_iter().skip(asked_before).collect();
+    assert!(!next.is_empty(), "the next poll asked WorkOS");
+    assert!(
+        next.iter().all(|query| query.after.as_deref() != Some(refused.as_str())),
+        "the refused cursor was sent again: {next:?}"
+    );
+
+    // And the first event after that moves the consumer on as usual.
+    let org = app.workos.create_organization("Umbrella");
+    let report = app.consumer(options()).poll_once().await.expect("a poll with news");
+    assert_eq!(report.applied, 1, "{report:?}");
+    let known = app.query_scalar_i64("SELECT count(*) FROM authbridge.organizations WHERE id = $1", &org.id).await;
+    assert_eq!(known, 1);
+}
+
 #[tokio::test]
 async fn the_app_runs_the_consumer_when_configured_and_it_alone_keeps_the_app_right() {
     let app = spawn_app_with(AppOptions::default().lifecycle_with(LifecycleOptions {

@@ -784,6 +784,12 @@ impl WorkosStandIn {
         lock(&self.inner.store).events.forget_cursors();
     }
 
+    /// Every event emitted so far is past retention: `GET /events` neither lists them nor knows their ids as
+    /// cursors.
+    pub fn expire_events(&self) {
+        lock(&self.inner.store).events.expire_all();
+    }
+
     /// Every `GET /events` request so far, as understood.
     pub fn events_queries(&self) -> Vec<StandInEventsQuery> {
         lock(&self.inner.events_controls).queries.clone()

@@ -54,6 +54,8 @@ pub struct StandInEventLog {
     last_tick: Option<OffsetDateTime>,
     /// Cursors `GET /events` no longer knows (as if past retention): an `after` naming one is unknown.
     forgotten_cursors: std::collections::HashSet<String>,
+    /// Events past retention: neither listed nor known as cursors.
+    expired: std::collections::HashSet<String>,
 }
 
 /// How `GET /events` treats an `after` it does not know: WorkOS does not document it.
@@ -125,6 +127,12 @@ impl StandInEventLog {
         self.forgotten_cursors.extend(self.events.iter().map(|event| event.id.clone()));
     }
 
+    /// Every event so far is past retention: gone from listings, and unknown as a cursor.
+    pub fn expire_all(&mut self) {
+        self.forget_cursors();
+        self.expired.extend(self.events.iter().map(|event| event.id.clone()));
+    }
+
     /// `GET /events`, as WorkOS documents it: `order` defaults to `desc`, `limit` to 10 (at most 100), `after` is an
     /// event id, `range_start`/`range_end` are ISO 8601. With `honour_types` false the type filter is ignored, as
     /// some servers do.
@@ -164,6 +172,7 @@ impl StandInEventLog {
         let mut ordered: Vec<&StandInEvent> = self
             .events
             .iter()
+            .filter(|event| !self.expired.contains(&event.id))
             .filter(|event| !honour_types || query.types.is_empty() || query.types.contains(&event.event_type))
             .filter(|event| query.organization_id.as_deref().is_none_or(|org| event.organization_id() == Some(org)))
             .filter(|event| range_start.is_none_or(|start| event.created_at >= start))
