@@ -22,14 +22,22 @@ use super::AppState;
 use super::error::AppError;
 use super::extractors::CurrentUser;
 
-/// A failed create in `space`, as the user should hear it. PostgreSQL refusing an insert into an organization means
-/// the membership ended between the check above and the insert: 403 `not_a_member`, and nothing was written.
+/// A failed create in `space`, as the user should hear it. The insert policy refusing the row in an organization
+/// means the membership ended between the check above and the insert: 403 `not_a_member`, and nothing was written.
+/// PostgREST answers other 42501 errors with 403 too ("permission denied for table …" or "… for schema …": grants
+/// or ownership gone wrong): those are the deployment's failure, not the user's.
 pub fn create_failed(error: InsforgeError, space: &Space) -> AppError {
     match (error, space.organization_id()) {
-        (InsforgeError::Forbidden { .. }, Some(_)) => AppError::NotAMember,
+        (InsforgeError::Forbidden { message }, Some(_)) if message.contains(ROW_LEVEL_SECURITY_REFUSAL) => {
+            AppError::NotAMember
+        }
         (error, _) => AppError::from(error),
     }
 }
+
+/// PostgreSQL's words when a policy's `WITH CHECK` refuses a row: `new row violates row-level security policy for
+/// table "todos"`.
+const ROW_LEVEL_SECURITY_REFUSAL: &str = "violates row-level security policy";
 
 /// A space as a request names it: `organization_id=org_…`, `personal` (or JSON `null`), or nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,11 +185,17 @@ mod tests {
 
     #[test]
     fn a_refused_insert_into_an_organization_is_a_membership_that_just_ended() {
-        let refused = || InsforgeError::Forbidden { message: "42501: new row violates row-level security".to_owned() };
+        let refused = || InsforgeError::Forbidden {
+            message: "42501: new row violates row-level security policy for table \"todos\"".to_owned(),
+        };
         let organization = Space::of(Some("org_1"));
         assert!(matches!(create_failed(refused(), &organization), AppError::NotAMember));
         // In the personal space the same refusal is a server-side failure (our token or policies are wrong).
         assert!(!matches!(create_failed(refused(), &Space::Personal), AppError::NotAMember));
         assert!(!matches!(create_failed(InsforgeError::Timeout, &organization), AppError::NotAMember));
+        // A privilege missing is the deployment's failure, whatever the space.
+        let no_grant =
+            InsforgeError::Forbidden { message: "42501: permission denied for schema authbridge_rls".to_owned() };
+        assert!(matches!(create_failed(no_grant, &organization), AppError::InsforgeFailed(_)));
     }
 }

@@ -399,3 +399,24 @@ async fn a_member_deprovisioned_by_the_directory_loses_organization_todos_on_the
 
     frank_has_lost_acme(&app, &frank, &todo).await;
 }
+
+/// A membership that ends between the app's check and the insert: PostgreSQL's insert policy refuses the row, and
+/// the user hears `not_a_member` (not an upstream failure), with nothing written.
+#[tokio::test]
+async fn a_membership_ended_during_the_insert_is_refused_by_the_database_as_not_a_member() {
+    let app = cast_app().await;
+    let member = app.signed_in(MEMBER).await;
+    assert_eq!(create(&member, "Before", Some(ACME)).await.status, 201, "a member creates in Acme");
+    let before = app.all_todos().await.len();
+
+    // The insert reaches the database only after the membership is gone.
+    app.insforge.set_latency(std::time::Duration::from_millis(1500));
+    let (created, ()) = tokio::join!(create(&member, "During", Some(ACME)), async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        remove_from_acme(&app, MEMBER).await;
+    });
+    app.insforge.set_latency(std::time::Duration::ZERO);
+    assert_eq!(created.status, 403, "{}", created.body);
+    assert_eq!(created.error_code(), "not_a_member");
+    assert_eq!(app.all_todos().await.len(), before, "nothing was written");
+}
