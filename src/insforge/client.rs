@@ -313,8 +313,21 @@ fn status_error(status: StatusCode, body: &str, token: &str) -> InsforgeError {
                 "no such table or route (have the migrations been applied? is INSFORGE_URL right?): {message}"
             ),
         },
+        // InsForge gives up on PostgREST after 10 s and answers 500 with axios's own words for it
+        // (`{"error":"INTERNAL_ERROR","message":"timeout of 10000ms exceeded"}`): a timeout, as ours would be.
+        500 if is_proxy_timeout(&message) => {
+            tracing::warn!(error = %message, "InsForge timed out waiting for its database API");
+            InsforgeError::Timeout
+        }
         status => InsforgeError::Upstream { status, message },
     }
+}
+
+/// axios's timeout message (`timeout of <n>ms exceeded`), as InsForge's proxy passes it on.
+fn is_proxy_timeout(message: &str) -> bool {
+    message.split_once("timeout of ").is_some_and(|(_, rest)| {
+        rest.strip_suffix("ms exceeded").is_some_and(|ms| !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()))
+    })
 }
 
 /// The `message` of either error shape, prefixed by its code, on one line:
@@ -352,6 +365,23 @@ fn scrub(message: &str, token: &str) -> String {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn insforges_own_timeout_is_a_timeout_and_other_500s_are_not() {
+        const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.e30.sig";
+        let body = r#"{"error":"INTERNAL_ERROR","message":"timeout of 10000ms exceeded","statusCode":500}"#;
+        assert!(matches!(status_error(StatusCode::INTERNAL_SERVER_ERROR, body, TOKEN), InsforgeError::Timeout));
+        for other in [
+            r#"{"error":"INTERNAL_ERROR","message":"connect ECONNREFUSED 127.0.0.1:5430"}"#,
+            r#"{"error":"INTERNAL_ERROR","message":"timeout of ms exceeded"}"#,
+            r#"{"code":"57014","message":"canceling statement due to statement timeout"}"#,
+        ] {
+            let error = status_error(StatusCode::INTERNAL_SERVER_ERROR, other, TOKEN);
+            assert!(matches!(error, InsforgeError::Upstream { status: 500, .. }), "{other}: {error:?}");
+        }
+        let elsewhere = status_error(StatusCode::BAD_GATEWAY, body, TOKEN);
+        assert!(matches!(elsewhere, InsforgeError::Upstream { status: 502, .. }), "only InsForge's own 500");
+    }
 
     async fn live_server() -> (Url, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
         let hits = Arc::new(AtomicUsize::new(0));
