@@ -8,12 +8,12 @@ use sqlx::{Connection, PgConnection};
 
 use super::store::{self, RevokedBy, Source, Version};
 use crate::workos::objects::{
-    DirectoryGroupChange, DirectoryUser, EventEnvelope, Membership, Organization, Session, User,
+    Directory, DirectoryGroupChange, DirectoryUser, EventEnvelope, Membership, Organization, Session, User,
 };
 
 /// The event types authbridge acts on: asked for from the Events API, and the only ones applied from either
 /// channel. Anything else is recorded and ignored.
-pub const HANDLED_EVENT_TYPES: [&str; 15] = [
+pub const HANDLED_EVENT_TYPES: [&str; 16] = [
     "user.created",
     "user.updated",
     "user.deleted",
@@ -29,6 +29,7 @@ pub const HANDLED_EVENT_TYPES: [&str; 15] = [
     "dsync.user.deleted",
     "dsync.group.user_added",
     "dsync.group.user_removed",
+    "dsync.deleted",
 ];
 
 /// What an event changes, parsed from its `data`.
@@ -45,6 +46,8 @@ pub enum Change {
     /// `state` is what matters (anything but `active` deprovisions).
     DirectoryUserUpserted(DirectoryUser),
     DirectoryUserDeleted(DirectoryUser),
+    /// The whole directory connection deleted: its users no longer deny anyone anything.
+    DirectoryDeleted(Directory),
 }
 
 /// An event as authbridge understands it.
@@ -73,6 +76,7 @@ pub fn parse(envelope: &EventEnvelope) -> Parsed {
         "session.revoked" => data(envelope).map(Change::SessionRevoked),
         "dsync.user.created" | "dsync.user.updated" => data(envelope).map(Change::DirectoryUserUpserted),
         "dsync.user.deleted" => data(envelope).map(Change::DirectoryUserDeleted),
+        "dsync.deleted" => data(envelope).map(Change::DirectoryDeleted),
         // Group membership itself changes no organization membership (WorkOS sends role changes as
         // `organization_membership.updated`), but the directory user it carries may have been deactivated.
         "dsync.group.user_added" | "dsync.group.user_removed" => {
@@ -224,6 +228,9 @@ async fn apply_change(
         }
         Change::DirectoryUserDeleted(user) => {
             store::tombstone_directory_user(conn, user, &version(user.updated_at, envelope)).await?;
+        }
+        Change::DirectoryDeleted(directory) => {
+            store::delete_directory(conn, directory, &envelope.id).await?;
         }
     }
     Ok(effects)

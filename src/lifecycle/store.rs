@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
-use crate::workos::objects::{DirectoryUser, Membership, Organization};
+use crate::workos::objects::{Directory, DirectoryUser, Membership, Organization};
 
 /// The version a row was written at: the object's `updated_at`, then the event's `created_at`, then the event id.
 /// Compared in that order, as a PostgreSQL row comparison.
@@ -289,6 +289,8 @@ pub async fn tombstone_membership(
     Ok(())
 }
 
+/// A directory user as the directory says now. Nothing is recorded for a directory deleted since
+/// ([`delete_directory`]): an event about one of its users that arrives late must not bring a deny signal back.
 pub async fn upsert_directory_user(
     conn: &mut PgConnection,
     user: &DirectoryUser,
@@ -297,7 +299,8 @@ pub async fn upsert_directory_user(
     sqlx::query(
         "INSERT INTO authbridge.directory_users AS t \
              (id, directory_id, organization_id, email, state, version_updated_at, version_event_at, version_event_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+         WHERE NOT EXISTS (SELECT 1 FROM authbridge.deleted_directories d WHERE d.id = $2) \
          ON CONFLICT (id) DO UPDATE SET directory_id = EXCLUDED.directory_id, \
              organization_id = EXCLUDED.organization_id, email = EXCLUDED.email, state = EXCLUDED.state, \
              version_updated_at = EXCLUDED.version_updated_at, version_event_at = EXCLUDED.version_event_at, \
@@ -318,7 +321,8 @@ pub async fn upsert_directory_user(
     Ok(())
 }
 
-/// A directory user removed from the directory: a tombstone, which also counts as "not active" for the deny rule.
+/// A directory user removed from the directory: a tombstone, which also counts as "not active" for the deny rule
+/// (none for a deleted directory, as [`upsert_directory_user`]).
 pub async fn tombstone_directory_user(
     conn: &mut PgConnection,
     user: &DirectoryUser,
@@ -328,7 +332,8 @@ pub async fn tombstone_directory_user(
         "INSERT INTO authbridge.directory_users AS t \
              (id, directory_id, organization_id, email, state, deleted_at, \
               version_updated_at, version_event_at, version_event_id) \
-         VALUES ($1, $2, $3, $4, $5, now(), $6, $7, $8) \
+         SELECT $1, $2, $3, $4, $5, now(), $6, $7, $8 \
+         WHERE NOT EXISTS (SELECT 1 FROM authbridge.deleted_directories d WHERE d.id = $2) \
          ON CONFLICT (id) DO UPDATE SET deleted_at = now(), version_updated_at = EXCLUDED.version_updated_at, \
              version_event_at = EXCLUDED.version_event_at, version_event_id = EXCLUDED.version_event_id \
          WHERE t.deleted_at IS NULL",
@@ -343,6 +348,29 @@ pub async fn tombstone_directory_user(
     .bind(&version.event_id)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// A directory deleted at WorkOS: recorded for good, and its users' rows (tombstones included) removed, so that
+/// they deny nobody anything; the organization's memberships alone decide from now on.
+pub async fn delete_directory(
+    conn: &mut PgConnection,
+    directory: &Directory,
+    event_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO authbridge.deleted_directories (id, organization_id, version_event_id) VALUES ($1, $2, $3) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&directory.id)
+    .bind(&directory.organization_id)
+    .bind(event_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM authbridge.directory_users WHERE directory_id = $1")
+        .bind(&directory.id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

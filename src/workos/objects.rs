@@ -144,6 +144,14 @@ pub struct DirectoryUser {
     pub updated_at: OffsetDateTime,
 }
 
+/// A Directory Sync connection, from `dsync.deleted`: only which directory it was matters.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Directory {
+    pub id: String,
+    #[serde(default)]
+    pub organization_id: Option<String>,
+}
+
 /// `dsync.group.user_added` / `dsync.group.user_removed`: the directory user as it is now, and the group.
 #[derive(Debug, Clone, Deserialize)]
 pub struct DirectoryGroupChange {

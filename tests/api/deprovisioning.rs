@@ -191,6 +191,29 @@ async fn a_directory_user_set_inactive_takes_the_membership_away_and_reactivatio
     assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]));
 }
 
+/// A directory connection deleted (`dsync.deleted`) no longer speaks for anyone: a person it had deprovisioned is
+/// back to what their membership says, and a late event about one of its users does not bring the denial back.
+#[tokio::test]
+async fn a_deleted_directory_denies_nobody_anything_any_more() {
+    let app = lifecycle_app().await;
+    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
+    let browser = app.signed_in(BOB).await;
+    delivered(&app, "dsync.user.created").await;
+    app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
+    delivered(&app, "dsync.user.updated").await;
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "denied by the directory");
+
+    app.workos.delete_directory(ACME_ORGANIZATION_ID).expect("the directory deleted");
+    delivered(&app, "dsync.deleted").await;
+    assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID], "the membership decides");
+
+    // The same deprovisioning, delivered again late (a new event id): nothing is recorded for a deleted directory.
+    let mut late = directory_user.to_value();
+    late["state"] = json!("inactive");
+    app.deliver_ok(&event("dsync.user.updated", late, time::OffsetDateTime::now_utc())).await;
+    assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
+}
+
 #[tokio::test]
 async fn a_deleted_user_has_no_access_on_the_next_request_with_a_cookie_or_a_bearer_token() {
     let app = lifecycle_app().await;

@@ -746,6 +746,11 @@ impl WorkosStandIn {
         self.change(|store| store.remove_directory_user(id))
     }
 
+    /// Deletes the organization's directory connection (`dsync.deleted`); returns the directory's id.
+    pub fn delete_directory(&self, organization_id: &str) -> Result<String, StandInRefusal> {
+        self.change(|store| store.delete_directory(organization_id))
+    }
+
     /// Adds the directory user to `group` (`member`) or removes them from it.
     pub fn set_directory_group_member(
         &self,

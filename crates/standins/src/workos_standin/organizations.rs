@@ -420,6 +420,27 @@ impl Store {
         Ok(())
     }
 
+    /// The organization's directory connection deleted by an admin (`dsync.deleted`, the directory in state
+    /// `deleting`): its users go with it. WorkOS documents no per-user events for this, and the organization's
+    /// memberships stay as they are. Returns the directory's id.
+    pub fn delete_directory(&mut self, organization_id: &str) -> Result<String, StandInRefusal> {
+        if !self.is_known_organization(organization_id) {
+            return Err(StandInRefusal::not_found("Organization", organization_id));
+        }
+        let directory_id = format!("directory_{}", slug(organization_id));
+        self.directory_users.retain(|user| user.directory_id != directory_id);
+        let now = self.events.tick();
+        self.events.emit(
+            "dsync.deleted",
+            json!({
+                "object": "directory", "id": directory_id, "organization_id": organization_id,
+                "name": "Directory", "type": "generic scim v2.0", "state": "deleting", "domains": [],
+                "created_at": timestamp(now), "updated_at": timestamp(now),
+            }),
+        );
+        Ok(directory_id)
+    }
+
     /// Adds (`true`) or removes a directory user to or from a group: `dsync.group.user_added` / `user_removed`,
     /// carrying the directory user as it is now.
     pub fn set_directory_group_member(
