@@ -1,5 +1,5 @@
 //! The stand-in's error answers, in the two shapes a real InsForge produces: its own
-//! `{error, message, statusCode, nextActions}` (authentication, table names) and PostgREST's
+//! `{error, message, statusCode, nextActions?}` (authentication, table names, request bodies) and PostgREST's
 //! `{code, details, hint, message}` (everything the database or the query parser refuses), with PostgREST's
 //! SQLSTATE → HTTP status table.
 
@@ -27,6 +27,15 @@ impl RecordsApiError {
         }
     }
 
+    /// InsForge's shape without `nextActions`: an `AppError` thrown without one, whose `undefined` field
+    /// `res.json` leaves out (InsForge v2.3.1 `backend/src/utils/response.ts`, `errorResponse`).
+    pub fn insforge_bare(status: StatusCode, error: &str, message: impl Into<String>) -> Self {
+        RecordsApiError {
+            status,
+            body: json!({ "error": error, "message": message.into(), "statusCode": status.as_u16() }),
+        }
+    }
+
     pub fn postgrest(status: StatusCode, code: &str, message: impl Into<String>, details: Option<String>) -> Self {
         RecordsApiError {
             status,
@@ -43,13 +52,11 @@ impl RecordsApiError {
         )
     }
 
+    /// "Invalid token" and "Invalid token subject": thrown by `TokenManager.verifyToken` without `nextActions`
+    /// (InsForge v2.3.1 `backend/src/infra/security/token.manager.ts`), and passed on as they are by the `auth.ts`
+    /// middleware, which adds its own `nextActions` only to errors that are not `AppError`s.
     pub fn invalid_token(message: &str) -> Self {
-        Self::insforge(
-            StatusCode::UNAUTHORIZED,
-            "AUTH_UNAUTHORIZED",
-            message,
-            "Check the token is valid or login to get a new token.",
-        )
+        Self::insforge_bare(StatusCode::UNAUTHORIZED, "AUTH_UNAUTHORIZED", message)
     }
 
     pub fn invalid_api_key() -> Self {
@@ -63,22 +70,16 @@ impl RecordsApiError {
 
     /// A role InsForge cannot route (docs/insforge.md §2.4): thrown by its proxy service, without `nextActions`.
     pub fn invalid_role() -> Self {
-        RecordsApiError {
-            status: StatusCode::FORBIDDEN,
-            body: json!({ "error": "AUTH_UNAUTHORIZED", "message": "Invalid user role claim", "statusCode": 403 }),
-        }
+        Self::insforge_bare(StatusCode::FORBIDDEN, "AUTH_UNAUTHORIZED", "Invalid user role claim")
     }
 
     /// A table name with a double quote or a control character, which InsForge refuses before asking PostgREST.
     pub fn invalid_table_name() -> Self {
-        RecordsApiError {
-            status: StatusCode::BAD_REQUEST,
-            body: json!({
-                "error": "DATABASE_VALIDATION_ERROR",
-                "message": "Invalid table name: cannot contain quotes or control characters",
-                "statusCode": 400,
-            }),
-        }
+        Self::insforge_bare(
+            StatusCode::BAD_REQUEST,
+            "DATABASE_VALIDATION_ERROR",
+            "Invalid table name: cannot contain quotes or control characters",
+        )
     }
 
     /// A table PostgREST does not know: InsForge passes PostgREST 12's answer through, 404 with an empty object
@@ -194,6 +195,16 @@ mod tests {
             ("XX000", false, 500),
         ] {
             assert_eq!(status_for_sqlstate(code, anon), status, "{code}");
+        }
+    }
+
+    #[test]
+    fn token_errors_carry_no_next_actions() {
+        for error in
+            [RecordsApiError::invalid_token("Invalid token"), RecordsApiError::invalid_token("Invalid token subject")]
+        {
+            assert_eq!(error.status, 401);
+            assert!(error.body.get("nextActions").is_none(), "{}", error.body);
         }
     }
 }

@@ -176,8 +176,12 @@ async fn authentication_follows_insforge_rules() {
         async move { app.raw(Method::GET, "todos", &[], Some(&token), None).await }
     };
 
+    // Thrown by InsForge's `TokenManager.verifyToken`, without `nextActions`.
     let no_sub = get(sign(json!({ "role": "authenticated", "exp": now() + 60 }))).await;
-    assert_eq!((no_sub.status, no_sub.body["message"].clone()), (401, json!("Invalid token subject")));
+    assert_eq!(
+        (no_sub.status, no_sub.body),
+        (401, json!({ "error": "AUTH_UNAUTHORIZED", "message": "Invalid token subject", "statusCode": 401 }))
+    );
 
     let bad_role = get(sign(json!({ "sub": "u", "role": "postgres", "exp": now() + 60 }))).await;
     assert_eq!(
@@ -186,7 +190,10 @@ async fn authentication_follows_insforge_rules() {
     );
 
     let expired = get(sign(json!({ "sub": "u", "role": "authenticated", "exp": now() - 120 }))).await;
-    assert_eq!((expired.status, expired.body["error"].clone()), (401, json!("AUTH_UNAUTHORIZED")));
+    assert_eq!(
+        (expired.status, expired.body),
+        (401, json!({ "error": "AUTH_UNAUTHORIZED", "message": "Invalid token", "statusCode": 401 }))
+    );
 
     let garbage = get("not.a.jwt".to_owned()).await;
     assert_eq!(garbage.status, 401);
@@ -197,6 +204,43 @@ async fn authentication_follows_insforge_rules() {
     // `aud` is not checked, and `role` defaults to authenticated.
     let other_audience = get(sign(json!({ "sub": "u", "aud": "somebody-else", "exp": now() + 60 }))).await;
     assert_eq!((other_audience.status, other_audience.body.clone()), (200, json!([])));
+}
+
+#[tokio::test]
+async fn exp_and_nbf_are_checked_with_no_leeway() {
+    let app = TestInsforge::start().await;
+    let get = |claims: Value| {
+        let app = &app;
+        async move { app.raw(Method::GET, "todos", &[], Some(&sign(claims)), None).await }
+    };
+    let invalid = json!({ "error": "AUTH_UNAUTHORIZED", "message": "Invalid token", "statusCode": 401 });
+
+    // Node's `jsonwebtoken` refuses a token from the second its `exp` names (`now >= exp`); the clock only moves
+    // on between signing and checking.
+    let expiring_now = get(json!({ "sub": "u", "exp": now() })).await;
+    assert_eq!((expiring_now.status, &expiring_now.body), (401, &invalid), "exp == now");
+
+    let not_yet = get(json!({ "sub": "u", "nbf": now() + 60, "exp": now() + 120 })).await;
+    assert_eq!((not_yet.status, &not_yet.body), (401, &invalid), "nbf in the future");
+
+    for claims in [
+        json!({ "sub": "u", "exp": null }),
+        json!({ "sub": "u", "exp": (now() + 60).to_string() }),
+        json!({ "sub": "u", "nbf": null, "exp": now() + 60 }),
+        json!({ "sub": "u", "nbf": "now", "exp": now() + 60 }),
+    ] {
+        let response = get(claims.clone()).await;
+        assert_eq!((response.status, &response.body), (401, &invalid), "{claims}");
+    }
+
+    for claims in [
+        json!({ "sub": "u", "nbf": now(), "exp": now() + 60 }),
+        json!({ "sub": "u", "nbf": now() - 60, "exp": now() + 60 }),
+        json!({ "sub": "u" }),
+    ] {
+        let response = get(claims.clone()).await;
+        assert_eq!((response.status, &response.body), (200, &json!([])), "{claims}");
+    }
 }
 
 #[tokio::test]
