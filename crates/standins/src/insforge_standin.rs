@@ -455,7 +455,23 @@ async fn handle_records(
     let anon = caller.role == "anon";
     let db_error = |e: sqlx::Error| RecordsApiError::database(&e, anon);
 
-    let mut tx = state.pool.begin().await.map_err(db_error)?;
+    // PostgREST runs a read in a READ ONLY transaction and a write in a READ WRITE one, both READ COMMITTED
+    // (PostgREST v12.2.12 `src/PostgREST/Plan.hs`: `SQL.Read` for a read plan, `SQL.Write` for a mutation; hasql
+    // begins with `BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY`). A policy, view or function that writes during
+    // a GET therefore fails with 25006, answered as 405.
+    let begin = match operation {
+        Operation::Read => "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY",
+        _ => "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE",
+    };
+    let mut tx = state.pool.begin_with(begin).await.map_err(db_error)?;
+    // PostgREST's first statement in every request's transaction sets `search_path` to the request's schema
+    // followed by `db-extra-search-path` (default `public`): `"public", "public"` here (PostgREST v12.2.12
+    // `src/PostgREST/Query.hs`, `setPgLocals`), so unqualified names resolve as in production, whatever the
+    // connection's default (`"$user", public`, where `$user` would become the API role).
+    sqlx::query("SELECT set_config('search_path', '\"public\", \"public\"', true)")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
     let table = load_table(&mut tx, table_name).await.map_err(db_error)?.ok_or_else(RecordsApiError::unknown_table)?;
     let params = QueryParams::parse(&table, &pairs, operation)?;
     let statement = match operation {

@@ -244,6 +244,39 @@ async fn exp_and_nbf_are_checked_with_no_leeway() {
 }
 
 #[tokio::test]
+async fn reads_run_read_only_and_every_request_on_public() {
+    let app = TestInsforge::start().await;
+    let mut conn = app.db.connect().await;
+    sqlx::raw_sql(
+        "CREATE TABLE public.reads (search_path text NOT NULL DEFAULT current_setting('search_path'), note text); \
+         CREATE FUNCTION public.note_read() RETURNS text LANGUAGE sql VOLATILE \
+           AS $$ INSERT INTO public.reads (note) VALUES ('read') RETURNING search_path $$; \
+         CREATE VIEW public.noted AS SELECT public.note_read() AS search_path; \
+         CREATE VIEW public.where_am_i AS SELECT current_setting('search_path') AS search_path; \
+         GRANT SELECT, INSERT ON public.reads TO authenticated; \
+         GRANT SELECT ON public.noted, public.where_am_i TO authenticated;",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("a view that writes, and a table that records the search_path");
+    let token = app.token_for(&user_a());
+
+    // A write during a GET: PostgREST's READ ONLY transaction refuses it, 25006 → 405.
+    let noted = app.raw(Method::GET, "noted", &[], Some(&token), None).await;
+    assert_eq!((noted.status, noted.body["code"].clone()), (405, json!("25006")), "{noted:?}");
+    let written: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM public.reads").fetch_one(&mut conn).await.expect("count");
+    assert_eq!(written, 0, "the read wrote nothing");
+
+    // PostgREST's `search_path` for the `public` schema, on reads and on writes.
+    let public = json!("\"public\", \"public\"");
+    let read = app.raw(Method::GET, "where_am_i", &[], Some(&token), None).await;
+    assert_eq!((read.status, read.body[0]["search_path"].clone()), (200, public.clone()), "{read:?}");
+    let wrote = app.raw(Method::POST, "reads", &[], Some(&token), Some(json!({ "note": "posted" }))).await;
+    assert_eq!((wrote.status, wrote.body[0]["search_path"].clone()), (201, public), "{wrote:?}");
+}
+
+#[tokio::test]
 async fn postgres_sees_the_role_and_only_sub_email_role_and_insforges_own_iat_and_exp() {
     let app = TestInsforge::start().await;
     let mut conn = app.db.connect().await;
