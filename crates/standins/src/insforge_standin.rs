@@ -10,6 +10,7 @@
 //! does the rest. If RLS were missing, the stand-in would show every row to everybody, exactly as InsForge would:
 //! that is what makes the tests built on it prove the policies, not the stand-in.
 
+mod body;
 mod errors;
 mod query;
 
@@ -430,6 +431,8 @@ async fn handle_records(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, RecordsApiError> {
+    // Express parses the body before any route runs, so a malformed one is refused even without a token.
+    let body = body::parse(headers, body)?;
     let caller = authenticate(state, headers)?;
     // InsForge's own check (`IDENTIFIER_REGEX`), after authentication and before PostgREST sees the name.
     if table_name.chars().any(|c| c == '"' || c.is_control()) {
@@ -477,11 +480,11 @@ async fn handle_records(
     let statement = match operation {
         Operation::Read => Some(query::select_statement(&table, &params)?),
         Operation::Insert => {
-            let body = InsertBody::parse(&table, body)?;
+            let body = InsertBody::parse(&table, &body)?;
             (!body.is_empty()).then(|| query::insert_statement(&table, &body, &params))
         }
         Operation::Update => {
-            let body = UpdateBody::parse(&table, body)?;
+            let body = UpdateBody::parse(&table, &body)?;
             if body.is_empty() { None } else { Some(query::update_statement(&table, &body, &params)?) }
         }
         Operation::Delete => Some(query::delete_statement(&table, &params)?),

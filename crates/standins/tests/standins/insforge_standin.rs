@@ -124,21 +124,12 @@ async fn malformed_requests_get_postgrest_errors() {
     let unknown_column = app.raw(Method::POST, "todos", &[], Some(&token), Some(json!({ "colour": "red" }))).await;
     assert_eq!((unknown_column.status, unknown_column.body["code"].clone()), (400, json!("PGRST204")));
 
-    let bad_json = app
-        .http
-        .post(app.records_url("todos"))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(bad_json.status(), 400);
-    let body: Value = bad_json.json().await.expect("json error");
-    assert_eq!(body["code"], "PGRST102");
+    let not_objects = app.raw(Method::POST, "todos", &[], Some(&token), Some(json!([1, 2]))).await;
+    assert_eq!(not_objects.status, 400);
     for key in ["code", "details", "hint", "message"] {
-        assert!(body.get(key).is_some(), "PostgREST error shape lacks {key}: {body}");
+        assert!(not_objects.body.get(key).is_some(), "PostgREST error shape lacks {key}: {not_objects:?}");
     }
+    assert_eq!(not_objects.body["code"], "PGRST102");
 
     let wrong_type =
         app.raw(Method::POST, "todos", &[], Some(&token), Some(json!({ "title": "x", "is_complete": "maybe" }))).await;
@@ -274,6 +265,72 @@ async fn reads_run_read_only_and_every_request_on_public() {
     assert_eq!((read.status, read.body[0]["search_path"].clone()), (200, public.clone()), "{read:?}");
     let wrote = app.raw(Method::POST, "reads", &[], Some(&token), Some(json!({ "note": "posted" }))).await;
     assert_eq!((wrote.status, wrote.body[0]["search_path"].clone()), (201, public), "{wrote:?}");
+}
+
+#[tokio::test]
+async fn bodies_are_parsed_only_when_sent_as_application_json() {
+    let app = TestInsforge::start().await;
+    let token = app.token_for(&user_a());
+    let post = |content_type: Option<&'static str>, body: &'static str| {
+        let mut request = app
+            .http
+            .post(app.records_url("todos"))
+            .bearer_auth(&token)
+            .header("Prefer", "return=representation")
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        async move {
+            let response = request.send().await.expect("post");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("a JSON body"))
+        }
+    };
+
+    for json_type in ["application/json; charset=utf-8", "Application/JSON", "application/json;charset=UTF-8"] {
+        let (status, rows) = post(Some(json_type), r#"{"title":"typed"}"#).await;
+        assert_eq!((status, rows[0]["title"].clone()), (201, json!("typed")), "{json_type}");
+    }
+
+    // Any other type, or none: Express leaves the body `{}`, and `{}` is a row of defaults, here without a title.
+    for other in [Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("application/vnd.api+json"), None]
+    {
+        let (status, body) = post(other, r#"{"title":"untyped"}"#).await;
+        assert_eq!((status, body["code"].clone()), (400, json!("23502")), "{other:?}: {body}");
+    }
+    let patch = app
+        .http
+        .patch(app.records_url("todos"))
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .header("Prefer", "return=representation")
+        .body(r#"{"title":"renamed"}"#)
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(patch.status(), 200);
+    let titles: Vec<Value> = app.all_rows().await.iter().map(|r| r["title"].clone()).collect();
+    assert_eq!(titles, vec![json!("typed"); 3], "nothing but the typed bodies was stored, and nothing renamed");
+
+    // JSON that does not parse is refused by Express, in InsForge's shape, before the token is even looked at.
+    for bearer in [Some(token.as_str()), None] {
+        let mut request =
+            app.http.post(app.records_url("todos")).header("content-type", "application/json").body("{not json");
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("post");
+        assert_eq!(response.status(), 400);
+        let body: Value = response.json().await.expect("json error");
+        assert_eq!(body["error"], "INVALID_INPUT", "{body}");
+        assert_eq!(body["nextActions"], "Please ensure your request body contains valid JSON");
+    }
+    let (status, body) = post(Some("application/json"), r#""a string""#).await;
+    assert_eq!((status, body["error"].clone()), (400, json!("INVALID_INPUT")), "strict: objects and arrays only");
+    let (status, body) = post(Some("application/json; charset=latin1"), r#"{"title":"x"}"#).await;
+    assert_eq!((status, body["error"].clone()), (500, json!("INTERNAL_ERROR")), "{body}");
+    assert_eq!(app.all_rows().await.len(), 3);
 }
 
 #[tokio::test]
