@@ -334,6 +334,40 @@ async fn bodies_are_parsed_only_when_sent_as_application_json() {
 }
 
 #[tokio::test]
+async fn database_errors_take_postgrests_statuses() {
+    let app = TestInsforge::start().await;
+    let mut conn = app.db.connect().await;
+    sqlx::raw_sql(
+        r#"CREATE VIEW public.two_rows AS SELECT (SELECT n FROM generate_series(1, 2) AS n) AS n;
+           CREATE FUNCTION public.teapot() RETURNS int LANGUAGE plpgsql AS $$
+             BEGIN RAISE SQLSTATE 'PT418' USING message = 'I am a teapot'; END $$;
+           CREATE VIEW public.teapot AS SELECT public.teapot() AS n;
+           CREATE FUNCTION public.pay() RETURNS int LANGUAGE plpgsql AS $$
+             BEGIN RAISE SQLSTATE 'PGRST' USING
+               message = '{"code":"PAY01","message":"Payment required","details":"Quota exhausted"}',
+               detail = '{"status":402,"headers":{"X-Quota":"0"}}';
+             END $$;
+           CREATE VIEW public.pay AS SELECT public.pay() AS n;
+           GRANT SELECT ON public.two_rows, public.teapot, public.pay TO authenticated;"#,
+    )
+    .execute(&mut conn)
+    .await
+    .expect("views that fail");
+    let token = app.token_for(&user_a());
+
+    let cardinality = app.raw(Method::GET, "two_rows", &[], Some(&token), None).await;
+    assert_eq!((cardinality.status, cardinality.body["code"].clone()), (500, json!("21000")), "{cardinality:?}");
+    let teapot = app.raw(Method::GET, "teapot", &[], Some(&token), None).await;
+    assert_eq!((teapot.status, teapot.body["message"].clone()), (418, json!("I am a teapot")), "{teapot:?}");
+    let pay = app.raw(Method::GET, "pay", &[], Some(&token), None).await;
+    assert_eq!(
+        (pay.status, &pay.body),
+        (402, &json!({ "code": "PAY01", "message": "Payment required", "details": "Quota exhausted", "hint": null }))
+    );
+    assert_eq!(pay.header("x-quota"), None, "InsForge copies no PostgREST header onto an error");
+}
+
+#[tokio::test]
 async fn postgres_sees_the_role_and_only_sub_email_role_and_insforges_own_iat_and_exp() {
     let app = TestInsforge::start().await;
     let mut conn = app.db.connect().await;
