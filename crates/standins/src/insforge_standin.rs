@@ -10,6 +10,7 @@
 //! does the rest. If RLS were missing, the stand-in would show every row to everybody, exactly as InsForge would:
 //! that is what makes the tests built on it prove the policies, not the stand-in.
 
+mod body;
 mod errors;
 mod query;
 
@@ -274,6 +275,39 @@ struct TokenClaims {
     sub: Option<serde_json::Value>,
     email: Option<String>,
     role: Option<String>,
+    /// `Some` whenever the claim is present, even as `null` (which Node's `jsonwebtoken` refuses).
+    #[serde(default, deserialize_with = "present")]
+    exp: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    nbf: Option<serde_json::Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
+}
+
+/// `exp` and `nbf` as Node's `jsonwebtoken` 9 checks them in `jwt.verify` (`verify.js`), with no
+/// `clockTolerance` (InsForge passes none, InsForge v2.3.1 `backend/src/infra/security/token.manager.ts`): each
+/// is optional, but when present it must be a number; the token is refused from the second `exp` names
+/// (`now >= exp`) and before the second `nbf` names (`nbf > now`). `now` is whole seconds, as
+/// `Math.floor(Date.now() / 1000)`.
+fn token_times_are_valid(claims: &TokenClaims, now: u64) -> bool {
+    let now = now as f64;
+    // `None`: absent; `Some(None)`: present but not a number.
+    let number = |claim: &Option<serde_json::Value>| claim.as_ref().map(serde_json::Value::as_f64);
+    let exp_ok = match number(&claims.exp) {
+        None => true,
+        Some(exp) => exp.is_some_and(|exp| now < exp),
+    };
+    let nbf_ok = match number(&claims.nbf) {
+        None => true,
+        Some(nbf) => nbf.is_some_and(|nbf| nbf <= now),
+    };
+    exp_ok && nbf_ok
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs())
 }
 
 /// InsForge's rules: the anon key → anon; an `ik_` key → project_admin if it is the admin key; anything else
@@ -304,10 +338,17 @@ fn authenticate(state: &InsforgeStandInState, headers: &HeaderMap) -> Result<Cal
     let mut validation = Validation::new(Algorithm::HS256);
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
+    // The Rust crate accepts a token during the second its `exp` names and ignores `nbf` by default; both are
+    // checked below as InsForge's Node `jsonwebtoken` checks them.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
     validation.leeway = 0;
     let claims = jsonwebtoken::decode::<TokenClaims>(token, &state.jwt_key, &validation)
         .map_err(|_| RecordsApiError::invalid_token("Invalid token"))?
         .claims;
+    if !token_times_are_valid(&claims, unix_now()) {
+        return Err(RecordsApiError::invalid_token("Invalid token"));
+    }
     let sub = match claims.sub {
         Some(serde_json::Value::String(sub)) if !sub.is_empty() => sub,
         _ => return Err(RecordsApiError::invalid_token("Invalid token subject")),
@@ -321,7 +362,7 @@ fn authenticate(state: &InsforgeStandInState, headers: &HeaderMap) -> Result<Cal
     }
     // A user's request reaches PostgREST under a token InsForge signs itself, valid five minutes: PostgreSQL sees
     // its `sub`, `email` and `role`, and the `iat` and `exp` it was signed with.
-    let iat = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    let iat = unix_now();
     let mut jwt_claims = serde_json::Map::new();
     jwt_claims.insert("sub".to_owned(), sub.into());
     if let Some(email) = claims.email {
@@ -390,6 +431,8 @@ async fn handle_records(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, RecordsApiError> {
+    // Express parses the body before any route runs, so a malformed one is refused even without a token.
+    let body = body::parse(headers, body)?;
     let caller = authenticate(state, headers)?;
     // InsForge's own check (`IDENTIFIER_REGEX`), after authentication and before PostgREST sees the name.
     if table_name.chars().any(|c| c == '"' || c.is_control()) {
@@ -415,17 +458,33 @@ async fn handle_records(
     let anon = caller.role == "anon";
     let db_error = |e: sqlx::Error| RecordsApiError::database(&e, anon);
 
-    let mut tx = state.pool.begin().await.map_err(db_error)?;
+    // PostgREST runs a read in a READ ONLY transaction and a write in a READ WRITE one, both READ COMMITTED
+    // (PostgREST v12.2.12 `src/PostgREST/Plan.hs`: `SQL.Read` for a read plan, `SQL.Write` for a mutation; hasql
+    // begins with `BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY`). A policy, view or function that writes during
+    // a GET therefore fails with 25006, answered as 405.
+    let begin = match operation {
+        Operation::Read => "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY",
+        _ => "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE",
+    };
+    let mut tx = state.pool.begin_with(begin).await.map_err(db_error)?;
+    // PostgREST's first statement in every request's transaction sets `search_path` to the request's schema
+    // followed by `db-extra-search-path` (default `public`): `"public", "public"` here (PostgREST v12.2.12
+    // `src/PostgREST/Query.hs`, `setPgLocals`), so unqualified names resolve as in production, whatever the
+    // connection's default (`"$user", public`, where `$user` would become the API role).
+    sqlx::query("SELECT set_config('search_path', '\"public\", \"public\"', true)")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
     let table = load_table(&mut tx, table_name).await.map_err(db_error)?.ok_or_else(RecordsApiError::unknown_table)?;
     let params = QueryParams::parse(&table, &pairs, operation)?;
     let statement = match operation {
         Operation::Read => Some(query::select_statement(&table, &params)?),
         Operation::Insert => {
-            let body = InsertBody::parse(&table, body)?;
+            let body = InsertBody::parse(&table, &body)?;
             (!body.is_empty()).then(|| query::insert_statement(&table, &body, &params))
         }
         Operation::Update => {
-            let body = UpdateBody::parse(&table, body)?;
+            let body = UpdateBody::parse(&table, &body)?;
             if body.is_empty() { None } else { Some(query::update_statement(&table, &body, &params)?) }
         }
         Operation::Delete => Some(query::delete_statement(&table, &params)?),
@@ -514,4 +573,37 @@ fn respond(operation: Operation, preference: Return, rows: &[String], offset: Op
         response.headers_mut().insert("preference-applied", HeaderValue::from_static("return=representation"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(value: serde_json::Value) -> TokenClaims {
+        serde_json::from_value(value).expect("claims")
+    }
+
+    #[test]
+    fn exp_and_nbf_are_checked_as_node_jsonwebtoken_checks_them() {
+        let now = 1_800_000_000;
+        for (token, valid) in [
+            (serde_json::json!({}), true),
+            (serde_json::json!({ "exp": now + 1 }), true),
+            // No leeway: refused from the very second `exp` names.
+            (serde_json::json!({ "exp": now }), false),
+            (serde_json::json!({ "exp": now - 1 }), false),
+            (serde_json::json!({ "exp": now as f64 + 0.5 }), true),
+            (serde_json::json!({ "nbf": now }), true),
+            (serde_json::json!({ "nbf": now - 1, "exp": now + 1 }), true),
+            (serde_json::json!({ "nbf": now + 1 }), false),
+            (serde_json::json!({ "nbf": now as f64 + 0.5 }), false),
+            // Present, but not numbers.
+            (serde_json::json!({ "exp": null }), false),
+            (serde_json::json!({ "exp": (now + 60).to_string() }), false),
+            (serde_json::json!({ "nbf": null }), false),
+            (serde_json::json!({ "nbf": "yesterday" }), false),
+        ] {
+            assert_eq!(token_times_are_valid(&claims(token.clone()), now), valid, "{token}");
+        }
+    }
 }

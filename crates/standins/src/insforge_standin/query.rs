@@ -258,12 +258,11 @@ pub(super) struct InsertBody {
 }
 
 impl InsertBody {
-    pub fn parse(table: &Table, body: &[u8]) -> Result<Self, RecordsApiError> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|_| RecordsApiError::invalid_body("Empty or invalid json"))?;
-        let rows = match value {
-            Value::Array(rows) => rows,
-            object @ Value::Object(_) => vec![object],
+    /// `body` is what Express parsed (see `body`): always an object or an array.
+    pub fn parse(table: &Table, body: &Value) -> Result<Self, RecordsApiError> {
+        let rows = match body {
+            Value::Array(rows) => rows.clone(),
+            object @ Value::Object(_) => vec![object.clone()],
             _ => return Err(RecordsApiError::invalid_body("A JSON object or an array of objects is required")),
         };
         let mut columns: Option<Vec<String>> = None;
@@ -303,10 +302,8 @@ pub(super) struct UpdateBody {
 }
 
 impl UpdateBody {
-    pub fn parse(table: &Table, body: &[u8]) -> Result<Self, RecordsApiError> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|_| RecordsApiError::invalid_body("Empty or invalid json"))?;
-        let Value::Object(object) = &value else {
+    pub fn parse(table: &Table, body: &Value) -> Result<Self, RecordsApiError> {
+        let Value::Object(object) = body else {
             return Err(RecordsApiError::invalid_body("A JSON object is required to update rows"));
         };
         let columns: Vec<String> = object.keys().cloned().collect();
@@ -315,7 +312,7 @@ impl UpdateBody {
                 return Err(RecordsApiError::column_not_in_payload(&table.name, column));
             }
         }
-        Ok(UpdateBody { columns, row: value })
+        Ok(UpdateBody { columns, row: body.clone() })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -447,6 +444,7 @@ pub(super) fn delete_statement(table: &Table, params: &QueryParams) -> Result<St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn todos() -> Table {
         Table {
@@ -516,14 +514,17 @@ mod tests {
     #[test]
     fn insert_bodies_must_have_known_and_matching_keys() {
         let table = todos();
-        assert!(InsertBody::parse(&table, br#"{"title":"x"}"#).is_ok());
-        assert!(InsertBody::parse(&table, br#"[{"title":"x"},{"title":"y"}]"#).is_ok());
+        assert!(InsertBody::parse(&table, &json!({ "title": "x" })).is_ok());
+        assert!(InsertBody::parse(&table, &json!([{ "title": "x" }, { "title": "y" }])).is_ok());
         assert_eq!(
-            InsertBody::parse(&table, br#"[{"title":"x"},{"is_complete":true}]"#).expect_err("keys").status.as_u16(),
+            InsertBody::parse(&table, &json!([{ "title": "x" }, { "is_complete": true }]))
+                .expect_err("keys")
+                .status
+                .as_u16(),
             400
         );
-        let unknown = InsertBody::parse(&table, br#"{"titel":"x"}"#).expect_err("unknown column");
+        let unknown = InsertBody::parse(&table, &json!({ "titel": "x" })).expect_err("unknown column");
         assert_eq!(unknown.body["code"], "PGRST204");
-        assert_eq!(InsertBody::parse(&table, b"not json").expect_err("json").body["code"], "PGRST102");
+        assert_eq!(InsertBody::parse(&table, &json!([1, 2])).expect_err("not objects").body["code"], "PGRST102");
     }
 }

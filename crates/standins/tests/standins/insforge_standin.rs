@@ -124,21 +124,12 @@ async fn malformed_requests_get_postgrest_errors() {
     let unknown_column = app.raw(Method::POST, "todos", &[], Some(&token), Some(json!({ "colour": "red" }))).await;
     assert_eq!((unknown_column.status, unknown_column.body["code"].clone()), (400, json!("PGRST204")));
 
-    let bad_json = app
-        .http
-        .post(app.records_url("todos"))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(bad_json.status(), 400);
-    let body: Value = bad_json.json().await.expect("json error");
-    assert_eq!(body["code"], "PGRST102");
+    let not_objects = app.raw(Method::POST, "todos", &[], Some(&token), Some(json!([1, 2]))).await;
+    assert_eq!(not_objects.status, 400);
     for key in ["code", "details", "hint", "message"] {
-        assert!(body.get(key).is_some(), "PostgREST error shape lacks {key}: {body}");
+        assert!(not_objects.body.get(key).is_some(), "PostgREST error shape lacks {key}: {not_objects:?}");
     }
+    assert_eq!(not_objects.body["code"], "PGRST102");
 
     let wrong_type =
         app.raw(Method::POST, "todos", &[], Some(&token), Some(json!({ "title": "x", "is_complete": "maybe" }))).await;
@@ -176,8 +167,12 @@ async fn authentication_follows_insforge_rules() {
         async move { app.raw(Method::GET, "todos", &[], Some(&token), None).await }
     };
 
+    // Thrown by InsForge's `TokenManager.verifyToken`, without `nextActions`.
     let no_sub = get(sign(json!({ "role": "authenticated", "exp": now() + 60 }))).await;
-    assert_eq!((no_sub.status, no_sub.body["message"].clone()), (401, json!("Invalid token subject")));
+    assert_eq!(
+        (no_sub.status, no_sub.body),
+        (401, json!({ "error": "AUTH_UNAUTHORIZED", "message": "Invalid token subject", "statusCode": 401 }))
+    );
 
     let bad_role = get(sign(json!({ "sub": "u", "role": "postgres", "exp": now() + 60 }))).await;
     assert_eq!(
@@ -186,7 +181,10 @@ async fn authentication_follows_insforge_rules() {
     );
 
     let expired = get(sign(json!({ "sub": "u", "role": "authenticated", "exp": now() - 120 }))).await;
-    assert_eq!((expired.status, expired.body["error"].clone()), (401, json!("AUTH_UNAUTHORIZED")));
+    assert_eq!(
+        (expired.status, expired.body),
+        (401, json!({ "error": "AUTH_UNAUTHORIZED", "message": "Invalid token", "statusCode": 401 }))
+    );
 
     let garbage = get("not.a.jwt".to_owned()).await;
     assert_eq!(garbage.status, 401);
@@ -197,6 +195,176 @@ async fn authentication_follows_insforge_rules() {
     // `aud` is not checked, and `role` defaults to authenticated.
     let other_audience = get(sign(json!({ "sub": "u", "aud": "somebody-else", "exp": now() + 60 }))).await;
     assert_eq!((other_audience.status, other_audience.body.clone()), (200, json!([])));
+}
+
+#[tokio::test]
+async fn exp_and_nbf_are_checked_with_no_leeway() {
+    let app = TestInsforge::start().await;
+    let get = |claims: Value| {
+        let app = &app;
+        async move { app.raw(Method::GET, "todos", &[], Some(&sign(claims)), None).await }
+    };
+    let invalid = json!({ "error": "AUTH_UNAUTHORIZED", "message": "Invalid token", "statusCode": 401 });
+
+    // Node's `jsonwebtoken` refuses a token from the second its `exp` names (`now >= exp`); the clock only moves
+    // on between signing and checking.
+    let expiring_now = get(json!({ "sub": "u", "exp": now() })).await;
+    assert_eq!((expiring_now.status, &expiring_now.body), (401, &invalid), "exp == now");
+
+    let not_yet = get(json!({ "sub": "u", "nbf": now() + 60, "exp": now() + 120 })).await;
+    assert_eq!((not_yet.status, &not_yet.body), (401, &invalid), "nbf in the future");
+
+    for claims in [
+        json!({ "sub": "u", "exp": null }),
+        json!({ "sub": "u", "exp": (now() + 60).to_string() }),
+        json!({ "sub": "u", "nbf": null, "exp": now() + 60 }),
+        json!({ "sub": "u", "nbf": "now", "exp": now() + 60 }),
+    ] {
+        let response = get(claims.clone()).await;
+        assert_eq!((response.status, &response.body), (401, &invalid), "{claims}");
+    }
+
+    for claims in [
+        json!({ "sub": "u", "nbf": now(), "exp": now() + 60 }),
+        json!({ "sub": "u", "nbf": now() - 60, "exp": now() + 60 }),
+        json!({ "sub": "u" }),
+    ] {
+        let response = get(claims.clone()).await;
+        assert_eq!((response.status, &response.body), (200, &json!([])), "{claims}");
+    }
+}
+
+#[tokio::test]
+async fn reads_run_read_only_and_every_request_on_public() {
+    let app = TestInsforge::start().await;
+    let mut conn = app.db.connect().await;
+    sqlx::raw_sql(
+        "CREATE TABLE public.reads (search_path text NOT NULL DEFAULT current_setting('search_path'), note text); \
+         CREATE FUNCTION public.note_read() RETURNS text LANGUAGE sql VOLATILE \
+           AS $$ INSERT INTO public.reads (note) VALUES ('read') RETURNING search_path $$; \
+         CREATE VIEW public.noted AS SELECT public.note_read() AS search_path; \
+         CREATE VIEW public.where_am_i AS SELECT current_setting('search_path') AS search_path; \
+         GRANT SELECT, INSERT ON public.reads TO authenticated; \
+         GRANT SELECT ON public.noted, public.where_am_i TO authenticated;",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("a view that writes, and a table that records the search_path");
+    let token = app.token_for(&user_a());
+
+    // A write during a GET: PostgREST's READ ONLY transaction refuses it, 25006 → 405.
+    let noted = app.raw(Method::GET, "noted", &[], Some(&token), None).await;
+    assert_eq!((noted.status, noted.body["code"].clone()), (405, json!("25006")), "{noted:?}");
+    let written: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM public.reads").fetch_one(&mut conn).await.expect("count");
+    assert_eq!(written, 0, "the read wrote nothing");
+
+    // PostgREST's `search_path` for the `public` schema, on reads and on writes.
+    let public = json!("\"public\", \"public\"");
+    let read = app.raw(Method::GET, "where_am_i", &[], Some(&token), None).await;
+    assert_eq!((read.status, read.body[0]["search_path"].clone()), (200, public.clone()), "{read:?}");
+    let wrote = app.raw(Method::POST, "reads", &[], Some(&token), Some(json!({ "note": "posted" }))).await;
+    assert_eq!((wrote.status, wrote.body[0]["search_path"].clone()), (201, public), "{wrote:?}");
+}
+
+#[tokio::test]
+async fn bodies_are_parsed_only_when_sent_as_application_json() {
+    let app = TestInsforge::start().await;
+    let token = app.token_for(&user_a());
+    let post = |content_type: Option<&'static str>, body: &'static str| {
+        let mut request = app
+            .http
+            .post(app.records_url("todos"))
+            .bearer_auth(&token)
+            .header("Prefer", "return=representation")
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        async move {
+            let response = request.send().await.expect("post");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("a JSON body"))
+        }
+    };
+
+    for json_type in ["application/json; charset=utf-8", "Application/JSON", "application/json;charset=UTF-8"] {
+        let (status, rows) = post(Some(json_type), r#"{"title":"typed"}"#).await;
+        assert_eq!((status, rows[0]["title"].clone()), (201, json!("typed")), "{json_type}");
+    }
+
+    // Any other type, or none: Express leaves the body `{}`, and `{}` is a row of defaults, here without a title.
+    for other in [Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("application/vnd.api+json"), None]
+    {
+        let (status, body) = post(other, r#"{"title":"untyped"}"#).await;
+        assert_eq!((status, body["code"].clone()), (400, json!("23502")), "{other:?}: {body}");
+    }
+    let patch = app
+        .http
+        .patch(app.records_url("todos"))
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .header("Prefer", "return=representation")
+        .body(r#"{"title":"renamed"}"#)
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(patch.status(), 200);
+    let titles: Vec<Value> = app.all_rows().await.iter().map(|r| r["title"].clone()).collect();
+    assert_eq!(titles, vec![json!("typed"); 3], "nothing but the typed bodies was stored, and nothing renamed");
+
+    // JSON that does not parse is refused by Express, in InsForge's shape, before the token is even looked at.
+    for bearer in [Some(token.as_str()), None] {
+        let mut request =
+            app.http.post(app.records_url("todos")).header("content-type", "application/json").body("{not json");
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("post");
+        assert_eq!(response.status(), 400);
+        let body: Value = response.json().await.expect("json error");
+        assert_eq!(body["error"], "INVALID_INPUT", "{body}");
+        assert_eq!(body["nextActions"], "Please ensure your request body contains valid JSON");
+    }
+    let (status, body) = post(Some("application/json"), r#""a string""#).await;
+    assert_eq!((status, body["error"].clone()), (400, json!("INVALID_INPUT")), "strict: objects and arrays only");
+    let (status, body) = post(Some("application/json; charset=latin1"), r#"{"title":"x"}"#).await;
+    assert_eq!((status, body["error"].clone()), (500, json!("INTERNAL_ERROR")), "{body}");
+    assert_eq!(app.all_rows().await.len(), 3);
+}
+
+#[tokio::test]
+async fn database_errors_take_postgrests_statuses() {
+    let app = TestInsforge::start().await;
+    let mut conn = app.db.connect().await;
+    sqlx::raw_sql(
+        r#"CREATE VIEW public.two_rows AS SELECT (SELECT n FROM generate_series(1, 2) AS n) AS n;
+           CREATE FUNCTION public.teapot() RETURNS int LANGUAGE plpgsql AS $$
+             BEGIN RAISE SQLSTATE 'PT418' USING message = 'I am a teapot'; END $$;
+           CREATE VIEW public.teapot AS SELECT public.teapot() AS n;
+           CREATE FUNCTION public.pay() RETURNS int LANGUAGE plpgsql AS $$
+             BEGIN RAISE SQLSTATE 'PGRST' USING
+               message = '{"code":"PAY01","message":"Payment required","details":"Quota exhausted"}',
+               detail = '{"status":402,"headers":{"X-Quota":"0"}}';
+             END $$;
+           CREATE VIEW public.pay AS SELECT public.pay() AS n;
+           GRANT SELECT ON public.two_rows, public.teapot, public.pay TO authenticated;"#,
+    )
+    .execute(&mut conn)
+    .await
+    .expect("views that fail");
+    let token = app.token_for(&user_a());
+
+    let cardinality = app.raw(Method::GET, "two_rows", &[], Some(&token), None).await;
+    assert_eq!((cardinality.status, cardinality.body["code"].clone()), (500, json!("21000")), "{cardinality:?}");
+    let teapot = app.raw(Method::GET, "teapot", &[], Some(&token), None).await;
+    assert_eq!((teapot.status, teapot.body["message"].clone()), (418, json!("I am a teapot")), "{teapot:?}");
+    let pay = app.raw(Method::GET, "pay", &[], Some(&token), None).await;
+    assert_eq!(
+        (pay.status, &pay.body),
+        (402, &json!({ "code": "PAY01", "message": "Payment required", "details": "Quota exhausted", "hint": null }))
+    );
+    assert_eq!(pay.header("x-quota"), None, "InsForge copies no PostgREST header onto an error");
 }
 
 #[tokio::test]
