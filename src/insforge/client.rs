@@ -6,7 +6,8 @@
 //!
 //! Retry rule: a read (GET) is tried a second time when the first attempt could not connect at all (nothing
 //! reached InsForge, so nothing can have happened twice). Writes are never retried: a write whose answer was
-//! lost may have been applied, and repeating it could create a second todo.
+//! lost may have been applied, and repeating it could create a second todo. (InsForge itself may still send one
+//! twice; a create carries the id chosen here, so its repeat meets its own row: see [`InsforgeClient::create_todo`].)
 
 use std::future::Future;
 use std::sync::Arc;
@@ -98,6 +99,8 @@ enum Kind {
 
 #[derive(Serialize)]
 struct NewTodo<'a> {
+    /// Chosen by authbridge, so that the same insert sent twice cannot make two todos.
+    id: Uuid,
     title: &'a str,
     /// `null` for a personal todo; RLS accepts an organization only from its active members.
     organization_id: Option<&'a str>,
@@ -143,13 +146,31 @@ impl InsforgeClient {
         first_row(response, &token).await
     }
 
+    /// The todo's id is chosen here, so that the insert is the same every time it is sent: InsForge's proxy sends a
+    /// request again when a kept-alive connection to PostgREST was reset, and a create repeated after the first
+    /// went through then meets its own row (409, unique violation) instead of making a second todo. That 409 is
+    /// answered with the row the first attempt made.
     pub async fn create_todo(&self, user: &UserIdentity, title: &Title, space: &Space) -> Result<Todo, InsforgeError> {
         let token = self.token(user)?;
+        let id = Uuid::new_v4();
         // `user_id` is not sent: the column defaults to requesting_user_id(), the `sub` of this very token.
-        let body = [NewTodo { title: title.as_str(), organization_id: space.organization_id() }];
-        let response = self
+        let body = [NewTodo { id, title: title.as_str(), organization_id: space.organization_id() }];
+        let sent = self
             .send(Kind::Write, &token, || self.request(Method::POST, &token).query(&[("select", "*")]).json(&body))
-            .await?;
+            .await;
+        let response = match sent {
+            Err(conflict @ InsforgeError::Upstream { status: 409, .. }) => {
+                // Ours if this user can read it under RLS; anything else (a UUID collision) stays the conflict.
+                return match self.get_todo(user, id).await {
+                    Ok(todo) => {
+                        tracing::info!(todo_id = %id, "InsForge sent the create twice; the todo the first made is kept");
+                        Ok(todo)
+                    }
+                    Err(_) => Err(conflict),
+                };
+            }
+            other => other?,
+        };
         match first_row(response, &token).await {
             Err(InsforgeError::NotFound) => Err(InsforgeError::Upstream {
                 status: StatusCode::CREATED.as_u16(),

@@ -319,3 +319,25 @@ async fn insforge_failures_become_502_and_504_and_nothing_is_written_twice() {
     let refused = Caller::bearer(&down, ALICE).call(Method::GET, "/api/todos", None).await;
     assert_eq!((refused.status, refused.error_code()), (502, "upstream_failed".to_owned()));
 }
+
+/// InsForge's proxy sends a request again when its kept-alive connection to PostgREST was reset, so a create that
+/// went through the first time arrives twice: one todo, and the caller hears it created.
+#[tokio::test]
+async fn a_create_insforge_sends_twice_makes_one_todo() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+    app.insforge.send_next_write_twice();
+    let created = browser.api(Method::POST, "/api/todos", Some(json!({ "title": "Only once" }))).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(app.insforge.records_requests_handled_twice(), 1, "the stand-in did send it twice");
+    let id = created.json()["id"].clone();
+    let listed = browser.api(Method::GET, "/api/todos", None).await.json();
+    let ids: Vec<&Value> = listed["todos"]
+        .as_array()
+        .expect("todos")
+        .iter()
+        .filter(|t| t["title"] == "Only once")
+        .map(|t| &t["id"])
+        .collect();
+    assert_eq!(ids, [&id], "one todo, the one the caller was given");
+}

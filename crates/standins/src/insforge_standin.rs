@@ -112,6 +112,9 @@ struct InsforgeFaultControls {
     latency: Mutex<Duration>,
     recurring: Mutex<RecurringFaults>,
     records_requests: AtomicUsize,
+    /// The next write (POST, PATCH, DELETE) is handled twice and answered with the second outcome.
+    send_next_write_twice: std::sync::atomic::AtomicBool,
+    handled_twice: AtomicUsize,
 }
 
 /// Faults that recur for as long as they are set, for soak tests: a fixed share of records requests fails or
@@ -217,6 +220,17 @@ impl InsforgeStandIn {
     /// Sleeps this long before handling each request (to make clients time out). `Duration::ZERO` turns it off.
     pub fn set_latency(&self, latency: Duration) {
         *lock(&self.state.controls.latency) = latency;
+    }
+
+    /// Handles the next write twice and answers with the second outcome, as InsForge does when its connection to
+    /// PostgREST was reset after the first attempt went through.
+    pub fn send_next_write_twice(&self) {
+        self.state.controls.send_next_write_twice.store(true, Ordering::SeqCst);
+    }
+
+    /// How many writes were handled twice ([`Self::send_next_write_twice`]).
+    pub fn records_requests_handled_twice(&self) -> usize {
+        self.state.controls.handled_twice.load(Ordering::SeqCst)
     }
 
     /// How many requests reached the records API so far (including refused and failed ones).
@@ -417,7 +431,17 @@ async fn records(
             return RecordsApiError::injected(status).into_response();
         }
     }
-    match handle_records(&state, &table, &method, raw_query.as_deref(), &headers, &body).await {
+    let handled = handle_records(&state, &table, &method, raw_query.as_deref(), &headers, &body).await;
+    let handled = if method != Method::GET && state.controls.send_next_write_twice.swap(false, Ordering::SeqCst) {
+        // InsForge's proxy (`postgrest-proxy.service.ts`) sends a request again, whatever its method, when the
+        // kept-alive connection to PostgREST was reset: the first attempt may have been applied, and the caller
+        // only ever hears the second.
+        state.controls.handled_twice.fetch_add(1, Ordering::SeqCst);
+        handle_records(&state, &table, &method, raw_query.as_deref(), &headers, &body).await
+    } else {
+        handled
+    };
+    match handled {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
