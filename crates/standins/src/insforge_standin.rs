@@ -4,10 +4,10 @@
 //! DELETE with PostgREST filters, `select`, `order`, `limit`, `offset`, `Prefer: return=representation`),
 //! `/api/health`, InsForge's authentication rules, and both error shapes with their statuses.
 //!
-//! Like InsForge, it never decides who may see a row. Each request runs in one transaction as the token's role
-//! (`SET LOCAL ROLE`) with `request.jwt.claims` set as InsForge sets them (`{sub, email, role, iat, exp}` for a
-//! user, `{role}` alone for the anon and admin keys), and PostgreSQL's row-level security
-//! does the rest. If RLS were missing, the stand-in would show every row to everybody, exactly as InsForge would:
+//! Like InsForge, it never decides who may see a row. Each request runs in one transaction as PostgREST runs it
+//! (READ ONLY for a read, `search_path` set to `public`) as the token's role (`SET LOCAL ROLE`) with
+//! `request.jwt.claims` set as InsForge sets them (`{sub, email, role, iat, exp}` for a user, `{role}` alone for
+//! the anon and admin keys), and PostgreSQL's row-level security does the rest. If RLS were missing, the stand-in would show every row to everybody, exactly as InsForge would:
 //! that is what makes the tests built on it prove the policies, not the stand-in.
 
 mod body;
