@@ -9,4 +9,14 @@ CREATE TABLE authbridge.deleted_directories (
     version_event_id text NOT NULL
 );
 
+-- Nothing for the API roles, said explicitly (default privileges may hand them some).
 REVOKE ALL ON TABLE authbridge.deleted_directories FROM PUBLIC;
+DO $$
+DECLARE
+    api_role text;
+BEGIN
+    FOREACH api_role IN ARRAY ARRAY['anon', 'authenticated', 'project_admin'] LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON TABLE authbridge.deleted_directories FROM %I', api_role);
+    END LOOP;
+END
+$$;

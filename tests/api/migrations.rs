@@ -46,7 +46,7 @@ async fn only_authenticated_and_the_admin_role_hold_privileges_on_todos() {
     let db = TestDb::new().await;
     let mut conn = db.connect().await;
     for (role, expected) in [("anon", false), ("authenticated", true), ("project_admin", true)] {
-        for privilege in ["SELECT", "INSERT", "DELETE"] {
+        for privilege in ["SELECT", "DELETE"] {
             let has: bool = sqlx::query_scalar("SELECT has_table_privilege($1, 'public.todos', $2)")
                 .bind(role)
                 .bind(privilege)
@@ -74,6 +74,27 @@ async fn only_authenticated_and_the_admin_role_hold_privileges_on_todos() {
             .await
             .expect("privilege check");
         assert_eq!(has, expected, "{role} UPDATE ({column})");
+    }
+    // Inserts: the admin role anything; end users the id, title, completion and space only (never the author or
+    // the times, 0013); anon nothing.
+    for (role, column, expected) in [
+        ("project_admin", "created_at", true),
+        ("authenticated", "id", true),
+        ("authenticated", "title", true),
+        ("authenticated", "is_complete", true),
+        ("authenticated", "organization_id", true),
+        ("authenticated", "user_id", false),
+        ("authenticated", "created_at", false),
+        ("authenticated", "updated_at", false),
+        ("anon", "title", false),
+    ] {
+        let has: bool = sqlx::query_scalar("SELECT has_column_privilege($1, 'public.todos', $2, 'INSERT')")
+            .bind(role)
+            .bind(column)
+            .fetch_one(&mut conn)
+            .await
+            .expect("privilege check");
+        assert_eq!(has, expected, "{role} INSERT ({column})");
     }
     // Nothing granted to PUBLIC either (which every role would inherit).
     let acl: Vec<String> =
@@ -283,6 +304,7 @@ async fn the_lifecycle_tables_are_private_and_the_deny_check_is_a_pinned_securit
     for table in [
         "applied_events",
         "audit_log_outbox",
+        "deleted_directories",
         "directory_users",
         "events_cursor",
         "impersonation_audit",
@@ -364,7 +386,11 @@ async fn the_lifecycle_tables_are_private_and_the_deny_check_is_a_pinned_securit
     .fetch_one(&mut conn)
     .await
     .expect("the helpers' schema");
-    assert_eq!((functions, relations), (4, 0), "the three helpers and their own copy of requesting_user_id()");
+    assert_eq!(
+        (functions, relations),
+        (5, 0),
+        "the three helpers, their own copy of requesting_user_id() and the todos' column guard (0013)"
+    );
     // No role but their owner looks into it: the policies hold the functions themselves, and a definer function
     // looks names up as its owner. Nor does any of them call into `public`, which InsForge hands to project_admin.
     for (role, expected) in [("authenticated", false), ("anon", false), ("project_admin", false)] {
@@ -596,4 +622,54 @@ async fn a_migration_run_tells_postgrest_to_reload_its_schema() {
         .expect("a notification on the pgrst channel")
         .expect("the listening connection stays up");
     assert_eq!(notification.payload(), "reload schema");
+}
+
+/// Even if the grants are widened (InsForge has granted whole tables to its roles before), an end user cannot set
+/// a todo's times on insert, nor change its id, author, space or creation time on update: the trigger of 0013.
+#[tokio::test]
+async fn users_cannot_forge_a_todos_author_space_or_times_whatever_the_grants() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    sqlx::query("GRANT INSERT, UPDATE ON TABLE public.todos TO authenticated").execute(&mut conn).await.expect("widen");
+    let mut tx = conn.begin().await.expect("transaction");
+    sqlx::query("SET LOCAL ROLE authenticated").execute(&mut *tx).await.expect("role");
+    sqlx::query(
+        "SELECT set_config('request.jwt.claims', '{\"sub\":\"user_forger\",\"role\":\"authenticated\"}', true)",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect("claims");
+    let (id, far_future): (uuid::Uuid, bool) = sqlx::query_as(
+        "INSERT INTO public.todos (title, created_at, updated_at) \
+         VALUES ('pinned', '9999-12-31T00:00:00Z', '2000-01-01T00:00:00Z') \
+         RETURNING id, created_at > now() + interval '1 day' OR updated_at < now() - interval '1 day'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .expect("the insert itself is allowed");
+    assert!(!far_future, "the times are the database's");
+    for change in [
+        "SET user_id = 'user_someone_else'",
+        "SET organization_id = 'org_other'",
+        "SET created_at = now() + interval '10 years'",
+        "SET id = gen_random_uuid()",
+    ] {
+        sqlx::query("SAVEPOINT attempt").execute(&mut *tx).await.expect("savepoint");
+        // The statements are this test's own constants.
+        let refused = sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE public.todos {change} WHERE id = $1")))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .expect_err(change);
+        let code = refused.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("42501"), "{change}: {refused}");
+        sqlx::query("ROLLBACK TO SAVEPOINT attempt").execute(&mut *tx).await.expect("rollback to savepoint");
+    }
+    let renamed = sqlx::query("UPDATE public.todos SET title = 'renamed', is_complete = true WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .expect("the title and completion still change");
+    assert_eq!(renamed.rows_affected(), 1);
+    tx.rollback().await.expect("rollback");
 }
