@@ -73,7 +73,8 @@ impl Database {
             // Never the URL itself in the message: it holds the password.
             .map_err(|_| DbError::Failed("DATABASE_URL is not a usable PostgreSQL URL".to_owned()))?
             .application_name("authbridge")
-            .options([("statement_timeout", STATEMENT_TIMEOUT)]);
+            // Every statement names its schemas; nothing from `public` is looked up by name (`migrate::SEARCH_PATH`).
+            .options([("statement_timeout", STATEMENT_TIMEOUT), ("search_path", crate::migrate::SEARCH_PATH)]);
         let pool = PgPoolOptions::new()
             .max_connections(config.database_max_connections)
             .acquire_timeout(config.database_acquire_timeout)

@@ -21,6 +21,12 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 pub const MIGRATIONS_SCHEMA: &str = "authbridge";
 pub const MIGRATIONS_TABLE: &str = "authbridge._sqlx_migrations";
 
+/// The migrations name every object of theirs with its schema, so they need nothing from `public` but the objects
+/// they name. With `public` out of the search path, a function someone with CREATE there (InsForge's
+/// `project_admin`) planted to shadow a built-in one (`format(text, text)` would beat `pg_catalog.format(text,
+/// VARIADIC "any")`) is never called by the migrating role, usually a superuser (CVE-2018-1058's pattern).
+pub const SEARCH_PATH: &str = "pg_catalog, pg_temp";
+
 /// How long to wait for the database to accept a connection before giving up with a clear message.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -51,7 +57,8 @@ pub async fn run(database_url: &str) -> Result<(), MigrateError> {
     let redact = Redactor::new(database_url);
     let target = redact.target.clone();
     let options = PgConnectOptions::from_str(database_url)
-        .map_err(|e| MigrateError::InvalidUrl { reason: redact.clean(&e.to_string()) })?;
+        .map_err(|e| MigrateError::InvalidUrl { reason: redact.clean(&e.to_string()) })?
+        .options([("search_path", SEARCH_PATH)]);
 
     let mut connection = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
         Err(_elapsed) => return Err(MigrateError::ConnectTimeout { target }),

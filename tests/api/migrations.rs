@@ -673,3 +673,19 @@ async fn users_cannot_forge_a_todos_author_space_or_times_whatever_the_grants() 
     assert_eq!(renamed.rows_affected(), 1);
     tx.rollback().await.expect("rollback");
 }
+
+/// A function planted in `public` to shadow a built-in (as whoever may create there, InsForge's `project_admin`,
+/// could) is never run by the migrating role: `public` is not on the migrations' search path.
+#[tokio::test]
+async fn a_function_planted_in_public_is_never_called_by_the_migrations() {
+    let db = TestDb::empty().await;
+    let mut conn = db.connect().await;
+    sqlx::query(
+        "CREATE FUNCTION public.format(text, text) RETURNS text LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'the planted public.format ran'; END $$",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("plant a function");
+    authbridge::migrate::run(&db.url).await.expect("the migrations never call the planted function");
+}
