@@ -309,9 +309,10 @@ impl Config {
             insforge: InsforgeConfig {
                 url: vars.url("INSFORGE_URL")?,
                 jwt_secret: Secret::new(jwt_secret),
-                token_ttl: Duration::from_secs(positive(
+                token_ttl: Duration::from_secs(at_most(
                     "INSFORGE_TOKEN_TTL_SECONDS",
-                    vars.parsed("INSFORGE_TOKEN_TTL_SECONDS", "300")?,
+                    positive("INSFORGE_TOKEN_TTL_SECONDS", vars.parsed("INSFORGE_TOKEN_TTL_SECONDS", "300")?)?,
+                    MAX_INSFORGE_TOKEN_TTL_SECONDS,
                 )?),
                 connect_timeout: Duration::from_millis(vars.parsed("INSFORGE_CONNECT_TIMEOUT_MS", "2000")?),
                 request_timeout: Duration::from_millis(vars.parsed("INSFORGE_REQUEST_TIMEOUT_MS", "10000")?),
@@ -578,6 +579,15 @@ impl Vars<'_> {
 
 fn positive(name: &'static str, value: u64) -> Result<u64, ConfigError> {
     if value == 0 { Err(ConfigError::new(name, "must be greater than zero")) } else { Ok(value) }
+}
+
+/// A minted InsForge token is a bearer credential PostgreSQL honours until its `exp`, whatever becomes of the
+/// session it was minted for (a signed-out or revoked session is refused by the app, not by the database): it must
+/// stay short-lived.
+const MAX_INSFORGE_TOKEN_TTL_SECONDS: u64 = 3600;
+
+fn at_most(name: &'static str, value: u64, max: u64) -> Result<u64, ConfigError> {
+    if value > max { Err(ConfigError::new(name, format!("must be at most {max} (it is {value})"))) } else { Ok(value) }
 }
 
 fn cookie_password(name: &'static str, value: String) -> Result<Secret, ConfigError> {
@@ -872,6 +882,24 @@ mod tests {
         let mut vars = base();
         vars.insert("INSFORGE_URL", "ftp://x".to_owned());
         assert_eq!(load(&vars).expect_err("scheme").variable, "INSFORGE_URL");
+    }
+
+    #[test]
+    fn the_insforge_token_stays_short_lived() {
+        for (ttl, accepted) in [("1", true), ("3600", true), ("3601", false), ("0", false)] {
+            let mut vars = base();
+            vars.insert("INSFORGE_TOKEN_TTL_SECONDS", ttl.to_owned());
+            match load(&vars) {
+                Ok(config) => {
+                    assert!(accepted, "{ttl} was accepted");
+                    assert_eq!(config.insforge.token_ttl.as_secs().to_string(), ttl);
+                }
+                Err(error) => {
+                    assert!(!accepted, "{ttl} was refused: {error}");
+                    assert_eq!(error.variable, "INSFORGE_TOKEN_TTL_SECONDS");
+                }
+            }
+        }
     }
 
     #[test]
