@@ -247,6 +247,22 @@ impl AuditDeliverer {
     /// Claims the rows that are due, sends each once, and records the outcome.
     pub async fn deliver_due(&self) -> Result<Delivery, LifecycleError> {
         let pool = self.lifecycle.database().pool();
+        let mut pass = Delivery::default();
+        // Past WorkOS's idempotency window a send that went through unseen would be recorded a second time: give
+        // up first (an operator sees the error, and the row keeps the event).
+        let expired: Vec<(i64, Option<String>)> = sqlx::query_as(
+            "UPDATE authbridge.audit_log_outbox SET failed_at = now(), last_error = $2 \
+             WHERE delivered_at IS NULL AND failed_at IS NULL AND created_at < now() - make_interval(secs => $1) \
+             RETURNING id, event->>'action'",
+        )
+        .bind(SEND_WITHIN.as_secs_f64())
+        .bind(GIVEN_UP)
+        .fetch_all(pool)
+        .await?;
+        for (id, action) in &expired {
+            tracing::error!(outbox_id = id, action = action.as_deref().unwrap_or("?"), "{GIVEN_UP}");
+        }
+        pass.failed += expired.len();
         let claimed: Vec<(i64, uuid::Uuid, String, Value, i32)> = sqlx::query_as(
             "UPDATE authbridge.audit_log_outbox SET attempts = attempts + 1, \
                  next_attempt_at = now() + make_interval(secs => $2) \
@@ -260,7 +276,6 @@ impl AuditDeliverer {
         .fetch_all(pool)
         .await?;
         let claimed_at = Instant::now();
-        let mut pass = Delivery::default();
         let mut unsent = Vec::new();
         for (id, key, organization_id, event, attempts) in claimed {
             if !may_still_send(claimed_at, Instant::now(), self.options.lease) {
@@ -321,6 +336,13 @@ impl AuditDeliverer {
         Ok(pass)
     }
 }
+
+/// How long an event is sent (and sent again) at most. WorkOS keeps an `Idempotency-Key` 24 hours ("the API will
+/// generate a new response if you submit a request with an expired key", its SDKs' `createEvent`); an hour is left
+/// for a send in flight and the clocks.
+const SEND_WITHIN: Duration = Duration::from_secs(23 * 3600);
+const GIVEN_UP: &str = "an audit log event not delivered within 23 hours was given up: WorkOS forgets its \
+    Idempotency-Key after 24, and a later send could record it twice";
 
 /// A refusal that sending the same event again cannot change.
 fn is_permanent(error: &WorkosError) -> bool {

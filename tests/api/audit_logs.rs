@@ -115,3 +115,35 @@ async fn an_event_workos_refuses_for_good_is_kept_as_failed_and_not_retried() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(app.workos.calls(Endpoint::AuditLogs), 2, "the refused one was sent once");
 }
+
+/// WorkOS forgets an `Idempotency-Key` after 24 hours, so an event still undelivered after 23 is given up (kept,
+/// marked failed, logged) rather than sent again, where a send that went through unseen would be recorded twice.
+#[tokio::test]
+async fn an_event_undelivered_for_23_hours_is_given_up_not_sent_again() {
+    let app = cast_app().await;
+    app.workos.set_audit_logs_down(true);
+    let _bob = app.signed_in(AUTHOR).await;
+    let written = eventually(Duration::from_secs(10), || async { !outbox(&app).await.is_empty() }).await;
+    assert!(written, "the sign-in's event is in the outbox");
+    let mut conn = app.db.connect().await;
+    sqlx::query("UPDATE authbridge.audit_log_outbox SET created_at = now() - interval '23 hours 1 minute'")
+        .execute(&mut conn)
+        .await
+        .expect("age the event");
+    let given_up = eventually(Duration::from_secs(10), || async {
+        outbox(&app).await.first().is_some_and(|(_, _, delivered, failed)| *failed && !*delivered)
+    })
+    .await;
+    assert!(given_up, "{:?}", outbox(&app).await);
+    let last_error: Option<String> = sqlx::query_scalar("SELECT last_error FROM authbridge.audit_log_outbox")
+        .fetch_one(&mut conn)
+        .await
+        .expect("last_error");
+    assert!(last_error.is_some_and(|error| error.contains("Idempotency-Key")));
+
+    let tried = app.workos.audit_log_requests().len();
+    app.workos.set_audit_logs_down(false);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(app.workos.audit_log_requests().len(), tried, "never sent again");
+    assert!(app.workos.audit_log_events().is_empty());
+}
