@@ -31,7 +31,7 @@ use crate::workos::management::PortalIntent;
 use super::AppState;
 use super::error::AppError;
 use super::extractors::{ApiJson, CsrfForm, CurrentSession, CurrentUser, OrganizationId};
-use super::pages::{Banner, render};
+use super::pages::{Banner, ContinuePage, render};
 use super::spaces::{self, RequestMeta, Requested};
 
 pub fn router() -> Router<AppState> {
@@ -244,6 +244,20 @@ async fn portal(
             other => AppError::AuthUpstreamFailed(format!("the Admin Portal link could not be made: {other}")),
         })?;
     tracing::info!(organization_id = %id, intent = intent.as_str(), "opening the Admin Portal");
+    // WorkOS's own portal domain is one the Content-Security-Policy lets forms lead to. A portal on the customer's
+    // custom domain is not (browsers apply `form-action` to the redirect after this post): a page with the link.
+    let link_origin = link.origin().ascii_serialization();
+    if !state.sessions.provider().browser_origins().split_whitespace().any(|origin| origin == link_origin) {
+        let page = ContinuePage {
+            banner: Banner::of(&state, &user),
+            heading: "Open the Admin Portal",
+            message: "The Admin Portal is on your own domain. The link works for a few minutes.",
+            href: link.as_str(),
+            label: "Open the Admin Portal",
+            back: back.path(),
+        };
+        return Ok(render(StatusCode::OK, &page));
+    }
     let location = HeaderValue::from_str(link.as_str())
         .map_err(|_| AppError::Internal("the Admin Portal link is not a valid header value".to_owned()))?;
     Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response())

@@ -110,6 +110,19 @@ pub fn error_page(
     render(status, &ErrorPage { banner, status: status.as_u16(), heading, message, sign_in })
 }
 
+/// A page whose way on is a link to another site: where a redirect after a form post would be blocked by the
+/// Content-Security-Policy's `form-action` (which browsers apply to redirects), a link the person follows is not.
+#[derive(Template)]
+#[template(path = "continue.html")]
+pub struct ContinuePage<'a> {
+    pub banner: Option<Banner>,
+    pub heading: &'a str,
+    pub message: &'a str,
+    pub href: &'a str,
+    pub label: &'a str,
+    pub back: &'a str,
+}
+
 #[derive(Template)]
 #[template(path = "logout.html")]
 pub struct LogoutPage {

@@ -54,6 +54,28 @@ async fn an_admin_is_sent_to_the_portal_for_the_organization_and_intent() {
     assert!(!logs::captured().contains(&issued[0].token), "the link is never logged");
 }
 
+/// A portal on the customer's own domain (WorkOS's *Custom domains*): the Content-Security-Policy cannot name it, and
+/// browsers apply its `form-action` to the redirect after the form post, so the admin gets a page with the link.
+#[tokio::test]
+async fn a_portal_on_a_custom_domain_is_offered_as_a_link_not_a_blocked_redirect() {
+    let app = cast_app().await;
+    app.workos.set_portal_domain(Some(url::Url::parse("https://portal.acme.example/").expect("a URL")));
+    let alice = app.signed_in(ADMIN).await;
+    let token = settings_token(&alice).await;
+    let response = alice.post_form(PORTAL, &[("csrf_token", &token), ("intent", "sso")]).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let issued = app.workos.portal_links();
+    let link = format!("https://portal.acme.example/portal/{}", issued[0].token);
+    assert!(response.body.contains(&format!(r#"href="{link}""#)), "{}", response.body);
+    let policy = response.header("content-security-policy").expect("a policy");
+    assert!(!policy.contains("portal.acme.example"), "the domain is not one the policy names: {policy}");
+    assert!(
+        response.header("cache-control").is_some_and(|value| value.contains("no-store")),
+        "the link is a credential"
+    );
+    assert!(!logs::captured().contains(&issued[0].token), "the link is never logged");
+}
+
 #[tokio::test]
 async fn a_member_sees_the_page_without_the_portal_and_is_refused() {
     let app = cast_app().await;

@@ -614,6 +614,12 @@ impl WorkosStandIn {
         lock(&self.inner.store).organization_selection = on;
     }
 
+    /// Issues Admin Portal links on a custom domain from now on (`None`: on the stand-in's own origin again), as a
+    /// production environment with WorkOS's *Custom domains* does. The stand-in does not serve that domain.
+    pub fn set_portal_domain(&self, domain: Option<Url>) {
+        lock(&self.inner.enterprise).portal_domain = domain;
+    }
+
     /// Every Admin Portal link issued so far.
     pub fn portal_links(&self) -> Vec<StandInPortalLink> {
         lock(&self.inner.enterprise).links().to_vec()

@@ -83,6 +83,8 @@ pub struct Enterprise {
     audit_down: bool,
     /// Actions whose schema a test removed from the dashboard.
     audit_removed: Vec<String>,
+    /// The Admin Portal's custom domain (WorkOS's *Custom domains*); `None`: links on the stand-in's own origin.
+    pub(crate) portal_domain: Option<url::Url>,
 }
 
 impl Enterprise {
@@ -163,8 +165,11 @@ async fn generate_link(State(inner): State<Arc<WorkosStandInState>>, headers: He
         success_url: text("success_url"),
         created: Instant::now(),
     };
-    lock(&inner.enterprise).links.push(link);
-    let url = inner.base_url.join(&format!("portal/{token}")).map(|url| url.to_string()).unwrap_or_default();
+    let mut enterprise = lock(&inner.enterprise);
+    enterprise.links.push(link);
+    let base = enterprise.portal_domain.clone().unwrap_or_else(|| inner.base_url.clone());
+    drop(enterprise);
+    let url = base.join(&format!("portal/{token}")).map(|url| url.to_string()).unwrap_or_default();
     (StatusCode::CREATED, Json(json!({ "link": url }))).into_response()
 }
 
