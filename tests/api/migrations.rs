@@ -606,6 +606,25 @@ async fn the_policies_keep_working_after_insforge_hands_public_objects_to_projec
     .expect("project_admin replaces the public helper it now owns");
     assert_eq!(as_user(&mut conn, "user_swept", write).await, Ok(1), "the helpers never call it as their owner");
     assert_eq!(as_user(&mut conn, "user_gone", write).await, Err("42501".to_owned()));
+
+    // Nor do the policies or the `user_id` default call it (0014): rewritten to answer another user's id, it would
+    // let anyone act as that user.
+    sqlx::raw_sql(
+        "INSERT INTO public.todos (user_id, title) VALUES ('user_victim', 'Private');
+         SET ROLE project_admin;
+         CREATE OR REPLACE FUNCTION public.requesting_user_id() RETURNS text LANGUAGE sql STABLE AS
+             $$ SELECT 'user_victim'::text $$;
+         RESET ROLE;",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("project_admin makes the public helper answer the victim's id");
+    let read = "SELECT 1 FROM public.todos WHERE user_id = 'user_victim'";
+    assert_eq!(as_user(&mut conn, "user_attacker", read).await, Ok(0), "the victim's todo stays hidden");
+    let renamed = "UPDATE public.todos SET title = 'Taken' WHERE user_id = 'user_victim'";
+    assert_eq!(as_user(&mut conn, "user_attacker", renamed).await, Ok(0), "and untouched");
+    let mine = "INSERT INTO public.todos (title) VALUES ('Mine') RETURNING 1";
+    assert_eq!(as_user(&mut conn, "user_attacker", mine).await, Ok(1), "a todo of one's own is still written");
     let _ = conn.close().await;
 }
 
