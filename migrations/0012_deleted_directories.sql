@@ -1,7 +1,8 @@
--- Directories deleted at WorkOS (`dsync.deleted`). A deleted directory no longer speaks for anyone: its users' rows
--- are removed in the same transaction as this record, so the deny rule (a directory user not `active`) stops
--- applying to them, and a late event about one of its users is not recorded. Access then follows the organization
--- membership alone, as it does for an organization that never used Directory Sync.
+-- Directories deleted at WorkOS (`dsync.deleted`). A deleted directory vouches for nobody: its users' `active` rows
+-- are removed in the same transaction as this record, and a late event saying one of them is active is not
+-- recorded. What it said against someone (a user `inactive`, `suspended` or deleted) stays: deleting a directory
+-- (to change identity provider, say) must not give back access it had taken away, and WorkOS leaves the
+-- organization's memberships as they were.
 CREATE TABLE authbridge.deleted_directories (
     id text PRIMARY KEY,
     organization_id text,

@@ -3,9 +3,10 @@
 --
 -- Why: InsForge makes `project_admin` the owner of everything in `public` (docs/insforge.md §4.4), and the owner of
 -- a function may replace its body. A `public.requesting_user_id()` rewritten to answer another id (read from a
--- request header, say) would let any signed-in user act as anyone, through policies that call it as the requesting
--- role, and would outlive a rotation of the admin key. The copy in `authbridge_rls` (0011) is beyond InsForge's
--- sweep. `authenticated` gets EXECUTE on it (policies and defaults run as the requesting role, and hold the function
+-- request header, say), by a careless operator's SQL or a leaked admin key, would let any signed-in user act as
+-- anyone, through policies that call it as the requesting role. The copy in `authbridge_rls` (0011) is beyond
+-- InsForge's sweep. (After the sweep `project_admin` owns `public.todos` itself, and could alter these policies:
+-- whoever holds the admin key is trusted as the table's owner; this only takes away the quiet way in.) `authenticated` gets EXECUTE on it (policies and defaults run as the requesting role, and hold the function
 -- itself, so no USAGE on the schema is needed). `public.requesting_user_id()` stays for operators' own policies, as
 -- InsForge's guides use it.
 

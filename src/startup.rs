@@ -295,28 +295,3 @@ fn listen_for(stop: Stop) -> impl Future<Output = ()> + Send + 'static {
         }
     }
 }
-
-#[cfg(all(test, unix))]
-mod tests {
-    use std::time::Duration;
-
-    use super::shutdown_signal;
-
-    /// SIGTERM sent after `shutdown_signal()` returned but before its future is polled must be kept for the future.
-    /// If the handler were installed on the first poll instead, this SIGTERM would kill the whole test process.
-    #[tokio::test]
-    async fn a_sigterm_before_the_first_poll_is_kept_for_the_shutdown() {
-        let stop = shutdown_signal();
-        let sent = tokio::process::Command::new("kill")
-            .args(["-TERM", &std::process::id().to_string()])
-            .status()
-            .await
-            .expect("run kill");
-        assert!(sent.success(), "kill could not send SIGTERM to this test process");
-        // Give the signal time to arrive while nothing polls `stop`.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        tokio::time::timeout(Duration::from_secs(5), stop)
-            .await
-            .expect("the SIGTERM sent before the first poll completes the shutdown future");
-    }
-}

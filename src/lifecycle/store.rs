@@ -289,18 +289,19 @@ pub async fn tombstone_membership(
     Ok(())
 }
 
-/// A directory user as the directory says now. Nothing is recorded for a directory deleted since
-/// ([`delete_directory`]): an event about one of its users that arrives late must not bring a deny signal back.
+/// A directory user as the directory says now. For a directory deleted since ([`delete_directory`]) only a denial
+/// is recorded: a deleted directory vouches for nobody, but what it said against someone before it went still holds.
 pub async fn upsert_directory_user(
     conn: &mut PgConnection,
     user: &DirectoryUser,
     version: &Version,
 ) -> Result<(), sqlx::Error> {
+    lock_directory(&mut *conn, user.directory_id.as_deref()).await?;
     sqlx::query(
         "INSERT INTO authbridge.directory_users AS t \
              (id, directory_id, organization_id, email, state, version_updated_at, version_event_at, version_event_id) \
          SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-         WHERE NOT EXISTS (SELECT 1 FROM authbridge.deleted_directories d WHERE d.id = $2) \
+         WHERE $5::text <> 'active' OR NOT EXISTS (SELECT 1 FROM authbridge.deleted_directories d WHERE d.id = $2) \
          ON CONFLICT (id) DO UPDATE SET directory_id = EXCLUDED.directory_id, \
              organization_id = EXCLUDED.organization_id, email = EXCLUDED.email, state = EXCLUDED.state, \
              version_updated_at = EXCLUDED.version_updated_at, version_event_at = EXCLUDED.version_event_at, \
@@ -322,18 +323,18 @@ pub async fn upsert_directory_user(
 }
 
 /// A directory user removed from the directory: a tombstone, which also counts as "not active" for the deny rule
-/// (none for a deleted directory, as [`upsert_directory_user`]).
+/// (a denial, so recorded even for a deleted directory, as [`upsert_directory_user`]).
 pub async fn tombstone_directory_user(
     conn: &mut PgConnection,
     user: &DirectoryUser,
     version: &Version,
 ) -> Result<(), sqlx::Error> {
+    lock_directory(&mut *conn, user.directory_id.as_deref()).await?;
     sqlx::query(
         "INSERT INTO authbridge.directory_users AS t \
              (id, directory_id, organization_id, email, state, deleted_at, \
               version_updated_at, version_event_at, version_event_id) \
-         SELECT $1, $2, $3, $4, $5, now(), $6, $7, $8 \
-         WHERE NOT EXISTS (SELECT 1 FROM authbridge.deleted_directories d WHERE d.id = $2) \
+         VALUES ($1, $2, $3, $4, $5, now(), $6, $7, $8) \
          ON CONFLICT (id) DO UPDATE SET deleted_at = now(), version_updated_at = EXCLUDED.version_updated_at, \
              version_event_at = EXCLUDED.version_event_at, version_event_id = EXCLUDED.version_event_id \
          WHERE t.deleted_at IS NULL",
@@ -351,13 +352,16 @@ pub async fn tombstone_directory_user(
     Ok(())
 }
 
-/// A directory deleted at WorkOS: recorded for good, and its users' rows (tombstones included) removed, so that
-/// they deny nobody anything; the organization's memberships alone decide from now on.
+/// A directory deleted at WorkOS: recorded for good, and its users' `active` rows removed, since a deleted directory
+/// vouches for nobody (an `active` row would outweigh another directory's denial of the same person). Its denials
+/// stay: deleting a directory (to change identity provider, say) must not give back access it had taken away.
+/// WorkOS does not deactivate the organization's memberships when a directory is deleted.
 pub async fn delete_directory(
     conn: &mut PgConnection,
     directory: &Directory,
     event_id: &str,
 ) -> Result<(), sqlx::Error> {
+    lock_directory(&mut *conn, Some(&directory.id)).await?;
     sqlx::query(
         "INSERT INTO authbridge.deleted_directories (id, organization_id, version_event_id) VALUES ($1, $2, $3) \
          ON CONFLICT (id) DO NOTHING",
@@ -367,10 +371,24 @@ pub async fn delete_directory(
     .bind(event_id)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM authbridge.directory_users WHERE directory_id = $1")
-        .bind(&directory.id)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "DELETE FROM authbridge.directory_users WHERE directory_id = $1 AND state = 'active' AND deleted_at IS NULL",
+    )
+    .bind(&directory.id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Serializes the changes to one directory's users with its deletion, transaction by transaction: under READ
+/// COMMITTED a user event and the deletion running at once would each miss the other's uncommitted row.
+async fn lock_directory(conn: &mut PgConnection, directory_id: Option<&str>) -> Result<(), sqlx::Error> {
+    if let Some(directory_id) = directory_id {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('authbridge.directory:' || $1, 0))")
+            .bind(directory_id)
+            .execute(conn)
+            .await?;
+    }
     Ok(())
 }
 

@@ -191,27 +191,37 @@ async fn a_directory_user_set_inactive_takes_the_membership_away_and_reactivatio
     assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]));
 }
 
-/// A directory connection deleted (`dsync.deleted`) no longer speaks for anyone: a person it had deprovisioned is
-/// back to what their membership says, and a late event about one of its users does not bring the denial back.
+/// A directory connection deleted (`dsync.deleted`) vouches for nobody any more, but whom it had deprovisioned stays
+/// denied (failing closed: WorkOS leaves the memberships as they were), even when a late event about the deleted
+/// directory says otherwise.
 #[tokio::test]
-async fn a_deleted_directory_denies_nobody_anything_any_more() {
+async fn a_deleted_directory_vouches_for_nobody_and_its_denials_stay() {
     let app = lifecycle_app().await;
     let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
+    let other = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, "dana@acme.test").expect("provisioned");
     let browser = app.signed_in(BOB).await;
     delivered(&app, "dsync.user.created").await;
     app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
     delivered(&app, "dsync.user.updated").await;
     assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "denied by the directory");
 
+    let mut conn = app.db.connect().await;
+    let active_other = "SELECT count(*) FROM authbridge.directory_users WHERE id = $1 AND state = 'active'";
+    let vouched: i64 = sqlx::query_scalar(active_other).bind(&other.id).fetch_one(&mut conn).await.expect("count");
+    assert_eq!(vouched, 1, "the directory vouched for Dana");
+
     app.workos.delete_directory(ACME_ORGANIZATION_ID).expect("the directory deleted");
     delivered(&app, "dsync.deleted").await;
-    assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID], "the membership decides");
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "the deletion gives nothing back");
+    let vouched: i64 = sqlx::query_scalar(active_other).bind(&other.id).fetch_one(&mut conn).await.expect("count");
+    assert_eq!(vouched, 0, "its active users count for nothing");
 
-    // The same deprovisioning, delivered again late (a new event id): nothing is recorded for a deleted directory.
+    // A late event saying Bob is active again, about the deleted directory: not recorded.
     let mut late = directory_user.to_value();
-    late["state"] = json!("inactive");
+    late["state"] = json!("active");
+    late["updated_at"] = json!(ts(time::OffsetDateTime::now_utc() + time::Duration::seconds(5)));
     app.deliver_ok(&event("dsync.user.updated", late, time::OffsetDateTime::now_utc())).await;
-    assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "still denied");
 }
 
 #[tokio::test]
