@@ -56,45 +56,35 @@ async fn only_authenticated_and_the_admin_role_hold_privileges_on_todos() {
             assert_eq!(has, expected, "{role} {privilege}");
         }
     }
-    // Updates: the admin role anything; end users the title and the completion only (never the author or the
-    // space, 0005_organizations.sql); anon nothing.
-    for (role, column, expected) in [
-        ("project_admin", "user_id", true),
-        ("authenticated", "title", true),
-        ("authenticated", "is_complete", true),
-        ("authenticated", "user_id", false),
-        ("authenticated", "organization_id", false),
-        ("authenticated", "created_at", false),
-        ("anon", "title", false),
+    // Column by column. Updates: the admin role anything; end users the title and the completion only (never the
+    // author or the space, 0005_organizations.sql). Inserts: end users the id, title, completion and space only
+    // (never the author or the times, 0013). Anon nothing.
+    for (privilege, role, column, expected) in [
+        ("UPDATE", "project_admin", "user_id", true),
+        ("UPDATE", "authenticated", "title", true),
+        ("UPDATE", "authenticated", "is_complete", true),
+        ("UPDATE", "authenticated", "user_id", false),
+        ("UPDATE", "authenticated", "organization_id", false),
+        ("UPDATE", "authenticated", "created_at", false),
+        ("UPDATE", "anon", "title", false),
+        ("INSERT", "project_admin", "created_at", true),
+        ("INSERT", "authenticated", "id", true),
+        ("INSERT", "authenticated", "title", true),
+        ("INSERT", "authenticated", "is_complete", true),
+        ("INSERT", "authenticated", "organization_id", true),
+        ("INSERT", "authenticated", "user_id", false),
+        ("INSERT", "authenticated", "created_at", false),
+        ("INSERT", "authenticated", "updated_at", false),
+        ("INSERT", "anon", "title", false),
     ] {
-        let has: bool = sqlx::query_scalar("SELECT has_column_privilege($1, 'public.todos', $2, 'UPDATE')")
+        let has: bool = sqlx::query_scalar("SELECT has_column_privilege($1, 'public.todos', $2, $3)")
             .bind(role)
             .bind(column)
+            .bind(privilege)
             .fetch_one(&mut conn)
             .await
             .expect("privilege check");
-        assert_eq!(has, expected, "{role} UPDATE ({column})");
-    }
-    // Inserts: the admin role anything; end users the id, title, completion and space only (never the author or
-    // the times, 0013); anon nothing.
-    for (role, column, expected) in [
-        ("project_admin", "created_at", true),
-        ("authenticated", "id", true),
-        ("authenticated", "title", true),
-        ("authenticated", "is_complete", true),
-        ("authenticated", "organization_id", true),
-        ("authenticated", "user_id", false),
-        ("authenticated", "created_at", false),
-        ("authenticated", "updated_at", false),
-        ("anon", "title", false),
-    ] {
-        let has: bool = sqlx::query_scalar("SELECT has_column_privilege($1, 'public.todos', $2, 'INSERT')")
-            .bind(role)
-            .bind(column)
-            .fetch_one(&mut conn)
-            .await
-            .expect("privilege check");
-        assert_eq!(has, expected, "{role} INSERT ({column})");
+        assert_eq!(has, expected, "{role} {privilege} ({column})");
     }
     // Nothing granted to PUBLIC either (which every role would inherit).
     let acl: Vec<String> =
