@@ -36,9 +36,8 @@ pub const LOCK_KEY: i64 = 0x6175_7468_6272_6964;
 const RESUME_OVERLAP: time::Duration = time::Duration::minutes(5);
 /// The furthest back a `range_start` reaches, inside WorkOS's window: its API reference returns "events up to 30
 /// days old" (docs `/reference/events`), its guide speaks of 90 days kept (`/events/data-syncing/events-api`); the
-/// shorter figure holds. A quiet environment whose consumer has never seen an event
-/// would otherwise ask from its first reconciliation forever, and once that is past the window WorkOS may refuse the
-/// request on every poll.
+/// shorter figure holds. A quiet environment whose consumer has never seen an event would otherwise ask from its
+/// first reconciliation forever, and once that is past the window WorkOS may refuse the request on every poll.
 const MAX_LOOKBACK: time::Duration = time::Duration::days(29);
 /// Pages read in one poll at most (10 000 events): a poll ends, releases the lock and lets the next one go on, even
 /// against a server that never stops paging.

@@ -46,7 +46,7 @@ pub enum Change {
     /// `state` is what matters (anything but `active` deprovisions).
     DirectoryUserUpserted(DirectoryUser),
     DirectoryUserDeleted(DirectoryUser),
-    /// The whole directory connection deleted: its users no longer deny anyone anything.
+    /// The whole directory connection deleted: it vouches for nobody any more, and its denials stay.
     DirectoryDeleted(Directory),
 }
 
