@@ -126,8 +126,11 @@ impl WorkosProvider {
         Ok(session)
     }
 
+    /// An ordinary refresh. It names the session's organization, as WorkOS's own libraries do on every refresh
+    /// (workos-node `CookieSession.refresh`, authkit-nextjs `refreshSession`): without it WorkOS may scope the new
+    /// session to the user's default organization, quietly undoing a switch (authkit-remix #68, authkit-nextjs #73).
     pub async fn refresh(&self, session: &Session) -> Result<Session, ProviderError> {
-        self.refresh_in(session, None).await
+        self.refresh_in(session, session.organization_id.as_deref(), Refresh::Ordinary).await
     }
 
     /// A refresh scoped to `organization_id`: WorkOS's way of switching organizations (docs/workos.md §1.5).
@@ -136,14 +139,19 @@ impl WorkosProvider {
         session: &Session,
         organization_id: &str,
     ) -> Result<Session, ProviderError> {
-        self.refresh_in(session, Some(organization_id)).await
+        self.refresh_in(session, Some(organization_id), Refresh::Switch).await
     }
 
-    async fn refresh_in(&self, session: &Session, organization_id: Option<&str>) -> Result<Session, ProviderError> {
+    async fn refresh_in(
+        &self,
+        session: &Session,
+        organization_id: Option<&str>,
+        kind: Refresh,
+    ) -> Result<Session, ProviderError> {
         let Some(refresh_token) = session.refresh_token.as_deref() else {
             return Err(ProviderError::GrantRejected("the session has no refresh token".to_owned()));
         };
-        let switching = organization_id.is_some();
+        let switching = kind == Refresh::Switch;
         let auth = self.client.authenticate_with_refresh_token(refresh_token, organization_id).await.map_err(
             |error| match error {
                 WorkosError::InvalidGrant { description } => ProviderError::GrantRejected(description),
@@ -156,6 +164,13 @@ impl WorkosProvider {
                 // A switch WorkOS refuses (not a member there, no such organization): the session stays as it is.
                 WorkosError::Rejected { status: 400 | 404 | 422, message, .. } if switching => {
                     ProviderError::Declined(message)
+                }
+                // The session's own organization refused it: the user left it, or it is gone. The session ends
+                // (they sign in again, into what they still belong to), as the libraries end it on any refusal.
+                WorkosError::Rejected { status, code, message }
+                    if is_organization_refusal(status, &code, &message) && organization_id.is_some() =>
+                {
+                    ProviderError::GrantRejected(format!("the session's organization refused the refresh ({code})"))
                 }
                 // Any other refusal (a bad API key, a proxy's 403) is our problem, not the user's: keep the session.
                 rejected @ (WorkosError::Rejected { .. }
@@ -282,6 +297,20 @@ fn session_from(auth: &AuthResponse, claims: &AccessClaims) -> Result<Session, U
         oidc: None,
         personal: false,
     })
+}
+
+/// Whether a refresh is the session's ordinary one or a switch to another organization: they fail differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refresh {
+    Ordinary,
+    Switch,
+}
+
+/// WorkOS refusing the organization a refresh named (docs/workos.md §1.3): `organization_membership_not_found`,
+/// `organization_not_found`, or the code-less 404 "Organization not found: …".
+fn is_organization_refusal(status: u16, code: &str, message: &str) -> bool {
+    matches!(code, "organization_membership_not_found" | "organization_not_found")
+        || (status == 404 && code.is_empty() && message.starts_with("Organization not found"))
 }
 
 /// How a failed sign-in step (code exchange, organization selection) is answered.

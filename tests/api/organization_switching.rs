@@ -117,12 +117,28 @@ async fn an_ordinary_refresh_keeps_the_organization_and_the_personal_choice() {
     assert_eq!(browser.get("/api/me").await.json()["organization"]["id"], GLOBEX_ORGANIZATION_ID);
     assert_eq!(app.workos.refresh_calls(), refreshes + 1, "the request refreshed the session");
     assert_eq!(read_session(&browser).organization_id.as_deref(), Some(GLOBEX_ORGANIZATION_ID));
+    // It named the organization, as WorkOS's libraries do: a refresh naming none is scoped back to the sign-in's.
+    assert_eq!(app.workos.refresh_organizations().last(), Some(&Some(GLOBEX_ORGANIZATION_ID.to_owned())));
 
     browser.api(Method::POST, SWITCH_API, Some(json!({ "organization_id": null }))).await;
     expire_access_token(&app, &browser);
     assert_eq!(browser.get("/api/me").await.json()["organization"], serde_json::Value::Null);
     assert_eq!(app.workos.refresh_calls(), refreshes + 2);
     assert!(read_session(&browser).personal, "still personal after the refresh");
+}
+
+/// The refresh names the session's organization; once the user has left it, WorkOS refuses that organization and
+/// the session ends (no 503 on every request, no session quietly moved elsewhere).
+#[tokio::test]
+async fn a_refresh_refused_for_the_sessions_organization_ends_the_session() {
+    let (app, browser) = two_organizations().await;
+    let membership = app.workos.membership_of(&app.user_id(BOB), ACME_ORGANIZATION_ID).expect("member of Acme");
+    app.workos.delete_membership(&membership.id).expect("removed");
+    expire_access_token(&app, &browser);
+    let me = browser.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 401, "{}", me.body);
+    assert_eq!(app.workos.refresh_organizations().last(), Some(&Some(ACME_ORGANIZATION_ID.to_owned())));
+    assert!(browser.cookie(authbridge::session::SESSION_COOKIE).is_none(), "the session cookie is cleared");
 }
 
 #[tokio::test]

@@ -487,6 +487,11 @@ impl WorkosStandIn {
         self.inner.controls.grant_calls(GrantType::RefreshToken)
     }
 
+    /// The `organization_id` each refresh request named (`None`: none), in order; failed refreshes included.
+    pub fn refresh_organizations(&self) -> Vec<Option<String>> {
+        lock(&self.inner.store).refresh_organizations.clone()
+    }
+
     /// `authenticate` requests with `grant_type=authorization_code`, counted on arrival.
     pub fn code_calls(&self) -> usize {
         self.inner.controls.grant_calls(GrantType::AuthorizationCode)

@@ -145,6 +145,10 @@ pub struct StandInSession {
     pub id: String,
     pub user_id: String,
     pub organization_id: Option<String>,
+    /// The organization the sign-in itself was in. A refresh that names no organization is scoped back to it,
+    /// undoing a switch: the symptom WorkOS's own libraries fixed by sending the current organization on every
+    /// refresh (authkit-remix #68, "users reverting to their default organization after token refresh").
+    pub signed_in_organization_id: Option<String>,
     pub impersonator: Option<StandInImpersonator>,
     pub method: AuthenticationMethod,
     pub created_at: OffsetDateTime,
@@ -249,6 +253,8 @@ pub struct Store {
     pub code_ttl: Duration,
     pub extra_claims: Map<String, Value>,
     pub next_impersonation: Option<StandInImpersonator>,
+    /// The `organization_id` of every refresh request, in order (`None`: the request named none).
+    pub refresh_organizations: Vec<Option<String>>,
 }
 
 impl Store {
@@ -278,6 +284,7 @@ impl Store {
             code_ttl,
             extra_claims,
             next_impersonation: None,
+            refresh_organizations: Vec::new(),
         };
         for organization in organizations {
             store.create_organization_with_id(&organization.id, &organization.name);
@@ -507,6 +514,7 @@ impl Store {
         let session = StandInSession {
             id: format!("session_{}", Uuid::new_v4().simple()),
             user_id,
+            signed_in_organization_id: organization_id.clone(),
             organization_id,
             impersonator,
             method,
@@ -518,32 +526,33 @@ impl Store {
         Ok(self.issued(user, session, refresh_token))
     }
 
-    /// The `refresh_token` grant: the token is replaced by a new one, and the old one stops working.
+    /// The `refresh_token` grant: the token is replaced by a new one, and the old one stops working. The new
+    /// session is scoped to `organization_id` when it is given (a switch, or the current organization kept, as
+    /// WorkOS's libraries send it on every refresh), and otherwise to the organization the sign-in was in.
     pub fn refresh(&mut self, refresh_token: &str, organization_id: Option<&str>) -> Result<Issued, GrantError> {
         const REFUSED: GrantError = GrantError::InvalidGrant("The refresh token is invalid, already used, or revoked.");
+        self.refresh_organizations.push(organization_id.map(str::to_owned));
         let session_id = self.refresh_tokens.get(refresh_token).ok_or(REFUSED)?.clone();
         let session = self.sessions.get(&session_id).filter(|session| !session.ended).ok_or(REFUSED)?;
         let user = self.user(&session.user_id).cloned().ok_or(REFUSED)?;
-        let enforced = session.organization_id.as_ref().and_then(|org| requirement_of(&self.refresh_requirements, org));
-        if let (None, Some(requirement)) = (organization_id, enforced) {
-            return Err(GrantError::SignInRequired { email: user.seed.email.clone(), requirement });
+        let target = organization_id.map(str::to_owned).or_else(|| session.signed_in_organization_id.clone());
+        // Checked before rotating, so a refused refresh leaves the session and its token as they were.
+        if let Some(org) = organization_id
+            && !self.active_organizations(&user.seed.id).iter().any(|m| m == org)
+        {
+            return Err(GrantError::NotAMember(org.to_owned()));
         }
-        if let Some(org) = organization_id {
-            // Checked before rotating, so a refused switch leaves the session and its token as they were.
-            if !self.active_organizations(&user.seed.id).iter().any(|m| m == org) {
-                return Err(GrantError::NotAMember(org.to_owned()));
-            }
-            let already_there = session.organization_id.as_deref() == Some(org);
-            if let (false, Some(requirement)) = (already_there, requirement_of(&self.switch_requirements, org)) {
-                return Err(GrantError::SignInRequired { email: user.seed.email.clone(), requirement });
-            }
+        // Staying in the session's organization meets that organization's refresh policy; moving meets the policy of
+        // the organization moved to.
+        let requirements =
+            if target == session.organization_id { &self.refresh_requirements } else { &self.switch_requirements };
+        if let Some(requirement) = target.as_deref().and_then(|org| requirement_of(requirements, org)) {
+            return Err(GrantError::SignInRequired { email: user.seed.email.clone(), requirement });
         }
 
         self.refresh_tokens.remove(refresh_token);
         let session = self.sessions.get_mut(&session_id).ok_or(REFUSED)?;
-        if let Some(org) = organization_id {
-            session.organization_id = Some(org.to_owned());
-        }
+        session.organization_id = target;
         let session = session.clone();
         let refresh_token = self.new_refresh_token(&session_id);
         Ok(self.issued(user, session, refresh_token))
@@ -552,10 +561,12 @@ impl Store {
     /// A session for a token minted outside any sign-in (bearer-token tests, the demo's `curl` line), so its `sid`
     /// is real and can be signed out like any other.
     pub fn open_session(&mut self, user_id: &str) -> (StandInSession, Map<String, Value>) {
+        let organization_id = self.active_organizations(user_id).into_iter().next();
         let session = StandInSession {
             id: format!("session_{}", Uuid::new_v4().simple()),
             user_id: user_id.to_owned(),
-            organization_id: self.active_organizations(user_id).into_iter().next(),
+            signed_in_organization_id: organization_id.clone(),
+            organization_id,
             impersonator: None,
             method: AuthenticationMethod::Password,
             created_at: self.events.tick(),
@@ -732,6 +743,7 @@ mod tests {
         assert_eq!(first.session.organization_id.as_deref(), Some("org_acme"));
         let second = store.refresh(&first.refresh_token, None).expect("refresh");
         assert_eq!(second.session.id, first.session.id);
+        assert_eq!(second.session.organization_id.as_deref(), Some("org_acme"));
         assert!(store.refresh(&first.refresh_token, None).is_err(), "the old token is refused");
         assert_eq!(
             store.refresh(&second.refresh_token, Some("org_other")).map(|_| ()),
