@@ -5,7 +5,8 @@
 //! `iss` is the issuer and its `aud` (a string or an array, as Auth0's is) contains the audience; `exp`, `iss`,
 //! `aud` and `sub` must all be there (`jsonwebtoken` checks `iss` and `aud` only when present otherwise). The header
 //! must not say it is anything but a JWT access token (`typ` `JWT`, `at+jwt`, `application/at+jwt`, or none). An ID token is refused twice
-//! over: its audience is the client id, not the API, and it carries a `nonce`, which no access token does.
+//! over: its audience is the client id, not the API, and it carries a `nonce`, which no access token does. A token a
+//! client obtained for itself (client credentials) is refused too: it names no person.
 
 use std::time::Duration;
 
@@ -25,6 +26,30 @@ pub struct AccessClaims {
     /// Only ID tokens have one: present means someone sent an ID token as an access token.
     #[serde(default)]
     nonce: Option<serde_json::Value>,
+    /// Who a token names as its client, and how it was granted: read only to tell a machine's token from a person's
+    /// (see [`is_a_machines_token`]).
+    #[serde(default)]
+    gty: Option<serde_json::Value>,
+    #[serde(default)]
+    azp: Option<serde_json::Value>,
+    #[serde(default)]
+    client_id: Option<serde_json::Value>,
+    #[serde(default)]
+    cid: Option<serde_json::Value>,
+    #[serde(default)]
+    idtyp: Option<serde_json::Value>,
+}
+
+/// A token a client got for itself (the client-credentials grant), which names no person: its `sub` is the
+/// client (RFC 9068 §2.2), so it must not become a database user. Auth0 marks it `gty: "client-credentials"` (its
+/// `sub` is `<client id>@clients`, `azp` the client id); Okta gives `sub` = `cid` = the client id; Microsoft Entra
+/// marks app-only tokens `idtyp: "app"` (when the API asks for that claim). Auth0 authorizes a "Test Application"
+/// for every new API by default, so such tokens exist wherever an API does.
+fn is_a_machines_token(claims: &AccessClaims) -> bool {
+    let is = |claim: &Option<serde_json::Value>, value: &str| claim.as_ref().and_then(|c| c.as_str()) == Some(value);
+    is(&claims.gty, "client-credentials")
+        || is(&claims.idtyp, "app")
+        || [&claims.azp, &claims.client_id, &claims.cid].into_iter().any(|client| is(client, &claims.sub))
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -87,6 +112,9 @@ impl AccessTokenVerifier {
             })?;
         if claims.nonce.is_some() {
             return Err(Invalid("it is an ID token"));
+        }
+        if is_a_machines_token(&claims) {
+            return Err(Invalid("it was issued to a client for itself (client credentials), not to a user"));
         }
         Ok(claims)
     }

@@ -150,11 +150,19 @@ pub enum TokenError {
 /// OAuth and OpenID Connect error codes that are about the user rather than the request: the provider wants the user
 /// to sign in again (`interaction_required`, `login_required`, `consent_required`, `account_selection_required`:
 /// OpenID Connect Core §3.1.2.6; Microsoft Entra answers a refresh so when Conditional Access asks for MFA), or
-/// refuses them (`access_denied`: Auth0 when an Action denies the sign-in or the refresh).
+/// refuses them (`access_denied`: Auth0 when an Action denies the sign-in or the refresh), or wants a second factor
+/// first (`mfa_required`, `mfa_enrollment_required`: Auth0 answers every refresh so, with 403, while MFA is enforced;
+/// only a new interactive sign-in can satisfy it).
 pub fn is_refusal_of_the_user(error: &str) -> bool {
     matches!(
         error,
-        "access_denied" | "interaction_required" | "login_required" | "consent_required" | "account_selection_required"
+        "access_denied"
+            | "interaction_required"
+            | "login_required"
+            | "consent_required"
+            | "account_selection_required"
+            | "mfa_required"
+            | "mfa_enrollment_required"
     )
 }
 
@@ -343,17 +351,23 @@ impl OidcClient {
     /// Revokes a refresh token (RFC 7009), when the provider publishes a revocation endpoint.
     pub async fn revoke(&self, refresh_token: &str) -> Result<(), TokenError> {
         let Some(endpoint) = &self.revocation_endpoint else { return Ok(()) };
-        let mut form = vec![("token", refresh_token), ("token_type_hint", "refresh_token")];
+        // `client_id` in the body whichever way the client authenticates: Auth0 lists it as required there
+        // (https://auth0.com/docs/api/authentication#revoke-refresh-token); RFC 6749 §2.3.1 allows it beside Basic
+        // (it is the secret that must not be sent twice).
+        let mut form = vec![
+            ("token", refresh_token),
+            ("token_type_hint", "refresh_token"),
+            ("client_id", self.client_id.as_str()),
+        ];
         let mut request = self.http.client().post(endpoint.clone());
         if self.basic_auth {
             // RFC 6749 §2.3.1: both parts form-encoded, then Basic.
             let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
             request = request.basic_auth(encode(self.client_id.as_str()), Some(encode(self.client_secret.expose())));
         } else {
-            form.push(("client_id", self.client_id.as_str()));
             form.push(("client_secret", self.client_secret.expose()));
         }
-        let response = request.form(&form).send().await.map_err(|error| HttpError::of(&error))?;
+        let mut response = request.form(&form).send().await.map_err(|error| HttpError::of(&error))?;
         if let Some(error) = HttpError::from_status(response.status(), response.headers()) {
             return Err(error.into());
         }
@@ -361,7 +375,8 @@ impl OidcClient {
             return Ok(());
         }
         let status = response.status();
-        match response.json::<super::http::OAuthError>().await {
+        let body = super::http::read_capped(&mut response).await?;
+        match serde_json::from_slice::<super::http::OAuthError>(&body) {
             Ok(body) => Err(TokenError::Refused {
                 error: short(&body.error),
                 description: body.error_description.as_deref().map(short).unwrap_or_default(),
@@ -396,7 +411,7 @@ impl OidcClient {
     /// `Ok(None)` when the provider has no userinfo endpoint.
     pub async fn userinfo(&self, access_token: &str, subject: &str) -> Result<Option<UserInfo>, UserInfoError> {
         let Some(endpoint) = &self.userinfo_endpoint else { return Ok(None) };
-        let response = self
+        let mut response = self
             .http
             .client()
             .get(endpoint.clone())
@@ -414,7 +429,7 @@ impl OidcClient {
         if !response.status().is_success() {
             return Err(UserInfoError::Failed(format!("it answered {}", response.status())));
         }
-        let body = response.bytes().await.map_err(|error| HttpError::of(&error))?;
+        let body = super::http::read_capped(&mut response).await?;
         let claims: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body).map_err(|_| {
             UserInfoError::Failed("its answer is not a JSON object (signed userinfo is not supported)".into())
         })?;

@@ -4,8 +4,8 @@
 //! reqwest 0.13 client authbridge builds for the provider (`outbound::client`: no redirects, timeouts, rustls with
 //! aws-lc-rs), so there is one TLS stack and one connection pool per upstream.
 //!
-//! Two things are decided here, once for every call (discovery, keys, tokens, revocation): answers are capped at
-//! [`MAX_BODY`], and an overloaded or failing provider (429, any 5xx) becomes [`HttpError::Status`] before the crate
+//! Two things are decided here, once for every call (discovery, keys, tokens; userinfo and revocation, which the
+//! crate does not make, read their answers through [`read_capped`] too): answers are capped at [`MAX_BODY`], and an overloaded or failing provider (429, any 5xx) becomes [`HttpError::Status`] before the crate
 //! parses anything, so callers see "unavailable, retry" rather than a parse error about an HTML error page. One
 //! exception: a 5xx whose body is an OAuth error about the grant or the user (`invalid_grant`, `access_denied`,
 //! `login_required`…) is the refusal it says, whatever its status — Auth0 answers 500 when an Action denies a
@@ -99,13 +99,7 @@ impl<'c> AsyncHttpClient<'c> for OidcHttp {
             if let Some(headers) = builder.headers_mut() {
                 *headers = response.headers().clone();
             }
-            let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|error| HttpError::of(&error))? {
-                if body.len() + chunk.len() > MAX_BODY {
-                    return Err(HttpError::TooLarge);
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_capped(&mut response).await?;
             if let Some(error) = failing
                 && !refuses_the_grant_or_user(&body)
             {
@@ -114,6 +108,18 @@ impl<'c> AsyncHttpClient<'c> for OidcHttp {
             builder.body(body).map_err(|error| HttpError::Broken(error.to_string()))
         })
     }
+}
+
+/// The body of `response`, refused once it grows past [`MAX_BODY`] (the crate's calls, userinfo, revocation).
+pub(super) async fn read_capped(response: &mut reqwest::Response) -> Result<Vec<u8>, HttpError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|error| HttpError::of(&error))? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(HttpError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// An OAuth error answer (RFC 6749 §5.2).

@@ -54,6 +54,33 @@ async fn access_tokens_for_the_api_work_and_each_user_sees_only_their_own_todos(
     assert!(me["email"].is_null(), "access tokens carry no email");
 }
 
+/// A machine-to-machine token (the client-credentials grant) names a client, not a person: it never becomes a
+/// database user, however it is marked.
+#[tokio::test]
+async fn tokens_a_client_got_for_itself_are_refused() {
+    let app = spawn_oidc_app().await;
+    let client_id = app.oidc.client_id().to_owned();
+    // Auth0's: `sub` is `<client id>@clients`, `gty` says how it was granted.
+    let mut auth0 = claims(&app, &format!("{client_id}@clients"));
+    auth0["gty"] = Value::from("client-credentials");
+    // Okta's: `sub` and `cid` are the client id.
+    let mut okta = claims(&app, &client_id);
+    okta["cid"] = Value::from(client_id.as_str());
+    okta.as_object_mut().expect("object").remove("azp");
+    // RFC 9068 §2.2: `sub` is the client, `client_id` too.
+    let mut rfc = claims(&app, &client_id);
+    rfc["client_id"] = Value::from(client_id.as_str());
+    // Microsoft Entra's app-only tokens, when the API asks for `idtyp`.
+    let mut entra = claims(&app, "9f2c1c0e-app-object-id");
+    entra["idtyp"] = Value::from("app");
+    for (what, claims) in [("Auth0", auth0), ("Okta", okta), ("RFC 9068", rfc), ("Entra", entra)] {
+        assert_refused(&app, &app.oidc.sign("JWT", claims), what).await;
+    }
+    // A person's token from the same client passes (its `sub` is the user, `azp` the client).
+    let person = app.oidc.sign("JWT", claims(&app, &app.subject(ALICE)));
+    assert_eq!(app.bearer_client(person).get("/api/me").await.status, 200);
+}
+
 #[tokio::test]
 async fn aud_may_be_a_string_or_an_array_and_typ_jwt_at_jwt_or_absent() {
     let app = spawn_oidc_app().await;

@@ -132,6 +132,8 @@ async fn a_refresh_refused_because_of_the_user_ends_the_session() {
         (400, r#"{"error":"interaction_required","error_description":"AADSTS50076: use multi-factor authentication"}"#),
         (500, r#"{"error":"access_denied","error_description":"Blocked by an Action"}"#),
         (400, r#"{"error":"login_required"}"#),
+        // Auth0 when MFA is enforced on refresh (a policy of "Always", or an Action asking for it).
+        (403, r#"{"error":"mfa_required","error_description":"Multifactor authentication required"}"#),
     ] {
         let browser = app.signed_in(ALICE).await;
         app.age_session(&browser, -60);

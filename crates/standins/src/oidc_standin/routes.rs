@@ -644,6 +644,11 @@ async fn revoke(AxumState(inner): Shared, headers: HeaderMap, body: Bytes) -> Re
     if let Err(refused) = authenticate_client(&inner, &headers, &form) {
         return refused.into_response();
     }
+    // Auth0 lists `client_id` as a required body parameter of `/oauth/revoke`, whichever way the client
+    // authenticates (https://auth0.com/docs/api/authentication#revoke-refresh-token).
+    if form.get("client_id").map(String::as_str) != Some(inner.options.client_id.as_str()) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: client_id");
+    }
     let Some(token) = form.get("token") else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: token");
     };

@@ -377,16 +377,21 @@ async fn revocation_ends_the_refresh_token() {
     let oidc = start().await;
     let (_, answer) = exchange(&oidc, &code(&oidc, &[]).await).await;
     let refresh_token = answer["refresh_token"].as_str().expect("rt").to_owned();
-    let response = client()
-        .post(url(&oidc, "oauth/revoke"))
-        .basic_auth(oidc.client_id(), Some(oidc.client_secret().expose()))
-        .form(&[("token", refresh_token.as_str()), ("token_type_hint", "refresh_token")])
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(response.status(), StatusCode::OK);
+    // Auth0 requires `client_id` in the body, Basic authentication or not.
+    assert_eq!(revoke(&oidc, &refresh_token, None).await, StatusCode::BAD_REQUEST);
+    assert_eq!(oidc.revocations(), 0);
+    assert_eq!(revoke(&oidc, &refresh_token, Some(oidc.client_id())).await, StatusCode::OK);
     assert_eq!(refresh(&oidc, &refresh_token).await.0, StatusCode::FORBIDDEN);
     assert_eq!(oidc.revocations(), 1);
+}
+
+/// `POST /oauth/revoke` for `token` with Basic client authentication, `client_id` in the body when given.
+async fn revoke(oidc: &OidcStandIn, token: &str, client_id: Option<&str>) -> StatusCode {
+    let mut form = vec![("token", token), ("token_type_hint", "refresh_token")];
+    form.extend(client_id.map(|id| ("client_id", id)));
+    let request =
+        client().post(url(oidc, "oauth/revoke")).basic_auth(oidc.client_id(), Some(oidc.client_secret().expose()));
+    request.form(&form).send().await.expect("answers").status()
 }
 
 #[tokio::test]
