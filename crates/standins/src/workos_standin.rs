@@ -90,8 +90,12 @@ pub struct WorkosStandInOptions {
     pub client_id: String,
     /// The API key, which `authenticate` also requires as `client_secret`.
     pub api_key: StandInSecret,
-    /// The only URIs `authorize` redirects to (exact match), and whose origins `logout` may return to.
+    /// The only URIs `authorize` redirects to (exact match).
     pub redirect_uris: Vec<Url>,
+    /// The dashboard's *Sign-out redirects*: logout's `return_to` must be one of them, exactly (WorkOS: "Allowed
+    /// values are configured in the WorkOS Dashboard under Sign-out redirects"). Empty: each redirect URI's origin
+    /// with the path `/`, what an app sends as its home page.
+    pub sign_out_redirects: Vec<Url>,
     pub access_token_ttl: Duration,
     pub code_ttl: Duration,
     /// Merged into every access token: roles, permissions, or bulk to test large cookies.
@@ -132,6 +136,7 @@ impl Default for WorkosStandInOptions {
             client_id: DEFAULT_CLIENT_ID.to_owned(),
             api_key: StandInSecret::new(DEFAULT_API_KEY),
             redirect_uris: Url::parse(DEFAULT_REDIRECT_URI).into_iter().collect(),
+            sign_out_redirects: Vec::new(),
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
             code_ttl: DEFAULT_CODE_TTL,
             extra_claims: Map::new(),
@@ -185,7 +190,7 @@ impl WorkosStandInOptions {
         if self.api_key.expose().trim().is_empty() {
             return invalid("api_key is empty".into());
         }
-        for uri in &self.redirect_uris {
+        for uri in self.redirect_uris.iter().chain(&self.sign_out_redirects) {
             if !matches!(uri.scheme(), "http" | "https") || uri.host().is_none() {
                 return invalid(format!("redirect URI {uri} is not an http(s) URL with a host"));
             }
@@ -336,6 +341,7 @@ struct WorkosStandInState {
     client_id: String,
     api_key: StandInSecret,
     redirect_uris: Vec<Url>,
+    sign_out_redirects: Vec<Url>,
     base_url: Url,
     keys: Mutex<KeySet>,
     store: Mutex<Store>,
@@ -381,6 +387,11 @@ impl WorkosStandIn {
         let inner = Arc::new(WorkosStandInState {
             client_id: options.client_id,
             api_key: options.api_key,
+            sign_out_redirects: if options.sign_out_redirects.is_empty() {
+                options.redirect_uris.iter().filter_map(|uri| uri.join("/").ok()).collect()
+            } else {
+                options.sign_out_redirects
+            },
             redirect_uris: options.redirect_uris,
             base_url: base_url_for(local_addr),
             keys: Mutex::new(KeySet { current: Arc::new(key), previous: None, current_unpublished: false }),
@@ -921,10 +932,9 @@ impl WorkosStandInState {
         self.redirect_uris.iter().any(|registered| registered == uri)
     }
 
-    /// Logout may only send the browser back to an app that registered a redirect URI here.
+    /// Logout may only send the browser to one of the sign-out redirects, exactly.
     fn is_allowed_return_to(&self, url: &Url) -> bool {
-        matches!(url.scheme(), "http" | "https")
-            && self.redirect_uris.iter().any(|registered| registered.origin() == url.origin())
+        self.sign_out_redirects.iter().any(|registered| registered == url)
     }
 }
 

@@ -786,6 +786,33 @@ async fn logout_ends_the_session_and_returns_to_the_app() {
     assert!(without_return.text().await.expect("page").contains("signed out"));
 }
 
+/// `return_to` must be one of the sign-out redirects exactly, as WorkOS's dashboard list: not merely on an origin
+/// the app registered.
+#[tokio::test]
+async fn logout_returns_only_to_a_sign_out_redirect() {
+    let bye = Url::parse("http://localhost:3000/bye").expect("url");
+    let options = WorkosStandInOptions { sign_out_redirects: vec![bye.clone()], ..WorkosStandInOptions::default() };
+    let workos = WorkosStandIn::start(options).await.expect("start");
+    for (return_to, expected) in [
+        ("http://localhost:3000/anything", None),
+        ("http://localhost:3000/", None),
+        ("http://localhost:3000/bye", Some(bye.as_str())),
+    ] {
+        let session = signed_in(&workos, ALICE).await;
+        let sid = claims(&workos, text(&session["access_token"])).await["sid"].clone();
+        let response = client()
+            .get(url(&workos, "user_management/sessions/logout"))
+            .query(&[("session_id", text(&sid)), ("return_to", return_to)])
+            .send()
+            .await
+            .expect("logout");
+        match expected {
+            Some(target) => assert_eq!(location(&response).as_str(), target),
+            None => assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{return_to} is not a sign-out redirect"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn revoking_a_session_needs_the_api_key_and_kills_its_refresh_token() {
     let workos = start().await;
