@@ -786,33 +786,6 @@ async fn logout_ends_the_session_and_returns_to_the_app() {
     assert!(without_return.text().await.expect("page").contains("signed out"));
 }
 
-/// `return_to` must be one of the sign-out redirects exactly, as WorkOS's dashboard list: not merely on an origin
-/// the app registered.
-#[tokio::test]
-async fn logout_returns_only_to_a_sign_out_redirect() {
-    let bye = Url::parse("http://localhost:3000/bye").expect("url");
-    let options = WorkosStandInOptions { sign_out_redirects: vec![bye.clone()], ..WorkosStandInOptions::default() };
-    let workos = WorkosStandIn::start(options).await.expect("start");
-    for (return_to, expected) in [
-        ("http://localhost:3000/anything", None),
-        ("http://localhost:3000/", None),
-        ("http://localhost:3000/bye", Some(bye.as_str())),
-    ] {
-        let session = signed_in(&workos, ALICE).await;
-        let sid = claims(&workos, text(&session["access_token"])).await["sid"].clone();
-        let response = client()
-            .get(url(&workos, "user_management/sessions/logout"))
-            .query(&[("session_id", text(&sid)), ("return_to", return_to)])
-            .send()
-            .await
-            .expect("logout");
-        match expected {
-            Some(target) => assert_eq!(location(&response).as_str(), target),
-            None => assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{return_to} is not a sign-out redirect"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn revoking_a_session_needs_the_api_key_and_kills_its_refresh_token() {
     let workos = start().await;
@@ -855,8 +828,10 @@ async fn revoking_a_session_needs_the_api_key_and_kills_its_refresh_token() {
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
 
+/// `return_to` must be one of the sign-out redirects (WorkOS's dashboard list), exactly: by default the app's home
+/// page, so not any other path on its origin either.
 #[tokio::test]
-async fn logout_never_redirects_outside_the_registered_apps() {
+async fn logout_never_redirects_outside_the_sign_out_redirects() {
     let workos = start().await;
     for return_to in [
         "https://evil.example/",
@@ -866,6 +841,7 @@ async fn logout_never_redirects_outside_the_registered_apps() {
         "//evil.example/",
         "javascript:alert(1)",
         "/relative",
+        "http://localhost:3000/anything",
     ] {
         let session = signed_in(&workos, ALICE).await;
         let sid = claims(&workos, text(&session["access_token"])).await["sid"].clone();
