@@ -208,6 +208,16 @@ async fn every_client_error_has_its_status_and_a_json_body() {
         let invalid = bearer.call(Method::POST, "/api/todos", Some(json!({ "title": title }))).await;
         assert_eq!((invalid.status, invalid.error_code()), (422, "invalid_title".to_owned()), "{}", invalid.body);
     }
+    // A real NUL (serde_json writes it as the escape `\u0000`) and a BEL: refused before InsForge is asked.
+    let asked = app.insforge.records_requests();
+    for title in ["a\u{0}b", "\u{7}"] {
+        let body = json!({ "title": title });
+        assert!(body.to_string().contains(r"\u00"), "sent as a JSON escape: {body}");
+        let control = bearer.call(Method::POST, "/api/todos", Some(body)).await;
+        assert_eq!((control.status, control.error_code()), (422, "invalid_title".to_owned()), "{}", control.body);
+        assert!(control.json()["error"]["message"].as_str().is_some_and(|m| m.contains("control characters")));
+    }
+    assert_eq!(app.insforge.records_requests(), asked, "InsForge saw no write");
     let nothing = bearer.call(Method::POST, "/api/todos", Some(json!({}))).await;
     assert_eq!(nothing.status, 422);
     let ok = bearer.call(Method::POST, "/api/todos", Some(json!({ "title": "x".repeat(500) }))).await;

@@ -142,6 +142,14 @@ async fn invalid_titles_are_explained_on_the_page_with_the_text_kept() {
     assert!(too_long.body.contains("too long"), "{}", too_long.body);
     assert!(too_long.body.contains(&format!("value=\"{long}\"")), "the typed text is kept in the form");
 
+    let token = alice.csrf_token().await;
+    let asked = app.insforge.records_requests();
+    // `title=a%00b`: a real NUL in the form.
+    let nul = alice.post_form("/todos", &[("csrf_token", token.as_str()), ("title", "a\u{0}b")]).await;
+    assert_eq!(nul.status, 422, "{}", nul.body);
+    assert!(nul.body.contains("control characters"), "{}", nul.body);
+    assert_eq!(app.insforge.records_requests(), asked + 1, "only the page's own list was read: no write");
+
     let huge = "z".repeat(70 * 1024);
     let too_large = alice.submit("/todos", &[("title", &huge)]).await;
     assert_eq!(too_large.status, 413, "a form body over 64 KiB");
