@@ -308,8 +308,9 @@ pub fn shown_in_page(mut response: Response, error: AppError) -> Response {
 pub async fn render_errors(request: Request, next: Next) -> Response {
     let api = answers_json(request.uri().path());
     // Where a signed-out GET comes back to after signing in (a clone of the URI shares its bytes: most requests
-    // never need it).
-    let get_uri = (request.method() == Method::GET).then(|| request.uri().clone());
+    // never need it). HEAD is a GET without the body (axum answers it with the GET handler), so it is answered the
+    // same way: nothing was posted, so there is nothing to say "not saved" about.
+    let get_uri = matches!(*request.method(), Method::GET | Method::HEAD).then(|| request.uri().clone());
     let mut response = next.run(request).await;
     let Some(report) = response.extensions_mut().remove::<ErrorReport>() else { return response };
     let error = report.error;

@@ -36,6 +36,20 @@ async fn the_signed_out_page_invites_to_sign_in() {
     assert!(!page.body.contains("csrf_token"), "no forms for strangers");
 }
 
+/// HEAD is GET without a body: a signed-out HEAD of a page that needs a user is sent to sign in as a GET is, not
+/// told that something "was not saved".
+#[tokio::test]
+async fn a_signed_out_head_of_a_sign_in_only_page_is_sent_to_sign_in_like_a_get() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let get = browser.get("/organizations/org_1").await;
+    let head = browser.request(reqwest::Method::HEAD, "/organizations/org_1", |r| r).await;
+    assert_eq!(get.status, 303, "{}", get.body);
+    assert_eq!(head.status, 303, "{:?}", head.location());
+    assert!(head.location().is_some_and(|at| at.starts_with("/login?return_to=")), "{:?}", head.location());
+    assert_eq!(head.location(), get.location());
+}
+
 #[tokio::test]
 async fn a_user_manages_todos_through_the_pages() {
     let app = spawn_app().await;
