@@ -6,8 +6,10 @@
 //!
 //! Retry rule: a read (GET) is tried a second time when the first attempt could not connect at all (nothing
 //! reached InsForge, so nothing can have happened twice). Writes are never retried: a write whose answer was
-//! lost may have been applied, and repeating it could create a second todo. (InsForge itself may still send one
-//! twice; a create carries the id chosen here, so its repeat meets its own row: see [`InsforgeClient::create_todo`].)
+//! lost may have been applied, and repeating it could create a second todo; it is reported as
+//! [`InsforgeError::WriteUnconfirmed`], so the caller can be told to look before trying again. (InsForge itself may
+//! still send one twice; a create carries the id chosen here, so its repeat meets its own row: see
+//! [`InsforgeClient::create_todo`].)
 
 use std::future::Future;
 use std::sync::Arc;
@@ -67,9 +69,14 @@ pub enum InsforgeError {
     /// InsForge could not be reached at all (refused, DNS failure, TLS failure).
     #[error("could not connect to InsForge")]
     Connect,
-    /// The connection broke after the request was sent; a write may or may not have been applied.
+    /// The connection broke after a read was sent. (For a write, see [`InsforgeError::WriteUnconfirmed`].)
     #[error("the connection to InsForge broke during the request")]
     Transport,
+    /// A write that reached InsForge but was not confirmed: it timed out (ours, or InsForge's own wait for
+    /// PostgREST), or the connection broke after it was sent. It may have been applied: InsForge and PostgREST go on
+    /// with a request whose client has gone.
+    #[error("InsForge did not confirm the write (timed out: {timed_out}; else the connection broke)")]
+    WriteUnconfirmed { timed_out: bool },
     #[error(transparent)]
     Token(#[from] MintError),
     #[error("INSFORGE_URL cannot be used as the base of the API paths")]
@@ -169,14 +176,14 @@ impl InsforgeClient {
                     Err(_) => Err(conflict),
                 };
             }
-            other => other?,
+            other => other.map_err(unconfirmed)?,
         };
         match first_row(response, &token).await {
             Err(InsforgeError::NotFound) => Err(InsforgeError::Upstream {
                 status: StatusCode::CREATED.as_u16(),
                 message: "InsForge reported the todo created but returned no row".to_owned(),
             }),
-            other => other,
+            other => other.map_err(unconfirmed),
         }
     }
 
@@ -187,9 +194,11 @@ impl InsforgeClient {
         let token = self.token(user)?;
         let filter = eq(id);
         let query = [("select", "*"), ("id", filter.as_str())];
-        let response =
-            self.send(Kind::Write, &token, || self.request(Method::PATCH, &token).query(&query).json(patch)).await?;
-        first_row(response, &token).await
+        let response = self
+            .send(Kind::Write, &token, || self.request(Method::PATCH, &token).query(&query).json(patch))
+            .await
+            .map_err(unconfirmed)?;
+        first_row(response, &token).await.map_err(unconfirmed)
     }
 
     /// Deletes the todo and returns it as it was.
@@ -198,8 +207,11 @@ impl InsforgeClient {
         let filter = eq(id);
         // Asking for the deleted rows back is how "deleted" is told apart from "hidden by RLS / never existed".
         let query = [("select", "*"), ("id", filter.as_str())];
-        let response = self.send(Kind::Write, &token, || self.request(Method::DELETE, &token).query(&query)).await?;
-        let deleted: Vec<Todo> = rows(response, &token).await?;
+        let response = self
+            .send(Kind::Write, &token, || self.request(Method::DELETE, &token).query(&query))
+            .await
+            .map_err(unconfirmed)?;
+        let deleted: Vec<Todo> = rows(response, &token).await.map_err(unconfirmed)?;
         if let Some(todo) = deleted.into_iter().next() {
             return Ok(todo);
         }
@@ -273,6 +285,16 @@ where
             tracing::debug!(error = %e, "retrying an InsForge read once after a connection failure");
             attempt().await
         }
+        other => other,
+    }
+}
+
+/// A write's timeout or broken connection as what it means: the write may have been applied. (A failure to connect
+/// stays what it is: nothing reached InsForge.)
+fn unconfirmed(error: InsforgeError) -> InsforgeError {
+    match error {
+        InsforgeError::Timeout => InsforgeError::WriteUnconfirmed { timed_out: true },
+        InsforgeError::Transport => InsforgeError::WriteUnconfirmed { timed_out: false },
         other => other,
     }
 }

@@ -330,6 +330,35 @@ async fn insforge_failures_become_502_and_504_and_nothing_is_written_twice() {
     assert_eq!((refused.status, refused.error_code()), (502, "upstream_failed".to_owned()));
 }
 
+/// A change to a todo InsForge did not confirm in time is not announced as failed: it may have been saved.
+#[tokio::test]
+async fn changes_insforge_did_not_confirm_say_they_may_have_been_saved() {
+    let app = spawn_app_with(AppOptions::default().var("INSFORGE_REQUEST_TIMEOUT_MS", 400)).await;
+    let me = Caller::bearer(&app, ALICE);
+    let created = me.call(Method::POST, "/api/todos", Some(json!({ "title": "Water plants" }))).await;
+    let path = format!("/api/todos/{}", created.json()["id"].as_str().expect("id"));
+
+    app.insforge.set_response_latency(Duration::from_millis(1_000));
+    let patched = me.call(Method::PATCH, &path, Some(json!({ "is_complete": true }))).await;
+    let deleted = me.call(Method::DELETE, &path, None).await;
+    for (what, answer) in [("patch", patched), ("delete", deleted)] {
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (504, "upstream_timeout".to_owned()),
+            "{what}: {}",
+            answer.body
+        );
+        let message = answer.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains("may have been saved"), "{what}: {message}");
+    }
+    // A read that timed out changed nothing, and says so as before.
+    let read = me.call(Method::GET, &path, None).await;
+    assert_eq!((read.status, read.error_code()), (504, "upstream_timeout".to_owned()));
+    assert!(read.json()["error"]["message"].as_str().is_some_and(|m| m.contains("did not answer in time")));
+    app.insforge.set_response_latency(Duration::ZERO);
+    assert!(app.all_todos().await.is_empty(), "the delete went through after all");
+}
+
 /// InsForge's proxy sends a request again when its kept-alive connection to PostgREST was reset, so a create that
 /// went through the first time arrives twice: one todo, and the caller hears it created.
 #[tokio::test]
