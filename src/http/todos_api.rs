@@ -162,7 +162,7 @@ pub(super) async fn audit_delete(
     }
 }
 
-/// The Audit Log event of a created organization todo.
+/// The Audit Log event of a created organization todo: one per todo, however often its create was sent.
 pub(super) async fn audit_create(
     state: &AppState,
     user: &CurrentUser,
@@ -170,7 +170,7 @@ pub(super) async fn audit_create(
     context: &crate::audit::RequestContext,
 ) {
     if let Some(organization_id) = todo.organization_id.as_deref() {
-        spaces::audit(state, organization_id, "todo.created", user, &[todo_target(todo)], context).await;
+        spaces::audit_once(state, organization_id, "todo.created", user, todo_target(todo), context).await;
     }
 }
 
