@@ -90,6 +90,9 @@ pub enum AppError {
     /// have been saved, so trying again blindly could make it twice. Same status and code as the failure it is.
     #[error("The todo service did not confirm this change, but it may have been saved. Reload before trying again.")]
     InsforgeUnconfirmed { timed_out: bool },
+    /// A create whose `id` is already another todo's. Nothing about that todo is told.
+    #[error("Another todo already has this id, so nothing was created. Send a new id to add a todo.")]
+    IdTaken,
     /// The identity provider failed in a way the user cannot fix (the detail is for the log).
     #[error("The sign-in service returned an error. Please try again.")]
     AuthUpstreamFailed(String),
@@ -120,6 +123,7 @@ impl AppError {
             Self::Unauthorized | Self::InvalidToken | Self::SignInFailed(_) | Self::InvalidSignature => {
                 StatusCode::UNAUTHORIZED
             }
+            Self::IdTaken => StatusCode::CONFLICT,
             Self::Csrf
             | Self::NotAMember
             | Self::Forbidden(_)
@@ -167,6 +171,7 @@ impl AppError {
             Self::InvalidTitle(_) => "invalid_title",
             Self::Unprocessable(_) | Self::InsforgeRefused(_) => "unprocessable",
             Self::InsforgeFailed(_) | Self::InsforgeUnconfirmed { timed_out: false } => "upstream_failed",
+            Self::IdTaken => "id_taken",
             Self::AuthUpstreamFailed(_) => "auth_upstream_failed",
             Self::AuthUnavailable { .. } => "auth_unavailable",
             Self::InvalidSignature => "invalid_signature",
@@ -234,6 +239,7 @@ impl From<InsforgeError> for AppError {
             InsforgeError::InvalidInput { message } => Self::InsforgeRefused(message),
             InsforgeError::Timeout => Self::InsforgeTimeout,
             InsforgeError::WriteUnconfirmed { timed_out } => Self::InsforgeUnconfirmed { timed_out },
+            InsforgeError::IdTaken => Self::IdTaken,
             other => Self::InsforgeFailed(other),
         }
     }
@@ -426,6 +432,7 @@ mod tests {
             AppError::InsforgeTimeout,
             AppError::InsforgeUnconfirmed { timed_out: true },
             AppError::InsforgeUnconfirmed { timed_out: false },
+            AppError::IdTaken,
             AppError::AuthUpstreamFailed(String::new()),
             AppError::AuthUnavailable { retry_after: none },
             AppError::InvalidSignature,
@@ -460,6 +467,7 @@ mod tests {
                 | AppError::InsforgeFailed(_)
                 | AppError::InsforgeTimeout
                 | AppError::InsforgeUnconfirmed { .. }
+                | AppError::IdTaken
                 | AppError::AuthUpstreamFailed(_)
                 | AppError::AuthUnavailable { .. }
                 | AppError::InvalidSignature
@@ -490,6 +498,8 @@ mod tests {
             );
             assert!(!message.contains("Please try again"), "{message}");
         }
+        let taken = AppError::from(InsforgeError::IdTaken);
+        assert_eq!((taken.status().as_u16(), taken.code()), (409, "id_taken"));
     }
 
     /// The README's list of the API's errors ("Errors are always …") as (status, code): every code written

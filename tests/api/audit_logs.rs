@@ -25,6 +25,27 @@ async fn outbox(app: &TestApp) -> Vec<(String, String, bool, bool)> {
     .expect("outbox")
 }
 
+/// A create sent again with its id is one todo and one `todo.created` event. The id of another member's todo, which
+/// the sender can see, is not answered as the sender's create.
+#[tokio::test]
+async fn a_create_sent_again_is_one_event_and_another_members_todo_id_is_taken() {
+    let app = cast_app().await;
+    let bob = app.signed_in(AUTHOR).await;
+    let alice = app.signed_in(ADMIN).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let body = json!({ "id": id, "title": "Plan the offsite", "organization_id": ACME_ORGANIZATION_ID });
+    for _ in 0..2 {
+        let created = bob.api(Method::POST, "/api/todos", Some(body.clone())).await;
+        assert_eq!((created.status, created.json()["id"].as_str()), (201, Some(id.as_str())), "{}", created.body);
+    }
+    assert_eq!(alice.get(&format!("/api/todos/{id}")).await.status, 200, "Alice, an admin, sees Bob's todo");
+    let taken = alice.api(Method::POST, "/api/todos", Some(body)).await;
+    assert_eq!((taken.status, taken.error_code()), (409, "id_taken".to_owned()), "{}", taken.body);
+    let created: Vec<String> =
+        outbox(&app).await.into_iter().map(|row| row.1).filter(|action| action == "todo.created").collect();
+    assert_eq!(created.len(), 1, "one todo, one event");
+}
+
 /// The outbox slow to take an event (here: locked) costs a saved create neither its answer nor its event: the
 /// request answers 201 within its time limit, and the event is queued once the outbox is free.
 #[tokio::test]

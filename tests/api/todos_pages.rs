@@ -211,6 +211,51 @@ async fn an_insforge_outage_is_shown_on_the_page_with_the_text_kept() {
     assert!(app.all_todos().await.is_empty());
 }
 
+/// The add form's hidden id, as the page renders it.
+fn form_id(html: &str) -> String {
+    let marker = r#"name="id" value=""#;
+    let start = html.find(marker).unwrap_or_else(|| panic!("the add form carries an id: {html}")) + marker.len();
+    html[start..start + 36].to_owned()
+}
+
+/// The add form carries the new todo's id: sent twice (a double click, or again after a timeout that came after
+/// InsForge saved it), it adds one todo.
+#[tokio::test]
+async fn the_add_form_carries_an_id_so_sending_it_twice_adds_one_todo() {
+    let app = spawn_app_with(AppOptions::default().var("INSFORGE_REQUEST_TIMEOUT_MS", 400)).await;
+    let alice = app.signed_in(ALICE).await;
+    let page = alice.get("/").await;
+    let id = form_id(&page.body);
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    assert_ne!(form_id(&alice.get("/").await.body), id, "each page gets its own");
+    let token = alice.csrf_token().await;
+    let fields =
+        [("csrf_token", token.as_str()), ("organization_id", "personal"), ("id", id.as_str()), ("title", "Pay rent")];
+
+    app.insforge.set_response_latency(Duration::from_millis(1_000));
+    let lost = alice.post_form("/todos", &fields).await;
+    assert_eq!(lost.status, 504, "{}", lost.body);
+    assert!(lost.body.contains("may have been saved"), "{}", lost.body);
+    assert_eq!(form_id(&lost.body), id, "shown again with the same id");
+    app.insforge.set_response_latency(Duration::ZERO);
+
+    for _ in 0..2 {
+        let sent = alice.post_form("/todos", &fields).await;
+        assert_eq!((sent.status, sent.location().as_deref()), (303, Some("/")), "{}", sent.body);
+    }
+    assert_eq!(app.all_todos().await, [(app.user_id(ALICE), "Pay rent".to_owned())], "one todo");
+
+    // The same form, edited: its id is taken, so the page says so and offers a fresh one.
+    let edited = [fields[0], fields[1], fields[2], ("title", "Pay the rent")];
+    let taken = alice.post_form("/todos", &edited).await;
+    assert_eq!(taken.status, 409, "{}", taken.body);
+    assert!(taken.body.contains("already added a todo"), "{}", taken.body);
+    assert_ne!(form_id(&taken.body), id);
+    let malformed = alice.post_form("/todos", &[fields[0], fields[1], ("id", "nope"), ("title", "x")]).await;
+    assert_eq!(malformed.status, 422, "{}", malformed.body);
+    assert_eq!(app.all_todos().await.len(), 1);
+}
+
 #[tokio::test]
 async fn an_impersonated_session_says_so() {
     let app = spawn_app().await;
