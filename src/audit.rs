@@ -118,9 +118,23 @@ impl AuditTrail {
         targets: &[Target],
         context: &RequestContext,
     ) -> Result<(), LifecycleError> {
+        self.record_with_key(uuid::Uuid::new_v4(), organization_id, action, actor, targets, context).await
+    }
+
+    /// Queues an event that happens once however often it is recorded (see [`once_key`]): a second record with the
+    /// same key is not queued, and a resend after its row has gone is the same event to WorkOS.
+    pub async fn record_with_key(
+        &self,
+        key: uuid::Uuid,
+        organization_id: &str,
+        action: &str,
+        actor: &Actor,
+        targets: &[Target],
+        context: &RequestContext,
+    ) -> Result<(), LifecycleError> {
         let event = event(action, actor, targets, context);
         let mut conn = self.lifecycle.database().pool().acquire().await?;
-        insert_outbox(&mut conn, organization_id, &event).await?;
+        insert_outbox(&mut conn, key, organization_id, &event).await?;
         self.wake.notify_one();
         Ok(())
     }
@@ -154,7 +168,7 @@ impl AuditTrail {
                 name: Some(format!("{} {} → {}", request.method, request.path, request.status)),
             };
             let event = event("user.impersonated_request", &actor, &[target], &request.context);
-            insert_outbox(&mut tx, organization_id, &event).await?;
+            insert_outbox(&mut tx, uuid::Uuid::new_v4(), organization_id, &event).await?;
         }
         tx.commit().await?;
         self.wake.notify_one();
@@ -162,11 +176,31 @@ impl AuditTrail {
     }
 }
 
-async fn insert_outbox(conn: &mut sqlx::PgConnection, organization_id: &str, event: &Value) -> Result<(), sqlx::Error> {
+/// The idempotency key of an event that can only happen once to its target (a todo is created once): the same for
+/// every record of it, so that a create sent again by its caller is not a second event. A version 8 UUID from
+/// SHA-256 over the organization, the action and the target's id.
+pub fn once_key(organization_id: &str, action: &str, target_id: &str) -> uuid::Uuid {
+    use aws_lc_rs::digest::{SHA256, digest};
+    // NUL cannot occur in any of the three (ids and actions are ours or WorkOS's), so the parts cannot run together.
+    let input = format!("authbridge audit event\0{organization_id}\0{action}\0{target_id}");
+    let hash = digest(&SHA256, input.as_bytes());
+    // SHA-256 is 32 bytes, so the first 16 are always there.
+    let bytes = hash.as_ref().first_chunk::<16>().copied().unwrap_or_default();
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+async fn insert_outbox(
+    conn: &mut sqlx::PgConnection,
+    key: uuid::Uuid,
+    organization_id: &str,
+    event: &Value,
+) -> Result<(), sqlx::Error> {
+    // A key already queued is the same event (`once_key`): nothing to add. Random keys never meet.
     sqlx::query(
-        "INSERT INTO authbridge.audit_log_outbox (idempotency_key, organization_id, event) VALUES ($1, $2, $3)",
+        "INSERT INTO authbridge.audit_log_outbox (idempotency_key, organization_id, event) VALUES ($1, $2, $3) \
+         ON CONFLICT (idempotency_key) DO NOTHING",
     )
-    .bind(uuid::Uuid::new_v4())
+    .bind(key)
     .bind(organization_id)
     .bind(event)
     .execute(conn)
@@ -373,6 +407,16 @@ mod tests {
         assert!(may_still_send(claimed, claimed + Duration::from_millis(29_999), lease));
         assert!(!may_still_send(claimed, claimed + Duration::from_secs(30), lease), "half the lease gone: stop");
         assert!(!may_still_send(claimed, claimed + Duration::from_secs(61), lease));
+    }
+
+    #[test]
+    fn an_event_that_happens_once_has_one_key() {
+        let key = once_key("org_1", "todo.created", "6f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c");
+        assert_eq!(key, once_key("org_1", "todo.created", "6f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c"));
+        assert_eq!(key.get_version_num(), 8);
+        assert_ne!(key, once_key("org_2", "todo.created", "6f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c"));
+        assert_ne!(key, once_key("org_1", "todo.deleted", "6f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c"));
+        assert_ne!(key, once_key("org_1", "todo.created", "7f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c"));
     }
 
     #[test]

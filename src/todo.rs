@@ -1,9 +1,10 @@
 //! The todo domain: what a todo is, and the few inputs that must be checked before they travel anywhere.
 //!
 //! Inputs are parsed at the edge ("parse, don't validate"): once a [`Title`], [`TodoPatch`] or [`Page`] exists it
-//! is known to be valid, so the InsForge client and the HTTP layer never re-check them. The title rule here is the
-//! same rule as the `todos_title_length` check in the migrations; the database enforces it again for anyone who
-//! writes without going through this type.
+//! is known to be valid, so the InsForge client and the HTTP layer never re-check them. The title's trimming and
+//! length are the same rule as the `todos_title_length` check in the migrations; the database enforces them again
+//! for anyone who writes without going through this type. Control characters are refused here only (PostgreSQL's
+//! text cannot hold NUL in any case).
 
 use std::fmt;
 
@@ -56,7 +57,8 @@ impl Space {
     }
 }
 
-/// A todo title that satisfies the rule: surrounding whitespace trimmed, then 1 to 500 characters.
+/// A todo title that satisfies the rule: surrounding whitespace trimmed, then 1 to 500 characters, with no control
+/// character but tab, line feed and carriage return.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Title(String);
@@ -68,6 +70,8 @@ pub enum TitleError {
     Blank,
     #[error("Title is too long ({chars} characters, {max} at most).", max = MAX_TITLE_CHARS)]
     TooLong { chars: usize },
+    #[error("Title can't contain control characters (such as NUL); tabs and line breaks are fine.")]
+    ControlCharacter,
 }
 
 impl Title {
@@ -80,6 +84,11 @@ impl Title {
         let chars = trimmed.chars().count();
         if chars > MAX_TITLE_CHARS {
             return Err(TitleError::TooLong { chars });
+        }
+        // PostgreSQL's text cannot hold NUL (InsForge would refuse the row with an error the user cannot act on),
+        // and the other control characters are invisible on the page. Tabs and line breaks are text people type.
+        if trimmed.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+            return Err(TitleError::ControlCharacter);
         }
         Ok(Title(trimmed.to_owned()))
     }
@@ -190,6 +199,22 @@ mod tests {
         assert_eq!(error.to_string(), "Title is too long (501 characters, 500 at most).");
         // Surrounding whitespace does not count against the limit.
         assert!(Title::parse(&format!("  {}  ", "x".repeat(500))).is_ok());
+    }
+
+    #[test]
+    fn control_characters_are_refused_but_tabs_and_line_breaks_are_kept() {
+        for hostile in ["a\0b", "\0", "\u{7}", "a\u{1b}[31mred", "a\u{7f}b", "a\u{85}b", "a\u{9b}b", "a\u{b}b"] {
+            assert_eq!(Title::parse(hostile), Err(TitleError::ControlCharacter), "{hostile:?}");
+        }
+        assert_eq!(
+            TitleError::ControlCharacter.to_string(),
+            "Title can't contain control characters (such as NUL); tabs and line breaks are fine."
+        );
+        for fine in ["a\tb", "line one\nline two", "line one\r\nline two", r"\u0000 as six characters"] {
+            assert_eq!(Title::parse(fine).expect("valid").as_str(), fine);
+        }
+        // Around the text, control characters that are whitespace are trimmed as before, not refused.
+        assert_eq!(Title::parse("\u{b}\u{85}x\u{c}").expect("trimmed").as_str(), "x");
     }
 
     #[test]

@@ -86,6 +86,13 @@ pub enum AppError {
     InsforgeFailed(InsforgeError),
     #[error("The todo service did not answer in time. Please try again.")]
     InsforgeTimeout,
+    /// A change InsForge did not confirm (it timed out, or the connection broke after the change was sent): it may
+    /// have been saved, so trying again blindly could make it twice. Same status and code as the failure it is.
+    #[error("The todo service did not confirm this change, but it may have been saved. Reload before trying again.")]
+    InsforgeUnconfirmed { timed_out: bool },
+    /// A create whose `id` is already another todo's. Nothing about that todo is told.
+    #[error("Another todo already has this id, so nothing was created. Send a new id to add a todo.")]
+    IdTaken,
     /// The identity provider failed in a way the user cannot fix (the detail is for the log).
     #[error("The sign-in service returned an error. Please try again.")]
     AuthUpstreamFailed(String),
@@ -99,6 +106,10 @@ pub enum AppError {
     DatabaseUnavailable { retry_after: Duration },
     #[error("The request took too long.")]
     RequestTimeout,
+    /// The time limit went off during a request that may change something (not GET, HEAD or OPTIONS): the change
+    /// may have been made before it did.
+    #[error("The request took too long, but what it changes may have been saved. Reload before trying again.")]
+    RequestTimeoutUnconfirmed,
     #[error("Something went wrong on our side.")]
     Internal(String),
 }
@@ -112,6 +123,7 @@ impl AppError {
             Self::Unauthorized | Self::InvalidToken | Self::SignInFailed(_) | Self::InvalidSignature => {
                 StatusCode::UNAUTHORIZED
             }
+            Self::IdTaken => StatusCode::CONFLICT,
             Self::Csrf
             | Self::NotAMember
             | Self::Forbidden(_)
@@ -124,9 +136,14 @@ impl AppError {
             Self::InvalidTitle(_) | Self::Unprocessable(_) | Self::InsforgeRefused(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            Self::InsforgeFailed(_) | Self::AuthUpstreamFailed(_) => StatusCode::BAD_GATEWAY,
+            Self::InsforgeFailed(_) | Self::AuthUpstreamFailed(_) | Self::InsforgeUnconfirmed { timed_out: false } => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::AuthUnavailable { .. } | Self::DatabaseUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::InsforgeTimeout | Self::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::InsforgeTimeout
+            | Self::InsforgeUnconfirmed { timed_out: true }
+            | Self::RequestTimeout
+            | Self::RequestTimeoutUnconfirmed => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -153,13 +170,14 @@ impl AppError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::InvalidTitle(_) => "invalid_title",
             Self::Unprocessable(_) | Self::InsforgeRefused(_) => "unprocessable",
-            Self::InsforgeFailed(_) => "upstream_failed",
+            Self::InsforgeFailed(_) | Self::InsforgeUnconfirmed { timed_out: false } => "upstream_failed",
+            Self::IdTaken => "id_taken",
             Self::AuthUpstreamFailed(_) => "auth_upstream_failed",
             Self::AuthUnavailable { .. } => "auth_unavailable",
             Self::InvalidSignature => "invalid_signature",
             Self::DatabaseUnavailable { .. } => "database_unavailable",
-            Self::InsforgeTimeout => "upstream_timeout",
-            Self::RequestTimeout => "timeout",
+            Self::InsforgeTimeout | Self::InsforgeUnconfirmed { timed_out: true } => "upstream_timeout",
+            Self::RequestTimeout | Self::RequestTimeoutUnconfirmed => "timeout",
             Self::Internal(_) => "internal",
         }
     }
@@ -178,9 +196,11 @@ impl AppError {
             Self::AuthUpstreamFailed(detail) => tracing::error!(code, detail = %detail, "identity provider failed"),
             Self::InsforgeRefused(detail) => tracing::warn!(code, detail = %detail, "InsForge refused the input"),
             Self::InsforgeTimeout
+            | Self::InsforgeUnconfirmed { .. }
             | Self::AuthUnavailable { .. }
             | Self::DatabaseUnavailable { .. }
-            | Self::RequestTimeout => tracing::warn!(code, "request failed upstream"),
+            | Self::RequestTimeout
+            | Self::RequestTimeoutUnconfirmed => tracing::warn!(code, "request failed upstream"),
             Self::InvalidSignature => tracing::warn!(code, "webhook refused: bad signature"),
             _ => tracing::debug!(code, "request refused"),
         }
@@ -218,6 +238,8 @@ impl From<InsforgeError> for AppError {
             // Titles are validated before they are sent, so this is a rule only the database knows.
             InsforgeError::InvalidInput { message } => Self::InsforgeRefused(message),
             InsforgeError::Timeout => Self::InsforgeTimeout,
+            InsforgeError::WriteUnconfirmed { timed_out } => Self::InsforgeUnconfirmed { timed_out },
+            InsforgeError::IdTaken => Self::IdTaken,
             other => Self::InsforgeFailed(other),
         }
     }
@@ -308,8 +330,9 @@ pub fn shown_in_page(mut response: Response, error: AppError) -> Response {
 pub async fn render_errors(request: Request, next: Next) -> Response {
     let api = answers_json(request.uri().path());
     // Where a signed-out GET comes back to after signing in (a clone of the URI shares its bytes: most requests
-    // never need it).
-    let get_uri = (request.method() == Method::GET).then(|| request.uri().clone());
+    // never need it). HEAD is a GET without the body (axum answers it with the GET handler), so it is answered the
+    // same way: nothing was posted, so there is nothing to say "not saved" about.
+    let get_uri = matches!(*request.method(), Method::GET | Method::HEAD).then(|| request.uri().clone());
     let mut response = next.run(request).await;
     let Some(report) = response.extensions_mut().remove::<ErrorReport>() else { return response };
     let error = report.error;
@@ -407,11 +430,15 @@ mod tests {
             AppError::InsforgeRefused(String::new()),
             AppError::InsforgeFailed(InsforgeError::NotDeletable),
             AppError::InsforgeTimeout,
+            AppError::InsforgeUnconfirmed { timed_out: true },
+            AppError::InsforgeUnconfirmed { timed_out: false },
+            AppError::IdTaken,
             AppError::AuthUpstreamFailed(String::new()),
             AppError::AuthUnavailable { retry_after: none },
             AppError::InvalidSignature,
             AppError::DatabaseUnavailable { retry_after: none },
             AppError::RequestTimeout,
+            AppError::RequestTimeoutUnconfirmed,
             AppError::Internal(String::new()),
         ];
         // Exhaustive on purpose: a new variant does not compile here until it is named, with a sample above.
@@ -439,15 +466,40 @@ mod tests {
                 | AppError::InsforgeRefused(_)
                 | AppError::InsforgeFailed(_)
                 | AppError::InsforgeTimeout
+                | AppError::InsforgeUnconfirmed { .. }
+                | AppError::IdTaken
                 | AppError::AuthUpstreamFailed(_)
                 | AppError::AuthUnavailable { .. }
                 | AppError::InvalidSignature
                 | AppError::DatabaseUnavailable { .. }
                 | AppError::RequestTimeout
+                | AppError::RequestTimeoutUnconfirmed
                 | AppError::Internal(_) => {}
             }
         }
         all
+    }
+
+    /// A change whose outcome is unknown keeps the status and code of the failure it is, but never invites a blind
+    /// retry: it says the change may have been saved.
+    #[test]
+    fn a_change_that_may_have_been_saved_says_so_and_keeps_its_public_code() {
+        let unconfirmed = [
+            (AppError::from(InsforgeError::WriteUnconfirmed { timed_out: true }), 504, "upstream_timeout"),
+            (AppError::from(InsforgeError::WriteUnconfirmed { timed_out: false }), 502, "upstream_failed"),
+            (AppError::RequestTimeoutUnconfirmed, 504, "timeout"),
+        ];
+        for (error, status, code) in unconfirmed {
+            assert_eq!((error.status().as_u16(), error.code()), (status, code));
+            let message = error.public_message();
+            assert!(
+                message.contains("may have been saved") && message.contains("Reload before trying again"),
+                "{message}"
+            );
+            assert!(!message.contains("Please try again"), "{message}");
+        }
+        let taken = AppError::from(InsforgeError::IdTaken);
+        assert_eq!((taken.status().as_u16(), taken.code()), (409, "id_taken"));
     }
 
     /// The README's list of the API's errors ("Errors are always …") as (status, code): every code written

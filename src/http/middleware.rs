@@ -138,10 +138,14 @@ pub async fn refuse_oversized_bodies(
     next.run(request).await
 }
 
-/// Answers with 504 (in the route's format) when a request takes longer than `REQUEST_TIMEOUT_SECONDS`.
+/// Answers with 504 (in the route's format) when a request takes longer than `REQUEST_TIMEOUT_SECONDS`. A request
+/// that may change something is told that the change may have been made: the limit can go off after InsForge (or
+/// the database) has applied it, and a blind retry could make it twice.
 pub async fn time_limit(State(state): State<AppState>, request: Request, next: Next) -> axum::response::Response {
+    let changes = !request.method().is_safe();
     match tokio::time::timeout(state.config.server.request_timeout, next.run(request)).await {
         Ok(response) => response,
+        Err(_) if changes => AppError::RequestTimeoutUnconfirmed.into_response(),
         Err(_) => AppError::RequestTimeout.into_response(),
     }
 }

@@ -111,8 +111,10 @@ pub(super) fn sign_in_location(organization_id: &str, return_to: &str) -> String
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SwitchBody {
-    /// An organization's id, or `"personal"`/`null` for the personal space.
-    organization_id: Option<String>,
+    /// An organization's id, or `"personal"`/`null` for the personal space; absent is refused, so that an empty or
+    /// mistaken body never changes the session's space.
+    #[serde(default, deserialize_with = "super::todos_api::present")]
+    organization_id: Option<Option<String>>,
 }
 
 #[derive(Serialize)]
@@ -126,7 +128,13 @@ async fn switch_api(
     RequestMeta(context): RequestMeta,
     ApiJson(body): ApiJson<SwitchBody>,
 ) -> Result<Json<Switched>, AppError> {
-    let requested = match body.organization_id.as_deref().map(str::trim) {
+    let Some(organization_id) = body.organization_id else {
+        return Err(AppError::Unprocessable(
+            "Send \"organization_id\": an organization's id, or \"personal\" (or null) for your personal todos."
+                .to_owned(),
+        ));
+    };
+    let requested = match organization_id.as_deref().map(str::trim) {
         None | Some("personal") => Requested::Personal,
         Some("") => return Err(AppError::Unprocessable("\"organization_id\" is empty.".to_owned())),
         Some(id) => Requested::Organization(id.to_owned()),

@@ -10,8 +10,13 @@
 //! Organizations follow WorkOS and the lifecycle: without `DATABASE_URL` (or with an OpenID Connect provider)
 //! everything is personal, and asking for an organization is answered `organizations_unavailable`.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::extract::ConnectInfo;
 use axum::http::{Extensions, HeaderMap, HeaderValue, header};
+use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::audit::{Actor, RequestContext, Target};
 use crate::insforge::client::InsforgeError;
@@ -164,6 +169,11 @@ pub fn actor(user: &CurrentUser) -> Actor {
     }
 }
 
+/// Longest a request waits for its Audit Log event to be queued. The event is queued by a task of its own, which
+/// goes on after this wait (and after the request's time limit): what it records has happened, and a slow database
+/// (the pool's acquire timeout, then the statement timeout) must not turn the answer to a saved change into a 504.
+const AUDIT_WAIT: Duration = Duration::from_secs(1);
+
 /// Queues an Audit Log event for an organization; a failure is logged, never shown: what it records happened.
 pub async fn audit(
     state: &AppState,
@@ -173,9 +183,47 @@ pub async fn audit(
     targets: &[Target],
     context: &RequestContext,
 ) {
+    queue_audit(state, None, organization_id, action, user, targets, context).await;
+}
+
+/// [`audit`] for an event that happens once to its target (a todo is created once): however often it is recorded
+/// (a create its caller sent again, and was answered with the same todo), it is one event.
+pub async fn audit_once(
+    state: &AppState,
+    organization_id: &str,
+    action: &str,
+    user: &CurrentUser,
+    target: Target,
+    context: &RequestContext,
+) {
+    let key = crate::audit::once_key(organization_id, action, &target.id);
+    queue_audit(state, Some(key), organization_id, action, user, &[target], context).await;
+}
+
+async fn queue_audit(
+    state: &AppState,
+    key: Option<Uuid>,
+    organization_id: &str,
+    action: &str,
+    user: &CurrentUser,
+    targets: &[Target],
+    context: &RequestContext,
+) {
     let Some(audit) = &state.audit else { return };
-    if let Err(error) = audit.record(organization_id, action, &actor(user), targets, context).await {
-        tracing::error!(%error, action, "could not queue an audit log event");
+    let audit = Arc::clone(audit);
+    let (organization, name, actor) = (organization_id.to_owned(), action.to_owned(), actor(user));
+    let (targets, context) = (targets.to_vec(), context.clone());
+    let queued = tokio::spawn(
+        async move {
+            let key = key.unwrap_or_else(Uuid::new_v4);
+            if let Err(error) = audit.record_with_key(key, &organization, &name, &actor, &targets, &context).await {
+                tracing::error!(%error, action = name, "could not queue an audit log event");
+            }
+        }
+        .instrument(tracing::Span::current()),
+    );
+    if tokio::time::timeout(AUDIT_WAIT, queued).await.is_err() {
+        tracing::warn!(action, "an audit log event is slow to queue; answering without waiting for it");
     }
 }
 

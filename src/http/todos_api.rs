@@ -5,7 +5,8 @@
 //! simply not found (404), exactly like a todo that never existed. Lists and new todos belong to a space: the
 //! user's personal todos or an organization's shared ones (`organization_id`, `spaces`); listing or creating in an
 //! organization the user is not an active member of is refused (403) before anything reaches InsForge. Changes to
-//! an organization's todos are sent to its Audit Logs (`audit`).
+//! an organization's todos are sent to its Audit Logs (`audit`). A create may carry the new todo's `id`: sent again
+//! with it after an answer that never came (a timeout), it is answered with the todo the first made, never a second.
 
 use axum::Router;
 use axum::extract::State;
@@ -13,6 +14,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
 
 use crate::audit::Target;
 use crate::todo::{Page, Title, Todo, TodoPatch};
@@ -60,6 +62,11 @@ async fn list(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateTodo {
+    /// The new todo's id (a UUID), chosen by the caller so that sending the create again after a lost answer makes
+    /// no second todo; absent or `null`: authbridge chooses. Text here, so that a malformed one is a 422 with its
+    /// own message rather than a JSON error.
+    #[serde(default)]
+    id: Option<String>,
     #[serde(default)]
     title: Option<String>,
     /// Absent: the active space; `null` or `"personal"`: personal; else an organization's id.
@@ -68,7 +75,7 @@ struct CreateTodo {
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+pub(super) fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(deserializer).map(Some)
 }
 
@@ -83,6 +90,10 @@ async fn create(
     ApiJson(body): ApiJson<CreateTodo>,
 ) -> Result<Response, AppError> {
     let title = Title::parse(body.title.as_deref().unwrap_or_default())?;
+    let id = match body.id.as_deref() {
+        None => Uuid::new_v4(),
+        Some(raw) => parse_new_id(raw)?,
+    };
     let requested = match &body.organization_id {
         None => Requested::Active,
         Some(None) => Requested::Personal,
@@ -92,15 +103,23 @@ async fn create(
         Some(Some(raw)) => Requested::from_param(Some(raw)),
     };
     let resolved = spaces::resolve(&state, &user, &requested).await?;
+    // Sent again with the same id, a create that was made before is answered as made now (201, the same todo).
     let todo = state
         .insforge
-        .create_todo(&user.identity(), &title, &resolved.space)
+        .create_todo_with_id(&user.identity(), id, &title, &resolved.space)
         .await
         .map_err(|error| spaces::create_failed(error, &resolved.space))?;
     audit_create(&state, &user, &todo, &context).await;
     let location = HeaderValue::from_str(&format!("/api/todos/{}", todo.id))
         .map_err(|_| AppError::Internal("a todo id is not a valid header value".to_owned()))?;
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(todo)).into_response())
+}
+
+/// A new todo's id as a caller sent it: a UUID, or 422.
+pub(super) fn parse_new_id(raw: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(raw.trim()).map_err(|_| {
+        AppError::Unprocessable("\"id\" must be a UUID, such as 0b6f3a9e-4c1d-4e7a-9f2b-8d5c6e7f8a9b.".into())
+    })
 }
 
 async fn show(State(state): State<AppState>, user: CurrentUser, TodoId(id): TodoId) -> Result<Response, AppError> {
@@ -162,7 +181,7 @@ pub(super) async fn audit_delete(
     }
 }
 
-/// The Audit Log event of a created organization todo.
+/// The Audit Log event of a created organization todo: one per todo, however often its create was sent.
 pub(super) async fn audit_create(
     state: &AppState,
     user: &CurrentUser,
@@ -170,7 +189,7 @@ pub(super) async fn audit_create(
     context: &crate::audit::RequestContext,
 ) {
     if let Some(organization_id) = todo.organization_id.as_deref() {
-        spaces::audit(state, organization_id, "todo.created", user, &[todo_target(todo)], context).await;
+        spaces::audit_once(state, organization_id, "todo.created", user, todo_target(todo), context).await;
     }
 }
 

@@ -8,7 +8,9 @@
 //! ones, with a switcher in the header (`organizations`). When the session's organization is no longer one the
 //! user is an active member of (removed at WorkOS while signed in), the page says so and shows their personal todos
 //! instead: the shared list is gone on the next reload, as the database decides. The add form names the space it
-//! was shown for, and adding there is checked again.
+//! was shown for, and adding there is checked again. It also carries the new todo's id, chosen when the page is
+//! rendered (and kept when the page is rendered again after a failed add): the same form sent twice (a double click,
+//! or again after a timeout that came after the todo was saved) adds one todo.
 
 use std::collections::HashMap;
 
@@ -29,7 +31,7 @@ use super::error::{AppError, shown_in_page};
 use super::extractors::{CsrfForm, CurrentUser, MaybeUser, TodoId};
 use super::pages::{Banner, render};
 use super::spaces::{self, RequestMeta, Requested, Resolved};
-use super::todos_api::{audit_create, audit_delete, audit_update};
+use super::todos_api::{audit_create, audit_delete, audit_update, parse_new_id};
 
 /// Todos per page on `/`.
 const PAGE_SIZE: u32 = 50;
@@ -60,6 +62,8 @@ struct Home {
     error: Option<String>,
     notice: Option<String>,
     new_title: String,
+    /// The id the add form gives its todo.
+    new_id: Uuid,
     offset: u32,
     newer_offset: Option<u32>,
     older_offset: Option<u32>,
@@ -130,6 +134,8 @@ struct TodoView {
 struct Retry {
     error: Option<AppError>,
     new_title: String,
+    /// The id the failed add form carried, to carry again: sent again, the form still makes that one todo.
+    new_id: Option<Uuid>,
     /// The todo whose rename failed, with the text typed for it.
     rename: Option<(Uuid, String)>,
 }
@@ -194,7 +200,7 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
         Err(listing) => (Vec::new(), Some(retry.error.unwrap_or(listing))),
     };
     let status = failure.as_ref().map_or(StatusCode::OK, AppError::status);
-    let mut error = failure.as_ref().map(AppError::public_message);
+    let mut error = failure.as_ref().map(page_message);
     let has_older = todos.len() > PAGE_SIZE as usize;
     todos.truncate(PAGE_SIZE as usize);
     let authors = authors(state, user, &todos).await;
@@ -231,6 +237,7 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
         error,
         notice,
         new_title: retry.new_title,
+        new_id: retry.new_id.unwrap_or_else(Uuid::new_v4),
         offset,
         newer_offset: (offset > 0).then(|| offset.saturating_sub(PAGE_SIZE)),
         older_offset: has_older.then(|| offset + PAGE_SIZE),
@@ -239,6 +246,16 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
     match failure {
         Some(failure) => shown_in_page(response, failure),
         None => response,
+    }
+}
+
+/// What the page says about a failure: the API's words, except where they name what a person never sees.
+fn page_message(error: &AppError) -> String {
+    match error {
+        AppError::IdTaken => {
+            "This form had already added a todo, which is in the list. Add again to make another.".to_owned()
+        }
+        other => other.public_message(),
     }
 }
 
@@ -266,6 +283,9 @@ fn see_home() -> Response {
 
 #[derive(Deserialize)]
 struct NewTodoForm {
+    /// The todo's id, chosen when the page was rendered; absent (a page from before the field existed): a new one.
+    #[serde(default)]
+    id: Option<String>,
     #[serde(default)]
     title: String,
     /// The space the page was showing (`personal` or an organization's id); absent: the active space.
@@ -279,18 +299,27 @@ async fn create(
     RequestMeta(context): RequestMeta,
     CsrfForm(form): CsrfForm<NewTodoForm>,
 ) -> Response {
-    let outcome = match Title::parse(&form.title) {
-        Ok(title) => {
-            match spaces::resolve(&state, &user, &Requested::from_param(form.organization_id.as_deref())).await {
-                Ok(resolved) => state
-                    .insforge
-                    .create_todo(&user.identity(), &title, &resolved.space)
-                    .await
-                    .map_err(|error| spaces::create_failed(error, &resolved.space)),
-                Err(error) => Err(error),
-            }
+    let id = match form.id.as_deref().filter(|raw| !raw.trim().is_empty()) {
+        None => Ok(Uuid::new_v4()),
+        Some(raw) => parse_new_id(raw),
+    };
+    // The id the form is shown with again if this fails: none when it is the trouble (malformed), so that the next
+    // add gets a fresh one.
+    let (outcome, form_id) = match (Title::parse(&form.title), id) {
+        (Err(invalid), id) => (Err(AppError::from(invalid)), id.ok()),
+        (Ok(_), Err(invalid)) => (Err(invalid), None),
+        (Ok(title), Ok(id)) => {
+            let created =
+                match spaces::resolve(&state, &user, &Requested::from_param(form.organization_id.as_deref())).await {
+                    Ok(resolved) => state
+                        .insforge
+                        .create_todo_with_id(&user.identity(), id, &title, &resolved.space)
+                        .await
+                        .map_err(|error| spaces::create_failed(error, &resolved.space)),
+                    Err(error) => Err(error),
+                };
+            (created, Some(id))
         }
-        Err(invalid) => Err(AppError::from(invalid)),
     };
     match outcome {
         Ok(todo) => {
@@ -298,7 +327,11 @@ async fn create(
             see_home()
         }
         Err(error) => {
-            home_page(&state, &user, 0, Retry { error: Some(error), new_title: form.title, rename: None }).await
+            // Shown again with its id, the form sent again cannot add a second todo; an id another todo has is no
+            // use to it any more.
+            let new_id = form_id.filter(|_| !matches!(error, AppError::IdTaken));
+            let retry = Retry { error: Some(error), new_title: form.title, new_id, rename: None };
+            home_page(&state, &user, 0, retry).await
         }
     }
 }

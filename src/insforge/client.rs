@@ -6,8 +6,10 @@
 //!
 //! Retry rule: a read (GET) is tried a second time when the first attempt could not connect at all (nothing
 //! reached InsForge, so nothing can have happened twice). Writes are never retried: a write whose answer was
-//! lost may have been applied, and repeating it could create a second todo. (InsForge itself may still send one
-//! twice; a create carries the id chosen here, so its repeat meets its own row: see [`InsforgeClient::create_todo`].)
+//! lost may have been applied, and repeating it could create a second todo; it is reported as
+//! [`InsforgeError::WriteUnconfirmed`], so the caller can be told to look before trying again. (InsForge itself may
+//! still send one twice, and a caller may send a create again; a create carries its id, so its repeat meets its own
+//! row: see [`InsforgeClient::create_todo_with_id`].)
 
 use std::future::Future;
 use std::sync::Arc;
@@ -67,9 +69,18 @@ pub enum InsforgeError {
     /// InsForge could not be reached at all (refused, DNS failure, TLS failure).
     #[error("could not connect to InsForge")]
     Connect,
-    /// The connection broke after the request was sent; a write may or may not have been applied.
+    /// The connection broke after a read was sent. (For a write, see [`InsforgeError::WriteUnconfirmed`].)
     #[error("the connection to InsForge broke during the request")]
     Transport,
+    /// A write that reached InsForge but was not confirmed: it timed out (ours, or InsForge's own wait for
+    /// PostgREST), or the connection broke after it was sent. It may have been applied: InsForge and PostgREST go on
+    /// with a request whose client has gone.
+    #[error("InsForge did not confirm the write (timed out: {timed_out}; else the connection broke)")]
+    WriteUnconfirmed { timed_out: bool },
+    /// A create whose id is already taken by a todo that is not the one this create would make: a todo this user
+    /// cannot see, another member's, or their own with another title or space. Nothing was written.
+    #[error("the todo id is already taken")]
+    IdTaken,
     #[error(transparent)]
     Token(#[from] MintError),
     #[error("INSFORGE_URL cannot be used as the base of the API paths")]
@@ -146,37 +157,67 @@ impl InsforgeClient {
         first_row(response, &token).await
     }
 
-    /// The todo's id is chosen here, so that the insert is the same every time it is sent: InsForge's proxy sends a
-    /// request again when a kept-alive connection to PostgREST was reset, and a create repeated after the first
-    /// went through then meets its own row (409, unique violation) instead of making a second todo. That 409 is
-    /// answered with the row the first attempt made.
+    /// Creates a todo with an id chosen here: see [`InsforgeClient::create_todo_with_id`].
     pub async fn create_todo(&self, user: &UserIdentity, title: &Title, space: &Space) -> Result<Todo, InsforgeError> {
+        self.create_todo_with_id(user, Uuid::new_v4(), title, space).await
+    }
+
+    /// Creates the todo `id`. The id is chosen before the insert is sent, so that the insert is the same every time
+    /// it is sent: InsForge's proxy sends a request again when a kept-alive connection to PostgREST was reset, and a
+    /// caller whose answer was lost sends the create again with the same id. Either repeat meets the row the first
+    /// made (409, unique violation) instead of making a second todo, and is answered with that row when it is the
+    /// one this create would have made: this user's, with this title, in this space. Any other row holding the id
+    /// is [`InsforgeError::IdTaken`], which tells nothing about that row.
+    pub async fn create_todo_with_id(
+        &self,
+        user: &UserIdentity,
+        id: Uuid,
+        title: &Title,
+        space: &Space,
+    ) -> Result<Todo, InsforgeError> {
         let token = self.token(user)?;
-        let id = Uuid::new_v4();
         // `user_id` is not sent: the column defaults to requesting_user_id(), the `sub` of this very token.
         let body = [NewTodo { id, title: title.as_str(), organization_id: space.organization_id() }];
         let sent = self
             .send(Kind::Write, &token, || self.request(Method::POST, &token).query(&[("select", "*")]).json(&body))
             .await;
         let response = match sent {
-            Err(conflict @ InsforgeError::Upstream { status: 409, .. }) => {
-                // Ours if this user can read it under RLS; anything else (a UUID collision) stays the conflict.
-                return match self.get_todo(user, id).await {
-                    Ok(todo) => {
-                        tracing::info!(todo_id = %id, "InsForge sent the create twice; the todo the first made is kept");
-                        Ok(todo)
-                    }
-                    Err(_) => Err(conflict),
-                };
+            Err(InsforgeError::Upstream { status: 409, .. }) => {
+                return self.created_before(user, id, title, space).await;
             }
-            other => other?,
+            other => other.map_err(unconfirmed)?,
         };
         match first_row(response, &token).await {
             Err(InsforgeError::NotFound) => Err(InsforgeError::Upstream {
                 status: StatusCode::CREATED.as_u16(),
                 message: "InsForge reported the todo created but returned no row".to_owned(),
             }),
-            other => other,
+            other => other.map_err(unconfirmed),
+        }
+    }
+
+    /// The todo an earlier sending of this create made, when the row holding `id` is that todo.
+    async fn created_before(
+        &self,
+        user: &UserIdentity,
+        id: Uuid,
+        title: &Title,
+        space: &Space,
+    ) -> Result<Todo, InsforgeError> {
+        match self.get_todo(user, id).await {
+            Ok(todo)
+                if todo.user_id == user.id
+                    && todo.organization_id.as_deref() == space.organization_id()
+                    && todo.title == title.as_str() =>
+            {
+                tracing::info!(todo_id = %id, "the create was sent again; the todo the first made is kept");
+                Ok(todo)
+            }
+            // Hidden by RLS, or visible but not this create's (another member's shared todo, or one of the user's own
+            // with other content): the id is taken, and nothing about the row is passed on.
+            Ok(_) | Err(InsforgeError::NotFound) => Err(InsforgeError::IdTaken),
+            // The row exists but whose it is could not be read: the create's outcome is as unknown as after a timeout.
+            Err(other) => Err(unconfirmed(other)),
         }
     }
 
@@ -187,9 +228,11 @@ impl InsforgeClient {
         let token = self.token(user)?;
         let filter = eq(id);
         let query = [("select", "*"), ("id", filter.as_str())];
-        let response =
-            self.send(Kind::Write, &token, || self.request(Method::PATCH, &token).query(&query).json(patch)).await?;
-        first_row(response, &token).await
+        let response = self
+            .send(Kind::Write, &token, || self.request(Method::PATCH, &token).query(&query).json(patch))
+            .await
+            .map_err(unconfirmed)?;
+        first_row(response, &token).await.map_err(unconfirmed)
     }
 
     /// Deletes the todo and returns it as it was.
@@ -198,8 +241,11 @@ impl InsforgeClient {
         let filter = eq(id);
         // Asking for the deleted rows back is how "deleted" is told apart from "hidden by RLS / never existed".
         let query = [("select", "*"), ("id", filter.as_str())];
-        let response = self.send(Kind::Write, &token, || self.request(Method::DELETE, &token).query(&query)).await?;
-        let deleted: Vec<Todo> = rows(response, &token).await?;
+        let response = self
+            .send(Kind::Write, &token, || self.request(Method::DELETE, &token).query(&query))
+            .await
+            .map_err(unconfirmed)?;
+        let deleted: Vec<Todo> = rows(response, &token).await.map_err(unconfirmed)?;
         if let Some(todo) = deleted.into_iter().next() {
             return Ok(todo);
         }
@@ -273,6 +319,16 @@ where
             tracing::debug!(error = %e, "retrying an InsForge read once after a connection failure");
             attempt().await
         }
+        other => other,
+    }
+}
+
+/// A write's timeout or broken connection as what it means: the write may have been applied. (A failure to connect
+/// stays what it is: nothing reached InsForge.)
+fn unconfirmed(error: InsforgeError) -> InsforgeError {
+    match error {
+        InsforgeError::Timeout => InsforgeError::WriteUnconfirmed { timed_out: true },
+        InsforgeError::Transport => InsforgeError::WriteUnconfirmed { timed_out: false },
         other => other,
     }
 }

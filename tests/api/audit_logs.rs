@@ -10,9 +10,9 @@ use reqwest::Method;
 use serde_json::json;
 use standins::workos_standin::{ACME_ORGANIZATION_ID, Endpoint};
 
-use crate::helpers::app::TestApp;
+use crate::helpers::app::{AppOptions, TestApp, spawn_app_with};
 use crate::helpers::lifecycle::eventually;
-use crate::helpers::organizations::{ADMIN, AUTHOR, cast_app, create, id_of};
+use crate::helpers::organizations::{ADMIN, AUTHOR, cast, cast_app, create, id_of};
 
 async fn outbox(app: &TestApp) -> Vec<(String, String, bool, bool)> {
     let mut conn = app.db.connect().await;
@@ -23,6 +23,52 @@ async fn outbox(app: &TestApp) -> Vec<(String, String, bool, bool)> {
     .fetch_all(&mut conn)
     .await
     .expect("outbox")
+}
+
+/// A create sent again with its id is one todo and one `todo.created` event. The id of another member's todo, which
+/// the sender can see, is not answered as the sender's create.
+#[tokio::test]
+async fn a_create_sent_again_is_one_event_and_another_members_todo_id_is_taken() {
+    let app = cast_app().await;
+    let bob = app.signed_in(AUTHOR).await;
+    let alice = app.signed_in(ADMIN).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let body = json!({ "id": id, "title": "Plan the offsite", "organization_id": ACME_ORGANIZATION_ID });
+    for _ in 0..2 {
+        let created = bob.api(Method::POST, "/api/todos", Some(body.clone())).await;
+        assert_eq!((created.status, created.json()["id"].as_str()), (201, Some(id.as_str())), "{}", created.body);
+    }
+    assert_eq!(alice.get(&format!("/api/todos/{id}")).await.status, 200, "Alice, an admin, sees Bob's todo");
+    let taken = alice.api(Method::POST, "/api/todos", Some(body)).await;
+    assert_eq!((taken.status, taken.error_code()), (409, "id_taken".to_owned()), "{}", taken.body);
+    let created: Vec<String> =
+        outbox(&app).await.into_iter().map(|row| row.1).filter(|action| action == "todo.created").collect();
+    assert_eq!(created.len(), 1, "one todo, one event");
+}
+
+/// The outbox slow to take an event (here: locked) costs a saved create neither its answer nor its event: the
+/// request answers 201 within its time limit, and the event is queued once the outbox is free.
+#[tokio::test]
+async fn a_slow_outbox_delays_neither_a_saved_creates_answer_nor_loses_its_event() {
+    use sqlx::Connection;
+    let options = AppOptions { workos: cast(), ..AppOptions::default() }.lifecycle().var("REQUEST_TIMEOUT_SECONDS", 3);
+    let app = spawn_app_with(options).await;
+    let bob = app.signed_in(AUTHOR).await;
+
+    let mut holder = app.db.connect().await;
+    let mut lock = holder.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE authbridge.audit_log_outbox IN EXCLUSIVE MODE").execute(&mut *lock).await.expect("lock");
+    let started = Instant::now();
+    let created = create(&bob, "Saved in time", Some(ACME_ORGANIZATION_ID)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert!(started.elapsed() < Duration::from_secs(3), "answered within the time limit: {:?}", started.elapsed());
+    lock.rollback().await.expect("unlock");
+
+    let queued = eventually(Duration::from_secs(10), || async {
+        outbox(&app).await.iter().any(|(_, action, _, _)| action == "todo.created")
+    })
+    .await;
+    assert!(queued, "the event was queued after the answer: {:?}", outbox(&app).await);
 }
 
 #[tokio::test]

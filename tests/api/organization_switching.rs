@@ -108,6 +108,23 @@ async fn switching_refreshes_at_workos_with_the_organization_and_personal_needs_
     assert_eq!(app.workos.refresh_calls(), 1);
 }
 
+/// `null` (or `"personal"`) is how the personal space is asked for; a body without the field is a mistake, and
+/// must not quietly leave the organization.
+#[tokio::test]
+async fn a_switch_without_organization_id_is_refused_and_changes_nothing() {
+    let (app, browser) = two_organizations().await;
+    let empty = browser.api(Method::POST, SWITCH_API, Some(json!({}))).await;
+    assert_eq!((empty.status, empty.error_code()), (422, "unprocessable".to_owned()), "{}", empty.body);
+    assert!(empty.json()["error"]["message"].as_str().is_some_and(|m| m.contains("organization_id")), "{}", empty.body);
+    assert!(empty.set_cookies().is_empty(), "no new session");
+    assert_eq!(browser.get("/api/me").await.json()["organization"]["id"], ACME_ORGANIZATION_ID);
+    assert!(outbox_actions(&app).await.iter().all(|action| action != "organization.switched"), "no switch recorded");
+
+    let null = browser.api(Method::POST, SWITCH_API, Some(json!({ "organization_id": null }))).await;
+    assert_eq!((null.status, null.json()), (200, json!({ "organization": null })), "{}", null.body);
+    assert_eq!(browser.get("/api/me").await.json()["organization"], serde_json::Value::Null);
+}
+
 #[tokio::test]
 async fn an_ordinary_refresh_keeps_the_organization_and_the_personal_choice() {
     let (app, browser) = two_organizations().await;

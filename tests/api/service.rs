@@ -123,6 +123,12 @@ async fn a_request_that_takes_too_long_gets_504() {
     let token = app.workos.mint_access_token(&app.user_id(ALICE), Duration::from_secs(300));
     // Longer than the app's own limit (a whole second, the smallest it takes) and shorter than InsForge's.
     app.insforge.set_latency(Duration::from_secs(2));
-    let response = app.bearer_client(token).get("/api/todos").await;
+    let client = app.bearer_client(token);
+    let response = client.get("/api/todos").await;
     assert_eq!((response.status, response.error_code()), (504, "timeout".to_owned()));
+    assert!(!response.body.contains("may have been saved"), "a read changes nothing: {}", response.body);
+    // A change cut off by the limit may have been made before it went off: the answer says so.
+    let write = client.send(reqwest::Method::POST, "/api/todos", Some(serde_json::json!({ "title": "late" }))).await;
+    assert_eq!((write.status, write.error_code()), (504, "timeout".to_owned()));
+    assert!(write.body.contains("may have been saved"), "{}", write.body);
 }

@@ -208,6 +208,16 @@ async fn every_client_error_has_its_status_and_a_json_body() {
         let invalid = bearer.call(Method::POST, "/api/todos", Some(json!({ "title": title }))).await;
         assert_eq!((invalid.status, invalid.error_code()), (422, "invalid_title".to_owned()), "{}", invalid.body);
     }
+    // A real NUL (serde_json writes it as the escape `\u0000`) and a BEL: refused before InsForge is asked.
+    let asked = app.insforge.records_requests();
+    for title in ["a\u{0}b", "\u{7}"] {
+        let body = json!({ "title": title });
+        assert!(body.to_string().contains(r"\u00"), "sent as a JSON escape: {body}");
+        let control = bearer.call(Method::POST, "/api/todos", Some(body)).await;
+        assert_eq!((control.status, control.error_code()), (422, "invalid_title".to_owned()), "{}", control.body);
+        assert!(control.json()["error"]["message"].as_str().is_some_and(|m| m.contains("control characters")));
+    }
+    assert_eq!(app.insforge.records_requests(), asked, "InsForge saw no write");
     let nothing = bearer.call(Method::POST, "/api/todos", Some(json!({}))).await;
     assert_eq!(nothing.status, 422);
     let ok = bearer.call(Method::POST, "/api/todos", Some(json!({ "title": "x".repeat(500) }))).await;
@@ -318,6 +328,85 @@ async fn insforge_failures_become_502_and_504_and_nothing_is_written_twice() {
     let down = spawn_app_with(AppOptions::default().var("INSFORGE_URL", crate::helpers::closed_port_url())).await;
     let refused = Caller::bearer(&down, ALICE).call(Method::GET, "/api/todos", None).await;
     assert_eq!((refused.status, refused.error_code()), (502, "upstream_failed".to_owned()));
+}
+
+/// A create InsForge saved but answered too late (it goes on writing after authbridge stops waiting): the caller
+/// hears that it may have been saved, and sending it again with the id it chose is answered with that todo, never
+/// a second one.
+#[tokio::test]
+async fn a_create_saved_after_its_answer_was_lost_is_sent_again_with_its_id_and_makes_one_todo() {
+    let app = spawn_app_with(AppOptions::default().var("INSFORGE_REQUEST_TIMEOUT_MS", 400)).await;
+    let me = Caller::bearer(&app, ALICE);
+    let id = uuid::Uuid::new_v4().to_string();
+    let body = json!({ "id": id, "title": "pay rent" });
+
+    app.insforge.set_response_latency(Duration::from_millis(1_000));
+    let lost = me.call(Method::POST, "/api/todos", Some(body.clone())).await;
+    assert_eq!((lost.status, lost.error_code()), (504, "upstream_timeout".to_owned()), "{}", lost.body);
+    let message = lost.json()["error"]["message"].as_str().expect("a message").to_owned();
+    assert!(message.contains("may have been saved") && message.contains("Reload before trying again"), "{message}");
+    assert!(!message.contains("Please try again"), "{message}");
+    app.insforge.set_response_latency(Duration::ZERO);
+    assert_eq!(app.all_todos().await, [(app.user_id(ALICE), "pay rent".to_owned())], "InsForge saved it anyway");
+
+    for _ in 0..2 {
+        let again = me.call(Method::POST, "/api/todos", Some(body.clone())).await;
+        assert_eq!(again.status, 201, "answered as the create it is: {}", again.body);
+        assert_eq!(
+            (again.json()["id"].as_str(), again.json()["title"].as_str()),
+            (Some(id.as_str()), Some("pay rent"))
+        );
+        assert_eq!(again.location(), Some(format!("/api/todos/{id}")));
+    }
+    assert_eq!(app.all_todos().await.len(), 1, "exactly one todo");
+
+    // The id of a todo the caller cannot see: 409, and nothing about that todo.
+    let bob = Caller::bearer(&app, BOB);
+    let taken = bob.call(Method::POST, "/api/todos", Some(body.clone())).await;
+    assert_eq!((taken.status, taken.error_code()), (409, "id_taken".to_owned()), "{}", taken.body);
+    assert!(!taken.body.contains(&app.user_id(ALICE)) && !taken.body.contains("pay rent"), "{}", taken.body);
+    // The caller's own todo, but another create (another title): not answered as this one.
+    let other = me.call(Method::POST, "/api/todos", Some(json!({ "id": id, "title": "pay the rent" }))).await;
+    assert_eq!((other.status, other.error_code()), (409, "id_taken".to_owned()), "{}", other.body);
+    // An id that is no UUID.
+    for bad in [json!("not-a-uuid"), json!("")] {
+        let malformed = me.call(Method::POST, "/api/todos", Some(json!({ "id": bad, "title": "x" }))).await;
+        assert_eq!((malformed.status, malformed.error_code()), (422, "unprocessable".to_owned()), "{}", malformed.body);
+        assert!(malformed.json()["error"]["message"].as_str().is_some_and(|m| m.contains("\"id\"")));
+    }
+    // `null`: authbridge chooses, as when it is absent.
+    let chosen = me.call(Method::POST, "/api/todos", Some(json!({ "id": null, "title": "any id" }))).await;
+    assert_eq!(chosen.status, 201, "{}", chosen.body);
+    assert_eq!(app.all_todos().await.len(), 2);
+}
+
+/// A change to a todo InsForge did not confirm in time is not announced as failed: it may have been saved.
+#[tokio::test]
+async fn changes_insforge_did_not_confirm_say_they_may_have_been_saved() {
+    let app = spawn_app_with(AppOptions::default().var("INSFORGE_REQUEST_TIMEOUT_MS", 400)).await;
+    let me = Caller::bearer(&app, ALICE);
+    let created = me.call(Method::POST, "/api/todos", Some(json!({ "title": "Water plants" }))).await;
+    let path = format!("/api/todos/{}", created.json()["id"].as_str().expect("id"));
+
+    app.insforge.set_response_latency(Duration::from_millis(1_000));
+    let patched = me.call(Method::PATCH, &path, Some(json!({ "is_complete": true }))).await;
+    let deleted = me.call(Method::DELETE, &path, None).await;
+    for (what, answer) in [("patch", patched), ("delete", deleted)] {
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (504, "upstream_timeout".to_owned()),
+            "{what}: {}",
+            answer.body
+        );
+        let message = answer.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains("may have been saved"), "{what}: {message}");
+    }
+    // A read that timed out changed nothing, and says so as before.
+    let read = me.call(Method::GET, &path, None).await;
+    assert_eq!((read.status, read.error_code()), (504, "upstream_timeout".to_owned()));
+    assert!(read.json()["error"]["message"].as_str().is_some_and(|m| m.contains("did not answer in time")));
+    app.insforge.set_response_latency(Duration::ZERO);
+    assert!(app.all_todos().await.is_empty(), "the delete went through after all");
 }
 
 /// InsForge's proxy sends a request again when its kept-alive connection to PostgREST was reset, so a create that

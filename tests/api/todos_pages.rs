@@ -36,6 +36,20 @@ async fn the_signed_out_page_invites_to_sign_in() {
     assert!(!page.body.contains("csrf_token"), "no forms for strangers");
 }
 
+/// HEAD is GET without a body: a signed-out HEAD of a page that needs a user is sent to sign in as a GET is, not
+/// told that something "was not saved".
+#[tokio::test]
+async fn a_signed_out_head_of_a_sign_in_only_page_is_sent_to_sign_in_like_a_get() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let get = browser.get("/organizations/org_1").await;
+    let head = browser.request(reqwest::Method::HEAD, "/organizations/org_1", |r| r).await;
+    assert_eq!(get.status, 303, "{}", get.body);
+    assert_eq!(head.status, 303, "{:?}", head.location());
+    assert!(head.location().is_some_and(|at| at.starts_with("/login?return_to=")), "{:?}", head.location());
+    assert_eq!(head.location(), get.location());
+}
+
 #[tokio::test]
 async fn a_user_manages_todos_through_the_pages() {
     let app = spawn_app().await;
@@ -142,6 +156,14 @@ async fn invalid_titles_are_explained_on_the_page_with_the_text_kept() {
     assert!(too_long.body.contains("too long"), "{}", too_long.body);
     assert!(too_long.body.contains(&format!("value=\"{long}\"")), "the typed text is kept in the form");
 
+    let token = alice.csrf_token().await;
+    let asked = app.insforge.records_requests();
+    // `title=a%00b`: a real NUL in the form.
+    let nul = alice.post_form("/todos", &[("csrf_token", token.as_str()), ("title", "a\u{0}b")]).await;
+    assert_eq!(nul.status, 422, "{}", nul.body);
+    assert!(nul.body.contains("control characters"), "{}", nul.body);
+    assert_eq!(app.insforge.records_requests(), asked + 1, "only the page's own list was read: no write");
+
     let huge = "z".repeat(70 * 1024);
     let too_large = alice.submit("/todos", &[("title", &huge)]).await;
     assert_eq!(too_large.status, 413, "a form body over 64 KiB");
@@ -187,6 +209,51 @@ async fn an_insforge_outage_is_shown_on_the_page_with_the_text_kept() {
     app.insforge.set_latency(Duration::ZERO);
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(app.all_todos().await.is_empty());
+}
+
+/// The add form's hidden id, as the page renders it.
+fn form_id(html: &str) -> String {
+    let marker = r#"name="id" value=""#;
+    let start = html.find(marker).unwrap_or_else(|| panic!("the add form carries an id: {html}")) + marker.len();
+    html[start..start + 36].to_owned()
+}
+
+/// The add form carries the new todo's id: sent twice (a double click, or again after a timeout that came after
+/// InsForge saved it), it adds one todo.
+#[tokio::test]
+async fn the_add_form_carries_an_id_so_sending_it_twice_adds_one_todo() {
+    let app = spawn_app_with(AppOptions::default().var("INSFORGE_REQUEST_TIMEOUT_MS", 400)).await;
+    let alice = app.signed_in(ALICE).await;
+    let page = alice.get("/").await;
+    let id = form_id(&page.body);
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    assert_ne!(form_id(&alice.get("/").await.body), id, "each page gets its own");
+    let token = alice.csrf_token().await;
+    let fields =
+        [("csrf_token", token.as_str()), ("organization_id", "personal"), ("id", id.as_str()), ("title", "Pay rent")];
+
+    app.insforge.set_response_latency(Duration::from_millis(1_000));
+    let lost = alice.post_form("/todos", &fields).await;
+    assert_eq!(lost.status, 504, "{}", lost.body);
+    assert!(lost.body.contains("may have been saved"), "{}", lost.body);
+    assert_eq!(form_id(&lost.body), id, "shown again with the same id");
+    app.insforge.set_response_latency(Duration::ZERO);
+
+    for _ in 0..2 {
+        let sent = alice.post_form("/todos", &fields).await;
+        assert_eq!((sent.status, sent.location().as_deref()), (303, Some("/")), "{}", sent.body);
+    }
+    assert_eq!(app.all_todos().await, [(app.user_id(ALICE), "Pay rent".to_owned())], "one todo");
+
+    // The same form, edited: its id is taken, so the page says so and offers a fresh one.
+    let edited = [fields[0], fields[1], fields[2], ("title", "Pay the rent")];
+    let taken = alice.post_form("/todos", &edited).await;
+    assert_eq!(taken.status, 409, "{}", taken.body);
+    assert!(taken.body.contains("already added a todo"), "{}", taken.body);
+    assert_ne!(form_id(&taken.body), id);
+    let malformed = alice.post_form("/todos", &[fields[0], fields[1], ("id", "nope"), ("title", "x")]).await;
+    assert_eq!(malformed.status, 422, "{}", malformed.body);
+    assert_eq!(app.all_todos().await.len(), 1);
 }
 
 #[tokio::test]

@@ -110,6 +110,8 @@ struct InsforgeFaultControls {
     /// How many more records requests to fail, and with which status.
     failures: Mutex<Option<(usize, StatusCode)>>,
     latency: Mutex<Duration>,
+    /// How long a records request waits for its answer *after* it was handled (and its transaction committed).
+    response_latency: Mutex<Duration>,
     recurring: Mutex<RecurringFaults>,
     records_requests: AtomicUsize,
     /// The next write (POST, PATCH, DELETE) is handled twice and answered with the second outcome.
@@ -220,6 +222,13 @@ impl InsforgeStandIn {
     /// Sleeps this long before handling each request (to make clients time out). `Duration::ZERO` turns it off.
     pub fn set_latency(&self, latency: Duration) {
         *lock(&self.state.controls.latency) = latency;
+    }
+
+    /// Handles each records request, commits it, and only then waits this long before answering: InsForge slow to
+    /// answer but not to write. A client that gives up meanwhile does not undo the write, just as InsForge (Node) and
+    /// PostgREST go on with a request whose client has gone. `Duration::ZERO` turns it off.
+    pub fn set_response_latency(&self, latency: Duration) {
+        *lock(&self.state.controls.response_latency) = latency;
     }
 
     /// Handles the next write twice and answers with the second outcome, as InsForge does when its connection to
@@ -441,6 +450,10 @@ async fn records(
     } else {
         handled
     };
+    let delay = *lock(&state.controls.response_latency);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     match handled {
         Ok(response) => response,
         Err(error) => error.into_response(),

@@ -425,6 +425,29 @@ async fn test_controls_fail_requests_count_them_and_add_latency() {
     assert_eq!(list().await.expect("fast again").status(), 200);
 }
 
+/// Slow to answer but not to write: the row is there although the client gave up waiting for the answer.
+#[tokio::test]
+async fn a_response_latency_answers_late_but_writes_at_once() {
+    let app = TestInsforge::start().await;
+    let token = app.token_for(&user_a());
+    app.standin.set_response_latency(Duration::from_millis(1_000));
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(200)).build().expect("client");
+    let sent = impatient
+        .post(app.records_url("todos"))
+        .bearer_auth(&token)
+        .header("Prefer", "return=representation")
+        .json(&json!({ "title": "saved anyway" }))
+        .send()
+        .await
+        .expect_err("the answer outlasts the client's patience");
+    assert!(sent.is_timeout(), "{sent:?}");
+    let titles: Vec<Value> = app.all_rows().await.iter().map(|r| r["title"].clone()).collect();
+    assert_eq!(titles, [json!("saved anyway")], "written before the wait, and not undone when the client left");
+    app.standin.set_response_latency(Duration::ZERO);
+    let list = impatient.get(app.records_url("todos")).bearer_auth(&token).send().await.expect("fast again");
+    assert_eq!(list.status(), 200);
+}
+
 #[tokio::test]
 async fn recurring_faults_fail_and_hold_a_fixed_share_of_requests_by_number() {
     let app = TestInsforge::start().await;
