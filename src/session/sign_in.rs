@@ -352,8 +352,8 @@ fn present(value: &Option<String>) -> Option<&str> {
 pub const MAX_RETURN_PATH_BYTES: usize = 2048;
 
 /// `return_to` accepted only as a path on this site; anything else (other hosts, `//host`, `/\\host`, schemes,
-/// dot segments, control characters, encoded forms of those, or more than [`MAX_RETURN_PATH_BYTES`]) falls back
-/// to `/`.
+/// dot segments, control characters, encoded forms of those, or more than [`MAX_RETURN_PATH_BYTES`] as sent or as
+/// kept) falls back to `/`.
 pub fn safe_return_path(raw: Option<&str>) -> String {
     const HOME: &str = "/";
     let Some(raw) = raw.filter(|raw| raw.len() <= MAX_RETURN_PATH_BYTES) else { return HOME.to_owned() };
@@ -391,7 +391,9 @@ pub fn safe_return_path(raw: Option<&str>) -> String {
                 path.push('?');
                 path.push_str(query);
             }
-            if unsafe_path(&path) { HOME.to_owned() } else { path }
+            // The parser percent-encodes `{`, `"`, `<`, non-ASCII…, so the path kept can be three times the one
+            // sent: the limit is checked again on what travels in the state cookie.
+            if unsafe_path(&path) || path.len() > MAX_RETURN_PATH_BYTES { HOME.to_owned() } else { path }
         }
         _ => HOME.to_owned(),
     }
@@ -478,6 +480,30 @@ pub(crate) mod tests {
             .begin_sign_in(&SignInRequest { return_to: Some(kept), ..SignInRequest::default() })
             .expect("the longest kept return_to still fits one cookie");
         assert_eq!(start.set_cookies.len(), 1);
+    }
+
+    /// The length limit holds for the path as kept, not only as sent: the URL parser percent-encodes `{`, `"`, `<`,
+    /// non-ASCII…, so a `return_to` of 2048 bytes can come out three times longer, and the state cookie must still
+    /// be one cookie (it was a 500 at `/login`).
+    #[test]
+    fn a_return_path_that_grows_past_the_limit_when_normalised_falls_back_home() {
+        let manager = manager(false);
+        let raw = format!("/{}", "{".repeat(MAX_RETURN_PATH_BYTES - 1));
+        assert_eq!(safe_return_path(Some(&raw)), "/");
+        let start = manager
+            .begin_sign_in(&SignInRequest { return_to: Some(raw), ..SignInRequest::default() })
+            .expect("a return_to that grows is not an error");
+        assert_eq!(start.set_cookies.len(), 1);
+        let line = &start.set_cookies[0];
+        assert!(line.len() < super::super::cookies::MAX_SET_COOKIE_BYTES, "{} bytes", line.len());
+        let state = manager.sign_in_state(&holding(line)).expect("the state opens");
+        assert_eq!(state.return_to, "/");
+
+        // One that still fits once encoded is kept, encoded.
+        let fits = format!("/{}", "{".repeat((MAX_RETURN_PATH_BYTES - 1) / 3));
+        let kept = safe_return_path(Some(&fits));
+        assert_eq!(kept, format!("/{}", "%7B".repeat((MAX_RETURN_PATH_BYTES - 1) / 3)));
+        assert!(kept.len() <= MAX_RETURN_PATH_BYTES);
     }
 
     #[test]
