@@ -274,6 +274,9 @@ impl From<ProviderError> for AppError {
             ProviderError::OrganizationAuthRequired { .. } => {
                 Self::SignInFailed("This organization asks you to sign in to it. Please sign in again.".into())
             }
+            ProviderError::OrganizationRefused(_) => Self::SignInFailed(
+                "That organization cannot be chosen: you are not an active member of it. Please sign in again.".into(),
+            ),
         }
     }
 }

@@ -103,14 +103,17 @@ struct SelectionPage {
     csrf_token: String,
 }
 
-/// `GET /login/organization`: the organizations the sign-in may continue in, to pick one.
+/// `GET /login/organization`: the organizations the sign-in may continue in, to pick one. When the pending sign-in
+/// could not keep WorkOS's list, they are read from WorkOS now; if that fails, the error page says so and the
+/// pending sign-in stays, so reloading the page tries again.
 async fn selection_page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
     let pending = state.sessions.pending_sign_in(&headers).ok_or(AppError::SignInExpired)?;
+    let organizations = state.sessions.selectable_organizations(&pending).await?;
     let page = SelectionPage {
         banner: None,
         user_name: pending.user_name.clone(),
         csrf_token: state.csrf.token(&pending.csrf_nonce),
-        organizations: pending.organizations,
+        organizations,
     };
     Ok(render(StatusCode::OK, &page))
 }
@@ -159,7 +162,9 @@ async fn select_organization(
             append_cookies(&mut response, state.sessions.clear_pending_sign_in(&headers));
             response
         }
-        // Anything else spent or broke the pending sign-in: start over.
+        // Anything else spent or broke the pending sign-in: start over. That includes WorkOS refusing the
+        // organization (not a member, no such organization; `ProviderError::OrganizationRefused`, which says so):
+        // WorkOS does not document whether a refused pick spends the pending token, so none is relied on.
         Err(error) => {
             let mut response = AppError::from(error).into_response();
             append_cookies(&mut response, state.sessions.clear_pending_sign_in(&headers));

@@ -361,6 +361,7 @@ impl SessionManager {
             ProviderError::Unavailable { retry_after } => RefreshFailure::Transient { retry_after },
             ProviderError::Declined(_)
             | ProviderError::Failed(_)
+            | ProviderError::OrganizationRefused(_)
             | ProviderError::OrganizationSelectionRequired(_)
             | ProviderError::OrganizationAuthRequired { .. } => {
                 RefreshFailure::Transient { retry_after: Duration::from_secs(5) }

@@ -15,7 +15,7 @@ use super::workos::WorkosProvider;
 use super::{Principal, Session};
 use crate::config::{Config, ProviderConfig};
 use crate::workos::access_token::EXPIRY_LEEWAY;
-use crate::workos::{PendingSelection, WorkosClient, WorkosError};
+use crate::workos::{OrganizationChoice, PendingSelection, WorkosClient, WorkosError};
 
 pub enum IdentityProvider {
     Workos(WorkosProvider),
@@ -95,6 +95,10 @@ pub enum ProviderError {
     /// `organization_selection_required`).
     #[error("the user must choose an organization to finish signing in")]
     OrganizationSelectionRequired(Box<PendingSelection>),
+    /// The organization picked at sign-in cannot be chosen: the user is not a member of it, or it does not exist
+    /// (WorkOS `organization_membership_not_found`, `organization_not_found`). The provider's words are for the log.
+    #[error("the provider refused the organization picked: {0}")]
+    OrganizationRefused(String),
     /// Switching to the organization needs the user to sign in to it (its SSO or MFA): send the browser through the
     /// sign-in with `organization_id`, or to `redirect_url` when the provider named one.
     #[error("the organization requires its own sign-in")]
@@ -221,6 +225,15 @@ impl IdentityProvider {
     ) -> Result<Session, ProviderError> {
         match self {
             Self::Workos(workos) => workos.complete_organization_selection(pending, organization_id).await,
+            Self::Oidc(_) => Err(ProviderError::Declined("this identity provider has no organizations".to_owned())),
+        }
+    }
+
+    /// The organizations the user may finish a pending sign-in in, when the list the provider offered was too
+    /// long to keep: their active memberships, as the provider has them now. Only WorkOS asks for a selection.
+    pub async fn selectable_organizations(&self, user_id: &str) -> Result<Vec<OrganizationChoice>, ProviderError> {
+        match self {
+            Self::Workos(workos) => workos.selectable_organizations(user_id).await,
             Self::Oidc(_) => Err(ProviderError::Declined("this identity provider has no organizations".to_owned())),
         }
     }

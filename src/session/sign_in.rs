@@ -18,6 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::cookies::CookieTooLarge;
 use super::provider::{AuthorizationRequest, ProviderError, ScreenHint};
 use super::seal::{Purpose, SealError};
 use super::{Session, SessionError, SessionManager, unix_now};
@@ -93,15 +94,25 @@ pub enum CallbackOutcome {
 
 /// How long a user may take to pick an organization (WorkOS's pending tokens are short-lived too).
 pub const ORGANIZATION_SELECTION_TTL: Duration = Duration::from_secs(10 * 60);
-/// Most organizations offered on the selection page (the pending sign-in must stay one small cookie).
-const MAX_OFFERED_ORGANIZATIONS: usize = 25;
+/// The most characters of a name (an organization's, the user's) the pending sign-in keeps: enough for any page,
+/// and a bound on the cookie whatever WorkOS sends.
+const MAX_NAME_CHARS: usize = 100;
 
 /// A sign-in waiting for the user to pick an organization: sealed in its own short-lived cookie (its own seal
 /// purpose), never in a URL or a log, because WorkOS's pending token finishes the sign-in.
+///
+/// The cookie must stay one cookie, so it keeps the organizations WorkOS offered only when they fit in it. When
+/// they do not (dozens of organizations, long names), it keeps who is signing in instead: the page then lists the
+/// user's active memberships from WorkOS, and WorkOS alone judges the organization picked.
 #[derive(Serialize, Deserialize)]
 pub struct PendingSignIn {
     pending_authentication_token: String,
-    pub organizations: Vec<OrganizationChoice>,
+    /// The organizations offered, when they fit in the cookie; `None` when they did not.
+    #[serde(default)]
+    pub organizations: Option<Vec<OrganizationChoice>>,
+    /// Who is signing in (WorkOS's `user.id`), to list their organizations when `organizations` was not kept.
+    #[serde(default)]
+    pub user_id: Option<String>,
     /// Who is signing in, for the page ("Choose an organization, Bob").
     pub user_name: Option<String>,
     pub return_to: String,
@@ -112,7 +123,10 @@ pub struct PendingSignIn {
 
 impl std::fmt::Debug for PendingSignIn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PendingSignIn").field("organizations", &self.organizations).finish_non_exhaustive()
+        f.debug_struct("PendingSignIn")
+            .field("organizations", &self.organizations)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -254,7 +268,8 @@ impl SessionManager {
         Ok(CallbackOutcome::SignedIn(SignedIn { return_to: state.return_to, set_cookies, session: Box::new(session) }))
     }
 
-    /// Seals the pending sign-in into its cookie.
+    /// Seals the pending sign-in into its cookie: with the organizations offered when they fit, else with the
+    /// user's id only (see [`PendingSignIn`]).
     fn begin_organization_selection(
         &self,
         pending: &PendingSelection,
@@ -263,26 +278,61 @@ impl SessionManager {
         let organizations: Vec<OrganizationChoice> = pending
             .organizations
             .iter()
-            .take(MAX_OFFERED_ORGANIZATIONS)
-            .map(|choice| OrganizationChoice { id: choice.id.clone(), name: choice.name.chars().take(100).collect() })
+            .map(|choice| OrganizationChoice { id: choice.id.clone(), name: cut(&choice.name) })
             .collect();
         if organizations.is_empty() {
             return Err(SignInError::Provider(ProviderError::Failed(
                 "WorkOS asked for an organization to be chosen but offered none".to_owned(),
             )));
         }
-        let pending = PendingSignIn {
+        let offered = organizations.len();
+        let mut pending = PendingSignIn {
             pending_authentication_token: pending.pending_authentication_token.expose().to_owned(),
-            organizations,
-            user_name: pending.user.as_ref().map(crate::identity::UserProfile::display_name),
+            organizations: Some(organizations),
+            user_id: pending.user.as_ref().map(|user| user.id.clone()),
+            user_name: pending.user.as_ref().map(|user| cut(&user.display_name())),
             return_to,
             csrf_nonce: crate::random::token().map_err(|_| SignInError::Random)?,
             expires_at: unix_now() + ORGANIZATION_SELECTION_TTL.as_secs(),
         };
-        let json = serde_json::to_vec(&pending).map_err(|_| SealError)?;
+        if let Ok(cookie) = self.seal_pending_sign_in(&pending)? {
+            tracing::info!(offered, "sign-in waits for the user to choose an organization");
+            return Ok(vec![cookie]);
+        }
+        // Too many organizations, or names too long, for one cookie: WorkOS is asked for them again on the page.
+        if pending.user_id.is_none() {
+            return Err(SignInError::Provider(ProviderError::Failed(format!(
+                "WorkOS offered {offered} organizations, too many to keep, and did not say who is signing in"
+            ))));
+        }
+        pending.organizations = None;
+        let cookie = self.seal_pending_sign_in(&pending)?.map_err(SessionError::from)?;
+        tracing::info!(offered, "sign-in waits for the user to choose an organization (the list is read again)");
+        Ok(vec![cookie])
+    }
+
+    /// The pending sign-in's cookie, or `Err(CookieTooLarge)` inside when it would not be one cookie.
+    fn seal_pending_sign_in(
+        &self,
+        pending: &PendingSignIn,
+    ) -> Result<Result<HeaderValue, CookieTooLarge>, SignInError> {
+        let json = serde_json::to_vec(pending).map_err(|_| SealError)?;
         let sealed = self.sealer.seal(Purpose::OrganizationSelection, &json)?;
-        tracing::info!("sign-in waits for the user to choose an organization");
-        Ok(vec![self.selection_cookie.write_single(&sealed).map_err(SessionError::from)?])
+        Ok(self.selection_cookie.write_single(&sealed))
+    }
+
+    /// The organizations the pending sign-in may be finished in: those offered, when the cookie kept them; else
+    /// the user's active memberships, read from the provider now.
+    pub async fn selectable_organizations(
+        &self,
+        pending: &PendingSignIn,
+    ) -> Result<Vec<OrganizationChoice>, SignInError> {
+        match (&pending.organizations, &pending.user_id) {
+            (Some(offered), _) => Ok(offered.clone()),
+            (None, Some(user_id)) => Ok(self.provider.selectable_organizations(user_id).await?),
+            // Never sealed so (see `begin_organization_selection`).
+            (None, None) => Err(SignInError::Expired),
+        }
     }
 
     /// The sign-in waiting for an organization to be picked, if the browser holds one that opens and has not
@@ -299,20 +349,24 @@ impl SessionManager {
         self.selection_cookie.clear(&self.selection_cookie.present(request))
     }
 
-    /// Finishes the pending sign-in in `organization_id`, one of those offered (the caller checked the form's
-    /// CSRF token against the pending sign-in).
+    /// Finishes the pending sign-in in `organization_id` (the caller checked the form's CSRF token against the
+    /// pending sign-in): one of those offered, when the cookie kept them; else whichever WorkOS accepts.
     pub async fn finish_organization_selection(
         &self,
         headers: &HeaderMap,
         pending: &PendingSignIn,
         organization_id: &str,
     ) -> Result<SignedIn, SignInError> {
-        if !pending.organizations.iter().any(|choice| choice.id == organization_id) {
+        let offered = match &pending.organizations {
+            Some(offered) => offered.iter().any(|choice| choice.id == organization_id),
+            None => !organization_id.trim().is_empty(),
+        };
+        if !offered {
             return Err(SignInError::NotOffered);
         }
         let selection = PendingSelection {
             pending_authentication_token: Secret::new(pending.pending_authentication_token.clone()),
-            organizations: pending.organizations.clone(),
+            organizations: pending.organizations.clone().unwrap_or_default(),
             user: None,
         };
         let session = self.provider.complete_organization_selection(&selection, organization_id).await?;
@@ -342,6 +396,11 @@ impl SessionManager {
     }
 }
 
+/// `name` cut to [`MAX_NAME_CHARS`] characters.
+fn cut(name: &str) -> String {
+    name.chars().take(MAX_NAME_CHARS).collect()
+}
+
 /// A parameter that was sent and is not blank.
 fn present(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|value| !value.is_empty())
@@ -352,8 +411,8 @@ fn present(value: &Option<String>) -> Option<&str> {
 pub const MAX_RETURN_PATH_BYTES: usize = 2048;
 
 /// `return_to` accepted only as a path on this site; anything else (other hosts, `//host`, `/\\host`, schemes,
-/// dot segments, control characters, encoded forms of those, or more than [`MAX_RETURN_PATH_BYTES`]) falls back
-/// to `/`.
+/// dot segments, control characters, encoded forms of those, or more than [`MAX_RETURN_PATH_BYTES`] as sent or as
+/// kept) falls back to `/`.
 pub fn safe_return_path(raw: Option<&str>) -> String {
     const HOME: &str = "/";
     let Some(raw) = raw.filter(|raw| raw.len() <= MAX_RETURN_PATH_BYTES) else { return HOME.to_owned() };
@@ -391,7 +450,9 @@ pub fn safe_return_path(raw: Option<&str>) -> String {
                 path.push('?');
                 path.push_str(query);
             }
-            if unsafe_path(&path) { HOME.to_owned() } else { path }
+            // The parser percent-encodes `{`, `"`, `<`, non-ASCII…, so the path kept can be three times the one
+            // sent: the limit is checked again on what travels in the state cookie.
+            if unsafe_path(&path) || path.len() > MAX_RETURN_PATH_BYTES { HOME.to_owned() } else { path }
         }
         _ => HOME.to_owned(),
     }
@@ -480,6 +541,30 @@ pub(crate) mod tests {
         assert_eq!(start.set_cookies.len(), 1);
     }
 
+    /// The length limit holds for the path as kept, not only as sent: the URL parser percent-encodes `{`, `"`, `<`,
+    /// non-ASCII…, so a `return_to` of 2048 bytes can come out three times longer, and the state cookie must still
+    /// be one cookie (it was a 500 at `/login`).
+    #[test]
+    fn a_return_path_that_grows_past_the_limit_when_normalised_falls_back_home() {
+        let manager = manager(false);
+        let raw = format!("/{}", "{".repeat(MAX_RETURN_PATH_BYTES - 1));
+        assert_eq!(safe_return_path(Some(&raw)), "/");
+        let start = manager
+            .begin_sign_in(&SignInRequest { return_to: Some(raw), ..SignInRequest::default() })
+            .expect("a return_to that grows is not an error");
+        assert_eq!(start.set_cookies.len(), 1);
+        let line = &start.set_cookies[0];
+        assert!(line.len() < super::super::cookies::MAX_SET_COOKIE_BYTES, "{} bytes", line.len());
+        let state = manager.sign_in_state(&holding(line)).expect("the state opens");
+        assert_eq!(state.return_to, "/");
+
+        // One that still fits once encoded is kept, encoded.
+        let fits = format!("/{}", "{".repeat((MAX_RETURN_PATH_BYTES - 1) / 3));
+        let kept = safe_return_path(Some(&fits));
+        assert_eq!(kept, format!("/{}", "%7B".repeat((MAX_RETURN_PATH_BYTES - 1) / 3)));
+        assert!(kept.len() <= MAX_RETURN_PATH_BYTES);
+    }
+
     #[test]
     fn return_paths_stay_on_this_site() {
         for (raw, expected) in [
@@ -541,6 +626,58 @@ pub(crate) mod tests {
         json["expires_at"] = expires_at.into();
         let sealed = manager.sealer.seal(purpose, &serde_json::to_vec(&json).expect("json")).expect("sealed");
         holding(&spec.write_single(&sealed).expect("one cookie"))
+    }
+
+    fn offering(count: usize, name: &str, user: Option<crate::identity::UserProfile>) -> PendingSelection {
+        PendingSelection {
+            pending_authentication_token: Secret::new("pending_token_0123456789abcdef"),
+            organizations: (0..count)
+                .map(|index| OrganizationChoice { id: format!("org_01{index:0>24}"), name: name.to_owned() })
+                .collect(),
+            user,
+        }
+    }
+
+    #[test]
+    fn offered_organizations_that_fit_are_all_kept() {
+        let manager = manager(true);
+        let bob = crate::identity::UserProfile::id_only("user_bob");
+        let cookies =
+            manager.begin_organization_selection(&offering(30, "Globex", Some(bob)), "/".into()).expect("sealed");
+        let pending = manager.pending_sign_in(&holding(&cookies[0])).expect("opens");
+        assert_eq!(pending.organizations.map(|offered| offered.len()), Some(30), "none dropped");
+        assert_eq!(pending.user_id.as_deref(), Some("user_bob"));
+    }
+
+    #[test]
+    fn organizations_too_many_for_one_cookie_leave_the_users_id_instead() {
+        let manager = manager(true);
+        let mut bob = crate::identity::UserProfile::id_only("user_bob");
+        let name = "é".repeat(100);
+        let cookies =
+            manager.begin_organization_selection(&offering(25, &name, Some(bob.clone())), "/".into()).expect("sealed");
+        assert_eq!(cookies.len(), 1);
+        let pending = manager.pending_sign_in(&holding(&cookies[0])).expect("opens");
+        assert!(pending.organizations.is_none(), "the list is read again on the page");
+        assert_eq!(pending.user_id.as_deref(), Some("user_bob"));
+
+        // The most the pending sign-in can then hold still makes one cookie: the longest return path and a user
+        // whose name is all four-byte characters (the 1,000 organizations, whose names JSON escapes six times over,
+        // are not kept).
+        bob.first_name = Some("😀".repeat(5_000));
+        let return_to = format!("/{}", "a".repeat(MAX_RETURN_PATH_BYTES - 1));
+        let cookies = manager
+            .begin_organization_selection(&offering(1_000, &"\u{1}".repeat(100), Some(bob)), return_to.clone())
+            .expect("still one cookie");
+        let line = &cookies[0];
+        assert!(line.len() <= super::super::cookies::MAX_SET_COOKIE_BYTES, "{} bytes", line.len());
+        let pending = manager.pending_sign_in(&holding(line)).expect("opens");
+        assert_eq!(pending.return_to, return_to);
+        assert_eq!(pending.user_name.map(|name| name.chars().count()), Some(MAX_NAME_CHARS));
+
+        // Without the user's id there is no list to read again: a provider failure (502), not a cookie error (500).
+        let refused = manager.begin_organization_selection(&offering(25, &name, None), "/".into());
+        assert!(matches!(refused, Err(SignInError::Provider(ProviderError::Failed(_)))), "{refused:?}");
     }
 
     #[test]

@@ -20,8 +20,13 @@ use crate::lifecycle::sync::MembershipSync;
 use crate::workos::access_token::{
     AccessClaims, AccessTokenVerifier, TokenSource, VerifyError, claims_from_workos_unverified,
 };
+use crate::workos::objects::MembershipStatus;
 use crate::workos::user_emails::UserEmails;
-use crate::workos::{AuthResponse, AuthorizeParams, PendingSelection, WorkosClient, WorkosError};
+use crate::workos::{AuthResponse, AuthorizeParams, OrganizationChoice, PendingSelection, WorkosClient, WorkosError};
+
+/// Most pages of memberships read for the organization picker (100 each): a bound on the calls one page view
+/// makes. Past it the picker shows what was read; WorkOS still judges any organization picked.
+const MAX_MEMBERSHIP_PAGES: usize = 10;
 
 /// Where an organization admin is sent for the Admin Portal (docs/workos.md §7.1): the browser is redirected there
 /// after a form post, so the Content-Security-Policy's `form-action` must allow it.
@@ -107,8 +112,58 @@ impl WorkosProvider {
             .client
             .authenticate_with_organization_selection(&pending.pending_authentication_token, organization_id)
             .await
-            .map_err(sign_in_error)?;
+            .map_err(|error| match error {
+                // WorkOS judges the pick (the offered list may not have been kept): "not a member", "no such
+                // organization" or a malformed id all mean this organization cannot be chosen (docs/workos.md §1.3).
+                WorkosError::Rejected { status, code, message }
+                    if status == 404
+                        || matches!(
+                            code.as_str(),
+                            "organization_membership_not_found" | "organization_not_found" | "invalid_organization_id"
+                        ) =>
+                {
+                    tracing::info!(%code, %message, "WorkOS refused the organization picked at sign-in");
+                    ProviderError::OrganizationRefused(message)
+                }
+                other => sign_in_error(other),
+            })?;
         self.signed_in(&auth).await
+    }
+
+    /// The organizations `user_id` is an active member of, named as WorkOS names them, following `after` from page
+    /// to page (as WorkOS's SDKs' auto-pagination does) for at most [`MAX_MEMBERSHIP_PAGES`] pages.
+    pub async fn selectable_organizations(&self, user_id: &str) -> Result<Vec<OrganizationChoice>, ProviderError> {
+        let mut organizations: Vec<OrganizationChoice> = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_MEMBERSHIP_PAGES {
+            let page = self.client.list_active_memberships(user_id, after.as_deref()).await.map_err(|error| {
+                tracing::warn!(%error, "could not list the organizations of a user choosing one at sign-in");
+                match error {
+                    WorkosError::Timeout
+                    | WorkosError::Connect
+                    | WorkosError::RateLimited { .. }
+                    | WorkosError::Unavailable { .. } => {
+                        ProviderError::Unavailable { retry_after: error.retry_after() }
+                    }
+                    other => ProviderError::Failed(other.to_string()),
+                }
+            })?;
+            // Asked for this user's active memberships only; anything else would be WorkOS's bug, and is not offered.
+            let active = page.data.iter().filter(|m| m.user_id == user_id && m.status == MembershipStatus::Active);
+            for membership in active {
+                let name = membership.organization_name.as_deref().map(str::trim).filter(|name| !name.is_empty());
+                organizations.push(OrganizationChoice {
+                    id: membership.organization_id.clone(),
+                    name: name.unwrap_or(&membership.organization_id).to_owned(),
+                });
+            }
+            match page.list_metadata.after {
+                Some(next) if !page.data.is_empty() => after = Some(next),
+                _ => return Ok(organizations),
+            }
+        }
+        tracing::warn!(%user_id, shown = organizations.len(), "the user has more organizations than the picker reads");
+        Ok(organizations)
     }
 
     /// The session an `authenticate` answer of a sign-in stands for, verified, with the memberships recorded.

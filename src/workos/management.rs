@@ -76,7 +76,26 @@ impl WorkosClient {
         of: MembershipsOf<'_>,
         after: Option<&str>,
     ) -> Result<ListPage<Membership>, WorkosError> {
-        let mut query = vec![("statuses", ALL_STATUSES), ("limit", PAGE_LIMIT)];
+        self.list_memberships_in(ALL_STATUSES, of, after).await
+    }
+
+    /// One page of the user's active memberships: the organizations they may sign in to now. Each membership
+    /// names its organization (`organization_name`, §6.2), so no organization needs fetching.
+    pub async fn list_active_memberships(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+    ) -> Result<ListPage<Membership>, WorkosError> {
+        self.list_memberships_in("active", MembershipsOf::User(user_id), after).await
+    }
+
+    async fn list_memberships_in(
+        &self,
+        statuses: &str,
+        of: MembershipsOf<'_>,
+        after: Option<&str>,
+    ) -> Result<ListPage<Membership>, WorkosError> {
+        let mut query = vec![("statuses", statuses), ("limit", PAGE_LIMIT)];
         match of {
             MembershipsOf::User(id) => query.push(("user_id", id)),
             MembershipsOf::Organization(id) => query.push(("organization_id", id)),

@@ -88,6 +88,9 @@ pub struct Membership {
     pub id: String,
     pub user_id: String,
     pub organization_id: String,
+    /// The organization's name: on REST memberships, never in events (§5.3, §6.2; optional in the spec).
+    #[serde(default)]
+    pub organization_name: Option<String>,
     pub status: MembershipStatus,
     #[serde(default)]
     pub role: Option<RoleRef>,
@@ -255,5 +258,16 @@ mod tests {
         }))
         .expect("membership");
         assert_eq!(only_roles.primary_role(), Some("billing"));
+        assert_eq!(only_roles.organization_name, None, "events carry no organization name");
+    }
+
+    #[test]
+    fn a_rest_membership_names_its_organization() {
+        let membership: Membership = serde_json::from_value(json!({
+            "object": "organization_membership", "id": "om_1", "user_id": "user_1", "organization_id": "org_1",
+            "organization_name": "Acme Corp", "status": "active", "updated_at": "2023-07-18T02:07:19.911Z"
+        }))
+        .expect("membership");
+        assert_eq!(membership.organization_name.as_deref(), Some("Acme Corp"));
     }
 }

@@ -3,12 +3,13 @@
 //! the organizations by name, and picking one (with a CSRF token) finishes the sign-in with the
 //! organization-selection grant.
 
-use standins::workos_standin::{ACME_ORGANIZATION_ID, GLOBEX_ORGANIZATION_ID, SeedOrganization};
+use authbridge::session::seal::Purpose;
+use standins::workos_standin::{ACME_ORGANIZATION_ID, Endpoint, GLOBEX_ORGANIZATION_ID, SeedOrganization};
 
-use crate::helpers::app::{AppOptions, BOB, TestApp, spawn_app_with};
+use crate::helpers::app::{AppOptions, BOB, COOKIE_PASSWORD, TestApp, spawn_app, spawn_app_with};
 use crate::helpers::browser::{Browser, enc, extract_csrf_token};
 use crate::helpers::logs;
-use crate::helpers::session::read_session;
+use crate::helpers::session::{read_session, sealer};
 
 const SELECTION_COOKIE: &str = "wos-org-selection";
 
@@ -131,4 +132,179 @@ async fn the_selection_page_needs_a_pending_sign_in_of_this_browser() {
     let session = signed_in.cookie(authbridge::session::SESSION_COOKIE).expect("session");
     stranger.set_cookie(SELECTION_COOKIE, &session);
     assert_eq!(stranger.get("/login/organization").await.status, 400);
+}
+
+/// Bob's organizations: Acme renamed to `name(0)`, and `count - 1` more named `name(1)`, `name(2)`…; their ids in
+/// the order WorkOS lists them in its `organization_selection_required` answer (the order they were joined).
+async fn bob_in_organizations(count: usize, name: impl Fn(usize) -> String) -> (TestApp, Vec<String>) {
+    let app = spawn_app().await;
+    app.workos.rename_organization(ACME_ORGANIZATION_ID, &name(0)).expect("Acme renamed");
+    let mut ids = vec![ACME_ORGANIZATION_ID.to_owned()];
+    for index in 1..count {
+        let organization = app.workos.create_organization(&name(index));
+        app.workos.add_membership(&app.user_id(BOB), &organization.id, &[]).expect("member");
+        ids.push(organization.id);
+    }
+    (app, ids)
+}
+
+/// The pending sign-in the browser holds, as JSON (opened with the test password, as only the server can).
+fn pending_sign_in(browser: &Browser) -> serde_json::Value {
+    let sealed = browser.cookie(SELECTION_COOKIE).expect("a pending sign-in");
+    let opened = sealer(COOKIE_PASSWORD).open(Purpose::OrganizationSelection, &sealed).expect("it opens");
+    serde_json::from_slice(&opened.plaintext).expect("JSON")
+}
+
+/// The organizations a selection page offers: each button's value (the id), in page order.
+fn offered_ids(page: &str) -> Vec<String> {
+    page.split(r#"name="organization_id" value=""#)
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Picks `organization_id` on the selection page, as the page's form does.
+async fn choose(browser: &Browser, page: &str, organization_id: &str) -> crate::helpers::browser::TestResponse {
+    let token = extract_csrf_token(page).expect("a CSRF token");
+    browser.post_form("/login/organization", &[("csrf_token", &token), ("organization_id", organization_id)]).await
+}
+
+/// 25 organizations named with 100 accented letters each (200 bytes of UTF-8 a name) do not fit in one cookie
+/// with the pending token: the pending sign-in keeps Bob's id instead, the page lists his organizations from
+/// WorkOS, and the one he picks finishes the sign-in. (It was a 500 at `/callback`, and since WorkOS asks again
+/// at every sign-in, Bob could never sign in.)
+#[tokio::test]
+async fn organizations_too_many_for_the_cookie_are_listed_from_workos_and_one_can_be_chosen() {
+    let name = "é".repeat(100);
+    let (app, ids) = bob_in_organizations(25, |_| name.clone()).await;
+    let browser = app.browser();
+    let callback = start(&app, &browser).await;
+    assert_eq!(callback.status, 302, "{}", callback.body);
+    assert_eq!(callback.location().as_deref(), Some("/login/organization"));
+    for line in callback.set_cookies() {
+        assert!(line.len() <= 4096, "a Set-Cookie of {} bytes", line.len());
+    }
+    let pending = pending_sign_in(&browser);
+    assert!(pending["organizations"].is_null(), "the list was not kept: {pending}");
+    assert_eq!(pending["user_id"], app.user_id(BOB));
+
+    let listed_before = app.workos.calls(Endpoint::Memberships);
+    let page = browser.get("/login/organization").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(app.workos.calls(Endpoint::Memberships) > listed_before, "read from WorkOS");
+    let mut offered = offered_ids(&page.body);
+    offered.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(offered, expected, "every organization is offered");
+    assert_eq!(page.body.matches(&format!(">{name}<")).count(), 25, "each by its name");
+
+    let chosen = choose(&browser, &page.body, &ids[7]).await;
+    assert_eq!(chosen.status, 303, "{}", chosen.body);
+    assert_eq!(chosen.location().as_deref(), Some("/?offset=0"));
+    assert!(browser.cookie(SELECTION_COOKIE).is_none(), "the pending sign-in is cleared");
+    assert_eq!(read_session(&browser).organization_id.as_deref(), Some(ids[7].as_str()));
+}
+
+/// No organization is dropped: 30 of them are all offered, whether the cookie keeps the list (short names) or
+/// the page reads it from WorkOS (long names), and the 30th can be chosen. (Only the first 25 used to be offered,
+/// and picking another was refused.)
+#[tokio::test]
+async fn every_organization_is_offered_and_the_thirtieth_can_be_chosen() {
+    for (name_length, kept) in [(10, true), (60, false)] {
+        let (app, ids) = bob_in_organizations(30, |index| format!("{index:0>name_length$}")).await;
+        let browser = app.browser();
+        let callback = start(&app, &browser).await;
+        assert_eq!(callback.status, 302, "{}", callback.body);
+        assert_eq!(!pending_sign_in(&browser)["organizations"].is_null(), kept, "names of {name_length}");
+
+        let page = browser.get("/login/organization").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let mut offered = offered_ids(&page.body);
+        offered.sort();
+        let mut expected = ids.clone();
+        expected.sort();
+        assert_eq!(offered, expected, "all 30 offered (names of {name_length})");
+        for index in 0..30 {
+            let name = format!("{index:0>name_length$}");
+            assert!(page.body.contains(&format!(">{name}<")), "{name} is on the page");
+        }
+
+        let thirtieth = &ids[29];
+        let chosen = choose(&browser, &page.body, thirtieth).await;
+        assert_eq!(chosen.status, 303, "{}", chosen.body);
+        assert_eq!(read_session(&browser).organization_id.as_deref(), Some(thirtieth.as_str()));
+    }
+}
+
+/// The page follows WorkOS's pages of memberships (100 each) to the end.
+#[tokio::test]
+async fn more_than_a_page_of_organizations_are_all_listed() {
+    let (app, ids) = bob_in_organizations(130, |index| format!("Organization {index:0>3}")).await;
+    let browser = app.browser();
+    start(&app, &browser).await;
+    assert!(pending_sign_in(&browser)["organizations"].is_null(), "130 do not fit in the cookie");
+    let listed_before = app.workos.calls(Endpoint::Memberships);
+    let page = browser.get("/login/organization").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(app.workos.calls(Endpoint::Memberships) - listed_before, 2, "two pages");
+    let mut offered = offered_ids(&page.body);
+    offered.sort();
+    let mut expected = ids;
+    expected.sort();
+    assert_eq!(offered, expected);
+}
+
+/// When the list was not kept, WorkOS judges the pick: an organization Bob is not a member of, or one that does
+/// not exist, is refused with a page that says so (never a 500), and the sign-in starts over.
+#[tokio::test]
+async fn when_the_list_was_not_kept_an_organization_the_user_is_not_in_is_refused_plainly() {
+    let name = "é".repeat(100);
+    let (app, _) = bob_in_organizations(25, |_| name.clone()).await;
+    let stranger = app.workos.create_organization("Initech");
+    for not_his in [stranger.id.as_str(), "org_01NOSUCHORGANIZATION"] {
+        let browser = app.browser();
+        start(&app, &browser).await;
+        assert!(pending_sign_in(&browser)["organizations"].is_null(), "the list was not kept");
+        let page = browser.get("/login/organization").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let refused = choose(&browser, &page.body, not_his).await;
+        assert!((400..500).contains(&refused.status), "{not_his}: {} {}", refused.status, refused.body);
+        assert!(
+            refused.body.contains("That organization cannot be chosen: you are not an active member of it."),
+            "{}",
+            refused.body
+        );
+        assert!(refused.body.contains(r#"href="/login""#), "a way to sign in again: {}", refused.body);
+        assert!(browser.cookie(authbridge::session::SESSION_COOKIE).is_none(), "not signed in");
+    }
+    // An empty pick is not sent to WorkOS at all.
+    let browser = app.browser();
+    start(&app, &browser).await;
+    let page = browser.get("/login/organization").await;
+    let tried = app.workos.calls(Endpoint::Authenticate);
+    let empty = choose(&browser, &page.body, "").await;
+    assert_eq!(empty.status, 400, "{}", empty.body);
+    assert_eq!(app.workos.calls(Endpoint::Authenticate), tried);
+}
+
+/// Reading the organizations from WorkOS fails: a page saying sign-in is unavailable (503, not 500), and the
+/// pending sign-in stays, so reloading the page works once WorkOS answers again.
+#[tokio::test]
+async fn workos_failing_to_list_the_organizations_gives_503_and_a_reload_works() {
+    let name = "é".repeat(100);
+    let (app, ids) = bob_in_organizations(25, |_| name.clone()).await;
+    let browser = app.browser();
+    start(&app, &browser).await;
+    app.workos.fail_next(Endpoint::Memberships, 1, 500);
+    let failed = browser.get("/login/organization").await;
+    assert_eq!(failed.status, 503, "{}", failed.body);
+    assert!(failed.body.contains("temporarily unavailable"), "{}", failed.body);
+    assert!(failed.header("retry-after").is_some());
+    assert!(browser.cookie(SELECTION_COOKIE).is_some(), "the pending sign-in stays");
+
+    let page = browser.get("/login/organization").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(offered_ids(&page.body).len(), ids.len());
 }

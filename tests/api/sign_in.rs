@@ -283,6 +283,22 @@ async fn return_to_never_leaves_the_site() {
     assert_eq!(response.location().as_deref(), Some("/todos?page=2"), "a same-site path is kept");
 }
 
+/// A `return_to` short enough as sent that the URL parser's percent-encoding makes three times longer (`{` →
+/// `%7B`): judged by what it becomes, it is too long and falls back to `/`, where it used to overflow the sign-in
+/// state cookie and answer 500.
+#[tokio::test]
+async fn a_return_to_that_grows_when_normalised_falls_back_home() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let raw = format!("/{}", "{".repeat(2047));
+    let login = browser.get(&format!("/login?return_to={}", crate::helpers::browser::enc(&raw))).await;
+    assert_eq!(login.status, 302, "{}", login.body);
+    assert_eq!(login.set_cookies().len(), 1, "one state cookie");
+    let response = browser.sign_in_to(ALICE, &raw).await;
+    assert_eq!(response.status, 302, "{}", response.body);
+    assert_eq!(response.location().as_deref(), Some("/"));
+}
+
 #[tokio::test]
 async fn sign_out_needs_a_post_with_csrf_and_ends_the_workos_session() {
     let app = spawn_app().await;
