@@ -95,8 +95,9 @@ pub enum ProviderError {
     /// `organization_selection_required`).
     #[error("the user must choose an organization to finish signing in")]
     OrganizationSelectionRequired(Box<PendingSelection>),
-    /// The organization picked at sign-in cannot be chosen: the user is not a member of it, or it does not exist
-    /// (WorkOS `organization_membership_not_found`, `organization_not_found`). The provider's words are for the log.
+    /// The organization picked at sign-in cannot be chosen: the user is not a member of it, it does not exist, or
+    /// its id is malformed (WorkOS `organization_membership_not_found`, `organization_not_found`, the 404
+    /// "Organization not found", `invalid_organization_id`). The provider's words are for the log.
     #[error("the provider refused the organization picked: {0}")]
     OrganizationRefused(String),
     /// Switching to the organization needs the user to sign in to it (its SSO or MFA): send the browser through the

@@ -116,11 +116,7 @@ impl WorkosProvider {
                 // WorkOS judges the pick (the offered list may not have been kept): "not a member", "no such
                 // organization" or a malformed id all mean this organization cannot be chosen (docs/workos.md §1.3).
                 WorkosError::Rejected { status, code, message }
-                    if status == 404
-                        || matches!(
-                            code.as_str(),
-                            "organization_membership_not_found" | "organization_not_found" | "invalid_organization_id"
-                        ) =>
+                    if is_organization_refusal(status, &code, &message) || code == "invalid_organization_id" =>
                 {
                     tracing::info!(%code, %message, "WorkOS refused the organization picked at sign-in");
                     ProviderError::OrganizationRefused(message)
@@ -367,11 +363,12 @@ enum Refresh {
     Switch,
 }
 
-/// WorkOS refusing the organization a refresh named (docs/workos.md §1.3): `organization_membership_not_found`,
-/// `organization_not_found`, or the code-less 404 "Organization not found: …".
+/// WorkOS refusing the organization a request named (docs/workos.md §1.3): `organization_membership_not_found`,
+/// `organization_not_found`, or the code-less 404 "Organization not found: …" (whatever code the client filled in
+/// for it). Any other 404 (a wrong `WORKOS_API_BASE_URL`, a proxy) is not about the organization.
 fn is_organization_refusal(status: u16, code: &str, message: &str) -> bool {
     matches!(code, "organization_membership_not_found" | "organization_not_found")
-        || (status == 404 && code.is_empty() && message.starts_with("Organization not found"))
+        || (status == 404 && message.starts_with("Organization not found"))
 }
 
 /// How a failed sign-in step (code exchange, organization selection) is answered.

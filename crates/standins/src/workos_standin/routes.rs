@@ -413,6 +413,9 @@ async fn authenticate(State(inner): State<Arc<WorkosStandInState>>, headers: Hea
         Err(error @ GrantError::NotAMember(_)) => {
             workos_error(StatusCode::BAD_REQUEST, "organization_membership_not_found", &error.to_string())
         }
+        Err(error @ GrantError::UnknownOrganization(_)) => {
+            (StatusCode::NOT_FOUND, Json(json!({ "message": error.to_string() }))).into_response()
+        }
         Err(GrantError::SelectionRequired { pending_token, user, organizations }) => {
             let organizations: Vec<Value> = {
                 let store = lock(&inner.store);

@@ -198,6 +198,9 @@ pub enum GrantError {
     InvalidGrant(&'static str),
     #[error("the user is not a member of organization {0}")]
     NotAMember(String),
+    /// No organization has this id (WorkOS's code-less 404, docs/workos.md §1.3).
+    #[error("Organization not found: '{0}'.")]
+    UnknownOrganization(String),
     /// The user must pick one of their organizations (403 `organization_selection_required`).
     #[error("the user must choose an organization to finish their authentication")]
     SelectionRequired { pending_token: String, user: Box<UserRecord>, organizations: Vec<String> },
@@ -537,10 +540,13 @@ impl Store {
         let user = self.user(&session.user_id).cloned().ok_or(REFUSED)?;
         let target = organization_id.map(str::to_owned).or_else(|| session.signed_in_organization_id.clone());
         // Checked before rotating, so a refused refresh leaves the session and its token as they were.
-        if let Some(org) = organization_id
-            && !self.active_organizations(&user.seed.id).iter().any(|m| m == org)
-        {
-            return Err(GrantError::NotAMember(org.to_owned()));
+        if let Some(org) = organization_id {
+            if self.organization(org).is_none() {
+                return Err(GrantError::UnknownOrganization(org.to_owned()));
+            }
+            if !self.active_organizations(&user.seed.id).iter().any(|m| m == org) {
+                return Err(GrantError::NotAMember(org.to_owned()));
+            }
         }
         // Staying in the session's organization meets that organization's refresh policy; moving meets the policy of
         // the organization moved to.
@@ -747,7 +753,7 @@ mod tests {
         assert!(store.refresh(&first.refresh_token, None).is_err(), "the old token is refused");
         assert_eq!(
             store.refresh(&second.refresh_token, Some("org_other")).map(|_| ()),
-            Err(GrantError::NotAMember("org_other".into()))
+            Err(GrantError::UnknownOrganization("org_other".into()))
         );
         store.end_session(&second.session.id).expect("known session");
         assert!(store.refresh(&second.refresh_token, None).is_err(), "an ended session cannot refresh");
