@@ -177,12 +177,14 @@ impl AuditTrail {
 }
 
 /// The idempotency key of an event that can only happen once to its target (a todo is created once): the same for
-/// every record of it, so that a create sent again by its caller is not a second event. A version 8 UUID from
-/// SHA-256 over the organization, the action and the target's id.
-pub fn once_key(organization_id: &str, action: &str, target_id: &str) -> uuid::Uuid {
+/// every record of it, so that a create sent again by its caller is not a second event. `occurrence` tells apart
+/// two lives of one id (a todo created, deleted, and created again with the same caller-chosen id: its
+/// `created_at`), so that the second is an event of its own. A version 8 UUID from SHA-256 over the four.
+pub fn once_key(organization_id: &str, action: &str, target_id: &str, occurrence: &str) -> uuid::Uuid {
     use aws_lc_rs::digest::{SHA256, digest};
-    // NUL cannot occur in any of the three (ids and actions are ours or WorkOS's), so the parts cannot run together.
-    let input = format!("authbridge audit event\0{organization_id}\0{action}\0{target_id}");
+    // NUL cannot occur in any of the four (ids, actions and times are ours or WorkOS's), so the parts cannot run
+    // together.
+    let input = format!("authbridge audit event\0{organization_id}\0{action}\0{target_id}\0{occurrence}");
     let hash = digest(&SHA256, input.as_bytes());
     // SHA-256 is 32 bytes, so the first 16 are always there.
     let bytes = hash.as_ref().first_chunk::<16>().copied().unwrap_or_default();
@@ -411,12 +413,13 @@ mod tests {
 
     #[test]
     fn an_event_that_happens_once_has_one_key() {
-        let key = once_key("org_1", "todo.created", "6f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c");
-        assert_eq!(key, once_key("org_1", "todo.created", "6f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c"));
+        let key = once_key("org_1", "todo.created", "6f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c", "t1");
+        assert_eq!(key, once_key("org_1", "todo.created", "6f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c", "t1"));
         assert_eq!(key.get_version_num(), 8);
-        assert_ne!(key, once_key("org_2", "todo.created", "6f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c"));
-        assert_ne!(key, once_key("org_1", "todo.deleted", "6f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c"));
-        assert_ne!(key, once_key("org_1", "todo.created", "7f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c"));
+        assert_ne!(key, once_key("org_2", "todo.created", "6f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c", "t1"));
+        assert_ne!(key, once_key("org_1", "todo.deleted", "6f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c", "t1"));
+        assert_ne!(key, once_key("org_1", "todo.created", "7f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c", "t1"));
+        assert_ne!(key, once_key("org_1", "todo.created", "6f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c", "t2"));
     }
 
     #[test]

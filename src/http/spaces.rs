@@ -187,16 +187,18 @@ pub async fn audit(
 }
 
 /// [`audit`] for an event that happens once to its target (a todo is created once): however often it is recorded
-/// (a create its caller sent again, and was answered with the same todo), it is one event.
+/// (a create its caller sent again, and was answered with the same todo), it is one event. `occurrence` tells
+/// apart two lives of one target id (see [`crate::audit::once_key`]).
 pub async fn audit_once(
     state: &AppState,
     organization_id: &str,
     action: &str,
     user: &CurrentUser,
     target: Target,
+    occurrence: &str,
     context: &RequestContext,
 ) {
-    let key = crate::audit::once_key(organization_id, action, &target.id);
+    let key = crate::audit::once_key(organization_id, action, &target.id, occurrence);
     queue_audit(state, Some(key), organization_id, action, user, &[target], context).await;
 }
 

@@ -189,7 +189,10 @@ pub(super) async fn audit_create(
     context: &crate::audit::RequestContext,
 ) {
     if let Some(organization_id) = todo.organization_id.as_deref() {
-        spaces::audit_once(state, organization_id, "todo.created", user, todo_target(todo), context).await;
+        // A resend is answered with the same row, so the same `created_at`; a new todo under a reused id is not.
+        let created_at = todo.created_at.unix_timestamp_nanos().to_string();
+        let target = todo_target(todo);
+        spaces::audit_once(state, organization_id, "todo.created", user, target, &created_at, context).await;
     }
 }
 

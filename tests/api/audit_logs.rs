@@ -44,6 +44,13 @@ async fn a_create_sent_again_is_one_event_and_another_members_todo_id_is_taken()
     let created: Vec<String> =
         outbox(&app).await.into_iter().map(|row| row.1).filter(|action| action == "todo.created").collect();
     assert_eq!(created.len(), 1, "one todo, one event");
+
+    // Deleted, then created again under the same id: a todo of its own, and an event of its own.
+    assert_eq!(bob.api(Method::DELETE, &format!("/api/todos/{id}"), None).await.status, 204);
+    let again = json!({ "id": id, "title": "Plan the offsite", "organization_id": ACME_ORGANIZATION_ID });
+    assert_eq!(bob.api(Method::POST, "/api/todos", Some(again)).await.status, 201);
+    let created = outbox(&app).await.into_iter().filter(|row| row.1 == "todo.created").count();
+    assert_eq!(created, 2, "the second life of the id is audited too");
 }
 
 /// The outbox slow to take an event (here: locked) costs a saved create neither its answer nor its event: the
