@@ -108,21 +108,10 @@ impl AuditTrail {
         AuditDeliverer { lifecycle: Arc::clone(&self.lifecycle), wake: Arc::clone(&self.wake), options }
     }
 
-    /// Queues an Audit Log event for `organization_id`. A failure is the caller's to log: what the user did has
-    /// happened, and they must not be told otherwise.
-    pub async fn record(
-        &self,
-        organization_id: &str,
-        action: &str,
-        actor: &Actor,
-        targets: &[Target],
-        context: &RequestContext,
-    ) -> Result<(), LifecycleError> {
-        self.record_with_key(uuid::Uuid::new_v4(), organization_id, action, actor, targets, context).await
-    }
-
-    /// Queues an event that happens once however often it is recorded (see [`once_key`]): a second record with the
-    /// same key is not queued, and a resend after its row has gone is the same event to WorkOS.
+    /// Queues an Audit Log event for `organization_id` under the idempotency key `key`: a fresh one, or for an
+    /// event that happens once however often it is recorded, [`once_key`] (a second record with the same key is not
+    /// queued, and a resend after its row has gone is the same event to WorkOS). A failure is the caller's to log:
+    /// what the user did has happened, and they must not be told otherwise.
     pub async fn record_with_key(
         &self,
         key: uuid::Uuid,

@@ -80,18 +80,17 @@ async fn callback(
 
 const SELECTION_PAGE: &str = "/login/organization";
 
-/// `user.signed_in` for the organization a sign-in lands in.
+/// `user.signed_in` for the organization a sign-in lands in, queued as every request's events are (bounded: a slow
+/// outbox must not hold up a sign-in whose code WorkOS has already spent).
 async fn audit_sign_in(state: &AppState, session: &Session, context: &RequestContext) {
-    let (Some(audit), Some(organization_id)) = (&state.audit, session.organization_id.as_deref()) else { return };
+    let Some(organization_id) = session.organization_id.as_deref() else { return };
     let actor = Actor {
         id: session.user.id.clone(),
         name: session.user.display_name(),
         impersonator: session.impersonator.as_ref().map(|impersonator| impersonator.email.clone()),
     };
     let target = Target { kind: "organization", id: organization_id.to_owned(), name: None };
-    if let Err(error) = audit.record(organization_id, "user.signed_in", &actor, &[target], context).await {
-        tracing::error!(%error, "could not queue the sign-in's audit log event");
-    }
+    super::spaces::queue_audit(state, None, organization_id, "user.signed_in", actor, &[target], context).await;
 }
 
 #[derive(Template)]

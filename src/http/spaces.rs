@@ -183,7 +183,7 @@ pub async fn audit(
     targets: &[Target],
     context: &RequestContext,
 ) {
-    queue_audit(state, None, organization_id, action, user, targets, context).await;
+    queue_audit(state, None, organization_id, action, actor(user), targets, context).await;
 }
 
 /// [`audit`] for an event that happens once to its target (a todo is created once): however often it is recorded
@@ -199,21 +199,23 @@ pub async fn audit_once(
     context: &RequestContext,
 ) {
     let key = crate::audit::once_key(organization_id, action, &target.id, occurrence);
-    queue_audit(state, Some(key), organization_id, action, user, &[target], context).await;
+    queue_audit(state, Some(key), organization_id, action, actor(user), &[target], context).await;
 }
 
-async fn queue_audit(
+/// Queues an event by a task of its own, waiting for it at most [`AUDIT_WAIT`] (see there); `key` `None`: a fresh
+/// one. For requests that have no [`CurrentUser`] yet (a sign-in) as for those that do.
+pub(super) async fn queue_audit(
     state: &AppState,
     key: Option<Uuid>,
     organization_id: &str,
     action: &str,
-    user: &CurrentUser,
+    actor: Actor,
     targets: &[Target],
     context: &RequestContext,
 ) {
     let Some(audit) = &state.audit else { return };
     let audit = Arc::clone(audit);
-    let (organization, name, actor) = (organization_id.to_owned(), action.to_owned(), actor(user));
+    let (organization, name) = (organization_id.to_owned(), action.to_owned());
     let (targets, context) = (targets.to_vec(), context.clone());
     let queued = tokio::spawn(
         async move {
@@ -224,8 +226,10 @@ async fn queue_audit(
         }
         .instrument(tracing::Span::current()),
     );
-    if tokio::time::timeout(AUDIT_WAIT, queued).await.is_err() {
-        tracing::warn!(action, "an audit log event is slow to queue; answering without waiting for it");
+    match tokio::time::timeout(AUDIT_WAIT, queued).await {
+        Ok(Ok(())) => {}
+        Ok(Err(failed)) => tracing::error!(error = %failed, action, "the task queueing an audit log event failed"),
+        Err(_) => tracing::warn!(action, "an audit log event is slow to queue; answering without waiting for it"),
     }
 }
 

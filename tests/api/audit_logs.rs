@@ -69,6 +69,11 @@ async fn a_slow_outbox_delays_neither_a_saved_creates_answer_nor_loses_its_event
     let created = create(&bob, "Saved in time", Some(ACME_ORGANIZATION_ID)).await;
     assert_eq!(created.status, 201, "{}", created.body);
     assert!(started.elapsed() < Duration::from_secs(3), "answered within the time limit: {:?}", started.elapsed());
+    // A sign-in (its user.signed_in event) is not held up either: WorkOS has already spent its code.
+    let started = Instant::now();
+    let signed_in = app.signed_in(AUTHOR).await;
+    assert!(signed_in.cookie(authbridge::session::SESSION_COOKIE).is_some(), "signed in");
+    assert!(started.elapsed() < Duration::from_secs(3), "signed in without waiting: {:?}", started.elapsed());
     lock.rollback().await.expect("unlock");
 
     let queued = eventually(Duration::from_secs(10), || async {
@@ -76,6 +81,11 @@ async fn a_slow_outbox_delays_neither_a_saved_creates_answer_nor_loses_its_event
     })
     .await;
     assert!(queued, "the event was queued after the answer: {:?}", outbox(&app).await);
+    let signed_in_events = eventually(Duration::from_secs(10), || async {
+        outbox(&app).await.iter().filter(|(_, action, _, _)| action == "user.signed_in").count() == 2
+    })
+    .await;
+    assert!(signed_in_events, "both sign-ins' events were queued: {:?}", outbox(&app).await);
 }
 
 #[tokio::test]
