@@ -253,7 +253,9 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
 fn page_message(error: &AppError) -> String {
     match error {
         AppError::IdTaken => {
-            "This form had already added a todo, which is in the list. Add again to make another.".to_owned()
+            "This form had already added a todo (it may have been changed or deleted since). Add again to make \
+             another."
+                .to_owned()
         }
         other => other.public_message(),
     }

@@ -103,7 +103,9 @@ const MAX_NAME_CHARS: usize = 100;
 ///
 /// The cookie must stay one cookie, so it keeps the organizations WorkOS offered only when they fit in it. When
 /// they do not (dozens of organizations, long names), it keeps who is signing in instead: the page then lists the
-/// user's active memberships from WorkOS, and WorkOS alone judges the organization picked.
+/// user's active memberships from WorkOS, and WorkOS alone judges the organization picked. (The user can always
+/// get that second form, with a long `return_to`, so the check against the offered list is a courtesy that spares
+/// WorkOS a call; the boundary is WorkOS's own check of the pending token and the organization.)
 #[derive(Serialize, Deserialize)]
 pub struct PendingSignIn {
     pending_authentication_token: String,
@@ -275,11 +277,13 @@ impl SessionManager {
         pending: &PendingSelection,
         return_to: String,
     ) -> Result<Vec<HeaderValue>, SignInError> {
-        let organizations: Vec<OrganizationChoice> = pending
-            .organizations
-            .iter()
-            .map(|choice| OrganizationChoice { id: choice.id.clone(), name: cut(&choice.name) })
-            .collect();
+        let organizations = OrganizationChoice::by_name(
+            pending
+                .organizations
+                .iter()
+                .map(|choice| OrganizationChoice { id: choice.id.clone(), name: cut(&choice.name) })
+                .collect(),
+        );
         if organizations.is_empty() {
             return Err(SignInError::Provider(ProviderError::Failed(
                 "WorkOS asked for an organization to be chosen but offered none".to_owned(),

@@ -155,11 +155,11 @@ impl WorkosProvider {
             }
             match page.list_metadata.after {
                 Some(next) if !page.data.is_empty() => after = Some(next),
-                _ => return Ok(by_name(organizations)),
+                _ => return Ok(OrganizationChoice::by_name(organizations)),
             }
         }
         tracing::warn!(%user_id, shown = organizations.len(), "the user has more organizations than the picker reads");
-        Ok(by_name(organizations))
+        Ok(OrganizationChoice::by_name(organizations))
     }
 
     /// The session an `authenticate` answer of a sign-in stands for, verified, with the memberships recorded.
@@ -348,12 +348,6 @@ fn session_from(auth: &AuthResponse, claims: &AccessClaims) -> Result<Session, U
         oidc: None,
         personal: false,
     })
-}
-
-/// The picker's order: by name, as a person looks for one (WorkOS lists the newest membership first).
-fn by_name(mut organizations: Vec<OrganizationChoice>) -> Vec<OrganizationChoice> {
-    organizations.sort_by_cached_key(|organization| organization.name.to_lowercase());
-    organizations
 }
 
 /// Whether a refresh is the session's ordinary one or a switch to another organization: they fail differently.

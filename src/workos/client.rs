@@ -131,6 +131,14 @@ pub struct OrganizationChoice {
     pub name: String,
 }
 
+impl OrganizationChoice {
+    /// The picker's order: by name, as a person looks for one (WorkOS's order is by membership, newest first).
+    pub fn by_name(mut choices: Vec<Self>) -> Vec<Self> {
+        choices.sort_by_cached_key(|choice| choice.name.to_lowercase());
+        choices
+    }
+}
+
 /// The `organization_selection_required` body (docs/workos.md §1.3).
 #[derive(Deserialize)]
 struct SelectionBody {

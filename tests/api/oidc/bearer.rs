@@ -67,9 +67,10 @@ async fn tokens_a_client_got_for_itself_are_refused() {
     let mut okta = claims(&app, &client_id);
     okta["cid"] = Value::from(client_id.as_str());
     okta.as_object_mut().expect("object").remove("azp");
-    // RFC 9068 §2.2: `sub` is the client, `client_id` too.
+    // RFC 9068 §2.2: `sub` is the client, `client_id` too (no `azp`, so only that check can refuse it).
     let mut rfc = claims(&app, &client_id);
     rfc["client_id"] = Value::from(client_id.as_str());
+    rfc.as_object_mut().expect("object").remove("azp");
     // Microsoft Entra's app-only tokens, when the API asks for `idtyp`.
     let mut entra = claims(&app, "9f2c1c0e-app-object-id");
     entra["idtyp"] = Value::from("app");
