@@ -572,6 +572,7 @@ async fn refresh_can_switch_to_another_organization_of_the_user() {
         organizations: vec![
             SeedOrganization { id: ACME_ORGANIZATION_ID.into(), name: "Acme".into() },
             SeedOrganization { id: "org_globex".into(), name: "Globex".into() },
+            SeedOrganization { id: "org_initech".into(), name: "Initech".into() },
         ],
         ..WorkosStandInOptions::default()
     };
@@ -595,6 +596,12 @@ async fn refresh_can_switch_to_another_organization_of_the_user() {
     let (status, refused) = authenticate(&workos, switch).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(refused["code"], "organization_membership_not_found");
+    // An organization that does not exist: WorkOS's code-less 404.
+    let mut switch = refresh_grant(&workos, text(&body["refresh_token"]));
+    switch["organization_id"] = json!("org_nonexistent");
+    let (status, refused) = authenticate(&workos, switch).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(refused, json!({ "message": "Organization not found: 'org_nonexistent'." }));
 
     let mut switch = refresh_grant(&workos, text(&body["refresh_token"]));
     switch["organization_id"] = json!(ACME_ORGANIZATION_ID);
