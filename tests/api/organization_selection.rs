@@ -236,6 +236,24 @@ async fn every_organization_is_offered_and_the_thirtieth_can_be_chosen() {
     }
 }
 
+/// A pending sign-in finished in another tab: WorkOS refuses its spent token (`invalid_pending_authentication_token`),
+/// which is said as what it is, not as an organization that cannot be chosen.
+#[tokio::test]
+async fn a_pending_sign_in_finished_in_another_tab_is_refused_as_spent() {
+    let name = "é".repeat(100);
+    let (app, ids) = bob_in_organizations(25, |_| name.clone()).await;
+    let browser = app.browser();
+    start(&app, &browser).await;
+    let other_tab = app.browser();
+    other_tab.copy_cookies_from(&browser);
+    let page = browser.get("/login/organization").await;
+    assert_eq!(choose(&browser, &page.body, &ids[1]).await.status, 303, "the first tab signs in");
+    let late = choose(&other_tab, &page.body, &ids[1]).await;
+    assert!((400..500).contains(&late.status), "{} {}", late.status, late.body);
+    assert!(late.body.contains("did not accept this sign-in"), "{}", late.body);
+    assert!(!late.body.contains("cannot be chosen"), "{}", late.body);
+}
+
 /// The page follows WorkOS's pages of memberships (100 each) to the end.
 #[tokio::test]
 async fn more_than_a_page_of_organizations_are_all_listed() {
