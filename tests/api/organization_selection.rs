@@ -148,6 +148,16 @@ async fn bob_in_organizations(count: usize, name: impl Fn(usize) -> String) -> (
     (app, ids)
 }
 
+/// Bob in 25 organizations named with 100 accented letters each (200 bytes of UTF-8 a name): more than the pending
+/// sign-in's one cookie can keep, so it keeps his id and the page reads his organizations from WorkOS.
+async fn bob_in_too_many_for_the_cookie() -> (TestApp, Vec<String>) {
+    bob_in_organizations(25, |_| long_name()).await
+}
+
+fn long_name() -> String {
+    "é".repeat(100)
+}
+
 /// The pending sign-in the browser holds, as JSON (opened with the test password, as only the server can).
 fn pending_sign_in(browser: &Browser) -> serde_json::Value {
     let sealed = browser.cookie(SELECTION_COOKIE).expect("a pending sign-in");
@@ -176,8 +186,7 @@ async fn choose(browser: &Browser, page: &str, organization_id: &str) -> crate::
 /// at every sign-in, Bob could never sign in.)
 #[tokio::test]
 async fn organizations_too_many_for_the_cookie_are_listed_from_workos_and_one_can_be_chosen() {
-    let name = "é".repeat(100);
-    let (app, ids) = bob_in_organizations(25, |_| name.clone()).await;
+    let (app, ids) = bob_in_too_many_for_the_cookie().await;
     let browser = app.browser();
     let callback = start(&app, &browser).await;
     assert_eq!(callback.status, 302, "{}", callback.body);
@@ -198,7 +207,7 @@ async fn organizations_too_many_for_the_cookie_are_listed_from_workos_and_one_ca
     let mut expected = ids.clone();
     expected.sort();
     assert_eq!(offered, expected, "every organization is offered");
-    assert_eq!(page.body.matches(&format!(">{name}<")).count(), 25, "each by its name");
+    assert_eq!(page.body.matches(&format!(">{}<", long_name())).count(), 25, "each by its name");
 
     let chosen = choose(&browser, &page.body, &ids[7]).await;
     assert_eq!(chosen.status, 303, "{}", chosen.body);
@@ -240,8 +249,7 @@ async fn every_organization_is_offered_and_the_thirtieth_can_be_chosen() {
 /// which is said as what it is, not as an organization that cannot be chosen.
 #[tokio::test]
 async fn a_pending_sign_in_finished_in_another_tab_is_refused_as_spent() {
-    let name = "é".repeat(100);
-    let (app, ids) = bob_in_organizations(25, |_| name.clone()).await;
+    let (app, ids) = bob_in_too_many_for_the_cookie().await;
     let browser = app.browser();
     start(&app, &browser).await;
     let other_tab = app.browser();
@@ -273,8 +281,7 @@ async fn more_than_a_page_of_organizations_are_all_listed() {
 /// not exist, is refused with a page that says so (never a 500), and the sign-in starts over.
 #[tokio::test]
 async fn when_the_list_was_not_kept_an_organization_the_user_is_not_in_is_refused_plainly() {
-    let name = "é".repeat(100);
-    let (app, _) = bob_in_organizations(25, |_| name.clone()).await;
+    let (app, _) = bob_in_too_many_for_the_cookie().await;
     let stranger = app.workos.create_organization("Initech");
     for not_his in [stranger.id.as_str(), "org_01NOSUCHORGANIZATION"] {
         let browser = app.browser();
@@ -306,8 +313,7 @@ async fn when_the_list_was_not_kept_an_organization_the_user_is_not_in_is_refuse
 /// pending sign-in stays, so reloading the page works once WorkOS answers again.
 #[tokio::test]
 async fn workos_failing_to_list_the_organizations_gives_503_and_a_reload_works() {
-    let name = "é".repeat(100);
-    let (app, ids) = bob_in_organizations(25, |_| name.clone()).await;
+    let (app, ids) = bob_in_too_many_for_the_cookie().await;
     let browser = app.browser();
     start(&app, &browser).await;
     app.workos.fail_next(Endpoint::Memberships, 1, 500);
