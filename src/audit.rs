@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::Notify;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::lifecycle::{Lifecycle, LifecycleError};
 use crate::workos::WorkosError;
@@ -68,6 +70,8 @@ pub struct ImpersonatedRequest {
 pub struct AuditTrail {
     lifecycle: Arc<Lifecycle>,
     wake: Arc<Notify>,
+    /// The events being queued by tasks of their own ([`AuditTrail::queue`]), for [`AuditTrail::drain`].
+    queueing: TaskTracker,
 }
 
 /// The `event` object WorkOS receives (docs/workos.md §7.2).
@@ -100,7 +104,36 @@ pub fn event(action: &str, actor: &Actor, targets: &[Target], context: &RequestC
 
 impl AuditTrail {
     pub fn new(lifecycle: Arc<Lifecycle>) -> Self {
-        Self { lifecycle, wake: Arc::new(Notify::new()) }
+        Self { lifecycle, wake: Arc::new(Notify::new()), queueing: TaskTracker::new() }
+    }
+
+    /// Queues an event (as [`AuditTrail::record_with_key`], a failure logged) by a task of its own, which goes on
+    /// when the returned handle is dropped, so that the request can stop waiting for a slow database while the
+    /// event is still written. [`AuditTrail::drain`] waits for these tasks when the server stops.
+    pub fn queue(
+        self: &Arc<Self>,
+        key: uuid::Uuid,
+        organization_id: String,
+        action: String,
+        actor: Actor,
+        targets: Vec<Target>,
+        context: RequestContext,
+    ) -> tokio::task::JoinHandle<()> {
+        let trail = Arc::clone(self);
+        let queue = async move {
+            if let Err(error) = trail.record_with_key(key, &organization_id, &action, &actor, &targets, &context).await
+            {
+                tracing::error!(%error, action, "could not queue an audit log event");
+            }
+        };
+        self.queueing.spawn(queue.instrument(tracing::Span::current()))
+    }
+
+    /// Waits, at most `within`, for the events still being queued: called when the server has stopped, so that a
+    /// deploy does not lose the record of a change made just before it. False when some were still unwritten.
+    pub async fn drain(&self, within: Duration) -> bool {
+        self.queueing.close();
+        tokio::time::timeout(within, self.queueing.wait()).await.is_ok()
     }
 
     /// The deliverer for this trail's outbox, woken whenever an event is written.

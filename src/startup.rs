@@ -118,6 +118,7 @@ impl Application {
         };
         let (misconfigured_tx, misconfigured_rx) = tokio::sync::oneshot::channel::<String>();
         let sessions = std::sync::Arc::clone(&self.state.sessions);
+        let audit = self.state.audit.clone();
         let stop = async move {
             tokio::select! {
                 () = shutdown => {}
@@ -151,6 +152,11 @@ impl Application {
             }
         };
         self.stop_background.send_replace(true);
+        if let Some(audit) = audit
+            && !audit.drain(AUDIT_DRAIN).await
+        {
+            tracing::error!("stopped with Audit Log events still unwritten: the database did not take them in time");
+        }
         served?;
         match misconfigured_rx.await {
             Ok(reason) => Err(std::io::Error::other(reason)),
@@ -158,6 +164,10 @@ impl Application {
         }
     }
 }
+
+/// Longest the server waits, once it has stopped, for Audit Log events still being queued (each is bounded by the
+/// database pool's acquire timeout and statement timeout anyway): well within an orchestrator's grace period.
+const AUDIT_DRAIN: Duration = Duration::from_secs(10);
 
 /// How often each replica removes what the bookkeeping tables no longer need (every replica may: the deletes are
 /// idempotent and cheap).

@@ -10,12 +10,10 @@
 //! Organizations follow WorkOS and the lifecycle: without `DATABASE_URL` (or with an OpenID Connect provider)
 //! everything is personal, and asking for an organization is answered `organizations_unavailable`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::http::{Extensions, HeaderMap, HeaderValue, header};
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::audit::{Actor, RequestContext, Target};
@@ -214,18 +212,9 @@ pub(super) async fn queue_audit(
     context: &RequestContext,
 ) {
     let Some(audit) = &state.audit else { return };
-    let audit = Arc::clone(audit);
-    let (organization, name) = (organization_id.to_owned(), action.to_owned());
-    let (targets, context) = (targets.to_vec(), context.clone());
-    let queued = tokio::spawn(
-        async move {
-            let key = key.unwrap_or_else(Uuid::new_v4);
-            if let Err(error) = audit.record_with_key(key, &organization, &name, &actor, &targets, &context).await {
-                tracing::error!(%error, action = name, "could not queue an audit log event");
-            }
-        }
-        .instrument(tracing::Span::current()),
-    );
+    let key = key.unwrap_or_else(Uuid::new_v4);
+    let queued =
+        audit.queue(key, organization_id.to_owned(), action.to_owned(), actor, targets.to_vec(), context.clone());
     match tokio::time::timeout(AUDIT_WAIT, queued).await {
         Ok(Ok(())) => {}
         Ok(Err(failed)) => tracing::error!(error = %failed, action, "the task queueing an audit log event failed"),

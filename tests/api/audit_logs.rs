@@ -88,6 +88,37 @@ async fn a_slow_outbox_delays_neither_a_saved_creates_answer_nor_loses_its_event
     assert!(signed_in_events, "both sign-ins' events were queued: {:?}", outbox(&app).await);
 }
 
+/// A deploy stopping the server just after a change must not lose its event: the server, once it has stopped
+/// serving, waits for the events still being queued (here: held up by a locked outbox, freed after the stop began).
+#[tokio::test]
+async fn a_stopping_server_waits_for_the_events_still_being_queued() {
+    let options = AppOptions { workos: cast(), ..AppOptions::default() }.lifecycle();
+    let mut app = spawn_app_with(options).await;
+    let bob = app.signed_in(AUTHOR).await;
+    let signed_in = eventually(Duration::from_secs(10), || async { !outbox(&app).await.is_empty() }).await;
+    assert!(signed_in, "the sign-in's event was queued");
+
+    let mut holder = app.db.connect().await;
+    sqlx::raw_sql("BEGIN; LOCK TABLE authbridge.audit_log_outbox IN EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .expect("lock the outbox");
+    let created = create(&bob, "Saved just before a deploy", Some(ACME_ORGANIZATION_ID)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let unlock = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        sqlx::raw_sql("ROLLBACK").execute(&mut holder).await.expect("unlock the outbox");
+    });
+
+    app.shutdown().await.expect("the server stops cleanly");
+    let actions: Vec<String> = outbox(&app).await.into_iter().map(|row| row.1).collect();
+    assert!(
+        actions.iter().any(|action| action == "todo.created"),
+        "the event was written before the stop: {actions:?}"
+    );
+    unlock.await.expect("unlock task");
+}
+
 #[tokio::test]
 async fn an_outage_then_recovery_delivers_each_event_exactly_once_and_slows_no_request() {
     let app = cast_app().await;
