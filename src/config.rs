@@ -120,6 +120,8 @@ pub struct ServerConfig {
     /// Whether an impersonated session (WorkOS support staff signed in as a user) may change anything
     /// (`IMPERSONATION_ALLOW_WRITES`, off by default: impersonation is for looking).
     pub impersonation_allow_writes: bool,
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`; none by default).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone)]
@@ -305,6 +307,8 @@ impl Config {
                     })
                     .transpose()?,
                 impersonation_allow_writes: boolean(&vars, "IMPERSONATION_ALLOW_WRITES", false)?,
+                trusted_proxies: parse_trusted_proxies(&vars.optional("TRUSTED_PROXIES").unwrap_or_default())
+                    .map_err(|problem| ConfigError::new("TRUSTED_PROXIES", problem))?,
             },
             insforge: InsforgeConfig {
                 url: vars.url("INSFORGE_URL")?,
@@ -575,6 +579,21 @@ impl Vars<'_> {
         let raw = self.optional(name).unwrap_or_else(|| default.to_owned());
         raw.trim().parse().map_err(|e| ConfigError::new(name, format!("cannot parse {raw:?}: {e}")))
     }
+}
+
+/// `TRUSTED_PROXIES` (read by `http::client_address`): addresses (`10.0.0.5`) and networks (`10.0.0.0/8`, `fd00::/8`), separated by commas.
+pub(crate) fn parse_trusted_proxies(raw: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .map(|network| network.trunc())
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{entry:?} is neither an IP address nor a network such as 10.0.0.0/8"))
+        })
+        .collect()
 }
 
 fn positive(name: &'static str, value: u64) -> Result<u64, ConfigError> {
@@ -1056,5 +1075,22 @@ mod tests {
             assert!(ENV_EXAMPLE.contains(name), "{name} is missing from .env.example");
             assert!(README.contains(&format!("`{name}`")), "{name} is missing from the README");
         }
+    }
+
+    fn addr(text: &str) -> std::net::IpAddr {
+        text.parse().expect("an address")
+    }
+
+    #[test]
+    fn trusted_proxies_parse_addresses_and_networks_and_name_a_bad_entry() {
+        let parsed = parse_trusted_proxies(" 10.0.0.0/8, 192.168.1.7 ,fd00::/8,").expect("parsed");
+        assert_eq!(parsed.len(), 3);
+        assert!(parsed[1].contains(&addr("192.168.1.7")) && !parsed[1].contains(&addr("192.168.1.8")));
+        // Host bits set in a network are dropped rather than refused (10.1.2.3/8 is 10.0.0.0/8).
+        assert!(parse_trusted_proxies("10.1.2.3/8").expect("parsed")[0].contains(&addr("10.200.0.1")));
+        let error = parse_trusted_proxies("10.0.0.0/8, proxy.internal").expect_err("a name");
+        assert!(error.contains("proxy.internal"), "{error}");
+        assert!(parse_trusted_proxies("10.0.0.0/33").is_err());
+        assert_eq!(parse_trusted_proxies("").expect("empty"), Vec::<ipnet::IpNet>::new());
     }
 }

@@ -10,6 +10,7 @@
 //! Organizations follow WorkOS and the lifecycle: without `DATABASE_URL` (or with an OpenID Connect provider)
 //! everything is personal, and asking for an organization is answered `organizations_unavailable`.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -22,6 +23,7 @@ use crate::lifecycle::store::ActiveMembership;
 use crate::todo::Space;
 
 use super::AppState;
+use super::client_address::client_address;
 use super::error::AppError;
 use super::extractors::CurrentUser;
 
@@ -129,30 +131,37 @@ pub async fn resolve(state: &AppState, user: &CurrentUser, requested: &Requested
 /// Where a request came from (an extractor that never refuses), for audit events.
 pub struct RequestMeta(pub RequestContext);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestMeta {
+impl axum::extract::FromRequestParts<AppState> for RequestMeta {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(RequestOrigin::of(&parts.headers, &parts.extensions).context()))
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(RequestOrigin::of(&parts.headers, &parts.extensions, state).context()))
     }
 }
 
 /// Where a request came from, as it arrived: cheap to keep (no text is made) until an audit record needs it.
 pub struct RequestOrigin {
-    peer: Option<std::net::SocketAddr>,
+    client: Option<IpAddr>,
     user_agent: Option<HeaderValue>,
 }
 
 impl RequestOrigin {
-    pub fn of(headers: &HeaderMap, extensions: &Extensions) -> Self {
-        let peer = extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|ConnectInfo(peer)| *peer);
-        Self { peer, user_agent: headers.get(header::USER_AGENT).cloned() }
+    pub fn of(headers: &HeaderMap, extensions: &Extensions, state: &AppState) -> Self {
+        let trusted = &state.config.server.trusted_proxies;
+        let client = extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| client_address(peer.ip(), headers, trusted));
+        Self { client, user_agent: headers.get(header::USER_AGENT).cloned() }
     }
 
-    /// An audit event's `context`: the peer's address and the user agent (when it is text).
+    /// An audit event's `context`: the client's address (see `client_address`) and the user agent (when it is
+    /// text).
     pub fn context(&self) -> RequestContext {
         RequestContext {
-            location: self.peer.map_or_else(|| "unknown".to_owned(), |peer| peer.ip().to_string()),
+            location: self.client.map_or_else(|| "unknown".to_owned(), |client| client.to_string()),
             user_agent: self.user_agent.as_ref().and_then(|value| value.to_str().ok()).map(str::to_owned),
         }
     }

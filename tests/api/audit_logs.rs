@@ -188,6 +188,39 @@ async fn an_outage_then_recovery_delivers_each_event_exactly_once_and_slows_no_r
     assert!(created.event["context"]["location"].as_str().is_some_and(|ip| ip.starts_with("127.")));
 }
 
+/// Behind a proxy the operator trusts, an event's `context.location` is the client the proxy names in
+/// `X-Forwarded-For`, not the proxy; from a peer nobody listed, the same header is the client's own word and ignored.
+#[tokio::test]
+async fn the_location_is_the_client_a_trusted_proxy_names_and_never_what_a_client_claims() {
+    async fn location_of(app: &TestApp, title: &str) -> String {
+        let bob = app.signed_in(AUTHOR).await;
+        let body = json!({ "title": title, "organization_id": ACME_ORGANIZATION_ID });
+        let created = bob
+            .request(Method::POST, "/api/todos", |r| {
+                r.json(&body).header("x-forwarded-for", "198.51.100.1, 203.0.113.7")
+            })
+            .await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let mut conn = app.db.connect().await;
+        sqlx::query_scalar(
+            "SELECT event->'context'->>'location' FROM authbridge.audit_log_outbox \
+             WHERE event->>'action' = 'todo.created' AND event->'targets'->0->>'name' = $1",
+        )
+        .bind(title)
+        .fetch_one(&mut conn)
+        .await
+        .expect("the create's event")
+    }
+    let behind_proxy = spawn_app_with(
+        AppOptions { workos: cast(), ..AppOptions::default() }.lifecycle().var("TRUSTED_PROXIES", "127.0.0.0/8"),
+    )
+    .await;
+    assert_eq!(location_of(&behind_proxy, "Through the load balancer").await, "203.0.113.7");
+
+    let direct = spawn_app_with(AppOptions { workos: cast(), ..AppOptions::default() }.lifecycle()).await;
+    assert_eq!(location_of(&direct, "Straight in").await, "127.0.0.1", "the header is ignored");
+}
+
 #[tokio::test]
 async fn an_event_workos_refuses_for_good_is_kept_as_failed_and_not_retried() {
     let app = cast_app().await;
