@@ -47,6 +47,8 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 pub enum Upstream {
     Workos,
     Insforge,
+    /// An OpenID Connect provider (Auth0, …): discovery, JWKS, token, userinfo and revocation endpoints.
+    Oidc,
 }
 
 impl Upstream {
@@ -54,6 +56,7 @@ impl Upstream {
         match self {
             Self::Workos => "workos",
             Self::Insforge => "insforge",
+            Self::Oidc => "oidc",
         }
     }
 }
@@ -119,6 +122,39 @@ pub fn message_without_url(error: &reqwest::Error) -> String {
         message = message.replace(url.as_str(), "<url>");
     }
     message
+}
+
+/// For tests of the clients: how many calls to an upstream they record.
+#[cfg(test)]
+pub(crate) mod counting {
+    use std::future::Future;
+
+    use super::Upstream;
+
+    /// Runs `calls`, given the base URL of a local server that answers every request with `{}`, under a metrics
+    /// recorder of its own (the process-wide one is shared by tests running in parallel), and returns how many
+    /// calls to `upstream` were counted.
+    pub fn calls_recorded<Fut: Future<Output = ()>>(upstream: Upstream, calls: impl FnOnce(String) -> Fut) -> f64 {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let base = format!("http://{}/", listener.local_addr().expect("an address"));
+                let answer = axum::Router::new().fallback(|| async { axum::Json(serde_json::json!({})) });
+                tokio::spawn(async move { axum::serve(listener, answer).await });
+                calls(base).await;
+            });
+        });
+        let label = format!("upstream=\"{}\"", upstream.label());
+        handle
+            .render()
+            .lines()
+            .filter(|line| line.starts_with("authbridge_upstream_requests_total{") && line.contains(&label))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
 }
 
 #[cfg(test)]

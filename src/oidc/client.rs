@@ -35,6 +35,7 @@ use super::http::{HttpError, OidcHttp};
 use super::id_token::{ALLOWED_ALGS, IdTokenClaims, IdTokenError, IdTokenVerifier, NonceRule};
 use super::keys::{KeysError, SigningKeys, TokenSource, describe};
 use crate::config::{OidcConfig, Secret};
+use crate::outbound::{self, Upstream};
 
 /// The discovery fields authbridge reads beyond the crate's core set.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -367,7 +368,8 @@ impl OidcClient {
         } else {
             form.push(("client_secret", self.client_secret.expose()));
         }
-        let mut response = request.form(&form).send().await.map_err(|error| HttpError::of(&error))?;
+        let response = outbound::observed(Upstream::Oidc, request.form(&form).send()).await;
+        let mut response = response.map_err(|error| HttpError::of(&error))?;
         if let Some(error) = HttpError::from_status(response.status(), response.headers()) {
             return Err(error.into());
         }
@@ -411,15 +413,14 @@ impl OidcClient {
     /// `Ok(None)` when the provider has no userinfo endpoint.
     pub async fn userinfo(&self, access_token: &str, subject: &str) -> Result<Option<UserInfo>, UserInfoError> {
         let Some(endpoint) = &self.userinfo_endpoint else { return Ok(None) };
-        let mut response = self
+        let request = self
             .http
             .client()
             .get(endpoint.clone())
             .bearer_auth(access_token)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|error| HttpError::of(&error))?;
+            .header(reqwest::header::ACCEPT, "application/json");
+        let response = outbound::observed(Upstream::Oidc, request.send()).await;
+        let mut response = response.map_err(|error| HttpError::of(&error))?;
         if let Some(error) = HttpError::from_status(response.status(), response.headers()) {
             return Err(error.into());
         }

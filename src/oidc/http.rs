@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use openidconnect::{AsyncHttpClient, HttpRequest, HttpResponse};
 
-use crate::outbound::{self, Failure};
+use crate::outbound::{self, Failure, Upstream};
 
 /// Discovery documents, key sets and token answers are a few KiB; anything near this is not one of them.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -87,7 +87,8 @@ impl<'c> AsyncHttpClient<'c> for OidcHttp {
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         Box::pin(async move {
             let request = reqwest::Request::try_from(request).map_err(|error| HttpError::of(&error))?;
-            let mut response = self.0.execute(request).await.map_err(|error| HttpError::of(&error))?;
+            let response = outbound::observed(Upstream::Oidc, self.0.execute(request)).await;
+            let mut response = response.map_err(|error| HttpError::of(&error))?;
             let failing = HttpError::from_status(response.status(), response.headers());
             if let Some(error) = &failing
                 && response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS
@@ -134,4 +135,24 @@ pub(super) struct OAuthError {
 fn refuses_the_grant_or_user(body: &[u8]) -> bool {
     serde_json::from_slice::<OAuthError>(body)
         .is_ok_and(|body| body.error == "invalid_grant" || super::client::is_refusal_of_the_user(&body.error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Discovery, JWKS and token calls (through the `openidconnect` crate) are provider calls in `/metrics`.
+    #[test]
+    fn the_crates_calls_are_counted_as_calls_to_the_provider() {
+        let counted = outbound::counting::calls_recorded(Upstream::Oidc, |base| async move {
+            let http = OidcHttp::new(Duration::from_secs(1), Duration::from_secs(1)).expect("a client");
+            let request = openidconnect::http::Request::builder()
+                .uri(format!("{base}.well-known/openid-configuration"))
+                .body(Vec::new())
+                .expect("a request");
+            let answered = http.call(request).await;
+            assert!(answered.is_ok(), "{answered:?}");
+        });
+        assert_eq!(counted, 1.0);
+    }
 }

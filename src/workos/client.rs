@@ -333,14 +333,8 @@ impl WorkosClient {
         let inner = &self.inner;
         let url = outbound::endpoint(&inner.base_url, segments)
             .ok_or_else(|| WorkosError::Malformed("WORKOS_API_BASE_URL cannot be a base URL".to_owned()))?;
-        let response = inner
-            .http
-            .get(url)
-            .bearer_auth(inner.api_key.expose())
-            .query(query)
-            .send()
-            .await
-            .map_err(WorkosError::from_reqwest)?;
+        let request = inner.http.get(url).bearer_auth(inner.api_key.expose()).query(query);
+        let response = outbound::observed(Upstream::Workos, request.send()).await.map_err(WorkosError::from_reqwest)?;
         read_json(response).await
     }
 
@@ -359,7 +353,7 @@ impl WorkosClient {
         if let Some(key) = idempotency_key {
             request = request.header("Idempotency-Key", key);
         }
-        let response = request.send().await.map_err(WorkosError::from_reqwest)?;
+        let response = outbound::observed(Upstream::Workos, request.send()).await.map_err(WorkosError::from_reqwest)?;
         read_json(response).await
     }
 
@@ -454,6 +448,21 @@ mod tests {
             request_timeout: Duration::from_secs(1),
         })
         .expect("client")
+    }
+
+    /// The management calls (the Events API, memberships, users, the Admin Portal, Audit Logs) are WorkOS calls in
+    /// `/metrics` like the sign-in's.
+    #[test]
+    fn management_calls_are_counted_as_calls_to_workos() {
+        let counted = crate::outbound::counting::calls_recorded(Upstream::Workos, |base| async move {
+            let workos = client(&base);
+            let read: Result<serde_json::Value, _> = workos.get_json(&["organizations"], &[]).await;
+            assert!(read.is_ok(), "{read:?}");
+            let sent: Result<serde_json::Value, _> =
+                workos.post_json(&["audit_logs", "events"], &serde_json::json!({}), Some("key")).await;
+            assert!(sent.is_ok(), "{sent:?}");
+        });
+        assert_eq!(counted, 2.0);
     }
 
     #[test]
