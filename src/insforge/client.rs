@@ -73,8 +73,9 @@ pub enum InsforgeError {
     #[error("the connection to InsForge broke during the request")]
     Transport,
     /// A write that reached InsForge but was not confirmed: it timed out (ours, or InsForge's own wait for
-    /// PostgREST), or the connection broke after it was sent. It may have been applied: InsForge and PostgREST go on
-    /// with a request whose client has gone.
+    /// PostgREST), or the connection broke after it was sent (ours to InsForge, or InsForge's to PostgREST, which
+    /// InsForge answers with its own 500). It may have been applied: InsForge and PostgREST go on with a request
+    /// whose client has gone.
     #[error("InsForge did not confirm the write (timed out: {timed_out}; else the connection broke)")]
     WriteUnconfirmed { timed_out: bool },
     /// A create whose id is already taken by a todo that is not the one this create would make: a todo this user
@@ -274,7 +275,7 @@ impl InsforgeClient {
             return Ok(());
         }
         let body = response.text().await.unwrap_or_default();
-        Err(status_error(status, &body, &token))
+        Err(status_error(Kind::Read, status, &body, &token))
     }
 
     fn token(&self, user: &UserIdentity) -> Result<String, InsforgeError> {
@@ -303,7 +304,7 @@ impl InsforgeClient {
             Ok(body) => body,
             Err(e) => return Err(transport_error(e)),
         };
-        Err(status_error(status, &body, token))
+        Err(status_error(kind, status, &body, token))
     }
 }
 
@@ -376,8 +377,10 @@ fn transport_error(error: reqwest::Error) -> InsforgeError {
     }
 }
 
-fn status_error(status: StatusCode, body: &str, token: &str) -> InsforgeError {
-    let message = scrub(&upstream_message(body), token);
+/// The error an answer that is not a success stands for. `kind` matters for InsForge's own 500s: see there.
+fn status_error(kind: Kind, status: StatusCode, body: &str, token: &str) -> InsforgeError {
+    let body = ErrorBody::parse(body, token);
+    let message = body.summary();
     match status.as_u16() {
         400 | 422 => InsforgeError::InvalidInput { message },
         401 => InsforgeError::Unauthorized { message },
@@ -396,8 +399,31 @@ fn status_error(status: StatusCode, body: &str, token: &str) -> InsforgeError {
             tracing::warn!(error = %message, "InsForge timed out waiting for its database API");
             InsforgeError::Timeout
         }
+        // InsForge's own 500 for a write is its proxy's network error passed on (`postgrest-proxy.service.ts`: a
+        // write is not retried after ECONNRESET, EPIPE or an error without a code, because the connection "can also
+        // arrive mid-response after a write already committed"; `middlewares/error.ts` answers the error's message,
+        // e.g. "socket hang up"). The write may have been saved, unless the connection to PostgREST never opened.
+        500 if kind == Kind::Write
+            && body.is_insforge_internal_error()
+            && !names_unopened_connection(&body.message) =>
+        {
+            tracing::warn!(error = %message, "InsForge lost its connection to its database API during a write");
+            InsforgeError::WriteUnconfirmed { timed_out: false }
+        }
         status => InsforgeError::Upstream { status, message },
     }
+}
+
+/// The error codes of a connection that never opened, which InsForge's proxy names in its message
+/// (`CONNECTION_NOT_ESTABLISHED_CODES` in `postgrest-proxy.service.ts`): nothing reached PostgREST.
+const UNOPENED_CONNECTION_CODES: [&str; 5] = ["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"];
+
+/// Node's messages put the code as a word of its own (`connect ECONNREFUSED 127.0.0.1:5430`, `getaddrinfo
+/// ENOTFOUND postgrest`).
+fn names_unopened_connection(message: &str) -> bool {
+    message
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|word| UNOPENED_CONNECTION_CODES.contains(&word))
 }
 
 /// axios's timeout message (`timeout of <n>ms exceeded`), as InsForge's proxy passes it on.
@@ -407,25 +433,54 @@ fn is_proxy_timeout(message: &str) -> bool {
     })
 }
 
-/// The `message` of either error shape, prefixed by its code, on one line:
-/// InsForge `{"error","message","statusCode"}` or PostgREST `{"code","details","hint","message"}`.
-fn upstream_message(body: &str) -> String {
-    if let Ok(serde_json::Value::Object(object)) = serde_json::from_str::<serde_json::Value>(body) {
-        let text = |key: &str| object.get(key).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
-        if let Some(message) = text("message") {
-            return match text("code").or_else(|| text("error")) {
-                Some(code) => one_line(&format!("{code}: {message}")),
-                None => one_line(message),
-            };
+/// An error answer's body, in either of its shapes (docs/insforge.md §3): PostgREST's
+/// `{"code","details","hint","message"}`, passed through by InsForge, or InsForge's own
+/// `{"error","message","statusCode"}`. Anything else (a proxy's HTML page, an empty body) is kept as text.
+#[derive(Debug, Default)]
+struct ErrorBody {
+    /// PostgREST's `code`: a PostgreSQL SQLSTATE (`23514`) or one of PostgREST's own (`PGRST204`).
+    code: Option<String>,
+    /// InsForge's `error`, a name from its `ERROR_CODES` (`INTERNAL_ERROR`), in its own shape only.
+    insforge_error: Option<String>,
+    /// The `message`, on one line and with the token scrubbed out; else the body itself, cut short.
+    message: String,
+}
+
+impl ErrorBody {
+    fn parse(body: &str, token: &str) -> Self {
+        if let Ok(serde_json::Value::Object(object)) = serde_json::from_str::<serde_json::Value>(body) {
+            let text = |key: &str| object.get(key).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+            if let Some(message) = text("message") {
+                return ErrorBody {
+                    code: text("code").map(str::to_owned),
+                    insforge_error: text("error").map(str::to_owned),
+                    message: scrub(&one_line(message), token),
+                };
+            }
         }
+        let body = one_line(body);
+        let message = if body.is_empty() {
+            "(empty body)".to_owned()
+        } else if body.chars().count() > MAX_MESSAGE_CHARS {
+            format!("{}…", body.chars().take(MAX_MESSAGE_CHARS).collect::<String>())
+        } else {
+            body
+        };
+        ErrorBody { message: scrub(&message, token), ..ErrorBody::default() }
     }
-    let body = one_line(body);
-    if body.is_empty() {
-        "(empty body)".to_owned()
-    } else if body.chars().count() > MAX_MESSAGE_CHARS {
-        format!("{}…", body.chars().take(MAX_MESSAGE_CHARS).collect::<String>())
-    } else {
-        body
+
+    /// InsForge's answer for an error that is not an HTTP answer from PostgREST (`middlewares/error.ts`'s default:
+    /// `INTERNAL_ERROR` with the error's message), as opposed to a PostgREST body, which has a `code`.
+    fn is_insforge_internal_error(&self) -> bool {
+        self.code.is_none() && self.insforge_error.as_deref() == Some("INTERNAL_ERROR")
+    }
+
+    /// For the logs: the message, prefixed by its code (PostgREST's, else InsForge's name).
+    fn summary(&self) -> String {
+        match self.code.as_deref().or(self.insforge_error.as_deref()) {
+            Some(code) => format!("{code}: {}", self.message),
+            None => self.message.clone(),
+        }
     }
 }
 
@@ -443,21 +498,59 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.e30.sig";
+
+    fn summary(body: &str) -> String {
+        ErrorBody::parse(body, TOKEN).summary()
+    }
+
     #[test]
     fn insforges_own_timeout_is_a_timeout_and_other_500s_are_not() {
-        const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.e30.sig";
         let body = r#"{"error":"INTERNAL_ERROR","message":"timeout of 10000ms exceeded","statusCode":500}"#;
-        assert!(matches!(status_error(StatusCode::INTERNAL_SERVER_ERROR, body, TOKEN), InsforgeError::Timeout));
+        assert!(matches!(
+            status_error(Kind::Read, StatusCode::INTERNAL_SERVER_ERROR, body, TOKEN),
+            InsforgeError::Timeout
+        ));
         for other in [
             r#"{"error":"INTERNAL_ERROR","message":"connect ECONNREFUSED 127.0.0.1:5430"}"#,
             r#"{"error":"INTERNAL_ERROR","message":"timeout of ms exceeded"}"#,
             r#"{"code":"57014","message":"canceling statement due to statement timeout"}"#,
         ] {
-            let error = status_error(StatusCode::INTERNAL_SERVER_ERROR, other, TOKEN);
+            let error = status_error(Kind::Read, StatusCode::INTERNAL_SERVER_ERROR, other, TOKEN);
             assert!(matches!(error, InsforgeError::Upstream { status: 500, .. }), "{other}: {error:?}");
         }
-        let elsewhere = status_error(StatusCode::BAD_GATEWAY, body, TOKEN);
+        let elsewhere = status_error(Kind::Read, StatusCode::BAD_GATEWAY, body, TOKEN);
         assert!(matches!(elsewhere, InsforgeError::Upstream { status: 502, .. }), "only InsForge's own 500");
+    }
+
+    /// InsForge answers a write whose connection to PostgREST broke with its own 500 and the network error's
+    /// message; the write may have committed. Only a connection that never opened proves it did not.
+    #[test]
+    fn insforges_own_500_for_a_write_is_unconfirmed_unless_the_connection_never_opened() {
+        let insforge_500 =
+            |message: &str| format!(r#"{{"error":"INTERNAL_ERROR","message":"{message}","statusCode":500}}"#);
+        for lost in ["socket hang up", "read ECONNRESET", "write EPIPE", "aborted"] {
+            let error = status_error(Kind::Write, StatusCode::INTERNAL_SERVER_ERROR, &insforge_500(lost), TOKEN);
+            assert!(matches!(error, InsforgeError::WriteUnconfirmed { timed_out: false }), "{lost}: {error:?}");
+            // A read whose answer was lost changed nothing: an ordinary failure.
+            let error = status_error(Kind::Read, StatusCode::INTERNAL_SERVER_ERROR, &insforge_500(lost), TOKEN);
+            assert!(matches!(error, InsforgeError::Upstream { status: 500, .. }), "{lost}: {error:?}");
+        }
+        for never_opened in [
+            "connect ECONNREFUSED 127.0.0.1:5430",
+            "getaddrinfo ENOTFOUND postgrest",
+            "getaddrinfo EAI_AGAIN postgrest",
+            "connect EHOSTUNREACH 10.0.0.7:3000",
+            "connect ENETUNREACH 10.0.0.7:3000",
+        ] {
+            let error =
+                status_error(Kind::Write, StatusCode::INTERNAL_SERVER_ERROR, &insforge_500(never_opened), TOKEN);
+            assert!(matches!(error, InsforgeError::Upstream { status: 500, .. }), "{never_opened}: {error:?}");
+        }
+        // A PostgREST error body is PostgreSQL's answer: the statement failed, and its transaction with it.
+        let postgrest = r#"{"code":"XX000","details":null,"hint":null,"message":"socket hang up"}"#;
+        let error = status_error(Kind::Write, StatusCode::INTERNAL_SERVER_ERROR, postgrest, TOKEN);
+        assert!(matches!(error, InsforgeError::Upstream { status: 500, .. }), "{error:?}");
     }
 
     async fn live_server() -> (Url, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
@@ -546,17 +639,15 @@ mod tests {
     #[test]
     fn error_messages_are_one_line_and_keep_the_upstream_code() {
         assert_eq!(
-            upstream_message(
-                r#"{"code":"42501","details":null,"hint":null,"message":"permission denied\nfor table todos"}"#
-            ),
+            summary(r#"{"code":"42501","details":null,"hint":null,"message":"permission denied\nfor table todos"}"#),
             "42501: permission denied for table todos"
         );
         assert_eq!(
-            upstream_message(r#"{"error":"AUTH_UNAUTHORIZED","message":"Invalid token","statusCode":401}"#),
+            summary(r#"{"error":"AUTH_UNAUTHORIZED","message":"Invalid token","statusCode":401}"#),
             "AUTH_UNAUTHORIZED: Invalid token"
         );
-        assert_eq!(upstream_message("<html>\n<b>Bad gateway</b></html>"), "<html> <b>Bad gateway</b></html>");
-        assert_eq!(upstream_message(""), "(empty body)");
-        assert_eq!(upstream_message(&"x".repeat(1000)).chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert_eq!(summary("<html>\n<b>Bad gateway</b></html>"), "<html> <b>Bad gateway</b></html>");
+        assert_eq!(summary(""), "(empty body)");
+        assert_eq!(summary(&"x".repeat(1000)).chars().count(), MAX_MESSAGE_CHARS + 1);
     }
 }
