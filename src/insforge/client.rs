@@ -47,7 +47,8 @@ pub enum InsforgeError {
     /// missing (migrations not applied, wrong URL) and is reported as [`InsforgeError::Upstream`].
     #[error("the todo was not found")]
     NotFound,
-    /// InsForge refused the input (HTTP 400 or 422), or the request was invalid before it was sent.
+    /// InsForge refused the input: a data error of PostgreSQL's (SQLSTATE class 22 or 23) in a 400, or a 422; or
+    /// the request was invalid before it was sent. Any other 400 is [`InsforgeError::Upstream`].
     #[error("InsForge refused the input: {message}")]
     InvalidInput { message: String },
     /// HTTP 401: the token was refused (wrong secret, expired, missing).
@@ -382,7 +383,13 @@ fn status_error(kind: Kind, status: StatusCode, body: &str, token: &str) -> Insf
     let body = ErrorBody::parse(body, token);
     let message = body.summary();
     match status.as_u16() {
-        400 | 422 => InsforgeError::InvalidInput { message },
+        // PostgREST answers 400 for every SQLSTATE its table does not list and for its own request errors
+        // (`PGRST100`, `PGRST102`, `PGRST204`, `42703`: postgrest `src/PostgREST/Error.hs`). authbridge validates
+        // titles and builds every query itself, so only a data error — a check, not-null or length rule the database
+        // enforces — is about the input; any other 400 is schema drift (a stale schema cache makes every create
+        // `PGRST204`) or a bug here, and is the upstream's failure below.
+        400 if body.is_data_error() => InsforgeError::InvalidInput { message },
+        422 => InsforgeError::InvalidInput { message },
         401 => InsforgeError::Unauthorized { message },
         403 => InsforgeError::Forbidden { message },
         // PostgREST's answer for a table it does not know, passed through by InsForge (`{}` from PostgREST 12,
@@ -475,6 +482,12 @@ impl ErrorBody {
         self.code.is_none() && self.insforge_error.as_deref() == Some("INTERNAL_ERROR")
     }
 
+    /// A PostgreSQL data exception (SQLSTATE class 22, e.g. `22001` value too long) or integrity constraint
+    /// violation (class 23, e.g. `23514` check, `23502` not null).
+    fn is_data_error(&self) -> bool {
+        self.code.as_deref().is_some_and(|code| code.len() == 5 && (code.starts_with("22") || code.starts_with("23")))
+    }
+
     /// For the logs: the message, prefixed by its code (PostgREST's, else InsForge's name).
     fn summary(&self) -> String {
         match self.code.as_deref().or(self.insforge_error.as_deref()) {
@@ -551,6 +564,30 @@ mod tests {
         let postgrest = r#"{"code":"XX000","details":null,"hint":null,"message":"socket hang up"}"#;
         let error = status_error(Kind::Write, StatusCode::INTERNAL_SERVER_ERROR, postgrest, TOKEN);
         assert!(matches!(error, InsforgeError::Upstream { status: 500, .. }), "{error:?}");
+    }
+
+    /// Only PostgreSQL's data errors are the input's fault; PostgREST's other 400s (its own request errors, an
+    /// unknown column) and InsForge's own mean authbridge and the database disagree: an upstream failure.
+    #[test]
+    fn only_a_data_error_in_a_400_is_refused_input() {
+        let postgrest = |code: &str| format!(r#"{{"code":"{code}","details":null,"hint":null,"message":"m"}}"#);
+        for code in ["23514", "23502", "22001", "22P02"] {
+            let error = status_error(Kind::Write, StatusCode::BAD_REQUEST, &postgrest(code), TOKEN);
+            assert!(
+                matches!(&error, InsforgeError::InvalidInput { message } if message.starts_with(code)),
+                "{error:?}"
+            );
+        }
+        for code in ["PGRST204", "PGRST100", "PGRST102", "42703", "P0001", "2200"] {
+            let error = status_error(Kind::Write, StatusCode::BAD_REQUEST, &postgrest(code), TOKEN);
+            assert!(
+                matches!(&error, InsforgeError::Upstream { status: 400, message } if message.starts_with(code)),
+                "{error:?}"
+            );
+        }
+        let insforge = r#"{"error":"INVALID_INPUT","message":"Unexpected token","statusCode":400}"#;
+        let error = status_error(Kind::Write, StatusCode::BAD_REQUEST, insforge, TOKEN);
+        assert!(matches!(error, InsforgeError::Upstream { status: 400, .. }), "{error:?}");
     }
 
     async fn live_server() -> (Url, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
