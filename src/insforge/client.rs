@@ -28,6 +28,8 @@ use crate::todo::{Page, Space, Title, Todo, TodoPatch};
 
 /// The records table the todo feature lives in.
 const TODOS_TABLE: &str = "todos";
+/// The name PostgreSQL gives the primary key of `todos` (`migrations/0003_todos.sql` leaves it to the default).
+const TODOS_PRIMARY_KEY: &str = "todos_pkey";
 /// Who the readiness probe asks as: an id no identity provider issues (WorkOS ids start `user_`, Auth0's carry a
 /// `|`), so the probe can never see anyone's todos.
 pub const READINESS_PROBE_USER: &str = "authbridge-readiness-probe";
@@ -79,6 +81,12 @@ pub enum InsforgeError {
     /// whose client has gone.
     #[error("InsForge did not confirm the write (timed out: {timed_out}; else the connection broke)")]
     WriteUnconfirmed { timed_out: bool },
+    /// HTTP 409 for a unique violation (`23505`) of the todos' primary key: a todo with the id sent exists. Only a
+    /// create can meet it, and [`InsforgeClient::create_todo_with_id`] turns it into the todo or
+    /// [`InsforgeError::IdTaken`] before it leaves the client. Any other 409 (another unique constraint, a foreign
+    /// key's `23503`) is [`InsforgeError::Upstream`].
+    #[error("a todo with this id exists")]
+    IdExists,
     /// A create whose id is already taken by a todo that is not the one this create would make: a todo this user
     /// cannot see, another member's, or their own with another title or space. Nothing was written.
     #[error("the todo id is already taken")]
@@ -184,9 +192,7 @@ impl InsforgeClient {
             .send(Kind::Write, &token, || self.request(Method::POST, &token).query(&[("select", "*")]).json(&body))
             .await;
         let response = match sent {
-            Err(InsforgeError::Upstream { status: 409, .. }) => {
-                return self.created_before(user, id, title, space).await;
-            }
+            Err(InsforgeError::IdExists) => return self.created_before(user, id, title, space).await,
             other => other.map_err(unconfirmed)?,
         };
         match first_row(response, &token).await {
@@ -400,6 +406,12 @@ fn status_error(kind: Kind, status: StatusCode, body: &str, token: &str) -> Insf
                 "no such table or route (have the migrations been applied? is INSFORGE_URL right?): {message}"
             ),
         },
+        // PostgREST answers 409 for a unique (`23505`) and a foreign key (`23503`) violation. The id is taken only
+        // when the unique constraint is the primary key: `duplicate key value violates unique constraint
+        // "todos_pkey"` (the constraint's name stays as it is in every language PostgreSQL answers in).
+        409 if body.code.as_deref() == Some("23505") && body.message.contains(TODOS_PRIMARY_KEY) => {
+            InsforgeError::IdExists
+        }
         // InsForge gives up on PostgREST after 10 s and answers 500 with axios's own words for it
         // (`{"error":"INTERNAL_ERROR","message":"timeout of 10000ms exceeded"}`): a timeout, as ours would be.
         500 if is_proxy_timeout(&message) => {
@@ -588,6 +600,39 @@ mod tests {
         let insforge = r#"{"error":"INVALID_INPUT","message":"Unexpected token","statusCode":400}"#;
         let error = status_error(Kind::Write, StatusCode::BAD_REQUEST, insforge, TOKEN);
         assert!(matches!(error, InsforgeError::Upstream { status: 400, .. }), "{error:?}");
+    }
+
+    /// A 409 is the create's id taken only for a unique violation of the primary key.
+    #[test]
+    fn only_a_unique_violation_of_the_primary_key_is_an_existing_id() {
+        let conflict = |code: &str, message: &str, details: &str| {
+            let body = serde_json::json!({ "code": code, "details": details, "hint": null, "message": message });
+            status_error(Kind::Write, StatusCode::CONFLICT, &body.to_string(), TOKEN)
+        };
+        let pkey = r#"duplicate key value violates unique constraint "todos_pkey""#;
+        let error = conflict("23505", pkey, "Key (id)=(0b6f3a9e-4c1d-4e7a-9f2b-8d5c6e7f8a9b) already exists.");
+        assert!(matches!(error, InsforgeError::IdExists), "{error:?}");
+        let french = "la valeur d'une clé dupliquée rompt la contrainte unique « todos_pkey »";
+        assert!(matches!(conflict("23505", french, ""), InsforgeError::IdExists));
+        for (code, message, details) in [
+            (
+                "23505",
+                r#"duplicate key value violates unique constraint "todos_title_key""#,
+                "Key (title)=(x) already exists.",
+            ),
+            (
+                "23503",
+                r#"insert or update on table "todos" violates foreign key constraint "todos_organization_id_fkey""#,
+                "Key (organization_id)=(org_1) is not present in table \"organizations\".",
+            ),
+            ("PGRST999", pkey, ""),
+        ] {
+            let error = conflict(code, message, details);
+            assert!(matches!(error, InsforgeError::Upstream { status: 409, .. }), "{code}: {error:?}");
+        }
+        let insforge = r#"{"error":"ALREADY_EXISTS","message":"todos_pkey","statusCode":409}"#;
+        let error = status_error(Kind::Write, StatusCode::CONFLICT, insforge, TOKEN);
+        assert!(matches!(error, InsforgeError::Upstream { status: 409, .. }), "{error:?}");
     }
 
     async fn live_server() -> (Url, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
