@@ -57,8 +57,10 @@ pub enum InsforgeError {
     #[error("InsForge refused the credentials: {message}")]
     Unauthorized { message: String },
     /// HTTP 403: the token was accepted but the operation is not allowed (an RLS `with check`, a grant).
-    #[error("InsForge forbade the operation: {message}")]
-    Forbidden { message: String },
+    /// `code` is PostgREST's SQLSTATE (`42501` for both of those), or InsForge's own error name in its shape
+    /// (`AUTH_UNAUTHORIZED`); `message` is PostgreSQL's text, in the language of the server's `lc_messages`.
+    #[error("InsForge forbade the operation: {}: {message}", .code.as_deref().unwrap_or("(no code)"))]
+    Forbidden { code: Option<String>, message: String },
     /// A delete RLS refused for a todo RLS lets the user see (an organization todo of another member, deleted by
     /// someone who is neither its author nor an admin).
     #[error("the todo is visible but may not be deleted by this user")]
@@ -397,7 +399,7 @@ fn status_error(kind: Kind, status: StatusCode, body: &str, token: &str) -> Insf
         400 if body.is_data_error() => InsforgeError::InvalidInput { message },
         422 => InsforgeError::InvalidInput { message },
         401 => InsforgeError::Unauthorized { message },
-        403 => InsforgeError::Forbidden { message },
+        403 => InsforgeError::Forbidden { code: body.code.or(body.insforge_error), message: body.message },
         // PostgREST's answer for a table it does not know, passed through by InsForge (`{}` from PostgREST 12,
         // `PGRST205` from 13 on), or InsForge's own for an unknown route: a deployment problem, never a missing todo.
         404 => InsforgeError::Upstream {

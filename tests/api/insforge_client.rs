@@ -121,10 +121,10 @@ async fn http_statuses_map_to_typed_errors_in_both_shapes() {
             CannedServer::json(401, insforge_401).await,
             |e| matches!(e, InsforgeError::Unauthorized { message } if message == "AUTH_UNAUTHORIZED: Invalid token"),
         ),
-        (
-            CannedServer::json(403, postgrest_403).await,
-            |e| matches!(e, InsforgeError::Forbidden { message } if message == "42501: permission denied for table todos"),
-        ),
+        (CannedServer::json(403, postgrest_403).await, |e| {
+            matches!(e, InsforgeError::Forbidden { code: Some(code), message }
+                    if code == "42501" && message == "permission denied for table todos")
+        }),
         (
             CannedServer::json(404, postgrest_404).await,
             |e| matches!(e, InsforgeError::Upstream { status: 404, message } if message.contains("migrations")),
