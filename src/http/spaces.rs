@@ -10,6 +10,7 @@
 //! Organizations follow WorkOS and the lifecycle: without `DATABASE_URL` (or with an OpenID Connect provider)
 //! everything is personal, and asking for an organization is answered `organizations_unavailable`.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -27,22 +28,48 @@ use super::client_address::client_address;
 use super::error::AppError;
 use super::extractors::CurrentUser;
 
-/// A failed create in `space`, as the user should hear it. The insert policy refusing the row in an organization
-/// means the membership ended between the check above and the insert: 403 `not_a_member`, and nothing was written.
-/// PostgREST answers other 42501 errors with 403 too ("permission denied for table …" or "… for schema …": grants
-/// or ownership gone wrong): those are the deployment's failure, not the user's.
-pub fn create_failed(error: InsforgeError, space: &Space) -> AppError {
-    match (error, space.organization_id()) {
-        (InsforgeError::Forbidden { message }, Some(_)) if message.contains(ROW_LEVEL_SECURITY_REFUSAL) => {
-            AppError::NotAMember
+/// A failed create in `space`, as the user should hear it. PostgreSQL refuses a row the insert policy's `WITH CHECK`
+/// does not pass with SQLSTATE 42501 (PostgREST: 403), and in an organization that means the membership ended
+/// between the check above and the insert: 403 `not_a_member`, and nothing was written. See
+/// [`organization_create_failed`] for how that is told apart from the other 42501s.
+pub async fn create_failed(state: &AppState, user: &CurrentUser, error: InsforgeError, space: &Space) -> AppError {
+    match space.organization_id() {
+        // Built here, awaited only if the refusal needs it (a future does nothing until awaited).
+        Some(organization_id) => {
+            let membership_now = async { membership(state, user, organization_id).await.map(|_| ()) };
+            organization_create_failed(error, membership_now).await
         }
-        (error, _) => AppError::from(error),
+        // In the personal space a refusal is a server-side failure: our token or policies are wrong.
+        None => AppError::from(error),
     }
 }
 
-/// PostgreSQL's words when a policy's `WITH CHECK` refuses a row: `new row violates row-level security policy for
-/// table "todos"`.
-const ROW_LEVEL_SECURITY_REFUSAL: &str = "violates row-level security policy";
+/// A failed create in an organization. 42501 is also "permission denied for table …" or "… for schema …" (a grant
+/// or an owner gone wrong: the deployment's failure), and PostgreSQL words both refusals in the language of the
+/// server's `lc_messages`. So a 42501 that is not plainly a missing grant is settled by `membership_now`, the
+/// membership read again from the lifecycle's tables, which the insert policy reads too: gone → `not_a_member`;
+/// still there → the deployment's failure.
+async fn organization_create_failed(
+    error: InsforgeError,
+    membership_now: impl Future<Output = Result<(), AppError>>,
+) -> AppError {
+    let InsforgeError::Forbidden { code: Some(code), message } = &error else { return AppError::from(error) };
+    if code != INSUFFICIENT_PRIVILEGE || message.starts_with(MISSING_GRANT) {
+        return AppError::from(error);
+    }
+    match membership_now.await {
+        Ok(()) => AppError::from(error),
+        // `not_a_member`; or the membership cannot be read now (authbridge's database is down), which is then the
+        // answer: nothing was written, and it tells when to try again.
+        Err(ended_or_unknown) => ended_or_unknown,
+    }
+}
+
+/// PostgreSQL's SQLSTATE for a refused privilege: a policy's `WITH CHECK` or a missing grant alike.
+const INSUFFICIENT_PRIVILEGE: &str = "42501";
+
+/// How PostgreSQL (in English) begins a missing grant's refusal: `permission denied for table todos`.
+const MISSING_GRANT: &str = "permission denied for ";
 
 /// A space as a request names it: `organization_id=org_…`, `personal` (or JSON `null`), or nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,19 +262,51 @@ pub(super) async fn queue_audit(
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_refused_insert_into_an_organization_is_a_membership_that_just_ended() {
-        let refused = || InsforgeError::Forbidden {
-            message: "42501: new row violates row-level security policy for table \"todos\"".to_owned(),
-        };
-        let organization = Space::of(Some("org_1"));
-        assert!(matches!(create_failed(refused(), &organization), AppError::NotAMember));
-        // In the personal space the same refusal is a server-side failure (our token or policies are wrong).
-        assert!(!matches!(create_failed(refused(), &Space::Personal), AppError::NotAMember));
-        assert!(!matches!(create_failed(InsforgeError::Timeout, &organization), AppError::NotAMember));
+    fn forbidden(message: &str) -> InsforgeError {
+        InsforgeError::Forbidden { code: Some("42501".to_owned()), message: message.to_owned() }
+    }
+
+    /// A membership read again that must not be read: the refusal is settled without it.
+    async fn not_asked() -> Result<(), AppError> {
+        panic!("the membership was read again for a refusal that does not need it")
+    }
+
+    #[tokio::test]
+    async fn a_refused_insert_into_an_organization_is_a_membership_that_just_ended() {
+        let english = r#"new row violates row-level security policy for table "todos""#;
+        let ended = || async { Err(AppError::NotAMember) };
+        assert!(matches!(organization_create_failed(forbidden(english), ended()).await, AppError::NotAMember));
+        // Whatever language PostgreSQL speaks: the membership read again decides.
+        let french = "la nouvelle ligne viole la politique de sécurité au niveau ligne pour la table « todos »";
+        assert!(matches!(organization_create_failed(forbidden(french), ended()).await, AppError::NotAMember));
+        // Still a member: the policy refused for another reason, the deployment's failure.
+        let member = || async { Ok(()) };
+        for refusal in [english, french] {
+            let error = organization_create_failed(forbidden(refusal), member()).await;
+            assert!(matches!(error, AppError::InsforgeFailed(_)), "{error:?}");
+        }
+        // The membership cannot be read: that is the answer (nothing was written).
+        let unknown = async { Err(AppError::DatabaseUnavailable { retry_after: Duration::from_secs(1) }) };
+        let error = organization_create_failed(forbidden(english), unknown).await;
+        assert!(matches!(error, AppError::DatabaseUnavailable { .. }), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn other_refusals_of_a_create_are_not_a_membership_question() {
         // A privilege missing is the deployment's failure, whatever the space.
-        let no_grant =
-            InsforgeError::Forbidden { message: "42501: permission denied for schema authbridge_rls".to_owned() };
-        assert!(matches!(create_failed(no_grant, &organization), AppError::InsforgeFailed(_)));
+        let no_grant = forbidden("permission denied for schema authbridge_rls");
+        assert!(matches!(organization_create_failed(no_grant, not_asked()).await, AppError::InsforgeFailed(_)));
+        // InsForge's own 403 (a role it cannot route) is not PostgreSQL's refusal.
+        let role = InsforgeError::Forbidden {
+            code: Some("AUTH_UNAUTHORIZED".to_owned()),
+            message: "Invalid user role claim".to_owned(),
+        };
+        assert!(matches!(organization_create_failed(role, not_asked()).await, AppError::InsforgeFailed(_)));
+        let no_code = InsforgeError::Forbidden { code: None, message: "Forbidden".to_owned() };
+        assert!(matches!(organization_create_failed(no_code, not_asked()).await, AppError::InsforgeFailed(_)));
+        assert!(matches!(
+            organization_create_failed(InsforgeError::Timeout, not_asked()).await,
+            AppError::InsforgeTimeout
+        ));
     }
 }

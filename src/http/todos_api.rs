@@ -104,11 +104,10 @@ async fn create(
     };
     let resolved = spaces::resolve(&state, &user, &requested).await?;
     // Sent again with the same id, a create that was made before is answered as made now (201, the same todo).
-    let todo = state
-        .insforge
-        .create_todo_with_id(&user.identity(), id, &title, &resolved.space)
-        .await
-        .map_err(|error| spaces::create_failed(error, &resolved.space))?;
+    let todo = match state.insforge.create_todo_with_id(&user.identity(), id, &title, &resolved.space).await {
+        Ok(todo) => todo,
+        Err(error) => return Err(spaces::create_failed(&state, &user, error, &resolved.space).await),
+    };
     audit_create(&state, &user, &todo, &context).await;
     let location = HeaderValue::from_str(&format!("/api/todos/{}", todo.id))
         .map_err(|_| AppError::Internal("a todo id is not a valid header value".to_owned()))?;

@@ -313,11 +313,12 @@ async fn create(
         (Ok(title), Ok(id)) => {
             let created =
                 match spaces::resolve(&state, &user, &Requested::from_param(form.organization_id.as_deref())).await {
-                    Ok(resolved) => state
-                        .insforge
-                        .create_todo_with_id(&user.identity(), id, &title, &resolved.space)
-                        .await
-                        .map_err(|error| spaces::create_failed(error, &resolved.space)),
+                    Ok(resolved) => {
+                        match state.insforge.create_todo_with_id(&user.identity(), id, &title, &resolved.space).await {
+                            Ok(todo) => Ok(todo),
+                            Err(error) => Err(spaces::create_failed(&state, &user, error, &resolved.space).await),
+                        }
+                    }
                     Err(error) => Err(error),
                 };
             (created, Some(id))

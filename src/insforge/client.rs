@@ -28,6 +28,8 @@ use crate::todo::{Page, Space, Title, Todo, TodoPatch};
 
 /// The records table the todo feature lives in.
 const TODOS_TABLE: &str = "todos";
+/// The name PostgreSQL gives the primary key of `todos` (`migrations/0003_todos.sql` leaves it to the default).
+const TODOS_PRIMARY_KEY: &str = "todos_pkey";
 /// Who the readiness probe asks as: an id no identity provider issues (WorkOS ids start `user_`, Auth0's carry a
 /// `|`), so the probe can never see anyone's todos.
 pub const READINESS_PROBE_USER: &str = "authbridge-readiness-probe";
@@ -47,15 +49,18 @@ pub enum InsforgeError {
     /// missing (migrations not applied, wrong URL) and is reported as [`InsforgeError::Upstream`].
     #[error("the todo was not found")]
     NotFound,
-    /// InsForge refused the input (HTTP 400 or 422), or the request was invalid before it was sent.
+    /// InsForge refused the input: a data error of PostgreSQL's (SQLSTATE class 22 or 23) in a 400, or a 422; or
+    /// the request was invalid before it was sent. Any other 400 is [`InsforgeError::Upstream`].
     #[error("InsForge refused the input: {message}")]
     InvalidInput { message: String },
     /// HTTP 401: the token was refused (wrong secret, expired, missing).
     #[error("InsForge refused the credentials: {message}")]
     Unauthorized { message: String },
     /// HTTP 403: the token was accepted but the operation is not allowed (an RLS `with check`, a grant).
-    #[error("InsForge forbade the operation: {message}")]
-    Forbidden { message: String },
+    /// `code` is PostgREST's SQLSTATE (`42501` for both of those), or InsForge's own error name in its shape
+    /// (`AUTH_UNAUTHORIZED`); `message` is PostgreSQL's text, in the language of the server's `lc_messages`.
+    #[error("InsForge forbade the operation: {}: {message}", .code.as_deref().unwrap_or("(no code)"))]
+    Forbidden { code: Option<String>, message: String },
     /// A delete RLS refused for a todo RLS lets the user see (an organization todo of another member, deleted by
     /// someone who is neither its author nor an admin).
     #[error("the todo is visible but may not be deleted by this user")]
@@ -73,10 +78,17 @@ pub enum InsforgeError {
     #[error("the connection to InsForge broke during the request")]
     Transport,
     /// A write that reached InsForge but was not confirmed: it timed out (ours, or InsForge's own wait for
-    /// PostgREST), or the connection broke after it was sent. It may have been applied: InsForge and PostgREST go on
-    /// with a request whose client has gone.
+    /// PostgREST), or the connection broke after it was sent (ours to InsForge, or InsForge's to PostgREST, which
+    /// InsForge answers with its own 500). It may have been applied: InsForge and PostgREST go on with a request
+    /// whose client has gone.
     #[error("InsForge did not confirm the write (timed out: {timed_out}; else the connection broke)")]
     WriteUnconfirmed { timed_out: bool },
+    /// HTTP 409 for a unique violation (`23505`) of the todos' primary key: a todo with the id sent exists. Only a
+    /// create can meet it, and [`InsforgeClient::create_todo_with_id`] turns it into the todo or
+    /// [`InsforgeError::IdTaken`] before it leaves the client. Any other 409 (another unique constraint, a foreign
+    /// key's `23503`) is [`InsforgeError::Upstream`].
+    #[error("a todo with this id exists")]
+    IdExists,
     /// A create whose id is already taken by a todo that is not the one this create would make: a todo this user
     /// cannot see, another member's, or their own with another title or space. Nothing was written.
     #[error("the todo id is already taken")]
@@ -182,9 +194,7 @@ impl InsforgeClient {
             .send(Kind::Write, &token, || self.request(Method::POST, &token).query(&[("select", "*")]).json(&body))
             .await;
         let response = match sent {
-            Err(InsforgeError::Upstream { status: 409, .. }) => {
-                return self.created_before(user, id, title, space).await;
-            }
+            Err(InsforgeError::IdExists) => return self.created_before(user, id, title, space).await,
             other => other.map_err(unconfirmed)?,
         };
         match first_row(response, &token).await {
@@ -274,7 +284,7 @@ impl InsforgeClient {
             return Ok(());
         }
         let body = response.text().await.unwrap_or_default();
-        Err(status_error(status, &body, &token))
+        Err(status_error(Kind::Read, status, &body, &token))
     }
 
     fn token(&self, user: &UserIdentity) -> Result<String, InsforgeError> {
@@ -303,7 +313,7 @@ impl InsforgeClient {
             Ok(body) => body,
             Err(e) => return Err(transport_error(e)),
         };
-        Err(status_error(status, &body, token))
+        Err(status_error(kind, status, &body, token))
     }
 }
 
@@ -376,12 +386,20 @@ fn transport_error(error: reqwest::Error) -> InsforgeError {
     }
 }
 
-fn status_error(status: StatusCode, body: &str, token: &str) -> InsforgeError {
-    let message = scrub(&upstream_message(body), token);
+/// The error an answer that is not a success stands for. `kind` matters for InsForge's own 500s: see there.
+fn status_error(kind: Kind, status: StatusCode, body: &str, token: &str) -> InsforgeError {
+    let body = ErrorBody::parse(body, token);
+    let message = body.summary();
     match status.as_u16() {
-        400 | 422 => InsforgeError::InvalidInput { message },
+        // PostgREST answers 400 for every SQLSTATE its table does not list and for its own request errors
+        // (`PGRST100`, `PGRST102`, `PGRST204`, `42703`: postgrest `src/PostgREST/Error.hs`). authbridge validates
+        // titles and builds every query itself, so only a data error — a check, not-null or length rule the database
+        // enforces — is about the input; any other 400 is schema drift (a stale schema cache makes every create
+        // `PGRST204`) or a bug here, and is the upstream's failure below.
+        400 if body.is_data_error() => InsforgeError::InvalidInput { message },
+        422 => InsforgeError::InvalidInput { message },
         401 => InsforgeError::Unauthorized { message },
-        403 => InsforgeError::Forbidden { message },
+        403 => InsforgeError::Forbidden { code: body.code.or(body.insforge_error), message: body.message },
         // PostgREST's answer for a table it does not know, passed through by InsForge (`{}` from PostgREST 12,
         // `PGRST205` from 13 on), or InsForge's own for an unknown route: a deployment problem, never a missing todo.
         404 => InsforgeError::Upstream {
@@ -390,14 +408,43 @@ fn status_error(status: StatusCode, body: &str, token: &str) -> InsforgeError {
                 "no such table or route (have the migrations been applied? is INSFORGE_URL right?): {message}"
             ),
         },
+        // PostgREST answers 409 for a unique (`23505`) and a foreign key (`23503`) violation. The id is taken only
+        // when the unique constraint is the primary key: `duplicate key value violates unique constraint
+        // "todos_pkey"` (the constraint's name stays as it is in every language PostgreSQL answers in).
+        409 if body.code.as_deref() == Some("23505") && body.message.contains(TODOS_PRIMARY_KEY) => {
+            InsforgeError::IdExists
+        }
         // InsForge gives up on PostgREST after 10 s and answers 500 with axios's own words for it
         // (`{"error":"INTERNAL_ERROR","message":"timeout of 10000ms exceeded"}`): a timeout, as ours would be.
         500 if is_proxy_timeout(&message) => {
             tracing::warn!(error = %message, "InsForge timed out waiting for its database API");
             InsforgeError::Timeout
         }
+        // InsForge's own 500 for a write is its proxy's network error passed on (`postgrest-proxy.service.ts`: a
+        // write is not retried after ECONNRESET, EPIPE or an error without a code, because the connection "can also
+        // arrive mid-response after a write already committed"; `middlewares/error.ts` answers the error's message,
+        // e.g. "socket hang up"). The write may have been saved, unless the connection to PostgREST never opened.
+        500 if kind == Kind::Write
+            && body.is_insforge_internal_error()
+            && !names_unopened_connection(&body.message) =>
+        {
+            tracing::warn!(error = %message, "InsForge lost its connection to its database API during a write");
+            InsforgeError::WriteUnconfirmed { timed_out: false }
+        }
         status => InsforgeError::Upstream { status, message },
     }
+}
+
+/// The error codes of a connection that never opened, which InsForge's proxy names in its message
+/// (`CONNECTION_NOT_ESTABLISHED_CODES` in `postgrest-proxy.service.ts`): nothing reached PostgREST.
+const UNOPENED_CONNECTION_CODES: [&str; 5] = ["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"];
+
+/// Node's messages put the code as a word of its own (`connect ECONNREFUSED 127.0.0.1:5430`, `getaddrinfo
+/// ENOTFOUND postgrest`).
+fn names_unopened_connection(message: &str) -> bool {
+    message
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|word| UNOPENED_CONNECTION_CODES.contains(&word))
 }
 
 /// axios's timeout message (`timeout of <n>ms exceeded`), as InsForge's proxy passes it on.
@@ -407,25 +454,60 @@ fn is_proxy_timeout(message: &str) -> bool {
     })
 }
 
-/// The `message` of either error shape, prefixed by its code, on one line:
-/// InsForge `{"error","message","statusCode"}` or PostgREST `{"code","details","hint","message"}`.
-fn upstream_message(body: &str) -> String {
-    if let Ok(serde_json::Value::Object(object)) = serde_json::from_str::<serde_json::Value>(body) {
-        let text = |key: &str| object.get(key).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
-        if let Some(message) = text("message") {
-            return match text("code").or_else(|| text("error")) {
-                Some(code) => one_line(&format!("{code}: {message}")),
-                None => one_line(message),
-            };
+/// An error answer's body, in either of its shapes (docs/insforge.md §3): PostgREST's
+/// `{"code","details","hint","message"}`, passed through by InsForge, or InsForge's own
+/// `{"error","message","statusCode"}`. Anything else (a proxy's HTML page, an empty body) is kept as text.
+#[derive(Debug, Default)]
+struct ErrorBody {
+    /// PostgREST's `code`: a PostgreSQL SQLSTATE (`23514`) or one of PostgREST's own (`PGRST204`).
+    code: Option<String>,
+    /// InsForge's `error`, a name from its `ERROR_CODES` (`INTERNAL_ERROR`), in its own shape only.
+    insforge_error: Option<String>,
+    /// The `message`, on one line and with the token scrubbed out; else the body itself, cut short.
+    message: String,
+}
+
+impl ErrorBody {
+    fn parse(body: &str, token: &str) -> Self {
+        if let Ok(serde_json::Value::Object(object)) = serde_json::from_str::<serde_json::Value>(body) {
+            let text = |key: &str| object.get(key).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+            if let Some(message) = text("message") {
+                return ErrorBody {
+                    code: text("code").map(str::to_owned),
+                    insforge_error: text("error").map(str::to_owned),
+                    message: scrub(&one_line(message), token),
+                };
+            }
         }
+        let body = one_line(body);
+        let message = if body.is_empty() {
+            "(empty body)".to_owned()
+        } else if body.chars().count() > MAX_MESSAGE_CHARS {
+            format!("{}…", body.chars().take(MAX_MESSAGE_CHARS).collect::<String>())
+        } else {
+            body
+        };
+        ErrorBody { message: scrub(&message, token), ..ErrorBody::default() }
     }
-    let body = one_line(body);
-    if body.is_empty() {
-        "(empty body)".to_owned()
-    } else if body.chars().count() > MAX_MESSAGE_CHARS {
-        format!("{}…", body.chars().take(MAX_MESSAGE_CHARS).collect::<String>())
-    } else {
-        body
+
+    /// InsForge's answer for an error that is not an HTTP answer from PostgREST (`middlewares/error.ts`'s default:
+    /// `INTERNAL_ERROR` with the error's message), as opposed to a PostgREST body, which has a `code`.
+    fn is_insforge_internal_error(&self) -> bool {
+        self.code.is_none() && self.insforge_error.as_deref() == Some("INTERNAL_ERROR")
+    }
+
+    /// A PostgreSQL data exception (SQLSTATE class 22, e.g. `22001` value too long) or integrity constraint
+    /// violation (class 23, e.g. `23514` check, `23502` not null).
+    fn is_data_error(&self) -> bool {
+        self.code.as_deref().is_some_and(|code| code.len() == 5 && (code.starts_with("22") || code.starts_with("23")))
+    }
+
+    /// For the logs: the message, prefixed by its code (PostgREST's, else InsForge's name).
+    fn summary(&self) -> String {
+        match self.code.as_deref().or(self.insforge_error.as_deref()) {
+            Some(code) => format!("{code}: {}", self.message),
+            None => self.message.clone(),
+        }
     }
 }
 
@@ -443,21 +525,116 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.e30.sig";
+
+    fn summary(body: &str) -> String {
+        ErrorBody::parse(body, TOKEN).summary()
+    }
+
     #[test]
     fn insforges_own_timeout_is_a_timeout_and_other_500s_are_not() {
-        const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.e30.sig";
         let body = r#"{"error":"INTERNAL_ERROR","message":"timeout of 10000ms exceeded","statusCode":500}"#;
-        assert!(matches!(status_error(StatusCode::INTERNAL_SERVER_ERROR, body, TOKEN), InsforgeError::Timeout));
+        assert!(matches!(
+            status_error(Kind::Read, StatusCode::INTERNAL_SERVER_ERROR, body, TOKEN),
+            InsforgeError::Timeout
+        ));
         for other in [
             r#"{"error":"INTERNAL_ERROR","message":"connect ECONNREFUSED 127.0.0.1:5430"}"#,
             r#"{"error":"INTERNAL_ERROR","message":"timeout of ms exceeded"}"#,
             r#"{"code":"57014","message":"canceling statement due to statement timeout"}"#,
         ] {
-            let error = status_error(StatusCode::INTERNAL_SERVER_ERROR, other, TOKEN);
+            let error = status_error(Kind::Read, StatusCode::INTERNAL_SERVER_ERROR, other, TOKEN);
             assert!(matches!(error, InsforgeError::Upstream { status: 500, .. }), "{other}: {error:?}");
         }
-        let elsewhere = status_error(StatusCode::BAD_GATEWAY, body, TOKEN);
+        let elsewhere = status_error(Kind::Read, StatusCode::BAD_GATEWAY, body, TOKEN);
         assert!(matches!(elsewhere, InsforgeError::Upstream { status: 502, .. }), "only InsForge's own 500");
+    }
+
+    /// InsForge answers a write whose connection to PostgREST broke with its own 500 and the network error's
+    /// message; the write may have committed. Only a connection that never opened proves it did not.
+    #[test]
+    fn insforges_own_500_for_a_write_is_unconfirmed_unless_the_connection_never_opened() {
+        let insforge_500 =
+            |message: &str| format!(r#"{{"error":"INTERNAL_ERROR","message":"{message}","statusCode":500}}"#);
+        for lost in ["socket hang up", "read ECONNRESET", "write EPIPE", "aborted"] {
+            let error = status_error(Kind::Write, StatusCode::INTERNAL_SERVER_ERROR, &insforge_500(lost), TOKEN);
+            assert!(matches!(error, InsforgeError::WriteUnconfirmed { timed_out: false }), "{lost}: {error:?}");
+            // A read whose answer was lost changed nothing: an ordinary failure.
+            let error = status_error(Kind::Read, StatusCode::INTERNAL_SERVER_ERROR, &insforge_500(lost), TOKEN);
+            assert!(matches!(error, InsforgeError::Upstream { status: 500, .. }), "{lost}: {error:?}");
+        }
+        for never_opened in [
+            "connect ECONNREFUSED 127.0.0.1:5430",
+            "getaddrinfo ENOTFOUND postgrest",
+            "getaddrinfo EAI_AGAIN postgrest",
+            "connect EHOSTUNREACH 10.0.0.7:3000",
+            "connect ENETUNREACH 10.0.0.7:3000",
+        ] {
+            let error =
+                status_error(Kind::Write, StatusCode::INTERNAL_SERVER_ERROR, &insforge_500(never_opened), TOKEN);
+            assert!(matches!(error, InsforgeError::Upstream { status: 500, .. }), "{never_opened}: {error:?}");
+        }
+        // A PostgREST error body is PostgreSQL's answer: the statement failed, and its transaction with it.
+        let postgrest = r#"{"code":"XX000","details":null,"hint":null,"message":"socket hang up"}"#;
+        let error = status_error(Kind::Write, StatusCode::INTERNAL_SERVER_ERROR, postgrest, TOKEN);
+        assert!(matches!(error, InsforgeError::Upstream { status: 500, .. }), "{error:?}");
+    }
+
+    /// Only PostgreSQL's data errors are the input's fault; PostgREST's other 400s (its own request errors, an
+    /// unknown column) and InsForge's own mean authbridge and the database disagree: an upstream failure.
+    #[test]
+    fn only_a_data_error_in_a_400_is_refused_input() {
+        let postgrest = |code: &str| format!(r#"{{"code":"{code}","details":null,"hint":null,"message":"m"}}"#);
+        for code in ["23514", "23502", "22001", "22P02"] {
+            let error = status_error(Kind::Write, StatusCode::BAD_REQUEST, &postgrest(code), TOKEN);
+            assert!(
+                matches!(&error, InsforgeError::InvalidInput { message } if message.starts_with(code)),
+                "{error:?}"
+            );
+        }
+        for code in ["PGRST204", "PGRST100", "PGRST102", "42703", "P0001", "2200"] {
+            let error = status_error(Kind::Write, StatusCode::BAD_REQUEST, &postgrest(code), TOKEN);
+            assert!(
+                matches!(&error, InsforgeError::Upstream { status: 400, message } if message.starts_with(code)),
+                "{error:?}"
+            );
+        }
+        let insforge = r#"{"error":"INVALID_INPUT","message":"Unexpected token","statusCode":400}"#;
+        let error = status_error(Kind::Write, StatusCode::BAD_REQUEST, insforge, TOKEN);
+        assert!(matches!(error, InsforgeError::Upstream { status: 400, .. }), "{error:?}");
+    }
+
+    /// A 409 is the create's id taken only for a unique violation of the primary key.
+    #[test]
+    fn only_a_unique_violation_of_the_primary_key_is_an_existing_id() {
+        let conflict = |code: &str, message: &str, details: &str| {
+            let body = serde_json::json!({ "code": code, "details": details, "hint": null, "message": message });
+            status_error(Kind::Write, StatusCode::CONFLICT, &body.to_string(), TOKEN)
+        };
+        let pkey = r#"duplicate key value violates unique constraint "todos_pkey""#;
+        let error = conflict("23505", pkey, "Key (id)=(0b6f3a9e-4c1d-4e7a-9f2b-8d5c6e7f8a9b) already exists.");
+        assert!(matches!(error, InsforgeError::IdExists), "{error:?}");
+        let french = "la valeur d'une clé dupliquée rompt la contrainte unique « todos_pkey »";
+        assert!(matches!(conflict("23505", french, ""), InsforgeError::IdExists));
+        for (code, message, details) in [
+            (
+                "23505",
+                r#"duplicate key value violates unique constraint "todos_title_key""#,
+                "Key (title)=(x) already exists.",
+            ),
+            (
+                "23503",
+                r#"insert or update on table "todos" violates foreign key constraint "todos_organization_id_fkey""#,
+                "Key (organization_id)=(org_1) is not present in table \"organizations\".",
+            ),
+            ("PGRST999", pkey, ""),
+        ] {
+            let error = conflict(code, message, details);
+            assert!(matches!(error, InsforgeError::Upstream { status: 409, .. }), "{code}: {error:?}");
+        }
+        let insforge = r#"{"error":"ALREADY_EXISTS","message":"todos_pkey","statusCode":409}"#;
+        let error = status_error(Kind::Write, StatusCode::CONFLICT, insforge, TOKEN);
+        assert!(matches!(error, InsforgeError::Upstream { status: 409, .. }), "{error:?}");
     }
 
     async fn live_server() -> (Url, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
@@ -546,17 +723,15 @@ mod tests {
     #[test]
     fn error_messages_are_one_line_and_keep_the_upstream_code() {
         assert_eq!(
-            upstream_message(
-                r#"{"code":"42501","details":null,"hint":null,"message":"permission denied\nfor table todos"}"#
-            ),
+            summary(r#"{"code":"42501","details":null,"hint":null,"message":"permission denied\nfor table todos"}"#),
             "42501: permission denied for table todos"
         );
         assert_eq!(
-            upstream_message(r#"{"error":"AUTH_UNAUTHORIZED","message":"Invalid token","statusCode":401}"#),
+            summary(r#"{"error":"AUTH_UNAUTHORIZED","message":"Invalid token","statusCode":401}"#),
             "AUTH_UNAUTHORIZED: Invalid token"
         );
-        assert_eq!(upstream_message("<html>\n<b>Bad gateway</b></html>"), "<html> <b>Bad gateway</b></html>");
-        assert_eq!(upstream_message(""), "(empty body)");
-        assert_eq!(upstream_message(&"x".repeat(1000)).chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert_eq!(summary("<html>\n<b>Bad gateway</b></html>"), "<html> <b>Bad gateway</b></html>");
+        assert_eq!(summary(""), "(empty body)");
+        assert_eq!(summary(&"x".repeat(1000)).chars().count(), MAX_MESSAGE_CHARS + 1);
     }
 }

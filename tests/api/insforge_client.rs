@@ -113,16 +113,18 @@ async fn http_statuses_map_to_typed_errors_in_both_shapes() {
     let insforge_422 = r#"{"error":"INVALID_INPUT","message":"title is required","statusCode":422}"#;
     let postgrest_500 = r#"{"code":"XX000","details":"disk on fire","hint":null,"message":"internal error"}"#;
     let postgrest_409 = r#"{"code":"23505","details":"Key exists","hint":null,"message":"duplicate key value"}"#;
+    // A column the table does not have (or a stale schema cache): not the input's fault.
+    let postgrest_400_drift = r#"{"code":"PGRST204","details":null,"hint":null,"message":"Could not find the 'titel' column of 'todos' in the schema cache"}"#;
 
     let cases: Vec<(CannedServer, Expectation)> = vec![
         (
             CannedServer::json(401, insforge_401).await,
             |e| matches!(e, InsforgeError::Unauthorized { message } if message == "AUTH_UNAUTHORIZED: Invalid token"),
         ),
-        (
-            CannedServer::json(403, postgrest_403).await,
-            |e| matches!(e, InsforgeError::Forbidden { message } if message == "42501: permission denied for table todos"),
-        ),
+        (CannedServer::json(403, postgrest_403).await, |e| {
+            matches!(e, InsforgeError::Forbidden { code: Some(code), message }
+                    if code == "42501" && message == "permission denied for table todos")
+        }),
         (
             CannedServer::json(404, postgrest_404).await,
             |e| matches!(e, InsforgeError::Upstream { status: 404, message } if message.contains("migrations")),
@@ -130,6 +132,10 @@ async fn http_statuses_map_to_typed_errors_in_both_shapes() {
         (
             CannedServer::json(400, postgrest_400).await,
             |e| matches!(e, InsforgeError::InvalidInput { message } if message.starts_with("22P02: ")),
+        ),
+        (
+            CannedServer::json(400, postgrest_400_drift).await,
+            |e| matches!(e, InsforgeError::Upstream { status: 400, message } if message.starts_with("PGRST204: ")),
         ),
         (
             CannedServer::json(422, insforge_422).await,

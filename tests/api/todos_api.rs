@@ -409,6 +409,47 @@ async fn changes_insforge_did_not_confirm_say_they_may_have_been_saved() {
     assert!(app.all_todos().await.is_empty(), "the delete went through after all");
 }
 
+/// InsForge answers its own 500 ("socket hang up") when its connection to PostgREST broke during a write, and the
+/// write may have committed first: the caller, who sent no id, must hear that it may have been saved, or it makes
+/// a second todo by trying again. A connection to PostgREST that was refused wrote nothing: "try again" is right.
+#[tokio::test]
+async fn a_create_whose_answer_insforge_lost_says_it_may_have_been_saved() {
+    let app = spawn_app().await;
+    let me = Caller::bearer(&app, ALICE);
+    app.insforge.lose_next_write_answer();
+    let lost = me.call(Method::POST, "/api/todos", Some(json!({ "title": "Call the plumber" }))).await;
+    assert_eq!((lost.status, lost.error_code()), (502, "upstream_failed".to_owned()), "{}", lost.body);
+    let message = lost.json()["error"]["message"].as_str().expect("a message").to_owned();
+    assert!(message.contains("may have been saved") && message.contains("Reload before trying again"), "{message}");
+    assert!(!message.contains("Please try again"), "{message}");
+    assert_eq!(app.all_todos().await, [(app.user_id(ALICE), "Call the plumber".to_owned())], "it was saved");
+
+    app.insforge.fail_next(1, 500);
+    let refused = me.call(Method::POST, "/api/todos", Some(json!({ "title": "Never sent" }))).await;
+    assert_eq!((refused.status, refused.error_code()), (502, "upstream_failed".to_owned()), "{}", refused.body);
+    let message = refused.json()["error"]["message"].as_str().expect("a message").to_owned();
+    assert!(message.contains("Please try again") && !message.contains("may have been saved"), "{message}");
+    assert_eq!(app.all_todos().await.len(), 1, "the refused create wrote nothing");
+}
+
+/// PostgREST answers 400 for its own request errors too: a `todos` table that drifted from what authbridge sends
+/// (here a renamed column, as a stale schema cache would make it: `PGRST204` on every create) is the deployment's
+/// failure, 502, not input of the caller's that the service refused.
+#[tokio::test]
+async fn a_todos_table_that_drifted_from_the_app_is_an_upstream_failure_not_refused_input() {
+    let app = spawn_app().await;
+    let me = Caller::bearer(&app, ALICE);
+    let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect as owner");
+    sqlx::query("ALTER TABLE public.todos RENAME COLUMN organization_id TO org_id")
+        .execute(&pool)
+        .await
+        .expect("rename a column");
+    pool.close().await;
+    let created = me.call(Method::POST, "/api/todos", Some(json!({ "title": "Water plants" }))).await;
+    assert_eq!((created.status, created.error_code()), (502, "upstream_failed".to_owned()), "{}", created.body);
+    assert!(app.all_todos().await.is_empty());
+}
+
 /// InsForge's proxy sends a request again when its kept-alive connection to PostgREST was reset, so a create that
 /// went through the first time arrives twice: one todo, and the caller hears it created.
 #[tokio::test]

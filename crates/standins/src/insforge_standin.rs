@@ -116,6 +116,8 @@ struct InsforgeFaultControls {
     records_requests: AtomicUsize,
     /// The next write (POST, PATCH, DELETE) is handled twice and answered with the second outcome.
     send_next_write_twice: std::sync::atomic::AtomicBool,
+    /// The next write is handled (and committed) and then answered as a connection lost on its way back.
+    lose_next_write_answer: std::sync::atomic::AtomicBool,
     handled_twice: AtomicUsize,
 }
 
@@ -206,7 +208,8 @@ impl InsforgeStandIn {
         &self.state.admin_key
     }
 
-    /// Answers the next `n` records requests with `status` and an InsForge-shaped error body, touching nothing.
+    /// Answers the next `n` records requests with `status` and an InsForge-shaped error body, touching nothing. The
+    /// body's message is a refused connection to PostgREST, what InsForge says when nothing reached the database.
     /// A status that is not a valid HTTP status becomes 500.
     pub fn fail_next(&self, n: usize, status: u16) {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -235,6 +238,13 @@ impl InsforgeStandIn {
     /// PostgREST was reset after the first attempt went through.
     pub fn send_next_write_twice(&self) {
         self.state.controls.send_next_write_twice.store(true, Ordering::SeqCst);
+    }
+
+    /// Handles the next write, commits it, and then answers InsForge's 500 for a connection to PostgREST that broke
+    /// (`{"error":"INTERNAL_ERROR","message":"socket hang up","statusCode":500}`): the write happened, but its
+    /// answer was lost between PostgREST and InsForge, which does not retry a write then (`postgrest-proxy.service.ts`).
+    pub fn lose_next_write_answer(&self) {
+        self.state.controls.lose_next_write_answer.store(true, Ordering::SeqCst);
     }
 
     /// How many writes were handled twice ([`Self::send_next_write_twice`]).
@@ -453,6 +463,9 @@ async fn records(
     let delay = *lock(&state.controls.response_latency);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+    if method != Method::GET && state.controls.lose_next_write_answer.swap(false, Ordering::SeqCst) {
+        return RecordsApiError::connection_lost().into_response();
     }
     match handled {
         Ok(response) => response,

@@ -88,13 +88,22 @@ impl RecordsApiError {
         RecordsApiError { status: StatusCode::NOT_FOUND, body: json!({}) }
     }
 
+    /// An injected failure, which touches nothing: worded as InsForge words a request that never reached PostgREST
+    /// (its proxy's connection refused, `postgrest-proxy.service.ts`), so that a client may read it as such.
     pub fn injected(status: StatusCode) -> Self {
         Self::insforge(
             status,
             "INTERNAL_ERROR",
-            format!("Injected failure {} (InsForge stand-in test control)", status.as_u16()),
+            format!("connect ECONNREFUSED 127.0.0.1:5430 (injected failure {}, InsForge stand-in)", status.as_u16()),
             "Retry later.",
         )
+    }
+
+    /// InsForge's answer when its connection to PostgREST broke during a write: the error middleware's default for
+    /// an axios error without a response (InsForge v2.3.1 `backend/src/api/middlewares/error.ts`), whose message is
+    /// Node's ("socket hang up"); no `nextActions`. The write may have committed before the connection broke.
+    pub fn connection_lost() -> Self {
+        Self::insforge_bare(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "socket hang up")
     }
 
     /// A query-string PostgREST could not parse.

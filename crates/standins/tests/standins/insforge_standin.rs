@@ -448,6 +448,24 @@ async fn a_response_latency_answers_late_but_writes_at_once() {
     assert_eq!(list.status(), 200);
 }
 
+/// A write whose answer is lost between PostgREST and InsForge: committed, then answered with InsForge's own 500.
+/// Reads are not touched by the control, and it applies once.
+#[tokio::test]
+async fn a_lost_write_answer_commits_and_then_answers_insforges_500() {
+    let app = TestInsforge::start().await;
+    let token = app.token_for(&user_a());
+    app.standin.lose_next_write_answer();
+    let read = app.raw(Method::GET, "todos", &[], Some(&token), None).await;
+    assert_eq!(read.status, 200, "{read:?}");
+    let lost = app.raw(Method::POST, "todos", &[], Some(&token), Some(json!({ "title": "saved anyway" }))).await;
+    assert_eq!(lost.status, 500, "{lost:?}");
+    assert_eq!(lost.body, json!({ "error": "INTERNAL_ERROR", "message": "socket hang up", "statusCode": 500 }));
+    let titles: Vec<Value> = app.all_rows().await.iter().map(|r| r["title"].clone()).collect();
+    assert_eq!(titles, [json!("saved anyway")], "the write committed before its answer was lost");
+    let next = app.raw(Method::POST, "todos", &[], Some(&token), Some(json!({ "title": "next" }))).await;
+    assert_eq!(next.status, 201, "once only: {next:?}");
+}
+
 #[tokio::test]
 async fn recurring_faults_fail_and_hold_a_fixed_share_of_requests_by_number() {
     let app = TestInsforge::start().await;
