@@ -9,7 +9,9 @@
 //! - **Nothing is assumed about the server**: event ids are opaque (never compared or parsed); types are filtered
 //!   here too (a server that ignores `events=` only costs ledger rows); a server that restarts from the beginning
 //!   for an unknown `after` only replays events the ledger already has; a refused cursor falls back to
-//!   `range_start` at the last event's time. Each of these is logged.
+//!   `range_start` at the last event's time; a cursor older than WorkOS keeps events is not sent at all (a server
+//!   may answer an empty page for it, which looks like "nothing new"): the state is reconciled again and every
+//!   event WorkOS still has is read by time. Each of these is logged.
 //! - **WorkOS down** is retried with exponential backoff (honouring `Retry-After`); the cursor has not moved, so no
 //!   event is lost.
 //! - **First start** (no cursor): the current organizations and memberships are read from the REST API, then
@@ -77,7 +79,8 @@ impl ConsumerOptions {
 pub struct PollReport {
     /// Whether this consumer held the lock; when not, it did nothing else.
     pub leader: bool,
-    /// Whether it read the current state from the REST API first (no cursor yet).
+    /// Whether it read the current state from the REST API first (no cursor yet, or one older than WorkOS keeps
+    /// events).
     pub reconciled: bool,
     pub pages: usize,
     pub applied: usize,
@@ -87,7 +90,8 @@ pub struct PollReport {
 }
 
 /// Where reading by time resumes for a last known moment `at`: a little before it, but never further back than
-/// [`MAX_LOOKBACK`].
+/// [`MAX_LOOKBACK`]. Reaching that bound means events may have been lost: [`EventsConsumer::consume`] reconciles
+/// first.
 fn resume_from(at: OffsetDateTime) -> OffsetDateTime {
     (at - RESUME_OVERLAP).max(OffsetDateTime::now_utc() - MAX_LOOKBACK)
 }
@@ -169,17 +173,40 @@ impl EventsConsumer {
     async fn consume(&self, conn: &mut PgConnection) -> Result<PollReport, LifecycleError> {
         let mut report = PollReport { leader: true, ..PollReport::default() };
         let cursor = store::cursor(conn).await?;
-        let mut position = match &cursor.after_event_id {
-            Some(id) => Position::After(id.clone()),
-            None => {
+        let now = OffsetDateTime::now_utc();
+        // Where reading would resume: the cursor's event, or without one the later of the last event's time and
+        // the reconciliation (`None` < `Some`).
+        let known_until = match cursor.after_event_id {
+            Some(_) => cursor.last_event_at,
+            None => cursor.last_event_at.max(cursor.reconciled_at),
+        };
+        let gap_since = known_until.filter(|at| *at < now - MAX_LOOKBACK);
+        let mut position = match (&cursor.after_event_id, gap_since) {
+            (_, Some(since)) => {
+                // WorkOS no longer has every event since then, and what it does with a cursor naming an expired
+                // event is undocumented (docs/workos.md §4.2): it may answer an empty page, which would stop this
+                // consumer for good without a word. So the cursor is not sent: the state the lost events changed
+                // is read again from the REST API, and the events WorkOS still has are read by time (those
+                // already applied are skipped). Users, sessions and directory users have no such listing: what
+                // happened to them in the gap is lost, hence the warning.
+                tracing::warn!(
+                    since = %since,
+                    "the Events API cursor is older than WorkOS keeps events, so some events may have been missed; \
+                     reading organizations and memberships again from WorkOS, then every event it still has"
+                );
+                self.reconcile(conn).await?;
+                report.reconciled = true;
+                Position::RangeStart(resume_from(since))
+            }
+            (Some(id), None) => Position::After(id.clone()),
+            (None, None) => {
                 let reconciled_at = match cursor.reconciled_at {
                     Some(at) => at,
                     None => {
-                        let at = OffsetDateTime::now_utc();
                         self.reconcile(conn).await?;
-                        store::mark_reconciled(conn, at).await?;
+                        store::mark_reconciled(conn, now).await?;
                         report.reconciled = true;
-                        at
+                        now
                     }
                 };
                 // After a refused cursor the last event's time is kept, and is later than the reconciliation.
@@ -256,6 +283,11 @@ impl EventsConsumer {
                 Some(_) => position = Position::After(last_id),
                 None => break,
             }
+        }
+        if gap_since.is_some() {
+            // Only now that the window has been read: a poll that failed before this finds the same gap next time
+            // and reconciles again, rather than resuming after the reconciliation with the window unread.
+            store::mark_reread(conn, cursor.after_event_id.as_deref(), now).await?;
         }
         if let Err(error) = store::prune_ledger(conn).await {
             tracing::warn!(%error, "could not prune old entries of the event ledger");

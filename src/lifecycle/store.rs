@@ -549,6 +549,26 @@ pub async fn forget_cursor_event(conn: &mut PgConnection) -> Result<(), sqlx::Er
     Ok(())
 }
 
+/// Records a reconciliation done because the cursor had fallen behind WorkOS's window, once the events WorkOS
+/// still had were read: the cursor's event id is dropped if it is still `expired_event_id` (WorkOS may not know it
+/// any more; an event applied since has replaced it otherwise), and reading by time resumes from `reconciled_at`.
+pub async fn mark_reread(
+    conn: &mut PgConnection,
+    expired_event_id: Option<&str>,
+    reconciled_at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE authbridge.events_cursor SET reconciled_at = $2, updated_at = now(), \
+             after_event_id = CASE WHEN after_event_id = $1 THEN NULL ELSE after_event_id END \
+         WHERE id = 1",
+    )
+    .bind(expired_event_id)
+    .bind(reconciled_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn mark_reconciled(conn: &mut PgConnection, at: OffsetDateTime) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO authbridge.events_cursor (id, reconciled_at, updated_at) VALUES (1, $1, now()) \

@@ -187,6 +187,42 @@ async fn a_refused_cursor_falls_back_to_the_last_events_time() {
     assert!(logs::captured().contains("WorkOS refused the Events API cursor"));
 }
 
+/// WorkOS keeps events about 30 days, and what it does with a cursor naming an expired event is undocumented: one
+/// answering an empty page would stop a consumer that trusts it for good. A cursor past the window is not sent; the
+/// organizations and memberships are read again, then every event WorkOS still has.
+#[tokio::test]
+async fn a_cursor_older_than_the_events_window_is_not_trusted_and_the_state_is_read_again() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("caught up");
+    let stale = cursor(&app).await.expect("a cursor");
+    let mut conn = app.db.connect().await;
+    sqlx::query("UPDATE authbridge.events_cursor SET last_event_at = now() - interval '31 days' WHERE id = 1")
+        .execute(&mut conn)
+        .await
+        .expect("a consumer stopped for a month");
+    app.workos.set_unknown_event_cursor(UnknownCursor::Empty);
+    app.workos.forget_event_cursors();
+    let bob = app.user_id(BOB);
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("seeded");
+    app.workos.deactivate_membership(&acme.id).expect("deactivated");
+    let organizations_read = app.workos.calls(Endpoint::Organizations);
+
+    let report = app.consumer(options()).poll_once().await.expect("a poll");
+    assert_eq!(report.applied, 1, "the deactivation was read: {report:?}");
+    assert!(report.reconciled, "the state was read again: {report:?}");
+    assert!(app.workos.calls(Endpoint::Organizations) > organizations_read);
+    assert_eq!(app.membership_row(&acme.id).await.map(|row| row.0), Some("inactive".to_owned()));
+    let asked = app.workos.events_queries();
+    assert!(asked.iter().all(|query| query.after.as_deref() != Some(stale.as_str())), "{asked:?}");
+    assert!(logs::captured().contains("the Events API cursor is older than WorkOS keeps events"));
+
+    // Once past the gap, polls go on from the new cursor without reading the state again.
+    app.workos.create_organization("Umbrella");
+    let next = app.consumer(options()).poll_once().await.expect("the next poll");
+    assert_eq!((next.applied, next.reconciled), (1, false), "{next:?}");
+    assert_ne!(cursor(&app).await, Some(stale));
+}
+
 /// In a quiet environment no new event moves a refused cursor on: it is forgotten, not sent again on every poll.
 #[tokio::test]
 async fn a_refused_cursor_is_not_sent_again_when_no_event_follows() {
@@ -246,7 +282,8 @@ async fn reading_by_time_never_reaches_past_the_events_api_window() {
     .execute(&mut conn)
     .await
     .expect("a consumer quiet for two months");
-    app.consumer(options()).poll_once().await.expect("a poll");
+    let report = app.consumer(options()).poll_once().await.expect("a poll");
+    assert!(report.reconciled, "events of the two months may be lost: the state is read again: {report:?}");
     let query = app.workos.events_queries().into_iter().last().expect("an events request");
     let range_start = query.range_start.expect("read by time");
     let range_start = time::OffsetDateTime::parse(&range_start, &time::format_description::well_known::Rfc3339)
