@@ -14,10 +14,13 @@
 //!   event WorkOS still has is read by time. Each of these is logged.
 //! - **WorkOS down** is retried with exponential backoff (honouring `Retry-After`); the cursor has not moved, so no
 //!   event is lost.
+//! - **One event the database keeps refusing** (an error about the statement itself, not the connection or a
+//!   conflict) is retried the same way, but after a few polls in a row it is recorded as rejected, logged at error
+//!   level and skipped, as an unreadable payload is: otherwise it would hold back every event after it.
 //! - **First start** (no cursor): the current organizations and memberships are read from the REST API, then
 //!   events are read from shortly before that moment on.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::PgConnection;
@@ -46,6 +49,10 @@ const MAX_LOOKBACK: time::Duration = time::Duration::days(29);
 const MAX_PAGES_PER_POLL: usize = 100;
 /// Pages of organizations (and of each one's memberships) read when reconciling.
 const MAX_RECONCILE_PAGES: usize = 1_000;
+/// Polls in a row that one event may fail with the same lasting database error before it is recorded as rejected
+/// and skipped: each failed poll is retried with backoff, and without a limit the consumer would stop at that event
+/// for good, every later event (deprovisionings among them) unread.
+const MAX_EVENT_FAILURES: u32 = 5;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ConsumerOptions {
@@ -106,13 +113,15 @@ pub struct EventsConsumer {
     lifecycle: Arc<Lifecycle>,
     revocations: Option<Arc<Revocations>>,
     options: ConsumerOptions,
+    /// The event the last poll failed to apply with a lasting error, and how many polls in a row did.
+    failing: Mutex<Option<(String, u32)>>,
 }
 
 impl EventsConsumer {
     /// `revocations` hears about revoked sessions and deleted users at once, so this replica refuses them without
     /// waiting for its cache.
     pub fn new(lifecycle: Arc<Lifecycle>, revocations: Option<Arc<Revocations>>, options: ConsumerOptions) -> Self {
-        Self { lifecycle, revocations, options }
+        Self { lifecycle, revocations, options, failing: Mutex::new(None) }
     }
 
     /// Polls until `stop` turns true (or its sender is dropped): every `poll_interval` after a success, with
@@ -250,7 +259,23 @@ impl EventsConsumer {
                 if !HANDLED_EVENT_TYPES.contains(&envelope.event_type.as_str()) {
                     unasked += 1;
                 }
-                let applied = events::apply(conn, envelope, Source::EventsApi, true).await?;
+                let applied = match events::apply(conn, envelope, Source::EventsApi, true).await {
+                    Ok(applied) => {
+                        self.note_failure(None);
+                        applied
+                    }
+                    Err(error) if lasting(&error) => {
+                        let failures = self.note_failure(Some(&envelope.id));
+                        if failures < MAX_EVENT_FAILURES {
+                            return Err(error.into());
+                        }
+                        self.note_failure(None);
+                        tracing::error!(event_id = %envelope.id, event_type = %envelope.event_type, %error, failures,
+                            "a WorkOS event failed to apply on every try; it is recorded as rejected and skipped");
+                        events::reject(conn, envelope, Source::EventsApi, error.to_string()).await?
+                    }
+                    Err(error) => return Err(error.into()),
+                };
                 last_event_at = Some(envelope.created_at);
                 match &applied.outcome {
                     Outcome::Applied => report.applied += 1,
@@ -295,6 +320,22 @@ impl EventsConsumer {
         Ok(report)
     }
 
+    /// Counts one more failure of `event_id` in a row (a different event starts again at 1), or forgets the count
+    /// (`None`: an event was applied). Returns the count.
+    fn note_failure(&self, event_id: Option<&str>) -> u32 {
+        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(event_id) = event_id else {
+            *failing = None;
+            return 0;
+        };
+        let failures = match failing.as_ref() {
+            Some((id, failures)) if id == event_id => failures.saturating_add(1),
+            _ => 1,
+        };
+        *failing = Some((event_id.to_owned(), failures));
+        failures
+    }
+
     /// Tells this replica's revocation list at once, and fetches organizations a membership named.
     async fn follow_up(&self, effects: &[Effect]) {
         if let Some(revocations) = &self.revocations {
@@ -337,6 +378,17 @@ impl EventsConsumer {
         tracing::info!(organizations, "read the current organizations and memberships from WorkOS");
         Ok(())
     }
+}
+
+/// Whether a database error will come back however often the same event is applied: one the server raised about
+/// the statement (a value it refuses, a constraint), rather than a lost connection, a full pool, or a conflict
+/// with another transaction or an operator, which another try may well get past.
+fn lasting(error: &sqlx::Error) -> bool {
+    let Some(database) = error.as_database_error() else { return false };
+    let class = database.code().map(|code| code.chars().take(2).collect::<String>()).unwrap_or_default();
+    // 08 connection, 40 rollback (serialization failure, deadlock), 53 insufficient resources, 55 object not in
+    // prerequisite state (lock not available), 57 operator intervention (shutdown, cancel), 58 system error.
+    !class.is_empty() && !matches!(class.as_str(), "08" | "40" | "53" | "55" | "57" | "58")
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use serde_json::json;
 use standins::workos_standin::{ACME_ORGANIZATION_ID, Endpoint, UnknownCursor};
 
 use crate::helpers::app::{ALICE, AppOptions, BOB, LifecycleOptions, TestApp, spawn_app_with};
-use crate::helpers::lifecycle::{ORGANIZATIONS, eventually, organization_ids};
+use crate::helpers::lifecycle::{ORGANIZATIONS, eventually, organization_ids, ts};
 use crate::helpers::logs;
 
 /// The lifecycle with neither webhooks nor the app's own consumer: the test drives consumers itself.
@@ -248,6 +248,35 @@ async fn a_refused_cursor_is_not_sent_again_when_no_event_follows() {
     assert_eq!(report.applied, 1, "{report:?}");
     let known = app.query_scalar_i64("SELECT count(*) FROM authbridge.organizations WHERE id = $1", &org.id).await;
     assert_eq!(known, 1);
+}
+
+/// An event the database refuses every time (here a name with a NUL byte, which PostgreSQL text cannot hold) would
+/// stop the consumer at it for good: after a few tries it is recorded as rejected, and the events after it apply.
+#[tokio::test]
+async fn an_event_the_database_always_refuses_is_rejected_after_a_few_tries_and_the_next_ones_apply() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("caught up");
+    let now = time::OffsetDateTime::now_utc();
+    let poisoned = app.workos.emit_event(
+        "organization.created",
+        json!({ "object": "organization", "id": "org_nul", "name": "Nul\u{0}Corp", "updated_at": ts(now) }),
+    );
+    let after = app.workos.create_organization("Initech");
+    let last_event = app.workos.events().last().map(|event| event.id.clone());
+
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(app.consumer(options()).run(stopping));
+    let caught_up = eventually(Duration::from_secs(20), || async { cursor(&app).await == last_event }).await;
+    stop.send_replace(true);
+    running.await.expect("the consumer stops when told");
+
+    assert!(caught_up, "the consumer got past the event it could not apply");
+    let ledger = app.ledger().await;
+    let outcome = ledger.iter().find(|(id, ..)| *id == poisoned).map(|(.., outcome)| outcome.as_str());
+    assert_eq!(outcome, Some("rejected"), "{ledger:?}");
+    let known = app.query_scalar_i64("SELECT count(*) FROM authbridge.organizations WHERE id = $1", &after.id).await;
+    assert_eq!(known, 1, "the next event was applied");
+    assert!(logs::captured().contains("a WorkOS event failed to apply on every try"));
 }
 
 #[tokio::test]
