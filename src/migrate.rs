@@ -185,7 +185,7 @@ mod tests {
     #[test]
     fn the_embedded_migrations_are_numbered_and_described() {
         let versions: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
         assert_eq!(description_of(3), "todos");
         assert_eq!(description_of(4), "lifecycle");
         assert_eq!(description_of(5), "organizations");
@@ -198,5 +198,6 @@ mod tests {
         assert_eq!(description_of(12), "deleted directories");
         assert_eq!(description_of(13), "todos columns users may set");
         assert_eq!(description_of(14), "policies read their own requesting user id");
+        assert_eq!(description_of(15), "membership active since");
     }
 }

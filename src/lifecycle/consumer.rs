@@ -9,13 +9,18 @@
 //! - **Nothing is assumed about the server**: event ids are opaque (never compared or parsed); types are filtered
 //!   here too (a server that ignores `events=` only costs ledger rows); a server that restarts from the beginning
 //!   for an unknown `after` only replays events the ledger already has; a refused cursor falls back to
-//!   `range_start` at the last event's time. Each of these is logged.
+//!   `range_start` at the last event's time; a cursor older than WorkOS keeps events is not sent at all (a server
+//!   may answer an empty page for it, which looks like "nothing new"): the state is reconciled again and every
+//!   event WorkOS still has is read by time. Each of these is logged.
 //! - **WorkOS down** is retried with exponential backoff (honouring `Retry-After`); the cursor has not moved, so no
 //!   event is lost.
+//! - **One event the database keeps refusing** (an error about the statement itself, not the connection or a
+//!   conflict) is retried the same way, but after a few polls in a row it is recorded as rejected, logged at error
+//!   level and skipped, as an unreadable payload is: otherwise it would hold back every event after it.
 //! - **First start** (no cursor): the current organizations and memberships are read from the REST API, then
 //!   events are read from shortly before that moment on.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::PgConnection;
@@ -44,6 +49,10 @@ const MAX_LOOKBACK: time::Duration = time::Duration::days(29);
 const MAX_PAGES_PER_POLL: usize = 100;
 /// Pages of organizations (and of each one's memberships) read when reconciling.
 const MAX_RECONCILE_PAGES: usize = 1_000;
+/// Polls in a row that one event may fail with the same lasting database error before it is recorded as rejected
+/// and skipped: each failed poll is retried with backoff, and without a limit the consumer would stop at that event
+/// for good, every later event (deprovisionings among them) unread.
+const MAX_EVENT_FAILURES: u32 = 5;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ConsumerOptions {
@@ -77,7 +86,8 @@ impl ConsumerOptions {
 pub struct PollReport {
     /// Whether this consumer held the lock; when not, it did nothing else.
     pub leader: bool,
-    /// Whether it read the current state from the REST API first (no cursor yet).
+    /// Whether it read the current state from the REST API first (no cursor yet, or one older than WorkOS keeps
+    /// events).
     pub reconciled: bool,
     pub pages: usize,
     pub applied: usize,
@@ -87,7 +97,8 @@ pub struct PollReport {
 }
 
 /// Where reading by time resumes for a last known moment `at`: a little before it, but never further back than
-/// [`MAX_LOOKBACK`].
+/// [`MAX_LOOKBACK`]. Reaching that bound means events may have been lost: [`EventsConsumer::consume`] reconciles
+/// first.
 fn resume_from(at: OffsetDateTime) -> OffsetDateTime {
     (at - RESUME_OVERLAP).max(OffsetDateTime::now_utc() - MAX_LOOKBACK)
 }
@@ -102,13 +113,15 @@ pub struct EventsConsumer {
     lifecycle: Arc<Lifecycle>,
     revocations: Option<Arc<Revocations>>,
     options: ConsumerOptions,
+    /// The event the last poll failed to apply with a lasting error, and how many polls in a row did.
+    failing: Mutex<Option<(String, u32)>>,
 }
 
 impl EventsConsumer {
     /// `revocations` hears about revoked sessions and deleted users at once, so this replica refuses them without
     /// waiting for its cache.
     pub fn new(lifecycle: Arc<Lifecycle>, revocations: Option<Arc<Revocations>>, options: ConsumerOptions) -> Self {
-        Self { lifecycle, revocations, options }
+        Self { lifecycle, revocations, options, failing: Mutex::new(None) }
     }
 
     /// Polls until `stop` turns true (or its sender is dropped): every `poll_interval` after a success, with
@@ -169,17 +182,40 @@ impl EventsConsumer {
     async fn consume(&self, conn: &mut PgConnection) -> Result<PollReport, LifecycleError> {
         let mut report = PollReport { leader: true, ..PollReport::default() };
         let cursor = store::cursor(conn).await?;
-        let mut position = match &cursor.after_event_id {
-            Some(id) => Position::After(id.clone()),
-            None => {
+        let now = OffsetDateTime::now_utc();
+        // Where reading would resume: the cursor's event, or without one the later of the last event's time and
+        // the reconciliation (`None` < `Some`).
+        let known_until = match cursor.after_event_id {
+            Some(_) => cursor.last_event_at,
+            None => cursor.last_event_at.max(cursor.reconciled_at),
+        };
+        let gap_since = known_until.filter(|at| *at < now - MAX_LOOKBACK);
+        let mut position = match (&cursor.after_event_id, gap_since) {
+            (_, Some(since)) => {
+                // WorkOS no longer has every event since then, and what it does with a cursor naming an expired
+                // event is undocumented (docs/workos.md §4.2): it may answer an empty page, which would stop this
+                // consumer for good without a word. So the cursor is not sent: the state the lost events changed
+                // is read again from the REST API, and the events WorkOS still has are read by time (those
+                // already applied are skipped). Users, sessions and directory users have no such listing: what
+                // happened to them in the gap is lost, hence the warning.
+                tracing::warn!(
+                    since = %since,
+                    "the Events API cursor is older than WorkOS keeps events, so some events may have been missed; \
+                     reading organizations and memberships again from WorkOS, then every event it still has"
+                );
+                self.reconcile(conn).await?;
+                report.reconciled = true;
+                Position::RangeStart(resume_from(since))
+            }
+            (Some(id), None) => Position::After(id.clone()),
+            (None, None) => {
                 let reconciled_at = match cursor.reconciled_at {
                     Some(at) => at,
                     None => {
-                        let at = OffsetDateTime::now_utc();
                         self.reconcile(conn).await?;
-                        store::mark_reconciled(conn, at).await?;
+                        store::mark_reconciled(conn, now).await?;
                         report.reconciled = true;
-                        at
+                        now
                     }
                 };
                 // After a refused cursor the last event's time is kept, and is later than the reconciliation.
@@ -223,7 +259,23 @@ impl EventsConsumer {
                 if !HANDLED_EVENT_TYPES.contains(&envelope.event_type.as_str()) {
                     unasked += 1;
                 }
-                let applied = events::apply(conn, envelope, Source::EventsApi, true).await?;
+                let applied = match events::apply(conn, envelope, Source::EventsApi, true).await {
+                    Ok(applied) => {
+                        self.note_failure(None);
+                        applied
+                    }
+                    Err(error) if lasting(&error) => {
+                        let failures = self.note_failure(Some(&envelope.id));
+                        if failures < MAX_EVENT_FAILURES {
+                            return Err(error.into());
+                        }
+                        self.note_failure(None);
+                        tracing::error!(event_id = %envelope.id, event_type = %envelope.event_type, %error, failures,
+                            "a WorkOS event failed to apply on every try; it is recorded as rejected and skipped");
+                        events::reject(conn, envelope, Source::EventsApi, error.to_string()).await?
+                    }
+                    Err(error) => return Err(error.into()),
+                };
                 last_event_at = Some(envelope.created_at);
                 match &applied.outcome {
                     Outcome::Applied => report.applied += 1,
@@ -257,10 +309,31 @@ impl EventsConsumer {
                 None => break,
             }
         }
+        if gap_since.is_some() {
+            // Only now that the window has been read: a poll that failed before this finds the same gap next time
+            // and reconciles again, rather than resuming after the reconciliation with the window unread.
+            store::mark_reread(conn, cursor.after_event_id.as_deref(), now).await?;
+        }
         if let Err(error) = store::prune_ledger(conn).await {
             tracing::warn!(%error, "could not prune old entries of the event ledger");
         }
         Ok(report)
+    }
+
+    /// Counts one more failure of `event_id` in a row (a different event starts again at 1), or forgets the count
+    /// (`None`: an event was applied). Returns the count.
+    fn note_failure(&self, event_id: Option<&str>) -> u32 {
+        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(event_id) = event_id else {
+            *failing = None;
+            return 0;
+        };
+        let failures = match failing.as_ref() {
+            Some((id, failures)) if id == event_id => failures.saturating_add(1),
+            _ => 1,
+        };
+        *failing = Some((event_id.to_owned(), failures));
+        failures
     }
 
     /// Tells this replica's revocation list at once, and fetches organizations a membership named.
@@ -305,6 +378,17 @@ impl EventsConsumer {
         tracing::info!(organizations, "read the current organizations and memberships from WorkOS");
         Ok(())
     }
+}
+
+/// Whether a database error will come back however often the same event is applied: one the server raised about
+/// the statement (a value it refuses, a constraint), rather than a lost connection, a full pool, or a conflict
+/// with another transaction or an operator, which another try may well get past.
+fn lasting(error: &sqlx::Error) -> bool {
+    let Some(database) = error.as_database_error() else { return false };
+    let class = database.code().map(|code| code.chars().take(2).collect::<String>()).unwrap_or_default();
+    // 08 connection, 40 rollback (serialization failure, deadlock), 53 insufficient resources, 55 object not in
+    // prerequisite state (lock not available), 57 operator intervention (shutdown, cancel), 58 system error.
+    !class.is_empty() && !matches!(class.as_str(), "08" | "40" | "53" | "55" | "57" | "58")
 }
 
 #[cfg(test)]

@@ -172,6 +172,24 @@ pub async fn apply(
     Ok(Applied { outcome, effects })
 }
 
+/// Records an event that could be parsed but not applied, again and again (see `consumer`), as rejected, and moves
+/// the Events API cursor past it, in one transaction: the events after it are read again. As for an unreadable
+/// payload, the entry is not final: a later delivery that applies (a webhook retry after a fix) takes it over.
+pub async fn reject(
+    conn: &mut PgConnection,
+    envelope: &EventEnvelope,
+    source: Source,
+    why: String,
+) -> Result<Applied, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    store::record_event(&mut tx, &envelope.id, &envelope.event_type, source, "rejected", envelope.created_at).await?;
+    store::advance_cursor(&mut tx, &envelope.id, envelope.created_at).await?;
+    tx.commit().await?;
+    let outcome = Outcome::Rejected(why);
+    record_metrics(envelope, source, &outcome);
+    Ok(Applied { outcome, effects: Vec::new() })
+}
+
 /// Counts the event by channel and outcome and, for the first handling only, how long after its creation at WorkOS
 /// it took effect here (a duplicate's lag would say nothing about freshness).
 fn record_metrics(envelope: &EventEnvelope, source: Source, outcome: &Outcome) {

@@ -202,6 +202,10 @@ pub async fn organization_is_known(conn: &mut PgConnection, id: &str) -> Result<
         .await
 }
 
+/// A membership as WorkOS says it is now. `active_since` (migrations/0015) records the version at which it turned
+/// active: set when it is first recorded as active or changes to active, kept while it stays active (a role change
+/// is no reactivation), cleared otherwise. A directory denial older than that no longer holds
+/// ([`active_memberships`]).
 pub async fn upsert_membership(
     conn: &mut PgConnection,
     membership: &Membership,
@@ -211,11 +215,14 @@ pub async fn upsert_membership(
     sqlx::query(
         "INSERT INTO authbridge.organization_memberships AS t \
              (id, user_id, organization_id, status, role, role_slugs, directory_managed, \
-              version_updated_at, version_event_at, version_event_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+              version_updated_at, version_event_at, version_event_id, active_since) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $4 = 'active' THEN $8 END) \
          ON CONFLICT (id) DO UPDATE SET user_id = EXCLUDED.user_id, organization_id = EXCLUDED.organization_id, \
              status = EXCLUDED.status, role = EXCLUDED.role, role_slugs = EXCLUDED.role_slugs, \
              directory_managed = EXCLUDED.directory_managed, \
+             active_since = CASE WHEN EXCLUDED.status <> 'active' THEN NULL \
+                                 WHEN t.status = 'active' THEN t.active_since \
+                                 ELSE EXCLUDED.active_since END, \
              version_updated_at = EXCLUDED.version_updated_at, version_event_at = EXCLUDED.version_event_at, \
              version_event_id = EXCLUDED.version_event_id \
          WHERE t.deleted_at IS NULL AND (EXCLUDED.version_updated_at, EXCLUDED.version_event_at, EXCLUDED.version_event_id) \
@@ -477,8 +484,11 @@ impl ActiveMembership {
 
 /// The user's memberships that are active now: not deleted, status `active`, in an organization that is not
 /// deleted, and not deprovisioned by the directory. The directory rule: the directory users of that organization
-/// with the user's email (WorkOS links them by email) deny the membership when there are some and none of them is
-/// active; re-adding a person to the directory (a new, active directory user) restores it.
+/// with the user's email (WorkOS links them by email) deny the membership when there are some, none of them is
+/// active, and one of them changed no earlier than the membership last turned active (`active_since`). So a
+/// directory's denial takes effect at once, while WorkOS's own later word wins: re-adding the person to the
+/// directory (a new, active directory user), or reactivating or re-adding the membership at WorkOS afterwards,
+/// restores it. RLS applies the same rule (`authbridge_rls.requesting_user_organization_ids()`, migrations/0015).
 pub async fn active_memberships(conn: &mut PgConnection, user_id: &str) -> Result<Vec<ActiveMembership>, sqlx::Error> {
     /// Organization id, its name, the main role, every role.
     type Row = (String, Option<String>, Option<String>, Vec<String>);
@@ -488,10 +498,12 @@ pub async fn active_memberships(conn: &mut PgConnection, user_id: &str) -> Resul
          LEFT JOIN authbridge.organizations o ON o.id = m.organization_id \
          LEFT JOIN authbridge.users u ON u.id = m.user_id \
          WHERE m.user_id = $1 AND m.deleted_at IS NULL AND m.status = 'active' AND o.deleted_at IS NULL \
-           AND COALESCE(( \
-                 SELECT bool_or(d.state = 'active' AND d.deleted_at IS NULL) FROM authbridge.directory_users d \
+           AND NOT COALESCE(( \
+                 SELECT NOT bool_or(d.state = 'active' AND d.deleted_at IS NULL) \
+                        AND bool_or(m.active_since IS NULL OR d.version_updated_at >= m.active_since) \
+                 FROM authbridge.directory_users d \
                  WHERE d.organization_id = m.organization_id AND lower(d.email) = lower(u.email) \
-               ), true) \
+               ), false) \
          ORDER BY o.name NULLS LAST, m.organization_id",
     )
     .bind(user_id)
@@ -546,6 +558,26 @@ pub async fn forget_cursor_event(conn: &mut PgConnection) -> Result<(), sqlx::Er
     sqlx::query("UPDATE authbridge.events_cursor SET after_event_id = NULL, updated_at = now() WHERE id = 1")
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// Records a reconciliation done because the cursor had fallen behind WorkOS's window, once the events WorkOS
+/// still had were read: the cursor's event id is dropped if it is still `expired_event_id` (WorkOS may not know it
+/// any more; an event applied since has replaced it otherwise), and reading by time resumes from `reconciled_at`.
+pub async fn mark_reread(
+    conn: &mut PgConnection,
+    expired_event_id: Option<&str>,
+    reconciled_at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE authbridge.events_cursor SET reconciled_at = $2, updated_at = now(), \
+             after_event_id = CASE WHEN after_event_id = $1 THEN NULL ELSE after_event_id END \
+         WHERE id = 1",
+    )
+    .bind(expired_event_id)
+    .bind(reconciled_at)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

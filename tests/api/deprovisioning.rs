@@ -224,6 +224,69 @@ async fn a_deleted_directory_vouches_for_nobody_and_its_denials_stay() {
     assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "still denied");
 }
 
+/// A directory's denial holds at once and for as long as WorkOS leaves the membership alone, but WorkOS's own later
+/// word wins: an admin who reactivates the membership at WorkOS after the directory deprovisioned and removed the
+/// person gives the organization back, in the app and in RLS.
+#[tokio::test]
+async fn a_membership_reactivated_at_workos_after_a_directory_denial_is_active_again() {
+    let app = lifecycle_app().await;
+    let bob = app.user_id(BOB);
+    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
+    let browser = app.signed_in(BOB).await;
+    delivered(&app, "dsync.user.created").await;
+    let plan = json!({ "title": "Acme plan", "organization_id": ACME_ORGANIZATION_ID });
+    let created = browser.api(Method::POST, "/api/todos", Some(plan)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
+    delivered(&app, "dsync.user.updated").await;
+    app.workos.remove_directory_user(&directory_user.id).expect("removed from the directory");
+    delivered(&app, "dsync.user.deleted").await;
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "denied by the directory at once");
+    assert_eq!(app.as_authenticated(&bob).await.visible, 0, "and by RLS");
+
+    // A role change is not a reactivation: the denial stays.
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
+    app.workos.set_membership_roles(&acme.id, &["admin"]).expect("made an admin");
+    delivered(&app, "organization_membership.updated").await;
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "still denied after a role change");
+
+    // An admin deactivates and reactivates the membership by hand (deactivating revokes Bob's sessions).
+    app.workos.deactivate_membership(&acme.id).expect("deactivated");
+    delivered(&app, "organization_membership.updated").await;
+    app.workos.reactivate_membership(&acme.id).expect("reactivated");
+    delivered(&app, "organization_membership.updated").await;
+    let again = app.signed_in(BOB).await;
+    assert_eq!(organization_ids(&again.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
+    assert_eq!(app.as_authenticated(&bob).await.visible, 1, "RLS shows his Acme todo again");
+    let listed = again.get(&format!("/api/todos?organization_id={ACME_ORGANIZATION_ID}")).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert!(listed.body.contains("Acme plan"), "{}", listed.body);
+}
+
+/// After the organization deleted its directory, its denials stay (see above) until WorkOS says otherwise: a
+/// membership removed and added again at WorkOS is active.
+#[tokio::test]
+async fn a_membership_added_again_after_the_directory_was_deleted_is_active() {
+    let app = lifecycle_app().await;
+    let bob = app.user_id(BOB);
+    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
+    let browser = app.signed_in(BOB).await;
+    delivered(&app, "dsync.user.created").await;
+    app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
+    delivered(&app, "dsync.user.updated").await;
+    app.workos.delete_directory(ACME_ORGANIZATION_ID).expect("the directory deleted");
+    delivered(&app, "dsync.deleted").await;
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "the deletion gives nothing back");
+
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
+    app.workos.delete_membership(&acme.id).expect("removed");
+    delivered(&app, "organization_membership.deleted").await;
+    app.workos.add_membership(&bob, ACME_ORGANIZATION_ID, &[]).expect("added again");
+    delivered(&app, "organization_membership.created").await;
+    assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
+}
+
 #[tokio::test]
 async fn a_deleted_user_has_no_access_on_the_next_request_with_a_cookie_or_a_bearer_token() {
     let app = lifecycle_app().await;

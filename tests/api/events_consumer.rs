@@ -9,7 +9,7 @@ use serde_json::json;
 use standins::workos_standin::{ACME_ORGANIZATION_ID, Endpoint, UnknownCursor};
 
 use crate::helpers::app::{ALICE, AppOptions, BOB, LifecycleOptions, TestApp, spawn_app_with};
-use crate::helpers::lifecycle::{ORGANIZATIONS, eventually, organization_ids};
+use crate::helpers::lifecycle::{ORGANIZATIONS, eventually, organization_ids, ts};
 use crate::helpers::logs;
 
 /// The lifecycle with neither webhooks nor the app's own consumer: the test drives consumers itself.
@@ -187,6 +187,42 @@ async fn a_refused_cursor_falls_back_to_the_last_events_time() {
     assert!(logs::captured().contains("WorkOS refused the Events API cursor"));
 }
 
+/// WorkOS keeps events about 30 days, and what it does with a cursor naming an expired event is undocumented: one
+/// answering an empty page would stop a consumer that trusts it for good. A cursor past the window is not sent; the
+/// organizations and memberships are read again, then every event WorkOS still has.
+#[tokio::test]
+async fn a_cursor_older_than_the_events_window_is_not_trusted_and_the_state_is_read_again() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("caught up");
+    let stale = cursor(&app).await.expect("a cursor");
+    let mut conn = app.db.connect().await;
+    sqlx::query("UPDATE authbridge.events_cursor SET last_event_at = now() - interval '31 days' WHERE id = 1")
+        .execute(&mut conn)
+        .await
+        .expect("a consumer stopped for a month");
+    app.workos.set_unknown_event_cursor(UnknownCursor::Empty);
+    app.workos.forget_event_cursors();
+    let bob = app.user_id(BOB);
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("seeded");
+    app.workos.deactivate_membership(&acme.id).expect("deactivated");
+    let organizations_read = app.workos.calls(Endpoint::Organizations);
+
+    let report = app.consumer(options()).poll_once().await.expect("a poll");
+    assert_eq!(report.applied, 1, "the deactivation was read: {report:?}");
+    assert!(report.reconciled, "the state was read again: {report:?}");
+    assert!(app.workos.calls(Endpoint::Organizations) > organizations_read);
+    assert_eq!(app.membership_row(&acme.id).await.map(|row| row.0), Some("inactive".to_owned()));
+    let asked = app.workos.events_queries();
+    assert!(asked.iter().all(|query| query.after.as_deref() != Some(stale.as_str())), "{asked:?}");
+    assert!(logs::captured().contains("the Events API cursor is older than WorkOS keeps events"));
+
+    // Once past the gap, polls go on from the new cursor without reading the state again.
+    app.workos.create_organization("Umbrella");
+    let next = app.consumer(options()).poll_once().await.expect("the next poll");
+    assert_eq!((next.applied, next.reconciled), (1, false), "{next:?}");
+    assert_ne!(cursor(&app).await, Some(stale));
+}
+
 /// In a quiet environment no new event moves a refused cursor on: it is forgotten, not sent again on every poll.
 #[tokio::test]
 async fn a_refused_cursor_is_not_sent_again_when_no_event_follows() {
@@ -212,6 +248,35 @@ async fn a_refused_cursor_is_not_sent_again_when_no_event_follows() {
     assert_eq!(report.applied, 1, "{report:?}");
     let known = app.query_scalar_i64("SELECT count(*) FROM authbridge.organizations WHERE id = $1", &org.id).await;
     assert_eq!(known, 1);
+}
+
+/// An event the database refuses every time (here a name with a NUL byte, which PostgreSQL text cannot hold) would
+/// stop the consumer at it for good: after a few tries it is recorded as rejected, and the events after it apply.
+#[tokio::test]
+async fn an_event_the_database_always_refuses_is_rejected_after_a_few_tries_and_the_next_ones_apply() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("caught up");
+    let now = time::OffsetDateTime::now_utc();
+    let poisoned = app.workos.emit_event(
+        "organization.created",
+        json!({ "object": "organization", "id": "org_nul", "name": "Nul\u{0}Corp", "updated_at": ts(now) }),
+    );
+    let after = app.workos.create_organization("Initech");
+    let last_event = app.workos.events().last().map(|event| event.id.clone());
+
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(app.consumer(options()).run(stopping));
+    let caught_up = eventually(Duration::from_secs(20), || async { cursor(&app).await == last_event }).await;
+    stop.send_replace(true);
+    running.await.expect("the consumer stops when told");
+
+    assert!(caught_up, "the consumer got past the event it could not apply");
+    let ledger = app.ledger().await;
+    let outcome = ledger.iter().find(|(id, ..)| *id == poisoned).map(|(.., outcome)| outcome.as_str());
+    assert_eq!(outcome, Some("rejected"), "{ledger:?}");
+    let known = app.query_scalar_i64("SELECT count(*) FROM authbridge.organizations WHERE id = $1", &after.id).await;
+    assert_eq!(known, 1, "the next event was applied");
+    assert!(logs::captured().contains("a WorkOS event failed to apply on every try"));
 }
 
 #[tokio::test]
@@ -246,7 +311,8 @@ async fn reading_by_time_never_reaches_past_the_events_api_window() {
     .execute(&mut conn)
     .await
     .expect("a consumer quiet for two months");
-    app.consumer(options()).poll_once().await.expect("a poll");
+    let report = app.consumer(options()).poll_once().await.expect("a poll");
+    assert!(report.reconciled, "events of the two months may be lost: the state is read again: {report:?}");
     let query = app.workos.events_queries().into_iter().last().expect("an events request");
     let range_start = query.range_start.expect("read by time");
     let range_start = time::OffsetDateTime::parse(&range_start, &time::format_description::well_known::Rfc3339)

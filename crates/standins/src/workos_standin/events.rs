@@ -66,6 +66,8 @@ pub enum UnknownCursor {
     Restart,
     /// Answer 400 `{"message"}`.
     Refuse,
+    /// Answer an empty page, as if nothing came after it: a consumer that trusts it reads nothing ever again.
+    Empty,
 }
 
 /// A `GET /events` request as the stand-in understood it.
@@ -202,6 +204,7 @@ impl StandInEventLog {
                     (None, UnknownCursor::Refuse) => {
                         return Err(EventsQueryError(format!("No event with id {after:?} can be paged from.")));
                     }
+                    (None, UnknownCursor::Empty) => ordered.len(),
                 }
             }
         };
@@ -276,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_cursor_restarts_or_is_refused() {
+    fn an_unknown_cursor_restarts_is_refused_or_ends_the_list() {
         let mut log = log_of(&["a", "a"]);
         let first = log.all()[0].id.clone();
         let query = StandInEventsQuery { after: Some(first.clone()), order: Some("asc".into()), ..Default::default() };
@@ -284,5 +287,7 @@ mod tests {
         log.forget_cursors();
         assert_eq!(log.page(&query, true, UnknownCursor::Restart).expect("page").data.len(), 2, "from the start");
         assert!(log.page(&query, true, UnknownCursor::Refuse).is_err());
+        let empty = log.page(&query, true, UnknownCursor::Empty).expect("page");
+        assert!(empty.data.is_empty() && empty.after.is_none(), "nothing after it, and the end of the list");
     }
 }
