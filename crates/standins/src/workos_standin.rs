@@ -55,7 +55,9 @@ use crate::web::{base_url_for, unix_seconds, whole_seconds};
 use crate::StandInSecret;
 use crate::jwt::{self, KeyError, SigningKey};
 use controls::{GrantType, WorkosFaultControls};
-pub use enterprise::{CONFIGURED_AUDIT_LOG_SCHEMAS, PORTAL_INTENTS, StandInAuditEvent, StandInPortalLink};
+pub use enterprise::{
+    CONFIGURED_AUDIT_LOG_SCHEMAS, PORTAL_INTENTS, StandInAuditEvent, StandInPortalLink, audit_metadata_fault,
+};
 pub use events::{StandInEvent, StandInEventsQuery, UnknownCursor};
 pub use organizations::{
     StandInDirectoryUser, StandInMembership, StandInMembershipStatus, StandInOrganization, StandInRefusal,
@@ -641,7 +643,7 @@ impl WorkosStandIn {
         lock(&self.inner.enterprise).links().to_vec()
     }
 
-    /// The Audit Log events accepted so far (once per idempotency key and body), oldest first.
+    /// The Audit Log events accepted so far (once per idempotency key), oldest first.
     pub fn audit_log_events(&self) -> Vec<StandInAuditEvent> {
         lock(&self.inner.enterprise).audit_events().to_vec()
     }
