@@ -354,7 +354,8 @@ async fn a_rate_limit_stops_the_pass_and_the_rest_wait_for_retry_after() {
         eventually(Duration::from_secs(10), || async { outbox(&app).await.first().is_some_and(|row| row.2) }).await;
     assert!(delivered, "{:?}", outbox(&app).await);
     let before = app.workos.calls(Endpoint::AuditLogs);
-    // The stand-in's 429 carries `Retry-After: 1`.
+    // A Retry-After long enough that no later pass can be mistaken for this one.
+    app.workos.set_rate_limit_retry_after(Duration::from_secs(3));
     app.workos.fail_next(Endpoint::AuditLogs, 1, 429);
     let mut conn = app.db.connect().await;
     // Five events due at the same moment, so one pass claims them all.
@@ -369,7 +370,7 @@ async fn a_rate_limit_stops_the_pass_and_the_rest_wait_for_retry_after() {
     let limited =
         eventually(Duration::from_secs(10), || async { app.workos.calls(Endpoint::AuditLogs) > before }).await;
     assert!(limited, "the pass sent something");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(app.workos.calls(Endpoint::AuditLogs), before + 1, "one request, then the pass stopped");
 
     let all = eventually(Duration::from_secs(15), || async {
@@ -380,4 +381,42 @@ async fn a_rate_limit_stops_the_pass_and_the_rest_wait_for_retry_after() {
     assert!(all, "{:?}", outbox(&app).await);
     let sends = app.workos.audit_log_accepted_sends();
     assert!(sends.values().all(|sends| *sends == 1) && sends.len() == 6, "each once: {sends:?}");
+}
+
+/// The rate limit is the API key's, not the batch's: the due events a pass did not claim (more than a batch) wait
+/// for `Retry-After` too, or the next pass would spend another request on another refusal.
+#[tokio::test]
+async fn after_a_rate_limit_due_events_beyond_the_batch_wait_for_retry_after_too() {
+    let app = cast_app().await;
+    let _bob = app.signed_in(AUTHOR).await;
+    let delivered =
+        eventually(Duration::from_secs(10), || async { outbox(&app).await.first().is_some_and(|row| row.2) }).await;
+    assert!(delivered, "{:?}", outbox(&app).await);
+    let before = app.workos.calls(Endpoint::AuditLogs);
+    app.workos.set_rate_limit_retry_after(Duration::from_secs(4));
+    app.workos.fail_next(Endpoint::AuditLogs, 1, 429);
+    let mut conn = app.db.connect().await;
+    // 25 events due at once: a pass claims 20 (the default batch), the other 5 wait for the next.
+    sqlx::query(
+        "INSERT INTO authbridge.audit_log_outbox (idempotency_key, organization_id, event, next_attempt_at) \
+         SELECT gen_random_uuid(), organization_id, event, now() + interval '500 milliseconds' \
+         FROM authbridge.audit_log_outbox, generate_series(1, 25) \
+         WHERE id = (SELECT min(id) FROM authbridge.audit_log_outbox)",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("25 due events");
+    let limited =
+        eventually(Duration::from_secs(10), || async { app.workos.calls(Endpoint::AuditLogs) > before }).await;
+    assert!(limited, "the pass sent something");
+    // Two more passes (every second) come and go within the Retry-After.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(app.workos.calls(Endpoint::AuditLogs), before + 1, "nothing more within the Retry-After");
+
+    let all = eventually(Duration::from_secs(15), || async {
+        let rows = outbox(&app).await;
+        rows.len() == 26 && rows.iter().all(|row| row.2)
+    })
+    .await;
+    assert!(all, "{:?}", outbox(&app).await);
 }

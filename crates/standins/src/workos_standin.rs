@@ -479,6 +479,12 @@ impl WorkosStandIn {
         self.inner.controls.fail_for(endpoint, duration, status);
     }
 
+    /// The `Retry-After` of the 429s injected from now on (by [`WorkosStandIn::fail_next`] or
+    /// [`WorkosStandIn::fail_for`]), in whole seconds; 1 until set.
+    pub fn set_rate_limit_retry_after(&self, after: Duration) {
+        self.inner.controls.set_retry_after(after);
+    }
+
     /// The next `n` requests to `endpoint` are held without an answer until the stand-in stops, so callers' timeouts
     /// fire. They take precedence over injected failures and do not consume them.
     pub fn hang_next(&self, endpoint: Endpoint, n: usize) {
