@@ -12,6 +12,7 @@ use standins::workos_standin::{ACME_ORGANIZATION_ID, Endpoint};
 
 use crate::helpers::app::{AppOptions, TestApp, spawn_app_with};
 use crate::helpers::lifecycle::eventually;
+use crate::helpers::logs::captured;
 use crate::helpers::organizations::{ADMIN, AUTHOR, cast, cast_app, create, id_of};
 
 async fn outbox(app: &TestApp) -> Vec<(String, String, bool, bool)> {
@@ -269,8 +270,14 @@ async fn an_event_workos_only_refused_for_a_day_is_still_delivered_once() {
         .execute(&mut conn)
         .await
         .expect("age the event");
-    // At least one pass of the deliverer (every second) with the row a day old.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Another refused attempt with the row a day old: the operator is told, at error level, why events are late.
+    let alarmed = eventually(Duration::from_secs(10), || async {
+        captured()
+            .lines()
+            .any(|line| line.contains("ERROR") && line.contains("undelivered for over an hour") && line.contains("401"))
+    })
+    .await;
+    assert!(alarmed, "an error names the stuck events and the refusal");
     let rows = outbox(&app).await;
     assert!(rows.first().is_some_and(|(_, _, delivered, failed)| !delivered && !failed), "still queued: {rows:?}");
 
