@@ -8,8 +8,8 @@
 //! therefore loses no event and slows no request, and a resend after a lost answer is the same event to WorkOS.
 //! Several replicas may deliver: a row is claimed (`FOR UPDATE SKIP LOCKED`, then leased by moving its next
 //! attempt ahead) before it is sent, so two replicas never send it at once. WorkOS refusing an event for good (a
-//! 4xx other than 401/403/408/409/429 and a 404 that is not WorkOS's "Organization not found", e.g. an action not
-//! configured in its dashboard) marks the row failed and logs it. A 429 ends the pass: the other due rows wait for
+//! 4xx other than 401/403/404/408/409/429, e.g. an action not configured in its dashboard, or WorkOS's own 404
+//! "Organization not found") marks the row failed and logs it. A 429 ends the pass: the other due rows wait for
 //! its `Retry-After`. An event is given up only 23 hours after an attempt that may have reached WorkOS (WorkOS
 //! keeps an idempotency key 24 hours); one WorkOS only ever refused before recording it (a wrong API key) is
 //! retried until it goes, with an error logged every 15 minutes once it is an hour old.

@@ -1116,7 +1116,7 @@ async fn audit_log_events_are_validated_recorded_once_per_key_and_can_be_made_to
         let (status, body) = api_post(&workos, "audit_logs/events", event.clone(), Some("key-1")).await;
         assert_eq!((status, body), (StatusCode::OK, json!({ "success": true })));
     }
-    assert_eq!(workos.audit_log_events().len(), 1, "the same key and body: one event");
+    assert_eq!(workos.audit_log_events().len(), 1, "the same key (and body): one event");
     let mut missing = event.clone();
     missing["event"]["context"] = json!({});
     let (status, body) = api_post(&workos, "audit_logs/events", missing, Some("key-2")).await;
