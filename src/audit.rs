@@ -8,7 +8,11 @@
 //! therefore loses no event and slows no request, and a resend after a lost answer is the same event to WorkOS.
 //! Several replicas may deliver: a row is claimed (`FOR UPDATE SKIP LOCKED`, then leased by moving its next
 //! attempt ahead) before it is sent, so two replicas never send it at once. WorkOS refusing an event for good (a
-//! 4xx other than 408/409/429, e.g. an action not configured in its dashboard) marks the row failed and logs it.
+//! 4xx other than 401/403/404/408/409/429, e.g. an action not configured in its dashboard, or WorkOS's own 404
+//! "Organization not found") marks the row failed and logs it. A 429 ends the pass: the other due rows wait for
+//! its `Retry-After`. An event is given up only 23 hours after an attempt that may have reached WorkOS (WorkOS
+//! keeps an idempotency key 24 hours); one WorkOS only ever refused before recording it (a wrong API key) is
+//! retried until it goes, with an error logged every 15 minutes once it is an hour old.
 //!
 //! Each request of an impersonated session is written to `authbridge.impersonation_audit` (time, impersonator,
 //! user, method, path, status), together with its Audit Log event when the session is in an organization, in one
@@ -25,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::lifecycle::{Lifecycle, LifecycleError};
-use crate::workos::WorkosError;
+use crate::workos::{WorkosError, is_organization_refusal};
 
 /// What did it: a user (and the support staff impersonating them, when that is the case).
 #[derive(Debug, Clone)]
@@ -79,6 +83,9 @@ pub fn event(action: &str, actor: &Actor, targets: &[Target], context: &RequestC
     let occurred_at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
     let mut actor_json = json!({ "type": "user", "id": actor.id, "name": actor.name });
     if let Some(impersonator) = &actor.impersonator {
+        // WorkOS refuses a metadata value over 500 characters (docs `/audit-logs/metadata-schema`), and would refuse
+        // the whole event for it.
+        let impersonator: String = impersonator.chars().take(500).collect();
         actor_json["metadata"] = json!({ "impersonator": impersonator });
     }
     let targets: Vec<Value> = targets
@@ -138,7 +145,12 @@ impl AuditTrail {
 
     /// The deliverer for this trail's outbox, woken whenever an event is written.
     pub fn deliverer(&self, options: DelivererOptions) -> AuditDeliverer {
-        AuditDeliverer { lifecycle: Arc::clone(&self.lifecycle), wake: Arc::clone(&self.wake), options }
+        AuditDeliverer {
+            lifecycle: Arc::clone(&self.lifecycle),
+            wake: Arc::clone(&self.wake),
+            options,
+            last_alarm: std::sync::Mutex::new(None),
+        }
     }
 
     /// Queues an Audit Log event for `organization_id` under the idempotency key `key`: a fresh one, or for an
@@ -272,6 +284,9 @@ pub struct AuditDeliverer {
     lifecycle: Arc<Lifecycle>,
     wake: Arc<Notify>,
     options: DelivererOptions,
+    /// When the operator was last told (at error level) that events have been undelivered for long: the events
+    /// WorkOS refuses for certain are retried without end, so the alarm is repeated, but not at every pass.
+    last_alarm: std::sync::Mutex<Option<Instant>>,
 }
 
 /// What one pass over the outbox did.
@@ -281,6 +296,10 @@ pub struct Delivery {
     pub retrying: usize,
     pub failed: usize,
 }
+
+/// One claimed outbox row: id, key, organization, event, attempts (this one included), and whether it was written
+/// more than [`ALARM_AFTER`] ago.
+type Claimed = (i64, uuid::Uuid, String, Value, i32, bool);
 
 impl AuditDeliverer {
     /// Delivers until `shutdown` completes.
@@ -306,11 +325,14 @@ impl AuditDeliverer {
     pub async fn deliver_due(&self) -> Result<Delivery, LifecycleError> {
         let pool = self.lifecycle.database().pool();
         let mut pass = Delivery::default();
-        // Past WorkOS's idempotency window a send that went through unseen would be recorded a second time: give
-        // up first (an operator sees the error, and the row keeps the event).
+        // Past WorkOS's idempotency window a send that went through unseen would be recorded a second time: an event
+        // an earlier attempt may have delivered is given up first (an operator sees the error, and the row keeps the
+        // event). The window counts from that attempt (or one still marked in flight: its deliverer stopped
+        // mid-send), not from the row's creation: an event WorkOS only ever refused cannot be recorded twice.
         let expired: Vec<(i64, Option<String>)> = sqlx::query_as(
-            "UPDATE authbridge.audit_log_outbox SET failed_at = now(), last_error = $2 \
-             WHERE delivered_at IS NULL AND failed_at IS NULL AND created_at < now() - make_interval(secs => $1) \
+            "UPDATE authbridge.audit_log_outbox SET failed_at = now(), last_error = $2, sending_at = NULL \
+             WHERE delivered_at IS NULL AND failed_at IS NULL \
+               AND LEAST(maybe_sent_at, sending_at) < now() - make_interval(secs => $1) \
              RETURNING id, event->>'action'",
         )
         .bind(SEND_WITHIN.as_secs_f64())
@@ -321,93 +343,193 @@ impl AuditDeliverer {
             tracing::error!(outbox_id = id, action = action.as_deref().unwrap_or("?"), "{GIVEN_UP}");
         }
         pass.failed += expired.len();
-        let claimed: Vec<(i64, uuid::Uuid, String, Value, i32)> = sqlx::query_as(
+        // A row still marked in flight when it is claimed again had an attempt whose outcome was never recorded:
+        // it may have reached WorkOS, so it counts as one.
+        let claimed: Vec<Claimed> = sqlx::query_as(
             "UPDATE authbridge.audit_log_outbox SET attempts = attempts + 1, \
-                 next_attempt_at = now() + make_interval(secs => $2) \
+                 next_attempt_at = now() + make_interval(secs => $2), \
+                 maybe_sent_at = COALESCE(maybe_sent_at, sending_at), sending_at = now() \
              WHERE id IN (SELECT id FROM authbridge.audit_log_outbox \
                           WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now() \
                           ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, idempotency_key, organization_id, event, attempts",
+             RETURNING id, idempotency_key, organization_id, event, attempts, \
+                 created_at < now() - make_interval(secs => $3)",
         )
         .bind(self.options.batch)
         .bind(self.options.lease.as_secs_f64())
+        .bind(ALARM_AFTER.as_secs_f64())
         .fetch_all(pool)
         .await?;
         let claimed_at = Instant::now();
         let mut unsent = Vec::new();
-        for (id, key, organization_id, event, attempts) in claimed {
+        // Set by a 429: the rest of the batch, and every other due row, waits this long.
+        let mut rate_limited: Option<Duration> = None;
+        // Events undelivered for long, and why the last of them was not delivered: for the operator.
+        let mut overdue: Option<(usize, String)> = None;
+        let mut rows = claimed.into_iter();
+        while let Some((id, key, organization_id, event, attempts, old)) = rows.next() {
             if !may_still_send(claimed_at, Instant::now(), self.options.lease) {
                 unsent.push(id);
                 continue;
             }
             let sent = self.lifecycle.workos().create_audit_log_event(&organization_id, &event, &key.to_string()).await;
-            match sent {
-                Ok(()) => {
-                    sqlx::query(
-                        "UPDATE authbridge.audit_log_outbox SET delivered_at = now(), last_error = NULL WHERE id = $1",
-                    )
-                    .bind(id)
-                    .execute(pool)
-                    .await?;
-                    pass.delivered += 1;
-                }
-                Err(error) if is_permanent(&error) => {
-                    tracing::warn!(%error, action = %event["action"], "WorkOS refused an audit log event; it will not be retried");
-                    sqlx::query(
-                        "UPDATE authbridge.audit_log_outbox SET failed_at = now(), last_error = $2 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(error.to_string())
-                    .execute(pool)
-                    .await?;
-                    pass.failed += 1;
-                }
-                Err(error) => {
-                    let wait = match &error {
-                        WorkosError::RateLimited { retry_after: Some(after) } => *after,
-                        _ => self.options.backoff(attempts),
-                    };
-                    tracing::info!(%error, attempts, retry_in_ms = wait.as_millis() as u64, "audit log event not delivered yet");
-                    sqlx::query(
-                        "UPDATE authbridge.audit_log_outbox \
-                         SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(wait.as_secs_f64())
-                    .bind(error.to_string())
-                    .execute(pool)
-                    .await?;
-                    pass.retrying += 1;
-                }
+            let Err(error) = sent else {
+                sqlx::query(
+                    "UPDATE authbridge.audit_log_outbox \
+                     SET delivered_at = now(), last_error = NULL, sending_at = NULL WHERE id = $1",
+                )
+                .bind(id)
+                .execute(pool)
+                .await?;
+                pass.delivered += 1;
+                continue;
+            };
+            let outcome = outcome(&error);
+            if outcome == Outcome::Permanent {
+                tracing::warn!(%error, action = %event["action"], "WorkOS refused an audit log event; it will not be retried");
+                sqlx::query(
+                    "UPDATE authbridge.audit_log_outbox \
+                     SET failed_at = now(), last_error = $2, sending_at = NULL WHERE id = $1",
+                )
+                .bind(id)
+                .bind(error.to_string())
+                .execute(pool)
+                .await?;
+                pass.failed += 1;
+                continue;
+            }
+            let wait = match &error {
+                WorkosError::RateLimited { retry_after: Some(after) } => *after,
+                _ => self.options.backoff(attempts),
+            };
+            tracing::info!(%error, attempts, retry_in_ms = wait.as_millis() as u64, "audit log event not delivered yet");
+            // The attempt's own start (`sending_at`) is when it may have reached WorkOS.
+            sqlx::query(
+                "UPDATE authbridge.audit_log_outbox \
+                 SET next_attempt_at = now() + make_interval(secs => $2), last_error = $3, \
+                     maybe_sent_at = CASE WHEN $4 THEN COALESCE(maybe_sent_at, sending_at, now()) \
+                                          ELSE maybe_sent_at END, \
+                     sending_at = NULL \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(wait.as_secs_f64())
+            .bind(error.to_string())
+            .bind(outcome == Outcome::MaybeRecorded)
+            .execute(pool)
+            .await?;
+            pass.retrying += 1;
+            if old {
+                let count = overdue.as_ref().map_or(0, |(count, _)| *count);
+                overdue = Some((count + 1, error.to_string()));
+            }
+            if matches!(error, WorkosError::RateLimited { .. }) {
+                // Every further send of this pass would be refused too, and would count against the limit.
+                rate_limited = Some(wait);
+                unsent.extend(rows.by_ref().map(|row| row.0));
+                break;
             }
         }
         if !unsent.is_empty() {
-            // Due again at once, for this deliverer's next pass or another replica's, and not counted as tried.
+            // Due again (at once, or after a rate limit), for this deliverer's next pass or another replica's, and
+            // not counted as tried.
             sqlx::query(
-                "UPDATE authbridge.audit_log_outbox SET next_attempt_at = now(), attempts = attempts - 1 \
+                "UPDATE authbridge.audit_log_outbox \
+                 SET next_attempt_at = now() + make_interval(secs => $2), attempts = attempts - 1, sending_at = NULL \
                  WHERE id = ANY($1) AND delivered_at IS NULL AND failed_at IS NULL",
             )
             .bind(&unsent)
+            .bind(rate_limited.unwrap_or_default().as_secs_f64())
             .execute(pool)
             .await?;
         }
+        if let Some(wait) = rate_limited {
+            // The limit is the API key's, not the batch's: the due rows this pass did not claim wait too, or the next
+            // pass would spend another request on a refusal. Rows another deliverer holds are left to it.
+            sqlx::query(
+                "UPDATE authbridge.audit_log_outbox SET next_attempt_at = now() + make_interval(secs => $1) \
+                 WHERE id IN (SELECT id FROM authbridge.audit_log_outbox \
+                              WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now() \
+                              FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(wait.as_secs_f64())
+            .execute(pool)
+            .await?;
+        }
+        if let Some((count, error)) = overdue
+            && self.alarm_due(Instant::now())
+        {
+            tracing::error!(
+                events = count,
+                %error,
+                "audit log events have been undelivered for over an hour and are still being retried; \
+                 the customer's Audit Logs lack them until WorkOS accepts them (check WORKOS_API_KEY)"
+            );
+        }
         Ok(pass)
+    }
+
+    /// Whether to raise the alarm now (and note that it was).
+    fn alarm_due(&self, now: Instant) -> bool {
+        let mut last = self.last_alarm.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due = alarm_due(*last, now);
+        if due {
+            *last = Some(now);
+        }
+        due
     }
 }
 
-/// How long an event is sent (and sent again) at most. WorkOS keeps an `Idempotency-Key` 24 hours ("the API will
-/// generate a new response if you submit a request with an expired key", its SDKs' `createEvent`); an hour is left
-/// for a send in flight and the clocks.
+/// How long an event is sent (and sent again) at most after an attempt that may have reached WorkOS. WorkOS keeps
+/// an `Idempotency-Key` 24 hours ("the API will generate a new response if you submit a request with an expired
+/// key", its SDKs' `createEvent`, workos-node src/audit-logs/audit-logs.ts); an hour is left for a send in flight
+/// and the clocks.
 const SEND_WITHIN: Duration = Duration::from_secs(23 * 3600);
-const GIVEN_UP: &str = "an audit log event not delivered within 23 hours was given up: WorkOS forgets its \
-    Idempotency-Key after 24, and a later send could record it twice";
+const GIVEN_UP: &str = "an audit log event that may have reached WorkOS was still undelivered 23 hours later and \
+    was given up: WorkOS forgets its Idempotency-Key after 24, and a later send could record it twice";
+/// An event still undelivered this long after it was written is worth an operator's attention.
+const ALARM_AFTER: Duration = Duration::from_secs(3600);
+/// How often that alarm is repeated while such events remain.
+const ALARM_EVERY: Duration = Duration::from_secs(15 * 60);
 
-/// A refusal that sending the same event again cannot change.
-fn is_permanent(error: &WorkosError) -> bool {
+fn alarm_due(last: Option<Instant>, now: Instant) -> bool {
+    last.is_none_or(|last| now.saturating_duration_since(last) >= ALARM_EVERY)
+}
+
+/// What a failed attempt means for its event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// WorkOS refused the event itself: sending it again cannot change that. Kept as failed, not retried.
+    Permanent,
+    /// Refused before WorkOS could record it: sending it again is safe however late, so it is never given up.
+    NotRecorded,
+    /// WorkOS may have recorded it: sending it again is safe only while WorkOS remembers its key.
+    MaybeRecorded,
+}
+
+fn outcome(error: &WorkosError) -> Outcome {
     match error {
-        WorkosError::Rejected { status, .. } => !matches!(status, 401 | 403 | 408 | 409 | 429),
-        WorkosError::Malformed(_) => false,
-        _ => false,
+        // WorkOS's own "no such organization": no later send goes elsewhere. Any other 404 (a proxy's, a wrong
+        // WORKOS_API_BASE_URL path) says nothing about the event and never reached the endpoint.
+        WorkosError::Rejected { status: 404, code, message } if is_organization_refusal(404, code, message) => {
+            Outcome::Permanent
+        }
+        // 401/403: our API key, checked before anything is recorded (rotated or wrong, it can be fixed). 408: the
+        // server did not receive the whole request (RFC 9110 §15.5.9), so it cannot have acted on it.
+        WorkosError::Rejected { status: 401 | 403 | 404 | 408, .. } => Outcome::NotRecorded,
+        // A conflict over the key is another request with it (an earlier attempt) still being processed.
+        WorkosError::Rejected { status: 409, .. } => Outcome::MaybeRecorded,
+        // Any other 4xx: WorkOS judged the event (e.g. an action not configured in its dashboard).
+        WorkosError::Rejected { .. } => Outcome::Permanent,
+        // A rate limit is checked before the request is acted on; a connection refused carried nothing; the
+        // sign-in answers are 4xx refusals this endpoint does not give, acted on by nothing.
+        WorkosError::RateLimited { .. }
+        | WorkosError::Connect
+        | WorkosError::InvalidGrant { .. }
+        | WorkosError::OrganizationSelectionRequired(_)
+        | WorkosError::OrganizationAuthRequired { .. } => Outcome::NotRecorded,
+        // No answer in time, a 5xx or a connection broken mid-request, a 2xx that could not be read.
+        WorkosError::Timeout | WorkosError::Unavailable { .. } | WorkosError::Malformed(_) => Outcome::MaybeRecorded,
     }
 }
 
@@ -444,6 +566,44 @@ mod tests {
         assert_ne!(key, once_key("org_1", "todo.created", "6f1c2a9e-8d7b-4c55-9a53-3f0e8e7a1b2c", "t2"));
     }
 
+    fn rejected(status: u16, code: &str, message: &str) -> WorkosError {
+        WorkosError::Rejected { status, code: code.to_owned(), message: message.to_owned() }
+    }
+
+    #[test]
+    fn only_workos_refusing_the_event_itself_is_permanent() {
+        assert_eq!(outcome(&rejected(400, "invalid_audit_log_event", "Invalid Audit Log event.")), Outcome::Permanent);
+        assert_eq!(outcome(&rejected(422, "unknown", "Validation failed.")), Outcome::Permanent);
+        // WorkOS's own answer for an organization it does not know (code-less, or with its code).
+        assert_eq!(outcome(&rejected(404, "unknown", "Organization not found: 'org_1'.")), Outcome::Permanent);
+        assert_eq!(outcome(&rejected(404, "organization_not_found", "Not Found")), Outcome::Permanent);
+        // A proxy's 404 or a wrong WORKOS_API_BASE_URL path: the endpoint was never reached.
+        assert_eq!(outcome(&rejected(404, "unknown", "404 Not Found")), Outcome::NotRecorded);
+        assert_eq!(outcome(&rejected(404, "entity_not_found", "Not Found")), Outcome::NotRecorded);
+    }
+
+    #[test]
+    fn refusals_before_workos_could_record_the_event_are_told_from_unclear_outcomes() {
+        for status in [401, 403, 408] {
+            assert_eq!(outcome(&rejected(status, "unknown", "no")), Outcome::NotRecorded, "{status}");
+        }
+        assert_eq!(outcome(&WorkosError::RateLimited { retry_after: None }), Outcome::NotRecorded);
+        assert_eq!(outcome(&WorkosError::Connect), Outcome::NotRecorded);
+        assert_eq!(outcome(&rejected(409, "conflict", "Conflict")), Outcome::MaybeRecorded);
+        assert_eq!(outcome(&WorkosError::Timeout), Outcome::MaybeRecorded);
+        assert_eq!(outcome(&WorkosError::Unavailable { status: 500 }), Outcome::MaybeRecorded);
+        assert_eq!(outcome(&WorkosError::Unavailable { status: 502 }), Outcome::MaybeRecorded);
+        assert_eq!(outcome(&WorkosError::Malformed("not JSON".to_owned())), Outcome::MaybeRecorded);
+    }
+
+    #[test]
+    fn the_alarm_for_undelivered_events_is_repeated_every_15_minutes() {
+        let now = Instant::now();
+        assert!(alarm_due(None, now), "the first time");
+        assert!(!alarm_due(Some(now), now + Duration::from_secs(14 * 60 + 59)));
+        assert!(alarm_due(Some(now), now + Duration::from_secs(15 * 60)));
+    }
+
     #[test]
     fn backoff_doubles_up_to_the_cap() {
         let options = DelivererOptions::default();
@@ -452,6 +612,25 @@ mod tests {
         assert_eq!(options.backoff(4), Duration::from_secs(8));
         assert_eq!(options.backoff(30), Duration::from_secs(300));
         assert_eq!(options.backoff(0), Duration::from_secs(1));
+    }
+
+    /// WorkOS's metadata rules, as the stand-in holds them (50 keys, keys up to 40 characters, flat values of at
+    /// most 500 characters), met by every event the app builds, impersonated or not, whatever the impersonator.
+    #[test]
+    fn every_event_meets_workos_metadata_rules() {
+        let context = RequestContext { location: "127.0.0.1".into(), user_agent: Some("Mozilla/5.0".into()) };
+        let impersonators = [None, Some("support@example.com".to_owned()), Some(format!("{}@x.test", "é".repeat(600)))];
+        for impersonator in impersonators {
+            // Every action the README has operators configure, with each of its target types.
+            for (action, kinds) in standins::workos_standin::CONFIGURED_AUDIT_LOG_SCHEMAS {
+                let actor = Actor { id: "user_1".into(), name: "Alice".into(), impersonator: impersonator.clone() };
+                let targets: Vec<Target> =
+                    kinds.iter().map(|kind| Target { kind, id: "t1".into(), name: Some("x".repeat(600)) }).collect();
+                let event = event(action, &actor, &targets, &context);
+                assert_eq!(standins::workos_standin::audit_metadata_fault(&event), None, "{action}: {event}");
+                assert_eq!(event["actor"]["metadata"].is_object(), impersonator.is_some());
+            }
+        }
     }
 
     #[test]

@@ -22,7 +22,10 @@ use crate::workos::access_token::{
 };
 use crate::workos::objects::MembershipStatus;
 use crate::workos::user_emails::UserEmails;
-use crate::workos::{AuthResponse, AuthorizeParams, OrganizationChoice, PendingSelection, WorkosClient, WorkosError};
+use crate::workos::{
+    AuthResponse, AuthorizeParams, OrganizationChoice, PendingSelection, WorkosClient, WorkosError,
+    is_organization_refusal,
+};
 
 /// Most pages of memberships read for the organization picker (100 each): a bound on the calls one page view
 /// makes. Past it the picker shows what was read; WorkOS still judges any organization picked.
@@ -355,14 +358,6 @@ fn session_from(auth: &AuthResponse, claims: &AccessClaims) -> Result<Session, U
 enum Refresh {
     Ordinary,
     Switch,
-}
-
-/// WorkOS refusing the organization a request named (docs/workos.md §1.3): `organization_membership_not_found`,
-/// `organization_not_found`, or the code-less 404 "Organization not found: …" (whatever code the client filled in
-/// for it). Any other 404 (a wrong `WORKOS_API_BASE_URL`, a proxy) is not about the organization.
-fn is_organization_refusal(status: u16, code: &str, message: &str) -> bool {
-    matches!(code, "organization_membership_not_found" | "organization_not_found")
-        || (status == 404 && message.starts_with("Organization not found"))
 }
 
 /// How a failed sign-in step (code exchange, organization selection) is answered.

@@ -386,6 +386,15 @@ async fn read_json<T: serde::de::DeserializeOwned>(response: reqwest::Response) 
     Err(classify(status, body, retry_after))
 }
 
+/// WorkOS refusing the organization a request named (docs/workos.md §1.3): `organization_membership_not_found`,
+/// `organization_not_found`, or the code-less 404 "Organization not found: …" (whatever code the client filled in
+/// for it). Any other 404 (a wrong `WORKOS_API_BASE_URL`, a proxy) is not about the organization. Shared by the
+/// sign-in and refresh (`session::workos`) and the Audit Log deliverer, which must read WorkOS's answers alike.
+pub fn is_organization_refusal(status: u16, code: &str, message: &str) -> bool {
+    matches!(code, "organization_membership_not_found" | "organization_not_found")
+        || (status == 404 && message.starts_with("Organization not found"))
+}
+
 /// The codes with which WorkOS asks the user to go through a sign-in step before it issues tokens (docs
 /// `/reference/authkit/authentication-errors`; node `authentication.exception.ts`): the hosted AuthKit handles each
 /// of them, so the browser is sent through the authorization URL (with the organization's id, for a switch).

@@ -9,4 +9,7 @@ pub mod objects;
 pub mod user_emails;
 
 pub use access_token::{AccessClaims, AccessTokenVerifier, TokenSource, VerifyError};
-pub use client::{AuthResponse, AuthorizeParams, OrganizationChoice, PendingSelection, WorkosClient, WorkosError};
+pub use client::{
+    AuthResponse, AuthorizeParams, OrganizationChoice, PendingSelection, WorkosClient, WorkosError,
+    is_organization_refusal,
+};

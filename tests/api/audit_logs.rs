@@ -12,6 +12,7 @@ use standins::workos_standin::{ACME_ORGANIZATION_ID, Endpoint};
 
 use crate::helpers::app::{AppOptions, TestApp, spawn_app_with};
 use crate::helpers::lifecycle::eventually;
+use crate::helpers::logs::captured;
 use crate::helpers::organizations::{ADMIN, AUTHOR, cast, cast_app, create, id_of};
 
 async fn outbox(app: &TestApp) -> Vec<(String, String, bool, bool)> {
@@ -243,20 +244,32 @@ async fn an_event_workos_refuses_for_good_is_kept_as_failed_and_not_retried() {
     assert_eq!(app.workos.calls(Endpoint::AuditLogs), 2, "the refused one was sent once");
 }
 
-/// WorkOS forgets an `Idempotency-Key` after 24 hours, so an event still undelivered after 23 is given up (kept,
-/// marked failed, logged) rather than sent again, where a send that went through unseen would be recorded twice.
+/// WorkOS forgets an `Idempotency-Key` after 24 hours, so an event still undelivered 23 hours after an attempt that
+/// may have reached WorkOS (here: answered 503) is given up (kept, marked failed, logged) rather than sent again,
+/// where a send that went through unseen would be recorded twice.
 #[tokio::test]
-async fn an_event_undelivered_for_23_hours_is_given_up_not_sent_again() {
+async fn an_event_undelivered_23_hours_after_an_unclear_attempt_is_given_up_not_sent_again() {
     let app = cast_app().await;
     app.workos.set_audit_logs_down(true);
     let _bob = app.signed_in(AUTHOR).await;
-    let written = eventually(Duration::from_secs(10), || async { !outbox(&app).await.is_empty() }).await;
-    assert!(written, "the sign-in's event is in the outbox");
     let mut conn = app.db.connect().await;
-    sqlx::query("UPDATE authbridge.audit_log_outbox SET created_at = now() - interval '23 hours 1 minute'")
-        .execute(&mut conn)
-        .await
-        .expect("age the event");
+    let unclear = eventually(Duration::from_secs(10), || async {
+        let mut conn = app.db.connect().await;
+        sqlx::query_scalar::<_, bool>("SELECT maybe_sent_at IS NOT NULL FROM authbridge.audit_log_outbox")
+            .fetch_optional(&mut conn)
+            .await
+            .expect("maybe_sent_at")
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(unclear, "the 503 is recorded as an attempt that may have reached WorkOS: {:?}", outbox(&app).await);
+    sqlx::query(
+        "UPDATE authbridge.audit_log_outbox \
+         SET created_at = now() - interval '23 hours 2 minutes', maybe_sent_at = now() - interval '23 hours 1 minute'",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("age the event");
     let given_up = eventually(Duration::from_secs(10), || async {
         outbox(&app).await.first().is_some_and(|(_, _, delivered, failed)| *failed && !*delivered)
     })
@@ -273,4 +286,177 @@ async fn an_event_undelivered_for_23_hours_is_given_up_not_sent_again() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(app.workos.audit_log_requests().len(), tried, "never sent again");
     assert!(app.workos.audit_log_events().is_empty());
+}
+
+/// A wrong or rotated API key refuses every send (401) before WorkOS records anything, for as long as it takes to
+/// fix it: a day of that must not lose the day's events. The event is kept trying and, once the key works again,
+/// delivered exactly once.
+#[tokio::test]
+async fn an_event_workos_only_refused_for_a_day_is_still_delivered_once() {
+    let app = cast_app().await;
+    app.workos.fail_for(Endpoint::AuditLogs, Duration::from_secs(3600), 401);
+    let _bob = app.signed_in(AUTHOR).await;
+    let refused = eventually(Duration::from_secs(10), || async { app.workos.calls(Endpoint::AuditLogs) >= 2 }).await;
+    assert!(refused, "the event was sent and refused");
+    let mut conn = app.db.connect().await;
+    sqlx::query("UPDATE authbridge.audit_log_outbox SET created_at = now() - interval '24 hours'")
+        .execute(&mut conn)
+        .await
+        .expect("age the event");
+    // Another refused attempt with the row a day old: the operator is told, at error level, why events are late.
+    let alarmed = eventually(Duration::from_secs(10), || async {
+        captured()
+            .lines()
+            .any(|line| line.contains("ERROR") && line.contains("undelivered for over an hour") && line.contains("401"))
+    })
+    .await;
+    assert!(alarmed, "an error names the stuck events and the refusal");
+    let rows = outbox(&app).await;
+    assert!(rows.first().is_some_and(|(_, _, delivered, failed)| !delivered && !failed), "still queued: {rows:?}");
+
+    app.workos.fail_for(Endpoint::AuditLogs, Duration::ZERO, 401);
+    let delivered = eventually(Duration::from_secs(20), || async {
+        outbox(&app).await.iter().all(|(_, _, delivered, _)| *delivered)
+    })
+    .await;
+    assert!(delivered, "{:?}", outbox(&app).await);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (key, ..) = outbox(&app).await.into_iter().next().expect("the row");
+    let sends = app.workos.audit_log_accepted_sends();
+    assert_eq!((sends.get(&key), sends.len()), (Some(&1), 1), "exactly once: {sends:?}");
+    assert_eq!(app.workos.audit_log_events().len(), 1);
+}
+
+/// A deliverer that stopped in the middle of a send never recorded the attempt's outcome: it may have reached
+/// WorkOS, so 23 hours after it began the event is given up like one whose attempt timed out.
+#[tokio::test]
+async fn an_attempt_whose_outcome_was_never_recorded_counts_as_maybe_sent() {
+    let app = cast_app().await;
+    let _bob = app.signed_in(AUTHOR).await;
+    let delivered =
+        eventually(Duration::from_secs(10), || async { outbox(&app).await.first().is_some_and(|row| row.2) }).await;
+    assert!(delivered, "{:?}", outbox(&app).await);
+    let mut conn = app.db.connect().await;
+    // A copy of the sign-in's event under a key of its own, tried once a day ago by a deliverer that died mid-send.
+    let key: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO authbridge.audit_log_outbox \
+             (idempotency_key, organization_id, event, created_at, attempts, sending_at) \
+         SELECT gen_random_uuid(), organization_id, event, now() - interval '24 hours', 1, \
+                now() - interval '23 hours 1 minute' \
+         FROM authbridge.audit_log_outbox ORDER BY id LIMIT 1 \
+         RETURNING idempotency_key",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("the interrupted row");
+    let given_up =
+        eventually(Duration::from_secs(10), || async { outbox(&app).await.get(1).is_some_and(|row| row.3) }).await;
+    assert!(given_up, "{:?}", outbox(&app).await);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let key = key.to_string();
+    assert!(!app.workos.audit_log_requests().iter().any(|sent| sent.as_deref() == Some(key.as_str())), "not sent");
+}
+
+/// Only WorkOS saying the organization does not exist makes a 404 final. A 404 from anything else (a proxy, a wrong
+/// `WORKOS_API_BASE_URL` path) never reached the endpoint: the event is sent again.
+#[tokio::test]
+async fn a_404_is_final_only_when_workos_does_not_know_the_organization() {
+    let app = cast_app().await;
+    app.workos.fail_next(Endpoint::AuditLogs, 1, 404);
+    let _bob = app.signed_in(AUTHOR).await;
+    let delivered =
+        eventually(Duration::from_secs(10), || async { outbox(&app).await.first().is_some_and(|row| row.2) }).await;
+    assert!(delivered, "delivered after a 404 that was not WorkOS's: {:?}", outbox(&app).await);
+    assert_eq!(app.workos.calls(Endpoint::AuditLogs), 2, "sent again after the 404");
+
+    let mut conn = app.db.connect().await;
+    sqlx::query(
+        "INSERT INTO authbridge.audit_log_outbox (idempotency_key, organization_id, event) \
+         SELECT gen_random_uuid(), 'org_nobody_knows', event FROM authbridge.audit_log_outbox ORDER BY id LIMIT 1",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("an event for an organization WorkOS does not know");
+    let failed =
+        eventually(Duration::from_secs(10), || async { outbox(&app).await.get(1).is_some_and(|row| row.3) }).await;
+    assert!(failed, "{:?}", outbox(&app).await);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(app.workos.calls(Endpoint::AuditLogs), 3, "WorkOS's own 404 is not retried");
+}
+
+/// A 429 applies to every request with the API key: the pass stops at it, and the rest of the due events wait for
+/// its `Retry-After` instead of each spending a request on another refusal.
+#[tokio::test]
+async fn a_rate_limit_stops_the_pass_and_the_rest_wait_for_retry_after() {
+    let app = cast_app().await;
+    let _bob = app.signed_in(AUTHOR).await;
+    let delivered =
+        eventually(Duration::from_secs(10), || async { outbox(&app).await.first().is_some_and(|row| row.2) }).await;
+    assert!(delivered, "{:?}", outbox(&app).await);
+    let before = app.workos.calls(Endpoint::AuditLogs);
+    // A Retry-After long enough that no later pass can be mistaken for this one.
+    app.workos.set_rate_limit_retry_after(Duration::from_secs(3));
+    app.workos.fail_next(Endpoint::AuditLogs, 1, 429);
+    let mut conn = app.db.connect().await;
+    // Five events due at the same moment, so one pass claims them all.
+    sqlx::query(
+        "INSERT INTO authbridge.audit_log_outbox (idempotency_key, organization_id, event, next_attempt_at) \
+         SELECT gen_random_uuid(), organization_id, event, now() + interval '500 milliseconds' \
+         FROM authbridge.audit_log_outbox, generate_series(1, 5) WHERE id = (SELECT min(id) FROM authbridge.audit_log_outbox)",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("five due events");
+    let limited =
+        eventually(Duration::from_secs(10), || async { app.workos.calls(Endpoint::AuditLogs) > before }).await;
+    assert!(limited, "the pass sent something");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(app.workos.calls(Endpoint::AuditLogs), before + 1, "one request, then the pass stopped");
+
+    let all = eventually(Duration::from_secs(15), || async {
+        let rows = outbox(&app).await;
+        rows.len() == 6 && rows.iter().all(|row| row.2)
+    })
+    .await;
+    assert!(all, "{:?}", outbox(&app).await);
+    let sends = app.workos.audit_log_accepted_sends();
+    assert!(sends.values().all(|sends| *sends == 1) && sends.len() == 6, "each once: {sends:?}");
+}
+
+/// The rate limit is the API key's, not the batch's: the due events a pass did not claim (more than a batch) wait
+/// for `Retry-After` too, or the next pass would spend another request on another refusal.
+#[tokio::test]
+async fn after_a_rate_limit_due_events_beyond_the_batch_wait_for_retry_after_too() {
+    let app = cast_app().await;
+    let _bob = app.signed_in(AUTHOR).await;
+    let delivered =
+        eventually(Duration::from_secs(10), || async { outbox(&app).await.first().is_some_and(|row| row.2) }).await;
+    assert!(delivered, "{:?}", outbox(&app).await);
+    let before = app.workos.calls(Endpoint::AuditLogs);
+    app.workos.set_rate_limit_retry_after(Duration::from_secs(4));
+    app.workos.fail_next(Endpoint::AuditLogs, 1, 429);
+    let mut conn = app.db.connect().await;
+    // 25 events due at once: a pass claims 20 (the default batch), the other 5 wait for the next.
+    sqlx::query(
+        "INSERT INTO authbridge.audit_log_outbox (idempotency_key, organization_id, event, next_attempt_at) \
+         SELECT gen_random_uuid(), organization_id, event, now() + interval '500 milliseconds' \
+         FROM authbridge.audit_log_outbox, generate_series(1, 25) \
+         WHERE id = (SELECT min(id) FROM authbridge.audit_log_outbox)",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("25 due events");
+    let limited =
+        eventually(Duration::from_secs(10), || async { app.workos.calls(Endpoint::AuditLogs) > before }).await;
+    assert!(limited, "the pass sent something");
+    // Two more passes (every second) come and go within the Retry-After.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(app.workos.calls(Endpoint::AuditLogs), before + 1, "nothing more within the Retry-After");
+
+    let all = eventually(Duration::from_secs(15), || async {
+        let rows = outbox(&app).await;
+        rows.len() == 26 && rows.iter().all(|row| row.2)
+    })
+    .await;
+    assert!(all, "{:?}", outbox(&app).await);
 }

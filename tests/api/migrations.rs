@@ -698,3 +698,33 @@ async fn a_function_planted_in_public_is_never_called_by_the_migrations() {
     .expect("plant a function");
     authbridge::migrate::run(&db.url).await.expect("the migrations never call the planted function");
 }
+
+/// Outbox rows already tried when 0016 adds `maybe_sent_at` have attempts whose outcomes nobody recorded: each counts
+/// as maybe sent when it was written (the 23-hour rule they were queued under), so none is sent past WorkOS's
+/// idempotency window. Rows never tried, or settled, are left alone.
+#[tokio::test]
+async fn outbox_rows_tried_before_0016_count_as_maybe_sent_when_written() {
+    let db = TestDb::empty().await;
+    let mut conn = db.connect().await;
+    migrate_up_to(&mut conn, 15).await;
+    sqlx::raw_sql(
+        "INSERT INTO authbridge.audit_log_outbox (idempotency_key, organization_id, event, created_at, attempts, delivered_at) VALUES
+           (gen_random_uuid(), 'org_1', '{\"n\":\"tried\"}', now() - interval '2 hours', 3, NULL),
+           (gen_random_uuid(), 'org_1', '{\"n\":\"untried\"}', now() - interval '1 hour', 0, NULL),
+           (gen_random_uuid(), 'org_1', '{\"n\":\"delivered\"}', now() - interval '3 hours', 1, now());",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("rows of the older release");
+
+    authbridge::migrate::run(&db.url).await.expect("0016 applies over existing rows");
+
+    let rows: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT event->>'n', maybe_sent_at IS NOT DISTINCT FROM created_at AND maybe_sent_at IS NOT NULL \
+         FROM authbridge.audit_log_outbox ORDER BY id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("rows");
+    assert_eq!(rows, [("tried".to_owned(), true), ("untried".to_owned(), false), ("delivered".to_owned(), false)]);
+}

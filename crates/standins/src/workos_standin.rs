@@ -55,7 +55,9 @@ use crate::web::{base_url_for, unix_seconds, whole_seconds};
 use crate::StandInSecret;
 use crate::jwt::{self, KeyError, SigningKey};
 use controls::{GrantType, WorkosFaultControls};
-pub use enterprise::{CONFIGURED_AUDIT_LOG_SCHEMAS, PORTAL_INTENTS, StandInAuditEvent, StandInPortalLink};
+pub use enterprise::{
+    CONFIGURED_AUDIT_LOG_SCHEMAS, PORTAL_INTENTS, StandInAuditEvent, StandInPortalLink, audit_metadata_fault,
+};
 pub use events::{StandInEvent, StandInEventsQuery, UnknownCursor};
 pub use organizations::{
     StandInDirectoryUser, StandInMembership, StandInMembershipStatus, StandInOrganization, StandInRefusal,
@@ -477,6 +479,12 @@ impl WorkosStandIn {
         self.inner.controls.fail_for(endpoint, duration, status);
     }
 
+    /// The `Retry-After` of the 429s injected from now on (by [`WorkosStandIn::fail_next`] or
+    /// [`WorkosStandIn::fail_for`]), in whole seconds; 1 until set.
+    pub fn set_rate_limit_retry_after(&self, after: Duration) {
+        self.inner.controls.set_retry_after(after);
+    }
+
     /// The next `n` requests to `endpoint` are held without an answer until the stand-in stops, so callers' timeouts
     /// fire. They take precedence over injected failures and do not consume them.
     pub fn hang_next(&self, endpoint: Endpoint, n: usize) {
@@ -641,7 +649,7 @@ impl WorkosStandIn {
         lock(&self.inner.enterprise).links().to_vec()
     }
 
-    /// The Audit Log events accepted so far (once per idempotency key and body), oldest first.
+    /// The Audit Log events accepted so far (once per idempotency key), oldest first.
     pub fn audit_log_events(&self) -> Vec<StandInAuditEvent> {
         lock(&self.inner.enterprise).audit_events().to_vec()
     }

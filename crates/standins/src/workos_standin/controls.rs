@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -41,6 +41,8 @@ pub struct WorkosFaultControls {
     code_calls: AtomicUsize,
     refresh_calls: AtomicUsize,
     plans: Mutex<HashMap<Endpoint, Plan>>,
+    /// The `Retry-After` (seconds) of injected 429s: 1 unless a test needs a wait long enough to observe.
+    retry_after_secs: AtomicU64,
     /// Flips to `true` when the stand-in stops, releasing held and delayed requests so shutdown never waits on them.
     stopping: watch::Receiver<bool>,
 }
@@ -52,6 +54,7 @@ impl WorkosFaultControls {
             code_calls: AtomicUsize::new(0),
             refresh_calls: AtomicUsize::new(0),
             plans: Mutex::new(HashMap::new()),
+            retry_after_secs: AtomicU64::new(1),
             stopping,
         }
     }
@@ -77,6 +80,10 @@ impl WorkosFaultControls {
 
     pub fn calls(&self, endpoint: Endpoint) -> usize {
         self.calls[endpoint.index()].load(Ordering::SeqCst)
+    }
+
+    pub fn set_retry_after(&self, after: Duration) {
+        self.retry_after_secs.store(after.as_secs(), Ordering::SeqCst);
     }
 
     pub fn grant_calls(&self, grant: GrantType) -> usize {
@@ -121,15 +128,16 @@ impl WorkosFaultControls {
 
         if hang {
             self.until_stopping().await;
-            return Some(injected_failure(StatusCode::SERVICE_UNAVAILABLE));
+            return Some(injected_failure(StatusCode::SERVICE_UNAVAILABLE, 0));
         }
         if !latency.is_zero() {
             tokio::select! {
                 () = tokio::time::sleep(latency) => {}
-                () = self.until_stopping() => return Some(injected_failure(StatusCode::SERVICE_UNAVAILABLE)),
+                () = self.until_stopping() => return Some(injected_failure(StatusCode::SERVICE_UNAVAILABLE, 0)),
             }
         }
-        failure.map(injected_failure)
+        let retry_after = self.retry_after_secs.load(Ordering::SeqCst);
+        failure.map(|status| injected_failure(status, retry_after))
     }
 
     async fn until_stopping(&self) {
@@ -139,9 +147,9 @@ impl WorkosFaultControls {
     }
 }
 
-/// A WorkOS-shaped error body (`{"code","message"}`) for an injected failure; 429 carries `Retry-After` as the
-/// real API's does.
-fn injected_failure(status: StatusCode) -> Response {
+/// A WorkOS-shaped error body (`{"code","message"}`) for an injected failure; 429 carries `Retry-After` (seconds)
+/// as the real API's does.
+fn injected_failure(status: StatusCode, retry_after_secs: u64) -> Response {
     let code = match status.as_u16() {
         400 => "invalid_request",
         401 => "unauthorized",
@@ -159,7 +167,7 @@ fn injected_failure(status: StatusCode) -> Response {
     let message = status.canonical_reason().unwrap_or("Error");
     let mut response = (status, Json(json!({ "code": code, "message": message }))).into_response();
     if status == StatusCode::TOO_MANY_REQUESTS {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
     }
     response
 }
@@ -181,8 +189,12 @@ mod tests {
         let second = controls.gate(Endpoint::Jwks).await.expect("second call fails");
         assert_eq!(second.status(), StatusCode::BAD_GATEWAY);
         assert!(controls.gate(Endpoint::Jwks).await.is_none(), "the third call proceeds");
+        controls.set_retry_after(Duration::from_secs(30));
+        controls.fail_next(Endpoint::Jwks, 1, StatusCode::TOO_MANY_REQUESTS);
+        let limited = controls.gate(Endpoint::Jwks).await.expect("a 429 again");
+        assert_eq!(limited.headers().get(header::RETRY_AFTER).expect("Retry-After"), "30", "as set");
         assert!(controls.gate(Endpoint::Logout).await.is_none(), "other endpoints are unaffected");
-        assert_eq!(controls.calls(Endpoint::Jwks), 3);
+        assert_eq!(controls.calls(Endpoint::Jwks), 4);
         assert_eq!(controls.calls(Endpoint::Logout), 1);
     }
 

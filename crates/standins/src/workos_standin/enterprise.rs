@@ -4,9 +4,11 @@
 //!
 //! A portal link opens a page of the stand-in's own that says which setup (intent) and which organization it was
 //! made for, with links back to the app's return and success URLs. Audit Log events are validated the way WorkOS
-//! validates them (the required fields, a known organization), answered `200 {"success": true}`, and recorded,
-//! once per `Idempotency-Key` and body: a repeat with the same key and body is answered the same and recorded
-//! no second time, as WorkOS's 24-hour idempotency promises. Because that hides a client sending an event twice,
+//! validates them (the required fields, `occurred_at` a date-time, the metadata limits, a known organization),
+//! answered `200 {"success": true}`, and recorded once per `Idempotency-Key`: a later request with the same key,
+//! whatever its body, gets the first answer and records nothing, as WorkOS's idempotency promises ("Each subsequent
+//! request matching this unique string will return the same response"). Because that hides a client sending an
+//! event twice,
 //! the stand-in also counts, per `Idempotency-Key`, every send it answered with success, repeats included. Tests read
 //! what was received and can make the endpoint fail (injected failures through the usual controls, or "down" until
 //! told otherwise).
@@ -27,6 +29,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::routes::{has_api_key, workos_error};
@@ -80,6 +84,9 @@ pub struct Enterprise {
     /// Sends answered `200 {"success": true}`, by `Idempotency-Key`, repeats included (keyless sends are never
     /// deduplicated, so `audit_events` shows each of them already).
     audit_accepted: HashMap<String, usize>,
+    /// The first answer to each `Idempotency-Key` that got past the outage and the API key check, given again to
+    /// every later request with that key.
+    audit_answers: HashMap<String, (StatusCode, Value)>,
     audit_down: bool,
     /// Actions whose schema a test removed from the dashboard.
     audit_removed: Vec<String>,
@@ -201,35 +208,105 @@ async fn create_audit_event(State(inner): State<Arc<WorkosStandInState>>, header
     if enterprise.audit_down {
         return workos_error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "Service Unavailable");
     }
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return validation_failed("body");
+    // A key already answered gets that answer again, whatever the body ("Each subsequent request matching this
+    // unique string will return the same response", WorkOS's API reference): the key alone identifies the event.
+    let remembered = key.as_ref().and_then(|key| enterprise.audit_answers.get(key).cloned());
+    let (status, answer) = match remembered {
+        Some(answer) => answer,
+        None => {
+            let answer = judge_audit_event(&inner, &mut enterprise, &body, key.clone());
+            if let Some(key) = &key {
+                enterprise.audit_answers.insert(key.clone(), answer.clone());
+            }
+            answer
+        }
+    };
+    if let Some(key) = &key
+        && status == StatusCode::OK
+    {
+        *enterprise.audit_accepted.entry(key.clone()).or_default() += 1;
+    }
+    (status, Json(answer)).into_response()
+}
+
+/// WorkOS's answer to an event it has not seen under this key, recording it when it is accepted.
+fn judge_audit_event(
+    inner: &WorkosStandInState,
+    enterprise: &mut Enterprise,
+    body: &[u8],
+    key: Option<String>,
+) -> (StatusCode, Value) {
+    let Ok(body) = serde_json::from_slice::<Value>(body) else {
+        return validation_failed("body", "required");
     };
     if let Some(field) = missing_field(&body) {
-        return validation_failed(field);
+        return validation_failed(field, "required");
+    }
+    let event = &body["event"];
+    // RFC 3339, the ISO 8601 profile the SDKs send (node: `Date.toISOString()`).
+    if event["occurred_at"].as_str().is_none_or(|at| OffsetDateTime::parse(at, &Rfc3339).is_err()) {
+        return validation_failed("event.occurred_at", "invalid_date");
+    }
+    if let Some(field) = audit_metadata_fault(event) {
+        return validation_failed(&field, "invalid_metadata");
     }
     let organization_id = body["organization_id"].as_str().unwrap_or_default().to_owned();
     if !lock(&inner.store).is_known_organization(&organization_id) {
-        return message(StatusCode::NOT_FOUND, &format!("Organization not found: '{organization_id}'."));
+        return (StatusCode::NOT_FOUND, json!({ "message": format!("Organization not found: '{organization_id}'.") }));
     }
-    let event = body["event"].clone();
-    if let Some(path) = schema_mismatch(&enterprise, &event) {
+    if let Some(path) = schema_mismatch(enterprise, event) {
         let body = json!({
             "message": "Invalid Audit Log event.",
             "code": "invalid_audit_log_event",
             "errors": [{ "instancePath": path }],
         });
-        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        return (StatusCode::BAD_REQUEST, body);
     }
-    // The same key and body: the same answer, and no second event.
-    let repeat =
-        key.is_some() && enterprise.audit_events.iter().any(|seen| seen.idempotency_key == key && seen.event == event);
-    if let Some(key) = &key {
-        *enterprise.audit_accepted.entry(key.clone()).or_default() += 1;
+    enterprise.audit_events.push(StandInAuditEvent { idempotency_key: key, organization_id, event: event.clone() });
+    (StatusCode::OK, json!({ "success": true }))
+}
+
+/// The first metadata rule `event` breaks, as the field at fault (`event.actor.metadata.<key>`…), or `None`.
+/// WorkOS: "Metadata objects have a limit of 50 keys. Key names can be up to 40 characters long, and values can be up
+/// to 500 characters long" (docs `/audit-logs/metadata-schema`), for the event's, the actor's and each target's
+/// `metadata`; the values are flat, `Record<string, string | number | boolean>` (workos-node
+/// `src/audit-logs/interfaces/audit-log-event.interface.ts`), so an object, array or null value is refused. Keys
+/// are held to `^[a-zA-Z0-9_-]{0,40}$`, the pattern the Audit Logs review read in WorkOS's API reference (the docs
+/// above give the length only). Public so that authbridge's own tests hold its events to the same rules.
+pub fn audit_metadata_fault(event: &Value) -> Option<String> {
+    const MAX_KEYS: usize = 50;
+    const MAX_KEY_CHARS: usize = 40;
+    const MAX_VALUE_CHARS: usize = 500;
+    let mut objects = vec![("event.metadata".to_owned(), &event["metadata"])];
+    objects.push(("event.actor.metadata".to_owned(), &event["actor"]["metadata"]));
+    for (index, target) in event["targets"].as_array().into_iter().flatten().enumerate() {
+        objects.push((format!("event.targets.{index}.metadata"), &target["metadata"]));
     }
-    if !repeat {
-        enterprise.audit_events.push(StandInAuditEvent { idempotency_key: key, organization_id, event });
+    for (field, metadata) in objects {
+        // Absent (indexing a missing field gives null): nothing to check.
+        if metadata.is_null() {
+            continue;
+        }
+        let Some(metadata) = metadata.as_object() else {
+            return Some(field);
+        };
+        if metadata.len() > MAX_KEYS {
+            return Some(field);
+        }
+        for (key, value) in metadata {
+            let key_ok = key.chars().count() <= MAX_KEY_CHARS
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            let value_ok = match value {
+                Value::String(text) => text.chars().count() <= MAX_VALUE_CHARS,
+                Value::Number(_) | Value::Bool(_) => true,
+                Value::Null | Value::Array(_) | Value::Object(_) => false,
+            };
+            if !key_ok || !value_ok {
+                return Some(format!("{field}.{key}"));
+            }
+        }
     }
-    Json(json!({ "success": true })).into_response()
+    None
 }
 
 /// The first required field the body lacks (docs/workos.md §7.2).
@@ -267,9 +344,10 @@ fn schema_mismatch(enterprise: &Enterprise, event: &Value) -> Option<&'static st
     unknown.then_some("/targets")
 }
 
-fn validation_failed(field: &str) -> Response {
-    let body = json!({ "message": "Validation failed.", "errors": [{ "code": "required", "field": field }] });
-    (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+/// WorkOS's 422 (docs/workos.md §7.2): `code` says what is wrong with `field`.
+fn validation_failed(field: &str, code: &str) -> (StatusCode, Value) {
+    let body = json!({ "message": "Validation failed.", "errors": [{ "code": code, "field": field }] });
+    (StatusCode::UNPROCESSABLE_ENTITY, body)
 }
 
 fn message(status: StatusCode, text: &str) -> Response {

@@ -1116,7 +1116,7 @@ async fn audit_log_events_are_validated_recorded_once_per_key_and_can_be_made_to
         let (status, body) = api_post(&workos, "audit_logs/events", event.clone(), Some("key-1")).await;
         assert_eq!((status, body), (StatusCode::OK, json!({ "success": true })));
     }
-    assert_eq!(workos.audit_log_events().len(), 1, "the same key and body: one event");
+    assert_eq!(workos.audit_log_events().len(), 1, "the same key (and body): one event");
     let mut missing = event.clone();
     missing["event"]["context"] = json!({});
     let (status, body) = api_post(&workos, "audit_logs/events", missing, Some("key-2")).await;
@@ -1195,4 +1195,112 @@ async fn audit_log_sends_answered_with_success_are_counted_per_key_repeats_inclu
     assert_eq!(accepted.get("once"), Some(&1));
     assert_eq!(accepted.len(), 2, "{accepted:?}");
     assert_eq!(workos.audit_log_events().len(), 3, "twice (once), once, and the keyless one");
+}
+
+fn audit_event_with(change: impl FnOnce(&mut Value)) -> Value {
+    let mut body = json!({ "organization_id": ACME_ORGANIZATION_ID, "event": {
+        "action": "todo.created", "occurred_at": "2026-01-15T12:00:00.000Z",
+        "actor": { "type": "user", "id": "user_1" }, "targets": [{ "type": "todo", "id": "t1" }],
+        "context": { "location": "127.0.0.1" } } });
+    change(&mut body["event"]);
+    body
+}
+
+/// WorkOS takes `occurred_at` as an ISO-8601 date-time only (workos-node `audit-log-event.interface.ts`).
+#[tokio::test]
+async fn audit_log_events_need_an_iso_8601_occurred_at() {
+    let workos = start().await;
+    for bad in ["yesterday", "2026-13-01T12:00:00Z", "1768478400", "15 Jan 2026 12:00"] {
+        let body = audit_event_with(|event| event["occurred_at"] = json!(bad));
+        let (status, answer) = api_post(&workos, "audit_logs/events", body, None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {answer}");
+        assert_eq!(answer["errors"][0]["field"], "event.occurred_at", "{bad}");
+    }
+    let body = audit_event_with(|event| event["occurred_at"] = json!("2026-01-15T12:00:00+02:00"));
+    assert_eq!(api_post(&workos, "audit_logs/events", body, None).await.0, StatusCode::OK);
+    assert_eq!(workos.audit_log_events().len(), 1);
+}
+
+/// WorkOS's metadata limits (docs `/audit-logs/metadata-schema`: 50 keys, keys up to 40 characters, values up to
+/// 500) for the event's, the actor's and each target's `metadata`, whose values are strings, numbers or booleans
+/// only.
+#[tokio::test]
+async fn audit_log_metadata_is_held_to_workos_limits() {
+    let workos = start().await;
+    // 50 keys, one of 40 characters, a string of 500 characters (not bytes), a number and a boolean.
+    let mut at_the_limits = Map::new();
+    at_the_limits.insert("k".repeat(40), json!("é".repeat(500)));
+    at_the_limits.insert("flag".to_owned(), json!(true));
+    for i in 0..48 {
+        at_the_limits.insert(format!("n_{i}"), json!(i));
+    }
+    assert_eq!(at_the_limits.len(), 50);
+    let mut too_many = at_the_limits.clone();
+    too_many.insert("one-more".to_owned(), json!(1));
+    let mut long_key = Map::new();
+    long_key.insert("k".repeat(41), json!("v"));
+    let fine = [
+        json!({ "metadata": at_the_limits }),
+        json!({ "actor_metadata": { "impersonator": "support@example.com", "level-2_ok": 1.5 } }),
+        json!({ "target_metadata": { "note": "x".repeat(500) } }),
+    ];
+    let bad = [
+        (json!({ "metadata": too_many }), "event.metadata".to_owned()),
+        (json!({ "metadata": long_key }), format!("event.metadata.{}", "k".repeat(41))),
+        (json!({ "metadata": { "has space": "v" } }), "event.metadata.has space".to_owned()),
+        (json!({ "metadata": { "dotted.key": "v" } }), "event.metadata.dotted.key".to_owned()),
+        (json!({ "actor_metadata": { "note": "x".repeat(501) } }), "event.actor.metadata.note".to_owned()),
+        (json!({ "actor_metadata": { "nested": { "a": 1 } } }), "event.actor.metadata.nested".to_owned()),
+        (json!({ "target_metadata": { "list": [1, 2] } }), "event.targets.0.metadata.list".to_owned()),
+        (json!({ "target_metadata": { "nothing": null } }), "event.targets.0.metadata.nothing".to_owned()),
+        (json!({ "metadata": "not an object" }), "event.metadata".to_owned()),
+    ];
+    let apply = |spec: &Value| {
+        let spec = spec.clone();
+        audit_event_with(move |event| {
+            if let Some(metadata) = spec.get("metadata") {
+                event["metadata"] = metadata.clone();
+            }
+            if let Some(metadata) = spec.get("actor_metadata") {
+                event["actor"]["metadata"] = metadata.clone();
+            }
+            if let Some(metadata) = spec.get("target_metadata") {
+                event["targets"][0]["metadata"] = metadata.clone();
+            }
+        })
+    };
+    for spec in &fine {
+        let (status, answer) = api_post(&workos, "audit_logs/events", apply(spec), None).await;
+        assert_eq!(status, StatusCode::OK, "{spec}: {answer}");
+    }
+    for (spec, field) in &bad {
+        let (status, answer) = api_post(&workos, "audit_logs/events", apply(spec), None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {answer}");
+        assert_eq!(answer["errors"][0]["field"], field.as_str(), "{answer}");
+    }
+    assert_eq!(workos.audit_log_events().len(), fine.len(), "only the events within the limits were recorded");
+}
+
+/// WorkOS identifies a repeat by its `Idempotency-Key` alone: "Each subsequent request matching this unique string
+/// will return the same response". A second request with the key gets the first answer and records nothing, even
+/// with another body, and a key first answered with a refusal keeps that answer.
+#[tokio::test]
+async fn an_audit_log_idempotency_key_gets_its_first_answer_whatever_the_body() {
+    let workos = start().await;
+    let first = audit_event_with(|_| {});
+    let other = audit_event_with(|event| event["targets"][0]["id"] = json!("t2"));
+    assert_eq!(api_post(&workos, "audit_logs/events", first, Some("key-1")).await.0, StatusCode::OK);
+    let (status, answer) = api_post(&workos, "audit_logs/events", other.clone(), Some("key-1")).await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({ "success": true })));
+    let events = workos.audit_log_events();
+    assert_eq!(events.len(), 1, "one event for the key: {events:?}");
+    assert_eq!(events[0].event["targets"][0]["id"], "t1", "the first body is the event");
+    assert_eq!(workos.audit_log_accepted_sends().get("key-1"), Some(&2), "both sends answered with success");
+
+    let refused = audit_event_with(|event| event["occurred_at"] = json!("yesterday"));
+    let (status, first_answer) = api_post(&workos, "audit_logs/events", refused, Some("key-2")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, again) = api_post(&workos, "audit_logs/events", other, Some("key-2")).await;
+    assert_eq!((status, again), (StatusCode::UNPROCESSABLE_ENTITY, first_answer), "the first answer again");
+    assert_eq!(workos.audit_log_events().len(), 1);
 }
