@@ -18,6 +18,7 @@
 //! user, method, path, status), together with its Audit Log event when the session is in an organization, in one
 //! transaction.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,13 +74,28 @@ pub struct ImpersonatedRequest {
 /// Writes audit events (the outbox) and impersonation records; wakes the deliverer.
 pub struct AuditTrail {
     lifecycle: Arc<Lifecycle>,
+    /// `WORKOS_AUDIT_LOG_VERSIONS`: the schema version each action's events name, when not 1.
+    versions: HashMap<String, u32>,
     wake: Arc<Notify>,
     /// The events being queued by tasks of their own ([`AuditTrail::queue`]), for [`AuditTrail::drain`].
     queueing: TaskTracker,
 }
 
-/// The `event` object WorkOS receives (docs/workos.md §7.2).
-pub fn event(action: &str, actor: &Actor, targets: &[Target], context: &RequestContext) -> Value {
+/// Every action authbridge records, as operators configure them in the WorkOS dashboard (README).
+pub const ACTIONS: [&str; 8] = [
+    "todo.created",
+    "todo.renamed",
+    "todo.completed",
+    "todo.reopened",
+    "todo.deleted",
+    "organization.switched",
+    "user.signed_in",
+    "user.impersonated_request",
+];
+
+/// The `event` object WorkOS receives (docs/workos.md §7.2), validated against version `version` of its action's
+/// schema.
+pub fn event(action: &str, version: u32, actor: &Actor, targets: &[Target], context: &RequestContext) -> Value {
     let occurred_at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
     let mut actor_json = json!({ "type": "user", "id": actor.id, "name": actor.name });
     if let Some(impersonator) = &actor.impersonator {
@@ -104,14 +120,18 @@ pub fn event(action: &str, actor: &Actor, targets: &[Target], context: &RequestC
         context_json["user_agent"] = Value::String(user_agent.chars().take(500).collect());
     }
     json!({
-        "action": action, "occurred_at": occurred_at, "version": 1,
+        "action": action, "occurred_at": occurred_at, "version": version,
         "actor": actor_json, "targets": targets, "context": context_json,
     })
 }
 
 impl AuditTrail {
-    pub fn new(lifecycle: Arc<Lifecycle>) -> Self {
-        Self { lifecycle, wake: Arc::new(Notify::new()), queueing: TaskTracker::new() }
+    pub fn new(lifecycle: Arc<Lifecycle>, versions: HashMap<String, u32>) -> Self {
+        Self { lifecycle, versions, wake: Arc::new(Notify::new()), queueing: TaskTracker::new() }
+    }
+
+    fn version_of(&self, action: &str) -> u32 {
+        self.versions.get(action).copied().unwrap_or(1)
     }
 
     /// Queues an event (as [`AuditTrail::record_with_key`], a failure logged) by a task of its own, which goes on
@@ -166,7 +186,7 @@ impl AuditTrail {
         targets: &[Target],
         context: &RequestContext,
     ) -> Result<(), LifecycleError> {
-        let event = event(action, actor, targets, context);
+        let event = event(action, self.version_of(action), actor, targets, context);
         let mut conn = self.lifecycle.database().pool().acquire().await?;
         insert_outbox(&mut conn, key, organization_id, &event).await?;
         self.wake.notify_one();
@@ -201,7 +221,8 @@ impl AuditTrail {
                 id: format!("{} {}", request.method, request.path),
                 name: Some(format!("{} {} → {}", request.method, request.path, request.status)),
             };
-            let event = event("user.impersonated_request", &actor, &[target], &request.context);
+            let action = "user.impersonated_request";
+            let event = event(action, self.version_of(action), &actor, &[target], &request.context);
             insert_outbox(&mut tx, uuid::Uuid::new_v4(), organization_id, &event).await?;
         }
         tx.commit().await?;
@@ -626,11 +647,20 @@ mod tests {
                 let actor = Actor { id: "user_1".into(), name: "Alice".into(), impersonator: impersonator.clone() };
                 let targets: Vec<Target> =
                     kinds.iter().map(|kind| Target { kind, id: "t1".into(), name: Some("x".repeat(600)) }).collect();
-                let event = event(action, &actor, &targets, &context);
+                let event = event(action, 1, &actor, &targets, &context);
                 assert_eq!(standins::workos_standin::audit_metadata_fault(&event), None, "{action}: {event}");
                 assert_eq!(event["actor"]["metadata"].is_object(), impersonator.is_some());
             }
         }
+    }
+
+    /// The actions operators are told to configure are the ones authbridge records (and accepts in
+    /// `WORKOS_AUDIT_LOG_VERSIONS`).
+    #[test]
+    fn the_recorded_actions_are_the_configured_ones() {
+        let configured: Vec<&str> =
+            standins::workos_standin::CONFIGURED_AUDIT_LOG_SCHEMAS.iter().map(|(action, _)| *action).collect();
+        assert_eq!(configured, ACTIONS);
     }
 
     #[test]
@@ -638,8 +668,9 @@ mod tests {
         let actor = Actor { id: "user_1".into(), name: "Alice".into(), impersonator: Some("s@x.test".into()) };
         let target = Target { kind: "todo", id: "t1".into(), name: Some("x".repeat(600)) };
         let context = RequestContext { location: "127.0.0.1".into(), user_agent: None };
-        let event = event("todo.created", &actor, &[target], &context);
+        let event = event("todo.created", 3, &actor, &[target], &context);
         assert_eq!(event["action"], "todo.created");
+        assert_eq!(event["version"], 3);
         assert_eq!(event["actor"]["type"], "user");
         assert_eq!(event["actor"]["metadata"]["impersonator"], "s@x.test");
         assert_eq!(event["targets"][0]["name"].as_str().map(str::len), Some(200));

@@ -4,6 +4,7 @@
 //! naming the variable, instead of failing on the first sign-in. Secrets are wrapped in [`Secret`], whose `Debug`
 //! never prints the value, so a `{:?}` of the configuration is safe to log.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -196,6 +197,8 @@ pub struct LifecycleConfig {
     pub previous_webhook_secret: Option<Secret>,
     /// How often the Events API is read; `None` (`WORKOS_EVENTS_POLL_SECONDS=0`) turns the consumer off.
     pub events_poll_interval: Option<Duration>,
+    /// The Audit Log schema version each action's events name (`WORKOS_AUDIT_LOG_VERSIONS`); absent: 1.
+    pub audit_log_versions: HashMap<String, u32>,
 }
 
 impl Config {
@@ -470,7 +473,7 @@ fn boolean(vars: &Vars<'_>, name: &'static str, default: bool) -> Result<bool, C
 /// alone is then for `authbridge migrate` only.
 fn lifecycle(vars: &Vars<'_>, kind: ProviderKind) -> Result<Option<LifecycleConfig>, ConfigError> {
     if kind == ProviderKind::Oidc {
-        for name in ["WORKOS_WEBHOOK_SECRET", "WORKOS_WEBHOOK_SECRET_PREVIOUS"] {
+        for name in ["WORKOS_WEBHOOK_SECRET", "WORKOS_WEBHOOK_SECRET_PREVIOUS", AUDIT_LOG_VERSIONS] {
             if vars.optional(name).is_some() {
                 return Err(ConfigError::new(
                     name,
@@ -504,6 +507,9 @@ fn lifecycle(vars: &Vars<'_>, kind: ProviderKind) -> Result<Option<LifecycleConf
         if webhook_secret.is_some() {
             return Err(ConfigError::new("WORKOS_WEBHOOK_SECRET", "needs DATABASE_URL, where webhooks are recorded"));
         }
+        if vars.optional(AUDIT_LOG_VERSIONS).is_some() {
+            return Err(ConfigError::new(AUDIT_LOG_VERSIONS, "needs DATABASE_URL, where Audit Log events are queued"));
+        }
         if poll_seconds.is_some_and(|seconds| seconds > 0) {
             return Err(ConfigError::new(
                 "WORKOS_EVENTS_POLL_SECONDS",
@@ -526,7 +532,35 @@ fn lifecycle(vars: &Vars<'_>, kind: ProviderKind) -> Result<Option<LifecycleConf
         webhook_secret,
         previous_webhook_secret,
         events_poll_interval: (poll_seconds > 0).then(|| Duration::from_secs(poll_seconds)),
+        audit_log_versions: audit_log_versions(&vars.optional(AUDIT_LOG_VERSIONS).unwrap_or_default())
+            .map_err(|problem| ConfigError::new(AUDIT_LOG_VERSIONS, problem))?,
     }))
+}
+
+const AUDIT_LOG_VERSIONS: &str = "WORKOS_AUDIT_LOG_VERSIONS";
+
+/// `WORKOS_AUDIT_LOG_VERSIONS`: `action=version` pairs, comma-separated (`todo.created=2, user.signed_in=3`). Editing
+/// an action's schema in the WorkOS dashboard creates a new version, which WorkOS applies only to events that name
+/// it; an action left out is sent as version 1. Only actions authbridge records may be named (a typo would
+/// otherwise be silently ignored).
+fn audit_log_versions(raw: &str) -> Result<HashMap<String, u32>, String> {
+    let mut versions = HashMap::new();
+    for pair in raw.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
+        let (action, version) = pair.split_once('=').ok_or_else(|| format!("{pair:?} is not action=version"))?;
+        let action = action.trim();
+        if !crate::audit::ACTIONS.contains(&action) {
+            return Err(format!(
+                "{action:?} is not an action authbridge records ({})",
+                crate::audit::ACTIONS.join(", ")
+            ));
+        }
+        let version = version.trim().parse::<u32>().ok().filter(|version| *version > 0);
+        let version = version.ok_or_else(|| format!("the version of {action} must be a whole number from 1"))?;
+        if versions.insert(action.to_owned(), version).is_some() {
+            return Err(format!("{action} is named twice"));
+        }
+    }
+    Ok(versions)
 }
 
 /// Only the variables the `migrate` subcommand needs, so it runs without the WorkOS settings.
@@ -802,6 +836,10 @@ mod tests {
         assert_eq!(load(&vars).expect_err("needs a database").variable, "WORKOS_EVENTS_POLL_SECONDS");
 
         let mut vars = base();
+        vars.insert("WORKOS_AUDIT_LOG_VERSIONS", "todo.created=2".to_owned());
+        assert_eq!(load(&vars).expect_err("needs a database").variable, "WORKOS_AUDIT_LOG_VERSIONS");
+
+        let mut vars = base();
         vars.insert("WORKOS_EVENTS_POLL_SECONDS", "0".to_owned());
         assert!(load(&vars).expect("off is fine without a database").lifecycle.is_none());
     }
@@ -827,6 +865,10 @@ mod tests {
         assert_eq!(load(&vars).expect_err("nan").variable, "WORKOS_EVENTS_POLL_SECONDS");
 
         vars.insert("WORKOS_EVENTS_POLL_SECONDS", "5".to_owned());
+        vars.insert("WORKOS_AUDIT_LOG_VERSIONS", "todo.creatd=2".to_owned());
+        assert_eq!(load(&vars).expect_err("a typo").variable, "WORKOS_AUDIT_LOG_VERSIONS");
+        vars.insert("WORKOS_AUDIT_LOG_VERSIONS", "todo.created=2".to_owned());
+        assert_eq!(load(&vars).expect("valid").lifecycle.expect("on").audit_log_versions.get("todo.created"), Some(&2));
         vars.insert("WORKOS_WEBHOOK_SECRET_PREVIOUS", "old".to_owned());
         assert_eq!(load(&vars).expect_err("previous alone").variable, "WORKOS_WEBHOOK_SECRET_PREVIOUS");
         vars.insert("WORKOS_WEBHOOK_SECRET", "new".to_owned());
@@ -846,6 +888,7 @@ mod tests {
             ("WORKOS_WEBHOOK_SECRET", "whsec"),
             ("WORKOS_WEBHOOK_SECRET_PREVIOUS", "old"),
             ("WORKOS_EVENTS_POLL_SECONDS", "5"),
+            ("WORKOS_AUDIT_LOG_VERSIONS", "todo.created=2"),
         ] {
             let mut vars = vars.clone();
             vars.insert(name, value.to_owned());
@@ -859,8 +902,13 @@ mod tests {
 
     #[test]
     fn every_lifecycle_variable_is_read_and_documented_in_env_example_and_the_readme() {
-        const LIFECYCLE_VARIABLES: [&str; 4] =
-            ["DATABASE_URL", "WORKOS_WEBHOOK_SECRET", "WORKOS_WEBHOOK_SECRET_PREVIOUS", "WORKOS_EVENTS_POLL_SECONDS"];
+        const LIFECYCLE_VARIABLES: [&str; 5] = [
+            "DATABASE_URL",
+            "WORKOS_WEBHOOK_SECRET",
+            "WORKOS_WEBHOOK_SECRET_PREVIOUS",
+            "WORKOS_EVENTS_POLL_SECONDS",
+            "WORKOS_AUDIT_LOG_VERSIONS",
+        ];
         let read = std::sync::Mutex::new(Vec::<String>::new());
         let vars = base();
         let _ = Config::from_lookup(|name| {
@@ -1092,5 +1140,24 @@ mod tests {
         assert!(error.contains("proxy.internal"), "{error}");
         assert!(parse_trusted_proxies("10.0.0.0/33").is_err());
         assert_eq!(parse_trusted_proxies("").expect("empty"), Vec::<ipnet::IpNet>::new());
+    }
+
+    #[test]
+    fn audit_log_versions_name_recorded_actions_once_each_from_version_1() {
+        let parsed = audit_log_versions(" todo.created=2 ,user.signed_in = 3,").expect("valid");
+        assert_eq!(parsed.get("todo.created"), Some(&2));
+        assert_eq!(parsed.get("user.signed_in"), Some(&3));
+        assert_eq!(parsed.len(), 2);
+        assert!(audit_log_versions("").expect("empty").is_empty());
+        for (bad, names) in [
+            ("todo.creatd=2", "todo.creatd"),
+            ("todo.created", "action=version"),
+            ("todo.created=0", "from 1"),
+            ("todo.created=two", "from 1"),
+            ("todo.created=2,todo.created=3", "twice"),
+        ] {
+            let problem = audit_log_versions(bad).expect_err(bad);
+            assert!(problem.contains(names), "{bad}: {problem}");
+        }
     }
 }

@@ -98,7 +98,9 @@ impl AppState {
             Some(Arc::new(WebhookSecrets::new(current, lifecycle.previous_webhook_secret.as_ref())))
         });
         let insforge = InsforgeClient::new(&config.insforge)?;
-        let audit = lifecycle.as_ref().map(|lifecycle| Arc::new(AuditTrail::new(Arc::clone(lifecycle))));
+        let audit = lifecycle.as_ref().zip(config.lifecycle.as_ref()).map(|(lifecycle, settings)| {
+            Arc::new(AuditTrail::new(Arc::clone(lifecycle), settings.audit_log_versions.clone()))
+        });
         Ok(Self(Arc::new(AppParts {
             audit,
             origin: config.server.origin().into(),

@@ -244,6 +244,29 @@ async fn an_event_workos_refuses_for_good_is_kept_as_failed_and_not_retried() {
     assert_eq!(app.workos.calls(Endpoint::AuditLogs), 2, "the refused one was sent once");
 }
 
+/// An operator who edited an action's schema in the dashboard (a new version: here, version 1 named the target type
+/// wrongly and version 2 fixed it) names the version in `WORKOS_AUDIT_LOG_VERSIONS`, and the events use it; without
+/// it they are sent as version 1, which WorkOS refuses for good.
+#[tokio::test]
+async fn events_name_the_schema_version_the_operator_configured() {
+    async fn fate_of_a_create(app: &TestApp) -> (bool, bool) {
+        app.workos.set_audit_log_schema_versions("todo.created", &[&["Todo"], &["todo"]]);
+        let bob = app.signed_in(AUTHOR).await;
+        assert_eq!(create(&bob, "Versioned", Some(ACME_ORGANIZATION_ID)).await.status, 201);
+        let settled =
+            || async { outbox(app).await.into_iter().find(|row| row.1 == "todo.created").filter(|row| row.2 || row.3) };
+        assert!(eventually(Duration::from_secs(10), || async { settled().await.is_some() }).await, "settled");
+        settled().await.map(|(_, _, delivered, failed)| (delivered, failed)).unwrap_or_default()
+    }
+    let options = AppOptions { workos: cast(), ..AppOptions::default() }.lifecycle();
+    let configured = spawn_app_with(options.var("WORKOS_AUDIT_LOG_VERSIONS", "todo.created=2")).await;
+    assert_eq!(fate_of_a_create(&configured).await, (true, false), "delivered as version 2");
+    let event = configured.workos.audit_log_events().into_iter().find(|e| e.event["action"] == "todo.created");
+    assert_eq!(event.map(|e| e.event["version"].clone()), Some(json!(2)));
+
+    assert_eq!(fate_of_a_create(&cast_app().await).await, (false, true), "version 1 is refused for good");
+}
+
 /// WorkOS forgets an `Idempotency-Key` after 24 hours, so an event still undelivered 23 hours after an attempt that
 /// may have reached WorkOS (here: answered 503) is given up (kept, marked failed, logged) rather than sent again,
 /// where a send that went through unseen would be recorded twice.

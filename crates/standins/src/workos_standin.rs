@@ -678,6 +678,14 @@ impl WorkosStandIn {
         lock(&self.inner.enterprise).remove_audit_schema(action);
     }
 
+    /// `action`'s schema has the versions given, each by its target types (version 1 first): as after editing it
+    /// in the dashboard, which keeps the old versions and adds a new one. An event naming another version (or none,
+    /// read as 1, when version 1 does not fit it) is refused with 400 `invalid_audit_log_event`.
+    pub fn set_audit_log_schema_versions(&self, action: &str, versions: &[&[&str]]) {
+        let versions = versions.iter().map(|targets| targets.iter().map(|t| (*t).to_owned()).collect()).collect();
+        lock(&self.inner.enterprise).set_audit_schema_versions(action, versions);
+    }
+
     /// Every refresh token issued so far stops working (sessions stay, so logout still succeeds).
     pub fn revoke_all_refresh_tokens(&self) {
         lock(&self.inner.store).revoke_all_refresh_tokens();

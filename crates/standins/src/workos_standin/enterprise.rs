@@ -90,6 +90,9 @@ pub struct Enterprise {
     audit_down: bool,
     /// Actions whose schema a test removed from the dashboard.
     audit_removed: Vec<String>,
+    /// Actions whose schema versions a test set (each edit in the dashboard adds a version): the target types of
+    /// version 1, 2, …; the others have only version 1, as configured.
+    audit_versions: HashMap<String, Vec<Vec<String>>>,
     /// The Admin Portal's custom domain (WorkOS's *Custom domains*); `None`: links on the stand-in's own origin.
     pub(crate) portal_domain: Option<url::Url>,
 }
@@ -119,12 +122,21 @@ impl Enterprise {
         self.audit_removed.push(action.to_owned());
     }
 
-    /// The target types `action`'s schema allows, when one is configured.
-    fn audit_schema(&self, action: &str) -> Option<&'static [&'static str]> {
+    pub fn set_audit_schema_versions(&mut self, action: &str, versions: Vec<Vec<String>>) {
+        self.audit_versions.insert(action.to_owned(), versions);
+    }
+
+    /// The target types version `version` of `action`'s schema allows, when that version exists.
+    fn audit_schema(&self, action: &str, version: u64) -> Option<Vec<&str>> {
         if self.audit_removed.iter().any(|removed| removed == action) {
             return None;
         }
-        CONFIGURED_AUDIT_LOG_SCHEMAS.iter().find(|(configured, _)| *configured == action).map(|(_, targets)| *targets)
+        let index = usize::try_from(version.checked_sub(1)?).ok()?;
+        if let Some(versions) = self.audit_versions.get(action) {
+            return versions.get(index).map(|targets| targets.iter().map(String::as_str).collect());
+        }
+        let configured = CONFIGURED_AUDIT_LOG_SCHEMAS.iter().find(|(configured, _)| *configured == action);
+        configured.filter(|_| index == 0).map(|(_, targets)| targets.to_vec())
     }
 }
 
@@ -335,9 +347,21 @@ fn missing_field(body: &Value) -> Option<&'static str> {
 
 /// Where `event` departs from the schema configured for its action: no schema at all, or a target type the schema
 /// does not list.
+/// WorkOS validates an event against the version of its action's schema that the event names (`version`;
+/// WorkOS docs, *Editing events*: an edit in the dashboard creates a new version, and events must name it to use
+/// it). An event that names none is read as version 1.
 fn schema_mismatch(enterprise: &Enterprise, event: &Value) -> Option<&'static str> {
-    let Some(target_types) = enterprise.audit_schema(event["action"].as_str().unwrap_or_default()) else {
-        return Some("/action");
+    let action = event["action"].as_str().unwrap_or_default();
+    let version = match &event["version"] {
+        Value::Null => 1,
+        version => match version.as_u64() {
+            Some(version) => version,
+            None => return Some("/version"),
+        },
+    };
+    let Some(target_types) = enterprise.audit_schema(action, version) else {
+        let action_known = enterprise.audit_schema(action, 1).is_some();
+        return Some(if action_known { "/version" } else { "/action" });
     };
     let targets = event["targets"].as_array().map(Vec::as_slice).unwrap_or_default();
     let unknown = targets.iter().any(|target| !target_types.contains(&target["type"].as_str().unwrap_or_default()));

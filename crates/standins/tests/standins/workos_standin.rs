@@ -1206,6 +1206,35 @@ fn audit_event_with(change: impl FnOnce(&mut Value)) -> Value {
     body
 }
 
+/// An edited schema is a new version beside the old ones, and WorkOS validates each event against the version it
+/// names (`version`, version 1 when it names none): WorkOS docs, *Editing events*.
+#[tokio::test]
+async fn audit_log_events_are_validated_against_the_schema_version_they_name() {
+    let workos = start().await;
+    // Version 1 named the target type wrongly; version 2, the edit, fixed it.
+    workos.set_audit_log_schema_versions("todo.created", &[&["Todo"], &["todo"]]);
+    let refused_as = |answer: &Value| answer["errors"][0]["instancePath"].as_str().map(str::to_owned);
+    for version in [None, Some(1)] {
+        let body = audit_event_with(|event| {
+            if let Some(version) = version {
+                event["version"] = json!(version);
+            }
+        });
+        let (status, answer) = api_post(&workos, "audit_logs/events", body, None).await;
+        assert_eq!(
+            (status, refused_as(&answer)),
+            (StatusCode::BAD_REQUEST, Some("/targets".to_owned())),
+            "{version:?}"
+        );
+    }
+    let body = audit_event_with(|event| event["version"] = json!(2));
+    assert_eq!(api_post(&workos, "audit_logs/events", body, None).await.0, StatusCode::OK);
+    let body = audit_event_with(|event| event["version"] = json!(3));
+    let (status, answer) = api_post(&workos, "audit_logs/events", body, None).await;
+    assert_eq!((status, refused_as(&answer)), (StatusCode::BAD_REQUEST, Some("/version".to_owned())));
+    assert_eq!(workos.audit_log_events().len(), 1, "only version 2's");
+}
+
 /// WorkOS takes `occurred_at` as an ISO-8601 date-time only (workos-node `audit-log-event.interface.ts`).
 #[tokio::test]
 async fn audit_log_events_need_an_iso_8601_occurred_at() {
