@@ -51,7 +51,7 @@ pub struct Target {
 /// Where the request came from, as WorkOS's `context` has it.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
-    /// The client's IP address (the peer's; behind a proxy, the proxy's).
+    /// The client's IP address: the peer's, or behind proxies in `TRUSTED_PROXIES` the client they name.
     pub location: String,
     pub user_agent: Option<String>,
 }
@@ -420,7 +420,9 @@ impl AuditDeliverer {
                 continue;
             }
             let wait = match &error {
-                WorkosError::RateLimited { retry_after: Some(after) } => *after,
+                // Capped like the backoff: one answer must not park the outbox for hours, past the 23 hours after
+                // which an event that may have gone through is given up.
+                WorkosError::RateLimited { retry_after: Some(after) } => (*after).min(self.options.max_backoff),
                 _ => self.options.backoff(attempts),
             };
             tracing::info!(%error, attempts, retry_in_ms = wait.as_millis() as u64, "audit log event not delivered yet");
@@ -541,7 +543,11 @@ fn outcome(error: &WorkosError) -> Outcome {
         // A conflict over the key is another request with it (an earlier attempt) still being processed.
         WorkosError::Rejected { status: 409, .. } => Outcome::MaybeRecorded,
         // Any other 4xx: WorkOS judged the event (e.g. an action not configured in its dashboard).
-        WorkosError::Rejected { .. } => Outcome::Permanent,
+        WorkosError::Rejected { status: 400..=499, .. } => Outcome::Permanent,
+        // Anything else unsuccessful that is not a 5xx is a redirect, which is not followed: WorkOS's API does not
+        // redirect, so it came from something in between (an `http://` WORKOS_API_BASE_URL, a proxy) and the event
+        // never reached the endpoint. Fixable, like a wrong key.
+        WorkosError::Rejected { .. } => Outcome::NotRecorded,
         // A rate limit is checked before the request is acted on; a connection refused carried nothing; the
         // sign-in answers are 4xx refusals this endpoint does not give, acted on by nothing.
         WorkosError::RateLimited { .. }
@@ -611,6 +617,10 @@ mod tests {
         assert_eq!(outcome(&WorkosError::RateLimited { retry_after: None }), Outcome::NotRecorded);
         assert_eq!(outcome(&WorkosError::Connect), Outcome::NotRecorded);
         assert_eq!(outcome(&rejected(409, "conflict", "Conflict")), Outcome::MaybeRecorded);
+        // A redirect (not followed): from something in front of WorkOS, whose API never redirects.
+        for status in [301, 307] {
+            assert_eq!(outcome(&rejected(status, "unknown", "Moved")), Outcome::NotRecorded, "{status}");
+        }
         assert_eq!(outcome(&WorkosError::Timeout), Outcome::MaybeRecorded);
         assert_eq!(outcome(&WorkosError::Unavailable { status: 500 }), Outcome::MaybeRecorded);
         assert_eq!(outcome(&WorkosError::Unavailable { status: 502 }), Outcome::MaybeRecorded);

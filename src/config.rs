@@ -625,9 +625,23 @@ pub(crate) fn parse_trusted_proxies(raw: &str) -> Result<Vec<ipnet::IpNet>, Stri
                 .parse::<ipnet::IpNet>()
                 .map(|network| network.trunc())
                 .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(as_ipv4_when_mapped)
                 .map_err(|_| format!("{entry:?} is neither an IP address nor a network such as 10.0.0.0/8"))
         })
         .collect()
+}
+
+/// `::ffff:10.0.0.0/104` as `10.0.0.0/8`: peers and `X-Forwarded-For` entries are compared in their canonical form
+/// (a dual-stack listener's `::ffff:a.b.c.d` is `a.b.c.d`), which an IPv4-mapped network would never contain.
+fn as_ipv4_when_mapped(network: ipnet::IpNet) -> ipnet::IpNet {
+    match network {
+        ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => v6
+            .addr()
+            .to_ipv4_mapped()
+            .and_then(|v4| ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).ok())
+            .map_or(network, ipnet::IpNet::V4),
+        network => network,
+    }
 }
 
 fn positive(name: &'static str, value: u64) -> Result<u64, ConfigError> {
@@ -1139,6 +1153,9 @@ mod tests {
         let error = parse_trusted_proxies("10.0.0.0/8, proxy.internal").expect_err("a name");
         assert!(error.contains("proxy.internal"), "{error}");
         assert!(parse_trusted_proxies("10.0.0.0/33").is_err());
+        // IPv4-mapped entries are the IPv4 networks they name, as peers are compared.
+        let mapped = parse_trusted_proxies("::ffff:10.0.0.0/104, ::ffff:192.168.1.7").expect("parsed");
+        assert!(mapped[0].contains(&addr("10.200.0.1")) && mapped[1].contains(&addr("192.168.1.7")), "{mapped:?}");
         assert_eq!(parse_trusted_proxies("").expect("empty"), Vec::<ipnet::IpNet>::new());
     }
 

@@ -431,6 +431,13 @@ fn status_error(kind: Kind, status: StatusCode, body: &str, token: &str) -> Insf
             tracing::warn!(error = %message, "InsForge lost its connection to its database API during a write");
             InsforgeError::WriteUnconfirmed { timed_out: false }
         }
+        // A gateway in front of InsForge (a load balancer, a CDN) answering for it, in neither of InsForge's shapes:
+        // 504, it forwarded the write and stopped waiting; 502, the answer broke on the way (or never came). Which,
+        // it cannot say, so the write may have been saved: "try again" could make it twice.
+        502 | 504 if kind == Kind::Write && body.code.is_none() && body.insforge_error.is_none() => {
+            tracing::warn!(error = %message, status = status.as_u16(), "a gateway in front of InsForge failed during a write");
+            InsforgeError::WriteUnconfirmed { timed_out: status == 504 }
+        }
         status => InsforgeError::Upstream { status, message },
     }
 }
@@ -529,6 +536,21 @@ mod tests {
 
     fn summary(body: &str) -> String {
         ErrorBody::parse(body, TOKEN).summary()
+    }
+
+    /// A gateway's 502 or 504 to a write (its own page, not an InsForge or PostgREST body) may hide a saved write;
+    /// to a read it is a plain failure, and InsForge's own 502 keeps its meaning.
+    #[test]
+    fn a_gateways_502_or_504_to_a_write_is_unconfirmed() {
+        let page = "<html><body><h1>502 Bad Gateway</h1></body></html>";
+        let write = |status| status_error(Kind::Write, status, page, TOKEN);
+        assert!(matches!(write(StatusCode::BAD_GATEWAY), InsforgeError::WriteUnconfirmed { timed_out: false }));
+        assert!(matches!(write(StatusCode::GATEWAY_TIMEOUT), InsforgeError::WriteUnconfirmed { timed_out: true }));
+        let read = status_error(Kind::Read, StatusCode::BAD_GATEWAY, page, TOKEN);
+        assert!(matches!(read, InsforgeError::Upstream { status: 502, .. }));
+        let insforge = r#"{"error":"BAD_GATEWAY","message":"upstream","statusCode":502}"#;
+        let own = status_error(Kind::Write, StatusCode::BAD_GATEWAY, insforge, TOKEN);
+        assert!(matches!(own, InsforgeError::Upstream { status: 502, .. }));
     }
 
     #[test]

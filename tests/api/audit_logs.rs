@@ -446,6 +446,29 @@ async fn a_rate_limit_stops_the_pass_and_the_rest_wait_for_retry_after() {
     assert!(sends.values().all(|sends| *sends == 1) && sends.len() == 6, "each once: {sends:?}");
 }
 
+/// One 429 with a huge `Retry-After` does not park the outbox for a day (past the 23 hours after which an event that
+/// may have gone through is given up): the wait is capped like the backoff, at 5 minutes.
+#[tokio::test]
+async fn a_rate_limits_retry_after_is_capped_like_the_backoff() {
+    let app = cast_app().await;
+    app.workos.set_rate_limit_retry_after(Duration::from_secs(86_400));
+    app.workos.fail_next(Endpoint::AuditLogs, 1, 429);
+    let _bob = app.signed_in(AUTHOR).await;
+    let wait = || async {
+        sqlx::query_scalar::<_, Option<f64>>(
+            "SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM authbridge.audit_log_outbox \
+             WHERE last_error IS NOT NULL",
+        )
+        .fetch_optional(&mut app.db.connect().await)
+        .await
+        .expect("the outbox")
+        .flatten()
+    };
+    assert!(eventually(Duration::from_secs(10), || async { wait().await.is_some() }).await, "refused once");
+    let seconds = wait().await.unwrap_or_default();
+    assert!(seconds <= 300.0, "waits {seconds} s");
+}
+
 /// The rate limit is the API key's, not the batch's: the due events a pass did not claim (more than a batch) wait
 /// for `Retry-After` too, or the next pass would spend another request on another refusal.
 #[tokio::test]
