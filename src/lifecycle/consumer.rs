@@ -10,8 +10,9 @@
 //!   here too (a server that ignores `events=` only costs ledger rows); a server that restarts from the beginning
 //!   for an unknown `after` only replays events the ledger already has; a refused cursor falls back to
 //!   `range_start` at the last event's time; a cursor older than WorkOS keeps events is not sent at all (a server
-//!   may answer an empty page for it, which looks like "nothing new"): the state is reconciled again and every
-//!   event WorkOS still has is read by time. Each of these is logged.
+//!   may answer an empty page for it, which looks like "nothing new"): the state is reconciled again (what a
+//!   complete listing no longer shows is ended, its deletion event lost) and every event WorkOS still has is read by
+//!   time. Each of these is logged.
 //! - **WorkOS down** is retried with exponential backoff (honouring `Retry-After`); the cursor has not moved, so no
 //!   event is lost.
 //! - **One event the database keeps refusing for its data** (SQLSTATE class 22 or 23, or 54000: a value or a
