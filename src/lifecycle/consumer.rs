@@ -10,18 +10,22 @@
 //!   here too (a server that ignores `events=` only costs ledger rows); a server that restarts from the beginning
 //!   for an unknown `after` only replays events the ledger already has; a refused cursor falls back to
 //!   `range_start` at the last event's time; a cursor older than WorkOS keeps events is not sent at all (a server
-//!   may answer an empty page for it, which looks like "nothing new"): the state is reconciled again and every
-//!   event WorkOS still has is read by time. Each of these is logged.
+//!   may answer an empty page for it, which looks like "nothing new"): the state is reconciled again (what a
+//!   complete listing no longer shows is ended, its deletion event lost) and every event WorkOS still has is read by
+//!   time. Each of these is logged.
 //! - **WorkOS down** is retried with exponential backoff (honouring `Retry-After`); the cursor has not moved, so no
 //!   event is lost.
-//! - **One event the database keeps refusing** (an error about the statement itself, not the connection or a
-//!   conflict) is retried the same way, but after a few polls in a row it is recorded as rejected, logged at error
-//!   level and skipped, as an unreadable payload is: otherwise it would hold back every event after it.
+//! - **One event the database keeps refusing for its data** (SQLSTATE class 22 or 23, or 54000: a value or a
+//!   constraint no retry will get past) is retried the same way, but once it has failed five polls in a row over at
+//!   least ten minutes it is recorded as rejected, logged at error level and skipped, as an unreadable payload is:
+//!   otherwise it would hold back every event after it. Any other database error (a missing grant or table, a
+//!   read-only database, the connection) is retried without end: it can be put right, and the event must not be
+//!   lost meanwhile.
 //! - **First start** (no cursor): the current organizations and memberships are read from the REST API, then
 //!   events are read from shortly before that moment on.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -53,6 +57,10 @@ const MAX_RECONCILE_PAGES: usize = 1_000;
 /// and skipped: each failed poll is retried with backoff, and without a limit the consumer would stop at that event
 /// for good, every later event (deprovisionings among them) unread.
 const MAX_EVENT_FAILURES: u32 = 5;
+/// How long one event must have kept failing, besides [`MAX_EVENT_FAILURES`] tries, before it is rejected: with the
+/// 1/2/4/8 s backoff five tries take about 15 s, too short for an operator to notice and undo a mistake the error
+/// classification cannot tell from bad data. A rejected event is skipped for good, so erring long costs only delay.
+pub const MIN_FAILING_FOR: Duration = Duration::from_secs(10 * 60);
 
 #[derive(Debug, Clone, Copy)]
 pub struct ConsumerOptions {
@@ -60,11 +68,19 @@ pub struct ConsumerOptions {
     /// The first retry after a failure waits this long, doubling on each further failure up to `backoff_max`.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// An event that keeps failing with a lasting database error is rejected only once it has failed for at least
+    /// this long (and [`MAX_EVENT_FAILURES`] times): [`MIN_FAILING_FOR`] in service; tests shorten it.
+    pub reject_after: Duration,
 }
 
 impl ConsumerOptions {
     pub fn every(poll_interval: Duration) -> Self {
-        Self { poll_interval, backoff_base: Duration::from_secs(1), backoff_max: Duration::from_secs(300) }
+        Self {
+            poll_interval,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            reject_after: MIN_FAILING_FOR,
+        }
     }
 
     /// The wait before retry number `failures` (1, 2, …): doubling, capped, with up to 25 % random jitter so
@@ -109,12 +125,20 @@ enum Position {
     RangeStart(OffsetDateTime),
 }
 
+/// One event's lasting failures in a row.
+struct Failing {
+    event_id: String,
+    failures: u32,
+    since: Instant,
+}
+
 pub struct EventsConsumer {
     lifecycle: Arc<Lifecycle>,
     revocations: Option<Arc<Revocations>>,
     options: ConsumerOptions,
-    /// The event the last poll failed to apply with a lasting error, and how many polls in a row did.
-    failing: Mutex<Option<(String, u32)>>,
+    /// The event the last poll failed to apply with a lasting error, how many polls in a row did, and when the first
+    /// of them failed.
+    failing: Mutex<Option<Failing>>,
 }
 
 impl EventsConsumer {
@@ -265,12 +289,13 @@ impl EventsConsumer {
                         applied
                     }
                     Err(error) if lasting(&error) => {
-                        let failures = self.note_failure(Some(&envelope.id));
-                        if failures < MAX_EVENT_FAILURES {
+                        let (failures, failing_for) = self.note_failure(Some(&envelope.id));
+                        if failures < MAX_EVENT_FAILURES || failing_for < self.options.reject_after {
                             return Err(error.into());
                         }
                         self.note_failure(None);
                         tracing::error!(event_id = %envelope.id, event_type = %envelope.event_type, %error, failures,
+                            failing_for_s = failing_for.as_secs(),
                             "a WorkOS event failed to apply on every try; it is recorded as rejected and skipped");
                         events::reject(conn, envelope, Source::EventsApi, error.to_string()).await?
                     }
@@ -321,19 +346,19 @@ impl EventsConsumer {
     }
 
     /// Counts one more failure of `event_id` in a row (a different event starts again at 1), or forgets the count
-    /// (`None`: an event was applied). Returns the count.
-    fn note_failure(&self, event_id: Option<&str>) -> u32 {
+    /// (`None`: an event was applied). Returns the count and how long ago the first of these failures was.
+    fn note_failure(&self, event_id: Option<&str>) -> (u32, Duration) {
         let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(event_id) = event_id else {
             *failing = None;
-            return 0;
+            return (0, Duration::ZERO);
         };
-        let failures = match failing.as_ref() {
-            Some((id, failures)) if id == event_id => failures.saturating_add(1),
-            _ => 1,
+        let (failures, since) = match failing.as_ref() {
+            Some(current) if current.event_id == event_id => (current.failures.saturating_add(1), current.since),
+            _ => (1, Instant::now()),
         };
-        *failing = Some((event_id.to_owned(), failures));
-        failures
+        *failing = Some(Failing { event_id: event_id.to_owned(), failures, since });
+        (failures, since.elapsed())
     }
 
     /// Tells this replica's revocation list at once, and fetches organizations a membership named.
@@ -346,49 +371,100 @@ impl EventsConsumer {
         }
     }
 
-    /// Reads every organization and its memberships (every status) from the REST API, at their own versions.
+    /// Reads every organization and its memberships (every status) from the REST API, at their own versions, then,
+    /// if every page was read, ends the organizations and memberships the database holds that WorkOS no longer
+    /// lists: their deletion events were lost (in a gap of the Events API, or webhooks given up on). Without this a
+    /// client that only ever presents bearer tokens would keep such an organization, and through RLS its data, for
+    /// good: only a cookie's refresh lists a user's memberships again (`sync`).
     async fn reconcile(&self, conn: &mut PgConnection) -> Result<(), LifecycleError> {
         let workos = self.lifecycle.workos();
+        // Rows changed since shortly before this moment may be newer than the listing (created while it was read,
+        // or by an event in flight), and WorkOS's clock may run ahead of ours: those are left alone.
+        let changed_before = OffsetDateTime::now_utc() - reconcile_margin();
         let mut after: Option<String> = None;
-        let mut organizations = 0usize;
+        let mut listed_organizations: Vec<String> = Vec::new();
+        let mut listed_memberships: Vec<String> = Vec::new();
+        // Set only when a listing ended on its own: one cut short by a page limit says nothing about what it did
+        // not reach, so nothing may be ended on its word.
+        let mut complete = false;
+        let mut memberships_complete = true;
         for _ in 0..MAX_RECONCILE_PAGES {
             let page = workos.list_organizations(after.as_deref()).await?;
             for organization in &page.data {
                 store::upsert_organization(conn, organization, &Version::of_object(organization.updated_at)).await?;
-                organizations += 1;
+                listed_organizations.push(organization.id.clone());
                 let mut members_after: Option<String> = None;
+                let mut members_complete = false;
                 for _ in 0..MAX_RECONCILE_PAGES {
                     let members = workos
                         .list_memberships(MembershipsOf::Organization(&organization.id), members_after.as_deref())
                         .await?;
                     for membership in &members.data {
                         store::upsert_membership(conn, membership, &Version::of_object(membership.updated_at)).await?;
+                        listed_memberships.push(membership.id.clone());
                     }
                     match members.list_metadata.after {
                         Some(next) if !members.data.is_empty() => members_after = Some(next),
-                        _ => break,
+                        _ => {
+                            members_complete = true;
+                            break;
+                        }
                     }
                 }
+                memberships_complete &= members_complete;
             }
             match page.list_metadata.after {
                 Some(next) if !page.data.is_empty() => after = Some(next),
-                _ => break,
+                _ => {
+                    complete = true;
+                    break;
+                }
             }
         }
-        tracing::info!(organizations, "read the current organizations and memberships from WorkOS");
+        let organizations = listed_organizations.len();
+        if !(complete && memberships_complete) {
+            tracing::warn!(
+                organizations,
+                "read organizations and memberships from WorkOS, but the listing was cut short at its page limit; \
+                 nothing it did not list is ended"
+            );
+            return Ok(());
+        }
+        let ended_memberships =
+            store::tombstone_memberships_not_listed(conn, &listed_memberships, changed_before).await?;
+        let ended_organizations =
+            store::tombstone_organizations_not_listed(conn, &listed_organizations, changed_before).await?;
+        tracing::info!(
+            organizations,
+            memberships = listed_memberships.len(),
+            ended_organizations,
+            ended_memberships,
+            "read the current organizations and memberships from WorkOS; those it no longer lists are ended"
+        );
         Ok(())
     }
 }
 
-/// Whether a database error will come back however often the same event is applied: one the server raised about
-/// the statement (a value it refuses, a constraint), rather than a lost connection, a full pool, or a conflict
-/// with another transaction or an operator, which another try may well get past.
+/// How much older than the reconciliation's start a row must be for it to be ended as not listed.
+fn reconcile_margin() -> time::Duration {
+    time::Duration::try_from(super::sync::SWEEP_MARGIN).unwrap_or(time::Duration::MINUTE)
+}
+
+/// Whether a database error will come back however often the same event is applied: see [`lasting_sqlstate`].
 fn lasting(error: &sqlx::Error) -> bool {
     let Some(database) = error.as_database_error() else { return false };
-    let class = database.code().map(|code| code.chars().take(2).collect::<String>()).unwrap_or_default();
-    // 08 connection, 40 rollback (serialization failure, deadlock), 53 insufficient resources, 55 object not in
-    // prerequisite state (lock not available), 57 operator intervention (shutdown, cancel), 58 system error.
-    !class.is_empty() && !matches!(class.as_str(), "08" | "40" | "53" | "55" | "57" | "58")
+    database.code().is_some_and(|code| lasting_sqlstate(&code))
+}
+
+/// Whether a SQLSTATE says the event's own data is at fault, so that no retry can apply it: class 22 (data
+/// exception: a value the column cannot hold, such as a NUL byte in text), class 23 (integrity constraint
+/// violation: a check or foreign key the data breaks) and 54000 (program limit exceeded: a value too large to
+/// store). Everything else is retried without end, because it may be the database's or an operator's state, which
+/// can be put right without losing the event: 42 (a missing privilege, table or column: a migration or grant
+/// pending), 25 (a read-only transaction: a failover under way), XX (internal error), and the connection,
+/// conflict and resource classes (08, 40, 53, 55, 57, 58).
+fn lasting_sqlstate(code: &str) -> bool {
+    code.starts_with("22") || code.starts_with("23") || code == "54000"
 }
 
 #[cfg(test)]
@@ -401,6 +477,7 @@ mod tests {
             poll_interval: Duration::from_secs(30),
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            reject_after: MIN_FAILING_FOR,
         };
         for (failures, low) in [(1, 1), (2, 2), (3, 4), (7, 60), (40, 60)] {
             let wait = options.backoff(failures, None);
@@ -408,5 +485,20 @@ mod tests {
             assert!(wait >= low && wait <= low.mul_f64(1.25), "attempt {failures}: {wait:?}");
         }
         assert!(options.backoff(1, Some(Duration::from_secs(90))) >= Duration::from_secs(90));
+    }
+
+    #[test]
+    fn only_errors_about_the_data_itself_are_lasting() {
+        // An operator's or the database's state: put right, the event applies, so it must never be skipped.
+        for code in ["42501", "42P01", "42703", "XX000", "25006", "08006", "40001", "53300", "55P03", "57014", "58030"]
+        {
+            assert!(!lasting_sqlstate(code), "{code} was taken as lasting");
+        }
+        // The event's data: no retry will apply it.
+        for code in ["22P05", "23514", "22021", "23505", "54000"] {
+            assert!(lasting_sqlstate(code), "{code} was not taken as lasting");
+        }
+        assert!(!lasting_sqlstate("54001"), "statement too complex is not about the event's values");
+        assert!(!lasting_sqlstate(""));
     }
 }

@@ -264,6 +264,45 @@ pub async fn end_memberships_not_listed(
     Ok(ended.rows_affected())
 }
 
+/// Ends, for good, the memberships that a complete listing of every organization's memberships from WorkOS
+/// (`listed`, every status; the consumer's reconciliation) did not contain and that last changed before
+/// `changed_before`: deleted at WorkOS, their `organization_membership.deleted` lost in a gap of the Events API. The
+/// same tombstone a deletion event leaves (`deleted_at`, which every later upsert skips), with the row's version
+/// kept, since what deleted it is unknown. Returns how many were ended.
+pub async fn tombstone_memberships_not_listed(
+    conn: &mut PgConnection,
+    listed: &[String],
+    changed_before: OffsetDateTime,
+) -> Result<u64, sqlx::Error> {
+    let ended = sqlx::query(
+        "UPDATE authbridge.organization_memberships SET deleted_at = now() \
+         WHERE deleted_at IS NULL AND NOT (id = ANY($1)) AND version_updated_at < $2",
+    )
+    .bind(listed)
+    .bind(changed_before)
+    .execute(conn)
+    .await?;
+    Ok(ended.rows_affected())
+}
+
+/// As [`tombstone_memberships_not_listed`], for organizations a complete listing of them did not contain (their
+/// `organization.deleted` lost).
+pub async fn tombstone_organizations_not_listed(
+    conn: &mut PgConnection,
+    listed: &[String],
+    changed_before: OffsetDateTime,
+) -> Result<u64, sqlx::Error> {
+    let ended = sqlx::query(
+        "UPDATE authbridge.organizations SET deleted_at = now() \
+         WHERE deleted_at IS NULL AND NOT (id = ANY($1)) AND version_updated_at < $2",
+    )
+    .bind(listed)
+    .bind(changed_before)
+    .execute(conn)
+    .await?;
+    Ok(ended.rows_affected())
+}
+
 /// Ends a membership for good. The tombstone keeps the membership as the event described it, status and all, but
 /// a tombstoned membership is never listed.
 pub async fn tombstone_membership(

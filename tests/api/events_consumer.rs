@@ -26,6 +26,8 @@ fn options() -> ConsumerOptions {
         poll_interval: Duration::from_millis(200),
         backoff_base: Duration::from_millis(200),
         backoff_max: Duration::from_secs(2),
+        // Ten minutes in service; long enough here that the five tries alone (about 3 s of backoff) do not decide.
+        reject_after: Duration::from_secs(1),
     }
 }
 
@@ -223,6 +225,76 @@ async fn a_cursor_older_than_the_events_window_is_not_trusted_and_the_state_is_r
     assert_ne!(cursor(&app).await, Some(stale));
 }
 
+/// A deletion WorkOS no longer has the event for (lost in a gap longer than it keeps events) is found by the
+/// reconciliation: a membership or organization the complete listing no longer shows is ended, so a client that
+/// only presents bearer tokens (never listed again at a refresh) loses it too, in the app and in RLS. A row changed
+/// in the minute before the listing (it may be newer than the listing) is left alone.
+#[tokio::test]
+async fn the_gap_reconciliation_ends_what_was_deleted_while_the_events_were_lost() {
+    let app = app_without_push().await;
+    let bob = app.user_id(BOB);
+    let initech = app.workos.create_organization("Initech");
+    app.workos.add_membership(&bob, &initech.id, &[]).expect("Bob joins Initech");
+    app.consumer(options()).poll_once().await.expect("caught up");
+    let bearer = app.bearer_client(app.workos.mint_access_token(&bob, Duration::from_secs(300)));
+    assert_eq!(organization_ids(&bearer.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID, initech.id.as_str()]);
+
+    // A month without the consumer: Bob leaves Acme and Initech is deleted, and WorkOS no longer has those events.
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("seeded");
+    app.workos.delete_membership(&acme.id).expect("removed");
+    app.workos.delete_organization(&initech.id).expect("deleted");
+    app.workos.expire_events();
+    let mut conn = app.db.connect().await;
+    for statement in [
+        "UPDATE authbridge.events_cursor SET last_event_at = now() - interval '31 days' WHERE id = 1",
+        "UPDATE authbridge.organizations SET version_updated_at = now() - interval '1 hour'",
+        "UPDATE authbridge.organization_memberships SET version_updated_at = now() - interval '1 hour'",
+        // Recorded moments ago and not listed: it may have been created while the listing was read.
+        "INSERT INTO authbridge.organization_memberships \
+             (id, user_id, organization_id, status, role, role_slugs, directory_managed, \
+              version_updated_at, version_event_at, version_event_id) \
+         VALUES ('om_just_created', 'user_other', 'org_other', 'active', 'member', '{member}', false, \
+                 now(), now(), 'event_x')",
+    ] {
+        sqlx::query(statement).execute(&mut conn).await.expect("a month later");
+    }
+
+    let report = app.consumer(options()).poll_once().await.expect("a poll");
+    assert!(report.reconciled, "{report:?}");
+    assert_eq!(app.membership_row(&acme.id).await.map(|row| row.2), Some(true), "the lost deletion is applied");
+    let initech_gone = app
+        .query_scalar_i64(
+            "SELECT count(*) FROM authbridge.organizations WHERE id = $1 AND deleted_at IS NOT NULL",
+            &initech.id,
+        )
+        .await;
+    assert_eq!(initech_gone, 1, "the lost organization deletion is applied");
+    let acme_kept = app
+        .query_scalar_i64(
+            "SELECT count(*) FROM authbridge.organizations WHERE id = $1 AND deleted_at IS NULL",
+            ACME_ORGANIZATION_ID,
+        )
+        .await;
+    assert_eq!(acme_kept, 1, "a listed organization stays");
+    assert_eq!(app.membership_row("om_just_created").await.map(|row| row.2), Some(false), "too recent to end");
+    assert_eq!(bearer.get(ORGANIZATIONS).await.json(), json!([]), "the bearer client has lost both");
+
+    use sqlx::Connection;
+    let mut tx = conn.begin().await.expect("transaction");
+    sqlx::query("SELECT set_config('request.jwt.claims', $1, true)")
+        .bind(json!({ "sub": bob, "role": "authenticated" }).to_string())
+        .execute(&mut *tx)
+        .await
+        .expect("claims");
+    let rls: Vec<String> = sqlx::query_scalar("SELECT authbridge_rls.requesting_user_organization_ids()")
+        .fetch_one(&mut *tx)
+        .await
+        .expect("the RLS helper");
+    assert!(rls.is_empty(), "RLS still grants {rls:?}");
+    tx.rollback().await.expect("rollback");
+    assert!(logs::captured().contains("those it no longer lists are ended"));
+}
+
 /// In a quiet environment no new event moves a refused cursor on: it is forgotten, not sent again on every poll.
 #[tokio::test]
 async fn a_refused_cursor_is_not_sent_again_when_no_event_follows() {
@@ -277,6 +349,34 @@ async fn an_event_the_database_always_refuses_is_rejected_after_a_few_tries_and_
     let known = app.query_scalar_i64("SELECT count(*) FROM authbridge.organizations WHERE id = $1", &after.id).await;
     assert_eq!(known, 1, "the next event was applied");
     assert!(logs::captured().contains("a WorkOS event failed to apply on every try"));
+}
+
+/// Five quick failures are not enough to give an event up: failures must also have gone on for `reject_after`
+/// (ten minutes in service), so a brief mistake cannot cost an event for good.
+#[tokio::test]
+async fn an_event_is_rejected_only_after_failing_for_the_minimum_time_as_well_as_five_times() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("caught up");
+    let before = cursor(&app).await;
+    let now = time::OffsetDateTime::now_utc();
+    let poisoned = app.workos.emit_event(
+        "organization.created",
+        json!({ "object": "organization", "id": "org_nul", "name": "Nul\u{0}Corp", "updated_at": ts(now) }),
+    );
+    let consumer = app.consumer(ConsumerOptions { reject_after: Duration::from_secs(4), ..options() });
+    let started = Instant::now();
+    for attempt in 1..=7 {
+        assert!(consumer.poll_once().await.is_err(), "attempt {attempt} failed");
+    }
+    assert!(started.elapsed() < Duration::from_secs(4), "the attempts were quick: {:?}", started.elapsed());
+    assert_eq!(cursor(&app).await, before, "seven tries in under four seconds did not give the event up");
+    assert!(app.ledger().await.iter().all(|(id, ..)| *id != poisoned));
+
+    // Counted from the first failure, a moment after `started`: half a second covers that.
+    tokio::time::sleep(Duration::from_millis(4_500).saturating_sub(started.elapsed())).await;
+    let report = consumer.poll_once().await.expect("the event is given up");
+    assert_eq!(report.rejected, 1, "{report:?}");
+    assert_eq!(cursor(&app).await.as_deref(), Some(poisoned.as_str()));
 }
 
 #[tokio::test]
