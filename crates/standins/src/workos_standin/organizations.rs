@@ -502,6 +502,7 @@ impl Store {
         let Some(index) = self.provisioned_membership(directory_user) else { return };
         if self.memberships[index].status == StandInMembershipStatus::Inactive {
             self.memberships[index].directory_managed = true;
+            // `set_status` never refuses; its `Result` only suits the public calls that return it.
             let _ = self.set_status(index, StandInMembershipStatus::Active);
         }
     }
