@@ -167,9 +167,41 @@ async fn deactivation_at_workos_also_revokes_the_sessions_and_signing_in_again_s
     assert_eq!(again.get(ORGANIZATIONS).await.json(), json!([]), "the membership is inactive");
 }
 
+/// With WorkOS's directory provisioning (docs/workos.md §5.3), a directory deprovisioning reaches the app as the
+/// membership turned `inactive` (with the default role) and every session of the person revoked; the directory
+/// making the person active again gives the organization back.
+#[tokio::test]
+async fn a_directory_deprovisioning_reaches_the_app_as_an_inactive_membership_and_revoked_sessions() {
+    let app = lifecycle_app().await;
+    let bob = app.user_id(BOB);
+    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
+    app.workos.set_membership_roles(&acme.id, &["admin"]).expect("made an admin");
+    let browser = app.signed_in(BOB).await;
+    delivered(&app, "organization_membership.updated").await;
+    assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
+
+    app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
+    delivered(&app, "dsync.user.updated").await;
+    delivered(&app, "organization_membership.updated").await;
+    delivered(&app, "session.revoked").await;
+    assert_eq!(app.membership_row(&acme.id).await, Some(("inactive".to_owned(), Some("member".to_owned()), false)));
+    assert_eq!(browser.get(ORGANIZATIONS).await.status, 401, "WorkOS revoked Bob's sessions");
+    let again = app.signed_in(BOB).await;
+    assert_eq!(again.get(ORGANIZATIONS).await.json(), json!([]), "the membership is inactive");
+
+    app.workos.set_directory_user_state(&directory_user.id, "active").expect("reactivated");
+    delivered(&app, "organization_membership.updated").await;
+    assert_eq!(app.membership_row(&acme.id).await, Some(("active".to_owned(), Some("member".to_owned()), false)));
+    assert_eq!(organization_ids(&again.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
+}
+
+/// Directory Sync without WorkOS's directory provisioning (set up per environment by WorkOS; docs/workos.md §5.5):
+/// the `dsync.*` events alone say the person is gone, and must take the membership away.
 #[tokio::test]
 async fn a_directory_user_set_inactive_takes_the_membership_away_and_reactivation_brings_it_back() {
     let app = lifecycle_app().await;
+    app.workos.set_directory_provisioning(false);
     let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
     let browser = app.signed_in(BOB).await;
     delivered(&app, "dsync.user.created").await;
@@ -197,6 +229,9 @@ async fn a_directory_user_set_inactive_takes_the_membership_away_and_reactivatio
 #[tokio::test]
 async fn a_deleted_directory_vouches_for_nobody_and_its_denials_stay() {
     let app = lifecycle_app().await;
+    // The directory's own denial is under test: WorkOS does not carry it to the membership (no directory
+    // provisioning), or that carrying was lost.
+    app.workos.set_directory_provisioning(false);
     let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
     let other = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, "dana@acme.test").expect("provisioned");
     let browser = app.signed_in(BOB).await;
@@ -230,6 +265,8 @@ async fn a_deleted_directory_vouches_for_nobody_and_its_denials_stay() {
 #[tokio::test]
 async fn a_membership_reactivated_at_workos_after_a_directory_denial_is_active_again() {
     let app = lifecycle_app().await;
+    // A membership WorkOS left alone (no directory provisioning), so that only the directory denies it.
+    app.workos.set_directory_provisioning(false);
     let bob = app.user_id(BOB);
     let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
     let browser = app.signed_in(BOB).await;
@@ -269,6 +306,8 @@ async fn a_membership_reactivated_at_workos_after_a_directory_denial_is_active_a
 #[tokio::test]
 async fn a_membership_added_again_after_the_directory_was_deleted_is_active() {
     let app = lifecycle_app().await;
+    // Only the directory denies the membership (no directory provisioning), as in the test above.
+    app.workos.set_directory_provisioning(false);
     let bob = app.user_id(BOB);
     let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
     let browser = app.signed_in(BOB).await;

@@ -379,6 +379,9 @@ async fn a_member_deactivated_while_signed_in_loses_organization_todos_on_the_ne
 #[tokio::test]
 async fn a_member_deprovisioned_by_the_directory_loses_organization_todos_on_the_next_request() {
     let app = cast_app().await;
+    // Directory Sync without WorkOS's directory provisioning: the membership stays active at WorkOS too, and Frank
+    // keeps his session, so only the directory-user condition can take Acme away.
+    app.workos.set_directory_provisioning(false);
     let directory_user = app.workos.provision_directory_user(ACME, REMOVED).expect("provisioned");
     delivered(&app, "dsync.user.created").await;
     let author = app.signed_in(AUTHOR).await;

@@ -775,7 +775,15 @@ impl WorkosStandIn {
         self.change(|store| store.provision_directory_user(organization_id, email))
     }
 
-    /// The identity provider sets the person's state (`inactive` or `suspended` deprovisions).
+    /// Turns WorkOS's directory provisioning off (`false`) or on (the default): off, the directories only sync, and
+    /// deprovisioning a directory user leaves their membership as it is, as for an environment where WorkOS has not
+    /// enabled it (docs/workos.md §5.3, §5.5).
+    pub fn set_directory_provisioning(&self, on: bool) {
+        lock(&self.inner.store).directory_provisioning = on;
+    }
+
+    /// The identity provider sets the person's state (`inactive` or `suspended` deprovisions; with directory
+    /// provisioning, their membership too).
     pub fn set_directory_user_state(&self, id: &str, state: &str) -> Result<StandInDirectoryUser, StandInRefusal> {
         self.change(|store| store.set_directory_user_state(id, state))
     }

@@ -4,6 +4,7 @@
 //! from the request is a bind parameter, cast to the column's type by PostgreSQL (so a malformed value is a
 //! `22P02` error from the database, answered as 400, never a string spliced into SQL).
 
+use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::errors::RecordsApiError;
@@ -106,6 +107,7 @@ struct OrderTerm {
 impl QueryParams {
     /// Parses decoded query pairs against the table. Unknown columns and malformed operators are 400s.
     pub fn parse(table: &Table, pairs: &[(String, String)], operation: Operation) -> Result<Self, RecordsApiError> {
+        refuse_repeated_reserved_keys(table, pairs)?;
         let mut params = QueryParams::default();
         for (key, value) in pairs {
             match key.as_str() {
@@ -126,6 +128,32 @@ impl QueryParams {
         }
         Ok(params)
     }
+}
+
+/// The keys PostgREST reads by name rather than as a column filter.
+const RESERVED_KEYS: [&str; 4] = ["select", "order", "limit", "offset"];
+
+/// InsForge re-serialises the query string through qs and axios, which turn a repeated key into `key[]`
+/// (docs/insforge.md §1.2). PostgREST then no longer recognises `order[]` (or `select[]`, `limit[]`, `offset[]`) as
+/// the reserved key and reads it as a filter on a column of that name: a value that is no filter (`title.asc`,
+/// `10`) is a 400 `PGRST100`, and one that is (`eq.1`) a 400 `42703` for the missing column. Taking one of the
+/// values instead would hide a request that cannot work in production.
+fn refuse_repeated_reserved_keys(table: &Table, pairs: &[(String, String)]) -> Result<(), RecordsApiError> {
+    for reserved in RESERVED_KEYS {
+        let mut values = pairs.iter().filter(|(key, _)| key == reserved).map(|(_, value)| value.as_str());
+        let (Some(first), Some(_)) = (values.next(), values.next()) else { continue };
+        if parse_filter(reserved, first).is_ok() {
+            return Err(RecordsApiError::unknown_column(&table.name, reserved));
+        }
+        let unexpected = first.chars().next().map_or_else(|| "end of input".to_owned(), |c| format!("\"{c}\""));
+        return Err(RecordsApiError::postgrest(
+            StatusCode::BAD_REQUEST,
+            "PGRST100",
+            format!("\"failed to parse filter ({first})\" (line 1, column 1)"),
+            Some(format!("unexpected {unexpected} expecting \"not\" or operator (eq, gt, ...)")),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_select(table: &Table, value: &str) -> Result<Option<Vec<String>>, RecordsApiError> {
@@ -499,6 +527,28 @@ mod tests {
                 .expect_err(&format!("{key}={value} must be refused"));
             assert_eq!(error.status.as_u16(), 400, "{key}={value}");
         }
+    }
+
+    /// InsForge hands PostgREST a repeated key as `key[]` (docs/insforge.md §1.2), which PostgREST reads as a filter
+    /// on a column of that name: never one of the values, as a plain PostgREST would take.
+    #[test]
+    fn a_repeated_reserved_key_is_refused_as_postgrest_refuses_key_brackets() {
+        let table = todos();
+        for (key, first, second) in
+            [("order", "title.asc", "id.desc"), ("limit", "10", "20"), ("offset", "0", "5"), ("select", "id", "*")]
+        {
+            let pairs = pairs(&[(key, first), ("id", "eq.1"), (key, second)]);
+            for operation in [Operation::Read, Operation::Update, Operation::Delete] {
+                let error = QueryParams::parse(&table, &pairs, operation).expect_err(&format!("{key} twice"));
+                assert_eq!(error.status.as_u16(), 400, "{key}");
+                assert_eq!(error.body["code"], "PGRST100", "{key}: {}", error.body);
+                assert_eq!(error.body["message"], format!("\"failed to parse filter ({first})\" (line 1, column 1)"));
+            }
+        }
+        let filter_like = pairs(&[("select", "eq.1"), ("select", "id")]);
+        let error = QueryParams::parse(&table, &filter_like, Operation::Read).expect_err("select twice");
+        assert_eq!(error.body["code"], "42703", "{}", error.body);
+        assert!(QueryParams::parse(&table, &pairs(&[("order", "title.asc"), ("limit", "1")]), Operation::Read).is_ok());
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! through `GET /events` and pushed to registered webhook endpoints.
 //!
 //! Event ids are opaque and deliberately not sortable (random), as the real ones must be treated: a client that
-//! compares or parses them is caught here. Timestamps come from a clock that never repeats or goes back, in WorkOS's
-//! millisecond ISO 8601 form, so versions compare as they would in production.
+//! compares or parses them is caught here. Timestamps are in WorkOS's millisecond ISO 8601 form, from a clock that
+//! never goes back. Separate changes never share a millisecond, but the events of one cascade (a user deletion's
+//! `session.revoked`, `organization_membership.deleted` and `user.deleted`, say) share one `created_at`, as they
+//! can at WorkOS: their order is then only the list's order, which is the order they were made in ("a consistent
+//! order is guaranteed", docs `/events/data-syncing`), so a client that sorts or pages by time alone is caught.
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -52,6 +55,8 @@ impl StandInEvent {
 pub struct StandInEventLog {
     events: Vec<StandInEvent>,
     last_tick: Option<OffsetDateTime>,
+    /// The time every tick returns while a cascade is open, and how many cascades are open (they nest).
+    cascade: Option<(OffsetDateTime, usize)>,
     /// Cursors `GET /events` no longer knows (as if past retention): an `after` naming one is unknown.
     forgotten_cursors: std::collections::HashSet<String>,
     /// Events past retention: neither listed nor known as cursors.
@@ -93,8 +98,31 @@ pub struct EventsPage {
 }
 
 impl StandInEventLog {
-    /// Now, in milliseconds, strictly after every earlier tick: two changes never share a timestamp.
+    /// Now, in milliseconds. Inside a cascade, the cascade's time; otherwise strictly after every earlier tick, so
+    /// two separate changes never share a timestamp.
     pub fn tick(&mut self) -> OffsetDateTime {
+        match self.cascade {
+            Some((at, _)) => at,
+            None => self.next_tick(),
+        }
+    }
+
+    /// Opens a cascade: until the matching [`Self::end_cascade`], every change and event is stamped with one time.
+    pub fn begin_cascade(&mut self) {
+        self.cascade = match self.cascade {
+            Some((at, depth)) => Some((at, depth + 1)),
+            None => Some((self.next_tick(), 1)),
+        };
+    }
+
+    pub fn end_cascade(&mut self) {
+        self.cascade = match self.cascade {
+            Some((at, depth)) if depth > 1 => Some((at, depth - 1)),
+            _ => None,
+        };
+    }
+
+    fn next_tick(&mut self) -> OffsetDateTime {
         let now = OffsetDateTime::now_utc();
         let now = now.replace_nanosecond(now.millisecond() as u32 * 1_000_000).unwrap_or(now);
         let next = match self.last_tick {
@@ -171,14 +199,19 @@ impl StandInEventLog {
             return Err(EventsQueryError("after cannot be combined with range_start or range_end".to_owned()));
         }
 
-        let mut ordered: Vec<&StandInEvent> = self
+        // Each event with its place in the history: the list's order, which times alone cannot give (a cascade's
+        // events share one).
+        let mut ordered: Vec<(usize, &StandInEvent)> = self
             .events
             .iter()
-            .filter(|event| !self.expired.contains(&event.id))
-            .filter(|event| !honour_types || query.types.is_empty() || query.types.contains(&event.event_type))
-            .filter(|event| query.organization_id.as_deref().is_none_or(|org| event.organization_id() == Some(org)))
-            .filter(|event| range_start.is_none_or(|start| event.created_at >= start))
-            .filter(|event| range_end.is_none_or(|end| event.created_at < end))
+            .enumerate()
+            .filter(|(_, event)| !self.expired.contains(&event.id))
+            .filter(|(_, event)| !honour_types || query.types.is_empty() || query.types.contains(&event.event_type))
+            .filter(|(_, event)| {
+                query.organization_id.as_deref().is_none_or(|org| event.organization_id() == Some(org))
+            })
+            .filter(|(_, event)| range_start.is_none_or(|start| event.created_at >= start))
+            .filter(|(_, event)| range_end.is_none_or(|end| event.created_at < end))
             .collect();
         if !ascending {
             ordered.reverse();
@@ -191,15 +224,10 @@ impl StandInEventLog {
                 let known = !self.forgotten_cursors.contains(after);
                 let position = self.events.iter().position(|event| event.id == after).filter(|_| known);
                 match (position, unknown_cursor) {
-                    (Some(position), _) => {
-                        let cursor_at = self.events[position].created_at;
-                        ordered
-                            .iter()
-                            .position(|event| {
-                                if ascending { event.created_at > cursor_at } else { event.created_at < cursor_at }
-                            })
-                            .unwrap_or(ordered.len())
-                    }
+                    (Some(position), _) => ordered
+                        .iter()
+                        .position(|(index, _)| if ascending { *index > position } else { *index < position })
+                        .unwrap_or(ordered.len()),
                     (None, UnknownCursor::Restart) => 0,
                     (None, UnknownCursor::Refuse) => {
                         return Err(EventsQueryError(format!("No event with id {after:?} can be paged from.")));
@@ -209,7 +237,7 @@ impl StandInEventLog {
             }
         };
         let rest = ordered.get(start..).unwrap_or_default();
-        let page: Vec<&StandInEvent> = rest.iter().take(limit).copied().collect();
+        let page: Vec<&StandInEvent> = rest.iter().take(limit).map(|(_, event)| *event).collect();
         let after = (rest.len() > limit).then(|| page.last().map(|event| event.id.clone())).flatten();
         Ok(EventsPage { data: page.iter().map(|event| event.envelope()).collect(), after })
     }
@@ -252,6 +280,40 @@ mod tests {
         let (a, b) = (log.tick(), log.tick());
         assert!(b > a);
         assert!(timestamp(a).ends_with('Z') && timestamp(a).len() == 24, "{}", timestamp(a));
+    }
+
+    #[test]
+    fn a_cascade_shares_one_time_and_pages_still_follow_the_list_order() {
+        let mut log = StandInEventLog::default();
+        log.emit("before", json!({}));
+        log.begin_cascade();
+        log.emit("session.revoked", json!({}));
+        log.begin_cascade();
+        log.emit("organization_membership.deleted", json!({}));
+        log.end_cascade();
+        log.emit("user.deleted", json!({}));
+        log.end_cascade();
+        log.emit("after", json!({}));
+        let times: Vec<OffsetDateTime> = log.all().iter().map(|event| event.created_at).collect();
+        assert!(times[0] < times[1], "a cascade starts after the change before it");
+        assert_eq!((times[1], times[2]), (times[3], times[3]), "one time for the whole (nested) cascade");
+        assert!(times[3] < times[4], "and the next change comes after it");
+
+        let all: Vec<String> = log.all().iter().map(|event| event.id.clone()).collect();
+        let cases = [
+            ("asc", &all[1], vec![all[2].clone(), all[3].clone()]),
+            ("desc", &all[3], vec![all[2].clone(), all[1].clone()]),
+        ];
+        for (order, cursor, expected) in cases {
+            let query = StandInEventsQuery {
+                after: Some(cursor.clone()),
+                order: Some(order.into()),
+                limit: Some("2".into()),
+                ..StandInEventsQuery::default()
+            };
+            let page = log.page(&query, true, UnknownCursor::Restart).expect("page");
+            assert_eq!(ids(&page), expected, "{order}: the events after the cursor in the list, though at its time");
+        }
     }
 
     #[test]

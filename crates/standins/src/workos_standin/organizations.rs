@@ -8,11 +8,16 @@
 //! - deleting a user revokes their sessions, deletes their memberships and then the user, emitting
 //!   `session.revoked`, `organization_membership.deleted` and `user.deleted` in that order;
 //! - directory users belong to an organization's directory and are changed the way an identity provider changes
-//!   them over SCIM (there is no WorkOS API for that), emitting `dsync.*` events only: turning a directory user
-//!   `inactive` is how most providers deprovision.
+//!   them over SCIM (there is no WorkOS API for that), emitting `dsync.*` events: turning a directory user
+//!   `inactive` is how most providers deprovision. With directory provisioning (on unless a test turns it off),
+//!   WorkOS carries that to the person's membership in the directory's organization (docs/workos.md §5.3, docs
+//!   `/authkit/directory-provisioning`): an active member deprovisioned (or removed from the directory) becomes
+//!   `inactive` with the default role and loses every session, a pending one is deleted, and one made active again
+//!   in the directory is reactivated. Such a membership is `directory_managed`.
 //!
 //! Every change bumps the object's `updated_at` and records its event, under the store's one lock, so the history
-//! is exactly the order of the changes.
+//! is exactly the order of the changes. The changes one action causes (a deletion's revoked sessions, say) are one
+//! cascade and share one time, as they can at WorkOS.
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -274,8 +279,12 @@ impl Store {
         Ok(membership)
     }
 
-    /// `PUT …/{id}/deactivate`: `inactive`, and "revokes all active sessions" of the user (§6.2).
+    /// `PUT …/{id}/deactivate`: `inactive`, and "revokes all active sessions" of the user (§6.2), in one cascade.
     pub fn deactivate_membership(&mut self, id: &str) -> Result<StandInMembership, StandInRefusal> {
+        self.cascade(|store| store.deactivate_membership_now(id))
+    }
+
+    fn deactivate_membership_now(&mut self, id: &str) -> Result<StandInMembership, StandInRefusal> {
         let index = self.membership_index(id)?;
         match self.memberships[index].status {
             StandInMembershipStatus::Inactive => Ok(self.memberships[index].clone()),
@@ -310,8 +319,13 @@ impl Store {
         Ok(())
     }
 
-    /// `DELETE /user_management/users/{id}`: sessions revoked, memberships deleted, then the user (§6.4).
+    /// `DELETE /user_management/users/{id}`: sessions revoked, memberships deleted, then the user (§6.4), in one
+    /// cascade.
     pub fn delete_user(&mut self, id: &str) -> Result<(), StandInRefusal> {
+        self.cascade(|store| store.delete_user_now(id))
+    }
+
+    fn delete_user_now(&mut self, id: &str) -> Result<(), StandInRefusal> {
         let index = self
             .users
             .iter()
@@ -327,6 +341,14 @@ impl Store {
         user.updated_at = self.events.tick();
         self.events.emit("user.deleted", user.to_value());
         Ok(())
+    }
+
+    /// Runs one action whose changes are a cascade: every change and event in it has one time (see `events.rs`).
+    fn cascade<T>(&mut self, action: impl FnOnce(&mut Self) -> T) -> T {
+        self.events.begin_cascade();
+        let outcome = action(self);
+        self.events.end_cascade();
+        outcome
     }
 
     fn revoke_sessions_of(&mut self, user_id: &str) {
@@ -391,8 +413,13 @@ impl Store {
     }
 
     /// The provider changes a person's state (`dsync.user.updated` with `previous_attributes`): `inactive` or
-    /// `suspended` is how most providers deprovision.
+    /// `suspended` is how most providers deprovision. With directory provisioning the membership follows, in the
+    /// same cascade.
     pub fn set_directory_user_state(&mut self, id: &str, state: &str) -> Result<StandInDirectoryUser, StandInRefusal> {
+        self.cascade(|store| store.set_directory_user_state_now(id, state))
+    }
+
+    fn set_directory_user_state_now(&mut self, id: &str, state: &str) -> Result<StandInDirectoryUser, StandInRefusal> {
         let now = self.events.tick();
         let user = self
             .directory_users
@@ -405,10 +432,21 @@ impl Store {
         let mut data = user.to_value();
         data["previous_attributes"] = json!({ "state": previous });
         self.events.emit("dsync.user.updated", data);
+        match (previous == "active", user.state == "active") {
+            (true, false) => self.deprovision_member(&user),
+            (false, true) => self.reprovision_member(&user),
+            _ => {}
+        }
         Ok(user)
     }
 
+    /// The provider deletes the person (`dsync.user.deleted`): with directory provisioning, deprovisioned as by an
+    /// `inactive` state, in the same cascade (a member already deprovisioned is left as is).
     pub fn remove_directory_user(&mut self, id: &str) -> Result<(), StandInRefusal> {
+        self.cascade(|store| store.remove_directory_user_now(id))
+    }
+
+    fn remove_directory_user_now(&mut self, id: &str) -> Result<(), StandInRefusal> {
         let index = self
             .directory_users
             .iter()
@@ -417,7 +455,56 @@ impl Store {
         let mut user = self.directory_users.remove(index);
         user.updated_at = self.events.tick();
         self.events.emit("dsync.user.deleted", user.to_value());
+        if user.state == "active" {
+            self.deprovision_member(&user);
+        }
         Ok(())
+    }
+
+    /// The index of the membership WorkOS's directory provisioning ties to a directory user: the AuthKit user with
+    /// the same email, in the directory's organization. `None` without directory provisioning.
+    fn provisioned_membership(&self, directory_user: &StandInDirectoryUser) -> Option<usize> {
+        if !self.directory_provisioning {
+            return None;
+        }
+        let user_id = self.user_by_email(&directory_user.email)?.seed.id.clone();
+        self.memberships
+            .iter()
+            .position(|m| m.user_id == user_id && m.organization_id == directory_user.organization_id)
+    }
+
+    /// "Active member deprovisioned": the membership `inactive`, its role reset to the default, every session of
+    /// the user revoked; "pending member deprovisioned": the membership deleted (docs/workos.md §5.3).
+    fn deprovision_member(&mut self, directory_user: &StandInDirectoryUser) {
+        let Some(index) = self.provisioned_membership(directory_user) else { return };
+        match self.memberships[index].status {
+            StandInMembershipStatus::Active => {
+                let now = self.events.tick();
+                let membership = &mut self.memberships[index];
+                membership.status = StandInMembershipStatus::Inactive;
+                membership.roles = vec![DEFAULT_ROLE.to_owned()];
+                membership.directory_managed = true;
+                membership.updated_at = now;
+                let membership = membership.clone();
+                self.events.emit("organization_membership.updated", membership.to_value());
+                self.revoke_sessions_of(&membership.user_id);
+            }
+            StandInMembershipStatus::Pending => {
+                let membership = self.memberships.remove(index);
+                self.events.emit("organization_membership.deleted", membership.to_value());
+            }
+            StandInMembershipStatus::Inactive => {}
+        }
+    }
+
+    /// "User reactivated": an inactive membership is `active` again (docs/workos.md §5.3).
+    fn reprovision_member(&mut self, directory_user: &StandInDirectoryUser) {
+        let Some(index) = self.provisioned_membership(directory_user) else { return };
+        if self.memberships[index].status == StandInMembershipStatus::Inactive {
+            self.memberships[index].directory_managed = true;
+            // `set_status` never refuses; its `Result` only suits the public calls that return it.
+            let _ = self.set_status(index, StandInMembershipStatus::Active);
+        }
     }
 
     /// The organization's directory connection deleted by an admin (`dsync.deleted`, the directory in state
@@ -528,8 +615,22 @@ mod tests {
     }
 
     #[test]
-    fn directory_changes_emit_dsync_events_only() {
+    fn deleting_a_user_is_one_cascade_at_one_time() {
         let mut store = store();
+        store.open_session("user_standin_bob");
+        let mark = store.events.len();
+        store.delete_user("user_standin_bob").expect("known user");
+        let cascade = store.events.since(mark);
+        assert_eq!(cascade.len(), 3);
+        assert!(cascade.iter().all(|event| event.created_at == cascade[0].created_at), "{cascade:?}");
+        assert!(cascade[0].created_at > store.events.since(mark - 1)[0].created_at, "after the change before it");
+    }
+
+    #[test]
+    fn without_directory_provisioning_directory_changes_emit_dsync_events_only() {
+        let mut store = store();
+        store.directory_provisioning = false;
+        store.open_session("user_standin_bob");
         let user = store.provision_directory_user("org_standin_acme", "bob@acme.test").expect("provisioned");
         let mark = store.events.len();
         store.set_directory_user_state(&user.id, "inactive").expect("known");
@@ -539,5 +640,70 @@ mod tests {
         let updated = &store.events.since(mark)[0].data;
         assert_eq!(updated["previous_attributes"]["state"], "active");
         assert_eq!(updated["state"], "inactive");
+        assert_eq!(store.active_organizations("user_standin_bob"), ["org_standin_acme"], "the membership untouched");
+    }
+
+    fn bobs_membership(store: &Store) -> StandInMembership {
+        store.memberships.iter().find(|m| m.user_id == "user_standin_bob").cloned().expect("seed")
+    }
+
+    /// docs/workos.md §5.3 (docs `/authkit/directory-provisioning`): an active member deprovisioned by the directory
+    /// becomes an inactive, directory-managed membership with the default role, and loses every session; reactivated
+    /// in the directory, the membership is active again; each in one cascade.
+    #[test]
+    fn directory_provisioning_carries_deprovisioning_and_reactivation_to_the_membership() {
+        let mut store = store();
+        let membership = bobs_membership(&store);
+        store.set_membership_roles(&membership.id, &["admin".to_owned()]).expect("made an admin");
+        let (session, _) = store.open_session("user_standin_bob");
+        let user = store.provision_directory_user("org_standin_acme", "BOB@acme.test").expect("provisioned");
+        let mark = store.events.len();
+
+        store.set_directory_user_state(&user.id, "inactive").expect("deprovisioned");
+        assert_eq!(
+            types_since(&store, mark),
+            ["dsync.user.updated", "organization_membership.updated", "session.revoked"]
+        );
+        let cascade = store.events.since(mark);
+        assert!(cascade.iter().all(|event| event.created_at == cascade[0].created_at), "one time: {cascade:?}");
+        let data = &cascade[1].data;
+        assert_eq!(
+            (&data["status"], &data["role"]["slug"], &data["directory_managed"]),
+            (&json!("inactive"), &json!("member"), &json!(true))
+        );
+        assert_eq!(data["updated_at"], json!(timestamp(cascade[0].created_at)));
+        assert!(store.sessions.get(&session.id).is_some_and(|session| session.ended), "Bob's session revoked");
+        assert!(store.active_organizations("user_standin_bob").is_empty());
+
+        let mark = store.events.len();
+        store.set_directory_user_state(&user.id, "suspended").expect("still deprovisioned");
+        assert_eq!(types_since(&store, mark), ["dsync.user.updated"], "an inactive membership is left as it is");
+
+        let mark = store.events.len();
+        store.set_directory_user_state(&user.id, "active").expect("reactivated");
+        assert_eq!(types_since(&store, mark), ["dsync.user.updated", "organization_membership.updated"]);
+        let reactivated = bobs_membership(&store);
+        assert_eq!(
+            (reactivated.status, reactivated.roles),
+            (StandInMembershipStatus::Active, vec!["member".to_owned()])
+        );
+        assert!(reactivated.directory_managed);
+
+        let mark = store.events.len();
+        store.remove_directory_user(&user.id).expect("removed");
+        assert_eq!(types_since(&store, mark), ["dsync.user.deleted", "organization_membership.updated"]);
+        assert_eq!(bobs_membership(&store).status, StandInMembershipStatus::Inactive);
+    }
+
+    #[test]
+    fn directory_provisioning_deletes_a_deprovisioned_pending_membership() {
+        let mut store = store();
+        let index = store.memberships.iter().position(|m| m.user_id == "user_standin_bob").expect("seed");
+        store.memberships[index].status = StandInMembershipStatus::Pending;
+        let user = store.provision_directory_user("org_standin_acme", "bob@acme.test").expect("provisioned");
+        let mark = store.events.len();
+        store.set_directory_user_state(&user.id, "inactive").expect("deprovisioned");
+        assert_eq!(types_since(&store, mark), ["dsync.user.updated", "organization_membership.deleted"]);
+        assert!(store.memberships.iter().all(|m| m.user_id != "user_standin_bob"));
     }
 }

@@ -249,6 +249,10 @@ pub struct Store {
     /// Whether an AuthKit sign-in of a member of several organizations asks which one (WorkOS's
     /// `organization_selection_required`).
     pub organization_selection: bool,
+    /// Whether the organizations' directories provision AuthKit users and memberships (WorkOS's "directory
+    /// provisioning", docs/workos.md §5.3), so that deprovisioning a directory user also deactivates their
+    /// membership; without it a directory only syncs, and its changes reach no membership.
+    pub directory_provisioning: bool,
     pub(super) sessions: HashMap<String, StandInSession>,
     /// Refresh token → session id. Only live tokens are here: a rotated or revoked token is simply gone.
     refresh_tokens: HashMap<String, String>,
@@ -281,6 +285,7 @@ impl Store {
             switch_requirements: Vec::new(),
             refresh_requirements: Vec::new(),
             organization_selection: true,
+            directory_provisioning: true,
             sessions: HashMap::new(),
             refresh_tokens: HashMap::new(),
             access_token_ttl,

@@ -140,6 +140,25 @@ async fn malformed_requests_get_postgrest_errors() {
     assert!(app.all_rows().await.is_empty());
 }
 
+/// InsForge hands a repeated key to PostgREST as `key[]` (docs/insforge.md §1.2), and PostgREST reads `order[]` as a
+/// filter on a column named `order`: a 400 in PostgREST's shape, never the last (or first) value taken.
+#[tokio::test]
+async fn a_repeated_reserved_key_is_refused_as_through_insforge() {
+    let app = TestInsforge::start().await;
+    let token = app.token_for(&user_a());
+    for (key, first, second) in
+        [("order", "title.asc", "id.desc"), ("limit", "1", "2"), ("offset", "0", "1"), ("select", "title", "id")]
+    {
+        let repeated = app.raw(Method::GET, "todos", &[(key, first), (key, second)], Some(&token), None).await;
+        assert_eq!((repeated.status, repeated.body["code"].clone()), (400, json!("PGRST100")), "{key}: {repeated:?}");
+        for field in ["code", "details", "hint", "message"] {
+            assert!(repeated.body.get(field).is_some(), "PostgREST error shape lacks {field}: {repeated:?}");
+        }
+    }
+    let once = app.raw(Method::GET, "todos", &[("order", "title.asc"), ("limit", "1")], Some(&token), None).await;
+    assert_eq!(once.status, 200, "{once:?}");
+}
+
 #[tokio::test]
 async fn unknown_tables_get_postgrests_answer_and_bad_names_insforges() {
     let app = TestInsforge::start().await;
