@@ -337,6 +337,12 @@ pub async fn tombstone_membership(
 
 /// A directory user as the directory says now. For a directory deleted since ([`delete_directory`]) only a denial
 /// is recorded: a deleted directory vouches for nobody, but what it said against someone before it went still holds.
+///
+/// `denied_since` (migrations/0017) dates the denial: set when the directory user stops being active (or is first
+/// recorded as not active), to the later of its `updated_at` and the event's time; kept through further changes of a
+/// user already not active (an attribute sync or a group removal is no new denial, and must not take back a
+/// membership an admin reactivated at WorkOS since); cleared when active again. [`active_memberships`] compares it
+/// with the membership's `active_since`.
 pub async fn upsert_directory_user(
     conn: &mut PgConnection,
     user: &DirectoryUser,
@@ -345,11 +351,14 @@ pub async fn upsert_directory_user(
     lock_directory(&mut *conn, user.directory_id.as_deref()).await?;
     sqlx::query(
         "INSERT INTO authbridge.directory_users AS t \
-             (id, directory_id, organization_id, email, state, version_updated_at, version_event_at, version_event_id) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+             (id, directory_id, organization_id, email, state, version_updated_at, version_event_at, version_event_id, \
+              denied_since) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $5::text <> 'active' THEN greatest($6, $7) END \
          WHERE $5::text <> 'active' OR NOT EXISTS (SELECT 1 FROM authbridge.deleted_directories d WHERE d.id = $2) \
          ON CONFLICT (id) DO UPDATE SET directory_id = EXCLUDED.directory_id, \
              organization_id = EXCLUDED.organization_id, email = EXCLUDED.email, state = EXCLUDED.state, \
+             denied_since = CASE WHEN EXCLUDED.state = 'active' THEN NULL \
+                                 ELSE coalesce(t.denied_since, EXCLUDED.denied_since) END, \
              version_updated_at = EXCLUDED.version_updated_at, version_event_at = EXCLUDED.version_event_at, \
              version_event_id = EXCLUDED.version_event_id \
          WHERE t.deleted_at IS NULL AND (EXCLUDED.version_updated_at, EXCLUDED.version_event_at, EXCLUDED.version_event_id) \
@@ -369,7 +378,10 @@ pub async fn upsert_directory_user(
 }
 
 /// A directory user removed from the directory: a tombstone, which also counts as "not active" for the deny rule
-/// (a denial, so recorded even for a deleted directory, as [`upsert_directory_user`]).
+/// (a denial, so recorded even for a deleted directory, as [`upsert_directory_user`]). Removing a user who was active
+/// denies from the event's time too: WorkOS does not say that a deleted payload's `updated_at` moves forward, and an
+/// unchanged one would be older than a membership added since, so the removal would deny nothing. Removing a user who
+/// was already not active keeps the earlier denial's date, as any other change would.
 pub async fn tombstone_directory_user(
     conn: &mut PgConnection,
     user: &DirectoryUser,
@@ -379,9 +391,11 @@ pub async fn tombstone_directory_user(
     sqlx::query(
         "INSERT INTO authbridge.directory_users AS t \
              (id, directory_id, organization_id, email, state, deleted_at, \
-              version_updated_at, version_event_at, version_event_id) \
-         VALUES ($1, $2, $3, $4, $5, now(), $6, $7, $8) \
-         ON CONFLICT (id) DO UPDATE SET deleted_at = now(), version_updated_at = EXCLUDED.version_updated_at, \
+              version_updated_at, version_event_at, version_event_id, denied_since) \
+         VALUES ($1, $2, $3, $4, $5, now(), $6, $7, $8, greatest($6, $7)) \
+         ON CONFLICT (id) DO UPDATE SET deleted_at = now(), \
+             denied_since = coalesce(t.denied_since, EXCLUDED.denied_since), \
+             version_updated_at = EXCLUDED.version_updated_at, \
              version_event_at = EXCLUDED.version_event_at, version_event_id = EXCLUDED.version_event_id \
          WHERE t.deleted_at IS NULL",
     )
@@ -522,27 +536,25 @@ impl ActiveMembership {
 }
 
 /// The user's memberships that are active now: not deleted, status `active`, in an organization that is not
-/// deleted, and not deprovisioned by the directory. The directory rule: the directory users of that organization
-/// with the user's email (WorkOS links them by email) deny the membership when there are some, none of them is
-/// active, and one of them changed no earlier than the membership last turned active (`active_since`). So a
-/// directory's denial takes effect at once, while WorkOS's own later word wins: re-adding the person to the
-/// directory (a new, active directory user), or reactivating or re-adding the membership at WorkOS afterwards,
-/// restores it. RLS applies the same rule (`authbridge_rls.requesting_user_organization_ids()`, migrations/0015).
+/// deleted, and not deprovisioned by the directory. The rule is one SQL function, `authbridge.active_organization_ids`
+/// (migrations/0017), which RLS calls too (through `authbridge_rls.requesting_user_organization_ids()`), so the app
+/// and the database cannot disagree. The directory rule: the directory users of that organization with the user's
+/// email (WorkOS links them by email) deny the membership when there are some, none of them is active, and one of
+/// them stopped being active (`denied_since`, [`upsert_directory_user`]) no earlier than the membership last turned
+/// active (`active_since`). So a directory's denial takes effect at once, while WorkOS's own later word wins:
+/// re-adding the person to the directory (a new, active directory user), or reactivating or re-adding the membership
+/// at WorkOS afterwards, restores it. The function also leaves out every membership of a deleted user, which the app
+/// refuses before asking.
 pub async fn active_memberships(conn: &mut PgConnection, user_id: &str) -> Result<Vec<ActiveMembership>, sqlx::Error> {
     /// Organization id, its name, the main role, every role.
     type Row = (String, Option<String>, Option<String>, Vec<String>);
+    // The function in an uncorrelated sub-select: called once, not once per membership row.
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT m.organization_id, o.name, m.role, m.role_slugs \
          FROM authbridge.organization_memberships m \
          LEFT JOIN authbridge.organizations o ON o.id = m.organization_id \
-         LEFT JOIN authbridge.users u ON u.id = m.user_id \
-         WHERE m.user_id = $1 AND m.deleted_at IS NULL AND m.status = 'active' AND o.deleted_at IS NULL \
-           AND NOT COALESCE(( \
-                 SELECT NOT bool_or(d.state = 'active' AND d.deleted_at IS NULL) \
-                        AND bool_or(m.active_since IS NULL OR d.version_updated_at >= m.active_since) \
-                 FROM authbridge.directory_users d \
-                 WHERE d.organization_id = m.organization_id AND lower(d.email) = lower(u.email) \
-               ), false) \
+         WHERE m.user_id = $1 AND m.deleted_at IS NULL AND m.status = 'active' \
+           AND m.organization_id IN (SELECT unnest(authbridge.active_organization_ids($1))) \
          ORDER BY o.name NULLS LAST, m.organization_id",
     )
     .bind(user_id)

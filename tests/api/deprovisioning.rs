@@ -301,6 +301,108 @@ async fn a_membership_reactivated_at_workos_after_a_directory_denial_is_active_a
     assert!(listed.body.contains("Acme plan"), "{}", listed.body);
 }
 
+/// WorkOS does not document that a `dsync.user.deleted` payload's `updated_at` moves forward on deletion. Deleting a
+/// directory user who was active, provisioned before the membership was added, with the `updated_at` they had then,
+/// is still a deprovisioning: dated by the event, it takes the newer membership away, in the app and in RLS.
+#[tokio::test]
+async fn a_directory_user_deleted_with_an_unchanged_updated_at_takes_a_newer_membership_away() {
+    let app = lifecycle_app().await;
+    let bob = app.user_id(BOB);
+    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
+    let browser = app.signed_in(BOB).await;
+    delivered(&app, "dsync.user.created").await;
+    let plan = json!({ "title": "Acme plan", "organization_id": ACME_ORGANIZATION_ID });
+    let created = browser.api(Method::POST, "/api/todos", Some(plan)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    // The membership is newer than the directory user: removed and added again at WorkOS.
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
+    app.workos.delete_membership(&acme.id).expect("removed");
+    delivered(&app, "organization_membership.deleted").await;
+    app.workos.add_membership(&bob, ACME_ORGANIZATION_ID, &[]).expect("added again");
+    delivered(&app, "organization_membership.created").await;
+    assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
+    assert_eq!(app.as_authenticated(&bob).await.visible, 1, "RLS shows his Acme todo");
+
+    // The deletion as WorkOS may send it: the directory user as provisioned, active, `updated_at` unchanged.
+    let deleted = directory_user.to_value();
+    assert_eq!(deleted["state"], "active");
+    app.deliver_ok(&event("dsync.user.deleted", deleted, time::OffsetDateTime::now_utc())).await;
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "denied by the directory");
+    assert_eq!(app.as_authenticated(&bob).await.visible, 0, "and by RLS");
+}
+
+/// A membership an admin reactivated at WorkOS after a directory denial stays active through later changes to the
+/// directory user, who was already not active: a change of state among the inactive ones (an attribute sync moves
+/// `updated_at` the same way) and WorkOS deleting the inactive user are no new denial.
+#[tokio::test]
+async fn later_changes_to_a_directory_user_already_inactive_do_not_take_back_a_reactivated_membership() {
+    let app = lifecycle_app().await;
+    let bob = app.user_id(BOB);
+    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
+    let browser = app.signed_in(BOB).await;
+    delivered(&app, "dsync.user.created").await;
+    let plan = json!({ "title": "Acme plan", "organization_id": ACME_ORGANIZATION_ID });
+    let created = browser.api(Method::POST, "/api/todos", Some(plan)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
+    delivered(&app, "dsync.user.updated").await;
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "denied by the directory");
+
+    // An admin deactivates and reactivates the membership by hand (deactivating revokes Bob's sessions).
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
+    app.workos.deactivate_membership(&acme.id).expect("deactivated");
+    delivered(&app, "organization_membership.updated").await;
+    app.workos.reactivate_membership(&acme.id).expect("reactivated");
+    delivered(&app, "organization_membership.updated").await;
+    let again = app.signed_in(BOB).await;
+    assert_eq!(organization_ids(&again.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
+    assert_eq!(app.as_authenticated(&bob).await.visible, 1, "RLS shows his Acme todo again");
+
+    let suspended = app.workos.set_directory_user_state(&directory_user.id, "suspended").expect("suspended");
+    assert!(suspended.updated_at > directory_user.updated_at, "the change moved updated_at");
+    delivered(&app, "dsync.user.updated").await;
+    assert_eq!(organization_ids(&again.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID], "after a later change");
+    assert_eq!(app.as_authenticated(&bob).await.visible, 1, "and in RLS");
+
+    app.workos.remove_directory_user(&directory_user.id).expect("deleted by WorkOS");
+    delivered(&app, "dsync.user.deleted").await;
+    assert_eq!(organization_ids(&again.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID], "after its deletion");
+    assert_eq!(app.as_authenticated(&bob).await.visible, 1, "and in RLS");
+}
+
+/// A directory user active again and then deprovisioned again is a new denial, dated by that second change: it takes
+/// away a membership an admin had reactivated at WorkOS after the first one.
+#[tokio::test]
+async fn a_directory_user_deprovisioned_again_after_a_reactivation_takes_the_membership_away_again() {
+    let app = lifecycle_app().await;
+    let bob = app.user_id(BOB);
+    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
+    let browser = app.signed_in(BOB).await;
+    delivered(&app, "dsync.user.created").await;
+    let plan = json!({ "title": "Acme plan", "organization_id": ACME_ORGANIZATION_ID });
+    let created = browser.api(Method::POST, "/api/todos", Some(plan)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
+    delivered(&app, "dsync.user.updated").await;
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
+    app.workos.deactivate_membership(&acme.id).expect("deactivated");
+    delivered(&app, "organization_membership.updated").await;
+    app.workos.reactivate_membership(&acme.id).expect("reactivated");
+    delivered(&app, "organization_membership.updated").await;
+    let again = app.signed_in(BOB).await;
+    assert_eq!(organization_ids(&again.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID], "reactivated at WorkOS");
+
+    app.workos.set_directory_user_state(&directory_user.id, "active").expect("active again");
+    delivered(&app, "dsync.user.updated").await;
+    assert_eq!(organization_ids(&again.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
+    assert_eq!(app.as_authenticated(&bob).await.visible, 1, "RLS shows his Acme todo");
+    app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned again");
+    delivered(&app, "dsync.user.updated").await;
+    assert_eq!(again.get(ORGANIZATIONS).await.json(), json!([]), "denied by the directory again");
+    assert_eq!(app.as_authenticated(&bob).await.visible, 0, "and by RLS");
+}
+
 /// After the organization deleted its directory, its denials stay (see above) until WorkOS says otherwise: a
 /// membership removed and added again at WorkOS is active.
 #[tokio::test]

@@ -360,6 +360,30 @@ async fn the_lifecycle_tables_are_private_and_the_deny_check_is_a_pinned_securit
             assert_eq!(may, expected, "{function}: {role}");
         }
     }
+    // The membership rule the membership helper and the app share (0017) runs as its caller, is pinned too, and is
+    // callable by no API role: it answers for any user id it is given.
+    let (definer, config, language): (bool, Vec<String>, String) = sqlx::query_as(
+        "SELECT p.prosecdef, coalesce(p.proconfig, '{}')::text[], l.lanname::text \
+         FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang \
+         WHERE p.oid = 'authbridge.active_organization_ids(text)'::regprocedure",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("the shared rule");
+    assert_eq!(
+        (definer, config, language.as_str()),
+        (false, vec!["search_path=pg_catalog, pg_temp".to_owned()], "plpgsql")
+    );
+    for role in ["authenticated", "anon", "project_admin", "public"] {
+        let may: bool = sqlx::query_scalar(
+            "SELECT has_function_privilege($1, 'authbridge.active_organization_ids(text)', 'EXECUTE')",
+        )
+        .bind(role)
+        .fetch_one(&mut conn)
+        .await
+        .expect("function privilege");
+        assert!(!may, "{role} may call authbridge.active_organization_ids");
+    }
     // Nothing that runs as its owner is left in `public`, where InsForge would hand it to `project_admin`; the
     // helpers' own schema holds them and nothing else, and only `authenticated` may look into it.
     let definers_in_public: Vec<String> = sqlx::query_scalar(
@@ -727,4 +751,45 @@ async fn outbox_rows_tried_before_0016_count_as_maybe_sent_when_written() {
     .await
     .expect("rows");
     assert_eq!(rows, [("tried".to_owned(), true), ("untried".to_owned(), false), ("delivered".to_owned(), false)]);
+}
+
+/// Directory users stored before 0017 get the date their denial counts from: one deleted while active dates from its
+/// deletion event (what the app records now; its payload's `updated_at` may be older than a membership added since),
+/// one already inactive from its last change (what 0015 compared, so it denies exactly as before). Active ones deny
+/// nothing and get none.
+#[tokio::test]
+async fn directory_users_stored_before_0017_are_dated_from_their_deletion_or_last_change() {
+    let db = TestDb::empty().await;
+    let mut conn = db.connect().await;
+    migrate_up_to(&mut conn, 16).await;
+    sqlx::raw_sql(
+        "INSERT INTO authbridge.directory_users (id, organization_id, email, state, deleted_at, \
+             version_updated_at, version_event_at, version_event_id) VALUES
+           ('deleted_active', 'org_1', 'a@x.test', 'active', now(), '2026-01-01Z', '2026-03-01Z', 'e1'),
+           ('deleted_inactive', 'org_1', 'b@x.test', 'inactive', now(), '2026-01-02Z', '2026-03-02Z', 'e2'),
+           ('inactive', 'org_1', 'c@x.test', 'suspended', NULL, '2026-01-03Z', '2026-03-03Z', 'e3'),
+           ('active', 'org_1', 'd@x.test', 'active', NULL, '2026-01-04Z', '2026-03-04Z', 'e4');",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("rows of the older release");
+
+    authbridge::migrate::run(&db.url).await.expect("0017 applies over existing rows");
+
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT id, to_char(denied_since AT TIME ZONE 'UTC', 'YYYY-MM-DD') FROM authbridge.directory_users ORDER BY id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("rows");
+    let dated = |id: &str, day: Option<&str>| (id.to_owned(), day.map(str::to_owned));
+    assert_eq!(
+        rows,
+        [
+            dated("active", None),
+            dated("deleted_active", Some("2026-03-01")),
+            dated("deleted_inactive", Some("2026-01-02")),
+            dated("inactive", Some("2026-01-03")),
+        ]
+    );
 }
