@@ -307,6 +307,9 @@ async fn a_membership_reactivated_at_workos_after_a_directory_denial_is_active_a
 #[tokio::test]
 async fn a_directory_user_deleted_with_an_unchanged_updated_at_takes_a_newer_membership_away() {
     let app = lifecycle_app().await;
+    // Plain Directory Sync: the directory's own events alone, which authbridge's rule must act on (with AuthKit's
+    // directory provisioning WorkOS would also end the membership and the sessions itself).
+    app.workos.set_directory_provisioning(false);
     let bob = app.user_id(BOB);
     let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
     let browser = app.signed_in(BOB).await;
@@ -338,6 +341,9 @@ async fn a_directory_user_deleted_with_an_unchanged_updated_at_takes_a_newer_mem
 #[tokio::test]
 async fn later_changes_to_a_directory_user_already_inactive_do_not_take_back_a_reactivated_membership() {
     let app = lifecycle_app().await;
+    // Plain Directory Sync: the directory's own events alone, which authbridge's rule must act on (with AuthKit's
+    // directory provisioning WorkOS would also end the membership and the sessions itself).
+    app.workos.set_directory_provisioning(false);
     let bob = app.user_id(BOB);
     let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
     let browser = app.signed_in(BOB).await;
@@ -376,6 +382,9 @@ async fn later_changes_to_a_directory_user_already_inactive_do_not_take_back_a_r
 #[tokio::test]
 async fn a_directory_user_deprovisioned_again_after_a_reactivation_takes_the_membership_away_again() {
     let app = lifecycle_app().await;
+    // Plain Directory Sync: the directory's own events alone, which authbridge's rule must act on (with AuthKit's
+    // directory provisioning WorkOS would also end the membership and the sessions itself).
+    app.workos.set_directory_provisioning(false);
     let bob = app.user_id(BOB);
     let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
     let browser = app.signed_in(BOB).await;
