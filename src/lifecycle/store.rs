@@ -274,15 +274,7 @@ pub async fn tombstone_memberships_not_listed(
     listed: &[String],
     changed_before: OffsetDateTime,
 ) -> Result<u64, sqlx::Error> {
-    let ended = sqlx::query(
-        "UPDATE authbridge.organization_memberships SET deleted_at = now() \
-         WHERE deleted_at IS NULL AND NOT (id = ANY($1)) AND version_updated_at < $2",
-    )
-    .bind(listed)
-    .bind(changed_before)
-    .execute(conn)
-    .await?;
-    Ok(ended.rows_affected())
+    tombstone_not_listed(conn, "authbridge.organization_memberships", listed, changed_before).await
 }
 
 /// As [`tombstone_memberships_not_listed`], for organizations a complete listing of them did not contain (their
@@ -292,14 +284,21 @@ pub async fn tombstone_organizations_not_listed(
     listed: &[String],
     changed_before: OffsetDateTime,
 ) -> Result<u64, sqlx::Error> {
-    let ended = sqlx::query(
-        "UPDATE authbridge.organizations SET deleted_at = now() \
-         WHERE deleted_at IS NULL AND NOT (id = ANY($1)) AND version_updated_at < $2",
-    )
-    .bind(listed)
-    .bind(changed_before)
-    .execute(conn)
-    .await?;
+    tombstone_not_listed(conn, "authbridge.organizations", listed, changed_before).await
+}
+
+/// `table`: one of the two above, never outside input.
+async fn tombstone_not_listed(
+    conn: &mut PgConnection,
+    table: &'static str,
+    listed: &[String],
+    changed_before: OffsetDateTime,
+) -> Result<u64, sqlx::Error> {
+    let statement = format!(
+        "UPDATE {table} SET deleted_at = now() \
+         WHERE deleted_at IS NULL AND NOT (id = ANY($1)) AND version_updated_at < $2"
+    );
+    let ended = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(listed).bind(changed_before).execute(conn).await?;
     Ok(ended.rows_affected())
 }
 

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
-use standins::workos_standin::ACME_ORGANIZATION_ID;
+use standins::workos_standin::{ACME_ORGANIZATION_ID, StandInDirectoryUser};
 
 use crate::helpers::app::{ALICE, AppOptions, BOB, LifecycleOptions, TestApp, spawn_app_with};
+use crate::helpers::browser::Browser;
 use crate::helpers::lifecycle::{
     ORGANIZATIONS, SqlAccess, at, delivered, event, eventually, membership, organization_ids, session, ts, user,
 };
@@ -259,21 +260,28 @@ async fn a_deleted_directory_vouches_for_nobody_and_its_denials_stay() {
     assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "still denied");
 }
 
+/// Bob, in Acme's directory under plain Directory Sync (no AuthKit directory provisioning: WorkOS leaves his
+/// membership alone whatever the directory says, so only authbridge's directory rule can deny it), signed in, with a
+/// todo in Acme. Returns his id, his directory user and his browser.
+async fn bob_with_an_acme_todo_under_plain_directory_sync(app: &TestApp) -> (String, StandInDirectoryUser, Browser) {
+    app.workos.set_directory_provisioning(false);
+    let bob = app.user_id(BOB);
+    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
+    let browser = app.signed_in(BOB).await;
+    delivered(app, "dsync.user.created").await;
+    let plan = json!({ "title": "Acme plan", "organization_id": ACME_ORGANIZATION_ID });
+    let created = browser.api(Method::POST, "/api/todos", Some(plan)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    (bob, directory_user, browser)
+}
+
 /// A directory's denial holds at once and for as long as WorkOS leaves the membership alone, but WorkOS's own later
 /// word wins: an admin who reactivates the membership at WorkOS after the directory deprovisioned and removed the
 /// person gives the organization back, in the app and in RLS.
 #[tokio::test]
 async fn a_membership_reactivated_at_workos_after_a_directory_denial_is_active_again() {
     let app = lifecycle_app().await;
-    // A membership WorkOS left alone (no directory provisioning), so that only the directory denies it.
-    app.workos.set_directory_provisioning(false);
-    let bob = app.user_id(BOB);
-    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
-    let browser = app.signed_in(BOB).await;
-    delivered(&app, "dsync.user.created").await;
-    let plan = json!({ "title": "Acme plan", "organization_id": ACME_ORGANIZATION_ID });
-    let created = browser.api(Method::POST, "/api/todos", Some(plan)).await;
-    assert_eq!(created.status, 201, "{}", created.body);
+    let (bob, directory_user, browser) = bob_with_an_acme_todo_under_plain_directory_sync(&app).await;
 
     app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
     delivered(&app, "dsync.user.updated").await;
@@ -307,16 +315,7 @@ async fn a_membership_reactivated_at_workos_after_a_directory_denial_is_active_a
 #[tokio::test]
 async fn a_directory_user_deleted_with_an_unchanged_updated_at_takes_a_newer_membership_away() {
     let app = lifecycle_app().await;
-    // Plain Directory Sync: the directory's own events alone, which authbridge's rule must act on (with AuthKit's
-    // directory provisioning WorkOS would also end the membership and the sessions itself).
-    app.workos.set_directory_provisioning(false);
-    let bob = app.user_id(BOB);
-    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
-    let browser = app.signed_in(BOB).await;
-    delivered(&app, "dsync.user.created").await;
-    let plan = json!({ "title": "Acme plan", "organization_id": ACME_ORGANIZATION_ID });
-    let created = browser.api(Method::POST, "/api/todos", Some(plan)).await;
-    assert_eq!(created.status, 201, "{}", created.body);
+    let (bob, directory_user, browser) = bob_with_an_acme_todo_under_plain_directory_sync(&app).await;
 
     // The membership is newer than the directory user: removed and added again at WorkOS.
     let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
@@ -341,16 +340,7 @@ async fn a_directory_user_deleted_with_an_unchanged_updated_at_takes_a_newer_mem
 #[tokio::test]
 async fn later_changes_to_a_directory_user_already_inactive_do_not_take_back_a_reactivated_membership() {
     let app = lifecycle_app().await;
-    // Plain Directory Sync: the directory's own events alone, which authbridge's rule must act on (with AuthKit's
-    // directory provisioning WorkOS would also end the membership and the sessions itself).
-    app.workos.set_directory_provisioning(false);
-    let bob = app.user_id(BOB);
-    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
-    let browser = app.signed_in(BOB).await;
-    delivered(&app, "dsync.user.created").await;
-    let plan = json!({ "title": "Acme plan", "organization_id": ACME_ORGANIZATION_ID });
-    let created = browser.api(Method::POST, "/api/todos", Some(plan)).await;
-    assert_eq!(created.status, 201, "{}", created.body);
+    let (bob, directory_user, browser) = bob_with_an_acme_todo_under_plain_directory_sync(&app).await;
     app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
     delivered(&app, "dsync.user.updated").await;
     assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "denied by the directory");
@@ -382,16 +372,7 @@ async fn later_changes_to_a_directory_user_already_inactive_do_not_take_back_a_r
 #[tokio::test]
 async fn a_directory_user_deprovisioned_again_after_a_reactivation_takes_the_membership_away_again() {
     let app = lifecycle_app().await;
-    // Plain Directory Sync: the directory's own events alone, which authbridge's rule must act on (with AuthKit's
-    // directory provisioning WorkOS would also end the membership and the sessions itself).
-    app.workos.set_directory_provisioning(false);
-    let bob = app.user_id(BOB);
-    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
-    let browser = app.signed_in(BOB).await;
-    delivered(&app, "dsync.user.created").await;
-    let plan = json!({ "title": "Acme plan", "organization_id": ACME_ORGANIZATION_ID });
-    let created = browser.api(Method::POST, "/api/todos", Some(plan)).await;
-    assert_eq!(created.status, 201, "{}", created.body);
+    let (bob, directory_user, _browser) = bob_with_an_acme_todo_under_plain_directory_sync(&app).await;
     app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
     delivered(&app, "dsync.user.updated").await;
     let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
