@@ -407,32 +407,41 @@ async fn a_404_is_final_only_when_workos_does_not_know_the_organization() {
     assert_eq!(app.workos.calls(Endpoint::AuditLogs), 3, "WorkOS's own 404 is not retried");
 }
 
+/// Once the sign-in's event is delivered: WorkOS will answer the next Audit Log request 429 with `retry_after`, and
+/// `copies` of that event fall due at the same moment; waits until the pass has sent something. Returns how many
+/// Audit Log requests WorkOS had seen before.
+async fn rate_limited_with_due_events(app: &TestApp, retry_after: Duration, copies: i32) -> usize {
+    let _bob = app.signed_in(AUTHOR).await;
+    let delivered =
+        eventually(Duration::from_secs(10), || async { outbox(app).await.first().is_some_and(|row| row.2) }).await;
+    assert!(delivered, "{:?}", outbox(app).await);
+    let before = app.workos.calls(Endpoint::AuditLogs);
+    app.workos.set_rate_limit_retry_after(retry_after);
+    app.workos.fail_next(Endpoint::AuditLogs, 1, 429);
+    sqlx::query(
+        "INSERT INTO authbridge.audit_log_outbox (idempotency_key, organization_id, event, next_attempt_at) \
+         SELECT gen_random_uuid(), organization_id, event, now() + interval '500 milliseconds' \
+         FROM authbridge.audit_log_outbox, generate_series(1, $1) \
+         WHERE id = (SELECT min(id) FROM authbridge.audit_log_outbox)",
+    )
+    .bind(copies)
+    .execute(&mut app.db.connect().await)
+    .await
+    .expect("due events");
+    let limited =
+        eventually(Duration::from_secs(10), || async { app.workos.calls(Endpoint::AuditLogs) > before }).await;
+    assert!(limited, "the pass sent something");
+    before
+}
+
 /// A 429 applies to every request with the API key: the pass stops at it, and the rest of the due events wait for
 /// its `Retry-After` instead of each spending a request on another refusal.
 #[tokio::test]
 async fn a_rate_limit_stops_the_pass_and_the_rest_wait_for_retry_after() {
     let app = cast_app().await;
-    let _bob = app.signed_in(AUTHOR).await;
-    let delivered =
-        eventually(Duration::from_secs(10), || async { outbox(&app).await.first().is_some_and(|row| row.2) }).await;
-    assert!(delivered, "{:?}", outbox(&app).await);
-    let before = app.workos.calls(Endpoint::AuditLogs);
-    // A Retry-After long enough that no later pass can be mistaken for this one.
-    app.workos.set_rate_limit_retry_after(Duration::from_secs(3));
-    app.workos.fail_next(Endpoint::AuditLogs, 1, 429);
-    let mut conn = app.db.connect().await;
-    // Five events due at the same moment, so one pass claims them all.
-    sqlx::query(
-        "INSERT INTO authbridge.audit_log_outbox (idempotency_key, organization_id, event, next_attempt_at) \
-         SELECT gen_random_uuid(), organization_id, event, now() + interval '500 milliseconds' \
-         FROM authbridge.audit_log_outbox, generate_series(1, 5) WHERE id = (SELECT min(id) FROM authbridge.audit_log_outbox)",
-    )
-    .execute(&mut conn)
-    .await
-    .expect("five due events");
-    let limited =
-        eventually(Duration::from_secs(10), || async { app.workos.calls(Endpoint::AuditLogs) > before }).await;
-    assert!(limited, "the pass sent something");
+    // A Retry-After long enough that no later pass can be mistaken for this one; five events due at the same
+    // moment, so one pass claims them all.
+    let before = rate_limited_with_due_events(&app, Duration::from_secs(3), 5).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(app.workos.calls(Endpoint::AuditLogs), before + 1, "one request, then the pass stopped");
 
@@ -474,27 +483,8 @@ async fn a_rate_limits_retry_after_is_capped_like_the_backoff() {
 #[tokio::test]
 async fn after_a_rate_limit_due_events_beyond_the_batch_wait_for_retry_after_too() {
     let app = cast_app().await;
-    let _bob = app.signed_in(AUTHOR).await;
-    let delivered =
-        eventually(Duration::from_secs(10), || async { outbox(&app).await.first().is_some_and(|row| row.2) }).await;
-    assert!(delivered, "{:?}", outbox(&app).await);
-    let before = app.workos.calls(Endpoint::AuditLogs);
-    app.workos.set_rate_limit_retry_after(Duration::from_secs(4));
-    app.workos.fail_next(Endpoint::AuditLogs, 1, 429);
-    let mut conn = app.db.connect().await;
     // 25 events due at once: a pass claims 20 (the default batch), the other 5 wait for the next.
-    sqlx::query(
-        "INSERT INTO authbridge.audit_log_outbox (idempotency_key, organization_id, event, next_attempt_at) \
-         SELECT gen_random_uuid(), organization_id, event, now() + interval '500 milliseconds' \
-         FROM authbridge.audit_log_outbox, generate_series(1, 25) \
-         WHERE id = (SELECT min(id) FROM authbridge.audit_log_outbox)",
-    )
-    .execute(&mut conn)
-    .await
-    .expect("25 due events");
-    let limited =
-        eventually(Duration::from_secs(10), || async { app.workos.calls(Endpoint::AuditLogs) > before }).await;
-    assert!(limited, "the pass sent something");
+    let before = rate_limited_with_due_events(&app, Duration::from_secs(4), 25).await;
     // Two more passes (every second) come and go within the Retry-After.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(app.workos.calls(Endpoint::AuditLogs), before + 1, "nothing more within the Retry-After");
