@@ -494,7 +494,7 @@ impl AuditDeliverer {
 
     /// Whether to raise the alarm now (and note that it was).
     fn alarm_due(&self, now: Instant) -> bool {
-        let mut last = self.last_alarm.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = crate::sync::lock(&self.last_alarm);
         let due = alarm_due(*last, now);
         if due {
             *last = Some(now);

@@ -24,7 +24,7 @@
 //! - **First start** (no cursor): the current organizations and memberships are read from the REST API, then
 //!   events are read from shortly before that moment on.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::PgConnection;
@@ -348,7 +348,7 @@ impl EventsConsumer {
     /// Counts one more failure of `event_id` in a row (a different event starts again at 1), or forgets the count
     /// (`None`: an event was applied). Returns the count and how long ago the first of these failures was.
     fn note_failure(&self, event_id: Option<&str>) -> (u32, Duration) {
-        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut failing = crate::sync::lock(&self.failing);
         let Some(event_id) = event_id else {
             *failing = None;
             return (0, Duration::ZERO);
