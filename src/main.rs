@@ -183,7 +183,8 @@ mod tests {
 
     const README: &str = include_str!("../README.md");
     /// Flags of cargo itself, which the README's command lines also use.
-    const CARGO_FLAGS: [&str; 5] = ["--release", "--locked", "--workspace", "--no-default-features", "--features"];
+    const CARGO_FLAGS: [&str; 6] =
+        ["--release", "--profile", "--locked", "--workspace", "--no-default-features", "--features"];
 
     /// Every command line the README shows for this binary (`cargo run --release -- …` or `authbridge …`), as
     /// the arguments the binary would receive.
