@@ -303,7 +303,7 @@ impl WorkosProvider {
             user,
             organization_id: claims.org_id.clone(),
             personal: false,
-            impersonator: claims.act.as_ref().map(|actor| Impersonator { email: actor.sub.clone(), reason: None }),
+            impersonator: impersonator_in(claims),
             session_id: claims.sid.clone(),
             source: AuthSource::Bearer,
         })
@@ -346,11 +346,20 @@ fn session_from(auth: &AuthResponse, claims: &AccessClaims) -> Result<Session, U
         refresh_token: Some(auth.refresh_token.clone()),
         user: auth.user.clone(),
         organization_id: auth.organization_id.clone(),
-        impersonator: auth.impersonator.clone(),
+        // WorkOS's answer names the impersonator, with the reason, at sign-in and on every refresh. Should an answer
+        // ever leave it out, the token's `act` claim still says who is acting: the session stays impersonated, so
+        // its writes are still refused (`IMPERSONATION_ALLOW_WRITES`), its requests audited and the banner shown.
+        impersonator: auth.impersonator.clone().or_else(|| impersonator_in(claims)),
         session_id: claims.sid.clone(),
         oidc: None,
         personal: false,
     })
+}
+
+/// Who is impersonating the token's user, as its `act` claim says (RFC 8693 §4.1: the acting party; WorkOS puts
+/// the impersonator's email in its `sub`). The claim carries no reason.
+fn impersonator_in(claims: &AccessClaims) -> Option<Impersonator> {
+    claims.act.as_ref().map(|actor| Impersonator { email: actor.sub.clone(), reason: None })
 }
 
 /// Whether a refresh is the session's ordinary one or a switch to another organization: they fail differently.
@@ -390,5 +399,44 @@ fn check_error(error: VerifyError) -> CheckError {
     match error {
         VerifyError::KeysUnavailable(error) => CheckError::Unavailable { retry_after: error.retry_after() },
         other => CheckError::Invalid(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn answer(impersonator: Option<Impersonator>) -> AuthResponse {
+        AuthResponse {
+            user: UserProfile::id_only("user_1"),
+            organization_id: None,
+            access_token: "token".into(),
+            refresh_token: "refresh".into(),
+            impersonator,
+        }
+    }
+
+    fn claims(act: Option<&str>) -> AccessClaims {
+        let mut claims = json!({ "sub": "user_1", "sid": "session_1", "exp": 2_000_000_000u64 });
+        if let Some(impersonator) = act {
+            claims["act"] = json!({ "sub": impersonator });
+        }
+        serde_json::from_value(claims).expect("claims")
+    }
+
+    #[test]
+    fn a_session_is_impersonated_when_the_answer_or_the_token_says_so() {
+        let support = Impersonator { email: "support@example.com".into(), reason: Some("ticket 42".into()) };
+        // WorkOS's answer, with its reason, wins.
+        let session = session_from(&answer(Some(support.clone())), &claims(Some("support@example.com")));
+        assert_eq!(session.map(|s| s.impersonator).ok().flatten(), Some(support));
+        // An answer without it: the token's `act` still marks the session.
+        let session = session_from(&answer(None), &claims(Some("support@example.com")));
+        let expected = Impersonator { email: "support@example.com".into(), reason: None };
+        assert_eq!(session.map(|s| s.impersonator).ok().flatten(), Some(expected));
+        // Neither: an ordinary session.
+        assert_eq!(session_from(&answer(None), &claims(None)).map(|s| s.impersonator).ok().flatten(), None);
     }
 }
