@@ -27,7 +27,7 @@ use aws_lc_rs::digest::{SHA256, digest};
 pub const VERIFIED_TOKENS: usize = 10_000;
 
 /// The SHA-256 of a token: what the memory is keyed by, so it never holds a credential.
-type Fingerprint = [u8; 32];
+pub type Fingerprint = [u8; 32];
 
 /// A token that verified in full: its claims, the key that signed it, and when the answer may be reused.
 pub struct Verified<C> {
@@ -112,7 +112,19 @@ impl<C> VerifiedTokens<C> {
     }
 }
 
-fn fingerprint(token: &str) -> Fingerprint {
+/// `token` with the last character of its signature changed: same header and claims, a signature that fails. For
+/// the verifiers' tests: what must never be remembered, and what a stale entry must not stand for.
+#[cfg(test)]
+pub fn forged(token: &str) -> String {
+    let mut bytes = token.as_bytes().to_vec();
+    let last = bytes.len() - 2;
+    bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(bytes).expect("a JWT is ASCII")
+}
+
+/// A token's SHA-256: how anything keyed by a token (this memory, the refresh flights of `session::refresh`) avoids
+/// holding the credential itself.
+pub fn fingerprint(token: &str) -> Fingerprint {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
     out

@@ -187,7 +187,7 @@ mod tests {
 
     use super::*;
     use crate::oidc::OidcHttp;
-    use crate::token_cache::VERIFIED_TOKENS;
+    use crate::token_cache::{VERIFIED_TOKENS, forged};
 
     const SUBJECT: &str = "auth0|standin-alice";
 
@@ -228,14 +228,6 @@ mod tests {
 
     fn is_remembered(keys: &SigningKeys, token: &str) -> bool {
         keys.verified_bearer_tokens().contains(token)
-    }
-
-    /// `token` with the last character of its signature changed: same header and claims, a signature that fails.
-    fn forged(token: &str) -> String {
-        let mut bytes = token.as_bytes().to_vec();
-        let last = bytes.len() - 2;
-        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
-        String::from_utf8(bytes).expect("ascii")
     }
 
     #[tokio::test]
@@ -339,10 +331,21 @@ mod tests {
         // A second rotation withdraws the key that signed the token.
         oidc.rotate_signing_key().await.expect("rotates");
         keys.fetch().await.expect("refetch");
-        assert!(!is_remembered(&keys, &token));
-        assert!(matches!(verifier.verify(&keys, &token).await, Err(AccessTokenError::Invalid(_))));
+        assert_forgotten_and_refused(&oidc, &keys, &verifier, &token).await;
+    }
+
+    /// After a fetch that took `token`'s key away: it is not remembered, it fails the full check, and a token signed
+    /// with the provider's current key verifies.
+    async fn assert_forgotten_and_refused(
+        oidc: &OidcStandIn,
+        keys: &SigningKeys,
+        verifier: &AccessTokenVerifier,
+        token: &str,
+    ) {
+        assert!(!is_remembered(keys, token), "its key is gone: the token is forgotten");
+        assert!(matches!(verifier.verify(keys, token).await, Err(AccessTokenError::Invalid(_))));
         let fresh = oidc.mint_access_token(SUBJECT, Duration::from_secs(300));
-        assert!(verifier.verify(&keys, &fresh).await.is_ok(), "the new key's tokens verify");
+        assert!(verifier.verify(keys, &fresh).await.is_ok(), "the new key's tokens verify");
     }
 
     #[tokio::test]
@@ -355,10 +358,7 @@ mod tests {
         oidc.replace_signing_key_keeping_kid().await.expect("replaced");
         assert_eq!(oidc.kid(), kid);
         keys.fetch().await.expect("refetch");
-        assert!(!is_remembered(&keys, &token), "same kid, other key: its tokens are forgotten");
-        assert!(matches!(verifier.verify(&keys, &token).await, Err(AccessTokenError::Invalid(_))));
-        let fresh = oidc.mint_access_token(SUBJECT, Duration::from_secs(300));
-        assert!(verifier.verify(&keys, &fresh).await.is_ok(), "the new key's tokens verify");
+        assert_forgotten_and_refused(&oidc, &keys, &verifier, &token).await;
     }
 
     /// A check that started with a key a fetch has since replaced must not leave its answer behind: the fetch could

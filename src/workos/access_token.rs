@@ -307,6 +307,7 @@ mod tests {
 
     use super::*;
     use crate::config::{Secret, WorkosConfig};
+    use crate::token_cache::forged;
 
     fn claims(iat: Option<u64>, exp: u64) -> AccessClaims {
         AccessClaims {
@@ -372,14 +373,6 @@ mod tests {
 
     fn is_cached(verifier: &AccessTokenVerifier, token: &str) -> bool {
         verifier.verified.contains(token)
-    }
-
-    /// `token` with the last character of its signature changed: same header and claims, a signature that fails.
-    fn forged(token: &str) -> String {
-        let mut bytes = token.as_bytes().to_vec();
-        let last = bytes.len() - 2;
-        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
-        String::from_utf8(bytes).expect("ascii")
     }
 
     #[tokio::test]
