@@ -1,9 +1,10 @@
 //! Micro-benchmarks of what every signed-in request costs inside authbridge: opening the session cookie, checking
-//! the access token (the first time, and once it is known), minting the InsForge token, the todo rows' parse and
-//! re-serialisation, and a whole `GET /api/todos` through the real router against a local static upstream.
+//! the access token (the first time, and once it is known), the same for an OpenID Connect bearer token, minting the
+//! InsForge token, the todo rows' parse and re-serialisation, and a whole `GET /api/todos` through the real router
+//! against a local static upstream.
 //!
-//! `cargo bench --bench request_path` (on demand, not in CI). The WorkOS stand-in serves the JWKS and signs the
-//! access token; nothing leaves the machine. Wall-clock figures share the two cores with whatever else runs:
+//! `cargo bench --bench request_path` (on demand, not in CI). The WorkOS and OIDC stand-ins serve the JWKS and sign
+//! the access tokens; nothing leaves the machine. Wall-clock figures share the two cores with whatever else runs:
 //! compare numbers from one run, or count instructions (`scripts/bench --callgrind`).
 
 use std::collections::HashMap;
@@ -13,14 +14,20 @@ use authbridge::config::Config;
 use authbridge::http::{AppState, router};
 use authbridge::identity::UserProfile;
 use authbridge::insforge::minter::TokenMinter;
+use authbridge::oidc::OidcHttp;
+use authbridge::oidc::keys::SigningKeys;
 use authbridge::session::seal::{Purpose, Sealer};
 use authbridge::session::{SESSION_COOKIE, Session};
 use authbridge::todo::Todo;
+use authbridge::token_cache::VERIFIED_TOKENS;
 use authbridge::workos::WorkosClient;
 use authbridge::workos::access_token::{AccessTokenVerifier, TokenSource};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Request, header};
 use criterion::{Criterion, criterion_group, criterion_main};
+use openidconnect::JsonWebKeySetUrl;
+use openidconnect::core::CoreJsonWebKeySet;
+use standins::oidc_standin::{OidcStandIn, OidcStandInOptions};
 use standins::workos_standin::{WorkosStandIn, WorkosStandInOptions};
 use tower::ServiceExt;
 
@@ -131,6 +138,8 @@ fn benches(c: &mut Criterion) {
         });
     });
 
+    oidc_bearer(c, &f.runtime);
+
     let minter = TokenMinter::new(&f.config.insforge).expect("minter");
     let identity = f.user.identity();
     c.bench_function("mint", |b| b.iter(|| minter.mint(std::hint::black_box(&identity)).expect("mints")));
@@ -162,6 +171,27 @@ fn benches(c: &mut Criterion) {
             axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body")
         });
     });
+}
+
+/// An OpenID Connect bearer token (Auth0-shaped, RS256) checked against the provider's keys: every time ("cold", a
+/// memory of 0 tokens), and once it is known ("cached").
+fn oidc_bearer(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    let oidc = runtime.block_on(OidcStandIn::start(OidcStandInOptions::default())).expect("OIDC stand-in");
+    let token = oidc.mint_access_token("auth0|standin-alice", Duration::from_secs(3600));
+    let verifier = authbridge::oidc::access_token::AccessTokenVerifier::new(oidc.issuer().as_str(), oidc.audience());
+    let keys = |capacity: usize| {
+        let http = OidcHttp::new(Duration::from_secs(2), Duration::from_secs(5)).expect("client");
+        let jwks_uri = JsonWebKeySetUrl::new(format!("{}.well-known/jwks.json", oidc.issuer())).expect("url");
+        let keys = SigningKeys::with_token_capacity(http, jwks_uri, CoreJsonWebKeySet::new(Vec::new()), capacity);
+        runtime.block_on(keys.fetch()).expect("keys");
+        keys
+    };
+    for (name, keys) in [("oidc_bearer_cold", keys(0)), ("oidc_bearer_cached", keys(VERIFIED_TOKENS))] {
+        c.bench_function(name, |b| {
+            b.to_async(runtime)
+                .iter(|| async { verifier.verify(&keys, std::hint::black_box(&token)).await.expect("valid") });
+        });
+    }
 }
 
 criterion_group! {

@@ -3,6 +3,7 @@
 //!
 //! The request path runs one way: `http` (extractors decide who the user is) → a handler → `insforge`
 //! (with a token from the minter) → the response. `workos` and `session` sit beside it and answer "who is this?".
+//! Both providers' token verifiers remember what they verified in `token_cache` (verify once).
 //! `lifecycle` (with its own database pool, `db`) keeps what WorkOS reports about people and organizations, and
 //! tells `session` whose access has ended; `audit` sends the customer's Audit Log events to WorkOS from an outbox
 //! and records what impersonated sessions do.
@@ -29,6 +30,7 @@ pub mod session;
 pub mod startup;
 pub mod sync;
 pub mod todo;
+pub mod token_cache;
 pub mod workos;
 
 /// How many cases each property test runs: 10,000, unless `PROPTEST_CASES` lowers it (mutation testing reruns every

@@ -14,7 +14,7 @@
 //! | `authbridge_upstream_requests_total` | `upstream` (`workos`, `insforge`), `outcome` | calls to each upstream |
 //! | `authbridge_upstream_request_duration_seconds` | `upstream`, `outcome` | histogram of their latency |
 //! | `authbridge_session_refreshes_total` | `event` (`started`, `merged`, `shared`, `succeeded`, `failed`) | token refreshes: started here, requests that joined one under way here, results taken from another replica, results |
-//! | `authbridge_token_cache_total` | `result` (`hit`, `miss`) | access-token checks answered by the verify-once cache, or not |
+//! | `authbridge_token_cache_total` | `result` (`hit`, `miss`) | access-token checks (WorkOS tokens, OpenID Connect bearer tokens) answered by the verify-once cache (`token_cache`), or not |
 //! | `authbridge_webhook_events_total` | `source` (`webhook`, `events_api`), `outcome` (`applied`, `duplicate`, `ignored`, `rejected`) | WorkOS events handled, from either channel |
 //! | `authbridge_webhook_event_lag_seconds` | `source` | histogram of the delay from an event's creation at WorkOS to its first handling here |
 

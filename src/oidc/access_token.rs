@@ -7,13 +7,21 @@
 //! must not say it is anything but a JWT access token (`typ` `JWT`, `at+jwt`, `application/at+jwt`, or none). An ID token is refused twice
 //! over: its audience is the client id, not the API, and it carries a `nonce`, which no access token does. A token a
 //! client obtained for itself (client credentials) is refused too: it names no person.
+//!
+//! **Verify once**, as for WorkOS tokens ([`crate::token_cache`]): an API client sends the same token on every call
+//! until it expires, so a token that passed every check above is remembered by the keys that verified it
+//! ([`SigningKeys`]) and answered from memory from `nbf` (when it has one) until `exp`, with no leeway: a remembered
+//! answer is never more lenient than the full check would be at that moment. A token refused for any reason is not
+//! remembered; one whose key is withdrawn or replaced is forgotten at the next fetch of the keys.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use super::keys::{BearerKey, KeyFamily, KeysError, SigningKeys, TokenSource};
+use crate::token_cache::Verified;
 
 /// Clock skew tolerated on `exp`: small, so a stolen token does not outlive its stated lifetime by much.
 pub const EXPIRY_LEEWAY: Duration = Duration::from_secs(5);
@@ -23,6 +31,10 @@ pub const EXPIRY_LEEWAY: Duration = Duration::from_secs(5);
 pub struct AccessClaims {
     pub sub: String,
     pub exp: u64,
+    /// Not valid before (RFC 7519 §4.1.5), when the token says: the start of its remembered answer. (The full check
+    /// refuses one that is not a whole number of seconds, so this never fails to read where that check passed.)
+    #[serde(default)]
+    nbf: Option<u64>,
     /// Only ID tokens have one: present means someone sent an ID token as an access token.
     #[serde(default)]
     nonce: Option<serde_json::Value>,
@@ -70,7 +82,26 @@ impl AccessTokenVerifier {
         Self { issuer: issuer.to_owned(), audience: audience.to_owned() }
     }
 
-    pub async fn verify(&self, keys: &SigningKeys, token: &str) -> Result<AccessClaims, AccessTokenError> {
+    /// The token's claims, from memory when these keys verified it before and it is still current, else from the
+    /// full check (remembered when it passes).
+    pub async fn verify(&self, keys: &SigningKeys, token: &str) -> Result<Arc<AccessClaims>, AccessTokenError> {
+        if let Some(claims) = keys.verified_bearer(token, jsonwebtoken::get_current_timestamp()) {
+            return Ok(claims);
+        }
+        // Boxed: the full check may fetch the keys, a future far larger than the remembered path.
+        let (verified, key) = Box::pin(self.verify_in_full(keys, token)).await?;
+        let claims = Arc::clone(&verified.claims);
+        keys.remember_bearer(token, verified, &key, jsonwebtoken::get_current_timestamp());
+        Ok(claims)
+    }
+
+    /// Every check, every time: header, algorithm and key, signature, claims. Returns what verified and the key
+    /// that verified it.
+    async fn verify_in_full(
+        &self,
+        keys: &SigningKeys,
+        token: &str,
+    ) -> Result<(Verified<AccessClaims>, BearerKey), AccessTokenError> {
         use AccessTokenError::Invalid;
         let header = jsonwebtoken::decode_header(token).map_err(|_| Invalid("it is not a well-formed JWT"))?;
         // `typ` is optional in a JWS (RFC 7515 §4.1.9), and Okta's authorization servers leave it out of their
@@ -116,7 +147,8 @@ impl AccessTokenVerifier {
         if is_a_machines_token(&claims) {
             return Err(Invalid("it was issued to a client for itself (client credentials), not to a user"));
         }
-        Ok(claims)
+        let valid = claims.nbf.unwrap_or(0)..claims.exp;
+        Ok((Verified { claims: Arc::new(claims), kid: kid.into(), valid }, key))
     }
 
     /// The key named `kid`, fetching the keys again (at most once a minute for bearer tokens) when it is unknown.
@@ -143,5 +175,209 @@ fn family_of(algorithm: Algorithm) -> Option<KeyFamily> {
         Algorithm::ES256 | Algorithm::ES384 => Some(KeyFamily::EllipticCurve),
         Algorithm::EdDSA => Some(KeyFamily::OctetKeyPair),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openidconnect::JsonWebKeySetUrl;
+    use openidconnect::core::CoreJsonWebKeySet;
+    use serde_json::{Value, json};
+    use standins::oidc_standin::{OidcStandIn, OidcStandInOptions};
+
+    use super::*;
+    use crate::oidc::OidcHttp;
+    use crate::token_cache::{VERIFIED_TOKENS, forged};
+
+    const SUBJECT: &str = "auth0|standin-alice";
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    /// The stand-in, its keys as the app holds them (remembering up to [`VERIFIED_TOKENS`]), and the bearer
+    /// verifier for its API.
+    async fn standin() -> (OidcStandIn, SigningKeys, AccessTokenVerifier) {
+        let oidc = OidcStandIn::start(OidcStandInOptions::default()).await.expect("the OIDC stand-in starts");
+        let keys = keys_of(&oidc, VERIFIED_TOKENS).await;
+        let verifier = AccessTokenVerifier::new(oidc.issuer().as_str(), oidc.audience());
+        (oidc, keys, verifier)
+    }
+
+    /// The stand-in's keys, fetched, remembering up to `capacity` verified tokens.
+    async fn keys_of(oidc: &OidcStandIn, capacity: usize) -> SigningKeys {
+        let http = OidcHttp::new(Duration::from_secs(2), Duration::from_secs(5)).expect("a client");
+        let jwks_uri = JsonWebKeySetUrl::new(format!("{}.well-known/jwks.json", oidc.issuer())).expect("a URL");
+        let keys = SigningKeys::with_token_capacity(http, jwks_uri, CoreJsonWebKeySet::new(Vec::new()), capacity);
+        keys.fetch().await.expect("the JWKS loads");
+        keys
+    }
+
+    /// Access-token claims as Auth0 issues them, valid for five minutes from now.
+    fn claims(oidc: &OidcStandIn) -> Value {
+        let now = now();
+        json!({
+            "iss": oidc.issuer().as_str(),
+            "sub": SUBJECT,
+            "aud": [oidc.audience(), format!("{}userinfo", oidc.issuer())],
+            "azp": oidc.client_id(),
+            "iat": now,
+            "exp": now + 300,
+        })
+    }
+
+    fn is_remembered(keys: &SigningKeys, token: &str) -> bool {
+        keys.verified_bearer_tokens().contains(token)
+    }
+
+    #[tokio::test]
+    async fn a_token_that_passed_every_check_is_answered_from_memory_after() {
+        let (oidc, keys, verifier) = standin().await;
+        let token = oidc.mint_access_token(SUBJECT, Duration::from_secs(300));
+        assert!(!is_remembered(&keys, &token));
+
+        let first = verifier.verify(&keys, &token).await.expect("a genuine token verifies");
+        assert_eq!(first.sub, SUBJECT);
+        assert!(is_remembered(&keys, &token));
+        let second = verifier.verify(&keys, &token).await.expect("still genuine");
+        assert!(Arc::ptr_eq(&first, &second), "the second check is answered with the first one's claims");
+
+        let cold = keys_of(&oidc, 0).await;
+        let first = verifier.verify(&cold, &token).await.expect("genuine");
+        let second = verifier.verify(&cold, &token).await.expect("genuine");
+        assert!(!Arc::ptr_eq(&first, &second), "without a memory every check verifies afresh");
+        assert!(!is_remembered(&cold, &token));
+    }
+
+    #[tokio::test]
+    async fn a_token_refused_for_any_reason_is_never_remembered() {
+        let (oidc, keys, verifier) = standin().await;
+        let genuine = oidc.mint_access_token(SUBJECT, Duration::from_secs(300));
+        verifier.verify(&keys, &genuine).await.expect("genuine");
+
+        // Refused by the signature, and refused after it by the claims (signed by the provider's own key).
+        let mut machine = claims(&oidc);
+        machine["gty"] = Value::from("client-credentials");
+        let mut id_token = claims(&oidc);
+        id_token["nonce"] = Value::from("n-0S6_WzA2Mj");
+        let mut other_api = claims(&oidc);
+        other_api["aud"] = Value::from("https://another-api.example/");
+        let mut not_yet = claims(&oidc);
+        not_yet["nbf"] = Value::from(now() + 3600);
+        let refused = [
+            ("a forged signature", forged(&genuine)),
+            ("a client-credentials token", oidc.sign("JWT", machine)),
+            ("an ID token", oidc.sign("JWT", id_token)),
+            ("another API's token", oidc.sign("JWT", other_api)),
+            ("a token valid an hour from now", oidc.sign("JWT", not_yet)),
+        ];
+        for (what, token) in refused {
+            for attempt in 0..2 {
+                let result = verifier.verify(&keys, &token).await;
+                assert!(matches!(result, Err(AccessTokenError::Invalid(_))), "{what}, attempt {attempt}");
+                assert!(!is_remembered(&keys, &token), "{what}");
+            }
+        }
+    }
+
+    /// Inside the leeway the full check still accepts a token, but a remembered answer must never be more lenient
+    /// than it: such tokens are accepted and not remembered, so each presentation is checked in full again.
+    #[tokio::test]
+    async fn tokens_accepted_only_by_the_leeway_are_not_remembered() {
+        let (oidc, keys, verifier) = standin().await;
+        let mut almost_valid = claims(&oidc);
+        almost_valid["nbf"] = Value::from(now() + 2);
+        let mut just_expired = claims(&oidc);
+        just_expired["exp"] = Value::from(now() - 1);
+        for (what, claims) in [("an nbf two seconds ahead", almost_valid), ("an exp a second ago", just_expired)] {
+            let token = oidc.sign("JWT", claims);
+            assert!(verifier.verify(&keys, &token).await.is_ok(), "{what}: within the leeway");
+            assert!(!is_remembered(&keys, &token), "{what}");
+        }
+        let mut valid_since = claims(&oidc);
+        valid_since["nbf"] = Value::from(now() - 10);
+        let token = oidc.sign("JWT", valid_since);
+        verifier.verify(&keys, &token).await.expect("an nbf in the past");
+        assert!(is_remembered(&keys, &token), "an nbf already past does not stop a token being remembered");
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_past_its_exp_is_checked_in_full_again() {
+        let (oidc, keys, verifier) = standin().await;
+        let forged = forged(&oidc.mint_access_token(SUBJECT, Duration::from_secs(300)));
+        // An entry for this (forged) token whose answer ended a second ago: it must be dropped, not given.
+        let stale: AccessClaims = serde_json::from_value(json!({ "sub": SUBJECT, "exp": now() - 1 })).expect("claims");
+        let valid = 0..stale.exp;
+        let stale = Verified { claims: Arc::new(stale), kid: oidc.kid().into(), valid };
+        keys.verified_bearer_tokens().insert_unchecked(&forged, stale);
+
+        assert!(matches!(verifier.verify(&keys, &forged).await, Err(AccessTokenError::Invalid(_))));
+        assert!(!is_remembered(&keys, &forged), "the stale entry is gone");
+    }
+
+    #[tokio::test]
+    async fn a_withdrawn_signing_key_takes_the_tokens_it_signed_out_of_memory() {
+        let (oidc, keys, verifier) = standin().await;
+        let token = oidc.mint_access_token(SUBJECT, Duration::from_secs(300));
+        let first = verifier.verify(&keys, &token).await.expect("genuine");
+
+        // One rotation: the provider publishes the new key and still the old one, so the token stays good.
+        oidc.rotate_signing_key().await.expect("rotates");
+        keys.fetch().await.expect("refetch");
+        assert!(is_remembered(&keys, &token), "a key still published unchanged keeps its tokens");
+        let again = verifier.verify(&keys, &token).await.expect("still genuine");
+        assert!(Arc::ptr_eq(&first, &again));
+
+        // A second rotation withdraws the key that signed the token.
+        oidc.rotate_signing_key().await.expect("rotates");
+        keys.fetch().await.expect("refetch");
+        assert_forgotten_and_refused(&oidc, &keys, &verifier, &token).await;
+    }
+
+    /// After a fetch that took `token`'s key away: it is not remembered, it fails the full check, and a token signed
+    /// with the provider's current key verifies.
+    async fn assert_forgotten_and_refused(
+        oidc: &OidcStandIn,
+        keys: &SigningKeys,
+        verifier: &AccessTokenVerifier,
+        token: &str,
+    ) {
+        assert!(!is_remembered(keys, token), "its key is gone: the token is forgotten");
+        assert!(matches!(verifier.verify(keys, token).await, Err(AccessTokenError::Invalid(_))));
+        let fresh = oidc.mint_access_token(SUBJECT, Duration::from_secs(300));
+        assert!(verifier.verify(keys, &fresh).await.is_ok(), "the new key's tokens verify");
+    }
+
+    #[tokio::test]
+    async fn a_key_replaced_under_the_same_kid_takes_the_tokens_it_signed_out_of_memory() {
+        let (oidc, keys, verifier) = standin().await;
+        let token = oidc.mint_access_token(SUBJECT, Duration::from_secs(300));
+        verifier.verify(&keys, &token).await.expect("genuine");
+        let kid = oidc.kid();
+
+        oidc.replace_signing_key_keeping_kid().await.expect("replaced");
+        assert_eq!(oidc.kid(), kid);
+        keys.fetch().await.expect("refetch");
+        assert_forgotten_and_refused(&oidc, &keys, &verifier, &token).await;
+    }
+
+    /// A check that started with a key a fetch has since replaced must not leave its answer behind: the fetch could
+    /// not forget what was not yet stored.
+    #[tokio::test]
+    async fn a_check_that_finishes_after_its_key_was_replaced_is_not_remembered() {
+        let (oidc, keys, verifier) = standin().await;
+        let token = oidc.mint_access_token(SUBJECT, Duration::from_secs(300));
+        let (verified, key) = verifier.verify_in_full(&keys, &token).await.expect("genuine");
+
+        oidc.replace_signing_key_keeping_kid().await.expect("replaced");
+        keys.fetch().await.expect("refetch");
+        keys.remember_bearer(&token, verified.clone(), &key, now());
+        assert!(!is_remembered(&keys, &token));
+
+        // The same answer, with the key still published, is remembered.
+        let fresh = oidc.mint_access_token(SUBJECT, Duration::from_secs(300));
+        let (verified, key) = verifier.verify_in_full(&keys, &fresh).await.expect("genuine");
+        keys.remember_bearer(&fresh, verified, &key, now());
+        assert!(is_remembered(&keys, &fresh));
     }
 }

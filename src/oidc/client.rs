@@ -15,6 +15,7 @@
 //! code or refresh token is dead; Auth0 answers it with 403) apart from everything else. The crate's parse errors
 //! carry the raw answer, which may hold tokens: only the failing field's path is kept.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use openidconnect::core::{
@@ -396,7 +397,7 @@ impl OidcClient {
     }
 
     /// A bearer token sent to the API; `None` when no `OIDC_AUDIENCE` is configured (nothing can be accepted).
-    pub async fn verify_access_token(&self, token: &str) -> Option<Result<AccessClaims, AccessTokenError>> {
+    pub async fn verify_access_token(&self, token: &str) -> Option<Result<Arc<AccessClaims>, AccessTokenError>> {
         let verifier = self.access_tokens.as_ref()?;
         Some(verifier.verify(&self.keys, token).await)
     }

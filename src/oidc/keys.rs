@@ -9,9 +9,16 @@
 //!
 //! One fetch serves both verifiers: the ID-token verifier (`openidconnect`'s key type) and the bearer-token verifier
 //! (`jsonwebtoken`'s), each built from the same set. Symmetric (`oct`) keys are never kept for either.
+//!
+//! The keys also hold what they vouched for: the bearer tokens that passed a complete verification
+//! ([`crate::token_cache`], verify once). A remembered token stands only while the key that signed it is published
+//! unchanged, so the memory lives with the keys: a fetch that withdraws a key, or publishes different key material
+//! (or parameters) under the same `kid`, forgets every token that key signed, under the same lock that swaps the
+//! keys; and a verification that finishes after such a swap is not remembered (its key is no longer the one
+//! published). One client has one set of keys and one bearer verifier (one issuer, one audience), so one memory.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm};
@@ -20,8 +27,10 @@ use openidconnect::core::CoreJsonWebKeySet;
 use openidconnect::{DiscoveryError, JsonWebKeySet, JsonWebKeySetUrl};
 use tokio::sync::Mutex;
 
+use super::access_token::AccessClaims;
 use super::http::{HttpError, OidcHttp};
 use crate::sync::{read, write};
+use crate::token_cache::{VERIFIED_TOKENS, Verified, VerifiedTokens};
 
 /// The fastest an unknown `kid` in a bearer token makes the set be fetched again.
 pub const UNTRUSTED_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
@@ -50,6 +59,8 @@ pub struct BearerKey {
     pub family: KeyFamily,
     /// The `alg` the JWK is published for, when it says.
     pub algorithm: Option<Algorithm>,
+    /// The JWK as published: a later fetch with a different one under the same `kid` is another key.
+    published: Arc<Jwk>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +76,8 @@ pub struct SigningKeys {
     cache: RwLock<Cache>,
     /// Serialises fetches, so concurrent requests with the same new `kid` cause one fetch.
     fetching: Mutex<()>,
+    /// Bearer tokens these keys verified, forgotten with the key that signed them.
+    bearer_tokens: VerifiedTokens<AccessClaims>,
 }
 
 struct Cache {
@@ -83,8 +96,19 @@ pub struct Snapshot {
 }
 
 impl SigningKeys {
-    /// Starts with the set discovery fetched.
+    /// Starts with the set discovery fetched, remembering up to [`VERIFIED_TOKENS`] verified bearer tokens.
     pub fn new(http: OidcHttp, jwks_uri: JsonWebKeySetUrl, initial: CoreJsonWebKeySet) -> Self {
+        Self::with_token_capacity(http, jwks_uri, initial, VERIFIED_TOKENS)
+    }
+
+    /// Remembers up to `capacity` verified bearer tokens; `0` verifies every one in full every time (what the
+    /// benchmarks measure as "cold").
+    pub fn with_token_capacity(
+        http: OidcHttp,
+        jwks_uri: JsonWebKeySetUrl,
+        initial: CoreJsonWebKeySet,
+        capacity: usize,
+    ) -> Self {
         let bearer_keys = bearer_keys(&initial);
         Self {
             http,
@@ -97,6 +121,7 @@ impl SigningKeys {
                 failure: None,
             }),
             fetching: Mutex::new(()),
+            bearer_tokens: VerifiedTokens::new(capacity),
         }
     }
 
@@ -109,6 +134,28 @@ impl SigningKeys {
     pub fn bearer_key(&self, kid: &str) -> (Option<BearerKey>, u64) {
         let cache = read(&self.cache);
         (cache.bearer_keys.get(kid).cloned(), cache.generation)
+    }
+
+    /// The claims of a bearer token these keys verified before, while they are current at `now`.
+    pub fn verified_bearer(&self, token: &str, now: u64) -> Option<Arc<AccessClaims>> {
+        self.bearer_tokens.cached(token, now)
+    }
+
+    /// Remembers a bearer token that has just passed its complete verification with `key`, unless `key` is no
+    /// longer the one published under its `kid` (a fetch replaced it while the token was being checked). The check
+    /// and the insert hold the read lock, so a fetch cannot slip between them: it either comes first (nothing is
+    /// remembered) or after (and forgets the entry).
+    pub fn remember_bearer(&self, token: &str, verified: Verified<AccessClaims>, key: &BearerKey, now: u64) {
+        let cache = read(&self.cache);
+        if cache.bearer_keys.get(&*verified.kid).is_some_and(|published| published.published == key.published) {
+            self.bearer_tokens.remember(token, verified, now);
+        }
+    }
+
+    /// The remembered bearer tokens, for tests that look inside.
+    #[cfg(test)]
+    pub fn verified_bearer_tokens(&self) -> &VerifiedTokens<AccessClaims> {
+        &self.bearer_tokens
     }
 
     /// Fetches the set again after a token signed with an unknown key, unless the rules above say not to.
@@ -152,6 +199,21 @@ impl SigningKeys {
                 let bearer_keys = bearer_keys(&set);
                 let mut cache = write(&self.cache);
                 tracing::debug!(keys = set.keys().len(), "fetched the identity provider's JWKS");
+                // A key withdrawn, or different under the same `kid`, vouches for nothing any more, including the
+                // tokens it signed before.
+                let replaced: Vec<&String> = cache
+                    .bearer_keys
+                    .iter()
+                    .filter(|(kid, old)| bearer_keys.get(*kid).is_none_or(|new| new.published != old.published))
+                    .map(|(kid, _)| kid)
+                    .collect();
+                if !replaced.is_empty() {
+                    self.bearer_tokens.forget_signed_by(&replaced);
+                    tracing::info!(
+                        keys = replaced.len(),
+                        "the identity provider withdrew or replaced signing keys; forgot the tokens they signed"
+                    );
+                }
                 cache.id_token_keys = set;
                 cache.bearer_keys = bearer_keys;
                 cache.generation += 1;
@@ -204,7 +266,7 @@ fn bearer_keys(set: &CoreJsonWebKeySet) -> HashMap<String, BearerKey> {
             };
             let algorithm = jwk.common.key_algorithm.and_then(signing_algorithm);
             let key = DecodingKey::from_jwk(&jwk).ok()?;
-            Some((kid, BearerKey { key, family, algorithm }))
+            Some((kid, BearerKey { key, family, algorithm, published: Arc::new(jwk) }))
         })
         .collect()
 }

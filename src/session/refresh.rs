@@ -31,13 +31,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::digest::{SHA256, digest};
 use tokio::sync::watch;
 
 use super::Session;
 use super::provider::{IdentityProvider, ProviderError};
 use super::shared_refresh::SharedRefreshes;
 use crate::sync::lock;
+use crate::token_cache::{Fingerprint, fingerprint};
 
 /// How long a finished refresh is remembered for latecomers holding the old refresh token.
 pub const MEMO_TTL: Duration = Duration::from_secs(30);
@@ -46,15 +46,14 @@ pub const MEMO_TTL: Duration = Duration::from_secs(30);
 pub const FAILURE_BACKOFF: Duration = Duration::from_secs(2);
 
 type Outcome = Result<Arc<Session>, ProviderError>;
-type TokenHash = [u8; 32];
 
 #[derive(Clone)]
 pub struct Refresher {
     provider: Arc<IdentityProvider>,
-    flights: Arc<Mutex<HashMap<TokenHash, Flight>>>,
+    flights: Arc<Mutex<HashMap<Fingerprint, Flight>>>,
     /// Refresh tokens whose last refresh failed for a reason other than the token, with that failure. Always locked
     /// after `flights` when both are.
-    failures: Arc<Mutex<HashMap<TokenHash, Failure>>>,
+    failures: Arc<Mutex<HashMap<Fingerprint, Failure>>>,
     /// With `DATABASE_URL`: the same, across replicas.
     shared: Option<Arc<SharedRefreshes>>,
 }
@@ -99,7 +98,7 @@ impl Refresher {
     /// The verified session `refresh_token` (the refresh token of `session`) turns into, from the provider or from a
     /// refresh of the same token that is under way or just finished.
     pub async fn refresh(&self, refresh_token: &str, session: &Session) -> Outcome {
-        let key = hash(refresh_token);
+        let key = fingerprint(refresh_token);
         let mut outcome = {
             let mut flights = lock(&self.flights);
             let now = Instant::now();
@@ -138,7 +137,7 @@ impl Refresher {
             let Some(refresh_token) = current.refresh_token.as_deref() else {
                 return Err(ProviderError::GrantRejected("the session has no refresh token".to_owned()));
             };
-            let key = hash(refresh_token);
+            let key = fingerprint(refresh_token);
             let mut outcome = {
                 let mut flights = lock(&self.flights);
                 let now = Instant::now();
@@ -170,13 +169,13 @@ impl Refresher {
 
     /// The failure `key`'s last refresh ended in, while it holds the token back at `now`. Forgets failures that no
     /// longer hold anything back, so the map stays as small as the sessions failing right now.
-    fn held_back(&self, key: &TokenHash, now: Instant) -> Option<ProviderError> {
+    fn held_back(&self, key: &Fingerprint, now: Instant) -> Option<ProviderError> {
         let mut failures = lock(&self.failures);
         failures.retain(|_, failure| failure.holds_back(now));
         failures.get(key).map(|failure| failure.error.clone())
     }
 
-    fn start(&self, key: TokenHash, session: Session, organization_id: Option<String>) -> Flight {
+    fn start(&self, key: Fingerprint, session: Session, organization_id: Option<String>) -> Flight {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (sender, receiver) = watch::channel(None);
@@ -230,12 +229,6 @@ impl Refresher {
 /// The task died without an answer (it panicked): report an outage, which keeps the session.
 fn died() -> Outcome {
     Err(ProviderError::Unavailable { retry_after: Duration::from_secs(5) })
-}
-
-fn hash(token: &str) -> TokenHash {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
-    out
 }
 
 #[cfg(test)]

@@ -8,19 +8,14 @@
 //!
 //! **Verify once.** A browser presents the same access token on every request for minutes, and checking its RSA
 //! signature each time was the largest single cost of a request. So a token whose signature verified is
-//! remembered: a bounded cache from the SHA-256 of the token (never the token itself) to its claims, kept until
-//! the token's `exp` and evicted by size ([`VERIFIED_TOKENS`]). Only a successful verification is ever stored,
-//! so a forged or damaged token is checked (and refused) every time. When a JWKS refetch drops a key, every token
-//! that key signed is forgotten at once, so it is refused from then on. Whether the token's *session* has ended
-//! (signed out, revoked) is not the verifier's business: the session layer checks that on every request, cached
-//! claims or not.
+//! remembered ([`crate::token_cache`]: keyed by the token's SHA-256, bounded, only successful verifications) until
+//! the token's `exp`. When a JWKS refetch drops a key, every token that key signed is forgotten at once, so it is
+//! refused from then on. Whether the token's *session* has ended (signed out, revoked) is not the verifier's
+//! business: the session layer checks that on every request, cached claims or not.
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use aws_lc_rs::digest::{SHA256, digest};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -28,6 +23,8 @@ use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 
 use super::client::{WorkosClient, WorkosError};
+pub use crate::token_cache::VERIFIED_TOKENS;
+use crate::token_cache::{Verified, VerifiedTokens};
 
 /// Clock skew tolerated on `exp`. Small, because a stolen token should not outlive its stated lifetime by much.
 pub const EXPIRY_LEEWAY: Duration = Duration::from_secs(5);
@@ -35,8 +32,6 @@ pub const EXPIRY_LEEWAY: Duration = Duration::from_secs(5);
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 /// After a failed fetch, how long requests get "unavailable" at once instead of each waiting on another attempt.
 const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(5);
-/// How many verified tokens are remembered (a few hundred bytes each): beyond it, the least used go first.
-pub const VERIFIED_TOKENS: usize = 10_000;
 
 /// Where a token came from, which decides whether its unknown `kid` may cost a call to WorkOS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,11 +83,6 @@ impl AccessClaims {
         self.seconds_left(now) + (EXPIRY_LEEWAY.as_secs() as i64) <= 0
     }
 
-    /// Before `exp` (no leeway): while a verified token's claims are kept and answered from memory.
-    fn is_current(&self, now: u64) -> bool {
-        self.exp > now
-    }
-
     /// The lifetime WorkOS gave the token, when it says (`iat` is optional).
     pub fn lifetime(&self) -> Option<Duration> {
         self.iat.and_then(|iat| self.exp.checked_sub(iat)).map(Duration::from_secs)
@@ -121,18 +111,8 @@ pub struct AccessTokenVerifier {
     keys: RwLock<KeyCache>,
     /// Serialises refetches so concurrent requests with a new `kid` cause one fetch, not one each.
     refetch: Mutex<()>,
-    /// Tokens whose signature verified, by fingerprint; `None` when built without a cache.
-    verified: Option<quick_cache::sync::Cache<Fingerprint, Verified>>,
-}
-
-/// The SHA-256 of a token: what the cache is keyed by, so it never holds a credential.
-type Fingerprint = [u8; 32];
-
-/// A token that verified: its claims, and the key that signed it (forgotten if that key is withdrawn).
-#[derive(Clone)]
-struct Verified {
-    claims: Arc<AccessClaims>,
-    kid: Arc<str>,
+    /// Tokens whose signature verified.
+    verified: VerifiedTokens<AccessClaims>,
 }
 
 #[derive(Default)]
@@ -170,7 +150,7 @@ impl AccessTokenVerifier {
             workos,
             keys: RwLock::new(KeyCache::default()),
             refetch: Mutex::new(()),
-            verified: NonZeroUsize::new(capacity).map(|capacity| quick_cache::sync::Cache::new(capacity.get())),
+            verified: VerifiedTokens::new(capacity),
         }
     }
 
@@ -186,30 +166,20 @@ impl AccessTokenVerifier {
     /// Verifies signature and algorithm only. The session layer uses this so it can see that a genuine token
     /// has expired and refresh it, instead of treating it like a forgery.
     pub async fn verify_signature(&self, token: &str, source: TokenSource) -> Result<Arc<AccessClaims>, VerifyError> {
-        let Some(cache) = &self.verified else {
-            return Box::pin(self.verify_with_keys(token, source)).await.map(|verified| verified.claims);
-        };
-        let fingerprint = fingerprint(token);
-        if let Some(known) = cache.get(&fingerprint) {
-            if known.claims.is_current(now()) {
-                metrics::counter!("authbridge_token_cache_total", "result" => "hit").increment(1);
-                return Ok(known.claims);
-            }
-            cache.remove(&fingerprint);
+        if let Some(claims) = self.verified.cached(token, now()) {
+            return Ok(claims);
         }
-        metrics::counter!("authbridge_token_cache_total", "result" => "miss").increment(1);
         // Boxed: a full check may fetch the keys, a future far larger than the cached path; unboxed, every request's
         // future would carry (and move) it.
         let verified = Box::pin(self.verify_with_keys(token, source)).await?;
+        let claims = Arc::clone(&verified.claims);
         // Kept until `exp` only: past it, the claims are read again from a fresh check (for a refresh, once).
-        if verified.claims.is_current(now()) {
-            cache.insert(fingerprint, verified.clone());
-        }
-        Ok(verified.claims)
+        self.verified.remember(token, verified, now());
+        Ok(claims)
     }
 
     /// The full check: header, algorithm, key, RSA signature, required claims.
-    async fn verify_with_keys(&self, token: &str, source: TokenSource) -> Result<Verified, VerifyError> {
+    async fn verify_with_keys(&self, token: &str, source: TokenSource) -> Result<Verified<AccessClaims>, VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         if header.alg != Algorithm::RS256 {
             return Err(VerifyError::WrongAlgorithm);
@@ -225,7 +195,9 @@ impl AccessTokenVerifier {
         let claims = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
             .map(|data| data.claims)
             .map_err(|_| VerifyError::Invalid)?;
-        Ok(Verified { claims: Arc::new(claims), kid: kid.into() })
+        // WorkOS access tokens carry no `nbf`: valid from their issue, until `exp`.
+        let valid = 0..claims.exp;
+        Ok(Verified { claims: Arc::new(claims), kid: kid.into(), valid })
     }
 
     /// Fetches the keys now: at start-up, so the first sign-in does not wait for them, and from the readiness
@@ -273,11 +245,8 @@ impl AccessTokenVerifier {
             Ok(set) => {
                 let keys = decoding_keys(&set);
                 let withdrawn: Vec<&String> = cache.keys.keys().filter(|kid| !keys.contains_key(*kid)).collect();
-                if !withdrawn.is_empty()
-                    && let Some(verified) = &self.verified
-                {
-                    // A withdrawn key vouches for nothing any more, including tokens it signed before.
-                    verified.retain(|_, token| !withdrawn.iter().any(|kid| **kid == *token.kid));
+                if !withdrawn.is_empty() {
+                    self.verified.forget_signed_by(&withdrawn);
                     tracing::info!(
                         withdrawn = withdrawn.len(),
                         "WorkOS withdrew signing keys; forgot the tokens they signed"
@@ -327,12 +296,6 @@ pub fn now() -> u64 {
     jsonwebtoken::get_current_timestamp()
 }
 
-fn fingerprint(token: &str) -> Fingerprint {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::SystemTime;
@@ -344,6 +307,7 @@ mod tests {
 
     use super::*;
     use crate::config::{Secret, WorkosConfig};
+    use crate::token_cache::forged;
 
     fn claims(iat: Option<u64>, exp: u64) -> AccessClaims {
         AccessClaims {
@@ -366,13 +330,6 @@ mod tests {
         assert!(!claims(None, now - leeway + 1).is_expired(now), "a second inside the leeway");
         assert!(claims(None, now - leeway).is_expired(now), "at the leeway's end");
         assert!(claims(None, now - 3600).is_expired(now));
-    }
-
-    #[test]
-    fn verified_claims_are_kept_until_exp_and_not_a_second_longer() {
-        assert!(claims(None, 400).is_current(399));
-        assert!(!claims(None, 400).is_current(400), "from the second of exp, the token is checked again");
-        assert!(!claims(None, 400).is_current(401));
     }
 
     #[test]
@@ -415,15 +372,7 @@ mod tests {
     }
 
     fn is_cached(verifier: &AccessTokenVerifier, token: &str) -> bool {
-        verifier.verified.as_ref().is_some_and(|cache| cache.get(&fingerprint(token)).is_some())
-    }
-
-    /// `token` with the last character of its signature changed: same header and claims, a signature that fails.
-    fn forged(token: &str) -> String {
-        let mut bytes = token.as_bytes().to_vec();
-        let last = bytes.len() - 2;
-        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
-        String::from_utf8(bytes).expect("ascii")
+        verifier.verified.contains(token)
     }
 
     #[tokio::test]
@@ -438,9 +387,6 @@ mod tests {
         assert!(is_cached(&verifier, &token));
         let second = verifier.verify_signature(&token, TokenSource::Trusted).await.expect("still genuine");
         assert!(Arc::ptr_eq(&first, &second), "the second check is answered with the first one's claims");
-
-        // The cache is keyed by a digest of the token, never the token itself.
-        assert_eq!(fingerprint(&token).as_slice(), digest(&SHA256, token.as_bytes()).as_ref());
     }
 
     #[tokio::test]
@@ -488,8 +434,9 @@ mod tests {
             email: None,
             user_email: None,
         };
-        let cache = verifier.verified.as_ref().expect("a cache");
-        cache.insert(fingerprint(&forged), Verified { claims: Arc::new(stale), kid: workos.kid().into() });
+        let valid = 0..stale.exp;
+        let stale = Verified { claims: Arc::new(stale), kid: workos.kid().into(), valid };
+        verifier.verified.insert_unchecked(&forged, stale);
 
         assert!(matches!(verifier.verify_signature(&forged, TokenSource::Trusted).await, Err(VerifyError::Invalid)));
         assert!(!is_cached(&verifier, &forged), "the stale entry is gone");

@@ -38,8 +38,12 @@ impl SigningKey {
     /// A fresh 2048-bit key whose id starts with `kid_prefix` (shaped like the vendor's own, so the stand-in's
     /// logs read like production's). Tens of milliseconds of CPU: async code uses [`generate_key`].
     pub fn generate(kid_prefix: &str) -> Result<Self, KeyError> {
+        Self::generate_named(format!("{kid_prefix}{}", Uuid::new_v4().simple()))
+    }
+
+    /// A fresh 2048-bit key under exactly this `kid`.
+    pub fn generate_named(kid: String) -> Result<Self, KeyError> {
         let key_pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| KeyError::Generation)?;
-        let kid = format!("{kid_prefix}{}", Uuid::new_v4().simple());
         let public = aws_lc_rs::signature::KeyPair::public_key(&key_pair);
         let components = PublicKeyComponents::<Vec<u8>>::from(public);
         let jwk = json!({
@@ -117,7 +121,18 @@ impl SigningKey {
 /// [`SigningKey::generate`] on the blocking pool (RSA key generation is CPU-bound for a noticeable time: keep it
 /// off the async workers). A failure is logged here; callers turn it into their own start-up error.
 pub async fn generate_key(kid_prefix: &'static str) -> Option<SigningKey> {
-    match tokio::task::spawn_blocking(move || SigningKey::generate(kid_prefix)).await {
+    generate_on_blocking_pool(move || SigningKey::generate(kid_prefix)).await
+}
+
+/// [`SigningKey::generate_named`] on the blocking pool, as [`generate_key`].
+pub async fn generate_key_named(kid: String) -> Option<SigningKey> {
+    generate_on_blocking_pool(move || SigningKey::generate_named(kid)).await
+}
+
+async fn generate_on_blocking_pool(
+    generate: impl FnOnce() -> Result<SigningKey, KeyError> + Send + 'static,
+) -> Option<SigningKey> {
+    match tokio::task::spawn_blocking(generate).await {
         Ok(Ok(key)) => Some(key),
         Ok(Err(error)) => {
             tracing::error!(%error, "RSA key generation failed");

@@ -469,6 +469,15 @@ impl OidcStandIn {
         Ok(())
     }
 
+    /// Replaces the key signing new tokens with a fresh one published under the same `kid` (a provider that reuses
+    /// key ids, or a key set served wrong): the old key is no longer published, so tokens it signed no longer verify.
+    pub async fn replace_signing_key_keeping_kid(&self) -> Result<(), OidcStandInError> {
+        let kid = self.kid();
+        let key = Arc::new(keys::generate_key_named(kid).await.ok_or(OidcStandInError::SigningKey)?);
+        lock(&self.inner.keys).current = key;
+        Ok(())
+    }
+
     /// The `kid` of the key signing new tokens.
     pub fn kid(&self) -> String {
         self.inner.keys().current.kid().to_owned()

@@ -195,3 +195,36 @@ async fn unknown_kids_in_bearer_tokens_refetch_the_keys_at_most_once_a_minute() 
     }
     assert_eq!(app.oidc.calls(Endpoint::Jwks), fetches + 1, "forged kids cost the provider nothing");
 }
+
+/// Verify once: a bearer token is remembered after its first full check, but only while the key that signed it is
+/// published unchanged. When the provider withdraws that key, or publishes another under the same `kid`, the next
+/// fetch of its keys (here, caused by a genuine token signed with a newer key) forgets the token: it is refused from
+/// then on, not answered from memory.
+#[tokio::test]
+async fn a_remembered_token_is_refused_once_its_key_is_withdrawn_or_replaced() {
+    let app = spawn_oidc_app().await;
+    let subject = app.subject(ALICE);
+
+    // Withdrawn: two rotations, and the key that signed the token is no longer published.
+    let token = app.oidc.mint_access_token(&subject, Duration::from_secs(300));
+    assert_eq!(app.bearer_client(&token).get("/api/me").await.status, 200, "verified, and remembered");
+    assert_eq!(app.bearer_client(&token).get("/api/me").await.status, 200, "answered from memory");
+    app.oidc.rotate_signing_key().await.expect("a new key");
+    app.oidc.rotate_signing_key().await.expect("another new key");
+    let fresh = app.oidc.mint_access_token(&subject, Duration::from_secs(300));
+    let fetches = app.oidc.calls(Endpoint::Jwks);
+    assert_eq!(app.bearer_client(&fresh).get("/api/me").await.status, 200, "the newest key is fetched");
+    assert_eq!(app.oidc.calls(Endpoint::Jwks), fetches + 1);
+    assert_refused(&app, &token, "a remembered token whose key was withdrawn").await;
+
+    // Replaced: the same `kid` now names another key.
+    let app = spawn_oidc_app().await;
+    let subject = app.subject(ALICE);
+    let token = app.oidc.mint_access_token(&subject, Duration::from_secs(300));
+    assert_eq!(app.bearer_client(&token).get("/api/me").await.status, 200, "verified, and remembered");
+    app.oidc.replace_signing_key_keeping_kid().await.expect("replaced");
+    app.oidc.rotate_signing_key().await.expect("a new key");
+    let fresh = app.oidc.mint_access_token(&subject, Duration::from_secs(300));
+    assert_eq!(app.bearer_client(&fresh).get("/api/me").await.status, 200, "the newest key is fetched");
+    assert_refused(&app, &token, "a remembered token whose key was replaced under its kid").await;
+}
