@@ -9,15 +9,16 @@
 //! **Verify once.** A browser presents the same access token on every request for minutes, and checking its RSA
 //! signature each time was the largest single cost of a request. So a token whose signature verified is
 //! remembered ([`crate::token_cache`]: keyed by the token's SHA-256, bounded, only successful verifications) until
-//! the token's `exp`. When a JWKS refetch drops a key, every token that key signed is forgotten at once, so it is
-//! refused from then on. Whether the token's *session* has ended (signed out, revoked) is not the verifier's
+//! the token's `exp`. When a JWKS refetch drops a key, or publishes another under the same `kid`, every token that
+//! key signed is forgotten at once, so it is refused from then on; a check that finishes after such a refetch is not
+//! remembered. Whether the token's *session* has ended (signed out, revoked) is not the verifier's
 //! business: the session layer checks that on every request, cached claims or not.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
@@ -115,9 +116,17 @@ pub struct AccessTokenVerifier {
     verified: VerifiedTokens<AccessClaims>,
 }
 
+/// A signing key WorkOS publishes: the key to verify with, and the JWK as published, so that a later fetch
+/// publishing something else under the same `kid` is seen to be another key.
+#[derive(Clone)]
+struct PublishedKey {
+    key: DecodingKey,
+    published: Arc<Jwk>,
+}
+
 #[derive(Default)]
 struct KeyCache {
-    keys: HashMap<String, DecodingKey>,
+    keys: HashMap<String, PublishedKey>,
     /// When an untrusted token's unknown `kid` last caused a fetch. Only those fetches are rate-limited: the first
     /// genuine token signed with a freshly rotated key must be accepted at once.
     untrusted_fetch_at: Option<Instant>,
@@ -171,15 +180,29 @@ impl AccessTokenVerifier {
         }
         // Boxed: a full check may fetch the keys, a future far larger than the cached path; unboxed, every request's
         // future would carry (and move) it.
-        let verified = Box::pin(self.verify_with_keys(token, source)).await?;
+        let (verified, key) = Box::pin(self.verify_with_keys(token, source)).await?;
         let claims = Arc::clone(&verified.claims);
-        // Kept until `exp` only: past it, the claims are read again from a fresh check (for a refresh, once).
-        self.verified.remember(token, verified, now());
+        // Kept until `exp` only: past it, the claims are read again from a fresh check (for a refresh, once). And
+        // only if the key that verified it is still the one published: a fetch that withdrew or replaced it while
+        // the token was being checked has already forgotten that key's tokens, and must not miss this one. Checked
+        // and stored under the read lock, so a fetch comes either before (nothing stored) or after (it forgets it).
+        self.remember_if_still_published(token, verified, &key).await;
         Ok(claims)
     }
 
-    /// The full check: header, algorithm, key, RSA signature, required claims.
-    async fn verify_with_keys(&self, token: &str, source: TokenSource) -> Result<Verified<AccessClaims>, VerifyError> {
+    async fn remember_if_still_published(&self, token: &str, verified: Verified<AccessClaims>, key: &PublishedKey) {
+        let keys = self.keys.read().await;
+        if keys.keys.get(&*verified.kid).is_some_and(|current| current.published == key.published) {
+            self.verified.remember(token, verified, now());
+        }
+    }
+
+    /// The full check: header, algorithm, key, RSA signature, required claims. Also returns the key that verified.
+    async fn verify_with_keys(
+        &self,
+        token: &str,
+        source: TokenSource,
+    ) -> Result<(Verified<AccessClaims>, PublishedKey), VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         if header.alg != Algorithm::RS256 {
             return Err(VerifyError::WrongAlgorithm);
@@ -192,12 +215,12 @@ impl AccessTokenVerifier {
         // No official SDK checks `iss` or `aud` (docs/workos.md §1.4): the per-client JWKS is what binds the token to us.
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &validation)
             .map(|data| data.claims)
             .map_err(|_| VerifyError::Invalid)?;
         // WorkOS access tokens carry no `nbf`: valid from their issue, until `exp`.
         let valid = 0..claims.exp;
-        Ok(Verified { claims: Arc::new(claims), kid: kid.into(), valid })
+        Ok((Verified { claims: Arc::new(claims), kid: kid.into(), valid }, key))
     }
 
     /// Fetches the keys now: at start-up, so the first sign-in does not wait for them, and from the readiness
@@ -212,7 +235,7 @@ impl AccessTokenVerifier {
         !self.keys.read().await.keys.is_empty()
     }
 
-    async fn key(&self, kid: &str, source: TokenSource) -> Result<DecodingKey, VerifyError> {
+    async fn key(&self, kid: &str, source: TokenSource) -> Result<PublishedKey, VerifyError> {
         if let Some(key) = self.keys.read().await.keys.get(kid) {
             return Ok(key.clone());
         }
@@ -244,12 +267,19 @@ impl AccessTokenVerifier {
         match fetched {
             Ok(set) => {
                 let keys = decoding_keys(&set);
-                let withdrawn: Vec<&String> = cache.keys.keys().filter(|kid| !keys.contains_key(*kid)).collect();
-                if !withdrawn.is_empty() {
-                    self.verified.forget_signed_by(&withdrawn);
+                // A key withdrawn, or different under the same `kid`, vouches for nothing any more, including the
+                // tokens it signed before.
+                let replaced: Vec<&String> = cache
+                    .keys
+                    .iter()
+                    .filter(|(kid, old)| keys.get(*kid).is_none_or(|new| new.published != old.published))
+                    .map(|(kid, _)| kid)
+                    .collect();
+                if !replaced.is_empty() {
+                    self.verified.forget_signed_by(&replaced);
                     tracing::info!(
-                        withdrawn = withdrawn.len(),
-                        "WorkOS withdrew signing keys; forgot the tokens they signed"
+                        keys = replaced.len(),
+                        "WorkOS withdrew or replaced signing keys; forgot the tokens they signed"
                     );
                 }
                 cache.keys = keys;
@@ -279,7 +309,7 @@ pub fn claims_from_workos_unverified(token: &str) -> Result<AccessClaims, Verify
 }
 
 /// RS256 keys with a `kid`; anything else in the set (other algorithms, encryption keys) is ignored.
-fn decoding_keys(set: &JwkSet) -> HashMap<String, DecodingKey> {
+fn decoding_keys(set: &JwkSet) -> HashMap<String, PublishedKey> {
     set.keys
         .iter()
         .filter_map(|jwk| {
@@ -287,7 +317,8 @@ fn decoding_keys(set: &JwkSet) -> HashMap<String, DecodingKey> {
             if !matches!(jwk.algorithm, jsonwebtoken::jwk::AlgorithmParameters::RSA(_)) {
                 return None;
             }
-            DecodingKey::from_jwk(jwk).ok().map(|key| (kid, key))
+            let key = DecodingKey::from_jwk(jwk).ok()?;
+            Some((kid, PublishedKey { key, published: Arc::new(jwk.clone()) }))
         })
         .collect()
 }
@@ -461,6 +492,37 @@ mod tests {
         assert!(matches!(verifier.verify(&token, TokenSource::Trusted).await, Err(VerifyError::UnknownKey)));
         let fresh = workos.mint_access_token(&user, Duration::from_secs(300));
         assert!(verifier.verify(&fresh, TokenSource::Trusted).await.is_ok(), "the new key's tokens verify");
+    }
+
+    #[tokio::test]
+    async fn a_key_replaced_under_the_same_kid_takes_the_tokens_it_signed_out_of_the_cache() {
+        let (workos, user) = standin().await;
+        let verifier = verifier(&workos, VERIFIED_TOKENS).await;
+        let token = workos.mint_access_token(&user, Duration::from_secs(300));
+        verifier.verify(&token, TokenSource::Untrusted).await.expect("genuine");
+        let kid = workos.kid();
+
+        workos.replace_signing_key_keeping_kid().await.expect("replaces");
+        verifier.fetch_keys().await.expect("refetch");
+        assert_eq!(workos.kid(), kid, "the same kid, another key");
+        assert!(!is_cached(&verifier, &token), "the replaced key's tokens are forgotten");
+        assert!(matches!(verifier.verify(&token, TokenSource::Trusted).await, Err(VerifyError::Invalid)));
+        let fresh = workos.mint_access_token(&user, Duration::from_secs(300));
+        assert!(verifier.verify(&fresh, TokenSource::Trusted).await.is_ok(), "the new key's tokens verify");
+    }
+
+    #[tokio::test]
+    async fn a_check_that_finishes_after_its_key_was_replaced_is_not_remembered() {
+        let (workos, user) = standin().await;
+        let verifier = verifier(&workos, VERIFIED_TOKENS).await;
+        let token = workos.mint_access_token(&user, Duration::from_secs(300));
+        // The full check has found its key and verified the signature...
+        let (verified, key) = verifier.verify_with_keys(&token, TokenSource::Trusted).await.expect("genuine");
+        // ...when a fetch replaces that key (and forgets what it signed, which is nothing yet).
+        workos.replace_signing_key_keeping_kid().await.expect("replaces");
+        verifier.fetch_keys().await.expect("refetch");
+        verifier.remember_if_still_published(&token, verified, &key).await;
+        assert!(!is_cached(&verifier, &token), "a check against a key no longer published is not kept");
     }
 
     #[tokio::test]

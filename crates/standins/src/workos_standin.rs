@@ -598,6 +598,17 @@ impl WorkosStandIn {
         Ok(())
     }
 
+    /// Signs new tokens with a freshly generated key published under the *same* `kid` as the current one, which is
+    /// no longer published: what a careless key rotation does. A verifier that remembers tokens by `kid` alone
+    /// would keep trusting those the replaced key signed.
+    pub async fn replace_signing_key_keeping_kid(&self) -> Result<(), WorkosStandInError> {
+        let kid = self.kid();
+        let key = Arc::new(jwt::generate_key_named(kid).await.ok_or(WorkosStandInError::SigningKey)?);
+        let mut keys = lock(&self.inner.keys);
+        *keys = KeySet { current: key, previous: None, current_unpublished: false };
+        Ok(())
+    }
+
     /// While `unpublished`, the JWKS lists only the key before the signing one: a rotation whose new key is not in the
     /// JWKS yet, so tokens signed now cannot be verified until it is.
     pub fn set_signing_key_unpublished(&self, unpublished: bool) {
