@@ -643,24 +643,24 @@ pub async fn mark_reread(
 /// Records that a poll which started at `started_at` read the event list to its end. Never called for a poll that
 /// stopped part way (an error, its page limit): what it did not reach may hold events.
 pub async fn mark_polled(conn: &mut PgConnection, started_at: OffsetDateTime) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO authbridge.events_cursor (id, polled_at, updated_at) VALUES (1, $1, now()) \
-         ON CONFLICT (id) DO UPDATE SET polled_at = EXCLUDED.polled_at, updated_at = now()",
-    )
-    .bind(started_at)
-    .execute(conn)
-    .await?;
-    Ok(())
+    set_cursor_moment(conn, "polled_at", started_at).await
 }
 
 pub async fn mark_reconciled(conn: &mut PgConnection, at: OffsetDateTime) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO authbridge.events_cursor (id, reconciled_at, updated_at) VALUES (1, $1, now()) \
-         ON CONFLICT (id) DO UPDATE SET reconciled_at = EXCLUDED.reconciled_at, updated_at = now()",
-    )
-    .bind(at)
-    .execute(conn)
-    .await?;
+    set_cursor_moment(conn, "reconciled_at", at).await
+}
+
+/// `column`: one of the cursor's moments named above, never outside input.
+async fn set_cursor_moment(
+    conn: &mut PgConnection,
+    column: &'static str,
+    at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    let statement = format!(
+        "INSERT INTO authbridge.events_cursor (id, {column}, updated_at) VALUES (1, $1, now()) \
+         ON CONFLICT (id) DO UPDATE SET {column} = EXCLUDED.{column}, updated_at = now()"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(statement)).bind(at).execute(conn).await?;
     Ok(())
 }
 
