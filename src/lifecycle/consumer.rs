@@ -9,10 +9,15 @@
 //! - **Nothing is assumed about the server**: event ids are opaque (never compared or parsed); types are filtered
 //!   here too (a server that ignores `events=` only costs ledger rows); a server that restarts from the beginning
 //!   for an unknown `after` only replays events the ledger already has; a refused cursor falls back to
-//!   `range_start` at the last event's time; a cursor older than WorkOS keeps events is not sent at all (a server
-//!   may answer an empty page for it, which looks like "nothing new"): the state is reconciled again (what a
-//!   complete listing no longer shows is ended, its deletion event lost) and every event WorkOS still has is read by
-//!   time. Each of these is logged.
+//!   `range_start` at the last event's time; a cursor whose event is older than WorkOS keeps events is not sent at
+//!   all (a server may answer an empty page for it, which looks like "nothing new"), and reading goes on by time.
+//!   Each of these is logged.
+//! - **A gap is told from a quiet tenant**: the cursor row records when the last poll that read the event list to
+//!   its end started, and the consumer's position is the later of that and the cursor's event. Only when both are
+//!   older than WorkOS keeps events (the consumer stopped that long) may events have been missed: it then warns,
+//!   reads the state again (what a complete listing no longer shows is ended, its deletion event lost) and reads
+//!   every event WorkOS still has. A tenant with no event for a month, polled all along, is read on from its last
+//!   complete poll, with no reconciliation and no warning.
 //! - **WorkOS down** is retried with exponential backoff (honouring `Retry-After`); the cursor has not moved, so no
 //!   event is lost.
 //! - **One event the database keeps refusing for its data** (SQLSTATE class 22 or 23, or 54000: a value or a
@@ -50,7 +55,7 @@ const RESUME_OVERLAP: time::Duration = time::Duration::minutes(5);
 const MAX_LOOKBACK: time::Duration = time::Duration::days(29);
 /// Pages read in one poll at most (10 000 events): a poll ends, releases the lock and lets the next one go on, even
 /// against a server that never stops paging.
-const MAX_PAGES_PER_POLL: usize = 100;
+pub const MAX_PAGES_PER_POLL: usize = 100;
 /// Pages of organizations (and of each one's memberships) read when reconciling.
 const MAX_RECONCILE_PAGES: usize = 1_000;
 /// Polls in a row that one event may fail with the same lasting database error before it is recorded as rejected
@@ -71,6 +76,8 @@ pub struct ConsumerOptions {
     /// An event that keeps failing with a lasting database error is rejected only once it has failed for at least
     /// this long (and [`MAX_EVENT_FAILURES`] times): [`MIN_FAILING_FOR`] in service; tests shorten it.
     pub reject_after: Duration,
+    /// Pages one poll reads at most: [`MAX_PAGES_PER_POLL`] in service; tests lower it to reach the limit.
+    pub max_pages_per_poll: usize,
 }
 
 impl ConsumerOptions {
@@ -80,6 +87,7 @@ impl ConsumerOptions {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             reject_after: MIN_FAILING_FOR,
+            max_pages_per_poll: MAX_PAGES_PER_POLL,
         }
     }
 
@@ -102,8 +110,8 @@ impl ConsumerOptions {
 pub struct PollReport {
     /// Whether this consumer held the lock; when not, it did nothing else.
     pub leader: bool,
-    /// Whether it read the current state from the REST API first (no cursor yet, or one older than WorkOS keeps
-    /// events).
+    /// Whether it read the current state from the REST API first: no cursor yet, or a gap (neither the cursor's
+    /// event nor the last poll that read to the end is within what WorkOS keeps).
     pub reconciled: bool,
     pub pages: usize,
     pub applied: usize,
@@ -206,14 +214,19 @@ impl EventsConsumer {
     async fn consume(&self, conn: &mut PgConnection) -> Result<PollReport, LifecycleError> {
         let mut report = PollReport { leader: true, ..PollReport::default() };
         let cursor = store::cursor(conn).await?;
+        // Before the first request: if this poll reads to the end, every event created before this moment has been
+        // seen (one created while it runs may not be listed; the next poll's `RESUME_OVERLAP` reads it).
         let now = OffsetDateTime::now_utc();
-        // Where reading would resume: the cursor's event, or without one the later of the last event's time and
-        // the reconciliation (`None` < `Some`).
+        let window_start = now - MAX_LOOKBACK;
+        // What is known up to: the later of the cursor's event and the start of the last poll that read to the end
+        // (a quiet tenant's last event may be a month old while nothing was missed), or without a cursor event the
+        // reconciliation too (`None` < `Some`).
         let known_until = match cursor.after_event_id {
-            Some(_) => cursor.last_event_at,
-            None => cursor.last_event_at.max(cursor.reconciled_at),
+            Some(_) => cursor.last_event_at.max(cursor.polled_at),
+            None => cursor.last_event_at.max(cursor.reconciled_at).max(cursor.polled_at),
         };
-        let gap_since = known_until.filter(|at| *at < now - MAX_LOOKBACK);
+        let gap_since = known_until.filter(|at| *at < window_start);
+        let cursor_event_expired = cursor.last_event_at.is_some_and(|at| at < window_start);
         let mut position = match (&cursor.after_event_id, gap_since) {
             (_, Some(since)) => {
                 // WorkOS no longer has every event since then, and what it does with a cursor naming an expired
@@ -231,7 +244,17 @@ impl EventsConsumer {
                 report.reconciled = true;
                 Position::RangeStart(resume_from(since))
             }
-            (Some(id), None) => Position::After(id.clone()),
+            (Some(id), None) if !cursor_event_expired => Position::After(id.clone()),
+            (Some(_), None) => {
+                // No gap: a poll read to the end within the window, so the cursor's event is merely old (no event
+                // since). But WorkOS may have dropped it, and what it does with such a cursor is undocumented (see
+                // above), so it is not sent: reading goes on by time from that poll.
+                tracing::debug!(
+                    "the Events API cursor's event is older than WorkOS keeps events, but a later poll read every \
+                     event; reading by time from that poll"
+                );
+                Position::RangeStart(resume_from(known_until.unwrap_or(now)))
+            }
             (None, None) => {
                 let reconciled_at = match cursor.reconciled_at {
                     Some(at) => at,
@@ -242,15 +265,19 @@ impl EventsConsumer {
                         now
                     }
                 };
-                // After a refused cursor the last event's time is kept, and is later than the reconciliation.
-                let since = cursor.last_event_at.map_or(reconciled_at, |at| at.max(reconciled_at));
+                // After a refused cursor the last event's time is kept, and is later than the reconciliation; a poll
+                // that read to the end may be later still.
+                let since = known_until.map_or(reconciled_at, |at| at.max(reconciled_at));
                 Position::RangeStart(resume_from(since))
             }
         };
         let mut last_event_at = cursor.last_event_at;
         let mut cursor_refused = false;
+        // Set only on reaching a page with no next cursor: a poll cut short by an error returns early, and one cut
+        // short by its page limit leaves the loop without it.
+        let mut read_to_end = false;
 
-        for _ in 0..MAX_PAGES_PER_POLL {
+        for _ in 0..self.options.max_pages_per_poll {
             let from = match &position {
                 Position::After(id) => EventsFrom::After(id),
                 Position::RangeStart(at) => EventsFrom::RangeStart(*at),
@@ -275,7 +302,10 @@ impl EventsConsumer {
                 Err(error) => return Err(error.into()),
             };
             report.pages += 1;
-            let Some(last) = page.data.last() else { break };
+            let Some(last) = page.data.last() else {
+                read_to_end = true;
+                break;
+            };
             let last_id = last.id.clone();
 
             let (mut replayed, mut unasked) = (0usize, 0usize);
@@ -331,8 +361,14 @@ impl EventsConsumer {
             }
             match page.list_metadata.after {
                 Some(_) => position = Position::After(last_id),
-                None => break,
+                None => {
+                    read_to_end = true;
+                    break;
+                }
             }
+        }
+        if read_to_end {
+            store::mark_polled(conn, now).await?;
         }
         if gap_since.is_some() {
             // Only now that the window has been read: a poll that failed before this finds the same gap next time
@@ -478,6 +514,7 @@ mod tests {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             reject_after: MIN_FAILING_FOR,
+            max_pages_per_poll: MAX_PAGES_PER_POLL,
         };
         for (failures, low) in [(1, 1), (2, 2), (3, 4), (7, 60), (40, 60)] {
             let wait = options.backoff(failures, None);

@@ -571,16 +571,25 @@ pub struct Cursor {
     pub last_event_at: Option<OffsetDateTime>,
     /// When the current state was first read from the REST API; `None` until then.
     pub reconciled_at: Option<OffsetDateTime>,
+    /// When the last poll that read the event list to its end started (migrations/0018): every event created before
+    /// then has been seen, however long ago the last one was.
+    pub polled_at: Option<OffsetDateTime>,
 }
 
 pub async fn cursor(conn: &mut PgConnection) -> Result<Cursor, sqlx::Error> {
-    let row: Option<(Option<String>, Option<OffsetDateTime>, Option<OffsetDateTime>)> = sqlx::query_as(
-        "SELECT after_event_id, last_event_at, reconciled_at FROM authbridge.events_cursor WHERE id = 1",
+    type Row = (Option<String>, Option<OffsetDateTime>, Option<OffsetDateTime>, Option<OffsetDateTime>);
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT after_event_id, last_event_at, reconciled_at, polled_at FROM authbridge.events_cursor WHERE id = 1",
     )
     .fetch_optional(conn)
     .await?;
     Ok(row
-        .map(|(after_event_id, last_event_at, reconciled_at)| Cursor { after_event_id, last_event_at, reconciled_at })
+        .map(|(after_event_id, last_event_at, reconciled_at, polled_at)| Cursor {
+            after_event_id,
+            last_event_at,
+            reconciled_at,
+            polled_at,
+        })
         .unwrap_or_default())
 }
 
@@ -631,14 +640,27 @@ pub async fn mark_reread(
     Ok(())
 }
 
+/// Records that a poll which started at `started_at` read the event list to its end. Never called for a poll that
+/// stopped part way (an error, its page limit): what it did not reach may hold events.
+pub async fn mark_polled(conn: &mut PgConnection, started_at: OffsetDateTime) -> Result<(), sqlx::Error> {
+    set_cursor_moment(conn, "polled_at", started_at).await
+}
+
 pub async fn mark_reconciled(conn: &mut PgConnection, at: OffsetDateTime) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO authbridge.events_cursor (id, reconciled_at, updated_at) VALUES (1, $1, now()) \
-         ON CONFLICT (id) DO UPDATE SET reconciled_at = EXCLUDED.reconciled_at, updated_at = now()",
-    )
-    .bind(at)
-    .execute(conn)
-    .await?;
+    set_cursor_moment(conn, "reconciled_at", at).await
+}
+
+/// `column`: one of the cursor's moments named above, never outside input.
+async fn set_cursor_moment(
+    conn: &mut PgConnection,
+    column: &'static str,
+    at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    let statement = format!(
+        "INSERT INTO authbridge.events_cursor (id, {column}, updated_at) VALUES (1, $1, now()) \
+         ON CONFLICT (id) DO UPDATE SET {column} = EXCLUDED.{column}, updated_at = now()"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(statement)).bind(at).execute(conn).await?;
     Ok(())
 }
 

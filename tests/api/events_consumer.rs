@@ -4,9 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use authbridge::lifecycle::consumer::{ConsumerOptions, LOCK_KEY};
+use authbridge::lifecycle::consumer::{ConsumerOptions, LOCK_KEY, MAX_PAGES_PER_POLL};
 use serde_json::json;
-use standins::workos_standin::{ACME_ORGANIZATION_ID, Endpoint, UnknownCursor};
+use standins::workos_standin::{ACME_ORGANIZATION_ID, Endpoint, StandInEventsQuery, UnknownCursor};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::helpers::app::{ALICE, AppOptions, BOB, LifecycleOptions, TestApp, spawn_app_with};
 use crate::helpers::lifecycle::{ORGANIZATIONS, eventually, organization_ids, ts};
@@ -28,16 +30,52 @@ fn options() -> ConsumerOptions {
         backoff_max: Duration::from_secs(2),
         // Ten minutes in service; long enough here that the five tries alone (about 3 s of backoff) do not decide.
         reject_after: Duration::from_secs(1),
+        max_pages_per_poll: MAX_PAGES_PER_POLL,
     }
 }
 
-async fn cursor(app: &TestApp) -> Option<String> {
+/// The cursor's event id, and when the last poll that read the event list to its end started.
+async fn cursor_row(app: &TestApp) -> (Option<String>, Option<OffsetDateTime>) {
     let mut conn = app.db.connect().await;
-    sqlx::query_scalar("SELECT after_event_id FROM authbridge.events_cursor WHERE id = 1")
+    sqlx::query_as("SELECT after_event_id, polled_at FROM authbridge.events_cursor WHERE id = 1")
         .fetch_optional(&mut conn)
         .await
         .expect("cursor")
-        .flatten()
+        .unwrap_or_default()
+}
+
+async fn cursor(app: &TestApp) -> Option<String> {
+    cursor_row(app).await.0
+}
+
+async fn polled_at(app: &TestApp) -> Option<OffsetDateTime> {
+    cursor_row(app).await.1
+}
+
+/// A consumer that did not run for `days`: its cursor's event and its last complete poll are both that old, so
+/// events may have been missed.
+async fn stopped_for(app: &TestApp, days: i32) {
+    let mut conn = app.db.connect().await;
+    sqlx::query(
+        "UPDATE authbridge.events_cursor \
+         SET last_event_at = now() - make_interval(days => $1), polled_at = now() - make_interval(days => $1) \
+         WHERE id = 1",
+    )
+    .bind(days)
+    .execute(&mut conn)
+    .await
+    .expect("a consumer stopped");
+}
+
+/// Whether the database knows the organization `id` (from an event or a reconciliation).
+async fn organization_known(app: &TestApp, id: &str) -> bool {
+    app.query_scalar_i64("SELECT count(*) FROM authbridge.organizations WHERE id = $1", id).await == 1
+}
+
+/// The `range_start` of a query, which must have one.
+fn range_start(query: &StandInEventsQuery) -> OffsetDateTime {
+    let raw = query.range_start.as_deref().expect("read by time");
+    OffsetDateTime::parse(raw, &Rfc3339).expect("an RFC 3339 time")
 }
 
 #[tokio::test]
@@ -184,8 +222,7 @@ async fn a_refused_cursor_falls_back_to_the_last_events_time() {
     let org = app.workos.create_organization("Umbrella");
     let report = app.consumer(options()).poll_once().await.expect("a poll despite the refused cursor");
     assert_eq!(report.applied, 1, "{report:?}");
-    let known = app.query_scalar_i64("SELECT count(*) FROM authbridge.organizations WHERE id = $1", &org.id).await;
-    assert_eq!(known, 1);
+    assert!(organization_known(&app, &org.id).await);
     assert!(logs::captured().contains("WorkOS refused the Events API cursor"));
 }
 
@@ -197,11 +234,7 @@ async fn a_cursor_older_than_the_events_window_is_not_trusted_and_the_state_is_r
     let app = app_without_push().await;
     app.consumer(options()).poll_once().await.expect("caught up");
     let stale = cursor(&app).await.expect("a cursor");
-    let mut conn = app.db.connect().await;
-    sqlx::query("UPDATE authbridge.events_cursor SET last_event_at = now() - interval '31 days' WHERE id = 1")
-        .execute(&mut conn)
-        .await
-        .expect("a consumer stopped for a month");
+    stopped_for(&app, 31).await;
     app.workos.set_unknown_event_cursor(UnknownCursor::Empty);
     app.workos.forget_event_cursors();
     let bob = app.user_id(BOB);
@@ -244,9 +277,9 @@ async fn the_gap_reconciliation_ends_what_was_deleted_while_the_events_were_lost
     app.workos.delete_membership(&acme.id).expect("removed");
     app.workos.delete_organization(&initech.id).expect("deleted");
     app.workos.expire_events();
+    stopped_for(&app, 31).await;
     let mut conn = app.db.connect().await;
     for statement in [
-        "UPDATE authbridge.events_cursor SET last_event_at = now() - interval '31 days' WHERE id = 1",
         "UPDATE authbridge.organizations SET version_updated_at = now() - interval '1 hour'",
         "UPDATE authbridge.organization_memberships SET version_updated_at = now() - interval '1 hour'",
         // Recorded moments ago and not listed: it may have been created while the listing was read.
@@ -318,8 +351,7 @@ async fn a_refused_cursor_is_not_sent_again_when_no_event_follows() {
     let org = app.workos.create_organization("Umbrella");
     let report = app.consumer(options()).poll_once().await.expect("a poll with news");
     assert_eq!(report.applied, 1, "{report:?}");
-    let known = app.query_scalar_i64("SELECT count(*) FROM authbridge.organizations WHERE id = $1", &org.id).await;
-    assert_eq!(known, 1);
+    assert!(organization_known(&app, &org.id).await);
 }
 
 /// An event the database refuses every time (here a name with a NUL byte, which PostgreSQL text cannot hold) would
@@ -346,8 +378,7 @@ async fn an_event_the_database_always_refuses_is_rejected_after_a_few_tries_and_
     let ledger = app.ledger().await;
     let outcome = ledger.iter().find(|(id, ..)| *id == poisoned).map(|(.., outcome)| outcome.as_str());
     assert_eq!(outcome, Some("rejected"), "{ledger:?}");
-    let known = app.query_scalar_i64("SELECT count(*) FROM authbridge.organizations WHERE id = $1", &after.id).await;
-    assert_eq!(known, 1, "the next event was applied");
+    assert!(organization_known(&app, &after.id).await, "the next event was applied");
     assert!(logs::captured().contains("a WorkOS event failed to apply on every try"));
 }
 
@@ -397,8 +428,8 @@ async fn the_app_runs_the_consumer_when_configured_and_it_alone_keeps_the_app_ri
     assert!(gone, "the app's own consumer applied the removal");
 }
 
-/// A consumer that has never seen an event (a quiet environment) reads by time from its first reconciliation; a
-/// month later that is past what WorkOS serves, so it never asks from further back than 29 days.
+/// A consumer that has never seen an event reads by time from its first reconciliation; if it then stops for two
+/// months, that is past what WorkOS serves, so it never asks from further back than 29 days.
 #[tokio::test]
 async fn reading_by_time_never_reaches_past_the_events_api_window() {
     let app = app_without_push().await;
@@ -406,17 +437,125 @@ async fn reading_by_time_never_reaches_past_the_events_api_window() {
     let mut conn = app.db.connect().await;
     sqlx::query(
         "UPDATE authbridge.events_cursor SET after_event_id = NULL, last_event_at = NULL, \
+         reconciled_at = now() - interval '60 days', polled_at = now() - interval '60 days' WHERE id = 1",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("a consumer stopped for two months");
+    let report = app.consumer(options()).poll_once().await.expect("a poll");
+    assert!(report.reconciled, "events of the two months may be lost: the state is read again: {report:?}");
+    let query = app.workos.events_queries().into_iter().last().expect("an events request");
+    let range_start = range_start(&query);
+    let oldest = OffsetDateTime::now_utc() - time::Duration::days(30);
+    assert!(range_start > oldest, "range_start {range_start} is more than 30 days ago");
+}
+
+/// A tenant with no handled event for a month, whose consumer polled all along and read to the end each time, missed
+/// nothing: its next poll neither reads the state again (costly for a large tenant) nor sends the cursor of an event
+/// WorkOS no longer keeps (here a server that answers such a cursor with an empty page), but reads on by time from
+/// its last complete poll, and applies what is new.
+#[tokio::test]
+async fn a_quiet_tenant_polled_all_along_is_not_taken_for_a_gap() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("caught up");
+    let old = cursor(&app).await.expect("a cursor");
+    let polled = polled_at(&app).await.expect("the poll read to the end");
+    let mut conn = app.db.connect().await;
+    sqlx::query("UPDATE authbridge.events_cursor SET last_event_at = now() - interval '31 days' WHERE id = 1")
+        .execute(&mut conn)
+        .await
+        .expect("the last event a month old");
+    app.workos.expire_events();
+    app.workos.set_unknown_event_cursor(UnknownCursor::Empty);
+    let organizations_read = app.workos.calls(Endpoint::Organizations);
+    let asked_before = app.workos.events_queries().len();
+    let umbrella = app.workos.create_organization("Umbrella");
+    let umbrella_event = app.workos.events().last().map(|event| event.id.clone());
+
+    let report = app.consumer(options()).poll_once().await.expect("a poll");
+    assert!(!report.reconciled, "nothing was missed: {report:?}");
+    assert_eq!(app.workos.calls(Endpoint::Organizations), organizations_read, "the state was not listed again");
+    assert_eq!(report.applied, 1, "the new event was read: {report:?}");
+    assert!(organization_known(&app, &umbrella.id).await);
+    let asked: Vec<_> = app.workos.events_queries().into_iter().skip(asked_before).collect();
+    assert!(asked.iter().all(|query| query.after.as_deref() != Some(old.as_str())), "{asked:?}");
+    let from = range_start(asked.first().expect("an events request"));
+    assert!(
+        from <= polled && from >= polled - time::Duration::minutes(6),
+        "read from shortly before the last complete poll ({polled}), not from {from}"
+    );
+
+    // And the next poll goes on after the new event, as usual.
+    app.workos.create_organization("Initech");
+    let next = app.consumer(options()).poll_once().await.expect("the next poll");
+    assert_eq!((next.applied, next.reconciled), (1, false), "{next:?}");
+    let last = app.workos.events_queries().pop().expect("a query");
+    assert_eq!(last.after, umbrella_event, "{last:?}");
+}
+
+/// The same for a consumer without a cursor event (one that has never seen an event, or whose cursor WorkOS
+/// refused): reading by time goes on from its last complete poll, not from a reconciliation two months old.
+#[tokio::test]
+async fn a_quiet_environment_without_a_cursor_event_reads_on_from_its_last_complete_poll() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("caught up");
+    let polled = polled_at(&app).await.expect("the poll read to the end");
+    let mut conn = app.db.connect().await;
+    sqlx::query(
+        "UPDATE authbridge.events_cursor SET after_event_id = NULL, last_event_at = NULL, \
          reconciled_at = now() - interval '60 days' WHERE id = 1",
     )
     .execute(&mut conn)
     .await
-    .expect("a consumer quiet for two months");
+    .expect("an environment quiet for two months");
+    let organizations_read = app.workos.calls(Endpoint::Organizations);
     let report = app.consumer(options()).poll_once().await.expect("a poll");
-    assert!(report.reconciled, "events of the two months may be lost: the state is read again: {report:?}");
-    let query = app.workos.events_queries().into_iter().last().expect("an events request");
-    let range_start = query.range_start.expect("read by time");
-    let range_start = time::OffsetDateTime::parse(&range_start, &time::format_description::well_known::Rfc3339)
-        .expect("an RFC 3339 time");
-    let oldest = time::OffsetDateTime::now_utc() - time::Duration::days(30);
-    assert!(range_start > oldest, "range_start {range_start} is more than 30 days ago");
+    assert!(!report.reconciled, "nothing was missed: {report:?}");
+    assert_eq!(app.workos.calls(Endpoint::Organizations), organizations_read);
+    let from = range_start(&app.workos.events_queries().pop().expect("an events request"));
+    assert!(from >= polled - time::Duration::minutes(6), "read from {from}, before the last complete poll");
+}
+
+/// Only a poll that read the event list to its end records that it did: one that failed, or stopped at its page
+/// limit, may have left events unread. A consumer stopped for a month whose first poll fails once it has read the
+/// state again finds the gap again on the next.
+#[tokio::test]
+async fn a_poll_that_stops_part_way_does_not_count_as_having_read_everything() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("caught up");
+
+    // A gap, and the first poll after it fails at its first events request.
+    stopped_for(&app, 31).await;
+    let before = polled_at(&app).await;
+    let organizations_read = app.workos.calls(Endpoint::Organizations);
+    app.workos.fail_next(Endpoint::Events, 1, 503);
+    assert!(app.consumer(options()).poll_once().await.is_err(), "WorkOS failed");
+    assert!(app.workos.calls(Endpoint::Organizations) > organizations_read, "the state was read first");
+    assert_eq!(polled_at(&app).await, before, "a failed poll moved polled_at");
+    let again = app.consumer(options()).poll_once().await.expect("a poll");
+    assert!(again.reconciled, "the gap is still there: {again:?}");
+    let polled = polled_at(&app).await;
+    assert!(polled > before, "this poll read to the end");
+
+    // A poll stopped by its page limit (one page here) with events left.
+    for i in 0..100 {
+        app.workos.create_organization(&format!("Org {i}"));
+    }
+    let last_org = app.workos.create_organization("Org 100");
+    let short = app.consumer(ConsumerOptions { max_pages_per_poll: 1, ..options() });
+    let report = short.poll_once().await.expect("a poll");
+    assert_eq!(report.pages, 1, "{report:?}");
+    assert!(!organization_known(&app, &last_org.id).await, "events were left unread");
+    assert_eq!(polled_at(&app).await, polled, "a poll cut short by its page limit moved polled_at");
+
+    // A poll that fails at an event, after applying the ones before it.
+    let now = OffsetDateTime::now_utc();
+    app.workos.emit_event(
+        "organization.created",
+        json!({ "object": "organization", "id": "org_nul", "name": "Nul\u{0}Corp", "updated_at": ts(now) }),
+    );
+    let failed = app.consumer(options()).poll_once().await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(organization_known(&app, &last_org.id).await, "the events before it were applied");
+    assert_eq!(polled_at(&app).await, polled, "a poll that failed part way moved polled_at");
 }

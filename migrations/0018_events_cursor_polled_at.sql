@@ -1,0 +1,14 @@
+-- When the last poll of the Events API that read the event list to its end started.
+--
+-- Why: the consumer took a gap to begin at the cursor's last event (or its last reconciliation), so a tenant with no
+-- handled event for 29 days, whose consumer had polled every few seconds all along and read to the end each time,
+-- was taken for one whose consumer had been down for a month: its organizations and memberships were read again
+-- from the REST API (expensive for a large tenant) and a warning said events might have been missed, though none
+-- were. A poll that read to the end has seen every event created before it started, so the consumer now counts its
+-- position from the later of the cursor's event and this moment.
+--
+-- Set only by a poll that got to a page without a next cursor, with no error: one that stopped part way (an error,
+-- its page limit) says nothing about what it did not reach. The poll's start, not its end: an event created while
+-- it ran may not have been listed. NULL until the first such poll after this migration, which leaves the consumer
+-- exactly as before (the cursor's event and the reconciliation alone).
+ALTER TABLE authbridge.events_cursor ADD COLUMN polled_at timestamptz;
