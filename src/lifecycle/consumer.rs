@@ -16,8 +16,8 @@
 //!   its end started, and the consumer's position is the later of that and the cursor's event. Only when both are
 //!   older than WorkOS keeps events (the consumer stopped that long) may events have been missed: it then warns,
 //!   reads the state again (what a complete listing no longer shows is ended, its deletion event lost) and reads
-//!   every event WorkOS still has. A tenant with no event for a month, polled all along, is read on from its last
-//!   complete poll, with no reconciliation and no warning.
+//!   every event WorkOS still has. A tenant with no event for a month, polled all along, is read on by time over
+//!   all that WorkOS keeps, with no reconciliation and no warning.
 //! - **WorkOS down** is retried with exponential backoff (honouring `Retry-After`); the cursor has not moved, so no
 //!   event is lost.
 //! - **One event the database keeps refusing for its data** (SQLSTATE class 22 or 23, or 54000: a value or a
@@ -248,12 +248,15 @@ impl EventsConsumer {
             (Some(_), None) => {
                 // No gap: a poll read to the end within the window, so the cursor's event is merely old (no event
                 // since). But WorkOS may have dropped it, and what it does with such a cursor is undocumented (see
-                // above), so it is not sent: reading goes on by time from that poll.
+                // above), so it is not sent: reading goes on by time, from as far back as WorkOS keeps events. That
+                // costs nothing here (had WorkOS listed an event in the window, the cursor would have moved to it)
+                // and, should WorkOS have answered the old cursor with empty pages while it still listed events,
+                // reads them rather than going on from the last poll past them.
                 tracing::debug!(
                     "the Events API cursor's event is older than WorkOS keeps events, but a later poll read every \
-                     event; reading by time from that poll"
+                     event; reading by time over the whole window"
                 );
-                Position::RangeStart(resume_from(known_until.unwrap_or(now)))
+                Position::RangeStart(resume_from(window_start))
             }
             (None, None) => {
                 let reconciled_at = match cursor.reconciled_at {
