@@ -15,13 +15,16 @@
 //!   there is one, to `exp`, with no leeway) and answers only inside it; outside, it is dropped and the token goes
 //!   through the full check again, which is at least as strict as the memory ever is.
 //! - **Forgotten with its key.** An entry names the `kid` that signed it; when the provider withdraws or replaces
-//!   that key, [`VerifiedTokens::forget_signed_by`] drops every token it signed, so they are refused from then on.
+//!   that key, [`VerifiedTokens::forget_keys_not_republished`] drops every token it signed, so they are refused from
+//!   then on.
 //! - **Counted.** Every lookup is `authbridge_token_cache_total{result="hit"|"miss"}` (see `metrics`).
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
 use aws_lc_rs::digest::{SHA256, digest};
+use jsonwebtoken::jwk::Jwk;
 
 /// How many verified tokens each verifier remembers (a few hundred bytes each): beyond it, the least used go first.
 pub const VERIFIED_TOKENS: usize = 10_000;
@@ -97,6 +100,23 @@ impl<C> VerifiedTokens<C> {
         }
     }
 
+    /// On a fetch of the keys: forgets the tokens of every key of `old` that `new` withdraws, or publishes
+    /// differently under the same `kid` (`published` gives a key's JWK as published). Returns how many keys that was.
+    pub fn forget_keys_not_republished<K>(
+        &self,
+        old: &HashMap<String, K>,
+        new: &HashMap<String, K>,
+        published: impl Fn(&K) -> &Jwk,
+    ) -> usize {
+        let replaced: Vec<&String> = old
+            .iter()
+            .filter(|(kid, key)| new.get(*kid).is_none_or(|now| published(now) != published(key)))
+            .map(|(kid, _)| kid)
+            .collect();
+        self.forget_signed_by(&replaced);
+        replaced.len()
+    }
+
     /// Whether `token` is remembered, current or not.
     #[cfg(test)]
     pub fn contains(&self, token: &str) -> bool {
@@ -170,6 +190,24 @@ mod tests {
         tokens.forget_signed_by(&["a", "c"]);
         assert!(!tokens.contains("a1") && !tokens.contains("a2"));
         assert!(tokens.contains("b1"));
+    }
+
+    #[test]
+    fn a_fetch_forgets_the_keys_it_withdraws_or_replaces_and_keeps_the_others() {
+        let jwk =
+            |n: &str| -> Jwk { serde_json::from_value(serde_json::json!({ "kty": "oct", "k": n })).expect("a JWK") };
+        let keys = |entries: &[(&str, &str)]| -> HashMap<String, Jwk> {
+            entries.iter().map(|(kid, material)| ((*kid).to_owned(), jwk(material))).collect()
+        };
+        let tokens = VerifiedTokens::new(16);
+        for kid in ["kept", "replaced", "withdrawn"] {
+            tokens.remember(kid, verified(kid, 0..400), 100);
+        }
+        let old = keys(&[("kept", "AAAA"), ("replaced", "BBBB"), ("withdrawn", "CCCC")]);
+        let new = keys(&[("kept", "AAAA"), ("replaced", "DDDD"), ("added", "EEEE")]);
+        assert_eq!(tokens.forget_keys_not_republished(&old, &new, |key| key), 2);
+        assert!(tokens.contains("kept"));
+        assert!(!tokens.contains("replaced") && !tokens.contains("withdrawn"));
     }
 
     #[test]

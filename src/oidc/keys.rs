@@ -201,16 +201,12 @@ impl SigningKeys {
                 tracing::debug!(keys = set.keys().len(), "fetched the identity provider's JWKS");
                 // A key withdrawn, or different under the same `kid`, vouches for nothing any more, including the
                 // tokens it signed before.
-                let replaced: Vec<&String> = cache
-                    .bearer_keys
-                    .iter()
-                    .filter(|(kid, old)| bearer_keys.get(*kid).is_none_or(|new| new.published != old.published))
-                    .map(|(kid, _)| kid)
-                    .collect();
-                if !replaced.is_empty() {
-                    self.bearer_tokens.forget_signed_by(&replaced);
+                let replaced =
+                    self.bearer_tokens
+                        .forget_keys_not_republished(&cache.bearer_keys, &bearer_keys, |key| &key.published);
+                if replaced > 0 {
                     tracing::info!(
-                        keys = replaced.len(),
+                        keys = replaced,
                         "the identity provider withdrew or replaced signing keys; forgot the tokens they signed"
                     );
                 }

@@ -269,16 +269,10 @@ impl AccessTokenVerifier {
                 let keys = decoding_keys(&set);
                 // A key withdrawn, or different under the same `kid`, vouches for nothing any more, including the
                 // tokens it signed before.
-                let replaced: Vec<&String> = cache
-                    .keys
-                    .iter()
-                    .filter(|(kid, old)| keys.get(*kid).is_none_or(|new| new.published != old.published))
-                    .map(|(kid, _)| kid)
-                    .collect();
-                if !replaced.is_empty() {
-                    self.verified.forget_signed_by(&replaced);
+                let replaced = self.verified.forget_keys_not_republished(&cache.keys, &keys, |key| &key.published);
+                if replaced > 0 {
                     tracing::info!(
-                        keys = replaced.len(),
+                        keys = replaced,
                         "WorkOS withdrew or replaced signing keys; forgot the tokens they signed"
                     );
                 }
