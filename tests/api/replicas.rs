@@ -259,7 +259,7 @@ async fn a_failed_refresh_releases_only_its_own_claim() {
     use authbridge::session::shared_refresh::SharedRefreshes;
 
     let app = lifecycle_app().await;
-    let config = app.config.lifecycle.as_ref().expect("the lifecycle's database");
+    let config = app.config.database.as_ref().expect("the lifecycle's database");
     let database = authbridge::db::Database::connect_lazy(config).expect("a pool");
     let shared = SharedRefreshes::new(database, Sealer::new(&Secret::new(COOKIE_PASSWORD), None).expect("a sealer"));
     let key = [7u8; 32];
@@ -299,7 +299,7 @@ async fn a_slow_refresh_keeps_its_claim_and_the_other_replicas_wait_for_it() {
     let app = lifecycle_app().await;
     let browser = app.signed_in(ALICE).await;
     let refreshed = read_session(&browser);
-    let config = app.config.lifecycle.as_ref().expect("the lifecycle's database");
+    let config = app.config.database.as_ref().expect("the lifecycle's database");
     let replica = || {
         let database = authbridge::db::Database::connect_lazy(config).expect("a pool");
         let sealer = Sealer::new(&Secret::new(COOKIE_PASSWORD), None).expect("a sealer");
