@@ -54,8 +54,8 @@ async fn without_a_database_the_app_says_the_lifecycle_is_off_and_works_as_befor
     assert_eq!(browser.get("/api/me").await.status, 200);
 }
 
-#[tokio::test]
-async fn serve_refuses_a_database_that_is_not_migrated() {
+/// `serve` with `config` refuses an empty database, naming the way out, and starts once it is migrated.
+async fn assert_serve_refuses_until_migrated(config: fn(&str) -> Config) {
     logs::capture();
     let db = TestDb::empty().await;
     let refused = Application::build(config(&db.url)).await;
@@ -64,19 +64,18 @@ async fn serve_refuses_a_database_that_is_not_migrated() {
     assert!(message.contains("authbridge migrate"), "the way out is named: {message}");
 
     authbridge::migrate::run(&db.url).await.expect("migrated");
-    assert!(Application::build(config(&db.url)).await.is_ok(), "and starts once migrated");
+    let started = Application::build(config(&db.url)).await;
+    assert!(started.is_ok(), "and starts once migrated: {:?}", started.err());
+}
+
+#[tokio::test]
+async fn serve_refuses_a_database_that_is_not_migrated() {
+    assert_serve_refuses_until_migrated(config).await;
 }
 
 #[tokio::test]
 async fn serve_refuses_a_database_that_is_not_migrated_with_an_oidc_provider_too() {
-    logs::capture();
-    let db = TestDb::empty().await;
-    let refused = Application::build(oidc_config(&db.url)).await;
-    assert!(matches!(refused, Err(StartupError::NotMigrated)), "{:?}", refused.err());
-
-    authbridge::migrate::run(&db.url).await.expect("migrated");
-    let started = Application::build(oidc_config(&db.url)).await;
-    assert!(started.is_ok(), "and starts once migrated: {:?}", started.err());
+    assert_serve_refuses_until_migrated(oidc_config).await;
 }
 
 #[tokio::test]

@@ -9,8 +9,7 @@ use authbridge::session::revocations::SHARED_CACHE_TTL;
 use reqwest::Method;
 use standins::oidc_standin::Endpoint;
 
-use crate::helpers::app::ALICE;
-use crate::helpers::browser::Browser;
+use crate::helpers::app::{ALICE, me_everywhere};
 use crate::helpers::lifecycle::eventually;
 use crate::helpers::oidc::{OidcApp, OidcAppOptions, spawn_oidc_app_with};
 use crate::helpers::session::read_session;
@@ -77,27 +76,7 @@ async fn three_replicas_refresh_one_expiring_session_once_and_nobody_is_signed_o
     app.oidc.set_latency(Endpoint::Token, Duration::from_millis(300));
     let replicas = [app.replica().await, app.replica().await];
 
-    let mut requests = tokio::task::JoinSet::new();
-    for i in 0..30 {
-        let copy = match i % 3 {
-            0 => {
-                let copy = Browser::new(app.base_url.clone());
-                copy.copy_cookies_from(&browser);
-                copy
-            }
-            n => replicas[n - 1].browser_like(&browser),
-        };
-        requests.spawn(async move {
-            let me = copy.api(Method::GET, "/api/me", None).await;
-            (me.status, me.body.clone(), copy)
-        });
-    }
-    let mut refreshed = Vec::new();
-    while let Some(joined) = requests.join_next().await {
-        let (status, body, copy) = joined.expect("the request task");
-        assert_eq!(status, 200, "nobody is signed out: {body}");
-        refreshed.push(read_session(&copy));
-    }
+    let refreshed = me_everywhere(&app.base_url, &replicas, &browser, 30).await;
     assert_eq!(app.oidc.refresh_calls(), 1, "one refresh for the three replicas");
     assert_eq!(app.oidc.reuse_detections(), 0, "no rotated refresh token was presented twice");
     let rotated = refreshed[0].refresh_token.clone();
