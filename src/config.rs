@@ -88,8 +88,11 @@ pub struct Config {
     /// Who signs people in (`IDENTITY_PROVIDER`).
     pub provider: ProviderConfig,
     pub session: SessionConfig,
-    /// The enterprise lifecycle (webhooks, the Events API, deprovisioning): `None` without `DATABASE_URL`, and then
-    /// the app runs without it.
+    /// authbridge's own bookkeeping database (`DATABASE_URL`): `None` without it. What it gives each provider is
+    /// decided in one place, `AppState::new`.
+    pub database: Option<DatabaseConfig>,
+    /// The WorkOS enterprise lifecycle (webhooks, the Events API, deprovisioning): `None` without `DATABASE_URL` or
+    /// with an OpenID Connect provider, and then the app runs without it.
     pub lifecycle: Option<LifecycleConfig>,
 }
 
@@ -186,11 +189,16 @@ pub const DATABASE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_EVENTS_POLL_SECONDS: u64 = 30;
 
 #[derive(Debug, Clone)]
-pub struct LifecycleConfig {
+pub struct DatabaseConfig {
     /// A direct connection to the InsForge project's PostgreSQL, used only for the `authbridge` schema.
-    pub database_url: Secret,
-    pub database_max_connections: u32,
-    pub database_acquire_timeout: Duration,
+    pub url: Secret,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+/// The WorkOS lifecycle's own settings; its database is [`Config::database`].
+#[derive(Debug, Clone)]
+pub struct LifecycleConfig {
     /// Signs `POST /webhooks/workos` deliveries; without it the route does not exist.
     pub webhook_secret: Option<Secret>,
     /// Also accepted while a webhook secret is being rotated.
@@ -332,7 +340,9 @@ impl Config {
                 previous_cookie_password: vars.cookie_password(PREVIOUS_COOKIE_PASSWORD)?,
                 secure_cookies,
             },
-            lifecycle: lifecycle(&vars, kind)?,
+            database: database(&vars)?,
+            // Evaluated after `database`, which has checked the URL.
+            lifecycle: lifecycle(&vars, kind, vars.optional("DATABASE_URL").is_some())?,
         })
     }
 
@@ -467,11 +477,28 @@ fn boolean(vars: &Vars<'_>, name: &'static str, default: bool) -> Result<bool, C
     }
 }
 
-/// `DATABASE_URL` turns the lifecycle on; the other lifecycle variables mean nothing without it, so setting one of
-/// them alone is a mistake worth stopping for. The lifecycle follows WorkOS (its webhooks, its Events API, its
-/// memberships): with an OpenID Connect provider it is off, and asking for its parts is refused; `DATABASE_URL`
-/// alone is then for `authbridge migrate` only.
-fn lifecycle(vars: &Vars<'_>, kind: ProviderKind) -> Result<Option<LifecycleConfig>, ConfigError> {
+/// `DATABASE_URL`, with either provider: every replica refuses a session signed out on any of them (and after a
+/// restart), and replicas share one refresh of a single-use refresh token instead of racing to spend it.
+fn database(vars: &Vars<'_>) -> Result<Option<DatabaseConfig>, ConfigError> {
+    let Some(url) = vars.optional("DATABASE_URL") else { return Ok(None) };
+    // Checked here so a typo stops the start; the message never repeats the value, which holds a password.
+    let is_postgres = Url::parse(url.trim()).is_ok_and(|url| matches!(url.scheme(), "postgres" | "postgresql"));
+    if !is_postgres {
+        return Err(ConfigError::new("DATABASE_URL", "must be a postgres:// connection URL"));
+    }
+    Ok(Some(DatabaseConfig {
+        url: Secret::new(url),
+        max_connections: DATABASE_MAX_CONNECTIONS,
+        acquire_timeout: DATABASE_ACQUIRE_TIMEOUT,
+    }))
+}
+
+/// With WorkOS, a database (`has_database`: `DATABASE_URL` is set) also turns the enterprise lifecycle on; the other
+/// lifecycle variables mean nothing without it, so setting one of them alone is a mistake worth stopping for. The
+/// lifecycle follows WorkOS (its webhooks, its Events API, its memberships): with an OpenID Connect provider it is
+/// off, and asking for its parts is refused; `DATABASE_URL` then gives shared sign-outs and refreshes only (see
+/// [`database`]).
+fn lifecycle(vars: &Vars<'_>, kind: ProviderKind, has_database: bool) -> Result<Option<LifecycleConfig>, ConfigError> {
     if kind == ProviderKind::Oidc {
         for name in ["WORKOS_WEBHOOK_SECRET", "WORKOS_WEBHOOK_SECRET_PREVIOUS", AUDIT_LOG_VERSIONS] {
             if vars.optional(name).is_some() {
@@ -503,7 +530,7 @@ fn lifecycle(vars: &Vars<'_>, kind: ProviderKind) -> Result<Option<LifecycleConf
         Some(_) => Some(vars.parsed("WORKOS_EVENTS_POLL_SECONDS", "0")?),
         None => None,
     };
-    let Some(database_url) = vars.optional("DATABASE_URL") else {
+    if !has_database {
         if webhook_secret.is_some() {
             return Err(ConfigError::new("WORKOS_WEBHOOK_SECRET", "needs DATABASE_URL, where webhooks are recorded"));
         }
@@ -517,18 +544,9 @@ fn lifecycle(vars: &Vars<'_>, kind: ProviderKind) -> Result<Option<LifecycleConf
             ));
         }
         return Ok(None);
-    };
-    // Checked here so a typo stops the start; the message never repeats the value, which holds a password.
-    let is_postgres =
-        Url::parse(database_url.trim()).is_ok_and(|url| matches!(url.scheme(), "postgres" | "postgresql"));
-    if !is_postgres {
-        return Err(ConfigError::new("DATABASE_URL", "must be a postgres:// connection URL"));
     }
     let poll_seconds = poll_seconds.unwrap_or(DEFAULT_EVENTS_POLL_SECONDS);
     Ok(Some(LifecycleConfig {
-        database_url: Secret::new(database_url),
-        database_max_connections: DATABASE_MAX_CONNECTIONS,
-        database_acquire_timeout: DATABASE_ACQUIRE_TIMEOUT,
         webhook_secret,
         previous_webhook_secret,
         events_poll_interval: (poll_seconds > 0).then(|| Duration::from_secs(poll_seconds)),
@@ -862,10 +880,14 @@ mod tests {
     fn with_a_database_the_consumer_polls_every_30_seconds_unless_told_otherwise() {
         let mut vars = base();
         vars.insert("DATABASE_URL", "postgres://authbridge:pw@db.example.com/insforge".to_owned());
-        let lifecycle = load(&vars).expect("valid").lifecycle.expect("on");
+        let config = load(&vars).expect("valid");
+        let lifecycle = config.lifecycle.expect("on");
         assert_eq!(lifecycle.events_poll_interval, Some(Duration::from_secs(30)));
         assert!(lifecycle.webhook_secret.is_none());
-        assert!(lifecycle.database_acquire_timeout < Duration::from_secs(30), "inside the request time limit");
+        let database = config.database.expect("a database");
+        assert!(database.acquire_timeout < Duration::from_secs(30), "inside the request time limit");
+        let debug = format!("{database:?}");
+        assert!(!debug.contains("pw@"), "the password leaked: {debug}");
 
         vars.insert("WORKOS_EVENTS_POLL_SECONDS", "0".to_owned());
         assert_eq!(load(&vars).expect("valid").lifecycle.expect("on").events_poll_interval, None);
@@ -890,14 +912,20 @@ mod tests {
         assert_eq!(lifecycle.webhook_secret.as_ref().map(Secret::expose), Some("new"));
         assert_eq!(lifecycle.events_poll_interval, Some(Duration::from_secs(5)));
         let debug = format!("{lifecycle:?}");
-        assert!(!debug.contains("pw@") && !debug.contains("\"new\""), "secrets leaked: {debug}");
+        assert!(!debug.contains("\"new\""), "the webhook secret leaked: {debug}");
     }
 
     #[test]
-    fn the_lifecycle_follows_workos_and_is_refused_with_an_oidc_provider() {
+    fn with_an_oidc_provider_the_database_is_shared_and_the_workos_lifecycle_is_refused() {
         let mut vars = oidc_base();
+        assert!(load(&vars).expect("valid").database.is_none(), "no DATABASE_URL, nothing shared");
         vars.insert("DATABASE_URL", "postgres://authbridge:pw@db.example.com/insforge".to_owned());
-        assert!(load(&vars).expect("DATABASE_URL alone is for migrate").lifecycle.is_none());
+        let config = load(&vars).expect("DATABASE_URL alone: shared sign-outs and refreshes");
+        assert!(config.database.is_some(), "sign-outs and refreshes go through the database");
+        assert!(config.lifecycle.is_none(), "the lifecycle follows WorkOS");
+        let mut typo = vars.clone();
+        typo.insert("DATABASE_URL", "mysql://u:pw@x/db".to_owned());
+        assert_eq!(load(&typo).expect_err("not PostgreSQL").variable, "DATABASE_URL");
         for (name, value) in [
             ("WORKOS_WEBHOOK_SECRET", "whsec"),
             ("WORKOS_WEBHOOK_SECRET_PREVIOUS", "old"),

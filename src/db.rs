@@ -1,10 +1,11 @@
 //! authbridge's own connection to PostgreSQL (`DATABASE_URL`), for its bookkeeping schema only.
 //!
 //! Todos never go through here: they go through InsForge with a minted token, so row-level security applies. This
-//! pool serves the enterprise lifecycle (events, memberships, revoked sessions), and it is built to fail fast: a few
-//! connections, a short acquire timeout and a statement timeout, so a database outage becomes a 503 in seconds
-//! instead of requests piling up until the request time limit answers 504. The pool connects lazily: the app starts
-//! (and serves everything else) while the database is down, and reconnects by itself when it is back.
+//! pool serves the sign-outs and refreshes the replicas share (with either provider) and the WorkOS enterprise
+//! lifecycle (events, memberships), and it is built to fail fast: a few connections, a short acquire timeout and a
+//! statement timeout, so a database outage becomes a 503 in seconds instead of requests piling up until the request
+//! time limit answers 504. The pool connects lazily: the app starts (and serves everything else) while the database
+//! is down, and reconnects by itself when it is back.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::config::LifecycleConfig;
+use crate::config::DatabaseConfig;
 
 /// Longest any one statement may run: our statements are single-row lookups and upserts.
 const STATEMENT_TIMEOUT: &str = "5s";
@@ -68,16 +69,16 @@ impl From<sqlx::Error> for DbError {
 
 impl Database {
     /// The pool, not yet connected: the first statement connects.
-    pub fn connect_lazy(config: &LifecycleConfig) -> Result<Self, DbError> {
-        let options = PgConnectOptions::from_str(config.database_url.expose())
+    pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self, DbError> {
+        let options = PgConnectOptions::from_str(config.url.expose())
             // Never the URL itself in the message: it holds the password.
             .map_err(|_| DbError::Failed("DATABASE_URL is not a usable PostgreSQL URL".to_owned()))?
             .application_name("authbridge")
             // Every statement names its schemas; nothing from `public` is looked up by name (`migrate::SEARCH_PATH`).
             .options([("statement_timeout", STATEMENT_TIMEOUT), ("search_path", crate::migrate::SEARCH_PATH)]);
         let pool = PgPoolOptions::new()
-            .max_connections(config.database_max_connections)
-            .acquire_timeout(config.database_acquire_timeout)
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
             .connect_lazy_with(options);
         Ok(Self { pool })
     }

@@ -332,12 +332,12 @@ async fn serve(
 
 /// Reads each seeded user's memberships from the WorkOS stand-in into the database, the way a sign-in does.
 async fn record_seeded_memberships(config: &Config, workos: &WorkosStandIn) {
-    let (Some(lifecycle), Some(workos_config)) = (&config.lifecycle, config.workos()) else { return };
-    let lifecycle =
-        match (crate::db::Database::connect_lazy(lifecycle), crate::workos::WorkosClient::new(workos_config)) {
-            (Ok(database), Ok(client)) => crate::lifecycle::Lifecycle::new(database, client),
-            _ => return,
-        };
+    let (Some(database), Some(workos_config)) = (&config.database, config.workos()) else { return };
+    let lifecycle = match (crate::db::Database::connect_lazy(database), crate::workos::WorkosClient::new(workos_config))
+    {
+        (Ok(database), Ok(client)) => crate::lifecycle::Lifecycle::new(database, client),
+        _ => return,
+    };
     for user in workos.users() {
         let profile = crate::identity::UserProfile {
             id: user.id.clone(),

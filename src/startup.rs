@@ -46,13 +46,14 @@ impl Application {
         let addr = config.server.bind_addr;
         let listener = TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
         let app = Self::build_with_listener(config, listener)?;
-        if let Some(lifecycle) = &app.state.lifecycle {
-            // Every lifecycle statement would fail against an older schema: better to say so now than answer 500s.
-            match lifecycle.database().is_migrated().await {
+        if let Some(database) = &app.state.database {
+            // Every statement (the revocation check on each request among them) would fail against an older schema:
+            // better to say so now than answer 500s.
+            match database.is_migrated().await {
                 Ok(true) => {}
                 Ok(false) => return Err(StartupError::NotMigrated),
                 Err(error) => {
-                    tracing::warn!(%error, "cannot reach the database at start-up; the lifecycle answers 503 until it is back");
+                    tracing::warn!(%error, "cannot reach the database at start-up; signed-in requests answer 503 until it is back");
                 }
             }
         }
@@ -173,9 +174,10 @@ const AUDIT_DRAIN: Duration = Duration::from_secs(10);
 /// idempotent and cheap).
 const PRUNE_EVERY: Duration = Duration::from_secs(6 * 3600);
 
-/// Keeps the lifecycle's tables bounded (`lifecycle::store::prune_bookkeeping`): soon after start, then every
+/// Keeps the bookkeeping tables bounded (`lifecycle::store::prune_bookkeeping`; with either provider, since
+/// sign-outs are recorded with either): soon after start, then every
 /// [`PRUNE_EVERY`], until the app stops.
-async fn prune_bookkeeping(lifecycle: Arc<crate::lifecycle::Lifecycle>, mut stopping: watch::Receiver<bool>) {
+async fn prune_bookkeeping(database: crate::db::Database, mut stopping: watch::Receiver<bool>) {
     let mut wait = Duration::from_secs(60);
     loop {
         tokio::select! {
@@ -183,7 +185,7 @@ async fn prune_bookkeeping(lifecycle: Arc<crate::lifecycle::Lifecycle>, mut stop
             () = tokio::time::sleep(wait) => {}
         }
         wait = PRUNE_EVERY;
-        let pruned = match lifecycle.database().pool().acquire().await {
+        let pruned = match database.pool().acquire().await {
             Ok(mut conn) => crate::lifecycle::store::prune_bookkeeping(&mut conn).await,
             Err(error) => Err(error),
         };
@@ -213,11 +215,11 @@ async fn refresh_signing_keys(state: AppState, mut stopping: watch::Receiver<boo
     }
 }
 
-/// Starts the Events API consumer when the lifecycle is on and polling, and the Audit Log deliverer whenever it is
-/// on; or says once why the lifecycle is off.
+/// Starts the bookkeeping pruner whenever there is a database, the Events API consumer when the lifecycle is on and
+/// polling, and the Audit Log deliverer whenever it is on; or says once why the lifecycle is off.
 fn start_lifecycle(state: &AppState, stopping: watch::Receiver<bool>) {
-    if let Some(lifecycle) = &state.lifecycle {
-        tokio::spawn(prune_bookkeeping(Arc::clone(lifecycle), stopping.clone()));
+    if let Some(database) = &state.database {
+        tokio::spawn(prune_bookkeeping(database.clone(), stopping.clone()));
     }
     if let Some(audit) = &state.audit {
         let deliverer = audit.deliverer(crate::audit::DelivererOptions::default());
@@ -235,8 +237,8 @@ fn start_lifecycle(state: &AppState, stopping: watch::Receiver<bool>) {
         }
         (Some(_), None) => tracing::info!("the WorkOS Events API consumer is off (WORKOS_EVENTS_POLL_SECONDS=0)"),
         (None, _) if matches!(state.config.provider, ProviderConfig::Oidc(_)) => tracing::info!(
-            "the enterprise lifecycle is off: it follows WorkOS, and IDENTITY_PROVIDER=oidc (DATABASE_URL is only \
-             for `authbridge migrate` then)"
+            "the enterprise lifecycle is off: it follows WorkOS, and IDENTITY_PROVIDER=oidc (DATABASE_URL, when \
+             set, shares sign-outs and refreshes between replicas)"
         ),
         (None, _) => tracing::info!(
             "the enterprise lifecycle is off: no DATABASE_URL, so no webhooks, Events API, organizations or \

@@ -15,7 +15,7 @@ use crate::lifecycle::sync::MembershipSync;
 use crate::lifecycle::webhook::WebhookSecrets;
 use crate::session::SessionManager;
 use crate::session::provider::{IdentityProvider, SetupError};
-use crate::session::revocations::Revocations;
+use crate::session::revocations::{DeletedUsers, Revocations};
 use crate::session::seal::{SealError, Sealer};
 use crate::session::shared_refresh::SharedRefreshes;
 use crate::sync::{read, write};
@@ -46,7 +46,9 @@ pub struct AppParts {
     pub csrf: Arc<CsrfKeys>,
     pub insforge: InsforgeClient,
     pub readiness: Arc<Readiness>,
-    /// The enterprise lifecycle; `None` without `DATABASE_URL`.
+    /// authbridge's bookkeeping database; `None` without `DATABASE_URL`.
+    pub database: Option<Database>,
+    /// The WorkOS enterprise lifecycle; `None` without `DATABASE_URL` or with an OpenID Connect provider.
     pub lifecycle: Option<Arc<Lifecycle>>,
     /// What `POST /webhooks/workos` verifies deliveries with; `None` without `WORKOS_WEBHOOK_SECRET`.
     pub webhook_secrets: Option<Arc<WebhookSecrets>>,
@@ -70,12 +72,15 @@ pub enum StateError {
 
 impl AppState {
     pub fn new(config: Config) -> Result<Self, StateError> {
-        // The lifecycle follows WorkOS: configuration only enables it with the WorkOS provider.
-        let lifecycle = match (&config.lifecycle, config.workos()) {
-            (Some(lifecycle), Some(workos)) => {
-                let database = Database::connect_lazy(lifecycle)?;
+        // What the database gives each provider, decided here only. With either one: sign-outs every replica
+        // refuses (also after a restart), and one refresh of a single-use refresh token shared by every replica.
+        // With WorkOS also the lifecycle (configuration only enables it with the WorkOS provider): its events end
+        // sessions and deleted users' access, and it keeps memberships, webhooks and Audit Logs.
+        let database = config.database.as_ref().map(Database::connect_lazy).transpose()?;
+        let lifecycle = match (&database, &config.lifecycle, config.workos()) {
+            (Some(database), Some(_), Some(workos)) => {
                 let client = WorkosClient::new(workos).map_err(SetupError::from)?;
-                Some(Arc::new(Lifecycle::new(database, client)))
+                Some(Arc::new(Lifecycle::new(database.clone(), client)))
             }
             _ => None,
         };
@@ -87,11 +92,12 @@ impl AppState {
         let content_security_policy =
             Arc::new(RwLock::new((origins.clone(), content_security_policy(&origins).ok_or(StateError::Policy)?)));
         let mut sessions = SessionManager::new(&config.session, provider)?;
-        if let Some(lifecycle) = &lifecycle {
-            sessions = sessions.with_revocations(Arc::new(Revocations::shared(Arc::clone(lifecycle))));
+        if let Some(database) = &database {
+            let deleted_users = if lifecycle.is_some() { DeletedUsers::Recorded } else { DeletedUsers::NotRecorded };
+            sessions = sessions.with_revocations(Arc::new(Revocations::shared(database.clone(), deleted_users)));
             let sealer =
                 Sealer::new(&config.session.cookie_password, config.session.previous_cookie_password.as_ref())?;
-            sessions = sessions.with_shared_refreshes(SharedRefreshes::new(lifecycle.database().clone(), sealer));
+            sessions = sessions.with_shared_refreshes(SharedRefreshes::new(database.clone(), sealer));
         }
         let webhook_secrets = config.lifecycle.as_ref().and_then(|lifecycle| {
             let current = lifecycle.webhook_secret.as_ref()?;
@@ -110,6 +116,7 @@ impl AppState {
             sessions: Arc::new(sessions),
             config: Arc::new(config),
             insforge,
+            database,
             lifecycle,
             webhook_secrets,
         })))

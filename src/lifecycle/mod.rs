@@ -12,7 +12,8 @@
 //! memberships only) and by PostgreSQL itself (the `todos` policies refuse a deleted user's queries, whatever the
 //! app does).
 //!
-//! Without `DATABASE_URL` none of this runs, and the app behaves as it did before.
+//! Without `DATABASE_URL`, or with an OpenID Connect provider, none of this runs (the database then serves only the
+//! sign-outs and refreshes the replicas share: `http::state`).
 
 pub mod consumer;
 pub mod events;
@@ -25,7 +26,7 @@ pub mod webhook;
 use crate::db::{Database, DbError};
 use crate::workos::{WorkosClient, WorkosError};
 use events::{Applied, Effect};
-use store::{AccessState, ActiveMembership, RevokedBy, Source, Version};
+use store::{ActiveMembership, Source, Version};
 
 use crate::workos::objects::EventEnvelope;
 
@@ -119,20 +120,5 @@ impl Lifecycle {
     pub async fn user_emails(&self, ids: &[String]) -> Result<Vec<(String, String)>, LifecycleError> {
         let mut conn = self.db.pool().acquire().await?;
         Ok(store::user_emails(&mut conn, ids).await?)
-    }
-
-    /// Whether the user has been deleted or the session revoked.
-    pub async fn access_state(&self, user_id: &str, session_id: Option<&str>) -> Result<AccessState, LifecycleError> {
-        let mut conn = self.db.pool().acquire().await?;
-        Ok(store::access_state(&mut conn, user_id, session_id).await?)
-    }
-
-    /// A sign-out here: every replica refuses the session from now on.
-    pub async fn record_sign_out(&self, session_id: &str, user_id: &str) -> Result<(), LifecycleError> {
-        let now = time::OffsetDateTime::now_utc();
-        let version = Version { updated_at: now, event_at: now, event_id: String::new() };
-        let mut conn = self.db.pool().acquire().await?;
-        store::revoke_session(&mut conn, session_id, Some(user_id), RevokedBy::SignOut, &version).await?;
-        Ok(())
     }
 }

@@ -514,6 +514,15 @@ pub async fn access_state(
     Ok(AccessState { user_deleted, session_revoked })
 }
 
+/// Whether this session has ended (signed out on any replica, or revoked by WorkOS): all there is to ask where no
+/// deleted users are recorded (an OpenID Connect provider).
+pub async fn session_revoked(conn: &mut PgConnection, session_id: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM authbridge.revoked_sessions WHERE id = $1)")
+        .bind(session_id)
+        .fetch_one(conn)
+        .await
+}
+
 /// One organization a user is an active member of, as `GET /api/organizations` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ActiveMembership {

@@ -262,7 +262,7 @@ impl SessionManager {
         })
     }
 
-    /// Checks sessions against `revocations` (the shared, database-backed list when the lifecycle is on) instead
+    /// Checks sessions against `revocations` (the shared, database-backed list with `DATABASE_URL`) instead
     /// of a list of this replica's own.
     pub fn with_revocations(mut self, revocations: Arc<Revocations>) -> Self {
         self.revocations = revocations;

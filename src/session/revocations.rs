@@ -6,9 +6,10 @@
 //!
 //! - **this replica's own list**: sessions signed out here, and what this replica's webhook handler or Events API
 //!   consumer has just applied (a `session.revoked`, a `user.deleted`). Refused at once.
-//! - **the database** (with `DATABASE_URL`), shared by every replica: `authbridge.revoked_sessions` (sign-outs
-//!   anywhere, `session.revoked` from either channel) and deleted users. A "still allowed" answer is cached for at
-//!   most [`SHARED_CACHE_TTL`], so another replica's sign-out or a webhook applied elsewhere is honoured within
+//! - **the database** (with `DATABASE_URL`, with either provider), shared by every replica:
+//!   `authbridge.revoked_sessions` (sign-outs anywhere; with WorkOS also `session.revoked` from either channel) and,
+//!   with WorkOS only, deleted users ([`DeletedUsers`]). A "still allowed" answer is cached for at most
+//!   [`SHARED_CACHE_TTL`], so another replica's sign-out or a webhook applied elsewhere is honoured within
 //!   seconds. When the database cannot be asked and no fresh answer is cached, the request is answered 503 rather
 //!   than let through: that database is InsForge's own, so nothing else would work either.
 //!
@@ -17,11 +18,12 @@
 //! "still allowed" answers, which only saves a query, forgets whichever its cache chooses.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::lifecycle::Lifecycle;
+use crate::db::{Database, DbError};
 use crate::lifecycle::events::Effect;
+use crate::lifecycle::store::{self, AccessState, RevokedBy, Version};
 use crate::sync::lock;
 
 /// How long a revoked session id or deleted user id is remembered locally: past the expiry of any token issued
@@ -51,8 +53,19 @@ pub struct Revocations {
     shared: Option<SharedCheck>,
 }
 
+/// Whether the database records deleted users, besides ended sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeletedUsers {
+    /// The WorkOS lifecycle records them (`user.deleted`, from either channel): every session of theirs ends.
+    Recorded,
+    /// Nothing does (an OpenID Connect provider sends the app no events): only a session's own id is asked about,
+    /// so a request without one (an OpenID Connect bearer token) never waits for the database.
+    NotRecorded,
+}
+
 struct SharedCheck {
-    lifecycle: Arc<Lifecycle>,
+    db: Database,
+    deleted_users: DeletedUsers,
     /// (user id, session id) → when the database last said "still allowed".
     allowed: quick_cache::sync::Cache<(String, Option<String>), Instant>,
 }
@@ -64,9 +77,9 @@ fn allowed_recently(at: Instant, now: Instant) -> bool {
 
 impl Revocations {
     /// Checks the database too, so every replica sees what any of them (or WorkOS) ended.
-    pub fn shared(lifecycle: Arc<Lifecycle>) -> Self {
+    pub fn shared(db: Database, deleted_users: DeletedUsers) -> Self {
         let allowed = quick_cache::sync::Cache::new(CAPACITY);
-        Self { local: Mutex::default(), shared: Some(SharedCheck { lifecycle, allowed }) }
+        Self { local: Mutex::default(), shared: Some(SharedCheck { db, deleted_users, allowed }) }
     }
 
     /// Refuses this session from now on, on this replica (sign-out writes the database separately).
@@ -124,7 +137,7 @@ impl Revocations {
         }
         // Boxed: the query's future is kilobytes, and every request's future would otherwise carry (and move) it
         // even when the answer comes from memory above.
-        let state = Box::pin(shared.lifecycle.access_state(user_id, session_id)).await.map_err(|error| {
+        let state = Box::pin(shared.access_state(user_id, session_id)).await.map_err(|error| {
             tracing::warn!(%error, "cannot check whether the session was revoked or the user deleted");
             CheckUnavailable { retry_after: crate::db::RETRY_AFTER }
         })?;
@@ -142,16 +155,32 @@ impl Revocations {
     }
 
     /// Records a sign-out in the database, for every replica. Best effort: the caller logs a failure (this replica
-    /// refuses the session anyway, and WorkOS has revoked it).
-    pub async fn record_sign_out(
-        &self,
-        session_id: &str,
-        user_id: &str,
-    ) -> Result<(), crate::lifecycle::LifecycleError> {
+    /// refuses the session anyway, and the provider is asked to revoke it).
+    pub async fn record_sign_out(&self, session_id: &str, user_id: &str) -> Result<(), DbError> {
         self.revoke(session_id);
-        match &self.shared {
-            Some(shared) => shared.lifecycle.record_sign_out(session_id, user_id).await,
-            None => Ok(()),
+        let Some(shared) = &self.shared else { return Ok(()) };
+        let now = time::OffsetDateTime::now_utc();
+        let version = Version { updated_at: now, event_at: now, event_id: String::new() };
+        let mut conn = shared.db.pool().acquire().await?;
+        store::revoke_session(&mut conn, session_id, Some(user_id), RevokedBy::SignOut, &version).await?;
+        Ok(())
+    }
+}
+
+impl SharedCheck {
+    /// What the database says about this user and session: only what it records for this provider is asked.
+    async fn access_state(&self, user_id: &str, session_id: Option<&str>) -> Result<AccessState, DbError> {
+        match (self.deleted_users, session_id) {
+            (DeletedUsers::Recorded, _) => {
+                let mut conn = self.db.pool().acquire().await?;
+                Ok(store::access_state(&mut conn, user_id, session_id).await?)
+            }
+            (DeletedUsers::NotRecorded, Some(session_id)) => {
+                let mut conn = self.db.pool().acquire().await?;
+                let session_revoked = store::session_revoked(&mut conn, session_id).await?;
+                Ok(AccessState { user_deleted: false, session_revoked })
+            }
+            (DeletedUsers::NotRecorded, None) => Ok(AccessState { user_deleted: false, session_revoked: false }),
         }
     }
 }

@@ -386,8 +386,8 @@ impl SessionManager {
         if let Some(session_id) = session.session_id.as_deref()
             && let Err(error) = self.revocations.record_sign_out(session_id, &session.user.id).await
         {
-            // This replica refuses the session already, and WorkOS revokes it below; other replicas refuse it at
-            // its next refresh at the latest.
+            // This replica refuses the session already, and the provider is asked to revoke it below; other
+            // replicas refuse it at its next refresh at the latest (when the provider could revoke it).
             tracing::error!(%error, user_id = %session.user.id, "could not record the sign-out in the database");
         }
         if let Err(error) = self.provider.revoke(session).await {

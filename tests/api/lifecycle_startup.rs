@@ -1,6 +1,6 @@
 //! Starting with and without the lifecycle: without `DATABASE_URL` the app says once that the lifecycle is off and
 //! otherwise runs as before; with it, `serve` refuses a database `authbridge migrate` has not brought up to date,
-//! and starts anyway (answering 503 where the database is needed) when the database is down.
+//! with either provider, and starts anyway (answering 503 where the database is needed) when the database is down.
 
 use std::collections::HashMap;
 
@@ -27,6 +27,24 @@ fn config(database_url: &str) -> Config {
     Config::from_lookup(|name| env.get(name).cloned()).expect("a valid configuration")
 }
 
+/// With an OpenID Connect provider, whose `DATABASE_URL` shares sign-outs and refreshes only.
+fn oidc_config(database_url: &str) -> Config {
+    let unused = crate::helpers::closed_port_url();
+    let env = HashMap::from([
+        ("BIND_ADDR", "127.0.0.1:0".to_owned()),
+        ("IDENTITY_PROVIDER", "oidc".to_owned()),
+        ("OIDC_ISSUER", unused.to_string()),
+        ("OIDC_CLIENT_ID", "client_unused".to_owned()),
+        ("OIDC_CLIENT_SECRET", "unused-client-secret".to_owned()),
+        ("OIDC_REDIRECT_URI", "http://localhost:3000/callback".to_owned()),
+        ("SESSION_COOKIE_PASSWORD", "unused-cookie-password-0123456789-abcdef".to_owned()),
+        ("INSFORGE_URL", unused.to_string()),
+        ("INSFORGE_JWT_SECRET", "unused-insforge-secret-0123456789abcdef".to_owned()),
+        ("DATABASE_URL", database_url.to_owned()),
+    ]);
+    Config::from_lookup(|name| env.get(name).cloned()).expect("a valid configuration")
+}
+
 #[tokio::test]
 async fn without_a_database_the_app_says_the_lifecycle_is_off_and_works_as_before() {
     let app = spawn_app().await;
@@ -36,8 +54,8 @@ async fn without_a_database_the_app_says_the_lifecycle_is_off_and_works_as_befor
     assert_eq!(browser.get("/api/me").await.status, 200);
 }
 
-#[tokio::test]
-async fn serve_refuses_a_database_that_is_not_migrated() {
+/// `serve` with `config` refuses an empty database, naming the way out, and starts once it is migrated.
+async fn assert_serve_refuses_until_migrated(config: fn(&str) -> Config) {
     logs::capture();
     let db = TestDb::empty().await;
     let refused = Application::build(config(&db.url)).await;
@@ -46,7 +64,18 @@ async fn serve_refuses_a_database_that_is_not_migrated() {
     assert!(message.contains("authbridge migrate"), "the way out is named: {message}");
 
     authbridge::migrate::run(&db.url).await.expect("migrated");
-    assert!(Application::build(config(&db.url)).await.is_ok(), "and starts once migrated");
+    let started = Application::build(config(&db.url)).await;
+    assert!(started.is_ok(), "and starts once migrated: {:?}", started.err());
+}
+
+#[tokio::test]
+async fn serve_refuses_a_database_that_is_not_migrated() {
+    assert_serve_refuses_until_migrated(config).await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_database_that_is_not_migrated_with_an_oidc_provider_too() {
+    assert_serve_refuses_until_migrated(oidc_config).await;
 }
 
 #[tokio::test]

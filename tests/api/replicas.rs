@@ -6,7 +6,9 @@ use std::time::Duration;
 use reqwest::Method;
 use standins::workos_standin::Endpoint;
 
-use crate::helpers::app::{ALICE, AppOptions, BOB, COOKIE_PASSWORD, LifecycleOptions, TestApp, spawn_app_with};
+use crate::helpers::app::{
+    ALICE, AppOptions, BOB, COOKIE_PASSWORD, LifecycleOptions, TestApp, me_everywhere, spawn_app_with,
+};
 use crate::helpers::browser::Browser;
 use crate::helpers::session::read_session;
 use crate::refresh::age_token;
@@ -40,27 +42,7 @@ async fn three_replicas_refresh_one_expiring_session_once_and_nobody_is_signed_o
     app.workos.set_latency(Endpoint::Authenticate, Duration::from_millis(300));
     let replicas = [app.replica().await, app.replica().await];
 
-    let mut requests = tokio::task::JoinSet::new();
-    for i in 0..30 {
-        let copy = match i % 3 {
-            0 => {
-                let copy = Browser::new(app.base_url.clone());
-                copy.copy_cookies_from(&browser);
-                copy
-            }
-            n => replicas[n - 1].browser_like(&browser),
-        };
-        requests.spawn(async move {
-            let me = copy.api(Method::GET, "/api/me", None).await;
-            (me.status, me.body.clone(), copy)
-        });
-    }
-    let mut refreshed = Vec::new();
-    while let Some(joined) = requests.join_next().await {
-        let (status, body, copy) = joined.expect("the request task");
-        assert_eq!(status, 200, "nobody is signed out: {body}");
-        refreshed.push(read_session(&copy));
-    }
+    let refreshed = me_everywhere(&app.base_url, &replicas, &browser, 30).await;
     assert_eq!(app.workos.refresh_calls(), 1, "one refresh for the three replicas");
     let rotated = refreshed[0].refresh_token.clone();
     assert_ne!(rotated, before.refresh_token);
@@ -259,7 +241,7 @@ async fn a_failed_refresh_releases_only_its_own_claim() {
     use authbridge::session::shared_refresh::SharedRefreshes;
 
     let app = lifecycle_app().await;
-    let config = app.config.lifecycle.as_ref().expect("the lifecycle's database");
+    let config = app.config.database.as_ref().expect("the lifecycle's database");
     let database = authbridge::db::Database::connect_lazy(config).expect("a pool");
     let shared = SharedRefreshes::new(database, Sealer::new(&Secret::new(COOKIE_PASSWORD), None).expect("a sealer"));
     let key = [7u8; 32];
@@ -299,7 +281,7 @@ async fn a_slow_refresh_keeps_its_claim_and_the_other_replicas_wait_for_it() {
     let app = lifecycle_app().await;
     let browser = app.signed_in(ALICE).await;
     let refreshed = read_session(&browser);
-    let config = app.config.lifecycle.as_ref().expect("the lifecycle's database");
+    let config = app.config.database.as_ref().expect("the lifecycle's database");
     let replica = || {
         let database = authbridge::db::Database::connect_lazy(config).expect("a pool");
         let sealer = Sealer::new(&Secret::new(COOKIE_PASSWORD), None).expect("a sealer");

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use authbridge::config::Config;
+use authbridge::session::Session;
 use authbridge::startup::Application;
 use standins::StandInSecret;
 use standins::insforge_standin::{InsforgeStandIn, InsforgeStandInOptions};
@@ -237,6 +238,33 @@ impl TestApp {
         pool.close().await;
         rows
     }
+}
+
+/// `requests` parallel `GET /api/me` with copies of `browser`'s cookies, spread evenly over the app at `app_url` and
+/// `replicas`: every one must be answered 200 (nobody signed out). The sessions they end up with, in no order.
+pub async fn me_everywhere(app_url: &Url, replicas: &[Replica], browser: &Browser, requests: usize) -> Vec<Session> {
+    let mut running = tokio::task::JoinSet::new();
+    for i in 0..requests {
+        let copy = match i % (replicas.len() + 1) {
+            0 => {
+                let copy = Browser::new(app_url.clone());
+                copy.copy_cookies_from(browser);
+                copy
+            }
+            n => replicas[n - 1].browser_like(browser),
+        };
+        running.spawn(async move {
+            let me = copy.api(reqwest::Method::GET, "/api/me", None).await;
+            (me.status, me.body.clone(), copy)
+        });
+    }
+    let mut sessions = Vec::new();
+    while let Some(joined) = running.join_next().await {
+        let (status, body, copy) = joined.expect("the request task");
+        assert_eq!(status, 200, "nobody is signed out: {body}");
+        sessions.push(super::session::read_session(&copy));
+    }
+    sessions
 }
 
 pub struct Replica {

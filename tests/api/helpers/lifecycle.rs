@@ -116,7 +116,7 @@ impl TestApp {
 
     /// The lifecycle as the app builds it (its own pool, the same database and WorkOS), for driving the consumer.
     pub fn lifecycle(&self) -> Arc<Lifecycle> {
-        let config = self.config.lifecycle.as_ref().expect("the app runs the lifecycle");
+        let config = self.config.database.as_ref().expect("the app runs the lifecycle");
         let database = Database::connect_lazy(config).expect("a pool");
         Arc::new(Lifecycle::new(
             database,

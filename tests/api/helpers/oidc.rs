@@ -37,6 +37,8 @@ pub struct OidcAppOptions {
     pub discovery_failures: usize,
     /// Variables that depend on the running stand-in (its issuer, say), set last.
     pub env_from_standin: Option<EnvFromStandIn>,
+    /// `DATABASE_URL` set to the test's (migrated) database: sign-outs and refreshes shared between replicas.
+    pub database: bool,
 }
 
 impl Default for OidcAppOptions {
@@ -47,6 +49,7 @@ impl Default for OidcAppOptions {
             wait_until_ready: true,
             discovery_failures: 0,
             env_from_standin: None,
+            database: false,
         }
     }
 }
@@ -54,6 +57,12 @@ impl Default for OidcAppOptions {
 impl OidcAppOptions {
     pub fn var(mut self, name: &'static str, value: impl std::fmt::Display) -> Self {
         self.env.push((name, value.to_string()));
+        self
+    }
+
+    /// With `DATABASE_URL`: the test's database.
+    pub fn database(mut self) -> Self {
+        self.database = true;
         self
     }
 }
@@ -107,6 +116,9 @@ pub async fn spawn_oidc_app_with(options: OidcAppOptions) -> OidcApp {
         ("INSFORGE_REQUEST_TIMEOUT_MS", "5000".to_owned()),
         ("REQUEST_TIMEOUT_SECONDS", "20".to_owned()),
     ]);
+    if options.database {
+        env.insert("DATABASE_URL", db.url.clone());
+    }
     env.extend(options.env);
     if let Some(env_from_standin) = options.env_from_standin {
         env.extend(env_from_standin(&oidc));

@@ -5,6 +5,7 @@ mod bearer;
 mod discovery;
 mod id_token;
 mod refresh;
+mod replicas;
 mod sign_in;
 mod sign_out;
 
