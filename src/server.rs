@@ -17,7 +17,8 @@
 //!   connections.
 //!
 //! Request bodies are bounded by the router (a declared `Content-Length` over the limit is refused before any of
-//! the body is read), and whole requests by its time limit.
+//! the body is read), and whole requests by its time limit; the webhook route, which anyone can reach, also bounds
+//! how many bodies it waits for at once and for how long (`http::webhooks`).
 
 use std::future::Future;
 use std::sync::Arc;

@@ -104,6 +104,12 @@ pub enum AppError {
     /// authbridge's own database cannot be reached: try again (WorkOS retries webhooks answered so).
     #[error("The service's database is temporarily unavailable. Please try again shortly.")]
     DatabaseUnavailable { retry_after: Duration },
+    /// The body did not arrive in full within its deadline (the webhook route's, shorter than the request's).
+    #[error("The request body did not arrive within {} seconds.", deadline.as_secs())]
+    BodyTimeout { deadline: Duration },
+    /// More webhook deliveries at once than the route takes: WorkOS retries later, with backoff.
+    #[error("The service is busy. Please try again in a moment.")]
+    WebhooksBusy,
     #[error("The request took too long.")]
     RequestTimeout,
     /// The time limit went off during a request that may change something (not GET, HEAD or OPTIONS): the change
@@ -131,6 +137,7 @@ impl AppError {
             | Self::OrganizationSignInRequired { .. } => StatusCode::FORBIDDEN,
             Self::NotFound | Self::OrganizationsUnavailable => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidTitle(_) | Self::Unprocessable(_) | Self::InsforgeRefused(_) => {
@@ -139,7 +146,9 @@ impl AppError {
             Self::InsforgeFailed(_) | Self::AuthUpstreamFailed(_) | Self::InsforgeUnconfirmed { timed_out: false } => {
                 StatusCode::BAD_GATEWAY
             }
-            Self::AuthUnavailable { .. } | Self::DatabaseUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AuthUnavailable { .. } | Self::DatabaseUnavailable { .. } | Self::WebhooksBusy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::InsforgeTimeout
             | Self::InsforgeUnconfirmed { timed_out: true }
             | Self::RequestTimeout
@@ -178,6 +187,9 @@ impl AppError {
             Self::DatabaseUnavailable { .. } => "database_unavailable",
             Self::InsforgeTimeout | Self::InsforgeUnconfirmed { timed_out: true } => "upstream_timeout",
             Self::RequestTimeout | Self::RequestTimeoutUnconfirmed => "timeout",
+            Self::BodyTimeout { .. } => "body_timeout",
+            // The same code as the server loop's load shedding: to a client, both are "busy, try again".
+            Self::WebhooksBusy => "overloaded",
             Self::Internal(_) => "internal",
         }
     }
@@ -201,6 +213,8 @@ impl AppError {
             | Self::DatabaseUnavailable { .. }
             | Self::RequestTimeout
             | Self::RequestTimeoutUnconfirmed => tracing::warn!(code, "request failed upstream"),
+            Self::BodyTimeout { .. } => tracing::warn!(code, "request body too slow"),
+            Self::WebhooksBusy => tracing::warn!(code, "webhook refused: too many at once"),
             Self::InvalidSignature => tracing::warn!(code, "webhook refused: bad signature"),
             _ => tracing::debug!(code, "request refused"),
         }
@@ -211,6 +225,9 @@ impl AppError {
         match self {
             Self::AuthUnavailable { retry_after } | Self::DatabaseUnavailable { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            }
+            Self::WebhooksBusy => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -440,6 +457,8 @@ mod tests {
             AppError::AuthUnavailable { retry_after: none },
             AppError::InvalidSignature,
             AppError::DatabaseUnavailable { retry_after: none },
+            AppError::BodyTimeout { deadline: none },
+            AppError::WebhooksBusy,
             AppError::RequestTimeout,
             AppError::RequestTimeoutUnconfirmed,
             AppError::Internal(String::new()),
@@ -475,6 +494,8 @@ mod tests {
                 | AppError::AuthUnavailable { .. }
                 | AppError::InvalidSignature
                 | AppError::DatabaseUnavailable { .. }
+                | AppError::BodyTimeout { .. }
+                | AppError::WebhooksBusy
                 | AppError::RequestTimeout
                 | AppError::RequestTimeoutUnconfirmed
                 | AppError::Internal(_) => {}

@@ -103,8 +103,19 @@ impl SessionContext {
 /// "Every request of an impersonated session" includes those no extractor looked at: the banner's "Stop
 /// impersonating" and the sign-out page (`POST` and `GET /logout`, which open the session without checking its
 /// tokens so that signing out always works), the stylesheet, `/login`. Their session is read from the sealed cookie itself, which only this app can
-/// have written. A request an extractor found signed out (a session ended or expired) is no longer the session's.
+/// have written. A request an extractor found signed out (a session ended or expired) is no longer the session's,
+/// nor is one of a session this replica already knew had ended when the request came (signed out here, revoked by
+/// an event it applied).
+/// Whether another replica ended it would take a database query, which a request nobody asked "who is this?" of
+/// must not cost (a flood of them would hold the lifecycle's small pool), so such a request is still recorded.
+///
+/// Probes and WorkOS's webhooks are nobody's requests: they pass straight through, the cookie never opened.
 pub async fn session_cookies(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    if without_session(request.uri().path()) {
+        return next.run(request).await;
+    }
+    // A session this request itself ends (the sign-out) is still its session: only an end known before counts.
+    let started = std::time::Instant::now();
     let context = SessionContext::default();
     request.extensions_mut().insert(context.clone());
     let request_headers = cookie_headers(request.headers());
@@ -126,7 +137,14 @@ pub async fn session_cookies(State(state): State<AppState>, mut request: Request
             .sessions
             .open(&request_headers)
             .filter(|(session, _)| session.impersonator.is_some())
-            .map(|(session, _)| session.principal()),
+            .map(|(session, _)| session.principal())
+            .filter(|principal| {
+                !state.sessions.revocations().ended_here_before(
+                    principal.id(),
+                    principal.session_id.as_deref(),
+                    started,
+                )
+            }),
         None => None,
     };
     if let (Some(principal), Some(audit)) = (impersonated, &state.audit)
@@ -169,6 +187,12 @@ pub async fn session_cookies(State(state): State<AppState>, mut request: Request
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
+}
+
+/// Requests no user makes: the orchestrator's probes (which `/healthz` answers even under load shedding) and WorkOS's
+/// webhook deliveries. A browser's cookie may ride along; it is not theirs to open, refresh or audit.
+fn without_session(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz") || path.starts_with("/webhooks/")
 }
 
 /// Longest the audit record of an impersonated request may hold its response.

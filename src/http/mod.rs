@@ -2,7 +2,8 @@
 //!
 //! One router per feature (`sign_in`, `todos_pages`, `todos_api`, `organizations`, `webhooks`, `health`, and
 //! `pages` for the stylesheet), merged in [`router`], under one stack of layers. Each router gets its own body
-//! limit: 64 KiB for pages and the API, 1 MiB for WorkOS webhooks. Read a request's path top to bottom:
+//! limit: 64 KiB for pages and the API, 1 MiB for WorkOS webhooks (which also take a bounded number at once, each
+//! with a deadline for its body: `webhooks`). Read a request's path top to bottom:
 //! `middleware` (request id, log, security headers, time limit) → `extractors` (who is this?) → the feature's
 //! handler → `insforge` → back out through `error`, which renders any error as JSON or a page. Submodules are
 //! private: the binary, the demo and the tests need only [`router`] (through `startup`) and [`AppState`].
@@ -31,6 +32,7 @@ use tower::ServiceBuilder;
 
 pub use error::AppError;
 pub use state::{AppState, StateError};
+pub use webhooks::{BODY_DEADLINE as WEBHOOK_BODY_DEADLINE, MAX_CONCURRENT_WEBHOOKS};
 
 /// Request bodies larger than this are refused with 413: a todo is a short title, not a document.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -52,6 +52,8 @@ pub struct AppParts {
     pub lifecycle: Option<Arc<Lifecycle>>,
     /// What `POST /webhooks/workos` verifies deliveries with; `None` without `WORKOS_WEBHOOK_SECRET`.
     pub webhook_secrets: Option<Arc<WebhookSecrets>>,
+    /// Webhook deliveries being received at once, at most [`super::webhooks::MAX_CONCURRENT_WEBHOOKS`].
+    pub webhook_slots: tokio::sync::Semaphore,
     /// Audit Log events and impersonation records; with the lifecycle only.
     pub audit: Option<Arc<AuditTrail>>,
 }
@@ -119,6 +121,7 @@ impl AppState {
             database,
             lifecycle,
             webhook_secrets,
+            webhook_slots: tokio::sync::Semaphore::new(super::webhooks::MAX_CONCURRENT_WEBHOOKS),
         })))
     }
 }

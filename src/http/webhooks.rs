@@ -1,59 +1,78 @@
 //! `POST /webhooks/workos`: WorkOS pushing events.
 //!
-//! No cookies, no CSRF, no session: WorkOS is not a browser, and the signature is the only credential. The body is
-//! read raw (up to [`MAX_WEBHOOK_BODY_BYTES`], this route's own limit) and verified before anything is parsed.
-//! The answers are what WorkOS's retry logic needs (any non-2xx is retried for days):
+//! No cookies, no CSRF, no session: WorkOS is not a browser, and the signature is the only credential. The route is
+//! reachable by anyone, so everything that can be refused without the body is refused before a byte of it is read:
+//! a deployment without a webhook secret answers 404, and a `WorkOS-Signature` header that is missing, malformed
+//! or stale answers 401, at once. Only a fresh, well-formed header gets to send a body, and then only
+//! [`MAX_CONCURRENT_WEBHOOKS`] deliveries at once (more are answered 503 `overloaded` with `Retry-After`, like the
+//! server's own load shedding: WorkOS retries failed deliveries with backoff, docs `/events/data-syncing/webhooks`),
+//! each with [`BODY_DEADLINE`] to send its body (408 `body_timeout` after that) of at most
+//! [`MAX_WEBHOOK_BODY_BYTES`]. Without these, someone with no secret at all could hold every request slot of the
+//! server, and a megabyte of memory with each, by trickling bodies behind a plausible header.
+//!
+//! The body is then verified as it arrived, before anything is parsed. The answers are what WorkOS's retry logic
+//! needs (any non-2xx is retried for days):
 //!
 //! - 401 for a missing, malformed, stale or foreign signature: nothing is applied (and nothing is recorded);
 //! - 200 for an event applied now, applied before (a retry, or the Events API got there first) or ignored;
-//! - 503 when authbridge's database is unavailable, so WorkOS retries later, and nothing is half-applied;
+//! - 503 when authbridge's database is unavailable, or too many deliveries arrive at once, so WorkOS retries later,
+//!   and nothing is half-applied;
 //! - 400 for a signed body that is not an event, 422 for an event whose payload cannot be read, on every delivery
 //!   of it (recorded as rejected, which is not final: once a deployed fix can read a retry, it is applied).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
 
 use crate::lifecycle::events::Outcome;
 use crate::lifecycle::store::Source;
-use crate::lifecycle::webhook::SIGNATURE_HEADER;
+use crate::lifecycle::webhook::{SIGNATURE_HEADER, Signature, SignatureError};
 use crate::workos::objects::EventEnvelope;
 
 use super::AppState;
 use super::error::AppError;
 
-/// WorkOS events are small (one object each); 1 MiB leaves room for large directory attributes.
+/// WorkOS documents no maximum event size. Events carry one object each (a few KiB), but a directory user's
+/// `raw_attributes` and `custom_attributes` are whatever the customer's directory holds, so 1 MiB leaves room for
+/// large ones; with [`MAX_CONCURRENT_WEBHOOKS`], bodies in flight take at most 32 MiB.
 pub const MAX_WEBHOOK_BODY_BYTES: usize = 1024 * 1024;
+
+/// Deliveries received at once. As many as the throughput benchmark's concurrent senders (`benches/webhooks.rs`),
+/// so a burst from WorkOS goes at full speed (the database pool, 5 connections by default, is the narrower part
+/// anyway), while a flood of unsigned bodies can hold no more than these of the server's request slots.
+pub const MAX_CONCURRENT_WEBHOOKS: usize = 32;
+
+/// How long a delivery may take to send its whole body: WorkOS sends a few KiB at once, so this only ever stops a
+/// sender trickling bytes. Shorter than the request time limit, so the slot is given back well before it.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/webhooks/workos", post(receive))
 }
 
-async fn receive(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, AppError> {
+/// Takes the request whole, so that nothing reads the body before the checks that need only the headers.
+async fn receive(State(state): State<AppState>, request: Request) -> Result<Response, AppError> {
     // Without a secret there is no way to trust a delivery: the route does not exist.
     let (Some(secrets), Some(lifecycle)) = (&state.webhook_secrets, &state.lifecycle) else {
         return Err(AppError::NotFound);
     };
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge { limit: MAX_WEBHOOK_BODY_BYTES },
-        _ => AppError::BadRequest("The request body could not be read.".to_owned()),
-    })?;
-    let signature = headers.get(SIGNATURE_HEADER).and_then(|value| value.to_str().ok());
-    if let Err(error) = secrets.verify(signature, &body, SystemTime::now()) {
-        tracing::warn!(%error, "refused a webhook delivery");
-        return Err(AppError::InvalidSignature);
-    }
+    let header = request.headers().get(SIGNATURE_HEADER).cloned();
+    let signature =
+        Signature::check(header.as_ref().and_then(|value| value.to_str().ok()), SystemTime::now()).map_err(refused)?;
+    // Held until the answer is ready; a delivery over the limit has sent nothing yet but its headers.
+    let _slot = state.webhook_slots.try_acquire().map_err(|_| AppError::WebhooksBusy)?;
+    let body = match tokio::time::timeout(BODY_DEADLINE, Bytes::from_request(request, &state)).await {
+        Ok(body) => body.map_err(unreadable)?,
+        Err(_) => return Err(AppError::BodyTimeout { deadline: BODY_DEADLINE }),
+    };
+    secrets.verify_body(&signature, &body).map_err(refused)?;
     let envelope: EventEnvelope = serde_json::from_slice(&body)
         .map_err(|error| AppError::MalformedJson(format!("not a WorkOS event envelope: {error}")))?;
 
@@ -76,5 +95,17 @@ async fn receive(
             Err(AppError::Unprocessable(format!("The {} event's data could not be read.", envelope.event_type)))
         }
         outcome => Ok((StatusCode::OK, axum::Json(json!({ "outcome": outcome.as_str() }))).into_response()),
+    }
+}
+
+fn refused(error: SignatureError) -> AppError {
+    tracing::warn!(%error, "refused a webhook delivery");
+    AppError::InvalidSignature
+}
+
+fn unreadable(rejection: BytesRejection) -> AppError {
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge { limit: MAX_WEBHOOK_BODY_BYTES },
+        _ => AppError::BadRequest("The request body could not be read.".to_owned()),
     }
 }

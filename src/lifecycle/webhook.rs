@@ -12,6 +12,10 @@
 //! once per configured secret, never once per `v1` value the sender chose to send, and a header with more than
 //! [`MAX_CANDIDATES`] of them is refused before any hashing. (Verifying each candidate separately, as
 //! `hmac::verify` would, let one unsigned request make the server hash the body a thousand times.)
+//!
+//! Checking is split in two so that the HTTP handler can refuse before it reads a byte of the body:
+//! [`Signature::check`] needs only the header (present, well-formed, fresh), [`WebhookSecrets::verify_body`] then
+//! hashes `<t>.` and the body as they are, fed to the HMAC piece by piece rather than copied into one message.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -52,28 +56,34 @@ impl WebhookSecrets {
         Self { keys }
     }
 
-    /// Checks `header` against `body` as received, at time `now`.
+    /// Checks `header` against `body` as received, at time `now`: [`Signature::check`], then
+    /// [`WebhookSecrets::verify_body`].
     pub fn verify(&self, header: Option<&str>, body: &[u8], now: SystemTime) -> Result<(), SignatureError> {
-        let header = header.map(str::trim).filter(|header| !header.is_empty()).ok_or(SignatureError::Missing)?;
-        let signature = Signature::parse(header)?;
-        let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis()) as i128;
-        if (now_ms - i128::from(signature.timestamp_ms)).unsigned_abs() > TOLERANCE.as_millis() {
-            return Err(SignatureError::Stale);
-        }
-        // The signed message uses the timestamp exactly as it was sent.
-        let mut message = Vec::with_capacity(signature.timestamp_text.len() + 1 + body.len());
-        message.extend_from_slice(signature.timestamp_text.as_bytes());
-        message.push(b'.');
-        message.extend_from_slice(body);
+        self.verify_body(&Signature::check(header, now)?, body)
+    }
+
+    /// Whether a configured secret signed `body` (as received) under `signature`'s timestamp.
+    pub fn verify_body(&self, signature: &Signature<'_>, body: &[u8]) -> Result<(), SignatureError> {
         let matches = self.keys.iter().any(|key| {
-            let expected = hmac::sign(key, &message);
+            // The signed message uses the timestamp exactly as it was sent.
+            let expected = tag(key, signature.timestamp_text, body);
             signature.candidates.iter().any(|candidate| verify_slices_are_equal(expected.as_ref(), candidate).is_ok())
         });
         if matches { Ok(()) } else { Err(SignatureError::Mismatch) }
     }
 }
 
-struct Signature<'a> {
+/// HMAC-SHA256 of `<timestamp>.<body>`, fed in pieces: the body is hashed where it lies, never copied.
+fn tag(key: &hmac::Key, timestamp: &str, body: &[u8]) -> hmac::Tag {
+    let mut context = hmac::Context::with_key(key);
+    context.update(timestamp.as_bytes());
+    context.update(b".");
+    context.update(body);
+    context.sign()
+}
+
+/// A `WorkOS-Signature` header that is present, well-formed and fresh: all that can be known before the body.
+pub struct Signature<'a> {
     timestamp_text: &'a str,
     timestamp_ms: i64,
     /// Every `v1` value, decoded: one today, more should WorkOS ever sign with two keys at once.
@@ -81,6 +91,17 @@ struct Signature<'a> {
 }
 
 impl<'a> Signature<'a> {
+    /// Reads `header` and checks its timestamp against `now`; what it signs is for [`WebhookSecrets::verify_body`].
+    pub fn check(header: Option<&'a str>, now: SystemTime) -> Result<Self, SignatureError> {
+        let header = header.map(str::trim).filter(|header| !header.is_empty()).ok_or(SignatureError::Missing)?;
+        let signature = Self::parse(header)?;
+        let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis()) as i128;
+        if (now_ms - i128::from(signature.timestamp_ms)).unsigned_abs() > TOLERANCE.as_millis() {
+            return Err(SignatureError::Stale);
+        }
+        Ok(signature)
+    }
+
     fn parse(header: &'a str) -> Result<Self, SignatureError> {
         let mut timestamp = None;
         let mut candidates = Vec::new();
@@ -115,11 +136,7 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 pub fn sign(secret: &str, at: SystemTime, body: &[u8]) -> String {
     let timestamp = at.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis());
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    let mut context = hmac::Context::with_key(&key);
-    context.update(timestamp.to_string().as_bytes());
-    context.update(b".");
-    context.update(body);
-    let tag = context.sign();
+    let tag = tag(&key, &timestamp.to_string(), body);
     let hex: String = tag.as_ref().iter().map(|byte| format!("{byte:02x}")).collect();
     format!("t={timestamp}, v1={hex}")
 }

@@ -118,16 +118,27 @@ impl Revocations {
         local.insert(ended, now);
     }
 
-    fn ended_locally(&self, user_id: &str, session_id: Option<&str>, now: Instant) -> bool {
+    /// Whether this replica's own list had this user or session as ended by `noted_by`, an end still within
+    /// [`KEEP`] at `now`.
+    fn ended_locally(&self, user_id: &str, session_id: Option<&str>, noted_by: Instant, now: Instant) -> bool {
         let local = lock(&self.local);
-        let known = |ended: Ended| local.get(&ended).is_some_and(|at| now.saturating_duration_since(*at) < KEEP);
+        let known = |ended: Ended| {
+            local.get(&ended).is_some_and(|at| *at <= noted_by && now.saturating_duration_since(*at) < KEEP)
+        };
         known(Ended::User(user_id.to_owned())) || session_id.is_some_and(|id| known(Ended::Session(id.to_owned())))
+    }
+
+    /// Whether this replica already knew at `moment` that this user's access, or this session, had ended: its own
+    /// list only, never the database, so it costs a lookup in memory. "No" means "not known here", not "still
+    /// allowed". An end noted after `moment` (the sign-out a request itself made) does not count.
+    pub fn ended_here_before(&self, user_id: &str, session_id: Option<&str>, moment: Instant) -> bool {
+        self.ended_locally(user_id, session_id, moment, Instant::now())
     }
 
     /// Whether this user's access, or this session, has ended.
     pub async fn has_ended(&self, user_id: &str, session_id: Option<&str>) -> Result<bool, CheckUnavailable> {
         let now = Instant::now();
-        if self.ended_locally(user_id, session_id, now) {
+        if self.ended_locally(user_id, session_id, now, now) {
             return Ok(true);
         }
         let Some(shared) = &self.shared else { return Ok(false) };
@@ -237,7 +248,7 @@ mod tests {
         assert_eq!(size(), CAPACITY);
         revocations.remember_at(Ended::Session("new".into()), start + KEEP);
         assert_eq!(size(), 2, "full: every id a day old is dropped at once (`late` and `new` stay)");
-        assert!(revocations.ended_locally("user", Some("late"), start + KEEP));
+        assert!(revocations.ended_locally("user", Some("late"), start + KEEP, start + KEEP));
     }
 
     #[test]
@@ -249,11 +260,41 @@ mod tests {
         let revoked = at(Ended::Session("session_1".into()));
         let deleted = at(Ended::User("user_2".into()));
         for (user, session, since) in [("user_1", Some("session_1"), revoked), ("user_2", None, deleted)] {
-            assert!(revocations.ended_locally(user, session, since), "at once");
-            assert!(revocations.ended_locally(user, session, since + Duration::from_secs(2 * 3600)), "hours later");
-            assert!(revocations.ended_locally(user, session, since + KEEP - Duration::from_nanos(1)), "to the end");
-            assert!(!revocations.ended_locally(user, session, since + KEEP), "forgotten once the day is over");
+            assert!(revocations.ended_locally(user, session, since, since), "at once");
+            assert!(
+                revocations.ended_locally(
+                    user,
+                    session,
+                    since + Duration::from_secs(2 * 3600),
+                    since + Duration::from_secs(2 * 3600)
+                ),
+                "hours later"
+            );
+            assert!(
+                revocations.ended_locally(
+                    user,
+                    session,
+                    since + KEEP - Duration::from_nanos(1),
+                    since + KEEP - Duration::from_nanos(1)
+                ),
+                "to the end"
+            );
+            assert!(
+                !revocations.ended_locally(user, session, since + KEEP, since + KEEP),
+                "forgotten once the day is over"
+            );
         }
+    }
+
+    #[test]
+    fn only_an_end_noted_before_a_moment_was_known_at_it() {
+        let revocations = Revocations::default();
+        let before = Instant::now();
+        revocations.revoke("session_1");
+        let after = Instant::now();
+        assert!(!revocations.ended_here_before("user_1", Some("session_1"), before), "the request that ended it");
+        assert!(revocations.ended_here_before("user_1", Some("session_1"), after), "a later request");
+        assert!(!revocations.ended_here_before("user_1", Some("session_2"), after), "another session");
     }
 
     #[test]

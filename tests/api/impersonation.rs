@@ -153,9 +153,35 @@ async fn stopping_the_impersonation_by_signing_out_is_audited_too() {
 
     // Signed out, the browser's requests are nobody's: nothing more is written. Nor are those of a copy of the
     // ended session's cookie, which still opens but which the app found ended.
+    // Not even where no handler asks "who is this?" (the stylesheet): this replica knows the session has ended.
     let before = audit_rows(&app).await.len();
     assert_eq!(browser.get("/").await.status, 200);
+    // First, while the copy still has the cookie (the page below finds it ended and clears it).
+    assert_eq!(copy.get("/assets/style.css").await.status, 200);
     let ended = copy.get("/").await;
     assert!(!ended.body.contains("You are impersonating"), "the ended session is signed out");
     assert_eq!(audit_rows(&app).await.len(), before, "{:?}", audit_rows(&app).await);
+}
+
+/// Probes and webhook deliveries are nobody's requests, even with an impersonated session's cookie on them: the
+/// cookie is not opened, nothing is audited, no cookie is set. (A flood of `GET /healthz`, which load shedding lets
+/// through, would otherwise fill the customer's Audit Logs.)
+#[tokio::test]
+async fn probes_and_webhooks_with_an_impersonated_sessions_cookie_are_not_audited() {
+    let (app, browser) = impersonated(AppOptions::default()).await;
+    let webhook = browser
+        .request(Method::POST, "/webhooks/workos", |request| {
+            request.header("content-type", "application/json").body("{}")
+        })
+        .await;
+    assert_eq!(webhook.status, 401, "{}", webhook.body);
+    for path in ["/healthz", "/readyz"] {
+        let probe = browser.get(path).await;
+        assert!(probe.set_cookies().is_empty(), "{path}: {:?}", probe.headers);
+    }
+    // The same cookie on a request of the user's is audited: the cookie is a live impersonated session.
+    assert_eq!(browser.get("/assets/style.css").await.status, 200);
+    let rows = audit_rows(&app).await;
+    assert!(rows.iter().any(|row| row.3 == "/assets/style.css"), "{rows:?}");
+    assert!(rows.iter().all(|row| !matches!(row.3.as_str(), "/healthz" | "/readyz" | "/webhooks/workos")), "{rows:?}");
 }

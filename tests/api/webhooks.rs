@@ -1,12 +1,17 @@
 //! `POST /webhooks/workos`: signatures verified over the raw body with either secret, within 180 seconds either
 //! way; every refusal is a 401 that applies and records nothing; its own 1 MiB body limit; no cookies, CSRF or
-//! session involved.
+//! session involved. And since anyone can reach it: whatever needs no body (no secret configured, a bad header) is
+//! answered before the body is sent, at most `MAX_CONCURRENT_WEBHOOKS` deliveries are received at once, and a body
+//! has `WEBHOOK_BODY_DEADLINE` to arrive.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use authbridge::http::{MAX_CONCURRENT_WEBHOOKS, WEBHOOK_BODY_DEADLINE};
 use authbridge::lifecycle::webhook::sign;
 use reqwest::Method;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::helpers::app::{
     ALICE, AppOptions, PREVIOUS_WEBHOOK_SECRET, TestApp, WEBHOOK_SECRET, spawn_app, spawn_app_with,
@@ -152,4 +157,99 @@ async fn without_a_webhook_secret_the_route_does_not_exist() {
     let body = serde_json::to_vec(&created("om_none")).expect("json");
     let response = app.post_webhook(&body, Some(sign(WEBHOOK_SECRET, SystemTime::now(), &body))).await;
     assert_eq!(response.status, 404, "{}", response.body);
+}
+
+/// A delivery's headers, announcing `declared` bytes of body, followed by `sent` of them (the rest never comes),
+/// over a connection of its own.
+async fn start_delivery(app: &TestApp, signature: Option<&str>, declared: usize, sent: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(app.addr).await.expect("the app accepts connections");
+    let signature = signature.map(|value| format!("WorkOS-Signature: {value}\r\n")).unwrap_or_default();
+    let head = format!(
+        "POST /webhooks/workos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{signature}\
+         Content-Length: {declared}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write the headers");
+    stream.write_all(sent).await.expect("write the start of the body");
+    stream
+}
+
+/// The start of the answer on `stream`, if one comes within `limit`.
+async fn answer_within(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut answer = vec![0u8; 4096];
+    match tokio::time::timeout(limit, stream.read(&mut answer)).await {
+        Ok(Ok(read)) if read > 0 => Some(String::from_utf8_lossy(&answer[..read]).into_owned()),
+        _ => None,
+    }
+}
+
+/// A header as WorkOS would send it now, for a body that will never arrive.
+fn plausible_signature() -> String {
+    sign("whsec_not_the_apps_secret_0123456789", SystemTime::now(), b"{}")
+}
+
+#[tokio::test]
+async fn without_a_webhook_secret_a_delivery_is_answered_without_waiting_for_its_body() {
+    let app = spawn_app().await;
+    // Under the route's body limit, so only the missing secret can refuse it; the body is never sent.
+    let mut stream = start_delivery(&app, Some(&plausible_signature()), 1_000_000, b"").await;
+    let answer = answer_within(&mut stream, Duration::from_secs(2)).await.expect("answered without the body");
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(answer.contains("not_found"), "in the API's error shape: {answer}");
+}
+
+#[tokio::test]
+async fn a_missing_malformed_or_stale_signature_is_refused_before_the_body_is_sent() {
+    let app = spawn_app_with(AppOptions::default().lifecycle()).await;
+    let stale = sign(WEBHOOK_SECRET, SystemTime::now() - Duration::from_secs(181), b"{}");
+    for (why, signature) in [("missing", None), ("malformed", Some("sha256=deadbeef")), ("stale", Some(stale.as_str()))]
+    {
+        let mut stream = start_delivery(&app, signature, 500_000, b"").await;
+        let answer = answer_within(&mut stream, Duration::from_secs(2)).await;
+        let answer = answer.unwrap_or_else(|| panic!("{why}: not answered without the body"));
+        assert!(answer.starts_with("HTTP/1.1 401"), "{why}: {answer}");
+        assert!(answer.contains("invalid_signature"), "{why}: {answer}");
+    }
+    assert!(app.ledger().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_within_the_deadline_is_answered_408() {
+    let app = spawn_app_with(AppOptions::default().lifecycle()).await;
+    let started = Instant::now();
+    let mut stream = start_delivery(&app, Some(&plausible_signature()), 1000, b"{\"id\":").await;
+    // Well before the request time limit (30 s), which would answer 504.
+    let answer = answer_within(&mut stream, WEBHOOK_BODY_DEADLINE + Duration::from_secs(5)).await;
+    let answer = answer.expect("answered when the deadline passed");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    assert!(started.elapsed() >= WEBHOOK_BODY_DEADLINE - Duration::from_millis(500), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn past_the_webhook_limit_deliveries_are_refused_at_once_and_other_requests_go_through() {
+    let app = spawn_app_with(AppOptions::default().lifecycle()).await;
+    let alice = app.signed_in(ALICE).await;
+    let signature = plausible_signature();
+    let mut held = Vec::new();
+    for _ in 0..MAX_CONCURRENT_WEBHOOKS {
+        held.push(start_delivery(&app, Some(&signature), 1000, b"{").await);
+    }
+    // Let every held delivery reach the point where it waits for its body.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut extra = start_delivery(&app, Some(&signature), 1000, b"{").await;
+    let answer = answer_within(&mut extra, Duration::from_secs(2)).await.expect("refused at once");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after: 1\r\n"), "{answer}");
+    assert!(answer.contains("\"overloaded\""), "in the API's error shape: {answer}");
+    // Only the webhook route is full: the rest of the app is served.
+    let started = Instant::now();
+    assert_eq!(app.browser().get("/healthz").await.status, 200);
+    assert_eq!(alice.get("/api/todos").await.status, 200);
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+
+    // The held deliveries give their slots back when their senders go away.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.deliver_ok(&created("om_after_the_flood")).await, "applied");
 }
