@@ -183,7 +183,7 @@ mod tests {
     use openidconnect::JsonWebKeySetUrl;
     use openidconnect::core::CoreJsonWebKeySet;
     use serde_json::{Value, json};
-    use standins::oidc_standin::{OidcStandIn, OidcStandInOptions};
+    use standins::oidc_standin::{Endpoint, OidcStandIn, OidcStandInOptions};
 
     use super::*;
     use crate::oidc::OidcHttp;
@@ -332,6 +332,22 @@ mod tests {
         oidc.rotate_signing_key().await.expect("rotates");
         keys.fetch().await.expect("refetch");
         assert_forgotten_and_refused(&oidc, &keys, &verifier, &token).await;
+    }
+
+    /// A rotation seen by many API calls at once: one fetch of the keys serves them all (the others find the set
+    /// newer than when they looked), and none is refused, although bearer tokens may cause a fetch only once a
+    /// minute.
+    #[tokio::test]
+    async fn concurrent_tokens_with_a_new_key_cause_one_fetch_and_all_verify() {
+        let (oidc, keys, verifier) = standin().await;
+        oidc.rotate_signing_key().await.expect("rotates");
+        let fetches = oidc.calls(Endpoint::Jwks);
+        let tokens: Vec<String> = (0..8).map(|_| oidc.mint_access_token(SUBJECT, Duration::from_secs(300))).collect();
+        let checks = tokens.iter().map(|token| verifier.verify(&keys, token));
+        for result in futures::future::join_all(checks).await {
+            assert!(result.is_ok(), "{result:?}");
+        }
+        assert_eq!(oidc.calls(Endpoint::Jwks), fetches + 1, "one fetch for all");
     }
 
     /// After a fetch that took `token`'s key away: it is not remembered, it fails the full check, and a token signed
