@@ -318,11 +318,7 @@ async fn a_directory_user_deleted_with_an_unchanged_updated_at_takes_a_newer_mem
     let (bob, directory_user, browser) = bob_with_an_acme_todo_under_plain_directory_sync(&app).await;
 
     // The membership is newer than the directory user: removed and added again at WorkOS.
-    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
-    app.workos.delete_membership(&acme.id).expect("removed");
-    delivered(&app, "organization_membership.deleted").await;
-    app.workos.add_membership(&bob, ACME_ORGANIZATION_ID, &[]).expect("added again");
-    delivered(&app, "organization_membership.created").await;
+    membership_removed_and_added_again(&app, &bob).await;
     assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
     assert_eq!(app.as_authenticated(&bob).await.visible, 1, "RLS shows his Acme todo");
 
@@ -334,6 +330,34 @@ async fn a_directory_user_deleted_with_an_unchanged_updated_at_takes_a_newer_mem
     assert_eq!(app.as_authenticated(&bob).await.visible, 0, "and by RLS");
 }
 
+/// Bob's Acme membership removed and added again at WorkOS: a membership newer than anything the directory said.
+async fn membership_removed_and_added_again(app: &TestApp, bob: &str) {
+    let acme = app.workos.membership_of(bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
+    app.workos.delete_membership(&acme.id).expect("removed");
+    delivered(app, "organization_membership.deleted").await;
+    app.workos.add_membership(bob, ACME_ORGANIZATION_ID, &[]).expect("added again");
+    delivered(app, "organization_membership.created").await;
+}
+
+/// The directory deprovisions Bob (denied at once), then an admin deactivates and reactivates his Acme membership by
+/// hand (deactivating revokes his sessions): his new session, signed in again.
+async fn reactivated_by_an_admin_after_a_directory_denial(
+    app: &TestApp,
+    bob: &str,
+    directory_user: &StandInDirectoryUser,
+    browser: &Browser,
+) -> Browser {
+    app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
+    delivered(app, "dsync.user.updated").await;
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "denied by the directory");
+    let acme = app.workos.membership_of(bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
+    app.workos.deactivate_membership(&acme.id).expect("deactivated");
+    delivered(app, "organization_membership.updated").await;
+    app.workos.reactivate_membership(&acme.id).expect("reactivated");
+    delivered(app, "organization_membership.updated").await;
+    app.signed_in(BOB).await
+}
+
 /// A membership an admin reactivated at WorkOS after a directory denial stays active through later changes to the
 /// directory user, who was already not active: a change of state among the inactive ones (an attribute sync moves
 /// `updated_at` the same way) and WorkOS deleting the inactive user are no new denial.
@@ -341,17 +365,7 @@ async fn a_directory_user_deleted_with_an_unchanged_updated_at_takes_a_newer_mem
 async fn later_changes_to_a_directory_user_already_inactive_do_not_take_back_a_reactivated_membership() {
     let app = lifecycle_app().await;
     let (bob, directory_user, browser) = bob_with_an_acme_todo_under_plain_directory_sync(&app).await;
-    app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
-    delivered(&app, "dsync.user.updated").await;
-    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "denied by the directory");
-
-    // An admin deactivates and reactivates the membership by hand (deactivating revokes Bob's sessions).
-    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
-    app.workos.deactivate_membership(&acme.id).expect("deactivated");
-    delivered(&app, "organization_membership.updated").await;
-    app.workos.reactivate_membership(&acme.id).expect("reactivated");
-    delivered(&app, "organization_membership.updated").await;
-    let again = app.signed_in(BOB).await;
+    let again = reactivated_by_an_admin_after_a_directory_denial(&app, &bob, &directory_user, &browser).await;
     assert_eq!(organization_ids(&again.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
     assert_eq!(app.as_authenticated(&bob).await.visible, 1, "RLS shows his Acme todo again");
 
@@ -372,15 +386,8 @@ async fn later_changes_to_a_directory_user_already_inactive_do_not_take_back_a_r
 #[tokio::test]
 async fn a_directory_user_deprovisioned_again_after_a_reactivation_takes_the_membership_away_again() {
     let app = lifecycle_app().await;
-    let (bob, directory_user, _browser) = bob_with_an_acme_todo_under_plain_directory_sync(&app).await;
-    app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
-    delivered(&app, "dsync.user.updated").await;
-    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
-    app.workos.deactivate_membership(&acme.id).expect("deactivated");
-    delivered(&app, "organization_membership.updated").await;
-    app.workos.reactivate_membership(&acme.id).expect("reactivated");
-    delivered(&app, "organization_membership.updated").await;
-    let again = app.signed_in(BOB).await;
+    let (bob, directory_user, browser) = bob_with_an_acme_todo_under_plain_directory_sync(&app).await;
+    let again = reactivated_by_an_admin_after_a_directory_denial(&app, &bob, &directory_user, &browser).await;
     assert_eq!(organization_ids(&again.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID], "reactivated at WorkOS");
 
     app.workos.set_directory_user_state(&directory_user.id, "active").expect("active again");
@@ -410,11 +417,7 @@ async fn a_membership_added_again_after_the_directory_was_deleted_is_active() {
     delivered(&app, "dsync.deleted").await;
     assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "the deletion gives nothing back");
 
-    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
-    app.workos.delete_membership(&acme.id).expect("removed");
-    delivered(&app, "organization_membership.deleted").await;
-    app.workos.add_membership(&bob, ACME_ORGANIZATION_ID, &[]).expect("added again");
-    delivered(&app, "organization_membership.created").await;
+    membership_removed_and_added_again(&app, &bob).await;
     assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
 }
 
