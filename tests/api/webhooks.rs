@@ -253,3 +253,31 @@ async fn past_the_webhook_limit_deliveries_are_refused_at_once_and_other_request
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.deliver_ok(&created("om_after_the_flood")).await, "applied");
 }
+
+/// A delivery without a declared length (chunked) is cut off at the route's 1 MiB while it is read, and answered 413
+/// like a declared one, not as an unreadable body.
+#[tokio::test]
+async fn an_undeclared_body_over_the_webhook_limit_is_answered_413() {
+    let app = spawn_app_with(AppOptions::default().lifecycle()).await;
+    let mut stream = TcpStream::connect(app.addr).await.expect("the app accepts connections");
+    let head = format!(
+        "POST /webhooks/workos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nWorkOS-Signature: {}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        plausible_signature()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write the headers");
+    // 17 chunks of 64 KiB: past the limit. The app may answer and stop reading before all of it is sent.
+    let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "x".repeat(64 * 1024));
+    for _ in 0..17 {
+        if stream.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "in the API's error shape: {answer}");
+    assert!(app.ledger().await.is_empty());
+}
