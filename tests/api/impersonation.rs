@@ -185,3 +185,13 @@ async fn probes_and_webhooks_with_an_impersonated_sessions_cookie_are_not_audite
     assert!(rows.iter().any(|row| row.3 == "/assets/style.css"), "{rows:?}");
     assert!(rows.iter().all(|row| !matches!(row.3.as_str(), "/healthz" | "/readyz" | "/webhooks/workos")), "{rows:?}");
 }
+
+/// Only the webhook route itself is nobody's: another path under `/webhooks/` is an unknown page like
+/// `/no-such-page`, and an impersonated session's request for it is audited like any other.
+#[tokio::test]
+async fn an_unknown_path_under_webhooks_is_an_audited_request_of_the_session() {
+    let (app, browser) = impersonated(AppOptions::default()).await;
+    assert_eq!(browser.get("/webhooks/no-such-route").await.status, 404);
+    let rows = audit_rows(&app).await;
+    assert!(rows.iter().any(|row| row.3 == "/webhooks/no-such-route" && row.4 == 404), "{rows:?}");
+}
