@@ -42,6 +42,18 @@ async fn the_banner_is_on_every_page_and_api_me_reports_it() {
     assert_eq!(me["impersonator"], json!({ "email": SUPPORT, "reason": REASON }));
 }
 
+/// Should a WorkOS refresh answer ever leave out the impersonator (its token still carrying `act`), the session stays
+/// impersonated with the reason its sign-in gave: `/api/me`, the banner and the audit keep it.
+#[tokio::test]
+async fn a_refresh_whose_answer_leaves_out_the_impersonator_keeps_it_and_its_reason() {
+    let (app, browser) = impersonated(AppOptions::default()).await;
+    app.workos.leave_impersonator_out_of_refreshes();
+    crate::refresh::age_token(&app, &browser, -60);
+    let me = browser.get("/api/me").await.json();
+    assert_eq!(app.workos.refresh_calls(), 1, "the session was refreshed");
+    assert_eq!(me["impersonator"], json!({ "email": SUPPORT, "reason": REASON }));
+}
+
 #[tokio::test]
 async fn every_request_is_audited_and_writes_are_refused() {
     let (app, browser) = impersonated(AppOptions::default()).await;
