@@ -191,8 +191,12 @@ pub async fn session_cookies(State(state): State<AppState>, mut request: Request
 
 /// Requests no user makes: the orchestrator's probes (which `/healthz` answers even under load shedding) and WorkOS's
 /// webhook deliveries. A browser's cookie may ride along; it is not theirs to open, refresh or audit.
+///
+/// Exactly these routes' paths, not a prefix: any other path (`/webhooks/other`) is an unknown page, whose 404 still
+/// resolves the user for its banner. Without a context to fill, that resolution would refresh the session and
+/// throw the new cookie away, leaving the browser a spent refresh token, and an impersonated request unaudited.
 fn without_session(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz") || path.starts_with("/webhooks/")
+    matches!(path, "/healthz" | "/readyz" | super::webhooks::PATH)
 }
 
 /// Longest the audit record of an impersonated request may hold its response.

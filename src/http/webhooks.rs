@@ -53,8 +53,11 @@ pub const MAX_CONCURRENT_WEBHOOKS: usize = 32;
 /// sender trickling bytes. Shorter than the request time limit, so the slot is given back well before it.
 pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
 
+/// The route's path: the only one under `/webhooks/` (any other is an unknown page).
+pub const PATH: &str = "/webhooks/workos";
+
 pub fn router() -> Router<AppState> {
-    Router::new().route("/webhooks/workos", post(receive))
+    Router::new().route(PATH, post(receive))
 }
 
 /// Takes the request whole, so that nothing reads the body before the checks that need only the headers.

@@ -167,7 +167,7 @@ impl WorkosProvider {
 
     /// The session an `authenticate` answer of a sign-in stands for, verified, with the memberships recorded.
     async fn signed_in(&self, auth: &AuthResponse) -> Result<Session, ProviderError> {
-        let session = self.verified_session(auth).await.map_err(|unverified| match unverified {
+        let session = self.verified_session(auth, None).await.map_err(|unverified| match unverified {
             Unverified::KeysUnavailable(error) => ProviderError::Unavailable { retry_after: error.retry_after() },
             Unverified::Invalid(error) => {
                 ProviderError::Failed(format!("WorkOS issued an access token that does not verify: {error}"))
@@ -236,7 +236,7 @@ impl WorkosProvider {
                 transient => ProviderError::Unavailable { retry_after: transient.retry_after() },
             },
         )?;
-        let verified = match self.verified_session(&auth).await {
+        let verified = match self.verified_session(&auth, Some(session)).await {
             // WorkOS has already spent the old refresh token: answering "unavailable" now would keep the session on
             // it, and the next refresh would be refused (`invalid_grant`), signing the user out. The answer came
             // from WorkOS itself, to our own call over TLS, so its tokens are kept (as WorkOS's own libraries keep
@@ -247,7 +247,7 @@ impl WorkosProvider {
                 tracing::warn!(reason = %unverified, "kept a refreshed session whose token does not verify yet; the next request checks it");
                 claims_from_workos_unverified(&auth.access_token)
                     .map_err(Unverified::Invalid)
-                    .and_then(|claims| session_from(&auth, &claims))
+                    .and_then(|claims| session_from(&auth, &claims, Some(session)))
             }
             other => other,
         };
@@ -263,14 +263,15 @@ impl WorkosProvider {
         Ok(session)
     }
 
-    /// The session an `authenticate` answer stands for, once its access token has been verified.
-    async fn verified_session(&self, auth: &AuthResponse) -> Result<Session, Unverified> {
+    /// The session an `authenticate` answer stands for, once its access token has been verified; `refreshed` is the
+    /// session a refresh started from (`None` at sign-in).
+    async fn verified_session(&self, auth: &AuthResponse, refreshed: Option<&Session>) -> Result<Session, Unverified> {
         let claims =
             self.verifier.verify(&auth.access_token, TokenSource::Trusted).await.map_err(|error| match error {
                 VerifyError::KeysUnavailable(error) => Unverified::KeysUnavailable(error),
                 other => Unverified::Invalid(other),
             })?;
-        session_from(auth, &claims)
+        session_from(auth, &claims, refreshed)
     }
 
     pub async fn check(&self, session: &Session) -> Result<TokenCheck, CheckError> {
@@ -335,8 +336,13 @@ impl WorkosProvider {
 }
 
 /// The session an `authenticate` answer stands for, given its access token's claims (verified, or read as they are
-/// after a refresh while the keys are unavailable: see [`claims_from_workos_unverified`]).
-fn session_from(auth: &AuthResponse, claims: &AccessClaims) -> Result<Session, Unverified> {
+/// after a refresh while the keys are unavailable: see [`claims_from_workos_unverified`]), and for a refresh the
+/// session it started from.
+fn session_from(
+    auth: &AuthResponse,
+    claims: &AccessClaims,
+    refreshed: Option<&Session>,
+) -> Result<Session, Unverified> {
     if claims.sub != auth.user.id {
         tracing::error!("WorkOS access token subject does not match the signed-in user");
         return Err(Unverified::WrongUser);
@@ -347,13 +353,28 @@ fn session_from(auth: &AuthResponse, claims: &AccessClaims) -> Result<Session, U
         user: auth.user.clone(),
         organization_id: auth.organization_id.clone(),
         // WorkOS's answer names the impersonator, with the reason, at sign-in and on every refresh. Should an answer
-        // ever leave it out, the token's `act` claim still says who is acting: the session stays impersonated, so
-        // its writes are still refused (`IMPERSONATION_ALLOW_WRITES`), its requests audited and the banner shown.
-        impersonator: auth.impersonator.clone().or_else(|| impersonator_in(claims)),
+        // ever leave it out, the session stays impersonated, so its writes are still refused
+        // (`IMPERSONATION_ALLOW_WRITES`), its requests audited and the banner shown: a refresh of the same WorkOS
+        // session keeps what its sign-in said (reason included; an impersonation lasts as long as its session, and
+        // workos-node's `Session.refresh` likewise reports the sealed session's impersonator), else the token's
+        // `act` claim says who is acting.
+        impersonator: auth
+            .impersonator
+            .clone()
+            .or_else(|| impersonator_kept(refreshed, claims))
+            .or_else(|| impersonator_in(claims)),
         session_id: claims.sid.clone(),
         oidc: None,
         personal: false,
     })
+}
+
+/// The impersonator of the session a refresh started from, when the refreshed tokens are still that WorkOS session
+/// (the same `sid`): a session of the user's own has another id, and never inherits it.
+fn impersonator_kept(refreshed: Option<&Session>, claims: &AccessClaims) -> Option<Impersonator> {
+    let refreshed = refreshed?;
+    let same_session = claims.sid.is_some() && refreshed.session_id == claims.sid;
+    if same_session { refreshed.impersonator.clone() } else { None }
 }
 
 /// Who is impersonating the token's user, as its `act` claim says (RFC 8693 §4.1: the acting party; WorkOS puts
@@ -430,13 +451,30 @@ mod tests {
     fn a_session_is_impersonated_when_the_answer_or_the_token_says_so() {
         let support = Impersonator { email: "support@example.com".into(), reason: Some("ticket 42".into()) };
         // WorkOS's answer, with its reason, wins.
-        let session = session_from(&answer(Some(support.clone())), &claims(Some("support@example.com")));
+        let session = session_from(&answer(Some(support.clone())), &claims(Some("support@example.com")), None);
         assert_eq!(session.map(|s| s.impersonator).ok().flatten(), Some(support));
         // An answer without it: the token's `act` still marks the session.
-        let session = session_from(&answer(None), &claims(Some("support@example.com")));
+        let session = session_from(&answer(None), &claims(Some("support@example.com")), None);
         let expected = Impersonator { email: "support@example.com".into(), reason: None };
         assert_eq!(session.map(|s| s.impersonator).ok().flatten(), Some(expected));
         // Neither: an ordinary session.
-        assert_eq!(session_from(&answer(None), &claims(None)).map(|s| s.impersonator).ok().flatten(), None);
+        assert_eq!(session_from(&answer(None), &claims(None), None).map(|s| s.impersonator).ok().flatten(), None);
+    }
+
+    #[test]
+    fn a_refresh_whose_answer_leaves_the_impersonator_out_keeps_the_sessions_own_reason_included() {
+        let support = Impersonator { email: "support@example.com".into(), reason: Some("ticket 42".into()) };
+        let impersonated = session_from(&answer(Some(support.clone())), &claims(Some("support@example.com")), None)
+            .expect("the impersonated session");
+        // The same WorkOS session, with `act` in its new token or without: still impersonated, for the same reason.
+        for act in [Some("support@example.com"), None] {
+            let refreshed = session_from(&answer(None), &claims(act), Some(&impersonated));
+            assert_eq!(refreshed.map(|s| s.impersonator).ok().flatten(), Some(support.clone()), "act: {act:?}");
+        }
+        // Another WorkOS session (the user's own) never inherits it.
+        let mut other = impersonated.clone();
+        other.session_id = Some("session_0".into());
+        let refreshed = session_from(&answer(None), &claims(None), Some(&other));
+        assert_eq!(refreshed.map(|s| s.impersonator).ok().flatten(), None);
     }
 }

@@ -42,6 +42,18 @@ async fn the_banner_is_on_every_page_and_api_me_reports_it() {
     assert_eq!(me["impersonator"], json!({ "email": SUPPORT, "reason": REASON }));
 }
 
+/// Should a WorkOS refresh answer ever leave out the impersonator (its token still carrying `act`), the session stays
+/// impersonated with the reason its sign-in gave: `/api/me`, the banner and the audit keep it.
+#[tokio::test]
+async fn a_refresh_whose_answer_leaves_out_the_impersonator_keeps_it_and_its_reason() {
+    let (app, browser) = impersonated(AppOptions::default()).await;
+    app.workos.leave_impersonator_out_of_refreshes();
+    crate::refresh::age_token(&app, &browser, -60);
+    let me = browser.get("/api/me").await.json();
+    assert_eq!(app.workos.refresh_calls(), 1, "the session was refreshed");
+    assert_eq!(me["impersonator"], json!({ "email": SUPPORT, "reason": REASON }));
+}
+
 #[tokio::test]
 async fn every_request_is_audited_and_writes_are_refused() {
     let (app, browser) = impersonated(AppOptions::default()).await;
@@ -184,4 +196,14 @@ async fn probes_and_webhooks_with_an_impersonated_sessions_cookie_are_not_audite
     let rows = audit_rows(&app).await;
     assert!(rows.iter().any(|row| row.3 == "/assets/style.css"), "{rows:?}");
     assert!(rows.iter().all(|row| !matches!(row.3.as_str(), "/healthz" | "/readyz" | "/webhooks/workos")), "{rows:?}");
+}
+
+/// Only the webhook route itself is nobody's: another path under `/webhooks/` is an unknown page like
+/// `/no-such-page`, and an impersonated session's request for it is audited like any other.
+#[tokio::test]
+async fn an_unknown_path_under_webhooks_is_an_audited_request_of_the_session() {
+    let (app, browser) = impersonated(AppOptions::default()).await;
+    assert_eq!(browser.get("/webhooks/no-such-route").await.status, 404);
+    let rows = audit_rows(&app).await;
+    assert!(rows.iter().any(|row| row.3 == "/webhooks/no-such-route" && row.4 == 404), "{rows:?}");
 }

@@ -44,6 +44,21 @@ async fn an_expired_token_is_refreshed_transparently() {
     assert_eq!(app.workos.refresh_calls(), 1);
 }
 
+/// An unknown path under `/webhooks/` is an unknown page like any other, not the webhook route (whose requests never
+/// open the cookie): when resolving its user for the 404 refreshes the session, the new cookie comes back with it.
+/// Thrown away, the browser would be left with a spent refresh token, and signed out once the refresh's memo is gone.
+#[tokio::test]
+async fn a_refresh_made_for_a_404_under_webhooks_is_kept() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+    let before = read_session(&browser);
+    age_token(&app, &browser, -120);
+
+    assert_eq!(browser.get("/webhooks/no-such-route").await.status, 404);
+    assert_eq!(app.workos.refresh_calls(), 1);
+    assert_ne!(read_session(&browser).refresh_token, before.refresh_token, "the rotated refresh token is stored");
+}
+
 #[tokio::test]
 async fn a_token_close_to_expiry_is_refreshed_before_it_expires() {
     let app = spawn_app().await;

@@ -533,6 +533,12 @@ impl WorkosStandIn {
         lock(&self.inner.store).extra_claims = claims;
     }
 
+    /// From now on refresh answers leave out `impersonator`, while their access tokens keep `act`. WorkOS documents
+    /// no such answer; it is for showing how the app copes should one ever come.
+    pub fn leave_impersonator_out_of_refreshes(&self) {
+        lock(&self.inner.store).refreshes_leave_out_impersonator = true;
+    }
+
     /// The next successful code exchange starts an impersonated session: the response carries `impersonator`,
     /// and its access tokens (refreshes included) carry `act: {sub: impersonator_email}`.
     pub fn impersonate_next_login(&self, impersonator_email: &str, reason: Option<&str>) {

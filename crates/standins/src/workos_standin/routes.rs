@@ -377,6 +377,7 @@ async fn authenticate(State(inner): State<Arc<WorkosStandInState>>, headers: Hea
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);
     }
 
+    let mut answer_names_impersonator = true;
     let outcome = match body.grant_type.as_deref() {
         Some("authorization_code") => {
             let Some(code) = body.code else {
@@ -388,7 +389,10 @@ async fn authenticate(State(inner): State<Arc<WorkosStandInState>>, headers: Hea
             let Some(refresh_token) = body.refresh_token else {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "The refresh_token is missing.");
             };
-            lock(&inner.store).refresh(&refresh_token, body.organization_id.as_deref())
+            let mut store = lock(&inner.store);
+            let issued = store.refresh(&refresh_token, body.organization_id.as_deref());
+            answer_names_impersonator = !store.refreshes_leave_out_impersonator;
+            issued
         }
         Some(ORGANIZATION_SELECTION_GRANT) => {
             let (Some(pending), Some(organization_id)) = (body.pending_authentication_token, body.organization_id)
@@ -406,7 +410,7 @@ async fn authenticate(State(inner): State<Arc<WorkosStandInState>>, headers: Hea
         None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "The grant_type is missing."),
     };
     match outcome {
-        Ok(issued) => authenticated(&inner, issued),
+        Ok(issued) => authenticated(&inner, issued, answer_names_impersonator),
         Err(GrantError::InvalidGrant(description)) => {
             oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", description)
         }
@@ -503,7 +507,8 @@ fn client_is_authenticated(inner: &WorkosStandInState, body: &StandInAuthenticat
     client_matches && secret_matches
 }
 
-fn authenticated(inner: &WorkosStandInState, issued: Issued) -> Response {
+/// The answer to a grant; `names_impersonator` false leaves `impersonator` out of it (the token keeps `act`).
+fn authenticated(inner: &WorkosStandInState, issued: Issued, names_impersonator: bool) -> Response {
     let issued_at = unix_seconds(SystemTime::now());
     let expires_at = issued_at.saturating_add(whole_seconds(issued.access_token_ttl));
     let access_token =
@@ -521,7 +526,7 @@ fn authenticated(inner: &WorkosStandInState, issued: Issued) -> Response {
         access_token,
         refresh_token: issued.refresh_token,
         authentication_method: issued.session.method,
-        impersonator: issued.session.impersonator,
+        impersonator: issued.session.impersonator.filter(|_| names_impersonator),
     };
     no_store((StatusCode::OK, Json(response)).into_response())
 }

@@ -260,6 +260,9 @@ pub struct Store {
     pub code_ttl: Duration,
     pub extra_claims: Map<String, Value>,
     pub next_impersonation: Option<StandInImpersonator>,
+    /// Refresh answers leave out `impersonator` (their tokens keep `act`): undocumented, for a test of how the app
+    /// copes should WorkOS ever do so.
+    pub refreshes_leave_out_impersonator: bool,
     /// The `organization_id` of every refresh request, in order (`None`: the request named none).
     pub refresh_organizations: Vec<Option<String>>,
 }
@@ -292,6 +295,7 @@ impl Store {
             code_ttl,
             extra_claims,
             next_impersonation: None,
+            refreshes_leave_out_impersonator: false,
             refresh_organizations: Vec::new(),
         };
         for organization in organizations {
