@@ -139,12 +139,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let mut db_proxy = None;
     if let Some(lifecycle) = options.lifecycle {
         let database_url = if lifecycle.through_proxy {
-            let mut url = Url::parse(&db.url).expect("a database URL");
-            let upstream = SocketAddr::from(([127, 0, 0, 1], url.port().expect("a port")));
-            let proxy = TcpProxy::start(upstream).await;
-            url.set_port(Some(proxy.port())).expect("a port can be set");
+            let (proxy, url) = TcpProxy::in_front_of(&db.url).await;
             db_proxy = Some(proxy);
-            url.to_string()
+            url
         } else {
             db.url.clone()
         };

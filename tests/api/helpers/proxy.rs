@@ -46,6 +46,15 @@ impl TcpProxy {
         self.port
     }
 
+    /// A proxy in front of the local database at `database_url`, and the URL that reaches it through the proxy.
+    pub async fn in_front_of(database_url: &str) -> (TcpProxy, String) {
+        let mut url = url::Url::parse(database_url).expect("a database URL");
+        let upstream = SocketAddr::from(([127, 0, 0, 1], url.port().expect("a port")));
+        let proxy = TcpProxy::start(upstream).await;
+        url.set_port(Some(proxy.port())).expect("a port can be set");
+        (proxy, url.to_string())
+    }
+
     /// The outage: every open connection is dropped, and new ones are closed as soon as they are accepted.
     pub fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
