@@ -138,13 +138,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     env.extend(TEST_DEFAULTS.map(|(name, value)| (name, value.to_owned())));
     let mut db_proxy = None;
     if let Some(lifecycle) = options.lifecycle {
-        let database_url = if lifecycle.through_proxy {
-            let (proxy, url) = TcpProxy::in_front_of(&db.url).await;
-            db_proxy = Some(proxy);
-            url
-        } else {
-            db.url.clone()
-        };
+        let (database_url, proxy) = TcpProxy::database_url(&db.url, lifecycle.through_proxy).await;
+        db_proxy = proxy;
         env.insert("DATABASE_URL", database_url);
         env.insert("WORKOS_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned());
         env.insert("WORKOS_EVENTS_POLL_SECONDS", lifecycle.poll_seconds.to_string());

@@ -132,13 +132,8 @@ pub async fn spawn_oidc_app_with(options: OidcAppOptions) -> OidcApp {
     ]);
     let mut db_proxy = None;
     if options.database {
-        let database_url = if options.database_through_proxy {
-            let (proxy, url) = TcpProxy::in_front_of(&db.url).await;
-            db_proxy = Some(proxy);
-            url
-        } else {
-            db.url.clone()
-        };
+        let (database_url, proxy) = TcpProxy::database_url(&db.url, options.database_through_proxy).await;
+        db_proxy = proxy;
         env.insert("DATABASE_URL", database_url);
     }
     env.extend(options.env);
