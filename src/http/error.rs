@@ -265,10 +265,17 @@ impl From<InsforgeError> for AppError {
 impl From<LifecycleError> for AppError {
     fn from(error: LifecycleError) -> Self {
         match error {
-            LifecycleError::Database(DbError::Unavailable(_)) => {
-                Self::DatabaseUnavailable { retry_after: crate::db::RETRY_AFTER }
-            }
+            LifecycleError::Database(error) => error.into(),
             other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<DbError> for AppError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(_) => Self::DatabaseUnavailable { retry_after: crate::db::RETRY_AFTER },
+            failed @ DbError::Failed(_) => Self::Internal(failed.to_string()),
         }
     }
 }

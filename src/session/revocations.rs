@@ -165,15 +165,16 @@ impl Revocations {
         Ok(false)
     }
 
-    /// Records a sign-out in the database, for every replica. Best effort: the caller logs a failure (this replica
-    /// refuses the session anyway, and the provider is asked to revoke it).
+    /// Records a sign-out: in the database first, for every replica and for after a restart, then in this
+    /// replica's own list. When the database cannot record it, nothing is (see `SessionManager::sign_out`).
     pub async fn record_sign_out(&self, session_id: &str, user_id: &str) -> Result<(), DbError> {
+        if let Some(shared) = &self.shared {
+            let now = time::OffsetDateTime::now_utc();
+            let version = Version { updated_at: now, event_at: now, event_id: String::new() };
+            let mut conn = shared.db.pool().acquire().await?;
+            store::revoke_session(&mut conn, session_id, Some(user_id), RevokedBy::SignOut, &version).await?;
+        }
         self.revoke(session_id);
-        let Some(shared) = &self.shared else { return Ok(()) };
-        let now = time::OffsetDateTime::now_utc();
-        let version = Version { updated_at: now, event_at: now, event_id: String::new() };
-        let mut conn = shared.db.pool().acquire().await?;
-        store::revoke_session(&mut conn, session_id, Some(user_id), RevokedBy::SignOut, &version).await?;
         Ok(())
     }
 }

@@ -18,8 +18,12 @@
 //! together than the claim timeout) is never mistaken for a dead replica. A claim left unrenewed for
 //! [`CLAIM_TIMEOUT`] (its replica died mid-call) is taken over.
 //!
-//! Rows are deleted after [`KEEP`]. When the database cannot be reached, the replica refreshes on its own: that is
-//! exactly the behaviour without `DATABASE_URL`, and far better than failing the request.
+//! Rows are deleted after [`KEEP`]. When the database cannot be reached, the refresh is not made: the request
+//! carries on with the token it has while that is still good, and is answered 503 once it has expired (as it is
+//! anyway once the revocation check finds the database down). Refreshing alone instead would race the other
+//! replicas that receive the same cookie meanwhile to spend one single-use refresh token: the loser's `invalid_grant`
+//! signs the user out, and Auth0's reuse detection revokes the whole token family, the winner's new session included
+//! (<https://auth0.com/docs/secure/tokens/refresh-tokens/configure-refresh-token-rotation>; docs/oidc.md §4).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -83,8 +87,8 @@ impl SharedRefreshes {
             let claim = match self.claim(key).await {
                 Ok(claim) => claim,
                 Err(error) => {
-                    tracing::warn!(%error, "cannot share the session refresh through the database; refreshing alone");
-                    return call().await;
+                    tracing::warn!(%error, "cannot share the session refresh through the database; not refreshing now");
+                    return Err(ProviderError::Unavailable { retry_after: crate::db::RETRY_AFTER });
                 }
             };
             match claim {

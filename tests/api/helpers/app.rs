@@ -138,16 +138,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     env.extend(TEST_DEFAULTS.map(|(name, value)| (name, value.to_owned())));
     let mut db_proxy = None;
     if let Some(lifecycle) = options.lifecycle {
-        let database_url = if lifecycle.through_proxy {
-            let mut url = Url::parse(&db.url).expect("a database URL");
-            let upstream = SocketAddr::from(([127, 0, 0, 1], url.port().expect("a port")));
-            let proxy = TcpProxy::start(upstream).await;
-            url.set_port(Some(proxy.port())).expect("a port can be set");
-            db_proxy = Some(proxy);
-            url.to_string()
-        } else {
-            db.url.clone()
-        };
+        let (database_url, proxy) = TcpProxy::database_url(&db.url, lifecycle.through_proxy).await;
+        db_proxy = proxy;
         env.insert("DATABASE_URL", database_url);
         env.insert("WORKOS_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned());
         env.insert("WORKOS_EVENTS_POLL_SECONDS", lifecycle.poll_seconds.to_string());

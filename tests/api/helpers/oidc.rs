@@ -23,6 +23,7 @@ use url::Url;
 use super::TestDb;
 use super::app::{COOKIE_PASSWORD, Replica};
 use super::browser::{ApiClient, Browser};
+use super::proxy::TcpProxy;
 use super::session::{read_session, write_session};
 
 /// Variables computed from the running stand-in.
@@ -39,6 +40,8 @@ pub struct OidcAppOptions {
     pub env_from_standin: Option<EnvFromStandIn>,
     /// `DATABASE_URL` set to the test's (migrated) database: sign-outs and refreshes shared between replicas.
     pub database: bool,
+    /// The database reached through a proxy the test can cut ([`OidcApp::db_proxy`]).
+    pub database_through_proxy: bool,
 }
 
 impl Default for OidcAppOptions {
@@ -50,6 +53,7 @@ impl Default for OidcAppOptions {
             discovery_failures: 0,
             env_from_standin: None,
             database: false,
+            database_through_proxy: false,
         }
     }
 }
@@ -65,6 +69,13 @@ impl OidcAppOptions {
         self.database = true;
         self
     }
+
+    /// With `DATABASE_URL`: the test's database, through a proxy the test can cut (an outage).
+    pub fn database_through_proxy(mut self) -> Self {
+        self.database = true;
+        self.database_through_proxy = true;
+        self
+    }
 }
 
 pub struct OidcApp {
@@ -73,6 +84,9 @@ pub struct OidcApp {
     pub oidc: OidcStandIn,
     pub insforge: InsforgeStandIn,
     pub db: TestDb,
+    /// With [`OidcAppOptions::database_through_proxy`]: what stands between the app (and its replicas) and the
+    /// database.
+    pub db_proxy: Option<TcpProxy>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -116,8 +130,11 @@ pub async fn spawn_oidc_app_with(options: OidcAppOptions) -> OidcApp {
         ("INSFORGE_REQUEST_TIMEOUT_MS", "5000".to_owned()),
         ("REQUEST_TIMEOUT_SECONDS", "20".to_owned()),
     ]);
+    let mut db_proxy = None;
     if options.database {
-        env.insert("DATABASE_URL", db.url.clone());
+        let (database_url, proxy) = TcpProxy::database_url(&db.url, options.database_through_proxy).await;
+        db_proxy = proxy;
+        env.insert("DATABASE_URL", database_url);
     }
     env.extend(options.env);
     if let Some(env_from_standin) = options.env_from_standin {
@@ -130,7 +147,8 @@ pub async fn spawn_oidc_app_with(options: OidcAppOptions) -> OidcApp {
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    let app = OidcApp { base_url, config, oidc, insforge, db, shutdown: Some(shutdown), server: Some(server) };
+    let app =
+        OidcApp { base_url, config, oidc, insforge, db, db_proxy, shutdown: Some(shutdown), server: Some(server) };
     if options.wait_until_ready {
         app.wait_until_ready(Duration::from_secs(10)).await;
     }

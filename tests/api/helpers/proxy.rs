@@ -46,6 +46,19 @@ impl TcpProxy {
         self.port
     }
 
+    /// The URL a test app reaches the local database at `database_url` by: through a new proxy in front of it when
+    /// `through_proxy` (returned, for the test to cut), else directly.
+    pub async fn database_url(database_url: &str, through_proxy: bool) -> (String, Option<TcpProxy>) {
+        if !through_proxy {
+            return (database_url.to_owned(), None);
+        }
+        let mut url = url::Url::parse(database_url).expect("a database URL");
+        let upstream = SocketAddr::from(([127, 0, 0, 1], url.port().expect("a port")));
+        let proxy = TcpProxy::start(upstream).await;
+        url.set_port(Some(proxy.port())).expect("a port can be set");
+        (url.to_string(), Some(proxy))
+    }
+
     /// The outage: every open connection is dropped, and new ones are closed as soon as they are accepted.
     pub fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);

@@ -49,6 +49,42 @@ async fn a_sign_out_on_one_replica_is_refused_by_another_within_seconds() {
     assert!(copy.cookie(SESSION_COOKIE).is_none(), "and clears the cookie, as for any ended session");
 }
 
+/// A sign-out the database cannot record would be honoured by this replica alone, and forgotten at its restart: once
+/// the database is back, a copy of the cookie would be let in for as long as its ID token lasts. So it is answered
+/// 503 and changes nothing (the cookie kept, nothing revoked), and signing out again once the database is back ends
+/// the session on every replica.
+#[tokio::test]
+async fn a_sign_out_the_database_cannot_record_is_refused_and_ends_everywhere_when_tried_again() {
+    let app = spawn_oidc_app_with(OidcAppOptions::default().database_through_proxy()).await;
+    let replica = app.replica().await;
+    let browser = app.signed_in(ALICE).await;
+    let copy = replica.browser_like(&browser);
+    let csrf_token = browser.csrf_token().await;
+    let fields = [("csrf_token", csrf_token.as_str())];
+    let sign_out = || browser.post_form("/logout", &fields);
+    let proxy = app.db_proxy.as_ref().expect("a proxy");
+
+    proxy.cut();
+    let refused = sign_out().await;
+    proxy.restore();
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(refused.body.contains("database is temporarily unavailable"), "{}", refused.body);
+    assert!(refused.header("retry-after").is_some());
+    assert!(browser.cookie(SESSION_COOKIE).is_some(), "the cookie is kept, to sign out with again");
+    assert_eq!(app.oidc.calls(Endpoint::Revoke), 0, "nothing was ended at the provider either");
+    let unchanged =
+        eventually(Duration::from_secs(10), || async { browser.api(Method::GET, "/api/me", None).await.status == 200 })
+            .await;
+    assert!(unchanged, "nor here: the session goes on until it is signed out again");
+
+    let signed_out = eventually(Duration::from_secs(10), || async { sign_out().await.status == 302 }).await;
+    assert!(signed_out, "signing out works again once the database is back");
+    let refused_elsewhere =
+        eventually(Duration::from_secs(5), || async { copy.api(Method::GET, "/api/me", None).await.status == 401 })
+            .await;
+    assert!(refused_elsewhere, "the other replica refuses the signed-out session");
+}
+
 #[tokio::test]
 async fn a_signed_out_cookie_stays_refused_after_a_restart() {
     let app = shared_app().await;
