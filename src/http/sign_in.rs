@@ -214,10 +214,8 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, request: axum
     if let Err(error) = checked_form(request, &state, session.csrf_binding()).await {
         return error.into_response();
     }
-    match state.sessions.sign_out(&session, &headers, &state.config.server.app_url).await {
-        Ok(sign_out) => found(&sign_out.destination, sign_out.set_cookies),
-        Err(error) => AppError::from(error).into_response(),
-    }
+    let sign_out = state.sessions.sign_out(&session, &headers, &state.config.server.app_url).await;
+    found(&sign_out.destination, sign_out.set_cookies)
 }
 
 /// A 302 to `location` carrying `set_cookies` (the status RFC 6749's examples use for these redirects; browsers

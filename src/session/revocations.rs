@@ -165,17 +165,65 @@ impl Revocations {
         Ok(false)
     }
 
-    /// Records a sign-out: in the database first, for every replica and for after a restart, then in this
-    /// replica's own list. When the database cannot record it, nothing is (see `SessionManager::sign_out`).
-    pub async fn record_sign_out(&self, session_id: &str, user_id: &str) -> Result<(), DbError> {
-        if let Some(shared) = &self.shared {
-            let now = time::OffsetDateTime::now_utc();
-            let version = Version { updated_at: now, event_at: now, event_id: String::new() };
-            let mut conn = shared.db.pool().acquire().await?;
-            store::revoke_session(&mut conn, session_id, Some(user_id), RevokedBy::SignOut, &version).await?;
-        }
+    /// Records a sign-out: this replica refuses the session at once, and the database (every replica, and this one
+    /// after a restart) is written now or, when it cannot be reached, again in the background until it is
+    /// ([`SIGN_OUT_RETRY`]). Meanwhile the other replicas cannot let a copy of the cookie in either: without the
+    /// database they answer 503 once their cached answer is older than [`SHARED_CACHE_TTL`]. What is lost is a
+    /// sign-out still waiting when this process stops; the user keeps the result either way (their cookie is
+    /// cleared and the provider asked to revoke the session), so a database outage never keeps anyone signed in.
+    pub async fn record_sign_out(&self, session_id: &str, user_id: &str) {
         self.revoke(session_id);
+        let Some(shared) = &self.shared else { return };
+        let now = time::OffsetDateTime::now_utc();
+        let write = SignOutWrite { session_id: session_id.to_owned(), user_id: user_id.to_owned(), at: now };
+        match write.try_once(&shared.db).await {
+            Ok(()) => {}
+            Err(DbError::Unavailable(error)) => {
+                tracing::error!(%error, %user_id, "could not record the sign-out in the database; retrying until it can");
+                tokio::spawn(write.retry(shared.db.clone()));
+            }
+            Err(error) => tracing::error!(%error, %user_id, "could not record the sign-out in the database"),
+        }
+    }
+}
+
+/// How a sign-out the database could not record is tried again: after 1 s, then twice as long each time up to a
+/// minute, for as long as a session could outlive it (a day: [`KEEP`]).
+pub const SIGN_OUT_RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+
+/// A sign-out to write to `authbridge.revoked_sessions`, as of the moment it was made.
+struct SignOutWrite {
+    session_id: String,
+    user_id: String,
+    at: time::OffsetDateTime,
+}
+
+impl SignOutWrite {
+    async fn try_once(&self, db: &Database) -> Result<(), DbError> {
+        let version = Version { updated_at: self.at, event_at: self.at, event_id: String::new() };
+        let mut conn = db.pool().acquire().await?;
+        store::revoke_session(&mut conn, &self.session_id, Some(&self.user_id), RevokedBy::SignOut, &version).await?;
         Ok(())
+    }
+
+    async fn retry(self, db: Database) {
+        let started = Instant::now();
+        let (mut wait, longest) = SIGN_OUT_RETRY;
+        while started.elapsed() < KEEP {
+            tokio::time::sleep(wait).await;
+            match self.try_once(&db).await {
+                Ok(()) => {
+                    tracing::info!(user_id = %self.user_id, "recorded the sign-out in the database");
+                    return;
+                }
+                Err(DbError::Unavailable(_)) => wait = (wait * 2).min(longest),
+                Err(error) => {
+                    tracing::error!(%error, user_id = %self.user_id, "could not record the sign-out in the database");
+                    return;
+                }
+            }
+        }
+        tracing::error!(user_id = %self.user_id, "gave up recording the sign-out in the database");
     }
 }
 

@@ -23,7 +23,6 @@ use super::provider::{AuthorizationRequest, ProviderError, ScreenHint};
 use super::seal::{Purpose, SealError};
 use super::{Session, SessionError, SessionManager, unix_now};
 use crate::config::Secret;
-use crate::db::DbError;
 use crate::workos::{OrganizationChoice, PendingSelection};
 
 /// How long a sign-in may take between `/login` and `/callback`.
@@ -383,17 +382,11 @@ impl SessionManager {
     /// Ends the session everywhere: refused by this app from now on (whatever copy of the cookie or token is
     /// presented), revoked at the provider (so it can never be refreshed), and the cookie cleared. A provider
     /// failure is logged and does not stop the sign-out. The caller has already checked the request (CSRF).
-    ///
-    /// With `DATABASE_URL`, a sign-out the database cannot record is not made at all (the error, for a 503): ended
-    /// on this replica only, a copy of the cookie would be let in by every other one once the database is back, and
-    /// by this one after a restart (with OpenID Connect until its ID token expires, hours; for ever where the
-    /// provider cannot revoke refresh tokens). Nothing changed, the user just signs out again.
-    pub async fn sign_out(&self, session: &Session, headers: &HeaderMap, return_to: &Url) -> Result<SignOut, DbError> {
-        if let Some(session_id) = session.session_id.as_deref()
-            && let Err(error) = self.revocations.record_sign_out(session_id, &session.user.id).await
-        {
-            tracing::error!(%error, user_id = %session.user.id, "could not record the sign-out in the database; not signing out");
-            return Err(error);
+    pub async fn sign_out(&self, session: &Session, headers: &HeaderMap, return_to: &Url) -> SignOut {
+        if let Some(session_id) = session.session_id.as_deref() {
+            // Never refused for want of the database: the browser is signed out whatever happens, and the record
+            // every replica reads is retried until it is written (see `Revocations::record_sign_out`).
+            self.revocations.record_sign_out(session_id, &session.user.id).await;
         }
         if let Err(error) = self.provider.revoke(session).await {
             tracing::error!(%error, user_id = %session.user.id, "could not revoke the session at the provider");
@@ -401,7 +394,7 @@ impl SessionManager {
         let destination =
             self.provider.logout_url(session, return_to).map_or_else(|| "/".to_owned(), |url| url.to_string());
         tracing::info!(user_id = %session.user.id, "signed out");
-        Ok(SignOut { destination, set_cookies: self.clear(headers) })
+        SignOut { destination, set_cookies: self.clear(headers) }
     }
 }
 
