@@ -226,6 +226,25 @@ async fn a_refused_cursor_falls_back_to_the_last_events_time() {
     assert!(logs::captured().contains("WorkOS refused the Events API cursor"));
 }
 
+/// Only a refused *cursor* is read around: a refused read by time (nothing to fall back to) fails the poll, which
+/// is tried again at the next one, rather than being taken for a refused cursor and sent again.
+#[tokio::test]
+async fn a_refused_read_by_time_fails_the_poll() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("caught up");
+    // No cursor event (as after a refused cursor): the next poll reads by time.
+    let mut conn = app.db.connect().await;
+    sqlx::query("UPDATE authbridge.events_cursor SET after_event_id = NULL, last_event_at = NULL WHERE id = 1")
+        .execute(&mut conn)
+        .await
+        .expect("no cursor event");
+    let calls = app.workos.calls(Endpoint::Events);
+    app.workos.fail_next(Endpoint::Events, 1, 422);
+    assert!(app.consumer(options()).poll_once().await.is_err(), "the refusal is the poll's error");
+    assert_eq!(app.workos.calls(Endpoint::Events), calls + 1, "asked once, not again as if a cursor had been refused");
+    assert!(!logs::captured().contains("WorkOS refused the Events API cursor"));
+}
+
 /// WorkOS keeps events about 30 days, and what it does with a cursor naming an expired event is undocumented: one
 /// answering an empty page would stop a consumer that trusts it for good. A cursor past the window is not sent; the
 /// organizations and memberships are read again, then every event WorkOS still has.
