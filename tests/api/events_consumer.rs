@@ -242,7 +242,6 @@ async fn a_refused_read_by_time_fails_the_poll() {
     app.workos.fail_next(Endpoint::Events, 1, 422);
     assert!(app.consumer(options()).poll_once().await.is_err(), "the refusal is the poll's error");
     assert_eq!(app.workos.calls(Endpoint::Events), calls + 1, "asked once, not again as if a cursor had been refused");
-    assert!(!logs::captured().contains("WorkOS refused the Events API cursor"));
 }
 
 /// WorkOS keeps events about 30 days, and what it does with a cursor naming an expired event is undocumented: one
