@@ -67,6 +67,15 @@ async fn stopped_for(app: &TestApp, days: i32) {
     .expect("a consumer stopped");
 }
 
+/// Emits an event no database can apply (a name with a NUL byte, which PostgreSQL text cannot hold); its id.
+fn emit_poisoned(app: &TestApp) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    app.workos.emit_event(
+        "organization.created",
+        json!({ "object": "organization", "id": "org_nul", "name": "Nul\u{0}Corp", "updated_at": ts(now) }),
+    )
+}
+
 /// Whether the database knows the organization `id` (from an event or a reconciliation).
 async fn organization_known(app: &TestApp, id: &str) -> bool {
     app.query_scalar_i64("SELECT count(*) FROM authbridge.organizations WHERE id = $1", id).await == 1
@@ -378,11 +387,7 @@ async fn a_refused_cursor_is_not_sent_again_when_no_event_follows() {
 async fn an_event_the_database_always_refuses_is_rejected_after_a_few_tries_and_the_next_ones_apply() {
     let app = app_without_push().await;
     app.consumer(options()).poll_once().await.expect("caught up");
-    let now = time::OffsetDateTime::now_utc();
-    let poisoned = app.workos.emit_event(
-        "organization.created",
-        json!({ "object": "organization", "id": "org_nul", "name": "Nul\u{0}Corp", "updated_at": ts(now) }),
-    );
+    let poisoned = emit_poisoned(&app);
     let after = app.workos.create_organization("Initech");
     let last_event = app.workos.events().last().map(|event| event.id.clone());
 
@@ -407,11 +412,7 @@ async fn an_event_is_rejected_only_after_failing_for_the_minimum_time_as_well_as
     let app = app_without_push().await;
     app.consumer(options()).poll_once().await.expect("caught up");
     let before = cursor(&app).await;
-    let now = time::OffsetDateTime::now_utc();
-    let poisoned = app.workos.emit_event(
-        "organization.created",
-        json!({ "object": "organization", "id": "org_nul", "name": "Nul\u{0}Corp", "updated_at": ts(now) }),
-    );
+    let poisoned = emit_poisoned(&app);
     let consumer = app.consumer(ConsumerOptions { reject_after: Duration::from_secs(4), ..options() });
     let started = Instant::now();
     for attempt in 1..=7 {
@@ -426,6 +427,21 @@ async fn an_event_is_rejected_only_after_failing_for_the_minimum_time_as_well_as
     let report = consumer.poll_once().await.expect("the event is given up");
     assert_eq!(report.rejected, 1, "{report:?}");
     assert_eq!(cursor(&app).await.as_deref(), Some(poisoned.as_str()));
+}
+
+/// With the minimum time already met, the fifth failure gives the event up: not the first, nor a sixth.
+#[tokio::test]
+async fn with_the_minimum_time_met_an_event_is_given_up_at_its_fifth_failure() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("caught up");
+    let poisoned = emit_poisoned(&app);
+    let consumer = app.consumer(ConsumerOptions { reject_after: Duration::ZERO, ..options() });
+    for attempt in 1..=4 {
+        assert!(consumer.poll_once().await.is_err(), "attempt {attempt} failed");
+    }
+    assert!(app.ledger().await.iter().all(|(id, ..)| *id != poisoned), "four failures did not give it up");
+    let report = consumer.poll_once().await.expect("the fifth gives it up");
+    assert_eq!(report.rejected, 1, "{report:?}");
 }
 
 #[tokio::test]
