@@ -444,6 +444,28 @@ async fn with_the_minimum_time_met_an_event_is_given_up_at_its_fifth_failure() {
     assert_eq!(report.rejected, 1, "{report:?}");
 }
 
+/// A failure that is not about the event's data (here the table it writes is missing, as it may be while a
+/// migration or a restore is under way) never gives the event up, however often and long it happens: once the
+/// table is back, the event applies.
+#[tokio::test]
+async fn an_event_failing_for_a_reason_outside_its_data_is_never_given_up() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("caught up");
+    let umbrella = app.workos.create_organization("Umbrella");
+    let consumer = app.consumer(ConsumerOptions { reject_after: Duration::ZERO, ..options() });
+    let mut conn = app.db.connect().await;
+    let away = "ALTER TABLE authbridge.organizations RENAME TO organizations_away";
+    sqlx::query(away).execute(&mut conn).await.expect("table moved");
+    for attempt in 1..=6 {
+        assert!(consumer.poll_once().await.is_err(), "attempt {attempt} failed");
+    }
+    let back = "ALTER TABLE authbridge.organizations_away RENAME TO organizations";
+    sqlx::query(back).execute(&mut conn).await.expect("table back");
+    let report = consumer.poll_once().await.expect("applied once the table is back");
+    assert_eq!((report.applied, report.rejected), (1, 0), "{report:?}");
+    assert!(organization_known(&app, &umbrella.id).await);
+}
+
 #[tokio::test]
 async fn the_app_runs_the_consumer_when_configured_and_it_alone_keeps_the_app_right() {
     let app = spawn_app_with(AppOptions::default().lifecycle_with(LifecycleOptions {
