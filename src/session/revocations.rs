@@ -189,7 +189,13 @@ impl Revocations {
 
 /// How a sign-out the database could not record is tried again: after 1 s, then twice as long each time up to a
 /// minute, for as long as a session could outlive it (a day: [`KEEP`]).
-pub const SIGN_OUT_RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+const SIGN_OUT_RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+
+/// The waits before each new try of a sign-out's record: [`SIGN_OUT_RETRY`].
+fn sign_out_retry_waits() -> impl Iterator<Item = Duration> {
+    let (first, longest) = SIGN_OUT_RETRY;
+    std::iter::successors(Some(first), move |wait| Some((*wait * 2).min(longest)))
+}
 
 /// A sign-out to write to `authbridge.revoked_sessions`, as of the moment it was made.
 struct SignOutWrite {
@@ -208,15 +214,17 @@ impl SignOutWrite {
 
     async fn retry(self, db: Database) {
         let started = Instant::now();
-        let (mut wait, longest) = SIGN_OUT_RETRY;
-        while started.elapsed() < KEEP {
+        for wait in sign_out_retry_waits() {
+            if started.elapsed() >= KEEP {
+                break;
+            }
             tokio::time::sleep(wait).await;
             match self.try_once(&db).await {
                 Ok(()) => {
                     tracing::info!(user_id = %self.user_id, "recorded the sign-out in the database");
                     return;
                 }
-                Err(DbError::Unavailable(_)) => wait = (wait * 2).min(longest),
+                Err(DbError::Unavailable(_)) => {}
                 Err(error) => {
                     tracing::error!(%error, user_id = %self.user_id, "could not record the sign-out in the database");
                     return;
@@ -333,6 +341,12 @@ mod tests {
                 "forgotten once the day is over"
             );
         }
+    }
+
+    #[test]
+    fn a_sign_out_is_tried_again_after_1_s_then_twice_as_long_each_time_up_to_a_minute() {
+        let waits: Vec<u64> = sign_out_retry_waits().take(8).map(|wait| wait.as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
     }
 
     #[test]
