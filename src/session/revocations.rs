@@ -115,7 +115,10 @@ impl Revocations {
         {
             local.remove(&oldest);
         }
-        local.insert(ended, now);
+        // Ended again (a `session.revoked` after our own sign-out): it has been ended since the first time, which is
+        // what `ended_here_before` asks, unless that is past `KEEP` and so no longer counts.
+        let since = local.get(&ended).copied().filter(|at| now.saturating_duration_since(*at) < KEEP).unwrap_or(now);
+        local.insert(ended, since);
     }
 
     /// Whether this replica's own list had this user or session as ended by `noted_by`, an end still within
@@ -358,6 +361,20 @@ mod tests {
         assert!(!revocations.ended_here_before("user_1", Some("session_1"), before), "the request that ended it");
         assert!(revocations.ended_here_before("user_1", Some("session_1"), after), "a later request");
         assert!(!revocations.ended_here_before("user_1", Some("session_2"), after), "another session");
+
+        // Ended once more (WorkOS's `session.revoked` for a sign-out made here): still ended since the first time.
+        revocations.note(&[Effect::SessionRevoked { session_id: "session_1".into() }]);
+        assert!(revocations.ended_here_before("user_1", Some("session_1"), after), "known since the sign-out");
+    }
+
+    #[test]
+    fn an_end_past_keep_noted_again_counts_from_the_new_time() {
+        let revocations = Revocations::default();
+        let long_ago = Instant::now();
+        let now = long_ago + KEEP + Duration::from_secs(1);
+        revocations.remember_at(Ended::Session("session_1".into()), long_ago);
+        revocations.remember_at(Ended::Session("session_1".into()), now);
+        assert!(revocations.ended_locally("user_1", Some("session_1"), now, now), "ended again, and refused");
     }
 
     #[test]
