@@ -10,7 +10,6 @@ use reqwest::Method;
 use standins::oidc_standin::Endpoint;
 
 use crate::helpers::app::{ALICE, me_everywhere};
-use crate::helpers::browser::Browser;
 use crate::helpers::lifecycle::eventually;
 use crate::helpers::oidc::{OidcApp, OidcAppOptions, spawn_oidc_app_with};
 use crate::helpers::session::read_session;
@@ -60,7 +59,7 @@ async fn a_sign_out_while_the_database_is_down_signs_out_and_reaches_every_repli
     let replica = app.replica().await;
     let browser = app.signed_in(ALICE).await;
     let session_id = read_session(&browser).session_id.expect("the app's own session id");
-    let here = Browser::new(app.base_url.clone());
+    let here = app.browser();
     here.copy_cookies_from(&browser);
     let elsewhere = replica.browser_like(&browser);
     let proxy = app.db_proxy.as_ref().expect("a proxy");
