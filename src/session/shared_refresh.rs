@@ -10,7 +10,9 @@
 //!    calls the provider.
 //! 2. **record**: the claimant writes what came out — the new session sealed with the cookie keys (a purpose of its
 //!    own, so a row can never be replayed as a cookie), or the provider's refusal. A failure that says nothing
-//!    about the token (the provider down) deletes the claim, so the next request anywhere tries again.
+//!    about the token (the provider down) deletes the claim, so the next request anywhere tries again. What the
+//!    database cannot take at once is written in the background as soon as it can (every [`RECORD_RETRY`], for
+//!    [`KEEP`]).
 //! 3. **reuse**: everyone else polls the row until it has an outcome and uses it instead of calling the provider.
 //!
 //! While its call is under way the claimant renews the claim every third of [`CLAIM_TIMEOUT`], so a slow call
@@ -35,7 +37,7 @@ use time::OffsetDateTime;
 use super::Session;
 use super::provider::ProviderError;
 use super::seal::{Purpose, Sealer};
-use crate::db::Database;
+use crate::db::{Database, DbError};
 use crate::sync::lock;
 
 /// How long a claim nobody renews is honoured: its claimant renews it three times as often while it is alive.
@@ -44,6 +46,9 @@ pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(15);
 pub const KEEP: Duration = super::refresh::MEMO_TTL;
 /// How often a waiting replica looks for the claimant's result.
 const POLL: Duration = Duration::from_millis(50);
+/// How often a claimant whose result the database could not take tries again: short, so the result lands soon
+/// after a blip ends, long before the claim would be taken over.
+const RECORD_RETRY: Duration = Duration::from_millis(250);
 
 type Outcome = Result<Session, ProviderError>;
 
@@ -103,9 +108,7 @@ impl SharedRefreshes {
                         never = self.renew_while_alive(key, &lease) => match never {},
                     };
                     let claimed_at = *lock(&lease);
-                    if let Err(error) = self.record(key, &outcome, claimed_at).await {
-                        tracing::warn!(%error, "cannot record the session refresh for the other replicas");
-                    }
+                    self.record(key, &outcome, claimed_at).await;
                     return outcome;
                 }
                 Claim::Pending => {
@@ -218,17 +221,57 @@ impl SharedRefreshes {
     }
 
     /// Records the claimant's outcome: the new session or the refusal for everyone; any other failure releases the
-    /// claim so the next request (here or elsewhere) asks the provider again.
-    async fn record(
-        &self,
-        key: &[u8; 32],
-        outcome: &Outcome,
-        claimed_at: Option<OffsetDateTime>,
-    ) -> Result<(), RecordError> {
-        let pool = self.db.pool();
-        match outcome {
-            Ok(session) => {
-                let sealed = self.sealer.seal(Purpose::SharedRefresh, &serde_json::to_vec(session)?)?;
+    /// claim so the next request (here or elsewhere) asks the provider again. When the database cannot take it now
+    /// (a blip between the claim and the provider's answer), it is written in the background as soon as it can be:
+    /// left unrecorded, the claim would look abandoned after [`CLAIM_TIMEOUT`], and the replica taking it over
+    /// would send the spent refresh token again and sign the user out.
+    async fn record(&self, key: &[u8; 32], outcome: &Outcome, claimed_at: Option<OffsetDateTime>) {
+        let record = match self.record_of(outcome, claimed_at) {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::warn!(%error, "cannot record the session refresh for the other replicas");
+                return;
+            }
+        };
+        if let Err(error) = record.write(&self.db, key).await {
+            if matches!(error, DbError::Unavailable(_)) {
+                tracing::warn!(%error, "cannot record the session refresh for the other replicas yet; trying again");
+                tokio::spawn(record.write_later(self.db.clone(), *key));
+            } else {
+                tracing::warn!(%error, "cannot record the session refresh for the other replicas");
+            }
+        }
+    }
+
+    fn record_of(&self, outcome: &Outcome, claimed_at: Option<OffsetDateTime>) -> Result<Record, RecordError> {
+        Ok(match outcome {
+            Ok(session) => Record::Refreshed(self.sealer.seal(Purpose::SharedRefresh, &serde_json::to_vec(session)?)?),
+            Err(ProviderError::GrantRejected(reason)) => Record::Rejected(reason.clone()),
+            Err(_) => Record::Release(claimed_at),
+        })
+    }
+
+    fn open(&self, sealed: &str) -> Option<Session> {
+        let opened = self.sealer.open(Purpose::SharedRefresh, sealed).ok()?;
+        serde_json::from_slice(&opened.plaintext).ok()
+    }
+}
+
+/// What a claimant writes to its row once its provider call is over.
+enum Record {
+    /// The new session, sealed for the other replicas.
+    Refreshed(String),
+    /// The provider's refusal of the token.
+    Rejected(String),
+    /// Any other failure says nothing about the token: this replica's claim (held since then) is given back.
+    Release(Option<OffsetDateTime>),
+}
+
+impl Record {
+    async fn write(&self, db: &Database, key: &[u8; 32]) -> Result<(), DbError> {
+        let pool = db.pool();
+        match self {
+            Record::Refreshed(sealed) => {
                 sqlx::query(
                     "UPDATE authbridge.refresh_results \
                      SET outcome = 'refreshed', sealed_session = $2, rejected_reason = NULL, finished_at = now() \
@@ -239,7 +282,7 @@ impl SharedRefreshes {
                 .execute(pool)
                 .await?;
             }
-            Err(ProviderError::GrantRejected(reason)) => {
+            Record::Rejected(reason) => {
                 // Never over a session someone recorded: if a replica that took over was refused because the
                 // first one spent the token after all, the first one's new session is the truth.
                 sqlx::query(
@@ -254,32 +297,45 @@ impl SharedRefreshes {
             }
             // Only this replica's own claim: should another have taken the row over meanwhile (the database was out
             // of reach for the renewals), its claim is live, and deleting it would leave its result unshared.
-            Err(_) => {
-                if let Some(claimed_at) = claimed_at {
-                    sqlx::query(
-                        "DELETE FROM authbridge.refresh_results \
-                         WHERE token_hash = $1 AND outcome IS NULL AND claimed_at = $2",
-                    )
-                    .bind(key.as_slice())
-                    .bind(claimed_at)
-                    .execute(pool)
-                    .await?;
-                }
+            Record::Release(None) => {}
+            Record::Release(Some(claimed_at)) => {
+                sqlx::query(
+                    "DELETE FROM authbridge.refresh_results \
+                     WHERE token_hash = $1 AND outcome IS NULL AND claimed_at = $2",
+                )
+                .bind(key.as_slice())
+                .bind(claimed_at)
+                .execute(pool)
+                .await?;
             }
         }
         Ok(())
     }
 
-    fn open(&self, sealed: &str) -> Option<Session> {
-        let opened = self.sealer.open(Purpose::SharedRefresh, sealed).ok()?;
-        serde_json::from_slice(&opened.plaintext).ok()
+    /// Writes the record once the database takes it, trying every [`RECORD_RETRY`] for as long as a result is
+    /// kept ([`KEEP`]): after that no replica would read it.
+    async fn write_later(self, db: Database, key: [u8; 32]) {
+        let started = Instant::now();
+        while started.elapsed() < KEEP {
+            tokio::time::sleep(RECORD_RETRY).await;
+            match self.write(&db, &key).await {
+                Ok(()) => {
+                    tracing::info!("recorded the session refresh for the other replicas");
+                    return;
+                }
+                Err(DbError::Unavailable(_)) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "cannot record the session refresh for the other replicas");
+                    return;
+                }
+            }
+        }
+        tracing::warn!("gave up recording a session refresh for the other replicas: the database stayed unavailable");
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 enum RecordError {
-    #[error("{0}")]
-    Database(#[from] sqlx::Error),
     #[error("cannot seal the session")]
     Seal(#[from] super::seal::SealError),
     #[error("cannot serialise the session: {0}")]

@@ -284,6 +284,61 @@ async fn a_failed_refresh_releases_only_its_own_claim() {
     pool.close().await;
 }
 
+/// The database blinking between a replica's claim and the provider's answer: the claimant records its result as
+/// soon as the database is back. Left unrecorded, the claim would look abandoned once its timeout passed, and the
+/// replica taking it over would send the spent refresh token again, signing the user out.
+#[tokio::test]
+async fn a_refresh_the_database_could_not_take_at_once_is_recorded_once_it_is_back() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use authbridge::config::Secret;
+    use authbridge::session::provider::ProviderError;
+    use authbridge::session::seal::Sealer;
+    use authbridge::session::shared_refresh::SharedRefreshes;
+
+    let app = spawn_app_with(
+        AppOptions::default().lifecycle_with(LifecycleOptions { through_proxy: true, ..LifecycleOptions::default() }),
+    )
+    .await;
+    let proxy = app.db_proxy.as_ref().expect("a proxy");
+    let config = app.config.database.as_ref().expect("the lifecycle's database");
+    let replica = || {
+        let database = authbridge::db::Database::connect_lazy(config).expect("a pool");
+        SharedRefreshes::new(database, Sealer::new(&Secret::new(COOKIE_PASSWORD), None).expect("a sealer"))
+            .with_claim_timeout(Duration::from_secs(2))
+    };
+    let (first, second) = (replica(), replica());
+    // What the provider answers the first replica: a session (its content does not matter here).
+    let rotated = read_session(&app.signed_in(CAROL).await);
+    let key = [9u8; 32];
+
+    let refreshed = first
+        .refresh(&key, || async {
+            proxy.cut();
+            Ok(rotated.clone())
+        })
+        .await;
+    assert!(refreshed.is_ok(), "the first replica's own request has its new session");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.restore();
+    let recorded = eventually(Duration::from_secs(5), || async {
+        refresh_rows(&app).await.first().and_then(|row| row.1.clone()).as_deref() == Some("refreshed")
+    })
+    .await;
+    assert!(recorded, "recorded once the database is back: {:?}", refresh_rows(&app).await);
+
+    let calls = AtomicUsize::new(0);
+    let shared = second
+        .refresh(&key, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) })
+        })
+        .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the spent refresh token is not sent again");
+    let Ok(shared) = shared else { panic!("the second replica is given the first one's session") };
+    assert_eq!(shared.refresh_token, rotated.refresh_token);
+}
+
 /// A provider call slower than the claim timeout (a refresh may take a WorkOS request, a key fetch and the membership
 /// sync, each with its own timeout) keeps its claim renewed: a replica that arrives meanwhile waits for its result
 /// instead of taking the claim over and sending the refresh token a second time.
