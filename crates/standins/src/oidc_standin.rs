@@ -129,6 +129,10 @@ pub enum IdTokenFault {
     Expired,
     /// Issued an hour from now.
     IssuedInTheFuture,
+    /// Expired 30 s ago: not a fault for a relying party that allows for clock skew (authbridge: a minute).
+    ExpiredWithinSkew,
+    /// Issued 30 s from now (the provider's clock ahead): likewise within the skew allowed.
+    IssuedWithinSkew,
     /// `alg: none`, no signature.
     AlgNone,
     /// HS256 with the published RSA public key (PEM) as the secret, naming the current `kid`.
@@ -608,6 +612,8 @@ impl State {
         let (issued_at, expires_at) = match fault {
             Some(IdTokenFault::Expired) => (now - 3600, now - 600),
             Some(IdTokenFault::IssuedInTheFuture) => (now + 3600, now + 7200),
+            Some(IdTokenFault::ExpiredWithinSkew) => (now - 3630, now - 30),
+            Some(IdTokenFault::IssuedWithinSkew) => (now + 30, now + 30 + whole_seconds(self.options.id_token_ttl)),
             _ => (now, now + whole_seconds(self.options.id_token_ttl)),
         };
         let mut claims = Map::new();

@@ -44,6 +44,17 @@ async fn an_id_token_breaking_any_rule_is_refused_with_no_session() {
     assert!(app.all_todos().await.is_empty());
 }
 
+/// Clocks differ: a token expired or issued less than the minute of skew allowed (`LEEWAY`) ago or ahead signs in.
+#[tokio::test]
+async fn an_id_token_within_the_clock_skew_allowed_signs_in() {
+    let app = spawn_oidc_app().await;
+    for skewed in [IdTokenFault::ExpiredWithinSkew, IdTokenFault::IssuedWithinSkew] {
+        let (status, body, has_session) = sign_in_with(&app, skewed).await;
+        assert_eq!(status, 302, "{skewed:?}: {body}");
+        assert!(has_session, "{skewed:?} made no session");
+    }
+}
+
 #[tokio::test]
 async fn a_key_nobody_publishes_is_refused_after_one_fetch_of_the_keys() {
     let app = spawn_oidc_app().await;

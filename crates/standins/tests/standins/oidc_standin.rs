@@ -462,6 +462,8 @@ async fn rule_breaking_id_tokens_break_exactly_their_rule() {
         IdTokenFault::MissingNonce,
         IdTokenFault::WrongNonce,
         IdTokenFault::Expired,
+        IdTokenFault::ExpiredWithinSkew,
+        IdTokenFault::IssuedWithinSkew,
         IdTokenFault::AlgNone,
         IdTokenFault::Hs256WithPublicKey,
         IdTokenFault::UnknownKey,
@@ -477,6 +479,10 @@ async fn rule_breaking_id_tokens_break_exactly_their_rule() {
     assert!(claims("MissingNonce").get("nonce").is_none());
     assert_eq!(claims("WrongNonce")["nonce"], "not-the-nonce-of-this-sign-in");
     assert!(claims("Expired")["exp"].as_i64().expect("exp") < claims("WrongNonce")["iat"].as_i64().expect("iat"));
+    let seconds = |fault: &str, claim: &str| claims(fault)[claim].as_i64().expect("a time");
+    let now = seconds("WrongNonce", "iat");
+    assert!((25..=35).contains(&(now - seconds("ExpiredWithinSkew", "exp"))), "expired half a minute ago");
+    assert!((25..=35).contains(&(seconds("IssuedWithinSkew", "iat") - now)), "issued half a minute ahead");
     assert_eq!(header(&issued["AlgNone"])["alg"], "none");
     assert!(issued["AlgNone"].ends_with('.'), "no signature");
     assert_eq!(header(&issued["Hs256WithPublicKey"])["alg"], "HS256");
