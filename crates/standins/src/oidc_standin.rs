@@ -123,6 +123,10 @@ pub enum IdTokenFault {
     UntrustedExtraAudience,
     /// `azp` names another client.
     WrongAuthorizedParty,
+    /// `aud` is `[client_id, client_id]`, without `azp`: several audiences must come with an `azp`.
+    RepeatedAudience,
+    /// `azp` is the client's own id (as Google's ID tokens have it): not a fault.
+    AuthorizedPartyIsTheClient,
     MissingNonce,
     WrongNonce,
     /// Expired ten minutes ago.
@@ -631,11 +635,18 @@ impl State {
         let audience = match fault {
             Some(IdTokenFault::WrongAudience) => json!("another-client"),
             Some(IdTokenFault::UntrustedExtraAudience) => json!([client_id, "another-client"]),
+            Some(IdTokenFault::RepeatedAudience) => json!([client_id, client_id]),
             _ => json!(client_id),
         };
         claims.insert("aud".into(), audience);
-        if fault == Some(IdTokenFault::WrongAuthorizedParty) {
-            claims.insert("azp".into(), Value::from("another-client"));
+        match fault {
+            Some(IdTokenFault::WrongAuthorizedParty) => {
+                claims.insert("azp".into(), Value::from("another-client"));
+            }
+            Some(IdTokenFault::AuthorizedPartyIsTheClient) => {
+                claims.insert("azp".into(), Value::from(client_id));
+            }
+            _ => {}
         }
         claims.insert("iat".into(), Value::from(issued_at));
         claims.insert("exp".into(), Value::from(expires_at));

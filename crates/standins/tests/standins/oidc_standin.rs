@@ -13,7 +13,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use reqwest::StatusCode;
 use reqwest::header::{LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
-use serde_json::Value;
+use serde_json::{Value, json};
 use standins::oidc_standin::{
     ClientAuthMethods, Endpoint, IdTokenFault, OidcStandIn, OidcStandInOptions, RefreshIdToken,
 };
@@ -459,6 +459,9 @@ async fn rule_breaking_id_tokens_break_exactly_their_rule() {
     for fault in [
         IdTokenFault::WrongIssuer,
         IdTokenFault::WrongAudience,
+        IdTokenFault::RepeatedAudience,
+        IdTokenFault::WrongAuthorizedParty,
+        IdTokenFault::AuthorizedPartyIsTheClient,
         IdTokenFault::MissingNonce,
         IdTokenFault::WrongNonce,
         IdTokenFault::Expired,
@@ -476,6 +479,11 @@ async fn rule_breaking_id_tokens_break_exactly_their_rule() {
     let claims = |fault: &str| payload(&issued[fault]);
     assert_ne!(claims("WrongIssuer")["iss"], oidc.issuer().as_str());
     assert_eq!(claims("WrongAudience")["aud"], "another-client");
+    assert_eq!(claims("RepeatedAudience")["aud"], json!([oidc.client_id(), oidc.client_id()]));
+    assert!(claims("RepeatedAudience").get("azp").is_none());
+    assert_eq!(claims("WrongAuthorizedParty")["azp"], "another-client");
+    assert_eq!(claims("AuthorizedPartyIsTheClient")["azp"], oidc.client_id());
+    assert!(claims("WrongNonce").get("azp").is_none(), "no azp unless asked for");
     assert!(claims("MissingNonce").get("nonce").is_none());
     assert_eq!(claims("WrongNonce")["nonce"], "not-the-nonce-of-this-sign-in");
     assert!(claims("Expired")["exp"].as_i64().expect("exp") < claims("WrongNonce")["iat"].as_i64().expect("iat"));
