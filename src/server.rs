@@ -56,7 +56,11 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // Both: `max_buf_size` is checked only while the headers are incomplete, and the read buffer grows by
+        // doubling, so headers sent in one burst were parsed in full up to about twice the limit;
+        // `max_header_size` checks the size of the parsed headers themselves (431 beyond).
         .max_buf_size(MAX_HEADER_BYTES)
+        .max_header_size(MAX_HEADER_BYTES)
         .keep_alive(true);
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let requests = Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1)));
