@@ -6,8 +6,6 @@
 //! for anyone who writes without going through this type. Control characters are refused here only (PostgreSQL's
 //! text cannot hold NUL in any case).
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -109,18 +107,6 @@ impl TryFrom<String> for Title {
 impl From<Title> for String {
     fn from(title: Title) -> String {
         title.0
-    }
-}
-
-impl AsRef<str> for Title {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Title {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
