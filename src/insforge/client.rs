@@ -596,10 +596,15 @@ mod tests {
                 status_error(Kind::Write, StatusCode::INTERNAL_SERVER_ERROR, &insforge_500(never_opened), TOKEN);
             assert!(matches!(error, InsforgeError::Upstream { status: 500, .. }), "{never_opened}: {error:?}");
         }
-        // A PostgREST error body is PostgreSQL's answer: the statement failed, and its transaction with it.
-        let postgrest = r#"{"code":"XX000","details":null,"hint":null,"message":"socket hang up"}"#;
-        let error = status_error(Kind::Write, StatusCode::INTERNAL_SERVER_ERROR, postgrest, TOKEN);
-        assert!(matches!(error, InsforgeError::Upstream { status: 500, .. }), "{error:?}");
+        // A PostgREST error body is PostgreSQL's answer: the statement failed, and its transaction with it. And an
+        // InsForge error by another name than INTERNAL_ERROR is InsForge's own refusal, not a lost connection.
+        for answered in [
+            r#"{"code":"XX000","details":null,"hint":null,"message":"socket hang up"}"#,
+            r#"{"error":"DATABASE_VALIDATION_ERROR","message":"socket hang up","statusCode":500}"#,
+        ] {
+            let error = status_error(Kind::Write, StatusCode::INTERNAL_SERVER_ERROR, answered, TOKEN);
+            assert!(matches!(error, InsforgeError::Upstream { status: 500, .. }), "{answered}: {error:?}");
+        }
     }
 
     /// Only PostgreSQL's data errors are the input's fault; PostgREST's other 400s (its own request errors, an
