@@ -101,3 +101,31 @@ impl Database {
         }
     }
 }
+
+/// Tries again a write the database could not take when it was made (a sign-out, a shared refresh's result), for
+/// as long as that write still matters: after each of `waits` in turn, until it succeeds, fails for a reason other
+/// than the database being unavailable, or `within` has passed since the first wait began. The outcome is the last
+/// try's (`Unavailable` when the database never came back).
+pub async fn retry_while_unavailable<F, Fut>(
+    waits: impl IntoIterator<Item = Duration>,
+    within: Duration,
+    mut attempt: F,
+) -> Result<(), DbError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), DbError>>,
+{
+    let started = std::time::Instant::now();
+    let mut last = DbError::Unavailable("not tried again".to_owned());
+    for wait in waits {
+        if started.elapsed() >= within {
+            break;
+        }
+        tokio::time::sleep(wait).await;
+        match attempt().await {
+            Err(error @ DbError::Unavailable(_)) => last = error,
+            done => return done,
+        }
+    }
+    Err(last)
+}

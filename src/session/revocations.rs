@@ -216,25 +216,15 @@ impl SignOutWrite {
     }
 
     async fn retry(self, db: Database) {
-        let started = Instant::now();
-        for wait in sign_out_retry_waits() {
-            if started.elapsed() >= KEEP {
-                break;
+        match crate::db::retry_while_unavailable(sign_out_retry_waits(), KEEP, || self.try_once(&db)).await {
+            Ok(()) => tracing::info!(user_id = %self.user_id, "recorded the sign-out in the database"),
+            Err(DbError::Unavailable(_)) => {
+                tracing::error!(user_id = %self.user_id, "gave up recording the sign-out in the database");
             }
-            tokio::time::sleep(wait).await;
-            match self.try_once(&db).await {
-                Ok(()) => {
-                    tracing::info!(user_id = %self.user_id, "recorded the sign-out in the database");
-                    return;
-                }
-                Err(DbError::Unavailable(_)) => {}
-                Err(error) => {
-                    tracing::error!(%error, user_id = %self.user_id, "could not record the sign-out in the database");
-                    return;
-                }
+            Err(error) => {
+                tracing::error!(%error, user_id = %self.user_id, "could not record the sign-out in the database");
             }
         }
-        tracing::error!(user_id = %self.user_id, "gave up recording the sign-out in the database");
     }
 }
 

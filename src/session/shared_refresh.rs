@@ -315,22 +315,16 @@ impl Record {
     /// Writes the record once the database takes it, trying every [`RECORD_RETRY`] for as long as a result is
     /// kept ([`KEEP`]): after that no replica would read it.
     async fn write_later(self, db: Database, key: [u8; 32]) {
-        let started = Instant::now();
-        while started.elapsed() < KEEP {
-            tokio::time::sleep(RECORD_RETRY).await;
-            match self.write(&db, &key).await {
-                Ok(()) => {
-                    tracing::info!("recorded the session refresh for the other replicas");
-                    return;
-                }
-                Err(DbError::Unavailable(_)) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "cannot record the session refresh for the other replicas");
-                    return;
-                }
+        let waits = std::iter::repeat(RECORD_RETRY);
+        match crate::db::retry_while_unavailable(waits, KEEP, || self.write(&db, &key)).await {
+            Ok(()) => tracing::info!("recorded the session refresh for the other replicas"),
+            Err(DbError::Unavailable(_)) => {
+                tracing::warn!(
+                    "gave up recording a session refresh for the other replicas: the database stayed unavailable"
+                );
             }
+            Err(error) => tracing::warn!(%error, "cannot record the session refresh for the other replicas"),
         }
-        tracing::warn!("gave up recording a session refresh for the other replicas: the database stayed unavailable");
     }
 }
 

@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+use authbridge::config::Secret;
+use authbridge::session::provider::ProviderError;
+use authbridge::session::seal::Sealer;
+use authbridge::session::shared_refresh::{self, SharedRefreshes};
 use reqwest::Method;
 use standins::workos_standin::Endpoint;
 
@@ -31,6 +35,14 @@ async fn refresh_rows(app: &TestApp) -> Vec<(i32, Option<String>, Option<String>
     .expect("read refresh_results");
     pool.close().await;
     rows
+}
+
+/// What one more replica shares refreshes through: the app's database and cookie password, with `claim_timeout`.
+fn shared_refreshes(app: &TestApp, claim_timeout: Duration) -> SharedRefreshes {
+    let config = app.config.database.as_ref().expect("the lifecycle's database");
+    let database = authbridge::db::Database::connect_lazy(config).expect("a pool");
+    let sealer = Sealer::new(&Secret::new(COOKIE_PASSWORD), None).expect("a sealer");
+    SharedRefreshes::new(database, sealer).with_claim_timeout(claim_timeout)
 }
 
 #[tokio::test]
@@ -254,15 +266,8 @@ async fn a_refusal_another_replica_recorded_ends_the_session_without_asking_work
 /// and the old cookie's next request would re-send a spent token).
 #[tokio::test]
 async fn a_failed_refresh_releases_only_its_own_claim() {
-    use authbridge::config::Secret;
-    use authbridge::session::provider::ProviderError;
-    use authbridge::session::seal::Sealer;
-    use authbridge::session::shared_refresh::SharedRefreshes;
-
     let app = lifecycle_app().await;
-    let config = app.config.database.as_ref().expect("the lifecycle's database");
-    let database = authbridge::db::Database::connect_lazy(config).expect("a pool");
-    let shared = SharedRefreshes::new(database, Sealer::new(&Secret::new(COOKIE_PASSWORD), None).expect("a sealer"));
+    let shared = shared_refreshes(&app, shared_refresh::CLAIM_TIMEOUT);
     let key = [7u8; 32];
     let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect as owner");
     let outcome = shared
@@ -291,23 +296,13 @@ async fn a_failed_refresh_releases_only_its_own_claim() {
 async fn a_refresh_the_database_could_not_take_at_once_is_recorded_once_it_is_back() {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use authbridge::config::Secret;
-    use authbridge::session::provider::ProviderError;
-    use authbridge::session::seal::Sealer;
-    use authbridge::session::shared_refresh::SharedRefreshes;
-
     let app = spawn_app_with(
         AppOptions::default().lifecycle_with(LifecycleOptions { through_proxy: true, ..LifecycleOptions::default() }),
     )
     .await;
     let proxy = app.db_proxy.as_ref().expect("a proxy");
-    let config = app.config.database.as_ref().expect("the lifecycle's database");
-    let replica = || {
-        let database = authbridge::db::Database::connect_lazy(config).expect("a pool");
-        SharedRefreshes::new(database, Sealer::new(&Secret::new(COOKIE_PASSWORD), None).expect("a sealer"))
-            .with_claim_timeout(Duration::from_secs(2))
-    };
-    let (first, second) = (replica(), replica());
+    let (first, second) =
+        (shared_refreshes(&app, Duration::from_secs(2)), shared_refreshes(&app, Duration::from_secs(2)));
     // What the provider answers the first replica: a session (its content does not matter here).
     let rotated = read_session(&app.signed_in(CAROL).await);
     let key = [9u8; 32];
@@ -346,22 +341,11 @@ async fn a_refresh_the_database_could_not_take_at_once_is_recorded_once_it_is_ba
 async fn a_slow_refresh_keeps_its_claim_and_the_other_replicas_wait_for_it() {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use authbridge::config::Secret;
-    use authbridge::session::provider::ProviderError;
-    use authbridge::session::seal::Sealer;
-    use authbridge::session::shared_refresh::SharedRefreshes;
-
     const CLAIM_TIMEOUT: Duration = Duration::from_millis(900);
     let app = lifecycle_app().await;
     let browser = app.signed_in(ALICE).await;
     let refreshed = read_session(&browser);
-    let config = app.config.database.as_ref().expect("the lifecycle's database");
-    let replica = || {
-        let database = authbridge::db::Database::connect_lazy(config).expect("a pool");
-        let sealer = Sealer::new(&Secret::new(COOKIE_PASSWORD), None).expect("a sealer");
-        SharedRefreshes::new(database, sealer).with_claim_timeout(CLAIM_TIMEOUT)
-    };
-    let (first, second) = (replica(), replica());
+    let (first, second) = (shared_refreshes(&app, CLAIM_TIMEOUT), shared_refreshes(&app, CLAIM_TIMEOUT));
     let key = [9u8; 32];
     let second_calls = AtomicUsize::new(0);
 
