@@ -127,6 +127,22 @@ async fn an_old_update_after_a_new_one_changes_nothing() {
     assert_eq!(renamed, 1);
 }
 
+/// Users' emails, which the organization pages name other authors by, follow `user.created` and `user.updated`, and
+/// an older update arriving late does not bring an old email back.
+#[tokio::test]
+async fn a_users_email_follows_their_events_and_an_old_one_does_not_come_back() {
+    let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
+    let has_email = |email: &'static str| {
+        app.query_scalar_i64("SELECT count(*) FROM authbridge.users WHERE id = 'user_e' AND email = $1", email)
+    };
+    assert_eq!(app.deliver_ok(&event("user.created", user("user_e", "first@example.com", 1), at(1))).await, "applied");
+    assert_eq!(has_email("first@example.com").await, 1);
+    assert_eq!(app.deliver_ok(&event("user.updated", user("user_e", "new@example.com", 3), at(3))).await, "applied");
+    assert_eq!(has_email("new@example.com").await, 1);
+    assert_eq!(app.deliver_ok(&event("user.updated", user("user_e", "old@example.com", 2), at(2))).await, "applied");
+    assert_eq!(has_email("new@example.com").await, 1, "the older update changed nothing");
+}
+
 #[tokio::test]
 async fn with_equal_updated_at_the_event_time_decides_and_a_delete_wins() {
     let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
