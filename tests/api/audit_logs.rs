@@ -441,7 +441,7 @@ async fn a_rate_limit_stops_the_pass_and_the_rest_wait_for_retry_after() {
     let app = cast_app().await;
     // A Retry-After long enough that no later pass can be mistaken for this one; five events due at the same
     // moment, so one pass claims them all.
-    let before = rate_limited_with_due_events(&app, Duration::from_secs(3), 5).await;
+    let before = rate_limited_with_due_events(&app, Duration::from_secs(6), 5).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(app.workos.calls(Endpoint::AuditLogs), before + 1, "one request, then the pass stopped");
 
@@ -484,12 +484,12 @@ async fn a_rate_limits_retry_after_is_capped_like_the_backoff() {
 async fn after_a_rate_limit_due_events_beyond_the_batch_wait_for_retry_after_too() {
     let app = cast_app().await;
     // 25 events due at once: a pass claims 20 (the default batch), the other 5 wait for the next.
-    let before = rate_limited_with_due_events(&app, Duration::from_secs(4), 25).await;
+    let before = rate_limited_with_due_events(&app, Duration::from_secs(8), 25).await;
     // Two more passes (every second) come and go within the Retry-After.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(app.workos.calls(Endpoint::AuditLogs), before + 1, "nothing more within the Retry-After");
 
-    let all = eventually(Duration::from_secs(15), || async {
+    let all = eventually(Duration::from_secs(20), || async {
         let rows = outbox(&app).await;
         rows.len() == 26 && rows.iter().all(|row| row.2)
     })

@@ -111,8 +111,10 @@ async fn stalled_connections_stay_bounded_and_do_not_stop_normal_requests() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let during = open_files();
+    // Every descriptor of this test process counts, and the test running beside this one opens some (its stand-ins,
+    // pools, connections), hence the slack; without the cap the app would hold ~STALLED more.
     assert!(
-        during <= before + STALLED + CAP + 8,
+        during <= before + STALLED + CAP + 48,
         "the app holds at most {CAP} connections: {before} files before, {during} with {STALLED} stalled clients"
     );
 

@@ -162,7 +162,9 @@ async fn a_refresh_whose_new_token_cannot_be_verified_yet_keeps_the_new_tokens()
     let before = read_session(&browser);
     age_token(&app, &browser, -60);
     app.workos.rotate_signing_key().await.expect("rotation");
-    app.workos.fail_for(Endpoint::Jwks, Duration::from_secs(1), 503);
+    // Long enough to outlast the refresh and the request after it on a slow machine; shorter than the verifier's
+    // 5 s backoff after a failed fetch, so the keys are back by its next try.
+    app.workos.fail_for(Endpoint::Jwks, Duration::from_secs(4), 503);
 
     let me = browser.api(Method::GET, "/api/me", None).await;
     assert_eq!(me.status, 200, "WorkOS answered the refresh: {}", me.body);

@@ -440,6 +440,7 @@ async fn records(
     let recurring = lock(&state.controls.recurring).for_request(number);
     match recurring {
         Some(Fault::Fail(status)) => return RecordsApiError::injected(status).into_response(),
+        // Held before it is handled: a client that gives up meanwhile leaves it never handled.
         Some(Fault::Hang(hang)) => tokio::time::sleep(hang).await,
         None => {}
     }
@@ -450,6 +451,22 @@ async fn records(
             return RecordsApiError::injected(status).into_response();
         }
     }
+    // Once handling starts, it finishes: InsForge (Node) and PostgREST go on with a request whose client has gone.
+    // hyper drops a handler's future when its client disconnects, which would roll back a write still in progress
+    // (on a slow machine, one a patient test expected to land), so the rest runs on a task of its own.
+    tokio::spawn(handle_and_answer(state, table, method, raw_query, headers, body))
+        .await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn handle_and_answer(
+    state: Arc<InsforgeStandInState>,
+    table: String,
+    method: Method,
+    raw_query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let handled = handle_records(&state, &table, &method, raw_query.as_deref(), &headers, &body).await;
     let handled = if method != Method::GET && state.controls.send_next_write_twice.swap(false, Ordering::SeqCst) {
         // InsForge's proxy (`postgrest-proxy.service.ts`) sends a request again, whatever its method, when the

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use axum_extra::extract::cookie::Cookie;
 use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
@@ -44,7 +45,13 @@ impl TestResponse {
 }
 
 fn http_client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(redirect::Policy::none()).build().expect("HTTP client")
+    reqwest::Client::builder()
+        .redirect(redirect::Policy::none())
+        // Well before the app closes an idle connection (its header-read timeout, 5 s by default): a pooled
+        // connection reused just as the app closes it fails the request, which would make tests depend on timing.
+        .pool_idle_timeout(Duration::from_secs(2))
+        .build()
+        .expect("HTTP client")
 }
 
 async fn read(response: reqwest::Response) -> TestResponse {

@@ -189,8 +189,11 @@ async fn a_misconfigured_oidc_issuer_fails_the_serve_command_with_one_line() {
 async fn the_app_serves_requests_while_discovery_is_retried() {
     let options = OidcAppOptions { wait_until_ready: false, discovery_failures: 1000, ..OidcAppOptions::default() };
     let app = spawn_oidc_app_with(options).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(app.oidc.calls(Endpoint::Discovery) >= 2, "retried");
+    let retried = crate::helpers::lifecycle::eventually(Duration::from_secs(5), || async {
+        app.oidc.calls(Endpoint::Discovery) >= 2
+    })
+    .await;
+    assert!(retried, "retried");
     let page = app.browser().get("/").await;
     assert_eq!(page.status, 200, "the signed-out start page still renders: {}", page.body);
     let api = app.browser().api(Method::GET, "/api/me", None).await;

@@ -104,6 +104,9 @@ impl StandInWebhooks {
             http: reqwest::Client::builder()
                 .timeout(ATTEMPT_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
+                // Before the app closes an idle connection (5 s by default), so that a delivery never goes out on
+                // a connection the app is closing and fails for that alone.
+                .pool_idle_timeout(std::time::Duration::from_secs(2))
                 .build()
                 .unwrap_or_default(),
         }

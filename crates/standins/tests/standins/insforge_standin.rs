@@ -441,7 +441,7 @@ async fn test_controls_fail_requests_count_them_and_add_latency() {
     let timed_out = list().await.expect_err("the latency outlasts the client's patience");
     assert!(timed_out.is_timeout(), "{timed_out:?}");
     app.standin.set_latency(Duration::ZERO);
-    assert_eq!(list().await.expect("fast again").status(), 200);
+    assert_eq!(app.raw(Method::GET, "todos", &[], Some(&token), None).await.status, 200, "fast again");
 }
 
 /// Slow to answer but not to write: the row is there although the client gave up waiting for the answer.
@@ -463,8 +463,38 @@ async fn a_response_latency_answers_late_but_writes_at_once() {
     let titles: Vec<Value> = app.all_rows().await.iter().map(|r| r["title"].clone()).collect();
     assert_eq!(titles, [json!("saved anyway")], "written before the wait, and not undone when the client left");
     app.standin.set_response_latency(Duration::ZERO);
-    let list = impatient.get(app.records_url("todos")).bearer_auth(&token).send().await.expect("fast again");
-    assert_eq!(list.status(), 200);
+    assert_eq!(app.raw(Method::GET, "todos", &[], Some(&token), None).await.status, 200, "fast again");
+}
+
+/// A write still in progress when its client gives up is finished, not rolled back (InsForge and PostgREST go on
+/// with it): here it waits for a lock the test holds until after the client has left.
+#[tokio::test]
+async fn a_write_in_progress_when_its_client_leaves_is_finished() {
+    use sqlx::Connection;
+    let app = TestInsforge::start().await;
+    let token = app.token_for(&user_a());
+    let mut holder = app.db.connect().await;
+    let mut lock = holder.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE todos IN EXCLUSIVE MODE").execute(&mut *lock).await.expect("lock");
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().expect("client");
+    let sent = impatient
+        .post(app.records_url("todos"))
+        .bearer_auth(&token)
+        .json(&json!({ "title": "finished anyway" }))
+        .send()
+        .await
+        .expect_err("the write waits for the lock past the client's patience");
+    assert!(sent.is_timeout(), "{sent:?}");
+    lock.rollback().await.expect("unlock");
+    let mut titles = Vec::new();
+    for _ in 0..100 {
+        titles = app.all_rows().await.iter().map(|r| r["title"].clone()).collect();
+        if !titles.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(titles, [json!("finished anyway")], "the write went on without its client");
 }
 
 /// A write whose answer is lost between PostgREST and InsForge: committed, then answered with InsForge's own 500.
@@ -494,7 +524,8 @@ async fn recurring_faults_fail_and_hold_a_fixed_share_of_requests_by_number() {
         fail_every: Some((4, 500)),
         hang_every: Some((6, Duration::from_secs(60))),
     });
-    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().expect("client");
+    // Patient enough for any answer on a slow machine, not for a request held a minute.
+    let impatient = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
     let mut outcomes = Vec::new();
     for title in 0..12 {
         let created = impatient
