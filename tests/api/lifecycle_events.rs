@@ -143,6 +143,28 @@ async fn a_users_email_follows_their_events_and_an_old_one_does_not_come_back() 
     assert_eq!(has_email("new@example.com").await, 1, "the older update changed nothing");
 }
 
+/// `organization.deleted` alone ends its members' access (whether WorkOS also sends each membership's deletion is
+/// its business), and a late `organization.updated` does not bring the organization back.
+#[tokio::test]
+async fn a_deleted_organization_is_nobodys_even_before_its_memberships_are_deleted() {
+    let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
+    let active =
+        || app.query_scalar_i64("SELECT count(*) FROM unnest(authbridge.active_organization_ids($1))", "user_x");
+    app.deliver_ok(&event("organization.created", organization("org_x", "Closing", 1), at(1))).await;
+    let joined = membership("om_x", "user_x", "org_x", "active", "member", 1);
+    app.deliver_ok(&event("organization_membership.created", joined, at(1))).await;
+    assert_eq!(active().await, 1, "a member");
+
+    let deleted = event("organization.deleted", organization("org_x", "Closing", 2), at(2));
+    assert_eq!(app.deliver_ok(&deleted).await, "applied");
+    assert_eq!(active().await, 0, "the organization is gone, and the membership with it");
+    assert_eq!(
+        app.deliver_ok(&event("organization.updated", organization("org_x", "Closing", 3), at(3))).await,
+        "applied"
+    );
+    assert_eq!(active().await, 0, "still gone");
+}
+
 #[tokio::test]
 async fn with_equal_updated_at_the_event_time_decides_and_a_delete_wins() {
     let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
