@@ -106,6 +106,27 @@ async fn every_command_for_every_kind_of_user_through_the_app() {
     assert!(!left.contains(&"By Alice".to_owned()) && !left.contains(&"Admin removes this".to_owned()), "{left:?}");
 }
 
+/// The organization's page names each todo's author: "you", or another member by the email the database has for
+/// them (from their sign-in or WorkOS's events).
+#[tokio::test]
+async fn the_organization_page_names_each_todos_author() {
+    let app = cast_app().await;
+    let author = app.signed_in(AUTHOR).await;
+    let member = app.signed_in(MEMBER).await;
+    assert_eq!(create(&author, "Part from Bob", Some(ACME)).await.status, 201);
+    assert_eq!(create(&member, "Part from Erin", Some(ACME)).await.status, 201);
+    let switched =
+        member.api(Method::POST, "/api/organizations/switch", Some(json!({ "organization_id": ACME }))).await;
+    assert_eq!(switched.status, 200, "{}", switched.body);
+    let page = member.get("/").await;
+    assert_eq!(page.status, 200);
+    for (title, author) in [("Part from Bob", "by bob@acme.test"), ("Part from Erin", "by you")] {
+        let shown = page.body.find(title).map(|at| &page.body[at..]).unwrap_or_default();
+        let next = shown.find("</li>").unwrap_or(shown.len());
+        assert!(shown[..next].contains(author), "{title} {author}: {}", page.body);
+    }
+}
+
 #[tokio::test]
 async fn a_member_removed_while_signed_in_sees_no_organization_todos_on_the_next_request() {
     let app = cast_app().await;
