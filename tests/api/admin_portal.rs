@@ -169,3 +169,28 @@ async fn admin_rights_follow_the_database_not_the_role_in_the_token() {
     // The tokens were not refreshed meanwhile: each still names the role it was issued with.
     assert_eq!((token_role(&erin).as_str(), token_role(&alice).as_str()), ("member", "admin"));
 }
+
+/// With several roles, `admin` among them makes an admin whichever role is the primary one: the app's rule (the
+/// portal) and the database's (deleting another member's todo) are the same.
+#[tokio::test]
+async fn admin_beside_another_primary_role_is_an_admin_for_the_app_and_the_database() {
+    let app = cast_app().await;
+    let bob = app.signed_in(AUTHOR).await;
+    let erin = app.signed_in(MEMBER).await;
+    let bobs = id_of(&create(&bob, "Erin may delete this", Some(ACME_ORGANIZATION_ID)).await);
+    let membership = app.workos.membership_of(&app.user_id(MEMBER), ACME_ORGANIZATION_ID).expect("an Acme member");
+    app.workos.set_membership_roles(&membership.id, &["member", "admin"]).expect("roles set");
+    let recorded = eventually(Duration::from_secs(10), || async {
+        let sql =
+            "SELECT count(*) FROM authbridge.organization_memberships WHERE id = $1 AND 'admin' = ANY (role_slugs)";
+        app.query_scalar_i64(sql, &membership.id).await == 1
+    })
+    .await;
+    assert!(recorded, "the organization_membership.updated webhook reached the database");
+    assert_eq!(app.membership_row(&membership.id).await.and_then(|row| row.1).as_deref(), Some("member"), "primary");
+
+    let page = erin.get(SETTINGS).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(r#"id="portal-sso""#) && !page.body.contains(r#"id="admins-only""#), "{}", page.body);
+    assert_eq!(erin.api(Method::DELETE, &format!("/api/todos/{bobs}"), None).await.status, 204);
+}
