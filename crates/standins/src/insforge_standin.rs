@@ -451,7 +451,8 @@ async fn records(
             return RecordsApiError::injected(status).into_response();
         }
     }
-    // Once handling starts, it finishes: InsForge (Node) and PostgREST go on with a request whose client has gone.
+    // Once handling starts, it finishes: InsForge (Node) and PostgREST go on with a request whose client has gone
+    // (PostgREST issues #699 and #2352: the query of a cancelled request runs on and commits; docs/insforge.md §3.2).
     // hyper drops a handler's future when its client disconnects, which would roll back a write still in progress
     // (on a slow machine, one a patient test expected to land), so the rest runs on a task of its own.
     tokio::spawn(handle_and_answer(state, table, method, raw_query, headers, body))
