@@ -251,3 +251,68 @@ async fn the_bookkeeping_tables_are_pruned_of_what_no_request_can_need() {
     .expect("what is left");
     assert_eq!(left, ["delivered lately", "event_new", "never delivered", "session_new"]);
 }
+
+/// What one of the two racing transactions does to the directory `directory_race` (the test below).
+#[derive(Clone, Copy, Debug)]
+enum DirectoryChange {
+    AddActiveUser,
+    DeleteDirectory,
+}
+
+async fn apply_directory_change(conn: &mut sqlx::PgConnection, change: DirectoryChange) {
+    use authbridge::lifecycle::store;
+    use authbridge::workos::objects::{Directory, DirectoryUser};
+    let organization_id = Some("org_race".to_owned());
+    match change {
+        DirectoryChange::AddActiveUser => {
+            let user = DirectoryUser {
+                id: "directory_user_race".to_owned(),
+                directory_id: Some("directory_race".to_owned()),
+                organization_id,
+                email: Some("race@example.com".to_owned()),
+                state: "active".to_owned(),
+                updated_at: at(1),
+            };
+            store::upsert_directory_user(conn, &user, &store::Version::of_object(at(1))).await.expect("user added");
+        }
+        DirectoryChange::DeleteDirectory => {
+            let directory = Directory { id: "directory_race".to_owned(), organization_id };
+            store::delete_directory(conn, &directory, "event_race").await.expect("directory deleted");
+        }
+    }
+}
+
+/// A directory user's event and the directory's deletion applied at the same moment, in either order, leave no
+/// `active` row vouching for the person in a deleted directory: under READ COMMITTED each would miss the other's
+/// uncommitted row, so changes to one directory take turns. The first change is held uncommitted while the second
+/// starts; slowness here can only make the second start after the first committed, which passes either way.
+#[tokio::test]
+async fn a_directory_user_added_while_the_directory_is_deleted_is_not_left_active() {
+    use sqlx::Connection;
+    for (first, second) in [
+        (DirectoryChange::AddActiveUser, DirectoryChange::DeleteDirectory),
+        (DirectoryChange::DeleteDirectory, DirectoryChange::AddActiveUser),
+    ] {
+        let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
+        let mut holder = app.db.connect().await;
+        let mut other = app.db.connect().await;
+        let mut held = holder.begin().await.expect("begin");
+        apply_directory_change(&mut held, first).await;
+        let racing = tokio::spawn(async move {
+            let mut transaction = other.begin().await.expect("begin");
+            apply_directory_change(&mut transaction, second).await;
+            transaction.commit().await.expect("commit");
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        held.commit().await.expect("commit");
+        racing.await.expect("the second change");
+        let active = app
+            .query_scalar_i64(
+                "SELECT count(*) FROM authbridge.directory_users \
+                 WHERE directory_id = $1 AND state = 'active' AND deleted_at IS NULL",
+                "directory_race",
+            )
+            .await;
+        assert_eq!(active, 0, "{first:?} then {second:?}");
+    }
+}
