@@ -52,6 +52,12 @@ async fn an_admin_is_sent_to_the_portal_for_the_organization_and_intent() {
     let portal = reqwest::get(&link).await.expect("the stand-in's portal page").text().await.expect("html");
     assert!(portal.contains(r#"id="portal-intent">dsync<"#) && portal.contains(r#"id="portal-organization">Acme<"#));
     assert!(!logs::captured().contains(&issued[0].token), "the link is never logged");
+
+    // Back from the portal by its success URL: the page says the setup is done (and only then).
+    const DONE: &str = "Setup finished in the Admin Portal.";
+    assert!(!page.body.contains(DONE), "{}", page.body);
+    let returned = alice.get(&format!("{SETTINGS}?setup=done")).await;
+    assert!(returned.body.contains(DONE), "{}", returned.body);
 }
 
 /// A portal on the customer's own domain (WorkOS's *Custom domains*): the Content-Security-Policy cannot name it, and
