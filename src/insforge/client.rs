@@ -682,10 +682,13 @@ mod tests {
         (url, hits, task)
     }
 
+    /// Bound but never listened on (so connections are refused), and kept bound so that no server another test
+    /// starts can be handed the port.
     fn closed_port_url() -> Url {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = Url::parse(&format!("http://{}/", listener.local_addr().expect("addr"))).expect("url");
-        drop(listener);
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let url = Url::parse(&format!("http://{}/", socket.local_addr().expect("addr"))).expect("url");
+        std::mem::forget(socket);
         url
     }
 

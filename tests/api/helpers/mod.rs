@@ -213,11 +213,14 @@ impl TestInsforge {
     }
 }
 
-/// An address where nothing listens (bound, then released).
+/// An address where nothing listens, and nothing will while the tests run: the port is bound but never listened
+/// on, so a connection to it is refused at once, and it is kept bound until the test process exits. (A port
+/// bound and then released could be handed straight to a stand-in or an app that another test starts.)
 pub fn closed_port_url() -> Url {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let addr = listener.local_addr().expect("local addr");
-    drop(listener);
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind a free port");
+    let addr = socket.local_addr().expect("local addr");
+    std::mem::forget(socket);
     Url::parse(&format!("http://{addr}/")).expect("url")
 }
 
