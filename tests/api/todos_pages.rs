@@ -314,3 +314,53 @@ async fn an_unreachable_insforge_gives_a_502_page() {
     assert!(page.body.contains("try again"), "{}", page.body);
     assert!(page.body.contains("Sign out"), "the page still works around the failure");
 }
+
+/// The start page shows fifty todos, newest first, with links to the older and newer ones; a page past the end says
+/// so, and an offset that is not a number shows the first page.
+#[tokio::test]
+async fn the_start_page_shows_fifty_todos_at_a_time_with_links_between_pages() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let add_todos = |numbers: std::ops::RangeInclusive<u32>| {
+        let alice = &alice;
+        async move {
+            for n in numbers {
+                let body = serde_json::json!({ "title": format!("Todo {n:02}") });
+                assert_eq!(alice.api(reqwest::Method::POST, "/api/todos", Some(body)).await.status, 201);
+            }
+        }
+    };
+    let titles = |body: &str| -> Vec<String> {
+        body.split("data-title=\"")
+            .skip(1)
+            .map(|rest| rest[..rest.find('"').expect("closing quote")].to_owned())
+            .collect()
+    };
+
+    add_todos(1..=50).await;
+    let exactly_one_page = alice.get("/").await;
+    assert_eq!(titles(&exactly_one_page.body).len(), 50);
+    assert!(!exactly_one_page.body.contains("Older"), "fifty todos are one page: {}", exactly_one_page.body);
+
+    add_todos(51..=53).await;
+    let newest: Vec<String> = (4..=53).rev().map(|n| format!("Todo {n:02}")).collect();
+    let oldest: Vec<String> = (1..=3).rev().map(|n| format!("Todo {n:02}")).collect();
+
+    let first = alice.get("/").await;
+    assert_eq!(titles(&first.body), newest, "the newest fifty");
+    assert!(first.body.contains(r#"href="/?offset=50">Older →"#), "{}", first.body);
+    assert!(!first.body.contains("Newer"), "nothing newer than the first page");
+
+    let second = alice.get("/?offset=50").await;
+    assert_eq!(titles(&second.body), oldest, "the rest");
+    assert!(second.body.contains(r#"href="/?offset=0">← Newer"#), "{}", second.body);
+    assert!(!second.body.contains("Older"), "nothing older than the last");
+
+    let past = alice.get("/?offset=100").await;
+    assert_eq!(past.status, 200);
+    assert!(titles(&past.body).is_empty() && past.body.contains("No older todos."), "{}", past.body);
+    assert!(past.body.contains(r#"href="/?offset=50">← Newer"#), "{}", past.body);
+
+    let junk = alice.get("/?offset=lots").await;
+    assert_eq!((junk.status, titles(&junk.body)), (200, newest), "a malformed offset shows the first page");
+}
