@@ -5,8 +5,9 @@ use std::time::Duration;
 use authbridge::session::{SESSION_COOKIE, SIGN_IN_STATE_COOKIE};
 use reqwest::Method;
 use serde_json::json;
+use standins::workos_standin::Endpoint;
 
-use crate::helpers::app::{ALICE, COOKIE_PASSWORD, spawn_app};
+use crate::helpers::app::{ALICE, AppOptions, COOKIE_PASSWORD, spawn_app, spawn_app_with};
 use crate::helpers::logs::captured;
 use crate::helpers::session::read_session;
 
@@ -61,4 +62,72 @@ async fn a_full_sign_in_leaves_no_secret_in_the_logs() {
     ] {
         assert!(!logs.contains(secret), "the {what} appears in the logs");
     }
+}
+
+/// The line logged at `level` with `message` while handling the request that carried `request_id`.
+async fn logged(request_id: &str, level: &str, message: &str) -> Option<String> {
+    let marker = format!("request_id=\"{request_id}\"");
+    let level = format!(" {level} ");
+    // The error's line is written as the response leaves the app; give the writer a moment.
+    for _ in 0..50 {
+        let found = captured()
+            .lines()
+            .find(|line| line.contains(&marker) && line.contains(&level) && line.contains(message))
+            .map(str::to_owned);
+        if found.is_some() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// Whatever fails, the operator finds why in the log under the request's id, at the level that says whose problem
+/// it is: an upstream that failed is an error; one that was too slow, or refused the input, a warning. The client
+/// gets the public message only.
+#[tokio::test]
+async fn a_failure_is_logged_under_the_request_id_at_the_level_that_says_whose_problem_it_is() {
+    let app = spawn_app_with(AppOptions::default().var("INSFORGE_REQUEST_TIMEOUT_MS", 1000)).await;
+    let alice = app.signed_in(ALICE).await;
+    let id = |what: &str| format!("{what}-{}", uuid::Uuid::new_v4().simple());
+    let with_id = |id: &str| {
+        let id = id.to_owned();
+        move |request: reqwest::RequestBuilder| request.header("x-request-id", id)
+    };
+
+    let failed = id("insforge-failed");
+    app.insforge.fail_next(1, 500);
+    let response = alice.request(Method::GET, "/api/todos", with_id(&failed)).await;
+    assert_eq!(response.status, 502, "{}", response.body);
+    let line = logged(&failed, "ERROR", "InsForge request failed").await.expect("the failure is logged as an error");
+    assert!(
+        line.contains("InsForge answered HTTP 500") && line.contains("injected failure"),
+        "with its detail: {line}"
+    );
+    assert!(!response.body.contains("injected failure"), "the detail is the operator's only: {}", response.body);
+
+    let refused = id("insforge-refused");
+    app.insforge.fail_next(1, 422);
+    let response =
+        alice.request(Method::POST, "/api/todos", |r| with_id(&refused)(r.json(&json!({"title": "t"})))).await;
+    assert_eq!(response.status, 422, "{}", response.body);
+    assert!(logged(&refused, "WARN", "InsForge refused the input").await.is_some(), "refused input is a warning");
+
+    let slow = id("insforge-slow");
+    app.insforge.set_latency(Duration::from_secs(3));
+    let response = alice.request(Method::GET, "/api/todos", with_id(&slow)).await;
+    app.insforge.set_latency(Duration::ZERO);
+    assert_eq!(response.status, 504, "{}", response.body);
+    assert!(logged(&slow, "WARN", "request failed upstream").await.is_some(), "a slow upstream is a warning");
+
+    // WorkOS refusing the app's own credentials at sign-in: the deployment's problem, not the user's.
+    let browser = app.browser();
+    let login = browser.get(&format!("/login?login_hint={ALICE}")).await;
+    let callback = browser.authorize(&login.location().expect("authorize URL")).await;
+    let provider = id("workos-refused");
+    app.workos.fail_next(Endpoint::Authenticate, 1, 401);
+    let response = browser.request(Method::GET, &callback, with_id(&provider)).await;
+    assert_eq!(response.status, 502, "{}", response.body);
+    let line = logged(&provider, "ERROR", "identity provider failed").await.expect("logged as an error");
+    assert!(line.contains("401"), "with WorkOS's answer: {line}");
 }
