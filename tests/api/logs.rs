@@ -8,7 +8,7 @@ use serde_json::json;
 use standins::workos_standin::Endpoint;
 
 use crate::helpers::app::{ALICE, AppOptions, COOKIE_PASSWORD, spawn_app, spawn_app_with};
-use crate::helpers::logs::captured;
+use crate::helpers::logs::{captured, logged};
 use crate::helpers::session::read_session;
 
 #[tokio::test]
@@ -62,24 +62,6 @@ async fn a_full_sign_in_leaves_no_secret_in_the_logs() {
     ] {
         assert!(!logs.contains(secret), "the {what} appears in the logs");
     }
-}
-
-/// The line logged at `level` with `message` while handling the request that carried `request_id`.
-async fn logged(request_id: &str, level: &str, message: &str) -> Option<String> {
-    let marker = format!("request_id=\"{request_id}\"");
-    let level = format!(" {level} ");
-    // The error's line is written as the response leaves the app; give the writer a moment.
-    for _ in 0..50 {
-        let found = captured()
-            .lines()
-            .find(|line| line.contains(&marker) && line.contains(&level) && line.contains(message))
-            .map(str::to_owned);
-        if found.is_some() {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
 }
 
 /// Whatever fails, the operator finds why in the log under the request's id, at the level that says whose problem

@@ -17,6 +17,7 @@ use crate::helpers::app::{
     ALICE, AppOptions, PREVIOUS_WEBHOOK_SECRET, TestApp, WEBHOOK_SECRET, spawn_app, spawn_app_with,
 };
 use crate::helpers::lifecycle::{at, event, membership};
+use crate::helpers::logs::logged;
 
 fn created(id: &str) -> Value {
     event("organization_membership.created", membership(id, "user_sig", "org_sig", "active", "admin", 1), at(1))
@@ -76,6 +77,9 @@ async fn every_bad_signature_is_a_401_that_applies_and_records_nothing() {
         let response = app.post_webhook(bytes, signature).await;
         assert_eq!(response.status, 401, "{why}: {}", response.body);
         assert_eq!(response.error_code(), "invalid_signature", "{why}");
+        // A stream of these is how an operator notices a secret that does not match WorkOS's.
+        let request_id = response.header("x-request-id").expect("every answer carries a request id");
+        assert!(logged(&request_id, "WARN", "webhook refused: bad signature").await.is_some(), "{why}: logged");
         assert_nothing_applied(&app, "om_refused", why).await;
     }
     // And the genuine delivery still works afterwards.

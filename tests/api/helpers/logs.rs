@@ -5,6 +5,7 @@
 
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 static INSTALLED: OnceLock<()> = OnceLock::new();
@@ -32,4 +33,22 @@ pub fn capture() {
 /// Everything logged so far by every test in this binary.
 pub fn captured() -> String {
     String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())).into_owned()
+}
+
+/// The line logged at `level` with `message` while handling the request that carried `request_id`.
+pub async fn logged(request_id: &str, level: &str, message: &str) -> Option<String> {
+    let marker = format!("request_id=\"{request_id}\"");
+    let level = format!(" {level} ");
+    // The error's line is written as the response leaves the app; give the writer a moment.
+    for _ in 0..50 {
+        let found = captured()
+            .lines()
+            .find(|line| line.contains(&marker) && line.contains(&level) && line.contains(message))
+            .map(str::to_owned);
+        if found.is_some() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
 }
