@@ -32,7 +32,8 @@ use super::{answers_json, pages};
 pub enum AppError {
     #[error("{0}")]
     BadRequest(String),
-    #[error("The request body is not valid JSON: {0}")]
+    /// Code `malformed_json`: the body is not JSON, or not JSON of the shape the route takes; the message says which.
+    #[error("{0}")]
     MalformedJson(String),
     #[error("That is not a valid todo id.")]
     InvalidId,

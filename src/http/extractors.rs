@@ -406,8 +406,15 @@ impl FromRequestParts<AppState> for TodoId {
 fn json_rejection(rejection: JsonRejection) -> AppError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => AppError::UnsupportedMediaType,
-        JsonRejection::JsonSyntaxError(error) => AppError::MalformedJson(error.body_text()),
-        JsonRejection::JsonDataError(error) => AppError::MalformedJson(error.body_text()),
+        JsonRejection::JsonSyntaxError(error) => {
+            AppError::MalformedJson(format!("The request body is not valid JSON: {}", error.body_text()))
+        }
+        // Valid JSON of the wrong shape (a field of the wrong type): saying "not valid JSON" would send the client
+        // looking for a syntax error that is not there.
+        JsonRejection::JsonDataError(error) => AppError::MalformedJson(format!(
+            "The request body is JSON, but not what this route takes: {}",
+            error.body_text()
+        )),
         JsonRejection::BytesRejection(error) if error.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
             AppError::PayloadTooLarge { limit: super::MAX_BODY_BYTES }
         }

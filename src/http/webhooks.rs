@@ -76,8 +76,9 @@ async fn receive(State(state): State<AppState>, request: Request) -> Result<Resp
         Err(_) => return Err(AppError::BodyTimeout { deadline: BODY_DEADLINE }),
     };
     secrets.verify_body(&signature, &body).map_err(refused)?;
-    let envelope: EventEnvelope = serde_json::from_slice(&body)
-        .map_err(|error| AppError::MalformedJson(format!("not a WorkOS event envelope: {error}")))?;
+    let envelope: EventEnvelope = serde_json::from_slice(&body).map_err(|error| {
+        AppError::MalformedJson(format!("The request body is not a WorkOS event envelope: {error}"))
+    })?;
 
     let applied = lifecycle.apply(&envelope, Source::Webhook).await?;
     state.sessions.revocations().note(&applied.effects);

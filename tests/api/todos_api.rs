@@ -173,10 +173,15 @@ async fn every_client_error_has_its_status_and_a_json_body() {
     assert_eq!(malformed.status(), 400);
     let body: Value = malformed.json().await.expect("json error");
     assert_eq!(body["error"]["code"], "malformed_json");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("The request body is not valid JSON: "), "{message}");
 
+    // Valid JSON of the wrong shape: the same code, and a message that does not call it invalid JSON.
     let wrong_type = bearer.call(Method::POST, "/api/todos", Some(json!({ "title": 5 }))).await;
-    assert_eq!(wrong_type.status, 400);
+    assert_eq!((wrong_type.status, wrong_type.error_code()), (400, "malformed_json".to_owned()));
+    let message = wrong_type.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.starts_with("The request body is JSON, but not what this route takes: "), "{message}");
+    assert!(message.contains("title") && message.contains("expected a string"), "names the field: {message}");
 
     let not_uuid = bearer.call(Method::GET, "/api/todos/not-a-uuid", None).await;
     assert_eq!((not_uuid.status, not_uuid.error_code()), (400, "invalid_id".to_owned()));
