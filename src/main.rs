@@ -75,7 +75,8 @@ async fn migrate() -> Result<(), String> {
     Ok(())
 }
 
-/// `RUST_LOG` filters (default `info`); `LOG_FORMAT=json` switches to one JSON object per line for log shippers.
+/// `RUST_LOG` filters (default `info,sqlx=warn`: sqlx logs every statement at `info`); `LOG_FORMAT=json` switches
+/// to one JSON object per line for log shippers.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));

@@ -44,7 +44,12 @@ pub enum AppError {
     InvalidToken,
     #[error("{0}")]
     SignInFailed(String),
-    #[error("This sign-in link has expired or was started in another browser. Please sign in again.")]
+    // "Another address": a sign-in started at `127.0.0.1` comes back to the redirect URI's `localhost`, where the
+    // state cookie (set for the other host) is not sent.
+    #[error(
+        "This sign-in link has expired, or was started in another browser or at another address of this app. Please \
+         sign in again."
+    )]
     SignInExpired,
     #[error("This request did not come from the app's own pages (CSRF check failed). Reload the page and try again.")]
     Csrf,
