@@ -180,6 +180,12 @@ async fn start_delivery(app: &TestApp, signature: Option<&str>, declared: usize,
 }
 
 /// The start of the answer on `stream`, if one comes within `limit`.
+/// The `x-request-id` of a raw HTTP answer.
+fn request_id_of(answer: &str) -> String {
+    let line = answer.lines().find(|line| line.to_ascii_lowercase().starts_with("x-request-id:"));
+    line.and_then(|line| line.split_once(':')).map(|(_, id)| id.trim().to_owned()).expect("an x-request-id header")
+}
+
 async fn answer_within(stream: &mut TcpStream, limit: Duration) -> Option<String> {
     let mut answer = vec![0u8; 4096];
     match tokio::time::timeout(limit, stream.read(&mut answer)).await {
@@ -228,6 +234,8 @@ async fn a_body_that_does_not_arrive_within_the_deadline_is_answered_408() {
     let answer = answer.expect("answered when the deadline passed");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("body_timeout"), "{answer}");
+    let logged = logged(&request_id_of(&answer), "WARN", "request body too slow").await;
+    assert!(logged.is_some(), "the operator is told");
     assert!(started.elapsed() >= WEBHOOK_BODY_DEADLINE - Duration::from_millis(500), "{:?}", started.elapsed());
 }
 
@@ -248,6 +256,8 @@ async fn past_the_webhook_limit_deliveries_are_refused_at_once_and_other_request
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("retry-after: 1\r\n"), "{answer}");
     assert!(answer.contains("\"overloaded\""), "in the API's error shape: {answer}");
+    let logged = logged(&request_id_of(&answer), "WARN", "webhook refused: too many at once").await;
+    assert!(logged.is_some(), "the operator is told");
     // Only the webhook route is full: the rest of the app is served.
     let started = Instant::now();
     assert_eq!(app.browser().get("/healthz").await.status, 200);
