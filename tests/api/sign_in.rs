@@ -116,6 +116,7 @@ async fn a_callback_without_the_state_cookie_is_refused_and_creates_no_session()
     // The likely causes, including the one a person can fix: starting at `127.0.0.1` when the redirect URI says
     // `localhost`.
     assert!(response.body.contains("in another browser or at another address"), "{}", response.body);
+    assert!(response.body.contains(r#"href="/login""#), "with a link to sign in again: {}", response.body);
     assert!(other.cookie(SESSION_COOKIE).is_none());
     assert_eq!(app.workos.code_calls(), 0, "the code is never even exchanged");
 }

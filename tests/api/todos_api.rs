@@ -191,6 +191,8 @@ async fn every_client_error_has_its_status_and_a_json_body() {
     let anonymous =
         ApiClient::new(app.base_url.clone(), None).send(Method::POST, "/api/todos", Some(json!({"title": "x"}))).await;
     assert_eq!((anonymous.status, anonymous.error_code()), (401, "unauthorized".to_owned()));
+    // RFC 6750: a 401 without credentials names the scheme, and no error (none was sent to be wrong).
+    assert_eq!(anonymous.header("www-authenticate").as_deref(), Some("Bearer"));
 
     let missing = bearer.call(Method::GET, &format!("/api/todos/{}", uuid::Uuid::new_v4()), None).await;
     assert_eq!((missing.status, missing.error_code()), (404, "not_found".to_owned()));
