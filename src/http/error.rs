@@ -80,6 +80,8 @@ pub enum AppError {
     PayloadTooLarge { limit: usize },
     #[error("Send the request body as application/json.")]
     UnsupportedMediaType,
+    #[error("Send the request body without a Content-Encoding: compressed bodies are not accepted.")]
+    UnsupportedContentEncoding,
     #[error("{0}")]
     InvalidTitle(#[from] TitleError),
     #[error("{0}")]
@@ -110,7 +112,7 @@ pub enum AppError {
     /// authbridge's own database cannot be reached: try again (WorkOS retries webhooks answered so).
     #[error("The service's database is temporarily unavailable. Please try again shortly.")]
     DatabaseUnavailable { retry_after: Duration },
-    /// The body did not arrive in full within its deadline (the webhook route's, shorter than the request's).
+    /// The body did not arrive in full within its deadline (shorter than the request's time limit).
     #[error("The request body did not arrive within {} seconds.", deadline.as_secs())]
     BodyTimeout { deadline: Duration },
     /// More webhook deliveries at once than the route takes: WorkOS retries later, with backoff.
@@ -145,7 +147,7 @@ impl AppError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType | Self::UnsupportedContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidTitle(_) | Self::Unprocessable(_) | Self::InsforgeRefused(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -182,7 +184,7 @@ impl AppError {
             Self::OrganizationsUnavailable => "organizations_unavailable",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UnsupportedMediaType | Self::UnsupportedContentEncoding => "unsupported_media_type",
             Self::InvalidTitle(_) => "invalid_title",
             Self::Unprocessable(_) | Self::InsforgeRefused(_) => "unprocessable",
             Self::InsforgeFailed(_) | Self::InsforgeUnconfirmed { timed_out: false } => "upstream_failed",
@@ -458,6 +460,7 @@ mod tests {
             AppError::MethodNotAllowed,
             AppError::PayloadTooLarge { limit: 0 },
             AppError::UnsupportedMediaType,
+            AppError::UnsupportedContentEncoding,
             AppError::InvalidTitle(TitleError::Blank),
             AppError::Unprocessable(String::new()),
             AppError::InsforgeRefused(String::new()),
@@ -496,6 +499,7 @@ mod tests {
                 | AppError::MethodNotAllowed
                 | AppError::PayloadTooLarge { .. }
                 | AppError::UnsupportedMediaType
+                | AppError::UnsupportedContentEncoding
                 | AppError::InvalidTitle(_)
                 | AppError::Unprocessable(_)
                 | AppError::InsforgeRefused(_)

@@ -19,10 +19,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde::de::DeserializeOwned;
@@ -219,11 +220,15 @@ fn cookie_headers(headers: &HeaderMap) -> HeaderMap {
 async fn resolve(parts: &mut Parts, state: &AppState) -> Auth {
     let context = parts.extensions.get::<SessionContext>().cloned().unwrap_or_default();
     let api = is_api_path(parts.uri.path());
-    let auth = context.auth.get_or_init(|| compute(&parts.headers, api, state, &context)).await.clone();
-    if let Auth::User(user) = &auth {
-        tracing::Span::current().record("user_id", user.id());
-    }
-    auth
+    let first = || async {
+        let auth = compute(&parts.headers, api, state, &context).await;
+        // Once per request: a field recorded again is written again on every log line of the request.
+        if let Auth::User(user) = &auth {
+            tracing::Span::current().record("user_id", user.id());
+        }
+        auth
+    };
+    context.auth.get_or_init(first).await.clone()
 }
 
 async fn compute(headers: &HeaderMap, api: bool, state: &AppState, context: &SessionContext) -> Auth {
@@ -315,8 +320,8 @@ impl FromRequestParts<AppState> for CurrentSession {
         let user = CurrentUser::from_request_parts(parts, state).await?;
         if user.source != AuthSource::Cookie {
             return Err(AppError::BadRequest(
-                "A bearer token's organization is chosen when it is issued: refresh it at WorkOS with \
-                 organization_id. This route switches the organization of a browser session."
+                "This route switches the organization of a browser session, not a bearer token's. (With WorkOS, a \
+                 token's organization is chosen when it is issued: refresh it at WorkOS with organization_id.)"
                     .to_owned(),
             ));
         }
@@ -349,18 +354,61 @@ impl FromRequestParts<AppState> for MaybeUser {
     }
 }
 
-/// A JSON body whose every failure is answered in the API's error shape (400, 413, 415), not axum's plain text.
+/// How long a client may take to send a request's whole body once its headers are in: 408 `body_timeout` after
+/// that. Bodies here are a few hundred bytes (a webhook's a few KiB), so this only ever stops a sender trickling
+/// bytes, who would otherwise hold one of the server's request slots until the request's time limit, and then be
+/// told that the change "may have been saved" when nothing was even received.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The request's whole body, read within [`BODY_DEADLINE`]; `limit` is the route's body limit (enforced by its
+/// layers), named in the 413. A body in a content coding (`gzip`…) is refused with 415 before it is read: nothing
+/// here decodes one, and reading it as it is would only produce a misleading parse error.
+pub async fn read_body(request: Request, state: &AppState, limit: usize) -> Result<Bytes, AppError> {
+    let coded = request.headers().get(header::CONTENT_ENCODING).is_some_and(|coding| coding != "identity");
+    if coded {
+        return Err(AppError::UnsupportedContentEncoding);
+    }
+    match tokio::time::timeout(BODY_DEADLINE, Bytes::from_request(request, state)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(AppError::PayloadTooLarge { limit })
+        }
+        Ok(Err(_)) => Err(AppError::BadRequest("The request body could not be read.".to_owned())),
+        Err(_) => Err(AppError::BodyTimeout { deadline: BODY_DEADLINE }),
+    }
+}
+
+/// A JSON object body whose every failure is answered in the API's error shape (400, 408, 413, 415), not axum's
+/// plain text.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = AppError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(request, state).await {
+        if !is_json(request.headers()) {
+            return Err(AppError::UnsupportedMediaType);
+        }
+        let bytes = read_body(request, state, super::MAX_BODY_BYTES).await?;
+        // serde reads a struct from a JSON array as well, field by field in order (`["title", true]`); every body
+        // of this API is an object, and an array is as wrong as any other type.
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return Err(AppError::MalformedJson("The request body must be a JSON object.".to_owned()));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// `application/json`, or a `+json` type of it (`application/merge-patch+json`), as axum's `Json` takes them.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(content_type) = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()) else {
+        return false;
+    };
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Query parameters whose parse errors answer in the route's error format.
@@ -405,7 +453,6 @@ impl FromRequestParts<AppState> for TodoId {
 
 fn json_rejection(rejection: JsonRejection) -> AppError {
     match rejection {
-        JsonRejection::MissingJsonContentType(_) => AppError::UnsupportedMediaType,
         JsonRejection::JsonSyntaxError(error) => {
             AppError::MalformedJson(format!("The request body is not valid JSON: {}", error.body_text()))
         }
@@ -415,9 +462,6 @@ fn json_rejection(rejection: JsonRejection) -> AppError {
             "The request body is JSON, but not what this route takes: {}",
             error.body_text()
         )),
-        JsonRejection::BytesRejection(error) if error.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-            AppError::PayloadTooLarge { limit: super::MAX_BODY_BYTES }
-        }
         other => AppError::BadRequest(other.body_text()),
     }
 }
@@ -441,15 +485,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
 
 /// The body of a form posted from the app's own pages with a valid CSRF token for `binding` (the WorkOS session),
 /// or why not. The one CSRF check for every form, including sign-out.
-pub async fn checked_form(request: Request, state: &AppState, binding: &str) -> Result<axum::body::Bytes, AppError> {
+pub async fn checked_form(request: Request, state: &AppState, binding: &str) -> Result<Bytes, AppError> {
     csrf::require_same_origin(request.headers(), &state.origin)?;
-    let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
-        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            AppError::PayloadTooLarge { limit: super::MAX_BODY_BYTES }
-        } else {
-            AppError::BadRequest("The form could not be read.".to_owned())
-        }
-    })?;
+    let bytes = read_body(request, state, super::MAX_BODY_BYTES).await?;
     let token = url::form_urlencoded::parse(&bytes)
         .find(|(name, _)| name == csrf::FIELD)
         .map(|(_, value)| value.into_owned())

@@ -31,8 +31,9 @@ use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 
 pub use error::AppError;
+pub use extractors::BODY_DEADLINE;
 pub use state::{AppState, StateError};
-pub use webhooks::{BODY_DEADLINE as WEBHOOK_BODY_DEADLINE, MAX_CONCURRENT_WEBHOOKS};
+pub use webhooks::MAX_CONCURRENT_WEBHOOKS;
 
 /// Request bodies larger than this are refused with 413: a todo is a short title, not a document.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

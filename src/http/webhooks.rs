@@ -6,7 +6,7 @@
 //! or stale answers 401, at once. Only a fresh, well-formed header gets to send a body, and then only
 //! [`MAX_CONCURRENT_WEBHOOKS`] deliveries at once (more are answered 503 `overloaded` with `Retry-After`, like the
 //! server's own load shedding: WorkOS retries failed deliveries with backoff, docs `/events/data-syncing/webhooks`),
-//! each with [`BODY_DEADLINE`] to send its body (408 `body_timeout` after that) of at most
+//! each with [`BODY_DEADLINE`](super::BODY_DEADLINE) to send its body (408 `body_timeout` after that) of at most
 //! [`MAX_WEBHOOK_BODY_BYTES`]. Without these, someone with no secret at all could hold every request slot of the
 //! server, and a megabyte of memory with each, by trickling bodies behind a plausible header.
 //!
@@ -20,12 +20,10 @@
 //! - 400 for a signed body that is not an event, 422 for an event whose payload cannot be read, on every delivery
 //!   of it (recorded as rejected, which is not final: once a deployed fix can read a retry, it is applied).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -38,6 +36,7 @@ use crate::workos::objects::EventEnvelope;
 
 use super::AppState;
 use super::error::AppError;
+use super::extractors::read_body;
 
 /// WorkOS documents no maximum event size. Events carry one object each (a few KiB), but a directory user's
 /// `raw_attributes` and `custom_attributes` are whatever the customer's directory holds, so 1 MiB leaves room for
@@ -48,10 +47,6 @@ pub const MAX_WEBHOOK_BODY_BYTES: usize = 1024 * 1024;
 /// so a burst from WorkOS goes at full speed (the database pool, 5 connections by default, is the narrower part
 /// anyway), while a flood of unsigned bodies can hold no more than these of the server's request slots.
 pub const MAX_CONCURRENT_WEBHOOKS: usize = 32;
-
-/// How long a delivery may take to send its whole body: WorkOS sends a few KiB at once, so this only ever stops a
-/// sender trickling bytes. Shorter than the request time limit, so the slot is given back well before it.
-pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The route's path: the only one under `/webhooks/` (any other is an unknown page).
 pub const PATH: &str = "/webhooks/workos";
@@ -71,10 +66,7 @@ async fn receive(State(state): State<AppState>, request: Request) -> Result<Resp
         Signature::check(header.as_ref().and_then(|value| value.to_str().ok()), SystemTime::now()).map_err(refused)?;
     // Held until the answer is ready; a delivery over the limit has sent nothing yet but its headers.
     let _slot = state.webhook_slots.try_acquire().map_err(|_| AppError::WebhooksBusy)?;
-    let body = match tokio::time::timeout(BODY_DEADLINE, Bytes::from_request(request, &state)).await {
-        Ok(body) => body.map_err(unreadable)?,
-        Err(_) => return Err(AppError::BodyTimeout { deadline: BODY_DEADLINE }),
-    };
+    let body = read_body(request, &state, MAX_WEBHOOK_BODY_BYTES).await?;
     secrets.verify_body(&signature, &body).map_err(refused)?;
     let envelope: EventEnvelope = serde_json::from_slice(&body).map_err(|error| {
         AppError::MalformedJson(format!("The request body is not a WorkOS event envelope: {error}"))
@@ -105,11 +97,4 @@ async fn receive(State(state): State<AppState>, request: Request) -> Result<Resp
 fn refused(error: SignatureError) -> AppError {
     tracing::warn!(%error, "refused a webhook delivery");
     AppError::InvalidSignature
-}
-
-fn unreadable(rejection: BytesRejection) -> AppError {
-    match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge { limit: MAX_WEBHOOK_BODY_BYTES },
-        _ => AppError::BadRequest("The request body could not be read.".to_owned()),
-    }
 }

@@ -178,6 +178,41 @@ async fn post_chunked(app: &TestApp, browser: &Browser, path: &str, content_type
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// A body that does not arrive in full within the deadline is answered 408 `body_timeout` then, not held until the
+/// request's time limit and answered 504 "may have been saved": nothing was received, and the slot comes back
+/// sooner. For the JSON API in its error shape, and for a page's form.
+#[tokio::test]
+async fn a_body_that_does_not_arrive_within_the_deadline_is_answered_408_and_changes_nothing() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let stalled = |path: &'static str, content_type: &'static str| {
+        let (app, alice) = (&app, &alice);
+        async move {
+            let mut stream = connect(app).await;
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: {content_type}\r\n\
+                 Content-Length: 100\r\n\r\n{{",
+                alice.cookie_header(),
+                alice.origin(),
+            );
+            stream.write_all(head.as_bytes()).await.expect("write");
+            let started = Instant::now();
+            let mut answer = vec![0u8; 16 * 1024];
+            let limit = authbridge::http::BODY_DEADLINE + Duration::from_secs(5);
+            let read = tokio::time::timeout(limit, stream.read(&mut answer)).await;
+            let read = read.expect("answered at the deadline, before the request's time limit").expect("read");
+            (String::from_utf8_lossy(&answer[..read]).into_owned(), started.elapsed())
+        }
+    };
+    let ((api, api_took), (form, form_took)) =
+        tokio::join!(stalled("/api/todos", "application/json"), stalled("/todos", "application/x-www-form-urlencoded"));
+    let deadline = authbridge::http::BODY_DEADLINE - Duration::from_millis(500);
+    assert!(api.starts_with("HTTP/1.1 408") && api.contains("body_timeout"), "{api}");
+    assert!(form.starts_with("HTTP/1.1 408") && form.contains("did not arrive"), "a page saying so: {form}");
+    assert!(api_took >= deadline && form_took >= deadline, "at the deadline: {api_took:?}, {form_took:?}");
+    assert!(app.all_todos().await.is_empty(), "nothing was written");
+}
+
 /// A body over the limit sent without a declared length (chunked) is cut off at the limit while it is read, and
 /// answered 413 like a declared one: by the JSON API in its error shape, and for a page's form too.
 #[tokio::test]

@@ -113,3 +113,16 @@ async fn a_failure_is_logged_under_the_request_id_at_the_level_that_says_whose_p
     let line = logged(&provider, "ERROR", "identity provider failed").await.expect("logged as an error");
     assert!(line.contains("401"), "with WorkOS's answer: {line}");
 }
+
+/// A form post resolves its user twice (the handler's `CurrentUser` and the form's CSRF check) but names them once
+/// on each of its log lines.
+#[tokio::test]
+async fn a_request_names_its_user_once_per_log_line() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let posted = alice.submit("/todos", &[("title", "named once")]).await;
+    assert_eq!(posted.status, 303, "{}", posted.body);
+    let request_id = posted.header("x-request-id").expect("every answer carries a request id");
+    let line = logged(&request_id, "INFO", "request finished").await.expect("the access log line");
+    assert_eq!(line.matches("user_id=").count(), 1, "{line}");
+}

@@ -183,6 +183,26 @@ async fn every_client_error_has_its_status_and_a_json_body() {
     assert!(message.starts_with("The request body is JSON, but not what this route takes: "), "{message}");
     assert!(message.contains("title") && message.contains("expected a string"), "names the field: {message}");
 
+    // serde would read `["title", true]` as the fields in order; a body of the API is an object or nothing.
+    for body in [json!(["Array title"]), json!("a string"), json!(null)] {
+        let response = bearer.call(Method::POST, "/api/todos", Some(body.clone())).await;
+        assert_eq!((response.status, response.error_code()), (400, "malformed_json".to_owned()), "{body}");
+        assert!(response.body.contains("must be a JSON object"), "{}", response.body);
+    }
+
+    // A compressed body is refused as such (415), not read as bytes and called malformed.
+    let gzipped = same_origin(raw.post(url("/api/todos")))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 0x08])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(gzipped.status(), 415);
+    let body: Value = gzipped.json().await.expect("json error");
+    assert_eq!(body["error"]["code"], "unsupported_media_type");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("Content-Encoding")), "{body}");
+
     let not_uuid = bearer.call(Method::GET, "/api/todos/not-a-uuid", None).await;
     assert_eq!((not_uuid.status, not_uuid.error_code()), (400, "invalid_id".to_owned()));
     let hostile = bearer.call(Method::PATCH, "/api/todos/1,2)or(1=1", Some(json!({ "is_complete": true }))).await;

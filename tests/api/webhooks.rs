@@ -2,11 +2,11 @@
 //! way; every refusal is a 401 that applies and records nothing; its own 1 MiB body limit; no cookies, CSRF or
 //! session involved. And since anyone can reach it: whatever needs no body (no secret configured, a bad header) is
 //! answered before the body is sent, at most `MAX_CONCURRENT_WEBHOOKS` deliveries are received at once, and a body
-//! has `WEBHOOK_BODY_DEADLINE` to arrive.
+//! has `BODY_DEADLINE` to arrive.
 
 use std::time::{Duration, Instant, SystemTime};
 
-use authbridge::http::{MAX_CONCURRENT_WEBHOOKS, WEBHOOK_BODY_DEADLINE};
+use authbridge::http::{BODY_DEADLINE, MAX_CONCURRENT_WEBHOOKS};
 use authbridge::lifecycle::webhook::sign;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -230,13 +230,13 @@ async fn a_body_that_does_not_arrive_within_the_deadline_is_answered_408() {
     let started = Instant::now();
     let mut stream = start_delivery(&app, Some(&plausible_signature()), 1000, b"{\"id\":").await;
     // Well before the request time limit (30 s), which would answer 504.
-    let answer = answer_within(&mut stream, WEBHOOK_BODY_DEADLINE + Duration::from_secs(5)).await;
+    let answer = answer_within(&mut stream, BODY_DEADLINE + Duration::from_secs(5)).await;
     let answer = answer.expect("answered when the deadline passed");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("body_timeout"), "{answer}");
     let logged = logged(&request_id_of(&answer), "WARN", "request body too slow").await;
     assert!(logged.is_some(), "the operator is told");
-    assert!(started.elapsed() >= WEBHOOK_BODY_DEADLINE - Duration::from_millis(500), "{:?}", started.elapsed());
+    assert!(started.elapsed() >= BODY_DEADLINE - Duration::from_millis(500), "{:?}", started.elapsed());
 }
 
 #[tokio::test]
