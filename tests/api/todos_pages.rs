@@ -169,11 +169,25 @@ async fn invalid_titles_are_explained_on_the_page_with_the_text_kept() {
     assert_eq!(too_large.status, 413, "a form body over 64 KiB");
 
     add(&alice, "Keep me").await;
+    add(&alice, "Shown first").await;
     let id = todo_id(&alice, "Keep me").await;
+    let other = todo_id(&alice, "Shown first").await;
     let rename = alice.submit(&format!("/todos/{id}/rename"), &[("title", &long)]).await;
     assert_eq!(rename.status, 422);
-    assert!(rename.body.contains(&format!("value=\"{long}\"")), "the rename text is kept");
-    assert_eq!(app.all_todos().await, vec![(app.user_id(ALICE), "Keep me".to_owned())], "nothing else written");
+    // The error and the typed text go with the todo being renamed, not with the first one on the page.
+    let item = |todo: &str| {
+        let start = rename.body.find(&format!(r#"id="todo-{todo}""#)).expect("the todo is listed");
+        let end = rename.body[start..].find("</li>").expect("its end") + start;
+        rename.body[start..end].to_owned()
+    };
+    let renamed = item(&id);
+    assert!(renamed.contains(&format!("value=\"{long}\"")), "the rename text is kept: {renamed}");
+    assert!(renamed.contains("too long") && renamed.contains(" open>"), "explained there, opened: {renamed}");
+    let untouched = item(&other);
+    assert!(untouched.contains(r#"value="Shown first""#) && !untouched.contains("too long"), "{untouched}");
+    let titles: Vec<(String, String)> =
+        ["Keep me", "Shown first"].map(|title| (app.user_id(ALICE), title.to_owned())).into();
+    assert_eq!(app.all_todos().await, titles, "nothing else written");
 }
 
 #[tokio::test]
