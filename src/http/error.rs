@@ -112,7 +112,7 @@ pub enum AppError {
     /// authbridge's own database cannot be reached: try again (WorkOS retries webhooks answered so).
     #[error("The service's database is temporarily unavailable. Please try again shortly.")]
     DatabaseUnavailable { retry_after: Duration },
-    /// The body did not arrive in full within its deadline (shorter than the request's time limit).
+    /// The body did not arrive in full within its deadline (at most half the request's time limit).
     #[error("The request body did not arrive within {} seconds.", deadline.as_secs())]
     BodyTimeout { deadline: Duration },
     /// More webhook deliveries at once than the route takes: WorkOS retries later, with backoff.

@@ -354,28 +354,38 @@ impl FromRequestParts<AppState> for MaybeUser {
     }
 }
 
-/// How long a client may take to send a request's whole body once its headers are in: 408 `body_timeout` after
-/// that. Bodies here are a few hundred bytes (a webhook's a few KiB), so this only ever stops a sender trickling
-/// bytes, who would otherwise hold one of the server's request slots until the request's time limit, and then be
-/// told that the change "may have been saved" when nothing was even received.
+/// How long a client may take to send a request's whole body once the app starts reading it: 408 `body_timeout`
+/// after that. Bodies here are a few hundred bytes (a webhook's a few KiB), so this only ever stops a sender
+/// trickling bytes, who would otherwise hold one of the server's request slots until the request's time limit, and
+/// then be told that the change "may have been saved" when nothing was even received. Never more than half the
+/// request's time limit (`REQUEST_TIMEOUT_SECONDS`), so that it always goes off first.
 pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The request's whole body, read within [`BODY_DEADLINE`]; `limit` is the route's body limit (enforced by its
 /// layers), named in the 413. A body in a content coding (`gzip`…) is refused with 415 before it is read: nothing
 /// here decodes one, and reading it as it is would only produce a misleading parse error.
 pub async fn read_body(request: Request, state: &AppState, limit: usize) -> Result<Bytes, AppError> {
-    let coded = request.headers().get(header::CONTENT_ENCODING).is_some_and(|coding| coding != "identity");
-    if coded {
+    if is_coded(request.headers()) {
         return Err(AppError::UnsupportedContentEncoding);
     }
-    match tokio::time::timeout(BODY_DEADLINE, Bytes::from_request(request, state)).await {
+    let deadline = BODY_DEADLINE.min(state.config.server.request_timeout / 2);
+    match tokio::time::timeout(deadline, Bytes::from_request(request, state)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             Err(AppError::PayloadTooLarge { limit })
         }
         Ok(Err(_)) => Err(AppError::BadRequest("The request body could not be read.".to_owned())),
-        Err(_) => Err(AppError::BodyTimeout { deadline: BODY_DEADLINE }),
+        Err(_) => Err(AppError::BodyTimeout { deadline }),
     }
+}
+
+/// A content coding other than `identity` in any `Content-Encoding` header (a list, case-insensitive: RFC 9110
+/// §8.4).
+fn is_coded(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONTENT_ENCODING).iter().any(|value| {
+        let Ok(value) = value.to_str() else { return true };
+        value.split(',').map(str::trim).any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
+    })
 }
 
 /// A JSON object body whose every failure is answered in the API's error shape (400, 408, 413, 415), not axum's
@@ -517,6 +527,42 @@ mod tests {
         }
         for value in ["Basic dTpw", "Digest username=\"u\"", "Bearerabc", "", "Token abc"] {
             assert!(!attempt(value), "{value:?}");
+        }
+    }
+
+    fn headers(name: header::HeaderName, values: &[&'static str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(name.clone(), HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    /// The types axum's `Json` takes (its own test's table), and no others.
+    #[test]
+    fn json_is_application_json_or_a_json_suffix_with_any_parameters() {
+        for accepted in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/cloudevents+json",
+            "application/merge-patch+json; charset=utf-8",
+        ] {
+            assert!(is_json(&headers(header::CONTENT_TYPE, &[accepted])), "{accepted}");
+        }
+        for refused in ["text/json", "text/plain", "application/x-www-form-urlencoded", "application/jsonx", ""] {
+            assert!(!is_json(&headers(header::CONTENT_TYPE, &[refused])), "{refused}");
+        }
+        assert!(!is_json(&HeaderMap::new()), "no content type");
+    }
+
+    #[test]
+    fn any_coding_but_identity_in_any_content_encoding_header_is_coded() {
+        for plain in [&[][..], &["identity"], &["Identity"], &["IDENTITY, identity"]] {
+            assert!(!is_coded(&headers(header::CONTENT_ENCODING, plain)), "{plain:?}");
+        }
+        for coded in [&["gzip"][..], &["GZIP"], &["identity, gzip"], &["identity", "br"], &["deflate"]] {
+            assert!(is_coded(&headers(header::CONTENT_ENCODING, coded)), "{coded:?}");
         }
     }
 }

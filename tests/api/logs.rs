@@ -111,7 +111,7 @@ async fn a_failure_is_logged_under_the_request_id_at_the_level_that_says_whose_p
     let response = browser.request(Method::GET, &callback, with_id(&provider)).await;
     assert_eq!(response.status, 502, "{}", response.body);
     let line = logged(&provider, "ERROR", "identity provider failed").await.expect("logged as an error");
-    assert!(line.contains("401"), "with WorkOS's answer: {line}");
+    assert!(line.contains("WorkOS refused the request (401"), "with WorkOS's answer: {line}");
 }
 
 /// A form post resolves its user twice (the handler's `CurrentUser` and the form's CSRF check) but names them once

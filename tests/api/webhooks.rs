@@ -179,13 +179,13 @@ async fn start_delivery(app: &TestApp, signature: Option<&str>, declared: usize,
     stream
 }
 
-/// The start of the answer on `stream`, if one comes within `limit`.
 /// The `x-request-id` of a raw HTTP answer.
 fn request_id_of(answer: &str) -> String {
     let line = answer.lines().find(|line| line.to_ascii_lowercase().starts_with("x-request-id:"));
     line.and_then(|line| line.split_once(':')).map(|(_, id)| id.trim().to_owned()).expect("an x-request-id header")
 }
 
+/// The start of the answer on `stream`, if one comes within `limit`.
 async fn answer_within(stream: &mut TcpStream, limit: Duration) -> Option<String> {
     let mut answer = vec![0u8; 4096];
     match tokio::time::timeout(limit, stream.read(&mut answer)).await {

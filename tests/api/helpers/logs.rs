@@ -39,12 +39,17 @@ pub fn captured() -> String {
 pub async fn logged(request_id: &str, level: &str, message: &str) -> Option<String> {
     let marker = format!("request_id=\"{request_id}\"");
     let level = format!(" {level} ");
-    // The error's line is written as the response leaves the app; give the writer a moment.
+    // Lines are written before the response leaves the app; the wait is only slack. The buffer is searched where it
+    // is, newest line first, rather than copied: every test's logging waits for the lock meanwhile.
     for _ in 0..50 {
-        let found = captured()
-            .lines()
-            .find(|line| line.contains(&marker) && line.contains(&level) && line.contains(message))
-            .map(str::to_owned);
+        let found = {
+            let logs = LOGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            String::from_utf8_lossy(&logs)
+                .lines()
+                .rev()
+                .find(|line| line.contains(&marker) && line.contains(&level) && line.contains(message))
+                .map(str::to_owned)
+        };
         if found.is_some() {
             return found;
         }
