@@ -126,3 +126,21 @@ async fn a_request_names_its_user_once_per_log_line() {
     let line = logged(&request_id, "INFO", "request finished").await.expect("the access log line");
     assert_eq!(line.matches("user_id=").count(), 1, "{line}");
 }
+
+/// A fault of the app's own (here its database refusing a statement, as a schema gone wrong would) is a 500 whose
+/// body says nothing of it, and an error line with the detail for the operator.
+#[tokio::test]
+async fn an_internal_fault_is_a_plain_500_and_an_error_line_with_its_detail() {
+    let app = spawn_app_with(AppOptions::default().lifecycle()).await;
+    let alice = app.signed_in(ALICE).await;
+    sqlx::query("ALTER TABLE authbridge.organization_memberships RENAME TO organization_memberships_gone")
+        .execute(&mut app.db.connect().await)
+        .await
+        .expect("rename");
+    let response = alice.api(Method::GET, "/api/organizations", None).await;
+    assert_eq!((response.status, response.error_code()), (500, "internal".to_owned()), "{}", response.body);
+    assert!(!response.body.contains("organization_memberships"), "no detail for the client: {}", response.body);
+    let request_id = response.header("x-request-id").expect("every answer carries a request id");
+    let line = logged(&request_id, "ERROR", "internal error").await.expect("logged as an error");
+    assert!(line.contains("organization_memberships") && line.contains("does not exist"), "with its detail: {line}");
+}
