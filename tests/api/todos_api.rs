@@ -160,16 +160,20 @@ async fn every_client_error_has_its_status_and_a_json_body() {
     let url = |path: &str| app.base_url.join(path).expect("url");
     let raw = reqwest::Client::new();
     let cookie = alice.cookie_header();
-    let same_origin = |request: reqwest::RequestBuilder| {
-        request.header("cookie", &cookie).header("origin", alice.origin()).header("sec-fetch-site", "same-origin")
+    // A create whose body and headers are sent exactly as given, with the cookie, from the app's own origin.
+    let post_raw = |headers: &[(&'static str, &'static str)], body: &'static [u8]| {
+        let mut request = raw
+            .post(url("/api/todos"))
+            .header("cookie", &cookie)
+            .header("origin", alice.origin())
+            .header("sec-fetch-site", "same-origin");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move { request.body(body).send().await.expect("request") }
     };
 
-    let malformed = same_origin(raw.post(url("/api/todos")))
-        .header("content-type", "application/json")
-        .body("{\"title\": ")
-        .send()
-        .await
-        .expect("request");
+    let malformed = post_raw(&[("content-type", "application/json")], b"{\"title\": ").await;
     assert_eq!(malformed.status(), 400);
     let body: Value = malformed.json().await.expect("json error");
     assert_eq!(body["error"]["code"], "malformed_json");
@@ -198,21 +202,14 @@ async fn every_client_error_has_its_status_and_a_json_body() {
 
     // A compressed body is refused as such (415), not read as bytes and called malformed; `identity` is no coding,
     // and an object may start after white space.
-    let plain = same_origin(raw.post(url("/api/todos")))
-        .header("content-type", "application/json; charset=utf-8")
-        .header("content-encoding", "Identity")
-        .body("\n  {\"title\":\"Plain\"}")
-        .send()
-        .await
-        .expect("request");
+    let plain = post_raw(
+        &[("content-type", "application/json; charset=utf-8"), ("content-encoding", "Identity")],
+        b"\n  {\"title\":\"Plain\"}",
+    )
+    .await;
     assert_eq!(plain.status(), 201);
-    let gzipped = same_origin(raw.post(url("/api/todos")))
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(vec![0x1f, 0x8b, 0x08])
-        .send()
-        .await
-        .expect("request");
+    let gzipped =
+        post_raw(&[("content-type", "application/json"), ("content-encoding", "gzip")], &[0x1f, 0x8b, 0x08]).await;
     assert_eq!(gzipped.status(), 415);
     let body: Value = gzipped.json().await.expect("json error");
     assert_eq!(body["error"]["code"], "unsupported_media_type");
@@ -236,12 +233,7 @@ async fn every_client_error_has_its_status_and_a_json_body() {
     let too_large = bearer.call(Method::POST, "/api/todos", Some(huge)).await;
     assert_eq!((too_large.status, too_large.error_code()), (413, "payload_too_large".to_owned()));
 
-    let text = same_origin(raw.post(url("/api/todos")))
-        .header("content-type", "text/plain")
-        .body("{\"title\":\"x\"}")
-        .send()
-        .await
-        .expect("request");
+    let text = post_raw(&[("content-type", "text/plain")], b"{\"title\":\"x\"}").await;
     assert_eq!(text.status(), 415);
     let body: Value = text.json().await.expect("json error");
     assert_eq!(body["error"]["code"], "unsupported_media_type");
