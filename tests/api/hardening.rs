@@ -161,16 +161,21 @@ async fn a_declared_body_over_the_limit_is_refused_before_it_is_sent() {
     assert!(answer.contains("payload_too_large"), "in the API's error shape: {answer}");
 }
 
+/// The head of a POST to `path` as `browser`, from its own origin, ending with `framing` (the body's length or
+/// transfer coding, and any other header lines).
+fn post_head(browser: &Browser, path: &str, content_type: &str, framing: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: {content_type}\r\n{framing}\r\n\r\n",
+        browser.cookie_header(),
+        browser.origin(),
+    )
+}
+
 /// Posts `chunked` (a body already in chunked transfer encoding, possibly malformed) to `path` as `browser`, and reads
 /// the answer. The server may answer (and stop reading) before all of it is sent.
 async fn post_chunked(app: &TestApp, browser: &Browser, path: &str, content_type: &str, chunked: &[u8]) -> String {
     let mut stream = connect(app).await;
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: {content_type}\r\n\
-         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
-        browser.cookie_header(),
-        browser.origin(),
-    );
+    let head = post_head(browser, path, content_type, "Transfer-Encoding: chunked\r\nConnection: close");
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(chunked).await;
     let mut answer = Vec::new();
@@ -191,12 +196,8 @@ async fn a_body_that_does_not_arrive_within_the_deadline_is_answered_408_and_cha
         let (app, alice) = (&app, &alice);
         async move {
             let mut stream = connect(app).await;
-            let head = format!(
-                "POST {path} HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nOrigin: {}\r\nContent-Type: {content_type}\r\n\
-                 Content-Length: 100\r\n\r\n{{",
-                alice.cookie_header(),
-                alice.origin(),
-            );
+            // A hundred bytes announced, one sent.
+            let head = post_head(alice, path, content_type, "Content-Length: 100") + "{";
             stream.write_all(head.as_bytes()).await.expect("write");
             let started = Instant::now();
             // Until the answer's telling part has arrived (it may come in more than one read), or the time limit.
