@@ -113,7 +113,7 @@ pub enum AppError {
     #[error("The service's database is temporarily unavailable. Please try again shortly.")]
     DatabaseUnavailable { retry_after: Duration },
     /// The body did not arrive in full within its deadline (at most half the request's time limit).
-    #[error("The request body did not arrive within {} seconds.", deadline.as_secs())]
+    #[error("The request body did not arrive within {} seconds.", deadline.as_secs_f64())]
     BodyTimeout { deadline: Duration },
     /// More webhook deliveries at once than the route takes: WorkOS retries later, with backoff.
     #[error("The service is busy. Please try again in a moment.")]
@@ -569,6 +569,15 @@ mod tests {
     /// names no code (or status) the app does not answer. The sign-in's own errors are answered on its pages
     /// (`/callback`, the organization picker), never as JSON; `overloaded` is the server loop's, answered before
     /// the router (`server::overloaded`).
+    #[test]
+    fn a_body_deadline_under_a_second_is_not_called_zero_seconds() {
+        // REQUEST_TIMEOUT_SECONDS=1 makes the deadline half a second.
+        let short = AppError::BodyTimeout { deadline: Duration::from_millis(500) };
+        assert_eq!(short.to_string(), "The request body did not arrive within 0.5 seconds.");
+        let usual = AppError::BodyTimeout { deadline: Duration::from_secs(10) };
+        assert_eq!(usual.to_string(), "The request body did not arrive within 10 seconds.");
+    }
+
     #[test]
     fn the_readme_lists_every_api_error_with_its_status() {
         let mut answered: Vec<(u16, &str)> = one_of_each()

@@ -462,15 +462,18 @@ impl FromRequestParts<AppState> for TodoId {
 }
 
 fn json_rejection(rejection: JsonRejection) -> AppError {
+    // serde's own words (where the syntax breaks, or which field has the wrong type), without axum's prefix
+    // ("Failed to parse the request body as JSON: …"), which would say the same as ours a second time.
+    let detail = |error: &dyn std::error::Error| error.source().map_or_else(|| error.to_string(), ToString::to_string);
     match rejection {
         JsonRejection::JsonSyntaxError(error) => {
-            AppError::MalformedJson(format!("The request body is not valid JSON: {}", error.body_text()))
+            AppError::MalformedJson(format!("The request body is not valid JSON: {}.", detail(&error)))
         }
         // Valid JSON of the wrong shape (a field of the wrong type): saying "not valid JSON" would send the client
         // looking for a syntax error that is not there.
         JsonRejection::JsonDataError(error) => AppError::MalformedJson(format!(
-            "The request body is JSON, but not what this route takes: {}",
-            error.body_text()
+            "The request body is JSON, but not what this route takes: {}.",
+            detail(&error)
         )),
         other => AppError::BadRequest(other.body_text()),
     }

@@ -178,14 +178,20 @@ async fn every_client_error_has_its_status_and_a_json_body() {
     let body: Value = malformed.json().await.expect("json error");
     assert_eq!(body["error"]["code"], "malformed_json");
     let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.starts_with("The request body is not valid JSON: "), "{message}");
+    // Where it breaks, said once (not axum's "Failed to parse the request body as JSON" after ours).
+    assert_eq!(message, "The request body is not valid JSON: title: EOF while parsing a value at line 1 column 10.");
 
     // Valid JSON of the wrong shape: the same code, and a message that does not call it invalid JSON.
     let wrong_type = bearer.call(Method::POST, "/api/todos", Some(json!({ "title": 5 }))).await;
     assert_eq!((wrong_type.status, wrong_type.error_code()), (400, "malformed_json".to_owned()));
     let message = wrong_type.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
     assert!(message.starts_with("The request body is JSON, but not what this route takes: "), "{message}");
-    assert!(message.contains("title") && message.contains("expected a string"), "names the field: {message}");
+    assert_eq!(
+        message,
+        "The request body is JSON, but not what this route takes: title: invalid type: integer `5`, expected a \
+         string at line 1 column 10.",
+        "names the field, once"
+    );
 
     // serde would read `["title", true]` as the fields in order; a body of the API is an object or nothing.
     for body in [json!(["Array title"]), json!("a string"), json!(null)] {
