@@ -577,6 +577,24 @@ async fn a_quiet_environment_without_a_cursor_event_reads_on_from_its_last_compl
     assert!(from >= polled - time::Duration::minutes(6), "read from {from}, before the last complete poll");
 }
 
+/// A gap read again while WorkOS keeps no event from it: the cursor's expired event is dropped with it, so the polls
+/// after it read on from that poll (less the overlap), not over all of WorkOS's window every time.
+#[tokio::test]
+async fn after_a_gap_with_no_events_left_the_next_poll_reads_on_from_the_gap_poll() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("caught up");
+    stopped_for(&app, 31).await;
+    app.workos.expire_events();
+    let gap = app.consumer(options()).poll_once().await.expect("the gap poll");
+    assert!(gap.reconciled && gap.applied == 0, "{gap:?}");
+    assert_eq!(cursor(&app).await, None, "the expired event is the cursor no more");
+    let polled = polled_at(&app).await.expect("the gap poll read to the end");
+
+    app.consumer(options()).poll_once().await.expect("the next poll");
+    let from = range_start(&app.workos.events_queries().pop().expect("an events request"));
+    assert!(from >= polled - time::Duration::minutes(6), "read from {from}, not on from the gap poll at {polled}");
+}
+
 /// Only a poll that read the event list to its end records that it did: one that failed, or stopped at its page
 /// limit, may have left events unread. A consumer stopped for a month whose first poll fails once it has read the
 /// state again finds the gap again on the next.
