@@ -106,6 +106,22 @@ async fn the_first_poll_reconciles_from_the_rest_api_then_reads_events() {
     assert!(!again.reconciled, "only once");
 }
 
+/// An environment without a single event to move the cursor (new, or all its events past WorkOS's window) is read
+/// from the REST API at its first poll only, not at every poll: a large tenant's listing is costly.
+#[tokio::test]
+async fn an_environment_without_events_is_read_from_the_rest_api_once() {
+    let app = app_without_push().await;
+    app.workos.expire_events();
+    let first = app.consumer(options()).poll_once().await.expect("a poll");
+    assert!(first.reconciled && first.applied == 0, "{first:?}");
+    assert_eq!(cursor(&app).await, None, "no event to move the cursor to");
+    let organizations_read = app.workos.calls(Endpoint::Organizations);
+
+    let again = app.consumer(options()).poll_once().await.expect("the next poll");
+    assert!(!again.reconciled, "only once: {again:?}");
+    assert_eq!(app.workos.calls(Endpoint::Organizations), organizations_read);
+}
+
 #[tokio::test]
 async fn a_restart_resumes_from_the_cursor() {
     let app = app_without_push().await;
