@@ -169,7 +169,7 @@ impl AuditTrail {
             lifecycle: Arc::clone(&self.lifecycle),
             wake: Arc::clone(&self.wake),
             options,
-            last_alarm: std::sync::Mutex::new(None),
+            alarm: Alarm::default(),
         }
     }
 
@@ -305,9 +305,9 @@ pub struct AuditDeliverer {
     lifecycle: Arc<Lifecycle>,
     wake: Arc<Notify>,
     options: DelivererOptions,
-    /// When the operator was last told (at error level) that events have been undelivered for long: the events
-    /// WorkOS refuses for certain are retried without end, so the alarm is repeated, but not at every pass.
-    last_alarm: std::sync::Mutex<Option<Instant>>,
+    /// Telling the operator (at error level) that events have been undelivered for long: the events WorkOS refuses
+    /// for certain are retried without end, so the alarm is repeated, but not at every pass.
+    alarm: Alarm,
 }
 
 /// What one pass over the outbox did.
@@ -480,7 +480,7 @@ impl AuditDeliverer {
             .await?;
         }
         if let Some((count, error)) = overdue
-            && self.alarm_due(Instant::now())
+            && self.alarm.due(Instant::now())
         {
             tracing::error!(
                 events = count,
@@ -490,16 +490,6 @@ impl AuditDeliverer {
             );
         }
         Ok(pass)
-    }
-
-    /// Whether to raise the alarm now (and note that it was).
-    fn alarm_due(&self, now: Instant) -> bool {
-        let mut last = crate::sync::lock(&self.last_alarm);
-        let due = alarm_due(*last, now);
-        if due {
-            *last = Some(now);
-        }
-        due
     }
 }
 
@@ -515,8 +505,22 @@ const ALARM_AFTER: Duration = Duration::from_secs(3600);
 /// How often that alarm is repeated while such events remain.
 const ALARM_EVERY: Duration = Duration::from_secs(15 * 60);
 
-fn alarm_due(last: Option<Instant>, now: Instant) -> bool {
-    last.is_none_or(|last| now.saturating_duration_since(last) >= ALARM_EVERY)
+/// An alarm raised at most once every [`ALARM_EVERY`]: remembers when it last went off.
+#[derive(Default)]
+struct Alarm {
+    last: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Alarm {
+    /// Whether to raise the alarm at `now` (and, if so, note that it was).
+    fn due(&self, now: Instant) -> bool {
+        let mut last = crate::sync::lock(&self.last);
+        let due = last.is_none_or(|last| now.saturating_duration_since(last) >= ALARM_EVERY);
+        if due {
+            *last = Some(now);
+        }
+        due
+    }
 }
 
 /// What a failed attempt means for its event.
@@ -629,10 +633,14 @@ mod tests {
 
     #[test]
     fn the_alarm_for_undelivered_events_is_repeated_every_15_minutes() {
+        let alarm = Alarm::default();
         let now = Instant::now();
-        assert!(alarm_due(None, now), "the first time");
-        assert!(!alarm_due(Some(now), now + Duration::from_secs(14 * 60 + 59)));
-        assert!(alarm_due(Some(now), now + Duration::from_secs(15 * 60)));
+        assert!(alarm.due(now), "the first time");
+        assert!(!alarm.due(now), "not at the next pass");
+        assert!(!alarm.due(now + Duration::from_secs(14 * 60 + 59)));
+        assert!(alarm.due(now + Duration::from_secs(15 * 60)), "15 minutes after it went off");
+        assert!(!alarm.due(now + Duration::from_secs(29 * 60)), "counted from when it last went off");
+        assert!(alarm.due(now + Duration::from_secs(30 * 60)));
     }
 
     #[test]

@@ -286,6 +286,20 @@ async fn an_event_undelivered_23_hours_after_an_unclear_attempt_is_given_up_not_
     })
     .await;
     assert!(unclear, "the 503 is recorded as an attempt that may have reached WorkOS: {:?}", outbox(&app).await);
+    // A minute short of the limit, it is still sent again.
+    sqlx::query(
+        "UPDATE authbridge.audit_log_outbox SET created_at = now() - interval '23 hours', \
+             maybe_sent_at = now() - interval '22 hours 59 minutes', next_attempt_at = now()",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("age the event to just short of the limit");
+    let sent_before = app.workos.audit_log_requests().len();
+    let sent_again =
+        eventually(Duration::from_secs(10), || async { app.workos.audit_log_requests().len() > sent_before }).await;
+    assert!(sent_again, "sent again before the limit: {:?}", outbox(&app).await);
+    assert!(outbox(&app).await.first().is_some_and(|(_, _, _, failed)| !*failed), "not given up before the limit");
+
     sqlx::query(
         "UPDATE authbridge.audit_log_outbox \
          SET created_at = now() - interval '23 hours 2 minutes', maybe_sent_at = now() - interval '23 hours 1 minute'",
