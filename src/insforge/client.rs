@@ -763,5 +763,8 @@ mod tests {
         assert_eq!(summary("<html>\n<b>Bad gateway</b></html>"), "<html> <b>Bad gateway</b></html>");
         assert_eq!(summary(""), "(empty body)");
         assert_eq!(summary(&"x".repeat(1000)).chars().count(), MAX_MESSAGE_CHARS + 1);
+        // A body of exactly the limit is whole: nothing was cut, so no "…" says it was.
+        assert_eq!(summary(&"é".repeat(MAX_MESSAGE_CHARS)), "é".repeat(MAX_MESSAGE_CHARS));
+        assert_eq!(summary(&"é".repeat(MAX_MESSAGE_CHARS + 1)), format!("{}…", "é".repeat(MAX_MESSAGE_CHARS)));
     }
 }
