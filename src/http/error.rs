@@ -565,10 +565,6 @@ mod tests {
         listed
     }
 
-    /// Every code the API and the webhook route can answer is in the README's list with its status, and the list
-    /// names no code (or status) the app does not answer. The sign-in's own errors are answered on its pages
-    /// (`/callback`, the organization picker), never as JSON; `overloaded` is the server loop's, answered before
-    /// the router (`server::overloaded`).
     #[test]
     fn a_body_deadline_under_a_second_is_not_called_zero_seconds() {
         // REQUEST_TIMEOUT_SECONDS=1 makes the deadline half a second.
@@ -578,6 +574,10 @@ mod tests {
         assert_eq!(usual.to_string(), "The request body did not arrive within 10 seconds.");
     }
 
+    /// Every code the API and the webhook route can answer is in the README's list with its status, and the list
+    /// names no code (or status) the app does not answer. The sign-in's own errors are answered on its pages
+    /// (`/callback`, the organization picker), never as JSON; `overloaded` is the server loop's, answered before
+    /// the router (`server::overloaded`).
     #[test]
     fn the_readme_lists_every_api_error_with_its_status() {
         let mut answered: Vec<(u16, &str)> = one_of_each()
