@@ -323,6 +323,11 @@ impl From<SignInError> for AppError {
                 Self::BadRequest("Choose one of the organizations listed on the page.".to_owned())
             }
             SignInError::Provider(error) => error.into(),
+            SignInError::AccessEnded => Self::Forbidden(
+                "Your access to this app has ended (your account was removed). If that is a mistake, ask your \
+                 administrator."
+                    .to_owned(),
+            ),
             other @ (SignInError::Random | SignInError::Store(_)) => Self::Internal(other.to_string()),
         }
     }

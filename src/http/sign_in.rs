@@ -187,13 +187,24 @@ fn see_other(location: &str, set_cookies: Vec<HeaderValue>) -> Response {
 /// expired access token and the provider (or the revocation database) down, resolving the session answers 503,
 /// and the user could not get the CSRF token that signing out needs just when they may want out. The token is
 /// bound to the session the cookie holds, which is the binding `POST /logout` checks.
+///
+/// A session already ended (signed out in another tab, revoked, its user deleted) has nothing left to sign out of:
+/// the page says so. When the database cannot tell, the page offers the sign-out all the same.
 async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some((session, _)) = state.sessions.open(&headers) else {
+    let signed_out = || {
         let mut response = render(StatusCode::OK, &LogoutPage { banner: None, email: None, csrf_token: String::new() });
-        // A cookie that does not open is of no use to anyone: delete it, as resolving it would have.
+        // A cookie that does not open, or whose session has ended, is of no use to anyone: delete it, as resolving
+        // it would have.
         append_cookies(&mut response, state.sessions.clear(&headers));
-        return response;
+        response
     };
+    let Some((session, _)) = state.sessions.open(&headers) else {
+        return signed_out();
+    };
+    let revocations = state.sessions.revocations();
+    if let Ok(true) = revocations.has_ended(&session.user.id, session.session_id.as_deref()).await {
+        return signed_out();
+    }
     let user = CurrentUser(session.principal());
     let page = LogoutPage {
         banner: Banner::of(&state, &user),

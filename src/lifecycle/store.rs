@@ -523,15 +523,19 @@ pub async fn session_revoked(conn: &mut PgConnection, session_id: &str) -> Resul
         .await
 }
 
-/// One organization a user is an active member of, as `GET /api/organizations` shows it.
+/// One organization a user is an active member of, as `GET /api/organizations` shows it: one entry per organization,
+/// even in the moments when two of the user's memberships in it are active (WorkOS replaced one, and the old one's
+/// deletion is not known yet).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ActiveMembership {
     /// The organization's id.
     pub id: String,
     /// `None` only until the organization itself has been fetched or delivered.
     pub name: Option<String>,
+    /// The main role of the user's latest membership in it.
     pub role: Option<String>,
-    /// Every role slug of the membership (several when WorkOS has multiple roles enabled).
+    /// Every role slug of the user's active memberships in it (several when WorkOS has multiple roles enabled), so
+    /// that [`ActiveMembership::is_admin`] agrees with the delete policy, which lets any active admin membership count.
     #[serde(skip)]
     pub roles: Vec<String>,
 }
@@ -556,19 +560,40 @@ impl ActiveMembership {
 pub async fn active_memberships(conn: &mut PgConnection, user_id: &str) -> Result<Vec<ActiveMembership>, sqlx::Error> {
     /// Organization id, its name, the main role, every role.
     type Row = (String, Option<String>, Option<String>, Vec<String>);
-    // The function in an uncorrelated sub-select: called once, not once per membership row.
+    // The function in an uncorrelated sub-select: called once, not once per membership row. Within an organization
+    // the latest membership comes first, for `merge_by_organization`.
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT m.organization_id, o.name, m.role, m.role_slugs \
          FROM authbridge.organization_memberships m \
          LEFT JOIN authbridge.organizations o ON o.id = m.organization_id \
          WHERE m.user_id = $1 AND m.deleted_at IS NULL AND m.status = 'active' \
            AND m.organization_id IN (SELECT unnest(authbridge.active_organization_ids($1))) \
-         ORDER BY o.name NULLS LAST, m.organization_id",
+         ORDER BY o.name NULLS LAST, m.organization_id, m.version_updated_at DESC, m.id",
     )
     .bind(user_id)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|(id, name, role, roles)| ActiveMembership { id, name, role, roles }).collect())
+    Ok(merge_by_organization(rows.into_iter().map(|(id, name, role, roles)| ActiveMembership { id, name, role, roles })))
+}
+
+/// One entry per organization out of memberships ordered by organization, the latest of each first: its role is the
+/// latest membership's, its role slugs every membership's.
+fn merge_by_organization(memberships: impl Iterator<Item = ActiveMembership>) -> Vec<ActiveMembership> {
+    let mut merged: Vec<ActiveMembership> = Vec::new();
+    for membership in memberships {
+        match merged.last_mut() {
+            Some(last) if last.id == membership.id => {
+                let more = membership.roles.into_iter().chain(membership.role);
+                for role in more {
+                    if !last.roles.contains(&role) {
+                        last.roles.push(role);
+                    }
+                }
+            }
+            _ => merged.push(membership),
+        }
+    }
+    merged
 }
 
 /// Where the Events API consumer stands.
@@ -719,4 +744,37 @@ pub async fn user_emails(conn: &mut PgConnection, ids: &[String]) -> Result<Vec<
         .bind(ids)
         .fetch_all(conn)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn membership(organization: &str, role: &str, roles: &[&str]) -> ActiveMembership {
+        ActiveMembership {
+            id: organization.to_owned(),
+            name: Some(organization.to_uppercase()),
+            role: Some(role.to_owned()),
+            roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn two_memberships_in_one_organization_are_one_entry_with_the_latest_role_and_every_slug() {
+        let merged = merge_by_organization(
+            [
+                membership("org_a", "member", &["member"]),
+                membership("org_a", "admin", &[]),
+                membership("org_a", "member", &["member", "billing"]),
+                membership("org_b", "member", &["member"]),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(merged.len(), 2, "{merged:?}");
+        assert_eq!(merged[0].role.as_deref(), Some("member"), "the latest membership's role");
+        assert_eq!(merged[0].roles, ["member", "admin", "billing"]);
+        assert!(merged[0].is_admin(), "an admin membership counts, as in the delete policy");
+        assert_eq!(merged[1], membership("org_b", "member", &["member"]));
+        assert!(!merged[1].is_admin());
+    }
 }

@@ -153,6 +153,9 @@ pub enum SignInError {
     NotOffered,
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// The provider signed in a user whose access has ended here (deleted, as the lifecycle recorded it).
+    #[error("this user's access has ended")]
+    AccessEnded,
     #[error("the system random generator failed")]
     Random,
     #[error("cannot store the sign-in: {0}")]
@@ -265,9 +268,24 @@ impl SessionManager {
             }
             Err(error) => return Err(error.into()),
         };
+        self.refuse_if_ended(&session).await?;
         let set_cookies = self.store(&session, headers)?;
         tracing::info!(user_id = %session.user.id, "signed in");
         Ok(CallbackOutcome::SignedIn(SignedIn { return_to: state.return_to, set_cookies, session: Box::new(session) }))
+    }
+
+    /// Refuses a new session that every request would refuse: its user's access has ended here (deleted, as the
+    /// lifecycle recorded it). WorkOS itself no longer signs a deleted user in, but a stand-in started afresh over a
+    /// kept database does, and the user would be given a cookie only to be signed out without a word at the next
+    /// request. When the database cannot say, the sign-in goes on: the next request asks again.
+    async fn refuse_if_ended(&self, session: &Session) -> Result<(), SignInError> {
+        match self.revocations.has_ended(&session.user.id, session.session_id.as_deref()).await {
+            Ok(true) => {
+                tracing::warn!(user_id = %session.user.id, "the provider signed in a user whose access has ended; refused");
+                Err(SignInError::AccessEnded)
+            }
+            Ok(false) | Err(_) => Ok(()),
+        }
     }
 
     /// Seals the pending sign-in into its cookie: with the organizations offered when they fit, else with the
@@ -374,6 +392,7 @@ impl SessionManager {
             user: None,
         };
         let session = self.provider.complete_organization_selection(&selection, organization_id).await?;
+        self.refuse_if_ended(&session).await?;
         let set_cookies = self.store(&session, headers)?;
         tracing::info!(user_id = %session.user.id, "signed in after choosing an organization");
         Ok(SignedIn { return_to: pending.return_to.clone(), set_cookies, session: Box::new(session) })

@@ -64,13 +64,18 @@ async fn a_membership_whose_deletion_event_was_lost_is_ended_at_the_next_sign_in
         "INSERT INTO authbridge.organization_memberships \
              (id, user_id, organization_id, status, role, role_slugs, directory_managed, \
               version_updated_at, version_event_at, version_event_id) \
-         VALUES ('om_just_created', $1, $2, 'active', 'member', '{member}', false, now(), now(), 'event_x')",
+         VALUES ('om_just_created', $1, $2, 'active', 'admin', '{admin}', false, now(), now(), 'event_x')",
     )
     .bind(&bob)
     .bind(ACME_ORGANIZATION_ID)
     .execute(&pool)
     .await
     .expect("a membership recorded moments ago");
+    assert_eq!(
+        browser.get(ORGANIZATIONS).await.json(),
+        json!([{ "id": ACME_ORGANIZATION_ID, "name": "Acme", "role": "admin" }]),
+        "two active memberships in Acme: Acme listed once, with the latest membership's role"
+    );
 
     app.workos.delete_membership(&acme.id).expect("removed at WorkOS");
     assert_eq!(
@@ -459,6 +464,14 @@ async fn a_deleted_user_has_no_access_on_the_next_request_with_a_cookie_or_a_bea
     })
     .await;
     assert!(refused, "the replica still lets the deleted user in");
+
+    // Signed in by the provider all the same (WorkOS would not; a stand-in started afresh over a kept database
+    // does): refused at the callback with a page that says why, rather than given a cookie the next request clears.
+    let again = app.browser();
+    let callback = again.sign_in(ALICE).await;
+    assert_eq!(callback.status, 403, "{}", callback.body);
+    assert!(callback.body.contains("Your access to this app has ended"), "{}", callback.body);
+    assert!(again.cookie(authbridge::session::SESSION_COOKIE).is_none(), "no session cookie");
 }
 
 #[tokio::test]

@@ -317,6 +317,8 @@ async fn sign_out_needs_a_post_with_csrf_and_ends_the_workos_session() {
     assert!(browser.cookie(SESSION_COOKIE).is_some(), "a forged sign-out changes nothing");
 
     let session_id = crate::helpers::session::session_id(&browser);
+    let copy = app.browser();
+    copy.copy_cookies_from(&browser);
     let out = browser.submit("/logout", &[]).await;
     assert_eq!(out.status, 302);
     let location = out.location().expect("redirect to WorkOS");
@@ -328,6 +330,12 @@ async fn sign_out_needs_a_post_with_csrf_and_ends_the_workos_session() {
     assert_eq!(param(&pairs, "return_to").as_deref(), Some(app.base_url.as_str()));
     assert!(browser.cookie(SESSION_COOKIE).is_none(), "the session cookie is cleared");
     assert_eq!(browser.get("/api/me").await.status, 401);
+    // A copy of the cookie (another tab's, or a stolen one) gets the page of someone signed out, not a sign-out
+    // button for a session already ended; and the cookie is cleared.
+    let ended = copy.get("/logout").await;
+    assert_eq!(ended.status, 200);
+    assert!(!ended.body.contains(ALICE) && !ended.body.contains("csrf_token"), "{}", ended.body);
+    assert!(copy.cookie(SESSION_COOKIE).is_none(), "the ended session's cookie is cleared");
 
     // Following the redirect ends the WorkOS session: its refresh token is dead.
     let followed = reqwest::Client::builder()
