@@ -98,13 +98,14 @@ pub fn error_page(
     banner: Option<Banner>,
 ) -> Response {
     let heading = heading.unwrap_or(match status {
-        StatusCode::BAD_REQUEST => "That request didn't work",
         StatusCode::UNAUTHORIZED => "Sign-in didn't work",
         StatusCode::FORBIDDEN => "Not allowed",
         StatusCode::NOT_FOUND => "Not found",
         StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
             "Temporarily unavailable"
         }
+        // 400, 405, 408, 409, 413, 415, 422, …: the request's fault, which the message names.
+        status if status.is_client_error() => "That request didn't work",
         _ => "Something went wrong",
     });
     render(status, &ErrorPage { banner, status: status.as_u16(), heading, message, sign_in })

@@ -167,6 +167,18 @@ async fn invalid_titles_are_explained_on_the_page_with_the_text_kept() {
     let huge = "z".repeat(70 * 1024);
     let too_large = alice.submit("/todos", &[("title", &huge)]).await;
     assert_eq!(too_large.status, 413, "a form body over 64 KiB");
+    assert!(too_large.body.contains("That request didn&#39;t work"), "a client error's heading: {}", too_large.body);
+
+    // The browser's own limit counts UTF-16 units: it must let through the longest valid title in any script.
+    let page = alice.get("/").await;
+    let limits: Vec<usize> = page
+        .body
+        .split(r#"maxlength=""#)
+        .skip(1)
+        .map(|rest| rest.split('"').next().and_then(|n| n.parse().ok()).expect("a number"))
+        .collect();
+    let longest_valid = "😀".repeat(authbridge::todo::MAX_TITLE_CHARS).encode_utf16().count();
+    assert!(!limits.is_empty() && limits.iter().all(|limit| *limit >= longest_valid), "{limits:?}");
 
     add(&alice, "Keep me").await;
     add(&alice, "Shown first").await;
