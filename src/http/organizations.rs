@@ -169,6 +169,8 @@ struct SettingsPage {
     id_segment: String,
     role: String,
     is_admin: bool,
+    /// An impersonated session that may not change anything: the Admin Portal buttons are left out.
+    read_only: bool,
     intents: Vec<IntentButton>,
     setup_done: bool,
     csrf_token: String,
@@ -194,8 +196,10 @@ async fn settings(
     // A malformed query is not worth an error page.
     let query: Option<SettingsQuery> = uri.query().and_then(|q| serde_urlencoded::from_str(q).ok());
     let membership = spaces::membership(&state, &user, &id).await?;
+    let banner = Banner::of(&state, &user);
     let page = SettingsPage {
-        banner: Banner::of(&state, &user),
+        read_only: banner.as_ref().is_some_and(|banner| banner.read_only),
+        banner,
         name: spaces::display_name(&membership),
         id_segment: path_segment(&id),
         role: membership.role.clone().unwrap_or_else(|| "member".to_owned()),

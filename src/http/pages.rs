@@ -21,6 +21,8 @@ pub struct Banner {
     pub user: String,
     pub impersonator: String,
     pub reason: Option<String>,
+    /// Changes are refused (`IMPERSONATION_ALLOW_WRITES` off): the banner says so, and pages leave out their forms.
+    pub read_only: bool,
     /// For the "Stop impersonating" (sign-out) form.
     pub csrf_token: String,
 }
@@ -35,6 +37,7 @@ impl Banner {
             user: user.user.display_name(),
             impersonator,
             reason: reason.filter(|reason| !reason.trim().is_empty()),
+            read_only: user.impersonator.is_some() && !state.config.server.impersonation_allow_writes,
             csrf_token: state.csrf.token(user.csrf_binding()),
         }
     }

@@ -58,6 +58,8 @@ struct Home {
     user: UserView,
     header: SpaceHeader,
     csrf_token: String,
+    /// An impersonated session that may not change anything: no forms but the space switcher.
+    read_only: bool,
     todos: Vec<TodoView>,
     error: Option<String>,
     notice: Option<String>,
@@ -228,8 +230,10 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
         })
         .collect();
 
+    let banner = Banner::of(state, user);
     let page = Home {
-        banner: Banner::of(state, user),
+        read_only: banner.as_ref().is_some_and(|banner| banner.read_only),
+        banner,
         user: UserView { name: user.user.display_name(), email: user.user.email.clone().unwrap_or_default() },
         header: SpaceHeader::new(&resolved, &memberships),
         csrf_token: state.csrf.token(user.csrf_binding()),

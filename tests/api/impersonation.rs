@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
+use standins::workos_standin::ACME_ORGANIZATION_ID;
 
 use crate::helpers::app::{AppOptions, BOB, TestApp, spawn_app_with};
 use crate::helpers::browser::Browser;
@@ -58,14 +59,23 @@ async fn a_refresh_whose_answer_leaves_out_the_impersonator_keeps_it_and_its_rea
 async fn every_request_is_audited_and_writes_are_refused() {
     let (app, browser) = impersonated(AppOptions::default()).await;
     let bob = app.user_id(BOB);
-    assert_eq!(browser.get("/").await.status, 200);
+    let own_token = app.workos.mint_access_token(&bob, Duration::from_secs(300));
+    let own = app.bearer_client(own_token).send(Method::POST, "/api/todos", Some(json!({ "title": "Bob's" }))).await;
+    assert_eq!(own.status, 201, "Bob's own todo, for the page to list: {}", own.body);
+    let home = browser.get("/").await;
+    assert!(home.body.contains("Bob&#39;s"), "{}", home.body);
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains("You can look, not change anything."), "{}", home.body);
+    for action in [r#"action="/todos""#, "/toggle", "/rename", "/delete"] {
+        assert!(!home.body.contains(action), "no form that would be refused: {action}");
+    }
     let write = browser.api(Method::POST, "/api/todos", Some(json!({ "title": "Written by support" }))).await;
     assert_eq!(write.status, 403, "{}", write.body);
     assert_eq!(write.error_code(), "impersonation_read_only");
     assert!(write.json()["error"]["message"].as_str().unwrap_or_default().contains("impersonating"));
     let form = browser.submit("/todos", &[("title", "Also refused")]).await;
     assert_eq!(form.status, 403);
-    assert!(app.all_todos().await.is_empty(), "nothing was written");
+    assert_eq!(app.all_todos().await.len(), 1, "nothing was written but Bob's own");
 
     let rows = audit_rows(&app).await;
     let seen: Vec<(&str, &str, i16)> = rows.iter().map(|r| (r.2.as_str(), r.3.as_str(), r.4)).collect();
@@ -92,6 +102,11 @@ async fn writes_are_allowed_when_the_operator_says_so_and_still_audited() {
     let (app, browser) = impersonated(AppOptions::default().var("IMPERSONATION_ALLOW_WRITES", "true")).await;
     let write = browser.api(Method::POST, "/api/todos", Some(json!({ "title": "Fixed by support" }))).await;
     assert_eq!(write.status, 201, "{}", write.body);
+    let home = browser.get("/").await;
+    assert!(!home.body.contains("You can look, not change anything."), "{}", home.body);
+    for action in [r#"action="/todos""#, "/toggle", "/rename", "/delete"] {
+        assert!(home.body.contains(action), "the forms are there: {action}");
+    }
     let rows = audit_rows(&app).await;
     assert!(rows.iter().any(|row| row.2 == "POST" && row.3 == "/api/todos" && row.4 == 201), "{rows:?}");
 }
@@ -206,4 +221,26 @@ async fn an_unknown_path_under_webhooks_is_an_audited_request_of_the_session() {
     assert_eq!(browser.get("/webhooks/no-such-route").await.status, 404);
     let rows = audit_rows(&app).await;
     assert!(rows.iter().any(|row| row.3 == "/webhooks/no-such-route" && row.4 == 404), "{rows:?}");
+}
+
+/// An admin impersonated is offered no Admin Portal button (its setup links change the organization), unless the
+/// operator allows writes.
+#[tokio::test]
+async fn the_admin_portal_is_not_offered_to_a_read_only_impersonation() {
+    for (options, offered) in [
+        (AppOptions::default(), false),
+        (AppOptions::default().var("IMPERSONATION_ALLOW_WRITES", "true"), true),
+    ] {
+        let app = spawn_app_with(options.lifecycle()).await;
+        let bob = app.user_id(BOB);
+        let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("seeded");
+        app.workos.set_membership_roles(&acme.id, &["admin"]).expect("promoted");
+        app.workos.impersonate_next_login(SUPPORT, Some(REASON));
+        let browser = app.signed_in(BOB).await;
+        let page = browser.get(&format!("/organizations/{ACME_ORGANIZATION_ID}")).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(page.body.contains(r#"id="organization-role">admin<"#), "{}", page.body);
+        assert_eq!(page.body.contains("/portal"), offered, "{}", page.body);
+        assert_eq!(page.body.contains("portal-read-only"), !offered, "{}", page.body);
+    }
 }
