@@ -287,6 +287,17 @@ fn see_home() -> Response {
     Redirect::to("/").into_response()
 }
 
+/// Back to the page of the list the form was on, so that acting on an older todo does not lose the user's place.
+fn see_page(offset: u32) -> Response {
+    if offset == 0 { see_home() } else { Redirect::to(&format!("/?offset={offset}")).into_response() }
+}
+
+/// The `offset` a todo's form carries: the page it was on. Malformed or absent (a page from before the field
+/// existed): the first page, as for `GET /?offset=`.
+fn form_offset(raw: Option<&str>) -> u32 {
+    raw.and_then(|raw| raw.parse().ok()).unwrap_or(0)
+}
+
 #[derive(Deserialize)]
 struct NewTodoForm {
     /// The todo's id, chosen when the page was rendered; absent (a page from before the field existed): a new one.
@@ -346,6 +357,8 @@ async fn create(
 #[derive(Deserialize)]
 struct ToggleForm {
     is_complete: bool,
+    #[serde(default)]
+    offset: Option<String>,
 }
 
 async fn toggle(
@@ -355,13 +368,14 @@ async fn toggle(
     TodoId(id): TodoId,
     CsrfForm(form): CsrfForm<ToggleForm>,
 ) -> Response {
+    let offset = form_offset(form.offset.as_deref());
     let patch = TodoPatch { title: None, is_complete: Some(form.is_complete) };
     match state.insforge.update_todo(&user.identity(), id, &patch).await {
         Ok(todo) => {
             audit_update(&state, &user, &todo, &patch, &context).await;
-            see_home()
+            see_page(offset)
         }
-        Err(error) => failed(&state, &user, error.into()).await,
+        Err(error) => failed(&state, &user, offset, error.into()).await,
     }
 }
 
@@ -369,6 +383,8 @@ async fn toggle(
 struct TitleForm {
     #[serde(default)]
     title: String,
+    #[serde(default)]
+    offset: Option<String>,
 }
 
 async fn rename(
@@ -391,35 +407,40 @@ async fn rename(
         }
         Err(invalid) => Err(AppError::from(invalid)),
     };
+    let offset = form_offset(form.offset.as_deref());
     match outcome {
-        Ok(()) => see_home(),
+        Ok(()) => see_page(offset),
         Err(error) => {
             let retry = Retry { error: Some(error), rename: Some((id, form.title)), ..Retry::default() };
-            home_page(&state, &user, 0, retry).await
+            home_page(&state, &user, offset, retry).await
         }
     }
 }
 
 #[derive(Deserialize)]
-struct EmptyForm {}
+struct DeleteForm {
+    #[serde(default)]
+    offset: Option<String>,
+}
 
 async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,
     RequestMeta(context): RequestMeta,
     TodoId(id): TodoId,
-    CsrfForm(_): CsrfForm<EmptyForm>,
+    CsrfForm(form): CsrfForm<DeleteForm>,
 ) -> Response {
+    let offset = form_offset(form.offset.as_deref());
     match state.insforge.delete_todo(&user.identity(), id).await {
         Ok(todo) => {
             audit_delete(&state, &user, &todo, &context).await;
-            see_home()
+            see_page(offset)
         }
-        Err(error) => failed(&state, &user, error.into()).await,
+        Err(error) => failed(&state, &user, offset, error.into()).await,
     }
 }
 
-/// The list again, with what went wrong and the matching status.
-async fn failed(state: &AppState, user: &CurrentUser, error: AppError) -> Response {
-    home_page(state, user, 0, Retry { error: Some(error), ..Retry::default() }).await
+/// The page of the list the form was on again, with what went wrong and the matching status.
+async fn failed(state: &AppState, user: &CurrentUser, offset: u32, error: AppError) -> Response {
+    home_page(state, user, offset, Retry { error: Some(error), ..Retry::default() }).await
 }

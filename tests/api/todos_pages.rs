@@ -389,4 +389,38 @@ async fn the_start_page_shows_fifty_todos_at_a_time_with_links_between_pages() {
 
     let junk = alice.get("/?offset=lots").await;
     assert_eq!((junk.status, titles(&junk.body)), (200, newest), "a malformed offset shows the first page");
+
+    // A todo's forms on the second page bring the user back to it, as a browser sends them (their hidden fields).
+    let id = {
+        let at = second.body.find(r#"data-title="Todo 02""#).expect("on the second page");
+        let start = second.body[..at].rfind("id=\"todo-").expect("its id") + "id=\"todo-".len();
+        second.body[start..start + 36].to_owned()
+    };
+    let toggle = format!("/todos/{id}/toggle");
+    let done = alice.post_form(&toggle, &hidden_fields(&second.body, &toggle)).await;
+    assert_eq!((done.status, done.location().as_deref()), (303, Some("/?offset=50")), "{}", done.body);
+    let rename = format!("/todos/{id}/rename");
+    let mut blank = hidden_fields(&second.body, &rename);
+    blank.push(("title", "   "));
+    let refused = alice.post_form(&rename, &blank).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(titles(&refused.body), oldest, "the page it was on, with the error next to the todo");
+    let delete = format!("/todos/{id}/delete");
+    let deleted = alice.post_form(&delete, &hidden_fields(&second.body, &delete)).await;
+    assert_eq!((deleted.status, deleted.location().as_deref()), (303, Some("/?offset=50")), "{}", deleted.body);
+    assert_eq!(titles(&alice.get("/?offset=50").await.body), ["Todo 03", "Todo 01"]);
+}
+
+/// The hidden fields of the form posting to `action` on `page`, as a browser sends them.
+fn hidden_fields<'a>(page: &'a str, action: &str) -> Vec<(&'a str, &'a str)> {
+    let start = page.find(&format!(r#"action="{action}""#)).unwrap_or_else(|| panic!("no form for {action}"));
+    let form = &page[start..start + page[start..].find("</form>").expect("the form's end")];
+    form.split(r#"<input type="hidden" name=""#)
+        .skip(1)
+        .map(|rest| {
+            let (name, rest) = rest.split_once('"').expect("name");
+            let value = rest.split_once(r#"value=""#).and_then(|(_, v)| v.split_once('"')).expect("value").0;
+            (name, value)
+        })
+        .collect()
 }
