@@ -573,7 +573,12 @@ pub async fn active_memberships(conn: &mut PgConnection, user_id: &str) -> Resul
     .bind(user_id)
     .fetch_all(conn)
     .await?;
-    Ok(merge_by_organization(rows.into_iter().map(|(id, name, role, roles)| ActiveMembership { id, name, role, roles })))
+    Ok(merge_by_organization(rows.into_iter().map(|(id, name, role, roles)| ActiveMembership {
+        id,
+        name,
+        role,
+        roles,
+    })))
 }
 
 /// One entry per organization out of memberships ordered by organization, the latest of each first: its role is the

@@ -227,10 +227,9 @@ async fn an_unknown_path_under_webhooks_is_an_audited_request_of_the_session() {
 /// operator allows writes.
 #[tokio::test]
 async fn the_admin_portal_is_not_offered_to_a_read_only_impersonation() {
-    for (options, offered) in [
-        (AppOptions::default(), false),
-        (AppOptions::default().var("IMPERSONATION_ALLOW_WRITES", "true"), true),
-    ] {
+    for (options, offered) in
+        [(AppOptions::default(), false), (AppOptions::default().var("IMPERSONATION_ALLOW_WRITES", "true"), true)]
+    {
         let app = spawn_app_with(options.lifecycle()).await;
         let bob = app.user_id(BOB);
         let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("seeded");
