@@ -780,6 +780,22 @@ mod tests {
         for name in REQUIRED.iter().chain(&REQUIRED_FOR_WORKOS).chain([&COOKIE_PASSWORD.0]) {
             assert!(message.contains(name), "{name} missing from {message}");
         }
+        assert!(!message.contains("OIDC_"), "no OIDC variable is set: no hint about one: {message}");
+
+        let mut vars = base();
+        vars.remove("WORKOS_API_KEY");
+        let only = load(&vars).expect_err("one missing").to_string();
+        assert_eq!(only, "WORKOS_API_KEY: is not set (see .env.example)");
+    }
+
+    /// The hint about `IDENTITY_PROVIDER=oidc` is for WorkOS variables missing beside OIDC ones, nothing else.
+    #[test]
+    fn a_missing_cookie_password_beside_oidc_variables_gets_no_provider_hint() {
+        let mut vars = base();
+        vars.insert("OIDC_ISSUER", "https://tenant.us.auth0.com/".to_owned());
+        vars.remove("SESSION_COOKIE_PASSWORD");
+        let message = load(&vars).expect_err("no cookie password").to_string();
+        assert_eq!(message, "SESSION_COOKIE_PASSWORD: is not set (see .env.example)");
     }
 
     #[test]
@@ -809,6 +825,7 @@ mod tests {
         assert!(!debug.contains(&"x".repeat(32)), "JWT secret leaked: {debug}");
         assert!(!debug.contains(&"p".repeat(32)), "cookie password leaked");
         assert!(!debug.contains("sk_test_123"), "API key leaked");
+        assert!(debug.contains(r#"Secret("***")"#), "a secret shows that it is there: {debug}");
     }
 
     #[test]
