@@ -327,3 +327,23 @@ async fn workos_failing_to_list_the_organizations_gives_503_and_a_reload_works()
     assert_eq!(page.status, 200, "{}", page.body);
     assert_eq!(offered_ids(&page.body).len(), ids.len());
 }
+
+/// A user whose access has ended here (deleted, per the lifecycle) is refused when the chosen organization finishes
+/// the sign-in, as at a plain callback: a page that says why, and no session cookie.
+#[tokio::test]
+async fn a_deleted_user_choosing_an_organization_is_refused_with_a_reason() {
+    use crate::helpers::lifecycle::{at, event, user};
+    let app = bob_in_two_organizations().await;
+    let bob = app.user_id(BOB);
+    app.deliver_ok(&event("user.deleted", user(&bob, BOB, 1), at(1))).await;
+    let browser = app.browser();
+    assert_eq!(start(&app, &browser).await.location().as_deref(), Some("/login/organization"));
+    let page = browser.get("/login/organization").await;
+    let token = extract_csrf_token(&page.body).expect("a CSRF token");
+    let chosen = browser
+        .post_form("/login/organization", &[("csrf_token", &token), ("organization_id", ACME_ORGANIZATION_ID)])
+        .await;
+    assert_eq!(chosen.status, 403, "{}", chosen.body);
+    assert!(chosen.body.contains("Your access to this app has ended"), "{}", chosen.body);
+    assert!(browser.cookie(authbridge::session::SESSION_COOKIE).is_none(), "no session cookie");
+}
