@@ -1137,6 +1137,9 @@ mod tests {
             ("https://tenant.us.auth0.com//", false),
             ("https://tenant.us.auth0.com/?x=1", false),
             ("https://user:pw@tenant.us.auth0.com/", false),
+            ("https://tenant.us.auth0.com/#x", false),
+            ("https://user@tenant.us.auth0.com/", false),
+            ("https://:pw@tenant.us.auth0.com/", false),
             ("tenant.us.auth0.com", false),
         ] {
             let mut vars = oidc_base();
@@ -1149,6 +1152,10 @@ mod tests {
                 }
             }
         }
+        let mut vars = oidc_base();
+        vars.insert("OIDC_ISSUER", "http://tenant.us.auth0.com/".to_owned());
+        let message = load(&vars).expect_err("plain http").to_string();
+        assert!(message.contains("plain http only on a loopback address"), "says where http is allowed: {message}");
     }
 
     #[test]
