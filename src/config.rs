@@ -233,6 +233,7 @@ impl Config {
         if let [first, rest @ ..] = missing.as_slice() {
             let mut problem = match rest {
                 [] => "is not set (see .env.example)".to_owned(),
+                [one] => format!("is not set, nor is {one} (see .env.example)"),
                 _ => format!("is not set, nor are {} (see .env.example)", rest.join(", ")),
             };
             let oidc_meant =
@@ -244,10 +245,24 @@ impl Config {
             return Err(ConfigError::new(first, problem));
         }
 
-        let redirect_uri = match kind {
-            ProviderKind::Workos => vars.url("WORKOS_REDIRECT_URI")?,
-            ProviderKind::Oidc => vars.url("OIDC_REDIRECT_URI")?,
+        let redirect_variable = match kind {
+            ProviderKind::Workos => "WORKOS_REDIRECT_URI",
+            ProviderKind::Oidc => "OIDC_REDIRECT_URI",
         };
+        let redirect_uri = vars.url(redirect_variable)?;
+        // The provider sends the browser back there, so it must be the route the app serves: any other path would
+        // be accepted here and end every sign-in on a 404.
+        if redirect_uri.path() != CALLBACK_PATH {
+            return Err(ConfigError::new(
+                redirect_variable,
+                format!(
+                    "must be the app's {CALLBACK_PATH} route, like {}",
+                    origin_of(&redirect_uri)
+                        .join(CALLBACK_PATH)
+                        .map_or_else(|_| CALLBACK_PATH.to_owned(), String::from)
+                ),
+            ));
+        }
         let app_url = match vars.optional("APP_URL") {
             Some(raw) => parse_origin("APP_URL", &raw)?,
             None => origin_of(&redirect_uri),
@@ -255,10 +270,6 @@ impl Config {
         // The sign-in's cookies belong to the host that sets them: a callback on another origin than the app would
         // never see the sign-in state set by `/login` (and the app's same-origin checks would refuse its forms).
         if app_url.origin() != redirect_uri.origin() {
-            let redirect_variable = match kind {
-                ProviderKind::Workos => "WORKOS_REDIRECT_URI",
-                ProviderKind::Oidc => "OIDC_REDIRECT_URI",
-            };
             return Err(ConfigError::new(
                 "APP_URL",
                 format!(
@@ -289,8 +300,16 @@ impl Config {
                     None => Url::parse("https://api.workos.com")
                         .map_err(|e| ConfigError::new("WORKOS_API_BASE_URL", e.to_string()))?,
                 },
-                connect_timeout: Duration::from_millis(vars.parsed("WORKOS_CONNECT_TIMEOUT_MS", "2000")?),
-                request_timeout: Duration::from_millis(vars.parsed("WORKOS_REQUEST_TIMEOUT_MS", "10000")?),
+                connect_timeout: Duration::from_millis(vars.limit(
+                    "WORKOS_CONNECT_TIMEOUT_MS",
+                    2000,
+                    MAX_TIMEOUT_MS,
+                )?),
+                request_timeout: Duration::from_millis(vars.limit(
+                    "WORKOS_REQUEST_TIMEOUT_MS",
+                    10_000,
+                    MAX_TIMEOUT_MS,
+                )?),
             }),
             ProviderKind::Oidc => ProviderConfig::Oidc(oidc_config(&vars, redirect_uri, &app_url)?),
         };
@@ -299,16 +318,14 @@ impl Config {
             server: ServerConfig {
                 bind_addr: vars.parsed("BIND_ADDR", "127.0.0.1:3000")?,
                 app_url,
-                request_timeout: Duration::from_secs(vars.parsed("REQUEST_TIMEOUT_SECONDS", "30")?),
-                header_read_timeout: Duration::from_secs(positive(
+                request_timeout: Duration::from_secs(vars.limit("REQUEST_TIMEOUT_SECONDS", 30, MAX_TIMEOUT_SECONDS)?),
+                header_read_timeout: Duration::from_secs(vars.limit(
                     "HEADER_READ_TIMEOUT_SECONDS",
-                    vars.parsed("HEADER_READ_TIMEOUT_SECONDS", "5")?,
+                    5,
+                    MAX_TIMEOUT_SECONDS,
                 )?),
-                max_connections: positive("MAX_CONNECTIONS", vars.parsed("MAX_CONNECTIONS", "1024")?)? as usize,
-                max_concurrent_requests: positive(
-                    "MAX_CONCURRENT_REQUESTS",
-                    vars.parsed("MAX_CONCURRENT_REQUESTS", "512")?,
-                )? as usize,
+                max_connections: vars.limit("MAX_CONNECTIONS", 1024, MAX_COUNT)? as usize,
+                max_concurrent_requests: vars.limit("MAX_CONCURRENT_REQUESTS", 512, MAX_COUNT)? as usize,
                 metrics_bind_addr: vars
                     .optional("METRICS_BIND_ADDR")
                     .map(|raw| {
@@ -329,8 +346,16 @@ impl Config {
                     positive("INSFORGE_TOKEN_TTL_SECONDS", vars.parsed("INSFORGE_TOKEN_TTL_SECONDS", "300")?)?,
                     MAX_INSFORGE_TOKEN_TTL_SECONDS,
                 )?),
-                connect_timeout: Duration::from_millis(vars.parsed("INSFORGE_CONNECT_TIMEOUT_MS", "2000")?),
-                request_timeout: Duration::from_millis(vars.parsed("INSFORGE_REQUEST_TIMEOUT_MS", "10000")?),
+                connect_timeout: Duration::from_millis(vars.limit(
+                    "INSFORGE_CONNECT_TIMEOUT_MS",
+                    2000,
+                    MAX_TIMEOUT_MS,
+                )?),
+                request_timeout: Duration::from_millis(vars.limit(
+                    "INSFORGE_REQUEST_TIMEOUT_MS",
+                    10_000,
+                    MAX_TIMEOUT_MS,
+                )?),
             },
             provider,
             session: SessionConfig {
@@ -481,13 +506,8 @@ fn boolean(vars: &Vars<'_>, name: &'static str, default: bool) -> Result<bool, C
 /// restart), and replicas share one refresh of a single-use refresh token instead of racing to spend it.
 fn database(vars: &Vars<'_>) -> Result<Option<DatabaseConfig>, ConfigError> {
     let Some(url) = vars.optional("DATABASE_URL") else { return Ok(None) };
-    // Checked here so a typo stops the start; the message never repeats the value, which holds a password.
-    let is_postgres = Url::parse(url.trim()).is_ok_and(|url| matches!(url.scheme(), "postgres" | "postgresql"));
-    if !is_postgres {
-        return Err(ConfigError::new("DATABASE_URL", "must be a postgres:// connection URL"));
-    }
     Ok(Some(DatabaseConfig {
-        url: Secret::new(url),
+        url: postgres_url(url)?,
         max_connections: DATABASE_MAX_CONNECTIONS,
         acquire_timeout: DATABASE_ACQUIRE_TIMEOUT,
     }))
@@ -527,7 +547,11 @@ fn lifecycle(vars: &Vars<'_>, kind: ProviderKind, has_database: bool) -> Result<
         ));
     }
     let poll_seconds: Option<u64> = match vars.optional("WORKOS_EVENTS_POLL_SECONDS") {
-        Some(_) => Some(vars.parsed("WORKOS_EVENTS_POLL_SECONDS", "0")?),
+        Some(_) => Some(at_most(
+            "WORKOS_EVENTS_POLL_SECONDS",
+            vars.parsed("WORKOS_EVENTS_POLL_SECONDS", "0")?,
+            MAX_EVENTS_POLL_SECONDS,
+        )?),
         None => None,
     };
     if !has_database {
@@ -581,10 +605,19 @@ fn audit_log_versions(raw: &str) -> Result<HashMap<String, u32>, String> {
     Ok(versions)
 }
 
+/// `DATABASE_URL`, checked so a typo stops the start; the message never repeats the value, which holds a password.
+fn postgres_url(url: String) -> Result<Secret, ConfigError> {
+    let is_postgres = Url::parse(url.trim()).is_ok_and(|url| matches!(url.scheme(), "postgres" | "postgresql"));
+    if !is_postgres {
+        return Err(ConfigError::new("DATABASE_URL", "must be a postgres:// connection URL"));
+    }
+    Ok(Secret::new(url))
+}
+
 /// Only the variables the `migrate` subcommand needs, so it runs without the WorkOS settings.
 pub fn database_url_from_env() -> Result<Secret, ConfigError> {
     let lookup = |name: &str| std::env::var(name).ok();
-    Vars(&lookup).required("DATABASE_URL").map(Secret::new)
+    postgres_url(Vars(&lookup).required("DATABASE_URL")?)
 }
 
 struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
@@ -622,6 +655,13 @@ impl Vars<'_> {
 
     fn url(&self, name: &'static str) -> Result<Url, ConfigError> {
         parse_url(name, &self.required(name)?)
+    }
+
+    /// A timeout or a limit: a whole number from 1 to `max`, `default` when unset. Out of range is refused by name
+    /// here rather than failing at run time (a zero timeout answers every request 504; a count past what a
+    /// semaphore holds panics; a timeout past what an `Instant` holds overflows).
+    fn limit(&self, name: &'static str, default: u64, max: u64) -> Result<u64, ConfigError> {
+        at_most(name, positive(name, self.parsed(name, &default.to_string())?)?, max)
     }
 
     fn parsed<T: std::str::FromStr>(&self, name: &'static str, default: &str) -> Result<T, ConfigError>
@@ -665,6 +705,17 @@ fn as_ipv4_when_mapped(network: ipnet::IpNet) -> ipnet::IpNet {
 fn positive(name: &'static str, value: u64) -> Result<u64, ConfigError> {
     if value == 0 { Err(ConfigError::new(name, "must be greater than zero")) } else { Ok(value) }
 }
+
+/// Where the identity provider sends the browser back after sign-in: the route `http::sign_in` serves, which
+/// `WORKOS_REDIRECT_URI` or `OIDC_REDIRECT_URI` must name.
+pub const CALLBACK_PATH: &str = "/callback";
+
+/// The longest timeout in seconds (an hour) and in milliseconds (ten minutes), the most connections or requests at
+/// once, and the longest wait between two polls of the Events API (a day: WorkOS keeps events for 30).
+const MAX_TIMEOUT_SECONDS: u64 = 3600;
+const MAX_TIMEOUT_MS: u64 = 600_000;
+const MAX_COUNT: u64 = 1_000_000;
+const MAX_EVENTS_POLL_SECONDS: u64 = 86_400;
 
 /// A minted InsForge token is a bearer credential PostgreSQL honours until its `exp`, whatever becomes of the
 /// session it was minted for (a signed-out or revoked session is refused by the app, not by the database): it must
@@ -786,6 +837,9 @@ mod tests {
         vars.remove("WORKOS_API_KEY");
         let only = load(&vars).expect_err("one missing").to_string();
         assert_eq!(only, "WORKOS_API_KEY: is not set (see .env.example)");
+        vars.remove("WORKOS_CLIENT_ID");
+        let two = load(&vars).expect_err("two missing").to_string();
+        assert!(two.ends_with(": is not set, nor is WORKOS_CLIENT_ID (see .env.example)"), "{two}");
     }
 
     /// The hint about `IDENTITY_PROVIDER=oidc` is for WorkOS variables missing beside OIDC ones, nothing else.
@@ -997,6 +1051,62 @@ mod tests {
         assert_eq!(load(&vars).expect_err("not a boolean").variable, "IMPERSONATION_ALLOW_WRITES");
         assert!(include_str!("../.env.example").contains("IMPERSONATION_ALLOW_WRITES="));
         assert!(include_str!("../README.md").contains("| `IMPERSONATION_ALLOW_WRITES` |"));
+    }
+
+    /// Timeouts and limits from 1 to their maximum: zero (a timeout that answers everything 504) and values past
+    /// what the server can hold (a semaphore's permits, an `Instant`) are refused by name, not met at run time.
+    #[test]
+    fn timeouts_and_limits_are_refused_out_of_range() {
+        for (name, max) in [
+            ("REQUEST_TIMEOUT_SECONDS", MAX_TIMEOUT_SECONDS),
+            ("HEADER_READ_TIMEOUT_SECONDS", MAX_TIMEOUT_SECONDS),
+            ("MAX_CONNECTIONS", MAX_COUNT),
+            ("MAX_CONCURRENT_REQUESTS", MAX_COUNT),
+            ("WORKOS_CONNECT_TIMEOUT_MS", MAX_TIMEOUT_MS),
+            ("WORKOS_REQUEST_TIMEOUT_MS", MAX_TIMEOUT_MS),
+            ("INSFORGE_CONNECT_TIMEOUT_MS", MAX_TIMEOUT_MS),
+            ("INSFORGE_REQUEST_TIMEOUT_MS", MAX_TIMEOUT_MS),
+        ] {
+            for (value, accepted) in [
+                ("0".to_owned(), false),
+                ("1".to_owned(), true),
+                (max.to_string(), true),
+                ((max + 1).to_string(), false),
+            ]
+            .into_iter()
+            .chain([(u64::MAX.to_string(), false)])
+            {
+                let mut vars = base();
+                vars.insert(name, value.clone());
+                match load(&vars) {
+                    Ok(_) => assert!(accepted, "{name}={value} was accepted"),
+                    Err(error) => {
+                        assert!(!accepted, "{name}={value} was refused: {error}");
+                        assert_eq!(error.variable, name);
+                    }
+                }
+            }
+        }
+        let mut vars = base();
+        vars.insert("DATABASE_URL", "postgres://localhost/db".to_owned());
+        for (value, accepted) in [("0", true), ("86400", true), ("86401", false), ("18446744073709551615", false)] {
+            vars.insert("WORKOS_EVENTS_POLL_SECONDS", value.to_owned());
+            assert_eq!(load(&vars).is_ok(), accepted, "WORKOS_EVENTS_POLL_SECONDS={value}");
+        }
+    }
+
+    /// The provider sends the browser back to the redirect URI, so it must be the route the app serves.
+    #[test]
+    fn the_redirect_uri_must_be_the_callback_route() {
+        for (mut vars, name) in [(base(), "WORKOS_REDIRECT_URI"), (oidc_base(), "OIDC_REDIRECT_URI")] {
+            let origin = vars[name].trim_end_matches("/callback").to_owned();
+            for path in ["/auth/callback", "/callback/", "/"] {
+                vars.insert(name, format!("{origin}{path}"));
+                let error = load(&vars).expect_err("another path");
+                assert_eq!(error.variable, name, "{path}");
+                assert!(error.to_string().contains(&format!("like {origin}/callback")), "{error}");
+            }
+        }
     }
 
     #[test]

@@ -37,11 +37,20 @@ enum Command {
 async fn main() -> ExitCode {
     // Before parsing: flags such as `demo --bind` fall back to variables, which `.env` may set.
     if let Err(problem) = load_dotenv() {
+        // `--help` and `--version` need no configuration: a broken `.env` must not hide them.
+        if let Err(asked) = Cli::try_parse()
+            && matches!(asked.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion)
+        {
+            asked.exit();
+        }
         eprintln!("authbridge: {problem}");
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
-    init_logging();
+    if let Err(problem) = init_logging() {
+        eprintln!("authbridge: configuration error: {problem}");
+        return ExitCode::FAILURE;
+    }
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Migrate => migrate().await,
@@ -76,18 +85,29 @@ async fn migrate() -> Result<(), String> {
 }
 
 /// `RUST_LOG` filters (default `info,sqlx=warn`: sqlx logs every statement at `info`); `LOG_FORMAT=json` switches
-/// to one JSON object per line for log shippers.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+/// to one JSON object per line for log shippers. Like every other variable, a value that cannot be what was meant
+/// (a misspelt level, an unknown format) stops the start instead of being quietly replaced by the default.
+fn init_logging() -> Result<(), String> {
+    let set = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
+    let filter = match set("RUST_LOG") {
+        Some(directives) => tracing_subscriber::EnvFilter::builder()
+            .parse(directives.trim())
+            .map_err(|error| format!("RUST_LOG: cannot parse {directives:?}: {error}"))?,
+        None => tracing_subscriber::EnvFilter::new("info,sqlx=warn"),
+    };
+    let json = match set("LOG_FORMAT").map(|format| format.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("pretty") => false,
+        Some("json") => true,
+        Some(other) => return Err(format!("LOG_FORMAT: must be `pretty` or `json` (it is {other:?})")),
+    };
     // Colours only for a person at a terminal: escape codes in a log file are noise, and cost time on every line.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json"));
     let installed = if json { builder.json().try_init() } else { builder.try_init() };
     if let Err(error) = installed {
         eprintln!("authbridge: logging is not available: {error}");
     }
+    Ok(())
 }
 
 /// Reads `.env` when there is one. A malformed file is reported by line number only: the line itself may hold a
@@ -96,8 +116,13 @@ fn load_dotenv() -> Result<(), String> {
     match dotenvy::dotenv() {
         Ok(_) => Ok(()),
         Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(dotenvy::Error::LineParse(_, index)) => {
-            Err(format!(".env has a malformed line (at character {index} of it)"))
+        Err(dotenvy::Error::LineParse(line, index)) => {
+            // dotenvy gives the line's text, not its number: found again in the file, compared, never printed.
+            let number = std::fs::read_to_string(".env")
+                .ok()
+                .and_then(|contents| contents.lines().position(|candidate| candidate == line))
+                .map_or_else(String::new, |at| format!("line {}, ", at + 1));
+            Err(format!(".env has a malformed line ({number}at character {index} of it)"))
         }
         Err(dotenvy::Error::Io(e)) => Err(format!(".env could not be read: {}", e.kind())),
         Err(_) => Err(".env could not be loaded".to_owned()),

@@ -31,7 +31,7 @@ use super::spaces::{self, RequestMeta};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/login", get(login))
-        .route("/callback", get(callback))
+        .route(crate::config::CALLBACK_PATH, get(callback))
         .route("/login/organization", get(selection_page).post(select_organization))
         .route("/logout", get(logout_page).post(logout))
         .route("/api/me", get(me))

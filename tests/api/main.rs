@@ -38,7 +38,8 @@ mod organization_selection;
 mod organization_switching;
 mod organization_todos;
 
-// The todo app.
+// The todo app, and the command that runs it.
+mod command_line;
 #[cfg(feature = "demo")]
 mod demo;
 mod logs;

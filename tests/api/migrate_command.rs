@@ -9,7 +9,7 @@ use crate::helpers::{TestDb, closed_port_url};
 const PASSWORD: &str = "hunter2-do-not-print";
 
 /// An empty working directory, so a developer's own `.env` never leaks into the test.
-fn empty_dir() -> PathBuf {
+pub(crate) fn empty_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("authbridge-migrate-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir(&dir).expect("temp dir");
     dir
@@ -24,7 +24,7 @@ async fn migrate(dir: &PathBuf, database_url: Option<&str>) -> Output {
     tokio::task::spawn_blocking(move || command.output().expect("run authbridge migrate")).await.expect("join")
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -58,6 +58,12 @@ async fn a_missing_database_url_names_the_variable() {
     assert_eq!(output.status.code(), Some(1));
     let line = assert_one_clean_line(&output);
     assert!(line.contains("DATABASE_URL"), "{line}");
+
+    // Refused as `serve` refuses it (sqlx would take a `mysql://` URL to a PostgreSQL server and migrate it).
+    let output = migrate(&dir, Some(&format!("mysql://migrator:{PASSWORD}@127.0.0.1:5432/app"))).await;
+    assert_eq!(output.status.code(), Some(1));
+    let line = assert_one_clean_line(&output);
+    assert!(line.contains("DATABASE_URL: must be a postgres:// connection URL"), "{line}");
     std::fs::remove_dir_all(dir).expect("cleanup");
 }
 
