@@ -10,7 +10,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::DatabaseConfig;
@@ -97,10 +97,27 @@ impl Database {
             Ok(applied) => Ok(applied),
             // No bookkeeping table at all: never migrated.
             Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P01") => Ok(false),
+            // The pool says only that it waited; the operator starting the app needs the reason (refused, no such
+            // host, a password refused): one connection of its own, outside the pool, tells it.
+            Err(sqlx::Error::PoolTimedOut) => {
+                let options = self.pool.connect_options();
+                let reason = match tokio::time::timeout(DIAGNOSIS_TIMEOUT, PgConnection::connect_with(&options)).await {
+                    Ok(Err(error)) => error.to_string(),
+                    Ok(Ok(connection)) => {
+                        let _ = connection.close().await;
+                        "no connection came free in time (it connects now)".to_owned()
+                    }
+                    Err(_elapsed) => format!("no answer within {} seconds", DIAGNOSIS_TIMEOUT.as_secs()),
+                };
+                Err(DbError::Unavailable(reason))
+            }
             Err(error) => Err(error.into()),
         }
     }
 }
+
+/// How long the start-up's own connection may take to say why the pool could not connect.
+const DIAGNOSIS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Tries again a write the database could not take when it was made (a sign-out, a shared refresh's result), for
 /// as long as that write still matters: after each of `waits` in turn, until it succeeds, fails for a reason other
