@@ -10,8 +10,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::{Connection, PgConnection, PgPool};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::config::DatabaseConfig;
 
