@@ -555,7 +555,7 @@ fn outcome(error: &WorkosError) -> Outcome {
         // A rate limit is checked before the request is acted on; a connection refused carried nothing; the
         // sign-in answers are 4xx refusals this endpoint does not give, acted on by nothing.
         WorkosError::RateLimited { .. }
-        | WorkosError::Connect
+        | WorkosError::Connect(_)
         | WorkosError::InvalidGrant { .. }
         | WorkosError::OrganizationSelectionRequired(_)
         | WorkosError::OrganizationAuthRequired { .. } => Outcome::NotRecorded,
@@ -619,7 +619,7 @@ mod tests {
             assert_eq!(outcome(&rejected(status, "unknown", "no")), Outcome::NotRecorded, "{status}");
         }
         assert_eq!(outcome(&WorkosError::RateLimited { retry_after: None }), Outcome::NotRecorded);
-        assert_eq!(outcome(&WorkosError::Connect), Outcome::NotRecorded);
+        assert_eq!(outcome(&WorkosError::Connect(String::new())), Outcome::NotRecorded);
         assert_eq!(outcome(&rejected(409, "conflict", "Conflict")), Outcome::MaybeRecorded);
         // A redirect (not followed): from something in front of WorkOS, whose API never redirects.
         for status in [301, 307] {

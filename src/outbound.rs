@@ -115,11 +115,12 @@ impl Failure {
     }
 }
 
-/// reqwest's messages include the URL; a URL can carry a code or a filter value, so logs get it without.
+/// reqwest's messages include the URL; its path and query can carry a code or a filter value, so logs get only
+/// where the request went (`https://api.workos.com/…`), which is what an operator checks against the configuration.
 pub fn message_without_url(error: &reqwest::Error) -> String {
     let mut message = error.to_string();
     if let Some(url) = error.url() {
-        message = message.replace(url.as_str(), "<url>");
+        message = message.replace(url.as_str(), &format!("{}/…", url.origin().ascii_serialization()));
     }
     message
 }
@@ -168,6 +169,20 @@ mod tests {
         assert_eq!(url.as_str(), "https://host/prefix/sso/jwks/client_1%2F..%2Fx");
         let bare = Url::parse("https://host").expect("url");
         assert_eq!(endpoint(&bare, &["api", "health"]).expect("path").as_str(), "https://host/api/health");
+    }
+
+    /// A failed request's message names where it went, for the operator to check the configuration, but not its
+    /// path or query, where codes and filter values travel.
+    #[tokio::test]
+    async fn a_failure_is_logged_with_the_upstreams_origin_only() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("an address").port();
+        drop(listener);
+        let url = format!("http://127.0.0.1:{port}/user_management/authenticate?code=secret-code");
+        let error = reqwest::get(&url).await.expect_err("nothing listens there");
+        let message = message_without_url(&error);
+        assert!(message.contains(&format!("http://127.0.0.1:{port}/…")), "{message}");
+        assert!(!message.contains("secret-code") && !message.contains("authenticate"), "{message}");
     }
 
     #[test]

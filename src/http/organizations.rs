@@ -249,7 +249,7 @@ async fn portal(
     let link =
         lifecycle.workos().generate_portal_link(&id, intent, &back, &done).await.map_err(|error| match error {
             WorkosError::Timeout
-            | WorkosError::Connect
+            | WorkosError::Connect(_)
             | WorkosError::RateLimited { .. }
             | WorkosError::Unavailable { .. } => AppError::AuthUnavailable { retry_after: error.retry_after() },
             // The message never holds the link (there is none on failure), only WorkOS's reason.

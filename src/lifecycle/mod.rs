@@ -61,7 +61,7 @@ impl LifecycleError {
             Self::Workos(error) => matches!(
                 error,
                 WorkosError::Timeout
-                    | WorkosError::Connect
+                    | WorkosError::Connect(_)
                     | WorkosError::RateLimited { .. }
                     | WorkosError::Unavailable { .. }
             ),

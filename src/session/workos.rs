@@ -139,7 +139,7 @@ impl WorkosProvider {
                 tracing::warn!(%error, "could not list the organizations of a user choosing one at sign-in");
                 match error {
                     WorkosError::Timeout
-                    | WorkosError::Connect
+                    | WorkosError::Connect(_)
                     | WorkosError::RateLimited { .. }
                     | WorkosError::Unavailable { .. } => {
                         ProviderError::Unavailable { retry_after: error.retry_after() }
@@ -409,7 +409,7 @@ fn sign_in_error(error: WorkosError) -> ProviderError {
         WorkosError::OrganizationAuthRequired { redirect_url, .. } => {
             ProviderError::OrganizationAuthRequired { redirect_url }
         }
-        WorkosError::Timeout | WorkosError::Connect | WorkosError::RateLimited { .. } => {
+        WorkosError::Timeout | WorkosError::Connect(_) | WorkosError::RateLimited { .. } => {
             ProviderError::Unavailable { retry_after: error.retry_after() }
         }
         WorkosError::Unavailable { .. } | WorkosError::Malformed(_) => ProviderError::Failed(error.to_string()),

@@ -90,8 +90,9 @@ pub enum WorkosError {
     Unavailable { status: u16 },
     #[error("WorkOS did not answer in time")]
     Timeout,
-    #[error("could not connect to WorkOS")]
-    Connect,
+    /// With reqwest's reason and where it went (no path or query: [`outbound::message_without_url`]).
+    #[error("could not connect to WorkOS: {0}")]
+    Connect(String),
     #[error("WorkOS sent a response we could not read: {0}")]
     Malformed(String),
     /// The code exchange needs the user to pick one of several organizations first (403
@@ -161,7 +162,7 @@ impl WorkosError {
     fn from_reqwest(error: reqwest::Error) -> Self {
         match Failure::of(&error) {
             Failure::Timeout => Self::Timeout,
-            Failure::Connect => Self::Connect,
+            Failure::Connect => Self::Connect(outbound::message_without_url(&error)),
             Failure::Decode => Self::Malformed(outbound::message_without_url(&error)),
             // Body or protocol errors mid-response behave like an outage for the caller.
             Failure::Broken => Self::Unavailable { status: error.status().map_or(502, |s| s.as_u16()) },
