@@ -893,8 +893,12 @@ mod tests {
         vars.insert("APP_URL", "https://todos.example.com/".to_owned());
         assert_eq!(load(&vars).expect("valid").server.origin(), "https://todos.example.com");
 
-        vars.insert("APP_URL", "https://todos.example.com/sub".to_owned());
-        assert_eq!(load(&vars).expect_err("path").variable, "APP_URL");
+        for not_an_origin in
+            ["https://todos.example.com/sub", "https://todos.example.com/?x=1", "https://todos.example.com/#top"]
+        {
+            vars.insert("APP_URL", not_an_origin.to_owned());
+            assert_eq!(load(&vars).expect_err("not an origin").variable, "APP_URL", "{not_an_origin}");
+        }
 
         // Another origin than the callback's: the sign-in state cookie set by `/login` would never reach it.
         for other in ["https://app.example.com", "http://todos.example.com", "https://todos.example.com:8443"] {
@@ -1317,7 +1321,12 @@ mod tests {
         assert!(parse_trusted_proxies("10.0.0.0/33").is_err());
         // IPv4-mapped entries are the IPv4 networks they name, as peers are compared.
         let mapped = parse_trusted_proxies("::ffff:10.0.0.0/104, ::ffff:192.168.1.7").expect("parsed");
-        assert!(mapped[0].contains(&addr("10.200.0.1")) && mapped[1].contains(&addr("192.168.1.7")), "{mapped:?}");
+        let expected: Vec<ipnet::IpNet> =
+            vec!["10.0.0.0/8".parse().expect("net"), "192.168.1.7/32".parse().expect("net")];
+        assert_eq!(mapped, expected);
+        // Wider than the mapped range (/96): not an IPv4 network, kept as it is.
+        let wide = parse_trusted_proxies("::ffff:0.0.0.0/90").expect("parsed");
+        assert_eq!(wide, vec!["::ffff:0.0.0.0/90".parse::<ipnet::IpNet>().expect("net").trunc()]);
         assert_eq!(parse_trusted_proxies("").expect("empty"), Vec::<ipnet::IpNet>::new());
     }
 
