@@ -73,7 +73,19 @@ async fn serve() -> Result<(), String> {
         Ok(addr) => tracing::info!(%addr, "authbridge is listening"),
         Err(error) => tracing::warn!(%error, "authbridge is listening on an unknown address"),
     }
-    app.run_until_stopped(shutdown_signal()).await.map_err(|e| format!("the server stopped: {e}"))
+    let first = shutdown_signal();
+    let stop = async move {
+        first.await;
+        // Requests under way may take up to REQUEST_TIMEOUT_SECONDS to finish; an operator who signals again wants
+        // out now. (Not in the demo, whose shutdown removes its throwaway database.)
+        let again = shutdown_signal();
+        tokio::spawn(async move {
+            again.await;
+            eprintln!("authbridge: stopped at a second signal, without waiting for the requests under way");
+            std::process::exit(1);
+        });
+    };
+    app.run_until_stopped(stop).await.map_err(|e| format!("the server stopped: {e}"))
 }
 
 async fn migrate() -> Result<(), String> {

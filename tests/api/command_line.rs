@@ -59,3 +59,74 @@ async fn a_misspelt_log_format_or_filter_stops_the_start_by_name() {
     }
     std::fs::remove_dir_all(dir).expect("cleanup");
 }
+
+/// `serve` stops gracefully at SIGTERM, finishing the requests under way; a second signal stops it at once (here a
+/// request is held by an upstream that never answers, for up to a minute).
+#[cfg(unix)]
+#[tokio::test]
+async fn a_second_signal_stops_serve_without_waiting_for_requests_under_way() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    // Accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let silent_url = format!("http://{}/", silent.local_addr().expect("an address"));
+    let held = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            kept.push(connection);
+        }
+    });
+    let dir = empty_dir();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_authbridge"))
+        .arg("serve")
+        .current_dir(&dir)
+        .env_clear()
+        .envs([
+            ("INSFORGE_URL", silent_url.as_str()),
+            ("INSFORGE_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("INSFORGE_REQUEST_TIMEOUT_MS", "60000"),
+            ("REQUEST_TIMEOUT_SECONDS", "60"),
+            ("WORKOS_API_KEY", "sk_test_unused"),
+            ("WORKOS_CLIENT_ID", "client_unused"),
+            ("WORKOS_REDIRECT_URI", "http://localhost:3000/callback"),
+            ("WORKOS_API_BASE_URL", silent_url.as_str()),
+            ("WORKOS_REQUEST_TIMEOUT_MS", "60000"),
+            ("SESSION_COOKIE_PASSWORD", "a-cookie-password-of-32-characters-at-least"),
+            ("BIND_ADDR", "127.0.0.1:0"),
+            ("LOG_FORMAT", "pretty"),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start authbridge serve");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = lines.next_line().await.expect("read stderr").expect("serve says where it listens");
+        if let Some((_, addr)) = line.split_once("listening addr=") {
+            break addr.trim().to_owned();
+        }
+    };
+    let under_way = tokio::spawn(reqwest::get(format!("http://{addr}/readyz")));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let pid = child.id().expect("running").to_string();
+    let term = || async { tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill") };
+    assert!(term().await.success());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(child.try_wait().expect("wait").is_none(), "the first signal waits for the request under way");
+    assert!(term().await.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .expect("stopped at the second signal, not after the request's minute")
+        .expect("exit status");
+    assert_eq!(status.code(), Some(1));
+    let mut rest = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    assert!(rest.contains("authbridge: stopped at a second signal"), "{rest}");
+    under_way.abort();
+    held.abort();
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}
