@@ -251,15 +251,20 @@ impl Config {
         };
         let redirect_uri = vars.url(redirect_variable)?;
         // The provider sends the browser back there, so it must be the route the app serves: any other path would
-        // be accepted here and end every sign-in on a 404.
-        if redirect_uri.path() != CALLBACK_PATH {
+        // be accepted here and end every sign-in on a 404. Nothing else either: OAuth forbids a fragment, a query
+        // would come back beside the provider's answer, and credentials have no place in it (nor in this message,
+        // which is why it is built from the origin alone).
+        if redirect_uri.path() != CALLBACK_PATH
+            || redirect_uri.query().is_some()
+            || redirect_uri.fragment().is_some()
+            || !redirect_uri.username().is_empty()
+            || redirect_uri.password().is_some()
+        {
             return Err(ConfigError::new(
                 redirect_variable,
                 format!(
-                    "must be the app's {CALLBACK_PATH} route, like {}",
-                    origin_of(&redirect_uri)
-                        .join(CALLBACK_PATH)
-                        .map_or_else(|_| CALLBACK_PATH.to_owned(), String::from)
+                    "must be the app's {CALLBACK_PATH} route and nothing more, like {}{CALLBACK_PATH}",
+                    redirect_uri.origin().ascii_serialization()
                 ),
             ));
         }
@@ -1104,12 +1109,16 @@ mod tests {
     fn the_redirect_uri_must_be_the_callback_route() {
         for (mut vars, name) in [(base(), "WORKOS_REDIRECT_URI"), (oidc_base(), "OIDC_REDIRECT_URI")] {
             let origin = vars[name].trim_end_matches("/callback").to_owned();
-            for path in ["/auth/callback", "/callback/", "/"] {
+            for path in ["/auth/callback", "/callback/", "/", "/callback?x=1", "/callback#top"] {
                 vars.insert(name, format!("{origin}{path}"));
                 let error = load(&vars).expect_err("another path");
                 assert_eq!(error.variable, name, "{path}");
                 assert!(error.to_string().contains(&format!("like {origin}/callback")), "{error}");
             }
+            let with_credentials = origin.replacen("://", "://user:hunter2-secret@", 1);
+            vars.insert(name, format!("{with_credentials}/callback"));
+            let error = load(&vars).expect_err("credentials").to_string();
+            assert!(error.contains(&format!("like {origin}/callback")) && !error.contains("hunter2"), "{error}");
         }
     }
 

@@ -90,29 +90,39 @@ impl Database {
     /// Whether the database has every migration this binary knows, so `serve` can refuse to start against a
     /// database that `authbridge migrate` has not brought up to date (every lifecycle statement would fail).
     pub async fn is_migrated(&self) -> Result<bool, DbError> {
-        let latest = crate::migrate::MIGRATOR.iter().map(|migration| migration.version).max().unwrap_or_default();
-        // The table is `migrate::MIGRATIONS_TABLE`; sqlx wants statements as literals.
-        let query = "SELECT EXISTS (SELECT 1 FROM authbridge._sqlx_migrations WHERE version = $1 AND success)";
-        match sqlx::query_scalar::<_, bool>(query).bind(latest).fetch_one(&self.pool).await {
-            Ok(applied) => Ok(applied),
-            // No bookkeeping table at all: never migrated.
-            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P01") => Ok(false),
-            // The pool says only that it waited; the operator starting the app needs the reason (refused, no such
-            // host, a password refused): one connection of its own, outside the pool, tells it.
-            Err(sqlx::Error::PoolTimedOut) => {
+        match migrated(&self.pool).await {
+            // The pool says only that it waited (a connection refused, or a server still starting up, which it
+            // retries): one connection of its own, outside the pool, says why to the operator starting the app;
+            // and should the database answer it by now, it asks that connection instead.
+            Err(DbError::Unavailable(_)) => {
                 let options = self.pool.connect_options();
-                let reason = match tokio::time::timeout(DIAGNOSIS_TIMEOUT, PgConnection::connect_with(&options)).await {
-                    Ok(Err(error)) => error.to_string(),
-                    Ok(Ok(connection)) => {
+                match tokio::time::timeout(DIAGNOSIS_TIMEOUT, PgConnection::connect_with(&options)).await {
+                    Ok(Ok(mut connection)) => {
+                        let answer = migrated(&mut connection).await;
                         let _ = connection.close().await;
-                        "no connection came free in time (it connects now)".to_owned()
+                        answer
                     }
-                    Err(_elapsed) => format!("no answer within {} seconds", DIAGNOSIS_TIMEOUT.as_secs()),
-                };
-                Err(DbError::Unavailable(reason))
+                    Ok(Err(error)) => Err(DbError::Unavailable(error.to_string())),
+                    Err(_elapsed) => {
+                        Err(DbError::Unavailable(format!("no answer within {} seconds", DIAGNOSIS_TIMEOUT.as_secs())))
+                    }
+                }
             }
-            Err(error) => Err(error.into()),
+            other => other,
         }
+    }
+}
+
+/// Whether the latest migration this binary knows is recorded as applied.
+async fn migrated<'c, E: sqlx::PgExecutor<'c>>(executor: E) -> Result<bool, DbError> {
+    let latest = crate::migrate::MIGRATOR.iter().map(|migration| migration.version).max().unwrap_or_default();
+    // The table is `migrate::MIGRATIONS_TABLE`; sqlx wants statements as literals.
+    let query = "SELECT EXISTS (SELECT 1 FROM authbridge._sqlx_migrations WHERE version = $1 AND success)";
+    match sqlx::query_scalar::<_, bool>(query).bind(latest).fetch_one(executor).await {
+        Ok(applied) => Ok(applied),
+        // No bookkeeping table at all: never migrated.
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P01") => Ok(false),
+        Err(error) => Err(error.into()),
     }
 }
 

@@ -77,16 +77,21 @@ async fn serve() -> Result<(), String> {
     let stop = async move {
         first.await;
         // Requests under way may take up to REQUEST_TIMEOUT_SECONDS to finish; an operator who signals again wants
-        // out now. (Not in the demo, whose shutdown removes its throwaway database.)
-        let again = shutdown_signal();
+        // out now. Not within a second of the first, which is one Ctrl-C reaching the process twice (the whole
+        // process group, and a wrapper passing it on); and not in the demo, whose shutdown removes its throwaway
+        // database.
         tokio::spawn(async move {
-            again.await;
+            tokio::time::sleep(SECOND_SIGNAL_AFTER).await;
+            authbridge::startup::stop_signal().await;
             eprintln!("authbridge: stopped at a second signal, without waiting for the requests under way");
             std::process::exit(1);
         });
     };
     app.run_until_stopped(stop).await.map_err(|e| format!("the server stopped: {e}"))
 }
+
+/// How long after the first stop signal a second one counts as the operator's.
+const SECOND_SIGNAL_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn migrate() -> Result<(), String> {
     let database_url = authbridge::config::database_url_from_env().map_err(|e| e.to_string())?;
@@ -98,7 +103,9 @@ async fn migrate() -> Result<(), String> {
 
 /// `RUST_LOG` filters (default `info,sqlx=warn`: sqlx logs every statement at `info`); `LOG_FORMAT=json` switches
 /// to one JSON object per line for log shippers. Like every other variable, a value that cannot be what was meant
-/// (a misspelt level, an unknown format) stops the start instead of being quietly replaced by the default.
+/// (a directive that does not parse, such as `sqlx=verbose`; an unknown format) stops the start instead of being
+/// quietly replaced by the default. (A lone word that is not a level, `debgu`, parses: as a target, which then
+/// logs nothing else. tracing cannot tell it from a real target.)
 fn init_logging() -> Result<(), String> {
     let set = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
     let filter = match set("RUST_LOG") {

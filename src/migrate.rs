@@ -94,18 +94,15 @@ async fn reload_postgrest_schema(connection: &mut PgConnection) {
     }
 }
 
-/// An error as the operator needs it: PostgreSQL's own words with its SQLSTATE, detail and hint, rather than
-/// sqlx's rendering, which ends in "at line N" (a line of PostgreSQL's C source, easily taken for a line of the
-/// migration).
+/// An error as the operator needs it: PostgreSQL's own words with its SQLSTATE and hint, rather than sqlx's
+/// rendering, which ends in "at line N" (a line of PostgreSQL's C source, easily taken for a line of the
+/// migration). Not its DETAIL, which can quote rows (`Key (email)=(…) already exists`): user data, not for a CI log.
 fn describe(error: &sqlx::Error) -> String {
     let Some(database) = error.as_database_error() else { return error.to_string() };
     let Some(postgres) = database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() else {
         return database.message().to_owned();
     };
     let mut text = format!("{} (SQLSTATE {})", postgres.message(), postgres.code());
-    if let Some(detail) = postgres.detail() {
-        text.push_str(&format!("; {detail}"));
-    }
     if let Some(hint) = postgres.hint() {
         text.push_str(&format!("; hint: {hint}"));
     }

@@ -115,10 +115,17 @@ impl Failure {
     }
 }
 
-/// reqwest's messages include the URL; its path and query can carry a code or a filter value, so logs get only
-/// where the request went (`https://api.workos.com/…`), which is what an operator checks against the configuration.
+/// reqwest's message with its causes (reqwest's own says only "error sending request for url (…)"; the reason,
+/// such as "Connection refused", is a cause). The URL's path and query can carry a code or a filter value, so logs
+/// get only where the request went (`https://api.workos.com/…`), which is what an operator checks against the
+/// configuration.
 pub fn message_without_url(error: &reqwest::Error) -> String {
     let mut message = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(reason) = cause {
+        message.push_str(&format!(": {reason}"));
+        cause = reason.source();
+    }
     if let Some(url) = error.url() {
         message = message.replace(url.as_str(), &format!("{}/…", url.origin().ascii_serialization()));
     }
@@ -182,6 +189,7 @@ mod tests {
         let error = reqwest::get(&url).await.expect_err("nothing listens there");
         let message = message_without_url(&error);
         assert!(message.contains(&format!("http://127.0.0.1:{port}/…")), "{message}");
+        assert!(message.contains("Connection refused"), "and why: {message}");
         assert!(!message.contains("secret-code") && !message.contains("authenticate"), "{message}");
     }
 

@@ -254,6 +254,15 @@ fn start_lifecycle(state: &AppState, stopping: watch::Receiver<bool>) {
 /// future instead of killing the process the default way, which would skip the shutdown and leave the demo's
 /// throwaway database behind. Call it from within the runtime.
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    let signal = stop_signal();
+    async move {
+        signal.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM, without a word: [`shutdown_signal`]'s signal alone, for a second signal.
+pub fn stop_signal() -> impl Future<Output = ()> + Send + 'static {
     let interrupt = listen_for(Stop::Interrupt);
     let terminate = listen_for(Stop::Terminate);
     async move {
@@ -261,7 +270,6 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
             () = interrupt => {},
             () = terminate => {},
         }
-        tracing::info!("shutting down: finishing in-flight requests");
     }
 }
 

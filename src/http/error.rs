@@ -324,9 +324,7 @@ impl From<SignInError> for AppError {
             }
             SignInError::Provider(error) => error.into(),
             SignInError::AccessEnded => Self::Forbidden(
-                "Your access to this app has ended (your account was removed). If that is a mistake, ask your \
-                 administrator."
-                    .to_owned(),
+                "Your access to this app has ended. If that is a mistake, ask your administrator.".to_owned(),
             ),
             other @ (SignInError::Random | SignInError::Store(_)) => Self::Internal(other.to_string()),
         }

@@ -184,12 +184,13 @@ fn see_other(location: &str, set_cookies: Vec<HeaderValue>) -> Response {
 /// must not be able to sign anyone out).
 ///
 /// Built from the sealed cookie as `POST /logout` opens it, without checking or refreshing the tokens: with an
-/// expired access token and the provider (or the revocation database) down, resolving the session answers 503,
-/// and the user could not get the CSRF token that signing out needs just when they may want out. The token is
-/// bound to the session the cookie holds, which is the binding `POST /logout` checks.
+/// expired access token and the provider down, resolving the session answers 503, and the user could not get the
+/// CSRF token that signing out needs just when they may want out. The token is bound to the session the cookie
+/// holds, which is the binding `POST /logout` checks.
 ///
-/// A session already ended (signed out in another tab, revoked, its user deleted) has nothing left to sign out of:
-/// the page says so. When the database cannot tell, the page offers the sign-out all the same.
+/// It does ask whether the session has already ended (signed out in another tab, revoked, its user deleted):
+/// then there is nothing left to sign out of, and the page says so. When the database cannot tell (after the
+/// pool's wait for a connection, 3 s), the page offers the sign-out all the same.
 async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let signed_out = || {
         let mut response = render(StatusCode::OK, &LogoutPage { banner: None, email: None, csrf_token: String::new() });

@@ -368,7 +368,7 @@ async fn first_row(response: Response, token: &str) -> Result<Todo, InsforgeErro
 }
 
 fn transport_error(error: reqwest::Error) -> InsforgeError {
-    // The message, without the URL (filters are user data), goes to the log; the kind decides the answer.
+    // The message, with the URL's origin only (filters are user data), goes to the log; the kind decides the answer.
     let message = outbound::message_without_url(&error);
     match Failure::of(&error) {
         Failure::Timeout => {

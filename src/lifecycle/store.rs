@@ -532,7 +532,7 @@ pub struct ActiveMembership {
     pub id: String,
     /// `None` only until the organization itself has been fetched or delivered.
     pub name: Option<String>,
-    /// The main role of the user's latest membership in it.
+    /// The main role of the user's membership in it that WorkOS updated last (`version_updated_at`).
     pub role: Option<String>,
     /// Every role slug of the user's active memberships in it (several when WorkOS has multiple roles enabled), so
     /// that [`ActiveMembership::is_admin`] agrees with the delete policy, which lets any active admin membership count.

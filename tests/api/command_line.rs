@@ -39,7 +39,7 @@ async fn a_malformed_dotenv_is_named_by_line_and_never_hides_help_or_version() {
 }
 
 #[tokio::test]
-async fn a_misspelt_log_format_or_filter_stops_the_start_by_name() {
+async fn a_log_format_or_filter_that_does_not_parse_stops_the_start_by_name() {
     let dir = empty_dir();
     for (vars, named) in [
         (&[("LOG_FORMAT", "jsno")][..], "configuration error: LOG_FORMAT: must be `pretty` or `json` (it is \"jsno\")"),
@@ -60,8 +60,8 @@ async fn a_misspelt_log_format_or_filter_stops_the_start_by_name() {
     std::fs::remove_dir_all(dir).expect("cleanup");
 }
 
-/// `serve` stops gracefully at SIGTERM, finishing the requests under way; a second signal stops it at once (here a
-/// request is held by an upstream that never answers, for up to a minute).
+/// `serve` stops gracefully at SIGTERM, finishing the requests under way; a second signal, a second or more later,
+/// stops it at once (here a request is held by an upstream that never answers, for up to a minute).
 #[cfg(unix)]
 #[tokio::test]
 async fn a_second_signal_stops_serve_without_waiting_for_requests_under_way() {
@@ -113,7 +113,12 @@ async fn a_second_signal_stops_serve_without_waiting_for_requests_under_way() {
     let term = || async { tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill") };
     assert!(term().await.success());
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Within a second of the first: the same Ctrl-C reaching the process twice, not the operator's second.
+    assert!(term().await.success());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(child.try_wait().expect("wait").is_none(), "the first signal waits for the request under way");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(child.try_wait().expect("wait").is_none(), "still waiting");
     assert!(term().await.success());
     let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
         .await
