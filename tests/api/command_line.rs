@@ -35,6 +35,12 @@ async fn a_malformed_dotenv_is_named_by_line_and_never_hides_help_or_version() {
     assert!(version.status.success() && text(&version.stdout).starts_with("authbridge "), "{:?}", version);
     let migrate_help = authbridge(&dir, &["migrate", "--help"], &[]).await;
     assert!(migrate_help.status.success(), "{}", text(&migrate_help.stderr));
+
+    // One that cannot be read at all (not UTF-8) is refused too, not taken for a missing one.
+    std::fs::write(dir.join(".env"), b"A=1\nB=\xff\xfe\n").expect(".env");
+    let unreadable = authbridge(&dir, &["migrate"], &[]).await;
+    assert_eq!(unreadable.status.code(), Some(1));
+    assert_eq!(text(&unreadable.stderr), "authbridge: .env could not be read: invalid data\n");
     std::fs::remove_dir_all(dir).expect("cleanup");
 }
 
