@@ -39,7 +39,7 @@ pub enum DbError {
 
 impl From<sqlx::Error> for DbError {
     fn from(error: sqlx::Error) -> Self {
-        let message = error.to_string();
+        let message = describe(&error);
         match &error {
             // `Protocol` included: a server that closes the connection mid-handshake (restarting, failing over, a
             // proxy in between cut off) shows up as an unexpected answer rather than an I/O error.
@@ -65,6 +65,21 @@ impl From<sqlx::Error> for DbError {
             _ => Self::Failed(message),
         }
     }
+}
+
+/// An error as the operator needs it: PostgreSQL's own words with its SQLSTATE and hint, rather than sqlx's
+/// rendering, which ends in "at line N" (a line of PostgreSQL's C source, easily taken for a line of a migration
+/// or a query). Not its DETAIL, which can quote rows (`Key (email)=(…) already exists`): user data, not for a log.
+pub fn describe(error: &sqlx::Error) -> String {
+    let Some(database) = error.as_database_error() else { return error.to_string() };
+    let Some(postgres) = database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() else {
+        return database.message().to_owned();
+    };
+    let mut text = format!("{} (SQLSTATE {})", postgres.message(), postgres.code());
+    if let Some(hint) = postgres.hint() {
+        text.push_str(&format!("; hint: {hint}"));
+    }
+    text
 }
 
 impl Database {

@@ -62,7 +62,7 @@ pub async fn run(database_url: &str) -> Result<(), MigrateError> {
 
     let mut connection = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
         Err(_elapsed) => return Err(MigrateError::ConnectTimeout { target }),
-        Ok(Err(e)) => return Err(MigrateError::Connect { target, reason: redact.clean(&describe(&e)) }),
+        Ok(Err(e)) => return Err(MigrateError::Connect { target, reason: redact.clean(&crate::db::describe(&e)) }),
         Ok(Ok(connection)) => connection,
     };
 
@@ -77,7 +77,7 @@ pub async fn run(database_url: &str) -> Result<(), MigrateError> {
         sqlx::migrate::MigrateError::ExecuteMigration(cause, version) => MigrateError::Migration {
             version,
             description: description_of(version),
-            reason: redact.clean(&describe(&cause)),
+            reason: redact.clean(&crate::db::describe(&cause)),
         },
         other => MigrateError::Other { target, reason: redact.clean(&other.to_string()) },
     })
@@ -92,21 +92,6 @@ async fn reload_postgrest_schema(connection: &mut PgConnection) {
         // The migrations are in; only the reload is not. A restart of InsForge's PostgREST reloads as well.
         tracing::warn!(%error, "the migrations are applied, but PostgREST could not be told to reload its schema");
     }
-}
-
-/// An error as the operator needs it: PostgreSQL's own words with its SQLSTATE and hint, rather than sqlx's
-/// rendering, which ends in "at line N" (a line of PostgreSQL's C source, easily taken for a line of the
-/// migration). Not its DETAIL, which can quote rows (`Key (email)=(…) already exists`): user data, not for a CI log.
-fn describe(error: &sqlx::Error) -> String {
-    let Some(database) = error.as_database_error() else { return error.to_string() };
-    let Some(postgres) = database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() else {
-        return database.message().to_owned();
-    };
-    let mut text = format!("{} (SQLSTATE {})", postgres.message(), postgres.code());
-    if let Some(hint) = postgres.hint() {
-        text.push_str(&format!("; hint: {hint}"));
-    }
-    text
 }
 
 fn description_of(version: i64) -> String {

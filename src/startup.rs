@@ -52,8 +52,13 @@ impl Application {
             match database.is_migrated().await {
                 Ok(true) => {}
                 Ok(false) => return Err(StartupError::NotMigrated),
-                Err(error) => {
+                Err(error @ crate::db::DbError::Unavailable(_)) => {
                     tracing::warn!(%error, "cannot reach the database at start-up; signed-in requests answer 503 until it is back");
+                }
+                // Not "not migrated": the check itself was refused (the role's rights, say), which `migrate` would
+                // not mend.
+                Err(error @ crate::db::DbError::Failed(_)) => {
+                    tracing::error!(%error, "the database refused the start-up check; requests that need it will fail until that is fixed");
                 }
             }
         }

@@ -89,3 +89,28 @@ async fn serve_starts_while_the_database_is_down() {
     // Why, not only that the pool waited in vain.
     assert!(line.is_some_and(|line| line.contains("Connection refused")), "{captured}");
 }
+
+/// A database that answers the check with an error of its own (here: a role without rights on authbridge's schema)
+/// is not taken for one that lacks the migrations: `serve` starts, as when the database is down, and logs why,
+/// instead of sending the operator to run `authbridge migrate` on a database that has every migration.
+#[tokio::test]
+async fn a_check_the_database_refuses_is_not_taken_for_a_missing_migration() {
+    logs::capture();
+    let db = TestDb::new().await;
+    let role = format!("{}_stranger", db.name);
+    let mut conn = db.connect().await;
+    let mut url = url::Url::parse(&db.url).expect("the test database's URL");
+    let password = url.password().unwrap_or_default().to_owned();
+    // The name is the test database's own (letters, digits, underscores) and the password the cluster's test one.
+    let create = sqlx::AssertSqlSafe(format!("CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'"));
+    sqlx::query(create).execute(&mut conn).await.expect("a role");
+    url.set_username(&role).expect("a user name");
+    let started = Application::build(config(url.as_str())).await;
+    assert!(started.is_ok(), "{:?}", started.err());
+    let captured = logs::captured();
+    let refused = |line: &str| {
+        line.contains("the database refused the start-up check")
+            && line.contains("permission denied for schema authbridge")
+    };
+    assert!(captured.lines().any(refused), "{captured}");
+}
