@@ -134,3 +134,34 @@ pub struct LogoutPage {
     pub email: Option<String>,
     pub csrf_token: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each status's usual heading: the person reading the page learns first whose problem it is.
+    #[tokio::test]
+    async fn error_pages_are_headed_by_whose_problem_it_is() {
+        for (status, heading) in [
+            (StatusCode::BAD_REQUEST, "That request didn&#39;t work"),
+            (StatusCode::UNAUTHORIZED, "Sign-in didn&#39;t work"),
+            (StatusCode::FORBIDDEN, "Not allowed"),
+            (StatusCode::NOT_FOUND, "Not found"),
+            (StatusCode::METHOD_NOT_ALLOWED, "That request didn&#39;t work"),
+            (StatusCode::UNPROCESSABLE_ENTITY, "That request didn&#39;t work"),
+            (StatusCode::BAD_GATEWAY, "Temporarily unavailable"),
+            (StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable"),
+            (StatusCode::GATEWAY_TIMEOUT, "Temporarily unavailable"),
+            (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
+        ] {
+            let page = error_page(status, None, "The message.", None, None);
+            assert_eq!(page.status(), status);
+            let body = axum::body::to_bytes(page.into_body(), usize::MAX).await.expect("the page");
+            let body = String::from_utf8_lossy(&body);
+            assert!(body.contains(&format!("<h1>{heading}</h1>")), "{status}: {body}");
+        }
+        let page = error_page(StatusCode::NOT_FOUND, Some("Gone fishing"), "The message.", None, None);
+        let body = axum::body::to_bytes(page.into_body(), usize::MAX).await.expect("the page");
+        assert!(String::from_utf8_lossy(&body).contains("<h1>Gone fishing</h1>"), "a heading given wins");
+    }
+}
