@@ -117,7 +117,7 @@ impl Database {
                         let _ = connection.close().await;
                         answer
                     }
-                    Ok(Err(error)) => Err(DbError::Unavailable(error.to_string())),
+                    Ok(Err(error)) => Err(DbError::Unavailable(describe(&error))),
                     Err(_elapsed) => {
                         Err(DbError::Unavailable(format!("no answer within {} seconds", DIAGNOSIS_TIMEOUT.as_secs())))
                     }
