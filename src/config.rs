@@ -346,9 +346,9 @@ impl Config {
             insforge: InsforgeConfig {
                 url: vars.url("INSFORGE_URL")?,
                 jwt_secret: Secret::new(jwt_secret),
-                token_ttl: Duration::from_secs(at_most(
+                token_ttl: Duration::from_secs(vars.limit(
                     "INSFORGE_TOKEN_TTL_SECONDS",
-                    positive("INSFORGE_TOKEN_TTL_SECONDS", vars.parsed("INSFORGE_TOKEN_TTL_SECONDS", "300")?)?,
+                    300,
                     MAX_INSFORGE_TOKEN_TTL_SECONDS,
                 )?),
                 connect_timeout: Duration::from_millis(vars.limit(

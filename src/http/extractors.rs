@@ -203,6 +203,12 @@ fn without_session(path: &str) -> bool {
 /// Longest the audit record of an impersonated request may hold its response.
 const IMPERSONATION_AUDIT_LIMIT: Duration = Duration::from_secs(3);
 
+/// Whether this user may change nothing: an impersonated session while `IMPERSONATION_ALLOW_WRITES` is off. The
+/// extractor refuses such writes; the pages leave out their forms ([`super::pages::Banner`]).
+pub fn writes_refused(state: &AppState, user: &Principal) -> bool {
+    user.impersonator.is_some() && !state.config.server.impersonation_allow_writes
+}
+
 /// Paths an impersonated session may post to even when writes are refused: choosing which space to look at.
 fn allowed_while_impersonating(path: &str) -> bool {
     matches!(path, "/organizations/switch" | "/api/organizations/switch")
@@ -281,9 +287,8 @@ impl FromRequestParts<AppState> for CurrentUser {
                     csrf::require_same_origin(&parts.headers, &state.origin)?;
                 }
                 // Support staff signed in as the user look, they do not change things (unless the operator allows).
-                if user.impersonator.is_some()
+                if writes_refused(state, &user)
                     && !parts.method.is_safe()
-                    && !state.config.server.impersonation_allow_writes
                     && !allowed_while_impersonating(parts.uri.path())
                 {
                     return Err(AppError::ImpersonationReadOnly);

@@ -37,7 +37,7 @@ impl Banner {
             user: user.user.display_name(),
             impersonator,
             reason: reason.filter(|reason| !reason.trim().is_empty()),
-            read_only: user.impersonator.is_some() && !state.config.server.impersonation_allow_writes,
+            read_only: super::extractors::writes_refused(state, user),
             csrf_token: state.csrf.token(user.csrf_binding()),
         }
     }
