@@ -191,7 +191,8 @@ mod demo_command {
         /// Port of PostgreSQL (default: any free port).
         #[arg(long)]
         postgres_port: Option<u16>,
-        /// Keep the database in this directory between runs (default: a throwaway one).
+        /// Keep the database in this directory between runs (default: a throwaway one). The stand-ins start from
+        /// their seed each time; users and organizations deleted in an earlier run stay deleted.
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Lifetime of the access tokens the identity provider stand-in issues, in seconds (short values show

@@ -26,7 +26,7 @@ pub mod webhook;
 use crate::db::{Database, DbError};
 use crate::workos::{WorkosClient, WorkosError};
 use events::{Applied, Effect};
-use store::{ActiveMembership, Source, Version};
+use store::{ActiveMembership, Deleted, Source, Version};
 
 use crate::workos::objects::EventEnvelope;
 
@@ -114,6 +114,12 @@ impl Lifecycle {
     pub async fn active_memberships(&self, user_id: &str) -> Result<Vec<ActiveMembership>, LifecycleError> {
         let mut conn = self.db.pool().acquire().await?;
         Ok(store::active_memberships(&mut conn, user_id).await?)
+    }
+
+    /// The users and organizations recorded as deleted at WorkOS.
+    pub async fn deleted(&self) -> Result<Deleted, LifecycleError> {
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(store::deleted(&mut conn).await?)
     }
 
     /// The emails known for these users (authors of shared todos), by id.

@@ -751,6 +751,25 @@ pub async fn user_emails(conn: &mut PgConnection, ids: &[String]) -> Result<Vec<
         .await
 }
 
+/// The users and organizations WorkOS has deleted, as recorded here: their ids, whose tombstones are kept forever
+/// (migrations/0004).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Deleted {
+    pub users: Vec<String>,
+    pub organizations: Vec<String>,
+}
+
+pub async fn deleted(conn: &mut PgConnection) -> Result<Deleted, sqlx::Error> {
+    let users = sqlx::query_scalar("SELECT id FROM authbridge.users WHERE deleted_at IS NOT NULL ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await?;
+    let organizations =
+        sqlx::query_scalar("SELECT id FROM authbridge.organizations WHERE deleted_at IS NOT NULL ORDER BY id")
+            .fetch_all(conn)
+            .await?;
+    Ok(Deleted { users, organizations })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

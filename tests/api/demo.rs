@@ -237,6 +237,51 @@ async fn the_oidc_demo_signs_in_through_the_oidc_stand_in_and_its_curl_line_work
     stop(child).await;
 }
 
+/// With `--data-dir`, the database outlives the stand-in, which starts from its seed again: a user deleted in one
+/// run is not offered in the next (WorkOS never brings a deleted user back, and the app would refuse her), nor a
+/// deleted organization.
+#[tokio::test]
+async fn a_kept_data_directory_does_not_offer_what_was_deleted_in_an_earlier_run() {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("authbridge-demo-kept-{}-{nanos}", std::process::id()));
+    let dir_arg = dir.to_str().expect("a UTF-8 temporary directory").to_owned();
+    let ports = Ports::free();
+    let url = format!("http://localhost:{}/", ports.app);
+
+    let (child, printed) = started_with(&ports, &["--data-dir", &dir_arg]).await;
+    assert!(printed.contains("kept between runs"), "{printed}");
+    assert!(printed.contains("carol@example.test"), "{printed}");
+    let carol = Browser::new(url.parse().expect("url"));
+    assert_eq!(carol.sign_in("carol@example.test").await.status, 302);
+    let delete = printed
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("curl -X DELETE") && line.contains("/users/"))
+        .unwrap_or_else(|| panic!("a command deleting Carol: {printed}"))
+        .to_owned();
+    paste(&delete).await;
+    let deleted = wait_until(|| async { carol.get("/api/me").await.status == 401 }).await;
+    assert!(deleted, "Carol is signed out once deleted");
+    // And an organization, through the same API (the printed command, aimed at it).
+    let alice = Browser::new(url.parse().expect("url"));
+    assert_eq!(alice.sign_in("alice@acme.test").await.status, 302);
+    assert!(alice.get("/api/organizations").await.body.contains("\"Acme\""));
+    paste(&delete.replace("user_management/users/user_standin_carol", "organizations/org_standin_acme")).await;
+    let gone = wait_until(|| async { !alice.get("/api/organizations").await.body.contains("Acme") }).await;
+    assert!(gone, "Acme is gone once deleted");
+    stop(child).await;
+
+    let (again, printed) = started_with(&ports, &["--data-dir", &dir_arg]).await;
+    assert!(printed.contains("alice@acme.test") && printed.contains("bob@acme.test"), "{printed}");
+    assert!(!printed.contains("carol@example.test"), "the deleted user is not offered again: {printed}");
+    assert!(!printed.contains("/users/"), "nor a command to delete her again: {printed}");
+    assert!(!printed.contains("Acme"), "nor the deleted organization: {printed}");
+    let alice = Browser::new(url.parse().expect("url"));
+    assert_eq!(alice.sign_in("alice@acme.test").await.status, 302, "the others sign in as before");
+    stop(again).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn the_demo_refuses_to_listen_beyond_loopback() {
     let stderr = refused(&Ports::free(), &["--bind", "0.0.0.0:3000"]).await;
