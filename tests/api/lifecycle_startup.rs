@@ -114,3 +114,26 @@ async fn a_check_the_database_refuses_is_not_taken_for_a_missing_migration() {
     };
     assert!(captured.lines().any(refused), "{captured}");
 }
+
+/// A database that answers only after the pool has given up waiting (one slow to come up) is still checked: the
+/// start-up's own connection, made to say why the pool failed, asks it instead, and an unmigrated database is
+/// refused rather than taken for one that is down.
+#[tokio::test]
+async fn a_database_that_answers_after_the_pool_gave_up_is_still_checked() {
+    logs::capture();
+    let db = TestDb::empty().await;
+    let (url, proxy) = crate::helpers::proxy::TcpProxy::database_url(&db.url, true).await;
+    let proxy = proxy.expect("a proxy");
+    let mut config = config(&url);
+    let pool_gives_up = std::time::Duration::from_secs(1);
+    config.database.as_mut().expect("DATABASE_URL").acquire_timeout = pool_gives_up;
+    proxy.hold();
+    let started = Application::build(config);
+    let release = async {
+        // After the pool's wait, well within the start-up connection's 5 seconds.
+        tokio::time::sleep(pool_gives_up + std::time::Duration::from_millis(1500)).await;
+        proxy.release();
+    };
+    let (started, ()) = tokio::join!(started, release);
+    assert!(matches!(started, Err(StartupError::NotMigrated)), "{:?}", started.err());
+}

@@ -1,6 +1,7 @@
 //! A TCP proxy a test can cut: the app reaches its database through it, and `cut()` stages an outage (open
-//! connections dropped, new ones refused) that `restore()` ends. The database itself never stops, so the other
-//! tests sharing its cluster are not disturbed.
+//! connections dropped, new ones refused) that `restore()` ends, or hold (`hold()`: new connections accepted but
+//! left unanswered, a database that is slow to come up) until `release()`. The database itself never stops, so the
+//! other tests sharing its cluster are not disturbed.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +13,8 @@ use tokio::task::JoinHandle;
 pub struct TcpProxy {
     port: u16,
     up: Arc<AtomicBool>,
+    /// `true` while new connections wait before being relayed.
+    held: tokio::sync::watch::Sender<bool>,
     connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
 }
@@ -23,13 +26,18 @@ impl TcpProxy {
         let up = Arc::new(AtomicBool::new(true));
         let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let (accept_up, accept_connections) = (Arc::clone(&up), Arc::clone(&connections));
+        let (held, released) = tokio::sync::watch::channel(false);
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 if !accept_up.load(Ordering::SeqCst) {
                     drop(client);
                     continue;
                 }
+                let mut released = released.clone();
                 let relay = tokio::spawn(async move {
+                    if released.wait_for(|held| !held).await.is_err() {
+                        return;
+                    }
                     if let Ok(mut server) = TcpStream::connect(upstream).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
@@ -39,7 +47,7 @@ impl TcpProxy {
                 open.push(relay);
             }
         });
-        TcpProxy { port, up, connections, accept }
+        TcpProxy { port, up, held, connections, accept }
     }
 
     pub fn port(&self) -> u16 {
@@ -69,6 +77,16 @@ impl TcpProxy {
 
     pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+    }
+
+    /// New connections are accepted, and then nothing happens on them until [`TcpProxy::release`].
+    pub fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    /// The held connections, and every new one, reach the database.
+    pub fn release(&self) {
+        self.held.send_replace(false);
     }
 }
 
