@@ -127,6 +127,9 @@ struct TodoView {
     is_complete: bool,
     /// Who wrote it, for an organization's todos.
     author: Option<String>,
+    /// Whether the delete policy lets this user delete it (their own, or as an admin of its organization): no
+    /// button that can only be refused. The database still decides.
+    deletable: bool,
     rename_value: String,
     rename_error: Option<String>,
 }
@@ -206,6 +209,7 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
     let has_older = todos.len() > PAGE_SIZE as usize;
     todos.truncate(PAGE_SIZE as usize);
     let authors = authors(state, user, &todos).await;
+    let is_admin = resolved.membership.as_ref().is_some_and(ActiveMembership::is_admin);
 
     let todos: Vec<TodoView> = todos
         .into_iter()
@@ -220,6 +224,7 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
                 .as_ref()
                 .map(|_| authors.get(&todo.user_id).cloned().unwrap_or_else(|| "another member".to_owned()));
             TodoView {
+                deletable: todo.user_id == user.id() || is_admin,
                 id: todo.id,
                 title: todo.title,
                 is_complete: todo.is_complete,

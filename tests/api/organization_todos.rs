@@ -127,6 +127,29 @@ async fn the_organization_page_names_each_todos_author() {
     }
 }
 
+/// The organization's page offers a Delete button only where the delete policy allows it: on a member's own todos,
+/// and on every todo for an admin. (The database still decides: a member's hand-made delete is refused, 403.)
+#[tokio::test]
+async fn the_organization_page_offers_delete_only_where_the_policy_allows() {
+    let app = cast_app().await;
+    let author = app.signed_in(AUTHOR).await;
+    let member = app.signed_in(MEMBER).await;
+    let admin = app.signed_in(ADMIN).await;
+    let bobs = id_of(&create(&author, "Part from Bob", Some(ACME)).await);
+    let erins = id_of(&create(&member, "Part from Erin", Some(ACME)).await);
+    let offered = |page: &str, id: &str| page.contains(&format!(r#"action="/todos/{id}/delete""#));
+    for browser in [&member, &admin] {
+        let switched =
+            browser.api(Method::POST, "/api/organizations/switch", Some(json!({ "organization_id": ACME }))).await;
+        assert_eq!(switched.status, 200, "{}", switched.body);
+    }
+    let page = member.get("/").await.body;
+    assert!(page.contains("Part from Bob") && page.contains("Part from Erin"), "{page}");
+    assert!(offered(&page, &erins) && !offered(&page, &bobs), "a member deletes only their own: {page}");
+    let page = admin.get("/").await.body;
+    assert!(offered(&page, &erins) && offered(&page, &bobs), "an admin deletes any: {page}");
+}
+
 #[tokio::test]
 async fn a_member_removed_while_signed_in_sees_no_organization_todos_on_the_next_request() {
     let app = cast_app().await;
