@@ -2,7 +2,7 @@
 //! with the Admin Portal.
 //!
 //! - `GET /api/organizations` (cookie or bearer): a bare JSON array of the user's **active** memberships as the
-//!   database has them, `[{"id", "name", "role"}]` (`[]` when none; 404 `organizations_unavailable` without
+//!   database has them, `[{"id", "name", "role", "roles"}]` (`[]` when none; 404 `organizations_unavailable` without
 //!   `DATABASE_URL`, like every other request for organizations then).
 //! - `POST /organizations/switch` (form, CSRF) and `POST /api/organizations/switch` (JSON): switch the active
 //!   space. `personal` is an app-side choice kept in the session; an organization needs an active membership in
@@ -167,7 +167,10 @@ struct SettingsPage {
     banner: Option<Banner>,
     name: String,
     id_segment: String,
-    role: String,
+    /// The membership's role slugs, the main one first ("member", or "admin, billing").
+    roles: String,
+    /// More than one role: the page says "roles".
+    several_roles: bool,
     is_admin: bool,
     /// An impersonated session that may not change anything: the Admin Portal buttons are left out.
     read_only: bool,
@@ -186,6 +189,13 @@ struct SettingsQuery {
     setup: Option<String>,
 }
 
+/// The main role, then the others, as the settings page lists them; "member" when WorkOS named none.
+fn role_list(membership: &ActiveMembership) -> Vec<&str> {
+    let mut roles: Vec<&str> = membership.role.iter().map(String::as_str).collect();
+    roles.extend(membership.roles.iter().map(String::as_str).filter(|role| Some(*role) != membership.role.as_deref()));
+    if roles.is_empty() { vec!["member"] } else { roles }
+}
+
 /// `GET /organizations/{id}`: for the organization's active members; its admins get the Admin Portal buttons.
 async fn settings(
     State(state): State<AppState>,
@@ -202,7 +212,8 @@ async fn settings(
         banner,
         name: spaces::display_name(&membership),
         id_segment: path_segment(&id),
-        role: membership.role.clone().unwrap_or_else(|| "member".to_owned()),
+        roles: role_list(&membership).join(", "),
+        several_roles: role_list(&membership).len() > 1,
         is_admin: membership.is_admin(),
         intents: PortalIntent::ALL
             .into_iter()

@@ -534,9 +534,10 @@ pub struct ActiveMembership {
     pub name: Option<String>,
     /// The main role of the user's membership in it that WorkOS updated last (`version_updated_at`).
     pub role: Option<String>,
-    /// Every role slug of the user's active memberships in it (several when WorkOS has multiple roles enabled), so
-    /// that [`ActiveMembership::is_admin`] agrees with the delete policy, which lets any active admin membership count.
-    #[serde(skip)]
+    /// Every role slug of the user's active memberships in it (several when WorkOS has multiple roles enabled; the
+    /// main one when WorkOS sent no list), so that [`ActiveMembership::is_admin`] agrees with the delete policy,
+    /// which lets any active admin membership count. Shown beside `role`, as WorkOS shows `roles` beside `role`: a
+    /// client deciding from `role` alone would miss an admin whose main role is another.
     pub roles: Vec<String>,
 }
 
@@ -574,10 +575,11 @@ pub async fn active_memberships(conn: &mut PgConnection, user_id: &str) -> Resul
     .fetch_all(conn)
     .await?;
     Ok(merge_by_organization(rows.into_iter().map(|(id, name, role, roles)| ActiveMembership {
+        // Rows written before role_slugs existed (migrations/0004's default) have only the main role.
+        roles: if roles.is_empty() { role.iter().cloned().collect() } else { roles },
         id,
         name,
         role,
-        roles,
     })))
 }
 

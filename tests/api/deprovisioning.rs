@@ -26,7 +26,10 @@ async fn a_membership_removed_at_workos_is_gone_on_the_next_request_with_a_cooki
     let browser = app.signed_in(BOB).await;
     let bearer = app.bearer_client(app.workos.mint_access_token(&bob, Duration::from_secs(300)));
     let listed = browser.get(ORGANIZATIONS).await;
-    assert_eq!(listed.json(), json!([{ "id": ACME_ORGANIZATION_ID, "name": "Acme", "role": "member" }]));
+    assert_eq!(
+        listed.json(),
+        json!([{ "id": ACME_ORGANIZATION_ID, "name": "Acme", "role": "member", "roles": ["member"] }])
+    );
     assert_eq!(organization_ids(&bearer.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
 
     let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
@@ -73,8 +76,8 @@ async fn a_membership_whose_deletion_event_was_lost_is_ended_at_the_next_sign_in
     .expect("a membership recorded moments ago");
     assert_eq!(
         browser.get(ORGANIZATIONS).await.json(),
-        json!([{ "id": ACME_ORGANIZATION_ID, "name": "Acme", "role": "admin" }]),
-        "two active memberships in Acme: Acme listed once, with the latest membership's role"
+        json!([{ "id": ACME_ORGANIZATION_ID, "name": "Acme", "role": "admin", "roles": ["admin", "member"] }]),
+        "two active memberships in Acme: Acme listed once, with the latest membership's role and both's roles"
     );
 
     app.workos.delete_membership(&acme.id).expect("removed at WorkOS");

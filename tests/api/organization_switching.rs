@@ -84,7 +84,10 @@ async fn switching_refreshes_at_workos_with_the_organization_and_personal_needs_
     let claims = jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(&session.access_token).expect("claims");
     assert_eq!((claims.org_id.as_str(), claims.role.as_str()), (GLOBEX_ORGANIZATION_ID, "admin"));
     let me = browser.get("/api/me").await.json();
-    assert_eq!(me["organization"], json!({ "id": GLOBEX_ORGANIZATION_ID, "name": "Globex", "role": "admin" }));
+    assert_eq!(
+        me["organization"],
+        json!({ "id": GLOBEX_ORGANIZATION_ID, "name": "Globex", "role": "admin", "roles": ["admin"] })
+    );
     let listed = browser.get("/api/todos").await.json();
     assert_eq!(listed["organization_id"], GLOBEX_ORGANIZATION_ID);
     assert_eq!(listed["todos"], json!([]), "Acme's todo is not Globex's");

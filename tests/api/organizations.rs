@@ -27,7 +27,8 @@ async fn active_memberships_are_listed_with_names_and_roles_for_cookies_and_bear
     app.workos.set_membership_roles(&acme.id, &["admin", "billing"]).expect("promoted");
 
     let browser = app.signed_in(ALICE).await;
-    let expected = json!([{ "id": ACME_ORGANIZATION_ID, "name": "Acme", "role": "admin" }]);
+    let expected =
+        json!([{ "id": ACME_ORGANIZATION_ID, "name": "Acme", "role": "admin", "roles": ["admin", "billing"] }]);
     assert_eq!(browser.get(ORGANIZATIONS).await.json(), expected);
     let bearer = app.bearer_client(app.workos.mint_access_token(&alice, Duration::from_secs(300)));
     assert_eq!(bearer.get(ORGANIZATIONS).await.json(), expected);
@@ -35,6 +36,24 @@ async fn active_memberships_are_listed_with_names_and_roles_for_cookies_and_bear
     let carol = app.signed_in("carol@example.test").await;
     assert_eq!(carol.get(ORGANIZATIONS).await.json(), json!([]), "no memberships: an empty array");
     assert_eq!(app.browser().get(ORGANIZATIONS).await.status, 401, "signed out");
+}
+
+/// With several roles, WorkOS's main `role` may be another than `admin` while `admin` is among them, which the
+/// delete policy and the Admin Portal count: the answer lists every role, and the settings page shows them all.
+#[tokio::test]
+async fn every_role_is_listed_beside_the_main_one() {
+    let app = spawn_app_with(sign_in_only()).await;
+    let alice = app.user_id(ALICE);
+    let acme = app.workos.membership_of(&alice, ACME_ORGANIZATION_ID).expect("seeded");
+    app.workos.set_membership_roles(&acme.id, &["member", "admin"]).expect("roles set");
+
+    let browser = app.signed_in(ALICE).await;
+    let expected =
+        json!([{ "id": ACME_ORGANIZATION_ID, "name": "Acme", "role": "member", "roles": ["member", "admin"] }]);
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), expected);
+    let page = browser.get(&format!("/organizations/{ACME_ORGANIZATION_ID}")).await;
+    assert!(page.body.contains(r#"Your roles: <strong id="organization-role">member, admin<"#), "{}", page.body);
+    assert!(page.body.contains(r#"id="portal-sso""#), "an admin's Admin Portal buttons: {}", page.body);
 }
 
 #[tokio::test]
@@ -51,8 +70,8 @@ async fn an_organization_the_database_does_not_know_is_fetched_for_its_name() {
     assert_eq!(
         listed,
         json!([
-            { "id": ACME_ORGANIZATION_ID, "name": "Acme", "role": "member" },
-            { "id": globex.id, "name": "Globex Corporation", "role": "admin" },
+            { "id": ACME_ORGANIZATION_ID, "name": "Acme", "role": "member", "roles": ["member"] },
+            { "id": globex.id, "name": "Globex Corporation", "role": "admin", "roles": ["admin"] },
         ])
     );
     assert_eq!(app.workos.calls(Endpoint::Organizations), fetched_before + 2, "GET /organizations/{{id}} for each");
@@ -78,7 +97,10 @@ async fn each_refresh_reads_the_memberships_again() {
     );
     write_session(&browser, &session, crate::helpers::app::COOKIE_PASSWORD);
     let refreshed = browser.get(ORGANIZATIONS).await;
-    assert_eq!(refreshed.json(), json!([{ "id": ACME_ORGANIZATION_ID, "name": "Acme", "role": "admin" }]));
+    assert_eq!(
+        refreshed.json(),
+        json!([{ "id": ACME_ORGANIZATION_ID, "name": "Acme", "role": "admin", "roles": ["admin"] }])
+    );
     assert_eq!(app.workos.refresh_calls(), 1, "the request refreshed the session");
 }
 
@@ -128,7 +150,8 @@ async fn a_webhook_naming_an_unknown_organization_gets_its_name_fetched() {
 
     let bearer = app.bearer_client(app.workos.mint_access_token(&bob, Duration::from_secs(300)));
     let named = crate::helpers::lifecycle::eventually(Duration::from_secs(5), || async {
-        bearer.get(ORGANIZATIONS).await.json() == json!([{ "id": initech.id, "name": "Initech", "role": "member" }])
+        bearer.get(ORGANIZATIONS).await.json()
+            == json!([{ "id": initech.id, "name": "Initech", "role": "member", "roles": ["member"] }])
     })
     .await;
     assert!(named, "{}", bearer.get(ORGANIZATIONS).await.body);
