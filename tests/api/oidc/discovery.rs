@@ -36,7 +36,8 @@ async fn not_ready_until_discovery_succeeds_which_is_retried_with_backoff() {
     let announced =
         logs.lines().find(|line| line.contains("OpenID Connect provider discovered") && line.contains(&issuer));
     let announced = announced.unwrap_or_else(|| panic!("no discovery line for {issuer}"));
-    assert!(announced.contains("logout=") && announced.contains("refresh_tokens="), "{announced}");
+    assert!(announced.contains("logout=") && announced.contains("refresh_tokens=true"), "{announced}");
+    assert!(announced.contains("revocation=true"), "the stand-in publishes a revocation_endpoint: {announced}");
     let report: Value =
         reqwest::get(app.base_url.join("/readyz").expect("url")).await.expect("ok").json().await.expect("json");
     assert_eq!(report, json!({ "status": "ready", "insforge": { "ok": true }, "oidc": { "ok": true } }));
@@ -75,6 +76,7 @@ async fn an_issuer_without_its_trailing_slash_stops_the_server_naming_both_value
     assert!(message.contains("OIDC_ISSUER"), "{message}");
     assert!(message.contains(&format!("`{published}`")) && message.contains(&format!("`{configured}`")), "{message}");
     assert!(message.contains("trailing slash"), "{message}");
+    assert!(message.contains(&format!("{published}.well-known/openid-configuration")), "where it looked: {message}");
 }
 
 /// A provider that publishes `document` (with `{base}` replaced by its own address) at `discovery_path`, and an
@@ -118,6 +120,30 @@ async fn an_issuer_with_an_extra_trailing_slash_stops_the_server_too() {
         message.contains(&format!("`{base}/realms/acme`")) && message.contains(&format!("`{configured}`")),
         "{message}"
     );
+}
+
+/// The discovery line tells the operator what the provider does not offer: no `refresh_token` among the grant
+/// types it lists (sessions end with their access token), no `revocation_endpoint` (sign-out cannot revoke).
+#[tokio::test]
+async fn the_discovery_line_says_when_the_provider_offers_no_refresh_tokens_or_revocation() {
+    crate::helpers::logs::capture();
+    let document = r#"{"issuer": "{base}/", "authorization_endpoint": "{base}/authorize", "token_endpoint": "{base}/token",
+        "jwks_uri": "{base}/jwks", "response_types_supported": ["code"], "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"], "grant_types_supported": ["authorization_code", "implicit"]}"#;
+    let base = provider_publishing("/.well-known/openid-configuration", document).await;
+    let issuer = format!("{base}/");
+    let options = OidcAppOptions { wait_until_ready: false, ..OidcAppOptions::default() }.var("OIDC_ISSUER", &issuer);
+    let _app = spawn_oidc_app_with(options).await;
+    let line = || {
+        crate::helpers::logs::captured()
+            .lines()
+            .find(|line| line.contains("OpenID Connect provider discovered") && line.contains(&issuer))
+            .map(str::to_owned)
+    };
+    let announced = crate::helpers::lifecycle::eventually(Duration::from_secs(10), || async { line().is_some() }).await;
+    assert!(announced, "no discovery line for {issuer}");
+    let line = line().unwrap_or_default();
+    assert!(line.contains("refresh_tokens=false") && line.contains("revocation=false"), "{line}");
 }
 
 #[tokio::test]
