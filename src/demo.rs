@@ -350,13 +350,6 @@ async fn align_with_database(config: &Config, workos: &WorkosStandIn) {
             for id in &deleted.organizations {
                 let _ = workos.delete_organization(id);
             }
-            // The stand-in keeps the memberships of an organization it deletes (WorkOS does not document what it
-            // does with them); here they would list a deleted organization, so they go too.
-            for membership in workos.memberships() {
-                if deleted.organizations.contains(&membership.organization_id) {
-                    let _ = workos.delete_membership(&membership.id);
-                }
-            }
         }
         Err(error) => tracing::warn!(%error, "could not read which users and organizations were deleted earlier"),
     }

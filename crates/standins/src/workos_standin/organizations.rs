@@ -7,6 +7,7 @@
 //!   neither;
 //! - deleting a user revokes their sessions, deletes their memberships and then the user, emitting
 //!   `session.revoked`, `organization_membership.deleted` and `user.deleted` in that order;
+//! - deleting an organization deletes its memberships with it, emitting only `organization.deleted`;
 //! - directory users belong to an organization's directory and are changed the way an identity provider changes
 //!   them over SCIM (there is no WorkOS API for that), emitting `dsync.*` events: turning a directory user
 //!   `inactive` is how most providers deprovision. With directory provisioning (on unless a test turns it off),
@@ -221,6 +222,9 @@ impl Store {
             .position(|organization| organization.id == id)
             .ok_or_else(|| StandInRefusal::not_found("Organization", id))?;
         let organization = self.organizations.remove(index);
+        // Its memberships go with it and drop out of every listing, without events of their own (none are
+        // documented: docs/workos.md §6.1), so the app must not need them.
+        self.memberships.retain(|membership| membership.organization_id != id);
         self.events.emit("organization.deleted", organization.to_value());
         Ok(())
     }
@@ -595,6 +599,16 @@ mod tests {
         assert_eq!(types_since(&store, mark), ["session.revoked", "organization_membership.deleted", "user.deleted"]);
         assert!(store.user("user_standin_bob").is_none());
         assert!(store.active_organizations("user_standin_bob").is_empty());
+    }
+
+    #[test]
+    fn deleting_an_organization_takes_its_memberships_with_it() {
+        let mut store = store();
+        let mark = store.events.len();
+        store.delete_organization("org_standin_acme").expect("known organization");
+        assert_eq!(types_since(&store, mark), ["organization.deleted"]);
+        assert!(store.memberships().iter().all(|m| m.organization_id != "org_standin_acme"));
+        assert!(store.active_organizations("user_standin_alice").is_empty());
     }
 
     #[test]
