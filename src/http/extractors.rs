@@ -92,6 +92,11 @@ impl SessionContext {
         self.auth.initialized()
     }
 
+    /// Whether this request's response clears the session cookie: the session it came with has ended.
+    fn clears_cookie(&self) -> bool {
+        matches!(*lock(&self.cookie), Some(CookieChange::Clear))
+    }
+
     fn take_cookie_change(&self) -> Option<CookieChange> {
         lock(&self.cookie).take()
     }
@@ -345,15 +350,24 @@ impl FromRequestParts<AppState> for CurrentSession {
 
 /// The user, when there is one. The provider being unreachable for an expired session is still an error (503):
 /// showing the signed-out page would look like a logout.
-pub struct MaybeUser(pub Option<CurrentUser>);
+pub struct MaybeUser {
+    pub user: Option<CurrentUser>,
+    /// No user because the session the request came with has just ended (the provider refused its refresh, it was
+    /// revoked or signed out elsewhere, its user deleted): the signed-out page says so, rather than looking as if
+    /// nothing had happened.
+    pub session_ended: bool,
+}
 
 impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match CurrentUser::from_request_parts(parts, state).await {
-            Ok(user) => Ok(Self(Some(user))),
-            Err(AppError::Unauthorized) => Ok(Self(None)),
+            Ok(user) => Ok(Self { user: Some(user), session_ended: false }),
+            Err(AppError::Unauthorized) => {
+                let ended = parts.extensions.get::<SessionContext>().is_some_and(SessionContext::clears_cookie);
+                Ok(Self { user: None, session_ended: ended })
+            }
             Err(other) => Err(other),
         }
     }

@@ -49,6 +49,8 @@ pub fn router() -> Router<AppState> {
 #[template(path = "landing.html")]
 struct Landing {
     banner: Option<Banner>,
+    /// The session the browser came with has just ended: say so.
+    session_ended: bool,
 }
 
 #[derive(Template)]
@@ -150,8 +152,10 @@ struct HomeQuery {
     offset: Option<u32>,
 }
 
-async fn home(State(state): State<AppState>, MaybeUser(user): MaybeUser, uri: Uri) -> Response {
-    let Some(user) = user else { return render(StatusCode::OK, &Landing { banner: None }) };
+async fn home(State(state): State<AppState>, maybe: MaybeUser, uri: Uri) -> Response {
+    let Some(user) = maybe.user else {
+        return render(StatusCode::OK, &Landing { banner: None, session_ended: maybe.session_ended });
+    };
     // A malformed `?offset=` is not worth an error page: show the first page.
     let query: Option<HomeQuery> = uri.query().and_then(|q| serde_urlencoded::from_str(q).ok());
     let offset = query.and_then(|q| q.offset).unwrap_or(0);
@@ -178,7 +182,7 @@ async fn page_space(
                 memberships,
                 Some(
                     "You are no longer a member of the organization you were working in, so its todos are gone \
-                     from here. These are your personal todos."
+                     from here. These are your personal todos (you may be asked to sign in again shortly)."
                         .to_owned(),
                 ),
             )),

@@ -169,6 +169,23 @@ async fn a_refresh_refused_for_the_sessions_organization_ends_the_session() {
     }
 }
 
+/// In the browser, the page the session ended on says so (and offers to sign in again); a visit without a session
+/// does not.
+#[tokio::test]
+async fn the_page_a_session_ends_on_says_it_ended() {
+    let (app, browser) = two_organizations().await;
+    let membership = app.workos.membership_of(&app.user_id(BOB), ACME_ORGANIZATION_ID).expect("in Acme");
+    app.workos.delete_membership(&membership.id).expect("removed");
+    expire_access_token(&app, &browser);
+    let page = browser.get("/").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(r#"id="session-ended""#) && page.body.contains(r#"href="/login""#), "{}", page.body);
+    assert!(browser.cookie(authbridge::session::SESSION_COOKIE).is_none(), "the session cookie is cleared");
+    let again = browser.get("/").await;
+    assert!(!again.body.contains(r#"id="session-ended""#), "said once: {}", again.body);
+    assert!(!app.browser().get("/").await.body.contains(r#"id="session-ended""#), "never signed in");
+}
+
 #[tokio::test]
 async fn an_organization_that_wants_its_own_sign_in_sends_the_browser_through_login() {
     let (app, browser) = two_organizations().await;
