@@ -567,9 +567,14 @@ impl WorkosStandIn {
     }
 
     fn mint(&self, user_id: &str, issued_at: i64, expires_at: i64) -> String {
-        let (session, extra_claims) = lock(&self.inner.store).open_session(user_id);
+        let (session, extra_claims, roles) = {
+            let mut store = lock(&self.inner.store);
+            let (session, extra_claims) = store.open_session(user_id);
+            let roles = store.session_roles(&session);
+            (session, extra_claims, roles)
+        };
         self.inner
-            .access_token(&session, &[], issued_at, expires_at, &extra_claims)
+            .access_token(&session, &roles, issued_at, expires_at, &extra_claims)
             .unwrap_or_else(|error| panic!("the WorkOS stand-in could not sign an access token: {error}"))
     }
 

@@ -616,8 +616,9 @@ impl Store {
         token
     }
 
-    fn issued(&self, user: UserRecord, session: StandInSession, refresh_token: String) -> Issued {
-        let roles = session
+    /// The role slugs of the session's active membership in its organization (none without one).
+    pub fn session_roles(&self, session: &StandInSession) -> Vec<String> {
+        session
             .organization_id
             .as_deref()
             .and_then(|org| {
@@ -628,7 +629,11 @@ impl Store {
                 })
             })
             .map(|membership| membership.roles.clone())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    fn issued(&self, user: UserRecord, session: StandInSession, refresh_token: String) -> Issued {
+        let roles = self.session_roles(&session);
         Issued {
             user,
             session,

@@ -586,6 +586,14 @@ async fn refresh_can_switch_to_another_organization_of_the_user() {
     assert_eq!(body["authentication_method"], "SSO");
     assert_eq!(claims(&workos, text(&body["access_token"])).await["org_id"], "org_globex");
 
+    // The sign-in page scoped to an organization says that whoever signs in there joins it; the plain one does not.
+    let page = |extra: &'static [(&'static str, &'static str)]| {
+        let url = authorize_url(&workos, &pkce, extra);
+        async move { client().get(url).send().await.expect("authorize").text().await.expect("page") }
+    };
+    assert!(page(&[("organization_id", "org_globex")]).await.contains(r#"id="jit-note""#));
+    assert!(!page(&[]).await.contains(r#"id="jit-note""#));
+
     // AuthKit scoped to the organization (`provider=authkit` kept beside it) ends the same way.
     let scoped = code_for(&workos, ALICE, &pkce, &[("organization_id", "org_globex")]).await;
     let (status, scoped) = authenticate(&workos, code_grant(&workos, &scoped, &pkce.verifier)).await;
@@ -718,10 +726,17 @@ async fn extra_claims_and_token_lifetime_apply_to_tokens_issued_afterwards() {
 async fn minted_tokens_match_issued_ones_and_can_be_born_expired() {
     let workos = start().await;
 
+    let acme = workos.membership_of(ALICE_ID, ACME_ORGANIZATION_ID).expect("seeded");
+    workos.set_membership_roles(&acme.id, &["admin", "billing"]).expect("roles set");
     let token = workos.mint_access_token(ALICE_ID, Duration::from_secs(60));
     let claims = claims(&workos, &token).await;
     assert_eq!(claims["sub"], ALICE_ID);
     assert_eq!(claims["org_id"], ACME_ORGANIZATION_ID);
+    assert_eq!(
+        (&claims["role"], &claims["roles"]),
+        (&json!("admin"), &json!(["admin", "billing"])),
+        "the membership's"
+    );
     assert_eq!(claims["iss"], workos.base_url().as_str());
     // The minted token's session is real: it can be signed out.
     let logout = client()
