@@ -120,6 +120,14 @@ pub struct PollReport {
     pub rejected: usize,
 }
 
+impl PollReport {
+    /// Whether the poll changed anything worth a log line: events applied or rejected (duplicates and event types
+    /// authbridge ignores change nothing, and an idle poll every few seconds must not fill the log).
+    fn changed_anything(&self) -> bool {
+        self.applied > 0 || self.rejected > 0
+    }
+}
+
 /// Where reading by time resumes for a last known moment `at`: a little before it, but never further back than
 /// [`MAX_LOOKBACK`]. Reaching that bound means events may have been lost: [`EventsConsumer::consume`] reconciles
 /// first.
@@ -164,7 +172,7 @@ impl EventsConsumer {
             let delay = match self.poll_once().await {
                 Ok(report) => {
                     failures = 0;
-                    if report.applied > 0 || report.rejected > 0 {
+                    if report.changed_anything() {
                         tracing::info!(
                             applied = report.applied,
                             duplicates = report.duplicates,
@@ -509,6 +517,33 @@ fn lasting_sqlstate(code: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_poll_is_logged_when_it_applied_or_rejected_events_only() {
+        let report = |applied, duplicates, ignored, rejected| PollReport {
+            leader: true,
+            reconciled: false,
+            pages: 1,
+            applied,
+            duplicates,
+            ignored,
+            rejected,
+        };
+        assert!(!report(0, 0, 0, 0).changed_anything(), "an idle poll");
+        assert!(!report(0, 3, 2, 0).changed_anything(), "duplicates and ignored types change nothing");
+        assert!(report(1, 0, 0, 0).changed_anything());
+        assert!(report(0, 0, 0, 1).changed_anything());
+        assert!(report(2, 0, 0, 1).changed_anything());
+    }
+
+    /// The documented floor: an operator has at least ten minutes to notice and undo a mistake before an event that
+    /// keeps failing is skipped for good.
+    #[test]
+    fn an_event_fails_for_ten_minutes_at_least_before_it_is_rejected() {
+        assert!(MIN_FAILING_FOR >= Duration::from_secs(600), "{MIN_FAILING_FOR:?}");
+        assert!(MIN_FAILING_FOR <= Duration::from_secs(3600), "and not for hours: {MIN_FAILING_FOR:?}");
+        assert_eq!(ConsumerOptions::every(Duration::from_secs(5)).reject_after, MIN_FAILING_FOR, "in service");
+    }
 
     #[test]
     fn backoff_doubles_is_capped_and_honours_retry_after() {
