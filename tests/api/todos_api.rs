@@ -146,6 +146,8 @@ async fn pagination_uses_limit_and_offset_and_caps_the_limit() {
 
     let capped = me.call(Method::GET, "/api/todos?limit=100000", None).await.json();
     assert_eq!(capped["limit"], 100);
+    let least = me.call(Method::GET, "/api/todos?limit=0", None).await.json();
+    assert_eq!((&least["limit"], least["todos"].as_array().map(Vec::len)), (&json!(1), Some(1)));
 
     let bad = me.call(Method::GET, "/api/todos?limit=many", None).await;
     assert_eq!(bad.status, 400);
