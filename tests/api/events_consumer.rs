@@ -213,6 +213,30 @@ async fn workos_down_is_retried_with_backoff_and_no_event_is_lost() {
     assert!(logs::captured().contains("reading the WorkOS Events API failed; will retry"));
 }
 
+/// A 429 from the Events API is answered by waiting at least its `Retry-After`, however short the backoff.
+#[tokio::test]
+async fn a_rate_limited_poll_waits_for_retry_after() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("caught up");
+    app.workos.set_rate_limit_retry_after(Duration::from_secs(3));
+    let calls_before = app.workos.calls(Endpoint::Events);
+    app.workos.fail_next(Endpoint::Events, 1, 429);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(app.consumer(options()).run(stopping));
+    let limited =
+        eventually(Duration::from_secs(10), || async { app.workos.calls(Endpoint::Events) > calls_before }).await;
+    assert!(limited, "the first poll was made");
+    // The backoff alone (200 ms) would have polled again several times by now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during = app.workos.calls(Endpoint::Events);
+    let resumed =
+        eventually(Duration::from_secs(10), || async { app.workos.calls(Endpoint::Events) > calls_before + 1 }).await;
+    stop.send_replace(true);
+    running.await.expect("the consumer stops when told");
+    assert_eq!(during, calls_before + 1, "no poll within the Retry-After");
+    assert!(resumed, "polled again once it had passed");
+}
+
 #[tokio::test]
 async fn a_server_that_ignores_the_type_filter_or_forgets_the_cursor_does_no_harm() {
     let app = app_without_push().await;
