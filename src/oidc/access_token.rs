@@ -50,18 +50,38 @@ pub struct AccessClaims {
     cid: Option<serde_json::Value>,
     #[serde(default)]
     idtyp: Option<serde_json::Value>,
+    /// Okta's user id. An Okta authorization server puts the user's login (often an email) in an access token's
+    /// `sub` by default, and their id, which is the ID token's `sub`, here.
+    #[serde(default)]
+    uid: Option<serde_json::Value>,
+}
+
+impl AccessClaims {
+    /// The user the token is for, as the ID token names them at sign-in (so a person's todos are the same whether
+    /// they come with a cookie or a bearer token): Okta's `uid` in a token that carries Okta's `cid`, else `sub`.
+    pub fn user_id(&self) -> &str {
+        match (&self.cid, self.uid.as_ref().and_then(|uid| uid.as_str())) {
+            (Some(_), Some(uid)) => uid,
+            _ => &self.sub,
+        }
+    }
 }
 
 /// A token a client got for itself (the client-credentials grant), which names no person: its `sub` is the
-/// client (RFC 9068 §2.2), so it must not become a database user. Auth0 marks it `gty: "client-credentials"` (its
-/// `sub` is `<client id>@clients`, `azp` the client id); Okta gives `sub` = `cid` = the client id; Microsoft Entra
-/// marks app-only tokens `idtyp: "app"` (when the API asks for that claim). Auth0 authorizes a "Test Application"
-/// for every new API by default, so such tokens exist wherever an API does.
+/// client (RFC 9068 §2.2), so it must not become a database user. Auth0's `sub` is `<client id>@clients` (its
+/// access-token profile also marks it `gty: "client-credentials"`, with the client id in `azp`; its RFC 9068 profile
+/// has no `gty` and puts the client id in `client_id`: docs `/secure/tokens/access-tokens/access-token-profiles`);
+/// Okta gives `sub` = `cid` = the client id; Microsoft Entra marks app-only tokens `idtyp: "app"` (when the API
+/// asks for that claim). Auth0 authorizes a "Test Application" for every new API by default, so such tokens exist
+/// wherever an API does.
 fn is_a_machines_token(claims: &AccessClaims) -> bool {
     let is = |claim: &Option<serde_json::Value>, value: &str| claim.as_ref().and_then(|c| c.as_str()) == Some(value);
+    let auth0_client = claims.sub.strip_suffix("@clients");
     is(&claims.gty, "client-credentials")
         || is(&claims.idtyp, "app")
-        || [&claims.azp, &claims.client_id, &claims.cid].into_iter().any(|client| is(client, &claims.sub))
+        || [&claims.azp, &claims.client_id, &claims.cid]
+            .into_iter()
+            .any(|client| is(client, &claims.sub) || auth0_client.is_some_and(|auth0| is(client, auth0)))
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -146,6 +166,9 @@ impl AccessTokenVerifier {
         }
         if is_a_machines_token(&claims) {
             return Err(Invalid("it was issued to a client for itself (client credentials), not to a user"));
+        }
+        if claims.user_id().is_empty() {
+            return Err(Invalid("it names no user (an empty sub)"));
         }
         let valid = claims.nbf.unwrap_or(0)..claims.exp;
         Ok((Verified { claims: Arc::new(claims), kid: kid.into(), valid }, key))

@@ -103,6 +103,7 @@ impl IdTokenVerifier {
                 }
                 Err(error) => return Err(IdTokenError::Invalid(error.to_string())),
                 Ok(claims) => {
+                    check_subject(&claims)?;
                     self.check_authorized_party(&claims)?;
                     return Ok(summary(&claims));
                 }
@@ -156,6 +157,14 @@ impl IdTokenVerifier {
             _ => Ok(()),
         }
     }
+}
+
+/// A `sub` that names someone: the crate takes an empty one, which would become a database user id.
+fn check_subject(claims: &CoreIdTokenClaims) -> Result<(), IdTokenError> {
+    if claims.subject().as_str().is_empty() {
+        return Err(IdTokenError::Invalid("it names no user (an empty sub)".to_owned()));
+    }
+    Ok(())
 }
 
 fn summary(claims: &CoreIdTokenClaims) -> IdTokenClaims {

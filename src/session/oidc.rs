@@ -330,7 +330,7 @@ impl OidcProvider {
         Ok(Principal {
             personal: false,
             // Access tokens carry no email; the minter leaves it out of the InsForge token then.
-            user: UserProfile::id_only(claims.sub.clone()),
+            user: UserProfile::id_only(claims.user_id().to_owned()),
             organization_id: None,
             impersonator: None,
             // Bearer tokens belong to the client that holds them, not to a session of this app.

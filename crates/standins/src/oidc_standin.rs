@@ -149,6 +149,8 @@ pub enum IdTokenFault {
     AccessTokenType,
     /// Valid in every other way, but about another user (`sub`).
     AnotherSubject,
+    /// `sub` present but empty: names no one.
+    EmptySubject,
 }
 
 /// How to start a stand-in. `Default`: loopback, a free port, Alice, Bob and Carol, Auth0-like behaviour.
@@ -628,6 +630,7 @@ impl State {
         claims.insert("iss".into(), Value::from(issuer));
         let subject = match fault {
             Some(IdTokenFault::AnotherSubject) => "another-user",
+            Some(IdTokenFault::EmptySubject) => "",
             _ => grant.user.subject.as_str(),
         };
         claims.insert("sub".into(), Value::from(subject));

@@ -71,15 +71,48 @@ async fn tokens_a_client_got_for_itself_are_refused() {
     let mut rfc = claims(&app, &client_id);
     rfc["client_id"] = Value::from(client_id.as_str());
     rfc.as_object_mut().expect("object").remove("azp");
+    // Auth0's RFC 9068 profile: the same `sub`, the client id in `client_id`, and no `gty`.
+    let mut auth0_rfc = claims(&app, &format!("{client_id}@clients"));
+    auth0_rfc["client_id"] = Value::from(client_id.as_str());
+    auth0_rfc.as_object_mut().expect("object").remove("azp");
     // Microsoft Entra's app-only tokens, when the API asks for `idtyp`.
     let mut entra = claims(&app, "9f2c1c0e-app-object-id");
     entra["idtyp"] = Value::from("app");
     for (what, claims) in [("Auth0", auth0), ("Okta", okta), ("RFC 9068", rfc), ("Entra", entra)] {
         assert_refused(&app, &app.oidc.sign("JWT", claims), what).await;
     }
+    assert_refused(&app, &app.oidc.sign("at+jwt", auth0_rfc), "Auth0, RFC 9068 profile").await;
     // A person's token from the same client passes (its `sub` is the user, `azp` the client).
     let person = app.oidc.sign("JWT", claims(&app, &app.subject(ALICE)));
     assert_eq!(app.bearer_client(person).get("/api/me").await.status, 200);
+}
+
+/// Okta puts the user's login in an access token's `sub` and their id, the ID token's `sub`, in `uid`: the bearer
+/// token is the same user as the cookie session, so they see the same todos. An empty `sub` names no one.
+#[tokio::test]
+async fn an_okta_token_is_its_uid_and_an_empty_sub_is_refused() {
+    let app = spawn_oidc_app().await;
+    let alice = app.subject(ALICE);
+    let browser = app.browser();
+    assert_eq!(browser.sign_in(ALICE).await.status, 302);
+    let created = browser.api(Method::POST, "/api/todos", Some(json!({ "title": "From the browser" }))).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    let mut okta = claims(&app, "alice@example.test");
+    okta["cid"] = Value::from(app.oidc.client_id());
+    okta["uid"] = Value::from(alice.as_str());
+    okta.as_object_mut().expect("object").remove("azp");
+    let client = app.bearer_client(app.oidc.sign("JWT", okta));
+    assert_eq!(client.get("/api/me").await.json()["id"], alice.as_str());
+    let listed = client.get("/api/todos").await.json();
+    assert_eq!(listed["todos"][0]["title"], "From the browser", "{listed}");
+
+    // `uid` means Okta's user id only beside Okta's `cid`.
+    let mut other = claims(&app, &alice);
+    other["uid"] = Value::from("someone-else");
+    assert_eq!(app.bearer_client(app.oidc.sign("JWT", other)).get("/api/me").await.json()["id"], alice.as_str());
+
+    assert_refused(&app, &app.oidc.sign("JWT", claims(&app, "")), "an empty sub").await;
 }
 
 #[tokio::test]
