@@ -250,7 +250,9 @@ async fn compute(headers: &HeaderMap, api: bool, state: &AppState, context: &Ses
             Ok(principal) => Auth::User(Arc::new(CurrentUser(principal))),
             Err(CheckError::Unavailable { retry_after }) => Auth::Unavailable { retry_after },
             Err(CheckError::Invalid(reason)) => {
-                tracing::debug!(%reason, "bearer token refused");
+                // At info, with the request: an operator setting up an API client against a real tenant sees why (the
+                // client is only told that the token is invalid). The reason never quotes the token.
+                tracing::info!(%reason, "bearer token refused");
                 Auth::InvalidBearer
             }
         };

@@ -115,6 +115,23 @@ async fn an_okta_token_is_its_uid_and_an_empty_sub_is_refused() {
     assert_refused(&app, &app.oidc.sign("JWT", claims(&app, "")), "an empty sub").await;
 }
 
+/// Why a bearer token was refused is logged with the request, at the default level, so an operator can tell a
+/// wrong audience from an expired token; the client is told only that it is invalid.
+#[tokio::test]
+async fn why_a_bearer_token_was_refused_is_logged_with_the_request() {
+    crate::helpers::logs::capture();
+    let app = spawn_oidc_app().await;
+    let mut other_api = claims(&app, &app.subject(ALICE));
+    other_api["aud"] = Value::from("https://another.example/api");
+    let response = app.bearer_client(app.oidc.sign("JWT", other_api)).get("/api/me").await;
+    assert_eq!(response.status, 401);
+    let request_id = response.header("x-request-id").expect("every answer carries a request id");
+    let line = crate::helpers::logs::logged(&request_id, "INFO", "bearer token refused").await;
+    let line = line.expect("the refusal is logged at info");
+    assert!(line.contains("it is not for this API (aud)"), "{line}");
+    assert!(!response.body.contains("aud"), "the client is not told: {}", response.body);
+}
+
 #[tokio::test]
 async fn aud_may_be_a_string_or_an_array_and_typ_jwt_at_jwt_or_absent() {
     let app = spawn_oidc_app().await;
