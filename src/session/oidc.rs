@@ -244,7 +244,11 @@ impl OidcProvider {
                 tracing::error!(error = %refused, "the provider refused a refresh for a reason other than invalid_grant");
                 ProviderError::Unavailable { retry_after: Duration::from_secs(5) }
             }
-            TokenError::Unavailable(error) => ProviderError::Unavailable { retry_after: error.retry_after() },
+            TokenError::Unavailable(error) => {
+                // What the provider answered (a 429 is not an outage), which "unavailable" alone would not say.
+                tracing::warn!(%error, "the provider could not answer a refresh");
+                ProviderError::Unavailable { retry_after: error.retry_after() }
+            }
             TokenError::Malformed(detail) => {
                 tracing::error!(%detail, "the provider's refresh answer cannot be read");
                 ProviderError::Unavailable { retry_after: Duration::from_secs(5) }

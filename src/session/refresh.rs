@@ -183,7 +183,10 @@ impl Refresher {
         let flights = Arc::clone(&self.flights);
         let failures = Arc::clone(&self.failures);
         let shared = self.shared.clone();
-        tokio::spawn(async move {
+        // Within the span of the request that started it, so that what the refresh logs names that request and the
+        // session's user (recorded on the request's span only once the session is resolved).
+        let span = tracing::info_span!("refresh", user_id = %session.user.id);
+        let refresh = async move {
             let call = || async {
                 match &organization_id {
                     None => provider.refresh(&session).await,
@@ -221,7 +224,8 @@ impl Refresher {
             }
             // Nobody waiting any more is fine: the memo (or nobody) reads it.
             let _ = sender.send(Some(outcome));
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(refresh, span));
         Flight { id, started: Instant::now(), outcome: receiver }
     }
 }

@@ -233,7 +233,11 @@ impl WorkosProvider {
                     tracing::error!(error = %rejected, "WorkOS refused a refresh for a reason other than invalid_grant");
                     ProviderError::Unavailable { retry_after: rejected.retry_after() }
                 }
-                transient => ProviderError::Unavailable { retry_after: transient.retry_after() },
+                transient => {
+                    // What WorkOS answered (rate limited, 5xx, no answer), which "unavailable" alone would not say.
+                    tracing::warn!(error = %transient, "WorkOS could not answer a refresh");
+                    ProviderError::Unavailable { retry_after: transient.retry_after() }
+                }
             },
         )?;
         let verified = match self.verified_session(&auth, Some(session)).await {

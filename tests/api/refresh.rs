@@ -135,6 +135,12 @@ async fn workos_down_with_an_expired_token_answers_503_and_keeps_the_cookie() {
         assert_eq!(me.error_code(), "auth_unavailable");
         assert!(me.header("retry-after").is_some());
         assert_eq!(browser.cookie(SESSION_COOKIE).as_deref(), Some(cookie.as_str()), "the session survives");
+        if status == 503 {
+            // The log says what WorkOS answered, under the request that asked.
+            let request_id = me.header("x-request-id").expect("every answer carries a request id");
+            let line = crate::helpers::logs::logged(&request_id, "WARN", "WorkOS could not answer a refresh").await;
+            assert!(line.is_some_and(|line| line.contains("503")), "WorkOS {status}");
+        }
     }
 
     let browser = app.signed_in(ALICE).await;

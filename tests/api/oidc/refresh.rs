@@ -104,6 +104,11 @@ async fn only_invalid_grant_ends_the_session() {
     assert_eq!(me.status, 503, "{}", me.body);
     assert!(me.header("retry-after").is_some());
     assert_eq!(browser.cookie(SESSION_COOKIE).as_deref(), Some(expired.as_str()));
+    // The log says what the provider answered, under the request that asked (and so its user).
+    let request_id = me.header("x-request-id").expect("every answer carries a request id");
+    let line = crate::helpers::logs::logged(&request_id, "WARN", "the provider could not answer a refresh").await;
+    let line = line.expect("the refresh's failure is logged with the request");
+    assert!(line.contains("answered 503") && line.contains("user_id="), "{line}");
 
     // The provider is back: once the backoff is over, the same cookie refreshes.
     tokio::time::sleep(FAILURE_BACKOFF).await;
