@@ -425,6 +425,10 @@ fn render_page(error: &AppError, banner: Option<pages::Banner>) -> Response {
             "This organization asks you to sign in to it first.".to_owned(),
             link(location, "Continue to its sign-in"),
         ),
+        // The session could not be checked or renewed: usually a moment's outage, but when it lasts (the provider
+        // refusing the app's own credentials) the person must still be able to leave. Signing out never needs the
+        // provider (`GET /logout` asks, the form it shows signs out).
+        AppError::AuthUnavailable { .. } => (None, error.public_message(), link("/logout", "Sign out")),
         _ => (None, error.public_message(), None),
     };
     let mut response = pages::error_page(error.status(), heading, &message, sign_in, banner);

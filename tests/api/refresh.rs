@@ -149,6 +149,11 @@ async fn workos_down_with_an_expired_token_answers_503_and_keeps_the_cookie() {
     app.workos.hang_next(Endpoint::Authenticate, 1);
     let page = browser.get("/").await;
     assert_eq!(page.status, 503, "a timeout is an outage too: {}", page.body);
+    // However long it lasts, the person can still leave: the page offers signing out, which needs no WorkOS.
+    assert!(page.body.contains(r#"href="/logout""#), "{}", page.body);
+    let sign_out = browser.get("/logout").await;
+    assert_eq!(sign_out.status, 200, "{}", sign_out.body);
+    assert!(sign_out.body.contains(r#"action="/logout""#), "a sign-out form: {}", sign_out.body);
     assert!(page.header("retry-after").is_some());
     assert_eq!(browser.cookie(SESSION_COOKIE).as_deref(), Some(cookie.as_str()));
 
