@@ -57,7 +57,7 @@ const MAX_LOOKBACK: time::Duration = time::Duration::days(29);
 /// against a server that never stops paging.
 pub const MAX_PAGES_PER_POLL: usize = 100;
 /// Pages of organizations (and of each one's memberships) read when reconciling.
-const MAX_RECONCILE_PAGES: usize = 1_000;
+pub const MAX_RECONCILE_PAGES: usize = 1_000;
 /// Polls in a row that one event may fail with the same lasting database error before it is recorded as rejected
 /// and skipped: each failed poll is retried with backoff, and without a limit the consumer would stop at that event
 /// for good, every later event (deprovisionings among them) unread.
@@ -78,6 +78,9 @@ pub struct ConsumerOptions {
     pub reject_after: Duration,
     /// Pages one poll reads at most: [`MAX_PAGES_PER_POLL`] in service; tests lower it to reach the limit.
     pub max_pages_per_poll: usize,
+    /// Pages of organizations, and of each one's memberships, a reconciliation reads at most:
+    /// [`MAX_RECONCILE_PAGES`] in service; tests lower it to reach the limit.
+    pub max_reconcile_pages: usize,
 }
 
 impl ConsumerOptions {
@@ -88,6 +91,7 @@ impl ConsumerOptions {
             backoff_max: Duration::from_secs(300),
             reject_after: MIN_FAILING_FOR,
             max_pages_per_poll: MAX_PAGES_PER_POLL,
+            max_reconcile_pages: MAX_RECONCILE_PAGES,
         }
     }
 
@@ -146,6 +150,18 @@ struct Failing {
     event_id: String,
     failures: u32,
     since: Instant,
+}
+
+impl Failing {
+    /// `event_id` failed once more (at `now`): one more in a row if it is the event that failed last, else its
+    /// first failure (another event's count says nothing about this one).
+    fn next(previous: Option<&Failing>, event_id: &str, now: Instant) -> Failing {
+        let (failures, since) = match previous {
+            Some(current) if current.event_id == event_id => (current.failures.saturating_add(1), current.since),
+            _ => (1, now),
+        };
+        Failing { event_id: event_id.to_owned(), failures, since }
+    }
 }
 
 pub struct EventsConsumer {
@@ -400,12 +416,10 @@ impl EventsConsumer {
             *failing = None;
             return (0, Duration::ZERO);
         };
-        let (failures, since) = match failing.as_ref() {
-            Some(current) if current.event_id == event_id => (current.failures.saturating_add(1), current.since),
-            _ => (1, Instant::now()),
-        };
-        *failing = Some(Failing { event_id: event_id.to_owned(), failures, since });
-        (failures, since.elapsed())
+        let next = Failing::next(failing.as_ref(), event_id, Instant::now());
+        let counted = (next.failures, next.since.elapsed());
+        *failing = Some(next);
+        counted
     }
 
     /// Tells this replica's revocation list at once, and fetches organizations a membership named.
@@ -435,14 +449,14 @@ impl EventsConsumer {
         // not reach, so nothing may be ended on its word.
         let mut complete = false;
         let mut memberships_complete = true;
-        for _ in 0..MAX_RECONCILE_PAGES {
+        for _ in 0..self.options.max_reconcile_pages {
             let page = workos.list_organizations(after.as_deref()).await?;
             for organization in &page.data {
                 store::upsert_organization(conn, organization, &Version::of_object(organization.updated_at)).await?;
                 listed_organizations.push(organization.id.clone());
                 let mut members_after: Option<String> = None;
                 let mut members_complete = false;
-                for _ in 0..MAX_RECONCILE_PAGES {
+                for _ in 0..self.options.max_reconcile_pages {
                     let members = workos
                         .list_memberships(MembershipsOf::Organization(&organization.id), members_after.as_deref())
                         .await?;
@@ -519,6 +533,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn failures_in_a_row_are_counted_per_event() {
+        let start = Instant::now();
+        let later = start + Duration::from_secs(60);
+        let first = Failing::next(None, "event_a", start);
+        assert_eq!((first.failures, first.since), (1, start));
+        let again = Failing::next(Some(&first), "event_a", later);
+        assert_eq!((again.failures, again.since), (2, start), "the same event: one more, since its first failure");
+        let other = Failing::next(Some(&again), "event_b", later);
+        assert_eq!(
+            (other.event_id.as_str(), other.failures, other.since),
+            ("event_b", 1, later),
+            "another starts at 1"
+        );
+    }
+
+    #[test]
     fn a_poll_is_logged_when_it_applied_or_rejected_events_only() {
         let report = |applied, duplicates, ignored, rejected| PollReport {
             leader: true,
@@ -553,6 +583,7 @@ mod tests {
             backoff_max: Duration::from_secs(60),
             reject_after: MIN_FAILING_FOR,
             max_pages_per_poll: MAX_PAGES_PER_POLL,
+            max_reconcile_pages: MAX_RECONCILE_PAGES,
         };
         for (failures, low) in [(1, 1), (2, 2), (3, 4), (7, 60), (40, 60)] {
             let wait = options.backoff(failures, None);

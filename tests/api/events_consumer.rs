@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use authbridge::lifecycle::consumer::{ConsumerOptions, LOCK_KEY, MAX_PAGES_PER_POLL};
+use authbridge::lifecycle::consumer::{ConsumerOptions, LOCK_KEY, MAX_PAGES_PER_POLL, MAX_RECONCILE_PAGES};
 use serde_json::json;
 use standins::workos_standin::{ACME_ORGANIZATION_ID, Endpoint, StandInEventsQuery, UnknownCursor};
 use time::OffsetDateTime;
@@ -31,6 +31,7 @@ fn options() -> ConsumerOptions {
         // Ten minutes in service; long enough here that the five tries alone (about 3 s of backoff) do not decide.
         reject_after: Duration::from_secs(1),
         max_pages_per_poll: MAX_PAGES_PER_POLL,
+        max_reconcile_pages: MAX_RECONCILE_PAGES,
     }
 }
 
@@ -393,6 +394,95 @@ async fn the_gap_reconciliation_ends_what_was_deleted_while_the_events_were_lost
     assert!(rls.is_empty(), "RLS still grants {rls:?}");
     tx.rollback().await.expect("rollback");
     assert!(logs::captured().contains("those it no longer lists are ended"));
+}
+
+/// A membership the consumer applies in an organization the database does not know (its own event not read, or
+/// lost) has that organization fetched for its name at once, so its members see it by name.
+#[tokio::test]
+async fn an_organization_a_consumed_membership_names_is_fetched() {
+    let app = app_without_push().await;
+    let bob = app.user_id(BOB);
+    let hooli = app.workos.create_organization("Hooli");
+    app.consumer(options()).poll_once().await.expect("caught up");
+    sqlx::query("DELETE FROM authbridge.organizations WHERE id = $1")
+        .bind(&hooli.id)
+        .execute(&mut app.db.connect().await)
+        .await
+        .expect("forgotten");
+    app.workos.add_membership(&bob, &hooli.id, &[]).expect("Bob joins Hooli");
+    let fetched = app.workos.calls(Endpoint::Organizations);
+    let report = app.consumer(options()).poll_once().await.expect("a poll");
+    assert_eq!(report.applied, 1, "{report:?}");
+    assert_eq!(app.workos.calls(Endpoint::Organizations), fetched + 1, "GET /organizations/{{id}}");
+    let named = app
+        .query_scalar_i64("SELECT count(*) FROM authbridge.organizations WHERE id = $1 AND name = 'Hooli'", &hooli.id)
+        .await;
+    assert_eq!(named, 1, "recorded with its name");
+}
+
+/// The reconciliation reads every page of organizations and of each one's memberships (here one item a page, as a
+/// server may answer), ending only what no page listed; a listing cut short at its page limit ends nothing, since
+/// it says nothing about what it did not reach.
+#[tokio::test]
+async fn the_reconciliation_reads_every_page_and_a_listing_cut_short_ends_nothing() {
+    let app = app_without_push().await;
+    let (alice, bob, carol) = (app.user_id(ALICE), app.user_id(BOB), app.user_id("carol@example.test"));
+    let initech = app.workos.create_organization("Initech");
+    let lost = app.workos.add_membership(&bob, &initech.id, &[]).expect("Bob joins Initech");
+    app.workos.add_membership(&carol, ACME_ORGANIZATION_ID, &[]).expect("Carol joins Acme");
+    app.consumer(options()).poll_once().await.expect("caught up");
+    let acme: Vec<String> = [&alice, &bob, &carol]
+        .into_iter()
+        .map(|user| app.workos.membership_of(user, ACME_ORGANIZATION_ID).expect("in Acme").id)
+        .collect();
+
+    // Bob leaves Initech while the consumer is stopped for a month, and WorkOS no longer has the event.
+    app.workos.delete_membership(&lost.id).expect("removed");
+    app.workos.expire_events();
+    app.workos.set_page_cap(1);
+    let stop_for_a_month = || async {
+        stopped_for(&app, 31).await;
+        let mut conn = app.db.connect().await;
+        for statement in [
+            "UPDATE authbridge.organizations SET version_updated_at = now() - interval '1 hour'",
+            "UPDATE authbridge.organization_memberships SET version_updated_at = now() - interval '1 hour'",
+            // The last reconciliation too, when there was one: it was a month ago as well.
+            "UPDATE authbridge.events_cursor SET reconciled_at = now() - interval '31 days' WHERE id = 1",
+        ] {
+            sqlx::query(statement).execute(&mut conn).await.expect("a month later");
+        }
+    };
+    let deleted = |id: String| {
+        let app = &app;
+        async move { app.membership_row(&id).await.map(|row| row.2) }
+    };
+
+    // Two pages at most: both organizations are read, but not Acme's third membership.
+    stop_for_a_month().await;
+    let short = app.consumer(ConsumerOptions { max_reconcile_pages: 2, ..options() });
+    assert!(short.poll_once().await.expect("a poll").reconciled);
+    assert_eq!(deleted(lost.id.clone()).await, Some(false), "nothing is ended on an incomplete listing");
+    for id in &acme {
+        assert_eq!(deleted(id.clone()).await, Some(false), "{id}");
+    }
+    assert!(logs::captured().contains("the listing was cut short at its page limit"));
+
+    // Every page: the lost deletion is applied, and what any page listed stays.
+    stop_for_a_month().await;
+    assert!(app.consumer(options()).poll_once().await.expect("a poll").reconciled);
+    assert_eq!(deleted(lost.id.clone()).await, Some(true), "the lost deletion is applied");
+    for id in &acme {
+        assert_eq!(deleted(id.clone()).await, Some(false), "listed on some page: {id}");
+    }
+    for organization in [ACME_ORGANIZATION_ID, initech.id.as_str()] {
+        let kept = app
+            .query_scalar_i64(
+                "SELECT count(*) FROM authbridge.organizations WHERE id = $1 AND deleted_at IS NULL",
+                organization,
+            )
+            .await;
+        assert_eq!(kept, 1, "{organization} is listed on some page");
+    }
 }
 
 /// In a quiet environment no new event moves a refused cursor on: it is forgotten, not sent again on every poll.

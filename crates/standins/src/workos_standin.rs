@@ -479,6 +479,12 @@ impl WorkosStandIn {
         self.inner.controls.fail_for(endpoint, duration, status);
     }
 
+    /// Lists (organizations, memberships) answer at most `cap` items a page from now on, whatever `limit` asked for,
+    /// as a server may; 0 lifts the cap. For tests that need a listing of several pages.
+    pub fn set_page_cap(&self, cap: usize) {
+        self.inner.controls.set_page_cap(cap);
+    }
+
     /// The `Retry-After` of the 429s injected from now on (by [`WorkosStandIn::fail_next`] or
     /// [`WorkosStandIn::fail_for`]), in whole seconds; 1 until set.
     pub fn set_rate_limit_retry_after(&self, after: Duration) {

@@ -43,6 +43,8 @@ pub struct WorkosFaultControls {
     plans: Mutex<HashMap<Endpoint, Plan>>,
     /// The `Retry-After` (seconds) of injected 429s: 1 unless a test needs a wait long enough to observe.
     retry_after_secs: AtomicU64,
+    /// The most items a list page holds, whatever `limit` asked for (a server may page smaller; 0: no cap).
+    page_cap: AtomicUsize,
     /// Flips to `true` when the stand-in stops, releasing held and delayed requests so shutdown never waits on them.
     stopping: watch::Receiver<bool>,
 }
@@ -55,6 +57,7 @@ impl WorkosFaultControls {
             refresh_calls: AtomicUsize::new(0),
             plans: Mutex::new(HashMap::new()),
             retry_after_secs: AtomicU64::new(1),
+            page_cap: AtomicUsize::new(0),
             stopping,
         }
     }
@@ -80,6 +83,18 @@ impl WorkosFaultControls {
 
     pub fn calls(&self, endpoint: Endpoint) -> usize {
         self.calls[endpoint.index()].load(Ordering::SeqCst)
+    }
+
+    pub fn set_page_cap(&self, cap: usize) {
+        self.page_cap.store(cap, Ordering::SeqCst);
+    }
+
+    /// `limit`, or the cap when one is set and smaller.
+    pub fn page_size(&self, limit: usize) -> usize {
+        match self.page_cap.load(Ordering::SeqCst) {
+            0 => limit,
+            cap => limit.min(cap),
+        }
     }
 
     pub fn set_retry_after(&self, after: Duration) {

@@ -77,7 +77,11 @@ fn changed(inner: &WorkosStandInState, response: Response) -> Response {
 }
 
 /// One page of `items` (oldest first), WorkOS style.
-fn page(items: Vec<(String, Value)>, query: &Option<String>) -> Result<Value, StandInRefusal> {
+fn page(
+    inner: &WorkosStandInState,
+    items: Vec<(String, Value)>,
+    query: &Option<String>,
+) -> Result<Value, StandInRefusal> {
     let limit = match value(query, "limit") {
         None => 10,
         Some(raw) => match raw.parse::<usize>() {
@@ -85,6 +89,7 @@ fn page(items: Vec<(String, Value)>, query: &Option<String>) -> Result<Value, St
             _ => return Err(invalid("limit must be between 1 and 100.")),
         },
     };
+    let limit = inner.controls.page_size(limit);
     let mut items = items;
     if !matches!(value(query, "order").as_deref(), Some("asc" | "normal")) {
         items.reverse();
@@ -147,7 +152,7 @@ async fn list_organizations(
         return response;
     }
     let items = lock(&inner.store).organizations().iter().map(|org| (org.id.clone(), org.to_value())).collect();
-    page(items, &query).map_or_else(refusal, |list| Json(list).into_response())
+    page(&inner, items, &query).map_or_else(refusal, |list| Json(list).into_response())
 }
 
 async fn get_organization(
@@ -271,7 +276,7 @@ async fn list_memberships(
             .map(|m| (m.id.clone(), membership_object(&store, m)))
             .collect()
     };
-    page(items, &query).map_or_else(refusal, |list| Json(list).into_response())
+    page(&inner, items, &query).map_or_else(refusal, |list| Json(list).into_response())
 }
 
 async fn get_membership(
