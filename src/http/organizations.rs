@@ -207,13 +207,14 @@ async fn settings(
     let query: Option<SettingsQuery> = uri.query().and_then(|q| serde_urlencoded::from_str(q).ok());
     let membership = spaces::membership(&state, &user, &id).await?;
     let banner = Banner::of(&state, &user);
+    let roles = role_list(&membership);
     let page = SettingsPage {
         read_only: banner.as_ref().is_some_and(|banner| banner.read_only),
         banner,
         name: spaces::display_name(&membership),
         id_segment: path_segment(&id),
-        roles: role_list(&membership).join(", "),
-        several_roles: role_list(&membership).len() > 1,
+        roles: roles.join(", "),
+        several_roles: roles.len() > 1,
         is_admin: membership.is_admin(),
         intents: PortalIntent::ALL
             .into_iter()
