@@ -120,7 +120,9 @@ async fn the_organization_page_names_each_todos_author() {
     assert_eq!(switched.status, 200, "{}", switched.body);
     let page = member.get("/").await;
     assert_eq!(page.status, 200);
-    for (title, author) in [("Part from Bob", "by bob@acme.test"), ("Part from Erin", "by you")] {
+    // Each title and name in a <bdi>: direction controls in one (U+202E) cannot reorder the text around it.
+    for (title, author) in [("Part from Bob", "by <bdi>bob@acme.test</bdi>"), ("Part from Erin", "by <bdi>you</bdi>")] {
+        assert!(page.body.contains(&format!(r#"<bdi class="title">{title}</bdi>"#)), "{}", page.body);
         let shown = page.body.find(title).map(|at| &page.body[at..]).unwrap_or_default();
         let next = shown.find("</li>").unwrap_or(shown.len());
         assert!(shown[..next].contains(author), "{title} {author}: {}", page.body);
@@ -161,7 +163,11 @@ async fn a_member_removed_while_signed_in_sees_no_organization_todos_on_the_next
     assert_eq!(before.json()["organization_id"], ACME);
     assert_eq!(before.json()["todos"][0]["title"], "Quarterly report");
     let page = removed.get("/").await;
-    assert!(page.body.contains("Quarterly report") && page.body.contains("by bob@acme.test"), "{}", page.body);
+    assert!(
+        page.body.contains("Quarterly report") && page.body.contains("by <bdi>bob@acme.test</bdi>"),
+        "{}",
+        page.body
+    );
 
     remove_from_acme(&app, REMOVED).await;
 
