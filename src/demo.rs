@@ -258,10 +258,17 @@ impl ProviderStandIn {
     }
 
     fn describe(&self) -> String {
-        match self {
-            Self::Workos(workos) => format!("  WorkOS stand-in     {}\n", workos.base_url()),
-            Self::Oidc(oidc) => format!("  OIDC stand-in       {} (issuer; shaped like Auth0)\n", oidc.issuer()),
-        }
+        let (stand_in, ttl) = match self {
+            Self::Workos(workos) => {
+                (format!("  WorkOS stand-in     {}\n", workos.base_url()), workos.access_token_ttl())
+            }
+            Self::Oidc(oidc) => (
+                format!("  OIDC stand-in       {} (issuer; shaped like Auth0)\n", oidc.issuer()),
+                oidc.access_token_ttl(),
+            ),
+        };
+        let ttl = ttl.as_secs();
+        format!("{stand_in}  Access tokens       last {ttl} s (--access-token-ttl); sessions refresh before then\n")
     }
 
     async fn shutdown(self) {

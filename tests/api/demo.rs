@@ -132,9 +132,12 @@ where
 #[tokio::test]
 async fn the_demo_serves_the_app_prints_a_working_curl_line_and_stops_cleanly() {
     let ports = Ports::free();
-    let (child, printed) = started(&ports).await;
+    let (child, printed) = started_with(&ports, &["--access-token-ttl", "42"]).await;
     let url = format!("http://localhost:{}/", ports.app);
     assert!(printed.contains(&url), "{printed}");
+    // The flags reach the stand-in: its port, and its tokens' lifetime.
+    assert!(printed.contains(&format!("WorkOS stand-in     http://127.0.0.1:{}/", ports.workos)), "{printed}");
+    assert!(printed.contains("Access tokens       last 42 s"), "{printed}");
     assert!(printed.contains("alice@acme.test") && printed.contains("bob@acme.test"), "{printed}");
 
     // The printed curl line works as printed.
@@ -208,11 +211,13 @@ async fn the_demo_serves_the_app_prints_a_working_curl_line_and_stops_cleanly() 
 async fn the_oidc_demo_signs_in_through_the_oidc_stand_in_and_its_curl_line_works() {
     let ports = Ports::free();
     let oidc_port = ports.workos.to_string();
-    let (child, printed) = started_with(&ports, &["--provider", "oidc", "--oidc-port", &oidc_port]).await;
+    let (child, printed) =
+        started_with(&ports, &["--provider", "oidc", "--oidc-port", &oidc_port, "--access-token-ttl", "43"]).await;
     let url = format!("http://localhost:{}/", ports.app);
     assert!(printed.contains(&url), "{printed}");
     assert!(printed.contains("alice@acme.test") && printed.contains("bob@acme.test"), "{printed}");
     assert!(printed.contains(&format!("OIDC stand-in       http://127.0.0.1:{oidc_port}/")), "{printed}");
+    assert!(printed.contains("Access tokens       last 43 s"), "{printed}");
 
     let curl = printed.lines().find(|l| l.trim_start().starts_with("curl ")).expect("a curl line");
     let token = curl.split("Bearer ").nth(1).and_then(|rest| rest.split('"').next()).expect("a bearer token");

@@ -460,6 +460,11 @@ impl OidcStandIn {
         lock(&self.inner.controls).access_token_ttl = ttl;
     }
 
+    /// How long the access tokens issued from now on last.
+    pub fn access_token_ttl(&self) -> Duration {
+        lock(&self.inner.controls).access_token_ttl
+    }
+
     /// Lifetime of codes, checked at exchange (so shortening it expires codes already issued).
     pub fn set_code_ttl(&self, ttl: Duration) {
         lock(&self.inner.store).code_ttl = ttl;

@@ -527,6 +527,11 @@ impl WorkosStandIn {
         lock(&self.inner.store).access_token_ttl = ttl;
     }
 
+    /// How long the access tokens issued from now on last.
+    pub fn access_token_ttl(&self) -> Duration {
+        lock(&self.inner.store).access_token_ttl
+    }
+
     /// Lifetime of authorization codes. It is checked when a code is exchanged, so shortening it also expires
     /// codes already issued: `set_code_ttl(Duration::ZERO)` makes every outstanding code expired.
     pub fn set_code_ttl(&self, ttl: Duration) {
