@@ -150,6 +150,7 @@ async fn a_stale_or_foreign_callback_does_not_cancel_the_sign_in_under_way() {
 
     let stale = browser.get(&callback_a).await;
     assert_eq!(stale.status, 400, "tab A's sign-in was replaced by tab B's: {}", stale.body);
+    assert!(stale.body.contains(r#"href="/login">Sign in again<"#), "the way on is offered: {}", stale.body);
     let foreign = browser.get("/callback?state=x").await;
     assert_eq!(foreign.status, 400, "{}", foreign.body);
     assert_eq!(browser.cookie(SIGN_IN_STATE_COOKIE), Some(state_b), "tab B's sign-in state is kept");
