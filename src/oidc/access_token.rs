@@ -50,6 +50,9 @@ pub struct AccessClaims {
     cid: Option<serde_json::Value>,
     #[serde(default)]
     idtyp: Option<serde_json::Value>,
+    /// The delegated scopes of a Microsoft Entra token, which only a user's token has.
+    #[serde(default)]
+    scp: Option<serde_json::Value>,
     /// Okta's user id. An Okta authorization server puts the user's login (often an email) in an access token's
     /// `sub` by default, and their id, which is the ID token's `sub`, here.
     #[serde(default)]
@@ -71,14 +74,16 @@ impl AccessClaims {
 /// client (RFC 9068 §2.2), so it must not become a database user. Auth0's `sub` is `<client id>@clients` (its
 /// access-token profile also marks it `gty: "client-credentials"`, with the client id in `azp`; its RFC 9068 profile
 /// has no `gty` and puts the client id in `client_id`: docs `/secure/tokens/access-tokens/access-token-profiles`);
-/// Okta gives `sub` = `cid` = the client id; Microsoft Entra marks app-only tokens `idtyp: "app"` (when the API
-/// asks for that claim). Auth0 authorizes a "Test Application" for every new API by default, so such tokens exist
-/// wherever an API does.
-fn is_a_machines_token(claims: &AccessClaims) -> bool {
+/// Okta gives `sub` = `cid` = the client id; Microsoft Entra's app-only tokens have no `scp` (its delegated scopes,
+/// "only included for user tokens": access token claims reference) and, when the API asks for that claim,
+/// `idtyp: "app"`. Auth0 authorizes a "Test Application" for every new API by default, so such tokens exist
+/// wherever an API does. `entra`: the issuer is Microsoft Entra ID's.
+fn is_a_machines_token(claims: &AccessClaims, entra: bool) -> bool {
     let is = |claim: &Option<serde_json::Value>, value: &str| claim.as_ref().and_then(|c| c.as_str()) == Some(value);
     let auth0_client = claims.sub.strip_suffix("@clients");
     is(&claims.gty, "client-credentials")
         || is(&claims.idtyp, "app")
+        || (entra && claims.scp.is_none())
         || [&claims.azp, &claims.client_id, &claims.cid]
             .into_iter()
             .any(|client| is(client, &claims.sub) || auth0_client.is_some_and(|auth0| is(client, auth0)))
@@ -95,11 +100,14 @@ pub enum AccessTokenError {
 pub struct AccessTokenVerifier {
     issuer: String,
     audience: String,
+    /// The issuer is Microsoft Entra ID's, whose app-only tokens are told apart by the claims they lack.
+    entra: bool,
 }
 
 impl AccessTokenVerifier {
     pub fn new(issuer: &str, audience: &str) -> Self {
-        Self { issuer: issuer.to_owned(), audience: audience.to_owned() }
+        let entra = url::Url::parse(issuer).is_ok_and(|url| super::client::is_entra(&url));
+        Self { issuer: issuer.to_owned(), audience: audience.to_owned(), entra }
     }
 
     /// The token's claims, from memory when these keys verified it before and it is still current, else from the
@@ -164,7 +172,7 @@ impl AccessTokenVerifier {
         if claims.nonce.is_some() {
             return Err(Invalid("it is an ID token"));
         }
-        if is_a_machines_token(&claims) {
+        if is_a_machines_token(&claims, self.entra) {
             return Err(Invalid("it was issued to a client for itself (client credentials), not to a user"));
         }
         if claims.user_id().is_empty() {
@@ -322,6 +330,27 @@ mod tests {
         let token = oidc.sign("JWT", valid_since);
         verifier.verify(&keys, &token).await.expect("an nbf in the past");
         assert!(is_remembered(&keys, &token), "an nbf already past does not stop a token being remembered");
+    }
+
+    /// Microsoft Entra's client-credentials tokens (as it issues them: `sub` the service principal, `azp` the client,
+    /// `roles`, no `scp`) name no person, whether or not the API asked for `idtyp`; its users' tokens carry `scp`.
+    /// Only Entra is read so: other providers put scopes elsewhere (`scope`).
+    #[test]
+    fn an_entra_token_without_delegated_scopes_is_a_machines() {
+        let claims = |extra: Value| {
+            let mut claims = json!({ "sub": "service-principal-oid", "exp": now() + 60, "azp": "client-app-id" });
+            if let (Some(claims), Value::Object(extra)) = (claims.as_object_mut(), extra) {
+                claims.extend(extra);
+            }
+            serde_json::from_value::<AccessClaims>(claims).expect("claims")
+        };
+        let app_only = claims(json!({ "roles": ["Todos.ReadWrite.All"] }));
+        let user = claims(json!({ "scp": "access_as_user" }));
+        assert!(is_a_machines_token(&app_only, true));
+        assert!(!is_a_machines_token(&user, true));
+        assert!(!is_a_machines_token(&app_only, false), "another provider's token without scp is a person's");
+        assert!(AccessTokenVerifier::new("https://login.microsoftonline.com/tenant/v2.0", "api").entra);
+        assert!(!AccessTokenVerifier::new("https://tenant.auth0.com/", "api").entra);
     }
 
     #[tokio::test]

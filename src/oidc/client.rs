@@ -575,13 +575,16 @@ fn choose_auth_type(supported: Option<&Vec<CoreClientAuthMethod>>) -> AuthType {
 /// to Microsoft Entra ID, whose v2.0 endpoint refuses any `resource` parameter (AADSTS901002) and takes the API
 /// from the scopes instead (`api://…/.default` in `OIDC_SCOPES`).
 fn sends_resource(issuer: &Url, audience: &str) -> bool {
-    // Entra's issuers: the global cloud, the national clouds (`.us`, `.partner.microsoftonline.cn`, `.de`), and
-    // External ID tenants (`<tenant>.ciamlogin.com`).
+    !is_entra(issuer) && Url::parse(audience).is_ok_and(|uri| uri.has_host() || uri.scheme() == "urn")
+}
+
+/// A Microsoft Entra ID issuer: the global cloud, the national clouds (`.us`, `.partner.microsoftonline.cn`, `.de`),
+/// and External ID tenants (`<tenant>.ciamlogin.com`).
+pub(crate) fn is_entra(issuer: &Url) -> bool {
     let host = issuer.host_str().unwrap_or_default().to_ascii_lowercase();
-    let entra = host.starts_with("login.microsoftonline.")
+    host.starts_with("login.microsoftonline.")
         || host.starts_with("login.partner.microsoftonline.")
-        || host.ends_with(".ciamlogin.com");
-    !entra && Url::parse(audience).is_ok_and(|uri| uri.has_host() || uri.scheme() == "urn")
+        || host.ends_with(".ciamlogin.com")
 }
 
 /// An Auth0 tenant: its issuer host (`*.auth0.com`), or, on a custom domain, the discovery field only Auth0 publishes.
