@@ -12,7 +12,7 @@ use standins::workos_standin::{ACME_ORGANIZATION_ID, GLOBEX_ORGANIZATION_ID};
 use crate::helpers::app::TestApp;
 use crate::helpers::lifecycle::{SqlAccess, delivered, event, membership, ts};
 use crate::helpers::organizations::{
-    ADMIN, AUTHOR, MEMBER, NON_MEMBER, OTHER_ORG, REMOVED, cast_app, create, id_of, remove_from_acme, titles,
+    ADMIN, AUTHOR, MEMBER, NON_MEMBER, OTHER_ORG, REMOVED, cast_app, create, id_of, remove_from_acme, switch_to, titles,
 };
 
 const ACME: &str = ACME_ORGANIZATION_ID;
@@ -115,9 +115,7 @@ async fn the_organization_page_names_each_todos_author() {
     let member = app.signed_in(MEMBER).await;
     assert_eq!(create(&author, "Part from Bob", Some(ACME)).await.status, 201);
     assert_eq!(create(&member, "Part from Erin", Some(ACME)).await.status, 201);
-    let switched =
-        member.api(Method::POST, "/api/organizations/switch", Some(json!({ "organization_id": ACME }))).await;
-    assert_eq!(switched.status, 200, "{}", switched.body);
+    switch_to(&member, ACME).await;
     let page = member.get("/").await;
     assert_eq!(page.status, 200);
     // Each title and name in a <bdi>: direction controls in one (U+202E) cannot reorder the text around it.
@@ -141,9 +139,7 @@ async fn the_organization_page_offers_delete_only_where_the_policy_allows() {
     let erins = id_of(&create(&member, "Part from Erin", Some(ACME)).await);
     let offered = |page: &str, id: &str| page.contains(&format!(r#"action="/todos/{id}/delete""#));
     for browser in [&member, &admin] {
-        let switched =
-            browser.api(Method::POST, "/api/organizations/switch", Some(json!({ "organization_id": ACME }))).await;
-        assert_eq!(switched.status, 200, "{}", switched.body);
+        switch_to(browser, ACME).await;
     }
     let page = member.get("/").await.body;
     assert!(page.contains("Part from Bob") && page.contains("Part from Erin"), "{page}");

@@ -8,7 +8,8 @@ use reqwest::Method;
 use serde_json::json;
 use standins::workos_standin::{ACME_ORGANIZATION_ID, Endpoint};
 
-use crate::helpers::app::{ALICE, AppOptions, BOB, LifecycleOptions, spawn_app, spawn_app_with};
+use crate::helpers::app::{ALICE, AppOptions, BOB, LifecycleOptions, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::browser::Browser;
 use crate::helpers::lifecycle::{ORGANIZATIONS, organization_ids};
 use crate::helpers::logs;
 use crate::helpers::session::{read_session, write_session};
@@ -19,14 +20,19 @@ fn sign_in_only() -> AppOptions {
         .lifecycle_with(LifecycleOptions { webhooks_from_standin: false, ..LifecycleOptions::default() })
 }
 
+/// An app with Alice's Acme membership given `roles` at WorkOS, and Alice signed in.
+async fn alice_in_acme_as(roles: &[&str]) -> (TestApp, Browser) {
+    let app = spawn_app_with(sign_in_only()).await;
+    let acme = app.workos.membership_of(&app.user_id(ALICE), ACME_ORGANIZATION_ID).expect("seeded");
+    app.workos.set_membership_roles(&acme.id, roles).expect("roles set");
+    let browser = app.signed_in(ALICE).await;
+    (app, browser)
+}
+
 #[tokio::test]
 async fn active_memberships_are_listed_with_names_and_roles_for_cookies_and_bearer_tokens() {
-    let app = spawn_app_with(sign_in_only()).await;
+    let (app, browser) = alice_in_acme_as(&["admin", "billing"]).await;
     let alice = app.user_id(ALICE);
-    let acme = app.workos.membership_of(&alice, ACME_ORGANIZATION_ID).expect("seeded");
-    app.workos.set_membership_roles(&acme.id, &["admin", "billing"]).expect("promoted");
-
-    let browser = app.signed_in(ALICE).await;
     let expected =
         json!([{ "id": ACME_ORGANIZATION_ID, "name": "Acme", "role": "admin", "roles": ["admin", "billing"] }]);
     assert_eq!(browser.get(ORGANIZATIONS).await.json(), expected);
@@ -42,12 +48,7 @@ async fn active_memberships_are_listed_with_names_and_roles_for_cookies_and_bear
 /// delete policy and the Admin Portal count: the answer lists every role, and the settings page shows them all.
 #[tokio::test]
 async fn every_role_is_listed_beside_the_main_one() {
-    let app = spawn_app_with(sign_in_only()).await;
-    let alice = app.user_id(ALICE);
-    let acme = app.workos.membership_of(&alice, ACME_ORGANIZATION_ID).expect("seeded");
-    app.workos.set_membership_roles(&acme.id, &["member", "admin"]).expect("roles set");
-
-    let browser = app.signed_in(ALICE).await;
+    let (_app, browser) = alice_in_acme_as(&["member", "admin"]).await;
     let expected =
         json!([{ "id": ACME_ORGANIZATION_ID, "name": "Acme", "role": "member", "roles": ["member", "admin"] }]);
     assert_eq!(browser.get(ORGANIZATIONS).await.json(), expected);

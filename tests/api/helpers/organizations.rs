@@ -81,6 +81,13 @@ pub async fn create(browser: &Browser, title: &str, organization_id: Option<&str
     browser.api(Method::POST, "/api/todos", Some(body)).await
 }
 
+/// `POST /api/organizations/switch` to `organization_id`, which must succeed.
+pub async fn switch_to(browser: &Browser, organization_id: &str) {
+    let body = json!({ "organization_id": organization_id });
+    let switched = browser.api(Method::POST, "/api/organizations/switch", Some(body)).await;
+    assert_eq!(switched.status, 200, "{}", switched.body);
+}
+
 /// The titles `GET /api/todos?organization_id=…` lists, or the status when it is refused.
 pub async fn titles(browser: &Browser, organization_id: &str) -> Result<Vec<String>, u16> {
     let response = browser.get(&format!("/api/todos?organization_id={organization_id}")).await;
