@@ -441,8 +441,14 @@ fn oidc_config(vars: &Vars<'_>, redirect_uri: Url, app_url: &Url) -> Result<Oidc
             "must include `openid` (it is what makes the sign-in OpenID Connect)",
         ));
     }
+    let issuer = oidc_issuer(&vars.required("OIDC_ISSUER")?)?;
     let audience = vars.optional("OIDC_AUDIENCE").map(|audience| audience.trim().to_owned());
-    if audience.as_deref() == Some(client_id.as_str()) {
+    // Microsoft Entra ID is the exception: an API exposed on the client's own app registration (the only way its
+    // access tokens name the same `sub` as its ID tokens) gets v2.0 access tokens whose `aud` is that client id. Its
+    // ID tokens still never pass: they carry no `scp`, which the bearer check requires of Entra's tokens, and
+    // they carry our sign-in's `nonce`.
+    let entra = Url::parse(&issuer).is_ok_and(|url| crate::oidc::client::is_entra(&url));
+    if audience.as_deref() == Some(client_id.as_str()) && !entra {
         return Err(ConfigError::new(
             "OIDC_AUDIENCE",
             "must be the identifier of an API, not the client id: ID tokens are issued for the client id and must \
@@ -450,7 +456,7 @@ fn oidc_config(vars: &Vars<'_>, redirect_uri: Url, app_url: &Url) -> Result<Oidc
         ));
     }
     Ok(OidcConfig {
-        issuer: oidc_issuer(&vars.required("OIDC_ISSUER")?)?,
+        issuer,
         client_id,
         client_secret: Secret::new(vars.required("OIDC_CLIENT_SECRET")?),
         redirect_uri,
@@ -1290,6 +1296,21 @@ mod tests {
         let mut vars = oidc_base();
         vars.insert("OIDC_AUDIENCE", "abcClientId".to_owned());
         assert_eq!(load(&vars).expect_err("audience = client id").variable, "OIDC_AUDIENCE");
+    }
+
+    /// Microsoft Entra ID's v2.0 access tokens for an API on the client's own registration have the client id as
+    /// `aud`, and the README's Entra set-up depends on it (the bearer check tells its ID tokens apart instead).
+    #[test]
+    fn with_microsoft_entra_the_audience_may_be_the_client_id() {
+        let mut vars = oidc_base();
+        vars.insert(
+            "OIDC_ISSUER",
+            "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0".into(),
+        );
+        vars.insert("OIDC_AUDIENCE", "abcClientId".to_owned());
+        let config = load(&vars).expect("Entra: the client id is the API's audience");
+        let Some(oidc) = config.oidc() else { panic!("configured for OpenID Connect") };
+        assert_eq!(oidc.audience.as_deref(), Some("abcClientId"));
     }
 
     #[test]

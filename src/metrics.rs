@@ -11,9 +11,9 @@
 //! | `authbridge_http_requests_total` | `route`, `method`, `status` | requests answered, by route template (`/api/todos/{id}`) |
 //! | `authbridge_http_request_duration_seconds` | `route` | histogram of the time to the response's head |
 //! | `authbridge_http_requests_shed_total` | — | requests refused with 503 because `MAX_CONCURRENT_REQUESTS` were in flight |
-//! | `authbridge_upstream_requests_total` | `upstream` (`workos`, `insforge`), `outcome` | calls to each upstream |
+//! | `authbridge_upstream_requests_total` | `upstream` (`workos`, `insforge`, `oidc`), `outcome` | calls to each upstream |
 //! | `authbridge_upstream_request_duration_seconds` | `upstream`, `outcome` | histogram of their latency |
-//! | `authbridge_session_refreshes_total` | `event` (`started`, `merged`, `shared`, `succeeded`, `failed`) | token refreshes: started here, requests that joined one under way here, results taken from another replica, results |
+//! | `authbridge_session_refreshes_total` | `event` (`started`, `merged`, `shared`, `succeeded`, `failed`, `held_back`) | token refreshes: started here, requests that joined one under way here, results taken from another replica, results, and refreshes not tried within 2 s of a failure |
 //! | `authbridge_token_cache_total` | `result` (`hit`, `miss`) | access-token checks (WorkOS tokens, OpenID Connect bearer tokens) answered by the verify-once cache (`token_cache`), or not |
 //! | `authbridge_webhook_events_total` | `source` (`webhook`, `events_api`), `outcome` (`applied`, `duplicate`, `ignored`, `rejected`) | WorkOS events handled, from either channel |
 //! | `authbridge_webhook_event_lag_seconds` | `source` | histogram of the delay from an event's creation at WorkOS to its first handling here |
@@ -65,7 +65,10 @@ fn describe() {
     describe_counter!("authbridge_http_requests_total", "Requests answered, by route template, method and status.");
     describe_histogram!("authbridge_http_request_duration_seconds", Unit::Seconds, "Time to the response's head.");
     describe_counter!("authbridge_http_requests_shed_total", "Requests refused with 503 at the concurrency limit.");
-    describe_counter!("authbridge_upstream_requests_total", "Calls to WorkOS and InsForge, by outcome.");
+    describe_counter!(
+        "authbridge_upstream_requests_total",
+        "Calls to WorkOS, InsForge and the OpenID Connect provider, by outcome."
+    );
     describe_histogram!("authbridge_upstream_request_duration_seconds", Unit::Seconds, "Latency of upstream calls.");
     describe_counter!(
         "authbridge_session_refreshes_total",

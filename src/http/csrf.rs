@@ -1,9 +1,9 @@
 //! Cross-site request forgery protection.
 //!
 //! Two mechanisms, one per kind of client:
-//! - **Forms** carry a token tied to the WorkOS session: HMAC-SHA256 of the session id under a key derived from
-//!   the cookie password. Nothing is stored server-side, any replica can check it, and it changes when the user
-//!   signs in again. Compared in constant time; tokens made with the previous cookie password still pass during a
+//! - **Forms** carry a token tied to the session: HMAC-SHA256 of its id (WorkOS's session id, or the app's own
+//!   random one with OpenID Connect) under a key derived from the cookie password. Nothing is stored server-side,
+//!   any replica can check it, and it changes when the user signs in again. Compared in constant time; tokens made with the previous cookie password still pass during a
 //!   key rotation so open pages keep working.
 //! - **JSON requests authenticated by cookie** must come from the app's own origin (`Sec-Fetch-Site` / `Origin`)
 //!   and be `application/json`, which a cross-site form cannot send without a CORS preflight we never grant.
@@ -35,7 +35,7 @@ impl CsrfKeys {
         }
     }
 
-    /// The token for forms of the session identified by `binding` (the WorkOS session id).
+    /// The token for forms of the session identified by `binding` (WorkOS's session id, or the OpenID Connect session's own).
     pub fn token(&self, binding: &str) -> String {
         URL_SAFE_NO_PAD.encode(hmac::sign(&self.current, binding.as_bytes()))
     }

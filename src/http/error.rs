@@ -99,7 +99,10 @@ pub enum AppError {
     #[error("The todo service did not confirm this change, but it may have been saved. Reload before trying again.")]
     InsforgeUnconfirmed { timed_out: bool },
     /// A create whose `id` is already another todo's. Nothing about that todo is told.
-    #[error("Another todo already has this id, so nothing was created. Send a new id to add a todo.")]
+    #[error(
+        "This id is taken by another todo (possibly one of yours with another title or list), so nothing was \
+         created. Send a new id to add a todo."
+    )]
     IdTaken,
     /// The identity provider failed in a way the user cannot fix (the detail is for the log).
     #[error("The sign-in service returned an error. Please try again.")]
@@ -236,6 +239,10 @@ impl AppError {
             }
             Self::WebhooksBusy => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // RFC 9110 §15.5.16 (and RFC 7694 §3): a body refused for its coding names the codings accepted.
+            Self::UnsupportedContentEncoding => {
+                headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
             }
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -243,8 +243,15 @@ async fn resolve(parts: &mut Parts, state: &AppState) -> Auth {
 }
 
 async fn compute(headers: &HeaderMap, api: bool, state: &AppState, context: &SessionContext) -> Auth {
-    if api && let Some(authorization) = headers.get(header::AUTHORIZATION).filter(|value| is_bearer_attempt(value)) {
-        let token = authorization.to_str().ok().and_then(bearer_token);
+    let authorizations = headers.get_all(header::AUTHORIZATION);
+    if api && authorizations.iter().any(is_bearer_attempt) {
+        // `Authorization` is a single value (RFC 9110 §11.6.2): with two, a proxy in front may have read the other
+        // one, so neither counts.
+        let mut values = authorizations.iter();
+        let token = match (values.next(), values.next()) {
+            (Some(only), None) => only.to_str().ok().and_then(bearer_token),
+            _ => None,
+        };
         let Some(token) = token else { return Auth::InvalidBearer };
         return match state.sessions.authenticate_bearer(token).await {
             Ok(principal) => Auth::User(Arc::new(CurrentUser(principal))),
@@ -421,12 +428,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             return Err(AppError::UnsupportedMediaType);
         }
         let bytes = read_body(request, state, super::MAX_BODY_BYTES).await?;
+        // RFC 8259 §8.1: a parser may ignore a byte-order mark, which some Windows tools write before JSON; serde
+        // does not.
+        let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
         // serde reads a struct from a JSON array as well, field by field in order (`["title", true]`); every body
         // of this API is an object, and an array is as wrong as any other type.
-        if bytes.trim_ascii_start().first() != Some(&b'{') {
+        if body.trim_ascii_start().first() != Some(&b'{') {
             return Err(AppError::MalformedJson("The request body must be a JSON object.".to_owned()));
         }
-        match axum::Json::<T>::from_bytes(&bytes) {
+        match axum::Json::<T>::from_bytes(body) {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
@@ -449,9 +459,16 @@ impl<T: DeserializeOwned> FromRequestParts<AppState> for ApiQuery<T> {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
-        serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
-            .map(ApiQuery)
-            .map_err(|error| AppError::BadRequest(format!("Invalid query parameters: {error}.")))
+        let pairs = url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes());
+        serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(pairs)).map(ApiQuery).map_err(|error| {
+            // The parameter's name, never its value (which may be anything a client put in the address).
+            let parameter = error.path().to_string();
+            let reason = error.into_inner();
+            AppError::BadRequest(match parameter.as_str() {
+                "." => format!("Invalid query parameters: {reason}."),
+                _ => format!("Invalid query parameter `{parameter}`: {reason}."),
+            })
+        })
     }
 }
 

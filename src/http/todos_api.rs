@@ -116,9 +116,17 @@ async fn create(
 
 /// A new todo's id as a caller sent it: a UUID, or 422.
 pub(super) fn parse_new_id(raw: &str) -> Result<Uuid, AppError> {
-    Uuid::parse_str(raw.trim()).map_err(|_| {
-        AppError::Unprocessable("\"id\" must be a UUID, such as 0b6f3a9e-4c1d-4e7a-9f2b-8d5c6e7f8a9b.".into())
-    })
+    match Uuid::parse_str(raw.trim()) {
+        // Ids are one namespace for everyone: the nil UUID is what a client sends by mistake (an id left at its
+        // default), and whoever sent it first would hold it against every other such client.
+        Ok(id) if id.is_nil() => {
+            Err(AppError::Unprocessable("\"id\" must not be the nil UUID (all zeros): generate a random one.".into()))
+        }
+        Ok(id) => Ok(id),
+        Err(_) => {
+            Err(AppError::Unprocessable("\"id\" must be a UUID, such as 0b6f3a9e-4c1d-4e7a-9f2b-8d5c6e7f8a9b.".into()))
+        }
+    }
 }
 
 async fn show(State(state): State<AppState>, user: CurrentUser, TodoId(id): TodoId) -> Result<Response, AppError> {

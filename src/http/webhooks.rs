@@ -44,8 +44,8 @@ use super::extractors::read_body;
 pub const MAX_WEBHOOK_BODY_BYTES: usize = 1024 * 1024;
 
 /// Deliveries received at once. As many as the throughput benchmark's concurrent senders (`benches/webhooks.rs`),
-/// so a burst from WorkOS goes at full speed (the database pool, 5 connections by default, is the narrower part
-/// anyway), while a flood of unsigned bodies can hold no more than these of the server's request slots.
+/// so a burst from WorkOS goes at full speed (the database pool, 5 connections, is the narrower part anyway),
+/// while a flood of unsigned bodies can hold no more than these of the server's request slots.
 pub const MAX_CONCURRENT_WEBHOOKS: usize = 32;
 
 /// The route's path: the only one under `/webhooks/` (any other is an unknown page).

@@ -353,6 +353,34 @@ mod tests {
         assert!(!AccessTokenVerifier::new("https://tenant.auth0.com/", "api").entra);
     }
 
+    /// With Microsoft Entra ID the API's audience may be the client id (config.rs): its user's access tokens pass,
+    /// and its ID tokens, whose `aud` is that same client id, are still refused, with or without a nonce.
+    #[tokio::test]
+    async fn with_entra_the_client_id_as_audience_still_refuses_id_tokens() {
+        let (oidc, keys, _) = standin().await;
+        let issuer = "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0";
+        let verifier = AccessTokenVerifier::new(issuer, oidc.client_id());
+        let token = |extra: Value| {
+            let mut claims = json!({
+                "iss": issuer, "sub": SUBJECT, "aud": oidc.client_id(), "azp": "spaClientId",
+                "iat": now(), "exp": now() + 300,
+            });
+            for (name, value) in extra.as_object().into_iter().flatten() {
+                claims[name] = value.clone();
+            }
+            oidc.sign("JWT", claims)
+        };
+        let user = verifier.verify(&keys, &token(json!({ "scp": "access_as_user" }))).await.expect("a user's token");
+        assert_eq!(user.sub, SUBJECT);
+        for (what, extra) in [
+            ("an ID token", json!({ "email": "alice@example.com" })),
+            ("an ID token with a nonce", json!({ "nonce": "n-0S6_WzA2Mj" })),
+        ] {
+            let result = verifier.verify(&keys, &token(extra)).await;
+            assert!(matches!(result, Err(AccessTokenError::Invalid(_))), "{what}: {result:?}");
+        }
+    }
+
     #[tokio::test]
     async fn a_remembered_token_past_its_exp_is_checked_in_full_again() {
         let (oidc, keys, verifier) = standin().await;

@@ -2,10 +2,10 @@
 //!
 //! The session and the sign-in state live in cookies, so any replica can serve any request without shared storage.
 //! That is only safe if the browser can neither read nor alter them: each value is encrypted with AES-256-GCM
-//! under a key derived (HKDF-SHA256) from `WORKOS_COOKIE_PASSWORD`. A separate key per *purpose* means a sealed
+//! under a key derived (HKDF-SHA256) from `SESSION_COOKIE_PASSWORD`. A separate key per *purpose* means a sealed
 //! sign-in state can never be replayed as a session, or the other way round.
 //!
-//! Key rotation: values sealed with `WORKOS_COOKIE_PASSWORD_PREVIOUS` still open, and the caller is told so it
+//! Key rotation: values sealed with `SESSION_COOKIE_PASSWORD_PREVIOUS` still open, and the caller is told so it
 //! can reseal them with the current key; the previous key never seals anything.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};

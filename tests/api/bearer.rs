@@ -87,6 +87,24 @@ async fn expired_forged_and_malformed_bearer_tokens_are_refused() {
         .await
         .expect("request");
     assert_eq!(basic.status(), 401, "another scheme is not a session");
+
+    // `Authorization` is a single value: with two, a proxy in front may have read the other one, so neither counts,
+    // in either order, and whatever the other one's scheme.
+    let genuine = format!("Bearer {}", app.workos.mint_access_token(&user, Duration::from_secs(300)));
+    let pairs =
+        [(genuine.as_str(), "Bearer garbage"), ("Bearer garbage", genuine.as_str()), (genuine.as_str(), "Basic dTpw")];
+    for (first, second) in pairs {
+        let response = reqwest::Client::new()
+            .get(app.base_url.join("/api/me").expect("url"))
+            .header("authorization", first)
+            .header("authorization", second)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 401, "two Authorization headers, {second:?} second");
+        let body: Value = response.json().await.expect("the API's error");
+        assert_eq!(body["error"]["code"], "invalid_token", "{second:?} second");
+    }
 }
 
 /// Browsers add `Authorization: Basic …` by themselves to every request to a site behind HTTP Basic auth (a staging
