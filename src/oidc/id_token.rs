@@ -101,6 +101,16 @@ impl IdTokenVerifier {
                         ));
                     }
                 }
+                // Auth0 issues HS256 ID tokens for an application set to it, while its discovery document lists
+                // RS256 as well: only a sign-in can tell, so the operator is told here what to change.
+                Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::DisallowedAlg(
+                    detail,
+                ))) => {
+                    return Err(IdTokenError::Invalid(format!(
+                        "its signature algorithm is not accepted ({detail}): only asymmetric ones are (an Auth0 \
+                         application set to HS256 must be switched to RS256 under Advanced Settings → OAuth)"
+                    )));
+                }
                 Err(error) => return Err(IdTokenError::Invalid(error.to_string())),
                 Ok(claims) => {
                     check_subject(&claims)?;

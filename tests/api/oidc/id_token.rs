@@ -60,6 +60,21 @@ async fn an_id_token_keeping_every_rule_in_a_less_usual_way_signs_in() {
     }
 }
 
+/// Auth0's discovery document lists HS256 beside RS256 for every application, so an application set to HS256 is
+/// only found at its first sign-in: the log says what to change.
+#[tokio::test]
+async fn an_hs256_id_token_is_logged_as_what_to_change_at_the_provider() {
+    crate::helpers::logs::capture();
+    let app = spawn_oidc_app().await;
+    let (status, body, has_session) = sign_in_with(&app, IdTokenFault::Hs256WithClientSecret).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(!has_session);
+    let logs = crate::helpers::logs::captured();
+    let line = logs.lines().find(|line| line.contains("algorithm `HS256` is not one of")).unwrap_or_default();
+    assert!(line.contains("must be switched to RS256 under Advanced Settings"), "logged: {line:?}");
+    assert!(!body.contains("HS256"), "the page tells the person nothing about the configuration: {body}");
+}
+
 #[tokio::test]
 async fn a_key_nobody_publishes_is_refused_after_one_fetch_of_the_keys() {
     let app = spawn_oidc_app().await;
