@@ -287,7 +287,7 @@ impl Config {
         // One source of truth for "served over https": the public origin decides Secure cookies and HSTS alike.
         let secure_cookies = app_url.scheme() == "https";
 
-        let jwt_secret = vars.required("INSFORGE_JWT_SECRET")?;
+        let jwt_secret = vars.required_secret("INSFORGE_JWT_SECRET")?;
         if jwt_secret.len() < MIN_JWT_SECRET_BYTES {
             return Err(ConfigError::new(
                 "INSFORGE_JWT_SECRET",
@@ -297,11 +297,11 @@ impl Config {
 
         let provider = match kind {
             ProviderKind::Workos => ProviderConfig::Workos(WorkosConfig {
-                api_key: Secret::new(vars.required("WORKOS_API_KEY")?),
+                api_key: Secret::new(vars.required_secret("WORKOS_API_KEY")?),
                 client_id: vars.required("WORKOS_CLIENT_ID")?,
                 redirect_uri,
                 api_base_url: match vars.optional("WORKOS_API_BASE_URL") {
-                    Some(raw) => parse_url("WORKOS_API_BASE_URL", &raw)?,
+                    Some(raw) => workos_api_base_url(&raw)?,
                     None => Url::parse("https://api.workos.com")
                         .map_err(|e| ConfigError::new("WORKOS_API_BASE_URL", e.to_string()))?,
                 },
@@ -458,7 +458,7 @@ fn oidc_config(vars: &Vars<'_>, redirect_uri: Url, app_url: &Url) -> Result<Oidc
     Ok(OidcConfig {
         issuer,
         client_id,
-        client_secret: Secret::new(vars.required("OIDC_CLIENT_SECRET")?),
+        client_secret: Secret::new(vars.required_secret("OIDC_CLIENT_SECRET")?),
         redirect_uri,
         scopes,
         audience,
@@ -478,15 +478,9 @@ fn oidc_issuer(raw: &str) -> Result<String, ConfigError> {
     const NAME: &str = "OIDC_ISSUER";
     let raw = raw.trim();
     let url = Url::parse(raw).map_err(|e| ConfigError::new(NAME, format!("is not a URL: {e}")))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
     match url.scheme() {
         "https" => {}
-        "http" if loopback => {}
+        "http" if is_loopback(&url) => {}
         "http" => {
             return Err(ConfigError::new(NAME, "must be an https:// URL (plain http only on a loopback address)"));
         }
@@ -499,6 +493,29 @@ fn oidc_issuer(raw: &str) -> Result<String, ConfigError> {
         return Err(ConfigError::new(NAME, format!("has a doubled slash in its path: {raw}")));
     }
     Ok(raw.to_owned())
+}
+
+/// Whether `url` names this machine, the only place plain http may carry a credential.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// `WORKOS_API_BASE_URL`: every call to it carries the API key, so plain http only on this machine (a stand-in).
+fn workos_api_base_url(raw: &str) -> Result<Url, ConfigError> {
+    const NAME: &str = "WORKOS_API_BASE_URL";
+    let url = parse_url(NAME, raw)?;
+    if url.scheme() == "http" && !is_loopback(&url) {
+        return Err(ConfigError::new(
+            NAME,
+            "must be an https:// URL (plain http only on a loopback address): every call carries the API key",
+        ));
+    }
+    Ok(url)
 }
 
 /// `true`/`false` (also `1`/`0`, `yes`/`no`, any case); `default` when unset.
@@ -549,8 +566,8 @@ fn lifecycle(vars: &Vars<'_>, kind: ProviderKind, has_database: bool) -> Result<
         }
         return Ok(None);
     }
-    let webhook_secret = vars.optional("WORKOS_WEBHOOK_SECRET").map(Secret::new);
-    let previous_webhook_secret = vars.optional("WORKOS_WEBHOOK_SECRET_PREVIOUS").map(Secret::new);
+    let webhook_secret = vars.secret("WORKOS_WEBHOOK_SECRET")?.map(Secret::new);
+    let previous_webhook_secret = vars.secret("WORKOS_WEBHOOK_SECRET_PREVIOUS")?.map(Secret::new);
     if previous_webhook_secret.is_some() && webhook_secret.is_none() {
         return Err(ConfigError::new(
             "WORKOS_WEBHOOK_SECRET_PREVIOUS",
@@ -643,6 +660,16 @@ impl Vars<'_> {
         self.optional(name).ok_or_else(|| ConfigError::new(name, "is not set (see .env.example)"))
     }
 
+    /// A secret, exactly as set: unlike other values it is never trimmed, so white space around it is refused
+    /// rather than silently made part of the key.
+    fn secret(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        self.optional(name).map(|value| untrimmed_secret(name, value)).transpose()
+    }
+
+    fn required_secret(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.secret(name)?.ok_or_else(|| ConfigError::new(name, "is not set (see .env.example)"))
+    }
+
     /// Whichever of two names for the same setting is set, with its value; both set to different values is
     /// refused (which one would win is not obvious to whoever reads the configuration).
     fn either(
@@ -733,11 +760,24 @@ const MAX_EVENTS_POLL_SECONDS: u64 = 86_400;
 /// stay short-lived.
 const MAX_INSFORGE_TOKEN_TTL_SECONDS: u64 = 3600;
 
+/// A secret with white space at either end is a copying mistake (a line break from a file, as a Kubernetes secret
+/// made with `--from-file` has), and the provider would refuse it only at the first sign-in.
+fn untrimmed_secret(name: &'static str, value: String) -> Result<String, ConfigError> {
+    if value.trim() != value {
+        return Err(ConfigError::new(
+            name,
+            "starts or ends with white space (a line break copied from a file?): remove it, secrets are used exactly as set",
+        ));
+    }
+    Ok(value)
+}
+
 fn at_most(name: &'static str, value: u64, max: u64) -> Result<u64, ConfigError> {
     if value > max { Err(ConfigError::new(name, format!("must be at most {max} (it is {value})"))) } else { Ok(value) }
 }
 
 fn cookie_password(name: &'static str, value: String) -> Result<Secret, ConfigError> {
+    let value = untrimmed_secret(name, value)?;
     let chars = value.chars().count();
     if chars < MIN_COOKIE_PASSWORD_CHARS {
         return Err(ConfigError::new(
@@ -1296,6 +1336,49 @@ mod tests {
         let mut vars = oidc_base();
         vars.insert("OIDC_AUDIENCE", "abcClientId".to_owned());
         assert_eq!(load(&vars).expect_err("audience = client id").variable, "OIDC_AUDIENCE");
+    }
+
+    #[test]
+    fn the_workos_api_is_reached_over_https_except_on_this_machine() {
+        for (url, accepted) in [
+            ("http://api.workos.com", false),
+            ("http://10.0.0.7:8080/", false),
+            ("https://api.workos.com", true),
+            ("http://127.0.0.1:4001", true),
+            ("http://localhost:4001/", true),
+            ("http://[::1]:4001", true),
+        ] {
+            let mut vars = base();
+            vars.insert("WORKOS_API_BASE_URL", url.to_owned());
+            match load(&vars) {
+                Ok(_) => assert!(accepted, "{url} was accepted"),
+                Err(error) => {
+                    assert!(!accepted, "{url}: {error}");
+                    assert_eq!(error.variable, "WORKOS_API_BASE_URL");
+                }
+            }
+        }
+    }
+
+    /// A secret is used exactly as set, so white space around one (a line break from a file) stops the start, naming
+    /// the variable, where it would otherwise fail only at the first sign-in, or never match the provider's.
+    #[test]
+    fn a_secret_with_white_space_around_it_is_refused() {
+        for name in ["WORKOS_API_KEY", "INSFORGE_JWT_SECRET", "SESSION_COOKIE_PASSWORD", "WORKOS_WEBHOOK_SECRET"] {
+            let mut vars = base();
+            vars.insert("DATABASE_URL", "postgres://localhost/db".to_owned());
+            let value = vars.get(name).cloned().unwrap_or_else(|| "w".repeat(32));
+            vars.insert(name, format!("{value}\n"));
+            let error = load(&vars).expect_err("a trailing line break");
+            assert_eq!(error.variable, name);
+            assert!(error.to_string().contains("white space"), "{error}");
+            assert!(!error.to_string().contains(&value), "the secret is not shown: {error}");
+            vars.insert(name, value);
+            load(&vars).expect("the same secret without it");
+        }
+        let mut vars = oidc_base();
+        vars.insert("OIDC_CLIENT_SECRET", " oidc-secret".to_owned());
+        assert_eq!(load(&vars).expect_err("a leading space").variable, "OIDC_CLIENT_SECRET");
     }
 
     /// Microsoft Entra ID's v2.0 access tokens for an API on the client's own registration have the client id as

@@ -31,7 +31,7 @@ pub struct Application {
 pub enum StartupError {
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("BIND_ADDR: cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("METRICS_BIND_ADDR: cannot listen on {addr}: {source}")]
     MetricsBind { addr: SocketAddr, source: std::io::Error },
@@ -39,6 +39,12 @@ pub enum StartupError {
     MetricsRecorder,
     #[error("the database at DATABASE_URL lacks authbridge's latest migration: run `authbridge migrate` first")]
     NotMigrated,
+    /// The database answered, and refused: a wrong password, a role without rights. Unlike an outage this does not
+    /// mend itself, and a replica started anyway would look ready while answering every signed-in request 503.
+    #[error(
+        "the database at DATABASE_URL refused authbridge's start-up check: {0} (check its user, password and rights)"
+    )]
+    DatabaseRefused(String),
 }
 
 impl Application {
@@ -57,9 +63,7 @@ impl Application {
                 }
                 // Not "not migrated": the check itself was refused (the role's rights, say), which `migrate` would
                 // not mend.
-                Err(error @ crate::db::DbError::Failed(_)) => {
-                    tracing::error!(%error, "the database refused the start-up check; requests that need it will fail until that is fixed");
-                }
+                Err(crate::db::DbError::Failed(reason)) => return Err(StartupError::DatabaseRefused(reason)),
             }
         }
         Ok(app)
@@ -247,7 +251,8 @@ fn start_lifecycle(state: &AppState, stopping: watch::Receiver<bool>) {
         ),
         (None, _) => tracing::info!(
             "the enterprise lifecycle is off: no DATABASE_URL, so no webhooks, Events API, organizations or \
-             deprovisioning (see README, \"Enterprise lifecycle\")"
+             deprovisioning, and replicas share no sign-outs or refreshes (see README, \"Enterprise lifecycle\" and \
+             \"Several replicas\")"
         ),
     }
 }
@@ -318,5 +323,18 @@ fn listen_for(stop: Stop) -> impl Future<Output = ()> + Send + 'static {
             }
             Stop::Terminate => std::future::pending::<()>().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The operator is told which variable to change, as for the metrics listener.
+    #[test]
+    fn a_busy_address_names_the_variable() {
+        let source = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let error = StartupError::Bind { addr: SocketAddr::from(([127, 0, 0, 1], 3000)), source };
+        assert!(error.to_string().starts_with("BIND_ADDR: cannot listen on 127.0.0.1:3000: "), "{error}");
     }
 }

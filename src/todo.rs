@@ -64,7 +64,7 @@ pub struct Title(String);
 /// Why a title was refused, as a sentence a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TitleError {
-    #[error("Title can't be blank.")]
+    #[error("Title can't be blank or invisible.")]
     Blank,
     #[error("Title is too long ({chars} characters, {max} at most).", max = MAX_TITLE_CHARS)]
     TooLong { chars: usize },
@@ -76,7 +76,9 @@ impl Title {
     pub fn parse(raw: &str) -> Result<Title, TitleError> {
         // `str::trim` removes Unicode White_Space; the database check trims the same set (see the migration).
         let trimmed = raw.trim();
-        if trimmed.is_empty() {
+        // Stricter than the database's check, on what people send only (rows are read as they are): a title of
+        // zero-width spaces, joiners or direction marks would be a todo nobody can see on the page.
+        if trimmed.chars().all(|c| c.is_whitespace() || is_default_ignorable(c)) {
             return Err(TitleError::Blank);
         }
         let chars = trimmed.chars().count();
@@ -94,6 +96,32 @@ impl Title {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Unicode's `Default_Ignorable_Code_Point` (DerivedCoreProperties.txt): characters that render as nothing unless
+/// something else is there (soft hyphen, zero-width spaces and joiners, direction marks and isolates, variation
+/// selectors, the byte-order mark, Hangul fillers, tags).
+fn is_default_ignorable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}'
+            | '\u{34F}'
+            | '\u{61C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
 }
 
 impl TryFrom<String> for Title {
@@ -163,6 +191,21 @@ impl Default for Page {
 mod tests {
     use super::*;
 
+    /// Made of nothing a page shows: refused like a blank one. With anything visible, the same characters stay
+    /// (a joiner inside an emoji sequence, a direction mark in right-to-left text).
+    #[test]
+    fn a_title_of_invisible_characters_only_is_blank() {
+        for invisible in
+            ["\u{200B}", "\u{FEFF}", " \u{200B} \u{2060}\u{200D} ", "\u{AD}", "\u{202E}", "\u{E0041}", "\u{3164}"]
+        {
+            assert_eq!(Title::parse(invisible), Err(TitleError::Blank), "{:?}", invisible.escape_unicode().to_string());
+        }
+        for visible in ["\u{FEFF}buy milk", "👩\u{200D}💻 deploy", "\u{200F}שלום", "x\u{FE0F}"] {
+            assert!(Title::parse(visible).is_ok(), "{visible:?}");
+        }
+        assert_eq!(Title::parse("\u{FEFF}buy milk").expect("visible").as_str(), "\u{FEFF}buy milk");
+    }
+
     #[test]
     fn titles_are_trimmed_and_counted_in_characters() {
         assert_eq!(Title::parse("  buy milk \n").expect("valid").as_str(), "buy milk");
@@ -178,7 +221,7 @@ mod tests {
         for blank in ["", "   ", "\t\n", "\u{a0}\u{3000}"] {
             assert_eq!(Title::parse(blank), Err(TitleError::Blank), "{blank:?}");
         }
-        assert_eq!(TitleError::Blank.to_string(), "Title can't be blank.");
+        assert_eq!(TitleError::Blank.to_string(), "Title can't be blank or invisible.");
 
         let error = Title::parse(&"x".repeat(501)).expect_err("501 chars");
         assert_eq!(error, TitleError::TooLong { chars: 501 });
@@ -208,7 +251,7 @@ mod tests {
         let title: Title = serde_json::from_str(r#"" hi ""#).expect("valid json title");
         assert_eq!(title.as_str(), "hi");
         let error = serde_json::from_str::<Title>(r#""  ""#).expect_err("blank");
-        assert!(error.to_string().contains("Title can't be blank."), "{error}");
+        assert!(error.to_string().contains("Title can't be blank or invisible."), "{error}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Starting with and without the lifecycle: without `DATABASE_URL` the app says once that the lifecycle is off and
 //! otherwise runs as before; with it, `serve` refuses a database `authbridge migrate` has not brought up to date,
-//! with either provider, and starts anyway (answering 503 where the database is needed) when the database is down.
+//! with either provider, and one that refuses its check (a wrong password, a role without rights); it starts anyway
+//! (answering 503 where the database is needed) when the database is down.
 
 use std::collections::HashMap;
 
@@ -91,8 +92,9 @@ async fn serve_starts_while_the_database_is_down() {
 }
 
 /// A database that answers the check with an error of its own (here: a role without rights on authbridge's schema)
-/// is not taken for one that lacks the migrations: `serve` starts, as when the database is down, and logs why,
-/// instead of sending the operator to run `authbridge migrate` on a database that has every migration.
+/// is not taken for one that lacks the migrations: `serve` stops and says why, instead of sending the operator to
+/// run `authbridge migrate` on a database that has every migration, or starting a replica that looks ready while
+/// every signed-in request would be answered 503.
 #[tokio::test]
 async fn a_check_the_database_refuses_is_not_taken_for_a_missing_migration() {
     logs::capture();
@@ -106,13 +108,28 @@ async fn a_check_the_database_refuses_is_not_taken_for_a_missing_migration() {
     sqlx::query(create).execute(&mut conn).await.expect("a role");
     url.set_username(&role).expect("a user name");
     let started = Application::build(config(url.as_str())).await;
-    assert!(started.is_ok(), "{:?}", started.err());
-    let captured = logs::captured();
-    let refused = |line: &str| {
-        line.contains("the database refused the start-up check")
-            && line.contains("permission denied for schema authbridge")
+    let Err(StartupError::DatabaseRefused(reason)) = started else {
+        panic!("a database that refuses the check stops the start: {:?}", started.err());
     };
-    assert!(captured.lines().any(refused), "{captured}");
+    assert!(reason.contains("permission denied for schema authbridge"), "says why: {reason}");
+    let message = StartupError::DatabaseRefused(reason).to_string();
+    assert!(!message.contains("authbridge migrate") && message.contains("password and rights"), "{message}");
+    assert!(!message.contains(&password) || password.is_empty(), "no password: {message}");
+}
+
+/// A wrong password is refused at once, not found at the first signed-in request.
+#[tokio::test]
+async fn a_wrong_password_stops_the_start() {
+    let db = TestDb::new().await;
+    let mut url = url::Url::parse(&db.url).expect("the test database's URL");
+    url.set_password(Some("not-the-password")).expect("a password");
+    let started = Application::build(config(url.as_str())).await;
+    let Err(error @ StartupError::DatabaseRefused(_)) = started else {
+        panic!("a wrong password stops the start: {:?}", started.err());
+    };
+    let message = error.to_string();
+    assert!(message.contains("password authentication failed") && message.contains("28P01"), "{message}");
+    assert!(!message.contains("not-the-password"), "{message}");
 }
 
 /// A database that answers only after the pool has given up waiting (one slow to come up) is still checked: the

@@ -258,7 +258,8 @@ async fn every_client_error_has_its_status_and_a_json_body() {
     let body: Value = text.json().await.expect("json error");
     assert_eq!(body["error"]["code"], "unsupported_media_type");
 
-    for title in [json!(""), json!("   "), json!("x".repeat(501))] {
+    // Blank, invisible (a zero-width space, a byte-order mark and a joiner), too long.
+    for title in [json!(""), json!("   "), json!("\u{200B} \u{FEFF}\u{200D}"), json!("x".repeat(501))] {
         let invalid = bearer.call(Method::POST, "/api/todos", Some(json!({ "title": title }))).await;
         assert_eq!((invalid.status, invalid.error_code()), (422, "invalid_title".to_owned()), "{}", invalid.body);
     }

@@ -148,7 +148,7 @@ async fn invalid_titles_are_explained_on_the_page_with_the_text_kept() {
 
     let blank = alice.submit("/todos", &[("title", "   ")]).await;
     assert_eq!(blank.status, 422);
-    assert!(blank.body.contains(&askama_escape("Title can't be blank.")), "{}", blank.body);
+    assert!(blank.body.contains(&askama_escape("Title can't be blank or invisible.")), "{}", blank.body);
 
     let long = "y".repeat(501);
     let too_long = alice.submit("/todos", &[("title", &long)]).await;
