@@ -157,6 +157,11 @@ async fn pagination_uses_limit_and_offset_and_caps_the_limit() {
         assert!(message.starts_with(&format!("Invalid query parameter `{parameter}`: ")), "{query}: {message}");
         assert!(!message.contains("many") && !message.contains("1e3"), "{query}: {message}");
     }
+    // A parameter given twice is the query's fault as a whole, not one parameter's.
+    let twice = me.call(Method::GET, "/api/todos?limit=1&limit=2", None).await;
+    assert_eq!((twice.status, twice.error_code().as_str()), (400, "bad_request"));
+    let message = twice.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.starts_with("Invalid query parameters: ") && message.contains("limit"), "{message}");
 }
 
 #[tokio::test]
