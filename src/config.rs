@@ -339,7 +339,17 @@ impl Config {
                             .map_err(|e| ConfigError::new("METRICS_BIND_ADDR", format!("cannot parse {raw:?}: {e}")))
                     })
                     .transpose()?,
-                impersonation_allow_writes: boolean(&vars, "IMPERSONATION_ALLOW_WRITES", false)?,
+                // Impersonation is WorkOS's: allowing its writes under another provider says the operator expects
+                // something that can never happen. (`false`, as .env.example has it, is harmless.)
+                impersonation_allow_writes: match boolean(&vars, "IMPERSONATION_ALLOW_WRITES", false)? {
+                    true if kind == ProviderKind::Oidc => {
+                        return Err(ConfigError::new(
+                            "IMPERSONATION_ALLOW_WRITES",
+                            "is about WorkOS impersonation, which needs IDENTITY_PROVIDER=workos",
+                        ));
+                    }
+                    allowed => allowed,
+                },
                 trusted_proxies: parse_trusted_proxies(&vars.optional("TRUSTED_PROXIES").unwrap_or_default())
                     .map_err(|problem| ConfigError::new("TRUSTED_PROXIES", problem))?,
             },
@@ -1104,6 +1114,12 @@ mod tests {
         let mut vars = base();
         vars.insert("IMPERSONATION_ALLOW_WRITES", "sometimes".to_owned());
         assert_eq!(load(&vars).expect_err("not a boolean").variable, "IMPERSONATION_ALLOW_WRITES");
+        // WorkOS's impersonation only: allowing its writes with another provider is a mistake; the default is not.
+        let mut vars = oidc_base();
+        vars.insert("IMPERSONATION_ALLOW_WRITES", "false".to_owned());
+        assert!(load(&vars).is_ok(), "as .env.example has it");
+        vars.insert("IMPERSONATION_ALLOW_WRITES", "true".to_owned());
+        assert_eq!(load(&vars).expect_err("oidc").variable, "IMPERSONATION_ALLOW_WRITES");
         assert!(include_str!("../.env.example").contains("IMPERSONATION_ALLOW_WRITES="));
         assert!(include_str!("../README.md").contains("| `IMPERSONATION_ALLOW_WRITES` |"));
     }
