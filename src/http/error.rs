@@ -343,6 +343,7 @@ impl From<CheckError> for AppError {
         match error {
             CheckError::Invalid(_) => Self::InvalidToken,
             CheckError::Unavailable { retry_after } => Self::AuthUnavailable { retry_after },
+            CheckError::DatabaseUnavailable { retry_after } => Self::DatabaseUnavailable { retry_after },
         }
     }
 }
@@ -432,10 +433,13 @@ fn render_page(error: &AppError, banner: Option<pages::Banner>) -> Response {
             "This organization asks you to sign in to it first.".to_owned(),
             link(location, "Continue to its sign-in"),
         ),
-        // The session could not be checked or renewed: usually a moment's outage, but when it lasts (the provider
-        // refusing the app's own credentials) the person must still be able to leave. Signing out never needs the
+        // The session could not be checked or renewed (the provider, or our database of ended sessions, could not
+        // be asked): usually a moment's outage, but when it lasts (the provider refusing the app's own credentials)
+        // the person must still be able to leave. Signing out never needs the
         // provider (`GET /logout` asks, the form it shows signs out).
-        AppError::AuthUnavailable { .. } => (None, error.public_message(), link("/logout", "Sign out")),
+        AppError::AuthUnavailable { .. } | AppError::DatabaseUnavailable { .. } => {
+            (None, error.public_message(), link("/logout", "Sign out"))
+        }
         _ => (None, error.public_message(), None),
     };
     let mut response = pages::error_page(error.status(), heading, &message, sign_in, banner);

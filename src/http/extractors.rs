@@ -57,6 +57,7 @@ enum Auth {
     SignedOut,
     InvalidBearer,
     Unavailable { retry_after: Duration },
+    DatabaseUnavailable { retry_after: Duration },
 }
 
 /// Per-request scratch space shared by the extractors and [`session_cookies`].
@@ -256,6 +257,7 @@ async fn compute(headers: &HeaderMap, api: bool, state: &AppState, context: &Ses
         return match state.sessions.authenticate_bearer(token).await {
             Ok(principal) => Auth::User(Arc::new(CurrentUser(principal))),
             Err(CheckError::Unavailable { retry_after }) => Auth::Unavailable { retry_after },
+            Err(CheckError::DatabaseUnavailable { retry_after }) => Auth::DatabaseUnavailable { retry_after },
             Err(CheckError::Invalid(reason)) => {
                 // At info, with the request: an operator setting up an API client against a real tenant sees why (the
                 // client is only told that the token is invalid). The reason never quotes the token.
@@ -271,6 +273,7 @@ async fn compute(headers: &HeaderMap, api: bool, state: &AppState, context: &Ses
         Outcome::SignedIn(principal) => Auth::User(Arc::new(CurrentUser(*principal))),
         Outcome::SignedOut => Auth::SignedOut,
         Outcome::Unavailable { retry_after } => Auth::Unavailable { retry_after },
+        Outcome::DatabaseUnavailable { retry_after } => Auth::DatabaseUnavailable { retry_after },
     }
 }
 
@@ -313,6 +316,7 @@ impl FromRequestParts<AppState> for CurrentUser {
             Auth::SignedOut => Err(AppError::Unauthorized),
             Auth::InvalidBearer => Err(AppError::InvalidToken),
             Auth::Unavailable { retry_after } => Err(AppError::AuthUnavailable { retry_after }),
+            Auth::DatabaseUnavailable { retry_after } => Err(AppError::DatabaseUnavailable { retry_after }),
         }
     }
 }

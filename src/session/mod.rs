@@ -184,6 +184,11 @@ pub enum Outcome {
     Unavailable {
         retry_after: Duration,
     },
+    /// authbridge's database could not say whether the session has ended (signed out elsewhere, revoked): likewise,
+    /// but the outage is ours, not the provider's.
+    DatabaseUnavailable {
+        retry_after: Duration,
+    },
 }
 
 /// What the response must do with the session cookie.
@@ -314,7 +319,9 @@ impl SessionManager {
 
         let check = match self.provider.check(&session).await {
             Ok(check) => check,
-            Err(CheckError::Unavailable { retry_after }) => return Resolution::unavailable(retry_after),
+            Err(CheckError::Unavailable { retry_after } | CheckError::DatabaseUnavailable { retry_after }) => {
+                return Resolution::unavailable(retry_after);
+            }
             Err(CheckError::Invalid(reason)) => {
                 tracing::debug!(%reason, "session token failed verification; ending the session");
                 return Resolution::signed_out(CookieChange::Clear);
@@ -331,7 +338,10 @@ impl SessionManager {
                 tracing::info!(user_id = %session.user.id, "the session was ended (signed out, revoked or the user deleted); clearing its cookie");
                 return Resolution::signed_out(CookieChange::Clear);
             }
-            Err(unavailable) => return Resolution::unavailable(unavailable.retry_after),
+            Err(unavailable) => {
+                let outcome = Outcome::DatabaseUnavailable { retry_after: unavailable.retry_after };
+                return Resolution { outcome, cookie: CookieChange::Keep };
+            }
         }
 
         let now = unix_now();
@@ -408,7 +418,7 @@ impl SessionManager {
         match self.revocations.has_ended(&principal.user.id, principal.session_id.as_deref()).await {
             Ok(false) => Ok(principal),
             Ok(true) => Err(CheckError::Invalid("the token's session or user has ended".to_owned())),
-            Err(unavailable) => Err(CheckError::Unavailable { retry_after: unavailable.retry_after }),
+            Err(unavailable) => Err(CheckError::DatabaseUnavailable { retry_after: unavailable.retry_after }),
         }
     }
 

@@ -115,6 +115,10 @@ pub enum CheckError {
     /// The keys to check it with could not be fetched: an outage, not a bad token.
     #[error("the provider's signing keys are unavailable")]
     Unavailable { retry_after: Duration },
+    /// The database that knows which sessions have ended could not be asked (a bearer token's check): an outage of
+    /// authbridge's own, answered as such (503 `database_unavailable`), not the provider's.
+    #[error("the database of ended sessions is unavailable")]
+    DatabaseUnavailable { retry_after: Duration },
 }
 
 impl IdentityProvider {
