@@ -47,10 +47,13 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
-    if let Err(problem) = init_logging() {
-        eprintln!("authbridge: configuration error: {problem}");
-        return ExitCode::FAILURE;
-    }
+    let json_logs = match init_logging() {
+        Ok(json) => json,
+        Err(problem) => {
+            eprintln!("authbridge: configuration error: {problem}");
+            return ExitCode::FAILURE;
+        }
+    };
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Migrate => migrate().await,
@@ -59,6 +62,11 @@ async fn main() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        // A log shipper reading JSON lines gets the reason as one of them, not as a line it cannot parse.
+        Err(problem) if json_logs => {
+            tracing::error!(error = %problem, "authbridge stopped");
+            ExitCode::FAILURE
+        }
         Err(problem) => {
             eprintln!("authbridge: {problem}");
             ExitCode::FAILURE
@@ -105,8 +113,8 @@ async fn migrate() -> Result<(), String> {
 /// to one JSON object per line for log shippers. Like every other variable, a value that cannot be what was meant
 /// (a directive that does not parse, such as `sqlx=verbose`; an unknown format) stops the start instead of being
 /// quietly replaced by the default. (A lone word that is not a level, `debgu`, parses: as a target, which then
-/// logs nothing else. tracing cannot tell it from a real target.)
-fn init_logging() -> Result<(), String> {
+/// logs nothing else. tracing cannot tell it from a real target.) Whether the lines are JSON.
+fn init_logging() -> Result<bool, String> {
     let set = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
     let filter = match set("RUST_LOG") {
         Some(directives) => tracing_subscriber::EnvFilter::builder()
@@ -126,7 +134,7 @@ fn init_logging() -> Result<(), String> {
     if let Err(error) = installed {
         eprintln!("authbridge: logging is not available: {error}");
     }
-    Ok(())
+    Ok(json)
 }
 
 /// Reads `.env` when there is one. A malformed file is reported by line number only: the line itself may hold a

@@ -66,6 +66,24 @@ async fn a_log_format_or_filter_that_does_not_parse_stops_the_start_by_name() {
     std::fs::remove_dir_all(dir).expect("cleanup");
 }
 
+/// With `LOG_FORMAT=json`, the reason a command stops is a JSON line like every other, which a log shipper can read.
+#[tokio::test]
+async fn with_json_logs_the_reason_for_stopping_is_a_json_line() {
+    let dir = empty_dir();
+    let output = authbridge(&dir, &["migrate"], &[("LOG_FORMAT", "json")]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    for line in stderr.lines() {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+        assert!(parsed.is_ok(), "not JSON: {line:?}");
+    }
+    let last: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap_or_default()).unwrap_or_default();
+    assert_eq!(last["level"], "ERROR", "{stderr}");
+    assert_eq!(last["fields"]["message"], "authbridge stopped", "{stderr}");
+    assert!(last["fields"]["error"].as_str().is_some_and(|error| error.contains("DATABASE_URL")), "{stderr}");
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}
+
 /// `serve` stops gracefully at SIGTERM, finishing the requests under way; a second signal, a second or more later,
 /// stops it at once (here a request is held by an upstream that never answers, for up to a minute).
 #[cfg(unix)]
