@@ -300,6 +300,16 @@ impl DelivererOptions {
     }
 }
 
+/// Longest wait between two looks at an outbox that could not be read.
+const MAX_OUTAGE_PAUSE: Duration = Duration::from_secs(30);
+
+/// The wait after the `failures`-th look in a row at an outbox that could not be read: the poll interval,
+/// doubling, up to [`MAX_OUTAGE_PAUSE`].
+fn outage_pause(poll_interval: Duration, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    poll_interval.saturating_mul(1 << doublings).min(MAX_OUTAGE_PAUSE)
+}
+
 /// Sends the outbox to WorkOS in the background.
 pub struct AuditDeliverer {
     lifecycle: Arc<Lifecycle>,
@@ -326,18 +336,35 @@ impl AuditDeliverer {
     /// Delivers until `shutdown` completes.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut failures = 0;
         loop {
             match self.deliver_due().await {
-                Ok(pass) if pass.delivered + pass.retrying + pass.failed > 0 => {
-                    tracing::debug!(?pass, "audit log outbox pass");
+                Ok(pass) => {
+                    failures = 0;
+                    if pass.delivered + pass.retrying + pass.failed > 0 {
+                        tracing::debug!(?pass, "audit log outbox pass");
+                    }
                 }
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "could not read the audit log outbox; will try again"),
+                Err(error) => {
+                    failures += 1;
+                    let retry_in = outage_pause(self.options.poll_interval, failures);
+                    tracing::warn!(%error, ?retry_in, "could not read the audit log outbox; will try again");
+                }
             }
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.options.poll_interval) => {}
+            if failures == 0 {
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(self.options.poll_interval) => {}
+                }
+            } else {
+                // The database is down (or refusing): asking again every second, and at every new event, would
+                // only fill the log. The events wait in the outbox meanwhile, or in the request that writes them.
+                let pause = outage_pause(self.options.poll_interval, failures);
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = tokio::time::sleep(pause) => {}
+                }
             }
         }
     }
@@ -575,6 +602,17 @@ fn may_still_send(claimed: Instant, now: Instant, lease: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An outbox that cannot be read is looked at again after the poll interval, then twice as long each time, up to
+    /// half a minute: an outage is not logged every second by every replica.
+    #[test]
+    fn an_unreadable_outbox_is_asked_less_and_less_often() {
+        let poll = Duration::from_secs(1);
+        let pauses: Vec<u64> = (1..=7).map(|failures| outage_pause(poll, failures).as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(outage_pause(poll, u32::MAX), MAX_OUTAGE_PAUSE, "no overflow");
+        assert_eq!(outage_pause(Duration::from_millis(50), 1), Duration::from_millis(50));
+    }
 
     #[test]
     fn a_claimed_row_is_sent_only_while_half_its_lease_is_left() {
