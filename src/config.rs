@@ -298,7 +298,7 @@ impl Config {
         let provider = match kind {
             ProviderKind::Workos => ProviderConfig::Workos(WorkosConfig {
                 api_key: Secret::new(vars.required_secret("WORKOS_API_KEY")?),
-                client_id: vars.required("WORKOS_CLIENT_ID")?,
+                client_id: vars.required("WORKOS_CLIENT_ID")?.trim().to_owned(),
                 redirect_uri,
                 api_base_url: match vars.optional("WORKOS_API_BASE_URL") {
                     Some(raw) => workos_api_base_url(&raw)?,
@@ -1352,6 +1352,15 @@ mod tests {
         let mut vars = oidc_base();
         vars.insert("OIDC_AUDIENCE", "abcClientId".to_owned());
         assert_eq!(load(&vars).expect_err("audience = client id").variable, "OIDC_AUDIENCE");
+    }
+
+    /// An id is not a secret: trimmed like a URL, as `OIDC_CLIENT_ID` is, rather than sent to WorkOS with a space.
+    #[test]
+    fn the_workos_client_id_is_trimmed() {
+        let mut vars = base();
+        vars.insert("WORKOS_CLIENT_ID", " client_123\n".to_owned());
+        let config = load(&vars).expect("valid");
+        assert_eq!(config.workos().map(|workos| workos.client_id.as_str()), Some("client_123"));
     }
 
     #[test]

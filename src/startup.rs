@@ -51,7 +51,9 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let addr = config.server.bind_addr;
         let listener = TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
-        let app = Self::build_with_listener(config, listener)?;
+        let app = Self::assemble(config, listener)?;
+        // Before anything runs in the background: a database that will stop the start must not first fill the log
+        // with the lifecycle's warnings about it.
         if let Some(database) = &app.state.database {
             // Every statement (the revocation check on each request among them) would fail against an older schema:
             // better to say so now than answer 500s.
@@ -66,12 +68,20 @@ impl Application {
                 Err(crate::db::DbError::Failed(reason)) => return Err(StartupError::DatabaseRefused(reason)),
             }
         }
+        app.start_background();
         Ok(app)
     }
 
     /// For callers that must know the port before the configuration is complete (the redirect URI contains it):
     /// the tests and the demo bind first, then configure.
     pub fn build_with_listener(config: Config, listener: TcpListener) -> Result<Self, StartupError> {
+        let app = Self::assemble(config, listener)?;
+        app.start_background();
+        Ok(app)
+    }
+
+    /// The server and its state, with nothing started yet.
+    fn assemble(config: Config, listener: TcpListener) -> Result<Self, StartupError> {
         let metrics = match config.server.metrics_bind_addr {
             Some(addr) => {
                 let handle = crate::metrics::install().ok_or(StartupError::MetricsRecorder)?;
@@ -84,14 +94,19 @@ impl Application {
             None => None,
         };
         let state = AppState::new(config)?;
+        let (stop_background, _) = watch::channel(false);
+        Ok(Self { listener, state, metrics, stop_background })
+    }
+
+    /// What runs beside the server until it stops.
+    fn start_background(&self) {
         // In the background, so the server answers (`/healthz`, and `/readyz` saying "not ready") meanwhile: warm
         // the WorkOS JWKS cache, or discover the OpenID Connect provider (retried until it succeeds).
-        let prepare = state.clone();
+        let prepare = self.state.clone();
         tokio::spawn(async move { prepare.sessions.provider().prepare().await });
-        let (stop_background, stopping) = watch::channel(false);
-        tokio::spawn(refresh_signing_keys(state.clone(), stopping.clone()));
-        start_lifecycle(&state, stopping);
-        Ok(Self { listener, state, metrics, stop_background })
+        let stopping = self.stop_background.subscribe();
+        tokio::spawn(refresh_signing_keys(self.state.clone(), stopping.clone()));
+        start_lifecycle(&self.state, stopping);
     }
 
     /// Waits (at most `within`) until the identity provider can serve: at once for WorkOS, after discovery for
@@ -245,10 +260,16 @@ fn start_lifecycle(state: &AppState, stopping: watch::Receiver<bool>) {
             tokio::spawn(consumer.run(stopping.clone()));
         }
         (Some(_), None) => tracing::info!("the WorkOS Events API consumer is off (WORKOS_EVENTS_POLL_SECONDS=0)"),
-        (None, _) if matches!(state.config.provider, ProviderConfig::Oidc(_)) => tracing::info!(
-            "the enterprise lifecycle is off: it follows WorkOS, and IDENTITY_PROVIDER=oidc (DATABASE_URL, when \
-             set, shares sign-outs and refreshes between replicas)"
-        ),
+        (None, _) if matches!(state.config.provider, ProviderConfig::Oidc(_)) => match &state.database {
+            Some(_) => tracing::info!(
+                "the enterprise lifecycle is off: it follows WorkOS, and IDENTITY_PROVIDER=oidc; DATABASE_URL shares \
+                 sign-outs and refreshes between replicas"
+            ),
+            None => tracing::info!(
+                "the enterprise lifecycle is off: it follows WorkOS, and IDENTITY_PROVIDER=oidc; no DATABASE_URL, so \
+                 replicas share no sign-outs or refreshes (see README, \"Several replicas\")"
+            ),
+        },
         (None, _) => tracing::info!(
             "the enterprise lifecycle is off: no DATABASE_URL, so no webhooks, Events API, organizations or \
              deprovisioning, and replicas share no sign-outs or refreshes (see README, \"Enterprise lifecycle\" and \

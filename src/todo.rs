@@ -78,7 +78,7 @@ impl Title {
         let trimmed = raw.trim();
         // Stricter than the database's check, on what people send only (rows are read as they are): a title of
         // zero-width spaces, joiners or direction marks would be a todo nobody can see on the page.
-        if trimmed.chars().all(|c| c.is_whitespace() || is_default_ignorable(c)) {
+        if trimmed.chars().all(|c| c.is_whitespace() || shows_nothing(c)) {
             return Err(TitleError::Blank);
         }
         let chars = trimmed.chars().count();
@@ -100,8 +100,9 @@ impl Title {
 
 /// Unicode's `Default_Ignorable_Code_Point` (DerivedCoreProperties.txt): characters that render as nothing unless
 /// something else is there (soft hyphen, zero-width spaces and joiners, direction marks and isolates, variation
-/// selectors, the byte-order mark, Hangul fillers, tags).
-fn is_default_ignorable(c: char) -> bool {
+/// selectors, the byte-order mark, Hangul fillers, tags); and two that are not in it but show nothing either, the
+/// blank Braille pattern (the usual way to fake an empty name) and the interlinear annotation controls.
+fn shows_nothing(c: char) -> bool {
     matches!(
         c,
         '\u{AD}'
@@ -121,6 +122,8 @@ fn is_default_ignorable(c: char) -> bool {
             | '\u{1BCA0}'..='\u{1BCA3}'
             | '\u{1D173}'..='\u{1D17A}'
             | '\u{E0000}'..='\u{E0FFF}'
+            | '\u{2800}'
+            | '\u{FFF9}'..='\u{FFFB}'
     )
 }
 
@@ -195,9 +198,17 @@ mod tests {
     /// (a joiner inside an emoji sequence, a direction mark in right-to-left text).
     #[test]
     fn a_title_of_invisible_characters_only_is_blank() {
-        for invisible in
-            ["\u{200B}", "\u{FEFF}", " \u{200B} \u{2060}\u{200D} ", "\u{AD}", "\u{202E}", "\u{E0041}", "\u{3164}"]
-        {
+        for invisible in [
+            "\u{200B}",
+            "\u{FEFF}",
+            " \u{200B} \u{2060}\u{200D} ",
+            "\u{AD}",
+            "\u{2800}\u{2800}",
+            "\u{FFF9}",
+            "\u{202E}",
+            "\u{E0041}",
+            "\u{3164}",
+        ] {
             assert_eq!(Title::parse(invisible), Err(TitleError::Blank), "{:?}", invisible.escape_unicode().to_string());
         }
         for visible in ["\u{FEFF}buy milk", "👩\u{200D}💻 deploy", "\u{200F}שלום", "x\u{FE0F}"] {

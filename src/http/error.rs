@@ -100,8 +100,8 @@ pub enum AppError {
     InsforgeUnconfirmed { timed_out: bool },
     /// A create whose `id` is already another todo's. Nothing about that todo is told.
     #[error(
-        "This id is taken by another todo (possibly one of yours with another title or list), so nothing was \
-         created. Send a new id to add a todo."
+        "This id is taken by another todo (possibly one of yours with another title or in another space), so \
+         nothing was created. Send a new id to add a todo."
     )]
     IdTaken,
     /// The identity provider failed in a way the user cannot fix (the detail is for the log).

@@ -251,7 +251,10 @@ async fn compute(headers: &HeaderMap, api: bool, state: &AppState, context: &Ses
         let mut values = authorizations.iter();
         let token = match (values.next(), values.next()) {
             (Some(only), None) => only.to_str().ok().and_then(bearer_token),
-            _ => None,
+            _ => {
+                tracing::info!(reason = "more than one Authorization header", "bearer token refused");
+                None
+            }
         };
         let Some(token) = token else { return Auth::InvalidBearer };
         return match state.sessions.authenticate_bearer(token).await {

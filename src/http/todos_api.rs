@@ -32,7 +32,9 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Deserialize)]
 pub(super) struct ListQuery {
+    #[serde(default, deserialize_with = "blank_is_absent")]
     pub(super) limit: Option<u32>,
+    #[serde(default, deserialize_with = "blank_is_absent")]
     pub(super) offset: Option<u32>,
     /// An organization's id, or `personal`; absent: the active space.
     pub(super) organization_id: Option<String>,
@@ -72,6 +74,15 @@ struct CreateTodo {
     /// Absent: the active space; `null` or `"personal"`: personal; else an organization's id.
     #[serde(default, deserialize_with = "present")]
     organization_id: Option<Option<String>>,
+}
+
+/// A number in a query string, where `limit=` (a form's empty field, the README's own template) means "not given",
+/// as an empty `organization_id=` does.
+fn blank_is_absent<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    match Option::<String>::deserialize(deserializer)?.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(number) => number.parse().map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -117,11 +128,11 @@ async fn create(
 /// A new todo's id as a caller sent it: a UUID, or 422.
 pub(super) fn parse_new_id(raw: &str) -> Result<Uuid, AppError> {
     match Uuid::parse_str(raw.trim()) {
-        // Ids are one namespace for everyone: the nil UUID is what a client sends by mistake (an id left at its
-        // default), and whoever sent it first would hold it against every other such client.
-        Ok(id) if id.is_nil() => {
-            Err(AppError::Unprocessable("\"id\" must not be the nil UUID (all zeros): generate a random one.".into()))
-        }
+        // Ids are one namespace for everyone: the nil and max UUIDs (all zeros, all ones) are what a client sends by
+        // mistake (an id left at a placeholder), and whoever sent one first would hold it against every other.
+        Ok(id) if id.is_nil() || id.is_max() => Err(AppError::Unprocessable(
+            "\"id\" must not be the nil or max UUID (all zeros or all ones): generate a random one.".into(),
+        )),
         Ok(id) => Ok(id),
         Err(_) => {
             Err(AppError::Unprocessable("\"id\" must be a UUID, such as 0b6f3a9e-4c1d-4e7a-9f2b-8d5c6e7f8a9b.".into()))

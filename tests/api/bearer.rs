@@ -50,6 +50,7 @@ async fn a_valid_workos_access_token_authenticates_api_calls() {
 
 #[tokio::test]
 async fn expired_forged_and_malformed_bearer_tokens_are_refused() {
+    crate::helpers::logs::capture();
     let app = spawn_app().await;
     let user = app.user_id(ALICE);
     let now = SystemTime::now();
@@ -105,6 +106,8 @@ async fn expired_forged_and_malformed_bearer_tokens_are_refused() {
         let body: Value = response.json().await.expect("the API's error");
         assert_eq!(body["error"]["code"], "invalid_token", "{second:?} second");
     }
+    // The client is told only that the token is invalid; the log says why, for whoever looks into it.
+    assert!(crate::helpers::logs::captured().contains("more than one Authorization header"));
 }
 
 /// Browsers add `Authorization: Basic …` by themselves to every request to a site behind HTTP Basic auth (a staging

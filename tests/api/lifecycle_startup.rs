@@ -63,6 +63,13 @@ async fn assert_serve_refuses_until_migrated(config: fn(&str) -> Config) {
     assert!(matches!(refused, Err(StartupError::NotMigrated)), "{:?}", refused.err());
     let message = StartupError::NotMigrated.to_string();
     assert!(message.contains("authbridge migrate"), "the way out is named: {message}");
+    // Nothing ran in the background before the refusal: the Audit Log deliverer would have found no outbox.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let captured = logs::captured();
+    let premature = captured
+        .lines()
+        .find(|line| line.contains("could not read the audit log outbox") && line.contains("does not exist"));
+    assert!(premature.is_none(), "a background task ran before the refusal: {premature:?}");
 
     authbridge::migrate::run(&db.url).await.expect("migrated");
     let started = Application::build(config(&db.url)).await;
@@ -77,6 +84,9 @@ async fn serve_refuses_a_database_that_is_not_migrated() {
 #[tokio::test]
 async fn serve_refuses_a_database_that_is_not_migrated_with_an_oidc_provider_too() {
     assert_serve_refuses_until_migrated(oidc_config).await;
+    // And once started it says what the database is for without the lifecycle.
+    let said = "IDENTITY_PROVIDER=oidc; DATABASE_URL shares sign-outs and refreshes between replicas";
+    assert!(logs::captured().contains(said), "{}", logs::captured());
 }
 
 #[tokio::test]

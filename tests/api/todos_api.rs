@@ -157,6 +157,10 @@ async fn pagination_uses_limit_and_offset_and_caps_the_limit() {
         assert!(message.starts_with(&format!("Invalid query parameter `{parameter}`: ")), "{query}: {message}");
         assert!(!message.contains("many") && !message.contains("1e3"), "{query}: {message}");
     }
+    // Blank is not given (the README's own template, a form's empty field): the defaults.
+    let blank = me.call(Method::GET, "/api/todos?limit=&offset=&organization_id=", None).await;
+    assert_eq!(blank.status, 200, "{}", blank.body);
+    assert_eq!((blank.json()["limit"].as_u64(), blank.json()["offset"].as_u64()), (Some(50), Some(0)));
     // A parameter given twice is the query's fault as a whole, not one parameter's.
     let twice = me.call(Method::GET, "/api/todos?limit=1&limit=2", None).await;
     assert_eq!((twice.status, twice.error_code().as_str()), (400, "bad_request"));
@@ -436,6 +440,7 @@ async fn a_create_saved_after_its_answer_was_lost_is_sent_again_with_its_id_and_
         "00000000-0000-0000-0000-000000000000",
         "{00000000-0000-0000-0000-000000000000}",
         "urn:uuid:00000000-0000-0000-0000-000000000000",
+        "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF",
     ];
     for bad in [json!("not-a-uuid"), json!("")].into_iter().chain(nil.map(|id| json!(id))) {
         let malformed = me.call(Method::POST, "/api/todos", Some(json!({ "id": bad, "title": "x" }))).await;
