@@ -81,6 +81,11 @@ async fn with_json_logs_the_reason_for_stopping_is_a_json_line() {
     assert_eq!(last["level"], "ERROR", "{stderr}");
     assert_eq!(last["fields"]["message"], "authbridge stopped", "{stderr}");
     assert!(last["fields"]["error"].as_str().is_some_and(|error| error.contains("DATABASE_URL")), "{stderr}");
+    // For a person at a terminal it stays one plain line.
+    let pretty = authbridge(&dir, &["migrate"], &[]).await;
+    let stderr = text(&pretty.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("authbridge: ") && stderr.contains("DATABASE_URL"), "{stderr}");
     std::fs::remove_dir_all(dir).expect("cleanup");
 }
 
