@@ -864,6 +864,21 @@ mod tests {
         Config::from_lookup(|name| vars.get(name).cloned())
     }
 
+    /// Each value of `name`, set over `base`, accepted or refused as listed; a refusal names `name`.
+    fn assert_accepts(base: fn() -> HashMap<&'static str, String>, name: &'static str, cases: &[(&str, bool)]) {
+        for &(value, accepted) in cases {
+            let mut vars = base();
+            vars.insert(name, value.to_owned());
+            match load(&vars) {
+                Ok(_) => assert!(accepted, "{name}={value} was accepted"),
+                Err(error) => {
+                    assert!(!accepted, "{name}={value} was refused: {error}");
+                    assert_eq!(error.variable, name);
+                }
+            }
+        }
+    }
+
     #[test]
     fn defaults_are_local() {
         let config = load(&base()).expect("valid configuration");
@@ -1311,7 +1326,7 @@ mod tests {
 
     #[test]
     fn the_issuer_is_https_or_loopback_http_and_a_plain_url() {
-        for (issuer, accepted) in [
+        let issuers = [
             ("https://tenant.us.auth0.com/", true),
             ("https://login.example.com/realms/acme", true),
             ("http://127.0.0.1:4000/", true),
@@ -1326,17 +1341,8 @@ mod tests {
             ("https://user@tenant.us.auth0.com/", false),
             ("https://:pw@tenant.us.auth0.com/", false),
             ("tenant.us.auth0.com", false),
-        ] {
-            let mut vars = oidc_base();
-            vars.insert("OIDC_ISSUER", issuer.to_owned());
-            match load(&vars) {
-                Ok(_) => assert!(accepted, "{issuer} was accepted"),
-                Err(error) => {
-                    assert!(!accepted, "{issuer} was refused: {error}");
-                    assert_eq!(error.variable, "OIDC_ISSUER");
-                }
-            }
-        }
+        ];
+        assert_accepts(oidc_base, "OIDC_ISSUER", &issuers);
         let mut vars = oidc_base();
         vars.insert("OIDC_ISSUER", "http://tenant.us.auth0.com/".to_owned());
         let message = load(&vars).expect_err("plain http").to_string();
@@ -1365,24 +1371,15 @@ mod tests {
 
     #[test]
     fn the_workos_api_is_reached_over_https_except_on_this_machine() {
-        for (url, accepted) in [
+        let urls = [
             ("http://api.workos.com", false),
             ("http://10.0.0.7:8080/", false),
             ("https://api.workos.com", true),
             ("http://127.0.0.1:4001", true),
             ("http://localhost:4001/", true),
             ("http://[::1]:4001", true),
-        ] {
-            let mut vars = base();
-            vars.insert("WORKOS_API_BASE_URL", url.to_owned());
-            match load(&vars) {
-                Ok(_) => assert!(accepted, "{url} was accepted"),
-                Err(error) => {
-                    assert!(!accepted, "{url}: {error}");
-                    assert_eq!(error.variable, "WORKOS_API_BASE_URL");
-                }
-            }
-        }
+        ];
+        assert_accepts(base, "WORKOS_API_BASE_URL", &urls);
     }
 
     /// A secret is used exactly as set, so white space around one (a line break from a file) stops the start, naming
