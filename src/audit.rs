@@ -310,6 +310,35 @@ fn outage_pause(poll_interval: Duration, failures: u32) -> Duration {
     poll_interval.saturating_mul(1 << doublings).min(MAX_OUTAGE_PAUSE)
 }
 
+/// What the deliverer waits for before its next look at the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NextLook {
+    /// The poll interval, or less when an event is written.
+    Poll(Duration),
+    /// The outbox could not be read: this long, whatever is written meanwhile. The database is down (or refusing),
+    /// and asking again every second, and at every new event, would only fill the log; the events wait in the
+    /// outbox meanwhile, or in the request that writes them.
+    After(Duration),
+}
+
+/// The looks in a row at an outbox that could not be read.
+#[derive(Debug, Default)]
+struct Outage {
+    failures: u32,
+}
+
+impl Outage {
+    /// After a look that read the outbox (`read`) or could not.
+    fn next_look(&mut self, poll_interval: Duration, read: bool) -> NextLook {
+        if read {
+            self.failures = 0;
+            return NextLook::Poll(poll_interval);
+        }
+        self.failures = self.failures.saturating_add(1);
+        NextLook::After(outage_pause(poll_interval, self.failures))
+    }
+}
+
 /// Sends the outbox to WorkOS in the background.
 pub struct AuditDeliverer {
     lifecycle: Arc<Lifecycle>,
@@ -336,35 +365,29 @@ impl AuditDeliverer {
     /// Delivers until `shutdown` completes.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut failures = 0;
+        let mut outage = Outage::default();
         loop {
-            match self.deliver_due().await {
-                Ok(pass) => {
-                    failures = 0;
-                    if pass.delivered + pass.retrying + pass.failed > 0 {
-                        tracing::debug!(?pass, "audit log outbox pass");
-                    }
+            let pass = self.deliver_due().await;
+            let next = outage.next_look(self.options.poll_interval, pass.is_ok());
+            match (&pass, &next) {
+                (Ok(pass), _) if pass.delivered + pass.retrying + pass.failed > 0 => {
+                    tracing::debug!(?pass, "audit log outbox pass");
                 }
-                Err(error) => {
-                    failures += 1;
-                    let retry_in = outage_pause(self.options.poll_interval, failures);
+                (Err(error), NextLook::After(retry_in)) => {
                     tracing::warn!(%error, ?retry_in, "could not read the audit log outbox; will try again");
                 }
+                _ => {}
             }
-            if failures == 0 {
-                tokio::select! {
+            match next {
+                NextLook::Poll(interval) => tokio::select! {
                     () = &mut shutdown => return,
                     () = self.wake.notified() => {}
-                    () = tokio::time::sleep(self.options.poll_interval) => {}
-                }
-            } else {
-                // The database is down (or refusing): asking again every second, and at every new event, would
-                // only fill the log. The events wait in the outbox meanwhile, or in the request that writes them.
-                let pause = outage_pause(self.options.poll_interval, failures);
-                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                },
+                NextLook::After(pause) => tokio::select! {
                     () = &mut shutdown => return,
                     () = tokio::time::sleep(pause) => {}
-                }
+                },
             }
         }
     }
@@ -612,6 +635,18 @@ mod tests {
         assert_eq!(pauses, [1, 2, 4, 8, 16, 30, 30]);
         assert_eq!(outage_pause(poll, u32::MAX), MAX_OUTAGE_PAUSE, "no overflow");
         assert_eq!(outage_pause(Duration::from_millis(50), 1), Duration::from_millis(50));
+    }
+
+    /// After a look that read the outbox: the poll interval, or an event written; after looks that could not: ever
+    /// longer pauses that no event cuts short, until a look reads it again.
+    #[test]
+    fn after_an_unreadable_outbox_the_next_look_waits_longer_each_time_until_one_reads_it() {
+        let poll = Duration::from_secs(1);
+        let mut outage = Outage::default();
+        let looks: Vec<NextLook> =
+            [true, false, false, false, true, false].map(|read| outage.next_look(poll, read)).into();
+        let after = |seconds| NextLook::After(Duration::from_secs(seconds));
+        assert_eq!(looks, [NextLook::Poll(poll), after(1), after(2), after(4), NextLook::Poll(poll), after(1)]);
     }
 
     #[test]
