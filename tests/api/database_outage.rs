@@ -51,6 +51,7 @@ async fn an_outage_during_a_webhook_answers_503_and_the_retried_delivery_succeed
 
 #[tokio::test]
 async fn requests_that_need_the_database_answer_503_within_seconds_during_an_outage() {
+    crate::helpers::logs::capture();
     let app = app_behind_a_cuttable_database().await;
     let proxy = app.db_proxy.as_ref().expect("a proxy");
     let browser = app.signed_in(BOB).await;
@@ -73,6 +74,12 @@ async fn requests_that_need_the_database_answer_503_within_seconds_during_an_out
     let token = app.workos.mint_access_token(&app.user_id(BOB), Duration::from_secs(300));
     let bearer = app.bearer_client(token).get("/api/todos?organization_id=personal").await;
     assert_eq!((bearer.status, bearer.error_code().as_str()), (503, "database_unavailable"), "{}", bearer.body);
+    // The Audit Log deliverer says why its events wait (and then asks less and less often: audit.rs).
+    let said = eventually(Duration::from_secs(5), || async {
+        crate::helpers::logs::captured().contains("could not read the audit log outbox; will try again")
+    })
+    .await;
+    assert!(said, "the deliverer's warning");
 
     proxy.restore();
     let back = eventually(Duration::from_secs(10), || async {
