@@ -70,6 +70,10 @@ async fn requests_that_need_the_database_answer_503_within_seconds_during_an_out
     assert!(response.header("retry-after").is_some());
     assert!(took < Duration::from_secs(10), "503 within the acquire timeout, not a 504: {took:?}");
     assert!(response.set_cookies().is_empty(), "the cookie is kept: the user did nothing wrong");
+    // A page says so too, and offers signing out, which the person can do however long the outage lasts.
+    let page = browser.get("/").await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.body.contains(r#"href="/logout""#), "{}", page.body);
     // The same for an API client's bearer token, on a route that itself needs only InsForge.
     let token = app.workos.mint_access_token(&app.user_id(BOB), Duration::from_secs(300));
     let bearer = app.bearer_client(token).get("/api/todos?organization_id=personal").await;
