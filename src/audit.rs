@@ -295,9 +295,14 @@ impl Default for DelivererOptions {
 impl DelivererOptions {
     /// The wait after the `attempts`-th failed attempt.
     pub fn backoff(&self, attempts: i32) -> Duration {
-        let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
-        self.initial_backoff.saturating_mul(1 << doublings).min(self.max_backoff)
+        doubling(self.initial_backoff, u32::try_from(attempts).unwrap_or(0), self.max_backoff)
     }
+}
+
+/// `first` after the first time, twice as long after each further one, never more than `max`.
+fn doubling(first: Duration, times: u32, max: Duration) -> Duration {
+    let doublings = times.saturating_sub(1).min(20);
+    first.saturating_mul(1 << doublings).min(max)
 }
 
 /// Longest wait between two looks at an outbox that could not be read.
@@ -306,8 +311,7 @@ const MAX_OUTAGE_PAUSE: Duration = Duration::from_secs(30);
 /// The wait after the `failures`-th look in a row at an outbox that could not be read: the poll interval,
 /// doubling, up to [`MAX_OUTAGE_PAUSE`].
 fn outage_pause(poll_interval: Duration, failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(16);
-    poll_interval.saturating_mul(1 << doublings).min(MAX_OUTAGE_PAUSE)
+    doubling(poll_interval, failures, MAX_OUTAGE_PAUSE)
 }
 
 /// What the deliverer waits for before its next look at the outbox.

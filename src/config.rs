@@ -457,8 +457,7 @@ fn oidc_config(vars: &Vars<'_>, redirect_uri: Url, app_url: &Url) -> Result<Oidc
     // access tokens name the same `sub` as its ID tokens) gets v2.0 access tokens whose `aud` is that client id. Its
     // ID tokens still never pass: they carry no `scp`, which the bearer check requires of Entra's tokens, and
     // they carry our sign-in's `nonce`.
-    let entra = Url::parse(&issuer).is_ok_and(|url| crate::oidc::client::is_entra(&url));
-    if audience.as_deref() == Some(client_id.as_str()) && !entra {
+    if audience.as_deref() == Some(client_id.as_str()) && !crate::oidc::client::is_entra_issuer(&issuer) {
         return Err(ConfigError::new(
             "OIDC_AUDIENCE",
             "must be the identifier of an API, not the client id: ID tokens are issued for the client id and must \

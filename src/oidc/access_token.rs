@@ -106,7 +106,7 @@ pub struct AccessTokenVerifier {
 
 impl AccessTokenVerifier {
     pub fn new(issuer: &str, audience: &str) -> Self {
-        let entra = url::Url::parse(issuer).is_ok_and(|url| super::client::is_entra(&url));
+        let entra = super::client::is_entra_issuer(issuer);
         Self { issuer: issuer.to_owned(), audience: audience.to_owned(), entra }
     }
 

@@ -587,6 +587,11 @@ pub(crate) fn is_entra(issuer: &Url) -> bool {
         || host.ends_with(".ciamlogin.com")
 }
 
+/// [`is_entra`] for an issuer as configured (a string that may not parse: then not Entra's).
+pub(crate) fn is_entra_issuer(issuer: &str) -> bool {
+    Url::parse(issuer).is_ok_and(|url| is_entra(&url))
+}
+
 /// An Auth0 tenant: its issuer host (`*.auth0.com`), or, on a custom domain, the discovery field only Auth0 publishes.
 fn is_auth0(metadata: &Metadata) -> bool {
     let host = metadata.issuer().url().host_str().unwrap_or_default().to_ascii_lowercase();
