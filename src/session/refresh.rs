@@ -6,7 +6,7 @@
 //! within one process:
 //!
 //! - **single flight**: concurrent refreshes of the same token share one call to the provider;
-//! - **memo**: the outcome stays available for [`MEMO_TTL`] after the call, keyed by a SHA-256 of the old refresh
+//! - **memo**: the outcome stays available for [`MEMO_TTL`] after the call ends, keyed by a SHA-256 of the old refresh
 //!   token (never the token itself), so a request that arrives a moment later with the old cookie receives the new
 //!   tokens instead of burning through `invalid_grant`;
 //! - **no cancellation**: the provider call runs in its own task, so a browser that gives up mid-request cannot
@@ -47,6 +47,14 @@ pub const FAILURE_BACKOFF: Duration = Duration::from_secs(2);
 
 type Outcome = Result<Arc<Session>, ProviderError>;
 
+/// A refresh's outcome and when it came: the memo is timed from the end of the call, not its start, so that a slow
+/// refresh (the provider's time limit, a key fetch, a membership sync) is remembered for the whole [`MEMO_TTL`] too.
+#[derive(Clone)]
+struct Finished {
+    at: Instant,
+    outcome: Outcome,
+}
+
 #[derive(Clone)]
 pub struct Refresher {
     provider: Arc<IdentityProvider>,
@@ -60,14 +68,13 @@ pub struct Refresher {
 
 struct Flight {
     id: u64,
-    started: Instant,
-    outcome: watch::Receiver<Option<Outcome>>,
+    outcome: watch::Receiver<Option<Finished>>,
 }
 
 impl Flight {
-    /// Finished, and started more than [`MEMO_TTL`] before `now`.
+    /// Finished more than [`MEMO_TTL`] before `now`.
     fn is_stale(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.started) > MEMO_TTL && self.outcome.borrow().is_some()
+        self.outcome.borrow().as_ref().is_some_and(|done| now.saturating_duration_since(done.at) > MEMO_TTL)
     }
 }
 
@@ -121,10 +128,7 @@ impl Refresher {
                 }
             }
         };
-        match outcome.wait_for(Option::is_some).await {
-            Ok(done) => done.clone().unwrap_or_else(died),
-            Err(_) => died(),
-        }
+        outcome_of(&mut outcome).await
     }
 
     /// `session` switched to `organization_id`. Waits for a refresh of the same token under way (or remembered) and
@@ -152,11 +156,7 @@ impl Refresher {
                     }
                 }
             };
-            let done = match outcome.wait_for(Option::is_some).await {
-                Ok(done) => done.clone().unwrap_or_else(died),
-                Err(_) => died(),
-            };
-            let fresh = done?;
+            let fresh = outcome_of(&mut outcome).await?;
             if fresh.organization_id.as_deref() == Some(organization_id) {
                 return Ok(fresh);
             }
@@ -223,16 +223,21 @@ impl Refresher {
                 }
             }
             // Nobody waiting any more is fine: the memo (or nobody) reads it.
-            let _ = sender.send(Some(outcome));
+            let _ = sender.send(Some(Finished { at: Instant::now(), outcome }));
         };
         tokio::spawn(tracing::Instrument::instrument(refresh, span));
-        Flight { id, started: Instant::now(), outcome: receiver }
+        Flight { id, outcome: receiver }
     }
 }
 
-/// The task died without an answer (it panicked): report an outage, which keeps the session.
-fn died() -> Outcome {
-    Err(ProviderError::Unavailable { retry_after: Duration::from_secs(5) })
+/// The outcome of the flight `outcome` watches, once it has one. A task that died without an answer (it panicked)
+/// reports an outage, which keeps the session.
+async fn outcome_of(outcome: &mut watch::Receiver<Option<Finished>>) -> Outcome {
+    match outcome.wait_for(Option::is_some).await {
+        Ok(done) => done.as_ref().map(|finished| finished.outcome.clone()),
+        Err(_) => None,
+    }
+    .unwrap_or(Err(ProviderError::Unavailable { retry_after: Duration::from_secs(5) }))
 }
 
 #[cfg(test)]
@@ -240,20 +245,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_flight_is_forgotten_only_once_finished_and_older_than_the_memo() {
+    fn a_flight_is_forgotten_only_once_finished_for_longer_than_the_memo() {
         let (sender, receiver) = watch::channel(None);
+        let flight = Flight { id: 0, outcome: receiver };
         let started = Instant::now();
-        let flight = Flight { id: 0, started, outcome: receiver };
-        let past_the_memo = started + MEMO_TTL + Duration::from_nanos(1);
         assert!(
-            !flight.is_stale(past_the_memo),
+            !flight.is_stale(started + MEMO_TTL * 10),
             "a call still under way is never forgotten, or a second one would spend the token"
         );
-        sender.send(Some(Err(ProviderError::GrantRejected("spent".to_owned())))).expect("a receiver");
-        assert!(flight.is_stale(past_the_memo), "a finished call older than the memo is forgotten");
-        assert!(!flight.is_stale(started + MEMO_TTL), "a finished call is remembered for the memo's whole time");
-        assert!(!flight.is_stale(started + Duration::from_secs(1)), "a finished call is remembered for latecomers");
-        assert!(!flight.is_stale(started), "a clock read before the call started is not a reason to forget it");
+        // A slow call: it ends just before the memo's time would have run out had it been timed from the start.
+        let at = started + MEMO_TTL - Duration::from_secs(1);
+        let spent = Err(ProviderError::GrantRejected("spent".to_owned()));
+        sender.send(Some(Finished { at, outcome: spent })).expect("a receiver");
+        assert!(!flight.is_stale(at + Duration::from_secs(1)), "a finished call is remembered for latecomers");
+        assert!(!flight.is_stale(at + MEMO_TTL), "for the memo's whole time from the call's end, however slow it was");
+        assert!(flight.is_stale(at + MEMO_TTL + Duration::from_nanos(1)), "and forgotten after it");
+        assert!(!flight.is_stale(started), "a clock read before the call ended is not a reason to forget it");
     }
 
     #[test]

@@ -205,41 +205,11 @@ impl WorkosProvider {
         let Some(refresh_token) = session.refresh_token.as_deref() else {
             return Err(ProviderError::GrantRejected("the session has no refresh token".to_owned()));
         };
-        let switching = kind == Refresh::Switch;
-        let auth = self.client.authenticate_with_refresh_token(refresh_token, organization_id).await.map_err(
-            |error| match error {
-                WorkosError::InvalidGrant { description } => ProviderError::GrantRejected(description),
-                // The organization wants its own sign-in (SSO, MFA): for a switch, the browser goes there; for an
-                // ordinary refresh it ends the session, as WorkOS's SDKs treat it.
-                WorkosError::OrganizationAuthRequired { redirect_url, .. } if switching => {
-                    ProviderError::OrganizationAuthRequired { redirect_url }
-                }
-                WorkosError::OrganizationAuthRequired { code, .. } => ProviderError::GrantRejected(code),
-                // A switch WorkOS refuses (not a member there, no such organization): the session stays as it is.
-                WorkosError::Rejected { status: 400 | 404 | 422, message, .. } if switching => {
-                    ProviderError::Declined(message)
-                }
-                // The session's own organization refused it: the user left it, or it is gone. The session ends
-                // (they sign in again, into what they still belong to), as the libraries end it on any refusal.
-                WorkosError::Rejected { status, code, message }
-                    if is_organization_refusal(status, &code, &message) && organization_id.is_some() =>
-                {
-                    ProviderError::GrantRejected(format!("the session's organization refused the refresh ({code})"))
-                }
-                // Any other refusal (a bad API key, a proxy's 403) is our problem, not the user's: keep the session.
-                rejected @ (WorkosError::Rejected { .. }
-                | WorkosError::OrganizationSelectionRequired(_)
-                | WorkosError::Malformed(_)) => {
-                    tracing::error!(error = %rejected, "WorkOS refused a refresh for a reason other than invalid_grant");
-                    ProviderError::Unavailable { retry_after: rejected.retry_after() }
-                }
-                transient => {
-                    // What WorkOS answered (rate limited, 5xx, no answer), which "unavailable" alone would not say.
-                    tracing::warn!(error = %transient, "WorkOS could not answer a refresh");
-                    ProviderError::Unavailable { retry_after: transient.retry_after() }
-                }
-            },
-        )?;
+        let auth = self
+            .client
+            .authenticate_with_refresh_token(refresh_token, organization_id)
+            .await
+            .map_err(|error| refresh_error(error, kind, organization_id))?;
         let verified = match self.verified_session(&auth, Some(session)).await {
             // WorkOS has already spent the old refresh token: answering "unavailable" now would keep the session on
             // it, and the next refresh would be refused (`invalid_grant`), signing the user out. The answer came
@@ -394,6 +364,47 @@ enum Refresh {
     Switch,
 }
 
+/// What a refused refresh means for the session (`organization_id`: the organization the refresh named).
+fn refresh_error(error: WorkosError, kind: Refresh, organization_id: Option<&str>) -> ProviderError {
+    let switching = kind == Refresh::Switch;
+    match error {
+        WorkosError::InvalidGrant { description } => ProviderError::GrantRejected(description),
+        // The organization wants its own sign-in (SSO, MFA): for a switch, the browser goes there; for an
+        // ordinary refresh it ends the session, as WorkOS's SDKs treat it.
+        WorkosError::OrganizationAuthRequired { redirect_url, .. } if switching => {
+            ProviderError::OrganizationAuthRequired { redirect_url }
+        }
+        WorkosError::OrganizationAuthRequired { code, .. } => ProviderError::GrantRejected(code),
+        // A switch WorkOS refuses (not a member there, no such organization): the session stays as it is. Whatever
+        // the status of an organization refusal: WorkOS has not spent the refresh token, and taking it for a dead
+        // one would end the session, and the next refresh's too (it is remembered as the token's outcome).
+        WorkosError::Rejected { status, code, message }
+            if switching && (matches!(status, 400 | 404 | 422) || is_organization_refusal(status, &code, &message)) =>
+        {
+            ProviderError::Declined(message)
+        }
+        // The session's own organization refused it: the user left it, or it is gone. The session ends
+        // (they sign in again, into what they still belong to), as the libraries end it on any refusal.
+        WorkosError::Rejected { status, code, message }
+            if is_organization_refusal(status, &code, &message) && organization_id.is_some() =>
+        {
+            ProviderError::GrantRejected(format!("the session's organization refused the refresh ({code})"))
+        }
+        // Any other refusal (a bad API key, a proxy's 403) is our problem, not the user's: keep the session.
+        rejected @ (WorkosError::Rejected { .. }
+        | WorkosError::OrganizationSelectionRequired(_)
+        | WorkosError::Malformed(_)) => {
+            tracing::error!(error = %rejected, "WorkOS refused a refresh for a reason other than invalid_grant");
+            ProviderError::Unavailable { retry_after: rejected.retry_after() }
+        }
+        transient => {
+            // What WorkOS answered (rate limited, 5xx, no answer), which "unavailable" alone would not say.
+            tracing::warn!(error = %transient, "WorkOS could not answer a refresh");
+            ProviderError::Unavailable { retry_after: transient.retry_after() }
+        }
+    }
+}
+
 /// How a failed sign-in step (code exchange, organization selection) is answered.
 fn sign_in_error(error: WorkosError) -> ProviderError {
     match &error {
@@ -449,6 +460,36 @@ mod tests {
             claims["act"] = json!({ "sub": impersonator });
         }
         serde_json::from_value(claims).expect("claims")
+    }
+
+    /// A switch WorkOS refuses leaves the session as it is, whatever the status of the refusal; only the session's
+    /// own organization refusing an ordinary refresh ends it.
+    #[test]
+    fn an_organization_refusing_a_switch_never_ends_the_session() {
+        let refusal = |status: u16, code: &str| WorkosError::Rejected {
+            status,
+            code: code.to_owned(),
+            message: "Organization membership not found".to_owned(),
+        };
+        for status in [400, 403, 404, 409, 422] {
+            for code in ["organization_membership_not_found", "organization_not_found"] {
+                let switch = refresh_error(refusal(status, code), Refresh::Switch, Some("org_globex"));
+                assert!(matches!(switch, ProviderError::Declined(_)), "a switch refused {status} {code}: {switch:?}");
+                let ordinary = refresh_error(refusal(status, code), Refresh::Ordinary, Some("org_acme"));
+                assert!(
+                    matches!(ordinary, ProviderError::GrantRejected(_)),
+                    "the session's organization refused {status} {code}: {ordinary:?}"
+                );
+            }
+        }
+        // A refusal that is not about the organization (a bad API key) keeps the session either way.
+        for kind in [Refresh::Switch, Refresh::Ordinary] {
+            let error = refresh_error(refusal(401, "unauthorized"), kind, Some("org_acme"));
+            assert!(matches!(error, ProviderError::Unavailable { .. }), "{kind:?}: {error:?}");
+        }
+        // A dead refresh token ends the session, a switch's too.
+        let dead = WorkosError::InvalidGrant { description: "used".to_owned() };
+        assert!(matches!(refresh_error(dead, Refresh::Switch, Some("org_globex")), ProviderError::GrantRejected(_)));
     }
 
     #[test]
