@@ -31,15 +31,22 @@ pub fn endpoint(base: &Url, segments: &[&str]) -> Option<Url> {
     Some(url)
 }
 
+/// The longest `Retry-After` taken from an upstream. It is waited out (the Events API consumer) and passed on to our
+/// own clients, so a wrong one (a day, from a misconfigured proxy) must not stop either for longer than this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
 /// An answer's `Retry-After` (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date, read as the time left until it
-/// (none left for a date already past). `None` when absent or unreadable.
+/// (none left for a date already past), at most [`MAX_RETRY_AFTER`]. `None` when absent or unreadable.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// The services authbridge calls, as the metrics name them.
@@ -206,6 +213,12 @@ mod tests {
         let wait = answer(&in_a_minute).expect("an HTTP-date");
         assert!(wait > Duration::from_secs(55) && wait <= Duration::from_secs(60), "{wait:?}");
         assert_eq!(answer("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO), "a date already past: no wait");
+        assert_eq!(answer("300"), Some(MAX_RETRY_AFTER));
+        assert_eq!(answer("86400"), Some(MAX_RETRY_AFTER), "a day is not waited out");
+        assert_eq!(
+            answer(&httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(86_400))),
+            Some(MAX_RETRY_AFTER)
+        );
         assert_eq!(answer("soon"), None);
         assert_eq!(answer("-5"), None);
         assert_eq!(retry_after(&reqwest::header::HeaderMap::new()), None);

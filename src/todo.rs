@@ -49,10 +49,6 @@ impl Space {
             Space::Organization(id) => Some(id),
         }
     }
-
-    pub fn of(organization_id: Option<&str>) -> Space {
-        organization_id.map_or(Space::Personal, |id| Space::Organization(id.to_owned()))
-    }
 }
 
 /// A todo title that satisfies the rule: surrounding whitespace trimmed, then 1 to 500 characters, with no control
@@ -294,6 +290,6 @@ mod tests {
         assert_eq!(json["created_at"], "2025-01-02T03:04:05.123456Z");
         assert_eq!(json["organization_id"], serde_json::Value::Null);
         assert_eq!(json["user_id"], "user_01ABC");
-        assert_eq!(Space::of(Some("org_1")).organization_id(), Some("org_1"));
+        assert_eq!(Space::Organization("org_1".to_owned()).organization_id(), Some("org_1"));
     }
 }

@@ -130,7 +130,7 @@ pub async fn session_cookies(State(state): State<AppState>, mut request: Request
     // (these clones share the request's bytes rather than copying them).
     let method = request.method().clone();
     let uri = request.uri().clone();
-    let origin = super::spaces::RequestOrigin::of(request.headers(), request.extensions(), &state);
+    let origin = super::audit_events::RequestOrigin::of(request.headers(), request.extensions(), &state);
     let mut response = next.run(request).await;
 
     let impersonated = match context.user() {

@@ -8,6 +8,7 @@
 //! handler → `insforge` → back out through `error`, which renders any error as JSON or a page. Submodules are
 //! private: the binary, the demo and the tests need only [`router`] (through `startup`) and [`AppState`].
 
+mod audit_events;
 mod client_address;
 mod csrf;
 mod error;

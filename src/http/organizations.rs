@@ -29,10 +29,11 @@ use crate::workos::WorkosError;
 use crate::workos::management::PortalIntent;
 
 use super::AppState;
+use super::audit_events::{self, RequestMeta};
 use super::error::AppError;
 use super::extractors::{ApiJson, CsrfForm, CurrentSession, CurrentUser, OrganizationId};
 use super::pages::{Banner, ContinuePage, render};
-use super::spaces::{self, RequestMeta, Requested};
+use super::spaces::{self, Requested};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -96,7 +97,7 @@ async fn switch(
     session.personal = false;
     current.replace(session);
     let target = Target { kind: "organization", id: organization_id.clone(), name: membership.name.clone() };
-    spaces::audit(state, organization_id, "organization.switched", user, &[target], context).await;
+    audit_events::audit(state, organization_id, "organization.switched", user, &[target], context).await;
     Ok(Some(membership))
 }
 

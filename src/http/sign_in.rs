@@ -23,10 +23,11 @@ use crate::session::sign_in::{Callback, CallbackOutcome, SignInError, SignInRequ
 use crate::workos::OrganizationChoice;
 
 use super::AppState;
+use super::audit_events::{self, RequestMeta};
 use super::error::AppError;
 use super::extractors::{ApiQuery, CurrentUser, checked_form};
 use super::pages::{Banner, LogoutPage, render};
-use super::spaces::{self, RequestMeta};
+use super::spaces;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -90,7 +91,7 @@ async fn audit_sign_in(state: &AppState, session: &Session, context: &RequestCon
         impersonator: session.impersonator.as_ref().map(|impersonator| impersonator.email.clone()),
     };
     let target = Target { kind: "organization", id: organization_id.to_owned(), name: None };
-    super::spaces::queue_audit(state, None, organization_id, "user.signed_in", actor, &[target], context).await;
+    audit_events::queue_audit(state, None, organization_id, "user.signed_in", actor, &[target], context).await;
 }
 
 #[derive(Template)]

@@ -11,20 +11,12 @@
 //! everything is personal, and asking for an organization is answered `organizations_unavailable`.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
-use axum::extract::ConnectInfo;
-use axum::http::{Extensions, HeaderMap, HeaderValue, header};
-use uuid::Uuid;
-
-use crate::audit::{Actor, RequestContext, Target};
 use crate::insforge::client::InsforgeError;
 use crate::lifecycle::store::ActiveMembership;
 use crate::todo::Space;
 
 use super::AppState;
-use super::client_address::client_address;
 use super::error::AppError;
 use super::extractors::CurrentUser;
 
@@ -155,111 +147,10 @@ pub async fn resolve(state: &AppState, user: &CurrentUser, requested: &Requested
     }
 }
 
-/// Where a request came from (an extractor that never refuses), for audit events.
-pub struct RequestMeta(pub RequestContext);
-
-impl axum::extract::FromRequestParts<AppState> for RequestMeta {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Self(RequestOrigin::of(&parts.headers, &parts.extensions, state).context()))
-    }
-}
-
-/// Where a request came from, as it arrived: cheap to keep (no text is made) until an audit record needs it.
-pub struct RequestOrigin {
-    client: Option<IpAddr>,
-    user_agent: Option<HeaderValue>,
-}
-
-impl RequestOrigin {
-    pub fn of(headers: &HeaderMap, extensions: &Extensions, state: &AppState) -> Self {
-        let trusted = &state.config.server.trusted_proxies;
-        let client = extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(peer)| client_address(peer.ip(), headers, trusted));
-        Self { client, user_agent: headers.get(header::USER_AGENT).cloned() }
-    }
-
-    /// An audit event's `context`: the client's address (see `client_address`) and the user agent (when it is
-    /// text).
-    pub fn context(&self) -> RequestContext {
-        RequestContext {
-            location: self.client.map_or_else(|| "unknown".to_owned(), |client| client.to_string()),
-            user_agent: self.user_agent.as_ref().and_then(|value| value.to_str().ok()).map(str::to_owned),
-        }
-    }
-}
-
-/// The user as an audit event's actor.
-pub fn actor(user: &CurrentUser) -> Actor {
-    Actor {
-        id: user.id().to_owned(),
-        name: user.user.display_name(),
-        impersonator: user.impersonator.as_ref().map(|impersonator| impersonator.email.clone()),
-    }
-}
-
-/// Longest a request waits for its Audit Log event to be queued. The event is queued by a task of its own, which
-/// goes on after this wait (and after the request's time limit): what it records has happened, and a slow database
-/// (the pool's acquire timeout, then the statement timeout) must not turn the answer to a saved change into a 504.
-const AUDIT_WAIT: Duration = Duration::from_secs(1);
-
-/// Queues an Audit Log event for an organization; a failure is logged, never shown: what it records happened.
-pub async fn audit(
-    state: &AppState,
-    organization_id: &str,
-    action: &str,
-    user: &CurrentUser,
-    targets: &[Target],
-    context: &RequestContext,
-) {
-    queue_audit(state, None, organization_id, action, actor(user), targets, context).await;
-}
-
-/// [`audit`] for an event that happens once to its target (a todo is created once): however often it is recorded
-/// (a create its caller sent again, and was answered with the same todo), it is one event. `occurrence` tells
-/// apart two lives of one target id (see [`crate::audit::once_key`]).
-pub async fn audit_once(
-    state: &AppState,
-    organization_id: &str,
-    action: &str,
-    user: &CurrentUser,
-    target: Target,
-    occurrence: &str,
-    context: &RequestContext,
-) {
-    let key = crate::audit::once_key(organization_id, action, &target.id, occurrence);
-    queue_audit(state, Some(key), organization_id, action, actor(user), &[target], context).await;
-}
-
-/// Queues an event by a task of its own, waiting for it at most [`AUDIT_WAIT`] (see there); `key` `None`: a fresh
-/// one. For requests that have no [`CurrentUser`] yet (a sign-in) as for those that do.
-pub(super) async fn queue_audit(
-    state: &AppState,
-    key: Option<Uuid>,
-    organization_id: &str,
-    action: &str,
-    actor: Actor,
-    targets: &[Target],
-    context: &RequestContext,
-) {
-    let Some(audit) = &state.audit else { return };
-    let key = key.unwrap_or_else(Uuid::new_v4);
-    let queued =
-        audit.queue(key, organization_id.to_owned(), action.to_owned(), actor, targets.to_vec(), context.clone());
-    match tokio::time::timeout(AUDIT_WAIT, queued).await {
-        Ok(Ok(())) => {}
-        Ok(Err(failed)) => tracing::error!(error = %failed, action, "the task queueing an audit log event failed"),
-        Err(_) => tracing::warn!(action, "an audit log event is slow to queue; answering without waiting for it"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn forbidden(message: &str) -> InsforgeError {

@@ -19,7 +19,6 @@ use crate::session::revocations::{DeletedUsers, Revocations};
 use crate::session::seal::{SealError, Sealer};
 use crate::session::shared_refresh::SharedRefreshes;
 use crate::sync::{read, write};
-use crate::workos::WorkosClient;
 
 use super::csrf::CsrfKeys;
 use super::health::Readiness;
@@ -79,14 +78,12 @@ impl AppState {
         // With WorkOS also the lifecycle (configuration only enables it with the WorkOS provider): its events end
         // sessions and deleted users' access, and it keeps memberships, webhooks and Audit Logs.
         let database = config.database.as_ref().map(Database::connect_lazy).transpose()?;
-        let lifecycle = match (&database, &config.lifecycle, config.workos()) {
-            (Some(database), Some(_), Some(workos)) => {
-                let client = WorkosClient::new(workos).map_err(SetupError::from)?;
-                Some(Arc::new(Lifecycle::new(database.clone(), client)))
-            }
+        let mut provider = IdentityProvider::from_config(&config)?;
+        // The lifecycle calls WorkOS through the provider's client: one connection pool per upstream.
+        let lifecycle = match (&database, &config.lifecycle, provider.workos_client()) {
+            (Some(database), Some(_), Some(client)) => Some(Arc::new(Lifecycle::new(database.clone(), client.clone()))),
             _ => None,
         };
-        let mut provider = IdentityProvider::from_config(&config)?;
         if let Some(lifecycle) = &lifecycle {
             provider.attach_membership_sync(MembershipSync::new(Arc::clone(lifecycle)));
         }

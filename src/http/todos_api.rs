@@ -5,7 +5,7 @@
 //! simply not found (404), exactly like a todo that never existed. Lists and new todos belong to a space: the
 //! user's personal todos or an organization's shared ones (`organization_id`, `spaces`); listing or creating in an
 //! organization the user is not an active member of is refused (403) before anything reaches InsForge. Changes to
-//! an organization's todos are sent to its Audit Logs (`audit`). A create may carry the new todo's `id`: sent again
+//! an organization's todos are sent to its Audit Logs (`audit_events`). A create may carry the new todo's `id`: sent again
 //! with it after an answer that never came (a timeout), it is answered with the todo the first made, never a second.
 
 use axum::Router;
@@ -16,13 +16,13 @@ use axum::routing::get;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
-use crate::audit::Target;
 use crate::todo::{Page, Title, Todo, TodoPatch};
 
 use super::AppState;
+use super::audit_events::{RequestMeta, audit_create, audit_delete, audit_update};
 use super::error::AppError;
 use super::extractors::{ApiJson, ApiQuery, CurrentUser, TodoId};
-use super::spaces::{self, RequestMeta, Requested};
+use super::spaces::{self, Requested};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -88,10 +88,6 @@ fn blank_is_absent<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
 pub(super) fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(deserializer).map(Some)
-}
-
-fn todo_target(todo: &Todo) -> Target {
-    Target { kind: "todo", id: todo.id.to_string(), name: Some(todo.title.clone()) }
 }
 
 async fn create(
@@ -167,51 +163,6 @@ async fn update(
     let todo = state.insforge.update_todo(&user.identity(), id, &patch).await?;
     audit_update(&state, &user, &todo, &patch, &context).await;
     Ok(axum::Json(todo).into_response())
-}
-
-/// The Audit Log events of a change to an organization's todo: renamed, completed or reopened.
-pub(super) async fn audit_update(
-    state: &AppState,
-    user: &CurrentUser,
-    todo: &Todo,
-    patch: &TodoPatch,
-    context: &crate::audit::RequestContext,
-) {
-    let Some(organization_id) = todo.organization_id.as_deref() else { return };
-    if patch.title.is_some() {
-        spaces::audit(state, organization_id, "todo.renamed", user, &[todo_target(todo)], context).await;
-    }
-    if let Some(done) = patch.is_complete {
-        let action = if done { "todo.completed" } else { "todo.reopened" };
-        spaces::audit(state, organization_id, action, user, &[todo_target(todo)], context).await;
-    }
-}
-
-/// The Audit Log event of a deleted organization todo.
-pub(super) async fn audit_delete(
-    state: &AppState,
-    user: &CurrentUser,
-    todo: &Todo,
-    context: &crate::audit::RequestContext,
-) {
-    if let Some(organization_id) = todo.organization_id.as_deref() {
-        spaces::audit(state, organization_id, "todo.deleted", user, &[todo_target(todo)], context).await;
-    }
-}
-
-/// The Audit Log event of a created organization todo: one per todo, however often its create was sent.
-pub(super) async fn audit_create(
-    state: &AppState,
-    user: &CurrentUser,
-    todo: &Todo,
-    context: &crate::audit::RequestContext,
-) {
-    if let Some(organization_id) = todo.organization_id.as_deref() {
-        // A resend is answered with the same row, so the same `created_at`; a new todo under a reused id is not.
-        let created_at = todo.created_at.unix_timestamp_nanos().to_string();
-        let target = todo_target(todo);
-        spaces::audit_once(state, organization_id, "todo.created", user, target, &created_at, context).await;
-    }
 }
 
 async fn remove(

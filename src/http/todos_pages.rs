@@ -27,11 +27,12 @@ use crate::lifecycle::store::ActiveMembership;
 use crate::todo::{Page, Space, Title, Todo, TodoPatch};
 
 use super::AppState;
+use super::audit_events::{RequestMeta, audit_create, audit_delete, audit_update};
 use super::error::{AppError, shown_in_page};
 use super::extractors::{CsrfForm, CurrentUser, MaybeUser, TodoId};
 use super::pages::{Banner, render};
-use super::spaces::{self, RequestMeta, Requested, Resolved};
-use super::todos_api::{audit_create, audit_delete, audit_update, parse_new_id};
+use super::spaces::{self, Requested, Resolved};
+use super::todos_api::parse_new_id;
 
 /// Todos per page on `/`.
 const PAGE_SIZE: u32 = 50;

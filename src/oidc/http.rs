@@ -70,12 +70,10 @@ impl HttpError {
         }
     }
 
-    /// A 429 or 5xx answer, with its `Retry-After` (at most five minutes) when it has one.
+    /// A 429 or 5xx answer, with its `Retry-After` (at most [`crate::outbound::MAX_RETRY_AFTER`]) when it has one.
     pub fn from_status(status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap) -> Option<Self> {
-        (status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error()).then(|| Self::Status {
-            status: status.as_u16(),
-            retry_after: crate::outbound::retry_after(headers).map(|wait| wait.min(Duration::from_secs(300))),
-        })
+        (status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error())
+            .then(|| Self::Status { status: status.as_u16(), retry_after: crate::outbound::retry_after(headers) })
     }
 }
 

@@ -114,7 +114,7 @@ impl Session {
 
     /// What CSRF tokens are bound to: the provider's session, or the user when the provider names no session.
     pub fn csrf_binding(&self) -> &str {
-        self.session_id.as_deref().unwrap_or(&self.user.id)
+        csrf_binding(self.session_id.as_deref(), &self.user.id)
     }
 
     /// Who the session says the user is, as the cookie holds it (nothing checked with the provider).
@@ -128,6 +128,12 @@ impl Session {
             source: AuthSource::Cookie,
         }
     }
+}
+
+/// The provider's session id, or the user's id when the provider names no session (an OpenID Connect provider
+/// without `sid`): a form's CSRF token is valid for that session only.
+fn csrf_binding<'a>(session_id: Option<&'a str>, user_id: &'a str) -> &'a str {
+    session_id.unwrap_or(user_id)
 }
 
 /// Who a request is from, whichever way they proved it.
@@ -165,7 +171,7 @@ impl Principal {
 
     /// What CSRF tokens are bound to; the same rule as [`Session::csrf_binding`].
     pub fn csrf_binding(&self) -> &str {
-        self.session_id.as_deref().unwrap_or(&self.user.id)
+        csrf_binding(self.session_id.as_deref(), &self.user.id)
     }
 
     /// The organization the user is working in, unless they chose their personal space. Whether they are still an

@@ -294,11 +294,6 @@ impl OidcProvider {
         })
     }
 
-    /// The configured issuer, exactly as the provider must name itself.
-    pub fn issuer(&self) -> &str {
-        &self.config.issuer
-    }
-
     /// RFC 9207 §2.4: `iss` must name the configured issuer when present, and must be present when discovery said
     /// it would be. (Before discovery nothing is known; such a callback cannot exchange its code anyway.)
     pub fn accepts_answer_from(&self, iss: Option<&str>) -> bool {

@@ -135,6 +135,15 @@ impl IdentityProvider {
         }
     }
 
+    /// The WorkOS API client, when the provider is WorkOS: the one client (and connection pool) every caller of
+    /// WorkOS shares.
+    pub fn workos_client(&self) -> Option<&WorkosClient> {
+        match self {
+            Self::Workos(workos) => Some(workos.client()),
+            Self::Oidc(_) => None,
+        }
+    }
+
     /// What the provider is called in logs and the readiness report (`workos`, `oidc`).
     pub fn kind(&self) -> &'static str {
         match self {

@@ -13,7 +13,8 @@
 //!   seconds. When the database cannot be asked and no fresh answer is cached, the request is answered 503 rather
 //!   than let through: that database is InsForge's own, so nothing else would work either.
 //!
-//! Local entries are kept for [`KEEP`], longer than any access token lives (the database keeps them for good), and
+//! Local entries are kept for [`KEEP`], longer than any access token lives (the database keeps ended sessions for as
+//! long as a browser may keep a cookie: `lifecycle::store::prune_bookkeeping`), and
 //! the lists are bounded: when the list of ended ids is full, the ids past `KEEP` go, then the oldest; the cache of
 //! "still allowed" answers, which only saves a query, forgets whichever its cache chooses.
 
@@ -164,7 +165,9 @@ impl Revocations {
         if state.ended() {
             return Ok(true);
         }
-        shared.allowed.insert(key, Instant::now());
+        // Dated from before the query: a revocation committed while it ran must not be trusted away for longer than
+        // SHARED_CACHE_TTL.
+        shared.allowed.insert(key, now);
         Ok(false)
     }
 

@@ -69,6 +69,10 @@ impl WorkosProvider {
         }
     }
 
+    pub fn client(&self) -> &WorkosClient {
+        &self.client
+    }
+
     /// Reads the user's memberships after every sign-in and refresh from now on.
     pub fn attach_membership_sync(&mut self, sync: MembershipSync) {
         self.membership_sync = Some(sync);

@@ -287,6 +287,7 @@ impl WorkosClient {
         read_json::<serde::de::IgnoredAny>(response).await.map(|_| ())
     }
 
+    #[cfg(test)]
     pub fn jwks_url(&self) -> &Url {
         &self.inner.jwks_url
     }

@@ -209,6 +209,9 @@ async fn without_a_database_everything_is_personal_and_organizations_are_refused
     let switch = bob.api(Method::POST, "/api/organizations/switch", Some(json!({ "organization_id": ACME }))).await;
     assert_eq!(switch.error_code(), "organizations_unavailable");
     assert_eq!(bob.get("/api/me").await.json()["organization"], serde_json::Value::Null);
+    // A switch to where everything already is (the README says so) is no error.
+    let personal = bob.api(Method::POST, "/api/organizations/switch", Some(json!({ "organization_id": "personal" })));
+    assert_eq!(personal.await.status, 200);
 }
 
 /// What `user_id` may do to `todo` (an Acme todo) in SQL, as InsForge would run it.
