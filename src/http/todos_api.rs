@@ -77,10 +77,14 @@ struct CreateTodo {
 }
 
 /// A number in a query string, where `limit=` (a form's empty field, the README's own template) means "not given",
-/// as an empty `organization_id=` does.
+/// as an empty `organization_id=` does. A number too large for the type is its largest value: `limit` is capped
+/// anyway (the README says so for any larger value), and an `offset` past the end is an empty page.
 fn blank_is_absent<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
     match Option::<String>::deserialize(deserializer)?.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
+        Some(number) if !number.is_empty() && number.bytes().all(|byte| byte.is_ascii_digit()) => {
+            Ok(Some(number.parse().unwrap_or(u32::MAX)))
+        }
         Some(number) => number.parse().map(Some).map_err(serde::de::Error::custom),
     }
 }

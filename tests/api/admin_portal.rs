@@ -29,7 +29,7 @@ async fn an_admin_is_sent_to_the_portal_for_the_organization_and_intent() {
     let app = cast_app().await;
     let alice = app.signed_in(ADMIN).await;
     let home = alice.get("/").await;
-    assert!(home.body.contains(r#"id="active-space">Acme</span>"#), "the header names the organization");
+    assert!(home.body.contains(r#"id="active-space"><bdi>Acme</bdi></span>"#), "the header names the organization");
     assert!(home.body.contains(r#"href="/organizations/org_standin_acme""#), "and links to its settings");
 
     let page = alice.get(SETTINGS).await;

@@ -232,6 +232,37 @@ async fn a_directory_user_set_inactive_takes_the_membership_away_and_reactivatio
     assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]));
 }
 
+/// WorkOS links directory users to users by email. A user whose address changes at WorkOS after the directory
+/// deprovisioned them (a company renaming its domain) is the same person: the denial stays, in the app and in RLS.
+#[tokio::test]
+async fn a_directory_denial_survives_a_change_of_the_users_email() {
+    let app = lifecycle_app().await;
+    let (bob, directory_user, browser) = bob_with_an_acme_todo_under_plain_directory_sync(&app).await;
+    app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
+    delivered(&app, "dsync.user.updated").await;
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "denied by the directory");
+
+    let renamed = json!({
+        "object": "user", "id": bob, "email": "bob@acme-renamed.test", "email_verified": true,
+        "first_name": null, "last_name": null, "profile_picture_url": null,
+        "created_at": ts(at(0)), "updated_at": ts(time::OffsetDateTime::now_utc() + time::Duration::seconds(5)),
+    });
+    let applied = app.deliver_ok(&event("user.updated", renamed, time::OffsetDateTime::now_utc())).await;
+    assert_eq!(applied, "applied");
+    let mut conn = app.db.connect().await;
+    let email: Option<String> = sqlx::query_scalar("SELECT email FROM authbridge.users WHERE id = $1")
+        .bind(&bob)
+        .fetch_one(&mut conn)
+        .await
+        .expect("Bob's row");
+    assert_eq!(email.as_deref(), Some("bob@acme-renamed.test"), "the new address is recorded");
+
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "still denied under the new address");
+    let listed = browser.get(&format!("/api/todos?organization_id={ACME_ORGANIZATION_ID}")).await;
+    assert_eq!(listed.status, 403, "{}", listed.body);
+    assert_eq!(app.as_authenticated(&bob).await.visible, 0, "and by RLS");
+}
+
 /// A directory connection deleted (`dsync.deleted`) vouches for nobody any more, but whom it had deprovisioned stays
 /// denied (failing closed: WorkOS leaves the memberships as they were), even when a late event about the deleted
 /// directory says otherwise.

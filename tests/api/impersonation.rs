@@ -33,7 +33,9 @@ async fn audit_rows(app: &TestApp) -> Vec<(String, String, String, String, i16)>
 #[tokio::test]
 async fn the_banner_is_on_every_page_and_api_me_reports_it() {
     let (_app, browser) = impersonated(AppOptions::default()).await;
-    let banner = format!("You are impersonating <strong>Bob Brown</strong> (by <strong>{SUPPORT}</strong>: {REASON})");
+    let banner = format!(
+        "You are impersonating <strong><bdi>Bob Brown</bdi></strong> (by <strong><bdi>{SUPPORT}</bdi></strong>: <bdi>{REASON}</bdi>)"
+    );
     for path in ["/", "/logout", "/organizations/org_standin_acme", "/no-such-page"] {
         let page = browser.get(path).await;
         assert!(page.body.contains(&banner), "{path} ({}): {}", page.status, page.body);

@@ -92,7 +92,10 @@ async fn switching_refreshes_at_workos_with_the_organization_and_personal_needs_
     assert_eq!(listed["organization_id"], GLOBEX_ORGANIZATION_ID);
     assert_eq!(listed["todos"], json!([]), "Acme's todo is not Globex's");
     let page = browser.get("/").await;
-    assert!(page.body.contains(r#"<span class="space" id="active-space">Globex</span>"#), "{}", page.body);
+    assert!(page.body.contains(r#"<span class="space" id="active-space"><bdi>Globex</bdi></span>"#), "{}", page.body);
+    // Names come from WorkOS: each is isolated, so right-to-left text (or a stray U+202E) in one cannot reorder the
+    // words around it.
+    assert!(page.body.contains("<h1><bdi>Globex</bdi>'s todos</h1>"), "{}", page.body);
     assert!(outbox_actions(&app).await.contains(&"organization.switched".to_owned()));
 
     // Personal: the app's own choice, no WorkOS call.
@@ -103,7 +106,7 @@ async fn switching_refreshes_at_workos_with_the_organization_and_personal_needs_
     assert_eq!(browser.get("/api/me").await.json()["organization"], serde_json::Value::Null);
     assert_eq!(browser.get("/api/todos").await.json()["organization_id"], serde_json::Value::Null);
     let page = browser.get("/").await;
-    assert!(page.body.contains(r#"id="active-space">Personal</span>"#), "{}", page.body);
+    assert!(page.body.contains(r#"id="active-space"><bdi>Personal</bdi></span>"#), "{}", page.body);
 
     // Back to the session's own organization: no WorkOS call either.
     let back = browser.api(Method::POST, SWITCH_API, Some(json!({ "organization_id": GLOBEX_ORGANIZATION_ID }))).await;

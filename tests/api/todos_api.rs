@@ -144,8 +144,12 @@ async fn pagination_uses_limit_and_offset_and_caps_the_limit() {
     assert_eq!(titles, ["todo 3", "todo 2"]);
     assert_eq!((page["limit"].as_u64(), page["offset"].as_u64()), (Some(2), Some(1)));
 
-    let capped = me.call(Method::GET, "/api/todos?limit=100000", None).await.json();
-    assert_eq!(capped["limit"], 100);
+    for limit in ["100000", "4294967296", "99999999999999999999999999"] {
+        let capped = me.call(Method::GET, &format!("/api/todos?limit={limit}"), None).await;
+        assert_eq!((capped.status, &capped.json()["limit"]), (200, &json!(100)), "{limit}: {}", capped.body);
+    }
+    let past_the_end = me.call(Method::GET, "/api/todos?offset=99999999999999999999", None).await.json();
+    assert_eq!(past_the_end["todos"], json!([]), "an offset past the end is an empty page");
     let least = me.call(Method::GET, "/api/todos?limit=0", None).await.json();
     assert_eq!((&least["limit"], least["todos"].as_array().map(Vec::len)), (&json!(1), Some(1)));
 

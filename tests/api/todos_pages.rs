@@ -288,7 +288,7 @@ async fn an_impersonated_session_says_so() {
     app.workos.impersonate_next_login("admin@acme.test", Some("Support ticket 42"));
     let alice = app.signed_in(ALICE).await;
     let page = alice.get("/").await;
-    let banner = "You are impersonating <strong>Alice Anderson</strong> (by <strong>admin@acme.test</strong>: Support ticket 42)";
+    let banner = "You are impersonating <strong><bdi>Alice Anderson</bdi></strong> (by <strong><bdi>admin@acme.test</bdi></strong>: <bdi>Support ticket 42</bdi>)";
     assert!(page.body.contains(banner), "{}", page.body);
     let me = alice.api(reqwest::Method::GET, "/api/me", None).await.json();
     assert_eq!(me["impersonator"]["email"], "admin@acme.test");
