@@ -546,6 +546,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
 pub async fn checked_form(request: Request, state: &AppState, binding: &str) -> Result<Bytes, AppError> {
     csrf::require_same_origin(request.headers(), &state.origin)?;
     let bytes = read_body(request, state, super::MAX_BODY_BYTES).await?;
+    // Form decoding replaces bytes that are not UTF-8 with U+FFFD, which would store a title nobody typed. Browsers
+    // always send UTF-8 (the pages declare it); what is not is refused, as the JSON API refuses it.
+    if percent_encoding::percent_decode(&bytes).decode_utf8().is_err() {
+        return Err(AppError::BadRequest("The form is not valid UTF-8 text.".to_owned()));
+    }
     let token = url::form_urlencoded::parse(&bytes)
         .find(|(name, _)| name == csrf::FIELD)
         .map(|(_, value)| value.into_owned())

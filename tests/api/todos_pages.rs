@@ -202,6 +202,26 @@ async fn invalid_titles_are_explained_on_the_page_with_the_text_kept() {
     assert_eq!(app.all_todos().await, titles, "nothing else written");
 }
 
+/// A form whose bytes are not UTF-8 (only a hand-made client sends one) is refused, not stored with U+FFFD in
+/// place of what was sent, as the JSON API refuses such a body.
+#[tokio::test]
+async fn a_form_that_is_not_utf8_is_refused_and_stores_nothing() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let token = alice.csrf_token().await;
+    let body = format!("csrf_token={token}&title=%FF%FE");
+    let sent = alice
+        .request(reqwest::Method::POST, "/todos", |r| {
+            r.header("content-type", "application/x-www-form-urlencoded").body(body)
+        })
+        .await;
+    assert_eq!(sent.status, 400, "{}", sent.body);
+    assert!(sent.body.contains("not valid UTF-8"), "{}", sent.body);
+    assert!(app.all_todos().await.is_empty(), "nothing stored");
+    add(&alice, "caf\u{e9} \u{1f600}").await;
+    assert_eq!(app.all_todos().await.len(), 1, "UTF-8 in a form is fine");
+}
+
 #[tokio::test]
 async fn titles_are_shown_as_text_never_as_html() {
     let app = spawn_app().await;
