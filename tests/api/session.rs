@@ -23,6 +23,16 @@ async fn assert_signed_out(app: &crate::helpers::app::TestApp, cookie: &str) {
     let home = browser.get("/").await;
     assert_eq!(home.status, 200);
     assert!(home.body.contains("Sign in"), "the signed-out page");
+
+    // A form posted with it (a tab left open across the damage): refused, and the cookie cleared there too.
+    browser.set_cookie(SESSION_COOKIE, cookie);
+    let form = browser.post_form("/todos", &[("csrf_token", "x"), ("title", "a")]).await;
+    assert_eq!(form.status, 401, "{}", form.body);
+    assert!(
+        form.set_cookies().iter().any(|line| line.starts_with(&format!("{SESSION_COOKIE}=;"))),
+        "the unreadable cookie is cleared by a form post too: {:?}",
+        form.set_cookies()
+    );
 }
 
 #[tokio::test]
