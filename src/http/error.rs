@@ -22,6 +22,7 @@ use serde_json::json;
 use crate::db::DbError;
 use crate::insforge::client::InsforgeError;
 use crate::lifecycle::LifecycleError;
+use crate::lifecycle::webhook::SignatureError;
 use crate::session::provider::{CheckError, ProviderError};
 use crate::session::sign_in::SignInError;
 use crate::todo::TitleError;
@@ -111,7 +112,7 @@ pub enum AppError {
     AuthUnavailable { retry_after: Duration },
     /// A webhook whose `WorkOS-Signature` is missing, malformed, stale or from another secret: nothing applied.
     #[error("The webhook signature is missing, invalid or too old.")]
-    InvalidSignature,
+    InvalidSignature(SignatureError),
     /// authbridge's own database cannot be reached: try again (WorkOS retries webhooks answered so).
     #[error("The service's database is temporarily unavailable. Please try again shortly.")]
     DatabaseUnavailable { retry_after: Duration },
@@ -137,7 +138,7 @@ impl AppError {
             Self::BadRequest(_) | Self::MalformedJson(_) | Self::InvalidId | Self::SignInExpired => {
                 StatusCode::BAD_REQUEST
             }
-            Self::Unauthorized | Self::InvalidToken | Self::SignInFailed(_) | Self::InvalidSignature => {
+            Self::Unauthorized | Self::InvalidToken | Self::SignInFailed(_) | Self::InvalidSignature(_) => {
                 StatusCode::UNAUTHORIZED
             }
             Self::IdTaken => StatusCode::CONFLICT,
@@ -194,7 +195,7 @@ impl AppError {
             Self::IdTaken => "id_taken",
             Self::AuthUpstreamFailed(_) => "auth_upstream_failed",
             Self::AuthUnavailable { .. } => "auth_unavailable",
-            Self::InvalidSignature => "invalid_signature",
+            Self::InvalidSignature(_) => "invalid_signature",
             Self::DatabaseUnavailable { .. } => "database_unavailable",
             Self::InsforgeTimeout | Self::InsforgeUnconfirmed { timed_out: true } => "upstream_timeout",
             Self::RequestTimeout | Self::RequestTimeoutUnconfirmed => "timeout",
@@ -226,7 +227,8 @@ impl AppError {
             | Self::RequestTimeoutUnconfirmed => tracing::warn!(code, "request failed upstream"),
             Self::BodyTimeout { .. } => tracing::warn!(code, "request body too slow"),
             Self::WebhooksBusy => tracing::warn!(code, "webhook refused: too many at once"),
-            Self::InvalidSignature => tracing::warn!(code, "webhook refused: bad signature"),
+            // Why, for the operator (a stream of these is a secret that does not match WorkOS's); one line a delivery.
+            Self::InvalidSignature(why) => tracing::warn!(code, reason = %why, "webhook refused: bad signature"),
             _ => tracing::debug!(code, "request refused"),
         }
     }
@@ -489,7 +491,7 @@ mod tests {
             AppError::IdTaken,
             AppError::AuthUpstreamFailed(String::new()),
             AppError::AuthUnavailable { retry_after: none },
-            AppError::InvalidSignature,
+            AppError::InvalidSignature(SignatureError::Missing),
             AppError::DatabaseUnavailable { retry_after: none },
             AppError::BodyTimeout { deadline: none },
             AppError::WebhooksBusy,
@@ -527,7 +529,7 @@ mod tests {
                 | AppError::IdTaken
                 | AppError::AuthUpstreamFailed(_)
                 | AppError::AuthUnavailable { .. }
-                | AppError::InvalidSignature
+                | AppError::InvalidSignature(_)
                 | AppError::DatabaseUnavailable { .. }
                 | AppError::BodyTimeout { .. }
                 | AppError::WebhooksBusy

@@ -31,7 +31,7 @@ use serde_json::json;
 
 use crate::lifecycle::events::Outcome;
 use crate::lifecycle::store::Source;
-use crate::lifecycle::webhook::{SIGNATURE_HEADER, Signature, SignatureError};
+use crate::lifecycle::webhook::{SIGNATURE_HEADER, Signature};
 use crate::workos::objects::EventEnvelope;
 
 use super::AppState;
@@ -62,12 +62,12 @@ async fn receive(State(state): State<AppState>, request: Request) -> Result<Resp
         return Err(AppError::NotFound);
     };
     let header = request.headers().get(SIGNATURE_HEADER).cloned();
-    let signature =
-        Signature::check(header.as_ref().and_then(|value| value.to_str().ok()), SystemTime::now()).map_err(refused)?;
+    let signature = Signature::check(header.as_ref().and_then(|value| value.to_str().ok()), SystemTime::now())
+        .map_err(AppError::InvalidSignature)?;
     // Held until the answer is ready; a delivery over the limit has sent nothing yet but its headers.
     let _slot = state.webhook_slots.try_acquire().map_err(|_| AppError::WebhooksBusy)?;
     let body = read_body(request, &state, MAX_WEBHOOK_BODY_BYTES).await?;
-    secrets.verify_body(&signature, &body).map_err(refused)?;
+    secrets.verify_body(&signature, &body).map_err(AppError::InvalidSignature)?;
     let envelope: EventEnvelope = serde_json::from_slice(&body).map_err(|error| {
         AppError::MalformedJson(format!("The request body is not a WorkOS event envelope: {error}"))
     })?;
@@ -92,9 +92,4 @@ async fn receive(State(state): State<AppState>, request: Request) -> Result<Resp
         }
         outcome => Ok((StatusCode::OK, axum::Json(json!({ "outcome": outcome.as_str() }))).into_response()),
     }
-}
-
-fn refused(error: SignatureError) -> AppError {
-    tracing::warn!(%error, "refused a webhook delivery");
-    AppError::InvalidSignature
 }
