@@ -185,7 +185,7 @@ mod tests {
     #[test]
     fn the_embedded_migrations_are_numbered_and_described() {
         let versions: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
         assert_eq!(description_of(3), "todos");
         assert_eq!(description_of(4), "lifecycle");
         assert_eq!(description_of(5), "organizations");
@@ -202,5 +202,6 @@ mod tests {
         assert_eq!(description_of(16), "audit log outbox maybe sent");
         assert_eq!(description_of(17), "directory denied since");
         assert_eq!(description_of(18), "events cursor polled at");
+        assert_eq!(description_of(19), "user email history");
     }
 }
