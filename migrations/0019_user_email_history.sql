@@ -5,11 +5,12 @@
 -- correcting a typo) while WorkOS left the membership active (no directory provisioning) matched no directory user
 -- any more, and the membership the directory had taken away came back, in the app and in RLS.
 --
--- Now every address a user has had, as far as the lifecycle has seen them (events, sign-ins), is kept in
--- `authbridge.user_email_history`, written by a trigger on `authbridge.users` so that no writer can forget it, and
--- the rule compares the directory users with all of them. Comparing with more addresses can only deny more (a
--- directory user who is active still vouches, as before): an address WorkOS later gives to someone else denies them
--- too, until the directory says the new holder is active, which fails closed.
+-- Now every address a user has had, as far as the lifecycle has been told (each event about them, whether or not it
+-- was newer than what was stored, and each sign-in), is kept in `authbridge.user_email_history` (written by the app,
+-- `store::record_user_email`), and a directory user with any of those addresses may deny the membership. Only one
+-- with the user's current address may vouch for it (be the active directory user that outweighs a denial): an old
+-- address WorkOS or the directory has since given to someone else (a new hire) must not give a deprovisioned
+-- person their organization back. With the current address only, the rule is exactly 0017's.
 
 CREATE TABLE authbridge.user_email_history (
     user_id text NOT NULL,
@@ -31,34 +32,13 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION authbridge.users_record_email() RETURNS trigger
-    LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF NEW.email IS NOT NULL THEN
-        INSERT INTO authbridge.user_email_history (user_id, email)
-        VALUES (NEW.id, lower(NEW.email))
-        ON CONFLICT DO NOTHING;
-    END IF;
-    RETURN NULL;
-END
-$$;
-
-REVOKE ALL ON FUNCTION authbridge.users_record_email() FROM PUBLIC;
-
-CREATE TRIGGER users_record_email
-    AFTER INSERT OR UPDATE OF email ON authbridge.users
-    FOR EACH ROW
-    EXECUTE FUNCTION authbridge.users_record_email();
-
 -- The addresses known until now: the current ones (earlier ones were overwritten and are lost).
 INSERT INTO authbridge.user_email_history (user_id, email)
 SELECT id, lower(email) FROM authbridge.users WHERE email IS NOT NULL
 ON CONFLICT DO NOTHING;
 
--- 0017's rule, with the directory users of the organization compared with every address the member has had.
--- CREATE OR REPLACE keeps its owner and grants (none for any API role).
+-- 0017's rule, with the member's directory users found by every address they have had to deny, and by their current
+-- address only to vouch. CREATE OR REPLACE keeps its owner and grants (none for any API role).
 CREATE OR REPLACE FUNCTION authbridge.active_organization_ids(member_id text) RETURNS text[]
     LANGUAGE plpgsql
     STABLE
@@ -74,16 +54,30 @@ BEGIN
           AND m.deleted_at IS NULL AND m.status = 'active'
           AND o.deleted_at IS NULL
           AND u.deleted_at IS NULL
-          -- An unknown time on either side counts as denied: a membership from before 0015 (no `active_since`),
-          -- or a row not active with no `denied_since` (which the app never writes): failing closed.
-          AND NOT coalesce((
-                SELECT NOT bool_or(d.state = 'active' AND d.deleted_at IS NULL)
-                       AND bool_or(coalesce(d.denied_since >= m.active_since, true))
-                FROM authbridge.directory_users d
-                WHERE d.organization_id = m.organization_id
-                  AND lower(d.email) IN (SELECT h.email FROM authbridge.user_email_history h
-                                         WHERE h.user_id = m.user_id)
-              ), false)
+          -- Denied: a directory user with one of the member's addresses is not active and stopped being active no
+          -- earlier than the membership last turned active (an unknown time on either side counts: a membership
+          -- from before 0015, with no `active_since`, or a row not active with no `denied_since`, which the app
+          -- never writes: failing closed)...
+          AND NOT (
+                EXISTS (
+                    SELECT 1
+                    FROM authbridge.directory_users d
+                    WHERE d.organization_id = m.organization_id
+                      AND lower(d.email) IN (SELECT h.email FROM authbridge.user_email_history h
+                                             WHERE h.user_id = m.user_id
+                                             UNION ALL SELECT lower(u.email))
+                      AND NOT (d.state = 'active' AND d.deleted_at IS NULL)
+                      AND coalesce(d.denied_since >= m.active_since, true)
+                )
+                -- ... unless a directory user with their current address is active.
+                AND NOT EXISTS (
+                    SELECT 1
+                    FROM authbridge.directory_users d
+                    WHERE d.organization_id = m.organization_id
+                      AND lower(d.email) = lower(u.email)
+                      AND d.state = 'active' AND d.deleted_at IS NULL
+                )
+              )
     );
 END
 $$;

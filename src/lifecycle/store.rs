@@ -81,12 +81,28 @@ pub async fn record_event(
     Ok(recorded == 1)
 }
 
+/// Remembers that `email` is, or was, the address of user `id`: a directory's denial follows the person through a
+/// change of address (`migrations/0019_user_email_history.sql`). Recorded whatever else the caller writes, even
+/// from an event older than what is stored: an address the user had at some time can only deny more.
+async fn record_user_email(conn: &mut PgConnection, id: &str, email: Option<&str>) -> Result<(), sqlx::Error> {
+    let Some(email) = email else { return Ok(()) };
+    sqlx::query(
+        "INSERT INTO authbridge.user_email_history (user_id, email) VALUES ($1, lower($2)) ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(email)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn upsert_user(
     conn: &mut PgConnection,
     id: &str,
     email: Option<&str>,
     version: &Version,
 ) -> Result<(), sqlx::Error> {
+    record_user_email(&mut *conn, id, email).await?;
     sqlx::query(
         "INSERT INTO authbridge.users AS t (id, email, version_updated_at, version_event_at, version_event_id) \
          VALUES ($1, $2, $3, $4, $5) \
@@ -109,6 +125,7 @@ pub async fn upsert_user(
 /// A user as sign-in knows them (id and email, no version): written only when the user is not known at all, so
 /// any event about them wins and a tombstone is never touched.
 pub async fn note_signed_in_user(conn: &mut PgConnection, id: &str, email: Option<&str>) -> Result<(), sqlx::Error> {
+    record_user_email(&mut *conn, id, email).await?;
     let version = Version::lowest();
     sqlx::query(
         "INSERT INTO authbridge.users (id, email, version_updated_at, version_event_at, version_event_id) \

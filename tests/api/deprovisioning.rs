@@ -261,6 +261,18 @@ async fn a_directory_denial_survives_a_change_of_the_users_email() {
     let listed = browser.get(&format!("/api/todos?organization_id={ACME_ORGANIZATION_ID}")).await;
     assert_eq!(listed.status, 403, "{}", listed.body);
     assert_eq!(app.as_authenticated(&bob).await.visible, 0, "and by RLS");
+
+    // His old address given to a new hire, active in the directory: it vouches for the new hire, not for Bob.
+    app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("the new hire provisioned");
+    delivered(&app, "dsync.user.created").await;
+    assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "an old address never vouches");
+    assert_eq!(app.as_authenticated(&bob).await.visible, 0, "nor in RLS");
+
+    // The directory says the person under the new address is active: that vouches.
+    app.workos.provision_directory_user(ACME_ORGANIZATION_ID, "bob@acme-renamed.test").expect("provisioned again");
+    delivered(&app, "dsync.user.created").await;
+    assert_eq!(organization_ids(&browser.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID]);
+    assert_eq!(app.as_authenticated(&bob).await.visible, 1, "RLS shows his Acme todo again");
 }
 
 /// A directory connection deleted (`dsync.deleted`) vouches for nobody any more, but whom it had deprovisioned stays
