@@ -185,7 +185,7 @@ mod tests {
     #[test]
     fn the_embedded_migrations_are_numbered_and_described() {
         let versions: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]);
         assert_eq!(description_of(3), "todos");
         assert_eq!(description_of(4), "lifecycle");
         assert_eq!(description_of(5), "organizations");
@@ -203,5 +203,7 @@ mod tests {
         assert_eq!(description_of(17), "directory denied since");
         assert_eq!(description_of(18), "events cursor polled at");
         assert_eq!(description_of(19), "user email history");
+        assert_eq!(description_of(20), "requesting user id pinned");
+        assert_eq!(description_of(21), "title check as stored");
     }
 }

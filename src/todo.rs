@@ -1,10 +1,10 @@
 //! The todo domain: what a todo is, and the few inputs that must be checked before they travel anywhere.
 //!
 //! Inputs are parsed at the edge ("parse, don't validate"): once a [`Title`], [`TodoPatch`] or [`Page`] exists it
-//! is known to be valid, so the InsForge client and the HTTP layer never re-check them. The title's trimming and
-//! length are the same rule as the `todos_title_length` check in the migrations; the database enforces them again
-//! for anyone who writes without going through this type. Control characters are refused here only (PostgreSQL's
-//! text cannot hold NUL in any case).
+//! is known to be valid, so the InsForge client and the HTTP layer never re-check them. A [`Title`] is what the
+//! `todos_title_length` check in the migrations (0021) accepts, no more and no less: the database enforces the same
+//! rule again for anyone who writes without going through this type (a test compares the two character by
+//! character).
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -70,10 +70,10 @@ pub enum TitleError {
 
 impl Title {
     pub fn parse(raw: &str) -> Result<Title, TitleError> {
-        // `str::trim` removes Unicode White_Space; the database check trims the same set (see the migration).
+        // `str::trim` removes Unicode White_Space; the database check refuses the same set around a title (0021).
         let trimmed = raw.trim();
-        // Stricter than the database's check, on what people send only (rows are read as they are): a title of
-        // zero-width spaces, joiners or direction marks would be a todo nobody can see on the page.
+        // A title of zero-width spaces, joiners or direction marks would be a todo nobody can see on the page (the
+        // database refuses it too since 0021; rows stored before are read as they are).
         if trimmed.chars().all(|c| c.is_whitespace() || shows_nothing(c)) {
             return Err(TitleError::Blank);
         }
@@ -97,7 +97,8 @@ impl Title {
 /// Unicode's `Default_Ignorable_Code_Point` (DerivedCoreProperties.txt): characters that render as nothing unless
 /// something else is there (soft hyphen, zero-width spaces and joiners, direction marks and isolates, variation
 /// selectors, the byte-order mark, Hangul fillers, tags); and two that are not in it but show nothing either, the
-/// blank Braille pattern (the usual way to fake an empty name) and the interlinear annotation controls.
+/// blank Braille pattern (the usual way to fake an empty name) and the interlinear annotation controls. The same
+/// list is in the database's title check (`migrations/0021_title_check_as_stored.sql`): change both.
 fn shows_nothing(c: char) -> bool {
     matches!(
         c,

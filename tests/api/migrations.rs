@@ -226,9 +226,26 @@ async fn the_database_title_check_is_the_title_type_rule() {
         "\u{b}".to_owned(),
         "\u{b}x\u{b}".to_owned(),
         "\u{c}\r\u{b}".to_owned(),
+        // Stored as the app stores titles (0021): trimmed, no control characters, something that shows.
+        format!("{}x", " ".repeat(100_000)),
+        "x\ty\r\nz".to_owned(),
+        "\u{200b}\u{200b}".to_owned(),
+        "a\u{200b}b".to_owned(),
+        "\u{2800}".to_owned(),
+        "\u{202e}evil\u{1b}[31m".to_owned(),
+        "\u{202e}evil".to_owned(),
+        "x\u{7f}".to_owned(),
+        "x\u{85}y".to_owned(),
+        "x\u{9f}".to_owned(),
+        "\u{e0001}\u{e0020}".to_owned(),
+        "\u{1d173}".to_owned(),
+        "\u{1d173}x".to_owned(),
+        "\u{2764}\u{fe0f}".to_owned(),
+        "\u{feff}".to_owned(),
     ];
     for candidate in candidates {
-        let accepted_by_type = Title::parse(&candidate).is_ok();
+        // What the app would store: the title `Title::parse` returns, which must be the text as given.
+        let accepted_by_type = Title::parse(&candidate).is_ok_and(|title| title.as_str() == candidate);
         let mut tx = conn.begin().await.expect("transaction");
         let accepted_by_db = sqlx::query("INSERT INTO public.todos (user_id, title) VALUES ('someone', $1)")
             .bind(&candidate)
@@ -244,6 +261,50 @@ async fn the_database_title_check_is_the_title_type_rule() {
             candidate.chars().count()
         );
     }
+}
+
+/// The same comparison over every character where the rule has edges (control characters, White_Space, the
+/// characters that show nothing, and their neighbours), alone and beside a letter: the check's own expression
+/// (read back from the catalog) evaluated over all of them in one query.
+#[tokio::test]
+async fn the_database_title_check_agrees_with_the_title_type_character_by_character() {
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let definition: String = sqlx::query_scalar(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'todos_title_length' \
+         AND conrelid = 'public.todos'::regclass",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("the title check");
+    let expression = definition
+        .strip_prefix("CHECK ")
+        .and_then(|rest| rest.strip_suffix(" NOT VALID"))
+        .unwrap_or_else(|| panic!("a CHECK … NOT VALID: {definition}"));
+    let edges = (1..=0x3100).chain(0xFDF0..=0xFFFF).chain(0x1BC9F..=0x1BCA4).chain(0x1D172..=0x1D17B);
+    let characters: Vec<char> = edges.chain(0xDFFFF..=0xE1000).filter_map(char::from_u32).collect();
+    let titles: Vec<String> =
+        characters.iter().flat_map(|c| [c.to_string(), format!("x{c}"), format!("{c}x"), format!("x{c}x")]).collect();
+    let refused: Vec<String> =
+        // The expression is the catalog's own text of our migration's check, not input from anywhere else.
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT title FROM unnest($1::text[]) AS t(title) WHERE NOT {expression}")))
+            .bind(&titles)
+            .fetch_all(&mut conn)
+            .await
+            .expect("the check evaluated");
+    let refused: std::collections::HashSet<String> = refused.into_iter().collect();
+    let disagreements: Vec<String> = titles
+        .iter()
+        .filter(|title| Title::parse(title).is_ok_and(|parsed| parsed.as_str() == *title) == refused.contains(*title))
+        .map(|title| title.chars().map(|c| format!("U+{:04X}", c as u32)).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert!(
+        disagreements.is_empty(),
+        "{} titles disagree, e.g. {:?}",
+        disagreements.len(),
+        &disagreements[..disagreements.len().min(10)]
+    );
+    let _ = conn.close().await;
 }
 
 #[tokio::test]
@@ -639,6 +700,34 @@ async fn the_policies_keep_working_after_insforge_hands_public_objects_to_projec
     assert_eq!(as_user(&mut conn, "user_attacker", renamed).await, Ok(0), "and untouched");
     let mine = "INSERT INTO public.todos (title) VALUES ('Mine') RETURNING 1";
     assert_eq!(as_user(&mut conn, "user_attacker", mine).await, Ok(1), "a todo of one's own is still written");
+
+    // Nor do the names inside the requester's id (0020): with `public` searched before `pg_catalog` (a PostgREST
+    // `db-extra-search-path`), a `current_setting` planted there by `project_admin` must not answer for the claims.
+    sqlx::raw_sql(
+        "SET ROLE project_admin;
+         CREATE FUNCTION public.current_setting(text, boolean) RETURNS text LANGUAGE sql STABLE AS
+             $$ SELECT '{\"sub\":\"user_victim\"}'::text $$;
+         GRANT EXECUTE ON FUNCTION public.current_setting(text, boolean) TO authenticated;
+         RESET ROLE;",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("project_admin plants a current_setting in public");
+    let mut tx = conn.begin().await.expect("transaction");
+    sqlx::raw_sql(
+        "SET LOCAL ROLE authenticated;
+         SET LOCAL search_path = public, pg_catalog;
+         SELECT pg_catalog.set_config('request.jwt.claims', '{\"sub\":\"user_attacker\"}', true);",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect("the attacker's request, with public searched first");
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM public.todos WHERE user_id = 'user_victim'")
+        .fetch_one(&mut *tx)
+        .await
+        .expect("a read");
+    assert_eq!(seen, 0, "the planted function never answers for the claims");
+    tx.rollback().await.expect("rollback");
     let _ = conn.close().await;
 }
 
