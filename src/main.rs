@@ -55,7 +55,7 @@ async fn main() -> ExitCode {
         }
     };
     let outcome = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve().await,
+        Command::Serve => serve(json_logs).await,
         Command::Migrate => migrate().await,
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo_command::run(args).await,
@@ -74,7 +74,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve() -> Result<(), String> {
+async fn serve(json_logs: bool) -> Result<(), String> {
     let config = Config::from_env().map_err(|e| format!("configuration error: {e}"))?;
     let app = Application::build(config).await.map_err(|e| e.to_string())?;
     match app.local_addr() {
@@ -91,7 +91,14 @@ async fn serve() -> Result<(), String> {
         tokio::spawn(async move {
             tokio::time::sleep(SECOND_SIGNAL_AFTER).await;
             authbridge::startup::stop_signal().await;
-            eprintln!("authbridge: stopped at a second signal, without waiting for the requests under way");
+            let why = "stopped at a second signal, without waiting for the requests under way";
+            // In the log's format, as the reason for any other stop (the writer is synchronous: written before the
+            // exit).
+            if json_logs {
+                tracing::error!("authbridge: {why}");
+            } else {
+                eprintln!("authbridge: {why}");
+            }
             std::process::exit(1);
         });
     };

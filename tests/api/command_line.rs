@@ -90,10 +90,18 @@ async fn with_json_logs_the_reason_for_stopping_is_a_json_line() {
 }
 
 /// `serve` stops gracefully at SIGTERM, finishing the requests under way; a second signal, a second or more later,
-/// stops it at once (here a request is held by an upstream that never answers, for up to a minute).
+/// stops it at once (here a request is held by an upstream that never answers, for up to a minute), and says so in
+/// the log's format.
 #[cfg(unix)]
 #[tokio::test]
 async fn a_second_signal_stops_serve_without_waiting_for_requests_under_way() {
+    for format in ["pretty", "json"] {
+        second_signal_stops_serve(format).await;
+    }
+}
+
+#[cfg(unix)]
+async fn second_signal_stops_serve(format: &str) {
     use tokio::io::{AsyncBufReadExt, BufReader};
 
     // Accepts connections and never answers.
@@ -122,7 +130,7 @@ async fn a_second_signal_stops_serve_without_waiting_for_requests_under_way() {
             ("WORKOS_REQUEST_TIMEOUT_MS", "60000"),
             ("SESSION_COOKIE_PASSWORD", "a-cookie-password-of-32-characters-at-least"),
             ("BIND_ADDR", "127.0.0.1:0"),
-            ("LOG_FORMAT", "pretty"),
+            ("LOG_FORMAT", format),
         ])
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -131,8 +139,11 @@ async fn a_second_signal_stops_serve_without_waiting_for_requests_under_way() {
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let addr = loop {
         let line = lines.next_line().await.expect("read stderr").expect("serve says where it listens");
-        if let Some((_, addr)) = line.split_once("listening addr=") {
-            break addr.trim().to_owned();
+        // `listening addr=127.0.0.1:…`, or `"addr":"127.0.0.1:…"` in JSON.
+        if line.contains("listening")
+            && let Some((_, rest)) = line.split_once("127.0.0.1:")
+        {
+            break format!("127.0.0.1:{}", rest.chars().take_while(char::is_ascii_digit).collect::<String>());
         }
     };
     let under_way = tokio::spawn(reqwest::get(format!("http://{addr}/readyz")));
@@ -165,7 +176,16 @@ async fn a_second_signal_stops_serve_without_waiting_for_requests_under_way() {
         rest.push_str(&line);
         rest.push('\n');
     }
-    assert!(rest.contains("authbridge: stopped at a second signal"), "{rest}");
+    if format == "json" {
+        // A log shipper gets the reason as one of its JSON lines.
+        let stopped = rest
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|line| line["fields"]["message"].as_str().is_some_and(|m| m.contains("stopped at a second signal")));
+        assert!(stopped.is_some_and(|line| line["level"] == "ERROR"), "{rest}");
+    } else {
+        assert!(rest.contains("authbridge: stopped at a second signal"), "{rest}");
+    }
     under_way.abort();
     held.abort();
     std::fs::remove_dir_all(dir).expect("cleanup");
