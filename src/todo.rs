@@ -2,9 +2,9 @@
 //!
 //! Inputs are parsed at the edge ("parse, don't validate"): once a [`Title`], [`TodoPatch`] or [`Page`] exists it
 //! is known to be valid, so the InsForge client and the HTTP layer never re-check them. A [`Title`] is what the
-//! `todos_title_length` check in the migrations (0021) accepts, no more and no less: the database enforces the same
-//! rule again for anyone who writes without going through this type (a test compares the two character by
-//! character).
+//! database's title rule (`authbridge_rls.title_as_stored`, migrations/0021) accepts, no more and no less: it is
+//! enforced again there for anyone who writes without going through this type (a test compares the two character
+//! by character).
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -70,7 +70,7 @@ pub enum TitleError {
 
 impl Title {
     pub fn parse(raw: &str) -> Result<Title, TitleError> {
-        // `str::trim` removes Unicode White_Space; the database check refuses the same set around a title (0021).
+        // `str::trim` removes Unicode White_Space; the database refuses the same set around a title (0021).
         let trimmed = raw.trim();
         // A title of zero-width spaces, joiners or direction marks would be a todo nobody can see on the page (the
         // database refuses it too since 0021; rows stored before are read as they are).
@@ -98,7 +98,7 @@ impl Title {
 /// something else is there (soft hyphen, zero-width spaces and joiners, direction marks and isolates, variation
 /// selectors, the byte-order mark, Hangul fillers, tags); and two that are not in it but show nothing either, the
 /// blank Braille pattern (the usual way to fake an empty name) and the interlinear annotation controls. The same
-/// list is in the database's title check (`migrations/0021_title_check_as_stored.sql`): change both.
+/// list is in the database's title rule (`migrations/0021_title_check_as_stored.sql`): change both.
 fn shows_nothing(c: char) -> bool {
     matches!(
         c,

@@ -72,9 +72,13 @@ struct Flight {
 }
 
 impl Flight {
-    /// Finished more than [`MEMO_TTL`] before `now`.
+    /// Finished more than [`MEMO_TTL`] before `now`, or ended without an outcome (its task panicked): kept, such a
+    /// flight would answer "unavailable" to every later refresh of the token.
     fn is_stale(&self, now: Instant) -> bool {
-        self.outcome.borrow().as_ref().is_some_and(|done| now.saturating_duration_since(done.at) > MEMO_TTL)
+        match &*self.outcome.borrow() {
+            Some(done) => now.saturating_duration_since(done.at) > MEMO_TTL,
+            None => self.outcome.has_changed().is_err(),
+        }
     }
 }
 
@@ -261,6 +265,15 @@ mod tests {
         assert!(!flight.is_stale(at + MEMO_TTL), "for the memo's whole time from the call's end, however slow it was");
         assert!(flight.is_stale(at + MEMO_TTL + Duration::from_nanos(1)), "and forgotten after it");
         assert!(!flight.is_stale(started), "a clock read before the call ended is not a reason to forget it");
+    }
+
+    #[test]
+    fn a_flight_whose_task_died_without_an_outcome_is_forgotten() {
+        let (sender, receiver) = watch::channel(None);
+        let flight = Flight { id: 0, outcome: receiver };
+        assert!(!flight.is_stale(Instant::now()), "under way");
+        drop(sender);
+        assert!(flight.is_stale(Instant::now()), "the next refresh of the token starts afresh");
     }
 
     #[test]

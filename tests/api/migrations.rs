@@ -264,34 +264,23 @@ async fn the_database_title_check_is_the_title_type_rule() {
 }
 
 /// The same comparison over every character where the rule has edges (control characters, White_Space, the
-/// characters that show nothing, and their neighbours), alone and beside a letter: the check's own expression
-/// (read back from the catalog) evaluated over all of them in one query.
+/// characters that show nothing, and their neighbours), alone and beside a letter: the database's own rule
+/// (`authbridge_rls.title_as_stored`, which its trigger applies) evaluated over all of them in one query.
 #[tokio::test]
 async fn the_database_title_check_agrees_with_the_title_type_character_by_character() {
     let db = TestDb::new().await;
     let mut conn = db.connect().await;
-    let definition: String = sqlx::query_scalar(
-        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'todos_title_length' \
-         AND conrelid = 'public.todos'::regclass",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .expect("the title check");
-    let expression = definition
-        .strip_prefix("CHECK ")
-        .and_then(|rest| rest.strip_suffix(" NOT VALID"))
-        .unwrap_or_else(|| panic!("a CHECK … NOT VALID: {definition}"));
-    let edges = (1..=0x3100).chain(0xFDF0..=0xFFFF).chain(0x1BC9F..=0x1BCA4).chain(0x1D172..=0x1D17B);
+    let edges = (1..=0x3200).chain(0xFDF0..=0xFFFF).chain(0x1BC9F..=0x1BCA4).chain(0x1D172..=0x1D17B);
     let characters: Vec<char> = edges.chain(0xDFFFF..=0xE1000).filter_map(char::from_u32).collect();
     let titles: Vec<String> =
         characters.iter().flat_map(|c| [c.to_string(), format!("x{c}"), format!("{c}x"), format!("x{c}x")]).collect();
-    let refused: Vec<String> =
-        // The expression is the catalog's own text of our migration's check, not input from anywhere else.
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT title FROM unnest($1::text[]) AS t(title) WHERE NOT {expression}")))
-            .bind(&titles)
-            .fetch_all(&mut conn)
-            .await
-            .expect("the check evaluated");
+    let refused: Vec<String> = sqlx::query_scalar(
+        "SELECT title FROM unnest($1::text[]) AS t(title) WHERE NOT authbridge_rls.title_as_stored(title)",
+    )
+    .bind(&titles)
+    .fetch_all(&mut conn)
+    .await
+    .expect("the rule evaluated");
     let refused: std::collections::HashSet<String> = refused.into_iter().collect();
     let disagreements: Vec<String> = titles
         .iter()
@@ -304,6 +293,33 @@ async fn the_database_title_check_agrees_with_the_title_type_character_by_charac
         disagreements.len(),
         &disagreements[..disagreements.len().min(10)]
     );
+    let _ = conn.close().await;
+}
+
+/// Titles stored before 0021 that it would refuse (the app took control characters and invisible-only titles
+/// until then) do not lock their todos: they can still be completed, reopened and deleted; a new title is checked.
+#[tokio::test]
+async fn a_title_stored_before_0021_does_not_stop_its_todo_being_completed() {
+    let db = TestDb::empty().await;
+    let mut conn = db.connect().await;
+    migrate_up_to(&mut conn, 20).await;
+    sqlx::raw_sql(
+        "INSERT INTO public.todos (user_id, title) VALUES ('user_old', E'esc\\x1B[31mred'), ('user_old', E'\\u200B');",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("titles the app accepted before");
+    authbridge::migrate::run(&db.url).await.expect("0021 applies over them");
+
+    let complete = "UPDATE public.todos SET is_complete = true";
+    assert_eq!(as_user(&mut conn, "user_old", complete).await, Ok(2), "both can be marked done");
+    let rename_bad = "UPDATE public.todos SET title = E'still\\x1B' WHERE title LIKE 'esc%'";
+    assert_eq!(as_user(&mut conn, "user_old", rename_bad).await, Err("23514".to_owned()), "a new title is checked");
+    let rename = "UPDATE public.todos SET title = 'red' WHERE title LIKE 'esc%'";
+    assert_eq!(as_user(&mut conn, "user_old", rename).await, Ok(1), "and a good one taken");
+    let insert_bad = "INSERT INTO public.todos (title) VALUES (E'\\u200B')";
+    assert_eq!(as_user(&mut conn, "user_old", insert_bad).await, Err("23514".to_owned()), "nor written anew");
+    assert_eq!(as_user(&mut conn, "user_old", "DELETE FROM public.todos").await, Ok(2), "both can be deleted");
     let _ = conn.close().await;
 }
 
@@ -463,8 +479,8 @@ async fn the_lifecycle_tables_are_private_and_the_deny_check_is_a_pinned_securit
     .expect("the helpers' schema");
     assert_eq!(
         (functions, relations),
-        (5, 0),
-        "the three helpers, their own copy of requesting_user_id() and the todos' column guard (0013)"
+        (7, 0),
+        "the three helpers, their own copy of requesting_user_id(), the todos' column guard (0013) and title rule (0021)"
     );
     // No role but their owner looks into it: the policies hold the functions themselves, and a definer function
     // looks names up as its owner. Nor does any of them call into `public`, which InsForge hands to project_admin.

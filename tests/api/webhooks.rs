@@ -81,6 +81,7 @@ async fn every_bad_signature_is_a_401_that_applies_and_records_nothing() {
         let request_id = response.header("x-request-id").expect("every answer carries a request id");
         let line = logged(&request_id, "WARN", "webhook refused: bad signature").await;
         assert!(line.as_deref().is_some_and(|line| line.contains("reason=")), "{why}: logged with why: {line:?}");
+        assert_eq!(logged(&request_id, "WARN", "refused a webhook delivery").await, None, "{why}: once");
         assert_nothing_applied(&app, "om_refused", why).await;
     }
     // And the genuine delivery still works afterwards.
