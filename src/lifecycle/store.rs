@@ -221,7 +221,8 @@ pub async fn organization_is_known(conn: &mut PgConnection, id: &str) -> Result<
 
 /// A membership as WorkOS says it is now. `active_since` (migrations/0015) records the version at which it turned
 /// active: set when it is first recorded as active or changes to active, kept while it stays active (a role change
-/// is no reactivation), cleared otherwise. A directory denial older than that no longer holds
+/// is no reactivation), cleared otherwise; moved forward to a late non-active event's `updated_at` when that event is
+/// older than the active state stored (it was reactivated after it). A directory denial older than that no longer holds
 /// ([`active_memberships`]).
 pub async fn upsert_membership(
     conn: &mut PgConnection,
@@ -255,8 +256,26 @@ pub async fn upsert_membership(
     .bind(version.updated_at)
     .bind(version.event_at)
     .bind(&version.event_id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    // A late event saying the membership was not active, older than the active state stored: it was reactivated
+    // after that moment, so it has been active since then at the earliest, not since `active_since` (the
+    // reactivation's own event came first and found it active, as an event lost would have left it). A directory
+    // denial older than the deactivation no longer holds, as when the events come in order; one between the two
+    // still does (the exact moment of the reactivation is not known here: failing closed).
+    if membership.status.as_str() != "active" {
+        sqlx::query(
+            "UPDATE authbridge.organization_memberships AS t SET active_since = $2 \
+             WHERE t.id = $1 AND t.deleted_at IS NULL AND t.status = 'active' AND t.active_since < $2 \
+               AND (t.version_updated_at, t.version_event_at, t.version_event_id) > ($2, $3, $4)",
+        )
+        .bind(&membership.id)
+        .bind(version.updated_at)
+        .bind(version.event_at)
+        .bind(&version.event_id)
+        .execute(conn)
+        .await?;
+    }
     Ok(())
 }
 
@@ -357,8 +376,9 @@ pub async fn tombstone_membership(
 /// `denied_since` (migrations/0017) dates the denial: set when the directory user stops being active (or is first
 /// recorded as not active), to the later of its `updated_at` and the event's time; kept through further changes of a
 /// user already not active (an attribute sync or a group removal is no new denial, and must not take back a
-/// membership an admin reactivated at WorkOS since); cleared when active again. [`active_memberships`] compares it
-/// with the membership's `active_since`.
+/// membership an admin reactivated at WorkOS since); cleared when active again; moved forward to the stored state's
+/// own time when an "active" event older than it arrives late (it was active again in between). [`active_memberships`]
+/// compares it with the membership's `active_since`.
 pub async fn upsert_directory_user(
     conn: &mut PgConnection,
     user: &DirectoryUser,
@@ -388,8 +408,28 @@ pub async fn upsert_directory_user(
     .bind(version.updated_at)
     .bind(version.event_at)
     .bind(&version.event_id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    // A late event saying the directory user was active, older than the denial stored: they stopped being active
+    // again after it, so the denial dates from then at the latest (the stored state's own time), not from an earlier
+    // denial kept through the changes in between. Without this, a denial dated before a membership was reactivated
+    // would let a person the directory deprovisioned again keep the organization whenever the "active" event in
+    // between came late.
+    if user.state == "active" {
+        sqlx::query(
+            "UPDATE authbridge.directory_users AS t \
+             SET denied_since = greatest(t.version_updated_at, t.version_event_at) \
+             WHERE t.id = $1 AND NOT (t.state = 'active' AND t.deleted_at IS NULL) \
+               AND t.denied_since < greatest($2, $3) \
+               AND (t.version_updated_at, t.version_event_at, t.version_event_id) > ($2, $3, $4)",
+        )
+        .bind(&user.id)
+        .bind(version.updated_at)
+        .bind(version.event_at)
+        .bind(&version.event_id)
+        .execute(conn)
+        .await?;
+    }
     Ok(())
 }
 

@@ -318,3 +318,61 @@ async fn a_directory_user_added_while_the_directory_is_deleted_is_not_left_activ
         assert_eq!(active, 0, "{first:?} then {second:?}");
     }
 }
+
+fn directory_user(state: &str, updated: i64) -> serde_json::Value {
+    serde_json::json!({
+        "object": "directory_user", "id": "directory_user_late", "directory_id": "directory_late",
+        "organization_id": "org_late", "email": "late@example.com", "state": state,
+        "created_at": crate::helpers::lifecycle::ts(at(0)), "updated_at": crate::helpers::lifecycle::ts(at(updated)),
+    })
+}
+
+/// A member of `org_late` (`user_late`, late@example.com, active since `at(1)`), in its directory since `at(2)`;
+/// returns how many organizations the rule gives them now.
+async fn member_in_a_directory(app: &crate::helpers::app::TestApp) {
+    app.deliver_ok(&event("user.created", user("user_late", "late@example.com", 1), at(1))).await;
+    app.deliver_ok(&event("organization.created", organization("org_late", "Late", 1), at(1))).await;
+    let joined = membership("om_late", "user_late", "org_late", "active", "member", 1);
+    app.deliver_ok(&event("organization_membership.created", joined, at(1))).await;
+    app.deliver_ok(&event("dsync.user.created", directory_user("active", 2), at(2))).await;
+}
+
+/// Deprovisioned again by the directory after an admin gave the membership back: the denial holds even when the
+/// directory's "active" event in between comes last (it dates the second denial, not the first).
+#[tokio::test]
+async fn a_directory_denial_holds_when_the_active_event_before_it_comes_late() {
+    let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
+    let active =
+        || app.query_scalar_i64("SELECT count(*) FROM unnest(authbridge.active_organization_ids($1))", "user_late");
+    member_in_a_directory(&app).await;
+    assert_eq!(active().await, 1, "a member");
+    app.deliver_ok(&event("dsync.user.updated", directory_user("inactive", 10), at(10))).await;
+    assert_eq!(active().await, 0, "deprovisioned by the directory");
+    // An admin deactivates and reactivates the membership at WorkOS: the earlier denial no longer holds.
+    let deactivated = membership("om_late", "user_late", "org_late", "inactive", "member", 14);
+    app.deliver_ok(&event("organization_membership.updated", deactivated, at(14))).await;
+    let reactivated = membership("om_late", "user_late", "org_late", "active", "member", 15);
+    app.deliver_ok(&event("organization_membership.updated", reactivated, at(15))).await;
+    assert_eq!(active().await, 1, "given back by the admin");
+    // The directory: active at 20, inactive again at 25; the second arrives first.
+    app.deliver_ok(&event("dsync.user.updated", directory_user("inactive", 25), at(25))).await;
+    assert_eq!(app.deliver_ok(&event("dsync.user.updated", directory_user("active", 20), at(20))).await, "applied");
+    assert_eq!(active().await, 0, "deprovisioned again at 25, after the admin's reactivation");
+}
+
+/// The other way round: an admin's reactivation that arrives before the deactivation it undoes still lifts a
+/// directory denial older than both.
+#[tokio::test]
+async fn a_reactivation_that_comes_before_its_deactivation_still_lifts_an_older_denial() {
+    let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
+    let active =
+        || app.query_scalar_i64("SELECT count(*) FROM unnest(authbridge.active_organization_ids($1))", "user_late");
+    member_in_a_directory(&app).await;
+    app.deliver_ok(&event("dsync.user.updated", directory_user("inactive", 10), at(10))).await;
+    assert_eq!(active().await, 0, "deprovisioned by the directory");
+    let reactivated = membership("om_late", "user_late", "org_late", "active", "member", 15);
+    app.deliver_ok(&event("organization_membership.updated", reactivated, at(15))).await;
+    let deactivated = membership("om_late", "user_late", "org_late", "inactive", "member", 14);
+    assert_eq!(app.deliver_ok(&event("organization_membership.updated", deactivated, at(14))).await, "applied");
+    assert_eq!(active().await, 1, "reactivated at 15, after the denial at 10");
+}
