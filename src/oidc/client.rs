@@ -206,12 +206,17 @@ impl OidcClient {
         let issuer = IssuerUrl::new(config.issuer.clone())
             .map_err(|error| Misconfigured(format!("OIDC_ISSUER is not a URL: {error}")))?;
         let metadata = Metadata::discover_async(issuer.clone(), http).await.map_err(|error| match error {
-            openidconnect::DiscoveryError::Validation(message) => Misconfigured(format!(
-                "OIDC_ISSUER does not match the issuer the provider publishes at {}.well-known/openid-configuration \
-                 ({message}): set OIDC_ISSUER to exactly the published issuer, trailing slash included",
+            openidconnect::DiscoveryError::Validation(message) => {
+                Misconfigured(issuer_mismatch(&config.issuer, &message))
+            }
+            // Retried (a provider or a proxy may be down for a moment), with what to check should it last: a 404 or a
+            // refused connection is as often a wrong OIDC_ISSUER (a path, http for https).
+            other => Transient(format!(
+                "discovery at {}.well-known/openid-configuration failed: {} (if this lasts, check OIDC_ISSUER: the \
+                 issuer exactly as the provider publishes it)",
                 with_slash(&config.issuer),
+                describe(&other)
             )),
-            other => Transient(format!("discovery at {} failed: {}", config.issuer, describe(&other))),
         })?;
         check_metadata(&metadata).map_err(Misconfigured)?;
 
@@ -492,6 +497,27 @@ impl From<CoreTokenResponse> for TokenAnswer {
 }
 
 /// The configured issuer with one trailing slash, as the crate forms the discovery URL.
+/// Why discovery refused the document, in the operator's terms. The crate words it from its own side ("unexpected
+/// issuer URI `<published>` (expected `<OIDC_ISSUER>`)"), which reads as if the configured value were the right
+/// one: the published issuer is named as the value to set.
+fn issuer_mismatch(configured: &str, message: &str) -> String {
+    let published = message
+        .strip_prefix("unexpected issuer URI `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(published, _)| published);
+    let document = format!("{}.well-known/openid-configuration", with_slash(configured));
+    match published {
+        Some(published) => format!(
+            "the provider publishes the issuer `{published}` at {document}, and OIDC_ISSUER is `{configured}`: set \
+             OIDC_ISSUER to exactly `{published}` (trailing slash included or left out as published)"
+        ),
+        None => format!(
+            "OIDC_ISSUER (`{configured}`) does not match the issuer the provider publishes at {document} ({message}): \
+             set OIDC_ISSUER to exactly the published issuer, trailing slash included"
+        ),
+    }
+}
+
 fn with_slash(issuer: &str) -> String {
     if issuer.ends_with('/') { issuer.to_owned() } else { format!("{issuer}/") }
 }

@@ -12,8 +12,9 @@
 //! the InsForge token; name and email come from the ID token when it has them, else from the userinfo endpoint
 //! (strict providers put them only there, OIDC Core §5.4), and the email only when `email_verified` is not false.
 //! The session lasts until the earlier of its access token's and ID token's expiry, and is refreshed before then
-//! when there is a refresh token. As with WorkOS, only `invalid_grant` ends a session during a refresh (Auth0
-//! answers a reused rotating refresh token that way); anything else keeps it.
+//! when there is a refresh token. As with WorkOS, only the provider's word about the token or the user ends a session
+//! during a refresh (`invalid_grant`, which Auth0 answers a reused rotating refresh token with, or a refusal of the
+//! user such as `access_denied`: [`is_refusal_of_the_user`]); anything else keeps it.
 //!
 //! The cookie is sealed by the app, so a session read from it is not verified again on each request: its expiry
 //! and issuer are enough. (WorkOS sessions re-verify their access token because `check` also reads its `sid`.)
@@ -106,6 +107,14 @@ impl OidcProvider {
             bearer_audience = self.config.audience.as_deref().unwrap_or("none (bearer tokens are refused)"),
             "OpenID Connect provider discovered"
         );
+        // Not refused (a provider may put the email in the ID token whatever the scopes), but a strict one (Auth0)
+        // then gives none: the app, its Audit of who did what, and InsForge's `email` claim would go without.
+        if !self.config.scopes.iter().any(|scope| scope == "email") {
+            tracing::warn!(
+                scopes = %self.config.scopes.join(" "),
+                "OIDC_SCOPES has no `email`: most providers then give no email address; add `email` unless that is meant"
+            );
+        }
     }
 
     pub async fn misconfigured(&self) -> String {
@@ -143,7 +152,22 @@ impl OidcProvider {
     pub async fn exchange_code(&self, code: &str, code_verifier: &str, nonce: &str) -> Result<Session, ProviderError> {
         let client = self.client()?;
         let answer = client.exchange_code(code, code_verifier).await.map_err(|error| {
-            tracing::warn!(%error, "OpenID Connect code exchange failed");
+            match &error {
+                // Every sign-in fails the same way until the operator fixes it; nothing at start-up can tell.
+                TokenError::Refused { error: code, .. }
+                    if code == "invalid_client" || code == "unauthorized_client" =>
+                {
+                    tracing::error!(
+                        %error,
+                        fix = "check OIDC_CLIENT_ID and OIDC_CLIENT_SECRET, and the application's token endpoint \
+                               authentication method at the provider (Auth0: the application's Credentials tab, \
+                               Client Secret (Basic) or (Post)), and that the application may use the \
+                               authorization_code and refresh_token grants",
+                        "the provider refused this app's client credentials at the code exchange"
+                    );
+                }
+                _ => tracing::warn!(%error, "OpenID Connect code exchange failed"),
+            }
             match error {
                 TokenError::InvalidGrant(description) => ProviderError::GrantRejected(description),
                 // Our client credentials or registration refused: a server problem, not the user's.

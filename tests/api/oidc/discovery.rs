@@ -77,6 +77,8 @@ async fn an_issuer_without_its_trailing_slash_stops_the_server_naming_both_value
     assert!(message.contains(&format!("`{published}`")) && message.contains(&format!("`{configured}`")), "{message}");
     assert!(message.contains("trailing slash"), "{message}");
     assert!(message.contains(&format!("{published}.well-known/openid-configuration")), "where it looked: {message}");
+    // The value to set is the published one, said so in as many words (not only as the crate's "unexpected").
+    assert!(message.contains(&format!("set OIDC_ISSUER to exactly `{published}`")), "{message}");
 }
 
 /// A provider that publishes `document` (with `{base}` replaced by its own address) at `discovery_path`, and an
@@ -220,8 +222,31 @@ async fn the_app_serves_requests_while_discovery_is_retried() {
     })
     .await;
     assert!(retried, "retried");
+    let logs = crate::helpers::logs::captured();
+    assert!(
+        logs.lines().any(|line| line.contains("discovery failed; retrying") && line.contains("check OIDC_ISSUER")),
+        "what to check, should it last"
+    );
     let page = app.browser().get("/").await;
     assert_eq!(page.status, 200, "the signed-out start page still renders: {}", page.body);
     let api = app.browser().api(Method::GET, "/api/me", None).await;
     assert_eq!(api.status, 401);
+}
+
+/// Scopes without `email` are allowed (a provider may put it in the ID token anyway), but said at start-up: with a
+/// strict provider the users would have no email address.
+#[tokio::test]
+async fn scopes_without_email_are_warned_about_once_discovered() {
+    let options = OidcAppOptions {
+        env: vec![("OIDC_SCOPES", "openid profile offline_access".to_owned())],
+        ..OidcAppOptions::default()
+    };
+    let _app = spawn_oidc_app_with(options).await;
+    let warned = crate::helpers::lifecycle::eventually(Duration::from_secs(5), || async {
+        crate::helpers::logs::captured()
+            .lines()
+            .any(|line| line.contains("OIDC_SCOPES has no `email`") && line.contains("openid profile offline_access"))
+    })
+    .await;
+    assert!(warned, "the warning names the scopes");
 }

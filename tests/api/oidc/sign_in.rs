@@ -412,6 +412,11 @@ async fn a_provider_error_redirect_is_shown_as_a_page_escaped() {
     assert_eq!(response.status, 400);
     assert!(response.body.contains("&#60;b&#62;User&#60;/b&#62; is blocked"), "{}", response.body);
     assert!(browser.cookie(SESSION_COOKIE).is_none());
+    // The operator reads the provider's reason too, not only `access_denied` (which a user declining also gives).
+    let request_id = response.header("x-request-id").expect("a request id");
+    let line =
+        crate::helpers::logs::logged(&request_id, "INFO", "the identity provider returned a sign-in error").await;
+    assert!(line.is_some_and(|line| line.contains("<b>User</b> is blocked")), "the description is logged");
 }
 
 #[tokio::test]
@@ -465,6 +470,13 @@ async fn the_token_endpoint_failing_answers_502_or_503_or_its_refusal_and_makes_
             assert!(response.header("retry-after").is_some());
         }
     }
+    // The refused client credentials tell the operator what to check.
+    let logs = captured();
+    assert!(
+        logs.lines()
+            .any(|line| line.contains("refused this app's client credentials") && line.contains("OIDC_CLIENT_SECRET")),
+        "the fix is logged"
+    );
 }
 
 #[tokio::test]
