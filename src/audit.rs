@@ -293,6 +293,12 @@ impl Default for DelivererOptions {
 }
 
 impl DelivererOptions {
+    /// The lease for sends that may each take up to `send_timeout`: at least twice that and a margin (a batch starts
+    /// sends only while half the lease is left), and never shorter than this one.
+    pub fn lease_for(&self, send_timeout: Duration) -> Duration {
+        self.lease.max(send_timeout.saturating_mul(2) + Duration::from_secs(10))
+    }
+
     /// The wait after the `attempts`-th failed attempt.
     pub fn backoff(&self, attempts: i32) -> Duration {
         doubling(self.initial_backoff, u32::try_from(attempts).unwrap_or(0), self.max_backoff)
@@ -406,7 +412,7 @@ impl AuditDeliverer {
         // mid-send), not from the row's creation: an event WorkOS only ever refused cannot be recorded twice.
         let expired: Vec<(i64, Option<String>)> = sqlx::query_as(
             "UPDATE authbridge.audit_log_outbox SET failed_at = now(), last_error = $2, sending_at = NULL \
-             WHERE delivered_at IS NULL AND failed_at IS NULL \
+             WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now() \
                AND LEAST(maybe_sent_at, sending_at) < now() - make_interval(secs => $1) \
              RETURNING id, event->>'action'",
         )
@@ -419,11 +425,12 @@ impl AuditDeliverer {
         }
         pass.failed += expired.len();
         // A row still marked in flight when it is claimed again had an attempt whose outcome was never recorded:
-        // it may have reached WorkOS, so it counts as one.
+        // it may have reached WorkOS, so it counts as one. A row is marked in flight just before its own send, not
+        // when the batch is claimed: a deliverer stopped mid-batch leaves the rows it never sent unmarked.
         let claimed: Vec<Claimed> = sqlx::query_as(
             "UPDATE authbridge.audit_log_outbox SET attempts = attempts + 1, \
                  next_attempt_at = now() + make_interval(secs => $2), \
-                 maybe_sent_at = COALESCE(maybe_sent_at, sending_at), sending_at = now() \
+                 maybe_sent_at = COALESCE(maybe_sent_at, sending_at), sending_at = NULL \
              WHERE id IN (SELECT id FROM authbridge.audit_log_outbox \
                           WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now() \
                           ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
@@ -447,6 +454,10 @@ impl AuditDeliverer {
                 unsent.push(id);
                 continue;
             }
+            sqlx::query("UPDATE authbridge.audit_log_outbox SET sending_at = now() WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await?;
             let sent = self.lifecycle.workos().create_audit_log_event(&organization_id, &event, &key.to_string()).await;
             let Err(error) = sent else {
                 sqlx::query(
@@ -621,7 +632,8 @@ fn outcome(error: &WorkosError) -> Outcome {
 /// Whether a row of a batch claimed at `claimed` may still be sent at `now`. The batch shares one lease but its rows
 /// go out one after another, so a slow WorkOS could make the last ones outlive it, and another replica would then
 /// claim and send them too. A send starts only while half the lease is left: it is bounded by the WorkOS request
-/// timeout (10 s by default, against a 60-s lease), so it ends while the row is still this deliverer's.
+/// timeout, and the lease is at least twice that ([`DelivererOptions::lease_for`]), so it ends while the row is still
+/// this deliverer's.
 fn may_still_send(claimed: Instant, now: Instant, lease: Duration) -> bool {
     now.saturating_duration_since(claimed) < lease / 2
 }
@@ -651,6 +663,14 @@ mod tests {
             [true, false, false, false, true, false].map(|read| outage.next_look(poll, read)).into();
         let after = |seconds| NextLook::After(Duration::from_secs(seconds));
         assert_eq!(looks, [NextLook::Poll(poll), after(1), after(2), after(4), NextLook::Poll(poll), after(1)]);
+    }
+
+    #[test]
+    fn the_lease_outlives_two_sends_of_the_longest_request_timeout() {
+        let options = DelivererOptions::default();
+        assert_eq!(options.lease_for(Duration::from_secs(10)), Duration::from_secs(60), "the default covers 10 s");
+        assert_eq!(options.lease_for(Duration::from_secs(600)), Duration::from_secs(1210));
+        assert!(may_still_send(Instant::now(), Instant::now(), options.lease_for(Duration::ZERO)));
     }
 
     #[test]

@@ -246,7 +246,11 @@ fn start_lifecycle(state: &AppState, stopping: watch::Receiver<bool>) {
         tokio::spawn(prune_bookkeeping(database.clone(), stopping.clone()));
     }
     if let Some(audit) = &state.audit {
-        let deliverer = audit.deliverer(crate::audit::DelivererOptions::default());
+        let options = crate::audit::DelivererOptions::default();
+        // A claimed row must outlive its send, which WORKOS_REQUEST_TIMEOUT_MS bounds (up to 10 minutes).
+        let send_timeout = state.config.workos().map(|workos| workos.request_timeout).unwrap_or_default();
+        let deliverer =
+            audit.deliverer(crate::audit::DelivererOptions { lease: options.lease_for(send_timeout), ..options });
         let mut stop = stopping.clone();
         tokio::spawn(deliverer.run(async move {
             let _ = stop.wait_for(|stopped| *stopped).await;

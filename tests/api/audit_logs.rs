@@ -394,6 +394,40 @@ async fn an_attempt_whose_outcome_was_never_recorded_counts_as_maybe_sent() {
     assert!(!app.workos.audit_log_requests().iter().any(|sent| sent.as_deref() == Some(key.as_str())), "not sent");
 }
 
+/// A row is marked in flight when its own send starts, not when its batch is claimed: were the deliverer stopped
+/// while the first send hangs, the rows it never sent must not count as maybe sent (they would be given up 23 hours
+/// later although WorkOS never saw them).
+#[tokio::test]
+async fn only_the_row_being_sent_is_marked_in_flight() {
+    let app = cast_app().await;
+    let _bob = app.signed_in(AUTHOR).await;
+    let delivered =
+        eventually(Duration::from_secs(10), || async { outbox(&app).await.first().is_some_and(|row| row.2) }).await;
+    assert!(delivered, "{:?}", outbox(&app).await);
+    let before = app.workos.calls(Endpoint::AuditLogs);
+    app.workos.hang_next(Endpoint::AuditLogs, 1);
+    let mut conn = app.db.connect().await;
+    sqlx::query(
+        "INSERT INTO authbridge.audit_log_outbox (idempotency_key, organization_id, event) \
+         SELECT gen_random_uuid(), organization_id, event FROM authbridge.audit_log_outbox, generate_series(1, 5) \
+         WHERE id = (SELECT min(id) FROM authbridge.audit_log_outbox)",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("due events");
+    let sending =
+        eventually(Duration::from_secs(10), || async { app.workos.calls(Endpoint::AuditLogs) > before }).await;
+    assert!(sending, "the first send is under way");
+    let (claimed, in_flight): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE attempts > 0), count(*) FILTER (WHERE sending_at IS NOT NULL) \
+         FROM authbridge.audit_log_outbox WHERE delivered_at IS NULL",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("the outbox");
+    assert_eq!((claimed, in_flight), (5, 1), "five claimed, one of them being sent");
+}
+
 /// Only WorkOS saying the organization does not exist makes a 404 final. A 404 from anything else (a proxy, a wrong
 /// `WORKOS_API_BASE_URL` path) never reached the endpoint: the event is sent again.
 #[tokio::test]
