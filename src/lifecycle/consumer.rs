@@ -122,6 +122,9 @@ pub struct PollReport {
     pub duplicates: usize,
     pub ignored: usize,
     pub rejected: usize,
+    /// It stopped at its page limit with events left to read: the next poll starts at once, not after the interval,
+    /// so a backlog drains at the speed WorkOS answers.
+    pub more: bool,
 }
 
 impl PollReport {
@@ -197,7 +200,7 @@ impl EventsConsumer {
                             "applied events from the WorkOS Events API"
                         );
                     }
-                    self.options.poll_interval
+                    if report.more { Duration::ZERO } else { self.options.poll_interval }
                 }
                 Err(error) => {
                     failures = failures.saturating_add(1);
@@ -397,6 +400,7 @@ impl EventsConsumer {
         if read_to_end {
             store::mark_polled(conn, now).await?;
         }
+        report.more = !read_to_end;
         if gap_since.is_some() {
             // Only now that the window has been read: a poll that failed before this finds the same gap next time
             // and reconciles again, rather than resuming after the reconciliation with the window unread.
