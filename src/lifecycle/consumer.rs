@@ -562,6 +562,7 @@ mod tests {
             duplicates,
             ignored,
             rejected,
+            more: false,
         };
         assert!(!report(0, 0, 0, 0).changed_anything(), "an idle poll");
         assert!(!report(0, 3, 2, 0).changed_anything(), "duplicates and ignored types change nothing");
