@@ -37,7 +37,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::events::{self, Effect, HANDLED_EVENT_TYPES, Outcome};
-use super::store::{self, Source, Version};
+use super::store::{self, Listing, Source, Version};
 use super::{Lifecycle, LifecycleError};
 use crate::session::revocations::Revocations;
 use crate::workos::WorkosError;
@@ -496,9 +496,9 @@ impl EventsConsumer {
             return Ok(());
         }
         let ended_memberships =
-            store::tombstone_memberships_not_listed(conn, &listed_memberships, changed_before).await?;
+            self.lifecycle.end_left_out(conn, Listing::Memberships, &listed_memberships, changed_before).await?;
         let ended_organizations =
-            store::tombstone_organizations_not_listed(conn, &listed_organizations, changed_before).await?;
+            self.lifecycle.end_left_out(conn, Listing::Organizations, &listed_organizations, changed_before).await?;
         tracing::info!(
             organizations,
             memberships = listed_memberships.len(),

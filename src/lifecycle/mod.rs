@@ -30,6 +30,9 @@ use store::{ActiveMembership, Deleted, Source, Version};
 
 use crate::workos::objects::EventEnvelope;
 
+/// The most objects left out of one listing that are checked one by one and ended ([`Lifecycle::gone_at_workos`]).
+pub const MAX_CONFIRMED_GONE: usize = 50;
+
 /// The lifecycle's database and WorkOS client. Shared (in an `Arc`) by the HTTP handlers, the consumer and
 /// sign-in.
 pub struct Lifecycle {
@@ -80,6 +83,71 @@ impl Lifecycle {
 
     pub fn workos(&self) -> &WorkosClient {
         &self.workos
+    }
+
+    /// Ends for good what a complete `listing` from WorkOS (`listed`) left out and that last changed before
+    /// `changed_before`, once WorkOS confirms each is gone ([`Self::gone_at_workos`]): deleted there, its deletion
+    /// event lost. Returns how many were ended.
+    pub async fn end_left_out(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        listing: store::Listing<'_>,
+        listed: &[String],
+        changed_before: time::OffsetDateTime,
+    ) -> Result<u64, LifecycleError> {
+        let candidates = store::not_listed(&mut *conn, listing, listed, changed_before).await?;
+        let gone = self.gone_at_workos(&mut *conn, listing, candidates).await?;
+        Ok(store::end_for_good(conn, listing, &gone, changed_before).await?)
+    }
+
+    /// Which of `candidates` (objects of `listing` a complete listing from WorkOS left out: `store::not_listed`)
+    /// WorkOS confirms are gone, one `GET` each (404), before they are ended for good: a listing may leave out what
+    /// still exists (one that lags, or whose cursor skipped an object while the list changed), and a tombstone is
+    /// never undone. One found after all is written as WorkOS has it. More than [`MAX_CONFIRMED_GONE`] at once is not
+    /// a lost event or two but a listing gone wrong: nothing is ended, and the operator is told.
+    async fn gone_at_workos(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        listing: store::Listing<'_>,
+        candidates: Vec<String>,
+    ) -> Result<Vec<String>, LifecycleError> {
+        if candidates.len() > MAX_CONFIRMED_GONE {
+            tracing::warn!(
+                left_out = candidates.len(),
+                ?listing,
+                "WorkOS's listing left out more known objects than deletions could explain; ending none of them"
+            );
+            return Ok(Vec::new());
+        }
+        let mut gone = Vec::new();
+        for id in candidates {
+            let found = match listing {
+                store::Listing::Organizations => match self.workos.get_organization(&id).await? {
+                    Some(organization) => {
+                        store::upsert_organization(conn, &organization, &Version::of_object(organization.updated_at))
+                            .await?;
+                        true
+                    }
+                    None => false,
+                },
+                store::Listing::Memberships | store::Listing::MembershipsOf(_) => {
+                    match self.workos.get_membership(&id).await? {
+                        Some(membership) => {
+                            let version = Version::of_object(membership.updated_at);
+                            store::upsert_membership(conn, &membership, &version).await?;
+                            true
+                        }
+                        None => false,
+                    }
+                }
+            };
+            if found {
+                tracing::warn!(%id, ?listing, "WorkOS's listing left out an object that still exists; it is kept");
+            } else {
+                gone.push(id);
+            }
+        }
+        Ok(gone)
     }
 
     /// Applies one event (from a webhook; the consumer applies on its own locked connection).

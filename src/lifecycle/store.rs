@@ -279,62 +279,72 @@ pub async fn upsert_membership(
     Ok(())
 }
 
-/// Ends `user_id`'s memberships that a complete listing from WorkOS (`listed`, every status) did not contain and
-/// that last changed before `changed_before` (`lifecycle::sync`): deleted at WorkOS, their deletion event lost.
+/// What a listing from WorkOS covered: every organization, every organization's memberships (the consumer's
+/// reconciliation), or one user's memberships (`lifecycle::sync`).
+#[derive(Debug, Clone, Copy)]
+pub enum Listing<'a> {
+    Organizations,
+    Memberships,
+    MembershipsOf(&'a str),
+}
+
+impl Listing<'_> {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Organizations => "authbridge.organizations",
+            Self::Memberships | Self::MembershipsOf(_) => "authbridge.organization_memberships",
+        }
+    }
+}
+
+/// The objects a complete `listing` from WorkOS (`listed`, every status) did not contain, not ended yet, that last
+/// changed before `changed_before`: deleted at WorkOS with their deletion event lost, or left out of the listing
+/// by WorkOS itself. Which is which only WorkOS can say (`Lifecycle::gone_at_workos`), before [`end_for_good`].
+pub async fn not_listed(
+    conn: &mut PgConnection,
+    listing: Listing<'_>,
+    listed: &[String],
+    changed_before: OffsetDateTime,
+) -> Result<Vec<String>, sqlx::Error> {
+    match listing {
+        Listing::MembershipsOf(user_id) => {
+            sqlx::query_scalar(
+                "SELECT id FROM authbridge.organization_memberships \
+                 WHERE user_id = $3 AND deleted_at IS NULL AND NOT (id = ANY($1)) AND version_updated_at < $2 \
+                 ORDER BY id",
+            )
+            .bind(listed)
+            .bind(changed_before)
+            .bind(user_id)
+            .fetch_all(conn)
+            .await
+        }
+        Listing::Organizations | Listing::Memberships => {
+            let statement = format!(
+                "SELECT id FROM {} WHERE deleted_at IS NULL AND NOT (id = ANY($1)) AND version_updated_at < $2 \
+                 ORDER BY id",
+                listing.table()
+            );
+            sqlx::query_scalar(sqlx::AssertSqlSafe(statement)).bind(listed).bind(changed_before).fetch_all(conn).await
+        }
+    }
+}
+
+/// Ends the objects `ids` of `listing`'s table for good, WorkOS having confirmed each is gone: the same tombstone a
+/// deletion event leaves (`deleted_at`, which every later upsert skips), with the row's version kept, since what
+/// deleted it is unknown. An object changed since `changed_before` (an event applied meanwhile) is left alone.
 /// Returns how many were ended.
-pub async fn end_memberships_not_listed(
+pub async fn end_for_good(
     conn: &mut PgConnection,
-    user_id: &str,
-    listed: &[String],
-    changed_before: OffsetDateTime,
-) -> Result<u64, sqlx::Error> {
-    let ended = sqlx::query(
-        "UPDATE authbridge.organization_memberships SET deleted_at = now() \
-         WHERE user_id = $1 AND deleted_at IS NULL AND NOT (id = ANY($2)) AND version_updated_at < $3",
-    )
-    .bind(user_id)
-    .bind(listed)
-    .bind(changed_before)
-    .execute(conn)
-    .await?;
-    Ok(ended.rows_affected())
-}
-
-/// Ends, for good, the memberships that a complete listing of every organization's memberships from WorkOS
-/// (`listed`, every status; the consumer's reconciliation) did not contain and that last changed before
-/// `changed_before`: deleted at WorkOS, their `organization_membership.deleted` lost in a gap of the Events API. The
-/// same tombstone a deletion event leaves (`deleted_at`, which every later upsert skips), with the row's version
-/// kept, since what deleted it is unknown. Returns how many were ended.
-pub async fn tombstone_memberships_not_listed(
-    conn: &mut PgConnection,
-    listed: &[String],
-    changed_before: OffsetDateTime,
-) -> Result<u64, sqlx::Error> {
-    tombstone_not_listed(conn, "authbridge.organization_memberships", listed, changed_before).await
-}
-
-/// As [`tombstone_memberships_not_listed`], for organizations a complete listing of them did not contain (their
-/// `organization.deleted` lost).
-pub async fn tombstone_organizations_not_listed(
-    conn: &mut PgConnection,
-    listed: &[String],
-    changed_before: OffsetDateTime,
-) -> Result<u64, sqlx::Error> {
-    tombstone_not_listed(conn, "authbridge.organizations", listed, changed_before).await
-}
-
-/// `table`: one of the two above, never outside input.
-async fn tombstone_not_listed(
-    conn: &mut PgConnection,
-    table: &'static str,
-    listed: &[String],
+    listing: Listing<'_>,
+    ids: &[String],
     changed_before: OffsetDateTime,
 ) -> Result<u64, sqlx::Error> {
     let statement = format!(
-        "UPDATE {table} SET deleted_at = now() \
-         WHERE deleted_at IS NULL AND NOT (id = ANY($1)) AND version_updated_at < $2"
+        "UPDATE {} SET deleted_at = now() WHERE id = ANY($1) AND deleted_at IS NULL AND version_updated_at < $2",
+        listing.table()
     );
-    let ended = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(listed).bind(changed_before).execute(conn).await?;
+    let ended = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(ids).bind(changed_before).execute(conn).await?;
     Ok(ended.rows_affected())
 }
 

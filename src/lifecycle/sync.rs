@@ -91,8 +91,8 @@ impl Lifecycle {
                 Some(next) if !page.data.is_empty() => after = Some(next),
                 _ => {
                     let mut conn = self.database().pool().acquire().await?;
-                    let ended =
-                        store::end_memberships_not_listed(&mut conn, &user.id, &listed, started - SWEEP_MARGIN).await?;
+                    let listing = store::Listing::MembershipsOf(&user.id);
+                    let ended = self.end_left_out(&mut conn, listing, &listed, started - SWEEP_MARGIN).await?;
                     if ended > 0 {
                         tracing::warn!(
                             user_id = %user.id,

@@ -149,6 +149,28 @@ pub enum TokenError {
     Malformed(String),
 }
 
+impl TokenError {
+    /// The provider refused this app's client credentials (a wrong `OIDC_CLIENT_SECRET`, an authentication method
+    /// the application does not allow): `invalid_client` or `unauthorized_client` (RFC 6749 §5.2), or Auth0's own
+    /// way of saying it, `access_denied` with the description `Unauthorized` (its 401 for a wrong secret;
+    /// auth0/node-auth0#682). Never the user's doing, so never a reason to end their session.
+    pub fn is_client_refusal(&self) -> bool {
+        match self {
+            Self::Refused { error, description } => {
+                matches!(error.as_str(), "invalid_client" | "unauthorized_client")
+                    || (error == "access_denied" && description.eq_ignore_ascii_case("unauthorized"))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// What an operator checks when the provider refuses the client credentials ([`TokenError::is_client_refusal`]).
+pub const CLIENT_REFUSAL_FIX: &str = "check OIDC_CLIENT_ID and OIDC_CLIENT_SECRET, and the application's token \
+    endpoint authentication method at the provider (authbridge sends HTTP Basic when the provider offers it, else the \
+    secret in the form: Auth0's Credentials tab, Client Secret (Basic)), and that the application may use the \
+    authorization_code and refresh_token grants";
+
 /// OAuth and OpenID Connect error codes that are about the user rather than the request: the provider wants the user
 /// to sign in again (`interaction_required`, `login_required`, `consent_required`, `account_selection_required`:
 /// OpenID Connect Core §3.1.2.6; Microsoft Entra answers a refresh so when Conditional Access asks for MFA), or

@@ -15,8 +15,8 @@ pub mod id_token;
 pub mod keys;
 
 pub use client::{
-    Authorization, DiscoveryFailure, Logout, OidcClient, TokenAnswer, TokenError, UserInfo, UserInfoError,
-    is_refusal_of_the_user,
+    Authorization, CLIENT_REFUSAL_FIX, DiscoveryFailure, Logout, OidcClient, TokenAnswer, TokenError, UserInfo,
+    UserInfoError, is_refusal_of_the_user,
 };
 pub use http::{HttpError, OidcHttp};
 pub use id_token::{IdTokenClaims, IdTokenError, NonceRule};

@@ -30,8 +30,8 @@ use crate::config::OidcConfig;
 use crate::identity::UserProfile;
 use crate::oidc::access_token::AccessTokenError;
 use crate::oidc::{
-    Authorization, DiscoveryFailure, IdTokenClaims, IdTokenError, NonceRule, OidcClient, OidcHttp, TokenAnswer,
-    TokenError, UserInfo, UserInfoError, is_refusal_of_the_user,
+    Authorization, CLIENT_REFUSAL_FIX, DiscoveryFailure, IdTokenClaims, IdTokenError, NonceRule, OidcClient, OidcHttp,
+    TokenAnswer, TokenError, UserInfo, UserInfoError, is_refusal_of_the_user,
 };
 
 /// First wait after a failed discovery; doubled after each failure up to [`DISCOVERY_MAX_BACKOFF`].
@@ -152,34 +152,24 @@ impl OidcProvider {
     pub async fn exchange_code(&self, code: &str, code_verifier: &str, nonce: &str) -> Result<Session, ProviderError> {
         let client = self.client()?;
         let answer = client.exchange_code(code, code_verifier).await.map_err(|error| {
-            match &error {
+            if error.is_client_refusal() {
                 // Every sign-in fails the same way until the operator fixes it; nothing at start-up can tell.
-                TokenError::Refused { error: code, .. }
-                    if code == "invalid_client" || code == "unauthorized_client" =>
-                {
-                    tracing::error!(
-                        %error,
-                        fix = "check OIDC_CLIENT_ID and OIDC_CLIENT_SECRET, and the application's token endpoint \
-                               authentication method at the provider (Auth0: the application's Credentials tab, \
-                               Client Secret (Basic) or (Post)), and that the application may use the \
-                               authorization_code and refresh_token grants",
-                        "the provider refused this app's client credentials at the code exchange"
-                    );
-                }
-                _ => tracing::warn!(%error, "OpenID Connect code exchange failed"),
+                tracing::error!(
+                    %error,
+                    fix = CLIENT_REFUSAL_FIX,
+                    "the provider refused this app's client credentials at the code exchange"
+                );
+            } else {
+                tracing::warn!(%error, "OpenID Connect code exchange failed");
             }
             match error {
                 TokenError::InvalidGrant(description) => ProviderError::GrantRejected(description),
                 // Our client credentials or registration refused: a server problem, not the user's.
+                refused @ TokenError::Refused { .. } if refused.is_client_refusal() => {
+                    ProviderError::Failed(refused.to_string())
+                }
                 TokenError::Refused { ref error, .. }
-                    if matches!(
-                        error.as_str(),
-                        "invalid_client"
-                            | "unauthorized_client"
-                            | "invalid_request"
-                            | "unsupported_grant_type"
-                            | "invalid_scope"
-                    ) =>
+                    if matches!(error.as_str(), "invalid_request" | "unsupported_grant_type" | "invalid_scope") =>
                 {
                     ProviderError::Failed(error.to_string())
                 }
@@ -257,6 +247,12 @@ impl OidcProvider {
         let client = self.client()?;
         let answer = client.refresh(refresh_token).await.map_err(|error| match error {
             TokenError::InvalidGrant(description) => ProviderError::GrantRejected(description),
+            // Our credentials refused (a rotated OIDC_CLIENT_SECRET): every session would end at once were this taken
+            // for a refusal of the user, which Auth0's `access_denied` for it looks like.
+            refused @ TokenError::Refused { .. } if refused.is_client_refusal() => {
+                tracing::error!(error = %refused, fix = CLIENT_REFUSAL_FIX, "the provider refused this app's client credentials at a refresh");
+                ProviderError::Unavailable { retry_after: Duration::from_secs(5) }
+            }
             // The provider wants the user to sign in again (Entra's Conditional Access asking for MFA), or refuses
             // them (an Auth0 Action denying the refresh): keeping the session would answer 503 forever.
             TokenError::Refused { error, description } if is_refusal_of_the_user(&error) => {

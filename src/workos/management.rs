@@ -81,6 +81,15 @@ impl WorkosClient {
         }
     }
 
+    /// `GET /user_management/organization_memberships/{id}`; `None` when WorkOS does not know it (404).
+    pub async fn get_membership(&self, id: &str) -> Result<Option<Membership>, WorkosError> {
+        match self.get_json(&["user_management", "organization_memberships", id], &[]).await {
+            Ok(membership) => Ok(Some(membership)),
+            Err(WorkosError::Rejected { status: 404, .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// One page of memberships in every status (active, inactive, pending).
     pub async fn list_memberships(
         &self,

@@ -345,15 +345,21 @@ async fn the_gap_reconciliation_ends_what_was_deleted_while_the_events_were_lost
     let bob = app.user_id(BOB);
     let initech = app.workos.create_organization("Initech");
     app.workos.add_membership(&bob, &initech.id, &[]).expect("Bob joins Initech");
+    let hooli = app.workos.create_organization("Hooli");
+    let kept = app.workos.add_membership(&bob, &hooli.id, &[]).expect("Bob joins Hooli");
     app.consumer(options()).poll_once().await.expect("caught up");
     let bearer = app.bearer_client(app.workos.mint_access_token(&bob, Duration::from_secs(300)));
-    assert_eq!(organization_ids(&bearer.get(ORGANIZATIONS).await), [ACME_ORGANIZATION_ID, initech.id.as_str()]);
+    let listed = organization_ids(&bearer.get(ORGANIZATIONS).await);
+    assert_eq!(listed, [ACME_ORGANIZATION_ID, hooli.id.as_str(), initech.id.as_str()]);
 
     // A month without the consumer: Bob leaves Acme and Initech is deleted, and WorkOS no longer has those events.
     let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("seeded");
     app.workos.delete_membership(&acme.id).expect("removed");
     app.workos.delete_organization(&initech.id).expect("deleted");
     app.workos.expire_events();
+    // And WorkOS's listings leave out Hooli and Bob's membership there, which both still exist: not ended.
+    app.workos.leave_out_of_lists(&hooli.id);
+    app.workos.leave_out_of_lists(&kept.id);
     stopped_for(&app, 31).await;
     let mut conn = app.db.connect().await;
     for statement in [
@@ -375,7 +381,14 @@ async fn the_gap_reconciliation_ends_what_was_deleted_while_the_events_were_lost
     assert_eq!(organization_deleted(&app, &initech.id).await, Some(true), "the lost organization deletion is applied");
     assert_eq!(organization_deleted(&app, ACME_ORGANIZATION_ID).await, Some(false), "a listed organization stays");
     assert_eq!(app.membership_row("om_just_created").await.map(|row| row.2), Some(false), "too recent to end");
-    assert_eq!(bearer.get(ORGANIZATIONS).await.json(), json!([]), "the bearer client has lost both");
+    assert_eq!(organization_deleted(&app, &hooli.id).await, Some(false), "left out of the listing, but there");
+    assert_eq!(app.membership_row(&kept.id).await.map(|row| row.2), Some(false), "asked for, and found");
+    assert_eq!(
+        organization_ids(&bearer.get(ORGANIZATIONS).await),
+        [hooli.id.as_str()],
+        "the bearer client keeps Hooli only"
+    );
+    assert!(logs::captured().contains("WorkOS's listing left out an object that still exists"));
 
     use sqlx::Connection;
     let mut tx = conn.begin().await.expect("transaction");
@@ -388,7 +401,7 @@ async fn the_gap_reconciliation_ends_what_was_deleted_while_the_events_were_lost
         .fetch_one(&mut *tx)
         .await
         .expect("the RLS helper");
-    assert!(rls.is_empty(), "RLS still grants {rls:?}");
+    assert_eq!(rls, std::slice::from_ref(&hooli.id), "RLS grants what is left");
     tx.rollback().await.expect("rollback");
     assert!(logs::captured().contains("those it no longer lists are ended"));
 }

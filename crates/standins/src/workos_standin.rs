@@ -479,6 +479,12 @@ impl WorkosStandIn {
         self.inner.controls.fail_for(endpoint, duration, status);
     }
 
+    /// Lists (organizations, memberships) leave out the object `id` from now on, although it exists and `GET` finds
+    /// it: a listing that lags behind, or one whose cursor skipped it while the list changed.
+    pub fn leave_out_of_lists(&self, id: &str) {
+        self.inner.controls.leave_out_of_lists(id);
+    }
+
     /// Lists (organizations, memberships) answer at most `cap` items a page from now on, whatever `limit` asked for,
     /// as a server may; 0 lifts the cap. For tests that need a listing of several pages.
     pub fn set_page_cap(&self, cap: usize) {

@@ -83,6 +83,8 @@ async fn only_invalid_grant_ends_the_session() {
         (429, r#"{"error":"too_many_requests"}"#),
         (401, r#"{"error":"invalid_client","error_description":"Unauthorized"}"#),
         (403, r#"{"error":"unauthorized_client"}"#),
+        // Auth0's answer to a wrong client secret (a rotated OIDC_CLIENT_SECRET): ours to fix, not the user's.
+        (401, r#"{"error":"access_denied","error_description":"Unauthorized"}"#),
     ] {
         let browser = app.signed_in(ALICE).await;
         app.age_session(&browser, 20);

@@ -423,7 +423,7 @@ async fn a_provider_error_redirect_is_shown_as_a_page_escaped() {
 async fn the_token_endpoint_failing_answers_502_or_503_or_its_refusal_and_makes_no_session() {
     let app = spawn_oidc_app().await;
     type BreakIt = Box<dyn Fn(&standins::oidc_standin::OidcStandIn)>;
-    let cases: [(BreakIt, u16); 7] = [
+    let cases: [(BreakIt, u16); 8] = [
         (Box::new(|oidc| oidc.fail_next(Endpoint::Token, 1, 500)), 503),
         // Auth0 answers 500 when an Action denies the sign-in: a refusal all the same, shown as one.
         (
@@ -446,6 +446,14 @@ async fn the_token_endpoint_failing_answers_502_or_503_or_its_refusal_and_makes_
         (
             Box::new(|oidc| {
                 oidc.answer_next(Endpoint::Token, 401, "application/json", r#"{"error":"invalid_client"}"#)
+            }),
+            502,
+        ),
+        // The same as Auth0 says it for a wrong client secret.
+        (
+            Box::new(|oidc| {
+                let body = r#"{"error":"access_denied","error_description":"Unauthorized"}"#;
+                oidc.answer_next(Endpoint::Token, 401, "application/json", body)
             }),
             502,
         ),

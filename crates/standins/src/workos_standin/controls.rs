@@ -45,6 +45,9 @@ pub struct WorkosFaultControls {
     retry_after_secs: AtomicU64,
     /// The most items a list page holds, whatever `limit` asked for (a server may page smaller; 0: no cap).
     page_cap: AtomicUsize,
+    /// Objects the list endpoints leave out although they exist (a listing that lags, or skips what its cursor
+    /// passed while it changed): `GET` of each still finds it.
+    left_out_of_lists: Mutex<std::collections::HashSet<String>>,
     /// Flips to `true` when the stand-in stops, releasing held and delayed requests so shutdown never waits on them.
     stopping: watch::Receiver<bool>,
 }
@@ -58,6 +61,7 @@ impl WorkosFaultControls {
             plans: Mutex::new(HashMap::new()),
             retry_after_secs: AtomicU64::new(1),
             page_cap: AtomicUsize::new(0),
+            left_out_of_lists: Mutex::default(),
             stopping,
         }
     }
@@ -87,6 +91,14 @@ impl WorkosFaultControls {
 
     pub fn set_page_cap(&self, cap: usize) {
         self.page_cap.store(cap, Ordering::SeqCst);
+    }
+
+    pub fn leave_out_of_lists(&self, id: &str) {
+        lock(&self.left_out_of_lists).insert(id.to_owned());
+    }
+
+    pub fn is_left_out_of_lists(&self, id: &str) -> bool {
+        lock(&self.left_out_of_lists).contains(id)
     }
 
     /// `limit`, or the cap when one is set and smaller.

@@ -90,7 +90,8 @@ fn page(
         },
     };
     let limit = inner.controls.page_size(limit);
-    let mut items = items;
+    let mut items: Vec<(String, Value)> =
+        items.into_iter().filter(|(id, _)| !inner.controls.is_left_out_of_lists(id)).collect();
     if !matches!(value(query, "order").as_deref(), Some("asc" | "normal")) {
         items.reverse();
     }
