@@ -53,6 +53,10 @@ const RESUME_OVERLAP: time::Duration = time::Duration::minutes(5);
 /// shorter figure holds. A quiet environment whose consumer has never seen an event would otherwise ask from its
 /// first reconciliation forever, and once that is past the window WorkOS may refuse the request on every poll.
 const MAX_LOOKBACK: time::Duration = time::Duration::days(29);
+/// The pause between two polls while a backlog is read (a poll stopped at its page limit after reading new events):
+/// short, but never none, so that WorkOS's other callers (sign-in, refresh, Audit Logs) share the API key's limits.
+const BACKLOG_PAUSE: Duration = Duration::from_secs(1);
+
 /// Pages read in one poll at most (10 000 events): a poll ends, releases the lock and lets the next one go on, even
 /// against a server that never stops paging.
 pub const MAX_PAGES_PER_POLL: usize = 100;
@@ -122,8 +126,8 @@ pub struct PollReport {
     pub duplicates: usize,
     pub ignored: usize,
     pub rejected: usize,
-    /// It stopped at its page limit with events left to read: the next poll starts at once, not after the interval,
-    /// so a backlog drains at the speed WorkOS answers.
+    /// It stopped at its page limit with new events read and more left: the next poll starts after [`BACKLOG_PAUSE`],
+    /// not after the interval, so a backlog drains at about the speed WorkOS answers.
     pub more: bool,
 }
 
@@ -200,7 +204,7 @@ impl EventsConsumer {
                             "applied events from the WorkOS Events API"
                         );
                     }
-                    if report.more { Duration::ZERO } else { self.options.poll_interval }
+                    if report.more { self.options.poll_interval.min(BACKLOG_PAUSE) } else { self.options.poll_interval }
                 }
                 Err(error) => {
                     failures = failures.saturating_add(1);
@@ -400,7 +404,9 @@ impl EventsConsumer {
         if read_to_end {
             store::mark_polled(conn, now).await?;
         }
-        report.more = !read_to_end;
+        // Only when this poll got further: pages of events already applied (a server that does not move on from the
+        // cursor) must not be asked for again and again without the interval between.
+        report.more = !read_to_end && report.applied + report.ignored + report.rejected > 0;
         if gap_since.is_some() {
             // Only now that the window has been read: a poll that failed before this finds the same gap next time
             // and reconciles again, rather than resuming after the reconciliation with the window unread.

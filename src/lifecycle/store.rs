@@ -428,7 +428,7 @@ pub async fn upsert_directory_user(
     if user.state == "active" {
         sqlx::query(
             "UPDATE authbridge.directory_users AS t \
-             SET denied_since = greatest(t.version_updated_at, t.version_event_at) \
+             SET denied_since = greatest(t.denied_since, t.version_updated_at, t.version_event_at) \
              WHERE t.id = $1 AND NOT (t.state = 'active' AND t.deleted_at IS NULL) \
                AND t.denied_since < greatest($2, $3) \
                AND (t.version_updated_at, t.version_event_at, t.version_event_id) > ($2, $3, $4)",
@@ -447,7 +447,9 @@ pub async fn upsert_directory_user(
 /// (a denial, so recorded even for a deleted directory, as [`upsert_directory_user`]). Removing a user who was active
 /// denies from the event's time too: WorkOS does not say that a deleted payload's `updated_at` moves forward, and an
 /// unchanged one would be older than a membership added since, so the removal would deny nothing. Removing a user who
-/// was already not active keeps the earlier denial's date, as any other change would.
+/// was already not active keeps the earlier denial's date, as any other change would, unless the removal's own
+/// payload, newer than what is stored, says they were active (a reactivation whose event was lost): then it denies
+/// from the removal.
 pub async fn tombstone_directory_user(
     conn: &mut PgConnection,
     user: &DirectoryUser,
@@ -460,7 +462,11 @@ pub async fn tombstone_directory_user(
               version_updated_at, version_event_at, version_event_id, denied_since) \
          VALUES ($1, $2, $3, $4, $5, now(), $6, $7, $8, greatest($6, $7)) \
          ON CONFLICT (id) DO UPDATE SET deleted_at = now(), \
-             denied_since = coalesce(t.denied_since, EXCLUDED.denied_since), \
+             denied_since = CASE WHEN EXCLUDED.state = 'active' \
+                                      AND (EXCLUDED.version_updated_at, EXCLUDED.version_event_at, EXCLUDED.version_event_id) \
+                                          > (t.version_updated_at, t.version_event_at, t.version_event_id) \
+                                 THEN greatest(t.denied_since, EXCLUDED.denied_since) \
+                                 ELSE coalesce(t.denied_since, EXCLUDED.denied_since) END, \
              version_updated_at = EXCLUDED.version_updated_at, \
              version_event_at = EXCLUDED.version_event_at, version_event_id = EXCLUDED.version_event_id \
          WHERE t.deleted_at IS NULL",

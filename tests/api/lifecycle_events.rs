@@ -376,3 +376,42 @@ async fn a_reactivation_that_comes_before_its_deactivation_still_lifts_an_older_
     assert_eq!(app.deliver_ok(&event("organization_membership.updated", deactivated, at(14))).await, "applied");
     assert_eq!(active().await, 1, "reactivated at 15, after the denial at 10");
 }
+
+/// A directory user removed while active by their last word (a reactivation whose own event was lost) denies from
+/// the removal, not from an older denial that a reactivation at WorkOS has since outweighed.
+#[tokio::test]
+async fn a_removal_whose_payload_says_active_denies_from_the_removal() {
+    let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
+    let active =
+        || app.query_scalar_i64("SELECT count(*) FROM unnest(authbridge.active_organization_ids($1))", "user_late");
+    member_in_a_directory(&app).await;
+    app.deliver_ok(&event("dsync.user.updated", directory_user("inactive", 10), at(10))).await;
+    let deactivated = membership("om_late", "user_late", "org_late", "inactive", "member", 14);
+    app.deliver_ok(&event("organization_membership.updated", deactivated, at(14))).await;
+    let reactivated = membership("om_late", "user_late", "org_late", "active", "member", 15);
+    app.deliver_ok(&event("organization_membership.updated", reactivated, at(15))).await;
+    assert_eq!(active().await, 1, "given back by the admin");
+    // Active again at 20 (that event lost), then removed from the directory at 30.
+    assert_eq!(app.deliver_ok(&event("dsync.user.deleted", directory_user("active", 20), at(30))).await, "applied");
+    assert_eq!(active().await, 0, "deprovisioned at 30, after the admin's reactivation");
+}
+
+/// A late "active" event never moves a denial to an earlier time than the one stored: with event times out of step
+/// with `updated_at` (a group event carrying an older copy of the user), the stored state's own time can be the
+/// earlier one.
+#[tokio::test]
+async fn a_late_active_event_never_moves_a_denial_earlier() {
+    let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
+    let active =
+        || app.query_scalar_i64("SELECT count(*) FROM unnest(authbridge.active_organization_ids($1))", "user_late");
+    member_in_a_directory(&app).await;
+    app.deliver_ok(&event("dsync.user.updated", directory_user("inactive", 15), at(40))).await;
+    app.deliver_ok(&event("dsync.user.updated", directory_user("inactive", 20), at(21))).await;
+    let deactivated = membership("om_late", "user_late", "org_late", "inactive", "member", 29);
+    app.deliver_ok(&event("organization_membership.updated", deactivated, at(29))).await;
+    let reactivated = membership("om_late", "user_late", "org_late", "active", "member", 30);
+    app.deliver_ok(&event("organization_membership.updated", reactivated, at(30))).await;
+    assert_eq!(active().await, 0, "the denial dated 40 holds over the reactivation at 30");
+    assert_eq!(app.deliver_ok(&event("dsync.user.updated", directory_user("active", 12), at(50))).await, "applied");
+    assert_eq!(active().await, 0, "still denied");
+}
