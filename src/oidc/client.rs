@@ -518,7 +518,6 @@ impl From<CoreTokenResponse> for TokenAnswer {
     }
 }
 
-/// The configured issuer with one trailing slash, as the crate forms the discovery URL.
 /// Why discovery refused the document, in the operator's terms. The crate words it from its own side ("unexpected
 /// issuer URI `<published>` (expected `<OIDC_ISSUER>`)"), which reads as if the configured value were the right
 /// one: the published issuer is named as the value to set.
@@ -529,6 +528,13 @@ fn issuer_mismatch(configured: &str, message: &str) -> String {
         .map(|(published, _)| published);
     let document = format!("{}.well-known/openid-configuration", with_slash(configured));
     match published {
+        // Microsoft Entra's multi-tenant endpoints (`/common/v2.0`, `/organizations/v2.0`) publish a template
+        // (`https://login.microsoftonline.com/{tenantid}/v2.0`), which no token's `iss` ever is.
+        Some(published) if published.contains('{') => format!(
+            "the provider publishes the issuer template `{published}` at {document}: a multi-tenant endpoint, whose \
+             tokens each name their own tenant, is not supported; set OIDC_ISSUER to your tenant's issuer (with \
+             Microsoft Entra ID, `https://login.microsoftonline.com/<tenant id>/v2.0`)"
+        ),
         Some(published) => format!(
             "the provider publishes the issuer `{published}` at {document}, and OIDC_ISSUER is `{configured}`: set \
              OIDC_ISSUER to exactly `{published}` (trailing slash included or left out as published)"
@@ -540,6 +546,7 @@ fn issuer_mismatch(configured: &str, message: &str) -> String {
     }
 }
 
+/// The configured issuer with one trailing slash, as the crate forms the discovery URL.
 fn with_slash(issuer: &str) -> String {
     if issuer.ends_with('/') { issuer.to_owned() } else { format!("{issuer}/") }
 }
@@ -678,7 +685,7 @@ fn scopes_to_ask(configured: &[String], supported: Option<&[Scope]>) -> Vec<Stri
 }
 
 /// Provider-written text, bounded (it ends up in logs and, for refusals, on a page).
-fn short(text: &str) -> String {
+pub(crate) fn short(text: &str) -> String {
     const MAX: usize = 300;
     match text.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
@@ -689,6 +696,22 @@ fn short(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_issuer_mismatch_names_the_value_to_set_or_says_a_template_is_not_one() {
+        let message = issuer_mismatch(
+            "https://tenant.auth0.com",
+            "unexpected issuer URI `https://tenant.auth0.com/` (expected `https://tenant.auth0.com`)",
+        );
+        assert!(message.contains("set OIDC_ISSUER to exactly `https://tenant.auth0.com/`"), "{message}");
+        let entra = issuer_mismatch(
+            "https://login.microsoftonline.com/common/v2.0",
+            "unexpected issuer URI `https://login.microsoftonline.com/{tenantid}/v2.0` (expected `https://login.microsoftonline.com/common/v2.0`)",
+        );
+        assert!(entra.contains("multi-tenant") && !entra.contains("set OIDC_ISSUER to exactly"), "{entra}");
+        let other = issuer_mismatch("https://issuer.example", "something else");
+        assert!(other.contains("something else") && other.contains("OIDC_ISSUER"), "{other}");
+    }
 
     #[test]
     fn the_default_scopes_leave_out_offline_access_where_the_provider_does_not_list_it() {

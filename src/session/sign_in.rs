@@ -257,9 +257,9 @@ impl SessionManager {
             // Debug formatting: the text is the sender's, and a newline in it must not start a line of its own in the log.
             // The description is the provider's reason ("Service not found: …" for a wrong audience at Auth0, "user
             // is blocked"), which `access_denied` alone would hide from the operator: a user declining looks the same.
-            let description =
-                callback.error_description.as_deref().map(|text| text.chars().take(300).collect::<String>());
-            tracing::info!(error = ?error, description = ?description, "the identity provider returned a sign-in error");
+            let short = crate::oidc::client::short;
+            let (error_code, description) = (short(&error), callback.error_description.as_deref().map(short));
+            tracing::info!(error = ?error_code, description = ?description, "the identity provider returned a sign-in error");
             return Err(SignInError::Denied(callback.error_description.unwrap_or_else(|| error.replace('_', " "))));
         }
         let code = callback.code.filter(|code| !code.is_empty()).ok_or(SignInError::MissingCode)?;
