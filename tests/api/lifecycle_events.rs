@@ -327,8 +327,12 @@ fn directory_user(state: &str, updated: i64) -> serde_json::Value {
     })
 }
 
-/// A member of `org_late` (`user_late`, late@example.com, active since `at(1)`), in its directory since `at(2)`;
-/// returns how many organizations the rule gives them now.
+/// How many organizations the rule gives `user_late` now.
+async fn late_members_organizations(app: &crate::helpers::app::TestApp) -> i64 {
+    app.query_scalar_i64("SELECT count(*) FROM unnest(authbridge.active_organization_ids($1))", "user_late").await
+}
+
+/// A member of `org_late` (`user_late`, late@example.com, active since `at(1)`), in its directory since `at(2)`.
 async fn member_in_a_directory(app: &crate::helpers::app::TestApp) {
     app.deliver_ok(&event("user.created", user("user_late", "late@example.com", 1), at(1))).await;
     app.deliver_ok(&event("organization.created", organization("org_late", "Late", 1), at(1))).await;
@@ -342,8 +346,7 @@ async fn member_in_a_directory(app: &crate::helpers::app::TestApp) {
 #[tokio::test]
 async fn a_directory_denial_holds_when_the_active_event_before_it_comes_late() {
     let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
-    let active =
-        || app.query_scalar_i64("SELECT count(*) FROM unnest(authbridge.active_organization_ids($1))", "user_late");
+    let active = || late_members_organizations(&app);
     member_in_a_directory(&app).await;
     assert_eq!(active().await, 1, "a member");
     app.deliver_ok(&event("dsync.user.updated", directory_user("inactive", 10), at(10))).await;
@@ -365,8 +368,7 @@ async fn a_directory_denial_holds_when_the_active_event_before_it_comes_late() {
 #[tokio::test]
 async fn a_reactivation_that_comes_before_its_deactivation_still_lifts_an_older_denial() {
     let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
-    let active =
-        || app.query_scalar_i64("SELECT count(*) FROM unnest(authbridge.active_organization_ids($1))", "user_late");
+    let active = || late_members_organizations(&app);
     member_in_a_directory(&app).await;
     app.deliver_ok(&event("dsync.user.updated", directory_user("inactive", 10), at(10))).await;
     assert_eq!(active().await, 0, "deprovisioned by the directory");
@@ -382,8 +384,7 @@ async fn a_reactivation_that_comes_before_its_deactivation_still_lifts_an_older_
 #[tokio::test]
 async fn a_removal_whose_payload_says_active_denies_from_the_removal() {
     let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
-    let active =
-        || app.query_scalar_i64("SELECT count(*) FROM unnest(authbridge.active_organization_ids($1))", "user_late");
+    let active = || late_members_organizations(&app);
     member_in_a_directory(&app).await;
     app.deliver_ok(&event("dsync.user.updated", directory_user("inactive", 10), at(10))).await;
     let deactivated = membership("om_late", "user_late", "org_late", "inactive", "member", 14);
@@ -402,8 +403,7 @@ async fn a_removal_whose_payload_says_active_denies_from_the_removal() {
 #[tokio::test]
 async fn a_late_active_event_never_moves_a_denial_earlier() {
     let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
-    let active =
-        || app.query_scalar_i64("SELECT count(*) FROM unnest(authbridge.active_organization_ids($1))", "user_late");
+    let active = || late_members_organizations(&app);
     member_in_a_directory(&app).await;
     app.deliver_ok(&event("dsync.user.updated", directory_user("inactive", 15), at(40))).await;
     app.deliver_ok(&event("dsync.user.updated", directory_user("inactive", 20), at(21))).await;
