@@ -774,6 +774,30 @@ async fn a_poll_that_stops_part_way_does_not_count_as_having_read_everything() {
     assert_eq!(polled_at(&app).await, polled, "a poll that failed part way moved polled_at");
 }
 
+/// More objects missing from a listing than lost deletion events could explain (here 51, the organizations' own
+/// deletions lost in a gap) is taken for a listing gone wrong: none is ended, and the operator is told.
+#[tokio::test]
+async fn a_listing_that_leaves_out_more_than_fifty_ends_none() {
+    let app = app_without_push().await;
+    let organizations: Vec<String> = (0..51).map(|i| app.workos.create_organization(&format!("Gone {i}")).id).collect();
+    app.consumer(options()).poll_once().await.expect("caught up");
+    for id in &organizations {
+        app.workos.delete_organization(id).expect("deleted");
+    }
+    app.workos.expire_events();
+    stopped_for(&app, 31).await;
+    sqlx::query("UPDATE authbridge.organizations SET version_updated_at = now() - interval '1 hour'")
+        .execute(&mut app.db.connect().await)
+        .await
+        .expect("a month later");
+    let report = app.consumer(options()).poll_once().await.expect("a poll");
+    assert!(report.reconciled, "{report:?}");
+    for id in &organizations {
+        assert_eq!(organization_deleted(&app, id).await, Some(false), "{id} is not ended on a listing's word alone");
+    }
+    assert!(logs::captured().contains("left out more known objects than deletions could explain"));
+}
+
 /// A poll stopped by its page limit with events left does not wait out the interval before reading on: a backlog
 /// drains at the speed WorkOS answers (here 250 events: three pages of 100, one page a poll, an hour between polls).
 #[tokio::test]
