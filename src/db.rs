@@ -17,6 +17,13 @@ use crate::config::DatabaseConfig;
 
 /// Longest any one statement may run: our statements are single-row lookups and upserts.
 const STATEMENT_TIMEOUT: &str = "5s";
+/// How PostgreSQL notices a replica that vanished without closing its connections (a host lost, a network cut): it
+/// probes a connection idle for a minute every 10 s and drops it after 6 unanswered probes, about two minutes in all.
+/// The operating system's default is two hours, and a dropped connection is what releases what it held: the Events
+/// API consumer's advisory lock above all, which would otherwise stop every replica from reading events that long.
+/// PostgreSQL ignores these settings on a Unix socket, where a vanished peer is noticed at once.
+const TCP_KEEPALIVES: [(&str, &str); 3] =
+    [("tcp_keepalives_idle", "60"), ("tcp_keepalives_interval", "10"), ("tcp_keepalives_count", "6")];
 /// How long a client should wait before retrying when the database is unavailable (`Retry-After`).
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -90,7 +97,8 @@ impl Database {
             .map_err(|_| DbError::Failed("DATABASE_URL is not a usable PostgreSQL URL".to_owned()))?
             .application_name("authbridge")
             // Every statement names its schemas; nothing from `public` is looked up by name (`migrate::SEARCH_PATH`).
-            .options([("statement_timeout", STATEMENT_TIMEOUT), ("search_path", crate::migrate::SEARCH_PATH)]);
+            .options([("statement_timeout", STATEMENT_TIMEOUT), ("search_path", crate::migrate::SEARCH_PATH)])
+            .options(TCP_KEEPALIVES);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)

@@ -815,3 +815,22 @@ async fn a_backlog_beyond_the_page_limit_is_read_on_without_waiting_for_the_inte
     running.await.expect("the consumer stops when told");
     assert!(drained, "every page read, poll after poll");
 }
+
+/// The consumer's lock is released only when PostgreSQL drops the connection holding it. A replica that vanished
+/// without closing it (a host lost, a network cut) is noticed by TCP keepalive probes: about two minutes with the
+/// app's settings, two hours with the operating system's default, during which no replica could read events.
+#[tokio::test]
+async fn the_app_asks_postgresql_to_probe_its_connections_for_a_vanished_replica() {
+    let app = app_without_push().await;
+    let lifecycle = app.lifecycle();
+    let mut conn = lifecycle.database().pool().acquire().await.expect("a connection over TCP, as the tests' database");
+    for (setting, expected) in
+        [("tcp_keepalives_idle", "60"), ("tcp_keepalives_interval", "10"), ("tcp_keepalives_count", "6")]
+    {
+        let value: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {setting}")))
+            .fetch_one(&mut *conn)
+            .await
+            .expect("SHOW");
+        assert_eq!(value, expected, "{setting}");
+    }
+}
