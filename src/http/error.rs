@@ -52,7 +52,11 @@ pub enum AppError {
          sign in again."
     )]
     SignInExpired,
-    #[error("This request did not come from the app's own pages (CSRF check failed). Reload the page and try again.")]
+    // Not "reload": reloading sends the same stale form again. The way out is a fresh page.
+    #[error(
+        "Nothing was changed: the form was out of date or did not come from this app's own pages (CSRF check \
+         failed). Go back to the start page and try again."
+    )]
     Csrf,
     #[error("Not found.")]
     NotFound,

@@ -39,7 +39,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/organizations", get(list))
         .route("/api/organizations/switch", post(switch_api))
-        .route("/organizations/switch", post(switch_page))
+        .route("/organizations/switch", get(super::todos_pages::to_the_list).post(switch_page))
         .route("/organizations/{id}", get(settings))
         .route("/organizations/{id}/portal", post(portal))
 }

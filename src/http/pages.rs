@@ -73,8 +73,9 @@ pub fn render(status: StatusCode, template: &impl Template) -> Response {
     }
 }
 
-const FALLBACK_ERROR_PAGE: &str = "<!doctype html><title>Error</title><h1>Something went wrong</h1>\
-<p>Please try again. <a href=\"/\">Back to the start page</a></p>";
+const FALLBACK_ERROR_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Error · authbridge</title></head>\
+<body><h1>Something went wrong</h1><p>Please try again. <a href=\"/\">Back to the start page</a></p></body></html>";
 
 #[derive(Template)]
 #[template(path = "error.html")]

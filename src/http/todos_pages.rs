@@ -19,7 +19,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -40,10 +40,12 @@ const PAGE_SIZE: u32 = 50;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
-        .route("/todos", post(create))
-        .route("/todos/{id}/toggle", post(toggle))
-        .route("/todos/{id}/rename", post(rename))
-        .route("/todos/{id}/delete", post(delete))
+        // A form's address opened as a page (Enter in the address bar, or Back, after a form that failed and left
+        // the browser there) leads to the list rather than to "method not allowed".
+        .route("/todos", get(to_the_list).post(create))
+        .route("/todos/{id}/toggle", get(to_the_list).post(toggle))
+        .route("/todos/{id}/rename", get(to_the_list).post(rename))
+        .route("/todos/{id}/delete", get(to_the_list).post(delete))
 }
 
 #[derive(Template)]
@@ -64,6 +66,12 @@ struct Home {
     /// An impersonated session that may not change anything: no forms but the space switcher.
     read_only: bool,
     todos: Vec<TodoView>,
+    /// The list could not be read: say so rather than that there is nothing in it.
+    list_failed: bool,
+    /// Any error on the page (at the top or next to a todo), for the page's title.
+    has_error: bool,
+    /// The error at the top refuses the add form's title: the field is marked invalid and described by it.
+    title_refused: bool,
     error: Option<String>,
     notice: Option<String>,
     new_title: String,
@@ -114,8 +122,14 @@ impl SpaceHeader {
                 current: current == Some(membership.id.as_str()),
             }));
         }
+        let name = match (current, resolved.organization_name()) {
+            (_, Some(name)) => name,
+            // An organization whose membership could not be read (the page's fallback when the database is out).
+            (Some(_), None) => "Your organization".to_owned(),
+            (None, None) => "Personal".to_owned(),
+        };
         Self {
-            name: resolved.organization_name().unwrap_or_else(|| "Personal".to_owned()),
+            name,
             is_organization: current.is_some(),
             form_value: current.unwrap_or("personal").to_owned(),
             settings_href: current.map(|id| format!("/organizations/{}", super::organizations::path_segment(id))),
@@ -202,8 +216,12 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
             let listed = state.insforge.list_todos(&user.identity(), &resolved.space, page).await;
             (resolved, memberships, notice, listed.map_err(AppError::from))
         }
-        Err(error) => (Resolved { space: Space::Personal, membership: None }, Vec::new(), None, Err(error)),
+        // Which space the page shows cannot be checked (the database is out): the add form keeps the one the session
+        // is working in, never personal by default, or a todo added again from this page would be filed away from
+        // where its author looks for it. Sending the form checks the membership again.
+        Err(error) => (unchecked_space(state, user), Vec::new(), None, Err(error)),
     };
+    let list_failed = listed.is_err();
     let (mut todos, failure) = match listed {
         Ok(todos) => (todos, retry.error),
         // The form's own failure, when there was one, is what the user needs to read first.
@@ -211,6 +229,9 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
     };
     let status = failure.as_ref().map_or(StatusCode::OK, AppError::status);
     let mut error = failure.as_ref().map(page_message);
+    let has_error = error.is_some();
+    // The add form's own error (its title refused) is tied to its field; any other is about the page.
+    let title_refused = retry.rename.is_none() && failure.as_ref().is_some_and(is_title_refusal);
     let has_older = todos.len() > PAGE_SIZE as usize;
     todos.truncate(PAGE_SIZE as usize);
     let authors = authors(state, user, &todos).await;
@@ -248,6 +269,9 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
         header: SpaceHeader::new(&resolved, &memberships),
         csrf_token: state.csrf.token(user.csrf_binding()),
         todos,
+        list_failed,
+        has_error,
+        title_refused,
         error,
         notice,
         new_title: retry.new_title,
@@ -261,6 +285,20 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
         Some(failure) => shown_in_page(response, failure),
         None => response,
     }
+}
+
+/// The space the session works in, as the page shows it when the memberships that would confirm it cannot be read.
+fn unchecked_space(state: &AppState, user: &CurrentUser) -> Resolved {
+    let space = match (&state.lifecycle, user.active_organization()) {
+        (Some(_), Some(id)) => Space::Organization(id.to_owned()),
+        _ => Space::Personal,
+    };
+    Resolved { space, membership: None }
+}
+
+/// Whether `error` refuses the title the user typed (as opposed to the page, the session or an upstream).
+fn is_title_refusal(error: &AppError) -> bool {
+    matches!(error, AppError::InvalidTitle(_))
 }
 
 /// What the page says about a failure: the API's words, except where they name what a person never sees.
@@ -291,6 +329,11 @@ async fn authors(state: &AppState, user: &CurrentUser, todos: &[Todo]) -> HashMa
         }
     }
     names
+}
+
+/// `GET` of a form's address: nothing to show there, and nothing is done.
+pub async fn to_the_list() -> Response {
+    see_home()
 }
 
 fn see_home() -> Response {

@@ -92,3 +92,33 @@ async fn requests_that_need_the_database_answer_503_within_seconds_during_an_out
     .await;
     assert!(back, "the pool reconnects by itself");
 }
+
+/// A form sent while the database is out fails, and the page it is shown again on cannot check which space the
+/// session works in. Its add form keeps that space (never personal by default: the todo added again from there
+/// would be filed away from where its author looks for it), and the page says the list could not be loaded rather
+/// than that there is nothing in it.
+#[tokio::test]
+async fn a_page_shown_during_an_outage_keeps_the_session_s_space_in_its_add_form() {
+    let app = app_behind_a_cuttable_database().await;
+    let proxy = app.db_proxy.as_ref().expect("a proxy");
+    let browser = app.signed_in(BOB).await;
+    assert_eq!(browser.get("/api/me").await.json()["organization_id"], ACME_ORGANIZATION_ID, "Bob works in Acme");
+    // The page (and with it the cached "still allowed" answer) just read: the session passes, the form's space
+    // cannot be checked.
+    let token = browser.csrf_token().await;
+    proxy.cut();
+    let failed =
+        browser.post_form("/todos", &[("csrf_token", token.as_str()), ("title", "Typed during the outage")]).await;
+    proxy.restore();
+    assert_eq!(failed.status, 503, "{}", failed.body);
+    assert!(failed.body.contains(r#"value="Typed during the outage""#), "the typed text is kept: {}", failed.body);
+    let space = format!(r#"name="organization_id" value="{ACME_ORGANIZATION_ID}""#);
+    assert!(failed.body.contains(&space), "the add form keeps Acme: {}", failed.body);
+    assert!(!failed.body.contains(r#"name="organization_id" value="personal""#), "{}", failed.body);
+    assert!(
+        failed.body.contains("could not be loaded") && !failed.body.contains("Nothing to do yet"),
+        "{}",
+        failed.body
+    );
+    assert!(failed.body.contains("<title>Error: "), "the page's title says so too: {}", failed.body);
+}

@@ -121,7 +121,10 @@ async fn forms_without_a_valid_csrf_token_change_nothing() {
         }
         let response = alice.post_form("/todos", &fields).await;
         assert_eq!(response.status, 403, "token {token:?}: {}", response.body);
-        assert!(response.body.contains("Reload the page"), "a clear page");
+        assert!(
+            response.body.contains("Go back to the start page"),
+            "a clear page, not \"reload\" (which sends the form again)"
+        );
     }
 
     // A valid token does not help a request another site sends.
@@ -155,6 +158,9 @@ async fn invalid_titles_are_explained_on_the_page_with_the_text_kept() {
     assert_eq!(too_long.status, 422);
     assert!(too_long.body.contains("too long"), "{}", too_long.body);
     assert!(too_long.body.contains(&format!("value=\"{long}\"")), "the typed text is kept in the form");
+    let field = r#"aria-invalid="true" aria-describedby="form-error" autofocus"#;
+    assert!(too_long.body.contains(field) && too_long.body.contains(r#"id="form-error""#), "{}", too_long.body);
+    assert!(too_long.body.contains("<title>Error: Your todos"), "{}", too_long.body);
 
     let token = alice.csrf_token().await;
     let asked = app.insforge.records_requests();
@@ -197,6 +203,11 @@ async fn invalid_titles_are_explained_on_the_page_with_the_text_kept() {
     assert!(renamed.contains("too long") && renamed.contains(" open>"), "explained there, opened: {renamed}");
     let untouched = item(&other);
     assert!(untouched.contains(r#"value="Shown first""#) && !untouched.contains("too long"), "{untouched}");
+    // Tied to its field for assistive technology (WCAG 3.3.1), which the focus is put in.
+    let described = format!(r#"aria-invalid="true" aria-describedby="rename-error-{id}" autofocus"#);
+    assert!(renamed.contains(&described) && renamed.contains(&format!(r#"id="rename-error-{id}""#)), "{renamed}");
+    assert!(!untouched.contains("aria-invalid"), "{untouched}");
+    assert!(rename.body.contains("<title>Error: Your todos"), "the page's title says so");
     let titles: Vec<(String, String)> =
         ["Keep me", "Shown first"].map(|title| (app.user_id(ALICE), title.to_owned())).into();
     assert_eq!(app.all_todos().await, titles, "nothing else written");
@@ -443,4 +454,32 @@ fn hidden_fields<'a>(page: &'a str, action: &str) -> Vec<(&'a str, &'a str)> {
             (name, value)
         })
         .collect()
+}
+
+/// A form's address opened as a page (Enter in the address bar, or Back, after a form that failed and left the
+/// browser there) leads to the list, and does nothing.
+#[tokio::test]
+async fn a_form_s_address_opened_as_a_page_leads_to_the_list_and_changes_nothing() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    add(&alice, "Stays as it is").await;
+    let id = todo_id(&alice, "Stays as it is").await;
+    for path in [
+        "/todos".to_owned(),
+        format!("/todos/{id}/toggle"),
+        format!("/todos/{id}/rename"),
+        format!("/todos/{id}/delete"),
+        "/organizations/switch".to_owned(),
+    ] {
+        let opened = alice.get(&path).await;
+        assert_eq!((opened.status, opened.location().as_deref()), (303, Some("/")), "{path}: {}", opened.body);
+    }
+    let page = alice.get("/").await;
+    assert!(page.body.contains("Stays as it is") && !page.body.contains("class=\"todo done\""), "{}", page.body);
+    assert_eq!(app.all_todos().await.len(), 1);
+    // One page of todos: no empty "Pages" navigation for a screen reader to list.
+    assert!(!page.body.contains(r#"aria-label="Pages""#), "{}", page.body);
+    // A button's accessible name starts with its visible label (WCAG 2.5.3).
+    assert!(page.body.contains(r#"aria-label="Done: mark “Stays as it is” done">Done<"#), "{}", page.body);
+    assert!(page.body.contains(r#"<label for="new-title""#), "the add field is labelled: {}", page.body);
 }
