@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::sync::Notify;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -96,7 +95,8 @@ pub const ACTIONS: [&str; 8] = [
 /// The `event` object WorkOS receives (docs/workos.md §7.2), validated against version `version` of its action's
 /// schema.
 pub fn event(action: &str, version: u32, actor: &Actor, targets: &[Target], context: &RequestContext) -> Value {
-    let occurred_at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+    // As the SDKs send it: WorkOS does not document taking more than milliseconds.
+    let occurred_at = crate::workos::sdk_time(OffsetDateTime::now_utc()).unwrap_or_default();
     let mut actor_json = json!({ "type": "user", "id": actor.id, "name": actor.name });
     if let Some(impersonator) = &actor.impersonator {
         // WorkOS refuses a metadata value over 500 characters (docs `/audit-logs/metadata-schema`), and would refuse

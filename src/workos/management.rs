@@ -3,7 +3,6 @@
 //! consumer backs off, sign-in gives up quietly).
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::WorkosError;
 use super::client::WorkosClient;
@@ -22,17 +21,6 @@ pub enum EventsFrom<'a> {
     After(&'a str),
     /// From this time on: when there is no cursor yet, or WorkOS refused the one we had.
     RangeStart(OffsetDateTime),
-}
-
-/// A time as the Events API's `range_start` takes it: RFC 3339 in UTC with milliseconds, the precision WorkOS
-/// documents and sends (docs/workos.md §4.4). Our clock has nanoseconds, and a server that reads only three
-/// fraction digits could refuse more or misread them; truncating moves the start back, never past an event.
-fn events_time(at: OffsetDateTime) -> Result<String, WorkosError> {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    let at = at
-        .replace_nanosecond(u32::from(at.millisecond()) * 1_000_000)
-        .map_err(|e| WorkosError::Malformed(e.to_string()))?;
-    at.format(&Rfc3339).map_err(|e| WorkosError::Malformed(e.to_string()))
 }
 
 /// Whose memberships to list.
@@ -56,7 +44,7 @@ impl WorkosClient {
         match from {
             EventsFrom::After(cursor) => query.push(("after", cursor)),
             EventsFrom::RangeStart(at) => {
-                range_start = events_time(*at)?;
+                range_start = super::sdk_time(*at).map_err(|e| WorkosError::Malformed(e.to_string()))?;
                 query.push(("range_start", range_start.as_str()));
             }
         }
@@ -220,18 +208,5 @@ impl WorkosClient {
         let body = serde_json::json!({ "organization_id": organization_id, "event": event });
         let _: serde::de::IgnoredAny = self.post_json(&["audit_logs", "events"], &body, Some(idempotency_key)).await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn range_start_is_sent_in_utc_with_at_most_milliseconds() {
-        let at = time::macros::datetime!(2026-01-15 12:00:00.123_456_789 +02:00);
-        assert_eq!(events_time(at).expect("formats"), "2026-01-15T10:00:00.123Z");
-        let whole = time::macros::datetime!(2026-01-15 12:00:00 UTC);
-        assert_eq!(events_time(whole).expect("formats"), "2026-01-15T12:00:00Z");
     }
 }

@@ -1002,6 +1002,15 @@ impl WorkosStandInState {
 }
 
 /// The store with the extra memberships seeded.
+/// A time sent to WorkOS (`occurred_at`, `range_start`), read only in the form the official SDKs send
+/// (`Date.toISOString()`: UTC, exactly three fraction digits, `Z`). WorkOS documents no other, so the stand-in takes
+/// no other: a client that sends nanoseconds or an offset is caught here rather than by WorkOS.
+fn sdk_time(raw: &str) -> Option<time::OffsetDateTime> {
+    let bytes = raw.as_bytes();
+    let shaped = bytes.len() == 24 && bytes.get(19) == Some(&b'.') && raw.ends_with('Z');
+    shaped.then(|| time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339).ok()).flatten()
+}
+
 fn seeded_store(
     mut store: Store,
     memberships: &[SeedMembership],

@@ -29,8 +29,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::routes::{has_api_key, workos_error};
@@ -255,8 +253,7 @@ fn judge_audit_event(
         return validation_failed(field, "required");
     }
     let event = &body["event"];
-    // RFC 3339, the ISO 8601 profile the SDKs send (node: `Date.toISOString()`).
-    if event["occurred_at"].as_str().is_none_or(|at| OffsetDateTime::parse(at, &Rfc3339).is_err()) {
+    if event["occurred_at"].as_str().and_then(super::sdk_time).is_none() {
         return validation_failed("event.occurred_at", "invalid_date");
     }
     if let Some(field) = audit_metadata_fault(event) {

@@ -10,7 +10,6 @@
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 /// One event, as recorded when its change was made.
@@ -182,14 +181,18 @@ impl StandInEventLog {
         };
         let ascending = match query.order.as_deref() {
             None | Some("desc") => false,
-            Some("asc" | "normal") => true,
+            Some("asc") => true,
+            // WorkOS's `normal` is descending with its cursors reversed; no client here sends it, so it is refused
+            // rather than imitated wrongly.
+            Some("normal") => return Err(EventsQueryError("order=normal is not imitated by the stand-in".to_owned())),
             Some(_) => return Err(EventsQueryError("order must be asc, desc or normal".to_owned())),
         };
         let range = |raw: &Option<String>| -> Result<Option<OffsetDateTime>, EventsQueryError> {
             raw.as_deref()
                 .map(|raw| {
-                    OffsetDateTime::parse(raw, &Rfc3339)
-                        .map_err(|_| EventsQueryError(format!("{raw:?} is not an ISO 8601 time")))
+                    super::sdk_time(raw).ok_or_else(|| {
+                        EventsQueryError(format!("{raw:?} is not an ISO 8601 time as the SDKs send one"))
+                    })
                 })
                 .transpose()
         };

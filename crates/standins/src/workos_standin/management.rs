@@ -92,8 +92,12 @@ fn page(
     let limit = inner.controls.page_size(limit);
     let mut items: Vec<(String, Value)> =
         items.into_iter().filter(|(id, _)| !inner.controls.is_left_out_of_lists(id)).collect();
-    if !matches!(value(query, "order").as_deref(), Some("asc" | "normal")) {
-        items.reverse();
+    match value(query, "order").as_deref() {
+        Some("asc") => {}
+        // WorkOS's `normal` is descending with its cursors reversed; no client here sends it, so it is refused
+        // rather than imitated wrongly.
+        Some("normal") => return Err(invalid("order=normal is not imitated by the stand-in.")),
+        _ => items.reverse(),
     }
     let start = match value(query, "after") {
         Some(after) => items.iter().position(|(id, _)| *id == after).map_or(items.len(), |index| index + 1),

@@ -1124,7 +1124,7 @@ async fn audit_log_events_are_validated_recorded_once_per_key_and_can_be_made_to
     use standins::workos_standin::ACME_ORGANIZATION_ID;
     let workos = start().await;
     let event = json!({ "organization_id": ACME_ORGANIZATION_ID, "event": {
-        "action": "todo.created", "occurred_at": "2026-01-15T12:00:00Z",
+        "action": "todo.created", "occurred_at": "2026-01-15T12:00:00.000Z",
         "actor": { "type": "user", "id": "user_1" }, "targets": [{ "type": "todo", "id": "t1" }],
         "context": { "location": "127.0.0.1" } } });
     for _ in 0..3 {
@@ -1155,7 +1155,7 @@ async fn audit_log_events_must_match_a_configured_schema() {
     let workos = start().await;
     let event = |action: &str, target_type: &str| {
         json!({ "organization_id": ACME_ORGANIZATION_ID, "event": {
-            "action": action, "occurred_at": "2026-01-15T12:00:00Z",
+            "action": action, "occurred_at": "2026-01-15T12:00:00.000Z",
             "actor": { "type": "user", "id": "user_1" }, "targets": [{ "type": target_type, "id": "t1" }],
             "context": { "location": "127.0.0.1" } } })
     };
@@ -1176,7 +1176,7 @@ async fn audit_log_events_must_match_a_configured_schema() {
 async fn audit_log_sends_answered_with_success_are_counted_per_key_repeats_included() {
     let workos = start().await;
     let event = json!({ "organization_id": ACME_ORGANIZATION_ID, "event": {
-        "action": "todo.created", "occurred_at": "2026-01-15T12:00:00Z",
+        "action": "todo.created", "occurred_at": "2026-01-15T12:00:00.000Z",
         "actor": { "type": "user", "id": "user_1" }, "targets": [{ "type": "todo", "id": "t1" }],
         "context": { "location": "127.0.0.1" } } });
     // A repeat is recorded once, but each successful send is counted: a client resending shows here.
@@ -1250,17 +1250,23 @@ async fn audit_log_events_are_validated_against_the_schema_version_they_name() {
     assert_eq!(workos.audit_log_events().len(), 1, "only version 2's");
 }
 
-/// WorkOS takes `occurred_at` as an ISO-8601 date-time only (workos-node `audit-log-event.interface.ts`).
+/// WorkOS takes `occurred_at` as an ISO-8601 date-time only (workos-node `audit-log-event.interface.ts`), and the
+/// stand-in only in the form the SDKs send (`toISOString()`): WorkOS documents no other.
 #[tokio::test]
 async fn audit_log_events_need_an_iso_8601_occurred_at() {
     let workos = start().await;
-    for bad in ["yesterday", "2026-13-01T12:00:00Z", "1768478400", "15 Jan 2026 12:00"] {
+    let not_as_the_sdks_send =
+        ["2026-01-15T12:00:00Z", "2026-01-15T12:00:00.123456789Z", "2026-01-15T12:00:00.000+02:00"];
+    for bad in ["yesterday", "2026-13-01T12:00:00.000Z", "1768478400", "15 Jan 2026 12:00"]
+        .into_iter()
+        .chain(not_as_the_sdks_send)
+    {
         let body = audit_event_with(|event| event["occurred_at"] = json!(bad));
         let (status, answer) = api_post(&workos, "audit_logs/events", body, None).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {answer}");
         assert_eq!(answer["errors"][0]["field"], "event.occurred_at", "{bad}");
     }
-    let body = audit_event_with(|event| event["occurred_at"] = json!("2026-01-15T12:00:00+02:00"));
+    let body = audit_event_with(|event| event["occurred_at"] = json!("2026-01-15T12:00:00.120Z"));
     assert_eq!(api_post(&workos, "audit_logs/events", body, None).await.0, StatusCode::OK);
     assert_eq!(workos.audit_log_events().len(), 1);
 }
