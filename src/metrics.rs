@@ -14,6 +14,7 @@
 //! | `authbridge_upstream_requests_total` | `upstream` (`workos`, `insforge`, `oidc`), `outcome` | calls to each upstream |
 //! | `authbridge_upstream_request_duration_seconds` | `upstream`, `outcome` | histogram of their latency |
 //! | `authbridge_session_refreshes_total` | `event` (`started`, `merged`, `shared`, `succeeded`, `failed`, `held_back`) | token refreshes: started here, requests that joined one under way here, results taken from another replica, results, and refreshes not tried within 2 s of a failure |
+//! | `authbridge_session_cookies_unreadable_total` | — | session cookies that did not open with this app's keys (tampered, or sealed by a replica with another `SESSION_COOKIE_PASSWORD`): answered as signed out, the cookie left as it is |
 //! | `authbridge_token_cache_total` | `result` (`hit`, `miss`) | access-token checks (WorkOS tokens, OpenID Connect bearer tokens) answered by the verify-once cache (`token_cache`), or not |
 //! | `authbridge_webhook_events_total` | `source` (`webhook`, `events_api`), `outcome` (`applied`, `duplicate`, `ignored`, `rejected`) | WorkOS events handled, from either channel |
 //! | `authbridge_webhook_event_lag_seconds` | `source` | histogram of the delay from an event's creation at WorkOS to its first handling here |
@@ -26,9 +27,13 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Histogram buckets for every `*_seconds` series: 100 µs to 10 s.
-const BUCKETS: [f64; 15] =
-    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+/// Histogram buckets for every `*_seconds` series: 100 µs to a minute, past the upstream time limits (10 s by
+/// default) and the request time limit (30 s), so a call that ran into one is told apart from a slow one.
+const BUCKETS: [f64; 18] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+/// Buckets for an event's lag: a webhook comes within seconds, an Events API poll every 30 s by default, and a
+/// consumer that was stopped or behind catches up over minutes to hours.
+const LAG_BUCKETS: [f64; 12] = [0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 21600.0];
 
 static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -39,6 +44,9 @@ pub fn install() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &BUCKETS)
+                .ok()?
+                // A full name wins over a suffix.
+                .set_buckets_for_metric(Matcher::Full("authbridge_webhook_event_lag_seconds".to_owned()), &LAG_BUCKETS)
                 .ok()?
                 .build_recorder();
             let handle = recorder.handle();
@@ -74,11 +82,16 @@ fn describe() {
         "authbridge_session_refreshes_total",
         "Session refreshes: started, merged, shared, succeeded, failed, held_back."
     );
+    describe_counter!(
+        "authbridge_session_cookies_unreadable_total",
+        "Session cookies that did not open with this app's keys (tampered, or another replica's password)."
+    );
     describe_counter!("authbridge_token_cache_total", "Access-token checks answered from the verify-once cache.");
     describe_counter!("authbridge_webhook_events_total", "WorkOS events received.");
     describe_histogram!("authbridge_webhook_event_lag_seconds", Unit::Seconds, "Delay from an event to its handling.");
     // Series that may stay at zero for long are written from the start, so dashboards and alerts find them.
     metrics::counter!("authbridge_http_requests_shed_total").absolute(0);
+    metrics::counter!("authbridge_session_cookies_unreadable_total").absolute(0);
     for source in ["webhook", "events_api"] {
         metrics::counter!("authbridge_webhook_events_total", "source" => source, "outcome" => "applied").absolute(0);
     }

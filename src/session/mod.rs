@@ -204,6 +204,34 @@ pub enum CookieChange {
     Clear,
 }
 
+/// What the request's session cookie held.
+// Moved once, on every request: a box would cost an allocation each time for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Read {
+    Absent,
+    Session(Session, bool),
+    /// It did not open with this app's keys.
+    Unreadable,
+    NotASession,
+}
+
+/// Says (at most once a minute, however many arrive) that session cookies do not open with this app's keys: a
+/// tampering client, or replicas with different cookie passwords, whose users this replica answers as signed out.
+fn warn_of_unreadable_cookies() {
+    static LAST_WARNED: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    const EVERY: Duration = Duration::from_secs(60);
+    let mut last = crate::sync::lock(&LAST_WARNED);
+    let now = std::time::Instant::now();
+    if last.is_none_or(|at| now.saturating_duration_since(at) >= EVERY) {
+        *last = Some(now);
+        tracing::warn!(
+            "a session cookie did not open with this app's keys (tampered with, or sealed by a replica with another \
+             SESSION_COOKIE_PASSWORD); answered as signed out, the cookie left as it is. Said at most once a minute; \
+             authbridge_session_cookies_unreadable_total counts them"
+        );
+    }
+}
+
 pub struct Resolution {
     pub outcome: Outcome,
     pub cookie: CookieChange,
@@ -299,28 +327,47 @@ impl SessionManager {
     /// Opens the session cookie without checking or refreshing the tokens inside. For sign-out, which must work
     /// even when the provider is down or the token has long expired. The seal already proves the app wrote it.
     pub fn open(&self, headers: &HeaderMap) -> Option<(Session, bool)> {
-        let sealed = self.session_cookie.read(headers)?;
+        match self.read(headers) {
+            Read::Session(session, needs_reseal) => Some((session, needs_reseal)),
+            Read::Absent | Read::Unreadable | Read::NotASession => None,
+        }
+    }
+
+    fn read(&self, headers: &HeaderMap) -> Read {
+        let Some(sealed) = self.session_cookie.read(headers) else {
+            // No cookie, or chunks that do not add up to one.
+            return if self.session_cookie.present(headers).is_empty() { Read::Absent } else { Read::NotASession };
+        };
         match self.sealer.open(Purpose::Session, &sealed) {
             Ok(opened) => match serde_json::from_slice::<Session>(&opened.plaintext) {
-                Ok(session) => Some((session, opened.needs_reseal)),
+                Ok(session) => Read::Session(session, opened.needs_reseal),
                 Err(_) => {
                     tracing::debug!("session cookie opened but does not hold a session; treating as signed out");
-                    None
+                    Read::NotASession
                 }
             },
             Err(error) => {
                 // Never the value: it may be a real (if unreadable to us) credential.
                 tracing::debug!(%error, "session cookie rejected; treating as signed out");
-                None
+                metrics::counter!("authbridge_session_cookies_unreadable_total").increment(1);
+                warn_of_unreadable_cookies();
+                Read::Unreadable
             }
         }
     }
 
     /// Who the request is from, refreshing the tokens when they are about to expire.
     pub async fn resolve(&self, headers: &HeaderMap) -> Resolution {
-        let Some((mut session, needs_reseal)) = self.open(headers) else {
-            let garbage = !self.session_cookie.present(headers).is_empty();
-            return Resolution::signed_out(if garbage { CookieChange::Clear } else { CookieChange::Keep });
+        let (mut session, needs_reseal) = match self.read(headers) {
+            Read::Session(session, needs_reseal) => (session, needs_reseal),
+            Read::Absent => return Resolution::signed_out(CookieChange::Keep),
+            // Sealed with a key this replica does not have, or tampered with (the two look alike): signed out
+            // here, but the cookie is left as it is. A replica started with another cookie password (or one that
+            // missed a rotation's first step) would otherwise delete every session that reached it, and so sign
+            // its users out of every replica. The browser replaces it at the next sign-in.
+            Read::Unreadable => return Resolution::signed_out(CookieChange::Keep),
+            // Ours, but useless: chunks that do not add up, or a seal that holds no session.
+            Read::NotASession => return Resolution::signed_out(CookieChange::Clear),
         };
 
         let check = match self.provider.check(&session).await {

@@ -74,6 +74,17 @@ async fn requests_upstream_calls_refreshes_and_the_token_cache_are_counted_witho
     assert!(delta("authbridge_http_requests_total", &invalid) >= 1.0);
     assert!(delta("authbridge_http_requests_total", &[r#"route="unmatched""#, r#"status="404""#]) >= 1.0);
     assert!(delta("authbridge_http_request_duration_seconds_count", &[r#"route="/api/todos""#]) >= 3.0);
+    // Past the upstream (10 s) and request (30 s) time limits: a call cut by one is told apart from a slow one.
+    for le in ["10", "30", "60"] {
+        let bucket = format!(r#"authbridge_http_request_duration_seconds_bucket{{route="/api/todos",le="{le}"}}"#);
+        assert!(after.contains(&bucket), "{bucket}: {after}");
+    }
+    // A session cookie that does not open with the app's keys is counted (and answered as signed out).
+    let stranger = app.browser();
+    stranger.set_cookie(authbridge::session::SESSION_COOKIE, "sealed-by-another-replica");
+    assert_eq!(stranger.api(Method::GET, "/api/me", None).await.status, 401);
+    let later = scrape(&app).await;
+    assert!(increase(&after, &later, "authbridge_session_cookies_unreadable_total", &[]) >= 1.0, "{later}");
     let insforge = [r#"upstream="insforge""#, r#"outcome="2xx""#];
     assert!(delta("authbridge_upstream_requests_total", &insforge) >= 3.0);
     assert!(delta("authbridge_upstream_request_duration_seconds_count", &insforge) >= 3.0);
@@ -137,5 +148,8 @@ async fn webhook_events_are_counted_by_channel_and_outcome_with_their_lag() {
     assert!(delta("authbridge_webhook_events_total", &[webhook, r#"outcome="applied""#]) >= 1.0, "{after}");
     assert!(delta("authbridge_webhook_events_total", &[webhook, r#"outcome="duplicate""#]) >= 1.0, "{after}");
     assert!(delta("authbridge_webhook_event_lag_seconds_count", &[webhook]) >= 1.0, "{after}");
+    // Buckets for lag (a poll every 30 s, a consumer catching up over hours), not for request latency.
+    assert!(after.contains(r#"authbridge_webhook_event_lag_seconds_bucket{source="webhook",le="3600"}"#), "{after}");
+    assert!(!after.contains(r#"authbridge_webhook_event_lag_seconds_bucket{source="webhook",le="0.0001"}"#));
     assert!(!after.contains("om_metrics") && !after.contains("user_metrics"), "no ids in labels");
 }

@@ -1,5 +1,5 @@
-//! The session cookie: what breaks it (tampering, truncation, foreign keys) signs the user out cleanly, and a
-//! cookie-password rotation keeps everyone signed in.
+//! The session cookie: what breaks it (tampering, truncation, foreign keys) signs the user out cleanly, without
+//! deleting a cookie another replica may be able to read, and a cookie-password rotation keeps everyone signed in.
 
 use authbridge::session::SESSION_COOKIE;
 use reqwest::Method;
@@ -7,31 +7,59 @@ use reqwest::Method;
 use crate::helpers::app::{ALICE, AppOptions, COOKIE_PASSWORD, PREVIOUS_COOKIE_PASSWORD, spawn_app, spawn_app_with};
 use crate::helpers::session::{read_session, sealer, write_session};
 
-/// Every damaged cookie must read as "signed out": 401 for the API, the public page for `/`, never a 500.
+/// Whether `response` deletes the session cookie.
+fn clears_the_cookie(response: &crate::helpers::browser::TestResponse) -> bool {
+    response.set_cookies().iter().any(|line| line.starts_with(&format!("{SESSION_COOKIE}=;")))
+}
+
+/// Every damaged cookie must read as "signed out": 401 for the API, the public page for `/`, never a 500. One that
+/// does not open with the app's keys is left as it is (it may be another replica's, sealed with a password this one
+/// lacks: deleting it would sign its user out of every replica); the browser replaces it at the next sign-in.
 async fn assert_signed_out(app: &crate::helpers::app::TestApp, cookie: &str) {
     let browser = app.browser();
     browser.set_cookie(SESSION_COOKIE, cookie);
     let me = browser.api(Method::GET, "/api/me", None).await;
     assert_eq!(me.status, 401, "cookie {cookie:.40}…: {}", me.body);
-    assert!(
-        me.set_cookies().iter().any(|line| line.starts_with(&format!("{SESSION_COOKIE}=;"))),
-        "the unreadable cookie is cleared: {:?}",
-        me.set_cookies()
-    );
+    assert!(!clears_the_cookie(&me), "the unreadable cookie is left as it is: {:?}", me.set_cookies());
 
     browser.set_cookie(SESSION_COOKIE, cookie);
     let home = browser.get("/").await;
     assert_eq!(home.status, 200);
     assert!(home.body.contains("Sign in"), "the signed-out page");
 
-    // A form posted with it (a tab left open across the damage): refused, and the cookie cleared there too.
+    // A form posted with it (a tab left open across the damage): refused, and nothing saved.
     browser.set_cookie(SESSION_COOKIE, cookie);
     let form = browser.post_form("/todos", &[("csrf_token", "x"), ("title", "a")]).await;
     assert_eq!(form.status, 401, "{}", form.body);
+    assert!(!clears_the_cookie(&form), "{:?}", form.set_cookies());
+    assert!(app.all_todos().await.is_empty());
+
+    // Signing in replaces it.
+    let signed_in = browser.sign_in(ALICE).await;
+    assert!(signed_in.set_cookies().iter().any(|line| line.starts_with(&format!("{SESSION_COOKIE}="))));
+    assert_eq!(browser.api(Method::GET, "/api/me", None).await.status, 200);
+}
+
+/// A cookie sealed with the app's own keys that holds no session (or chunks without a first) is useless to every
+/// replica: it is deleted.
+#[tokio::test]
+async fn a_cookie_of_ours_that_holds_no_session_is_deleted() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let not_a_session = sealer(COOKIE_PASSWORD).seal(authbridge::session::seal::Purpose::Session, b"{}").expect("seal");
+    browser.set_cookie(SESSION_COOKIE, &not_a_session);
+    let me = browser.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 401, "{}", me.body);
+    assert!(clears_the_cookie(&me), "{:?}", me.set_cookies());
+
+    let orphan = app.browser();
+    orphan.set_cookie(&format!("{SESSION_COOKIE}.1"), "a-second-chunk-without-a-first");
+    let me = orphan.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 401, "{}", me.body);
     assert!(
-        form.set_cookies().iter().any(|line| line.starts_with(&format!("{SESSION_COOKIE}=;"))),
-        "the unreadable cookie is cleared by a form post too: {:?}",
-        form.set_cookies()
+        me.set_cookies().iter().any(|line| line.starts_with(&format!("{SESSION_COOKIE}.1=;"))),
+        "{:?}",
+        me.set_cookies()
     );
 }
 
@@ -52,7 +80,7 @@ async fn tampered_truncated_and_garbage_cookies_mean_signed_out() {
 }
 
 #[tokio::test]
-async fn a_cookie_sealed_with_another_key_means_signed_out() {
+async fn a_cookie_sealed_with_another_key_means_signed_out_here_and_is_kept_for_the_replicas_that_can_read_it() {
     let app = spawn_app().await;
     let browser = app.signed_in(ALICE).await;
     let session = read_session(&browser);
