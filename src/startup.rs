@@ -143,6 +143,7 @@ impl Application {
         };
         let (misconfigured_tx, misconfigured_rx) = tokio::sync::oneshot::channel::<String>();
         let sessions = std::sync::Arc::clone(&self.state.sessions);
+        let refreshing = std::sync::Arc::clone(&sessions);
         let audit = self.state.audit.clone();
         let stop = async move {
             tokio::select! {
@@ -177,10 +178,21 @@ impl Application {
             }
         };
         self.stop_background.send_replace(true);
-        if let Some(audit) = audit
-            && !audit.drain(AUDIT_DRAIN).await
-        {
+        let audited = async {
+            match audit {
+                Some(audit) => audit.drain(AUDIT_DRAIN).await,
+                None => true,
+            }
+        };
+        let (audited, refreshed) = tokio::join!(audited, refreshing.drain_refreshes(REFRESH_DRAIN));
+        if !audited {
             tracing::error!("stopped with Audit Log events still unwritten: the database did not take them in time");
+        }
+        if !refreshed {
+            tracing::error!(
+                "stopped with a session refresh still under way: if the provider spent its refresh token, that user \
+                 is signed out"
+            );
         }
         served?;
         match misconfigured_rx.await {
@@ -193,6 +205,11 @@ impl Application {
 /// Longest the server waits, once it has stopped, for Audit Log events still being queued (each is bounded by the
 /// database pool's acquire timeout and statement timeout anyway): well within an orchestrator's grace period.
 const AUDIT_DRAIN: Duration = Duration::from_secs(10);
+
+/// Longest the server waits, once it has stopped, for session refreshes still under way (a browser that gave up
+/// does not stop its refresh) and their results still being written for the other replicas: a provider call is
+/// bounded by its time limit (10 s by default). Waited for at the same time as [`AUDIT_DRAIN`].
+const REFRESH_DRAIN: Duration = Duration::from_secs(15);
 
 /// How often each replica removes what the bookkeeping tables no longer need (every replica may: the deletes are
 /// idempotent and cheap).

@@ -319,6 +319,11 @@ impl SessionManager {
         &self.provider
     }
 
+    /// Waits, at most `within`, for the refreshes still under way (see [`Refresher::drain`]).
+    pub async fn drain_refreshes(&self, within: Duration) -> bool {
+        self.refresher.drain(within).await
+    }
+
     /// The list every request is checked against: the webhook handler and the consumer tell it what they ended.
     pub fn revocations(&self) -> &Arc<Revocations> {
         &self.revocations

@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 use super::Session;
 use super::provider::{IdentityProvider, ProviderError};
@@ -64,6 +65,10 @@ pub struct Refresher {
     failures: Arc<Mutex<HashMap<Fingerprint, Failure>>>,
     /// With `DATABASE_URL`: the same, across replicas.
     shared: Option<Arc<SharedRefreshes>>,
+    /// The refreshes under way, each in a task of its own, for the shutdown to wait for: a refresh cut off after
+    /// the provider spent the old token, but before its result was recorded for the other replicas, would sign its
+    /// user out (the replica taking the claim over sends the spent token again).
+    tasks: TaskTracker,
 }
 
 struct Flight {
@@ -97,7 +102,7 @@ impl Failure {
 
 impl Refresher {
     pub fn new(provider: Arc<IdentityProvider>) -> Self {
-        Self { provider, flights: Arc::default(), failures: Arc::default(), shared: None }
+        Self { provider, flights: Arc::default(), failures: Arc::default(), shared: None, tasks: TaskTracker::new() }
     }
 
     /// Shares refreshes with the other replicas through the database.
@@ -171,6 +176,22 @@ impl Refresher {
         Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) })
     }
 
+    /// Waits, at most `within`, for the refreshes under way and the results still being written for the other
+    /// replicas: called when the server has stopped. False when some were still going.
+    pub async fn drain(&self, within: Duration) -> bool {
+        self.tasks.close();
+        let shared = self.shared.as_ref().map(|shared| shared.writing().clone());
+        let all = async {
+            self.tasks.wait().await;
+            // After the refreshes: a refresh that meets a blip starts a write as it ends.
+            if let Some(writing) = shared {
+                writing.close();
+                writing.wait().await;
+            }
+        };
+        tokio::time::timeout(within, all).await.is_ok()
+    }
+
     /// The failure `key`'s last refresh ended in, while it holds the token back at `now`. Forgets failures that no
     /// longer hold anything back, so the map stays as small as the sessions failing right now.
     fn held_back(&self, key: &Fingerprint, now: Instant) -> Option<ProviderError> {
@@ -229,7 +250,7 @@ impl Refresher {
             // Nobody waiting any more is fine: the memo (or nobody) reads it.
             let _ = sender.send(Some(Finished { at: Instant::now(), outcome }));
         };
-        tokio::spawn(tracing::Instrument::instrument(refresh, span));
+        self.tasks.spawn(tracing::Instrument::instrument(refresh, span));
         Flight { id, outcome: receiver }
     }
 }

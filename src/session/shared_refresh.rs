@@ -37,6 +37,9 @@ use time::OffsetDateTime;
 use super::Session;
 use super::provider::ProviderError;
 use super::seal::{Purpose, Sealer};
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
 use crate::db::{Database, DbError};
 use crate::sync::lock;
 
@@ -56,6 +59,8 @@ pub struct SharedRefreshes {
     db: Database,
     sealer: Sealer,
     claim_timeout: Duration,
+    /// Results still being written after a blip ([`SharedRefreshes::record`]), for the shutdown to wait for.
+    writing: TaskTracker,
 }
 
 /// What the row for a token says.
@@ -71,7 +76,12 @@ enum Claim {
 
 impl SharedRefreshes {
     pub fn new(db: Database, sealer: Sealer) -> Self {
-        Self { db, sealer, claim_timeout: CLAIM_TIMEOUT }
+        Self { db, sealer, claim_timeout: CLAIM_TIMEOUT, writing: TaskTracker::new() }
+    }
+
+    /// The results still being written after a blip, stopping new ones from being waited for.
+    pub(super) fn writing(&self) -> &TaskTracker {
+        &self.writing
     }
 
     /// Another claim timeout than [`CLAIM_TIMEOUT`] (the tests use a short one).
@@ -236,7 +246,7 @@ impl SharedRefreshes {
         if let Err(error) = record.write(&self.db, key).await {
             if matches!(error, DbError::Unavailable(_)) {
                 tracing::warn!(%error, "cannot record the session refresh for the other replicas yet; trying again");
-                tokio::spawn(record.write_later(self.db.clone(), *key));
+                self.writing.spawn(record.write_later(self.db.clone(), *key).in_current_span());
             } else {
                 tracing::warn!(%error, "cannot record the session refresh for the other replicas");
             }

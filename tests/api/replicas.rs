@@ -371,3 +371,26 @@ async fn a_slow_refresh_keeps_its_claim_and_the_other_replicas_wait_for_it() {
     assert_eq!(second_session.refresh_token, first_session.refresh_token);
     assert_eq!(second_session.access_token, refreshed.access_token);
 }
+
+/// A replica stopping (SIGTERM, a rolling deploy) while a refresh it started is under way waits for it: the
+/// browser that caused it may have given up, but the provider may already have spent the old refresh token, and a
+/// result never recorded would leave the claim to a replica that sends the spent token again.
+#[tokio::test]
+async fn a_stopping_replica_finishes_and_records_the_refresh_under_way() {
+    let mut app = lifecycle_app().await;
+    let browser = app.signed_in(ALICE).await;
+    age_token(&app, &browser, -60);
+    app.workos.set_latency(Endpoint::Authenticate, Duration::from_millis(1_500));
+    let gave_up = reqwest::Client::new()
+        .get(app.base_url.join("/api/me").expect("url"))
+        .header("cookie", browser.cookie_header())
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client gave up before the refresh ended");
+    app.shutdown().await.expect("a clean stop");
+    assert_eq!(app.workos.refresh_calls(), 1);
+    let rows = refresh_rows(&app).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].1.as_deref(), Some("refreshed"), "recorded before the replica stopped: {rows:?}");
+}
