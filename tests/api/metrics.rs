@@ -79,6 +79,15 @@ async fn requests_upstream_calls_refreshes_and_the_token_cache_are_counted_witho
         let bucket = format!(r#"authbridge_http_request_duration_seconds_bucket{{route="/api/todos",le="{le}"}}"#);
         assert!(after.contains(&bucket), "{bucket}: {after}");
     }
+    // Each upstream answer under its own class: a 5xx and a 4xx from InsForge (each a 502 here).
+    for (status, class) in [(500, "5xx"), (400, "4xx")] {
+        app.insforge.fail_next(1, status);
+        assert_eq!(browser.api(Method::GET, "/api/todos", None).await.status, 502);
+        let now = scrape(&app).await;
+        let outcome = format!(r#"outcome="{class}""#);
+        let labels = [r#"upstream="insforge""#, outcome.as_str()];
+        assert_eq!(increase(&after, &now, "authbridge_upstream_requests_total", &labels), 1.0, "{class}: {now}");
+    }
     // A session cookie that does not open with the app's keys is counted (and answered as signed out).
     let stranger = app.browser();
     stranger.set_cookie(authbridge::session::SESSION_COOKIE, "sealed-by-another-replica");
