@@ -277,7 +277,9 @@ fn start_lifecycle(state: &AppState, stopping: watch::Receiver<bool>) {
     match (&state.lifecycle, poll) {
         (Some(lifecycle), Some(interval)) => {
             let revocations = Some(Arc::clone(state.sessions.revocations()));
-            let consumer = EventsConsumer::new(Arc::clone(lifecycle), revocations, ConsumerOptions::every(interval));
+            let request_timeout = state.config.workos().map(|workos| workos.request_timeout).unwrap_or_default();
+            let options = ConsumerOptions::every(interval, request_timeout);
+            let consumer = EventsConsumer::new(Arc::clone(lifecycle), revocations, options);
             tokio::spawn(consumer.run(stopping.clone()));
         }
         (Some(_), None) => tracing::info!("the WorkOS Events API consumer is off (WORKOS_EVENTS_POLL_SECONDS=0)"),

@@ -38,7 +38,7 @@ use tokio::sync::watch;
 
 use super::events::{self, Effect, HANDLED_EVENT_TYPES, Outcome};
 use super::store::{self, Listing, Source, Version};
-use super::{Lifecycle, LifecycleError};
+use super::{Lifecycle, LifecycleError, MAX_CONFIRMED_GONE};
 use crate::session::revocations::Revocations;
 use crate::workos::WorkosError;
 use crate::workos::management::{EventsFrom, MembershipsOf};
@@ -85,10 +85,17 @@ pub struct ConsumerOptions {
     /// Pages of organizations, and of each one's memberships, a reconciliation reads at most:
     /// [`MAX_RECONCILE_PAGES`] in service; tests lower it to reach the limit.
     pub max_reconcile_pages: usize,
+    /// How long the lock's connection may wait, mid-poll, for this replica's next statement before PostgreSQL ends
+    /// its session, and with it the lock: a replica that hung while polling (a stopped process, a stuck runtime; its
+    /// kernel still answers TCP keepalives) would otherwise keep every replica from reading events until it
+    /// resumes. Longer than any wait a working poll makes ([`ConsumerOptions::every`]).
+    pub hung_after: Duration,
 }
 
 impl ConsumerOptions {
-    pub fn every(poll_interval: Duration) -> Self {
+    /// Polls every `poll_interval`, with WorkOS calls that may each take up to `request_timeout`
+    /// (`WORKOS_REQUEST_TIMEOUT_MS`).
+    pub fn every(poll_interval: Duration, request_timeout: Duration) -> Self {
         Self {
             poll_interval,
             backoff_base: Duration::from_secs(1),
@@ -96,7 +103,15 @@ impl ConsumerOptions {
             reject_after: MIN_FAILING_FOR,
             max_pages_per_poll: MAX_PAGES_PER_POLL,
             max_reconcile_pages: MAX_RECONCILE_PAGES,
+            hung_after: Self::hung_after_for(request_timeout),
         }
+    }
+
+    /// The longest a working poll leaves the database waiting is the confirmation of objects a listing left out:
+    /// up to [`MAX_CONFIRMED_GONE`] WorkOS calls in a row with no statement between them. Twice that and a minute.
+    fn hung_after_for(request_timeout: Duration) -> Duration {
+        let calls = u32::try_from(MAX_CONFIRMED_GONE + 1).unwrap_or(u32::MAX);
+        request_timeout.saturating_mul(calls).saturating_mul(2) + Duration::from_secs(60)
     }
 
     /// The wait before retry number `failures` (1, 2, …): doubling, capped, with up to 25 % random jitter so
@@ -234,7 +249,12 @@ impl EventsConsumer {
             tracing::debug!("another replica is reading the Events API");
             return Ok(PollReport::default());
         }
+        if let Err(error) = store::limit_idle(&mut conn, Some(self.options.hung_after)).await {
+            // PostgreSQL before 14 has no such limit: the poll goes on without it.
+            tracing::debug!(%error, "cannot limit how long the Events API lock's connection may wait");
+        }
         let outcome = self.consume(&mut conn).await;
+        let _ = store::limit_idle(&mut conn, None).await;
         if !matches!(store::unlock(&mut conn, LOCK_KEY).await, Ok(true)) {
             // A connection that may still hold the lock must never go back to the pool: closing it releases it.
             conn.close_on_drop();
@@ -583,7 +603,11 @@ mod tests {
     fn an_event_fails_for_ten_minutes_at_least_before_it_is_rejected() {
         assert!(MIN_FAILING_FOR >= Duration::from_secs(600), "{MIN_FAILING_FOR:?}");
         assert!(MIN_FAILING_FOR <= Duration::from_secs(3600), "and not for hours: {MIN_FAILING_FOR:?}");
-        assert_eq!(ConsumerOptions::every(Duration::from_secs(5)).reject_after, MIN_FAILING_FOR, "in service");
+        assert_eq!(
+            ConsumerOptions::every(Duration::from_secs(5), Duration::from_secs(10)).reject_after,
+            MIN_FAILING_FOR,
+            "in service"
+        );
     }
 
     #[test]
@@ -595,6 +619,7 @@ mod tests {
             reject_after: MIN_FAILING_FOR,
             max_pages_per_poll: MAX_PAGES_PER_POLL,
             max_reconcile_pages: MAX_RECONCILE_PAGES,
+            hung_after: Duration::from_secs(600),
         };
         for (failures, low) in [(1, 1), (2, 2), (3, 4), (7, 60), (40, 60)] {
             let wait = options.backoff(failures, None);

@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 use sqlx::PgConnection;
+use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::workos::objects::{Directory, DirectoryUser, Membership, Organization};
@@ -812,6 +813,25 @@ pub async fn prune_bookkeeping(conn: &mut PgConnection) -> Result<u64, sqlx::Err
 /// A PostgreSQL advisory lock held by this connection's session: at most one holder in the whole cluster.
 pub async fn try_lock(conn: &mut PgConnection, key: i64) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(conn).await
+}
+
+/// Makes PostgreSQL end this connection's session once it has waited `limit` for its next statement, in a
+/// transaction or not (`None`: the server's defaults again).
+pub async fn limit_idle(conn: &mut PgConnection, limit: Option<Duration>) -> Result<(), sqlx::Error> {
+    let sql = match limit {
+        Some(_) => {
+            "SELECT set_config('idle_session_timeout', $1, false), \
+                    set_config('idle_in_transaction_session_timeout', $1, false)"
+        }
+        None => "RESET idle_session_timeout; RESET idle_in_transaction_session_timeout",
+    };
+    match limit {
+        Some(limit) => {
+            let millis = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX).clamp(1, i32::MAX as u64);
+            sqlx::query(sql).bind(millis.to_string()).execute(conn).await.map(|_| ())
+        }
+        None => sqlx::raw_sql(sql).execute(conn).await.map(|_| ()),
+    }
 }
 
 pub async fn unlock(conn: &mut PgConnection, key: i64) -> Result<bool, sqlx::Error> {

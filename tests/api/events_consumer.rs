@@ -32,6 +32,7 @@ fn options() -> ConsumerOptions {
         reject_after: Duration::from_secs(1),
         max_pages_per_poll: MAX_PAGES_PER_POLL,
         max_reconcile_pages: MAX_RECONCILE_PAGES,
+        hung_after: Duration::from_secs(60),
     }
 }
 
@@ -832,5 +833,57 @@ async fn the_app_asks_postgresql_to_probe_its_connections_for_a_vanished_replica
             .await
             .expect("SHOW");
         assert_eq!(value, expected, "{setting}");
+    }
+}
+
+/// A replica that hangs mid-poll (a stopped process: its kernel still answers TCP keepalives) loses the lock once
+/// its connection has waited `hung_after` for a statement: PostgreSQL ends the session, and another replica reads
+/// events again.
+#[tokio::test]
+async fn a_replica_hung_mid_poll_loses_the_lock_to_the_others() {
+    let app = app_without_push().await;
+    app.consumer(options()).poll_once().await.expect("the first poll reconciles");
+    // The next poll's request to WorkOS hangs far longer than the limit, as a stopped process would.
+    app.workos.set_latency(Endpoint::Events, Duration::from_secs(5));
+    let hung = app.consumer(ConsumerOptions { hung_after: Duration::from_millis(500), ..options() });
+    let polling = tokio::spawn(async move { hung.poll_once().await });
+    let conn = app.db.connect().await;
+    let free = eventually(Duration::from_secs(4), || async {
+        let mut probe = app.db.connect().await;
+        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(LOCK_KEY)
+            .fetch_one(&mut probe)
+            .await
+            .expect("try the lock");
+        taken
+    })
+    .await;
+    assert!(free, "the hung poll's session was ended, and its lock with it");
+    app.workos.set_latency(Endpoint::Events, Duration::ZERO);
+    let outcome = polling.await.expect("the poll does not panic");
+    assert!(outcome.is_err(), "the hung poll fails when it resumes: its connection is gone");
+    drop(conn);
+
+    // The limit is for the poll only: the connection goes back to the pool without it. (A pool of one, so that the
+    // connection taken after the poll is the poll's, taken at once, before a limit left on it could end it.)
+    let mut config = app.config.database.clone().expect("the lifecycle's database");
+    config.max_connections = 1;
+    let workos = app.config.workos().expect("WorkOS is the provider");
+    let lifecycle = std::sync::Arc::new(authbridge::lifecycle::Lifecycle::new(
+        authbridge::db::Database::connect_lazy(&config).expect("a pool"),
+        authbridge::workos::WorkosClient::new(workos).expect("a WorkOS client"),
+    ));
+    let short = ConsumerOptions { hung_after: Duration::from_millis(500), ..options() };
+    authbridge::lifecycle::consumer::EventsConsumer::new(std::sync::Arc::clone(&lifecycle), None, short)
+        .poll_once()
+        .await
+        .expect("a working poll");
+    let mut pooled = lifecycle.database().pool().acquire().await.expect("the poll's connection");
+    for setting in ["idle_session_timeout", "idle_in_transaction_session_timeout"] {
+        let limit: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {setting}")))
+            .fetch_one(&mut *pooled)
+            .await
+            .expect("SHOW");
+        assert_eq!(limit, "0", "{setting}");
     }
 }

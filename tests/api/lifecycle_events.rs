@@ -56,7 +56,11 @@ async fn an_event_delivered_by_webhook_and_read_from_the_events_api_is_applied_o
         "the webhook delivered it"
     );
 
-    let report = app.consumer(ConsumerOptions::every(Duration::from_secs(60))).poll_once().await.expect("a poll");
+    let report = app
+        .consumer(ConsumerOptions::every(Duration::from_secs(60), Duration::from_secs(10)))
+        .poll_once()
+        .await
+        .expect("a poll");
     assert!(report.duplicates >= 1, "the consumer met it again: {report:?}");
     let rows = app.ledger().await;
     assert_eq!(rows.iter().filter(|(id, ..)| *id == updated.id).count(), 1, "one ledger row");
