@@ -448,23 +448,36 @@ impl AuditDeliverer {
         let mut rate_limited: Option<Duration> = None;
         // Events undelivered for long, and why the last of them was not delivered: for the operator.
         let mut overdue: Option<(usize, String)> = None;
+        // Each write about a claimed row names the claim (`attempts` as it left it): a deliverer that stalled past its
+        // lease (a stopped process) must not, when it resumes, write over a row another replica claimed since,
+        // and perhaps delivered.
         let mut rows = claimed.into_iter();
         while let Some((id, key, organization_id, event, attempts, old)) = rows.next() {
             if !may_still_send(claimed_at, Instant::now(), self.options.lease) {
-                unsent.push(id);
+                unsent.push((id, attempts));
                 continue;
             }
-            sqlx::query("UPDATE authbridge.audit_log_outbox SET sending_at = now() WHERE id = $1")
-                .bind(id)
-                .execute(pool)
-                .await?;
+            let still_ours = sqlx::query(
+                "UPDATE authbridge.audit_log_outbox SET sending_at = now() WHERE id = $1 AND attempts = $2 \
+                 AND delivered_at IS NULL AND failed_at IS NULL",
+            )
+            .bind(id)
+            .bind(attempts)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                == 1;
+            if !still_ours {
+                continue;
+            }
             let sent = self.lifecycle.workos().create_audit_log_event(&organization_id, &event, &key.to_string()).await;
             let Err(error) = sent else {
                 sqlx::query(
                     "UPDATE authbridge.audit_log_outbox \
-                     SET delivered_at = now(), last_error = NULL, sending_at = NULL WHERE id = $1",
+                     SET delivered_at = now(), last_error = NULL, sending_at = NULL WHERE id = $1 AND attempts = $2",
                 )
                 .bind(id)
+                .bind(attempts)
                 .execute(pool)
                 .await?;
                 pass.delivered += 1;
@@ -475,10 +488,12 @@ impl AuditDeliverer {
                 tracing::warn!(%error, action = %event["action"], "WorkOS refused an audit log event; it will not be retried");
                 sqlx::query(
                     "UPDATE authbridge.audit_log_outbox \
-                     SET failed_at = now(), last_error = $2, sending_at = NULL WHERE id = $1",
+                     SET failed_at = now(), last_error = $2, sending_at = NULL \
+                     WHERE id = $1 AND attempts = $3 AND delivered_at IS NULL",
                 )
                 .bind(id)
                 .bind(error.to_string())
+                .bind(attempts)
                 .execute(pool)
                 .await?;
                 pass.failed += 1;
@@ -498,12 +513,13 @@ impl AuditDeliverer {
                      maybe_sent_at = CASE WHEN $4 THEN COALESCE(maybe_sent_at, sending_at, now()) \
                                           ELSE maybe_sent_at END, \
                      sending_at = NULL \
-                 WHERE id = $1",
+                 WHERE id = $1 AND attempts = $5 AND delivered_at IS NULL AND failed_at IS NULL",
             )
             .bind(id)
             .bind(wait.as_secs_f64())
             .bind(error.to_string())
             .bind(outcome == Outcome::MaybeRecorded)
+            .bind(attempts)
             .execute(pool)
             .await?;
             pass.retrying += 1;
@@ -514,20 +530,23 @@ impl AuditDeliverer {
             if matches!(error, WorkosError::RateLimited { .. }) {
                 // Every further send of this pass would be refused too, and would count against the limit.
                 rate_limited = Some(wait);
-                unsent.extend(rows.by_ref().map(|row| row.0));
+                unsent.extend(rows.by_ref().map(|row| (row.0, row.4)));
                 break;
             }
         }
         if !unsent.is_empty() {
             // Due again (at once, or after a rate limit), for this deliverer's next pass or another replica's, and
             // not counted as tried.
+            let (ids, attempts): (Vec<i64>, Vec<i32>) = unsent.into_iter().unzip();
             sqlx::query(
                 "UPDATE authbridge.audit_log_outbox \
                  SET next_attempt_at = now() + make_interval(secs => $2), attempts = attempts - 1, sending_at = NULL \
-                 WHERE id = ANY($1) AND delivered_at IS NULL AND failed_at IS NULL",
+                 WHERE (id, attempts) IN (SELECT * FROM unnest($1::bigint[], $3::int[])) \
+                   AND delivered_at IS NULL AND failed_at IS NULL",
             )
-            .bind(&unsent)
+            .bind(&ids)
             .bind(rate_limited.unwrap_or_default().as_secs_f64())
+            .bind(&attempts)
             .execute(pool)
             .await?;
         }

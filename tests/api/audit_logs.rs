@@ -544,3 +544,47 @@ async fn after_a_rate_limit_due_events_beyond_the_batch_wait_for_retry_after_too
     .await;
     assert!(all, "{:?}", outbox(&app).await);
 }
+
+/// A deliverer that stalled past its lease (a stopped process) writes nothing about a row another replica has
+/// claimed since, when it resumes: here the other replica delivered it, and the stalled send's refusal must not mark
+/// the delivered event failed.
+#[tokio::test]
+async fn a_deliverer_resuming_after_its_lease_writes_nothing_over_another_replicas_claim() {
+    let app = cast_app().await;
+    let _author = app.signed_in(AUTHOR).await;
+    let delivered =
+        eventually(Duration::from_secs(10), || async { outbox(&app).await.first().is_some_and(|row| row.2) }).await;
+    assert!(delivered, "{:?}", outbox(&app).await);
+    let before = app.workos.calls(Endpoint::AuditLogs);
+    app.workos.set_latency(Endpoint::AuditLogs, Duration::from_millis(1_500));
+    app.workos.fail_next(Endpoint::AuditLogs, 1, 400);
+    let mut conn = app.db.connect().await;
+    sqlx::query(
+        "INSERT INTO authbridge.audit_log_outbox (idempotency_key, organization_id, event) \
+         SELECT gen_random_uuid(), organization_id, event FROM authbridge.audit_log_outbox",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("a due event");
+    let sending =
+        eventually(Duration::from_secs(10), || async { app.workos.calls(Endpoint::AuditLogs) > before }).await;
+    assert!(sending, "the send is under way");
+    // Meanwhile, as if the lease had run out: another replica claims the row again and delivers it.
+    sqlx::query(
+        "UPDATE authbridge.audit_log_outbox SET attempts = attempts + 1, delivered_at = now(), sending_at = NULL \
+         WHERE delivered_at IS NULL",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("another replica's delivery");
+    // The stalled send ends, refused.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    app.workos.set_latency(Endpoint::AuditLogs, Duration::ZERO);
+    let rows: Vec<(bool, bool, Option<String>)> = sqlx::query_as(
+        "SELECT delivered_at IS NOT NULL, failed_at IS NOT NULL, last_error FROM authbridge.audit_log_outbox ORDER BY id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("the outbox");
+    assert_eq!(rows, [(true, false, None), (true, false, None)], "the delivered event stays delivered, no error");
+}
