@@ -110,6 +110,11 @@ impl Database {
         &self.pool
     }
 
+    /// Whether the database answers a statement.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(DbError::from)
+    }
+
     /// Whether the database has every migration this binary knows, so `serve` can refuse to start against a
     /// database that `authbridge migrate` has not brought up to date (every lifecycle statement would fail).
     pub async fn is_migrated(&self) -> Result<bool, DbError> {

@@ -1,13 +1,21 @@
 //! Probes for orchestrators: `/healthz` says the process is alive, `/readyz` that it can do its job (InsForge
 //! answers a real records call, and the identity provider's signing keys are held — fetched again by the probe,
 //! whose failure alone does not make the app unready while the keys held still verify; an OpenID Connect provider
-//! must have been discovered first).
+//! must have been discovered first; with `DATABASE_URL`, the database has answered once since the start).
+//!
+//! Each check has [`CHECK_TIME_LIMIT`]: an upstream that hangs makes the probe answer "unavailable" in seconds, not
+//! after the upstream's own time limit (10 s by default, past any orchestrator's probe timeout).
+//!
+//! The database is checked only until it first answers: its outage is every replica's at once, and taking them all
+//! out of service would turn the requests that need no database into errors too. But a replica that has never
+//! reached it (a wrong host, a network policy) is misconfigured, and a rollout should stop there.
 //!
 //! Readiness answers come from a short cache, and concurrent probes share one check, so however often a load
 //! balancer asks, the upstreams see at most one probe per [`READINESS_TTL`]. Until an OpenID Connect provider is
 //! discovered the answer is "not ready" at once, without a probe and without caching, so the first probe after
 //! discovery sees the truth.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -21,10 +29,14 @@ use tokio::sync::Mutex;
 use super::AppState;
 
 pub const READINESS_TTL: Duration = Duration::from_secs(5);
+/// Longest each check of a probe may take.
+pub const CHECK_TIME_LIMIT: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 pub struct Readiness {
     last: Mutex<Option<(Instant, Report)>>,
+    /// The database has answered since the start: it is not checked again.
+    database_reached: AtomicBool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -36,6 +48,9 @@ pub struct Report {
     workos: Option<Check>,
     #[serde(skip_serializing_if = "Option::is_none")]
     oidc: Option<Check>,
+    /// With `DATABASE_URL`: whether the database has answered since the start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database: Option<Check>,
 }
 
 /// Only up or down: the probe is unauthenticated, so what went wrong goes to the log, not to whoever asks.
@@ -81,20 +96,46 @@ impl Readiness {
         let kind = provider.kind();
         if !provider.is_ready() {
             tracing::debug!(provider = kind, "not ready: the identity provider has not been discovered yet");
-            return Report::new(Check { ok: false }, kind, Check { ok: false });
+            let database = state.database.as_ref().map(|_| Check { ok: false });
+            return Report::new(Check { ok: false }, kind, Check { ok: false }, database);
         }
+        let insforge = async {
+            match tokio::time::timeout(CHECK_TIME_LIMIT, state.insforge.health()).await {
+                Ok(answer) => answer.map_err(|error| error.to_string()),
+                Err(_) => Err(format!("no answer within {CHECK_TIME_LIMIT:?}")),
+            }
+        };
         // The provider check refreshes the verifier's own key cache: one JWKS path, and a probe that keeps it warm.
-        let (insforge, keys) = tokio::join!(state.insforge.health(), provider.warm_up());
-        let report = Report::new(Check::from("InsForge", insforge), kind, Check::from("identity provider JWKS", keys));
+        let (insforge, keys, database) =
+            tokio::join!(insforge, provider.probe_keys(CHECK_TIME_LIMIT), self.database(state));
+        let report =
+            Report::new(Check::from("InsForge", insforge), kind, Check::from("identity provider JWKS", keys), database);
         *last = Some((Instant::now(), report.clone()));
         report
+    }
+
+    /// The database's check: `None` without `DATABASE_URL`; asked until it first answers, then taken as reached.
+    async fn database(&self, state: &AppState) -> Option<Check> {
+        let database = state.database.as_ref()?;
+        if self.database_reached.load(Ordering::Relaxed) {
+            return Some(Check { ok: true });
+        }
+        let answer = match tokio::time::timeout(CHECK_TIME_LIMIT, database.ping()).await {
+            Ok(answer) => answer.map_err(|error| error.to_string()),
+            Err(_) => Err(format!("no answer within {CHECK_TIME_LIMIT:?}")),
+        };
+        if answer.is_ok() {
+            self.database_reached.store(true, Ordering::Relaxed);
+        }
+        Some(Check::from("DATABASE_URL (not reached since the start)", answer))
     }
 }
 
 impl Report {
-    fn new(insforge: Check, provider_kind: &str, provider: Check) -> Self {
-        let status = if insforge.ok && provider.ok { "ready" } else { "unavailable" };
+    fn new(insforge: Check, provider_kind: &str, provider: Check, database: Option<Check>) -> Self {
+        let all_ok = insforge.ok && provider.ok && database.as_ref().is_none_or(|check| check.ok);
+        let status = if all_ok { "ready" } else { "unavailable" };
         let (workos, oidc) = if provider_kind == "oidc" { (None, Some(provider)) } else { (Some(provider), None) };
-        Self { status, insforge, workos, oidc }
+        Self { status, insforge, workos, oidc, database }
     }
 }

@@ -13,7 +13,7 @@ mod client_address;
 mod csrf;
 mod error;
 mod extractors;
-mod health;
+pub mod health;
 mod middleware;
 mod organizations;
 mod pages;

@@ -63,6 +63,54 @@ async fn readyz_stays_ready_on_the_keys_held_and_fails_without_any() {
     assert_eq!(app.browser().get("/healthz").await.status, 200, "alive, just not ready");
 }
 
+/// Each check of a probe is bounded: an upstream that hangs makes the probe answer within seconds (an
+/// orchestrator's probe timeout is short), not after the upstream's own time limit. Keys that take too long to fetch
+/// again count as a failed fetch: the keys held decide.
+#[tokio::test]
+async fn readyz_answers_within_seconds_when_an_upstream_hangs() {
+    let app = spawn_app_with(AppOptions::default().var("INSFORGE_REQUEST_TIMEOUT_MS", 20_000)).await;
+    let _signed_in = app.signed_in(ALICE).await; // the keys are held
+    app.insforge.set_latency(Duration::from_secs(10));
+    app.workos.set_latency(Endpoint::Jwks, Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    let ready = app.browser().get("/readyz").await;
+    let took = started.elapsed();
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    let report = ready.json();
+    assert_eq!((&report["insforge"]["ok"], &report["workos"]["ok"]), (&json!(false), &json!(true)), "{report}");
+    assert!(took < Duration::from_secs(5), "answered in {took:?}");
+    app.insforge.set_latency(Duration::ZERO);
+    app.workos.set_latency(Endpoint::Jwks, Duration::ZERO);
+}
+
+/// With `DATABASE_URL`, a replica is not ready until its database has answered once: one that has never reached it
+/// (a wrong host, a network policy) is misconfigured, and a rollout should stop there. Once reached, an outage of
+/// the database (every replica's at once) no longer takes it out of service.
+#[tokio::test]
+async fn readyz_waits_for_the_database_to_answer_once() {
+    let app = spawn_app_with(AppOptions::default().lifecycle_with(crate::helpers::app::LifecycleOptions {
+        through_proxy: true,
+        ..crate::helpers::app::LifecycleOptions::default()
+    }))
+    .await;
+    let proxy = app.db_proxy.as_ref().expect("a proxy");
+    proxy.cut();
+    let ready = app.browser().get("/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert_eq!(ready.json()["database"]["ok"], false, "{}", ready.body);
+    proxy.restore();
+    let reached = crate::helpers::lifecycle::eventually(Duration::from_secs(15), || async {
+        app.browser().get("/readyz").await.status == 200
+    })
+    .await;
+    assert!(reached, "ready once the database answers");
+    proxy.cut();
+    tokio::time::sleep(authbridge::http::health::READINESS_TTL + Duration::from_millis(100)).await;
+    let ready = app.browser().get("/readyz").await;
+    assert_eq!((ready.status, &ready.json()["database"]["ok"]), (200, &json!(true)), "{}", ready.body);
+    proxy.restore();
+}
+
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let app = spawn_app().await;
