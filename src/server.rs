@@ -35,6 +35,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+use crate::http::middleware::{REQUEST_ID, is_acceptable_request_id};
+
 /// Request headers larger than this are refused with 431 (browsers send a few KB; a chunked session cookie fits).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
@@ -103,7 +105,7 @@ pub async fn serve(
                 if request.uri().path() == "/healthz" { None } else { Some(Arc::clone(&requests).try_acquire_owned()) };
             async move {
                 match slot {
-                    Some(Err(_)) => Ok(overloaded(request.uri().path())),
+                    Some(Err(_)) => Ok(overloaded(&request)),
                     // The slot is held until the response's head is ready; bodies here are small and already built.
                     Some(Ok(_slot)) => router.oneshot(request).await,
                     None => router.oneshot(request).await,
@@ -128,8 +130,19 @@ pub async fn serve(
 /// The answer to a request over the concurrency limit: 503, `Retry-After: 1`, in the route's format (the API's
 /// error JSON under `/api/` and `/webhooks/`, as every other error there), built without touching the router or
 /// anything it holds.
-fn overloaded(path: &str) -> Response<Body> {
+fn overloaded(request: &Request<Incoming>) -> Response<Body> {
     metrics::counter!("authbridge_http_requests_shed_total").increment(1);
+    // Not an access-log line each (a flood would become a flood of lines), but said: with metrics off by default,
+    // shedding would otherwise leave no trace.
+    static THROTTLE: crate::sync::Throttle = crate::sync::Throttle::every(Duration::from_secs(10));
+    if let Some(requests) = THROTTLE.due(std::time::Instant::now()) {
+        tracing::warn!(
+            requests,
+            "shedding load: requests over MAX_CONCURRENT_REQUESTS answered 503 (the count since the last such \
+             line, said at most every 10 s)"
+        );
+    }
+    let path = request.uri().path();
     let (content_type, body) = if crate::http::answers_json(path) {
         (
             "application/json",
@@ -144,5 +157,11 @@ fn overloaded(path: &str) -> Response<Body> {
     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // A request id, as every other answer carries (the client's own when acceptable), so traces do not break here.
+    let id = request.headers().get(&REQUEST_ID).filter(|id| is_acceptable_request_id(id)).cloned();
+    let id = id.or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).ok());
+    if let Some(id) = id {
+        headers.insert(REQUEST_ID, id);
+    }
     response
 }

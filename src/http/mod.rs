@@ -14,7 +14,7 @@ mod csrf;
 mod error;
 mod extractors;
 pub mod health;
-mod middleware;
+pub(crate) mod middleware;
 mod organizations;
 mod pages;
 #[cfg(test)]

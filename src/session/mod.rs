@@ -218,16 +218,13 @@ enum Read {
 /// Says (at most once a minute, however many arrive) that session cookies do not open with this app's keys: a
 /// tampering client, or replicas with different cookie passwords, whose users this replica answers as signed out.
 fn warn_of_unreadable_cookies() {
-    static LAST_WARNED: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
-    const EVERY: Duration = Duration::from_secs(60);
-    let mut last = crate::sync::lock(&LAST_WARNED);
-    let now = std::time::Instant::now();
-    if last.is_none_or(|at| now.saturating_duration_since(at) >= EVERY) {
-        *last = Some(now);
+    static THROTTLE: crate::sync::Throttle = crate::sync::Throttle::every(Duration::from_secs(60));
+    if let Some(cookies) = THROTTLE.due(std::time::Instant::now()) {
         tracing::warn!(
-            "a session cookie did not open with this app's keys (tampered with, or sealed by a replica with another \
-             SESSION_COOKIE_PASSWORD); answered as signed out, the cookie left as it is. Said at most once a minute; \
-             authbridge_session_cookies_unreadable_total counts them"
+            cookies,
+            "session cookies did not open with this app's keys (tampered with, or sealed by a replica with another \
+             SESSION_COOKIE_PASSWORD); answered as signed out, the cookies left as they are. Said at most once a \
+             minute, with the count since; authbridge_session_cookies_unreadable_total counts them"
         );
     }
 }

@@ -76,15 +76,27 @@ async fn a_shed_request_is_refused_in_its_routes_format() {
     let client = app.bearer_client(bearer(&app));
     app.insforge.set_latency(Duration::from_secs(2));
 
-    let (held, (api, webhook, page)) = tokio::join!(join_all((0..SLOTS).map(|_| client.get("/api/todos"))), async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let anonymous = ApiClient::new(app.base_url.clone(), None);
-        (
-            client.get("/api/todos").await,
-            anonymous.send(Method::POST, "/webhooks/workos", Some(serde_json::json!({}))).await,
-            anonymous.get("/").await,
-        )
-    });
+    let traced = async {
+        let url = app.base_url.join("/healthz/not").expect("url");
+        let response = reqwest::Client::new().get(url).header("x-request-id", "trace-4711").send().await;
+        let response = response.expect("an answer");
+        let id = response.headers().get("x-request-id").map(|id| id.to_str().unwrap_or("?").to_owned());
+        (response.status().as_u16(), id)
+    };
+    let (held, (api, webhook, page, traced)) =
+        tokio::join!(join_all((0..SLOTS).map(|_| client.get("/api/todos"))), async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let anonymous = ApiClient::new(app.base_url.clone(), None);
+            (
+                client.get("/api/todos").await,
+                anonymous.send(Method::POST, "/webhooks/workos", Some(serde_json::json!({}))).await,
+                anonymous.get("/").await,
+                traced.await,
+            )
+        });
+    // A shed answer carries a request id as every other does: the client's own, or one of its own.
+    assert_eq!((traced.0, traced.1.as_deref()), (503, Some("trace-4711")));
+    assert!(page.header("x-request-id").is_some_and(|id| id.len() == 36), "{:?}", page.headers);
     assert!(held.iter().all(|r| r.status == 200), "{:?}", held.iter().map(|r| r.status).collect::<Vec<_>>());
     for (what, response) in [("the API", &api), ("the webhook", &webhook)] {
         assert_eq!(response.status, 503, "{what}: {}", response.body);
