@@ -157,7 +157,8 @@ impl IdentityProvider {
     pub async fn prepare(&self) {
         match self {
             Self::Workos(workos) => {
-                if let Err(error) = workos.fetch_keys().await {
+                let (keys, ()) = tokio::join!(workos.fetch_keys(), workos.check_api_key());
+                if let Err(error) = keys {
                     tracing::warn!(%error, "could not prefetch the WorkOS JWKS; will retry on the first request");
                 }
             }
@@ -166,10 +167,11 @@ impl IdentityProvider {
     }
 
     /// Completes, with the reason, when the provider has proved it can never work with this configuration (an
-    /// OIDC issuer that does not match its discovery document): the server stops rather than serve nobody.
+    /// OIDC issuer that does not match its discovery document, a WorkOS API key WorkOS refuses): the server stops
+    /// rather than serve nobody.
     pub async fn misconfigured(&self) -> String {
         match self {
-            Self::Workos(_) => std::future::pending().await,
+            Self::Workos(workos) => workos.misconfigured().await,
             Self::Oidc(oidc) => oidc.misconfigured().await,
         }
     }

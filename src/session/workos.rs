@@ -42,6 +42,8 @@ pub struct WorkosProvider {
     origin: String,
     membership_sync: Option<MembershipSync>,
     emails: UserEmails,
+    /// Set, with the reason, once WorkOS has refused our API key: the server stops (see `IdentityProvider::misconfigured`).
+    misconfigured: tokio::sync::watch::Sender<Option<String>>,
 }
 
 /// Why an `authenticate` answer did not make a session.
@@ -66,6 +68,33 @@ impl WorkosProvider {
             // The API's origin (sign-in, sign-out) and the Admin Portal's.
             origin: format!("{} {ADMIN_PORTAL_ORIGIN}", api_base_url.origin().ascii_serialization()),
             membership_sync: None,
+            misconfigured: tokio::sync::watch::Sender::new(None),
+        }
+    }
+
+    /// Checks the API key once (at start-up): WorkOS refusing it (401) is a configuration that can never work, and
+    /// stops the server with the reason. Any other failure (WorkOS unreachable, a key without permission to list
+    /// organizations) is only logged: the key may still be good.
+    pub async fn check_api_key(&self) {
+        match self.client.check_api_key().await {
+            Ok(()) => {}
+            Err(crate::workos::WorkosError::Rejected { status: 401, .. }) => {
+                let reason = "WorkOS refused WORKOS_API_KEY (401): it is wrong, revoked, or from another environment \
+                              (a staging key with a production client id). Copy the secret key of the environment \
+                              WORKOS_CLIENT_ID belongs to from the WorkOS dashboard (API Keys)";
+                self.misconfigured.send_replace(Some(reason.to_owned()));
+            }
+            Err(error) => tracing::warn!(%error, "could not check WORKOS_API_KEY with WorkOS at start-up"),
+        }
+    }
+
+    /// Completes, with the reason, once WorkOS has refused our API key.
+    pub async fn misconfigured(&self) -> String {
+        let mut receiver = self.misconfigured.subscribe();
+        match receiver.wait_for(Option::is_some).await.map(|reason| reason.clone()) {
+            Ok(reason) => reason.unwrap_or_default(),
+            // The sender lives as long as the provider: never reached while anyone waits.
+            Err(_) => std::future::pending().await,
         }
     }
 

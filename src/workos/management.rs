@@ -60,6 +60,14 @@ impl WorkosClient {
         self.get_json(&["organizations"], &query).await
     }
 
+    /// Whether WorkOS takes our API key: the smallest authenticated read there is (`GET /organizations?limit=1`).
+    /// Every other check of the configuration (the JWKS) is public, so a wrong or revoked `WORKOS_API_KEY` would
+    /// otherwise be found only by the first sign-in.
+    pub async fn check_api_key(&self) -> Result<(), WorkosError> {
+        let _: serde::de::IgnoredAny = self.get_json(&["organizations"], &[("limit", "1")]).await?;
+        Ok(())
+    }
+
     /// `GET /organizations/{id}`; `None` when WorkOS does not know it (404).
     pub async fn get_organization(&self, id: &str) -> Result<Option<Organization>, WorkosError> {
         match self.get_json(&["organizations", id], &[]).await {

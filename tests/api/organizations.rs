@@ -65,6 +65,12 @@ async fn an_organization_the_database_does_not_know_is_fetched_for_its_name() {
     app.workos.add_membership(&app.user_id(BOB), &globex.id, &["admin"]).expect("member");
     // Straight into his first organization (choosing one at sign-in has its own tests).
     app.workos.set_organization_selection(false);
+    // The app's start-up check of its API key lists organizations once: counted before what this test counts.
+    let checked = crate::helpers::lifecycle::eventually(std::time::Duration::from_secs(10), || async {
+        app.workos.calls(Endpoint::Organizations) >= 1
+    })
+    .await;
+    assert!(checked, "the API key was checked at start-up");
     let fetched_before = app.workos.calls(Endpoint::Organizations);
 
     let browser = app.signed_in(BOB).await;

@@ -180,3 +180,14 @@ async fn a_request_that_takes_too_long_gets_504() {
     assert_eq!((write.status, write.error_code()), (504, "timeout".to_owned()));
     assert!(write.body.contains("may have been saved"), "{}", write.body);
 }
+
+/// A WorkOS API key WorkOS refuses can never work (every sign-in and refresh would fail), and every other check of
+/// the configuration is public: the start-up check finds it, and the server stops with the reason, without the key.
+#[tokio::test]
+async fn a_workos_api_key_workos_refuses_stops_the_server_with_the_reason() {
+    let mut app = spawn_app_with(AppOptions::default().var("WORKOS_API_KEY", "sk_test_wrong_key_of_another_env")).await;
+    let stopped = app.stopped_within(Duration::from_secs(10)).await.expect("the server stops by itself");
+    let message = stopped.expect_err("with an error").to_string();
+    assert!(message.contains("WORKOS_API_KEY") && message.contains("401"), "{message}");
+    assert!(!message.contains("sk_test_wrong_key_of_another_env"), "{message}");
+}

@@ -208,6 +208,11 @@ impl TestApp {
         Replica { base_url: Url::parse(&format!("http://{addr}/")).expect("base url"), _shutdown: shutdown }
     }
 
+    /// Waits for the server to stop by itself (a misconfiguration it found), at most `within`.
+    pub async fn stopped_within(&mut self, within: std::time::Duration) -> Option<std::io::Result<()>> {
+        super::stopped_within(&mut self.server, within).await
+    }
+
     /// Stops accepting connections and waits for in-flight requests, as SIGTERM does.
     pub async fn shutdown(&mut self) -> std::io::Result<()> {
         if let Some(shutdown) = self.shutdown.take() {

@@ -316,3 +316,18 @@ impl Drop for CannedServer {
         self.task.abort();
     }
 }
+
+/// Waits, at most `within`, for the server task in `server` to end by itself, and takes its result.
+pub async fn stopped_within(
+    server: &mut Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    within: std::time::Duration,
+) -> Option<std::io::Result<()>> {
+    let running = server.as_mut()?;
+    match tokio::time::timeout(within, running).await {
+        Ok(result) => {
+            *server = None;
+            Some(result.expect("the server task does not panic"))
+        }
+        Err(_) => None,
+    }
+}

@@ -222,14 +222,7 @@ impl OidcApp {
 
     /// Waits for the server to stop by itself (a misconfigured provider), at most `within`.
     pub async fn stopped_within(&mut self, within: Duration) -> Option<std::io::Result<()>> {
-        let server = self.server.as_mut()?;
-        match tokio::time::timeout(within, server).await {
-            Ok(result) => {
-                self.server = None;
-                Some(result.expect("the server task does not panic"))
-            }
-            Err(_) => None,
-        }
+        super::stopped_within(&mut self.server, within).await
     }
 
     /// Rows in `todos` as the database owner (bypassing RLS): what was really written, and for whom.
