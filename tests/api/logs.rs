@@ -144,3 +144,25 @@ async fn an_internal_fault_is_a_plain_500_and_an_error_line_with_its_detail() {
     let line = logged(&request_id, "ERROR", "internal error").await.expect("logged as an error");
     assert!(line.contains("organization_memberships") && line.contains("does not exist"), "with its detail: {line}");
 }
+
+/// Each access-log line says how long its request took, in milliseconds to the microsecond.
+#[tokio::test]
+async fn the_access_log_times_each_request_in_milliseconds() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(ALICE).await;
+    app.insforge.set_latency(Duration::from_millis(200));
+    let id = format!("latency-{}", uuid::Uuid::new_v4());
+    let listed = browser.request(Method::GET, "/api/todos", |request| request.header("x-request-id", &id)).await;
+    app.insforge.set_latency(Duration::ZERO);
+    assert_eq!(listed.status, 200);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let logs = captured();
+    let line = logs
+        .lines()
+        .find(|line| line.contains(&id) && line.contains("request finished"))
+        .unwrap_or_else(|| panic!("the request's line: {logs}"));
+    let value = line.split("latency_ms=").nth(1).and_then(|rest| rest.split_whitespace().next()).expect("latency_ms");
+    let latency: f64 = value.parse().unwrap_or_else(|_| panic!("a number: {line}"));
+    assert!((200.0..2_000.0).contains(&latency), "{line}");
+    assert!(value.split('.').nth(1).is_none_or(|decimals| decimals.len() <= 3), "to the microsecond: {line}");
+}
