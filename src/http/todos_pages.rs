@@ -345,6 +345,13 @@ fn see_page(offset: u32) -> Response {
     if offset == 0 { see_home() } else { Redirect::to(&format!("/?offset={offset}")).into_response() }
 }
 
+/// Back to the todo just changed, on the page it was on: the browser scrolls to it and a keyboard or screen-reader
+/// user carries on from there (its item takes the focus), instead of from the top of a long list.
+fn see_todo(offset: u32, id: Uuid) -> Response {
+    let page = if offset == 0 { "/".to_owned() } else { format!("/?offset={offset}") };
+    Redirect::to(&format!("{page}#todo-{id}")).into_response()
+}
+
 /// The `offset` a todo's form carries: the page it was on. Malformed or absent (a page from before the field
 /// existed): the first page, as for `GET /?offset=`.
 fn form_offset(raw: Option<&str>) -> u32 {
@@ -426,7 +433,7 @@ async fn toggle(
     match state.insforge.update_todo(&user.identity(), id, &patch).await {
         Ok(todo) => {
             audit_update(&state, &user, &todo, &patch, &context).await;
-            see_page(offset)
+            see_todo(offset, id)
         }
         Err(error) => failed(&state, &user, offset, error.into()).await,
     }
@@ -462,7 +469,7 @@ async fn rename(
     };
     let offset = form_offset(form.offset.as_deref());
     match outcome {
-        Ok(()) => see_page(offset),
+        Ok(()) => see_todo(offset, id),
         Err(error) => {
             let retry = Retry { error: Some(error), rename: Some((id, form.title)), ..Retry::default() };
             home_page(&state, &user, offset, retry).await

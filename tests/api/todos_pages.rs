@@ -69,7 +69,7 @@ async fn a_user_manages_todos_through_the_pages() {
 
     let id = todo_id(&alice, "Buy milk").await;
     let done = alice.submit(&format!("/todos/{id}/toggle"), &[("is_complete", "true")]).await;
-    assert_eq!(done.status, 303);
+    assert_eq!((done.status, done.location()), (303, Some(format!("/#todo-{id}"))), "back to the todo");
     let page = alice.get("/").await;
     assert!(page.body.contains(&format!("class=\"todo done\" id=\"todo-{id}\"")), "marked done: {}", page.body);
 
@@ -78,7 +78,7 @@ async fn a_user_manages_todos_through_the_pages() {
     assert!(alice.get("/").await.body.contains(&format!("class=\"todo\" id=\"todo-{id}\"")));
 
     let renamed = alice.submit(&format!("/todos/{id}/rename"), &[("title", "Buy oat milk")]).await;
-    assert_eq!(renamed.status, 303);
+    assert_eq!((renamed.status, renamed.location()), (303, Some(format!("/#todo-{id}"))));
     let page = alice.get("/").await;
     assert!(page.body.contains("Buy oat milk") && !page.body.contains(">Buy milk<"));
 
@@ -429,7 +429,8 @@ async fn the_start_page_shows_fifty_todos_at_a_time_with_links_between_pages() {
     };
     let toggle = format!("/todos/{id}/toggle");
     let done = alice.post_form(&toggle, &hidden_fields(&second.body, &toggle)).await;
-    assert_eq!((done.status, done.location().as_deref()), (303, Some("/?offset=50")), "{}", done.body);
+    let back_to_it = format!("/?offset=50#todo-{id}");
+    assert_eq!((done.status, done.location()), (303, Some(back_to_it)), "back to the todo: {}", done.body);
     let rename = format!("/todos/{id}/rename");
     let mut blank = hidden_fields(&second.body, &rename);
     blank.push(("title", "   "));
