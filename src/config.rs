@@ -179,9 +179,12 @@ pub struct SessionConfig {
     pub secure_cookies: bool,
 }
 
-/// Connections in the bookkeeping pool: the revocation check, webhooks, the consumer and sign-in sync each hold one
-/// only for a few statements.
+/// Connections in the bookkeeping pool by default (`DATABASE_MAX_CONNECTIONS`): the revocation check, webhooks, the
+/// consumer and sign-in sync each hold one only for a few statements.
 pub const DATABASE_MAX_CONNECTIONS: u32 = 5;
+/// The most `DATABASE_MAX_CONNECTIONS` may ask of PostgreSQL (whose own default `max_connections` is 100, shared
+/// with InsForge and every other replica).
+const MAX_DATABASE_CONNECTIONS: u64 = 100;
 /// Longest a request waits for a database connection: well inside the request time limit, so an outage is answered
 /// 503 (and retried by WorkOS) instead of running into a 504.
 pub const DATABASE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -542,10 +545,17 @@ fn boolean(vars: &Vars<'_>, name: &'static str, default: bool) -> Result<bool, C
 /// `DATABASE_URL`, with either provider: every replica refuses a session signed out on any of them (and after a
 /// restart), and replicas share one refresh of a single-use refresh token instead of racing to spend it.
 fn database(vars: &Vars<'_>) -> Result<Option<DatabaseConfig>, ConfigError> {
-    let Some(url) = vars.optional("DATABASE_URL") else { return Ok(None) };
+    let Some(url) = vars.optional("DATABASE_URL") else {
+        if vars.optional("DATABASE_MAX_CONNECTIONS").is_some() {
+            return Err(ConfigError::new("DATABASE_MAX_CONNECTIONS", "needs DATABASE_URL, whose pool it sizes"));
+        }
+        return Ok(None);
+    };
+    let max_connections =
+        vars.limit("DATABASE_MAX_CONNECTIONS", u64::from(DATABASE_MAX_CONNECTIONS), MAX_DATABASE_CONNECTIONS)?;
     Ok(Some(DatabaseConfig {
         url: postgres_url(url)?,
-        max_connections: DATABASE_MAX_CONNECTIONS,
+        max_connections: u32::try_from(max_connections).unwrap_or(DATABASE_MAX_CONNECTIONS),
         acquire_timeout: DATABASE_ACQUIRE_TIMEOUT,
     }))
 }
@@ -1173,7 +1183,19 @@ mod tests {
             }
         }
         let mut vars = base();
+        vars.insert("DATABASE_MAX_CONNECTIONS", "10".to_owned());
+        assert_eq!(load(&vars).map_err(|error| error.variable).err(), Some("DATABASE_MAX_CONNECTIONS"), "alone");
         vars.insert("DATABASE_URL", "postgres://localhost/db".to_owned());
+        for (value, accepted) in [("0", false), ("1", true), ("100", true), ("101", false)] {
+            vars.insert("DATABASE_MAX_CONNECTIONS", value.to_owned());
+            assert_eq!(load(&vars).is_ok(), accepted, "DATABASE_MAX_CONNECTIONS={value}");
+        }
+        vars.insert("DATABASE_MAX_CONNECTIONS", "12".to_owned());
+        let sized = load(&vars).expect("a pool of 12").database.map(|database| database.max_connections);
+        assert_eq!(sized, Some(12));
+        vars.remove("DATABASE_MAX_CONNECTIONS");
+        let default = load(&vars).expect("the default").database.map(|database| database.max_connections);
+        assert_eq!(default, Some(DATABASE_MAX_CONNECTIONS));
         for (value, accepted) in [("0", true), ("86400", true), ("86401", false), ("18446744073709551615", false)] {
             vars.insert("WORKOS_EVENTS_POLL_SECONDS", value.to_owned());
             assert_eq!(load(&vars).is_ok(), accepted, "WORKOS_EVENTS_POLL_SECONDS={value}");
