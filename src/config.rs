@@ -357,7 +357,7 @@ impl Config {
                     .map_err(|problem| ConfigError::new("TRUSTED_PROXIES", problem))?,
             },
             insforge: InsforgeConfig {
-                url: vars.url("INSFORGE_URL")?,
+                url: insforge_url(&vars)?,
                 jwt_secret: Secret::new(jwt_secret),
                 token_ttl: Duration::from_secs(vars.limit(
                     "INSFORGE_TOKEN_TTL_SECONDS",
@@ -508,7 +508,7 @@ fn oidc_issuer(raw: &str) -> Result<String, ConfigError> {
 }
 
 /// Whether `url` names this machine, the only place plain http may carry a credential.
-fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -805,6 +805,19 @@ fn cookie_password(name: &'static str, value: String) -> Result<Secret, ConfigEr
         ));
     }
     Ok(Secret::new(value))
+}
+
+/// `INSFORGE_URL`: no credentials in it (every call carries a minted token; a user and password there would go to
+/// InsForge as Basic authentication, and into every log that prints the URL).
+fn insforge_url(vars: &Vars<'_>) -> Result<Url, ConfigError> {
+    let url = vars.url("INSFORGE_URL")?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::new(
+            "INSFORGE_URL",
+            "must not carry a user or password: authbridge signs in with minted tokens",
+        ));
+    }
+    Ok(url)
 }
 
 fn parse_url(name: &'static str, raw: &str) -> Result<Url, ConfigError> {
@@ -1229,6 +1242,11 @@ mod tests {
         let mut vars = base();
         vars.insert("INSFORGE_URL", "ftp://x".to_owned());
         assert_eq!(load(&vars).expect_err("scheme").variable, "INSFORGE_URL");
+
+        vars.insert("INSFORGE_URL", "https://admin:hunter2@insforge.example".to_owned());
+        let error = load(&vars).expect_err("credentials");
+        assert_eq!(error.variable, "INSFORGE_URL");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
     }
 
     #[test]

@@ -93,6 +93,14 @@ impl Application {
             }
             None => None,
         };
+        let insforge = &config.insforge.url;
+        if insforge.scheme() == "http" && !crate::config::is_loopback(insforge) {
+            tracing::warn!(
+                host = insforge.host_str().unwrap_or_default(),
+                "INSFORGE_URL is plain http to another host: every minted token (a user's identity to row-level \
+                 security for minutes) crosses the network unencrypted; use https unless that network is yours alone"
+            );
+        }
         let state = AppState::new(config)?;
         let (stop_background, _) = watch::channel(false);
         Ok(Self { listener, state, metrics, stop_background })
