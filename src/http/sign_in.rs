@@ -17,9 +17,9 @@ use serde::Deserialize;
 
 use crate::audit::{Actor, RequestContext, Target};
 use crate::identity::Impersonator;
-use crate::session::Session;
 use crate::session::provider::ProviderError;
 use crate::session::sign_in::{Callback, CallbackOutcome, SignInError, SignInRequest};
+use crate::session::{CookieRead, Session};
 use crate::workos::OrganizationChoice;
 
 use super::AppState;
@@ -195,13 +195,15 @@ fn see_other(location: &str, set_cookies: Vec<HeaderValue>) -> Response {
 async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let signed_out = || {
         let mut response = render(StatusCode::OK, &LogoutPage { banner: None, email: None, csrf_token: String::new() });
-        // A cookie that does not open, or whose session has ended, is of no use to anyone: delete it, as resolving
-        // it would have.
+        // A cookie that holds no session, or whose session has ended, is of no use to anyone: delete it, as
+        // resolving it would have.
         append_cookies(&mut response, state.sessions.clear(&headers));
         response
     };
-    let Some((session, _)) = state.sessions.open(&headers) else {
-        return signed_out();
+    let session = match state.sessions.read(&headers) {
+        CookieRead::Session(session, _) => session,
+        CookieRead::Unreadable => return unreadable_session(),
+        CookieRead::Absent | CookieRead::NotASession => return signed_out(),
     };
     let revocations = state.sessions.revocations();
     if let Ok(true) = revocations.has_ended(&session.user.id, session.session_id.as_deref()).await {
@@ -221,14 +223,32 @@ async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> Respo
 /// The session is opened without checking or refreshing its tokens: signing out must work when the access token
 /// has long expired or the provider is down. The CSRF check still needs a session to tie the token to.
 async fn logout(State(state): State<AppState>, headers: HeaderMap, request: axum::extract::Request) -> Response {
-    let Some((session, _)) = state.sessions.open(&headers) else {
-        return found("/", state.sessions.clear(&headers));
+    let session = match state.sessions.read(&headers) {
+        CookieRead::Session(session, _) => session,
+        CookieRead::Unreadable => return unreadable_session(),
+        CookieRead::Absent | CookieRead::NotASession => return found("/", state.sessions.clear(&headers)),
     };
     if let Err(error) = checked_form(request, &state, session.csrf_binding()).await {
         return error.into_response();
     }
     let sign_out = state.sessions.sign_out(&session, &headers, &state.config.server.app_url).await;
     found(&sign_out.destination, sign_out.set_cookies)
+}
+
+/// Signing out with a session cookie this replica cannot open (sealed with a cookie password it lacks: replicas
+/// configured differently, or mid-rotation). Deleting the cookie here would look like a sign-out while the session
+/// lives on at the provider and on every replica that can read it: nothing is done, and the browser is asked to try
+/// again, which may reach a replica that can sign it out.
+fn unreadable_session() -> Response {
+    let mut response = super::pages::error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some("Try again in a moment"),
+        "This server could not read your session, so you are not signed out yet. Please try again in a moment.",
+        None,
+        None,
+    );
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 /// A 302 to `location` carrying `set_cookies` (the status RFC 6749's examples use for these redirects; browsers

@@ -64,6 +64,26 @@ impl CookieSpec {
         names
     }
 
+    /// Whether the pieces present make one value as the app writes it: the whole cookie alone, or chunks `0` to
+    /// `n - 1` with none missing and no whole one beside them.
+    pub fn is_whole(&self, headers: &HeaderMap) -> bool {
+        let mut whole = false;
+        let mut chunks = [false; MAX_CHUNKS];
+        for (name, _) in cookie_pairs(headers) {
+            if name == self.name {
+                whole = true;
+            } else if let Some(index) = self.chunk_index(name) {
+                chunks[index] = true;
+            }
+        }
+        let count = chunks.iter().filter(|present| **present).count();
+        match (whole, count) {
+            (true, 0) => true,
+            (false, 0) | (true, _) => false,
+            (false, count) => chunks[..count].iter().all(|present| *present),
+        }
+    }
+
     fn is_chunk_name(&self, name: &str) -> bool {
         self.chunk_index(name).is_some()
     }
@@ -191,6 +211,21 @@ mod tests {
 
     fn jar_of(headers: &HeaderMap) -> Vec<(String, String)> {
         CookieJar::from_headers(headers).iter().map(|c| (c.name().to_owned(), c.value().to_owned())).collect()
+    }
+
+    #[test]
+    fn a_value_is_whole_alone_or_as_chunks_from_zero_without_a_gap() {
+        let whole = |line: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(COOKIE, HeaderValue::from_str(line).expect("ascii"));
+            spec().is_whole(&headers)
+        };
+        assert!(whole("wos-session=a; other=b"));
+        assert!(whole("wos-session.0=a; wos-session.1=b; wos-session.2=c"));
+        assert!(!whole("other=b"), "nothing");
+        assert!(!whole("wos-session.0=a; wos-session.2=c"), "a gap");
+        assert!(!whole("wos-session.1=b"), "no first");
+        assert!(!whole("wos-session=a; wos-session.0=a"), "both kinds");
     }
 
     #[test]

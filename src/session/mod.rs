@@ -207,11 +207,14 @@ pub enum CookieChange {
 /// What the request's session cookie held.
 // Moved once, on every request: a box would cost an allocation each time for nothing.
 #[allow(clippy::large_enum_variant)]
-enum Read {
+pub enum CookieRead {
     Absent,
+    /// The session, and whether it was sealed with the previous cookie password (to be sealed again).
     Session(Session, bool),
-    /// It did not open with this app's keys.
+    /// A well-formed seal that did not open with this app's keys: sealed with another cookie password (a replica
+    /// configured differently, or one this replica no longer has), or forged. Another replica may read it.
     Unreadable,
+    /// Useless to any replica: not a seal at all, chunks that do not add up, or a seal of ours that holds no session.
     NotASession,
 }
 
@@ -330,30 +333,34 @@ impl SessionManager {
     /// even when the provider is down or the token has long expired. The seal already proves the app wrote it.
     pub fn open(&self, headers: &HeaderMap) -> Option<(Session, bool)> {
         match self.read(headers) {
-            Read::Session(session, needs_reseal) => Some((session, needs_reseal)),
-            Read::Absent | Read::Unreadable | Read::NotASession => None,
+            CookieRead::Session(session, needs_reseal) => Some((session, needs_reseal)),
+            CookieRead::Absent | CookieRead::Unreadable | CookieRead::NotASession => None,
         }
     }
 
-    fn read(&self, headers: &HeaderMap) -> Read {
+    /// What the session cookie holds, told apart as the response must treat it (see [`CookieRead`]).
+    pub fn read(&self, headers: &HeaderMap) -> CookieRead {
         let Some(sealed) = self.session_cookie.read(headers) else {
             // No cookie, or chunks that do not add up to one.
-            return if self.session_cookie.present(headers).is_empty() { Read::Absent } else { Read::NotASession };
+            let present = self.session_cookie.present(headers);
+            return if present.is_empty() { CookieRead::Absent } else { CookieRead::NotASession };
         };
         match self.sealer.open(Purpose::Session, &sealed) {
             Ok(opened) => match serde_json::from_slice::<Session>(&opened.plaintext) {
-                Ok(session) => Read::Session(session, opened.needs_reseal),
+                Ok(session) => CookieRead::Session(session, opened.needs_reseal),
                 Err(_) => {
                     tracing::debug!("session cookie opened but does not hold a session; treating as signed out");
-                    Read::NotASession
+                    CookieRead::NotASession
                 }
             },
-            Err(error) => {
-                // Never the value: it may be a real (if unreadable to us) credential.
-                tracing::debug!(%error, "session cookie rejected; treating as signed out");
-                metrics::counter!("authbridge_session_cookies_unreadable_total").increment(1);
-                warn_of_unreadable_cookies();
-                Read::Unreadable
+            // Never the value in the log: it may be a real (if unreadable to us) credential.
+            Err(_) if seal::Sealer::is_well_formed(&sealed) && self.session_cookie.is_whole(headers) => {
+                tracing::debug!("session cookie did not open with this app's keys; treating as signed out");
+                CookieRead::Unreadable
+            }
+            Err(_) => {
+                tracing::debug!("session cookie is not a seal, or its chunks do not add up; treating as signed out");
+                CookieRead::NotASession
             }
         }
     }
@@ -361,15 +368,18 @@ impl SessionManager {
     /// Who the request is from, refreshing the tokens when they are about to expire.
     pub async fn resolve(&self, headers: &HeaderMap) -> Resolution {
         let (mut session, needs_reseal) = match self.read(headers) {
-            Read::Session(session, needs_reseal) => (session, needs_reseal),
-            Read::Absent => return Resolution::signed_out(CookieChange::Keep),
-            // Sealed with a key this replica does not have, or tampered with (the two look alike): signed out
-            // here, but the cookie is left as it is. A replica started with another cookie password (or one that
-            // missed a rotation's first step) would otherwise delete every session that reached it, and so sign
-            // its users out of every replica. The browser replaces it at the next sign-in.
-            Read::Unreadable => return Resolution::signed_out(CookieChange::Keep),
-            // Ours, but useless: chunks that do not add up, or a seal that holds no session.
-            Read::NotASession => return Resolution::signed_out(CookieChange::Clear),
+            CookieRead::Session(session, needs_reseal) => (session, needs_reseal),
+            CookieRead::Absent => return Resolution::signed_out(CookieChange::Keep),
+            // Sealed with a key this replica does not have, or forged (the two look alike): signed out here, but
+            // the cookie is left as it is. A replica started with another cookie password (or one that missed a
+            // rotation's first step) would otherwise delete every session that reached it, and so sign its users
+            // out of every replica. The browser replaces it at the next sign-in.
+            CookieRead::Unreadable => {
+                metrics::counter!("authbridge_session_cookies_unreadable_total").increment(1);
+                warn_of_unreadable_cookies();
+                return Resolution::signed_out(CookieChange::Keep);
+            }
+            CookieRead::NotASession => return Resolution::signed_out(CookieChange::Clear),
         };
 
         let check = match self.provider.check(&session).await {

@@ -108,6 +108,16 @@ impl Sealer {
         Ok(format!("{FORMAT}{}", URL_SAFE_NO_PAD.encode(sealed)))
     }
 
+    /// Whether `sealed` has the shape of a seal (the format's prefix, base64url, room for a nonce and a tag), whoever
+    /// sealed it: one that does not open is then sealed with another key (or forged), not garbage.
+    pub fn is_well_formed(sealed: &str) -> bool {
+        const TAG_LEN: usize = 16;
+        sealed
+            .strip_prefix(FORMAT)
+            .and_then(|b64| URL_SAFE_NO_PAD.decode(b64).ok())
+            .is_some_and(|bytes| bytes.len() >= NONCE_LEN + TAG_LEN)
+    }
+
     pub fn open(&self, purpose: Purpose, sealed: &str) -> Result<Opened, SealError> {
         let bytes = sealed.strip_prefix(FORMAT).and_then(|b64| URL_SAFE_NO_PAD.decode(b64).ok()).ok_or(SealError)?;
         if let Some(plaintext) = open_with(self.current.get(purpose), purpose, &bytes) {
@@ -138,6 +148,19 @@ mod tests {
 
     const A: &str = "a-password-that-is-at-least-32-characters";
     const B: &str = "b-password-that-is-at-least-32-characters";
+
+    #[test]
+    fn a_seal_is_told_apart_from_garbage_by_its_shape_alone() {
+        let sealed = sealer(A, None).seal(Purpose::Session, b"{}").expect("seal");
+        assert!(Sealer::is_well_formed(&sealed));
+        assert!(
+            sealer(B, None).open(Purpose::Session, &sealed).is_err() && Sealer::is_well_formed(&sealed),
+            "another key's"
+        );
+        for garbage in ["", "v1.", "v1.!!!!", "not-a-seal", &sealed[..12], &sealed.replacen("v1.", "v2.", 1)] {
+            assert!(!Sealer::is_well_formed(garbage), "{garbage:?}");
+        }
+    }
 
     #[test]
     fn round_trips_and_is_not_readable() {

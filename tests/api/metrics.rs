@@ -90,7 +90,10 @@ async fn requests_upstream_calls_refreshes_and_the_token_cache_are_counted_witho
     }
     // A session cookie that does not open with the app's keys is counted (and answered as signed out).
     let stranger = app.browser();
-    stranger.set_cookie(authbridge::session::SESSION_COOKIE, "sealed-by-another-replica");
+    let foreign = crate::helpers::session::sealer("the-password-of-another-replica-0123456789")
+        .seal(authbridge::session::seal::Purpose::Session, b"{}")
+        .expect("seal");
+    stranger.set_cookie(authbridge::session::SESSION_COOKIE, &foreign);
     assert_eq!(stranger.api(Method::GET, "/api/me", None).await.status, 401);
     let later = scrape(&app).await;
     assert!(increase(&after, &later, "authbridge_session_cookies_unreadable_total", &[]) >= 1.0, "{later}");

@@ -12,15 +12,23 @@ fn clears_the_cookie(response: &crate::helpers::browser::TestResponse) -> bool {
     response.set_cookies().iter().any(|line| line.starts_with(&format!("{SESSION_COOKIE}=;")))
 }
 
-/// Every damaged cookie must read as "signed out": 401 for the API, the public page for `/`, never a 500. One that
-/// does not open with the app's keys is left as it is (it may be another replica's, sealed with a password this one
-/// lacks: deleting it would sign its user out of every replica); the browser replaces it at the next sign-in.
-async fn assert_signed_out(app: &crate::helpers::app::TestApp, cookie: &str) {
+/// What a damaged cookie is to the app: a well-formed seal that does not open with its keys may be another
+/// replica's (sealed with a password this one lacks: deleting it would sign its user out of every replica), so it is
+/// kept; anything else is useless to every replica, and deleted.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Damaged {
+    Kept,
+    Deleted,
+}
+
+/// Every damaged cookie must read as "signed out": 401 for the API, the public page for `/`, never a 500; kept or
+/// deleted as `fate` says, and replaced by the next sign-in.
+async fn assert_signed_out(app: &crate::helpers::app::TestApp, cookie: &str, fate: Damaged) {
     let browser = app.browser();
     browser.set_cookie(SESSION_COOKIE, cookie);
     let me = browser.api(Method::GET, "/api/me", None).await;
     assert_eq!(me.status, 401, "cookie {cookie:.40}…: {}", me.body);
-    assert!(!clears_the_cookie(&me), "the unreadable cookie is left as it is: {:?}", me.set_cookies());
+    assert_eq!(clears_the_cookie(&me), fate == Damaged::Deleted, "{cookie:.40}…: {:?}", me.set_cookies());
 
     browser.set_cookie(SESSION_COOKIE, cookie);
     let home = browser.get("/").await;
@@ -31,8 +39,27 @@ async fn assert_signed_out(app: &crate::helpers::app::TestApp, cookie: &str) {
     browser.set_cookie(SESSION_COOKIE, cookie);
     let form = browser.post_form("/todos", &[("csrf_token", "x"), ("title", "a")]).await;
     assert_eq!(form.status, 401, "{}", form.body);
-    assert!(!clears_the_cookie(&form), "{:?}", form.set_cookies());
+    assert_eq!(clears_the_cookie(&form), fate == Damaged::Deleted, "{:?}", form.set_cookies());
     assert!(app.all_todos().await.is_empty());
+
+    // Signing out with it: a cookie another replica may read is not deleted here, where the session cannot be
+    // signed out (it would look signed out while it lives on): try again, perhaps elsewhere.
+    browser.set_cookie(SESSION_COOKIE, cookie);
+    let page = browser.get("/logout").await;
+    browser.set_cookie(SESSION_COOKIE, cookie);
+    let out = browser.post_form("/logout", &[("csrf_token", "x")]).await;
+    match fate {
+        Damaged::Kept => {
+            for response in [&page, &out] {
+                assert_eq!(response.status, 503, "{}", response.body);
+                assert!(response.header("retry-after").is_some() && !clears_the_cookie(response));
+            }
+        }
+        Damaged::Deleted => {
+            assert_eq!((page.status, out.status), (200, 302), "{}", out.body);
+            assert!(clears_the_cookie(&out), "{:?}", out.set_cookies());
+        }
+    }
 
     // Signing in replaces it.
     let signed_in = browser.sign_in(ALICE).await;
@@ -72,11 +99,13 @@ async fn tampered_truncated_and_garbage_cookies_mean_signed_out() {
     let mut tampered = sealed.clone().into_bytes();
     let middle = tampered.len() / 2;
     tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
-    assert_signed_out(&app, &String::from_utf8(tampered).expect("ascii")).await;
-    assert_signed_out(&app, &sealed[..sealed.len() / 2]).await;
-    assert_signed_out(&app, "v1.").await;
-    assert_signed_out(&app, "not-a-session").await;
-    assert_signed_out(&app, "%00%ff\"quoted\"").await;
+    // Forged (a seal's shape, not opening): told apart from another key's by nothing, so kept as one.
+    assert_signed_out(&app, &String::from_utf8(tampered).expect("ascii"), Damaged::Kept).await;
+    // Not a seal at all.
+    assert_signed_out(&app, &sealed[..12], Damaged::Deleted).await;
+    assert_signed_out(&app, "v1.", Damaged::Deleted).await;
+    assert_signed_out(&app, "not-a-session", Damaged::Deleted).await;
+    assert_signed_out(&app, "%00%ff\"quoted\"", Damaged::Deleted).await;
 }
 
 #[tokio::test]
@@ -86,7 +115,7 @@ async fn a_cookie_sealed_with_another_key_means_signed_out_here_and_is_kept_for_
     let session = read_session(&browser);
     let foreign = app.browser();
     write_session(&foreign, &session, "a-completely-different-password-of-enough-length");
-    assert_signed_out(&app, &foreign.cookie(SESSION_COOKIE).expect("cookie")).await;
+    assert_signed_out(&app, &foreign.cookie(SESSION_COOKIE).expect("cookie"), Damaged::Kept).await;
 }
 
 #[tokio::test]
