@@ -72,19 +72,31 @@ impl WorkosProvider {
         }
     }
 
-    /// Checks the API key once (at start-up): WorkOS refusing it (401) is a configuration that can never work, and
-    /// stops the server with the reason. Any other failure (WorkOS unreachable, a key without permission to list
-    /// organizations) is only logged: the key may still be good.
+    /// Checks the API key at start-up: WorkOS refusing it (a 401 with WorkOS's own JSON error body, three times two
+    /// seconds apart) is a configuration that can never work, and stops the server with the reason. Anything else
+    /// (WorkOS unreachable, a proxy's 401 page, a key without permission to list organizations) is only logged: the
+    /// key may still be good, and stopping every replica that starts during a blip would take the service down.
     pub async fn check_api_key(&self) {
-        match self.client.check_api_key().await {
-            Ok(()) => {}
-            Err(crate::workos::WorkosError::Rejected { status: 401, .. }) => {
-                let reason = "WorkOS refused WORKOS_API_KEY (401): it is wrong, revoked, or from another environment \
-                              (a staging key with a production client id). Copy the secret key of the environment \
-                              WORKOS_CLIENT_ID belongs to from the WorkOS dashboard (API Keys)";
-                self.misconfigured.send_replace(Some(reason.to_owned()));
+        const ATTEMPTS: u32 = 3;
+        const APART: std::time::Duration = std::time::Duration::from_secs(2);
+        for attempt in 1..=ATTEMPTS {
+            match self.client.check_api_key().await {
+                Ok(()) => return,
+                Err(crate::workos::WorkosError::Rejected { status: 401, code, message })
+                    if code != "unknown" || !message.starts_with("401") =>
+                {
+                    if attempt < ATTEMPTS {
+                        tokio::time::sleep(APART).await;
+                        continue;
+                    }
+                    let reason = "WorkOS refused WORKOS_API_KEY (401): it is wrong, revoked, or from another \
+                                  environment (a staging key with a production client id). Copy the secret key of the \
+                                  environment WORKOS_CLIENT_ID belongs to from the WorkOS dashboard (API Keys)";
+                    self.misconfigured.send_replace(Some(reason.to_owned()));
+                }
+                Err(error) => tracing::warn!(%error, "could not check WORKOS_API_KEY with WorkOS at start-up"),
             }
-            Err(error) => tracing::warn!(%error, "could not check WORKOS_API_KEY with WorkOS at start-up"),
+            return;
         }
     }
 
