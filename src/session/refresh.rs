@@ -180,6 +180,9 @@ impl Refresher {
     /// replicas: called when the server has stopped. False when some were still going.
     pub async fn drain(&self, within: Duration) -> bool {
         self.tasks.close();
+        if let Some(shared) = &self.shared {
+            shared.stop_claiming();
+        }
         let shared = self.shared.as_ref().map(|shared| shared.writing().clone());
         let all = async {
             self.tasks.wait().await;

@@ -61,6 +61,9 @@ pub struct SharedRefreshes {
     claim_timeout: Duration,
     /// Results still being written after a blip ([`SharedRefreshes::record`]), for the shutdown to wait for.
     writing: TaskTracker,
+    /// The server is stopping: no refresh claims a token any more, nor waits for another replica's claim (see
+    /// [`SharedRefreshes::stop_claiming`]).
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// What the row for a token says.
@@ -76,12 +79,26 @@ enum Claim {
 
 impl SharedRefreshes {
     pub fn new(db: Database, sealer: Sealer) -> Self {
-        Self { db, sealer, claim_timeout: CLAIM_TIMEOUT, writing: TaskTracker::new() }
+        Self {
+            db,
+            sealer,
+            claim_timeout: CLAIM_TIMEOUT,
+            writing: TaskTracker::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// The results still being written after a blip, stopping new ones from being waited for.
     pub(super) fn writing(&self) -> &TaskTracker {
         &self.writing
+    }
+
+    /// From now on (the server is stopping), a refresh that has not claimed its token yet, or is waiting for another
+    /// replica's claim, gives up with "unavailable" instead of claiming or taking a claim over: it would call the
+    /// provider just as the process ends, spending the token with nobody left to record the result. Those that
+    /// hold a claim finish, and the shutdown waits for them.
+    pub fn stop_claiming(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Another claim timeout than [`CLAIM_TIMEOUT`] (the tests use a short one).
@@ -99,6 +116,9 @@ impl SharedRefreshes {
     {
         let started = Instant::now();
         loop {
+            if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) });
+            }
             let claim = match self.claim(key).await {
                 Ok(claim) => claim,
                 Err(error) => {

@@ -394,3 +394,45 @@ async fn a_stopping_replica_finishes_and_records_the_refresh_under_way() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].1.as_deref(), Some("refreshed"), "recorded before the replica stopped: {rows:?}");
 }
+
+/// A stopping replica claims no refresh token, nor waits for another replica's claim: a waiter could take over an
+/// abandoned claim and call the provider just as the process ends, spending the token with nobody left to record
+/// the result.
+#[tokio::test]
+async fn a_stopping_replica_neither_claims_nor_waits_for_another_replicas_claim() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let app = lifecycle_app().await;
+    let (first, second) =
+        (shared_refreshes(&app, Duration::from_secs(10)), shared_refreshes(&app, Duration::from_secs(10)));
+    let key = [7u8; 32];
+    // The first replica's provider call never ends: its claim stays pending.
+    let pending = tokio::spawn(async move { first.refresh(&key, std::future::pending).await });
+    let claimed = eventually(Duration::from_secs(5), || async { !refresh_rows(&app).await.is_empty() }).await;
+    assert!(claimed, "the first replica claimed the token");
+
+    let calls = AtomicUsize::new(0);
+    let waiting = second.refresh(&key, || async {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) })
+    });
+    let stop_soon = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        second.stop_claiming();
+    };
+    let started = std::time::Instant::now();
+    let (outcome, ()) = tokio::join!(waiting, stop_soon);
+    assert!(matches!(outcome, Err(ProviderError::Unavailable { .. })), "gave up: {outcome:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "at once, not after the claim timeout: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "never called the provider");
+    let after = second.refresh(&[8u8; 32], || async {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) })
+    });
+    assert!(after.await.is_err() && calls.load(Ordering::SeqCst) == 0, "nor claims a token of its own");
+    pending.abort();
+}
