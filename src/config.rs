@@ -185,6 +185,9 @@ pub const DATABASE_MAX_CONNECTIONS: u32 = 5;
 /// The most `DATABASE_MAX_CONNECTIONS` may ask of PostgreSQL (whose own default `max_connections` is 100, shared
 /// with InsForge and every other replica).
 const MAX_DATABASE_CONNECTIONS: u64 = 100;
+/// The fewest: the Events API consumer may hold one for a whole poll and the Audit Log deliverer one for a batch,
+/// and requests must still get one.
+const MIN_DATABASE_CONNECTIONS: u64 = 3;
 /// Longest a request waits for a database connection: well inside the request time limit, so an outage is answered
 /// 503 (and retried by WorkOS) instead of running into a 504.
 pub const DATABASE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -553,6 +556,15 @@ fn database(vars: &Vars<'_>) -> Result<Option<DatabaseConfig>, ConfigError> {
     };
     let max_connections =
         vars.limit("DATABASE_MAX_CONNECTIONS", u64::from(DATABASE_MAX_CONNECTIONS), MAX_DATABASE_CONNECTIONS)?;
+    if max_connections < MIN_DATABASE_CONNECTIONS {
+        return Err(ConfigError::new(
+            "DATABASE_MAX_CONNECTIONS",
+            format!(
+                "must be at least {MIN_DATABASE_CONNECTIONS}: the Events API consumer and the Audit Log deliverer may \
+                 each hold one while requests need another"
+            ),
+        ));
+    }
     Ok(Some(DatabaseConfig {
         url: postgres_url(url)?,
         max_connections: u32::try_from(max_connections).unwrap_or(DATABASE_MAX_CONNECTIONS),
@@ -1199,7 +1211,7 @@ mod tests {
         vars.insert("DATABASE_MAX_CONNECTIONS", "10".to_owned());
         assert_eq!(load(&vars).map_err(|error| error.variable).err(), Some("DATABASE_MAX_CONNECTIONS"), "alone");
         vars.insert("DATABASE_URL", "postgres://localhost/db".to_owned());
-        for (value, accepted) in [("0", false), ("1", true), ("100", true), ("101", false)] {
+        for (value, accepted) in [("0", false), ("2", false), ("3", true), ("100", true), ("101", false)] {
             vars.insert("DATABASE_MAX_CONNECTIONS", value.to_owned());
             assert_eq!(load(&vars).is_ok(), accepted, "DATABASE_MAX_CONNECTIONS={value}");
         }

@@ -18,12 +18,18 @@ use crate::config::DatabaseConfig;
 /// Longest any one statement may run: our statements are single-row lookups and upserts.
 const STATEMENT_TIMEOUT: &str = "5s";
 /// How PostgreSQL notices a replica that vanished without closing its connections (a host lost, a network cut): it
-/// probes a connection idle for a minute every 10 s and drops it after 6 unanswered probes, about two minutes in all.
+/// probes a connection idle for a minute every 10 s and drops it after 6 unanswered probes, about two minutes in all;
+/// and one whose answer goes unacknowledged for two minutes (`tcp_user_timeout`, PostgreSQL 12 or later), where
+/// probes do not apply and retransmissions alone would take about fifteen.
 /// The operating system's default is two hours, and a dropped connection is what releases what it held: the Events
 /// API consumer's advisory lock above all, which would otherwise stop every replica from reading events that long.
 /// PostgreSQL ignores these settings on a Unix socket, where a vanished peer is noticed at once.
-const TCP_KEEPALIVES: [(&str, &str); 3] =
-    [("tcp_keepalives_idle", "60"), ("tcp_keepalives_interval", "10"), ("tcp_keepalives_count", "6")];
+const TCP_KEEPALIVES: [(&str, &str); 4] = [
+    ("tcp_keepalives_idle", "60"),
+    ("tcp_keepalives_interval", "10"),
+    ("tcp_keepalives_count", "6"),
+    ("tcp_user_timeout", "120000"),
+];
 /// How long a client should wait before retrying when the database is unavailable (`Retry-After`).
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 

@@ -135,13 +135,13 @@ fn overloaded(request: &Request<Incoming>) -> Response<Body> {
     // Not an access-log line each (a flood would become a flood of lines), but said: with metrics off by default,
     // shedding would otherwise leave no trace.
     static THROTTLE: crate::sync::Throttle = crate::sync::Throttle::every(Duration::from_secs(10));
-    if let Some(requests) = THROTTLE.due(std::time::Instant::now()) {
+    THROTTLE.note(|requests| {
         tracing::warn!(
             requests,
             "shedding load: requests over MAX_CONCURRENT_REQUESTS answered 503 (the count since the last such \
              line, said at most every 10 s)"
         );
-    }
+    });
     let path = request.uri().path();
     let (content_type, body) = if crate::http::answers_json(path) {
         (

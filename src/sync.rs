@@ -22,28 +22,86 @@ pub fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 
 /// Lets a warning through at most once per period, with how many times it was due since the last one said: a
 /// client that causes it on every request (a forged cookie, a flood shed at the limit) must not flood the log too.
+/// What is held back is said when the period ends, so the tail of a burst is not left unsaid until the next one.
 pub struct Throttle {
     every: Duration,
-    /// When it was last let through, and how many times it has been due since.
-    state: Mutex<(Option<Instant>, u64)>,
+    state: Mutex<ThrottleState>,
+}
+
+struct ThrottleState {
+    /// When a warning was last said.
+    said_at: Option<Instant>,
+    /// Occurrences not said yet.
+    pending: u64,
+    /// A task will say them when the period ends.
+    flush_scheduled: bool,
+}
+
+/// What to do about one more occurrence.
+#[derive(Debug, PartialEq)]
+pub enum Due {
+    /// Say it now, with this many occurrences.
+    Now(u64),
+    /// Hold it; say what is held once this much more has passed.
+    After(Duration),
+    /// Hold it; a flush is already due.
+    Held,
 }
 
 impl Throttle {
     pub const fn every(every: Duration) -> Self {
-        Self { every, state: Mutex::new((None, 0)) }
+        Self { every, state: Mutex::new(ThrottleState { said_at: None, pending: 0, flush_scheduled: false }) }
     }
 
-    /// Counts one occurrence at `now`; when the period since the last warning is over, the number of occurrences to
-    /// warn of (this one included).
-    pub fn due(&self, now: Instant) -> Option<u64> {
+    /// Counts one occurrence at `now`.
+    pub fn due(&self, now: Instant) -> Due {
         let mut state = lock(&self.state);
-        state.1 += 1;
-        let quiet = state.0.is_none_or(|at| now.saturating_duration_since(at) >= self.every);
-        quiet.then(|| {
-            let count = state.1;
-            *state = (Some(now), 0);
-            count
-        })
+        state.pending += 1;
+        let since = state.said_at.map(|at| now.saturating_duration_since(at));
+        match since {
+            Some(since) if since < self.every => {
+                if state.flush_scheduled {
+                    Due::Held
+                } else {
+                    state.flush_scheduled = true;
+                    Due::After(self.every - since)
+                }
+            }
+            _ => Due::Now(self.said(&mut state, now)),
+        }
+    }
+
+    /// The occurrences held until now, marked said (0: nothing to say).
+    fn flush(&self, now: Instant) -> u64 {
+        let mut state = lock(&self.state);
+        state.flush_scheduled = false;
+        if state.pending == 0 { 0 } else { self.said(&mut state, now) }
+    }
+
+    fn said(&self, state: &mut ThrottleState, now: Instant) -> u64 {
+        state.said_at = Some(now);
+        std::mem::take(&mut state.pending)
+    }
+
+    /// Counts one occurrence, and calls `say` with the count now or when the period ends (from a task of its own,
+    /// on the Tokio runtime this is called from; without one, at the next occurrence after the period).
+    pub fn note(&'static self, say: fn(u64)) {
+        match self.due(Instant::now()) {
+            Due::Now(count) => say(count),
+            Due::After(wait) => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        let count = self.flush(Instant::now());
+                        if count > 0 {
+                            say(count);
+                        }
+                    });
+                }
+                Err(_) => lock(&self.state).flush_scheduled = false,
+            },
+            Due::Held => {}
+        }
     }
 }
 
@@ -52,13 +110,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_throttle_speaks_first_then_once_a_period_with_the_count_since() {
+    fn a_throttle_speaks_at_once_then_holds_the_rest_for_the_end_of_the_period() {
         let throttle = Throttle::every(Duration::from_secs(10));
         let start = Instant::now();
-        assert_eq!(throttle.due(start), Some(1), "the first time at once");
-        assert_eq!(throttle.due(start + Duration::from_secs(1)), None);
-        assert_eq!(throttle.due(start + Duration::from_secs(9)), None);
-        assert_eq!(throttle.due(start + Duration::from_secs(10)), Some(3), "after the period, with everything since");
-        assert_eq!(throttle.due(start + Duration::from_secs(11)), None);
+        assert_eq!(throttle.due(start), Due::Now(1), "the first time at once");
+        assert_eq!(throttle.due(start + Duration::from_secs(1)), Due::After(Duration::from_secs(9)), "held");
+        assert_eq!(throttle.due(start + Duration::from_secs(9)), Due::Held, "one flush is enough");
+        assert_eq!(throttle.flush(start + Duration::from_secs(10)), 2, "the held ones, when the period ends");
+        assert_eq!(throttle.flush(start + Duration::from_secs(10)), 0, "said once");
+        assert_eq!(throttle.due(start + Duration::from_secs(11)), Due::After(Duration::from_secs(9)));
+        assert_eq!(throttle.flush(start + Duration::from_secs(20)), 1);
+        assert_eq!(throttle.due(start + Duration::from_secs(31)), Due::Now(1), "after a quiet period, at once");
     }
 }

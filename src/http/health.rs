@@ -96,8 +96,8 @@ impl Readiness {
         let kind = provider.kind();
         if !provider.is_ready() {
             tracing::debug!(provider = kind, "not ready: the identity provider has not been discovered yet");
-            let database = state.database.as_ref().map(|_| Check { ok: false });
-            return Report::new(Check { ok: false }, kind, Check { ok: false }, database);
+            // The database is not asked yet, so not reported either.
+            return Report::new(Check { ok: false }, kind, Check { ok: false }, None);
         }
         let insforge = async {
             match tokio::time::timeout(CHECK_TIME_LIMIT, state.insforge.health()).await {

@@ -816,22 +816,28 @@ pub async fn try_lock(conn: &mut PgConnection, key: i64) -> Result<bool, sqlx::E
 }
 
 /// Makes PostgreSQL end this connection's session once it has waited `limit` for its next statement, in a
-/// transaction or not (`None`: the server's defaults again).
+/// transaction or not (`None`: the server's defaults again). Each setting apart: PostgreSQL before 14 has no
+/// `idle_session_timeout`, and its error must not cost the other; the first error is returned once both were tried.
 pub async fn limit_idle(conn: &mut PgConnection, limit: Option<Duration>) -> Result<(), sqlx::Error> {
-    let sql = match limit {
-        Some(_) => {
-            "SELECT set_config('idle_session_timeout', $1, false), \
-                    set_config('idle_in_transaction_session_timeout', $1, false)"
+    let millis = limit.map(|limit| u64::try_from(limit.as_millis()).unwrap_or(u64::MAX).clamp(1, i32::MAX as u64));
+    let mut first_error = None;
+    for setting in ["idle_in_transaction_session_timeout", "idle_session_timeout"] {
+        let done = match millis {
+            Some(millis) => sqlx::query("SELECT set_config($1, $2, false)")
+                .bind(setting)
+                .bind(millis.to_string())
+                .execute(&mut *conn)
+                .await
+                .map(|_| ()),
+            None => {
+                sqlx::query("SELECT set_config($1, NULL, false)").bind(setting).execute(&mut *conn).await.map(|_| ())
+            }
+        };
+        if let Err(error) = done {
+            first_error.get_or_insert(error);
         }
-        None => "RESET idle_session_timeout; RESET idle_in_transaction_session_timeout",
-    };
-    match limit {
-        Some(limit) => {
-            let millis = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX).clamp(1, i32::MAX as u64);
-            sqlx::query(sql).bind(millis.to_string()).execute(conn).await.map(|_| ())
-        }
-        None => sqlx::raw_sql(sql).execute(conn).await.map(|_| ()),
     }
+    first_error.map_or(Ok(()), Err)
 }
 
 pub async fn unlock(conn: &mut PgConnection, key: i64) -> Result<bool, sqlx::Error> {

@@ -222,14 +222,14 @@ pub enum CookieRead {
 /// tampering client, or replicas with different cookie passwords, whose users this replica answers as signed out.
 fn warn_of_unreadable_cookies() {
     static THROTTLE: crate::sync::Throttle = crate::sync::Throttle::every(Duration::from_secs(60));
-    if let Some(cookies) = THROTTLE.due(std::time::Instant::now()) {
+    THROTTLE.note(|cookies| {
         tracing::warn!(
             cookies,
             "session cookies did not open with this app's keys (tampered with, or sealed by a replica with another \
              SESSION_COOKIE_PASSWORD); answered as signed out, the cookies left as they are. Said at most once a \
              minute, with the count since; authbridge_session_cookies_unreadable_total counts them"
         );
-    }
+    });
 }
 
 pub struct Resolution {

@@ -577,8 +577,8 @@ async fn a_deliverer_resuming_after_its_lease_writes_nothing_over_another_replic
     .execute(&mut conn)
     .await
     .expect("another replica's delivery");
-    // The stalled send ends, refused.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // The stalled send ends, refused (1.5 s after it began), and its outcome is handled: wait well past that.
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
     app.workos.set_latency(Endpoint::AuditLogs, Duration::ZERO);
     let rows: Vec<(bool, bool, Option<String>)> = sqlx::query_as(
         "SELECT delivered_at IS NOT NULL, failed_at IS NOT NULL, last_error FROM authbridge.audit_log_outbox ORDER BY id",

@@ -1001,7 +1001,6 @@ impl WorkosStandInState {
     }
 }
 
-/// The store with the extra memberships seeded.
 /// A time sent to WorkOS (`occurred_at`, `range_start`), read only in the form the official SDKs send
 /// (`Date.toISOString()`: UTC, exactly three fraction digits, `Z`). WorkOS documents no other, so the stand-in takes
 /// no other: a client that sends nanoseconds or an offset is caught here rather than by WorkOS.
@@ -1011,6 +1010,7 @@ fn sdk_time(raw: &str) -> Option<time::OffsetDateTime> {
     shaped.then(|| time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339).ok()).flatten()
 }
 
+/// The store with the extra memberships seeded.
 fn seeded_store(
     mut store: Store,
     memberships: &[SeedMembership],

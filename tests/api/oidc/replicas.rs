@@ -144,7 +144,15 @@ async fn bearer_tokens_never_wait_for_the_database() {
         "postgres://authbridge@127.0.0.1:{}/nowhere",
         crate::helpers::closed_port_url().port().expect("a port")
     );
-    let app = spawn_oidc_app_with(OidcAppOptions::default().var("DATABASE_URL", down)).await;
+    let options = OidcAppOptions { wait_until_ready: false, ..OidcAppOptions::default() };
+    let app = spawn_oidc_app_with(options.var("DATABASE_URL", down)).await;
+    // Not ready (its database has never answered), but serving once the provider is discovered.
+    let discovered = crate::helpers::lifecycle::eventually(Duration::from_secs(10), || async {
+        let ready = app.browser().get("/readyz").await.json();
+        ready["oidc"]["ok"] == true && ready["database"]["ok"] == false
+    })
+    .await;
+    assert!(discovered, "discovered, and not ready for want of its database");
     let token = app.oidc.mint_access_token(&app.subject(ALICE), Duration::from_secs(300));
     let me = app.bearer_client(token).get("/api/me").await;
     assert_eq!(me.status, 200, "{}", me.body);

@@ -143,7 +143,7 @@ async fn the_events_api_pages_with_cursors_in_either_order_and_filters_types_giv
 
     let (status, _) = call(&workos, Method::GET, "events?limit=500", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let both = format!("events?events=organization.created&after={after}&range_start=2026-01-01T00:00:00Z");
+    let both = format!("events?events=organization.created&after={after}&range_start=2026-01-01T00:00:00.000Z");
     let (status, _) = call(&workos, Method::GET, &both, None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "a cursor or a time range, never both");
     let unauthenticated = reqwest::get(workos.base_url().join("events").expect("url")).await.expect("answer");
