@@ -161,6 +161,24 @@ async fn a_declared_body_over_the_limit_is_refused_before_it_is_sent() {
     assert!(answer.contains("payload_too_large"), "in the API's error shape: {answer}");
 }
 
+/// The limit itself is allowed: a body of exactly 64 KiB is read (and judged on what it says), one byte more is not.
+#[tokio::test]
+async fn a_body_of_exactly_the_limit_is_read() {
+    let app = spawn_app().await;
+    let browser = app.signed_in(crate::helpers::app::ALICE).await;
+    let limit = authbridge::http::MAX_BODY_BYTES;
+    for (length, refused) in [(limit, false), (limit + 1, true)] {
+        let body = format!("{{\"title\": \"{}\"}}", "x".repeat(length - 13));
+        assert_eq!(body.len(), length);
+        let answer = browser
+            .request(reqwest::Method::POST, "/api/todos", |request| {
+                request.header("content-type", "application/json").body(body)
+            })
+            .await;
+        assert_eq!(answer.status == 413, refused, "{length} bytes: {} {}", answer.status, answer.body);
+    }
+}
+
 /// The head of a POST to `path` as `browser`, from its own origin, ending with `framing` (the body's length or
 /// transfer coding, and any other header lines).
 fn post_head(browser: &Browser, path: &str, content_type: &str, framing: &str) -> String {

@@ -74,6 +74,20 @@ async fn requests_upstream_calls_refreshes_and_the_token_cache_are_counted_witho
     assert!(delta("authbridge_http_requests_total", &invalid) >= 1.0);
     assert!(delta("authbridge_http_requests_total", &[r#"route="unmatched""#, r#"status="404""#]) >= 1.0);
     assert!(delta("authbridge_http_request_duration_seconds_count", &[r#"route="/api/todos""#]) >= 3.0);
+    // Each method under its own label (a fixed set: one a client invents is "other").
+    for method in ["POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "BREW"] {
+        let method = Method::from_bytes(method.as_bytes()).expect("a method");
+        browser.request(method, "/api/todos/not-a-uuid", |request| request).await;
+    }
+    let labelled = scrape(&app).await;
+    for method in ["POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other"] {
+        let label = format!(r#"method="{method}""#);
+        assert!(
+            value(&labelled, "authbridge_http_requests_total", &[r#"route="/api/todos/{id}""#, &label]) >= 1.0,
+            "{method}: {labelled}"
+        );
+    }
+    assert!(!labelled.contains(r#"method="BREW""#));
     // Past the upstream (10 s) and request (30 s) time limits: a call cut by one is told apart from a slow one.
     for le in ["10", "30", "60"] {
         let bucket = format!(r#"authbridge_http_request_duration_seconds_bucket{{route="/api/todos",le="{le}"}}"#);
