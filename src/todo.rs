@@ -153,6 +153,14 @@ impl TodoPatch {
     pub fn is_empty(&self) -> bool {
         self.title.is_none() && self.is_complete.is_none()
     }
+
+    /// The part of this patch that would change `todo` (empty: it is already so).
+    pub fn beyond(&self, todo: &Todo) -> TodoPatch {
+        TodoPatch {
+            title: self.title.clone().filter(|title| title.as_str() != todo.title),
+            is_complete: self.is_complete.filter(|done| *done != todo.is_complete),
+        }
+    }
 }
 
 /// Which slice of a list to fetch. Always valid: the limit is between 1 and [`MAX_PAGE_LIMIT`].

@@ -164,9 +164,9 @@ async fn update(
     }
     let patch =
         TodoPatch { title: body.title.as_deref().map(Title::parse).transpose()?, is_complete: body.is_complete };
-    let todo = state.insforge.update_todo(&user.identity(), id, &patch).await?;
-    audit_update(&state, &user, &todo, &patch, &context).await;
-    Ok(axum::Json(todo).into_response())
+    let updated = state.insforge.update_todo(&user.identity(), id, &patch).await?;
+    audit_update(&state, &user, &updated.todo, &updated.changed, &context).await;
+    Ok(axum::Json(updated.todo).into_response())
 }
 
 async fn remove(

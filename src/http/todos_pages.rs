@@ -431,8 +431,8 @@ async fn toggle(
     let offset = form_offset(form.offset.as_deref());
     let patch = TodoPatch { title: None, is_complete: Some(form.is_complete) };
     match state.insforge.update_todo(&user.identity(), id, &patch).await {
-        Ok(todo) => {
-            audit_update(&state, &user, &todo, &patch, &context).await;
+        Ok(updated) => {
+            audit_update(&state, &user, &updated.todo, &updated.changed, &context).await;
             see_todo(offset, id)
         }
         Err(error) => failed(&state, &user, offset, error.into()).await,
@@ -458,8 +458,8 @@ async fn rename(
         Ok(title) => {
             let patch = TodoPatch { title: Some(title), is_complete: None };
             match state.insforge.update_todo(&user.identity(), id, &patch).await {
-                Ok(todo) => {
-                    audit_update(&state, &user, &todo, &patch, &context).await;
+                Ok(updated) => {
+                    audit_update(&state, &user, &updated.todo, &updated.changed, &context).await;
                     Ok(())
                 }
                 Err(error) => Err(AppError::from(error)),

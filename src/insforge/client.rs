@@ -101,6 +101,13 @@ pub enum InsforgeError {
     HttpClient(String),
 }
 
+/// A todo after an update, and what the update changed in it (empty: it already was as asked).
+#[derive(Debug)]
+pub struct Updated {
+    pub todo: Todo,
+    pub changed: TodoPatch,
+}
+
 /// The InsForge records client. Cloning is cheap (one shared connection pool and signing key).
 #[derive(Clone, Debug)]
 pub struct InsforgeClient {
@@ -231,18 +238,52 @@ impl InsforgeClient {
         }
     }
 
-    pub async fn update_todo(&self, user: &UserIdentity, id: Uuid, patch: &TodoPatch) -> Result<Todo, InsforgeError> {
+    /// Applies what in `patch` differs from the todo as stored, and only that: a PATCH sent again (a retry, a
+    /// double click) or one that asks for what already is changes nothing, so it neither moves `updated_at` nor
+    /// makes an Audit Log event. The row is updated only where a field differs (a filter on it); when both fields
+    /// are sent, the todo is read first, since one filter cannot say "either differs".
+    pub async fn update_todo(
+        &self,
+        user: &UserIdentity,
+        id: Uuid,
+        patch: &TodoPatch,
+    ) -> Result<Updated, InsforgeError> {
         if patch.is_empty() {
             return Err(InsforgeError::InvalidInput { message: "Nothing to change.".to_owned() });
         }
+        let mut patch = patch.clone();
+        if patch.title.is_some() && patch.is_complete.is_some() {
+            let current = self.get_todo(user, id).await?;
+            patch = patch.beyond(&current);
+            if patch.is_empty() {
+                return Ok(Updated { todo: current, changed: patch });
+            }
+        }
         let token = self.token(user)?;
         let filter = eq(id);
-        let query = [("select", "*"), ("id", filter.as_str())];
+        let differs = match (&patch.title, patch.is_complete) {
+            (Some(title), _) => ("title", format!("neq.{}", title.as_str())),
+            (None, Some(done)) => ("is_complete", format!("neq.{done}")),
+            (None, None) => return Err(InsforgeError::InvalidInput { message: "Nothing to change.".to_owned() }),
+        };
+        let query = [("select", "*"), ("id", filter.as_str()), (differs.0, differs.1.as_str())];
         let response = self
-            .send(Kind::Write, &token, || self.request(Method::PATCH, &token).query(&query).json(patch))
+            .send(Kind::Write, &token, || self.request(Method::PATCH, &token).query(&query).json(&patch))
             .await
             .map_err(unconfirmed)?;
-        first_row(response, &token).await.map_err(unconfirmed)
+        match first_row(response, &token).await {
+            Ok(todo) => Ok(Updated { todo, changed: patch }),
+            // No row updated: hidden by RLS, refused by the update policy, or already as asked. Reading it again
+            // tells the last apart; the first two stay "not found", as the update alone would have answered.
+            Err(InsforgeError::NotFound) => match self.get_todo(user, id).await {
+                Ok(current) if patch.beyond(&current).is_empty() => {
+                    Ok(Updated { todo: current, changed: TodoPatch::default() })
+                }
+                Ok(_) | Err(InsforgeError::NotFound) => Err(InsforgeError::NotFound),
+                Err(other) => Err(other),
+            },
+            Err(other) => Err(unconfirmed(other)),
+        }
     }
 
     /// Deletes the todo and returns it as it was.

@@ -588,3 +588,29 @@ async fn a_deliverer_resuming_after_its_lease_writes_nothing_over_another_replic
     .expect("the outbox");
     assert_eq!(rows, [(true, false, None), (true, false, None)], "the delivered event stays delivered, no error");
 }
+
+/// A PATCH sent again (a client's retry, a double click) or asking for what already is changes nothing: one event
+/// for the one change, none for the repeats, and `updated_at` stays where the change left it.
+#[tokio::test]
+async fn an_update_that_changes_nothing_is_not_audited() {
+    let app = cast_app().await;
+    let bob = app.signed_in(AUTHOR).await;
+    let created = create(&bob, "Book the venue", Some(ACME_ORGANIZATION_ID)).await;
+    let id = id_of(&created);
+    let path = format!("/api/todos/{id}");
+    let mut stamps = Vec::new();
+    for body in [
+        json!({ "is_complete": true }),
+        json!({ "is_complete": true }),
+        json!({ "title": "Book the venue" }),
+        json!({ "title": "  Book the venue ", "is_complete": true }),
+    ] {
+        let answer = bob.api(Method::PATCH, &path, Some(body.clone())).await;
+        assert_eq!(answer.status, 200, "{body}: {}", answer.body);
+        stamps.push(answer.json()["updated_at"].clone());
+    }
+    assert!(stamps.windows(2).all(|pair| pair[0] == pair[1]), "only the first changed the row: {stamps:?}");
+    let actions: Vec<String> =
+        outbox(&app).await.into_iter().map(|row| row.1).filter(|action| action.starts_with("todo.")).collect();
+    assert_eq!(actions, ["todo.created", "todo.completed"], "one event for the one change");
+}

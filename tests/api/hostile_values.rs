@@ -63,7 +63,7 @@ async fn hostile_titles_round_trip_exactly() {
     for raw in hostile_titles() {
         let patch = TodoPatch { title: Some(Title::parse(&raw).expect("valid")), is_complete: None };
         let updated = app.client.update_todo(&user, first.id, &patch).await.expect("update");
-        assert_eq!(updated.title, raw);
+        assert_eq!(updated.todo.title, raw);
     }
 }
 

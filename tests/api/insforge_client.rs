@@ -52,15 +52,37 @@ async fn todos_are_created_read_listed_newest_first_updated_and_deleted() {
         .update_todo(&user, second.id, &TodoPatch { title: None, is_complete: Some(true) })
         .await
         .expect("complete");
-    assert!(done.is_complete);
-    assert_eq!(done.title, "second", "untouched fields stay");
-    assert!(done.updated_at > second.updated_at, "updated_at moved");
+    assert!(done.todo.is_complete);
+    assert_eq!(done.todo.title, "second", "untouched fields stay");
+    assert!(done.todo.updated_at > second.updated_at, "updated_at moved");
+    assert_eq!(done.changed, TodoPatch { title: None, is_complete: Some(true) });
     let renamed = app
         .client
         .update_todo(&user, second.id, &TodoPatch { title: Some(title("second, renamed")), is_complete: None })
         .await
         .expect("rename");
-    assert_eq!((renamed.title.as_str(), renamed.is_complete), ("second, renamed", true));
+    assert_eq!((renamed.todo.title.as_str(), renamed.todo.is_complete), ("second, renamed", true));
+
+    // What already is changes nothing: not the row (its updated_at stays), and the answer says nothing changed. With
+    // both fields, only the one that differs is sent.
+    for (patch, changed) in [
+        (TodoPatch { title: None, is_complete: Some(true) }, TodoPatch::default()),
+        (TodoPatch { title: Some(title("second, renamed")), is_complete: None }, TodoPatch::default()),
+        (TodoPatch { title: Some(title("second, renamed")), is_complete: Some(true) }, TodoPatch::default()),
+        (
+            TodoPatch { title: Some(title("second, renamed")), is_complete: Some(false) },
+            TodoPatch { title: None, is_complete: Some(false) },
+        ),
+    ] {
+        let before = app.client.get_todo(&user, second.id).await.expect("read");
+        let again = app.client.update_todo(&user, second.id, &patch).await.expect("update");
+        assert_eq!(again.changed, changed, "{patch:?}");
+        if changed.is_empty() {
+            assert_eq!(again.todo.updated_at, before.updated_at, "{patch:?}: untouched");
+        } else {
+            assert!(again.todo.updated_at > before.updated_at && !again.todo.is_complete, "{patch:?}");
+        }
+    }
 
     app.client.delete_todo(&user, second.id).await.expect("delete");
     assert!(matches!(app.client.get_todo(&user, second.id).await, Err(InsforgeError::NotFound)));
