@@ -213,13 +213,16 @@ mod tests {
         CookieJar::from_headers(headers).iter().map(|c| (c.name().to_owned(), c.value().to_owned())).collect()
     }
 
+    /// A request's headers with `line` as its `Cookie` header.
+    fn cookie_header(line: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::from_str(line).expect("ascii"));
+        headers
+    }
+
     #[test]
     fn a_value_is_whole_alone_or_as_chunks_from_zero_without_a_gap() {
-        let whole = |line: &str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(COOKIE, HeaderValue::from_str(line).expect("ascii"));
-            spec().is_whole(&headers)
-        };
+        let whole = |line: &str| spec().is_whole(&cookie_header(line));
         assert!(whole("wos-session=a; other=b"));
         assert!(whole("wos-session.0=a; wos-session.1=b; wos-session.2=c"));
         assert!(!whole("other=b"), "nothing");
@@ -278,11 +281,7 @@ mod tests {
 
     #[test]
     fn reading_takes_the_last_of_a_repeated_name_and_only_contiguous_chunks() {
-        let read = |line: &str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(COOKIE, HeaderValue::from_str(line).expect("ascii"));
-            spec().read(&headers)
-        };
+        let read = |line: &str| spec().read(&cookie_header(line));
         assert_eq!(read("wos-session=old; theme=dark; wos-session=new").as_deref(), Some("new"));
         assert_eq!(read(" wos-session = v1.abc ;other=1").as_deref(), Some("v1.abc"));
         assert_eq!(read("wos-session.0=ab; wos-session.1=cd; wos-session.3=zz").as_deref(), Some("abcd"));

@@ -394,30 +394,43 @@ async fn an_attempt_whose_outcome_was_never_recorded_counts_as_maybe_sent() {
     assert!(!app.workos.audit_log_requests().iter().any(|sent| sent.as_deref() == Some(key.as_str())), "not sent");
 }
 
-/// A row is marked in flight when its own send starts, not when its batch is claimed: were the deliverer stopped
-/// while the first send hangs, the rows it never sent must not count as maybe sent (they would be given up 23 hours
-/// later although WorkOS never saw them).
-#[tokio::test]
-async fn only_the_row_being_sent_is_marked_in_flight() {
+/// An app whose first Audit Log event (a sign-in into Acme) has been delivered.
+async fn one_event_delivered() -> TestApp {
     let app = cast_app().await;
-    let _bob = app.signed_in(AUTHOR).await;
+    let _author = app.signed_in(AUTHOR).await;
     let delivered =
         eventually(Duration::from_secs(10), || async { outbox(&app).await.first().is_some_and(|row| row.2) }).await;
     assert!(delivered, "{:?}", outbox(&app).await);
-    let before = app.workos.calls(Endpoint::AuditLogs);
-    app.workos.hang_next(Endpoint::AuditLogs, 1);
+    app
+}
+
+/// Queues `copies` events like the first one, due at once, and waits until WorkOS has more than `before` sends.
+async fn queue_copies_until_sending(app: &TestApp, copies: i32, before: usize) {
     let mut conn = app.db.connect().await;
     sqlx::query(
         "INSERT INTO authbridge.audit_log_outbox (idempotency_key, organization_id, event) \
-         SELECT gen_random_uuid(), organization_id, event FROM authbridge.audit_log_outbox, generate_series(1, 5) \
+         SELECT gen_random_uuid(), organization_id, event FROM authbridge.audit_log_outbox, generate_series(1, $1) \
          WHERE id = (SELECT min(id) FROM authbridge.audit_log_outbox)",
     )
+    .bind(copies)
     .execute(&mut conn)
     .await
     .expect("due events");
     let sending =
         eventually(Duration::from_secs(10), || async { app.workos.calls(Endpoint::AuditLogs) > before }).await;
-    assert!(sending, "the first send is under way");
+    assert!(sending, "a send is under way");
+}
+
+/// A row is marked in flight when its own send starts, not when its batch is claimed: were the deliverer stopped
+/// while the first send hangs, the rows it never sent must not count as maybe sent (they would be given up 23 hours
+/// later although WorkOS never saw them).
+#[tokio::test]
+async fn only_the_row_being_sent_is_marked_in_flight() {
+    let app = one_event_delivered().await;
+    let before = app.workos.calls(Endpoint::AuditLogs);
+    app.workos.hang_next(Endpoint::AuditLogs, 1);
+    let mut conn = app.db.connect().await;
+    queue_copies_until_sending(&app, 5, before).await;
     let (claimed, in_flight): (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE attempts > 0), count(*) FILTER (WHERE sending_at IS NOT NULL) \
          FROM authbridge.audit_log_outbox WHERE delivered_at IS NULL",
@@ -550,25 +563,12 @@ async fn after_a_rate_limit_due_events_beyond_the_batch_wait_for_retry_after_too
 /// the delivered event failed.
 #[tokio::test]
 async fn a_deliverer_resuming_after_its_lease_writes_nothing_over_another_replicas_claim() {
-    let app = cast_app().await;
-    let _author = app.signed_in(AUTHOR).await;
-    let delivered =
-        eventually(Duration::from_secs(10), || async { outbox(&app).await.first().is_some_and(|row| row.2) }).await;
-    assert!(delivered, "{:?}", outbox(&app).await);
+    let app = one_event_delivered().await;
     let before = app.workos.calls(Endpoint::AuditLogs);
     app.workos.set_latency(Endpoint::AuditLogs, Duration::from_millis(1_500));
     app.workos.fail_next(Endpoint::AuditLogs, 1, 400);
     let mut conn = app.db.connect().await;
-    sqlx::query(
-        "INSERT INTO authbridge.audit_log_outbox (idempotency_key, organization_id, event) \
-         SELECT gen_random_uuid(), organization_id, event FROM authbridge.audit_log_outbox",
-    )
-    .execute(&mut conn)
-    .await
-    .expect("a due event");
-    let sending =
-        eventually(Duration::from_secs(10), || async { app.workos.calls(Endpoint::AuditLogs) > before }).await;
-    assert!(sending, "the send is under way");
+    queue_copies_until_sending(&app, 1, before).await;
     // Meanwhile, as if the lease had run out: another replica claims the row again and delivers it.
     sqlx::query(
         "UPDATE authbridge.audit_log_outbox SET attempts = attempts + 1, delivered_at = now(), sending_at = NULL \

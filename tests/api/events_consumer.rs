@@ -41,6 +41,11 @@ fn options() -> ConsumerOptions {
     }
 }
 
+/// Takes the consumers' advisory lock on `conn` if nobody holds it.
+async fn try_lock(conn: &mut sqlx::PgConnection) -> bool {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LOCK_KEY).fetch_one(conn).await.expect("try the lock")
+}
+
 /// The cursor's event id, and when the last poll that read the event list to its end started.
 async fn cursor_row(app: &TestApp) -> (Option<String>, Option<OffsetDateTime>) {
     let mut conn = app.db.connect().await;
@@ -191,12 +196,7 @@ async fn two_consumers_at_once_never_apply_an_event_twice() {
 
     // The lock is a real PostgreSQL advisory lock: held by anyone else, nobody consumes.
     let mut holder = app.db.connect().await;
-    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(LOCK_KEY)
-        .fetch_one(&mut holder)
-        .await
-        .expect("lock");
-    assert!(held);
+    assert!(try_lock(&mut holder).await);
     let blocked = first.poll_once().await.expect("a poll");
     assert!(!blocked.leader, "{blocked:?}");
 }
@@ -856,16 +856,7 @@ async fn a_replica_hung_mid_poll_loses_the_lock_to_the_others() {
     let hung = app.consumer(ConsumerOptions { hung_after: Duration::from_millis(500), ..options() });
     let polling = tokio::spawn(async move { hung.poll_once().await });
     let conn = app.db.connect().await;
-    let free = eventually(Duration::from_secs(4), || async {
-        let mut probe = app.db.connect().await;
-        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(LOCK_KEY)
-            .fetch_one(&mut probe)
-            .await
-            .expect("try the lock");
-        taken
-    })
-    .await;
+    let free = eventually(Duration::from_secs(4), || async { try_lock(&mut app.db.connect().await).await }).await;
     assert!(free, "the hung poll's session was ended, and its lock with it");
     app.workos.set_latency(Endpoint::Events, Duration::ZERO);
     let outcome = polling.await.expect("the poll does not panic");
