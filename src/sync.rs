@@ -71,11 +71,12 @@ impl Throttle {
         }
     }
 
-    /// The occurrences held until now, marked said (0: nothing to say).
-    fn flush(&self, now: Instant) -> u64 {
+    /// The occurrences held until `now`, marked said; `None` when there are none (a warning said meanwhile took
+    /// them).
+    fn flush(&self, now: Instant) -> Option<u64> {
         let mut state = lock(&self.state);
         state.flush_scheduled = false;
-        if state.pending == 0 { 0 } else { self.said(&mut state, now) }
+        (state.pending > 0).then(|| self.said(&mut state, now))
     }
 
     fn said(&self, state: &mut ThrottleState, now: Instant) -> u64 {
@@ -92,8 +93,7 @@ impl Throttle {
                 Ok(runtime) => {
                     runtime.spawn(async move {
                         tokio::time::sleep(wait).await;
-                        let count = self.flush(Instant::now());
-                        if count > 0 {
+                        if let Some(count) = self.flush(Instant::now()) {
                             say(count);
                         }
                     });
@@ -116,10 +116,23 @@ mod tests {
         assert_eq!(throttle.due(start), Due::Now(1), "the first time at once");
         assert_eq!(throttle.due(start + Duration::from_secs(1)), Due::After(Duration::from_secs(9)), "held");
         assert_eq!(throttle.due(start + Duration::from_secs(9)), Due::Held, "one flush is enough");
-        assert_eq!(throttle.flush(start + Duration::from_secs(10)), 2, "the held ones, when the period ends");
-        assert_eq!(throttle.flush(start + Duration::from_secs(10)), 0, "said once");
+        assert_eq!(throttle.flush(start + Duration::from_secs(10)), Some(2), "the held ones, when the period ends");
+        assert_eq!(throttle.flush(start + Duration::from_secs(10)), None, "said once");
         assert_eq!(throttle.due(start + Duration::from_secs(11)), Due::After(Duration::from_secs(9)));
-        assert_eq!(throttle.flush(start + Duration::from_secs(20)), 1);
-        assert_eq!(throttle.due(start + Duration::from_secs(31)), Due::Now(1), "after a quiet period, at once");
+        assert_eq!(throttle.flush(start + Duration::from_secs(20)), Some(1));
+        assert_eq!(throttle.due(start + Duration::from_secs(30)), Due::Now(1), "a whole period after, at once");
+    }
+
+    #[tokio::test]
+    async fn noting_says_the_first_at_once_and_the_held_ones_when_the_period_ends() {
+        static SAID: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+        static THROTTLE: Throttle = Throttle::every(Duration::from_millis(100));
+        let say: fn(u64) = |count| lock(&SAID).push(count);
+        for _ in 0..3 {
+            THROTTLE.note(say);
+        }
+        assert_eq!(*lock(&SAID), [1]);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(*lock(&SAID), [1, 2], "the two held back, once");
     }
 }
