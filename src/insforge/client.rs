@@ -240,8 +240,16 @@ impl InsforgeClient {
 
     /// Applies what in `patch` differs from the todo as stored, and only that: a PATCH sent again (a retry, a
     /// double click) or one that asks for what already is changes nothing, so it neither moves `updated_at` nor
-    /// makes an Audit Log event. The row is updated only where a field differs (a filter on it); when both fields
-    /// are sent, the todo is read first, since one filter cannot say "either differs".
+    /// makes an Audit Log event.
+    ///
+    /// - A new completion state alone (the toggle, the common case) is one request, filtered on the state
+    ///   differing; an empty answer is told apart by reading the todo (as asked already; or changed meanwhile, then
+    ///   sent again as asked; or hidden or refused, 404 as before).
+    /// - With a title, the todo is read first and only what differs is sent: a filter on the title would put the
+    ///   user's text in the URL, which proxies and InsForge log.
+    /// - A write whose answer was lost (`WriteUnconfirmed`) is looked at again: if the todo is now as asked, that
+    ///   is the answer, and what was sent counts as the change. A retry would find nothing left to change and no
+    ///   Audit Log event would ever say it happened.
     pub async fn update_todo(
         &self,
         user: &UserIdentity,
@@ -251,39 +259,70 @@ impl InsforgeClient {
         if patch.is_empty() {
             return Err(InsforgeError::InvalidInput { message: "Nothing to change.".to_owned() });
         }
-        let mut patch = patch.clone();
-        if patch.title.is_some() && patch.is_complete.is_some() {
+        let (sent, outcome) = if patch.title.is_some() {
             let current = self.get_todo(user, id).await?;
-            patch = patch.beyond(&current);
-            if patch.is_empty() {
-                return Ok(Updated { todo: current, changed: patch });
+            let changed = patch.beyond(&current);
+            if changed.is_empty() {
+                return Ok(Updated { todo: current, changed });
             }
-        }
-        let token = self.token(user)?;
-        let filter = eq(id);
-        let differs = match (&patch.title, patch.is_complete) {
-            (Some(title), _) => ("title", format!("neq.{}", title.as_str())),
-            (None, Some(done)) => ("is_complete", format!("neq.{done}")),
-            (None, None) => return Err(InsforgeError::InvalidInput { message: "Nothing to change.".to_owned() }),
+            let outcome = self.patch_todo(user, id, &changed, None).await;
+            (changed.clone(), outcome.map(|todo| Updated { todo, changed }))
+        } else {
+            (patch.clone(), self.update_completion(user, id, patch).await)
         };
-        let query = [("select", "*"), ("id", filter.as_str()), (differs.0, differs.1.as_str())];
-        let response = self
-            .send(Kind::Write, &token, || self.request(Method::PATCH, &token).query(&query).json(&patch))
-            .await
-            .map_err(unconfirmed)?;
-        match first_row(response, &token).await {
-            Ok(todo) => Ok(Updated { todo, changed: patch }),
-            // No row updated: hidden by RLS, refused by the update policy, or already as asked. Reading it again
-            // tells the last apart; the first two stay "not found", as the update alone would have answered.
+        match outcome {
+            Err(lost @ InsforgeError::WriteUnconfirmed { .. }) => match self.get_todo(user, id).await {
+                Ok(current) if sent.beyond(&current).is_empty() => Ok(Updated { todo: current, changed: sent }),
+                _ => Err(lost),
+            },
+            other => other,
+        }
+    }
+
+    /// `patch` (a completion state alone) where the todo's state differs.
+    async fn update_completion(
+        &self,
+        user: &UserIdentity,
+        id: Uuid,
+        patch: &TodoPatch,
+    ) -> Result<Updated, InsforgeError> {
+        let differs = patch.is_complete.map(|done| format!("neq.{done}"));
+        let filter = differs.as_deref().map(|differs| ("is_complete", differs));
+        match self.patch_todo(user, id, patch, filter).await {
+            Ok(todo) => Ok(Updated { todo, changed: patch.clone() }),
+            // Nothing updated: already as asked, changed meanwhile, or hidden or refused by RLS.
             Err(InsforgeError::NotFound) => match self.get_todo(user, id).await {
                 Ok(current) if patch.beyond(&current).is_empty() => {
                     Ok(Updated { todo: current, changed: TodoPatch::default() })
                 }
-                Ok(_) | Err(InsforgeError::NotFound) => Err(InsforgeError::NotFound),
+                // Visible and not as asked: sent again without the filter, which only the update policy can refuse
+                // (then 404, as the update alone would have answered).
+                Ok(_) => {
+                    self.patch_todo(user, id, patch, None).await.map(|todo| Updated { todo, changed: patch.clone() })
+                }
                 Err(other) => Err(other),
             },
-            Err(other) => Err(unconfirmed(other)),
+            Err(other) => Err(other),
         }
+    }
+
+    /// `PATCH …/todos?id=eq.<id>` (and `filter`, when given) with `patch`, answered with the updated row.
+    async fn patch_todo(
+        &self,
+        user: &UserIdentity,
+        id: Uuid,
+        patch: &TodoPatch,
+        filter: Option<(&str, &str)>,
+    ) -> Result<Todo, InsforgeError> {
+        let token = self.token(user)?;
+        let by_id = eq(id);
+        let mut query = vec![("select", "*"), ("id", by_id.as_str())];
+        query.extend(filter);
+        let response = self
+            .send(Kind::Write, &token, || self.request(Method::PATCH, &token).query(&query).json(patch))
+            .await
+            .map_err(unconfirmed)?;
+        first_row(response, &token).await.map_err(unconfirmed)
     }
 
     /// Deletes the todo and returns it as it was.

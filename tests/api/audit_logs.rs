@@ -614,3 +614,24 @@ async fn an_update_that_changes_nothing_is_not_audited() {
         outbox(&app).await.into_iter().map(|row| row.1).filter(|action| action.starts_with("todo.")).collect();
     assert_eq!(actions, ["todo.created", "todo.completed"], "one event for the one change");
 }
+
+/// A PATCH whose answer InsForge lost after committing it (its own 500) is looked at again: the todo is as asked,
+/// so that is the answer, and its event is written. A retry would find nothing left to change, and no event would
+/// ever say it happened.
+#[tokio::test]
+async fn an_update_whose_answer_was_lost_is_audited_once() {
+    let app = cast_app().await;
+    let bob = app.signed_in(AUTHOR).await;
+    let id = id_of(&create(&bob, "Order the badges", Some(ACME_ORGANIZATION_ID)).await);
+    let path = format!("/api/todos/{id}");
+    for body in [json!({ "is_complete": true }), json!({ "title": "Order the name badges" })] {
+        app.insforge.lose_next_write_answer();
+        let answer = bob.api(Method::PATCH, &path, Some(body.clone())).await;
+        assert_eq!(answer.status, 200, "{body}: it was saved, and is as asked: {}", answer.body);
+        let again = bob.api(Method::PATCH, &path, Some(body.clone())).await;
+        assert_eq!(again.status, 200, "{body}: the retry changes nothing: {}", again.body);
+    }
+    let actions: Vec<String> =
+        outbox(&app).await.into_iter().map(|row| row.1).filter(|action| action.starts_with("todo.")).collect();
+    assert_eq!(actions, ["todo.created", "todo.completed", "todo.renamed"], "each change once");
+}
