@@ -33,8 +33,9 @@ struct ThrottleState {
     said_at: Option<Instant>,
     /// Occurrences not said yet.
     pending: u64,
-    /// A task will say them when the period ends.
-    flush_scheduled: bool,
+    /// When a task will say them (the period's end); one past is as good as none (its task may have been dropped
+    /// with its runtime).
+    flush_at: Option<Instant>,
 }
 
 /// What to do about one more occurrence.
@@ -50,7 +51,7 @@ pub enum Due {
 
 impl Throttle {
     pub const fn every(every: Duration) -> Self {
-        Self { every, state: Mutex::new(ThrottleState { said_at: None, pending: 0, flush_scheduled: false }) }
+        Self { every, state: Mutex::new(ThrottleState { said_at: None, pending: 0, flush_at: None }) }
     }
 
     /// Counts one occurrence at `now`.
@@ -60,11 +61,12 @@ impl Throttle {
         let since = state.said_at.map(|at| now.saturating_duration_since(at));
         match since {
             Some(since) if since < self.every => {
-                if state.flush_scheduled {
+                if state.flush_at.is_some_and(|at| now < at) {
                     Due::Held
                 } else {
-                    state.flush_scheduled = true;
-                    Due::After(self.every - since)
+                    let wait = self.every - since;
+                    state.flush_at = Some(now + wait);
+                    Due::After(wait)
                 }
             }
             _ => Due::Now(self.said(&mut state, now)),
@@ -75,7 +77,7 @@ impl Throttle {
     /// them).
     fn flush(&self, now: Instant) -> Option<u64> {
         let mut state = lock(&self.state);
-        state.flush_scheduled = false;
+        state.flush_at = None;
         (state.pending > 0).then(|| self.said(&mut state, now))
     }
 
@@ -98,7 +100,7 @@ impl Throttle {
                         }
                     });
                 }
-                Err(_) => lock(&self.state).flush_scheduled = false,
+                Err(_) => lock(&self.state).flush_at = None,
             },
             Due::Held => {}
         }
@@ -121,6 +123,17 @@ mod tests {
         assert_eq!(throttle.due(start + Duration::from_secs(11)), Due::After(Duration::from_secs(9)));
         assert_eq!(throttle.flush(start + Duration::from_secs(20)), Some(1));
         assert_eq!(throttle.due(start + Duration::from_secs(30)), Due::Now(1), "a whole period after, at once");
+    }
+
+    #[test]
+    fn a_flush_that_never_ran_does_not_hold_later_ones_back() {
+        let throttle = Throttle::every(Duration::from_secs(10));
+        let start = Instant::now();
+        assert_eq!(throttle.due(start), Due::Now(1));
+        assert_eq!(throttle.due(start + Duration::from_secs(1)), Due::After(Duration::from_secs(9)));
+        // Its task dropped with its runtime: never flushed.
+        assert_eq!(throttle.due(start + Duration::from_secs(11)), Due::Now(2));
+        assert_eq!(throttle.due(start + Duration::from_secs(12)), Due::After(Duration::from_secs(9)), "a new flush");
     }
 
     #[tokio::test]

@@ -202,7 +202,10 @@ async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> Respo
     };
     let session = match state.sessions.read(&headers) {
         CookieRead::Session(session, _) => session,
-        CookieRead::Unreadable => return unreadable_session(),
+        CookieRead::Unreadable => {
+            unreadable_signed_out();
+            return signed_out();
+        }
         CookieRead::Absent | CookieRead::NotASession => return signed_out(),
     };
     let revocations = state.sessions.revocations();
@@ -225,7 +228,10 @@ async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> Respo
 async fn logout(State(state): State<AppState>, headers: HeaderMap, request: axum::extract::Request) -> Response {
     let session = match state.sessions.read(&headers) {
         CookieRead::Session(session, _) => session,
-        CookieRead::Unreadable => return unreadable_session(),
+        CookieRead::Unreadable => {
+            unreadable_signed_out();
+            return found("/", state.sessions.clear(&headers));
+        }
         CookieRead::Absent | CookieRead::NotASession => return found("/", state.sessions.clear(&headers)),
     };
     if let Err(error) = checked_form(request, &state, session.csrf_binding()).await {
@@ -235,20 +241,15 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, request: axum
     found(&sign_out.destination, sign_out.set_cookies)
 }
 
-/// Signing out with a session cookie this replica cannot open (sealed with a cookie password it lacks: replicas
-/// configured differently, or mid-rotation). Deleting the cookie here would look like a sign-out while the session
-/// lives on at the provider and on every replica that can read it: nothing is done, and the browser is asked to try
-/// again, which may reach a replica that can sign it out.
-fn unreadable_session() -> Response {
-    let mut response = super::pages::error_page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        Some("Try again in a moment"),
-        "This server could not read your session, so you are not signed out yet. Please try again in a moment.",
-        None,
-        None,
+/// A sign-out with a session cookie this replica cannot open (sealed with a cookie password it lacks, or forged)
+/// still deletes it: the cookie lives only in this browser, so that signs the browser out everywhere. What it cannot
+/// do is end the provider's session, which needs the tokens inside: said in the log, as it may be a replica
+/// configured with another password.
+fn unreadable_signed_out() {
+    tracing::info!(
+        "signed out with a session cookie this app's keys do not open: the cookie is deleted, but the provider's \
+         session could not be ended"
     );
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
 }
 
 /// A 302 to `location` carrying `set_cookies` (the status RFC 6749's examples use for these redirects; browsers

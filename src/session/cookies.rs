@@ -64,8 +64,9 @@ impl CookieSpec {
         names
     }
 
-    /// Whether the pieces present make one value as the app writes it: the whole cookie alone, or chunks `0` to
-    /// `n - 1` with none missing and no whole one beside them.
+    /// Whether the pieces present make one value as the app writes it: the whole cookie (which [`CookieSpec::read`]
+    /// takes alone, whatever chunks are left beside it), or chunks `0` to `n - 1` with none missing. (A last chunk
+    /// lost cannot be seen: nothing says how many there were.)
     pub fn is_whole(&self, headers: &HeaderMap) -> bool {
         let mut whole = false;
         let mut chunks = [false; MAX_CHUNKS];
@@ -78,8 +79,8 @@ impl CookieSpec {
         }
         let count = chunks.iter().filter(|present| **present).count();
         match (whole, count) {
-            (true, 0) => true,
-            (false, 0) | (true, _) => false,
+            (true, _) => true,
+            (false, 0) => false,
             (false, count) => chunks[..count].iter().all(|present| *present),
         }
     }
@@ -228,7 +229,7 @@ mod tests {
         assert!(!whole("other=b"), "nothing");
         assert!(!whole("wos-session.0=a; wos-session.2=c"), "a gap");
         assert!(!whole("wos-session.1=b"), "no first");
-        assert!(!whole("wos-session=a; wos-session.0=a"), "both kinds");
+        assert!(whole("wos-session=a; wos-session.0=a"), "the whole one is read alone, as `read` does");
     }
 
     #[test]
