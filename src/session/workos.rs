@@ -72,31 +72,28 @@ impl WorkosProvider {
         }
     }
 
-    /// Checks the API key at start-up: WorkOS refusing it (a 401 with WorkOS's own JSON error body, three times two
+    /// Checks the API key at start-up: WorkOS itself refusing it (a 401 with WorkOS's request id, three times two
     /// seconds apart) is a configuration that can never work, and stops the server with the reason. Anything else
-    /// (WorkOS unreachable, a proxy's 401 page, a key without permission to list organizations) is only logged: the
-    /// key may still be good, and stopping every replica that starts during a blip would take the service down.
+    /// (WorkOS unreachable, a gateway's 401, a key without permission to list organizations) is only logged: the key
+    /// may still be good, and stopping every replica that starts during a blip would take the service down.
     pub async fn check_api_key(&self) {
         const ATTEMPTS: u32 = 3;
         const APART: std::time::Duration = std::time::Duration::from_secs(2);
         for attempt in 1..=ATTEMPTS {
             match self.client.check_api_key().await {
-                Ok(()) => return,
-                Err(crate::workos::WorkosError::Rejected { status: 401, code, message })
-                    if code != "unknown" || !message.starts_with("401") =>
-                {
-                    if attempt < ATTEMPTS {
-                        tokio::time::sleep(APART).await;
-                        continue;
-                    }
+                Ok(true) => return,
+                Ok(false) if attempt < ATTEMPTS => tokio::time::sleep(APART).await,
+                Ok(false) => {
                     let reason = "WorkOS refused WORKOS_API_KEY (401): it is wrong, revoked, or from another \
                                   environment (a staging key with a production client id). Copy the secret key of the \
                                   environment WORKOS_CLIENT_ID belongs to from the WorkOS dashboard (API Keys)";
                     self.misconfigured.send_replace(Some(reason.to_owned()));
                 }
-                Err(error) => tracing::warn!(%error, "could not check WORKOS_API_KEY with WorkOS at start-up"),
+                Err(error) => {
+                    tracing::warn!(%error, "could not check WORKOS_API_KEY with WorkOS at start-up");
+                    return;
+                }
             }
-            return;
         }
     }
 

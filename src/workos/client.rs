@@ -340,6 +340,26 @@ impl WorkosClient {
         read_json(response).await
     }
 
+    /// [`WorkosClient::get_json`], with the headers of a refusal: to tell WorkOS's own answers (with its request id)
+    /// from a gateway's.
+    pub(super) async fn get_json_with_headers<T: serde::de::DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<T, (WorkosError, reqwest::header::HeaderMap)> {
+        let inner = &self.inner;
+        let no_headers = reqwest::header::HeaderMap::new;
+        let url = outbound::endpoint(&inner.base_url, segments).ok_or_else(|| {
+            (WorkosError::Malformed("WORKOS_API_BASE_URL cannot be a base URL".to_owned()), no_headers())
+        })?;
+        let request = inner.http.get(url).bearer_auth(inner.api_key.expose()).query(query);
+        let response = outbound::observed(Upstream::Workos, request.send())
+            .await
+            .map_err(|error| (WorkosError::from_reqwest(error), no_headers()))?;
+        let headers = response.headers().clone();
+        read_json(response).await.map_err(|error| (error, headers))
+    }
+
     /// `POST {base}/<segments>` with the API key and a JSON body (and an `Idempotency-Key` when given), its JSON
     /// answer read as `T`. For the management calls in `management.rs`; never retried here.
     pub(super) async fn post_json<B: Serialize, T: serde::de::DeserializeOwned>(

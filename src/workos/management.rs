@@ -62,10 +62,16 @@ impl WorkosClient {
 
     /// Whether WorkOS takes our API key: the smallest authenticated read there is (`GET /organizations?limit=1`).
     /// Every other check of the configuration (the JWKS) is public, so a wrong or revoked `WORKOS_API_KEY` would
-    /// otherwise be found only by the first sign-in.
-    pub async fn check_api_key(&self) -> Result<(), WorkosError> {
-        let _: serde::de::IgnoredAny = self.get_json(&["organizations"], &[("limit", "1")]).await?;
-        Ok(())
+    /// otherwise be found only by the first sign-in. `Ok(false)`: WorkOS itself refused it, a 401 carrying WorkOS's
+    /// `X-Request-ID` (docs/workos.md §8.1); a 401 without one (a gateway's in front of it) is an error like any other.
+    pub async fn check_api_key(&self) -> Result<bool, WorkosError> {
+        match self.get_json_with_headers::<serde::de::IgnoredAny>(&["organizations"], &[("limit", "1")]).await {
+            Ok(_) => Ok(true),
+            Err((WorkosError::Rejected { status: 401, .. }, headers)) if headers.contains_key("x-request-id") => {
+                Ok(false)
+            }
+            Err((error, _)) => Err(error),
+        }
     }
 
     /// `GET /organizations/{id}`; `None` when WorkOS does not know it (404).

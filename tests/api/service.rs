@@ -192,15 +192,16 @@ async fn a_workos_api_key_workos_refuses_stops_the_server_with_the_reason() {
     assert!(!message.contains("sk_test_wrong_key_of_another_env"), "{message}");
 }
 
-/// Only WorkOS's own refusal stops the server: a 401 page from something in between (a gateway in front of
-/// `WORKOS_API_BASE_URL`) may be a blip, and stopping every replica that starts during one would take the service
-/// down. It is logged, and the server keeps serving.
+/// Only WorkOS's own refusal (with its request id) stops the server: a 401 from something in between (a gateway
+/// in front of `WORKOS_API_BASE_URL`) may be a blip, and stopping every replica that starts during one would take
+/// the service down. It is logged, and the server keeps serving.
 #[tokio::test]
 async fn a_401_that_is_not_workos_s_own_answer_does_not_stop_the_server() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let gateway = format!("http://{}", listener.local_addr().expect("addr"));
+    // As API gateways answer (AWS API Gateway's and Kong's default), without WorkOS's X-Request-ID.
     let refusing = axum::Router::new().fallback(|| async {
-        (axum::http::StatusCode::UNAUTHORIZED, [("content-type", "text/html")], "<h1>401 Authorization Required</h1>")
+        (axum::http::StatusCode::UNAUTHORIZED, [("content-type", "application/json")], r#"{"message":"Unauthorized"}"#)
     });
     tokio::spawn(async move {
         let _ = axum::serve(listener, refusing).await;

@@ -42,7 +42,17 @@ pub fn router(inner: Arc<WorkosStandInState>) -> Router {
         .merge(super::management::router())
         .merge(super::enterprise::router())
         .fallback(unknown_endpoint)
+        .layer(axum::middleware::map_response(with_request_id))
         .with_state(inner)
+}
+
+/// Every WorkOS answer carries `X-Request-ID` (docs `/reference/errors`; every SDK logs it), refusals included: a
+/// client can tell WorkOS's own answers from a gateway's by it.
+async fn with_request_id(mut response: Response) -> Response {
+    if let Ok(id) = axum::http::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        response.headers_mut().insert("x-request-id", id);
+    }
+    response
 }
 
 // ---- authorize -------------------------------------------------------------------------------------------------
