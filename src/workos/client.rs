@@ -332,16 +332,23 @@ impl WorkosClient {
         segments: &[&str],
         query: &[(&str, &str)],
     ) -> Result<T, WorkosError> {
-        let inner = &self.inner;
-        let url = outbound::endpoint(&inner.base_url, segments)
-            .ok_or_else(|| WorkosError::Malformed("WORKOS_API_BASE_URL cannot be a base URL".to_owned()))?;
-        let request = inner.http.get(url).bearer_auth(inner.api_key.expose()).query(query);
-        let response = outbound::observed(Upstream::Workos, request.send()).await.map_err(WorkosError::from_reqwest)?;
-        read_json(response).await
+        self.get_json_with_headers(segments, query).await.map_err(|(error, _)| error)
     }
 
-    /// [`WorkosClient::get_json`], with the headers of a refusal: to tell WorkOS's own answers (with its request id)
-    /// from a gateway's.
+    /// `GET` of a single object by `segments`; `None` when WorkOS does not know it (404).
+    pub(super) async fn get_found<T: serde::de::DeserializeOwned>(
+        &self,
+        segments: &[&str],
+    ) -> Result<Option<T>, WorkosError> {
+        match self.get_json(segments, &[]).await {
+            Ok(found) => Ok(Some(found)),
+            Err(WorkosError::Rejected { status: 404, .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// [`WorkosClient::get_json`], with the headers of a refusal (empty otherwise): to tell WorkOS's own answers
+    /// (with its request id) from a gateway's.
     pub(super) async fn get_json_with_headers<T: serde::de::DeserializeOwned>(
         &self,
         segments: &[&str],
@@ -356,7 +363,7 @@ impl WorkosClient {
         let response = outbound::observed(Upstream::Workos, request.send())
             .await
             .map_err(|error| (WorkosError::from_reqwest(error), no_headers()))?;
-        let headers = response.headers().clone();
+        let headers = if response.status().is_success() { no_headers() } else { response.headers().clone() };
         read_json(response).await.map_err(|error| (error, headers))
     }
 

@@ -76,20 +76,12 @@ impl WorkosClient {
 
     /// `GET /organizations/{id}`; `None` when WorkOS does not know it (404).
     pub async fn get_organization(&self, id: &str) -> Result<Option<Organization>, WorkosError> {
-        match self.get_json(&["organizations", id], &[]).await {
-            Ok(organization) => Ok(Some(organization)),
-            Err(WorkosError::Rejected { status: 404, .. }) => Ok(None),
-            Err(error) => Err(error),
-        }
+        self.get_found(&["organizations", id]).await
     }
 
     /// `GET /user_management/organization_memberships/{id}`; `None` when WorkOS does not know it (404).
     pub async fn get_membership(&self, id: &str) -> Result<Option<Membership>, WorkosError> {
-        match self.get_json(&["user_management", "organization_memberships", id], &[]).await {
-            Ok(membership) => Ok(Some(membership)),
-            Err(WorkosError::Rejected { status: 404, .. }) => Ok(None),
-            Err(error) => Err(error),
-        }
+        self.get_found(&["user_management", "organization_memberships", id]).await
     }
 
     /// One page of memberships in every status (active, inactive, pending).
@@ -170,11 +162,7 @@ impl PortalIntent {
 impl WorkosClient {
     /// `GET /user_management/users/{id}` (§6.3); `None` when WorkOS does not know the user (404).
     pub async fn get_user(&self, id: &str) -> Result<Option<User>, WorkosError> {
-        match self.get_json(&["user_management", "users", id], &[]).await {
-            Ok(user) => Ok(Some(user)),
-            Err(WorkosError::Rejected { status: 404, .. }) => Ok(None),
-            Err(error) => Err(error),
-        }
+        self.get_found(&["user_management", "users", id]).await
     }
 
     /// `POST /portal/generate_link` (§7.1): a short-lived Admin Portal link for `organization_id`. The link is a

@@ -345,6 +345,13 @@ async fn member_in_a_directory(app: &crate::helpers::app::TestApp) {
     app.deliver_ok(&event("dsync.user.created", directory_user("active", 2), at(2))).await;
 }
 
+/// `organization_membership.updated` for `om_late` in `status`, changed (and sent) at `at(moment)`; what the webhook
+/// answered.
+async fn late_membership(app: &crate::helpers::app::TestApp, status: &str, moment: i64) -> String {
+    let updated = membership("om_late", "user_late", "org_late", status, "member", moment);
+    app.deliver_ok(&event("organization_membership.updated", updated, at(moment))).await
+}
+
 /// Deprovisioned again by the directory after an admin gave the membership back: the denial holds even when the
 /// directory's "active" event in between comes last (it dates the second denial, not the first).
 #[tokio::test]
@@ -356,10 +363,8 @@ async fn a_directory_denial_holds_when_the_active_event_before_it_comes_late() {
     app.deliver_ok(&event("dsync.user.updated", directory_user("inactive", 10), at(10))).await;
     assert_eq!(active().await, 0, "deprovisioned by the directory");
     // An admin deactivates and reactivates the membership at WorkOS: the earlier denial no longer holds.
-    let deactivated = membership("om_late", "user_late", "org_late", "inactive", "member", 14);
-    app.deliver_ok(&event("organization_membership.updated", deactivated, at(14))).await;
-    let reactivated = membership("om_late", "user_late", "org_late", "active", "member", 15);
-    app.deliver_ok(&event("organization_membership.updated", reactivated, at(15))).await;
+    late_membership(&app, "inactive", 14).await;
+    late_membership(&app, "active", 15).await;
     assert_eq!(active().await, 1, "given back by the admin");
     // The directory: active at 20, inactive again at 25; the second arrives first.
     app.deliver_ok(&event("dsync.user.updated", directory_user("inactive", 25), at(25))).await;
@@ -376,10 +381,8 @@ async fn a_reactivation_that_comes_before_its_deactivation_still_lifts_an_older_
     member_in_a_directory(&app).await;
     app.deliver_ok(&event("dsync.user.updated", directory_user("inactive", 10), at(10))).await;
     assert_eq!(active().await, 0, "deprovisioned by the directory");
-    let reactivated = membership("om_late", "user_late", "org_late", "active", "member", 15);
-    app.deliver_ok(&event("organization_membership.updated", reactivated, at(15))).await;
-    let deactivated = membership("om_late", "user_late", "org_late", "inactive", "member", 14);
-    assert_eq!(app.deliver_ok(&event("organization_membership.updated", deactivated, at(14))).await, "applied");
+    late_membership(&app, "active", 15).await;
+    assert_eq!(late_membership(&app, "inactive", 14).await, "applied");
     assert_eq!(active().await, 1, "reactivated at 15, after the denial at 10");
 }
 
@@ -391,10 +394,8 @@ async fn a_removal_whose_payload_says_active_denies_from_the_removal() {
     let active = || late_members_organizations(&app);
     member_in_a_directory(&app).await;
     app.deliver_ok(&event("dsync.user.updated", directory_user("inactive", 10), at(10))).await;
-    let deactivated = membership("om_late", "user_late", "org_late", "inactive", "member", 14);
-    app.deliver_ok(&event("organization_membership.updated", deactivated, at(14))).await;
-    let reactivated = membership("om_late", "user_late", "org_late", "active", "member", 15);
-    app.deliver_ok(&event("organization_membership.updated", reactivated, at(15))).await;
+    late_membership(&app, "inactive", 14).await;
+    late_membership(&app, "active", 15).await;
     assert_eq!(active().await, 1, "given back by the admin");
     // Active again at 20 (that event lost), then removed from the directory at 30.
     assert_eq!(app.deliver_ok(&event("dsync.user.deleted", directory_user("active", 20), at(30))).await, "applied");
@@ -411,10 +412,8 @@ async fn a_late_active_event_never_moves_a_denial_earlier() {
     member_in_a_directory(&app).await;
     app.deliver_ok(&event("dsync.user.updated", directory_user("inactive", 15), at(40))).await;
     app.deliver_ok(&event("dsync.user.updated", directory_user("inactive", 20), at(21))).await;
-    let deactivated = membership("om_late", "user_late", "org_late", "inactive", "member", 29);
-    app.deliver_ok(&event("organization_membership.updated", deactivated, at(29))).await;
-    let reactivated = membership("om_late", "user_late", "org_late", "active", "member", 30);
-    app.deliver_ok(&event("organization_membership.updated", reactivated, at(30))).await;
+    late_membership(&app, "inactive", 29).await;
+    late_membership(&app, "active", 30).await;
     assert_eq!(active().await, 0, "the denial dated 40 holds over the reactivation at 30");
     assert_eq!(app.deliver_ok(&event("dsync.user.updated", directory_user("active", 12), at(50))).await, "applied");
     assert_eq!(active().await, 0, "still denied");
