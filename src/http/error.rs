@@ -41,8 +41,12 @@ pub enum AppError {
     /// Nobody is signed in. A page is answered with the way to sign in (and back), the API with 401.
     #[error("Sign in to continue.")]
     Unauthorized,
-    #[error("The access token is invalid or has expired.")]
+    #[error("The access token is not valid.")]
     InvalidToken,
+    /// A genuine bearer token past its `exp`: the same code as [`Self::InvalidToken`] (RFC 6750 §3.1 has one
+    /// `invalid_token` for both), with words that tell the client to get a new one.
+    #[error("The access token has expired.")]
+    TokenExpired,
     #[error("{0}")]
     SignInFailed(String),
     // "Another address": a sign-in started at `127.0.0.1` comes back to the redirect URI's `localhost`, where the
@@ -142,9 +146,11 @@ impl AppError {
             Self::BadRequest(_) | Self::MalformedJson(_) | Self::InvalidId | Self::SignInExpired => {
                 StatusCode::BAD_REQUEST
             }
-            Self::Unauthorized | Self::InvalidToken | Self::SignInFailed(_) | Self::InvalidSignature(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::Unauthorized
+            | Self::InvalidToken
+            | Self::TokenExpired
+            | Self::SignInFailed(_)
+            | Self::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
             Self::IdTaken => StatusCode::CONFLICT,
             Self::Csrf
             | Self::NotAMember
@@ -180,7 +186,7 @@ impl AppError {
             Self::MalformedJson(_) => "malformed_json",
             Self::InvalidId => "invalid_id",
             Self::Unauthorized => "unauthorized",
-            Self::InvalidToken => "invalid_token",
+            Self::InvalidToken | Self::TokenExpired => "invalid_token",
             Self::SignInFailed(_) => "sign_in_failed",
             Self::SignInExpired => "sign_in_expired",
             Self::Csrf => "csrf_failed",
@@ -255,6 +261,15 @@ impl AppError {
             }
             Self::InvalidToken => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
+            }
+            // RFC 6750 §3's own example.
+            Self::TokenExpired => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        r#"Bearer error="invalid_token", error_description="The access token expired""#,
+                    ),
+                );
             }
             Self::OrganizationSignInRequired { location } => {
                 if let Ok(value) = HeaderValue::from_str(location) {
@@ -348,6 +363,7 @@ impl From<CheckError> for AppError {
     fn from(error: CheckError) -> Self {
         match error {
             CheckError::Invalid(_) => Self::InvalidToken,
+            CheckError::Expired => Self::TokenExpired,
             CheckError::Unavailable { retry_after } => Self::AuthUnavailable { retry_after },
             CheckError::DatabaseUnavailable { retry_after } => Self::DatabaseUnavailable { retry_after },
         }
@@ -472,6 +488,7 @@ mod tests {
             AppError::InvalidId,
             AppError::Unauthorized,
             AppError::InvalidToken,
+            AppError::TokenExpired,
             AppError::SignInFailed(String::new()),
             AppError::SignInExpired,
             AppError::Csrf,
@@ -511,6 +528,7 @@ mod tests {
                 | AppError::InvalidId
                 | AppError::Unauthorized
                 | AppError::InvalidToken
+                | AppError::TokenExpired
                 | AppError::SignInFailed(_)
                 | AppError::SignInExpired
                 | AppError::Csrf

@@ -56,6 +56,7 @@ enum Auth {
     User(Arc<CurrentUser>),
     SignedOut,
     InvalidBearer,
+    ExpiredBearer,
     Unavailable { retry_after: Duration },
     DatabaseUnavailable { retry_after: Duration },
 }
@@ -267,6 +268,10 @@ async fn compute(headers: &HeaderMap, api: bool, state: &AppState, context: &Ses
                 tracing::info!(%reason, "bearer token refused");
                 Auth::InvalidBearer
             }
+            Err(CheckError::Expired) => {
+                tracing::info!(reason = "it has expired", "bearer token refused");
+                Auth::ExpiredBearer
+            }
         };
     }
 
@@ -318,6 +323,7 @@ impl FromRequestParts<AppState> for CurrentUser {
             // Pages are sent to sign in, the API gets 401: `error::render_errors` decides by path.
             Auth::SignedOut => Err(AppError::Unauthorized),
             Auth::InvalidBearer => Err(AppError::InvalidToken),
+            Auth::ExpiredBearer => Err(AppError::TokenExpired),
             Auth::Unavailable { retry_after } => Err(AppError::AuthUnavailable { retry_after }),
             Auth::DatabaseUnavailable { retry_after } => Err(AppError::DatabaseUnavailable { retry_after }),
         }

@@ -93,6 +93,9 @@ fn is_a_machines_token(claims: &AccessClaims, entra: bool) -> bool {
 pub enum AccessTokenError {
     #[error("the access token is not valid: {0}")]
     Invalid(&'static str),
+    /// Genuine (the signature was checked first), but past `exp` and its leeway.
+    #[error("the access token has expired")]
+    Expired,
     #[error(transparent)]
     Keys(#[from] KeysError),
 }
@@ -160,8 +163,9 @@ impl AccessTokenVerifier {
             .map(|data| data.claims)
             .map_err(|error| {
                 use jsonwebtoken::errors::ErrorKind;
+                // jsonwebtoken checks the signature before the claims, so only a genuine token is called expired.
                 Invalid(match error.kind() {
-                    ErrorKind::ExpiredSignature => "it has expired",
+                    ErrorKind::ExpiredSignature => return AccessTokenError::Expired,
                     ErrorKind::ImmatureSignature => "it is not valid yet (nbf)",
                     ErrorKind::InvalidAudience => "it is not for this API (aud)",
                     ErrorKind::InvalidIssuer => "it is from another issuer",

@@ -387,7 +387,7 @@ impl SessionManager {
             Err(CheckError::Unavailable { retry_after } | CheckError::DatabaseUnavailable { retry_after }) => {
                 return Resolution::unavailable(retry_after);
             }
-            Err(CheckError::Invalid(reason)) => {
+            Err(reason @ (CheckError::Invalid(_) | CheckError::Expired)) => {
                 tracing::debug!(%reason, "session token failed verification; ending the session");
                 return Resolution::signed_out(CookieChange::Clear);
             }

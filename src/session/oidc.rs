@@ -345,6 +345,7 @@ impl OidcProvider {
         let claims = verified.map_err(|error| match error {
             AccessTokenError::Keys(_) => CheckError::Unavailable { retry_after: Duration::from_secs(5) },
             AccessTokenError::Invalid(reason) => CheckError::Invalid(reason.to_owned()),
+            AccessTokenError::Expired => CheckError::Expired,
         })?;
         Ok(Principal {
             personal: false,

@@ -109,9 +109,13 @@ pub enum ProviderError {
 /// Why a token could not be accepted.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CheckError {
-    /// Forged, damaged, expired (for bearer tokens), or for another user: refuse it.
+    /// Forged, damaged, or for another user: refuse it.
     #[error("the token is not valid: {0}")]
     Invalid(String),
+    /// Genuine, but past its `exp` (bearer tokens only: a session's token is refreshed instead). Told apart so the
+    /// client can be told to get a new one (RFC 6750 §3.1's `error_description`).
+    #[error("the token has expired")]
+    Expired,
     /// The keys to check it with could not be fetched: an outage, not a bad token.
     #[error("the provider's signing keys are unavailable")]
     Unavailable { retry_after: Duration },

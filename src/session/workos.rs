@@ -476,6 +476,7 @@ fn sign_in_error(error: WorkosError) -> ProviderError {
 fn check_error(error: VerifyError) -> CheckError {
     match error {
         VerifyError::KeysUnavailable(error) => CheckError::Unavailable { retry_after: error.retry_after() },
+        VerifyError::Expired => CheckError::Expired,
         other => CheckError::Invalid(other.to_string()),
     }
 }

@@ -1,7 +1,7 @@
 //! Bearer tokens for API clients: a WorkOS access token in `Authorization` works like a session on `/api/*`,
 //! and anything that is not a genuine, current, RS256 WorkOS token is refused with 401 `invalid_token`.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
@@ -38,6 +38,18 @@ async fn assert_refused(app: &TestApp, token: &str, why: &str) {
     assert_eq!(response.header("www-authenticate").as_deref(), Some(r#"Bearer error="invalid_token""#), "{why}");
 }
 
+/// A genuine token past its `exp`: the same code, and RFC 6750's words telling the client to get a new one.
+pub fn assert_expired(response: crate::helpers::browser::TestResponse) {
+    assert_eq!(response.status, 401, "{}", response.body);
+    assert_eq!(response.error_code(), "invalid_token");
+    assert_eq!(response.json()["error"]["message"], "The access token has expired.");
+    let challenge = response.header("www-authenticate");
+    assert_eq!(
+        challenge.as_deref(),
+        Some(r#"Bearer error="invalid_token", error_description="The access token expired""#)
+    );
+}
+
 #[tokio::test]
 async fn a_valid_workos_access_token_authenticates_api_calls() {
     let app = spawn_app().await;
@@ -57,7 +69,11 @@ async fn expired_forged_and_malformed_bearer_tokens_are_refused() {
 
     let expired =
         app.workos.mint_access_token_with(&user, now - Duration::from_secs(600), now - Duration::from_secs(60));
-    assert_refused(&app, &expired, "expired").await;
+    assert_expired(app.bearer_client(&expired).get("/api/me").await);
+    // Only a genuine token is called expired: a forged one is invalid, whatever its `exp` says.
+    let mut expired_claims = claims(&app);
+    expired_claims["exp"] = json!(now.duration_since(UNIX_EPOCH).expect("after 1970").as_secs() - 60);
+    assert_refused(&app, &signed_by_unknown_key(&app.workos.kid(), &expired_claims), "expired, wrong key").await;
 
     assert_refused(&app, &signed_by_unknown_key("kid_unknown", &claims(&app)), "unknown kid").await;
     assert_refused(&app, &signed_by_unknown_key(&app.workos.kid(), &claims(&app)), "known kid, wrong key").await;

@@ -186,7 +186,13 @@ async fn wrong_audience_id_tokens_opaque_and_forged_tokens_are_refused_with_401(
 
     let mut expired = claims(&app, &subject);
     expired["exp"] = Value::from(now() - 60);
-    assert_refused(&app, &app.oidc.sign("JWT", expired), "expired").await;
+    let expired = app.oidc.sign("JWT", expired);
+    crate::bearer::assert_expired(app.bearer_client(&expired).get("/api/todos").await);
+    // Only a genuine token is called expired: with another token's signature, it is invalid.
+    let other_signature = app.oidc.sign("JWT", claims(&app, &subject));
+    let (signed, _) = expired.rsplit_once('.').expect("a JWS");
+    let (_, signature) = other_signature.rsplit_once('.').expect("a JWS");
+    assert_refused(&app, &format!("{signed}.{signature}"), "expired, with a signature that does not match").await;
 
     let mut not_yet = claims(&app, &subject);
     not_yet["nbf"] = Value::from(now() + 3600);
