@@ -1,7 +1,8 @@
 //! Probes for orchestrators: `/healthz` says the process is alive, `/readyz` that it can do its job (InsForge
 //! answers a real records call, and the identity provider's signing keys are held — fetched again by the probe,
 //! whose failure alone does not make the app unready while the keys held still verify; an OpenID Connect provider
-//! must have been discovered first; with `DATABASE_URL`, the database has answered once since the start).
+//! must have been discovered first, and WorkOS must not have refused `WORKOS_API_KEY` at start-up; with
+//! `DATABASE_URL`, the database has answered once since the start).
 //!
 //! Each check has [`CHECK_TIME_LIMIT`]: an upstream that hangs makes the probe answer "unavailable" in seconds, not
 //! after the upstream's own time limit (10 s by default, past any orchestrator's probe timeout).
@@ -106,10 +107,21 @@ impl Readiness {
             }
         };
         // The provider check refreshes the verifier's own key cache: one JWKS path, and a probe that keeps it warm.
-        let (insforge, keys, database) =
-            tokio::join!(insforge, provider.probe_keys(CHECK_TIME_LIMIT), self.database(state));
-        let report =
-            Report::new(Check::from("InsForge", insforge), kind, Check::from("identity provider JWKS", keys), database);
+        // It also waits for the start-up check of WorkOS's API key: a replica whose key WorkOS refuses would
+        // otherwise take traffic (and fail every sign-in) for the seconds before it stops.
+        let provider_check = async {
+            let (keys, checked) =
+                tokio::join!(provider.probe_keys(CHECK_TIME_LIMIT), provider.checked_at_start(CHECK_TIME_LIMIT));
+            keys.map_err(|error| error.to_string())?;
+            checked.map_err(str::to_owned)
+        };
+        let (insforge, provider_check, database) = tokio::join!(insforge, provider_check, self.database(state));
+        let report = Report::new(
+            Check::from("InsForge", insforge),
+            kind,
+            Check::from("identity provider", provider_check),
+            database,
+        );
         *last = Some((Instant::now(), report.clone()));
         report
     }

@@ -321,6 +321,16 @@ impl IdentityProvider {
         }
     }
 
+    /// Waits (at most `within`) for the start-up checks that must pass before the replica counts as ready but do
+    /// not keep it from serving meanwhile: WorkOS's check of the API key (an OpenID Connect provider's discovery is
+    /// [`IdentityProvider::is_ready`]). `Err` with what is missing.
+    pub async fn checked_at_start(&self, within: Duration) -> Result<(), &'static str> {
+        match self {
+            Self::Workos(workos) => workos.key_checked(within).await,
+            Self::Oidc(_) => Ok(()),
+        }
+    }
+
     async fn has_keys(&self) -> bool {
         match self {
             Self::Workos(workos) => workos.has_keys().await,

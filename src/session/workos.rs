@@ -42,8 +42,20 @@ pub struct WorkosProvider {
     origin: String,
     membership_sync: Option<MembershipSync>,
     emails: UserEmails,
-    /// Set, with the reason, once WorkOS has refused our API key: the server stops (see `IdentityProvider::misconfigured`).
-    misconfigured: tokio::sync::watch::Sender<Option<String>>,
+    /// Where the start-up check of our API key stands. Refused, the server stops (see
+    /// `IdentityProvider::misconfigured`); until it has settled, the replica is not ready.
+    key_check: tokio::sync::watch::Sender<KeyCheck>,
+}
+
+/// The start-up check of `WORKOS_API_KEY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyCheck {
+    /// Asking, or asking again after a refusal.
+    Pending,
+    /// WorkOS took the key, or could not say (only logged: see [`WorkosProvider::check_api_key`]).
+    Settled,
+    /// WorkOS refused it, three times: the reason, for the server to stop with.
+    Refused(String),
 }
 
 /// Why an `authenticate` answer did not make a session.
@@ -68,7 +80,7 @@ impl WorkosProvider {
             // The API's origin (sign-in, sign-out) and the Admin Portal's.
             origin: format!("{} {ADMIN_PORTAL_ORIGIN}", api_base_url.origin().ascii_serialization()),
             membership_sync: None,
-            misconfigured: tokio::sync::watch::Sender::new(None),
+            key_check: tokio::sync::watch::Sender::new(KeyCheck::Pending),
         }
     }
 
@@ -81,29 +93,43 @@ impl WorkosProvider {
         const APART: std::time::Duration = std::time::Duration::from_secs(2);
         for attempt in 1..=ATTEMPTS {
             match self.client.check_api_key().await {
-                Ok(true) => return,
+                Ok(true) => break,
                 Ok(false) if attempt < ATTEMPTS => tokio::time::sleep(APART).await,
                 Ok(false) => {
                     let reason = "WorkOS refused WORKOS_API_KEY (401): it is wrong, revoked, or from another \
                                   environment (a staging key with a production client id). Copy the secret key of the \
                                   environment WORKOS_CLIENT_ID belongs to from the WorkOS dashboard (API Keys)";
-                    self.misconfigured.send_replace(Some(reason.to_owned()));
+                    self.key_check.send_replace(KeyCheck::Refused(reason.to_owned()));
+                    return;
                 }
                 Err(error) => {
                     tracing::warn!(%error, "could not check WORKOS_API_KEY with WorkOS at start-up");
-                    return;
+                    break;
                 }
             }
         }
+        self.key_check.send_replace(KeyCheck::Settled);
     }
 
     /// Completes, with the reason, once WorkOS has refused our API key.
     pub async fn misconfigured(&self) -> String {
-        let mut receiver = self.misconfigured.subscribe();
-        match receiver.wait_for(Option::is_some).await.map(|reason| reason.clone()) {
-            Ok(reason) => reason.unwrap_or_default(),
+        let mut receiver = self.key_check.subscribe();
+        match receiver.wait_for(|check| matches!(check, KeyCheck::Refused(_))).await.map(|check| check.clone()) {
+            Ok(KeyCheck::Refused(reason)) => reason,
             // The sender lives as long as the provider: never reached while anyone waits.
-            Err(_) => std::future::pending().await,
+            _ => std::future::pending().await,
+        }
+    }
+
+    /// Waits (at most `within`) for the start-up check of the API key to settle: `Err` with why the replica is not
+    /// ready while it has not (a refusal being asked again, or stopping the server).
+    pub async fn key_checked(&self, within: std::time::Duration) -> Result<(), &'static str> {
+        let mut receiver = self.key_check.subscribe();
+        let settled = receiver.wait_for(|check| *check != KeyCheck::Pending);
+        match tokio::time::timeout(within, settled).await.map(|check| check.map(|check| check.clone())) {
+            Ok(Ok(KeyCheck::Settled)) => Ok(()),
+            Ok(Ok(_)) => Err("WorkOS refused WORKOS_API_KEY"),
+            Ok(Err(_)) | Err(_) => Err("the start-up check of WORKOS_API_KEY has not finished"),
         }
     }
 

@@ -183,9 +183,14 @@ async fn a_request_that_takes_too_long_gets_504() {
 
 /// A WorkOS API key WorkOS refuses can never work (every sign-in and refresh would fail), and every other check of
 /// the configuration is public: the start-up check finds it, and the server stops with the reason, without the key.
+/// Meanwhile (the check asks three times, seconds apart) the replica is not ready, so it takes no traffic.
 #[tokio::test]
 async fn a_workos_api_key_workos_refuses_stops_the_server_with_the_reason() {
     let mut app = spawn_app_with(AppOptions::default().var("WORKOS_API_KEY", "sk_test_wrong_key_of_another_env")).await;
+    let ready = app.browser().get("/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert_eq!(ready.json()["workos"]["ok"], false, "{}", ready.body);
+    assert_eq!(ready.json()["insforge"]["ok"], true, "only the key is wrong: {}", ready.body);
     let stopped = app.stopped_within(Duration::from_secs(10)).await.expect("the server stops by itself");
     let message = stopped.expect_err("with an error").to_string();
     assert!(message.contains("WORKOS_API_KEY") && message.contains("401"), "{message}");
