@@ -11,10 +11,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use url::Url;
 
+/// How long an idle kept-alive connection is kept for reuse: less than the servers' own idle limits, so we close
+/// it before they do. A request written on a connection the server is closing at that moment fails after it was
+/// sent (a read answered 502, a write "may have been saved"), and hyper retries only requests it had not begun to
+/// write. Self-hosted InsForge closes after 65 s (Node's `server.keepAliveTimeout`, its `KEEP_ALIVE_TIMEOUT_MS`),
+/// AWS load balancers after 60 s; reqwest's default would keep them 90 s.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub fn client(connect_timeout: Duration, request_timeout: Duration) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .timeout(request_timeout)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("authbridge/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -8,8 +8,10 @@
 //! reached InsForge, so nothing can have happened twice). Writes are never retried: a write whose answer was
 //! lost may have been applied, and repeating it could create a second todo; it is reported as
 //! [`InsforgeError::WriteUnconfirmed`], so the caller can be told to look before trying again. (InsForge itself may
-//! still send one twice, and a caller may send a create again; a create carries its id, so its repeat meets its own
-//! row: see [`InsforgeClient::create_todo_with_id`].)
+//! still send any write twice, and a caller may send a create again. Each write is made so its repeat is harmless
+//! and answered as the first: a create carries its id, so its repeat meets its own row
+//! ([`InsforgeClient::create_todo_with_id`]); an update sends the new values unfiltered; a delete reads the todo
+//! first.)
 
 use std::future::Future;
 use std::sync::Arc;
@@ -242,11 +244,11 @@ impl InsforgeClient {
     /// double click) or one that asks for what already is changes nothing, so it neither moves `updated_at` nor
     /// makes an Audit Log event.
     ///
-    /// - A new completion state alone (the toggle, the common case) is one request, filtered on the state
-    ///   differing; an empty answer is told apart by reading the todo (as asked already; or changed meanwhile, then
-    ///   sent again as asked; or hidden or refused, 404 as before).
-    /// - With a title, the todo is read first and only what differs is sent: a filter on the title would put the
-    ///   user's text in the URL, which proxies and InsForge log.
+    /// - The todo is read first, and only what differs is sent, without a filter on the old values: a filter on
+    ///   the title would put the user's text in the URL, which proxies and InsForge log; and InsForge's proxy may
+    ///   send a write twice (a kept-alive connection to PostgREST reset, docs/insforge.md §3.1), where a filtered
+    ///   repeat would match nothing and the change would look as if it had been made before. Unfiltered, the
+    ///   repeat sets the same values and answers the row.
     /// - A write whose answer was lost (`WriteUnconfirmed`) is looked at again: if the todo is now as asked, that
     ///   is the answer, and what was sent counts as the change. A retry would find nothing left to change and no
     ///   Audit Log event would ever say it happened.
@@ -259,65 +261,26 @@ impl InsforgeClient {
         if patch.is_empty() {
             return Err(InsforgeError::InvalidInput { message: "Nothing to change.".to_owned() });
         }
-        let (sent, outcome) = if patch.title.is_some() {
-            let current = self.get_todo(user, id).await?;
-            let changed = patch.beyond(&current);
-            if changed.is_empty() {
-                return Ok(Updated { todo: current, changed });
-            }
-            let outcome = self.patch_todo(user, id, &changed, None).await;
-            (changed.clone(), outcome.map(|todo| Updated { todo, changed }))
-        } else {
-            (patch.clone(), self.update_completion(user, id, patch).await)
-        };
-        match outcome {
-            Err(lost @ InsforgeError::WriteUnconfirmed { .. }) => match self.get_todo(user, id).await {
-                Ok(current) if sent.beyond(&current).is_empty() => Ok(Updated { todo: current, changed: sent }),
-                _ => Err(lost),
-            },
-            other => other,
+        let current = self.get_todo(user, id).await?;
+        let changed = patch.beyond(&current);
+        if changed.is_empty() {
+            return Ok(Updated { todo: current, changed });
         }
-    }
-
-    /// `patch` (a completion state alone) where the todo's state differs.
-    async fn update_completion(
-        &self,
-        user: &UserIdentity,
-        id: Uuid,
-        patch: &TodoPatch,
-    ) -> Result<Updated, InsforgeError> {
-        let differs = patch.is_complete.map(|done| format!("neq.{done}"));
-        let filter = differs.as_deref().map(|differs| ("is_complete", differs));
-        match self.patch_todo(user, id, patch, filter).await {
-            Ok(todo) => Ok(Updated { todo, changed: patch.clone() }),
-            // Nothing updated: already as asked, changed meanwhile, or hidden or refused by RLS.
-            Err(InsforgeError::NotFound) => match self.get_todo(user, id).await {
-                Ok(current) if patch.beyond(&current).is_empty() => {
-                    Ok(Updated { todo: current, changed: TodoPatch::default() })
-                }
-                // Visible and not as asked: sent again without the filter, which only the update policy can refuse
-                // (then 404, as the update alone would have answered).
-                Ok(_) => {
-                    self.patch_todo(user, id, patch, None).await.map(|todo| Updated { todo, changed: patch.clone() })
-                }
-                Err(other) => Err(other),
+        match self.patch_todo(user, id, &changed).await {
+            Ok(todo) => Ok(Updated { todo, changed }),
+            Err(lost @ InsforgeError::WriteUnconfirmed { .. }) => match self.get_todo(user, id).await {
+                Ok(current) if changed.beyond(&current).is_empty() => Ok(Updated { todo: current, changed }),
+                _ => Err(lost),
             },
             Err(other) => Err(other),
         }
     }
 
-    /// `PATCH …/todos?id=eq.<id>` (and `filter`, when given) with `patch`, answered with the updated row.
-    async fn patch_todo(
-        &self,
-        user: &UserIdentity,
-        id: Uuid,
-        patch: &TodoPatch,
-        filter: Option<(&str, &str)>,
-    ) -> Result<Todo, InsforgeError> {
+    /// `PATCH …/todos?id=eq.<id>` with `patch`, answered with the updated row.
+    async fn patch_todo(&self, user: &UserIdentity, id: Uuid, patch: &TodoPatch) -> Result<Todo, InsforgeError> {
         let token = self.token(user)?;
         let by_id = eq(id);
-        let mut query = vec![("select", "*"), ("id", by_id.as_str())];
-        query.extend(filter);
+        let query = [("select", "*"), ("id", by_id.as_str())];
         let response = self
             .send(Kind::Write, &token, || self.request(Method::PATCH, &token).query(&query).json(patch))
             .await
@@ -326,25 +289,41 @@ impl InsforgeClient {
     }
 
     /// Deletes the todo and returns it as it was.
+    ///
+    /// The todo is read first. InsForge's proxy may send the DELETE twice (docs/insforge.md §3.1), and the repeat,
+    /// which deletes nothing, is the answer we get; or the answer may be lost (`WriteUnconfirmed`). Having seen the
+    /// todo, a delete that then finds it gone was this request's (or one made at the same moment) and is answered as
+    /// done, so the caller is not told 404 or "may have been saved" for a delete that happened, and its Audit Log
+    /// event is written.
     pub async fn delete_todo(&self, user: &UserIdentity, id: Uuid) -> Result<Todo, InsforgeError> {
+        let before = self.get_todo(user, id).await?;
         let token = self.token(user)?;
         let filter = eq(id);
-        // Asking for the deleted rows back is how "deleted" is told apart from "hidden by RLS / never existed".
+        // Asking for the deleted rows back is how "deleted" is told apart from "refused by RLS".
         let query = [("select", "*"), ("id", filter.as_str())];
-        let response = self
-            .send(Kind::Write, &token, || self.request(Method::DELETE, &token).query(&query))
-            .await
-            .map_err(unconfirmed)?;
-        let deleted: Vec<Todo> = rows(response, &token).await.map_err(unconfirmed)?;
+        let answer = match self.send(Kind::Write, &token, || self.request(Method::DELETE, &token).query(&query)).await {
+            Ok(response) => rows::<Todo>(response, &token).await,
+            Err(error) => Err(error),
+        };
+        let deleted = match answer.map_err(unconfirmed) {
+            Ok(deleted) => deleted,
+            // Looked at again, as an update is: gone now, it was this delete.
+            Err(lost @ InsforgeError::WriteUnconfirmed { .. }) => {
+                return match self.get_todo(user, id).await {
+                    Err(InsforgeError::NotFound) => Ok(before),
+                    _ => Err(lost),
+                };
+            }
+            Err(other) => return Err(other),
+        };
         if let Some(todo) = deleted.into_iter().next() {
             return Ok(todo);
         }
-        // Nothing deleted: either RLS hides the todo (404), or the user sees it but may not delete it (an
-        // organization todo of someone else, for a member who is not an admin). Asking again tells them apart; the
-        // database decided both answers.
+        // Nothing deleted: the user sees the todo but may not delete it (an organization todo of someone else, for
+        // a member who is not an admin), or it is gone already. Asking again tells them apart; the database decided.
         match self.get_todo(user, id).await {
             Ok(_) => Err(InsforgeError::NotDeletable),
-            Err(InsforgeError::NotFound) => Err(InsforgeError::NotFound),
+            Err(InsforgeError::NotFound) => Ok(before),
             Err(other) => Err(other),
         }
     }

@@ -615,6 +615,28 @@ async fn an_update_that_changes_nothing_is_not_audited() {
     assert_eq!(actions, ["todo.created", "todo.completed"], "one event for the one change");
 }
 
+/// InsForge's proxy sends a write again when its reused connection to PostgREST was reset, and the caller hears only
+/// the repeat, which finds nothing left to do. The toggle and the delete are still answered as done, and audited once.
+#[tokio::test]
+async fn writes_insforge_sends_twice_are_answered_and_audited_as_done() {
+    let app = cast_app().await;
+    let bob = app.signed_in(AUTHOR).await;
+    let id = id_of(&create(&bob, "Print the programme", Some(ACME_ORGANIZATION_ID)).await);
+    let path = format!("/api/todos/{id}");
+    app.insforge.send_next_write_twice();
+    let done = bob.api(Method::PATCH, &path, Some(json!({ "is_complete": true }))).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.json()["is_complete"], true);
+    app.insforge.send_next_write_twice();
+    let deleted = bob.api(Method::DELETE, &path, None).await;
+    assert_eq!(deleted.status, 204, "the delete happened: {}", deleted.body);
+    assert_eq!(app.insforge.records_requests_handled_twice(), 2, "the stand-in did send both twice");
+    assert_eq!(bob.api(Method::GET, &path, None).await.status, 404);
+    let actions: Vec<String> =
+        outbox(&app).await.into_iter().map(|row| row.1).filter(|action| action.starts_with("todo.")).collect();
+    assert_eq!(actions, ["todo.created", "todo.completed", "todo.deleted"], "each change once");
+}
+
 /// A PATCH whose answer InsForge lost after committing it (its own 500) is looked at again: the todo is as asked,
 /// so that is the answer, and its event is written. A retry would find nothing left to change, and no event would
 /// ever say it happened.

@@ -110,8 +110,10 @@ struct InsforgeFaultControls {
     /// How many more records requests to fail, and with which status.
     failures: Mutex<Option<(usize, StatusCode)>>,
     latency: Mutex<Duration>,
-    /// How long a records request waits for its answer *after* it was handled (and its transaction committed).
+    /// How long a write waits for its answer *after* it was handled (and its transaction committed).
     response_latency: Mutex<Duration>,
+    /// How long the next write waits *before* it is handled (once).
+    next_write_delay: Mutex<Duration>,
     recurring: Mutex<RecurringFaults>,
     records_requests: AtomicUsize,
     /// The next write (POST, PATCH, DELETE) is handled twice and answered with the second outcome.
@@ -227,22 +229,29 @@ impl InsforgeStandIn {
         *lock(&self.state.controls.latency) = latency;
     }
 
-    /// Handles each records request, commits it, and only then waits this long before answering: InsForge slow to
-    /// answer but not to write. A client that gives up meanwhile does not undo the write, just as InsForge (Node) and
+    /// Handles each write (POST, PATCH, DELETE), commits it, and only then waits this long before answering: InsForge
+    /// slow to answer but not to write. Reads answer at once, so a client that reads before it writes gets to the write. A client that gives up meanwhile does not undo the write, just as InsForge (Node) and
     /// PostgREST go on with a request whose client has gone. `Duration::ZERO` turns it off.
     pub fn set_response_latency(&self, latency: Duration) {
         *lock(&self.state.controls.response_latency) = latency;
     }
 
-    /// Handles the next write twice and answers with the second outcome, as InsForge does when its connection to
-    /// PostgREST was reset after the first attempt went through.
+    /// Holds the next write (POST, PATCH, DELETE) this long, then handles it: a write that reaches PostgreSQL after
+    /// its client has given up waiting, and still happens. Once.
+    pub fn delay_next_write(&self, delay: Duration) {
+        *lock(&self.state.controls.next_write_delay) = delay;
+    }
+
+    /// Handles the next write twice and answers with the second outcome, as InsForge does when its reused
+    /// connection to PostgREST was reset after the first attempt went through (`isStaleSocketReset`, any method).
     pub fn send_next_write_twice(&self) {
         self.state.controls.send_next_write_twice.store(true, Ordering::SeqCst);
     }
 
     /// Handles the next write, commits it, and then answers InsForge's 500 for a connection to PostgREST that broke
     /// (`{"error":"INTERNAL_ERROR","message":"socket hang up","statusCode":500}`): the write happened, but its
-    /// answer was lost between PostgREST and InsForge, which does not retry a write then (`postgrest-proxy.service.ts`).
+    /// answer was lost between PostgREST and InsForge, which does not retry a write then (`postgrest-proxy.service.ts`;
+    /// a reset on a reused connection is [`Self::send_next_write_twice`]).
     pub fn lose_next_write_answer(&self) {
         self.state.controls.lose_next_write_answer.store(true, Ordering::SeqCst);
     }
@@ -468,6 +477,10 @@ async fn handle_and_answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if method != Method::GET {
+        let delay = std::mem::take(&mut *lock(&state.controls.next_write_delay));
+        tokio::time::sleep(delay).await;
+    }
     let handled = handle_records(&state, &table, &method, raw_query.as_deref(), &headers, &body).await;
     let handled = if method != Method::GET && state.controls.send_next_write_twice.swap(false, Ordering::SeqCst) {
         // InsForge's proxy (`postgrest-proxy.service.ts`) sends a request again, whatever its method, when the
@@ -479,7 +492,7 @@ async fn handle_and_answer(
         handled
     };
     let delay = *lock(&state.controls.response_latency);
-    if !delay.is_zero() {
+    if method != Method::GET && !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     if method != Method::GET && state.controls.lose_next_write_answer.swap(false, Ordering::SeqCst) {
