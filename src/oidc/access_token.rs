@@ -5,8 +5,9 @@
 //! `iss` is the issuer and its `aud` (a string or an array, as Auth0's is) contains the audience; `exp`, `iss`,
 //! `aud` and `sub` must all be there (`jsonwebtoken` checks `iss` and `aud` only when present otherwise). The header
 //! must not say it is anything but a JWT access token (`typ` `JWT`, `at+jwt`, `application/at+jwt`, or none). An ID token is refused twice
-//! over: its audience is the client id, not the API, and it carries a `nonce`, which no access token does. A token a
-//! client obtained for itself (client credentials) is refused too: it names no person.
+//! over: its audience is the client id, not the API, and a token for the client id that carries a `nonce` is one
+//! (Keycloak before 25 put the `nonce` in access tokens too, so a `nonce` alone proves nothing). A token a client
+//! obtained for itself (client credentials) is refused too: it names no person.
 //!
 //! **Verify once**, as for WorkOS tokens ([`crate::token_cache`]): an API client sends the same token on every call
 //! until it expires, so a token that passed every check above is remembered by the keys that verified it
@@ -35,9 +36,12 @@ pub struct AccessClaims {
     /// refuses one that is not a whole number of seconds, so this never fails to read where that check passed.)
     #[serde(default)]
     nbf: Option<u64>,
-    /// Only ID tokens have one: present means someone sent an ID token as an access token.
+    /// An ID token's, beside the client id in `aud`: someone sent an ID token as an access token.
     #[serde(default)]
     nonce: Option<serde_json::Value>,
+    /// A string or an array (already checked to contain the API): read to tell an ID token (for the client id).
+    #[serde(default)]
+    aud: serde_json::Value,
     /// Who a token names as its client, and how it was granted: read only to tell a machine's token from a person's
     /// (see [`is_a_machines_token`]).
     #[serde(default)]
@@ -54,14 +58,17 @@ pub struct AccessClaims {
     #[serde(default)]
     scp: Option<serde_json::Value>,
     /// Okta's user id. An Okta authorization server puts the user's login (often an email) in an access token's
-    /// `sub` by default, and their id, which is the ID token's `sub`, here.
+    /// `sub` by default, and their id, which is the ID token's `sub`, here. Read only from Okta's tokens: to any
+    /// other provider `uid` is a custom claim like any other (a tenant's own, perhaps from data its users edit),
+    /// and taking it as the user would let it name someone else.
     #[serde(default)]
     uid: Option<serde_json::Value>,
 }
 
 impl AccessClaims {
     /// The user the token is for, as the ID token names them at sign-in (so a person's todos are the same whether
-    /// they come with a cookie or a bearer token): Okta's `uid` in a token that carries Okta's `cid`, else `sub`.
+    /// they come with a cookie or a bearer token): in an Okta authorization server's token (the verifier keeps
+    /// `uid` only there), Okta's `uid` beside Okta's `cid`; else `sub`.
     pub fn user_id(&self) -> &str {
         match (&self.cid, self.uid.as_ref().and_then(|uid| uid.as_str())) {
             (Some(_), Some(uid)) => uid,
@@ -103,14 +110,19 @@ pub enum AccessTokenError {
 pub struct AccessTokenVerifier {
     issuer: String,
     audience: String,
+    /// Our own client id: the `aud` of our ID tokens.
+    client_id: String,
     /// The issuer is Microsoft Entra ID's, whose app-only tokens are told apart by the claims they lack.
     entra: bool,
+    /// The issuer is an Okta authorization server, whose access tokens name the user in `uid`.
+    okta: bool,
 }
 
 impl AccessTokenVerifier {
-    pub fn new(issuer: &str, audience: &str) -> Self {
+    /// `okta`: the provider is an Okta authorization server (discovery says so: see `client::is_okta`).
+    pub fn new(issuer: &str, audience: &str, client_id: &str, okta: bool) -> Self {
         let entra = super::client::is_entra_issuer(issuer);
-        Self { issuer: issuer.to_owned(), audience: audience.to_owned(), entra }
+        Self { issuer: issuer.to_owned(), audience: audience.to_owned(), client_id: client_id.to_owned(), entra, okta }
     }
 
     /// The token's claims, from memory when these keys verified it before and it is still current, else from the
@@ -159,7 +171,7 @@ impl AccessTokenVerifier {
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &validation)
+        let mut claims = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &validation)
             .map(|data| data.claims)
             .map_err(|error| {
                 use jsonwebtoken::errors::ErrorKind;
@@ -173,13 +185,21 @@ impl AccessTokenVerifier {
                     _ => "its signature or claims are invalid",
                 })
             })?;
-        if claims.nonce.is_some() {
+        let for_our_client = match &claims.aud {
+            serde_json::Value::String(aud) => *aud == self.client_id,
+            serde_json::Value::Array(auds) => auds.iter().any(|aud| aud.as_str() == Some(self.client_id.as_str())),
+            _ => false,
+        };
+        if claims.nonce.is_some() && for_our_client {
             return Err(Invalid("it is an ID token"));
         }
         if is_a_machines_token(&claims, self.entra) {
             return Err(Invalid("it was issued to a client for itself (client credentials), not to a user"));
         }
-        if claims.user_id().is_empty() {
+        if !self.okta {
+            claims.uid = None;
+        }
+        if claims.sub.trim().is_empty() || claims.user_id().trim().is_empty() {
             return Err(Invalid("it names no user (an empty sub)"));
         }
         let valid = claims.nbf.unwrap_or(0)..claims.exp;
@@ -235,7 +255,7 @@ mod tests {
     async fn standin() -> (OidcStandIn, SigningKeys, AccessTokenVerifier) {
         let oidc = OidcStandIn::start(OidcStandInOptions::default()).await.expect("the OIDC stand-in starts");
         let keys = keys_of(&oidc, VERIFIED_TOKENS).await;
-        let verifier = AccessTokenVerifier::new(oidc.issuer().as_str(), oidc.audience());
+        let verifier = AccessTokenVerifier::new(oidc.issuer().as_str(), oidc.audience(), oidc.client_id(), false);
         (oidc, keys, verifier)
     }
 
@@ -295,6 +315,7 @@ mod tests {
         machine["gty"] = Value::from("client-credentials");
         let mut id_token = claims(&oidc);
         id_token["nonce"] = Value::from("n-0S6_WzA2Mj");
+        id_token["aud"] = json!([oidc.audience(), oidc.client_id()]);
         let mut other_api = claims(&oidc);
         other_api["aud"] = Value::from("https://another-api.example/");
         let mut not_yet = claims(&oidc);
@@ -353,8 +374,10 @@ mod tests {
         assert!(is_a_machines_token(&app_only, true));
         assert!(!is_a_machines_token(&user, true));
         assert!(!is_a_machines_token(&app_only, false), "another provider's token without scp is a person's");
-        assert!(AccessTokenVerifier::new("https://login.microsoftonline.com/tenant/v2.0", "api").entra);
-        assert!(!AccessTokenVerifier::new("https://tenant.auth0.com/", "api").entra);
+        assert!(
+            AccessTokenVerifier::new("https://login.microsoftonline.com/tenant/v2.0", "api", "client", false).entra
+        );
+        assert!(!AccessTokenVerifier::new("https://tenant.auth0.com/", "api", "client", false).entra);
     }
 
     /// With Microsoft Entra ID the API's audience may be the client id (config.rs): its user's access tokens pass,
@@ -363,7 +386,7 @@ mod tests {
     async fn with_entra_the_client_id_as_audience_still_refuses_id_tokens() {
         let (oidc, keys, _) = standin().await;
         let issuer = "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0";
-        let verifier = AccessTokenVerifier::new(issuer, oidc.client_id());
+        let verifier = AccessTokenVerifier::new(issuer, oidc.client_id(), oidc.client_id(), false);
         let token = |extra: Value| {
             let mut claims = json!({
                 "iss": issuer, "sub": SUBJECT, "aud": oidc.client_id(), "azp": "spaClientId",

@@ -283,10 +283,9 @@ impl OidcClient {
             http: http.clone(),
             keys: SigningKeys::new(http.clone(), metadata.jwks_uri().clone(), metadata.jwks().clone()),
             id_tokens: IdTokenVerifier::new(client_id.clone(), issuer.clone()),
-            access_tokens: config
-                .audience
-                .as_deref()
-                .map(|audience| AccessTokenVerifier::new(&config.issuer, audience)),
+            access_tokens: config.audience.as_deref().map(|audience| {
+                AccessTokenVerifier::new(&config.issuer, audience, &config.client_id, is_okta(&metadata))
+            }),
             userinfo_endpoint: metadata.userinfo_endpoint().map(|url| url.url().clone()),
             client,
             revocation_endpoint,
@@ -647,6 +646,17 @@ pub(crate) fn is_entra_issuer(issuer: &str) -> bool {
     Url::parse(issuer).is_ok_and(|url| is_entra(&url))
 }
 
+/// An Okta authorization server: its issuer on one of Okta's domains, or, on a custom domain, Okta's layout of the
+/// authorization endpoint (`/oauth2/v1/authorize` for the org authorization server, `/oauth2/<server id>/v1/authorize`
+/// for a custom one: Okta, "Authorization servers"). Only its access tokens name the user in `uid`.
+fn is_okta(metadata: &Metadata) -> bool {
+    let host = metadata.issuer().url().host_str().unwrap_or_default().to_ascii_lowercase();
+    let okta_domains = [".okta.com", ".oktapreview.com", ".okta-emea.com", ".okta-gov.com", ".okta.mil"];
+    let segments: Vec<&str> = metadata.authorization_endpoint().url().path().trim_matches('/').split('/').collect();
+    okta_domains.iter().any(|domain| host.ends_with(domain))
+        || matches!(segments.as_slice(), ["oauth2", "v1", "authorize"] | ["oauth2", _, "v1", "authorize"])
+}
+
 /// An Auth0 tenant: its issuer host (`*.auth0.com`), or, on a custom domain, the discovery field only Auth0 publishes.
 fn is_auth0(metadata: &Metadata) -> bool {
     let host = metadata.issuer().url().host_str().unwrap_or_default().to_ascii_lowercase();
@@ -800,6 +810,42 @@ mod metadata_tests {
             Some(&["S256".to_owned(), "plain".to_owned()][..])
         );
         assert!(is_auth0(&metadata));
+        assert!(!is_okta(&metadata));
         assert_eq!(check_metadata(&metadata), Ok(()));
+    }
+
+    /// Okta's own domains, or Okta's layout of the authorization endpoint on a custom domain; nobody else's.
+    #[test]
+    fn okta_is_told_by_its_domains_or_its_endpoint_layout() {
+        let metadata = |issuer: &str, authorize: &str| -> Metadata {
+            serde_json::from_value(serde_json::json!({
+                "issuer": issuer,
+                "authorization_endpoint": authorize,
+                "jwks_uri": format!("{issuer}/keys"),
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+            }))
+            .expect("metadata")
+        };
+        let okta = [
+            ("https://acme.okta.com/oauth2/default", "https://acme.okta.com/oauth2/default/v1/authorize"),
+            ("https://acme.oktapreview.com", "https://acme.oktapreview.com/oauth2/v1/authorize"),
+            ("https://login.acme.example/oauth2/aus1a2b3c", "https://login.acme.example/oauth2/aus1a2b3c/v1/authorize"),
+            ("https://login.acme.example", "https://login.acme.example/oauth2/v1/authorize"),
+        ];
+        for (issuer, authorize) in okta {
+            assert!(is_okta(&metadata(issuer, authorize)), "{issuer}");
+        }
+        let others = [
+            ("https://tenant.us.auth0.com/", "https://tenant.us.auth0.com/authorize"),
+            ("https://login.microsoftonline.com/t/v2.0", "https://login.microsoftonline.com/t/oauth2/v2.0/authorize"),
+            ("https://sso.example/realms/acme", "https://sso.example/realms/acme/protocol/openid-connect/auth"),
+            ("https://accounts.google.com", "https://accounts.google.com/o/oauth2/v2/auth"),
+            ("https://okta.com.evil.example", "https://okta.com.evil.example/authorize"),
+        ];
+        for (issuer, authorize) in others {
+            assert!(!is_okta(&metadata(issuer, authorize)), "{issuer}");
+        }
     }
 }

@@ -189,6 +189,9 @@ pub struct OidcStandInOptions {
     /// Names itself in every authorization response (`iss`, RFC 9207) and says so in discovery
     /// (`authorization_response_iss_parameter_supported`), as Keycloak and Okta do. Off, like Auth0: neither.
     pub authorization_response_iss: bool,
+    /// Publishes its authorization endpoint on Okta's path (`/oauth2/v1/authorize`, an Okta org authorization
+    /// server's), which is how a relying party tells Okta on a custom domain; `/authorize` still answers. Off: Auth0's.
+    pub okta_paths: bool,
 }
 
 impl Default for OidcStandInOptions {
@@ -213,6 +216,7 @@ impl Default for OidcStandInOptions {
             access_token_typ: "JWT",
             offline_access_scope: true,
             authorization_response_iss: false,
+            okta_paths: false,
         }
     }
 }

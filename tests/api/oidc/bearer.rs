@@ -91,7 +91,9 @@ async fn tokens_a_client_got_for_itself_are_refused() {
 /// token is the same user as the cookie session, so they see the same todos. An empty `sub` names no one.
 #[tokio::test]
 async fn an_okta_token_is_its_uid_and_an_empty_sub_is_refused() {
-    let app = spawn_oidc_app().await;
+    let options =
+        OidcAppOptions { oidc: OidcStandInOptions { okta_paths: true, ..Default::default() }, ..Default::default() };
+    let app = spawn_oidc_app_with(options).await;
     let alice = app.subject(ALICE);
     let browser = app.browser();
     assert_eq!(browser.sign_in(ALICE).await.status, 302);
@@ -113,6 +115,35 @@ async fn an_okta_token_is_its_uid_and_an_empty_sub_is_refused() {
     assert_eq!(app.bearer_client(app.oidc.sign("JWT", other)).get("/api/me").await.json()["id"], alice.as_str());
 
     assert_refused(&app, &app.oidc.sign("JWT", claims(&app, "")), "an empty sub").await;
+    let mut no_sub = claims(&app, "");
+    no_sub["cid"] = Value::from("spa-client");
+    no_sub["uid"] = Value::from(alice.as_str());
+    assert_refused(&app, &app.oidc.sign("JWT", no_sub), "an empty sub beside a uid").await;
+}
+
+/// To any provider but Okta, `cid` and `uid` are custom claims like any other (a tenant may add a customer id and
+/// a legacy user id, even from data its users edit): the user is `sub`, whatever they say.
+#[tokio::test]
+async fn outside_okta_uid_never_names_the_user() {
+    let app = spawn_oidc_app().await;
+    let mut custom = claims(&app, &app.subject(BOB));
+    custom["cid"] = Value::from("acme-corp");
+    custom["uid"] = Value::from(app.subject(ALICE));
+    let me = app.bearer_client(app.oidc.sign("JWT", custom)).get("/api/me").await;
+    assert_eq!(me.json()["id"], app.subject(BOB).as_str(), "{}", me.body);
+}
+
+/// Keycloak before version 25 puts the sign-in's `nonce` in access tokens too: with the API's audience (not the
+/// client id) such a token is a person's access token. A `nonce` beside our client id in `aud` is an ID token.
+#[tokio::test]
+async fn a_nonce_marks_an_id_token_only_beside_the_client_id() {
+    let app = spawn_oidc_app().await;
+    let mut keycloak = claims(&app, &app.subject(ALICE));
+    keycloak["nonce"] = Value::from("n-0S6_WzA2Mj");
+    let accepted = app.bearer_client(app.oidc.sign("JWT", keycloak.clone())).get("/api/me").await;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    keycloak["aud"] = json!([app.oidc.audience(), app.oidc.client_id()]);
+    assert_refused(&app, &app.oidc.sign("JWT", keycloak), "a nonce, for the API and the client").await;
 }
 
 /// Why a bearer token was refused is logged with the request, at the default level, so an operator can tell a
@@ -206,9 +237,7 @@ async fn wrong_audience_id_tokens_opaque_and_forged_tokens_are_refused_with_401(
     no_aud.as_object_mut().expect("object").remove("aud");
     assert_refused(&app, &app.oidc.sign("JWT", no_aud), "no aud").await;
 
-    let mut with_nonce = claims(&app, &subject);
-    with_nonce["nonce"] = Value::from("abc");
-    assert_refused(&app, &app.oidc.sign("JWT", with_nonce), "a token with a nonce (an ID token)").await;
+    // (A `nonce` alone is no ID token: `a_nonce_marks_an_id_token_only_beside_the_client_id`.)
 
     assert_refused(&app, &app.oidc.sign("id_token+jwt", claims(&app, &subject)), "typ not JWT/at+jwt").await;
 

@@ -38,6 +38,7 @@ pub fn router(inner: Arc<State>) -> Router {
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/authorize", get(authorize))
+        .route("/oauth2/v1/authorize", get(authorize))
         .route("/authorize/approve", post(approve))
         .route("/authorize/deny", post(deny))
         .route("/oauth/token", post(token))
@@ -63,7 +64,7 @@ async fn discovery(AxumState(inner): Shared) -> Response {
     };
     let mut document = json!({
         "issuer": inner.issuer.as_str(),
-        "authorization_endpoint": inner.endpoint("authorize"),
+        "authorization_endpoint": inner.endpoint(if inner.options.okta_paths { "oauth2/v1/authorize" } else { "authorize" }),
         "token_endpoint": inner.endpoint("oauth/token"),
         "device_authorization_endpoint": inner.endpoint("oauth/device/code"),
         "userinfo_endpoint": inner.endpoint("userinfo"),
