@@ -178,7 +178,12 @@ fn benches(c: &mut Criterion) {
 fn oidc_bearer(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     let oidc = runtime.block_on(OidcStandIn::start(OidcStandInOptions::default())).expect("OIDC stand-in");
     let token = oidc.mint_access_token("auth0|standin-alice", Duration::from_secs(3600));
-    let verifier = authbridge::oidc::access_token::AccessTokenVerifier::new(oidc.issuer().as_str(), oidc.audience());
+    let verifier = authbridge::oidc::access_token::AccessTokenVerifier::new(
+        oidc.issuer().as_str(),
+        oidc.audience(),
+        oidc.client_id(),
+        false,
+    );
     let keys = |capacity: usize| {
         let http = OidcHttp::new(Duration::from_secs(2), Duration::from_secs(5)).expect("client");
         let jwks_uri = JsonWebKeySetUrl::new(format!("{}.well-known/jwks.json", oidc.issuer())).expect("url");
