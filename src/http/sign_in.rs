@@ -39,12 +39,19 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `GET /login`: binds a sign-in to this browser and sends it to the identity provider.
+///
+/// An organization choice left unfinished in this browser (`/login/organization`) is dropped here, at every finished
+/// sign-in and at sign-out: it is someone's sign-in, and on a shared browser the next person must not be able to
+/// finish it.
 async fn login(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiQuery(request): ApiQuery<SignInRequest>,
 ) -> Result<Response, AppError> {
     let start = state.sessions.begin_sign_in(&request)?;
-    Ok(found(start.authorization_url.as_str(), start.set_cookies))
+    let mut response = found(start.authorization_url.as_str(), start.set_cookies);
+    append_cookies(&mut response, state.sessions.clear_pending_sign_in(&headers));
+    Ok(response)
 }
 
 /// `GET /callback`: where the identity provider sends the browser back with a code (or an error).
@@ -70,7 +77,9 @@ async fn callback(
     let mut response = match outcome {
         Ok(CallbackOutcome::SignedIn(signed_in)) => {
             audit_sign_in(&state, &signed_in.session, &request_context).await;
-            found(&signed_in.return_to, signed_in.set_cookies)
+            let mut response = found(&signed_in.return_to, signed_in.set_cookies);
+            append_cookies(&mut response, state.sessions.clear_pending_sign_in(&headers));
+            response
         }
         Ok(CallbackOutcome::ChooseOrganization { set_cookies }) => found(SELECTION_PAGE, set_cookies),
         Err(error) => error.into_response(),
@@ -226,19 +235,23 @@ async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> Respo
 /// The session is opened without checking or refreshing its tokens: signing out must work when the access token
 /// has long expired or the provider is down. The CSRF check still needs a session to tie the token to.
 async fn logout(State(state): State<AppState>, headers: HeaderMap, request: axum::extract::Request) -> Response {
+    let signed_out = |destination: &str, mut cookies: Vec<HeaderValue>| {
+        cookies.extend(state.sessions.clear_pending_sign_in(&headers));
+        found(destination, cookies)
+    };
     let session = match state.sessions.read(&headers) {
         CookieRead::Session(session, _) => session,
         CookieRead::Unreadable => {
             unreadable_signed_out();
-            return found("/", state.sessions.clear(&headers));
+            return signed_out("/", state.sessions.clear(&headers));
         }
-        CookieRead::Absent | CookieRead::NotASession => return found("/", state.sessions.clear(&headers)),
+        CookieRead::Absent | CookieRead::NotASession => return signed_out("/", state.sessions.clear(&headers)),
     };
     if let Err(error) = checked_form(request, &state, session.csrf_binding()).await {
         return error.into_response();
     }
     let sign_out = state.sessions.sign_out(&session, &headers, &state.config.server.app_url).await;
-    found(&sign_out.destination, sign_out.set_cookies)
+    signed_out(&sign_out.destination, sign_out.set_cookies)
 }
 
 /// A sign-out with a session cookie this replica cannot open (sealed with a cookie password it lacks, or forged)

@@ -372,7 +372,11 @@ impl SessionManager {
 
     /// `Set-Cookie` values deleting the pending sign-in.
     pub fn clear_pending_sign_in(&self, request: &HeaderMap) -> Vec<HeaderValue> {
-        self.selection_cookie.clear(&self.selection_cookie.present(request))
+        let present = self.selection_cookie.present(request);
+        if present.is_empty() {
+            return Vec::new();
+        }
+        self.selection_cookie.clear(&present)
     }
 
     /// Finishes the pending sign-in in `organization_id` (the caller checked the form's CSRF token against the

@@ -115,6 +115,37 @@ async fn picking_an_organization_that_enforces_sso_leads_to_its_own_sign_in() {
     assert!(browser.cookie(authbridge::session::SESSION_COOKIE).is_none(), "not signed in");
 }
 
+/// An organization choice left unfinished is someone's sign-in: on a shared browser, the next sign-in (as it starts,
+/// and as it finishes) and any sign-out drop it, so the next person cannot finish it and become them.
+#[tokio::test]
+async fn an_unfinished_choice_is_dropped_by_the_next_sign_in_and_by_sign_out() {
+    let app = bob_in_two_organizations().await;
+    let browser = app.browser();
+    start(&app, &browser).await;
+    let pending = browser.cookie(SELECTION_COOKIE).expect("Bob's choice, pending");
+
+    let login = browser.get(&format!("/login?login_hint={}", enc("carol@example.test"))).await;
+    assert_eq!(login.status, 302);
+    assert!(browser.cookie(SELECTION_COOKIE).is_none(), "dropped when a sign-in starts");
+
+    browser.set_cookie(SELECTION_COOKIE, &pending);
+    let callback = browser.authorize(&login.location().expect("to WorkOS")).await;
+    let signed_in = browser.get(&callback).await;
+    assert_eq!(signed_in.location().as_deref(), Some("/"), "Carol is signed in: {}", signed_in.body);
+    assert!(browser.cookie(SELECTION_COOKIE).is_none(), "dropped when a sign-in finishes");
+    assert_eq!(browser.get("/login/organization").await.status, 400, "nothing left to finish");
+
+    browser.set_cookie(SELECTION_COOKIE, &pending);
+    let token = browser.csrf_token().await;
+    let out = browser.post_form("/logout", &[("csrf_token", &token)]).await;
+    assert_eq!(out.status, 302, "{}", out.body);
+    assert!(browser.cookie(SELECTION_COOKIE).is_none(), "dropped at sign-out");
+    // Signed out without a session (another tab did it first): dropped all the same.
+    browser.set_cookie(SELECTION_COOKIE, &pending);
+    assert_eq!(browser.post_form("/logout", &[("csrf_token", &token)]).await.status, 302);
+    assert!(browser.cookie(SELECTION_COOKIE).is_none(), "dropped at a sign-out without a session");
+}
+
 #[tokio::test]
 async fn the_selection_page_needs_a_pending_sign_in_of_this_browser() {
     let app = bob_in_two_organizations().await;
