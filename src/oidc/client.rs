@@ -99,6 +99,8 @@ pub struct OidcClient {
     revocation_endpoint: Option<Url>,
     /// `client_secret_basic` (else `client_secret_post`), for the requests made without the crate.
     basic_auth: bool,
+    /// The provider is an Auth0 tenant, whose revocation endpoint wants `client_id` in the body even beside Basic.
+    auth0: bool,
     client_secret: Secret,
     client_id: ClientId,
     issuer: IssuerUrl,
@@ -290,6 +292,7 @@ impl OidcClient {
             client,
             revocation_endpoint,
             basic_auth,
+            auth0: is_auth0(&metadata),
             client_secret: config.client_secret.clone(),
             client_id,
             issuer,
@@ -379,14 +382,14 @@ impl OidcClient {
     /// Revokes a refresh token (RFC 7009), when the provider publishes a revocation endpoint.
     pub async fn revoke(&self, refresh_token: &str) -> Result<(), TokenError> {
         let Some(endpoint) = &self.revocation_endpoint else { return Ok(()) };
-        // `client_id` in the body whichever way the client authenticates: Auth0 lists it as required there
-        // (https://auth0.com/docs/api/authentication#revoke-refresh-token); RFC 6749 §2.3.1 allows it beside Basic
-        // (it is the secret that must not be sent twice).
-        let mut form = vec![
-            ("token", refresh_token),
-            ("token_type_hint", "refresh_token"),
-            ("client_id", self.client_id.as_str()),
-        ];
+        let mut form = vec![("token", refresh_token), ("token_type_hint", "refresh_token")];
+        // `client_id` in the body beside Basic only for Auth0, which lists it as required there whichever way the
+        // client authenticates (https://auth0.com/docs/api/authentication#revoke-refresh-token). Others take Basic
+        // alone, and Okta refuses a request naming the client both ways ("Cannot supply multiple client
+        // credentials"), as the crate's own token requests never do.
+        if !self.basic_auth || self.auth0 {
+            form.push(("client_id", self.client_id.as_str()));
+        }
         let mut request = self.http.client().post(endpoint.clone());
         if self.basic_auth {
             // RFC 6749 §2.3.1: both parts form-encoded, then Basic.

@@ -174,7 +174,8 @@ pub struct OidcStandInOptions {
     pub profile_in_id_token: bool,
     /// Publishes `end_session_endpoint` (Auth0 does when RP-initiated logout discovery is on).
     pub end_session_endpoint: bool,
-    /// Looks like Auth0 to a client (publishes `mfa_challenge_endpoint`) and serves `/v2/logout`.
+    /// Looks like Auth0 to a client (publishes `mfa_challenge_endpoint`), serves `/v2/logout`, and wants `client_id`
+    /// in a revocation's body whichever way the client authenticates.
     pub auth0_logout: bool,
     pub client_auth_methods: ClientAuthMethods,
     /// Refresh tokens for `offline_access`; off, the scope is ignored (OIDC Core §11 allows it).

@@ -34,6 +34,20 @@ async fn an_auth0_tenant_without_end_session_discovery_gets_v2_logout() {
     assert_eq!(followed.status(), 302);
     assert_eq!(followed.headers().get("location").and_then(|l| l.to_str().ok()), Some(app.base_url.as_str()));
     assert_eq!(app.oidc.calls(Endpoint::Auth0Logout), 1);
+    assert_eq!(app.oidc.revocations(), 1, "revoked with client_id in the body beside Basic, as Auth0 requires");
+}
+
+/// Okta refuses a revocation that names the client twice (Basic and `client_id` in the body): with Basic, a
+/// provider other than Auth0 gets Basic alone.
+#[tokio::test]
+async fn okta_gets_a_revocation_that_names_the_client_once() {
+    let options =
+        OidcAppOptions { oidc: OidcStandInOptions { okta_paths: true, ..Default::default() }, ..Default::default() };
+    let app = spawn_oidc_app_with(options).await;
+    let browser = app.signed_in(ALICE).await;
+    assert_eq!(browser.submit("/logout", &[]).await.status, 302);
+    assert_eq!(app.oidc.calls(Endpoint::Revoke), 1);
+    assert_eq!(app.oidc.revocations(), 1, "the refresh token was revoked");
 }
 
 #[tokio::test]

@@ -645,10 +645,16 @@ async fn revoke(AxumState(inner): Shared, headers: HeaderMap, body: Bytes) -> Re
     if let Err(refused) = authenticate_client(&inner, &headers, &form) {
         return refused.into_response();
     }
-    // Auth0 lists `client_id` as a required body parameter of `/oauth/revoke`, whichever way the client
-    // authenticates (https://auth0.com/docs/api/authentication#revoke-refresh-token).
-    if form.get("client_id").map(String::as_str) != Some(inner.options.client_id.as_str()) {
+    // As an Auth0 tenant (`auth0_logout`), `client_id` is a required body parameter of `/oauth/revoke`, whichever way
+    // the client authenticates (https://auth0.com/docs/api/authentication#revoke-refresh-token). As Okta
+    // (`okta_paths`), a client named both in Basic and in the body is refused.
+    let named_in_body = form.get("client_id").map(String::as_str);
+    let basic = headers.get(header::AUTHORIZATION).is_some_and(|value| value.as_bytes().starts_with(b"Basic "));
+    if inner.options.auth0_logout && named_in_body != Some(inner.options.client_id.as_str()) {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: client_id");
+    }
+    if inner.options.okta_paths && basic && named_in_body.is_some() {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Cannot supply multiple client credentials.");
     }
     let Some(token) = form.get("token") else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: token");

@@ -374,14 +374,22 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
 
 #[tokio::test]
 async fn revocation_ends_the_refresh_token() {
-    let oidc = start().await;
+    // As an Auth0 tenant, `client_id` is required in the body, Basic authentication or not.
+    let oidc = start_with(OidcStandInOptions { auth0_logout: true, ..OidcStandInOptions::default() }).await;
     let (_, answer) = exchange(&oidc, &code(&oidc, &[]).await).await;
     let refresh_token = answer["refresh_token"].as_str().expect("rt").to_owned();
-    // Auth0 requires `client_id` in the body, Basic authentication or not.
     assert_eq!(revoke(&oidc, &refresh_token, None).await, StatusCode::BAD_REQUEST);
     assert_eq!(oidc.revocations(), 0);
     assert_eq!(revoke(&oidc, &refresh_token, Some(oidc.client_id())).await, StatusCode::OK);
     assert_eq!(refresh(&oidc, &refresh_token).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(oidc.revocations(), 1);
+
+    // As Okta, naming the client twice (Basic and the body) is refused; Basic alone works.
+    let oidc = start_with(OidcStandInOptions { okta_paths: true, ..OidcStandInOptions::default() }).await;
+    let (_, answer) = exchange(&oidc, &code(&oidc, &[]).await).await;
+    let refresh_token = answer["refresh_token"].as_str().expect("rt").to_owned();
+    assert_eq!(revoke(&oidc, &refresh_token, Some(oidc.client_id())).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(revoke(&oidc, &refresh_token, None).await, StatusCode::OK);
     assert_eq!(oidc.revocations(), 1);
 }
 
