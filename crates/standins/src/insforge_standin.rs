@@ -586,9 +586,12 @@ async fn handle_records(
     };
     tx.commit().await.map_err(db_error)?;
 
+    // PostgREST's Content-Range: a read's rows from its offset; an update's from 0; an insert's or a delete's never a
+    // range (`*/*`: it builds theirs from an empty range, `contentRangeH 1 0`, Response.hs).
     let offset = match operation {
         Operation::Read => pairs.iter().rev().find(|(k, _)| k == "offset").and_then(|(_, v)| v.parse().ok()),
-        _ => Some(0),
+        Operation::Update => Some(0),
+        Operation::Insert | Operation::Delete => None,
     };
     Ok(respond(operation, return_preference(headers), &rows, offset))
 }

@@ -60,6 +60,14 @@ async fn reads_follow_postgrest_filters_order_paging_and_content_range() {
     let none = app.raw(Method::GET, "todos", &[("title", "eq.five")], Some(&token), None).await;
     assert_eq!((none.status, none.body.clone()), (200, json!([])), "no match is not an error");
     assert_eq!(none.header("content-range"), Some("*/*"));
+
+    // As PostgREST answers writes: an update's rows from 0, an insert's and a delete's never a range.
+    let updated = app.raw(Method::PATCH, "todos", &[("title", "eq.one")], Some(&token), Some(json!({ "title": "1" })));
+    assert_eq!(updated.await.header("content-range"), Some("0-0/*"));
+    let inserted = app.raw(Method::POST, "todos", &[], Some(&token), Some(json!({ "title": "five" }))).await;
+    assert_eq!((inserted.status, inserted.header("content-range")), (201, Some("*/*")));
+    let deleted = app.raw(Method::DELETE, "todos", &[("title", "eq.five")], Some(&token), None).await;
+    assert_eq!((deleted.status, deleted.header("content-range")), (204, Some("*/*")));
 }
 
 #[tokio::test]
