@@ -1,6 +1,6 @@
 //! Probes for orchestrators: `/healthz` says the process is alive, `/readyz` that it can do its job (InsForge
-//! answers a real records call, and the identity provider's signing keys are held — fetched again by the probe,
-//! whose failure alone does not make the app unready while the keys held still verify; an OpenID Connect provider
+//! answers a real records call, and the identity provider's signing keys are held — fetched by the probe only when
+//! none are, so probes put no load on the provider; an OpenID Connect provider
 //! must have been discovered first, and WorkOS must not have refused `WORKOS_API_KEY` at start-up; with
 //! `DATABASE_URL`, the database has answered once since the start).
 //!
@@ -106,8 +106,8 @@ impl Readiness {
                 Err(_) => Err(format!("no answer within {CHECK_TIME_LIMIT:?}")),
             }
         };
-        // The provider check refreshes the verifier's own key cache: one JWKS path, and a probe that keeps it warm.
-        // It also waits for the start-up check of WorkOS's API key: a replica whose key WorkOS refuses would
+        // The provider check fetches the keys only when none are held (through the verifier's own key cache). It
+        // also waits for the start-up check of WorkOS's API key: a replica whose key WorkOS refuses would
         // otherwise take traffic (and fail every sign-in) for the seconds before it stops.
         let provider_check = async {
             let (keys, checked) =

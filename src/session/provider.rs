@@ -308,9 +308,14 @@ impl IdentityProvider {
         }
     }
 
-    /// [`IdentityProvider::warm_up`] within `within`: a fetch still under way by then counts as failed, so the
-    /// keys held decide.
+    /// The readiness probe's check of the keys: ready while keys are held (they are fetched again every few
+    /// minutes in the background, and at once for a token naming a key they lack), so probes cost the provider
+    /// nothing (Auth0 counts JWKS fetches against the tenant's rate limit, and every replica is probed every few
+    /// seconds); with none held, [`IdentityProvider::warm_up`] within `within`.
     pub async fn probe_keys(&self, within: Duration) -> Result<(), CheckError> {
+        if self.has_keys().await {
+            return Ok(());
+        }
         match tokio::time::timeout(within, self.warm_up()).await {
             Ok(result) => result,
             Err(_) if self.has_keys().await => {
