@@ -13,7 +13,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use openidconnect::{AsyncHttpClient, HttpRequest, HttpResponse};
 
@@ -70,11 +70,25 @@ impl HttpError {
         }
     }
 
-    /// A 429 or 5xx answer, with its `Retry-After` (at most [`crate::outbound::MAX_RETRY_AFTER`]) when it has one.
+    /// A 429 or 5xx answer, with how long it asks us to wait (at most [`crate::outbound::MAX_RETRY_AFTER`]) when it
+    /// says: its `Retry-After`, else, on a 429, `X-RateLimit-Reset`.
     pub fn from_status(status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap) -> Option<Self> {
-        (status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error())
-            .then(|| Self::Status { status: status.as_u16(), retry_after: crate::outbound::retry_after(headers) })
+        let too_many = status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+        (too_many || status.is_server_error()).then(|| Self::Status {
+            status: status.as_u16(),
+            retry_after: crate::outbound::retry_after(headers)
+                .or_else(|| too_many.then(|| rate_limit_reset(headers, SystemTime::now())).flatten()),
+        })
     }
+}
+
+/// Auth0's `X-RateLimit-Reset`, the Unix time in seconds when the rate limit's bucket fills again (Auth0, "Rate
+/// limit policy"; auth0-python reads only this header on a 429), as the time left until then, at most
+/// [`crate::outbound::MAX_RETRY_AFTER`]. `None` when absent or unreadable.
+fn rate_limit_reset(headers: &reqwest::header::HeaderMap, now: SystemTime) -> Option<Duration> {
+    let reset = headers.get("x-ratelimit-reset")?.to_str().ok()?.trim().parse::<u64>().ok()?;
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(crate::outbound::MAX_RETRY_AFTER))
 }
 
 impl<'c> AsyncHttpClient<'c> for OidcHttp {
@@ -152,5 +166,37 @@ mod tests {
             assert!(answered.is_ok(), "{answered:?}");
         });
         assert_eq!(counted, 1.0);
+    }
+
+    /// A 429 says how long to wait by `Retry-After` or, as Auth0 does, by `X-RateLimit-Reset` (a Unix time).
+    #[test]
+    fn a_rate_limit_is_waited_out_as_the_provider_says() {
+        use reqwest::StatusCode;
+        use reqwest::header::{HeaderMap, HeaderValue};
+        let now = SystemTime::now();
+        let unix = now.duration_since(SystemTime::UNIX_EPOCH).expect("after 1970").as_secs();
+        let mut auth0 = HeaderMap::new();
+        auth0.insert("x-ratelimit-reset", HeaderValue::from(unix + 20));
+        let wait = rate_limit_reset(&auth0, now).expect("read");
+        assert!((Duration::from_secs(19)..=Duration::from_secs(20)).contains(&wait), "{wait:?}");
+        let limited = HttpError::from_status(StatusCode::TOO_MANY_REQUESTS, &auth0).expect("an error");
+        assert!(limited.retry_after() > Duration::from_secs(15), "{limited:?}");
+
+        auth0.insert("x-ratelimit-reset", HeaderValue::from(unix - 5));
+        assert_eq!(rate_limit_reset(&auth0, now), Some(Duration::ZERO), "a reset already past: ask again");
+        auth0.insert("x-ratelimit-reset", HeaderValue::from(unix + 86_400));
+        assert_eq!(rate_limit_reset(&auth0, now), Some(outbound::MAX_RETRY_AFTER), "capped");
+        auth0.insert("x-ratelimit-reset", HeaderValue::from_static("soon"));
+        assert_eq!(rate_limit_reset(&auth0, now), None);
+
+        let mut both = HeaderMap::new();
+        both.insert("retry-after", HeaderValue::from_static("3"));
+        both.insert("x-ratelimit-reset", HeaderValue::from(unix + 60));
+        let limited = HttpError::from_status(StatusCode::TOO_MANY_REQUESTS, &both).expect("an error");
+        assert_eq!(limited.retry_after(), Duration::from_secs(3), "Retry-After comes first");
+        let mut reset_only = HeaderMap::new();
+        reset_only.insert("x-ratelimit-reset", HeaderValue::from(unix + 60));
+        let failing = HttpError::from_status(StatusCode::BAD_GATEWAY, &reset_only).expect("an error");
+        assert_eq!(failing.retry_after(), Duration::from_secs(5), "a rate limit's header counts on a 429 only");
     }
 }

@@ -21,7 +21,8 @@
 //!
 //! - **backoff after a failure**: a refresh that fails for a reason other than the token itself (the provider down,
 //!   rate limiting, refusing our credentials) is not memoised as an outcome, but the same refresh token is not tried
-//!   again for [`FAILURE_BACKOFF`]: during an outage each session asks the provider at most once per backoff
+//!   again for [`FAILURE_BACKOFF`], or for as long as the provider asked to be left alone when that is longer (its
+//!   `Retry-After`, or Auth0's `X-RateLimit-Reset`, at most [`crate::outbound::MAX_RETRY_AFTER`]): during an outage each session asks the provider at most once per backoff
 //!   instead of on every request. Meanwhile its requests carry on with the access token they have, or get a 503
 //!   with `Retry-After` once it has expired. (Switching organization is not held back: it is one deliberate click.)
 //!
@@ -94,9 +95,15 @@ struct Failure {
 }
 
 impl Failure {
-    /// Whether the token is still held back from the provider at `now`: for [`FAILURE_BACKOFF`] after the failure.
+    /// Whether the token is still held back from the provider at `now`: for [`FAILURE_BACKOFF`] after the failure, or
+    /// for the wait the provider asked for when longer (a rate limit: asking sooner only prolongs it, for every
+    /// application of the tenant).
     fn holds_back(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.at) < FAILURE_BACKOFF
+        let asked = match &self.error {
+            ProviderError::Unavailable { retry_after } => *retry_after,
+            _ => Duration::ZERO,
+        };
+        now.saturating_duration_since(self.at) < FAILURE_BACKOFF.max(asked)
     }
 }
 
@@ -308,5 +315,9 @@ mod tests {
         assert!(failure.holds_back(at + FAILURE_BACKOFF - Duration::from_nanos(1)), "for the whole backoff");
         assert!(!failure.holds_back(at + FAILURE_BACKOFF), "from the backoff's end, ask again");
         assert!(failure.holds_back(at - Duration::from_secs(1)), "a clock read before the failure still holds back");
+
+        let limited = Failure { at, error: ProviderError::Unavailable { retry_after: Duration::from_secs(30) } };
+        assert!(limited.holds_back(at + Duration::from_secs(29)), "as long as the provider asked");
+        assert!(!limited.holds_back(at + Duration::from_secs(30)));
     }
 }
