@@ -53,6 +53,9 @@ pub struct IdTokenClaims {
     pub subject: String,
     pub email: Option<String>,
     pub email_verified: Option<bool>,
+    /// Microsoft Entra's optional `xms_edov` claim: the email's domain is verified as the tenant's. Entra never sends
+    /// `email_verified`, and its `email` is an attribute an administrator (or, for guests, another tenant) sets.
+    pub email_domain_verified: Option<bool>,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
     pub name: Option<String>,
@@ -115,7 +118,9 @@ impl IdTokenVerifier {
                 Ok(claims) => {
                     check_subject(&claims)?;
                     self.check_authorized_party(&claims)?;
-                    return Ok(summary(&claims));
+                    let mut summary = summary(&claims);
+                    summary.email_domain_verified = email_domain_verified(token);
+                    return Ok(summary);
                 }
             }
         }
@@ -177,16 +182,60 @@ fn check_subject(claims: &CoreIdTokenClaims) -> Result<(), IdTokenError> {
     Ok(())
 }
 
+/// `xms_edov` from the payload of a token whose signature and claims were just verified (the crate's claims type
+/// keeps no claims beyond the standard ones).
+fn email_domain_verified(token: &CoreIdToken) -> Option<bool> {
+    use base64::Engine;
+    let compact = token.to_string();
+    let payload = compact.split('.').nth(1)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice::<serde_json::Value>(&json).ok()?.get("xms_edov")?.as_bool()
+}
+
 fn summary(claims: &CoreIdTokenClaims) -> IdTokenClaims {
     let seconds = |time: chrono::DateTime<Utc>| u64::try_from(time.timestamp()).unwrap_or(0);
     IdTokenClaims {
         subject: claims.subject().as_str().to_owned(),
         email: claims.email().map(|email| email.as_str().to_owned()),
         email_verified: claims.email_verified(),
+        email_domain_verified: None,
         given_name: claims.given_name().and_then(|name| name.get(None)).map(|name| name.as_str().to_owned()),
         family_name: claims.family_name().and_then(|name| name.get(None)).map(|name| name.as_str().to_owned()),
         name: claims.name().and_then(|name| name.get(None)).map(|name| name.as_str().to_owned()),
         expires_at: seconds(claims.expiration()),
         issued_at: seconds(claims.issue_time()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+
+    fn token_with(payload: serde_json::Value) -> CoreIdToken {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","kid":"k"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(payload.to_string());
+        CoreIdToken::from_str(&format!("{header}.{payload}.c2lnbmF0dXJl")).expect("a JWS")
+    }
+
+    #[test]
+    fn entras_xms_edov_is_read_from_the_payload() {
+        let claims = |extra: serde_json::Value| {
+            let mut payload = serde_json::json!({
+                "iss": "https://login.microsoftonline.com/t/v2.0", "sub": "s", "aud": "c", "exp": 2, "iat": 1,
+            });
+            for (name, value) in extra.as_object().into_iter().flatten() {
+                payload[name] = value.clone();
+            }
+            token_with(payload)
+        };
+        assert_eq!(email_domain_verified(&claims(serde_json::json!({ "xms_edov": true }))), Some(true));
+        assert_eq!(email_domain_verified(&claims(serde_json::json!({ "xms_edov": false }))), Some(false));
+        assert_eq!(email_domain_verified(&claims(serde_json::json!({}))), None);
+        assert_eq!(email_domain_verified(&claims(serde_json::json!({ "xms_edov": "true" }))), None, "only a boolean");
     }
 }

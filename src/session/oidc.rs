@@ -29,6 +29,7 @@ use super::{AuthSource, OidcTokens, Principal, Session, unix_now};
 use crate::config::OidcConfig;
 use crate::identity::UserProfile;
 use crate::oidc::access_token::AccessTokenError;
+use crate::oidc::client::is_entra_issuer;
 use crate::oidc::{
     Authorization, CLIENT_REFUSAL_FIX, DiscoveryFailure, IdTokenClaims, IdTokenError, NonceRule, OidcClient, OidcHttp,
     TokenAnswer, TokenError, UserInfo, UserInfoError, is_refusal_of_the_user,
@@ -195,11 +196,12 @@ impl OidcProvider {
                     ProviderError::Failed(format!("the provider's ID token was refused: {reason}"))
                 }
             })?;
-        let mut user = profile(&claims);
+        let entra = is_entra_issuer(&self.config.issuer);
+        let mut user = profile(&claims, entra);
         if user.email.is_none() || (user.first_name.is_none() && user.last_name.is_none()) {
             // Strict providers put profile and email only behind the userinfo endpoint.
             match client.userinfo(&answer.access_token, &claims.subject).await {
-                Ok(Some(info)) => merge(&mut user, &info),
+                Ok(Some(info)) => merge(&mut user, &info, entra),
                 Ok(None) => {}
                 Err(UserInfoError::Unavailable(error)) => {
                     tracing::warn!(%error, "the userinfo endpoint is unavailable");
@@ -284,7 +286,7 @@ impl OidcProvider {
                     return Err(ProviderError::GrantRejected("the refreshed ID token is another user's".to_owned()));
                 }
                 Ok(verified) => {
-                    let fresh = profile(&verified);
+                    let fresh = profile(&verified, is_entra_issuer(&self.config.issuer));
                     user.email = fresh.email.or(user.email);
                     user.first_name = fresh.first_name.or(user.first_name);
                     user.last_name = fresh.last_name.or(user.last_name);
@@ -407,9 +409,11 @@ fn tokens(
 }
 
 /// The user an ID token describes. Names: `given_name`/`family_name`, else the whole `name` as the first name.
-fn profile(claims: &IdTokenClaims) -> UserProfile {
+/// `entra`: the provider is Microsoft Entra ID (see [`verified_email`]).
+fn profile(claims: &IdTokenClaims, entra: bool) -> UserProfile {
     let mut user = UserProfile::id_only(claims.subject.clone());
-    user.email = verified_email(claims.email.clone(), claims.email_verified);
+    let verified = claims.email_verified.or(claims.email_domain_verified);
+    user.email = verified_email(claims.email.clone(), verified, entra);
     user.first_name = claims.given_name.clone();
     user.last_name = claims.family_name.clone();
     if user.first_name.is_none() && user.last_name.is_none() {
@@ -419,9 +423,9 @@ fn profile(claims: &IdTokenClaims) -> UserProfile {
 }
 
 /// Fills what the ID token left out from the userinfo answer.
-fn merge(user: &mut UserProfile, info: &UserInfo) {
+fn merge(user: &mut UserProfile, info: &UserInfo, entra: bool) {
     if user.email.is_none() {
-        user.email = verified_email(info.email.clone(), info.email_verified);
+        user.email = verified_email(info.email.clone(), info.email_verified, entra);
     }
     if user.first_name.is_none() && user.last_name.is_none() {
         user.first_name = info.given_name.clone();
@@ -432,9 +436,13 @@ fn merge(user: &mut UserProfile, info: &UserInfo) {
     }
 }
 
-/// An email the provider has not said is unverified (`email_verified` absent counts as not false).
-fn verified_email(email: Option<String>, verified: Option<bool>) -> Option<String> {
-    email.filter(|email| !email.trim().is_empty() && verified != Some(false))
+/// An email the provider has not said is unverified (`email_verified` absent counts as not false); from Microsoft
+/// Entra ID, only one it says is verified: Entra sends no `email_verified`, and its `email` is a directory attribute
+/// that is not checked (a guest's comes from another tenant). Its optional `xms_edov` claim (the email's domain is
+/// verified as the tenant's), added in the app registration's token configuration, is what says so.
+fn verified_email(email: Option<String>, verified: Option<bool>, entra: bool) -> Option<String> {
+    let trusted = if entra { verified == Some(true) } else { verified != Some(false) };
+    email.filter(|email| !email.trim().is_empty() && trusted)
 }
 
 /// The wait after the next failed discovery: twice this one, at most [`DISCOVERY_MAX_BACKOFF`].
@@ -459,6 +467,7 @@ mod tests {
             subject: "auth0|alice".into(),
             email: Some("alice@example.com".into()),
             email_verified: Some(true),
+            email_domain_verified: None,
             given_name: None,
             family_name: None,
             name: None,
@@ -469,24 +478,39 @@ mod tests {
 
     #[test]
     fn an_email_said_to_be_unverified_is_left_out() {
-        assert_eq!(profile(&claims()).email.as_deref(), Some("alice@example.com"));
+        assert_eq!(profile(&claims(), false).email.as_deref(), Some("alice@example.com"));
         let unverified = IdTokenClaims { email_verified: Some(false), ..claims() };
-        assert_eq!(profile(&unverified).email, None);
+        assert_eq!(profile(&unverified, false).email, None);
         let unsaid = IdTokenClaims { email_verified: None, ..claims() };
-        assert_eq!(profile(&unsaid).email.as_deref(), Some("alice@example.com"));
+        assert_eq!(profile(&unsaid, false).email.as_deref(), Some("alice@example.com"));
+    }
+
+    /// Microsoft Entra never sends `email_verified`: its email counts only with `xms_edov: true`, from the ID token
+    /// or userinfo alike.
+    #[test]
+    fn from_entra_an_email_counts_only_when_its_domain_is_verified() {
+        let unsaid = IdTokenClaims { email_verified: None, ..claims() };
+        assert_eq!(profile(&unsaid, true).email, None);
+        let domain_verified = IdTokenClaims { email_domain_verified: Some(true), ..unsaid.clone() };
+        assert_eq!(profile(&domain_verified, true).email.as_deref(), Some("alice@example.com"));
+        let domain_unverified = IdTokenClaims { email_domain_verified: Some(false), ..unsaid.clone() };
+        assert_eq!(profile(&domain_unverified, true).email, None);
+        let mut user = profile(&unsaid, true);
+        merge(&mut user, &UserInfo { email: Some("alice@example.com".into()), ..UserInfo::default() }, true);
+        assert_eq!(user.email, None, "Microsoft Graph's userinfo says nothing of verification either");
     }
 
     #[test]
     fn names_come_from_given_and_family_name_else_name() {
         let named = IdTokenClaims { name: Some("Alice Anderson".into()), ..claims() };
-        assert_eq!(profile(&named).display_name(), "Alice Anderson");
+        assert_eq!(profile(&named, false).display_name(), "Alice Anderson");
         let split = IdTokenClaims {
             given_name: Some("Alice".into()),
             family_name: Some("Anderson".into()),
             name: Some("ignored".into()),
             ..claims()
         };
-        let user = profile(&split);
+        let user = profile(&split, false);
         assert_eq!((user.first_name.as_deref(), user.last_name.as_deref()), (Some("Alice"), Some("Anderson")));
     }
 
@@ -502,18 +526,20 @@ mod tests {
                 family_name: Some("Anderson".into()),
                 name: None,
             },
+            false,
         );
         assert_eq!(user.display_name(), "Alice Anderson");
         assert_eq!(user.email.as_deref(), Some("alice@example.com"));
 
-        let mut user = profile(&claims());
-        merge(&mut user, &UserInfo { email: Some("other@example.com".into()), ..UserInfo::default() });
+        let mut user = profile(&claims(), false);
+        merge(&mut user, &UserInfo { email: Some("other@example.com".into()), ..UserInfo::default() }, false);
         assert_eq!(user.email.as_deref(), Some("alice@example.com"), "the ID token's email stays");
 
         let mut user = UserProfile::id_only("auth0|bob");
         merge(
             &mut user,
             &UserInfo { email: Some("bob@example.com".into()), email_verified: Some(false), ..UserInfo::default() },
+            false,
         );
         assert_eq!(user.email, None, "an unverified email is left out");
     }
