@@ -791,8 +791,10 @@ pub async fn prune_ledger(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
 /// Forgets what no request can need any more, so that the bookkeeping tables stay bounded whatever the traffic:
 /// the event ledger (as [`prune_ledger`]: the consumer prunes it after each poll, but a deployment may run on
 /// webhooks alone); ended sessions once no browser can still hold their cookie (browsers keep a cookie 400 days
-/// at most, and a copy replayed later still needs its refresh token, which WorkOS revoked at sign-out); and Audit
-/// Log events delivered or given up on 90 days ago (what WorkOS keeps is the record; ours was only the queue).
+/// at most, and a copy replayed later still needs its refresh token, which WorkOS revoked at sign-out); Audit
+/// Log events delivered or given up on 90 days ago (what WorkOS keeps is the record; ours was only the queue); and
+/// shared refresh results older than an hour (read for a minute at most: each new claim tidies them too, but in a
+/// quiet spell the last ones, sealed sessions with their refresh tokens, would otherwise stay, and reach backups).
 /// Returns the rows removed.
 pub async fn prune_bookkeeping(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
     let mut removed = prune_ledger(&mut *conn).await?;
@@ -807,6 +809,10 @@ pub async fn prune_bookkeeping(conn: &mut PgConnection) -> Result<u64, sqlx::Err
     .execute(&mut *conn)
     .await?
     .rows_affected();
+    removed += sqlx::query("DELETE FROM authbridge.refresh_results WHERE claimed_at < now() - interval '1 hour'")
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
     Ok(removed)
 }
 

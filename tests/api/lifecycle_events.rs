@@ -239,23 +239,28 @@ async fn the_bookkeeping_tables_are_pruned_of_what_no_request_can_need() {
            (gen_random_uuid(), 'org_1', '{\"n\":\"delivered long ago\"}', now() - interval '100 days', now() - interval '91 days', NULL),
            (gen_random_uuid(), 'org_1', '{\"n\":\"failed long ago\"}', now() - interval '100 days', NULL, now() - interval '91 days'),
            (gen_random_uuid(), 'org_1', '{\"n\":\"delivered lately\"}', now() - interval '10 days', now() - interval '9 days', NULL),
-           (gen_random_uuid(), 'org_1', '{\"n\":\"never delivered\"}', now() - interval '200 days', NULL, NULL);",
+           (gen_random_uuid(), 'org_1', '{\"n\":\"never delivered\"}', now() - interval '200 days', NULL, NULL);
+         INSERT INTO authbridge.refresh_results (token_hash, claimed_at, finished_at, outcome, sealed_session) VALUES
+           (sha256('old'), now() - interval '2 hours', now() - interval '2 hours', 'refreshed', 'sealed old'),
+           (sha256('new'), now() - interval '50 minutes', now() - interval '50 minutes', 'refreshed', 'sealed new'),
+           (sha256('taken'), now() - interval '3 hours', NULL, NULL, NULL);",
     )
     .execute(&mut conn)
     .await
     .expect("rows old and new");
 
     let removed = authbridge::lifecycle::store::prune_bookkeeping(&mut conn).await.expect("pruned");
-    // 2 + 1 + 2, which no other way of combining the three counts gives ((2 + 1) × 2 = 6, 2 × 1 + 2 = 4).
-    assert_eq!(removed, 5);
+    // 2 + 1 + 2 + 2, which no other way of combining the four counts gives.
+    assert_eq!(removed, 7);
     let left: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM authbridge.applied_events UNION ALL SELECT id FROM authbridge.revoked_sessions \
-         UNION ALL SELECT event->>'n' FROM authbridge.audit_log_outbox ORDER BY 1",
+         UNION ALL SELECT event->>'n' FROM authbridge.audit_log_outbox \
+         UNION ALL SELECT coalesce(sealed_session, 'a claim') FROM authbridge.refresh_results ORDER BY 1",
     )
     .fetch_all(&mut conn)
     .await
     .expect("what is left");
-    assert_eq!(left, ["delivered lately", "event_new", "never delivered", "session_new"]);
+    assert_eq!(left, ["delivered lately", "event_new", "never delivered", "sealed new", "session_new"]);
 }
 
 /// What one of the two racing transactions does to the directory `directory_race` (the test below).
