@@ -30,6 +30,17 @@ pub const SEARCH_PATH: &str = "pg_catalog, pg_temp";
 /// How long to wait for the database to accept a connection before giving up with a clear message.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long a migration waits for a lock on what it changes. A table's DDL queues behind any transaction using it,
+/// and every request queues behind the DDL, including reads, since the policies read authbridge's private tables:
+/// one long or forgotten transaction would turn `migrate` into an outage of every todo request for as long as it
+/// lasts. Past this, the migration gives up (nothing of it applied) and says why; running it again later is safe.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The advisory lock that lets one `migrate` at a time run (another, say in a second replica's init container,
+/// waits for it, with no time limit: it is taken before [`LOCK_TIMEOUT`] is set). Taken here rather than by sqlx,
+/// whose own lock would be under the time limit too.
+pub const MIGRATE_LOCK_KEY: i64 = 0x6175_7468_6272_6467; // "authbrdg"
+
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     #[error("DATABASE_URL is not a usable PostgreSQL URL: {reason}")]
@@ -66,21 +77,41 @@ pub async fn run(database_url: &str) -> Result<(), MigrateError> {
         Ok(Ok(connection)) => connection,
     };
 
-    let result = migrator().run(&mut connection).await;
+    let result = run_one_at_a_time(&mut connection).await;
     if result.is_ok() {
         reload_postgrest_schema(&mut connection).await;
     }
-    // Closing politely is best effort; the migration outcome is what matters.
+    // Closing politely is best effort; the migration outcome is what matters (and closing releases the lock).
     let _ = connection.close().await;
 
     result.map_err(|error| match error {
         sqlx::migrate::MigrateError::ExecuteMigration(cause, version) => MigrateError::Migration {
             version,
             description: description_of(version),
-            reason: redact.clean(&crate::db::describe(&cause)),
+            reason: match cause.as_database_error().and_then(|error| error.code()).as_deref() {
+                Some("55P03") => format!(
+                    "another session held a lock on what it changes for over {} s (a long or forgotten \
+                     transaction: see pg_stat_activity); nothing of this migration was applied, and running \
+                     `authbridge migrate` again is safe",
+                    LOCK_TIMEOUT.as_secs()
+                ),
+                _ => redact.clean(&crate::db::describe(&cause)),
+            },
         },
         other => MigrateError::Other { target, reason: redact.clean(&other.to_string()) },
     })
+}
+
+/// The migrations under [`MIGRATE_LOCK_KEY`] (waited for), each waiting at most [`LOCK_TIMEOUT`] for its locks.
+async fn run_one_at_a_time(connection: &mut PgConnection) -> Result<(), sqlx::migrate::MigrateError> {
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATE_LOCK_KEY).execute(&mut *connection).await?;
+    sqlx::query("SELECT set_config('lock_timeout', $1, false)")
+        .bind(format!("{}ms", LOCK_TIMEOUT.as_millis()))
+        .execute(&mut *connection)
+        .await?;
+    let mut migrator = migrator();
+    migrator.set_locking(false);
+    migrator.run(&mut *connection).await
 }
 
 /// InsForge's PostgREST plans every request from a schema cache it reads at start-up, so a new table or column is

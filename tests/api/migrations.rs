@@ -550,6 +550,52 @@ async fn a_personal_list_is_found_through_the_user_id_index_not_by_reading_the_w
 
 /// Applies migrations 0001 to `last` only, recorded where `authbridge migrate` records them, as a database that ran
 /// an older release would have them.
+/// A migration queued behind a long transaction would hold every request to the table up behind it, reads included:
+/// it gives up after `LOCK_TIMEOUT`, applies nothing, says why, and runs once the transaction is gone. Two
+/// `migrate` runs at once still wait for each other, however long.
+#[tokio::test]
+async fn a_migration_behind_a_long_transaction_gives_up_applying_nothing_and_says_why() {
+    let db = TestDb::empty().await;
+    let mut conn = db.connect().await;
+    migrate_up_to(&mut conn, 20).await;
+    let mut holder = db.connect().await;
+    sqlx::raw_sql("BEGIN; UPDATE public.todos SET is_complete = true;").execute(&mut holder).await.expect("a write");
+    let started = std::time::Instant::now();
+    let error = authbridge::migrate::run(&db.url).await.expect_err("gives up").to_string();
+    assert!(started.elapsed() < authbridge::migrate::LOCK_TIMEOUT * 3, "gave up after {:?}", started.elapsed());
+    assert!(error.contains("migration 21") && error.contains("lock") && error.contains("again"), "{error}");
+    let applied: i64 = sqlx::query_scalar("SELECT max(version) FROM authbridge._sqlx_migrations")
+        .fetch_one(&mut conn)
+        .await
+        .expect("the versions applied");
+    assert_eq!(applied, 20, "nothing of 0021");
+
+    // The transaction ends while a second run waits: it goes through.
+    let end_the_transaction = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        sqlx::raw_sql("ROLLBACK").execute(&mut holder).await.expect("the transaction ends");
+    };
+    let (migrated, ()) = tokio::join!(authbridge::migrate::run(&db.url), end_the_transaction);
+    migrated.expect("0021 applies once nothing holds the table");
+
+    // Another `migrate` under way (its lock held past LOCK_TIMEOUT): this one waits for it, and does not fail.
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(authbridge::migrate::MIGRATE_LOCK_KEY)
+        .execute(&mut holder)
+        .await
+        .expect("the lock a running migrate holds");
+    let finish_the_other = async {
+        tokio::time::sleep(authbridge::migrate::LOCK_TIMEOUT + std::time::Duration::from_secs(1)).await;
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(authbridge::migrate::MIGRATE_LOCK_KEY)
+            .execute(&mut holder)
+            .await
+            .expect("the other run ends");
+    };
+    let (migrated, ()) = tokio::join!(authbridge::migrate::run(&db.url), finish_the_other);
+    migrated.expect("waited for the other run, then found nothing to do");
+}
+
 async fn migrate_up_to(conn: &mut PgConnection, last: i64) {
     let older: Vec<_> = authbridge::migrate::MIGRATOR.iter().filter(|m| m.version <= last).cloned().collect();
     assert_eq!(older.len(), usize::try_from(last).expect("a small number"), "0001 to {last:04}");
