@@ -340,6 +340,15 @@ impl WorkosProvider {
             Some(email) => Some(email.clone()),
             None => self.emails.email_of(&claims.sub).await,
         };
+        // A directory's denial finds a person by the addresses recorded for them: record this one, which the
+        // sign-in's sync would have, for a user who may only ever come with bearer tokens.
+        if let (Some(sync), Some(email)) = (&self.membership_sync, email.as_deref())
+            && self.emails.needs_recording(&claims.sub, email)
+            // Boxed: rarely reached, and a database call's future would make every bearer request's larger.
+            && Box::pin(sync.note_email(&claims.sub, email)).await
+        {
+            self.emails.recorded(&claims.sub, email);
+        }
         let mut user = UserProfile::id_only(claims.sub.clone());
         user.email = email;
         Ok(Principal {

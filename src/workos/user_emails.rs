@@ -25,6 +25,8 @@ pub struct UserEmails {
     ttl: Duration,
     capacity: usize,
     cache: Mutex<HashMap<String, (Option<String>, Instant)>>,
+    /// The (user, email) pairs recorded in the database lately ([`UserEmails::needs_recording`]).
+    recorded: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 impl UserEmails {
@@ -33,7 +35,24 @@ impl UserEmails {
     }
 
     pub fn with_limits(client: WorkosClient, ttl: Duration, capacity: usize) -> Self {
-        Self { client, ttl, capacity: capacity.max(1), cache: Mutex::default() }
+        Self { client, ttl, capacity: capacity.max(1), cache: Mutex::default(), recorded: Mutex::default() }
+    }
+
+    /// Whether `email` should be recorded as `user_id`'s in the database now: not when it was within the cache's
+    /// lifetime, so a bearer client's every request does not write (the lifecycle's directory rule needs the
+    /// address once, and again only if it changes). Bounded like the cache: when full, it starts afresh.
+    pub fn needs_recording(&self, user_id: &str, email: &str) -> bool {
+        let recorded = lock(&self.recorded);
+        !recorded.get(user_id).is_some_and(|(known, at)| known == email && at.elapsed() < self.ttl)
+    }
+
+    /// Remembers that `email` was recorded as `user_id`'s just now.
+    pub fn recorded(&self, user_id: &str, email: &str) {
+        let mut recorded = lock(&self.recorded);
+        if recorded.len() >= self.capacity && !recorded.contains_key(user_id) {
+            recorded.clear();
+        }
+        recorded.insert(user_id.to_owned(), (email.to_owned(), Instant::now()));
     }
 
     /// The user's email, from the cache or WorkOS; `None` when WorkOS has none or cannot say right now.

@@ -276,4 +276,15 @@ async fn the_email_cache_is_bounded_and_forgets_after_its_lifetime() {
     emails.email_of(&users[2]).await;
     assert_eq!(app.workos.calls(Endpoint::Users), calls + 1, "asked again once the lifetime is over");
     assert_eq!(emails.email_of("user_nobody_knows").await, None, "an unknown user has no email");
+
+    // What was recorded in the database is not written again within the lifetime, unless the address changed.
+    assert!(emails.needs_recording("user_a", "a@example.test"));
+    emails.recorded("user_a", "a@example.test");
+    assert!(!emails.needs_recording("user_a", "a@example.test"), "recorded lately");
+    assert!(emails.needs_recording("user_a", "new@example.test"), "a new address is recorded at once");
+    emails.recorded("user_b", "b@example.test");
+    emails.recorded("user_c", "c@example.test");
+    assert!(!emails.needs_recording("user_c", "c@example.test"), "bounded: a full memory starts afresh");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(emails.needs_recording("user_c", "c@example.test"), "and again once the lifetime is over");
 }

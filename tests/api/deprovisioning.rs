@@ -311,6 +311,33 @@ async fn a_deleted_directory_vouches_for_nobody_and_its_denials_stay() {
     assert_eq!(browser.get(ORGANIZATIONS).await.json(), json!([]), "still denied");
 }
 
+/// A user who only ever comes with bearer tokens (an API client) never signs in here, so the sign-in's sync never
+/// recorded their email, by which a directory's denial finds them: the bearer path records it (from the token, or
+/// WorkOS's answer for the user), before the request's own check, so the directory's deactivation holds for them too.
+#[tokio::test]
+async fn a_directory_deactivation_holds_for_a_user_who_only_ever_came_with_bearer_tokens() {
+    let app = lifecycle_app().await;
+    app.workos.set_directory_provisioning(false);
+    let bob = app.user_id(BOB);
+    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
+    delivered(&app, "dsync.user.created").await;
+    let alice = app.signed_in(ALICE).await;
+    let plan = json!({ "title": "Acme plan", "organization_id": ACME_ORGANIZATION_ID });
+    assert_eq!(alice.api(Method::POST, "/api/todos", Some(plan)).await.status, 201);
+    // Bob's membership reaches the database by its event alone: he never signed in here.
+    let acme = app.workos.membership_of(&bob, ACME_ORGANIZATION_ID).expect("Bob's membership");
+    let now = time::OffsetDateTime::now_utc();
+    let active = membership(&acme.id, &bob, ACME_ORGANIZATION_ID, "active", "member", 0);
+    app.deliver_ok(&event("organization_membership.created", active, now)).await;
+    app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
+    delivered(&app, "dsync.user.updated").await;
+
+    let api = app.bearer_client(app.workos.mint_access_token(&bob, Duration::from_secs(300)));
+    let listed = api.get(&format!("/api/todos?organization_id={ACME_ORGANIZATION_ID}")).await;
+    assert_eq!((listed.status, listed.error_code()), (403, "not_a_member".to_owned()), "{}", listed.body);
+    assert_eq!(app.as_authenticated(&bob).await.visible, 0, "RLS denies him too");
+}
+
 /// Bob, in Acme's directory under plain Directory Sync (no AuthKit directory provisioning: WorkOS leaves his
 /// membership alone whatever the directory says, so only authbridge's directory rule can deny it), signed in, with a
 /// todo in Acme. Returns his id, his directory user and his browser.
