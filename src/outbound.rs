@@ -39,6 +39,9 @@ pub fn endpoint(base: &Url, segments: &[&str]) -> Option<Url> {
     Some(url)
 }
 
+/// How long to wait before asking an upstream again when its failure named no wait (no `Retry-After`).
+pub const ASSUMED_RETRY_AFTER: Duration = Duration::from_secs(5);
+
 /// The longest `Retry-After` taken from an upstream. It is waited out (the Events API consumer) and passed on to our
 /// own clients, so a wrong one (a day, from a misconfigured proxy) must not stop either for longer than this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);

@@ -58,7 +58,7 @@ impl HttpError {
     pub fn retry_after(&self) -> Duration {
         match self {
             Self::Status { retry_after: Some(after), .. } => *after,
-            _ => Duration::from_secs(5),
+            _ => outbound::ASSUMED_RETRY_AFTER,
         }
     }
 
@@ -197,6 +197,6 @@ mod tests {
         let mut reset_only = HeaderMap::new();
         reset_only.insert("x-ratelimit-reset", HeaderValue::from(unix + 60));
         let failing = HttpError::from_status(StatusCode::BAD_GATEWAY, &reset_only).expect("an error");
-        assert_eq!(failing.retry_after(), Duration::from_secs(5), "a rate limit's header counts on a 429 only");
+        assert_eq!(failing.retry_after(), outbound::ASSUMED_RETRY_AFTER, "a rate limit's header counts on a 429 only");
     }
 }

@@ -47,6 +47,10 @@ pub const MEMO_TTL: Duration = Duration::from_secs(30);
 /// How long a refresh token whose refresh failed for a reason other than the token is not tried again.
 pub const FAILURE_BACKOFF: Duration = Duration::from_secs(2);
 
+/// The wait the provider clients assume when an answer names none: one longer than this can only be the
+/// provider's own, and holds a failed refresh back.
+const ASSUMED_WAIT: Duration = crate::outbound::ASSUMED_RETRY_AFTER;
+
 type Outcome = Result<Arc<Session>, ProviderError>;
 
 /// A refresh's outcome and when it came: the memo is timed from the end of the call, not its start, so that a slow
@@ -96,11 +100,11 @@ struct Failure {
 
 impl Failure {
     /// Whether the token is still held back from the provider at `now`: for [`FAILURE_BACKOFF`] after the failure, or
-    /// for the wait the provider asked for when longer (a rate limit: asking sooner only prolongs it, for every
-    /// application of the tenant).
+    /// for the wait the provider asked for when longer than [`ASSUMED_WAIT`] (a rate limit: asking sooner only
+    /// prolongs it, for every application of the tenant).
     fn holds_back(&self, now: Instant) -> bool {
         let asked = match &self.error {
-            ProviderError::Unavailable { retry_after } => *retry_after,
+            ProviderError::Unavailable { retry_after } if *retry_after > ASSUMED_WAIT => *retry_after,
             _ => Duration::ZERO,
         };
         now.saturating_duration_since(self.at) < FAILURE_BACKOFF.max(asked)
@@ -319,5 +323,7 @@ mod tests {
         let limited = Failure { at, error: ProviderError::Unavailable { retry_after: Duration::from_secs(30) } };
         assert!(limited.holds_back(at + Duration::from_secs(29)), "as long as the provider asked");
         assert!(!limited.holds_back(at + Duration::from_secs(30)));
+        let unsaid = Failure { at, error: ProviderError::Unavailable { retry_after: ASSUMED_WAIT } };
+        assert!(!unsaid.holds_back(at + FAILURE_BACKOFF), "the wait assumed when none was named is not the provider's");
     }
 }

@@ -155,7 +155,7 @@ impl WorkosError {
     pub fn retry_after(&self) -> Duration {
         match self {
             Self::RateLimited { retry_after: Some(after) } => *after,
-            _ => Duration::from_secs(5),
+            _ => outbound::ASSUMED_RETRY_AFTER,
         }
     }
 
