@@ -8,10 +8,10 @@
 //! reached InsForge, so nothing can have happened twice). Writes are never retried: a write whose answer was
 //! lost may have been applied, and repeating it could create a second todo; it is reported as
 //! [`InsforgeError::WriteUnconfirmed`], so the caller can be told to look before trying again. (InsForge itself may
-//! still send any write twice, and a caller may send a create again. Each write is made so its repeat is harmless
-//! and answered as the first: a create carries its id, so its repeat meets its own row
-//! ([`InsforgeClient::create_todo_with_id`]); an update sends the new values unfiltered; a delete reads the todo
-//! first.)
+//! still send any write twice, and a caller may send a create again. Each write is made so its repeat is harmless:
+//! a create carries its id, so its repeat meets its own row ([`InsforgeClient::create_todo_with_id`]); a delete
+//! reads the todo first; a rename sends the new title unfiltered; a toggle is a compare-and-set, whose repeat finds
+//! nothing to do, see [`InsforgeClient::update_todo`].)
 
 use std::future::Future;
 use std::sync::Arc;
@@ -244,11 +244,15 @@ impl InsforgeClient {
     /// double click) or one that asks for what already is changes nothing, so it neither moves `updated_at` nor
     /// makes an Audit Log event.
     ///
-    /// - The todo is read first, and only what differs is sent, without a filter on the old values: a filter on
-    ///   the title would put the user's text in the URL, which proxies and InsForge log; and InsForge's proxy may
-    ///   send a write twice (a kept-alive connection to PostgREST reset, docs/insforge.md §3.1), where a filtered
-    ///   repeat would match nothing and the change would look as if it had been made before. Unfiltered, the
-    ///   repeat sets the same values and answers the row.
+    /// - A new completion state alone (the toggle, the common case) is one request, filtered on the state
+    ///   differing: a compare-and-set, so of two toggles at once (a double click) one changes the todo and the other
+    ///   finds nothing to change. An empty answer is told apart by reading the todo (as asked already; or changed
+    ///   meanwhile, then sent again as asked; or hidden or refused, 404 as before). The price: when InsForge's proxy
+    ///   sends the toggle twice (docs/insforge.md §3.1), the answer is its repeat's, which finds the todo as asked,
+    ///   and the toggle is answered as a no-op: 200 with the todo as asked, but no Audit Log event. Telling that
+    ///   repeat from a second click would take a marker of the write in the row.
+    /// - With a title, the todo is read first and only what differs is sent: a filter on the title would put the
+    ///   user's text in the URL, which proxies and InsForge log.
     /// - A write whose answer was lost (`WriteUnconfirmed`) is looked at again: if the todo is now as asked, that
     ///   is the answer, and what was sent counts as the change. A retry would find nothing left to change and no
     ///   Audit Log event would ever say it happened.
@@ -261,26 +265,65 @@ impl InsforgeClient {
         if patch.is_empty() {
             return Err(InsforgeError::InvalidInput { message: "Nothing to change.".to_owned() });
         }
-        let current = self.get_todo(user, id).await?;
-        let changed = patch.beyond(&current);
-        if changed.is_empty() {
-            return Ok(Updated { todo: current, changed });
-        }
-        match self.patch_todo(user, id, &changed).await {
-            Ok(todo) => Ok(Updated { todo, changed }),
+        let (sent, outcome) = if patch.title.is_some() {
+            let current = self.get_todo(user, id).await?;
+            let changed = patch.beyond(&current);
+            if changed.is_empty() {
+                return Ok(Updated { todo: current, changed });
+            }
+            let outcome = self.patch_todo(user, id, &changed, None).await;
+            (changed.clone(), outcome.map(|todo| Updated { todo, changed }))
+        } else {
+            (patch.clone(), self.update_completion(user, id, patch).await)
+        };
+        match outcome {
             Err(lost @ InsforgeError::WriteUnconfirmed { .. }) => match self.get_todo(user, id).await {
-                Ok(current) if changed.beyond(&current).is_empty() => Ok(Updated { todo: current, changed }),
+                Ok(current) if sent.beyond(&current).is_empty() => Ok(Updated { todo: current, changed: sent }),
                 _ => Err(lost),
+            },
+            other => other,
+        }
+    }
+
+    /// `patch` (a completion state alone) where the todo's state differs.
+    async fn update_completion(
+        &self,
+        user: &UserIdentity,
+        id: Uuid,
+        patch: &TodoPatch,
+    ) -> Result<Updated, InsforgeError> {
+        let differs = patch.is_complete.map(|done| format!("neq.{done}"));
+        let filter = differs.as_deref().map(|differs| ("is_complete", differs));
+        match self.patch_todo(user, id, patch, filter).await {
+            Ok(todo) => Ok(Updated { todo, changed: patch.clone() }),
+            // Nothing updated: already as asked, changed meanwhile, or hidden or refused by RLS.
+            Err(InsforgeError::NotFound) => match self.get_todo(user, id).await {
+                Ok(current) if patch.beyond(&current).is_empty() => {
+                    Ok(Updated { todo: current, changed: TodoPatch::default() })
+                }
+                // Visible and not as asked: sent again without the filter, which only the update policy can refuse
+                // (then 404, as the update alone would have answered).
+                Ok(_) => {
+                    self.patch_todo(user, id, patch, None).await.map(|todo| Updated { todo, changed: patch.clone() })
+                }
+                Err(other) => Err(other),
             },
             Err(other) => Err(other),
         }
     }
 
-    /// `PATCH …/todos?id=eq.<id>` with `patch`, answered with the updated row.
-    async fn patch_todo(&self, user: &UserIdentity, id: Uuid, patch: &TodoPatch) -> Result<Todo, InsforgeError> {
+    /// `PATCH …/todos?id=eq.<id>` (and `filter`, when given) with `patch`, answered with the updated row.
+    async fn patch_todo(
+        &self,
+        user: &UserIdentity,
+        id: Uuid,
+        patch: &TodoPatch,
+        filter: Option<(&str, &str)>,
+    ) -> Result<Todo, InsforgeError> {
         let token = self.token(user)?;
         let by_id = eq(id);
-        let query = [("select", "*"), ("id", by_id.as_str())];
+        let mut query = vec![("select", "*"), ("id", by_id.as_str())];
+        query.extend(filter);
         let response = self
             .send(Kind::Write, &token, || self.request(Method::PATCH, &token).query(&query).json(patch))
             .await

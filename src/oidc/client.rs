@@ -650,14 +650,32 @@ pub(crate) fn is_entra_issuer(issuer: &str) -> bool {
 }
 
 /// An Okta authorization server: its issuer on one of Okta's domains, or, on a custom domain, Okta's layout of the
-/// authorization endpoint (`/oauth2/v1/authorize` for the org authorization server, `/oauth2/<server id>/v1/authorize`
-/// for a custom one: Okta, "Authorization servers"). Only its access tokens name the user in `uid`.
+/// issuer and its authorization endpoint together (Okta, "Authorization servers"): the org authorization server's
+/// issuer is the bare origin and its endpoint `/oauth2/v1/authorize`; a custom one's issuer is `/oauth2/<server id>`
+/// and its endpoint `/oauth2/<server id>/v1/authorize`. The endpoint alone is not enough: other providers use that
+/// path too (Descope's is `/oauth2/v1/authorize`, under an issuer of `/<project id>`). Only Okta's access tokens
+/// name the user in `uid`.
 fn is_okta(metadata: &Metadata) -> bool {
-    let host = metadata.issuer().url().host_str().unwrap_or_default().to_ascii_lowercase();
+    let issuer = metadata.issuer().url();
+    let host = issuer.host_str().unwrap_or_default().to_ascii_lowercase();
     let okta_domains = [".okta.com", ".oktapreview.com", ".okta-emea.com", ".okta-gov.com", ".okta.mil"];
-    let segments: Vec<&str> = metadata.authorization_endpoint().url().path().trim_matches('/').split('/').collect();
-    okta_domains.iter().any(|domain| host.ends_with(domain))
-        || matches!(segments.as_slice(), ["oauth2", "v1", "authorize"] | ["oauth2", _, "v1", "authorize"])
+    let segments = |url: &Url| -> Vec<String> {
+        url.path().split('/').filter(|segment| !segment.is_empty()).map(str::to_owned).collect()
+    };
+    let endpoint = metadata.authorization_endpoint().url();
+    let same_origin = endpoint.origin() == issuer.origin();
+    let layout = match (segments(issuer).as_slice(), segments(endpoint).as_slice()) {
+        ([], [oauth2, v1, authorize]) => oauth2 == "oauth2" && v1 == "v1" && authorize == "authorize",
+        ([oauth2, server], [oauth2_again, server_again, v1, authorize]) => {
+            oauth2 == "oauth2"
+                && oauth2_again == "oauth2"
+                && server == server_again
+                && v1 == "v1"
+                && authorize == "authorize"
+        }
+        _ => false,
+    };
+    okta_domains.iter().any(|domain| host.ends_with(domain)) || (same_origin && layout)
 }
 
 /// An Auth0 tenant: its issuer host (`*.auth0.com`), or, on a custom domain, the discovery field only Auth0 publishes.
@@ -846,6 +864,9 @@ mod metadata_tests {
             ("https://sso.example/realms/acme", "https://sso.example/realms/acme/protocol/openid-connect/auth"),
             ("https://accounts.google.com", "https://accounts.google.com/o/oauth2/v2/auth"),
             ("https://okta.com.evil.example", "https://okta.com.evil.example/authorize"),
+            ("https://api.descope.com/P2abc", "https://api.descope.com/oauth2/v1/authorize"),
+            ("https://login.acme.example/oauth2/aus1", "https://login.acme.example/oauth2/aus2/v1/authorize"),
+            ("https://login.acme.example", "https://elsewhere.example/oauth2/v1/authorize"),
         ];
         for (issuer, authorize) in others {
             assert!(!is_okta(&metadata(issuer, authorize)), "{issuer}");
