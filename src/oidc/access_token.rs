@@ -171,13 +171,14 @@ impl AccessTokenVerifier {
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // `exp` last, below: jsonwebtoken checks it before `iss` and `aud`, and "expired" tells the client to get a
+        // new token, which is wrong for one that would be refused anyway (another API's, another issuer's).
+        validation.validate_exp = false;
         let mut claims = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &validation)
             .map(|data| data.claims)
             .map_err(|error| {
                 use jsonwebtoken::errors::ErrorKind;
-                // jsonwebtoken checks the signature before the claims, so only a genuine token is called expired.
                 Invalid(match error.kind() {
-                    ErrorKind::ExpiredSignature => return AccessTokenError::Expired,
                     ErrorKind::ImmatureSignature => "it is not valid yet (nbf)",
                     ErrorKind::InvalidAudience => "it is not for this API (aud)",
                     ErrorKind::InvalidIssuer => "it is from another issuer",
@@ -201,6 +202,10 @@ impl AccessTokenVerifier {
         }
         if claims.sub.trim().is_empty() || claims.user_id().trim().is_empty() {
             return Err(Invalid("it names no user (an empty sub)"));
+        }
+        // Genuine (its signature was checked first) and otherwise acceptable: only now is it told "expired".
+        if claims.exp.saturating_add(EXPIRY_LEEWAY.as_secs()) < jsonwebtoken::get_current_timestamp() {
+            return Err(AccessTokenError::Expired);
         }
         let valid = claims.nbf.unwrap_or(0)..claims.exp;
         Ok((Verified { claims: Arc::new(claims), kid: kid.into(), valid }, key))

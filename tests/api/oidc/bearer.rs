@@ -224,6 +224,11 @@ async fn wrong_audience_id_tokens_opaque_and_forged_tokens_are_refused_with_401(
     let (signed, _) = expired.rsplit_once('.').expect("a JWS");
     let (_, signature) = other_signature.rsplit_once('.').expect("a JWS");
     assert_refused(&app, &format!("{signed}.{signature}"), "expired, with a signature that does not match").await;
+    // Nor one that would be refused anyway: a new token would not help.
+    let mut expired_elsewhere = claims(&app, &subject);
+    expired_elsewhere["exp"] = Value::from(now() - 60);
+    expired_elsewhere["aud"] = Value::from("https://another-api.example/");
+    assert_refused(&app, &app.oidc.sign("JWT", expired_elsewhere), "expired, and for another API").await;
 
     let mut not_yet = claims(&app, &subject);
     not_yet["nbf"] = Value::from(now() + 3600);
