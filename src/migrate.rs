@@ -36,11 +36,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// lasts. Past this, the migration gives up (nothing of it applied) and says why; running it again later is safe.
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The advisory lock that lets one `migrate` at a time run (another, say in a second replica's init container,
-/// waits for it, with no time limit: it is taken before [`LOCK_TIMEOUT`] is set). Taken here rather than by sqlx,
-/// whose own lock would be under the time limit too.
-pub const MIGRATE_LOCK_KEY: i64 = 0x6175_7468_6272_6467; // "authbrdg"
-
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     #[error("DATABASE_URL is not a usable PostgreSQL URL: {reason}")]
@@ -89,7 +84,8 @@ pub async fn run(database_url: &str) -> Result<(), MigrateError> {
             version,
             description: description_of(version),
             reason: match cause.as_database_error().and_then(|error| error.code()).as_deref() {
-                Some("55P03") => format!(
+                // Only a migration in a transaction is undone whole; the files are all such (migrations/README.md).
+                Some("55P03") if !is_without_transaction(version) => format!(
                     "another session held a lock on what it changes for over {} s (a long or forgotten \
                      transaction: see pg_stat_activity); nothing of this migration was applied, and running \
                      `authbridge migrate` again is safe",
@@ -102,9 +98,13 @@ pub async fn run(database_url: &str) -> Result<(), MigrateError> {
     })
 }
 
-/// The migrations under [`MIGRATE_LOCK_KEY`] (waited for), each waiting at most [`LOCK_TIMEOUT`] for its locks.
+/// The migrations, one `migrate` at a time, each waiting at most [`LOCK_TIMEOUT`] for its locks. The lock that lets
+/// one run at a time is sqlx's own (so a release before this one, whose `migrate` takes it too, is kept out as
+/// well), taken here before the time limit is set: another `migrate` (a second replica's init container) waits for
+/// it however long, where under the limit it would fail.
 async fn run_one_at_a_time(connection: &mut PgConnection) -> Result<(), sqlx::migrate::MigrateError> {
-    sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATE_LOCK_KEY).execute(&mut *connection).await?;
+    use sqlx::migrate::Migrate;
+    connection.lock().await?;
     sqlx::query("SELECT set_config('lock_timeout', $1, false)")
         .bind(format!("{}ms", LOCK_TIMEOUT.as_millis()))
         .execute(&mut *connection)
@@ -123,6 +123,10 @@ async fn reload_postgrest_schema(connection: &mut PgConnection) {
         // The migrations are in; only the reload is not. A restart of InsForge's PostgREST reloads as well.
         tracing::warn!(%error, "the migrations are applied, but PostgREST could not be told to reload its schema");
     }
+}
+
+fn is_without_transaction(version: i64) -> bool {
+    MIGRATOR.iter().any(|migration| migration.version == version && migration.no_tx)
 }
 
 fn description_of(version: i64) -> String {

@@ -548,8 +548,6 @@ async fn a_personal_list_is_found_through_the_user_id_index_not_by_reading_the_w
     assert!(!plan.contains("Seq Scan on todos"), "no read of the whole table:\n{plan}");
 }
 
-/// Applies migrations 0001 to `last` only, recorded where `authbridge migrate` records them, as a database that ran
-/// an older release would have them.
 /// A migration queued behind a long transaction would hold every request to the table up behind it, reads included:
 /// it gives up after `LOCK_TIMEOUT`, applies nothing, says why, and runs once the transaction is gone. Two
 /// `migrate` runs at once still wait for each other, however long.
@@ -578,24 +576,23 @@ async fn a_migration_behind_a_long_transaction_gives_up_applying_nothing_and_say
     let (migrated, ()) = tokio::join!(authbridge::migrate::run(&db.url), end_the_transaction);
     migrated.expect("0021 applies once nothing holds the table");
 
-    // Another `migrate` under way (its lock held past LOCK_TIMEOUT): this one waits for it, and does not fail.
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(authbridge::migrate::MIGRATE_LOCK_KEY)
-        .execute(&mut holder)
-        .await
-        .expect("the lock a running migrate holds");
+    // Another `migrate` under way (its lock, sqlx's, held past LOCK_TIMEOUT, as a release before this one takes
+    // it too): this one waits for it, and does not fail.
+    use sqlx::migrate::Migrate;
+    holder.lock().await.expect("the lock a running migrate holds");
+    let held_for = authbridge::migrate::LOCK_TIMEOUT + std::time::Duration::from_secs(1);
     let finish_the_other = async {
-        tokio::time::sleep(authbridge::migrate::LOCK_TIMEOUT + std::time::Duration::from_secs(1)).await;
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(authbridge::migrate::MIGRATE_LOCK_KEY)
-            .execute(&mut holder)
-            .await
-            .expect("the other run ends");
+        tokio::time::sleep(held_for).await;
+        holder.unlock().await.expect("the other run ends");
     };
+    let started = std::time::Instant::now();
     let (migrated, ()) = tokio::join!(authbridge::migrate::run(&db.url), finish_the_other);
     migrated.expect("waited for the other run, then found nothing to do");
+    assert!(started.elapsed() >= held_for, "it waited: {:?}", started.elapsed());
 }
 
+/// Applies migrations 0001 to `last` only, recorded where `authbridge migrate` records them, as a database that ran
+/// an older release would have them.
 async fn migrate_up_to(conn: &mut PgConnection, last: i64) {
     let older: Vec<_> = authbridge::migrate::MIGRATOR.iter().filter(|m| m.version <= last).cloned().collect();
     assert_eq!(older.len(), usize::try_from(last).expect("a small number"), "0001 to {last:04}");
