@@ -245,9 +245,11 @@ async fn prune_bookkeeping(database: crate::db::Database, mut stopping: watch::R
     }
 }
 
-/// How often the identity provider's signing keys are fetched again even when nothing probes `/readyz`: a key the
-/// provider withdraws stops verifying (and the WorkOS tokens it signed are forgotten) within this long.
-const KEY_REFRESH_EVERY: Duration = Duration::from_secs(10 * 60);
+/// How often the identity provider's signing keys are fetched again: a key the provider withdraws (a rotation, or
+/// one it believes compromised) stops verifying, and the tokens it signed are forgotten, within this long. Once a
+/// minute per replica is nothing to a provider's rate limit (the readiness probe, every few seconds, no longer
+/// fetches them).
+const KEY_REFRESH_EVERY: Duration = Duration::from_secs(60);
 
 async fn refresh_signing_keys(state: AppState, mut stopping: watch::Receiver<bool>) {
     loop {

@@ -55,28 +55,20 @@ impl MembershipSync {
             Err(_) => tracing::warn!(user_id = %user.id, "reading the user's memberships from WorkOS timed out"),
         }
     }
-}
 
-impl MembershipSync {
     /// Records `email` as an address of `user_id` (and the user, when unknown), what the sign-in's sync does first.
     /// For a bearer token's user, who may never sign in here: a directory's denial finds a person only by the
     /// addresses recorded for them, so without this a directory that deactivated them would deny nothing. Never
-    /// fails the request: a failure is logged, and the next lookup tries again.
-    pub async fn note_email(&self, user_id: &str, email: &str) -> bool {
+    /// fails the request: a failure is logged.
+    pub async fn note_email(&self, user_id: &str, email: &str) {
         let noted = async {
             let mut conn = self.lifecycle.database().pool().acquire().await?;
             store::note_signed_in_user(&mut conn, user_id, Some(email)).await
         };
         match tokio::time::timeout(SYNC_TIME_LIMIT, noted).await {
-            Ok(Ok(())) => true,
-            Ok(Err(error)) => {
-                tracing::warn!(%user_id, %error, "could not record a bearer token's user's email");
-                false
-            }
-            Err(_) => {
-                tracing::warn!(%user_id, "recording a bearer token's user's email timed out");
-                false
-            }
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%user_id, %error, "could not record a bearer token's user's email"),
+            Err(_) => tracing::warn!(%user_id, "recording a bearer token's user's email timed out"),
         }
     }
 }

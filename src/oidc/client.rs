@@ -257,7 +257,8 @@ impl OidcClient {
         .set_auth_type(auth_type);
         let extra = metadata.additional_metadata();
         let revocation_endpoint = extra.revocation_endpoint.as_ref().map(|url| url.url().clone());
-        let logout = match (&extra.end_session_endpoint, is_auth0(&metadata)) {
+        let auth0 = is_auth0(&metadata);
+        let logout = match (&extra.end_session_endpoint, auth0) {
             (Some(endpoint), _) => Logout::EndSession(endpoint.url().clone()),
             (None, true) => {
                 crate::outbound::endpoint(issuer.url(), &["v2", "logout"]).map_or(Logout::LocalOnly, Logout::Auth0)
@@ -292,7 +293,7 @@ impl OidcClient {
             client,
             revocation_endpoint,
             basic_auth,
-            auth0: is_auth0(&metadata),
+            auth0,
             client_secret: config.client_secret.clone(),
             client_id,
             issuer,

@@ -187,7 +187,7 @@ impl SigningKeys {
         !read(&self.cache).id_token_keys.keys().is_empty()
     }
 
-    /// Fetches the set now (the readiness probe keeps it fresh this way).
+    /// Fetches the set now (every minute, and from a readiness probe while none is held).
     pub async fn fetch(&self) -> Result<(), KeysError> {
         let _fetching = self.fetching.lock().await;
         self.fetch_locked().await

@@ -286,8 +286,10 @@ impl OidcProvider {
                     return Err(ProviderError::GrantRejected("the refreshed ID token is another user's".to_owned()));
                 }
                 Ok(verified) => {
-                    let fresh = profile(&verified, is_entra_issuer(&self.config.issuer));
-                    user.email = fresh.email.or(user.email);
+                    let entra = is_entra_issuer(&self.config.issuer);
+                    let fresh = profile(&verified, entra);
+                    // From Entra, only a verified address counts: one a session kept from before that rule goes.
+                    user.email = if entra { fresh.email } else { fresh.email.or(user.email) };
                     user.first_name = fresh.first_name.or(user.first_name);
                     user.last_name = fresh.last_name.or(user.last_name);
                     claims = Some(verified);

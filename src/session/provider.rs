@@ -290,8 +290,8 @@ impl IdentityProvider {
         }
     }
 
-    /// Fetches what verification needs (signing keys) now: from the readiness probe, which it keeps honest, and
-    /// every few minutes. A failed fetch is an error only when no keys are held from before: with them, every
+    /// Fetches what verification needs (signing keys) now: every minute, and from a readiness probe while none are
+    /// held. A failed fetch is an error only when no keys are held from before: with them, every
     /// replica can still verify, and declaring them all unready over a blip at the provider would be an outage.
     pub async fn warm_up(&self) -> Result<(), CheckError> {
         let fetched = match self {

@@ -342,12 +342,14 @@ impl WorkosProvider {
         };
         // A directory's denial finds a person by the addresses recorded for them: record this one, which the
         // sign-in's sync would have, for a user who may only ever come with bearer tokens.
+        // Tried once per lifetime of the email cache, whether it worked or not: a failing database must not hold up
+        // every request of the user (the failure is logged).
         if let (Some(sync), Some(email)) = (&self.membership_sync, email.as_deref())
             && self.emails.needs_recording(&claims.sub, email)
-            // Boxed: rarely reached, and a database call's future would make every bearer request's larger.
-            && Box::pin(sync.note_email(&claims.sub, email)).await
         {
             self.emails.recorded(&claims.sub, email);
+            // Boxed: rarely reached, and a database call's future would make every bearer request's larger.
+            Box::pin(sync.note_email(&claims.sub, email)).await;
         }
         let mut user = UserProfile::id_only(claims.sub.clone());
         user.email = email;

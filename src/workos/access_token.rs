@@ -223,8 +223,8 @@ impl AccessTokenVerifier {
         Ok((Verified { claims: Arc::new(claims), kid: kid.into(), valid }, key))
     }
 
-    /// Fetches the keys now: at start-up, so the first sign-in does not wait for them, and from the readiness
-    /// probe, which keeps them fresh. Failure is not fatal: keys are fetched again on demand.
+    /// Fetches the keys now: at start-up, so the first sign-in does not wait for them, and every minute, which keeps
+    /// them fresh. Failure is not fatal: keys are fetched again on demand.
     pub async fn fetch_keys(&self) -> Result<(), VerifyError> {
         let _guard = self.refetch.lock().await;
         self.refresh_keys().await

@@ -38,19 +38,24 @@ impl UserEmails {
         Self { client, ttl, capacity: capacity.max(1), cache: Mutex::default(), recorded: Mutex::default() }
     }
 
-    /// Whether `email` should be recorded as `user_id`'s in the database now: not when it was within the cache's
-    /// lifetime, so a bearer client's every request does not write (the lifecycle's directory rule needs the
-    /// address once, and again only if it changes). Bounded like the cache: when full, it starts afresh.
+    /// Whether `email` should be recorded as `user_id`'s in the database now: not when it was (or tried, and
+    /// failed) within the cache's lifetime, so a bearer client's every request does not write, nor wait on a
+    /// database that is failing (the lifecycle's directory rule needs the address once, and again only if it
+    /// changes). Bounded like the cache: when full, expired entries go, then all.
     pub fn needs_recording(&self, user_id: &str, email: &str) -> bool {
         let recorded = lock(&self.recorded);
         !recorded.get(user_id).is_some_and(|(known, at)| known == email && at.elapsed() < self.ttl)
     }
 
-    /// Remembers that `email` was recorded as `user_id`'s just now.
+    /// Remembers that recording `email` as `user_id`'s was tried just now.
     pub fn recorded(&self, user_id: &str, email: &str) {
         let mut recorded = lock(&self.recorded);
         if recorded.len() >= self.capacity && !recorded.contains_key(user_id) {
-            recorded.clear();
+            let ttl = self.ttl;
+            recorded.retain(|_, (_, at)| at.elapsed() < ttl);
+            if recorded.len() >= self.capacity {
+                recorded.clear();
+            }
         }
         recorded.insert(user_id.to_owned(), (email.to_owned(), Instant::now()));
     }
