@@ -124,7 +124,10 @@ fn todo_target(todo: &Todo) -> Target {
     Target { kind: "todo", id: todo.id.to_string(), name: Some(todo.title.clone()) }
 }
 
-/// The Audit Log events of a change to an organization's todo: renamed, completed or reopened.
+/// The Audit Log events of a change to an organization's todo: renamed, completed or reopened. One per change of
+/// the row, however many requests report it: the event is keyed by the row's `updated_at` after the change, so a
+/// change whose answer was lost and looked at again (and found as asked, perhaps by another request at the same
+/// moment, which records the same change) is not a second event.
 pub async fn audit_update(
     state: &AppState,
     user: &CurrentUser,
@@ -133,19 +136,22 @@ pub async fn audit_update(
     context: &RequestContext,
 ) {
     let Some(organization_id) = todo.organization_id.as_deref() else { return };
+    let version = todo.updated_at.unix_timestamp_nanos().to_string();
     if patch.title.is_some() {
-        audit(state, organization_id, "todo.renamed", user, &[todo_target(todo)], context).await;
+        audit_once(state, organization_id, "todo.renamed", user, todo_target(todo), &version, context).await;
     }
     if let Some(done) = patch.is_complete {
         let action = if done { "todo.completed" } else { "todo.reopened" };
-        audit(state, organization_id, action, user, &[todo_target(todo)], context).await;
+        audit_once(state, organization_id, action, user, todo_target(todo), &version, context).await;
     }
 }
 
-/// The Audit Log event of a deleted organization todo.
+/// The Audit Log event of a deleted organization todo: one per todo (its life told by its `created_at`), however
+/// many deletes at once report it (a double click; two members; InsForge's repeat of the delete).
 pub async fn audit_delete(state: &AppState, user: &CurrentUser, todo: &Todo, context: &RequestContext) {
     if let Some(organization_id) = todo.organization_id.as_deref() {
-        audit(state, organization_id, "todo.deleted", user, &[todo_target(todo)], context).await;
+        let created_at = todo.created_at.unix_timestamp_nanos().to_string();
+        audit_once(state, organization_id, "todo.deleted", user, todo_target(todo), &created_at, context).await;
     }
 }
 

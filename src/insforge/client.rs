@@ -252,7 +252,8 @@ impl InsforgeClient {
     ///   and the toggle is answered as a no-op: 200 with the todo as asked, but no Audit Log event. Telling that
     ///   repeat from a second click would take a marker of the write in the row.
     /// - With a title, the todo is read first and only what differs is sent: a filter on the title would put the
-    ///   user's text in the URL, which proxies and InsForge log.
+    ///   user's text in the URL, which proxies and InsForge log. When only the completion state differs (a client
+    ///   that sends the whole todo), that is the toggle's compare-and-set above.
     /// - A write whose answer was lost (`WriteUnconfirmed`) is looked at again: if the todo is now as asked, that
     ///   is the answer, and what was sent counts as the change. A retry would find nothing left to change and no
     ///   Audit Log event would ever say it happened.
@@ -271,8 +272,12 @@ impl InsforgeClient {
             if changed.is_empty() {
                 return Ok(Updated { todo: current, changed });
             }
-            let outcome = self.patch_todo(user, id, &changed, None).await;
-            (changed.clone(), outcome.map(|todo| Updated { todo, changed }))
+            let outcome = if changed.title.is_some() {
+                self.patch_todo(user, id, &changed, None).await.map(|todo| Updated { todo, changed: changed.clone() })
+            } else {
+                self.update_completion(user, id, &changed).await
+            };
+            (changed, outcome)
         } else {
             (patch.clone(), self.update_completion(user, id, patch).await)
         };

@@ -650,11 +650,44 @@ async fn two_toggles_at_once_make_one_change_and_one_event() {
     let id = id_of(&create(&bob, "Book the bus", Some(ACME_ORGANIZATION_ID)).await);
     let path = format!("/api/todos/{id}");
     let body = || Some(json!({ "is_complete": true }));
+    // The first is held before InsForge handles it, so the second overtakes it: whichever way they interleave,
+    // one change.
+    app.insforge.delay_next_write(Duration::from_millis(500));
     let (first, second) = tokio::join!(bob.api(Method::PATCH, &path, body()), bob.api(Method::PATCH, &path, body()));
     assert_eq!((first.status, second.status), (200, 200), "{} / {}", first.body, second.body);
+    // The same from a client that sends the whole todo (its title unchanged).
+    let whole = || Some(json!({ "title": "Book the bus", "is_complete": false }));
+    app.insforge.delay_next_write(Duration::from_millis(500));
+    let (first, second) = tokio::join!(bob.api(Method::PATCH, &path, whole()), bob.api(Method::PATCH, &path, whole()));
+    assert_eq!((first.status, second.status), (200, 200), "{} / {}", first.body, second.body);
+    // Two deletes at once: the todo is deleted once.
+    app.insforge.delay_next_write(Duration::from_millis(500));
+    let (first, second) = tokio::join!(bob.api(Method::DELETE, &path, None), bob.api(Method::DELETE, &path, None));
+    assert!(first.status == 204 || second.status == 204, "{} / {}", first.body, second.body);
     let actions: Vec<String> =
         outbox(&app).await.into_iter().map(|row| row.1).filter(|action| action.starts_with("todo.")).collect();
-    assert_eq!(actions, ["todo.created", "todo.completed"], "one event for the one change");
+    assert_eq!(
+        actions,
+        ["todo.created", "todo.completed", "todo.reopened", "todo.deleted"],
+        "one event for each change"
+    );
+}
+
+/// A toggle asking for what already is, whose answer InsForge lost: looked at again, the todo is as asked, but the
+/// change it finds is the earlier one, already recorded: no second event.
+#[tokio::test]
+async fn a_no_op_toggle_whose_answer_was_lost_is_not_a_second_event() {
+    let app = cast_app().await;
+    let bob = app.signed_in(AUTHOR).await;
+    let id = id_of(&create(&bob, "Hire the hall", Some(ACME_ORGANIZATION_ID)).await);
+    let path = format!("/api/todos/{id}");
+    assert_eq!(bob.api(Method::PATCH, &path, Some(json!({ "is_complete": true }))).await.status, 200);
+    app.insforge.lose_next_write_answer();
+    let again = bob.api(Method::PATCH, &path, Some(json!({ "is_complete": true }))).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    let actions: Vec<String> =
+        outbox(&app).await.into_iter().map(|row| row.1).filter(|action| action.starts_with("todo.")).collect();
+    assert_eq!(actions, ["todo.created", "todo.completed"]);
 }
 
 /// A PATCH whose answer InsForge lost after committing it (its own 500) is looked at again: the todo is as asked,
