@@ -26,6 +26,11 @@ async fn outbox(app: &TestApp) -> Vec<(String, String, bool, bool)> {
     .expect("outbox")
 }
 
+/// The actions of the todo events in the outbox, in the order they were written.
+async fn todo_actions(app: &TestApp) -> Vec<String> {
+    outbox(app).await.into_iter().map(|row| row.1).filter(|action| action.starts_with("todo.")).collect()
+}
+
 /// A create sent again with its id is one todo and one `todo.created` event. The id of another member's todo, which
 /// the sender can see, is not answered as the sender's create.
 #[tokio::test]
@@ -610,8 +615,7 @@ async fn an_update_that_changes_nothing_is_not_audited() {
         stamps.push(answer.json()["updated_at"].clone());
     }
     assert!(stamps.windows(2).all(|pair| pair[0] == pair[1]), "only the first changed the row: {stamps:?}");
-    let actions: Vec<String> =
-        outbox(&app).await.into_iter().map(|row| row.1).filter(|action| action.starts_with("todo.")).collect();
+    let actions = todo_actions(&app).await;
     assert_eq!(actions, ["todo.created", "todo.completed"], "one event for the one change");
 }
 
@@ -636,8 +640,7 @@ async fn writes_insforge_sends_twice_are_answered_as_done() {
     assert_eq!(deleted.status, 204, "the delete happened: {}", deleted.body);
     assert_eq!(app.insforge.records_requests_handled_twice(), 3, "the stand-in did send each twice");
     assert_eq!(bob.api(Method::GET, &path, None).await.status, 404);
-    let actions: Vec<String> =
-        outbox(&app).await.into_iter().map(|row| row.1).filter(|action| action.starts_with("todo.")).collect();
+    let actions = todo_actions(&app).await;
     assert_eq!(actions, ["todo.created", "todo.renamed", "todo.deleted"]);
 }
 
@@ -664,8 +667,7 @@ async fn two_toggles_at_once_make_one_change_and_one_event() {
     app.insforge.delay_next_write(Duration::from_millis(500));
     let (first, second) = tokio::join!(bob.api(Method::DELETE, &path, None), bob.api(Method::DELETE, &path, None));
     assert!(first.status == 204 || second.status == 204, "{} / {}", first.body, second.body);
-    let actions: Vec<String> =
-        outbox(&app).await.into_iter().map(|row| row.1).filter(|action| action.starts_with("todo.")).collect();
+    let actions = todo_actions(&app).await;
     assert_eq!(
         actions,
         ["todo.created", "todo.completed", "todo.reopened", "todo.deleted"],
@@ -685,8 +687,7 @@ async fn a_no_op_toggle_whose_answer_was_lost_is_not_a_second_event() {
     app.insforge.lose_next_write_answer();
     let again = bob.api(Method::PATCH, &path, Some(json!({ "is_complete": true }))).await;
     assert_eq!(again.status, 200, "{}", again.body);
-    let actions: Vec<String> =
-        outbox(&app).await.into_iter().map(|row| row.1).filter(|action| action.starts_with("todo.")).collect();
+    let actions = todo_actions(&app).await;
     assert_eq!(actions, ["todo.created", "todo.completed"]);
 }
 
@@ -706,7 +707,6 @@ async fn an_update_whose_answer_was_lost_is_audited_once() {
         let again = bob.api(Method::PATCH, &path, Some(body.clone())).await;
         assert_eq!(again.status, 200, "{body}: the retry changes nothing: {}", again.body);
     }
-    let actions: Vec<String> =
-        outbox(&app).await.into_iter().map(|row| row.1).filter(|action| action.starts_with("todo.")).collect();
+    let actions = todo_actions(&app).await;
     assert_eq!(actions, ["todo.created", "todo.completed", "todo.renamed"], "each change once");
 }
