@@ -342,7 +342,9 @@ impl InsforgeClient {
     /// which deletes nothing, is the answer we get; or the answer may be lost (`WriteUnconfirmed`). Having seen the
     /// todo, a delete that then finds it gone was this request's (or one made at the same moment) and is answered as
     /// done, so the caller is not told 404 or "may have been saved" for a delete that happened, and its Audit Log
-    /// event is written.
+    /// event is written. Wrong in one case: a user who lost sight of the todo between the read and the delete (their
+    /// membership ended at that moment) is answered 204, and the deletion is audited, though the row stays. Telling
+    /// "gone" from "hidden" would take a look past RLS.
     pub async fn delete_todo(&self, user: &UserIdentity, id: Uuid) -> Result<Todo, InsforgeError> {
         let before = self.get_todo(user, id).await?;
         let token = self.token(user)?;
