@@ -868,6 +868,14 @@ mod metadata_tests {
             ("https://api.descope.com/P2abc", "https://api.descope.com/oauth2/v1/authorize"),
             ("https://login.acme.example/oauth2/aus1", "https://login.acme.example/oauth2/aus2/v1/authorize"),
             ("https://login.acme.example", "https://elsewhere.example/oauth2/v1/authorize"),
+            // One segment off Okta's layout, each in turn.
+            ("https://id.example", "https://id.example/connect/v1/authorize"),
+            ("https://id.example", "https://id.example/oauth2/v2/authorize"),
+            ("https://id.example", "https://id.example/oauth2/v1/auth"),
+            ("https://id.example/tenants/aus1", "https://id.example/oauth2/aus1/v1/authorize"),
+            ("https://id.example/oauth2/aus1", "https://id.example/connect/aus1/v1/authorize"),
+            ("https://id.example/oauth2/aus1", "https://id.example/oauth2/aus1/v2/authorize"),
+            ("https://id.example/oauth2/aus1", "https://id.example/oauth2/aus1/v1/auth"),
         ];
         for (issuer, authorize) in others {
             assert!(!is_okta(&metadata(issuer, authorize)), "{issuer}");
