@@ -282,9 +282,15 @@ async fn the_email_cache_is_bounded_and_forgets_after_its_lifetime() {
     emails.recorded("user_a", "a@example.test");
     assert!(!emails.needs_recording("user_a", "a@example.test"), "recorded lately");
     assert!(emails.needs_recording("user_a", "new@example.test"), "a new address is recorded at once");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(emails.needs_recording("user_a", "a@example.test"), "and again once the lifetime is over");
+    // Bounded (two here): a full memory drops its expired entries first, and starts afresh only when that is not
+    // enough.
     emails.recorded("user_b", "b@example.test");
     emails.recorded("user_c", "c@example.test");
-    assert!(!emails.needs_recording("user_c", "c@example.test"), "bounded: a full memory starts afresh");
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(emails.needs_recording("user_c", "c@example.test"), "and again once the lifetime is over");
+    assert!(!emails.needs_recording("user_b", "b@example.test"), "a live entry outlives an expired one");
+    assert!(!emails.needs_recording("user_c", "c@example.test"));
+    emails.recorded("user_d", "d@example.test");
+    assert!(emails.needs_recording("user_b", "b@example.test"), "full of live entries: started afresh");
+    assert!(!emails.needs_recording("user_d", "d@example.test"));
 }
