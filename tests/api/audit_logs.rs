@@ -11,6 +11,7 @@ use serde_json::json;
 use standins::workos_standin::{ACME_ORGANIZATION_ID, Endpoint};
 
 use crate::helpers::app::{AppOptions, TestApp, spawn_app_with};
+use crate::helpers::browser::Browser;
 use crate::helpers::lifecycle::eventually;
 use crate::helpers::logs::captured;
 use crate::helpers::organizations::{ADMIN, AUTHOR, cast, cast_app, create, id_of};
@@ -24,6 +25,14 @@ async fn outbox(app: &TestApp) -> Vec<(String, String, bool, bool)> {
     .fetch_all(&mut conn)
     .await
     .expect("outbox")
+}
+
+/// The cast's app, its author signed in, and the API path of a todo they just made in Acme, titled `title`.
+async fn author_with_an_acme_todo(title: &str) -> (TestApp, Browser, String) {
+    let app = cast_app().await;
+    let bob = app.signed_in(AUTHOR).await;
+    let id = id_of(&create(&bob, title, Some(ACME_ORGANIZATION_ID)).await);
+    (app, bob, format!("/api/todos/{id}"))
 }
 
 /// The actions of the todo events in the outbox, in the order they were written.
@@ -625,10 +634,7 @@ async fn an_update_that_changes_nothing_is_not_audited() {
 /// auditing double clicks) no event.
 #[tokio::test]
 async fn writes_insforge_sends_twice_are_answered_as_done() {
-    let app = cast_app().await;
-    let bob = app.signed_in(AUTHOR).await;
-    let id = id_of(&create(&bob, "Print the programme", Some(ACME_ORGANIZATION_ID)).await);
-    let path = format!("/api/todos/{id}");
+    let (app, bob, path) = author_with_an_acme_todo("Print the programme").await;
     app.insforge.send_next_write_twice();
     let renamed = bob.api(Method::PATCH, &path, Some(json!({ "title": "Print the programmes" }))).await;
     assert_eq!((renamed.status, renamed.json()["title"].as_str()), (200, Some("Print the programmes")));
@@ -648,10 +654,7 @@ async fn writes_insforge_sends_twice_are_answered_as_done() {
 /// changes the todo, the other finds nothing to change, and one event says it happened.
 #[tokio::test]
 async fn two_toggles_at_once_make_one_change_and_one_event() {
-    let app = cast_app().await;
-    let bob = app.signed_in(AUTHOR).await;
-    let id = id_of(&create(&bob, "Book the bus", Some(ACME_ORGANIZATION_ID)).await);
-    let path = format!("/api/todos/{id}");
+    let (app, bob, path) = author_with_an_acme_todo("Book the bus").await;
     let body = || Some(json!({ "is_complete": true }));
     // The first is held before InsForge handles it, so the second overtakes it: whichever way they interleave,
     // one change.
@@ -679,10 +682,7 @@ async fn two_toggles_at_once_make_one_change_and_one_event() {
 /// change it finds is the earlier one, already recorded: no second event.
 #[tokio::test]
 async fn a_no_op_toggle_whose_answer_was_lost_is_not_a_second_event() {
-    let app = cast_app().await;
-    let bob = app.signed_in(AUTHOR).await;
-    let id = id_of(&create(&bob, "Hire the hall", Some(ACME_ORGANIZATION_ID)).await);
-    let path = format!("/api/todos/{id}");
+    let (app, bob, path) = author_with_an_acme_todo("Hire the hall").await;
     assert_eq!(bob.api(Method::PATCH, &path, Some(json!({ "is_complete": true }))).await.status, 200);
     app.insforge.lose_next_write_answer();
     let again = bob.api(Method::PATCH, &path, Some(json!({ "is_complete": true }))).await;
@@ -696,10 +696,7 @@ async fn a_no_op_toggle_whose_answer_was_lost_is_not_a_second_event() {
 /// ever say it happened.
 #[tokio::test]
 async fn an_update_whose_answer_was_lost_is_audited_once() {
-    let app = cast_app().await;
-    let bob = app.signed_in(AUTHOR).await;
-    let id = id_of(&create(&bob, "Order the badges", Some(ACME_ORGANIZATION_ID)).await);
-    let path = format!("/api/todos/{id}");
+    let (app, bob, path) = author_with_an_acme_todo("Order the badges").await;
     for body in [json!({ "is_complete": true }), json!({ "title": "Order the name badges" })] {
         app.insforge.lose_next_write_answer();
         let answer = bob.api(Method::PATCH, &path, Some(body.clone())).await;
