@@ -160,6 +160,12 @@ impl CookieSpec {
         }
         names.into_iter().filter_map(|name| HeaderValue::from_str(&self.expired(name).to_string()).ok()).collect()
     }
+
+    /// [`Self::clear`] for what the request carried, and nothing when it carried none of it.
+    pub fn clear_sent(&self, request: &HeaderMap) -> Vec<HeaderValue> {
+        let present = self.present(request);
+        if present.is_empty() { Vec::new() } else { self.clear(&present) }
+    }
 }
 
 /// Every `name=value` pair of the request's `Cookie` headers, trimmed, in order. Pairs without `=` are skipped.

@@ -499,11 +499,7 @@ impl SessionManager {
     /// along with) deletes nothing: browsers apply the `Set-Cookie` of a cross-site navigation's response, so
     /// another site could otherwise sign anyone out.
     pub fn clear(&self, request: &HeaderMap) -> Vec<HeaderValue> {
-        let present = self.session_cookie.present(request);
-        if present.is_empty() {
-            return Vec::new();
-        }
-        self.session_cookie.clear(&present)
+        self.session_cookie.clear_sent(request)
     }
 }
 

@@ -370,13 +370,9 @@ impl SessionManager {
         (pending.expires_at > unix_now()).then_some(pending)
     }
 
-    /// `Set-Cookie` values deleting the pending sign-in.
+    /// `Set-Cookie` values deleting the pending sign-in, when the request carried one.
     pub fn clear_pending_sign_in(&self, request: &HeaderMap) -> Vec<HeaderValue> {
-        let present = self.selection_cookie.present(request);
-        if present.is_empty() {
-            return Vec::new();
-        }
-        self.selection_cookie.clear(&present)
+        self.selection_cookie.clear_sent(request)
     }
 
     /// Finishes the pending sign-in in `organization_id` (the caller checked the form's CSRF token against the

@@ -317,10 +317,7 @@ async fn a_deleted_directory_vouches_for_nobody_and_its_denials_stay() {
 #[tokio::test]
 async fn a_directory_deactivation_holds_for_a_user_who_only_ever_came_with_bearer_tokens() {
     let app = lifecycle_app().await;
-    app.workos.set_directory_provisioning(false);
-    let bob = app.user_id(BOB);
-    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
-    delivered(&app, "dsync.user.created").await;
+    let (bob, directory_user) = bob_in_acmes_directory_under_plain_directory_sync(&app).await;
     let alice = app.signed_in(ALICE).await;
     let plan = json!({ "title": "Acme plan", "organization_id": ACME_ORGANIZATION_ID });
     assert_eq!(alice.api(Method::POST, "/api/todos", Some(plan)).await.status, 201);
@@ -338,15 +335,21 @@ async fn a_directory_deactivation_holds_for_a_user_who_only_ever_came_with_beare
     assert_eq!(app.as_authenticated(&bob).await.visible, 0, "RLS denies him too");
 }
 
+/// Bob provisioned into Acme's directory under plain Directory Sync (no AuthKit directory provisioning), the event
+/// applied. Returns his id and his directory user.
+async fn bob_in_acmes_directory_under_plain_directory_sync(app: &TestApp) -> (String, StandInDirectoryUser) {
+    app.workos.set_directory_provisioning(false);
+    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
+    delivered(app, "dsync.user.created").await;
+    (app.user_id(BOB), directory_user)
+}
+
 /// Bob, in Acme's directory under plain Directory Sync (no AuthKit directory provisioning: WorkOS leaves his
 /// membership alone whatever the directory says, so only authbridge's directory rule can deny it), signed in, with a
 /// todo in Acme. Returns his id, his directory user and his browser.
 async fn bob_with_an_acme_todo_under_plain_directory_sync(app: &TestApp) -> (String, StandInDirectoryUser, Browser) {
-    app.workos.set_directory_provisioning(false);
-    let bob = app.user_id(BOB);
-    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
+    let (bob, directory_user) = bob_in_acmes_directory_under_plain_directory_sync(app).await;
     let browser = app.signed_in(BOB).await;
-    delivered(app, "dsync.user.created").await;
     let plan = json!({ "title": "Acme plan", "organization_id": ACME_ORGANIZATION_ID });
     let created = browser.api(Method::POST, "/api/todos", Some(plan)).await;
     assert_eq!(created.status, 201, "{}", created.body);
@@ -484,11 +487,8 @@ async fn a_directory_user_deprovisioned_again_after_a_reactivation_takes_the_mem
 async fn a_membership_added_again_after_the_directory_was_deleted_is_active() {
     let app = lifecycle_app().await;
     // Only the directory denies the membership (no directory provisioning), as in the test above.
-    app.workos.set_directory_provisioning(false);
-    let bob = app.user_id(BOB);
-    let directory_user = app.workos.provision_directory_user(ACME_ORGANIZATION_ID, BOB).expect("provisioned");
+    let (bob, directory_user) = bob_in_acmes_directory_under_plain_directory_sync(&app).await;
     let browser = app.signed_in(BOB).await;
-    delivered(&app, "dsync.user.created").await;
     app.workos.set_directory_user_state(&directory_user.id, "inactive").expect("deprovisioned");
     delivered(&app, "dsync.user.updated").await;
     app.workos.delete_directory(ACME_ORGANIZATION_ID).expect("the directory deleted");
