@@ -217,7 +217,7 @@ async fn apply_change(
             store::upsert_user(conn, &user.id, user.email.as_deref(), &version(user.updated_at, envelope)).await?;
         }
         Change::UserDeleted(user) => {
-            store::tombstone_user(conn, &user.id, user.email.as_deref(), &version(user.updated_at, envelope)).await?;
+            store::tombstone_user(conn, &user.id, &version(user.updated_at, envelope)).await?;
             effects.push(Effect::UserDeleted { user_id: user.id.clone() });
         }
         Change::OrganizationUpserted(organization) => {

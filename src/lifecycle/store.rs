@@ -84,11 +84,15 @@ pub async fn record_event(
 
 /// Remembers that `email` is, or was, the address of user `id`: a directory's denial follows the person through a
 /// change of address (`migrations/0019_user_email_history.sql`). Recorded whatever else the caller writes, even
-/// from an event older than what is stored: an address the user had at some time can only deny more.
+/// from an event older than what is stored: an address the user had at some time can only deny more. Never for a
+/// deleted user: their addresses were forgotten with them ([`tombstone_user`]), and a late event or a token still
+/// in flight must not write them back.
 async fn record_user_email(conn: &mut PgConnection, id: &str, email: Option<&str>) -> Result<(), sqlx::Error> {
     let Some(email) = email else { return Ok(()) };
     sqlx::query(
-        "INSERT INTO authbridge.user_email_history (user_id, email) VALUES ($1, lower($2)) ON CONFLICT DO NOTHING",
+        "INSERT INTO authbridge.user_email_history (user_id, email) SELECT $1, lower($2) \
+         WHERE NOT EXISTS (SELECT 1 FROM authbridge.users WHERE id = $1 AND deleted_at IS NOT NULL) \
+         ON CONFLICT DO NOTHING",
     )
     .bind(id)
     .bind(email)
@@ -143,27 +147,26 @@ pub async fn note_signed_in_user(conn: &mut PgConnection, id: &str, email: Optio
 }
 
 /// Deletes a user for good: a tombstone, written even for a user never seen before (so a late `user.created`
-/// cannot bring them back), and left alone once written.
-pub async fn tombstone_user(
-    conn: &mut PgConnection,
-    id: &str,
-    email: Option<&str>,
-    version: &Version,
-) -> Result<(), sqlx::Error> {
+/// cannot bring them back), and left alone once written. The tombstone keeps the id only: the user's addresses
+/// (current and past) are forgotten, since nothing needs them once every membership of a deleted user counts as
+/// ended, and the other members must stop seeing the address as the author of shared todos
+/// (`migrations/0022_deleted_users_forgotten.sql`).
+pub async fn tombstone_user(conn: &mut PgConnection, id: &str, version: &Version) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO authbridge.users AS t (id, email, deleted_at, version_updated_at, version_event_at, version_event_id) \
-         VALUES ($1, $2, now(), $3, $4, $5) \
-         ON CONFLICT (id) DO UPDATE SET deleted_at = now(), version_updated_at = EXCLUDED.version_updated_at, \
+         VALUES ($1, NULL, now(), $2, $3, $4) \
+         ON CONFLICT (id) DO UPDATE SET email = NULL, deleted_at = now(), \
+             version_updated_at = EXCLUDED.version_updated_at, \
              version_event_at = EXCLUDED.version_event_at, version_event_id = EXCLUDED.version_event_id \
          WHERE t.deleted_at IS NULL",
     )
     .bind(id)
-    .bind(email)
     .bind(version.updated_at)
     .bind(version.event_at)
     .bind(&version.event_id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    sqlx::query("DELETE FROM authbridge.user_email_history WHERE user_id = $1").bind(id).execute(conn).await?;
     Ok(())
 }
 
@@ -850,12 +853,15 @@ pub async fn unlock(conn: &mut PgConnection, key: i64) -> Result<bool, sqlx::Err
     sqlx::query_scalar("SELECT pg_advisory_unlock($1)").bind(key).fetch_one(conn).await
 }
 
-/// The emails the database knows for `ids` (users it has heard of), to name the authors of shared todos.
+/// The emails the database knows for `ids` (users it has heard of, and not deleted), to name the authors of shared
+/// todos.
 pub async fn user_emails(conn: &mut PgConnection, ids: &[String]) -> Result<Vec<(String, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT id, email FROM authbridge.users WHERE id = ANY($1) AND email IS NOT NULL")
-        .bind(ids)
-        .fetch_all(conn)
-        .await
+    sqlx::query_as(
+        "SELECT id, email FROM authbridge.users WHERE id = ANY($1) AND email IS NOT NULL AND deleted_at IS NULL",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await
 }
 
 /// The users and organizations WorkOS has deleted, as recorded here: their ids, whose tombstones are kept forever

@@ -91,7 +91,7 @@ async fn migrate_reads_dotenv_applies_once_and_is_idempotent() {
         let output = migrate(&dir, None).await;
         assert!(output.status.success(), "run {run}: {}", text(&output.stderr));
         let stdout = text(&output.stdout);
-        assert_eq!(stdout, "authbridge migrate: the database is up to date (21 migrations)\n", "run {run}");
+        assert_eq!(stdout, "authbridge migrate: the database is up to date (22 migrations)\n", "run {run}");
         assert!(output.stderr.is_empty(), "run {run}: {}", text(&output.stderr));
     }
     let mut conn = db.connect().await;

@@ -323,6 +323,48 @@ async fn a_title_stored_before_0021_does_not_stop_its_todo_being_completed() {
     let _ = conn.close().await;
 }
 
+/// Users WorkOS deleted before 0022 are forgotten down to their id by it: the tombstone's email and every address
+/// in their history go; the users still there keep theirs, and the tombstone still ends the deleted user's access.
+#[tokio::test]
+async fn users_deleted_before_0022_lose_their_addresses_and_stay_deleted() {
+    let db = TestDb::empty().await;
+    let mut conn = db.connect().await;
+    migrate_up_to(&mut conn, 21).await;
+    sqlx::raw_sql(
+        "INSERT INTO authbridge.users (id, email, deleted_at, version_updated_at, version_event_at, version_event_id) \
+         VALUES ('user_gone', 'gone@acme.test', now(), now(), now(), 'event_1'), \
+                ('user_here', 'here@acme.test', NULL, now(), now(), 'event_2'); \
+         INSERT INTO authbridge.user_email_history (user_id, email) \
+         VALUES ('user_gone', 'gone@acme.test'), ('user_gone', 'gone@old.test'), ('user_here', 'here@acme.test');",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("a deleted user and one still there");
+    authbridge::migrate::run(&db.url).await.expect("0022 applies");
+
+    let users: Vec<(String, Option<String>, bool)> =
+        sqlx::query_as("SELECT id, email, deleted_at IS NOT NULL FROM authbridge.users ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .expect("the users");
+    assert_eq!(
+        users,
+        [("user_gone".to_owned(), None, true), ("user_here".to_owned(), Some("here@acme.test".to_owned()), false)]
+    );
+    let history: Vec<(String, String)> =
+        sqlx::query_as("SELECT user_id, email FROM authbridge.user_email_history ORDER BY 1, 2")
+            .fetch_all(&mut conn)
+            .await
+            .expect("the history");
+    assert_eq!(history, [("user_here".to_owned(), "here@acme.test".to_owned())]);
+    let denied: bool = sqlx::query_scalar("SELECT authbridge.active_organization_ids('user_gone') = '{}'::text[]")
+        .fetch_one(&mut conn)
+        .await
+        .expect("the rule");
+    assert!(denied, "a deleted user is in no organization");
+    let _ = conn.close().await;
+}
+
 #[tokio::test]
 async fn the_database_keeps_updated_at_and_defaults_the_owner_from_the_token() {
     let db = TestDb::new().await;

@@ -127,6 +127,52 @@ async fn the_organization_page_names_each_todos_author() {
     }
 }
 
+/// A user WorkOS deleted is forgotten down to their id: the other members no longer see their address beside the
+/// todos they wrote (they are "another member"), the database keeps no address of theirs, current or past, and a
+/// token of theirs still in flight does not write one back.
+#[tokio::test]
+async fn a_deleted_author_is_no_longer_named_and_their_addresses_are_forgotten() {
+    let app = cast_app().await;
+    let author = app.signed_in(AUTHOR).await;
+    let member = app.signed_in(MEMBER).await;
+    assert_eq!(create(&author, "Part from Bob", Some(ACME)).await.status, 201);
+    switch_to(&member, ACME).await;
+    assert!(member.get("/").await.body.contains("by <bdi>bob@acme.test</bdi>"), "named while he exists");
+    let bob = app.user_id(AUTHOR);
+    assert!(!addresses_of(&app, &bob).await.is_empty(), "known before");
+
+    app.workos.delete_user(&bob).expect("deleted");
+    let forgotten = crate::helpers::lifecycle::eventually(std::time::Duration::from_secs(10), || async {
+        !member.get("/").await.body.contains("bob@acme.test")
+    })
+    .await;
+    assert!(forgotten, "no longer named");
+    let page = member.get("/").await.body;
+    let shown = page.find("Part from Bob").map(|at| &page[at..]).unwrap_or_default();
+    assert!(shown[..shown.find("</li>").unwrap_or(shown.len())].contains("by <bdi>another member</bdi>"), "{page}");
+    assert_eq!(addresses_of(&app, &bob).await, Vec::<String>::new(), "no address kept");
+
+    // A token of his still in flight, carrying an address: refused, and nothing written back.
+    app.workos.set_extra_claims(json!({ "email": "bob@new.test" }).as_object().cloned().expect("object"));
+    let token = app.workos.mint_access_token(&bob, std::time::Duration::from_secs(300));
+    let refused = app.bearer_client(token).get("/api/me").await;
+    assert!(matches!(refused.status, 401 | 403), "{} {}", refused.status, refused.body);
+    assert_eq!(addresses_of(&app, &bob).await, Vec::<String>::new(), "still none");
+}
+
+/// Every address the database keeps for user `id`: the current one and its history.
+async fn addresses_of(app: &TestApp, id: &str) -> Vec<String> {
+    let mut conn = app.db.connect().await;
+    sqlx::query_scalar(
+        "SELECT email FROM authbridge.users WHERE id = $1 AND email IS NOT NULL \
+         UNION ALL SELECT email FROM authbridge.user_email_history WHERE user_id = $1",
+    )
+    .bind(id)
+    .fetch_all(&mut conn)
+    .await
+    .expect("the user's addresses")
+}
+
 /// The organization's page offers a Delete button only where the delete policy allows it: on a member's own todos,
 /// and on every todo for an admin. (The database still decides: a member's hand-made delete is refused, 403.)
 #[tokio::test]
