@@ -223,17 +223,28 @@ const REFRESH_DRAIN: Duration = Duration::from_secs(15);
 /// idempotent and cheap).
 const PRUNE_EVERY: Duration = Duration::from_secs(6 * 3600);
 
+/// How often each replica removes the shared refresh results no replica can read any more: they hold sealed
+/// sessions with live refresh tokens, kept no longer than their use.
+const REFRESH_RESULTS_TIDY_EVERY: Duration = Duration::from_secs(60);
+
 /// Keeps the bookkeeping tables bounded (`lifecycle::store::prune_bookkeeping`; with either provider, since
-/// sign-outs are recorded with either): soon after start, then every
-/// [`PRUNE_EVERY`], until the app stops.
+/// sign-outs are recorded with either): soon after start, then every [`PRUNE_EVERY`]; and the shared refresh
+/// results every [`REFRESH_RESULTS_TIDY_EVERY`]; until the app stops.
 async fn prune_bookkeeping(database: crate::db::Database, mut stopping: watch::Receiver<bool>) {
-    let mut wait = Duration::from_secs(60);
+    let mut next_prune = tokio::time::Instant::now() + REFRESH_RESULTS_TIDY_EVERY;
     loop {
         tokio::select! {
             _ = stopping.wait_for(|stopped| *stopped) => return,
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep(REFRESH_RESULTS_TIDY_EVERY) => {}
         }
-        wait = PRUNE_EVERY;
+        match crate::session::shared_refresh::remove_old_results(database.pool()).await {
+            Ok(removed) => tracing::debug!(removed, "removed old shared refresh results"),
+            Err(error) => tracing::warn!(%error, "could not remove old shared refresh results; will try again"),
+        }
+        if tokio::time::Instant::now() < next_prune {
+            continue;
+        }
+        next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
         let pruned = match database.pool().acquire().await {
             Ok(mut conn) => crate::lifecycle::store::prune_bookkeeping(&mut conn).await,
             Err(error) => Err(error),

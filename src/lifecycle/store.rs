@@ -794,11 +794,12 @@ pub async fn prune_ledger(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
 /// Forgets what no request can need any more, so that the bookkeeping tables stay bounded whatever the traffic:
 /// the event ledger (as [`prune_ledger`]: the consumer prunes it after each poll, but a deployment may run on
 /// webhooks alone); ended sessions once no browser can still hold their cookie (browsers keep a cookie 400 days
-/// at most, and a copy replayed later still needs its refresh token, which WorkOS revoked at sign-out); Audit
-/// Log events delivered or given up on 90 days ago (what WorkOS keeps is the record; ours was only the queue); and
-/// shared refresh results older than an hour (read for a minute at most: each new claim tidies them too, but in a
-/// quiet spell the last ones, sealed sessions with their refresh tokens, would otherwise stay, and reach backups).
-/// Returns the rows removed.
+/// at most, and a copy replayed later still needs its refresh token, which WorkOS revoked at sign-out); and Audit
+/// Log events delivered a week ago (what WorkOS keeps is the record; ours was only the queue, and is kept that long
+/// only so that a create sent again late is still known as the same event), or given up on 90 days ago (the
+/// operator's record of what never reached WorkOS). The rows hold personal data (names, addresses, titles), so none
+/// stays longer than that use. (Shared refresh results are removed every minute instead:
+/// `session::shared_refresh::remove_old_results`.) Returns the rows removed.
 pub async fn prune_bookkeeping(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
     let mut removed = prune_ledger(&mut *conn).await?;
     removed += sqlx::query("DELETE FROM authbridge.revoked_sessions WHERE revoked_at < now() - interval '401 days'")
@@ -807,15 +808,11 @@ pub async fn prune_bookkeeping(conn: &mut PgConnection) -> Result<u64, sqlx::Err
         .rows_affected();
     removed += sqlx::query(
         "DELETE FROM authbridge.audit_log_outbox \
-         WHERE coalesce(delivered_at, failed_at) < now() - interval '90 days'",
+         WHERE delivered_at < now() - interval '7 days' OR failed_at < now() - interval '90 days'",
     )
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    removed += sqlx::query("DELETE FROM authbridge.refresh_results WHERE claimed_at < now() - interval '1 hour'")
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
     Ok(removed)
 }
 

@@ -20,7 +20,7 @@
 //! together than the claim timeout) is never mistaken for a dead replica. A claim left unrenewed for
 //! [`CLAIM_TIMEOUT`] (its replica died mid-call) is taken over.
 //!
-//! Rows are deleted after [`KEEP`]. When the database cannot be reached, the refresh is not made: the request
+//! Rows are deleted once twice [`KEEP`] old ([`remove_old_results`]). When the database cannot be reached, the refresh is not made: the request
 //! carries on with the token it has while that is still good, and is answered 503 once it has expired (as it is
 //! anyway once the revocation check finds the database down). Refreshing alone instead would race the other
 //! replicas that receive the same cookie meanwhile to spend one single-use refresh token: the loser's `invalid_grant`
@@ -194,12 +194,7 @@ impl SharedRefreshes {
             // effort: the claim is ours whatever happens to the tidying, and giving it up now would spend the token
             // without sharing the result, leaving the other replicas to wait out the claim and then re-send a spent
             // token, which signs the user out.
-            if let Err(error) =
-                sqlx::query("DELETE FROM authbridge.refresh_results WHERE claimed_at < now() - $1::interval")
-                    .bind(interval(KEEP * 2))
-                    .execute(pool)
-                    .await
-            {
+            if let Err(error) = remove_old_results(pool).await {
                 tracing::warn!(%error, "could not remove old shared refresh results; they are removed at the next refresh");
             }
             return Ok(Claim::Mine(inserted));
@@ -367,6 +362,18 @@ enum RecordError {
 }
 
 /// A PostgreSQL interval literal for a whole number of milliseconds.
+/// Removes the results no replica can read any more (older than twice [`KEEP`]: a claim still alive is renewed long
+/// before that), returning how many. Each new claim calls it, and so does every replica once a minute
+/// (`startup::prune_bookkeeping`): the rows hold sealed sessions with live refresh tokens, which must not outlive
+/// their use in the table, nor reach the database's backups, after a quiet spell with no refresh to tidy them.
+pub async fn remove_old_results(pool: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM authbridge.refresh_results WHERE claimed_at < now() - $1::interval")
+        .bind(interval(KEEP * 2))
+        .execute(pool)
+        .await?
+        .rows_affected())
+}
+
 fn interval(duration: Duration) -> String {
     format!("{} milliseconds", duration.as_millis())
 }

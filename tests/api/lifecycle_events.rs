@@ -220,7 +220,7 @@ async fn the_stand_ins_events_released_in_reverse_end_in_the_right_state() {
 }
 
 /// The bookkeeping tables stay bounded: ledger entries past any redelivery, ended sessions past any cookie's life,
-/// and Audit Log events long delivered or given up on are removed; everything still needed stays.
+/// Audit Log events delivered a week ago or given up on long ago are removed; everything still needed stays.
 #[tokio::test]
 async fn the_bookkeeping_tables_are_pruned_of_what_no_request_can_need() {
     let db = crate::helpers::TestDb::new().await;
@@ -236,31 +236,53 @@ async fn the_bookkeeping_tables_are_pruned_of_what_no_request_can_need() {
            ('session_new', 'user_1', now() - interval '399 days', 'sign_out', now(), now(), 'e2');
          INSERT INTO authbridge.audit_log_outbox
              (idempotency_key, organization_id, event, created_at, delivered_at, failed_at) VALUES
-           (gen_random_uuid(), 'org_1', '{\"n\":\"delivered long ago\"}', now() - interval '100 days', now() - interval '91 days', NULL),
+           (gen_random_uuid(), 'org_1', '{\"n\":\"delivered 8 days ago\"}', now() - interval '9 days', now() - interval '8 days', NULL),
            (gen_random_uuid(), 'org_1', '{\"n\":\"failed long ago\"}', now() - interval '100 days', NULL, now() - interval '91 days'),
-           (gen_random_uuid(), 'org_1', '{\"n\":\"delivered lately\"}', now() - interval '10 days', now() - interval '9 days', NULL),
-           (gen_random_uuid(), 'org_1', '{\"n\":\"never delivered\"}', now() - interval '200 days', NULL, NULL);
-         INSERT INTO authbridge.refresh_results (token_hash, claimed_at, finished_at, outcome, sealed_session) VALUES
-           (sha256('old'), now() - interval '2 hours', now() - interval '2 hours', 'refreshed', 'sealed old'),
-           (sha256('new'), now() - interval '50 minutes', now() - interval '50 minutes', 'refreshed', 'sealed new'),
-           (sha256('taken'), now() - interval '3 hours', NULL, NULL, NULL);",
+           (gen_random_uuid(), 'org_1', '{\"n\":\"delivered lately\"}', now() - interval '7 days', now() - interval '6 days', NULL),
+           (gen_random_uuid(), 'org_1', '{\"n\":\"failed lately\"}', now() - interval '30 days', NULL, now() - interval '29 days'),
+           (gen_random_uuid(), 'org_1', '{\"n\":\"never delivered\"}', now() - interval '200 days', NULL, NULL);",
     )
     .execute(&mut conn)
     .await
     .expect("rows old and new");
 
     let removed = authbridge::lifecycle::store::prune_bookkeeping(&mut conn).await.expect("pruned");
-    // 2 + 1 + 2 + 2, which no other way of combining the four counts gives.
-    assert_eq!(removed, 7);
+    assert_eq!(removed, 5, "two ledger entries, one ended session, two Audit Log events");
     let left: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM authbridge.applied_events UNION ALL SELECT id FROM authbridge.revoked_sessions \
-         UNION ALL SELECT event->>'n' FROM authbridge.audit_log_outbox \
-         UNION ALL SELECT coalesce(sealed_session, 'a claim') FROM authbridge.refresh_results ORDER BY 1",
+         UNION ALL SELECT event->>'n' FROM authbridge.audit_log_outbox ORDER BY 1",
     )
     .fetch_all(&mut conn)
     .await
     .expect("what is left");
-    assert_eq!(left, ["delivered lately", "event_new", "never delivered", "sealed new", "session_new"]);
+    assert_eq!(left, ["delivered lately", "event_new", "failed lately", "never delivered", "session_new"]);
+}
+
+/// Shared refresh results, sealed sessions with live refresh tokens, are removed once no replica can read them
+/// (twice their 30 s), claims abandoned long ago too; the latest stay.
+#[tokio::test]
+async fn shared_refresh_results_are_removed_once_no_replica_can_read_them() {
+    let db = crate::helpers::TestDb::new().await;
+    let mut conn = db.connect().await;
+    sqlx::raw_sql(
+        "INSERT INTO authbridge.refresh_results (token_hash, claimed_at, finished_at, outcome, sealed_session) VALUES
+           (sha256('old'), now() - interval '61 seconds', now() - interval '61 seconds', 'refreshed', 'sealed old'),
+           (sha256('new'), now() - interval '50 seconds', now() - interval '50 seconds', 'refreshed', 'sealed new'),
+           (sha256('taken'), now() - interval '3 hours', NULL, NULL, NULL);",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("results old and new");
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("a pool");
+
+    let removed = authbridge::session::shared_refresh::remove_old_results(&pool).await.expect("removed");
+    assert_eq!(removed, 2);
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT coalesce(sealed_session, 'a claim') FROM authbridge.refresh_results")
+            .fetch_all(&mut conn)
+            .await
+            .expect("what is left");
+    assert_eq!(left, ["sealed new"]);
 }
 
 /// What one of the two racing transactions does to the directory `directory_race` (the test below).
