@@ -332,6 +332,13 @@ impl WorkosProvider {
     pub async fn verify_bearer(&self, token: &str) -> Result<Principal, CheckError> {
         let claims = self.verifier.verify(token, TokenSource::Untrusted).await.map_err(check_error)?;
         let claims: &AccessClaims = &claims;
+        if claims.is_connect_token() {
+            return Err(CheckError::Invalid(
+                "a WorkOS Connect token (it names a client_id or scope): issued to another application, not a \
+                 session of this app"
+                    .to_owned(),
+            ));
+        }
         // Plain access tokens carry no email: a JWT template's claim when there is one, else WorkOS's answer for
         // the user (cached; `None` when it cannot be had, which never fails the request). The minted InsForge
         // token carries whatever is found.
