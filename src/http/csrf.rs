@@ -64,12 +64,12 @@ pub fn require_same_origin(headers: &HeaderMap, origin: &str) -> Result<(), AppE
     if let Some(site) = headers.get("sec-fetch-site")
         && !matches!(site.as_bytes(), b"same-origin" | b"none")
     {
-        return Err(AppError::Csrf);
+        return Err(AppError::CrossOrigin);
     }
     if let Some(sent) = headers.get(header::ORIGIN)
         && sent.as_bytes() != origin.as_bytes()
     {
-        return Err(AppError::Csrf);
+        return Err(AppError::CrossOrigin);
     }
     Ok(())
 }

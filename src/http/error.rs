@@ -62,6 +62,14 @@ pub enum AppError {
          failed). Go back to the start page and try again."
     )]
     Csrf,
+    /// A JSON API change with the session cookie that a browser sent from another site's page (its `Origin` or
+    /// `Sec-Fetch-Site`): the same code as [`AppError::Csrf`], in words for an API client rather than a form.
+    #[error(
+        "Nothing was changed: a browser sent this change from another site's page (its Origin or Sec-Fetch-Site \
+         header). With the session cookie, changes are taken only from this app's own origin; other clients send a \
+         bearer token."
+    )]
+    CrossOrigin,
     #[error("Not found.")]
     NotFound,
     /// Listing, creating or switching in an organization the user is not an active member of (per the database).
@@ -153,6 +161,7 @@ impl AppError {
             | Self::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
             Self::IdTaken => StatusCode::CONFLICT,
             Self::Csrf
+            | Self::CrossOrigin
             | Self::NotAMember
             | Self::Forbidden(_)
             | Self::ImpersonationReadOnly
@@ -189,7 +198,7 @@ impl AppError {
             Self::InvalidToken | Self::TokenExpired => "invalid_token",
             Self::SignInFailed(_) => "sign_in_failed",
             Self::SignInExpired => "sign_in_expired",
-            Self::Csrf => "csrf_failed",
+            Self::Csrf | Self::CrossOrigin => "csrf_failed",
             Self::NotFound => "not_found",
             Self::NotAMember => "not_a_member",
             Self::Forbidden(_) => "forbidden",
@@ -492,6 +501,7 @@ mod tests {
             AppError::SignInFailed(String::new()),
             AppError::SignInExpired,
             AppError::Csrf,
+            AppError::CrossOrigin,
             AppError::NotFound,
             AppError::NotAMember,
             AppError::Forbidden(String::new()),
@@ -532,6 +542,7 @@ mod tests {
                 | AppError::SignInFailed(_)
                 | AppError::SignInExpired
                 | AppError::Csrf
+                | AppError::CrossOrigin
                 | AppError::NotFound
                 | AppError::NotAMember
                 | AppError::Forbidden(_)

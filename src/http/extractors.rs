@@ -476,7 +476,11 @@ impl<T: DeserializeOwned> FromRequestParts<AppState> for ApiQuery<T> {
         serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(pairs)).map(ApiQuery).map_err(|error| {
             // The parameter's name, never its value (which may be anything a client put in the address).
             let parameter = error.path().to_string();
-            let reason = error.into_inner();
+            let mut reason = error.into_inner().to_string();
+            // Rust's integer parser speaks of "digits found in string": say what was expected instead.
+            if reason.contains("invalid digit") {
+                reason = "expected a whole number, 0 or more".to_owned();
+            }
             AppError::BadRequest(match parameter.as_str() {
                 "." => format!("Invalid query parameters: {reason}."),
                 _ => format!("Invalid query parameter `{parameter}`: {reason}."),
@@ -550,7 +554,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
 /// The body of a form posted from the app's own pages with a valid CSRF token for `binding` (the WorkOS session),
 /// or why not. The one CSRF check for every form, including sign-out.
 pub async fn checked_form(request: Request, state: &AppState, binding: &str) -> Result<Bytes, AppError> {
-    csrf::require_same_origin(request.headers(), &state.origin)?;
+    // A form's refusal speaks of the form, whichever check refused it.
+    csrf::require_same_origin(request.headers(), &state.origin).map_err(|_| AppError::Csrf)?;
     let bytes = read_body(request, state, super::MAX_BODY_BYTES).await?;
     // Form decoding replaces bytes that are not UTF-8 with U+FFFD, which would store a title nobody typed. Browsers
     // always send UTF-8 (the pages declare it); what is not is refused, as the JSON API refuses it.

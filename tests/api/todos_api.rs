@@ -160,6 +160,7 @@ async fn pagination_uses_limit_and_offset_and_caps_the_limit() {
         let message = bad.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
         assert!(message.starts_with(&format!("Invalid query parameter `{parameter}`: ")), "{query}: {message}");
         assert!(!message.contains("many") && !message.contains("1e3"), "{query}: {message}");
+        assert!(message.ends_with(": expected a whole number, 0 or more."), "{query}: {message}");
     }
     // Blank is not given (the README's own template, a form's empty field): the defaults.
     let blank = me.call(Method::GET, "/api/todos?limit=&offset=&organization_id=", None).await;
@@ -331,6 +332,8 @@ async fn a_cookie_cannot_be_used_to_write_from_another_site() {
         assert_eq!(response.status(), 403, "origin {origin:?}, sec-fetch-site {site:?}");
         let body: Value = response.json().await.expect("json");
         assert_eq!(body["error"]["code"], "csrf_failed");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("another site") && message.contains("bearer token"), "words for an API: {message}");
     }
     let delete = raw
         .delete(app.base_url.join(&format!("/api/todos/{}", uuid::Uuid::new_v4())).expect("url"))
