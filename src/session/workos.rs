@@ -411,7 +411,10 @@ fn session_from(
         access_token: auth.access_token.clone(),
         refresh_token: Some(auth.refresh_token.clone()),
         user: auth.user.clone(),
-        organization_id: auth.organization_id.clone(),
+        // The answer's, else the token's `org_id` (what workos-node's and workos-go's session helpers read): an
+        // answer that ever left it out must not drop the session to no organization, which the next refresh would
+        // then ask WorkOS for.
+        organization_id: auth.organization_id.clone().or_else(|| claims.org_id.clone()),
         // WorkOS's answer names the impersonator, with the reason, at sign-in and on every refresh. Should an answer
         // ever leave it out, the session stays impersonated, so its writes are still refused
         // (`IMPERSONATION_ALLOW_WRITES`), its requests audited and the banner shown: a refresh of the same WorkOS
@@ -591,6 +594,23 @@ mod tests {
         assert_eq!(session.map(|s| s.impersonator).ok().flatten(), Some(expected));
         // Neither: an ordinary session.
         assert_eq!(session_from(&answer(None), &claims(None), None).map(|s| s.impersonator).ok().flatten(), None);
+    }
+
+    #[test]
+    fn the_organization_is_the_answers_else_the_tokens() {
+        let mut in_acme: AccessClaims = serde_json::from_value(
+            json!({ "sub": "user_1", "sid": "session_1", "org_id": "org_acme", "exp": 2_000_000_000u64 }),
+        )
+        .expect("claims");
+        let organization = |auth: &AuthResponse, claims: &AccessClaims| {
+            session_from(auth, claims, None).ok().and_then(|session| session.organization_id)
+        };
+        assert_eq!(organization(&answer(None), &in_acme).as_deref(), Some("org_acme"), "the token's");
+        let mut named = answer(None);
+        named.organization_id = Some("org_named".into());
+        assert_eq!(organization(&named, &in_acme).as_deref(), Some("org_named"), "the answer's first");
+        in_acme.org_id = None;
+        assert_eq!(organization(&answer(None), &in_acme), None, "neither: none");
     }
 
     #[test]
