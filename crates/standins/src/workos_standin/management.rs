@@ -128,6 +128,12 @@ async fn list_events(
         limit: value(&query, "limit"),
         organization_id: value(&query, "organization_id"),
     };
+    // Required by the SDKs (node and python refuse a call without it), and WorkOS's spec answers its absence with
+    // this 422.
+    if parsed.types.is_empty() {
+        let error = json!({ "message": "Validation failed", "errors": [{ "field": "events", "code": "required" }] });
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(error)).into_response();
+    }
     let (honour_types, unknown_cursor) = {
         let mut controls = lock(&inner.events_controls);
         controls.queries.push(parsed.clone());

@@ -141,8 +141,14 @@ async fn the_events_api_pages_with_cursors_in_either_order_and_filters_types_giv
     // Event ids are opaque: nothing about them sorts.
     assert!(ids(&comma).iter().all(|id| id.starts_with("event_")));
 
-    let (status, _) = call(&workos, Method::GET, "events?limit=500", None).await;
+    let (status, _) = call(&workos, Method::GET, "events?events=organization.created&limit=500", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The type filter is required, as the SDKs and WorkOS's spec have it.
+    for unfiltered in ["events?order=asc&limit=10", "events?events=&order=asc"] {
+        let (status, refusal) = call(&workos, Method::GET, unfiltered, None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{unfiltered}");
+        assert_eq!(refusal["errors"][0]["field"], "events", "{unfiltered}");
+    }
     let both = format!("events?events=organization.created&after={after}&range_start=2026-01-01T00:00:00.000Z");
     let (status, _) = call(&workos, Method::GET, &both, None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "a cursor or a time range, never both");
@@ -158,13 +164,20 @@ async fn the_events_api_misbehaves_on_request() {
     assert!(!ids(&page).is_empty(), "the filter is ignored");
 
     workos.honour_events_type_filter(true);
-    let (_, page) = call(&workos, Method::GET, "events?order=asc&limit=1", None).await;
+    let (_, page) = call(&workos, Method::GET, "events?events=organization.created&order=asc&limit=1", None).await;
     let cursor = page["data"][0]["id"].as_str().expect("id").to_owned();
     workos.forget_event_cursors();
-    let (_, restarted) = call(&workos, Method::GET, &format!("events?order=asc&limit=1&after={cursor}"), None).await;
+    let (_, restarted) = call(
+        &workos,
+        Method::GET,
+        &format!("events?events=organization.created&order=asc&limit=1&after={cursor}"),
+        None,
+    )
+    .await;
     assert_eq!(ids(&restarted), std::slice::from_ref(&cursor), "an unknown cursor starts from the beginning");
     workos.set_unknown_event_cursor(UnknownCursor::Refuse);
-    let (status, body) = call(&workos, Method::GET, &format!("events?after={cursor}"), None).await;
+    let (status, body) =
+        call(&workos, Method::GET, &format!("events?events=organization.created&after={cursor}"), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["message"].is_string());
 }
