@@ -7,14 +7,16 @@
 //! Each check has [`CHECK_TIME_LIMIT`]: an upstream that hangs makes the probe answer "unavailable" in seconds, not
 //! after the upstream's own time limit (10 s by default, past any orchestrator's probe timeout).
 //!
-//! The database is checked only until it first answers: its outage is every replica's at once, and taking them all
-//! out of service would turn the requests that need no database into errors too. But a replica that has never
-//! reached it (a wrong host, a network policy) is misconfigured, and a rollout should stop there.
+//! The database counts for readiness only until it first answers: its outage is every replica's at once, and taking
+//! them all out of service would turn the requests that need no database into errors too. But a replica that has
+//! never reached it (a wrong host, a network policy) is misconfigured, and a rollout should stop there. Its
+//! `"database"` in the answer is asked on every (uncached) probe all the same, so that an on-call reading `/readyz`
+//! during an outage sees it.
 //!
 //! Readiness answers come from a short cache, and concurrent probes share one check, so however often a load
 //! balancer asks, the upstreams see at most one probe per [`READINESS_TTL`]. Until an OpenID Connect provider is
-//! discovered the answer is "not ready" at once, without a probe and without caching, so the first probe after
-//! discovery sees the truth.
+//! discovered the answer is "not ready", with InsForge and the database checked all the same (an on-call reading it
+//! must not be sent to a healthy InsForge), and the first probe after discovery makes a new report.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -35,9 +37,16 @@ pub const CHECK_TIME_LIMIT: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 pub struct Readiness {
-    last: Mutex<Option<(Instant, Report)>>,
-    /// The database has answered since the start: it is not checked again.
+    last: Mutex<Option<LastReport>>,
+    /// The database has answered since the start: its outages no longer count for readiness.
     database_reached: AtomicBool,
+}
+
+/// The last report, when it was made, and whether the identity provider had been discovered then.
+struct LastReport {
+    at: Instant,
+    discovered: bool,
+    report: Report,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,7 +58,7 @@ pub struct Report {
     workos: Option<Check>,
     #[serde(skip_serializing_if = "Option::is_none")]
     oidc: Option<Check>,
-    /// With `DATABASE_URL`: whether the database has answered since the start.
+    /// With `DATABASE_URL`: whether the database answers (it counts for readiness only until it first has).
     #[serde(skip_serializing_if = "Option::is_none")]
     database: Option<Check>,
 }
@@ -88,18 +97,16 @@ impl Readiness {
         // Holding the lock during the check is the point: concurrent probes wait for this one instead of
         // starting their own.
         let mut last = self.last.lock().await;
-        if let Some((at, report)) = last.as_ref()
-            && at.elapsed() < READINESS_TTL
-        {
-            return report.clone();
-        }
         let provider = state.sessions.provider();
-        let kind = provider.kind();
-        if !provider.is_ready() {
-            tracing::debug!(provider = kind, "not ready: the identity provider has not been discovered yet");
-            // The database is not asked yet, so not reported either.
-            return Report::new(Check { ok: false }, kind, Check { ok: false }, None);
+        let discovered = provider.is_ready();
+        // A report made before discovery is not kept past it: the first probe after discovery sees the truth.
+        if let Some(last) = last.as_ref()
+            && last.at.elapsed() < READINESS_TTL
+            && last.discovered == discovered
+        {
+            return last.report.clone();
         }
+        let kind = provider.kind();
         let insforge = async {
             match tokio::time::timeout(CHECK_TIME_LIMIT, state.insforge.health()).await {
                 Ok(answer) => answer.map_err(|error| error.to_string()),
@@ -110,6 +117,9 @@ impl Readiness {
         // also waits for the start-up check of WorkOS's API key: a replica whose key WorkOS refuses would
         // otherwise take traffic (and fail every sign-in) for the seconds before it stops.
         let provider_check = async {
+            if !discovered {
+                return Err("the identity provider has not been discovered yet".to_owned());
+            }
             let (keys, checked) =
                 tokio::join!(provider.probe_keys(CHECK_TIME_LIMIT), provider.checked_at_start(CHECK_TIME_LIMIT));
             keys.map_err(|error| error.to_string())?;
@@ -122,16 +132,15 @@ impl Readiness {
             Check::from("identity provider", provider_check),
             database,
         );
-        *last = Some((Instant::now(), report.clone()));
+        *last = Some(LastReport { at: Instant::now(), discovered, report: report.clone() });
         report
     }
 
-    /// The database's check: `None` without `DATABASE_URL`; asked until it first answers, then taken as reached.
-    async fn database(&self, state: &AppState) -> Option<Check> {
+    /// The database's check: `None` without `DATABASE_URL`; else whether it answers now, and whether that counts for
+    /// readiness (only until it has first answered: see the module's documentation).
+    async fn database(&self, state: &AppState) -> Option<(Check, bool)> {
         let database = state.database.as_ref()?;
-        if self.database_reached.load(Ordering::Relaxed) {
-            return Some(Check { ok: true });
-        }
+        let counts = !self.database_reached.load(Ordering::Relaxed);
         let answer = match tokio::time::timeout(CHECK_TIME_LIMIT, database.ping()).await {
             Ok(answer) => answer.map_err(|error| error.to_string()),
             Err(_) => Err(format!("no answer within {CHECK_TIME_LIMIT:?}")),
@@ -139,15 +148,17 @@ impl Readiness {
         if answer.is_ok() {
             self.database_reached.store(true, Ordering::Relaxed);
         }
-        Some(Check::from("DATABASE_URL (not reached since the start)", answer))
+        let upstream = if counts { "DATABASE_URL (not reached since the start)" } else { "DATABASE_URL" };
+        Some((Check::from(upstream, answer), counts))
     }
 }
 
 impl Report {
-    fn new(insforge: Check, provider_kind: &str, provider: Check, database: Option<Check>) -> Self {
-        let all_ok = insforge.ok && provider.ok && database.as_ref().is_none_or(|check| check.ok);
-        let status = if all_ok { "ready" } else { "unavailable" };
+    /// `database`: its check, and whether it counts for readiness.
+    fn new(insforge: Check, provider_kind: &str, provider: Check, database: Option<(Check, bool)>) -> Self {
+        let database_ok = database.as_ref().is_none_or(|(check, counts)| check.ok || !counts);
+        let status = if insforge.ok && provider.ok && database_ok { "ready" } else { "unavailable" };
         let (workos, oidc) = if provider_kind == "oidc" { (None, Some(provider)) } else { (Some(provider), None) };
-        Self { status, insforge, workos, oidc, database }
+        Self { status, insforge, workos, oidc, database: database.map(|(check, _)| check) }
     }
 }

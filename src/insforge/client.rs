@@ -381,7 +381,7 @@ impl InsforgeClient {
     /// Can InsForge serve todos? A real records call (`GET …/records/todos?select=id&limit=1`) with a token minted
     /// for [`READINESS_PROBE_USER`]: it takes the whole path a request takes — the token and `INSFORGE_JWT_SECRET`,
     /// PostgREST, PostgreSQL, the table, its grants and its policies — and, since nobody has that id, RLS gives it
-    /// no rows. InsForge's own `GET /api/health` touches none of these (a constant answer from its Node process,
+    /// no rows, and the answer must read as rows. InsForge's own `GET /api/health` touches none of these (a constant answer from its Node process,
     /// `docs/insforge.md` §5.1), so it would call an InsForge ready whose database is down. Not retried, so a
     /// readiness probe sees the truth at once.
     pub async fn health(&self) -> Result<(), InsforgeError> {
@@ -390,7 +390,10 @@ impl InsforgeClient {
         let response = outbound::observed(Upstream::Insforge, probe).await.map_err(transport_error)?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            // The answer must be the records API's (a JSON array), not any 200: an `INSFORGE_URL` that points at a
+            // web front end answering `index.html` for every path would otherwise be "ready" while every todo
+            // request fails.
+            return rows::<serde::de::IgnoredAny>(response, &token).await.map(drop);
         }
         let body = response.text().await.unwrap_or_default();
         Err(status_error(Kind::Read, status, &body, &token))

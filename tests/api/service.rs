@@ -38,6 +38,18 @@ async fn readyz_fails_when_insforge_is_unreachable() {
     assert_eq!(app.browser().get("/healthz").await.status, 200, "alive, just not ready");
 }
 
+/// An `INSFORGE_URL` that answers 200 with something other than the records API's rows (a web front end serving its
+/// `index.html` for every path) is not InsForge serving todos: not ready.
+#[tokio::test]
+async fn readyz_fails_when_insforge_answers_200_with_a_page() {
+    let page = crate::helpers::CannedServer::text(200, "text/html", "<!doctype html><title>App</title>").await;
+    let app = spawn_app_with(AppOptions::default().var("INSFORGE_URL", page.url.as_str())).await;
+    let ready = app.browser().get("/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert_eq!(ready.json()["insforge"]["ok"], false);
+    assert!(page.hits() > 0, "it was asked");
+}
+
 /// The keys held decide: a probe does not fetch them again (every replica is probed every few seconds, and a
 /// provider such as Auth0 counts those fetches against the tenant's rate limit), and the provider's JWKS failing
 /// does not take the app out of service: every replica would go at once, though the keys they hold still verify
@@ -109,8 +121,12 @@ async fn readyz_waits_for_the_database_to_answer_once() {
     proxy.cut();
     tokio::time::sleep(authbridge::http::health::READINESS_TTL + Duration::from_millis(100)).await;
     let ready = app.browser().get("/readyz").await;
-    assert_eq!((ready.status, &ready.json()["database"]["ok"]), (200, &json!(true)), "{}", ready.body);
+    // Still ready, and the answer says what an on-call needs to know.
+    assert_eq!((ready.status, &ready.json()["database"]["ok"]), (200, &json!(false)), "{}", ready.body);
     proxy.restore();
+    tokio::time::sleep(authbridge::http::health::READINESS_TTL + Duration::from_millis(100)).await;
+    let ready = app.browser().get("/readyz").await;
+    assert_eq!((ready.status, &ready.json()["database"]["ok"]), (200, &json!(true)), "{}", ready.body);
 }
 
 #[tokio::test]
