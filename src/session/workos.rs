@@ -52,7 +52,7 @@ pub struct WorkosProvider {
 enum KeyCheck {
     /// Asking, or asking again after a refusal.
     Pending,
-    /// WorkOS took the key, or could not say (only logged: see [`WorkosProvider::check_api_key`]).
+    /// WorkOS took the key, or has not said yet and is being asked again (see [`WorkosProvider::check_api_key`]).
     Settled,
     /// WorkOS refused it, three times: the reason, for the server to stop with.
     Refused(String),
@@ -86,29 +86,65 @@ impl WorkosProvider {
 
     /// Checks the API key at start-up: WorkOS itself refusing it (a 401 with WorkOS's request id, three times two
     /// seconds apart) is a configuration that can never work, and stops the server with the reason. Anything else
-    /// (WorkOS unreachable, a gateway's 401, a key without permission to list organizations) is only logged: the key
-    /// may still be good, and stopping every replica that starts during a blip would take the service down.
+    /// (WorkOS unreachable, a gateway's 401, a key without permission to list organizations) does not stop it: the
+    /// key may still be good, and stopping every replica that starts during a blip would take the service down. The
+    /// replica is ready meanwhile, and asks again (after 2 s, doubling up to a minute) until WorkOS gives its
+    /// verdict: a replica started during a WorkOS outage with a wrong key must not serve on, failing every sign-in
+    /// and refresh, once WorkOS is back.
     pub async fn check_api_key(&self) {
+        const FIRST_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+        const LONGEST_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+        let mut retry = FIRST_RETRY;
+        loop {
+            match self.api_key_verdict().await {
+                Ok(()) => break,
+                Err(Some(reason)) => {
+                    self.key_check.send_replace(KeyCheck::Refused(reason.to_owned()));
+                    return;
+                }
+                Err(None) => {
+                    self.key_check.send_if_modified(|check| {
+                        let pending = *check == KeyCheck::Pending;
+                        *check = KeyCheck::Settled;
+                        pending
+                    });
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(LONGEST_RETRY);
+                }
+            }
+        }
+        if retry > FIRST_RETRY {
+            tracing::info!("WorkOS took WORKOS_API_KEY, asked again after it could not say at start-up");
+        }
+        self.key_check.send_replace(KeyCheck::Settled);
+    }
+
+    /// One round of the API key's check: `Ok` when WorkOS takes it, `Err(Some(reason))` when WorkOS itself refused
+    /// it three times two seconds apart, `Err(None)` when WorkOS gave no verdict (logged as a warning the first
+    /// time, then at debug level).
+    async fn api_key_verdict(&self) -> Result<(), Option<&'static str>> {
         const ATTEMPTS: u32 = 3;
         const APART: std::time::Duration = std::time::Duration::from_secs(2);
         for attempt in 1..=ATTEMPTS {
             match self.client.check_api_key().await {
-                Ok(true) => break,
+                Ok(true) => return Ok(()),
                 Ok(false) if attempt < ATTEMPTS => tokio::time::sleep(APART).await,
-                Ok(false) => {
-                    let reason = "WorkOS refused WORKOS_API_KEY (401): it is wrong, revoked, or from another \
-                                  environment (a staging key with a production client id). Copy the secret key of the \
-                                  environment WORKOS_CLIENT_ID belongs to from the WorkOS dashboard (API Keys)";
-                    self.key_check.send_replace(KeyCheck::Refused(reason.to_owned()));
-                    return;
+                Ok(false) => break,
+                Err(error) if *self.key_check.borrow() == KeyCheck::Pending => {
+                    tracing::warn!(%error, "could not check WORKOS_API_KEY with WorkOS at start-up; will ask again");
+                    return Err(None);
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "could not check WORKOS_API_KEY with WorkOS at start-up");
-                    break;
+                    tracing::debug!(%error, "could not check WORKOS_API_KEY with WorkOS yet");
+                    return Err(None);
                 }
             }
         }
-        self.key_check.send_replace(KeyCheck::Settled);
+        Err(Some(
+            "WorkOS refused WORKOS_API_KEY (401): it is wrong, revoked, or from another environment (a staging key \
+             with a production client id). Copy the secret key of the environment WORKOS_CLIENT_ID belongs to from \
+             the WorkOS dashboard (API Keys)",
+        ))
     }
 
     /// Completes, with the reason, once WorkOS has refused our API key.

@@ -215,6 +215,30 @@ async fn a_workos_api_key_workos_refuses_stops_the_server_with_the_reason() {
     assert!(!message.contains("sk_test_wrong_key_of_another_env"), "{message}");
 }
 
+/// A replica started while WorkOS cannot say whether it takes the key (an outage) serves meanwhile, and keeps asking:
+/// once WorkOS is back and refuses the key, the server stops with the reason, as it would have at start-up.
+#[tokio::test]
+async fn a_key_workos_refuses_after_an_outage_at_start_up_still_stops_the_server() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let workos = format!("http://{}", listener.local_addr().expect("addr"));
+    let started = std::time::Instant::now();
+    // Down for its first three seconds, then WorkOS's own refusal (with its request id) of every call.
+    let answering = axum::Router::new().fallback(move || async move {
+        if started.elapsed() < Duration::from_secs(3) {
+            return (axum::http::StatusCode::SERVICE_UNAVAILABLE, [("x-request-id", "req_down")], "down");
+        }
+        (axum::http::StatusCode::UNAUTHORIZED, [("x-request-id", "req_123")], r#"{"message":"Unauthorized"}"#)
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, answering).await;
+    });
+    let mut app = spawn_app_with(AppOptions::default().var("WORKOS_API_BASE_URL", workos)).await;
+    let stopped = app.stopped_within(Duration::from_secs(20)).await.expect("the server stops by itself");
+    let message = stopped.expect_err("with an error").to_string();
+    assert!(message.contains("WORKOS_API_KEY") && message.contains("401"), "{message}");
+    assert!(started.elapsed() > Duration::from_secs(3), "only once WorkOS could say");
+}
+
 /// Only WorkOS's own refusal (with its request id) stops the server: a 401 from something in between (a gateway
 /// in front of `WORKOS_API_BASE_URL`) may be a blip, and stopping every replica that starts during one would take
 /// the service down. It is logged, and the server keeps serving.
