@@ -644,7 +644,9 @@ fn outcome(error: &WorkosError) -> Outcome {
         | WorkosError::OrganizationSelectionRequired(_)
         | WorkosError::OrganizationAuthRequired { .. } => Outcome::NotRecorded,
         // No answer in time, a 5xx or a connection broken mid-request, a 2xx that could not be read.
-        WorkosError::Timeout | WorkosError::Unavailable { .. } | WorkosError::Malformed(_) => Outcome::MaybeRecorded,
+        WorkosError::Timeout | WorkosError::Unavailable { .. } | WorkosError::Broken(_) | WorkosError::Malformed(_) => {
+            Outcome::MaybeRecorded
+        }
     }
 }
 

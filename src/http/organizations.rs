@@ -264,7 +264,8 @@ async fn portal(
             WorkosError::Timeout
             | WorkosError::Connect(_)
             | WorkosError::RateLimited { .. }
-            | WorkosError::Unavailable { .. } => AppError::AuthUnavailable { retry_after: error.retry_after() },
+            | WorkosError::Unavailable { .. }
+            | WorkosError::Broken(_) => AppError::AuthUnavailable { retry_after: error.retry_after() },
             // The message never holds the link (there is none on failure), only WorkOS's reason.
             other => AppError::AuthUpstreamFailed(format!("the Admin Portal link could not be made: {other}")),
         })?;

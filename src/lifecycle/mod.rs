@@ -67,6 +67,7 @@ impl LifecycleError {
                     | WorkosError::Connect(_)
                     | WorkosError::RateLimited { .. }
                     | WorkosError::Unavailable { .. }
+                    | WorkosError::Broken(_)
             ),
         }
     }

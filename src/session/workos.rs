@@ -245,9 +245,8 @@ impl WorkosProvider {
                     WorkosError::Timeout
                     | WorkosError::Connect(_)
                     | WorkosError::RateLimited { .. }
-                    | WorkosError::Unavailable { .. } => {
-                        ProviderError::Unavailable { retry_after: error.retry_after() }
-                    }
+                    | WorkosError::Unavailable { .. }
+                    | WorkosError::Broken(_) => ProviderError::Unavailable { retry_after: error.retry_after() },
                     other => ProviderError::Failed(other.to_string()),
                 }
             })?;
@@ -552,7 +551,9 @@ fn sign_in_error(error: WorkosError) -> ProviderError {
         WorkosError::Timeout | WorkosError::Connect(_) | WorkosError::RateLimited { .. } => {
             ProviderError::Unavailable { retry_after: error.retry_after() }
         }
-        WorkosError::Unavailable { .. } | WorkosError::Malformed(_) => ProviderError::Failed(error.to_string()),
+        WorkosError::Unavailable { .. } | WorkosError::Broken(_) | WorkosError::Malformed(_) => {
+            ProviderError::Failed(error.to_string())
+        }
     }
 }
 

@@ -88,6 +88,11 @@ pub enum WorkosError {
     RateLimited { retry_after: Option<Duration> },
     #[error("WorkOS answered {status}")]
     Unavailable { status: u16 },
+    /// The connection broke before WorkOS's whole answer came (a reset, a body cut short): like a 5xx for the
+    /// caller, told apart in the logs, where "WorkOS answered 502" would send an on-call looking for a 502 that
+    /// nobody sent.
+    #[error("the connection to WorkOS broke before its answer: {0}")]
+    Broken(String),
     #[error("WorkOS did not answer in time")]
     Timeout,
     /// With reqwest's reason and where it went (no path or query: [`outbound::message_without_url`]).
@@ -165,7 +170,7 @@ impl WorkosError {
             Failure::Connect => Self::Connect(outbound::message_without_url(&error)),
             Failure::Decode => Self::Malformed(outbound::message_without_url(&error)),
             // Body or protocol errors mid-response behave like an outage for the caller.
-            Failure::Broken => Self::Unavailable { status: error.status().map_or(502, |s| s.as_u16()) },
+            Failure::Broken => Self::Broken(outbound::message_without_url(&error)),
         }
     }
 }
@@ -486,6 +491,25 @@ mod tests {
             request_timeout: Duration::from_secs(1),
         })
         .expect("client")
+    }
+
+    /// A connection that breaks before any answer (WorkOS, or something in between, resetting it) is told apart from
+    /// an answer: "WorkOS answered 502" in the log would send an on-call looking for a 502 nobody sent.
+    #[tokio::test]
+    async fn a_connection_broken_before_the_answer_is_not_called_an_answer() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}/", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 1024];
+                let _ = socket.read(&mut request).await;
+                // Dropped unanswered: the connection closes under the request.
+            }
+        });
+        let error = client(&base).check_api_key().await.expect_err("no answer");
+        assert!(matches!(error, WorkosError::Broken(_)), "{error:?}");
+        assert!(!error.to_string().contains("answered"), "{error}");
     }
 
     /// The management calls (the Events API, memberships, users, the Admin Portal, Audit Logs) are WorkOS calls in
