@@ -228,7 +228,18 @@ impl EventsConsumer {
                         _ => None,
                     };
                     let delay = self.options.backoff(failures, retry_after);
-                    tracing::warn!(%error, failures, retry_in_ms = delay.as_millis() as u64, "reading the WorkOS Events API failed; will retry");
+                    let retry_in_ms = delay.as_millis() as u64;
+                    // Which side failed, in words: the error's own text follows.
+                    match &error {
+                        LifecycleError::Database(_) => tracing::warn!(
+                            %error, failures, retry_in_ms,
+                            "the Events API consumer could not use the database; will retry"
+                        ),
+                        LifecycleError::Workos(_) => tracing::warn!(
+                            %error, failures, retry_in_ms,
+                            "reading the WorkOS Events API failed; will retry"
+                        ),
+                    }
                     delay
                 }
             };

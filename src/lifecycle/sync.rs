@@ -49,6 +49,9 @@ impl MembershipSync {
     pub async fn after_sign_in(&self, user: &UserProfile) {
         match tokio::time::timeout(SYNC_TIME_LIMIT, self.lifecycle.sync_memberships(user)).await {
             Ok(Ok(count)) => tracing::debug!(user_id = %user.id, memberships = count, "memberships read from WorkOS"),
+            Ok(Err(error @ LifecycleError::Database(_))) => {
+                tracing::warn!(user_id = %user.id, %error, "could not record the user's memberships in the database");
+            }
             Ok(Err(error)) => {
                 tracing::warn!(user_id = %user.id, %error, "could not read the user's memberships from WorkOS");
             }

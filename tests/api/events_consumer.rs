@@ -229,6 +229,30 @@ async fn workos_down_is_retried_with_backoff_and_no_event_is_lost() {
     assert!(logs::captured().contains("reading the WorkOS Events API failed; will retry"));
 }
 
+/// The consumer's own database failing is logged as that, not as the Events API failing: an on-call reading the
+/// line must be sent to the right dependency.
+#[tokio::test]
+async fn the_consumers_database_failing_is_logged_as_the_database() {
+    let app = spawn_app_with(AppOptions::default().lifecycle_with(LifecycleOptions {
+        webhooks_from_standin: false,
+        through_proxy: true,
+        ..LifecycleOptions::default()
+    }))
+    .await;
+    let proxy = app.db_proxy.as_ref().expect("a proxy");
+    proxy.cut();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(app.consumer(options()).run(stopping));
+    let said = eventually(Duration::from_secs(20), || async {
+        logs::captured().contains("the Events API consumer could not use the database; will retry")
+    })
+    .await;
+    stop.send_replace(true);
+    proxy.restore();
+    running.await.expect("the consumer stops when told");
+    assert!(said, "the database named");
+}
+
 /// A 429 from the Events API is answered by waiting at least its `Retry-After`, however short the backoff.
 #[tokio::test]
 async fn a_rate_limited_poll_waits_for_retry_after() {
