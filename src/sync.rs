@@ -36,6 +36,8 @@ struct ThrottleState {
     /// When a task will say them (the period's end); one past is as good as none (its task may have been dropped
     /// with its runtime).
     flush_at: Option<Instant>,
+    /// The latest occurrence's detail (an error's text), said with the count.
+    detail: Option<String>,
 }
 
 /// What to do about one more occurrence.
@@ -51,7 +53,7 @@ pub enum Due {
 
 impl Throttle {
     pub const fn every(every: Duration) -> Self {
-        Self { every, state: Mutex::new(ThrottleState { said_at: None, pending: 0, flush_at: None }) }
+        Self { every, state: Mutex::new(ThrottleState { said_at: None, pending: 0, flush_at: None, detail: None }) }
     }
 
     /// Counts one occurrence at `now`.
@@ -89,14 +91,21 @@ impl Throttle {
     /// Counts one occurrence, and calls `say` with the count now or when the period ends (from a task of its own,
     /// on the Tokio runtime this is called from; without one, at the next occurrence after the period).
     pub fn note(&'static self, say: fn(u64)) {
+        self.note_detail(String::new(), move |count, _| say(count));
+    }
+
+    /// As [`Throttle::note`], with this occurrence's `detail` (an error's text): `say` gets the latest one's with
+    /// the count, so a line held back still says what went wrong last.
+    pub fn note_detail(&'static self, detail: String, say: impl Fn(u64, &str) + Send + 'static) {
+        lock(&self.state).detail = Some(detail);
         match self.due(Instant::now()) {
-            Due::Now(count) => say(count),
+            Due::Now(count) => say(count, &self.take_detail()),
             Due::After(wait) => match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
                     runtime.spawn(async move {
                         tokio::time::sleep(wait).await;
                         if let Some(count) = self.flush(Instant::now()) {
-                            say(count);
+                            say(count, &self.take_detail());
                         }
                     });
                 }
@@ -104,6 +113,10 @@ impl Throttle {
             },
             Due::Held => {}
         }
+    }
+
+    fn take_detail(&self) -> String {
+        lock(&self.state).detail.take().unwrap_or_default()
     }
 }
 
@@ -134,6 +147,19 @@ mod tests {
         // Its task dropped with its runtime: never flushed.
         assert_eq!(throttle.due(start + Duration::from_secs(11)), Due::Now(2));
         assert_eq!(throttle.due(start + Duration::from_secs(12)), Due::After(Duration::from_secs(9)), "a new flush");
+    }
+
+    /// A detailed note says the latest occurrence's detail with its count: the first at once, the held ones' last.
+    #[tokio::test]
+    async fn a_detailed_note_says_the_latest_detail() {
+        static SAID: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
+        static THROTTLE: Throttle = Throttle::every(Duration::from_millis(100));
+        for error in ["refused", "timed out", "reset"] {
+            THROTTLE.note_detail(error.to_owned(), |count, detail| lock(&SAID).push((count, detail.to_owned())));
+        }
+        assert_eq!(*lock(&SAID), [(1, "refused".to_owned())]);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(*lock(&SAID), [(1, "refused".to_owned()), (2, "reset".to_owned())], "the latest of the held");
     }
 
     #[tokio::test]

@@ -153,7 +153,7 @@ impl Revocations {
         // Boxed: the query's future is kilobytes, and every request's future would otherwise carry (and move) it
         // even when the answer comes from memory above.
         let state = Box::pin(shared.access_state(user_id, session_id)).await.map_err(|error| {
-            tracing::warn!(%error, "cannot check whether the session was revoked or the user deleted");
+            warn_of_unchecked_access(error.to_string());
             CheckUnavailable { retry_after: crate::db::RETRY_AFTER }
         })?;
         if state.user_deleted {
@@ -247,6 +247,21 @@ impl SharedCheck {
             (DeletedUsers::NotRecorded, None) => Ok(AccessState { user_deleted: false, session_revoked: false }),
         }
     }
+}
+
+/// Says (at most every 10 s, with the count since and the latest error) that requests could not be checked against
+/// the ended sessions and deleted users: during a database outage every signed-in request fails this way, and each
+/// is already in the log as its 503 `database_unavailable`.
+fn warn_of_unchecked_access(error: String) {
+    static THROTTLE: crate::sync::Throttle = crate::sync::Throttle::every(Duration::from_secs(10));
+    THROTTLE.note_detail(error, |requests, error| {
+        tracing::warn!(
+            requests,
+            error,
+            "cannot check whether sessions were revoked or users deleted: the database did not answer (the count \
+             since the last such line, said at most every 10 s)"
+        );
+    });
 }
 
 #[cfg(test)]
