@@ -102,7 +102,11 @@ async fn serve(json_logs: bool) -> Result<(), String> {
             std::process::exit(1);
         });
     };
-    app.run_until_stopped(stop).await.map_err(|e| format!("the server stopped: {e}"))
+    app.run_until_stopped(stop).await.map_err(|e| format!("the server stopped: {e}"))?;
+    // The last line of a clean stop: a log that ends without it was cut short (a SIGKILL at the end of a grace
+    // period, a crash).
+    tracing::info!("authbridge stopped: every request under way finished");
+    Ok(())
 }
 
 /// How long after the first stop signal a second one counts as the operator's.

@@ -102,8 +102,6 @@ async fn a_second_signal_stops_serve_without_waiting_for_requests_under_way() {
 
 #[cfg(unix)]
 async fn second_signal_stops_serve(format: &str) {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-
     // Accepts connections and never answers.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let silent_url = format!("http://{}/", silent.local_addr().expect("an address"));
@@ -114,38 +112,7 @@ async fn second_signal_stops_serve(format: &str) {
         }
     });
     let dir = empty_dir();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_authbridge"))
-        .arg("serve")
-        .current_dir(&dir)
-        .env_clear()
-        .envs([
-            ("INSFORGE_URL", silent_url.as_str()),
-            ("INSFORGE_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
-            ("INSFORGE_REQUEST_TIMEOUT_MS", "60000"),
-            ("REQUEST_TIMEOUT_SECONDS", "60"),
-            ("WORKOS_API_KEY", "sk_test_unused"),
-            ("WORKOS_CLIENT_ID", "client_unused"),
-            ("WORKOS_REDIRECT_URI", "http://localhost:3000/callback"),
-            ("WORKOS_API_BASE_URL", silent_url.as_str()),
-            ("WORKOS_REQUEST_TIMEOUT_MS", "60000"),
-            ("SESSION_COOKIE_PASSWORD", "a-cookie-password-of-32-characters-at-least"),
-            ("BIND_ADDR", "127.0.0.1:0"),
-            ("LOG_FORMAT", format),
-        ])
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start authbridge serve");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = loop {
-        let line = lines.next_line().await.expect("read stderr").expect("serve says where it listens");
-        // `listening addr=127.0.0.1:…`, or `"addr":"127.0.0.1:…"` in JSON.
-        if line.contains("listening")
-            && let Some((_, rest)) = line.split_once("127.0.0.1:")
-        {
-            break format!("127.0.0.1:{}", rest.chars().take_while(char::is_ascii_digit).collect::<String>());
-        }
-    };
+    let (mut child, mut lines, addr) = start_serve(&dir, &silent_url, format).await;
     let under_way = tokio::spawn(reqwest::get(format!("http://{addr}/readyz")));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
@@ -189,4 +156,68 @@ async fn second_signal_stops_serve(format: &str) {
     under_way.abort();
     held.abort();
     std::fs::remove_dir_all(dir).expect("cleanup");
+}
+
+/// A clean stop says so last: the log of a process stopped by SIGKILL at the end of a grace period ends without it.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_clean_stop_is_the_logs_last_line() {
+    let dir = empty_dir();
+    let (mut child, mut lines, _addr) = start_serve(&dir, crate::helpers::closed_port_url().as_str(), "pretty").await;
+    let pid = child.id().expect("running").to_string();
+    let sent = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill");
+    assert!(sent.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait()).await.expect("stops");
+    assert_eq!(status.expect("exit status").code(), Some(0));
+    let mut rest = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        rest.push(line);
+    }
+    let last = rest.last().map(String::as_str).unwrap_or_default();
+    assert!(last.contains("authbridge stopped: every request under way finished"), "{rest:?}");
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}
+
+/// Starts `authbridge serve` in `dir` with both upstreams at `upstream_url` and logs in `format`; returns it, its log
+/// lines, and the address it says it listens on.
+#[cfg(unix)]
+async fn start_serve(
+    dir: &std::path::Path,
+    upstream_url: &str,
+    format: &str,
+) -> (tokio::process::Child, tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_authbridge"))
+        .arg("serve")
+        .current_dir(dir)
+        .env_clear()
+        .envs([
+            ("INSFORGE_URL", upstream_url),
+            ("INSFORGE_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("INSFORGE_REQUEST_TIMEOUT_MS", "60000"),
+            ("REQUEST_TIMEOUT_SECONDS", "60"),
+            ("WORKOS_API_KEY", "sk_test_unused"),
+            ("WORKOS_CLIENT_ID", "client_unused"),
+            ("WORKOS_REDIRECT_URI", "http://localhost:3000/callback"),
+            ("WORKOS_API_BASE_URL", upstream_url),
+            ("WORKOS_REQUEST_TIMEOUT_MS", "60000"),
+            ("SESSION_COOKIE_PASSWORD", "a-cookie-password-of-32-characters-at-least"),
+            ("BIND_ADDR", "127.0.0.1:0"),
+            ("LOG_FORMAT", format),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start authbridge serve");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = lines.next_line().await.expect("read stderr").expect("serve says where it listens");
+        // `listening addr=127.0.0.1:…`, or `"addr":"127.0.0.1:…"` in JSON.
+        if line.contains("listening")
+            && let Some((_, rest)) = line.split_once("127.0.0.1:")
+        {
+            break format!("127.0.0.1:{}", rest.chars().take_while(char::is_ascii_digit).collect::<String>());
+        }
+    };
+    (child, lines, addr)
 }
