@@ -220,7 +220,7 @@ mod tests {
     #[test]
     fn the_embedded_migrations_are_numbered_and_described() {
         let versions: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22]);
         assert_eq!(description_of(3), "todos");
         assert_eq!(description_of(4), "lifecycle");
         assert_eq!(description_of(5), "organizations");
@@ -240,5 +240,6 @@ mod tests {
         assert_eq!(description_of(19), "user email history");
         assert_eq!(description_of(20), "requesting user id pinned");
         assert_eq!(description_of(21), "title check as stored");
+        assert_eq!(description_of(22), "deleted users forgotten");
     }
 }
