@@ -573,6 +573,11 @@ impl AuditDeliverer {
                  the customer's Audit Logs lack them until WorkOS accepts them (check WORKOS_API_KEY)"
             );
         }
+        for (outcome, count) in [("delivered", pass.delivered), ("retrying", pass.retrying), ("failed", pass.failed)] {
+            if count > 0 {
+                metrics::counter!("authbridge_audit_log_events_total", "outcome" => outcome).increment(count as u64);
+            }
+        }
         Ok(pass)
     }
 }

@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `authbridge_http_requests_total` | `route`, `method`, `status` | requests answered, by route template (`/api/todos/{id}`) |
 //! | `authbridge_http_request_duration_seconds` | `route` | histogram of the time to the response's head |
+//! | `authbridge_http_errors_total` | `route`, `code` | error answers by their `error.code` (`database_unavailable`, `auth_unavailable`…): which dependency a 503 was |
 //! | `authbridge_http_requests_shed_total` | — | requests refused with 503 because `MAX_CONCURRENT_REQUESTS` were in flight |
 //! | `authbridge_upstream_requests_total` | `upstream` (`workos`, `insforge`, `oidc`), `outcome` | calls to each upstream |
 //! | `authbridge_upstream_request_duration_seconds` | `upstream`, `outcome` | histogram of their latency |
@@ -18,6 +19,8 @@
 //! | `authbridge_token_cache_total` | `result` (`hit`, `miss`) | access-token checks (WorkOS tokens, OpenID Connect bearer tokens) answered by the verify-once cache (`token_cache`), or not |
 //! | `authbridge_webhook_events_total` | `source` (`webhook`, `events_api`), `outcome` (`applied`, `duplicate`, `ignored`, `rejected`) | WorkOS events handled, from either channel |
 //! | `authbridge_webhook_event_lag_seconds` | `source` | histogram of the delay from an event's creation at WorkOS to its first handling here |
+//! | `authbridge_events_consumer_last_poll_timestamp_seconds` | — | when this replica's Events API consumer last polled WorkOS successfully (gauge, Unix time; only on the replica holding the consumer lock) |
+//! | `authbridge_audit_log_events_total` | `outcome` (`delivered`, `retrying`, `failed`) | Audit Log events sent to WorkOS, by what came of each attempt |
 
 use std::sync::OnceLock;
 
@@ -69,10 +72,17 @@ pub fn install() -> Option<PrometheusHandle> {
 }
 
 fn describe() {
-    use metrics::{Unit, describe_counter, describe_histogram};
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!("authbridge_http_requests_total", "Requests answered, by route template, method and status.");
     describe_histogram!("authbridge_http_request_duration_seconds", Unit::Seconds, "Time to the response's head.");
     describe_counter!("authbridge_http_requests_shed_total", "Requests refused with 503 at the concurrency limit.");
+    describe_counter!("authbridge_http_errors_total", "Error answers, by route template and error code.");
+    describe_gauge!(
+        "authbridge_events_consumer_last_poll_timestamp_seconds",
+        Unit::Seconds,
+        "When the Events API consumer last polled WorkOS successfully (Unix time)."
+    );
+    describe_counter!("authbridge_audit_log_events_total", "Audit Log events sent to WorkOS, by outcome.");
     describe_counter!(
         "authbridge_upstream_requests_total",
         "Calls to WorkOS, InsForge and the OpenID Connect provider, by outcome."

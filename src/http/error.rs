@@ -415,6 +415,7 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
     let error = report.error;
     error.log();
     if report.shown {
+        response.extensions_mut().insert(AnsweredCode(error.code()));
         return response;
     }
 
@@ -433,8 +434,14 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
     for (name, value) in &rendered_parts.headers {
         parts.headers.insert(name, value.clone());
     }
+    parts.extensions.insert(AnsweredCode(error.code()));
     Response::from_parts(parts, body)
 }
+
+/// The [`AppError::code`] a response answered with, for the metrics (`middleware::record_metrics`): a 503 from the
+/// database is not one from the identity provider.
+#[derive(Clone, Copy)]
+pub struct AnsweredCode(pub &'static str);
 
 fn render_json(error: &AppError) -> Response {
     let body = json!({ "error": { "code": error.code(), "message": error.public_message() } });

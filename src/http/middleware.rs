@@ -114,6 +114,9 @@ pub async fn record_metrics(request: Request, next: Next) -> axum::response::Res
     let status = response.status().as_u16().to_string();
     metrics::histogram!("authbridge_http_request_duration_seconds", "route" => route.clone())
         .record(started.elapsed().as_secs_f64());
+    if let Some(super::error::AnsweredCode(code)) = response.extensions().get().copied() {
+        metrics::counter!("authbridge_http_errors_total", "route" => route.clone(), "code" => code).increment(1);
+    }
     metrics::counter!("authbridge_http_requests_total", "route" => route, "method" => method, "status" => status)
         .increment(1);
     response

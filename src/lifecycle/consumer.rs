@@ -210,6 +210,12 @@ impl EventsConsumer {
             let delay = match self.poll_once().await {
                 Ok(report) => {
                     failures = 0;
+                    if report.leader {
+                        // For an alert on a consumer that stopped reading (deprovisioning stalls with it): the age of
+                        // the newest of these across replicas.
+                        let now = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+                        metrics::gauge!("authbridge_events_consumer_last_poll_timestamp_seconds").set(now);
+                    }
                     if report.changed_anything() {
                         tracing::info!(
                             applied = report.applied,

@@ -72,6 +72,9 @@ async fn requests_upstream_calls_refreshes_and_the_token_cache_are_counted_witho
     assert!(delta("authbridge_http_requests_total", &todos) >= 3.0, "{after}");
     let invalid = [r#"route="/api/todos/{id}""#, r#"status="400""#];
     assert!(delta("authbridge_http_requests_total", &invalid) >= 1.0);
+    // Error answers by their code too: which dependency a 503 was, which refusal a 400.
+    let invalid_id = [r#"route="/api/todos/{id}""#, r#"code="invalid_id""#];
+    assert!(delta("authbridge_http_errors_total", &invalid_id) >= 1.0, "{after}");
     assert!(delta("authbridge_http_requests_total", &[r#"route="unmatched""#, r#"status="404""#]) >= 1.0);
     assert!(delta("authbridge_http_request_duration_seconds_count", &[r#"route="/api/todos""#]) >= 3.0);
     // Each method under its own label (a fixed set: one a client invents is "other").
@@ -101,6 +104,8 @@ async fn requests_upstream_calls_refreshes_and_the_token_cache_are_counted_witho
         let outcome = format!(r#"outcome="{class}""#);
         let labels = [r#"upstream="insforge""#, outcome.as_str()];
         assert_eq!(increase(&after, &now, "authbridge_upstream_requests_total", &labels), 1.0, "{class}: {now}");
+        let failed = [r#"route="/api/todos""#, r#"code="upstream_failed""#];
+        assert!(value(&now, "authbridge_http_errors_total", &failed) >= 1.0, "{now}");
     }
     // A session cookie that does not open with the app's keys is counted (and answered as signed out).
     let stranger = app.browser();
@@ -178,4 +183,41 @@ async fn webhook_events_are_counted_by_channel_and_outcome_with_their_lag() {
     assert!(after.contains(r#"authbridge_webhook_event_lag_seconds_bucket{source="webhook",le="3600"}"#), "{after}");
     assert!(!after.contains(r#"authbridge_webhook_event_lag_seconds_bucket{source="webhook",le="0.0001"}"#));
     assert!(!after.contains("om_metrics") && !after.contains("user_metrics"), "no ids in labels");
+}
+
+/// The lifecycle's background work is visible: when the Events API consumer last polled WorkOS (an alert on its age
+/// catches a consumer that stopped, and deprovisioning with it), and what came of each Audit Log event's sending.
+#[tokio::test]
+async fn the_consumers_last_poll_and_audit_log_deliveries_are_exported() {
+    use crate::helpers::lifecycle::eventually;
+    use crate::helpers::organizations::{AUTHOR, cast, create, id_of};
+    let app = spawn_app_with(
+        AppOptions { workos: cast(), ..AppOptions::default() }.lifecycle().var("METRICS_BIND_ADDR", "127.0.0.1:0"),
+    )
+    .await;
+    let before = scrape(&app).await;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let started = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+    let running = tokio::spawn(
+        app.consumer(authbridge::lifecycle::consumer::ConsumerOptions::every(
+            std::time::Duration::from_millis(200),
+            std::time::Duration::from_secs(5),
+        ))
+        .run(stopping),
+    );
+    let polled = eventually(std::time::Duration::from_secs(10), || async {
+        value(&scrape(&app).await, "authbridge_events_consumer_last_poll_timestamp_seconds", &[]) >= started
+    })
+    .await;
+    stop.send_replace(true);
+    running.await.expect("the consumer stops when told");
+    assert!(polled, "the last poll's time is exported");
+
+    let bob = app.signed_in(AUTHOR).await;
+    id_of(&create(&bob, "Audited", Some(standins::workos_standin::ACME_ORGANIZATION_ID)).await);
+    let delivered = eventually(std::time::Duration::from_secs(10), || async {
+        increase(&before, &scrape(&app).await, "authbridge_audit_log_events_total", &[r#"outcome="delivered""#]) >= 1.0
+    })
+    .await;
+    assert!(delivered, "{}", scrape(&app).await);
 }
