@@ -112,6 +112,18 @@ impl Database {
         Ok(Self { pool })
     }
 
+    /// The pool as an on-call needs it beside a failure: none open means the database cannot be reached, all of
+    /// them open and none idle that the pool is exhausted (`DATABASE_MAX_CONNECTIONS`).
+    pub fn pool_state(&self) -> String {
+        let options = self.pool.options();
+        format!(
+            "{} of {} connections open, {} idle",
+            self.pool.size(),
+            options.get_max_connections(),
+            self.pool.num_idle()
+        )
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

@@ -153,7 +153,7 @@ impl Revocations {
         // Boxed: the query's future is kilobytes, and every request's future would otherwise carry (and move) it
         // even when the answer comes from memory above.
         let state = Box::pin(shared.access_state(user_id, session_id)).await.map_err(|error| {
-            warn_of_unchecked_access(error.to_string());
+            warn_of_unchecked_access(format!("{error} (pool: {})", shared.db.pool_state()));
             CheckUnavailable { retry_after: crate::db::RETRY_AFTER }
         })?;
         if state.user_deleted {

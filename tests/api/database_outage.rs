@@ -84,6 +84,16 @@ async fn requests_that_need_the_database_answer_503_within_seconds_during_an_out
     })
     .await;
     assert!(said, "the deliverer's warning");
+    // The revocation check's warning says what the pool looked like, so an on-call can tell an unreachable
+    // database from an exhausted pool (it is said at most every 10 s, process-wide: wait for this outage's).
+    let pool_said = eventually(Duration::from_secs(12), || async {
+        let logs = crate::helpers::logs::captured();
+        logs.lines().any(|line| {
+            line.contains("cannot check whether sessions were revoked") && line.contains("connections open")
+        })
+    })
+    .await;
+    assert!(pool_said, "the pool's state in the warning");
 
     proxy.restore();
     let back = eventually(Duration::from_secs(10), || async {
