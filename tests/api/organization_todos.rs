@@ -121,10 +121,14 @@ async fn the_organization_page_names_each_todos_author() {
     // Each title and name in a <bdi>: direction controls in one (U+202E) cannot reorder the text around it.
     for (title, author) in [("Part from Bob", "by <bdi>bob@acme.test</bdi>"), ("Part from Erin", "by <bdi>you</bdi>")] {
         assert!(page.body.contains(&format!(r#"<bdi class="title">{title}</bdi>"#)), "{}", page.body);
-        let shown = page.body.find(title).map(|at| &page.body[at..]).unwrap_or_default();
-        let next = shown.find("</li>").unwrap_or(shown.len());
-        assert!(shown[..next].contains(author), "{title} {author}: {}", page.body);
+        assert!(list_item(&page.body, title).contains(author), "{title} {author}: {}", page.body);
     }
+}
+
+/// The page's list item of the todo titled `title`: from the title to the end of its `<li>` (empty when absent).
+fn list_item<'a>(page: &'a str, title: &str) -> &'a str {
+    let shown = page.find(title).map(|at| &page[at..]).unwrap_or_default();
+    &shown[..shown.find("</li>").unwrap_or(shown.len())]
 }
 
 /// A user WorkOS deleted is forgotten down to their id: the other members no longer see their address beside the
@@ -148,8 +152,7 @@ async fn a_deleted_author_is_no_longer_named_and_their_addresses_are_forgotten()
     .await;
     assert!(forgotten, "no longer named");
     let page = member.get("/").await.body;
-    let shown = page.find("Part from Bob").map(|at| &page[at..]).unwrap_or_default();
-    assert!(shown[..shown.find("</li>").unwrap_or(shown.len())].contains("by <bdi>another member</bdi>"), "{page}");
+    assert!(list_item(&page, "Part from Bob").contains("by <bdi>another member</bdi>"), "{page}");
     assert_eq!(addresses_of(&app, &bob).await, Vec::<String>::new(), "no address kept");
 
     // A token of his still in flight, carrying an address: refused, and nothing written back.
