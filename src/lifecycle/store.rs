@@ -798,7 +798,7 @@ pub async fn prune_ledger(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
 /// Log events delivered a week ago (what WorkOS keeps is the record; ours was only the queue, and is kept that long
 /// only so that a create sent again late is still known as the same event), or given up on 90 days ago (the
 /// operator's record of what never reached WorkOS). The rows hold personal data (names, addresses, titles), so none
-/// stays longer than that use. (Shared refresh results are removed every minute instead:
+/// stays longer than that use. And any address still kept for a deleted user ([`forget_deleted_users_addresses`]). (Shared refresh results are removed every minute instead:
 /// `session::shared_refresh::remove_old_results`.) Returns the rows removed.
 pub async fn prune_bookkeeping(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
     let mut removed = prune_ledger(&mut *conn).await?;
@@ -813,7 +813,28 @@ pub async fn prune_bookkeeping(conn: &mut PgConnection) -> Result<u64, sqlx::Err
     .execute(&mut *conn)
     .await?
     .rows_affected();
+    removed += forget_deleted_users_addresses(conn).await?;
     Ok(removed)
+}
+
+/// Removes every address still kept for a deleted user (what `migrations/0022` did once), counting the rows changed.
+/// [`tombstone_user`] forgets them at the deletion; this catches what was written since by a replica of a version
+/// before 0022 (during a rolling deploy) or by a write racing the deletion (an address recorded for a bearer token
+/// the moment before the tombstone's transaction committed).
+async fn forget_deleted_users_addresses(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
+    let emails =
+        sqlx::query("UPDATE authbridge.users SET email = NULL WHERE deleted_at IS NOT NULL AND email IS NOT NULL")
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    let history = sqlx::query(
+        "DELETE FROM authbridge.user_email_history h USING authbridge.users u \
+         WHERE u.id = h.user_id AND u.deleted_at IS NOT NULL",
+    )
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(emails + history)
 }
 
 /// A PostgreSQL advisory lock held by this connection's session: at most one holder in the whole cluster.

@@ -161,10 +161,14 @@ impl IdentityProvider {
     pub async fn prepare(&self) {
         match self {
             Self::Workos(workos) => {
-                let (keys, ()) = tokio::join!(workos.fetch_keys(), workos.check_api_key());
-                if let Err(error) = keys {
-                    tracing::warn!(%error, "could not prefetch the WorkOS JWKS; will retry on the first request");
-                }
+                // Side by side: the key check may go on asking for as long as WorkOS cannot say, and the keys'
+                // failure is worth saying at once.
+                let keys = async {
+                    if let Err(error) = workos.fetch_keys().await {
+                        tracing::warn!(%error, "could not prefetch the WorkOS JWKS; will retry on the first request");
+                    }
+                };
+                tokio::join!(keys, workos.check_api_key());
             }
             Self::Oidc(oidc) => oidc.discover_until_ready().await,
         }

@@ -361,7 +361,6 @@ enum RecordError {
     Json(#[from] serde_json::Error),
 }
 
-/// A PostgreSQL interval literal for a whole number of milliseconds.
 /// Removes the results no replica can read any more (older than twice [`KEEP`]: a claim still alive is renewed long
 /// before that), returning how many. Each new claim calls it, and so does every replica once a minute
 /// (`startup::prune_bookkeeping`): the rows hold sealed sessions with live refresh tokens, which must not outlive
@@ -374,6 +373,7 @@ pub async fn remove_old_results(pool: &sqlx::PgPool) -> Result<u64, sqlx::Error>
         .rows_affected())
 }
 
+/// A PostgreSQL interval literal for a whole number of milliseconds.
 fn interval(duration: Duration) -> String {
     format!("{} milliseconds", duration.as_millis())
 }

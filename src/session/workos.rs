@@ -369,8 +369,8 @@ impl WorkosProvider {
         let claims: &AccessClaims = &claims;
         if claims.is_connect_token() {
             return Err(CheckError::Invalid(
-                "a WorkOS Connect token (it names a client_id or scope): issued to another application, not a \
-                 session of this app"
+                "a WorkOS Connect token (it names a client_id): issued to another application, not a session of \
+                 this app"
                     .to_owned(),
             ));
         }

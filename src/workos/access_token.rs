@@ -66,13 +66,12 @@ pub struct AccessClaims {
     pub exp: u64,
     #[serde(default)]
     pub iat: Option<u64>,
-    /// Present only in tokens WorkOS Connect issues to other applications (an OAuth or MCP client acting for the
-    /// user, or a machine): never in a session's token (<https://workos.com/docs/authkit/connect/token-claims>).
-    /// Read only to refuse those as bearer tokens: see [`AccessClaims::is_connect_token`].
+    /// Present in every token WorkOS Connect issues to another application (an OAuth or MCP client acting for the
+    /// user, or a machine), never in a session's token (<https://workos.com/docs/authkit/connect/token-claims>).
+    /// Read only to refuse those as bearer tokens: see [`AccessClaims::is_connect_token`]. (Connect tokens carry a
+    /// `scope` too, but so may a session token whose JWT template adds one of its own.)
     #[serde(default)]
     client_id: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    scope: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,12 +90,12 @@ impl AccessClaims {
         self.seconds_left(now) + (EXPIRY_LEEWAY.as_secs() as i64) <= 0
     }
 
-    /// Whether WorkOS Connect issued the token to another application (it names a `client_id` or a `scope`): a
-    /// third-party app's or MCP client's token, limited to the scopes the user granted it, whose `sid` is a consent
-    /// and not a session (so no sign-out or `session.revoked` would ever reach it), or a machine's, whose `sub` is
-    /// the application. Either would act here with all the user's rights, so neither is taken as a bearer token.
+    /// Whether WorkOS Connect issued the token to another application (it names a `client_id`): a third-party app's
+    /// or MCP client's token, limited to the scopes the user granted it, whose `sid` is a consent and not a session
+    /// (so no sign-out or `session.revoked` would ever reach it), or a machine's, whose `sub` is the application.
+    /// Either would act here with all the user's rights, so neither is taken as a bearer token.
     pub fn is_connect_token(&self) -> bool {
-        self.client_id.is_some() || self.scope.is_some()
+        self.client_id.is_some()
     }
 
     /// The lifetime WorkOS gave the token, when it says (`iat` is optional).
@@ -360,7 +359,6 @@ mod tests {
             email: None,
             user_email: None,
             client_id: None,
-            scope: None,
         }
     }
 
@@ -476,7 +474,6 @@ mod tests {
             email: None,
             user_email: None,
             client_id: None,
-            scope: None,
         };
         let valid = 0..stale.exp;
         let stale = Verified { claims: Arc::new(stale), kid: workos.kid().into(), valid };

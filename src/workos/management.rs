@@ -64,11 +64,17 @@ impl WorkosClient {
     /// Every other check of the configuration (the JWKS) is public, so a wrong or revoked `WORKOS_API_KEY` would
     /// otherwise be found only by the first sign-in. `Ok(false)`: WorkOS itself refused it, a 401 carrying WorkOS's
     /// `X-Request-ID` (docs/workos.md §8.1); a 401 without one (a gateway's in front of it) is an error like any other.
+    /// `Ok(true)` for WorkOS's own 403 too: it took the key and refused only the listing.
     pub async fn check_api_key(&self) -> Result<bool, WorkosError> {
         match self.get_json_with_headers::<serde::de::IgnoredAny>(&["organizations"], &[("limit", "1")]).await {
             Ok(_) => Ok(true),
             Err((WorkosError::Rejected { status: 401, .. }, headers)) if headers.contains_key("x-request-id") => {
                 Ok(false)
+            }
+            // WorkOS knew the key and only withheld the listing (a key scoped without organization read access):
+            // the key itself is good.
+            Err((WorkosError::Rejected { status: 403, .. }, headers)) if headers.contains_key("x-request-id") => {
+                Ok(true)
             }
             Err((error, _)) => Err(error),
         }

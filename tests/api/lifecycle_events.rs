@@ -240,22 +240,42 @@ async fn the_bookkeeping_tables_are_pruned_of_what_no_request_can_need() {
            (gen_random_uuid(), 'org_1', '{\"n\":\"failed long ago\"}', now() - interval '100 days', NULL, now() - interval '91 days'),
            (gen_random_uuid(), 'org_1', '{\"n\":\"delivered lately\"}', now() - interval '7 days', now() - interval '6 days', NULL),
            (gen_random_uuid(), 'org_1', '{\"n\":\"failed lately\"}', now() - interval '30 days', NULL, now() - interval '29 days'),
-           (gen_random_uuid(), 'org_1', '{\"n\":\"never delivered\"}', now() - interval '200 days', NULL, NULL);",
+           (gen_random_uuid(), 'org_1', '{\"n\":\"never delivered\"}', now() - interval '200 days', NULL, NULL);
+         -- Addresses written for a deleted user after the deletion (a replica from before 0022, a racing write).
+         INSERT INTO authbridge.users (id, email, deleted_at, version_updated_at, version_event_at, version_event_id)
+           VALUES ('user_gone', 'gone@acme.test', now(), now(), now(), 'e3'),
+                  ('user_here', 'here@acme.test', NULL, now(), now(), 'e4');
+         INSERT INTO authbridge.user_email_history (user_id, email)
+           VALUES ('user_gone', 'gone@acme.test'), ('user_here', 'here@acme.test');",
     )
     .execute(&mut conn)
     .await
     .expect("rows old and new");
 
     let removed = authbridge::lifecycle::store::prune_bookkeeping(&mut conn).await.expect("pruned");
-    assert_eq!(removed, 5, "two ledger entries, one ended session, two Audit Log events");
+    assert_eq!(removed, 7, "two ledger entries, one ended session, two Audit Log events, a deleted user's addresses");
     let left: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM authbridge.applied_events UNION ALL SELECT id FROM authbridge.revoked_sessions \
-         UNION ALL SELECT event->>'n' FROM authbridge.audit_log_outbox ORDER BY 1",
+         UNION ALL SELECT event->>'n' FROM authbridge.audit_log_outbox \
+         UNION ALL SELECT id || ' ' || coalesce(email, 'no email') FROM authbridge.users \
+         UNION ALL SELECT 'history ' || email FROM authbridge.user_email_history ORDER BY 1",
     )
     .fetch_all(&mut conn)
     .await
     .expect("what is left");
-    assert_eq!(left, ["delivered lately", "event_new", "failed lately", "never delivered", "session_new"]);
+    assert_eq!(
+        left,
+        [
+            "delivered lately",
+            "event_new",
+            "failed lately",
+            "history here@acme.test",
+            "never delivered",
+            "session_new",
+            "user_gone no email",
+            "user_here here@acme.test"
+        ]
+    );
 }
 
 /// Shared refresh results, sealed sessions with live refresh tokens, are removed once no replica can read them

@@ -239,6 +239,33 @@ async fn a_key_workos_refuses_after_an_outage_at_start_up_still_stops_the_server
     assert!(started.elapsed() > Duration::from_secs(3), "only once WorkOS could say");
 }
 
+/// WorkOS's own 403 to the key check (a key WorkOS knows, without read access to organizations) is its verdict that
+/// the key is good: the check is not asked again.
+#[tokio::test]
+async fn workos_s_own_403_to_the_key_check_settles_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let workos = format!("http://{}", listener.local_addr().expect("addr"));
+    let listings = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&listings);
+    let answering = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let counted = Arc::clone(&counted);
+        async move {
+            if uri.path() == "/organizations" {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            (axum::http::StatusCode::FORBIDDEN, [("x-request-id", "req_403")], r#"{"message":"Forbidden"}"#)
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, answering).await;
+    });
+    let mut app = spawn_app_with(AppOptions::default().var("WORKOS_API_BASE_URL", workos)).await;
+    assert!(app.stopped_within(Duration::from_secs(7)).await.is_none(), "still serving");
+    assert_eq!(listings.load(Ordering::SeqCst), 1, "asked once: WorkOS said the key is good");
+}
+
 /// Only WorkOS's own refusal (with its request id) stops the server: a 401 from something in between (a gateway
 /// in front of `WORKOS_API_BASE_URL`) may be a blip, and stopping every replica that starts during one would take
 /// the service down. It is logged, and the server keeps serving.
