@@ -81,6 +81,12 @@ async fn a_user_manages_todos_through_the_pages() {
     assert_eq!((renamed.status, renamed.location()), (303, Some(format!("/#todo-{id}"))));
     let page = alice.get("/").await;
     assert!(page.body.contains("Buy oat milk") && !page.body.contains(">Buy milk<"));
+    // A delete, which cannot be undone, is asked once more: its form opens from a closed <details> of its own.
+    let form = page.body.find(&format!(r#"action="/todos/{id}/delete""#)).expect("the delete form");
+    let asks = page.body[..form].rfind(r#"<details class="deleting">"#).expect("the delete's own disclosure");
+    let closed = page.body[asks..].find("</details>").map(|end| asks + end).expect("closed");
+    assert!(form < closed, "the form inside it: {}", page.body);
+    assert!(page.body[asks..form].contains("<summary"), "opened by its summary");
 
     let deleted = alice.submit(&format!("/todos/{id}/delete"), &[]).await;
     assert_eq!(deleted.status, 303);

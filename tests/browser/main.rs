@@ -156,7 +156,7 @@ async fn scenario(browser: &Browser, app: &Url, printed: &str, ports: Ports, sho
     journey
         .step("one-renamed", async |b| {
             // The rename form sits in a closed <details>, as a person finds it.
-            b.find(&format!("{} summary", todo(FIRST))).await?.click().await?;
+            b.find(&format!("{} details.renaming summary", todo(FIRST))).await?.click().await?;
             let input = b.find(&format!("{} form.rename input[name='title']", todo(FIRST))).await?;
             input.clear().await?;
             input.send_keys(RENAMED).await?;
@@ -169,6 +169,8 @@ async fn scenario(browser: &Browser, app: &Url, printed: &str, ports: Ports, sho
 
     journey
         .step("one-deleted", async |b| {
+            // Asked once more: the Delete in a closed <details>, then "Yes, delete it".
+            b.find(&format!("{} details.deleting summary", todo(SECOND))).await?.click().await?;
             b.find(&format!("{} form[action$='/delete'] button", todo(SECOND))).await?.click().await?;
             wait_for_absence(b, &todo(SECOND)).await?;
             expect_titles(b, &[RENAMED]).await
