@@ -40,6 +40,8 @@ async fn the_banner_is_on_every_page_and_api_me_reports_it() {
         let page = browser.get(path).await;
         assert!(page.body.contains(&banner), "{path} ({}): {}", page.status, page.body);
         assert!(page.body.contains("Stop impersonating"), "{path}");
+        // A landmark of its own, not an alert: a screen reader would otherwise read it out again on every page.
+        assert!(page.body.contains(r#"role="region" aria-label="Impersonation""#), "{path}");
     }
     let me = browser.get("/api/me").await.json();
     assert_eq!(me["impersonator"], json!({ "email": SUPPORT, "reason": REASON }));

@@ -54,7 +54,7 @@ async fn every_role_is_listed_beside_the_main_one() {
     assert_eq!(browser.get(ORGANIZATIONS).await.json(), expected);
     let page = browser.get(&format!("/organizations/{ACME_ORGANIZATION_ID}")).await;
     assert!(page.body.contains(r#"Your roles: <strong id="organization-role">member, admin<"#), "{}", page.body);
-    assert!(page.body.contains("<h1><bdi>Acme</bdi></h1>"), "the name from WorkOS is isolated: {}", page.body);
+    assert!(page.body.contains("<h1><bdi>Acme</bdi> settings</h1>"), "the name from WorkOS is isolated: {}", page.body);
     assert!(page.body.contains(r#"id="portal-sso""#), "an admin's Admin Portal buttons: {}", page.body);
 }
 
