@@ -58,29 +58,41 @@ impl Throttle {
 
     /// Counts one occurrence at `now`.
     pub fn due(&self, now: Instant) -> Due {
+        self.count(now, None).0
+    }
+
+    /// Counts one occurrence at `now`, with its detail when it has one: what to do, and (when it is to be said now)
+    /// the latest detail, read under the same lock as the count, so a line never says another occurrence's.
+    fn count(&self, now: Instant, detail: Option<String>) -> (Due, String) {
         let mut state = lock(&self.state);
+        if detail.is_some() {
+            state.detail = detail;
+        }
         state.pending += 1;
         let since = state.said_at.map(|at| now.saturating_duration_since(at));
         match since {
             Some(since) if since < self.every => {
                 if state.flush_at.is_some_and(|at| now < at) {
-                    Due::Held
+                    (Due::Held, String::new())
                 } else {
                     let wait = self.every - since;
                     state.flush_at = Some(now + wait);
-                    Due::After(wait)
+                    (Due::After(wait), String::new())
                 }
             }
-            _ => Due::Now(self.said(&mut state, now)),
+            _ => {
+                let count = self.said(&mut state, now);
+                (Due::Now(count), state.detail.clone().unwrap_or_default())
+            }
         }
     }
 
-    /// The occurrences held until `now`, marked said; `None` when there are none (a warning said meanwhile took
-    /// them).
-    fn flush(&self, now: Instant) -> Option<u64> {
+    /// The occurrences held until `now`, marked said, with the latest detail; `None` when there are none (a warning
+    /// said meanwhile took them).
+    fn flush(&self, now: Instant) -> Option<(u64, String)> {
         let mut state = lock(&self.state);
         state.flush_at = None;
-        (state.pending > 0).then(|| self.said(&mut state, now))
+        (state.pending > 0).then(|| (self.said(&mut state, now), state.detail.clone().unwrap_or_default()))
     }
 
     fn said(&self, state: &mut ThrottleState, now: Instant) -> u64 {
@@ -91,32 +103,31 @@ impl Throttle {
     /// Counts one occurrence, and calls `say` with the count now or when the period ends (from a task of its own,
     /// on the Tokio runtime this is called from; without one, at the next occurrence after the period).
     pub fn note(&'static self, say: fn(u64)) {
-        self.note_detail(String::new(), move |count, _| say(count));
+        self.noted(None, move |count, _| say(count));
     }
 
     /// As [`Throttle::note`], with this occurrence's `detail` (an error's text): `say` gets the latest one's with
     /// the count, so a line held back still says what went wrong last.
     pub fn note_detail(&'static self, detail: String, say: impl Fn(u64, &str) + Send + 'static) {
-        lock(&self.state).detail = Some(detail);
-        match self.due(Instant::now()) {
-            Due::Now(count) => say(count, &self.take_detail()),
-            Due::After(wait) => match tokio::runtime::Handle::try_current() {
+        self.noted(Some(detail), say);
+    }
+
+    fn noted(&'static self, detail: Option<String>, say: impl Fn(u64, &str) + Send + 'static) {
+        match self.count(Instant::now(), detail) {
+            (Due::Now(count), detail) => say(count, &detail),
+            (Due::After(wait), _) => match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
                     runtime.spawn(async move {
                         tokio::time::sleep(wait).await;
-                        if let Some(count) = self.flush(Instant::now()) {
-                            say(count, &self.take_detail());
+                        if let Some((count, detail)) = self.flush(Instant::now()) {
+                            say(count, &detail);
                         }
                     });
                 }
                 Err(_) => lock(&self.state).flush_at = None,
             },
-            Due::Held => {}
+            (Due::Held, _) => {}
         }
-    }
-
-    fn take_detail(&self) -> String {
-        lock(&self.state).detail.take().unwrap_or_default()
     }
 }
 
@@ -131,10 +142,14 @@ mod tests {
         assert_eq!(throttle.due(start), Due::Now(1), "the first time at once");
         assert_eq!(throttle.due(start + Duration::from_secs(1)), Due::After(Duration::from_secs(9)), "held");
         assert_eq!(throttle.due(start + Duration::from_secs(9)), Due::Held, "one flush is enough");
-        assert_eq!(throttle.flush(start + Duration::from_secs(10)), Some(2), "the held ones, when the period ends");
+        assert_eq!(
+            throttle.flush(start + Duration::from_secs(10)).map(|(count, _)| count),
+            Some(2),
+            "the held ones, when the period ends"
+        );
         assert_eq!(throttle.flush(start + Duration::from_secs(10)), None, "said once");
         assert_eq!(throttle.due(start + Duration::from_secs(11)), Due::After(Duration::from_secs(9)));
-        assert_eq!(throttle.flush(start + Duration::from_secs(20)), Some(1));
+        assert_eq!(throttle.flush(start + Duration::from_secs(20)).map(|(count, _)| count), Some(1));
         assert_eq!(throttle.due(start + Duration::from_secs(30)), Due::Now(1), "a whole period after, at once");
     }
 
@@ -147,6 +162,19 @@ mod tests {
         // Its task dropped with its runtime: never flushed.
         assert_eq!(throttle.due(start + Duration::from_secs(11)), Due::Now(2));
         assert_eq!(throttle.due(start + Duration::from_secs(12)), Due::After(Duration::from_secs(9)), "a new flush");
+    }
+
+    /// Each line's detail is read with its count, under one lock: the first occurrence's at once, the latest held
+    /// one's at the period's end.
+    #[test]
+    fn a_line_says_the_detail_of_the_occurrences_it_counts() {
+        let throttle = Throttle::every(Duration::from_secs(10));
+        let start = Instant::now();
+        let at = |seconds| start + Duration::from_secs(seconds);
+        assert_eq!(throttle.count(start, Some("refused".into())), (Due::Now(1), "refused".to_owned()));
+        assert_eq!(throttle.count(at(1), Some("timed out".into())).0, Due::After(Duration::from_secs(9)));
+        assert_eq!(throttle.count(at(2), Some("reset".into())).0, Due::Held);
+        assert_eq!(throttle.flush(at(10)), Some((2, "reset".to_owned())));
     }
 
     /// A detailed note says the latest occurrence's detail with its count: the first at once, the held ones' last.
