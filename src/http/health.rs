@@ -34,6 +34,8 @@ use super::AppState;
 pub const READINESS_TTL: Duration = Duration::from_secs(5);
 /// Longest each check of a probe may take.
 pub const CHECK_TIME_LIMIT: Duration = Duration::from_secs(2);
+/// Longest the database's check may take once it no longer counts for readiness (reported, not decisive).
+const INFORMATIONAL_CHECK_LIMIT: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 pub struct Readiness {
@@ -118,20 +120,17 @@ impl Readiness {
         // otherwise take traffic (and fail every sign-in) for the seconds before it stops.
         let provider_check = async {
             if !discovered {
-                return Err("the identity provider has not been discovered yet".to_owned());
+                // The discovery's own retries say why, at warning level: not once more per probe.
+                tracing::debug!(provider = kind, "not ready: the identity provider has not been discovered yet");
+                return Check { ok: false };
             }
             let (keys, checked) =
                 tokio::join!(provider.probe_keys(CHECK_TIME_LIMIT), provider.checked_at_start(CHECK_TIME_LIMIT));
-            keys.map_err(|error| error.to_string())?;
-            checked.map_err(str::to_owned)
+            let checked = keys.map_err(|error| error.to_string()).and_then(|()| checked.map_err(str::to_owned));
+            Check::from("identity provider", checked)
         };
         let (insforge, provider_check, database) = tokio::join!(insforge, provider_check, self.database(state));
-        let report = Report::new(
-            Check::from("InsForge", insforge),
-            kind,
-            Check::from("identity provider", provider_check),
-            database,
-        );
+        let report = Report::new(Check::from("InsForge", insforge), kind, provider_check, database);
         *last = Some(LastReport { at: Instant::now(), discovered, report: report.clone() });
         report
     }
@@ -141,9 +140,12 @@ impl Readiness {
     async fn database(&self, state: &AppState) -> Option<(Check, bool)> {
         let database = state.database.as_ref()?;
         let counts = !self.database_reached.load(Ordering::Relaxed);
-        let answer = match tokio::time::timeout(CHECK_TIME_LIMIT, database.ping()).await {
+        // Once it no longer counts, the answer is for the reader only: it must not hold the probe up (an
+        // orchestrator's probe timeout can be a second), whatever the database's outage.
+        let limit = if counts { CHECK_TIME_LIMIT } else { INFORMATIONAL_CHECK_LIMIT };
+        let answer = match tokio::time::timeout(limit, database.ping()).await {
             Ok(answer) => answer.map_err(|error| error.to_string()),
-            Err(_) => Err(format!("no answer within {CHECK_TIME_LIMIT:?}")),
+            Err(_) => Err(format!("no answer within {limit:?}")),
         };
         if answer.is_ok() {
             self.database_reached.store(true, Ordering::Relaxed);
