@@ -402,7 +402,9 @@ async fn create(
     match outcome {
         Ok(todo) => {
             audit_create(&state, &user, &todo, &context).await;
-            see_home()
+            // To the new todo, as after any other change: focus lands on it, which is what tells a screen reader's
+            // user that it was added.
+            see_todo(0, todo.id)
         }
         Err(error) => {
             // Shown again with its id, the form sent again cannot add a second todo; an id another todo has is no

@@ -24,7 +24,8 @@ fn askama_escape(text: &str) -> String {
 async fn add(browser: &Browser, title: &str) {
     let response = browser.submit("/todos", &[("title", title)]).await;
     assert_eq!(response.status, 303, "adding {title:?}: {}", response.body);
-    assert_eq!(response.location().as_deref(), Some("/"), "redirect after POST");
+    let to_the_new_todo = response.location().is_some_and(|to| to.starts_with("/#todo-"));
+    assert!(to_the_new_todo, "redirect after POST, to the new todo: {:?}", response.location());
 }
 
 #[tokio::test]
@@ -304,7 +305,8 @@ async fn the_add_form_carries_an_id_so_sending_it_twice_adds_one_todo() {
 
     for _ in 0..2 {
         let sent = alice.post_form("/todos", &fields).await;
-        assert_eq!((sent.status, sent.location().as_deref()), (303, Some("/")), "{}", sent.body);
+        let to_the_todo = format!("/#todo-{id}");
+        assert_eq!((sent.status, sent.location()), (303, Some(to_the_todo)), "{}", sent.body);
     }
     assert_eq!(app.all_todos().await, [(app.user_id(ALICE), "Pay rent".to_owned())], "one todo");
 
