@@ -70,6 +70,14 @@ pub enum AppError {
          bearer token."
     )]
     CrossOrigin,
+    /// A form from one of the app's own pages shown before the session it was made for ended (the user signed in
+    /// again in another tab): nothing done, and the page shown again with what was typed. The same code as
+    /// [`AppError::Csrf`].
+    #[error(
+        "Nothing was added: this page was out of date (you signed in again since it was shown). What you typed is \
+         still here: add it again."
+    )]
+    StaleForm,
     #[error("Not found.")]
     NotFound,
     /// Listing, creating or switching in an organization the user is not an active member of (per the database).
@@ -162,6 +170,7 @@ impl AppError {
             Self::IdTaken => StatusCode::CONFLICT,
             Self::Csrf
             | Self::CrossOrigin
+            | Self::StaleForm
             | Self::NotAMember
             | Self::Forbidden(_)
             | Self::ImpersonationReadOnly
@@ -198,7 +207,7 @@ impl AppError {
             Self::InvalidToken | Self::TokenExpired => "invalid_token",
             Self::SignInFailed(_) => "sign_in_failed",
             Self::SignInExpired => "sign_in_expired",
-            Self::Csrf | Self::CrossOrigin => "csrf_failed",
+            Self::Csrf | Self::CrossOrigin | Self::StaleForm => "csrf_failed",
             Self::NotFound => "not_found",
             Self::NotAMember => "not_a_member",
             Self::Forbidden(_) => "forbidden",
@@ -509,6 +518,7 @@ mod tests {
             AppError::SignInExpired,
             AppError::Csrf,
             AppError::CrossOrigin,
+            AppError::StaleForm,
             AppError::NotFound,
             AppError::NotAMember,
             AppError::Forbidden(String::new()),
@@ -550,6 +560,7 @@ mod tests {
                 | AppError::SignInExpired
                 | AppError::Csrf
                 | AppError::CrossOrigin
+                | AppError::StaleForm
                 | AppError::NotFound
                 | AppError::NotAMember
                 | AppError::Forbidden(_)

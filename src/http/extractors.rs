@@ -554,6 +554,14 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
 /// The body of a form posted from the app's own pages with a valid CSRF token for `binding` (the WorkOS session),
 /// or why not. The one CSRF check for every form, including sign-out.
 pub async fn checked_form(request: Request, state: &AppState, binding: &str) -> Result<Bytes, AppError> {
+    let bytes = same_origin_form(request, state).await?;
+    verify_form_token(state, binding, &bytes)?;
+    Ok(bytes)
+}
+
+/// A form's body, refused when a browser says it was posted from another site or it is not UTF-8 text; its CSRF
+/// token not checked yet ([`verify_form_token`]).
+async fn same_origin_form(request: Request, state: &AppState) -> Result<Bytes, AppError> {
     // A form's refusal speaks of the form, whichever check refused it.
     csrf::require_same_origin(request.headers(), &state.origin).map_err(|_| AppError::Csrf)?;
     let bytes = read_body(request, state, super::MAX_BODY_BYTES).await?;
@@ -562,12 +570,45 @@ pub async fn checked_form(request: Request, state: &AppState, binding: &str) -> 
     if percent_encoding::percent_decode(&bytes).decode_utf8().is_err() {
         return Err(AppError::BadRequest("The form is not valid UTF-8 text.".to_owned()));
     }
-    let token = url::form_urlencoded::parse(&bytes)
+    Ok(bytes)
+}
+
+fn verify_form_token(state: &AppState, binding: &str, bytes: &[u8]) -> Result<(), AppError> {
+    let token = url::form_urlencoded::parse(bytes)
         .find(|(name, _)| name == csrf::FIELD)
         .map(|(_, value)| value.into_owned())
         .unwrap_or_default();
-    state.csrf.verify(binding, &token)?;
-    Ok(bytes)
+    state.csrf.verify(binding, &token)
+}
+
+/// A form that may be out of date: as [`CsrfForm`], except that one whose CSRF token no longer fits the session
+/// (the user signed in again, in another tab, since the page was shown) is handed over as [`FormFrom::StalePage`]
+/// when the browser says it was posted from this app's own page (`Origin` is ours, or `Sec-Fetch-Site:
+/// same-origin`): the page can then show what was typed again, with nothing done, instead of losing it. Without that
+/// word from the browser it is refused as any other form, so another site cannot have a page filled in for the user.
+pub enum FormFrom<T> {
+    Page(T),
+    StalePage(T),
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for FormFrom<T> {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let user = CurrentUser::from_request_parts(&mut parts, state).await?;
+        let own_page = parts.headers.get(header::ORIGIN).is_some_and(|sent| sent.as_bytes() == state.origin.as_bytes())
+            || parts.headers.get("sec-fetch-site").is_some_and(|site| site.as_bytes() == b"same-origin");
+        let bytes = same_origin_form(Request::from_parts(parts, body), state).await?;
+        let fresh = match verify_form_token(state, user.csrf_binding(), &bytes) {
+            Ok(()) => true,
+            Err(AppError::Csrf) if own_page => false,
+            Err(error) => return Err(error),
+        };
+        let form = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|error| AppError::BadRequest(format!("The form is incomplete or malformed: {error}.")))?;
+        Ok(if fresh { Self::Page(form) } else { Self::StalePage(form) })
+    }
 }
 
 #[cfg(test)]

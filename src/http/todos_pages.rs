@@ -29,7 +29,7 @@ use crate::todo::{Page, Space, Title, Todo, TodoPatch};
 use super::AppState;
 use super::audit_events::{RequestMeta, audit_create, audit_delete, audit_update};
 use super::error::{AppError, shown_in_page};
-use super::extractors::{CsrfForm, CurrentUser, MaybeUser, TodoId};
+use super::extractors::{CsrfForm, CurrentUser, FormFrom, MaybeUser, TodoId};
 use super::pages::{Banner, render};
 use super::spaces::{self, Requested, Resolved};
 use super::todos_api::parse_new_id;
@@ -374,8 +374,17 @@ async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
     RequestMeta(context): RequestMeta,
-    CsrfForm(form): CsrfForm<NewTodoForm>,
+    form: FormFrom<NewTodoForm>,
 ) -> Response {
+    let form = match form {
+        FormFrom::Page(form) => form,
+        // Nothing added; what was typed is shown again, under a fresh token, with the form's own id.
+        FormFrom::StalePage(form) => {
+            let new_id = form.id.as_deref().and_then(|raw| parse_new_id(raw).ok());
+            let retry = Retry { error: Some(AppError::StaleForm), new_title: form.title, new_id, rename: None };
+            return home_page(&state, &user, 0, retry).await;
+        }
+    };
     let id = match form.id.as_deref().filter(|raw| !raw.trim().is_empty()) {
         None => Ok(Uuid::new_v4()),
         Some(raw) => parse_new_id(raw),

@@ -128,10 +128,10 @@ async fn forms_without_a_valid_csrf_token_change_nothing() {
         }
         let response = alice.post_form("/todos", &fields).await;
         assert_eq!(response.status, 403, "token {token:?}: {}", response.body);
-        assert!(
-            response.body.contains("Go back to the start page"),
-            "a clear page, not \"reload\" (which sends the form again)"
-        );
+        // From the app's own page (the browser says so): the list again, with what was typed, and why.
+        assert!(response.body.contains("this page was out of date"), "token {token:?}: {}", response.body);
+        assert!(response.body.contains(r#"value="forged todo""#), "token {token:?}");
+        assert!(!response.body.contains("reload"), "not \"reload\" (which sends the form again)");
     }
 
     // A valid token does not help a request another site sends.
@@ -280,6 +280,46 @@ fn form_id(html: &str) -> String {
     let marker = r#"name="id" value=""#;
     let start = html.find(marker).unwrap_or_else(|| panic!("the add form carries an id: {html}")) + marker.len();
     html[start..start + 36].to_owned()
+}
+
+/// An add form from a page shown before the user signed in again (in another tab) is out of date: nothing is added,
+/// and the page comes back with what was typed and the form's own id, saying why; added again from there, it is
+/// added once. The same form posted without a browser's word that it came from this app's page (no `Origin`, no
+/// `Sec-Fetch-Site`) is refused as any forged form is, with nothing filled in.
+#[tokio::test]
+async fn an_add_form_from_a_page_out_of_date_keeps_what_was_typed() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let old_page = alice.get("/").await.body;
+    let fields = hidden_fields(&old_page, "/todos");
+    assert_eq!(alice.sign_in(ALICE).await.status, 302, "signed in again: a new session");
+    let mut typed = fields.clone();
+    typed.push(("title", "Call the plumber"));
+
+    let stale = alice.post_form("/todos", &typed).await;
+    assert_eq!(stale.status, 403, "{}", stale.body);
+    assert!(stale.body.contains("this page was out of date"), "{}", stale.body);
+    assert!(stale.body.contains(r#"value="Call the plumber""#), "what was typed is kept: {}", stale.body);
+    assert_eq!(form_id(&stale.body), form_id(&old_page), "with the form's own id");
+    assert!(app.all_todos().await.is_empty(), "nothing added");
+
+    let mut retyped = hidden_fields(&stale.body, "/todos");
+    retyped.push(("title", "Call the plumber"));
+    let again = alice.post_form("/todos", &retyped).await;
+    assert_eq!(again.status, 303, "{}", again.body);
+    assert_eq!(app.all_todos().await, [(app.user_id(ALICE), "Call the plumber".to_owned())]);
+
+    // Not from the app's own page, as far as the browser says: refused, nothing shown back.
+    let raw = reqwest::Client::new()
+        .post(app.base_url.join("/todos").expect("url"))
+        .header("cookie", alice.cookie_header())
+        .form(&typed)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(raw.status(), 403);
+    let body = raw.text().await.expect("body");
+    assert!(!body.contains("Call the plumber") && body.contains("CSRF check failed"), "{body}");
 }
 
 /// The add form carries the new todo's id: sent twice (a double click, or again after a timeout that came after
