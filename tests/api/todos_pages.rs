@@ -60,6 +60,9 @@ async fn a_user_manages_todos_through_the_pages() {
     assert!(empty.body.contains("Alice Anderson") && empty.body.contains(ALICE));
     assert!(empty.body.contains("Nothing to do yet"));
     assert!(empty.body.contains("Sign out"));
+    // The add field's name is the words it shows, so voice control ("click What needs doing") finds it.
+    assert!(empty.body.contains(r#"<label for="new-title" class="visually-hidden">What needs doing?</label>"#));
+    assert!(empty.body.contains(r#"placeholder="What needs doing?""#));
 
     add(&alice, "Buy milk").await;
     add(&alice, "Water the plants").await;
