@@ -35,6 +35,8 @@ use crate::startup::Application;
 
 /// The demo's database inside its PostgreSQL cluster.
 const DATABASE: &str = "authbridge";
+/// The user the WorkOS stand-in's demo seed lets support staff impersonate (Bob).
+const IMPERSONATED_USER_ID: &str = "user_standin_bob";
 /// Lifetime of the bearer token printed for `curl`.
 const CURL_TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// How long the app may take to discover the OpenID Connect stand-in before the demo gives up.
@@ -400,7 +402,10 @@ fn print_welcome(app_url: &Url, provider: &ProviderStandIn, insforge: &InsforgeS
         out.push_str(&format!("  {label:<10}  {} <{}>{org}\n", user.name, user.email));
     }
     out.push_str("              ...or any email address, on the sign-in page\n");
-    if matches!(provider, ProviderStandIn::Workos(_)) {
+    // The stand-in offers the impersonation while Bob exists (a `--data-dir` keeps his deletion from an earlier run).
+    if let ProviderStandIn::Workos(workos) = provider
+        && workos.users().iter().any(|user| user.id == IMPERSONATED_USER_ID)
+    {
         out.push_str("              ...or support@authbridge.test impersonating Bob (read-only, audited)\n");
     }
     out.push('\n');

@@ -267,6 +267,12 @@ async fn a_kept_data_directory_does_not_offer_what_was_deleted_in_an_earlier_run
     paste(&delete).await;
     let deleted = wait_until(|| async { carol.get("/api/me").await.status == 401 }).await;
     assert!(deleted, "Carol is signed out once deleted");
+    // And Bob, whom support staff may impersonate in the demo.
+    assert!(printed.contains("impersonating Bob"), "{printed}");
+    let bob = Browser::new(url.parse().expect("url"));
+    assert_eq!(bob.sign_in("bob@acme.test").await.status, 302);
+    paste(&delete.replace("user_standin_carol", "user_standin_bob")).await;
+    assert!(wait_until(|| async { bob.get("/api/me").await.status == 401 }).await, "Bob is signed out once deleted");
     // And an organization, through the same API (the printed command, aimed at it).
     let alice = Browser::new(url.parse().expect("url"));
     assert_eq!(alice.sign_in("alice@acme.test").await.status, 302);
@@ -277,8 +283,10 @@ async fn a_kept_data_directory_does_not_offer_what_was_deleted_in_an_earlier_run
     stop(child).await;
 
     let (again, printed) = started_with(&ports, &["--data-dir", &dir_arg]).await;
-    assert!(printed.contains("alice@acme.test") && printed.contains("bob@acme.test"), "{printed}");
+    assert!(printed.contains("alice@acme.test"), "{printed}");
     assert!(!printed.contains("carol@example.test"), "the deleted user is not offered again: {printed}");
+    assert!(!printed.contains("bob@acme.test"), "{printed}");
+    assert!(!printed.contains("impersonating Bob"), "nor impersonating a deleted user: {printed}");
     assert!(!printed.contains("/users/"), "nor a command to delete her again: {printed}");
     assert!(!printed.contains("Acme"), "nor the deleted organization: {printed}");
     let alice = Browser::new(url.parse().expect("url"));
