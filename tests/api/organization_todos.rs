@@ -110,12 +110,8 @@ async fn every_command_for_every_kind_of_user_through_the_app() {
 /// them (from their sign-in or WorkOS's events).
 #[tokio::test]
 async fn the_organization_page_names_each_todos_author() {
-    let app = cast_app().await;
-    let author = app.signed_in(AUTHOR).await;
-    let member = app.signed_in(MEMBER).await;
-    assert_eq!(create(&author, "Part from Bob", Some(ACME)).await.status, 201);
+    let (_app, member) = a_member_looking_at_bobs_acme_todo().await;
     assert_eq!(create(&member, "Part from Erin", Some(ACME)).await.status, 201);
-    switch_to(&member, ACME).await;
     let page = member.get("/").await;
     assert_eq!(page.status, 200);
     // Each title and name in a <bdi>: direction controls in one (U+202E) cannot reorder the text around it.
@@ -123,6 +119,17 @@ async fn the_organization_page_names_each_todos_author() {
         assert!(page.body.contains(&format!(r#"<bdi class="title">{title}</bdi>"#)), "{}", page.body);
         assert!(list_item(&page.body, title).contains(author), "{title} {author}: {}", page.body);
     }
+}
+
+/// The cast's app, where Bob (the author) has written "Part from Bob" in Acme, and Erin (a member) signed in with
+/// Acme as her space.
+async fn a_member_looking_at_bobs_acme_todo() -> (TestApp, crate::helpers::browser::Browser) {
+    let app = cast_app().await;
+    let author = app.signed_in(AUTHOR).await;
+    let member = app.signed_in(MEMBER).await;
+    assert_eq!(create(&author, "Part from Bob", Some(ACME)).await.status, 201);
+    switch_to(&member, ACME).await;
+    (app, member)
 }
 
 /// The page's list item of the todo titled `title`: from the title to the end of its `<li>` (empty when absent).
@@ -136,11 +143,7 @@ fn list_item<'a>(page: &'a str, title: &str) -> &'a str {
 /// token of theirs still in flight does not write one back.
 #[tokio::test]
 async fn a_deleted_author_is_no_longer_named_and_their_addresses_are_forgotten() {
-    let app = cast_app().await;
-    let author = app.signed_in(AUTHOR).await;
-    let member = app.signed_in(MEMBER).await;
-    assert_eq!(create(&author, "Part from Bob", Some(ACME)).await.status, 201);
-    switch_to(&member, ACME).await;
+    let (app, member) = a_member_looking_at_bobs_acme_todo().await;
     assert!(member.get("/").await.body.contains("by <bdi>bob@acme.test</bdi>"), "named while he exists");
     let bob = app.user_id(AUTHOR);
     assert!(!addresses_of(&app, &bob).await.is_empty(), "known before");
