@@ -85,6 +85,8 @@ async fn a_user_manages_todos_through_the_pages() {
     assert_eq!((renamed.status, renamed.location()), (303, Some(format!("/#todo-{id}"))));
     let page = alice.get("/").await;
     assert!(page.body.contains("Buy oat milk") && !page.body.contains(">Buy milk<"));
+    // Each row's Rename names its todo for a screen reader, not just "Rename" on every row.
+    assert!(page.body.contains(r#"<summary>Rename<span class="visually-hidden"> “Buy oat milk”</span></summary>"#));
     // A delete, which cannot be undone, is asked once more: its form opens from a closed <details> of its own.
     let form = page.body.find(&format!(r#"action="/todos/{id}/delete""#)).expect("the delete form");
     let asks = page.body[..form].rfind(r#"<details class="deleting">"#).expect("the delete's own disclosure");
