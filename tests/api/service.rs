@@ -21,12 +21,14 @@ async fn healthz_and_readyz_report_the_process_and_its_upstreams() {
     assert_eq!(report["insforge"]["ok"], true);
     assert_eq!(report["workos"]["ok"], true);
 
-    // Probes are answered from a short cache: a burst reaches WorkOS at most once more.
+    // Probes are answered from a short cache: a burst reaches WorkOS and InsForge at most once more.
     let before = app.workos.calls(Endpoint::Jwks);
+    let records_before = app.insforge.records_requests();
     for _ in 0..10 {
         assert_eq!(browser.get("/readyz").await.status, 200);
     }
     assert!(app.workos.calls(Endpoint::Jwks) - before <= 1, "probes must not flood upstreams");
+    assert!(app.insforge.records_requests() - records_before <= 1, "nor InsForge");
 }
 
 #[tokio::test]
