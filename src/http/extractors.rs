@@ -542,12 +542,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
     type Rejection = AppError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let (mut parts, body) = request.into_parts();
-        let user = CurrentUser::from_request_parts(&mut parts, state).await?;
-        let bytes = checked_form(Request::from_parts(parts, body), state, user.csrf_binding()).await?;
-        serde_urlencoded::from_bytes(&bytes)
-            .map(CsrfForm)
-            .map_err(|error| AppError::BadRequest(format!("The form is incomplete or malformed: {error}.")))
+        match form_from_page(request, state).await? {
+            (bytes, Freshness::Fresh) => parse_form(&bytes).map(CsrfForm),
+            (_, Freshness::StalePage) => Err(AppError::Csrf),
+        }
     }
 }
 
@@ -583,9 +581,9 @@ fn verify_form_token(state: &AppState, binding: &str, bytes: &[u8]) -> Result<()
 
 /// A form that may be out of date: as [`CsrfForm`], except that one whose CSRF token no longer fits the session
 /// (the user signed in again, in another tab, since the page was shown) is handed over as [`FormFrom::StalePage`]
-/// when the browser says it was posted from this app's own page (`Origin` is ours, or `Sec-Fetch-Site:
-/// same-origin`): the page can then show what was typed again, with nothing done, instead of losing it. Without that
-/// word from the browser it is refused as any other form, so another site cannot have a page filled in for the user.
+/// when the browser says it was posted from this app's own page ([`csrf::from_own_page`]): the page can then show
+/// what was typed again, with nothing done, instead of losing it. Without that word from the browser it is refused
+/// as any other form, so another site cannot have a page filled in for the user.
 pub enum FormFrom<T> {
     Page(T),
     StalePage(T),
@@ -595,20 +593,38 @@ impl<T: DeserializeOwned> FromRequest<AppState> for FormFrom<T> {
     type Rejection = AppError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let (mut parts, body) = request.into_parts();
-        let user = CurrentUser::from_request_parts(&mut parts, state).await?;
-        let own_page = parts.headers.get(header::ORIGIN).is_some_and(|sent| sent.as_bytes() == state.origin.as_bytes())
-            || parts.headers.get("sec-fetch-site").is_some_and(|site| site.as_bytes() == b"same-origin");
-        let bytes = same_origin_form(Request::from_parts(parts, body), state).await?;
-        let fresh = match verify_form_token(state, user.csrf_binding(), &bytes) {
-            Ok(()) => true,
-            Err(AppError::Csrf) if own_page => false,
-            Err(error) => return Err(error),
-        };
-        let form = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|error| AppError::BadRequest(format!("The form is incomplete or malformed: {error}.")))?;
-        Ok(if fresh { Self::Page(form) } else { Self::StalePage(form) })
+        let (bytes, freshness) = form_from_page(request, state).await?;
+        let form = parse_form(&bytes)?;
+        Ok(match freshness {
+            Freshness::Fresh => Self::Page(form),
+            Freshness::StalePage => Self::StalePage(form),
+        })
     }
+}
+
+/// Whether a form's CSRF token fits the session, or it is out of date but from this app's own page.
+enum Freshness {
+    Fresh,
+    StalePage,
+}
+
+/// The signed-in user's form body, with its CSRF token checked: refused unless it fits the session or the browser
+/// says the form came from this app's own page ([`Freshness::StalePage`]).
+async fn form_from_page(request: Request, state: &AppState) -> Result<(Bytes, Freshness), AppError> {
+    let (mut parts, body) = request.into_parts();
+    let user = CurrentUser::from_request_parts(&mut parts, state).await?;
+    let own_page = csrf::from_own_page(&parts.headers, &state.origin);
+    let bytes = same_origin_form(Request::from_parts(parts, body), state).await?;
+    match verify_form_token(state, user.csrf_binding(), &bytes) {
+        Ok(()) => Ok((bytes, Freshness::Fresh)),
+        Err(AppError::Csrf) if own_page => Ok((bytes, Freshness::StalePage)),
+        Err(error) => Err(error),
+    }
+}
+
+fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    serde_urlencoded::from_bytes(bytes)
+        .map_err(|error| AppError::BadRequest(format!("The form is incomplete or malformed: {error}.")))
 }
 
 #[cfg(test)]

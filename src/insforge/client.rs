@@ -381,9 +381,9 @@ impl InsforgeClient {
     /// Can InsForge serve todos? A real records call (`GET …/records/todos?select=id&limit=1`) with a token minted
     /// for [`READINESS_PROBE_USER`]: it takes the whole path a request takes — the token and `INSFORGE_JWT_SECRET`,
     /// PostgREST, PostgreSQL, the table, its grants and its policies — and, since nobody has that id, RLS gives it
-    /// no rows, and the answer must read as rows. InsForge's own `GET /api/health` touches none of these (a constant answer from its Node process,
-    /// `docs/insforge.md` §5.1), so it would call an InsForge ready whose database is down. Not retried, so a
-    /// readiness probe sees the truth at once.
+    /// no rows, and the answer must read as rows. InsForge's own `GET /api/health` touches none of these (a
+    /// constant answer from its Node process, `docs/insforge.md` §5.1), so it would call an InsForge ready whose
+    /// database is down. Not retried, so a readiness probe sees the truth at once.
     pub async fn health(&self) -> Result<(), InsforgeError> {
         let token = self.token(&UserIdentity::new(READINESS_PROBE_USER, None))?;
         let probe = self.request(Method::GET, &token).query(&[("select", "id"), ("limit", "1")]).send();
