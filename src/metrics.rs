@@ -21,14 +21,18 @@
 //! | `authbridge_webhook_event_lag_seconds` | `source` | histogram of the delay from an event's creation at WorkOS to its first handling here |
 //! | `authbridge_events_consumer_last_poll_timestamp_seconds` | — | when this replica's Events API consumer last polled WorkOS successfully (gauge, Unix time; only on the replica holding the consumer lock) |
 //! | `authbridge_audit_log_events_total` | `outcome` (`delivered`, `retrying`, `failed`) | Audit Log events sent to WorkOS, by what came of each attempt |
+//! | `authbridge_database_pool_connections` | `state` (`in_use`, `idle`) | the bookkeeping database's pool (`DATABASE_URL`) at the scrape: none open while the database is unreachable, all in use when it is exhausted |
+//! | `authbridge_database_pool_max_connections` | — | its size limit (`DATABASE_MAX_CONNECTIONS`) |
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::db::Database;
 
 /// Histogram buckets for every `*_seconds` series: 100 µs to a minute, past the upstream time limits (10 s by
 /// default) and the request time limit (30 s), so a call that ran into one is told apart from a slow one.
@@ -99,6 +103,8 @@ fn describe() {
     describe_counter!("authbridge_token_cache_total", "Access-token checks answered from the verify-once cache.");
     describe_counter!("authbridge_webhook_events_total", "WorkOS events received.");
     describe_histogram!("authbridge_webhook_event_lag_seconds", Unit::Seconds, "Delay from an event to its handling.");
+    describe_gauge!("authbridge_database_pool_connections", "Connections of the database pool, in use or idle.");
+    describe_gauge!("authbridge_database_pool_max_connections", "The database pool's size limit.");
     // Series that may stay at zero for long are written from the start, so dashboards and alerts find them.
     metrics::counter!("authbridge_http_requests_shed_total").absolute(0);
     metrics::counter!("authbridge_session_cookies_unreadable_total").absolute(0);
@@ -110,16 +116,34 @@ fn describe() {
     }
 }
 
-/// The metrics listener's router: `GET /metrics` and nothing else.
-pub fn router(handle: PrometheusHandle) -> Router {
+/// The metrics listener's router: `GET /metrics` and nothing else. The database pool's gauges are read at each
+/// scrape rather than kept up to date by every request that takes a connection.
+pub fn router(handle: PrometheusHandle, database: Option<Database>) -> Router {
     Router::new().route(
         "/metrics",
         get(move || {
-            let handle = handle.clone();
+            let text = render(&handle, database.as_ref());
             async move {
                 let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
-                ([(header::CONTENT_TYPE, content_type)], handle.render()).into_response()
+                ([(header::CONTENT_TYPE, content_type)], text).into_response()
             }
         }),
     )
+}
+
+/// The gauges of `database`'s pool and the rendering, under one lock: the recorder is the process's, so two apps
+/// in one process (the tests) must not each render the other's pool.
+fn render(handle: &PrometheusHandle, database: Option<&Database>) -> String {
+    static SCRAPE: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = SCRAPE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(database) = database {
+        let pool = database.pool();
+        let open = pool.size();
+        let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX).min(open);
+        metrics::gauge!("authbridge_database_pool_connections", "state" => "in_use").set(f64::from(open - idle));
+        metrics::gauge!("authbridge_database_pool_connections", "state" => "idle").set(f64::from(idle));
+        metrics::gauge!("authbridge_database_pool_max_connections")
+            .set(f64::from(pool.options().get_max_connections()));
+    }
+    handle.render()
 }

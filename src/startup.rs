@@ -176,7 +176,7 @@ impl Application {
                 let metrics_limits = ServerLimits { max_concurrent_requests: 16, max_connections: 16, ..limits };
                 let metrics = crate::server::serve(
                     metrics_listener,
-                    crate::metrics::router(handle),
+                    crate::metrics::router(handle, self.state.database.clone()),
                     metrics_limits,
                     wait(stopped.clone()),
                 );

@@ -221,3 +221,21 @@ async fn the_consumers_last_poll_and_audit_log_deliveries_are_exported() {
     .await;
     assert!(delivered, "{}", scrape(&app).await);
 }
+
+/// The database pool at each scrape: its size limit and how many connections are in use and idle, so an on-call can
+/// tell an unreachable database (none open) from an exhausted pool (all in use) on a dashboard, not only in a log.
+#[tokio::test]
+async fn the_database_pools_connections_are_exported_at_each_scrape() {
+    let app = spawn_app_with(
+        AppOptions::default().lifecycle().var("METRICS_BIND_ADDR", "127.0.0.1:0").var("DATABASE_MAX_CONNECTIONS", 3),
+    )
+    .await;
+    let browser = app.signed_in(ALICE).await;
+    // A signed-in request asks the database whether its session was ended: the pool has opened a connection.
+    assert_eq!(browser.api(Method::GET, "/api/todos", None).await.status, 200);
+    let text = scrape(&app).await;
+    assert_eq!(value(&text, "authbridge_database_pool_max_connections", &[]), 3.0, "{text}");
+    let in_use = value(&text, "authbridge_database_pool_connections", &[r#"state="in_use""#]);
+    let idle = value(&text, "authbridge_database_pool_connections", &[r#"state="idle""#]);
+    assert!(idle >= 1.0 && in_use + idle <= 3.0, "{text}");
+}
