@@ -13,8 +13,13 @@
 //!   503 with `Retry-After` at once, before the router sees it. Nothing queues: under a flood, memory stays what
 //!   the limit allows, the requests let in keep their latency, and the process recovers the moment the flood stops
 //!   (`/healthz` is always answered, so an orchestrator does not restart a process that is merely busy);
-//! - graceful shutdown: on the shutdown signal, stop accepting, let in-flight requests finish, close idle
-//!   connections.
+//! - **a request runs to its end**: each request is handled in a task of its own, so a client that hangs up
+//!   does not cut its handler off at the next `.await` (hyper drops a connection's future when its client goes).
+//!   What a request does after its last upstream answer (recording a sign-out for every replica, queueing an Audit
+//!   Log event for a todo InsForge has saved, the impersonation audit) is done whether or not anyone is still
+//!   listening; the request's time limit (`REQUEST_TIMEOUT_SECONDS`) is what ends a handler;
+//! - graceful shutdown: on the shutdown signal, stop accepting, let in-flight requests finish (those whose client
+//!   has gone too), close idle connections.
 //!
 //! Request bodies are bounded by the router (a declared `Content-Length` over the limit is refused before any of
 //! the body is read), and whole requests by its time limit; the webhook route, which anyone can reach, also bounds
@@ -33,6 +38,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::http::middleware::{REQUEST_ID, is_acceptable_request_id};
@@ -67,6 +73,7 @@ pub async fn serve(
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let requests = Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1)));
     let graceful = GracefulShutdown::new();
+    let handlers = TaskTracker::new();
     tokio::pin!(shutdown);
 
     loop {
@@ -96,6 +103,7 @@ pub async fn serve(
 
         let router = router.clone();
         let requests = Arc::clone(&requests);
+        let handlers = handlers.clone();
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             let router = router.clone();
             // Who is at the other end, for the audit trail's `location`.
@@ -103,13 +111,22 @@ pub async fn serve(
             // Decided now, not queued: a request either gets a slot at once or is shed.
             let slot =
                 if request.uri().path() == "/healthz" { None } else { Some(Arc::clone(&requests).try_acquire_owned()) };
+            let handling = match slot {
+                Some(Err(_)) => Err(overloaded(&request)),
+                // The slot is held until the handler ends, whether or not its client is still there: the work goes
+                // on, so it still counts against the limit. (Bodies here are small and built before the head.)
+                slot => Ok(handlers.spawn(async move {
+                    let Ok(response) = router.oneshot(request).await;
+                    drop(slot);
+                    response
+                })),
+            };
             async move {
-                match slot {
-                    Some(Err(_)) => Ok(overloaded(&request)),
-                    // The slot is held until the response's head is ready; bodies here are small and already built.
-                    Some(Ok(_slot)) => router.oneshot(request).await,
-                    None => router.oneshot(request).await,
-                }
+                let response = match handling {
+                    Ok(handler) => handler.await.unwrap_or_else(|_| crashed()),
+                    Err(shed) => shed,
+                };
+                Ok::<_, std::convert::Infallible>(response)
             }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
@@ -124,7 +141,21 @@ pub async fn serve(
 
     drop(listener);
     graceful.shutdown().await;
+    // Requests whose clients hung up have no connection left to wait for: their handlers are waited for here.
+    handlers.close();
+    handlers.wait().await;
     Ok(())
+}
+
+/// The answer when a handler panicked (a bug: nothing from outside should make one), instead of a connection cut
+/// without a word. The panic itself is in the log (tokio reports it).
+fn crashed() -> Response<Body> {
+    let mut response = Response::new(Body::from("Something went wrong on our side.\n"));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// The answer to a request over the concurrency limit: 503, `Retry-After: 1`, in the route's format (the API's

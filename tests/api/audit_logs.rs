@@ -707,3 +707,43 @@ async fn an_update_whose_answer_was_lost_is_audited_once() {
     let actions = todo_actions(&app).await;
     assert_eq!(actions, ["todo.created", "todo.completed", "todo.renamed"], "each change once");
 }
+
+/// A client that hangs up before the answer does not cut its request short: InsForge saved the todo, so its Audit
+/// Log event is queued all the same, and a sign-out whose browser gave up is still recorded for every replica (the
+/// server handles each request in a task of its own; only the request's time limit ends a handler).
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_request_loses_neither_the_event_nor_the_sign_out() {
+    use sqlx::Connection;
+    let app = cast_app().await;
+    let bob = app.signed_in(AUTHOR).await;
+    app.insforge.set_response_latency(Duration::from_secs(1));
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        create(&bob, "Saved while nobody waited", Some(ACME_ORGANIZATION_ID)),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the client hung up before InsForge answered");
+    app.insforge.set_response_latency(Duration::ZERO);
+    let queued = eventually(Duration::from_secs(10), || async {
+        outbox(&app).await.iter().any(|(_, action, _, _)| action == "todo.created")
+    })
+    .await;
+    assert!(queued, "the saved todo's event was queued: {:?}", outbox(&app).await);
+
+    // The sign-out's record held up (its table locked) until after the browser has gone.
+    let sid = crate::helpers::session::session_id(&bob);
+    let token = bob.csrf_token().await;
+    let mut holder = app.db.connect().await;
+    let mut lock = holder.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE authbridge.revoked_sessions IN EXCLUSIVE MODE").execute(&mut *lock).await.expect("lock");
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(300), bob.post_form("/logout", &[("csrf_token", token.as_str())]))
+            .await;
+    assert!(gave_up.is_err(), "the browser gave up while the sign-out waited for the database");
+    lock.rollback().await.expect("unlock");
+    let recorded = eventually(Duration::from_secs(10), || async {
+        app.query_scalar_i64("SELECT count(*) FROM authbridge.revoked_sessions WHERE id = $1", &sid).await == 1
+    })
+    .await;
+    assert!(recorded, "the sign-out was recorded for every replica");
+}
