@@ -89,9 +89,13 @@ pub async fn record_event(
 /// in flight must not write them back.
 async fn record_user_email(conn: &mut PgConnection, id: &str, email: Option<&str>) -> Result<(), sqlx::Error> {
     let Some(email) = email else { return Ok(()) };
+    // Called once the user's row exists, and reads it `FOR SHARE`: a deletion under way is waited for and then
+    // seen, and a deletion that comes after waits for this insert and then removes it with the rest. (Checked
+    // without the lock, an address written while a deletion was under way outlived it: the deletion's removal of
+    // the history cannot see a row that is not committed yet.)
     sqlx::query(
-        "INSERT INTO authbridge.user_email_history (user_id, email) SELECT $1, lower($2) \
-         WHERE NOT EXISTS (SELECT 1 FROM authbridge.users WHERE id = $1 AND deleted_at IS NOT NULL) \
+        "INSERT INTO authbridge.user_email_history (user_id, email) \
+         SELECT id, lower($2) FROM authbridge.users WHERE id = $1 AND deleted_at IS NULL FOR SHARE \
          ON CONFLICT DO NOTHING",
     )
     .bind(id)
@@ -107,7 +111,6 @@ pub async fn upsert_user(
     email: Option<&str>,
     version: &Version,
 ) -> Result<(), sqlx::Error> {
-    record_user_email(&mut *conn, id, email).await?;
     sqlx::query(
         "INSERT INTO authbridge.users AS t (id, email, version_updated_at, version_event_at, version_event_id) \
          VALUES ($1, $2, $3, $4, $5) \
@@ -122,15 +125,14 @@ pub async fn upsert_user(
     .bind(version.updated_at)
     .bind(version.event_at)
     .bind(&version.event_id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    record_user_email(conn, id, email).await
 }
 
 /// A user as sign-in knows them (id and email, no version): written only when the user is not known at all, so
 /// any event about them wins and a tombstone is never touched.
 pub async fn note_signed_in_user(conn: &mut PgConnection, id: &str, email: Option<&str>) -> Result<(), sqlx::Error> {
-    record_user_email(&mut *conn, id, email).await?;
     let version = Version::lowest();
     sqlx::query(
         "INSERT INTO authbridge.users (id, email, version_updated_at, version_event_at, version_event_id) \
@@ -141,9 +143,9 @@ pub async fn note_signed_in_user(conn: &mut PgConnection, id: &str, email: Optio
     .bind(version.updated_at)
     .bind(version.event_at)
     .bind(&version.event_id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    record_user_email(conn, id, email).await
 }
 
 /// Deletes a user for good: a tombstone, written even for a user never seen before (so a late `user.created`

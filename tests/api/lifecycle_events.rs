@@ -465,3 +465,76 @@ async fn a_late_active_event_never_moves_a_denial_earlier() {
     assert_eq!(app.deliver_ok(&event("dsync.user.updated", directory_user("active", 12), at(50))).await, "applied");
     assert_eq!(active().await, 0, "still denied");
 }
+
+#[derive(Debug, Clone, Copy)]
+enum UserChange {
+    NewAddress,
+    SignedIn,
+    Delete,
+}
+
+async fn apply_user_change(conn: &mut sqlx::PgConnection, change: UserChange) {
+    use authbridge::lifecycle::store;
+    let id = "user_race";
+    match change {
+        UserChange::NewAddress => {
+            store::upsert_user(conn, id, Some("new@example.com"), &store::Version::of_object(at(2)))
+                .await
+                .expect("address changed")
+        }
+        UserChange::SignedIn => {
+            store::note_signed_in_user(conn, id, Some("token@example.com")).await.expect("sign-in noted")
+        }
+        UserChange::Delete => {
+            store::tombstone_user(conn, id, &store::Version::of_object(at(3))).await.expect("user deleted")
+        }
+    }
+}
+
+/// A user's new address (from an event, or from a sign-in) written at the same moment as the user's deletion, in
+/// either order, leaves no address behind: under READ COMMITTED the deletion's removal of the address history
+/// would miss an address not yet committed, so the history is written under a lock on the user's row. The first
+/// change is held uncommitted while the second starts; slowness can only make the second start after the first
+/// committed, which passes either way.
+#[tokio::test]
+async fn an_address_written_while_the_user_is_deleted_is_forgotten_with_them() {
+    use sqlx::Connection;
+    for (first, second) in [
+        (UserChange::Delete, UserChange::NewAddress),
+        (UserChange::Delete, UserChange::SignedIn),
+        (UserChange::NewAddress, UserChange::Delete),
+        (UserChange::SignedIn, UserChange::Delete),
+    ] {
+        let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
+        let mut holder = app.db.connect().await;
+        authbridge::lifecycle::store::upsert_user(
+            &mut holder,
+            "user_race",
+            Some("old@example.com"),
+            &authbridge::lifecycle::store::Version::of_object(at(1)),
+        )
+        .await
+        .expect("the user");
+        let mut other = app.db.connect().await;
+        let mut held = holder.begin().await.expect("begin");
+        apply_user_change(&mut held, first).await;
+        let racing = tokio::spawn(async move {
+            let mut transaction = other.begin().await.expect("begin");
+            apply_user_change(&mut transaction, second).await;
+            transaction.commit().await.expect("commit");
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        held.commit().await.expect("commit");
+        racing.await.expect("the second change");
+        let addresses = app
+            .query_scalar_i64("SELECT count(*) FROM authbridge.user_email_history WHERE user_id = $1", "user_race")
+            .await;
+        let email = app
+            .query_scalar_i64(
+                "SELECT count(*) FROM authbridge.users WHERE id = $1 AND email IS NULL AND deleted_at IS NOT NULL",
+                "user_race",
+            )
+            .await;
+        assert_eq!((addresses, email), (0, 1), "{first:?} then {second:?}");
+    }
+}
