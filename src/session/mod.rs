@@ -489,6 +489,9 @@ impl SessionManager {
 
     /// `Set-Cookie` values storing `session`, replacing whatever pieces the request carried.
     pub fn store(&self, session: &Session, request: &HeaderMap) -> Result<Vec<HeaderValue>, SessionError> {
+        // Never a session whose refresh token a switch here has spent meanwhile: its successor instead.
+        let newest = self.refresher.newest(session);
+        let session = newest.as_deref().unwrap_or(session);
         let json = serde_json::to_vec(session).map_err(|_| SealError)?;
         let sealed = self.sealer.seal(Purpose::Session, &json)?;
         Ok(self.session_cookie.write(&sealed, &self.session_cookie.present(request))?)

@@ -44,6 +44,9 @@ use crate::token_cache::{Fingerprint, fingerprint};
 /// How long a finished refresh is remembered for latecomers holding the old refresh token.
 pub const MEMO_TTL: Duration = Duration::from_secs(30);
 
+/// Each hop of a switch follows a refresh token that someone else just spent; a few is more than a browser makes.
+const MAX_HOPS: usize = 4;
+
 /// How long a refresh token whose refresh failed for a reason other than the token is not tried again.
 pub const FAILURE_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -154,8 +157,6 @@ impl Refresher {
     /// `session` switched to `organization_id`. Waits for a refresh of the same token under way (or remembered) and
     /// switches with its result; a switch to the same organization under way is shared as it is.
     pub async fn switch(&self, session: &Session, organization_id: &str) -> Outcome {
-        /// Each hop follows a refresh token that someone else just spent; a few is more than a browser makes.
-        const MAX_HOPS: usize = 4;
         let mut current = Arc::new(session.clone());
         for _ in 0..MAX_HOPS {
             let Some(refresh_token) = current.refresh_token.as_deref() else {
@@ -185,6 +186,30 @@ impl Refresher {
             current = fresh;
         }
         Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) })
+    }
+
+    /// What `session` has turned into here since it was made, when its refresh token has been spent already: a switch
+    /// that waited for the refresh that made `session` and then spent its token (a hop). A response that carries
+    /// `session` but reaches the browser after the switch's would otherwise leave the browser a spent refresh token
+    /// (the last `Set-Cookie` wins) and undo the switch on the page; it carries the newest session instead. `None`
+    /// when nothing here has spent it (the usual case: one fingerprint and a map lookup).
+    pub fn newest(&self, session: &Session) -> Option<Arc<Session>> {
+        let flights = lock(&self.flights);
+        let mut newest: Option<Arc<Session>> = None;
+        for _ in 0..MAX_HOPS {
+            let current = newest.as_deref().unwrap_or(session);
+            let Some(flight) = current.refresh_token.as_deref().and_then(|token| flights.get(&fingerprint(token)))
+            else {
+                break;
+            };
+            let next = match &*flight.outcome.borrow() {
+                Some(Finished { outcome: Ok(next), .. }) => Arc::clone(next),
+                // Under way, or failed: nothing newer to hand out (yet).
+                _ => break,
+            };
+            newest = Some(next);
+        }
+        newest
     }
 
     /// Waits, at most `within`, for the refreshes under way and the results still being written for the other

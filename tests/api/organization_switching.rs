@@ -255,6 +255,31 @@ async fn a_switch_with_a_fresh_token_waits_for_another_tabs_refresh_of_the_same_
     assert_eq!(browser.get("/api/me").await.status, 200, "the switched session refreshes");
 }
 
+/// One browser, two requests with the same expiring cookie: a slow one (InsForge takes a second) refreshes the
+/// session, and a switch sent meanwhile waits for that refresh, then spends the refresh token it made. The slow
+/// response reaches the browser last; it must not hand the browser the session the switch has spent (undoing the
+/// switch on the page, and signing the user out at the next refresh once the memo has forgotten it).
+#[tokio::test]
+async fn a_slow_response_that_refreshed_does_not_undo_a_switch_that_spent_its_token() {
+    let (app, browser) = two_organizations().await;
+    expire_access_token(&app, &browser);
+    app.insforge.set_latency(Duration::from_secs(1));
+    let (listed, switched) = tokio::join!(browser.get("/api/todos"), async {
+        tokio::time::sleep(Duration::from_millis(300)).await; // refreshed by now, and waiting for InsForge
+        browser.api(Method::POST, SWITCH_API, Some(json!({ "organization_id": GLOBEX_ORGANIZATION_ID }))).await
+    });
+    app.insforge.set_latency(Duration::ZERO);
+    assert_eq!(switched.status, 200, "{}", switched.body);
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(
+        read_session(&browser).organization_id.as_deref(),
+        Some(GLOBEX_ORGANIZATION_ID),
+        "the last cookie the browser got is the switch's"
+    );
+    expire_access_token(&app, &browser);
+    assert_eq!(browser.get("/api/me").await.status, 200, "its refresh token is not a spent one");
+}
+
 #[tokio::test]
 async fn switching_needs_csrf_and_a_browser_session() {
     let (app, browser) = two_organizations().await;
