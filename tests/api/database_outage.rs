@@ -141,3 +141,31 @@ async fn a_page_shown_during_an_outage_keeps_the_session_s_space_in_its_add_form
     );
     assert!(failed.body.contains("<title>Error: "), "the page's title says so too: {}", failed.body);
 }
+
+/// What PostgreSQL answers is sorted into "try again later" (503 `database_unavailable`, and a webhook WorkOS
+/// retries) and "a statement failed" (500, logged as a bug) by its SQLSTATE, raised here for real: connection
+/// exceptions (08…), insufficient resources such as too many connections (53…), a server shutting down or
+/// restarting (57P0…) and our own statement timeout (57014) are the first; anything else (an unknown table, a
+/// violated constraint, a cancel by an administrator: 57014's neighbour 57000) is the second.
+#[tokio::test]
+async fn database_errors_are_told_apart_by_their_sqlstate() {
+    use authbridge::db::DbError;
+    let db = crate::helpers::TestDb::empty().await;
+    let mut conn = db.connect().await;
+    let mut raised = async |code: &str| {
+        let statement = format!("DO $$ BEGIN RAISE EXCEPTION 'raised by the test' USING ERRCODE = '{code}'; END $$");
+        // The codes are this test's own constants.
+        let statement = sqlx::AssertSqlSafe(statement);
+        let error = sqlx::raw_sql(statement).execute(&mut conn).await.expect_err("PostgreSQL raises it");
+        DbError::from(error)
+    };
+    for code in ["08006", "08003", "53300", "53100", "57P01", "57P03", "57014"] {
+        let error = raised(code).await;
+        assert!(matches!(error, DbError::Unavailable(_)), "{code}: {error:?}");
+        assert!(error.to_string().contains(&format!("SQLSTATE {code}")), "{code}: said as PostgreSQL says it: {error}");
+    }
+    for code in ["42P01", "23505", "57000", "P0001", "XX000"] {
+        let error = raised(code).await;
+        assert!(matches!(error, DbError::Failed(_)), "{code}: {error:?}");
+    }
+}
