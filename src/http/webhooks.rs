@@ -68,7 +68,7 @@ async fn receive(State(state): State<AppState>, request: Request) -> Result<Resp
     let _slot = state.webhook_slots.try_acquire().map_err(|_| AppError::WebhooksBusy)?;
     let body = read_body(request, &state, MAX_WEBHOOK_BODY_BYTES).await?;
     secrets.verify_body(&signature, &body).map_err(AppError::InvalidSignature)?;
-    let envelope: EventEnvelope = serde_json::from_slice(&body).map_err(|error| {
+    let envelope: EventEnvelope = crate::workos::objects::from_json(&body).map_err(|error| {
         AppError::MalformedJson(format!("The request body is not a WorkOS event envelope: {error}"))
     })?;
 

@@ -401,7 +401,8 @@ impl WorkosClient {
 async fn read_json<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> Result<T, WorkosError> {
     let status = response.status();
     if status.is_success() {
-        return response.json().await.map_err(WorkosError::from_reqwest);
+        let bytes = response.bytes().await.map_err(WorkosError::from_reqwest)?;
+        return super::objects::from_json(&bytes).map_err(|error| WorkosError::Malformed(error.to_string()));
     }
     let retry_after = outbound::retry_after(response.headers());
     // A body that is not JSON (a proxy's HTML error page) still yields a useful status-based error.

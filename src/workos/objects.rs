@@ -12,6 +12,25 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
+/// Reads a WorkOS answer or webhook body as `T`, with every U+0000 in its strings replaced by U+FFFD. JSON can
+/// carry U+0000 (`\u0000`) but PostgreSQL's `text` cannot hold it, so a WorkOS string with one (an organization
+/// renamed with it) would fail every statement that stores it: the webhook answered 500 on every retry, the Events
+/// API consumer held up behind the event for its retries. U+FFFD is what a character that cannot be kept becomes.
+pub fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+    fn clean(value: &mut Value) {
+        match value {
+            Value::String(text) if text.contains('\0') => *text = text.replace('\0', "\u{FFFD}"),
+            Value::Array(items) => items.iter_mut().for_each(clean),
+            // Keys are not stored: only what they name is.
+            Value::Object(fields) => fields.values_mut().for_each(clean),
+            _ => {}
+        }
+    }
+    let mut value: Value = serde_json::from_slice(bytes)?;
+    clean(&mut value);
+    serde_json::from_value(value)
+}
+
 /// An event envelope, from a webhook body or a page of `GET /events` (§4.3). `data` stays raw until its type is
 /// known: unknown event types are recorded, not parsed.
 #[derive(Debug, Clone, Deserialize)]
@@ -194,6 +213,18 @@ fn optional_timestamp<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nul_in_any_string_becomes_a_replacement_character_and_nothing_else_changes() {
+        let body =
+            br#"{"id":"org_1\u0000","name":"a\u0000b","domains":[{"domain":"\u0000"}],"n":1,"t":true,"k\u0000":"x"}"#;
+        let value: Value = from_json(body).expect("readable");
+        assert_eq!(
+            value,
+            json!({"id": "org_1\u{FFFD}", "name": "a\u{FFFD}b", "domains": [{"domain": "\u{FFFD}"}], "n": 1, "t": true, "k\u{0}": "x"})
+        );
+        assert!(from_json::<Value>(b"{").is_err(), "not JSON: refused as before");
+    }
     use serde_json::json;
 
     #[test]

@@ -538,3 +538,26 @@ async fn an_address_written_while_the_user_is_deleted_is_forgotten_with_them() {
         assert_eq!((addresses, email), (0, 1), "{first:?} then {second:?}");
     }
 }
+
+/// JSON can carry U+0000 and PostgreSQL's `text` cannot: an organization renamed with one in it (and a user whose
+/// address has one) is stored with U+FFFD in its place, rather than answered 500 on every delivery and holding up
+/// the Events API consumer behind it.
+#[tokio::test]
+async fn a_nul_character_from_workos_is_stored_as_a_replacement_character() {
+    let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
+    let renamed = event("organization.updated", organization("org_nul", "Glo\u{0}bex", 2), at(2));
+    assert_eq!(app.deliver_ok(&renamed).await, "applied");
+    let created = event("user.created", user("user_nul", "nul\u{0}@example.com", 1), at(1));
+    assert_eq!(app.deliver_ok(&created).await, "applied");
+    let mut conn = app.db.connect().await;
+    let name: String = sqlx::query_scalar("SELECT name FROM authbridge.organizations WHERE id = 'org_nul'")
+        .fetch_one(&mut conn)
+        .await
+        .expect("stored");
+    assert_eq!(name, "Glo\u{FFFD}bex");
+    let email: String = sqlx::query_scalar("SELECT email FROM authbridge.users WHERE id = 'user_nul'")
+        .fetch_one(&mut conn)
+        .await
+        .expect("stored");
+    assert_eq!(email, "nul\u{FFFD}@example.com");
+}
