@@ -103,8 +103,10 @@ pub enum AppError {
     MethodNotAllowed,
     #[error("The request body is larger than {} KiB.", limit / 1024)]
     PayloadTooLarge { limit: usize },
-    #[error("Send the request body as application/json.")]
+    #[error("Send the request body as application/json (UTF-8).")]
     UnsupportedMediaType,
+    #[error("Send the form as application/x-www-form-urlencoded (UTF-8), as a browser sends this page's forms.")]
+    UnsupportedFormType,
     #[error("Send the request body without a Content-Encoding: compressed bodies are not accepted.")]
     UnsupportedContentEncoding,
     #[error("{0}")]
@@ -179,7 +181,9 @@ impl AppError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType | Self::UnsupportedContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType | Self::UnsupportedFormType | Self::UnsupportedContentEncoding => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             Self::InvalidTitle(_) | Self::Unprocessable(_) | Self::InsforgeRefused(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -216,7 +220,9 @@ impl AppError {
             Self::OrganizationsUnavailable => "organizations_unavailable",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::UnsupportedMediaType | Self::UnsupportedContentEncoding => "unsupported_media_type",
+            Self::UnsupportedMediaType | Self::UnsupportedFormType | Self::UnsupportedContentEncoding => {
+                "unsupported_media_type"
+            }
             Self::InvalidTitle(_) => "invalid_title",
             Self::Unprocessable(_) | Self::InsforgeRefused(_) => "unprocessable",
             Self::InsforgeFailed(_) | Self::InsforgeUnconfirmed { timed_out: false } => "upstream_failed",
@@ -528,6 +534,7 @@ mod tests {
             AppError::MethodNotAllowed,
             AppError::PayloadTooLarge { limit: 0 },
             AppError::UnsupportedMediaType,
+            AppError::UnsupportedFormType,
             AppError::UnsupportedContentEncoding,
             AppError::InvalidTitle(TitleError::Blank),
             AppError::Unprocessable(String::new()),
@@ -570,6 +577,7 @@ mod tests {
                 | AppError::MethodNotAllowed
                 | AppError::PayloadTooLarge { .. }
                 | AppError::UnsupportedMediaType
+                | AppError::UnsupportedFormType
                 | AppError::UnsupportedContentEncoding
                 | AppError::InvalidTitle(_)
                 | AppError::Unprocessable(_)

@@ -458,11 +458,28 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 
 /// `application/json`, or a `+json` type of it (`application/merge-patch+json`), as axum's `Json` takes them.
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(content_type) = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()) else {
-        return false;
-    };
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    utf8_media_type(headers).is_some_and(|essence| {
+        essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    })
+}
+
+/// A form as browsers post one without an `enctype` (the pages' forms): `multipart/form-data` or `text/plain` would
+/// be read as something it is not.
+fn is_urlencoded_form(headers: &HeaderMap) -> bool {
+    utf8_media_type(headers).is_some_and(|essence| essence == "application/x-www-form-urlencoded")
+}
+
+/// The body's media type, lower case without its parameters; `None` without one, or when it names a charset other
+/// than UTF-8, which is all the app reads (RFC 8259 §8.1 for JSON; the pages declare UTF-8 for their forms).
+fn utf8_media_type(headers: &HeaderMap) -> Option<String> {
+    let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let mut pieces = content_type.split(';');
+    let essence = pieces.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let other_charset = pieces.filter_map(|parameter| parameter.split_once('=')).any(|(name, value)| {
+        let value = value.trim().trim_matches('"');
+        name.trim().eq_ignore_ascii_case("charset") && !value.eq_ignore_ascii_case("utf-8")
+    });
+    (!other_charset).then_some(essence)
 }
 
 /// Query parameters whose parse errors answer in the route's error format.
@@ -562,6 +579,9 @@ pub async fn checked_form(request: Request, state: &AppState, binding: &str) -> 
 async fn same_origin_form(request: Request, state: &AppState) -> Result<Bytes, AppError> {
     // A form's refusal speaks of the form, whichever check refused it.
     csrf::require_same_origin(request.headers(), &state.origin).map_err(|_| AppError::Csrf)?;
+    if !is_urlencoded_form(request.headers()) {
+        return Err(AppError::UnsupportedFormType);
+    }
     let bytes = read_body(request, state, super::MAX_BODY_BYTES).await?;
     // Form decoding replaces bytes that are not UTF-8 with U+FFFD, which would store a title nobody typed. Browsers
     // always send UTF-8 (the pages declare it); what is not is refused, as the JSON API refuses it.

@@ -537,3 +537,37 @@ async fn a_form_s_address_opened_as_a_page_leads_to_the_list_and_changes_nothing
     assert!(page.body.contains(r#"aria-label="Done: mark “Stays as it is” done">Done<"#), "{}", page.body);
     assert!(page.body.contains(r#"<label for="new-title""#), "the add field is labelled: {}", page.body);
 }
+
+/// The pages' forms are URL-encoded, as browsers post a form without an `enctype`: a body of another type (a
+/// multipart upload, `text/plain`, none at all, or a charset other than UTF-8) is refused as such, 415, rather than
+/// read as something it is not (a multipart body's token unread, and the user told their page was out of date).
+#[tokio::test]
+async fn a_form_body_of_another_type_is_refused_as_such() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let token = alice.csrf_token().await;
+    let body = serde_urlencoded::to_string([("csrf_token", token.as_str()), ("title", "Typed")]).expect("encodes");
+    for content_type in [
+        Some("multipart/form-data; boundary=x"),
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded; charset=windows-1252"),
+        None,
+    ] {
+        let body = body.clone();
+        let refused = alice
+            .request(reqwest::Method::POST, "/todos", |request| match content_type {
+                Some(content_type) => request.header("content-type", content_type).body(body),
+                None => request.body(body),
+            })
+            .await;
+        assert_eq!(refused.status, 415, "{content_type:?}: {}", refused.body);
+        assert!(refused.body.contains("application/x-www-form-urlencoded"), "{}", refused.body);
+    }
+    assert!(!alice.get("/").await.body.contains("Typed"), "nothing was added");
+    let utf8 = alice
+        .request(reqwest::Method::POST, "/todos", |request| {
+            request.header("content-type", "application/x-www-form-urlencoded; charset=UTF-8").body(body)
+        })
+        .await;
+    assert_eq!(utf8.status, 303, "{}", utf8.body);
+}
