@@ -148,6 +148,9 @@ struct TodoView {
     /// button that can only be refused. The database still decides.
     deletable: bool,
     rename_value: String,
+    /// The rename box is a `<textarea>` for a title with line breaks: a one-line box drops them from its value, so
+    /// saving another change would join the lines without the user seeing it.
+    rename_multiline: bool,
     rename_error: Option<String>,
 }
 
@@ -242,9 +245,10 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
         .map(|todo: Todo| {
             // A rename error goes next to its todo; for a todo not on this page it stays at the top.
             let (rename_value, rename_error) = match &retry.rename {
-                Some((id, typed)) if *id == todo.id => (typed.clone(), error.take()),
+                Some((id, typed)) if *id == todo.id => (as_typed(typed), error.take()),
                 _ => (todo.title.clone(), None),
             };
+            let rename_multiline = rename_value.contains(['\n', '\r']);
             let author = todo
                 .organization_id
                 .as_ref()
@@ -256,6 +260,7 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
                 is_complete: todo.is_complete,
                 author,
                 rename_value,
+                rename_multiline,
                 rename_error,
             }
         })
@@ -274,7 +279,7 @@ async fn home_page(state: &AppState, user: &CurrentUser, offset: u32, retry: Ret
         title_refused,
         error,
         notice,
-        new_title: retry.new_title,
+        new_title: as_typed(&retry.new_title),
         new_id: retry.new_id.unwrap_or_else(Uuid::new_v4),
         offset,
         newer_offset: (offset > 0).then(|| offset.saturating_sub(PAGE_SIZE)),
@@ -294,6 +299,14 @@ fn unchecked_space(state: &AppState, user: &CurrentUser) -> Resolved {
         _ => Space::Personal,
     };
     Resolved { space, membership: None }
+}
+
+/// Text typed into a field, as the field shows it again after a refusal: the control characters a title may not
+/// hold (NUL, ESC, DEL…) as U+FFFD, which is what a browser makes of some of them anyway, so that the page stays
+/// valid HTML and shows where they were.
+fn as_typed(text: &str) -> String {
+    let unshowable = |c: char| c.is_control() && !matches!(c, '\n' | '\r' | '\t');
+    text.chars().map(|c| if unshowable(c) { '\u{FFFD}' } else { c }).collect()
 }
 
 /// Whether `error` refuses the title the user typed (as opposed to the page, the session or an upstream).
@@ -463,8 +476,11 @@ async fn rename(
     user: CurrentUser,
     RequestMeta(context): RequestMeta,
     TodoId(id): TodoId,
-    CsrfForm(form): CsrfForm<TitleForm>,
+    CsrfForm(mut form): CsrfForm<TitleForm>,
 ) -> Response {
+    // A `<textarea>` (a title with line breaks) is posted with CRLF for each break (HTML's form encoding): the
+    // title keeps the breaks it had.
+    form.title = form.title.replace("\r\n", "\n");
     let outcome = match Title::parse(&form.title) {
         Ok(title) => {
             let patch = TodoPatch { title: Some(title), is_complete: None };

@@ -180,6 +180,10 @@ async fn invalid_titles_are_explained_on_the_page_with_the_text_kept() {
     let nul = alice.post_form("/todos", &[("csrf_token", token.as_str()), ("title", "a\u{0}b")]).await;
     assert_eq!(nul.status, 422, "{}", nul.body);
     assert!(nul.body.contains("control characters"), "{}", nul.body);
+    // Shown again where it was typed, each refused character as U+FFFD (as a browser shows a NUL), not as raw
+    // bytes that make the page invalid HTML.
+    assert!(nul.body.contains("value=\"a\u{FFFD}b\""), "{}", nul.body);
+    assert!(!nul.body.contains('\u{0}'), "no NUL in the page");
     assert_eq!(app.insforge.records_requests(), asked + 1, "only the page's own list was read: no write");
 
     let huge = "z".repeat(70 * 1024);
@@ -570,4 +574,27 @@ async fn a_form_body_of_another_type_is_refused_as_such() {
         })
         .await;
     assert_eq!(utf8.status, 303, "{}", utf8.body);
+}
+
+/// A title with line breaks (the API takes them) is renamed in a `<textarea>`: a one-line box drops the breaks from
+/// its value, so saving a fixed typo would join the lines without the user seeing it. The textarea posts each break
+/// as CRLF (HTML's form encoding); the title keeps the breaks it had.
+#[tokio::test]
+async fn a_title_with_line_breaks_keeps_them_through_a_rename_on_the_page() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let created = alice
+        .api(reqwest::Method::POST, "/api/todos", Some(serde_json::json!({ "title": "first line\nsecnd line" })))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["id"].as_str().expect("an id").to_owned();
+    let page = alice.get("/").await;
+    assert!(page.body.contains(">first line\nsecnd line</textarea>"), "{}", page.body);
+    let renamed = alice.submit(&format!("/todos/{id}/rename"), &[("title", "first line\r\nsecond line")]).await;
+    assert_eq!(renamed.status, 303, "{}", renamed.body);
+    let stored = alice.get(&format!("/api/todos/{id}")).await;
+    assert_eq!(stored.json()["title"], "first line\nsecond line");
+    // A one-line title keeps its one-line box.
+    add(&alice, "One line").await;
+    assert!(alice.get("/").await.body.contains("value=\"One line\""));
 }
