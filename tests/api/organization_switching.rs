@@ -96,6 +96,7 @@ async fn switching_refreshes_at_workos_with_the_organization_and_personal_needs_
     // Names come from WorkOS: each is isolated, so right-to-left text (or a stray U+202E) in one cannot reorder the
     // words around it.
     assert!(page.body.contains("<h1><bdi>Globex</bdi>'s todos</h1>"), "{}", page.body);
+    assert!(page.body.contains("<title>&#x2068;Globex&#x2069;'s todos · authbridge</title>"), "{}", page.body);
     assert!(outbox_actions(&app).await.contains(&"organization.switched".to_owned()));
 
     // Personal: the app's own choice, no WorkOS call.

@@ -55,6 +55,9 @@ async fn every_role_is_listed_beside_the_main_one() {
     let page = browser.get(&format!("/organizations/{ACME_ORGANIZATION_ID}")).await;
     assert!(page.body.contains(r#"Your roles: <strong id="organization-role">member, admin<"#), "{}", page.body);
     assert!(page.body.contains("<h1><bdi>Acme</bdi> settings</h1>"), "the name from WorkOS is isolated: {}", page.body);
+    // In the window's title too, where markup cannot isolate it: with Unicode's own isolates (FSI … PDI), so a name
+    // with direction controls cannot reorder the words after it.
+    assert!(page.body.contains("<title>&#x2068;Acme&#x2069; settings · authbridge</title>"), "{}", page.body);
     assert!(page.body.contains(r#"id="portal-sso""#), "an admin's Admin Portal buttons: {}", page.body);
 }
 
