@@ -54,7 +54,7 @@ const REQUIRED_FOR_WORKOS: [&str; 3] = ["WORKOS_API_KEY", "WORKOS_CLIENT_ID", "W
 /// What an OpenID Connect provider needs (`IDENTITY_PROVIDER=oidc`).
 const REQUIRED_FOR_OIDC: [&str; 4] = ["OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_REDIRECT_URI"];
 /// Every `OIDC_*` variable, to notice a configuration meant for OIDC that forgot to say so.
-const OIDC_VARIABLES: [&str; 7] = [
+const OIDC_VARIABLES: [&str; 9] = [
     "OIDC_ISSUER",
     "OIDC_CLIENT_ID",
     "OIDC_CLIENT_SECRET",
@@ -62,6 +62,8 @@ const OIDC_VARIABLES: [&str; 7] = [
     "OIDC_SCOPES",
     "OIDC_AUDIENCE",
     "OIDC_POST_LOGOUT_REDIRECT_URI",
+    "OIDC_CONNECT_TIMEOUT_MS",
+    "OIDC_REQUEST_TIMEOUT_MS",
 ];
 
 /// The session cookie's password, the same for both providers: `SESSION_COOKIE_PASSWORD`, or its older name
@@ -72,9 +74,6 @@ pub const PREVIOUS_COOKIE_PASSWORD: (&str, &str) =
     ("SESSION_COOKIE_PASSWORD_PREVIOUS", "WORKOS_COOKIE_PASSWORD_PREVIOUS");
 /// The scopes asked for when `OIDC_SCOPES` is not set: `offline_access` for a refresh token.
 pub const DEFAULT_OIDC_SCOPES: &str = "openid profile email offline_access";
-/// Timeouts for calls to the OpenID Connect provider (discovery, keys, tokens, userinfo).
-const OIDC_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const OIDC_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Minimum length of the InsForge JWT secret: HS256 with a shorter key is guessable offline.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -481,8 +480,9 @@ fn oidc_config(vars: &Vars<'_>, redirect_uri: Url, app_url: &Url) -> Result<Oidc
             Some(raw) => parse_url("OIDC_POST_LOGOUT_REDIRECT_URI", &raw)?,
             None => app_url.clone(),
         },
-        connect_timeout: OIDC_CONNECT_TIMEOUT,
-        request_timeout: OIDC_REQUEST_TIMEOUT,
+        // Discovery, keys, tokens, userinfo: as for WorkOS.
+        connect_timeout: Duration::from_millis(vars.limit("OIDC_CONNECT_TIMEOUT_MS", 2000, MAX_TIMEOUT_MS)?),
+        request_timeout: Duration::from_millis(vars.limit("OIDC_REQUEST_TIMEOUT_MS", 10_000, MAX_TIMEOUT_MS)?),
     })
 }
 
@@ -1207,6 +1207,26 @@ mod tests {
                 }
             }
         }
+        // The OpenID Connect provider's, read with that provider only.
+        for name in ["OIDC_CONNECT_TIMEOUT_MS", "OIDC_REQUEST_TIMEOUT_MS"] {
+            let (max, over) = (MAX_TIMEOUT_MS.to_string(), (MAX_TIMEOUT_MS + 1).to_string());
+            for (value, accepted) in [("0", false), ("1", true), (max.as_str(), true), (over.as_str(), false)] {
+                let mut vars = oidc_base();
+                vars.insert(name, value.to_owned());
+                assert_eq!(
+                    load(&vars).map_err(|error| error.variable).err(),
+                    (!accepted).then_some(name),
+                    "{name}={value}"
+                );
+            }
+        }
+        let mut vars = oidc_base();
+        vars.insert("OIDC_CONNECT_TIMEOUT_MS", "1500".to_owned());
+        vars.insert("OIDC_REQUEST_TIMEOUT_MS", "4000".to_owned());
+        let ProviderConfig::Oidc(oidc) = load(&vars).expect("valid").provider else { panic!("an OIDC configuration") };
+        assert_eq!((oidc.connect_timeout, oidc.request_timeout), (Duration::from_millis(1500), Duration::from_secs(4)));
+        let ProviderConfig::Oidc(oidc) = load(&oidc_base()).expect("valid").provider else { panic!("OIDC") };
+        assert_eq!((oidc.connect_timeout, oidc.request_timeout), (Duration::from_secs(2), Duration::from_secs(10)));
         let mut vars = base();
         vars.insert("DATABASE_MAX_CONNECTIONS", "10".to_owned());
         assert_eq!(load(&vars).map_err(|error| error.variable).err(), Some("DATABASE_MAX_CONNECTIONS"), "alone");
