@@ -74,7 +74,7 @@ impl Title {
         let trimmed = raw.trim();
         // A title of zero-width spaces, joiners or direction marks would be a todo nobody can see on the page (the
         // database refuses it too since 0021; rows stored before are read as they are).
-        if trimmed.chars().all(|c| c.is_whitespace() || shows_nothing(c)) {
+        if is_invisible(trimmed) {
             return Err(TitleError::Blank);
         }
         let chars = trimmed.chars().count();
@@ -92,6 +92,11 @@ impl Title {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `text` would show nothing on a page: empty, white space, or characters that render as nothing.
+pub fn is_invisible(text: &str) -> bool {
+    text.chars().all(|c| c.is_whitespace() || shows_nothing(c))
 }
 
 /// Unicode's `Default_Ignorable_Code_Point` (DerivedCoreProperties.txt): characters that render as nothing unless

@@ -102,9 +102,13 @@ impl Resolved {
     }
 }
 
-/// What a person calls an organization.
+/// What a person calls an organization: "Your organization" until its name is known, and for a name that would
+/// show nothing (blank, or zero-width characters only: a heading of just "'s todos", an empty switcher option).
 pub fn display_name(membership: &ActiveMembership) -> String {
-    membership.name.clone().unwrap_or_else(|| "Your organization".to_owned())
+    match membership.name.as_deref() {
+        Some(name) if !crate::todo::is_invisible(name) => name.to_owned(),
+        _ => "Your organization".to_owned(),
+    }
 }
 
 /// The user's active memberships (none without the lifecycle).
@@ -160,6 +164,23 @@ mod tests {
     /// A membership read again that must not be read: the refusal is settled without it.
     async fn not_asked() -> Result<(), AppError> {
         panic!("the membership was read again for a refusal that does not need it")
+    }
+
+    #[test]
+    fn an_organization_is_named_for_people_even_when_its_name_shows_nothing() {
+        let named = |name: Option<&str>| {
+            display_name(&ActiveMembership {
+                id: "org_1".to_owned(),
+                name: name.map(str::to_owned),
+                role: None,
+                roles: Vec::new(),
+            })
+        };
+        assert_eq!(named(Some("Acme")), "Acme");
+        assert_eq!(named(Some(" Acme ")), " Acme ", "a visible name is shown as WorkOS has it");
+        for nothing in [None, Some(""), Some("  "), Some("\u{200B}\u{2800}\u{200D}")] {
+            assert_eq!(named(nothing), "Your organization", "{nothing:?}");
+        }
     }
 
     #[tokio::test]
