@@ -77,11 +77,14 @@ async fn main() -> ExitCode {
 async fn serve(json_logs: bool) -> Result<(), String> {
     let config = Config::from_env().map_err(|e| format!("configuration error: {e}"))?;
     let app = Application::build(config).await.map_err(|e| e.to_string())?;
+    // Listening for the signals before saying where the app listens: whoever waits for that line (a supervisor, a
+    // test) may stop the process at once, and a SIGTERM before the handler exists would kill it the default way,
+    // without the graceful stop.
+    let first = shutdown_signal();
     match app.local_addr() {
         Ok(addr) => tracing::info!(%addr, "authbridge is listening"),
         Err(error) => tracing::warn!(%error, "authbridge is listening on an unknown address"),
     }
-    let first = shutdown_signal();
     let stop = async move {
         first.await;
         // Requests under way may take up to REQUEST_TIMEOUT_SECONDS to finish; an operator who signals again wants

@@ -88,12 +88,24 @@ async fn organization_deleted(app: &TestApp, id: &str) -> Option<bool> {
         .expect("the organizations table")
 }
 
-/// Emits an event no database can apply (a name with a NUL byte, which PostgreSQL text cannot hold); its id.
-fn emit_poisoned(app: &TestApp) -> String {
+/// Emits an event this app's database refuses every time it is applied; its id. (A trigger the test adds refuses the
+/// organization `org_poisoned`, as a constraint an operator added, or a value PostgreSQL cannot hold, would.)
+async fn emit_poisoned(app: &TestApp) -> String {
+    let mut conn = app.db.connect().await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION authbridge.refuse_poisoned() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.id = 'org_poisoned' THEN RAISE EXCEPTION 'refused by the test' USING ERRCODE = '23514'; END IF; \
+             RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_poisoned BEFORE INSERT OR UPDATE ON authbridge.organizations \
+             FOR EACH ROW EXECUTE FUNCTION authbridge.refuse_poisoned();",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("the refusing trigger");
     let now = time::OffsetDateTime::now_utc();
     app.workos.emit_event(
         "organization.created",
-        json!({ "object": "organization", "id": "org_nul", "name": "Nul\u{0}Corp", "updated_at": ts(now) }),
+        json!({ "object": "organization", "id": "org_poisoned", "name": "Poisoned Corp", "updated_at": ts(now) }),
     )
 }
 
@@ -545,13 +557,13 @@ async fn a_refused_cursor_is_not_sent_again_when_no_event_follows() {
     assert!(organization_known(&app, &org.id).await);
 }
 
-/// An event the database refuses every time (here a name with a NUL byte, which PostgreSQL text cannot hold) would
+/// An event the database refuses every time (here refused by a trigger) would
 /// stop the consumer at it for good: after a few tries it is recorded as rejected, and the events after it apply.
 #[tokio::test]
 async fn an_event_the_database_always_refuses_is_rejected_after_a_few_tries_and_the_next_ones_apply() {
     let app = app_without_push().await;
     app.consumer(options()).poll_once().await.expect("caught up");
-    let poisoned = emit_poisoned(&app);
+    let poisoned = emit_poisoned(&app).await;
     let after = app.workos.create_organization("Initech");
     let last_event = app.workos.events().last().map(|event| event.id.clone());
 
@@ -576,7 +588,7 @@ async fn an_event_is_rejected_only_after_failing_for_the_minimum_time_as_well_as
     let app = app_without_push().await;
     app.consumer(options()).poll_once().await.expect("caught up");
     let before = cursor(&app).await;
-    let poisoned = emit_poisoned(&app);
+    let poisoned = emit_poisoned(&app).await;
     let consumer = app.consumer(ConsumerOptions { reject_after: Duration::from_secs(4), ..options() });
     let started = Instant::now();
     assert!(consumer.poll_once().await.is_err(), "attempt 1 failed");
@@ -600,7 +612,7 @@ async fn an_event_is_rejected_only_after_failing_for_the_minimum_time_as_well_as
 async fn with_the_minimum_time_met_an_event_is_given_up_at_its_fifth_failure() {
     let app = app_without_push().await;
     app.consumer(options()).poll_once().await.expect("caught up");
-    let poisoned = emit_poisoned(&app);
+    let poisoned = emit_poisoned(&app).await;
     let consumer = app.consumer(ConsumerOptions { reject_after: Duration::ZERO, ..options() });
     for attempt in 1..=4 {
         assert!(consumer.poll_once().await.is_err(), "attempt {attempt} failed");
@@ -793,11 +805,7 @@ async fn a_poll_that_stops_part_way_does_not_count_as_having_read_everything() {
     assert_eq!(polled_at(&app).await, polled, "a poll cut short by its page limit moved polled_at");
 
     // A poll that fails at an event, after applying the ones before it.
-    let now = OffsetDateTime::now_utc();
-    app.workos.emit_event(
-        "organization.created",
-        json!({ "object": "organization", "id": "org_nul", "name": "Nul\u{0}Corp", "updated_at": ts(now) }),
-    );
+    emit_poisoned(&app).await;
     let failed = app.consumer(options()).poll_once().await;
     assert!(failed.is_err(), "{failed:?}");
     assert!(organization_known(&app, &last_org.id).await, "the events before it were applied");

@@ -371,8 +371,7 @@ impl Store {
         (pending.created.elapsed() < PENDING_TTL).then_some(pending.request)
     }
 
-    /// Issues an authorization code for `user_id` answering `request`. Signing in through an organization makes
-    /// the user a member of it, as SSO just-in-time provisioning does.
+    /// Issues an authorization code for `user_id` answering `request`.
     pub fn issue_code(
         &mut self,
         request: &AuthorizationRequest,
@@ -396,13 +395,11 @@ impl Store {
 
         let mut select_among = Vec::new();
         let organization_id = match &request.route {
-            Route::Organization(org) => {
-                if self.user(user_id).is_some() && !self.active_organizations(user_id).contains(org) {
-                    // Both exist (the route was validated against known organizations): this cannot fail.
-                    let _ = self.add_membership(user_id, org, &[]);
-                }
-                Some(org.clone())
-            }
+            // A member signs in to that organization. Anyone else is signed in without one, as WorkOS answers
+            // `organization_id` for a user who is not a member: membership comes from an invitation or from
+            // just-in-time provisioning (a verified domain, the organization's own IdP), which the stand-in does
+            // not model, so a sign-in link can never make anyone a member (nor bring back a removed one).
+            Route::Organization(org) => self.active_organizations(user_id).contains(org).then(|| org.clone()),
             Route::AuthKit | Route::Connection(_) => {
                 let organizations = self.active_organizations(user_id);
                 if self.organization_selection && impersonator.is_none() && organizations.len() > 1 {
@@ -412,9 +409,11 @@ impl Store {
             }
         };
         let method = match (&request.route, method) {
-            (Route::Organization(_) | Route::Connection(_), AuthenticationMethod::Password) => {
+            // Through the organization's (or the connection's) identity provider; a non-member was not.
+            (Route::Organization(_), AuthenticationMethod::Password) if organization_id.is_some() => {
                 AuthenticationMethod::Sso
             }
+            (Route::Connection(_), AuthenticationMethod::Password) => AuthenticationMethod::Sso,
             (_, method) => method,
         };
         let code = Uuid::new_v4().simple().to_string();

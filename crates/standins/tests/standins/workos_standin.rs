@@ -578,7 +578,18 @@ async fn refresh_can_switch_to_another_organization_of_the_user() {
     };
     let workos = start_with(options).await;
     let pkce = pkce();
-    // Signing in through Globex's SSO makes Alice a member of Globex as well as Acme.
+    // Signing in through an organization's route makes nobody a member of it, as at WorkOS (members come by
+    // invitation, or just in time through the organization's verified domains): Alice, not in Globex, is signed in
+    // without an organization and stays out of Globex.
+    let code = code_for(&workos, ALICE, &pkce, &[("provider", ""), ("organization_id", "org_globex")]).await;
+    let (status, outsider) = authenticate(&workos, code_grant(&workos, &code, &pkce.verifier)).await;
+    assert_eq!(status, StatusCode::OK, "{outsider}");
+    assert!(outsider["organization_id"].is_null(), "{outsider}");
+    assert_eq!(outsider["authentication_method"], "Password", "not through Globex's identity provider");
+    assert!(workos.membership_of(ALICE_ID, "org_globex").is_none(), "no membership made");
+
+    // A member signs in to it, through its single sign-on.
+    workos.add_membership(ALICE_ID, "org_globex", &[]).expect("a member of Globex");
     let code = code_for(&workos, ALICE, &pkce, &[("provider", ""), ("organization_id", "org_globex")]).await;
     let (status, body) = authenticate(&workos, code_grant(&workos, &code, &pkce.verifier)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -586,13 +597,13 @@ async fn refresh_can_switch_to_another_organization_of_the_user() {
     assert_eq!(body["authentication_method"], "SSO");
     assert_eq!(claims(&workos, text(&body["access_token"])).await["org_id"], "org_globex");
 
-    // The sign-in page scoped to an organization says that whoever signs in there joins it; the plain one does not.
+    // The sign-in page scoped to an organization says who gets in to it; the plain one does not.
     let page = |extra: &'static [(&'static str, &'static str)]| {
         let url = authorize_url(&workos, &pkce, extra);
         async move { client().get(url).send().await.expect("authorize").text().await.expect("page") }
     };
-    assert!(page(&[("organization_id", "org_globex")]).await.contains(r#"id="jit-note""#));
-    assert!(!page(&[]).await.contains(r#"id="jit-note""#));
+    assert!(page(&[("organization_id", "org_globex")]).await.contains(r#"id="organization-note""#));
+    assert!(!page(&[]).await.contains(r#"id="organization-note""#));
 
     // AuthKit scoped to the organization (`provider=authkit` kept beside it) ends the same way.
     let scoped = code_for(&workos, ALICE, &pkce, &[("organization_id", "org_globex")]).await;
