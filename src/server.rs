@@ -13,12 +13,14 @@
 //!   503 with `Retry-After` at once, before the router sees it. Nothing queues: under a flood, memory stays what
 //!   the limit allows, the requests let in keep their latency, and the process recovers the moment the flood stops
 //!   (`/healthz` is always answered, so an orchestrator does not restart a process that is merely busy);
-//! - **a request runs to its end**: each request is handled in a task of its own, so a client that hangs up
-//!   does not cut its handler off at the next `.await` (hyper drops a connection's future when its client goes).
-//!   What a request does after its last upstream answer (recording a sign-out for every replica, queueing an Audit
-//!   Log event for a todo InsForge has saved, the impersonation audit) is done whether or not anyone is still
-//!   listening; the request's time limit (`REQUEST_TIMEOUT_SECONDS`) is what ends a handler;
-//! - graceful shutdown: on the shutdown signal, stop accepting, let in-flight requests finish (those whose client
+//! - **a change runs to its end**: a request that may change something (any method but GET, HEAD, OPTIONS) is
+//!   handled in a task of its own, so a client that hangs up does not cut its handler off at the next `.await`
+//!   (hyper drops a connection's future when its client goes). What such a request does after its last upstream
+//!   answer (recording a sign-out for every replica, queueing the Audit Log event of a todo InsForge has saved,
+//!   its impersonation audit) is done whether or not anyone is still listening, and only the request's time limit
+//!   (`REQUEST_TIMEOUT_SECONDS`) ends it. A read whose client has gone is dropped there and then: nobody is left to
+//!   read its answer, and its slot is free for the next request at once;
+//! - graceful shutdown: on the shutdown signal, stop accepting, let in-flight requests finish (changes whose client
 //!   has gone too), close idle connections.
 //!
 //! Request bodies are bounded by the router (a declared `Content-Length` over the limit is refused before any of
@@ -112,19 +114,37 @@ pub async fn serve(
             let slot =
                 if request.uri().path() == "/healthz" { None } else { Some(Arc::clone(&requests).try_acquire_owned()) };
             let handling = match slot {
-                Some(Err(_)) => Err(overloaded(&request)),
-                // The slot is held until the handler ends, whether or not its client is still there: the work goes
-                // on, so it still counts against the limit. (Bodies here are small and built before the head.)
-                slot => Ok(handlers.spawn(async move {
-                    let Ok(response) = router.oneshot(request).await;
-                    drop(slot);
-                    response
-                })),
+                Some(Err(_)) => Handling::Shed(overloaded(&request)),
+                // The slot is held until the handler ends (bodies here are small and built before the head): for a
+                // change, whether or not its client is still there, since the work goes on.
+                slot if request.method().is_safe() => Handling::Read(router.oneshot(request), slot),
+                slot => {
+                    let answer = PlainAnswer::for_request(&request);
+                    let handler = handlers.spawn(async move {
+                        let Ok(response) = router.oneshot(request).await;
+                        drop(slot);
+                        response
+                    });
+                    Handling::Change(handler, answer)
+                }
             };
             async move {
                 let response = match handling {
-                    Ok(handler) => handler.await.unwrap_or_else(|_| crashed()),
-                    Err(shed) => shed,
+                    Handling::Shed(response) => response,
+                    Handling::Read(handler, _slot) => {
+                        let Ok(response) = handler.await;
+                        response
+                    }
+                    Handling::Change(handler, answer) => handler.await.unwrap_or_else(|error| {
+                        // A bug: nothing from outside should make a handler panic. Said in the log's own format
+                        // (the panic's message went to stderr), and answered rather than cut off without a word.
+                        tracing::error!(%error, "a request's handler panicked");
+                        answer.respond(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            "Something went wrong on our side.",
+                        )
+                    }),
                 };
                 Ok::<_, std::convert::Infallible>(response)
             }
@@ -141,26 +161,57 @@ pub async fn serve(
 
     drop(listener);
     graceful.shutdown().await;
-    // Requests whose clients hung up have no connection left to wait for: their handlers are waited for here.
+    // Changes whose clients hung up have no connection left to wait for: their handlers are waited for here.
     handlers.close();
     handlers.wait().await;
     Ok(())
 }
 
-/// The answer when a handler panicked (a bug: nothing from outside should make one), instead of a connection cut
-/// without a word. The panic itself is in the log (tokio reports it).
-fn crashed() -> Response<Body> {
-    let mut response = Response::new(Body::from("Something went wrong on our side.\n"));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+/// How a request is being handled: shed at once, read within its connection, or changed in a task of its own.
+enum Handling<R> {
+    Shed(Response<Body>),
+    Read(R, Option<Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::TryAcquireError>>),
+    Change(tokio::task::JoinHandle<Response<Body>>, PlainAnswer),
 }
 
-/// The answer to a request over the concurrency limit: 503, `Retry-After: 1`, in the route's format (the API's
-/// error JSON under `/api/` and `/webhooks/`, as every other error there), built without touching the router or
-/// anything it holds.
+/// What an answer built outside the router needs of its request: its format (the API's error JSON under `/api/`
+/// and `/webhooks/`, as every other error there) and its request id (the client's own when acceptable), so
+/// traces do not break there.
+struct PlainAnswer {
+    json: bool,
+    request_id: Option<HeaderValue>,
+}
+
+impl PlainAnswer {
+    fn for_request(request: &Request<Incoming>) -> Self {
+        let id = request.headers().get(&REQUEST_ID).filter(|id| is_acceptable_request_id(id)).cloned();
+        Self {
+            json: crate::http::answers_json(request.uri().path()),
+            request_id: id.or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).ok()),
+        }
+    }
+
+    fn respond(self, status: StatusCode, code: &str, message: &str) -> Response<Body> {
+        let (content_type, body) = if self.json {
+            ("application/json", serde_json::json!({ "error": { "code": code, "message": message } }).to_string())
+        } else {
+            ("text/plain; charset=utf-8", format!("{message}\n"))
+        };
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        if let Some(id) = self.request_id {
+            headers.insert(REQUEST_ID, id);
+        }
+        response
+    }
+}
+
+/// The answer to a request over the concurrency limit: 503, `Retry-After: 1`, in the route's format, built without
+/// touching the router or anything it holds.
 fn overloaded(request: &Request<Incoming>) -> Response<Body> {
     metrics::counter!("authbridge_http_requests_shed_total").increment(1);
     // Not an access-log line each (a flood would become a flood of lines), but said: with metrics off by default,
@@ -173,26 +224,11 @@ fn overloaded(request: &Request<Incoming>) -> Response<Body> {
              line, said at most every 10 s)"
         );
     });
-    let path = request.uri().path();
-    let (content_type, body) = if crate::http::answers_json(path) {
-        (
-            "application/json",
-            r#"{"error":{"code":"overloaded","message":"The service is busy. Please try again in a moment."}}"#,
-        )
-    } else {
-        ("text/plain; charset=utf-8", "The service is busy. Please try again in a moment.\n")
-    };
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    let headers = response.headers_mut();
-    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // A request id, as every other answer carries (the client's own when acceptable), so traces do not break here.
-    let id = request.headers().get(&REQUEST_ID).filter(|id| is_acceptable_request_id(id)).cloned();
-    let id = id.or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).ok());
-    if let Some(id) = id {
-        headers.insert(REQUEST_ID, id);
-    }
+    let mut response = PlainAnswer::for_request(request).respond(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "The service is busy. Please try again in a moment.",
+    );
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
