@@ -446,14 +446,8 @@ impl SessionManager {
             tracing::warn!("refresh returned another user's tokens; ending the session");
             return Err(RefreshFailure::SessionOver);
         }
-        let mut fresh = Session::clone(&fresh);
-        // The session stays the same session: sign-out and CSRF tokens are tied to its id.
-        if fresh.session_id.is_none() {
-            fresh.session_id = session.session_id.clone();
-        }
         // An ordinary refresh keeps the space the user is in (WorkOS keeps the organization; "Personal" is ours).
-        fresh.personal = session.personal;
-        Ok(fresh)
+        Ok(continued(&fresh, session, session.personal))
     }
 
     /// `session` switched to `organization_id` at the provider (a refresh scoped to it), sharing the refresher's
@@ -469,12 +463,7 @@ impl SessionManager {
             tracing::warn!("a switch returned another user's tokens; refusing it");
             return Err(ProviderError::Failed("the switch returned another user's tokens".to_owned()));
         }
-        let mut fresh = Session::clone(&fresh);
-        if fresh.session_id.is_none() {
-            fresh.session_id = session.session_id.clone();
-        }
-        fresh.personal = false;
-        Ok(fresh)
+        Ok(continued(&fresh, session, false))
     }
 
     /// Who a bearer token is for (API clients; never refreshed: that is the client's job).
@@ -489,9 +478,13 @@ impl SessionManager {
 
     /// `Set-Cookie` values storing `session`, replacing whatever pieces the request carried.
     pub fn store(&self, session: &Session, request: &HeaderMap) -> Result<Vec<HeaderValue>, SessionError> {
-        // Never a session whose refresh token a switch here has spent meanwhile: its successor instead.
-        let newest = self.refresher.newest(session);
-        let session = newest.as_deref().unwrap_or(session);
+        // Never a session whose refresh token a switch here has spent meanwhile: its successor instead, which keeps
+        // "Personal" only if it is no switch (the organization unchanged).
+        let newest = self.refresher.newest(session).map(|next| {
+            let personal = session.personal && next.organization_id == session.organization_id;
+            continued(&next, session, personal)
+        });
+        let session = newest.as_ref().unwrap_or(session);
         let json = serde_json::to_vec(session).map_err(|_| SealError)?;
         let sealed = self.sealer.seal(Purpose::Session, &json)?;
         Ok(self.session_cookie.write(&sealed, &self.session_cookie.present(request))?)
@@ -504,6 +497,17 @@ impl SessionManager {
     pub fn clear(&self, request: &HeaderMap) -> Vec<HeaderValue> {
         self.session_cookie.clear_sent(request)
     }
+}
+
+/// `fresh`, the provider's new tokens for `from`'s session, as that session goes on: under the same session id (sign-out
+/// and CSRF tokens are tied to it), in the space `personal` says.
+fn continued(fresh: &Session, from: &Session, personal: bool) -> Session {
+    let mut fresh = fresh.clone();
+    if fresh.session_id.is_none() {
+        fresh.session_id = from.session_id.clone();
+    }
+    fresh.personal = personal;
+    fresh
 }
 
 enum RefreshFailure {

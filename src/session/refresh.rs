@@ -191,20 +191,26 @@ impl Refresher {
     /// What `session` has turned into here since it was made, when its refresh token has been spent already: a switch
     /// that waited for the refresh that made `session` and then spent its token (a hop). A response that carries
     /// `session` but reaches the browser after the switch's would otherwise leave the browser a spent refresh token
-    /// (the last `Set-Cookie` wins) and undo the switch on the page; it carries the newest session instead. `None`
-    /// when nothing here has spent it (the usual case: one fingerprint and a map lookup).
+    /// (the last `Set-Cookie` wins) and undo the switch on the page; it carries the newest session instead. Only
+    /// remembered outcomes count (not past [`MEMO_TTL`]), only new tokens of the same user, each a new refresh token
+    /// (a provider that does not rotate them hands back the same one). `None` when nothing here has spent it (the
+    /// usual case: one fingerprint and a map lookup). The provider's session as it is: the caller carries the
+    /// session's own choices over.
     pub fn newest(&self, session: &Session) -> Option<Arc<Session>> {
         let flights = lock(&self.flights);
+        let now = Instant::now();
         let mut newest: Option<Arc<Session>> = None;
         for _ in 0..MAX_HOPS {
             let current = newest.as_deref().unwrap_or(session);
-            let Some(flight) = current.refresh_token.as_deref().and_then(|token| flights.get(&fingerprint(token)))
-            else {
-                break;
-            };
+            let Some(token) = current.refresh_token.as_deref() else { break };
+            let Some(flight) = flights.get(&fingerprint(token)).filter(|flight| !flight.is_stale(now)) else { break };
             let next = match &*flight.outcome.borrow() {
-                Some(Finished { outcome: Ok(next), .. }) => Arc::clone(next),
-                // Under way, or failed: nothing newer to hand out (yet).
+                Some(Finished { outcome: Ok(next), .. })
+                    if next.user.id == session.user.id && next.refresh_token.as_deref() != Some(token) =>
+                {
+                    Arc::clone(next)
+                }
+                // Under way, failed, or not a successor: nothing newer to hand out.
                 _ => break,
             };
             newest = Some(next);
@@ -307,6 +313,52 @@ async fn outcome_of(outcome: &mut watch::Receiver<Option<Finished>>) -> Outcome 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn session(user: &str, refresh_token: &str, organization: Option<&str>) -> Session {
+        Session {
+            access_token: "access".to_owned(),
+            refresh_token: Some(refresh_token.to_owned()),
+            user: crate::identity::UserProfile::id_only(user),
+            organization_id: organization.map(str::to_owned),
+            impersonator: None,
+            session_id: None,
+            oidc: None,
+            personal: false,
+        }
+    }
+
+    /// A refresher (its provider never called) remembering that each refresh token of `spent` turned into its
+    /// outcome, finished `ago`.
+    fn remembering(spent: Vec<(&str, Outcome)>, ago: Duration) -> Refresher {
+        let refresher = Refresher::new(Arc::new(crate::session::sign_in::tests::provider()));
+        let at = Instant::now().checked_sub(ago).expect("a moment in the past");
+        for (id, (token, outcome)) in (0..).zip(spent) {
+            let (_finished, receiver) = watch::channel(Some(Finished { at, outcome }));
+            lock(&refresher.flights).insert(fingerprint(token), Flight { id, outcome: receiver });
+        }
+        refresher
+    }
+
+    #[test]
+    fn the_newest_session_follows_spent_refresh_tokens_of_the_same_user_only() {
+        let original = session("user_1", "r1", Some("org_a"));
+        let switched = Arc::new(session("user_1", "r2", Some("org_b")));
+        let refreshed = Arc::new(session("user_1", "r3", Some("org_b")));
+        let newest = |refresher: &Refresher| refresher.newest(&original).map(|s| s.refresh_token.clone());
+
+        let nothing = remembering(vec![], Duration::ZERO);
+        assert_eq!(newest(&nothing), None, "a token nothing here spent");
+        let chain = remembering(vec![("r1", Ok(switched.clone())), ("r2", Ok(refreshed.clone()))], Duration::ZERO);
+        assert_eq!(newest(&chain), Some(Some("r3".to_owned())), "every hop followed");
+        let forgotten = remembering(vec![("r1", Ok(switched.clone()))], MEMO_TTL + Duration::from_secs(1));
+        assert_eq!(newest(&forgotten), None, "an outcome past the memo is not followed");
+        let other_user = remembering(vec![("r1", Ok(Arc::new(session("user_2", "r9", None))))], Duration::ZERO);
+        assert_eq!(newest(&other_user), None, "never another user's tokens");
+        let not_rotated = remembering(vec![("r1", Ok(Arc::new(session("user_1", "r1", None))))], Duration::ZERO);
+        assert_eq!(newest(&not_rotated), None, "the same refresh token again is no successor");
+        let dead = remembering(vec![("r1", Err(ProviderError::GrantRejected("spent".to_owned())))], Duration::ZERO);
+        assert_eq!(newest(&dead), None, "a refusal is nothing newer");
+    }
 
     #[test]
     fn a_flight_is_forgotten_only_once_finished_for_longer_than_the_memo() {

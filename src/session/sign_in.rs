@@ -495,8 +495,8 @@ pub(crate) mod tests {
         manager_with_password(&"p".repeat(32), secure_cookies)
     }
 
-    /// A session manager whose provider is WorkOS at an address nothing here calls.
-    pub(crate) fn manager_with_password(password: &str, secure_cookies: bool) -> SessionManager {
+    /// WorkOS at an address nothing here calls.
+    pub(crate) fn provider() -> IdentityProvider {
         let config = WorkosConfig {
             api_key: Secret::new("sk_test"),
             client_id: "client_test".to_owned(),
@@ -506,10 +506,14 @@ pub(crate) mod tests {
             request_timeout: Duration::from_secs(1),
         };
         let client = WorkosClient::new(&config).expect("client");
-        let provider = WorkosProvider::new(client, &config.redirect_uri, &config.api_base_url);
+        IdentityProvider::Workos(WorkosProvider::new(client, &config.redirect_uri, &config.api_base_url))
+    }
+
+    /// A session manager whose provider is [`provider`].
+    pub(crate) fn manager_with_password(password: &str, secure_cookies: bool) -> SessionManager {
         let session =
             SessionConfig { cookie_password: Secret::new(password), previous_cookie_password: None, secure_cookies };
-        SessionManager::new(&session, IdentityProvider::Workos(provider)).expect("manager")
+        SessionManager::new(&session, provider()).expect("manager")
     }
 
     #[test]
