@@ -103,7 +103,7 @@ pub enum AppError {
     MethodNotAllowed,
     #[error("The request body is larger than {} KiB.", limit / 1024)]
     PayloadTooLarge { limit: usize },
-    #[error("Send the request body as application/json (UTF-8).")]
+    #[error("Send the request body as application/json.")]
     UnsupportedMediaType,
     #[error("Send the form as application/x-www-form-urlencoded (UTF-8), as a browser sends this page's forms.")]
     UnsupportedFormType,

@@ -456,30 +456,35 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
-/// `application/json`, or a `+json` type of it (`application/merge-patch+json`), as axum's `Json` takes them.
+/// `application/json`, or a `+json` type of it (`application/merge-patch+json`), as axum's `Json` takes them,
+/// whatever its parameters: JSON is UTF-8, and a `charset` on it "has no effect on compliant recipients" (RFC 8259
+/// §11).
 fn is_json(headers: &HeaderMap) -> bool {
-    utf8_media_type(headers).is_some_and(|essence| {
+    media_type(headers).is_some_and(|(essence, _)| {
         essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
     })
 }
 
-/// A form as browsers post one without an `enctype` (the pages' forms): `multipart/form-data` or `text/plain` would
-/// be read as something it is not.
+/// A form as browsers post one without an `enctype` (the pages' forms), in UTF-8 (which the pages declare):
+/// `multipart/form-data` or `text/plain` would be read as something it is not, and so would a form in another
+/// charset.
 fn is_urlencoded_form(headers: &HeaderMap) -> bool {
-    utf8_media_type(headers).is_some_and(|essence| essence == "application/x-www-form-urlencoded")
+    let utf8 = |charset: &str| ["utf-8", "utf8", "us-ascii"].iter().any(|name| charset.eq_ignore_ascii_case(name));
+    media_type(headers).is_some_and(|(essence, charset)| {
+        essence == "application/x-www-form-urlencoded" && charset.as_deref().is_none_or(utf8)
+    })
 }
 
-/// The body's media type, lower case without its parameters; `None` without one, or when it names a charset other
-/// than UTF-8, which is all the app reads (RFC 8259 §8.1 for JSON; the pages declare UTF-8 for their forms).
-fn utf8_media_type(headers: &HeaderMap) -> Option<String> {
+/// The body's media type, lower case, and its `charset` parameter if it has one; `None` without a `Content-Type`.
+fn media_type(headers: &HeaderMap) -> Option<(String, Option<String>)> {
     let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
     let mut pieces = content_type.split(';');
     let essence = pieces.next().unwrap_or_default().trim().to_ascii_lowercase();
-    let other_charset = pieces.filter_map(|parameter| parameter.split_once('=')).any(|(name, value)| {
-        let value = value.trim().trim_matches('"');
-        name.trim().eq_ignore_ascii_case("charset") && !value.eq_ignore_ascii_case("utf-8")
-    });
-    (!other_charset).then_some(essence)
+    let charset = pieces
+        .filter_map(|parameter| parameter.split_once('='))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, value)| value.trim().trim_matches('"').to_owned());
+    Some((essence, charset))
 }
 
 /// Query parameters whose parse errors answer in the route's error format.
@@ -685,6 +690,8 @@ mod tests {
         for accepted in [
             "application/json",
             "application/json; charset=utf-8",
+            // RFC 8259 §11: a charset on JSON has no effect; the body is read as UTF-8 whatever it says.
+            "application/json; charset=ISO-8859-1",
             "Application/JSON",
             "application/cloudevents+json",
             "application/merge-patch+json; charset=utf-8",
@@ -695,6 +702,28 @@ mod tests {
             assert!(!is_json(&headers(header::CONTENT_TYPE, &[refused])), "{refused}");
         }
         assert!(!is_json(&HeaderMap::new()), "no content type");
+    }
+
+    #[test]
+    fn a_form_is_urlencoded_in_utf_8() {
+        for accepted in [
+            "application/x-www-form-urlencoded",
+            "Application/X-WWW-Form-URLEncoded; charset=UTF-8",
+            "application/x-www-form-urlencoded; charset=\"utf8\"",
+            "application/x-www-form-urlencoded;charset=us-ascii",
+        ] {
+            assert!(is_urlencoded_form(&headers(header::CONTENT_TYPE, &[accepted])), "{accepted}");
+        }
+        for refused in [
+            "multipart/form-data; boundary=x",
+            "text/plain",
+            "application/json",
+            "application/x-www-form-urlencoded; charset=windows-1252",
+            "",
+        ] {
+            assert!(!is_urlencoded_form(&headers(header::CONTENT_TYPE, &[refused])), "{refused}");
+        }
+        assert!(!is_urlencoded_form(&HeaderMap::new()), "no content type");
     }
 
     #[test]
