@@ -83,7 +83,7 @@ impl Title {
         }
         // PostgreSQL's text cannot hold NUL (InsForge would refuse the row with an error the user cannot act on),
         // and the other control characters are invisible on the page. Tabs and line breaks are text people type.
-        if trimmed.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+        if trimmed.chars().any(is_refused_control) {
             return Err(TitleError::ControlCharacter);
         }
         Ok(Title(trimmed.to_owned()))
@@ -92,6 +92,11 @@ impl Title {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The control characters a title may not hold: all but tabs and line breaks, which are text people type.
+pub fn is_refused_control(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
 }
 
 /// Whether `text` would show nothing on a page: empty, white space, or characters that render as nothing.

@@ -305,8 +305,7 @@ fn unchecked_space(state: &AppState, user: &CurrentUser) -> Resolved {
 /// hold (NUL, ESC, DEL…) as U+FFFD, which is what a browser makes of some of them anyway, so that the page stays
 /// valid HTML and shows where they were.
 fn as_typed(text: &str) -> String {
-    let unshowable = |c: char| c.is_control() && !matches!(c, '\n' | '\r' | '\t');
-    text.chars().map(|c| if unshowable(c) { '\u{FFFD}' } else { c }).collect()
+    text.chars().map(|c| if crate::todo::is_refused_control(c) { '\u{FFFD}' } else { c }).collect()
 }
 
 /// Whether `error` refuses the title the user typed (as opposed to the page, the session or an upstream).

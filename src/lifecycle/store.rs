@@ -820,9 +820,8 @@ pub async fn prune_bookkeeping(conn: &mut PgConnection) -> Result<u64, sqlx::Err
 }
 
 /// Removes every address still kept for a deleted user (what `migrations/0022` did once), counting the rows changed.
-/// [`tombstone_user`] forgets them at the deletion; this catches what was written since by a replica of a version
-/// before 0022 (during a rolling deploy) or by a write racing the deletion (an address recorded for a bearer token
-/// the moment before the tombstone's transaction committed).
+/// [`tombstone_user`] forgets them at the deletion, and an address written at the same moment waits for it (a lock
+/// on the user's row); this catches what a replica of an older version writes during a rolling deploy.
 async fn forget_deleted_users_addresses(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
     let emails =
         sqlx::query("UPDATE authbridge.users SET email = NULL WHERE deleted_at IS NOT NULL AND email IS NOT NULL")

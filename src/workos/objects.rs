@@ -26,6 +26,10 @@ pub fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> serde_json::Re
             _ => {}
         }
     }
+    // JSON carries U+0000 only as the escape `\u0000` (a raw NUL byte is not JSON): without one, one parse as usual.
+    if !bytes.windows(6).any(|window| window == br"\u0000") {
+        return serde_json::from_slice(bytes);
+    }
     let mut value: Value = serde_json::from_slice(bytes)?;
     clean(&mut value);
     serde_json::from_value(value)

@@ -395,8 +395,8 @@ impl Store {
 
         let mut select_among = Vec::new();
         let organization_id = match &request.route {
-            // A member signs in to that organization. Anyone else is signed in without one, as WorkOS answers
-            // `organization_id` for a user who is not a member: membership comes from an invitation or from
+            // A member signs in to that organization. Anyone else is signed in without one, as WorkOS answers a
+            // sign-in with `organization_id` for a user who is not a member: membership comes from an invitation or from
             // just-in-time provisioning (a verified domain, the organization's own IdP), which the stand-in does
             // not model, so a sign-in link can never make anyone a member (nor bring back a removed one).
             Route::Organization(org) => self.active_organizations(user_id).contains(org).then(|| org.clone()),
