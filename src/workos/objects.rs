@@ -297,6 +297,34 @@ mod tests {
     }
 
     #[test]
+    fn a_membership_without_a_list_of_roles_has_its_single_role() {
+        for roles in [json!(null), json!([])] {
+            let membership: Membership = serde_json::from_value(json!({
+                "id": "om_1", "user_id": "user_1", "organization_id": "org_1", "status": "active",
+                "role": {"slug": "admin"}, "roles": roles, "updated_at": "2026-01-15T12:00:00.000Z"
+            }))
+            .expect("membership");
+            assert_eq!(membership.role_slugs(), ["admin"], "roles: {roles}");
+        }
+        let no_role: Membership = serde_json::from_value(json!({
+            "id": "om_1", "user_id": "user_1", "organization_id": "org_1", "status": "active",
+            "updated_at": "2026-01-15T12:00:00.000Z"
+        }))
+        .expect("membership");
+        assert!(no_role.role_slugs().is_empty());
+    }
+
+    #[test]
+    fn a_revoked_sessions_time_is_read_when_given_and_refused_when_unreadable() {
+        let session: Session =
+            serde_json::from_value(json!({"id": "session_1", "updated_at": "2026-01-15T12:00:00.000Z"})).expect("read");
+        assert_eq!(session.updated_at, Some(time::macros::datetime!(2026-01-15 12:00 UTC)));
+        let without: Session = serde_json::from_value(json!({"id": "session_1"})).expect("no time: read");
+        assert_eq!(without.updated_at, None);
+        assert!(serde_json::from_value::<Session>(json!({"id": "session_1", "updated_at": "yesterday"})).is_err());
+    }
+
+    #[test]
     fn a_rest_membership_names_its_organization() {
         let membership: Membership = serde_json::from_value(json!({
             "object": "organization_membership", "id": "om_1", "user_id": "user_1", "organization_id": "org_1",
