@@ -112,8 +112,9 @@ impl Database {
         Ok(Self { pool })
     }
 
-    /// The pool as an on-call needs it beside a failure: none open means the database cannot be reached, all of
-    /// them open and none idle that the pool is exhausted (`DATABASE_MAX_CONNECTIONS`).
+    /// The pool as an on-call needs it beside a failure: how many of `DATABASE_MAX_CONNECTIONS` are open (those still
+    /// being opened count) and how many idle. None idle is an exhausted pool or an unreachable database: the error
+    /// it is logged beside says which.
     pub fn pool_state(&self) -> String {
         let options = self.pool.options();
         format!(

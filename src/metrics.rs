@@ -21,7 +21,7 @@
 //! | `authbridge_webhook_event_lag_seconds` | `source` | histogram of the delay from an event's creation at WorkOS to its first handling here |
 //! | `authbridge_events_consumer_last_poll_timestamp_seconds` | — | when this replica's Events API consumer last polled WorkOS successfully (gauge, Unix time; only on the replica holding the consumer lock) |
 //! | `authbridge_audit_log_events_total` | `outcome` (`delivered`, `retrying`, `failed`) | Audit Log events sent to WorkOS, by what came of each attempt |
-//! | `authbridge_database_pool_connections` | `state` (`in_use`, `idle`) | the bookkeeping database's pool (`DATABASE_URL`) at the scrape: none open while the database is unreachable, all in use when it is exhausted |
+//! | `authbridge_database_pool_connections` | `state` (`in_use`, `idle`) | the bookkeeping database's pool (`DATABASE_URL`) at the scrape; connections still being opened count as in use, so a pool with none idle is exhausted or cannot reach the database (the database's errors in the log say which) |
 //! | `authbridge_database_pool_max_connections` | — | its size limit (`DATABASE_MAX_CONNECTIONS`) |
 
 use std::sync::{Mutex, OnceLock, PoisonError};

@@ -112,6 +112,16 @@ struct SelectionPage {
     csrf_token: String,
 }
 
+impl SelectionPage {
+    /// Each choice's name as the pages show organizations ([`super::spaces::organization_label`]).
+    fn labelled(organizations: Vec<OrganizationChoice>) -> Vec<OrganizationChoice> {
+        organizations
+            .into_iter()
+            .map(|choice| OrganizationChoice { name: super::spaces::organization_label(Some(&choice.name)), ..choice })
+            .collect()
+    }
+}
+
 /// `GET /login/organization`: the organizations the sign-in may continue in, to pick one. When the pending sign-in
 /// could not keep WorkOS's list, they are read from WorkOS now; if that fails, the error page says so and the
 /// pending sign-in stays, so reloading the page tries again.
@@ -122,7 +132,7 @@ async fn selection_page(State(state): State<AppState>, headers: HeaderMap) -> Re
         banner: None,
         user_name: pending.user_name.clone(),
         csrf_token: state.csrf.token(&pending.csrf_nonce),
-        organizations,
+        organizations: SelectionPage::labelled(organizations),
     };
     Ok(render(StatusCode::OK, &page))
 }

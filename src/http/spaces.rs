@@ -102,11 +102,20 @@ impl Resolved {
     }
 }
 
-/// What a person calls an organization: "Your organization" until its name is known, and for a name that would
-/// show nothing (blank, or zero-width characters only: a heading of just "'s todos", an empty switcher option).
+/// What a person calls an organization: [`organization_label`] of its name.
 pub fn display_name(membership: &ActiveMembership) -> String {
-    match membership.name.as_deref() {
-        Some(name) if !crate::todo::is_invisible(name) => name.to_owned(),
+    organization_label(membership.name.as_deref())
+}
+
+/// An organization's name as the pages show it: without the explicit direction controls (embeddings, overrides,
+/// isolates: U+202A–U+202E, U+2066–U+2069), since a name's own pop or isolate end would close the isolation the
+/// page puts around it and let an override reorder what follows; "Your organization" until its name is known, and
+/// for a name that would show nothing (blank, or zero-width characters only: a heading of just "'s todos", an
+/// empty switcher option or button).
+pub fn organization_label(name: Option<&str>) -> String {
+    let is_direction_control = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    match name.map(|name| name.replace(is_direction_control, "")) {
+        Some(name) if !crate::todo::is_invisible(&name) => name,
         _ => "Your organization".to_owned(),
     }
 }
@@ -178,9 +187,14 @@ mod tests {
         };
         assert_eq!(named(Some("Acme")), "Acme");
         assert_eq!(named(Some(" Acme ")), " Acme ", "a visible name is shown as WorkOS has it");
-        for nothing in [None, Some(""), Some("  "), Some("\u{200B}\u{2800}\u{200D}")] {
+        for nothing in [None, Some(""), Some("  "), Some("\u{200B}\u{2800}\u{200D}"), Some("\u{202E}\u{2069}")] {
             assert_eq!(named(nothing), "Your organization", "{nothing:?}");
         }
+        // A name's own pop or isolate end would close the page's isolation around it, and its override would then
+        // reorder what follows: the explicit direction controls go; right-to-left letters and marks stay.
+        assert_eq!(named(Some("\u{2069}\u{202E}emcA")), "emcA");
+        assert_eq!(named(Some("\u{202B}שלום\u{202C}\u{200F}")), "שלום\u{200F}");
+        assert_eq!(organization_label(Some("\u{2066}Globex\u{2069}")), "Globex");
     }
 
     #[tokio::test]

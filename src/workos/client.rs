@@ -409,7 +409,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(response: reqwest::Response) 
     let bytes = response.bytes().await.unwrap_or_default();
     let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
     if body.code.as_deref() == Some("organization_selection_required") {
-        return Err(match serde_json::from_slice::<SelectionBody>(&bytes) {
+        return Err(match super::objects::from_json::<SelectionBody>(&bytes) {
             Ok(selection) => WorkosError::OrganizationSelectionRequired(Box::new(PendingSelection {
                 pending_authentication_token: Secret::new(selection.pending_authentication_token),
                 organizations: selection.organizations,

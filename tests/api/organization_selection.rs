@@ -378,3 +378,20 @@ async fn a_deleted_user_choosing_an_organization_is_refused_with_a_reason() {
     assert!(chosen.body.contains("Your access to this app has ended"), "{}", chosen.body);
     assert!(browser.cookie(authbridge::session::SESSION_COOKIE).is_none(), "no session cookie");
 }
+
+/// The choice page names organizations as every other page does: one whose name shows nothing is "Your
+/// organization", a name's own direction controls (which would break out of the page's isolation) are left out,
+/// and a NUL in WorkOS's answer is a replacement character, never a raw byte in the page.
+#[tokio::test]
+async fn the_choice_page_names_organizations_as_the_other_pages_do() {
+    let app = bob_in_two_organizations().await;
+    app.workos.rename_organization(ACME_ORGANIZATION_ID, "\u{200B}\u{200B}").expect("renamed");
+    app.workos.rename_organization(GLOBEX_ORGANIZATION_ID, "\u{2069}\u{202E}Glo\u{0}bex").expect("renamed");
+    let browser = app.browser();
+    start(&app, &browser).await;
+    let page = browser.get("/login/organization").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<bdi>Your organization</bdi>"), "{}", page.body);
+    assert!(page.body.contains("<bdi>Glo\u{FFFD}bex</bdi>"), "{}", page.body);
+    assert!(!page.body.contains(['\u{0}', '\u{202E}', '\u{2069}']), "{}", page.body);
+}
