@@ -312,6 +312,36 @@ enum DirectoryChange {
     DeleteDirectory,
 }
 
+/// A change the race tests apply in a transaction of its own.
+trait RacingChange: Copy + std::fmt::Debug + Send + 'static {
+    fn apply(self, conn: &mut sqlx::PgConnection) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// `first` applied in a transaction held open while `second` starts in another, then both committed: under READ
+/// COMMITTED each would miss the other's uncommitted rows unless the code makes them take turns. Slowness here can
+/// only make the second start after the first committed, which a correct change passes too.
+async fn race<C: RacingChange>(app: &crate::helpers::app::TestApp, first: C, second: C) {
+    use sqlx::Connection;
+    let mut holder = app.db.connect().await;
+    let mut other = app.db.connect().await;
+    let mut held = holder.begin().await.expect("begin");
+    first.apply(&mut held).await;
+    let racing = tokio::spawn(async move {
+        let mut transaction = other.begin().await.expect("begin");
+        second.apply(&mut transaction).await;
+        transaction.commit().await.expect("commit");
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    held.commit().await.expect("commit");
+    racing.await.expect("the second change");
+}
+
+impl RacingChange for DirectoryChange {
+    async fn apply(self, conn: &mut sqlx::PgConnection) {
+        apply_directory_change(conn, self).await;
+    }
+}
+
 async fn apply_directory_change(conn: &mut sqlx::PgConnection, change: DirectoryChange) {
     use authbridge::lifecycle::store;
     use authbridge::workos::objects::{Directory, DirectoryUser};
@@ -337,28 +367,15 @@ async fn apply_directory_change(conn: &mut sqlx::PgConnection, change: Directory
 
 /// A directory user's event and the directory's deletion applied at the same moment, in either order, leave no
 /// `active` row vouching for the person in a deleted directory: under READ COMMITTED each would miss the other's
-/// uncommitted row, so changes to one directory take turns. The first change is held uncommitted while the second
-/// starts; slowness here can only make the second start after the first committed, which passes either way.
+/// uncommitted row, so changes to one directory take turns ([`race`]).
 #[tokio::test]
 async fn a_directory_user_added_while_the_directory_is_deleted_is_not_left_active() {
-    use sqlx::Connection;
     for (first, second) in [
         (DirectoryChange::AddActiveUser, DirectoryChange::DeleteDirectory),
         (DirectoryChange::DeleteDirectory, DirectoryChange::AddActiveUser),
     ] {
         let app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
-        let mut holder = app.db.connect().await;
-        let mut other = app.db.connect().await;
-        let mut held = holder.begin().await.expect("begin");
-        apply_directory_change(&mut held, first).await;
-        let racing = tokio::spawn(async move {
-            let mut transaction = other.begin().await.expect("begin");
-            apply_directory_change(&mut transaction, second).await;
-            transaction.commit().await.expect("commit");
-        });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        held.commit().await.expect("commit");
-        racing.await.expect("the second change");
+        race(&app, first, second).await;
         let active = app
             .query_scalar_i64(
                 "SELECT count(*) FROM authbridge.directory_users \
@@ -473,6 +490,12 @@ enum UserChange {
     Delete,
 }
 
+impl RacingChange for UserChange {
+    async fn apply(self, conn: &mut sqlx::PgConnection) {
+        apply_user_change(conn, self).await;
+    }
+}
+
 async fn apply_user_change(conn: &mut sqlx::PgConnection, change: UserChange) {
     use authbridge::lifecycle::store;
     let id = "user_race";
@@ -493,12 +516,9 @@ async fn apply_user_change(conn: &mut sqlx::PgConnection, change: UserChange) {
 
 /// A user's new address (from an event, or from a sign-in) written at the same moment as the user's deletion, in
 /// either order, leaves no address behind: under READ COMMITTED the deletion's removal of the address history
-/// would miss an address not yet committed, so the history is written under a lock on the user's row. The first
-/// change is held uncommitted while the second starts; slowness can only make the second start after the first
-/// committed, which passes either way.
+/// would miss an address not yet committed, so the history is written under a lock on the user's row ([`race`]).
 #[tokio::test]
 async fn an_address_written_while_the_user_is_deleted_is_forgotten_with_them() {
-    use sqlx::Connection;
     for (first, second) in [
         (UserChange::Delete, UserChange::NewAddress),
         (UserChange::Delete, UserChange::SignedIn),
@@ -515,17 +535,7 @@ async fn an_address_written_while_the_user_is_deleted_is_forgotten_with_them() {
         )
         .await
         .expect("the user");
-        let mut other = app.db.connect().await;
-        let mut held = holder.begin().await.expect("begin");
-        apply_user_change(&mut held, first).await;
-        let racing = tokio::spawn(async move {
-            let mut transaction = other.begin().await.expect("begin");
-            apply_user_change(&mut transaction, second).await;
-            transaction.commit().await.expect("commit");
-        });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        held.commit().await.expect("commit");
-        racing.await.expect("the second change");
+        race(&app, first, second).await;
         let addresses = app
             .query_scalar_i64("SELECT count(*) FROM authbridge.user_email_history WHERE user_id = $1", "user_race")
             .await;
