@@ -175,8 +175,8 @@ enum Handling<R> {
 }
 
 /// What an answer built outside the router needs of its request: its format (the API's error JSON under `/api/`
-/// and `/webhooks/`, as every other error there) and its request id (the client's own when acceptable), so
-/// traces do not break there.
+/// and `/webhooks/`, as every other error there) and the client's own request id when acceptable (else a fresh
+/// one, made only if the answer is), so traces do not break there.
 struct PlainAnswer {
     json: bool,
     request_id: Option<HeaderValue>,
@@ -184,10 +184,9 @@ struct PlainAnswer {
 
 impl PlainAnswer {
     fn for_request(request: &Request<Incoming>) -> Self {
-        let id = request.headers().get(&REQUEST_ID).filter(|id| is_acceptable_request_id(id)).cloned();
         Self {
             json: crate::http::answers_json(request.uri().path()),
-            request_id: id.or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).ok()),
+            request_id: request.headers().get(&REQUEST_ID).filter(|id| is_acceptable_request_id(id)).cloned(),
         }
     }
 
@@ -203,7 +202,8 @@ impl PlainAnswer {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-        if let Some(id) = self.request_id {
+        let fresh = || HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).ok();
+        if let Some(id) = self.request_id.or_else(fresh) {
             headers.insert(REQUEST_ID, id);
         }
         response
