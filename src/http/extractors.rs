@@ -164,7 +164,8 @@ pub async fn session_cookies(State(state): State<AppState>, mut request: Request
             user_id: principal.id().to_owned(),
             user_name: principal.user.display_name(),
             session_id: principal.session_id.clone(),
-            organization_id: principal.active_organization().map(str::to_owned),
+            organization_id: audited_organization(uri.path(), response.status(), principal.active_organization())
+                .map(str::to_owned),
             method: method.to_string(),
             path: uri.path().to_owned(),
             status: response.status().as_u16(),
@@ -195,6 +196,18 @@ pub async fn session_cookies(State(state): State<AppState>, mut request: Request
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
+}
+
+/// The organization whose Audit Logs an impersonated request goes to: the one its path names
+/// (`/organizations/{id}`, its settings and portal), when the request got in (so the user is a member of it), else
+/// the session's. A request refused at another organization is in no organization's log (its admins would learn
+/// that organization's id, and the refused one never learns of it); the local `impersonation_audit` keeps it.
+fn audited_organization<'a>(path: &'a str, status: StatusCode, active: Option<&'a str>) -> Option<&'a str> {
+    let named = path.strip_prefix("/organizations/").and_then(|rest| rest.split('/').next());
+    match named {
+        Some(id) if !id.is_empty() && id != "switch" => (status.as_u16() < 400).then_some(id),
+        _ => active,
+    }
 }
 
 /// Requests no user makes: the orchestrator's probes (which `/healthz` answers even under load shedding) and WorkOS's
@@ -702,6 +715,18 @@ mod tests {
             assert!(!is_json(&headers(header::CONTENT_TYPE, &[refused])), "{refused}");
         }
         assert!(!is_json(&HeaderMap::new()), "no content type");
+    }
+
+    #[test]
+    fn an_impersonated_requests_audit_log_is_the_organization_it_got_into() {
+        let ok = StatusCode::OK;
+        assert_eq!(audited_organization("/", ok, Some("org_a")), Some("org_a"));
+        assert_eq!(audited_organization("/api/todos", ok, None), None);
+        assert_eq!(audited_organization("/organizations/org_b", ok, Some("org_a")), Some("org_b"));
+        assert_eq!(audited_organization("/organizations/org_b/portal", StatusCode::SEE_OTHER, None), Some("org_b"));
+        assert_eq!(audited_organization("/organizations/org_b", StatusCode::NOT_FOUND, Some("org_a")), None);
+        assert_eq!(audited_organization("/organizations/org_b/portal", StatusCode::FORBIDDEN, Some("org_a")), None);
+        assert_eq!(audited_organization("/organizations/switch", ok, Some("org_a")), Some("org_a"));
     }
 
     #[test]

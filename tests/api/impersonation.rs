@@ -247,3 +247,26 @@ async fn the_admin_portal_is_not_offered_to_a_read_only_impersonation() {
         assert_eq!(page.body.contains("portal-read-only"), !offered, "{}", page.body);
     }
 }
+
+/// An impersonated request's Audit Log event goes to the organization it concerns: a request at an organization the
+/// user could not get into (here one Bob is not a member of) is in the local record only, and in no organization's
+/// Audit Logs, where the session's organization's admins would read the other one's id.
+#[tokio::test]
+async fn a_refused_request_at_another_organization_is_in_no_organizations_audit_log() {
+    let (app, browser) = impersonated(AppOptions::default()).await;
+    assert_eq!(browser.get("/organizations/org_elsewhere").await.status, 403, "not a member");
+    assert_eq!(browser.get(&format!("/organizations/{ACME_ORGANIZATION_ID}")).await.status, 200);
+    let rows = audit_rows(&app).await;
+    assert!(rows.iter().any(|row| row.3 == "/organizations/org_elsewhere" && row.4 == 403), "{rows:?}");
+    let mut conn = app.db.connect().await;
+    let events: Vec<(String, String)> = sqlx::query_as(
+        "SELECT organization_id, event->'targets'->0->>'id' FROM authbridge.audit_log_outbox \
+         WHERE event->>'action' = 'user.impersonated_request'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("outbox");
+    assert!(events.iter().all(|(_, target)| !target.contains("org_elsewhere")), "{events:?}");
+    let settings = format!("GET /organizations/{ACME_ORGANIZATION_ID}");
+    assert!(events.contains(&(ACME_ORGANIZATION_ID.to_owned(), settings)), "{events:?}");
+}
