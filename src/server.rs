@@ -113,12 +113,12 @@ pub async fn serve(
             // Decided now, not queued: a request either gets a slot at once or is shed.
             let slot =
                 if request.uri().path() == "/healthz" { None } else { Some(Arc::clone(&requests).try_acquire_owned()) };
-            let handling = match slot {
-                Some(Err(_)) => Handling::Shed(overloaded(&request)),
+            let handling = match slot.transpose() {
+                Err(_) => Handling::Shed(overloaded(&request)),
                 // The slot is held until the handler ends (bodies here are small and built before the head): for a
                 // change, whether or not its client is still there, since the work goes on.
-                slot if request.method().is_safe() => Handling::Read(router.oneshot(request), slot),
-                slot => {
+                Ok(slot) if request.method().is_safe() => Handling::Read(router.oneshot(request), slot),
+                Ok(slot) => {
                     let answer = PlainAnswer::for_request(&request);
                     let handler = handlers.spawn(async move {
                         let Ok(response) = router.oneshot(request).await;
@@ -170,7 +170,7 @@ pub async fn serve(
 /// How a request is being handled: shed at once, read within its connection, or changed in a task of its own.
 enum Handling<R> {
     Shed(Response<Body>),
-    Read(R, Option<Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::TryAcquireError>>),
+    Read(R, Option<tokio::sync::OwnedSemaphorePermit>),
     Change(tokio::task::JoinHandle<Response<Body>>, PlainAnswer),
 }
 
