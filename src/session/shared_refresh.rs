@@ -18,7 +18,11 @@
 //! While its call is under way the claimant renews the claim every third of [`CLAIM_TIMEOUT`], so a slow call
 //! (a refresh may take a provider request, a key fetch and the membership sync, each with its own timeout, longer
 //! together than the claim timeout) is never mistaken for a dead replica. A claim left unrenewed for
-//! [`CLAIM_TIMEOUT`] (its replica died mid-call) is taken over.
+//! [`CLAIM_TIMEOUT`] (its replica died mid-call) is taken over, once the replica taking it has seen it stay so for
+//! [`TAKEOVER_GRACE`] more: a claimant that was only cut off from the database (its renewals, or the record of a
+//! refresh it made, failing meanwhile) tries again every [`RECORD_RETRY`], so it renews or records within that
+//! grace of reaching the database again. Taken over at once, its claim would have a spent refresh token sent again,
+//! which signs the user out.
 //!
 //! Rows are deleted once twice [`KEEP`] old ([`remove_old_results`]). When the database cannot be reached, the refresh is not made: the request
 //! carries on with the token it has while that is still good, and is answered 503 once it has expired (as it is
@@ -47,10 +51,13 @@ use crate::sync::lock;
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a result stays readable for replicas still holding the old cookie: as long as the in-process memo.
 pub const KEEP: Duration = super::refresh::MEMO_TTL;
+/// How long a replica watches a claim that looks abandoned, unchanged, before taking it over: several
+/// [`RECORD_RETRY`]s, for a claimant that was cut off from the database, not dead, to renew or record it first.
+pub const TAKEOVER_GRACE: Duration = Duration::from_secs(2);
 /// How often a waiting replica looks for the claimant's result.
 const POLL: Duration = Duration::from_millis(50);
-/// How often a claimant whose result the database could not take tries again: short, so the result lands soon
-/// after a blip ends, long before the claim would be taken over.
+/// How often a claimant whose result (or claim renewal) the database could not take tries again: short, so it
+/// lands soon after a blip ends, well within [`TAKEOVER_GRACE`].
 const RECORD_RETRY: Duration = Duration::from_millis(250);
 
 type Outcome = Result<Session, ProviderError>;
@@ -115,11 +122,13 @@ impl SharedRefreshes {
         Fut: Future<Output = Outcome>,
     {
         let started = Instant::now();
+        // An unrenewed claim this request has been watching: its `claimed_at`, and since when.
+        let mut watching: Option<(OffsetDateTime, Instant)> = None;
         loop {
             if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) });
             }
-            let claim = match self.claim(key).await {
+            let claim = match self.claim(key, &mut watching).await {
                 Ok(claim) => claim,
                 Err(error) => {
                     tracing::warn!(%error, "cannot share the session refresh through the database; not refreshing now");
@@ -156,8 +165,10 @@ impl SharedRefreshes {
     /// as the caller polls this, which is while its provider call runs. Stops renewing, without failing the call,
     /// once the claim is no longer this replica's (taken over after the database was out of reach too long).
     async fn renew_while_alive(&self, key: &[u8; 32], lease: &Mutex<Option<OffsetDateTime>>) -> Infallible {
+        let mut wait = self.claim_timeout / 3;
         loop {
-            tokio::time::sleep(self.claim_timeout / 3).await;
+            tokio::time::sleep(wait).await;
+            wait = self.claim_timeout / 3;
             let Some(claimed_at) = *lock(lease) else { break };
             let renewed = sqlx::query_scalar::<_, OffsetDateTime>(
                 "UPDATE authbridge.refresh_results SET claimed_at = now() \
@@ -173,14 +184,24 @@ impl SharedRefreshes {
                     tracing::warn!("another replica took over a session refresh this replica is still making");
                     break;
                 }
-                // Try again next time: a claim is only taken over after three missed renewals.
-                Err(error) => tracing::warn!(%error, "could not renew the claim on a session refresh"),
+                // Try again soon: once the claim timeout has passed, another replica takes the claim over if it
+                // stays unrenewed for the takeover grace.
+                Err(error) => {
+                    tracing::warn!(%error, "could not renew the claim on a session refresh");
+                    wait = RECORD_RETRY;
+                }
             }
         }
         std::future::pending().await
     }
 
-    async fn claim(&self, key: &[u8; 32]) -> Result<Claim, sqlx::Error> {
+    /// What the row for `key` says, claiming it when there is none (or none worth reading). `watching` is the
+    /// unrenewed claim this request has been watching, if any (see [`watched_long_enough`]).
+    async fn claim(
+        &self,
+        key: &[u8; 32],
+        watching: &mut Option<(OffsetDateTime, Instant)>,
+    ) -> Result<Claim, sqlx::Error> {
         let pool = self.db.pool();
         let inserted = sqlx::query_scalar::<_, OffsetDateTime>(
             "INSERT INTO authbridge.refresh_results (token_hash) VALUES ($1) ON CONFLICT (token_hash) DO NOTHING \
@@ -199,8 +220,8 @@ impl SharedRefreshes {
             }
             return Ok(Claim::Mine(inserted));
         }
-        let row = sqlx::query_as::<_, (Option<String>, Option<String>, Option<String>, bool, bool)>(
-            "SELECT outcome, sealed_session, rejected_reason, \
+        let row = sqlx::query_as::<_, (Option<String>, Option<String>, Option<String>, OffsetDateTime, bool, bool)>(
+            "SELECT outcome, sealed_session, rejected_reason, claimed_at, \
                     finished_at IS NOT NULL AND finished_at < now() - $2::interval, \
                     finished_at IS NULL AND claimed_at < now() - $3::interval \
              FROM authbridge.refresh_results WHERE token_hash = $1",
@@ -210,23 +231,37 @@ impl SharedRefreshes {
         .bind(interval(self.claim_timeout))
         .fetch_optional(pool)
         .await?;
-        let Some((outcome, sealed, reason, expired, abandoned)) = row else {
+        let Some((outcome, sealed, reason, claimed_at, expired, unrenewed)) = row else {
             // Released a moment ago (the claimant's provider call failed): claim it ourselves on the next turn.
             return Ok(Claim::Pending);
         };
-        if expired || abandoned {
-            // A result too old to trust, or a claimant that died: take the row over, if nobody else just did.
+        if expired {
+            // A result too old to trust: take the row over, if nobody else just did.
             let taken = sqlx::query_scalar::<_, OffsetDateTime>(
                 "UPDATE authbridge.refresh_results \
                  SET claimed_at = now(), finished_at = NULL, outcome = NULL, sealed_session = NULL, \
                      rejected_reason = NULL \
-                 WHERE token_hash = $1 AND ((finished_at IS NOT NULL AND finished_at < now() - $2::interval) \
-                                            OR (finished_at IS NULL AND claimed_at < now() - $3::interval)) \
+                 WHERE token_hash = $1 AND finished_at IS NOT NULL AND finished_at < now() - $2::interval \
                  RETURNING claimed_at",
             )
             .bind(key.as_slice())
             .bind(interval(KEEP))
-            .bind(interval(self.claim_timeout))
+            .fetch_optional(pool)
+            .await?;
+            return Ok(if taken.is_some() { Claim::Mine(taken) } else { Claim::Pending });
+        }
+        if unrenewed {
+            if !watched_long_enough(watching, claimed_at, Instant::now()) {
+                return Ok(Claim::Pending);
+            }
+            // Unrenewed all along: its replica died mid-call. Take the row over, unless it was renewed, recorded or
+            // taken by another replica in the meantime (each changes or removes this `claimed_at`).
+            let taken = sqlx::query_scalar::<_, OffsetDateTime>(
+                "UPDATE authbridge.refresh_results SET claimed_at = now() \
+                 WHERE token_hash = $1 AND finished_at IS NULL AND claimed_at = $2 RETURNING claimed_at",
+            )
+            .bind(key.as_slice())
+            .bind(claimed_at)
             .fetch_optional(pool)
             .await?;
             return Ok(if taken.is_some() { Claim::Mine(taken) } else { Claim::Pending });
@@ -378,12 +413,28 @@ fn interval(duration: Duration) -> String {
     format!("{} milliseconds", duration.as_millis())
 }
 
-/// A waiter started at `started` gives up at `now`: twice the claim timeout, long enough for the claim to be taken
-/// over once (by this replica or another) and its call to end. Only a claim that replicas keep taking over without
+/// Whether the unrenewed claim made at `claimed_at` has been watched, unchanged, for [`TAKEOVER_GRACE`] by `now`;
+/// when it is not the claim `watching` holds, watching starts over with it.
+fn watched_long_enough(
+    watching: &mut Option<(OffsetDateTime, Instant)>,
+    claimed_at: OffsetDateTime,
+    now: Instant,
+) -> bool {
+    match *watching {
+        Some((seen, since)) if seen == claimed_at => now.saturating_duration_since(since) >= TAKEOVER_GRACE,
+        _ => {
+            *watching = Some((claimed_at, now));
+            false
+        }
+    }
+}
+
+/// A waiter started at `started` gives up at `now`: twice the claim timeout and the takeover grace, long enough for
+/// the claim to be taken over once (by this replica or another) and its call to end. Only a claim that replicas keep taking over without
 /// ever finishing, or a call slower than any timeout allows, gets this far: the request is then answered "try again
 /// shortly", and the result, once recorded, serves the next one.
 fn waited_too_long(started: Instant, now: Instant, claim_timeout: Duration) -> bool {
-    now.saturating_duration_since(started) > claim_timeout * 2
+    now.saturating_duration_since(started) > claim_timeout * 2 + TAKEOVER_GRACE
 }
 
 #[cfg(test)]
@@ -391,21 +442,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_waiter_gives_up_only_after_twice_the_claim_timeout() {
+    fn a_waiter_gives_up_only_after_twice_the_claim_timeout_and_the_grace() {
         let started = Instant::now();
+        let limit = CLAIM_TIMEOUT * 2 + TAKEOVER_GRACE;
         assert!(!waited_too_long(started, started, CLAIM_TIMEOUT));
         assert!(
-            !waited_too_long(started, started + CLAIM_TIMEOUT, CLAIM_TIMEOUT),
+            !waited_too_long(started, started + CLAIM_TIMEOUT + TAKEOVER_GRACE, CLAIM_TIMEOUT),
             "one takeover's worth: keep waiting"
         );
-        assert!(!waited_too_long(started, started + CLAIM_TIMEOUT * 2, CLAIM_TIMEOUT), "up to twice the timeout");
-        assert!(
-            waited_too_long(started, started + CLAIM_TIMEOUT * 2 + Duration::from_nanos(1), CLAIM_TIMEOUT),
-            "then no longer"
-        );
+        assert!(!waited_too_long(started, started + limit, CLAIM_TIMEOUT), "up to the limit");
+        assert!(waited_too_long(started, started + limit + Duration::from_nanos(1), CLAIM_TIMEOUT), "then no longer");
         assert!(
             !waited_too_long(started + Duration::from_secs(1), started, CLAIM_TIMEOUT),
             "a clock read earlier is no reason"
         );
+    }
+
+    #[test]
+    fn an_unrenewed_claim_is_taken_over_only_once_watched_unchanged_for_the_grace() {
+        let claimed = OffsetDateTime::UNIX_EPOCH;
+        let renewed = claimed + time::Duration::seconds(5);
+        let start = Instant::now();
+        let mut watching = None;
+        assert!(!watched_long_enough(&mut watching, claimed, start), "first seen: watch it");
+        assert_eq!(watching, Some((claimed, start)));
+        assert!(!watched_long_enough(&mut watching, claimed, start + TAKEOVER_GRACE - Duration::from_millis(1)));
+        assert!(watched_long_enough(&mut watching, claimed, start + TAKEOVER_GRACE), "unchanged for the grace");
+        let later = start + TAKEOVER_GRACE * 3;
+        assert!(!watched_long_enough(&mut watching, renewed, later), "another claim: watching starts over");
+        assert_eq!(watching, Some((renewed, later)));
+        assert!(!watched_long_enough(&mut watching, renewed, later + TAKEOVER_GRACE / 2));
+        assert!(watched_long_enough(&mut watching, renewed, later + TAKEOVER_GRACE));
     }
 }

@@ -334,6 +334,105 @@ async fn a_refresh_the_database_could_not_take_at_once_is_recorded_once_it_is_ba
     assert_eq!(shared.refresh_token, rotated.refresh_token);
 }
 
+/// What one more replica shares refreshes through when it reaches the database directly, not through the app's
+/// proxy: cutting the proxy then cuts off only the app's own replicas.
+fn shared_refreshes_bypassing_the_proxy(app: &TestApp, claim_timeout: Duration) -> SharedRefreshes {
+    let mut config = app.config.database.clone().expect("the lifecycle's database");
+    config.url = Secret::new(&app.db.url);
+    let database = authbridge::db::Database::connect_lazy(&config).expect("a pool");
+    let sealer = Sealer::new(&Secret::new(COOKIE_PASSWORD), None).expect("a sealer");
+    SharedRefreshes::new(database, sealer).with_claim_timeout(claim_timeout)
+}
+
+/// A provider that would refuse the token as spent, counting how often it is asked.
+async fn refuse_as_spent(
+    calls: &std::sync::atomic::AtomicUsize,
+) -> Result<authbridge::session::Session, ProviderError> {
+    calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    Err(ProviderError::GrantRejected("the refresh token was already used".to_owned()))
+}
+
+/// A replica cut off from the database (not dead) for longer than the claim timeout, just after the provider
+/// rotated the token: its claim goes unrenewed, but a replica that still reaches the database watches it for the
+/// takeover grace before taking it over, and meanwhile the first replica, back in reach, records its session.
+/// Taken over at once, the claim would have had the spent token sent again, and the user signed out.
+#[tokio::test]
+async fn a_claimant_cut_off_from_the_database_past_the_claim_timeout_still_shares_its_refresh() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const CLAIM_TIMEOUT: Duration = Duration::from_secs(2);
+    let app = spawn_app_with(
+        AppOptions::default().lifecycle_with(LifecycleOptions { through_proxy: true, ..LifecycleOptions::default() }),
+    )
+    .await;
+    let proxy = app.db_proxy.as_ref().expect("a proxy");
+    let first = shared_refreshes(&app, CLAIM_TIMEOUT);
+    let second = shared_refreshes_bypassing_the_proxy(&app, CLAIM_TIMEOUT);
+    let rotated = read_session(&app.signed_in(CAROL).await);
+    let key = [11u8; 32];
+
+    let refreshed = first
+        .refresh(&key, || async {
+            proxy.cut();
+            Ok(rotated.clone())
+        })
+        .await;
+    assert!(refreshed.is_ok(), "the first replica's own request has its new session");
+    tokio::time::sleep(CLAIM_TIMEOUT + Duration::from_millis(500)).await;
+    let calls = AtomicUsize::new(0);
+    let (shared, ()) = tokio::join!(second.refresh(&key, || refuse_as_spent(&calls)), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.restore();
+    });
+
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the spent refresh token is not sent again");
+    let Ok(shared) = shared else { panic!("the second replica is given the first one's session: {shared:?}") };
+    assert_eq!(shared.refresh_token, rotated.refresh_token);
+}
+
+/// The same while the claimant's provider call is still under way: its renewals fail while it cannot reach the
+/// database, and it tries again at once rather than at its next turn (a third of the claim timeout, longer than the
+/// takeover grace), so the replica watching the claim sees it renewed and waits for the result.
+#[tokio::test]
+async fn a_claimant_cut_off_from_the_database_mid_call_renews_its_claim_as_soon_as_it_is_back() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // Renewed every 3 s: more than the 2 s grace.
+    const CLAIM_TIMEOUT: Duration = Duration::from_secs(9);
+    assert!(CLAIM_TIMEOUT / 3 > shared_refresh::TAKEOVER_GRACE);
+    let app = spawn_app_with(
+        AppOptions::default().lifecycle_with(LifecycleOptions { through_proxy: true, ..LifecycleOptions::default() }),
+    )
+    .await;
+    let proxy = app.db_proxy.as_ref().expect("a proxy");
+    let first = shared_refreshes(&app, CLAIM_TIMEOUT);
+    let second = shared_refreshes_bypassing_the_proxy(&app, CLAIM_TIMEOUT);
+    let rotated = read_session(&app.signed_in(CAROL).await);
+    let key = [12u8; 32];
+    let calls = AtomicUsize::new(0);
+
+    let slow = first.refresh(&key, || async {
+        proxy.cut();
+        tokio::time::sleep(CLAIM_TIMEOUT + Duration::from_millis(3500)).await;
+        Ok(rotated.clone())
+    });
+    let late = async {
+        // Just past the claim timeout, with the claimant still cut off; the database is back 100 ms later.
+        tokio::time::sleep(CLAIM_TIMEOUT + Duration::from_millis(200)).await;
+        let (outcome, ()) = tokio::join!(second.refresh(&key, || refuse_as_spent(&calls)), async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            proxy.restore();
+        });
+        outcome
+    };
+    let (first_outcome, second_outcome) = tokio::join!(slow, late);
+
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the second replica never sent the refresh token");
+    let first_session = first_outcome.expect("the slow refresh");
+    let Ok(second_session) = second_outcome else { panic!("the first one's result: {second_outcome:?}") };
+    assert_eq!(second_session.refresh_token, first_session.refresh_token);
+}
+
 /// A provider call slower than the claim timeout (a refresh may take a WorkOS request, a key fetch and the membership
 /// sync, each with its own timeout) keeps its claim renewed: a replica that arrives meanwhile waits for its result
 /// instead of taking the claim over and sending the refresh token a second time.
