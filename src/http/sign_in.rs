@@ -24,6 +24,7 @@ use crate::workos::OrganizationChoice;
 
 use super::AppState;
 use super::audit_events::{self, RequestMeta};
+use super::csrf;
 use super::error::AppError;
 use super::extractors::{ApiQuery, CurrentUser, checked_form};
 use super::pages::{Banner, LogoutPage, render};
@@ -48,6 +49,15 @@ async fn login(
     headers: HeaderMap,
     ApiQuery(request): ApiQuery<SignInRequest>,
 ) -> Result<Response, AppError> {
+    // Login CSRF: another site's page could send a browser here with an organization whose identity provider it
+    // runs (any customer's admin can set one up in the Admin Portal), which answers at once for the attacker's own
+    // account, and the victim would go on signed in as the attacker, typing into the attacker's todos. Such a
+    // sign-in goes on only once the person confirms it on a page of this app (OWASP CSRF Prevention Cheat Sheet,
+    // "Login CSRF"). Our own links to `/login?organization_id=…` are same-origin; a link typed or bookmarked is
+    // `Sec-Fetch-Site: none`; a client that is not a browser sends neither header and is not at risk.
+    if request.routes_to_an_identity_provider() && csrf::require_same_origin(&headers, &state.origin).is_err() {
+        return Ok(render(StatusCode::OK, &ConfirmSignInPage::of(&request)));
+    }
     let start = state.sessions.begin_sign_in(&request)?;
     let mut response = found(start.authorization_url.as_str(), start.set_cookies);
     append_cookies(&mut response, state.sessions.clear_pending_sign_in(&headers));
@@ -89,6 +99,33 @@ async fn callback(
 }
 
 const SELECTION_PAGE: &str = "/login/organization";
+
+/// "Continue to sign in?": a sign-in another site's page asked for, through an organization's identity provider,
+/// repeated as a form on this app's own page (see [`login`]).
+#[derive(Template)]
+#[template(path = "confirm_sign_in.html")]
+struct ConfirmSignInPage<'a> {
+    banner: Option<Banner>,
+    login_hint: Option<&'a str>,
+    /// The request's parameters, as hidden fields of the form that repeats it.
+    fields: Vec<(&'static str, &'a str)>,
+}
+
+impl<'a> ConfirmSignInPage<'a> {
+    fn of(request: &'a SignInRequest) -> Self {
+        let fields = [
+            ("organization_id", &request.organization_id),
+            ("login_hint", &request.login_hint),
+            ("screen_hint", &request.screen_hint),
+            ("return_to", &request.return_to),
+        ];
+        Self {
+            banner: None,
+            login_hint: request.login_hint.as_deref().map(str::trim).filter(|hint| !hint.is_empty()),
+            fields: fields.into_iter().filter_map(|(name, value)| Some((name, value.as_deref()?))).collect(),
+        }
+    }
+}
 
 /// `user.signed_in` for the organization a sign-in lands in, queued as every request's events are (bounded: a slow
 /// outbox must not hold up a sign-in whose code WorkOS has already spent).

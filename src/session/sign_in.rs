@@ -65,6 +65,14 @@ pub struct SignInStart {
     pub set_cookies: Vec<HeaderValue>,
 }
 
+impl SignInRequest {
+    /// Whether it names who signs in or where (`organization_id`, `login_hint`): either can route the sign-in to an
+    /// organization's own identity provider, which may answer at once, with no one typing anything.
+    pub fn routes_to_an_identity_provider(&self) -> bool {
+        present(&self.organization_id).is_some() || present(&self.login_hint).is_some()
+    }
+}
+
 /// The provider's redirect back to `/callback`.
 #[derive(Debug, Default, Deserialize)]
 pub struct Callback {

@@ -101,6 +101,54 @@ async fn login_sends_the_browser_to_authkit_with_pkce_and_a_sealed_state() {
     assert_eq!(param(&query(&odd_hint.location().expect("redirect")), "screen_hint"), None);
 }
 
+/// Login CSRF: another site's page sending a browser to `/login?organization_id=…` (or `login_hint=…`, which can
+/// route by domain) could land the victim in an identity provider the attacker runs, which answers at once, signed
+/// in as the attacker. Such a sign-in waits for the person to confirm it on the app's own page, whose form repeats
+/// the request from the app's origin.
+#[tokio::test]
+async fn a_sign_in_through_an_organization_asked_for_by_another_site_waits_for_the_person_to_confirm_it() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let from = |site: &'static str| move |request: reqwest::RequestBuilder| request.header("sec-fetch-site", site);
+    let asked = "/login?organization_id=org_attacker&login_hint=%3Cb%3Emallory%40evil.test&return_to=%2Ftodos";
+
+    for site in ["cross-site", "same-site"] {
+        let page = browser.request(Method::GET, asked, from(site)).await;
+        assert_eq!(page.status, 200, "{site}: {}", page.body);
+        assert_eq!(page.location(), None, "{site}: not sent to the identity provider");
+        assert!(page.set_cookies().is_empty(), "{site}: no sign-in state is started: {:?}", page.set_cookies());
+        assert!(page.body.contains("Continue to sign in?"), "{}", page.body);
+        assert!(page.body.contains("&#60;b&#62;mallory@evil.test"), "the hint is shown, escaped: {}", page.body);
+        assert!(page.body.contains(r#"<form method="get" action="/login">"#), "{}", page.body);
+        for field in [
+            r#"name="organization_id" value="org_attacker""#,
+            r#"name="login_hint" value="&#60;b&#62;mallory@evil.test""#,
+            r#"name="return_to" value="/todos""#,
+        ] {
+            assert!(page.body.contains(field), "the form repeats {field}: {}", page.body);
+        }
+    }
+    let spoofed_origin = browser.request(Method::GET, asked, |r| r.header("origin", "https://evil.test")).await;
+    assert_eq!(spoofed_origin.status, 200, "an Origin of another site asks too: {}", spoofed_origin.body);
+
+    // The confirmation's own form (same-origin), a link typed or bookmarked (none), and a client that is not a
+    // browser (no such headers) go on to the identity provider.
+    for site in [Some("same-origin"), Some("none"), None] {
+        let login = browser
+            .request(Method::GET, asked, |r| match site {
+                Some(site) => r.header("sec-fetch-site", site),
+                None => r,
+            })
+            .await;
+        assert_eq!(login.status, 302, "{site:?}: {}", login.body);
+        let pairs = query(&login.location().expect("redirect"));
+        assert_eq!(param(&pairs, "organization_id").as_deref(), Some("org_attacker"), "{site:?}");
+    }
+    // Nothing names an identity provider: the hosted sign-in, where the person types who they are.
+    let plain = browser.request(Method::GET, "/login?return_to=%2Ftodos", from("cross-site")).await;
+    assert_eq!(plain.status, 302, "{}", plain.body);
+}
+
 #[tokio::test]
 async fn a_callback_without_the_state_cookie_is_refused_and_creates_no_session() {
     let app = spawn_app().await;
