@@ -131,6 +131,13 @@ pub enum AppError {
          nothing was created. Send a new id to add a todo."
     )]
     IdTaken,
+    /// A change sent with `If-Match`: the API sends no entity tags, so none can match (RFC 9110 §13.1.1: the change
+    /// must not be made). Acting on it anyway would let a client that relies on the header overwrite another's edit.
+    #[error(
+        "Nothing was changed: this API sends no ETags, so the If-Match condition cannot hold. Send the change \
+         without If-Match (or with If-Match: *)."
+    )]
+    PreconditionFailed,
     /// The identity provider failed in a way the user cannot fix (the detail is for the log).
     #[error("The sign-in service returned an error. Please try again.")]
     AuthUpstreamFailed(String),
@@ -170,6 +177,7 @@ impl AppError {
             | Self::SignInFailed(_)
             | Self::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
             Self::IdTaken => StatusCode::CONFLICT,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::Csrf
             | Self::CrossOrigin
             | Self::StaleForm
@@ -227,6 +235,7 @@ impl AppError {
             Self::Unprocessable(_) | Self::InsforgeRefused(_) => "unprocessable",
             Self::InsforgeFailed(_) | Self::InsforgeUnconfirmed { timed_out: false } => "upstream_failed",
             Self::IdTaken => "id_taken",
+            Self::PreconditionFailed => "precondition_failed",
             Self::AuthUpstreamFailed(_) => "auth_upstream_failed",
             Self::AuthUnavailable { .. } => "auth_unavailable",
             Self::InvalidSignature(_) => "invalid_signature",
@@ -544,6 +553,7 @@ mod tests {
             AppError::InsforgeUnconfirmed { timed_out: true },
             AppError::InsforgeUnconfirmed { timed_out: false },
             AppError::IdTaken,
+            AppError::PreconditionFailed,
             AppError::AuthUpstreamFailed(String::new()),
             AppError::AuthUnavailable { retry_after: none },
             AppError::InvalidSignature(SignatureError::Missing),
@@ -586,6 +596,7 @@ mod tests {
                 | AppError::InsforgeTimeout
                 | AppError::InsforgeUnconfirmed { .. }
                 | AppError::IdTaken
+                | AppError::PreconditionFailed
                 | AppError::AuthUpstreamFailed(_)
                 | AppError::AuthUnavailable { .. }
                 | AppError::InvalidSignature(_)

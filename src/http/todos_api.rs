@@ -9,8 +9,8 @@
 //! with it after an answer that never came (a timeout), it is answered with the todo the first made, never a second.
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -98,8 +98,16 @@ async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
     RequestMeta(context): RequestMeta,
+    RawQuery(query): RawQuery,
     ApiJson(body): ApiJson<CreateTodo>,
 ) -> Result<Response, AppError> {
+    // A list's space is in its query string, a new todo's in its body. A client building both URLs alike would put
+    // a todo meant for one space in another (a private one where every member sees it): refused, not ignored.
+    if url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).any(|(name, _)| name == "organization_id") {
+        return Err(AppError::BadRequest(
+            "A new todo's space goes in the JSON body (\"organization_id\"), not in the query string.".to_owned(),
+        ));
+    }
     let title = Title::parse(body.title.as_deref().unwrap_or_default())?;
     let id = match body.id.as_deref() {
         None => Uuid::new_v4(),
@@ -140,6 +148,17 @@ pub(super) fn parse_new_id(raw: &str) -> Result<Uuid, AppError> {
     }
 }
 
+/// 412 for a change sent with `If-Match` naming entity tags: this API sends none, so none can match, and RFC 9110
+/// §13.1.1 forbids making the change (a client relying on it must not overwrite another's edit unknowingly).
+/// `If-Match: *` holds for any todo there is, and the change goes on (an absent todo is then 404).
+fn refuse_conditions_that_cannot_hold(headers: &HeaderMap) -> Result<(), AppError> {
+    let mut conditions = headers.get_all(header::IF_MATCH).iter().peekable();
+    if conditions.peek().is_none() || conditions.all(|value| value.as_bytes().trim_ascii() == b"*") {
+        return Ok(());
+    }
+    Err(AppError::PreconditionFailed)
+}
+
 async fn show(State(state): State<AppState>, user: CurrentUser, TodoId(id): TodoId) -> Result<Response, AppError> {
     let todo = state.insforge.get_todo(&user.identity(), id).await?;
     Ok(axum::Json(todo).into_response())
@@ -157,8 +176,10 @@ async fn update(
     user: CurrentUser,
     RequestMeta(context): RequestMeta,
     TodoId(id): TodoId,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateTodo>,
 ) -> Result<Response, AppError> {
+    refuse_conditions_that_cannot_hold(&headers)?;
     if body.title.is_none() && body.is_complete.is_none() {
         return Err(AppError::Unprocessable("Send a new \"title\", \"is_complete\", or both.".to_owned()));
     }
@@ -174,7 +195,9 @@ async fn remove(
     user: CurrentUser,
     RequestMeta(context): RequestMeta,
     TodoId(id): TodoId,
+    headers: HeaderMap,
 ) -> Result<StatusCode, AppError> {
+    refuse_conditions_that_cannot_hold(&headers)?;
     let todo = state.insforge.delete_todo(&user.identity(), id).await?;
     audit_delete(&state, &user, &todo, &context).await;
     Ok(StatusCode::NO_CONTENT)

@@ -96,6 +96,66 @@ async fn every_operation_works_with_a_bearer_token() {
     crud(&app, &Caller::bearer(&app, ALICE)).await;
 }
 
+/// This API sends no entity tags, so a change conditioned on one (`If-Match: "…"`, RFC 9110 §13.1.1) cannot hold:
+/// 412 and nothing changed, rather than the change made over whatever the client thought it was changing.
+#[tokio::test]
+async fn a_change_sent_with_an_if_match_that_cannot_hold_is_412_and_changes_nothing() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let created = alice.api(Method::POST, "/api/todos", Some(json!({ "title": "Buy milk" }))).await;
+    let path = format!("/api/todos/{}", created.json()["id"].as_str().expect("id"));
+    let rename = serde_json::to_vec(&json!({ "title": "Buy oat milk" })).expect("json");
+    let with_if_match = |tag: &'static str, body: Option<Vec<u8>>| {
+        move |request: reqwest::RequestBuilder| {
+            let request = request.header("if-match", tag);
+            match body {
+                Some(body) => request.header("content-type", "application/json").body(body),
+                None => request,
+            }
+        }
+    };
+
+    for tag in ["\"stale-etag\"", "W/\"x\"", "*, \"x\""] {
+        let patched = alice.request(Method::PATCH, &path, with_if_match(tag, Some(rename.clone()))).await;
+        assert_eq!(
+            (patched.status, patched.error_code().as_str()),
+            (412, "precondition_failed"),
+            "{tag}: {}",
+            patched.body
+        );
+        let deleted = alice.request(Method::DELETE, &path, with_if_match(tag, None)).await;
+        assert_eq!(deleted.status, 412, "{tag}: {}", deleted.body);
+    }
+    let unchanged = alice.api(Method::GET, &path, None).await;
+    assert_eq!(unchanged.json()["title"], "Buy milk", "nothing was changed");
+
+    let patched = alice.request(Method::PATCH, &path, with_if_match("*", Some(rename.clone()))).await;
+    assert_eq!(patched.status, 200, "If-Match: * holds for a todo there is: {}", patched.body);
+    assert_eq!(patched.json()["title"], "Buy oat milk");
+    assert_eq!(alice.request(Method::DELETE, &path, with_if_match("*", None)).await.status, 204);
+}
+
+/// A list takes its space from the query string, a create from its body: a create with `?organization_id=` would
+/// otherwise land in the active space whatever the query said.
+#[tokio::test]
+async fn a_create_naming_its_space_in_the_query_string_is_refused() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    for query in ["organization_id=personal", "organization_id=", "limit=5&organization_id=org_x"] {
+        let created =
+            alice.api(Method::POST, &format!("/api/todos?{query}"), Some(json!({ "title": "where am I" }))).await;
+        assert_eq!((created.status, created.error_code().as_str()), (400, "bad_request"), "{query}: {}", created.body);
+        assert!(
+            created.json()["error"]["message"].as_str().is_some_and(|m| m.contains("JSON body")),
+            "{}",
+            created.body
+        );
+    }
+    assert!(app.all_todos().await.is_empty(), "nothing was created");
+    let other_query = alice.api(Method::POST, "/api/todos?source=cli", Some(json!({ "title": "fine" }))).await;
+    assert_eq!(other_query.status, 201, "other query parameters are still ignored: {}", other_query.body);
+}
+
 #[tokio::test]
 async fn each_user_sees_and_changes_only_their_own_todos() {
     let app = spawn_app().await;
