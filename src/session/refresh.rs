@@ -112,6 +112,19 @@ impl Failure {
         };
         now.saturating_duration_since(self.at) < FAILURE_BACKOFF.max(asked)
     }
+
+    /// The failure as a request held back at `now` answers it: a provider's wait counted from the failure, so the
+    /// `Retry-After` says what is left of it (at least a second), not the whole wait again.
+    fn as_of(&self, now: Instant) -> ProviderError {
+        match &self.error {
+            ProviderError::Unavailable { retry_after } => ProviderError::Unavailable {
+                retry_after: retry_after
+                    .saturating_sub(now.saturating_duration_since(self.at))
+                    .max(Duration::from_secs(1)),
+            },
+            other => other.clone(),
+        }
+    }
 }
 
 impl Refresher {
@@ -242,7 +255,7 @@ impl Refresher {
     fn held_back(&self, key: &Fingerprint, now: Instant) -> Option<ProviderError> {
         let mut failures = lock(&self.failures);
         failures.retain(|_, failure| failure.holds_back(now));
-        failures.get(key).map(|failure| failure.error.clone())
+        failures.get(key).map(|failure| failure.as_of(now))
     }
 
     fn start(&self, key: Fingerprint, session: Session, organization_id: Option<String>) -> Flight {
@@ -402,5 +415,23 @@ mod tests {
         assert!(!limited.holds_back(at + Duration::from_secs(30)));
         let unsaid = Failure { at, error: ProviderError::Unavailable { retry_after: ASSUMED_WAIT } };
         assert!(!unsaid.holds_back(at + FAILURE_BACKOFF), "the wait assumed when none was named is not the provider's");
+    }
+
+    #[test]
+    fn a_request_held_back_is_told_what_is_left_of_the_wait() {
+        let at = Instant::now();
+        let wait = |failure: &Failure, now| match failure.as_of(now) {
+            ProviderError::Unavailable { retry_after } => retry_after,
+            other => panic!("not unavailable: {other:?}"),
+        };
+        let limited = Failure { at, error: ProviderError::Unavailable { retry_after: Duration::from_secs(40) } };
+        assert_eq!(wait(&limited, at), Duration::from_secs(40));
+        assert_eq!(wait(&limited, at + Duration::from_secs(16)), Duration::from_secs(24));
+        assert_eq!(wait(&limited, at + Duration::from_millis(39_500)), Duration::from_secs(1), "at least a second");
+        assert_eq!(wait(&limited, at - Duration::from_secs(1)), Duration::from_secs(40), "a clock read before it");
+        let refused = Failure { at, error: ProviderError::GrantRejected("invalid_grant".to_owned()) };
+        assert!(
+            matches!(refused.as_of(at + Duration::from_secs(1)), ProviderError::GrantRejected(reason) if reason == "invalid_grant")
+        );
     }
 }
