@@ -9,13 +9,13 @@
 //! Messages are written for the person reading them; internal details (upstream messages, SQL errors) go to the
 //! log, never to the client.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 
@@ -426,15 +426,20 @@ pub fn shown_in_page(mut response: Response, error: AppError) -> Response {
     response
 }
 
-/// Middleware: renders (and logs) every [`AppError`] that comes back, in the format the request's path expects.
-/// Headers the inner layers added to the error response (a cleared cookie, a refreshed one) are kept.
-pub async fn render_errors(request: Request, next: Next) -> Response {
+/// Around the handlers (the first step of `middleware::around_handlers`): renders (and logs) every [`AppError`]
+/// that comes back from `inner`, in the format the request's path expects. Headers the inner steps added to the
+/// error response (a cleared cookie, a refreshed one) are kept.
+pub async fn render_errors<F, Fut>(request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let api = answers_json(request.uri().path());
     // Where a signed-out GET comes back to after signing in (a clone of the URI shares its bytes: most requests
     // never need it). HEAD is a GET without the body (axum answers it with the GET handler), so it is answered the
     // same way: nothing was posted, so there is nothing to say "not saved" about.
     let get_uri = matches!(*request.method(), Method::GET | Method::HEAD).then(|| request.uri().clone());
-    let mut response = next.run(request).await;
+    let mut response = inner(request).await;
     let Some(report) = response.extensions_mut().remove::<ErrorReport>() else { return response };
     let error = report.error;
     error.log();

@@ -16,15 +16,15 @@
 //! scheme (`Basic`, which browsers add by themselves behind HTTP Basic auth) is not a bearer attempt: the cookie
 //! decides.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
@@ -104,7 +104,7 @@ impl SessionContext {
     }
 }
 
-/// Middleware: gives extractors a [`SessionContext`] and applies the cookie change they decided on. For a request of
+/// Around the handlers (a step of `middleware::around_handlers`): gives extractors a [`SessionContext`] and applies the cookie change they decided on. For a request of
 /// an impersonated session it also writes the audit record (whatever the answer) and marks the response so that
 /// an error page shows the impersonation banner too.
 ///
@@ -118,9 +118,13 @@ impl SessionContext {
 /// must not cost (a flood of them would hold the lifecycle's small pool), so such a request is still recorded.
 ///
 /// Probes and WorkOS's webhooks are nobody's requests: they pass straight through, the cookie never opened.
-pub async fn session_cookies(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn session_cookies<F, Fut>(state: &AppState, mut request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     if without_session(request.uri().path()) {
-        return next.run(request).await;
+        return inner(request).await;
     }
     // A session this request itself ends (the sign-out) is still its session: only an end known before counts.
     let started = std::time::Instant::now();
@@ -131,12 +135,12 @@ pub async fn session_cookies(State(state): State<AppState>, mut request: Request
     // (these clones share the request's bytes rather than copying them).
     let method = request.method().clone();
     let uri = request.uri().clone();
-    let origin = super::audit_events::RequestOrigin::of(request.headers(), request.extensions(), &state);
-    let mut response = next.run(request).await;
+    let origin = super::audit_events::RequestOrigin::of(request.headers(), request.extensions(), state);
+    let mut response = inner(request).await;
 
     let impersonated = match context.user() {
         Some(user) if user.impersonator.is_some() => {
-            response.extensions_mut().insert(super::pages::Banner::new(&state, &user));
+            response.extensions_mut().insert(super::pages::Banner::new(state, &user));
             Some(user.0.clone())
         }
         Some(_) => None,
@@ -415,17 +419,19 @@ impl FromRequestParts<AppState> for MaybeUser {
 /// request's time limit (`REQUEST_TIMEOUT_SECONDS`), so that it always goes off first.
 pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
 
-/// The request's whole body, read within [`BODY_DEADLINE`]; `limit` is the route's body limit (enforced by its
-/// layers), named in the 413. A body in a content coding (`gzip`…) is refused with 415 before it is read: nothing
+/// The request's whole body, read within [`BODY_DEADLINE`] and cut off (413) past `limit`, the route's body limit
+/// ([`super::body_limit`]; a declared `Content-Length` over it was refused before anything ran). A body in a content coding (`gzip`…) is refused with 415 before it is read: nothing
 /// here decodes one, and reading it as it is would only produce a misleading parse error.
 pub async fn read_body(request: Request, state: &AppState, limit: usize) -> Result<Bytes, AppError> {
     if is_coded(request.headers()) {
         return Err(AppError::UnsupportedContentEncoding);
     }
     let deadline = BODY_DEADLINE.min(state.config.server.request_timeout / 2);
-    match tokio::time::timeout(deadline, Bytes::from_request(request, state)).await {
+    match tokio::time::timeout(deadline, axum::body::to_bytes(request.into_body(), limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+        Ok(Err(error))
+            if std::error::Error::source(&error).is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>()) =>
+        {
             Err(AppError::PayloadTooLarge { limit })
         }
         Ok(Err(_)) => Err(AppError::BadRequest("The request body could not be read.".to_owned())),

@@ -122,32 +122,55 @@ pub async fn record_metrics(request: Request, next: Next) -> axum::response::Res
     response
 }
 
-/// Refuses a request whose declared `Content-Length` is over its route's body limit (the state) at once, before
-/// any of the body is read: otherwise the connection would be held open while the client sends (or trickles) bytes
-/// that will be thrown away. Bodies without a declared length are still cut off at the limit while they are read
-/// (`DefaultBodyLimit`, set next to this layer by `http::with_body_limit`).
-pub async fn refuse_oversized_bodies(
-    State(limit): State<usize>,
-    request: Request,
-    next: Next,
-) -> axum::response::Response {
+/// The one middleware around the handlers, whose steps each request takes in this order on the way in (and the
+/// reverse on the way out):
+/// 1. `error::render_errors`: every [`AppError`] that comes back is rendered as JSON or a page, and logged;
+/// 2. `extractors::session_cookies`: the extractors' session context, and the cookie they decided on;
+/// 3. [`time_limit`]: 504 past `REQUEST_TIMEOUT_SECONDS` (inside the session cookies: when a request times out
+///    after its session was refreshed, the 504 must still carry the new cookie, or the rotated refresh token would
+///    be lost with the response);
+/// 4. [`refuse_oversized_bodies`], then the router's handler.
+///
+/// One `from_fn` calling plain async functions rather than a layer each: every layer made with `from_fn` clones
+/// the service stack and boxes two futures on every request (measured in docs/performance.md).
+pub async fn around_handlers(State(state): State<AppState>, request: Request, next: Next) -> axum::response::Response {
+    let limit = super::body_limit(request.uri().path());
+    super::error::render_errors(request, |request| {
+        super::extractors::session_cookies(&state, request, |request| {
+            time_limit(&state, request, |request| async move {
+                match refuse_oversized_bodies(&request, limit) {
+                    Some(refused) => refused,
+                    None => next.run(request).await,
+                }
+            })
+        })
+    })
+    .await
+}
+
+/// 413 for a request whose declared `Content-Length` is over its route's body limit, at once, before any of the
+/// body is read: otherwise the connection would be held open while the client sends (or trickles) bytes that will
+/// be thrown away. Bodies without a declared length are cut off at the limit while they are read
+/// (`extractors::read_body`).
+fn refuse_oversized_bodies(request: &Request, limit: usize) -> Option<axum::response::Response> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return AppError::PayloadTooLarge { limit }.into_response();
-    }
-    next.run(request).await
+    declared.is_some_and(|length| length > limit as u64).then(|| AppError::PayloadTooLarge { limit }.into_response())
 }
 
-/// Answers with 504 (in the route's format) when a request takes longer than `REQUEST_TIMEOUT_SECONDS`. A request
+/// Answers with 504 (in the route's format) when `inner` takes longer than `REQUEST_TIMEOUT_SECONDS`. A request
 /// that may change something is told that the change may have been made: the limit can go off after InsForge (or
 /// the database) has applied it, and a blind retry could make it twice.
-pub async fn time_limit(State(state): State<AppState>, request: Request, next: Next) -> axum::response::Response {
+async fn time_limit<F, Fut>(state: &AppState, request: Request, inner: F) -> axum::response::Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = axum::response::Response>,
+{
     let changes = !request.method().is_safe();
-    match tokio::time::timeout(state.config.server.request_timeout, next.run(request)).await {
+    match tokio::time::timeout(state.config.server.request_timeout, inner(request)).await {
         Ok(response) => response,
         Err(_) if changes => AppError::RequestTimeoutUnconfirmed.into_response(),
         Err(_) => AppError::RequestTimeout.into_response(),

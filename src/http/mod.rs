@@ -27,7 +27,6 @@ mod todos_pages;
 mod webhooks;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 
@@ -50,24 +49,22 @@ pub(crate) fn answers_json(path: &str) -> bool {
     is_api_path(path) || path.starts_with("/webhooks/")
 }
 
-/// `router`'s routes with a body limit of `limit` bytes: a declared `Content-Length` over it is answered 413 at
-/// once, and an undeclared body is cut off there.
-fn with_body_limit(router: Router<AppState>, limit: usize) -> Router<AppState> {
-    router
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn_with_state(limit, middleware::refuse_oversized_bodies))
+/// The body limit of a request to `path`: [`webhooks::MAX_WEBHOOK_BODY_BYTES`] for WorkOS's webhooks, else
+/// [`MAX_BODY_BYTES`]. A declared `Content-Length` over it is answered 413 at once, and an undeclared body is cut off
+/// there (`middleware::around_handlers`, `extractors::read_body`).
+fn body_limit(path: &str) -> usize {
+    if path.starts_with("/webhooks/") { webhooks::MAX_WEBHOOK_BODY_BYTES } else { MAX_BODY_BYTES }
 }
 
 pub fn router(state: AppState) -> Router {
-    let pages_and_api = Router::new()
+    let app = Router::new()
         .merge(sign_in::router())
         .merge(todos_pages::router())
         .merge(todos_api::router())
         .merge(organizations::router())
         .merge(health::router())
-        .merge(pages::router());
-    let app = with_body_limit(pages_and_api, MAX_BODY_BYTES)
-        .merge(with_body_limit(webhooks::router(), webhooks::MAX_WEBHOOK_BODY_BYTES))
+        .merge(pages::router())
+        .merge(webhooks::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
@@ -77,11 +74,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(middleware::access_log())
                 .layer(middleware::propagate_request_id())
                 .map_response(middleware::security_headers(state.clone()))
-                .layer(axum::middleware::from_fn(error::render_errors))
-                // Outside the time limit: when a request times out after its session was refreshed, the 504 must
-                // still carry the new cookie, or the rotated refresh token would be lost with the response.
-                .layer(axum::middleware::from_fn_with_state(state.clone(), extractors::session_cookies))
-                .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::time_limit)),
+                .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::around_handlers)),
         );
     // Outermost, so it sees the status the client gets; only when metrics are served, so it costs nothing otherwise.
     let app = if state.config.server.metrics_bind_addr.is_some() {
