@@ -38,9 +38,10 @@ use crate::sync::lock;
 use super::error::AppError;
 use super::{AppState, csrf, is_api_path};
 
-/// The signed-in user of this request (derefs to the session layer's [`Principal`]).
+/// The signed-in user of this request (derefs to the session layer's [`Principal`]). Shared, not copied: the
+/// extractors of one request, and the middleware after them, all hold the same one.
 #[derive(Debug, Clone)]
-pub struct CurrentUser(pub Principal);
+pub struct CurrentUser(pub Arc<Principal>);
 
 impl std::ops::Deref for CurrentUser {
     type Target = Principal;
@@ -53,7 +54,7 @@ impl std::ops::Deref for CurrentUser {
 /// The outcome of looking at a request's credentials, computed once per request.
 #[derive(Clone)]
 enum Auth {
-    User(Arc<CurrentUser>),
+    User(CurrentUser),
     SignedOut,
     InvalidBearer,
     ExpiredBearer,
@@ -82,9 +83,9 @@ impl SessionContext {
     }
 
     /// The signed-in user of this request, once an extractor resolved one.
-    fn user(&self) -> Option<Arc<CurrentUser>> {
+    fn user(&self) -> Option<CurrentUser> {
         match self.auth.get() {
-            Some(Auth::User(user)) => Some(Arc::clone(user)),
+            Some(Auth::User(user)) => Some(user.clone()),
             _ => None,
         }
     }
@@ -141,7 +142,7 @@ where
     let impersonated = match context.user() {
         Some(user) if user.impersonator.is_some() => {
             response.extensions_mut().insert(super::pages::Banner::new(state, &user));
-            Some(user.0.clone())
+            Some(Arc::clone(&user.0))
         }
         Some(_) => None,
         // Opening the cookie costs a decryption: only worth it when there is an audit table to write to.
@@ -149,7 +150,7 @@ where
             .sessions
             .open(&request_headers)
             .filter(|(session, _)| session.impersonator.is_some())
-            .map(|(session, _)| session.principal())
+            .map(|(session, _)| Arc::new(session.into_principal()))
             .filter(|principal| {
                 !state.sessions.revocations().ended_here_before(
                     principal.id(),
@@ -276,7 +277,7 @@ async fn compute(headers: &HeaderMap, api: bool, state: &AppState, context: &Ses
         };
         let Some(token) = token else { return Auth::InvalidBearer };
         return match state.sessions.authenticate_bearer(token).await {
-            Ok(principal) => Auth::User(Arc::new(CurrentUser(principal))),
+            Ok(principal) => Auth::User(CurrentUser(Arc::new(principal))),
             Err(CheckError::Unavailable { retry_after }) => Auth::Unavailable { retry_after },
             Err(CheckError::DatabaseUnavailable { retry_after }) => Auth::DatabaseUnavailable { retry_after },
             Err(CheckError::Invalid(reason)) => {
@@ -295,7 +296,7 @@ async fn compute(headers: &HeaderMap, api: bool, state: &AppState, context: &Ses
     let resolution = state.sessions.resolve(headers).await;
     context.set_cookie_change(resolution.cookie);
     match resolution.outcome {
-        Outcome::SignedIn(principal) => Auth::User(Arc::new(CurrentUser(*principal))),
+        Outcome::SignedIn(principal) => Auth::User(CurrentUser(Arc::new(*principal))),
         Outcome::SignedOut => Auth::SignedOut,
         Outcome::Unavailable { retry_after } => Auth::Unavailable { retry_after },
         Outcome::DatabaseUnavailable { retry_after } => Auth::DatabaseUnavailable { retry_after },

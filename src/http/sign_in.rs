@@ -268,7 +268,7 @@ async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> Respo
     if let Ok(true) = revocations.has_ended(&session.user.id, session.session_id.as_deref()).await {
         return signed_out();
     }
-    let user = CurrentUser(session.principal());
+    let user = CurrentUser(std::sync::Arc::new(session.principal()));
     let page = LogoutPage {
         banner: Banner::of(&state, &user),
         email: Some(user.user.email.clone().unwrap_or_else(|| user.id().to_owned())),
@@ -348,7 +348,7 @@ async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Me>
         (true, Some(id)) => spaces::memberships(&state, &user).await?.into_iter().find(|m| m.id == id),
         _ => None,
     };
-    let CurrentUser(principal) = user;
+    let principal = std::sync::Arc::unwrap_or_clone(user.0);
     let organization_id = principal.active_organization().map(str::to_owned);
     Ok(Json(Me {
         id: principal.user.id,

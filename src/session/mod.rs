@@ -128,6 +128,18 @@ impl Session {
             source: AuthSource::Cookie,
         }
     }
+
+    /// [`Session::principal`], moving what it needs out of the session rather than copying it.
+    pub fn into_principal(self) -> Principal {
+        Principal {
+            user: self.user,
+            organization_id: self.organization_id,
+            personal: self.personal,
+            impersonator: self.impersonator,
+            session_id: self.session_id,
+            source: AuthSource::Cookie,
+        }
+    }
 }
 
 /// The provider's session id, or the user's id when the provider names no session (an OpenID Connect provider
@@ -247,9 +259,12 @@ impl Resolution {
     }
 
     fn signed_in(session: Session, store: bool) -> Self {
-        let outcome = Outcome::SignedIn(Box::new(session.principal()));
-        let cookie = if store { CookieChange::Store(Box::new(session)) } else { CookieChange::Keep };
-        Self { outcome, cookie }
+        if store {
+            let outcome = Outcome::SignedIn(Box::new(session.principal()));
+            return Self { outcome, cookie: CookieChange::Store(Box::new(session)) };
+        }
+        // Most requests: nothing to store, so the session's fields move into the principal.
+        Self { outcome: Outcome::SignedIn(Box::new(session.into_principal())), cookie: CookieChange::Keep }
     }
 }
 
