@@ -119,22 +119,25 @@ impl Sealer {
     }
 
     pub fn open(&self, purpose: Purpose, sealed: &str) -> Result<Opened, SealError> {
-        let bytes = sealed.strip_prefix(FORMAT).and_then(|b64| URL_SAFE_NO_PAD.decode(b64).ok()).ok_or(SealError)?;
-        if let Some(plaintext) = open_with(self.current.get(purpose), purpose, &bytes) {
+        let decode = || sealed.strip_prefix(FORMAT).and_then(|b64| URL_SAFE_NO_PAD.decode(b64).ok()).ok_or(SealError);
+        if let Some(plaintext) = open_with(self.current.get(purpose), purpose, decode()?) {
             return Ok(Opened { plaintext, needs_reseal: false });
         }
+        // Decoded again: a failed open may have left the buffer changed. Only during a password rotation.
         let previous = self.previous.as_ref().ok_or(SealError)?;
-        let plaintext = open_with(previous.get(purpose), purpose, &bytes).ok_or(SealError)?;
+        let plaintext = open_with(previous.get(purpose), purpose, decode()?).ok_or(SealError)?;
         Ok(Opened { plaintext, needs_reseal: true })
     }
 }
 
-fn open_with(key: &RandomizedNonceKey, purpose: Purpose, bytes: &[u8]) -> Option<Vec<u8>> {
-    let (nonce, ciphertext) = bytes.split_at_checked(NONCE_LEN)?;
-    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-    let mut in_out = ciphertext.to_vec();
-    let plaintext = key.open_in_place(nonce, Aad::from(purpose.info()), &mut in_out).ok()?;
-    Some(plaintext.to_vec())
+/// Opens `sealed` (nonce, ciphertext, tag) where it lies: the plaintext is the front of the same buffer, so a
+/// cookie of a few kilobytes is not copied twice more on every request.
+fn open_with(key: &RandomizedNonceKey, purpose: Purpose, mut sealed: Vec<u8>) -> Option<Vec<u8>> {
+    let nonce = Nonce::try_assume_unique_for_key(sealed.get(..NONCE_LEN)?).ok()?;
+    let length = key.open_in_place(nonce, Aad::from(purpose.info()), &mut sealed[NONCE_LEN..]).ok()?.len();
+    sealed.copy_within(NONCE_LEN..NONCE_LEN + length, 0);
+    sealed.truncate(length);
+    Some(sealed)
 }
 
 #[cfg(test)]
