@@ -431,7 +431,8 @@ pub async fn read_body(request: Request, state: &AppState, limit: usize) -> Resu
     match tokio::time::timeout(deadline, axum::body::to_bytes(request.into_body(), limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(error))
-            if std::error::Error::source(&error).is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>()) =>
+            if std::error::Error::source(&error)
+                .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>()) =>
         {
             Err(AppError::PayloadTooLarge { limit })
         }
