@@ -63,10 +63,13 @@ impl From<sqlx::Error> for DbError {
             | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => Self::Unavailable(message),
             sqlx::Error::Database(db) => match db.code().as_deref() {
-                // Connection exceptions (08…), too many connections / out of resources (53…), shutting down or
+                // Connection exceptions (08…), the server refusing our credentials on a new connection (28…: a
+                // password rotated at the database before DATABASE_URL; no request can fix it, an operator can, and
+                // the log line says which), too many connections / out of resources (53…), shutting down or
                 // restarting (57P0…), and our own statement timeout (57014): all "try again later".
                 Some(code)
                     if code.starts_with("08")
+                        || code.starts_with("28")
                         || code.starts_with("53")
                         || code.starts_with("57P0")
                         || code == "57014" =>
@@ -129,9 +132,23 @@ impl Database {
         &self.pool
     }
 
-    /// Whether the database answers a statement.
+    /// Whether the database answers a statement, for `/readyz`. When no pooled connection is free, a request would
+    /// only wait for one, so one connection of its own, outside the pool, tells an exhausted pool (the database
+    /// answers: raise `DATABASE_MAX_CONNECTIONS`) from a database that does not answer (and says why).
     pub async fn ping(&self) -> Result<(), DbError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(DbError::from)
+        let max = self.pool.options().get_max_connections();
+        if self.pool.num_idle() > 0 || self.pool.size() < max {
+            return sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(DbError::from);
+        }
+        let mut connection = PgConnection::connect_with(&self.pool.connect_options())
+            .await
+            .map_err(|error| DbError::Unavailable(describe(&error)))?;
+        let answered = sqlx::query("SELECT 1").execute(&mut connection).await.map_err(DbError::from);
+        let _ = connection.close().await;
+        answered?;
+        Err(DbError::Unavailable(format!(
+            "the database answers, but all {max} pooled connections are in use (DATABASE_MAX_CONNECTIONS)"
+        )))
     }
 
     /// Whether the database has every migration this binary knows, so `serve` can refuse to start against a

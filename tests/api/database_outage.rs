@@ -144,7 +144,8 @@ async fn a_page_shown_during_an_outage_keeps_the_session_s_space_in_its_add_form
 
 /// What PostgreSQL answers is sorted into "try again later" (503 `database_unavailable`, and a webhook WorkOS
 /// retries) and "a statement failed" (500, logged as a bug) by its SQLSTATE, raised here for real: connection
-/// exceptions (08…), insufficient resources such as too many connections (53…), a server shutting down or
+/// exceptions (08…), our credentials refused (28…: a password changed at the database before DATABASE_URL),
+/// insufficient resources such as too many connections (53…), a server shutting down or
 /// restarting (57P0…) and our own statement timeout (57014) are the first; anything else (an unknown table, a
 /// violated constraint, a cancel by an administrator: 57014's neighbour 57000) is the second.
 #[tokio::test]
@@ -159,7 +160,7 @@ async fn database_errors_are_told_apart_by_their_sqlstate() {
         let error = sqlx::raw_sql(statement).execute(&mut conn).await.expect_err("PostgreSQL raises it");
         DbError::from(error)
     };
-    for code in ["08006", "08003", "53300", "53100", "57P01", "57P03", "57014"] {
+    for code in ["08006", "08003", "28P01", "28000", "53300", "53100", "57P01", "57P03", "57014"] {
         let error = raised(code).await;
         assert!(matches!(error, DbError::Unavailable(_)), "{code}: {error:?}");
         assert!(error.to_string().contains(&format!("SQLSTATE {code}")), "{code}: said as PostgreSQL says it: {error}");
@@ -168,4 +169,42 @@ async fn database_errors_are_told_apart_by_their_sqlstate() {
         let error = raised(code).await;
         assert!(matches!(error, DbError::Failed(_)), "{code}: {error:?}");
     }
+}
+
+/// `/readyz`'s database check (`Database::ping`) tells the two causes of "every request waits for the database"
+/// apart: an exhausted pool, whose database still answers (raise `DATABASE_MAX_CONNECTIONS`), and a database that
+/// does not answer (said with its error).
+#[tokio::test]
+async fn the_database_check_tells_an_exhausted_pool_from_a_database_that_does_not_answer() {
+    use authbridge::config::{DatabaseConfig, Secret};
+    use authbridge::db::{Database, DbError};
+
+    let db = crate::helpers::TestDb::empty().await;
+    let config = DatabaseConfig {
+        url: Secret::new(db.url.clone()),
+        max_connections: 3,
+        acquire_timeout: Duration::from_secs(1),
+    };
+    let database = Database::connect_lazy(&config).expect("a pool");
+    database.ping().await.expect("the database answers");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(database.pool().acquire().await.expect("a pooled connection"));
+    }
+    let exhausted = database.ping().await.expect_err("no pooled connection is free");
+    assert!(matches!(exhausted, DbError::Unavailable(_)), "{exhausted:?}");
+    assert!(
+        exhausted.to_string().contains("the database answers, but all 3 pooled connections are in use"),
+        "{exhausted}"
+    );
+    drop(held);
+    // A connection goes back to the pool in a task of its own, a moment after it is dropped.
+    let free = eventually(Duration::from_secs(5), || async { database.ping().await.is_ok() }).await;
+    assert!(free, "a connection is free again: {:?}", database.ping().await);
+
+    let port = crate::helpers::closed_port_url().port().expect("a port");
+    let unreachable = DatabaseConfig { url: Secret::new(format!("postgres://app:x@127.0.0.1:{port}/app")), ..config };
+    let down = Database::connect_lazy(&unreachable).expect("a pool").ping().await.expect_err("nothing listens");
+    assert!(matches!(down, DbError::Unavailable(_)), "{down:?}");
+    assert!(!down.to_string().contains("pooled connections are in use"), "not taken for a full pool: {down}");
 }
