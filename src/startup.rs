@@ -192,7 +192,11 @@ impl Application {
                 None => true,
             }
         };
-        let (audited, refreshed) = tokio::join!(audited, refreshing.drain_refreshes(REFRESH_DRAIN));
+        let (audited, refreshed, _signed_out) = tokio::join!(
+            audited,
+            refreshing.drain_refreshes(REFRESH_DRAIN),
+            refreshing.revocations().drain_sign_outs(AUDIT_DRAIN)
+        );
         if !audited {
             tracing::error!("stopped with Audit Log events still unwritten: the database did not take them in time");
         }

@@ -52,6 +52,9 @@ pub struct CheckUnavailable {
 pub struct Revocations {
     local: Mutex<HashMap<Ended, Instant>>,
     shared: Option<SharedCheck>,
+    /// Sign-outs the database could not take when they were made, still being tried ([`SIGN_OUT_RETRY`]): the
+    /// shutdown waits a little for them and says how many it leaves.
+    sign_outs: tokio_util::task::TaskTracker,
 }
 
 /// Whether the database records deleted users, besides ended sessions.
@@ -80,7 +83,27 @@ impl Revocations {
     /// Checks the database too, so every replica sees what any of them (or WorkOS) ended.
     pub fn shared(db: Database, deleted_users: DeletedUsers) -> Self {
         let allowed = quick_cache::sync::Cache::new(CAPACITY);
-        Self { local: Mutex::default(), shared: Some(SharedCheck { db, deleted_users, allowed }) }
+        Self {
+            local: Mutex::default(),
+            shared: Some(SharedCheck { db, deleted_users, allowed }),
+            sign_outs: tokio_util::task::TaskTracker::new(),
+        }
+    }
+
+    /// Waits, at most `within`, for the sign-outs still being written to the database; `false` when some are left
+    /// (their number is logged): copies of those cookies then still work on the other replicas, until their
+    /// sessions' tokens expire.
+    pub async fn drain_sign_outs(&self, within: Duration) -> bool {
+        self.sign_outs.close();
+        if tokio::time::timeout(within, self.sign_outs.wait()).await.is_ok() {
+            return true;
+        }
+        tracing::error!(
+            sign_outs = self.sign_outs.len(),
+            "stopped with sign-outs not yet recorded in the database: copies of those session cookies still work on \
+             the other replicas until their tokens expire"
+        );
+        false
     }
 
     /// Refuses this session from now on, on this replica (sign-out writes the database separately).
@@ -186,7 +209,7 @@ impl Revocations {
             Ok(()) => {}
             Err(DbError::Unavailable(error)) => {
                 tracing::error!(%error, %user_id, "could not record the sign-out in the database; retrying until it can");
-                tokio::spawn(write.retry(shared.db.clone()));
+                self.sign_outs.spawn(write.retry(shared.db.clone()));
             }
             Err(error) => tracing::error!(%error, %user_id, "could not record the sign-out in the database"),
         }
@@ -267,6 +290,32 @@ fn warn_of_unchecked_access(error: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sign-out the database could not take is tried again in the background; a shutdown waits for it only so
+    /// long, and says it is left.
+    #[tokio::test]
+    async fn a_sign_out_still_being_written_holds_the_shutdown_only_so_long() {
+        let config = crate::config::DatabaseConfig {
+            // Nothing listens on port 1.
+            url: crate::config::Secret::new("postgres://app:x@127.0.0.1:1/app"),
+            max_connections: 3,
+            acquire_timeout: Duration::from_millis(100),
+        };
+        let db = Database::connect_lazy(&config).expect("a pool");
+        let revocations = Revocations::shared(db, DeletedUsers::NotRecorded);
+        assert!(revocations.drain_sign_outs(Duration::from_millis(10)).await, "nothing to wait for");
+
+        let revocations =
+            Revocations::shared(Database::connect_lazy(&config).expect("a pool"), DeletedUsers::NotRecorded);
+        revocations.record_sign_out("session_1", "user_1").await;
+        assert!(
+            revocations.has_ended("user_1", Some("session_1")).await.is_ok_and(|ended| ended),
+            "refused here at once"
+        );
+        let started = Instant::now();
+        assert!(!revocations.drain_sign_outs(Duration::from_millis(200)).await, "still being tried");
+        assert!(started.elapsed() < Duration::from_secs(2), "given up within the wait");
+    }
 
     #[tokio::test]
     async fn revoked_sessions_and_deleted_users_are_refused_and_others_are_not() {
