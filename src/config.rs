@@ -291,6 +291,18 @@ impl Config {
         }
         // One source of truth for "served over https": the public origin decides Secure cookies and HSTS alike.
         let secure_cookies = app_url.scheme() == "https";
+        let cookie_password = vars
+            .cookie_password(COOKIE_PASSWORD)?
+            .ok_or_else(|| ConfigError::new(COOKIE_PASSWORD.0, "is not set (see .env.example)"))?;
+        let previous_cookie_password = vars.cookie_password(PREVIOUS_COOKIE_PASSWORD)?;
+        if previous_cookie_password.as_ref() == Some(&cookie_password) {
+            // A slip in a rotation's steps: the cookies sealed with the other password would stop opening.
+            return Err(ConfigError::new(
+                PREVIOUS_COOKIE_PASSWORD.0,
+                "is the same as SESSION_COOKIE_PASSWORD: during a rotation it holds the other password, the one \
+                 being replaced or the one coming (README: Several replicas)",
+            ));
+        }
 
         let jwt_secret = vars.required_secret("INSFORGE_JWT_SECRET")?;
         if jwt_secret.len() < MIN_JWT_SECRET_BYTES {
@@ -378,13 +390,7 @@ impl Config {
                 )?),
             },
             provider,
-            session: SessionConfig {
-                cookie_password: vars
-                    .cookie_password(COOKIE_PASSWORD)?
-                    .ok_or_else(|| ConfigError::new(COOKIE_PASSWORD.0, "is not set (see .env.example)"))?,
-                previous_cookie_password: vars.cookie_password(PREVIOUS_COOKIE_PASSWORD)?,
-                secure_cookies,
-            },
+            session: SessionConfig { cookie_password, previous_cookie_password, secure_cookies },
             database: database(&vars)?,
             // Evaluated after `database`, which has checked the URL.
             lifecycle: lifecycle(&vars, kind, vars.optional("DATABASE_URL").is_some())?,
@@ -980,6 +986,13 @@ mod tests {
         let mut vars = base();
         vars.insert("WORKOS_COOKIE_PASSWORD_PREVIOUS", "short".to_owned());
         assert_eq!(load(&vars).expect_err("short").variable, "WORKOS_COOKIE_PASSWORD_PREVIOUS");
+
+        let mut vars = base();
+        let current = vars.get("SESSION_COOKIE_PASSWORD").or(vars.get("WORKOS_COOKIE_PASSWORD")).cloned();
+        vars.insert("SESSION_COOKIE_PASSWORD_PREVIOUS", current.expect("a cookie password in the base"));
+        let same = load(&vars).expect_err("the same password twice");
+        assert_eq!(same.variable, "SESSION_COOKIE_PASSWORD_PREVIOUS");
+        assert!(same.to_string().contains("is the same as SESSION_COOKIE_PASSWORD"), "{same}");
     }
 
     #[test]
