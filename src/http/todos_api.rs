@@ -164,11 +164,20 @@ async fn show(State(state): State<AppState>, user: CurrentUser, TodoId(id): Todo
     Ok(axum::Json(todo).into_response())
 }
 
+/// A field absent is left as it is; `null` is refused (422), since neither can be removed: read as "leave it", a
+/// merge patch's `null` ("remove it", RFC 7396) would be silently ignored.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateTodo {
-    title: Option<String>,
-    is_complete: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    title: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present_bool")]
+    is_complete: Option<Option<bool>>,
+}
+
+/// [`present`] for a boolean.
+fn present_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<bool>>, D::Error> {
+    Option::<bool>::deserialize(deserializer).map(Some)
 }
 
 async fn update(
@@ -183,8 +192,17 @@ async fn update(
     if body.title.is_none() && body.is_complete.is_none() {
         return Err(AppError::Unprocessable("Send a new \"title\", \"is_complete\", or both.".to_owned()));
     }
-    let patch =
-        TodoPatch { title: body.title.as_deref().map(Title::parse).transpose()?, is_complete: body.is_complete };
+    for (field, null) in [("title", body.title == Some(None)), ("is_complete", body.is_complete == Some(None))] {
+        if null {
+            return Err(AppError::Unprocessable(format!(
+                "\"{field}\" cannot be null: leave it out to keep it as it is."
+            )));
+        }
+    }
+    let patch = TodoPatch {
+        title: body.title.flatten().as_deref().map(Title::parse).transpose()?,
+        is_complete: body.is_complete.flatten(),
+    };
     let updated = state.insforge.update_todo(&user.identity(), id, &patch).await?;
     audit_update(&state, &user, &updated.todo, &updated.changed, &context).await;
     Ok(axum::Json(updated.todo).into_response())

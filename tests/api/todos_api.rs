@@ -135,6 +135,28 @@ async fn a_change_sent_with_an_if_match_that_cannot_hold_is_412_and_changes_noth
     assert_eq!(alice.request(Method::DELETE, &path, with_if_match("*", None)).await.status, 204);
 }
 
+/// A PATCH field that is `null` is refused, not read as "leave it" (a merge patch's `null` means "remove it", which
+/// neither field can be), and nothing is changed, not even the other field.
+#[tokio::test]
+async fn a_patch_with_a_null_field_is_422_and_changes_nothing() {
+    let app = spawn_app().await;
+    let alice = app.signed_in(ALICE).await;
+    let created = alice.api(Method::POST, "/api/todos", Some(json!({ "title": "Buy milk" }))).await;
+    let path = format!("/api/todos/{}", created.json()["id"].as_str().expect("id"));
+    for (body, field) in [
+        (json!({ "title": "Renamed", "is_complete": null }), "is_complete"),
+        (json!({ "title": null, "is_complete": true }), "title"),
+        (json!({ "title": null }), "title"),
+    ] {
+        let patched = alice.api(Method::PATCH, &path, Some(body.clone())).await;
+        assert_eq!((patched.status, patched.error_code().as_str()), (422, "unprocessable"), "{body}: {}", patched.body);
+        let message = patched.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains(&format!("\"{field}\" cannot be null")), "{body}: {message}");
+    }
+    let unchanged = alice.api(Method::GET, &path, None).await.json();
+    assert_eq!((unchanged["title"].as_str(), unchanged["is_complete"].as_bool()), (Some("Buy milk"), Some(false)));
+}
+
 /// A list takes its space from the query string, a create from its body: a create with `?organization_id=` would
 /// otherwise land in the active space whatever the query said.
 #[tokio::test]
