@@ -497,6 +497,38 @@ async fn a_stopping_replica_finishes_and_records_the_refresh_under_way() {
     assert_eq!(rows[0].1.as_deref(), Some("refreshed"), "recorded before the replica stopped: {rows:?}");
 }
 
+/// The same when the database is out of reach as the provider answers: the stopping replica waits for the result's
+/// write, made once the database is back, before it stops (left unwritten, the claim would later be taken over and
+/// the spent token sent again).
+#[tokio::test]
+async fn a_stopping_replica_waits_for_a_result_the_database_could_not_take_at_once() {
+    let mut app = spawn_app_with(
+        AppOptions::default().lifecycle_with(LifecycleOptions { through_proxy: true, ..LifecycleOptions::default() }),
+    )
+    .await;
+    let browser = app.signed_in(ALICE).await;
+    age_token(&app, &browser, -60);
+    app.workos.set_latency(Endpoint::Authenticate, Duration::from_millis(1_500));
+    let refreshes_before = app.workos.refresh_calls();
+    let url = app.base_url.join("/api/me").expect("url");
+    let cookie = browser.cookie_header();
+    let request = tokio::spawn(async move { reqwest::Client::new().get(url).header("cookie", cookie).send().await });
+    let reached = eventually(Duration::from_secs(5), || async { app.workos.refresh_calls() > refreshes_before }).await;
+    assert!(reached, "the refresh reached the provider");
+    let proxy = app.db_proxy.take().expect("a proxy");
+    proxy.cut();
+    request.abort();
+    let restore = async {
+        // Well after the provider answered and the first write failed.
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        proxy.restore();
+    };
+    let (stopped, ()) = tokio::join!(app.shutdown(), restore);
+    stopped.expect("a clean stop");
+    let rows = refresh_rows(&app).await;
+    assert_eq!(rows.first().and_then(|row| row.1.as_deref()), Some("refreshed"), "written before it stopped: {rows:?}");
+}
+
 /// A stopping replica claims no refresh token, nor waits for another replica's claim: a waiter could take over an
 /// abandoned claim and call the provider just as the process ends, spending the token with nobody left to record
 /// the result.
