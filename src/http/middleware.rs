@@ -191,6 +191,11 @@ fn add_security_headers(state: &AppState, mut response: axum::response::Response
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // No other site's window keeps a handle on ours (an opener, a pop-up: cross-site leaks, reverse tabnabbing), and
+    // no other site may load our answers as a resource (per-user pages and JSON; Spectre-class reads). OWASP Secure
+    // Headers Project.
+    headers.insert(HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin"));
+    headers.insert(HeaderName::from_static("cross-origin-resource-policy"), HeaderValue::from_static("same-origin"));
     if state.config.server.app_url.scheme() == "https" {
         headers
             .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=63072000; includeSubDomains"));

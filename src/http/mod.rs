@@ -1,10 +1,11 @@
 //! The HTTP face of authbridge: routes, middleware, extractors, errors.
 //!
 //! One router per feature (`sign_in`, `todos_pages`, `todos_api`, `organizations`, `webhooks`, `health`, and
-//! `pages` for the stylesheet), merged in [`router`], under one stack of layers. Each router gets its own body
-//! limit: 64 KiB for pages and the API, 1 MiB for WorkOS webhooks (which also take a bounded number at once:
-//! `webhooks`); every body has [`BODY_DEADLINE`] to arrive (`extractors::read_body`). Read a request's path top to
-//! bottom: `middleware` (request id, log, security headers, time limit) → `extractors` (who is this?) → the feature's
+//! `pages` for the stylesheet), merged in [`router`], under one stack of layers. Bodies are limited by path
+//! ([`body_limit`]): 64 KiB for pages and the API, 1 MiB for WorkOS webhooks (which also take a bounded number at
+//! once: `webhooks`); every body has [`BODY_DEADLINE`] to arrive (`extractors::read_body`). Read a request's path top
+//! to bottom: `middleware` (request id, log, security headers, then `around_handlers`: errors, session cookies, time
+//! limit, body size) → `extractors` (who is this?) → the feature's
 //! handler → `insforge` → back out through `error`, which renders any error as JSON or a page. Submodules are
 //! private: the binary, the demo and the tests need only [`router`] (through `startup`) and [`AppState`].
 

@@ -390,6 +390,8 @@ async fn pages_carry_security_headers_and_the_stylesheet_is_served() {
     let page = browser.get("/").await;
     assert_eq!(page.header("x-content-type-options").as_deref(), Some("nosniff"));
     assert!(page.header("referrer-policy").is_some());
+    assert_eq!(page.header("cross-origin-opener-policy").as_deref(), Some("same-origin"));
+    assert_eq!(page.header("cross-origin-resource-policy").as_deref(), Some("same-origin"));
     let policy = page.header("content-security-policy").expect("CSP");
     assert!(policy.contains("frame-ancestors 'none'") && policy.contains("default-src 'none'"), "{policy}");
     // Forms post to the app and to WorkOS only (sign-out is redirected there, and browsers check redirects too).
