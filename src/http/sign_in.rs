@@ -55,6 +55,9 @@ async fn login(
     // sign-in goes on only once the person confirms it on a page of this app (OWASP CSRF Prevention Cheat Sheet,
     // "Login CSRF"). Our own links to `/login?organization_id=…` are same-origin; a link typed or bookmarked is
     // `Sec-Fetch-Site: none`; a client that is not a browser sends neither header and is not at risk.
+    if let Some(problem) = request.too_long() {
+        return Err(AppError::BadRequest(problem));
+    }
     if request.routes_to_an_identity_provider() && csrf::require_same_origin(&headers, &state.origin).is_err() {
         return Ok(render(StatusCode::OK, &ConfirmSignInPage::of(&request)));
     }

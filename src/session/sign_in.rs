@@ -66,12 +66,29 @@ pub struct SignInStart {
 }
 
 impl SignInRequest {
+    /// What is wrong with a parameter longer than it can be, which would otherwise be copied into the redirect to
+    /// the provider (a 60 KB `Location`): an email address is at most 320 characters (RFC 5321 §4.5.3.1: 64 + @ +
+    /// 255), a WorkOS organization id a few dozen.
+    pub fn too_long(&self) -> Option<String> {
+        [
+            ("login_hint", &self.login_hint, MAX_LOGIN_HINT),
+            ("organization_id", &self.organization_id, MAX_ORGANIZATION_ID),
+        ]
+        .into_iter()
+        .find(|(_, value, max)| value.as_ref().is_some_and(|value| value.len() > *max))
+        .map(|(name, _, max)| format!("{name} is longer than it can be ({max} bytes at most)."))
+    }
+
     /// Whether it names who signs in or where (`organization_id`, `login_hint`): either can route the sign-in to an
     /// organization's own identity provider, which may answer at once, with no one typing anything.
     pub fn routes_to_an_identity_provider(&self) -> bool {
         present(&self.organization_id).is_some() || present(&self.login_hint).is_some()
     }
 }
+
+/// The longest `login_hint` and `organization_id` taken ([`SignInRequest::too_long`]).
+const MAX_LOGIN_HINT: usize = 320;
+const MAX_ORGANIZATION_ID: usize = 256;
 
 /// The provider's redirect back to `/callback`.
 #[derive(Debug, Default, Deserialize)]

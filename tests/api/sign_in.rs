@@ -144,6 +144,14 @@ async fn a_sign_in_through_an_organization_asked_for_by_another_site_waits_for_t
         let pairs = query(&login.location().expect("redirect"));
         assert_eq!(param(&pairs, "organization_id").as_deref(), Some("org_attacker"), "{site:?}");
     }
+    // Longer than an email address or an organization id can be: refused, not copied into the redirect.
+    for too_long in [format!("login_hint={}", "a".repeat(321)), format!("organization_id=org_{}", "x".repeat(253))] {
+        let refused = browser.get(&format!("/login?{too_long}")).await;
+        assert_eq!(refused.status, 400, "{}", refused.body);
+        assert_eq!(refused.location(), None);
+    }
+    let longest = browser.get(&format!("/login?login_hint={}%40example.com", "a".repeat(308))).await;
+    assert_eq!(longest.status, 302, "a 320-byte address is taken: {}", longest.body);
     // Nothing names an identity provider: the hosted sign-in, where the person types who they are.
     let plain = browser.request(Method::GET, "/login?return_to=%2Ftodos", from("cross-site")).await;
     assert_eq!(plain.status, 302, "{}", plain.body);
