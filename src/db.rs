@@ -69,7 +69,7 @@ impl From<sqlx::Error> for DbError {
                 // restarting (57P0…), and our own statement timeout (57014): all "try again later".
                 Some(code)
                     if code.starts_with("08")
-                        || code.starts_with("28")
+                        || credentials_refused(&error)
                         || code.starts_with("53")
                         || code.starts_with("57P0")
                         || code == "57014" =>
@@ -166,6 +166,9 @@ impl Database {
                         let _ = connection.close().await;
                         answer
                     }
+                    // Our credentials refused (28…): at start-up that is a configuration to mend, not an outage
+                    // to wait out (at run time it is answered 503 like one: `DbError::from`).
+                    Ok(Err(error)) if credentials_refused(&error) => Err(DbError::Failed(describe(&error))),
                     Ok(Err(error)) => Err(DbError::Unavailable(describe(&error))),
                     Err(_elapsed) => {
                         Err(DbError::Unavailable(format!("no answer within {} seconds", DIAGNOSIS_TIMEOUT.as_secs())))
@@ -175,6 +178,12 @@ impl Database {
             other => other,
         }
     }
+}
+
+/// Whether PostgreSQL refused the connection's credentials (SQLSTATE class 28: a wrong password, an unknown role,
+/// no `pg_hba.conf` entry).
+fn credentials_refused(error: &sqlx::Error) -> bool {
+    error.as_database_error().and_then(|error| error.code()).is_some_and(|code| code.starts_with("28"))
 }
 
 /// Whether the latest migration this binary knows is recorded as applied.
