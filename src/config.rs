@@ -336,9 +336,26 @@ impl Config {
             ProviderKind::Oidc => ProviderConfig::Oidc(oidc_config(&vars, redirect_uri, &app_url)?),
         };
 
+        let bind_addr: SocketAddr = vars.parsed("BIND_ADDR", "127.0.0.1:3000")?;
+        let metrics_bind_addr = vars
+            .optional("METRICS_BIND_ADDR")
+            .map(|raw| {
+                raw.trim()
+                    .parse::<SocketAddr>()
+                    .map_err(|e| ConfigError::new("METRICS_BIND_ADDR", format!("cannot parse {raw:?}: {e}")))
+            })
+            .transpose()?;
+        if metrics_bind_addr.is_some_and(|metrics| same_listener(metrics, bind_addr)) {
+            // Said here, by name, rather than as "address already in use" from the second bind.
+            return Err(ConfigError::new(
+                "METRICS_BIND_ADDR",
+                "is where BIND_ADDR listens: the metrics need an address of their own, never the public listener",
+            ));
+        }
+
         Ok(Config {
             server: ServerConfig {
-                bind_addr: vars.parsed("BIND_ADDR", "127.0.0.1:3000")?,
+                bind_addr,
                 app_url,
                 request_timeout: Duration::from_secs(vars.limit("REQUEST_TIMEOUT_SECONDS", 30, MAX_TIMEOUT_SECONDS)?),
                 header_read_timeout: Duration::from_secs(vars.limit(
@@ -348,14 +365,7 @@ impl Config {
                 )?),
                 max_connections: vars.limit("MAX_CONNECTIONS", 1024, MAX_COUNT)? as usize,
                 max_concurrent_requests: vars.limit("MAX_CONCURRENT_REQUESTS", 512, MAX_COUNT)? as usize,
-                metrics_bind_addr: vars
-                    .optional("METRICS_BIND_ADDR")
-                    .map(|raw| {
-                        raw.trim()
-                            .parse()
-                            .map_err(|e| ConfigError::new("METRICS_BIND_ADDR", format!("cannot parse {raw:?}: {e}")))
-                    })
-                    .transpose()?,
+                metrics_bind_addr,
                 // Impersonation is WorkOS's: allowing its writes under another provider says the operator expects
                 // something that can never happen. (`false`, as .env.example has it, is harmless.)
                 impersonation_allow_writes: match boolean(&vars, "IMPERSONATION_ALLOW_WRITES", false)? {
@@ -748,6 +758,12 @@ impl Vars<'_> {
     }
 }
 
+/// Whether two listening addresses would take the same port: the same port on the same address, or on every
+/// address (`0.0.0.0`, `::`) and any other.
+fn same_listener(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 /// `TRUSTED_PROXIES` (read by `http::client_address`): addresses (`10.0.0.5`) and networks (`10.0.0.0/8`, `fd00::/8`), separated by commas.
 pub(crate) fn parse_trusted_proxies(raw: &str) -> Result<Vec<ipnet::IpNet>, String> {
     raw.split(',')
@@ -1047,6 +1063,15 @@ mod tests {
 
         vars.insert("METRICS_BIND_ADDR", "localhost".to_owned());
         assert_eq!(load(&vars).expect_err("no port").variable, "METRICS_BIND_ADDR");
+        vars.insert("BIND_ADDR", "127.0.0.1:3000".to_owned());
+        for public in ["127.0.0.1:3000", "0.0.0.0:3000"] {
+            vars.insert("METRICS_BIND_ADDR", public.to_owned());
+            let refused = load(&vars).expect_err("the public listener's address");
+            assert_eq!(refused.variable, "METRICS_BIND_ADDR", "{public}");
+            assert!(refused.to_string().contains("never the public listener"), "{refused}");
+        }
+        vars.insert("METRICS_BIND_ADDR", "127.0.0.1:3001".to_owned());
+        assert!(load(&vars).is_ok(), "another port");
         let mut vars = base();
         vars.insert("MAX_CONCURRENT_REQUESTS", "0".to_owned());
         assert_eq!(load(&vars).expect_err("zero").variable, "MAX_CONCURRENT_REQUESTS");
