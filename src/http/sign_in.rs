@@ -49,16 +49,17 @@ async fn login(
     headers: HeaderMap,
     ApiQuery(request): ApiQuery<SignInRequest>,
 ) -> Result<Response, AppError> {
-    // Login CSRF: another site's page could send a browser here with an organization whose identity provider it
-    // runs (any customer's admin can set one up in the Admin Portal), which answers at once for the attacker's own
-    // account, and the victim would go on signed in as the attacker, typing into the attacker's todos. Such a
-    // sign-in goes on only once the person confirms it on a page of this app (OWASP CSRF Prevention Cheat Sheet,
-    // "Login CSRF"). Our own links to `/login?organization_id=…` are same-origin; a link typed or bookmarked is
-    // `Sec-Fetch-Site: none`; a client that is not a browser sends neither header and is not at risk.
     if let Some(problem) = request.too_long() {
         return Err(AppError::BadRequest(problem));
     }
-    if request.routes_to_an_identity_provider() && csrf::require_same_origin(&headers, &state.origin).is_err() {
+    // Login CSRF: a link from elsewhere could send a browser here with an organization whose identity provider the
+    // link's author runs (any customer's admin can set one up in the Admin Portal), which answers at once for the
+    // author's own account, and the victim would go on signed in as the author, typing into the author's todos.
+    // Such a sign-in goes on only from one of this app's own pages (its links to `/login?organization_id=…` are
+    // same-origin), or once the person confirms it on one (OWASP CSRF Prevention Cheat Sheet, "Login CSRF"). Not
+    // only other sites' pages: a link opened from a mail or chat application is `Sec-Fetch-Site: none`, as a typed
+    // one is, and a browser without Fetch Metadata sends nothing on such a navigation.
+    if request.routes_to_an_identity_provider() && !csrf::from_own_page(&headers, &state.origin) {
         return Ok(render(StatusCode::OK, &ConfirmSignInPage::of(&request)));
     }
     let start = state.sessions.begin_sign_in(&request)?;
@@ -109,6 +110,7 @@ const SELECTION_PAGE: &str = "/login/organization";
 #[template(path = "confirm_sign_in.html")]
 struct ConfirmSignInPage<'a> {
     banner: Option<Banner>,
+    organization_id: Option<&'a str>,
     login_hint: Option<&'a str>,
     /// The request's parameters, as hidden fields of the form that repeats it.
     fields: Vec<(&'static str, &'a str)>,
@@ -122,9 +124,11 @@ impl<'a> ConfirmSignInPage<'a> {
             ("screen_hint", &request.screen_hint),
             ("return_to", &request.return_to),
         ];
+        let given = |value: &'a Option<String>| value.as_deref().map(str::trim).filter(|value| !value.is_empty());
         Self {
             banner: None,
-            login_hint: request.login_hint.as_deref().map(str::trim).filter(|hint| !hint.is_empty()),
+            organization_id: given(&request.organization_id),
+            login_hint: given(&request.login_hint),
             fields: fields.into_iter().filter_map(|(name, value)| Some((name, value.as_deref()?))).collect(),
         }
     }

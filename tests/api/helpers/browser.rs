@@ -136,7 +136,12 @@ impl Browser {
         if method != Method::GET && method != Method::HEAD {
             request = request.header("origin", self.origin()).header("sec-fetch-site", "same-origin");
         }
-        let response = read(build(request).send().await.expect("request reaches the app")).await;
+        let mut request = build(request).build().expect("a request");
+        // A page's link or form on the app's origin, unless the test says where the request came from.
+        if !request.headers().contains_key("sec-fetch-site") {
+            request.headers_mut().insert("sec-fetch-site", reqwest::header::HeaderValue::from_static("same-origin"));
+        }
+        let response = read(self.http.execute(request).await.expect("request reaches the app")).await;
         self.store(&response);
         response
     }
