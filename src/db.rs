@@ -132,13 +132,19 @@ impl Database {
         &self.pool
     }
 
-    /// Whether the database answers a statement, for `/readyz`. When no pooled connection is free, a request would
-    /// only wait for one, so one connection of its own, outside the pool, tells an exhausted pool (the database
-    /// answers: raise `DATABASE_MAX_CONNECTIONS`) from a database that does not answer (and says why).
+    /// Whether the database answers a statement, for `/readyz`. When no pooled connection comes free within
+    /// [`PING_WAIT`], a request would only wait for one, so one connection of its own, outside the pool, tells an
+    /// exhausted pool (the database answers: raise `DATABASE_MAX_CONNECTIONS`) from a database that does not answer
+    /// (and says why). A pool merely busy answers within the wait.
     pub async fn ping(&self) -> Result<(), DbError> {
         let max = self.pool.options().get_max_connections();
-        if self.pool.num_idle() > 0 || self.pool.size() < max {
+        let full = self.pool.num_idle() == 0 && self.pool.size() >= max;
+        if !full {
             return sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(DbError::from);
+        }
+        if let Ok(pooled) = tokio::time::timeout(PING_WAIT, self.pool.acquire()).await {
+            let mut connection = pooled?;
+            return sqlx::query("SELECT 1").execute(&mut *connection).await.map(|_| ()).map_err(DbError::from);
         }
         let mut connection = PgConnection::connect_with(&self.pool.connect_options())
             .await
@@ -147,7 +153,7 @@ impl Database {
         let _ = connection.close().await;
         answered?;
         Err(DbError::Unavailable(format!(
-            "the database answers, but all {max} pooled connections are in use (DATABASE_MAX_CONNECTIONS)"
+            "the database answers, but all {max} pooled connections stayed in use (DATABASE_MAX_CONNECTIONS)"
         )))
     }
 
@@ -198,6 +204,9 @@ async fn migrated<'c, E: sqlx::PgExecutor<'c>>(executor: E) -> Result<bool, DbEr
         Err(error) => Err(error.into()),
     }
 }
+
+/// How long `/readyz`'s check waits for a pooled connection before it asks over one of its own.
+const PING_WAIT: Duration = Duration::from_millis(200);
 
 /// How long the start-up's own connection may take to say why the pool could not connect.
 const DIAGNOSIS_TIMEOUT: Duration = Duration::from_secs(5);
