@@ -51,9 +51,14 @@ use crate::sync::lock;
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a result stays readable for replicas still holding the old cookie: as long as the in-process memo.
 pub const KEEP: Duration = super::refresh::MEMO_TTL;
-/// How long a replica watches a claim that looks abandoned, unchanged, before taking it over: several
-/// [`RECORD_RETRY`]s, for a claimant that was cut off from the database, not dead, to renew or record it first.
-pub const TAKEOVER_GRACE: Duration = Duration::from_secs(2);
+/// How long a replica watches a claim that looks abandoned, unchanged, before taking it over: for a claimant that
+/// was cut off from the database, not dead, to renew or record it first. One try may wait for a pooled connection
+/// (`DATABASE_ACQUIRE_TIMEOUT`, 3 s) or be cut at [`RECORD_ATTEMPT_LIMIT`]; then comes the next, [`RECORD_RETRY`]
+/// later.
+pub const TAKEOVER_GRACE: Duration = Duration::from_secs(5);
+/// How long one try of a late record may take: a statement sent over a connection the network dropped without a
+/// word would otherwise wait for TCP to give up, minutes. (Writing the same record twice is harmless.)
+const RECORD_ATTEMPT_LIMIT: Duration = Duration::from_secs(1);
 /// How often a waiting replica looks for the claimant's result.
 const POLL: Duration = Duration::from_millis(50);
 /// How often a claimant whose result (or claim renewal) the database could not take tries again: short, so it
@@ -66,6 +71,7 @@ pub struct SharedRefreshes {
     db: Database,
     sealer: Sealer,
     claim_timeout: Duration,
+    takeover_grace: Duration,
     /// Results still being written after a blip ([`SharedRefreshes::record`]), for the shutdown to wait for.
     writing: TaskTracker,
     /// The server is stopping: no refresh claims a token any more, nor waits for another replica's claim (see
@@ -90,6 +96,7 @@ impl SharedRefreshes {
             db,
             sealer,
             claim_timeout: CLAIM_TIMEOUT,
+            takeover_grace: TAKEOVER_GRACE,
             writing: TaskTracker::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
         }
@@ -111,6 +118,12 @@ impl SharedRefreshes {
     /// Another claim timeout than [`CLAIM_TIMEOUT`] (the tests use a short one).
     pub fn with_claim_timeout(mut self, claim_timeout: Duration) -> Self {
         self.claim_timeout = claim_timeout;
+        self
+    }
+
+    /// Another takeover grace than [`TAKEOVER_GRACE`] (the tests use a short one).
+    pub fn with_takeover_grace(mut self, takeover_grace: Duration) -> Self {
+        self.takeover_grace = takeover_grace;
         self
     }
 
@@ -151,7 +164,7 @@ impl SharedRefreshes {
                     return outcome;
                 }
                 Claim::Pending => {
-                    if waited_too_long(started, Instant::now(), self.claim_timeout) {
+                    if waited_too_long(started, Instant::now(), self.claim_timeout, self.takeover_grace) {
                         // The claim keeps being renewed without an answer: do not hold the request any longer.
                         return Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) });
                     }
@@ -251,7 +264,7 @@ impl SharedRefreshes {
             return Ok(if taken.is_some() { Claim::Mine(taken) } else { Claim::Pending });
         }
         if unrenewed {
-            if !watched_long_enough(watching, claimed_at, Instant::now()) {
+            if !watched_long_enough(watching, claimed_at, Instant::now(), self.takeover_grace) {
                 return Ok(Claim::Pending);
             }
             // Unrenewed all along: its replica died mid-call. Take the row over, unless it was renewed, recorded or
@@ -376,7 +389,11 @@ impl Record {
     /// kept ([`KEEP`]): after that no replica would read it.
     async fn write_later(self, db: Database, key: [u8; 32]) {
         let waits = std::iter::repeat(RECORD_RETRY);
-        match crate::db::retry_while_unavailable(waits, KEEP, || self.write(&db, &key)).await {
+        let attempt = || async {
+            let limited = tokio::time::timeout(RECORD_ATTEMPT_LIMIT, self.write(&db, &key)).await;
+            limited.unwrap_or_else(|_| Err(DbError::Unavailable("no answer within the try's limit".to_owned())))
+        };
+        match crate::db::retry_while_unavailable(waits, KEEP, attempt).await {
             Ok(()) => tracing::info!("recorded the session refresh for the other replicas"),
             Err(DbError::Unavailable(_)) => {
                 tracing::warn!(
@@ -413,15 +430,16 @@ fn interval(duration: Duration) -> String {
     format!("{} milliseconds", duration.as_millis())
 }
 
-/// Whether the unrenewed claim made at `claimed_at` has been watched, unchanged, for [`TAKEOVER_GRACE`] by `now`;
-/// when it is not the claim `watching` holds, watching starts over with it.
+/// Whether the unrenewed claim made at `claimed_at` has been watched, unchanged, for `grace` by `now`; when it is
+/// not the claim `watching` holds, watching starts over with it.
 fn watched_long_enough(
     watching: &mut Option<(OffsetDateTime, Instant)>,
     claimed_at: OffsetDateTime,
     now: Instant,
+    grace: Duration,
 ) -> bool {
     match *watching {
-        Some((seen, since)) if seen == claimed_at => now.saturating_duration_since(since) >= TAKEOVER_GRACE,
+        Some((seen, since)) if seen == claimed_at => now.saturating_duration_since(since) >= grace,
         _ => {
             *watching = Some((claimed_at, now));
             false
@@ -433,8 +451,8 @@ fn watched_long_enough(
 /// the claim to be taken over once (by this replica or another) and its call to end. Only a claim that replicas keep taking over without
 /// ever finishing, or a call slower than any timeout allows, gets this far: the request is then answered "try again
 /// shortly", and the result, once recorded, serves the next one.
-fn waited_too_long(started: Instant, now: Instant, claim_timeout: Duration) -> bool {
-    now.saturating_duration_since(started) > claim_timeout * 2 + TAKEOVER_GRACE
+fn waited_too_long(started: Instant, now: Instant, claim_timeout: Duration, grace: Duration) -> bool {
+    now.saturating_duration_since(started) > claim_timeout * 2 + grace
 }
 
 #[cfg(test)]
@@ -445,15 +463,18 @@ mod tests {
     fn a_waiter_gives_up_only_after_twice_the_claim_timeout_and_the_grace() {
         let started = Instant::now();
         let limit = CLAIM_TIMEOUT * 2 + TAKEOVER_GRACE;
-        assert!(!waited_too_long(started, started, CLAIM_TIMEOUT));
+        assert!(!waited_too_long(started, started, CLAIM_TIMEOUT, TAKEOVER_GRACE));
         assert!(
-            !waited_too_long(started, started + CLAIM_TIMEOUT + TAKEOVER_GRACE, CLAIM_TIMEOUT),
+            !waited_too_long(started, started + CLAIM_TIMEOUT + TAKEOVER_GRACE, CLAIM_TIMEOUT, TAKEOVER_GRACE),
             "one takeover's worth: keep waiting"
         );
-        assert!(!waited_too_long(started, started + limit, CLAIM_TIMEOUT), "up to the limit");
-        assert!(waited_too_long(started, started + limit + Duration::from_nanos(1), CLAIM_TIMEOUT), "then no longer");
+        assert!(!waited_too_long(started, started + limit, CLAIM_TIMEOUT, TAKEOVER_GRACE), "up to the limit");
         assert!(
-            !waited_too_long(started + Duration::from_secs(1), started, CLAIM_TIMEOUT),
+            waited_too_long(started, started + limit + Duration::from_nanos(1), CLAIM_TIMEOUT, TAKEOVER_GRACE),
+            "then no longer"
+        );
+        assert!(
+            !waited_too_long(started + Duration::from_secs(1), started, CLAIM_TIMEOUT, TAKEOVER_GRACE),
             "a clock read earlier is no reason"
         );
     }
@@ -464,14 +485,25 @@ mod tests {
         let renewed = claimed + time::Duration::seconds(5);
         let start = Instant::now();
         let mut watching = None;
-        assert!(!watched_long_enough(&mut watching, claimed, start), "first seen: watch it");
+        assert!(!watched_long_enough(&mut watching, claimed, start, TAKEOVER_GRACE), "first seen: watch it");
         assert_eq!(watching, Some((claimed, start)));
-        assert!(!watched_long_enough(&mut watching, claimed, start + TAKEOVER_GRACE - Duration::from_millis(1)));
-        assert!(watched_long_enough(&mut watching, claimed, start + TAKEOVER_GRACE), "unchanged for the grace");
+        assert!(!watched_long_enough(
+            &mut watching,
+            claimed,
+            start + TAKEOVER_GRACE - Duration::from_millis(1),
+            TAKEOVER_GRACE
+        ));
+        assert!(
+            watched_long_enough(&mut watching, claimed, start + TAKEOVER_GRACE, TAKEOVER_GRACE),
+            "unchanged for the grace"
+        );
         let later = start + TAKEOVER_GRACE * 3;
-        assert!(!watched_long_enough(&mut watching, renewed, later), "another claim: watching starts over");
+        assert!(
+            !watched_long_enough(&mut watching, renewed, later, TAKEOVER_GRACE),
+            "another claim: watching starts over"
+        );
         assert_eq!(watching, Some((renewed, later)));
-        assert!(!watched_long_enough(&mut watching, renewed, later + TAKEOVER_GRACE / 2));
-        assert!(watched_long_enough(&mut watching, renewed, later + TAKEOVER_GRACE));
+        assert!(!watched_long_enough(&mut watching, renewed, later + TAKEOVER_GRACE / 2, TAKEOVER_GRACE));
+        assert!(watched_long_enough(&mut watching, renewed, later + TAKEOVER_GRACE, TAKEOVER_GRACE));
     }
 }

@@ -397,16 +397,17 @@ async fn a_claimant_cut_off_from_the_database_past_the_claim_timeout_still_share
 async fn a_claimant_cut_off_from_the_database_mid_call_renews_its_claim_as_soon_as_it_is_back() {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    // Renewed every 3 s: more than the 2 s grace.
+    // Renewed every 3 s: more than the watching replica's grace (shorter than in production, to keep the test short).
     const CLAIM_TIMEOUT: Duration = Duration::from_secs(9);
-    assert!(CLAIM_TIMEOUT / 3 > shared_refresh::TAKEOVER_GRACE);
+    const GRACE: Duration = Duration::from_secs(2);
+    assert!(CLAIM_TIMEOUT / 3 > GRACE);
     let app = spawn_app_with(
         AppOptions::default().lifecycle_with(LifecycleOptions { through_proxy: true, ..LifecycleOptions::default() }),
     )
     .await;
     let proxy = app.db_proxy.as_ref().expect("a proxy");
     let first = shared_refreshes(&app, CLAIM_TIMEOUT);
-    let second = shared_refreshes_bypassing_the_proxy(&app, CLAIM_TIMEOUT);
+    let second = shared_refreshes_bypassing_the_proxy(&app, CLAIM_TIMEOUT).with_takeover_grace(GRACE);
     let rotated = read_session(&app.signed_in(CAROL).await);
     let key = [12u8; 32];
     let calls = AtomicUsize::new(0);
@@ -444,7 +445,11 @@ async fn a_slow_refresh_keeps_its_claim_and_the_other_replicas_wait_for_it() {
     let app = lifecycle_app().await;
     let browser = app.signed_in(ALICE).await;
     let refreshed = read_session(&browser);
-    let (first, second) = (shared_refreshes(&app, CLAIM_TIMEOUT), shared_refreshes(&app, CLAIM_TIMEOUT));
+    // The second replica's grace as short as the test's claim timeout allows it to be.
+    let (first, second) = (
+        shared_refreshes(&app, CLAIM_TIMEOUT),
+        shared_refreshes(&app, CLAIM_TIMEOUT).with_takeover_grace(Duration::from_secs(1)),
+    );
     let key = [9u8; 32];
     let second_calls = AtomicUsize::new(0);
 
