@@ -150,12 +150,20 @@ pub(super) fn parse_new_id(raw: &str) -> Result<Uuid, AppError> {
 
 /// 412 for a change sent with `If-Match` naming entity tags: this API sends none, so none can match, and RFC 9110
 /// §13.1.1 forbids making the change (a client relying on it must not overwrite another's edit unknowingly).
-/// `If-Match: *` holds for any todo there is, and the change goes on (an absent todo is then 404).
-fn refuse_conditions_that_cannot_hold(headers: &HeaderMap) -> Result<(), AppError> {
+/// `If-Match: *` holds for any todo there is, and the change goes on (an absent todo is then 404). A condition is
+/// only weighed for a todo the user can see (§13.2.1: one whose answer without it would not be a success is
+/// answered as if it were not there), so a todo that is not there, or not theirs to see, is 404 either way.
+async fn refuse_conditions_that_cannot_hold(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+    headers: &HeaderMap,
+) -> Result<(), AppError> {
     let mut conditions = headers.get_all(header::IF_MATCH).iter().peekable();
     if conditions.peek().is_none() || conditions.all(|value| value.as_bytes().trim_ascii() == b"*") {
         return Ok(());
     }
+    state.insforge.get_todo(&user.identity(), id).await?;
     Err(AppError::PreconditionFailed)
 }
 
@@ -188,7 +196,7 @@ async fn update(
     headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateTodo>,
 ) -> Result<Response, AppError> {
-    refuse_conditions_that_cannot_hold(&headers)?;
+    refuse_conditions_that_cannot_hold(&state, &user, id, &headers).await?;
     if body.title.is_none() && body.is_complete.is_none() {
         return Err(AppError::Unprocessable("Send a new \"title\", \"is_complete\", or both.".to_owned()));
     }
@@ -215,7 +223,7 @@ async fn remove(
     TodoId(id): TodoId,
     headers: HeaderMap,
 ) -> Result<StatusCode, AppError> {
-    refuse_conditions_that_cannot_hold(&headers)?;
+    refuse_conditions_that_cannot_hold(&state, &user, id, &headers).await?;
     let todo = state.insforge.delete_todo(&user.identity(), id).await?;
     audit_delete(&state, &user, &todo, &context).await;
     Ok(StatusCode::NO_CONTENT)

@@ -133,6 +133,15 @@ async fn a_change_sent_with_an_if_match_that_cannot_hold_is_412_and_changes_noth
     assert_eq!(patched.status, 200, "If-Match: * holds for a todo there is: {}", patched.body);
     assert_eq!(patched.json()["title"], "Buy oat milk");
     assert_eq!(alice.request(Method::DELETE, &path, with_if_match("*", None)).await.status, 204);
+
+    // A todo that is not there (or not Alice's to see) is 404 whatever the condition says.
+    let gone = alice.request(Method::DELETE, &path, with_if_match("\"x\"", None)).await;
+    assert_eq!((gone.status, gone.error_code().as_str()), (404, "not_found"), "{}", gone.body);
+    let bob = app.signed_in(BOB).await;
+    let bobs =
+        bob.api(Method::POST, "/api/todos", Some(json!({ "title": "Bob's", "organization_id": "personal" }))).await;
+    let bobs = format!("/api/todos/{}", bobs.json()["id"].as_str().expect("id"));
+    assert_eq!(alice.request(Method::PATCH, &bobs, with_if_match("\"x\"", Some(rename.clone()))).await.status, 404);
 }
 
 /// A PATCH field that is `null` is refused, not read as "leave it" (a merge patch's `null` means "remove it", which
