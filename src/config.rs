@@ -758,10 +758,13 @@ impl Vars<'_> {
     }
 }
 
-/// Whether two listening addresses would take the same port: the same port on the same address, or on every
-/// address (`0.0.0.0`, `::`) and any other.
+/// Whether two listening addresses would take the same port: the same (fixed: 0 is any free one) port on the same
+/// address, or on every address of a family and one of it (`::` takes IPv4 as well, as Linux binds it by default).
 fn same_listener(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    let covers = |every: SocketAddr, other: SocketAddr| {
+        every.ip().is_unspecified() && (every.is_ipv6() || every.is_ipv4() == other.is_ipv4())
+    };
+    a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || covers(a, b) || covers(b, a))
 }
 
 /// `TRUSTED_PROXIES` (read by `http::client_address`): addresses (`10.0.0.5`) and networks (`10.0.0.0/8`, `fd00::/8`), separated by commas.
@@ -1072,6 +1075,14 @@ mod tests {
         }
         vars.insert("METRICS_BIND_ADDR", "127.0.0.1:3001".to_owned());
         assert!(load(&vars).is_ok(), "another port");
+        vars.insert("METRICS_BIND_ADDR", "[::]:3000".to_owned());
+        assert!(load(&vars).is_err(), "every address, IPv4's too");
+        vars.insert("BIND_ADDR", "127.0.0.1:0".to_owned());
+        vars.insert("METRICS_BIND_ADDR", "127.0.0.1:0".to_owned());
+        assert!(load(&vars).is_ok(), "port 0 is any free port, a different one for each");
+        vars.insert("BIND_ADDR", "0.0.0.0:3000".to_owned());
+        vars.insert("METRICS_BIND_ADDR", "[::1]:3000".to_owned());
+        assert!(load(&vars).is_ok(), "another family");
         let mut vars = base();
         vars.insert("MAX_CONCURRENT_REQUESTS", "0".to_owned());
         assert_eq!(load(&vars).expect_err("zero").variable, "MAX_CONCURRENT_REQUESTS");

@@ -158,7 +158,8 @@ impl Redactor {
             }
             Err(_) => "the configured database".to_owned(),
         };
-        Redactor { url: database_url.to_owned(), target }
+        // Trimmed: a value from an env file may end in whitespace the message would not quote.
+        Redactor { url: database_url.trim().to_owned(), target }
     }
 
     fn clean(&self, message: &str) -> String {

@@ -90,8 +90,10 @@ fn blank_is_absent<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
-pub(super) fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(deserializer).map(Some)
+pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 async fn create(
@@ -179,13 +181,8 @@ async fn show(State(state): State<AppState>, user: CurrentUser, TodoId(id): Todo
 struct UpdateTodo {
     #[serde(default, deserialize_with = "present")]
     title: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present_bool")]
+    #[serde(default, deserialize_with = "present")]
     is_complete: Option<Option<bool>>,
-}
-
-/// [`present`] for a boolean.
-fn present_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<bool>>, D::Error> {
-    Option::<bool>::deserialize(deserializer).map(Some)
 }
 
 async fn update(
