@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use authbridge::config::Secret;
+use authbridge::session::Session;
 use authbridge::session::provider::ProviderError;
 use authbridge::session::seal::Sealer;
 use authbridge::session::shared_refresh::{self, SharedRefreshes};
@@ -15,6 +16,7 @@ use crate::helpers::app::{
 };
 use crate::helpers::browser::Browser;
 use crate::helpers::lifecycle::eventually;
+use crate::helpers::proxy::TcpProxy;
 use crate::helpers::session::read_session;
 use crate::refresh::age_token;
 
@@ -22,6 +24,26 @@ const CAROL: &str = "carol@example.test";
 
 async fn lifecycle_app() -> TestApp {
     spawn_app_with(AppOptions::default().lifecycle()).await
+}
+
+/// [`lifecycle_app`], its database reached through a proxy the test can cut (`TestApp::db_proxy`).
+async fn lifecycle_app_behind_a_proxy() -> TestApp {
+    spawn_app_with(
+        AppOptions::default().lifecycle_with(LifecycleOptions { through_proxy: true, ..LifecycleOptions::default() }),
+    )
+    .await
+}
+
+/// `replica` refreshes `key`, the provider answering with `rotated` just as the database goes out of reach
+/// (`proxy` cut): the replica's own request has its new session, and its record waits for the database.
+async fn refresh_as_the_database_goes(replica: &SharedRefreshes, key: &[u8; 32], proxy: &TcpProxy, rotated: &Session) {
+    let refreshed = replica
+        .refresh(key, || async {
+            proxy.cut();
+            Ok(rotated.clone())
+        })
+        .await;
+    assert!(refreshed.is_ok(), "the first replica's own request has its new session");
 }
 
 /// The rows of `authbridge.refresh_results`: (token hash length, outcome, sealed session).
@@ -195,10 +217,7 @@ async fn a_claim_whose_replica_died_is_taken_over() {
 /// kept, and once the database is back the token is spent once.
 #[tokio::test]
 async fn with_the_database_down_no_replica_refreshes_alone_and_nobody_is_signed_out() {
-    let app = spawn_app_with(
-        AppOptions::default().lifecycle_with(LifecycleOptions { through_proxy: true, ..LifecycleOptions::default() }),
-    )
-    .await;
+    let app = lifecycle_app_behind_a_proxy().await;
     let replica = app.replica().await;
     // Carol belongs to no organization, so `/api/me` needs the database for nothing but the session checks.
     let browser = app.signed_in(CAROL).await;
@@ -296,10 +315,7 @@ async fn a_failed_refresh_releases_only_its_own_claim() {
 async fn a_refresh_the_database_could_not_take_at_once_is_recorded_once_it_is_back() {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    let app = spawn_app_with(
-        AppOptions::default().lifecycle_with(LifecycleOptions { through_proxy: true, ..LifecycleOptions::default() }),
-    )
-    .await;
+    let app = lifecycle_app_behind_a_proxy().await;
     let proxy = app.db_proxy.as_ref().expect("a proxy");
     let (first, second) =
         (shared_refreshes(&app, Duration::from_secs(2)), shared_refreshes(&app, Duration::from_secs(2)));
@@ -307,13 +323,7 @@ async fn a_refresh_the_database_could_not_take_at_once_is_recorded_once_it_is_ba
     let rotated = read_session(&app.signed_in(CAROL).await);
     let key = [9u8; 32];
 
-    let refreshed = first
-        .refresh(&key, || async {
-            proxy.cut();
-            Ok(rotated.clone())
-        })
-        .await;
-    assert!(refreshed.is_ok(), "the first replica's own request has its new session");
+    refresh_as_the_database_goes(&first, &key, proxy, &rotated).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     proxy.restore();
     let recorded = eventually(Duration::from_secs(5), || async {
@@ -361,23 +371,14 @@ async fn a_claimant_cut_off_from_the_database_past_the_claim_timeout_still_share
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const CLAIM_TIMEOUT: Duration = Duration::from_secs(2);
-    let app = spawn_app_with(
-        AppOptions::default().lifecycle_with(LifecycleOptions { through_proxy: true, ..LifecycleOptions::default() }),
-    )
-    .await;
+    let app = lifecycle_app_behind_a_proxy().await;
     let proxy = app.db_proxy.as_ref().expect("a proxy");
     let first = shared_refreshes(&app, CLAIM_TIMEOUT);
     let second = shared_refreshes_bypassing_the_proxy(&app, CLAIM_TIMEOUT);
     let rotated = read_session(&app.signed_in(CAROL).await);
     let key = [11u8; 32];
 
-    let refreshed = first
-        .refresh(&key, || async {
-            proxy.cut();
-            Ok(rotated.clone())
-        })
-        .await;
-    assert!(refreshed.is_ok(), "the first replica's own request has its new session");
+    refresh_as_the_database_goes(&first, &key, proxy, &rotated).await;
     tokio::time::sleep(CLAIM_TIMEOUT + Duration::from_millis(500)).await;
     let calls = AtomicUsize::new(0);
     let (shared, ()) = tokio::join!(second.refresh(&key, || refuse_as_spent(&calls)), async {
@@ -401,10 +402,7 @@ async fn a_claimant_cut_off_from_the_database_mid_call_renews_its_claim_as_soon_
     const CLAIM_TIMEOUT: Duration = Duration::from_secs(9);
     const GRACE: Duration = Duration::from_secs(2);
     assert!(CLAIM_TIMEOUT / 3 > GRACE);
-    let app = spawn_app_with(
-        AppOptions::default().lifecycle_with(LifecycleOptions { through_proxy: true, ..LifecycleOptions::default() }),
-    )
-    .await;
+    let app = lifecycle_app_behind_a_proxy().await;
     let proxy = app.db_proxy.as_ref().expect("a proxy");
     let first = shared_refreshes(&app, CLAIM_TIMEOUT);
     let second = shared_refreshes_bypassing_the_proxy(&app, CLAIM_TIMEOUT).with_takeover_grace(GRACE);
@@ -507,10 +505,7 @@ async fn a_stopping_replica_finishes_and_records_the_refresh_under_way() {
 /// the spent token sent again).
 #[tokio::test]
 async fn a_stopping_replica_waits_for_a_result_the_database_could_not_take_at_once() {
-    let mut app = spawn_app_with(
-        AppOptions::default().lifecycle_with(LifecycleOptions { through_proxy: true, ..LifecycleOptions::default() }),
-    )
-    .await;
+    let mut app = lifecycle_app_behind_a_proxy().await;
     let browser = app.signed_in(ALICE).await;
     age_token(&app, &browser, -60);
     app.workos.set_latency(Endpoint::Authenticate, Duration::from_millis(1_500));

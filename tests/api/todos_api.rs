@@ -96,14 +96,21 @@ async fn every_operation_works_with_a_bearer_token() {
     crud(&app, &Caller::bearer(&app, ALICE)).await;
 }
 
+/// Alice, signed in, and the path of a todo of hers titled "Buy milk".
+async fn alice_with_a_todo(app: &TestApp) -> (Browser, String) {
+    let alice = app.signed_in(ALICE).await;
+    let created = alice.api(Method::POST, "/api/todos", Some(json!({ "title": "Buy milk" }))).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let path = format!("/api/todos/{}", created.json()["id"].as_str().expect("id"));
+    (alice, path)
+}
+
 /// This API sends no entity tags, so a change conditioned on one (`If-Match: "…"`, RFC 9110 §13.1.1) cannot hold:
 /// 412 and nothing changed, rather than the change made over whatever the client thought it was changing.
 #[tokio::test]
 async fn a_change_sent_with_an_if_match_that_cannot_hold_is_412_and_changes_nothing() {
     let app = spawn_app().await;
-    let alice = app.signed_in(ALICE).await;
-    let created = alice.api(Method::POST, "/api/todos", Some(json!({ "title": "Buy milk" }))).await;
-    let path = format!("/api/todos/{}", created.json()["id"].as_str().expect("id"));
+    let (alice, path) = alice_with_a_todo(&app).await;
     let rename = serde_json::to_vec(&json!({ "title": "Buy oat milk" })).expect("json");
     let with_if_match = |tag: &'static str, body: Option<Vec<u8>>| {
         move |request: reqwest::RequestBuilder| {
@@ -149,9 +156,7 @@ async fn a_change_sent_with_an_if_match_that_cannot_hold_is_412_and_changes_noth
 #[tokio::test]
 async fn a_patch_with_a_null_field_is_422_and_changes_nothing() {
     let app = spawn_app().await;
-    let alice = app.signed_in(ALICE).await;
-    let created = alice.api(Method::POST, "/api/todos", Some(json!({ "title": "Buy milk" }))).await;
-    let path = format!("/api/todos/{}", created.json()["id"].as_str().expect("id"));
+    let (alice, path) = alice_with_a_todo(&app).await;
     for (body, field) in [
         (json!({ "title": "Renamed", "is_complete": null }), "is_complete"),
         (json!({ "title": null, "is_complete": true }), "title"),
