@@ -476,14 +476,11 @@ async fn a_slow_refresh_keeps_its_claim_and_the_other_replicas_wait_for_it() {
     assert_eq!(second_session.access_token, refreshed.access_token);
 }
 
-/// A replica stopping (SIGTERM, a rolling deploy) while a refresh it started is under way waits for it: the
-/// browser that caused it may have given up, but the provider may already have spent the old refresh token, and a
-/// result never recorded would leave the claim to a replica that sends the spent token again.
-#[tokio::test]
-async fn a_stopping_replica_finishes_and_records_the_refresh_under_way() {
-    let mut app = lifecycle_app().await;
+/// Alice's request with an expired token, sent and left running while the provider (slowed to 1.5 s) answers its
+/// refresh; with the provider's refresh count before it.
+async fn a_refresh_under_way(app: &TestApp) -> (tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>, usize) {
     let browser = app.signed_in(ALICE).await;
-    age_token(&app, &browser, -60);
+    age_token(app, &browser, -60);
     app.workos.set_latency(Endpoint::Authenticate, Duration::from_millis(1_500));
     let refreshes_before = app.workos.refresh_calls();
     let url = app.base_url.join("/api/me").expect("url");
@@ -491,6 +488,16 @@ async fn a_stopping_replica_finishes_and_records_the_refresh_under_way() {
     let request = tokio::spawn(async move { reqwest::Client::new().get(url).header("cookie", cookie).send().await });
     let reached = eventually(Duration::from_secs(5), || async { app.workos.refresh_calls() > refreshes_before }).await;
     assert!(reached, "the refresh reached the provider");
+    (request, refreshes_before)
+}
+
+/// A replica stopping (SIGTERM, a rolling deploy) while a refresh it started is under way waits for it: the
+/// browser that caused it may have given up, but the provider may already have spent the old refresh token, and a
+/// result never recorded would leave the claim to a replica that sends the spent token again.
+#[tokio::test]
+async fn a_stopping_replica_finishes_and_records_the_refresh_under_way() {
+    let mut app = lifecycle_app().await;
+    let (request, refreshes_before) = a_refresh_under_way(&app).await;
     // The browser gives up while the provider is still answering.
     request.abort();
     app.shutdown().await.expect("a clean stop");
@@ -506,15 +513,7 @@ async fn a_stopping_replica_finishes_and_records_the_refresh_under_way() {
 #[tokio::test]
 async fn a_stopping_replica_waits_for_a_result_the_database_could_not_take_at_once() {
     let mut app = lifecycle_app_behind_a_proxy().await;
-    let browser = app.signed_in(ALICE).await;
-    age_token(&app, &browser, -60);
-    app.workos.set_latency(Endpoint::Authenticate, Duration::from_millis(1_500));
-    let refreshes_before = app.workos.refresh_calls();
-    let url = app.base_url.join("/api/me").expect("url");
-    let cookie = browser.cookie_header();
-    let request = tokio::spawn(async move { reqwest::Client::new().get(url).header("cookie", cookie).send().await });
-    let reached = eventually(Duration::from_secs(5), || async { app.workos.refresh_calls() > refreshes_before }).await;
-    assert!(reached, "the refresh reached the provider");
+    let (request, refreshes_before) = a_refresh_under_way(&app).await;
     let proxy = app.db_proxy.take().expect("a proxy");
     proxy.cut();
     request.abort();
@@ -525,6 +524,7 @@ async fn a_stopping_replica_waits_for_a_result_the_database_could_not_take_at_on
     };
     let (stopped, ()) = tokio::join!(app.shutdown(), restore);
     stopped.expect("a clean stop");
+    assert_eq!(app.workos.refresh_calls(), refreshes_before + 1, "the token was spent once");
     let rows = refresh_rows(&app).await;
     assert_eq!(rows.first().and_then(|row| row.1.as_deref()), Some("refreshed"), "written before it stopped: {rows:?}");
 }
