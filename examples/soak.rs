@@ -63,7 +63,8 @@ impl Session {
 async fn sign_in(http: &Client, base: &Url, email: &str) -> Result<Session, String> {
     let mut session = Session::default();
     let login = base.join(&format!("/login?login_hint={email}")).map_err(|e| e.to_string())?;
-    let response = http.get(login).send().await.map_err(|e| e.to_string())?;
+    // As the app's own sign-in link sends it: a `login_hint` from anywhere else first asks the person to confirm.
+    let response = http.get(login).header("sec-fetch-site", "same-origin").send().await.map_err(|e| e.to_string())?;
     session.keep(&response);
     let location = |response: &reqwest::Response| {
         response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned).ok_or("no redirect")
