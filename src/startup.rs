@@ -195,7 +195,7 @@ impl Application {
         let (audited, refreshed, _signed_out) = tokio::join!(
             audited,
             refreshing.drain_refreshes(REFRESH_DRAIN),
-            refreshing.revocations().drain_sign_outs(AUDIT_DRAIN)
+            refreshing.revocations().drain_sign_outs(SIGN_OUT_DRAIN)
         );
         if !audited {
             tracing::error!("stopped with Audit Log events still unwritten: the database did not take them in time");
@@ -217,6 +217,10 @@ impl Application {
 /// Longest the server waits, once it has stopped, for Audit Log events still being queued (each is bounded by the
 /// database pool's acquire timeout and statement timeout anyway): well within an orchestrator's grace period.
 const AUDIT_DRAIN: Duration = Duration::from_secs(10);
+
+/// Longest the server waits, once it has stopped, for sign-outs the database could not take when they were made
+/// (retried after 1 s, then twice as long each time): those left are logged. Waited for with the other drains.
+const SIGN_OUT_DRAIN: Duration = Duration::from_secs(10);
 
 /// Longest the server waits, once it has stopped, for session refreshes still under way (a browser that gave up
 /// does not stop its refresh) and their results still being written for the other replicas: a provider call is

@@ -104,8 +104,8 @@ async fn callback(
 
 const SELECTION_PAGE: &str = "/login/organization";
 
-/// "Continue to sign in?": a sign-in another site's page asked for, through an organization's identity provider,
-/// repeated as a form on this app's own page (see [`login`]).
+/// "Continue to sign in?": a sign-in through an organization's identity provider (or with an email filled in) that a
+/// link from outside the app asked for, repeated as a form on this app's own page (see [`login`]).
 #[derive(Template)]
 #[template(path = "confirm_sign_in.html")]
 struct ConfirmSignInPage<'a> {
