@@ -258,6 +258,29 @@ async fn after_a_failed_refresh_a_session_waits_out_the_backoff_before_asking_wo
     assert_eq!(app.workos.refresh_calls(), 4);
 }
 
+/// WorkOS rate limiting a refresh (429 with `Retry-After`): the token is held back for as long as asked, and each
+/// request meanwhile is told what is left of the wait, not the whole wait again.
+#[tokio::test]
+async fn a_rate_limited_refresh_tells_each_request_what_is_left_of_the_wait() {
+    let app = spawn_app().await;
+    let expired = app.signed_in(ALICE).await;
+    age_token(&app, &expired, -60);
+    app.workos.set_rate_limit_retry_after(Duration::from_secs(30));
+    app.workos.fail_next(Endpoint::Authenticate, 1, 429);
+    let retry_after = |me: &crate::helpers::browser::TestResponse| {
+        me.header("retry-after").and_then(|value| value.parse::<u64>().ok()).expect("a Retry-After in seconds")
+    };
+
+    let first = expired.api(Method::GET, "/api/me", None).await;
+    assert_eq!(first.status, 503, "{}", first.body);
+    assert!((29..=30).contains(&retry_after(&first)), "the wait WorkOS asked for: {:?}", first.header("retry-after"));
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let later = expired.api(Method::GET, "/api/me", None).await;
+    assert_eq!(later.status, 503, "{}", later.body);
+    assert!(retry_after(&later) <= 28, "what is left of it: {:?}", later.header("retry-after"));
+    assert_eq!(app.workos.refresh_calls(), 1, "WorkOS was not asked again meanwhile");
+}
+
 #[tokio::test]
 async fn twenty_concurrent_requests_with_one_near_expiry_cookie_cause_one_refresh_and_all_succeed() {
     let app = spawn_app().await;
