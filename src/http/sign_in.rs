@@ -105,15 +105,17 @@ async fn callback(
 const SELECTION_PAGE: &str = "/login/organization";
 
 /// "Continue to sign in?": a sign-in through an organization's identity provider (or with an email filled in) that a
-/// link from outside the app asked for, repeated as a form on this app's own page (see [`login`]).
+/// link from outside the app asked for, repeated as a link on this app's own page (see [`login`]). A link, not a
+/// form: browsers apply the Content-Security-Policy's `form-action` to the redirects after a form is sent, and
+/// `/login` redirects to the provider's sign-in domain, which it cannot name (AuthKit's, an organization's IdP).
 #[derive(Template)]
 #[template(path = "confirm_sign_in.html")]
 struct ConfirmSignInPage<'a> {
     banner: Option<Banner>,
     organization_id: Option<&'a str>,
     login_hint: Option<&'a str>,
-    /// The request's parameters, as hidden fields of the form that repeats it.
-    fields: Vec<(&'static str, &'a str)>,
+    /// `/login` with the request's parameters again.
+    continue_to: String,
 }
 
 impl<'a> ConfirmSignInPage<'a> {
@@ -129,7 +131,12 @@ impl<'a> ConfirmSignInPage<'a> {
             banner: None,
             organization_id: given(&request.organization_id),
             login_hint: given(&request.login_hint),
-            fields: fields.into_iter().filter_map(|(name, value)| Some((name, value.as_deref()?))).collect(),
+            continue_to: format!(
+                "/login?{}",
+                url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(fields.into_iter().filter_map(|(name, value)| Some((name, value.as_deref()?))))
+                    .finish()
+            ),
         }
     }
 }

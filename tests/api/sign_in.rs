@@ -101,6 +101,14 @@ async fn login_sends_the_browser_to_authkit_with_pkce_and_a_sealed_state() {
     assert_eq!(param(&query(&odd_hint.location().expect("redirect")), "screen_hint"), None);
 }
 
+/// The href of the confirmation page's "Continue to sign in" link, its HTML escapes undone.
+fn continue_link(body: &str) -> String {
+    let marker = r#"<a class="button" href=""#;
+    let start = body.find(marker).expect("a continue link") + marker.len();
+    let end = start + body[start..].find('"').expect("the href ends");
+    body[start..end].replace("&#38;", "&").replace("&amp;", "&")
+}
+
 /// Login CSRF: another site's page sending a browser to `/login?organization_id=…` (or `login_hint=…`, which can
 /// route by domain) could land the victim in an identity provider the attacker runs, which answers at once, signed
 /// in as the attacker. Such a sign-in waits for the person to confirm it on the app's own page, whose form repeats
@@ -120,14 +128,20 @@ async fn a_sign_in_through_an_organization_asked_for_by_another_site_waits_for_t
         assert!(page.body.contains("Continue to sign in?"), "{}", page.body);
         assert!(page.body.contains("&#60;b&#62;mallory@evil.test"), "the hint is shown, escaped: {}", page.body);
         assert!(page.body.contains("organization <code><bdi>org_attacker</bdi></code>"), "{}", page.body);
-        assert!(page.body.contains(r#"<form method="get" action="/login">"#), "{}", page.body);
-        for field in [
-            r#"name="organization_id" value="org_attacker""#,
-            r#"name="login_hint" value="&#60;b&#62;mallory@evil.test""#,
-            r#"name="return_to" value="/todos""#,
-        ] {
-            assert!(page.body.contains(field), "the form repeats {field}: {}", page.body);
-        }
+        // A link, not a form: browsers apply the CSP's `form-action` to the redirects after a form is sent, and the
+        // provider's sign-in domain is not one it names.
+        assert!(!page.body.contains("<form"), "{}", page.body);
+        let continue_to = continue_link(&page.body);
+        assert_eq!(
+            continue_to, "/login?organization_id=org_attacker&login_hint=%3Cb%3Emallory%40evil.test&return_to=%2Ftodos",
+            "the link repeats the request"
+        );
+        // Followed from the page (same-origin): on to the identity provider with the same parameters.
+        let login = browser.request(Method::GET, &continue_to, from("same-origin")).await;
+        assert_eq!(login.status, 302, "{}", login.body);
+        let pairs = query(&login.location().expect("redirect"));
+        assert_eq!(param(&pairs, "organization_id").as_deref(), Some("org_attacker"));
+        assert_eq!(param(&pairs, "login_hint").as_deref(), Some("<b>mallory@evil.test"));
     }
     // A link opened from a mail or chat application (or typed): `none`; a browser without Fetch Metadata: nothing.
     let from_an_application = browser.request(Method::GET, asked, from("none")).await;
