@@ -132,14 +132,13 @@ impl Database {
         &self.pool
     }
 
-    /// Whether the database answers a statement, for `/readyz`. When no pooled connection comes free within
-    /// [`PING_WAIT`], a request would only wait for one, so one connection of its own, outside the pool, tells an
-    /// exhausted pool (the database answers: raise `DATABASE_MAX_CONNECTIONS`) from a database that does not answer
-    /// (and says why). A pool merely busy answers within the wait.
+    /// Whether the database answers a statement, for `/readyz`, and if not, why (its log line). With no idle pooled
+    /// connection, one that does not come within [`PING_WAIT`] (every one in use, or none can be opened) is not
+    /// waited for: one connection of its own, outside the pool, then tells an exhausted pool (the database answers:
+    /// raise `DATABASE_MAX_CONNECTIONS`) from a database that does not answer (PostgreSQL's or the network's error).
+    /// A pool merely busy, or opening a connection, answers within the wait.
     pub async fn ping(&self) -> Result<(), DbError> {
-        let max = self.pool.options().get_max_connections();
-        let full = self.pool.num_idle() == 0 && self.pool.size() >= max;
-        if !full {
+        if self.pool.num_idle() > 0 {
             return sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(DbError::from);
         }
         if let Ok(pooled) = tokio::time::timeout(PING_WAIT, self.pool.acquire()).await {
@@ -152,8 +151,12 @@ impl Database {
         let answered = sqlx::query("SELECT 1").execute(&mut connection).await.map_err(DbError::from);
         let _ = connection.close().await;
         answered?;
+        let max = self.pool.options().get_max_connections();
         Err(DbError::Unavailable(format!(
-            "the database answers, but all {max} pooled connections stayed in use (DATABASE_MAX_CONNECTIONS)"
+            "the database answers, but no pooled connection came free within {} ms ({} of DATABASE_MAX_CONNECTIONS = \
+             {max} open, all in use)",
+            PING_WAIT.as_millis(),
+            self.pool.size()
         )))
     }
 

@@ -58,7 +58,7 @@ impl Application {
             // Every statement (the revocation check on each request among them) would fail against an older schema:
             // better to say so now than answer 500s.
             match database.is_migrated().await {
-                Ok(true) => {}
+                Ok(true) => app.state.readiness.database_reached(),
                 Ok(false) => return Err(StartupError::NotMigrated),
                 Err(error @ crate::db::DbError::Unavailable(_)) => {
                     tracing::warn!(%error, "cannot reach the database at start-up; signed-in requests answer 503 until it is back");

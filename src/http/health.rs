@@ -44,6 +44,14 @@ pub struct Readiness {
     database_reached: AtomicBool,
 }
 
+impl Readiness {
+    /// The database answered, outside the probe (the start-up's check of its migrations): from now on its outages,
+    /// which every replica shares, take none out of service.
+    pub fn database_reached(&self) {
+        self.database_reached.store(true, Ordering::Relaxed);
+    }
+}
+
 /// The last report, when it was made, and whether the identity provider had been discovered then.
 struct LastReport {
     at: Instant,

@@ -194,7 +194,7 @@ async fn the_database_check_tells_an_exhausted_pool_from_a_database_that_does_no
     let exhausted = database.ping().await.expect_err("no pooled connection is free");
     assert!(matches!(exhausted, DbError::Unavailable(_)), "{exhausted:?}");
     assert!(
-        exhausted.to_string().contains("the database answers, but all 3 pooled connections stayed in use"),
+        exhausted.to_string().contains("the database answers, but no pooled connection came free within 200 ms"),
         "{exhausted}"
     );
     // Merely busy: a connection comes free while the check waits for one.
@@ -213,5 +213,5 @@ async fn the_database_check_tells_an_exhausted_pool_from_a_database_that_does_no
     let unreachable = DatabaseConfig { url: Secret::new(format!("postgres://app:x@127.0.0.1:{port}/app")), ..config };
     let down = Database::connect_lazy(&unreachable).expect("a pool").ping().await.expect_err("nothing listens");
     assert!(matches!(down, DbError::Unavailable(_)), "{down:?}");
-    assert!(!down.to_string().contains("pooled connections stayed in use"), "not taken for a full pool: {down}");
+    assert!(down.to_string().contains("Connection refused"), "why, not only that it waited: {down}");
 }

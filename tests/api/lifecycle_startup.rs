@@ -164,3 +164,34 @@ async fn a_database_that_answers_after_the_pool_gave_up_is_still_checked() {
     let (started, ()) = tokio::join!(started, release);
     assert!(matches!(started, Err(StartupError::NotMigrated)), "{:?}", started.err());
 }
+
+/// A replica whose start-up check reached the database counts it as reached: a later outage (every replica's at
+/// once) no longer takes it out of service, even when no probe ran before it.
+#[tokio::test]
+async fn a_database_reached_at_start_up_no_longer_counts_for_readiness() {
+    logs::capture();
+    let db = TestDb::new().await;
+    let (url, proxy) = crate::helpers::proxy::TcpProxy::database_url(&db.url, true).await;
+    let proxy = proxy.expect("a proxy");
+    let app = Application::build(config(&url)).await.expect("the start-up check passes");
+    let addr = app.local_addr().expect("an address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+
+    proxy.cut();
+    let ready = reqwest::get(format!("http://{addr}/readyz")).await.expect("an answer");
+    let request_id = ready.headers().get("x-request-id").and_then(|id| id.to_str().ok()).expect("an id").to_owned();
+    let report: serde_json::Value = ready.json().await.expect("a JSON report");
+    assert_eq!(report["database"]["ok"], false, "{report}");
+    let marker = format!("request_id=\"{request_id}\"");
+    let captured = logs::captured();
+    let line = captured.lines().find(|line| {
+        line.contains(&marker) && line.contains("readiness check failed") && line.contains("DATABASE_URL")
+    });
+    let line = line.expect("the database's check is logged with the request");
+    assert!(!line.contains("not reached since the start"), "reached at start-up: {line}");
+    let _ = stop.send(());
+    let _ = server.await;
+}
