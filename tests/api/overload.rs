@@ -106,6 +106,19 @@ async fn a_shed_request_is_refused_in_its_routes_format() {
     }
     assert_eq!(page.status, 503, "{}", page.body);
     assert!(page.header("content-type").is_some_and(|t| t.starts_with("text/plain")), "{:?}", page.headers);
+    // Built outside the router, with the security headers all the same.
+    for response in [&api, &webhook, &page] {
+        for (name, value) in [
+            ("x-frame-options", "DENY"),
+            ("cross-origin-opener-policy", "same-origin"),
+            ("cross-origin-resource-policy", "same-origin"),
+            ("x-content-type-options", "nosniff"),
+            ("cache-control", "no-store"),
+        ] {
+            assert_eq!(response.header(name).as_deref(), Some(value), "{name}: {:?}", response.headers);
+        }
+        assert!(response.header("content-security-policy").is_some_and(|csp| csp.contains("frame-ancestors 'none'")));
+    }
 }
 
 /// Resident memory of a process, in KiB.
