@@ -294,15 +294,18 @@ impl Config {
         let cookie_password = vars
             .cookie_password(COOKIE_PASSWORD)?
             .ok_or_else(|| ConfigError::new(COOKIE_PASSWORD.0, "is not set (see .env.example)"))?;
-        let previous_cookie_password = vars.cookie_password(PREVIOUS_COOKIE_PASSWORD)?;
-        if previous_cookie_password.as_ref() == Some(&cookie_password) {
+        let previous = vars.named_cookie_password(PREVIOUS_COOKIE_PASSWORD)?;
+        if let Some((name, previous)) = &previous
+            && *previous == cookie_password
+        {
             // A slip in a rotation's steps: the cookies sealed with the other password would stop opening.
             return Err(ConfigError::new(
-                PREVIOUS_COOKIE_PASSWORD.0,
-                "is the same as SESSION_COOKIE_PASSWORD: during a rotation it holds the other password, the one \
-                 being replaced or the one coming (README: Several replicas)",
+                name,
+                "is the same as the current cookie password: during a rotation it holds the other password, the \
+                 one being replaced or the one coming (README: Several replicas)",
             ));
         }
+        let previous_cookie_password = previous.map(|(_, password)| password);
 
         let jwt_secret = vars.required_secret("INSFORGE_JWT_SECRET")?;
         if jwt_secret.len() < MIN_JWT_SECRET_BYTES {
@@ -735,7 +738,18 @@ impl Vars<'_> {
     }
 
     fn cookie_password(&self, names: (&'static str, &'static str)) -> Result<Option<Secret>, ConfigError> {
-        self.either(names).transpose()?.map(|(name, password)| cookie_password(name, password)).transpose()
+        Ok(self.named_cookie_password(names)?.map(|(_, password)| password))
+    }
+
+    /// [`Vars::cookie_password`], with the name it was read from (either of `names`).
+    fn named_cookie_password(
+        &self,
+        names: (&'static str, &'static str),
+    ) -> Result<Option<(&'static str, Secret)>, ConfigError> {
+        self.either(names)
+            .transpose()?
+            .map(|(name, password)| cookie_password(name, password).map(|password| (name, password)))
+            .transpose()
     }
 
     fn url(&self, name: &'static str) -> Result<Url, ConfigError> {
@@ -1011,7 +1025,11 @@ mod tests {
         vars.insert("SESSION_COOKIE_PASSWORD_PREVIOUS", current.expect("a cookie password in the base"));
         let same = load(&vars).expect_err("the same password twice");
         assert_eq!(same.variable, "SESSION_COOKIE_PASSWORD_PREVIOUS");
-        assert!(same.to_string().contains("is the same as SESSION_COOKIE_PASSWORD"), "{same}");
+        assert!(same.to_string().contains("is the same as the current cookie password"), "{same}");
+        let mut vars = base();
+        let current = vars.get("SESSION_COOKIE_PASSWORD").or(vars.get("WORKOS_COOKIE_PASSWORD")).cloned();
+        vars.insert("WORKOS_COOKIE_PASSWORD_PREVIOUS", current.expect("a cookie password in the base"));
+        assert_eq!(load(&vars).expect_err("the same, by its other name").variable, "WORKOS_COOKIE_PASSWORD_PREVIOUS");
     }
 
     #[test]
