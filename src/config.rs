@@ -774,11 +774,13 @@ impl Vars<'_> {
 
 /// Whether two listening addresses would take the same port: the same (fixed: 0 is any free one) port on the same
 /// address, or on every address of a family and one of it (`::` takes IPv4 as well, as Linux binds it by default).
+/// An IPv4 address written as IPv6 (`[::ffff:127.0.0.1]`) is the IPv4 address it maps.
 fn same_listener(a: SocketAddr, b: SocketAddr) -> bool {
-    let covers = |every: SocketAddr, other: SocketAddr| {
-        every.ip().is_unspecified() && (every.is_ipv6() || every.is_ipv4() == other.is_ipv4())
+    let (a_ip, b_ip) = (a.ip().to_canonical(), b.ip().to_canonical());
+    let covers = |every: std::net::IpAddr, other: std::net::IpAddr| {
+        every.is_unspecified() && (every.is_ipv6() || every.is_ipv4() == other.is_ipv4())
     };
-    a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || covers(a, b) || covers(b, a))
+    a.port() != 0 && a.port() == b.port() && (a_ip == b_ip || covers(a_ip, b_ip) || covers(b_ip, a_ip))
 }
 
 /// `TRUSTED_PROXIES` (read by `http::client_address`): addresses (`10.0.0.5`) and networks (`10.0.0.0/8`, `fd00::/8`), separated by commas.
@@ -1095,6 +1097,8 @@ mod tests {
         assert!(load(&vars).is_ok(), "another port");
         vars.insert("METRICS_BIND_ADDR", "[::]:3000".to_owned());
         assert!(load(&vars).is_err(), "every address, IPv4's too");
+        vars.insert("METRICS_BIND_ADDR", "[::ffff:127.0.0.1]:3000".to_owned());
+        assert!(load(&vars).is_err(), "the same IPv4 address, written as IPv6");
         vars.insert("BIND_ADDR", "127.0.0.1:0".to_owned());
         vars.insert("METRICS_BIND_ADDR", "127.0.0.1:0".to_owned());
         assert!(load(&vars).is_ok(), "port 0 is any free port, a different one for each");

@@ -101,7 +101,7 @@ pub enum AppError {
     OrganizationsUnavailable,
     #[error("That method is not allowed here.")]
     MethodNotAllowed,
-    #[error("The request body is larger than {} KiB.", limit / 1024)]
+    #[error("The request body is larger than {}.", in_binary_units(*limit))]
     PayloadTooLarge { limit: usize },
     #[error("Send the request body as application/json.")]
     UnsupportedMediaType,
@@ -403,6 +403,16 @@ impl From<CheckError> for AppError {
     }
 }
 
+/// A size in bytes as the README states limits: whole MiB when it is some (the webhooks' 1 MiB), else KiB (64 KiB).
+fn in_binary_units(bytes: usize) -> String {
+    const MIB: usize = 1024 * 1024;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{} KiB", bytes / 1024)
+    }
+}
+
 /// An error travelling in a response's extensions to [`render_errors`].
 #[derive(Clone)]
 struct ErrorReport {
@@ -634,6 +644,15 @@ mod tests {
             );
             assert!(!message.contains("Please try again"), "{message}");
         }
+        assert_eq!(
+            AppError::PayloadTooLarge { limit: 1024 * 1024 }.to_string(),
+            "The request body is larger than 1 MiB.",
+            "as the README states the webhooks' limit"
+        );
+        assert_eq!(
+            AppError::PayloadTooLarge { limit: 64 * 1024 }.to_string(),
+            "The request body is larger than 64 KiB."
+        );
         let taken = AppError::from(InsforgeError::IdTaken);
         assert_eq!((taken.status().as_u16(), taken.code()), (409, "id_taken"));
     }
