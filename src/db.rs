@@ -132,15 +132,12 @@ impl Database {
         &self.pool
     }
 
-    /// Whether the database answers a statement, for `/readyz`, and if not, why (its log line). With no idle pooled
-    /// connection, one that does not come within [`PING_WAIT`] (every one in use, or none can be opened) is not
-    /// waited for: one connection of its own, outside the pool, then tells an exhausted pool (the database answers:
+    /// Whether the database answers a statement, for `/readyz`, and if not, why (its log line). A pooled connection
+    /// that does not come within [`PING_WAIT`] (every one in use, or none can be opened) is not waited for: one connection of its own, outside the pool, then tells an exhausted pool (the database answers:
     /// raise `DATABASE_MAX_CONNECTIONS`) from a database that does not answer (PostgreSQL's or the network's error).
     /// A pool merely busy, or opening a connection, answers within the wait.
     pub async fn ping(&self) -> Result<(), DbError> {
-        if self.pool.num_idle() > 0 {
-            return sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(DbError::from);
-        }
+        // An idle connection comes at once.
         if let Ok(pooled) = tokio::time::timeout(PING_WAIT, self.pool.acquire()).await {
             let mut connection = pooled?;
             return sqlx::query("SELECT 1").execute(&mut *connection).await.map(|_| ()).map_err(DbError::from);

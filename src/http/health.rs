@@ -156,7 +156,7 @@ impl Readiness {
             Err(_) => Err(format!("no answer within {limit:?}")),
         };
         if answer.is_ok() {
-            self.database_reached.store(true, Ordering::Relaxed);
+            self.database_reached();
         }
         let upstream = if counts { "DATABASE_URL (not reached since the start)" } else { "DATABASE_URL" };
         Some((Check::from(upstream, answer), counts))

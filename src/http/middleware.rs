@@ -177,6 +177,17 @@ where
     }
 }
 
+/// The security headers every answer carries whatever it is, those built outside the router included
+/// (`server::PlainAnswer`): no content sniffing, no framing, no other site's window keeping a handle on ours (an
+/// opener, a pop-up: cross-site leaks, reverse tabnabbing), and no other site loading our answers as a resource
+/// (per-user pages and JSON; Spectre-class reads). OWASP Secure Headers Project.
+pub(crate) fn insert_fixed_security_headers(headers: &mut axum::http::HeaderMap) {
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin"));
+    headers.insert(HeaderName::from_static("cross-origin-resource-policy"), HeaderValue::from_static("same-origin"));
+}
+
 /// Security headers on every response (the Content-Security-Policy itself is built in `AppState`), as a response
 /// mapping for `ServiceBuilder::map_response`.
 pub fn security_headers(
@@ -188,14 +199,8 @@ pub fn security_headers(
 fn add_security_headers(state: &AppState, mut response: axum::response::Response) -> axum::response::Response {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, state.content_security_policy());
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    // No other site's window keeps a handle on ours (an opener, a pop-up: cross-site leaks, reverse tabnabbing), and
-    // no other site may load our answers as a resource (per-user pages and JSON; Spectre-class reads). OWASP Secure
-    // Headers Project.
-    headers.insert(HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin"));
-    headers.insert(HeaderName::from_static("cross-origin-resource-policy"), HeaderValue::from_static("same-origin"));
+    insert_fixed_security_headers(headers);
     if state.config.server.app_url.scheme() == "https" {
         headers
             .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=63072000; includeSubDomains"));

@@ -126,11 +126,10 @@ impl<'a> ConfirmSignInPage<'a> {
             ("screen_hint", &request.screen_hint),
             ("return_to", &request.return_to),
         ];
-        let given = |value: &'a Option<String>| value.as_deref().map(str::trim).filter(|value| !value.is_empty());
         Self {
             banner: None,
-            organization_id: given(&request.organization_id),
-            login_hint: given(&request.login_hint),
+            organization_id: crate::session::sign_in::present(&request.organization_id),
+            login_hint: crate::session::sign_in::present(&request.login_hint),
             continue_to: format!(
                 "/login?{}",
                 url::form_urlencoded::Serializer::new(String::new())

@@ -452,7 +452,7 @@ fn cut(name: &str) -> String {
 }
 
 /// A parameter that was sent and is not blank.
-fn present(value: &Option<String>) -> Option<&str> {
+pub fn present(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|value| !value.is_empty())
 }
 

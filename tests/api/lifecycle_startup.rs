@@ -142,6 +142,12 @@ async fn a_wrong_password_stops_the_start() {
     assert!(!message.contains("not-the-password"), "{message}");
 }
 
+/// The URL that reaches `db` through a proxy the test can cut or hold, and the proxy.
+async fn behind_a_proxy(db: &TestDb) -> (String, crate::helpers::proxy::TcpProxy) {
+    let (url, proxy) = crate::helpers::proxy::TcpProxy::database_url(&db.url, true).await;
+    (url, proxy.expect("a proxy"))
+}
+
 /// A database that answers only after the pool has given up waiting (one slow to come up) is still checked: the
 /// start-up's own connection, made to say why the pool failed, asks it instead, and an unmigrated database is
 /// refused rather than taken for one that is down.
@@ -149,8 +155,7 @@ async fn a_wrong_password_stops_the_start() {
 async fn a_database_that_answers_after_the_pool_gave_up_is_still_checked() {
     logs::capture();
     let db = TestDb::empty().await;
-    let (url, proxy) = crate::helpers::proxy::TcpProxy::database_url(&db.url, true).await;
-    let proxy = proxy.expect("a proxy");
+    let (url, proxy) = behind_a_proxy(&db).await;
     let mut config = config(&url);
     let pool_gives_up = std::time::Duration::from_secs(1);
     config.database.as_mut().expect("DATABASE_URL").acquire_timeout = pool_gives_up;
@@ -171,8 +176,7 @@ async fn a_database_that_answers_after_the_pool_gave_up_is_still_checked() {
 async fn a_database_reached_at_start_up_no_longer_counts_for_readiness() {
     logs::capture();
     let db = TestDb::new().await;
-    let (url, proxy) = crate::helpers::proxy::TcpProxy::database_url(&db.url, true).await;
-    let proxy = proxy.expect("a proxy");
+    let (url, proxy) = behind_a_proxy(&db).await;
     let app = Application::build(config(&url)).await.expect("the start-up check passes");
     let addr = app.local_addr().expect("an address");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
