@@ -151,6 +151,9 @@ pub enum IdTokenFault {
     AnotherSubject,
     /// `sub` present but empty: names no one.
     EmptySubject,
+    /// `email_verified` and `phone_number_verified` as the strings `"true"` and `"false"`, as ADFS and gov.br send
+    /// them: not a fault for a relying party that reads the claims leniently.
+    BooleansAsStrings,
 }
 
 /// How to start a stand-in. `Default`: loopback, a free port, Alice, Bob and Carol, Auth0-like behaviour.
@@ -677,6 +680,10 @@ impl State {
         }
         if self.options.profile_in_id_token {
             claims.extend(profile_claims(&grant.user, &grant.scopes));
+        }
+        if fault == Some(IdTokenFault::BooleansAsStrings) {
+            claims.insert("email_verified".into(), Value::from(grant.user.email_verified.to_string()));
+            claims.insert("phone_number_verified".into(), Value::from("false"));
         }
         for omitted in std::mem::take(&mut lock(&self.controls).next_id_token_omits) {
             claims.remove(omitted);
