@@ -98,10 +98,59 @@ pub fn describe(error: &sqlx::Error) -> String {
     text
 }
 
+/// The query parameters sqlx's PostgreSQL driver reads from a connection URL (sqlx-postgres's
+/// `PgConnectOptions::parse_from_url`, with `options[…]`).
+const DRIVER_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// `DATABASE_URL` as the driver's options. A parameter the driver does not read (libpq's `connect_timeout`,
+/// `sslpassword`…) is left out and named in a warning, without its value: the driver would log it with its value,
+/// and `sslpassword` is a secret.
+pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+    let mut parsed = url::Url::parse(url).map_err(|error| sqlx::Error::Configuration(error.into()))?;
+    let known = |key: &str| DRIVER_PARAMETERS.contains(&key) || (key.starts_with("options[") && key.ends_with(']'));
+    let ignored: Vec<String> = parsed
+        .query_pairs()
+        .filter(|(key, _)| !known(key))
+        .map(|(key, _)| format!("{:?}", key.chars().take(64).collect::<String>()))
+        .collect();
+    if !ignored.is_empty() {
+        let kept: Vec<(String, String)> =
+            parsed.query_pairs().filter(|(key, _)| known(key)).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        parsed.set_query(None);
+        if !kept.is_empty() {
+            parsed.query_pairs_mut().extend_pairs(kept);
+        }
+        tracing::warn!(
+            parameters = %ignored.join(", "),
+            "DATABASE_URL: ignoring parameters the PostgreSQL driver does not support"
+        );
+    }
+    PgConnectOptions::from_str(parsed.as_str())
+}
+
 impl Database {
     /// The pool, not yet connected: the first statement connects.
     pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self, DbError> {
-        let options = PgConnectOptions::from_str(config.url.expose())
+        let options = connect_options(config.url.expose())
             // Never the URL itself in the message: it holds the password.
             .map_err(|_| DbError::Failed("DATABASE_URL is not a usable PostgreSQL URL".to_owned()))?
             .application_name("authbridge")
@@ -237,4 +286,66 @@ where
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What was logged while `run` ran, at every level, formatted as the binary formats it.
+    fn logged_during(run: impl FnOnce()) -> String {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = {
+            let buffer = Arc::clone(&buffer);
+            move || SharedWriter(Arc::clone(&buffer))
+        };
+        let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(writer).finish();
+        tracing::subscriber::with_default(subscriber, run);
+        let bytes = buffer.lock().map(|bytes| bytes.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    struct SharedWriter(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for SharedWriter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut buffer) = self.0.lock() {
+                buffer.extend_from_slice(bytes);
+            }
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_parameter_the_driver_does_not_read_is_named_in_the_log_without_its_value() {
+        let url = "postgres://authbridge:hunter2@db.example.com:6432/app?sslpassword=TopSecret&sslmode=require\
+                   &connect_timeout=10&application_name=mine";
+        let mut options = None;
+        let logs = logged_during(|| options = Some(connect_options(url)));
+        let options = options.and_then(Result::ok).expect("a usable URL");
+        assert!(!logs.contains("TopSecret"), "the value is never logged: {logs}");
+        assert!(logs.contains(r#""sslpassword", "connect_timeout""#), "each key is named: {logs}");
+        assert!(!logs.contains("hunter2"), "nor is the password: {logs}");
+        // What the driver reads is still read.
+        assert_eq!(options.get_host(), "db.example.com");
+        assert_eq!(options.get_port(), 6432);
+        assert_eq!(options.get_database(), Some("app"));
+        assert_eq!(options.get_application_name(), Some("mine"));
+        assert!(matches!(options.get_ssl_mode(), sqlx::postgres::PgSslMode::Require));
+    }
+
+    #[test]
+    fn a_url_with_only_parameters_the_driver_reads_is_taken_as_it_is_without_a_word() {
+        let url = "postgres://u:p@localhost/db?sslmode=disable&options[search_path]=x&statement-cache-capacity=5";
+        let mut options = None;
+        let logs = logged_during(|| options = Some(connect_options(url)));
+        assert!(options.is_some_and(|options| options.is_ok()));
+        assert!(!logs.contains("ignoring"), "{logs}");
+    }
 }

@@ -3,11 +3,9 @@
 //! The migrations are embedded in the binary, so what runs is what was built and reviewed. Errors are one line
 //! and never contain the connection URL's password: they end up in terminals and CI logs.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use url::Url;
 
@@ -61,7 +59,7 @@ pub fn migrator() -> Migrator {
 pub async fn run(database_url: &str) -> Result<(), MigrateError> {
     let redact = Redactor::new(database_url);
     let target = redact.target.clone();
-    let options = PgConnectOptions::from_str(database_url)
+    let options = crate::db::connect_options(database_url)
         .map_err(|e| MigrateError::InvalidUrl { reason: redact.clean(&e.to_string()) })?
         .options([("search_path", SEARCH_PATH)]);
 
