@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::Request;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 
@@ -28,6 +28,9 @@ use crate::session::sign_in::SignInError;
 use crate::todo::TitleError;
 
 use super::{answers_json, pages};
+
+/// RFC 5789 §3.1 (http's `header` module has no constant for it).
+const ACCEPT_PATCH: HeaderName = HeaderName::from_static("accept-patch");
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -105,6 +108,10 @@ pub enum AppError {
     PayloadTooLarge { limit: usize },
     #[error("Send the request body as application/json.")]
     UnsupportedMediaType,
+    /// A `PATCH` in another format (JSON Patch, `application/json-patch+json`, is a list of operations, not the
+    /// fields to change): 415 with `Accept-Patch` (RFC 5789 §2.2).
+    #[error("Send the changes as application/json or application/merge-patch+json (JSON Patch is not supported).")]
+    UnsupportedPatchType,
     #[error("Send the form as application/x-www-form-urlencoded (UTF-8), as a browser sends this page's forms.")]
     UnsupportedFormType,
     #[error("Send the request body without a Content-Encoding: compressed bodies are not accepted.")]
@@ -189,9 +196,10 @@ impl AppError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType | Self::UnsupportedFormType | Self::UnsupportedContentEncoding => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
+            Self::UnsupportedMediaType
+            | Self::UnsupportedPatchType
+            | Self::UnsupportedFormType
+            | Self::UnsupportedContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidTitle(_) | Self::Unprocessable(_) | Self::InsforgeRefused(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -228,9 +236,10 @@ impl AppError {
             Self::OrganizationsUnavailable => "organizations_unavailable",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::UnsupportedMediaType | Self::UnsupportedFormType | Self::UnsupportedContentEncoding => {
-                "unsupported_media_type"
-            }
+            Self::UnsupportedMediaType
+            | Self::UnsupportedPatchType
+            | Self::UnsupportedFormType
+            | Self::UnsupportedContentEncoding => "unsupported_media_type",
             Self::InvalidTitle(_) => "invalid_title",
             Self::Unprocessable(_) | Self::InsforgeRefused(_) => "unprocessable",
             Self::InsforgeFailed(_) | Self::InsforgeUnconfirmed { timed_out: false } => "upstream_failed",
@@ -285,9 +294,17 @@ impl AppError {
             Self::WebhooksBusy => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            Self::UnsupportedPatchType => {
+                headers.insert(ACCEPT_PATCH, HeaderValue::from_static(super::extractors::PATCH_TYPES));
+            }
             // RFC 9110 §15.5.16 (and RFC 7694 §3): a body refused for its coding names the codings accepted.
             Self::UnsupportedContentEncoding => {
                 headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+            }
+            // RFC 9110 §15.5.2: a 401 carries at least one challenge. A webhook authenticates with WorkOS's
+            // signature header, so the challenge's scheme is that header's name.
+            Self::InvalidSignature(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("WorkOS-Signature"));
             }
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -558,6 +575,7 @@ mod tests {
             AppError::MethodNotAllowed,
             AppError::PayloadTooLarge { limit: 0 },
             AppError::UnsupportedMediaType,
+            AppError::UnsupportedPatchType,
             AppError::UnsupportedFormType,
             AppError::UnsupportedContentEncoding,
             AppError::InvalidTitle(TitleError::Blank),
@@ -602,6 +620,7 @@ mod tests {
                 | AppError::MethodNotAllowed
                 | AppError::PayloadTooLarge { .. }
                 | AppError::UnsupportedMediaType
+                | AppError::UnsupportedPatchType
                 | AppError::UnsupportedFormType
                 | AppError::UnsupportedContentEncoding
                 | AppError::InvalidTitle(_)

@@ -24,7 +24,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
@@ -459,7 +459,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         if !is_json(request.headers()) {
-            return Err(AppError::UnsupportedMediaType);
+            return Err(if request.method() == Method::PATCH {
+                AppError::UnsupportedPatchType
+            } else {
+                AppError::UnsupportedMediaType
+            });
         }
         let bytes = read_body(request, state, super::MAX_BODY_BYTES).await?;
         // RFC 8259 §8.1: a parser may ignore a byte-order mark, which some Windows tools write before JSON; serde
@@ -477,13 +481,17 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
-/// `application/json`, or a `+json` type of it (`application/merge-patch+json`), as axum's `Json` takes them,
-/// whatever its parameters: JSON is UTF-8, and a `charset` on it "has no effect on compliant recipients" (RFC 8259
-/// §11).
+/// The body types a `PATCH` takes, as its 415 states them (`Accept-Patch`, RFC 5789 §3.1).
+pub(super) const PATCH_TYPES: &str = "application/json, application/merge-patch+json";
+
+/// `application/json`, or `application/merge-patch+json` (RFC 7396: the fields to change, which is what a `PATCH`
+/// here sends), whatever its parameters: JSON is UTF-8, and a `charset` on it "has no effect on compliant
+/// recipients" (RFC 8259 §11). Not every `+json` type, as axum's `Json` takes them: those are formats of their own
+/// written in JSON (JSON Patch's list of operations, `ld+json`, `problem+json`), and reading one as a todo would
+/// misread it.
 fn is_json(headers: &HeaderMap) -> bool {
-    media_type(headers).is_some_and(|(essence, _)| {
-        essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
-    })
+    media_type(headers)
+        .is_some_and(|(essence, _)| matches!(essence.as_str(), "application/json" | "application/merge-patch+json"))
 }
 
 /// A form as browsers post one without an `enctype` (the pages' forms), in UTF-8 (which the pages declare):
@@ -705,21 +713,30 @@ mod tests {
         headers
     }
 
-    /// The types axum's `Json` takes (its own test's table), and no others.
     #[test]
-    fn json_is_application_json_or_a_json_suffix_with_any_parameters() {
+    fn json_is_application_json_or_a_merge_patch_with_any_parameters() {
         for accepted in [
             "application/json",
             "application/json; charset=utf-8",
             // RFC 8259 §11: a charset on JSON has no effect; the body is read as UTF-8 whatever it says.
             "application/json; charset=ISO-8859-1",
             "Application/JSON",
-            "application/cloudevents+json",
             "application/merge-patch+json; charset=utf-8",
         ] {
             assert!(is_json(&headers(header::CONTENT_TYPE, &[accepted])), "{accepted}");
         }
-        for refused in ["text/json", "text/plain", "application/x-www-form-urlencoded", "application/jsonx", ""] {
+        for refused in [
+            "text/json",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/jsonx",
+            "",
+            // Formats of their own, written in JSON.
+            "application/json-patch+json",
+            "application/ld+json",
+            "application/problem+json",
+            "application/cloudevents+json",
+        ] {
             assert!(!is_json(&headers(header::CONTENT_TYPE, &[refused])), "{refused}");
         }
         assert!(!is_json(&HeaderMap::new()), "no content type");

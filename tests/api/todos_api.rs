@@ -322,6 +322,28 @@ async fn every_client_error_has_its_status_and_a_json_body() {
     let by_position = bearer.call(Method::PATCH, &path, Some(json!(["renamed by position", true]))).await;
     assert_eq!((by_position.status, by_position.error_code()), (400, "malformed_json".to_owned()));
     assert_eq!(bearer.call(Method::GET, &path, None).await.json()["title"], "Not by position", "unchanged");
+    // A JSON Patch (RFC 6902) is a list of operations, not the fields to change: 415 naming the types a PATCH takes
+    // (RFC 5789 §2.2), nothing changed. A JSON Merge Patch (RFC 7396) is what this API's PATCH is.
+    let patch_raw = |content_type: &'static str, body: &'static str| {
+        let request = raw
+            .patch(url(&path))
+            .header("cookie", &cookie)
+            .header("origin", alice.origin())
+            .header("sec-fetch-site", "same-origin")
+            .header("content-type", content_type);
+        async move { request.body(body).send().await.expect("request") }
+    };
+    let json_patch =
+        patch_raw("application/json-patch+json", r#"[{"op":"replace","path":"/title","value":"by op"}]"#).await;
+    assert_eq!(json_patch.status(), 415);
+    let accepted = json_patch.headers().get("accept-patch").and_then(|value| value.to_str().ok());
+    assert_eq!(accepted, Some("application/json, application/merge-patch+json"));
+    let body: Value = json_patch.json().await.expect("json error");
+    assert_eq!(body["error"]["code"], "unsupported_media_type");
+    assert_eq!(bearer.call(Method::GET, &path, None).await.json()["title"], "Not by position", "unchanged");
+    let merge_patch = patch_raw("application/merge-patch+json", r#"{"title":"Merged"}"#).await;
+    assert_eq!(merge_patch.status(), 200);
+    assert_eq!(bearer.call(Method::GET, &path, None).await.json()["title"], "Merged");
 
     // A compressed body is refused as such (415), not read as bytes and called malformed; `identity` is no coding,
     // and an object may start after white space.

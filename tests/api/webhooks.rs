@@ -77,6 +77,8 @@ async fn every_bad_signature_is_a_401_that_applies_and_records_nothing() {
         let response = app.post_webhook(bytes, signature).await;
         assert_eq!(response.status, 401, "{why}: {}", response.body);
         assert_eq!(response.error_code(), "invalid_signature", "{why}");
+        // RFC 9110 §15.5.2: a 401 carries a challenge, here naming what the request lacked.
+        assert_eq!(response.header("www-authenticate").as_deref(), Some("WorkOS-Signature"), "{why}");
         // A stream of these is how an operator notices a secret that does not match WorkOS's.
         let request_id = response.header("x-request-id").expect("every answer carries a request id");
         let line = logged(&request_id, "WARN", "webhook refused: bad signature").await;
