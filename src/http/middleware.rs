@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, Response, header};
+use axum::http::{HeaderName, HeaderValue, Response, Version, header};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
@@ -129,7 +129,7 @@ pub async fn record_metrics(request: Request, next: Next) -> axum::response::Res
 /// 3. [`time_limit`]: 504 past `REQUEST_TIMEOUT_SECONDS` (inside the session cookies: when a request times out
 ///    after its session was refreshed, the 504 must still carry the new cookie, or the rotated refresh token would
 ///    be lost with the response);
-/// 4. [`refuse_oversized_bodies`], then the router's handler.
+/// 4. [`refuse_bad_host`] and [`refuse_oversized_bodies`], then the router's handler.
 ///
 /// One `from_fn` calling plain async functions rather than a layer each: every layer made with `from_fn` clones
 /// the service stack and boxes two futures on every request (measured in docs/performance.md).
@@ -138,7 +138,7 @@ pub async fn around_handlers(State(state): State<AppState>, request: Request, ne
     super::error::render_errors(request, |request| {
         super::extractors::session_cookies(&state, request, |request| {
             time_limit(&state, request, |request| async move {
-                match refuse_oversized_bodies(&request, limit) {
+                match refuse_bad_host(&request).or_else(|| refuse_oversized_bodies(&request, limit)) {
                     Some(refused) => refused,
                     None => next.run(request).await,
                 }
@@ -146,6 +146,28 @@ pub async fn around_handlers(State(state): State<AppState>, request: Request, ne
         })
     })
     .await
+}
+
+/// 400 for an HTTP/1.1 request without exactly one `Host`, or with one that is not `host[:port]`: a server MUST
+/// refuse them (RFC 9112 §3.2), and hyper does not. HTTP/1.0 may leave it out, and HTTP/2 names the authority in
+/// its `:authority` instead.
+fn refuse_bad_host(request: &Request) -> Option<axum::response::Response> {
+    if request.version() != Version::HTTP_11 {
+        return None;
+    }
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    let one_valid = match (hosts.next(), hosts.next()) {
+        (Some(host), None) => is_host(host),
+        _ => false,
+    };
+    let problem = "The request needs exactly one Host header, naming a host (and a port).";
+    (!one_valid).then(|| AppError::BadRequest(problem.to_owned()).into_response())
+}
+
+/// `host[:port]`: an authority without user info.
+fn is_host(value: &HeaderValue) -> bool {
+    let authority = value.to_str().ok().and_then(|host| host.parse::<axum::http::uri::Authority>().ok());
+    authority.is_some_and(|authority| !authority.as_str().contains('@'))
 }
 
 /// 413 for a request whose declared `Content-Length` is over its route's body limit, at once, before any of the

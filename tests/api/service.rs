@@ -289,3 +289,43 @@ async fn a_401_that_is_not_workos_s_own_answer_does_not_stop_the_server() {
     assert!(app.stopped_within(Duration::from_secs(6)).await.is_none(), "still serving");
     assert_eq!(app.browser().get("/healthz").await.status, 200);
 }
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without a `Host`, with two, or with one that is no `host[:port]` is answered
+/// 400 (a server MUST; hyper leaves it to us); HTTP/1.0 may go without one.
+#[tokio::test]
+async fn an_http_1_1_request_needs_exactly_one_valid_host() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app().await;
+    let status_of = |head: &'static str| {
+        let addr = app.addr;
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            stream.write_all(head.as_bytes()).await.expect("write");
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+            let answer = String::from_utf8_lossy(&answer).into_owned();
+            let status = answer.split(' ').nth(1).unwrap_or_default().to_owned();
+            (status, answer)
+        }
+    };
+    for (why, head) in [
+        ("no Host", "GET /healthz HTTP/1.1\r\nconnection: close\r\n\r\n"),
+        ("two Hosts", "GET /healthz HTTP/1.1\r\nhost: a.example\r\nhost: b.example\r\nconnection: close\r\n\r\n"),
+        ("an empty Host", "GET /healthz HTTP/1.1\r\nhost:\r\nconnection: close\r\n\r\n"),
+        ("a Host with a space", "GET /healthz HTTP/1.1\r\nhost: a b\r\nconnection: close\r\n\r\n"),
+        ("a Host with user info", "GET /healthz HTTP/1.1\r\nhost: me@a.example\r\nconnection: close\r\n\r\n"),
+    ] {
+        let (status, answer) = status_of(head).await;
+        assert_eq!(status, "400", "{why}: {answer}");
+        assert!(answer.contains("Host header"), "{why}: says what is wrong: {answer}");
+    }
+    for (why, head) in [
+        ("a host and port", "GET /healthz HTTP/1.1\r\nhost: 127.0.0.1:8080\r\nconnection: close\r\n\r\n"),
+        ("an IPv6 host", "GET /healthz HTTP/1.1\r\nhost: [::1]:8080\r\nconnection: close\r\n\r\n"),
+        ("HTTP/1.0 without one", "GET /healthz HTTP/1.0\r\n\r\n"),
+    ] {
+        let (status, answer) = status_of(head).await;
+        assert_eq!(status, "200", "{why}: {answer}");
+    }
+}
