@@ -59,6 +59,7 @@ pub fn install() -> Option<PrometheusHandle> {
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             describe();
+            zero_counters();
             // Histograms keep raw samples until rendered: drain them regularly even when nobody scrapes.
             let upkeep = handle.clone();
             std::thread::Builder::new()
@@ -73,6 +74,30 @@ pub fn install() -> Option<PrometheusHandle> {
             Some(handle)
         })
         .clone()
+}
+
+/// Every counter whose labels are a fixed set, at zero, so that it is there from the first scrape: an alert rule
+/// (`increase(…[5m]) > 0`, or `absent(…)` to catch a scrape that broke) cannot tell a series that is missing from
+/// one that is zero, and `rate()` misses the first increase of a series that only appears with it. Series whose
+/// labels are open-ended (routes, statuses, upstream outcomes) appear with their first sample.
+fn zero_counters() {
+    use metrics::counter;
+    counter!("authbridge_http_requests_shed_total").increment(0);
+    counter!("authbridge_session_cookies_unreadable_total").increment(0);
+    for event in ["started", "merged", "shared", "succeeded", "failed", "held_back"] {
+        counter!("authbridge_session_refreshes_total", "event" => event).increment(0);
+    }
+    for result in ["hit", "miss"] {
+        counter!("authbridge_token_cache_total", "result" => result).increment(0);
+    }
+    for source in [crate::lifecycle::store::Source::Webhook, crate::lifecycle::store::Source::EventsApi] {
+        for outcome in ["applied", "duplicate", "ignored", "rejected"] {
+            counter!("authbridge_webhook_events_total", "source" => source.as_str(), "outcome" => outcome).increment(0);
+        }
+    }
+    for outcome in ["delivered", "retrying", "failed"] {
+        counter!("authbridge_audit_log_events_total", "outcome" => outcome).increment(0);
+    }
 }
 
 fn describe() {
@@ -146,4 +171,30 @@ fn render(handle: &PrometheusHandle, database: Option<&Database>) -> String {
             .set(f64::from(pool.options().get_max_connections()));
     }
     handle.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    #[test]
+    fn counters_with_fixed_labels_are_there_at_zero_before_anything_happened() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, super::zero_counters);
+        let text = handle.render();
+        for series in [
+            "authbridge_http_requests_shed_total 0",
+            "authbridge_session_cookies_unreadable_total 0",
+            r#"authbridge_session_refreshes_total{event="held_back"} 0"#,
+            r#"authbridge_token_cache_total{result="miss"} 0"#,
+            r#"authbridge_webhook_events_total{source="webhook",outcome="rejected"} 0"#,
+            r#"authbridge_webhook_events_total{source="events_api",outcome="applied"} 0"#,
+            r#"authbridge_audit_log_events_total{outcome="failed"} 0"#,
+        ] {
+            assert!(text.lines().any(|line| line == series), "{series} in:\n{text}");
+        }
+        let zeroed = text.lines().filter(|line| line.starts_with("authbridge_")).count();
+        assert_eq!(zeroed, 2 + 6 + 2 + 8 + 3, "{text}");
+    }
 }
