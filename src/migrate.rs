@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::{Connection, PgConnection};
+use sqlx::{ConnectOptions, Connection, PgConnection};
 use url::Url;
 
 /// The migrations as built into this binary, in sqlx's default form. Run them with [`run`] or [`migrator`],
@@ -61,7 +61,10 @@ pub async fn run(database_url: &str) -> Result<(), MigrateError> {
     let target = redact.target.clone();
     let options = crate::db::connect_options(database_url)
         .map_err(|e| MigrateError::InvalidUrl { reason: redact.clean(&e.to_string()) })?
-        .options([("search_path", SEARCH_PATH)]);
+        .options([("search_path", SEARCH_PATH)])
+        // A migration waiting for its locks runs into `LOCK_TIMEOUT`, which the error says in one line; sqlx would
+        // first log the whole migration's SQL as a "slow statement".
+        .disable_statement_logging();
 
     let mut connection = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
         Err(_elapsed) => return Err(MigrateError::ConnectTimeout { target }),

@@ -595,6 +595,7 @@ async fn a_personal_list_is_found_through_the_user_id_index_not_by_reading_the_w
 /// `migrate` runs at once still wait for each other, however long.
 #[tokio::test]
 async fn a_migration_behind_a_long_transaction_gives_up_applying_nothing_and_says_why() {
+    crate::helpers::logs::capture();
     let db = TestDb::empty().await;
     let mut conn = db.connect().await;
     migrate_up_to(&mut conn, 20).await;
@@ -604,6 +605,10 @@ async fn a_migration_behind_a_long_transaction_gives_up_applying_nothing_and_say
     let error = authbridge::migrate::run(&db.url).await.expect_err("gives up").to_string();
     assert!(started.elapsed() < authbridge::migrate::LOCK_TIMEOUT * 3, "gave up after {:?}", started.elapsed());
     assert!(error.contains("migration 21") && error.contains("lock") && error.contains("again"), "{error}");
+    // Said once, in that error: not first in a driver's "slow statement" warning quoting the whole migration.
+    let logs = crate::helpers::logs::captured();
+    let quoted = logs.lines().find(|line| line.contains("slow statement") && line.contains("title_as_stored"));
+    assert_eq!(quoted, None, "the waiting migration is not logged as a slow statement");
     let applied: i64 = sqlx::query_scalar("SELECT max(version) FROM authbridge._sqlx_migrations")
         .fetch_one(&mut conn)
         .await
