@@ -174,9 +174,10 @@ impl IdTokenVerifier {
     }
 }
 
-/// A `sub` that names someone: the crate takes an empty one, which would become a database user id.
+/// A `sub` that names someone: the crate takes an empty (or blank) one, which would become a database user id. The
+/// same rule as for bearer tokens (`access_token`).
 fn check_subject(claims: &CoreIdTokenClaims) -> Result<(), IdTokenError> {
-    if claims.subject().as_str().is_empty() {
+    if claims.subject().as_str().trim().is_empty() {
         return Err(IdTokenError::Invalid("it names no user (an empty sub)".to_owned()));
     }
     Ok(())

@@ -151,6 +151,8 @@ pub enum IdTokenFault {
     AnotherSubject,
     /// `sub` present but empty: names no one.
     EmptySubject,
+    /// `sub` of white space only: names no one either.
+    BlankSubject,
     /// `email_verified` and `phone_number_verified` as the strings `"true"` and `"false"`, as ADFS and gov.br send
     /// them: not a fault for a relying party that reads the claims leniently.
     BooleansAsStrings,
@@ -644,6 +646,7 @@ impl State {
         let subject = match fault {
             Some(IdTokenFault::AnotherSubject) => "another-user",
             Some(IdTokenFault::EmptySubject) => "",
+            Some(IdTokenFault::BlankSubject) => " \t ",
             _ => grant.user.subject.as_str(),
         };
         claims.insert("sub".into(), Value::from(subject));

@@ -35,6 +35,7 @@ async fn an_id_token_breaking_any_rule_is_refused_with_no_session() {
         IdTokenFault::Hs256WithClientSecret,
         IdTokenFault::AccessTokenType,
         IdTokenFault::EmptySubject,
+        IdTokenFault::BlankSubject,
     ] {
         let (status, body, has_session) = sign_in_with(&app, fault).await;
         assert_eq!(status, 502, "{fault:?}: {body}");
