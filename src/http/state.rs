@@ -96,7 +96,9 @@ impl AppState {
             sessions = sessions.with_revocations(Arc::new(Revocations::shared(database.clone(), deleted_users)));
             let sealer =
                 Sealer::new(&config.session.cookie_password, config.session.previous_cookie_password.as_ref())?;
-            sessions = sessions.with_shared_refreshes(SharedRefreshes::new(database.clone(), sealer));
+            let shared_refreshes =
+                SharedRefreshes::new(database.clone(), sealer).within_request_timeout(config.server.request_timeout);
+            sessions = sessions.with_shared_refreshes(shared_refreshes);
         }
         let webhook_secrets = config.lifecycle.as_ref().and_then(|lifecycle| {
             let current = lifecycle.webhook_secret.as_ref()?;

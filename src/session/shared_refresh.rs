@@ -64,6 +64,9 @@ const POLL: Duration = Duration::from_millis(50);
 /// How often a claimant whose result (or claim renewal) the database could not take tries again: short, so it
 /// lands soon after a blip ends, well within [`TAKEOVER_GRACE`].
 const RECORD_RETRY: Duration = Duration::from_millis(250);
+/// How long before the request's own time limit a waiter gives up, so that its "try again shortly" (503) is the
+/// answer rather than the time limit's 504.
+const BEFORE_THE_TIME_LIMIT: Duration = Duration::from_secs(1);
 
 type Outcome = Result<Session, ProviderError>;
 
@@ -72,6 +75,8 @@ pub struct SharedRefreshes {
     sealer: Sealer,
     claim_timeout: Duration,
     takeover_grace: Duration,
+    /// `REQUEST_TIMEOUT_SECONDS`, when the requests that wait here have one.
+    request_timeout: Option<Duration>,
     /// Results still being written after a blip ([`SharedRefreshes::record`]), for the shutdown to wait for.
     writing: TaskTracker,
     /// The server is stopping: no refresh claims a token any more, nor waits for another replica's claim (see
@@ -97,6 +102,7 @@ impl SharedRefreshes {
             sealer,
             claim_timeout: CLAIM_TIMEOUT,
             takeover_grace: TAKEOVER_GRACE,
+            request_timeout: None,
             writing: TaskTracker::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
         }
@@ -118,6 +124,13 @@ impl SharedRefreshes {
     /// Another claim timeout than [`CLAIM_TIMEOUT`] (the tests use a short one).
     pub fn with_claim_timeout(mut self, claim_timeout: Duration) -> Self {
         self.claim_timeout = claim_timeout;
+        self
+    }
+
+    /// The time limit of the requests that refresh (`REQUEST_TIMEOUT_SECONDS`): one waiting for another replica's
+    /// refresh gives up [`BEFORE_THE_TIME_LIMIT`] before it.
+    pub fn within_request_timeout(mut self, request_timeout: Duration) -> Self {
+        self.request_timeout = Some(request_timeout);
         self
     }
 
@@ -164,7 +177,7 @@ impl SharedRefreshes {
                     return outcome;
                 }
                 Claim::Pending => {
-                    if waited_too_long(started, Instant::now(), self.claim_timeout, self.takeover_grace) {
+                    if waited_too_long(started, Instant::now(), self.wait_limit()) {
                         // The claim keeps being renewed without an answer: do not hold the request any longer.
                         return Err(ProviderError::Unavailable { retry_after: Duration::from_secs(1) });
                     }
@@ -447,12 +460,24 @@ fn watched_long_enough(
     }
 }
 
-/// A waiter started at `started` gives up at `now`: twice the claim timeout and the takeover grace, long enough for
-/// the claim to be taken over once (by this replica or another) and its call to end. Only a claim that replicas keep taking over without
-/// ever finishing, or a call slower than any timeout allows, gets this far: the request is then answered "try again
-/// shortly", and the result, once recorded, serves the next one.
-fn waited_too_long(started: Instant, now: Instant, claim_timeout: Duration, grace: Duration) -> bool {
-    now.saturating_duration_since(started) > claim_timeout * 2 + grace
+impl SharedRefreshes {
+    /// How long a request waits for another replica's refresh: twice the claim timeout and the takeover grace, long
+    /// enough for the claim to be taken over once (by this replica or another) and its call to end; but never into
+    /// the request's own time limit. Only a claim that replicas keep taking over without ever finishing, or a call
+    /// slower than any timeout allows, gets this far: the request is then answered "try again shortly", and the
+    /// result, once recorded, serves the next one.
+    fn wait_limit(&self) -> Duration {
+        let takeover = self.claim_timeout * 2 + self.takeover_grace;
+        match self.request_timeout {
+            Some(request_timeout) => takeover.min(request_timeout.saturating_sub(BEFORE_THE_TIME_LIMIT)),
+            None => takeover,
+        }
+    }
+}
+
+/// A waiter started at `started` has waited past `limit` at `now`.
+fn waited_too_long(started: Instant, now: Instant, limit: Duration) -> bool {
+    now.saturating_duration_since(started) > limit
 }
 
 #[cfg(test)]
@@ -460,23 +485,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_waiter_gives_up_only_after_twice_the_claim_timeout_and_the_grace() {
+    fn a_waiter_gives_up_only_after_its_limit() {
         let started = Instant::now();
-        let limit = CLAIM_TIMEOUT * 2 + TAKEOVER_GRACE;
-        assert!(!waited_too_long(started, started, CLAIM_TIMEOUT, TAKEOVER_GRACE));
+        let limit = Duration::from_secs(35);
+        assert!(!waited_too_long(started, started, limit));
+        assert!(!waited_too_long(started, started + limit, limit), "up to the limit");
+        assert!(waited_too_long(started, started + limit + Duration::from_nanos(1), limit), "then no longer");
         assert!(
-            !waited_too_long(started, started + CLAIM_TIMEOUT + TAKEOVER_GRACE, CLAIM_TIMEOUT, TAKEOVER_GRACE),
-            "one takeover's worth: keep waiting"
-        );
-        assert!(!waited_too_long(started, started + limit, CLAIM_TIMEOUT, TAKEOVER_GRACE), "up to the limit");
-        assert!(
-            waited_too_long(started, started + limit + Duration::from_nanos(1), CLAIM_TIMEOUT, TAKEOVER_GRACE),
-            "then no longer"
-        );
-        assert!(
-            !waited_too_long(started + Duration::from_secs(1), started, CLAIM_TIMEOUT, TAKEOVER_GRACE),
+            !waited_too_long(started + Duration::from_secs(1), started, limit),
             "a clock read earlier is no reason"
         );
+    }
+
+    /// Twice the claim timeout and the grace (one takeover's worth and its call), but a second short of the
+    /// request's time limit when that comes first (the default 30 s does).
+    #[tokio::test]
+    async fn a_waiter_waits_for_a_takeover_but_not_into_the_requests_time_limit() {
+        let refreshes = |request_timeout: Option<Duration>| {
+            let config = crate::config::DatabaseConfig {
+                url: crate::config::Secret::new("postgres://x@127.0.0.1:1/x"),
+                max_connections: 1,
+                acquire_timeout: Duration::from_secs(1),
+            };
+            let database = Database::connect_lazy(&config).expect("a lazy pool");
+            let sealer =
+                Sealer::new(&crate::config::Secret::new("0123456789abcdef0123456789abcdef"), None).expect("a sealer");
+            let refreshes = SharedRefreshes::new(database, sealer);
+            match request_timeout {
+                Some(request_timeout) => refreshes.within_request_timeout(request_timeout),
+                None => refreshes,
+            }
+        };
+        assert_eq!(refreshes(None).wait_limit(), CLAIM_TIMEOUT * 2 + TAKEOVER_GRACE);
+        assert_eq!(refreshes(Some(Duration::from_secs(30))).wait_limit(), Duration::from_secs(29));
+        assert_eq!(refreshes(Some(Duration::from_secs(300))).wait_limit(), CLAIM_TIMEOUT * 2 + TAKEOVER_GRACE);
     }
 
     #[test]

@@ -211,6 +211,33 @@ async fn a_claim_whose_replica_died_is_taken_over() {
     assert_eq!(rows.first().and_then(|row| row.1.as_deref()), Some("refreshed"), "{rows:?}");
 }
 
+/// A request waiting for another replica's refresh gives up before its own time limit (`REQUEST_TIMEOUT_SECONDS`,
+/// 3 s here): it is answered 503 "try again shortly" with the cookie kept, not the time limit's 504, and the token is
+/// not spent meanwhile.
+#[tokio::test]
+async fn a_request_waiting_for_another_replicas_refresh_gives_up_before_its_time_limit() {
+    let app = spawn_app_with(AppOptions::default().lifecycle().var("REQUEST_TIMEOUT_SECONDS", 3)).await;
+    let browser = app.signed_in(ALICE).await;
+    age_token(&app, &browser, -60);
+    let refresh_token = read_session(&browser).refresh_token.expect("a refresh token");
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, refresh_token.as_bytes());
+    // Another replica claimed this token just now, and its call to WorkOS is still out.
+    let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect as owner");
+    sqlx::query("INSERT INTO authbridge.refresh_results (token_hash, claimed_at) VALUES ($1, now())")
+        .bind(hash.as_ref())
+        .execute(&pool)
+        .await
+        .expect("insert a claim under way");
+    pool.close().await;
+
+    let started = std::time::Instant::now();
+    let me = browser.api(Method::GET, "/api/me", None).await;
+    assert_eq!((me.status, me.error_code()), (503, "auth_unavailable".to_owned()), "{}", me.body);
+    assert!(started.elapsed() < Duration::from_secs(3), "before the time limit: {:?}", started.elapsed());
+    assert_eq!(app.workos.refresh_calls(), 0, "the token was left to the replica that claimed it");
+    assert_eq!(read_session(&browser).refresh_token.as_deref(), Some(refresh_token.as_str()), "the cookie is kept");
+}
+
 /// The database going down while one browser's expiring cookie reaches two replicas. Refreshing alone, each would
 /// spend the single-use refresh token, and the one WorkOS then refuses would sign the user out (with Auth0's reuse
 /// detection, the other one's new session too). Neither refreshes: both requests are answered 503 with the cookie
