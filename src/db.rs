@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::DatabaseConfig;
 
@@ -260,13 +261,19 @@ const PING_WAIT: Duration = Duration::from_millis(200);
 /// How long the start-up's own connection may take to say why the pool could not connect.
 const DIAGNOSIS_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The longest wait between two tries once a retry is hurried ([`retry_while_unavailable`]).
+const HURRIED_WAIT: Duration = Duration::from_millis(250);
+
 /// Tries again a write the database could not take when it was made (a sign-out, a shared refresh's result), for
 /// as long as that write still matters: after each of `waits` in turn, until it succeeds, fails for a reason other
 /// than the database being unavailable, or `within` has passed since the first wait began. The outcome is the last
-/// try's (`Unavailable` when the database never came back).
+/// try's (`Unavailable` when the database never came back). Once `hurry` is cancelled (the process is stopping and
+/// waits a few seconds for these writes), the wait under way is cut short and the next ones last at most
+/// [`HURRIED_WAIT`]: a database back during the shutdown then gets the write, rather than a minute's backoff.
 pub async fn retry_while_unavailable<F, Fut>(
     waits: impl IntoIterator<Item = Duration>,
     within: Duration,
+    hurry: Option<&CancellationToken>,
     mut attempt: F,
 ) -> Result<(), DbError>
 where
@@ -279,7 +286,16 @@ where
         if started.elapsed() >= within {
             break;
         }
-        tokio::time::sleep(wait).await;
+        match hurry {
+            Some(hurry) if hurry.is_cancelled() => tokio::time::sleep(wait.min(HURRIED_WAIT)).await,
+            Some(hurry) => {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = hurry.cancelled() => {}
+                }
+            }
+            None => tokio::time::sleep(wait).await,
+        }
         match attempt().await {
             Err(error @ DbError::Unavailable(_)) => last = error,
             done => return done,
@@ -347,5 +363,31 @@ mod tests {
         let logs = logged_during(|| options = Some(connect_options(url)));
         assert!(options.is_some_and(|options| options.is_ok()));
         assert!(!logs.contains("ignoring"), "{logs}");
+    }
+
+    /// A write retried with a minute between tries is tried again at once when hurried, and then soon after each
+    /// failure: a shutdown's few seconds are enough.
+    #[tokio::test]
+    async fn a_hurried_retry_does_not_wait_out_its_backoff() {
+        let hurry = CancellationToken::new();
+        let tries = std::sync::atomic::AtomicUsize::new(0);
+        let started = std::time::Instant::now();
+        let retried = retry_while_unavailable(
+            std::iter::repeat(Duration::from_secs(60)),
+            Duration::from_secs(3600),
+            Some(&hurry),
+            || {
+                let tried = tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                async move { if tried < 3 { Err(DbError::Unavailable("still down".to_owned())) } else { Ok(()) } }
+            },
+        );
+        let hurry_soon = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            hurry.cancel();
+        };
+        let (retried, ()) = tokio::join!(retried, hurry_soon);
+        assert!(retried.is_ok(), "{retried:?}");
+        assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     }
 }

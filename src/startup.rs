@@ -219,7 +219,8 @@ impl Application {
 const AUDIT_DRAIN: Duration = Duration::from_secs(10);
 
 /// Longest the server waits, once it has stopped, for sign-outs the database could not take when they were made
-/// (retried after 1 s, then twice as long each time): those left are logged. Waited for with the other drains.
+/// (retried after 1 s, then twice as long each time; from the drain on, at once and every 250 ms): those left are
+/// logged. Waited for with the other drains.
 const SIGN_OUT_DRAIN: Duration = Duration::from_secs(10);
 
 /// Longest the server waits, once it has stopped, for session refreshes still under way (a browser that gave up

@@ -406,7 +406,7 @@ impl Record {
             let limited = tokio::time::timeout(RECORD_ATTEMPT_LIMIT, self.write(&db, &key)).await;
             limited.unwrap_or_else(|_| Err(DbError::Unavailable("no answer within the try's limit".to_owned())))
         };
-        match crate::db::retry_while_unavailable(waits, KEEP, attempt).await {
+        match crate::db::retry_while_unavailable(waits, KEEP, None, attempt).await {
             Ok(()) => tracing::info!("recorded the session refresh for the other replicas"),
             Err(DbError::Unavailable(_)) => {
                 tracing::warn!(
