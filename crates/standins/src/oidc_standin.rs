@@ -183,6 +183,10 @@ pub struct OidcStandInOptions {
     /// in a revocation's body whichever way the client authenticates.
     pub auth0_logout: bool,
     pub client_auth_methods: ClientAuthMethods,
+    /// The one method the application is set to, which the token and revocation endpoints enforce whatever
+    /// discovery lists: Auth0 lists both, and refuses the other one (Application > Credentials > Authentication
+    /// Method; `Client Secret (Post)` for a new Regular Web Application, `Basic` as authbridge's README sets it).
+    pub application_auth: ClientAuth,
     /// Refresh tokens for `offline_access`; off, the scope is ignored (OIDC Core §11 allows it).
     pub issue_refresh_tokens: bool,
     /// Rotating refresh tokens with reuse detection; off, a refresh token stays valid and none is reissued.
@@ -217,6 +221,7 @@ impl Default for OidcStandInOptions {
             end_session_endpoint: true,
             auth0_logout: false,
             client_auth_methods: ClientAuthMethods::BasicAndPost,
+            application_auth: ClientAuth::Basic,
             issue_refresh_tokens: true,
             rotate_refresh_tokens: true,
             access_token_typ: "JWT",
@@ -734,6 +739,9 @@ fn validate(options: &OidcStandInOptions) -> Result<(), OidcStandInError> {
     let invalid = |problem: String| Err(OidcStandInError::InvalidOptions(problem));
     if options.client_id.trim().is_empty() || options.client_secret.expose().trim().is_empty() {
         return invalid("the client id and secret must not be empty".into());
+    }
+    if options.client_auth_methods == ClientAuthMethods::PostOnly && options.application_auth == ClientAuth::Basic {
+        return invalid("discovery lists only client_secret_post, so the application cannot be set to Basic".into());
     }
     for uri in options.redirect_uris.iter().chain(&options.post_logout_redirect_uris) {
         if !matches!(uri.scheme(), "http" | "https") || uri.host().is_none() {

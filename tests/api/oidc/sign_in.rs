@@ -494,12 +494,38 @@ async fn the_client_authenticates_with_basic_unless_only_post_is_offered() {
     assert_eq!(app.oidc.last_client_auth(), Some(ClientAuth::Basic));
 
     let options = OidcAppOptions {
-        oidc: OidcStandInOptions { client_auth_methods: ClientAuthMethods::PostOnly, ..OidcStandInOptions::default() },
+        oidc: OidcStandInOptions {
+            client_auth_methods: ClientAuthMethods::PostOnly,
+            application_auth: ClientAuth::Post,
+            ..OidcStandInOptions::default()
+        },
         ..OidcAppOptions::default()
     };
     let app = spawn_oidc_app_with(options).await;
     app.signed_in(ALICE).await;
     assert_eq!(app.oidc.last_client_auth(), Some(ClientAuth::Post));
+}
+
+/// Auth0 lists both methods in discovery but enforces the one the application is set to, `Client Secret (Post)`
+/// for a new Regular Web Application: authbridge sends Basic, Auth0 answers 401 `access_denied` "Unauthorized", and
+/// the sign-in fails with a page for the person and, for the operator, the setting to change (the README's Auth0
+/// step sets the application to Basic).
+#[tokio::test]
+async fn an_auth0_application_left_on_client_secret_post_fails_sign_in_and_the_log_says_what_to_change() {
+    crate::helpers::logs::capture();
+    let options = OidcAppOptions {
+        oidc: OidcStandInOptions { application_auth: ClientAuth::Post, ..OidcStandInOptions::default() },
+        ..OidcAppOptions::default()
+    };
+    let app = spawn_oidc_app_with(options).await;
+    let browser = app.browser();
+    let response = browser.sign_in(ALICE).await;
+    assert_eq!(response.status, 502, "{}", response.body);
+    assert!(browser.cookie(SESSION_COOKIE).is_none(), "no session");
+    assert_eq!(app.oidc.last_client_auth(), None, "the stand-in took no client authentication");
+    let logs = crate::helpers::logs::captured();
+    let line = logs.lines().find(|line| line.contains("Client Secret (Basic)")).unwrap_or_default();
+    assert!(line.contains("OIDC_CLIENT_SECRET"), "the fix is logged: {line:?}");
 }
 
 #[tokio::test]

@@ -3,7 +3,8 @@
 //!
 //! Browser endpoints never redirect to an address that is not registered (a page explains instead); once the
 //! redirect URI is trusted, a bad request goes back as `?error=…`, as OAuth prescribes. The token endpoint answers
-//! errors the way Auth0 does: `invalid_grant` with 403, `invalid_client` with 401.
+//! errors the way Auth0 does: `invalid_grant` with 403, and a client that fails to authenticate (a wrong secret, or
+//! not the method its application is set to) `access_denied` "Unauthorized" with 401.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -449,7 +450,9 @@ fn form_body(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>
     Ok(form)
 }
 
-/// RFC 6749 §2.3.1: HTTP Basic (id and secret form-encoded first) or the body, one of them, as discovery lists.
+/// RFC 6749 §2.3.1: HTTP Basic (id and secret form-encoded first) or the body, one of them: the one the
+/// application is set to (`application_auth`), as Auth0 enforces it. Refused as Auth0 refuses a wrong secret or
+/// method: 401 `access_denied` "Unauthorized" (auth0/node-auth0#682, auth0/express-openid-connect#363).
 fn authenticate_client(inner: &State, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<(), Refusal> {
     let basic = headers
         .get(header::AUTHORIZATION)
@@ -464,7 +467,7 @@ fn authenticate_client(inner: &State, headers: &HeaderMap, form: &HashMap<String
         });
     let posted =
         form.get("client_secret").map(|secret| (form.get("client_id").cloned().unwrap_or_default(), secret.clone()));
-    let unauthorized = || refusal(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized");
+    let unauthorized = || refusal(StatusCode::UNAUTHORIZED, "access_denied", "Unauthorized");
     let (method, (id, secret)) = match (basic, posted) {
         (Some(_), Some(_)) => {
             return Err(refusal(StatusCode::BAD_REQUEST, "invalid_request", "Use one client authentication method."));
@@ -474,7 +477,7 @@ fn authenticate_client(inner: &State, headers: &HeaderMap, form: &HashMap<String
         (None, Some(credentials)) => (ClientAuth::Post, credentials),
         (None, None) => return Err(unauthorized()),
     };
-    if method == ClientAuth::Basic && inner.options.client_auth_methods == ClientAuthMethods::PostOnly {
+    if method != inner.options.application_auth {
         return Err(unauthorized());
     }
     let id_ok = id == inner.options.client_id;

@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use reqwest::header::{LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
 use standins::oidc_standin::{
-    ClientAuthMethods, Endpoint, IdTokenFault, OidcStandIn, OidcStandInOptions, RefreshIdToken,
+    ClientAuth, ClientAuthMethods, Endpoint, IdTokenFault, OidcStandIn, OidcStandInOptions, RefreshIdToken,
 };
 use url::Url;
 
@@ -162,6 +162,7 @@ async fn discovery_publishes_an_auth0_shaped_document() {
         end_session_endpoint: false,
         auth0_logout: true,
         client_auth_methods: ClientAuthMethods::PostOnly,
+        application_auth: ClientAuth::Post,
         ..OidcStandInOptions::default()
     })
     .await;
@@ -272,16 +273,30 @@ async fn codes_are_single_use_and_bound_to_their_redirect_uri_and_verifier() {
 }
 
 #[tokio::test]
-async fn the_client_authenticates_by_the_methods_discovery_lists() {
+async fn the_client_authenticates_by_the_method_its_application_is_set_to() {
+    // Auth0 lists both methods and enforces the application's: Basic here (the default), Post on `post`.
     let oidc = start().await;
-    let code_for_post = code(&oidc, &[]).await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code_for_post.as_str()),
-        ("redirect_uri", REDIRECT_URI),
-        ("code_verifier", VERIFIER),
-    ];
-    assert_eq!(token(&oidc, &form, false).await.0, StatusCode::OK, "client_secret_post");
+    let post =
+        start_with(OidcStandInOptions { application_auth: ClientAuth::Post, ..OidcStandInOptions::default() }).await;
+    for (stand_in, basic, expected) in [
+        (&oidc, true, StatusCode::OK),
+        (&oidc, false, StatusCode::UNAUTHORIZED),
+        (&post, false, StatusCode::OK),
+        (&post, true, StatusCode::UNAUTHORIZED),
+    ] {
+        let code = code(stand_in, &[]).await;
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT_URI),
+            ("code_verifier", VERIFIER),
+        ];
+        let (status, body) = token(stand_in, &form, basic).await;
+        assert_eq!(status, expected, "Basic: {basic}, {body}");
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!((&body["error"], &body["error_description"]), (&json!("access_denied"), &json!("Unauthorized")));
+        }
+    }
 
     let wrong = client()
         .post(url(&oidc, "oauth/token"))
@@ -291,7 +306,7 @@ async fn the_client_authenticates_by_the_methods_discovery_lists() {
         .await
         .expect("answers");
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(wrong.json::<Value>().await.expect("json")["error"], "invalid_client");
+    assert_eq!(wrong.json::<Value>().await.expect("json")["error"], "access_denied", "as Auth0 answers a wrong secret");
 
     let both = client()
         .post(url(&oidc, "oauth/token"))
@@ -332,6 +347,7 @@ async fn the_client_authenticates_by_the_methods_discovery_lists() {
 
     let post_only = start_with(OidcStandInOptions {
         client_auth_methods: ClientAuthMethods::PostOnly,
+        application_auth: ClientAuth::Post,
         ..OidcStandInOptions::default()
     })
     .await;
