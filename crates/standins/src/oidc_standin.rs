@@ -389,6 +389,12 @@ impl OidcStandIn {
         lock(&self.inner.store).users().to_vec()
     }
 
+    /// The next request to `endpoint` is rate limited as Auth0 does it (429, `X-RateLimit-Reset` `reset_in` from now).
+    pub fn rate_limit_next(&self, endpoint: Endpoint, reset_in: Duration) {
+        let answer = Scripted { rate_limit_reset: reset_in, ..failure(StatusCode::TOO_MANY_REQUESTS) };
+        self.inner.faults.answer_next(endpoint, 1, answer);
+    }
+
     /// The next `n` requests to `endpoint` are answered with `status` and an OAuth error body, before any
     /// processing.
     ///
@@ -408,7 +414,8 @@ impl OidcStandIn {
     /// When `status` is not a valid HTTP status.
     pub fn answer_next(&self, endpoint: Endpoint, status: u16, content_type: &'static str, body: &str) {
         let status = StatusCode::from_u16(status).unwrap_or_else(|_| panic!("{status} is not an HTTP status"));
-        self.inner.faults.answer_next(endpoint, 1, Scripted { status, content_type, body: body.to_owned() });
+        let answer = Scripted { status, content_type, body: body.to_owned(), rate_limit_reset: Duration::from_secs(1) };
+        self.inner.faults.answer_next(endpoint, 1, answer);
     }
 
     /// The next `n` requests to `endpoint` are held until the stand-in stops.

@@ -218,3 +218,25 @@ async fn a_provider_that_does_not_rotate_keeps_the_same_refresh_token() {
     assert_eq!(app.oidc.refresh_calls(), 2);
     assert_eq!(read_session(&other).refresh_token, refresh_token);
 }
+
+/// Auth0's 429 names no Retry-After but when its rate limit's bucket fills again (`X-RateLimit-Reset`, Unix
+/// seconds): the refresh is held back until then and each request meanwhile is told so, with the session kept.
+#[tokio::test]
+async fn an_auth0_rate_limit_holds_the_refresh_back_until_its_reset() {
+    let app = spawn_oidc_app().await;
+    let browser = app.signed_in(ALICE).await;
+    app.age_session(&browser, -60);
+    let expired = browser.cookie(SESSION_COOKIE).expect("cookie");
+    app.oidc.rate_limit_next(Endpoint::Token, Duration::from_secs(40));
+    let calls = app.oidc.calls(Endpoint::Token);
+
+    let me = browser.api(Method::GET, "/api/me", None).await;
+    assert_eq!(me.status, 503, "{}", me.body);
+    let retry_after = me.header("retry-after").and_then(|value| value.parse::<u64>().ok());
+    assert!(retry_after.is_some_and(|after| (38..=41).contains(&after)), "until the reset: {retry_after:?}");
+    assert_eq!(browser.cookie(SESSION_COOKIE).as_deref(), Some(expired.as_str()), "kept");
+    // Well past the usual backoff after a failure, the reset is still ahead: the provider is not asked.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(browser.api(Method::GET, "/api/me", None).await.status, 503);
+    assert_eq!(app.oidc.calls(Endpoint::Token), calls + 1, "asked once");
+}

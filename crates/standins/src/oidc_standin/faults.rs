@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +25,8 @@ pub struct Scripted {
     pub status: StatusCode,
     pub content_type: &'static str,
     pub body: String,
+    /// On a 429, when the rate limit's bucket fills again, from the moment of the answer.
+    pub rate_limit_reset: Duration,
 }
 
 #[derive(Default)]
@@ -101,8 +103,15 @@ impl IntoResponse for Scripted {
     fn into_response(self) -> Response {
         let mut response = (self.status, [(header::CONTENT_TYPE, self.content_type)], self.body).into_response();
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // As Auth0 answers a 429 ("Rate limit policy"): no Retry-After, but the bucket's size, what is left of it and
+        // when it fills again, in Unix seconds.
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            let reset = SystemTime::now() + self.rate_limit_reset;
+            let reset = reset.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+            let headers = response.headers_mut();
+            headers.insert("x-ratelimit-limit", HeaderValue::from_static("30"));
+            headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+            headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
         }
         response
     }
@@ -124,6 +133,7 @@ pub fn failure(status: StatusCode) -> Scripted {
         status,
         content_type: "application/json",
         body: json!({ "error": error, "error_description": description }).to_string(),
+        rate_limit_reset: Duration::from_secs(1),
     }
 }
 
@@ -139,7 +149,12 @@ mod tests {
         faults.answer_next(Endpoint::Token, 1, failure(StatusCode::BAD_GATEWAY));
         let first = faults.gate(Endpoint::Token).await.expect("scripted");
         assert_eq!(first.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(first.headers().get(header::RETRY_AFTER).expect("Retry-After"), "1");
+        assert!(first.headers().get(header::RETRY_AFTER).is_none(), "Auth0 sends none");
+        let reset = first.headers().get("x-ratelimit-reset").and_then(|value| value.to_str().ok());
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+        assert!(
+            reset.and_then(|reset| reset.parse::<u64>().ok()).is_some_and(|reset| (now..=now + 2).contains(&reset))
+        );
         assert_eq!(faults.gate(Endpoint::Token).await.expect("scripted").status(), StatusCode::BAD_GATEWAY);
         assert!(faults.gate(Endpoint::Token).await.is_none());
         assert!(faults.gate(Endpoint::Jwks).await.is_none());

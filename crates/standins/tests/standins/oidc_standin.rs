@@ -551,7 +551,10 @@ async fn injected_failures_come_before_any_processing() {
         .await
         .expect("answers");
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(response.headers()[RETRY_AFTER], "1");
+    // Auth0's rate-limit headers: no Retry-After, the reset as a Unix time.
+    assert!(response.headers().get(RETRY_AFTER).is_none());
+    assert_eq!(response.headers()["x-ratelimit-remaining"], "0");
+    assert!(response.headers().contains_key("x-ratelimit-reset"));
     assert_eq!(exchange(&oidc, &spared).await.0, StatusCode::OK, "the code was not spent by the failure");
     assert_eq!(oidc.calls(Endpoint::Token), 2);
     assert_eq!(oidc.code_calls(), 1);
