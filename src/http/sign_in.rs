@@ -62,7 +62,7 @@ async fn login(
     if request.routes_to_an_identity_provider() && !csrf::from_own_page(&headers, &state.origin) {
         return Ok(render(StatusCode::OK, &ConfirmSignInPage::of(&request)));
     }
-    let start = state.sessions.begin_sign_in(&request)?;
+    let start = state.sessions.begin_sign_in(&headers, &request)?;
     let mut response = found(start.authorization_url.as_str(), start.set_cookies);
     append_cookies(&mut response, state.sessions.clear_pending_sign_in(&headers));
     Ok(response)
@@ -76,8 +76,9 @@ async fn callback(
     RequestMeta(request_context): RequestMeta,
     callback: Result<ApiQuery<Callback>, AppError>,
 ) -> Response {
-    // A callback answering this browser's sign-in spends its state whatever happens next, a malformed one included
-    // (its `state` read from the raw query, as the parse may have failed); one answering another sign-in leaves it.
+    // A callback answering one of this browser's sign-ins spends that sign-in's state cookie whatever happens next,
+    // a malformed one included (its `state` read from the raw query, as the parse may have failed); the browser's
+    // other sign-ins under way (other tabs) are left to their own callbacks.
     let query = query.unwrap_or_default();
     let returned_states: Vec<_> = url::form_urlencoded::parse(query.as_bytes())
         .filter(|(name, _)| name == "state")

@@ -5,12 +5,18 @@
 //! like "signed in, then instantly signed out", the most confusing failure there is. So a value that does not fit
 //! is split across `name.0`, `name.1`, …; reading joins them back; every write expires the chunks (or the unchunked
 //! cookie) that the new value no longer uses, so a shrinking session never leaves stale pieces behind.
+//!
+//! A cookie a browser may hold several of at once (one per sign-in under way) is a [`CookieFamily`]: each one small
+//! cookie `name.<key>`, never chunked, its key spelled so that it can never be taken for a chunk's `N`.
 
 use std::borrow::Cow;
 use std::time::Duration;
 
+use aws_lc_rs::digest::{SHA256, digest};
 use axum::http::{HeaderMap, HeaderValue};
 use axum_extra::extract::cookie::{Cookie, SameSite};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// The most a browser is guaranteed to store for one cookie, attributes included (RFC 6265 §6.1).
 pub const MAX_SET_COOKIE_BYTES: usize = 4096;
@@ -146,7 +152,12 @@ impl CookieSpec {
     /// The `Set-Cookie` value storing `value` as one cookie, or an error when it would need chunks: for values that
     /// must stay small whatever a request asks for (the sign-in state).
     pub fn write_single(&self, value: &str) -> Result<HeaderValue, CookieTooLarge> {
-        let line = self.build(self.name.to_owned(), value.to_owned()).to_string();
+        self.single(self.name.to_owned(), value)
+    }
+
+    /// The `Set-Cookie` value storing `value` as the one cookie `name`, or an error when it would not fit one.
+    fn single(&self, name: String, value: &str) -> Result<HeaderValue, CookieTooLarge> {
+        let line = self.build(name, value.to_owned()).to_string();
         if line.len() > MAX_SET_COOKIE_BYTES {
             return Err(CookieTooLarge { bytes: value.len() });
         }
@@ -167,6 +178,97 @@ impl CookieSpec {
         let present = self.present(request);
         if present.is_empty() { Vec::new() } else { self.clear(&present) }
     }
+}
+
+/// The most cookies of a family a request is read for: far more than the app keeps (five sign-ins at once), and a
+/// bound on what made-up names can make a response do (expire each of them).
+pub const MAX_FAMILY_MEMBERS: usize = 16;
+/// A member's key is this letter and then [`KEY_HASH_BYTES`] of SHA-256 in base64url: a key always starts with a
+/// letter, so `name.<key>` is never read as a chunk `name.N` of the plain cookie (see [`CookieSpec::present`]).
+const KEY_LETTER: char = 's';
+/// 96 bits of the hash, 16 characters: no two of a browser's few keys meet.
+const KEY_HASH_BYTES: usize = 12;
+const KEY_HASH_CHARS: usize = KEY_HASH_BYTES * 4 / 3;
+
+/// Cookies of one kind that a browser may hold several of at once, each one small cookie of its own named after
+/// what it is for: `name.<key>`, the key derived from an identifier (the sign-in state, one cookie per sign-in
+/// under way, so that two tabs signing in at once do not overwrite each other's). The identifier is hashed rather
+/// than written in the name, because names are not sealed and the identifier may be a secret.
+#[derive(Debug, Clone)]
+pub struct CookieFamily {
+    /// The name the members share, and their attributes.
+    spec: CookieSpec,
+}
+
+/// One cookie of a [`CookieFamily`] as the browser sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member<'h> {
+    pub name: &'h str,
+    pub value: &'h str,
+}
+
+impl CookieFamily {
+    pub fn new(spec: CookieSpec) -> Self {
+        Self { spec }
+    }
+
+    /// The name of the member for `id`.
+    pub fn name_for(&self, id: &str) -> String {
+        keyed_name(self.spec.name, id)
+    }
+
+    /// Whether `name` is one of this family's, spelled exactly as the app writes them.
+    fn is_member_name(&self, name: &str) -> bool {
+        let key = name.strip_prefix(self.spec.name).and_then(|rest| rest.strip_prefix('.'));
+        let hash = key.and_then(|key| key.strip_prefix(KEY_LETTER));
+        hash.is_some_and(|hash| {
+            hash.len() == KEY_HASH_CHARS && hash.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+    }
+
+    /// The member for `id`, if the browser sent it (the last one, when the name repeats, as with a cookie jar).
+    pub fn read<'h>(&self, headers: &'h HeaderMap, id: &str) -> Option<Member<'h>> {
+        let name = self.name_for(id);
+        cookie_pairs(headers).filter(|(sent, _)| *sent == name).last().map(|(name, value)| Member { name, value })
+    }
+
+    /// The members the browser sent, each name once (with its last value): only names the app could have written,
+    /// and at most [`MAX_FAMILY_MEMBERS`] of them, so a request carrying thousands of made-up names cannot make the
+    /// response expire each of them.
+    pub fn held<'h>(&self, headers: &'h HeaderMap) -> Vec<Member<'h>> {
+        let mut held: Vec<Member<'h>> = Vec::new();
+        for (name, value) in cookie_pairs(headers).filter(|(name, _)| self.is_member_name(name)) {
+            if let Some(member) = held.iter_mut().find(|member| member.name == name) {
+                member.value = value;
+            } else if held.len() < MAX_FAMILY_MEMBERS {
+                held.push(Member { name, value });
+            }
+        }
+        held
+    }
+
+    /// The `Set-Cookie` value storing `value` as the member for `id`: always one cookie, an error when it would
+    /// need chunks (a member must stay small whatever a request asks for).
+    pub fn write(&self, id: &str, value: &str) -> Result<HeaderValue, CookieTooLarge> {
+        self.spec.single(self.name_for(id), value)
+    }
+
+    /// `Set-Cookie` values deleting the members named (names that are not this family's are skipped).
+    pub fn expire<'n>(&self, names: impl IntoIterator<Item = &'n str>) -> Vec<HeaderValue> {
+        names
+            .into_iter()
+            .filter(|name| self.is_member_name(name))
+            .filter_map(|name| HeaderValue::from_str(&self.spec.expired(name.to_owned()).to_string()).ok())
+            .collect()
+    }
+}
+
+/// The name of the member for `id` of the family named `base` (see [`CookieFamily`]): `base.s` and the first 96
+/// bits of SHA-256(`id`) in base64url.
+pub fn keyed_name(base: &str, id: &str) -> String {
+    let hash = digest(&SHA256, id.as_bytes());
+    let prefix = hash.as_ref().get(..KEY_HASH_BYTES).unwrap_or_default();
+    format!("{base}.{KEY_LETTER}{}", URL_SAFE_NO_PAD.encode(prefix))
 }
 
 /// Every `name=value` pair of the request's `Cookie` headers, trimmed, in order. Pairs without `=` are skipped.
@@ -391,6 +493,74 @@ mod tests {
         let line = spec.write_single(&"s".repeat(room)).expect("a line of exactly the limit");
         assert_eq!(line.len(), MAX_SET_COOKIE_BYTES);
         assert!(spec.write_single(&"s".repeat(room + 1)).is_err());
+    }
+
+    fn family() -> CookieFamily {
+        CookieFamily::new(CookieSpec { name: "wos-auth-state", secure: true, max_age: Some(Duration::from_secs(600)) })
+    }
+
+    #[test]
+    fn a_members_name_is_a_hash_of_its_id_and_never_a_chunk_name() {
+        let family = family();
+        let plain = CookieSpec { name: "wos-auth-state", secure: true, max_age: None };
+        let ids: Vec<String> = (0..5_000).map(|i| format!("state-{i}")).chain(["".into(), "0".into()]).collect();
+        for id in &ids {
+            let name = family.name_for(id);
+            assert!(family.is_member_name(&name), "{name}");
+            assert!(!plain.is_chunk_name(&name), "{name} would be read as a chunk");
+            assert_eq!(name.len(), "wos-auth-state.".len() + 1 + KEY_HASH_CHARS, "{name}");
+            assert!(id.len() < 3 || !name.contains(id.as_str()), "{name} names its id in the clear");
+        }
+        assert_eq!(family.name_for("a"), family.name_for("a"), "the same id finds the same cookie");
+        assert_ne!(family.name_for("a"), family.name_for("b"));
+        for other in ["wos-auth-state", "wos-auth-state.0", "wos-auth-state.15", "wos-auth-state.s", "wos-session.s"] {
+            assert!(!family.is_member_name(other), "{other}");
+        }
+        let all_digits = format!("wos-auth-state.{}", "1".repeat(KEY_HASH_CHARS + 1));
+        assert!(!family.is_member_name(&all_digits), "a key starts with its letter");
+        let headers = cookie_header(&format!("{}=v; wos-auth-state=w", family.name_for("a")));
+        assert_eq!(plain.present(&headers), ["wos-auth-state"], "the plain cookie's pieces do not include members");
+    }
+
+    #[test]
+    fn a_member_is_read_by_its_id_the_last_of_a_repeated_name() {
+        let family = family();
+        let (a, b) = (family.name_for("a"), family.name_for("b"));
+        let headers = cookie_header(&format!("{a}=old; {b}=bee; theme=dark; {a}=new"));
+        assert_eq!(family.read(&headers, "a"), Some(Member { name: &a, value: "new" }));
+        assert_eq!(family.read(&headers, "b").map(|member| member.value), Some("bee"));
+        assert_eq!(family.read(&headers, "c"), None);
+        let held = family.held(&headers);
+        assert_eq!(held, [Member { name: &a, value: "new" }, Member { name: &b, value: "bee" }], "each name once");
+    }
+
+    #[test]
+    fn only_member_names_the_app_writes_are_held_and_expired_and_never_more_than_the_bound() {
+        let family = family();
+        let made_up: Vec<String> = (0..2_000).map(|i| format!("{}=x", family.name_for(&i.to_string()))).collect();
+        let line = format!("wos-auth-state.junk=x; wos-auth-state.0=x; {}; wos-auth-state.s=x", made_up.join("; "));
+        let headers = cookie_header(&line);
+        let held = family.held(&headers);
+        assert_eq!(held.len(), MAX_FAMILY_MEMBERS);
+        assert!(held.iter().all(|member| family.is_member_name(member.name)));
+        assert_eq!(family.expire(held.iter().map(|member| member.name)).len(), MAX_FAMILY_MEMBERS);
+        assert!(family.expire(["wos-auth-state", "wos-auth-state.0", "theme"]).is_empty(), "not members");
+        let expired = family.expire([family.name_for("a").as_str()]);
+        let line = expired[0].to_str().expect("ascii");
+        assert!(line.starts_with(&format!("{}=;", family.name_for("a"))) && line.contains("Max-Age=0"), "{line}");
+    }
+
+    #[test]
+    fn a_member_is_always_one_cookie_with_every_attribute() {
+        let family = family();
+        let line = family.write("a", "abc").expect("fits");
+        let line = line.to_str().expect("ascii");
+        assert!(line.starts_with(&format!("{}=abc", family.name_for("a"))), "{line}");
+        for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Secure", "Max-Age=600"] {
+            assert!(line.contains(attribute), "{attribute} missing from {line}");
+        }
+        assert!(family.write("a", &"s".repeat(3_000)).is_ok());
+        assert!(family.write("a", &"s".repeat(4_100)).is_err(), "never chunked");
     }
 
     #[test]

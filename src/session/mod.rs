@@ -6,9 +6,9 @@
 //! refreshed or resealed session, or clear a dead one). The HTTP layer calls it lazily, only for routes that ask
 //! who the user is. Signing in and out are steps of the session too (`sign_in`), so handlers only translate HTTP.
 //!
-//! Submodules: `seal` (encryption), `cookies` (chunking within browser limits), `refresh` (single-flight
-//! refresh), `sign_in` (PKCE, state, callback, sign-out), `provider` (the identity-provider interface) and one
-//! module per provider (`workos`, `oidc`).
+//! Submodules: `seal` (encryption), `cookies` (chunking within browser limits, and a cookie per sign-in),
+//! `refresh` (single-flight refresh), `sign_in` (PKCE, state, callback, sign-out), `provider` (the
+//! identity-provider interface) and one module per provider (`workos`, `oidc`).
 
 pub mod cookies;
 pub mod oidc;
@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::SessionConfig;
 use crate::identity::{Impersonator, UserIdentity, UserProfile};
-use cookies::{CookieSpec, CookieTooLarge};
+use cookies::{CookieFamily, CookieSpec, CookieTooLarge};
 use provider::{CheckError, IdentityProvider, ProviderError};
 use refresh::Refresher;
 use revocations::Revocations;
@@ -39,6 +39,8 @@ use seal::{Purpose, SealError, Sealer};
 pub use sign_in::{ORGANIZATION_SELECTION_TTL, PendingSignIn, SIGN_IN_STATE_TTL, SignInState};
 
 pub const SESSION_COOKIE: &str = "wos-session";
+/// The sign-in state cookies are `wos-auth-state.<key>`, one per sign-in under way, named for its `state` (see
+/// [`sign_in_state_cookie`]); the previous version kept a browser's one sign-in in `wos-auth-state` itself.
 pub const SIGN_IN_STATE_COOKIE: &str = "wos-auth-state";
 pub const ORGANIZATION_SELECTION_COOKIE: &str = "wos-org-selection";
 /// Over https the cookies carry the `__Host-` prefix, which browsers accept only from this exact host, `Secure`,
@@ -48,6 +50,12 @@ const SECURE_SIGN_IN_STATE_COOKIE: &str = "__Host-wos-auth-state";
 const SECURE_ORGANIZATION_SELECTION_COOKIE: &str = "__Host-wos-org-selection";
 /// Browsers cap cookie lifetimes at 400 days; the provider's session (refresh token) is what really ends a session.
 const SESSION_MAX_AGE: Duration = Duration::from_secs(400 * 24 * 3600);
+
+/// The name of the cookie holding the sign-in whose `state` is `state`, over plain http (over https, the same with
+/// `__Host-` before it).
+pub fn sign_in_state_cookie(state: &str) -> String {
+    cookies::keyed_name(SIGN_IN_STATE_COOKIE, state)
+}
 
 /// What the session cookie holds, and nothing more.
 #[derive(Clone, Serialize, Deserialize)]
@@ -279,7 +287,12 @@ pub enum SessionError {
 pub struct SessionManager {
     sealer: Sealer,
     session_cookie: CookieSpec,
-    state_cookie: CookieSpec,
+    /// One cookie per sign-in under way, named for its `state`, so that sign-ins started in several tabs at once
+    /// each find their own at `/callback`.
+    state_cookies: CookieFamily,
+    /// The one sign-in state cookie the previous version kept, still read so that a sign-in started before a
+    /// rolling deploy can finish after it (it lives `SIGN_IN_STATE_TTL`). It can go one release after this one.
+    legacy_state_cookie: CookieSpec,
     selection_cookie: CookieSpec,
     provider: Arc<IdentityProvider>,
     refresher: Refresher,
@@ -289,6 +302,11 @@ pub struct SessionManager {
 impl SessionManager {
     pub fn new(config: &SessionConfig, provider: IdentityProvider) -> Result<Self, SealError> {
         let provider = Arc::new(provider);
+        let state_cookie = CookieSpec {
+            name: if config.secure_cookies { SECURE_SIGN_IN_STATE_COOKIE } else { SIGN_IN_STATE_COOKIE },
+            secure: config.secure_cookies,
+            max_age: Some(SIGN_IN_STATE_TTL),
+        };
         Ok(Self {
             sealer: Sealer::new(&config.cookie_password, config.previous_cookie_password.as_ref())?,
             session_cookie: CookieSpec {
@@ -296,11 +314,8 @@ impl SessionManager {
                 secure: config.secure_cookies,
                 max_age: Some(SESSION_MAX_AGE),
             },
-            state_cookie: CookieSpec {
-                name: if config.secure_cookies { SECURE_SIGN_IN_STATE_COOKIE } else { SIGN_IN_STATE_COOKIE },
-                secure: config.secure_cookies,
-                max_age: Some(SIGN_IN_STATE_TTL),
-            },
+            state_cookies: CookieFamily::new(state_cookie.clone()),
+            legacy_state_cookie: state_cookie,
             selection_cookie: CookieSpec {
                 name: if config.secure_cookies {
                     SECURE_ORGANIZATION_SELECTION_COOKIE
@@ -534,6 +549,12 @@ enum RefreshFailure {
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// Microseconds since the Unix epoch (a `u64` holds them for another half a million years).
+pub fn unix_now_micros() -> u64 {
+    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// How long before expiry a token is refreshed: 60 s, or 30 s for tokens of five minutes or less (as WorkOS's

@@ -1,5 +1,5 @@
 //! Property tests of every parser of what a browser sends the session layer: sealed values, the session cookie
-//! and its chunks, the sign-in state cookie and `return_to`. Each property runs 10,000 generated inputs; none may
+//! and its chunks, the sign-in state cookies and `return_to`. Each property runs 10,000 generated inputs; none may
 //! panic, and anything that is not a value the app itself sealed is refused.
 
 use std::sync::LazyLock;
@@ -10,9 +10,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use proptest::prelude::*;
 
+use super::cookies::MAX_FAMILY_MEMBERS;
 use super::seal::{Purpose, Sealer};
 use super::sign_in::{SignInRequest, safe_return_path};
-use super::{SESSION_COOKIE, SIGN_IN_STATE_COOKIE, SessionManager};
+use super::{SESSION_COOKIE, SIGN_IN_STATE_COOKIE, SessionManager, sign_in_state_cookie};
 use crate::config::Secret;
 
 const PASSWORD: &str = "property-test-cookie-password-0123456789";
@@ -37,13 +38,16 @@ fn headers(cookie_line: &str) -> Option<HeaderMap> {
     Some(headers)
 }
 
-/// Cookie names a hostile request would try: ours, our chunk names (right and wrong spellings), and others.
+/// Cookie names a hostile request would try: ours, our chunk names and the sign-in states' (right and wrong
+/// spellings), and others.
 fn cookie_name() -> impl Strategy<Value = String> {
     prop_oneof![
         Just(SESSION_COOKIE.to_owned()),
         Just(SIGN_IN_STATE_COOKIE.to_owned()),
         (0usize..40).prop_map(|i| format!("{SESSION_COOKIE}.{i}")),
         "[a-z0-9.+-]{0,4}".prop_map(|suffix| format!("{SESSION_COOKIE}.{suffix}")),
+        "[ -~]{0,12}".prop_map(|state| sign_in_state_cookie(&state)),
+        "[a-zA-Z0-9_-]{0,18}".prop_map(|key| format!("{SIGN_IN_STATE_COOKIE}.{key}")),
         "[ -~]{0,12}",
     ]
 }
@@ -98,6 +102,13 @@ proptest! {
         prop_assert!(manager.open(&headers).is_none());
         // Only names the app writes are ever expired: the plain name and at most 16 chunks.
         prop_assert!(manager.clear(&headers).len() <= 17);
+        // And of the sign-in states, a bounded few: at `/login`, room among the first 16 and the new one; at
+        // `/callback`, the cookies named for the first 16 `state`s, and the previous version's plain one and chunks.
+        let start = manager.begin_sign_in(&headers, &SignInRequest::default());
+        prop_assert!(start.is_ok_and(|start| start.set_cookies.len() <= 1 + MAX_FAMILY_MEMBERS));
+        let states: Vec<String> = (0..40).map(|i| i.to_string()).chain(["".to_owned()]).collect();
+        let spent = manager.spent_sign_in_state(&headers, states.iter().map(String::as_str));
+        prop_assert!(spent.len() <= MAX_FAMILY_MEMBERS + 17);
     }
 
     #[test]
@@ -127,9 +138,12 @@ proptest! {
     }
 
     #[test]
-    fn any_sign_in_state_cookie_is_refused(value in "[ -~]{0,600}") {
-        let Some(headers) = headers(&format!("{SIGN_IN_STATE_COOKIE}={value}")) else { return Ok(()) };
-        prop_assert!(manager().sign_in_state(&headers).is_none());
+    fn any_sign_in_state_cookie_is_refused(value in "[ -~]{0,600}", state in "[ -~]{0,50}") {
+        // Named for the state the callback returns, or the previous version's single cookie.
+        for name in [sign_in_state_cookie(&state), SIGN_IN_STATE_COOKIE.to_owned()] {
+            let Some(headers) = headers(&format!("{name}={value}")) else { return Ok(()) };
+            prop_assert!(manager().sign_in_state(&headers, &state).is_none());
+        }
     }
 
     #[test]
@@ -145,7 +159,8 @@ proptest! {
         prop_assert!(!path.starts_with("//") && !path.contains('\\'), "{path:?}");
         prop_assert!(!path.chars().any(|c| c.is_control() || c.is_whitespace()), "{path:?}");
         // And the sign-in state it travels in is always one small cookie.
-        let start = manager().begin_sign_in(&SignInRequest { return_to: Some(raw), ..SignInRequest::default() });
+        let request = SignInRequest { return_to: Some(raw), ..SignInRequest::default() };
+        let start = manager().begin_sign_in(&HeaderMap::new(), &request);
         prop_assert!(start.is_ok_and(|start| start.set_cookies.len() == 1));
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! [`SessionManager::begin_sign_in`] binds the sign-in to this browser before it leaves for the provider: a random
 //! `state` nonce, a PKCE verifier and an ID-token nonce (OpenID Connect), sealed in a short-lived cookie together
-//! with where to return. [`SessionManager::finish_sign_in`] accepts a code only with that cookie and a matching
-//! `state`, exchanges it with the verifier, and gets back a session whose tokens the provider module has verified
-//! (for OpenID Connect, an ID token carrying this sign-in's nonce); only then is the session cookie written, so a
-//! failure at any step leaves no half-made session behind. The steps are the same for every provider.
+//! with where to return. Each sign-in has a cookie of its own, named for its `state` (`wos-auth-state.<key>`), so
+//! that sign-ins started in several tabs at once (every tab reloading after a session ended) all finish, in any
+//! order; a browser keeps at most [`MAX_SIGN_INS`] of them. [`SessionManager::finish_sign_in`] accepts a code only
+//! with the cookie named for the returned `state` and holding that `state`, exchanges it with the verifier, and
+//! gets back a session whose tokens the provider module has verified (for OpenID Connect, an ID token carrying this
+//! sign-in's nonce); only then is the session cookie written, so a failure at any step leaves no half-made session
+//! behind. The steps are the same for every provider.
 //! [`SessionManager::sign_out`] clears the cookie and says where the provider's own session ends.
 
 use std::time::Duration;
@@ -18,10 +21,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::cookies::CookieTooLarge;
+use super::cookies::{CookieTooLarge, MAX_FAMILY_MEMBERS};
 use super::provider::{AuthorizationRequest, ProviderError, ScreenHint};
 use super::seal::{Purpose, SealError};
-use super::{Session, SessionError, SessionManager, unix_now};
+use super::{Session, SessionError, SessionManager, unix_now, unix_now_micros};
 use crate::config::Secret;
 use crate::workos::{OrganizationChoice, PendingSelection};
 
@@ -41,6 +44,10 @@ pub struct SignInState {
     pub return_to: String,
     /// Unix seconds. The cookie's Max-Age is not trusted alone: a cookie can be replayed after it is "expired".
     pub expires_at: u64,
+    /// Unix microseconds at `/login`: which of a browser's sign-ins is the oldest, when several began within the
+    /// second `expires_at` counts in. Absent (0) from states sealed before it existed.
+    #[serde(default)]
+    pub started_at_micros: u64,
 }
 
 impl SignInState {
@@ -59,7 +66,13 @@ pub struct SignInRequest {
     pub screen_hint: Option<String>,
 }
 
-/// Where to send the browser, and the sign-in state cookie to set on the way.
+/// The most sign-ins a browser keeps under way (each its own cookie): a new one past them drops the oldest. Tabs
+/// reloading together after a session ended each start one; more than a handful at once is no person's doing, and
+/// each cookie rides along on every request until it is spent or expires. (nextjs-auth0 keeps about as many.)
+pub const MAX_SIGN_INS: usize = 5;
+
+/// Where to send the browser, and the cookies to set on the way: the sign-in's state, and the expiry of the oldest
+/// sign-ins under way when there is no room for it.
 pub struct SignInStart {
     pub authorization_url: Url,
     pub set_cookies: Vec<HeaderValue>,
@@ -194,7 +207,8 @@ impl From<SealError> for SignInError {
 }
 
 impl SessionManager {
-    pub fn begin_sign_in(&self, request: &SignInRequest) -> Result<SignInStart, SignInError> {
+    /// Starts a sign-in in the browser that sent `headers` (whose other sign-ins under way it may make room among).
+    pub fn begin_sign_in(&self, headers: &HeaderMap, request: &SignInRequest) -> Result<SignInStart, SignInError> {
         let random = |_| SignInError::Random;
         let state = SignInState {
             nonce: crate::random::token().map_err(random)?,
@@ -202,13 +216,16 @@ impl SessionManager {
             id_token_nonce: crate::random::token().map_err(random)?,
             return_to: safe_return_path(request.return_to.as_deref()),
             expires_at: unix_now() + SIGN_IN_STATE_TTL.as_secs(),
+            started_at_micros: unix_now_micros(),
         };
         let code_challenge = URL_SAFE_NO_PAD.encode(digest(&SHA256, state.code_verifier.as_bytes()));
         let json = serde_json::to_vec(&state).map_err(|_| SealError)?;
         let sealed = self.sealer.seal(Purpose::SignInState, &json)?;
-        // Always one small cookie, whatever `return_to` was: a sign-in link must not be able to plant kilobytes of
-        // cookies in someone's browser.
-        let set_cookies = vec![self.state_cookie.write_single(&sealed).map_err(SessionError::from)?];
+        // The room first, the new cookie last: whatever is expired, the browser keeps the new one. It is always one
+        // small cookie, whatever `return_to` was: a sign-in link must not be able to plant kilobytes of cookies in
+        // someone's browser.
+        let mut set_cookies = self.make_room_for_a_sign_in(headers);
+        set_cookies.push(self.state_cookies.write(&state.nonce, &sealed).map_err(SessionError::from)?);
 
         let authorization_url = self.provider.authorization_url(&AuthorizationRequest {
             state: &state.nonce,
@@ -225,33 +242,88 @@ impl SessionManager {
         Ok(SignInStart { authorization_url, set_cookies })
     }
 
-    /// The sign-in state, if the browser holds one that opens and has not expired.
-    pub(super) fn sign_in_state(&self, request: &HeaderMap) -> Option<SignInState> {
-        let sealed = self.state_cookie.read(request)?;
-        let opened = self.sealer.open(Purpose::SignInState, &sealed).ok()?;
+    /// `Set-Cookie` values expiring the sign-ins this browser holds beyond the newest `MAX_SIGN_INS - 1`, so that
+    /// with the one starting it holds at most [`MAX_SIGN_INS`]: first those no callback can use (they do not open,
+    /// or have expired), then the oldest. The tab whose sign-in is dropped is told at its callback that the sign-in
+    /// expired, and signs in again. Only the cookies [`CookieFamily::held`](super::cookies::CookieFamily::held)
+    /// reads are looked at, so made-up names cannot make this expire each of them.
+    fn make_room_for_a_sign_in(&self, request: &HeaderMap) -> Vec<HeaderValue> {
+        let held = self.state_cookies.held(request);
+        let excess = (held.len() + 1).saturating_sub(MAX_SIGN_INS);
+        if excess == 0 {
+            return Vec::new();
+        }
+        // `None` (no use to anyone) sorts before any age; every state lives `SIGN_IN_STATE_TTL`, so the one that
+        // expires first began first.
+        let mut by_age: Vec<(Option<(u64, u64)>, &str)> = held
+            .iter()
+            .map(|member| {
+                let age =
+                    self.open_sign_in_state(member.value).map(|state| (state.expires_at, state.started_at_micros));
+                (age, member.name)
+            })
+            .collect();
+        by_age.sort_unstable();
+        self.state_cookies.expire(by_age.into_iter().take(excess).map(|(_, name)| name))
+    }
+
+    /// The sign-in a callback returning `returned_state` answers, if the browser holds it and it opens and has not
+    /// expired: from the cookie named for that state, or else from the one cookie of the previous version, for a
+    /// sign-in started before a rolling deploy (the fallback can go one release after this one). The caller still
+    /// checks the state against it: the single cookie may hold another sign-in.
+    pub(super) fn sign_in_state(&self, request: &HeaderMap, returned_state: &str) -> Option<SignInState> {
+        match self.state_cookies.read(request, returned_state) {
+            Some(member) => self.open_sign_in_state(member.value),
+            None => self.open_sign_in_state(&self.legacy_state_cookie.read(request)?),
+        }
+    }
+
+    /// The sign-in state sealed in `sealed`, if it opens and has not expired.
+    fn open_sign_in_state(&self, sealed: &str) -> Option<SignInState> {
+        let opened = self.sealer.open(Purpose::SignInState, sealed).ok()?;
         let state: SignInState = serde_json::from_slice(&opened.plaintext).ok()?;
         (state.expires_at > unix_now()).then_some(state)
     }
 
-    /// `Set-Cookie` values deleting the sign-in state when a `/callback` carrying `returned_states` (its `state`
-    /// parameters: one, or none or several in a malformed one) spends it: one of them is this sign-in's (the
-    /// sign-in is over, whatever the outcome), or the cookie does not open or has expired (no callback can use it).
-    /// A callback answering another sign-in leaves it alone: there is one state cookie per browser, and an older
-    /// tab's callback, or another site's link to `/callback?state=x`, must not cancel the sign-in under way.
+    /// `Set-Cookie` values deleting the sign-in states that a `/callback` carrying `returned_states` (its `state`
+    /// parameters: one, or none or several in a malformed one) spends: the cookie named for one of them, when it
+    /// holds that state (the sign-in is over, whatever the outcome) or does not open or has expired (no callback
+    /// can use it). A callback answering another sign-in, an older tab's or another site's link to
+    /// `/callback?state=x`, leaves the sign-ins under way alone; each is spent by its own callback only.
     pub fn spent_sign_in_state<'a>(
         &self,
         request: &HeaderMap,
         returned_states: impl IntoIterator<Item = &'a str>,
     ) -> Vec<HeaderValue> {
-        let present = self.state_cookie.present(request);
+        let returned: Vec<&str> = returned_states.into_iter().collect();
+        let mut spent = Vec::new();
+        // A malformed callback may repeat `state` any number of times: only as many are looked up as a browser
+        // can hold cookies for, so the answer expires no more than that.
+        for returned_state in returned.iter().take(MAX_FAMILY_MEMBERS) {
+            let Some(member) = self.state_cookies.read(request, returned_state) else { continue };
+            let over = self.open_sign_in_state(member.value).is_none_or(|state| state.answered_by(returned_state));
+            if over && !spent.contains(&member.name) {
+                spent.push(member.name);
+            }
+        }
+        let mut set_cookies = self.state_cookies.expire(spent);
+        set_cookies.extend(self.spent_legacy_sign_in_state(request, &returned));
+        set_cookies
+    }
+
+    /// [`Self::spent_sign_in_state`] for the one state cookie of the previous version, under its rule then: spent
+    /// when one of `returned` is its sign-in's, or when it does not open or has expired. It can go with
+    /// `legacy_state_cookie`, one release after this one.
+    fn spent_legacy_sign_in_state(&self, request: &HeaderMap, returned: &[&str]) -> Vec<HeaderValue> {
+        let present = self.legacy_state_cookie.present(request);
         if present.is_empty() {
             return Vec::new();
         }
-        let spent = match self.sign_in_state(request) {
-            Some(state) => returned_states.into_iter().any(|returned| state.answered_by(returned)),
+        let spent = match self.legacy_state_cookie.read(request).and_then(|sealed| self.open_sign_in_state(&sealed)) {
+            Some(state) => returned.iter().any(|returned| state.answered_by(returned)),
             None => true,
         };
-        if spent { self.state_cookie.clear(&present) } else { Vec::new() }
+        if spent { self.legacy_state_cookie.clear(&present) } else { Vec::new() }
     }
 
     pub async fn finish_sign_in(
@@ -261,8 +333,9 @@ impl SessionManager {
     ) -> Result<CallbackOutcome, SignInError> {
         // The state comes first, even for errors: only a redirect that answers this browser's own sign-in may put
         // the provider's words on our page (anyone can craft a `/callback?error=…` link).
-        let state = self.sign_in_state(headers).ok_or(SignInError::Expired)?;
-        if !state.answered_by(callback.state.as_deref().unwrap_or_default()) {
+        let returned_state = callback.state.as_deref().unwrap_or_default();
+        let state = self.sign_in_state(headers, returned_state).ok_or(SignInError::Expired)?;
+        if !state.answered_by(returned_state) {
             return Err(SignInError::Expired);
         }
         // RFC 9207, a mix-up defence: the answer must name our authorization server, or name none where that is
@@ -514,6 +587,7 @@ pub(crate) mod tests {
     use crate::config::{Secret, SessionConfig, WorkosConfig};
     use crate::session::provider::IdentityProvider;
     use crate::session::workos::WorkosProvider;
+    use crate::session::{SIGN_IN_STATE_COOKIE, sign_in_state_cookie};
     use crate::workos::WorkosClient;
 
     fn manager(secure_cookies: bool) -> SessionManager {
@@ -541,12 +615,28 @@ pub(crate) mod tests {
         SessionManager::new(&session, provider()).expect("manager")
     }
 
+    /// The `state` a sign-in sends the provider.
+    fn state_of(start: &SignInStart) -> String {
+        let state = start.authorization_url.query_pairs().find(|(name, _)| name == "state").map(|(_, v)| v);
+        state.expect("a state").into_owned()
+    }
+
+    /// A fresh browser's sign-in, and its state as the callback answering it finds it.
+    fn started(manager: &SessionManager, request: &SignInRequest) -> (SignInStart, SignInState) {
+        let start = manager.begin_sign_in(&HeaderMap::new(), request).expect("sealed");
+        assert_eq!(start.set_cookies.len(), 1, "a fresh browser: nothing to make room among");
+        let state = manager.sign_in_state(&holding(&start.set_cookies[0]), &state_of(&start)).expect("opens");
+        (start, state)
+    }
+
     #[test]
     fn over_https_cookies_are_secure_and_host_only() {
-        for (secure, prefix) in [(true, "__Host-wos-auth-state="), (false, "wos-auth-state=")] {
-            let start = manager(secure).begin_sign_in(&SignInRequest::default()).expect("sealed");
+        for (secure, prefix) in [(true, "__Host-wos-auth-state."), (false, "wos-auth-state.")] {
+            let start = manager(secure).begin_sign_in(&HeaderMap::new(), &SignInRequest::default()).expect("sealed");
             let line = start.set_cookies[0].to_str().expect("ascii");
             assert!(line.starts_with(prefix), "{line}");
+            let name = format!("{}{}", if secure { "__Host-" } else { "" }, sign_in_state_cookie(&state_of(&start)));
+            assert!(line.starts_with(&format!("{name}=")), "named for its state: {line}");
             assert_eq!(line.contains("; Secure"), secure, "{line}");
             assert!(line.contains("Path=/") && !line.contains("Domain"), "{line}");
         }
@@ -555,15 +645,15 @@ pub(crate) mod tests {
     #[test]
     fn the_authorization_url_carries_a_pkce_challenge_of_the_sealed_verifier() {
         let manager = manager(false);
-        let start = manager
-            .begin_sign_in(&SignInRequest {
+        let (start, state) = started(
+            &manager,
+            &SignInRequest {
                 return_to: Some("/todos?x=1".into()),
                 login_hint: Some("  ".into()),
                 screen_hint: Some("sign-up".into()),
                 ..SignInRequest::default()
-            })
-            .expect("sealed");
-        let state = manager.sign_in_state(&holding(&start.set_cookies[0])).expect("the state opens");
+            },
+        );
         assert_eq!(state.return_to, "/todos?x=1");
 
         let query: Vec<(String, String)> = start.authorization_url.query_pairs().into_owned().collect();
@@ -584,13 +674,13 @@ pub(crate) mod tests {
             let raw = format!("/{}", "a".repeat(length - 1));
             assert_eq!(safe_return_path(Some(&raw)), "/");
             let start = manager
-                .begin_sign_in(&SignInRequest { return_to: Some(raw), ..SignInRequest::default() })
+                .begin_sign_in(&HeaderMap::new(), &SignInRequest { return_to: Some(raw), ..SignInRequest::default() })
                 .expect("a long return_to is not an error");
             assert_eq!(start.set_cookies.len(), 1);
             assert!(start.set_cookies[0].len() < 1_000, "{} bytes", start.set_cookies[0].len());
         }
         let start = manager
-            .begin_sign_in(&SignInRequest { return_to: Some(kept), ..SignInRequest::default() })
+            .begin_sign_in(&HeaderMap::new(), &SignInRequest { return_to: Some(kept), ..SignInRequest::default() })
             .expect("the longest kept return_to still fits one cookie");
         assert_eq!(start.set_cookies.len(), 1);
     }
@@ -603,13 +693,10 @@ pub(crate) mod tests {
         let manager = manager(false);
         let raw = format!("/{}", "{".repeat(MAX_RETURN_PATH_BYTES - 1));
         assert_eq!(safe_return_path(Some(&raw)), "/");
-        let start = manager
-            .begin_sign_in(&SignInRequest { return_to: Some(raw), ..SignInRequest::default() })
-            .expect("a return_to that grows is not an error");
-        assert_eq!(start.set_cookies.len(), 1);
+        let request = SignInRequest { return_to: Some(raw), ..SignInRequest::default() };
+        let (start, state) = started(&manager, &request);
         let line = &start.set_cookies[0];
         assert!(line.len() < super::super::cookies::MAX_SET_COOKIE_BYTES, "{} bytes", line.len());
-        let state = manager.sign_in_state(&holding(line)).expect("the state opens");
         assert_eq!(state.return_to, "/");
 
         // One that still fits once encoded is kept, encoded.
@@ -655,31 +742,190 @@ pub(crate) mod tests {
     fn the_sign_in_state_lasts_ten_minutes_and_is_refused_from_the_second_it_expires() {
         let manager = manager(false);
         let request = SignInRequest { screen_hint: Some("sign-in".into()), ..SignInRequest::default() };
-        let start = manager.begin_sign_in(&request).expect("sealed");
-        let state = manager.sign_in_state(&holding(&start.set_cookies[0])).expect("the state opens");
+        let (start, state) = started(&manager, &request);
         let left = state.expires_at.saturating_sub(unix_now());
         assert!((598..=600).contains(&left), "{left} s left of the state's ten minutes");
         let hint = start.authorization_url.query_pairs().find(|(name, _)| name == "screen_hint").map(|(_, v)| v);
         assert_eq!(hint.as_deref(), Some("sign-in"), "the hosted page opens on signing in");
 
         for (expires_at, opens) in [(unix_now() + 60, true), (unix_now(), false)] {
-            let cookie = resealed(&manager, Purpose::SignInState, &manager.state_cookie, &state, expires_at);
-            assert_eq!(manager.sign_in_state(&cookie).is_some(), opens, "expires at {expires_at}");
+            let sealed = resealed(&manager, Purpose::SignInState, &state, expires_at);
+            let cookie = holding(&manager.state_cookies.write(&state.nonce, &sealed).expect("one cookie"));
+            assert_eq!(manager.sign_in_state(&cookie, &state.nonce).is_some(), opens, "expires at {expires_at}");
         }
     }
 
-    /// A browser holding `value` sealed for `purpose` in the cookie `spec` names, with its `expires_at` replaced.
-    fn resealed(
-        manager: &SessionManager,
-        purpose: Purpose,
-        spec: &super::super::cookies::CookieSpec,
-        value: &impl Serialize,
-        expires_at: u64,
-    ) -> HeaderMap {
+    /// `value` sealed for `purpose`, with its `expires_at` replaced.
+    fn resealed(manager: &SessionManager, purpose: Purpose, value: &impl Serialize, expires_at: u64) -> String {
         let mut json = serde_json::to_value(value).expect("json");
         json["expires_at"] = expires_at.into();
-        let sealed = manager.sealer.seal(purpose, &serde_json::to_vec(&json).expect("json")).expect("sealed");
-        holding(&spec.write_single(&sealed).expect("one cookie"))
+        manager.sealer.seal(purpose, &serde_json::to_vec(&json).expect("json")).expect("sealed")
+    }
+
+    /// A browser's cookie jar: what it sends back after the `Set-Cookie` lines it was given.
+    #[derive(Default)]
+    struct Jar(Vec<(String, String)>);
+
+    impl Jar {
+        fn apply(&mut self, set_cookies: &[HeaderValue]) {
+            for line in set_cookies {
+                let cookie = axum_extra::extract::cookie::Cookie::parse(line.to_str().expect("ascii")).expect("valid");
+                self.0.retain(|(name, _)| name != cookie.name());
+                if !cookie.max_age().is_some_and(|age| age.is_zero()) {
+                    self.0.push((cookie.name().to_owned(), cookie.value().to_owned()));
+                }
+            }
+        }
+
+        fn headers(&self) -> HeaderMap {
+            let line = self.0.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join("; ");
+            let mut headers = HeaderMap::new();
+            headers.insert(axum::http::header::COOKIE, HeaderValue::from_str(&line).expect("ascii"));
+            headers
+        }
+
+        fn names(&self) -> Vec<&str> {
+            self.0.iter().map(|(name, _)| name.as_str()).collect()
+        }
+
+        /// Starts a sign-in in this browser, returning its `state`.
+        fn sign_in(&mut self, manager: &SessionManager, return_to: &str) -> String {
+            let request = SignInRequest { return_to: Some(return_to.to_owned()), ..SignInRequest::default() };
+            let start = manager.begin_sign_in(&self.headers(), &request).expect("sealed");
+            self.apply(&start.set_cookies);
+            state_of(&start)
+        }
+    }
+
+    #[test]
+    fn each_sign_in_of_a_browser_is_found_by_its_own_state_in_any_order() {
+        let manager = manager(false);
+        let mut browser = Jar::default();
+        let (first, second) = (browser.sign_in(&manager, "/a"), browser.sign_in(&manager, "/b"));
+        let names = sign_in_state_cookie;
+        assert_eq!(browser.names(), [names(&first), names(&second)], "one cookie each, named for its state");
+        for (state, return_to) in [(&second, "/b"), (&first, "/a")] {
+            let held = manager.sign_in_state(&browser.headers(), state).expect("held");
+            assert!(held.answered_by(state));
+            assert_eq!(held.return_to, return_to);
+        }
+        assert!(manager.sign_in_state(&browser.headers(), "another").is_none());
+
+        // A cookie under one sign-in's name holding another's state (or a name that merely collides) answers no
+        // callback but its own state's, which `finish_sign_in` checks.
+        let swapped = Jar(vec![(names(&first), browser.0[1].1.clone())]);
+        let held = manager.sign_in_state(&swapped.headers(), &first).expect("opens");
+        assert!(!held.answered_by(&first));
+    }
+
+    #[test]
+    fn a_callback_spends_only_the_cookie_named_for_its_state() {
+        let manager = manager(false);
+        let mut browser = Jar::default();
+        let (first, second) = (browser.sign_in(&manager, "/a"), browser.sign_in(&manager, "/b"));
+        let headers = browser.headers();
+        let expired = |states: &[&str]| -> Vec<String> {
+            let set_cookies = manager.spent_sign_in_state(&headers, states.iter().copied());
+            set_cookies
+                .iter()
+                .map(|line| line.to_str().expect("ascii").split('=').next().expect("a name").to_owned())
+                .collect()
+        };
+        let name = sign_in_state_cookie;
+        assert_eq!(expired(&[&first]), [name(&first)]);
+        assert_eq!(expired(&[&second]), [name(&second)]);
+        assert!(expired(&["x"]).is_empty(), "another site's `state=x` leaves the sign-ins alone");
+        assert!(expired(&[]).is_empty());
+        // A malformed callback repeating `state`: each sign-in it answers, each once.
+        assert_eq!(expired(&[&first, "x", &second, &first]), [name(&first), name(&second)]);
+
+        // The cookie named for the state, when no callback can use it (expired, or not opening), goes too; a cookie
+        // under that name holding another sign-in's state is that sign-in's, and stays.
+        let state = manager.sign_in_state(&headers, &first).expect("held");
+        for (value, spent) in [
+            (resealed(&manager, Purpose::SignInState, &state, unix_now()), true),
+            ("not-a-sealed-value".to_owned(), true),
+            (browser.0[1].1.clone(), false),
+        ] {
+            let held = Jar(vec![(name(&first), value)]).headers();
+            assert_eq!(manager.spent_sign_in_state(&held, [first.as_str()]).len(), usize::from(spent));
+        }
+    }
+
+    #[test]
+    fn a_sign_in_past_the_most_a_browser_keeps_drops_the_oldest() {
+        let manager = manager(false);
+        // Browser after browser: their cookies' names (hashes of random states) sort in any order, and their age
+        // alone decides (all of them begin within the same second or two).
+        let mut browser = Jar::default();
+        let mut states = Vec::new();
+        for _ in 0..20 {
+            browser = Jar::default();
+            states = (0..MAX_SIGN_INS).map(|i| browser.sign_in(&manager, &format!("/{i}"))).collect();
+            assert_eq!(browser.0.len(), MAX_SIGN_INS, "room for all of them");
+            // The cookies in another order than their age (a jar sends them as it likes).
+            browser.0.reverse();
+
+            let newest = browser.sign_in(&manager, "/new");
+            assert_eq!(browser.0.len(), MAX_SIGN_INS);
+            assert!(manager.sign_in_state(&browser.headers(), &states[0]).is_none(), "the oldest is dropped");
+            for state in states.iter().skip(1).chain([&newest]) {
+                assert!(manager.sign_in_state(&browser.headers(), state).is_some(), "the others stay");
+            }
+        }
+
+        // One that no callback can use goes before any that can.
+        let name = sign_in_state_cookie;
+        browser.0.retain(|(cookie, _)| *cookie != name(&states[3]));
+        browser.0.push((name(&states[3]), "not-a-sealed-value".to_owned()));
+        browser.sign_in(&manager, "/newer");
+        assert!(!browser.names().contains(&name(&states[3]).as_str()), "{:?}", browser.names());
+        assert!(manager.sign_in_state(&browser.headers(), &states[1]).is_some(), "the oldest that works stays");
+    }
+
+    #[test]
+    fn made_up_sign_in_state_names_are_not_each_expired() {
+        let manager = manager(false);
+        let name = sign_in_state_cookie;
+        let made_up: Vec<String> =
+            (0..500).map(|i| format!("{}=x; wos-auth-state.junk{i}=x", name(&i.to_string()))).collect();
+        let mut headers = HeaderMap::new();
+        headers.insert(axum::http::header::COOKIE, HeaderValue::from_str(&made_up.join("; ")).expect("ascii"));
+        let start = manager.begin_sign_in(&headers, &SignInRequest::default()).expect("sealed");
+        // The new cookie, and room made among the first 16 names of the shape the app writes only.
+        assert_eq!(start.set_cookies.len(), 1 + MAX_FAMILY_MEMBERS + 1 - MAX_SIGN_INS);
+        assert!(start.set_cookies.iter().all(|line| !line.to_str().expect("ascii").contains("junk")));
+        let states: Vec<String> = (0..500).map(|i| i.to_string()).collect();
+        let spent = manager.spent_sign_in_state(&headers, states.iter().map(String::as_str));
+        assert_eq!(spent.len(), MAX_FAMILY_MEMBERS, "as many states looked up as a browser holds cookies");
+    }
+
+    #[test]
+    fn a_sign_in_kept_in_the_previous_versions_single_cookie_still_finishes_and_is_spent() {
+        let manager = manager(false);
+        let (_, state) = started(&manager, &SignInRequest::default());
+        // Sealed as the previous version sealed it: without `started_at_micros`.
+        let mut json = serde_json::to_value(&state).expect("json");
+        json.as_object_mut().expect("an object").remove("started_at_micros");
+        let sealed =
+            manager.sealer.seal(Purpose::SignInState, &serde_json::to_vec(&json).expect("json")).expect("sealed");
+        let mut browser = Jar(vec![(SIGN_IN_STATE_COOKIE.to_owned(), sealed)]);
+        let newer = browser.sign_in(&manager, "/newer");
+        let headers = browser.headers();
+
+        let held = manager.sign_in_state(&headers, &state.nonce).expect("read from the single cookie");
+        assert!(held.answered_by(&state.nonce));
+        assert!(manager.sign_in_state(&headers, &newer).is_some_and(|held| held.answered_by(&newer)));
+        let spent = manager.spent_sign_in_state(&headers, [state.nonce.as_str()]);
+        assert_eq!(spent.len(), 1);
+        assert!(spent[0].to_str().expect("ascii").starts_with("wos-auth-state=;"), "{:?}", spent[0]);
+        assert!(manager.spent_sign_in_state(&headers, ["x"]).is_empty(), "another sign-in's callback leaves it");
+        let spent_newer = manager.spent_sign_in_state(&headers, [newer.as_str()]);
+        assert_eq!(spent_newer.len(), 1, "the newer sign-in's callback spends its own cookie only");
+
+        // One that does not open is of no use to any callback, as before.
+        let broken = Jar(vec![(SIGN_IN_STATE_COOKIE.to_owned(), "not-a-sealed-value".to_owned())]).headers();
+        assert_eq!(manager.spent_sign_in_state(&broken, ["x"]).len(), 1);
     }
 
     fn offering(count: usize, name: &str, user: Option<crate::identity::UserProfile>) -> PendingSelection {
@@ -749,8 +995,8 @@ pub(crate) mod tests {
         assert!((598..=600).contains(&left), "{left} s left of the choice's ten minutes");
 
         for (expires_at, opens) in [(unix_now() + 60, true), (unix_now(), false)] {
-            let cookie =
-                resealed(&manager, Purpose::OrganizationSelection, &manager.selection_cookie, &pending, expires_at);
+            let sealed = resealed(&manager, Purpose::OrganizationSelection, &pending, expires_at);
+            let cookie = holding(&manager.selection_cookie.write_single(&sealed).expect("one cookie"));
             assert_eq!(manager.pending_sign_in(&cookie).is_some(), opens, "expires at {expires_at}");
         }
     }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use authbridge::session::{SESSION_COOKIE, SIGN_IN_STATE_COOKIE};
+use authbridge::session::{SESSION_COOKIE, SIGN_IN_STATE_COOKIE, sign_in_state_cookie};
 use reqwest::Method;
 use standins::workos_standin::Endpoint;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -279,7 +279,7 @@ async fn a_long_return_to_plants_one_small_cookie_and_never_fails() {
         assert_eq!(response.status, 302, "{length} characters: {}", response.body);
         let cookies = response.set_cookies();
         assert_eq!(cookies.len(), 1, "{length} characters: {cookies:?}");
-        assert!(cookies[0].starts_with(&format!("{SIGN_IN_STATE_COOKIE}=")), "{}", cookies[0]);
+        assert!(cookies[0].starts_with(&format!("{SIGN_IN_STATE_COOKIE}.")), "{}", cookies[0]);
         assert!(cookies[0].len() < 1_000, "{} bytes of cookie for a {length}-character return_to", cookies[0].len());
 
         // The sign-in still works, and lands on the start page.
@@ -306,6 +306,46 @@ async fn made_up_session_cookie_names_are_not_expired_one_by_one() {
     let response = http.get(me).header("cookie", names(20_000)).send().await.expect("answered");
     assert_eq!(response.status(), 431);
     assert_eq!(response.headers().get_all("set-cookie").iter().count(), 0);
+}
+
+/// The same for the sign-in states, one cookie per sign-in (`wos-auth-state.<key>`): a request carrying hundreds of
+/// made-up names, of the shape the app writes or not, gets a bounded few expired at `/login` (room made for the new
+/// sign-in, among names of the app's shape only) and at `/callback`, however many `state`s it repeats.
+#[tokio::test]
+async fn made_up_sign_in_state_names_are_not_expired_one_by_one() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client");
+    let states: Vec<String> = (0..300).map(|i| format!("made-up-{i}")).collect();
+    let made_up: Vec<String> = states.iter().map(|state| sign_in_state_cookie(state)).collect();
+    let cookie = made_up
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!("{name}=x; {SIGN_IN_STATE_COOKIE}.junk{i}=x"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let set_cookies = |response: &reqwest::Response| -> Vec<String> {
+        let lines = response.headers().get_all("set-cookie").iter();
+        lines.map(|line| line.to_str().expect("ascii").to_owned()).collect()
+    };
+
+    let login = http.get(app.base_url.join("/login").expect("url")).header("cookie", &cookie).send().await;
+    let login = login.expect("answered");
+    assert_eq!(login.status(), 302);
+    let lines = set_cookies(&login);
+    assert!(lines.len() <= 17, "{} Set-Cookie headers for 600 made-up names", lines.len());
+    let (expired, set): (Vec<&String>, Vec<&String>) = lines.iter().partition(|line| line.contains("Max-Age=0"));
+    assert_eq!(set.len(), 1, "the new sign-in's own cookie: {set:?}");
+    assert!(!expired.is_empty(), "room is made among those that do not open");
+    let named = |line: &str| made_up.iter().any(|name| line.starts_with(&format!("{name}=")));
+    assert!(expired.iter().all(|line| named(line)), "only names of the app's shape: {expired:?}");
+
+    let query = states.iter().map(|state| format!("state={state}")).collect::<Vec<_>>().join("&");
+    let callback = app.base_url.join(&format!("/callback?{query}")).expect("url");
+    let callback = http.get(callback).header("cookie", &cookie).send().await.expect("answered");
+    assert_eq!(callback.status(), 400);
+    let lines = set_cookies(&callback);
+    assert!(lines.len() <= 17, "{} Set-Cookie headers for 300 made-up states", lines.len());
+    assert!(lines.iter().all(|line| named(line)), "{lines:?}");
 }
 
 /// Headers over the 64 KiB limit are refused however they arrive. hyper's read-buffer bound is checked only while
@@ -394,7 +434,7 @@ async fn malformed_queries_and_paths_get_the_apps_own_400() {
     let browser = app.browser();
     let login = browser.get("/login").await;
     assert_eq!(login.status, 302);
-    assert!(browser.cookie(SIGN_IN_STATE_COOKIE).is_some(), "a sign-in under way");
+    assert!(browser.sign_in_state().is_some(), "a sign-in under way");
     let state = url::Url::parse(&login.location().expect("authorize URL"))
         .expect("absolute URL")
         .query_pairs()
@@ -407,9 +447,9 @@ async fn malformed_queries_and_paths_get_the_apps_own_400() {
         let content_type = response.header("content-type").unwrap_or_default();
         assert!(content_type.starts_with("text/html"), "{path}: {content_type}");
         if path == answered {
-            assert!(browser.cookie(SIGN_IN_STATE_COOKIE).is_none(), "the malformed answer spent the sign-in state");
+            assert!(browser.sign_in_states().is_empty(), "the malformed answer spent the sign-in state");
         } else {
-            assert!(browser.cookie(SIGN_IN_STATE_COOKIE).is_some(), "{path} answers no sign-in of this browser");
+            assert!(browser.sign_in_state().is_some(), "{path} answers no sign-in of this browser");
         }
     }
 

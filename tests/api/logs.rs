@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use authbridge::session::{SESSION_COOKIE, SIGN_IN_STATE_COOKIE};
+use authbridge::session::SESSION_COOKIE;
 use reqwest::Method;
 use serde_json::json;
 use standins::workos_standin::Endpoint;
@@ -17,7 +17,7 @@ async fn a_full_sign_in_leaves_no_secret_in_the_logs() {
     let browser = app.browser();
 
     let login = browser.get(&format!("/login?login_hint={ALICE}")).await;
-    let state_cookie = browser.cookie(SIGN_IN_STATE_COOKIE).expect("state cookie");
+    let (_, state_cookie) = browser.sign_in_state().expect("state cookie");
     let callback = browser.authorize(&login.location().expect("authorize URL")).await;
     let pairs: Vec<(String, String)> =
         url::Url::parse(&format!("http://x{callback}")).expect("url").query_pairs().into_owned().collect();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use authbridge::session::{SESSION_COOKIE, SIGN_IN_STATE_COOKIE};
+use authbridge::session::{SESSION_COOKIE, SIGN_IN_STATE_COOKIE, sign_in_state_cookie};
 use reqwest::Method;
 use standins::workos_standin::Endpoint;
 use url::Url;
@@ -16,6 +16,11 @@ fn query(url: &str) -> Vec<(String, String)> {
 
 fn param(pairs: &[(String, String)], name: &str) -> Option<String> {
     pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+/// The `state` of an app-relative callback path.
+fn state_in(callback: &str) -> String {
+    param(&query(&format!("http://app.invalid{callback}")), "state").expect("a state")
 }
 
 #[tokio::test]
@@ -36,7 +41,7 @@ async fn a_user_signs_in_and_the_app_knows_who_they_are() {
         assert!(session_line.contains(attribute), "{attribute} missing: {session_line}");
     }
     assert!(!session_line.contains("Secure"), "no Secure flag on a plain-http redirect URI");
-    assert!(browser.cookie(SIGN_IN_STATE_COOKIE).is_none(), "the sign-in state cookie is cleared");
+    assert!(browser.sign_in_states().is_empty(), "the sign-in state cookie is cleared");
 
     let me = browser.api(Method::GET, "/api/me", None).await;
     assert_eq!(me.status, 200, "{}", me.body);
@@ -87,10 +92,10 @@ async fn login_sends_the_browser_to_authkit_with_pkce_and_a_sealed_state() {
     let state_cookie = login
         .set_cookies()
         .into_iter()
-        .find(|line| line.starts_with(&format!("{SIGN_IN_STATE_COOKIE}=")))
-        .expect("the state is bound to the browser");
+        .find(|line| line.starts_with(&format!("{}=", sign_in_state_cookie(&state))))
+        .expect("the state is bound to the browser, in a cookie named for it");
     assert!(state_cookie.contains("HttpOnly") && state_cookie.contains("Max-Age=600"), "{state_cookie}");
-    assert!(!state_cookie.contains(&state), "the cookie is sealed, not the bare nonce");
+    assert!(!state_cookie.contains(&state), "the cookie is sealed, and named by a hash, not the bare nonce");
 
     let org = browser.get("/login?organization_id=org_123").await;
     let pairs = query(&org.location().expect("redirect"));
@@ -208,31 +213,143 @@ async fn a_callback_with_a_mismatched_state_is_refused() {
     assert_eq!(missing.status, 400);
 }
 
-/// One state cookie per browser: a callback answering another sign-in (an older tab's, or another site's link) is
-/// refused and leaves the sign-in under way alone.
+/// Starts a sign-in in `browser` for Alice, coming back to `return_to`, and has the WorkOS stand-in approve it:
+/// the callback path the provider sends the browser to.
+async fn approved_sign_in(browser: &crate::helpers::browser::Browser, return_to: &str) -> String {
+    let enc = crate::helpers::browser::enc;
+    let login = browser.get(&format!("/login?login_hint={}&return_to={}", enc(ALICE), enc(return_to))).await;
+    assert_eq!(login.status, 302, "{}", login.body);
+    browser.authorize(&login.location().expect("authorize URL")).await
+}
+
+/// Two sign-ins started in one browser at once (two tabs, or every tab reloading after the session ended), both
+/// approved at the provider: each callback finishes its own sign-in, in either order, and lands where its tab
+/// started. With one state cookie per browser, the earlier tab's callback was refused as expired.
 #[tokio::test]
-async fn a_stale_or_foreign_callback_does_not_cancel_the_sign_in_under_way() {
+async fn sign_ins_started_in_two_tabs_of_one_browser_both_finish_in_either_order() {
+    let app = spawn_app().await;
+    for order in [[0, 1], [1, 0]] {
+        let browser = app.browser();
+        let callbacks = [approved_sign_in(&browser, "/a").await, approved_sign_in(&browser, "/b").await];
+        let held = browser.sign_in_states();
+        let names = callbacks.each_ref().map(|callback| sign_in_state_cookie(&state_in(callback)));
+        let mut expected = names.to_vec();
+        expected.sort();
+        assert_eq!(held.keys().cloned().collect::<Vec<_>>(), expected, "one cookie per sign-in, named for its state");
+
+        let [first, second] = order;
+        let signed_in = browser.get(&callbacks[first]).await;
+        assert_eq!(signed_in.status, 302, "{order:?}: {}", signed_in.body);
+        assert_eq!(signed_in.location().as_deref(), Some(["/a", "/b"][first]), "{order:?}");
+        let other = (names[second].clone(), held[&names[second]].clone());
+        assert_eq!(browser.sign_in_states().into_iter().collect::<Vec<_>>(), [other], "the other tab's is kept");
+
+        let signed_in = browser.get(&callbacks[second]).await;
+        assert_eq!(signed_in.status, 302, "{order:?}: {}", signed_in.body);
+        assert_eq!(signed_in.location().as_deref(), Some(["/a", "/b"][second]), "{order:?}");
+        assert!(browser.sign_in_states().is_empty(), "both spent");
+        assert_eq!(browser.api(Method::GET, "/api/me", None).await.json()["email"], ALICE);
+    }
+    assert_eq!(app.workos.code_calls(), 4);
+}
+
+/// Each callback spends its own sign-in's state cookie and no other: one answering another sign-in (one already
+/// finished, or another site's link) is refused, and the provider's error answer to one tab's sign-in ends that
+/// sign-in only; the sign-in under way in the other tab is left alone, and finishes.
+#[tokio::test]
+async fn a_callback_spends_only_its_own_sign_ins_state_and_leaves_the_other_tabs() {
     let app = spawn_app().await;
     let browser = app.browser();
-    let tab_a = browser.get(&format!("/login?login_hint={ALICE}")).await;
-    let callback_a = browser.authorize(&tab_a.location().expect("authorize URL")).await;
-    let tab_b = browser.get(&format!("/login?login_hint={ALICE}&return_to=%2Ftodos")).await;
-    let callback_b = browser.authorize(&tab_b.location().expect("authorize URL")).await;
-    let state_b = browser.cookie(SIGN_IN_STATE_COOKIE).expect("tab B's sign-in state");
+    let callback_a = approved_sign_in(&browser, "/").await;
+    let callback_b = approved_sign_in(&browser, "/todos").await;
+    let name_b = sign_in_state_cookie(&state_in(&callback_b));
+    let state_b = browser.cookie(&name_b).expect("tab B's sign-in state");
+
+    let denied = browser.get(&format!("/callback?error=access_denied&state={}", state_in(&callback_a))).await;
+    assert_eq!(denied.status, 400, "{}", denied.body);
+    assert!(denied.body.contains("access denied"), "the provider's answer to tab A's own sign-in: {}", denied.body);
+    let left: Vec<String> = browser.sign_in_states().into_keys().collect();
+    assert_eq!(left, std::slice::from_ref(&name_b), "tab A's alone is spent");
 
     let stale = browser.get(&callback_a).await;
-    assert_eq!(stale.status, 400, "tab A's sign-in was replaced by tab B's: {}", stale.body);
+    assert_eq!(stale.status, 400, "tab A's sign-in is over: {}", stale.body);
     assert!(stale.body.contains(r#"href="/login">Sign in again<"#), "the way on is offered: {}", stale.body);
     let foreign = browser.get("/callback?state=x").await;
     assert_eq!(foreign.status, 400, "{}", foreign.body);
-    assert_eq!(browser.cookie(SIGN_IN_STATE_COOKIE), Some(state_b), "tab B's sign-in state is kept");
+    assert_eq!(browser.cookie(&name_b), Some(state_b), "tab B's sign-in state is kept");
+    assert_eq!(browser.sign_in_states().len(), 1);
     assert_eq!(app.workos.code_calls(), 0);
 
     let signed_in = browser.get(&callback_b).await;
     assert_eq!(signed_in.status, 302, "{}", signed_in.body);
     assert_eq!(signed_in.location().as_deref(), Some("/todos"));
     assert!(browser.cookie(SESSION_COOKIE).is_some());
-    assert!(browser.cookie(SIGN_IN_STATE_COOKIE).is_none(), "spent by its own callback");
+    assert!(browser.sign_in_states().is_empty(), "spent by its own callback");
+}
+
+/// A browser keeps at most five sign-ins under way: the sixth started at once drops the oldest, whose callback is
+/// then refused as expired, and the others still finish.
+#[tokio::test]
+async fn a_sixth_sign_in_at_once_drops_the_oldest() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let mut callbacks = Vec::new();
+    for tab in 0..5 {
+        callbacks.push(approved_sign_in(&browser, &format!("/{tab}")).await);
+    }
+    assert_eq!(browser.sign_in_states().len(), 5);
+    let sixth = browser.get(&format!("/login?login_hint={ALICE}&return_to=%2F5")).await;
+    assert_eq!(sixth.status, 302, "{}", sixth.body);
+    let oldest = sign_in_state_cookie(&state_in(&callbacks[0]));
+    let expired: Vec<String> = sixth.set_cookies().into_iter().filter(|line| line.contains("Max-Age=0")).collect();
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    assert!(expired[0].starts_with(&format!("{oldest}=;")), "the oldest is the one expired: {expired:?}");
+    callbacks.push(browser.authorize(&sixth.location().expect("authorize URL")).await);
+    let held = browser.sign_in_states();
+    assert_eq!(held.len(), 5, "{held:?}");
+    assert!(!held.contains_key(&oldest));
+
+    let dropped = browser.get(&callbacks[0]).await;
+    assert_eq!(dropped.status, 400, "{}", dropped.body);
+    assert!(dropped.body.contains("sign in again"), "{}", dropped.body);
+    for tab in [1, 5] {
+        let signed_in = browser.get(&callbacks[tab]).await;
+        assert_eq!(signed_in.status, 302, "tab {tab}: {}", signed_in.body);
+        assert_eq!(signed_in.location(), Some(format!("/{tab}")));
+    }
+    assert_eq!(browser.sign_in_states().len(), 3, "the two finished are spent, the rest wait");
+}
+
+/// A sign-in started on the previous version, which kept a browser's one sign-in in the single `wos-auth-state`
+/// cookie, still finishes after a rolling deploy, and its cookie is spent; a sign-in started since, beside it,
+/// finishes too.
+#[tokio::test]
+async fn a_sign_in_started_in_the_previous_versions_single_cookie_still_finishes() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let before = approved_sign_in(&browser, "/before").await;
+    // Moved to the single cookie, sealed as the previous version sealed it (without `started_at_micros`).
+    let (name, sealed) = browser.sign_in_state().expect("a state cookie");
+    browser.remove_cookie(&name);
+    let sealer = crate::helpers::session::sealer(crate::helpers::app::COOKIE_PASSWORD);
+    let purpose = authbridge::session::seal::Purpose::SignInState;
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&sealer.open(purpose, &sealed).expect("opens").plaintext).expect("json");
+    state.as_object_mut().expect("an object").remove("started_at_micros");
+    browser.set_cookie(SIGN_IN_STATE_COOKIE, &sealer.seal(purpose, state.to_string().as_bytes()).expect("seal"));
+    let after = approved_sign_in(&browser, "/after").await;
+
+    let foreign = browser.get("/callback?state=x").await;
+    assert_eq!(foreign.status, 400);
+    assert_eq!(browser.sign_in_states().len(), 2, "another sign-in's callback leaves the single cookie");
+    let signed_in = browser.get(&before).await;
+    assert_eq!(signed_in.status, 302, "{}", signed_in.body);
+    assert_eq!(signed_in.location().as_deref(), Some("/before"));
+    let left = browser.sign_in_states();
+    assert_eq!(left.into_keys().collect::<Vec<_>>(), [sign_in_state_cookie(&state_in(&after))], "spent");
+    let signed_in = browser.get(&after).await;
+    assert_eq!(signed_in.location().as_deref(), Some("/after"), "{}", signed_in.body);
+    assert!(browser.sign_in_states().is_empty());
 }
 
 #[tokio::test]
@@ -240,13 +357,13 @@ async fn a_replayed_code_is_refused_with_401_and_no_session() {
     let app = spawn_app().await;
     let first = app.browser();
     let login = first.get(&format!("/login?login_hint={ALICE}")).await;
-    let state_cookie = first.cookie(SIGN_IN_STATE_COOKIE).expect("state cookie");
+    let (state_name, state_cookie) = first.sign_in_state().expect("state cookie");
     let callback = first.authorize(&login.location().expect("authorize URL")).await;
     assert_eq!(first.get(&callback).await.status, 302, "the first use signs in");
 
     // Someone replays the same callback, with the same state cookie.
     let replay = app.browser();
-    replay.set_cookie(SIGN_IN_STATE_COOKIE, &state_cookie);
+    replay.set_cookie(&state_name, &state_cookie);
     let response = replay.get(&callback).await;
     assert_eq!(response.status, 401, "{}", response.body);
     assert!(response.body.contains("already used"), "{}", response.body);
@@ -281,7 +398,7 @@ async fn an_error_from_workos_is_shown_escaped_with_400() {
     assert!(response.body.contains("&#60;script&#62;alert(1)&#60;/script&#62; denied"), "{}", response.body);
     assert!(!response.body.contains("<script>"));
     assert!(browser.cookie(SESSION_COOKIE).is_none());
-    assert!(browser.cookie(SIGN_IN_STATE_COOKIE).is_none(), "the spent state is cleared");
+    assert!(browser.sign_in_states().is_empty(), "the spent state is cleared");
 }
 
 #[tokio::test]
@@ -461,20 +578,28 @@ async fn a_sign_in_state_is_refused_from_the_second_it_expires() {
         id_token_nonce: String::new(),
         return_to: "/".to_owned(),
         expires_at: now,
+        started_at_micros: 0,
     };
     let sealed = crate::helpers::session::sealer(crate::helpers::app::COOKIE_PASSWORD)
         .seal(authbridge::session::seal::Purpose::SignInState, &serde_json::to_vec(&state).expect("json"))
         .expect("seal");
-    let browser = app.browser();
-    browser.set_cookie(SIGN_IN_STATE_COOKIE, &sealed);
-    let callback = browser.get("/callback?code=any-code&state=nonce-at-its-last-second").await;
-    assert_eq!(callback.status, 400, "an expired state, not an attempted code exchange: {}", callback.body);
-    assert_eq!(app.workos.code_calls(), 0, "the code never reached WorkOS");
-    assert!(browser.cookie(SESSION_COOKIE).is_none());
-    assert!(browser.cookie(SIGN_IN_STATE_COOKIE).is_none(), "an expired state is of no use to any callback");
+    // In the cookie named for its state, and in the previous version's single cookie.
+    for name in [sign_in_state_cookie(&state.nonce), SIGN_IN_STATE_COOKIE.to_owned()] {
+        let browser = app.browser();
+        browser.set_cookie(&name, &sealed);
+        let callback = browser.get("/callback?code=any-code&state=nonce-at-its-last-second").await;
+        assert_eq!(callback.status, 400, "{name}: an expired state, not an attempted code exchange: {}", callback.body);
+        assert_eq!(app.workos.code_calls(), 0, "{name}: the code never reached WorkOS");
+        assert!(browser.cookie(SESSION_COOKIE).is_none());
+        assert!(browser.sign_in_states().is_empty(), "{name}: an expired state is of no use to any callback");
+    }
 
-    // Nor is one that does not open, whatever state the callback carries.
-    browser.set_cookie(SIGN_IN_STATE_COOKIE, "not-a-sealed-value");
-    assert_eq!(browser.get("/callback?code=any-code&state=other").await.status, 400);
-    assert!(browser.cookie(SIGN_IN_STATE_COOKIE).is_none());
+    // Nor is one that does not open: the one named for the callback's state, and the single cookie whatever state
+    // the callback carries.
+    let browser = app.browser();
+    for name in [sign_in_state_cookie("other"), SIGN_IN_STATE_COOKIE.to_owned()] {
+        browser.set_cookie(&name, "not-a-sealed-value");
+        assert_eq!(browser.get("/callback?code=any-code&state=other").await.status, 400);
+        assert!(browser.sign_in_states().is_empty(), "{name}");
+    }
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use authbridge::session::SIGN_IN_STATE_COOKIE;
 use axum_extra::extract::cookie::Cookie;
 use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::{Method, redirect};
@@ -91,6 +92,26 @@ impl Browser {
 
     pub fn cookie_names(&self) -> Vec<String> {
         self.cookies.lock().expect("cookie jar").keys().cloned().collect()
+    }
+
+    /// The sign-in state cookies this browser holds, by name: one per sign-in under way, named for its `state`
+    /// (`wos-auth-state.<key>`), and the single `wos-auth-state` the previous version kept.
+    pub fn sign_in_states(&self) -> BTreeMap<String, String> {
+        let cookies = self.cookies.lock().expect("cookie jar");
+        let prefix = format!("{SIGN_IN_STATE_COOKIE}.");
+        cookies
+            .iter()
+            .filter(|(name, _)| *name == SIGN_IN_STATE_COOKIE || name.starts_with(&prefix))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect()
+    }
+
+    /// The one sign-in state cookie this browser holds, as (name, value); it must not hold several.
+    pub fn sign_in_state(&self) -> Option<(String, String)> {
+        let mut states = self.sign_in_states().into_iter();
+        let state = states.next();
+        assert!(states.next().is_none(), "one sign-in under way, not several: {:?}", self.sign_in_states());
+        state
     }
 
     pub fn set_cookie(&self, name: &str, value: &str) {

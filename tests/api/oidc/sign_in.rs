@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use authbridge::session::{SESSION_COOKIE, SIGN_IN_STATE_COOKIE};
+use authbridge::session::{SESSION_COOKIE, sign_in_state_cookie};
 use reqwest::Method;
 use serde_json::json;
 use standins::oidc_standin::{ClientAuth, ClientAuthMethods, Endpoint, OidcStandInOptions, OidcUser};
@@ -31,7 +31,7 @@ async fn sign_in_todos_refresh_and_sign_out_with_alice_and_bob_isolated_by_rls()
     let callback = alice.sign_in_to(ALICE, "/?from=oidc").await;
     assert_eq!(callback.status, 302, "{}", callback.body);
     assert_eq!(callback.location().as_deref(), Some("/?from=oidc"));
-    assert!(alice.cookie(SIGN_IN_STATE_COOKIE).is_none(), "the sign-in state is spent");
+    assert!(alice.sign_in_states().is_empty(), "the sign-in state is spent");
     let me = alice.api(Method::GET, "/api/me", None).await;
     assert_eq!(me.status, 200, "{}", me.body);
     let me = me.json();
@@ -137,8 +137,10 @@ async fn login_sends_the_browser_to_the_provider_with_pkce_state_nonce_and_the_h
     let nonce = param(&pairs, "nonce").expect("nonce");
     assert!(state.len() >= 32 && nonce.len() >= 32 && state != nonce, "unguessable and distinct");
 
-    let cookie = browser.cookie(SIGN_IN_STATE_COOKIE).expect("the sign-in is bound to the browser");
+    let (name, cookie) = browser.sign_in_state().expect("the sign-in is bound to the browser");
+    assert_eq!(name, sign_in_state_cookie(&state), "in a cookie named for its state");
     assert!(!cookie.contains(&state) && !cookie.contains(&nonce), "sealed, not in the clear");
+    assert!(!name.contains(&state) && !name.contains(&nonce), "named by a hash, not the state itself");
     // Sign-out posts to the app and is redirected to the provider: the policy lets forms go there.
     let policy = login.header("content-security-policy").expect("a CSP");
     let issuer_origin = app.oidc.issuer().origin().ascii_serialization();
@@ -383,17 +385,47 @@ async fn a_mismatched_or_missing_state_is_refused_and_the_code_never_exchanged()
     assert_eq!(app.oidc.code_calls(), 0, "no code was ever exchanged");
 }
 
+/// Two sign-ins started in one browser at once (two tabs), both approved at the provider: each callback finishes
+/// its own, with its own PKCE verifier and ID-token nonce, in either order, and spends only its own state cookie.
+#[tokio::test]
+async fn sign_ins_started_in_two_tabs_of_one_browser_both_finish_in_either_order() {
+    let app = spawn_oidc_app().await;
+    for order in [[0, 1], [1, 0]] {
+        let browser = app.browser();
+        let mut callbacks = Vec::new();
+        for return_to in ["%2Fa", "%2Fb"] {
+            let login = browser.get(&format!("/login?login_hint={ALICE}&return_to={return_to}")).await;
+            callbacks.push(browser.authorize(&login.location().expect("authorize URL")).await);
+        }
+        let state_of = |callback: &str| param(&query(&format!("http://x{callback}")), "state").expect("state");
+        assert_eq!(browser.sign_in_states().len(), 2, "one state cookie per sign-in");
+
+        let [first, second] = order;
+        let signed_in = browser.get(&callbacks[first]).await;
+        assert_eq!(signed_in.status, 302, "{order:?}: {}", signed_in.body);
+        assert_eq!(signed_in.location().as_deref(), Some(["/a", "/b"][first]));
+        let left: Vec<String> = browser.sign_in_states().into_keys().collect();
+        assert_eq!(left, [sign_in_state_cookie(&state_of(&callbacks[second]))], "the other tab's is kept");
+
+        let signed_in = browser.get(&callbacks[second]).await;
+        assert_eq!(signed_in.status, 302, "{order:?}: {}", signed_in.body);
+        assert_eq!(signed_in.location().as_deref(), Some(["/a", "/b"][second]));
+        assert!(browser.sign_in_states().is_empty());
+    }
+    assert_eq!(app.oidc.code_calls(), 4);
+}
+
 #[tokio::test]
 async fn a_replayed_code_is_refused_with_no_session() {
     let app = spawn_oidc_app().await;
     let first = app.browser();
     let login = first.get(&format!("/login?login_hint={ALICE}")).await;
-    let state_cookie = first.cookie(SIGN_IN_STATE_COOKIE).expect("state cookie");
+    let (state_name, state_cookie) = first.sign_in_state().expect("state cookie");
     let callback = first.authorize(&login.location().expect("authorize URL")).await;
     assert_eq!(first.get(&callback).await.status, 302, "the first use signs in");
 
     let replay = app.browser();
-    replay.set_cookie(SIGN_IN_STATE_COOKIE, &state_cookie);
+    replay.set_cookie(&state_name, &state_cookie);
     let response = replay.get(&callback).await;
     assert_eq!(response.status, 401, "{}", response.body);
     assert!(response.body.contains("already used"), "{}", response.body);
