@@ -685,9 +685,23 @@ fn audit_log_versions(raw: &str) -> Result<HashMap<String, u32>, String> {
 
 /// `DATABASE_URL`, checked so a typo stops the start; the message never repeats the value, which holds a password.
 fn postgres_url(url: String) -> Result<Secret, ConfigError> {
-    let is_postgres = Url::parse(url.trim()).is_ok_and(|url| matches!(url.scheme(), "postgres" | "postgresql"));
-    if !is_postgres {
-        return Err(ConfigError::new("DATABASE_URL", "must be a postgres:// connection URL"));
+    let refused = |problem: &str| Err(ConfigError::new("DATABASE_URL", problem));
+    let encode = "percent-encode any `@ # ? / :` in the user name and password (`#` is %23)";
+    let Ok(parsed) = Url::parse(url.trim()) else {
+        return refused(&format!("must be a postgres:// connection URL; {encode}"));
+    };
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return refused("must be a postgres:// connection URL");
+    }
+    // A `#` in a password ends the URL there (a fragment): the rest of the password and the host would be lost, and
+    // the app would look for a host named after part of the password.
+    if parsed.fragment().is_some() {
+        return refused(&format!("has a `#`, which ends a URL; {encode}"));
+    }
+    // What the driver refuses (an `sslmode` it does not know, a port that is no number), refused now with its reason
+    // rather than at the first query. Its messages name the parameter, not the password.
+    if let Err(error) = crate::db::connect_options(url.trim()) {
+        return refused(&format!("is not a usable PostgreSQL URL: {error}"));
     }
     Ok(Secret::new(url))
 }
@@ -1153,6 +1167,14 @@ mod tests {
         let error = load(&typo).expect_err("not PostgreSQL");
         assert_eq!(error.variable, "DATABASE_URL");
         assert!(!error.to_string().contains("hunter2"), "{error}");
+        // A `#` in the password, unencoded: the host would be part of the password.
+        typo.insert("DATABASE_URL", "postgres://u:hun#ter2@db.example.com/app".to_owned());
+        let error = load(&typo).expect_err("a fragment").to_string();
+        assert!(error.contains("%23") && !error.contains("ter2"), "{error}");
+        // What the driver would refuse at the first query, refused now with its reason.
+        typo.insert("DATABASE_URL", "postgres://u:hunter2@db.example.com/app?sslmode=bogus".to_owned());
+        let error = load(&typo).expect_err("no such sslmode").to_string();
+        assert!(error.contains("bogus") && error.contains("ssl") && !error.contains("hunter2"), "{error}");
         vars.insert("WORKOS_EVENTS_POLL_SECONDS", "soon".to_owned());
         assert_eq!(load(&vars).expect_err("nan").variable, "WORKOS_EVENTS_POLL_SECONDS");
 
