@@ -698,6 +698,11 @@ fn postgres_url(url: String) -> Result<Secret, ConfigError> {
     if parsed.fragment().is_some() {
         return refused(&format!("has a `#`, which ends a URL; {encode}"));
     }
+    // Likewise a `?` in a password starts the query: what follows, the rest of the password and the host, would be
+    // read as a parameter's name (and named in a log line).
+    if parsed.query_pairs().any(|(key, _)| key.contains(['@', '/'])) {
+        return refused(&format!("has a `?` before its host; {encode}"));
+    }
     // What the driver refuses (an `sslmode` it does not know, a port that is no number), refused now with its reason
     // rather than at the first query. Its messages name the parameter, not the password.
     if let Err(error) = crate::db::connect_options(url.trim()) {
@@ -1168,9 +1173,13 @@ mod tests {
         assert_eq!(error.variable, "DATABASE_URL");
         assert!(!error.to_string().contains("hunter2"), "{error}");
         // A `#` in the password, unencoded: the host would be part of the password.
-        typo.insert("DATABASE_URL", "postgres://u:hun#ter2@db.example.com/app".to_owned());
+        typo.insert("DATABASE_URL", "postgres://app:p@ss#s3cret@db.example.com/app".to_owned());
         let error = load(&typo).expect_err("a fragment").to_string();
-        assert!(error.contains("%23") && !error.contains("ter2"), "{error}");
+        assert!(error.contains("has a `#`") && !error.contains("s3cret"), "{error}");
+        // A `?`: the rest of the password would be a parameter's name.
+        typo.insert("DATABASE_URL", "postgres://app:p@ss?w0rd@db.example.com/app".to_owned());
+        let error = load(&typo).expect_err("a query before the host").to_string();
+        assert!(error.contains("has a `?`") && !error.contains("w0rd"), "{error}");
         // What the driver would refuse at the first query, refused now with its reason.
         typo.insert("DATABASE_URL", "postgres://u:hunter2@db.example.com/app?sslmode=bogus".to_owned());
         let error = load(&typo).expect_err("no such sslmode").to_string();

@@ -128,10 +128,14 @@ const DRIVER_PARAMETERS: &[&str] = &[
 pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
     let mut parsed = url::Url::parse(url).map_err(|error| sqlx::Error::Configuration(error.into()))?;
     let known = |key: &str| DRIVER_PARAMETERS.contains(&key) || (key.starts_with("options[") && key.ends_with(']'));
+    // Only a key shaped like a parameter's name is named: anything else may be part of a mistyped password.
+    let named = |key: &str| {
+        key.len() <= 40 && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    };
     let ignored: Vec<String> = parsed
         .query_pairs()
         .filter(|(key, _)| !known(key))
-        .map(|(key, _)| format!("{:?}", key.chars().take(64).collect::<String>()))
+        .map(|(key, _)| if named(&key) { format!("{key:?}") } else { "(a name that is not a parameter's)".to_owned() })
         .collect();
     if !ignored.is_empty() {
         let kept: Vec<(String, String)> =
@@ -354,6 +358,15 @@ mod tests {
         assert_eq!(options.get_database(), Some("app"));
         assert_eq!(options.get_application_name(), Some("mine"));
         assert!(matches!(options.get_ssl_mode(), sqlx::postgres::PgSslMode::Require));
+    }
+
+    #[test]
+    fn a_key_that_is_no_parameters_name_is_not_written_out() {
+        let mut options = None;
+        let logs = logged_during(|| options = Some(connect_options("postgres://u:p@h/db?x@y%20z=1")));
+        assert!(options.is_some_and(|options| options.is_ok()));
+        assert!(!logs.contains("x@y"), "{logs}");
+        assert!(logs.contains("not a parameter's"), "{logs}");
     }
 
     #[test]

@@ -530,8 +530,11 @@ pub fn present(value: &Option<String>) -> Option<&str> {
 }
 
 /// The longest `return_to` kept; a longer one falls back to `/`. It travels in the sign-in state cookie, which
-/// must stay one small cookie.
-pub const MAX_RETURN_PATH_BYTES: usize = 2048;
+/// must stay small: tabs reloading at the same moment each start a sign-in before any of them can see the others'
+/// cookies (so they may briefly hold more than [`MAX_SIGN_INS`]), and a `Cookie` header past 8 KB is refused by
+/// proxies such as nginx (`large_client_header_buffers`), every request failing until the cookies expire. At 512
+/// bytes a state cookie is at most about 1.1 KB: ten tabs at once and a session stay under that.
+pub const MAX_RETURN_PATH_BYTES: usize = 512;
 
 /// `return_to` accepted only as a path on this site; anything else (other hosts, `//host`, `/\\host`, schemes,
 /// dot segments, control characters, encoded forms of those, or more than [`MAX_RETURN_PATH_BYTES`] as sent or as

@@ -484,7 +484,7 @@ async fn return_to_never_leaves_the_site() {
 async fn a_return_to_that_grows_when_normalised_falls_back_home() {
     let app = spawn_app().await;
     let browser = app.browser();
-    let raw = format!("/{}", "{".repeat(2047));
+    let raw = format!("/{}", "{".repeat(authbridge::session::sign_in::MAX_RETURN_PATH_BYTES - 1));
     let login = browser.get(&format!("/login?return_to={}", crate::helpers::browser::enc(&raw))).await;
     assert_eq!(login.status, 302, "{}", login.body);
     assert_eq!(login.set_cookies().len(), 1, "one state cookie");
