@@ -533,7 +533,8 @@ pub fn present(value: &Option<String>) -> Option<&str> {
 /// must stay small: tabs reloading at the same moment each start a sign-in before any of them can see the others'
 /// cookies (so they may briefly hold more than [`MAX_SIGN_INS`]), and a `Cookie` header past 8 KB is refused by
 /// proxies such as nginx (`large_client_header_buffers`), every request failing until the cookies expire. At 512
-/// bytes a state cookie is at most about 1.1 KB: ten tabs at once and a session stay under that.
+/// bytes a state cookie is at most about 1.1 KB (450 bytes with an ordinary path): six tabs at once with the
+/// longest paths stay under that, or over a dozen ordinary ones.
 pub const MAX_RETURN_PATH_BYTES: usize = 512;
 
 /// `return_to` accepted only as a path on this site; anything else (other hosts, `//host`, `/\\host`, schemes,
