@@ -188,21 +188,30 @@ async fn a_provider_outage_releases_the_claim_so_the_next_request_refreshes() {
     assert_eq!(app.workos.refresh_calls(), 2);
 }
 
+/// Another replica's claim on `browser`'s refresh token, made `ago` (seconds) and never finished; the token.
+async fn claimed_elsewhere(app: &TestApp, browser: &Browser, ago: u32) -> String {
+    let refresh_token = read_session(browser).refresh_token.expect("a refresh token");
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, refresh_token.as_bytes());
+    let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect as owner");
+    sqlx::query(
+        "INSERT INTO authbridge.refresh_results (token_hash, claimed_at) VALUES ($1, now() - make_interval(secs => $2))",
+    )
+    .bind(hash.as_ref())
+    .bind(f64::from(ago))
+    .execute(&pool)
+    .await
+    .expect("insert another replica's claim");
+    pool.close().await;
+    refresh_token
+}
+
 #[tokio::test]
 async fn a_claim_whose_replica_died_is_taken_over() {
     let app = lifecycle_app().await;
     let browser = app.signed_in(ALICE).await;
     age_token(&app, &browser, -60);
-    let refresh_token = read_session(&browser).refresh_token.expect("a refresh token");
-    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, refresh_token.as_bytes());
     // A replica claimed this token 20 s ago and never finished (it crashed mid-call).
-    let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect as owner");
-    sqlx::query("INSERT INTO authbridge.refresh_results (token_hash, claimed_at) VALUES ($1, now() - interval '20 s')")
-        .bind(hash.as_ref())
-        .execute(&pool)
-        .await
-        .expect("insert an abandoned claim");
-    pool.close().await;
+    claimed_elsewhere(&app, &browser, 20).await;
 
     let me = browser.api(Method::GET, "/api/me", None).await;
     assert_eq!(me.status, 200, "{}", me.body);
@@ -219,16 +228,8 @@ async fn a_request_waiting_for_another_replicas_refresh_gives_up_before_its_time
     let app = spawn_app_with(AppOptions::default().lifecycle().var("REQUEST_TIMEOUT_SECONDS", 3)).await;
     let browser = app.signed_in(ALICE).await;
     age_token(&app, &browser, -60);
-    let refresh_token = read_session(&browser).refresh_token.expect("a refresh token");
-    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, refresh_token.as_bytes());
     // Another replica claimed this token just now, and its call to WorkOS is still out.
-    let pool = sqlx::PgPool::connect(&app.db.url).await.expect("connect as owner");
-    sqlx::query("INSERT INTO authbridge.refresh_results (token_hash, claimed_at) VALUES ($1, now())")
-        .bind(hash.as_ref())
-        .execute(&pool)
-        .await
-        .expect("insert a claim under way");
-    pool.close().await;
+    let refresh_token = claimed_elsewhere(&app, &browser, 0).await;
 
     let started = std::time::Instant::now();
     let me = browser.api(Method::GET, "/api/me", None).await;
