@@ -215,3 +215,30 @@ async fn the_database_check_tells_an_exhausted_pool_from_a_database_that_does_no
     assert!(matches!(down, DbError::Unavailable(_)), "{down:?}");
     assert!(down.to_string().contains("Connection refused"), "why, not only that it waited: {down}");
 }
+
+/// A sign-out the database could not take (the record that lets every replica refuse the session) is tried again
+/// in the background, waiting longer each time; once the app stops, its drain tries it again at once instead of
+/// sleeping out the wait, so a database that is back by then gets it, and the stop is quick.
+#[tokio::test]
+async fn a_sign_out_waiting_for_the_database_is_recorded_at_once_when_the_app_stops() {
+    let mut app = app_behind_a_cuttable_database().await;
+    let browser = app.signed_in(BOB).await;
+    let session = crate::helpers::session::session_id(&browser);
+    let token = browser.csrf_token().await;
+    {
+        let proxy = app.db_proxy.as_ref().expect("a proxy");
+        proxy.cut();
+        let out = browser.post_form("/logout", &[("csrf_token", token.as_str())]).await;
+        assert!(matches!(out.status, 302 | 303), "signed out whatever the database: {} {}", out.status, out.body);
+        // Tried again after 1, 2, 4 and 8 s (each try taking up to the pool's 3 s): 20 s on, the next try is
+        // still seconds away.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        proxy.restore();
+    }
+    let started = Instant::now();
+    app.shutdown().await.expect("stops");
+    let took = started.elapsed();
+    let recorded = app.query_scalar_i64("SELECT count(*) FROM authbridge.revoked_sessions WHERE id = $1", &session);
+    assert_eq!(recorded.await, 1, "the sign-out is recorded for every replica");
+    assert!(took < Duration::from_secs(3), "tried at once, not after its wait: {took:?}");
+}
