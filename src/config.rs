@@ -698,15 +698,21 @@ fn postgres_url(url: String) -> Result<Secret, ConfigError> {
     if parsed.fragment().is_some() {
         return refused(&format!("has a `#`, which ends a URL; {encode}"));
     }
-    // Likewise a `?` in a password starts the query: what follows, the rest of the password and the host, would be
-    // read as a parameter's name (and named in a log line).
-    if parsed.query_pairs().any(|(key, _)| key.contains(['@', '/'])) {
+    // Likewise a `?` in a password starts the query, and a `/` the path: the rest of the password and the host would
+    // be read as parameters or as the database's name (and the host as something else). An `@` there, unencoded,
+    // is the sign (`%40` is how one is written in a value).
+    if parsed.query().is_some_and(|query| query.contains('@')) {
         return refused(&format!("has a `?` before its host; {encode}"));
+    }
+    if parsed.path().contains('@') {
+        return refused(&format!("has a `/` before its host; {encode}"));
     }
     // What the driver refuses (an `sslmode` it does not know, a port that is no number), refused now with its reason
     // rather than at the first query. Its messages name the parameter, not the password.
-    if let Err(error) = crate::db::connect_options(url.trim()) {
-        return refused(&format!("is not a usable PostgreSQL URL: {error}"));
+    if let Err(error) = crate::db::driver_options(url.trim()) {
+        // sqlx nests its configuration errors ("error with configuration: error with configuration: …").
+        let reason = error.to_string().replace("error with configuration: ", "");
+        return refused(&format!("is not a usable PostgreSQL URL: {reason}"));
     }
     Ok(Secret::new(url))
 }
@@ -1176,14 +1182,29 @@ mod tests {
         typo.insert("DATABASE_URL", "postgres://app:p@ss#s3cret@db.example.com/app".to_owned());
         let error = load(&typo).expect_err("a fragment").to_string();
         assert!(error.contains("has a `#`") && !error.contains("s3cret"), "{error}");
-        // A `?`: the rest of the password would be a parameter's name.
-        typo.insert("DATABASE_URL", "postgres://app:p@ss?w0rd@db.example.com/app".to_owned());
-        let error = load(&typo).expect_err("a query before the host").to_string();
-        assert!(error.contains("has a `?`") && !error.contains("w0rd"), "{error}");
+        // A `?`: the rest of the password would be a parameter's name, or its value.
+        for url in ["postgres://app:p@ss?w0rd@db.example.com/app", "postgres://app:12?w0rd=@db.example.com/app"] {
+            typo.insert("DATABASE_URL", url.to_owned());
+            let error = load(&typo).expect_err("a query before the host").to_string();
+            assert!(error.contains("has a `?`") && !error.contains("w0rd"), "{url}: {error}");
+        }
+        // A `/` (one base64 password in 64 starts with one): the rest would be the database's name.
+        for url in ["postgres://admin:/Z8kLq0w0rd+Q=@db.example.com/app", "postgres://u:80/w0rd@db.example.com/app"] {
+            typo.insert("DATABASE_URL", url.to_owned());
+            let error = load(&typo).expect_err("a path before the host").to_string();
+            assert!(error.contains("has a `/`") && !error.contains("w0rd"), "{url}: {error}");
+        }
+        // Encoded, they are fine.
+        typo.insert(
+            "DATABASE_URL",
+            "postgres://app:%2Fp%40ss%3Fw%23rd@db.example.com/app?application_name=a%40b".into(),
+        );
+        assert!(load(&typo).is_ok());
         // What the driver would refuse at the first query, refused now with its reason.
         typo.insert("DATABASE_URL", "postgres://u:hunter2@db.example.com/app?sslmode=bogus".to_owned());
         let error = load(&typo).expect_err("no such sslmode").to_string();
         assert!(error.contains("bogus") && error.contains("ssl") && !error.contains("hunter2"), "{error}");
+        assert_eq!(error.matches("error with configuration").count(), 0, "said once, plainly: {error}");
         vars.insert("WORKOS_EVENTS_POLL_SECONDS", "soon".to_owned());
         assert_eq!(load(&vars).expect_err("nan").variable, "WORKOS_EVENTS_POLL_SECONDS");
 

@@ -126,6 +126,19 @@ const DRIVER_PARAMETERS: &[&str] = &[
 /// `sslpassword`…) is left out and named in a warning, without its value: the driver would log it with its value,
 /// and `sslpassword` is a secret.
 pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+    let (options, ignored) = driver_options(url)?;
+    if !ignored.is_empty() {
+        tracing::warn!(
+            parameters = %ignored.join(", "),
+            "DATABASE_URL: ignoring parameters the PostgreSQL driver does not support"
+        );
+    }
+    Ok(options)
+}
+
+/// [`connect_options`] without the warning (the start-up's check of the variable): the options, and the parameters
+/// left out, as they may be named.
+pub fn driver_options(url: &str) -> Result<(PgConnectOptions, Vec<String>), sqlx::Error> {
     let mut parsed = url::Url::parse(url).map_err(|error| sqlx::Error::Configuration(error.into()))?;
     let known = |key: &str| DRIVER_PARAMETERS.contains(&key) || (key.starts_with("options[") && key.ends_with(']'));
     // Only a key shaped like a parameter's name is named: anything else may be part of a mistyped password.
@@ -144,12 +157,8 @@ pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
         if !kept.is_empty() {
             parsed.query_pairs_mut().extend_pairs(kept);
         }
-        tracing::warn!(
-            parameters = %ignored.join(", "),
-            "DATABASE_URL: ignoring parameters the PostgreSQL driver does not support"
-        );
     }
-    PgConnectOptions::from_str(parsed.as_str())
+    Ok((PgConnectOptions::from_str(parsed.as_str())?, ignored))
 }
 
 impl Database {

@@ -110,7 +110,7 @@ pub enum AppError {
     UnsupportedMediaType,
     /// A `PATCH` in another format (JSON Patch, `application/json-patch+json`, is a list of operations, not the
     /// fields to change): 415 with `Accept-Patch` (RFC 5789 §2.2).
-    #[error("Send the changes as application/json or application/merge-patch+json (JSON Patch is not supported).")]
+    #[error("Send the changes as application/json or application/merge-patch+json.")]
     UnsupportedPatchType,
     #[error("Send the form as application/x-www-form-urlencoded (UTF-8), as a browser sends this page's forms.")]
     UnsupportedFormType,
