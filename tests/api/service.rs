@@ -294,20 +294,11 @@ async fn a_401_that_is_not_workos_s_own_answer_does_not_stop_the_server() {
 /// 400 (a server MUST; hyper leaves it to us); HTTP/1.0 may go without one.
 #[tokio::test]
 async fn an_http_1_1_request_needs_exactly_one_valid_host() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     let app = spawn_app().await;
-    let status_of = |head: &'static str| {
-        let addr = app.addr;
-        async move {
-            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-            stream.write_all(head.as_bytes()).await.expect("write");
-            let mut answer = Vec::new();
-            let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
-            let answer = String::from_utf8_lossy(&answer).into_owned();
-            let status = answer.split(' ').nth(1).unwrap_or_default().to_owned();
-            (status, answer)
-        }
+    let status_of = |head: &'static str| async move {
+        let answer = crate::helpers::raw_answer(app.addr, head.as_bytes()).await;
+        let status = answer.split(' ').nth(1).unwrap_or_default().to_owned();
+        (status, answer)
     };
     for (why, head) in [
         ("no Host", "GET /healthz HTTP/1.1\r\nconnection: close\r\n\r\n"),

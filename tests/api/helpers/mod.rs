@@ -213,6 +213,17 @@ impl TestInsforge {
     }
 }
 
+/// What the server at `addr` answers to `request`, sent as raw bytes on a connection of its own (HTTP the client
+/// libraries would not send: no `Host`, headers past the limits), read until it closes or for 5 s.
+pub async fn raw_answer(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("the app accepts connections");
+    stream.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// An address where nothing listens, and nothing will while the tests run: the port is bound but never listened
 /// on, so a connection to it is refused at once, and it is kept bound until the test process exits. (A port
 /// bound and then released could be handed straight to a stand-in or an app that another test starts.)
