@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::audit::{Actor, RequestContext, Target};
 use crate::identity::Impersonator;
 use crate::session::provider::ProviderError;
-use crate::session::sign_in::{Callback, CallbackOutcome, SignInError, SignInRequest};
+use crate::session::sign_in::{Callback, CallbackOutcome, PendingSignIn, SignInError, SignInRequest};
 use crate::session::{CookieRead, Session};
 use crate::workos::OrganizationChoice;
 
@@ -41,9 +41,9 @@ pub fn router() -> Router<AppState> {
 
 /// `GET /login`: binds a sign-in to this browser and sends it to the identity provider.
 ///
-/// An organization choice left unfinished in this browser (`/login/organization`) is dropped here, at every finished
-/// sign-in and at sign-out: it is someone's sign-in, and on a shared browser the next person must not be able to
-/// finish it.
+/// The organization choices left unfinished in this browser (`/login/organization`) are dropped here and at
+/// sign-out, and another user's at every finished sign-in: each is someone's sign-in, and on a shared browser the
+/// next person must not be able to finish it.
 async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -64,7 +64,7 @@ async fn login(
     }
     let start = state.sessions.begin_sign_in(&headers, &request)?;
     let mut response = found(start.authorization_url.as_str(), start.set_cookies);
-    append_cookies(&mut response, state.sessions.clear_pending_sign_in(&headers));
+    append_cookies(&mut response, state.sessions.drop_pending_sign_ins(&headers));
     Ok(response)
 }
 
@@ -93,10 +93,13 @@ async fn callback(
         Ok(CallbackOutcome::SignedIn(signed_in)) => {
             audit_sign_in(&state, &signed_in.session, &request_context).await;
             let mut response = found(&signed_in.return_to, signed_in.set_cookies);
-            append_cookies(&mut response, state.sessions.clear_pending_sign_in(&headers));
+            let user_id = &signed_in.session.user.id;
+            append_cookies(&mut response, state.sessions.pending_sign_ins_after_sign_in(&headers, user_id, None));
             response
         }
-        Ok(CallbackOutcome::ChooseOrganization { set_cookies }) => found(SELECTION_PAGE, set_cookies),
+        Ok(CallbackOutcome::ChooseOrganization { selection, set_cookies }) => {
+            found(&selection_page_for(&selection), set_cookies)
+        }
         Err(error) => error.into_response(),
     };
     append_cookies(&mut response, clear_state);
@@ -104,6 +107,12 @@ async fn callback(
 }
 
 const SELECTION_PAGE: &str = "/login/organization";
+
+/// The address of the selection page for the pending sign-in `selection`.
+fn selection_page_for(selection: &str) -> String {
+    let selection = url::form_urlencoded::byte_serialize(selection.as_bytes()).collect::<String>();
+    format!("{SELECTION_PAGE}?selection={selection}")
+}
 
 /// "Continue to sign in?": a sign-in through an organization's identity provider (or with an email filled in) that a
 /// link from outside the app asked for, repeated as a link on this app's own page (see [`login`]). A link, not a
@@ -158,6 +167,8 @@ async fn audit_sign_in(state: &AppState, session: &Session, context: &RequestCon
 #[template(path = "select_organization.html")]
 struct SelectionPage {
     banner: Option<Banner>,
+    /// Where the form goes: this page's own address, naming its pending sign-in.
+    action: String,
     user_name: Option<String>,
     organizations: Vec<OrganizationChoice>,
     csrf_token: String,
@@ -173,14 +184,47 @@ impl SelectionPage {
     }
 }
 
-/// `GET /login/organization`: the organizations the sign-in may continue in, to pick one. When the pending sign-in
-/// could not keep WorkOS's list, they are read from WorkOS now; if that fails, the error page says so and the
-/// pending sign-in stays, so reloading the page tries again.
-async fn selection_page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
-    let pending = state.sessions.pending_sign_in(&headers).ok_or(AppError::SignInExpired)?;
+/// The selection page's query: which of the browser's pending sign-ins it is for (`callback` sends the browser to
+/// it). Pages of the previous version name none; their one pending sign-in is read then.
+#[derive(Debug, Default, Deserialize)]
+struct SelectionQuery {
+    selection: Option<String>,
+}
+
+impl SelectionQuery {
+    /// The selection id, empty for the previous version's pages (see [`SessionManager::spent_pending_sign_in`]).
+    ///
+    /// [`SessionManager::spent_pending_sign_in`]: crate::session::SessionManager::spent_pending_sign_in
+    fn id(&self) -> &str {
+        self.selection.as_deref().unwrap_or_default()
+    }
+
+    /// The page's own address, for its form.
+    fn page(&self) -> String {
+        match self.id() {
+            "" => SELECTION_PAGE.to_owned(),
+            id => selection_page_for(id),
+        }
+    }
+
+    fn pending_sign_in(&self, state: &AppState, headers: &HeaderMap) -> Option<PendingSignIn> {
+        state.sessions.pending_sign_in(headers, Some(self.id()).filter(|id| !id.is_empty()))
+    }
+}
+
+/// `GET /login/organization?selection=…`: the organizations the sign-in may continue in, to pick one. When the
+/// pending sign-in could not keep WorkOS's list, they are read from WorkOS now; if that fails, the error page says
+/// so and the pending sign-in stays, so reloading the page tries again.
+async fn selection_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<SelectionQuery>,
+) -> Result<Response, AppError> {
+    let pending = query.pending_sign_in(&state, &headers).ok_or(AppError::SignInExpired)?;
     let organizations = state.sessions.selectable_organizations(&pending).await?;
     let page = SelectionPage {
         banner: None,
+        action: query.page(),
         user_name: pending.user_name.clone(),
         csrf_token: state.csrf.token(&pending.csrf_nonce),
         organizations: SelectionPage::labelled(organizations),
@@ -194,15 +238,17 @@ struct SelectionForm {
     organization_id: String,
 }
 
-/// `POST /login/organization`: finishes the sign-in in the organization picked (the organization-selection
-/// grant). The form's CSRF token is bound to the pending sign-in, since there is no session yet.
+/// `POST /login/organization?selection=…`: finishes the sign-in in the organization picked (the
+/// organization-selection grant). The form's CSRF token is bound to the pending sign-in, since there is no session
+/// yet. Only that pending sign-in is spent: the browser's others (other tabs) stay for their own pages.
 async fn select_organization(
     State(state): State<AppState>,
     headers: HeaderMap,
     RequestMeta(context): RequestMeta,
+    ApiQuery(query): ApiQuery<SelectionQuery>,
     request: axum::extract::Request,
 ) -> Response {
-    let Some(pending) = state.sessions.pending_sign_in(&headers) else {
+    let Some(pending) = query.pending_sign_in(&state, &headers) else {
         return AppError::SignInExpired.into_response();
     };
     let body = match checked_form(request, &state, &pending.csrf_nonce).await {
@@ -212,11 +258,13 @@ async fn select_organization(
     let Ok(form) = serde_urlencoded::from_bytes::<SelectionForm>(&body) else {
         return AppError::BadRequest("The form is incomplete.".to_owned()).into_response();
     };
+    let spent = || state.sessions.spent_pending_sign_in(&headers, query.id());
     match state.sessions.finish_organization_selection(&headers, &pending, &form.organization_id).await {
         Ok(signed_in) => {
             audit_sign_in(&state, &signed_in.session, &context).await;
             let mut cookies = signed_in.set_cookies;
-            cookies.extend(state.sessions.clear_pending_sign_in(&headers));
+            let user_id = &signed_in.session.user.id;
+            cookies.extend(state.sessions.pending_sign_ins_after_sign_in(&headers, user_id, Some(query.id())));
             see_other(&signed_in.return_to, cookies)
         }
         // Picking again may work: the pending sign-in stays.
@@ -229,7 +277,7 @@ async fn select_organization(
         Err(SignInError::Provider(ProviderError::OrganizationAuthRequired { .. })) => {
             let location = super::organizations::sign_in_location(&form.organization_id, &pending.return_to);
             let mut response = AppError::OrganizationSignInRequired { location }.into_response();
-            append_cookies(&mut response, state.sessions.clear_pending_sign_in(&headers));
+            append_cookies(&mut response, spent());
             response
         }
         // Anything else spent or broke the pending sign-in: start over. That includes WorkOS refusing the
@@ -237,7 +285,7 @@ async fn select_organization(
         // WorkOS does not document whether a refused pick spends the pending token, so none is relied on.
         Err(error) => {
             let mut response = AppError::from(error).into_response();
-            append_cookies(&mut response, state.sessions.clear_pending_sign_in(&headers));
+            append_cookies(&mut response, spent());
             response
         }
     }
@@ -297,7 +345,7 @@ async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> Respo
 /// has long expired or the provider is down. The CSRF check still needs a session to tie the token to.
 async fn logout(State(state): State<AppState>, headers: HeaderMap, request: axum::extract::Request) -> Response {
     let signed_out = |destination: &str, mut cookies: Vec<HeaderValue>| {
-        cookies.extend(state.sessions.clear_pending_sign_in(&headers));
+        cookies.extend(state.sessions.drop_pending_sign_ins(&headers));
         found(destination, cookies)
     };
     let session = match state.sessions.read(&headers) {

@@ -253,6 +253,28 @@ impl CookieFamily {
         self.spec.single(self.name_for(id), value)
     }
 
+    /// `Set-Cookie` values expiring the members the browser sent beyond the newest `max - 1`, so that with the one
+    /// about to be written it holds at most `max`: first those `age` cannot read (`None`: no use to anyone), then
+    /// the oldest by `age` (any order-preserving pair, such as expiry and start time). Only the members
+    /// [`Self::held`] reads are looked at, so made-up names cannot make this expire each of them.
+    pub fn make_room_for_one(
+        &self,
+        request: &HeaderMap,
+        max: usize,
+        age: impl Fn(&str) -> Option<(u64, u64)>,
+    ) -> Vec<HeaderValue> {
+        let held = self.held(request);
+        let excess = (held.len() + 1).saturating_sub(max);
+        if excess == 0 {
+            return Vec::new();
+        }
+        // `None` sorts before any age.
+        let mut by_age: Vec<(Option<(u64, u64)>, &str)> =
+            held.iter().map(|member| (age(member.value), member.name)).collect();
+        by_age.sort_unstable();
+        self.expire(by_age.into_iter().take(excess).map(|(_, name)| name))
+    }
+
     /// `Set-Cookie` values deleting the members named (names that are not this family's are skipped).
     pub fn expire<'n>(&self, names: impl IntoIterator<Item = &'n str>) -> Vec<HeaderValue> {
         names

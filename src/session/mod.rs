@@ -42,6 +42,8 @@ pub const SESSION_COOKIE: &str = "wos-session";
 /// The sign-in state cookies are `wos-auth-state.<key>`, one per sign-in under way, named for its `state` (see
 /// [`sign_in_state_cookie`]); the previous version kept a browser's one sign-in in `wos-auth-state` itself.
 pub const SIGN_IN_STATE_COOKIE: &str = "wos-auth-state";
+/// The pending organization choices are `wos-org-selection.<key>`, one per sign-in at that step, named for its
+/// selection id (see [`organization_selection_cookie`]); the previous version kept one in `wos-org-selection`.
 pub const ORGANIZATION_SELECTION_COOKIE: &str = "wos-org-selection";
 /// Over https the cookies carry the `__Host-` prefix, which browsers accept only from this exact host, `Secure`,
 /// with `Path=/` and no `Domain`: a sibling subdomain cannot plant a session of its own choosing.
@@ -55,6 +57,12 @@ const SESSION_MAX_AGE: Duration = Duration::from_secs(400 * 24 * 3600);
 /// `__Host-` before it).
 pub fn sign_in_state_cookie(state: &str) -> String {
     cookies::keyed_name(SIGN_IN_STATE_COOKIE, state)
+}
+
+/// The name of the cookie holding the pending organization choice whose selection id is `selection`, over plain
+/// http (over https, the same with `__Host-` before it).
+pub fn organization_selection_cookie(selection: &str) -> String {
+    cookies::keyed_name(ORGANIZATION_SELECTION_COOKIE, selection)
 }
 
 /// What the session cookie holds, and nothing more.
@@ -293,7 +301,13 @@ pub struct SessionManager {
     /// The one sign-in state cookie the previous version kept, still read so that a sign-in started before a
     /// rolling deploy can finish after it (it lives `SIGN_IN_STATE_TTL`). It can go one release after this one.
     legacy_state_cookie: CookieSpec,
-    selection_cookie: CookieSpec,
+    /// One cookie per sign-in waiting for an organization to be chosen, named for its selection id (in the
+    /// selection page's address), so that several tabs at that step each finish their own.
+    selection_cookies: CookieFamily,
+    /// The one pending-choice cookie the previous version kept, still read (for the selection page without a
+    /// selection id, as that version's pages ask for it) so that a choice pending across a rolling deploy can be
+    /// finished (it lives `ORGANIZATION_SELECTION_TTL`). It can go one release after this one.
+    legacy_selection_cookie: CookieSpec,
     provider: Arc<IdentityProvider>,
     refresher: Refresher,
     revocations: Arc<Revocations>,
@@ -307,6 +321,15 @@ impl SessionManager {
             secure: config.secure_cookies,
             max_age: Some(SIGN_IN_STATE_TTL),
         };
+        let selection_cookie = CookieSpec {
+            name: if config.secure_cookies {
+                SECURE_ORGANIZATION_SELECTION_COOKIE
+            } else {
+                ORGANIZATION_SELECTION_COOKIE
+            },
+            secure: config.secure_cookies,
+            max_age: Some(ORGANIZATION_SELECTION_TTL),
+        };
         Ok(Self {
             sealer: Sealer::new(&config.cookie_password, config.previous_cookie_password.as_ref())?,
             session_cookie: CookieSpec {
@@ -316,15 +339,8 @@ impl SessionManager {
             },
             state_cookies: CookieFamily::new(state_cookie.clone()),
             legacy_state_cookie: state_cookie,
-            selection_cookie: CookieSpec {
-                name: if config.secure_cookies {
-                    SECURE_ORGANIZATION_SELECTION_COOKIE
-                } else {
-                    ORGANIZATION_SELECTION_COOKIE
-                },
-                secure: config.secure_cookies,
-                max_age: Some(ORGANIZATION_SELECTION_TTL),
-            },
+            selection_cookies: CookieFamily::new(selection_cookie.clone()),
+            legacy_selection_cookie: selection_cookie,
             refresher: Refresher::new(Arc::clone(&provider)),
             provider,
             revocations: Arc::default(),

@@ -21,7 +21,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::cookies::{CookieTooLarge, MAX_FAMILY_MEMBERS};
+use super::cookies::MAX_FAMILY_MEMBERS;
 use super::provider::{AuthorizationRequest, ProviderError, ScreenHint};
 use super::seal::{Purpose, SealError};
 use super::{Session, SessionError, SessionManager, unix_now, unix_now_micros};
@@ -124,14 +124,25 @@ pub struct SignedIn {
 /// What `/callback` leads to: a session, or a page where the user picks one of their organizations first.
 pub enum CallbackOutcome {
     SignedIn(SignedIn),
-    /// The pending sign-in is sealed in `set_cookies`; the browser goes to the selection page.
+    /// The pending sign-in is sealed in `set_cookies`, in the cookie named for `selection`; the browser goes to
+    /// the selection page for it.
     ChooseOrganization {
+        selection: String,
         set_cookies: Vec<HeaderValue>,
     },
 }
 
 /// How long a user may take to pick an organization (WorkOS's pending tokens are short-lived too).
 pub const ORGANIZATION_SELECTION_TTL: Duration = Duration::from_secs(10 * 60);
+/// The most organization choices a browser keeps pending, each a cookie of its own: one per tab at that step (tabs
+/// reloading together after a session ended each reach it); a fourth drops the oldest. Fewer than the sign-ins
+/// under way ([`MAX_SIGN_INS`]), because each may be larger ([`MAX_KEPT_LIST_BYTES`]).
+pub const MAX_PENDING_CHOICES: usize = 3;
+/// The most a pending choice's sealed cookie value may take with the organizations offered kept in it (about a
+/// dozen with ordinary names); past that it keeps the user's id instead, and the page reads their organizations
+/// from WorkOS. With at most [`MAX_PENDING_CHOICES`] of them, a browser's `Cookie` header stays well under the 8 KB
+/// that proxies such as nginx accept.
+pub const MAX_KEPT_LIST_BYTES: usize = 1536;
 /// The most characters of a name (an organization's, the user's) the pending sign-in keeps: enough for any page,
 /// and a bound on the cookie whatever WorkOS sends.
 const MAX_NAME_CHARS: usize = 100;
@@ -139,13 +150,21 @@ const MAX_NAME_CHARS: usize = 100;
 /// A sign-in waiting for the user to pick an organization: sealed in its own short-lived cookie (its own seal
 /// purpose), never in a URL or a log, because WorkOS's pending token finishes the sign-in.
 ///
-/// The cookie must stay one cookie, so it keeps the organizations WorkOS offered only when they fit in it. When
-/// they do not (dozens of organizations, long names), it keeps who is signing in instead: the page then lists the
+/// Each pending choice has its own cookie, named for a random selection id that the selection page's address
+/// carries (`/login/organization?selection=…`), so that choices reached in several tabs each finish their own.
+///
+/// The cookie must stay small, so it keeps the organizations WorkOS offered only when they fit in
+/// [`MAX_KEPT_LIST_BYTES`]. When they do not (more than a dozen organizations, long names), it keeps who is signing
+/// in instead: the page then lists the
 /// user's active memberships from WorkOS, and WorkOS alone judges the organization picked. (The user can always
 /// get that second form, with a long `return_to`, so the check against the offered list is a courtesy that spares
 /// WorkOS a call; the boundary is WorkOS's own check of the pending token and the organization.)
 #[derive(Serialize, Deserialize)]
 pub struct PendingSignIn {
+    /// The id its cookie is named for, checked against the one the page was asked for (a cookie copied under
+    /// another member's name opens nothing). Empty in the previous version's one cookie.
+    #[serde(default)]
+    pub selection: String,
     pending_authentication_token: String,
     /// The organizations offered, when they fit in the cookie; `None` when they did not.
     #[serde(default)]
@@ -159,6 +178,22 @@ pub struct PendingSignIn {
     /// The selection form's CSRF tokens are bound to this (there is no session yet).
     pub csrf_nonce: String,
     pub expires_at: u64,
+    /// Unix microseconds when it began: which of a browser's pending choices is the oldest.
+    #[serde(default)]
+    pub started_at_micros: u64,
+}
+
+impl PendingSignIn {
+    /// Whether this is the choice the page for `selection` asks for (constant time: the id names its cookie).
+    fn is_for(&self, selection: &str) -> bool {
+        verify_slices_are_equal(selection.as_bytes(), self.selection.as_bytes()).is_ok()
+    }
+
+    /// Whether this choice, read from the previous version's one cookie (`legacy`) or from a cookie of its own, is
+    /// the one the page for `selection` finishes: that version's pages name no selection, and read that cookie.
+    fn read_by_page(&self, selection: &str, legacy: bool) -> bool {
+        if selection.is_empty() { legacy } else { !legacy && self.is_for(selection) }
+    }
 }
 
 impl std::fmt::Debug for PendingSignIn {
@@ -245,26 +280,12 @@ impl SessionManager {
     /// `Set-Cookie` values expiring the sign-ins this browser holds beyond the newest `MAX_SIGN_INS - 1`, so that
     /// with the one starting it holds at most [`MAX_SIGN_INS`]: first those no callback can use (they do not open,
     /// or have expired), then the oldest. The tab whose sign-in is dropped is told at its callback that the sign-in
-    /// expired, and signs in again. Only the cookies [`CookieFamily::held`](super::cookies::CookieFamily::held)
-    /// reads are looked at, so made-up names cannot make this expire each of them.
+    /// expired, and signs in again.
     fn make_room_for_a_sign_in(&self, request: &HeaderMap) -> Vec<HeaderValue> {
-        let held = self.state_cookies.held(request);
-        let excess = (held.len() + 1).saturating_sub(MAX_SIGN_INS);
-        if excess == 0 {
-            return Vec::new();
-        }
-        // `None` (no use to anyone) sorts before any age; every state lives `SIGN_IN_STATE_TTL`, so the one that
-        // expires first began first.
-        let mut by_age: Vec<(Option<(u64, u64)>, &str)> = held
-            .iter()
-            .map(|member| {
-                let age =
-                    self.open_sign_in_state(member.value).map(|state| (state.expires_at, state.started_at_micros));
-                (age, member.name)
-            })
-            .collect();
-        by_age.sort_unstable();
-        self.state_cookies.expire(by_age.into_iter().take(excess).map(|(_, name)| name))
+        // Every state lives `SIGN_IN_STATE_TTL`, so the one that expires first began first.
+        self.state_cookies.make_room_for_one(request, MAX_SIGN_INS, |sealed| {
+            self.open_sign_in_state(sealed).map(|state| (state.expires_at, state.started_at_micros))
+        })
     }
 
     /// The sign-in a callback returning `returned_state` answers, if the browser holds it and it opens and has not
@@ -365,8 +386,7 @@ impl SessionManager {
         let session = match self.provider.exchange_code(&code, &state.code_verifier, &state.id_token_nonce).await {
             Ok(session) => session,
             Err(ProviderError::OrganizationSelectionRequired(pending)) => {
-                let set_cookies = self.begin_organization_selection(&pending, state.return_to)?;
-                return Ok(CallbackOutcome::ChooseOrganization { set_cookies });
+                return self.begin_organization_selection(headers, &pending, state.return_to);
             }
             Err(error) => return Err(error.into()),
         };
@@ -390,13 +410,14 @@ impl SessionManager {
         }
     }
 
-    /// Seals the pending sign-in into its cookie: with the organizations offered when they fit, else with the
-    /// user's id only (see [`PendingSignIn`]).
+    /// Seals the pending sign-in into a cookie of its own: with the organizations offered when they fit, else with
+    /// the user's id only (see [`PendingSignIn`]). Makes room for it among the browser's other pending choices.
     fn begin_organization_selection(
         &self,
+        headers: &HeaderMap,
         pending: &PendingSelection,
         return_to: String,
-    ) -> Result<Vec<HeaderValue>, SignInError> {
+    ) -> Result<CallbackOutcome, SignInError> {
         let organizations = OrganizationChoice::by_name(
             pending
                 .organizations
@@ -410,39 +431,43 @@ impl SessionManager {
             )));
         }
         let offered = organizations.len();
+        let random = |_| SignInError::Random;
         let mut pending = PendingSignIn {
+            selection: crate::random::token().map_err(random)?,
             pending_authentication_token: pending.pending_authentication_token.expose().to_owned(),
             organizations: Some(organizations),
             user_id: pending.user.as_ref().map(|user| user.id.clone()),
             user_name: pending.user.as_ref().map(|user| cut(&user.display_name())),
             return_to,
-            csrf_nonce: crate::random::token().map_err(|_| SignInError::Random)?,
+            csrf_nonce: crate::random::token().map_err(random)?,
             expires_at: unix_now() + ORGANIZATION_SELECTION_TTL.as_secs(),
+            started_at_micros: unix_now_micros(),
         };
-        if let Ok(cookie) = self.seal_pending_sign_in(&pending)? {
+        let mut set_cookies = self.selection_cookies.make_room_for_one(headers, MAX_PENDING_CHOICES, |sealed| {
+            self.open_pending_sign_in(sealed).map(|pending| (pending.expires_at, pending.started_at_micros))
+        });
+        let sealed = self.seal_pending_sign_in(&pending)?;
+        if sealed.len() <= MAX_KEPT_LIST_BYTES {
             tracing::info!(offered, "sign-in waits for the user to choose an organization");
-            return Ok(vec![cookie]);
+        } else {
+            // Too many organizations, or names too long, to keep: WorkOS is asked for them again on the page.
+            if pending.user_id.is_none() {
+                return Err(SignInError::Provider(ProviderError::Failed(format!(
+                    "WorkOS offered {offered} organizations, too many to keep, and did not say who is signing in"
+                ))));
+            }
+            pending.organizations = None;
+            tracing::info!(offered, "sign-in waits for the user to choose an organization (the list is read again)");
         }
-        // Too many organizations, or names too long, for one cookie: WorkOS is asked for them again on the page.
-        if pending.user_id.is_none() {
-            return Err(SignInError::Provider(ProviderError::Failed(format!(
-                "WorkOS offered {offered} organizations, too many to keep, and did not say who is signing in"
-            ))));
-        }
-        pending.organizations = None;
-        let cookie = self.seal_pending_sign_in(&pending)?.map_err(SessionError::from)?;
-        tracing::info!(offered, "sign-in waits for the user to choose an organization (the list is read again)");
-        Ok(vec![cookie])
+        let sealed = if pending.organizations.is_some() { sealed } else { self.seal_pending_sign_in(&pending)? };
+        set_cookies.push(self.selection_cookies.write(&pending.selection, &sealed).map_err(SessionError::from)?);
+        Ok(CallbackOutcome::ChooseOrganization { selection: pending.selection, set_cookies })
     }
 
-    /// The pending sign-in's cookie, or `Err(CookieTooLarge)` inside when it would not be one cookie.
-    fn seal_pending_sign_in(
-        &self,
-        pending: &PendingSignIn,
-    ) -> Result<Result<HeaderValue, CookieTooLarge>, SignInError> {
+    /// The pending sign-in sealed for its cookie.
+    fn seal_pending_sign_in(&self, pending: &PendingSignIn) -> Result<String, SignInError> {
         let json = serde_json::to_vec(pending).map_err(|_| SealError)?;
-        let sealed = self.sealer.seal(Purpose::OrganizationSelection, &json)?;
-        Ok(self.selection_cookie.write_single(&sealed))
+        Ok(self.sealer.seal(Purpose::OrganizationSelection, &json)?)
     }
 
     /// The organizations the pending sign-in may be finished in: those offered, when the cookie kept them; else
@@ -459,18 +484,73 @@ impl SessionManager {
         }
     }
 
-    /// The sign-in waiting for an organization to be picked, if the browser holds one that opens and has not
-    /// expired.
-    pub fn pending_sign_in(&self, headers: &HeaderMap) -> Option<PendingSignIn> {
-        let sealed = self.selection_cookie.read(headers)?;
-        let opened = self.sealer.open(Purpose::OrganizationSelection, &sealed).ok()?;
+    /// The sign-in waiting for an organization to be picked on the page for `selection`, if the browser holds it
+    /// and it opens and has not expired: from the cookie named for it; without a selection id (the previous
+    /// version's pages ask so), from that version's one cookie.
+    pub fn pending_sign_in(&self, headers: &HeaderMap, selection: Option<&str>) -> Option<PendingSignIn> {
+        match selection {
+            Some(selection) => {
+                let member = self.selection_cookies.read(headers, selection)?;
+                self.open_pending_sign_in(member.value).filter(|pending| pending.is_for(selection))
+            }
+            None => self.open_pending_sign_in(&self.legacy_selection_cookie.read(headers)?),
+        }
+    }
+
+    /// The pending sign-in sealed in `sealed`, if it opens and has not expired.
+    fn open_pending_sign_in(&self, sealed: &str) -> Option<PendingSignIn> {
+        let opened = self.sealer.open(Purpose::OrganizationSelection, sealed).ok()?;
         let pending: PendingSignIn = serde_json::from_slice(&opened.plaintext).ok()?;
         (pending.expires_at > unix_now()).then_some(pending)
     }
 
-    /// `Set-Cookie` values deleting the pending sign-in, when the request carried one.
-    pub fn clear_pending_sign_in(&self, request: &HeaderMap) -> Vec<HeaderValue> {
-        self.selection_cookie.clear_sent(request)
+    /// `Set-Cookie` values deleting every pending organization choice the browser holds: at `/login` and at
+    /// sign-out. Each is someone's sign-in, and on a shared computer the next person must not be able to finish
+    /// it and become them.
+    pub fn drop_pending_sign_ins(&self, request: &HeaderMap) -> Vec<HeaderValue> {
+        self.drop_pending_sign_ins_where(request, |_, _| true)
+    }
+
+    /// `Set-Cookie` values deleting the pending choice of the page for `selection` (empty: the previous version's
+    /// one cookie), when it is over: spent or broken at WorkOS.
+    pub fn spent_pending_sign_in(&self, request: &HeaderMap, selection: &str) -> Vec<HeaderValue> {
+        self.drop_pending_sign_ins_where(request, |pending, legacy| pending.read_by_page(selection, legacy))
+    }
+
+    /// `Set-Cookie` values deleting, once `user_id` has signed in, the pending choices that are not theirs (the
+    /// shared-computer rule of [`Self::drop_pending_sign_ins`]), and the one of the page for `finished` when a
+    /// choice was what signed them in (empty: the previous version's one cookie). Their other choices stay, so
+    /// that each tab where they reached that step can still finish its own.
+    pub fn pending_sign_ins_after_sign_in(
+        &self,
+        request: &HeaderMap,
+        user_id: &str,
+        finished: Option<&str>,
+    ) -> Vec<HeaderValue> {
+        self.drop_pending_sign_ins_where(request, |pending, legacy| {
+            pending.user_id.as_deref() != Some(user_id)
+                || finished.is_some_and(|selection| pending.read_by_page(selection, legacy))
+        })
+    }
+
+    /// `Set-Cookie` values deleting the browser's pending choices for which `drop` holds (told whether it is the
+    /// previous version's one cookie), and those nobody can finish (they do not open, or have expired).
+    fn drop_pending_sign_ins_where(
+        &self,
+        request: &HeaderMap,
+        drop: impl Fn(&PendingSignIn, bool) -> bool,
+    ) -> Vec<HeaderValue> {
+        let over =
+            |sealed: &str, legacy| self.open_pending_sign_in(sealed).is_none_or(|pending| drop(&pending, legacy));
+        let held = self.selection_cookies.held(request);
+        let mut set_cookies = self
+            .selection_cookies
+            .expire(held.iter().filter(|member| over(member.value, false)).map(|member| member.name));
+        let legacy = self.legacy_selection_cookie.present(request);
+        if !legacy.is_empty() && self.legacy_selection_cookie.read(request).is_none_or(|sealed| over(&sealed, true)) {
+            set_cookies.extend(self.legacy_selection_cookie.clear(&legacy));
+        }
+        set_cookies
     }
 
     /// Finishes the pending sign-in in `organization_id` (the caller checked the form's CSRF token against the
@@ -942,15 +1022,33 @@ pub(crate) mod tests {
         }
     }
 
+    /// The pending choice `begin_organization_selection` makes in a browser holding none: its selection id and
+    /// its cookie.
+    fn pending_choice(
+        manager: &SessionManager,
+        offered: &PendingSelection,
+        return_to: String,
+    ) -> Result<(String, HeaderValue), SignInError> {
+        match manager.begin_organization_selection(&HeaderMap::new(), offered, return_to)? {
+            CallbackOutcome::ChooseOrganization { selection, mut set_cookies } => {
+                assert_eq!(set_cookies.len(), 1, "one cookie, nothing to make room among");
+                Ok((selection, set_cookies.remove(0)))
+            }
+            CallbackOutcome::SignedIn(_) => panic!("a choice, not a session"),
+        }
+    }
+
     #[test]
     fn offered_organizations_that_fit_are_all_kept() {
         let manager = manager(true);
         let bob = crate::identity::UserProfile::id_only("user_bob");
-        let cookies =
-            manager.begin_organization_selection(&offering(30, "Globex", Some(bob)), "/".into()).expect("sealed");
-        let pending = manager.pending_sign_in(&holding(&cookies[0])).expect("opens");
-        assert_eq!(pending.organizations.map(|offered| offered.len()), Some(30), "none dropped");
+        let (selection, cookie) =
+            pending_choice(&manager, &offering(12, "Globex", Some(bob)), "/".into()).expect("sealed");
+        let pending = manager.pending_sign_in(&holding(&cookie), Some(&selection)).expect("opens");
+        assert_eq!(pending.organizations.map(|offered| offered.len()), Some(12), "none dropped");
         assert_eq!(pending.user_id.as_deref(), Some("user_bob"));
+        assert!(manager.pending_sign_in(&holding(&cookie), Some("another")).is_none(), "its own page's only");
+        assert!(manager.pending_sign_in(&holding(&cookie), None).is_none(), "not the previous version's cookie");
     }
 
     #[test]
@@ -958,29 +1056,30 @@ pub(crate) mod tests {
         let manager = manager(true);
         let mut bob = crate::identity::UserProfile::id_only("user_bob");
         let name = "é".repeat(100);
-        let cookies =
-            manager.begin_organization_selection(&offering(25, &name, Some(bob.clone())), "/".into()).expect("sealed");
-        assert_eq!(cookies.len(), 1);
-        let pending = manager.pending_sign_in(&holding(&cookies[0])).expect("opens");
-        assert!(pending.organizations.is_none(), "the list is read again on the page");
-        assert_eq!(pending.user_id.as_deref(), Some("user_bob"));
+        for (count, name) in [(25, name.as_str()), (30, "Globex")] {
+            let (selection, cookie) =
+                pending_choice(&manager, &offering(count, name, Some(bob.clone())), "/".into()).expect("sealed");
+            let pending = manager.pending_sign_in(&holding(&cookie), Some(&selection)).expect("opens");
+            assert!(pending.organizations.is_none(), "{count}: the list is read again on the page");
+            assert_eq!(pending.user_id.as_deref(), Some("user_bob"));
+        }
 
         // The most the pending sign-in can then hold still makes one cookie: the longest return path and a user
         // whose name is all four-byte characters (the 1,000 organizations, whose names JSON escapes six times over,
         // are not kept).
         bob.first_name = Some("😀".repeat(5_000));
         let return_to = format!("/{}", "a".repeat(MAX_RETURN_PATH_BYTES - 1));
-        let cookies = manager
-            .begin_organization_selection(&offering(1_000, &"\u{1}".repeat(100), Some(bob)), return_to.clone())
-            .expect("still one cookie");
-        let line = &cookies[0];
-        assert!(line.len() <= super::super::cookies::MAX_SET_COOKIE_BYTES, "{} bytes", line.len());
-        let pending = manager.pending_sign_in(&holding(line)).expect("opens");
+        let (selection, line) =
+            pending_choice(&manager, &offering(1_000, &"\u{1}".repeat(100), Some(bob)), return_to.clone())
+                .expect("still one cookie");
+        // About 1.7 KB (the README's figure), so that three of them stay far from a proxy's 8 KB `Cookie` line.
+        assert!(line.len() <= 1_800, "{} bytes", line.len());
+        let pending = manager.pending_sign_in(&holding(&line), Some(&selection)).expect("opens");
         assert_eq!(pending.return_to, return_to);
         assert_eq!(pending.user_name.map(|name| name.chars().count()), Some(MAX_NAME_CHARS));
 
         // Without the user's id there is no list to read again: a provider failure (502), not a cookie error (500).
-        let refused = manager.begin_organization_selection(&offering(25, &name, None), "/".into());
+        let refused = pending_choice(&manager, &offering(25, &name, None), "/".into());
         assert!(matches!(refused, Err(SignInError::Provider(ProviderError::Failed(_)))), "{refused:?}");
     }
 
@@ -993,15 +1092,15 @@ pub(crate) mod tests {
             organizations: vec![choice],
             user: None,
         };
-        let cookies = manager.begin_organization_selection(&selection, "/".into()).expect("sealed");
-        let pending = manager.pending_sign_in(&holding(&cookies[0])).expect("the pending sign-in opens");
+        let (id, cookie) = pending_choice(&manager, &selection, "/".into()).expect("sealed");
+        let pending = manager.pending_sign_in(&holding(&cookie), Some(&id)).expect("the pending sign-in opens");
         let left = pending.expires_at.saturating_sub(unix_now());
         assert!((598..=600).contains(&left), "{left} s left of the choice's ten minutes");
 
         for (expires_at, opens) in [(unix_now() + 60, true), (unix_now(), false)] {
             let sealed = resealed(&manager, Purpose::OrganizationSelection, &pending, expires_at);
-            let cookie = holding(&manager.selection_cookie.write_single(&sealed).expect("one cookie"));
-            assert_eq!(manager.pending_sign_in(&cookie).is_some(), opens, "expires at {expires_at}");
+            let cookie = holding(&manager.selection_cookies.write(&id, &sealed).expect("one cookie"));
+            assert_eq!(manager.pending_sign_in(&cookie, Some(&id)).is_some(), opens, "expires at {expires_at}");
         }
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use authbridge::session::SIGN_IN_STATE_COOKIE;
+use authbridge::session::{ORGANIZATION_SELECTION_COOKIE, SIGN_IN_STATE_COOKIE};
 use axum_extra::extract::cookie::Cookie;
 use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::{Method, redirect};
@@ -97,11 +97,22 @@ impl Browser {
     /// The sign-in state cookies this browser holds, by name: one per sign-in under way, named for its `state`
     /// (`wos-auth-state.<key>`), and the single `wos-auth-state` the previous version kept.
     pub fn sign_in_states(&self) -> BTreeMap<String, String> {
+        self.cookie_family(SIGN_IN_STATE_COOKIE)
+    }
+
+    /// The pending organization choices this browser holds, by name: one per sign-in at that step, named for its
+    /// selection id (`wos-org-selection.<key>`), and the single `wos-org-selection` the previous version kept.
+    pub fn pending_choices(&self) -> BTreeMap<String, String> {
+        self.cookie_family(ORGANIZATION_SELECTION_COOKIE)
+    }
+
+    /// The cookies named `base` or `base.<something>` this browser holds, by name.
+    fn cookie_family(&self, base: &str) -> BTreeMap<String, String> {
         let cookies = self.cookies.lock().expect("cookie jar");
-        let prefix = format!("{SIGN_IN_STATE_COOKIE}.");
+        let prefix = format!("{base}.");
         cookies
             .iter()
-            .filter(|(name, _)| *name == SIGN_IN_STATE_COOKIE || name.starts_with(&prefix))
+            .filter(|(name, _)| *name == base || name.starts_with(&prefix))
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect()
     }
@@ -232,6 +243,12 @@ pub fn extract_csrf_token(html: &str) -> Option<String> {
     let start = html.find(marker)? + marker.len();
     let end = html[start..].find('"')? + start;
     Some(html[start..end].to_owned())
+}
+
+/// Where a page's (first) form posts to, as the page gives it.
+pub fn form_action(html: &str) -> Option<String> {
+    let rest = html.split(r#"<form method="post" action=""#).nth(1)?;
+    Some(rest.split('"').next()?.replace("&#38;", "&").replace("&amp;", "&"))
 }
 
 pub fn enc(value: &str) -> String {
