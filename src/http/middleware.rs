@@ -210,6 +210,9 @@ pub(crate) fn insert_fixed_security_headers(headers: &mut axum::http::HeaderMap)
     headers.insert(HeaderName::from_static("cross-origin-resource-policy"), HeaderValue::from_static("same-origin"));
 }
 
+/// How many headers [`add_security_headers`] may add.
+const SECURITY_HEADERS: usize = 8;
+
 /// Security headers on every response (the Content-Security-Policy itself is built in `AppState`), as a response
 /// mapping for `ServiceBuilder::map_response`.
 pub fn security_headers(
@@ -220,6 +223,8 @@ pub fn security_headers(
 
 fn add_security_headers(state: &AppState, mut response: axum::response::Response) -> axum::response::Response {
     let headers = response.headers_mut();
+    // Room for them all at once: grown one header at a time, the map rehashes several times per response.
+    headers.reserve(SECURITY_HEADERS);
     headers.insert(header::CONTENT_SECURITY_POLICY, state.content_security_policy());
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     insert_fixed_security_headers(headers);
