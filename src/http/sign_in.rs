@@ -93,8 +93,8 @@ async fn callback(
         Ok(CallbackOutcome::SignedIn(signed_in)) => {
             audit_sign_in(&state, &signed_in.session, &request_context).await;
             let mut response = found(&signed_in.return_to, signed_in.set_cookies);
-            let user_id = &signed_in.session.user.id;
-            append_cookies(&mut response, state.sessions.pending_sign_ins_after_sign_in(&headers, user_id, None));
+            let dropped = state.sessions.pending_sign_ins_after_sign_in(&headers, &signed_in.session, None);
+            append_cookies(&mut response, dropped);
             response
         }
         Ok(CallbackOutcome::ChooseOrganization { selection, set_cookies }) => {
@@ -192,9 +192,9 @@ struct SelectionQuery {
 }
 
 impl SelectionQuery {
-    /// The selection id, empty for the previous version's pages (see [`SessionManager::spent_pending_sign_in`]).
+    /// The selection id, empty for the previous version's pages (see [`SessionManager::pending_sign_in`]).
     ///
-    /// [`SessionManager::spent_pending_sign_in`]: crate::session::SessionManager::spent_pending_sign_in
+    /// [`SessionManager::pending_sign_in`]: crate::session::SessionManager::pending_sign_in
     fn id(&self) -> &str {
         self.selection.as_deref().unwrap_or_default()
     }
@@ -208,19 +208,27 @@ impl SelectionQuery {
     }
 
     fn pending_sign_in(&self, state: &AppState, headers: &HeaderMap) -> Option<PendingSignIn> {
-        state.sessions.pending_sign_in(headers, Some(self.id()).filter(|id| !id.is_empty()))
+        state.sessions.pending_sign_in(headers, self.id())
     }
 }
 
 /// `GET /login/organization?selection=…`: the organizations the sign-in may continue in, to pick one. When the
 /// pending sign-in could not keep WorkOS's list, they are read from WorkOS now; if that fails, the error page says
 /// so and the pending sign-in stays, so reloading the page tries again.
+///
+/// A choice already made (the page reloaded, or reached again with Back, once it signed the browser in) leads home:
+/// "sign in again" would be wrong for someone signed in, and `/login` would drop their other tabs' choices.
 async fn selection_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<SelectionQuery>,
 ) -> Result<Response, AppError> {
-    let pending = query.pending_sign_in(&state, &headers).ok_or(AppError::SignInExpired)?;
+    let Some(pending) = query.pending_sign_in(&state, &headers) else {
+        return match state.sessions.read(&headers) {
+            CookieRead::Session(..) => Ok(found("/", Vec::new())),
+            _ => Err(AppError::SignInExpired),
+        };
+    };
     let organizations = state.sessions.selectable_organizations(&pending).await?;
     let page = SelectionPage {
         banner: None,
@@ -263,8 +271,11 @@ async fn select_organization(
         Ok(signed_in) => {
             audit_sign_in(&state, &signed_in.session, &context).await;
             let mut cookies = signed_in.set_cookies;
-            let user_id = &signed_in.session.user.id;
-            cookies.extend(state.sessions.pending_sign_ins_after_sign_in(&headers, user_id, Some(query.id())));
+            cookies.extend(state.sessions.pending_sign_ins_after_sign_in(
+                &headers,
+                &signed_in.session,
+                Some(query.id()),
+            ));
             see_other(&signed_in.return_to, cookies)
         }
         // Picking again may work: the pending sign-in stays.

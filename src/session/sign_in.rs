@@ -138,14 +138,18 @@ pub const ORGANIZATION_SELECTION_TTL: Duration = Duration::from_secs(10 * 60);
 /// reloading together after a session ended each reach it); a fourth drops the oldest. Fewer than the sign-ins
 /// under way ([`MAX_SIGN_INS`]), because each may be larger ([`MAX_KEPT_LIST_BYTES`]).
 pub const MAX_PENDING_CHOICES: usize = 3;
-/// The most a pending choice's sealed cookie value may take with the organizations offered kept in it (about a
-/// dozen with ordinary names); past that it keeps the user's id instead, and the page reads their organizations
-/// from WorkOS. With at most [`MAX_PENDING_CHOICES`] of them, a browser's `Cookie` header stays well under the 8 KB
-/// that proxies such as nginx accept.
-pub const MAX_KEPT_LIST_BYTES: usize = 1536;
-/// The most characters of a name (an organization's, the user's) the pending sign-in keeps: enough for any page,
-/// and a bound on the cookie whatever WorkOS sends.
+/// The most a pending choice's sealed cookie value may take with the organizations offered kept in it (half a
+/// dozen with ordinary names and an ordinary `return_to`); past that it keeps the user's id instead, and the page
+/// reads their organizations from WorkOS. Then it is at most about 1.5 KB (the longest `return_to`, a name of
+/// [`MAX_USER_NAME_CHARS`] four-byte characters): three of them beside a session cookie of 3 KB stay under the 8 KB
+/// `Cookie` line that proxies such as nginx accept.
+pub const MAX_KEPT_LIST_BYTES: usize = 1024;
+/// The most characters of an organization's name the pending sign-in keeps: enough for any page, and a bound on
+/// the cookie whatever WorkOS sends.
 const MAX_NAME_CHARS: usize = 100;
+/// The most characters of the user's name it keeps, for the page's greeting ("Bob, you belong to…"): fewer, as it
+/// is in the cookie whether the list is or not.
+const MAX_USER_NAME_CHARS: usize = 50;
 
 /// A sign-in waiting for the user to pick an organization: sealed in its own short-lived cookie (its own seal
 /// purpose), never in a URL or a log, because WorkOS's pending token finishes the sign-in.
@@ -437,7 +441,10 @@ impl SessionManager {
             pending_authentication_token: pending.pending_authentication_token.expose().to_owned(),
             organizations: Some(organizations),
             user_id: pending.user.as_ref().map(|user| user.id.clone()),
-            user_name: pending.user.as_ref().map(|user| cut(&user.display_name())),
+            user_name: pending
+                .user
+                .as_ref()
+                .map(|user| user.display_name().chars().take(MAX_USER_NAME_CHARS).collect()),
             return_to,
             csrf_nonce: crate::random::token().map_err(random)?,
             expires_at: unix_now() + ORGANIZATION_SELECTION_TTL.as_secs(),
@@ -446,10 +453,8 @@ impl SessionManager {
         let mut set_cookies = self.selection_cookies.make_room_for_one(headers, MAX_PENDING_CHOICES, |sealed| {
             self.open_pending_sign_in(sealed).map(|pending| (pending.expires_at, pending.started_at_micros))
         });
-        let sealed = self.seal_pending_sign_in(&pending)?;
-        if sealed.len() <= MAX_KEPT_LIST_BYTES {
-            tracing::info!(offered, "sign-in waits for the user to choose an organization");
-        } else {
+        let mut sealed = self.seal_pending_sign_in(&pending)?;
+        if sealed.len() > MAX_KEPT_LIST_BYTES {
             // Too many organizations, or names too long, to keep: WorkOS is asked for them again on the page.
             if pending.user_id.is_none() {
                 return Err(SignInError::Provider(ProviderError::Failed(format!(
@@ -457,9 +462,10 @@ impl SessionManager {
                 ))));
             }
             pending.organizations = None;
-            tracing::info!(offered, "sign-in waits for the user to choose an organization (the list is read again)");
+            sealed = self.seal_pending_sign_in(&pending)?;
         }
-        let sealed = if pending.organizations.is_some() { sealed } else { self.seal_pending_sign_in(&pending)? };
+        let kept = pending.organizations.is_some();
+        tracing::info!(offered, kept, "sign-in waits for the user to choose an organization");
         set_cookies.push(self.selection_cookies.write(&pending.selection, &sealed).map_err(SessionError::from)?);
         Ok(CallbackOutcome::ChooseOrganization { selection: pending.selection, set_cookies })
     }
@@ -485,16 +491,16 @@ impl SessionManager {
     }
 
     /// The sign-in waiting for an organization to be picked on the page for `selection`, if the browser holds it
-    /// and it opens and has not expired: from the cookie named for it; without a selection id (the previous
-    /// version's pages ask so), from that version's one cookie.
-    pub fn pending_sign_in(&self, headers: &HeaderMap, selection: Option<&str>) -> Option<PendingSignIn> {
-        match selection {
-            Some(selection) => {
-                let member = self.selection_cookies.read(headers, selection)?;
-                self.open_pending_sign_in(member.value).filter(|pending| pending.is_for(selection))
-            }
-            None => self.open_pending_sign_in(&self.legacy_selection_cookie.read(headers)?),
+    /// and it opens and has not expired: from the cookie named for it; with an empty selection id (the previous
+    /// version's pages name none), from that version's one cookie.
+    pub fn pending_sign_in(&self, headers: &HeaderMap, selection: &str) -> Option<PendingSignIn> {
+        if selection.is_empty() {
+            // Only as that version sealed it: without a selection id of its own.
+            let legacy = self.open_pending_sign_in(&self.legacy_selection_cookie.read(headers)?)?;
+            return legacy.selection.is_empty().then_some(legacy);
         }
+        let member = self.selection_cookies.read(headers, selection)?;
+        self.open_pending_sign_in(member.value).filter(|pending| pending.is_for(selection))
     }
 
     /// The pending sign-in sealed in `sealed`, if it opens and has not expired.
@@ -517,18 +523,22 @@ impl SessionManager {
         self.drop_pending_sign_ins_where(request, |pending, legacy| pending.read_by_page(selection, legacy))
     }
 
-    /// `Set-Cookie` values deleting, once `user_id` has signed in, the pending choices that are not theirs (the
-    /// shared-computer rule of [`Self::drop_pending_sign_ins`]), and the one of the page for `finished` when a
-    /// choice was what signed them in (empty: the previous version's one cookie). Their other choices stay, so
-    /// that each tab where they reached that step can still finish its own.
+    /// `Set-Cookie` values deleting, once `session` has signed in, the pending choices that are not its user's (the
+    /// shared-computer rule of [`Self::drop_pending_sign_ins`]), every one when it is an impersonation (support
+    /// staff signed in as the user are not the user, and must not be left able to finish the user's own choice),
+    /// and the one of the page for `finished` when a choice was what signed them in (empty: the previous version's
+    /// one cookie). The user's other choices stay, so that each tab where they reached that step can still finish
+    /// its own.
     pub fn pending_sign_ins_after_sign_in(
         &self,
         request: &HeaderMap,
-        user_id: &str,
+        session: &Session,
         finished: Option<&str>,
     ) -> Vec<HeaderValue> {
+        let impersonation = session.impersonator.is_some();
         self.drop_pending_sign_ins_where(request, |pending, legacy| {
-            pending.user_id.as_deref() != Some(user_id)
+            impersonation
+                || pending.user_id.as_deref() != Some(session.user.id.as_str())
                 || finished.is_some_and(|selection| pending.read_by_page(selection, legacy))
         })
     }
@@ -1043,12 +1053,12 @@ pub(crate) mod tests {
         let manager = manager(true);
         let bob = crate::identity::UserProfile::id_only("user_bob");
         let (selection, cookie) =
-            pending_choice(&manager, &offering(12, "Globex", Some(bob)), "/".into()).expect("sealed");
-        let pending = manager.pending_sign_in(&holding(&cookie), Some(&selection)).expect("opens");
-        assert_eq!(pending.organizations.map(|offered| offered.len()), Some(12), "none dropped");
+            pending_choice(&manager, &offering(6, "Globex", Some(bob)), "/".into()).expect("sealed");
+        let pending = manager.pending_sign_in(&holding(&cookie), &selection).expect("opens");
+        assert_eq!(pending.organizations.map(|offered| offered.len()), Some(6), "none dropped");
         assert_eq!(pending.user_id.as_deref(), Some("user_bob"));
-        assert!(manager.pending_sign_in(&holding(&cookie), Some("another")).is_none(), "its own page's only");
-        assert!(manager.pending_sign_in(&holding(&cookie), None).is_none(), "not the previous version's cookie");
+        assert!(manager.pending_sign_in(&holding(&cookie), "another").is_none(), "its own page's only");
+        assert!(manager.pending_sign_in(&holding(&cookie), "").is_none(), "not the previous version's cookie");
     }
 
     #[test]
@@ -1059,7 +1069,7 @@ pub(crate) mod tests {
         for (count, name) in [(25, name.as_str()), (30, "Globex")] {
             let (selection, cookie) =
                 pending_choice(&manager, &offering(count, name, Some(bob.clone())), "/".into()).expect("sealed");
-            let pending = manager.pending_sign_in(&holding(&cookie), Some(&selection)).expect("opens");
+            let pending = manager.pending_sign_in(&holding(&cookie), &selection).expect("opens");
             assert!(pending.organizations.is_none(), "{count}: the list is read again on the page");
             assert_eq!(pending.user_id.as_deref(), Some("user_bob"));
         }
@@ -1072,11 +1082,12 @@ pub(crate) mod tests {
         let (selection, line) =
             pending_choice(&manager, &offering(1_000, &"\u{1}".repeat(100), Some(bob)), return_to.clone())
                 .expect("still one cookie");
-        // About 1.7 KB (the README's figure), so that three of them stay far from a proxy's 8 KB `Cookie` line.
-        assert!(line.len() <= 1_800, "{} bytes", line.len());
-        let pending = manager.pending_sign_in(&holding(&line), Some(&selection)).expect("opens");
+        // About 1.5 KB (the README's figure), so that three of them beside a 3 KB session stay under a proxy's
+        // 8 KB `Cookie` line.
+        assert!(line.len() <= 1_550, "{} bytes", line.len());
+        let pending = manager.pending_sign_in(&holding(&line), &selection).expect("opens");
         assert_eq!(pending.return_to, return_to);
-        assert_eq!(pending.user_name.map(|name| name.chars().count()), Some(MAX_NAME_CHARS));
+        assert_eq!(pending.user_name.map(|name| name.chars().count()), Some(MAX_USER_NAME_CHARS));
 
         // Without the user's id there is no list to read again: a provider failure (502), not a cookie error (500).
         let refused = pending_choice(&manager, &offering(25, &name, None), "/".into());
@@ -1093,14 +1104,14 @@ pub(crate) mod tests {
             user: None,
         };
         let (id, cookie) = pending_choice(&manager, &selection, "/".into()).expect("sealed");
-        let pending = manager.pending_sign_in(&holding(&cookie), Some(&id)).expect("the pending sign-in opens");
+        let pending = manager.pending_sign_in(&holding(&cookie), &id).expect("the pending sign-in opens");
         let left = pending.expires_at.saturating_sub(unix_now());
         assert!((598..=600).contains(&left), "{left} s left of the choice's ten minutes");
 
         for (expires_at, opens) in [(unix_now() + 60, true), (unix_now(), false)] {
             let sealed = resealed(&manager, Purpose::OrganizationSelection, &pending, expires_at);
             let cookie = holding(&manager.selection_cookies.write(&id, &sealed).expect("one cookie"));
-            assert_eq!(manager.pending_sign_in(&cookie, Some(&id)).is_some(), opens, "expires at {expires_at}");
+            assert_eq!(manager.pending_sign_in(&cookie, &id).is_some(), opens, "expires at {expires_at}");
         }
     }
 }
