@@ -17,6 +17,20 @@ use super::AppState;
 use super::client_address::client_address;
 use super::extractors::CurrentUser;
 
+/// The organization whose data an answer carried or changed (an organization's list, one of its todos), put in the
+/// response's extensions by the handler: an impersonated request's Audit Log event goes to that organization's log
+/// rather than to the session's (`extractors::audited_organization`).
+#[derive(Debug, Clone)]
+pub struct ConcernedOrganization(pub String);
+
+/// `response`, marked as concerning the data of `organization_id` when there is one (personal data concerns none).
+pub fn concerning(mut response: axum::response::Response, organization_id: Option<String>) -> axum::response::Response {
+    if let Some(organization_id) = organization_id {
+        response.extensions_mut().insert(ConcernedOrganization(organization_id));
+    }
+    response
+}
+
 /// Where a request came from (an extractor that never refuses), for audit events.
 pub struct RequestMeta(pub RequestContext);
 

@@ -169,8 +169,16 @@ where
             user_id: principal.id().to_owned(),
             user_name: principal.user.display_name(),
             session_id: principal.session_id.clone(),
-            organization_id: audited_organization(uri.path(), response.status(), principal.active_organization())
-                .map(str::to_owned),
+            organization_id: audited_organization(
+                uri.path(),
+                response.status(),
+                response
+                    .extensions()
+                    .get::<super::audit_events::ConcernedOrganization>()
+                    .map(|concerned| concerned.0.as_str()),
+                principal.active_organization(),
+            )
+            .map(str::to_owned),
             method: method.to_string(),
             path: uri.path().to_owned(),
             status: response.status().as_u16(),
@@ -204,14 +212,21 @@ where
 }
 
 /// The organization whose Audit Logs an impersonated request goes to: the one its path names
-/// (`/organizations/{id}`, its settings and portal), when the request got in (so the user is a member of it), else
-/// the session's. A request refused at another organization is in no organization's log (its admins would learn
-/// that organization's id, and the refused one never learns of it); the local `impersonation_audit` keeps it.
-fn audited_organization<'a>(path: &'a str, status: StatusCode, active: Option<&'a str>) -> Option<&'a str> {
+/// (`/organizations/{id}`, its settings and portal), when the request got in (so the user is a member of it); else
+/// the one whose data the answer carried or changed (`concerned`: another organization's list or todo, which RLS let
+/// the user reach, so they are a member); else the session's. A request refused at another organization is in no
+/// organization's log (its admins would learn that organization's id, and the refused one never learns of it); the
+/// local `impersonation_audit` keeps it.
+fn audited_organization<'a>(
+    path: &'a str,
+    status: StatusCode,
+    concerned: Option<&'a str>,
+    active: Option<&'a str>,
+) -> Option<&'a str> {
     let named = path.strip_prefix("/organizations/").and_then(|rest| rest.split('/').next());
     match named {
         Some(id) if !id.is_empty() && id != "switch" => (status.as_u16() < 400).then_some(id),
-        _ => active,
+        _ => concerned.or(active),
     }
 }
 
@@ -745,13 +760,22 @@ mod tests {
     #[test]
     fn an_impersonated_requests_audit_log_is_the_organization_it_got_into() {
         let ok = StatusCode::OK;
-        assert_eq!(audited_organization("/", ok, Some("org_a")), Some("org_a"));
-        assert_eq!(audited_organization("/api/todos", ok, None), None);
-        assert_eq!(audited_organization("/organizations/org_b", ok, Some("org_a")), Some("org_b"));
-        assert_eq!(audited_organization("/organizations/org_b/portal", StatusCode::SEE_OTHER, None), Some("org_b"));
-        assert_eq!(audited_organization("/organizations/org_b", StatusCode::NOT_FOUND, Some("org_a")), None);
-        assert_eq!(audited_organization("/organizations/org_b/portal", StatusCode::FORBIDDEN, Some("org_a")), None);
-        assert_eq!(audited_organization("/organizations/switch", ok, Some("org_a")), Some("org_a"));
+        assert_eq!(audited_organization("/", ok, None, Some("org_a")), Some("org_a"));
+        assert_eq!(audited_organization("/api/todos", ok, None, None), None);
+        assert_eq!(audited_organization("/organizations/org_b", ok, None, Some("org_a")), Some("org_b"));
+        assert_eq!(
+            audited_organization("/organizations/org_b/portal", StatusCode::SEE_OTHER, None, None),
+            Some("org_b")
+        );
+        assert_eq!(audited_organization("/organizations/org_b", StatusCode::NOT_FOUND, None, Some("org_a")), None);
+        assert_eq!(
+            audited_organization("/organizations/org_b/portal", StatusCode::FORBIDDEN, None, Some("org_a")),
+            None
+        );
+        assert_eq!(audited_organization("/organizations/switch", ok, None, Some("org_a")), Some("org_a"));
+        // Another organization's data, reached: its log, not the session's.
+        assert_eq!(audited_organization("/api/todos", ok, Some("org_b"), Some("org_a")), Some("org_b"));
+        assert_eq!(audited_organization("/api/todos/x", ok, Some("org_b"), None), Some("org_b"));
     }
 
     #[test]

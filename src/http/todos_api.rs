@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::todo::{Page, Title, Todo, TodoPatch};
 
 use super::AppState;
-use super::audit_events::{RequestMeta, audit_create, audit_delete, audit_update};
+use super::audit_events::{RequestMeta, audit_create, audit_delete, audit_update, concerning};
 use super::error::AppError;
 use super::extractors::{ApiJson, ApiQuery, CurrentUser, TodoId};
 use super::spaces::{self, Requested};
@@ -58,7 +58,9 @@ async fn list(
     let resolved = spaces::resolve(&state, &user, &Requested::from_param(query.organization_id.as_deref())).await?;
     let todos = state.insforge.list_todos(&user.identity(), &resolved.space, page).await?;
     let organization_id = resolved.space.organization_id().map(str::to_owned);
-    Ok(axum::Json(TodoList { todos, organization_id, limit: page.limit(), offset: page.offset() }).into_response())
+    let concerned = organization_id.clone();
+    let list = TodoList { todos, organization_id, limit: page.limit(), offset: page.offset() };
+    Ok(concerning(axum::Json(list).into_response(), concerned))
 }
 
 #[derive(Deserialize)]
@@ -132,7 +134,9 @@ async fn create(
     audit_create(&state, &user, &todo, &context).await;
     let location = HeaderValue::from_str(&format!("/api/todos/{}", todo.id))
         .map_err(|_| AppError::Internal("a todo id is not a valid header value".to_owned()))?;
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(todo)).into_response())
+    let concerned = todo.organization_id.clone();
+    let response = (StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(todo)).into_response();
+    Ok(concerning(response, concerned))
 }
 
 /// A new todo's id as a caller sent it: a UUID, or 422.
@@ -171,7 +175,8 @@ async fn refuse_conditions_that_cannot_hold(
 
 async fn show(State(state): State<AppState>, user: CurrentUser, TodoId(id): TodoId) -> Result<Response, AppError> {
     let todo = state.insforge.get_todo(&user.identity(), id).await?;
-    Ok(axum::Json(todo).into_response())
+    let concerned = todo.organization_id.clone();
+    Ok(concerning(axum::Json(todo).into_response(), concerned))
 }
 
 /// A field absent is left as it is; `null` is refused (422), since neither can be removed: read as "leave it", a
@@ -210,7 +215,8 @@ async fn update(
     };
     let updated = state.insforge.update_todo(&user.identity(), id, &patch).await?;
     audit_update(&state, &user, &updated.todo, &updated.changed, &context).await;
-    Ok(axum::Json(updated.todo).into_response())
+    let concerned = updated.todo.organization_id.clone();
+    Ok(concerning(axum::Json(updated.todo).into_response(), concerned))
 }
 
 async fn remove(
@@ -219,9 +225,9 @@ async fn remove(
     RequestMeta(context): RequestMeta,
     TodoId(id): TodoId,
     headers: HeaderMap,
-) -> Result<StatusCode, AppError> {
+) -> Result<Response, AppError> {
     refuse_conditions_that_cannot_hold(&state, &user, id, &headers).await?;
     let todo = state.insforge.delete_todo(&user.identity(), id).await?;
     audit_delete(&state, &user, &todo, &context).await;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(concerning(StatusCode::NO_CONTENT.into_response(), todo.organization_id))
 }

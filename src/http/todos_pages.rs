@@ -27,7 +27,7 @@ use crate::lifecycle::store::ActiveMembership;
 use crate::todo::{Page, Space, Title, Todo, TodoPatch};
 
 use super::AppState;
-use super::audit_events::{RequestMeta, audit_create, audit_delete, audit_update};
+use super::audit_events::{RequestMeta, audit_create, audit_delete, audit_update, concerning};
 use super::error::{AppError, shown_in_page};
 use super::extractors::{CsrfForm, CurrentUser, FormFrom, MaybeUser, TodoId};
 use super::pages::{Banner, render};
@@ -425,7 +425,7 @@ async fn create(
             audit_create(&state, &user, &todo, &context).await;
             // To the new todo, as after any other change: focus lands on it, which is what tells a screen reader's
             // user that it was added.
-            see_todo(0, todo.id)
+            concerning(see_todo(0, todo.id), todo.organization_id)
         }
         Err(error) => {
             // Shown again with its id, the form sent again cannot add a second todo; an id another todo has is no
@@ -456,7 +456,7 @@ async fn toggle(
     match state.insforge.update_todo(&user.identity(), id, &patch).await {
         Ok(updated) => {
             audit_update(&state, &user, &updated.todo, &updated.changed, &context).await;
-            see_todo(offset, id)
+            concerning(see_todo(offset, id), updated.todo.organization_id)
         }
         Err(error) => failed(&state, &user, offset, error.into()).await,
     }
@@ -486,7 +486,7 @@ async fn rename(
             match state.insforge.update_todo(&user.identity(), id, &patch).await {
                 Ok(updated) => {
                     audit_update(&state, &user, &updated.todo, &updated.changed, &context).await;
-                    Ok(())
+                    Ok(updated.todo.organization_id)
                 }
                 Err(error) => Err(AppError::from(error)),
             }
@@ -495,7 +495,7 @@ async fn rename(
     };
     let offset = form_offset(form.offset.as_deref());
     match outcome {
-        Ok(()) => see_todo(offset, id),
+        Ok(organization_id) => concerning(see_todo(offset, id), organization_id),
         Err(error) => {
             let retry = Retry { error: Some(error), rename: Some((id, form.title)), ..Retry::default() };
             home_page(&state, &user, offset, retry).await
@@ -520,7 +520,7 @@ async fn delete(
     match state.insforge.delete_todo(&user.identity(), id).await {
         Ok(todo) => {
             audit_delete(&state, &user, &todo, &context).await;
-            see_page(offset)
+            concerning(see_page(offset), todo.organization_id)
         }
         Err(error) => failed(&state, &user, offset, error.into()).await,
     }

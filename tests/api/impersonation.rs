@@ -270,3 +270,44 @@ async fn a_refused_request_at_another_organization_is_in_no_organizations_audit_
     let settings = format!("GET /organizations/{ACME_ORGANIZATION_ID}");
     assert!(events.contains(&(ACME_ORGANIZATION_ID.to_owned(), settings)), "{events:?}");
 }
+
+/// An impersonated request that reads another of the user's organizations' data (its list, one of its todos) is in
+/// that organization's Audit Logs, whose admins it concerns, not in the session's organization's. (It went to the
+/// session's: Acme's admins read that Globex's todos had been looked at, and Globex's never learnt of it.)
+#[tokio::test]
+async fn an_impersonated_read_of_another_organizations_todos_is_in_that_organizations_audit_log() {
+    use crate::helpers::organizations::{AUTHOR, OTHER_ORG, cast_app, create, id_of, titles};
+    use standins::workos_standin::GLOBEX_ORGANIZATION_ID;
+
+    let app = cast_app().await;
+    let dana = app.signed_in(OTHER_ORG).await;
+    let todo = id_of(&create(&dana, "Globex's plan", Some(GLOBEX_ORGANIZATION_ID)).await);
+    app.workos.impersonate_next_login(SUPPORT, Some(REASON));
+    let support = app.signed_in(AUTHOR).await;
+    app.workos.add_membership(&app.user_id(AUTHOR), GLOBEX_ORGANIZATION_ID, &[]).expect("Bob joins Globex");
+    let listed = eventually(Duration::from_secs(10), || async {
+        titles(&support, GLOBEX_ORGANIZATION_ID).await.is_ok_and(|titles| titles.contains(&"Globex's plan".to_owned()))
+    })
+    .await;
+    assert!(listed, "the membership reached the app's database, and Globex's list is Bob's to read");
+    assert_eq!(support.get(&format!("/api/todos/{todo}")).await.status, 200);
+    assert_eq!(support.get("/api/todos").await.status, 200, "Bob's session is in Acme");
+
+    let mut conn = app.db.connect().await;
+    let events: Vec<(String, String)> = sqlx::query_as(
+        "SELECT organization_id, event->'targets'->0->>'id' FROM authbridge.audit_log_outbox \
+         WHERE event->>'action' = 'user.impersonated_request'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("outbox");
+    let globex = |target: &str| (GLOBEX_ORGANIZATION_ID.to_owned(), target.to_owned());
+    assert!(events.contains(&globex("GET /api/todos")), "Globex's list: {events:?}");
+    assert!(events.contains(&globex(&format!("GET /api/todos/{todo}"))), "Globex's todo: {events:?}");
+    let acme_list = (ACME_ORGANIZATION_ID.to_owned(), "GET /api/todos".to_owned());
+    assert!(events.contains(&acme_list), "the session's own list stays Acme's: {events:?}");
+    assert!(
+        !events.iter().any(|(organization, target)| organization == ACME_ORGANIZATION_ID && target.contains(&todo)),
+        "Globex's todo is not in Acme's log: {events:?}"
+    );
+}
