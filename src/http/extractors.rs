@@ -163,6 +163,11 @@ where
     if let (Some(principal), Some(audit)) = (impersonated, &state.audit)
         && let Some(impersonator) = &principal.impersonator
     {
+        let concerned = match response.extensions().get::<super::audit_events::ConcernedOrganization>() {
+            Some(concerned) => Some(concerned.0.clone()),
+            // Boxed, as the insert below: rarely taken, and kilobytes of future.
+            None => Box::pin(organization_of_named_todo(state, &principal, uri.path(), response.status())).await,
+        };
         let record = ImpersonatedRequest {
             impersonator: impersonator.email.clone(),
             reason: impersonator.reason.clone(),
@@ -172,10 +177,7 @@ where
             organization_id: audited_organization(
                 uri.path(),
                 response.status(),
-                response
-                    .extensions()
-                    .get::<super::audit_events::ConcernedOrganization>()
-                    .map(|concerned| concerned.0.as_str()),
+                concerned.as_deref(),
                 principal.active_organization(),
             )
             .map(str::to_owned),
@@ -228,6 +230,27 @@ fn audited_organization<'a>(
         Some(id) if !id.is_empty() && id != "switch" => (status.as_u16() < 400).then_some(id),
         _ => concerned.or(active),
     }
+}
+
+/// The organization of the todo that a refused or failed request named by id (`/api/todos/{id}`,
+/// `/todos/{id}/…`), asked of InsForge as the user: the handlers mark the organization whose data they answered
+/// with, but a refused request never got that far (a read-only impersonation's change is refused before its
+/// handler), and its Audit Log event, which names the todo, belongs with that todo's organization. `None` for a
+/// personal todo, one the user cannot see, or when InsForge cannot say in time.
+async fn organization_of_named_todo(
+    state: &AppState,
+    principal: &Principal,
+    path: &str,
+    status: StatusCode,
+) -> Option<String> {
+    if status.as_u16() < 400 {
+        return None;
+    }
+    let rest = path.strip_prefix("/api/todos/").or_else(|| path.strip_prefix("/todos/"))?;
+    let id = Uuid::parse_str(rest.split('/').next()?).ok()?;
+    let identity = principal.identity();
+    let todo = tokio::time::timeout(IMPERSONATION_AUDIT_LIMIT, state.insforge.get_todo(&identity, id)).await;
+    todo.ok()?.ok()?.organization_id
 }
 
 /// Requests no user makes: the orchestrator's probes (which `/healthz` answers even under load shedding) and WorkOS's

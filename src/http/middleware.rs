@@ -210,7 +210,8 @@ pub(crate) fn insert_fixed_security_headers(headers: &mut axum::http::HeaderMap)
     headers.insert(HeaderName::from_static("cross-origin-resource-policy"), HeaderValue::from_static("same-origin"));
 }
 
-/// How many headers [`add_security_headers`] may add.
+/// How many headers [`add_security_headers`] may add (a hint for the map's room: should it add more, the map only
+/// grows again, as it did before).
 const SECURITY_HEADERS: usize = 8;
 
 /// Security headers on every response (the Content-Security-Policy itself is built in `AppState`), as a response

@@ -42,8 +42,8 @@ pub fn router() -> Router<AppState> {
 /// `GET /login`: binds a sign-in to this browser and sends it to the identity provider.
 ///
 /// The organization choices left unfinished in this browser (`/login/organization`) are dropped here and at
-/// sign-out, and another user's at every finished sign-in: each is someone's sign-in, and on a shared browser the
-/// next person must not be able to finish it.
+/// sign-out, and another user's at every finished sign-in (every one at a finished impersonation): each is
+/// someone's sign-in, and on a shared browser the next person must not be able to finish it.
 async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -93,7 +93,7 @@ async fn callback(
         Ok(CallbackOutcome::SignedIn(signed_in)) => {
             audit_sign_in(&state, &signed_in.session, &request_context).await;
             let mut response = found(&signed_in.return_to, signed_in.set_cookies);
-            let dropped = state.sessions.pending_sign_ins_after_sign_in(&headers, &signed_in.session, None);
+            let dropped = state.sessions.drop_pending_sign_ins_after_sign_in(&headers, &signed_in.session, None);
             append_cookies(&mut response, dropped);
             response
         }
@@ -224,10 +224,7 @@ async fn selection_page(
     ApiQuery(query): ApiQuery<SelectionQuery>,
 ) -> Result<Response, AppError> {
     let Some(pending) = query.pending_sign_in(&state, &headers) else {
-        return match state.sessions.read(&headers) {
-            CookieRead::Session(..) => Ok(found("/", Vec::new())),
-            _ => Err(AppError::SignInExpired),
-        };
+        return if signed_in(&state, &headers) { Ok(found("/", Vec::new())) } else { Err(AppError::SignInExpired) };
     };
     let organizations = state.sessions.selectable_organizations(&pending).await?;
     let page = SelectionPage {
@@ -256,8 +253,13 @@ async fn select_organization(
     ApiQuery(query): ApiQuery<SelectionQuery>,
     request: axum::extract::Request,
 ) -> Response {
+    // Sent again once it signed the browser in (a double click, Back and send): home, as the page does.
     let Some(pending) = query.pending_sign_in(&state, &headers) else {
-        return AppError::SignInExpired.into_response();
+        return if signed_in(&state, &headers) {
+            see_other("/", Vec::new())
+        } else {
+            AppError::SignInExpired.into_response()
+        };
     };
     let body = match checked_form(request, &state, &pending.csrf_nonce).await {
         Ok(body) => body,
@@ -271,7 +273,7 @@ async fn select_organization(
         Ok(signed_in) => {
             audit_sign_in(&state, &signed_in.session, &context).await;
             let mut cookies = signed_in.set_cookies;
-            cookies.extend(state.sessions.pending_sign_ins_after_sign_in(
+            cookies.extend(state.sessions.drop_pending_sign_ins_after_sign_in(
                 &headers,
                 &signed_in.session,
                 Some(query.id()),
@@ -300,6 +302,11 @@ async fn select_organization(
             response
         }
     }
+}
+
+/// Whether the browser holds a session cookie (opened, not checked: the page it is sent to checks it).
+fn signed_in(state: &AppState, headers: &HeaderMap) -> bool {
+    matches!(state.sessions.read(headers), CookieRead::Session(..))
 }
 
 /// A 303 (after a form post) to `location` carrying `set_cookies`.

@@ -146,9 +146,10 @@ pub const MAX_PENDING_CHOICES: usize = 3;
 pub const MAX_KEPT_LIST_BYTES: usize = 1024;
 /// The most characters of an organization's name the pending sign-in keeps: enough for any page, and a bound on
 /// the cookie whatever WorkOS sends.
-const MAX_NAME_CHARS: usize = 100;
+const MAX_ORGANIZATION_NAME_CHARS: usize = 100;
 /// The most characters of the user's name it keeps, for the page's greeting ("Bob, you belong to…"): fewer, as it
-/// is in the cookie whether the list is or not.
+/// is in the cookie whether the list is or not. Control characters are left out (JSON would write each as six
+/// bytes), so the name takes at most 200 bytes.
 const MAX_USER_NAME_CHARS: usize = 50;
 
 /// A sign-in waiting for the user to pick an organization: sealed in its own short-lived cookie (its own seal
@@ -158,15 +159,16 @@ const MAX_USER_NAME_CHARS: usize = 50;
 /// carries (`/login/organization?selection=…`), so that choices reached in several tabs each finish their own.
 ///
 /// The cookie must stay small, so it keeps the organizations WorkOS offered only when they fit in
-/// [`MAX_KEPT_LIST_BYTES`]. When they do not (more than a dozen organizations, long names), it keeps who is signing
-/// in instead: the page then lists the
+/// [`MAX_KEPT_LIST_BYTES`]. When they do not (more than half a dozen organizations, long names), it keeps who is
+/// signing in instead: the page then lists the
 /// user's active memberships from WorkOS, and WorkOS alone judges the organization picked. (The user can always
 /// get that second form, with a long `return_to`, so the check against the offered list is a courtesy that spares
 /// WorkOS a call; the boundary is WorkOS's own check of the pending token and the organization.)
 #[derive(Serialize, Deserialize)]
 pub struct PendingSignIn {
     /// The id its cookie is named for, checked against the one the page was asked for (a cookie copied under
-    /// another member's name opens nothing). Empty in the previous version's one cookie.
+    /// another member's name opens nothing). Empty in the previous version's one cookie. Not a secret: it is in
+    /// the page's address.
     #[serde(default)]
     pub selection: String,
     pending_authentication_token: String,
@@ -188,9 +190,9 @@ pub struct PendingSignIn {
 }
 
 impl PendingSignIn {
-    /// Whether this is the choice the page for `selection` asks for (constant time: the id names its cookie).
+    /// Whether this is the choice the page for `selection` asks for.
     fn is_for(&self, selection: &str) -> bool {
-        verify_slices_are_equal(selection.as_bytes(), self.selection.as_bytes()).is_ok()
+        self.selection == selection
     }
 
     /// Whether this choice, read from the previous version's one cookie (`legacy`) or from a cookie of its own, is
@@ -426,7 +428,10 @@ impl SessionManager {
             pending
                 .organizations
                 .iter()
-                .map(|choice| OrganizationChoice { id: choice.id.clone(), name: cut(&choice.name) })
+                .map(|choice| OrganizationChoice {
+                    id: choice.id.clone(),
+                    name: choice.name.chars().take(MAX_ORGANIZATION_NAME_CHARS).collect(),
+                })
                 .collect(),
         );
         if organizations.is_empty() {
@@ -444,7 +449,8 @@ impl SessionManager {
             user_name: pending
                 .user
                 .as_ref()
-                .map(|user| user.display_name().chars().take(MAX_USER_NAME_CHARS).collect()),
+                .map(|user| greeting_name(&user.display_name()))
+                .filter(|name| !name.is_empty()),
             return_to,
             csrf_nonce: crate::random::token().map_err(random)?,
             expires_at: unix_now() + ORGANIZATION_SELECTION_TTL.as_secs(),
@@ -454,19 +460,20 @@ impl SessionManager {
             self.open_pending_sign_in(sealed).map(|pending| (pending.expires_at, pending.started_at_micros))
         });
         let mut sealed = self.seal_pending_sign_in(&pending)?;
-        if sealed.len() > MAX_KEPT_LIST_BYTES {
-            // Too many organizations, or names too long, to keep: WorkOS is asked for them again on the page.
-            if pending.user_id.is_none() {
-                return Err(SignInError::Provider(ProviderError::Failed(format!(
-                    "WorkOS offered {offered} organizations, too many to keep, and did not say who is signing in"
-                ))));
-            }
+        // Too many organizations, or names too long, to keep small: WorkOS is asked for them again on the page. That
+        // needs the user's id; without it the list is kept whole, as long as it fits in one cookie at all.
+        if sealed.len() > MAX_KEPT_LIST_BYTES && pending.user_id.is_some() {
             pending.organizations = None;
             sealed = self.seal_pending_sign_in(&pending)?;
         }
+        let cookie = self.selection_cookies.write(&pending.selection, &sealed).map_err(|_| {
+            SignInError::Provider(ProviderError::Failed(format!(
+                "WorkOS offered {offered} organizations, too many to keep, and did not say who is signing in"
+            )))
+        })?;
         let kept = pending.organizations.is_some();
         tracing::info!(offered, kept, "sign-in waits for the user to choose an organization");
-        set_cookies.push(self.selection_cookies.write(&pending.selection, &sealed).map_err(SessionError::from)?);
+        set_cookies.push(cookie);
         Ok(CallbackOutcome::ChooseOrganization { selection: pending.selection, set_cookies })
     }
 
@@ -529,7 +536,7 @@ impl SessionManager {
     /// and the one of the page for `finished` when a choice was what signed them in (empty: the previous version's
     /// one cookie). The user's other choices stay, so that each tab where they reached that step can still finish
     /// its own.
-    pub fn pending_sign_ins_after_sign_in(
+    pub fn drop_pending_sign_ins_after_sign_in(
         &self,
         request: &HeaderMap,
         session: &Session,
@@ -543,15 +550,16 @@ impl SessionManager {
         })
     }
 
-    /// `Set-Cookie` values deleting the browser's pending choices for which `drop` holds (told whether it is the
-    /// previous version's one cookie), and those nobody can finish (they do not open, or have expired).
+    /// `Set-Cookie` values deleting the browser's pending choices for which `should_drop` holds (told whether it is
+    /// the previous version's one cookie), and those nobody can finish (they do not open, or have expired).
     fn drop_pending_sign_ins_where(
         &self,
         request: &HeaderMap,
-        drop: impl Fn(&PendingSignIn, bool) -> bool,
+        should_drop: impl Fn(&PendingSignIn, bool) -> bool,
     ) -> Vec<HeaderValue> {
-        let over =
-            |sealed: &str, legacy| self.open_pending_sign_in(sealed).is_none_or(|pending| drop(&pending, legacy));
+        let over = |sealed: &str, legacy| {
+            self.open_pending_sign_in(sealed).is_none_or(|pending| should_drop(&pending, legacy))
+        };
         let held = self.selection_cookies.held(request);
         let mut set_cookies = self
             .selection_cookies
@@ -609,9 +617,9 @@ impl SessionManager {
     }
 }
 
-/// `name` cut to [`MAX_NAME_CHARS`] characters.
-fn cut(name: &str) -> String {
-    name.chars().take(MAX_NAME_CHARS).collect()
+/// The user's name as a pending choice keeps it (see [`MAX_USER_NAME_CHARS`]).
+fn greeting_name(name: &str) -> String {
+    name.chars().filter(|c| !c.is_control()).take(MAX_USER_NAME_CHARS).collect()
 }
 
 /// A parameter that was sent and is not blank.
@@ -1074,20 +1082,32 @@ pub(crate) mod tests {
             assert_eq!(pending.user_id.as_deref(), Some("user_bob"));
         }
 
-        // The most the pending sign-in can then hold still makes one cookie: the longest return path and a user
-        // whose name is all four-byte characters (the 1,000 organizations, whose names JSON escapes six times over,
-        // are not kept).
-        bob.first_name = Some("😀".repeat(5_000));
+        // The most the pending sign-in can then hold still makes a small cookie: the longest return path and a
+        // user whose name is all four-byte characters, or control characters and quotes (which JSON escapes), with
+        // the 1,000 organizations (whose names JSON escapes six times over) not kept.
         let return_to = format!("/{}", "a".repeat(MAX_RETURN_PATH_BYTES - 1));
-        let (selection, line) =
-            pending_choice(&manager, &offering(1_000, &"\u{1}".repeat(100), Some(bob)), return_to.clone())
-                .expect("still one cookie");
-        // About 1.5 KB (the README's figure), so that three of them beside a 3 KB session stay under a proxy's
-        // 8 KB `Cookie` line.
-        assert!(line.len() <= 1_550, "{} bytes", line.len());
-        let pending = manager.pending_sign_in(&holding(&line), &selection).expect("opens");
-        assert_eq!(pending.return_to, return_to);
-        assert_eq!(pending.user_name.map(|name| name.chars().count()), Some(MAX_USER_NAME_CHARS));
+        for (name, greeting) in [
+            ("😀".repeat(5_000), Some("😀".repeat(MAX_USER_NAME_CHARS))),
+            (format!("{}{}", "\u{1}".repeat(5_000), "😀".repeat(5_000)), Some("😀".repeat(MAX_USER_NAME_CHARS))),
+            ("\"".repeat(5_000), Some("\"".repeat(MAX_USER_NAME_CHARS))),
+            ("\u{1}".repeat(5_000), None),
+        ] {
+            bob.first_name = Some(name);
+            let offered = offering(1_000, &"\u{1}".repeat(100), Some(bob.clone()));
+            let (selection, line) = pending_choice(&manager, &offered, return_to.clone()).expect("still one cookie");
+            // About 1.5 KB (the README's figure), so that three of them beside a 3 KB session stay under a proxy's
+            // 8 KB `Cookie` line.
+            assert!(line.len() <= 1_550, "{} bytes", line.len());
+            let pending = manager.pending_sign_in(&holding(&line), &selection).expect("opens");
+            assert_eq!(pending.return_to, return_to);
+            assert_eq!(pending.user_name, greeting);
+        }
+
+        // Without the user's id there is nothing to read the list again with: it is kept whole while it fits in one
+        // cookie (seven organizations and more used to fail there once the list was kept small).
+        let (selection, cookie) = pending_choice(&manager, &offering(20, "Globex", None), "/".into()).expect("kept");
+        let pending = manager.pending_sign_in(&holding(&cookie), &selection).expect("opens");
+        assert_eq!(pending.organizations.map(|offered| offered.len()), Some(20));
 
         // Without the user's id there is no list to read again: a provider failure (502), not a cookie error (500).
         let refused = pending_choice(&manager, &offering(25, &name, None), "/".into());
