@@ -253,7 +253,7 @@ async fn select_organization(
     ApiQuery(query): ApiQuery<SelectionQuery>,
     request: axum::extract::Request,
 ) -> Response {
-    // Sent again once it signed the browser in (a double click, Back and send): home, as the page does.
+    // Sent again once it signed the browser in (Back, then the form again): home, as the page does.
     let Some(pending) = query.pending_sign_in(&state, &headers) else {
         return if signed_in(&state, &headers) {
             see_other("/", Vec::new())
