@@ -44,9 +44,22 @@ const LAG_BUCKETS: [f64; 12] = [0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300
 
 static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// The features that are on, whose counters are written at zero from the start ([`zero_counters`]). A feature that
+/// is off has none: a dashboard would show its zeros as if it ran, and an alert on `absent(…)` meant for a broken
+/// scrape would never fire for it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Features {
+    /// `POST /webhooks/workos` (a webhook secret is set).
+    pub webhooks: bool,
+    /// The Events API consumer (the lifecycle on, polling).
+    pub events_api: bool,
+    /// Audit Log events sent to WorkOS (the lifecycle on).
+    pub audit_logs: bool,
+}
+
 /// The process's Prometheus recorder, installed on first call. `None` if another recorder was installed first
 /// (nothing in authbridge does that).
-pub fn install() -> Option<PrometheusHandle> {
+pub fn install(features: Features) -> Option<PrometheusHandle> {
     RECORDER
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
@@ -59,7 +72,7 @@ pub fn install() -> Option<PrometheusHandle> {
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             describe();
-            zero_counters();
+            zero_counters(features);
             // Histograms keep raw samples until rendered: drain them regularly even when nobody scrapes.
             let upkeep = handle.clone();
             std::thread::Builder::new()
@@ -79,8 +92,9 @@ pub fn install() -> Option<PrometheusHandle> {
 /// Every counter whose labels are a fixed set, at zero, so that it is there from the first scrape: an alert rule
 /// (`increase(…[5m]) > 0`, or `absent(…)` to catch a scrape that broke) cannot tell a series that is missing from
 /// one that is zero, and `rate()` misses the first increase of a series that only appears with it. Series whose
-/// labels are open-ended (routes, statuses, upstream outcomes) appear with their first sample.
-fn zero_counters() {
+/// labels are open-ended (routes, statuses, upstream outcomes) appear with their first sample. Only the `features`
+/// that are on.
+fn zero_counters(features: Features) {
     use metrics::counter;
     counter!("authbridge_http_requests_shed_total").increment(0);
     counter!("authbridge_session_cookies_unreadable_total").increment(0);
@@ -90,13 +104,17 @@ fn zero_counters() {
     for result in ["hit", "miss"] {
         counter!("authbridge_token_cache_total", "result" => result).increment(0);
     }
-    for source in [crate::lifecycle::store::Source::Webhook, crate::lifecycle::store::Source::EventsApi] {
+    use crate::lifecycle::store::Source;
+    let sources = [(Source::Webhook, features.webhooks), (Source::EventsApi, features.events_api)];
+    for (source, _) in sources.into_iter().filter(|(_, on)| *on) {
         for outcome in ["applied", "duplicate", "ignored", "rejected"] {
             counter!("authbridge_webhook_events_total", "source" => source.as_str(), "outcome" => outcome).increment(0);
         }
     }
-    for outcome in ["delivered", "retrying", "failed"] {
-        counter!("authbridge_audit_log_events_total", "outcome" => outcome).increment(0);
+    if features.audit_logs {
+        for outcome in ["delivered", "retrying", "failed"] {
+            counter!("authbridge_audit_log_events_total", "outcome" => outcome).increment(0);
+        }
     }
 }
 
@@ -177,12 +195,19 @@ fn render(handle: &PrometheusHandle, database: Option<&Database>) -> String {
 mod tests {
     use metrics_exporter_prometheus::PrometheusBuilder;
 
-    #[test]
-    fn counters_with_fixed_labels_are_there_at_zero_before_anything_happened() {
+    use super::Features;
+
+    /// The series `zero_counters` writes with `features` on, as Prometheus text.
+    fn zeroed(features: Features) -> String {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
-        metrics::with_local_recorder(&recorder, super::zero_counters);
-        let text = handle.render();
+        metrics::with_local_recorder(&recorder, || super::zero_counters(features));
+        handle.render()
+    }
+
+    #[test]
+    fn counters_with_fixed_labels_are_there_at_zero_before_anything_happened() {
+        let text = zeroed(Features { webhooks: true, events_api: true, audit_logs: true });
         for series in [
             "authbridge_http_requests_shed_total 0",
             "authbridge_session_cookies_unreadable_total 0",
@@ -196,5 +221,18 @@ mod tests {
         }
         let zeroed = text.lines().filter(|line| line.starts_with("authbridge_")).count();
         assert_eq!(zeroed, 2 + 6 + 2 + 8 + 3, "{text}");
+    }
+
+    /// A feature that is off has no series: no zeros for webhooks nobody can send, or Audit Logs nobody delivers.
+    #[test]
+    fn the_counters_of_features_that_are_off_are_not_written() {
+        let text = zeroed(Features::default());
+        let series = text.lines().filter(|line| line.starts_with("authbridge_")).count();
+        assert_eq!(series, 2 + 6 + 2, "{text}");
+        assert!(!text.contains("authbridge_webhook_events_total") && !text.contains("audit_log"), "{text}");
+
+        let polling = zeroed(Features { events_api: true, ..Features::default() });
+        assert!(polling.contains(r#"source="events_api""#) && !polling.contains(r#"source="webhook""#), "{polling}");
+        assert!(!polling.contains("audit_log"), "{polling}");
     }
 }

@@ -84,7 +84,13 @@ impl Application {
     fn assemble(config: Config, listener: TcpListener) -> Result<Self, StartupError> {
         let metrics = match config.server.metrics_bind_addr {
             Some(addr) => {
-                let handle = crate::metrics::install().ok_or(StartupError::MetricsRecorder)?;
+                let lifecycle = config.lifecycle.as_ref();
+                let features = crate::metrics::Features {
+                    webhooks: lifecycle.is_some_and(|lifecycle| lifecycle.webhook_secret.is_some()),
+                    events_api: lifecycle.is_some_and(|lifecycle| lifecycle.events_poll_interval.is_some()),
+                    audit_logs: lifecycle.is_some(),
+                };
+                let handle = crate::metrics::install(features).ok_or(StartupError::MetricsRecorder)?;
                 let bound = std::net::TcpListener::bind(addr)
                     .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
                     .and_then(TcpListener::from_std)
