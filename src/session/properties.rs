@@ -13,7 +13,10 @@ use proptest::prelude::*;
 use super::cookies::MAX_FAMILY_MEMBERS;
 use super::seal::{Purpose, Sealer};
 use super::sign_in::{SignInRequest, safe_return_path};
-use super::{SESSION_COOKIE, SIGN_IN_STATE_COOKIE, SessionManager, sign_in_state_cookie};
+use super::{
+    ORGANIZATION_SELECTION_COOKIE, SESSION_COOKIE, SIGN_IN_STATE_COOKIE, SessionManager, organization_selection_cookie,
+    sign_in_state_cookie,
+};
 use crate::config::Secret;
 
 const PASSWORD: &str = "property-test-cookie-password-0123456789";
@@ -48,6 +51,9 @@ fn cookie_name() -> impl Strategy<Value = String> {
         "[a-z0-9.+-]{0,4}".prop_map(|suffix| format!("{SESSION_COOKIE}.{suffix}")),
         "[ -~]{0,12}".prop_map(|state| sign_in_state_cookie(&state)),
         "[a-zA-Z0-9_-]{0,18}".prop_map(|key| format!("{SIGN_IN_STATE_COOKIE}.{key}")),
+        Just(ORGANIZATION_SELECTION_COOKIE.to_owned()),
+        (0usize..40).prop_map(|i| format!("{ORGANIZATION_SELECTION_COOKIE}.{i}")),
+        "[ -~]{0,12}".prop_map(|selection| organization_selection_cookie(&selection)),
         "[ -~]{0,12}",
     ]
 }
@@ -109,6 +115,9 @@ proptest! {
         let states: Vec<String> = (0..40).map(|i| i.to_string()).chain(["".to_owned()]).collect();
         let spent = manager.spent_sign_in_state(&headers, states.iter().map(String::as_str));
         prop_assert!(spent.len() <= MAX_FAMILY_MEMBERS + 17);
+        // The same for the pending organization choices, dropped all at once at `/login` and sign-out.
+        prop_assert!(manager.drop_pending_sign_ins(&headers).len() <= MAX_FAMILY_MEMBERS + 17);
+        prop_assert!(manager.pending_sign_in(&headers, "").is_none());
     }
 
     #[test]
@@ -141,8 +150,18 @@ proptest! {
     fn any_sign_in_state_cookie_is_refused(value in "[ -~]{0,600}", state in "[ -~]{0,50}") {
         // Named for the state the callback returns, or the previous version's single cookie.
         for name in [sign_in_state_cookie(&state), SIGN_IN_STATE_COOKIE.to_owned()] {
-            let Some(headers) = headers(&format!("{name}={value}")) else { return Ok(()) };
+            let Some(headers) = headers(&format!("{name}={value}")) else { continue };
             prop_assert!(manager().sign_in_state(&headers, &state).is_none());
+        }
+    }
+
+    #[test]
+    fn any_pending_choice_cookie_is_refused(value in "[ -~]{0,600}", selection in "[ -~]{0,50}") {
+        // Named for the selection the page names, or the previous version's single cookie (read without one).
+        let cases = [(organization_selection_cookie(&selection), selection.as_str()), (ORGANIZATION_SELECTION_COOKIE.to_owned(), "")];
+        for (name, page) in cases {
+            let Some(headers) = headers(&format!("{name}={value}")) else { continue };
+            prop_assert!(manager().pending_sign_in(&headers, page).is_none());
         }
     }
 
