@@ -791,6 +791,7 @@ mod tests {
             Some("org_b")
         );
         assert_eq!(audited_organization("/organizations/org_b", StatusCode::NOT_FOUND, None, Some("org_a")), None);
+        assert_eq!(audited_organization("/organizations/org_b", StatusCode::BAD_REQUEST, None, Some("org_a")), None);
         assert_eq!(
             audited_organization("/organizations/org_b/portal", StatusCode::FORBIDDEN, None, Some("org_a")),
             None

@@ -271,16 +271,13 @@ async fn a_refused_request_at_another_organization_is_in_no_organizations_audit_
     assert!(events.contains(&(ACME_ORGANIZATION_ID.to_owned(), settings)), "{events:?}");
 }
 
-/// An impersonated request that reads another of the user's organizations' data (its list, one of its todos), or
-/// tries to change it and is refused (a read-only impersonation), is in that organization's Audit Logs, whose
-/// admins it concerns, not in the session's organization's. (It went to the session's: Acme's admins read that
-/// Globex's todos had been looked at, with their ids, and Globex's never learnt of it.)
-#[tokio::test]
-async fn an_impersonated_read_of_another_organizations_todos_is_in_that_organizations_audit_log() {
-    use crate::helpers::organizations::{AUTHOR, OTHER_ORG, cast_app, create, id_of, titles};
+/// Support impersonating Bob (in Acme), who then joins Globex, where Dana keeps a todo: the app, the support
+/// browser and the todo's id, with the outbox emptied of what the set-up wrote.
+async fn impersonating_a_member_of_two(options: AppOptions) -> (TestApp, Browser, String) {
+    use crate::helpers::organizations::{AUTHOR, OTHER_ORG, cast, create, id_of, titles};
     use standins::workos_standin::GLOBEX_ORGANIZATION_ID;
 
-    let app = cast_app().await;
+    let app = spawn_app_with(AppOptions { workos: cast(), ..options }.lifecycle()).await;
     let dana = app.signed_in(OTHER_ORG).await;
     let todo = id_of(&create(&dana, "Globex's plan", Some(GLOBEX_ORGANIZATION_ID)).await);
     app.workos.impersonate_next_login(SUPPORT, Some(REASON));
@@ -294,6 +291,34 @@ async fn an_impersonated_read_of_another_organizations_todos_is_in_that_organiza
     // Only what follows is looked at (the polls above were refused until the membership arrived).
     let mut conn = app.db.connect().await;
     sqlx::query("DELETE FROM authbridge.audit_log_outbox").execute(&mut conn).await.expect("emptied");
+    (app, support, todo)
+}
+
+/// The impersonated requests' Audit Log events: (organization, target), sorted, leaving out the home page's.
+async fn impersonated_request_events(app: &TestApp) -> Vec<(String, String)> {
+    let mut conn = app.db.connect().await;
+    let mut events: Vec<(String, String)> = sqlx::query_as(
+        "SELECT organization_id, event->'targets'->0->>'id' FROM authbridge.audit_log_outbox \
+         WHERE event->>'action' = 'user.impersonated_request'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("outbox");
+    events.retain(|(_, target)| !target.ends_with(" /"));
+    events.sort();
+    events
+}
+
+/// An impersonated request that reads another of the user's organizations' data (its list, one of its todos), or
+/// tries to change it and is refused (a read-only impersonation), is in that organization's Audit Logs, whose
+/// admins it concerns, not in the session's organization's. (It went to the session's: Acme's admins read that
+/// Globex's todos had been looked at, with their ids, and Globex's never learnt of it.)
+#[tokio::test]
+async fn an_impersonated_read_of_another_organizations_todos_is_in_that_organizations_audit_log() {
+    use crate::helpers::organizations::titles;
+    use standins::workos_standin::GLOBEX_ORGANIZATION_ID;
+
+    let (app, support, todo) = impersonating_a_member_of_two(AppOptions::default()).await;
     assert_eq!(titles(&support, GLOBEX_ORGANIZATION_ID).await.map(|titles| titles.len()), Ok(1));
     assert_eq!(support.get(&format!("/api/todos/{todo}")).await.status, 200);
     assert_eq!(support.get("/api/todos").await.status, 200, "Bob's session is in Acme");
@@ -304,13 +329,6 @@ async fn an_impersonated_read_of_another_organizations_todos_is_in_that_organiza
     let toggled = support.post_form(&toggle, &[("csrf_token", &token), ("is_complete", "true")]).await;
     assert_eq!(toggled.status, 403, "{}", toggled.body);
 
-    let events: Vec<(String, String)> = sqlx::query_as(
-        "SELECT organization_id, event->'targets'->0->>'id' FROM authbridge.audit_log_outbox \
-         WHERE event->>'action' = 'user.impersonated_request'",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .expect("outbox");
     let globex = |target: &str| (GLOBEX_ORGANIZATION_ID.to_owned(), target.to_owned());
     let acme_list = (ACME_ORGANIZATION_ID.to_owned(), "GET /api/todos".to_owned());
     let mut expected = vec![
@@ -320,8 +338,28 @@ async fn an_impersonated_read_of_another_organizations_todos_is_in_that_organiza
         globex(&format!("PATCH /api/todos/{todo}")),
         globex(&format!("POST /todos/{todo}/toggle")),
     ];
-    let mut events = events.into_iter().filter(|(_, target)| !target.ends_with(" /")).collect::<Vec<_>>();
-    events.sort();
     expected.sort();
-    assert_eq!(events, expected, "each in the log of the organization whose data it was");
+    assert_eq!(
+        impersonated_request_events(&app).await,
+        expected,
+        "each in the log of the organization whose data it was"
+    );
+}
+
+/// With writes allowed, a change to another organization's todo that fails before its handler could mark it (a
+/// malformed body, 400) is in that organization's Audit Logs too.
+#[tokio::test]
+async fn a_failed_impersonated_change_of_another_organizations_todo_is_in_that_organizations_audit_log() {
+    use standins::workos_standin::GLOBEX_ORGANIZATION_ID;
+
+    let options = AppOptions::default().var("IMPERSONATION_ALLOW_WRITES", "true");
+    let (app, support, todo) = impersonating_a_member_of_two(options).await;
+    let malformed = support
+        .request(Method::PATCH, &format!("/api/todos/{todo}"), |request| {
+            request.header("content-type", "application/json").body("{")
+        })
+        .await;
+    assert_eq!(malformed.status, 400, "{}", malformed.body);
+    let expected = vec![(GLOBEX_ORGANIZATION_ID.to_owned(), format!("PATCH /api/todos/{todo}"))];
+    assert_eq!(impersonated_request_events(&app).await, expected);
 }
