@@ -149,12 +149,6 @@ impl CookieSpec {
         Ok(pieces.into_iter().chain(stale).filter_map(|c| HeaderValue::from_str(&c.to_string()).ok()).collect())
     }
 
-    /// The `Set-Cookie` value storing `value` as one cookie, or an error when it would need chunks: for values that
-    /// must stay small whatever a request asks for (the sign-in state).
-    pub fn write_single(&self, value: &str) -> Result<HeaderValue, CookieTooLarge> {
-        self.single(self.name.to_owned(), value)
-    }
-
     /// The `Set-Cookie` value storing `value` as the one cookie `name`, or an error when it would not fit one.
     fn single(&self, name: String, value: &str) -> Result<HeaderValue, CookieTooLarge> {
         let line = self.build(name, value.to_owned()).to_string();
@@ -490,8 +484,8 @@ mod tests {
 
     #[test]
     fn single_cookies_are_never_chunked() {
-        assert!(spec().write_single(&"s".repeat(3_000)).is_ok());
-        assert!(spec().write_single(&"s".repeat(4_100)).is_err());
+        assert!(spec().single("wos-session".to_owned(), &"s".repeat(3_000)).is_ok());
+        assert!(spec().single("wos-session".to_owned(), &"s".repeat(4_100)).is_err());
     }
 
     #[test]
@@ -512,9 +506,9 @@ mod tests {
     fn a_single_cookie_may_fill_its_line_exactly_and_no_more() {
         let spec = spec();
         let room = MAX_SET_COOKIE_BYTES - spec.build(spec.name.to_owned(), String::new()).to_string().len();
-        let line = spec.write_single(&"s".repeat(room)).expect("a line of exactly the limit");
+        let line = spec.single(spec.name.to_owned(), &"s".repeat(room)).expect("a line of exactly the limit");
         assert_eq!(line.len(), MAX_SET_COOKIE_BYTES);
-        assert!(spec.write_single(&"s".repeat(room + 1)).is_err());
+        assert!(spec.single(spec.name.to_owned(), &"s".repeat(room + 1)).is_err());
     }
 
     fn family() -> CookieFamily {

@@ -160,10 +160,10 @@ const MAX_USER_NAME_CHARS: usize = 50;
 ///
 /// The cookie must stay small, so it keeps the organizations WorkOS offered only when they fit in
 /// [`MAX_KEPT_LIST_BYTES`]. When they do not (more than half a dozen organizations, long names), it keeps who is
-/// signing in instead: the page then lists the
-/// user's active memberships from WorkOS, and WorkOS alone judges the organization picked. (The user can always
-/// get that second form, with a long `return_to`, so the check against the offered list is a courtesy that spares
-/// WorkOS a call; the boundary is WorkOS's own check of the pending token and the organization.)
+/// signing in instead: the page then lists the user's active memberships from WorkOS, and WorkOS alone judges the
+/// organization picked. (The user can always get that second form, with a long `return_to`, so the check against
+/// the offered list is a courtesy that spares WorkOS a call; the boundary is WorkOS's own check of the pending
+/// token and the organization.)
 #[derive(Serialize, Deserialize)]
 pub struct PendingSignIn {
     /// The id its cookie is named for, checked against the one the page was asked for (a cookie copied under
