@@ -306,7 +306,7 @@ async fn select_organization(
 
 /// Whether the browser holds a session cookie (opened, not checked: the page it is sent to checks it).
 fn signed_in(state: &AppState, headers: &HeaderMap) -> bool {
-    matches!(state.sessions.read(headers), CookieRead::Session(..))
+    state.sessions.open(headers).is_some()
 }
 
 /// A 303 (after a form post) to `location` carrying `set_cookies`.
