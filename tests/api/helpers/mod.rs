@@ -27,7 +27,7 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use standins::StandInSecret;
 use standins::insforge_standin::{InsforgeStandIn, InsforgeStandInOptions};
-use standins::temp_postgres::{PostgresOptions, TempPostgres};
+use standins::temp_postgres::{PostgresOptions, TempPostgres, ThrowawayDatabase};
 use url::Url;
 
 pub mod app;
@@ -64,11 +64,14 @@ pub async fn cluster() -> &'static TempPostgres {
     .expect("starting the shared cluster does not panic")
 }
 
-/// A fresh database of the shared cluster, named uniquely, migrated unless made with [`TestDb::empty`].
+/// A fresh database of the shared cluster, named uniquely, migrated unless made with [`TestDb::empty`]. It is
+/// dropped once the last clone of this value is gone, which is when its test ends (the test holds it, directly or in
+/// its app, to the end).
 #[derive(Debug, Clone)]
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    _database: ThrowawayDatabase,
 }
 
 impl TestDb {
@@ -81,9 +84,8 @@ impl TestDb {
 
     /// A fresh database with nothing in it.
     pub async fn empty() -> TestDb {
-        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
-        let url = cluster().await.create_database(&name).await.expect("a fresh test database");
-        TestDb { name, url }
+        let database = cluster().await.create_throwaway_database().await.expect("a fresh test database");
+        TestDb { name: database.name.clone(), url: database.url.clone(), _database: database }
     }
 
     /// A superuser connection (bypasses RLS: for arranging and inspecting, never for what is under test).

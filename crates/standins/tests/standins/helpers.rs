@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use standins::StandInSecret;
 use standins::insforge_standin::{InsforgeStandIn, InsforgeStandInOptions};
-use standins::temp_postgres::{PostgresOptions, TempPostgres};
+use standins::temp_postgres::{PostgresOptions, TempPostgres, ThrowawayDatabase};
 use url::Url;
 
 /// The project JWT secret the stand-in verifies user tokens with.
@@ -59,18 +59,18 @@ pub async fn cluster() -> &'static TempPostgres {
     .expect("starting the shared cluster does not panic")
 }
 
-/// A fresh database of the shared cluster, named uniquely.
+/// A fresh database of the shared cluster, named uniquely, dropped when its test is done with it.
 #[derive(Debug, Clone)]
 pub struct TestDb {
     pub url: String,
+    _database: ThrowawayDatabase,
 }
 
 impl TestDb {
     /// A fresh database holding the `todos` fixture.
     pub async fn with_todos() -> TestDb {
-        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
-        let url = cluster().await.create_database(&name).await.expect("a fresh test database");
-        let db = TestDb { url };
+        let database = cluster().await.create_throwaway_database().await.expect("a fresh test database");
+        let db = TestDb { url: database.url.clone(), _database: database };
         let mut connection = db.connect().await;
         sqlx::raw_sql(TODOS_FIXTURE).execute(&mut connection).await.expect("the todos fixture applies");
         connection.close().await.expect("close");

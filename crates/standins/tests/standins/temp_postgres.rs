@@ -122,6 +122,64 @@ async fn database_names_are_checked() {
     }
 }
 
+async fn database_exists(name: &str) -> bool {
+    let mut conn = PgConnection::connect(&cluster().await.url_for("postgres")).await.expect("a superuser connection");
+    let found: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await
+        .expect("pg_database");
+    conn.close().await.expect("close");
+    found
+}
+
+/// One database per test, kept to the end of the run, took ~4.5 GB: each goes when the last clone of its value does
+/// (the test is done), even with a connection still open to it.
+#[tokio::test]
+async fn a_throwaway_database_is_dropped_once_its_last_clone_is_gone() {
+    let database = cluster().await.create_throwaway_database().await.expect("a throwaway database");
+    let name = database.name.clone();
+    let mut open = PgConnection::connect(&database.url).await.expect("a connection to it");
+    let clone = database.clone();
+    drop(database);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(database_exists(&name).await, "a clone still holds it");
+    let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut open).await.expect("still usable");
+    assert_eq!(one, 1);
+
+    drop(clone);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while database_exists(&name).await {
+        assert!(Instant::now() < deadline, "{name} is still there after its last clone went");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut open).await.is_err(), "its connection was ended");
+}
+
+/// Every CREATE DATABASE writes its template (~8 MB) into the write-ahead log, which by default keeps 1 GB between
+/// checkpoints: a throwaway cluster keeps the least.
+#[tokio::test]
+async fn a_throwaway_cluster_keeps_little_write_ahead_log() {
+    let mut conn = PgConnection::connect(&cluster().await.url_for("postgres")).await.expect("a superuser connection");
+    for (setting, expected) in [("wal_level", "minimal"), ("max_wal_size", "64MB"), ("fsync", "off")] {
+        let value: String =
+            sqlx::query_scalar("SELECT current_setting($1)").bind(setting).fetch_one(&mut conn).await.expect(setting);
+        assert_eq!(value, expected, "{setting}");
+    }
+    conn.close().await.expect("close");
+}
+
+/// A cluster that stops answering is explained by its own log, which a failed command quotes.
+#[tokio::test]
+async fn a_failed_command_quotes_the_end_of_the_servers_log() {
+    let postgres = cluster().await;
+    postgres.create_database("quoted_log").await.expect("the first time");
+    let error = postgres.create_database("quoted_log").await.expect_err("it exists").to_string();
+    assert!(error.contains("already exists"), "{error}");
+    // The server logs the refused statement too; its log is what the error ends with.
+    assert!(error.contains("the server's log ends:") && error.contains("STATEMENT:"), "{error}");
+}
+
 /// In the child: start a cluster, keep it in a static (never dropped), report it, and exit without any clean-up
 /// code running — as a test binary ending, or a killed demo, would.
 fn orphan_child() -> ! {
