@@ -13,6 +13,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ProviderConfig};
 use crate::http::{self, AppState, StateError};
@@ -25,6 +26,9 @@ pub struct Application {
     metrics: Option<(TcpListener, PrometheusHandle)>,
     /// Stops the background tasks (the Events API consumer) when the server stops, or when this is dropped.
     stop_background: watch::Sender<bool>,
+    /// The background tasks, waited for once stopped: nothing they log may follow the line that says the server
+    /// stopped.
+    background: TaskTracker,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +113,7 @@ impl Application {
         }
         let state = AppState::new(config)?;
         let (stop_background, _) = watch::channel(false);
-        Ok(Self { listener, state, metrics, stop_background })
+        Ok(Self { listener, state, metrics, stop_background, background: TaskTracker::new() })
     }
 
     /// What runs beside the server until it stops.
@@ -117,10 +121,17 @@ impl Application {
         // In the background, so the server answers (`/healthz`, and `/readyz` saying "not ready") meanwhile: warm
         // the WorkOS JWKS cache, or discover the OpenID Connect provider (retried until it succeeds).
         let prepare = self.state.clone();
-        tokio::spawn(async move { prepare.sessions.provider().prepare().await });
+        let mut stopping = self.stop_background.subscribe();
+        self.background.spawn(async move {
+            // A server stopped while WorkOS is still being asked (or discovery retried) stops asking.
+            tokio::select! {
+                _ = stopping.wait_for(|stopped| *stopped) => {}
+                () = prepare.sessions.provider().prepare() => {}
+            }
+        });
         let stopping = self.stop_background.subscribe();
-        tokio::spawn(refresh_signing_keys(self.state.clone(), stopping.clone()));
-        start_lifecycle(&self.state, stopping);
+        self.background.spawn(refresh_signing_keys(self.state.clone(), stopping.clone()));
+        start_lifecycle(&self.state, &self.background, stopping);
     }
 
     /// Waits (at most `within`) until the identity provider can serve: at once for WorkOS, after discovery for
@@ -159,6 +170,7 @@ impl Application {
         let sessions = std::sync::Arc::clone(&self.state.sessions);
         let refreshing = std::sync::Arc::clone(&sessions);
         let audit = self.state.audit.clone();
+        let background = self.background.clone();
         let stop = async move {
             tokio::select! {
                 () = shutdown => {}
@@ -198,13 +210,19 @@ impl Application {
                 None => true,
             }
         };
-        let (audited, refreshed, _signed_out) = tokio::join!(
+        background.close();
+        let (audited, refreshed, _signed_out, background_stopped) = tokio::join!(
             audited,
             refreshing.drain_refreshes(REFRESH_DRAIN),
-            refreshing.revocations().drain_sign_outs(SIGN_OUT_DRAIN)
+            refreshing.revocations().drain_sign_outs(SIGN_OUT_DRAIN),
+            tokio::time::timeout(BACKGROUND_DRAIN, background.wait())
         );
         if !audited {
             tracing::error!("stopped with Audit Log events still unwritten: the database did not take them in time");
+        }
+        if background_stopped.is_err() {
+            // An Events API poll, say, that had begun: it ends within its time limit, and its lines may follow.
+            tracing::warn!("stopped while a background task was still finishing what it had begun");
         }
         if !refreshed {
             tracing::error!(
@@ -223,6 +241,10 @@ impl Application {
 /// Longest the server waits, once it has stopped, for Audit Log events still being queued (each is bounded by the
 /// database pool's acquire timeout and statement timeout anyway): well within an orchestrator's grace period.
 const AUDIT_DRAIN: Duration = Duration::from_secs(10);
+
+/// Longest the server waits, once it has stopped, for its background tasks to end: they stop at once when idle, and
+/// an Events API poll or Audit Log delivery under way finishes first (each bounded by its own time limit).
+const BACKGROUND_DRAIN: Duration = Duration::from_secs(10);
 
 /// Longest the server waits, once it has stopped, for sign-outs the database could not take when they were made
 /// (retried after 1 s, then twice as long each time; from the drain on, at once and every 250 ms): those left are
@@ -294,9 +316,9 @@ async fn refresh_signing_keys(state: AppState, mut stopping: watch::Receiver<boo
 
 /// Starts the bookkeeping pruner whenever there is a database, the Events API consumer when the lifecycle is on and
 /// polling, and the Audit Log deliverer whenever it is on; or says once why the lifecycle is off.
-fn start_lifecycle(state: &AppState, stopping: watch::Receiver<bool>) {
+fn start_lifecycle(state: &AppState, background: &TaskTracker, stopping: watch::Receiver<bool>) {
     if let Some(database) = &state.database {
-        tokio::spawn(prune_bookkeeping(database.clone(), stopping.clone()));
+        background.spawn(prune_bookkeeping(database.clone(), stopping.clone()));
     }
     if let Some(audit) = &state.audit {
         let options = crate::audit::DelivererOptions::default();
@@ -305,7 +327,7 @@ fn start_lifecycle(state: &AppState, stopping: watch::Receiver<bool>) {
         let deliverer =
             audit.deliverer(crate::audit::DelivererOptions { lease: options.lease_for(send_timeout), ..options });
         let mut stop = stopping.clone();
-        tokio::spawn(deliverer.run(async move {
+        background.spawn(deliverer.run(async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
         }));
     }
@@ -316,7 +338,7 @@ fn start_lifecycle(state: &AppState, stopping: watch::Receiver<bool>) {
             let request_timeout = state.config.workos().map(|workos| workos.request_timeout).unwrap_or_default();
             let options = ConsumerOptions::every(interval, request_timeout);
             let consumer = EventsConsumer::new(Arc::clone(lifecycle), revocations, options);
-            tokio::spawn(consumer.run(stopping.clone()));
+            background.spawn(consumer.run(stopping.clone()));
         }
         (Some(_), None) => tracing::info!("the WorkOS Events API consumer is off (WORKOS_EVENTS_POLL_SECONDS=0)"),
         (None, _) if matches!(state.config.provider, ProviderConfig::Oidc(_)) => match &state.database {
