@@ -16,6 +16,7 @@ pub mod oidc;
 mod properties;
 pub mod provider;
 pub mod refresh;
+pub mod repeated_choices;
 pub mod revocations;
 pub mod seal;
 pub mod shared_refresh;
@@ -311,6 +312,8 @@ pub struct SessionManager {
     provider: Arc<IdentityProvider>,
     refresher: Refresher,
     revocations: Arc<Revocations>,
+    /// Organization choices just finished, for the same form sent twice (a double click).
+    repeated_choices: repeated_choices::RepeatedChoices,
 }
 
 impl SessionManager {
@@ -344,6 +347,7 @@ impl SessionManager {
             refresher: Refresher::new(Arc::clone(&provider)),
             provider,
             revocations: Arc::default(),
+            repeated_choices: repeated_choices::RepeatedChoices::default(),
         })
     }
 

@@ -119,6 +119,9 @@ pub struct SignedIn {
     pub return_to: String,
     pub set_cookies: Vec<HeaderValue>,
     pub session: Box<Session>,
+    /// The session another request got for the same organization choice (a double click): that request has
+    /// already recorded the sign-in.
+    pub repeated: bool,
 }
 
 /// What `/callback` leads to: a session, or a page where the user picks one of their organizations first.
@@ -399,7 +402,9 @@ impl SessionManager {
         self.refuse_if_ended(&session).await?;
         let set_cookies = self.store(&session, headers)?;
         tracing::info!(user_id = %session.user.id, "signed in");
-        Ok(CallbackOutcome::SignedIn(SignedIn { return_to: state.return_to, set_cookies, session: Box::new(session) }))
+        let signed_in =
+            SignedIn { return_to: state.return_to, set_cookies, session: Box::new(session), repeated: false };
+        Ok(CallbackOutcome::SignedIn(signed_in))
     }
 
     /// Refuses a new session that every request would refuse: its user's access has ended here (deleted, as the
@@ -591,11 +596,15 @@ impl SessionManager {
             organizations: pending.organizations.clone().unwrap_or_default(),
             user: None,
         };
-        let session = self.provider.complete_organization_selection(&selection, organization_id).await?;
+        let exchange = || self.provider.complete_organization_selection(&selection, organization_id);
+        let (session, repeated) =
+            self.repeated_choices.finish_once(&pending.pending_authentication_token, organization_id, exchange).await?;
         self.refuse_if_ended(&session).await?;
         let set_cookies = self.store(&session, headers)?;
-        tracing::info!(user_id = %session.user.id, "signed in after choosing an organization");
-        Ok(SignedIn { return_to: pending.return_to.clone(), set_cookies, session: Box::new(session) })
+        if !repeated {
+            tracing::info!(user_id = %session.user.id, "signed in after choosing an organization");
+        }
+        Ok(SignedIn { return_to: pending.return_to.clone(), set_cookies, session: Box::new(session), repeated })
     }
 
     /// Ends the session everywhere: refused by this app from now on (whatever copy of the cookie or token is

@@ -489,10 +489,56 @@ async fn a_pending_sign_in_finished_in_another_tab_is_refused_as_spent() {
     other_tab.copy_cookies_from(&browser);
     let page = browser.get(&address).await;
     assert_eq!(choose(&browser, &page.body, &ids[1]).await.status, 303, "the first tab signs in");
-    let late = choose(&other_tab, &page.body, &ids[1]).await;
+    // Another organization: the same one would be the first tab's choice repeated, which shares its sign-in.
+    let late = choose(&other_tab, &page.body, &ids[2]).await;
     assert!((400..500).contains(&late.status), "{} {}", late.status, late.body);
     assert!(late.body.contains("did not accept this sign-in"), "{}", late.body);
     assert!(!late.body.contains("cannot be chosen"), "{}", late.body);
+}
+
+/// A double click on an organization: the second request carries the same cookies and form as the first, and
+/// WorkOS's pending token is single-use. Both requests sign the browser in, with one exchange at WorkOS and one
+/// sign-in in the Audit Logs; before, the second exchange was refused and its error page is what the browser
+/// showed. Sent again after the first has finished, the same; another organization is an exchange of its own.
+#[tokio::test]
+async fn an_organization_chosen_twice_signs_in_once_at_workos() {
+    let app = bob_in_two_organizations().await;
+    let browser = app.browser();
+    let address = start(&app, &browser).await;
+    let page = browser.get(&address).await;
+    let clicks: Vec<Browser> = (0..3).map(|_| app.browser()).collect();
+    for click in &clicks {
+        click.copy_cookies_from(&browser);
+    }
+    let before = app.workos.calls(Endpoint::Authenticate);
+    // The two clicks' requests overlap at WorkOS.
+    app.workos.set_latency(Endpoint::Authenticate, std::time::Duration::from_millis(300));
+    let (first, second) = tokio::join!(
+        choose(&clicks[0], &page.body, GLOBEX_ORGANIZATION_ID),
+        choose(&clicks[1], &page.body, GLOBEX_ORGANIZATION_ID)
+    );
+    app.workos.set_latency(Endpoint::Authenticate, std::time::Duration::ZERO);
+    let late = choose(&clicks[2], &page.body, GLOBEX_ORGANIZATION_ID).await;
+    for (response, click) in [(&first, &clicks[0]), (&second, &clicks[1]), (&late, &clicks[2])] {
+        assert_eq!(response.status, 303, "{}", response.body);
+        assert_eq!(response.location().as_deref(), Some("/?offset=0"));
+        assert_eq!(click.get("/api/me").await.json()["organization"]["name"], "Globex");
+        assert!(click.pending_choices().is_empty(), "the pending choice is dropped by each answer");
+    }
+    assert_eq!(app.workos.calls(Endpoint::Authenticate) - before, 1, "one exchange at WorkOS");
+    let mut conn = app.db.connect().await;
+    let signed_in: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM authbridge.audit_log_outbox WHERE event->>'action' = 'user.signed_in'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("outbox");
+    assert_eq!(signed_in, 1, "one sign-in in the Audit Logs");
+
+    let other = choose(&browser, &page.body, ACME_ORGANIZATION_ID).await;
+    assert!((400..500).contains(&other.status), "{} {}", other.status, other.body);
+    assert!(other.body.contains("did not accept this sign-in"), "{}", other.body);
+    assert_eq!(app.workos.calls(Endpoint::Authenticate) - before, 2, "asked WorkOS, which refused the spent token");
 }
 
 /// The page follows WorkOS's pages of memberships (100 each) to the end.
