@@ -113,6 +113,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_choice_finished_longer_ago_than_shared_for_is_not_shared() {
+        let choices = RepeatedChoices::default();
+        choices.finish_once("pending", "org_a", || async { Ok::<_, ()>(session("user_a")) }).await.expect("ok");
+        let key = fingerprint("org_a\npending");
+        let Some(finished) = choices.exchanges.get(&key) else { panic!("remembered under its key") };
+        let long_ago = Instant::now().checked_sub(SHARED_FOR + Duration::from_secs(1)).expect("a moment in the past");
+        let aged = Exchange { started: long_ago, session: OnceCell::new_with(finished.session.get().cloned()) };
+        choices.exchanges.insert(key, Arc::new(aged));
+        let again = choices.finish_once("pending", "org_a", || async { Err::<Session, ()>(()) }).await;
+        assert!(again.is_err(), "asked again, as WorkOS is after its pending token is spent");
+    }
+
+    #[tokio::test]
     async fn a_failure_is_not_shared() {
         let choices = RepeatedChoices::default();
         let failed = choices.finish_once("pending", "org_a", || async { Err::<Session, &str>("refused") }).await;
