@@ -54,9 +54,7 @@ impl RepeatedChoices {
     where
         F: Future<Output = Result<Session, E>>,
     {
-        // Both parts of the key, so that a second click on another organization is its own attempt. The separator
-        // cannot occur in either part.
-        let key = fingerprint(&format!("{organization_id}\n{pending_token}"));
+        let key = key(pending_token, organization_id);
         let fresh = || Arc::new(Exchange { started: Instant::now(), session: OnceCell::new() });
         let found = self.exchanges.get_or_insert_with(&key, || Ok::<_, std::convert::Infallible>(fresh()));
         let shared = match found {
@@ -77,6 +75,12 @@ impl RepeatedChoices {
             .await?;
         Ok((session.clone(), !exchanged))
     }
+}
+
+/// Both parts, so that a second click on another organization is its own attempt. The token's length comes first,
+/// so no two pairs run together into the same text (the organization comes from the form: it may hold anything).
+fn key(pending_token: &str, organization_id: &str) -> Fingerprint {
+    fingerprint(&format!("{}:{pending_token}{organization_id}", pending_token.len()))
 }
 
 #[cfg(test)]
@@ -110,13 +114,16 @@ mod tests {
         assert!(other.is_err(), "another organization is its own exchange");
         let other_token = choices.finish_once("pending2", "org_a", || async { Err::<Session, ()>(()) }).await;
         assert!(other_token.is_err(), "another pending sign-in is its own exchange");
+        // The same text split differently between the token and the organization.
+        let shifted = choices.finish_once("pendingorg", "_a", || async { Err::<Session, ()>(()) }).await;
+        assert!(shifted.is_err(), "another pair is its own exchange");
     }
 
     #[tokio::test]
     async fn a_choice_finished_longer_ago_than_shared_for_is_not_shared() {
         let choices = RepeatedChoices::default();
         choices.finish_once("pending", "org_a", || async { Ok::<_, ()>(session("user_a")) }).await.expect("ok");
-        let key = fingerprint("org_a\npending");
+        let key = key("pending", "org_a");
         let Some(finished) = choices.exchanges.get(&key) else { panic!("remembered under its key") };
         let long_ago = Instant::now().checked_sub(SHARED_FOR + Duration::from_secs(1)).expect("a moment in the past");
         let aged = Exchange { started: long_ago, session: OnceCell::new_with(finished.session.get().cloned()) };

@@ -193,9 +193,9 @@ impl TempPostgres {
     /// Creates a uniquely named empty database that is dropped, with whatever connections are still open to it, once
     /// the last clone of the returned value is gone: one per test, dropped when the test is done with it.
     ///
-    /// Hundreds of tests each making a database of ~8 MB took ~4.5 GB kept to the end of the run; a CI machine with
-    /// less disk left than that saw PostgreSQL stop part-way through ("the database system is not yet accepting
-    /// connections" for every later test).
+    /// Hundreds of tests each making a database of ~8 MB took 4.7 GB kept to the end of the run. PostgreSQL stops
+    /// when it cannot write, which is the likely cause of a CI run in which every test after some point failed with
+    /// "the database system is not yet accepting connections" (its log replayed after the stop).
     pub async fn create_throwaway_database(&'static self) -> Result<ThrowawayDatabase, PostgresError> {
         let name = format!("test_{}", uuid::Uuid::new_v4().simple());
         let url = self.create_database(&name).await?;

@@ -133,7 +133,7 @@ async fn database_exists(name: &str) -> bool {
     found
 }
 
-/// One database per test, kept to the end of the run, took ~4.5 GB: each goes when the last clone of its value does
+/// One database per test, kept to the end of the run, took 4.7 GB: each goes when the last clone of its value does
 /// (the test is done), even with a connection still open to it.
 #[tokio::test]
 async fn a_throwaway_database_is_dropped_once_its_last_clone_is_gone() {
