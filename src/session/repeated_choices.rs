@@ -11,6 +11,7 @@
 //! sign-in holds its sealed cookie and the form's CSRF token bound to it, so could have sent it first: sharing the
 //! result gives nobody anything they could not get anyway.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,17 +55,12 @@ impl RepeatedChoices {
     where
         F: Future<Output = Result<Session, E>>,
     {
+        // Those past their time are of no use, and hold sessions' tokens: gone at the next choice. A few hundred
+        // entries at most, and choices are rare next to requests.
+        self.exchanges.retain(|_, exchange| exchange.started.elapsed() < SHARED_FOR);
         let key = key(pending_token, organization_id);
-        let fresh = || Arc::new(Exchange { started: Instant::now(), session: OnceCell::new() });
-        let found = self.exchanges.get_or_insert_with(&key, || Ok::<_, std::convert::Infallible>(fresh()));
-        let shared = match found {
-            Ok(exchange) if exchange.started.elapsed() < SHARED_FOR => exchange,
-            _ => {
-                let exchange = fresh();
-                self.exchanges.insert(key, Arc::clone(&exchange));
-                exchange
-            }
-        };
+        let fresh = || Ok::<_, Infallible>(Arc::new(Exchange { started: Instant::now(), session: OnceCell::new() }));
+        let Ok(shared) = self.exchanges.get_or_insert_with(&key, fresh);
         let mut exchanged = false;
         let session = shared
             .session
@@ -130,6 +126,12 @@ mod tests {
         choices.exchanges.insert(key, Arc::new(aged));
         let again = choices.finish_once("pending", "org_a", || async { Err::<Session, ()>(()) }).await;
         assert!(again.is_err(), "asked again, as WorkOS is after its pending token is spent");
+
+        // Another choice removes it, and its session's tokens with it.
+        let aged = Exchange { started: long_ago, session: OnceCell::new_with(Some(session("user_a"))) };
+        choices.exchanges.insert(key, Arc::new(aged));
+        choices.finish_once("other", "org_b", || async { Ok::<_, ()>(session("user_b")) }).await.expect("ok");
+        assert!(choices.exchanges.get(&key).is_none(), "a choice past its time is not kept");
     }
 
     #[tokio::test]
