@@ -85,6 +85,10 @@ async fn serve(json_logs: bool) -> Result<(), String> {
         Ok(addr) => tracing::info!(%addr, "authbridge is listening"),
         Err(error) => tracing::warn!(%error, "authbridge is listening on an unknown address"),
     }
+    // Where to point the scraper, port 0 (any free one) included.
+    if let Some(addr) = app.metrics_addr() {
+        tracing::info!(%addr, "metrics are served at /metrics");
+    }
     let stop = async move {
         first.await;
         // Requests under way may take up to REQUEST_TIMEOUT_SECONDS to finish; an operator who signals again wants

@@ -148,15 +148,6 @@ fn describe() {
     describe_histogram!("authbridge_webhook_event_lag_seconds", Unit::Seconds, "Delay from an event to its handling.");
     describe_gauge!("authbridge_database_pool_connections", "Connections of the database pool, in use or idle.");
     describe_gauge!("authbridge_database_pool_max_connections", "The database pool's size limit.");
-    // Series that may stay at zero for long are written from the start, so dashboards and alerts find them.
-    metrics::counter!("authbridge_http_requests_shed_total").absolute(0);
-    metrics::counter!("authbridge_session_cookies_unreadable_total").absolute(0);
-    for source in ["webhook", "events_api"] {
-        metrics::counter!("authbridge_webhook_events_total", "source" => source, "outcome" => "applied").absolute(0);
-    }
-    for event in ["started", "merged", "shared", "succeeded", "failed", "held_back"] {
-        metrics::counter!("authbridge_session_refreshes_total", "event" => event).absolute(0);
-    }
 }
 
 /// The metrics listener's router: `GET /metrics` and nothing else. The database pool's gauges are read at each

@@ -186,6 +186,16 @@ async fn start_serve(
     upstream_url: &str,
     format: &str,
 ) -> (tokio::process::Child, tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>, String) {
+    start_serve_with(dir, upstream_url, format, &[]).await
+}
+
+/// [`start_serve`] with further variables.
+async fn start_serve_with(
+    dir: &std::path::Path,
+    upstream_url: &str,
+    format: &str,
+    more: &[(&str, &str)],
+) -> (tokio::process::Child, tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>, String) {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_authbridge"))
         .arg("serve")
@@ -205,6 +215,7 @@ async fn start_serve(
             ("BIND_ADDR", "127.0.0.1:0"),
             ("LOG_FORMAT", format),
         ])
+        .envs(more.iter().copied())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -220,4 +231,52 @@ async fn start_serve(
         }
     };
     (child, lines, addr)
+}
+
+/// The counters of the lifecycle's features are there from the first scrape, at zero, only when the feature is on:
+/// a deployment without webhooks has no webhook series to alert on. In processes of their own, since the metrics
+/// recorder belongs to the process (the API tests' apps all share the first one's).
+#[cfg(unix)]
+#[tokio::test]
+async fn only_the_features_that_are_on_have_their_counters_at_zero() {
+    let dir = empty_dir();
+    let db = crate::helpers::TestDb::new().await;
+    let closed = crate::helpers::closed_port_url();
+    let metrics_on = [("METRICS_BIND_ADDR", "127.0.0.1:0")];
+    let with_webhooks = [
+        ("METRICS_BIND_ADDR", "127.0.0.1:0"),
+        ("DATABASE_URL", db.url.as_str()),
+        ("WORKOS_WEBHOOK_SECRET", "whsec_only_the_features_that_are_on"),
+        ("WORKOS_EVENTS_POLL_SECONDS", "0"),
+    ];
+    let mut scraped = Vec::new();
+    for more in [&metrics_on[..], &with_webhooks[..]] {
+        let (mut child, mut lines, _addr) = start_serve_with(&dir, closed.as_str(), "pretty", more).await;
+        let metrics = loop {
+            let line = lines.next_line().await.expect("read stderr").expect("serve says where metrics are");
+            if line.contains("metrics are served")
+                && let Some((_, rest)) = line.split_once("127.0.0.1:")
+            {
+                break format!("127.0.0.1:{}", rest.chars().take_while(char::is_ascii_digit).collect::<String>());
+            }
+        };
+        let body = reqwest::get(format!("http://{metrics}/metrics"))
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("a body");
+        child.kill().await.expect("stop serve");
+        scraped.push(body);
+    }
+    let counter = |body: &str, series: &str| body.lines().any(|line| line.starts_with(series));
+    let (without, with) = (&scraped[0], &scraped[1]);
+    assert!(counter(without, "authbridge_token_cache_total{"), "always there: {without}");
+    for series in ["authbridge_webhook_events_total{", "authbridge_audit_log_events_total{"] {
+        assert!(!counter(without, series), "no lifecycle, no {series}: {without}");
+    }
+    assert!(counter(with, "authbridge_webhook_events_total{source=\"webhook\""), "{with}");
+    assert!(!counter(with, "authbridge_webhook_events_total{source=\"events_api\""), "the consumer is off: {with}");
+    assert!(counter(with, "authbridge_audit_log_events_total{"), "{with}");
+    std::fs::remove_dir_all(dir).expect("cleanup");
 }
