@@ -271,8 +271,8 @@ async fn select_organization(
     let spent = || state.sessions.spent_pending_sign_in(&headers, query.id());
     match state.sessions.finish_organization_selection(&headers, &pending, &form.organization_id).await {
         Ok(signed_in) => {
-            // A double click signs in once: the first of its requests records it.
-            if !signed_in.repeated {
+            // A double click signs in once: the first of its requests to get here records it.
+            if signed_in.record.claim() {
                 audit_sign_in(&state, &signed_in.session, &context).await;
             }
             let mut cookies = signed_in.set_cookies;

@@ -23,6 +23,7 @@ use url::Url;
 
 use super::cookies::MAX_FAMILY_MEMBERS;
 use super::provider::{AuthorizationRequest, ProviderError, ScreenHint};
+use super::repeated_choices::RecordOnce;
 use super::seal::{Purpose, SealError};
 use super::{Session, SessionError, SessionManager, unix_now, unix_now_micros};
 use crate::config::Secret;
@@ -119,9 +120,9 @@ pub struct SignedIn {
     pub return_to: String,
     pub set_cookies: Vec<HeaderValue>,
     pub session: Box<Session>,
-    /// The session another request got for the same organization choice (a double click): that request has
-    /// already recorded the sign-in.
-    pub repeated: bool,
+    /// Whether this request records the sign-in (the Audit Logs): the requests of an organization choice sent
+    /// twice (a double click) share one sign-in, recorded once.
+    pub record: RecordOnce,
 }
 
 /// What `/callback` leads to: a session, or a page where the user picks one of their organizations first.
@@ -402,8 +403,12 @@ impl SessionManager {
         self.refuse_if_ended(&session).await?;
         let set_cookies = self.store(&session, headers)?;
         tracing::info!(user_id = %session.user.id, "signed in");
-        let signed_in =
-            SignedIn { return_to: state.return_to, set_cookies, session: Box::new(session), repeated: false };
+        let signed_in = SignedIn {
+            return_to: state.return_to,
+            set_cookies,
+            session: Box::new(session),
+            record: RecordOnce::default(),
+        };
         Ok(CallbackOutcome::SignedIn(signed_in))
     }
 
@@ -597,14 +602,18 @@ impl SessionManager {
             user: None,
         };
         let exchange = || self.provider.complete_organization_selection(&selection, organization_id);
-        let (session, repeated) =
+        let (session, repeated, record) =
             self.repeated_choices.finish_once(&pending.pending_authentication_token, organization_id, exchange).await?;
         self.refuse_if_ended(&session).await?;
         let set_cookies = self.store(&session, headers)?;
-        if !repeated {
+        if repeated {
+            // A double click, most likely; or a copy of the pending sign-in's cookie sent within seconds of it. The
+            // request's own line (its address, its client) tells them apart.
+            tracing::info!(user_id = %session.user.id, "signed in with the session of the same organization choice sent just before");
+        } else {
             tracing::info!(user_id = %session.user.id, "signed in after choosing an organization");
         }
-        Ok(SignedIn { return_to: pending.return_to.clone(), set_cookies, session: Box::new(session), repeated })
+        Ok(SignedIn { return_to: pending.return_to.clone(), set_cookies, session: Box::new(session), record })
     }
 
     /// Ends the session everywhere: refused by this app from now on (whatever copy of the cookie or token is
