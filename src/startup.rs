@@ -13,7 +13,6 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ProviderConfig};
 use crate::http::{self, AppState, StateError};
@@ -24,11 +23,9 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     metrics: Option<(TcpListener, PrometheusHandle)>,
-    /// Stops the background tasks (the Events API consumer) when the server stops, or when this is dropped.
+    /// Stops the background tasks (the Events API consumer) when the server stops, or when this is dropped. They
+    /// are tracked in `state.background`, and waited for once stopped.
     stop_background: watch::Sender<bool>,
-    /// The background tasks, waited for once stopped: nothing they log may follow the line that says the server
-    /// stopped.
-    background: TaskTracker,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +110,7 @@ impl Application {
         }
         let state = AppState::new(config)?;
         let (stop_background, _) = watch::channel(false);
-        Ok(Self { listener, state, metrics, stop_background, background: TaskTracker::new() })
+        Ok(Self { listener, state, metrics, stop_background })
     }
 
     /// What runs beside the server until it stops.
@@ -121,8 +118,9 @@ impl Application {
         // In the background, so the server answers (`/healthz`, and `/readyz` saying "not ready") meanwhile: warm
         // the WorkOS JWKS cache, or discover the OpenID Connect provider (retried until it succeeds).
         let prepare = self.state.clone();
+        let background = &self.state.background;
         let mut stopping = self.stop_background.subscribe();
-        self.background.spawn(async move {
+        background.spawn(async move {
             // A server stopped while WorkOS is still being asked (or discovery retried) stops asking.
             tokio::select! {
                 _ = stopping.wait_for(|stopped| *stopped) => {}
@@ -130,8 +128,8 @@ impl Application {
             }
         });
         let stopping = self.stop_background.subscribe();
-        self.background.spawn(refresh_signing_keys(self.state.clone(), stopping.clone()));
-        start_lifecycle(&self.state, &self.background, stopping);
+        background.spawn(refresh_signing_keys(self.state.clone(), stopping.clone()));
+        start_lifecycle(&self.state, stopping);
     }
 
     /// Waits (at most `within`) until the identity provider can serve: at once for WorkOS, after discovery for
@@ -170,7 +168,7 @@ impl Application {
         let sessions = std::sync::Arc::clone(&self.state.sessions);
         let refreshing = std::sync::Arc::clone(&sessions);
         let audit = self.state.audit.clone();
-        let background = self.background.clone();
+        let background = self.state.background.clone();
         let stop = async move {
             tokio::select! {
                 () = shutdown => {}
@@ -316,7 +314,8 @@ async fn refresh_signing_keys(state: AppState, mut stopping: watch::Receiver<boo
 
 /// Starts the bookkeeping pruner whenever there is a database, the Events API consumer when the lifecycle is on and
 /// polling, and the Audit Log deliverer whenever it is on; or says once why the lifecycle is off.
-fn start_lifecycle(state: &AppState, background: &TaskTracker, stopping: watch::Receiver<bool>) {
+fn start_lifecycle(state: &AppState, stopping: watch::Receiver<bool>) {
+    let background = &state.background;
     if let Some(database) = &state.database {
         background.spawn(prune_bookkeeping(database.clone(), stopping.clone()));
     }

@@ -55,6 +55,9 @@ pub struct AppParts {
     pub webhook_slots: tokio::sync::Semaphore,
     /// Audit Log events and impersonation records; with the lifecycle only.
     pub audit: Option<Arc<AuditTrail>>,
+    /// Tasks that run beside the server or outlive the request that started them: a stop waits for them (up to a
+    /// limit, `startup.rs`), so that nothing they log follows the line that says the server stopped.
+    pub background: tokio_util::task::TaskTracker,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +124,7 @@ impl AppState {
             lifecycle,
             webhook_secrets,
             webhook_slots: tokio::sync::Semaphore::new(super::webhooks::MAX_CONCURRENT_WEBHOOKS),
+            background: tokio_util::task::TaskTracker::new(),
         })))
     }
 }

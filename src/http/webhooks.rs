@@ -78,7 +78,7 @@ async fn receive(State(state): State<AppState>, request: Request) -> Result<Resp
         // After answering: WorkOS wants a quick 200, and a missing organization name is only cosmetic for a moment.
         let lifecycle = std::sync::Arc::clone(lifecycle);
         let effects = applied.effects.clone();
-        tokio::spawn(async move {
+        state.background.spawn(async move {
             if let Err(error) = lifecycle.fetch_missing_organizations(&effects).await {
                 tracing::warn!(%error, "could not fetch an organization named by a membership; its name shows later");
             }

@@ -571,3 +571,19 @@ async fn a_nul_character_from_workos_is_stored_as_a_replacement_character() {
         .expect("stored");
     assert_eq!(email, "nul\u{FFFD}@example.com");
 }
+
+/// A webhook naming an organization authbridge has not recorded is answered at once, and its name is looked up
+/// from WorkOS after: a stop waits for that look-up, as for every background task, rather than leave it to log
+/// after the server said it stopped (or be cut off with the process).
+#[tokio::test]
+async fn a_stop_waits_for_a_webhooks_look_up_of_an_organizations_name() {
+    let mut app = spawn_app_with(lifecycle_without_standin_webhooks()).await;
+    app.workos.set_latency(standins::workos_standin::Endpoint::Organizations, Duration::from_millis(700));
+    let acme = standins::workos_standin::ACME_ORGANIZATION_ID;
+    let joined = membership("om_late", "user_late", acme, "active", "member", 1);
+    app.deliver_ok(&event("organization_membership.created", joined, at(1))).await;
+    let named = "SELECT count(*) FROM authbridge.organizations WHERE id = $1";
+    assert_eq!(app.query_scalar_i64(named, acme).await, 0, "looked up after the answer");
+    app.shutdown().await.expect("stops");
+    assert_eq!(app.query_scalar_i64(named, acme).await, 1, "recorded before the server stopped");
+}
