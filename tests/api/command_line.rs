@@ -221,16 +221,24 @@ async fn start_serve_with(
         .spawn()
         .expect("start authbridge serve");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = loop {
-        let line = lines.next_line().await.expect("read stderr").expect("serve says where it listens");
-        // `listening addr=127.0.0.1:…`, or `"addr":"127.0.0.1:…"` in JSON.
-        if line.contains("listening")
+    let addr = address_said(&mut lines, "listening").await;
+    (child, lines, addr)
+}
+
+/// The loopback address in the next line that contains `what`: `… addr=127.0.0.1:…`, or `"addr":"127.0.0.1:…"` in
+/// JSON.
+async fn address_said(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    what: &str,
+) -> String {
+    loop {
+        let line = lines.next_line().await.expect("read stderr").unwrap_or_else(|| panic!("serve says: {what}"));
+        if line.contains(what)
             && let Some((_, rest)) = line.split_once("127.0.0.1:")
         {
-            break format!("127.0.0.1:{}", rest.chars().take_while(char::is_ascii_digit).collect::<String>());
+            return format!("127.0.0.1:{}", rest.chars().take_while(char::is_ascii_digit).collect::<String>());
         }
-    };
-    (child, lines, addr)
+    }
 }
 
 /// The counters of the lifecycle's features are there from the first scrape, at zero, only when the feature is on:
@@ -252,14 +260,7 @@ async fn only_the_features_that_are_on_have_their_counters_at_zero() {
     let mut scraped = Vec::new();
     for more in [&metrics_on[..], &with_webhooks[..]] {
         let (mut child, mut lines, _addr) = start_serve_with(&dir, closed.as_str(), "pretty", more).await;
-        let metrics = loop {
-            let line = lines.next_line().await.expect("read stderr").expect("serve says where metrics are");
-            if line.contains("metrics are served")
-                && let Some((_, rest)) = line.split_once("127.0.0.1:")
-            {
-                break format!("127.0.0.1:{}", rest.chars().take_while(char::is_ascii_digit).collect::<String>());
-            }
-        };
+        let metrics = address_said(&mut lines, "metrics are served").await;
         let body = reqwest::get(format!("http://{metrics}/metrics"))
             .await
             .expect("metrics answer")

@@ -37,6 +37,17 @@ async fn start(app: &TestApp, browser: &Browser) -> String {
     page
 }
 
+/// The sign-ins queued for the Audit Logs, as (organization, event).
+async fn signed_in_events(app: &TestApp) -> Vec<(String, serde_json::Value)> {
+    let mut conn = app.db.connect().await;
+    sqlx::query_as(
+        "SELECT organization_id, event FROM authbridge.audit_log_outbox WHERE event->>'action' = 'user.signed_in'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("outbox")
+}
+
 /// The one pending choice this browser holds, as (cookie name, sealed value).
 fn pending_choice(browser: &Browser) -> (String, String) {
     let choices = browser.pending_choices();
@@ -89,13 +100,7 @@ async fn a_member_of_several_organizations_picks_one_and_the_pending_token_never
     assert!(!logs::captured().contains(&pending), "the pending token is not logged");
     // The sign-in is in the chosen organization's Audit Logs (written in the request, to the outbox), and only
     // there: the code exchange that asked for a choice signed nobody in.
-    let mut conn = app.db.connect().await;
-    let signed_in: Vec<(String, serde_json::Value)> = sqlx::query_as(
-        "SELECT organization_id, event FROM authbridge.audit_log_outbox WHERE event->>'action' = 'user.signed_in'",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .expect("outbox");
+    let signed_in = signed_in_events(&app).await;
     assert_eq!(signed_in.len(), 1, "{signed_in:?}");
     let (organization_id, event) = &signed_in[0];
     assert_eq!(organization_id, GLOBEX_ORGANIZATION_ID);
@@ -532,14 +537,7 @@ async fn an_organization_chosen_twice_signs_in_once_at_workos() {
     let request_id = late.header("x-request-id").expect("every answer carries a request id");
     let repeat = "signed in with the session of the same organization choice sent just before";
     assert!(logs::logged(&request_id, "INFO", repeat).await.is_some(), "the repeat is logged");
-    let mut conn = app.db.connect().await;
-    let signed_in: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM authbridge.audit_log_outbox WHERE event->>'action' = 'user.signed_in'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .expect("outbox");
-    assert_eq!(signed_in, 1, "one sign-in in the Audit Logs");
+    assert_eq!(signed_in_events(&app).await.len(), 1, "one sign-in in the Audit Logs");
 
     let other = choose(&browser, &page.body, ACME_ORGANIZATION_ID).await;
     assert!((400..500).contains(&other.status), "{} {}", other.status, other.body);
